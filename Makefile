@@ -1,0 +1,41 @@
+# The two commands of the README: `make test` (and later `make demo`).
+# Both set up everything they need on a fresh Debian machine (as root):
+# the Debian packages below and a virtual environment in .venv.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEB_PACKAGES := lxc lxc-dev libfuse3-dev fuse3 pkg-config xfsprogs rsync \
+	openssh-server busybox-static nftables fio python3-venv
+PYTEST_ARGS ?=
+
+.PHONY: test deps venv bench clean
+
+test: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m tests.bench.control_plane
+
+# Installs only what is missing, so a second run costs a dpkg query.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to install: $$missing" >&2; exit 1; fi; \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+"""Football: move LXC containers between hypervisors with local storage."""
+
+__version__ = "0.1.0"

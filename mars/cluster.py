@@ -1,0 +1,346 @@
+"""Cluster membership: create, join, merge, split, leave, update, wait.
+
+The membership *is* the set of `ips/ip-<host>` tuples. Commands that talk to
+peers do all their network reads and all their checks before they write
+anything locally, so a refused or failed command leaves the store unchanged.
+"""
+
+import uuid as uuidlib
+
+import trio
+
+from mars import antientropy, net
+from mars.errors import MarsError, MarsTimeout, PeerError
+from mars.hostenv import PORT_META, resolve_address
+from mars.keys import DELETED, ip_key, owner_of, resource_of
+from mars.names import check_host
+from mars.store import MetaTuple
+
+
+class Cluster:
+    """Cluster operations of one host, on its store."""
+
+    def __init__(self, env, store, timeout=60.0, dry_run=False, echo=print):
+        self.env = env
+        self.store = store
+        self.timeout = timeout
+        self.dry_run = dry_run
+        self.echo = echo
+
+    # ----------------------------------------------------------- helpers
+    def _state(self):
+        return self.store.state()
+
+    def _my_address(self, state=None, given=None):
+        state = state or self._state()
+        return state.host_ips().get(self.env.host) or resolve_address(self.env.host, given)
+
+    def _require_member(self, state):
+        if not state.in_cluster():
+            raise MarsError(
+                f"host {self.env.host} is not a member of any cluster: "
+                "run create-cluster, or join-cluster <peer>")
+
+    def _run(self, async_fn, *args):
+        return trio.run(async_fn, *args)
+
+    async def _connect(self, address, local_address, timeout=None):
+        return await net.connect(address, PORT_META, self.env.host, self.env.cluster_key(),
+                                 local_address=local_address, timeout=timeout or self.timeout,
+                                 clock=self.store.clock)
+
+    def _report(self, items):
+        for item in items:
+            self.echo(f"would write {item.key} = {item.value}")
+
+    # ------------------------------------------------------------ create
+    def create(self, address=None, force=False):
+        """Start a new cluster with this host as its only member."""
+        state = self._state()
+        if state.host_ips() and not force:
+            raise MarsError(
+                f"host {self.env.host} is already in a cluster with {', '.join(state.cluster_hosts())}: "
+                "leave-cluster first (or --force to start over, dropping that membership)")
+        address = resolve_address(self.env.host, address)
+        changes = {"uuid": f"{uuidlib.uuid4()}", ip_key(self.env.host): address}
+        if self.dry_run:
+            return self._report(self.store.write(changes, dry_run=True))
+        if force and state.host_ips():
+            self.store.forget([item.key for item in self.store.tuples()],
+                              origins=[h for h in self.store.vector() if h != self.env.host])
+        self.env.create_cluster_key()
+        self.store.write(changes)
+
+    # -------------------------------------------------------------- join
+    def join(self, peer, peer_address=None, address=None):
+        """Join the cluster of `peer`. The cluster secret must already be in place."""
+        check_host(peer)
+        state = self._state()
+        if state.host_ips():
+            raise MarsError(
+                f"host {self.env.host} is already in a cluster with {', '.join(state.cluster_hosts())}: "
+                "leave-cluster first, or use merge-cluster to join two clusters")
+        self.env.cluster_key()
+        peer_address = resolve_address(peer, peer_address)
+        address = resolve_address(self.env.host, address)
+        self._run(self._join, peer, peer_address, address)
+
+    async def _join(self, peer, peer_address, address):
+        channel = await self._connect(peer_address, address)
+        try:
+            items, peer_vector = await antientropy.fetch(channel, {}, self.timeout)
+            theirs = {item[0]: item[1] for item in items if item[1] != DELETED}
+            if not any(key.startswith("ips/ip-") for key in theirs):
+                raise MarsError(f"peer {peer} ({peer_address}) is not a member of a cluster itself")
+            taken = theirs.get(ip_key(self.env.host))
+            if taken is not None and taken != address:
+                raise MarsError(
+                    f"host name {self.env.host} is already used in that cluster by {taken}: "
+                    "every host needs its own name")
+            for key, value in theirs.items():
+                if key.startswith("ips/ip-") and value == address and key != ip_key(self.env.host):
+                    raise MarsError(f"address {address} is already used by {key[len('ips/ip-'):]}")
+            self.store.clock.observe(max((item[2] for item in items), default=0))
+            mine = MetaTuple(ip_key(self.env.host), address, self.store.clock.now(), self.env.host)
+            if self.dry_run:
+                return self._report([mine])
+            # The peer learns about us first: if that fails, nothing was written here.
+            await antientropy.push(channel, [mine], self.timeout)
+            self.store.apply(list(items) + [mine])
+        finally:
+            await channel.aclose()
+
+    # ------------------------------------------------------------- merge
+    def merge(self, peer, peer_address=None):
+        """Merge the cluster of `peer` with ours (both must share the secret)."""
+        check_host(peer)
+        state = self._state()
+        self._require_member(state)
+        if peer in state.host_ips():
+            self.echo(f"{peer} is already a member of this cluster; nothing to do")
+            return
+        peer_address = resolve_address(peer, peer_address)
+        self._run(self._merge, state, peer, peer_address)
+
+    async def _merge(self, state, peer, peer_address):
+        channel = await self._connect(peer_address, self._my_address(state))
+        try:
+            items, peer_vector = await antientropy.fetch(channel, {}, self.timeout)
+            theirs = {item[0]: item[1] for item in items if item[1] != DELETED}
+            their_hosts = {key[len("ips/ip-"):]: value for key, value in theirs.items()
+                           if key.startswith("ips/ip-")}
+            clashes = sorted(host for host, addr in their_hosts.items()
+                             if host in state.host_ips() and state.host_ips()[host] != addr)
+            if clashes:
+                raise MarsError(
+                    f"cannot merge: host names used in both clusters with different addresses: "
+                    f"{', '.join(clashes)}")
+            their_resources = {resource_of(key) for key in theirs
+                               if resource_of(key) and key.endswith("/size")}
+            duplicates = sorted(their_resources & set(state.all_resources()))
+            if duplicates:
+                raise MarsError(
+                    f"cannot merge with {peer}: resources exist in both clusters: "
+                    f"{', '.join(duplicates)}; rename or delete one side's first")
+            if self.dry_run:
+                self.echo(f"would merge with {peer}: hosts {', '.join(sorted(their_hosts))}")
+                return
+            await antientropy.push(channel, self.store.changes_since(peer_vector), self.timeout)
+            self.store.apply(items)
+        finally:
+            await channel.aclose()
+
+    # ---------------------------------------------------- update / wait
+    def update(self):
+        """One two-way exchange with every peer now. Returns {host: reason} of failures."""
+        state = self._state()
+        self._require_member(state)
+        return self._run(self._update_all, state)
+
+    async def _update_all(self, state):
+        failures = {}
+        address = self._my_address(state)
+
+        async def one(host, peer_address):
+            try:
+                channel = await self._connect(peer_address, address)
+                try:
+                    await antientropy.exchange(channel, self.store, self.timeout)
+                finally:
+                    await channel.aclose()
+            except PeerError as exc:
+                failures[host] = str(exc)
+
+        async with trio.open_nursery() as nursery:
+            for host in state.peers():
+                nursery.start_soon(one, host, state.host_ips()[host])
+        return failures
+
+    def wait(self, hosts, ping_timeout=5.0):
+        """Wait until marsd answers on every host in `hosts` (this one included),
+        or raise MarsTimeout naming those that did not."""
+        state = self._state()
+        self._require_member(state)
+        unknown = [host for host in hosts if host not in state.host_ips()]
+        if unknown:
+            raise MarsError(f"not cluster members: {', '.join(unknown)}")
+        return self._run(self._wait, state, hosts, ping_timeout)
+
+    async def _wait(self, state, hosts, ping_timeout):
+        address = self._my_address(state)
+        missing = {host: "not yet asked" for host in hosts}
+        deadline = None if self.timeout < 0 else trio.current_time() + self.timeout
+
+        async def ping(host):
+            peer_address = state.host_ips()[host]
+            try:
+                channel = await self._connect(peer_address, address, timeout=ping_timeout)
+                try:
+                    await net.request(channel, {"type": "ping"}, timeout=ping_timeout)
+                finally:
+                    await channel.aclose()
+                missing.pop(host, None)
+            except PeerError as exc:
+                missing[host] = str(exc)
+
+        while missing:
+            async with trio.open_nursery() as nursery:
+                for host in list(missing):
+                    nursery.start_soon(ping, host)
+            if not missing:
+                break
+            if deadline is not None and trio.current_time() >= deadline:
+                details = "; ".join(f"{host}: {reason}" for host, reason in sorted(missing.items()))
+                raise MarsTimeout(
+                    f"timed out after {self.timeout:g}s, marsd not answering on "
+                    f"{', '.join(sorted(missing))} ({details}); start marsd there or check the network")
+            await trio.sleep(0.5)
+
+    # ------------------------------------------------------------- split
+    def pieces(self, state):
+        """Partition hosts into groups that share no resource (connected components)."""
+        parent = {host: host for host in state.cluster_hosts()}
+
+        def find(host):
+            while parent[host] != host:
+                parent[host] = parent[parent[host]]
+                host = parent[host]
+            return host
+
+        for res in state.all_resources():
+            members = [m for m in state.members(res) if m in parent]
+            for other in members[1:]:
+                parent[find(other)] = find(members[0])
+        groups = {}
+        for host in parent:
+            groups.setdefault(find(host), []).append(host)
+        pieces = []
+        for hosts in groups.values():
+            resources = sorted(res for res in state.all_resources()
+                               if set(state.members(res)) & set(hosts)
+                               or (not state.members(res) and self.env.host in hosts))
+            pieces.append({"hosts": sorted(hosts), "resources": resources})
+        for piece in pieces:
+            piece["uuid"] = (state.get("uuid") if self.env.host in piece["hosts"]
+                             else f"{uuidlib.uuid4()}")
+        return sorted(pieces, key=lambda piece: piece["hosts"])
+
+    def split(self, force=False):
+        """Split the cluster into pieces that share no resources."""
+        state = self._state()
+        self._require_member(state)
+        pieces = self.pieces(state)
+        if len(pieces) == 1:
+            self.echo("every host shares resources with the others; nothing to split")
+            return pieces
+        if self.dry_run:
+            for piece in pieces:
+                self.echo(f"would form cluster {' '.join(piece['hosts'])}")
+            return pieces
+        failures = self._run(self._send_split, state, pieces, force)
+        apply_split(self.store, pieces)
+        if failures:
+            self.echo("split sent; these hosts did not get it and must be told by hand "
+                      "(leave-cluster there): " + "; ".join(f"{h}: {r}" for h, r in failures.items()))
+        return pieces
+
+    async def _send_split(self, state, pieces, force):
+        address = self._my_address(state)
+        channels = {}
+        failures = {}
+        try:
+            for host in state.peers():
+                try:
+                    channels[host] = await self._connect(state.host_ips()[host], address)
+                except PeerError as exc:
+                    failures[host] = str(exc)
+            if failures and not force:
+                raise MarsError(
+                    "split-cluster needs every host reachable, not reachable: "
+                    + "; ".join(f"{h}: {r}" for h, r in sorted(failures.items()))
+                    + " (--force splits anyway; those hosts keep the old view)")
+            for host, channel in channels.items():
+                try:
+                    await net.request(channel, {"type": "split", "pieces": pieces}, timeout=self.timeout)
+                except PeerError as exc:
+                    failures[host] = str(exc)
+        finally:
+            for channel in channels.values():
+                await channel.aclose()
+        return failures
+
+    # ------------------------------------------------------------- leave
+    def leave(self):
+        """Leave the cluster: tell every peer, then forget the cluster here."""
+        state = self._state()
+        self._require_member(state)
+        mine = state.my_resources()
+        if mine:
+            raise MarsError(
+                f"host {self.env.host} still holds replicas of {', '.join(mine)}: "
+                "leave-resource (or delete-resource) them first")
+        if self.dry_run:
+            self.echo(f"would leave the cluster of {', '.join(state.peers()) or 'no other host'}")
+            return
+        own = [item.key for item in self.store.tuples(include_tombstones=False)
+               if owner_of(item.key) == self.env.host]
+        tombstones = self.store.delete(own)
+        failures = self._run(self._tell_peers, state, tombstones)
+        if failures:
+            self.echo("left; these peers were not reachable and learn it when they next pull "
+                      "from a peer that has it: " + "; ".join(f"{h}: {r}" for h, r in failures.items()))
+        self.store.forget([item.key for item in self.store.tuples()],
+                          origins=[origin for origin in self.store.vector()])
+
+    async def _tell_peers(self, state, items):
+        address = state.host_ips()[self.env.host]
+        failures = {}
+        for host in state.peers():
+            try:
+                channel = await self._connect(state.host_ips()[host], address)
+                try:
+                    await antientropy.push(channel, items, self.timeout)
+                finally:
+                    await channel.aclose()
+            except PeerError as exc:
+                failures[host] = str(exc)
+        return failures
+
+
+def apply_split(store, pieces):
+    """Forget every host and resource outside this host's piece, and take the
+    piece's cluster id. Called on every host of the old cluster."""
+    mine = next((piece for piece in pieces if store.host in piece["hosts"]), None)
+    if mine is None:
+        raise MarsError(f"split plan does not mention host {store.host}")
+    keep_hosts = set(mine["hosts"])
+    keep_resources = set(mine["resources"])
+    others = {host for piece in pieces for host in piece["hosts"]} - keep_hosts
+    doomed = []
+    for item in store.tuples():
+        owner = owner_of(item.key)
+        res = resource_of(item.key)
+        if (owner is not None and owner in others) or (res is not None and res not in keep_resources):
+            doomed.append(item.key)
+    store.forget(doomed, origins=others)
+    store.write({"uuid": mine["uuid"]})

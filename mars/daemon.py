@@ -1,0 +1,277 @@
+"""marsd: the per-host MARS daemon.
+
+One marsd per host, bound to the host's address from `ips/ip-<host>`:
+- serves the peer protocol on port 7777 (every connection authenticated with
+  the cluster secret before anything is accepted);
+- every round: reports liveness (`actual-<host>/time`, `alive`), keeps one
+  puller task per peer (pull-based anti-entropy, reconnect with backoff),
+  drops its own keys of deleted resources, purges old tombstones;
+- writes a pid file, shuts down cleanly on SIGTERM/SIGINT, logs to stderr
+  (which is the journal under systemd).
+marsadm writes the wishes into the store; marsd makes them happen and spreads
+them. marsd may start before the host is in a cluster: it waits."""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+
+import tenacity
+import trio
+
+from mars import antientropy, net
+from mars.cluster import apply_split
+from mars.errors import MarsError, PeerError
+from mars.hostenv import PORT_META, HostEnv
+from mars.keys import alive_key, owner_of, resource_of, time_key
+from mars.store import Store
+
+log = logging.getLogger("marsd")
+
+
+class PidFile:
+    """`<state dir>/marsd.pid`; refuses to start twice for one host."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def acquire(self):
+        try:
+            pid = int(self.path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            pid = None
+        if pid and pid != os.getpid() and _process_alive(pid):
+            raise MarsError(f"marsd already runs for this host (pid {pid}, {self.path})")
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, self.path)
+
+    def release(self):
+        try:
+            if int(self.path.read_text().strip()) == os.getpid():
+                self.path.unlink()
+        except (FileNotFoundError, ValueError):
+            pass
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Daemon:
+    """The control plane of one host."""
+
+    def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0):
+        self.env = env
+        self.round_interval = round_interval
+        self.tombstone_retention = tombstone_retention
+        self.window = window
+        self.store = None
+        self.peer_scopes = {}           # host -> (address, CancelScope)
+        self.served_address = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED):
+        self.env.ensure_state_dir()
+        self.store = Store(self.env.db_path, self.env.host)
+        pidfile = PidFile(self.env.pid_path)
+        pidfile.acquire()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+                task_status.started()
+                address = await self._wait_for_membership()
+                self.key = self.env.cluster_key()
+                await nursery.start(self._serve, address)
+                log.info("marsd %s serving on %s:%d", self.env.host, address, PORT_META)
+                nursery.start_soon(self._rounds, nursery)
+        finally:
+            self._report_alive("0")
+            self.store.close()
+            pidfile.release()
+            log.info("marsd %s stopped", self.env.host)
+
+    async def _watch_signals(self, cancel_scope):
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal %d: shutting down", signum)
+                cancel_scope.cancel()
+                return
+
+    async def _wait_for_membership(self):
+        announced = False
+        while True:
+            address = self.store.state().host_ips().get(self.env.host)
+            if address:
+                return address
+            if not announced:
+                log.info("host %s is not in a cluster yet; waiting for create-cluster or join-cluster",
+                         self.env.host)
+                announced = True
+            await trio.sleep(self.round_interval)
+
+    def _report_alive(self, value):
+        try:
+            if self.store.state().in_cluster():
+                self.store.write({time_key(self.env.host): f"{time.time():.3f}",
+                                  alive_key(self.env.host): value})
+        except Exception as exc:  # shutting down: never mask the real exit
+            log.warning("could not record liveness: %s", exc)
+
+    # --------------------------------------------------------------- server
+    async def _serve(self, address, task_status=trio.TASK_STATUS_IGNORED):
+        self.served_address = address
+        await trio.serve_tcp(self._handle, PORT_META, host=address, task_status=task_status)
+
+    async def _handle(self, stream):
+        remote = stream.socket.getpeername()
+        channel = net.Channel(stream, self.store.clock)
+        try:
+            with trio.fail_after(net.HANDSHAKE_TIMEOUT):
+                peer = await net.accept_handshake(channel, self.env.host, self.key)
+            while True:
+                header, payload = await channel.receive()
+                reply = self._answer(peer, header, payload)
+                await channel.send(*reply)
+        except net.ProtocolError as exc:
+            if "authentication" in str(exc):
+                log.warning("refused connection from %s:%d: %s", remote[0], remote[1], exc)
+            else:
+                log.debug("connection from %s:%d ended: %s", remote[0], remote[1], exc)
+        except trio.TooSlowError:
+            log.warning("refused connection from %s:%d: no handshake within %gs",
+                        remote[0], remote[1], net.HANDSHAKE_TIMEOUT)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.debug("connection from %s ended: %s", remote, exc)
+        finally:
+            await stream.aclose()
+
+    def _answer(self, peer, header, payload):
+        reply = antientropy.answer(self.store, peer, header, payload)
+        if reply is not None:
+            return reply
+        if header.get("type") == "split":
+            try:
+                apply_split(self.store, header.get("pieces") or [])
+            except (MarsError, KeyError, TypeError) as exc:
+                return {"type": "error", "reason": f"bad split plan: {exc}"}, b""
+            log.info("cluster split by %s: now %s", peer, ", ".join(self.store.state().cluster_hosts()))
+            return {"type": "ok"}, b""
+        return {"type": "error", "reason": f"unknown request {header.get('type')!r}"}, b""
+
+    # --------------------------------------------------------------- rounds
+    async def _rounds(self, nursery):
+        while True:
+            started = trio.current_time()
+            self._report_alive("1")
+            state = self.store.state()
+            self._track_peers(nursery, state)
+            self._drop_keys_of_deleted_resources()
+            self._purge_tombstones(state)
+            await trio.sleep_until(started + self.round_interval)
+
+    def _track_peers(self, nursery, state):
+        wanted = {host: addr for host, addr in state.host_ips().items() if host != self.env.host}
+        for host, (address, scope) in list(self.peer_scopes.items()):
+            if wanted.get(host) != address:
+                scope.cancel()
+                del self.peer_scopes[host]
+                log.info("stopped pulling from %s (%s)", host, "left" if host not in wanted else "moved")
+        for host, address in wanted.items():
+            if host not in self.peer_scopes:
+                scope = trio.CancelScope()
+                self.peer_scopes[host] = (address, scope)
+                nursery.start_soon(self._pull_from_peer, host, address, scope)
+
+    async def _pull_from_peer(self, host, address, scope):
+        """Keep a connection to one peer and pull every round; reconnect with backoff."""
+        local = self.store.state().host_ips().get(self.env.host)
+        failures = 0
+
+        def log_failure(retry_state):
+            nonlocal failures
+            failures += 1
+            exc = retry_state.outcome.exception()
+            level = logging.WARNING if failures in (1, 10) or failures % 100 == 0 else logging.DEBUG
+            log.log(level, "%s (attempt %d)", exc, failures)
+
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(PeerError),
+            wait=tenacity.wait_exponential(multiplier=self.round_interval / 2, max=10 * self.round_interval),
+            sleep=trio.sleep, before_sleep=log_failure)
+        with scope:
+            async for attempt in retrying:
+                with attempt:
+                    channel = await net.connect(address, PORT_META, self.env.host, self.key,
+                                                local_address=local, timeout=10.0,
+                                                clock=self.store.clock)
+                    if failures:
+                        log.info("peer %s (%s) reachable again", host, address)
+                        failures = 0
+                    try:
+                        while True:
+                            started = trio.current_time()
+                            await antientropy.pull(channel, self.store, timeout=60.0)
+                            await trio.sleep_until(started + self.round_interval)
+                    finally:
+                        await channel.aclose()
+
+    def _drop_keys_of_deleted_resources(self):
+        """delete-resource removes the shared keys; each member removes its own."""
+        live = self.store.live_values("resource-")
+        existing = {resource_of(key) for key in live if key.endswith("/size")}
+        stale = [key for key in live
+                 if owner_of(key) == self.env.host and resource_of(key) not in existing]
+        if stale:
+            log.info("resource deleted: dropping own keys %s", ", ".join(sorted(stale)))
+            self.store.delete(stale)
+
+    def _purge_tombstones(self, state):
+        alive = [host for host in state.peers() if state.is_alive(host, self.window)]
+        purged = self.store.purge_tombstones(int(self.tombstone_retention * 1e9), alive)
+        if purged:
+            log.debug("purged %d tombstones", purged)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="marsd", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", help="host name (default MARS_HOST, else the short hostname)")
+    parser.add_argument("--round-interval", type=float,
+                        default=float(os.environ.get("MARS_ROUND_INTERVAL", "1.0")),
+                        help="seconds between rounds (liveness, pulls); default 1.0")
+    parser.add_argument("--tombstone-retention", type=float, default=3600.0,
+                        help="seconds a tombstone is kept at least; default 3600")
+    parser.add_argument("--window", type=float, default=60.0,
+                        help="a peer reporting within this many seconds is alive; default 60")
+    parser.add_argument("--log-level", default=os.environ.get("MARS_LOG_LEVEL", "INFO"))
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s marsd[%(process)d] %(levelname)s %(message)s")
+    try:
+        env = HostEnv.from_environment(host=args.host)
+        daemon = Daemon(env, args.round_interval, args.tombstone_retention, args.window)
+        trio.run(daemon.run)
+    except* MarsError as group:
+        for exc in group.exceptions:
+            log.error("%s", exc)
+        sys.exit(group.exceptions[0].exit_code)
+    except* OSError as group:
+        for exc in group.exceptions:
+            log.error("cannot serve: %s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The metadata key schema (MARS's names) and a read model over it.
+
+Keys keep the kernel MARS symlink names, so `view-tree` prints the familiar
+tree. A key that carries a host name belongs to that host: only that host
+writes it (`owner_of`). Keys without one (`uuid`, `resource-<res>/size`,
+`primary`, `systemd-*`) resolve by newest stamp."""
+
+import re
+import time
+
+DELETED = ".deleted"          # tombstone value, as in kernel MARS
+NO_PRIMARY = "(none)"
+
+_HOST = r"(?P<host>[a-z][-a-z0-9]*)"
+_OWNED_KEY_PATTERNS = [
+    re.compile(rf"^ips/ip-{_HOST}$"),
+    re.compile(rf"^actual-{_HOST}/"),
+    re.compile(rf"^resource-[^/]+/(?:data|device|replay|syncstatus|syncpos)-{_HOST}$"),
+    re.compile(rf"^resource-[^/]+/version-\d+-{_HOST}$"),
+    re.compile(rf"^resource-[^/]+/(?:todo|actual)-{_HOST}/"),
+]
+RESOURCE_KEY_RE = re.compile(r"^resource-(?P<res>[^/]+)/(?P<rest>.+)$")
+
+TODO_SWITCHES = ("attach", "connect", "sync", "allow-replay")
+
+
+def owner_of(key):
+    """The host that alone may write `key`, or None for shared keys."""
+    for pattern in _OWNED_KEY_PATTERNS:
+        match = pattern.match(key)
+        if match:
+            return match.group("host")
+    return None
+
+
+def resource_of(key):
+    """The resource a key belongs to, or None for cluster keys."""
+    match = RESOURCE_KEY_RE.match(key)
+    return match.group("res") if match else None
+
+
+# Key builders: the one place that spells the schema.
+def ip_key(host):
+    return f"ips/ip-{host}"
+
+
+def alive_key(host):
+    return f"actual-{host}/alive"
+
+
+def time_key(host):
+    return f"actual-{host}/time"
+
+
+def res_key(res, name):
+    return f"resource-{res}/{name}"
+
+
+def data_key(res, host):
+    return res_key(res, f"data-{host}")
+
+
+def todo_key(res, host, switch):
+    return res_key(res, f"todo-{host}/{switch}")
+
+
+class ClusterState:
+    """What the live tuples of one host's store say, as domain questions.
+
+    `values` maps key -> value and must hold live tuples only (no tombstones).
+    Everything here is pure: the store is read once, questions are answered
+    from that snapshot."""
+
+    def __init__(self, values, local_host):
+        self.values = values
+        self.local_host = local_host
+        self._resources = None
+
+    def get(self, key, default=""):
+        return self.values.get(key, default)
+
+    # cluster
+    def host_ips(self):
+        """{host: address} of every cluster member, this host included."""
+        prefix = "ips/ip-"
+        return {key[len(prefix):]: value for key, value in self.values.items()
+                if key.startswith(prefix)}
+
+    def cluster_hosts(self):
+        return sorted(self.host_ips())
+
+    def in_cluster(self):
+        return self.local_host in self.host_ips()
+
+    def peers(self):
+        return [host for host in self.cluster_hosts() if host != self.local_host]
+
+    def last_seen(self, host):
+        """Wall-clock time (seconds) of the host's last liveness report, or None."""
+        try:
+            return float(self.values[time_key(host)])
+        except (KeyError, ValueError):
+            return None
+
+    def is_alive(self, host, window, now=None):
+        if host == self.local_host:
+            return True
+        seen = self.last_seen(host)
+        if seen is None or self.values.get(alive_key(host)) != "1":
+            return False
+        return (now if now is not None else time.time()) - seen <= window
+
+    # resources
+    def resources(self):
+        """{res: {rest-of-key: value}} for every resource whose size is set."""
+        if self._resources is None:
+            grouped = {}
+            for key, value in self.values.items():
+                match = RESOURCE_KEY_RE.match(key)
+                if match:
+                    grouped.setdefault(match.group("res"), {})[match.group("rest")] = value
+            self._resources = {res: keys for res, keys in grouped.items() if "size" in keys}
+        return self._resources
+
+    def all_resources(self):
+        return sorted(self.resources())
+
+    def exists(self, res):
+        return res in self.resources()
+
+    def members(self, res):
+        """Hosts holding a replica (`data-<host>`), sorted."""
+        keys = self.resources().get(res, {})
+        return sorted(rest[len("data-"):] for rest in keys if rest.startswith("data-"))
+
+    def my_resources(self):
+        host_key = f"data-{self.local_host}"
+        return sorted(res for res, keys in self.resources().items() if host_key in keys)
+
+    def size(self, res):
+        return int(self.resources()[res]["size"])
+
+    def designated_primary(self, res):
+        """The designated primary, or None when it is `(none)` or unset."""
+        value = self.resources().get(res, {}).get("primary", NO_PRIMARY)
+        return None if value in ("", NO_PRIMARY) else value
+
+    def disk(self, res, host=None):
+        return self.resources().get(res, {}).get(f"data-{host or self.local_host}", "")
+
+    def resource_value(self, res, name, default=""):
+        return self.resources().get(res, {}).get(name, default)
+
+    def disk_owner(self, path, host=None):
+        """The resource that uses `path` as its disk on `host`, if any."""
+        name = f"data-{host or self.local_host}"
+        for res, keys in self.resources().items():
+            if keys.get(name) == path:
+                return res
+        return None

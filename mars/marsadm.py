@@ -1,0 +1,296 @@
+"""marsadm: the MARS admin command line (a compatible subset of kernel MARS's).
+
+Global options may stand anywhere on the line, as with the original:
+`marsadm view-get-primary vm1 --timeout=5` equals
+`marsadm --timeout=5 view-get-primary vm1`."""
+
+import sys
+from functools import wraps
+
+import click
+
+from mars import __version__
+from mars.cluster import Cluster
+from mars.errors import EXIT_ERROR, MarsError
+from mars.hostenv import HostEnv
+from mars.resources import Resources
+from mars.store import Store
+from mars.tree import read_tree, render_tree
+from mars.views import CLUSTER_VIEWS, RESOURCE_VIEWS, expand_resources, render
+
+GLOBAL_FLAGS = ("--force", "--ignore-sync", "--dry-run")
+GLOBAL_VALUED = ("--timeout", "--window", "--host", "--ip")
+
+EPILOG = """\b
+Environment: MARS_ROOT relocates the host's state (default /: /mars, /dev/mars);
+MARS_HOST names the host (default: the short hostname).
+\b
+Exit codes: 0 done; 1 refused (bad input or failed precondition, nothing
+changed); 2 command line not understood; 3 timed out (see --timeout)."""
+
+
+class Context:
+    """What every command needs: the host, its store, the global options."""
+
+    def __init__(self, options):
+        self.options = options
+        self.env = HostEnv.from_environment(host=options["host"])
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            self.env.ensure_state_dir()
+            self._store = Store(self.env.db_path, self.env.host)
+        return self._store
+
+    def cluster(self):
+        return Cluster(self.env, self.store, timeout=self.options["timeout"],
+                       dry_run=self.options["dry_run"], echo=click.echo)
+
+    def resources(self):
+        return Resources(self.env, self.store, dry_run=self.options["dry_run"], echo=click.echo)
+
+    def close(self):
+        if self._store is not None:
+            self._store.close()
+
+
+def hoist_global_options(argv):
+    """Move global options from anywhere on the line to the front."""
+    front, rest = [], []
+    tokens = iter(argv)
+    for token in tokens:
+        name = token.split("=", 1)[0]
+        if token in GLOBAL_FLAGS:
+            front.append(token)
+        elif name in GLOBAL_VALUED:
+            front.append(token)
+            if "=" not in token:
+                front.append(next(tokens, ""))
+        else:
+            rest.append(token)
+    return front + rest
+
+
+def command(name, **settings):
+    """A marsadm subcommand: gets the Context, turns MarsError into a one-line
+    message and the documented exit code."""
+    def decorate(func):
+        @cli.command(name, **settings)
+        @click.pass_obj
+        @wraps(func)
+        def run(ctx, *args, **kwargs):
+            try:
+                return func(ctx, *args, **kwargs)
+            except MarsError as exc:
+                click.echo(f"marsadm {name}: {exc}", err=True)
+                sys.exit(exc.exit_code)
+            finally:
+                ctx.close()
+        return run
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, prog_name="marsadm")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds to wait for peers or conditions; -1 waits forever.")
+@click.option("--window", type=float, default=60.0, show_default=True,
+              help="A host counts as alive if it reported within this many seconds.")
+@click.option("--host", default=None, help="Act as this host (default MARS_HOST or the hostname).")
+@click.option("--ip", default=None, help="This host's address (create-cluster, join-cluster).")
+@click.option("--force", is_flag=True, help="Override safety checks where a command allows it.")
+@click.option("--ignore-sync", is_flag=True, help="Accept an incomplete sync (primary).")
+@click.option("--dry-run", is_flag=True, help="Say what would be written; change nothing.")
+@click.pass_context
+def cli(click_ctx, **options):
+    """Administer userspace MARS: clusters, resources and views."""
+    try:
+        click_ctx.obj = Context(options)
+    except MarsError as exc:
+        click.echo(f"marsadm: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+# ------------------------------------------------------------------ cluster
+@command("create-cluster")
+def create_cluster(ctx):
+    """Start a new cluster with this host as its first member."""
+    ctx.cluster().create(ctx.options["ip"], force=ctx.options["force"])
+
+
+@command("join-cluster")
+@click.argument("peer")
+@click.argument("peer_ip", required=False)
+def join_cluster(ctx, peer, peer_ip):
+    """Join the cluster PEER belongs to (copy its cluster.key here first)."""
+    ctx.cluster().join(peer, peer_ip, ctx.options["ip"])
+
+
+@command("merge-cluster")
+@click.argument("peer")
+@click.argument("peer_ip", required=False)
+def merge_cluster(ctx, peer, peer_ip):
+    """Merge the cluster of PEER with this host's cluster."""
+    ctx.cluster().merge(peer, peer_ip)
+
+
+@command("split-cluster")
+def split_cluster(ctx):
+    """Split the cluster into pieces that share no resources."""
+    ctx.cluster().split(force=ctx.options["force"])
+
+
+@command("leave-cluster")
+def leave_cluster(ctx):
+    """Leave the cluster (this host must hold no replicas)."""
+    ctx.cluster().leave()
+
+
+@command("update-cluster")
+def update_cluster(ctx):
+    """Exchange metadata with every peer now."""
+    failures = ctx.cluster().update()
+    for host, reason in sorted(failures.items()):
+        click.echo(f"marsadm update-cluster: {host}: {reason}", err=True)
+    if failures:
+        sys.exit(EXIT_ERROR)
+
+
+@command("wait-cluster")
+@click.argument("resource", required=False)
+def wait_cluster(ctx, resource):
+    """Wait until marsd answers on every host (of RESOURCE, if given)."""
+    state = ctx.store.state()
+    if resource:
+        names, _ = expand_resources(state, resource)
+        hosts = sorted({host for res in names for host in state.members(res)} | {ctx.env.host})
+    else:
+        hosts = state.cluster_hosts()
+    ctx.cluster().wait(hosts)
+
+
+@command("lowlevel-ls-host-ips")
+def lowlevel_ls_host_ips(ctx):
+    """Print `<host> <ip>` for every cluster member."""
+    for host, address in sorted(ctx.store.state().host_ips().items()):
+        click.echo(f"{host} {address}")
+
+
+@command("view-tree")
+@click.option("--stamps", is_flag=True, help="Append [stamp origin] to every line.")
+def view_tree(ctx, stamps):
+    """Print the metadata as the familiar /mars symlink tree."""
+    click.echo(render_tree(ctx.store, str(ctx.env.state_dir).rstrip("/") or "/mars", stamps), nl=False)
+
+
+@command("import-tree")
+@click.argument("path", type=click.Path(file_okay=False))
+def import_tree(ctx, path):
+    """Import a kernel-MARS /mars symlink tree (a copy of it) into the store."""
+    items = read_tree(path, ctx.env.host)
+    if ctx.options["dry_run"]:
+        for item in items:
+            click.echo(f"would import {item.key} = {item.value}")
+        return
+    changed = ctx.store.apply(items)
+    click.echo(f"imported {len(changed)} of {len(items)} tuples from {path}")
+
+
+# ---------------------------------------------------------------- resources
+@command("create-resource")
+@click.argument("resource")
+@click.argument("disk")
+@click.argument("size", required=False)
+def create_resource(ctx, resource, disk, size):
+    """Create RESOURCE on DISK with this host as primary."""
+    ctx.resources().create(resource, disk, size)
+
+
+@command("join-resource")
+@click.argument("resource")
+@click.argument("disk")
+def join_resource(ctx, resource, disk):
+    """Become a replica of RESOURCE on DISK."""
+    ctx.resources().join(resource, disk)
+
+
+@command("leave-resource")
+@click.argument("resource")
+def leave_resource(ctx, resource):
+    """Stop being a replica of RESOURCE."""
+    for res in _each(ctx, resource):
+        ctx.resources().leave(res, force=ctx.options["force"])
+
+
+@command("delete-resource")
+@click.argument("resource")
+def delete_resource(ctx, resource):
+    """Remove RESOURCE from the whole cluster."""
+    for res in _each(ctx, resource):
+        ctx.resources().delete(res)
+
+
+@command("set-systemd-unit")
+@click.argument("resource")
+@click.argument("start_unit")
+@click.argument("stop_unit", required=False)
+def set_systemd_unit(ctx, resource, start_unit, stop_unit):
+    """Record the units that start and stop RESOURCE's stack."""
+    ctx.resources().set_systemd_unit(resource, start_unit, stop_unit)
+
+
+@command("get-systemd-unit")
+@click.argument("resource")
+def get_systemd_unit(ctx, resource):
+    """Print `<start unit> <stop unit>` of RESOURCE."""
+    value = ctx.resources().get_systemd_unit(resource)
+    if value:
+        click.echo(value)
+
+
+@command("set-systemd-want")
+@click.argument("resource")
+@click.argument("host", required=False)
+def set_systemd_want(ctx, resource, host):
+    """Record the host where RESOURCE's units should run (default: this host)."""
+    ctx.resources().set_systemd_want(resource, host)
+
+
+@command("get-systemd-want")
+@click.argument("resource")
+def get_systemd_want(ctx, resource):
+    """Print the host where RESOURCE's units should run."""
+    value = ctx.resources().get_systemd_want(resource)
+    if value:
+        click.echo(value)
+
+
+def _each(ctx, argument):
+    names, _ = expand_resources(ctx.store.state(), argument)
+    return names
+
+
+# -------------------------------------------------------------------- views
+def _register_view(macro, needs_resource):
+    @command(f"view-{macro}", help=f"Print the {macro} view.")
+    @click.argument("resource", required=needs_resource)
+    def view(ctx, resource):
+        click.echo(render(ctx.store.state(), macro, resource), nl=False)
+    return view
+
+
+for _macro in RESOURCE_VIEWS:
+    _register_view(_macro, True)
+for _macro in CLUSTER_VIEWS:
+    _register_view(_macro, False)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cli.main(args=hoist_global_options(argv), prog_name="marsadm")
+
+
+if __name__ == "__main__":
+    main()

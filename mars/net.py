@@ -1,0 +1,191 @@
+"""The framed, authenticated peer protocol (port 7777: metadata).
+
+Frame:  !II (header length, payload length) | header (UTF-8 JSON) | payload
+Every header carries `type` and `stamp` (the sender's Lamport clock); the
+receiver advances its clock past it. Payloads over COMPRESS_OVER bytes are
+LZ4-compressed (`"enc": "lz4"` in the header).
+
+Handshake, before anything else is accepted (mutual HMAC-SHA256 over the
+cluster secret; the kernel original trusts the network, we do not):
+
+    server -> {"type": "challenge", "host": S, "nonce": Ns}
+    client -> {"type": "auth", "host": C, "nonce": Nc, "mac": H("client", Ns, Nc, C)}
+    server -> {"type": "welcome", "mac": H("server", Nc, Ns, S)}     or
+              {"type": "refused", "reason": ...} and the connection is closed
+
+Requests after the handshake are answered in order on the same connection.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import struct
+
+import lz4.frame
+import trio
+
+from mars.errors import PeerError
+
+log = logging.getLogger("mars.net")
+
+FRAME = struct.Struct("!II")
+MAX_HEADER = 1 << 20
+MAX_PAYLOAD = 256 << 20
+COMPRESS_OVER = 4096
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not our protocol."""
+
+
+def mac(key, *parts):
+    return hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def encode_frame(header, payload=b""):
+    if len(payload) > COMPRESS_OVER:
+        payload = lz4.frame.compress(payload)
+        header = dict(header, enc="lz4")
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return FRAME.pack(len(head), len(payload)) + head + payload
+
+
+def decode_payload(header, payload):
+    if header.get("enc") == "lz4":
+        return lz4.frame.decompress(payload)
+    return payload
+
+
+class Channel:
+    """A framed message stream over a trio stream."""
+
+    def __init__(self, stream, clock):
+        self.stream = stream
+        self.clock = clock
+        self._buffer = bytearray()
+
+    async def send(self, header, payload=b""):
+        header = dict(header, stamp=self.clock.now())
+        await self.stream.send_all(encode_frame(header, payload))
+
+    async def _read_exactly(self, count):
+        while len(self._buffer) < count:
+            chunk = await self.stream.receive_some(max(65536, count - len(self._buffer)))
+            if not chunk:
+                raise ProtocolError("connection closed by peer")
+            self._buffer += chunk
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    async def receive(self):
+        header_len, payload_len = FRAME.unpack(await self._read_exactly(FRAME.size))
+        if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD:
+            raise ProtocolError(f"frame too large ({header_len}+{payload_len} bytes)")
+        try:
+            header = json.loads(await self._read_exactly(header_len))
+        except ValueError as exc:
+            raise ProtocolError(f"undecodable header: {exc}") from None
+        if not isinstance(header, dict) or "type" not in header:
+            raise ProtocolError("header without a type")
+        payload = decode_payload(header, await self._read_exactly(payload_len))
+        if isinstance(header.get("stamp"), int):
+            self.clock.observe(header["stamp"])
+        return header, payload
+
+    async def aclose(self):
+        await self.stream.aclose()
+
+
+def encode_tuples(items):
+    return json.dumps([list(item) for item in items], separators=(",", ":")).encode()
+
+
+def decode_tuples(payload):
+    items = json.loads(payload) if payload else []
+    if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 4 for i in items):
+        raise ProtocolError("tuple payload is not a list of 4-element lists")
+    return items
+
+
+async def accept_handshake(channel, host, key):
+    """Server side. Returns the authenticated peer's host name, or raises."""
+    nonce = secrets.token_hex(16)
+    await channel.send({"type": "challenge", "host": host, "nonce": nonce})
+    header, _ = await channel.receive()
+    peer = header.get("host", "?")
+    expected = mac(key, "client", nonce, str(header.get("nonce", "")), str(peer))
+    if header.get("type") != "auth" or not hmac.compare_digest(str(header.get("mac", "")), expected):
+        await channel.send({"type": "refused", "reason": "authentication failed: wrong cluster secret"})
+        raise ProtocolError(f"authentication failed for client claiming to be {peer!r}")
+    await channel.send({"type": "welcome", "host": host,
+                        "mac": mac(key, "server", header["nonce"], nonce, host)})
+    return peer
+
+
+async def connect(address, port, host, key, local_address=None, timeout=10.0, clock=None):
+    """Open an authenticated channel to a peer. Raises PeerError with the reason."""
+    target = f"{address}:{port}"
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(address, port, local_address=local_address)
+            channel = Channel(stream, clock)
+            try:
+                header, _ = await channel.receive()
+                if header.get("type") != "challenge":
+                    raise ProtocolError(f"expected a challenge, got {header.get('type')!r}")
+                nonce = secrets.token_hex(16)
+                await channel.send({"type": "auth", "host": host, "nonce": nonce,
+                                    "mac": mac(key, "client", header["nonce"], nonce, host)})
+                reply, _ = await channel.receive()
+                server = header.get("host", "?")
+                if reply.get("type") == "refused":
+                    raise PeerError(
+                        f"peer {target} refused us: {reply.get('reason')}; every host needs the "
+                        "same cluster.key in its state dir")
+                if reply.get("type") != "welcome" or not hmac.compare_digest(
+                        str(reply.get("mac", "")), mac(key, "server", nonce, header["nonce"], server)):
+                    raise PeerError(
+                        f"peer {target} failed to prove the cluster secret: it belongs to another "
+                        "cluster or is an impostor; not talking to it")
+                channel.peer = server
+                return channel
+            except BaseException:
+                await stream.aclose()
+                raise
+    except trio.TooSlowError:
+        raise PeerError(f"peer {target} did not answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise PeerError(f"peer {target} unreachable: {_os_reason(exc)}") from None
+    except ProtocolError as exc:
+        raise PeerError(f"peer {target}: protocol error: {exc}") from None
+
+
+def _os_reason(exc):
+    """The first concrete reason inside trio's "all attempts failed" error."""
+    cause = exc.__cause__
+    while isinstance(cause, BaseExceptionGroup):
+        cause = cause.exceptions[0]
+    if isinstance(cause, OSError):
+        exc = cause
+    return exc.strerror or str(exc)
+
+
+async def request(channel, header, payload=b"", timeout=60.0):
+    """Send one request and return the reply; an `error` reply raises PeerError."""
+    try:
+        with trio.fail_after(timeout):
+            await channel.send(header, payload)
+            reply, body = await channel.receive()
+    except trio.TooSlowError:
+        raise PeerError(f"peer {getattr(channel, 'peer', '?')} did not answer "
+                        f"{header['type']} within {timeout:g}s") from None
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as exc:
+        raise PeerError(f"peer {getattr(channel, 'peer', '?')}: connection lost ({exc})") from None
+    if reply.get("type") == "error":
+        raise PeerError(f"peer {getattr(channel, 'peer', '?')} refused {header['type']}: "
+                        f"{reply.get('reason')}")
+    return reply, body

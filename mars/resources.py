@@ -1,0 +1,165 @@
+"""Resource metadata commands: create, join, leave, delete, systemd settings.
+
+Each command checks everything against one snapshot of the store and only
+then writes its keys in a single transaction, so a refused command changes
+nothing. (The data plane that acts on these keys lives in marsd.)"""
+
+import os
+import re
+import stat
+
+from mars.errors import MarsError
+from mars.keys import NO_PRIMARY, TODO_SWITCHES, data_key, owner_of, res_key, todo_key
+from mars.names import check_host, check_resource, parse_size
+
+UNIT_RE = re.compile(r"^[A-Za-z0-9@._:\\-]{1,255}$")
+
+
+def disk_size(path):
+    """Size in bytes of a block device or regular file, or MarsError."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise MarsError(f"disk {path} does not exist on this host: create the LV (or file) first") from None
+    if not (stat.S_ISBLK(mode) or stat.S_ISREG(mode)):
+        raise MarsError(f"disk {path} is neither a block device nor a regular file")
+    with open(path, "rb") as handle:
+        return handle.seek(0, os.SEEK_END)
+
+
+class Resources:
+    """Resource metadata operations of one host."""
+
+    def __init__(self, env, store, dry_run=False, echo=print):
+        self.env = env
+        self.store = store
+        self.dry_run = dry_run
+        self.echo = echo
+        self.host = env.host
+
+    def _write(self, changes):
+        written = self.store.write(changes, dry_run=self.dry_run)
+        if self.dry_run:
+            for item in written:
+                self.echo(f"would write {item.key} = {item.value}")
+        return written
+
+    def _state_in_cluster(self):
+        state = self.store.state()
+        if not state.in_cluster():
+            raise MarsError(f"host {self.host} is not a cluster member: create-cluster or join-cluster first")
+        return state
+
+    def existing(self, state, res):
+        check_resource(res)
+        if not state.exists(res):
+            known = ", ".join(state.all_resources()) or "none"
+            raise MarsError(f"unknown resource {res!r} (known: {known})")
+        return res
+
+    def _check_disk_unused(self, state, disk, res):
+        user = state.disk_owner(disk)
+        if user is not None and user != res:
+            raise MarsError(f"disk {disk} is already the disk of resource {user} on {self.host}")
+
+    def _member_keys(self, res, disk, synced_bytes):
+        changes = {data_key(res, self.host): disk,
+                   res_key(res, f"device-{self.host}"): res,
+                   res_key(res, f"syncstatus-{self.host}"): synced_bytes}
+        changes.update({todo_key(res, self.host, switch): 1 for switch in TODO_SWITCHES})
+        return changes
+
+    def create(self, res, disk, size_text=None):
+        """Create a resource with this host as its designated primary."""
+        check_resource(res)
+        state = self._state_in_cluster()
+        if state.exists(res):
+            raise MarsError(f"resource {res} already exists (members: {', '.join(state.members(res))})")
+        disk = os.path.abspath(disk)
+        available = disk_size(disk)
+        size = parse_size(size_text) if size_text else available
+        if size > available:
+            raise MarsError(f"disk {disk} has {available} bytes, smaller than the requested size {size}")
+        self._check_disk_unused(state, disk, res)
+        changes = {res_key(res, "size"): size, res_key(res, "primary"): self.host}
+        changes.update(self._member_keys(res, disk, size))
+        return self._write(changes)
+
+    def join(self, res, disk):
+        """Become a member (replica) of an existing resource."""
+        state = self._state_in_cluster()
+        self.existing(state, res)
+        disk = os.path.abspath(disk)
+        current = state.disk(res)
+        if current:
+            if current == disk:
+                self.echo(f"{self.host} is already a member of {res} with disk {disk}; nothing to do")
+                return []
+            raise MarsError(f"{self.host} is already a member of {res} with disk {current}, not {disk}")
+        size = state.size(res)
+        available = disk_size(disk)
+        if available < size:
+            raise MarsError(
+                f"disk {disk} is too small for {res}: it has {available} bytes, the resource "
+                f"needs {size}; enlarge the disk (lvresize) first")
+        self._check_disk_unused(state, disk, res)
+        return self._write(self._member_keys(res, disk, 0))
+
+    def _own_keys(self, res):
+        prefix = res_key(res, "")
+        return [key for key in self.store.live_values(prefix) if owner_of(key) == self.host]
+
+    def leave(self, res, force=False):
+        """Stop being a member. The designated primary may not leave."""
+        state = self._state_in_cluster()
+        self.existing(state, res)
+        if not state.disk(res):
+            raise MarsError(f"{self.host} is not a member of {res} (members: {', '.join(state.members(res))})")
+        if state.designated_primary(res) == self.host and not force:
+            raise MarsError(
+                f"{self.host} is the designated primary of {res}: hand over first "
+                f"(marsadm primary {res} on another member), or delete-resource")
+        return self._write({key: None for key in self._own_keys(res)})
+
+    def delete(self, res):
+        """Remove the resource everywhere. Other members drop their own keys
+        when their marsd sees the size gone."""
+        state = self._state_in_cluster()
+        self.existing(state, res)
+        shared = [key for key in self.store.live_values(res_key(res, "")) if owner_of(key) is None]
+        return self._write({key: None for key in shared + self._own_keys(res)})
+
+    def set_systemd_unit(self, res, start_unit, stop_unit=None):
+        state = self._state_in_cluster()
+        self.existing(state, res)
+        stop_unit = stop_unit or start_unit
+        for unit in (start_unit, stop_unit):
+            if not UNIT_RE.match(unit):
+                raise MarsError(f"invalid systemd unit name {unit!r}")
+        return self._write({res_key(res, "systemd-start-unit"): start_unit,
+                            res_key(res, "systemd-stop-unit"): stop_unit})
+
+    def get_systemd_unit(self, res):
+        state = self.store.state()
+        self.existing(state, res)
+        start = state.resource_value(res, "systemd-start-unit")
+        stop = state.resource_value(res, "systemd-stop-unit")
+        return f"{start} {stop}" if start else ""
+
+    def set_systemd_want(self, res, host=None):
+        state = self._state_in_cluster()
+        self.existing(state, res)
+        host = host or self.host
+        if host not in ("(none)", "none"):
+            check_host(host)
+            if host not in state.host_ips():
+                raise MarsError(f"host {host} is not a cluster member ({', '.join(state.cluster_hosts())})")
+        else:
+            host = NO_PRIMARY
+        return self._write({res_key(res, "systemd-want"): host})
+
+    def get_systemd_want(self, res):
+        state = self.store.state()
+        self.existing(state, res)
+        value = state.resource_value(res, "systemd-want")
+        return "" if value == NO_PRIMARY else value

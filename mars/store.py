@@ -1,0 +1,298 @@
+"""The metadata store: tuples (key, value, lamport stamp, origin) in SQLite.
+
+One store per host, at `<state dir>/metadata.sqlite`, in WAL mode so that
+marsd and any number of marsadm processes read and write it concurrently.
+
+Rules (MARS.md, "State directory and metadata store"):
+- last writer wins per key, ordered by (stamp, origin);
+- a key that carries a host name is written only by that host (`keys.owner_of`);
+  tuples from peers that break this are rejected;
+- deletion writes a tombstone (value `.deleted`); `purge_tombstones` removes it
+  once it is old enough and every live peer has reported seeing it;
+- `vector` records, per origin, the newest stamp this store has received from
+  it. Peers pull "everything after my vector", so a round costs O(changes).
+  Stamps of one origin are strictly increasing because every local write takes
+  its stamp inside an immediate (writer-exclusive) transaction from the
+  persisted clock, so the vector is exact and nothing is skipped.
+"""
+
+import sqlite3
+import time
+from typing import NamedTuple
+
+from mars.errors import MarsError
+from mars.keys import DELETED, ClusterState, owner_of
+from mars.lamport import LamportClock
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tuples (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL,
+    stamp  INTEGER NOT NULL,
+    origin TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tuples_by_origin ON tuples (origin, stamp);
+CREATE TABLE IF NOT EXISTS vector (origin TEXT PRIMARY KEY, stamp INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS peer_seen (
+    peer TEXT NOT NULL, origin TEXT NOT NULL, stamp INTEGER NOT NULL,
+    PRIMARY KEY (peer, origin)
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+MAX_KEY_LENGTH = 512
+MAX_VALUE_LENGTH = 4096
+
+
+class MetaTuple(NamedTuple):
+    """One metadata tuple. Ordering for last-writer-wins is (stamp, origin)."""
+
+    key: str
+    value: str
+    stamp: int
+    origin: str
+
+    @property
+    def deleted(self):
+        return self.value == DELETED
+
+    def newer_than(self, other):
+        return other is None or (self.stamp, self.origin) > (other.stamp, other.origin)
+
+
+def check_tuple_shape(item):
+    """Reject tuples that could not have come from a well-behaved host."""
+    key, value, stamp, origin = item
+    if not (isinstance(key, str) and isinstance(value, str) and isinstance(origin, str)
+            and isinstance(stamp, int)):
+        raise ValueError(f"malformed tuple {item!r}")
+    if (not key or len(key) > MAX_KEY_LENGTH or len(value) > MAX_VALUE_LENGTH
+            or key.startswith("/") or ".." in key.split("/") or "\n" in key + value):
+        raise ValueError(f"malformed key or value in tuple for key {key[:80]!r}")
+    owner = owner_of(key)
+    if owner is not None and owner != origin:
+        raise ValueError(f"key {key!r} belongs to host {owner}, not to origin {origin}")
+    return MetaTuple(key, value, stamp, origin)
+
+
+class Store:
+    """One host's metadata store."""
+
+    def __init__(self, path, host, wall=time.time_ns, busy_timeout=30.0):
+        self.path = path
+        self.host = host
+        self.db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.clock = LamportClock(self._persisted_clock(), wall=wall)
+
+    def close(self):
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---------------------------------------------------------------- reading
+    def _persisted_clock(self):
+        row = self.db.execute("SELECT value FROM meta WHERE name='clock'").fetchone()
+        return row[0] if row else 0
+
+    def get(self, key):
+        """The stored tuple for `key` (tombstones included), or None."""
+        row = self.db.execute(
+            "SELECT key, value, stamp, origin FROM tuples WHERE key=?", (key,)).fetchone()
+        return MetaTuple(*row) if row else None
+
+    def value(self, key, default=""):
+        item = self.get(key)
+        return default if item is None or item.deleted else item.value
+
+    def live_values(self, prefix=""):
+        """{key: value} of every tuple that is not a tombstone."""
+        rows = self.db.execute(
+            "SELECT key, value FROM tuples WHERE value != ? AND key >= ? AND key < ?",
+            (DELETED, prefix, prefix + "\U0010ffff"))
+        return dict(rows)
+
+    def state(self):
+        """A ClusterState snapshot of the live tuples."""
+        return ClusterState(self.live_values(), self.host)
+
+    def tuples(self, include_tombstones=True):
+        sql = "SELECT key, value, stamp, origin FROM tuples"
+        params = ()
+        if not include_tombstones:
+            sql += " WHERE value != ?"
+            params = (DELETED,)
+        return [MetaTuple(*row) for row in self.db.execute(sql + " ORDER BY key", params)]
+
+    def vector(self):
+        """{origin: newest stamp received from that origin}."""
+        return dict(self.db.execute("SELECT origin, stamp FROM vector"))
+
+    def changes_since(self, vector):
+        """Every tuple newer than what `vector` says the asker has, oldest first."""
+        result = []
+        origins = [row[0] for row in self.db.execute("SELECT DISTINCT origin FROM tuples")]
+        for origin in origins:
+            since = vector.get(origin, -1)
+            result.extend(MetaTuple(*row) for row in self.db.execute(
+                "SELECT key, value, stamp, origin FROM tuples WHERE origin=? AND stamp>?",
+                (origin, since)))
+        result.sort(key=lambda item: item.stamp)
+        return result
+
+    # ---------------------------------------------------------------- writing
+    def _begin(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def _stamp_in_transaction(self):
+        self.clock.observe(self._persisted_clock())
+        stamp = self.clock.now()
+        self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', ?)", (stamp,))
+        return stamp
+
+    def _raise_vector(self, origin, stamp):
+        self.db.execute(
+            "INSERT INTO vector (origin, stamp) VALUES (?, ?) "
+            "ON CONFLICT(origin) DO UPDATE SET stamp=max(stamp, excluded.stamp)",
+            (origin, stamp))
+
+    def write(self, changes, dry_run=False):
+        """Write local changes atomically: {key: value}, value None deletes.
+
+        Keys owned by another host are refused (MarsError) before anything is
+        written. Unchanged values and deletions of absent keys are skipped.
+        Returns the tuples written (all with one fresh stamp)."""
+        for key in changes:
+            owner = owner_of(key)
+            if owner is not None and owner != self.host:
+                raise MarsError(f"key {key!r} belongs to host {owner}; only {owner} may change it")
+        if dry_run:
+            return [MetaTuple(key, DELETED if value is None else str(value), 0, self.host)
+                    for key, value in changes.items()]
+        written = []
+        self._begin()
+        try:
+            pending = []
+            for key, value in changes.items():
+                current = self.get(key)
+                live = current is not None and not current.deleted
+                if value is None and not live:
+                    continue
+                new_value = DELETED if value is None else str(value)
+                if live and current.value == new_value:
+                    continue
+                pending.append((key, new_value))
+            if pending:
+                stamp = self._stamp_in_transaction()
+                for key, new_value in pending:
+                    item = MetaTuple(key, new_value, stamp, self.host)
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
+                        item)
+                    written.append(item)
+                self._raise_vector(self.host, stamp)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return written
+
+    def delete(self, keys, dry_run=False):
+        return self.write({key: None for key in keys}, dry_run=dry_run)
+
+    def apply(self, items):
+        """Merge tuples received from peers (or imported): last writer wins.
+
+        Every tuple is validated first; a malformed one rejects the whole
+        batch (ValueError) and nothing is written. Returns the tuples that
+        changed this store."""
+        checked = [check_tuple_shape(tuple(item)) for item in items]
+        changed = []
+        if not checked:
+            return changed
+        self._begin()
+        try:
+            newest = {}
+            for item in checked:
+                if item.newer_than(self.get(item.key)):
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
+                        item)
+                    changed.append(item)
+                newest[item.origin] = max(newest.get(item.origin, 0), item.stamp)
+            for origin, stamp in newest.items():
+                self._raise_vector(origin, stamp)
+            top = max(newest.values())
+            self.clock.observe(top)
+            self.db.execute(
+                "INSERT INTO meta (name, value) VALUES ('clock', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)", (top,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def observe(self, stamp):
+        """Advance the clock past a stamp carried by a peer's message."""
+        self.clock.observe(stamp)
+
+    # ------------------------------------------------------ tombstone purging
+    def record_peer_vector(self, peer, vector):
+        """Remember what a peer reported having (from its pull requests)."""
+        self._begin()
+        try:
+            for origin, stamp in vector.items():
+                self.db.execute(
+                    "INSERT INTO peer_seen (peer, origin, stamp) VALUES (?,?,?) "
+                    "ON CONFLICT(peer, origin) DO UPDATE SET stamp=max(stamp, excluded.stamp)",
+                    (peer, origin, int(stamp)))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def purge_tombstones(self, retention_ns, live_peers, now_ns=None):
+        """Remove tombstones older than `retention_ns` that every peer in
+        `live_peers` has reported seeing. Returns the number purged."""
+        now_ns = now_ns if now_ns is not None else time.time_ns()
+        seen = {}
+        for peer, origin, stamp in self.db.execute("SELECT peer, origin, stamp FROM peer_seen"):
+            seen.setdefault(peer, {})[origin] = stamp
+        doomed = []
+        for item in self.db.execute(
+                "SELECT key, value, stamp, origin FROM tuples WHERE value=? AND stamp<?",
+                (DELETED, now_ns - retention_ns)):
+            item = MetaTuple(*item)
+            if all(seen.get(peer, {}).get(item.origin, -1) >= item.stamp for peer in live_peers):
+                doomed.append(item.key)
+        if doomed:
+            self._begin()
+            self.db.executemany("DELETE FROM tuples WHERE key=? AND value=?",
+                                [(key, DELETED) for key in doomed])
+            self.db.execute("COMMIT")
+        return len(doomed)
+
+    # -------------------------------------------------- forgetting (split/leave)
+    def forget(self, keys, origins=()):
+        """Drop tuples outright (no tombstones) and the vectors of `origins`.
+
+        Only for leaving a cluster or splitting one, where the dropped hosts
+        stop talking to this one, so nothing can resurrect what was dropped."""
+        self._begin()
+        try:
+            self.db.executemany("DELETE FROM tuples WHERE key=?", [(key,) for key in keys])
+            for origin in origins:
+                self.db.execute("DELETE FROM vector WHERE origin=?", (origin,))
+                self.db.execute("DELETE FROM peer_seen WHERE peer=? OR origin=?", (origin, origin))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
