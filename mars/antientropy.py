@@ -24,7 +24,7 @@ async def fetch(channel, vector, timeout=60.0):
 
 def apply_from(store, channel, items):
     try:
-        return store.apply(items)
+        return store.apply(items, durable=False)
     except ValueError as exc:
         raise PeerError(f"peer {channel.peer} sent a tuple this host must refuse: {exc}") from None
 
@@ -62,7 +62,7 @@ def answer(store, peer, header, payload):
         return {"type": "tuples", "vector": store.vector()}, net.encode_tuples(items)
     if kind == "push":
         try:
-            changed = store.apply(net.decode_tuples(payload))
+            changed = store.apply(net.decode_tuples(payload), durable=False)
         except (ValueError, net.ProtocolError) as exc:
             return {"type": "error", "reason": f"refused tuples: {exc}"}, b""
         return {"type": "ok", "changed": len(changed)}, b""

@@ -25,10 +25,12 @@ from mars import antientropy, net
 from mars.cluster import apply_split
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_META, HostEnv
-from mars.keys import alive_key, owner_of, resource_of, time_key
+from mars.keys import ClusterState, alive_key, ip_key, owner_of, resource_of, time_key
 from mars.store import Store
 
 log = logging.getLogger("marsd")
+
+PURGE_EVERY = 60        # rounds between tombstone purges
 
 
 class PidFile:
@@ -76,7 +78,7 @@ class Daemon:
         self.window = window
         self.store = None
         self.peer_scopes = {}           # host -> (address, CancelScope)
-        self.served_address = None
+        self.resource_deleted = True    # scan once at start: a delete may have come while down
 
     # ------------------------------------------------------------ lifecycle
     async def run(self, task_status=trio.TASK_STATUS_IGNORED):
@@ -94,7 +96,10 @@ class Daemon:
                 log.info("marsd %s serving on %s:%d", self.env.host, address, PORT_META)
                 nursery.start_soon(self._rounds, nursery)
         finally:
-            self._report_alive("0")
+            try:
+                self._report_alive("0")
+            except Exception as exc:  # noqa: BLE001 - never mask why we are exiting
+                log.warning("could not record shutdown in the store: %s", exc)
             self.store.close()
             pidfile.release()
             log.info("marsd %s stopped", self.env.host)
@@ -109,7 +114,7 @@ class Daemon:
     async def _wait_for_membership(self):
         announced = False
         while True:
-            address = self.store.state().host_ips().get(self.env.host)
+            address = self.store.value(ip_key(self.env.host))
             if address:
                 return address
             if not announced:
@@ -119,16 +124,12 @@ class Daemon:
             await trio.sleep(self.round_interval)
 
     def _report_alive(self, value):
-        try:
-            if self.store.state().in_cluster():
-                self.store.write({time_key(self.env.host): f"{time.time():.3f}",
-                                  alive_key(self.env.host): value})
-        except Exception as exc:  # shutting down: never mask the real exit
-            log.warning("could not record liveness: %s", exc)
+        if self.store.value(ip_key(self.env.host)):
+            self.store.write({time_key(self.env.host): f"{time.time():.3f}",
+                              alive_key(self.env.host): value})
 
     # --------------------------------------------------------------- server
     async def _serve(self, address, task_status=trio.TASK_STATUS_IGNORED):
-        self.served_address = address
         await trio.serve_tcp(self._handle, PORT_META, host=address, task_status=task_status)
 
     async def _handle(self, stream):
@@ -156,6 +157,8 @@ class Daemon:
 
     def _answer(self, peer, header, payload):
         reply = antientropy.answer(self.store, peer, header, payload)
+        if header.get("type") == "push":
+            self.resource_deleted = True    # cheap to check; pushes are rare
         if reply is not None:
             return reply
         if header.get("type") == "split":
@@ -169,17 +172,25 @@ class Daemon:
 
     # --------------------------------------------------------------- rounds
     async def _rounds(self, nursery):
+        """Every round costs O(changes): only the small `ips/` and `actual-`
+        subtrees are read; whole-tree scans run when a pull brought a deleted
+        resource, and tombstone purging every PURGE_EVERY rounds."""
+        round_number = 0
         while True:
             started = trio.current_time()
             self._report_alive("1")
-            state = self.store.state()
-            self._track_peers(nursery, state)
-            self._drop_keys_of_deleted_resources()
-            self._purge_tombstones(state)
+            self._track_peers(nursery, self.store.live_values("ips/"))
+            if self.resource_deleted:
+                self.resource_deleted = False
+                self._drop_keys_of_deleted_resources()
+            if round_number % PURGE_EVERY == 0:
+                self._purge_tombstones()
+            round_number += 1
             await trio.sleep_until(started + self.round_interval)
 
-    def _track_peers(self, nursery, state):
-        wanted = {host: addr for host, addr in state.host_ips().items() if host != self.env.host}
+    def _track_peers(self, nursery, ips):
+        wanted = {key[len("ips/ip-"):]: addr for key, addr in ips.items()}
+        wanted.pop(self.env.host, None)
         for host, (address, scope) in list(self.peer_scopes.items()):
             if wanted.get(host) != address:
                 scope.cancel()
@@ -193,7 +204,7 @@ class Daemon:
 
     async def _pull_from_peer(self, host, address, scope):
         """Keep a connection to one peer and pull every round; reconnect with backoff."""
-        local = self.store.state().host_ips().get(self.env.host)
+        local = self.store.value(ip_key(self.env.host))
         failures = 0
 
         def log_failure(retry_state):
@@ -219,7 +230,9 @@ class Daemon:
                     try:
                         while True:
                             started = trio.current_time()
-                            await antientropy.pull(channel, self.store, timeout=60.0)
+                            changed = await antientropy.pull(channel, self.store, timeout=60.0)
+                            if any(item.deleted and item.key.endswith("/size") for item in changed):
+                                self.resource_deleted = True
                             await trio.sleep_until(started + self.round_interval)
                     finally:
                         await channel.aclose()
@@ -234,7 +247,9 @@ class Daemon:
             log.info("resource deleted: dropping own keys %s", ", ".join(sorted(stale)))
             self.store.delete(stale)
 
-    def _purge_tombstones(self, state):
+    def _purge_tombstones(self):
+        state = ClusterState(self.store.live_values("actual-") | self.store.live_values("ips/"),
+                             self.env.host)
         alive = [host for host in state.peers() if state.is_alive(host, self.window)]
         purged = self.store.purge_tombstones(int(self.tombstone_retention * 1e9), alive)
         if purged:

@@ -33,10 +33,6 @@ CREATE TABLE IF NOT EXISTS tuples (
 );
 CREATE INDEX IF NOT EXISTS tuples_by_origin ON tuples (origin, stamp);
 CREATE TABLE IF NOT EXISTS vector (origin TEXT PRIMARY KEY, stamp INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS peer_seen (
-    peer TEXT NOT NULL, origin TEXT NOT NULL, stamp INTEGER NOT NULL,
-    PRIMARY KEY (peer, origin)
-);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -87,6 +83,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         self.clock = LamportClock(self._persisted_clock(), wall=wall)
+        self.peer_seen = {}             # peer -> {origin: stamp}, see record_peer_vector
 
     def close(self):
         self.db.close()
@@ -138,7 +135,7 @@ class Store:
     def changes_since(self, vector):
         """Every tuple newer than what `vector` says the asker has, oldest first."""
         result = []
-        origins = [row[0] for row in self.db.execute("SELECT DISTINCT origin FROM tuples")]
+        origins = [row[0] for row in self.db.execute("SELECT origin FROM vector")]
         for origin in origins:
             since = vector.get(origin, -1)
             result.extend(MetaTuple(*row) for row in self.db.execute(
@@ -207,16 +204,20 @@ class Store:
     def delete(self, keys, dry_run=False):
         return self.write({key: None for key in keys}, dry_run=dry_run)
 
-    def apply(self, items):
+    def apply(self, items, durable=True):
         """Merge tuples received from peers (or imported): last writer wins.
 
         Every tuple is validated first; a malformed one rejects the whole
         batch (ValueError) and nothing is written. Returns the tuples that
-        changed this store."""
+        changed this store. `durable=False` is for anti-entropy: what peers
+        sent can be fetched again, so a power cut may lose the newest such
+        transactions (never corrupt the store) and the fsync is skipped."""
         checked = [check_tuple_shape(tuple(item)) for item in items]
         changed = []
         if not checked:
             return changed
+        if not durable:
+            self.db.execute("PRAGMA synchronous=NORMAL")
         self._begin()
         try:
             newest = {}
@@ -238,6 +239,9 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        finally:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=FULL")
         return changed
 
     def observe(self, stamp):
@@ -246,26 +250,18 @@ class Store:
 
     # ------------------------------------------------------ tombstone purging
     def record_peer_vector(self, peer, vector):
-        """Remember what a peer reported having (from its pull requests)."""
-        self._begin()
-        try:
-            for origin, stamp in vector.items():
-                self.db.execute(
-                    "INSERT INTO peer_seen (peer, origin, stamp) VALUES (?,?,?) "
-                    "ON CONFLICT(peer, origin) DO UPDATE SET stamp=max(stamp, excluded.stamp)",
-                    (peer, origin, int(stamp)))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        """Remember what a peer reported having (its pull requests carry its
+        vector). Kept in memory: after a restart every live peer reports
+        again within a round, and until then nothing is purged."""
+        seen = self.peer_seen.setdefault(peer, {})
+        for origin, stamp in vector.items():
+            seen[origin] = max(seen.get(origin, -1), int(stamp))
 
     def purge_tombstones(self, retention_ns, live_peers, now_ns=None):
         """Remove tombstones older than `retention_ns` that every peer in
         `live_peers` has reported seeing. Returns the number purged."""
         now_ns = now_ns if now_ns is not None else time.time_ns()
-        seen = {}
-        for peer, origin, stamp in self.db.execute("SELECT peer, origin, stamp FROM peer_seen"):
-            seen.setdefault(peer, {})[origin] = stamp
+        seen = self.peer_seen
         doomed = []
         for item in self.db.execute(
                 "SELECT key, value, stamp, origin FROM tuples WHERE value=? AND stamp<?",
@@ -291,7 +287,7 @@ class Store:
             self.db.executemany("DELETE FROM tuples WHERE key=?", [(key,) for key in keys])
             for origin in origins:
                 self.db.execute("DELETE FROM vector WHERE origin=?", (origin,))
-                self.db.execute("DELETE FROM peer_seen WHERE peer=? OR origin=?", (origin, origin))
+                self.peer_seen.pop(origin, None)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

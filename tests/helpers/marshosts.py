@@ -1,0 +1,160 @@
+"""MARS hosts for tests and benchmarks: one state dir and one 127.x.y.z address
+each, marsd started as a real process and stopped by its pid.
+
+Addresses are drawn at random per run from 127.64.0.0/10 so that a leftover
+from an earlier run (or a lab) cannot collide with this one."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def random_subnet():
+    """Three random octets base for a run: 127.A.B.x."""
+    return f"127.{random.randint(64, 127)}.{random.randint(1, 254)}"
+
+
+class MarsHost:
+    """One host: a root dir, an address, and (while running) a marsd process."""
+
+    def __init__(self, name, address, root, round_interval=0.2):
+        self.name = name
+        self.address = address
+        self.root = Path(root)
+        self.round_interval = round_interval
+        self.process = None
+        self.log_path = self.root / "marsd.log"
+        self._log_offset = 0            # where the running marsd's log lines start
+        (self.root / "mars").mkdir(parents=True, exist_ok=True)
+
+    @property
+    def env(self):
+        env = dict(os.environ, MARS_ROOT=str(self.root), MARS_HOST=self.name)
+        env.pop("MARS_ROUND_INTERVAL", None)
+        return env
+
+    def marsadm(self, *args, check=True, timeout=60):
+        """Run marsadm as this host. Returns CompletedProcess (text)."""
+        result = subprocess.run([str(BIN / "marsadm"), *map(str, args)], env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"marsadm {' '.join(map(str, args))} on {self.name} exited {result.returncode}:\n"
+                f"{result.stdout}{result.stderr}")
+        return result
+
+    def view(self, macro, *args):
+        return self.marsadm(f"view-{macro}", *args).stdout
+
+    def start(self, *extra):
+        assert self.process is None, f"marsd of {self.name} already started"
+        log = open(self.log_path, "a")
+        self._log_offset = self.log_path.stat().st_size
+        self.process = subprocess.Popen(
+            [str(BIN / "marsd"), f"--round-interval={self.round_interval}",
+             "--log-level=DEBUG", *extra],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self.process
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def current_log(self):
+        """The log lines of the marsd started last (the log file is appended
+        to across restarts)."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_bytes()[self._log_offset:].decode(errors="replace")
+
+    def wait_serving(self, timeout=20.0):
+        """Wait until the marsd started last says it serves; returns the seconds."""
+        return wait_until(lambda: "serving on" in self.current_log(), timeout=timeout,
+                          what=f"marsd on {self.name} serving")
+
+    def live_values(self, prefix=""):
+        """{key: value} of the live tuples in this host's store, read directly
+        (much cheaper than a marsadm process when polling)."""
+        with self.store() as store:
+            return store.live_values(prefix)
+
+    def store(self):
+        """Open this host's store directly (read-only use in tests)."""
+        from mars.store import Store
+        return Store(self.root / "mars" / "metadata.sqlite", self.name)
+
+
+class MarsNet:
+    """A set of MARS hosts sharing one cluster secret."""
+
+    def __init__(self, base_dir, round_interval=0.2):
+        self.base_dir = Path(base_dir)
+        self.subnet = random_subnet()
+        self.round_interval = round_interval
+        self.hosts = {}
+
+    def add(self, name):
+        host = MarsHost(name, f"{self.subnet}.{len(self.hosts) + 1}", self.base_dir / name,
+                        self.round_interval)
+        self.hosts[name] = host
+        return host
+
+    def __getitem__(self, name):
+        return self.hosts[name]
+
+    def share_key(self, source, *targets):
+        key = source.root / "mars" / "cluster.key"
+        for target in targets:
+            shutil.copy(key, target.root / "mars" / "cluster.key")
+
+    def create_cluster(self, first, *others, start=True):
+        """create-cluster on `first`, join the others, start every marsd."""
+        first.marsadm("create-cluster", f"--ip={first.address}")
+        if start:
+            first.start()
+            first.wait_serving()
+        for host in others:
+            self.share_key(first, host)
+            host.marsadm("join-cluster", first.name, first.address, f"--ip={host.address}")
+            if start:
+                host.start()
+        return first
+
+    def stop_all(self):
+        for host in self.hosts.values():
+            host.stop()
+
+
+def _serving(host):
+    return "serving on" in host.log()
+
+
+def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
+    """Poll `predicate` until true; AssertionError naming `what` on timeout.
+    Returns the seconds it took."""
+    started = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
