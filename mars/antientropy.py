@@ -22,9 +22,9 @@ async def fetch(channel, vector, timeout=60.0):
     return items, {str(k): int(v) for k, v in peer_vector.items()}
 
 
-def apply_from(store, channel, items):
+def apply_from(store, channel, items, member_only=False):
     try:
-        return store.apply(items, durable=False)
+        return store.apply(items, durable=False, sender=channel.peer if member_only else None)
     except ValueError as exc:
         raise PeerError(f"peer {channel.peer} sent a tuple this host must refuse: {exc}") from None
 
@@ -35,9 +35,11 @@ async def push(channel, items, timeout=60.0):
 
 
 async def pull(channel, store, timeout=60.0):
-    """One pull round: fetch and apply. Returns the tuples that changed the store."""
+    """One pull round of marsd: fetch and apply, as long as the peer is still
+    a cluster member here (after a split or a leave, what it holds must not
+    come back). Returns the tuples that changed the store."""
     items, _ = await fetch(channel, store.vector(), timeout)
-    return apply_from(store, channel, items)
+    return apply_from(store, channel, items, member_only=True)
 
 
 async def exchange(channel, store, timeout=60.0):

@@ -68,7 +68,7 @@ class Cluster:
         if force and state.host_ips():
             self.store.forget([item.key for item in self.store.tuples()],
                               origins=[h for h in self.store.vector() if h != self.env.host])
-        self.env.create_cluster_key()
+        self.env.create_cluster_key(replace=force)
         self.store.write(changes)
 
     # -------------------------------------------------------------- join
@@ -304,22 +304,25 @@ class Cluster:
             return
         own = [item.key for item in self.store.tuples(include_tombstones=False)
                if owner_of(item.key) == self.env.host]
-        tombstones = self.store.delete(own)
-        failures = self._run(self._tell_peers, state, tombstones)
+        self.store.delete(own)
+        failures = self._run(self._tell_peers, state)
         if failures:
             self.echo("left; these peers were not reachable and learn it when they next pull "
                       "from a peer that has it: " + "; ".join(f"{h}: {r}" for h, r in failures.items()))
         self.store.forget([item.key for item in self.store.tuples()],
                           origins=[origin for origin in self.store.vector()])
 
-    async def _tell_peers(self, state, items):
+    async def _tell_peers(self, state):
         address = state.host_ips()[self.env.host]
         failures = {}
         for host in state.peers():
             try:
                 channel = await self._connect(state.host_ips()[host], address)
                 try:
-                    await antientropy.push(channel, items, self.timeout)
+                    # Everything the peer lacks, not only the tombstones just written:
+                    # e.g. a leave-resource it has not pulled yet; after this host
+                    # forgets, nobody else could retract those keys.
+                    await antientropy.exchange(channel, self.store, self.timeout)
                 finally:
                     await channel.aclose()
             except PeerError as exc:

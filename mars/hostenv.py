@@ -68,10 +68,11 @@ class HostEnv:
             raise MarsError(f"cluster secret {self.key_path} is too short (need >= 32 hex characters)")
         return text.encode()
 
-    def create_cluster_key(self):
-        """Write a new random cluster secret unless one is there already."""
+    def create_cluster_key(self, replace=False):
+        """Write a new random cluster secret unless one is there already
+        (`replace`: always, so that an abandoned cluster cannot talk to us)."""
         self.ensure_state_dir()
-        if not self.key_path.exists():
+        if replace or not self.key_path.exists():
             tmp = self.key_path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
@@ -85,7 +86,7 @@ def resolve_address(name, given=None):
     """The IPv4 address for a host: `given` if set, else a name lookup."""
     if given:
         try:
-            socket.inet_aton(given)
+            socket.inet_pton(socket.AF_INET, given)   # dotted quad only, no "127.1"
         except OSError:
             raise MarsError(f"invalid IP address {given!r}") from None
         return given

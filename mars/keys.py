@@ -8,6 +8,8 @@ writes it (`owner_of`). Keys without one (`uuid`, `resource-<res>/size`,
 import re
 import time
 
+from mars.errors import MarsError
+
 DELETED = ".deleted"          # tombstone value, as in kernel MARS
 NO_PRIMARY = "(none)"
 
@@ -138,7 +140,10 @@ class ClusterState:
         return sorted(res for res, keys in self.resources().items() if host_key in keys)
 
     def size(self, res):
-        return int(self.resources()[res]["size"])
+        value = self.resources()[res]["size"]
+        if not value.isdigit():
+            raise MarsError(f"resource {res} has an invalid size {value!r} in the metadata")
+        return int(value)
 
     def designated_primary(self, res):
         """The designated primary, or None when it is `(none)` or unset."""

@@ -205,7 +205,7 @@ def import_tree(ctx, path):
 @click.argument("size", required=False)
 def create_resource(ctx, resource, disk, size):
     """Create RESOURCE on DISK with this host as primary."""
-    ctx.resources().create(resource, disk, size)
+    ctx.resources().create(resource, disk, size, force=ctx.options["force"])
 
 
 @command("join-resource")
@@ -220,16 +220,14 @@ def join_resource(ctx, resource, disk):
 @click.argument("resource")
 def leave_resource(ctx, resource):
     """Stop being a replica of RESOURCE."""
-    for res in _each(ctx, resource):
-        ctx.resources().leave(res, force=ctx.options["force"])
+    ctx.resources().leave(_each(ctx, resource), force=ctx.options["force"])
 
 
 @command("delete-resource")
 @click.argument("resource")
 def delete_resource(ctx, resource):
     """Remove RESOURCE from the whole cluster."""
-    for res in _each(ctx, resource):
-        ctx.resources().delete(res)
+    ctx.resources().delete(_each(ctx, resource))
 
 
 @command("set-systemd-unit")

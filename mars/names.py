@@ -7,22 +7,22 @@ import re
 
 from mars.errors import MarsError
 
-HOST_RE = re.compile(r"^[a-z][-a-z0-9]{0,62}$")
+HOST_RE = re.compile(r"[a-z][-a-z0-9]{0,62}")
 RESERVED_HOSTS = frozenset(
     "none all any full empty undefined remote local localhost".split())
 
 # Resource names become LV names and container names: letters, digits and
 # `_ - .`, starting with a letter, digit or underscore. Commas separate lists.
-RESOURCE_RE = re.compile(r"^[A-Za-z0-9_][-A-Za-z0-9_.]{0,63}$")
+RESOURCE_RE = re.compile(r"[A-Za-z0-9_][-A-Za-z0-9_.]{0,63}")
 RESERVED_RESOURCES = frozenset("all none any full empty undefined".split())
 
-SIZE_RE = re.compile(r"^(\d+)([kmgtpKMGTP]?)(i?[bB])?$")
+SIZE_RE = re.compile(r"(\d+)([kmgtpKMGTP]?)(i?[bB])?")
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def check_host(name):
     """Return `name` if it is a valid host name, else raise MarsError."""
-    if not isinstance(name, str) or not HOST_RE.match(name):
+    if not isinstance(name, str) or not HOST_RE.fullmatch(name):
         raise MarsError(
             f"invalid host name {name!r}: use lower-case letters, digits and '-', "
             "starting with a letter, at most 63 characters")
@@ -33,7 +33,7 @@ def check_host(name):
 
 def check_resource(name):
     """Return `name` if it is a valid resource name, else raise MarsError."""
-    if not isinstance(name, str) or not RESOURCE_RE.match(name):
+    if not isinstance(name, str) or not RESOURCE_RE.fullmatch(name):
         raise MarsError(
             f"invalid resource name {name!r}: use letters, digits, '_', '-' and '.', "
             "starting with a letter, digit or '_', at most 64 characters")
@@ -44,7 +44,7 @@ def check_resource(name):
 
 def parse_size(text):
     """Parse `1073741824`, `512k`, `10G`, `2GiB` (binary units) into bytes."""
-    match = SIZE_RE.match(text.strip()) if isinstance(text, str) else None
+    match = SIZE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if not match:
         raise MarsError(
             f"invalid size {text!r}: give bytes or a number with k/m/g/t/p (binary units), e.g. 10g")

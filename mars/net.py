@@ -33,6 +33,7 @@ log = logging.getLogger("mars.net")
 FRAME = struct.Struct("!II")
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 256 << 20
+MAX_UNAUTHENTICATED = 4096      # nothing larger is read before the handshake succeeded
 COMPRESS_OVER = 4096
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -66,6 +67,7 @@ class Channel:
         self.stream = stream
         self.clock = clock
         self._buffer = bytearray()
+        self.authenticated = False
 
     async def send(self, header, payload=b""):
         header = dict(header, stamp=self.clock.now())
@@ -83,7 +85,8 @@ class Channel:
 
     async def receive(self):
         header_len, payload_len = FRAME.unpack(await self._read_exactly(FRAME.size))
-        if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD:
+        if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD or (
+                not self.authenticated and header_len + payload_len > MAX_UNAUTHENTICATED):
             raise ProtocolError(f"frame too large ({header_len}+{payload_len} bytes)")
         try:
             header = json.loads(await self._read_exactly(header_len))
@@ -123,6 +126,7 @@ async def accept_handshake(channel, host, key):
         raise ProtocolError(f"authentication failed for client claiming to be {peer!r}")
     await channel.send({"type": "welcome", "host": host,
                         "mac": mac(key, "server", header["nonce"], nonce, host)})
+    channel.authenticated = True
     return peer
 
 
@@ -152,6 +156,7 @@ async def connect(address, port, host, key, local_address=None, timeout=10.0, cl
                         f"peer {target} failed to prove the cluster secret: it belongs to another "
                         "cluster or is an impostor; not talking to it")
                 channel.peer = server
+                channel.authenticated = True
                 return channel
             except BaseException:
                 await stream.aclose()

@@ -12,7 +12,7 @@ from mars.errors import MarsError
 from mars.keys import NO_PRIMARY, TODO_SWITCHES, data_key, owner_of, res_key, todo_key
 from mars.names import check_host, check_resource, parse_size
 
-UNIT_RE = re.compile(r"^[A-Za-z0-9@._:\\-]{1,255}$")
+UNIT_RE = re.compile(r"[A-Za-z0-9@._:\\-]{1,255}")
 
 
 def disk_size(path):
@@ -69,14 +69,24 @@ class Resources:
         changes.update({todo_key(res, self.host, switch): 1 for switch in TODO_SWITCHES})
         return changes
 
-    def create(self, res, disk, size_text=None):
+    def create(self, res, disk, size_text=None, force=False):
         """Create a resource with this host as its designated primary."""
         check_resource(res)
         state = self._state_in_cluster()
         if state.exists(res):
             raise MarsError(f"resource {res} already exists (members: {', '.join(state.members(res))})")
+        leftovers = sorted({owner_of(key) for key in self.store.live_values(res_key(res, ""))} - {None})
+        if leftovers and not force:
+            # A deleted resource's members drop their own keys when their marsd
+            # sees the deletion; until then they would count as members of the new one.
+            raise MarsError(
+                f"resource {res} was deleted but {', '.join(leftovers)} still hold keys of it: "
+                "wait until their marsd has dropped them (marsadm wait-cluster), "
+                "or --force to create it anyway")
         disk = os.path.abspath(disk)
         available = disk_size(disk)
+        if available == 0:
+            raise MarsError(f"disk {disk} is empty (0 bytes): give {res} a disk with space")
         size = parse_size(size_text) if size_text else available
         if size > available:
             raise MarsError(f"disk {disk} has {available} bytes, smaller than the requested size {size}")
@@ -109,32 +119,40 @@ class Resources:
         prefix = res_key(res, "")
         return [key for key in self.store.live_values(prefix) if owner_of(key) == self.host]
 
-    def leave(self, res, force=False):
-        """Stop being a member. The designated primary may not leave."""
+    def leave(self, names, force=False):
+        """Stop being a member of each of `names`, all or none. The designated
+        primary may not leave."""
         state = self._state_in_cluster()
-        self.existing(state, res)
-        if not state.disk(res):
-            raise MarsError(f"{self.host} is not a member of {res} (members: {', '.join(state.members(res))})")
-        if state.designated_primary(res) == self.host and not force:
-            raise MarsError(
-                f"{self.host} is the designated primary of {res}: hand over first "
-                f"(marsadm primary {res} on another member), or delete-resource")
-        return self._write({key: None for key in self._own_keys(res)})
+        changes = {}
+        for res in names:
+            self.existing(state, res)
+            if not state.disk(res):
+                raise MarsError(
+                    f"{self.host} is not a member of {res} (members: {', '.join(state.members(res))})")
+            if state.designated_primary(res) == self.host and not force:
+                raise MarsError(
+                    f"{self.host} is the designated primary of {res}: hand over first "
+                    f"(marsadm primary {res} on another member), or delete-resource")
+            changes.update({key: None for key in self._own_keys(res)})
+        return self._write(changes)
 
-    def delete(self, res):
-        """Remove the resource everywhere. Other members drop their own keys
-        when their marsd sees the size gone."""
+    def delete(self, names):
+        """Remove each of `names` everywhere, all or none. Other members drop
+        their own keys when their marsd sees the size gone."""
         state = self._state_in_cluster()
-        self.existing(state, res)
-        shared = [key for key in self.store.live_values(res_key(res, "")) if owner_of(key) is None]
-        return self._write({key: None for key in shared + self._own_keys(res)})
+        changes = {}
+        for res in names:
+            self.existing(state, res)
+            shared = [key for key in self.store.live_values(res_key(res, "")) if owner_of(key) is None]
+            changes.update({key: None for key in shared + self._own_keys(res)})
+        return self._write(changes)
 
     def set_systemd_unit(self, res, start_unit, stop_unit=None):
         state = self._state_in_cluster()
         self.existing(state, res)
         stop_unit = stop_unit or start_unit
         for unit in (start_unit, stop_unit):
-            if not UNIT_RE.match(unit):
+            if not UNIT_RE.fullmatch(unit):
                 raise MarsError(f"invalid systemd unit name {unit!r}")
         return self._write({res_key(res, "systemd-start-unit"): start_unit,
                             res_key(res, "systemd-stop-unit"): stop_unit})

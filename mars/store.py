@@ -21,7 +21,7 @@ import time
 from typing import NamedTuple
 
 from mars.errors import MarsError
-from mars.keys import DELETED, ClusterState, owner_of
+from mars.keys import DELETED, ClusterState, ip_key, owner_of
 from mars.lamport import LamportClock
 
 SCHEMA = """
@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 MAX_KEY_LENGTH = 512
 MAX_VALUE_LENGTH = 4096
+
+
+class NotAMember(ValueError):
+    """Tuples from a host that has left this cluster (split, leave) are refused."""
 
 
 class MetaTuple(NamedTuple):
@@ -166,10 +170,14 @@ class Store:
         Keys owned by another host are refused (MarsError) before anything is
         written. Unchanged values and deletions of absent keys are skipped.
         Returns the tuples written (all with one fresh stamp)."""
-        for key in changes:
+        for key, value in changes.items():
             owner = owner_of(key)
             if owner is not None and owner != self.host:
                 raise MarsError(f"key {key!r} belongs to host {owner}; only {owner} may change it")
+            try:  # what peers would refuse must not be written here either
+                check_tuple_shape((key, DELETED if value is None else str(value), 0, self.host))
+            except ValueError as exc:
+                raise MarsError(str(exc)) from None
         if dry_run:
             return [MetaTuple(key, DELETED if value is None else str(value), 0, self.host)
                     for key, value in changes.items()]
@@ -204,14 +212,17 @@ class Store:
     def delete(self, keys, dry_run=False):
         return self.write({key: None for key in keys}, dry_run=dry_run)
 
-    def apply(self, items, durable=True):
+    def apply(self, items, durable=True, sender=None):
         """Merge tuples received from peers (or imported): last writer wins.
 
         Every tuple is validated first; a malformed one rejects the whole
         batch (ValueError) and nothing is written. Returns the tuples that
         changed this store. `durable=False` is for anti-entropy: what peers
         sent can be fetched again, so a power cut may lose the newest such
-        transactions (never corrupt the store) and the fsync is skipped."""
+        transactions (never corrupt the store) and the fsync is skipped.
+        With `sender`, the batch is applied only while that host is still a
+        cluster member here (checked inside the transaction, so a split or a
+        leave by another process cannot slip in between); else NotAMember."""
         checked = [check_tuple_shape(tuple(item)) for item in items]
         changed = []
         if not checked:
@@ -220,6 +231,8 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
         self._begin()
         try:
+            if sender is not None and self.value(ip_key(sender)) == "":
+                raise NotAMember(f"host {sender} is not a member of this cluster (any more)")
             newest = {}
             for item in checked:
                 if item.newer_than(self.get(item.key)):
@@ -268,17 +281,19 @@ class Store:
                 (DELETED, now_ns - retention_ns)):
             item = MetaTuple(*item)
             if all(seen.get(peer, {}).get(item.origin, -1) >= item.stamp for peer in live_peers):
-                doomed.append(item.key)
+                doomed.append(item)
         if doomed:
+            # Match the stamp too: a tombstone rewritten since (by marsadm) is newer
+            # than what the peers have seen and must stay.
             self._begin()
-            self.db.executemany("DELETE FROM tuples WHERE key=? AND value=?",
-                                [(key, DELETED) for key in doomed])
+            self.db.executemany("DELETE FROM tuples WHERE key=? AND value=? AND stamp=?",
+                                [(item.key, DELETED, item.stamp) for item in doomed])
             self.db.execute("COMMIT")
         return len(doomed)
 
     # -------------------------------------------------- forgetting (split/leave)
     def forget(self, keys, origins=()):
-        """Drop tuples outright (no tombstones) and the vectors of `origins`.
+        """Drop tuples outright (no tombstones) and what is known of `origins`.
 
         Only for leaving a cluster or splitting one, where the dropped hosts
         stop talking to this one, so nothing can resurrect what was dropped."""
@@ -286,7 +301,11 @@ class Store:
         try:
             self.db.executemany("DELETE FROM tuples WHERE key=?", [(key,) for key in keys])
             for origin in origins:
-                self.db.execute("DELETE FROM vector WHERE origin=?", (origin,))
+                # An origin whose tuples partly stay (shared keys it wrote) keeps
+                # its vector row: changes_since walks the vector to serve them.
+                if not self.db.execute("SELECT 1 FROM tuples WHERE origin=? LIMIT 1",
+                                       (origin,)).fetchone():
+                    self.db.execute("DELETE FROM vector WHERE origin=?", (origin,))
                 self.peer_seen.pop(origin, None)
             self.db.execute("COMMIT")
         except BaseException:

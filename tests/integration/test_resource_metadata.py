@@ -1,0 +1,115 @@
+"""Resource metadata spreading through real marsd processes: create, join,
+delete, catching up after downtime, and update-cluster's immediate push."""
+
+import time
+
+import pytest
+
+from tests.helpers.marshosts import wait_until
+from tests.integration.support import (
+    ROUND, assert_output_everywhere, assert_stays, build_cluster, outputs, sparse_disk,
+    wait_for_key, wait_for_resources)
+
+pytestmark = pytest.mark.integration
+
+SIZE = 16 << 20
+
+
+def test_resource_metadata_is_identical_on_every_host_and_delete_drops_every_hosts_keys(marsnet):
+    hosts = build_cluster(marsnet, "alpha", "bravo", "charlie", "delta")
+    alpha, bravo, charlie, delta = hosts
+    alpha.marsadm("create-resource", "vm1", sparse_disk(alpha, size=SIZE))
+    wait_for_resources([bravo, charlie], ["vm1"])
+    bravo.marsadm("join-resource", "vm1", sparse_disk(bravo, size=SIZE))
+    charlie.marsadm("join-resource", "vm1", sparse_disk(charlie, size=SIZE))
+
+    started = time.monotonic()
+    for member in (bravo, charlie):
+        wait_for_key(hosts, f"resource-vm1/data-{member.name}",
+                     str(member.root / "disks" / "disk"))
+    print(f"\njoin-resource seen on all 4 hosts after {time.monotonic() - started:.2f}s")
+
+    assert_output_everywhere(hosts, ["view-resource-members", "vm1"], "alpha\nbravo\ncharlie\n")
+    assert_output_everywhere(hosts, ["view-get-primary", "vm1"], "alpha\n")
+    assert_output_everywhere(hosts, ["view-all-resources"], "vm1\n")
+    assert_output_everywhere(hosts, ["view-resource-size", "vm1"], f"{SIZE}\n")
+    assert delta.view("my-resources") == ""
+    assert charlie.view("my-resources") == "vm1\n"
+
+    bravo.marsadm("delete-resource", "vm1")
+
+    # bravo removes the shared keys and its own; every other member's marsd
+    # must drop its own keys (only it may) when it sees the size gone.
+    delay = wait_resource_gone(hosts, "vm1")
+    print(f"delete-resource: every host's store free of vm1 after {delay:.2f}s")
+    for name, tree in outputs(hosts, "view-tree").items():
+        assert "/resource-vm1/" not in tree, f"{name} still has keys of vm1:\n{tree}"
+    assert_output_everywhere(hosts, ["view-all-resources"], "")
+    for member in (alpha, charlie):     # dropped by their own marsd, as tombstones
+        with member.store() as store:
+            assert store.get(f"resource-vm1/data-{member.name}").deleted, member.name
+
+
+def wait_resource_gone(hosts, res):
+    return wait_until(lambda: all(not host.live_values(f"resource-{res}/") for host in hosts),
+                      timeout=10, what=f"every host's store without live keys of {res}")
+
+
+def test_a_stopped_marsd_catches_up_after_restart_in_both_directions(marsnet):
+    alpha, bravo, charlie = build_cluster(marsnet, "alpha", "bravo", "charlie")
+    charlie.stop()
+
+    alpha.marsadm("create-resource", "vm1", sparse_disk(alpha))
+    alpha.marsadm("set-systemd-unit", "vm1", "vm1-start.service", "vm1-stop.service")
+    alpha.marsadm("set-systemd-want", "vm1", "alpha")
+    # marsadm records wishes on a host whose marsd is down, too.
+    charlie.marsadm("create-resource", "vm2", sparse_disk(charlie))
+
+    wait_for_key([bravo], "resource-vm1/systemd-want", "alpha")
+    assert_stays(lambda: "resource-vm1/size" not in charlie.live_values("resource-vm1/"),
+                 3 * ROUND, "charlie, whose marsd is down, does not have vm1")
+    assert "resource-vm2/size" not in alpha.live_values("resource-vm2/")
+
+    charlie.start()
+    started = time.monotonic()
+    wait_for_resources([alpha, bravo, charlie], ["vm1", "vm2"])
+    wait_for_key([charlie], "resource-vm1/systemd-want", "alpha")
+    print(f"\nrestarted charlie and its peers converged {time.monotonic() - started:.2f}s "
+          f"after the start")
+
+    assert charlie.marsadm("get-systemd-want", "vm1").stdout == "alpha\n"
+    assert charlie.marsadm("get-systemd-unit", "vm1").stdout == \
+        "vm1-start.service vm1-stop.service\n"
+    assert charlie.view("get-primary", "vm1") == "alpha\n"
+    assert_output_everywhere([alpha, bravo, charlie], ["view-all-resources"], "vm1\nvm2\n")
+    assert_output_everywhere([alpha, bravo, charlie], ["view-get-primary", "vm2"], "charlie\n")
+
+
+def test_update_cluster_exchanges_both_ways_at_once_while_the_local_marsd_is_down(marsnet):
+    alpha, bravo = build_cluster(marsnet, "alpha", "bravo")
+    alpha.marsadm("create-resource", "vm1", sparse_disk(alpha))
+    wait_for_resources([bravo], ["vm1"])
+    bravo.stop()
+    bravo.marsadm("create-resource", "vm2", sparse_disk(bravo))
+    alpha.marsadm("set-systemd-want", "vm1", "bravo")
+    time.sleep(2 * ROUND)
+    assert "resource-vm2/size" not in alpha.live_values("resource-vm2/")
+
+    bravo.marsadm("update-cluster", "--timeout=5")
+
+    # No waiting: alpha's marsd took the push before update-cluster returned.
+    assert alpha.view("all-resources") == "vm1\nvm2\n"
+    assert alpha.view("get-primary", "vm2") == "bravo\n"
+    assert bravo.marsadm("get-systemd-want", "vm1").stdout == "bravo\n"
+
+
+def test_update_cluster_exits_1_naming_the_peer_it_could_not_reach(marsnet):
+    alpha, bravo, charlie = build_cluster(marsnet, "alpha", "bravo", "charlie")
+    charlie.stop()
+    alpha.marsadm("create-resource", "vm1", sparse_disk(alpha))
+
+    result = alpha.marsadm("update-cluster", "--timeout=5", check=False)
+
+    assert result.returncode == 1, result.stderr
+    assert "charlie" in result.stderr and "bravo" not in result.stderr
+    assert "resource-vm1/size" in bravo.live_values("resource-vm1/")

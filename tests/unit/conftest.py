@@ -1,0 +1,159 @@
+"""Fixtures for unit tests: no root, no marsd, no network.
+
+A host is a temporary MARS_ROOT; `marsadm` runs the click CLI in-process
+(global options hoisted as `main()` does); other hosts exist only as tuples
+applied to the local store, as if a peer had sent them."""
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mars.marsadm import cli, hoist_global_options
+from mars.store import Store
+
+MIB = 1 << 20
+
+
+class NetworkUsed(AssertionError):
+    """A unit test tried to reach the network."""
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Unit tests never connect or look names up: fail loudly if code tries."""
+    def refuse(*args, **kwargs):
+        raise NetworkUsed(f"unit test tried to use the network: {args!r}")
+
+    class GuardedSocket(socket.socket):
+        def connect(self, *args):
+            refuse(*args)
+
+        def connect_ex(self, *args):
+            refuse(*args)
+
+    monkeypatch.setattr(socket, "socket", GuardedSocket)
+    for name in ("create_connection", "getaddrinfo", "gethostbyname", "gethostbyname_ex"):
+        monkeypatch.setattr(socket, name, refuse)
+
+
+class FakeWall:
+    """A wall clock the test sets by hand (nanoseconds)."""
+
+    def __init__(self, now=1_000_000):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@dataclass
+class Host:
+    """One host's MARS_ROOT, driven through the marsadm CLI."""
+
+    name: str
+    root: Path
+
+    @property
+    def state_dir(self):
+        return self.root / "mars"
+
+    @property
+    def db_path(self):
+        return self.state_dir / "metadata.sqlite"
+
+    def run(self, *args):
+        """Run `marsadm <args>` as this host; returns click's Result."""
+        runner = CliRunner(env={"MARS_ROOT": str(self.root), "MARS_HOST": self.name})
+        return runner.invoke(cli, hoist_global_options([str(arg) for arg in args]),
+                             prog_name="marsadm")
+
+    def ok(self, *args):
+        """Run marsadm, insist on exit 0 and no stderr, return stdout."""
+        result = self.run(*args)
+        assert result.exit_code == 0, (
+            f"marsadm {' '.join(map(str, args))} exited {result.exit_code}: "
+            f"{result.stdout!r} {result.stderr!r} {result.exception!r}")
+        assert result.stderr == ""
+        return result.stdout
+
+    def store(self):
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return Store(self.db_path, self.name)
+
+    def tuples(self):
+        """Every stored tuple (tombstones included), [] when no store exists."""
+        if not self.db_path.exists():
+            return []
+        with self.store() as store:
+            return store.tuples()
+
+    def peer_apply(self, items):
+        """Apply (key, value, origin) triples as if peers had sent them, each
+        with a stamp newer than anything in the store (in list order)."""
+        with self.store() as store:
+            base = max((item.stamp for item in store.tuples()), default=0)
+            base = max(base, store.clock.last) + 1000
+            store.apply([(key, value, base + index, origin)
+                         for index, (key, value, origin) in enumerate(items)])
+
+
+@pytest.fixture
+def make_host(tmp_path):
+    def make(name, root=None):
+        root = Path(root) if root else tmp_path / name
+        root.mkdir(parents=True, exist_ok=True)
+        return Host(name, root)
+    return make
+
+
+@pytest.fixture
+def h1(make_host):
+    """A host h1 that created a cluster (offline) at 127.0.0.1."""
+    host = make_host("h1")
+    host.ok("--ip=127.0.0.1", "create-cluster")
+    return host
+
+
+def make_disk(path, size):
+    """A sparse file standing in for an LV."""
+    with open(path, "wb"):
+        pass
+    os.truncate(path, size)
+    return str(path)
+
+
+@dataclass
+class Scenario:
+    """h1's view of a three-host cluster.
+
+    vm1: members h1 (primary, disk1 1 MiB) and h2;
+    vm2: member h1 only, 512 KiB on disk2 (1 MiB);
+    vm3: members h2 (primary) and h3, 2 MiB; h1 is not a member."""
+
+    host: Host
+    disk1: str
+    disk2: str
+    spare: str      # an unused 1 MiB disk on h1
+
+
+@pytest.fixture
+def scenario(h1, tmp_path):
+    disk1 = make_disk(tmp_path / "disk1", MIB)
+    disk2 = make_disk(tmp_path / "disk2", MIB)
+    spare = make_disk(tmp_path / "spare", MIB)
+    h1.ok("create-resource", "vm1", disk1)
+    h1.ok("create-resource", "vm2", disk2, "512k")
+    h1.peer_apply([
+        ("ips/ip-h2", "127.0.0.2", "h2"),
+        ("ips/ip-h3", "127.0.0.3", "h3"),
+        ("resource-vm1/data-h2", "/dev/vg/vm1", "h2"),
+        ("resource-vm3/size", str(2 * MIB), "h2"),
+        ("resource-vm3/primary", "h2", "h2"),
+        ("resource-vm3/data-h2", "/dev/vg/vm3", "h2"),
+        ("resource-vm3/data-h3", "/dev/vg/vm3", "h3"),
+    ])
+    return Scenario(h1, disk1, disk2, spare)

@@ -1,0 +1,374 @@
+"""marsadm resource and cluster commands that work offline: what they write,
+and how they refuse. A refusal is one line on stderr naming the problem,
+exit code 1 (2 for a command line click cannot parse), and no change at all
+to the store."""
+
+import pytest
+
+from tests.unit.conftest import MIB, make_disk
+
+
+def assert_refused(host, args, *fragments, code=1):
+    """Run marsadm, expect a refusal that mentions every fragment and changes nothing."""
+    before = host.tuples()
+    key_before = (host.state_dir / "cluster.key").exists()
+    result = host.run(*args)
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr,
+                                      result.exception)
+    assert result.stdout == ""
+    if code == 1:
+        assert result.stderr.startswith("marsadm")
+        assert result.stderr.endswith("\n") and result.stderr.count("\n") == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+    assert host.tuples() == before
+    assert (host.state_dir / "cluster.key").exists() == key_before
+    return result.stderr
+
+
+# ------------------------------------------------------------------- create
+def test_create_cluster_makes_this_host_the_only_member_and_writes_the_secret(make_host):
+    h1 = make_host("h1")
+    assert h1.ok("create-cluster", "--ip=10.1.2.3") == ""
+    assert h1.ok("lowlevel-ls-host-ips") == "h1 10.1.2.3\n"
+    assert len((h1.state_dir / "cluster.key").read_text().strip()) == 64
+    with h1.store() as store:
+        assert store.value("uuid")
+        assert {item.origin for item in store.tuples()} == {"h1"}
+
+
+def test_create_cluster_with_force_starts_over_without_the_old_members(scenario):
+    h1 = scenario.host
+    with h1.store() as store:
+        old_uuid = store.value("uuid")
+    h1.ok("--force", "--ip=127.0.0.9", "create-cluster")
+    assert h1.ok("lowlevel-ls-host-ips") == "h1 127.0.0.9\n"
+    assert h1.ok("view-all-resources") == ""
+    with h1.store() as store:
+        assert store.value("uuid") not in ("", old_uuid)
+        assert set(store.vector()) == {"h1"}
+
+
+def test_create_resource_writes_size_primary_and_membership(h1, tmp_path):
+    disk = make_disk(tmp_path / "disk", 4 * MIB)
+    h1.ok("create-resource", "vm1", disk, "1m")
+    with h1.store() as store:
+        values = store.live_values("resource-vm1/")
+    assert values == {
+        "resource-vm1/size": str(MIB),
+        "resource-vm1/primary": "h1",
+        "resource-vm1/data-h1": disk,
+        "resource-vm1/device-h1": "vm1",
+        "resource-vm1/syncstatus-h1": str(MIB),
+        "resource-vm1/todo-h1/attach": "1",
+        "resource-vm1/todo-h1/connect": "1",
+        "resource-vm1/todo-h1/sync": "1",
+        "resource-vm1/todo-h1/allow-replay": "1",
+    }
+
+
+def test_create_resource_stores_the_absolute_disk_path(h1, tmp_path, monkeypatch):
+    make_disk(tmp_path / "rel-disk", MIB)
+    monkeypatch.chdir(tmp_path)
+    h1.ok("create-resource", "vm1", "rel-disk")
+    assert h1.ok("view-get-disk", "vm1") == f"{tmp_path / 'rel-disk'}\n"
+
+
+def test_dry_run_create_resource_prints_would_write_lines_and_changes_nothing(scenario):
+    h1 = scenario.host
+    before = h1.tuples()
+    out = h1.ok("create-resource", "vm4", scenario.spare, "--dry-run")
+    assert out == "".join(f"would write resource-vm4/{key} = {value}\n" for key, value in [
+        ("size", MIB), ("primary", "h1"), ("data-h1", scenario.spare), ("device-h1", "vm4"),
+        ("syncstatus-h1", MIB), ("todo-h1/attach", 1), ("todo-h1/connect", 1),
+        ("todo-h1/sync", 1), ("todo-h1/allow-replay", 1)])
+    assert h1.tuples() == before
+
+
+def test_dry_run_create_cluster_writes_neither_tuples_nor_the_secret(make_host):
+    h4 = make_host("h4")
+    out = h4.ok("--dry-run", "--ip=127.0.0.4", "create-cluster")
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("would write uuid = ")
+    assert lines[1] == "would write ips/ip-h4 = 127.0.0.4"
+    assert h4.tuples() == []
+    assert not (h4.state_dir / "cluster.key").exists()
+
+
+def test_dry_run_delete_resource_lists_tombstones_and_changes_nothing(scenario):
+    before = scenario.host.tuples()
+    out = scenario.host.ok("--dry-run", "delete-resource", "vm2")
+    assert "would write resource-vm2/size = .deleted\n" in out
+    assert "would write resource-vm2/data-h1 = .deleted\n" in out
+    assert scenario.host.tuples() == before
+
+
+# --------------------------------------------------------------- join/leave
+def test_join_resource_makes_this_host_a_member_with_nothing_synced(scenario, tmp_path):
+    h1 = scenario.host
+    disk = make_disk(tmp_path / "big", 2 * MIB)
+    h1.ok("join-resource", "vm3", disk)
+    assert h1.ok("view-resource-members", "vm3") == "h1\nh2\nh3\n"
+    assert h1.ok("view-get-primary", "vm3") == "h2\n"
+    with h1.store() as store:
+        assert store.value("resource-vm3/syncstatus-h1") == "0"
+        assert store.value("resource-vm3/size") == str(2 * MIB)
+        assert store.get("resource-vm3/size").origin == "h2"   # untouched
+
+
+def test_join_resource_again_with_the_same_disk_is_a_no_op(scenario, tmp_path):
+    h1 = scenario.host
+    disk = make_disk(tmp_path / "big", 2 * MIB)
+    h1.ok("join-resource", "vm3", disk)
+    before = h1.tuples()
+    assert "nothing to do" in h1.ok("join-resource", "vm3", disk)
+    assert h1.tuples() == before
+
+
+def test_leave_resource_tombstones_only_this_hosts_keys(scenario, tmp_path):
+    h1 = scenario.host
+    h1.ok("join-resource", "vm3", make_disk(tmp_path / "big", 2 * MIB))
+    h1.ok("leave-resource", "vm3")
+    assert h1.ok("view-resource-members", "vm3") == "h2\nh3\n"
+    with h1.store() as store:
+        assert store.get("resource-vm3/data-h1").deleted
+        assert store.get("resource-vm3/todo-h1/attach").deleted
+        assert store.value("resource-vm3/size") == str(2 * MIB)
+
+
+def test_leave_resource_by_the_primary_with_force_is_allowed(scenario):
+    scenario.host.ok("--force", "leave-resource", "vm2")
+    assert scenario.host.ok("view-my-resources") == "vm1\n"
+
+
+def test_delete_resource_keeps_other_hosts_keys_for_them_to_drop(scenario):
+    h1 = scenario.host
+    h1.ok("delete-resource", "vm1")
+    with h1.store() as store:
+        assert store.get("resource-vm1/size").deleted
+        assert store.get("resource-vm1/primary").deleted
+        assert store.get("resource-vm1/data-h1").deleted
+        assert store.value("resource-vm1/data-h2") == "/dev/vg/vm1"
+
+
+def test_delete_resource_of_a_list_deletes_each(scenario):
+    scenario.host.ok("delete-resource", "vm1,vm2")
+    assert scenario.host.ok("view-all-resources") == "vm3\n"
+
+
+def test_leave_resource_all_leaves_every_resource_this_host_may_leave(scenario, tmp_path):
+    h1 = scenario.host
+    h1.ok("join-resource", "vm3", make_disk(tmp_path / "big", 2 * MIB))
+    h1.ok("--force", "leave-resource", "all")
+    assert h1.ok("view-my-resources") == ""
+
+
+# ---------------------------------------------------------------- refusals
+@pytest.mark.parametrize("name, fragment", [
+    ("all", "invalid resource name 'all': reserved word"),
+    ("none", "reserved word"),
+    ("Vm/1", "invalid resource name 'Vm/1'"),
+    ("vm1;rm -rf /", "invalid resource name 'vm1;rm -rf /'"),
+    ("a b", "invalid resource name 'a b'"),
+    ("$(x)", "invalid resource name '$(x)'"),
+    ("../x", "invalid resource name '../x'"),
+    ("a,b", "invalid resource name 'a,b'"),
+    ("vm4\n", "invalid resource name 'vm4\\n'"),    # '$' once let this through
+])
+def test_create_resource_refuses_an_invalid_name(scenario, name, fragment):
+    assert_refused(scenario.host, ["create-resource", name, scenario.spare], fragment)
+
+
+@pytest.mark.parametrize("args", [
+    ["view-get-primary", "vm1;reboot"],
+    ["view-resource-members", "vm1,$(id)"],
+    ["join-resource", "a b", "/tmp/x"],
+    ["leave-resource", "`id`"],
+    ["delete-resource", "../vm1"],
+])
+def test_commands_refuse_resource_names_with_shell_metacharacters(scenario, args):
+    assert_refused(scenario.host, args, "invalid resource name")
+
+
+@pytest.mark.parametrize("args", [
+    ["view-get-primary", "vm9"],
+    ["view-sync-size", "vm1,vm9"],
+    ["join-resource", "vm9", "/tmp/x"],
+    ["leave-resource", "vm9"],
+    ["delete-resource", "vm9"],
+    ["get-systemd-unit", "vm9"],
+    ["set-systemd-want", "vm9"],
+])
+def test_unknown_resource_is_refused_listing_the_known_ones(scenario, args):
+    assert_refused(scenario.host, args, "unknown resource 'vm9' (known: vm1, vm2, vm3)")
+
+
+def test_create_resource_refuses_a_missing_disk(scenario, tmp_path):
+    missing = tmp_path / "no-such-disk"
+    assert_refused(scenario.host, ["create-resource", "vm4", missing],
+                   f"disk {missing} does not exist")
+
+
+def test_create_resource_refuses_a_directory_as_disk(scenario, tmp_path):
+    assert_refused(scenario.host, ["create-resource", "vm4", tmp_path],
+                   "neither a block device nor a regular file")
+
+
+def test_create_resource_refuses_a_size_larger_than_the_disk(scenario):
+    assert_refused(scenario.host, ["create-resource", "vm4", scenario.spare, "2m"],
+                   f"disk {scenario.spare} has {MIB} bytes, smaller than the requested size {2 * MIB}")
+
+
+def test_create_resource_refuses_an_invalid_size(scenario):
+    assert_refused(scenario.host, ["create-resource", "vm4", scenario.spare, "10x"],
+                   "invalid size '10x'")
+
+
+def test_create_resource_refuses_a_duplicate(scenario):
+    assert_refused(scenario.host, ["create-resource", "vm3", scenario.spare],
+                   "resource vm3 already exists (members: h2, h3)")
+
+
+def test_create_resource_refuses_a_disk_already_used_by_another_resource(scenario):
+    assert_refused(scenario.host, ["create-resource", "vm4", scenario.disk1],
+                   f"disk {scenario.disk1} is already the disk of resource vm1 on h1")
+
+
+def test_create_resource_refuses_an_empty_disk(scenario, tmp_path):
+    empty = make_disk(tmp_path / "empty", 0)
+    assert_refused(scenario.host, ["create-resource", "vm4", empty],
+                   f"disk {empty} is empty (0 bytes)")
+
+
+def test_join_resource_refuses_a_disk_that_is_too_small(scenario):
+    assert_refused(scenario.host, ["join-resource", "vm3", scenario.spare],
+                   f"disk {scenario.spare} is too small for vm3: it has {MIB} bytes, "
+                   f"the resource needs {2 * MIB}")
+
+
+def test_join_resource_refuses_a_disk_used_by_another_resource(scenario, tmp_path):
+    h1 = scenario.host
+    big = make_disk(tmp_path / "big", 2 * MIB)
+    h1.ok("create-resource", "vm4", big)
+    assert_refused(h1, ["join-resource", "vm3", big],
+                   f"disk {big} is already the disk of resource vm4 on h1")
+
+
+def test_join_resource_refuses_a_second_disk_for_the_same_resource(scenario):
+    assert_refused(scenario.host, ["join-resource", "vm1", scenario.spare],
+                   f"h1 is already a member of vm1 with disk {scenario.disk1}")
+
+
+def test_leave_resource_refuses_the_designated_primary(scenario):
+    assert_refused(scenario.host, ["leave-resource", "vm1"],
+                   "h1 is the designated primary of vm1")
+
+
+def test_leave_resource_refuses_a_non_member(scenario):
+    assert_refused(scenario.host, ["leave-resource", "vm3"], "h1 is not a member of vm3")
+
+
+def test_leave_resource_list_refused_for_one_resource_changes_nothing(scenario, tmp_path):
+    h1 = scenario.host
+    h1.ok("join-resource", "vm3", make_disk(tmp_path / "big", 2 * MIB))
+    assert_refused(h1, ["leave-resource", "vm3,vm1"], "designated primary of vm1")
+
+
+@pytest.mark.parametrize("unit", [
+    "a;b.service", "a b.service", "$(x).service",
+    "vm1.service\n"])
+def test_set_systemd_unit_refuses_invalid_unit_names(scenario, unit):
+    assert_refused(scenario.host, ["set-systemd-unit", "vm1", unit], "invalid systemd unit name")
+
+
+def test_set_systemd_want_refuses_a_host_outside_the_cluster(scenario):
+    assert_refused(scenario.host, ["set-systemd-want", "vm1", "h9"],
+                   "host h9 is not a cluster member (h1, h2, h3)")
+    assert_refused(scenario.host, ["set-systemd-want", "vm1", "Bad"], "invalid host name 'Bad'")
+
+
+def test_create_cluster_twice_without_force_is_refused(scenario):
+    assert_refused(scenario.host, ["--ip=127.0.0.1", "create-cluster"],
+                   "host h1 is already in a cluster with h1, h2, h3", "--force")
+
+
+def test_create_cluster_refuses_an_invalid_address(make_host):
+    h1 = make_host("h1")
+    assert_refused(h1, ["--ip=999.1.1.1", "create-cluster"], "invalid IP address '999.1.1.1'")
+
+
+def test_join_cluster_when_already_in_a_cluster_is_refused(scenario):
+    assert_refused(scenario.host, ["join-cluster", "h9", "127.0.0.9"],
+                   "host h1 is already in a cluster with h1, h2, h3", "merge-cluster")
+
+
+def test_join_cluster_refuses_an_invalid_peer_name(make_host):
+    assert_refused(make_host("h4"), ["join-cluster", "Peer", "127.0.0.1"],
+                   "invalid host name 'Peer'")
+
+
+def test_join_cluster_without_the_cluster_secret_is_refused_before_any_connection(make_host):
+    assert_refused(make_host("h4"), ["join-cluster", "h1", "127.0.0.1"],
+                   "no cluster secret", "cluster.key")
+
+
+def test_leave_cluster_refuses_while_this_host_holds_replicas(scenario):
+    assert_refused(scenario.host, ["leave-cluster"], "still holds replicas of vm1, vm2")
+
+
+def test_merge_cluster_with_a_member_is_a_no_op(scenario):
+    before = scenario.host.tuples()
+    assert "already a member" in scenario.host.ok("merge-cluster", "h2", "127.0.0.2")
+    assert scenario.host.tuples() == before
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["create-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
+    (["join-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
+    (["set-systemd-unit", "vm1", "a.service"], "host h4 is not a cluster member"),
+    (["set-systemd-want", "vm1"], "host h4 is not a cluster member"),
+    (["leave-cluster"], "host h4 is not a member of any cluster"),
+    (["split-cluster"], "host h4 is not a member of any cluster"),
+    (["update-cluster"], "host h4 is not a member of any cluster"),
+    (["wait-cluster"], "host h4 is not a member of any cluster"),
+    (["merge-cluster", "h1", "127.0.0.1"], "host h4 is not a member of any cluster"),
+    (["view-get-primary", "vm1"], "unknown resource 'vm1' (known: none)"),
+])
+def test_commands_before_create_cluster_are_refused(make_host, args, fragment):
+    assert_refused(make_host("h4"), args, fragment)
+
+
+@pytest.mark.parametrize("host", ["Bad", "1abc", "localhost", "all", "h_1"])
+def test_invalid_host_option_is_refused(make_host, host):
+    h1 = make_host("h1")
+    stderr = assert_refused(h1, [f"--host={host}", "view-cluster-members"],
+                            f"invalid host name '{host}'")
+    assert stderr.startswith("marsadm: ")
+    assert not h1.state_dir.exists()
+
+
+def test_invalid_mars_host_environment_is_refused(make_host):
+    assert_refused(make_host("none"), ["view-cluster-members"], "invalid host name 'none'")
+
+
+@pytest.mark.parametrize("args", [
+    ["create-resource"],
+    ["create-resource", "vm4"],
+    ["view-get-primary"],
+    ["no-such-command"],
+    ["--timeout=soon", "view-cluster-members"],
+    ["view-cluster-members", "--no-such-option"],
+])
+def test_command_lines_click_cannot_parse_exit_2_and_change_nothing(scenario, args):
+    assert_refused(scenario.host, args, "Error", code=2)
+
+
+def test_recreating_a_deleted_resource_does_not_inherit_the_old_members(scenario):
+    h1 = scenario.host
+    h1.ok("delete-resource", "vm1")
+    result = h1.run("create-resource", "vm1", scenario.spare)
+    if result.exit_code == 0:
+        assert h1.ok("view-resource-members", "vm1") == "h1\n"
+    else:
+        assert result.exit_code == 1 and "vm1" in result.stderr

@@ -1,0 +1,113 @@
+"""The peer protocol over in-memory streams: framing, compression, handshake."""
+
+import struct
+
+import pytest
+import trio
+import trio.testing
+
+from mars import net
+from mars.lamport import LamportClock
+
+KEY = b"a" * 64
+OTHER_KEY = b"b" * 64
+
+
+async def _client_handshake(channel, host, key):
+    header, _ = await channel.receive()
+    nonce = "c" * 32
+    await channel.send({"type": "auth", "host": host, "nonce": nonce,
+                        "mac": net.mac(key, "client", header["nonce"], nonce, host)})
+    reply, _ = await channel.receive()
+    return header, nonce, reply
+
+
+def in_trio(async_test):
+    """Run an async test function under trio.run (no plugin needed)."""
+    def run():
+        trio.run(async_test)
+    run.__name__ = async_test.__name__
+    return run
+
+
+def _pair():
+    left, right = trio.testing.memory_stream_pair()
+    return net.Channel(left, LamportClock()), net.Channel(right, LamportClock())
+
+
+@in_trio
+async def test_handshake_with_the_same_secret_authenticates_both_sides():
+    server, client = _pair()
+    result = {}
+
+    async def serve():
+        result["peer"] = await net.accept_handshake(server, "h1", KEY)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        challenge, nonce, reply = await _client_handshake(client, "h2", KEY)
+    assert result["peer"] == "h2"
+    assert server.authenticated
+    assert reply["type"] == "welcome"
+    assert reply["mac"] == net.mac(KEY, "server", nonce, challenge["nonce"], "h1")
+
+
+@in_trio
+async def test_handshake_with_a_wrong_secret_is_refused():
+    server, client = _pair()
+    errors = []
+
+    async def serve():
+        try:
+            await net.accept_handshake(server, "h1", KEY)
+        except net.ProtocolError as exc:
+            errors.append(str(exc))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        _, _, reply = await _client_handshake(client, "intruder", OTHER_KEY)
+    assert reply["type"] == "refused"
+    assert "cluster secret" in reply["reason"]
+    assert errors and "intruder" in errors[0]
+    assert not server.authenticated
+
+
+@in_trio
+async def test_large_frame_before_authentication_is_rejected_unread():
+    server, client = _pair()
+    huge = b"x" * (net.MAX_UNAUTHENTICATED + 1)
+    await client.stream.send_all(struct.pack("!II", 10, len(huge)))
+    with pytest.raises(net.ProtocolError, match="too large"):
+        await server.receive()
+
+
+@in_trio
+async def test_payload_over_the_threshold_travels_lz4_compressed_and_intact():
+    server, client = _pair()
+    server.authenticated = client.authenticated = True
+    payload = net.encode_tuples([["resource-vm1/size", "1" * 20, 5, "h1"]] * 500)
+    frame = net.encode_frame({"type": "push"}, payload)
+    assert len(frame) < len(payload)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send, {"type": "push"}, payload)
+        header, body = await server.receive()
+    assert header["enc"] == "lz4"
+    assert body == payload
+    assert net.decode_tuples(body)[0] == ["resource-vm1/size", "1" * 20, 5, "h1"]
+
+
+@in_trio
+async def test_every_message_advances_the_receivers_clock():
+    server, client = _pair()
+    server.authenticated = client.authenticated = True
+    client.clock.observe(10**19)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send, {"type": "ping"})
+        await server.receive()
+    assert server.clock.now() > 10**19
+
+
+def test_tuple_payload_that_is_not_a_list_of_quadruples_is_a_protocol_error():
+    with pytest.raises(net.ProtocolError):
+        net.decode_tuples(b'[["only", "three", 1]]')
