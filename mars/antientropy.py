@@ -9,6 +9,7 @@ makes one call a full two-way round (update-cluster, join, merge)."""
 
 from mars import net
 from mars.errors import PeerError
+from mars.keys import hosts_and_resources
 
 
 async def fetch(channel, vector, timeout=60.0):
@@ -29,9 +30,13 @@ def apply_from(store, channel, items, member_only=False):
         raise PeerError(f"peer {channel.peer} sent a tuple this host must refuse: {exc}") from None
 
 
-async def push(channel, items, timeout=60.0):
+async def push(channel, items, timeout=60.0, admit=False):
+    """Send tuples to a peer. `admit` (join-cluster, merge-cluster) tells it
+    to accept the hosts and resources in them even if it excluded them
+    after an earlier split."""
     if items:
-        await net.request(channel, {"type": "push"}, net.encode_tuples(items), timeout=timeout)
+        await net.request(channel, {"type": "push", "admit": admit}, net.encode_tuples(items),
+                          timeout=timeout)
 
 
 async def pull(channel, store, timeout=60.0):
@@ -64,7 +69,10 @@ def answer(store, peer, header, payload):
         return {"type": "tuples", "vector": store.vector()}, net.encode_tuples(items)
     if kind == "push":
         try:
-            changed = store.apply(net.decode_tuples(payload), durable=False)
+            items = net.decode_tuples(payload)
+            if header.get("admit"):
+                store.unexclude(*hosts_and_resources(item[0] for item in items))
+            changed = store.apply(items, durable=False)
         except (ValueError, net.ProtocolError) as exc:
             return {"type": "error", "reason": f"refused tuples: {exc}"}, b""
         return {"type": "ok", "changed": len(changed)}, b""

@@ -12,9 +12,15 @@ import trio
 from mars import antientropy, net
 from mars.errors import MarsError, MarsTimeout, PeerError
 from mars.hostenv import PORT_META, resolve_address
-from mars.keys import DELETED, ip_key, owner_of, resource_of
+from mars.keys import DELETED, hosts_and_resources, ip_key, owner_of, resource_of
 from mars.names import check_host
 from mars.store import MetaTuple
+
+
+# How long a host refuses the other pieces' tuples after a split: longer than
+# it takes every host to apply it, short enough not to block a later re-merge
+# of a host with the same name (merge-cluster lifts it at once anyway).
+SPLIT_EXCLUSION_SECONDS = 600
 
 
 class Cluster:
@@ -105,7 +111,8 @@ class Cluster:
             if self.dry_run:
                 return self._report([mine])
             # The peer learns about us first: if that fails, nothing was written here.
-            await antientropy.push(channel, [mine], self.timeout)
+            await antientropy.push(channel, [mine], self.timeout, admit=True)
+            self.store.unexclude(*hosts_and_resources(item[0] for item in items))
             self.store.apply(list(items) + [mine])
         finally:
             await channel.aclose()
@@ -145,7 +152,9 @@ class Cluster:
             if self.dry_run:
                 self.echo(f"would merge with {peer}: hosts {', '.join(sorted(their_hosts))}")
                 return
-            await antientropy.push(channel, self.store.changes_since(peer_vector), self.timeout)
+            await antientropy.push(channel, self.store.changes_since(peer_vector), self.timeout,
+                                   admit=True)
+            self.store.unexclude(*hosts_and_resources(item[0] for item in items))
             self.store.apply(items)
         finally:
             await channel.aclose()
@@ -339,6 +348,8 @@ def apply_split(store, pieces):
     keep_hosts = set(mine["hosts"])
     keep_resources = set(mine["resources"])
     others = {host for piece in pieces for host in piece["hosts"]} - keep_hosts
+    other_resources = {res for piece in pieces for res in piece["resources"]} - keep_resources
+    store.exclude(others, other_resources, SPLIT_EXCLUSION_SECONDS)
     doomed = []
     for item in store.tuples():
         owner = owner_of(item.key)

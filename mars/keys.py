@@ -41,6 +41,18 @@ def resource_of(key):
     return match.group("res") if match else None
 
 
+def hosts_and_resources(keys):
+    """The hosts (by their ips/ip-<host> keys) and the resources that keys speak of."""
+    hosts, resources = set(), set()
+    for key in keys:
+        if key.startswith("ips/ip-"):
+            hosts.add(key[len("ips/ip-"):])
+        res = resource_of(key)
+        if res is not None:
+            resources.add(res)
+    return hosts, resources
+
+
 # Key builders: the one place that spells the schema.
 def ip_key(host):
     return f"ips/ip-{host}"

@@ -21,7 +21,7 @@ import time
 from typing import NamedTuple
 
 from mars.errors import MarsError
-from mars.keys import DELETED, ClusterState, ip_key, owner_of
+from mars.keys import DELETED, ClusterState, ip_key, owner_of, resource_of
 from mars.lamport import LamportClock
 
 SCHEMA = """
@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS tuples (
 CREATE INDEX IF NOT EXISTS tuples_by_origin ON tuples (origin, stamp);
 CREATE TABLE IF NOT EXISTS vector (origin TEXT PRIMARY KEY, stamp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS excluded (
+    kind TEXT NOT NULL, name TEXT NOT NULL, until INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+);
 """
 
 MAX_KEY_LENGTH = 512
@@ -224,6 +228,10 @@ class Store:
         cluster member here (checked inside the transaction, so a split or a
         leave by another process cannot slip in between); else NotAMember."""
         checked = [check_tuple_shape(tuple(item)) for item in items]
+        hosts, resources = self.exclusions()
+        if hosts or resources:
+            checked = [item for item in checked
+                       if owner_of(item.key) not in hosts and resource_of(item.key) not in resources]
         changed = []
         if not checked:
             return changed
@@ -292,6 +300,37 @@ class Store:
         return len(doomed)
 
     # -------------------------------------------------- forgetting (split/leave)
+    def exclude(self, hosts, resources, seconds):
+        """Refuse, for `seconds`, every incoming tuple owned by one of `hosts`
+        or about one of `resources`. After a split the hosts apply it one
+        after another; until all have, a host of our own piece may still
+        relay the other piece's tuples, and they must not come back."""
+        until = time.time_ns() + int(seconds * 1e9)
+        self._begin()
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO excluded (kind, name, until) VALUES (?,?,?)",
+                [("host", name, until) for name in hosts]
+                + [("resource", name, until) for name in resources])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def unexclude(self, hosts, resources):
+        """Accept these hosts and resources again (merge-cluster, join-cluster)."""
+        self.db.executemany("DELETE FROM excluded WHERE kind=? AND name=?",
+                            [("host", name) for name in hosts]
+                            + [("resource", name) for name in resources])
+
+    def exclusions(self):
+        """(hosts, resources) currently excluded."""
+        hosts, resources = set(), set()
+        for kind, name in self.db.execute("SELECT kind, name FROM excluded WHERE until > ?",
+                                          (time.time_ns(),)):
+            (hosts if kind == "host" else resources).add(name)
+        return hosts, resources
+
     def forget(self, keys, origins=()):
         """Drop tuples outright (no tombstones) and what is known of `origins`.
 

@@ -127,18 +127,13 @@ def test_split_cluster_separates_hosts_without_shared_resources_for_good(marsnet
     assert b1.live_values("uuid")["uuid"] == b2.live_values("uuid")["uuid"] != old_uuid
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG split-cluster can be undone through a host of the SAME side that applies the "
-    "split later. The hosts apply it one after the other (a2, b1, b2 by split-cluster's "
-    "requests, the initiator a1 last, in marsadm). apply_split forgets the other side and "
-    "drops its origins from the vector, so a2's next pull from a1 - still a member, not "
-    "split yet - asks for everything of b1 and b2 and gets it: ips/ip-b1, ip-b2, r2 are "
-    "back on a2, its pullers to b1/b2 resume, and a1 gets them back from a2. Refusing "
-    "pulls from non-members (Store.apply sender=) does not cover this relay. Normally "
-    "the window is the few ms between two hosts' apply; this test widens it by making "
-    "b2 slow to apply (its store is write-locked), which stalls split-cluster before "
-    "a1 applies."))
 def test_split_cluster_is_not_undone_through_a_host_that_applies_the_split_later(marsnet):
+    """The hosts apply a split one after the other (a2, b1, b2 when
+    split-cluster asks them, the initiator a1 last). Meanwhile a2 pulls from
+    a1, a member of its own piece that still holds everything: what a1 relays
+    of b1, b2 and r2 must not come back on a2. Normally that window lasts a
+    few milliseconds; b2 is made slow to apply the split (its store is
+    write-locked), which holds split-cluster before a1 applies."""
     a1, a2, b1, b2 = four_hosts_in_two_groups(marsnet)
     # b2 writes only at its rounds (its pullers apply right after them), so it
     # answers split-cluster's handshake and stalls only when it applies the split.
@@ -158,6 +153,21 @@ def test_split_cluster_is_not_undone_through_a_host_that_applies_the_split_later
     assert_stays(lambda: separated([a1, a2], [b1, b2]), 5 * ROUND,
                  "a1,a2 | b1,b2 separated, each with its own resource",
                  show=lambda: {host.name: sorted(host_ips(host)) for host in (a1, a2, b1, b2)})
+
+
+def test_merge_cluster_right_after_a_split_reunites_every_host(marsnet):
+    a1, a2, b1, b2 = four_hosts_in_two_groups(marsnet)
+    a1.marsadm("split-cluster")
+    assert_output_everywhere([a2], ["view-cluster-members"], "a1\na2\n")
+
+    a2.marsadm("merge-cluster", b2.name, b2.address)
+
+    everyone = [a1, a2, b1, b2]
+    print(f"\nmerge-cluster after split-cluster: all 4 hosts list all 4 members after "
+          f"{wait_for_membership(everyone, everyone):.2f}s")
+    wait_for_resources(everyone, ["r1", "r2"])
+    assert_output_everywhere(everyone, ["view-resource-members", "r2"], "b1\nb2\n")
+    assert_output_everywhere(everyone, ["view-resource-members", "r1"], "a1\na2\n")
 
 
 def test_split_cluster_is_refused_while_a_host_is_unreachable_and_changes_nothing(marsnet):
