@@ -156,6 +156,9 @@ class Cluster:
                                    admit=True)
             self.store.unexclude(*hosts_and_resources(item[0] for item in items))
             self.store.apply(items)
+            # A new cluster id for the merged cluster; it also lifts, on every
+            # host, what an earlier split-cluster still excludes.
+            self.store.write({"uuid": f"{uuidlib.uuid4()}"})
         finally:
             await channel.aclose()
 
@@ -349,7 +352,9 @@ def apply_split(store, pieces):
     keep_resources = set(mine["resources"])
     others = {host for piece in pieces for host in piece["hosts"]} - keep_hosts
     other_resources = {res for piece in pieces for res in piece["resources"]} - keep_resources
-    store.exclude(others, other_resources, SPLIT_EXCLUSION_SECONDS)
+    store.write({"uuid": mine["uuid"]})
+    other_ids = {piece["uuid"] for piece in pieces} - {mine["uuid"]}
+    store.exclude(others, other_resources, other_ids, SPLIT_EXCLUSION_SECONDS, mine["uuid"])
     doomed = []
     for item in store.tuples():
         owner = owner_of(item.key)
@@ -357,4 +362,3 @@ def apply_split(store, pieces):
         if (owner is not None and owner in others) or (res is not None and res not in keep_resources):
             doomed.append(item.key)
     store.forget(doomed, origins=others)
-    store.write({"uuid": mine["uuid"]})

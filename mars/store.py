@@ -34,14 +34,15 @@ CREATE TABLE IF NOT EXISTS tuples (
 CREATE INDEX IF NOT EXISTS tuples_by_origin ON tuples (origin, stamp);
 CREATE TABLE IF NOT EXISTS vector (origin TEXT PRIMARY KEY, stamp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS excluded (
-    kind TEXT NOT NULL, name TEXT NOT NULL, until INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS exclusions (
+    kind TEXT NOT NULL, name TEXT NOT NULL, until INTEGER NOT NULL, uuid TEXT NOT NULL,
     PRIMARY KEY (kind, name)
 );
 """
 
 MAX_KEY_LENGTH = 512
 MAX_VALUE_LENGTH = 4096
+MAX_STAMP = 1 << 63             # SQLite INTEGER; nanoseconds reach it in the year 2262
 
 
 class NotAMember(ValueError):
@@ -68,7 +69,7 @@ def check_tuple_shape(item):
     """Reject tuples that could not have come from a well-behaved host."""
     key, value, stamp, origin = item
     if not (isinstance(key, str) and isinstance(value, str) and isinstance(origin, str)
-            and isinstance(stamp, int)):
+            and isinstance(stamp, int) and 0 <= stamp < MAX_STAMP):
         raise ValueError(f"malformed tuple {item!r}")
     if (not key or len(key) > MAX_KEY_LENGTH or len(value) > MAX_VALUE_LENGTH
             or key.startswith("/") or ".." in key.split("/") or "\n" in key + value):
@@ -228,10 +229,6 @@ class Store:
         cluster member here (checked inside the transaction, so a split or a
         leave by another process cannot slip in between); else NotAMember."""
         checked = [check_tuple_shape(tuple(item)) for item in items]
-        hosts, resources = self.exclusions()
-        if hosts or resources:
-            checked = [item for item in checked
-                       if owner_of(item.key) not in hosts and resource_of(item.key) not in resources]
         changed = []
         if not checked:
             return changed
@@ -241,17 +238,25 @@ class Store:
         try:
             if sender is not None and self.value(ip_key(sender)) == "":
                 raise NotAMember(f"host {sender} is not a member of this cluster (any more)")
-            newest = {}
+            hosts, resources, cluster_ids = self.exclusions()
+            newest, refused_origins = {}, set()
             for item in checked:
+                if (owner_of(item.key) in hosts or resource_of(item.key) in resources
+                        or (item.key == "uuid" and item.value in cluster_ids)):
+                    refused_origins.add(item.origin)
+                    continue
                 if item.newer_than(self.get(item.key)):
                     self.db.execute(
                         "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
                         item)
                     changed.append(item)
                 newest[item.origin] = max(newest.get(item.origin, 0), item.stamp)
+            # An origin with refused tuples keeps its vector: they are asked for
+            # again, and taken once the exclusion is lifted (merge-cluster).
             for origin, stamp in newest.items():
-                self._raise_vector(origin, stamp)
-            top = max(newest.values())
+                if origin not in refused_origins:
+                    self._raise_vector(origin, stamp)
+            top = max((item.stamp for item in checked), default=0)
             self.clock.observe(top)
             self.db.execute(
                 "INSERT INTO meta (name, value) VALUES ('clock', ?) "
@@ -300,18 +305,22 @@ class Store:
         return len(doomed)
 
     # -------------------------------------------------- forgetting (split/leave)
-    def exclude(self, hosts, resources, seconds):
-        """Refuse, for `seconds`, every incoming tuple owned by one of `hosts`
-        or about one of `resources`. After a split the hosts apply it one
-        after another; until all have, a host of our own piece may still
-        relay the other piece's tuples, and they must not come back."""
+    def exclude(self, hosts, resources, other_ids, seconds, cluster_id):
+        """Refuse every incoming tuple owned by one of `hosts`, about one of
+        `resources`, or setting the cluster id to one of `other_ids`, for
+        `seconds` and while the cluster id stays `cluster_id`.
+        After a split the hosts apply it one after another; until all have, a
+        host of our own piece may still relay the other piece's tuples, and
+        they must not come back. merge-cluster writes a new cluster id, which
+        lifts the exclusion on every host."""
         until = time.time_ns() + int(seconds * 1e9)
         self._begin()
         try:
             self.db.executemany(
-                "INSERT OR REPLACE INTO excluded (kind, name, until) VALUES (?,?,?)",
-                [("host", name, until) for name in hosts]
-                + [("resource", name, until) for name in resources])
+                "INSERT OR REPLACE INTO exclusions (kind, name, until, uuid) VALUES (?,?,?,?)",
+                [("host", name, until, cluster_id) for name in hosts]
+                + [("resource", name, until, cluster_id) for name in resources]
+                + [("uuid", name, until, cluster_id) for name in other_ids])
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -319,17 +328,18 @@ class Store:
 
     def unexclude(self, hosts, resources):
         """Accept these hosts and resources again (merge-cluster, join-cluster)."""
-        self.db.executemany("DELETE FROM excluded WHERE kind=? AND name=?",
+        self.db.executemany("DELETE FROM exclusions WHERE kind=? AND name=?",
                             [("host", name) for name in hosts]
                             + [("resource", name) for name in resources])
 
     def exclusions(self):
-        """(hosts, resources) currently excluded."""
-        hosts, resources = set(), set()
-        for kind, name in self.db.execute("SELECT kind, name FROM excluded WHERE until > ?",
-                                          (time.time_ns(),)):
-            (hosts if kind == "host" else resources).add(name)
-        return hosts, resources
+        """(hosts, resources, cluster ids) currently excluded."""
+        found = {"host": set(), "resource": set(), "uuid": set()}
+        for kind, name in self.db.execute(
+                "SELECT kind, name FROM exclusions WHERE until > ? AND uuid = ?",
+                (time.time_ns(), self.value("uuid"))):
+            found[kind].add(name)
+        return found["host"], found["resource"], found["uuid"]
 
     def forget(self, keys, origins=()):
         """Drop tuples outright (no tombstones) and what is known of `origins`.

@@ -30,9 +30,23 @@ def test_tuples_of_the_other_piece_relayed_after_a_split_are_refused(store):
     assert store.state().all_resources() == ["r1"]
 
 
+def test_the_other_pieces_cluster_id_relayed_after_a_split_is_refused(store):
+    apply_split(store, PIECES)
+    assert store.apply([("uuid", "u-b", 4 * 10**18, "b1")]) == []
+    assert store.value("uuid") == "u-a"
+
+
+def test_a_new_cluster_id_from_a_merge_lifts_the_exclusion(store):
+    apply_split(store, PIECES)
+    store.apply([("uuid", "u-merged", 4 * 10**18, "a2")])
+    assert store.exclusions() == (set(), set(), set())
+    store.apply([("ips/ip-b1", "127.0.0.3", 4 * 10**18 + 1, "b1")])
+    assert store.state().cluster_hosts() == ["a1", "a2", "b1"]
+
+
 def test_an_exclusion_expires(store):
-    store.exclude({"b1"}, {"r2"}, seconds=-1)
-    assert store.exclusions() == (set(), set())
+    store.exclude({"b1"}, {"r2"}, {"u-b"}, seconds=-1, cluster_id=store.value("uuid"))
+    assert store.exclusions() == (set(), set(), set())
     assert store.apply([("actual-b1/time", "2.0", 30, "b1")])
 
 
@@ -42,3 +56,4 @@ def test_unexclude_admits_the_hosts_and_resources_again(store):
     store.apply([("ips/ip-b1", "127.0.0.3", 40, "b1"), ("resource-r2/size", "4096", 41, "b1")])
     assert store.state().cluster_hosts() == ["a1", "a2", "b1"]
     assert store.state().all_resources() == ["r1", "r2"]
+

@@ -377,3 +377,8 @@ def test_purge_never_removes_a_tombstone_newer_than_what_the_peers_have_seen(
         other.close()
     newest = store.get("resource-vm1/size")
     assert newest is not None and newest.stamp > tombstone.stamp
+
+
+def test_a_stamp_beyond_what_sqlite_holds_is_refused_as_malformed(store):
+    with pytest.raises(ValueError, match="malformed"):
+        store.apply([("actual-a2/time", "1.0", 1 << 63, "a2")])
