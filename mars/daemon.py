@@ -78,7 +78,7 @@ class Daemon:
         self.window = window
         self.store = None
         self.peer_scopes = {}           # host -> (address, CancelScope)
-        self.resource_deleted = True    # scan once at start: a delete may have come while down
+        self.tombstones_seen = -1       # newest tombstone already acted on; -1: scan at start
 
     # ------------------------------------------------------------ lifecycle
     async def run(self, task_status=trio.TASK_STATUS_IGNORED):
@@ -157,8 +157,6 @@ class Daemon:
 
     def _answer(self, peer, header, payload):
         reply = antientropy.answer(self.store, peer, header, payload)
-        if header.get("type") == "push":
-            self.resource_deleted = True    # cheap to check; pushes are rare
         if reply is not None:
             return reply
         if header.get("type") == "split":
@@ -172,16 +170,18 @@ class Daemon:
 
     # --------------------------------------------------------------- rounds
     async def _rounds(self, nursery):
-        """Every round costs O(changes): only the small `ips/` and `actual-`
-        subtrees are read; whole-tree scans run when a pull brought a deleted
-        resource, and tombstone purging every PURGE_EVERY rounds."""
+        """Every round costs O(changes): only the small `ips/` subtree is
+        read; the resource tree is scanned only when a new tombstone arrived,
+        and tombstones are purged every PURGE_EVERY rounds."""
         round_number = 0
         while True:
             started = trio.current_time()
             self._report_alive("1")
             self._track_peers(nursery, self.store.live_values("ips/"))
-            if self.resource_deleted:
-                self.resource_deleted = False
+            newest = self.store.newest_tombstone()
+            if newest != self.tombstones_seen:
+                # A deletion arrived: by a pull, a push, or marsadm (update-cluster).
+                self.tombstones_seen = newest
                 self._drop_keys_of_deleted_resources()
             if round_number % PURGE_EVERY == 0:
                 self._purge_tombstones()
@@ -230,9 +230,7 @@ class Daemon:
                     try:
                         while True:
                             started = trio.current_time()
-                            changed = await antientropy.pull(channel, self.store, timeout=60.0)
-                            if any(item.deleted and item.key.endswith("/size") for item in changed):
-                                self.resource_deleted = True
+                            await antientropy.pull(channel, self.store, timeout=60.0)
                             await trio.sleep_until(started + self.round_interval)
                     finally:
                         await channel.aclose()

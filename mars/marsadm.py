@@ -10,7 +10,6 @@ from functools import wraps
 import click
 
 from mars import __version__
-from mars.cluster import Cluster
 from mars.errors import EXIT_ERROR, MarsError
 from mars.hostenv import HostEnv
 from mars.resources import Resources
@@ -45,6 +44,7 @@ class Context:
         return self._store
 
     def cluster(self):
+        from mars.cluster import Cluster   # imports trio: only for commands that talk to peers
         return Cluster(self.env, self.store, timeout=self.options["timeout"],
                        dry_run=self.options["dry_run"], echo=click.echo)
 

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS tuples (
     origin TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tuples_by_origin ON tuples (origin, stamp);
+CREATE INDEX IF NOT EXISTS tombstones ON tuples (stamp) WHERE value = '.deleted';
 CREATE TABLE IF NOT EXISTS vector (origin TEXT PRIMARY KEY, stamp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS exclusions (
@@ -128,6 +129,11 @@ class Store:
     def state(self):
         """A ClusterState snapshot of the live tuples."""
         return ClusterState(self.live_values(), self.host)
+
+    def newest_tombstone(self):
+        """Stamp of the newest tombstone (0 if none): cheap, from an index."""
+        row = self.db.execute("SELECT max(stamp) FROM tuples WHERE value = ?", (DELETED,)).fetchone()
+        return row[0] or 0
 
     def tuples(self, include_tombstones=True):
         sql = "SELECT key, value, stamp, origin FROM tuples"

@@ -14,7 +14,7 @@ from tests.helpers.marshosts import wait_until
 
 ROUND = 0.2                 # MarsNet's round interval
 CONVERGE_TIMEOUT = 10.0     # 50 rounds; convergence takes a few, this only bounds a hang
-SLOW_ROUND = 1.5            # a marsd whose timing a test controls; >> marsadm's start-up
+SLOW_ROUND = 1.2            # a marsd whose timing a test controls; >> marsadm's start-up
 
 
 def sparse_disk(host, name="disk", size=16 << 20):
@@ -52,6 +52,7 @@ def assert_output_everywhere(hosts, args, expected):
 
 
 def start_all(*hosts):
+    """Start the marsd of every host not running yet; wait until all serve."""
     for host in hosts:
         if host.process is None:
             host.start()
@@ -68,13 +69,23 @@ def build_cluster(marsnet, *names):
     return hosts
 
 
+def join_cluster(marsnet, host, via):
+    """join-cluster on `host` through the (serving) member `via`."""
+    marsnet.share_key(via, host)
+    host.marsadm("join-cluster", via.name, via.address, f"--ip={host.address}")
+
+
 def wait_for_membership(observers, members, timeout=CONVERGE_TIMEOUT):
     """Wait until every observer's store lists exactly `members`; returns seconds."""
     expected = {host.name: host.address for host in members}
-    return wait_until(lambda: all(host_ips(host) == expected for host in observers),
-                      timeout=timeout,
-                      what=f"{', '.join(h.name for h in observers)} listing exactly "
-                           f"{', '.join(sorted(expected))}")
+    try:
+        return wait_until(lambda: all(host_ips(host) == expected for host in observers),
+                          timeout=timeout,
+                          what=f"{', '.join(h.name for h in observers)} listing exactly "
+                               f"{', '.join(sorted(expected))}")
+    except AssertionError as exc:
+        seen = {host.name: sorted(host_ips(host)) for host in observers}
+        raise AssertionError(f"{exc}; they list {seen}") from None
 
 
 def wait_for_resources(observers, resources, timeout=CONVERGE_TIMEOUT):

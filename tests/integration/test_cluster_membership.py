@@ -8,9 +8,9 @@ import pytest
 
 from tests.helpers.marshosts import wait_until
 from tests.integration.support import (
-    ROUND, SLOW_ROUND, assert_output_everywhere, assert_stays, build_cluster, host_ips, next_round_of,
-    restart_with_pullers_mid_round, sparse_disk, start_all, wait_for_key, wait_for_membership,
-    wait_for_resources, write_foreign_secret)
+    ROUND, SLOW_ROUND, assert_output_everywhere, assert_stays, build_cluster, host_ips,
+    next_round_of, restart_with_pullers_mid_round, sparse_disk, start_all, wait_for_key,
+    wait_for_membership, wait_for_resources, write_foreign_secret)
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,9 @@ def test_create_join_converge_on_every_host(marsnet):
     start_all(*hosts)
     serving = time.monotonic() - started
     converged = serving + wait_for_membership(hosts, hosts)
-    print(f"\n5 hosts: every marsd serving after {serving:.2f}s, every store listing all 5 "
-          f"after {converged:.2f}s ({converged / ROUND:.1f} rounds)")
+    print(f"\n5 hosts, counted from the last join-cluster: every marsd serving after "
+          f"{serving:.2f}s, every store listing all 5 after {converged:.2f}s "
+          f"({converged / ROUND:.1f} rounds)")
 
     expected_members = "".join(f"{host.name}\n" for host in sorted(hosts, key=lambda h: h.name))
     expected_ips = "".join(f"{host.name} {host.address}\n"
@@ -158,7 +159,7 @@ def test_leave_cluster_is_refused_while_holding_a_replica_and_afterwards_forgets
     wait_until(lambda: all("resource-vm1/data-charlie" not in host.live_values("resource-vm1/")
                            for host in (alpha, bravo)),
                timeout=10, what="alpha and bravo seeing charlie leave vm1")
-    charlie.stop()      # leaving under a running marsd: the next test
+    charlie.stop()      # leave-cluster under a running marsd: the next test
 
     charlie.marsadm("leave-cluster")
 
@@ -191,6 +192,7 @@ def test_leave_cluster_is_not_undone_by_the_leaving_hosts_running_marsd(marsnet)
 
     charlie.marsadm("leave-cluster")
 
+    wait_for_membership([alpha, bravo], [alpha, bravo])
     assert_stays(lambda: charlie.live_values() == {}, SLOW_ROUND,
                  "charlie's store stays empty after leave-cluster",
                  show=lambda: sorted(charlie.live_values()))

@@ -80,7 +80,7 @@ def test_marsd_whose_secret_was_replaced_is_shut_out_while_the_others_keep_worki
     assert_stays(lambda: "resource-vm1/size" not in charlie.live_values("resource-vm1/")
                  and "resource-vm9/size" not in alpha.live_values("resource-vm9/")
                  and "resource-vm9/size" not in bravo.live_values("resource-vm9/"),
-                 5 * ROUND, "nothing flows between charlie and the others")
+                 3 * ROUND, "nothing flows between charlie and the others")
     assert host_ips(charlie) == {host.name: host.address for host in (alpha, bravo, charlie)}
     update = alpha.marsadm("update-cluster", "--timeout=5", check=False)
     assert update.returncode == 1 and "charlie" in update.stderr, update.stderr
