@@ -16,6 +16,7 @@ Rules (MARS.md, "State directory and metadata store"):
   persisted clock, so the vector is exact and nothing is skipped.
 """
 
+import contextlib
 import sqlite3
 import time
 from typing import NamedTuple
@@ -160,8 +161,16 @@ class Store:
         return result
 
     # ---------------------------------------------------------------- writing
-    def _begin(self):
+    @contextlib.contextmanager
+    def _transaction(self):
+        """An immediate (writer-exclusive) transaction: commit, or roll back on any error."""
         self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _stamp_in_transaction(self):
         self.clock.observe(self._persisted_clock())
@@ -193,8 +202,7 @@ class Store:
             return [MetaTuple(key, DELETED if value is None else str(value), 0, self.host)
                     for key, value in changes.items()]
         written = []
-        self._begin()
-        try:
+        with self._transaction():
             pending = []
             for key, value in changes.items():
                 current = self.get(key)
@@ -214,10 +222,6 @@ class Store:
                         item)
                     written.append(item)
                 self._raise_vector(self.host, stamp)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return written
 
     def delete(self, keys, dry_run=False):
@@ -240,37 +244,33 @@ class Store:
             return changed
         if not durable:
             self.db.execute("PRAGMA synchronous=NORMAL")
-        self._begin()
         try:
-            if sender is not None and self.value(ip_key(sender)) == "":
-                raise NotAMember(f"host {sender} is not a member of this cluster (any more)")
-            hosts, resources, cluster_ids = self.exclusions()
-            newest, refused_origins = {}, set()
-            for item in checked:
-                if (owner_of(item.key) in hosts or resource_of(item.key) in resources
-                        or (item.key == "uuid" and item.value in cluster_ids)):
-                    refused_origins.add(item.origin)
-                    continue
-                if item.newer_than(self.get(item.key)):
-                    self.db.execute(
-                        "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
-                        item)
-                    changed.append(item)
-                newest[item.origin] = max(newest.get(item.origin, 0), item.stamp)
-            # An origin with refused tuples keeps its vector: they are asked for
-            # again, and taken once the exclusion is lifted (merge-cluster).
-            for origin, stamp in newest.items():
-                if origin not in refused_origins:
-                    self._raise_vector(origin, stamp)
-            top = max((item.stamp for item in checked), default=0)
-            self.clock.observe(top)
-            self.db.execute(
-                "INSERT INTO meta (name, value) VALUES ('clock', ?) "
-                "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)", (top,))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+            with self._transaction():
+                if sender is not None and self.value(ip_key(sender)) == "":
+                    raise NotAMember(f"host {sender} is not a member of this cluster (any more)")
+                hosts, resources, cluster_ids = self.exclusions()
+                newest, refused_origins = {}, set()
+                for item in checked:
+                    if (owner_of(item.key) in hosts or resource_of(item.key) in resources
+                            or (item.key == "uuid" and item.value in cluster_ids)):
+                        refused_origins.add(item.origin)
+                        continue
+                    if item.newer_than(self.get(item.key)):
+                        self.db.execute(
+                            "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
+                            item)
+                        changed.append(item)
+                    newest[item.origin] = max(newest.get(item.origin, 0), item.stamp)
+                # An origin with refused tuples keeps its vector: they are asked for
+                # again, and taken once the exclusion is lifted (merge-cluster).
+                for origin, stamp in newest.items():
+                    if origin not in refused_origins:
+                        self._raise_vector(origin, stamp)
+                top = max((item.stamp for item in checked), default=0)
+                self.clock.observe(top)
+                self.db.execute(
+                    "INSERT INTO meta (name, value) VALUES ('clock', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)", (top,))
         finally:
             if not durable:
                 self.db.execute("PRAGMA synchronous=FULL")
@@ -304,10 +304,9 @@ class Store:
         if doomed:
             # Match the stamp too: a tombstone rewritten since (by marsadm) is newer
             # than what the peers have seen and must stay.
-            self._begin()
-            self.db.executemany("DELETE FROM tuples WHERE key=? AND value=? AND stamp=?",
-                                [(item.key, DELETED, item.stamp) for item in doomed])
-            self.db.execute("COMMIT")
+            with self._transaction():
+                self.db.executemany("DELETE FROM tuples WHERE key=? AND value=? AND stamp=?",
+                                    [(item.key, DELETED, item.stamp) for item in doomed])
         return len(doomed)
 
     # -------------------------------------------------- forgetting (split/leave)
@@ -320,17 +319,12 @@ class Store:
         they must not come back. merge-cluster writes a new cluster id, which
         lifts the exclusion on every host."""
         until = time.time_ns() + int(seconds * 1e9)
-        self._begin()
-        try:
+        with self._transaction():
             self.db.executemany(
                 "INSERT OR REPLACE INTO exclusions (kind, name, until, uuid) VALUES (?,?,?,?)",
                 [("host", name, until, cluster_id) for name in hosts]
                 + [("resource", name, until, cluster_id) for name in resources]
                 + [("uuid", name, until, cluster_id) for name in other_ids])
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def unexclude(self, hosts, resources):
         """Accept these hosts and resources again (merge-cluster, join-cluster)."""
@@ -352,8 +346,7 @@ class Store:
 
         Only for leaving a cluster or splitting one, where the dropped hosts
         stop talking to this one, so nothing can resurrect what was dropped."""
-        self._begin()
-        try:
+        with self._transaction():
             self.db.executemany("DELETE FROM tuples WHERE key=?", [(key,) for key in keys])
             for origin in origins:
                 # An origin whose tuples partly stay (shared keys it wrote) keeps
@@ -362,7 +355,3 @@ class Store:
                                        (origin,)).fetchone():
                     self.db.execute("DELETE FROM vector WHERE origin=?", (origin,))
                 self.peer_seen.pop(origin, None)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise

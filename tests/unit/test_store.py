@@ -1,5 +1,7 @@
 """The metadata store: last writer wins, ownership, tombstones, vectors, clock."""
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -360,16 +362,18 @@ def test_purge_never_removes_a_tombstone_newer_than_what_the_peers_have_seen(
         db, store, tombstone, wall, monkeypatch):
     store.record_peer_vector("h2", {"h1": tombstone.stamp})
     other = Store(db, "h1", wall=wall)                  # a concurrent marsadm
-    begin = store._begin
+    transaction = store._transaction
 
+    @contextlib.contextmanager
     def marsadm_writes_between_select_and_delete():
         wall.now = 3_000_000
         other.write({"resource-vm1/size": "8192"})
         wall.now = 4_000_000
         other.delete(["resource-vm1/size"])
-        begin()
+        with transaction():
+            yield
 
-    monkeypatch.setattr(store, "_begin", marsadm_writes_between_select_and_delete)
+    monkeypatch.setattr(store, "_transaction", marsadm_writes_between_select_and_delete)
     try:
         store.purge_tombstones(0, ["h2"], now_ns=10**18)
     finally:
