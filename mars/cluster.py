@@ -5,6 +5,7 @@ peers do all their network reads and all their checks before they write
 anything locally, so a refused or failed command leaves the store unchanged.
 """
 
+import math
 import uuid as uuidlib
 
 import trio
@@ -29,7 +30,7 @@ class Cluster:
     def __init__(self, env, store, timeout=60.0, dry_run=False, echo=print):
         self.env = env
         self.store = store
-        self.timeout = timeout
+        self.timeout = math.inf if timeout < 0 else timeout     # marsadm: -1 waits forever
         self.dry_run = dry_run
         self.echo = echo
 
@@ -201,12 +202,13 @@ class Cluster:
     async def _wait(self, state, hosts, ping_timeout):
         address = self._my_address(state)
         missing = {host: "not yet asked" for host in hosts}
-        deadline = None if self.timeout < 0 else trio.current_time() + self.timeout
+        deadline = trio.current_time() + self.timeout
 
         async def ping(host):
             peer_address = state.host_ips()[host]
             try:
-                channel = await self._connect(peer_address, address, timeout=ping_timeout)
+                channel = await self._connect(peer_address, address,
+                                              timeout=min(ping_timeout, self.timeout))
                 try:
                     await net.request(channel, {"type": "ping"}, timeout=ping_timeout)
                 finally:
@@ -221,7 +223,7 @@ class Cluster:
                     nursery.start_soon(ping, host)
             if not missing:
                 break
-            if deadline is not None and trio.current_time() >= deadline:
+            if trio.current_time() >= deadline:
                 details = "; ".join(f"{host}: {reason}" for host, reason in sorted(missing.items()))
                 raise MarsTimeout(
                     f"timed out after {self.timeout:g}s, marsd not answering on "

@@ -12,6 +12,7 @@ marsadm writes the wishes into the store; marsd makes them happen and spreads
 them. marsd may start before the host is in a cluster: it waits."""
 
 import argparse
+import fcntl
 import logging
 import os
 import signal
@@ -34,38 +35,31 @@ PURGE_EVERY = 60        # rounds between tombstone purges
 
 
 class PidFile:
-    """`<state dir>/marsd.pid`; refuses to start twice for one host."""
+    """`<state dir>/marsd.pid`, held with an exclusive lock for the daemon's
+    lifetime: a second marsd for the same host refuses to start, and a pid
+    file left by a crashed daemon is simply taken over."""
 
     def __init__(self, path):
         self.path = path
+        self.fd = None
 
     def acquire(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            pid = int(self.path.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            pid = None
-        if pid and pid != os.getpid() and _process_alive(pid):
-            raise MarsError(f"marsd already runs for this host (pid {pid}, {self.path})")
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(f"{os.getpid()}\n")
-        os.replace(tmp, self.path)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise MarsError(f"marsd already runs for this host (pid {holder}, {self.path})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
 
     def release(self):
-        try:
-            if int(self.path.read_text().strip()) == os.getpid():
-                self.path.unlink()
-        except (FileNotFoundError, ValueError):
-            pass
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
 
 
 class Daemon:

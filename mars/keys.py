@@ -89,6 +89,7 @@ class ClusterState:
         self.values = values
         self.local_host = local_host
         self._resources = None
+        self._host_ips = None
 
     def get(self, key, default=""):
         return self.values.get(key, default)
@@ -96,9 +97,11 @@ class ClusterState:
     # cluster
     def host_ips(self):
         """{host: address} of every cluster member, this host included."""
-        prefix = "ips/ip-"
-        return {key[len(prefix):]: value for key, value in self.values.items()
-                if key.startswith(prefix)}
+        if self._host_ips is None:
+            prefix = "ips/ip-"
+            self._host_ips = {key[len(prefix):]: value for key, value in self.values.items()
+                              if key.startswith(prefix)}
+        return self._host_ips
 
     def cluster_hosts(self):
         return sorted(self.host_ips())

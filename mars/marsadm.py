@@ -182,7 +182,7 @@ def lowlevel_ls_host_ips(ctx):
 @click.option("--stamps", is_flag=True, help="Append [stamp origin] to every line.")
 def view_tree(ctx, stamps):
     """Print the metadata as the familiar /mars symlink tree."""
-    click.echo(render_tree(ctx.store, str(ctx.env.state_dir).rstrip("/") or "/mars", stamps), nl=False)
+    click.echo(render_tree(ctx.store, str(ctx.env.state_dir), stamps), nl=False)
 
 
 @command("import-tree")

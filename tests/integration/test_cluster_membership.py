@@ -2,11 +2,12 @@
 and joins that must be refused without changing anything."""
 
 import socket
+import subprocess
 import time
 
 import pytest
 
-from tests.helpers.marshosts import wait_until
+from tests.helpers.marshosts import BIN, wait_until
 from tests.integration.support import (
     ROUND, SLOW_ROUND, assert_output_everywhere, assert_stays, build_cluster, host_ips,
     next_round_of, restart_with_pullers_mid_round, sparse_disk, start_all, wait_for_key,
@@ -110,6 +111,23 @@ def test_wait_cluster_returns_while_every_marsd_answers_else_exits_3_naming_the_
     assert "charlie" in result.stderr
     assert "bravo" not in result.stderr
     assert 2 <= elapsed < 6
+
+
+def test_wait_cluster_with_timeout_minus_one_waits_until_a_late_marsd_answers(marsnet):
+    alpha, bravo = build_cluster(marsnet, "alpha", "bravo")
+    bravo.stop()
+    waiting = subprocess.Popen([str(BIN / "marsadm"), "wait-cluster", "--timeout=-1"],
+                               env=alpha.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        time.sleep(1.5)
+        assert waiting.poll() is None, waiting.stderr.read()
+        bravo.start()
+        assert waiting.wait(timeout=20) == 0
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+        waiting.communicate()
 
 
 def test_wait_cluster_for_a_resource_waits_only_for_its_members(marsnet):
