@@ -1,0 +1,245 @@
+"""Transaction logfiles: the record format, a writer and a scanner.
+
+A logfile `log-<9 digits>-<origin host>` is a sequence of records, each one
+write to the device, appended before the write is acknowledged. Record layout
+(all integers little-endian), HEADER = 60 bytes:
+
+    offset size field
+         0    4 magic            b"MRL1"
+         4    1 format version   1
+         5    1 flags            bit 0: payload stored LZ4-compressed (lz4.block)
+         6    1 digest type      0 CRC32C, 1 MD5, 2 SHA1
+         7    1 reserved         0
+         8    8 sequence number  previous record's + 1 (continues across logfiles)
+        16    8 lamport stamp    when the write was logged
+        24    8 device offset    where the payload goes on the device
+        32    4 payload length   bytes written to the device
+        36    4 stored length    bytes that follow the header
+        40   20 digest           over header bytes 0..39 and the stored bytes,
+                                 zero-padded (CRC32C: 4 bytes, MD5: 16, SHA1: 20)
+        60    - stored payload
+
+Durability: `LogWriter.append` writes a whole record with one write(2);
+`sync` (fdatasync) makes every appended record durable. Whatever was synced
+before a crash scans intact afterwards.
+
+Scanning stops at the first record whose magic, version, lengths, sequence
+or digest is wrong, and says where and why (`LogDamage`). A damaged record
+that is the last thing in the file is a *torn tail* — normal after a crash,
+the writer continues at its start. Damage with more data behind it is
+*corruption* — an error the views report.
+"""
+
+import hashlib
+import os
+import re
+import struct
+from dataclasses import dataclass
+
+import google_crc32c
+import lz4.block
+
+MAGIC = b"MRL1"
+VERSION = 1
+FLAG_LZ4 = 0x01
+HEADER = struct.Struct("<4sBBBBQQQII20s")
+assert HEADER.size == 60
+DIGEST_FIELD = 40                   # header bytes before the digest
+MAX_PAYLOAD = 16 << 20              # one device write never exceeds this
+
+DIGEST_CRC32C, DIGEST_MD5, DIGEST_SHA1 = 0, 1, 2
+DIGEST_NAMES = {"crc32c": DIGEST_CRC32C, "md5": DIGEST_MD5, "sha1": DIGEST_SHA1}
+
+LOGFILE_RE = re.compile(r"log-(?P<nr>\d{9})-(?P<host>[a-z][-a-z0-9]*)")
+
+
+def logfile_name(number, origin):
+    """`log-000000042-h1`."""
+    if not 0 < number < 10**9:
+        raise ValueError(f"logfile number {number} out of range 1..999999999")
+    return f"log-{number:09d}-{origin}"
+
+
+def parse_logfile_name(name):
+    """(number, origin) of a logfile name, or ValueError."""
+    match = LOGFILE_RE.fullmatch(name)
+    if not match:
+        raise ValueError(f"not a logfile name: {name!r}")
+    return int(match.group("nr")), match.group("host")
+
+
+def digest(kind, *parts):
+    """The 20-byte digest field for `parts` with digest type `kind`."""
+    if kind == DIGEST_CRC32C:
+        checksum = google_crc32c.Checksum()
+        for part in parts:
+            checksum.update(part)
+        value = checksum.digest()
+    elif kind in (DIGEST_MD5, DIGEST_SHA1):
+        hasher = hashlib.md5() if kind == DIGEST_MD5 else hashlib.sha1()
+        for part in parts:
+            hasher.update(part)
+        value = hasher.digest()
+    else:
+        raise ValueError(f"unknown digest type {kind}")
+    return value.ljust(20, b"\0")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One logged write, as the scanner found it."""
+
+    sequence: int
+    stamp: int
+    offset: int                 # on the device
+    data: bytes
+    position: int               # where the record starts in the logfile
+    end: int                    # where the next one starts
+
+
+@dataclass(frozen=True)
+class LogDamage:
+    """Where and why scanning stopped before the end of the file."""
+
+    path: str
+    position: int
+    reason: str
+    torn_tail: bool             # True: nothing valid can follow (crash); False: corruption
+
+    def __str__(self):
+        kind = "torn tail" if self.torn_tail else "corrupt record"
+        return f"{kind} in {self.path} at byte {self.position}: {self.reason}"
+
+
+def encode_record(sequence, stamp, offset, data, digest_type=DIGEST_CRC32C, compress=False):
+    """The bytes of one record. LZ4 is kept only when it makes the record smaller."""
+    if len(data) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD}")
+    flags, stored = 0, data
+    if compress and data:
+        packed = lz4.block.compress(data, store_size=False)
+        if len(packed) < len(data):
+            flags, stored = FLAG_LZ4, packed
+    head = HEADER.pack(MAGIC, VERSION, flags, digest_type, 0, sequence, stamp, offset,
+                       len(data), len(stored), b"\0" * 20)
+    field = digest(digest_type, head[:DIGEST_FIELD], stored)
+    return head[:DIGEST_FIELD] + field + stored
+
+
+class LogWriter:
+    """Appends records to one logfile. Not thread-safe: one writer per logfile."""
+
+    def __init__(self, path, next_sequence, digest_type="crc32c", compress=False):
+        if digest_type not in DIGEST_NAMES:
+            raise ValueError(f"unknown digest {digest_type!r}: use one of {', '.join(DIGEST_NAMES)}")
+        self.path = path
+        self.digest_type = DIGEST_NAMES[digest_type]
+        self.compress = compress
+        self.next_sequence = next_sequence
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.size = os.fstat(self.fd).st_size
+
+    def append(self, stamp, offset, data):
+        """Append one write; returns the Record as it now stands in the file."""
+        record = encode_record(self.next_sequence, stamp, offset, data, self.digest_type,
+                               self.compress)
+        written = os.write(self.fd, record)
+        if written != len(record):
+            raise OSError(f"short write to {self.path}: {written} of {len(record)} bytes")
+        result = Record(self.next_sequence, stamp, offset, bytes(data), self.size,
+                        self.size + len(record))
+        self.size += len(record)
+        self.next_sequence += 1
+        return result
+
+    def sync(self):
+        """Make every appended record durable."""
+        os.fdatasync(self.fd)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def truncate_torn_tail(path, damage):
+    """Cut a torn tail off so that appending can continue after a crash.
+    Corruption in the middle is never cut: that is for an operator."""
+    if damage is None:
+        return False
+    if not damage.torn_tail:
+        raise ValueError(f"refusing to truncate {damage}")
+    os.truncate(path, damage.position)
+    return True
+
+
+class LogScan:
+    """Scan a logfile from `position`: iterate the valid records; afterwards
+    `damage` says where and why it stopped (None: clean end of file)."""
+
+    def __init__(self, path, position=0, expected_sequence=None):
+        self.path = str(path)
+        self.position = position
+        self.expected_sequence = expected_sequence
+        self.damage = None
+
+    def __iter__(self):
+        with open(self.path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(self.position)
+            while self.position < size:
+                record, reason = self._read_one(handle, size, self.position, self.expected_sequence)
+                if record is None:
+                    self.damage = LogDamage(self.path, self.position, reason,
+                                            torn_tail=self._is_tail(handle, size))
+                    return
+                self.position = record.end
+                self.expected_sequence = record.sequence + 1
+                yield record
+
+    def _is_tail(self, handle, size):
+        """Damage is a torn tail when no valid record follows it anywhere.
+        (A payload may contain the magic by chance, so a candidate counts
+        only when its whole record checks out.)"""
+        handle.seek(self.position + 1)
+        rest = handle.read(size - self.position - 1)
+        found = rest.find(MAGIC)
+        while found >= 0:
+            record, _ = self._read_one(handle, size, self.position + 1 + found, None)
+            if record is not None:
+                return False
+            found = rest.find(MAGIC, found + 1)
+        return True
+
+    @staticmethod
+    def _read_one(handle, size, start, expected_sequence):
+        handle.seek(start)
+        head = handle.read(HEADER.size)
+        if len(head) < HEADER.size:
+            return None, f"header cut short ({len(head)} of {HEADER.size} bytes)"
+        (magic, version, flags, digest_type, _reserved, sequence, stamp, offset, length,
+         stored_length, field) = HEADER.unpack(head)
+        if magic != MAGIC:
+            return None, f"bad magic {magic!r}"
+        if version != VERSION:
+            return None, f"unknown format version {version}"
+        if digest_type not in DIGEST_NAMES.values():
+            return None, f"unknown digest type {digest_type}"
+        if length > MAX_PAYLOAD or stored_length > MAX_PAYLOAD or (
+                not flags & FLAG_LZ4 and stored_length != length):
+            return None, f"implausible lengths (payload {length}, stored {stored_length})"
+        if start + HEADER.size + stored_length > size:
+            return None, (f"record cut short: needs {HEADER.size + stored_length} bytes, "
+                          f"{size - start} left")
+        stored = handle.read(stored_length)
+        if digest(digest_type, head[:DIGEST_FIELD], stored) != field:
+            return None, "digest mismatch"
+        if expected_sequence is not None and sequence != expected_sequence:
+            return None, f"sequence {sequence} where {expected_sequence} was expected"
+        data = stored
+        if flags & FLAG_LZ4:
+            try:
+                data = lz4.block.decompress(stored, uncompressed_size=length)
+            except lz4.block.LZ4BlockError as exc:
+                return None, f"undecodable LZ4 payload: {exc}"
+        return Record(sequence, stamp, offset, data, start, start + HEADER.size + stored_length), None

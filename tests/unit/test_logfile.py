@@ -1,0 +1,150 @@
+"""Transaction logfile records: round trip, digests, compression, torn tails
+and corruption found at the right place."""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mars.logfile import (
+    HEADER, MAGIC, LogScan, LogWriter, encode_record, logfile_name, parse_logfile_name,
+    truncate_torn_tail)
+
+WRITES = st.lists(st.tuples(st.integers(0, 1 << 40), st.binary(max_size=3000)), max_size=12)
+
+
+def write_log(path, writes, first_sequence=1, **options):
+    writer = LogWriter(path, first_sequence, **options)
+    records = [writer.append(1000 + number, offset, data)
+               for number, (offset, data) in enumerate(writes)]
+    writer.sync()
+    writer.close()
+    return records
+
+
+def scan(path, **options):
+    scanner = LogScan(path, **options)
+    return list(scanner), scanner.damage
+
+
+@pytest.mark.parametrize("digest_type", ["crc32c", "md5", "sha1"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_every_appended_record_scans_back_identical(tmp_path, digest_type, compress):
+    writes = [(0, b"a" * 4096), (4096, os.urandom(512)), (1 << 30, b""), (7, b"xyz" * 1000)]
+    written = write_log(tmp_path / "log", writes, first_sequence=41,
+                        digest_type=digest_type, compress=compress)
+    records, damage = scan(tmp_path / "log", expected_sequence=41)
+    assert damage is None
+    assert records == written
+    assert [(r.offset, r.data) for r in records] == writes
+    assert [r.sequence for r in records] == [41, 42, 43, 44]
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=WRITES, compress=st.booleans())
+def test_round_trip_of_arbitrary_writes(tmp_path, writes, compress):
+    path = tmp_path / f"log-{os.urandom(4).hex()}"
+    write_log(path, writes, compress=compress)
+    records, damage = scan(path)
+    assert damage is None
+    assert [(r.offset, r.data) for r in records] == writes
+
+
+def test_compression_is_kept_only_when_it_shrinks_the_record():
+    repetitive, random_data = b"\0" * 4096, os.urandom(4096)
+    assert len(encode_record(1, 1, 0, repetitive, compress=True)) < 200
+    assert len(encode_record(1, 1, 0, random_data, compress=True)) == HEADER.size + 4096
+
+
+def test_a_torn_tail_at_every_cut_keeps_every_complete_record_before_it(tmp_path):
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"first" * 10), (100, b"second" * 10), (200, b"third" * 10)])
+    whole = path.read_bytes()
+    for cut in range(1, len(whole)):
+        path.write_bytes(whole[:cut])
+        records, damage = scan(path)
+        complete = [r for r in written if r.end <= cut]
+        assert records == complete, cut
+        if cut in (r.end for r in written):
+            assert damage is None
+        else:
+            resume_at = complete[-1].end if complete else 0
+            assert damage.torn_tail and damage.position == resume_at, (cut, damage)
+
+
+def test_a_corrupted_record_in_the_middle_stops_the_scan_there_and_is_not_a_torn_tail(tmp_path):
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"a" * 100), (100, b"b" * 100), (200, b"c" * 100)])
+    data = bytearray(path.read_bytes())
+    data[written[1].position + HEADER.size + 10] ^= 0x01        # one bit in the payload
+    path.write_bytes(bytes(data))
+    records, damage = scan(path)
+    assert records == written[:1]
+    assert damage.position == written[1].position
+    assert damage.reason == "digest mismatch"
+    assert not damage.torn_tail
+    assert "corrupt record" in str(damage) and str(path) in str(damage)
+    with pytest.raises(ValueError, match="refusing to truncate"):
+        truncate_torn_tail(path, damage)
+
+
+def test_a_digest_mismatch_in_the_last_record_is_a_torn_tail(tmp_path):
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"a" * 100), (100, b"b" * 100)])
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    records, damage = scan(path)
+    assert records == written[:1] and damage.torn_tail
+
+
+def test_payload_that_contains_the_magic_does_not_make_a_torn_tail_look_corrupt(tmp_path):
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"x" * 50), (0, MAGIC * 50)])
+    path.write_bytes(path.read_bytes()[:-1])
+    records, damage = scan(path)
+    assert records == written[:1] and damage.torn_tail
+
+
+def test_a_sequence_gap_stops_the_scan(tmp_path):
+    path = tmp_path / "log"
+    write_log(path, [(0, b"a")], first_sequence=1)
+    write_log(path, [(0, b"b")], first_sequence=3)
+    records, damage = scan(path)
+    assert [r.sequence for r in records] == [1]
+    assert "sequence 3 where 2 was expected" in damage.reason
+
+
+def test_writing_continues_after_the_torn_tail_is_cut(tmp_path):
+    path = tmp_path / "log"
+    write_log(path, [(0, b"kept"), (8, b"torn")])
+    path.write_bytes(path.read_bytes()[:-2])
+    records, damage = scan(path)
+    assert truncate_torn_tail(path, damage)
+    write_log(path, [(16, b"after")], first_sequence=records[-1].sequence + 1)
+    records, damage = scan(path)
+    assert damage is None
+    assert [r.data for r in records] == [b"kept", b"after"]
+
+
+def test_scanning_resumes_from_a_position(tmp_path):
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"a"), (1, b"b"), (2, b"c")])
+    records, damage = scan(path, position=written[1].position, expected_sequence=2)
+    assert records == written[1:] and damage is None
+
+
+def test_unknown_digest_name_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown digest 'crc64'"):
+        LogWriter(tmp_path / "log", 1, digest_type="crc64")
+
+
+def test_logfile_names_round_trip_and_bad_names_are_refused():
+    assert logfile_name(42, "h1") == "log-000000042-h1"
+    assert parse_logfile_name("log-000000042-h1") == (42, "h1")
+    for bad in ("log-42-h1", "log-000000042-H1", "log-000000042-h1\n", "x"):
+        with pytest.raises(ValueError):
+            parse_logfile_name(bad)
+    with pytest.raises(ValueError):
+        logfile_name(0, "h1")
