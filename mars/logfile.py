@@ -95,6 +95,7 @@ class Record:
     data: bytes
     position: int               # where the record starts in the logfile
     end: int                    # where the next one starts
+    digest: bytes               # the record's digest field (feeds the version chain)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class LogWriter:
         if written != len(record):
             raise OSError(f"short write to {self.path}: {written} of {len(record)} bytes")
         result = Record(self.next_sequence, stamp, offset, bytes(data), self.size,
-                        self.size + len(record))
+                        self.size + len(record), record[DIGEST_FIELD:HEADER.size])
         self.size += len(record)
         self.next_sequence += 1
         return result
@@ -242,4 +243,5 @@ class LogScan:
                 data = lz4.block.decompress(stored, uncompressed_size=length)
             except lz4.block.LZ4BlockError as exc:
                 return None, f"undecodable LZ4 payload: {exc}"
-        return Record(sequence, stamp, offset, data, start, start + HEADER.size + stored_length), None
+        return Record(sequence, stamp, offset, data, start, start + HEADER.size + stored_length,
+                      field), None
