@@ -9,6 +9,7 @@ import re
 import time
 
 from mars.errors import MarsError
+from mars.names import check_resource
 
 DELETED = ".deleted"          # tombstone value, as in kernel MARS
 NO_PRIMARY = "(none)"
@@ -144,6 +145,15 @@ class ClusterState:
 
     def exists(self, res):
         return res in self.resources()
+
+    def require(self, res):
+        """`res` if it is a valid name of an existing resource, else MarsError
+        listing the known ones."""
+        check_resource(res)
+        if not self.exists(res):
+            known = ", ".join(self.all_resources()) or "none"
+            raise MarsError(f"unknown resource {res!r} (known: {known})")
+        return res
 
     def members(self, res):
         """Hosts holding a replica (`data-<host>`), sorted."""

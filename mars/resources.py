@@ -50,13 +50,6 @@ class Resources:
             raise MarsError(f"host {self.host} is not a cluster member: create-cluster or join-cluster first")
         return state
 
-    def existing(self, state, res):
-        check_resource(res)
-        if not state.exists(res):
-            known = ", ".join(state.all_resources()) or "none"
-            raise MarsError(f"unknown resource {res!r} (known: {known})")
-        return res
-
     def _check_disk_unused(self, state, disk, res):
         user = state.disk_owner(disk)
         if user is not None and user != res:
@@ -98,7 +91,7 @@ class Resources:
     def join(self, res, disk):
         """Become a member (replica) of an existing resource."""
         state = self._state_in_cluster()
-        self.existing(state, res)
+        state.require(res)
         disk = os.path.abspath(disk)
         current = state.disk(res)
         if current:
@@ -125,7 +118,7 @@ class Resources:
         state = self._state_in_cluster()
         changes = {}
         for res in names:
-            self.existing(state, res)
+            state.require(res)
             if not state.disk(res):
                 raise MarsError(
                     f"{self.host} is not a member of {res} (members: {', '.join(state.members(res))})")
@@ -142,14 +135,14 @@ class Resources:
         state = self._state_in_cluster()
         changes = {}
         for res in names:
-            self.existing(state, res)
+            state.require(res)
             shared = [key for key in self.store.live_values(res_key(res, "")) if owner_of(key) is None]
             changes.update({key: None for key in shared + self._own_keys(res)})
         return self._write(changes)
 
     def set_systemd_unit(self, res, start_unit, stop_unit=None):
         state = self._state_in_cluster()
-        self.existing(state, res)
+        state.require(res)
         stop_unit = stop_unit or start_unit
         for unit in (start_unit, stop_unit):
             if not UNIT_RE.fullmatch(unit):
@@ -159,14 +152,14 @@ class Resources:
 
     def get_systemd_unit(self, res):
         state = self.store.state()
-        self.existing(state, res)
+        state.require(res)
         start = state.resource_value(res, "systemd-start-unit")
         stop = state.resource_value(res, "systemd-stop-unit")
         return f"{start} {stop}" if start else ""
 
     def set_systemd_want(self, res, host=None):
         state = self._state_in_cluster()
-        self.existing(state, res)
+        state.require(res)
         host = host or self.host
         if host not in ("(none)", "none"):
             check_host(host)
@@ -178,6 +171,6 @@ class Resources:
 
     def get_systemd_want(self, res):
         state = self.store.state()
-        self.existing(state, res)
+        state.require(res)
         value = state.resource_value(res, "systemd-want")
         return "" if value == NO_PRIMARY else value

@@ -13,7 +13,6 @@ kernel MARS."""
 import os
 
 from mars.errors import MarsError
-from mars.names import check_resource
 
 
 def _disk_present(state, res):
@@ -60,10 +59,7 @@ def expand_resources(state, argument):
     if not names:
         raise MarsError("no resource given")
     for name in names:
-        check_resource(name)
-        if not state.exists(name):
-            known = ", ".join(state.all_resources()) or "none"
-            raise MarsError(f"unknown resource {name!r} (known: {known})")
+        state.require(name)
     return names, len(names) > 1
 
 
