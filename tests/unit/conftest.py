@@ -5,6 +5,7 @@ A host is a temporary MARS_ROOT; `marsadm` runs the click CLI in-process
 applied to the local store, as if a peer had sent them."""
 
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,3 +158,24 @@ def scenario(h1, tmp_path):
         ("resource-vm3/data-h3", "/dev/vg/vm3", "h3"),
     ])
     return Scenario(h1, disk1, disk2, spare)
+
+
+def random_writes(seed, count, disk_size, lengths=(512, 4096, 3)):
+    """`count` reproducible (offset, data) writes inside a disk of `disk_size`."""
+    rng = random.Random(seed)
+    writes = []
+    for _ in range(count):
+        length = rng.choice(lengths)
+        writes.append((rng.randrange(0, disk_size - length), rng.randbytes(length)))
+    return writes
+
+
+def write_log(path, writes, first_sequence=1, **options):
+    """A synced logfile holding `writes`; returns the Records as written."""
+    from mars.logfile import LogWriter
+    writer = LogWriter(path, first_sequence, **options)
+    records = [writer.append(1000 + number, offset, data)
+               for number, (offset, data) in enumerate(writes)]
+    writer.sync()
+    writer.close()
+    return records

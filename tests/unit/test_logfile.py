@@ -10,17 +10,9 @@ from hypothesis import strategies as st
 from mars.logfile import (
     HEADER, MAGIC, LogScan, LogWriter, encode_record, logfile_name, parse_logfile_name,
     truncate_torn_tail)
+from tests.unit.conftest import write_log
 
 WRITES = st.lists(st.tuples(st.integers(0, 1 << 40), st.binary(max_size=3000)), max_size=12)
-
-
-def write_log(path, writes, first_sequence=1, **options):
-    writer = LogWriter(path, first_sequence, **options)
-    records = [writer.append(1000 + number, offset, data)
-               for number, (offset, data) in enumerate(writes)]
-    writer.sync()
-    writer.close()
-    return records
 
 
 def scan(path, **options):

@@ -3,31 +3,17 @@ version chain that tells equal histories from forked ones."""
 
 import hashlib
 import os
-import random
 
 import pytest
 
-from mars.logfile import LogWriter
 from mars.replay import Cursor, record_digests, replay, version_value, versions_agree
+from tests.unit.conftest import make_disk, random_writes, write_log
 
 DISK_SIZE = 1 << 20
 
 
-def random_writes(seed, count=200):
-    rng = random.Random(seed)
-    writes = []
-    for _ in range(count):
-        length = rng.choice([512, 4096, 65536, 7])
-        writes.append((rng.randrange(0, DISK_SIZE - length), rng.randbytes(length)))
-    return writes
-
-
-def log_writes(path, writes):
-    writer = LogWriter(path, 1)
-    for number, (offset, data) in enumerate(writes):
-        writer.append(number, offset, data)
-    writer.sync()
-    writer.close()
+def writes_of(seed, count=200):
+    return random_writes(seed, count, DISK_SIZE, lengths=(512, 4096, 65536, 7))
 
 
 def apply_directly(path, writes):
@@ -37,22 +23,16 @@ def apply_directly(path, writes):
             disk.write(data)
 
 
-def make_disk(path):
-    with open(path, "wb") as handle:
-        handle.truncate(DISK_SIZE)
-    return path
-
-
 def sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
 def scene(tmp_path):
-    writes = random_writes(1)
-    log_writes(tmp_path / "log-000000001-h1", writes)
-    apply_directly(make_disk(tmp_path / "expected"), writes)
-    make_disk(tmp_path / "replica")
+    writes = writes_of(1)
+    write_log(tmp_path / "log-000000001-h1", writes)
+    apply_directly(make_disk(tmp_path / "expected", DISK_SIZE), writes)
+    make_disk(tmp_path / "replica", DISK_SIZE)
     return tmp_path, writes
 
 
@@ -118,10 +98,10 @@ def test_cursor_round_trips_and_refuses_garbage():
 
 
 def test_equal_histories_give_equal_versions_and_a_fork_does_not(tmp_path):
-    common = random_writes(2, 50)
-    log_writes(tmp_path / "a", common + random_writes(3, 5))
-    log_writes(tmp_path / "b", common + random_writes(3, 5))
-    log_writes(tmp_path / "c", common + random_writes(4, 5))     # forked history
+    common = writes_of(2, 50)
+    write_log(tmp_path / "a", common + writes_of(3, 5))
+    write_log(tmp_path / "b", common + writes_of(3, 5))
+    write_log(tmp_path / "c", common + writes_of(4, 5))     # forked history
     previous = version_value("", "log-000000001-h1", 100, [b"x" * 20])
 
     def version(name):

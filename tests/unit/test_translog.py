@@ -2,7 +2,6 @@
 the disk's own write-back is lost; logging continues after recovery."""
 
 import hashlib
-import random
 import shutil
 
 import pytest
@@ -10,17 +9,13 @@ import pytest
 from mars.lamport import LamportClock
 from mars.logfile import LogScan
 from mars.translog import TransactionLog
+from tests.unit.conftest import random_writes
 
 DISK_SIZE = 1 << 20
 
 
 def writes(seed, count):
-    rng = random.Random(seed)
-    result = []
-    for _ in range(count):
-        length = rng.choice([512, 4096, 3])
-        result.append((rng.randrange(0, DISK_SIZE - length), rng.randbytes(length)))
-    return result
+    return random_writes(seed, count, DISK_SIZE)
 
 
 def expected_disk(all_writes):
