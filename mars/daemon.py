@@ -25,9 +25,14 @@ import trio
 from mars import antientropy, net
 from mars.cluster import apply_split
 from mars.errors import MarsError, PeerError
-from mars.hostenv import PORT_META, HostEnv
+from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
 from mars.keys import ClusterState, alive_key, ip_key, owner_of, resource_of, time_key
+from mars.logfile import parse_logfile_name
+from mars.metrics import Metrics
+from mars.replay import Cursor
 from mars.store import Store
+from mars.transfer import DataServer
+from mars.worker import ResourceWorker
 
 log = logging.getLogger("marsd")
 
@@ -65,14 +70,25 @@ class PidFile:
 class Daemon:
     """The control plane of one host."""
 
-    def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0):
+    def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0,
+                 data_tick=0.05, fast_sync=True, metrics_port=0, device_args=()):
         self.env = env
         self.round_interval = round_interval
         self.tombstone_retention = tombstone_retention
         self.window = window
+        self.data_tick = data_tick
+        self.fast_sync = fast_sync
+        self.metrics_port = metrics_port
+        self.device_args = list(device_args)
+        self.metrics = Metrics()
         self.store = None
         self.peer_scopes = {}           # host -> (address, CancelScope)
+        self.workers = {}               # res -> ResourceWorker
+        self.stopping = False
         self.tombstones_seen = -1       # newest tombstone already acted on; -1: scan at start
+
+    def device_options(self, res):
+        return self.device_args
 
     # ------------------------------------------------------------ lifecycle
     async def run(self, task_status=trio.TASK_STATUS_IGNORED):
@@ -82,12 +98,20 @@ class Daemon:
         pidfile.acquire()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+                nursery.start_soon(self._watch_signals, nursery)
                 task_status.started()
                 address = await self._wait_for_membership()
                 self.key = self.env.cluster_key()
                 await nursery.start(self._serve, address)
-                log.info("marsd %s serving on %s:%d", self.env.host, address, PORT_META)
+                data = DataServer(str(self.env.state_dir), self._local_disk, self._size)
+                self.data_server = data
+                for port, answer in ((PORT_FETCH, data.answer_fetch), (PORT_SYNC, data.answer_sync)):
+                    await nursery.start(data.serve, port, answer, address, self.key,
+                                        self.env.host, self.store.clock)
+                if self.metrics_port:
+                    self.metrics.serve(self.metrics_port, address)
+                log.info("marsd %s serving on %s:%d-%d", self.env.host, address, PORT_META, PORT_SYNC)
+                self.worker_nursery = nursery
                 nursery.start_soon(self._rounds, nursery)
         finally:
             try:
@@ -98,12 +122,32 @@ class Daemon:
             pidfile.release()
             log.info("marsd %s stopped", self.env.host)
 
-    async def _watch_signals(self, cancel_scope):
+    async def _watch_signals(self, nursery):
+        """First signal: tear the devices down (each as soon as it is no
+        longer in use) and exit. A second signal exits at once; devices
+        still in use then lose their backing (like a crash)."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                log.info("signal %d: shutting down", signum)
-                cancel_scope.cancel()
-                return
+                if self.stopping or not self.workers:
+                    log.info("signal %d: shutting down now", signum)
+                    nursery.cancel_scope.cancel()
+                    return
+                log.info("signal %d: shutting down after tearing down the devices", signum)
+                self.stopping = True
+                for worker in self.workers.values():
+                    worker.stopping = True
+                nursery.start_soon(self._finish_when_workers_done, nursery)
+
+    async def _finish_when_workers_done(self, nursery):
+        for worker in list(self.workers.values()):
+            await worker.finished.wait()
+        nursery.cancel_scope.cancel()
+
+    def _local_disk(self, res):
+        return self.store.value(f"resource-{res}/data-{self.env.host}")
+
+    def _size(self, res):
+        return int(self.store.value(f"resource-{res}/size", "0") or 0)
 
     async def _wait_for_membership(self):
         announced = False
@@ -172,6 +216,10 @@ class Daemon:
             started = trio.current_time()
             self._report_alive("1")
             self._track_peers(nursery, self.store.live_values("ips/"))
+            if not self.stopping:
+                self._track_workers(nursery)
+            if round_number % 5 == 0:
+                self._delete_replayed_logs()
             newest = self.store.newest_tombstone()
             if newest != self.tombstones_seen:
                 # A deletion arrived: by a pull, a push, or marsadm (update-cluster).
@@ -229,6 +277,30 @@ class Daemon:
                     finally:
                         await channel.aclose()
 
+    def _track_workers(self, nursery):
+        suffix = f"/data-{self.env.host}"
+        mine = {resource_of(key) for key in self.store.live_values("resource-") if key.endswith(suffix)}
+        for res in sorted(mine - set(self.workers)):
+            worker = ResourceWorker(self, res)
+            self.workers[res] = worker
+            nursery.start_soon(self._run_worker, worker)
+
+    async def _run_worker(self, worker):
+        try:
+            await worker.run()
+        finally:
+            self.workers.pop(worker.res, None)
+
+    def _delete_replayed_logs(self):
+        """A logfile is deleted once every member's replay cursor is past it."""
+        state = self.store.state()
+        for res, worker in list(self.workers.items()):
+            lowest = lowest_needed_logfile(state, res)
+            if lowest is not None:
+                deleted = worker.delete_logs_before(lowest)
+                if deleted:
+                    log.info("%s: deleted %d logfiles every member has replayed", res, deleted)
+
     def _drop_keys_of_deleted_resources(self):
         """delete-resource removes the shared keys; each member removes its own."""
         live = self.store.live_values("resource-")
@@ -248,6 +320,21 @@ class Daemon:
             log.debug("purged %d tombstones", purged)
 
 
+def lowest_needed_logfile(state, res):
+    """The lowest logfile number some member still needs (its replay cursor's
+    logfile), or None when a member has no cursor yet (it may need anything)."""
+    numbers = []
+    for host in state.members(res):
+        text = state.resource_value(res, f"replay-{host}")
+        if not text:
+            return None
+        try:
+            numbers.append(parse_logfile_name(Cursor.parse(text).logfile)[0])
+        except ValueError:
+            return None
+    return min(numbers) if numbers else None
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="marsd", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", help="host name (default MARS_HOST, else the short hostname)")
@@ -258,6 +345,21 @@ def parse_args(argv):
                         help="seconds a tombstone is kept at least; default 3600")
     parser.add_argument("--window", type=float, default=60.0,
                         help="a peer reporting within this many seconds is alive; default 60")
+    parser.add_argument("--data-tick", type=float, default=0.05,
+                        help="seconds a resource's data plane idles between steps; default 0.05")
+    parser.add_argument("--full-sync", action="store_true",
+                        help="copy every chunk instead of comparing digests (fast full sync)")
+    parser.add_argument("--metrics-port", type=int,
+                        default=int(os.environ.get("MARS_METRICS_PORT", "7780")),
+                        help="Prometheus metrics on the host's address; 0 disables; default 7780")
+    parser.add_argument("--digest", default="crc32c", choices=("crc32c", "md5", "sha1"),
+                        help="digest of log records; default crc32c")
+    parser.add_argument("--compress", action="store_true", help="LZ4-compress log records")
+    parser.add_argument("--rotate-size", type=int, default=256 << 20,
+                        help="start a new logfile at this size in bytes; default 256 MiB")
+    parser.add_argument("--emergency-free", type=int, default=64 << 20,
+                        help="below this many free bytes in the state dir the primary stops "
+                             "logging (emergency mode); default 64 MiB")
     parser.add_argument("--log-level", default=os.environ.get("MARS_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -268,7 +370,12 @@ def main(argv=None):
                         format="%(asctime)s marsd[%(process)d] %(levelname)s %(message)s")
     try:
         env = HostEnv.from_environment(host=args.host)
-        daemon = Daemon(env, args.round_interval, args.tombstone_retention, args.window)
+        device_args = [f"--digest={args.digest}", f"--rotate-size={args.rotate_size}",
+                       f"--emergency-free={args.emergency_free}",
+                       f"--log-level={args.log_level}"] + (["--compress"] if args.compress else [])
+        daemon = Daemon(env, args.round_interval, args.tombstone_retention, args.window,
+                        data_tick=args.data_tick, fast_sync=not args.full_sync,
+                        metrics_port=args.metrics_port, device_args=device_args)
         trio.run(daemon.run)
     except* MarsError as group:
         for exc in group.exceptions:

@@ -13,8 +13,11 @@ from mars import __version__
 from mars.errors import EXIT_ERROR, MarsError
 from mars.hostenv import HostEnv
 from mars.resources import Resources
+from mars.roles import Roles
 from mars.store import Store
 from mars.tree import read_tree, render_tree
+from mars.dataviews import DATA_VIEWS, summary
+from mars.keys import TODO_SWITCHES
 from mars.views import CLUSTER_VIEWS, RESOURCE_VIEWS, expand_resources, render
 
 GLOBAL_FLAGS = ("--force", "--ignore-sync", "--dry-run")
@@ -50,6 +53,10 @@ class Context:
 
     def resources(self):
         return Resources(self.env, self.store, dry_run=self.options["dry_run"], echo=click.echo)
+
+    def roles(self):
+        return Roles(self.env, self.store, timeout=self.options["timeout"],
+                     window=self.options["window"], dry_run=self.options["dry_run"], echo=click.echo)
 
     def close(self):
         if self._store is not None:
@@ -270,19 +277,135 @@ def _each(ctx, argument):
     return names
 
 
+# -------------------------------------------------------------- data plane
+@command("primary")
+@click.argument("resource")
+def primary(ctx, resource):
+    """Make this host the primary of RESOURCE (planned handover; --force takes over)."""
+    ctx.roles().primary(resource, force=ctx.options["force"], ignore_sync=ctx.options["ignore_sync"])
+
+
+@command("secondary")
+@click.argument("resource")
+def secondary(ctx, resource):
+    """Designate no primary for RESOURCE; the device goes down once unused."""
+    for res in _each(ctx, resource):
+        ctx.roles().secondary(res)
+
+
+def _register_switch(name, switches, value, help_text, wait_down=False):
+    @command(name, help=help_text)
+    @click.argument("resource")
+    def switch(ctx, resource):
+        for res in _each(ctx, resource):
+            ctx.roles().set_switches(res, switches, value, wait_device_down=wait_down)
+    return switch
+
+
+_register_switch("up", TODO_SWITCHES, 1, "Attach, connect, sync and replay RESOURCE.")
+_register_switch("down", TODO_SWITCHES, 0, "Stop all of RESOURCE's data plane here (device too).", True)
+_register_switch("attach", ("attach",), 1, "Use the local disk of RESOURCE again.")
+_register_switch("detach", ("attach",), 0, "Release the local disk of RESOURCE (device too).", True)
+
+
+def _register_pause(verb, what, scope):
+    suffix = f"-{scope}" if scope else ""
+
+    @command(f"{verb}-{what}{suffix}", help=f"{verb.capitalize()} {what} of RESOURCE "
+             f"({'on every member' if scope == 'global' else 'on this host'}).")
+    @click.argument("resource")
+    def pause(ctx, resource):
+        for res in _each(ctx, resource):
+            ctx.roles().pause(res, what, 1 if verb == "resume" else 0, scope or "local")
+    return pause
+
+
+for _verb in ("pause", "resume"):
+    for _what in ("sync", "fetch", "replay"):
+        for _scope in ("", "local", "global"):
+            _register_pause(_verb, _what, _scope)
+
+
+@command("invalidate")
+@click.argument("resource")
+def invalidate(ctx, resource):
+    """Discard this replica and sync it anew (resolves a split brain here)."""
+    for res in _each(ctx, resource):
+        ctx.roles().invalidate(res)
+
+
+@command("resize")
+@click.argument("resource")
+@click.argument("size", required=False)
+def resize(ctx, resource, size):
+    """Grow RESOURCE to SIZE (default: the smallest member disk)."""
+    ctx.roles().resize(resource, size)
+
+
+@command("wait-resource")
+@click.argument("resource")
+@click.argument("condition", default="up-to-date")
+def wait_resource(ctx, resource, condition):
+    """Wait until RESOURCE is [not-]{up-to-date,attach,primary,device,consistent}."""
+    for res in _each(ctx, resource):
+        ctx.roles().wait_resource(res, condition)
+
+
+@command("wait-umount")
+@click.argument("resource")
+def wait_umount(ctx, resource):
+    """Wait until the device of RESOURCE is no longer open."""
+    for res in _each(ctx, resource):
+        ctx.roles().wait_umount(res)
+
+
+@command("log-rotate")
+@click.argument("resource")
+def log_rotate(ctx, resource):
+    """Start a new logfile on the primary of RESOURCE."""
+    for res in _each(ctx, resource):
+        ctx.roles().log_rotate(res)
+
+
+@command("log-delete-all")
+@click.argument("resource")
+def log_delete_all(ctx, resource):
+    """Delete the logfiles every member has replayed."""
+    for res in _each(ctx, resource):
+        deleted = ctx.roles().log_delete_all(res)
+        click.echo(f"{res}: deleted {len(deleted)} logfiles")
+
+
+@command("cron")
+def cron(ctx):
+    """Housekeeping for all resources here: log-rotate (primary), log-delete-all."""
+    ctx.roles().cron(ctx.store.state().my_resources())
+
+
 # -------------------------------------------------------------------- views
 def _register_view(macro, needs_resource):
     @command(f"view-{macro}", help=f"Print the {macro} view.")
     @click.argument("resource", required=needs_resource)
     def view(ctx, resource):
-        click.echo(render(ctx.store.state(), macro, resource), nl=False)
+        click.echo(render(ctx.store.state(), macro, resource, ctx.roles().runtime()), nl=False)
     return view
 
 
-for _macro in RESOURCE_VIEWS:
+for _macro in [*RESOURCE_VIEWS, *DATA_VIEWS]:
     _register_view(_macro, True)
 for _macro in CLUSTER_VIEWS:
     _register_view(_macro, False)
+
+
+@command("view")
+@click.argument("resource", default="all")
+def view_summary(ctx, resource):
+    """Print a human summary of RESOURCE (default all): states, progress, rates."""
+    state = ctx.store.state()
+    names, _ = expand_resources(state, resource)
+    runtime = ctx.roles().runtime()
+    for res in names:
+        click.echo(summary(state, res, runtime.status(res)), nl=False)
 
 
 def main(argv=None):

@@ -46,8 +46,8 @@ def mac(key, *parts):
     return hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
-def encode_frame(header, payload=b""):
-    if len(payload) > COMPRESS_OVER:
+def encode_frame(header, payload=b"", compress=True):
+    if compress and len(payload) > COMPRESS_OVER:
         payload = lz4.frame.compress(payload)
         header = dict(header, enc="lz4")
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -69,9 +69,11 @@ class Channel:
         self._buffer = bytearray()
         self.authenticated = False
 
-    async def send(self, header, payload=b""):
+    async def send(self, header, payload=b"", compress=True):
+        """Send one frame. `compress=False` for payloads LZ4 cannot shrink
+        (disk contents), where compressing would only cost CPU."""
         header = dict(header, stamp=self.clock.now())
-        await self.stream.send_all(encode_frame(header, payload))
+        await self.stream.send_all(encode_frame(header, payload, compress))
 
     async def _read_exactly(self, count):
         while len(self._buffer) < count:

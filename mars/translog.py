@@ -46,28 +46,35 @@ class TransactionLog:
 
     # -------------------------------------------------------------- lifecycle
     def recover(self, cursor):
-        """Bring the disk up to date from `cursor` (a Cursor or None for a new
-        resource) and open the logfile for appending. Returns the number of
-        records replayed."""
+        """Bring the disk up to date from `cursor` (a Cursor, or None for a
+        new resource), then start a new logfile: every time a device comes up
+        (first start, restart after a crash, handover) logging continues in
+        the next logfile, so the last one is closed at a well-defined end.
+        `self.previous` is that closed logfile's Position (None if there was
+        none). Returns the number of records replayed."""
         os.makedirs(self.resource_dir, exist_ok=True)
         self.disk_fd = os.open(self.disk_path, os.O_RDWR)
         replayed = 0
-        self.logfile = cursor.logfile if cursor else logfile_name(1, self.host)
-        position = cursor.position if cursor else 0
-        # The cursor's logfile, then any later ones a rotation started since.
-        while True:
-            path = self._path(self.logfile)
+        self.previous = None
+        name, position = (cursor.logfile, cursor.position) if cursor else (self._find_logfile(1), 0)
+        # The cursor's logfile, then any later ones started since.
+        while name is not None:
+            path = self._path(name)
             if os.path.exists(path):
                 result = replay(path, self.disk_fd, position)
                 replayed += result.applied
                 truncate_torn_tail(path, result.damage)
                 self.next_sequence = max(self.next_sequence, self._last_sequence(path) + 1)
-            number, _ = parse_logfile_name(self.logfile)
-            following = logfile_name(number + 1, self.host)
-            if not os.path.exists(self._path(following)):
+                self.previous = Position(name, os.path.getsize(path))
+            number, _ = parse_logfile_name(name)
+            following = self._find_logfile(number + 1)
+            if following is None:
                 break
-            self.logfile, position = following, 0
-        self.writer = LogWriter(path, self.next_sequence, self.digest, self.compress)
+            name, position = following, 0
+        number = parse_logfile_name(name)[0] + 1 if name else 1
+        self.logfile = logfile_name(number, self.host)
+        self.writer = LogWriter(self._path(self.logfile), self.next_sequence, self.digest,
+                                self.compress)
         return replayed
 
     def close(self):
@@ -120,6 +127,16 @@ class TransactionLog:
     # --------------------------------------------------------------- helpers
     def _path(self, name):
         return os.path.join(self.resource_dir, name)
+
+    def _find_logfile(self, number):
+        """The local logfile with this number (whatever its origin), or None.
+        Two of them would be a split brain: recovery refuses to choose."""
+        prefix = logfile_name(number, self.host).rsplit("-", 1)[0] + "-"
+        found = sorted(name for name in os.listdir(self.resource_dir)
+                       if name.startswith(prefix) and parse_logfile_name(name))
+        if len(found) > 1:
+            raise ValueError(f"logfiles {', '.join(found)} share number {number}: split brain")
+        return found[0] if found else None
 
     @staticmethod
     def _last_sequence(path):

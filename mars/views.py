@@ -63,12 +63,23 @@ def expand_resources(state, argument):
     return names, len(names) > 1
 
 
-def render(state, macro, argument=None):
-    """The complete output of `view-<macro> <argument>`."""
+def render(state, macro, argument=None, runtime=None):
+    """The complete output of `view-<macro> <argument>`. `runtime`
+    (dataviews.Runtime) supplies marsd's local status for the data-plane
+    macros."""
+    from mars.dataviews import DATA_VIEWS, Runtime
     if macro in CLUSTER_VIEWS:
         return format_value(CLUSTER_VIEWS[macro](state))
+    if macro in DATA_VIEWS:
+        runtime = runtime or Runtime(None, daemon_running=False)
+        view = DATA_VIEWS[macro]
+        return _render_each(state, argument, macro, lambda res: view(state, res, runtime))
     if macro not in RESOURCE_VIEWS:
         raise MarsError(f"unknown view macro {macro!r}")
+    return _render_each(state, argument, macro, lambda res: RESOURCE_VIEWS[macro](state, res))
+
+
+def _render_each(state, argument, macro, value_of):
     if argument is None:
         raise MarsError(f"view-{macro} needs a resource name (or 'all')")
     resources, headers = expand_resources(state, argument)
@@ -76,5 +87,5 @@ def render(state, macro, argument=None):
     for res in resources:
         if headers:
             parts.append(resource_header(state, res))
-        parts.append(format_value(RESOURCE_VIEWS[macro](state, res)))
+        parts.append(format_value(value_of(res)))
     return "".join(parts)

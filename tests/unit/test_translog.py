@@ -81,7 +81,9 @@ def test_logging_continues_after_recovery_with_the_next_sequence_number(primary)
     log.recover(None)
     log.write(8, b"after")
     log.sync()
-    records = list(LogScan(f"{log.resource_dir}/{log.logfile}", expected_sequence=1))
+    assert log.logfile == "log-000000002-h1", "a recovered device logs into a new logfile"
+    records = [record for name in ("log-000000001-h1", "log-000000002-h1")
+               for record in LogScan(f"{log.resource_dir}/{name}")]
     assert [r.sequence for r in records] == list(range(1, 12))
     assert records[-1].data == b"after"
 
@@ -104,7 +106,8 @@ def test_recovery_replays_every_logfile_started_after_the_cursor(primary):
 
     log.recover(cursor)
 
-    assert closed.logfile == "log-000000001-h1" and log.logfile == "log-000000002-h1"
+    assert closed.logfile == "log-000000001-h1"
+    assert log.previous.logfile == "log-000000002-h1" and log.logfile == "log-000000003-h1"
     assert hashlib.sha256((tmp / "disk").read_bytes()).hexdigest() == expected_disk(
         before + after_rotation)
     first = list(LogScan(f"{log.resource_dir}/log-000000002-h1"))[0]

@@ -1,0 +1,249 @@
+"""Data-plane views: what a resource is doing on this host.
+
+They combine the metadata (replicated) with the runtime status marsd keeps
+in `<state dir>/status/<res>.json` (local, rewritten while it works). When
+marsd is not running there is no status: the views then say so
+(`NoAttach`, `NotStarted`) rather than repeat stale figures.
+
+flags: six characters `D C A S F R`, capital = done, lower case = in
+progress, `-` = off or paused:
+    D disk attached (d: wanted, not yet)      C connected to the source (c: trying)
+    A device up on this host (a: coming up)   S sync complete (s: syncing)
+    F fetch up to date (f: fetching)          R replay up to date (r: replaying)
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from mars.logfile import parse_logfile_name
+from mars.replay import Cursor
+
+STATUS_FRESH = 10.0             # seconds: an older status file is a dead marsd's
+
+
+@dataclass
+class Runtime:
+    """Local facts beyond the metadata: marsd's status files, and the
+    liveness window."""
+
+    state_dir: object
+    window: float = 60.0
+    daemon_running: bool = True
+    now: float = field(default_factory=time.time)
+
+    def status(self, res):
+        if not self.daemon_running:
+            return {}
+        path = self.state_dir / "status" / f"{res}.json"
+        try:
+            status = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if self.now - status.get("updated", 0) > STATUS_FRESH:
+            return {}
+        return status
+
+
+def _switch(state, res, name):
+    return state.resource_value(res, f"todo-{state.local_host}/{name}", "1") == "1"
+
+
+def _global_pause(state, res, name):
+    return state.resource_value(res, f"global-pause-{name}", "0") == "1"
+
+
+def sync_done(state, res):
+    value = state.resource_value(res, f"syncstatus-{state.local_host}", "0")
+    return int(value) if value.isdigit() else 0
+
+
+def is_actual_primary(state, res):
+    return state.resource_value(res, f"actual-{state.local_host}/is-primary") == "1"
+
+
+def is_consistent(state, res):
+    """Sync complete and replay past the sync start position (or primary)."""
+    if not state.disk(res):
+        return False
+    if is_actual_primary(state, res):
+        return True
+    if sync_done(state, res) < state.size(res):
+        return False
+    syncpos = state.resource_value(res, f"syncpos-{state.local_host}")
+    if not syncpos:
+        return True                 # the creator: consistent from the start
+    cursor = state.resource_value(res, f"replay-{state.local_host}")
+    if not cursor:
+        return False
+    try:
+        start, now = Cursor.parse(syncpos), Cursor.parse(cursor)
+        start_nr, now_nr = parse_logfile_name(start.logfile)[0], parse_logfile_name(now.logfile)[0]
+    except ValueError:
+        return False
+    return now_nr > start_nr or (now_nr == start_nr and now.position >= start.position)
+
+
+def role(state, res, status):
+    if not state.disk(res):
+        return "None"
+    designated = state.designated_primary(res) == state.local_host
+    actual = is_actual_primary(state, res) and bool(status)
+    if actual:
+        return "Primary" if designated else "RemainsPrimary"
+    return "NotYetPrimary" if designated else "Secondary"
+
+
+def diskstate(state, res, status):
+    import os
+    disk = state.disk(res)
+    if not disk:
+        return "NotJoined"
+    if not os.path.exists(disk):
+        return "NotPresent"
+    if not _switch(state, res, "attach"):
+        return "Detached"
+    if status.get("damage"):
+        return f"DefectiveLog[{status['damage']}]"
+    if not status:
+        return "NoAttach"
+    if status.get("emergency"):
+        return "EmergencyMode"
+    if status.get("is_primary"):
+        return "UpToDate"
+    if role(state, res, status) == "NotYetPrimary" and status.get("waiting", "").startswith("starting"):
+        return "Recovery"
+    if not is_consistent(state, res):
+        return "InConsistent"
+    fetch, replay = status.get("fetch_rest", 0), status.get("replay_rest", 0)
+    if fetch or replay:
+        return "OutDated[" + ("F" if fetch else "") + ("R" if replay else "") + "]"
+    return "UpToDate"
+
+
+def replstate(state, res, status):
+    if not state.disk(res):
+        return "NotJoined"
+    me = state.local_host
+    current = role(state, res, status)
+    if current in ("Primary", "RemainsPrimary"):
+        return "EmergencyMode" if status.get("emergency") else "Replicating"
+    if not status:
+        return "NotStarted"
+    if current == "NotYetPrimary":
+        return "NotYetPrimary"
+    if sync_done(state, res) < state.size(res):
+        return "Syncing" if _switch(state, res, "sync") and not _global_pause(state, res, "sync") \
+            else "PausedSync"
+    if not _switch(state, res, "connect") or _global_pause(state, res, "fetch"):
+        return "PausedFetch"
+    if not _switch(state, res, "allow-replay") or _global_pause(state, res, "replay"):
+        return "PausedReplay"
+    source = status.get("source")
+    if not source:
+        return "NoPrimaryDesignated"
+    if not status.get("source_alive", True) or status.get("error"):
+        return "PrimaryUnreachable"
+    del me
+    return "Replaying"
+
+
+def flags(state, res, status):
+    attached = "D" if status.get("attached") else ("d" if _switch(state, res, "attach") else "-")
+    if not status:
+        attached = "d" if _switch(state, res, "attach") else "-"
+    primary = status.get("is_primary")
+    connected = "-" if not _switch(state, res, "connect") else (
+        "C" if primary or (status.get("source") and not status.get("error")) else "c")
+    device = "A" if primary else ("a" if role(state, res, status) == "NotYetPrimary" else "-")
+    complete = sync_done(state, res) >= state.size(res)
+    sync = "S" if complete else ("s" if _switch(state, res, "sync") else "-")
+    fetch = "-" if not _switch(state, res, "connect") else (
+        "F" if primary or not status.get("fetch_rest") else "f")
+    replay = "-" if not _switch(state, res, "allow-replay") else (
+        "R" if primary or not status.get("replay_rest") else "r")
+    return attached + connected + device + sync + fetch + replay
+
+
+def sync_rest(state, res):
+    if not state.disk(res):
+        return ""
+    return str(max(0, state.size(res) - sync_done(state, res)))
+
+
+def work_rest(state, res, status):
+    if not state.disk(res):
+        return ""
+    if status.get("is_primary"):
+        return "0"
+    return str(status.get("work_rest", 0))
+
+
+def is_split_brain(state, res, status):
+    from mars.worker import history_conflict
+    return "1" if (status.get("split_brain") or
+                   history_conflict(state, res, state.members(res))) else "0"
+
+
+def is_alive(state, res, window):
+    return "1" if all(state.is_alive(host, window) for host in state.members(res)) else "0"
+
+
+def _bytes(count):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{count} B"
+        count /= 1024
+    return f"{count} B"
+
+
+def _eta(rest, rate):
+    if rate <= 0:
+        return "unknown"
+    seconds = int(rest / rate)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def summary(state, res, status):
+    """The human `marsadm view <res>`."""
+    lines = [f"{res} [{len(state.members(res))}/{len(state.cluster_hosts())}] "
+             f"{diskstate(state, res, status)} {replstate(state, res, status)} "
+             f"{flags(state, res, status)} {role(state, res, status)} "
+             f"{state.designated_primary(res) or '(none)'}"]
+    rates = status.get("rates", {})
+    if status.get("is_primary"):
+        lines.append(f"  device {status.get('device')} -> {status.get('loop')}, "
+                     f"open count {status.get('open_count', 0)}, logging {_bytes(rates.get('log', 0))}/s")
+    size = state.size(res)
+    done = sync_done(state, res)
+    if status.get("syncing") or (state.disk(res) and done < size):
+        done = max(done, status.get("sync_done", 0))
+        rate = rates.get("sync", 0)
+        lines.append(f"  sync: {100 * done / size if size else 100:.1f}% {_bytes(done)} of "
+                     f"{_bytes(size)}, rate {_bytes(rate)}/s, eta {_eta(size - done, rate)}")
+    for name in ("fetch", "replay"):
+        rest = status.get(f"{name}_rest", 0)
+        if rest:
+            rate = rates.get(name, 0)
+            lines.append(f"  {name}: rest {_bytes(rest)}, rate {_bytes(rate)}/s, eta {_eta(rest, rate)}")
+    for label, key in (("split brain", "split_brain"), ("damage", "damage"),
+                       ("waiting", "waiting"), ("error", "error")):
+        if status.get(key):
+            lines.append(f"  {label}: {status[key]}")
+    if state.disk(res) and not status:
+        lines.append("  marsd is not running on this host: figures unavailable")
+    return "\n".join(lines) + "\n"
+
+
+DATA_VIEWS = {
+    "diskstate": lambda state, res, rt: diskstate(state, res, rt.status(res)),
+    "replstate": lambda state, res, rt: replstate(state, res, rt.status(res)),
+    "flags": lambda state, res, rt: flags(state, res, rt.status(res)) if state.disk(res) else "",
+    "role": lambda state, res, rt: role(state, res, rt.status(res)),
+    "is-primary": lambda state, res, rt: "1" if is_actual_primary(state, res) and rt.status(res) else "0",
+    "sync-rest": lambda state, res, rt: sync_rest(state, res),
+    "work-rest": lambda state, res, rt: work_rest(state, res, rt.status(res)),
+    "is-consistent": lambda state, res, rt: "1" if is_consistent(state, res) else "0",
+    "is-split-brain": lambda state, res, rt: is_split_brain(state, res, rt.status(res)),
+    "is-alive": lambda state, res, rt: is_alive(state, res, rt.window),
+}

@@ -1,0 +1,256 @@
+"""Data-plane commands of marsadm: roles, switches, invalidate, resize, waits,
+log housekeeping.
+
+As everywhere in marsadm: check everything against one snapshot first, then
+write the wish (the *todo* side) in one transaction, then wait for marsd to
+report the *actual* side, or fail after `--timeout` saying what it waits for.
+A refused command changes nothing."""
+
+import fcntl
+import json
+import os
+import time
+
+from mars.dataviews import Runtime, is_consistent, sync_done
+from mars.errors import MarsError, MarsTimeout
+from mars.keys import NO_PRIMARY, TODO_SWITCHES, res_key, todo_key
+from mars.logfile import parse_logfile_name
+from mars.names import parse_size
+from mars.transfer import list_logfiles
+
+PAUSABLE = {"sync": "sync", "fetch": "connect", "replay": "allow-replay"}
+
+
+def daemon_running(env):
+    """True while a marsd holds this host's pid file lock."""
+    try:
+        fd = os.open(env.pid_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+class Roles:
+    def __init__(self, env, store, timeout=600.0, window=60.0, dry_run=False, echo=print):
+        self.env = env
+        self.store = store
+        self.host = env.host
+        self.timeout = float("inf") if timeout < 0 else timeout
+        self.window = window
+        self.dry_run = dry_run
+        self.echo = echo
+
+    # ---------------------------------------------------------------- helpers
+    def runtime(self):
+        return Runtime(self.env.state_dir, self.window, daemon_running(self.env))
+
+    def _member_state(self, res):
+        state = self.store.state()
+        state.require(res)
+        if not state.disk(res):
+            raise MarsError(f"{self.host} is not a member of {res} "
+                            f"(members: {', '.join(state.members(res))}): join-resource first")
+        return state
+
+    def _write(self, changes):
+        written = self.store.write(changes, dry_run=self.dry_run)
+        if self.dry_run:
+            for item in written:
+                self.echo(f"would write {item.key} = {item.value}")
+        return written
+
+    def _status(self, res):
+        path = self.env.state_dir / "status" / f"{res}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait_for(self, res, condition, what, interval=0.1):
+        """Poll `condition(state, status)` until true; MarsTimeout naming
+        `what` and marsd's own account of what it waits for."""
+        if self.dry_run:
+            return
+        deadline = time.monotonic() + self.timeout
+        while True:
+            state = self.store.state()
+            status = self.runtime().status(res)
+            if condition(state, status):
+                return
+            if time.monotonic() >= deadline:
+                reason = status.get("waiting") or status.get("error") or status.get("split_brain")
+                if not daemon_running(self.env):
+                    reason = f"marsd is not running on {self.host}"
+                raise MarsTimeout(f"timed out after {self.timeout:g}s waiting for {what} of {res}"
+                                  + (f": {reason}" if reason else ""))
+            time.sleep(interval)
+
+    # ------------------------------------------------------------------ roles
+    def primary(self, res, force=False, ignore_sync=False):
+        """Make this host the primary of `res` (handover, MARS.md)."""
+        from mars.worker import history_conflict
+        state = self._member_state(res)
+        if state.designated_primary(res) == self.host and \
+                state.resource_value(res, f"actual-{self.host}/is-primary") == "1" and \
+                self.runtime().status(res).get("is_primary"):
+            self.echo(f"{self.host} is already the primary of {res}")
+            return
+        if not force:
+            size, done = state.size(res), sync_done(state, res)
+            if done < size and not ignore_sync:
+                raise MarsError(
+                    f"sync of {res} on {self.host} is incomplete ({done} of {size} bytes): wait "
+                    f"until view-sync-rest is 0, or --ignore-sync (inconsistent data!)")
+            if not is_consistent(state, res) and not ignore_sync:
+                raise MarsError(f"{res} on {self.host} is not consistent yet (replay has not passed "
+                                "the sync start position): wait, or --ignore-sync")
+            conflict = history_conflict(state, res, state.members(res))
+            if conflict:
+                raise MarsError(f"split brain on {res}: {conflict}; resolve it first "
+                                "(invalidate on the losing side), or --force")
+            others = [host for host in state.members(res) if host != self.host and (
+                state.designated_primary(res) == host or
+                state.resource_value(res, f"actual-{host}/is-primary") == "1")]
+            dead = [host for host in others if not state.is_alive(host, self.window)]
+            if dead:
+                raise MarsError(
+                    f"the old primary {', '.join(dead)} of {res} is unreachable (no liveness report "
+                    f"within {self.window:g}s): a planned handover needs it; use --force to take "
+                    "over anyway (split brain possible)")
+        changes = {res_key(res, "primary"): self.host,
+                   todo_key(res, self.host, "attach"): 1}
+        if force:
+            changes[todo_key(res, self.host, "force-primary")] = 1
+        self._write(changes)
+        self.wait_for(res, lambda st, status: status.get("is_primary") and
+                      st.resource_value(res, f"actual-{self.host}/is-primary") == "1",
+                      "the device to come up")
+
+    def secondary(self, res):
+        state = self._member_state(res)
+        self._write({res_key(res, "primary"): NO_PRIMARY})
+        del state
+        self.wait_for(res, lambda st, status: not status.get("is_primary"),
+                      "the device to go down (stop the container, unmount)")
+
+    def set_switches(self, res, switches, value, wait_device_down=False):
+        self._member_state(res)
+        self._write({todo_key(res, self.host, name): value for name in switches})
+        if wait_device_down:
+            self.wait_for(res, lambda st, status: not status.get("is_primary"),
+                          "the device to go down (stop the container, unmount)")
+
+    def pause(self, res, what, value, scope):
+        """pause-/resume-{sync,fetch,replay}[-local|-global]."""
+        self._member_state(res)
+        if scope == "global":
+            self._write({res_key(res, f"global-pause-{what}"): 0 if value else 1})
+        else:
+            self._write({todo_key(res, self.host, PAUSABLE[what]): value})
+
+    def invalidate(self, res):
+        """Throw away this replica's contents and sync it anew from the primary."""
+        state = self._member_state(res)
+        if state.designated_primary(res) == self.host or \
+                state.resource_value(res, f"actual-{self.host}/is-primary") == "1":
+            raise MarsError(f"{self.host} is the primary of {res}: invalidate a secondary, "
+                            "or make another host primary first")
+        mine = [key for key in self.store.live_values(res_key(res, ""))
+                if key.endswith(f"-{self.host}") and key.split("/")[-1].split("-")[0] in
+                ("syncpos", "replay", "version")]
+        changes = {key: None for key in mine}
+        changes[res_key(res, f"syncstatus-{self.host}")] = 0
+        self._write(changes)
+
+    def resize(self, res, size_text=None):
+        state = self._member_state(res)
+        if state.designated_primary(res) != self.host:
+            raise MarsError(f"resize {res} on its primary ({state.designated_primary(res) or 'none'})")
+        current = state.size(res)
+        sizes = {}
+        for host in state.members(res):
+            reported = state.resource_value(res, f"actual-{host}/disk-size")
+            if not reported.isdigit():
+                raise MarsError(f"{host} has not reported the size of its disk for {res}: is its marsd running?")
+            sizes[host] = int(reported)
+        new = parse_size(size_text) if size_text else min(sizes.values())
+        if new < current:
+            raise MarsError(f"{res} is {current} bytes; shrinking to {new} is not supported "
+                            "(MARS grows only)")
+        small = {host: size for host, size in sizes.items() if size < new}
+        if small:
+            raise MarsError(f"disks too small for {new} bytes on " +
+                            ", ".join(f"{h} ({s})" for h, s in sorted(small.items())) +
+                            ": lvresize them first")
+        if new == current:
+            self.echo(f"{res} already has {current} bytes")
+            return
+        self._write({res_key(res, "size"): new, res_key(res, "grown-from"): current})
+        if state.resource_value(res, f"actual-{self.host}/is-primary") == "1":
+            self.wait_for(res, lambda st, status: status.get("device_size") == new,
+                          "the device to grow")
+
+    # ------------------------------------------------------------------ waits
+    def wait_umount(self, res):
+        self._member_state(res)
+        self.wait_for(res, lambda st, status: not status.get("open_count"),
+                      "the device to be closed (unmounted)")
+
+    WAIT_CONDITIONS = {
+        "up-to-date": lambda st, status, res: bool(status) and not status.get("work_rest") and
+        is_consistent(st, res) and not status.get("syncing"),
+        "attach": lambda st, status, res: bool(status.get("attached")),
+        "primary": lambda st, status, res: bool(status.get("is_primary")),
+        "device": lambda st, status, res: bool(status.get("is_primary") and status.get("loop")),
+        "consistent": lambda st, status, res: is_consistent(st, res),
+    }
+
+    def wait_resource(self, res, condition="up-to-date"):
+        negate = condition.startswith("not-")
+        name = condition[4:] if negate else condition
+        if name not in self.WAIT_CONDITIONS:
+            raise MarsError(f"unknown condition {condition!r}: one of "
+                            + ", ".join(f"[not-]{c}" for c in self.WAIT_CONDITIONS))
+        self._member_state(res)
+        check = self.WAIT_CONDITIONS[name]
+        self.wait_for(res, lambda st, status: check(st, status, res) != negate, condition)
+
+    # ------------------------------------------------------------------- logs
+    def log_rotate(self, res):
+        state = self._member_state(res)
+        if state.designated_primary(res) != self.host:
+            raise MarsError(f"log-rotate {res} on its primary ({state.designated_primary(res) or 'none'})")
+        current = state.resource_value(res, f"todo-{self.host}/log-rotate", "0")
+        self._write({todo_key(res, self.host, "log-rotate"): int(current or 0) + 1})
+
+    def log_delete_all(self, res):
+        """Delete this host's logfiles that every member has replayed."""
+        from mars.daemon import lowest_needed_logfile
+        state = self._member_state(res)
+        lowest = lowest_needed_logfile(state, res)
+        directory = self.env.state_dir / f"resource-{res}"
+        doomed = [name for name, _ in list_logfiles(directory)
+                  if lowest is not None and parse_logfile_name(name)[0] < lowest]
+        for name in doomed:
+            if self.dry_run:
+                self.echo(f"would delete {directory / name}")
+            else:
+                (directory / name).unlink(missing_ok=True)
+        return doomed
+
+    def cron(self, resources):
+        for res in resources:
+            state = self.store.state()
+            if state.designated_primary(res) == self.host:
+                self.log_rotate(res)
+            self.log_delete_all(res)
+
+
+__all__ = ["Roles", "daemon_running", "TODO_SWITCHES"]

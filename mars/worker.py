@@ -1,0 +1,819 @@
+"""The data plane of one resource on one host, inside marsd.
+
+A `ResourceWorker` runs while this host is a member of the resource. Each
+step reads the resource's metadata, decides what this host should be doing,
+and does one bounded piece of it, so that a change of wishes (handover,
+pause, leave) takes effect within a step:
+
+- **primary** (designated and attached): start the device process, checkpoint
+  every round (`replay-<host>`), write `version-<nr>-<host>` for every logfile
+  it closes; when the designated primary moves elsewhere or `down` is asked,
+  wait until the device is no longer open, tear it down, close the logfile
+  and report `is-primary=0` with the final version.
+- **becoming primary**: wait for the old primary to report `is-primary=0`
+  (skipped with `primary --force`), fetch and replay up to its final
+  version, then start the device.
+- **secondary**: sync while `syncstatus < size` (from the recorded
+  `syncpos` on, resumable), then fetch the source's logfiles as they grow
+  and replay them in order; move from logfile N to N+1 only when this
+  host's version of N equals the one its origin wrote.
+
+What it finds is written to `<state dir>/status/<res>.json` for the views
+(rates, rests, damage), and the few facts other hosts need go into the
+metadata (`actual-<host>/...`)."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from mars import device as devices
+from mars import net
+from mars.errors import PeerError
+from mars.hostenv import PORT_FETCH, PORT_SYNC
+from mars.keys import ClusterState, res_key
+from mars.logfile import parse_logfile_name
+from mars.replay import Cursor, record_digests, replay, version_value, versions_agree
+from mars.transfer import (CHUNK, CHUNKS_PER_REQUEST, FETCH_MAX, apply_chunks,
+                           list_logfiles, local_digests)
+
+log = logging.getLogger("marsd.data")
+
+REPLAY_BATCH = 32 << 20          # payload bytes per replay step
+SYNC_BATCH = 64 << 20            # bytes per sync step
+PERSIST_EVERY = 0.5              # seconds between cursor/syncstatus writes
+
+
+class Rate:
+    """Bytes per second over a sliding window of a few seconds."""
+
+    def __init__(self, window=3.0):
+        self.window = window
+        self.samples = []
+        self.total = 0
+
+    def add(self, count):
+        now = time.monotonic()
+        self.total += count
+        self.samples.append((now, count))
+        while self.samples and now - self.samples[0][0] > self.window:
+            self.samples.pop(0)
+
+    @property
+    def value(self):
+        if not self.samples:
+            return 0.0
+        span = max(time.monotonic() - self.samples[0][0], 0.5)
+        return sum(count for _, count in self.samples) / span
+
+
+class SplitBrain(Exception):
+    pass
+
+
+def own_key(res, host, name):
+    return res_key(res, f"actual-{host}/{name}")
+
+
+def history_conflict(state, res, members):
+    """A split brain, as the metadata shows it (the same on every host):
+    two logfiles with one number, two versions of one logfile that differ,
+    or a replay cursor beyond the end its origin closed the logfile at.
+    Returns the reason, or None."""
+    keys = state.resources().get(res, {})
+    names, versions = {}, {}
+    for rest, value in keys.items():
+        if rest.startswith("version-"):
+            head = value.split(":", 1)[0]
+            try:
+                _, logfile, end = head.split(",")
+                number = parse_logfile_name(logfile)[0]
+            except ValueError:
+                continue
+            names.setdefault(number, set()).add(logfile)
+            versions.setdefault(logfile, {})[rest.rsplit("-", 1)[1]] = (head, int(end))
+    for host in members:
+        cursor = keys.get(f"replay-{host}")
+        if cursor:
+            try:
+                parsed = Cursor.parse(cursor)
+                names.setdefault(parse_logfile_name(parsed.logfile)[0], set()).add(parsed.logfile)
+            except ValueError:
+                continue
+            for other, (_, end) in versions.get(parsed.logfile, {}).items():
+                if parsed.position > end:
+                    return (f"{host} replayed {parsed.logfile} to {parsed.position}, beyond "
+                            f"its end {end} as {other} closed it")
+    for number, found in names.items():
+        if len(found) > 1:
+            return f"logfiles {', '.join(sorted(found))} share number {number}"
+    for logfile, by_host in versions.items():
+        heads = {head for head, _ in by_host.values()}
+        if len(heads) > 1:
+            return f"hosts {', '.join(sorted(by_host))} hold different versions of {logfile}"
+    return None
+
+
+class ResourceWorker:
+    def __init__(self, daemon, res):
+        self.daemon = daemon
+        self.env = daemon.env
+        self.store = daemon.store
+        self.host = daemon.env.host
+        self.res = res
+        self.dir = Path(self.env.state_dir) / f"resource-{res}"
+        self.fuse_dir = Path(self.env.state_dir) / "fuse" / res
+        self.link = Path(self.env.dev_dir) / res
+        self.status_path = Path(self.env.state_dir) / "status" / f"{res}.json"
+        self.device = None              # DeviceProcess while primary
+        self.loop = None                # '/dev/loopN'
+        self.channels = {}              # (host, port) -> Channel
+        self.cursor = None              # in-memory replay cursor (Cursor)
+        self.cursor_persisted = 0.0
+        self.sync_done = None           # in-memory sync progress
+        self.sync_persisted = 0.0
+        self.remote = {}                # logfile -> size at the source
+        self.rates = {name: Rate() for name in ("sync", "fetch", "replay", "log")}
+        self.status = {}
+        self.stopping = False
+        self.finished = trio.Event()
+        self.last_checkpoint = 0.0
+        self.last_busy = self.status_saved = 0.0
+        self.metrics = daemon.metrics
+
+    # ---------------------------------------------------------------- helpers
+    def key(self, name):
+        return res_key(self.res, name)
+
+    def mine(self, name):
+        return self.key(f"{name}-{self.host}")
+
+    def state(self):
+        values = self.store.live_values(self.key(""))
+        values.update(self.store.live_values("ips/"))
+        values.update(self.store.live_values("actual-"))
+        return ClusterState(values, self.host)
+
+    def write(self, changes):
+        self.store.write(changes)
+
+    def report(self, **facts):
+        self.status.update(facts)
+
+    def save_status(self):
+        self.status["updated"] = time.time()
+        self.status["rates"] = {name: round(rate.value) for name, rate in self.rates.items()}
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.status_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.status))
+        os.replace(temporary, self.status_path)
+
+    def switch(self, state, name):
+        """A todo switch, with its global pause applied."""
+        local = state.resource_value(self.res, f"todo-{self.host}/{name}", "1") == "1"
+        glob = {"sync": "sync", "connect": "fetch", "allow-replay": "replay"}.get(name)
+        paused = glob and state.resource_value(self.res, f"global-pause-{glob}", "0") == "1"
+        return local and not paused
+
+    # -------------------------------------------------------------------- run
+    async def run(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._cleanup_stale_device()
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                while True:
+                    state = self.state()
+                    if not state.disk(self.res) and self.device is None:
+                        break               # left or deleted
+                    if self.stopping and self.device is None:
+                        break
+                    try:
+                        busy = await self.step(state)
+                        self.report(error=None)
+                    except SplitBrain as exc:
+                        self.report(split_brain=str(exc))
+                        busy = False
+                    except (PeerError, OSError, ValueError, devices.LoopError) as exc:
+                        self.report(error=str(exc))
+                        self.metrics.errors.labels(self.res).inc()
+                        log.warning("%s: %s", self.res, exc)
+                        busy = False
+                    now = time.monotonic()
+                    if busy:
+                        self.last_busy = now
+                    if now - self.status_saved >= 0.2:
+                        self.save_status()
+                        self.status_saved = now
+                    idle = now - self.last_busy > 2.0 and self.device is None
+                    await trio.sleep(0 if busy else
+                                     min(self.daemon.round_interval, 0.5) if idle else self.daemon.data_tick)
+                nursery.cancel_scope.cancel()
+        finally:
+            for channel in self.channels.values():
+                with trio.CancelScope(shield=True):
+                    await channel.aclose()
+            self.status_path.unlink(missing_ok=True)
+            self.finished.set()
+
+    async def step(self, state):
+        """One bounded piece of work. True when there is more to do at once."""
+        members = state.members(self.res)
+        conflict = history_conflict(state, self.res, members)
+        self.report(split_brain=conflict, member=bool(state.disk(self.res)))
+        designated = state.designated_primary(self.res)
+        attach = self.switch(state, "attach") and bool(state.disk(self.res))
+        self._report_disk(state)
+        if self.device is not None:
+            await self._primary_round(state)
+            if designated != self.host or not attach or self.stopping:
+                await self._try_teardown(state)
+            return False
+        self.report(is_primary=False, device=None, open_count=0)
+        if self.stopping:
+            return False
+        if not attach:
+            self.report(attached=False, waiting="detached (todo attach=0)")
+            self._set_actual(**{"is-attached": 0})
+            return False
+        self.report(attached=True)
+        self._set_actual(**{"is-attached": 1})
+        await self._grown(state)
+        if designated == self.host:
+            return await self._become_primary(state, conflict)
+        return await self._secondary(state, conflict)
+
+    def _set_actual(self, **facts):
+        changes = {own_key(self.res, self.host, name): value for name, value in facts.items()}
+        current = self.store.live_values(self.key(f"actual-{self.host}/"))
+        changes = {k: v for k, v in changes.items() if current.get(k) != str(v)}
+        if changes:
+            self.write(changes)
+
+    def _report_disk(self, state):
+        disk = state.disk(self.res)
+        try:
+            size = os.path.getsize(disk) if os.path.isfile(disk) else _blockdev_size(disk)
+        except OSError:
+            size = 0
+        self.report(disk_size=size)
+        self._set_actual(**{"disk-size": size})
+
+    async def _grown(self, state):
+        """After `resize`, a complete replica is complete for the new size:
+        the grown area reaches it through the log."""
+        grown_from = state.resource_value(self.res, "grown-from")
+        synced = state.resource_value(self.res, f"syncstatus-{self.host}", "0")
+        if grown_from and synced == grown_from and int(synced) < state.size(self.res):
+            self.write({self.mine("syncstatus"): state.size(self.res)})
+
+    # ------------------------------------------------------------ connections
+    async def channel(self, state, host, port):
+        channel = self.channels.get((host, port))
+        if channel is None:
+            address = state.host_ips().get(host)
+            if not address:
+                raise PeerError(f"{host} is not in the cluster")
+            channel = await net.connect(address, port, self.host, self.daemon.key,
+                                        local_address=state.host_ips().get(self.host),
+                                        timeout=10.0, clock=self.store.clock)
+            self.channels[(host, port)] = channel
+        return channel
+
+    async def request(self, state, host, port, header):
+        channel = await self.channel(state, host, port)
+        try:
+            return await net.request(channel, header, timeout=60.0)
+        except PeerError:
+            self.channels.pop((host, port), None)
+            with trio.CancelScope(shield=True):
+                await channel.aclose()
+            raise
+
+    # ---------------------------------------------------------------- primary
+    async def _become_primary(self, state, conflict):
+        force = state.resource_value(self.res, f"todo-{self.host}/force-primary", "0") == "1"
+        others = [h for h in state.members(self.res) if h != self.host and
+                  state.resource_value(self.res, f"actual-{h}/is-primary") == "1"]
+        if others and not force:
+            self.report(waiting=f"waiting for {', '.join(others)} to hand over (device still up there)")
+            return False
+        if not force:
+            if conflict:
+                raise SplitBrain(conflict)
+            final = self._final_version(state)
+            if final is not None and not self._replayed_to(final):
+                self.report(waiting=f"replaying up to the final version {final[0]},{final[1]}")
+                return await self._follow(state, source=final[2], until=final)
+        await self._start_device(state, force)
+        return False
+
+    def _final_version(self, state):
+        """(logfile, end, origin) of the newest logfile closed by its origin."""
+        best = None
+        for rest, value in state.resources().get(self.res, {}).items():
+            if not rest.startswith("version-"):
+                continue
+            host = rest.rsplit("-", 1)[1]
+            head = value.split(":", 1)[0]
+            try:
+                _, logfile, end = head.split(",")
+                number, origin = parse_logfile_name(logfile)
+            except ValueError:
+                continue
+            if origin == host and (best is None or number > best[0]):
+                best = (number, logfile, int(end), origin)
+        return best[1:] if best else None
+
+    def _replayed_to(self, final):
+        logfile, end, _ = final
+        cursor = self._cursor(self.state())
+        if cursor is None:
+            return False
+        mine, theirs = parse_logfile_name(cursor.logfile)[0], parse_logfile_name(logfile)[0]
+        return mine > theirs or (cursor.logfile == logfile and cursor.position >= end)
+
+    async def _start_device(self, state, force):
+        size = state.size(self.res)
+        cursor = self._cursor(state)
+        self.fuse_dir.mkdir(parents=True, exist_ok=True)
+        args = self.daemon.device_options(self.res)
+        command = [sys.executable, "-m", "mars.device", f"--resource-dir={self.dir}",
+                   f"--disk={state.disk(self.res)}", f"--host={self.host}",
+                   f"--mountpoint={self.fuse_dir}", f"--size={size}",
+                   f"--cursor={cursor or ''}", *args]
+        self.report(waiting="starting the device (recovery from the log)")
+        self.save_status()
+        device = DeviceProcess(command)
+        ready = await device.start()
+        self.device = device
+        log.info("%s: device process %d up, logging to %s (%d records recovered)",
+                 self.res, device.process.pid, ready["logfile"], ready["replayed"])
+        if ready.get("previous"):
+            previous, end = ready["previous"]
+            if parse_logfile_name(previous)[1] == self.host:
+                await self._write_version(state, previous, end)
+        self.loop = await trio.to_thread.run_sync(
+            devices.attach_loop, self.fuse_dir / devices.DEVICE_FILE)
+        self.link.parent.mkdir(parents=True, exist_ok=True)
+        self.link.unlink(missing_ok=True)
+        self.link.symlink_to(self.loop)
+        checkpoint = await device.command({"cmd": "checkpoint"})
+        changes = {self.mine("replay"): checkpoint["cursor"],
+                   own_key(self.res, self.host, "is-primary"): 1}
+        if force:
+            changes[self.key(f"todo-{self.host}/force-primary")] = 0
+        self.write(changes)
+        self.cursor = Cursor.parse(checkpoint["cursor"])
+        self.report(is_primary=True, device=str(self.link), loop=self.loop, waiting=None,
+                    device_size=size)
+        log.info("%s: primary, device %s -> %s", self.res, self.link, self.loop)
+
+    async def _primary_round(self, state):
+        device = self.device
+        for event in device.take_events():
+            if event.get("event") == "rotated":
+                await self._write_version(state, *event["closed"])
+            elif event.get("event") == "emergency":
+                self.report(emergency=True)
+                self._set_actual(emergency=1)
+        if device.exited():
+            raise OSError(f"device process of {self.res} died (exit {device.process.returncode})")
+        wanted_rotation = state.resource_value(self.res, f"todo-{self.host}/log-rotate", "0")
+        if wanted_rotation != self.status.get("rotations", "0"):
+            reply = await device.command({"cmd": "rotate"})
+            await self._write_version(state, *reply["closed"])
+            self.report(rotations=wanted_rotation)
+        size = state.size(self.res)
+        if size != self.status.get("device_size"):
+            await device.command({"cmd": "resize", "size": size})
+            await trio.to_thread.run_sync(devices.refresh_loop_size, self.loop)
+            self.report(device_size=size)
+            log.info("%s: device grown to %d bytes", self.res, size)
+        open_count = await trio.to_thread.run_sync(
+            devices.open_count, self.loop, (device.process.pid,))
+        self.report(open_count=open_count)
+        self._set_actual(**{"open-count": open_count})
+        now = time.monotonic()
+        if now - self.last_checkpoint >= self.daemon.round_interval:
+            self.last_checkpoint = now
+            reply = await device.command({"cmd": "checkpoint"})
+            if reply.get("cursor"):
+                self.write({self.mine("replay"): reply["cursor"]})
+                self.cursor = Cursor.parse(reply["cursor"])
+            self.rates["log"].add(reply["logged"] - self.status.get("logged", 0))
+            self.metrics.logged.labels(self.res).inc(reply["logged"] - self.status.get("logged", 0))
+            self.report(logged=reply["logged"], log_position=[reply["logfile"], reply["position"]],
+                        emergency=reply["emergency"])
+
+    async def _try_teardown(self, state):
+        if self.status.get("open_count"):
+            self.report(waiting=f"device {self.link} still in use (open count "
+                                f"{self.status['open_count']}): stop the container and unmount")
+            return
+        log.info("%s: tearing down the device", self.res)
+        await trio.to_thread.run_sync(devices.detach_loop, self.loop)
+        self.link.unlink(missing_ok=True)
+        reply = await self.device.command({"cmd": "stop"})
+        await self.device.wait()
+        self.device = self.loop = None
+        logfile, end = reply["closed"]
+        await self._write_version(state, logfile, end)
+        changes = {own_key(self.res, self.host, "is-primary"): 0}
+        if reply.get("cursor"):
+            changes[self.mine("replay")] = reply["cursor"]
+            self.cursor = Cursor.parse(reply["cursor"])
+        self.write(changes)
+        self.report(is_primary=False, device=None, loop=None, waiting=None, open_count=0)
+        log.info("%s: device down, final version %s,%d", self.res, logfile, end)
+
+    async def _write_version(self, state, logfile, end):
+        """version-<nr>-<host> for a logfile this host closed or replayed to its end."""
+        number, _ = parse_logfile_name(logfile)
+        key = self.key(f"version-{number}-{self.host}")
+        path = self.dir / logfile
+        digests = await trio.to_thread.run_sync(record_digests, path, end) if path.exists() else []
+        previous = self._previous_version(state, number)
+        value = version_value(previous, logfile, end, digests)
+        self.write({key: value})
+        self._prune_versions(state, number)
+        return value
+
+    def _previous_version(self, state, number):
+        keys = state.resources().get(self.res, {})
+        mine = keys.get(f"version-{number - 1}-{self.host}")
+        if mine:
+            return mine
+        for rest, value in sorted(keys.items()):
+            if rest.startswith(f"version-{number - 1}-"):
+                return value
+        return ""
+
+    def _prune_versions(self, state, number):
+        keep_from = number - 8
+        stale = [self.key(rest) for rest in state.resources().get(self.res, {})
+                 if rest.startswith("version-") and rest.endswith(f"-{self.host}")
+                 and int(rest.split("-")[1]) < keep_from]
+        if stale:
+            self.store.delete(stale)
+
+    # -------------------------------------------------------------- secondary
+    def _source(self, state):
+        """Where to sync and fetch from: the designated primary, else a host
+        whose device is up."""
+        designated = state.designated_primary(self.res)
+        if designated and designated != self.host:
+            return designated
+        for host in state.members(self.res):
+            if host != self.host and state.resource_value(self.res, f"actual-{host}/is-primary") == "1":
+                return host
+        return None
+
+    async def _secondary(self, state, conflict):
+        self._set_actual(**{"is-primary": 0})
+        source = self._source(state)
+        if source is None:
+            self.report(waiting="no primary designated", source=None)
+            return False
+        self.report(source=source, source_alive=state.is_alive(source, self.daemon.window))
+        if conflict:
+            raise SplitBrain(conflict)
+        size = state.size(self.res)
+        synced = int(state.resource_value(self.res, f"syncstatus-{self.host}", "0") or 0)
+        if synced < size:
+            if not self.switch(state, "sync"):
+                self.report(waiting="sync paused", syncing=False)
+                return False
+            return await self._sync(state, source, synced, size)
+        self.report(syncing=False, sync_done=size)
+        return await self._follow(state, source)
+
+    # ------------------------------------------------------------------- sync
+    async def _sync(self, state, source, synced, size):
+        syncpos = state.resource_value(self.res, f"syncpos-{self.host}")
+        if not syncpos:
+            start = state.resource_value(self.res, f"replay-{source}")
+            if not start:
+                self.report(waiting=f"waiting for {source} to report its log position")
+                return False
+            await trio.to_thread.run_sync(self._drop_local_logs)
+            self.write({self.mine("syncpos"): start, self.mine("replay"): start,
+                        self.mine("syncstatus"): 0})
+            self.cursor = Cursor.parse(start)
+            self.sync_done = synced = 0
+            log.info("%s: full sync from %s starts; logs from %s are replayed afterwards",
+                     self.res, source, start)
+        if self.sync_done is None or self.sync_done < synced:
+            self.sync_done = synced
+        disk = state.disk(self.res)
+        fast = self.daemon.fast_sync
+        target = min(size, self.sync_done + SYNC_BATCH)
+        self.report(syncing=True, sync_size=size, waiting=None, sync_mode="fast" if fast else "full")
+        while self.sync_done < target:
+            offset = self.sync_done
+            count = min(CHUNKS_PER_REQUEST, -(-(size - offset) // CHUNK))
+            digests = await trio.to_thread.run_sync(
+                local_digests, disk, offset, CHUNK, count, size) if fast else None
+            reply, data = await self.request(state, source, PORT_SYNC, {
+                "type": "chunks", "res": self.res, "offset": offset, "chunk": CHUNK,
+                "count": count, "digests": digests})
+            written = await trio.to_thread.run_sync(
+                apply_chunks, disk, offset, CHUNK, reply["kinds"], data, size)
+            step = min(count * CHUNK, size - offset)
+            self.sync_done = offset + step
+            self.rates["sync"].add(step)
+            self.metrics.synced.labels(self.res).inc(len(data))
+            self.report(sync_done=self.sync_done, sync_sent=self.status.get("sync_sent", 0) + written)
+        now = time.monotonic()
+        if self.sync_done >= size or now - self.sync_persisted >= PERSIST_EVERY:
+            await trio.to_thread.run_sync(_fdatasync_path, disk)
+            self.write({self.mine("syncstatus"): self.sync_done})
+            self.sync_persisted = now
+        if self.sync_done >= size:
+            log.info("%s: sync from %s complete (%d bytes)", self.res, source, size)
+            self.report(syncing=False)
+        return True
+
+    def _drop_local_logs(self):
+        for name, _ in list_logfiles(self.dir):
+            (self.dir / name).unlink(missing_ok=True)
+        self.remote = {}
+
+    # ------------------------------------------------------- fetch and replay
+    def _cursor(self, state):
+        if self.cursor is None:
+            text = state.resource_value(self.res, f"replay-{self.host}")
+            self.cursor = Cursor.parse(text) if text else None
+        return self.cursor
+
+    async def _follow(self, state, source, until=None):
+        """Fetch from `source` and replay, one bounded step."""
+        cursor = self._cursor(state)
+        fetching = self.switch(state, "connect")
+        busy = False
+        if fetching:
+            busy = await self._fetch(state, source, cursor)
+        else:
+            self.report(waiting="fetch paused")
+        if self.switch(state, "allow-replay"):
+            busy = await self._replay(state, until) or busy
+        else:
+            self.report(waiting="replay paused")
+        self._report_rest()
+        return busy
+
+    async def _fetch(self, state, source, cursor):
+        reply, _ = await self.request(state, source, PORT_FETCH, {"type": "logs", "res": self.res})
+        remote = dict((name, size) for name, size in reply["files"])
+        self.remote = remote
+        first = parse_logfile_name(cursor.logfile)[0] if cursor else 1
+        local = dict(list_logfiles(self.dir))
+        for name in remote:
+            number = parse_logfile_name(name)[0]
+            clash = [other for other in local if other != name
+                     and parse_logfile_name(other)[0] == number]
+            if clash and number >= first:
+                raise SplitBrain(f"{source} has {name}, this host has {clash[0]}")
+        budget = FETCH_MAX * 4
+        for name, size in sorted(remote.items(), key=lambda item: parse_logfile_name(item[0])[0]):
+            if parse_logfile_name(name)[0] < first:
+                continue
+            have = local.get(name, 0)
+            while have < size and budget > 0:
+                reply, data = await self.request(state, source, PORT_FETCH, {
+                    "type": "read", "res": self.res, "logfile": name, "offset": have,
+                    "max": min(FETCH_MAX, budget)})
+                if not data:
+                    break
+                await trio.to_thread.run_sync(_append_at, self.dir / name, have, data)
+                have += len(data)
+                budget -= len(data)
+                self.rates["fetch"].add(len(data))
+                self.metrics.fetched.labels(self.res).inc(len(data))
+            if budget <= 0:
+                return True
+        return False
+
+    async def _replay(self, state, until=None):
+        cursor = self._cursor(state)
+        if cursor is None:
+            local = list_logfiles(self.dir)
+            if not local:
+                return False
+            cursor = self.cursor = Cursor(local[0][0], 0, 0)
+        path = self.dir / cursor.logfile
+        if not path.exists():
+            return False
+        disk = state.disk(self.res)
+        result = await trio.to_thread.run_sync(_replay_step, str(path), disk, cursor.position)
+        busy = False
+        if result.applied:
+            self.cursor = Cursor(cursor.logfile, result.position, os.path.getsize(path))
+            self.rates["replay"].add(result.bytes)
+            self.metrics.replayed.labels(self.res).inc(result.bytes)
+            busy = True
+        damage = result.damage
+        if damage is not None and not damage.torn_tail:
+            self.report(damage=str(damage))
+            self._set_actual(**{"replay-code": -5})
+            self._persist_cursor(force=True)
+            return False
+        self.report(damage=None)
+        closed = self._closed_end(state, self.cursor.logfile)
+        if closed is not None and self.cursor.position >= closed[0]:
+            if self.cursor.position > closed[0]:
+                raise SplitBrain(f"this host replayed {self.cursor.logfile} to "
+                                 f"{self.cursor.position}, beyond its end {closed[0]}")
+            mine = await self._write_version(state, self.cursor.logfile, closed[0])
+            if not versions_agree(mine, closed[1]):
+                raise SplitBrain(f"version of {self.cursor.logfile} differs from its origin's")
+            following = self._next_logfile(self.cursor.logfile)
+            if following is not None:
+                self.cursor = Cursor(following, 0, 0)
+                self._persist_cursor(force=True)
+                return True
+        elif damage is not None and closed is not None:
+            # A closed logfile that ends in a torn record before its end: damaged copy.
+            self.report(damage=str(damage))
+        self._persist_cursor(force=False)
+        return busy
+
+    def _closed_end(self, state, logfile):
+        """(end, version) if the logfile's origin closed it, else None."""
+        number, origin = parse_logfile_name(logfile)
+        value = state.resource_value(self.res, f"version-{number}-{origin}")
+        if not value:
+            return None
+        head = value.split(":", 1)[0]
+        _, name, end = head.split(",")
+        return (int(end), value) if name == logfile else None
+
+    def _next_logfile(self, logfile):
+        number = parse_logfile_name(logfile)[0] + 1
+        for name, _ in list_logfiles(self.dir):
+            if parse_logfile_name(name)[0] == number:
+                return name
+        return None
+
+    def _persist_cursor(self, force):
+        now = time.monotonic()
+        current = str(self.cursor) if self.cursor else ""
+        if not current or current == self.status.get("cursor_persisted"):
+            return
+        if force or now - self.cursor_persisted >= PERSIST_EVERY:
+            _fdatasync_path(self.state().disk(self.res))
+            self.write({self.mine("replay"): current})
+            self.cursor_persisted = now
+            self.report(cursor_persisted=current)
+
+    def _report_rest(self):
+        """Bytes still to fetch and to replay, from the source's listing."""
+        cursor = self.cursor
+        if cursor is None:
+            return
+        first = parse_logfile_name(cursor.logfile)[0]
+        local = dict(list_logfiles(self.dir))
+        fetch_rest = replay_rest = 0
+        for name, size in self.remote.items():
+            if parse_logfile_name(name)[0] < first:
+                continue
+            fetch_rest += max(0, size - local.get(name, 0))
+        for name, size in local.items():
+            if parse_logfile_name(name)[0] < first:
+                continue
+            replay_rest += size - (cursor.position if name == cursor.logfile else 0)
+        self.report(fetch_rest=fetch_rest, replay_rest=max(0, replay_rest),
+                    work_rest=fetch_rest + max(0, replay_rest), cursor=str(cursor))
+        self.metrics.lag.labels(self.res).set(fetch_rest + max(0, replay_rest))
+
+    # ---------------------------------------------------------- housekeeping
+    def _cleanup_stale_device(self):
+        """A marsd that was killed leaves a loop device on a dead FUSE mount."""
+        mountpoint = self.fuse_dir
+        for loop, backing in devices.loops_backed_by(str(mountpoint)).items():
+            if devices.open_count(loop) == 0:
+                try:
+                    devices.detach_loop(loop)
+                    log.info("%s: detached stale %s (%s)", self.res, loop, backing)
+                except devices.LoopError as exc:
+                    log.warning("%s: %s", self.res, exc)
+            else:
+                log.warning("%s: stale %s is still in use (mounted?): unmount it", self.res, loop)
+        if devices.unmount_stale(mountpoint):
+            log.info("%s: unmounted stale FUSE mount %s", self.res, mountpoint)
+        if self.link.is_symlink():
+            self.link.unlink()
+        self._set_actual(**{"is-primary": 0, "open-count": 0})
+
+    def delete_logs_before(self, number):
+        """Delete local logfiles numbered below `number` (every member's cursor is past them)."""
+        deleted = 0
+        for name, _ in list_logfiles(self.dir):
+            if parse_logfile_name(name)[0] < number:
+                (self.dir / name).unlink(missing_ok=True)
+                deleted += 1
+        return deleted
+
+
+def _replay_step(path, disk, position):
+    fd = os.open(disk, os.O_WRONLY)
+    try:
+        return _limited_replay(path, fd, position)
+    finally:
+        os.close(fd)
+
+
+def _limited_replay(path, fd, position):
+    # replay() stops after `limit` records; records are at most 16 MiB, so
+    # 256 records keep a step bounded.
+    return replay(path, fd, position, limit=256, sync=False)
+
+
+def _fdatasync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _append_at(path, offset, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def _blockdev_size(path):
+    with open(path, "rb") as handle:
+        return handle.seek(0, os.SEEK_END)
+
+
+class DeviceProcess:
+    """The device process of one resource, and its control channel. Started
+    with subprocess from the main thread, so that PR_SET_PDEATHSIG in the
+    child follows marsd itself, not a worker thread."""
+
+    def __init__(self, command):
+        self.command_line = command
+        self.process = None
+        self.events = []
+        self.replies = None
+
+    async def start(self):
+        self.process = subprocess.Popen(self.command_line, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        self.stdin = trio.lowlevel.FdStream(os.dup(self.process.stdin.fileno()))
+        self.stdout = trio.lowlevel.FdStream(os.dup(self.process.stdout.fileno()))
+        self.process.stdin.close()
+        self.process.stdout.close()
+        self.buffer = b""
+        message = await self._next_line(timeout=600)
+        if message.get("event") != "ready":
+            raise OSError(f"device process did not come up: {message}")
+        return message
+
+    async def _next_line(self, timeout):
+        with trio.fail_after(timeout):
+            while b"\n" not in self.buffer:
+                chunk = await self.stdout.receive_some(65536)
+                if not chunk:
+                    code = self.process.wait()
+                    raise OSError(f"device process exited with {code}")
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    async def command(self, message, timeout=120):
+        await self.stdin.send_all((json.dumps(message) + "\n").encode())
+        while True:
+            reply = await self._next_line(timeout)
+            if "event" in reply:
+                self.events.append(reply)
+                continue
+            if reply.get("reply") == "error":
+                raise OSError(f"device process: {reply.get('reason')}")
+            return reply
+
+    def take_events(self):
+        events, self.events = self.events, []
+        return events
+
+    def exited(self):
+        return self.process.poll() is not None
+
+    async def wait(self, timeout=30):
+        with trio.move_on_after(timeout):
+            while self.process.poll() is None:
+                await trio.sleep(0.05)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        await self.stdin.aclose()
+        await self.stdout.aclose()
