@@ -71,7 +71,8 @@ class Daemon:
     """The control plane of one host."""
 
     def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0,
-                 data_tick=0.05, fast_sync=True, metrics_port=0, device_args=()):
+                 data_tick=0.05, fast_sync=True, metrics_port=0, device_args=(),
+                 emergency_free=64 << 20):
         self.env = env
         self.round_interval = round_interval
         self.tombstone_retention = tombstone_retention
@@ -80,6 +81,7 @@ class Daemon:
         self.fast_sync = fast_sync
         self.metrics_port = metrics_port
         self.device_args = list(device_args)
+        self.fetch_free = 2 * emergency_free     # secondaries give up before the primary
         self.metrics = Metrics()
         self.store = None
         self.peer_scopes = {}           # host -> (address, CancelScope)
@@ -359,7 +361,8 @@ def parse_args(argv):
                         help="start a new logfile at this size in bytes; default 256 MiB")
     parser.add_argument("--emergency-free", type=int, default=64 << 20,
                         help="below this many free bytes in the state dir the primary stops "
-                             "logging (emergency mode); default 64 MiB")
+                             "logging, below twice as many secondaries stop fetching and drop "
+                             "their logs (emergency mode); default 64 MiB")
     parser.add_argument("--log-level", default=os.environ.get("MARS_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -375,7 +378,8 @@ def main(argv=None):
                        f"--log-level={args.log_level}"] + (["--compress"] if args.compress else [])
         daemon = Daemon(env, args.round_interval, args.tombstone_retention, args.window,
                         data_tick=args.data_tick, fast_sync=not args.full_sync,
-                        metrics_port=args.metrics_port, device_args=device_args)
+                        metrics_port=args.metrics_port, device_args=device_args,
+                        emergency_free=args.emergency_free)
         trio.run(daemon.run)
     except* MarsError as group:
         for exc in group.exceptions:

@@ -111,7 +111,7 @@ def diskstate(state, res, status):
         return "EmergencyMode"
     if status.get("is_primary"):
         return "UpToDate"
-    if role(state, res, status) == "NotYetPrimary" and status.get("waiting", "").startswith("starting"):
+    if role(state, res, status) == "NotYetPrimary" and (status.get("waiting") or "").startswith("starting"):
         return "Recovery"
     if not is_consistent(state, res):
         return "InConsistent"
@@ -148,19 +148,27 @@ def replstate(state, res, status):
     return "Replaying"
 
 
+def _active(state, res, name):
+    """A switch as the worker obeys it: on, and not paused for every member."""
+    glob = {"sync": "sync", "connect": "fetch", "allow-replay": "replay"}.get(name)
+    return _switch(state, res, name) and not (glob and _global_pause(state, res, glob))
+
+
 def flags(state, res, status):
+    if not state.disk(res):
+        return "------"
     attached = "D" if status.get("attached") else ("d" if _switch(state, res, "attach") else "-")
     if not status:
         attached = "d" if _switch(state, res, "attach") else "-"
     primary = status.get("is_primary")
-    connected = "-" if not _switch(state, res, "connect") else (
+    connected = "-" if not _active(state, res, "connect") else (
         "C" if primary or (status.get("source") and not status.get("error")) else "c")
     device = "A" if primary else ("a" if role(state, res, status) == "NotYetPrimary" else "-")
     complete = sync_done(state, res) >= state.size(res)
-    sync = "S" if complete else ("s" if _switch(state, res, "sync") else "-")
-    fetch = "-" if not _switch(state, res, "connect") else (
+    sync = "S" if complete else ("s" if _active(state, res, "sync") else "-")
+    fetch = "-" if not _active(state, res, "connect") else (
         "F" if primary or not status.get("fetch_rest") else "f")
-    replay = "-" if not _switch(state, res, "allow-replay") else (
+    replay = "-" if not _active(state, res, "allow-replay") else (
         "R" if primary or not status.get("replay_rest") else "r")
     return attached + connected + device + sync + fetch + replay
 

@@ -13,7 +13,7 @@ import time
 
 from mars.dataviews import Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
-from mars.keys import NO_PRIMARY, TODO_SWITCHES, res_key, todo_key
+from mars.keys import NO_PRIMARY, TODO_SWITCHES, owner_of, res_key, todo_key
 from mars.logfile import parse_logfile_name
 from mars.names import parse_size
 from mars.transfer import list_logfiles
@@ -162,9 +162,10 @@ class Roles:
                 state.resource_value(res, f"actual-{self.host}/is-primary") == "1":
             raise MarsError(f"{self.host} is the primary of {res}: invalidate a secondary, "
                             "or make another host primary first")
-        mine = [key for key in self.store.live_values(res_key(res, ""))
-                if key.endswith(f"-{self.host}") and key.split("/")[-1].split("-")[0] in
-                ("syncpos", "replay", "version")]
+        prefix = res_key(res, "")       # owner_of: host names may contain dashes
+        mine = [key for key in self.store.live_values(prefix)
+                if owner_of(key) == self.host and "/" not in key[len(prefix):] and
+                key[len(prefix):].split("-")[0] in ("syncpos", "replay", "version")]
         changes = {key: None for key in mine}
         changes[res_key(res, f"syncstatus-{self.host}")] = 0
         self._write(changes)
@@ -200,7 +201,8 @@ class Roles:
     # ------------------------------------------------------------------ waits
     def wait_umount(self, res):
         self._member_state(res)
-        self.wait_for(res, lambda st, status: not status.get("open_count"),
+        # no status (marsd down): the open count is unknown, a stale mount may hold the device
+        self.wait_for(res, lambda st, status: bool(status) and not status.get("open_count"),
                       "the device to be closed (unmounted)")
 
     WAIT_CONDITIONS = {

@@ -33,7 +33,7 @@ from mars.logfile import parse_logfile_name
 
 FETCH_MAX = 8 << 20             # bytes per read reply
 CHUNK = 1 << 20                 # sync chunk
-CHUNKS_PER_REQUEST = 8
+CHUNKS_PER_REQUEST = 16
 ZERO_CHUNK = bytes(CHUNK)
 
 
@@ -80,7 +80,7 @@ def read_chunks(path, offset, chunk, count, digests, size):
             data = os.pread(handle.fileno(), min(chunk, size - start), start)
             if is_zero(data):
                 kinds.append("z")
-            elif digests and digests[index] == chunk_digest(data):
+            elif digests and index < len(digests) and digests[index] == chunk_digest(data):
                 kinds.append("s")
             else:
                 kinds.append("d")

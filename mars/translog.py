@@ -131,7 +131,7 @@ class TransactionLog:
     def _find_logfile(self, number):
         """The local logfile with this number (whatever its origin), or None.
         Two of them would be a split brain: recovery refuses to choose."""
-        prefix = logfile_name(number, self.host).rsplit("-", 1)[0] + "-"
+        prefix = logfile_name(number, self.host)[:len("log-000000000-")]   # any origin
         found = sorted(name for name in os.listdir(self.resource_dir)
                        if name.startswith(prefix) and parse_logfile_name(name))
         if len(found) > 1:

@@ -45,8 +45,10 @@ from mars.transfer import (CHUNK, CHUNKS_PER_REQUEST, FETCH_MAX, apply_chunks,
 log = logging.getLogger("marsd.data")
 
 REPLAY_BATCH = 32 << 20          # payload bytes per replay step
-SYNC_BATCH = 64 << 20            # bytes per sync step
-PERSIST_EVERY = 0.5              # seconds between cursor/syncstatus writes
+SYNC_BATCH = 128 << 20           # bytes per sync step
+PERSIST_EVERY = 0.5              # seconds between replay cursor writes
+SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs the disk)
+SYNC_PIPELINE = 3                # sync requests in flight
 
 
 class Rate:
@@ -96,7 +98,8 @@ def history_conflict(state, res, members):
             except ValueError:
                 continue
             names.setdefault(number, set()).add(logfile)
-            versions.setdefault(logfile, {})[rest.rsplit("-", 1)[1]] = (head, int(end))
+            # version-<nr>-<host>: host names may contain dashes
+            versions.setdefault(logfile, {})[rest.split("-", 2)[-1]] = (head, int(end))
     for host in members:
         cursor = keys.get(f"replay-{host}")
         if cursor:
@@ -319,7 +322,7 @@ class ResourceWorker:
         for rest, value in state.resources().get(self.res, {}).items():
             if not rest.startswith("version-"):
                 continue
-            host = rest.rsplit("-", 1)[1]
+            host = rest.split("-", 2)[-1]        # version-<nr>-<host>, dashes allowed
             head = value.split(":", 1)[0]
             try:
                 _, logfile, end = head.split(",")
@@ -355,9 +358,11 @@ class ResourceWorker:
         log.info("%s: device process %d up, logging to %s (%d records recovered)",
                  self.res, device.process.pid, ready["logfile"], ready["replayed"])
         if ready.get("previous"):
+            # This host's history ends the previous logfile where recovery
+            # stopped, whoever its origin: after `primary --force` that may be
+            # short of the end the old primary reaches, which is the split brain.
             previous, end = ready["previous"]
-            if parse_logfile_name(previous)[1] == self.host:
-                await self._write_version(state, previous, end)
+            await self._write_version(state, previous, end)
         self.loop = await trio.to_thread.run_sync(
             devices.attach_loop, self.fuse_dir / devices.DEVICE_FILE)
         self.link.parent.mkdir(parents=True, exist_ok=True)
@@ -368,8 +373,10 @@ class ResourceWorker:
                    own_key(self.res, self.host, "is-primary"): 1}
         if force:
             changes[self.key(f"todo-{self.host}/force-primary")] = 0
+        changes[own_key(self.res, self.host, "emergency")] = 0
         self.write(changes)
         self.cursor = Cursor.parse(checkpoint["cursor"])
+        self.report(emergency=False)
         self.report(is_primary=True, device=str(self.link), loop=self.loop, waiting=None,
                     device_size=size)
         log.info("%s: primary, device %s -> %s", self.res, self.link, self.loop)
@@ -438,6 +445,7 @@ class ResourceWorker:
         key = self.key(f"version-{number}-{self.host}")
         path = self.dir / logfile
         digests = await trio.to_thread.run_sync(record_digests, path, end) if path.exists() else []
+        state = self.state()        # the version just written for the logfile before counts
         previous = self._previous_version(state, number)
         value = version_value(previous, logfile, end, digests)
         self.write({key: value})
@@ -483,6 +491,8 @@ class ResourceWorker:
         self.report(source=source, source_alive=state.is_alive(source, self.daemon.window))
         if conflict:
             raise SplitBrain(conflict)
+        if await self._low_on_space(state, source):
+            return False
         size = state.size(self.res)
         synced = int(state.resource_value(self.res, f"syncstatus-{self.host}", "0") or 0)
         if synced < size:
@@ -492,6 +502,27 @@ class ResourceWorker:
             return await self._sync(state, source, synced, size)
         self.report(syncing=False, sync_done=size)
         return await self._follow(state, source)
+
+    async def _low_on_space(self, state, source):
+        """Emergency mode, first stage: a secondary whose state dir runs low
+        stops fetching and drops its local logs (fetched again later from
+        its replay cursor on). And a primary that stopped logging leaves
+        its replicas behind for good: they need `invalidate`."""
+        free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
+        if free < self.daemon.fetch_free:
+            if not self.status.get("emergency"):
+                log.error("%s: state dir has %d bytes free (< %d): fetch stopped, local logs "
+                          "dropped", self.res, free, self.daemon.fetch_free)
+            await trio.to_thread.run_sync(self._drop_local_logs)
+            self.report(emergency=True, waiting=f"state dir low on space ({free} bytes free): "
+                        "fetch stopped, local logs dropped")
+            return True
+        if state.resource_value(self.res, f"actual-{source}/emergency") == "1":
+            self.report(emergency=True, waiting=f"{source} is in emergency mode (its writes are "
+                        "not logged): invalidate this replica once it has space again")
+            return True
+        self.report(emergency=False)
+        return False
 
     # ------------------------------------------------------------------- sync
     async def _sync(self, state, source, synced, size):
@@ -514,23 +545,9 @@ class ResourceWorker:
         fast = self.daemon.fast_sync
         target = min(size, self.sync_done + SYNC_BATCH)
         self.report(syncing=True, sync_size=size, waiting=None, sync_mode="fast" if fast else "full")
-        while self.sync_done < target:
-            offset = self.sync_done
-            count = min(CHUNKS_PER_REQUEST, -(-(size - offset) // CHUNK))
-            digests = await trio.to_thread.run_sync(
-                local_digests, disk, offset, CHUNK, count, size) if fast else None
-            reply, data = await self.request(state, source, PORT_SYNC, {
-                "type": "chunks", "res": self.res, "offset": offset, "chunk": CHUNK,
-                "count": count, "digests": digests})
-            written = await trio.to_thread.run_sync(
-                apply_chunks, disk, offset, CHUNK, reply["kinds"], data, size)
-            step = min(count * CHUNK, size - offset)
-            self.sync_done = offset + step
-            self.rates["sync"].add(step)
-            self.metrics.synced.labels(self.res).inc(len(data))
-            self.report(sync_done=self.sync_done, sync_sent=self.status.get("sync_sent", 0) + written)
+        await self._sync_range(state, source, disk, self.sync_done, target, size, fast)
         now = time.monotonic()
-        if self.sync_done >= size or now - self.sync_persisted >= PERSIST_EVERY:
+        if self.sync_done >= size or now - self.sync_persisted >= SYNC_PERSIST_EVERY:
             await trio.to_thread.run_sync(_fdatasync_path, disk)
             self.write({self.mine("syncstatus"): self.sync_done})
             self.sync_persisted = now
@@ -538,6 +555,55 @@ class ResourceWorker:
             log.info("%s: sync from %s complete (%d bytes)", self.res, source, size)
             self.report(syncing=False)
         return True
+
+    async def _sync_range(self, state, source, disk, start, target, size, fast):
+        """Copy [start, target) from the source, pipelined: while the source
+        reads (and hashes) one request, this host hashes the next and writes
+        the previous one. Replies come back in order on the one connection."""
+        requests = []
+        offset = start
+        while offset < target:
+            count = min(CHUNKS_PER_REQUEST, -(-(target - offset) // CHUNK))
+            requests.append((offset, count))
+            offset += count * CHUNK
+        channel = await self.channel(state, source, PORT_SYNC)
+        in_flight = trio.Semaphore(SYNC_PIPELINE)
+
+        async def send_all():
+            for offset, count in requests:
+                await in_flight.acquire()
+                digests = await trio.to_thread.run_sync(
+                    local_digests, disk, offset, CHUNK, count, size) if fast else None
+                await channel.send({"type": "chunks", "res": self.res, "offset": offset,
+                                    "chunk": CHUNK, "count": count, "digests": digests})
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_all)
+                for offset, count in requests:
+                    with trio.fail_after(60):
+                        reply, data = await channel.receive()
+                    if reply.get("type") != "chunks":
+                        raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
+                    in_flight.release()
+                    written = await trio.to_thread.run_sync(
+                        apply_chunks, disk, offset, CHUNK, reply["kinds"], data, size)
+                    step = min(count * CHUNK, size - offset)
+                    self.sync_done = offset + step
+                    self.rates["sync"].add(step)
+                    self.metrics.synced.labels(self.res).inc(len(data))
+                    self.report(sync_done=self.sync_done,
+                                sync_sent=self.status.get("sync_sent", 0) + written)
+        except BaseExceptionGroup as group:
+            failures, rest = group.split((trio.TooSlowError, OSError, trio.BrokenResourceError,
+                                          trio.ClosedResourceError, net.ProtocolError, PeerError))
+            if rest is not None or failures is None:
+                raise
+            exc = failures.exceptions[0]
+            self.channels.pop((source, PORT_SYNC), None)
+            with trio.CancelScope(shield=True):
+                await channel.aclose()
+            raise PeerError(f"sync from {source} interrupted: {exc}") from None
 
     def _drop_local_logs(self):
         for name, _ in list_logfiles(self.dir):
@@ -560,12 +626,29 @@ class ResourceWorker:
             busy = await self._fetch(state, source, cursor)
         else:
             self.report(waiting="fetch paused")
+            self._remote_from_metadata(state, source)
         if self.switch(state, "allow-replay"):
             busy = await self._replay(state, until) or busy
         else:
             self.report(waiting="replay paused")
         self._report_rest()
         return busy
+
+    def _remote_from_metadata(self, state, source):
+        """While fetch is paused: the source's logfile sizes as far as the
+        metadata shows them (its replay cursor, checkpointed every round, and
+        the ends of logfiles it closed), so that work-rest still counts them."""
+        text = state.resource_value(self.res, f"replay-{source}")
+        try:
+            current = Cursor.parse(text) if text else None
+        except ValueError:
+            current = None
+        if current is not None:
+            self.remote[current.logfile] = max(self.remote.get(current.logfile, 0), current.length)
+        for name in list(self.remote):
+            closed = self._closed_end(state, name)
+            if closed is not None:
+                self.remote[name] = max(self.remote[name], closed[0])
 
     async def _fetch(self, state, source, cursor):
         reply, _ = await self.request(state, source, PORT_FETCH, {"type": "logs", "res": self.res})
@@ -637,8 +720,9 @@ class ResourceWorker:
                 self.cursor = Cursor(following, 0, 0)
                 self._persist_cursor(force=True)
                 return True
-        elif damage is not None and closed is not None:
-            # A closed logfile that ends in a torn record before its end: damaged copy.
+        elif damage is not None and closed is not None and os.path.getsize(path) >= closed[0]:
+            # A complete copy of a closed logfile that ends in a torn record before
+            # its end: damaged. (A shorter copy is only not fetched completely yet.)
             self.report(damage=str(damage))
         self._persist_cursor(force=False)
         return busy

@@ -1,0 +1,175 @@
+"""Data-plane benchmark (root): sync, fast full sync, device writes, lag.
+
+Prints figures, side by side in one run (not a test):
+1. full sync of a volume filled with random data A->B over loopback, against
+   `cp` of the same image file (+ fsync of the copy): ratio (aim >= 0.7);
+2. fast full sync of an identical replica against that full sync: speed-up
+   (aim >= 3x);
+3. fio: sequential 1 MiB direct writes and 4 KiB random direct writes
+   (iodepth 16) on /dev/mars/<res>, against a loop device with direct I/O on
+   a plain file: ratios (aims >= 0.4 and >= 0.25);
+4. replication lag (work-rest) of a secondary under a steady 20 MB/s fio
+   writer: its maximum, sampled every 0.1 s.
+
+Run: `make bench-data` or `.venv/bin/python -m tests.bench.data_plane [--size-mib N]`.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tests.helpers.dataplane import MIB, DataNet
+from tests.helpers.marshosts import wait_until
+
+
+def fill_random(path, size):
+    with open(path, "r+b") as handle:
+        block = os.urandom(4 * MIB)
+        for offset in range(0, size, len(block)):
+            handle.write(block[:min(len(block), size - offset)])
+            block = block[1:] + block[:1]          # differs per block, cheap
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def syncstatus(host, res="vm1"):
+    value = host.live_values(f"resource-{res}/syncstatus-{host.name}").get(
+        f"resource-{res}/syncstatus-{host.name}", "0")
+    return int(value or 0)
+
+
+def timed_join(net, primary, secondary, size, extra=()):
+    secondary.start(*extra)
+    secondary.wait_serving()
+    started = time.perf_counter()
+    secondary.marsadm("join-resource", "vm1", secondary.disk)
+    wait_until(lambda: syncstatus(secondary) >= size, timeout=900, interval=0.05,
+               what="sync complete")
+    elapsed = time.perf_counter() - started
+    return elapsed
+
+
+def fio(target, name, rw, bs, size, iodepth, runtime=None, rate=None):
+    args = ["fio", f"--name={name}", f"--filename={target}", f"--rw={rw}", f"--bs={bs}",
+            "--direct=1", "--ioengine=libaio", f"--iodepth={iodepth}", f"--size={size}",
+            "--output-format=json", "--randrepeat=0"]
+    if runtime:
+        args += [f"--runtime={runtime}", "--time_based"]
+    if rate:
+        args += [f"--rate={rate}"]
+    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    job = json.loads(result.stdout)["jobs"][0]["write"]
+    return job["bw_bytes"], job["iops"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=2048)
+    parser.add_argument("--fio-seconds", type=int, default=8)
+    parser.add_argument("--lag-seconds", type=int, default=20)
+    args = parser.parse_args(argv)
+    size = args.size_mib * MIB
+    base = Path(tempfile.mkdtemp(prefix="mars-bench-"))
+    net = DataNet(base / "hosts", round_interval=1.0, disk_size=size)
+    try:
+        run(net, size, args)
+    finally:
+        net.cleanup()
+        subprocess.run(["rm", "-rf", str(base)])
+
+
+def run(net, size, args):
+    a, b, c = net.add("a"), net.add("b"), net.add("c")
+    print(f"filling a {size // MIB} MiB volume with random data ...", flush=True)
+    fill_random(a.disk, size)
+    a.marsadm("create-cluster", f"--ip={a.address}")
+    a.start()
+    a.wait_serving()
+    for host in (b, c):
+        net.share_key(a, host)
+        host.marsadm("join-cluster", a.name, a.address, f"--ip={host.address}")
+    a.marsadm("create-resource", "vm1", a.disk)
+    net.wait(a, "vm1", "device")
+
+    # 1. cp baseline, then full sync
+    copy = a.root / "copy.img"
+    subprocess.run(["cat", str(a.disk)], stdout=subprocess.DEVNULL, check=True)   # warm cache
+    started = time.perf_counter()
+    subprocess.run(["cp", str(a.disk), str(copy)], check=True)
+    subprocess.run(["sync", "-f", str(copy)], check=True)
+    cp_seconds = time.perf_counter() - started
+    copy.unlink()
+    full = timed_join(net, a, b, size, extra=("--full-sync",))
+    # 2. fast full sync of an identical replica
+    subprocess.run(["cp", str(a.disk), str(c.disk)], check=True)
+    fast = timed_join(net, a, c, size)
+    print(f"1. full sync {size // MIB} MiB: {full:.2f} s = {size / full / MIB:.0f} MiB/s; "
+          f"cp + fsync: {cp_seconds:.2f} s = {size / cp_seconds / MIB:.0f} MiB/s; "
+          f"ratio {cp_seconds / full:.2f} (aim >= 0.7)")
+    print(f"2. fast full sync of an identical replica: {fast:.2f} s = "
+          f"{size / fast / MIB:.0f} MiB/s; speed-up over full sync {full / fast:.1f}x (aim >= 3x)")
+    net.wait(b, "vm1")
+    net.wait(c, "vm1")
+    c.marsadm("leave-resource", "vm1")
+
+    # 3. device writes against a plain loop device on a file
+    device = str(net.device(a, "vm1"))
+    plain = a.root / "plain.img"
+    with open(plain, "wb") as handle:
+        handle.truncate(size)
+    loop = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(plain)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        results = {}
+        fio_size = f"{min(size, 1024 * MIB) // MIB}m"
+        for label, target in (("plain loop", loop), ("/dev/mars/vm1", device)):
+            seq = fio(target, "seq", "write", "1m", fio_size, 4, runtime=args.fio_seconds)
+            rand = fio(target, "rand", "randwrite", "4k", fio_size, 16, runtime=args.fio_seconds)
+            results[label] = (seq, rand)
+            print(f"   {label}: sequential 1 MiB {seq[0] / MIB:.0f} MiB/s, "
+                  f"random 4 KiB {rand[1]:.0f} IOPS", flush=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop])
+        plain.unlink()
+    (seq_plain, rand_plain), (seq_mars, rand_mars) = results["plain loop"], results["/dev/mars/vm1"]
+    print(f"3. sequential ratio {seq_mars[0] / seq_plain[0]:.2f} (aim >= 0.4), "
+          f"random ratio {rand_mars[1] / rand_plain[1]:.2f} (aim >= 0.25)")
+
+    # 4. lag under a steady 20 MB/s writer
+    net.wait(b, "vm1")
+    status = b.root / "mars" / "status" / "vm1.json"
+    samples = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                samples.append(json.loads(status.read_text()).get("work_rest", 0))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        written = fio(device, "steady", "randwrite", "64k", f"{min(size, 1024 * MIB) // MIB}m", 4,
+                      runtime=args.lag_seconds, rate="20m")
+    finally:
+        stop.set()
+        sampler.join()
+    after = time.perf_counter()
+    net.wait(b, "vm1")
+    drained = time.perf_counter() - after
+    print(f"4. lag under a {written[0] / MIB:.1f} MiB/s writer for {args.lag_seconds} s: "
+          f"work-rest max {max(samples) / MIB:.2f} MiB, median "
+          f"{sorted(samples)[len(samples) // 2] / MIB:.2f} MiB over {len(samples)} samples; "
+          f"drained {drained:.2f} s after the writer stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""MARS hosts with real disks, devices and filesystems, for the root tests
+and the benchmarks.
+
+Each host gets a file standing in for its LV. `DataNet.cleanup` leaves
+nothing behind, also after a failed test: it unmounts every filesystem under
+the run's directory, stops the daemons by pid, detaches loop devices whose
+backing file lies under it, and lazily unmounts leftover FUSE mounts."""
+
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from mars.device import loops_backed_by
+from tests.helpers.marshosts import MarsNet, wait_until
+
+MIB = 1 << 20
+
+
+def mounts_under(base):
+    """Mount points below `base`, deepest first."""
+    found = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            point, fstype = fields[4], fields[fields.index("-") + 1]
+            if point.startswith(str(base)):
+                found.append((point, fstype))
+    return sorted(found, key=lambda item: -len(item[0]))
+
+
+def sha256_file(path, size=None):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        left = size if size is not None else float("inf")
+        while left > 0:
+            chunk = handle.read(int(min(left, 4 * MIB)))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def tree_checksums(root):
+    """{relative path: sha256} of every file below root."""
+    result = {}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = Path(directory) / name
+            result[str(path.relative_to(root))] = sha256_file(path)
+    return result
+
+
+def write_files(directory, count, size, prefix="f", fsync=True):
+    """Write `count` random files; returns {name: sha256}."""
+    written = {}
+    for index in range(count):
+        data = os.urandom(size)
+        path = Path(directory) / f"{prefix}{index:04d}"
+        with open(path, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        written[path.name] = hashlib.sha256(data).hexdigest()
+    return written
+
+
+class DataNet(MarsNet):
+    """MarsNet plus disks, devices and mounts."""
+
+    def __init__(self, base_dir, round_interval=0.2, disk_size=320 * MIB):
+        super().__init__(base_dir, round_interval)
+        self.disk_size = disk_size
+
+    def add(self, name, disk_size=None):
+        host = super().add(name)
+        disk = host.root / "disk"
+        with open(disk, "wb") as handle:
+            handle.truncate(disk_size or self.disk_size)
+        host.disk = disk
+        host.mnt = host.root / "mnt"
+        host.mnt.mkdir(exist_ok=True)
+        return host
+
+    @staticmethod
+    def device(host, res):
+        return host.root / "dev" / "mars" / res
+
+    def mkfs(self, host, res):
+        subprocess.run(["mkfs.xfs", "-q", "-f", str(self.device(host, res))], check=True)
+
+    def mount(self, host, res):
+        subprocess.run(["mount", "-t", "xfs", str(self.device(host, res)), str(host.mnt)], check=True)
+
+    @staticmethod
+    def umount(host):
+        subprocess.run(["umount", str(host.mnt)], check=True)
+
+    @staticmethod
+    def wait(host, res, condition="up-to-date", timeout=120):
+        result = host.marsadm("wait-resource", res, condition, f"--timeout={timeout}", check=False,
+                              timeout=timeout + 30)
+        assert result.returncode == 0, (
+            f"{host.name}: wait-resource {res} {condition} failed: {result.stderr}\n"
+            f"{host.marsadm('view', res, check=False).stdout}\n{host.current_log()[-3000:]}")
+
+    @staticmethod
+    def disk_digest(host, size):
+        return sha256_file(host.disk, size)
+
+    def cleanup(self):
+        for point, fstype in mounts_under(self.base_dir):
+            if not fstype.startswith("fuse"):
+                if subprocess.run(["umount", point], capture_output=True).returncode:
+                    subprocess.run(["umount", "-l", point], capture_output=True)
+        self.stop_all()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            loops = loops_backed_by(str(self.base_dir))
+            if not loops:
+                break
+            for loop in loops:
+                subprocess.run(["losetup", "-d", loop], capture_output=True)
+            time.sleep(0.2)
+        for point, _ in mounts_under(self.base_dir):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+__all__ = ["DataNet", "mounts_under", "sha256_file", "tree_checksums", "write_files", "wait_until"]

@@ -1,0 +1,377 @@
+"""marsadm data-plane commands without a running marsd: the wishes they
+write (todo switches, global pauses, invalidate), the preconditions that
+refuse (changing nothing), and the waits that time out naming the reason.
+
+The scenario (conftest.py) is h1's store: vm1 (h1 primary, h2), vm2 (h1
+only), vm3 (h2 primary, h3). `secondary` makes h1 a member of vm3 too.
+Where a test needs marsd "running", it holds marsd's pid-file lock itself
+and writes the status file marsd would write."""
+
+import fcntl
+import json
+import os
+import time
+
+import pytest
+
+from tests.unit.conftest import MIB, make_disk
+from tests.unit.test_marsadm_commands import assert_refused
+
+
+def values(host, prefix="resource-"):
+    with host.store() as store:
+        return store.live_values(prefix)
+
+
+def own_write(host, changes):
+    """Write keys this host owns, as marsd would."""
+    with host.store() as store:
+        store.write(changes)
+
+
+@pytest.fixture
+def secondary(scenario, tmp_path):
+    """h1 joins vm3 (primary h2) with a 2 MiB disk: nothing synced yet."""
+    h1 = scenario.host
+    h1.ok("join-resource", "vm3", make_disk(tmp_path / "disk3", 2 * MIB))
+    return h1
+
+
+@pytest.fixture
+def fake_marsd(scenario):
+    """Hold marsd's pid-file lock (marsadm then believes marsd runs); returns
+    a function writing `<state dir>/status/<res>.json` as marsd does."""
+    h1 = scenario.host
+    fd = os.open(h1.state_dir / "marsd.pid", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def write_status(res, **status):
+        (h1.state_dir / "status").mkdir(exist_ok=True)
+        status.setdefault("updated", time.time())
+        (h1.state_dir / "status" / f"{res}.json").write_text(json.dumps(status))
+
+    yield write_status
+    os.close(fd)
+
+
+def changed_keys(before, after):
+    return {key: after.get(key) for key in set(before) | set(after)
+            if before.get(key) != after.get(key)}
+
+
+# ------------------------------------------------------------------ pauses
+def test_pause_fetch_switches_off_connect_here_and_resume_fetch_on_again(scenario):
+    h1 = scenario.host
+    before = values(h1)
+    assert h1.ok("pause-fetch", "vm1") == ""
+    assert changed_keys(before, values(h1)) == {"resource-vm1/todo-h1/connect": "0"}
+    assert h1.ok("resume-fetch", "vm1") == ""
+    assert values(h1) == before
+
+
+def test_pause_fetch_local_is_pause_fetch(scenario):
+    h1 = scenario.host
+    h1.ok("pause-fetch-local", "vm1")
+    assert values(h1)["resource-vm1/todo-h1/connect"] == "0"
+
+
+@pytest.mark.parametrize("what, switch", [("sync", "sync"), ("replay", "allow-replay")])
+def test_pause_and_resume_of_sync_and_replay_switch_their_todo(scenario, what, switch):
+    h1 = scenario.host
+    h1.ok(f"pause-{what}", "vm1")
+    assert values(h1)[f"resource-vm1/todo-h1/{switch}"] == "0"
+    h1.ok(f"resume-{what}", "vm1")
+    assert values(h1)[f"resource-vm1/todo-h1/{switch}"] == "1"
+
+
+def test_pause_sync_global_sets_the_shared_pause_and_leaves_the_local_switch(scenario):
+    h1 = scenario.host
+    before = values(h1)
+    h1.ok("pause-sync-global", "vm1")
+    assert changed_keys(before, values(h1)) == {"resource-vm1/global-pause-sync": "1"}
+    h1.ok("resume-sync-global", "vm1")
+    assert values(h1)["resource-vm1/global-pause-sync"] == "0"
+    assert values(h1)["resource-vm1/todo-h1/sync"] == "1"
+
+
+def test_pause_fetch_of_all_pauses_every_resource_of_this_host(scenario):
+    h1 = scenario.host
+    h1.ok("pause-fetch", "all")
+    now = values(h1)
+    assert now["resource-vm1/todo-h1/connect"] == "0"
+    assert now["resource-vm2/todo-h1/connect"] == "0"
+
+
+def test_pause_on_a_non_member_is_refused(scenario):
+    assert_refused(scenario.host, ["pause-fetch", "vm3"], "not a member of vm3")
+
+
+def test_dry_run_pause_says_what_it_would_write_and_changes_nothing(scenario):
+    h1 = scenario.host
+    before = h1.tuples()
+    assert h1.ok("pause-fetch", "vm1", "--dry-run") == \
+        "would write resource-vm1/todo-h1/connect = 0\n"
+    assert h1.tuples() == before
+
+
+# -------------------------------------------------------------- invalidate
+def test_invalidate_on_the_designated_primary_is_refused(scenario):
+    assert_refused(scenario.host, ["invalidate", "vm1"], "h1 is the primary of vm1")
+
+
+def test_invalidate_on_the_actual_primary_is_refused_after_the_designation_moved(scenario):
+    h1 = scenario.host
+    h1.peer_apply([("resource-vm1/primary", "h2", "h2")])
+    own_write(h1, {"resource-vm1/actual-h1/is-primary": 1})
+    assert_refused(h1, ["invalidate", "vm1"], "primary")
+
+
+def history_of_h1_on_vm3(h1):
+    own_write(h1, {"resource-vm3/syncstatus-h1": 2 * MIB,
+                   "resource-vm3/syncpos-h1": "log-000000001-h2,100,100",
+                   "resource-vm3/replay-h1": "log-000000002-h2,50,80",
+                   "resource-vm3/version-1-h1": "abc,log-000000001-h2,300:"})
+    h1.peer_apply([("resource-vm3/replay-h2", "log-000000002-h2,80,80", "h2"),
+                   ("resource-vm3/version-1-h2", "abc,log-000000001-h2,300:", "h2")])
+
+
+def test_invalidate_on_a_secondary_forgets_its_history_and_restarts_the_sync(secondary):
+    h1 = secondary
+    history_of_h1_on_vm3(h1)
+    before = values(h1)
+    assert h1.ok("invalidate", "vm3") == ""
+    assert changed_keys(before, values(h1)) == {
+        "resource-vm3/syncstatus-h1": "0",
+        "resource-vm3/syncpos-h1": None,
+        "resource-vm3/replay-h1": None,
+        "resource-vm3/version-1-h1": None,
+    }
+    assert h1.ok("view-sync-rest", "vm3") == f"{2 * MIB}\n"
+
+
+def test_dry_run_invalidate_changes_nothing(secondary):
+    h1 = secondary
+    history_of_h1_on_vm3(h1)
+    before = h1.tuples()
+    out = h1.ok("--dry-run", "invalidate", "vm3")
+    assert "would write resource-vm3/syncstatus-h1 = 0\n" in out
+    assert "would write resource-vm3/replay-h1 = .deleted\n" in out
+    assert h1.tuples() == before
+
+
+def test_invalidate_leaves_the_keys_of_a_member_whose_name_ends_like_this_hosts(secondary):
+    """Regression: keys were picked by `endswith("-h1")`, so `replay-x-h1`
+    of member x-h1 was taken for h1's own: the write was refused (owned by
+    x-h1) and invalidate could not run at all."""
+    h1 = secondary
+    h1.peer_apply([("ips/ip-x-h1", "127.0.0.4", "x-h1"),
+                   ("resource-vm3/data-x-h1", "/dev/vg/vm3", "x-h1"),
+                   ("resource-vm3/replay-x-h1", "log-000000002-h2,80,80", "x-h1"),
+                   ("resource-vm3/version-1-x-h1", "abc,log-000000001-h2,300:", "x-h1")])
+    history_of_h1_on_vm3(h1)
+    before = values(h1)
+    h1.ok("invalidate", "vm3")
+    after = values(h1)
+    assert after["resource-vm3/replay-x-h1"] == "log-000000002-h2,80,80"
+    assert after["resource-vm3/version-1-x-h1"] == "abc,log-000000001-h2,300:"
+    assert set(changed_keys(before, after)) == {
+        "resource-vm3/syncstatus-h1", "resource-vm3/syncpos-h1", "resource-vm3/replay-h1",
+        "resource-vm3/version-1-h1"}
+
+
+def test_invalidate_on_a_non_member_is_refused(scenario):
+    assert_refused(scenario.host, ["invalidate", "vm3"], "not a member of vm3")
+
+
+# ------------------------------------------------------------------ resize
+def report_disk_sizes(h1, h1_size, h2_size):
+    own_write(h1, {"resource-vm1/actual-h1/disk-size": h1_size})
+    h1.peer_apply([("resource-vm1/actual-h2/disk-size", str(h2_size), "h2")])
+
+
+def test_resize_to_a_smaller_size_is_refused(scenario):
+    h1 = scenario.host
+    report_disk_sizes(h1, 4 * MIB, 4 * MIB)
+    assert_refused(h1, ["resize", "vm1", "512k"], "shrinking", "MARS grows only")
+
+
+def test_resize_beyond_a_members_disk_is_refused_naming_it(scenario):
+    h1 = scenario.host
+    report_disk_sizes(h1, 4 * MIB, 2 * MIB)
+    assert_refused(h1, ["resize", "vm1", "3m"], "h2 (2097152)")
+
+
+def test_resize_without_size_reports_is_refused(scenario):
+    assert_refused(scenario.host, ["resize", "vm1", "2m"], "has not reported the size")
+
+
+def test_resize_grows_to_the_smallest_member_disk_and_records_the_old_size(scenario):
+    h1 = scenario.host
+    report_disk_sizes(h1, 4 * MIB, 3 * MIB)
+    h1.ok("resize", "vm1")
+    now = values(h1)
+    assert now["resource-vm1/size"] == str(3 * MIB)
+    assert now["resource-vm1/grown-from"] == str(MIB)
+
+
+def test_resize_on_a_secondary_is_refused(secondary):
+    assert_refused(secondary, ["resize", "vm3", "4m"], "on its primary (h2)")
+
+
+# ------------------------------------------------------------------- waits
+def test_wait_resource_with_an_unknown_condition_is_refused(scenario):
+    assert_refused(scenario.host, ["wait-resource", "vm1", "sunny"], "unknown condition 'sunny'")
+
+
+def assert_timed_out(result, started, *fragments):
+    assert result.exit_code == 3, (result.exit_code, result.stdout, result.stderr)
+    assert time.monotonic() - started >= 0.3
+    assert result.stderr.count("\n") == 1 and "timed out after 0.3s" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_wait_resource_times_out_naming_marsd_not_running(scenario):
+    started = time.monotonic()
+    result = scenario.host.run("wait-resource", "vm1", "attach", "--timeout=0.3")
+    assert_timed_out(result, started, "waiting for attach of vm1", "marsd is not running on h1")
+
+
+def test_wait_resource_not_condition_holds_at_once_without_marsd(scenario):
+    assert scenario.host.ok("wait-resource", "vm1", "not-primary", "--timeout=0.3") == ""
+
+
+def test_wait_umount_times_out_naming_marsd_not_running(scenario):
+    """Regression: without marsd there is no open count to read, and
+    wait-umount said "closed" although a stale mount may still hold the
+    device; it now waits for marsd like the other waits."""
+    started = time.monotonic()
+    result = scenario.host.run("wait-umount", "vm1", "--timeout=0.3")
+    assert_timed_out(result, started, "the device to be closed", "marsd is not running on h1")
+
+
+def test_wait_umount_returns_once_marsd_reports_the_device_closed(scenario, fake_marsd):
+    fake_marsd("vm1", is_primary=True, open_count=0)
+    assert scenario.host.ok("wait-umount", "vm1", "--timeout=0.3") == ""
+
+
+def test_wait_umount_times_out_with_marsds_reason_while_the_device_is_open(scenario, fake_marsd):
+    fake_marsd("vm1", is_primary=True, open_count=2,
+               waiting="device /dev/mars/vm1 still in use (open count 2)")
+    started = time.monotonic()
+    result = scenario.host.run("wait-umount", "vm1", "--timeout=0.3")
+    assert_timed_out(result, started, "still in use (open count 2)")
+
+
+# ----------------------------------------------------------------- primary
+def test_primary_with_an_incomplete_sync_is_refused(secondary):
+    stderr = assert_refused(secondary, ["primary", "vm3"], "sync")
+    assert "0 of 2097152 bytes" in stderr and "--ignore-sync" in stderr
+
+
+def test_primary_before_replay_passed_the_sync_start_is_refused(secondary):
+    h1 = secondary
+    own_write(h1, {"resource-vm3/syncstatus-h1": 2 * MIB,
+                   "resource-vm3/syncpos-h1": "log-000000002-h2,100,100",
+                   "resource-vm3/replay-h1": "log-000000002-h2,50,100"})
+    assert_refused(h1, ["primary", "vm3"], "not consistent")
+
+
+def synced(h1):
+    own_write(h1, {"resource-vm3/syncstatus-h1": 2 * MIB})
+    return h1
+
+
+def test_primary_while_the_old_primary_is_not_alive_is_refused_pointing_to_force(secondary):
+    stderr = assert_refused(synced(secondary), ["primary", "vm3"], "--force")
+    assert "old primary h2" in stderr
+
+
+def test_primary_refuses_a_split_brain(secondary):
+    h1 = synced(secondary)
+    h1.peer_apply([("resource-vm3/replay-h2", "log-000000003-h2,0,0", "h2"),
+                   ("resource-vm3/replay-h3", "log-000000003-h3,0,0", "h3")])
+    assert_refused(h1, ["primary", "vm3"], "split brain", "share number 3")
+
+
+def make_alive(h1, host):
+    h1.peer_apply([(f"actual-{host}/time", str(time.time()), host),
+                   (f"actual-{host}/alive", "1", host)])
+
+
+def test_primary_with_a_live_old_primary_writes_the_wish_then_times_out_without_marsd(secondary):
+    h1 = synced(secondary)
+    make_alive(h1, "h2")
+    started = time.monotonic()
+    result = h1.run("primary", "vm3", "--timeout=0.3")
+    assert_timed_out(result, started, "the device to come up of vm3", "marsd is not running on h1")
+    now = values(h1)
+    assert now["resource-vm3/primary"] == "h1"
+    assert "resource-vm3/todo-h1/force-primary" not in now
+
+
+def test_primary_force_skips_the_checks_and_asks_for_a_forced_start(secondary):
+    h1 = secondary                      # sync incomplete, old primary dead: --force anyway
+    started = time.monotonic()
+    result = h1.run("--force", "primary", "vm3", "--timeout=0.3")
+    assert_timed_out(result, started, "marsd is not running on h1")
+    now = values(h1)
+    assert now["resource-vm3/primary"] == "h1"
+    assert now["resource-vm3/todo-h1/force-primary"] == "1"
+
+
+def test_dry_run_primary_force_writes_nothing_and_does_not_wait(secondary):
+    h1 = secondary
+    before = h1.tuples()
+    out = h1.ok("--dry-run", "--force", "primary", "vm3", "--timeout=5")
+    assert "would write resource-vm3/primary = h1\n" in out
+    assert "would write resource-vm3/todo-h1/force-primary = 1\n" in out
+    assert h1.tuples() == before
+
+
+def test_primary_on_a_non_member_is_refused(scenario):
+    assert_refused(scenario.host, ["primary", "vm3"], "not a member of vm3")
+
+
+# ------------------------------------------------------------------- views
+def test_data_views_without_marsd(scenario):
+    h1 = scenario.host
+    assert h1.ok("view-diskstate", "vm1") == "NoAttach\n"
+    assert h1.ok("view-replstate", "vm1") == "NotStarted\n"
+    assert h1.ok("view-role", "vm1") == "NotYetPrimary\n"
+    assert h1.ok("view-is-primary", "vm1") == "0\n"
+    assert h1.ok("view-flags", "vm1") == "dcaSFR\n"
+    assert h1.ok("view-flags", "vm3") == ""
+    assert h1.ok("view-sync-rest", "vm1") == "0\n"
+    assert h1.ok("view-is-consistent", "vm1") == "1\n"
+    assert h1.ok("view-is-split-brain", "vm1") == "0\n"
+
+
+def test_data_views_ignore_a_status_file_left_by_a_dead_marsd(scenario):
+    h1 = scenario.host
+    (h1.state_dir / "status").mkdir()
+    (h1.state_dir / "status" / "vm1.json").write_text(json.dumps(
+        {"is_primary": True, "attached": True, "updated": time.time()}))
+    own_write(h1, {"resource-vm1/actual-h1/is-primary": 1})
+    assert h1.ok("view-diskstate", "vm1") == "NoAttach\n"
+    assert h1.ok("view-is-primary", "vm1") == "0\n"
+
+
+def test_data_views_read_the_status_of_a_running_marsd(scenario, fake_marsd):
+    h1 = scenario.host
+    own_write(h1, {"resource-vm1/actual-h1/is-primary": 1})
+    fake_marsd("vm1", is_primary=True, attached=True, device="/x/dev/mars/vm1",
+               loop="/dev/loop3", open_count=1, rates={"log": 0})
+    assert h1.ok("view-diskstate", "vm1") == "UpToDate\n"
+    assert h1.ok("view-replstate", "vm1") == "Replicating\n"
+    assert h1.ok("view-role", "vm1") == "Primary\n"
+    assert h1.ok("view-is-primary", "vm1") == "1\n"
+    assert h1.ok("view", "vm1") == (
+        "vm1 [2/3] UpToDate Replicating DCASFR Primary h1\n"
+        "  device /x/dev/mars/vm1 -> /dev/loop3, open count 1, logging 0 B/s\n")
+
+
+def test_view_summary_without_marsd_says_so(scenario):
+    assert scenario.host.ok("view", "vm1") == (
+        "vm1 [2/3] NoAttach NotStarted dcaSFR NotYetPrimary h1\n"
+        "  marsd is not running on this host: figures unavailable\n")

@@ -1,0 +1,286 @@
+"""The data ports' pure parts (mars/transfer.py): logfile listing, the sync
+chunk protocol on temp files (server reads, client applies, fast full sync
+by digests), and DataServer's answers, called directly under trio.run."""
+
+import os
+import random
+from functools import partial
+
+import pytest
+import trio
+
+from mars import transfer
+from mars.transfer import (CHUNK, DataServer, apply_chunks, chunk_digest, list_logfiles,
+                           local_digests, read_chunks)
+
+SMALL = 4096                            # chunk size of most tests: fast, same code path
+SIZE = 4 * SMALL + 1000                 # four full chunks and a partial fifth
+
+
+def rand(n, seed):
+    return random.Random(seed).randbytes(n)
+
+
+def write_file(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """A source disk and a stale target, chunk by chunk:
+    0 differs, 1 zero at the source but garbage at the target, 2 equal,
+    3 data at the source but zero at the target, 4 (partial) differs."""
+    same = rand(SMALL, 2)
+    source = [rand(SMALL, 1), bytes(SMALL), same, rand(SMALL, 3), rand(1000, 4)]
+    target = [rand(SMALL, 5), rand(SMALL, 6), same, bytes(SMALL), rand(1000, 7)]
+    return (write_file(tmp_path / "source", b"".join(source)),
+            write_file(tmp_path / "target", b"".join(target)), source)
+
+
+def read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+# ------------------------------------------------------------ list_logfiles
+def test_list_logfiles_orders_by_number_whatever_the_origin(tmp_path):
+    for name, size in [("log-000000010-h1", 5), ("log-000000002-h2", 3),
+                       ("log-000000003-web-1", 0), ("log-000000001-h1", 7)]:
+        (tmp_path / name).write_bytes(b"x" * size)
+    assert list_logfiles(tmp_path) == [("log-000000001-h1", 7), ("log-000000002-h2", 3),
+                                       ("log-000000003-web-1", 0), ("log-000000010-h1", 5)]
+
+
+def test_list_logfiles_ignores_names_that_are_not_logfiles(tmp_path):
+    (tmp_path / "log-000000001-h1").write_bytes(b"abc")
+    for other in ("log-1-h1", "log-000000002-h1.tmp", "log-000000003-H1", "notes",
+                  "log-000000004-", "version-1-h1", "log-0000000005-h1"):
+        (tmp_path / other).write_bytes(b"zzzz")
+    assert list_logfiles(tmp_path) == [("log-000000001-h1", 3)]
+
+
+def test_list_logfiles_of_a_missing_directory_is_empty(tmp_path):
+    assert list_logfiles(tmp_path / "resource-none") == []
+
+
+# ------------------------------------------------------------- sync chunks
+def test_fast_full_sync_sends_only_differing_chunks_and_makes_the_target_equal(pair):
+    source, target, chunks = pair
+    digests = local_digests(target, 0, SMALL, 5, SIZE)
+    assert len(digests) == 5 and digests[2] == chunk_digest(chunks[2])
+    kinds, data = read_chunks(source, 0, SMALL, 5, digests, SIZE)
+    assert kinds == "dzsdd"
+    assert data == chunks[0] + chunks[3] + chunks[4]
+    written = apply_chunks(target, 0, SMALL, kinds, data, SIZE)
+    assert written == SMALL + SMALL + SMALL + 1000      # chunk 1 zeroed, chunk 2 untouched
+    assert read(target) == read(source)
+
+
+def test_full_sync_without_digests_sends_every_non_zero_chunk(pair):
+    source, target, chunks = pair
+    kinds, data = read_chunks(source, 0, SMALL, 5, None, SIZE)
+    assert kinds == "dzddd"
+    assert data == chunks[0] + chunks[2] + chunks[3] + chunks[4]
+    apply_chunks(target, 0, SMALL, kinds, data, SIZE)
+    assert read(target) == read(source)
+
+
+def test_sync_in_requests_from_an_offset_equals_one_request(pair):
+    source, target, _ = pair
+    for offset, count in ((0, 2), (2 * SMALL, 2), (4 * SMALL, 2)):
+        digests = local_digests(target, offset, SMALL, count, SIZE)
+        kinds, data = read_chunks(source, offset, SMALL, count, digests, SIZE)
+        apply_chunks(target, offset, SMALL, kinds, data, SIZE)
+    assert read(target) == read(source)
+
+
+def test_the_last_partial_chunk_is_read_digested_and_written_at_its_length(pair, tmp_path):
+    source, target, chunks = pair
+    # a target file longer than the resource: nothing beyond `SIZE` is touched
+    with open(target, "ab") as handle:
+        handle.write(b"T" * 100)
+    digests = local_digests(target, 4 * SMALL, SMALL, 3, SIZE)
+    assert digests == [chunk_digest(read(target)[4 * SMALL:SIZE])]
+    kinds, data = read_chunks(source, 4 * SMALL, SMALL, 3, digests, SIZE)
+    assert (kinds, data) == ("d", chunks[4])
+    assert apply_chunks(target, 4 * SMALL, SMALL, kinds, data, SIZE) == 1000
+    assert read(target)[4 * SMALL:] == chunks[4] + b"T" * 100
+
+
+def test_chunks_beyond_the_size_are_neither_read_nor_digested(pair):
+    source, target, _ = pair
+    assert read_chunks(source, SIZE, SMALL, 4, None, SIZE) == ("", b"")
+    assert local_digests(target, SIZE, SMALL, 4, SIZE) == []
+    assert apply_chunks(target, SIZE, SMALL, "dddd", b"x" * SMALL, SIZE) == 0
+
+
+def test_zero_chunks_are_written_only_where_the_target_is_not_zero_already(tmp_path, monkeypatch):
+    target = write_file(tmp_path / "target", bytes(SMALL) + rand(SMALL, 1) + bytes(1000))
+    writes = []
+    real_pwrite = os.pwrite
+
+    def spy(fd, data, offset):
+        writes.append((offset, len(data)))
+        return real_pwrite(fd, data, offset)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transfer.os, "pwrite", spy)
+        written = apply_chunks(target, 0, SMALL, "zzz", b"", 2 * SMALL + 1000)
+    assert writes == [(SMALL, SMALL)]
+    assert written == SMALL
+    assert read(target) == bytes(2 * SMALL + 1000)
+
+
+def test_a_chunk_equal_to_the_targets_digest_but_all_zero_still_travels_as_zero(tmp_path):
+    source = write_file(tmp_path / "source", bytes(SMALL))
+    kinds, data = read_chunks(source, 0, SMALL, 1, [chunk_digest(bytes(SMALL))], SMALL)
+    assert (kinds, data) == ("z", b"")
+
+
+def test_real_sized_chunks_zero_same_and_data(tmp_path):
+    payload = rand(CHUNK, 9)
+    source = write_file(tmp_path / "source", bytes(CHUNK) + payload + payload)
+    target = write_file(tmp_path / "target", b"\1" * CHUNK + payload + bytes(CHUNK))
+    size = 3 * CHUNK
+    digests = local_digests(target, 0, CHUNK, 3, size)
+    kinds, data = read_chunks(source, 0, CHUNK, 3, digests, size)
+    assert (kinds, data) == ("zsd", payload)
+    assert apply_chunks(target, 0, CHUNK, kinds, data, size) == 2 * CHUNK
+    assert read(target) == read(source)
+
+
+def test_fewer_digests_than_chunks_compare_only_those_given(pair):
+    """Regression: a short digest list raised IndexError, which DataServer's
+    handler does not catch: one bad request took marsd down."""
+    source, target, chunks = pair
+    digests = local_digests(target, 0, SMALL, 5, SIZE)[:3]
+    assert read_chunks(source, 0, SMALL, 5, digests, SIZE) == \
+        ("dzsdd", chunks[0] + chunks[3] + chunks[4])
+
+
+# -------------------------------------------------------------- DataServer
+@pytest.fixture
+def server(tmp_path, pair):
+    source, _, _ = pair
+    directory = tmp_path / "state" / "resource-vm1"
+    directory.mkdir(parents=True)
+    (directory / "log-000000001-h1").write_bytes(b"0123456789" * 10)
+    (directory / "log-000000002-h1").write_bytes(b"abc")
+    (directory / "stray.tmp").write_bytes(b"x")
+    disks = {"vm1": source}
+    return DataServer(str(tmp_path / "state"), lambda res: disks.get(res, ""),
+                      lambda res: SIZE)
+
+
+def fetch(server, header):
+    return trio.run(partial(server.answer_fetch, header))
+
+
+def sync(server, header):
+    return trio.run(partial(server.answer_sync, header))
+
+
+def test_fetch_lists_the_logfiles_of_a_resource(server):
+    reply, payload = fetch(server, {"type": "logs", "res": "vm1"})
+    assert reply == {"type": "logs", "files": [("log-000000001-h1", 100), ("log-000000002-h1", 3)]}
+    assert payload == b""
+
+
+def test_fetch_lists_nothing_for_a_resource_without_logfiles(server):
+    assert fetch(server, {"type": "logs", "res": "vm9"}) == ({"type": "logs", "files": []}, b"")
+
+
+def test_fetch_reads_a_range_and_reports_the_size(server):
+    reply, data = fetch(server, {"type": "read", "res": "vm1", "logfile": "log-000000001-h1",
+                                 "offset": 95, "max": 10})
+    assert (reply, data) == ({"type": "data", "size": 100}, b"56789")
+    reply, data = fetch(server, {"type": "read", "res": "vm1", "logfile": "log-000000001-h1",
+                                 "offset": 10, "max": 4})
+    assert data == b"0123"
+    assert server.bytes_served["fetch"] == 9
+
+
+def test_fetch_at_or_beyond_the_end_returns_no_data(server):
+    for offset in (100, 500):
+        assert fetch(server, {"type": "read", "res": "vm1", "logfile": "log-000000001-h1",
+                              "offset": offset, "max": 10}) == ({"type": "data", "size": 100}, b"")
+
+
+def test_fetch_reads_at_most_fetch_max(server, monkeypatch):
+    monkeypatch.setattr(transfer, "FETCH_MAX", 7)
+    _, data = fetch(server, {"type": "read", "res": "vm1", "logfile": "log-000000001-h1",
+                             "offset": 0, "max": 1000})
+    assert data == b"0123456"
+
+
+def test_fetch_of_a_missing_logfile_is_an_error_reply(server):
+    assert fetch(server, {"type": "read", "res": "vm1", "logfile": "log-000000003-h1",
+                          "offset": 0, "max": 10}) == \
+        ({"type": "error", "reason": "no logfile log-000000003-h1"}, b"")
+
+
+@pytest.mark.parametrize("name", ["../x", "../resource-vm1/log-000000001-h1",
+                                  "log-000000001-h1/../log-000000002-h1", "stray.tmp", "", None])
+def test_fetch_refuses_names_that_are_not_logfiles(server, name):
+    with pytest.raises(ValueError):
+        fetch(server, {"type": "read", "res": "vm1", "logfile": name, "offset": 0, "max": 10})
+    assert server.bytes_served["fetch"] == 0
+
+
+@pytest.mark.parametrize("res", ["../x", "..", ".hidden", "vm1/../vm2", None, 7])
+def test_fetch_refuses_resource_names_that_leave_the_state_dir(server, res):
+    for header in ({"type": "logs", "res": res},
+                   {"type": "read", "res": res, "logfile": "log-000000001-h1", "offset": 0,
+                    "max": 10}):
+        with pytest.raises(ValueError, match="bad resource name"):
+            fetch(server, header)
+
+
+def test_fetch_answers_an_unknown_request_type_with_an_error(server):
+    assert fetch(server, {"type": "delete", "res": "vm1"}) == \
+        ({"type": "error", "reason": "unknown fetch request 'delete'"}, b"")
+
+
+def test_sync_answers_chunks_from_the_resources_disk(server, pair):
+    _, target, chunks = pair
+    digests = local_digests(target, 0, SMALL, 5, SIZE)
+    reply, data = sync(server, {"type": "chunks", "res": "vm1", "offset": 0, "chunk": SMALL,
+                                "count": 5, "digests": digests})
+    assert reply == {"type": "chunks", "kinds": "dzsdd"}
+    assert data == chunks[0] + chunks[3] + chunks[4]
+    assert server.bytes_served["sync"] == len(data)
+
+
+def test_sync_answers_an_unknown_request_type_with_an_error(server):
+    assert sync(server, {"type": "logs", "res": "vm1"}) == \
+        ({"type": "error", "reason": "unknown sync request 'logs'"}, b"")
+
+
+def test_sync_of_a_resource_without_a_disk_here_is_an_error_reply(server):
+    assert sync(server, {"type": "chunks", "res": "../x", "offset": 0, "chunk": SMALL,
+                         "count": 1, "digests": None}) == \
+        ({"type": "error", "reason": "no disk of ../x here"}, b"")
+
+
+@pytest.mark.parametrize("offset, chunk, count", [
+    (-1, SMALL, 1),                 # before the disk
+    (0, 0, 1),                      # empty chunks
+    (0, -SMALL, 1),
+    (0, SMALL, 0),                  # nothing asked
+    (0, SMALL, 65),                 # too many in one request
+    (SIZE + SMALL, SMALL, 1),       # wholly beyond the end
+    (0, SMALL, 7),                  # reaches more than a chunk beyond the end
+])
+def test_sync_refuses_chunk_requests_out_of_range(server, offset, chunk, count):
+    reply, data = sync(server, {"type": "chunks", "res": "vm1", "offset": offset,
+                                "chunk": chunk, "count": count, "digests": None})
+    assert (reply, data) == ({"type": "error", "reason": "chunk request out of range"}, b"")
+    assert server.bytes_served["sync"] == 0
+
+
+def test_sync_accepts_a_request_whose_last_chunk_passes_the_end(server, pair):
+    source, _, chunks = pair
+    reply, data = sync(server, {"type": "chunks", "res": "vm1", "offset": 4 * SMALL,
+                                "chunk": SMALL, "count": 1, "digests": None})
+    assert (reply, data) == ({"type": "chunks", "kinds": "d"}, chunks[4])
