@@ -9,13 +9,17 @@ DEB_PACKAGES := lxc lxc-dev libfuse3-dev fuse3 pkg-config xfsprogs rsync \
 	openssh-server busybox-static nftables fio python3-venv
 PYTEST_ARGS ?=
 
-.PHONY: test deps venv bench clean
+.PHONY: test deps venv bench bench-data clean
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m tests.bench.control_plane
+
+# Root: loop devices, FUSE, fio. A 2 GiB volume; about three minutes.
+bench-data: venv
+	$(BIN)/python -m tests.bench.data_plane
 
 # Installs only what is missing, so a second run costs a dpkg query.
 deps:

@@ -160,6 +160,7 @@ class Device:
         self.emergency = False
         self.dirty = False
         self._syncing = None        # trio.Event of the fdatasync in flight
+        self.orphaned = False       # marsd died: leave the mount to its successor
 
     def write(self, offset, data):
         if self.emergency:
@@ -240,6 +241,7 @@ class Device:
             if not chunk:
                 log.warning("control channel closed: marsd is gone; stopping the device")
                 self.translog.writer.sync()
+                self.orphaned = True
                 nursery.cancel_scope.cancel()
                 return
             buffer += chunk
@@ -275,7 +277,10 @@ async def serve(args):
             nursery.start_soon(device.control, nursery)
             nursery.start_soon(device.watch_space)
     finally:
-        pyfuse3.close(unmount=True)
+        # Orphaned, the FUSE mount stays (dead) as after SIGKILL: unmounted
+        # now, a loop device still on it would lose its path and leak, as
+        # the restarted marsd finds stale loops by their backing file's path.
+        pyfuse3.close(unmount=not device.orphaned)
         device.translog.close()
 
 

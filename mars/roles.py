@@ -128,6 +128,10 @@ class Roles:
                    todo_key(res, self.host, "attach"): 1}
         if force:
             changes[todo_key(res, self.host, "force-primary")] = 1
+        elif state.resource_value(res, f"todo-{self.host}/force-primary", "0") == "1":
+            # left over from a --force the device did not consume (it was up
+            # already): it must not skip the waits of this planned handover
+            changes[todo_key(res, self.host, "force-primary")] = 0
         self._write(changes)
         self.wait_for(res, lambda st, status: status.get("is_primary") and
                       st.resource_value(res, f"actual-{self.host}/is-primary") == "1",

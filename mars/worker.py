@@ -68,9 +68,12 @@ class Rate:
 
     @property
     def value(self):
+        now = time.monotonic()
+        while self.samples and now - self.samples[0][0] > self.window:
+            self.samples.pop(0)
         if not self.samples:
             return 0.0
-        span = max(time.monotonic() - self.samples[0][0], 0.5)
+        span = max(now - self.samples[0][0], 0.5)
         return sum(count for _, count in self.samples) / span
 
 
@@ -377,8 +380,10 @@ class ResourceWorker:
         self.write(changes)
         self.cursor = Cursor.parse(checkpoint["cursor"])
         self.report(emergency=False)
+        # log-rotate wishes from before this device came up are done already
+        self.report(rotations=state.resource_value(self.res, f"todo-{self.host}/log-rotate", "0"))
         self.report(is_primary=True, device=str(self.link), loop=self.loop, waiting=None,
-                    device_size=size)
+                    device_size=size, logged=0)     # a new device process counts from 0
         log.info("%s: primary, device %s -> %s", self.res, self.link, self.loop)
 
     async def _primary_round(self, state):

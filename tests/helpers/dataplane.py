@@ -113,7 +113,7 @@ class DataNet(MarsNet):
 
     def cleanup(self):
         for point, fstype in mounts_under(self.base_dir):
-            if not fstype.startswith("fuse"):
+            if not fstype.startswith("fuse") and fstype != "tmpfs":     # filesystems on devices
                 if subprocess.run(["umount", point], capture_output=True).returncode:
                     subprocess.run(["umount", "-l", point], capture_output=True)
         self.stop_all()
@@ -125,8 +125,9 @@ class DataNet(MarsNet):
             for loop in loops:
                 subprocess.run(["losetup", "-d", loop], capture_output=True)
             time.sleep(0.2)
-        for point, _ in mounts_under(self.base_dir):
-            subprocess.run(["umount", "-l", point], capture_output=True)
+        for point, _ in mounts_under(self.base_dir):           # FUSE, state dirs on tmpfs
+            if subprocess.run(["umount", point], capture_output=True).returncode:
+                subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 __all__ = ["DataNet", "mounts_under", "sha256_file", "tree_checksums", "write_files", "wait_until"]

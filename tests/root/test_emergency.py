@@ -1,0 +1,91 @@
+"""Emergency mode: when a state dir runs low on space, replication degrades
+and the primary keeps serving. State dirs here are small tmpfs mounts."""
+
+import os
+import subprocess
+
+import pytest
+
+from tests.helpers.dataplane import MIB, tree_checksums, write_files
+from tests.helpers.marshosts import wait_until
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+
+def small_state_dir(host, size_mib):
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs",
+                    str(host.root / "mars")], check=True)
+
+
+def cluster(net, a, b, a_options=(), b_options=()):
+    a.marsadm("create-cluster", f"--ip={a.address}")
+    a.start(*a_options)
+    a.wait_serving()
+    net.share_key(a, b)
+    b.marsadm("join-cluster", a.name, a.address, f"--ip={b.address}")
+    b.start(*b_options)
+    b.wait_serving()
+
+
+def status(host, res="vm1"):
+    import json
+    try:
+        return json.loads((host.root / "mars" / "status" / f"{res}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_a_secondary_low_on_space_stops_fetching_and_catches_up_once_space_is_back(datanet):
+    a, b = datanet.add("a"), datanet.add("b")
+    small_state_dir(b, 256)
+    cluster(datanet, a, b, b_options=["--emergency-free=40000000"])  # fetch stops below 80 MB free
+    a.marsadm("create-resource", "vm1", a.disk)
+    datanet.wait(a, "vm1", "device")
+    datanet.mkfs(a, "vm1")
+    datanet.mount(a, "vm1")
+    b.marsadm("join-resource", "vm1", b.disk)
+    datanet.wait(b, "vm1")
+    filler = b.root / "mars" / "filler"
+    free = os.statvfs(b.root / "mars").f_bavail * os.statvfs(b.root / "mars").f_frsize
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M",
+                    f"count={(free - 60_000_000) // MIB}"], check=True, capture_output=True)
+    written = write_files(a.mnt, 8, 1 * MIB)
+    wait_until(lambda: status(b).get("emergency"), timeout=30, what="emergency mode on b")
+    assert b.view("diskstate", "vm1") == "EmergencyMode\n"
+    assert not list((b.root / "mars" / "resource-vm1").glob("log-*")), "local logs dropped"
+    assert a.view("diskstate", "vm1") == "UpToDate\n", "the primary is not affected"
+    filler.unlink()
+    try:
+        wait_until(lambda: not status(b).get("emergency"), timeout=30, what="b leaving emergency mode")
+    except AssertionError:
+        usage = subprocess.run(["du", "-a", str(b.root / "mars")], capture_output=True, text=True)
+        raise AssertionError(f"{usage.stdout}\n{status(b)}") from None
+    datanet.umount(a)
+    datanet.wait(b, "vm1")
+    size = int(a.view("sync-size", "vm1"))
+    assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size)
+    assert "full sync from a starts" not in b.current_log().split("sync from a complete")[-1]
+    datanet.mount(a, "vm1")
+    assert tree_checksums(a.mnt) == written
+
+
+def test_a_primary_low_on_space_stops_logging_and_keeps_serving(datanet):
+    a, b = datanet.add("a"), datanet.add("b")
+    small_state_dir(a, 256)
+    cluster(datanet, a, b, a_options=["--emergency-free=100000000"])  # logging stops below 100 MB
+    a.marsadm("create-resource", "vm1", a.disk)
+    datanet.wait(a, "vm1", "device")
+    b.marsadm("join-resource", "vm1", b.disk)
+    datanet.wait(b, "vm1")
+    datanet.mkfs(a, "vm1")
+    datanet.mount(a, "vm1")
+    written = write_files(a.mnt, 50, 2 * MIB)       # more than the log may take
+    wait_until(lambda: status(a).get("emergency"), timeout=30, what="emergency mode on a")
+    written.update(write_files(a.mnt, 10, 2 * MIB, prefix="after"))
+    assert a.view("diskstate", "vm1") == "EmergencyMode\n"
+    assert a.view("replstate", "vm1") == "EmergencyMode\n"
+    wait_until(lambda: status(b).get("emergency"), timeout=30, what="b noticing")
+    assert "invalidate" in b.marsadm("view", "vm1").stdout
+    datanet.umount(a)
+    datanet.mount(a, "vm1")
+    assert tree_checksums(a.mnt) == written, "every write reached the disk without the log"

@@ -1,0 +1,364 @@
+"""MARS operations on real hosts: damaged logfiles, refused commands, pauses,
+log rotation and deletion, resize, metrics and the progress view.
+
+Most tests write straight to the MARS device (no filesystem): the writes are
+fsynced, so the log holds them all and the disks can be compared without
+unmounting anything."""
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from mars.logfile import HEADER, LogScan
+from mars.replay import Cursor
+from mars.transfer import list_logfiles
+from tests.helpers.dataplane import MIB, DataNet, wait_until, write_files
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+RES = "vm1"
+
+
+# ------------------------------------------------------------------ helpers
+def start_primary(net, *names, disk_sizes=None):
+    """A cluster of `names`, the first one primary of vm1 with its device up."""
+    disk_sizes = disk_sizes or {}
+    hosts = [net.add(name, disk_sizes.get(name)) for name in names]
+    net.create_cluster(*hosts)
+    for host in hosts:
+        host.wait_serving()
+    hosts[0].marsadm("create-resource", RES, hosts[0].disk)
+    net.wait(hosts[0], RES, "device", timeout=60)
+    return hosts
+
+
+def join(net, host, condition="up-to-date"):
+    host.marsadm("join-resource", RES, host.disk)
+    net.wait(host, RES, condition)
+
+
+def log_dir(host):
+    return host.root / "mars" / f"resource-{RES}"
+
+
+def logfiles(host):
+    return dict(list_logfiles(log_dir(host)))
+
+
+def write_device(host, offset, data):
+    """Write to the MARS device of `host` and fsync: the log then has it all."""
+    fd = os.open(DataNet.device(host, RES), os.O_WRONLY)
+    try:
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], offset + done)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_bytes(host, offset, size):
+    with open(host.disk, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def cursor_of(host, store_of=None):
+    """`host`'s replay cursor as the store of `store_of` (default: itself) has it."""
+    text = (store_of or host).live_values(f"resource-{RES}/").get(f"resource-{RES}/replay-{host.name}")
+    return Cursor.parse(text) if text else None
+
+
+def status_of(host):
+    try:
+        return json.loads((host.root / "mars" / "status" / f"{RES}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def view(host, macro):
+    return host.view(macro, RES).strip()
+
+
+def fetched(primary, secondary, logfile=None):
+    """True when `secondary` holds `primary`'s logfile(s) completely."""
+    theirs, mine = logfiles(primary), logfiles(secondary)
+    names = [logfile] if logfile else list(theirs)
+    return all(mine.get(name) == theirs.get(name) for name in names)
+
+
+def metadata(host):
+    """The store of `host` without the `actual-` keys marsd rewrites all the time."""
+    return {key: value for key, value in host.live_values().items()
+            if not key.startswith("actual-") and "/actual-" not in key}
+
+
+def disks_equal(net, a, b):
+    size = int(a.view("sync-size", RES))
+    return net.disk_digest(a, size) == net.disk_digest(b, size)
+
+
+# ------------------------------------------- 1. damaged copies of a logfile
+def test_corrupt_record_stops_replay_there_and_torn_tail_is_continued(datanet):
+    a, b, c = start_primary(datanet, "a", "b", "c")
+    join(datanet, b)
+    join(datanet, c)
+    for host in (b, c):
+        host.marsadm("pause-replay", RES)
+    for index in range(24):
+        write_device(a, index * MIB, os.urandom(MIB))
+    first = sorted(logfiles(a))[-1]
+    a.marsadm("log-rotate", RES)            # closes `first`: its end is in version-1-a
+    wait_until(lambda: len(logfiles(a)) == 2, what="a new logfile on a")
+    write_device(a, 40 * MIB, os.urandom(MIB))
+    for host in (b, c):
+        wait_until(lambda: fetched(a, host), timeout=30, what=f"{host.name} fetching everything")
+        host.stop()
+    records = list(LogScan(log_dir(a) / first))
+    assert len(records) > 8
+
+    # b: a flipped byte in the payload of a record it has not replayed yet.
+    start = cursor_of(b).position
+    unreplayed = [record for record in records if record.position >= start]
+    damaged = unreplayed[len(unreplayed) // 2]
+    with open(log_dir(b) / first, "r+b") as handle:
+        handle.seek(damaged.position + HEADER.size + 1000)
+        byte = handle.read(1)
+        handle.seek(damaged.position + HEADER.size + 1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+    # c: its copy cut in the middle of a record (what an interrupted fetch
+    # leaves); fetch paused so that the torn tail stays visible for a while.
+    torn = [record for record in records if record.position >= cursor_of(c).position][-3]
+    os.truncate(log_dir(c) / first, torn.position + HEADER.size + 5000)
+    c.marsadm("pause-fetch", RES)
+
+    for host in (b, c):
+        host.start()
+        host.marsadm("resume-replay", RES)
+    wait_until(lambda: status_of(b).get("damage"), timeout=30, what="b reporting the damage")
+    state = view(b, "diskstate")
+    assert state.startswith("DefectiveLog[") and state.endswith("]"), state
+    assert first in state and f"at byte {damaged.position}" in state and "corrupt" in state, state
+    assert f"damage: corrupt record in {log_dir(b) / first} at byte {damaged.position}" in \
+        b.marsadm("view", RES).stdout
+    wait_until(lambda: cursor_of(b, a) == cursor_of(b) and cursor_of(b).position == damaged.position,
+               timeout=10, what="b's cursor at the damaged record, also in a's store")
+    assert cursor_of(b).logfile == first
+    assert b.live_values(f"resource-{RES}/actual-b/")[f"resource-{RES}/actual-b/replay-code"] == "-5"
+    # The records before the damaged one are on b's disk, the damaged one is not.
+    before = records[records.index(damaged) - 1]
+    assert disk_bytes(b, before.offset, len(before.data)) == before.data
+    assert disk_bytes(b, damaged.offset, len(damaged.data)) != damaged.data
+
+    # c replays up to the torn record and waits for the rest: no damage.
+    wait_until(lambda: cursor_of(c) is not None and cursor_of(c).position == torn.position,
+               timeout=30, what="c replaying up to the torn record")
+    assert not status_of(c).get("damage"), status_of(c)
+    assert not view(c, "diskstate").startswith("DefectiveLog"), view(c, "diskstate")
+    assert int(view(c, "work-rest")) > 0
+    c.marsadm("resume-fetch", RES)
+    datanet.wait(c, RES)
+    assert cursor_of(c).logfile == sorted(logfiles(a))[-1]
+    assert view(c, "diskstate") == "UpToDate"
+    assert disks_equal(datanet, a, c)
+    assert view(b, "diskstate").startswith("DefectiveLog["), "the damage stays until repaired"
+    assert cursor_of(b).position == damaged.position
+
+
+# --------------------------------------------------------------- 2. refusals
+def test_bad_input_is_refused_with_exit_1_and_changes_nothing(datanet):
+    a, b, c = start_primary(datanet, "a", "b", "c", disk_sizes={"c": 64 * MIB})
+    b.stop()                                # join and pause before marsd can sync anything
+    b.marsadm("join-resource", RES, b.disk)
+    b.marsadm("pause-sync", RES)
+    b.start()
+    wait_until(lambda: a.live_values(f"resource-{RES}/").get(f"resource-{RES}/actual-b/disk-size")
+               and a.live_values(f"resource-{RES}/").get(f"resource-{RES}/todo-b/sync") == "0",
+               what="b's membership and paused sync reaching a")
+    wait_until(lambda: c.live_values(f"resource-{RES}/").get(f"resource-{RES}/size"),
+               what="vm1 reaching c")
+    wait_until(lambda: status_of(b).get("waiting") == "sync paused", what="b's marsd pausing the sync")
+    assert view(b, "replstate") == "PausedSync"
+    size = int(a.view("sync-size", RES))
+
+    def refused(host, *args, says):
+        before = metadata(host)
+        result = host.marsadm(*args, "--timeout=5", check=False)
+        assert result.returncode == 1, (args, result.returncode, result.stdout, result.stderr)
+        assert result.stderr.startswith(f"marsadm {args[0]}: "), result.stderr
+        assert re.search(says, result.stderr), result.stderr
+        assert result.stdout == ""
+        assert metadata(host) == before, f"{args} changed the store of {host.name}"
+
+    refused(b, "primary", RES, says=r"sync of vm1 on b is incomplete \(0 of \d+ bytes\)")
+    refused(c, "join-resource", RES, c.disk, says=rf"too small.*{64 * MIB} bytes.*needs {size}")
+    refused(a, "leave-resource", RES, says="a is the designated primary of vm1: hand over first")
+    refused(a, "invalidate", RES, says="a is the primary of vm1")
+    refused(a, "resize", RES, str(size // 2), says=f"shrinking to {size // 2} is not supported")
+    refused(b, "wait-resource", RES, "bogus-condition", says="unknown condition 'bogus-condition'")
+    # Nothing happened behind the refusals either.
+    assert view(b, "sync-rest") == str(size)
+    assert b.view("get-primary", RES) == "a\n" and a.view("is-primary", RES) == "1\n"
+    assert c.view("resource-members", RES) == "a\nb\n"
+    assert a.view("resource-size", RES) == f"{size}\n"
+
+
+# ------------------------------------------------------------------ 3. pauses
+def test_paused_fetch_and_replay_hold_back_the_secondary_until_resumed(datanet):
+    a, b = start_primary(datanet, "a", "b")
+    join(datanet, b)
+    assert view(b, "replstate") == "Replaying"
+
+    # Fetch paused: nothing new arrives, so nothing reaches the disk.
+    b.marsadm("pause-fetch", RES)
+    wait_until(lambda: view(b, "replstate") == "PausedFetch", what="PausedFetch")
+    assert view(b, "flags")[4] == "-", view(b, "flags")
+    sizes = logfiles(b)
+    data = os.urandom(4 * MIB)
+    write_device(a, 8 * MIB, data)
+    wait_until(lambda: int(view(b, "work-rest")) >= len(data), timeout=10,
+               what="b's work-rest counting what it has not fetched")
+    assert logfiles(b) == sizes
+    assert disk_bytes(b, 8 * MIB, len(data)) != data
+    assert view(b, "diskstate").startswith("OutDated[F")
+    b.marsadm("resume-fetch", RES)
+    datanet.wait(b, RES)
+    assert disk_bytes(b, 8 * MIB, len(data)) == data
+    assert view(b, "replstate") == "Replaying"
+
+    # Replay paused: logfiles arrive, the disk stays as it was.
+    b.marsadm("pause-replay", RES)
+    wait_until(lambda: view(b, "replstate") == "PausedReplay", what="PausedReplay")
+    assert view(b, "flags")[5] == "-", view(b, "flags")
+    position = cursor_of(b)
+    data = os.urandom(4 * MIB)
+    write_device(a, 20 * MIB, data)
+    wait_until(lambda: fetched(a, b), timeout=20, what="b fetching while replay is paused")
+    wait_until(lambda: int(view(b, "work-rest")) >= len(data), what="work-rest of the unreplayed log")
+    assert view(b, "diskstate") == "OutDated[R]"
+    assert cursor_of(b) == position
+    assert disk_bytes(b, 20 * MIB, len(data)) != data
+    b.marsadm("resume-replay", RES)
+    datanet.wait(b, RES)
+    assert view(b, "flags")[4:] == "FR"
+    assert view(b, "work-rest") == "0"
+    assert disks_equal(datanet, a, b)
+
+
+# --------------------------------------------------- 4. rotation and deletion
+def test_log_rotate_and_deletion_of_replayed_logfiles(datanet):
+    a, b = start_primary(datanet, "a", "b")
+    join(datanet, b)
+    write_device(a, 0, os.urandom(2 * MIB))
+    datanet.wait(b, RES)
+    assert sorted(logfiles(a)) == ["log-000000001-a"]
+
+    b.stop()                                # b's cursor stays in logfile 1 meanwhile
+    a.marsadm("log-rotate", RES)
+    wait_until(lambda: "log-000000002-a" in logfiles(a), what="log-000000002-a on a")
+    write_device(a, 4 * MIB, os.urandom(2 * MIB))
+    old = (log_dir(a) / "log-000000001-a").read_bytes()
+    assert a.marsadm("log-delete-all", RES).stdout == "vm1: deleted 0 logfiles\n"
+    time.sleep(1.5)                         # several rounds of a's marsd
+    assert "log-000000001-a" in logfiles(a), "b still needs logfile 1"
+    assert a.live_values(f"resource-{RES}/version-1-a")
+
+    b.start()
+    wait_until(lambda: cursor_of(b, a) and cursor_of(b, a).logfile == "log-000000002-a",
+               timeout=30, what="b following into log-000000002-a")
+    datanet.wait(b, RES)
+    assert disks_equal(datanet, a, b)
+    for host in (a, b):                     # marsd deletes them every few rounds
+        wait_until(lambda: sorted(logfiles(host)) == ["log-000000002-a"], timeout=15,
+                   what=f"logfile 1 deleted on {host.name}")
+
+    # log-delete-all does it at once (no marsd here to do it behind our back).
+    b.stop()
+    (log_dir(b) / "log-000000001-a").write_bytes(old)
+    assert b.marsadm("log-delete-all", RES).stdout == "vm1: deleted 1 logfiles\n"
+    assert sorted(logfiles(b)) == ["log-000000002-a"]
+
+
+# ------------------------------------------------------------------ 5. resize
+def test_resize_grows_device_filesystem_and_replica(datanet):
+    a, b = start_primary(datanet, "a", "b")
+    datanet.mkfs(a, RES)
+    datanet.mount(a, RES)
+    written = write_files(a.mnt, 4, 1 * MIB, prefix="before")
+    join(datanet, b)
+    old = int(a.view("sync-size", RES))
+    new = old + 96 * MIB
+    for host in (a, b):
+        os.truncate(host.disk, new)
+    wait_until(lambda: all(a.live_values(f"resource-{RES}/").get(
+        f"resource-{RES}/actual-{host.name}/disk-size") == str(new) for host in (a, b)),
+        what="both disk sizes reported to a")
+    a.marsadm("resize", RES, "--timeout=30")
+    assert a.view("resource-size", RES) == f"{new}\n"
+    device = subprocess.run(["blockdev", "--getsize64", str(DataNet.device(a, RES))],
+                            capture_output=True, text=True, check=True)
+    assert int(device.stdout) == new
+    before = os.statvfs(a.mnt)
+    subprocess.run(["xfs_growfs", str(a.mnt)], capture_output=True, check=True)
+    after = os.statvfs(a.mnt)
+    assert after.f_blocks * after.f_frsize > before.f_blocks * before.f_frsize + 64 * MIB
+    written.update(write_files(a.mnt, 40, 2 * MIB, prefix="after"))   # reaches the new area
+    wait_until(lambda: view(b, "sync-size") == str(new) and view(b, "sync-rest") == "0",
+               what="b complete for the new size")
+    assert view(b, "is-consistent") == "1"
+    datanet.umount(a)
+    datanet.wait(b, RES)
+    assert view(b, "sync-rest") == "0"
+    assert datanet.disk_digest(b, new) == datanet.disk_digest(a, new)
+    grown = disk_bytes(b, old, new - old)
+    assert grown == disk_bytes(a, old, new - old) and grown.count(0) < len(grown), \
+        "the grown area reached b through the log"
+
+
+# ----------------------------------------- 6./7. progress view and metrics
+PROGRESS = re.compile(r"^  sync: (\d+\.\d)% .* of 320\.0 MiB, rate (\d+\.\d) (KiB|MiB|GiB)/s, "
+                      r"eta (\d+:\d\d:\d\d)$", re.M)
+
+
+def metric(host, name):
+    """The value of counter `name` for vm1, from the host's metrics endpoint."""
+    with urllib.request.urlopen(f"http://{host.address}:7780/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    match = re.search(rf'^{name}(?:_total)?{{resource="{RES}"}} (\S+)$', text, re.M)
+    assert match, f"{name} missing on {host.name}:\n{text}"
+    return float(match.group(1))
+
+
+def test_sync_progress_view_and_metrics(datanet):
+    a, b = start_primary(datanet, "a", "b")
+    datanet.mkfs(a, RES)
+    datanet.mount(a, RES)
+    write_files(a.mnt, 25, 8 * MIB, prefix="bulk", fsync=False)
+    os.sync()
+    b.marsadm("join-resource", RES, b.disk)
+    wait_until(lambda: status_of(b).get("sync_done", 0) > 0, timeout=20, interval=0.01,
+               what="b's sync under way")
+    summary = b.marsadm("view", RES).stdout
+    match = PROGRESS.search(summary)
+    if match is None or not status_of(b).get("syncing"):
+        b.marsadm("pause-sync", RES)        # it was too quick: hold it and look again
+        summary = b.marsadm("view", RES).stdout
+        match = PROGRESS.search(summary)
+        b.marsadm("resume-sync", RES)
+    assert match, summary
+    assert summary.startswith("vm1 [2/2] InConsistent "), summary
+    assert 0 < float(match.group(1)) < 100 and float(match.group(2)) > 0, summary
+
+    datanet.wait(b, RES)
+    write_files(a.mnt, 4, 1 * MIB, prefix="after")
+    datanet.wait(b, RES)
+    assert metric(a, "mars_logged_bytes") >= 200 * MIB
+    assert metric(b, "mars_synced_bytes") >= 200 * MIB
+    assert metric(b, "mars_fetched_bytes") >= 4 * MIB
+    assert metric(b, "mars_replayed_bytes") >= 4 * MIB
