@@ -97,7 +97,7 @@ class Roles:
         """Make this host the primary of `res` (handover, MARS.md)."""
         from mars.worker import history_conflict
         state = self._member_state(res)
-        if state.designated_primary(res) == self.host and \
+        if state.designated_primary(res) == self.host and not force and \
                 state.resource_value(res, f"actual-{self.host}/is-primary") == "1" and \
                 self.runtime().status(res).get("is_primary"):
             self.echo(f"{self.host} is already the primary of {res}")
@@ -226,7 +226,13 @@ class Roles:
                             + ", ".join(f"[not-]{c}" for c in self.WAIT_CONDITIONS))
         self._member_state(res)
         check = self.WAIT_CONDITIONS[name]
-        self.wait_for(res, lambda st, status: check(st, status, res) != negate, condition)
+        started = time.time()
+        # up-to-date counts only against a listing of the source's logs made
+        # after this command started, so that writes just made are included.
+        fresh = (lambda status: status.get("listed", 0) > started or status.get("is_primary")) \
+            if name == "up-to-date" else (lambda status: True)
+        self.wait_for(res, lambda st, status: fresh(status) and check(st, status, res) != negate,
+                      condition)
 
     # ------------------------------------------------------------------- logs
     def log_rotate(self, res):

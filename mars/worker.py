@@ -25,6 +25,7 @@ metadata (`actual-<host>/...`)."""
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ SYNC_BATCH = 128 << 20           # bytes per sync step
 PERSIST_EVERY = 0.5              # seconds between replay cursor writes
 SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs the disk)
 SYNC_PIPELINE = 3                # sync requests in flight
+REQUEST_TIMEOUT = 20.0           # a fetch or sync request unanswered this long: reconnect
 
 
 class Rate:
@@ -166,7 +168,11 @@ class ResourceWorker:
         return ClusterState(values, self.host)
 
     def write(self, changes):
-        self.store.write(changes)
+        """Write this host's keys of the resource, unless the resource was
+        deleted meanwhile (a device torn down after delete-resource must
+        not bring keys of it back)."""
+        if self.store.value(self.key("size")):
+            self.store.write(changes)
 
     def report(self, **facts):
         self.status.update(facts)
@@ -210,6 +216,11 @@ class ResourceWorker:
                         self.metrics.errors.labels(self.res).inc()
                         log.warning("%s: %s", self.res, exc)
                         busy = False
+                    except Exception as exc:    # noqa: BLE001 - one resource must not stop the others
+                        self.report(error=f"internal error: {exc!r}")
+                        self.metrics.errors.labels(self.res).inc()
+                        log.exception("%s: internal error", self.res)
+                        busy = False
                     now = time.monotonic()
                     if busy:
                         self.last_busy = now
@@ -225,6 +236,9 @@ class ResourceWorker:
                 with trio.CancelScope(shield=True):
                     await channel.aclose()
             self.status_path.unlink(missing_ok=True)
+            if not self.stopping and not self.store.value(self.mine("data")):
+                # Left or deleted: the logs of this replica are of no use any more.
+                shutil.rmtree(self.dir, ignore_errors=True)
             self.finished.set()
 
     async def step(self, state):
@@ -294,7 +308,7 @@ class ResourceWorker:
     async def request(self, state, host, port, header):
         channel = await self.channel(state, host, port)
         try:
-            return await net.request(channel, header, timeout=60.0)
+            return await net.request(channel, header, timeout=REQUEST_TIMEOUT)
         except PeerError:
             self.channels.pop((host, port), None)
             with trio.CancelScope(shield=True):
@@ -401,7 +415,7 @@ class ResourceWorker:
             reply = await device.command({"cmd": "rotate"})
             await self._write_version(state, *reply["closed"])
             self.report(rotations=wanted_rotation)
-        size = state.size(self.res)
+        size = state.size(self.res) if state.exists(self.res) else self.status.get("device_size")
         if size != self.status.get("device_size"):
             await device.command({"cmd": "resize", "size": size})
             await trio.to_thread.run_sync(devices.refresh_loop_size, self.loop)
@@ -514,12 +528,15 @@ class ResourceWorker:
         its replay cursor on). And a primary that stopped logging leaves
         its replicas behind for good: they need `invalidate`."""
         free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
-        if free < self.daemon.fetch_free:
+        # Hysteresis: once dropped, logs are fetched again only when there
+        # is room for more than the limit again, else it would oscillate.
+        limit = self.daemon.fetch_free * (2 if self.status.get("emergency") == "space" else 1)
+        if free < limit:
             if not self.status.get("emergency"):
                 log.error("%s: state dir has %d bytes free (< %d): fetch stopped, local logs "
                           "dropped", self.res, free, self.daemon.fetch_free)
             await trio.to_thread.run_sync(self._drop_local_logs)
-            self.report(emergency=True, waiting=f"state dir low on space ({free} bytes free): "
+            self.report(emergency="space", waiting=f"state dir low on space ({free} bytes free): "
                         "fetch stopped, local logs dropped")
             return True
         if state.resource_value(self.res, f"actual-{source}/emergency") == "1":
@@ -586,7 +603,7 @@ class ResourceWorker:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(send_all)
                 for offset, count in requests:
-                    with trio.fail_after(60):
+                    with trio.fail_after(REQUEST_TIMEOUT):
                         reply, data = await channel.receive()
                     if reply.get("type") != "chunks":
                         raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
@@ -656,7 +673,9 @@ class ResourceWorker:
                 self.remote[name] = max(self.remote[name], closed[0])
 
     async def _fetch(self, state, source, cursor):
+        listed = time.time()
         reply, _ = await self.request(state, source, PORT_FETCH, {"type": "logs", "res": self.res})
+        self.report(listed=listed)
         remote = dict((name, size) for name, size in reply["files"])
         self.remote = remote
         first = parse_logfile_name(cursor.logfile)[0] if cursor else 1

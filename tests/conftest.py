@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from tests.helpers.marshosts import MarsNet
+from tests.helpers.dataplane import DataNet
 
 
 def pytest_collection_modifyitems(config, items):
@@ -17,9 +17,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def marsnet(tmp_path):
     """A set of MARS hosts on random 127.x.y.z addresses; every marsd is
-    stopped by pid at the end, even when the test fails."""
-    net = MarsNet(tmp_path / "hosts")
+    stopped by pid at the end, even when the test fails, and the devices
+    marsd brought up for resources (loop devices, FUSE mounts) are gone."""
+    net = DataNet(tmp_path / "hosts")
     try:
         yield net
     finally:
-        net.stop_all()
+        net.cleanup()

@@ -31,10 +31,14 @@ def host_ips(host):
     return {key[len("ips/ip-"):]: value for key, value in host.live_values("ips/ip-").items()}
 
 
+DATA_PLANE_KEYS = ("/actual-", "/replay-", "/version-", "/syncpos-", "/syncstatus-")
+
+
 def replicated_metadata(host):
-    """Live tuples except the liveness ones marsd rewrites every round."""
+    """Live tuples except those marsd itself rewrites as it works: liveness
+    and the data plane's progress (replay cursors, versions, sync state)."""
     return {key: value for key, value in host.live_values().items()
-            if not key.startswith("actual-") and "/actual-" not in key}
+            if not key.startswith("actual-") and not any(part in key for part in DATA_PLANE_KEYS)}
 
 
 def outputs(hosts, *args):

@@ -16,8 +16,12 @@ SIZE = 16 << 20
 
 
 def wait_resource_gone(hosts, res):
-    return wait_until(lambda: all(not host.live_values(f"resource-{res}/") for host in hosts),
-                      timeout=10, what=f"every host's store without live keys of {res}")
+    try:
+        return wait_until(lambda: all(not host.live_values(f"resource-{res}/") for host in hosts),
+                          timeout=10, what=f"every host's store without live keys of {res}")
+    except AssertionError:
+        left = {host.name: host.live_values(f"resource-{res}/") for host in hosts}
+        raise AssertionError(f"keys of {res} left: {left}") from None
 
 
 def test_resource_metadata_is_identical_on_every_host_and_delete_drops_every_hosts_keys(marsnet):

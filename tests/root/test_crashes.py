@@ -1,0 +1,370 @@
+"""Crashes and partitions on the data path, with real marsd processes, real
+xfs on the MARS device, and data checked by checksums: a primary killed with
+SIGKILL recovers every fsync'ed write from its log; a secondary killed during
+sync resumes where it was, one killed during replay catches up, one stopped
+for a while fetches what it missed without a new full sync; and a split brain
+made with `primary --force` on both sides of a partition is reported on both
+hosts and resolved by `invalidate` on the losing side."""
+
+import os
+import secrets
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from mars.device import loops_backed_by
+from mars.logfile import parse_logfile_name
+from mars.replay import Cursor
+from tests.helpers.dataplane import MIB, tree_checksums, wait_until, write_files
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+RES = "vm1"
+FULL_SYNC = "full sync from"        # marsd's log line when a full sync starts
+
+
+# ------------------------------------------------------------------ helpers
+def start_primary(net, *names, fill=False):
+    """Hosts `names` in one cluster; the first creates vm1 and mounts an xfs
+    on its device. With `fill`, the primary's disk is first filled with
+    non-zero data, so that a full sync has to transfer all of it."""
+    hosts = [net.add(name) for name in names]
+    if fill:
+        block = os.urandom(MIB)
+        with open(hosts[0].disk, "r+b") as disk:
+            for index in range(net.disk_size // MIB):
+                disk.write(index.to_bytes(8, "little") + block[8:])
+    net.create_cluster(*hosts)
+    for host in hosts:
+        host.wait_serving()
+    a = hosts[0]
+    a.marsadm("create-resource", RES, a.disk)
+    net.wait(a, RES, "device", timeout=60)
+    net.mkfs(a, RES)
+    net.mount(a, RES)
+    return hosts
+
+
+def joined(net, secondary):
+    """`secondary` joins and becomes consistent."""
+    secondary.marsadm("join-resource", RES, secondary.disk)
+    net.wait(secondary, RES, "consistent")
+
+
+def value(host, name):
+    """resource-vm1/<name>-<host> from the host's own store."""
+    return host.live_values(f"resource-{RES}/").get(f"resource-{RES}/{name}-{host.name}", "")
+
+
+def log_end(host):
+    """(name, size) of the newest logfile of vm1 on `host` that holds
+    anything (a secondary fetches an empty one only once it grows)."""
+    directory = host.root / "mars" / f"resource-{RES}"
+    newest = max(name for name in os.listdir(directory)
+                 if name.startswith("log-") and os.path.getsize(directory / name))
+    return newest, os.path.getsize(directory / newest)
+
+
+def wait_replayed(primary, secondary, timeout=60):
+    """Wait until the secondary's replay cursor has passed everything the
+    primary has logged so far (`up-to-date` alone may still rest on a
+    listing of the primary's logs from before its last writes)."""
+    logfile, end = log_end(primary)
+    number = parse_logfile_name(logfile)[0]
+
+    def passed():
+        text = value(secondary, "replay")
+        if not text:
+            return False
+        cursor = Cursor.parse(text)
+        mine = parse_logfile_name(cursor.logfile)[0]
+        return mine > number or (cursor.logfile == logfile and cursor.position >= end)
+    wait_until(passed, timeout=timeout, interval=0.05,
+               what=f"{secondary.name} to replay {logfile} up to {end}")
+
+
+def force_umount(host):
+    """Unmount a filesystem whose device died under it (lazily if need be)."""
+    if subprocess.run(["umount", str(host.mnt)], capture_output=True).returncode:
+        subprocess.run(["umount", "-l", str(host.mnt)], check=True)
+
+
+class Writer:
+    """Writes fsync'ed files into a mounted filesystem until stopped (or
+    until the filesystem fails under it); `written` holds the files whose
+    fsync returned."""
+
+    def __init__(self, directory, size=256 * 1024, prefix="w"):
+        self.directory, self.size, self.prefix = directory, size, prefix
+        self.written = {}
+        self.error = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        index = 0
+        while not self.stop.is_set():
+            try:
+                self.written.update(write_files(self.directory, 1, self.size,
+                                                prefix=f"{self.prefix}{index:05d}-"))
+            except OSError as exc:
+                self.error = exc
+                return
+            index += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the writer hangs"
+
+    def wait_for(self, count, timeout=30):
+        target = len(self.written) + count
+        wait_until(lambda: len(self.written) >= target or self.error, timeout=timeout,
+                   what=f"{count} more files written")
+        assert self.error is None, self.error
+
+
+def quiesce_and_compare(net, primary, *secondaries):
+    """Unmount the primary (the last writes reach the log), wait until the
+    secondaries are up to date and compare the disks byte for byte."""
+    net.umount(primary)
+    for host in secondaries:
+        wait_replayed(primary, host)
+        net.wait(host, RES)
+    size = int(primary.view("sync-size", RES))
+    expected = net.disk_digest(primary, size)
+    for host in secondaries:
+        assert net.disk_digest(host, size) == expected, f"{host.name} differs from {primary.name}"
+        assert host.view("diskstate", RES) == "UpToDate\n"
+        assert host.view("is-consistent", RES) == "1\n"
+
+
+# -------------------------------------------------------------------- tests
+def test_primary_killed_recovers_every_fsynced_file(datanet):
+    (a,) = start_primary(datanet, "a")
+    fuse_dir = a.root / "mars" / "fuse" / RES
+    written = write_files(a.mnt, 8, 512 * 1024, prefix="before")
+    with Writer(a.mnt) as writer:
+        writer.wait_for(5)
+        a.stop(signal.SIGKILL)          # the device process dies with it
+        wait_until(lambda: writer.error is not None, timeout=20, what="I/O errors on the dead device")
+    written.update(writer.written)
+    assert len(writer.written) >= 5
+    force_umount(a)
+
+    a.start()
+    datanet.wait(a, RES, "device", timeout=60)
+    # The dead device's loop device is found by its backing file and detached
+    # (losetup -d of one that udev still probes completes on its last close).
+    assert "detached stale" in a.current_log(), a.current_log()[-3000:]
+    wait_until(lambda: len(loops_backed_by(str(fuse_dir))) == 1, timeout=10,
+               what="the stale loop device to go away")
+    datanet.mount(a, RES)
+    found = tree_checksums(a.mnt)
+    missing = sorted(set(written) - set(found))
+    assert not missing, f"fsync'ed files lost in the crash: {missing}"
+    damaged = sorted(name for name in written if found[name] != written[name])
+    assert not damaged, f"fsync'ed files damaged in the crash: {damaged}"
+    # The recovered device works as before.
+    written.update(write_files(a.mnt, 4, 256 * 1024, prefix="after"))
+    datanet.umount(a)
+    datanet.mount(a, RES)
+    found = tree_checksums(a.mnt)
+    assert {name: found.get(name) for name in written} == written
+
+
+def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
+    a, b = start_primary(datanet, "a", "b", fill=True)
+    size = int(a.view("sync-size", RES))
+    written = write_files(a.mnt, 4, 256 * 1024, prefix="before")
+    b.marsadm("join-resource", RES, b.disk)
+    with Writer(a.mnt) as writer:
+        # The first sync step persists its progress at once; kill b right
+        # after that, in the middle of the next steps.
+        wait_until(lambda: 0 < int(value(b, "syncstatus") or 0), timeout=30, interval=0.005,
+                   what="b's sync to start")
+        b.stop(signal.SIGKILL)
+        synced = int(value(b, "syncstatus"))
+        syncpos = value(b, "syncpos")
+        assert 0 < synced < size, f"b's sync was not under way when killed ({synced} of {size})"
+        assert syncpos
+        writer.wait_for(3)             # the primary goes on while b is down
+        b.start()
+        seen = []
+
+        def progress():
+            seen.append(int(value(b, "syncstatus") or 0))
+            return seen[-1] >= size
+        wait_until(progress, timeout=60, interval=0.02, what="b's sync to complete")
+        assert min(seen) >= synced, f"b's sync restarted from {min(seen)} (was at {synced})"
+        assert value(b, "syncpos") == syncpos, "b started a new sync"
+        writer.wait_for(2)
+    written.update(writer.written)
+    log = b.current_log()
+    assert FULL_SYNC not in log, f"the restarted marsd began a new full sync:\n{log[-3000:]}"
+    assert "sync from a complete" in log
+    datanet.wait(b, RES, "consistent")
+    quiesce_and_compare(datanet, a, b)
+    datanet.mount(a, RES)
+    found = tree_checksums(a.mnt)
+    assert {name: found.get(name) for name in written} == written
+
+
+def test_secondary_killed_during_replay_catches_up(datanet):
+    a, b = start_primary(datanet, "a", "b")
+    joined(datanet, b)
+    size = int(a.view("sync-size", RES))
+    with Writer(a.mnt) as writer:
+        cursors = set()
+
+        def replaying():
+            cursors.add(value(b, "replay"))
+            return len(cursors) >= 3
+        wait_until(replaying, timeout=30, interval=0.02, what="b replaying the primary's writes")
+        b.stop(signal.SIGKILL)
+        cursor_at_kill = value(b, "replay")
+        writer.wait_for(8)              # the primary goes on while b is down
+        b.start()
+        wait_until(lambda: value(b, "replay") != cursor_at_kill, timeout=30,
+                   what="b replaying again after the restart")
+        writer.wait_for(4)
+    assert writer.error is None
+    log = b.current_log()
+    assert FULL_SYNC not in log, log[-3000:]
+    assert value(b, "syncstatus") == str(size)
+    quiesce_and_compare(datanet, a, b)
+
+
+def test_secondary_stopped_for_a_while_catches_up_from_the_logs(datanet):
+    a, b = start_primary(datanet, "a", "b")
+    joined(datanet, b)
+    size = int(a.view("sync-size", RES))
+    datanet.wait(b, RES)
+    b.stop()                            # SIGTERM: a partition of b from the cluster
+    written = write_files(a.mnt, 6, 512 * 1024, prefix="while-b-is-down")
+    a.marsadm("log-rotate", RES)        # b has to fetch more than one logfile
+    wait_until(lambda: len([name for name in os.listdir(a.root / "mars" / f"resource-{RES}")
+                            if name.startswith("log-")]) >= 2, what="the log to rotate on a")
+    written.update(write_files(a.mnt, 6, 512 * 1024, prefix="after-rotate"))
+    b.start()
+    statuses = set()
+
+    def in_the_newest_logfile():
+        statuses.add(value(b, "syncstatus"))
+        return value(b, "replay").split(",")[0] == log_end(a)[0]
+    wait_until(in_the_newest_logfile, timeout=60, what="b to replay the logfile a writes now")
+    assert statuses == {str(size)}, f"b's sync status changed: {statuses}"
+    log = b.current_log()
+    assert FULL_SYNC not in log, log[-3000:]
+    quiesce_and_compare(datanet, a, b)
+    datanet.mount(a, RES)
+    found = tree_checksums(a.mnt)
+    assert {name: found.get(name) for name in written} == written
+
+
+class Partition:
+    """Cut the traffic between two hosts' addresses with an nftables table of
+    our own (deleted again in any case). New TCP connections are refused
+    with a reset and open ones are destroyed (`ss -K`), so that both sides
+    notice at once: with packets merely dropped, a request in flight hangs
+    until its timeout (60 s) before marsd acts on anything else. Resets
+    themselves pass, so that `ss -K` reaches both ends."""
+
+    def __init__(self, first, second):
+        self.table = f"marstest_{secrets.token_hex(4)}"
+        self.pairs = [(first.address, second.address), (second.address, first.address)]
+
+    def __enter__(self):
+        rules = "".join(
+            f"        ip saddr {src} ip daddr {dst} tcp flags & rst == 0 reject with tcp reset\n"
+            f"        ip saddr {src} ip daddr {dst} meta l4proto != tcp drop\n" for src, dst in self.pairs)
+        subprocess.run(["nft", "-f", "-"], text=True, check=True, input=(
+            f"table inet {self.table} {{\n    chain output {{\n"
+            f"        type filter hook output priority 0; policy accept;\n{rules}    }}\n}}\n"))
+        try:
+            for src, dst in self.pairs:
+                subprocess.run(["ss", "-K", "-t", "src", src, "dst", dst], capture_output=True,
+                               check=True)
+        except BaseException:
+            self.heal()
+            raise
+        return self
+
+    def heal(self):
+        subprocess.run(["nft", "delete", "table", "inet", self.table], capture_output=True)
+
+    def __exit__(self, *exc):
+        self.heal()
+
+
+def mount_nouuid(net, host):
+    """Mount the device; `nouuid` because during a split brain the same xfs
+    (one UUID) is mounted on two hosts of this machine."""
+    subprocess.run(["mount", "-t", "xfs", "-o", "nouuid", str(net.device(host, RES)), str(host.mnt)],
+                   check=True)
+
+
+def split_brain(*hosts):
+    return {host.name: host.view("is-split-brain", RES) for host in hosts}
+
+
+@pytest.mark.parametrize("keep", ["forced", "old"])
+def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datanet, keep):
+    """`keep`: whose history survives, the host that took over with
+    `primary --force` (b) or the old primary (a)."""
+    a, b = start_primary(datanet, "a", "b")
+    joined(datanet, b)
+    common = write_files(a.mnt, 4, 256 * 1024, prefix="common")
+    wait_replayed(a, b)
+    with Partition(a, b) as partition:
+        b.marsadm("primary", "--force", RES, "--timeout=60")
+        assert b.view("is-primary", RES) == "1\n"
+        assert a.view("is-primary", RES) == "1\n"      # a keeps its device and its mount
+        mount_nouuid(datanet, b)
+        assert tree_checksums(b.mnt) == common
+        files = {"b": write_files(b.mnt, 4, 256 * 1024, prefix="on-b")}
+        files["a"] = write_files(a.mnt, 4, 256 * 1024, prefix="on-a")
+        a.marsadm("primary", "--force", RES, "--timeout=60")
+        assert a.view("is-primary", RES) == "1\n"
+        assert split_brain(a, b) == {"a": "0\n", "b": "0\n"}, "neither side can know yet"
+        partition.heal()
+
+    wait_until(lambda: split_brain(a, b) == {"a": "1\n", "b": "1\n"}, timeout=30, interval=0.3,
+               what="both hosts to report the split brain")
+    assert "split brain" in a.marsadm("view", RES).stdout
+    assert "split brain" in b.marsadm("view", RES).stdout
+    winner, loser = (b, a) if keep == "forced" else (a, b)
+    winner.marsadm("primary", "--force", RES, "--timeout=60")      # the operator's choice
+    wait_until(lambda: a.view("get-primary", RES) == b.view("get-primary", RES) == f"{winner.name}\n",
+               timeout=10, what=f"both hosts to designate {winner.name}")
+
+    datanet.umount(loser)               # the loser's device goes down ...
+    datanet.wait(loser, RES, "not-primary", timeout=60)
+    assert split_brain(a, b) == {"a": "1\n", "b": "1\n"}, "... which alone resolves nothing"
+    loser.marsadm("invalidate", RES)
+    wait_until(lambda: split_brain(a, b) == {"a": "0\n", "b": "0\n"}, timeout=30, interval=0.3,
+               what="the split brain to disappear on both hosts")
+    datanet.wait(loser, RES, "consistent")
+    quiesce_and_compare(datanet, winner, loser)
+    assert split_brain(a, b) == {"a": "0\n", "b": "0\n"}
+
+    # Back to normal: a planned handover to the former loser, which holds
+    # the winner's files; the winner then waits for its device to be
+    # released like any planned handover (no forced take-over left over).
+    loser.marsadm("primary", RES, "--timeout=60")
+    mount_nouuid(datanet, loser)
+    assert tree_checksums(loser.mnt) == {**common, **files[winner.name]}
+    refused = winner.marsadm("primary", RES, "--timeout=3", check=False)
+    assert refused.returncode != 0, refused.stdout
+    assert winner.view("is-primary", RES) == "0\n"
+    assert loser.view("is-primary", RES) == "1\n"
+    # The wish stands: once the filesystem is unmounted, the device moves.
+    datanet.umount(loser)
+    datanet.wait(winner, RES, "device", timeout=30)
+    assert loser.view("is-primary", RES) == "0\n"
