@@ -171,7 +171,7 @@ class Device:
         else:
             self.translog.write(offset, data)
             self.logged += len(data)
-            if self.translog.log_position.position >= self.args.rotate_size:
+            if self.translog.writer.size >= self.args.rotate_size:
                 self.emit({"event": "rotated", "closed": self._rotate()})
         self.written += len(data)
         self.dirty = True

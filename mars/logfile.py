@@ -114,6 +114,12 @@ class LogDamage:
 
 def encode_record(sequence, stamp, offset, data, digest_type=DIGEST_CRC32C, compress=False):
     """The bytes of one record. LZ4 is kept only when it makes the record smaller."""
+    return b"".join(encode_record_parts(sequence, stamp, offset, data, digest_type, compress))
+
+
+def encode_record_parts(sequence, stamp, offset, data, digest_type=DIGEST_CRC32C, compress=False):
+    """(header, stored payload) of one record, for a vectored write without
+    copying the payload."""
     if len(data) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD}")
     flags, stored = 0, data
@@ -124,7 +130,7 @@ def encode_record(sequence, stamp, offset, data, digest_type=DIGEST_CRC32C, comp
     head = HEADER.pack(MAGIC, VERSION, flags, digest_type, 0, sequence, stamp, offset,
                        len(data), len(stored), b"\0" * 20)
     field = digest(digest_type, head[:DIGEST_FIELD], stored)
-    return head[:DIGEST_FIELD] + field + stored
+    return head[:DIGEST_FIELD] + field, stored
 
 
 class LogWriter:
@@ -142,14 +148,15 @@ class LogWriter:
 
     def append(self, stamp, offset, data):
         """Append one write; returns the Record as it now stands in the file."""
-        record = encode_record(self.next_sequence, stamp, offset, data, self.digest_type,
-                               self.compress)
-        written = os.write(self.fd, record)
-        if written != len(record):
-            raise OSError(f"short write to {self.path}: {written} of {len(record)} bytes")
-        result = Record(self.next_sequence, stamp, offset, bytes(data), self.size,
-                        self.size + len(record), record[DIGEST_FIELD:HEADER.size])
-        self.size += len(record)
+        head, stored = encode_record_parts(self.next_sequence, stamp, offset, data,
+                                           self.digest_type, self.compress)
+        length = len(head) + len(stored)
+        written = os.writev(self.fd, (head, stored))      # one write(2), no payload copy
+        if written != length:
+            raise OSError(f"short write to {self.path}: {written} of {length} bytes")
+        result = Record(self.next_sequence, stamp, offset, data, self.size,
+                        self.size + length, head[DIGEST_FIELD:])
+        self.size += length
         self.next_sequence += 1
         return result
 

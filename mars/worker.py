@@ -152,6 +152,8 @@ class ResourceWorker:
         self.finished = trio.Event()
         self.last_checkpoint = 0.0
         self.last_busy = self.status_saved = 0.0
+        self.sync_persisting = False
+        self.sync_generation = 0         # a new sync (join, invalidate) starts a new one
         self.metrics = daemon.metrics
 
     # ---------------------------------------------------------------- helpers
@@ -559,6 +561,7 @@ class ResourceWorker:
                         self.mine("syncstatus"): 0})
             self.cursor = Cursor.parse(start)
             self.sync_done = synced = 0
+            self.sync_generation += 1
             log.info("%s: full sync from %s starts; logs from %s are replayed afterwards",
                      self.res, source, start)
         if self.sync_done is None or self.sync_done < synced:
@@ -569,14 +572,28 @@ class ResourceWorker:
         self.report(syncing=True, sync_size=size, waiting=None, sync_mode="fast" if fast else "full")
         await self._sync_range(state, source, disk, self.sync_done, target, size, fast)
         now = time.monotonic()
-        if self.sync_done >= size or now - self.sync_persisted >= SYNC_PERSIST_EVERY:
-            await trio.to_thread.run_sync(_fdatasync_path, disk)
-            self.write({self.mine("syncstatus"): self.sync_done})
+        if self.sync_done >= size:
+            await self._persist_sync(disk, self.sync_done, self.sync_generation)
+        elif now - self.sync_persisted >= SYNC_PERSIST_EVERY and not self.sync_persisting:
+            # In the background: the copy goes on while the disk is synced.
             self.sync_persisted = now
+            self.sync_persisting = True
+            self.nursery.start_soon(self._persist_sync, disk, self.sync_done, self.sync_generation)
         if self.sync_done >= size:
             log.info("%s: sync from %s complete (%d bytes)", self.res, source, size)
             self.report(syncing=False)
         return True
+
+    async def _persist_sync(self, disk, done, generation):
+        """Record `done` bytes as synced once the disk holds them durably,
+        unless the sync was restarted meanwhile (invalidate)."""
+        try:
+            await trio.to_thread.run_sync(_fdatasync_path, disk)
+            recorded = self.store.value(self.mine("syncstatus"), "0")
+            if generation == self.sync_generation and done > int(recorded or 0):
+                self.write({self.mine("syncstatus"): done})
+        finally:
+            self.sync_persisting = False
 
     async def _sync_range(self, state, source, disk, start, target, size, fast):
         """Copy [start, target) from the source, pipelined: while the source
