@@ -13,6 +13,7 @@ progress, `-` = off or paused:
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -95,7 +96,6 @@ def role(state, res, status):
 
 
 def diskstate(state, res, status):
-    import os
     disk = state.disk(res)
     if not disk:
         return "NotJoined"
@@ -124,7 +124,6 @@ def diskstate(state, res, status):
 def replstate(state, res, status):
     if not state.disk(res):
         return "NotJoined"
-    me = state.local_host
     current = role(state, res, status)
     if current in ("Primary", "RemainsPrimary"):
         return "EmergencyMode" if status.get("emergency") else "Replicating"
@@ -144,7 +143,6 @@ def replstate(state, res, status):
         return "NoPrimaryDesignated"
     if not status.get("source_alive", True) or status.get("error"):
         return "PrimaryUnreachable"
-    del me
     return "Replaying"
 
 

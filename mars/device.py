@@ -158,8 +158,6 @@ class Device:
         self.logged = 0             # payload bytes appended to logfiles
         self.written = 0            # payload bytes written to the device
         self.emergency = False
-        self.dirty = False
-        self._syncing = None        # trio.Event of the fdatasync in flight
         self.orphaned = False       # marsd died: leave the mount to its successor
 
     def write(self, offset, data):
@@ -174,7 +172,6 @@ class Device:
             if self.translog.writer.size >= self.args.rotate_size:
                 self.emit({"event": "rotated", "closed": self._rotate()})
         self.written += len(data)
-        self.dirty = True
         return len(data)
 
     async def sync(self):

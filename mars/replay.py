@@ -99,6 +99,18 @@ def version_value(previous, logfile, end, digests):
     return f"{hasher.hexdigest()},{logfile},{end}:{head}"
 
 
+def parse_version(value):
+    """(head, logfile, end) of a version value; `head` =
+    `<digest>,<logfile>,<end>` is what two hosts' versions compare by.
+    ValueError when malformed."""
+    head = value.split(":", 1)[0]
+    try:
+        _, logfile, end = head.split(",")
+        return head, logfile, int(end)
+    except ValueError:
+        raise ValueError(f"malformed version {value!r}") from None
+
+
 def versions_agree(mine, theirs):
     """Two hosts' versions of one logfile match when digest, name and end
     position are equal (the chain behind is covered by the digest)."""

@@ -27,8 +27,8 @@ def disk_size(path):
         return handle.seek(0, os.SEEK_END)
 
 
-class Resources:
-    """Resource metadata operations of one host."""
+class HostCommands:
+    """What marsadm's command groups share: the host, its store, --dry-run."""
 
     def __init__(self, env, store, dry_run=False, echo=print):
         self.env = env
@@ -43,6 +43,10 @@ class Resources:
             for item in written:
                 self.echo(f"would write {item.key} = {item.value}")
         return written
+
+
+class Resources(HostCommands):
+    """Resource metadata operations of one host."""
 
     def _state_in_cluster(self):
         state = self.store.state()

@@ -7,15 +7,15 @@ report the *actual* side, or fail after `--timeout` saying what it waits for.
 A refused command changes nothing."""
 
 import fcntl
-import json
 import os
 import time
 
 from mars.dataviews import Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
-from mars.keys import NO_PRIMARY, TODO_SWITCHES, owner_of, res_key, todo_key
+from mars.keys import NO_PRIMARY, owner_of, res_key, todo_key
 from mars.logfile import parse_logfile_name
 from mars.names import parse_size
+from mars.resources import HostCommands
 from mars.transfer import list_logfiles
 
 PAUSABLE = {"sync": "sync", "fetch": "connect", "replay": "allow-replay"}
@@ -37,15 +37,13 @@ def daemon_running(env):
         os.close(fd)
 
 
-class Roles:
+class Roles(HostCommands):
+    """Data-plane operations of one host."""
+
     def __init__(self, env, store, timeout=600.0, window=60.0, dry_run=False, echo=print):
-        self.env = env
-        self.store = store
-        self.host = env.host
+        super().__init__(env, store, dry_run, echo)
         self.timeout = float("inf") if timeout < 0 else timeout
         self.window = window
-        self.dry_run = dry_run
-        self.echo = echo
 
     # ---------------------------------------------------------------- helpers
     def runtime(self):
@@ -58,20 +56,6 @@ class Roles:
             raise MarsError(f"{self.host} is not a member of {res} "
                             f"(members: {', '.join(state.members(res))}): join-resource first")
         return state
-
-    def _write(self, changes):
-        written = self.store.write(changes, dry_run=self.dry_run)
-        if self.dry_run:
-            for item in written:
-                self.echo(f"would write {item.key} = {item.value}")
-        return written
-
-    def _status(self, res):
-        path = self.env.state_dir / "status" / f"{res}.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
 
     def wait_for(self, res, condition, what, interval=0.1):
         """Poll `condition(state, status)` until true; MarsTimeout naming
@@ -138,9 +122,8 @@ class Roles:
                       "the device to come up")
 
     def secondary(self, res):
-        state = self._member_state(res)
+        self._member_state(res)
         self._write({res_key(res, "primary"): NO_PRIMARY})
-        del state
         self.wait_for(res, lambda st, status: not status.get("is_primary"),
                       "the device to go down (stop the container, unmount)")
 
@@ -263,6 +246,3 @@ class Roles:
             if state.designated_primary(res) == self.host:
                 self.log_rotate(res)
             self.log_delete_all(res)
-
-
-__all__ = ["Roles", "daemon_running", "TODO_SWITCHES"]

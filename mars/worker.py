@@ -39,7 +39,8 @@ from mars.errors import PeerError
 from mars.hostenv import PORT_FETCH, PORT_SYNC
 from mars.keys import ClusterState, res_key
 from mars.logfile import parse_logfile_name
-from mars.replay import Cursor, record_digests, replay, version_value, versions_agree
+from mars.replay import (Cursor, parse_version, record_digests, replay, version_value,
+                         versions_agree)
 from mars.transfer import (CHUNK, CHUNKS_PER_REQUEST, FETCH_MAX, apply_chunks,
                            list_logfiles, local_digests)
 
@@ -87,6 +88,20 @@ def own_key(res, host, name):
     return res_key(res, f"actual-{host}/{name}")
 
 
+def recorded_versions(keys):
+    """(host, head, logfile, end) of every well-formed `version-<nr>-<host>`
+    among a resource's keys (host names may contain dashes)."""
+    for rest, value in keys.items():
+        if not rest.startswith("version-"):
+            continue
+        try:
+            head, logfile, end = parse_version(value)
+            parse_logfile_name(logfile)
+        except ValueError:
+            continue
+        yield rest.split("-", 2)[-1], head, logfile, end
+
+
 def history_conflict(state, res, members):
     """A split brain, as the metadata shows it (the same on every host):
     two logfiles with one number, two versions of one logfile that differ,
@@ -94,17 +109,9 @@ def history_conflict(state, res, members):
     Returns the reason, or None."""
     keys = state.resources().get(res, {})
     names, versions = {}, {}
-    for rest, value in keys.items():
-        if rest.startswith("version-"):
-            head = value.split(":", 1)[0]
-            try:
-                _, logfile, end = head.split(",")
-                number = parse_logfile_name(logfile)[0]
-            except ValueError:
-                continue
-            names.setdefault(number, set()).add(logfile)
-            # version-<nr>-<host>: host names may contain dashes
-            versions.setdefault(logfile, {})[rest.split("-", 2)[-1]] = (head, int(end))
+    for host, head, logfile, end in recorded_versions(keys):
+        names.setdefault(parse_logfile_name(logfile)[0], set()).add(logfile)
+        versions.setdefault(logfile, {})[host] = (head, end)
     for host in members:
         cursor = keys.get(f"replay-{host}")
         if cursor:
@@ -153,6 +160,7 @@ class ResourceWorker:
         self.last_checkpoint = 0.0
         self.last_busy = self.status_saved = 0.0
         self.sync_persisting = False
+        self.actual = {}                 # actual-<host>/<name> -> value last reported
         self.sync_generation = 0         # a new sync (join, invalidate) starts a new one
         self.metrics = daemon.metrics
 
@@ -270,12 +278,18 @@ class ResourceWorker:
             return await self._become_primary(state, conflict)
         return await self._secondary(state, conflict)
 
-    def _set_actual(self, **facts):
-        changes = {own_key(self.res, self.host, name): value for name, value in facts.items()}
-        current = self.store.live_values(self.key(f"actual-{self.host}/"))
-        changes = {k: v for k, v in changes.items() if current.get(k) != str(v)}
+    def _set_actual(self, also=None, **facts):
+        """Report `actual-<host>/<name>` facts, with the keys in `also` in
+        the same transaction. Only this worker writes them, so what it wrote
+        last is remembered instead of read back every step (Store.write also
+        skips values that are unchanged in the store)."""
+        changed = {name: str(value) for name, value in facts.items()
+                   if self.actual.get(name) != str(value)}
+        changes = dict(also or {})
+        changes.update({own_key(self.res, self.host, name): value for name, value in changed.items()})
         if changes:
             self.write(changes)
+            self.actual.update(changed)
 
     def _report_disk(self, state):
         disk = state.disk(self.res)
@@ -338,18 +352,10 @@ class ResourceWorker:
     def _final_version(self, state):
         """(logfile, end, origin) of the newest logfile closed by its origin."""
         best = None
-        for rest, value in state.resources().get(self.res, {}).items():
-            if not rest.startswith("version-"):
-                continue
-            host = rest.split("-", 2)[-1]        # version-<nr>-<host>, dashes allowed
-            head = value.split(":", 1)[0]
-            try:
-                _, logfile, end = head.split(",")
-                number, origin = parse_logfile_name(logfile)
-            except ValueError:
-                continue
+        for host, _, logfile, end in recorded_versions(state.resources().get(self.res, {})):
+            number, origin = parse_logfile_name(logfile)
             if origin == host and (best is None or number > best[0]):
-                best = (number, logfile, int(end), origin)
+                best = (number, logfile, end, origin)
         return best[1:] if best else None
 
     def _replayed_to(self, final):
@@ -388,12 +394,10 @@ class ResourceWorker:
         self.link.unlink(missing_ok=True)
         self.link.symlink_to(self.loop)
         checkpoint = await device.command({"cmd": "checkpoint"})
-        changes = {self.mine("replay"): checkpoint["cursor"],
-                   own_key(self.res, self.host, "is-primary"): 1}
+        changes = {self.mine("replay"): checkpoint["cursor"]}
         if force:
             changes[self.key(f"todo-{self.host}/force-primary")] = 0
-        changes[own_key(self.res, self.host, "emergency")] = 0
-        self.write(changes)
+        self._set_actual(also=changes, **{"is-primary": 1, "emergency": 0})
         self.cursor = Cursor.parse(checkpoint["cursor"])
         self.report(emergency=False)
         # log-rotate wishes from before this device came up are done already
@@ -434,8 +438,9 @@ class ResourceWorker:
             if reply.get("cursor"):
                 self.write({self.mine("replay"): reply["cursor"]})
                 self.cursor = Cursor.parse(reply["cursor"])
-            self.rates["log"].add(reply["logged"] - self.status.get("logged", 0))
-            self.metrics.logged.labels(self.res).inc(reply["logged"] - self.status.get("logged", 0))
+            logged = reply["logged"] - self.status.get("logged", 0)
+            self.rates["log"].add(logged)
+            self.metrics.logged.labels(self.res).inc(logged)
             self.report(logged=reply["logged"], log_position=[reply["logfile"], reply["position"]],
                         emergency=reply["emergency"])
 
@@ -452,11 +457,11 @@ class ResourceWorker:
         self.device = self.loop = None
         logfile, end = reply["closed"]
         await self._write_version(state, logfile, end)
-        changes = {own_key(self.res, self.host, "is-primary"): 0}
+        changes = {}
         if reply.get("cursor"):
             changes[self.mine("replay")] = reply["cursor"]
             self.cursor = Cursor.parse(reply["cursor"])
-        self.write(changes)
+        self._set_actual(also=changes, **{"is-primary": 0})
         self.report(is_primary=False, device=None, loop=None, waiting=None, open_count=0)
         log.info("%s: device down, final version %s,%d", self.res, logfile, end)
 
@@ -774,9 +779,8 @@ class ResourceWorker:
         value = state.resource_value(self.res, f"version-{number}-{origin}")
         if not value:
             return None
-        head = value.split(":", 1)[0]
-        _, name, end = head.split(",")
-        return (int(end), value) if name == logfile else None
+        _, name, end = parse_version(value)
+        return (end, value) if name == logfile else None
 
     def _next_logfile(self, logfile):
         number = parse_logfile_name(logfile)[0] + 1
@@ -846,17 +850,13 @@ class ResourceWorker:
 
 
 def _replay_step(path, disk, position):
+    """One bounded replay step: at most 256 records (each at most 16 MiB);
+    the disk is synced before the cursor is recorded (_persist_cursor)."""
     fd = os.open(disk, os.O_WRONLY)
     try:
-        return _limited_replay(path, fd, position)
+        return replay(path, fd, position, limit=256, sync=False)
     finally:
         os.close(fd)
-
-
-def _limited_replay(path, fd, position):
-    # replay() stops after `limit` records; records are at most 16 MiB, so
-    # 256 records keep a step bounded.
-    return replay(path, fd, position, limit=256, sync=False)
 
 
 def _fdatasync_path(path):
