@@ -1,4 +1,4 @@
-# The two commands of the README: `make test` (and later `make demo`).
+# The two commands of the README: `make demo` and `make test`.
 # Both set up everything they need on a fresh Debian machine (as root):
 # the Debian packages below and a virtual environment in .venv.
 
@@ -6,10 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := lxc lxc-dev libfuse3-dev fuse3 pkg-config xfsprogs rsync \
-	openssh-server busybox-static nftables fio python3-venv
+	openssh-server busybox-static nftables fio python3-venv systemd
 PYTEST_ARGS ?=
 
-.PHONY: test deps venv bench bench-data clean
+.PHONY: demo test deps venv bench bench-data clean
+
+# Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
+demo: venv
+	$(BIN)/football lab demo
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)

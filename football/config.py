@@ -1,0 +1,115 @@
+"""Tunables: every setting with its default and a one-line meaning.
+
+Layers, later wins: the defaults here < config files (YAML mappings, in the
+order given) < environment variables `FOOTBALL_<NAME>` (upper case) <
+`--var name=value` on the command line. Values are converted to the type of
+the default; an unknown name is an error, so a typo never passes silently."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from football.errors import Illegal
+
+
+@dataclass(frozen=True)
+class Tunable:
+    default: object
+    meaning: str
+
+
+TUNABLES = {
+    "state_dir": Tunable("/var/lib/football",
+                         "where journals, run logs and intents of this controller live"),
+    "limit_syncs": Tunable(4, "parallel syncs per target host (running syncs and intents)"),
+    "limit_mars_logfile": Tunable(64, "replication lag (MiB, view-work-rest) allowed before "
+                                      "the handover starts"),
+    "lock_break_timeout": Tunable(3600.0, "seconds after which another run's lock is stale "
+                                          "and broken"),
+    "lock_retry_timeout": Tunable(600.0, "seconds to keep retrying to take locks before "
+                                         "giving up"),
+    "lease_time": Tunable(7200.0, "seconds an intent (a planned sync) counts against limits"),
+    "poll_interval": Tunable(0.5, "seconds between polls while waiting for MARS"),
+    "stall_timeout": Tunable(300.0, "seconds without sync progress before a wait fails"),
+    "stall_warn": Tunable(60.0, "seconds without sync progress before a warning"),
+    "sync_timeout": Tunable(86400.0, "seconds a sync may take in all"),
+    "lag_timeout": Tunable(600.0, "seconds to wait for the lag to fall under "
+                                  "limit_mars_logfile"),
+    "command_timeout": Tunable(600.0, "seconds a single host command may take"),
+    "handover_timeout": Tunable(120.0, "seconds `marsadm primary` may take in the downtime "
+                                       "window"),
+    "placement_min_free": Tunable(0, "bytes a target VG must keep free beyond the volume"),
+    "cleanup_old_replicas": Tunable(True, "migrate removes the replicas on the old hosts "
+                                          "after the handover"),
+}
+
+
+class Config:
+    """Resolved tunables; read them as attributes (`config.limit_syncs`)."""
+
+    def __init__(self, files=(), variables=(), environ=None):
+        environ = os.environ if environ is None else environ
+        values = {name: tunable.default for name, tunable in TUNABLES.items()}
+        self.origin = {name: "default" for name in TUNABLES}
+        for path in files:
+            for name, value in _read(path).items():
+                self._set(values, name, value, f"config file {path}")
+        for name in TUNABLES:
+            key = f"FOOTBALL_{name.upper()}"
+            if key in environ:
+                self._set(values, name, environ[key], f"environment {key}")
+        for item in variables:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise Illegal(f"--var {item!r}: expected name=value")
+            self._set(values, name.strip(), value, "--var")
+        self._values = values
+
+    def _set(self, values, name, value, origin):
+        if name not in TUNABLES:
+            raise Illegal(f"unknown setting {name!r} in {origin}; known: "
+                          f"{', '.join(sorted(TUNABLES))} (football config --list)")
+        values[name] = convert(name, value, TUNABLES[name].default, origin)
+        self.origin[name] = origin
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def items(self):
+        return sorted(self._values.items())
+
+
+def convert(name, value, default, origin):
+    if isinstance(value, str) and not isinstance(default, str):
+        text = value.strip()
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(text)
+                return text.lower() in ("1", "true", "yes", "on")
+            return type(default)(text)
+        except ValueError:
+            raise Illegal(f"setting {name} from {origin}: {value!r} is not a "
+                          f"{type(default).__name__}") from None
+    if isinstance(default, bool) != isinstance(value, bool) or \
+            not isinstance(value, (type(default), int if isinstance(default, float) else ())):
+        raise Illegal(f"setting {name} from {origin}: {value!r} is not a "
+                      f"{type(default).__name__}")
+    return type(default)(value)
+
+
+def _read(path):
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise Illegal(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise Illegal(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise Illegal(f"config file {path}: expected a mapping of settings")
+    return data

@@ -1,0 +1,32 @@
+"""Football's errors and the exit codes they map to (FOOTBALL.md, "Safety machinery")."""
+
+EXIT_DONE = 0
+EXIT_ILLEGAL = 191      # bad arguments or a failed precondition: nothing changed
+EXIT_INTERRUPTED = 190  # Ctrl-C, cleaned up
+EXIT_SERIOUS = 198      # failed, container running again after compensation
+EXIT_CRITICAL = 199     # failed inside the downtime window, container not running
+
+
+class FootballError(Exception):
+    """An error the operator reads: what went wrong and what to do next."""
+
+    exit_code = EXIT_SERIOUS
+
+
+class Illegal(FootballError):
+    """Bad input or a failed precondition; nothing was changed, safe to retry."""
+
+    exit_code = EXIT_ILLEGAL
+
+
+class StorageError(FootballError):
+    """A storage command failed. `kind` says why, the same for every storage
+    plugin: `exists` (name clash), `no-space`, `not-found`, `in-use`, `failed`."""
+
+    def __init__(self, kind, message):
+        self.kind = kind
+        super().__init__(message)
+
+
+class NoPlugin(Illegal):
+    """No plugin implements what a host's inventory entry asks for."""

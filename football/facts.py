@@ -1,0 +1,97 @@
+"""Facts: a command run on a host plus a pure parser of its output.
+
+The parsers take the text the bundled marsadm (and kernel MARS's marsadm)
+prints, in the formats MARS.md fixes, so they can be tested on recorded
+output."""
+
+import re
+
+from football.transport import CommandFailed
+
+RESOURCE_HEADER = re.compile(r"^--------- resource (\S+) ")
+
+
+def parse_view_all(text):
+    """`marsadm view-<macro> all` → {resource: value} (value '' when empty)."""
+    values, current = {}, None
+    for line in text.splitlines():
+        header = RESOURCE_HEADER.match(line)
+        if header:
+            current = header.group(1)
+            values[current] = ""
+        elif current is not None and line.strip() and not values[current]:
+            values[current] = line.strip()
+    return values
+
+
+def parse_lines(text):
+    """One name per line (resource-members, my-resources, ...)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def parse_host_ips(text):
+    """`marsadm lowlevel-ls-host-ips` → {host: address}."""
+    hosts = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            hosts[parts[0]] = parts[1]
+    return hosts
+
+
+def view(host, macro, res, timeout=60):
+    """The value of `marsadm view-<macro> <res>` on `host` ('' when empty)."""
+    return host.run(["marsadm", f"view-{macro}", res], timeout=timeout).stdout.strip()
+
+
+def view_all(host, macro, timeout=60):
+    return parse_view_all(host.run(["marsadm", f"view-{macro}", "all"], timeout=timeout).stdout)
+
+
+def cluster_hosts(host):
+    """{host: address} of the MARS cluster `host` is in; {} when none."""
+    result = host.run(["marsadm", "lowlevel-ls-host-ips"], check=False)
+    return parse_host_ips(result.stdout) if result.ok else {}
+
+
+def my_resources(host):
+    result = host.run(["marsadm", "view-my-resources"], check=False)
+    return parse_lines(result.stdout) if result.ok else []
+
+
+def mount_source(host, path):
+    """What is mounted at `path` on the host, or None."""
+    try:
+        result = host.run(["findmnt", "--noheadings", "--output", "SOURCE",
+                           "--mountpoint", path], check=False)
+    except CommandFailed:
+        return None
+    return result.stdout.strip() or None if result.ok else None
+
+
+def filesystem_type(host, device):
+    """The filesystem on `device` as blkid reads it, or '' when none."""
+    result = host.run(["blkid", "--probe", "--output", "value", "--match-tag", "TYPE", device],
+                      check=False)
+    return result.stdout.strip() if result.ok else ""
+
+
+# The diskstate `DefectiveLog[<damage>]` has spaces inside its brackets.
+SUMMARY = re.compile(r"^(?P<res>\S+) \[(?P<members>\d+)/(?P<hosts>\d+)\] "
+                     r"(?P<diskstate>[^\s\[]+(?:\[[^\]]*\])?) "
+                     r"(?P<replstate>\S+) (?P<flags>\S+) (?P<role>\S+) ?(?P<primary>\S*)$")
+
+
+def parse_view_summary(text):
+    """Plain `marsadm view all`: {resource: {diskstate, replstate, flags,
+    role, primary, members}} from each resource's summary line."""
+    resources = {}
+    for line in text.splitlines():
+        match = SUMMARY.match(line.strip())
+        if match:
+            resources[match["res"]] = {
+                "diskstate": match["diskstate"], "replstate": match["replstate"],
+                "flags": match["flags"], "role": match["role"],
+                "primary": match["primary"] if match["primary"] != "(none)" else "",
+                "members": int(match["members"])}
+    return resources

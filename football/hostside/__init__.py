@@ -1,0 +1,1 @@
+"""Helpers Football runs on hosts through a transport (the `football-host` command)."""

@@ -1,0 +1,201 @@
+"""`football-host`: the small helper Football runs on a host through its
+transport, for what has no standard command there (the lab's file-backed VG,
+LXC through the python bindings). Answers are JSON on stdout; failures are a
+message on stderr and a non-zero exit (5 as LVM for storage failures)."""
+
+import json
+import sys
+
+import click
+
+from football.hostside import container as containers
+from football.hostside import locks
+from football.hostside.filevg import FileVG, VGError
+from mars.names import parse_size
+
+EXIT_CONTAINER = 4
+EXIT_LOCK_HELD = 6
+
+
+def _answer(value):
+    click.echo(json.dumps(value, sort_keys=True))
+
+
+def _size(text):
+    try:
+        return parse_size(text)
+    except Exception:
+        raise click.BadParameter(f"{text!r} is not a size (bytes, or with k/m/g/t)") from None
+
+
+def _storage(action):
+    try:
+        return action()
+    except VGError as error:
+        click.echo(f"  {error}", err=True)
+        sys.exit(error.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """Host-side helper of Football (run through a transport)."""
+
+
+@cli.group()
+@click.argument("vg_dir", type=click.Path(file_okay=False))
+@click.pass_context
+def vg(ctx, vg_dir):
+    """The file-backed volume group in directory VG_DIR (`<root>/dev/<vg>`)."""
+    ctx.obj = FileVG(vg_dir)
+
+
+@vg.command("create-vg")
+@click.argument("size")
+@click.pass_obj
+def vg_create_vg(filevg, size):
+    """Create the VG with a capacity of SIZE (idempotent)."""
+    _storage(lambda: filevg.create_vg(_size(size)))
+    _answer(_storage(filevg.info))
+
+
+@vg.command("info")
+@click.pass_obj
+def vg_info(filevg):
+    """Size, free space, extent size and the LVs with their sizes."""
+    _answer(_storage(filevg.info))
+
+
+@vg.command("create")
+@click.argument("lv")
+@click.argument("size")
+@click.pass_obj
+def vg_create(filevg, lv, size):
+    """Create LV of SIZE (rounded up to 4 MiB extents)."""
+    _answer({"path": _storage(lambda: filevg.create(lv, _size(size)))})
+
+
+@vg.command("resize")
+@click.argument("lv")
+@click.argument("size")
+@click.pass_obj
+def vg_resize(filevg, lv, size):
+    """Grow or shrink LV to SIZE."""
+    _answer({"size": _storage(lambda: filevg.resize(lv, _size(size)))})
+
+
+@vg.command("rename")
+@click.argument("lv")
+@click.argument("new_name")
+@click.pass_obj
+def vg_rename(filevg, lv, new_name):
+    """Rename LV to NEW_NAME."""
+    _answer({"path": _storage(lambda: filevg.rename(lv, new_name))})
+
+
+@vg.command("remove")
+@click.argument("lv")
+@click.pass_obj
+def vg_remove(filevg, lv):
+    """Remove LV (refused while it is open)."""
+    _storage(lambda: filevg.remove(lv))
+    _answer({"removed": lv})
+
+
+@cli.group()
+@click.argument("lxcpath", type=click.Path(file_okay=False))
+@click.pass_context
+def ct(ctx, lxcpath):
+    """LXC containers under LXCPATH."""
+    ctx.obj = lxcpath
+
+
+def _container(action, *args):
+    try:
+        return action(*args)
+    except containers.ContainerError as error:
+        click.echo(str(error), err=True)
+        sys.exit(EXIT_CONTAINER)
+
+
+@ct.command("create")
+@click.argument("name")
+@click.pass_obj
+def ct_create(lxcpath, name):
+    """Create the busybox container NAME with the lab workload."""
+    _answer({"created": _container(containers.create, name, lxcpath)})
+
+
+@ct.command("start")
+@click.argument("name")
+@click.pass_obj
+def ct_start(lxcpath, name):
+    """Start NAME and wait until it runs."""
+    _answer({"started": _container(containers.start, name, lxcpath)})
+
+
+@ct.command("stop")
+@click.argument("name")
+@click.option("--timeout", default=containers.STOP_TIMEOUT, show_default=True,
+              help="Seconds to wait for a clean shutdown before killing.")
+@click.pass_obj
+def ct_stop(lxcpath, name, timeout):
+    """Stop NAME."""
+    _answer({"stopped": _container(containers.stop, name, lxcpath, timeout)})
+
+
+@ct.command("state")
+@click.argument("name")
+@click.pass_obj
+def ct_state(lxcpath, name):
+    """RUNNING, STOPPED or UNDEFINED."""
+    _answer({"state": containers.state(name, lxcpath)})
+
+
+@ct.command("list")
+@click.pass_obj
+def ct_list(lxcpath):
+    """The containers under LXCPATH with their states."""
+    _answer(containers.list_states(lxcpath))
+
+
+@cli.group()
+@click.argument("lock_dir", type=click.Path(file_okay=False))
+@click.pass_context
+def lock(ctx, lock_dir):
+    """Lock items in LOCK_DIR (`<root>/var/lock/football`)."""
+    ctx.obj = lock_dir
+
+
+@lock.command("take")
+@click.argument("item")
+@click.option("--owner", required=True, help="Who takes it (operation and run id).")
+@click.option("--stale-after", type=float, default=3600.0, show_default=True,
+              help="Break another owner's lock older than this many seconds.")
+@click.pass_obj
+def lock_take(lock_dir, item, owner, stale_after):
+    """Take ITEM; exit 6 when someone else holds it."""
+    try:
+        _answer({"lock": item, "outcome": locks.take(lock_dir, item, owner, stale_after)})
+    except locks.LockHeld as error:
+        click.echo(str(error), err=True)
+        sys.exit(EXIT_LOCK_HELD)
+
+
+@lock.command("release")
+@click.argument("item")
+@click.option("--owner", default="", help="Release only if this owner holds it (default: any).")
+@click.pass_obj
+def lock_release(lock_dir, item, owner):
+    """Release ITEM."""
+    _answer({"lock": item, "released": locks.release(lock_dir, item, owner)})
+
+
+@lock.command("list")
+@click.pass_obj
+def lock_list(lock_dir):
+    """The lock items with their holders."""
+    _answer(locks.list_locks(lock_dir))
+
+
+def main():
+    cli()

@@ -1,0 +1,109 @@
+"""LXC containers on this host through the python lxc bindings.
+
+A container's directory `<lxcpath>/<name>` is the mountpoint of its volume,
+so its `config` and `rootfs/` travel with the volume from host to host. The
+only host-specific line, `lxc.rootfs.path`, is rewritten to this host's
+mountpoint before each start."""
+
+import re
+import time
+from pathlib import Path
+
+from football.templates import render
+
+WORKLOAD_LOG = "/var/workload.log"
+STOP_TIMEOUT = 10
+START_TIMEOUT = 10
+
+
+class ContainerError(Exception):
+    pass
+
+
+def _container(name, lxcpath):
+    import lxc  # the bindings need liblxc; imported where used, not at load time
+
+    return lxc.Container(name, config_path=str(lxcpath))
+
+
+def state(name, lxcpath):
+    """`RUNNING`, `STOPPED` (and the transitional states), or `UNDEFINED`."""
+    container = _container(name, lxcpath)
+    return container.state if container.defined else "UNDEFINED"
+
+
+def list_states(lxcpath):
+    import lxc
+
+    return {name: state(name, lxcpath) for name in lxc.list_containers(config_path=str(lxcpath))}
+
+
+def create(name, lxcpath):
+    """Create the busybox container `name` in its (mounted, empty) directory
+    with the lab workload as init. A complete container is left alone; one
+    whose creation was interrupted is completed."""
+    directory = Path(lxcpath) / name
+    rootfs = directory / "rootfs"
+    workload = rootfs / "bin" / "workload"
+    container = _container(name, lxcpath)
+    if container.defined and workload.exists():
+        return False
+    if not container.defined or not (rootfs / "bin" / "busybox").exists():
+        container.clear_config()
+        container.set_config_item("lxc.net.0.type", "empty")
+        if not container.create("busybox", 0, {}):
+            raise ContainerError(f"lxc create of {name} in {lxcpath} (template busybox) failed; "
+                                 f"see the lxc messages above")
+    _write(directory / "config", render("lxc/busybox.conf.j2", name=name, rootfs=rootfs))
+    # the workload last: its presence marks a complete container
+    _write(workload, render("lab/workload.sh", log=WORKLOAD_LOG), mode=0o755)
+    return True
+
+
+def start(name, lxcpath):
+    """Start the container and wait until it runs; a running one is left alone."""
+    directory = Path(lxcpath) / name
+    container = _container(name, lxcpath)
+    if not container.defined:
+        raise ContainerError(f"container {name} is not defined in {lxcpath} "
+                             "(is its volume mounted there?)")
+    if container.running:
+        return False
+    _point_rootfs_here(directory)
+    container = _container(name, lxcpath)
+    container.set_config_item("lxc.log.file", str(Path(lxcpath) / f".{name}.log"))
+    if not container.start() or not container.wait("RUNNING", START_TIMEOUT):
+        raise ContainerError(f"container {name} did not start; its log is "
+                             f"{Path(lxcpath) / f'.{name}.log'}")
+    return True
+
+
+def stop(name, lxcpath, timeout=STOP_TIMEOUT):
+    """Shut the container down (halt signal), killing it after `timeout` s."""
+    container = _container(name, lxcpath)
+    if not container.defined or not container.running:
+        return False
+    if not container.shutdown(timeout):
+        container.stop()
+    deadline = time.monotonic() + timeout
+    while container.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if container.running:
+        raise ContainerError(f"container {name} is still running after stop")
+    return True
+
+
+def _point_rootfs_here(directory):
+    config = directory / "config"
+    text = config.read_text()
+    wanted = f"lxc.rootfs.path = dir:{directory / 'rootfs'}"
+    updated = re.sub(r"(?m)^lxc\.rootfs\.path\s*=.*$", wanted, text)
+    if updated != text:
+        _write(config, updated)
+
+
+def _write(path, text, mode=0o644):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)

@@ -1,0 +1,447 @@
+"""The embedded lab: a fleet of hosts on one machine (ARCHITECTURE.md, "The lab").
+
+A lab host is a root directory `<lab dir>/<host>` plus its own loopback
+address. Below its root live its MARS state dir (`mars/`), device dir
+(`dev/mars/`), file-backed volume group (`dev/<vg>/`), LXC path
+(`var/lib/lxc/`) and logs (`var/log/`). Each host runs its own marsd, started
+by the lab with the host's environment; the pids are recorded in
+`<lab dir>/lab.json`, next to the copy of the inventory the lab was brought
+up from (`inventory.yml`), so that `status`, `exec` and `down` find the same
+hosts later.
+
+Everything the lab does to a host goes through `host.run` (the local
+transport with the host's environment), as Football's operations do; only
+starting marsd (booting the host, as systemd would) and the final tear-down
+(unmount, loop devices, pids) are done by the lab itself.
+
+`up` is idempotent: every step looks first and acts only where the lab
+differs from the inventory. `down` works from what it finds (recorded pids,
+mounts and loop devices under the lab dir, containers under the hosts' LXC
+paths), so it also cleans up after an interrupted `up`."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from football import facts, inventory
+from football.errors import FootballError, Illegal
+from football.hooks import Hooks
+from mars.device import detach_loop, loops_backed_by
+from mars.names import parse_size
+from plugins import filevg, labmanager
+from plugins import lxc as lxcplugin
+
+DEFAULT_LAB_DIR = "/var/tmp/football-lab"
+DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yml"
+LAB_HOST_DEFAULTS = {"storage": "filevg", "manager": "lab", "container": "lxc",
+                     "transport": "local", "vg": "vg0", "vg_size": "4G"}
+DEFAULT_MARSD_ARGS = ["--round-interval", "0.25"]
+MARSD_START_TIMEOUT = 20.0
+MARSD_STOP_TIMEOUT = 20.0
+SYNC_TIMEOUT = 900
+MIN_DEMO_SIZE = 320 << 20     # mkfs.xfs refuses filesystems under 300 MB
+
+
+class LabFailed(FootballError):
+    """A lab step failed; the lab may be half up (`lab up` again repairs,
+    `lab down` removes it)."""
+
+
+def lab_dir_default():
+    return os.environ.get("FOOTBALL_LAB_DIR", DEFAULT_LAB_DIR)
+
+
+class Lab:
+    def __init__(self, lab_dir=None, inventory_path=None, hooks=None, echo=print):
+        self.dir = Path(lab_dir or lab_dir_default()).resolve()
+        self.inventory_path = Path(inventory_path) if inventory_path else None
+        self.hooks = hooks or Hooks()
+        self.echo = echo
+
+    # ------------------------------------------------------------ bookkeeping
+    @property
+    def state_file(self):
+        return self.dir / "lab.json"
+
+    @property
+    def inventory_copy(self):
+        return self.dir / "inventory.yml"
+
+    def _state(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {"marsd": {}, "demo_created": False}
+
+    def _save(self, state):
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, self.state_file)
+
+    def exists(self):
+        return self.inventory_copy.exists()
+
+    def inventory(self):
+        """The inventory the lab was brought up from (its copy in the lab dir),
+        else the one given, else the default lab.yml."""
+        if self.inventory_copy.exists():
+            return load_inventory(self.inventory_copy)
+        return load_inventory(self.inventory_path or DEFAULT_INVENTORY)
+
+    def hosts(self, inv=None):
+        """The lab's hosts as `Host`s reached by the local transport with
+        their environment."""
+        inv = inv or self.inventory()
+        hosts = {}
+        for name, declared in inv.hosts.items():
+            root = str(self.dir / name)
+            env = {"MARS_ROOT": root, "MARS_HOST": name}
+            hosts[name] = replace(declared, root=root, env=env, transport="local", _runner=None)
+        return hosts
+
+    def fleet(self):
+        """The lab as the inventory Football's operations run against."""
+        inv = self.inventory()
+        return inv.with_hosts(self.hosts(inv))
+
+    def host(self, name):
+        hosts = self.hosts()
+        if name not in hosts:
+            raise Illegal(f"no lab host {name!r}; the lab's hosts are {', '.join(sorted(hosts))}")
+        return hosts[name]
+
+    # --------------------------------------------------------------------- up
+    def up(self, wait_sync=True):
+        """Bring the lab up as the inventory says, repairing what is missing."""
+        require_root("lab up")
+        inv = self._adopt_inventory()
+        hosts = self.hosts(inv)
+        state = self._state()
+        self._save(state)
+        for host in hosts.values():
+            for sub in ("mars", "var/log", "var/lib/lxc", "dev"):
+                Path(host.path("/" + sub)).mkdir(parents=True, exist_ok=True)
+        self._clusters(inv, hosts, state)
+        for host in hosts.values():
+            info = filevg.create_vg(host, parse_size(str(host.vg_size)))
+            self.echo(f"{host.name}: volume group {host.vg}: {info['size'] >> 20} MiB, "
+                      f"{info['free'] >> 20} MiB free")
+        if inv.demo:
+            self._demo(inv, hosts, state, wait_sync)
+        self.echo(f"lab is up in {self.dir}")
+
+    def _adopt_inventory(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        given = Path(self.inventory_path or DEFAULT_INVENTORY)
+        if self.inventory_copy.exists():
+            if self.inventory_path and given.read_text() != self.inventory_copy.read_text():
+                raise Illegal(f"the lab in {self.dir} was brought up from another inventory; "
+                              f"take it down first (football lab down) or use another --lab-dir")
+            return load_inventory(self.inventory_copy)
+        inv = load_inventory(given)
+        shutil.copyfile(given, self.inventory_copy)
+        return inv
+
+    def _clusters(self, inv, hosts, state):
+        """One MARS cluster per inventory cluster; one shared secret for the
+        whole lab, so that clusters can be merged later (migrate)."""
+        key_holder = None
+        groups = list(inv.clusters.values()) + [[name] for name in hosts
+                                                 if not hosts[name].cluster]
+        for members in groups:
+            first = hosts[members[0]]
+            for name in members:
+                host = hosts[name]
+                if key_holder is not None:
+                    self._share_key(key_holder, host)
+                if name not in facts.cluster_hosts(host):
+                    if host is first:
+                        self.echo(f"{name}: create-cluster ({host.address})")
+                        host.run(["marsadm", f"--ip={host.address}", "create-cluster"])
+                    else:
+                        self.echo(f"{name}: join-cluster {first.name}")
+                        host.run(["marsadm", f"--ip={host.address}", "join-cluster",
+                                  first.name, first.address])
+                key_holder = key_holder or host
+                self._ensure_marsd(host, state)
+
+    def _share_key(self, source, host):
+        key = host.path("/mars/cluster.key")
+        if Path(key).exists():
+            return
+        secret = source.run(["cat", source.path("/mars/cluster.key")]).stdout
+        host.run(["install", "-D", "-m", "0600", "/dev/stdin", key], input=secret)
+
+    def _marsd_args(self, inv):
+        return [str(arg) for arg in (inv.lab.get("marsd_args") or DEFAULT_MARSD_ARGS)]
+
+    def _marsd_alive(self, state, name):
+        record = state["marsd"].get(name)
+        return bool(record) and process_alive(record["pid"], record["start"])
+
+    def _ensure_marsd(self, host, state):
+        if self._marsd_alive(state, host.name):
+            return
+        log_path = Path(host.path("/var/log/marsd.log"))
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(["marsd", *self._marsd_args(self.inventory())],
+                                       env=host.runner.env, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        state["marsd"][host.name] = {"pid": process.pid, "start": process_start(process.pid)}
+        self._save(state)
+        self.echo(f"{host.name}: marsd started (pid {process.pid}, {host.address}:7777-7779)")
+        deadline = time.monotonic() + MARSD_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise LabFailed(f"{host.name}: marsd exited with {process.returncode}: "
+                                f"{tail_file(log_path)}")
+            if host.run(["marsadm", "--timeout=2", "wait-cluster"], check=False).ok:
+                return
+            time.sleep(0.2)
+        raise LabFailed(f"{host.name}: marsd does not answer after {MARSD_START_TIMEOUT:g} s; "
+                        f"see {log_path}")
+
+    def _demo(self, inv, hosts, state, wait_sync):
+        res = inv.demo["resource"]
+        primary, secondary = hosts[inv.demo["primary"]], hosts[inv.demo["secondary"]]
+        if not state.get("demo_created"):
+            size = parse_size(str(inv.demo.get("size", "1G")))
+            if size < MIN_DEMO_SIZE:
+                raise Illegal(f"demo size {inv.demo['size']} is too small: xfs needs at least "
+                              f"{MIN_DEMO_SIZE >> 20} MiB")
+            self._create_demo(res, size, primary, secondary)
+            state["demo_created"] = True
+            self._save(state)
+        where = self.primary_of(res, hosts)
+        if where is None:
+            raise LabFailed(f"{res} has no designated primary in the lab; start it with "
+                            f"`football lab exec <host> -- marsadm primary {res}`")
+        host = hosts[where]
+        if self.hooks.container_state(host=host, res=res) != "RUNNING":
+            self.echo(f"{where}: starting {res}")
+            self.hooks.resource_start(host=host, res=res)
+        if wait_sync:
+            for name in facts.parse_lines(host.run(["marsadm", "view-resource-members",
+                                                    res]).stdout):
+                if name != where:
+                    self.echo(f"{name}: waiting until {res} is up to date")
+                    hosts[name].run(["marsadm", f"--timeout={SYNC_TIMEOUT}", "wait-resource",
+                                     res, "up-to-date"], timeout=SYNC_TIMEOUT + 30)
+        self.echo(f"{res} runs on {where}")
+
+    def _create_demo(self, res, size, primary, secondary):
+        """LV → MARS resource → xfs → mounted → container, then the replica.
+        Each step looks first, so an interrupted creation continues."""
+        lv = self._ensure_lv(primary, res, size)
+        if res not in facts.my_resources(primary):
+            self.echo(f"{primary.name}: create-resource {res} on {lv}")
+            primary.run(["marsadm", "create-resource", res, lv])
+        primary.run(["marsadm", "--timeout=120", "wait-resource", res, "device"], timeout=150)
+        device = primary.device(res)
+        if not facts.filesystem_type(primary, device):
+            self.echo(f"{primary.name}: mkfs.xfs {device}")
+            primary.run(["mkfs.xfs", "-q", device], timeout=300)
+        labmanager.mount(primary, res)
+        if self.hooks.container_state(host=primary, res=res) == "UNDEFINED":
+            self.echo(f"{primary.name}: creating container {res} (busybox, lab workload)")
+            self.hooks.container_create(host=primary, res=res)
+        replica = self._ensure_lv(secondary, res, size)
+        if res not in facts.my_resources(secondary):
+            self.echo(f"{secondary.name}: join-resource {res} on {replica}")
+            secondary.run(["marsadm", "join-resource", res, replica])
+
+    def _ensure_lv(self, host, res, size):
+        if res not in self.hooks.lv_list(host=host):
+            self.echo(f"{host.name}: lvcreate {host.vg}/{res} ({size >> 20} MiB)")
+            return self.hooks.lv_create(host=host, lv=res, size=size)
+        return self.hooks.lv_path(host=host, lv=res)
+
+    def primary_of(self, res, hosts=None):
+        """The designated primary of `res` as the lab's marsadm report it."""
+        for host in (hosts or self.hosts()).values():
+            result = host.run(["marsadm", "view-get-primary", res], check=False)
+            if result.ok and result.stdout.strip():
+                return result.stdout.strip()
+        return None
+
+    # ----------------------------------------------------------------- status
+    def status(self):
+        """{host: {...}} with the daemon, the resources and the containers of
+        each lab host, read through commands on the hosts."""
+        if not self.exists():
+            return {}
+        hosts, state = self.hosts(), self._state()
+
+        def one(host):
+            record = state["marsd"].get(host.name) or {}
+            alive = self._marsd_alive(state, host.name)
+            entry = {"address": host.address, "cluster": host.cluster, "root": host.root,
+                     "marsd_pid": record.get("pid"), "marsd_running": alive,
+                     "resources": {}, "containers": {}, "vg_free": None}
+            if alive:
+                view = host.run(["marsadm", "--timeout=10", "view", "all"], check=False)
+                entry["resources"] = facts.parse_view_summary(view.stdout)
+            if Path(host.path(host.lxcpath)).is_dir():
+                entry["containers"] = lxcplugin.list_containers(host)
+            try:
+                entry["vg_free"] = self.hooks.vg_free(host=host)
+            except FootballError:
+                pass
+            return host.name, entry
+
+        with ThreadPoolExecutor(max_workers=len(hosts) or 1) as pool:
+            return dict(pool.map(one, hosts.values()))
+
+    # ------------------------------------------------------------------- exec
+    def exec(self, name, argv):
+        """Run `argv` on lab host `name`, as Football would."""
+        return self.host(name).run(argv, check=False, timeout=None)
+
+    # ------------------------------------------------------------------- down
+    def down(self):
+        """Remove everything the lab created; safe after an interrupted up."""
+        require_root("lab down")
+        if not self.dir.exists():
+            self.echo(f"no lab in {self.dir}")
+            return
+        hosts = self.hosts() if (self.inventory_copy.exists() or
+                                 self.inventory_path) else {}
+        state = self._state()
+        for host in hosts.values():
+            if Path(host.path(host.lxcpath)).is_dir():
+                try:
+                    for name, ct_state in lxcplugin.list_containers(host).items():
+                        if ct_state != "STOPPED":
+                            self.echo(f"{host.name}: stopping container {name}")
+                            self.hooks.container_stop(host=host, res=name)
+                except FootballError as error:
+                    self.echo(f"{host.name}: {error}")
+        for point, fstype in mounts_under(self.dir):
+            if not fstype.startswith("fuse"):
+                self.echo(f"umount {point}")
+                unmount(point)
+        self._stop_daemons(state)
+        deadline = time.monotonic() + 10
+        while loops_backed_by(str(self.dir) + "/") and time.monotonic() < deadline:
+            for loop in loops_backed_by(str(self.dir) + "/"):
+                try:
+                    detach_loop(loop)
+                    self.echo(f"losetup --detach {loop}")
+                except Exception:
+                    pass
+            time.sleep(0.2)
+        for point, _ in mounts_under(self.dir):
+            unmount(point)
+        left = loops_backed_by(str(self.dir) + "/") or mounts_under(self.dir)
+        if left:
+            raise LabFailed(f"could not remove {left}; run `football lab down` again")
+        shutil.rmtree(self.dir)
+        self.echo(f"lab in {self.dir} removed")
+
+    def _stop_daemons(self, state):
+        pids = {name: record["pid"] for name, record in state["marsd"].items()
+                if process_alive(record["pid"], record["start"])}
+        pids.update(self._unrecorded_daemons(set(pids.values())))
+        for name, pid in pids.items():
+            self.echo(f"{name}: stopping marsd (pid {pid})")
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + MARSD_STOP_TIMEOUT
+        while any(pid_running(pid) for pid in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in pids.values():
+            if pid_running(pid):
+                os.kill(pid, signal.SIGKILL)
+        while any(pid_running(pid) for pid in pids.values()):
+            time.sleep(0.05)
+
+    def _unrecorded_daemons(self, known):
+        """marsd processes of this lab whose pid did not make it into lab.json
+        (an `up` killed right after starting one): recognised by their
+        MARS_ROOT below the lab dir."""
+        found = {}
+        prefix = f"MARS_ROOT={self.dir}/".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) in known:
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(part.endswith(b"marsd") for part in cmdline[:2]) and \
+                    any(item.startswith(prefix) for item in environ):
+                root = next(item for item in environ if item.startswith(prefix))
+                found[root[len(prefix):].decode().split("/")[0] + " (unrecorded)"] = int(proc.name)
+        return found
+
+
+# ------------------------------------------------------------------ helpers
+def require_root(what):
+    if os.geteuid() != 0:
+        raise Illegal(f"{what} needs root (loop devices, FUSE, mount, LXC); run it as root")
+
+
+def process_start(pid):
+    """The start time of `pid` (clock ticks since boot), to tell a recorded
+    process from a later one that reuses its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def pid_running(pid):
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)     # our own child (tests): reap it
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def process_alive(pid, start):
+    return pid_running(pid) and process_start(pid) == start
+
+
+def mounts_under(base):
+    """(mount point, fs type) below `base`, deepest first."""
+    base = str(base).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")
+            if point.startswith(base):
+                found.append((point, fields[fields.index("-") + 1]))
+    return sorted(found, key=lambda item: -len(item[0]))
+
+
+def unmount(point):
+    if subprocess.run(["umount", point], capture_output=True).returncode:
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+
+
+def tail_file(path, lines=8):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def load_inventory(path):
+    """A lab inventory: hosts default to file-backed VGs, the lab cluster
+    manager and the local transport."""
+    return inventory.load(path, defaults=LAB_HOST_DEFAULTS)

@@ -1,0 +1,114 @@
+"""Locks on hosts and intents with leases (FOOTBALL.md, "Safety machinery").
+
+A lock item lives on each involved host (`football-host lock`, an exclusive
+file create). Hosts are locked in sorted order, so two runs never wait on
+each other crosswise; taking is all-or-nothing: when one host refuses, the
+ones taken are released and the whole set is retried with backoff until
+`lock_retry_timeout`. Locks older than `lock_break_timeout` are broken.
+
+An intent is the same kind of record in another directory, kept for
+`lease_time`: a planned sync that counts against `limit_syncs` on its target
+before the sync shows in MARS."""
+
+import json
+import time
+from contextlib import contextmanager
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from football.errors import Illegal
+
+LOCK_DIR = "/var/lock/football"
+INTENT_DIR = "/var/lib/football/intents"
+EXIT_LOCK_HELD = 6
+
+
+class Locked(Illegal):
+    """Another run holds a lock this one needs (nothing was changed)."""
+
+
+def _helper(host, directory, *args):
+    return host.run(["football-host", "lock", host.path(directory), *args], check=False)
+
+
+def take(host, item, owner, stale_after, directory=LOCK_DIR):
+    result = _helper(host, directory, "take", item, "--owner", owner,
+                     "--stale-after", str(stale_after))
+    if result.exit_code == EXIT_LOCK_HELD:
+        raise Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
+                     f"is dead, football unlock {item} {host.name}")
+    if not result.ok:
+        raise Illegal(f"{host.name}: cannot take lock {item}: {result.stderr.strip()}")
+    return json.loads(result.stdout)["outcome"]
+
+
+def release(host, item, owner="", directory=LOCK_DIR):
+    result = _helper(host, directory, "release", item, "--owner", owner)
+    return result.ok and json.loads(result.stdout)["released"]
+
+
+def held(host, directory=LOCK_DIR):
+    result = _helper(host, directory, "list")
+    return json.loads(result.stdout) if result.ok else {}
+
+
+class LockSet:
+    """The locks one run holds; released on every exit path (`with`)."""
+
+    def __init__(self, owner, config, echo=lambda text: None):
+        self.owner, self.config, self.echo = owner, config, echo
+        self.taken = []
+
+    @contextmanager
+    def holding(self, hosts, item):
+        self.acquire(hosts, item)
+        try:
+            yield
+        finally:
+            self.release_all()
+
+    def acquire(self, hosts, item):
+        ordered = sorted({host.name: host for host in hosts}.items())
+        for attempt in Retrying(retry=retry_if_exception_type(Locked), reraise=True,
+                                stop=stop_after_delay(self.config.lock_retry_timeout),
+                                wait=wait_exponential(multiplier=0.2, max=10)):
+            with attempt:
+                self._all_or_nothing([host for _, host in ordered], item)
+
+    def _all_or_nothing(self, hosts, item):
+        mine = []
+        try:
+            for host in hosts:
+                outcome = take(host, item, self.owner, self.config.lock_break_timeout)
+                if outcome == "broken":
+                    self.echo(f"{host.name}: broke a stale lock {item}")
+                mine.append(host)
+        except Locked:
+            for host in reversed(mine):
+                release(host, item, self.owner)
+            raise
+        self.taken.extend((host, item) for host in mine)
+
+    def release_all(self):
+        while self.taken:
+            host, item = self.taken.pop()
+            try:
+                release(host, item, self.owner)
+            except Exception as error:     # releasing never hides the original error
+                self.echo(f"{host.name}: could not release lock {item}: {error}")
+
+
+def register_intent(host, res, owner, config):
+    """Note on `host` that a sync of `res` is planned (lease: `lease_time`)."""
+    take(host, f"sync-{res}", owner, config.lease_time, directory=INTENT_DIR)
+
+
+def drop_intent(host, res, owner=""):
+    release(host, f"sync-{res}", owner, directory=INTENT_DIR)
+
+
+def live_intents(host, config, except_res=None):
+    now = time.time()
+    return {item for item, record in held(host, INTENT_DIR).items()
+            if record and now - record.get("time", 0) <= config.lease_time
+            and item != f"sync-{except_res}"}

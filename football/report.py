@@ -1,0 +1,88 @@
+"""What an operation tells its operator: a phase trail, progress bars with
+bytes, rate and ETA while syncing, one JSON event per line with `--json`, a
+run log per operation, and the final summary."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
+
+
+class Reporter:
+    def __init__(self, as_json=False, verbose=False, log_path=None, stream=None):
+        self.as_json, self.verbose = as_json, verbose
+        self.stream = stream or sys.stdout
+        self.console = Console(file=sys.stderr)
+        self.log_path = Path(log_path) if log_path else None
+        self._log = None
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "a", buffering=1)
+        self.started = time.monotonic()
+
+    def event(self, kind, **fields):
+        record = {"event": kind, "time": round(time.time(), 3), **fields}
+        if self._log:
+            self._log.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.as_json:
+            self.stream.write(json.dumps(record, sort_keys=True) + "\n")
+            self.stream.flush()
+        return record
+
+    def say(self, text, **fields):
+        """A line of the phase trail."""
+        self.event("message", text=text, **fields)
+        if not self.as_json:
+            self.console.print(text, highlight=False)
+
+    def detail(self, text):
+        self.event("detail", text=text)
+        if self.verbose and not self.as_json:
+            self.console.print(f"  {text}", style="dim", highlight=False)
+
+    def warning(self, text):
+        self.event("warning", text=text)
+        if not self.as_json:
+            self.console.print(f"warning: {text}", style="yellow", highlight=False)
+
+    def progress(self, description, total):
+        """A progress bar (bytes, rate, ETA); `update(done)` moves it."""
+        return SyncProgress(self, description, total)
+
+    def close(self):
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+class SyncProgress:
+    def __init__(self, reporter, description, total):
+        self.reporter, self.description, self.total = reporter, description, total
+        self.bar = None
+        self.last_event = 0.0
+        if not reporter.as_json:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                TransferSpeedColumn(), TimeRemainingColumn(),
+                                console=reporter.console, transient=False)
+            self.task = self.bar.add_task(description, total=total)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def update(self, done):
+        if self.bar:
+            self.bar.update(self.task, completed=done)
+        now = time.monotonic()
+        if now - self.last_event >= 1.0 or done >= self.total:
+            self.last_event = now
+            self.reporter.event("progress", what=self.description, done=done, total=self.total)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()

@@ -1,0 +1,42 @@
+"""What storage plugins share: sizes in extents, and one reading of LVM's
+failure messages (the filevg helper prints the same ones), so every storage
+plugin raises the same `StorageError` kinds for the same mistakes."""
+
+import re
+
+from football.errors import StorageError
+
+# LVM's messages, in the wording of lvm2 2.03 (and of football-host vg).
+_KINDS = (
+    ("exists", re.compile(r"already exists in volume group|A volume group called .* already exists")),
+    ("no-space", re.compile(r"insufficient free space|Insufficient free space|"
+                            r"Insufficient suitable allocatable extents")),
+    ("not-found", re.compile(r"Failed to find logical volume|Volume group \"[^\"]*\" not found|"
+                             r"Cannot process volume group|"
+                             r"Existing logical volume \"[^\"]*\" not found")),  # lvrename
+    ("in-use", re.compile(r"\bin use\b|contains a filesystem in use|is open")),
+    ("unchanged", re.compile(r"matches existing size")),
+    ("invalid", re.compile(r"name \"[^\"]*\" is invalid|Names starting .* are reserved")),
+)
+
+
+def failure_kind(stderr):
+    """The `StorageError` kind that LVM's (or filevg's) message means."""
+    for kind, pattern in _KINDS:
+        if pattern.search(stderr):
+            return kind
+    return "failed"
+
+
+def storage_error(result, what):
+    """A `StorageError` for the failed command `result` doing `what`."""
+    kind = failure_kind(result.stderr)
+    message = result.stderr.strip() or result.stdout.strip() or "(no output)"
+    advice = {
+        "exists": "choose another name, or remove the old volume (football lv-cleanup)",
+        "no-space": "free space in the volume group or choose another host",
+        "not-found": "check the volume group and volume names in the inventory",
+        "in-use": "stop what uses the volume (container, mount, MARS) first",
+    }.get(kind, "see the message above")
+    return StorageError(kind, f"{result.host}: {what} failed (`{result.command}` exited "
+                              f"{result.exit_code}): {message} — {advice}")

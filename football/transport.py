@@ -1,0 +1,123 @@
+"""How Football reaches a host: run one command there and get its result.
+
+Every fact Football reads and every change it makes on a host is a command
+run through a transport (ARCHITECTURE.md, "The rule that holds it together").
+Commands are argument lists, never strings pasted into a shell.
+
+- `LocalTransport` runs the command as a subprocess on this machine with the
+  host's environment: the lab's hosts (`MARS_ROOT`, `MARS_HOST`,
+  `FOOTBALL_ROOT`), or the operator's own machine.
+- The SSH transport (issue 5) has the same interface.
+
+A result is a value (`Result`); a failed command raises `CommandFailed`
+carrying its result, a command over its time limit `CommandTimedOut`."""
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TIMEOUT = 600.0
+TAIL_LINES = 8
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one command on one host did."""
+
+    host: str
+    argv: tuple
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self):
+        return self.exit_code == 0
+
+    @property
+    def command(self):
+        return shlex.join(self.argv)
+
+
+def tail(text, lines=TAIL_LINES):
+    """The last `lines` lines, after the first (which often names the problem)."""
+    all_lines = text.rstrip().splitlines()
+    if len(all_lines) <= lines + 1:
+        return "\n".join(all_lines)
+    return "\n".join([all_lines[0], "..."] + all_lines[-lines:])
+
+
+class TransportError(Exception):
+    """A command could not be run or did not succeed on a host."""
+
+
+class CommandFailed(TransportError):
+    """The command ran and exited non-zero; `result` holds its output."""
+
+    def __init__(self, result):
+        self.result = result
+        detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
+        super().__init__(f"{result.host}: `{result.command}` exited {result.exit_code}:\n{detail}")
+
+
+class CommandTimedOut(TransportError):
+    """The command did not finish within its time limit and was killed."""
+
+    def __init__(self, host, argv, timeout):
+        self.host, self.argv, self.timeout = host, tuple(argv), timeout
+        super().__init__(f"{host}: `{shlex.join(argv)}` did not finish within {timeout:g} s "
+                         "and was killed")
+
+
+class Unreachable(TransportError):
+    """The host cannot be reached (connection refused, no route, bad key)."""
+
+
+class Transport:
+    """The interface of every transport: `run` one argument list on `host`."""
+
+    host = "?"
+
+    def run(self, argv, *, check=True, timeout=DEFAULT_TIMEOUT, input=None):
+        """Run `argv` on the host; return a `Result`. With `check`, a non-zero
+        exit raises `CommandFailed`. Raises `CommandTimedOut` after `timeout`
+        seconds (the command is killed)."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release connections; running again reopens them."""
+
+
+def tool_path():
+    """PATH for host commands: this installation's scripts (marsadm, marsd,
+    football-host) first, then the system's."""
+    scripts = str(Path(sys.executable).parent)
+    system = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    return scripts if system.startswith(scripts + ":") else f"{scripts}:{system}"
+
+
+class LocalTransport(Transport):
+    """Commands as subprocesses of this machine, with extra environment
+    variables (a lab host's identity) on top of ours."""
+
+    def __init__(self, host, env=None):
+        self.host = host
+        self.env = dict(os.environ, PATH=tool_path(), **(env or {}))
+
+    def run(self, argv, *, check=True, timeout=DEFAULT_TIMEOUT, input=None):
+        argv = [str(arg) for arg in argv]
+        try:
+            done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
+                                  timeout=timeout, input=input,
+                                  stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise CommandTimedOut(self.host, argv, timeout) from None
+        except FileNotFoundError:
+            done = subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
+        result = Result(self.host, tuple(argv), done.returncode, done.stdout, done.stderr)
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result

@@ -1,0 +1,76 @@
+"""Cluster manager `lab`: what the systemd units do in production, done by
+direct commands on hosts without systemd as init (the lab). Start = become
+MARS primary, wait for the device, mount it, start the container; stop =
+stop the container, unmount."""
+
+import time
+
+from football import facts
+from football.errors import FootballError
+from football.hooks import hookimpl
+
+KIND = "lab"
+DEVICE_TIMEOUT = 120
+UMOUNT_ATTEMPTS = 20
+
+
+class ManagerFailed(FootballError):
+    """Starting or stopping a resource's stack failed on a host."""
+
+
+def mount(host, res):
+    """Mount the resource's device at its mountpoint (no-op when mounted)."""
+    mountpoint, device = host.mountpoint(res), host.device(res)
+    if facts.mount_source(host, mountpoint):
+        return False
+    host.run(["mkdir", "-p", mountpoint])
+    host.run(["mount", "-t", "xfs", device, mountpoint])
+    return True
+
+
+def umount(host, res):
+    """Unmount the resource's volume; a busy mount is retried for a while
+    (the container's last processes may still be exiting)."""
+    mountpoint = host.mountpoint(res)
+    for attempt in range(UMOUNT_ATTEMPTS):
+        if not facts.mount_source(host, mountpoint):
+            return attempt > 0
+        result = host.run(["umount", mountpoint], check=False)
+        if result.ok:
+            return True
+        time.sleep(0.1 * (attempt + 1))
+    raise ManagerFailed(f"{host.name}: cannot unmount {mountpoint}: {result.stderr.strip()}; "
+                        f"find what holds it (fuser -vm {mountpoint}) and stop it")
+
+
+@hookimpl
+def resource_start(host, res, hooks):
+    if host.manager != KIND:
+        return None
+    host.run(["marsadm", f"--timeout={DEVICE_TIMEOUT}", "primary", res], timeout=DEVICE_TIMEOUT + 30)
+    host.run(["marsadm", f"--timeout={DEVICE_TIMEOUT}", "wait-resource", res, "device"],
+             timeout=DEVICE_TIMEOUT + 30)
+    mount(host, res)
+    hooks.container_start(host=host, res=res)
+    return True
+
+
+@hookimpl
+def resource_stop(host, res, hooks):
+    if host.manager != KIND:
+        return None
+    hooks.container_stop(host=host, res=res)
+    umount(host, res)
+    return True
+
+
+@hookimpl
+def resource_start_vm(host, res, hooks):
+    if host.manager == KIND:
+        return hooks.container_start(host=host, res=res)
+
+
+@hookimpl
+def resource_stop_vm(host, res, hooks):
+    if host.manager == KIND:
+        return hooks.container_stop(host=host, res=res)

@@ -1,0 +1,57 @@
+"""Container plugin `lxc`: LXC containers through the python lxc bindings,
+run on the host by `football-host ct <lxcpath> ...`
+(football/hostside/container.py). The container's directory is its volume's
+mountpoint, so its configuration travels with the volume."""
+
+import json
+
+from football.errors import FootballError
+from football.hooks import hookimpl
+
+KIND = "lxc"
+
+
+class ContainerFailed(FootballError):
+    """A container command failed on a host."""
+
+
+def _ct(host, *args, timeout=120):
+    result = host.run(["football-host", "ct", host.path(host.lxcpath), *args],
+                      check=False, timeout=timeout)
+    if not result.ok:
+        raise ContainerFailed(f"{host.name}: container {args[0]} {' '.join(args[1:])} failed "
+                              f"(`{result.command}` exited {result.exit_code}): "
+                              f"{result.stderr.strip() or result.stdout.strip()}")
+    return json.loads(result.stdout)
+
+
+@hookimpl
+def container_create(host, res):
+    if host.container == KIND:
+        _ct(host, "create", res)
+        return True
+
+
+@hookimpl
+def container_start(host, res):
+    if host.container == KIND:
+        _ct(host, "start", res)
+        return True
+
+
+@hookimpl
+def container_stop(host, res):
+    if host.container == KIND:
+        _ct(host, "stop", res)
+        return True
+
+
+@hookimpl
+def container_state(host, res):
+    if host.container == KIND:
+        return _ct(host, "state", res)["state"]
+
+
+def list_containers(host):
+    """{name: state} of every container under the host's lxcpath."""
+    return _ct(host, "list")

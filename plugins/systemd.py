@@ -1,0 +1,253 @@
+"""Cluster manager `systemd` (production, the football-basic model).
+
+Each resource has three units on every host that may run it, rendered from
+`templates/systemd/` and written to `/run/systemd/system`:
+
+- `<escaped mountpoint>.mount` mounts `/dev/mars/<res>` at the container's
+  directory. It is the *stop unit*: stopping it stops everything above it.
+- `football-ct-<escaped res>.service` runs the LXC container; it binds to the
+  mount unit. It is the *start unit*: starting it mounts the volume first.
+- `football-ct-<escaped res>.path`, the trigger, starts the container unit
+  whenever the MARS device exists on this host (this host is the actual
+  primary). The container unit arms it, and stopping the container disarms it.
+
+Start = `marsadm primary` + make sure the start unit runs; stop = stop the
+stop unit. The unit names are recorded with `marsadm set-systemd-unit`.
+Every command runs through `host.run` as an argument list."""
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from football.errors import FootballError, Illegal
+from football.hooks import hookimpl
+from football.templates import render
+from football.transport import tail
+from mars.errors import MarsError
+from mars.names import check_resource
+
+KIND = "systemd"
+UNIT_DIR = "/run/systemd/system"
+MARSD_UNIT = "marsd.service"
+
+# Where the binaries are on a production host (pip installs scripts to
+# /usr/local/bin, Debian's lxc package to /usr/bin). Units need absolute paths.
+MARSD = "/usr/local/bin/marsd"
+LXC_START = "/usr/bin/lxc-start"
+LXC_STOP = "/usr/bin/lxc-stop"
+LXC_WAIT = "/usr/bin/lxc-wait"
+
+DEVICE_TIMEOUT = 120    # marsadm --timeout for the handover and the device
+UNIT_TIMEOUT = 240      # systemctl start/stop: the units' own limits (90 s, 120 s) and margin
+STOPPED_STATES = ("inactive", "failed")
+
+# The characters systemd leaves alone in unit names (systemd-escape).
+_UNIT_NAME_CHARS = re.compile(r"[A-Za-z0-9:_.]")
+# Paths go into unit files unquoted, where systemd expands `%`, `$` and `\`
+# and splits at white space: allow only what needs none of that.
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9_.:+@/-]*")
+
+
+class UnitFailed(FootballError):
+    """A systemd unit did not reach the state Football asked for on a host."""
+
+
+def escape(text):
+    """`text` as a unit name component, like `systemd-escape TEXT`: `/`
+    becomes `-`; `-`, `\\`, a leading `.` and every byte outside
+    `[A-Za-z0-9:_.]` become `\\xNN`."""
+    escaped = []
+    for position, char in enumerate(text):
+        if char == "/":
+            escaped.append("-")
+        elif _UNIT_NAME_CHARS.fullmatch(char) and not (position == 0 and char == "."):
+            escaped.append(char)
+        else:
+            escaped.extend(f"\\x{byte:02x}" for byte in char.encode())
+    return "".join(escaped)
+
+
+def escape_path(path):
+    """`path` as a unit name, like `systemd-escape --path PATH`: duplicate and
+    trailing slashes and `.` components are dropped, the root is `-`, and
+    `..` is refused (ValueError), as systemd refuses it."""
+    parts = [part for part in str(path).split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"path {path!r} is not normalized ('..'); "
+                         "systemd cannot name a unit after it")
+    return escape("/".join(parts)) if parts else "-"
+
+
+@dataclass(frozen=True)
+class ResourceUnits:
+    """The unit names of one resource on one host."""
+
+    mount: str
+    container: str
+    trigger: str
+
+    @property
+    def start(self):
+        return self.container
+
+    @property
+    def stop(self):
+        return self.mount
+
+
+def resource_units(host, res):
+    """The names of `res`'s units on `host`."""
+    _check_resource(res)
+    # Escaped, so that `-` in a resource name does not make systemd apply one
+    # resource's drop-ins (football-ct-db-.service.d/) to another (db-01).
+    stem = f"football-ct-{escape(res)}"
+    return ResourceUnits(mount=escape_path(host.mountpoint(res)) + ".mount",
+                         container=f"{stem}.service", trigger=f"{stem}.path")
+
+
+def unit_names(host, res):
+    """(start unit, stop unit) of `res` on `host`, as `marsadm
+    set-systemd-unit` records them: the container service and the mount."""
+    units = resource_units(host, res)
+    return units.start, units.stop
+
+
+def render_units(host, res, *, lxc_start=LXC_START, lxc_stop=LXC_STOP, lxc_wait=LXC_WAIT):
+    """{unit file name: text} of `res`'s mount, container and trigger units."""
+    units = resource_units(host, res)
+    variables = dict(
+        resource=res, escaped_resource=escape(res), host=host.name,
+        mountpoint=_plain_path(host.mountpoint(res), "mountpoint"),
+        lxcpath=_plain_path(host.path(host.lxcpath), "lxcpath"),
+        device=_plain_path(host.device(res), "device"),
+        mount_unit=units.mount, container_unit=units.container, trigger_unit=units.trigger,
+        lxc_start=_plain_path(lxc_start, "lxc-start"), lxc_stop=_plain_path(lxc_stop, "lxc-stop"),
+        lxc_wait=_plain_path(lxc_wait, "lxc-wait"))
+    return {units.mount: render("systemd/volume.mount.j2", **variables),
+            units.container: render("systemd/container.service.j2", **variables),
+            units.trigger: render("systemd/trigger.path.j2", **variables)}
+
+
+def render_marsd(host, *, marsd=MARSD):
+    """{`marsd.service`: text}: marsd of `host`, its state below `host.root`."""
+    return {MARSD_UNIT: render("systemd/marsd.service.j2", host=host.name,
+                               mars_root=_plain_path(host.root, "root"),
+                               marsd=_plain_path(marsd, "marsd"))}
+
+
+def install_units(host, res, **binaries):
+    """Write `res`'s units into /run/systemd/system on `host`, reload systemd
+    and record the start and stop unit in MARS. Idempotent; starts nothing.
+    `binaries` override the paths of `render_units`."""
+    for name, text in render_units(host, res, **binaries).items():
+        _run(host, ["install", "-D", "-m", "0644", "/dev/stdin", host.path(f"{UNIT_DIR}/{name}")],
+             f"writing unit {name}", "check that /run is writable on the host", input=text)
+    _run(host, ["systemctl", "daemon-reload"], "reloading systemd",
+         "see `journalctl -b -u init.scope` on the host")
+    start, stop = unit_names(host, res)
+    _run(host, ["marsadm", "set-systemd-unit", res, start, stop], f"recording the units of {res}",
+         f"check that {host.name} is a member of {res} (marsadm view {res})")
+
+
+@hookimpl
+def resource_start(host, res):
+    if host.manager != KIND:
+        return None
+    units = resource_units(host, res)
+    _run(host, ["marsadm", f"--timeout={DEVICE_TIMEOUT}", "primary", res],
+         f"making {host.name} the primary of {res}",
+         f"see `marsadm view {res}` on {host.name}", timeout=DEVICE_TIMEOUT + 30)
+    _run(host, ["marsadm", f"--timeout={DEVICE_TIMEOUT}", "wait-resource", res, "device"],
+         f"waiting for the device of {res}",
+         f"see `marsadm view {res}` on {host.name}", timeout=DEVICE_TIMEOUT + 30)
+    _start_unit(host, units.start)
+    return True
+
+
+@hookimpl
+def resource_stop(host, res):
+    if host.manager != KIND:
+        return None
+    units = resource_units(host, res)
+    _stop_unit(host, units.stop, units.start)
+    return True
+
+
+@hookimpl
+def resource_start_vm(host, res):
+    if host.manager != KIND:
+        return None
+    _start_unit(host, resource_units(host, res).container)
+    return True
+
+
+@hookimpl
+def resource_stop_vm(host, res):
+    if host.manager != KIND:
+        return None
+    container = resource_units(host, res).container
+    _stop_unit(host, container, container)
+    return True
+
+
+def _start_unit(host, unit):
+    """Start `unit` and insist that it is active afterwards."""
+    _run(host, ["systemctl", "start", unit], f"starting {unit}", _systemctl_advice(host, unit),
+         timeout=UNIT_TIMEOUT)
+    state = _unit_state(host, unit)
+    if state != "active":
+        raise UnitFailed(f"{host.name}: {unit} is {state} after `systemctl start {unit}`, "
+                         f"not active; {_look_at(host, unit)}, fix the cause and start again")
+
+
+def _stop_unit(host, unit, must_stop):
+    """Stop `unit` and insist that `must_stop` (the unit itself or one bound
+    to it) is no longer active afterwards."""
+    _run(host, ["systemctl", "stop", unit], f"stopping {unit}", _systemctl_advice(host, unit),
+         timeout=UNIT_TIMEOUT)
+    state = _unit_state(host, must_stop)
+    if state not in STOPPED_STATES:
+        raise UnitFailed(f"{host.name}: {must_stop} is {state} after `systemctl stop {unit}`, "
+                         "not stopped (started again by its trigger or another unit?); "
+                         f"{_look_at(host, must_stop)}")
+
+
+def _unit_state(host, unit):
+    """`systemctl is-active` of `unit`: active, inactive, failed, activating..."""
+    result = host.run(["systemctl", "is-active", unit], check=False, timeout=30)
+    return result.stdout.strip() or f"unknown (`systemctl is-active` exited {result.exit_code})"
+
+
+def _look_at(host, unit):
+    return f"see `systemctl status {unit}` and `journalctl -u {unit}` on {host.name}"
+
+
+def _systemctl_advice(host, unit):
+    return (f"{_look_at(host, unit)}; a unit that is not found was never installed there "
+            "(plugins.systemd.install_units)")
+
+
+def _run(host, argv, what, advice, *, timeout=60, input=None):
+    """Run `argv` on `host`; a non-zero exit raises UnitFailed naming the host,
+    the step, the command, its exit code, the tail of its output and `advice`."""
+    result = host.run(argv, check=False, timeout=timeout, input=input)
+    if not result.ok:
+        detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
+        raise UnitFailed(f"{host.name}: {what} failed (`{result.command}` exited "
+                         f"{result.exit_code}): {detail} — {advice}")
+    return result
+
+
+def _check_resource(res):
+    try:
+        check_resource(res)
+    except MarsError as error:
+        raise Illegal(str(error)) from None
+
+
+def _plain_path(path, what):
+    path = str(PurePosixPath(path))
+    if not _PLAIN_PATH.fullmatch(path):
+        raise Illegal(f"{what} {path!r} cannot go into a systemd unit: use an absolute path "
+                      "of letters, digits and _ . : + @ / -")
+    return path

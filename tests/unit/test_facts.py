@@ -1,0 +1,175 @@
+"""Facts (football/facts.py): the parsers on output the bundled marsadm
+printed in a running lab (tests/unit/data/marsadm) and printed here offline,
+and the facts that ask a host, with a fake runner standing in for it."""
+
+from pathlib import Path
+
+import pytest
+
+from football import facts
+from football.facts import parse_host_ips, parse_lines, parse_view_all, parse_view_summary
+from football.inventory import Host
+from mars.logfile import LogDamage
+from tests.helpers.fakehost import FakeRunner
+from tests.unit.conftest import MIB, make_disk
+
+DATA = Path(__file__).parent / "data" / "marsadm"
+
+
+def recorded(name):
+    return (DATA / name).read_text()
+
+
+# --- parsers on recorded output --------------------------------------------------------
+
+def test_parse_view_all_maps_each_resource_to_its_value():
+    assert parse_view_all(recorded("view_diskstate_all_a1.txt")) == {"vm1": "UpToDate"}
+
+
+def test_parse_view_all_gives_an_empty_value_to_a_resource_the_macro_printed_nothing_for():
+    text = ("--------- resource vm1 335544320 [2/2]\n"
+            "--------- resource vm2 1048576 [1/2]\n"
+            "a2\n")
+    assert parse_view_all(text) == {"vm1": "", "vm2": "a2"}
+
+
+def test_parse_view_all_of_a_host_without_resources_is_empty():
+    assert parse_view_all("") == {}
+
+
+def test_parse_lines_gives_one_name_per_line():
+    assert parse_lines(recorded("view_resource_members_a2.txt")) == ["a1", "a2"]
+
+
+def test_parse_lines_of_an_empty_list_is_empty():
+    assert recorded("view_my_resources_b1.txt") == ""
+    assert parse_lines(recorded("view_my_resources_b1.txt")) == []
+    assert parse_lines("\n  \n") == []
+
+
+def test_parse_host_ips_maps_each_cluster_host_to_its_address():
+    assert parse_host_ips(recorded("lowlevel_ls_host_ips_a1.txt")) == {
+        "a1": "127.0.99.11", "a2": "127.0.99.12"}
+
+
+def test_parse_host_ips_of_no_cluster_is_empty_and_skips_lines_it_cannot_read():
+    assert parse_host_ips("") == {}
+    assert parse_host_ips("a1 127.0.0.1\ngarbage\n") == {"a1": "127.0.0.1"}
+
+
+def test_parse_view_summary_reads_a_secondarys_line():
+    assert parse_view_summary(recorded("view_all_a1.txt")) == {"vm1": {
+        "diskstate": "UpToDate", "replstate": "Replaying", "flags": "DC-SFR",
+        "role": "Secondary", "primary": "a2", "members": 2}}
+
+
+def test_parse_view_summary_reads_a_primarys_line_and_skips_its_detail_lines():
+    assert parse_view_summary(recorded("view_all_a2.txt")) == {"vm1": {
+        "diskstate": "UpToDate", "replstate": "Replicating", "flags": "DCASFR",
+        "role": "Primary", "primary": "a2", "members": 2}}
+
+
+def test_parse_view_summary_of_a_host_without_resources_is_empty():
+    assert recorded("view_all_b1.txt") == ""
+    assert parse_view_summary(recorded("view_all_b1.txt")) == {}
+
+
+def test_parse_view_summary_reads_none_designated_as_an_empty_primary():
+    # mars/dataviews.py `summary` prints `(none)` when no primary is designated
+    line = "vm1 [2/2] UpToDate Replaying DC-SFR Secondary (none)\n"
+    assert parse_view_summary(line)["vm1"]["primary"] == ""
+    assert parse_view_summary(line)["vm1"]["role"] == "Secondary"
+
+
+def test_parse_view_summary_reads_what_marsadm_prints_after_secondary(h1, tmp_path):
+    h1.ok("create-resource", "vm1", make_disk(tmp_path / "disk", MIB))
+    h1.ok("secondary", "vm1")
+    printed = h1.ok("view", "all")
+    assert "(none)" in printed
+    assert parse_view_summary(printed) == {"vm1": {
+        "diskstate": "NoAttach", "replstate": "NotStarted", "flags": "dc-SFR",
+        "role": "Secondary", "primary": "", "members": 1}}
+
+
+def test_parse_view_summary_reads_a_damaged_log_whose_diskstate_has_spaces():
+    # mars/dataviews.py `diskstate` prints `DefectiveLog[<str(LogDamage)>]`
+    damage = LogDamage("/srv/a1/mars/resource-vm1/log-000000002-a2", 4096, "bad digest",
+                       torn_tail=False)
+    line = f"vm1 [2/2] DefectiveLog[{damage}] Replaying DC-SFr Secondary a2\n"
+    assert parse_view_summary(line) == {"vm1": {
+        "diskstate": f"DefectiveLog[{damage}]", "replstate": "Replaying", "flags": "DC-SFr",
+        "role": "Secondary", "primary": "a2", "members": 2}}
+
+
+def test_parse_view_summary_reads_an_outdated_diskstate():
+    line = "vm1 [2/2] OutDated[FR] Replaying DC-sfr Secondary a2\n"
+    assert parse_view_summary(line)["vm1"]["diskstate"] == "OutDated[FR]"
+
+
+def test_parse_view_summary_reads_every_resource():
+    text = ("vm1 [2/2] UpToDate Replaying DC-SFR Secondary a2\n"
+            "vm2 [1/2] UpToDate Replicating DCASFR Primary a1\n"
+            "  device /dev/mars/vm2 -> /dev/loop1, open count 0, logging 0 B/s\n")
+    summary = parse_view_summary(text)
+    assert sorted(summary) == ["vm1", "vm2"]
+    assert (summary["vm2"]["role"], summary["vm2"]["members"]) == ("Primary", 1)
+
+
+# --- facts asked of a host -------------------------------------------------------------
+
+@pytest.fixture
+def runner():
+    runner = FakeRunner("h1")
+    yield runner
+    assert not runner.pending, f"expected commands were not run: {runner.pending}"
+
+
+@pytest.fixture
+def host(runner):
+    host = Host(name="h1", address="10.0.0.1")
+    host._runner = runner
+    return host
+
+
+FINDMNT = ["findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint", "/var/lib/lxc/vm1"]
+BLKID = ["blkid", "--probe", "--output", "value", "--match-tag", "TYPE", "/dev/mars/vm1"]
+
+
+def test_mount_source_is_the_device_mounted_at_the_path(host, runner):
+    runner.expect(FINDMNT, stdout="/dev/mars/vm1\n")
+    assert facts.mount_source(host, "/var/lib/lxc/vm1") == "/dev/mars/vm1"
+
+
+def test_mount_source_of_a_path_where_nothing_is_mounted_is_none(host, runner):
+    runner.expect(FINDMNT, exit=1)
+    assert facts.mount_source(host, "/var/lib/lxc/vm1") is None
+
+
+def test_mount_source_with_empty_output_is_none(host, runner):
+    runner.expect(FINDMNT, stdout="\n")
+    assert facts.mount_source(host, "/var/lib/lxc/vm1") is None
+
+
+def test_filesystem_type_is_what_blkid_reads(host, runner):
+    runner.expect(BLKID, stdout="ext4\n")
+    assert facts.filesystem_type(host, "/dev/mars/vm1") == "ext4"
+
+
+def test_filesystem_type_of_a_device_without_a_filesystem_is_empty(host, runner):
+    runner.expect(BLKID, exit=2)
+    assert facts.filesystem_type(host, "/dev/mars/vm1") == ""
+
+
+def test_cluster_hosts_parses_lowlevel_ls_host_ips_and_is_empty_outside_a_cluster(host,
+                                                                                  runner):
+    runner.expect(["marsadm", "lowlevel-ls-host-ips"],
+                  stdout=recorded("lowlevel_ls_host_ips_a1.txt"))
+    runner.expect(["marsadm", "lowlevel-ls-host-ips"], stderr="no cluster", exit=1)
+    assert facts.cluster_hosts(host) == {"a1": "127.0.99.11", "a2": "127.0.99.12"}
+    assert facts.cluster_hosts(host) == {}
+
+
+def test_view_all_runs_the_macro_for_all_resources(host, runner):
+    runner.expect(["marsadm", "view-diskstate", "all"],
+                  stdout=recorded("view_diskstate_all_a1.txt"))
+    assert facts.view_all(host, "diskstate") == {"vm1": "UpToDate"}

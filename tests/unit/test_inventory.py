@@ -1,0 +1,252 @@
+"""The inventory (football/inventory.py): hosts with their clusters and
+defaults, the paths of a host with a root, every mistake an inventory can
+make, and the shipped lab inventory."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from football import lab
+from football.inventory import HOST_DEFAULTS, Host, InventoryError, load, parse
+from football.transport import LocalTransport
+
+LAB_INVENTORY = Path(__file__).parents[2] / "inventory" / "lab.yml"
+
+GOOD = """\
+defaults:
+  vg: vg1
+  manager: lab
+clusters:
+  cluster1: [a1, a2]
+  cluster2: [b1]
+hosts:
+  a1: {address: 10.0.0.11}
+  a2: {address: 10.0.0.12, vg: vgfast, port: 2222}
+  b1: {address: 10.0.0.21, storage: filevg}
+  lonely: {address: 10.0.0.99}
+demo:
+  resource: vm1
+  primary: a1
+  secondary: a2
+"""
+
+
+@pytest.fixture
+def inventory_file(tmp_path):
+    def write(text):
+        path = tmp_path / "inventory.yml"
+        path.write_text(text)
+        return path
+    return write
+
+
+def good():
+    return yaml.safe_load(GOOD)
+
+
+def refused(data, **options):
+    with pytest.raises(InventoryError) as caught:
+        parse(data, "test.yml", **options)
+    return str(caught.value)
+
+
+# --- a good inventory ------------------------------------------------------------------
+
+def test_load_gives_every_declared_host_with_its_address(inventory_file):
+    inventory = load(inventory_file(GOOD))
+    assert sorted(inventory.hosts) == ["a1", "a2", "b1", "lonely"]
+    assert inventory.host("a2").address == "10.0.0.12"
+    assert inventory.host("a2").name == "a2"
+
+
+def test_each_host_knows_its_cluster_and_a_host_in_none_has_an_empty_cluster(inventory_file):
+    inventory = load(inventory_file(GOOD))
+    assert [inventory.cluster_of(name) for name in ("a1", "a2", "b1", "lonely")] == [
+        "cluster1", "cluster1", "cluster2", ""]
+    assert inventory.clusters == {"cluster1": ["a1", "a2"], "cluster2": ["b1"]}
+
+
+def test_the_files_defaults_apply_to_every_host_and_a_host_overrides_them(inventory_file):
+    inventory = load(inventory_file(GOOD))
+    assert inventory.host("a1").vg == "vg1"
+    assert inventory.host("a2").vg == "vgfast"
+    assert {host.manager for host in inventory.hosts.values()} == {"lab"}
+    assert inventory.host("b1").storage == "filevg"
+    assert inventory.host("a1").storage == "lvm"
+    assert inventory.host("a2").port == 2222
+    assert inventory.host("a1").port == 22
+
+
+def test_settings_nobody_gives_are_the_built_in_host_defaults(inventory_file):
+    host = load(inventory_file(GOOD)).host("a1")
+    assert (host.transport, host.root, host.lxcpath, host.container) == (
+        HOST_DEFAULTS["transport"], "/", "/var/lib/lxc", "lxc")
+
+
+def test_defaults_given_by_the_caller_apply_but_the_files_defaults_win(inventory_file):
+    inventory = load(inventory_file(GOOD), defaults={"transport": "local", "vg": "vgcaller"})
+    assert inventory.host("a1").transport == "local"
+    assert inventory.host("a1").vg == "vg1"
+
+
+def test_the_demo_section_and_the_source_are_kept(inventory_file):
+    path = inventory_file(GOOD)
+    inventory = load(path)
+    assert inventory.demo == {"resource": "vm1", "primary": "a1", "secondary": "a2"}
+    assert inventory.source == str(path)
+
+
+def test_an_empty_inventory_file_has_no_hosts(inventory_file):
+    inventory = load(inventory_file(""))
+    assert (inventory.hosts, inventory.clusters, inventory.demo) == ({}, {}, {})
+
+
+def test_asking_for_an_undeclared_host_names_the_hosts_there_are(inventory_file):
+    inventory = load(inventory_file(GOOD))
+    with pytest.raises(InventoryError, match="unknown host 'zz'.*a1, a2, b1, lonely"):
+        inventory.host("zz")
+
+
+def test_with_hosts_replaces_the_hosts_and_keeps_the_rest(inventory_file):
+    inventory = load(inventory_file(GOOD))
+    smaller = inventory.with_hosts({"a1": inventory.host("a1")})
+    assert list(smaller.hosts) == ["a1"]
+    assert smaller.clusters == inventory.clusters
+    assert len(inventory.hosts) == 4
+
+
+# --- a host's paths --------------------------------------------------------------------
+
+def test_a_host_with_root_slash_has_its_paths_where_they_are():
+    host = Host(name="a1", address="10.0.0.11")
+    assert host.path("/dev/vg0/vm1") == "/dev/vg0/vm1"
+    assert host.mountpoint("vm1") == "/var/lib/lxc/vm1"
+    assert host.device("vm1") == "/dev/mars/vm1"
+
+
+def test_a_host_with_a_root_has_every_path_below_it():
+    host = Host(name="a1", address="127.0.0.11", root="/tmp/lab/a1", lxcpath="/srv/lxc")
+    assert host.path("/dev/vg0/vm1") == "/tmp/lab/a1/dev/vg0/vm1"
+    assert host.mountpoint("vm1") == "/tmp/lab/a1/srv/lxc/vm1"
+    assert host.device("vm1") == "/tmp/lab/a1/dev/mars/vm1"
+
+
+def test_a_local_host_runs_commands_through_a_local_transport_with_its_env():
+    host = Host(name="a1", address="127.0.0.11", transport="local", env={"MARS_HOST": "a1"})
+    assert isinstance(host.runner, LocalTransport)
+    assert host.run(["sh", "-c", "echo $MARS_HOST"]).stdout == "a1\n"
+
+
+def test_a_host_whose_transport_is_not_available_says_to_use_local():
+    host = Host(name="a1", address="10.0.0.11", transport="ssh")
+    with pytest.raises(InventoryError, match="host a1: transport 'ssh'.*use transport: local"):
+        host.run(["true"])
+
+
+# --- mistakes --------------------------------------------------------------------------
+
+def test_a_missing_inventory_file_says_to_pass_one(tmp_path):
+    with pytest.raises(InventoryError, match=r"missing\.yml does not exist; pass --inventory"):
+        load(tmp_path / "missing.yml")
+
+
+def test_an_inventory_that_is_not_yaml_is_refused_naming_the_file(inventory_file):
+    path = inventory_file("hosts: {a1: [unclosed\n")
+    with pytest.raises(InventoryError, match=f"inventory {path} is not valid YAML"):
+        load(path)
+
+
+def test_an_inventory_that_is_not_a_mapping_is_refused(inventory_file):
+    with pytest.raises(InventoryError, match="expected a mapping at the top"):
+        load(inventory_file("- a1\n- a2\n"))
+
+
+@pytest.mark.parametrize("section", ["defaults", "clusters", "hosts", "demo", "lab"])
+def test_a_section_that_is_not_a_mapping_is_refused_naming_it(section):
+    data = good()
+    data[section] = ["a1", "a2"]
+    assert refused(data) == f"inventory test.yml: {section} must be a mapping"
+
+
+def test_a_host_given_only_an_address_instead_of_settings_is_refused():
+    data = good()
+    data["hosts"]["a1"] = "10.0.0.11"
+    assert refused(data) == ("inventory test.yml: host a1: expected settings "
+                             "(address: ..., ...), not '10.0.0.11'")
+
+
+def test_a_host_without_an_address_is_refused():
+    data = good()
+    data["hosts"]["a1"] = {"vg": "vg0"}
+    assert refused(data) == "inventory test.yml: host a1 has no address"
+
+
+def test_a_host_with_no_settings_at_all_has_no_address():
+    data = good()
+    data["hosts"]["a1"] = None
+    assert refused(data) == "inventory test.yml: host a1 has no address"
+
+
+def test_an_unknown_host_setting_is_refused_naming_it():
+    data = good()
+    data["hosts"]["a1"]["adress"] = "10.0.0.1"
+    data["hosts"]["a1"]["colour"] = "blue"
+    assert refused(data) == "inventory test.yml: host a1: unknown settings adress, colour"
+
+
+def test_a_host_in_two_clusters_is_refused_naming_both():
+    data = good()
+    data["clusters"]["cluster2"].append("a1")
+    assert refused(data) == "inventory test.yml: host a1 is in clusters cluster1 and cluster2"
+
+
+def test_a_cluster_naming_an_undeclared_host_is_refused_naming_it():
+    data = good()
+    data["clusters"]["cluster2"].append("ghost")
+    assert refused(data) == ("inventory test.yml: clusters name hosts that are not declared: "
+                             "ghost")
+
+
+@pytest.mark.parametrize("members", [[], "a1", None])
+def test_a_cluster_without_a_list_of_hosts_is_refused(members):
+    data = good()
+    data["clusters"]["cluster3"] = members
+    assert refused(data) == "inventory test.yml: cluster cluster3 needs a list of hosts"
+
+
+@pytest.mark.parametrize("name", ["A1", "1a", "a_1", "localhost", "a" * 64])
+def test_a_bad_host_name_is_refused(name):
+    data = good()
+    data["hosts"][name] = {"address": "10.0.0.1"}
+    message = refused(data)
+    assert message.startswith("inventory test.yml: invalid host name")
+    assert repr(name) in message
+
+
+@pytest.mark.parametrize("role", ["primary", "secondary"])
+def test_a_demo_host_that_is_not_declared_is_refused(role):
+    data = good()
+    data["demo"][role] = "ghost"
+    assert refused(data) == f"inventory test.yml: demo {role} 'ghost' is not a declared host"
+
+
+@pytest.mark.parametrize("resource", ["../vm", "all", "", "a b"])
+def test_a_bad_demo_resource_name_is_refused(resource):
+    data = good()
+    data["demo"]["resource"] = resource
+    message = refused(data)
+    assert message.startswith("inventory test.yml: demo: invalid resource name")
+
+
+# --- the shipped lab inventory ---------------------------------------------------------
+
+def test_the_lab_inventory_gives_file_backed_lab_hosts_reached_locally():
+    inventory = lab.load_inventory(LAB_INVENTORY)
+    assert sorted(inventory.hosts) == ["a1", "a2", "b1", "b2"]
+    for host in inventory.hosts.values():
+        assert (host.storage, host.manager, host.transport) == ("filevg", "lab", "local")
+    assert inventory.cluster_of("a1") == inventory.cluster_of("a2") == "cluster1"
+    assert inventory.cluster_of("b1") == inventory.cluster_of("b2") == "cluster2"
+    assert inventory.demo["primary"] in inventory.hosts
+    assert inventory.demo["secondary"] in inventory.hosts

@@ -1,0 +1,318 @@
+"""The `systemd` cluster manager without systemd as init: the exact commands
+each hook and `install_units` run (through a recording fake transport), unit
+name escaping checked against the real `systemd-escape`, and the rendered
+units checked by the real `systemd-analyze verify` (which works offline)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from football.errors import Illegal
+from football.hooks import ClusterManagerSpec, Hooks, plugin_manager
+from football.inventory import Host
+from plugins import systemd
+from plugins.systemd import UnitFailed, escape, escape_path, install_units, render_marsd, \
+    render_units, unit_names
+from tests.helpers.fakehost import FakeRunner
+
+TRICKY_RESOURCES = ["vm1", "db-01", "web.example_2"]
+PRIMARY = ["marsadm", "--timeout=120", "primary"]
+NOT_ACTIVE = 3  # systemctl is-active's exit code for a unit that is not active
+
+
+@pytest.fixture
+def runner():
+    runner = FakeRunner("h1")
+    yield runner
+    assert not runner.pending, f"expected commands were not run: {runner.pending}"
+
+
+@pytest.fixture
+def host(runner):
+    return Host(name="h1", address="10.0.0.1", manager="systemd", _runner=runner)
+
+
+def tool(name):
+    """The path of a system tool the tests need; missing is a failure, not a
+    skip, so a machine without it cannot pass silently."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: install the Debian package providing it "
+                    "(systemd for systemd-*, lxc for lxc-*; `make deps` does)")
+    return path
+
+
+def systemd_escape(*args):
+    done = subprocess.run([tool("systemd-escape"), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def real_binaries():
+    return dict(lxc_start=tool("lxc-start"), lxc_stop=tool("lxc-stop"), lxc_wait=tool("lxc-wait"))
+
+
+def marsd_binary():
+    marsd = Path(sys.executable).parent / "marsd"
+    assert marsd.exists(), f"{marsd} missing: install the project into the venv (make venv)"
+    return str(marsd)
+
+
+def setting(text, key):
+    """The value of `key=` in a unit file's text."""
+    match = re.search(rf"^{key}=(.*)$", text, re.MULTILINE)
+    assert match, f"no {key}= in\n{text}"
+    return match.group(1)
+
+
+# --- unit names --------------------------------------------------------------------------
+
+def test_unit_names_are_the_container_service_to_start_and_the_mount_to_stop(host):
+    assert unit_names(host, "vm1") == ("football-ct-vm1.service", "var-lib-lxc-vm1.mount")
+    assert unit_names(host, "db-01") == ("football-ct-db\\x2d01.service",
+                                         "var-lib-lxc-db\\x2d01.mount")
+
+
+@pytest.mark.parametrize("path", [
+    "/var/lib/lxc/vm1", "/var/lib/lxc/db-01", "/var/lib/lxc/web.example_2",
+    "/srv/lab-1/h1/var/lib/lxc/a.b-c_d", "/.hidden/x", "/var/lib/lxc/.dot", "//var//lib/lxc/",
+    "/a/./b", "/", "/-lead/_under", "/with space/ümlaut", "/back\\slash/co:lon",
+])
+def test_escape_path_matches_systemd_escape_path(path):
+    assert escape_path(path) == systemd_escape("--path", path)
+
+
+@pytest.mark.parametrize("text", TRICKY_RESOURCES + ["_x", ".lead", "a/b", "a\\b", "x:y"])
+def test_escape_matches_systemd_escape(text):
+    assert escape(text) == systemd_escape(text)
+
+
+def test_escape_path_refuses_parent_components_as_systemd_does():
+    refused = subprocess.run([tool("systemd-escape"), "--path", "/a/../b"], capture_output=True)
+    assert refused.returncode != 0
+    with pytest.raises(ValueError, match="not normalized"):
+        escape_path("/a/../b")
+
+
+@pytest.mark.parametrize("res", TRICKY_RESOURCES)
+def test_mount_unit_file_name_is_the_escaped_where_path(host, res):
+    units = render_units(host, res)
+    (mount_name,) = [name for name in units if name.endswith(".mount")]
+    where = setting(units[mount_name], "Where")
+    assert where == f"/var/lib/lxc/{res}"
+    assert mount_name == systemd_escape("--path", "--suffix=mount", where)
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("res", TRICKY_RESOURCES)
+def test_rendered_units_pass_systemd_analyze_verify_without_warnings(host, res, tmp_path):
+    units = dict(render_units(host, res, **real_binaries()),
+                 **render_marsd(host, marsd=marsd_binary()))
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    done = subprocess.run([tool("systemd-analyze"), "verify", *sorted(units)], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert sorted(units) == sorted([*unit_names(host, res), f"football-ct-{escape(res)}.path",
+                                    "marsd.service"])
+
+
+def test_verify_would_catch_a_mount_unit_named_after_another_path(host, tmp_path):
+    # The check above is only worth something if verify looks at the name.
+    units = render_units(host, "db-01", **real_binaries())
+    mount_name = unit_names(host, "db-01")[1]
+    (tmp_path / "var-lib-lxc-db-01.mount").write_text(units[mount_name])
+    done = subprocess.run([tool("systemd-analyze"), "verify", "var-lib-lxc-db-01.mount"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and "doesn't match unit name" in done.stderr
+
+
+def test_units_mount_the_mars_device_and_run_the_container_bound_to_it(host):
+    units = render_units(host, "db-01")
+    start, stop = unit_names(host, "db-01")
+    mount, container = units[stop], units[start]
+    trigger = units["football-ct-db\\x2d01.path"]
+    assert (setting(mount, "What"), setting(mount, "Type")) == ("/dev/mars/db-01", "xfs")
+    assert setting(mount, "Requires") == "marsd.service"
+    assert setting(container, "BindsTo") == setting(container, "After") == stop
+    assert setting(container, "ExecStart") == "/usr/bin/lxc-start -F -n db-01 -P /var/lib/lxc"
+    assert setting(container, "ExecStop") == "/usr/bin/lxc-stop -n db-01 -P /var/lib/lxc"
+    assert setting(container, "Wants") == "football-ct-db\\x2d01.path"
+    assert setting(trigger, "PathExists") == "/dev/mars/db-01"
+    assert setting(trigger, "Unit") == setting(trigger, "PartOf") == start
+
+
+def test_units_of_a_lab_host_live_below_its_root(runner):
+    lab = Host(name="h2", address="127.0.0.32", root="/srv/lab/h2", _runner=runner)
+    units = render_units(lab, "vm1")
+    mount = units["srv-lab-h2-var-lib-lxc-vm1.mount"]
+    assert setting(mount, "Where") == "/srv/lab/h2/var/lib/lxc/vm1"
+    assert setting(mount, "What") == "/srv/lab/h2/dev/mars/vm1"
+    assert "-P /srv/lab/h2/var/lib/lxc" in units["football-ct-vm1.service"]
+
+
+def test_marsd_unit_runs_marsd_as_the_host_and_restarts_it_on_failure(host):
+    text = render_marsd(host, marsd="/opt/football/bin/marsd")["marsd.service"]
+    assert setting(text, "ExecStart") == "/opt/football/bin/marsd --host=h1"
+    assert setting(text, "Environment") == "MARS_ROOT=/"
+    assert setting(text, "Restart") == "on-failure"
+    assert setting(text, "After") == "network-online.target local-fs.target"
+
+
+@pytest.mark.parametrize("lxcpath", ["/var/lib/my lxc", "/var/lib/%n", "/var/$HOME",
+                                     "/var/lib\\x2d"])
+def test_rendering_refuses_paths_systemd_would_expand_or_split(runner, lxcpath):
+    odd = Host(name="h1", address="10.0.0.1", lxcpath=lxcpath, _runner=runner)
+    with pytest.raises(Illegal, match="cannot go into a systemd unit"):
+        render_units(odd, "vm1")
+
+
+def test_rendering_refuses_an_invalid_resource_name(host):
+    with pytest.raises(Illegal, match="invalid resource name"):
+        render_units(host, "../etc")
+
+
+# --- installing --------------------------------------------------------------------------
+
+def test_install_units_writes_each_unit_then_reloads_systemd_then_records_the_units(host,
+                                                                                   runner):
+    units = render_units(host, "db-01")
+    for name in units:
+        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/run/systemd/system/{name}"])
+    runner.expect(["systemctl", "daemon-reload"])
+    runner.expect(["marsadm", "set-systemd-unit", "db-01", "football-ct-db\\x2d01.service",
+                   "var-lib-lxc-db\\x2d01.mount"])
+    install_units(host, "db-01")
+    assert runner.inputs == [
+        *[(("install", "-D", "-m", "0644", "/dev/stdin", f"/run/systemd/system/{name}"), text)
+          for name, text in units.items()],
+        (("systemctl", "daemon-reload"), None),
+        (("marsadm", "set-systemd-unit", "db-01", "football-ct-db\\x2d01.service",
+          "var-lib-lxc-db\\x2d01.mount"), None),
+    ]
+
+
+def test_install_units_stops_at_a_unit_it_cannot_write_and_names_host_and_file(host, runner):
+    first = next(iter(render_units(host, "vm1")))
+    runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/run/systemd/system/{first}"],
+                  stderr="install: cannot create regular file: Read-only file system\n", exit=1)
+    with pytest.raises(UnitFailed, match=rf"h1: writing unit {re.escape(first)} failed .*"
+                                         "Read-only file system"):
+        install_units(host, "vm1")
+    assert len(runner.calls) == 1
+
+
+# --- the hooks ---------------------------------------------------------------------------
+
+def expect_start(runner, res, unit, state="active\n", exit=0):
+    runner.expect([*PRIMARY, res])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", res, "device"])
+    runner.expect(["systemctl", "start", unit])
+    runner.expect(["systemctl", "is-active", unit], stdout=state, exit=exit)
+
+
+def test_resource_start_makes_the_host_primary_then_starts_and_checks_the_start_unit(host,
+                                                                                     runner):
+    expect_start(runner, "db-01", "football-ct-db\\x2d01.service")
+    assert systemd.resource_start(host, "db-01") is True
+    assert runner.calls == [
+        (*PRIMARY, "db-01"),
+        ("marsadm", "--timeout=120", "wait-resource", "db-01", "device"),
+        ("systemctl", "start", "football-ct-db\\x2d01.service"),
+        ("systemctl", "is-active", "football-ct-db\\x2d01.service"),
+    ]
+
+
+def test_resource_start_raises_naming_host_and_unit_when_the_unit_is_not_active_after(host,
+                                                                                      runner):
+    expect_start(runner, "vm1", "football-ct-vm1.service", state="failed\n", exit=NOT_ACTIVE)
+    with pytest.raises(UnitFailed) as raised:
+        systemd.resource_start(host, "vm1")
+    message = str(raised.value)
+    assert message.startswith("h1: football-ct-vm1.service is failed")
+    assert "journalctl -u football-ct-vm1.service" in message
+
+
+def test_resource_start_reports_a_failing_systemctl_start_with_where_to_look(host, runner):
+    runner.expect([*PRIMARY, "vm1"])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "device"])
+    runner.expect(["systemctl", "start", "football-ct-vm1.service"], exit=1,
+                  stderr="Job for football-ct-vm1.service failed because the control process "
+                         "exited with error code.\n")
+    with pytest.raises(UnitFailed, match=r"h1: starting football-ct-vm1.service failed "
+                                         r"\(`systemctl start football-ct-vm1.service` exited 1\)"
+                                         r".*systemctl status football-ct-vm1.service"):
+        systemd.resource_start(host, "vm1")
+
+
+def test_resource_start_does_not_touch_units_when_the_handover_fails(host, runner):
+    runner.expect([*PRIMARY, "vm1"], exit=1,
+                  stderr="sync of vm1 on h1 is incomplete (0 of 1048576 bytes)\n")
+    with pytest.raises(UnitFailed, match="h1: making h1 the primary of vm1 failed .*incomplete"):
+        systemd.resource_start(host, "vm1")
+    assert runner.calls == [(*PRIMARY, "vm1")]
+
+
+def test_resource_stop_stops_the_mount_and_checks_that_the_container_is_inactive(host, runner):
+    runner.expect(["systemctl", "stop", "var-lib-lxc-vm1.mount"])
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
+                  exit=NOT_ACTIVE)
+    assert systemd.resource_stop(host, "vm1") is True
+    assert runner.calls == [("systemctl", "stop", "var-lib-lxc-vm1.mount"),
+                            ("systemctl", "is-active", "football-ct-vm1.service")]
+
+
+def test_resource_stop_raises_when_the_container_came_back(host, runner):
+    runner.expect(["systemctl", "stop", "var-lib-lxc-vm1.mount"])
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="activating\n",
+                  exit=NOT_ACTIVE)
+    with pytest.raises(UnitFailed, match=r"h1: football-ct-vm1.service is activating after "
+                                         r"`systemctl stop var-lib-lxc-vm1.mount`"):
+        systemd.resource_stop(host, "vm1")
+
+
+def test_resource_start_vm_starts_and_checks_only_the_container_unit(host, runner):
+    runner.expect(["systemctl", "start", "football-ct-web.example_2.service"])
+    runner.expect(["systemctl", "is-active", "football-ct-web.example_2.service"],
+                  stdout="active\n")
+    assert systemd.resource_start_vm(host, "web.example_2") is True
+    assert [call[:2] for call in runner.calls] == [("systemctl", "start"),
+                                                   ("systemctl", "is-active")]
+
+
+def test_resource_stop_vm_stops_only_the_container_unit_and_keeps_the_mount(host, runner):
+    runner.expect(["systemctl", "stop", "football-ct-vm1.service"])
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
+                  exit=NOT_ACTIVE)
+    assert systemd.resource_stop_vm(host, "vm1") is True
+    assert runner.calls == [("systemctl", "stop", "football-ct-vm1.service"),
+                            ("systemctl", "is-active", "football-ct-vm1.service")]
+
+
+@pytest.mark.parametrize("hook", ["resource_start", "resource_stop", "resource_start_vm",
+                                  "resource_stop_vm"])
+def test_every_hook_returns_none_and_runs_nothing_for_a_host_of_another_manager(runner, hook):
+    lab = Host(name="h1", address="127.0.0.31", manager="lab", _runner=runner)
+    assert getattr(systemd, hook)(lab, "vm1") is None
+    assert runner.calls == []
+
+
+def test_the_plugin_answers_through_the_plugin_manager(host, runner):
+    runner.expect(["systemctl", "stop", "football-ct-vm1.service"])
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
+                  exit=NOT_ACTIVE)
+    assert Hooks(plugin_manager(entry_points=False)).resource_stop_vm(host=host, res="vm1")
+
+
+def test_only_this_plugin_answers_none_for_a_lab_host_through_pluggy(runner):
+    manager = pluggy.PluginManager("football")
+    manager.add_hookspecs(ClusterManagerSpec)
+    manager.register(systemd)
+    lab = Host(name="h1", address="127.0.0.31", manager="lab", _runner=runner)
+    assert manager.hook.resource_start(host=lab, res="vm1", hooks=None) is None
