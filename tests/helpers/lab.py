@@ -106,3 +106,9 @@ def sequence_problems(records):
 def largest_gap(records):
     """The longest time between two consecutive records (uptime seconds)."""
     return max((b - a for (_, a), (_, b) in zip(records, records[1:])), default=0.0)
+
+
+def football(env, *args, timeout=900):
+    """The `football` command line (global options first), with `env`."""
+    return subprocess.run([FOOTBALL, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
