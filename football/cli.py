@@ -71,8 +71,7 @@ class Globals:
                 raise InventoryError("no inventory: pass --inventory FILE (or set "
                                      "FOOTBALL_INVENTORY), or bring the lab up (football lab up)")
             inv = the_lab.fleet()
-            if config.origin["state_dir"] == "default":
-                config._values["state_dir"] = str(the_lab.dir / "controller")
+            config.default("state_dir", the_lab.controller_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
                             log_path=Path(config.state_dir) / "log" / f"{stamp}-{operation}-{res}.log")

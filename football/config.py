@@ -74,6 +74,11 @@ class Config:
         values[name] = convert(name, value, TUNABLES[name].default, origin)
         self.origin[name] = origin
 
+    def default(self, name, value):
+        """Use `value` for `name` unless a file, the environment or --var set it."""
+        if self.origin[name] == "default":
+            self._values[name] = convert(name, value, TUNABLES[name].default, "default")
+
     def __getattr__(self, name):
         try:
             return self.__dict__["_values"][name]

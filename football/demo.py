@@ -16,16 +16,21 @@ from football.hostside.container import WORKLOAD_LOG
 SETTLE_SECONDS = 2.0
 
 
-def workload_records(host, res):
-    """[(sequence number, uptime)] of the workload log, read on the host."""
-    path = f"{host.mountpoint(res)}/rootfs{WORKLOAD_LOG}"
-    text = host.run(["cat", path]).stdout
+def parse_workload_log(text):
+    """[(sequence number, uptime)] of the workload's records
+    (`<seq> <epoch> <uptime>` per line, templates/lab/workload.sh)."""
     records = []
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 3:
             records.append((int(parts[0]), float(parts[2])))
     return records
+
+
+def workload_records(host, res):
+    """The workload's records on the volume mounted on `host`, read there."""
+    path = f"{host.mountpoint(res)}/rootfs{WORKLOAD_LOG}"
+    return parse_workload_log(host.run(["cat", path]).stdout)
 
 
 def verify(before, after):
@@ -67,7 +72,7 @@ def run_demo(the_lab, echo, as_json=False):
     inv = the_lab.fleet()
     res = inv.demo["resource"]
     config = Config()
-    config._values["state_dir"] = str(the_lab.dir / "controller")
+    config.default("state_dir", the_lab.controller_dir)
     witness = StopWitness(res)
     ctx = Context(inventory=inv, config=config, hooks=Hooks(plugin_manager(extra=[witness])),
                   reporter=Reporter(as_json=as_json), yes=True)

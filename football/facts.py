@@ -6,8 +6,6 @@ output."""
 
 import re
 
-from football.transport import CommandFailed
-
 RESOURCE_HEADER = re.compile(r"^--------- resource (\S+) ")
 
 
@@ -61,12 +59,9 @@ def my_resources(host):
 
 def mount_source(host, path):
     """What is mounted at `path` on the host, or None."""
-    try:
-        result = host.run(["findmnt", "--noheadings", "--output", "SOURCE",
-                           "--mountpoint", path], check=False)
-    except CommandFailed:
-        return None
-    return result.stdout.strip() or None if result.ok else None
+    result = host.run(["findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint", path],
+                      check=False)
+    return (result.stdout.strip() or None) if result.ok else None
 
 
 def filesystem_type(host, device):

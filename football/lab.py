@@ -25,14 +25,14 @@ import shutil
 import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from football import facts, inventory
 from football.errors import FootballError, Illegal
 from football.hooks import Hooks
-from mars.device import detach_loop, loops_backed_by
+from football.ops.base import in_parallel
+from mars.device import detach_loop, loops_backed_by, mounts_under
 from mars.names import parse_size
 from plugins import filevg, labmanager
 from plugins import lxc as lxcplugin
@@ -110,6 +110,12 @@ class Lab:
         inv = self.inventory()
         return inv.with_hosts(self.hosts(inv))
 
+    @property
+    def controller_dir(self):
+        """Where operations on the lab keep journals and run logs (`state_dir`
+        unless configured): inside the lab, so that `lab down` removes them."""
+        return str(self.dir / "controller")
+
     def host(self, name):
         hosts = self.hosts()
         if name not in hosts:
@@ -127,7 +133,7 @@ class Lab:
         for host in hosts.values():
             for sub in ("mars", "var/log", "var/lib/lxc", "dev"):
                 Path(host.path("/" + sub)).mkdir(parents=True, exist_ok=True)
-        self._clusters(inv, hosts, state)
+        self._clusters(inv, hosts, state, self._marsd_args(inv))
         for host in hosts.values():
             info = filevg.create_vg(host, parse_size(str(host.vg_size)))
             self.echo(f"{host.name}: volume group {host.vg}: {info['size'] >> 20} MiB, "
@@ -148,7 +154,7 @@ class Lab:
         shutil.copyfile(given, self.inventory_copy)
         return inv
 
-    def _clusters(self, inv, hosts, state):
+    def _clusters(self, inv, hosts, state, marsd_args):
         """One MARS cluster per inventory cluster; one shared secret for the
         whole lab, so that clusters can be merged later (migrate)."""
         key_holder = None
@@ -169,7 +175,7 @@ class Lab:
                         host.run(["marsadm", f"--ip={host.address}", "join-cluster",
                                   first.name, first.address])
                 key_holder = key_holder or host
-                self._ensure_marsd(host, state)
+                self._ensure_marsd(host, state, marsd_args)
 
     def _share_key(self, source, host):
         key = host.path("/mars/cluster.key")
@@ -185,12 +191,12 @@ class Lab:
         record = state["marsd"].get(name)
         return bool(record) and process_alive(record["pid"], record["start"])
 
-    def _ensure_marsd(self, host, state):
+    def _ensure_marsd(self, host, state, marsd_args):
         if self._marsd_alive(state, host.name):
             return
         log_path = Path(host.path("/var/log/marsd.log"))
         with open(log_path, "ab") as log:
-            process = subprocess.Popen(["marsd", *self._marsd_args(self.inventory())],
+            process = subprocess.Popen(["marsd", *marsd_args],
                                        env=host.runner.env, stdin=subprocess.DEVNULL,
                                        stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
@@ -296,8 +302,7 @@ class Lab:
                 pass
             return host.name, entry
 
-        with ThreadPoolExecutor(max_workers=len(hosts) or 1) as pool:
-            return dict(pool.map(one, hosts.values()))
+        return dict(in_parallel(one, hosts.values()))
 
     # ------------------------------------------------------------------- exec
     def exec(self, name, argv):
@@ -414,19 +419,6 @@ def pid_running(pid):
 
 def process_alive(pid, start):
     return pid_running(pid) and process_start(pid) == start
-
-
-def mounts_under(base):
-    """(mount point, fs type) below `base`, deepest first."""
-    base = str(base).rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            point = fields[4].encode().decode("unicode_escape")
-            if point.startswith(base):
-                found.append((point, fields[fields.index("-") + 1]))
-    return sorted(found, key=lambda item: -len(item[0]))
 
 
 def unmount(point):

@@ -351,6 +351,19 @@ def loops_backed_by(prefix):
     return found
 
 
+def mounts_under(base):
+    """(mount point, fs type) below `base`, deepest first."""
+    base = str(base).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")
+            if point.startswith(base):
+                found.append((point, fields[fields.index("-") + 1]))
+    return sorted(found, key=lambda item: -len(item[0]))
+
+
 def device_numbers(device):
     st = os.stat(device)
     return os.major(st.st_rdev), os.minor(st.st_rdev)

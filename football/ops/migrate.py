@@ -241,7 +241,6 @@ class Migrate:
         self.say("* wait: until the targets are UpToDate")
         total = self.size * len(self.targets)
         started = time.monotonic()
-        first_rest = None
         last_progress, last_rest = time.monotonic(), None
         warned = False
         with self.ctx.reporter.progress(f"sync {self.res}", total) as bar:
@@ -251,7 +250,6 @@ class Migrate:
                 states = in_parallel(lambda t: facts.view(t, "diskstate", self.res),
                                      self.targets)
                 rest = sum(rests)
-                first_rest = rest if first_rest is None else first_rest
                 bar.update(total - rest)
                 if rest == 0 and all(state == "UpToDate" for state in states):
                     break

@@ -12,22 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from mars.device import loops_backed_by
+from mars.device import loops_backed_by, mounts_under
 from tests.helpers.marshosts import MarsNet, wait_until
 
 MIB = 1 << 20
-
-
-def mounts_under(base):
-    """Mount points below `base`, deepest first."""
-    found = []
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            point, fstype = fields[4], fields[fields.index("-") + 1]
-            if point.startswith(str(base)):
-                found.append((point, fstype))
-    return sorted(found, key=lambda item: -len(item[0]))
 
 
 def sha256_file(path, size=None):

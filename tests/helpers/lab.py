@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from football.lab import mounts_under
-from mars.device import loops_backed_by
+from football.demo import parse_workload_log
+from mars.device import loops_backed_by, mounts_under
 from tests.helpers.marshosts import random_subnet
 
 FOOTBALL = str(Path(sys.executable).parent / "football")
@@ -61,8 +61,7 @@ class LabRun:
 
     def records(self, host, res="vm1"):
         """[(sequence number, uptime)] of the workload's records on `host`."""
-        lines = self.workload_log(host, res).read_text().splitlines()
-        return [(int(seq), float(up)) for seq, _, up in (line.split() for line in lines if line)]
+        return parse_workload_log(self.workload_log(host, res).read_text())
 
     def leftovers(self):
         """What a lab down must not leave: mounts, loop devices, containers'

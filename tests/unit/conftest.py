@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from mars.marsadm import cli, hoist_global_options
 from mars.store import Store
+from tests.helpers.fakehost import FakeRunner
 
 MIB = 1 << 20
 
@@ -179,3 +180,12 @@ def write_log(path, writes, first_sequence=1, **options):
     writer.sync()
     writer.close()
     return records
+
+
+@pytest.fixture
+def runner():
+    """A recording fake transport (tests/helpers/fakehost.py); the test fails
+    if a command it expected was never run."""
+    runner = FakeRunner("h1")
+    yield runner
+    assert not runner.pending, f"expected commands were not run: {runner.pending}"

@@ -10,7 +10,6 @@ from football import facts
 from football.facts import parse_host_ips, parse_lines, parse_view_all, parse_view_summary
 from football.inventory import Host
 from mars.logfile import LogDamage
-from tests.helpers.fakehost import FakeRunner
 from tests.unit.conftest import MIB, make_disk
 
 DATA = Path(__file__).parent / "data" / "marsadm"
@@ -116,13 +115,6 @@ def test_parse_view_summary_reads_every_resource():
 
 
 # --- facts asked of a host -------------------------------------------------------------
-
-@pytest.fixture
-def runner():
-    runner = FakeRunner("h1")
-    yield runner
-    assert not runner.pending, f"expected commands were not run: {runner.pending}"
-
 
 @pytest.fixture
 def host(runner):

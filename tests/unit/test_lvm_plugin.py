@@ -13,7 +13,7 @@ from football.inventory import Host, parse
 from plugins import lvm
 from plugins.lvm import LvmOutputError, Segment, parse_lvm_size, parse_lvs, parse_lvs_table, \
     parse_vgs
-from tests.helpers.fakehost import FakeRunner, UnexpectedCommand
+from tests.helpers.fakehost import UnexpectedCommand
 
 DATA = Path(__file__).parent / "data" / "lvm"
 MIB, GIB, TIB = 1 << 20, 1 << 30, 1 << 40
@@ -26,13 +26,6 @@ VGS = ["vgs", *REPORT, "-o", "vg_name,vg_size,vg_free,vg_extent_size,vg_free_cou
 
 def recorded(name):
     return (DATA / name).read_text()
-
-
-@pytest.fixture
-def runner():
-    runner = FakeRunner("h1")
-    yield runner
-    assert not runner.pending, f"expected commands were not run: {runner.pending}"
 
 
 @pytest.fixture

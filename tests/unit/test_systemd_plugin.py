@@ -18,18 +18,10 @@ from football.inventory import Host
 from plugins import systemd
 from plugins.systemd import UnitFailed, escape, escape_path, install_units, render_marsd, \
     render_units, unit_names
-from tests.helpers.fakehost import FakeRunner
 
 TRICKY_RESOURCES = ["vm1", "db-01", "web.example_2"]
 PRIMARY = ["marsadm", "--timeout=120", "primary"]
 NOT_ACTIVE = 3  # systemctl is-active's exit code for a unit that is not active
-
-
-@pytest.fixture
-def runner():
-    runner = FakeRunner("h1")
-    yield runner
-    assert not runner.pending, f"expected commands were not run: {runner.pending}"
 
 
 @pytest.fixture
