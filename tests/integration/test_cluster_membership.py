@@ -123,7 +123,15 @@ def test_wait_cluster_with_timeout_minus_one_waits_until_a_late_marsd_answers(ma
         time.sleep(1.5)
         assert waiting.poll() is None, waiting.stderr.read()
         bravo.start()
-        assert waiting.wait(timeout=20) == 0
+        try:
+            code = waiting.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            waiting.kill()
+            _, err = waiting.communicate()
+            raise AssertionError(
+                f"wait-cluster still waiting 20 s after bravo's marsd restarted:\n{err[-2000:]}"
+                f"\nbravo's marsd log:\n{bravo.current_log()[-3000:]}") from None
+        assert code == 0
     finally:
         if waiting.poll() is None:
             waiting.kill()
