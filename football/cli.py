@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from football import __version__
-from football.errors import EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError
+from football.errors import EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError, Illegal
 from football.inventory import InventoryError
 from football.transport import TransportError
 
@@ -73,9 +73,11 @@ class Globals:
             inv = the_lab.fleet()
             config.default("state_dir", the_lab.controller_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        hooks = Hooks(config=config)    # with the plugins of plugin_dirs
         reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
-                            log_path=Path(config.state_dir) / "log" / f"{stamp}-{operation}-{res}.log")
-        return Context(inventory=inv, config=config, hooks=Hooks(), reporter=reporter,
+                            log_path=Path(config.state_dir) / "log" / f"{stamp}-{operation}-{res}.log",
+                            on_warning=lambda text: hooks.football_warning(text=text))
+        return Context(inventory=inv, config=config, hooks=hooks, reporter=reporter,
                        dry_run=self.dry_run, yes=self.yes, injection_point=self.injection_point)
 
 
@@ -113,16 +115,33 @@ def cli(ctx, inventory_path, config_files, dry_run, yes, as_json, verbose, varia
                       injection_point)
 
 
-def _operation(ctx, operation, res, make, phases=None):
+def _operation(ctx, operation, res, make, phases=None, args=None):
+    """Build the operation with `make(context)`, or, given its `args` (a
+    dict), with `make(context, **args)` after the plugins' `rewrite_args`;
+    run it and print the summary."""
     from football.ops.migrate import PHASES
 
     context = ctx.obj.context(operation, res)
-    op = make(context)
+    op = make(context) if args is None else \
+        make(context, **_rewritten_args(context, ctx.info_name, args))
     try:
         summary = op.run(phases or PHASES)
         _print_summary(context, summary)
     finally:
         context.reporter.close()
+
+
+def _rewritten_args(context, command, args):
+    """`args` as a plugin's `rewrite_args` replaced them (the same keys),
+    else unchanged."""
+    new = context.hooks.first("rewrite_args", command=command, args=dict(args))
+    if new is None or new == args:
+        return args
+    if not isinstance(new, dict) or set(new) != set(args):
+        raise Illegal(f"a plugin's rewrite_args for {command} returned {new!r}; expected a "
+                      f"dict with the keys {', '.join(sorted(args))}. Nothing was changed")
+    context.reporter.say(f"arguments rewritten by a plugin: {args} -> {new}")
+    return new
 
 
 def _print_summary(context, summary):
@@ -145,15 +164,29 @@ def _print_summary(context, summary):
 @click.argument("res")
 @click.argument("target")
 @click.argument("target_secondary", required=False)
+@click.option("--two-phase", is_flag=True, help="Sync only the new primary, hand over, then "
+              "sync the new secondary from it (over the new hardware's network).")
+@click.option("--pre-hand", metavar="HOST", help="First hand RES over to HOST, one of its "
+              "current replicas (e.g. to move off a failing primary before the sync).")
+@click.option("--post-hand", metavar="HOST", help="Finally hand RES over to HOST, one of the "
+              "new replicas.")
 @click.pass_context
 @reported
-def migrate(ctx, res, target, target_secondary):
+def migrate(ctx, res, target, target_secondary, two_phase, pre_hand, post_hand):
     """Move RES to TARGET (a host, or a cluster: primary and secondary chosen
     by placement), optionally with TARGET_SECONDARY. RES:HOST names its
-    current host when it cannot be discovered."""
+    current host when it cannot be discovered.
+
+    \b
+      football migrate vm1 cluster2
+      football migrate vm1 b1 b2 --two-phase
+      football migrate vm1 cluster2 --pre-hand a2 --post-hand b2
+    """
     from football.ops.migrate import Migrate
 
-    _operation(ctx, "migrate", res, lambda c: Migrate(c, res, target, target_secondary))
+    _operation(ctx, "migrate", res, lambda c, **args: Migrate(c, **args),
+               args=dict(res=res, target=target, target_secondary=target_secondary,
+                         two_phase=two_phase, pre_hand=pre_hand, post_hand=post_hand))
 
 
 def _phase_command(phase):
@@ -165,8 +198,8 @@ def _phase_command(phase):
     def command(ctx, res, target, target_secondary):
         from football.ops.migrate import Migrate
 
-        _operation(ctx, "migrate", res, lambda c: Migrate(c, res, target, target_secondary),
-                   phases=(phase,))
+        _operation(ctx, "migrate", res, lambda c, **args: Migrate(c, **args), phases=(phase,),
+                   args=dict(res=res, target=target, target_secondary=target_secondary))
 
     command.__doc__ = f"Only the {phase} phase of migrate (same arguments)."
     return cli.command(f"migrate-{phase}")(command)
@@ -185,7 +218,140 @@ def handover(ctx, res, host):
     """Make the replica of RES on HOST the primary (downtime window only)."""
     from football.ops.migrate import Handover
 
-    _operation(ctx, "handover", res, lambda c: Handover(c, res, host), phases=("finish",))
+    _operation(ctx, "handover", res, lambda c, **args: Handover(c, **args), phases=("finish",),
+               args=dict(res=res, host=host))
+
+
+@cli.command("repair-vm")
+@click.argument("res")
+@click.argument("hosts", nargs=-1, required=True)
+@click.pass_context
+@reported
+def repair_vm(ctx, res, hosts):
+    """Start RES again on the first of HOSTS where it runs (after a failed
+    migrate or a crash): stop its stack on the other members, make the host
+    the MARS primary, mount, start. Exit 199 when it runs nowhere."""
+    from football.ops.repair import RepairVm
+
+    _admin(ctx, "repair-vm", res, lambda c: RepairVm(c, res, hosts))
+
+
+@cli.command("repair-mars")
+@click.argument("res")
+@click.argument("hosts", nargs=-1, required=True)
+@click.pass_context
+@reported
+def repair_mars(ctx, res, hosts):
+    """Emergency: rebuild RES stand-alone on the first of HOSTS that holds
+    its LV, from that LV's data, and start it there (split brain, a defective
+    log). Every member must answer; the other replicas are dropped (their
+    LVs stay for lv-cleanup). Asks first (--yes)."""
+    from football.ops.repair import RepairMars
+
+    _admin(ctx, "repair-mars", res, lambda c: RepairMars(c, res, hosts))
+
+
+def _admin(ctx, operation, name, make):
+    """Run an operation without phases (repairs, locks, clusters, lv-cleanup)
+    built by `make(context)`; its result ends the `--json` events."""
+    context = ctx.obj.context(operation, name)
+    try:
+        result = make(context).run()
+        context.reporter.event("result", **{"operation": operation, **result})
+        return result
+    finally:
+        context.reporter.close()
+
+
+@cli.command()
+@click.argument("name", required=False, metavar="[RES|HOST|CLUSTER]")
+@click.pass_context
+@reported
+def status(ctx, name):
+    """Every host (reachable? MARS cluster, VG free, locks), every resource
+    (role, disk and replication state, sync rest, LV, container) and the
+    unfinished operations; only those of RES, HOST or CLUSTER when given.
+    With --json: one JSON document."""
+    from football.ops.status import Status, render
+
+    context = ctx.obj.context("status", name or "all")
+    try:
+        report = Status(context, name).run()
+    finally:
+        context.reporter.close()
+    if ctx.obj.as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        render(report)
+
+
+@cli.command()
+@click.argument("item")
+@click.argument("hosts", nargs=-1, required=True)
+@click.option("--owner", default=None, help="Who holds it (default operator@<this host>).")
+@click.pass_context
+@reported
+def lock(ctx, item, hosts, owner):
+    """Take lock ITEM on all HOSTS or on none (waiting up to
+    lock_retry_timeout while a run holds it). Operations take the item
+    `football`: `football lock football a1` pauses every operation on a1
+    (they wait lock_retry_timeout, then exit 191) until `football unlock`."""
+    from football.ops.lock import Lock
+
+    _admin(ctx, "lock", item, lambda c: Lock(c, item, hosts, owner))
+
+
+@cli.command()
+@click.argument("item")
+@click.argument("hosts", nargs=-1, required=True)
+@click.pass_context
+@reported
+def unlock(ctx, item, hosts):
+    """Release lock ITEM on HOSTS, whoever holds it (the locks of dead runs
+    too); says whose lock it removed."""
+    from football.ops.lock import Unlock
+
+    _admin(ctx, "unlock", item, lambda c: Unlock(c, item, hosts))
+
+
+@cli.command("lv-cleanup")
+@click.argument("res")
+@click.option("--do-it", is_flag=True, help="Remove them (default: only list them).")
+@click.pass_context
+@reported
+def lv_cleanup(ctx, res, do_it):
+    """List the LVs named RES that no MARS replica uses (not a member, not
+    mounted, no container running, no unfinished operation plans one there);
+    remove them with --do-it."""
+    from football.ops.lvcleanup import LvCleanup
+
+    _admin(ctx, "lv-cleanup", res, lambda c: LvCleanup(c, res, do_it))
+
+
+@cli.command("merge-cluster")
+@click.argument("host1")
+@click.argument("host2")
+@click.pass_context
+@reported
+def merge_cluster(ctx, host1, host2):
+    """Merge the MARS clusters of HOST1 and HOST2 (`marsadm merge-cluster`
+    on HOST2); nothing to do when they are one already."""
+    from football.ops.cluster import MergeCluster
+
+    _admin(ctx, "merge-cluster", host1, lambda c: MergeCluster(c, host1, host2))
+
+
+@cli.command("split-cluster")
+@click.argument("hosts", nargs=-1, required=True)
+@click.pass_context
+@reported
+def split_cluster(ctx, hosts):
+    """Split the MARS clusters of HOSTS so that hosts sharing no resource
+    are apart, but hosts of one inventory cluster stay together
+    (`marsadm split-cluster`, then merge-cluster where needed)."""
+    from football.ops.cluster import SplitCluster
+
+    _admin(ctx, "split-cluster", hosts[0], lambda c: SplitCluster(c, hosts))
 
 
 @cli.command("config")
@@ -214,6 +380,7 @@ def lab(ctx, lab_dir, inventory_path):
 
     \b
       football lab up                    bring it up (idempotent; repairs)
+      football lab add vm2 a2 a1         another container like vm1 (on a2, replica on a1)
       football lab status [--json]       hosts, daemons, resources, containers
       football lab exec a2 -- marsadm view vm1
       football lab down                  remove everything it created
@@ -232,6 +399,22 @@ def lab_up(the_lab, no_wait):
     container (vm1 on a1, replicated to a2, running its workload)."""
     the_lab.up(wait_sync=not no_wait)
     _print_status(the_lab.status())
+
+
+@lab.command("add")
+@click.argument("res")
+@click.argument("primary")
+@click.argument("secondary", required=False)
+@click.option("--size", default="320M", show_default=True,
+              help="Size of its volume (xfs needs at least 320M).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the replica to be in sync.")
+@click.pass_obj
+@reported
+def lab_add(the_lab, res, primary, secondary, size, no_wait):
+    """Another container like the demo: RES on PRIMARY (busybox, the lab
+    workload), replicated to SECONDARY when given, and started. `lab up`
+    starts it again; re-running the same `add` completes an interrupted one."""
+    the_lab.add(res, primary, secondary, size, wait_sync=not no_wait)
 
 
 @lab.command("demo")

@@ -3,7 +3,8 @@
 Layers, later wins: the defaults here < config files (YAML mappings, in the
 order given) < environment variables `FOOTBALL_<NAME>` (upper case) <
 `--var name=value` on the command line. Values are converted to the type of
-the default; an unknown name is an error, so a typo never passes silently."""
+the default (a list of paths: ':'-separated in the environment and --var);
+an unknown name is an error, so a typo never passes silently."""
 
 import os
 from dataclasses import dataclass
@@ -43,6 +44,14 @@ TUNABLES = {
     "placement_min_free": Tunable(0, "bytes a target VG must keep free beyond the volume"),
     "cleanup_old_replicas": Tunable(True, "migrate removes the replicas on the old hosts "
                                           "after the handover"),
+    "split_clusters_after_migrate": Tunable(True, "migrate cleanup splits MARS clusters whose "
+                                                  "hosts no longer share resources (inventory "
+                                                  "clusters stay whole)"),
+    "plugin_dirs": Tunable((), "directories whose *.py files are loaded as plugins "
+                               "(':'-separated in the environment and --var)"),
+    "downtime_gate_timeout": Tunable(3600.0, "seconds to wait before the downtime window "
+                                             "while a plugin's want_downtime says no or "
+                                             "resource_locked says yes; then refused"),
 }
 
 
@@ -70,7 +79,7 @@ class Config:
     def _set(self, values, name, value, origin):
         if name not in TUNABLES:
             raise Illegal(f"unknown setting {name!r} in {origin}; known: "
-                          f"{', '.join(sorted(TUNABLES))} (football config --list)")
+                          f"{', '.join(sorted(TUNABLES))} (see `football config`)")
         values[name] = convert(name, value, TUNABLES[name].default, origin)
         self.origin[name] = origin
 
@@ -89,7 +98,16 @@ class Config:
         return sorted(self._values.items())
 
 
+KINDS = {bool: "yes/no (true/false, on/off, 1/0)", int: "whole number", float: "number",
+         str: "string", tuple: "list of paths (':'-separated)"}
+
+
 def convert(name, value, default, origin):
+    """`value` as the type of `default`; `Illegal` naming setting, value and origin."""
+    wrong = Illegal(f"setting {name} from {origin}: {value!r} is not a "
+                    f"{KINDS[type(default)]}")
+    if isinstance(default, tuple):
+        return _paths(value, wrong)
     if isinstance(value, str) and not isinstance(default, str):
         text = value.strip()
         try:
@@ -99,13 +117,21 @@ def convert(name, value, default, origin):
                 return text.lower() in ("1", "true", "yes", "on")
             return type(default)(text)
         except ValueError:
-            raise Illegal(f"setting {name} from {origin}: {value!r} is not a "
-                          f"{type(default).__name__}") from None
+            raise wrong from None
     if isinstance(default, bool) != isinstance(value, bool) or \
             not isinstance(value, (type(default), int if isinstance(default, float) else ())):
-        raise Illegal(f"setting {name} from {origin}: {value!r} is not a "
-                      f"{type(default).__name__}")
+        raise wrong
     return type(default)(value)
+
+
+def _paths(value, wrong):
+    """A list of paths as a tuple: a YAML list, or one string of paths
+    separated by ':' (environment, --var)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(":") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise wrong
 
 
 def _read(path):
@@ -113,6 +139,8 @@ def _read(path):
         data = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise Illegal(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise Illegal(f"config file {path} cannot be read: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise Illegal(f"config file {path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):

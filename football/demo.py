@@ -74,8 +74,9 @@ def run_demo(the_lab, echo, as_json=False):
     config = Config()
     config.default("state_dir", the_lab.controller_dir)
     witness = StopWitness(res)
-    ctx = Context(inventory=inv, config=config, hooks=Hooks(plugin_manager(extra=[witness])),
-                  reporter=Reporter(as_json=as_json), yes=True)
+    hooks = Hooks(plugin_manager(extra=[witness], plugin_dirs=config.plugin_dirs), config=config)
+    ctx = Context(inventory=inv, config=config, hooks=hooks, reporter=Reporter(as_json=as_json),
+                  yes=True)
     source = inv.host(the_lab.primary_of(res))
     target = next(name for name in inv.clusters if name != source.cluster)
     time.sleep(SETTLE_SECONDS)                 # let the workload write a little first

@@ -30,3 +30,15 @@ class StorageError(FootballError):
 
 class NoPlugin(Illegal):
     """No plugin implements what a host's inventory entry asks for."""
+
+
+class Serious(FootballError):
+    """Failed; the container runs again (after compensation)."""
+
+    exit_code = EXIT_SERIOUS
+
+
+class Critical(FootballError):
+    """Failed, and the container is not running anywhere."""
+
+    exit_code = EXIT_CRITICAL

@@ -37,6 +37,16 @@ def parse_host_ips(text):
     return hosts
 
 
+NOT_ANSWERING = re.compile(r"marsd not answering on ([^(]+) \(")
+
+
+def parse_not_answering(text):
+    """The hosts a timed-out `marsadm wait-cluster` names as not answering,
+    or None when the text does not say."""
+    match = NOT_ANSWERING.search(text)
+    return {name.strip() for name in match.group(1).split(",")} if match else None
+
+
 def view(host, macro, res, timeout=60):
     """The value of `marsadm view-<macro> <res>` on `host` ('' when empty)."""
     return host.run(["marsadm", f"view-{macro}", res], timeout=timeout).stdout.strip()
@@ -90,3 +100,36 @@ def parse_view_summary(text):
                 "primary": match["primary"] if match["primary"] != "(none)" else "",
                 "members": int(match["members"])}
     return resources
+
+
+def parse_view_all_lists(text):
+    """A list macro given several resources (`view-resource-members a,b`, or
+    `all`) → {resource: [one item per line]}."""
+    values, current = {}, None
+    for line in text.splitlines():
+        header = RESOURCE_HEADER.match(line)
+        if header:
+            current = header.group(1)
+            values[current] = []
+        elif current is not None and line.strip():
+            values[current].append(line.strip())
+    return values
+
+
+def all_resources(host, timeout=60):
+    """Every resource of the host's MARS cluster, members here or not."""
+    return parse_lines(host.run(["marsadm", "view-all-resources"], timeout=timeout).stdout)
+
+
+def members_of_all(host, timeout=60):
+    """{resource: [member hosts]} of every resource of the host's MARS
+    cluster, as this host sees them."""
+    resources = all_resources(host, timeout)
+    if not resources:
+        return {}
+    text = host.run(["marsadm", "view-resource-members", ",".join(resources)],
+                    timeout=timeout).stdout
+    # marsadm prints the resource headers only when it was given several
+    if len(resources) == 1:
+        return {resources[0]: parse_lines(text)}
+    return parse_view_all_lists(text)

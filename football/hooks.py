@@ -2,26 +2,54 @@
 
 A host's inventory entry names its storage (`lvm`, `filevg`), its cluster
 manager (`systemd`, `lab`) and its container kind (`lxc`). Every plugin that
-implements a hook is called in order; a plugin that is not responsible for the
-host returns None, so for the hooks marked *first result* the responsible
-plugin's answer wins. `call` raises `NoPlugin` when nobody answered.
+implements a hook is called in order: `tryfirst` implementations first, then
+the others (the last registered first), `trylast` ones last — the shipped
+defaults (plugins/defaults.py) are `trylast`, so any plugin can replace them.
 
-Every hook receives the `Host` (football.inventory) and runs its commands on
-it through `host.run(argv)`; no hook touches a host's files directly."""
+Two kinds of hooks; each spec says which it is:
 
+- *First result*: the first answer that is not None wins and the rest are
+  not called. A plugin that is not responsible (another host kind) returns
+  None. `Hooks.call` raises `NoPlugin` when nobody answered.
+- *All results*: every implementation is called; `Hooks.call` returns the
+  list of their answers that are not None (empty when none is registered).
+  Notifications are of this kind: operations call them through a guard, so
+  a failing notifier is reported as a warning and never fails an operation.
+
+Every hook that gets a `Host` (football.inventory) runs its commands on it
+through `host.run(argv)`; no hook touches a host's files directly.
+
+Plugins come from the shipped modules (`BUILTIN_PLUGINS`), installed
+packages (entry point group `football.plugins`) and plugin directories (the
+tunable `plugin_dirs`): every `*.py` file there whose name does not start
+with `_` is imported and registered. A hook implementation that no spec
+knows, or with arguments its spec does not have, is refused when it is
+loaded (`PluginLoadError` naming the file, exit 191)."""
+
+import hashlib
 import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
 
 import pluggy
 
-from football.errors import NoPlugin
+from football.errors import Illegal, NoPlugin
 
 PROJECT = "football"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+# A shipped module that keeps state per run (the downtime log) offers
+# `new_plugin()`; it is registered as that object instead of the module.
 BUILTIN_PLUGINS = ("plugins.filevg", "plugins.lvm", "plugins.lxc", "plugins.labmanager",
-                   "plugins.systemd")
+                   "plugins.systemd", "plugins.defaults", "plugins.downtime")
 ENTRY_POINT_GROUP = "football.plugins"
+
+
+class PluginLoadError(Illegal):
+    """A plugin file cannot be imported, or implements a hook that no spec
+    knows or with arguments its spec does not have. Nothing was run."""
 
 
 class StorageSpec:
@@ -108,36 +136,302 @@ class ClusterManagerSpec:
         """Stop only the container; the volume stays mounted. *First result.*"""
 
 
-SPECS = (StorageSpec, ContainerSpec, ClusterManagerSpec)
+class DiscoverySpec:
+    """Where a resource lives and how a host names its parts. The defaults
+    (plugins/defaults.py) ask MARS and the inventory; a plugin answers for
+    fleets where that is not enough (a CMDB, another volume layout)."""
+
+    @hookspec(firstresult=True)
+    def get_hyper(self, res, inventory):
+        """Called during discovery when the operator did not name the host
+        (`<res>:<host>`). Return the `Host` of `inventory` that runs `res`
+        (its MARS primary). *First result.* Default: ask every host with
+        `marsadm view-get-primary`; raises `Illegal` when no host has `res`
+        or the hosts disagree."""
+
+    @hookspec(firstresult=True)
+    def get_store(self, res, inventory):
+        """Return the `Host` that holds the storage of `res`'s primary
+        replica. *First result.* Default: the same host as `get_hyper`
+        (Football's storage is local to the hypervisor)."""
+
+    @hookspec(firstresult=True)
+    def get_vg(self, host):
+        """Return the name of the volume group that holds resources on
+        `host`. *First result.* Default: `host.vg`."""
+
+    @hookspec(firstresult=True)
+    def get_mountpoint(self, host, res):
+        """Return the directory where `res`'s volume is mounted on `host`
+        (the container's directory). *First result.* Default:
+        `host.mountpoint(res)`."""
 
 
-def plugin_manager(extra=(), entry_points=True):
+class CheckSpec:
+    """Preconditions. They read state and change nothing; an operation asks
+    them during discovery or right before its downtime window, and refuses
+    with `Illegal` (exit 191, nothing changed) when any plugin objects.
+    *All results*: every plugin is asked, any objection counts."""
+
+    @hookspec
+    def is_startable(self, host, res):
+        """Called before a downtime window (before anything is stopped) for
+        the host where `res` will start. Return True (or None) when `res`
+        can start on `host`; `False` or `(False, reason)` vetoes the
+        handover. *All results.* Default: True."""
+
+    @hookspec
+    def resource_check(self, host, res):
+        """Called during discovery for the host that runs `res`. Return a
+        list of problem strings (empty: fine). *All results*, concatenated."""
+
+    @hookspec
+    def resource_locked(self, host, res):
+        """Called before the downtime window, for the source and the target,
+        and again while waiting. Return True (or a reason string) when no
+        operation may touch `res` on `host` now: the operation waits (like
+        `want_downtime`) and gives up after `downtime_gate_timeout`.
+        *All results*; any true answer locks. Default: False."""
+
+    @hookspec
+    def check_host(self, host):
+        """Called during discovery for every involved host. Return a list of
+        problem strings. *All results*, concatenated."""
+
+    @hookspec
+    def check_migrate(self, res, source, targets):
+        """Called during the discovery of a migrate, with the source `Host`
+        and the list of target `Host`s (primary first). Return a list of
+        problem strings. *All results*, concatenated."""
+
+    @hookspec
+    def check_handover(self, res, source, target):
+        """Called during the discovery of an operation that hands `res` over
+        from `source` to `target` (migrate, handover). Return a list of
+        problem strings. *All results*, concatenated."""
+
+
+class HandoverSpec:
+    """Around the downtime window: whether now is a good time, what to carry
+    over, and how long it took."""
+
+    @hookspec
+    def want_downtime(self, res, source, target):
+        """Called before the downtime window, then every `poll_interval`
+        while the answer is no. Return True (or None) when the downtime may
+        begin now; `False` or `(False, reason)` makes the operation wait
+        (`start_wait`/`poll_wait` with what=`downtime`) until every plugin
+        agrees, and refuse with `Illegal` after `downtime_gate_timeout`.
+        *All results.* Default: True."""
+
+    @hookspec
+    def save_resource_state(self, host, res):
+        """Called right before the downtime window, while `res` still runs
+        on `host` (the source). Return a JSON-able dict of what must survive
+        the move, or None. *All results*, merged in call order into one dict;
+        an exception stops the operation before anything was stopped."""
+
+    @hookspec
+    def restore_resource_state(self, host, res, state):
+        """Called after the downtime window, `res` running on `host` (the
+        target), with the dict `save_resource_state` made. Notification: the
+        return value is ignored, an exception is a warning."""
+
+    @hookspec
+    def report_downtime(self, operation, res, source, host, seconds):
+        """Called after a downtime window ended with `res` running on `host`
+        (a `Host`; `source` is where it ran before): `seconds` from the
+        beginning of the stop to running. Notification, return ignored."""
+
+    @hookspec
+    def prepare_hosts(self, operation, res, hosts):
+        """Called once after discovery, before the first phase changes
+        anything, with the involved `Host`s. Notification, return ignored."""
+
+    @hookspec
+    def finish_hosts(self, operation, res, hosts):
+        """Called once after the last phase, also after a failure, with the
+        hosts `prepare_hosts` got. Notification, return ignored."""
+
+
+class ReportingSpec:
+    """What an operation is doing, for notification and logging plugins.
+    All are notifications: *all results*, the return values are ignored,
+    and an exception is reported as a warning instead of failing the
+    operation. `operation` is the command's name (`migrate`, `handover`)."""
+
+    @hookspec
+    def configure(self, config):
+        """Called once when the hooks for a command are set up, with the
+        resolved tunables (`football.config.Config`)."""
+
+    @hookspec
+    def football_start(self, operation, res, args):
+        """Called when an operation starts, before discovery; `args` is the
+        dict of its arguments (`target`, `target_secondary`, `phases`)."""
+
+    @hookspec
+    def football_finished(self, operation, res, summary):
+        """Called when an operation succeeded, with its summary dict (what
+        moved, bytes synced, downtime, time per phase)."""
+
+    @hookspec
+    def football_failed(self, operation, res, error, exit_code):
+        """Called when an operation failed, with the exception and the exit
+        code it will end with (191 illegal, 198 serious, 199 critical...).
+        The original error is raised afterwards whatever the plugins do."""
+
+    @hookspec
+    def football_warning(self, text):
+        """Called for every warning the operator sees (`text`, one line),
+        whatever operation it comes from."""
+
+    @hookspec
+    def phase(self, operation, res, name):
+        """Called when a phase begins (`prepare`, `wait`, `finish`, `cleanup`)."""
+
+    @hookspec
+    def section(self, operation, res, name):
+        """Called when a section inside a phase begins (`downtime`, the
+        critical section from the stop to running again; `compensation`)."""
+
+    @hookspec
+    def tell_action(self, operation, res, action, hosts):
+        """Called right before a big action: `join` (a new replica on
+        `hosts`), `handover` (`hosts` = [source, target]), `leave` (the
+        replica on `hosts` goes)."""
+
+    @hookspec
+    def start_wait(self, what, res):
+        """Called when an operation begins to wait for `what` (`downtime`:
+        the gate of `want_downtime`/`resource_locked`)."""
+
+    @hookspec
+    def poll_wait(self, what, res, elapsed):
+        """Called at every poll while waiting for `what`, `elapsed` seconds
+        after `start_wait`."""
+
+
+class CommandLineSpec:
+    """The command line, before an operation is built."""
+
+    @hookspec(firstresult=True)
+    def rewrite_args(self, command, args):
+        """Called with the command's name (`migrate`, `migrate-finish`,
+        `handover`) and the dict of its arguments (`res`, `target`, ...).
+        Return a dict to use instead (the same keys), or None to leave them.
+        *First result.*"""
+
+
+SPECS = (StorageSpec, ContainerSpec, ClusterManagerSpec, DiscoverySpec, CheckSpec,
+         HandoverSpec, ReportingSpec, CommandLineSpec)
+
+
+def plugin_manager(extra=(), entry_points=True, plugin_dirs=()):
     """The plugin manager with the shipped plugins, the installed ones
-    (entry point group `football.plugins`) and `extra` plugin objects."""
+    (entry point group `football.plugins`), every plugin file of
+    `plugin_dirs` and `extra` plugin objects; all checked against the specs."""
     manager = pluggy.PluginManager(PROJECT)
     for spec in SPECS:
         manager.add_hookspecs(spec)
     for name in BUILTIN_PLUGINS:
-        manager.register(importlib.import_module(name), name=name)
+        module = importlib.import_module(name)
+        manager.register(getattr(module, "new_plugin", lambda: module)(), name=name)
     if entry_points:
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    manager.check_pending()
+    for directory in plugin_dirs:
+        register_plugin_dir(manager, directory)
     for plugin in extra:
         manager.register(plugin)
     manager.check_pending()
     return manager
 
 
+def register_plugin_dir(manager, directory):
+    """Import and register every `*.py` file of `directory` (not `_*.py`), in
+    name order; `PluginLoadError` naming the file when one cannot be
+    imported or does not match the specs."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise PluginLoadError(f"plugin directory {directory} does not exist (tunable "
+                              "plugin_dirs); create it or remove it from the setting")
+    for file in sorted(path.glob("*.py")):
+        if file.name.startswith("_"):
+            continue
+        module = _import_file(file)
+        try:
+            manager.register(module, name=str(file))
+            for caller in manager.get_hookcallers(module) or ():
+                if not caller.has_spec() and not all(
+                        impl.optionalhook for impl in caller.get_hookimpls()
+                        if impl.plugin is module):
+                    raise pluggy.PluginValidationError(
+                        module, f"unknown hook {caller.name!r}; the hooks are listed in "
+                        "football/hooks.py")
+        except pluggy.PluginValidationError as error:
+            raise PluginLoadError(f"plugin file {file}: {error}") from None
+
+
+def _import_file(file):
+    # A name per path, so that two directories may hold files of the same name.
+    digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]
+    name = f"football_plugin_{file.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise PluginLoadError(f"plugin file {file} cannot be imported: "
+                              f"{type(error).__name__}: {error}") from None
+    return module
+
+
+def problems_of(results):
+    """The problem strings of an all-results check hook: each plugin's list
+    (or single string), concatenated."""
+    found = []
+    for result in results:
+        found.extend([result] if isinstance(result, str) else result)
+    return [str(problem) for problem in found]
+
+
+def vetoes_of(results, hook):
+    """The reasons of the noes among the answers of a veto hook
+    (`is_startable`, `want_downtime`): `False`, or `(False, reason)`."""
+    reasons = []
+    for result in results:
+        if result is False:
+            reasons.append(f"a plugin's {hook} said no")
+        elif isinstance(result, tuple) and result and result[0] is False:
+            reasons.append(str(result[1]) if len(result) > 1 else f"a plugin's {hook} said no")
+    return reasons
+
+
 class Hooks:
-    """Calls hooks by name with keyword arguments; raises `NoPlugin` when no
-    plugin answered a first-result hook."""
+    """Calls hooks by name with keyword arguments (`hooks.lv_path(host=h,
+    lv="vm1")`). A first-result hook nobody answered raises `NoPlugin`; an
+    all-results hook returns the list of answers (empty when nobody
+    implements it). With `config`, the plugins of its `plugin_dirs` are
+    loaded and `configure(config)` is called."""
 
-    def __init__(self, manager=None):
-        self.manager = manager or plugin_manager()
+    def __init__(self, manager=None, config=None):
+        if manager is None:
+            manager = plugin_manager(plugin_dirs=config.plugin_dirs if config else ())
+        self.manager = manager
+        if config is not None:
+            self.call("configure", config=config)
 
-    def call(self, name, **kwargs):
-        if name.startswith("resource_"):
+    def call(self, name, /, **kwargs):
+        caller = getattr(self.manager.hook, name)
+        spec = caller.spec
+        if spec is not None and "hooks" in spec.argnames:
             kwargs.setdefault("hooks", self)
-        result = getattr(self.manager.hook, name)(**kwargs)
+        result = caller(**kwargs)
+        if spec is not None and not spec.opts.get("firstresult"):
+            return result
         if result is None:
             host = kwargs.get("host")
             what = (f"host {host.name} (storage {host.storage}, manager {host.manager}, "
@@ -145,6 +439,19 @@ class Hooks:
             raise NoPlugin(f"no plugin implements {name} for {what}; check the host's "
                            "inventory entry or install the plugin")
         return result
+
+    def first(self, name, /, **kwargs):
+        """The answer of a first-result hook where None is a fine answer
+        (`rewrite_args`: leave them); never `NoPlugin`."""
+        return getattr(self.manager.hook, name)(**kwargs)
+
+    def problems(self, name, /, **kwargs):
+        """The problems an all-results check hook found, as one list."""
+        return problems_of(self.call(name, **kwargs))
+
+    def vetoes(self, name, /, **kwargs):
+        """The reasons of the plugins that said no to a veto hook."""
+        return vetoes_of(self.call(name, **kwargs), name)
 
     def __getattr__(self, name):
         if name.startswith("_"):

@@ -6,27 +6,40 @@ defaults:            # apply to every host unless the host says otherwise
   vg: vg0
   manager: systemd   # systemd | lab
   lxcpath: /var/lib/lxc
+  transport: ssh     # ssh | local
+  user: root
+  port: 22
+  ssh_key: ~/.ssh/id_football   # unset: the ssh agent and ~/.ssh/id_*
+  known_hosts: ~/.ssh/known_hosts
+  host_key_check: strict        # strict | accept-new | off
+  connect_timeout: 10
 clusters:
   cluster1: [a1, a2]
 hosts:
-  a1: {address: 10.0.0.11}
+  a1: {address: 10.0.0.11, env: {LANG: C.UTF-8}}
 ```
 A host's `root` relocates everything it owns below a directory (lab hosts);
-production hosts have root `/`."""
+production hosts have root `/`. `env` is given to every command on the host
+(over SSH as an `env NAME=value ...` prefix)."""
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import yaml
 
-from football.transport import LocalTransport
+from football.transport import DEFAULT_CONNECT_TIMEOUT, HOST_KEY_CHECKS, LocalTransport, \
+    SSHTransport
 from mars.errors import MarsError
 from mars.names import check_host, check_resource
 
 HOST_DEFAULTS = {"storage": "lvm", "vg": "vg0", "manager": "systemd", "container": "lxc",
                  "lxcpath": "/var/lib/lxc", "transport": "ssh", "root": "/"}
 HOST_FIELDS = set(HOST_DEFAULTS) | {"address", "user", "port", "vg_size", "stripes",
-                                     "stripe_size"}
+                                     "stripe_size", "env", "ssh_key", "known_hosts",
+                                     "host_key_check", "connect_timeout"}
+TRANSPORTS = ("ssh", "local")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class InventoryError(Exception):
@@ -52,7 +65,11 @@ class Host:
     stripe_size: str = ""   # lvcreate -I, e.g. "64k"; "" leaves LVM's default
     user: str = "root"
     port: int = 22
-    env: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)     # variables every command sees
+    ssh_key: str = ""           # private key; "" = the ssh agent and ~/.ssh/id_*
+    known_hosts: str = ""       # "" = ~/.ssh/known_hosts
+    host_key_check: str = "strict"      # strict | accept-new | off
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     _runner: object = field(default=None, repr=False, compare=False)
 
     def path(self, path):
@@ -70,10 +87,16 @@ class Host:
     @property
     def runner(self):
         if self._runner is None:
-            if self.transport != "local":
-                raise InventoryError(f"host {self.name}: transport {self.transport!r} "
-                                     "is not available yet; use transport: local")
-            self._runner = LocalTransport(self.name, self.env)
+            if self.transport == "local":
+                self._runner = LocalTransport(self.name, self.env)
+            elif self.transport == "ssh":
+                self._runner = SSHTransport(
+                    self.name, self.address, port=self.port, user=self.user, env=self.env,
+                    ssh_key=self.ssh_key or None, known_hosts=self.known_hosts or None,
+                    host_key_check=self.host_key_check, connect_timeout=self.connect_timeout)
+            else:
+                raise InventoryError(f"host {self.name}: unknown transport {self.transport!r}; "
+                                     f"use one of {', '.join(TRANSPORTS)}")
         return self._runner
 
     def run(self, argv, **options):
@@ -152,6 +175,13 @@ def parse(data, source="<inventory>", defaults=None):
             raise InventoryError(f"inventory {source}: host {name} has no address")
         merged = {key: value for key, value in dict(defaults, **settings).items()
                   if key in HOST_FIELDS}
+        if merged.get("host_key_check") is False:
+            merged["host_key_check"] = "off"     # YAML reads an unquoted `off` as false
+        problem = _connection_problem(merged)
+        if problem:
+            raise InventoryError(f"inventory {source}: host {name}: {problem}")
+        merged["env"] = {variable: str(value)
+                         for variable, value in (merged.get("env") or {}).items()}
         hosts[name] = Host(name=name, cluster=membership.get(name, ""), **merged)
     missing = set(membership) - set(hosts)
     if missing:
@@ -169,3 +199,25 @@ def parse(data, source="<inventory>", defaults=None):
                                      "is not a declared host")
     return Inventory(hosts=hosts, clusters={name: list(m) for name, m in clusters.items()},
                      demo=demo, lab=data.get("lab") or {}, source=source)
+
+
+def _connection_problem(settings):
+    """What is wrong with how a host is to be reached, or None."""
+    if settings.get("transport") not in TRANSPORTS:
+        return (f"transport {settings.get('transport')!r} is not one of "
+                f"{', '.join(TRANSPORTS)}")
+    check = settings.get("host_key_check", "strict")
+    if check not in HOST_KEY_CHECKS:
+        return f"host_key_check {check!r} is not one of {', '.join(HOST_KEY_CHECKS)}"
+    timeout = settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        return f"connect_timeout must be a number of seconds > 0, not {timeout!r}"
+    env = settings.get("env") or {}
+    if not isinstance(env, dict):
+        return f"env must be a mapping (NAME: value), not {env!r}"
+    for variable, value in env.items():
+        if not isinstance(variable, str) or not ENV_NAME.fullmatch(variable):
+            return f"env: {variable!r} is not a variable name"
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            return f"env: {variable} must be a string, not {value!r}"
+    return None

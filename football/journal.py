@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from football.errors import Illegal
+
 
 class Journal:
     def __init__(self, state_dir, operation, res):
@@ -18,10 +20,25 @@ class Journal:
         self.data = {"operation": operation, "resource": res, "steps": [], "decided": {},
                      "started": time.time()}
         if self.path.exists():
-            self.data = json.loads(self.path.read_text())
+            self.data = self._read()
             self.resumed = True
         else:
             self.resumed = False
+
+    def _read(self):
+        # Damage is not repaired silently: the journal may hold what no host
+        # shows any more (the original hosts of migrate+shrink+back).
+        try:
+            data = json.loads(self.path.read_text())
+            if not (isinstance(data, dict) and isinstance(data.get("steps"), list)
+                    and isinstance(data.get("decided"), dict)):
+                raise ValueError("not a journal (steps and decided are missing)")
+        except (OSError, ValueError) as error:
+            raise Illegal(f"journal {self.path} is damaged ({error}); nothing was changed. "
+                          f"Read what it still says, then move it aside (mv {self.path} "
+                          f"{self.path}.damaged) and re-run: every step checks the real "
+                          "state, so starting afresh only costs time") from None
+        return data
 
     @property
     def decided(self):

@@ -7,7 +7,8 @@ address. Below its root live its MARS state dir (`mars/`), device dir
 by the lab with the host's environment; the pids are recorded in
 `<lab dir>/lab.json`, next to the copy of the inventory the lab was brought
 up from (`inventory.yml`), so that `status`, `exec` and `down` find the same
-hosts later.
+hosts later. lab.json also lists the containers `lab add` created besides
+the demo, so that `up` starts them again.
 
 Everything the lab does to a host goes through `host.run` (the local
 transport with the host's environment), as Football's operations do; only
@@ -31,8 +32,9 @@ from pathlib import Path
 from football import facts, inventory
 from football.errors import FootballError, Illegal
 from football.hooks import Hooks
-from football.ops.base import in_parallel
+from football.ops.base import check_resource_name, in_parallel
 from mars.device import detach_loop, loops_backed_by, mounts_under
+from mars.errors import MarsError
 from mars.names import parse_size
 from plugins import filevg, labmanager
 from plugins import lxc as lxcplugin
@@ -140,6 +142,8 @@ class Lab:
                       f"{info['free'] >> 20} MiB free")
         if inv.demo:
             self._demo(inv, hosts, state, wait_sync)
+        for res, record in state.get("added", {}).items():
+            self._ensure_added(res, record, hosts, state, wait_sync)
         self.echo(f"lab is up in {self.dir}")
 
     def _adopt_inventory(self):
@@ -225,6 +229,10 @@ class Lab:
             self._create_demo(res, size, primary, secondary)
             state["demo_created"] = True
             self._save(state)
+        self._start(res, hosts, wait_sync)
+
+    def _start(self, res, hosts, wait_sync):
+        """Start `res` where MARS says it is primary; wait for its replicas."""
         where = self.primary_of(res, hosts)
         if where is None:
             raise LabFailed(f"{res} has no designated primary in the lab; start it with "
@@ -258,6 +266,8 @@ class Lab:
         if self.hooks.container_state(host=primary, res=res) == "UNDEFINED":
             self.echo(f"{primary.name}: creating container {res} (busybox, lab workload)")
             self.hooks.container_create(host=primary, res=res)
+        if secondary is None:
+            return
         replica = self._ensure_lv(secondary, res, size)
         if res not in facts.my_resources(secondary):
             self.echo(f"{secondary.name}: join-resource {res} on {replica}")
@@ -268,6 +278,65 @@ class Lab:
             self.echo(f"{host.name}: lvcreate {host.vg}/{res} ({size >> 20} MiB)")
             return self.hooks.lv_create(host=host, lv=res, size=size)
         return self.hooks.lv_path(host=host, lv=res)
+
+    # -------------------------------------------------------------------- add
+    def add(self, res, primary, secondary=None, size="320M", wait_sync=True):
+        """Another container like the demo: `res` on `primary`, replicated to
+        `secondary` when given, started. It is recorded in lab.json before
+        anything is created, so that re-running the same `add` (or `lab up`)
+        completes an interrupted one, and `lab up` starts it again later."""
+        require_root("lab add")
+        res = check_resource_name(res)
+        try:
+            size = parse_size(str(size))
+        except MarsError as error:
+            raise Illegal(str(error)) from None
+        if size < MIN_DEMO_SIZE:
+            raise Illegal(f"size {size >> 20} MiB is too small: xfs needs at least "
+                          f"{MIN_DEMO_SIZE >> 20} MiB")
+        if not self.exists():
+            raise Illegal(f"no lab in {self.dir}; bring it up first (football lab up)")
+        if secondary == primary:
+            raise Illegal("the secondary must differ from the primary")
+        placed = [self.host(name) for name in (primary, secondary) if name]
+        wanted = {"primary": primary, "secondary": secondary, "size": size, "created": False}
+        state, hosts = self._state(), self.hosts()
+        record = state.setdefault("added", {}).get(res)
+        if record and record != wanted:
+            raise Illegal(f"{res} is already in the lab (added on {record['primary']}); "
+                          f"`football lab status` shows it, `football lab up` restarts it")
+        if not record:
+            used = self._holder_of(res, hosts)
+            if used:
+                raise Illegal(f"{res} is already used in the lab ({used}); choose another name")
+            for host in placed:
+                free = self.hooks.vg_free(host=host)
+                if free < size:
+                    raise Illegal(f"{host.name}: volume group {host.vg} has {free >> 20} MiB "
+                                  f"free, {res} needs {size >> 20} MiB")
+            state["added"][res] = record = wanted
+            self._save(state)
+        self._ensure_added(res, record, hosts, state, wait_sync)
+
+    def _ensure_added(self, res, record, hosts, state, wait_sync):
+        if not record["created"]:
+            secondary = hosts[record["secondary"]] if record["secondary"] else None
+            self._create_demo(res, record["size"], hosts[record["primary"]], secondary)
+        self._start(res, hosts, wait_sync)
+        if not record["created"]:
+            record["created"] = True
+            self._save(state)
+
+    def _holder_of(self, res, hosts):
+        """What already has the name `res` in the lab (the demo, or a host with
+        an LV, a MARS resource or a container of that name), or None."""
+        if res == self.inventory().demo.get("resource"):
+            return "the demo container"
+        for host in hosts.values():
+            if res in self.hooks.lv_list(host=host) or res in facts.my_resources(host) or \
+                    self.hooks.container_state(host=host, res=res) != "UNDEFINED":
+                return f"on {host.name}"
+        return None
 
     def primary_of(self, res, hosts=None):
         """The designated primary of `res` as the lab's marsadm report it."""

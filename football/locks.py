@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from football.errors import Illegal
+from football.transport import CommandFailed
 
 LOCK_DIR = "/var/lock/football"
 INTENT_DIR = "/var/lib/football/intents"
@@ -31,9 +32,9 @@ def _helper(host, directory, *args):
     return host.run(["football-host", "lock", host.path(directory), *args], check=False)
 
 
-def take(host, item, owner, stale_after, directory=LOCK_DIR):
+def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False):
     result = _helper(host, directory, "take", item, "--owner", owner,
-                     "--stale-after", str(stale_after))
+                     "--stale-after", str(stale_after), *(["--permanent"] if permanent else []))
     if result.exit_code == EXIT_LOCK_HELD:
         raise Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
                      f"is dead, football unlock {item} {host.name}")
@@ -47,16 +48,20 @@ def release(host, item, owner="", directory=LOCK_DIR):
     return result.ok and json.loads(result.stdout)["released"]
 
 
-def held(host, directory=LOCK_DIR):
+def held(host, directory=LOCK_DIR, check=False):
+    """{item: holder record} on `host`; {} when the helper fails, unless `check`."""
     result = _helper(host, directory, "list")
+    if check and not result.ok:
+        raise CommandFailed(result)
     return json.loads(result.stdout) if result.ok else {}
 
 
 class LockSet:
     """The locks one run holds; released on every exit path (`with`)."""
 
-    def __init__(self, owner, config, echo=lambda text: None):
+    def __init__(self, owner, config, echo=lambda text: None, permanent=False):
         self.owner, self.config, self.echo = owner, config, echo
+        self.permanent = permanent      # locks that never go stale (an operator's)
         self.taken = []
 
     @contextmanager
@@ -79,11 +84,12 @@ class LockSet:
         mine = []
         try:
             for host in hosts:
-                outcome = take(host, item, self.owner, self.config.lock_break_timeout)
+                outcome = take(host, item, self.owner, self.config.lock_break_timeout,
+                               permanent=self.permanent)
                 if outcome == "broken":
                     self.echo(f"{host.name}: broke a stale lock {item}")
                 mine.append(host)
-        except Locked:
+        except BaseException:         # refused, unreachable or Ctrl-C: keep none of them
             for host in reversed(mine):
                 release(host, item, self.owner)
             raise

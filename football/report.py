@@ -13,8 +13,13 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 
 
 class Reporter:
-    def __init__(self, as_json=False, verbose=False, log_path=None, stream=None):
+    """`on_warning(text)`, when given, is told every warning (the
+    `football_warning` hook); its failure is logged, never raised."""
+
+    def __init__(self, as_json=False, verbose=False, log_path=None, stream=None,
+                 on_warning=None):
         self.as_json, self.verbose = as_json, verbose
+        self.on_warning = on_warning
         self.stream = stream or sys.stdout
         self.console = Console(file=sys.stderr)
         self.log_path = Path(log_path) if log_path else None
@@ -37,17 +42,22 @@ class Reporter:
         """A line of the phase trail."""
         self.event("message", text=text, **fields)
         if not self.as_json:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, markup=False)
 
     def detail(self, text):
         self.event("detail", text=text)
         if self.verbose and not self.as_json:
-            self.console.print(f"  {text}", style="dim", highlight=False)
+            self.console.print(f"  {text}", style="dim", highlight=False, markup=False)
 
     def warning(self, text):
         self.event("warning", text=text)
         if not self.as_json:
-            self.console.print(f"warning: {text}", style="yellow", highlight=False)
+            self.console.print(f"warning: {text}", style="yellow", highlight=False, markup=False)
+        if self.on_warning:
+            try:
+                self.on_warning(text)
+            except Exception as error:      # a notifier never fails the operation
+                self.event("warning-hook-failed", text=text, error=repr(error))
 
     def progress(self, description, total):
         """A progress bar (bytes, rate, ETA); `update(done)` moves it."""

@@ -364,3 +364,4 @@ def apply_split(store, pieces):
         if (owner is not None and owner in others) or (res is not None and res not in keep_resources):
             doomed.append(item.key)
     store.forget(doomed, origins=others)
+    store.adopt(others)

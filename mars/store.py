@@ -341,6 +341,32 @@ class Store:
             found[kind].add(name)
         return found["host"], found["resource"], found["uuid"]
 
+    def adopt(self, origins):
+        """Rewrite as this host's, with one fresh stamp, every shared tuple
+        that one of `origins` wrote and that is still here, then forget those
+        origins. After a split, the shared keys that hosts of the other pieces
+        wrote (a resource's size, its designated primary) stay with the
+        resource; kept under their old origin, they would keep that origin's
+        vector row, which claims a complete prefix of its history although
+        its own keys (`ips/ip-<host>`) were dropped. A later merge with that
+        host would then never send those keys again: the peers would not see
+        it. Returns the number of tuples adopted."""
+        with self._transaction():
+            rows = [(key, value) for origin in origins for key, value in self.db.execute(
+                        "SELECT key, value FROM tuples WHERE origin=?", (origin,))
+                    if owner_of(key) in (None, self.host)]
+            if rows:
+                stamp = self._stamp_in_transaction()
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
+                    [(key, value, stamp, self.host) for key, value in rows])
+                self._raise_vector(self.host, stamp)
+            for origin in origins:
+                if not self.db.execute("SELECT 1 FROM tuples WHERE origin=? LIMIT 1",
+                                       (origin,)).fetchone():
+                    self.db.execute("DELETE FROM vector WHERE origin=?", (origin,))
+        return len(rows)
+
     def forget(self, keys, origins=()):
         """Drop tuples outright (no tombstones) and what is known of `origins`.
 

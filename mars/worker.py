@@ -713,6 +713,10 @@ class ResourceWorker:
             if parse_logfile_name(name)[0] < first:
                 continue
             have = local.get(name, 0)
+            if name not in local:
+                # Even an empty logfile: replay moves on only to a logfile it has,
+                # and a primary that hands back before any write leaves one empty.
+                await trio.to_thread.run_sync(_append_at, self.dir / name, 0, b"")
             while have < size and budget > 0:
                 reply, data = await self.request(state, source, PORT_FETCH, {
                     "type": "read", "res": self.res, "logfile": name, "offset": have,

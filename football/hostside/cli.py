@@ -166,23 +166,32 @@ def lock(ctx, lock_dir):
     ctx.obj = lock_dir
 
 
+def _lock_item(ctx, param, item):
+    if not locks.RESOURCE_RE.fullmatch(item):
+        raise click.BadParameter(f"{item!r} is not a lock item (letters, digits, '_', '-', '.')")
+    return item
+
+
 @lock.command("take")
-@click.argument("item")
+@click.argument("item", callback=_lock_item)
 @click.option("--owner", required=True, help="Who takes it (operation and run id).")
 @click.option("--stale-after", type=float, default=3600.0, show_default=True,
               help="Break another owner's lock older than this many seconds.")
+@click.option("--permanent", is_flag=True,
+              help="Never stale: kept until released (an operator's lock).")
 @click.pass_obj
-def lock_take(lock_dir, item, owner, stale_after):
+def lock_take(lock_dir, item, owner, stale_after, permanent):
     """Take ITEM; exit 6 when someone else holds it."""
     try:
-        _answer({"lock": item, "outcome": locks.take(lock_dir, item, owner, stale_after)})
+        outcome = locks.take(lock_dir, item, owner, stale_after, permanent)
+        _answer({"lock": item, "outcome": outcome})
     except locks.LockHeld as error:
         click.echo(str(error), err=True)
         sys.exit(EXIT_LOCK_HELD)
 
 
 @lock.command("release")
-@click.argument("item")
+@click.argument("item", callback=_lock_item)
 @click.option("--owner", default="", help="Release only if this owner holds it (default: any).")
 @click.pass_obj
 def lock_release(lock_dir, item, owner):

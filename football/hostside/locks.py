@@ -24,29 +24,43 @@ def _path(directory, item):
     return Path(directory) / f"{item}.lock"
 
 
-def take(directory, item, owner, stale_after):
+def take(directory, item, owner, stale_after, permanent=False):
     """Take `item` for `owner`; taking it again for the same owner succeeds.
-    Returns what happened: `taken`, `again` or `broken` (a stale lock)."""
+    Returns what happened: `taken`, `again` or `broken` (a stale lock). A
+    `permanent` lock (an operator's `football lock`) is never stale: only a
+    release removes it."""
     path = _path(directory, item)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = json.dumps({"owner": owner, "time": time.time(), "host": socket.gethostname()})
+    record = json.dumps({"owner": owner, "time": time.time(), "host": socket.gethostname(),
+                         **({"permanent": True} if permanent else {})})
     outcome = "taken"
     for _ in range(2):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _create(path, record)
         except FileExistsError:
             holder = show(directory, item) or {}
             if holder.get("owner") == owner:
                 return "again"
-            if time.time() - holder.get("time", 0) <= stale_after:
+            if holder.get("permanent") or time.time() - holder.get("time", 0) <= stale_after:
                 raise LockHeld(item, holder) from None
             path.unlink(missing_ok=True)
             outcome = "broken"
             continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(record)
         return outcome
     raise LockHeld(item, show(directory, item) or {})
+
+
+def _create(path, record):
+    """Create `path` holding `record` in one step (FileExistsError if it
+    exists): written aside, then hard-linked into place. Created empty and
+    written after, a parallel taker could read the empty lock in between,
+    take it for a stale one (no time) and break it."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}")
+    aside.write_text(record)
+    try:
+        os.link(aside, path)
+    finally:
+        aside.unlink()
 
 
 def release(directory, item, owner):

@@ -5,12 +5,18 @@ and decide (reads hosts, changes nothing, raises `Illegal`) → execute its
 phases (acts; raises `FootballError` with the exit code of how it failed).
 Each step looks at the real state before acting, so a re-run resumes."""
 
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from football.errors import FootballError, Illegal
+import click
+
+from football import facts
+from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
+                             Illegal)
+from football.inventory import InventoryError
 from football.transport import TransportError
 from mars.errors import MarsError
 from mars.names import check_resource
@@ -25,6 +31,21 @@ class InjectedFailure(FootballError):
 
 class TimedOut(FootballError):
     """A wait ran past its time limit."""
+
+
+def exit_code_of(error):
+    """The exit code `football` ends with for `error` (what `football_failed`
+    is told): a Football error's own, 191 for a bad inventory, 198 for a
+    host that could not be reached, 190 for Ctrl-C, else 1."""
+    if isinstance(error, FootballError):
+        return error.exit_code
+    if isinstance(error, InventoryError):
+        return EXIT_ILLEGAL
+    if isinstance(error, TransportError):
+        return EXIT_SERIOUS
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return 1
 
 
 @dataclass
@@ -75,15 +96,36 @@ def wait_until(condition, timeout, interval, what):
         time.sleep(interval)
 
 
-def reachable(host, timeout=10):
-    """Raise `Illegal` naming the host when it cannot be reached or its marsd
-    does not answer."""
+def marsd_answers(host, timeout=10):
+    """(True, '') when the host's marsd answers, else (False, why). A peer of
+    the host that is down does not count against it."""
     try:
         result = host.run(["marsadm", f"--timeout={timeout}", "wait-cluster"], check=False,
                           timeout=timeout + 20)
     except TransportError as error:
-        raise Illegal(f"host {host.name} is unreachable: {error}") from None
-    if not result.ok:
-        raise Illegal(f"host {host.name} ({host.address}) is not ready: "
-                      f"`{result.command}` exited {result.exit_code}: "
-                      f"{result.stderr.strip()[-300:]}; is marsd running there?")
+        return False, f"host {host.name} is unreachable: {error}"
+    silent = facts.parse_not_answering(result.stderr)
+    if result.ok or (silent is not None and host.name not in silent):
+        return True, ""
+    return False, (f"host {host.name} ({host.address}) is not ready: `{result.command}` exited "
+                   f"{result.exit_code}: {result.stderr.strip()[-300:]}; is marsd running there?")
+
+
+def reachable(host, timeout=10):
+    """Raise `Illegal` naming the host when it cannot be reached or its marsd
+    does not answer."""
+    answers, why = marsd_answers(host, timeout)
+    if not answers:
+        raise Illegal(why)
+
+
+def confirm(ctx, question):
+    """Ask the operator before a step that cannot be undone; `--yes` answers
+    for them. Without a terminal and without `--yes`: `Illegal`."""
+    if ctx.yes:
+        return
+    if not sys.stdin.isatty():
+        raise Illegal(f"{question} needs a confirmation: run it again with --yes; "
+                      "nothing was changed")
+    if not click.confirm(question, err=True):
+        raise Illegal("not confirmed; nothing was changed")

@@ -9,7 +9,13 @@ Steps (FOOTBALL.md, "Migrate"), each announced as it runs:
 3. finish — the downtime window: lag under `limit_mars_logfile`, stop the
    stack on the source, `marsadm primary` on the target, start it there.
    A failure inside the window is compensated: restart where it can run.
+   Before the window the plugins may hold it back (`want_downtime`,
+   `resource_locked`) or veto it (`is_startable`) while nothing is stopped.
 4. cleanup — leave the resource on the old hosts and remove their LVs.
+
+Variants: `two_phase` syncs only the new primary, hands over, then syncs
+the new secondary from the new primary; `pre_hand` / `post_hand` hand over
+among the old replicas first and among the new ones at the end.
 
 The decided targets are kept in the journal, so a re-run resumes with the
 same placement; every step checks the real state first."""
@@ -18,11 +24,12 @@ import socket
 import time
 
 from football import facts
-from football.errors import EXIT_CRITICAL, FootballError, Illegal
+from football.errors import Critical, FootballError, Illegal, Serious
 from football.journal import Journal
 from football.locks import LockSet, drop_intent, live_intents, register_intent
-from football.ops.base import (InjectedFailure, TimedOut, check_resource_name, in_parallel,
-                               reachable, wait_until)
+from football.ops.cluster import split_unshared
+from football.ops.base import (InjectedFailure, TimedOut, check_resource_name, exit_code_of,
+                               in_parallel, reachable, wait_until)
 from football.transport import TransportError
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
@@ -30,27 +37,24 @@ LOCK_ITEM = "football"
 MIB = 1 << 20
 
 
-class Serious(FootballError):
-    """Failed; the container runs again after compensation."""
-
-    exit_code = 198
-
-
-class Critical(FootballError):
-    """Failed inside the downtime window and the container is not running."""
-
-    exit_code = EXIT_CRITICAL
-
-
 class Migrate:
     operation = "migrate"
+    plan_check = "check_migrate"    # the hook that judges the targets during discovery
+    whole = PHASES                  # running these completes the operation: journal done
 
-    def __init__(self, ctx, res, target, target_secondary=None):
+    def __init__(self, ctx, res, target, target_secondary=None, two_phase=False,
+                 pre_hand=None, post_hand=None):
         self.ctx, self.config, self.hooks = ctx, ctx.config, ctx.hooks
         self.say = ctx.reporter.say
         self.res, self.source_hint = self._split_res(res)
         self.target_name, self.secondary_name = target, target_secondary
+        # two-phase: sync only the new primary, hand over, then sync the new
+        # secondary from the new primary (over the new hardware's network)
+        self.two_phase = two_phase
+        # handovers among the old replicas before, among the new ones after
+        self.pre_hand, self.post_hand = pre_hand, post_hand
         self.journal = None
+        self.prepared_hosts = []        # told to prepare_hosts; finish_hosts gets them
         # stable across re-runs, so that a resumed run owns its earlier locks and intents
         self.owner = f"{self.operation}-{self.res}@{socket.gethostname()}"
         self.summary = {"resource": self.res, "phases": {}, "synced_bytes": 0,
@@ -75,7 +79,7 @@ class Migrate:
         if self.source_hint:
             self.source = self.host(self.source_hint)
         else:
-            self.source = self._find_primary()
+            self.source = self.hooks.get_hyper(res=self.res, inventory=inv)
         self.members = facts.parse_lines(self.source.run(
             ["marsadm", "view-resource-members", self.res]).stdout)
         self.size = int(facts.view(self.source, "sync-size", self.res) or 0)
@@ -96,27 +100,36 @@ class Migrate:
                     raise Illegal(f"{target.name}: volume group {target.vg} has {free >> 20} MiB "
                                   f"free, {self.res} needs {self.size >> 20} MiB; choose another "
                                   "target or free space there")
+        self._plugin_checks()
         return inv
 
-    def _find_primary(self):
-        def ask(host):
-            try:
-                result = host.run(["marsadm", "view-get-primary", self.res], check=False,
-                                  timeout=30)
-            except TransportError:
-                return None
-            return result.stdout.strip() if result.ok else None
+    def _plugin_checks(self):
+        """The plugins' objections to this plan (check_host, resource_check,
+        check_migrate, check_handover): `Illegal` naming them all."""
+        target, hooks = self.targets[0], self.hooks
+        involved = {host.name: host for host in [self.source, *self.targets]}
+        problems = [problem for host in involved.values()
+                    for problem in hooks.problems("check_host", host=host)]
+        problems += hooks.problems("resource_check", host=self.source, res=self.res)
+        if self.plan_check:
+            problems += hooks.problems(self.plan_check, res=self.res, source=self.source,
+                                       targets=self.targets)
+        if target.name != self.source.name:
+            problems += hooks.problems("check_handover", res=self.res, source=self.source,
+                                       target=target)
+        if problems:
+            raise Illegal(f"{self.operation} of {self.res} refused by a plugin: "
+                          f"{'; '.join(problems)}; nothing was changed")
 
-        hosts = list(self.ctx.inventory.hosts.values())
-        answers = {answer for answer in in_parallel(ask, hosts) if answer}
-        if not answers:
-            raise Illegal(f"unknown resource {self.res}: no host of the inventory "
-                          f"({self.ctx.inventory.source}) has it; name its host as "
-                          f"{self.res}:<host> if it is not discoverable")
-        if len(answers) > 1:
-            raise Illegal(f"{self.res}: hosts disagree on the primary ({', '.join(answers)}); "
-                          "repair MARS first")
-        return self.host(answers.pop())
+    def _tell(self, hook, /, **kwargs):
+        """Notify the plugins (`operation` and `res` are passed along; a hook
+        that does not take them ignores them); a failing plugin is a
+        warning, never a failure of the operation."""
+        try:
+            self.hooks.call(hook, operation=self.operation, res=self.res, **kwargs)
+        except Exception as error:
+            self.ctx.reporter.warning(f"plugin hook {hook} failed: "
+                                      f"{type(error).__name__}: {error}")
 
     def _place(self):
         """Targets: a host (+ optional secondary), or a cluster name, where the
@@ -152,25 +165,83 @@ class Migrate:
 
     # ------------------------------------------------------------------- run
     def run(self, phases=PHASES):
+        """Run `phases`, telling the plugins `football_start`, then
+        `football_finished` with the summary or `football_failed` with the
+        exit code; the original error is raised whatever they do."""
+        self._tell("football_start", args={"target": self.target_name,
+                                           "target_secondary": self.secondary_name,
+                                           "phases": list(phases)})
+        try:
+            summary = self._run(phases)
+        except BaseException as error:
+            self._finish_hosts()
+            self._tell("football_failed", error=error, exit_code=exit_code_of(error))
+            raise
+        self._finish_hosts()
+        self._tell("football_finished", summary=summary)
+        return summary
+
+    def _finish_hosts(self):
+        if self.prepared_hosts:
+            self._tell("finish_hosts", hosts=self.prepared_hosts)
+
+    def _run(self, phases):
+        whole = list(phases) == list(self.whole)
+        if whole and (self.pre_hand or self.post_hand):
+            self._check_hand_hosts()
+        if whole and self.pre_hand and not Journal(self.config.state_dir, self.operation,
+                                                   self.res).data["steps"]:
+            self.say(f"* pre-hand: {self.res} to {self.pre_hand}")
+            Handover(self.ctx, self.res, self.pre_hand).run(Handover.whole)
+            self.source_hint = None              # it moved: discover it again
         self.discover()
         wanted = [target.name for target in self.targets]
-        if self.source.name == wanted[0] and set(wanted) <= set(self.members) and \
-                not (set(self.members) - set(wanted)) and not self.journal.data["steps"]:
+        if self.source.name in (wanted[0], self.post_hand) and \
+                set(self.members) == set(wanted) and not self.journal.data["steps"]:
             self.say(f"{self.res} is already on {', '.join(wanted)}: nothing to do")
-            return self.summary
+            return self._post_hand() if whole else self.summary
         self.journal.decide(targets=wanted, origin=self.origin)
         self.say(f"* migrating {self.res} ({self.size >> 20} MiB) from {self.source.name} "
                  f"to {', '.join(wanted)}")
         if self.ctx.dry_run:
             return self._dry_run()
-        for phase in phases:
+        self.prepared_hosts = list({host.name: host for host in [
+            self.source, *self.targets, *self._old_hosts()]}.values())
+        self._tell("prepare_hosts", hosts=self.prepared_hosts)
+        if self.two_phase and list(phases) == list(PHASES) and len(self.targets) > 1:
+            phases_run = ("prepare", "wait", "finish", "prepare", "wait", "cleanup")
+        else:
+            phases_run = phases
+        spent = self.summary["phases"]
+        for phase in phases_run:
             started = time.monotonic()
             self.ctx.reporter.event("phase", phase=phase, resource=self.res)
+            self._tell("phase", name=phase)
             getattr(self, phase)()
-            self.summary["phases"][phase] = round(time.monotonic() - started, 3)
-        if list(phases) == list(PHASES):
+            spent[phase] = round(spent.get(phase, 0.0) + time.monotonic() - started, 3)
+        if whole:
             self.journal.finish()
+            return self._post_hand()
         return self.summary
+
+    def _post_hand(self):
+        if self.post_hand and self.post_hand != self.targets[0].name:
+            self.say(f"* post-hand: {self.res} to {self.post_hand}")
+            after = Handover(self.ctx, self.res, self.post_hand).run(Handover.whole)
+            self.summary["post_hand_downtime_seconds"] = after["downtime_seconds"]
+        return self.summary
+
+    def _check_hand_hosts(self):
+        """Pure checks of --pre-hand/--post-hand, before anything moves."""
+        inv = self.ctx.inventory
+        if self.pre_hand:
+            self.host(self.pre_hand)
+        if self.post_hand:
+            self.host(self.post_hand)
+            new = inv.clusters.get(self.target_name) or [self.target_name, self.secondary_name]
+            if self.post_hand not in new:
+                raise Illegal(f"--post-hand {self.post_hand} is not one of the new replicas "
+                              f"({', '.join(name for name in new if name)}); nothing changed")
 
     def _dry_run(self):
         for target in self.targets:
@@ -182,17 +253,27 @@ class Migrate:
                  f"{self.res}` on {self.targets[0].name} and start it there")
         return self.summary
 
+    @property
+    def syncing(self):
+        """The targets to sync now: all of them, except in a two-phase
+        migrate before the handover, when only the new primary."""
+        if not self.two_phase or len(self.targets) < 2:
+            return self.targets
+        primary = self.targets[0]
+        asked = primary.run(["marsadm", "view-get-primary", self.res], check=False)
+        return self.targets if asked.stdout.strip() == primary.name else self.targets[:1]
+
     # --------------------------------------------------------------- prepare
     def prepare(self):
-        self.say("* prepare: replicas on the targets")
-        for target in self.targets:
+        targets = self.syncing
+        self.say(f"* prepare: replicas on {', '.join(target.name for target in targets)}")
+        for target in targets:
             if self.res in facts.my_resources(target):
                 self.ctx.reporter.detail(f"{target.name}: already a replica of {self.res}")
                 continue
-            self._wait_for_sync_slot(target)
+            self._take_sync_slot(target)
             locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
             with locks.holding([self.source, target], LOCK_ITEM):
-                register_intent(target, self.res, self.owner, self.config)
                 self.journal.decide(sync_started=self.journal.decided.get("sync_started")
                                     or time.time())
                 self._merge(target)
@@ -203,6 +284,7 @@ class Migrate:
                 self.ctx.inject("prepare:lv-created")
                 lv = self.hooks.lv_path(host=target, lv=self.res)
                 self.say(f"  {target.name}: marsadm join-resource {self.res} {lv}")
+                self._tell("tell_action", action="join", hosts=[target])
                 target.run(["marsadm", "join-resource", self.res, lv],
                            timeout=self.config.command_timeout)
                 self.journal.decide(full_syncs=self.journal.decided.get("full_syncs", 0) + 1)
@@ -218,37 +300,49 @@ class Migrate:
         wait_until(lambda: target.name in facts.cluster_hosts(self.source), 60,
                    self.config.poll_interval, f"{self.source.name} to see {target.name}")
 
-    def _wait_for_sync_slot(self, target):
-        def free_slot():
-            syncing = [res for res, rest in facts.view_all(target, "sync-rest").items()
-                       if res != self.res and rest not in ("", "0")]
-            planned = live_intents(target, self.config, except_res=self.res)
-            busy = len(set(syncing) | {item[len("sync-"):] for item in planned})
-            if busy >= self.config.limit_syncs:
-                self.ctx.reporter.detail(f"{target.name}: {busy} syncs running or planned "
-                                         f"(limit_syncs {self.config.limit_syncs}); waiting")
-                return False
-            return True
+    def _take_sync_slot(self, target):
+        """Wait for a sync slot on `target`, then take it (register the
+        intent) after a last look under the target's lock: two runs that both
+        saw the last free slot must not both take it."""
+        while True:
+            self._wait_for_sync_slot(target)
+            with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
+                    [target], LOCK_ITEM):
+                if self._sync_slot_free(target):
+                    register_intent(target, self.res, self.owner, self.config)
+                    return
 
-        if not free_slot():
+    def _sync_slot_free(self, target):
+        syncing = [res for res, rest in facts.view_all(target, "sync-rest").items()
+                   if res != self.res and rest not in ("", "0")]
+        planned = live_intents(target, self.config, except_res=self.res)
+        busy = len(set(syncing) | {item[len("sync-"):] for item in planned})
+        if busy >= self.config.limit_syncs:
+            self.ctx.reporter.detail(f"{target.name}: {busy} syncs running or planned "
+                                     f"(limit_syncs {self.config.limit_syncs}); waiting")
+            return False
+        return True
+
+    def _wait_for_sync_slot(self, target):
+        if not self._sync_slot_free(target):
             self.say(f"  {target.name}: waiting for a sync slot (limit_syncs "
                      f"{self.config.limit_syncs})")
-            wait_until(free_slot, self.config.sync_timeout, max(1.0, self.config.poll_interval),
-                       f"a sync slot on {target.name}")
+            wait_until(lambda: self._sync_slot_free(target), self.config.sync_timeout,
+                       max(1.0, self.config.poll_interval), f"a sync slot on {target.name}")
 
     # ------------------------------------------------------------------ wait
     def wait(self):
-        self.say("* wait: until the targets are UpToDate")
-        total = self.size * len(self.targets)
+        targets = self.syncing
+        self.say(f"* wait: until {', '.join(target.name for target in targets)} are UpToDate")
+        total = self.size * len(targets)
         started = time.monotonic()
         last_progress, last_rest = time.monotonic(), None
         warned = False
         with self.ctx.reporter.progress(f"sync {self.res}", total) as bar:
             while True:
                 rests = in_parallel(lambda t: int(facts.view(t, "sync-rest", self.res) or 0),
-                                    self.targets)
-                states = in_parallel(lambda t: facts.view(t, "diskstate", self.res),
-                                     self.targets)
+                                    targets)
+                states = in_parallel(lambda t: facts.view(t, "diskstate", self.res), targets)
                 rest = sum(rests)
                 bar.update(total - rest)
                 if rest == 0 and all(state == "UpToDate" for state in states):
@@ -259,7 +353,7 @@ class Migrate:
                 elif now - last_progress > self.config.stall_timeout:
                     raise TimedOut(f"sync of {self.res} made no progress for "
                                    f"{self.config.stall_timeout:g} s ({rest} bytes left; "
-                                   f"states {dict(zip([t.name for t in self.targets], states))}); "
+                                   f"states {dict(zip([t.name for t in targets], states))}); "
                                    "check marsd and the network, then re-run")
                 elif now - last_progress > self.config.stall_warn and not warned:
                     self.ctx.reporter.warning(f"sync of {self.res} made no progress for "
@@ -270,7 +364,7 @@ class Migrate:
         self.summary["synced_bytes"] = self.size * self.journal.decided.get("full_syncs", 0)
         self.summary["sync_seconds"] = round(time.time() - began if began else
                                              time.monotonic() - started, 3)
-        for target in self.targets:
+        for target in targets:
             drop_intent(target, self.res)
         self.ctx.inject("wait:synced")
         self.journal.record("wait")
@@ -285,10 +379,12 @@ class Migrate:
             self.journal.record("finish")
             return
         self.say(f"* finish: handover of {self.res} to {target.name}")
+        self._downtime_gate(target)
         self._wait_for_small_lag(target)
         if primary != target.name and \
                 facts.view(target, "diskstate", self.res) != "UpToDate":
             raise Illegal(f"{target.name}: {self.res} is not UpToDate; run migrate-wait first")
+        self._check_startable(target)
         locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
         involved = {host.name: host for host in [self.source, *self.targets,
                                                  *self._old_hosts()]}
@@ -309,9 +405,57 @@ class Migrate:
                    f"the replication lag of {self.res} on {target.name} to fall under "
                    f"{self.config.limit_mars_logfile} MiB")
 
+    def _downtime_gate(self, target):
+        """Wait until every plugin wants the downtime now (want_downtime) and
+        none holds `res` locked on the source or the target (resource_locked);
+        `Illegal` after `downtime_gate_timeout`: the container was not touched."""
+        def objections():
+            found = self.hooks.vetoes("want_downtime", res=self.res, source=self.source,
+                                      target=target)
+            for host in {self.source.name: self.source, target.name: target}.values():
+                found += [f"{self.res} is locked on {host.name}" +
+                          (f" ({lock})" if isinstance(lock, str) else "")
+                          for lock in self.hooks.call("resource_locked", host=host, res=self.res)
+                          if lock]
+            return found
+
+        last = objections()
+        if not last:
+            return
+        self.say(f"  waiting before the downtime of {self.res}: {'; '.join(last)}")
+        self._tell("start_wait", what="downtime")
+        started = time.monotonic()
+
+        def agreed():
+            self._tell("poll_wait", what="downtime", elapsed=round(time.monotonic() - started, 3))
+            last[:] = objections()
+            return not last
+
+        try:
+            wait_until(agreed, self.config.downtime_gate_timeout, self.config.poll_interval,
+                       "the plugins to allow the downtime")
+        except TimedOut:
+            raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
+                          f"{self.config.downtime_gate_timeout:g} s: {'; '.join(last)}; it "
+                          f"still runs on {self.source.name}, nothing was stopped. Re-run "
+                          "later: the replicas are kept, it resumes") from None
+
+    def _check_startable(self, target):
+        """`Illegal` before anything is stopped when a plugin vetoes starting
+        `res` on the target (is_startable)."""
+        reasons = self.hooks.vetoes("is_startable", host=target, res=self.res)
+        if reasons:
+            raise Illegal(f"{target.name}: {self.res} cannot start there: {'; '.join(reasons)}; "
+                          f"nothing was stopped, it still runs on {self.source.name}")
+
     def _downtime_window(self, target):
         reporter = self.ctx.reporter
         self.journal.record("critical-section")
+        self._tell("tell_action", action="handover", hosts=[self.source, target])
+        saved = {}
+        for part in self.hooks.call("save_resource_state", host=self.source, res=self.res):
+            saved.update(part)
+        self._tell("section", name="downtime")
         began = time.monotonic()
         reporter.event("downtime-begin", resource=self.res, host=self.source.name)
         try:
@@ -332,9 +476,11 @@ class Migrate:
                 raise FootballError(f"{target.name}: {self.res} is {state} after the start")
         except InjectedFailure:
             raise
-        except (FootballError, TransportError) as error:
+        except Exception as error:      # whatever failed: the container must run again
             self._compensate(error, target)
         downtime = time.monotonic() - began
+        self._tell("restore_resource_state", host=target, state=saved)
+        self._tell("report_downtime", source=self.source, host=target, seconds=downtime)
         self.summary["downtime_seconds"] = round(downtime, 3)
         reporter.event("downtime-end", resource=self.res, host=target.name,
                        downtime_seconds=round(downtime, 3))
@@ -344,19 +490,20 @@ class Migrate:
     def _compensate(self, error, target):
         """Inside the downtime window: restart where it can run (the source
         first, then any replica); never raises anything but the verdict."""
+        self._tell("section", name="compensation")
         self.ctx.reporter.warning(f"handover failed: {error}; restarting {self.res}")
         for host in [self.source, target, *self._old_hosts()]:
             try:
                 self.hooks.resource_start(host=host, res=self.res)
                 if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
-                    raise Serious(f"migrate of {self.res} failed inside the downtime window: "
-                                  f"{error}; {self.res} runs again on {host.name}")
+                    raise Serious(f"{self.operation} of {self.res} failed inside the downtime "
+                                  f"window: {error}; {self.res} runs again on {host.name}")
             except Serious:
                 raise
             except Exception as restart_error:       # keep trying the others
                 self.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
-        raise Critical(f"migrate of {self.res} failed inside the downtime window: {error}; "
-                       f"{self.res} is NOT running anywhere. Run football repair-vm "
+        raise Critical(f"{self.operation} of {self.res} failed inside the downtime window: "
+                       f"{error}; {self.res} is NOT running anywhere. Run football repair-vm "
                        f"{self.res} {self.source.name} {target.name}")
 
     # --------------------------------------------------------------- cleanup
@@ -364,6 +511,7 @@ class Migrate:
         old = [host for host in self._members_now() if host.name not in
                {target.name for target in self.targets}]
         if not self.config.cleanup_old_replicas or not old:
+            self._split_clusters()
             self.journal.record("cleanup")
             return
         self.say(f"* cleanup: removing the replicas on {', '.join(host.name for host in old)}")
@@ -371,6 +519,7 @@ class Migrate:
             if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
                 raise Illegal(f"{host.name}: {self.res} still runs there; stop it first")
             if self.res in facts.my_resources(host):
+                self._tell("tell_action", action="leave", hosts=[host])
                 host.run(["marsadm", "leave-resource", self.res],
                          timeout=self.config.command_timeout)
             self.ctx.inject("cleanup:left")
@@ -378,6 +527,7 @@ class Migrate:
                 wait_until(lambda: self._remove_lv(host), 60, 0.5,
                            f"LV {host.vg}/{self.res} on {host.name} to be free")
             self.ctx.inject("cleanup:lv-removed")
+        self._split_clusters()
         self.journal.record("cleanup")
 
     def _members_now(self):
@@ -397,12 +547,32 @@ class Migrate:
                 return False
             raise
 
+    def _split_clusters(self):
+        """The old hosts share nothing with the new ones any more: separate
+        MARS clusters again (inventory clusters stay whole). The new primary's
+        view decides the split, so first it must have seen the old hosts leave."""
+        if not self.config.split_clusters_after_migrate:
+            return
+        primary, wanted = self.targets[0], {target.name for target in self.targets}
+        old = [self.host(name) for name in self.origin
+               if name not in wanted and name in self.ctx.inventory.hosts]
+        gone = {host.name for host in old if self.res not in facts.my_resources(host)}
+        wait_until(lambda: not gone & set(facts.parse_lines(primary.run(
+                       ["marsadm", "view-resource-members", self.res]).stdout)),
+                   60, self.config.poll_interval,
+                   f"{primary.name} to see {', '.join(sorted(gone))} leave {self.res}")
+        split_unshared(self.ctx, [*(target.name for target in self.targets),
+                                  *(host.name for host in old)],
+                       self.owner, point="cleanup:split")
+
 
 class Handover(Migrate):
     """Move the primary role of a resource to another of its replicas (the
     finish phase of migrate; all replicas stay)."""
 
     operation = "handover"
+    plan_check = None               # check_handover alone judges it
+    whole = ("finish",)
 
     def __init__(self, ctx, res, host):
         super().__init__(ctx, res, host)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -88,6 +89,29 @@ class LabRun:
     def cleanup(self):
         if self.dir.exists():
             self.football("down", check=False)
+
+
+@contextmanager
+def lab_up(base):
+    """A lab brought up under `base` for the `with` block; brought down
+    afterwards, failing when `lab down` left anything behind."""
+    run = LabRun(base)
+    try:
+        run.up()
+        yield run
+    finally:
+        run.cleanup()
+    assert not run.leftovers(), f"lab down left: {run.leftovers()}"
+
+
+def roles_and_running(status, res="vm1"):
+    """From `lab status --json`: {host: role} of `res`, and the hosts where
+    its container runs."""
+    roles = {name: entry["resources"][res]["role"] for name, entry in status.items()
+             if res in entry["resources"]}
+    running = [name for name, entry in status.items()
+               if entry["containers"].get(res) == "RUNNING"]
+    return roles, running
 
 
 def sequence_problems(records):

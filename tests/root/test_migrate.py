@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from tests.helpers.dataplane import tree_checksums, write_files
-from tests.helpers.lab import LabRun, football, sequence_problems
+from tests.helpers.lab import football, lab_up, roles_and_running, sequence_problems
 from tests.root.test_lab import wait_for_records
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
@@ -17,13 +17,8 @@ pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 @pytest.fixture
 def lab(tmp_path):
-    run = LabRun(tmp_path)
-    try:
-        run.up()
+    with lab_up(tmp_path) as run:
         yield run
-    finally:
-        run.cleanup()
-    assert not run.leftovers(), f"lab down left: {run.leftovers()}"
 
 
 def migrate(lab, *args, check=True):
@@ -41,10 +36,7 @@ def events(result, kind):
 def placement(lab):
     """{host: role} of vm1, the running container, the LVs and locks of each host."""
     status = lab.status()
-    roles = {name: entry["resources"]["vm1"]["role"] for name, entry in status.items()
-             if "vm1" in entry["resources"]}
-    running = [name for name, entry in status.items()
-               if entry["containers"].get("vm1") == "RUNNING"]
+    roles, running = roles_and_running(status)
     lvs = {name: json.loads(lab.exec(name, "football-host", "vg",
                                      str(lab.dir / name / "dev/vg0"), "info").stdout)["lvs"]
            for name in status}

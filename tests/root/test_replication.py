@@ -86,3 +86,19 @@ def test_handover_there_and_back_keeps_every_file(datanet):
     assert tree_checksums(a.mnt) == written
     assert a.view("is-split-brain", "vm1") == "0\n"
     assert b.view("is-split-brain", "vm1") == "0\n"
+
+
+def test_a_handover_back_before_the_new_primary_wrote_anything_completes(datanet):
+    # A failed start on the new primary (compensation in Football's downtime
+    # window) hands back at once: the new primary's logfile is still empty.
+    a, b = start_primary(datanet, "a", "b")
+    b.marsadm("join-resource", "vm1", b.disk)
+    datanet.wait(b, "vm1", "consistent")
+    datanet.umount(a)
+    datanet.wait(b, "vm1")
+
+    b.marsadm("primary", "vm1", "--timeout=60")
+    assert b.view("is-primary", "vm1") == "1\n"
+    a.marsadm("primary", "vm1", "--timeout=60")
+    assert a.view("is-primary", "vm1") == "1\n"
+    assert a.view("is-split-brain", "vm1") == "0\n"

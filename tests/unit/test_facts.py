@@ -165,3 +165,10 @@ def test_view_all_runs_the_macro_for_all_resources(host, runner):
     runner.expect(["marsadm", "view-diskstate", "all"],
                   stdout=recorded("view_diskstate_all_a1.txt"))
     assert facts.view_all(host, "diskstate") == {"vm1": "UpToDate"}
+
+
+def test_wait_cluster_names_the_hosts_whose_marsd_does_not_answer():
+    stderr = ("marsadm: timed out after 5s, marsd not answering on a2, b1 (a2: connection "
+              "refused; b1: timed out); start marsd there or check the network\n")
+    assert facts.parse_not_answering(stderr) == {"a2", "b1"}
+    assert facts.parse_not_answering("marsadm: not a cluster member\n") is None

@@ -9,7 +9,7 @@ import yaml
 
 from football import lab
 from football.inventory import HOST_DEFAULTS, Host, InventoryError, load, parse
-from football.transport import LocalTransport
+from football.transport import DEFAULT_CONNECT_TIMEOUT, LocalTransport, SSHTransport
 
 LAB_INVENTORY = Path(__file__).parents[2] / "inventory" / "lab.yml"
 
@@ -138,9 +138,38 @@ def test_a_local_host_runs_commands_through_a_local_transport_with_its_env():
     assert host.run(["sh", "-c", "echo $MARS_HOST"]).stdout == "a1\n"
 
 
-def test_a_host_whose_transport_is_not_available_says_to_use_local():
-    host = Host(name="a1", address="10.0.0.11", transport="ssh")
-    with pytest.raises(InventoryError, match="host a1: transport 'ssh'.*use transport: local"):
+def test_an_ssh_host_is_reached_by_an_ssh_transport_with_its_settings_and_no_connection_yet():
+    data = good()
+    data["defaults"].update({"ssh_key": "/keys/football", "host_key_check": "accept-new",
+                             "known_hosts": "/keys/known_hosts", "connect_timeout": 2.5})
+    data["hosts"]["a2"].update({"user": "football", "env": {"MARS_ROOT": "/srv/a2", "N": 1}})
+    runner = parse(data, "test.yml").host("a2").runner
+    assert isinstance(runner, SSHTransport)
+    assert (runner.host, runner.address, runner.port, runner.user) == (
+        "a2", "10.0.0.12", 2222, "football")
+    assert runner.env == {"MARS_ROOT": "/srv/a2", "N": "1"}
+    assert (runner.ssh_key, str(runner.known_hosts), runner.host_key_check,
+            runner.connect_timeout) == ("/keys/football", "/keys/known_hosts", "accept-new", 2.5)
+    assert runner._connection is None
+
+
+def test_an_ssh_hosts_defaults_are_strict_host_keys_from_the_users_known_hosts():
+    runner = parse(good(), "test.yml").host("a1").runner
+    assert (runner.user, runner.port, runner.host_key_check, runner.ssh_key) == (
+        "root", 22, "strict", None)
+    assert runner.known_hosts == Path("~/.ssh/known_hosts").expanduser()
+    assert runner.connect_timeout == DEFAULT_CONNECT_TIMEOUT
+
+
+def test_a_host_runner_is_made_once_so_its_connection_is_reused():
+    host = parse(good(), "test.yml").host("a1")
+    assert host.runner is host.runner
+
+
+def test_a_host_made_in_code_with_an_unknown_transport_names_the_transports():
+    host = Host(name="a1", address="10.0.0.11", transport="telnet")
+    with pytest.raises(InventoryError, match="host a1: unknown transport 'telnet'; "
+                                             "use one of ssh, local"):
         host.run(["true"])
 
 
@@ -193,6 +222,35 @@ def test_an_unknown_host_setting_is_refused_naming_it():
     data["hosts"]["a1"]["adress"] = "10.0.0.1"
     data["hosts"]["a1"]["colour"] = "blue"
     assert refused(data) == "inventory test.yml: host a1: unknown settings adress, colour"
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("transport", "telnet", "transport 'telnet' is not one of ssh, local"),
+    ("host_key_check", "yes", "host_key_check 'yes' is not one of strict, accept-new, off"),
+    ("host_key_check", True, "host_key_check True is not one of strict, accept-new, off"),
+    ("connect_timeout", 0, "connect_timeout must be a number of seconds > 0, not 0"),
+    ("connect_timeout", "10s", "connect_timeout must be a number of seconds > 0, not '10s'"),
+    ("env", ["A=1"], "env must be a mapping (NAME: value), not ['A=1']"),
+    ("env", {"A B": "1"}, "env: 'A B' is not a variable name"),
+    ("env", {"PATH=/x": "1"}, "env: 'PATH=/x' is not a variable name"),
+    ("env", {"A": ["1"]}, "env: A must be a string, not ['1']"),
+])
+def test_a_bad_connection_setting_is_refused_naming_host_and_setting(setting, value, message):
+    data = good()
+    data["hosts"]["a1"][setting] = value
+    assert refused(data) == f"inventory test.yml: host a1: {message}"
+
+
+def test_host_key_check_off_unquoted_in_yaml_means_off(inventory_file):
+    inventory = load(inventory_file(GOOD.replace("  manager: lab\n",
+                                                 "  manager: lab\n  host_key_check: off\n")))
+    assert inventory.host("a1").host_key_check == "off"
+
+
+def test_a_bad_connection_setting_in_the_defaults_is_refused_for_the_first_host():
+    data = good()
+    data["defaults"]["host_key_check"] = "no"
+    assert refused(data).startswith("inventory test.yml: host a1: host_key_check 'no'")
 
 
 def test_a_host_in_two_clusters_is_refused_naming_both():

@@ -131,3 +131,27 @@ def test_after_a_split_a_fresh_peer_pulls_everything_the_piece_kept(tmp_path):
         newcomer.apply(store.changes_since({}))
         assert newcomer.live_values() == store.live_values()
     store.close()
+
+
+# Regression: the shared tuples of vm1 that h3 wrote kept h3's vector row
+# after the split, although h3's own keys were dropped; merging h3 back then
+# never sent `ips/ip-h3` (older than that row), and the piece never saw h3
+# again (football migrates vm1 away from h3's cluster and back).
+def test_after_a_split_a_merge_with_a_host_of_another_piece_sends_all_of_its_keys(tmp_path):
+    cluster, store = cluster_of(tmp_path, hosts("h1", "h2", "h3") + [
+        ("resource-vm1/size", "4096", "h3"), ("resource-vm1/primary", "h1", "h3"),
+        ("resource-vm1/data-h1", "/dev/vg/vm1", "h1"),
+        ("resource-vm1/data-h2", "/dev/vg/vm1", "h2")])
+    with Store(tmp_path / "h3.sqlite", "h3") as h3_store:
+        h3_store.apply(store.changes_since({}))
+        pieces = cluster.pieces(store.state())
+        apply_split(store, pieces)
+        apply_split(h3_store, pieces)
+
+        assert "h3" not in store.vector()
+        assert {item.origin for item in store.tuples()} <= {"h1", "h2"}
+        assert store.live_values()["resource-vm1/size"] == "4096"
+        assert store.live_values()["resource-vm1/primary"] == "h1"
+        pushed = {item.key for item in h3_store.changes_since(store.vector())}
+        assert "ips/ip-h3" in pushed
+    store.close()

@@ -1,16 +1,21 @@
 """The local transport (football/transport.py): results as values, failures
 that name host, command, exit code and the tail of stderr, timeouts, and
-arguments that reach the program literally because no shell is involved."""
+arguments that reach the program literally because no shell is involved.
+The SSH transport's pure parts: the remote command line (quoted for the
+remote shell) and the host key policies. Against a real sshd:
+tests/integration/test_ssh_transport.py."""
 
 import shlex
 import sys
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 
-from football.transport import CommandFailed, CommandTimedOut, LocalTransport, Result, tail, \
-    tool_path
+from football.transport import CommandFailed, CommandTimedOut, LocalTransport, Result, \
+    SSHTransport, UnknownHostKey, check_host_key_policy, known_hosts_name, remote_command, \
+    tail, tool_path
 
 
 @pytest.fixture
@@ -105,6 +110,13 @@ def test_this_installations_scripts_come_first_on_the_path(transport):
     assert tool_path().split(":")[0] == str(Path(sys.executable).parent)
 
 
+def test_system_tools_stay_on_the_path_when_the_scripts_are_first_already(monkeypatch):
+    scripts = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", f"{scripts}:/usr/bin:/bin")
+    assert tool_path() == f"{scripts}:/usr/bin:/bin"
+    assert LocalTransport("h1").run(["sh", "-c", "command -v mkdir"]).ok
+
+
 @pytest.mark.parametrize("argument", [
     "a b", "it's", '"quoted"', "x; touch pwned", "$(touch pwned)", "`touch pwned`", "$HOME",
     "*", "a\nb", "", "-n"])
@@ -143,3 +155,72 @@ def test_tail_keeps_as_many_last_lines_as_asked():
 def test_tail_of_nothing_is_empty():
     assert tail("") == ""
     assert tail("\n\n") == ""
+
+
+# --- SSH: the remote command line and host key policies (no network) ------------------
+
+@pytest.mark.parametrize("argument", [
+    "a b", "it's", '"quoted"', "x; touch pwned", "$(touch pwned)", "`touch pwned`", "$HOME",
+    "*", "a\nb", "", "-n", "back\\slash"])
+def test_a_remote_command_line_gives_the_remote_shell_every_argument_literally(tmp_path,
+                                                                               argument):
+    # sshd hands the line to the login shell as `$SHELL -c LINE`
+    line = remote_command([sys.executable, "-c", "import sys, os; print(repr(sys.argv[1:]), "
+                           "os.environ['V'])", argument], {"V": "it's $HOME"}, timeout=30)
+    result = LocalTransport("h1").run(["sh", "-c", line], timeout=30)
+    assert result.stdout == f"{[argument]!r} it's $HOME\n"
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_a_remote_command_line_is_the_quoted_argv_behind_timeout_and_env():
+    assert remote_command(["marsadm", "view", "all"]) == "marsadm view all"
+    assert remote_command(["echo", "a b"], {"MARS_ROOT": "/lab/a 1", "MARS_HOST": "a1"}) == (
+        "env 'MARS_ROOT=/lab/a 1' MARS_HOST=a1 echo 'a b'")
+    assert remote_command(["sleep", 5], None, timeout=2.5) == (
+        "timeout --signal=KILL 2.5 sleep 5")
+    assert shlex.split(remote_command(["true"], {"A": "1"}, timeout=600)) == [
+        "timeout", "--signal=KILL", "600", "env", "A=1", "true"]
+
+
+def test_known_hosts_names_a_host_off_port_22_with_its_port():
+    assert known_hosts_name("10.0.0.1", 22) == "10.0.0.1"
+    assert known_hosts_name("127.0.0.5", 2222) == "[127.0.0.5]:2222"
+
+
+@pytest.mark.parametrize("policy", ["strict", "accept-new", "off"])
+def test_the_host_key_policies_are_strict_accept_new_and_off(policy):
+    assert check_host_key_policy(policy) == policy
+    assert SSHTransport("h1", "10.0.0.1", host_key_check=policy).host_key_check == policy
+
+
+@pytest.mark.parametrize("policy", ["yes", "no", "", None, "accept_new"])
+def test_another_host_key_policy_is_refused_naming_the_three(policy):
+    with pytest.raises(ValueError, match="is not one of strict, accept-new, off"):
+        SSHTransport("h1", "10.0.0.1", host_key_check=policy)
+
+
+def test_an_ssh_transport_defaults_to_strict_root_port_22_and_the_users_known_hosts():
+    transport = SSHTransport("h1", "10.0.0.1")
+    assert (transport.user, transport.port, transport.host_key_check) == ("root", 22, "strict")
+    assert transport.known_hosts == Path.home() / ".ssh" / "known_hosts"
+    assert transport.where == "h1 (root@10.0.0.1:22)"
+
+
+def test_accept_new_appends_a_new_hosts_key_to_known_hosts_as_ssh_writes_it(tmp_path):
+    known_hosts = tmp_path / "ssh" / "known_hosts"
+    key = paramiko.ECDSAKey.generate()
+    client = paramiko.SSHClient()
+    SSHTransport("h1", "127.0.0.5", port=2222, known_hosts=known_hosts,
+                 host_key_check="accept-new")._trust(client)
+    client._policy.missing_host_key(client, "[127.0.0.5]:2222", key)
+    assert known_hosts.read_text() == f"[127.0.0.5]:2222 {key.get_name()} {key.get_base64()}\n"
+    assert paramiko.HostKeys(str(known_hosts)).lookup("[127.0.0.5]:2222")[key.get_name()] == key
+    assert client.get_host_keys().lookup("[127.0.0.5]:2222")[key.get_name()] == key
+
+
+def test_strict_refuses_an_unknown_host_key(tmp_path):
+    client = paramiko.SSHClient()
+    SSHTransport("h1", "127.0.0.5", known_hosts=tmp_path / "known_hosts")._trust(client)
+    with pytest.raises(UnknownHostKey):
+        client._policy.missing_host_key(client, "127.0.0.5", paramiko.ECDSAKey.generate())
+    assert not (tmp_path / "known_hosts").exists()

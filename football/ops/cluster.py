@@ -1,0 +1,331 @@
+"""MARS cluster membership: `football merge-cluster` and `football split-cluster`.
+
+An inventory cluster is meant to be one MARS cluster. A migration to another
+inventory cluster merges the two MARS clusters (a resource can only be
+replicated inside one); once the hosts share no resource any more they are
+split again, so that each MARS cluster stays as small as the inventory says.
+
+- **merge** `h1 h2`: `marsadm merge-cluster h1 <h1's address>` on h2, under
+  the lock of both hosts; waits until both see all members of both sides.
+  Nothing to do when they are in one cluster already.
+- **split** (`split_unshared`): the *wanted* groups are the hosts joined by
+  shared resources or by one inventory cluster. A MARS cluster that spans
+  several wanted groups is split (`marsadm split-cluster`: into pieces that
+  share no resource, a host without resources alone); then the pieces of one
+  wanted group are merged again. It works from what it observes each time, so
+  a run interrupted between the split and the merges completes on a re-run.
+"""
+
+import socket
+from dataclasses import dataclass
+
+from football import facts
+from football.errors import FootballError, Illegal
+from football.inventory import InventoryError
+from football.locks import LockSet
+from football.ops.base import in_parallel, reachable, wait_until
+from football.transport import TransportError
+
+LOCK_ITEM = "football"
+MEMBERSHIP_TIMEOUT = 60.0
+
+
+# ----------------------------------------------------------------- planning (pure)
+def connected_groups(hosts, links):
+    """Partition `hosts` into the groups that `links` join (each link an
+    iterable of hosts; names not in `hosts` are ignored). Sorted lists."""
+    group_of = {host: {host} for host in hosts}
+    for link in links:
+        inside = [host for host in link if host in group_of]
+        for other in inside[1:]:
+            first, second = group_of[inside[0]], group_of[other]
+            if first is not second:
+                first |= second
+                for host in second:
+                    group_of[host] = first
+    unique = {id(group): group for group in group_of.values()}
+    return sorted(sorted(group) for group in unique.values())
+
+
+@dataclass
+class MarsCluster:
+    """One MARS cluster as observed: its members with their addresses and,
+    as `seen_from` sees them, the members of each of its resources."""
+
+    hosts: dict
+    members: dict
+    seen_from: str
+
+
+def wanted_groups(clusters, inventory_clusters):
+    """The hosts that must share a MARS cluster: joined by a shared resource
+    or by one inventory cluster."""
+    hosts = {host for cluster in clusters for host in cluster.hosts}
+    links = [members for cluster in clusters for members in cluster.members.values()]
+    links += [list(members) for members in inventory_clusters.values()]
+    return connected_groups(hosts, links)
+
+
+def pieces_after_split(cluster):
+    """What `marsadm split-cluster` makes of `cluster` (mars/cluster.py
+    `pieces`): hosts sharing resources stay together, the others go alone."""
+    return connected_groups(cluster.hosts, cluster.members.values())
+
+
+def plan(clusters, inventory_clusters, runnable):
+    """(clusters to split, merges after the split): the merges are
+    (host to run `merge-cluster` on, peer) pairs; both are hosts in
+    `runnable` (the inventory's, which Football can reach)."""
+    wanted = wanted_groups(clusters, inventory_clusters)
+    group_of = {host: index for index, group in enumerate(wanted) for host in group}
+    splits = [cluster for cluster in clusters
+              if len({group_of[host] for host in cluster.hosts}) > 1]
+    pieces = []
+    for cluster in clusters:
+        pieces += pieces_after_split(cluster) if cluster in splits else [sorted(cluster.hosts)]
+    return splits, remerges(pieces, wanted, runnable)
+
+
+def remerges(pieces, wanted, runnable):
+    """The merges that join the pieces of each wanted group into one cluster:
+    every further piece merges with the group's first piece."""
+    merges = []
+    for group in wanted:
+        parts = sorted(piece for piece in pieces if set(piece) & set(group))
+        anchor = next((host for host in parts[0] if host in runnable), None) if parts else None
+        for part in parts[1:]:
+            run_on = next((host for host in part if host in runnable), None)
+            if run_on is None or anchor is None:
+                raise Illegal(f"cannot merge {', '.join(part)} with {', '.join(parts[0])}: "
+                              "no host of one side is in the inventory; merge them by hand "
+                              "(marsadm merge-cluster)")
+            merges.append((run_on, anchor))
+    return merges
+
+
+# --------------------------------------------------------------------- observing
+def _host(ctx, name):
+    try:
+        return ctx.inventory.host(name)
+    except InventoryError as error:
+        raise Illegal(str(error)) from None
+
+
+def _cluster_of(host):
+    try:
+        result = host.run(["marsadm", "lowlevel-ls-host-ips"], check=False, timeout=60)
+    except (TransportError, InventoryError) as error:
+        raise Illegal(f"{host.name} is unreachable: {error}; nothing was changed") from None
+    if not result.ok:
+        raise Illegal(f"{host.name}: `{result.command}` exited {result.exit_code}: "
+                      f"{result.stderr.strip()[-300:]}; nothing was changed")
+    return facts.parse_host_ips(result.stdout)
+
+
+def observe(ctx, names, prefer=()):
+    """The MARS clusters of `names`, of the hosts of their inventory clusters
+    and, transitively, of every inventory host found in those clusters.
+    Views that overlap (a merge still propagating) count as one cluster; its
+    resources are read on the first host of `prefer` in it (else its first
+    inventory host), where a split would run."""
+    inv = ctx.inventory
+    seen, todo = {}, set(names)
+    while todo:
+        for name in list(todo):
+            cluster = inv.host(name).cluster
+            todo |= {member for member in inv.clusters.get(cluster, []) if member not in seen}
+        views = dict(zip(sorted(todo), in_parallel(lambda n: _cluster_of(_host(ctx, n)),
+                                                   sorted(todo))))
+        seen.update(views)
+        todo = {host for view in views.values() for host in view
+                if host in inv.hosts and host not in seen}
+    addresses = {}
+    for name, view in seen.items():
+        addresses.update(view or {name: inv.hosts[name].address})
+    groups = connected_groups(addresses, [list(view) or [name] for name, view in seen.items()])
+    clusters = []
+    for group in groups:
+        order = [name for name in prefer if name in group] + \
+                [name for name in group if name in inv.hosts]
+        seen_from = order[0]
+        in_cluster = bool(seen[seen_from])
+        members = facts.members_of_all(inv.hosts[seen_from]) if in_cluster else {}
+        clusters.append(MarsCluster({host: addresses[host] for host in group}, members,
+                                    seen_from))
+    return clusters
+
+
+def every_member_answers(host, timeout=10):
+    """split-cluster tells every member its piece: refuse before it when one
+    does not answer (`Illegal`, nothing changed)."""
+    try:
+        result = host.run(["marsadm", f"--timeout={timeout}", "wait-cluster"], check=False,
+                          timeout=timeout + 30)
+    except TransportError as error:
+        raise Illegal(f"{host.name} is unreachable: {error}; nothing was changed") from None
+    if not result.ok:
+        raise Illegal(f"{host.name}: not every host of its MARS cluster answers "
+                      f"(`{result.command}` exited {result.exit_code}: "
+                      f"{result.stderr.strip()[-300:]}); a split needs them all: start marsd "
+                      "there or wait for the network, then re-run. Nothing was changed")
+
+
+def describe(clusters):
+    return "; ".join(" ".join(sorted(cluster.hosts)) for cluster in clusters)
+
+
+# --------------------------------------------------------------------- acting
+def merge(ctx, run_on, peer, address, say):
+    """`marsadm merge-cluster <peer> <address>` on `run_on`; waits until both
+    list every member of both sides."""
+    both = set(_cluster_of(run_on)) | set(_cluster_of(peer)) | {run_on.name, peer.name}
+    say(f"  {run_on.name}: marsadm merge-cluster {peer.name} {address}")
+    run_on.run(["marsadm", "merge-cluster", peer.name, address],
+               timeout=ctx.config.command_timeout)
+    wait_until(lambda: all(both <= set(_cluster_of(host)) for host in (run_on, peer)),
+               MEMBERSHIP_TIMEOUT, ctx.config.poll_interval,
+               f"{run_on.name} and {peer.name} to list all of {', '.join(sorted(both))}")
+
+
+def split_unshared(ctx, names, owner, point="split-cluster:split"):
+    """Split the MARS clusters of `names` so that hosts sharing no resource
+    are apart, except hosts of one inventory cluster (see the module's
+    docstring). Idempotent; returns what it did as a list of lines. The
+    split runs on the first of `names` in each cluster, whose view of the
+    resource members decides the pieces. Injection point `point` lies
+    between the split and the merges."""
+    say = ctx.reporter.say
+    inv = ctx.inventory
+    clusters = observe(ctx, names, prefer=names)
+    # after a split, `names` no longer reach the other pieces: look at them all
+    names = list(dict.fromkeys([*names, *(host for cluster in clusters
+                                          for host in sorted(cluster.hosts)
+                                          if host in inv.hosts)]))
+    splits, merges = plan(clusters, inv.clusters, inv.hosts)
+    if not splits and not merges:
+        ctx.reporter.detail(f"MARS clusters {describe(clusters)}: nothing to split")
+        return []
+    if ctx.dry_run:
+        done = [f"would run marsadm split-cluster on {cluster.seen_from} (cluster "
+                f"{' '.join(sorted(cluster.hosts))})" for cluster in splits]
+        done += [f"would run marsadm merge-cluster {peer} on {run_on}" for run_on, peer in merges]
+        for line in done:
+            say(line)
+        return done
+    involved = [inv.hosts[host] for cluster in clusters for host in cluster.hosts
+                if host in inv.hosts]
+    for cluster in splits:
+        every_member_answers(inv.hosts[cluster.seen_from])
+    wanted = wanted_groups(clusters, inv.clusters)
+    say(f"* MARS clusters {describe(clusters)} become {'; '.join(map(' '.join, wanted))} "
+        "(shared resources and inventory clusters stay together)")
+    done = []
+    locks = LockSet(owner, ctx.config, ctx.reporter.detail)
+    with locks.holding(involved, LOCK_ITEM):
+        # under the locks: nobody merges or joins meanwhile; look again
+        clusters = observe(ctx, names, prefer=names)
+        newcomers = {host for cluster in clusters for host in cluster.hosts
+                     if host in inv.hosts} - {host.name for host in involved}
+        if newcomers:
+            raise Illegal(f"{', '.join(sorted(newcomers))} joined these MARS clusters while "
+                          "the locks were taken; nothing was changed, re-run")
+        splits, _ = plan(clusters, inv.clusters, inv.hosts)
+        for cluster in splits:
+            initiator = inv.hosts[cluster.seen_from]
+            say(f"  {initiator.name}: marsadm split-cluster (cluster "
+                f"{' '.join(sorted(cluster.hosts))})")
+            try:
+                initiator.run(["marsadm", "split-cluster"], timeout=ctx.config.command_timeout)
+            except TransportError as error:
+                raise FootballError(f"split-cluster failed: {error}\nSome hosts may have "
+                                    "split already; re-run the same command to converge "
+                                    f"(or football split-cluster {' '.join(names)})") from None
+            done.append(f"split {' '.join(sorted(cluster.hosts))} on {initiator.name}")
+        if splits:
+            ctx.inject(point)
+            clusters = observe(ctx, names, prefer=names)
+        left, merges = plan(clusters, inv.clusters, inv.hosts)
+        if left:
+            raise FootballError(f"after split-cluster, the MARS clusters are still "
+                                f"{describe(clusters)}; look at `marsadm view all` there")
+        addresses = {host: address for cluster in clusters
+                     for host, address in cluster.hosts.items()}
+        for run_on, peer in merges:
+            merge(ctx, inv.hosts[run_on], inv.hosts[peer], addresses[peer], say)
+            done.append(f"merged {run_on} with {peer}")
+    say(f"  MARS clusters now: {describe(observe(ctx, names, prefer=names))}")
+    return done
+
+
+# ----------------------------------------------------------------- operations
+class MergeCluster:
+    """`football merge-cluster H1 H2`: one MARS cluster of both hosts' clusters."""
+
+    operation = "merge-cluster"
+
+    def __init__(self, ctx, first, second):
+        self.ctx = ctx
+        if first == second:
+            raise Illegal(f"merge-cluster needs two different hosts, not {first} twice")
+        self.first, self.second = _host(ctx, first), _host(ctx, second)
+        self.owner = f"{self.operation}@{socket.gethostname()}"
+
+    def discover(self):
+        """Reachable, in clusters that do not share a resource name; whether
+        there is anything to do. Changes nothing."""
+        for host in (self.first, self.second):
+            reachable(host)
+        mine = _cluster_of(self.second)
+        if self.first.name in mine:
+            return False
+        clash = set(facts.all_resources(self.first)) & set(facts.all_resources(self.second))
+        if clash:
+            raise Illegal(f"cannot merge the clusters of {self.first.name} and "
+                          f"{self.second.name}: both have resources named "
+                          f"{', '.join(sorted(clash))}; rename or delete one side's first")
+        return True
+
+    def run(self):
+        say = self.ctx.reporter.say
+        if not self.discover():
+            say(f"{self.first.name} and {self.second.name} are in one MARS cluster "
+                "already: nothing to do")
+            return {"merged": False}
+        address = _cluster_of(self.first).get(self.first.name, self.first.address)
+        if self.ctx.dry_run:
+            say(f"would run `marsadm merge-cluster {self.first.name} {address}` on "
+                f"{self.second.name}")
+            return {"merged": False}
+        say(f"* merging the MARS clusters of {self.first.name} and {self.second.name}")
+        locks = LockSet(self.owner, self.ctx.config, self.ctx.reporter.detail)
+        with locks.holding([self.first, self.second], LOCK_ITEM):
+            if self.first.name not in _cluster_of(self.second):
+                try:
+                    merge(self.ctx, self.second, self.first, address, say)
+                except TransportError as error:
+                    raise FootballError(f"merge failed: {error}\nRe-run the same command; "
+                                        "`marsadm lowlevel-ls-host-ips` on both hosts shows "
+                                        "where the membership stands") from None
+        say(f"  MARS cluster now: {' '.join(sorted(_cluster_of(self.second)))}")
+        return {"merged": True}
+
+
+class SplitCluster:
+    """`football split-cluster HOST...`: split their MARS clusters where hosts
+    share nothing, keeping inventory clusters whole (`split_unshared`)."""
+
+    operation = "split-cluster"
+
+    def __init__(self, ctx, names):
+        self.ctx = ctx
+        if not names:
+            raise Illegal("split-cluster needs at least one host")
+        self.names = list(dict.fromkeys(_host(ctx, name).name for name in names))
+        self.owner = f"{self.operation}@{socket.gethostname()}"
+
+    def run(self):
+        done = split_unshared(self.ctx, self.names, self.owner)
+        if not done:
+            self.ctx.reporter.say(f"the MARS clusters of {', '.join(self.names)} are as the "
+                                  "inventory and the shared resources want: nothing to split")
+        return {"actions": done}

@@ -1,0 +1,252 @@
+"""`football status [<res>|<host>|<cluster>]`: where everything runs.
+
+For every inventory host, in parallel: whether it answers, its MARS cluster
+(`marsadm lowlevel-ls-host-ips`), its resources with role, disk and
+replication state, flags and sync rest (`marsadm view all`,
+`view-sync-rest all`), its LVs and VG space, the containers, the lock items
+held and the intents registered there. Then the operations this controller
+has not finished (the journals under `<state_dir>/journal/`).
+
+Read-only. A host that does not answer is shown as unreachable with the
+reason; it never stops the others from being shown."""
+
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from football import facts
+from football.errors import FootballError, Illegal
+from football.inventory import InventoryError
+from football.locks import INTENT_DIR, held
+from football.ops.base import check_resource_name, in_parallel
+from football.transport import TransportError
+
+COMMAND_TIMEOUT = 30
+
+
+# ----------------------------------------------------------------- scope (pure)
+def resolve_scope(inventory, name):
+    """(kind, name, host names) that `name` asks for: `all`, a `host`, a
+    `cluster` of the inventory, else a `resource` (looked for everywhere).
+    A name that cannot be a resource is `Illegal`."""
+    if not name:
+        return "all", "", sorted(inventory.hosts)
+    if name in inventory.hosts:
+        return "host", name, [name]
+    if name in inventory.clusters:
+        return "cluster", name, sorted(inventory.clusters[name])
+    try:
+        check_resource_name(name)
+    except Illegal:
+        raise Illegal(f"{name!r} is neither a host, a cluster nor a resource name; hosts: "
+                      f"{', '.join(sorted(inventory.hosts))}; clusters: "
+                      f"{', '.join(sorted(inventory.clusters))}") from None
+    return "resource", name, sorted(inventory.hosts)
+
+
+def resource_rows(host, summary, sync_rest, lvs, containers):
+    """One row per resource or LV on `host`: MARS's view of it (empty fields
+    for an LV MARS does not use), the LV size and the container's state."""
+    rows = []
+    for res in sorted(set(summary) | set(lvs)):
+        view = summary.get(res, {})
+        rest = sync_rest.get(res, "")
+        rows.append({"resource": res, "host": host, "role": view.get("role", ""),
+                     "diskstate": view.get("diskstate", ""),
+                     "replstate": view.get("replstate", ""), "flags": view.get("flags", ""),
+                     "primary": view.get("primary", ""),
+                     "sync_rest": int(rest) if rest.isdigit() else None,
+                     "lv_size": lvs.get(res), "container": containers.get(res, "")})
+    return rows
+
+
+def involves(operation, hosts):
+    """Whether an operation's journal names one of `hosts`."""
+    named = set(operation.get("targets", [])) | set(operation.get("origin", []))
+    return bool(named & set(hosts))
+
+
+def select(report, kind, name, hosts):
+    """The part of `report` that the scope asks for; `Illegal` when a
+    resource is nowhere (no host has it, no journal names it)."""
+    if kind == "all":
+        return report
+    if kind == "resource":
+        rows = [row for row in report["resources"] if row["resource"] == name]
+        operations = [op for op in report["operations"] if op.get("resource") == name]
+        if not rows and not operations:
+            unreachable = sorted(host for host, entry in report["hosts"].items()
+                                 if not entry["reachable"])
+            raise Illegal(f"unknown resource {name}: no host of the inventory has it"
+                          + (f" (unreachable: {', '.join(unreachable)})" if unreachable else "")
+                          + "; `football status` lists them all")
+        where = {row["host"] for row in rows}
+        return dict(report, resources=rows, operations=operations,
+                    hosts={host: entry for host, entry in report["hosts"].items()
+                           if host in where})
+    return dict(report,
+                hosts={host: entry for host, entry in report["hosts"].items() if host in hosts},
+                resources=[row for row in report["resources"] if row["host"] in hosts],
+                operations=[op for op in report["operations"] if involves(op, hosts)])
+
+
+# ------------------------------------------------------------------- journals
+def unfinished_operations(state_dir):
+    """The journals of operations this controller started and not finished
+    (`<state_dir>/journal/*.json`; finished ones end in `.done`)."""
+    operations = []
+    for path in sorted((Path(state_dir) / "journal").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            decided = data.get("decided") or {}
+            operations.append({
+                "operation": data.get("operation", "?"), "resource": data.get("resource", "?"),
+                "steps": list(data.get("steps") or []),
+                "targets": list(decided.get("targets") or []),
+                "origin": list(decided.get("origin") or []),
+                "started": data.get("started"), "journal": str(path),
+                "in_downtime": "critical-section" in (data.get("steps") or []) and
+                               "finish" not in (data.get("steps") or [])})
+        except (OSError, ValueError, AttributeError, TypeError) as error:
+            operations.append({"operation": "?", "resource": "?", "steps": [], "targets": [],
+                               "origin": [], "started": None, "journal": str(path),
+                               "damaged": str(error)})
+    return operations
+
+
+def mark_running(operations, hosts):
+    """An operation whose owner holds a lock or an intent somewhere is
+    running now (its owner is `<operation>-<resource>@...`)."""
+    for operation in operations:
+        prefix = f"{operation['operation']}-{operation['resource']}@"
+        holding = sorted(name for name, entry in hosts.items()
+                         for record in [*entry["locks"].values(), *entry["intents"].values()]
+                         if str((record or {}).get("owner", "")).startswith(prefix))
+        operation["holding"] = sorted(set(holding))
+        operation["state"] = "running" if holding else "unfinished"
+    return operations
+
+
+# ------------------------------------------------------------------ observing
+def observe_host(ctx, host):
+    """(host entry, resource rows) of one host; never raises."""
+    entry = {"cluster": host.cluster, "address": host.address, "reachable": False,
+             "error": "", "mars_cluster": {}, "vg_free": None, "locks": {}, "intents": {}}
+    try:
+        ips = host.run(["marsadm", "lowlevel-ls-host-ips"], check=False,
+                       timeout=COMMAND_TIMEOUT)
+    except (TransportError, InventoryError) as error:
+        entry["error"] = str(error)
+        return entry, []
+    if not ips.ok:
+        entry["error"] = f"`{ips.command}` exited {ips.exit_code}: {ips.stderr.strip()[-300:]}"
+        return entry, []
+    entry["reachable"] = True
+    entry["mars_cluster"] = facts.parse_host_ips(ips.stdout)
+    problems = []
+
+    def ask(what, default, function):
+        try:
+            return function()
+        except (TransportError, FootballError, ValueError) as error:
+            problems.append(f"{what}: {str(error).splitlines()[0]}")
+            return default
+
+    summary = ask("marsadm view all", {}, lambda: facts.parse_view_summary(host.run(
+        ["marsadm", f"--timeout={COMMAND_TIMEOUT}", "view", "all"],
+        timeout=COMMAND_TIMEOUT).stdout)) if entry["mars_cluster"] else {}
+    # capital S in the flags: sync done, nothing to ask
+    syncing = [res for res, view in summary.items() if view["flags"][3:4] != "S"]
+    sync_rest = {res: "0" for res in summary}
+    if syncing:
+        sync_rest.update(ask("view-sync-rest", {}, lambda: facts.view_all(
+            host, "sync-rest", timeout=COMMAND_TIMEOUT)))
+    lvs = ask("LVs", {}, lambda: ctx.hooks.lv_list(host=host))
+    entry["vg_free"] = ask("VG free", None, lambda: ctx.hooks.vg_free(host=host))
+    entry["locks"] = ask("locks", {}, lambda: held(host, check=True))
+    entry["intents"] = ask("intents", {}, lambda: held(host, INTENT_DIR, check=True))
+    containers = {}
+    for res in sorted(set(summary) | set(lvs)):
+        state = ask(f"container {res}", "", lambda: ctx.hooks.container_state(host=host,
+                                                                              res=res))
+        if state and state != "UNDEFINED":
+            containers[res] = state
+    entry["error"] = "; ".join(problems)
+    return entry, resource_rows(host.name, summary, sync_rest, lvs, containers)
+
+
+class Status:
+    """`football status`: read-only, so it has no phases and takes no locks."""
+
+    operation = "status"
+
+    def __init__(self, ctx, name=None):
+        self.ctx = ctx
+        self.kind, self.name, self.hosts = resolve_scope(ctx.inventory, name)
+
+    def run(self):
+        inv = self.ctx.inventory
+        observed = in_parallel(lambda name: observe_host(self.ctx, inv.hosts[name]), self.hosts)
+        hosts = {name: entry for name, (entry, _) in zip(self.hosts, observed)}
+        rows = [row for _, host_rows in observed for row in host_rows]
+        operations = mark_running(unfinished_operations(self.ctx.config.state_dir), hosts)
+        report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
+                  "hosts": hosts, "resources": rows, "operations": operations}
+        return select(report, self.kind, self.name, self.hosts)
+
+
+# ------------------------------------------------------------------ rendering
+def _mib(value):
+    return "-" if value is None else f"{value >> 20} MiB"
+
+
+def _locks(records):
+    return ", ".join(f"{item} ({(record or {}).get('owner', '?')})"
+                     for item, record in sorted(records.items())) or "-"
+
+
+def render(report, console=None):
+    """The report as rich tables: hosts, resources, unfinished operations."""
+    # piped: wide enough for a row per line (a terminal keeps its width)
+    console = console or Console(width=None if Console().is_terminal else 160)
+    hosts = Table(title="hosts")
+    for column in ("host", "cluster", "reachable", "MARS cluster", "VG free", "locks",
+                   "intents"):
+        hosts.add_column(column)
+    for name, entry in sorted(report["hosts"].items()):
+        reach = "yes" if entry["reachable"] else f"[red]no[/]: {entry['error']}"
+        if entry["reachable"] and entry["error"]:
+            reach = f"[yellow]partly[/]: {entry['error']}"
+        hosts.add_row(name, entry["cluster"] or "-", reach,
+                      " ".join(sorted(entry["mars_cluster"])) or "-", _mib(entry["vg_free"]),
+                      _locks(entry["locks"]), _locks(entry["intents"]))
+    console.print(hosts)
+    resources = Table(title="resources")
+    for column in ("resource", "host", "role", "diskstate", "replstate", "flags", "sync rest",
+                   "LV", "container"):
+        resources.add_column(column)
+    for row in sorted(report["resources"], key=lambda row: (row["resource"], row["host"])):
+        resources.add_row(row["resource"], row["host"], row["role"] or "-",
+                          row["diskstate"] or "-", row["replstate"] or "-", row["flags"] or "-",
+                          _mib(row["sync_rest"]) if row["sync_rest"] else "-",
+                          _mib(row["lv_size"]), row["container"] or "-")
+    console.print(resources)
+    if report["operations"]:
+        operations = Table(title="unfinished operations")
+        for column in ("operation", "resource", "state", "steps done", "targets", "started"):
+            operations.add_column(column)
+        for op in report["operations"]:
+            state = op.get("state", "unfinished")
+            if op.get("damaged"):
+                state = f"[red]damaged journal[/]: {op['damaged']}"
+            elif op.get("in_downtime"):
+                state += ", [red]inside the downtime window[/]"
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(op["started"])) \
+                if op.get("started") else "-"
+            operations.add_row(op["operation"], op["resource"], state,
+                               ", ".join(op["steps"]) or "-", ", ".join(op["targets"]) or "-",
+                               started)
+        console.print(operations)

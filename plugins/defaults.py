@@ -1,0 +1,67 @@
+"""The default answers of the hooks that need one, registered `trylast`
+so that any plugin implementing the same hook is asked first (and, for the
+first-result hooks, replaces the default by answering)."""
+
+from football.errors import Illegal
+from football.hooks import hookimpl
+from football.ops.base import in_parallel
+from football.transport import TransportError
+
+
+def primary_host(res, inventory):
+    """The `Host` of `inventory` that MARS names the primary of `res`, asking
+    every host in parallel; `Illegal` when none knows `res` or they disagree."""
+    def ask(host):
+        try:
+            result = host.run(["marsadm", "view-get-primary", res], check=False, timeout=30)
+        except TransportError:
+            return None
+        return result.stdout.strip() if result.ok else None
+
+    answers = {answer for answer in in_parallel(ask, inventory.hosts.values()) if answer}
+    if not answers:
+        raise Illegal(f"unknown resource {res}: no host of the inventory ({inventory.source}) "
+                      f"has it; name its host as {res}:<host> if it is not discoverable")
+    if len(answers) > 1:
+        raise Illegal(f"{res}: hosts disagree on the primary ({', '.join(sorted(answers))}); "
+                      "repair MARS first")
+    name = answers.pop()
+    if name not in inventory.hosts:
+        raise Illegal(f"{res}: its primary {name} is not in the inventory "
+                      f"({inventory.source}); add it there")
+    return inventory.hosts[name]
+
+
+@hookimpl(trylast=True)
+def get_hyper(res, inventory):
+    return primary_host(res, inventory)
+
+
+@hookimpl(trylast=True)
+def get_store(res, inventory):
+    return primary_host(res, inventory)
+
+
+@hookimpl(trylast=True)
+def get_vg(host):
+    return host.vg
+
+
+@hookimpl(trylast=True)
+def get_mountpoint(host, res):
+    return host.mountpoint(res)
+
+
+@hookimpl(trylast=True)
+def is_startable(host, res):
+    return True
+
+
+@hookimpl(trylast=True)
+def want_downtime(res, source, target):
+    return True
+
+
+@hookimpl(trylast=True)
+def resource_locked(host, res):
+    return False

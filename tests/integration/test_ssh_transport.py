@@ -1,0 +1,216 @@
+"""The SSH transport (football/transport.py) against a real sshd that the
+test starts on a 127.x.y.z address with generated keys: results, quoting,
+stdin, failures, timeouts that kill the remote command, the host's
+environment, one connection for many commands, and host key checking."""
+
+import socket
+import time
+import uuid
+
+import pytest
+
+from football.inventory import parse
+from football.transport import CommandFailed, CommandTimedOut, SSHTransport, Unreachable
+from tests.helpers.marshosts import random_subnet, wait_until
+from tests.helpers.sshd import Sshd, free_port, keygen, pgrep
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    server = Sshd(tmp_path / "sshd", [f"{random_subnet()}.5"])
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def known_hosts(tmp_path, sshd):
+    path = tmp_path / "known_hosts"
+    path.write_text(sshd.known_hosts_lines())
+    return path
+
+
+@pytest.fixture
+def connect(sshd, known_hosts):
+    """connect(**settings) -> an SSHTransport to the test's sshd, closed at the end."""
+    made = []
+
+    def make(**settings):
+        settings = {"port": sshd.port, "ssh_key": str(sshd.client_key),
+                    "known_hosts": str(known_hosts), "connect_timeout": 5, **settings}
+        made.append(SSHTransport("h1", sshd.addresses[0], **settings))
+        return made[-1]
+
+    yield make
+    for transport in made:
+        transport.close()
+
+
+@pytest.fixture
+def transport(connect):
+    return connect()
+
+
+# --- results, arguments, stdin, environment ---------------------------------------------
+
+def test_a_command_gives_its_stdout_stderr_and_exit_code(transport):
+    result = transport.run(["sh", "-c", "echo out; echo err >&2; exit 3"], check=False)
+    assert (result.host, result.argv) == ("h1", ("sh", "-c", "echo out; echo err >&2; exit 3"))
+    assert (result.exit_code, result.stdout, result.stderr, result.ok) == (3, "out\n", "err\n",
+                                                                           False)
+    assert transport.run(["echo", "fine"]).stdout == "fine\n"
+
+
+def test_arguments_with_spaces_quotes_semicolons_and_substitutions_arrive_verbatim(
+        transport, tmp_path):
+    arguments = ["a b", "it's", '"quoted"', "x; touch pwned", f"$(touch {tmp_path}/pwned)",
+                 f"`touch {tmp_path}/pwned`", "$HOME", "*", "", "-n", "a\\b", "tab\there"]
+    result = transport.run(["printf", "%s\\n", *arguments])
+    assert result.stdout.split("\n")[:-1] == arguments
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_input_reaches_the_commands_stdin_and_without_input_stdin_is_empty(transport):
+    assert transport.run(["cat"], input="hello\nworld\n").stdout == "hello\nworld\n"
+    assert transport.run(["cat"], timeout=10).stdout == ""
+
+
+def test_the_hosts_environment_reaches_the_command(connect):
+    transport = connect(env={"MARS_HOST": "a 1", "MARS_ROOT": "/lab/it's"})
+    result = transport.run(["sh", "-c", 'echo "$MARS_HOST|$MARS_ROOT"'])
+    assert result.stdout == "a 1|/lab/it's\n"
+
+
+def test_a_host_from_the_inventory_runs_its_commands_over_ssh(sshd, known_hosts):
+    inventory = parse({"hosts": {"h1": {
+        "address": sshd.addresses[0], "port": sshd.port, "ssh_key": str(sshd.client_key),
+        "known_hosts": str(known_hosts), "env": {"MARS_HOST": "h1"}}}})
+    host = inventory.host("h1")
+    try:
+        assert host.run(["sh", "-c", "echo $MARS_HOST; echo $SSH_CONNECTION"]).stdout.split(
+            "\n")[0] == "h1"
+        assert f" {sshd.addresses[0]} {sshd.port}" in host.run(["sh", "-c",
+                                                                 "echo $SSH_CONNECTION"]).stdout
+    finally:
+        host.runner.close()
+
+
+# --- failures and timeouts ---------------------------------------------------------------
+
+def test_a_failing_command_raises_naming_host_command_exit_code_and_stderr_tail(transport):
+    script = "for i in $(seq 1 30); do echo line$i >&2; done; exit 4"
+    with pytest.raises(CommandFailed) as caught:
+        transport.run(["sh", "-c", script])
+    message = str(caught.value)
+    assert message.startswith(f"h1: `sh -c '{script}'` exited 4:\nline1\n...\nline23\n")
+    assert message.endswith("line30")
+    assert caught.value.result.exit_code == 4
+
+
+def test_a_command_over_its_time_limit_raises_timed_out_and_is_killed_on_the_host(transport):
+    marker = f"football-test-{uuid.uuid4()}"
+    started = time.monotonic()
+    with pytest.raises(CommandTimedOut) as caught:
+        transport.run(["sh", "-c", f"sleep 60; : {marker}"], timeout=1)
+    assert time.monotonic() - started < 5
+    assert str(caught.value) == (f"h1: `sh -c 'sleep 60; : {marker}'` did not finish within "
+                                 "1 s and was killed")
+    wait_until(lambda: not pgrep(marker), timeout=10, what=f"the remote sleep ({marker}) gone")
+    assert transport.run(["echo", "still usable"]).stdout == "still usable\n"
+
+
+# --- one connection ----------------------------------------------------------------------
+
+def test_commands_in_a_row_share_one_connection(transport, sshd):
+    first = transport.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()
+    second = transport.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()
+    assert first == second      # the same client port: the same TCP connection
+    assert first[2:] == [sshd.addresses[0], str(sshd.port)]
+    assert (sshd.logins(), sshd.connections_to(sshd.addresses[0])) == (1, 1)
+
+
+def test_after_close_the_next_command_connects_again(transport, sshd):
+    before = transport.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout
+    transport.close()
+    transport.close()       # closing twice is harmless
+    after = transport.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout
+    assert before != after and sshd.logins() == 2
+
+
+def test_a_connection_the_host_dropped_is_opened_again_for_the_next_command(transport, sshd):
+    transport.run(["true"])
+    sshd.drop_connections()
+    wait_until(lambda: not transport._connection.is_connected, timeout=10,
+               what="the client seeing the connection dropped")
+    assert transport.run(["echo", "back"]).stdout == "back\n"
+    assert sshd.logins() == 2
+
+
+# --- reaching the host -------------------------------------------------------------------
+
+def test_strict_refuses_a_host_whose_key_is_not_known_and_runs_nothing(connect, sshd,
+                                                                      tmp_path):
+    unknown = tmp_path / "empty_known_hosts"
+    with pytest.raises(Unreachable) as caught:
+        connect(known_hosts=str(unknown)).run(["touch", str(tmp_path / "ran")])
+    message = str(caught.value)
+    address = f"{sshd.addresses[0]}:{sshd.port}"
+    assert message.startswith(f"h1 (root@{address}): host key unknown: "
+                              f"[{sshd.addresses[0]}]:{sshd.port} is not in {unknown}")
+    assert f"ssh-keyscan -p {sshd.port} {sshd.addresses[0]} >> {unknown}" in message
+    assert "host_key_check: accept-new" in message
+    assert not (tmp_path / "ran").exists() and not unknown.exists()
+    assert sshd.logins() == 0
+
+
+def test_accept_new_trusts_a_new_host_and_records_its_key_but_refuses_a_changed_key(
+        connect, sshd, tmp_path):
+    recorded = tmp_path / "ssh" / "known_hosts"
+    transport = connect(known_hosts=str(recorded), host_key_check="accept-new")
+    assert transport.run(["echo", "hello"]).stdout == "hello\n"
+    assert recorded.read_text() == sshd.known_hosts_lines()
+    assert connect(known_hosts=str(recorded)).run(["true"]).ok   # now known to strict too
+
+    sshd.restart_with_new_host_key()
+    for again in (transport, connect(known_hosts=str(recorded), host_key_check="accept-new")):
+        with pytest.raises(Unreachable, match=r"HOST KEY CHANGED.*ssh-keygen -f "
+                                              rf"{recorded} -R '\[{sshd.addresses[0]}\]"):
+            again.run(["touch", str(tmp_path / "ran")])
+    assert not (tmp_path / "ran").exists()
+    assert recorded.read_text().count("\n") == 1
+
+
+def test_off_accepts_any_host_key_and_records_none(connect, tmp_path):
+    unknown = tmp_path / "none"
+    assert connect(known_hosts=str(unknown), host_key_check="off").run(["true"]).ok
+    assert not unknown.exists()
+
+
+def test_a_port_nobody_listens_on_is_unreachable_at_once(connect, sshd):
+    port = free_port(sshd.addresses[0])
+    started = time.monotonic()
+    with pytest.raises(Unreachable, match=rf"h1 \(root@{sshd.addresses[0]}:{port}\): "
+                                          "connection refused.*sshd runs there"):
+        connect(port=port).run(["true"])
+    assert time.monotonic() - started < 2
+
+
+def test_a_host_that_accepts_but_never_answers_is_unreachable_after_the_connect_timeout(
+        connect, sshd):
+    with socket.socket() as silent:
+        silent.bind((sshd.addresses[0], 0))
+        silent.listen()
+        started = time.monotonic()
+        with pytest.raises(Unreachable, match="no answer within 1 s"):
+            connect(port=silent.getsockname()[1], connect_timeout=1).run(["true"])
+        assert time.monotonic() - started < 5
+
+
+def test_a_key_the_host_does_not_authorize_is_unreachable_naming_the_key(connect, tmp_path):
+    stranger = keygen(tmp_path / "stranger")
+    with pytest.raises(Unreachable, match=f"authentication as root failed with {stranger}"):
+        connect(ssh_key=str(stranger)).run(["true"])
+

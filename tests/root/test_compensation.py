@@ -1,0 +1,200 @@
+"""The downtime window and its plugins in the lab (one lab for the module,
+the tests run in order): a plugin veto or a closed downtime gate refuses
+before anything is stopped (191); a start that fails on the target is
+compensated on the source (198); a start that fails everywhere is critical
+(199) and the message names `football repair-vm`. A test plugin from a
+plugin directory injects the failures and records the hooks it is called
+with."""
+
+import json
+
+import pytest
+
+from football.hostside.locks import list_locks
+from tests.helpers.lab import football, lab_up, roles_and_running, sequence_problems
+from tests.root.test_lab import wait_for_records
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+TEST_PLUGIN = '''"""Fails or vetoes what the test asks for in the environment, and
+appends every hook call it sees to FOOTBALL_TEST_HOOK_LOG (JSON lines)."""
+
+import json
+import os
+
+from football.hooks import hookimpl
+
+
+def named(variable, host):
+    return host.name in os.environ.get(variable, "").split(",")
+
+
+def record(hook, **fields):
+    with open(os.environ["FOOTBALL_TEST_HOOK_LOG"], "a") as log:
+        log.write(json.dumps({"hook": hook, **fields}) + "\\n")
+
+
+@hookimpl(wrapper=True)
+def resource_start(host, res):
+    if named("FOOTBALL_TEST_FAIL_START", host):
+        raise RuntimeError(f"test plugin: the start of {res} on {host.name} fails")
+    return (yield)
+
+
+@hookimpl
+def is_startable(host, res):
+    if named("FOOTBALL_TEST_NOT_STARTABLE", host):
+        return (False, f"test plugin: {host.name} may not run {res}")
+    return True
+
+
+@hookimpl
+def want_downtime(res, source, target):
+    return not os.environ.get("FOOTBALL_TEST_NO_DOWNTIME")
+
+
+@hookimpl
+def football_start(operation, res, args):
+    record("football_start", operation=operation)
+
+
+@hookimpl
+def tell_action(operation, res, action, hosts):
+    record("tell_action", action=action, hosts=[host.name for host in hosts])
+
+
+@hookimpl
+def section(operation, res, name):
+    record("section", name=name)
+
+
+@hookimpl
+def start_wait(what, res):
+    record("start_wait", what=what)
+
+
+@hookimpl
+def report_downtime(operation, res, source, host, seconds):
+    record("report_downtime", source=source.name, host=host.name)
+
+
+@hookimpl
+def football_finished(operation, res, summary):
+    record("football_finished")
+
+
+@hookimpl
+def football_failed(operation, res, error, exit_code):
+    record("football_failed", exit_code=exit_code)
+'''
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with lab_up(tmp_path_factory.mktemp("compensation")) as run:
+        yield run
+
+
+@pytest.fixture
+def handover(lab, tmp_path):
+    """`football --json --var plugin_dirs=<the test plugin> handover vm1 HOST`
+    with `env` added; returns (result, the hook calls the plugin saw)."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "faults.py").write_text(TEST_PLUGIN)
+    hook_log = tmp_path / "hooks.jsonl"
+
+    def run(host, *options, **env):
+        hook_log.write_text("")
+        result = football(dict(lab.env, FOOTBALL_TEST_HOOK_LOG=str(hook_log), **env),
+                          "--json", "--var", f"plugin_dirs={plugins}", "--var",
+                          "poll_interval=0.1", *options, "handover", "vm1", host)
+        calls = [json.loads(line) for line in hook_log.read_text().splitlines()]
+        return result, calls
+
+    return run
+
+
+def placement(lab):
+    """{host: role} of vm1, the hosts where it runs, {host: its locks}."""
+    status = lab.status()
+    roles, running = roles_and_running(status)
+    locks = {name: list_locks(lab.dir / name / "var/lock/football") for name in status}
+    return roles, running, locks
+
+
+def assert_runs_only_on(lab, host, records_before):
+    roles, running, locks = placement(lab)
+    assert roles[host] == "Primary", roles
+    assert running == [host]
+    assert not any(locks.values()), f"locks left: {locks}"
+    records = wait_for_records(lab, host, records_before + 3)
+    assert not sequence_problems(records), sequence_problems(records)
+    return records
+
+
+def test_a_veto_or_a_closed_downtime_gate_refuses_with_191_before_anything_is_stopped(
+        lab, handover):
+    before = len(wait_for_records(lab, "a1", 3))
+
+    vetoed, _ = handover("a2", FOOTBALL_TEST_NOT_STARTABLE="a2")
+    assert vetoed.returncode == 191, vetoed.stderr
+    assert "a2: vm1 cannot start there: test plugin: a2 may not run vm1; nothing was " \
+           "stopped" in vetoed.stderr
+
+    gated, calls = handover("a2", "--var", "downtime_gate_timeout=0.5",
+                            FOOTBALL_TEST_NO_DOWNTIME="1")
+    assert gated.returncode == 191, gated.stderr
+    assert "no downtime for vm1 within downtime_gate_timeout 0.5 s" in gated.stderr
+    assert {"hook": "start_wait", "what": "downtime"} in calls
+    assert calls[-1] == {"hook": "football_failed", "exit_code": 191}
+    assert not [call for call in calls if call["hook"] == "section"], "a window was opened"
+
+    assert_runs_only_on(lab, "a1", before)
+
+
+def test_a_start_failing_on_the_target_is_compensated_on_the_source_with_exit_198(
+        lab, handover):
+    before = len(wait_for_records(lab, "a1", 3))
+    result, calls = handover("a2", FOOTBALL_TEST_FAIL_START="a2")
+    assert result.returncode == 198, result.stderr
+    assert "handover of vm1 failed inside the downtime window" in result.stderr
+    assert "test plugin: the start of vm1 on a2 fails" in result.stderr
+    assert "vm1 runs again on a1" in result.stderr
+    assert_runs_only_on(lab, "a1", before)
+    hooks = [call["hook"] for call in calls]
+    assert {"hook": "tell_action", "action": "handover", "hosts": ["a1", "a2"]} in calls
+    assert {"hook": "section", "name": "compensation"} in calls
+    assert hooks[0] == "football_start" and calls[-1] == {"hook": "football_failed",
+                                                          "exit_code": 198}
+    assert "report_downtime" not in hooks and "football_finished" not in hooks
+
+
+def test_a_handover_without_faults_is_reported_to_the_plugins_and_the_downtime_log(
+        lab, handover):
+    before = len(wait_for_records(lab, "a1", 3))
+    result, calls = handover("a2")
+    assert result.returncode == 0, result.stderr
+    assert_runs_only_on(lab, "a2", before)
+    assert {"hook": "report_downtime", "source": "a1", "host": "a2"} in calls
+    assert calls[-1] == {"hook": "football_finished"}
+    log = [json.loads(line) for line in
+           (lab.dir / "controller" / "downtime.log").read_text().splitlines()]
+    assert [(entry["operation"], entry["source"], entry["host"]) for entry in log] == \
+        [("handover", "a1", "a2")]
+    assert 0 < log[0]["downtime_seconds"] < 30
+
+
+def test_a_start_failing_everywhere_exits_199_naming_repair_vm_and_lab_up_restarts_it(
+        lab, handover):
+    before = len(wait_for_records(lab, "a2", 3))
+    result, calls = handover("a1", FOOTBALL_TEST_FAIL_START="a1,a2")
+    assert result.returncode == 199, result.stderr
+    assert "vm1 is NOT running anywhere" in result.stderr
+    assert "football repair-vm vm1 a2 a1" in result.stderr
+    roles, running, locks = placement(lab)
+    assert running == [] and not any(locks.values()), (running, locks)
+    assert calls[-1] == {"hook": "football_failed", "exit_code": 199}
+
+    lab.up("--no-wait")     # starts the demo container where MARS has its primary
+    assert_runs_only_on(lab, "a1", before)

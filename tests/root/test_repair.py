@@ -1,0 +1,87 @@
+"""`football repair-vm` and `football repair-mars` in the lab: a container
+that runs nowhere is started again, and a resource whose other member is
+gone is rebuilt stand-alone from its LV's data — every record and file kept."""
+
+import os
+import signal
+
+import pytest
+
+from tests.helpers.dataplane import tree_checksums, write_files
+from tests.helpers.lab import lab_up, sequence_problems
+from tests.root.test_lab import wait_for_records
+from tests.root.test_migrate import files_dir, migrate, placement
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    with lab_up(tmp_path) as run:
+        yield run
+
+
+def stop_container(lab, host):
+    lxcpath = str(lab.dir / host / "var/lib/lxc")
+    lab.exec(host, "football-host", "ct", lxcpath, "stop", "vm1")
+
+
+def members(lab, host):
+    return lab.exec(host, "marsadm", "view-resource-members", "vm1").stdout.split()
+
+
+def test_repair_vm_starts_a_stopped_container_on_the_first_host_where_it_runs(lab):
+    files_dir(lab, "a1").mkdir()
+    write_files(files_dir(lab, "a1"), count=8, size=128 * 1024)
+    os.sync()
+    before = tree_checksums(files_dir(lab, "a1"))
+    for args, message in {("repair-vm", "vm9", "a1"): "unknown resource vm9",
+                          ("repair-vm", "vm1", "b1"): "none of b1 has a replica",
+                          ("repair-vm", "vm1", "x9"): "unknown host 'x9'",
+                          ("repair-mars", "vm1", "a2"): "--yes"}.items():
+        refused = migrate(lab, *args, check=False)
+        assert refused.returncode == 191 and message in refused.stderr, (args, refused.stderr)
+    assert migrate(lab, "repair-vm", "vm1", "a1").stdout.count("nothing to repair") == 1
+    unchanged = placement(lab)
+
+    stop_container(lab, "a1")            # as a failed migrate or a crash leaves it
+    migrate(lab, "repair-vm", "vm1", "b2", "a2", "a1")
+    roles, running, _, locks = placement(lab)
+    assert running == ["a2"] and roles == {"a2": "Primary", "a1": "Secondary"}
+    assert not any(locks.values())
+    assert tree_checksums(files_dir(lab, "a2")) == before
+    assert not sequence_problems(wait_for_records(lab, "a2", 3))
+    assert unchanged[2] == placement(lab)[2], "no LV was created or removed"
+
+
+def test_repair_mars_rebuilds_the_resource_stand_alone_from_the_chosen_replica(lab):
+    files_dir(lab, "a1").mkdir()
+    write_files(files_dir(lab, "a1"), count=8, size=128 * 1024)
+    os.sync()
+    before = tree_checksums(files_dir(lab, "a1"))
+    marsd = lab.status()["a2"]["marsd_pid"]
+    os.kill(marsd, signal.SIGSTOP)                     # a member that does not answer
+    try:
+        refused = migrate(lab, "--yes", "repair-mars", "vm1", "a1", check=False)
+    finally:
+        os.kill(marsd, signal.SIGCONT)
+    assert refused.returncode == 191 and "a2 (members of vm1) do not answer" in refused.stderr
+    assert members(lab, "a1") == ["a1", "a2"]
+
+    dry = migrate(lab, "--dry-run", "repair-mars", "vm1", "b1", "a1")
+    assert "b1 has no LV vg0/vm1" in dry.stdout and \
+        "would rebuild vm1 stand-alone on a1" in dry.stdout, dry.stdout
+    assert members(lab, "a1") == ["a1", "a2"]
+
+    migrate(lab, "--yes", "repair-mars", "vm1", "b1", "a1")
+    assert members(lab, "a1") == ["a1"] and members(lab, "a2") == ["a1"]
+    assert lab.exec("a1", "marsadm", "view-get-primary", "vm1").stdout.strip() == "a1"
+    assert [name for name, entry in lab.status().items()
+            if entry["containers"].get("vm1") == "RUNNING"] == ["a1"]
+    assert tree_checksums(files_dir(lab, "a1")) == before
+    assert not sequence_problems(wait_for_records(lab, "a1", 3))
+    assert "nothing to repair" in migrate(lab, "--yes", "repair-mars", "vm1", "a1").stdout
+
+    migrate(lab, "migrate", "vm1", "a1", "a2")         # a new replica on the old LV
+    assert members(lab, "a1") == ["a1", "a2"]
+    assert tree_checksums(files_dir(lab, "a1")) == before

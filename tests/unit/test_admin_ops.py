@@ -1,0 +1,383 @@
+"""The pure parts of status, lock/unlock, lv-cleanup and merge/split-cluster:
+parsers fed with what the bundled marsadm prints, scope and filtering,
+journals, the split plan (pieces + inventory clusters → re-merges) and the
+checks of the arguments. No root, no marsd: hosts are fake runners."""
+
+import io
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from football import facts
+from football.cli import cli
+from football.config import Config
+from football.errors import Illegal
+from football.inventory import parse
+from football.ops.base import Context
+from football.ops.cluster import (MarsCluster, MergeCluster, SplitCluster, connected_groups,
+                                  pieces_after_split, plan, remerges, wanted_groups)
+from football.ops.lock import Lock, Unlock, check_item, check_owner
+from football.ops.lvcleanup import leftovers
+from football.ops.status import (mark_running, observe_host, render, resolve_scope,
+                                 resource_rows, select, unfinished_operations)
+from football.report import Reporter
+from football.transport import Result, Unreachable
+from tests.helpers.fakehost import FakeRunner
+
+INVENTORY = {"clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2"]},
+             "hosts": {"a1": {"address": "10.0.0.11"}, "a2": {"address": "10.0.0.12"},
+                       "b1": {"address": "10.0.0.21"}, "b2": {"address": "10.0.0.22"},
+                       "spare": {"address": "10.0.0.99"}},
+             "defaults": {"transport": "local", "storage": "filevg", "manager": "lab"}}
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    inv = parse(INVENTORY, "test.yml")
+    for name, host in inv.hosts.items():
+        host._runner = FakeRunner(name)
+    stream = io.StringIO()
+    reporter = Reporter(as_json=True, stream=stream)     # events land in `stream`
+    context = Context(inventory=inv, config=Config(variables=[f"state_dir={tmp_path}"],
+                                                   environ={}),
+                      hooks=None, reporter=reporter)
+    yield context
+    for host in inv.hosts.values():
+        pending = getattr(host._runner, "pending", [])
+        assert not pending, f"{host.name}: expected but not run: {pending}"
+
+
+class MarsadmRunner:
+    """A transport that runs `marsadm` in-process as a unit-test MARS host,
+    so parsers read what the bundled marsadm really prints."""
+
+    def __init__(self, mars_host):
+        self.mars_host = mars_host
+
+    def run(self, argv, *, check=True, timeout=None, input=None):
+        assert argv[0] == "marsadm", argv
+        done = self.mars_host.run(*argv[1:])
+        return Result(self.mars_host.name, tuple(argv), done.exit_code, done.stdout,
+                      done.stderr)
+
+
+# --- facts: parsers on marsadm's output ------------------------------------------------
+
+def test_parse_view_all_lists_reads_several_resources_members_as_marsadm_prints_them(scenario):
+    text = scenario.host.ok("view-resource-members", "vm1,vm3")
+    assert text.startswith("--------- resource vm1 ")
+    assert facts.parse_view_all_lists(text) == {"vm1": ["h1", "h2"], "vm3": ["h2", "h3"]}
+
+
+def test_parse_view_all_lists_keeps_a_resource_without_items_with_an_empty_list():
+    text = ("--------- resource vm1 1048576 [0/2]\n"
+            "--------- resource vm2 1048576 [2/2]\nh1\nh2\n")
+    assert facts.parse_view_all_lists(text) == {"vm1": [], "vm2": ["h1", "h2"]}
+
+
+def test_members_of_all_maps_every_resource_of_the_cluster_to_its_members(scenario):
+    host = parse(INVENTORY).hosts["a1"]
+    host._runner = MarsadmRunner(scenario.host)
+    assert facts.members_of_all(host) == {"vm1": ["h1", "h2"], "vm2": ["h1"],
+                                          "vm3": ["h2", "h3"]}
+
+
+def test_members_of_all_with_a_single_resource_reads_the_list_without_header(h1, tmp_path):
+    from tests.unit.conftest import MIB, make_disk
+    h1.ok("create-resource", "vm1", make_disk(tmp_path / "disk", MIB))
+    host = parse(INVENTORY).hosts["a1"]
+    host._runner = MarsadmRunner(h1)
+    assert facts.members_of_all(host) == {"vm1": ["h1"]}
+
+
+def test_members_of_all_of_a_cluster_without_resources_is_empty(h1):
+    host = parse(INVENTORY).hosts["a1"]
+    host._runner = MarsadmRunner(h1)
+    assert facts.members_of_all(host) == {}
+
+
+# --- status: scope, rows, filtering, journals ------------------------------------------
+
+def test_status_scope_is_a_host_a_cluster_or_else_a_resource_looked_for_everywhere(ctx):
+    inv = ctx.inventory
+    assert resolve_scope(inv, None) == ("all", "", ["a1", "a2", "b1", "b2", "spare"])
+    assert resolve_scope(inv, "b2") == ("host", "b2", ["b2"])
+    assert resolve_scope(inv, "cluster1") == ("cluster", "cluster1", ["a1", "a2"])
+    assert resolve_scope(inv, "vm7")[:2] == ("resource", "vm7")
+
+
+@pytest.mark.parametrize("name", ["vm1;reboot", "$(id)", "../etc", "-x"])
+def test_status_refuses_a_name_that_is_no_host_cluster_or_resource_name(ctx, name):
+    with pytest.raises(Illegal, match="neither a host, a cluster nor a resource"):
+        resolve_scope(ctx.inventory, name)
+
+
+def test_resource_rows_show_an_lv_that_mars_does_not_use_with_empty_mars_fields():
+    summary = facts.parse_view_summary("vm1 [2/2] UpToDate Replicating DCASFR Primary a1\n")
+    rows = resource_rows("a1", summary, {"vm1": "0"}, {"vm1": 320 << 20, "vm1-tmp": 1 << 20},
+                         {"vm1": "RUNNING"})
+    assert rows[0] == {"resource": "vm1", "host": "a1", "role": "Primary",
+                       "diskstate": "UpToDate", "replstate": "Replicating", "flags": "DCASFR",
+                       "primary": "a1", "sync_rest": 0, "lv_size": 320 << 20,
+                       "container": "RUNNING"}
+    assert rows[1]["resource"] == "vm1-tmp" and rows[1]["role"] == ""
+    assert rows[1]["sync_rest"] is None and rows[1]["lv_size"] == 1 << 20
+
+
+def report_of():
+    def host(cluster, reachable=True):
+        return {"cluster": cluster, "reachable": reachable, "error": "" if reachable else "down",
+                "mars_cluster": {}, "vg_free": 0, "locks": {}, "intents": {}}
+    rows = [{"resource": "vm1", "host": "a1"}, {"resource": "vm1", "host": "a2"},
+            {"resource": "vm2", "host": "b1"}]
+    operations = [{"operation": "migrate", "resource": "vm1", "targets": ["b1", "b2"],
+                   "origin": ["a1", "a2"]},
+                  {"operation": "migrate", "resource": "vm3", "targets": ["a2"],
+                   "origin": ["a1"]}]
+    return {"scope": {}, "hosts": {"a1": host("cluster1"), "a2": host("cluster1"),
+                                   "b1": host("cluster2"), "b2": host("cluster2", False)},
+            "resources": rows, "operations": operations}
+
+
+def test_status_of_a_resource_shows_its_rows_the_hosts_holding_it_and_its_operations():
+    part = select(report_of(), "resource", "vm1", ["a1", "a2", "b1", "b2"])
+    assert [row["host"] for row in part["resources"]] == ["a1", "a2"]
+    assert sorted(part["hosts"]) == ["a1", "a2"]
+    assert [op["resource"] for op in part["operations"]] == ["vm1"]
+
+
+def test_status_of_a_host_or_cluster_shows_its_hosts_and_the_operations_naming_them():
+    part = select(report_of(), "host", "b1", ["b1"])
+    assert list(part["hosts"]) == ["b1"] and part["resources"] == [{"resource": "vm2",
+                                                                    "host": "b1"}]
+    assert [op["resource"] for op in part["operations"]] == ["vm1"]
+    part = select(report_of(), "cluster", "cluster1", ["a1", "a2"])
+    assert sorted(part["hosts"]) == ["a1", "a2"] and len(part["resources"]) == 2
+    assert [op["resource"] for op in part["operations"]] == ["vm1", "vm3"]
+
+
+def test_status_of_a_resource_no_host_has_is_illegal_and_names_the_unreachable_hosts():
+    with pytest.raises(Illegal, match=r"unknown resource vm9.*unreachable: b2"):
+        select(report_of(), "resource", "vm9", ["a1", "a2", "b1", "b2"])
+
+
+def test_unfinished_operations_are_the_journals_not_done_and_damage_is_shown(tmp_path):
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    (journal / "migrate-vm1.json").write_text(json.dumps({
+        "operation": "migrate", "resource": "vm1", "started": 1.0,
+        "steps": ["prepare", "wait", "critical-section"],
+        "decided": {"targets": ["b1", "b2"], "origin": ["a1", "a2"]}}))
+    (journal / "migrate-vm2.done").write_text("{}")
+    (journal / "migrate-vm3.json").write_text("{not json")
+    operations = unfinished_operations(tmp_path)
+    assert [op["resource"] for op in operations] == ["vm1", "?"]
+    assert operations[0]["targets"] == ["b1", "b2"] and operations[0]["in_downtime"]
+    assert "damaged" in operations[1]
+    assert unfinished_operations(tmp_path / "nothing") == []
+
+
+def test_an_operation_whose_owner_holds_a_lock_is_running_else_unfinished():
+    hosts = {"a1": {"locks": {"football": {"owner": "migrate-vm1@ctl"}}, "intents": {}},
+             "b1": {"locks": {}, "intents": {"sync-vm1": {"owner": "migrate-vm1@ctl"}}},
+             "b2": {"locks": {"football": {"owner": "operator@ctl"}}, "intents": {}}}
+    operations = mark_running([{"operation": "migrate", "resource": "vm1"},
+                               {"operation": "migrate", "resource": "vm11"}], hosts)
+    assert operations[0]["state"] == "running" and operations[0]["holding"] == ["a1", "b1"]
+    assert operations[1]["state"] == "unfinished"
+
+
+def test_an_unreachable_host_is_shown_as_such_and_rendered_without_a_crash(ctx):
+    class Down:
+        def run(self, argv, **options):
+            raise Unreachable("a1: ssh: connect to host 10.0.0.11 port 22: No route to host")
+
+    host = ctx.inventory.hosts["a1"]
+    host._runner = Down()
+    entry, rows = observe_host(ctx, host)
+    assert entry["reachable"] is False and "No route to host" in entry["error"]
+    assert rows == []
+    out = io.StringIO()
+    render({"hosts": {"a1": entry}, "resources": [], "operations": []},
+           Console(file=out, width=200))
+    assert "No route to host" in out.getvalue()
+
+
+# --- lock / unlock ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("item", ["football", "vm1", "sync-vm1", "a_b.c"])
+def test_lock_items_are_letters_digits_dash_underscore_and_dot(item):
+    assert check_item(item) == item
+
+
+@pytest.mark.parametrize("item", ["", "a/b", "../x", "-f", ".hidden", "x y", "a;b", "x" * 65])
+def test_a_lock_item_that_is_no_plain_file_name_is_illegal(item):
+    with pytest.raises(Illegal, match="lock items are letters"):
+        check_item(item)
+
+
+@pytest.mark.parametrize("owner", ["", "a b", "x;y", "o" * 129])
+def test_a_lock_owner_with_spaces_or_shell_characters_is_illegal(owner):
+    with pytest.raises(Illegal, match="invalid owner"):
+        check_owner(owner)
+
+
+def test_lock_refuses_unknown_hosts_and_no_hosts_before_touching_any(ctx):
+    with pytest.raises(Illegal, match="unknown host 'zz'"):
+        Lock(ctx, "football", ["a1", "zz"])
+    with pytest.raises(Illegal, match="at least one host"):
+        Unlock(ctx, "football", [])
+
+
+def test_lock_in_a_dry_run_runs_nothing(ctx):
+    ctx.dry_run = True
+    assert Lock(ctx, "football", ["a1", "a2"], owner="ops@desk").run()["hosts"] == []
+    assert ctx.inventory.hosts["a1"]._runner.calls == []
+
+
+def test_lock_takes_a_permanent_lock_on_every_host_in_sorted_order(ctx):
+    for name in ("a2", "a1"):
+        runner = ctx.inventory.hosts[name]._runner
+        runner.expect(["football-host", "lock", "/var/lock/football", "take", "football",
+                       "--owner", "ops@desk", "--stale-after", "3600.0", "--permanent"],
+                      stdout='{"outcome": "taken"}')
+    assert Lock(ctx, "football", ["a2", "a1"], owner="ops@desk").run()["hosts"] == ["a2", "a1"]
+
+
+def test_an_operators_permanent_lock_is_never_broken_as_stale_but_unlock_removes_it(tmp_path):
+    from football.hostside import locks as host_locks
+    assert host_locks.take(tmp_path, "football", "operator@desk", 0, permanent=True) == "taken"
+    time.sleep(0.01)
+    with pytest.raises(host_locks.LockHeld, match="held by operator@desk"):
+        host_locks.take(tmp_path, "football", "migrate-vm1@ctl", stale_after=0)
+    host_locks.take(tmp_path, "other", "migrate-vm1@ctl", 0)
+    time.sleep(0.01)
+    assert host_locks.take(tmp_path, "other", "migrate-vm2@ctl", 0) == "broken"
+    assert host_locks.release(tmp_path, "football", "") is True
+
+
+def test_unlock_releases_whoever_holds_it_and_says_whose_lock_it_was(ctx):
+    runner = ctx.inventory.hosts["b1"]._runner
+    runner.expect(["football-host", "lock", "/var/lock/football", "list"],
+                  stdout=json.dumps({"football": {"owner": "migrate-vm1@ctl",
+                                                  "time": time.time()}}))
+    runner.expect(["football-host", "lock", "/var/lock/football", "release", "football",
+                   "--owner", ""], stdout='{"released": true}')
+    ctx.inventory.hosts["b2"]._runner.expect(
+        ["football-host", "lock", "/var/lock/football", "list"], stdout="{}")
+    result = Unlock(ctx, "football", ["b1", "b2"]).run()
+    assert result["released"] == [{"host": "b1", "owner": "migrate-vm1@ctl"}]
+    said = [json.loads(line).get("text", "") for line in
+            ctx.reporter.stream.getvalue().splitlines()]
+    assert any(text.startswith("b1: released lock football held by migrate-vm1@ctl since")
+               for text in said), said
+    assert "b2: lock football is not held" in said
+
+
+# --- lv-cleanup ------------------------------------------------------------------------
+
+def test_only_an_lv_that_no_member_uses_and_no_journal_plans_is_a_leftover():
+    candidates = {"a1": "", "a2": "", "b1": "", "b2": "mounted at /var/lib/lxc/vm1"}
+    assert leftovers(candidates, members={"a1"}, planned={"a2"}) == ["b1"]
+    assert leftovers({}, members=set(), planned=set()) == []
+
+
+# --- merge / split planning ------------------------------------------------------------
+
+CLUSTERS = {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2"]}
+RUNNABLE = {"a1", "a2", "b1", "b2", "spare"}
+
+
+def cluster(*hosts, members=None):
+    return MarsCluster({host: f"addr-{host}" for host in hosts}, members or {}, hosts[0])
+
+
+def test_connected_groups_join_hosts_through_links_and_ignore_strangers():
+    assert connected_groups(["a", "b", "c", "d"], [["a", "b"], ["b", "c"], ["x", "d"]]) == \
+        [["a", "b", "c"], ["d"]]
+    assert connected_groups([], [["a"]]) == []
+
+
+def test_split_cluster_pieces_are_hosts_sharing_resources_and_the_others_alone():
+    merged = cluster("a1", "a2", "b1", "b2", members={"vm1": ["b1", "b2"]})
+    assert pieces_after_split(merged) == [["a1"], ["a2"], ["b1", "b2"]]
+
+
+def test_after_a_migrate_to_cluster2_the_merged_cluster_splits_and_cluster1_is_remerged():
+    merged = cluster("b1", "a1", "a2", "b2", members={"vm1": ["b1", "b2"]})
+    splits, merges = plan([merged], CLUSTERS, RUNNABLE)
+    assert splits == [merged]
+    assert merges == [("a2", "a1")]
+
+
+def test_clusters_as_the_inventory_says_need_nothing():
+    clusters = [cluster("a1", "a2", members={"vm1": ["a1", "a2"]}), cluster("b1", "b2")]
+    assert plan(clusters, CLUSTERS, RUNNABLE) == ([], [])
+
+
+def test_a_resource_shared_across_inventory_clusters_keeps_them_in_one_cluster():
+    merged = cluster("a1", "a2", "b1", "b2", members={"vm1": ["a1", "b1"]})
+    assert plan([merged], CLUSTERS, RUNNABLE) == ([], [])
+
+
+def test_a_run_interrupted_between_split_and_merge_only_merges_on_the_rerun():
+    clusters = [cluster("a1", "a2"), cluster("b1", members={"vm1": ["b1"]}), cluster("b2")]
+    assert plan(clusters, CLUSTERS, RUNNABLE) == ([], [("b2", "b1")])
+
+
+def test_a_host_in_no_inventory_cluster_and_without_resources_goes_alone():
+    merged = cluster("a1", "a2", "spare", members={"vm1": ["a1", "a2"]})
+    splits, merges = plan([merged], CLUSTERS, RUNNABLE)
+    assert splits == [merged] and merges == []
+    assert wanted_groups([merged], CLUSTERS) == [["a1", "a2"], ["spare"]]
+
+
+def test_three_pieces_of_one_inventory_cluster_are_merged_into_the_first():
+    pieces = [["c1"], ["c2"], ["c3"]]
+    assert remerges(pieces, [["c1", "c2", "c3"]], {"c1", "c2", "c3"}) == \
+        [("c2", "c1"), ("c3", "c1")]
+
+
+def test_a_piece_without_an_inventory_host_cannot_be_merged_by_football():
+    with pytest.raises(Illegal, match="merge them by hand"):
+        remerges([["a1"], ["x9"]], [["a1", "x9"]], {"a1"})
+
+
+def test_merge_and_split_cluster_check_their_hosts_before_touching_any(ctx):
+    with pytest.raises(Illegal, match="two different hosts"):
+        MergeCluster(ctx, "a1", "a1")
+    with pytest.raises(Illegal, match="unknown host 'zz'"):
+        MergeCluster(ctx, "a1", "zz")
+    with pytest.raises(Illegal, match="unknown host 'zz'"):
+        SplitCluster(ctx, ["a1", "zz"])
+    with pytest.raises(Illegal, match="at least one host"):
+        SplitCluster(ctx, [])
+
+
+def test_migrate_splits_clusters_after_a_move_unless_told_not_to():
+    assert Config(environ={}).split_clusters_after_migrate is True
+    off = Config(variables=["split_clusters_after_migrate=no"], environ={})
+    assert off.split_clusters_after_migrate is False
+
+
+# --- the command line ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["lock", "a/b", "a1"], "invalid lock item"),
+    (["unlock", "football", "zz"], "unknown host 'zz'"),
+    (["lock", "football", "a1", "--owner", "me; reboot"], "invalid owner"),
+    (["lv-cleanup", "vm1;rm"], "invalid"),
+    (["merge-cluster", "a1", "a1"], "two different hosts"),
+    (["split-cluster", "nowhere"], "unknown host 'nowhere'"),
+    (["status", "$(id)"], "neither a host"),
+])
+def test_bad_arguments_exit_191_before_any_host_is_asked(tmp_path, args, message):
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(json.dumps(INVENTORY))
+    result = CliRunner().invoke(cli, ["--inventory", str(inventory), "--var",
+                                      f"state_dir={tmp_path}", *args])
+    assert result.exit_code == 191, result.output
+    assert message in result.output

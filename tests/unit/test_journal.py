@@ -1,0 +1,204 @@
+"""The journal (football/journal.py): what an operation completed and
+decided, durable across a crash, replaced atomically, set aside when the
+operation finishes, and refused plainly when damaged."""
+
+import json
+
+import pytest
+
+from football.errors import Illegal
+from football.journal import Journal
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return tmp_path / "state"
+
+
+def journal_files(state_dir):
+    return sorted(path.name for path in (state_dir / "journal").iterdir())
+
+
+# --- recording -------------------------------------------------------------------------
+
+def test_a_new_journal_has_no_steps_no_decisions_and_is_not_resumed(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    assert (journal.resumed, journal.decided, journal.done("prepare")) == (False, {}, False)
+    assert not journal.path.exists()
+
+
+def test_the_journal_lives_under_the_state_dir_named_by_operation_and_resource(state_dir):
+    assert Journal(state_dir, "migrate", "vm1").path == state_dir / "journal" / "migrate-vm1.json"
+
+
+def test_record_marks_a_step_done_and_keeps_what_it_decided(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.record("prepare", full_syncs=1)
+    assert journal.done("prepare") and not journal.done("wait")
+    assert journal.decided == {"full_syncs": 1}
+
+
+def test_recording_a_step_twice_lists_it_once(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.record("prepare")
+    journal.record("prepare")
+    assert journal.data["steps"] == ["prepare"]
+
+
+def test_steps_are_kept_in_the_order_they_completed(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    for step in ("prepare", "wait", "finish"):
+        journal.record(step)
+    assert journal.data["steps"] == ["prepare", "wait", "finish"]
+
+
+def test_decide_keeps_decisions_without_completing_a_step(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.decide(targets=["b1", "b2"])
+    journal.decide(origin=["a1", "a2"])
+    journal.decide(targets=["b2", "b1"])
+    assert journal.decided == {"targets": ["b2", "b1"], "origin": ["a1", "a2"]}
+    assert journal.data["steps"] == []
+
+
+def test_the_file_names_its_operation_and_resource(state_dir):
+    journal = Journal(state_dir, "shrink", "vm1")
+    journal.record("prepare")
+    written = json.loads(journal.path.read_text())
+    assert (written["operation"], written["resource"]) == ("shrink", "vm1")
+    assert isinstance(written["started"], float)
+
+
+def test_journals_of_other_operations_and_resources_are_separate(state_dir):
+    Journal(state_dir, "migrate", "vm1").record("prepare", targets=["b1"])
+    assert not Journal(state_dir, "migrate", "vm2").resumed
+    assert not Journal(state_dir, "shrink", "vm1").resumed
+
+
+# --- crashes ---------------------------------------------------------------------------
+
+def test_a_run_after_a_crash_reads_every_step_and_decision_recorded(state_dir):
+    crashed = Journal(state_dir, "migrate", "vm1")
+    crashed.decide(targets=["b1", "b2"], origin=["a1", "a2"])
+    crashed.record("prepare", full_syncs=2)
+    del crashed                         # the process dies here; only the file remains
+    resumed = Journal(state_dir, "migrate", "vm1")
+    assert resumed.resumed
+    assert resumed.done("prepare") and not resumed.done("wait")
+    assert resumed.decided == {"targets": ["b1", "b2"], "origin": ["a1", "a2"], "full_syncs": 2}
+
+
+def test_a_resumed_journal_keeps_recording_where_the_crashed_run_stopped(state_dir):
+    Journal(state_dir, "migrate", "vm1").record("prepare")
+    resumed = Journal(state_dir, "migrate", "vm1")
+    resumed.record("wait")
+    assert Journal(state_dir, "migrate", "vm1").data["steps"] == ["prepare", "wait"]
+
+
+def test_writing_leaves_no_temporary_file_behind(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.record("prepare")
+    journal.decide(targets=["b1"])
+    assert journal_files(state_dir) == ["migrate-vm1.json"]
+
+
+def test_a_half_written_temporary_file_from_a_crash_does_not_hurt(state_dir):
+    Journal(state_dir, "migrate", "vm1").record("prepare", targets=["b1"])
+    (state_dir / "journal" / "migrate-vm1.tmp").write_text('{"steps": ["prep')
+    resumed = Journal(state_dir, "migrate", "vm1")
+    assert resumed.done("prepare") and resumed.decided == {"targets": ["b1"]}
+    resumed.record("wait")
+    assert journal_files(state_dir) == ["migrate-vm1.json"]
+    assert Journal(state_dir, "migrate", "vm1").data["steps"] == ["prepare", "wait"]
+
+
+def test_a_crash_before_the_rename_leaves_the_previous_journal_whole(state_dir, monkeypatch):
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.record("prepare", targets=["b1"])
+
+    def crash(*args):
+        raise OSError("power lost")
+
+    monkeypatch.setattr("football.journal.os.replace", crash)
+    with pytest.raises(OSError, match="power lost"):
+        journal.record("wait", synced=True)
+    monkeypatch.undo()
+    survivor = Journal(state_dir, "migrate", "vm1")
+    assert survivor.data["steps"] == ["prepare"]
+    assert survivor.decided == {"targets": ["b1"]}
+
+
+# --- finishing -------------------------------------------------------------------------
+
+def test_finish_sets_the_journal_aside_so_the_next_run_starts_afresh(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.record("prepare", targets=["b1"])
+    journal.finish()
+    assert journal_files(state_dir) == ["migrate-vm1.done"]
+    again = Journal(state_dir, "migrate", "vm1")
+    assert (again.resumed, again.data["steps"], again.decided) == (False, [], {})
+
+
+def test_the_finished_journal_keeps_its_steps_and_when_it_finished(state_dir):
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.record("prepare")
+    journal.finish()
+    done = json.loads((state_dir / "journal" / "migrate-vm1.done").read_text())
+    assert done["steps"] == ["prepare"]
+    assert done["finished"] >= done["started"]
+
+
+def test_a_second_finished_run_replaces_the_first_ones_done_file(state_dir):
+    for target in ("b1", "a1"):
+        journal = Journal(state_dir, "migrate", "vm1")
+        journal.record("prepare", targets=[target])
+        journal.finish()
+    done = json.loads((state_dir / "journal" / "migrate-vm1.done").read_text())
+    assert done["decided"] == {"targets": ["a1"]}
+    assert journal_files(state_dir) == ["migrate-vm1.done"]
+
+
+def test_finishing_a_journal_that_never_recorded_anything_writes_nothing(state_dir):
+    Journal(state_dir, "migrate", "vm1").finish()
+    assert not (state_dir / "journal").exists()
+
+
+# --- damage ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    '{"steps": ["prepare"], "decid',      # torn write by something other than Journal
+    "",
+    "\x00\x00\x00\x00",
+    "[]",
+    '{"steps": "prepare", "decided": {}}',
+    '{"operation": "migrate"}',
+])
+def test_a_damaged_journal_is_refused_naming_it_and_saying_what_to_do(state_dir, text):
+    path = state_dir / "journal" / "migrate-vm1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(Illegal) as caught:
+        Journal(state_dir, "migrate", "vm1")
+    message = str(caught.value)
+    assert message.startswith(f"journal {path} is damaged (")
+    assert f"mv {path} {path}.damaged" in message
+    assert "nothing was changed" in message
+    assert path.read_text() == text         # left as it was, for the operator to read
+
+
+def test_a_journal_that_is_not_utf8_is_refused_as_damaged(state_dir):
+    path = state_dir / "journal" / "migrate-vm1.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"steps": ["\xff\xfe"]}')
+    with pytest.raises(Illegal, match="is damaged"):
+        Journal(state_dir, "migrate", "vm1")
+
+
+def test_after_the_damaged_journal_is_moved_aside_the_run_starts_afresh(state_dir):
+    path = state_dir / "journal" / "migrate-vm1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("garbage")
+    with pytest.raises(Illegal):
+        Journal(state_dir, "migrate", "vm1")
+    path.rename(f"{path}.damaged")
+    assert not Journal(state_dir, "migrate", "vm1").resumed

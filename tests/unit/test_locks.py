@@ -1,0 +1,350 @@
+"""Locks and intents (football/locks.py) through the real host helper
+(`football-host lock`), on local hosts whose root is a temporary directory:
+taking in sorted order, all or nothing, backoff until `lock_retry_timeout`,
+stale locks, release on every exit path, and intents with their lease.
+
+Most tests run the helper's click command in this process (the same argv,
+JSON and exit codes as the console script, without a Python start per call);
+those marked `subprocess` run the installed `football-host` through the local
+transport, as Football does on a lab host."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from football import locks
+from football.config import Config
+from football.hostside.cli import cli as football_host
+from football.inventory import Host
+from football.locks import LockSet, Locked
+from football.transport import CommandFailed, LocalTransport, Result, TransportError
+
+ITEM = "football"
+
+
+class InProcess:
+    """`football-host` as a click command in this process (not thread-safe:
+    click swaps sys.stdout while it runs)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def run(self, argv, *, check=True, timeout=None, input=None):
+        assert argv[0] == "football-host", argv
+        done = CliRunner(catch_exceptions=False).invoke(football_host, argv[1:])
+        result = Result(self.name, tuple(argv), done.exit_code, done.stdout, done.stderr)
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+
+class Recording:
+    """A transport that notes every `football-host lock` it runs, in one
+    list shared by all hosts, so that the order across hosts shows."""
+
+    def __init__(self, transport, log, fail_release=False):
+        self.transport, self.log, self.fail_release = transport, log, fail_release
+
+    def run(self, argv, **options):
+        action = argv[3] if argv[:2] == ["football-host", "lock"] else argv[0]
+        self.log.append((self.transport.host if hasattr(self.transport, "host")
+                         else self.transport.name, action))
+        if self.fail_release and action == "release":
+            raise TransportError(f"{self.log[-1][0]}: connection lost")
+        return self.transport.run(argv, **options)
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def calls():
+    return []
+
+
+@pytest.fixture(params=["in-process"])
+def helper(request):
+    return request.param
+
+
+@pytest.fixture
+def make_host(tmp_path, calls, helper):
+    def make(name, **options):
+        transport = LocalTransport(name) if helper == "subprocess" else InProcess(name)
+        return Host(name=name, address="127.0.0.1", transport="local",
+                    root=str(tmp_path / name), _runner=Recording(transport, calls, **options))
+    return make
+
+
+subprocess_helper = pytest.mark.parametrize("helper", ["subprocess"], indirect=True)
+
+
+@pytest.fixture
+def a(make_host):
+    return make_host("a")
+
+
+@pytest.fixture
+def b(make_host):
+    return make_host("b")
+
+
+@pytest.fixture
+def c(make_host):
+    return make_host("c")
+
+
+def config(**settings):
+    settings = {"lock_retry_timeout": 0, **settings}
+    return Config(variables=[f"{name}={value}" for name, value in settings.items()], environ={})
+
+
+def holders(host, directory=locks.LOCK_DIR):
+    return {item: record["owner"] for item, record in locks.held(host, directory).items()}
+
+
+def age(host, item, seconds, directory=locks.LOCK_DIR):
+    """Make the record of `item` on `host` `seconds` old, as if its run had died then."""
+    path = Path(host.path(directory)) / f"{item}.lock"
+    record = json.loads(path.read_text())
+    record["time"] -= seconds
+    path.write_text(json.dumps(record))
+
+
+# --- one host --------------------------------------------------------------------------
+
+@subprocess_helper
+def test_take_creates_the_lock_below_the_hosts_root_and_list_shows_its_owner(a, tmp_path):
+    assert locks.take(a, ITEM, "run-1", 3600) == "taken"
+    assert (tmp_path / "a" / "var" / "lock" / "football" / "football.lock").exists()
+    record = locks.held(a)[ITEM]
+    assert record["owner"] == "run-1"
+    assert time.time() - record["time"] < 60
+
+
+def test_release_removes_the_lock_and_says_so(a):
+    locks.take(a, ITEM, "run-1", 3600)
+    assert locks.release(a, ITEM, "run-1") is True
+    assert locks.held(a) == {}
+    assert locks.release(a, ITEM, "run-1") is False
+
+
+def test_list_on_a_host_that_never_locked_anything_is_empty(a):
+    assert locks.held(a) == {}
+
+
+def test_another_owner_is_refused_naming_the_holder_and_what_to_do(a):
+    locks.take(a, ITEM, "run-1", 3600)
+    with pytest.raises(Locked) as caught:
+        locks.take(a, ITEM, "run-2", 3600)
+    message = str(caught.value)
+    assert message.startswith("a: lock football is held by run-1 since ")
+    assert "football unlock football a" in message
+    assert caught.value.exit_code == 191
+    assert holders(a) == {ITEM: "run-1"}
+
+
+def test_the_same_owner_taking_its_lock_again_resumes_it(a):
+    locks.take(a, ITEM, "run-1", 3600)
+    assert locks.take(a, ITEM, "run-1", 3600) == "again"
+    assert holders(a) == {ITEM: "run-1"}
+
+
+def test_release_by_another_owner_leaves_the_lock_but_an_empty_owner_releases_any(a):
+    locks.take(a, ITEM, "run-1", 3600)
+    assert locks.release(a, ITEM, "run-2") is False
+    assert holders(a) == {ITEM: "run-1"}
+    assert locks.release(a, ITEM) is True       # football unlock
+    assert locks.held(a) == {}
+
+
+def test_a_lock_older_than_stale_after_is_broken_and_taken(a):
+    locks.take(a, ITEM, "dead-run", 3600)
+    age(a, ITEM, 7200)
+    assert locks.take(a, ITEM, "run-2", 3600) == "broken"
+    assert holders(a) == {ITEM: "run-2"}
+
+
+@pytest.mark.parametrize("item", ["../x", "a/b", ""])
+def test_a_bad_lock_item_is_refused_by_the_helper_naming_it(a, item):
+    with pytest.raises(locks.Illegal) as caught:
+        locks.take(a, item, "run-1", 3600)
+    message = str(caught.value)
+    assert message.startswith(f"a: cannot take lock {item}: ")
+    assert f"{item!r} is not a lock item" in message
+    assert not Path(a.path(locks.LOCK_DIR)).exists()
+
+
+# --- many hosts ------------------------------------------------------------------------
+
+def test_a_lock_set_takes_its_hosts_in_sorted_order_whatever_order_it_is_given(a, b, c, calls):
+    lockset = LockSet("run-1", config())
+    lockset.acquire([c, a, b], ITEM)
+    assert calls == [("a", "take"), ("b", "take"), ("c", "take")]
+    assert [holders(host) for host in (a, b, c)] == [{ITEM: "run-1"}] * 3
+
+
+def test_a_host_given_twice_is_locked_once(a, b, calls):
+    LockSet("run-1", config()).acquire([b, a, b], ITEM)
+    assert calls == [("a", "take"), ("b", "take")]
+
+
+def test_a_lock_set_releases_in_reverse_order(a, b, c, calls):
+    lockset = LockSet("run-1", config())
+    lockset.acquire([a, b, c], ITEM)
+    calls.clear()
+    lockset.release_all()
+    assert calls == [("c", "release"), ("b", "release"), ("a", "release")]
+    assert [holders(host) for host in (a, b, c)] == [{}] * 3
+
+
+@subprocess_helper
+def test_when_one_host_refuses_none_is_kept_and_the_others_are_released(a, b, c, calls):
+    LockSet("run-b", config()).acquire([c], ITEM)
+    calls.clear()
+    lockset = LockSet("run-a", config())
+    with pytest.raises(Locked, match="c: lock football is held by run-b"):
+        lockset.acquire([c, b, a], ITEM)
+    assert calls == [("a", "take"), ("b", "take"), ("c", "take"),
+                     ("b", "release"), ("a", "release")]
+    assert (holders(a), holders(b), holders(c)) == ({}, {}, {ITEM: "run-b"})
+    assert lockset.taken == []
+
+
+def test_a_refused_lock_set_is_retried_with_backoff_until_lock_retry_timeout(a, b, calls):
+    LockSet("run-b", config()).acquire([b], ITEM)
+    calls.clear()
+    started = time.monotonic()
+    with pytest.raises(Locked):
+        LockSet("run-a", config(lock_retry_timeout=0.5)).acquire([a, b], ITEM)
+    elapsed = time.monotonic() - started
+    attempts = calls.count(("b", "take"))
+    assert 0.5 <= elapsed < 5
+    assert 2 <= attempts <= 4                    # backoff: 0.2 s, 0.4 s, ... not a busy loop
+    assert holders(a) == {}
+
+
+@subprocess_helper
+def test_a_waiting_lock_set_gets_its_locks_once_the_holder_releases(a, b):
+    holder = LockSet("run-b", config())
+    holder.acquire([b], ITEM)
+    releaser = threading.Timer(0.3, holder.release_all)
+    releaser.start()
+    try:
+        LockSet("run-a", config(lock_retry_timeout=10)).acquire([a, b], ITEM)
+    finally:
+        releaser.join()
+    assert (holders(a), holders(b)) == ({ITEM: "run-a"}, {ITEM: "run-a"})
+
+
+def test_a_run_resuming_after_a_crash_retakes_its_own_locks(a, b):
+    LockSet("migrate-vm1@ctl", config()).acquire([a, b], ITEM)     # then the run died
+    resumed = LockSet("migrate-vm1@ctl", config())
+    resumed.acquire([a, b], ITEM)
+    assert len(resumed.taken) == 2
+    resumed.release_all()
+    assert (holders(a), holders(b)) == ({}, {})
+
+
+def test_a_stale_lock_in_the_set_is_broken_and_reported(a, b):
+    LockSet("dead-run", config()).acquire([b], ITEM)
+    age(b, ITEM, 120)
+    said = []
+    LockSet("run-a", config(lock_break_timeout=60), echo=said.append).acquire([a, b], ITEM)
+    assert holders(b) == {ITEM: "run-a"}
+    assert said == ["b: broke a stale lock football"]
+
+
+def test_a_lock_younger_than_lock_break_timeout_is_not_broken(a):
+    LockSet("other-run", config()).acquire([a], ITEM)
+    age(a, ITEM, 30)
+    with pytest.raises(Locked):
+        LockSet("run-a", config(lock_break_timeout=60)).acquire([a], ITEM)
+
+
+def test_holding_releases_the_locks_when_the_body_raises(a, b):
+    lockset = LockSet("run-1", config())
+    with pytest.raises(RuntimeError, match="step failed"):
+        with lockset.holding([a, b], ITEM):
+            assert holders(a) == holders(b) == {ITEM: "run-1"}
+            raise RuntimeError("step failed")
+    assert (holders(a), holders(b), lockset.taken) == ({}, {}, [])
+
+
+def test_holding_releases_the_locks_on_ctrl_c(a):
+    with pytest.raises(KeyboardInterrupt):
+        with LockSet("run-1", config()).holding([a], ITEM):
+            raise KeyboardInterrupt
+    assert holders(a) == {}
+
+
+def test_a_failed_release_is_reported_and_does_not_stop_the_others(make_host, a):
+    flaky = make_host("flaky", fail_release=True)
+    said = []
+    lockset = LockSet("run-1", config(), echo=said.append)
+    with pytest.raises(RuntimeError, match="the original error"):
+        with lockset.holding([a, flaky], ITEM):
+            raise RuntimeError("the original error")
+    assert said == ["flaky: could not release lock football: flaky: connection lost"]
+    assert holders(a) == {}
+
+
+# --- intents ---------------------------------------------------------------------------
+
+def test_a_registered_intent_is_live_and_dropped_intents_are_gone(a):
+    settings = config()
+    locks.register_intent(a, "vm1", "migrate-vm1@ctl", settings)
+    locks.register_intent(a, "vm2", "migrate-vm2@ctl", settings)
+    assert locks.live_intents(a, settings) == {"sync-vm1", "sync-vm2"}
+    locks.drop_intent(a, "vm1", "migrate-vm1@ctl")
+    assert locks.live_intents(a, settings) == {"sync-vm2"}
+
+
+def test_intents_live_apart_from_the_locks(a, tmp_path):
+    locks.register_intent(a, "vm1", "run-1", config())
+    assert locks.held(a) == {}
+    assert (tmp_path / "a" / "var" / "lib" / "football" / "intents" / "sync-vm1.lock").exists()
+
+
+def test_live_intents_leaves_out_the_resource_asking(a):
+    settings = config()
+    locks.register_intent(a, "vm1", "run-1", settings)
+    locks.register_intent(a, "vm2", "run-2", settings)
+    assert locks.live_intents(a, settings, except_res="vm1") == {"sync-vm2"}
+
+
+def test_an_intent_older_than_lease_time_no_longer_counts(a):
+    settings = config(lease_time=600)
+    locks.register_intent(a, "vm1", "run-1", settings)
+    locks.register_intent(a, "vm2", "run-2", settings)
+    age(a, "sync-vm1", 601, directory=locks.INTENT_DIR)
+    assert locks.live_intents(a, settings) == {"sync-vm2"}
+
+
+def test_an_expired_intent_of_a_dead_run_is_taken_over_by_a_new_run(a):
+    settings = config(lease_time=600)
+    locks.register_intent(a, "vm1", "dead-run", settings)
+    with pytest.raises(Locked):
+        locks.register_intent(a, "vm1", "new-run", settings)
+    age(a, "sync-vm1", 601, directory=locks.INTENT_DIR)
+    locks.register_intent(a, "vm1", "new-run", settings)
+    assert holders(a, locks.INTENT_DIR) == {"sync-vm1": "new-run"}
+    assert locks.live_intents(a, settings) == {"sync-vm1"}
+
+
+def test_the_same_run_registering_its_intent_again_keeps_it(a):
+    settings = config()
+    locks.register_intent(a, "vm1", "run-1", settings)
+    locks.register_intent(a, "vm1", "run-1", settings)
+    assert holders(a, locks.INTENT_DIR) == {"sync-vm1": "run-1"}
+
+
+def test_an_unreadable_intent_record_does_not_count(a):
+    settings = config()
+    locks.register_intent(a, "vm1", "run-1", settings)
+    (Path(a.path(locks.INTENT_DIR)) / "sync-vm1.lock").write_text("{torn")
+    assert locks.live_intents(a, settings) == set()

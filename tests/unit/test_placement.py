@@ -1,0 +1,337 @@
+"""Where migrate puts a resource (Migrate._place, _placement_key) and when it
+may start a sync (_wait_for_sync_slot), with a fake inventory, fake storage
+hooks and recorded `marsadm` answers: no host is contacted.
+
+Placement in a cluster: enough VG space first, then the fewest other
+resources, then where the resource is now (the source, then a host with a
+replica), then the name; hosts that cannot be asked come last."""
+
+import io
+from types import SimpleNamespace
+
+import pytest
+
+from football import facts
+from football.config import Config
+from football.errors import Illegal
+from football.inventory import parse
+from football.ops.base import Context, TimedOut
+from football.ops.migrate import Migrate
+from football.report import Reporter
+from football.transport import Unreachable
+from tests.helpers.fakehost import FakeRunner
+
+GIB = 1 << 30
+
+FLEET = {
+    "clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2", "b3"], "cluster3": ["c1"]},
+    "hosts": {name: {"address": f"192.0.2.{number}"}
+              for number, name in enumerate(["a1", "a2", "b1", "b2", "b3", "c1", "d1"], 11)},
+}
+
+
+class FakeStorage:
+    """The storage hooks placement asks: LVs and free space per host; a host
+    in `down` cannot be asked."""
+
+    def __init__(self):
+        self.lvs, self.free, self.down = {}, {}, set()
+
+    def _ask(self, host):
+        if host.name in self.down:
+            raise Unreachable(f"{host.name}: connection refused")
+
+    def lv_list(self, host):
+        self._ask(host)
+        return self.lvs.get(host.name, {})
+
+    def vg_free(self, host):
+        self._ask(host)
+        return self.free.get(host.name, 100 * GIB)
+
+
+@pytest.fixture
+def storage():
+    return FakeStorage()
+
+
+@pytest.fixture
+def inventory():
+    inventory = parse(FLEET, "fleet.yml")
+    for host in inventory.hosts.values():
+        host._runner = FakeRunner(host.name)
+    return inventory
+
+
+@pytest.fixture
+def events():
+    return io.StringIO()
+
+
+@pytest.fixture
+def make_migrate(inventory, storage, events):
+    def make(target, secondary=None, res="vm1", source="a1", size=10 * GIB, **settings):
+        config = Config(variables=[f"{name}={value}" for name, value in settings.items()],
+                        environ={})
+        ctx = Context(inventory=inventory, config=config, hooks=storage,
+                      reporter=Reporter(as_json=True, stream=events))
+        migrate = Migrate(ctx, res, target, secondary)
+        migrate.source, migrate.size = inventory.host(source), size     # as discover() does
+        return migrate
+    return make
+
+
+def resources_on(inventory, **per_host):
+    """Each host answers `marsadm view-my-resources` once with its resources."""
+    for name, resources in per_host.items():
+        inventory.host(name).runner.expect(["marsadm", "view-my-resources"],
+                                           stdout="".join(f"{res}\n" for res in resources))
+
+
+def placed(migrate):
+    return [host.name for host in migrate._place()]
+
+
+def no_pending(inventory):
+    return {name: host.runner.pending for name, host in inventory.hosts.items()
+            if host.runner.pending}
+
+
+# --- a cluster target ------------------------------------------------------------------
+
+def test_a_cluster_target_picks_the_two_hosts_with_the_fewest_resources(
+        make_migrate, inventory, storage):
+    resources_on(inventory, b1=["vm7", "vm8", "vm9"], b2=["vm5"], b3=[])
+    assert placed(make_migrate("cluster2")) == ["b3", "b2"]
+    assert no_pending(inventory) == {}
+
+
+def test_enough_space_comes_before_fewer_resources(make_migrate, inventory, storage):
+    storage.free.update(b1=100 * GIB, b2=9 * GIB, b3=10 * GIB)
+    resources_on(inventory, b1=["vm7", "vm8", "vm9"], b2=[], b3=["vm5"])
+    assert placed(make_migrate("cluster2", size=10 * GIB)) == ["b3", "b1"]
+
+
+def test_space_kept_free_by_placement_min_free_counts_as_not_enough(
+        make_migrate, inventory, storage):
+    storage.free.update(b1=11 * GIB, b2=12 * GIB, b3=100 * GIB)
+    resources_on(inventory, b1=[], b2=["vm5"], b3=["vm5", "vm6"])
+    migrate = make_migrate("cluster2", size=10 * GIB, placement_min_free=2 * GIB)
+    assert placed(migrate) == ["b2", "b3"]
+
+
+def test_a_host_that_already_has_the_lv_has_enough_space_whatever_is_free(
+        make_migrate, inventory, storage):
+    storage.free.update(b1=0, b2=0, b3=0)
+    storage.lvs["b2"] = {"vm1": 10 * GIB}
+    resources_on(inventory, b1=[], b2=["vm1", "vm5"], b3=[])
+    assert placed(make_migrate("cluster2"))[0] == "b2"
+
+
+def test_the_resource_itself_does_not_count_among_a_hosts_resources(
+        make_migrate, inventory, storage):
+    storage.lvs["b2"] = {"vm1": 10 * GIB}
+    resources_on(inventory, b1=["vm5"], b2=["vm1"], b3=["vm5", "vm6"])
+    assert placed(make_migrate("cluster2")) == ["b2", "b1"]
+
+
+def test_on_equal_counts_the_current_source_comes_first_then_a_replica_then_the_name(
+        make_migrate, inventory, storage):
+    storage.lvs["b3"] = {"vm1": 10 * GIB}
+    resources_on(inventory, b1=["vm5"], b2=["vm6"], b3=["vm1", "vm7"])
+    assert placed(make_migrate("cluster2", source="b2")) == ["b2", "b3"]
+
+
+def test_on_equal_counts_without_a_replica_the_name_decides(make_migrate, inventory):
+    resources_on(inventory, b1=["vm5"], b2=["vm6"], b3=["vm7"])
+    assert placed(make_migrate("cluster2")) == ["b1", "b2"]
+
+
+def test_a_host_that_cannot_be_asked_comes_last_even_after_hosts_without_space(
+        make_migrate, inventory, storage):
+    storage.free.update(b1=1 * GIB)
+    storage.down.add("b2")
+    resources_on(inventory, b1=["vm5"], b3=["vm5", "vm6", "vm7"])
+    migrate = make_migrate("cluster2")
+    assert placed(migrate) == ["b3", "b1"]
+    resources_on(inventory, b1=["vm5"])
+    assert [migrate._placement_key(inventory.host(name))[0] for name in ("b1", "b2")] == [1, 2]
+
+
+def test_a_host_whose_storage_hook_fails_counts_as_unreachable(
+        make_migrate, inventory, storage):
+    def broken(host):
+        raise Illegal(f"{host.name}: vgs failed")
+
+    storage.vg_free = broken
+    assert make_migrate("cluster2")._placement_key(inventory.host("b1")) == (2, 0, 2, "b1")
+
+
+def test_a_host_whose_marsadm_fails_has_no_resources_but_stays_a_candidate(
+        make_migrate, inventory):
+    inventory.host("b1").runner.expect(["marsadm", "view-my-resources"], exit=1,
+                                       stderr="marsadm: not in a cluster\n")
+    resources_on(inventory, b2=["vm5"], b3=["vm6"])
+    assert placed(make_migrate("cluster2")) == ["b1", "b2"]
+
+
+def test_a_cluster_of_one_host_gives_one_target(make_migrate, inventory):
+    resources_on(inventory, c1=["vm5"])
+    assert placed(make_migrate("cluster3")) == ["c1"]
+
+
+def test_placing_in_a_cluster_changes_nothing_on_any_host(make_migrate, inventory):
+    resources_on(inventory, b1=[], b2=[], b3=[])
+    make_migrate("cluster2")._place()
+    commands = {call for host in inventory.hosts.values() for call in host.runner.calls}
+    assert commands == {("marsadm", "view-my-resources")}
+
+
+# --- a host target ---------------------------------------------------------------------
+
+def test_a_host_target_is_the_primary_alone_and_no_host_is_asked(make_migrate, inventory):
+    assert placed(make_migrate("b2")) == ["b2"]
+    assert all(host.runner.calls == [] for host in inventory.hosts.values())
+
+
+def test_a_host_target_with_a_secondary_gives_both_in_that_order(make_migrate):
+    assert placed(make_migrate("b2", "c1")) == ["b2", "c1"]
+
+
+def test_a_host_in_no_cluster_is_a_target(make_migrate):
+    assert placed(make_migrate("d1")) == ["d1"]
+
+
+def test_a_secondary_equal_to_the_primary_is_refused(make_migrate):
+    with pytest.raises(Illegal, match="the target secondary must differ from the target "
+                                      "primary"):
+        make_migrate("b2", "b2")._place()
+
+
+def test_an_unknown_target_is_refused_listing_the_hosts_and_clusters(make_migrate):
+    with pytest.raises(Illegal) as caught:
+        make_migrate("cluster9")._place()
+    assert str(caught.value) == ("unknown host or cluster 'cluster9'; hosts: a1, a2, b1, b2, "
+                                 "b3, c1, d1; clusters: cluster1, cluster2, cluster3")
+    assert caught.value.exit_code == 191
+
+
+def test_an_unknown_secondary_is_refused_listing_the_hosts(make_migrate):
+    with pytest.raises(Illegal, match=r"unknown host 'zz' \(inventory fleet.yml: hosts are "
+                                      r"a1, a2, b1, b2, b3, c1, d1\)"):
+        make_migrate("b2", "zz")._place()
+
+
+# --- the sync limit --------------------------------------------------------------------
+
+class Clock:
+    """Monotonic time for wait_until that moves only when it sleeps."""
+
+    def __init__(self):
+        self.now, self.sleeps = 0.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("football.ops.base.time",
+                        SimpleNamespace(monotonic=clock.monotonic, sleep=clock.sleep))
+    return clock
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """What `marsadm view-sync-rest all` and the intents say on the target,
+    one answer per poll (the last one repeats); records what was asked."""
+    state = SimpleNamespace(rests=[{}], intents=[set()], asked=[])
+
+    def view_all(host, macro, timeout=60):
+        state.asked.append((host.name, macro))
+        return state.rests.pop(0) if len(state.rests) > 1 else state.rests[0]
+
+    def live_intents(host, config, except_res=None):
+        state.asked.append((host.name, "intents", except_res))
+        return state.intents.pop(0) if len(state.intents) > 1 else state.intents[0]
+
+    monkeypatch.setattr(facts, "view_all", view_all)
+    monkeypatch.setattr("football.ops.migrate.live_intents", live_intents)
+    return state
+
+
+def said(events):
+    return [line for line in events.getvalue().splitlines() if '"message"' in line]
+
+
+def polls(syncs):
+    return syncs.asked.count(("b1", "sync-rest"))
+
+
+def test_under_the_limit_the_sync_starts_at_once(make_migrate, inventory, syncs, clock, events):
+    syncs.rests = [{"vm5": "1048576", "vm6": "0", "vm7": ""}]
+    syncs.intents = [{"sync-vm8"}]
+    make_migrate("b1", limit_syncs=3)._wait_for_sync_slot(inventory.host("b1"))
+    assert clock.sleeps == [] and said(events) == []
+    assert syncs.asked == [("b1", "sync-rest"), ("b1", "intents", "vm1")]
+
+
+def test_running_syncs_and_intents_together_reach_the_limit(
+        make_migrate, inventory, syncs, clock, events):
+    syncs.rests = [{"vm5": "1048576", "vm6": "4096"}, {"vm5": "0", "vm6": "4096"}]
+    syncs.intents = [{"sync-vm7"}]
+    make_migrate("b1", limit_syncs=3)._wait_for_sync_slot(inventory.host("b1"))
+    assert polls(syncs) == 2
+    assert len(said(events)) == 1
+    assert "b1: waiting for a sync slot (limit_syncs 3)" in said(events)[0]
+
+
+def test_a_resource_both_syncing_and_intended_counts_once(make_migrate, inventory, syncs, clock):
+    syncs.rests = [{"vm5": "1048576"}]
+    syncs.intents = [{"sync-vm5"}]
+    make_migrate("b1", limit_syncs=2)._wait_for_sync_slot(inventory.host("b1"))
+    assert clock.sleeps == []
+
+
+def test_the_resource_being_migrated_does_not_count_against_its_own_slot(
+        make_migrate, inventory, syncs, clock):
+    syncs.rests = [{"vm1": "1048576", "vm5": "1048576"}]   # a resumed run: vm1 already syncs
+    make_migrate("b1", limit_syncs=2)._wait_for_sync_slot(inventory.host("b1"))
+    assert clock.sleeps == []
+
+
+def test_it_waits_while_the_limit_is_reached_and_starts_when_a_slot_frees(
+        make_migrate, inventory, syncs, clock):
+    busy = {"vm5": "1048576", "vm6": "1048576"}
+    syncs.rests = [busy, busy, busy, {"vm5": "1048576", "vm6": "0"}]
+    make_migrate("b1", limit_syncs=2)._wait_for_sync_slot(inventory.host("b1"))
+    assert polls(syncs) == 4
+    assert clock.sleeps == [1.0, 1.0]
+
+
+def test_it_polls_at_least_a_second_apart_or_at_poll_interval_if_longer(
+        make_migrate, inventory, syncs, clock):
+    busy = {"vm5": "1048576"}
+    syncs.rests = [busy, busy, busy, {}]
+    make_migrate("b1", limit_syncs=1, poll_interval=5)._wait_for_sync_slot(inventory.host("b1"))
+    assert clock.sleeps == [5.0, 5.0]
+
+
+def test_intents_alone_can_fill_the_slots(make_migrate, inventory, syncs, clock):
+    syncs.intents = [{"sync-vm5", "sync-vm6"}, {"sync-vm5", "sync-vm6"}, {"sync-vm5"}]
+    make_migrate("b1", limit_syncs=2)._wait_for_sync_slot(inventory.host("b1"))
+    assert polls(syncs) == 3
+
+
+def test_a_slot_that_never_frees_times_out_after_sync_timeout_naming_the_host(
+        make_migrate, inventory, syncs, clock):
+    syncs.rests = [{"vm5": "1048576"}]
+    migrate = make_migrate("b1", limit_syncs=1, sync_timeout=10)
+    with pytest.raises(TimedOut, match="timed out after 10 s waiting for a sync slot on b1"):
+        migrate._wait_for_sync_slot(inventory.host("b1"))
+    assert 10 <= clock.now <= 12
