@@ -60,6 +60,13 @@ class Context:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     points_passed: int = 0
 
+    def host(self, name):
+        """The inventory's host `name`; `Illegal` (nothing changed) when unknown."""
+        try:
+            return self.inventory.host(name)
+        except InventoryError as error:
+            raise Illegal(str(error)) from None
+
     def inject(self, name):
         """An injection point: numbered in the order the run reaches them."""
         self.points_passed += 1

@@ -104,13 +104,6 @@ def remerges(pieces, wanted, runnable):
 
 
 # --------------------------------------------------------------------- observing
-def _host(ctx, name):
-    try:
-        return ctx.inventory.host(name)
-    except InventoryError as error:
-        raise Illegal(str(error)) from None
-
-
 def _cluster_of(host):
     try:
         result = host.run(["marsadm", "lowlevel-ls-host-ips"], check=False, timeout=60)
@@ -134,7 +127,7 @@ def observe(ctx, names, prefer=()):
         for name in list(todo):
             cluster = inv.host(name).cluster
             todo |= {member for member in inv.clusters.get(cluster, []) if member not in seen}
-        views = dict(zip(sorted(todo), in_parallel(lambda n: _cluster_of(_host(ctx, n)),
+        views = dict(zip(sorted(todo), in_parallel(lambda n: _cluster_of(ctx.host(n)),
                                                    sorted(todo))))
         seen.update(views)
         todo = {host for view in views.values() for host in view
@@ -267,7 +260,7 @@ class MergeCluster:
         self.ctx = ctx
         if first == second:
             raise Illegal(f"merge-cluster needs two different hosts, not {first} twice")
-        self.first, self.second = _host(ctx, first), _host(ctx, second)
+        self.first, self.second = ctx.host(first), ctx.host(second)
         self.owner = f"{self.operation}@{socket.gethostname()}"
 
     def discover(self):
@@ -320,7 +313,7 @@ class SplitCluster:
         self.ctx = ctx
         if not names:
             raise Illegal("split-cluster needs at least one host")
-        self.names = list(dict.fromkeys(_host(ctx, name).name for name in names))
+        self.names = list(dict.fromkeys(ctx.host(name).name for name in names))
         self.owner = f"{self.operation}@{socket.gethostname()}"
 
     def run(self):

@@ -67,10 +67,7 @@ class Migrate:
 
     # ------------------------------------------------------------- discovery
     def host(self, name):
-        try:
-            return self.ctx.inventory.host(name)
-        except Exception as error:
-            raise Illegal(str(error)) from None
+        return self.ctx.host(name)
 
     def discover(self):
         """Find the source, decide the targets; changes nothing."""

@@ -41,15 +41,9 @@ class Repair:
         self.res = check_resource_name(res)
         if not host_names:
             raise Illegal(f"name at least one host to run {self.res} on")
-        self.candidates = [self._host(name) for name in dict.fromkeys(host_names)]
+        self.candidates = [self.ctx.host(name) for name in dict.fromkeys(host_names)]
         self.owner = f"{self.operation}-{self.res}@{socket.gethostname()}"
         self.summary = {"resource": self.res, "host": None}
-
-    def _host(self, name):
-        try:
-            return self.ctx.inventory.host(name)
-        except Exception as error:
-            raise Illegal(str(error)) from None
 
     def _ask(self, host, argv):
         """stdout of a command on `host`, None when the host does not answer."""
@@ -68,7 +62,7 @@ class Repair:
             self._ask(host, ["marsadm", "view-resource-members", self.res]) or ""), hosts)
         for names in answers:
             if names:
-                return {name: self._host(name) for name in names
+                return {name: self.ctx.host(name) for name in names
                         if name in self.ctx.inventory.hosts}
         raise Illegal(f"unknown resource {self.res}: no reachable host of the inventory "
                       f"({self.ctx.inventory.source}) has it")
