@@ -74,6 +74,7 @@ class Globals:
             config.default("state_dir", the_lab.controller_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         hooks = Hooks(config=config)    # with the plugins of plugin_dirs
+        hooks.apply_host_layout(inv)
         reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
                             log_path=Path(config.state_dir) / "log" / f"{stamp}-{operation}-{res}.log",
                             on_warning=lambda text: hooks.football_warning(text=text))
@@ -126,7 +127,8 @@ def _operation(ctx, operation, res, make, phases=None, args=None):
         make(context, **_rewritten_args(context, ctx.info_name, args))
     try:
         summary = op.run(phases or PHASES)
-        _print_summary(context, summary)
+        if not context.dry_run:
+            _print_summary(context, summary)
     finally:
         context.reporter.close()
 

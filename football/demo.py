@@ -75,6 +75,7 @@ def run_demo(the_lab, echo, as_json=False):
     config.default("state_dir", the_lab.controller_dir)
     witness = StopWitness(res)
     hooks = Hooks(plugin_manager(extra=[witness], plugin_dirs=config.plugin_dirs), config=config)
+    hooks.apply_host_layout(inv)
     ctx = Context(inventory=inv, config=config, hooks=hooks, reporter=Reporter(as_json=as_json),
                   yes=True)
     source = inv.host(the_lab.primary_of(res))

@@ -26,6 +26,7 @@ with `_` is imported and registered. A hook implementation that no spec
 knows, or with arguments its spec does not have, is refused when it is
 loaded (`PluginLoadError` naming the file, exit 191)."""
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -151,20 +152,25 @@ class DiscoverySpec:
 
     @hookspec(firstresult=True)
     def get_store(self, res, inventory):
-        """Return the `Host` that holds the storage of `res`'s primary
-        replica. *First result.* Default: the same host as `get_hyper`
-        (Football's storage is local to the hypervisor)."""
+        """Called during discovery of a migrate, after `get_hyper`. Return the
+        `Host` that holds the storage of `res`'s primary replica when it is
+        *not* the hypervisor itself, else None. *First result.* Default:
+        None (storage local to the hypervisor). Football moves only local
+        storage: a different host refuses the migrate (exit 191)."""
 
     @hookspec(firstresult=True)
     def get_vg(self, host):
-        """Return the name of the volume group that holds resources on
-        `host`. *First result.* Default: `host.vg`."""
+        """Called once for every inventory host when an operation starts;
+        must not contact the host. Return the name of the volume group that
+        holds resources on `host` (every later use of `host.vg` sees it).
+        *First result.* Default: the inventory's `vg`."""
 
     @hookspec(firstresult=True)
     def get_mountpoint(self, host, res):
-        """Return the directory where `res`'s volume is mounted on `host`
-        (the container's directory). *First result.* Default:
-        `host.mountpoint(res)`."""
+        """Called whenever Football or a plugin needs the directory where
+        `res`'s volume is mounted on `host` (`host.mountpoint(res)`); must not
+        contact the host. *First result.* Default: the container directory
+        `<lxcpath>/<res>` below the host's root."""
 
 
 class CheckSpec:
@@ -452,6 +458,20 @@ class Hooks:
     def vetoes(self, name, /, **kwargs):
         """The reasons of the plugins that said no to a veto hook."""
         return vetoes_of(self.call(name, **kwargs), name)
+
+    def apply_host_layout(self, inventory):
+        """Let the plugins name every host's volume group (`get_vg`) and the
+        mountpoints of its resources (`get_mountpoint`)."""
+        for host in inventory.hosts.values():
+            vg = self.call("get_vg", host=host)
+            if not isinstance(vg, str) or not vg:
+                raise NoPlugin(f"get_vg answered {vg!r} for host {host.name}: a plugin must "
+                               "return a volume group name")
+            host.vg = vg
+            host._mountpoint_of = functools.partial(self._mountpoint, host)
+
+    def _mountpoint(self, host, res):
+        return self.call("get_mountpoint", host=host, res=res)
 
     def __getattr__(self, name):
         if name.startswith("_"):

@@ -71,6 +71,8 @@ class Host:
     host_key_check: str = "strict"      # strict | accept-new | off
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     _runner: object = field(default=None, repr=False, compare=False)
+    # set by Hooks.apply_host_layout: the plugins' get_mountpoint
+    _mountpoint_of: object = field(default=None, repr=False, compare=False)
 
     def path(self, path):
         """`path` as it is on this host's filesystem (below its root)."""
@@ -78,7 +80,14 @@ class Host:
         return str(PurePosixPath(self.root) / relative)
 
     def mountpoint(self, res):
-        """Where the resource's volume is mounted: its container directory."""
+        """Where the resource's volume is mounted: what the plugins say
+        (`get_mountpoint`), by default its container directory."""
+        if self._mountpoint_of is not None:
+            return self._mountpoint_of(res)
+        return self.container_dir(res)
+
+    def container_dir(self, res):
+        """The resource's container directory below `lxcpath`."""
         return self.path(f"{self.lxcpath}/{res}")
 
     def device(self, res):

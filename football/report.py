@@ -21,7 +21,9 @@ class Reporter:
         self.as_json, self.verbose = as_json, verbose
         self.on_warning = on_warning
         self.stream = stream or sys.stdout
-        self.console = Console(file=sys.stderr)
+        # Lines are not wrapped: a terminal wraps them itself, and a log or a
+        # pipe gets whole lines to search in.
+        self.console = Console(file=sys.stderr, soft_wrap=True)
         self.log_path = Path(log_path) if log_path else None
         self._log = None
         if self.log_path:

@@ -708,6 +708,9 @@ class ResourceWorker:
                      and parse_logfile_name(other)[0] == number]
             if clash and number >= first:
                 raise SplitBrain(f"{source} has {name}, this host has {clash[0]}")
+        if cursor is not None and cursor.logfile not in local and cursor.logfile not in remote \
+                and any(parse_logfile_name(name)[0] > first for name in remote):
+            return self._cursor_logfile_gone(state, source, cursor)
         budget = FETCH_MAX * 4
         for name, size in sorted(remote.items(), key=lambda item: parse_logfile_name(item[0])[0]):
             if parse_logfile_name(name)[0] < first:
@@ -730,6 +733,30 @@ class ResourceWorker:
                 self.metrics.fetched.labels(self.res).inc(len(data))
             if budget <= 0:
                 return True
+        return False
+
+    def _cursor_logfile_gone(self, state, source, cursor):
+        """The logfile the replay cursor is in was deleted on the source before
+        this host fetched it. That happens to a joining host: it starts its
+        sync from the source's log position as the metadata showed it, and
+        the source may have rotated and deleted that logfile before it learned
+        of the new member. Such a replica is not consistent yet, so it syncs
+        anew (what `invalidate` does). Any other replica cannot catch up from
+        the logs any more: the operator decides."""
+        syncpos = state.resource_value(self.res, f"syncpos-{self.host}")
+        if syncpos and Cursor.parse(syncpos).logfile == cursor.logfile:
+            log.warning("%s: %s deleted %s before this host fetched it (its sync started "
+                        "there): full sync again", self.res, source, cursor.logfile)
+            mine = [self.key(rest) for rest in state.resources().get(self.res, {})
+                    if rest.startswith("version-") and rest.endswith(f"-{self.host}")]
+            self.write({**{key: None for key in mine}, self.mine("syncpos"): None,
+                        self.mine("replay"): None, self.mine("syncstatus"): 0})
+            self.cursor = None
+            self.sync_done = None
+            return True
+        self.report(waiting=f"{cursor.logfile} is gone on {source} and was never fetched here: "
+                            f"this replica cannot catch up from the logs; `marsadm invalidate "
+                            f"{self.res}` syncs it anew")
         return False
 
     async def _replay(self, state, until=None):

@@ -39,7 +39,7 @@ def get_hyper(res, inventory):
 
 @hookimpl(trylast=True)
 def get_store(res, inventory):
-    return primary_host(res, inventory)
+    return None                 # local storage: the hypervisor's own volume group
 
 
 @hookimpl(trylast=True)
@@ -49,7 +49,7 @@ def get_vg(host):
 
 @hookimpl(trylast=True)
 def get_mountpoint(host, res):
-    return host.mountpoint(res)
+    return host.container_dir(res)
 
 
 @hookimpl(trylast=True)

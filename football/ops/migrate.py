@@ -77,6 +77,10 @@ class Migrate:
             self.source = self.host(self.source_hint)
         else:
             self.source = self.hooks.get_hyper(res=self.res, inventory=inv)
+        store = self.hooks.first("get_store", res=self.res, inventory=inv)
+        if store is not None and store.name != self.source.name:
+            raise Illegal(f"{self.res}: its storage is on {store.name}, not on its hypervisor "
+                          f"{self.source.name}; Football moves only local storage")
         self.members = facts.parse_lines(self.source.run(
             ["marsadm", "view-resource-members", self.res]).stdout)
         self.size = int(facts.view(self.source, "sync-size", self.res) or 0)
@@ -197,11 +201,11 @@ class Migrate:
                 set(self.members) == set(wanted) and not self.journal.data["steps"]:
             self.say(f"{self.res} is already on {', '.join(wanted)}: nothing to do")
             return self._post_hand() if whole else self.summary
-        self.journal.decide(targets=wanted, origin=self.origin)
         self.say(f"* migrating {self.res} ({self.size >> 20} MiB) from {self.source.name} "
                  f"to {', '.join(wanted)}")
         if self.ctx.dry_run:
             return self._dry_run()
+        self.journal.decide(targets=wanted, origin=self.origin)
         self.prepared_hosts = list({host.name: host for host in [
             self.source, *self.targets, *self._old_hosts()]}.values())
         self._tell("prepare_hosts", hosts=self.prepared_hosts)
@@ -241,13 +245,24 @@ class Migrate:
                               f"({', '.join(name for name in new if name)}); nothing changed")
 
     def _dry_run(self):
+        cluster = facts.cluster_hosts(self.source)
         for target in self.targets:
+            if target.name not in cluster:
+                self.say(f"would merge {target.name} into the MARS cluster of {self.source.name}")
             if self.res not in facts.my_resources(target):
                 lv = self.hooks.lv_path(host=target, lv=self.res)
                 self.say(f"would create LV {target.vg}/{self.res} on {target.name} and run "
                          f"`marsadm join-resource {self.res} {lv}` there")
         self.say(f"would stop {self.res} on {self.source.name}, run `marsadm primary "
                  f"{self.res}` on {self.targets[0].name} and start it there")
+        wanted = {target.name for target in self.targets}
+        old = [name for name in self.members if name not in wanted]
+        if old and self.config.cleanup_old_replicas:
+            self.say(f"would remove the replicas on {', '.join(old)} (`marsadm leave-resource`, "
+                     "then their LVs)")
+        if old and self.config.split_clusters_after_migrate:
+            self.say(f"would split the MARS cluster where {', '.join(old)} share no resource "
+                     f"with {', '.join(sorted(wanted))} any more")
         return self.summary
 
     @property
@@ -474,29 +489,36 @@ class Migrate:
         except InjectedFailure:
             raise
         except Exception as error:      # whatever failed: the container must run again
-            self._compensate(error, target)
-        downtime = time.monotonic() - began
-        self._tell("restore_resource_state", host=target, state=saved)
-        self._tell("report_downtime", source=self.source, host=target, seconds=downtime)
+            runs_on = self._compensate(error, target)
+            self._end_downtime(began, saved, runs_on)
+            raise Serious(f"{self.operation} of {self.res} failed inside the downtime "
+                          f"window: {error}; {self.res} runs again on {runs_on.name}") from None
+        downtime = self._end_downtime(began, saved, target)
         self.summary["downtime_seconds"] = round(downtime, 3)
-        reporter.event("downtime-end", resource=self.res, host=target.name,
-                       downtime_seconds=round(downtime, 3))
         self.say(f"  {self.res} runs on {target.name}; downtime {downtime:.2f} s")
         self.ctx.inject("finish:started")
 
+    def _end_downtime(self, began, saved, host):
+        """`res` runs again on `host`: restore its state there and report
+        the window (also a compensated one: the container was down)."""
+        downtime = time.monotonic() - began
+        self._tell("restore_resource_state", host=host, state=saved)
+        self._tell("report_downtime", source=self.source, host=host, seconds=downtime)
+        self.ctx.reporter.event("downtime-end", resource=self.res, host=host.name,
+                                downtime_seconds=round(downtime, 3))
+        return downtime
+
     def _compensate(self, error, target):
         """Inside the downtime window: restart where it can run (the source
-        first, then any replica); never raises anything but the verdict."""
+        first, then any replica) and return that host; `Critical` when it
+        runs nowhere. Never raises anything else."""
         self._tell("section", name="compensation")
         self.ctx.reporter.warning(f"handover failed: {error}; restarting {self.res}")
         for host in [self.source, target, *self._old_hosts()]:
             try:
                 self.hooks.resource_start(host=host, res=self.res)
                 if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
-                    raise Serious(f"{self.operation} of {self.res} failed inside the downtime "
-                                  f"window: {error}; {self.res} runs again on {host.name}")
-            except Serious:
-                raise
+                    return host
             except Exception as restart_error:       # keep trying the others
                 self.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
         raise Critical(f"{self.operation} of {self.res} failed inside the downtime window: "

@@ -118,6 +118,19 @@ def test_bad_input_is_refused_with_exit_191_and_changes_nothing(lab):
         assert message in result.stderr, f"{args}: {result.stderr}"
     # target = source: nothing to do, exit 0
     assert "nothing to do" in migrate(lab, "migrate", "vm1", "a1", "a2").stdout
+    # a dry run says every step, the cleanup included, and does none of them
+    dry = football(lab.env, "--dry-run", "migrate", "vm1", "cluster2")
+    assert dry.returncode == 0, dry.stderr
+    for line in ("would merge b1 into the MARS cluster of a1",
+                 f"would create LV vg0/vm1 on b2 and run `marsadm join-resource vm1 "
+                 f"{lab.dir}/b2/dev/vg0/vm1` there",
+                 "would stop vm1 on a1, run `marsadm primary vm1` on b1 and start it there",
+                 "would remove the replicas on a1, a2 (`marsadm leave-resource`, then their LVs)",
+                 "would split the MARS cluster where a1, a2 share no resource with b1, b2"):
+        assert line in dry.stderr, dry.stderr
+    assert "summary:" not in dry.stderr
+    assert not (lab.dir / "controller" / "journal" / "migrate-vm1.json").exists(), \
+        "a dry run decided targets for the next real run"
     # a target without VG space
     lab.exec("b1", "football-host", "vg", str(lab.dir / "b1/dev/vg0"), "create", "filler", "800M")
     full = migrate(lab, "migrate", "vm1", "b1", check=False)

@@ -285,6 +285,34 @@ def test_log_rotate_and_deletion_of_replayed_logfiles(datanet):
     assert sorted(logfiles(b)) == ["log-000000002-a"]
 
 
+def test_joining_host_syncs_anew_when_its_start_logfile_was_deleted_before_it_fetched(datanet):
+    """A joining host starts its sync from the primary's log position as its
+    metadata shows it; the primary may rotate and delete that logfile before
+    it learns of the new member (this hung a replica at `OutDated[R]` once)."""
+    a, b = start_primary(datanet, "a", "b")
+    write_device(a, 0, os.urandom(2 * MIB))
+    a.marsadm("pause-fetch-global", RES)            # b syncs, but fetches nothing yet
+    wait_until(lambda: b.live_values(f"resource-{RES}/").get(
+        f"resource-{RES}/global-pause-fetch") == "1", what="b seeing the global fetch pause")
+    b.marsadm("join-resource", RES, b.disk)
+    wait_until(lambda: view(b, "sync-rest") == "0", timeout=60, what="b's sync")
+    assert cursor_of(b).logfile == "log-000000001-a" and not logfiles(b)
+
+    a.marsadm("log-rotate", RES)
+    wait_until(lambda: "log-000000002-a" in logfiles(a), what="log-000000002-a on a")
+    data = os.urandom(3 * MIB)
+    write_device(a, 16 * MIB, data)
+    (log_dir(a) / "log-000000001-a").unlink()      # what a did not knowing b yet
+    a.marsadm("resume-fetch-global", RES)
+
+    wait_until(lambda: "full sync again" in b.current_log(), timeout=30,
+               what="b noticing that log-000000001-a is gone")
+    datanet.wait(b, RES)
+    assert cursor_of(b).logfile == "log-000000002-a"
+    assert disk_bytes(b, 16 * MIB, len(data)) == data
+    assert disks_equal(datanet, a, b)
+
+
 # ------------------------------------------------------------------ 5. resize
 def test_resize_grows_device_filesystem_and_replica(datanet):
     a, b = start_primary(datanet, "a", "b")

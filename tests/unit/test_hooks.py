@@ -20,6 +20,7 @@ from football.hooks import BUILTIN_PLUGINS, SPECS, Hooks, PluginLoadError, Stora
     hookimpl, plugin_manager
 from football.inventory import Host
 from football.report import Reporter
+from tests.helpers.fakehost import FakeRunner
 
 
 def zfs_host():
@@ -235,6 +236,84 @@ def test_a_plugin_replaces_the_default_of_a_first_result_hook(tmp_path):
 
     hooks = Hooks(plugin_manager(extra=[Layout()], entry_points=False))
     assert hooks.get_mountpoint(host=filevg_host(tmp_path), res="vm1") == "/srv/containers/vm1"
+
+
+class SiteLayout:
+    """A site whose volume groups are named after the host and whose
+    containers live under /srv."""
+
+    @hookimpl
+    def get_vg(self, host):
+        return f"vg-{host.name}"
+
+    @hookimpl
+    def get_mountpoint(self, host, res):
+        return f"/srv/ct/{res}"
+
+
+def layout_inventory():
+    from football.inventory import Inventory
+    hosts = {name: Host(name=name, address="10.0.0.1", storage="lvm", vg="vg0")
+             for name in ("h1", "h2")}
+    return Inventory(hosts=hosts, clusters={"c1": ["h1", "h2"]}, demo={})
+
+
+def test_the_plugins_layout_is_what_storage_and_units_use_after_apply_host_layout():
+    from plugins import systemd
+    inv = layout_inventory()
+    Hooks(plugin_manager(extra=[SiteLayout()], entry_points=False)).apply_host_layout(inv)
+    h1 = inv.hosts["h1"]
+    assert (h1.vg, inv.hosts["h2"].vg) == ("vg-h1", "vg-h2")
+    assert h1.mountpoint("vm1") == "/srv/ct/vm1"
+    runner = h1._runner = FakeRunner("h1")
+    runner.expect(["lvcreate", "--yes", "-n", "vm1", "-L", "1073741824b", "vg-h1"])
+    assert Hooks(plugin_manager(entry_points=False)).lv_create(
+        host=h1, lv="vm1", size=1 << 30) == "/dev/vg-h1/vm1"
+    assert not runner.pending
+    assert systemd.resource_units(h1, "vm1").mount == "srv-ct-vm1.mount"
+
+
+def test_without_layout_plugins_the_inventory_layout_stays():
+    inv = layout_inventory()
+    Hooks(plugin_manager(entry_points=False)).apply_host_layout(inv)
+    h1 = inv.hosts["h1"]
+    assert h1.vg == "vg0" and h1.mountpoint("vm1") == "/var/lib/lxc/vm1"
+
+
+def test_a_layout_plugin_answering_no_volume_group_name_is_refused_naming_the_host():
+    class Empty:
+        @hookimpl(tryfirst=True)
+        def get_vg(self, host):
+            return 42
+
+    inv = layout_inventory()
+    with pytest.raises(NoPlugin, match="get_vg answered 42 for host h1"):
+        Hooks(plugin_manager(extra=[Empty()], entry_points=False)).apply_host_layout(inv)
+
+
+def test_migrate_refuses_a_resource_whose_storage_is_not_on_its_hypervisor(tmp_path):
+    from football.ops.base import Context
+    from football.ops.migrate import Migrate
+
+    inv = layout_inventory()
+
+    class RemoteStorage:
+        @hookimpl
+        def get_hyper(self, res, inventory):
+            return inventory.hosts["h1"]
+
+        @hookimpl
+        def get_store(self, res, inventory):
+            return inventory.hosts["h2"]
+
+    config = Config(variables=[f"state_dir={tmp_path}"], environ={})
+    ctx = Context(inventory=inv, config=config, reporter=Reporter(as_json=True),
+                  hooks=Hooks(plugin_manager(extra=[RemoteStorage()], entry_points=False)))
+    for host in inv.hosts.values():
+        host._runner = FakeRunner(host.name)        # no command is expected
+    with pytest.raises(Illegal, match="vm1: its storage is on h2, not on its hypervisor h1; "
+                                      "Football moves only local storage"):
+        Migrate(ctx, "vm1", "c1").discover()
 
 
 def test_a_veto_of_any_plugin_counts_even_when_others_say_yes():

@@ -87,6 +87,13 @@ def test_say_prints_the_phase_trail_on_stderr(capsys):
     assert captured.out == ""
 
 
+def test_a_long_line_of_the_trail_stays_one_line_for_logs_and_pipes(capsys):
+    line = "would create LV vg0/vm1 on b2 and run `marsadm join-resource vm1 " + \
+        "/srv/lab/b2/dev/vg0/vm1` there" + " (padding)" * 10
+    Reporter().say(line)
+    assert capsys.readouterr().err == line + "\n"
+
+
 def test_a_warning_is_printed_as_such(capsys):
     Reporter().warning("b1: no sync progress for 60 s")
     assert capsys.readouterr().err == "warning: b1: no sync progress for 60 s\n"
