@@ -17,7 +17,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 
 STATUS_FRESH = 10.0             # seconds: an older status file is a dead marsd's
@@ -64,7 +63,9 @@ def is_actual_primary(state, res):
 
 
 def is_consistent(state, res):
-    """Sync complete and replay past the sync start position (or primary)."""
+    """Primary; or sync complete and replay at or past `syncpos`, which a
+    completed sync sets to where the source's log ended after its last chunk
+    was read (every write the sync copied is logged before it)."""
     if not state.disk(res):
         return False
     if is_actual_primary(state, res):
@@ -78,11 +79,9 @@ def is_consistent(state, res):
     if not cursor:
         return False
     try:
-        start, now = Cursor.parse(syncpos), Cursor.parse(cursor)
-        start_nr, now_nr = parse_logfile_name(start.logfile)[0], parse_logfile_name(now.logfile)[0]
+        return Cursor.parse(cursor).order >= Cursor.parse(syncpos).order
     except ValueError:
         return False
-    return now_nr > start_nr or (now_nr == start_nr and now.position >= start.position)
 
 
 def role(state, res, status):

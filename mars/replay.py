@@ -18,7 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from mars.logfile import LogScan
+from mars.logfile import LogScan, parse_logfile_name
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class Cursor:
 
     def __str__(self):
         return f"{self.logfile},{self.position},{self.length}"
+
+    @property
+    def order(self):
+        """(logfile number, position): cursors compare by it across logfiles."""
+        return parse_logfile_name(self.logfile)[0], self.position
 
     @classmethod
     def parse(cls, text):

@@ -13,10 +13,13 @@ pause, leave) takes effect within a step:
 - **becoming primary**: wait for the old primary to report `is-primary=0`
   (skipped with `primary --force`), fetch and replay up to its final
   version, then start the device.
-- **secondary**: sync while `syncstatus < size` (from the recorded
-  `syncpos` on, resumable), then fetch the source's logfiles as they grow
-  and replay them in order; move from logfile N to N+1 only when this
-  host's version of N equals the one its origin wrote.
+- **secondary**: sync while `syncstatus < size` (resumable; replay starts
+  at `syncpos`, the source's log position when the sync started; a
+  complete sync moves `syncpos` to where the source's log ended after the
+  last chunk, the point from which the copy is consistent), then fetch
+  the source's logfiles as they grow and replay them in order; move from
+  logfile N to N+1 only when this host's version of N equals the one its
+  origin wrote.
 
 What it finds is written to `<state dir>/status/<res>.json` for the views
 (rates, rests, damage), and the few facts other hosts need go into the
@@ -569,6 +572,7 @@ class ResourceWorker:
             self.sync_generation += 1
             log.info("%s: full sync from %s starts; logs from %s are replayed afterwards",
                      self.res, source, start)
+            syncpos = start
         if self.sync_done is None or self.sync_done < synced:
             self.sync_done = synced
         disk = state.disk(self.res)
@@ -578,7 +582,8 @@ class ResourceWorker:
         await self._sync_range(state, source, disk, self.sync_done, target, size, fast)
         now = time.monotonic()
         if self.sync_done >= size:
-            await self._persist_sync(disk, self.sync_done, self.sync_generation)
+            consistent_from = await self._source_log_end(state, source, syncpos)
+            await self._persist_sync(disk, self.sync_done, self.sync_generation, consistent_from)
         elif now - self.sync_persisted >= SYNC_PERSIST_EVERY and not self.sync_persisting:
             # In the background: the copy goes on while the disk is synced.
             self.sync_persisted = now
@@ -589,16 +594,34 @@ class ResourceWorker:
             self.report(syncing=False)
         return True
 
-    async def _persist_sync(self, disk, done, generation):
+    async def _persist_sync(self, disk, done, generation, consistent_from=None):
         """Record `done` bytes as synced once the disk holds them durably,
-        unless the sync was restarted meanwhile (invalidate)."""
+        unless the sync was restarted meanwhile (invalidate); a complete sync
+        also records from where on the copy is consistent (`syncpos`)."""
         try:
             await trio.to_thread.run_sync(_fdatasync_path, disk)
             recorded = self.store.value(self.mine("syncstatus"), "0")
             if generation == self.sync_generation and done > int(recorded or 0):
-                self.write({self.mine("syncstatus"): done})
+                changes = {self.mine("syncstatus"): done}
+                if consistent_from is not None:
+                    changes[self.mine("syncpos")] = consistent_from
+                self.write(changes)
         finally:
             self.sync_persisting = False
+
+    async def _source_log_end(self, state, source, start):
+        """Where the source's log ends now that it has read the last chunk.
+        A write reaches the disk only after it was logged, so everything the
+        sync copied is in the log before this position: the copy, a mix of
+        older and newer blocks, is consistent once replay has passed it.
+        None when the source lists no logfile beyond the sync's start."""
+        reply, _ = await self.request(state, source, PORT_FETCH, {"type": "logs", "res": self.res})
+        files = [(name, size) for name, size in reply.get("files") or []]
+        if not files:
+            return None
+        name, size = max(files, key=lambda item: parse_logfile_name(item[0])[0])
+        end = Cursor(name, size, size)
+        return str(end) if end.order > Cursor.parse(start).order else None
 
     async def _sync_range(self, state, source, disk, start, target, size, fast):
         """Copy [start, target) from the source, pipelined: while the source
@@ -708,8 +731,9 @@ class ResourceWorker:
                      and parse_logfile_name(other)[0] == number]
             if clash and number >= first:
                 raise SplitBrain(f"{source} has {name}, this host has {clash[0]}")
-        if cursor is not None and cursor.logfile not in local and cursor.logfile not in remote \
-                and any(parse_logfile_name(name)[0] > first for name in remote):
+        if cursor is not None and cursor.logfile not in remote \
+                and any(parse_logfile_name(name)[0] > first for name in remote) \
+                and not self._complete_here(state, cursor.logfile, local):
             return self._cursor_logfile_gone(state, source, cursor)
         budget = FETCH_MAX * 4
         for name, size in sorted(remote.items(), key=lambda item: parse_logfile_name(item[0])[0]):
@@ -735,18 +759,24 @@ class ResourceWorker:
                 return True
         return False
 
+    def _complete_here(self, state, logfile, local):
+        """This host holds `logfile` up to the end its origin closed it at."""
+        closed = self._closed_end(state, logfile)
+        return logfile in local and closed is not None and local[logfile] >= closed[0]
+
     def _cursor_logfile_gone(self, state, source, cursor):
         """The logfile the replay cursor is in was deleted on the source before
-        this host fetched it. That happens to a joining host: it starts its
+        this host fetched all of it. That happens to a joining host: it starts its
         sync from the source's log position as the metadata showed it, and
         the source may have rotated and deleted that logfile before it learned
-        of the new member. Such a replica is not consistent yet, so it syncs
-        anew (what `invalidate` does). Any other replica cannot catch up from
-        the logs any more: the operator decides."""
+        of the new member. While the replica is not consistent yet (replay
+        short of `syncpos`) it has nothing to lose and syncs anew (what
+        `invalidate` does). A consistent one cannot catch up from the logs
+        any more but holds a usable past state: the operator decides."""
         syncpos = state.resource_value(self.res, f"syncpos-{self.host}")
-        if syncpos and Cursor.parse(syncpos).logfile == cursor.logfile:
-            log.warning("%s: %s deleted %s before this host fetched it (its sync started "
-                        "there): full sync again", self.res, source, cursor.logfile)
+        if syncpos and cursor.order < Cursor.parse(syncpos).order:
+            log.warning("%s: %s deleted %s before this host fetched it, and this replica is "
+                        "not consistent yet: full sync again", self.res, source, cursor.logfile)
             mine = [self.key(rest) for rest in state.resources().get(self.res, {})
                     if rest.startswith("version-") and rest.endswith(f"-{self.host}")]
             self.write({**{key: None for key in mine}, self.mine("syncpos"): None,
@@ -754,9 +784,10 @@ class ResourceWorker:
             self.cursor = None
             self.sync_done = None
             return True
-        self.report(waiting=f"{cursor.logfile} is gone on {source} and was never fetched here: "
-                            f"this replica cannot catch up from the logs; `marsadm invalidate "
-                            f"{self.res}` syncs it anew")
+        self.report(waiting=f"{cursor.logfile} is gone on {source} before this host fetched all "
+                            f"of it: this replica cannot catch up from the logs (it holds a "
+                            f"consistent older state); `marsadm invalidate {self.res}` syncs it "
+                            f"anew")
         return False
 
     async def _replay(self, state, until=None):

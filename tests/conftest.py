@@ -5,7 +5,20 @@ import pytest
 from tests.helpers.dataplane import DataNet
 
 
+# Under `--dist loadfile` a worker takes a whole file at a time, in collection
+# order: a long file collected last keeps one worker busy alone at the end.
+# So the longest files (minutes of lab migrations) go first.
+LONGEST_FILES_FIRST = ("tests/root/test_migrate.py", "tests/root/test_migrate_variants.py",
+                       "tests/root/test_parallel.py", "tests/root/test_repair.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FILES_FIRST.index(path) if path in LONGEST_FILES_FIRST else \
+            len(LONGEST_FILES_FIRST)
+
+    items.sort(key=rank)        # stable: the order within and after them stays
     if os.geteuid() == 0:
         return
     skip = pytest.mark.skip(reason="needs root (CI runs as root)")

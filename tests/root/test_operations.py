@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -285,17 +286,47 @@ def test_log_rotate_and_deletion_of_replayed_logfiles(datanet):
     assert sorted(logfiles(b)) == ["log-000000002-a"]
 
 
-def test_joining_host_syncs_anew_when_its_start_logfile_was_deleted_before_it_fetched(datanet):
-    """A joining host starts its sync from the primary's log position as its
-    metadata shows it; the primary may rotate and delete that logfile before
-    it learns of the new member (this hung a replica at `OutDated[R]` once)."""
+def paused_globally(a, b, *what):
+    for name in what:
+        a.marsadm(f"pause-{name}-global", RES)
+    wait_until(lambda: all(b.live_values(f"resource-{RES}/").get(
+        f"resource-{RES}/global-pause-{name}") == "1" for name in what),
+        what=f"b seeing the global pause of {', '.join(what)}")
+
+
+def resumed_globally(a, *what):
+    for name in what:
+        a.marsadm(f"resume-{name}-global", RES)
+
+
+def test_a_sync_is_consistent_only_once_replay_passed_the_writes_it_overlapped(datanet):
+    """The copy is a mix of blocks read at different times: consistent only
+    when replay has passed the source's log end after the last chunk. And
+    a joining host whose start logfile the primary deleted before it learned
+    of the new member (this hung a replica at `OutDated[R]` once) syncs anew."""
     a, b = start_primary(datanet, "a", "b")
     write_device(a, 0, os.urandom(2 * MIB))
-    a.marsadm("pause-fetch-global", RES)            # b syncs, but fetches nothing yet
-    wait_until(lambda: b.live_values(f"resource-{RES}/").get(
-        f"resource-{RES}/global-pause-fetch") == "1", what="b seeing the global fetch pause")
-    b.marsadm("join-resource", RES, b.disk)
-    wait_until(lambda: view(b, "sync-rest") == "0", timeout=60, what="b's sync")
+    paused_globally(a, b, "fetch", "replay")
+    stop = threading.Event()
+
+    def keep_writing():                     # during the whole sync
+        offset = 0
+        while not stop.is_set():
+            write_device(a, 32 * MIB + offset, os.urandom(256 * 1024))
+            offset = (offset + 256 * 1024) % (32 * MIB)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        b.marsadm("join-resource", RES, b.disk)
+        wait_until(lambda: view(b, "sync-rest") == "0", timeout=60, what="b's sync")
+    finally:
+        stop.set()
+        writer.join()
+    keys = b.live_values(f"resource-{RES}/")
+    syncpos = Cursor.parse(keys[f"resource-{RES}/syncpos-b"])
+    assert cursor_of(b).order < syncpos.order, (cursor_of(b), syncpos)
+    assert view(b, "is-consistent") == "0", "consistent before replaying what the sync overlapped"
     assert cursor_of(b).logfile == "log-000000001-a" and not logfiles(b)
 
     a.marsadm("log-rotate", RES)
@@ -303,14 +334,28 @@ def test_joining_host_syncs_anew_when_its_start_logfile_was_deleted_before_it_fe
     data = os.urandom(3 * MIB)
     write_device(a, 16 * MIB, data)
     (log_dir(a) / "log-000000001-a").unlink()      # what a did not knowing b yet
-    a.marsadm("resume-fetch-global", RES)
-
+    resumed_globally(a, "fetch", "replay")
     wait_until(lambda: "full sync again" in b.current_log(), timeout=30,
                what="b noticing that log-000000001-a is gone")
     datanet.wait(b, RES)
+    assert view(b, "is-consistent") == "1"
     assert cursor_of(b).logfile == "log-000000002-a"
     assert disk_bytes(b, 16 * MIB, len(data)) == data
     assert disks_equal(datanet, a, b)
+
+    # A consistent replica that loses a logfile keeps its state and says what to do.
+    paused_globally(a, b, "fetch")
+    wait_until(lambda: view(b, "replstate") == "PausedFetch", what="PausedFetch")
+    write_device(a, 40 * MIB, os.urandom(1 * MIB))
+    a.marsadm("log-rotate", RES)
+    wait_until(lambda: "log-000000003-a" in logfiles(a), what="log-000000003-a on a")
+    (log_dir(a) / "log-000000002-a").unlink()
+    position = cursor_of(b)
+    resumed_globally(a, "fetch")
+    wait_until(lambda: "log-000000002-a is gone on a before this host fetched all of it" in
+               b.marsadm("view", RES).stdout, timeout=30, what="b saying that it needs invalidate")
+    assert "`marsadm invalidate vm1` syncs it anew" in b.marsadm("view", RES).stdout
+    assert view(b, "is-consistent") == "1" and cursor_of(b) == position
 
 
 # ------------------------------------------------------------------ 5. resize

@@ -173,7 +173,7 @@ def test_an_incomplete_sync_is_not_consistent(disk, changes):
 
 
 @pytest.mark.parametrize("cursor, expected", [
-    ("log-000000001-h1,99,300", False),     # before the sync start position
+    ("log-000000001-h1,99,300", False),     # before syncpos
     ("log-000000001-h1,100,300", True),     # exactly at it
     ("log-000000002-h1,0,0", True),         # a later logfile, position smaller
     ("log-000000002-h2,0,0", True),         # a later logfile of another origin
@@ -181,7 +181,7 @@ def test_an_incomplete_sync_is_not_consistent(disk, changes):
     ("not-a-cursor", False),
     ("junk,1,2", False),                    # not a logfile name
 ])
-def test_a_synced_secondary_is_consistent_once_replay_passed_the_sync_start(disk, cursor, expected):
+def test_a_synced_secondary_is_consistent_once_replay_passed_syncpos(disk, cursor, expected):
     st = state(disk, changes={"replay-h2": cursor, "syncpos-h2": "log-000000001-h1,100,100"})
     assert is_consistent(st, RES) is expected
 
