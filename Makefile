@@ -16,9 +16,11 @@ demo: venv
 	$(BIN)/football lab demo
 
 # Two workers, one test file each at a time: the root tests mostly wait on
-# marsd, FUSE and LXC, so two labs side by side halve the wall time.
+# marsd, FUSE and LXC, so two labs side by side halve the wall time. Files in
+# collection order (tests/conftest.py puts the longest first), not xdist's
+# "most tests first", which left the longest lab file running alone at the end.
 test: venv
-	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m tests.bench.control_plane

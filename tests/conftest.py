@@ -5,9 +5,10 @@ import pytest
 from tests.helpers.dataplane import DataNet
 
 
-# Under `--dist loadfile` a worker takes a whole file at a time, in collection
-# order: a long file collected last keeps one worker busy alone at the end.
-# So the longest files (minutes of lab migrations) go first.
+# Under `--dist loadfile --no-loadscope-reorder` (make test) a worker takes a
+# whole file at a time, in collection order: a long file collected last keeps
+# one worker busy alone at the end. So the longest files (minutes of lab
+# migrations) go first.
 LONGEST_FILES_FIRST = ("tests/root/test_migrate.py", "tests/root/test_migrate_variants.py",
                        "tests/root/test_parallel.py", "tests/root/test_repair.py")
 

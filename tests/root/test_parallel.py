@@ -1,10 +1,13 @@
 """Parallel migrations in the lab: two runs of `football migrate` to the same
-target host at once. `limit_syncs` decides whether their syncs may overlap,
-the locks they share do not deadlock, and neither container loses a record.
-Also `football lab add`, which gives the lab its second container."""
+target host at once (held at a busy sync slot until both are under way, so
+that their start-up times do not decide the race). `limit_syncs` decides
+whether their syncs may overlap, the locks they share do not deadlock, and
+neither container loses a record. Also `football lab add`, which gives the
+lab its second container."""
 
 import json
 import subprocess
+import threading
 import time
 
 import pytest
@@ -25,12 +28,17 @@ def lab(tmp_path_factory):
         yield run
 
 
+def run_output(lab, res, target):
+    """Where `migrate_at_once` writes the --json events of one run."""
+    return lab.base / f"{res}-{target}.out"
+
+
 def migrate_at_once(lab, moves, *options):
     """Run `football --json [options] migrate <res> <target>` for each of
     `moves` at once; {res: [events]} once all exited 0."""
     runs = {}
     for res, target in moves.items():
-        out = (lab.base / f"{res}-{target}.out").open("w+")
+        out = run_output(lab, res, target).open("w+")
         err = (lab.base / f"{res}-{target}.err").open("w+")
         process = subprocess.Popen([FOOTBALL, "--json", *options, "migrate", res, target],
                                    env=lab.env, stdout=out, stderr=err, text=True)
@@ -140,21 +148,55 @@ def test_lab_add_completes_after_an_interruption_and_lab_up_restarts_the_contain
     lab.exec(host, "football-host", "ct", str(lab.dir / host / "var/lib/lxc"), "stop", "vm3")
 
 
+class SlotHeldUntilBothWait(threading.Thread):
+    """Takes b1's only sync slot with the intent of a stand-in run, and gives
+    it up once both migrations said they wait for a slot: however long their
+    start-up takes, the two then compete for one slot."""
+
+    ITEM, OWNER = "sync-elsewhere", "a-sync-of-another-run"
+
+    def __init__(self, lab, moves):
+        super().__init__()
+        self.lab, self.outputs = lab, [run_output(lab, res, target) for res, target in moves.items()]
+        self.intents = str(lab.dir / "b1/var/lib/football/intents")
+        self.both_waited = False
+
+    def __enter__(self):
+        self.lab.exec("b1", "football-host", "lock", self.intents, "take", self.ITEM,
+                      "--owner", self.OWNER, "--stale-after", "600")
+        self.start()
+        return self
+
+    def run(self):
+        deadline = time.monotonic() + MIGRATE_TIMEOUT / 2
+        while time.monotonic() < deadline and not self.both_waited:
+            self.both_waited = all(path.exists() and "waiting for a sync slot" in path.read_text()
+                                   for path in self.outputs)
+            time.sleep(0.2)
+        self.lab.exec("b1", "football-host", "lock", self.intents, "release", self.ITEM,
+                      "--owner", self.OWNER)
+
+    def __exit__(self, *exc):
+        self.join()
+
+
 def test_two_migrations_to_one_host_wait_for_limit_syncs_and_leave_no_locks(lab):
     status = lab.status()
     assert status["a2"]["containers"] == {"vm2": "RUNNING"}
     assert status["a1"]["resources"]["vm2"]["diskstate"] == "UpToDate"
     before = {res: len(lab.records(host, res)) for res, host in (("vm1", "a1"), ("vm2", "a2"))}
-    runs = migrate_at_once(lab, {"vm1": "b1", "vm2": "b1"}, "--var", "limit_syncs=1")
+    moves = {"vm1": "b1", "vm2": "b1"}
+    with SlotHeldUntilBothWait(lab, moves) as holder:
+        runs = migrate_at_once(lab, moves, "--var", "limit_syncs=1")
+    assert holder.both_waited, "the runs did not wait for the slot a planned sync held"
 
     assert_running_on(lab, "b1", "vm1", "vm2")
-    assert (lab.dir / "b1/var/lib/football/intents").is_dir()     # where the intents were
     first, second = sorted(runs, key=lambda res: sync_window(runs[res])[0])
     assert sync_window(runs[second])[0] > sync_window(runs[first])[1], \
         f"syncs overlap with limit_syncs=1: {first} {sync_window(runs[first])}, " \
         f"{second} {sync_window(runs[second])}"
-    assert said(runs[second], "b1: waiting for a sync slot (limit_syncs 1)")
-    assert not said(runs[first], "waiting for a sync slot")
+    for res in runs:
+        assert said(runs[res], "b1: waiting for a sync slot (limit_syncs 1)")
     assert_workloads_continue(lab, "b1", before)
 
     # the same with room for both (to b2, in b1's MARS cluster): neither
