@@ -71,6 +71,18 @@ def res_key(res, name):
     return f"resource-{res}/{name}"
 
 
+def resync_changes(keys, res, host):
+    """The changes that make `host`'s replica of `res` sync anew (invalidate):
+    its sync position, replay cursor and logfile versions go, its sync status
+    is 0. `keys`: key names of the store (others than `res`'s are skipped)."""
+    prefix = res_key(res, "")       # owner_of: host names may contain dashes
+    changes = {key: None for key in keys
+               if key.startswith(prefix) and owner_of(key) == host and "/" not in key[len(prefix):]
+               and key[len(prefix):].split("-")[0] in ("syncpos", "replay", "version")}
+    changes[res_key(res, f"syncstatus-{host}")] = 0
+    return changes
+
+
 def data_key(res, host):
     return res_key(res, f"data-{host}")
 

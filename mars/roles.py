@@ -12,7 +12,7 @@ import time
 
 from mars.dataviews import Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
-from mars.keys import NO_PRIMARY, owner_of, res_key, todo_key
+from mars.keys import NO_PRIMARY, res_key, resync_changes, todo_key
 from mars.logfile import parse_logfile_name
 from mars.names import parse_size
 from mars.resources import HostCommands
@@ -149,13 +149,7 @@ class Roles(HostCommands):
                 state.resource_value(res, f"actual-{self.host}/is-primary") == "1":
             raise MarsError(f"{self.host} is the primary of {res}: invalidate a secondary, "
                             "or make another host primary first")
-        prefix = res_key(res, "")       # owner_of: host names may contain dashes
-        mine = [key for key in self.store.live_values(prefix)
-                if owner_of(key) == self.host and "/" not in key[len(prefix):] and
-                key[len(prefix):].split("-")[0] in ("syncpos", "replay", "version")]
-        changes = {key: None for key in mine}
-        changes[res_key(res, f"syncstatus-{self.host}")] = 0
-        self._write(changes)
+        self._write(resync_changes(self.store.live_values(res_key(res, "")), res, self.host))
 
     def resize(self, res, size_text=None):
         state = self._member_state(res)

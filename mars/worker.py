@@ -40,7 +40,7 @@ from mars import device as devices
 from mars import net
 from mars.errors import PeerError
 from mars.hostenv import PORT_FETCH, PORT_SYNC
-from mars.keys import ClusterState, res_key
+from mars.keys import ClusterState, res_key, resync_changes
 from mars.logfile import parse_logfile_name
 from mars.replay import (Cursor, parse_version, record_digests, replay, version_value,
                          versions_agree)
@@ -777,10 +777,8 @@ class ResourceWorker:
         if syncpos and cursor.order < Cursor.parse(syncpos).order:
             log.warning("%s: %s deleted %s before this host fetched it, and this replica is "
                         "not consistent yet: full sync again", self.res, source, cursor.logfile)
-            mine = [self.key(rest) for rest in state.resources().get(self.res, {})
-                    if rest.startswith("version-") and rest.endswith(f"-{self.host}")]
-            self.write({**{key: None for key in mine}, self.mine("syncpos"): None,
-                        self.mine("replay"): None, self.mine("syncstatus"): 0})
+            keys = [self.key(rest) for rest in state.resources().get(self.res, {})]
+            self.write(resync_changes(keys, self.res, self.host))
             self.cursor = None
             self.sync_done = None
             return True

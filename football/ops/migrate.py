@@ -255,14 +255,13 @@ class Migrate:
                          f"`marsadm join-resource {self.res} {lv}` there")
         self.say(f"would stop {self.res} on {self.source.name}, run `marsadm primary "
                  f"{self.res}` on {self.targets[0].name} and start it there")
-        wanted = {target.name for target in self.targets}
-        old = [name for name in self.members if name not in wanted]
+        old = [host.name for host in self._old_hosts()]
         if old and self.config.cleanup_old_replicas:
             self.say(f"would remove the replicas on {', '.join(old)} (`marsadm leave-resource`, "
                      "then their LVs)")
         if old and self.config.split_clusters_after_migrate:
             self.say(f"would split the MARS cluster where {', '.join(old)} share no resource "
-                     f"with {', '.join(sorted(wanted))} any more")
+                     f"with {', '.join(target.name for target in self.targets)} any more")
         return self.summary
 
     @property

@@ -123,10 +123,12 @@ def placement(lab):
     return roles, running, locks
 
 
-def downtime_log(lab):
-    """The downtime plugin's entries, oldest first."""
-    return [json.loads(line) for line in
-            (lab.dir / "controller" / "downtime.log").read_text().splitlines()]
+def assert_last_downtime(lab, source, host, under):
+    """The downtime plugin's last entry is a handover from `source` that ran
+    again on `host` after less than `under` seconds."""
+    entry = json.loads((lab.dir / "controller" / "downtime.log").read_text().splitlines()[-1])
+    assert (entry["operation"], entry["source"], entry["host"]) == ("handover", source, host)
+    assert 0 < entry["downtime_seconds"] < under
 
 
 def assert_runs_only_on(lab, host, records_before):
@@ -176,9 +178,7 @@ def test_a_start_failing_on_the_target_is_compensated_on_the_source_with_exit_19
     assert "football_finished" not in hooks
     # The window was real downtime all the same: reported where vm1 runs again.
     assert {"hook": "report_downtime", "source": "a1", "host": "a1"} in calls
-    entry = downtime_log(lab)[-1]
-    assert (entry["operation"], entry["source"], entry["host"]) == ("handover", "a1", "a1")
-    assert 0 < entry["downtime_seconds"] < 60
+    assert_last_downtime(lab, "a1", "a1", under=60)
 
 
 def test_a_handover_without_faults_is_reported_to_the_plugins_and_the_downtime_log(
@@ -189,9 +189,7 @@ def test_a_handover_without_faults_is_reported_to_the_plugins_and_the_downtime_l
     assert_runs_only_on(lab, "a2", before)
     assert {"hook": "report_downtime", "source": "a1", "host": "a2"} in calls
     assert calls[-1] == {"hook": "football_finished"}
-    entry = downtime_log(lab)[-1]
-    assert (entry["operation"], entry["source"], entry["host"]) == ("handover", "a1", "a2")
-    assert 0 < entry["downtime_seconds"] < 30
+    assert_last_downtime(lab, "a1", "a2", under=30)
 
 
 def test_a_start_failing_everywhere_exits_199_naming_repair_vm_and_lab_up_restarts_it(
