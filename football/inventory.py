@@ -28,8 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from football.transport import DEFAULT_CONNECT_TIMEOUT, HOST_KEY_CHECKS, LocalTransport, \
-    SSHTransport
+from football.transport import DEFAULT_CONNECT_TIMEOUT, HOST_KEY_CHECKS, LocalTransport
 from mars.errors import MarsError
 from mars.names import check_host, check_resource
 
@@ -99,6 +98,7 @@ class Host:
             if self.transport == "local":
                 self._runner = LocalTransport(self.name, self.env)
             elif self.transport == "ssh":
+                from football.ssh import SSHTransport
                 self._runner = SSHTransport(
                     self.name, self.address, port=self.port, user=self.user, env=self.env,
                     ssh_key=self.ssh_key or None, known_hosts=self.known_hosts or None,

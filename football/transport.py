@@ -7,31 +7,22 @@ Commands are argument lists, never strings pasted into a shell.
 - `LocalTransport` runs the command as a subprocess on this machine with the
   host's environment: the lab's hosts (`MARS_ROOT`, `MARS_HOST`,
   `FOOTBALL_ROOT`), or the operator's own machine.
-- `SSHTransport` runs it on a remote host over one reused SSH connection
-  (fabric on paramiko); the argument list is quoted for the login shell
-  there, and the host's environment is passed as an `env K=V ...` prefix.
+- `SSHTransport` (football/ssh.py, imported only where a host is reached
+  over SSH: fabric costs a tenth of a second at every start) runs it on a
+  remote host over one reused SSH connection (fabric on paramiko).
 
 A result is a value (`Result`); a failed command raises `CommandFailed`
 carrying its result, a command over its time limit `CommandTimedOut`, a host
 that cannot be reached `Unreachable` (the command did not run: safe to retry),
 a connection lost while a command ran `ConnectionLost` (it may have run)."""
 
-import io
-import logging
 import os
 import shlex
-import socket
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import fabric
-import invoke
-import paramiko
-from fabric.runners import Remote
 
 DEFAULT_TIMEOUT = 600.0
 TAIL_LINES = 8
@@ -143,234 +134,7 @@ class LocalTransport(Transport):
 
 
 # --------------------------------------------------------------------------- SSH
+
+
 HOST_KEY_CHECKS = ("strict", "accept-new", "off")
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
-SSH_PORT = 22
-KILLED_BY_TIMEOUT = 128 + 9      # `timeout --signal=KILL` exits with 128 + SIGKILL
-
-log = logging.getLogger(__name__)
-
-
-def remote_command(argv, env=None, timeout=None):
-    """The command line for the remote login shell: every argument quoted;
-    the host's environment as an `env K=V ...` prefix (sshd passes no
-    variables of ours: most servers accept none by AcceptEnv); with a
-    `timeout`, coreutils' `timeout` kills the command on the host when its
-    time is up. Closing the channel would not: a command without a terminal
-    outlives it, and sshd refuses "signal" requests for root sessions."""
-    prefix = ["timeout", "--signal=KILL", format(timeout, "g")] if timeout is not None else []
-    if env:
-        prefix += ["env", *(f"{name}={value}" for name, value in env.items())]
-    return shlex.join(prefix + [str(arg) for arg in argv])
-
-
-def known_hosts_name(address, port):
-    """How known_hosts names a host: `addr`, or `[addr]:port` off port 22."""
-    return address if int(port) == SSH_PORT else f"[{address}]:{port}"
-
-
-def check_host_key_policy(name):
-    """`name` if it is a host_key_check value, else ValueError naming them."""
-    if name not in HOST_KEY_CHECKS:
-        raise ValueError(f"host_key_check {name!r} is not one of {', '.join(HOST_KEY_CHECKS)}")
-    return name
-
-
-class UnknownHostKey(paramiko.SSHException):
-    """The host's key is not in known_hosts (policy `strict`)."""
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    def missing_host_key(self, client, hostname, key):
-        raise UnknownHostKey(hostname, key)
-
-
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """Trust a host seen for the first time and append its key to the
-    known_hosts file (ssh's StrictHostKeyChecking=accept-new). A key that
-    differs from a known one never reaches a policy: paramiko refuses it."""
-
-    def __init__(self, known_hosts):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Appended, not rewritten: the operator's file keeps its comments
-        # and entries paramiko cannot parse.
-        with open(self.known_hosts, "a") as known:
-            known.write(line)
-
-
-class _Unchecked(paramiko.MissingHostKeyPolicy):
-    def missing_host_key(self, client, hostname, key):
-        log.warning("host key of %s not verified (host_key_check: off): %s %s", hostname,
-                    key.get_name(), key.fingerprint)
-
-
-class _CommandNotStarted(Exception):
-    """No channel could be opened for the command (a dead connection)."""
-
-
-class _Remote(Remote):
-    """fabric's remote runner, telling a command that never started (no
-    channel on a dead connection: safe to run again) from one that did."""
-
-    def start(self, command, shell, env, timeout=None):
-        try:
-            super().start(command, shell, env, timeout)
-        except (paramiko.SSHException, EOFError, OSError) as error:
-            raise _CommandNotStarted(error) from error
-
-
-def _fabric_config():
-    """fabric's defaults only: no ~/.ssh/config, no fabric.yml (the inventory
-    says how to reach a host)."""
-    return fabric.Config(lazy=True, ssh_config=paramiko.SSHConfig(),
-                         overrides={"runners": {"remote": _Remote}})
-
-
-class SSHTransport(Transport):
-    """Commands on a remote host over SSH. The connection is opened on the
-    first command and reused by every later one (and by concurrent ones: each
-    command is a channel of its own); it is opened again when it broke.
-
-    Host keys (`host_key_check`): `strict` (default) accepts only a key in
-    `known_hosts` (or /etc/ssh/ssh_known_hosts); `accept-new` also accepts a
-    host seen for the first time and appends its key to `known_hosts`, but
-    refuses a changed key; `off` accepts any key (warns)."""
-
-    def __init__(self, host, address, *, port=SSH_PORT, user="root", env=None, ssh_key=None,
-                 known_hosts=None, host_key_check="strict",
-                 connect_timeout=DEFAULT_CONNECT_TIMEOUT):
-        self.host, self.address, self.port, self.user = host, address, int(port), user
-        self.env = dict(env or {})
-        self.ssh_key = ssh_key
-        self.known_hosts = Path(os.path.expanduser(known_hosts or DEFAULT_KNOWN_HOSTS))
-        self.host_key_check = check_host_key_policy(host_key_check)
-        self.connect_timeout = float(connect_timeout)
-        self._connection = None
-        self._lock = threading.Lock()
-
-    @property
-    def where(self):
-        return f"{self.host} ({self.user}@{self.address}:{self.port})"
-
-    def run(self, argv, *, check=True, timeout=DEFAULT_TIMEOUT, input=None):
-        argv = [str(arg) for arg in argv]
-        command = remote_command(argv, self.env, timeout)
-        started = time.monotonic()
-        try:
-            done = self._run(self._connect(), command, timeout, input)
-        except _CommandNotStarted:
-            # The connection died since the last command; the command did not
-            # start, so it is safe to run it once more on a new connection.
-            try:
-                done = self._run(self._connect(reconnect=True), command, timeout, input)
-            except _CommandNotStarted as error:
-                raise Unreachable(f"{self.where}: cannot start `{shlex.join(argv)}`: "
-                                  f"{error.__cause__ or error}") from None
-        except invoke.CommandTimedOut:
-            raise CommandTimedOut(self.host, argv, timeout) from None
-        except invoke.ThreadException as error:
-            raise self._lost(argv, error) from None
-        if done.exited == -1 and not done.connection.is_connected:
-            raise self._lost(argv, "connection closed")
-        if timeout is not None and done.exited == KILLED_BY_TIMEOUT and \
-                time.monotonic() - started >= timeout:
-            # the host's `timeout` was quicker than ours
-            raise CommandTimedOut(self.host, argv, timeout)
-        result = Result(self.host, tuple(argv), done.exited, done.stdout, done.stderr)
-        if check and not result.ok:
-            raise CommandFailed(result)
-        return result
-
-    @staticmethod
-    def _run(connection, command, timeout, input):
-        return connection.run(command, hide=True, warn=True, pty=False, echo=False,
-                              in_stream=io.StringIO(input or ""), timeout=timeout,
-                              encoding="utf-8")
-
-    def _lost(self, argv, why):
-        return ConnectionLost(f"{self.where}: the connection broke while `{shlex.join(argv)}` "
-                              f"ran ({why}); it may or may not have run: check the host "
-                              "before retrying")
-
-    def close(self):
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-    # ------------------------------------------------------------ connecting
-    def _connect(self, reconnect=False):
-        with self._lock:
-            if self._connection is not None:
-                if self._connection.is_connected and not reconnect:
-                    return self._connection
-                self._connection.client.close()
-                self._connection = None
-            connection = fabric.Connection(
-                self.address, user=self.user, port=self.port, config=_fabric_config(),
-                connect_kwargs=self._connect_kwargs())
-            self._trust(connection.client)
-            started = time.monotonic()
-            try:
-                connection.open()
-            except (paramiko.SSHException, OSError, EOFError) as error:
-                connection.client.close()
-                timed_out = time.monotonic() - started >= self.connect_timeout
-                raise Unreachable(self._why_unreachable(error, timed_out)) from None
-            self._connection = connection
-            return connection
-
-    def _connect_kwargs(self):
-        timeouts = {"timeout": self.connect_timeout, "banner_timeout": self.connect_timeout,
-                    "auth_timeout": self.connect_timeout}
-        if self.ssh_key:
-            # Only the configured key: no agent, no ~/.ssh/id_* guessing.
-            return dict(timeouts, key_filename=os.path.expanduser(self.ssh_key),
-                        allow_agent=False, look_for_keys=False)
-        return timeouts
-
-    def _trust(self, client):
-        if self.host_key_check == "off":
-            client.set_missing_host_key_policy(_Unchecked())
-            return
-        if os.path.exists(SYSTEM_KNOWN_HOSTS):
-            client.load_system_host_keys(SYSTEM_KNOWN_HOSTS)
-        if self.known_hosts.exists():
-            # as a read-only set: new keys are appended by _AcceptNew, never saved whole
-            client.load_system_host_keys(str(self.known_hosts))
-        client.set_missing_host_key_policy(
-            _AcceptNew(self.known_hosts) if self.host_key_check == "accept-new"
-            else _RejectUnknown())
-
-    def _why_unreachable(self, error, timed_out):
-        where, name = self.where, known_hosts_name(self.address, self.port)
-        if isinstance(error, UnknownHostKey):
-            return (f"{where}: host key unknown: {name} is not in {self.known_hosts}; "
-                    f"check the key and add it: ssh-keyscan -p {self.port} {self.address} "
-                    f">> {self.known_hosts}, or set host_key_check: accept-new")
-        if isinstance(error, paramiko.BadHostKeyException):
-            return (f"{where}: HOST KEY CHANGED: the host offers "
-                    f"{error.key.get_name()} {error.key.fingerprint}, {self.known_hosts} "
-                    f"has {error.expected_key.fingerprint}. If the host was reinstalled, "
-                    f"remove the old key (ssh-keygen -f {self.known_hosts} -R '{name}') and "
-                    "add the new one; otherwise someone may be impersonating it")
-        if isinstance(error, paramiko.AuthenticationException):
-            key = self.ssh_key or "the ssh agent and ~/.ssh/id_*"
-            return (f"{where}: authentication as {self.user} failed with {key}: {error}; "
-                    f"check that the key is in {self.user}'s authorized_keys there")
-        if timed_out or isinstance(error, (socket.timeout, TimeoutError)):
-            return (f"{where}: no answer within {self.connect_timeout:g} s; check that the "
-                    "host is up and the address and port are right (connect_timeout)")
-        if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
-            return (f"{where}: connection refused or no route; check that sshd runs there "
-                    "and listens on that port")
-        if isinstance(error, socket.gaierror):
-            return f"{where}: cannot resolve {self.address}: {error.strerror}; check the address"
-        return f"{where}: cannot connect: {error or type(error).__name__}"

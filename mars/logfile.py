@@ -252,3 +252,22 @@ class LogScan:
                 return None, f"undecodable LZ4 payload: {exc}"
         return Record(sequence, stamp, offset, data, start, start + HEADER.size + stored_length,
                       field), None
+
+
+def list_logfiles(resource_dir):
+    """[(name, size)] of the logfiles in a resource dir, in number order."""
+    try:
+        names = os.listdir(resource_dir)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        try:
+            number, _ = parse_logfile_name(name)
+        except ValueError:
+            continue
+        try:
+            found.append((number, name, os.path.getsize(os.path.join(resource_dir, name))))
+        except FileNotFoundError:
+            continue
+    return [(name, size) for _, name, size in sorted(found)]

@@ -13,10 +13,9 @@ import time
 from mars.dataviews import Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
 from mars.keys import NO_PRIMARY, res_key, resync_changes, todo_key
-from mars.logfile import parse_logfile_name
+from mars.logfile import list_logfiles, parse_logfile_name
 from mars.names import parse_size
 from mars.resources import HostCommands
-from mars.transfer import list_logfiles
 
 PAUSABLE = {"sync": "sync", "fetch": "connect", "replay": "allow-replay"}
 

@@ -29,7 +29,7 @@ import os
 import trio
 
 from mars import net
-from mars.logfile import parse_logfile_name
+from mars.logfile import list_logfiles, parse_logfile_name
 
 FETCH_MAX = 8 << 20             # bytes per read reply
 CHUNK = 1 << 20                 # sync chunk
@@ -39,25 +39,6 @@ ZERO_CHUNK = bytes(CHUNK)
 
 def chunk_digest(data):
     return hashlib.sha1(data).hexdigest()
-
-
-def list_logfiles(resource_dir):
-    """[(name, size)] of the logfiles in a resource dir, in number order."""
-    try:
-        names = os.listdir(resource_dir)
-    except FileNotFoundError:
-        return []
-    found = []
-    for name in names:
-        try:
-            number, _ = parse_logfile_name(name)
-        except ValueError:
-            continue
-        try:
-            found.append((number, name, os.path.getsize(os.path.join(resource_dir, name))))
-        except FileNotFoundError:
-            continue
-    return [(name, size) for _, name, size in sorted(found)]
 
 
 def read_range(path, offset, count):

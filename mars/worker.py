@@ -41,11 +41,10 @@ from mars import net
 from mars.errors import PeerError
 from mars.hostenv import PORT_FETCH, PORT_SYNC
 from mars.keys import ClusterState, res_key, resync_changes
-from mars.logfile import parse_logfile_name
+from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import (Cursor, parse_version, record_digests, replay, version_value,
                          versions_agree)
-from mars.transfer import (CHUNK, CHUNKS_PER_REQUEST, FETCH_MAX, apply_chunks,
-                           list_logfiles, local_digests)
+from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, FETCH_MAX, apply_chunks, local_digests
 
 log = logging.getLogger("marsd.data")
 
@@ -55,6 +54,7 @@ PERSIST_EVERY = 0.5              # seconds between replay cursor writes
 SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs the disk)
 SYNC_PIPELINE = 3                # sync requests in flight
 REQUEST_TIMEOUT = 20.0           # a fetch or sync request unanswered this long: reconnect
+PROCESS_LOOK_INTERVAL = 1.0     # seconds between looks for processes holding an unmounted device
 
 
 class Rate:
@@ -161,6 +161,7 @@ class ResourceWorker:
         self.stopping = False
         self.finished = trio.Event()
         self.last_checkpoint = 0.0
+        self.processes_looked_at = 0.0
         self.last_busy = self.status_saved = 0.0
         self.sync_persisting = False
         self.actual = {}                 # actual-<host>/<name> -> value last reported
@@ -263,8 +264,9 @@ class ResourceWorker:
         attach = self.switch(state, "attach") and bool(state.disk(self.res))
         self._report_disk(state)
         if self.device is not None:
-            await self._primary_round(state)
-            if designated != self.host or not attach or self.stopping:
+            leaving = designated != self.host or not attach or self.stopping
+            await self._primary_round(state, leaving)
+            if leaving:
                 await self._try_teardown(state)
             return False
         self.report(is_primary=False, device=None, open_count=0)
@@ -409,7 +411,7 @@ class ResourceWorker:
                     device_size=size, logged=0)     # a new device process counts from 0
         log.info("%s: primary, device %s -> %s", self.res, self.link, self.loop)
 
-    async def _primary_round(self, state):
+    async def _primary_round(self, state, leaving):
         device = self.device
         for event in device.take_events():
             if event.get("event") == "rotated":
@@ -430,11 +432,21 @@ class ResourceWorker:
             await trio.to_thread.run_sync(devices.refresh_loop_size, self.loop)
             self.report(device_size=size)
             log.info("%s: device grown to %d bytes", self.res, size)
+        now = time.monotonic()
+        # Processes holding the device open are looked for only while it is
+        # not mounted (it reads every process's fds): every tick while it was
+        # in use or should go (wait-umount and a handover wait for it), else
+        # once a second.
+        look = leaving or bool(self.status.get("open_count")) or \
+            now - self.processes_looked_at >= PROCESS_LOOK_INTERVAL
         open_count = await trio.to_thread.run_sync(
-            devices.open_count, self.loop, (device.process.pid,))
+            devices.open_count, self.loop, (device.process.pid,), look)
+        if open_count is None:          # not in use a moment ago, not mounted now
+            open_count = 0
+        elif look:
+            self.processes_looked_at = now
         self.report(open_count=open_count)
         self._set_actual(**{"open-count": open_count})
-        now = time.monotonic()
         if now - self.last_checkpoint >= self.daemon.round_interval:
             self.last_checkpoint = now
             reply = await device.command({"cmd": "checkpoint"})

@@ -9,7 +9,8 @@ import yaml
 
 from football import lab
 from football.inventory import HOST_DEFAULTS, Host, InventoryError, load, parse
-from football.transport import DEFAULT_CONNECT_TIMEOUT, LocalTransport, SSHTransport
+from football.ssh import SSHTransport
+from football.transport import DEFAULT_CONNECT_TIMEOUT, LocalTransport
 
 LAB_INVENTORY = Path(__file__).parents[2] / "inventory" / "lab.yml"
 

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from mars import transfer
-from mars.transfer import (CHUNK, DataServer, apply_chunks, chunk_digest, list_logfiles,
-                           local_digests, read_chunks)
+from mars.logfile import list_logfiles
+from mars.transfer import CHUNK, DataServer, apply_chunks, chunk_digest, local_digests, read_chunks
 
 SMALL = 4096                            # chunk size of most tests: fast, same code path
 SIZE = 4 * SMALL + 1000                 # four full chunks and a partial fifth

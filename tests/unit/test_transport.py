@@ -13,9 +13,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from football.transport import CommandFailed, CommandTimedOut, LocalTransport, Result, \
-    SSHTransport, UnknownHostKey, check_host_key_policy, known_hosts_name, remote_command, \
-    tail, tool_path
+from football.ssh import (SSHTransport, UnknownHostKey, check_host_key_policy, known_hosts_name,
+                          remote_command)
+from football.transport import CommandFailed, CommandTimedOut, LocalTransport, Result, tail, \
+    tool_path
 
 
 @pytest.fixture
