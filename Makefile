@@ -19,8 +19,9 @@ demo: venv
 # marsd, FUSE and LXC, so two labs side by side halve the wall time. Files in
 # collection order (tests/conftest.py puts the longest first), not xdist's
 # "most tests first", which left the longest lab file running alone at the end.
+# The 15 slowest tests are listed at the end, so that a slow one shows in every CI log.
 test: venv
-	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m tests.bench.control_plane

@@ -389,7 +389,13 @@ def lab(ctx, lab_dir, inventory_path):
     """
     from football.lab import Lab
 
-    ctx.obj = Lab(lab_dir, inventory_path, echo=lambda line: click.echo(line, err=True))
+    started = time.monotonic()
+
+    def echo(line):
+        """Each step with the seconds since the command started: the slow ones show."""
+        click.echo(f"[{time.monotonic() - started:5.1f} s] {line}", err=True)
+
+    ctx.obj = Lab(lab_dir, inventory_path, echo=echo)
 
 
 @lab.command("up")

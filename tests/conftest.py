@@ -1,16 +1,38 @@
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.helpers.dataplane import DataNet
+from tests.helpers.leftovers import clean_up_after, dead_runs, mark_alive
 
 
 # Under `--dist loadfile --no-loadscope-reorder` (make test) a worker takes a
 # whole file at a time, in collection order: a long file collected last keeps
 # one worker busy alone at the end. So the longest files (minutes of lab
 # migrations) go first.
-LONGEST_FILES_FIRST = ("tests/root/test_migrate.py", "tests/root/test_migrate_variants.py",
-                       "tests/root/test_parallel.py", "tests/root/test_repair.py")
+LONGEST_FILES_FIRST = ("tests/root/test_migrate.py", "tests/root/test_parallel.py",
+                       "tests/root/test_migrate_variants.py", "tests/root/test_admin_ops.py",
+                       "tests/root/test_repair.py", "tests/root/test_lab.py",
+                       "tests/root/test_compensation.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """As root, first clean up what earlier runs that were killed left (their
+    labs, daemons, mounts: tests/helpers/leftovers.py), then mark this run
+    alive. In the controller only: xdist's workers live below its base dir."""
+    config = session.config
+    if hasattr(config, "workerinput") or os.geteuid() != 0:
+        return
+    factory = config._tmp_path_factory
+    given = factory._given_basetemp
+    runs_root = Path(given).parent if given else \
+        Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / "pytest-of-root"
+    for base in dead_runs(runs_root):
+        clean_up_after(base)
+    config.football_alive = mark_alive(factory.getbasetemp())
 
 
 def pytest_collection_modifyitems(config, items):

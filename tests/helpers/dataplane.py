@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mars.device import loops_backed_by, mounts_under
-from tests.helpers.marshosts import MarsNet, wait_until
+from tests.helpers.marshosts import STATE_WAIT, MarsNet, wait_until
 
 MIB = 1 << 20
 
@@ -88,9 +88,9 @@ class DataNet(MarsNet):
         subprocess.run(["umount", str(host.mnt)], check=True)
 
     @staticmethod
-    def wait(host, res, condition="up-to-date", timeout=120):
-        result = host.marsadm("wait-resource", res, condition, f"--timeout={timeout}", check=False,
-                              timeout=timeout + 30)
+    def wait(host, res, condition="up-to-date", timeout=STATE_WAIT):
+        result = host.marsadm("wait-resource", res, condition, f"--timeout={timeout:g}",
+                              check=False, timeout=timeout + 60)
         assert result.returncode == 0, (
             f"{host.name}: wait-resource {res} {condition} failed: {result.stderr}\n"
             f"{host.marsadm('view', res, check=False).stdout}\n{host.current_log()[-3000:]}")
@@ -105,7 +105,7 @@ class DataNet(MarsNet):
                 if subprocess.run(["umount", point], capture_output=True).returncode:
                     subprocess.run(["umount", "-l", point], capture_output=True)
         self.stop_all()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 10        # cleanup: a loop still open goes at its last close
         while time.monotonic() < deadline:
             loops = loops_backed_by(str(self.base_dir))
             if not loops:
@@ -118,4 +118,5 @@ class DataNet(MarsNet):
                 subprocess.run(["umount", "-l", point], capture_output=True)
 
 
-__all__ = ["DataNet", "mounts_under", "sha256_file", "tree_checksums", "write_files", "wait_until"]
+__all__ = ["DataNet", "STATE_WAIT", "mounts_under", "sha256_file", "tree_checksums", "write_files",
+           "wait_until"]

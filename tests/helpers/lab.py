@@ -1,22 +1,37 @@
-"""A lab of its own per test: a random 127.A.B.x subnet, a lab dir under the
-test's tmp dir, the real `football lab` command line, and checks that
-nothing is left behind."""
+"""A lab for a test file: a random 127.A.B.x subnet, a lab dir under the
+test's tmp dir, the real `football lab` command line, checks that nothing is
+left behind, and what the lab tests ask of it (placement, records, files)."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from football.demo import parse_workload_log
+from football.hostside.filevg import FileVG
+from football.hostside.locks import list_locks
 from mars.device import loops_backed_by, mounts_under
-from tests.helpers.marshosts import random_subnet
+from tests.helpers.dataplane import tree_checksums, write_files
+from tests.helpers.leftovers import processes_naming
+from tests.helpers.marshosts import STATE_WAIT, random_subnet
 
 FOOTBALL = str(Path(sys.executable).parent / "football")
-DEMO_SIZE = "320M"
+DEMO_SIZE = "320M"          # xfs needs 300 MiB at least
+
+# The injection points of `football migrate` of a resource with two replicas
+# to two new hosts, in the order a run reaches them: per new replica merged,
+# LV created, joined; synced; the downtime window's four; per old replica
+# left, LV removed; the split. tests/unit/test_injection_sweep.py proves
+# each on the fake fleet; the lab tests take samples.
+MIGRATE_POINTS = (("prepare:merged", "prepare:lv-created", "prepare:joined") * 2
+                  + ("wait:synced", "finish:locked", "finish:stopped", "finish:primary",
+                     "finish:started")
+                  + ("cleanup:left", "cleanup:lv-removed") * 2 + ("cleanup:split",))
 
 
 def lab_inventory(path, demo_size=DEMO_SIZE, vg_size="1G"):
@@ -69,19 +84,8 @@ class LabRun:
         monitors and daemons of this lab, and the lab dir itself."""
         left = [f"mount {point}" for point, _ in mounts_under(self.dir)]
         left += [f"loop {loop}" for loop in loops_backed_by(str(self.dir) + "/")]
-        marker = str(self.dir).encode()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-                environ = (proc / "environ").read_bytes()
-                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state != "Z" and (marker in cmdline or marker in environ):
-                command = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
-                left.append(f"process {proc.name}: {command}")
+        left += [f"process {pid}: {command}"
+                 for pid, command in processes_naming(self.dir).items()]
         if self.dir.exists():
             left.append(f"dir {self.dir}")
         return left
@@ -126,6 +130,20 @@ def sequence_problems(records):
     return problems
 
 
+def wait_for_records(lab, host, more_than, timeout=STATE_WAIT):
+    """The workload's records on `host` once there are more than `more_than`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            records = lab.records(host)
+        except (FileNotFoundError, ValueError):
+            records = []
+        if len(records) > more_than:
+            return records
+        time.sleep(0.1)
+    raise AssertionError(f"the workload on {host} wrote no more than {more_than} records")
+
+
 def largest_gap(records):
     """The longest time between two consecutive records (uptime seconds)."""
     return max((b - a for (_, a), (_, b) in zip(records, records[1:])), default=0.0)
@@ -135,3 +153,49 @@ def football(env, *args, timeout=900):
     """The `football` command line (global options first), with `env`."""
     return subprocess.run([FOOTBALL, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def migrate(lab, *args, check=True):
+    result = football(lab.env, "--json", *args)
+    if check:
+        assert result.returncode == 0, f"football {' '.join(args)}: {result.stderr[-3000:]}"
+    return result
+
+
+def events(result, kind):
+    return [event for event in map(json.loads, result.stdout.splitlines())
+            if event["event"] == kind]
+
+
+def placement(lab, status=None):
+    """{host: role} of vm1, the running container, the LVs and locks of each
+    host (read by the host-side helpers' own code, in this process)."""
+    status = status or lab.status()
+    roles, running = roles_and_running(status)
+    lvs = {name: FileVG(lab.dir / name / "dev/vg0").info()["lvs"] for name in status}
+    locks = {name: list_locks(lab.dir / name / "var/lock/football") for name in status}
+    return roles, running, lvs, locks
+
+
+def assert_on(lab, primary, secondary):
+    status = lab.status()
+    roles, running, lvs, locks = placement(lab, status)
+    assert roles == {primary: "Primary", secondary: "Secondary"}
+    assert running == [primary]
+    assert {name for name, volumes in lvs.items() if "vm1" in volumes} == {primary, secondary}
+    assert not any(locks.values()), f"locks left: {locks}"
+    diskstate = status[secondary]["resources"]["vm1"]["diskstate"]
+    assert diskstate in ("UpToDate", "Replaying") or diskstate.startswith("UpToDate")
+
+
+def files_dir(lab, host, name="data"):
+    """A directory inside vm1's root filesystem on `host` (on its volume)."""
+    return lab.dir / host / "var/lib/lxc/vm1/rootfs" / name
+
+
+def written_files(lab, host, name, count, size):
+    """Files of random data in vm1's volume on `host`, synced; their checksums."""
+    files_dir(lab, host, name).mkdir()
+    write_files(files_dir(lab, host, name), count=count, size=size)
+    os.sync()
+    return tree_checksums(files_dir(lab, host, name))

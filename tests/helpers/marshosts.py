@@ -13,7 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+from tests.helpers.leftovers import die_with_parent
+
 BIN = Path(sys.executable).parent
+
+# The bound of every wait for a state that should come true (a marsd serving,
+# a change spreading, a sync completing, a marsadm command's own --timeout when
+# it is expected to succeed). It only bounds a hang: the wait returns as soon
+# as the state holds, so it costs nothing when things work, and it is minutes
+# so that a busy machine (CI with other jobs beside it) cannot fail a test.
+STATE_WAIT = 180.0
 
 
 def random_subnet():
@@ -40,8 +49,10 @@ class MarsHost:
         env.pop("MARS_ROUND_INTERVAL", None)
         return env
 
-    def marsadm(self, *args, check=True, timeout=60):
-        """Run marsadm as this host. Returns CompletedProcess (text)."""
+    def marsadm(self, *args, check=True, timeout=STATE_WAIT + 60):
+        """Run marsadm as this host. Returns CompletedProcess (text). `timeout`
+        only catches a hung marsadm: it is longer than any --timeout a test
+        gives marsadm."""
         result = subprocess.run([str(BIN / "marsadm"), *map(str, args)], env=self.env,
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
@@ -60,7 +71,7 @@ class MarsHost:
         self.process = subprocess.Popen(
             [str(BIN / "marsd"), f"--round-interval={self.round_interval}",
              "--log-level=DEBUG", *extra],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         log.close()
         return self.process
 
@@ -86,10 +97,17 @@ class MarsHost:
             return ""
         return self.log_path.read_bytes()[self._log_offset:].decode(errors="replace")
 
-    def wait_serving(self, timeout=20.0):
-        """Wait until the marsd started last says it serves; returns the seconds."""
-        return wait_until(lambda: "serving on" in self.current_log(), timeout=timeout,
-                          what=f"marsd on {self.name} serving")
+    def wait_serving(self, timeout=STATE_WAIT):
+        """Wait until the marsd started last says it serves; returns the seconds.
+        Fails at once if that marsd exits."""
+        def serving():
+            assert self.process.poll() is None, (
+                f"marsd on {self.name} exited {self.process.returncode}:\n"
+                f"{self.current_log()[-2000:]}")
+            return "serving on" in self.current_log()
+
+        return wait_until(serving, timeout=timeout, what=f"marsd on {self.name} serving",
+                          show=lambda: self.current_log()[-2000:])
 
     def live_values(self, prefix=""):
         """{key: value} of the live tuples in this host's store, read directly
@@ -148,13 +166,15 @@ def _serving(host):
     return "serving on" in host.log()
 
 
-def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
-    """Poll `predicate` until true; AssertionError naming `what` on timeout.
-    Returns the seconds it took."""
+def wait_until(predicate, timeout=STATE_WAIT, interval=0.05, what="condition", show=None):
+    """Poll `predicate` until true; returns the seconds it took. On timeout an
+    AssertionError names `what` and, if given, what `show()` describes of the
+    state at the end (what the wait saw last)."""
     started = time.monotonic()
     while True:
         if predicate():
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            state = f"; last seen: {show()}" if show else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{state}")
         time.sleep(interval)

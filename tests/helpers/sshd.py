@@ -9,6 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.helpers.leftovers import die_with_parent
 from tests.helpers.marshosts import wait_until
 
 SSHD = "/usr/sbin/sshd"
@@ -66,13 +67,14 @@ class Sshd:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.write_config())],
                                             stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT)
+                                            stderr=subprocess.STDOUT,
+                                            preexec_fn=die_with_parent)
 
         def listening():
             assert self.process.poll() is None, f"sshd exited: {self.log(offset)}"
             return self.log(offset).count("Server listening on") >= len(self.addresses)
 
-        wait_until(listening, timeout=10, what="sshd listening")
+        wait_until(listening, what="sshd listening", show=lambda: self.log(offset)[-2000:])
         return self
 
     def stop(self):

@@ -1,18 +1,47 @@
 """merge-cluster and split-cluster between real marsd processes."""
 
+import subprocess
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers.marshosts import wait_until
+from tests.helpers.marshosts import STATE_WAIT, wait_until
 from tests.integration.support import (
     ROUND, SLOW_ROUND, assert_output_everywhere, assert_stays, build_cluster, host_ips,
     join_cluster, next_round_of, outputs, replicated_metadata, restart_with_pullers_mid_round,
-    sparse_disk, start_all, store_write_locked, wait_for_key, wait_for_membership,
-    wait_for_resources)
+    sparse_disk, start_all, wait_for_key, wait_for_membership, wait_for_resources)
 
 pytestmark = pytest.mark.integration
+
+# marsadm whose split-cluster request to one host waits until the test lets it
+# go: `python -c SPLIT_HOLDING_ONE_HOST HOST HOLDING RELEASED ARGS...` creates
+# the file HOLDING once the hosts asked before HOST have applied the split, and
+# sends HOST its request once the file RELEASED exists.
+SPLIT_HOLDING_ONE_HOST = """
+import sys
+from pathlib import Path
+
+import trio
+
+from mars import net
+from mars.marsadm import main
+
+held_host, holding, released = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+request = net.request
+
+
+async def request_held_at_one_host(channel, header, *args, **kwargs):
+    if header.get("type") == "split" and channel.peer == held_host:
+        holding.touch()
+        while not released.exists():
+            await trio.sleep(0.01)
+    return await request(channel, header, *args, **kwargs)
+
+
+net.request = request_held_at_one_host
+main(sys.argv[4:])
+"""
 
 
 def two_clusters(marsnet, a_names, b_names):
@@ -40,7 +69,8 @@ def shared_resource(res, primary, *others):
 
 def wait_for_one_cluster_id(hosts):
     wait_until(lambda: len({host.live_values("uuid").get("uuid") for host in hosts}) == 1,
-               timeout=10, what=f"{', '.join(h.name for h in hosts)} agreeing on the cluster id")
+               what=f"{', '.join(h.name for h in hosts)} agreeing on the cluster id",
+               show=lambda: {host.name: host.live_values("uuid").get("uuid") for host in hosts})
 
 
 def test_merge_cluster_makes_every_host_of_both_clusters_see_all_members_and_resources(marsnet):
@@ -142,28 +172,41 @@ def test_split_cluster_separates_hosts_without_shared_resources_for_good(marsnet
     assert b1.live_values("uuid")["uuid"] == b2.live_values("uuid")["uuid"] != old_uuid
 
 
-def test_split_cluster_is_not_undone_through_a_host_that_applies_the_split_later(marsnet):
+def test_split_cluster_is_not_undone_through_a_host_that_applies_the_split_later(
+        marsnet, tmp_path):
     """The hosts apply a split one after the other (a2, b1, b2 when
     split-cluster asks them, the initiator a1 last). Meanwhile a2 pulls from
     a1, a member of its own piece that still holds everything: what a1 relays
     of b1, b2 and r2 must not come back on a2. Normally that window lasts a
-    few milliseconds; b2 is made slow to apply the split (its store is
-    write-locked), which holds split-cluster before a1 applies."""
+    few milliseconds; here split-cluster's request to b2 waits until the test
+    lets it go, which holds split-cluster before a1 applies. (Stalling b2's
+    marsd instead, by locking its store, also stalls its answer to
+    split-cluster's handshake whenever its next round comes first: on a busy
+    machine it did.)"""
     a1, a2, b1, b2 = four_hosts_in_two_groups(marsnet)
-    # b2 writes only at its rounds (its pullers apply right after them), so it
-    # answers split-cluster's handshake and stalls only when it applies the split.
-    b2.stop()
-    b2.start(f"--round-interval={SLOW_ROUND}")
-    b2.wait_serving()
-    next_round_of(b2)
-    time.sleep(2 * ROUND)
+    holding, released = tmp_path / "split-holding-b2", tmp_path / "split-released"
+    split = subprocess.Popen(
+        [sys.executable, "-c", SPLIT_HOLDING_ONE_HOST, "b2", str(holding), str(released),
+         "split-cluster", f"--timeout={STATE_WAIT:g}"],
+        env=a1.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def held():
+            assert split.poll() is None, f"split-cluster exited {split.returncode}: " \
+                                         f"{split.communicate()}"
+            return holding.exists()
 
-    with ThreadPoolExecutor(max_workers=1) as pool, store_write_locked(b2):
-        split = pool.submit(a1.marsadm, "split-cluster", "--timeout=20")
-        wait_until(lambda: host_ips(b1) == {"b1": b1.address, "b2": b2.address},
-                   timeout=5, what="b1 (asked after a2) applying the split")
+        wait_until(held, what="split-cluster holding its request to b2")
+        assert (host_ips(a2), host_ips(b1)) == ({"a1": a1.address, "a2": a2.address},
+                                                {"b1": b1.address, "b2": b2.address}), \
+            "a2 and b1, asked before b2, have applied the split"
         time.sleep(3 * ROUND)   # a2 pulls from a1, which has not applied the split yet
-    split.result()
+        released.touch()
+        _, err = split.communicate(timeout=STATE_WAIT)
+    finally:
+        if split.poll() is None:
+            split.kill()
+            split.communicate()
+    assert split.returncode == 0, err
 
     assert_stays(lambda: separated([a1, a2], [b1, b2]), 3 * ROUND,
                  "a1,a2 | b1,b2 separated, each with its own resource",
@@ -179,7 +222,7 @@ def test_merge_cluster_right_after_a_split_reunites_every_host(marsnet):
 
     everyone = [a1, a2, b1, b2]
     print(f"\nmerge-cluster after split-cluster: all 4 hosts list all 4 members after "
-          f"{wait_for_membership(everyone, everyone, timeout=15 * ROUND):.2f}s")
+          f"{wait_for_membership(everyone, everyone):.2f}s")
     wait_for_resources(everyone, ["r1", "r2"])
     wait_for_one_cluster_id(everyone)
     assert_output_everywhere(everyone, ["view-resource-members", "r2"], "b1\nb2\n")
@@ -198,7 +241,7 @@ def test_split_cluster_is_refused_while_a_host_is_unreachable_and_changes_nothin
 
     assert result.returncode == 1, result.stderr
     assert "charlie" in result.stderr and "--force" in result.stderr, result.stderr
-    time.sleep(2 * ROUND)
+    time.sleep(2 * ROUND)   # give a leak the time to spread
     for host in (alpha, bravo, charlie):
         assert replicated_metadata(host) == before[host.name], host.name
     assert bravo.view("cluster-members") == "alpha\nbravo\ncharlie\n"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.helpers.marshosts import wait_until
+from tests.helpers.marshosts import STATE_WAIT, wait_until
 from tests.integration.support import (
     ROUND, assert_output_everywhere, assert_stays, build_cluster, outputs, sparse_disk,
     wait_for_key, wait_for_resources)
@@ -16,12 +16,10 @@ SIZE = 16 << 20
 
 
 def wait_resource_gone(hosts, res):
-    try:
-        return wait_until(lambda: all(not host.live_values(f"resource-{res}/") for host in hosts),
-                          timeout=10, what=f"every host's store without live keys of {res}")
-    except AssertionError:
-        left = {host.name: host.live_values(f"resource-{res}/") for host in hosts}
-        raise AssertionError(f"keys of {res} left: {left}") from None
+    return wait_until(lambda: all(not host.live_values(f"resource-{res}/") for host in hosts),
+                      what=f"every host's store without live keys of {res}",
+                      show=lambda: {host.name: host.live_values(f"resource-{res}/")
+                                    for host in hosts})
 
 
 def test_resource_metadata_is_identical_on_every_host_and_delete_drops_every_hosts_keys(marsnet):
@@ -95,10 +93,10 @@ def test_update_cluster_exchanges_both_ways_at_once_while_the_local_marsd_is_dow
     bravo.stop()
     bravo.marsadm("create-resource", "vm2", sparse_disk(bravo))
     alpha.marsadm("set-systemd-want", "vm1", "bravo")
-    time.sleep(2 * ROUND)
+    time.sleep(2 * ROUND)   # alpha pulls meanwhile; vm2 must not come: bravo's marsd is down
     assert "resource-vm2/size" not in alpha.live_values("resource-vm2/")
 
-    bravo.marsadm("update-cluster", "--timeout=5")
+    bravo.marsadm("update-cluster", f"--timeout={STATE_WAIT:g}")
 
     # No waiting: alpha's marsd took the push before update-cluster returned.
     assert alpha.view("all-resources") == "vm1\nvm2\n"
@@ -111,7 +109,8 @@ def test_update_cluster_exits_1_naming_the_peer_it_could_not_reach(marsnet):
     charlie.stop()
     alpha.marsadm("create-resource", "vm1", sparse_disk(alpha))
 
-    result = alpha.marsadm("update-cluster", "--timeout=5", check=False)
+    # charlie is down: refused at once; bravo's exchange has to complete.
+    result = alpha.marsadm("update-cluster", f"--timeout={STATE_WAIT:g}", check=False)
 
     assert result.returncode == 1, result.stderr
     assert "charlie" in result.stderr and "bravo" not in result.stderr

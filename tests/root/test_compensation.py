@@ -11,8 +11,8 @@ import json
 import pytest
 
 from football.hostside.locks import list_locks
-from tests.helpers.lab import football, lab_up, roles_and_running, sequence_problems
-from tests.root.test_lab import wait_for_records
+from tests.helpers.lab import (football, lab_up, roles_and_running, sequence_problems,
+                               wait_for_records)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -123,12 +123,12 @@ def placement(lab):
     return roles, running, locks
 
 
-def assert_last_downtime(lab, source, host, under):
+def assert_last_downtime(lab, source, host):
     """The downtime plugin's last entry is a handover from `source` that ran
-    again on `host` after less than `under` seconds."""
+    again on `host`, with the window measured (how long is for benchmarks)."""
     entry = json.loads((lab.dir / "controller" / "downtime.log").read_text().splitlines()[-1])
     assert (entry["operation"], entry["source"], entry["host"]) == ("handover", source, host)
-    assert 0 < entry["downtime_seconds"] < under
+    assert entry["downtime_seconds"] > 0
 
 
 def assert_runs_only_on(lab, host, records_before):
@@ -178,7 +178,7 @@ def test_a_start_failing_on_the_target_is_compensated_on_the_source_with_exit_19
     assert "football_finished" not in hooks
     # The window was real downtime all the same: reported where vm1 runs again.
     assert {"hook": "report_downtime", "source": "a1", "host": "a1"} in calls
-    assert_last_downtime(lab, "a1", "a1", under=60)
+    assert_last_downtime(lab, "a1", "a1")
 
 
 def test_a_handover_without_faults_is_reported_to_the_plugins_and_the_downtime_log(
@@ -189,7 +189,7 @@ def test_a_handover_without_faults_is_reported_to_the_plugins_and_the_downtime_l
     assert_runs_only_on(lab, "a2", before)
     assert {"hook": "report_downtime", "source": "a1", "host": "a2"} in calls
     assert calls[-1] == {"hook": "football_finished"}
-    assert_last_downtime(lab, "a1", "a2", under=30)
+    assert_last_downtime(lab, "a1", "a2")
 
 
 def test_a_start_failing_everywhere_exits_199_naming_repair_vm_and_lab_up_restarts_it(

@@ -17,7 +17,7 @@ import pytest
 from mars.device import loops_backed_by
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
-from tests.helpers.dataplane import MIB, tree_checksums, wait_until, write_files
+from tests.helpers.dataplane import MIB, STATE_WAIT, tree_checksums, wait_until, write_files
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -41,7 +41,7 @@ def start_primary(net, *names, fill=False):
         host.wait_serving()
     a = hosts[0]
     a.marsadm("create-resource", RES, a.disk)
-    net.wait(a, RES, "device", timeout=60)
+    net.wait(a, RES, "device")
     net.mkfs(a, RES)
     net.mount(a, RES)
     return hosts
@@ -67,7 +67,7 @@ def log_end(host):
     return newest, os.path.getsize(directory / newest)
 
 
-def wait_replayed(primary, secondary, timeout=60):
+def wait_replayed(primary, secondary):
     """Wait until the secondary's replay cursor has passed everything the
     primary has logged so far (`up-to-date` alone may still rest on a
     listing of the primary's logs from before its last writes)."""
@@ -81,8 +81,8 @@ def wait_replayed(primary, secondary, timeout=60):
         cursor = Cursor.parse(text)
         mine = parse_logfile_name(cursor.logfile)[0]
         return mine > number or (cursor.logfile == logfile and cursor.position >= end)
-    wait_until(passed, timeout=timeout, interval=0.05,
-               what=f"{secondary.name} to replay {logfile} up to {end}")
+    wait_until(passed, what=f"{secondary.name} to replay {logfile} up to {end}",
+               show=lambda: value(secondary, "replay"))
 
 
 def force_umount(host):
@@ -120,13 +120,14 @@ class Writer:
 
     def __exit__(self, *exc):
         self.stop.set()
-        self.thread.join(timeout=30)
+        self.thread.join(timeout=STATE_WAIT)   # it stops after the file under way
         assert not self.thread.is_alive(), "the writer hangs"
 
-    def wait_for(self, count, timeout=30):
+    def wait_for(self, count):
         target = len(self.written) + count
-        wait_until(lambda: len(self.written) >= target or self.error, timeout=timeout,
-                   what=f"{count} more files written")
+        wait_until(lambda: len(self.written) >= target or self.error,
+                   what=f"{count} more files written",
+                   show=lambda: f"{len(self.written)} of {target} files written")
         assert self.error is None, self.error
 
 
@@ -153,18 +154,20 @@ def test_primary_killed_recovers_every_fsynced_file(datanet):
     with Writer(a.mnt) as writer:
         writer.wait_for(5)
         a.stop(signal.SIGKILL)          # the device process dies with it
-        wait_until(lambda: writer.error is not None, timeout=20, what="I/O errors on the dead device")
+        wait_until(lambda: writer.error is not None, what="I/O errors on the dead device",
+                   show=lambda: f"{len(writer.written)} files written")
     written.update(writer.written)
     assert len(writer.written) >= 5
     force_umount(a)
 
     a.start()
-    datanet.wait(a, RES, "device", timeout=60)
+    datanet.wait(a, RES, "device")
     # The dead device's loop device is found by its backing file and detached
     # (losetup -d of one that udev still probes completes on its last close).
     assert "detached stale" in a.current_log(), a.current_log()[-3000:]
-    wait_until(lambda: len(loops_backed_by(str(fuse_dir))) == 1, timeout=10,
-               what="the stale loop device to go away")
+    wait_until(lambda: len(loops_backed_by(str(fuse_dir))) == 1,
+               what="the stale loop device to go away",
+               show=lambda: loops_backed_by(str(fuse_dir)))
     datanet.mount(a, RES)
     found = tree_checksums(a.mnt)
     missing = sorted(set(written) - set(found))
@@ -187,8 +190,8 @@ def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
     with Writer(a.mnt) as writer:
         # The first sync step persists its progress at once; kill b right
         # after that, in the middle of the next steps.
-        wait_until(lambda: 0 < int(value(b, "syncstatus") or 0), timeout=30, interval=0.005,
-                   what="b's sync to start")
+        wait_until(lambda: 0 < int(value(b, "syncstatus") or 0), interval=0.005,
+                   what="b's sync to start", show=lambda: b.current_log()[-2000:])
         b.stop(signal.SIGKILL)
         synced = int(value(b, "syncstatus"))
         syncpos = value(b, "syncpos")
@@ -201,7 +204,8 @@ def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
         def progress():
             seen.append(int(value(b, "syncstatus") or 0))
             return seen[-1] >= size
-        wait_until(progress, timeout=60, interval=0.02, what="b's sync to complete")
+        wait_until(progress, interval=0.02, what="b's sync to complete",
+                   show=lambda: f"syncstatus {seen[-1]} of {size}")
         assert min(seen) >= synced, f"b's sync restarted from {min(seen)} (was at {synced})"
         # syncpos moves only forward (at completion to the source's log end);
         # that no new sync began, b's log says below
@@ -228,13 +232,15 @@ def test_secondary_killed_during_replay_catches_up(datanet):
         def replaying():
             cursors.add(value(b, "replay"))
             return len(cursors) >= 3
-        wait_until(replaying, timeout=30, interval=0.02, what="b replaying the primary's writes")
+        wait_until(replaying, interval=0.02, what="b replaying the primary's writes",
+                   show=lambda: sorted(cursors))
         b.stop(signal.SIGKILL)
         cursor_at_kill = value(b, "replay")
         writer.wait_for(8)              # the primary goes on while b is down
         b.start()
-        wait_until(lambda: value(b, "replay") != cursor_at_kill, timeout=30,
-                   what="b replaying again after the restart")
+        wait_until(lambda: value(b, "replay") != cursor_at_kill,
+                   what="b replaying again after the restart",
+                   show=lambda: b.current_log()[-2000:])
         writer.wait_for(4)
     assert writer.error is None
     log = b.current_log()
@@ -260,7 +266,8 @@ def test_secondary_stopped_for_a_while_catches_up_from_the_logs(datanet):
     def in_the_newest_logfile():
         statuses.add(value(b, "syncstatus"))
         return value(b, "replay").split(",")[0] == log_end(a)[0]
-    wait_until(in_the_newest_logfile, timeout=60, what="b to replay the logfile a writes now")
+    wait_until(in_the_newest_logfile, what="b to replay the logfile a writes now",
+               show=lambda: f"b's cursor {value(b, 'replay')}, a's log end {log_end(a)}")
     assert statuses == {str(size)}, f"b's sync status changed: {statuses}"
     log = b.current_log()
     assert FULL_SYNC not in log, log[-3000:]
@@ -325,33 +332,34 @@ def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datane
     common = write_files(a.mnt, 4, 256 * 1024, prefix="common")
     wait_replayed(a, b)
     with Partition(a, b) as partition:
-        b.marsadm("primary", "--force", RES, "--timeout=60")
+        b.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")
         assert b.view("is-primary", RES) == "1\n"
         assert a.view("is-primary", RES) == "1\n"      # a keeps its device and its mount
         mount_nouuid(datanet, b)
         assert tree_checksums(b.mnt) == common
         files = {"b": write_files(b.mnt, 4, 256 * 1024, prefix="on-b")}
         files["a"] = write_files(a.mnt, 4, 256 * 1024, prefix="on-a")
-        a.marsadm("primary", "--force", RES, "--timeout=60")
+        a.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")
         assert a.view("is-primary", RES) == "1\n"
         assert split_brain(a, b) == {"a": "0\n", "b": "0\n"}, "neither side can know yet"
         partition.heal()
 
-    wait_until(lambda: split_brain(a, b) == {"a": "1\n", "b": "1\n"}, timeout=30, interval=0.3,
-               what="both hosts to report the split brain")
+    wait_until(lambda: split_brain(a, b) == {"a": "1\n", "b": "1\n"}, interval=0.3,
+               what="both hosts to report the split brain", show=lambda: split_brain(a, b))
     assert "split brain" in a.marsadm("view", RES).stdout
     assert "split brain" in b.marsadm("view", RES).stdout
     winner, loser = (b, a) if keep == "forced" else (a, b)
-    winner.marsadm("primary", "--force", RES, "--timeout=60")      # the operator's choice
+    winner.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")  # the operator's choice
     wait_until(lambda: a.view("get-primary", RES) == b.view("get-primary", RES) == f"{winner.name}\n",
-               timeout=10, what=f"both hosts to designate {winner.name}")
+               what=f"both hosts to designate {winner.name}",
+               show=lambda: {host.name: host.view("get-primary", RES) for host in (a, b)})
 
     datanet.umount(loser)               # the loser's device goes down ...
-    datanet.wait(loser, RES, "not-primary", timeout=60)
+    datanet.wait(loser, RES, "not-primary")
     assert split_brain(a, b) == {"a": "1\n", "b": "1\n"}, "... which alone resolves nothing"
     loser.marsadm("invalidate", RES)
-    wait_until(lambda: split_brain(a, b) == {"a": "0\n", "b": "0\n"}, timeout=30, interval=0.3,
-               what="the split brain to disappear on both hosts")
+    wait_until(lambda: split_brain(a, b) == {"a": "0\n", "b": "0\n"}, interval=0.3,
+               what="the split brain to disappear on both hosts", show=lambda: split_brain(a, b))
     datanet.wait(loser, RES, "consistent")
     quiesce_and_compare(datanet, winner, loser)
     assert split_brain(a, b) == {"a": "0\n", "b": "0\n"}
@@ -359,14 +367,15 @@ def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datane
     # Back to normal: a planned handover to the former loser, which holds
     # the winner's files; the winner then waits for its device to be
     # released like any planned handover (no forced take-over left over).
-    loser.marsadm("primary", RES, "--timeout=60")
+    loser.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
     mount_nouuid(datanet, loser)
     assert tree_checksums(loser.mnt) == {**common, **files[winner.name]}
+    # Times out: the device stays with the loser while its filesystem is mounted.
     refused = winner.marsadm("primary", RES, "--timeout=3", check=False)
     assert refused.returncode != 0, refused.stdout
     assert winner.view("is-primary", RES) == "0\n"
     assert loser.view("is-primary", RES) == "1\n"
     # The wish stands: once the filesystem is unmounted, the device moves.
     datanet.umount(loser)
-    datanet.wait(winner, RES, "device", timeout=30)
+    datanet.wait(winner, RES, "device")
     assert loser.view("is-primary", RES) == "0\n"

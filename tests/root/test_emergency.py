@@ -50,16 +50,15 @@ def test_a_secondary_low_on_space_stops_fetching_and_catches_up_once_space_is_ba
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M",
                     f"count={(free - 60_000_000) // MIB}"], check=True, capture_output=True)
     written = write_files(a.mnt, 8, 1 * MIB)
-    wait_until(lambda: status(b).get("emergency"), timeout=30, what="emergency mode on b")
+    wait_until(lambda: status(b).get("emergency"), what="emergency mode on b",
+               show=lambda: status(b))
     assert b.view("diskstate", "vm1") == "EmergencyMode\n"
     assert not list((b.root / "mars" / "resource-vm1").glob("log-*")), "local logs dropped"
     assert a.view("diskstate", "vm1") == "UpToDate\n", "the primary is not affected"
     filler.unlink()
-    try:
-        wait_until(lambda: not status(b).get("emergency"), timeout=30, what="b leaving emergency mode")
-    except AssertionError:
-        usage = subprocess.run(["du", "-a", str(b.root / "mars")], capture_output=True, text=True)
-        raise AssertionError(f"{usage.stdout}\n{status(b)}") from None
+    wait_until(lambda: not status(b).get("emergency"), what="b leaving emergency mode",
+               show=lambda: f"{status(b)}\n" + subprocess.run(
+                   ["du", "-a", str(b.root / "mars")], capture_output=True, text=True).stdout)
     datanet.umount(a)
     datanet.wait(b, "vm1")
     size = int(a.view("sync-size", "vm1"))
@@ -80,11 +79,12 @@ def test_a_primary_low_on_space_stops_logging_and_keeps_serving(datanet):
     datanet.mkfs(a, "vm1")
     datanet.mount(a, "vm1")
     written = write_files(a.mnt, 50, 2 * MIB)       # more than the log may take
-    wait_until(lambda: status(a).get("emergency"), timeout=30, what="emergency mode on a")
+    wait_until(lambda: status(a).get("emergency"), what="emergency mode on a",
+               show=lambda: status(a))
     written.update(write_files(a.mnt, 10, 2 * MIB, prefix="after"))
     assert a.view("diskstate", "vm1") == "EmergencyMode\n"
     assert a.view("replstate", "vm1") == "EmergencyMode\n"
-    wait_until(lambda: status(b).get("emergency"), timeout=30, what="b noticing")
+    wait_until(lambda: status(b).get("emergency"), what="b noticing", show=lambda: status(b))
     assert "invalidate" in b.marsadm("view", "vm1").stdout
     datanet.umount(a)
     datanet.mount(a, "vm1")

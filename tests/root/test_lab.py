@@ -8,13 +8,23 @@ import time
 
 import pytest
 
-from tests.helpers.lab import FOOTBALL, LabRun, largest_gap, sequence_problems
+from tests.helpers.lab import (FOOTBALL, LabRun, lab_up, largest_gap, sequence_problems,
+                               wait_for_records)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One lab brought up for the tests that only look at it or repair it;
+    the last of them takes it down."""
+    with lab_up(tmp_path_factory.mktemp("lab")) as run:
+        yield run
+
+
 @pytest.fixture
-def lab(tmp_path):
+def fresh_lab(tmp_path):
+    """A lab not brought up yet, for the tests of interrupted `lab up`s."""
     run = LabRun(tmp_path)
     try:
         yield run
@@ -23,21 +33,7 @@ def lab(tmp_path):
     assert not run.leftovers(), f"lab down left: {run.leftovers()}"
 
 
-def wait_for_records(lab, host, more_than, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            records = lab.records(host)
-        except (FileNotFoundError, ValueError):
-            records = []
-        if len(records) > more_than:
-            return records
-        time.sleep(0.1)
-    raise AssertionError(f"the workload on {host} wrote no more than {more_than} records")
-
-
-def test_lab_up_runs_vm1_on_a1_replicated_up_to_date_to_a2_and_down_leaves_nothing(lab):
-    lab.up()
+def test_lab_up_runs_vm1_on_a1_replicated_up_to_date_to_a2(lab):
     status = lab.status()
     assert set(status) == {"a1", "a2", "b1", "b2"}
     assert all(entry["marsd_running"] for entry in status.values())
@@ -55,9 +51,6 @@ def test_lab_up_runs_vm1_on_a1_replicated_up_to_date_to_a2_and_down_leaves_nothi
     shown = lab.football("status").stdout
     assert "vm1" in shown and "RUNNING" in shown and "UpToDate" in shown
 
-    lab.football("down")
-    assert not lab.leftovers()
-
 
 def test_lab_exec_runs_commands_with_the_hosts_environment_and_exit_code(lab):
     lab.up("--no-wait")
@@ -71,7 +64,6 @@ def test_lab_exec_runs_commands_with_the_hosts_environment_and_exit_code(lab):
 
 
 def test_lab_up_twice_repairs_a_dead_daemon_and_a_stopped_container_without_duplicates(lab):
-    lab.up()
     before = lab.status()
     os.kill(before["b2"]["marsd_pid"], signal.SIGKILL)
     lab.exec("a1", "football-host", "ct", str(lab.dir / "a1/var/lib/lxc"), "stop", "vm1")
@@ -109,14 +101,16 @@ def interrupted_up(lab, at_line):
 
 
 @pytest.mark.parametrize("at_line", ["b1: create-cluster", "creating container vm1"])
-def test_lab_down_after_an_interrupted_up_leaves_nothing(lab, at_line):
+def test_lab_down_after_an_interrupted_up_leaves_nothing(fresh_lab, at_line):
+    lab = fresh_lab
     interrupted_up(lab, at_line)
     assert lab.dir.exists()
     lab.football("down")
     assert not lab.leftovers()
 
 
-def test_lab_up_after_an_interrupted_up_completes_the_lab(lab):
+def test_lab_up_after_an_interrupted_up_completes_the_lab(fresh_lab):
+    lab = fresh_lab
     interrupted_up(lab, "join-resource vm1")
     lab.up()
     status = lab.status()
@@ -131,7 +125,6 @@ def test_handover_through_the_plugins_continues_the_workload_without_a_missing_r
     from football.hooks import Hooks
     from football.lab import Lab
 
-    lab.up()
     hosts, hooks = Lab(lab.dir).hosts(), Hooks()
     before = wait_for_records(lab, "a1", 10)
     start = time.monotonic()
@@ -154,3 +147,8 @@ def test_handover_through_the_plugins_continues_the_workload_without_a_missing_r
     print(f"\nhandover a1 -> a2: stop {stopped - start:.2f} s, marsadm primary "
           f"{primary - stopped:.2f} s, start {started - primary:.2f} s; gap seen by the "
           f"workload {largest_gap(after):.2f} s; {len(after)} records, none missing")
+
+
+def test_lab_down_leaves_nothing(lab):
+    lab.football("down")
+    assert not lab.leftovers()

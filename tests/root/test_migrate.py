@@ -1,107 +1,36 @@
-"""`football migrate` end to end in the lab: real marsd, FUSE devices, xfs,
-LXC and the workload; data checked by the workload's records and by
-checksums of files written before the move."""
+"""`football migrate` end to end in one lab for the file: real marsd, FUSE
+devices, xfs, LXC and the workload; data checked by the workload's records
+and by checksums of files written before each move: bad input, and a
+migrate over a real sshd and back. Each test starts from vm1 at home
+(primary a1, secondary a2: `at_home`). The variants and the crashes at
+injection points: tests/root/test_migrate_variants.py."""
 
-import json
 import os
 import signal
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.helpers.dataplane import tree_checksums, write_files
-from tests.helpers.lab import football, lab_up, roles_and_running, sequence_problems
-from tests.root.test_lab import wait_for_records
+from tests.helpers.dataplane import tree_checksums
+from tests.helpers.lab import (assert_on, events, files_dir, football, lab_up, migrate,
+                               placement, sequence_problems, wait_for_records, written_files)
+from tests.helpers.sshd import Sshd
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-@pytest.fixture
-def lab(tmp_path):
-    with lab_up(tmp_path) as run:
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with lab_up(tmp_path_factory.mktemp("migrate")) as run:
         yield run
 
 
-def migrate(lab, *args, check=True):
-    result = football(lab.env, "--json", *args)
-    if check:
-        assert result.returncode == 0, f"football {' '.join(args)}: {result.stderr[-3000:]}"
-    return result
-
-
-def events(result, kind):
-    return [event for event in map(json.loads, result.stdout.splitlines())
-            if event["event"] == kind]
-
-
-def placement(lab):
-    """{host: role} of vm1, the running container, the LVs and locks of each host."""
-    status = lab.status()
-    roles, running = roles_and_running(status)
-    lvs = {name: json.loads(lab.exec(name, "football-host", "vg",
-                                     str(lab.dir / name / "dev/vg0"), "info").stdout)["lvs"]
-           for name in status}
-    locks = {name: json.loads(lab.exec(name, "football-host", "lock",
-                                       str(lab.dir / name / "var/lock/football"), "list").stdout)
-             for name in status}
-    return roles, running, lvs, locks
-
-
-def assert_on(lab, primary, secondary):
-    roles, running, lvs, locks = placement(lab)
-    assert roles == {primary: "Primary", secondary: "Secondary"}
-    assert running == [primary]
-    assert {name for name, volumes in lvs.items() if "vm1" in volumes} == {primary, secondary}
-    assert not any(locks.values()), f"locks left: {locks}"
-    diskstate = lab.status()[secondary]["resources"]["vm1"]["diskstate"]
-    assert diskstate in ("UpToDate", "Replaying") or diskstate.startswith("UpToDate")
-
-
-def files_dir(lab, host):
-    return lab.dir / host / "var/lib/lxc/vm1/rootfs/data"
-
-
-def test_migrate_to_cluster2_and_back_keeps_every_record_and_every_file(lab):
-    files_dir(lab, "a1").mkdir()
-    write_files(files_dir(lab, "a1"), count=20, size=256 * 1024)
-    os.sync()
-    before = tree_checksums(files_dir(lab, "a1"))
-
-    there = migrate(lab, "migrate", "vm1", "cluster2")
-    assert_on(lab, "b1", "b2")
-    summary = events(there, "summary")[0]
-    assert summary["downtime_seconds"] < 30 and summary["synced_bytes"] == 2 * (320 << 20)
-    assert tree_checksums(files_dir(lab, "b1")) == before
-    records = wait_for_records(lab, "b1", 30)
-    assert not sequence_problems(records)
-
-    migrate(lab, "migrate", "vm1", "cluster1")
-    assert_on(lab, "a1", "a2")
-    assert tree_checksums(files_dir(lab, "a1")) == before
-    assert not sequence_problems(wait_for_records(lab, "a1", len(records) + 5))
-    again = migrate(lab, "migrate", "vm1", "cluster1")
-    assert "nothing to do" in again.stdout
-
-
-def test_migrate_resumes_after_a_crash_at_every_injection_point(lab):
-    first = migrate(lab, "migrate", "vm1", "cluster2")
-    points = [event["name"] for event in events(first, "injection-point")]
-    assert len(points) >= 10, points
-    home = {"cluster1": ("a1", "a2"), "cluster2": ("b1", "b2")}
-    where = "cluster2"
-    for number, name in enumerate(points, start=1):
-        where = "cluster1" if where == "cluster2" else "cluster2"
-        crashed = migrate(lab, "--debug-injection-point", str(number), "migrate", "vm1", where,
-                          check=False)
-        assert crashed.returncode == 1, f"point {number} ({name}): {crashed.stderr[-2000:]}"
-        assert f"injection point {number}" in crashed.stderr
-        migrate(lab, "migrate", "vm1", where)
-        assert_on(lab, *home[where])
-        records = wait_for_records(lab, home[where][0], 3)
-        assert not sequence_problems(records), f"point {number} ({name}): " \
-            f"{sequence_problems(records)}"
-
-
-def test_bad_input_is_refused_with_exit_191_and_changes_nothing(lab):
+def test_bad_input_is_refused_with_exit_191_and_changes_nothing(at_home):
+    lab = at_home
     before = placement(lab)
     cases = {
         ("migrate", "vm9", "cluster2"): "unknown resource vm9",
@@ -136,10 +65,76 @@ def test_bad_input_is_refused_with_exit_191_and_changes_nothing(lab):
     full = migrate(lab, "migrate", "vm1", "b1", check=False)
     assert full.returncode == 191 and "free" in full.stderr and "b1" in full.stderr
     lab.exec("b1", "football-host", "vg", str(lab.dir / "b1/dev/vg0"), "remove", "filler")
-    # an unreachable target (its marsd is down)
-    os.kill(lab.status()["b2"]["marsd_pid"], signal.SIGKILL)
-    down = migrate(lab, "migrate", "vm1", "b2", check=False)
+    # an unreachable target (its marsd does not answer)
+    marsd = lab.status()["b2"]["marsd_pid"]
+    os.kill(marsd, signal.SIGSTOP)
+    try:
+        down = migrate(lab, "migrate", "vm1", "b2", check=False)
+    finally:
+        os.kill(marsd, signal.SIGCONT)
     assert down.returncode == 191 and "b2" in down.stderr, down.stderr
     assert placement(lab) == before
     assert "a1" in lab.exec("a1", "marsadm", "lowlevel-ls-host-ips").stdout
     assert "b1" not in lab.exec("a1", "marsadm", "lowlevel-ls-host-ips").stdout
+
+
+@pytest.fixture
+def sshd(tmp_path, lab):
+    hosts = yaml.safe_load(lab.inventory.read_text())["hosts"]
+    server = Sshd(tmp_path / "sshd", [settings["address"] for settings in hosts.values()])
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def ssh_inventory(lab, sshd, path):
+    """The lab as a fleet reached over SSH: the lab's hosts, addresses
+    (MARS's too) and roots, with the environment a lab host's commands need."""
+    lab_inventory = yaml.safe_load(lab.inventory.read_text())
+    known_hosts = path.parent / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_lines())
+    hosts = {name: {"address": settings["address"], "root": str(lab.dir / name),
+                    "env": {"MARS_ROOT": str(lab.dir / name), "MARS_HOST": name,
+                            "PATH": f"{Path(sys.executable).parent}:{SYSTEM_PATH}"}}
+             for name, settings in lab_inventory["hosts"].items()}
+    path.write_text(yaml.safe_dump({
+        "defaults": {"transport": "ssh", "port": sshd.port, "ssh_key": str(sshd.client_key),
+                     "known_hosts": str(known_hosts), "storage": "filevg", "manager": "lab",
+                     "vg": "vg0", **lab_inventory["defaults"]},
+        "clusters": lab_inventory["clusters"],
+        "hosts": hosts}))
+    return path
+
+
+def test_migrate_to_cluster2_over_ssh_and_back_keeps_every_record_and_every_file(
+        at_home, sshd, tmp_path):
+    """There with the lab's hosts reached through a real sshd (one, listening
+    on all four lab addresses) and an inventory of `transport: ssh` hosts, as
+    a real fleet is; back through the lab's local transport."""
+    lab = at_home
+    inventory = ssh_inventory(lab, sshd, tmp_path / "fleet.yml")
+    before = written_files(lab, "a1", "there-and-back", count=20, size=256 * 1024)
+
+    env = {key: value for key, value in lab.env.items() if key != "FOOTBALL_LAB_DIR"}
+    there = football(env, "--json", "--inventory", str(inventory),
+                     "--var", f"state_dir={tmp_path / 'controller'}", "migrate", "vm1", "cluster2")
+    assert there.returncode == 0, there.stderr[-3000:]
+    assert_on(lab, "b1", "b2")
+    summary = events(there, "summary")[0]
+    assert summary["synced_bytes"] == 2 * (320 << 20)
+    assert summary["downtime_seconds"] is not None
+    assert tree_checksums(files_dir(lab, "b1", "there-and-back")) == before
+    records = wait_for_records(lab, "b1", 30)
+    assert not sequence_problems(records)
+    # every host was driven through sshd, each over one connection
+    connections = {address: sshd.connections_to(address) for address in sshd.addresses}
+    assert all(count == 1 for count in connections.values()), connections
+    assert sshd.log().count("Starting session: command for root") > 20
+
+    migrate(lab, "migrate", "vm1", "cluster1")
+    assert_on(lab, "a1", "a2")
+    assert tree_checksums(files_dir(lab, "a1", "there-and-back")) == before
+    assert not sequence_problems(wait_for_records(lab, "a1", len(records) + 5))
+    again = migrate(lab, "migrate", "vm1", "cluster1")
+    assert "nothing to do" in again.stdout

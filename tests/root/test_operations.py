@@ -15,10 +15,9 @@ import urllib.request
 
 import pytest
 
-from mars.logfile import HEADER, LogScan
+from mars.logfile import HEADER, LogScan, list_logfiles
 from mars.replay import Cursor
-from mars.transfer import list_logfiles
-from tests.helpers.dataplane import MIB, DataNet, wait_until, write_files
+from tests.helpers.dataplane import MIB, STATE_WAIT, DataNet, wait_until, write_files
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -34,7 +33,7 @@ def start_primary(net, *names, disk_sizes=None):
     for host in hosts:
         host.wait_serving()
     hosts[0].marsadm("create-resource", RES, hosts[0].disk)
-    net.wait(hosts[0], RES, "device", timeout=60)
+    net.wait(hosts[0], RES, "device")
     return hosts
 
 
@@ -115,10 +114,12 @@ def test_corrupt_record_stops_replay_there_and_torn_tail_is_continued(datanet):
         write_device(a, index * MIB, os.urandom(MIB))
     first = sorted(logfiles(a))[-1]
     a.marsadm("log-rotate", RES)            # closes `first`: its end is in version-1-a
-    wait_until(lambda: len(logfiles(a)) == 2, what="a new logfile on a")
+    wait_until(lambda: len(logfiles(a)) == 2, what="a new logfile on a",
+               show=lambda: logfiles(a))
     write_device(a, 40 * MIB, os.urandom(MIB))
     for host in (b, c):
-        wait_until(lambda: fetched(a, host), timeout=30, what=f"{host.name} fetching everything")
+        wait_until(lambda: fetched(a, host), what=f"{host.name} fetching everything",
+                   show=lambda: f"a: {logfiles(a)}, {host.name}: {logfiles(host)}")
         host.stop()
     records = list(LogScan(log_dir(a) / first))
     assert len(records) > 8
@@ -142,14 +143,16 @@ def test_corrupt_record_stops_replay_there_and_torn_tail_is_continued(datanet):
     for host in (b, c):
         host.start()
         host.marsadm("resume-replay", RES)
-    wait_until(lambda: status_of(b).get("damage"), timeout=30, what="b reporting the damage")
+    wait_until(lambda: status_of(b).get("damage"), what="b reporting the damage",
+               show=lambda: status_of(b))
     state = view(b, "diskstate")
     assert state.startswith("DefectiveLog[") and state.endswith("]"), state
     assert first in state and f"at byte {damaged.position}" in state and "corrupt" in state, state
     assert f"damage: corrupt record in {log_dir(b) / first} at byte {damaged.position}" in \
         b.marsadm("view", RES).stdout
     wait_until(lambda: cursor_of(b, a) == cursor_of(b) and cursor_of(b).position == damaged.position,
-               timeout=10, what="b's cursor at the damaged record, also in a's store")
+               what="b's cursor at the damaged record, also in a's store",
+               show=lambda: f"b's cursor {cursor_of(b)}, in a's store {cursor_of(b, a)}")
     assert cursor_of(b).logfile == first
     assert b.live_values(f"resource-{RES}/actual-b/")[f"resource-{RES}/actual-b/replay-code"] == "-5"
     # The records before the damaged one are on b's disk, the damaged one is not.
@@ -159,7 +162,7 @@ def test_corrupt_record_stops_replay_there_and_torn_tail_is_continued(datanet):
 
     # c replays up to the torn record and waits for the rest: no damage.
     wait_until(lambda: cursor_of(c) is not None and cursor_of(c).position == torn.position,
-               timeout=30, what="c replaying up to the torn record")
+               what="c replaying up to the torn record", show=lambda: cursor_of(c))
     assert not status_of(c).get("damage"), status_of(c)
     assert not view(c, "diskstate").startswith("DefectiveLog"), view(c, "diskstate")
     assert int(view(c, "work-rest")) > 0
@@ -190,6 +193,7 @@ def test_bad_input_is_refused_with_exit_1_and_changes_nothing(datanet):
 
     def refused(host, *args, says):
         before = metadata(host)
+        # A refusal comes at once; a command that waited instead would exit 3 (timed out).
         result = host.marsadm(*args, "--timeout=5", check=False)
         assert result.returncode == 1, (args, result.returncode, result.stdout, result.stderr)
         assert result.stderr.startswith(f"marsadm {args[0]}: "), result.stderr
@@ -218,13 +222,15 @@ def test_paused_fetch_and_replay_hold_back_the_secondary_until_resumed(datanet):
 
     # Fetch paused: nothing new arrives, so nothing reaches the disk.
     b.marsadm("pause-fetch", RES)
-    wait_until(lambda: view(b, "replstate") == "PausedFetch", what="PausedFetch")
+    wait_until(lambda: view(b, "replstate") == "PausedFetch", what="PausedFetch",
+               show=lambda: view(b, "replstate"))
     assert view(b, "flags")[4] == "-", view(b, "flags")
     sizes = logfiles(b)
     data = os.urandom(4 * MIB)
     write_device(a, 8 * MIB, data)
-    wait_until(lambda: int(view(b, "work-rest")) >= len(data), timeout=10,
-               what="b's work-rest counting what it has not fetched")
+    wait_until(lambda: int(view(b, "work-rest")) >= len(data),
+               what="b's work-rest counting what it has not fetched",
+               show=lambda: view(b, "work-rest"))
     assert logfiles(b) == sizes
     assert disk_bytes(b, 8 * MIB, len(data)) != data
     assert view(b, "diskstate").startswith("OutDated[F")
@@ -235,13 +241,16 @@ def test_paused_fetch_and_replay_hold_back_the_secondary_until_resumed(datanet):
 
     # Replay paused: logfiles arrive, the disk stays as it was.
     b.marsadm("pause-replay", RES)
-    wait_until(lambda: view(b, "replstate") == "PausedReplay", what="PausedReplay")
+    wait_until(lambda: view(b, "replstate") == "PausedReplay", what="PausedReplay",
+               show=lambda: view(b, "replstate"))
     assert view(b, "flags")[5] == "-", view(b, "flags")
     position = cursor_of(b)
     data = os.urandom(4 * MIB)
     write_device(a, 20 * MIB, data)
-    wait_until(lambda: fetched(a, b), timeout=20, what="b fetching while replay is paused")
-    wait_until(lambda: int(view(b, "work-rest")) >= len(data), what="work-rest of the unreplayed log")
+    wait_until(lambda: fetched(a, b), what="b fetching while replay is paused",
+               show=lambda: f"a: {logfiles(a)}, b: {logfiles(b)}")
+    wait_until(lambda: int(view(b, "work-rest")) >= len(data), what="work-rest of the unreplayed log",
+               show=lambda: view(b, "work-rest"))
     assert view(b, "diskstate") == "OutDated[R]"
     assert cursor_of(b) == position
     assert disk_bytes(b, 20 * MIB, len(data)) != data
@@ -272,12 +281,12 @@ def test_log_rotate_and_deletion_of_replayed_logfiles(datanet):
 
     b.start()
     wait_until(lambda: cursor_of(b, a) and cursor_of(b, a).logfile == "log-000000002-a",
-               timeout=30, what="b following into log-000000002-a")
+               what="b following into log-000000002-a", show=lambda: cursor_of(b, a))
     datanet.wait(b, RES)
     assert disks_equal(datanet, a, b)
     for host in (a, b):                     # marsd deletes them every few rounds
-        wait_until(lambda: sorted(logfiles(host)) == ["log-000000002-a"], timeout=15,
-                   what=f"logfile 1 deleted on {host.name}")
+        wait_until(lambda: sorted(logfiles(host)) == ["log-000000002-a"],
+                   what=f"logfile 1 deleted on {host.name}", show=lambda: logfiles(host))
 
     # log-delete-all does it at once (no marsd here to do it behind our back).
     b.stop()
@@ -319,7 +328,8 @@ def test_a_sync_is_consistent_only_once_replay_passed_the_writes_it_overlapped(d
     writer.start()
     try:
         b.marsadm("join-resource", RES, b.disk)
-        wait_until(lambda: view(b, "sync-rest") == "0", timeout=60, what="b's sync")
+        wait_until(lambda: view(b, "sync-rest") == "0", what="b's sync",
+                   show=lambda: view(b, "sync-rest"))
     finally:
         stop.set()
         writer.join()
@@ -335,8 +345,9 @@ def test_a_sync_is_consistent_only_once_replay_passed_the_writes_it_overlapped(d
     write_device(a, 16 * MIB, data)
     (log_dir(a) / "log-000000001-a").unlink()      # what a did not knowing b yet
     resumed_globally(a, "fetch", "replay")
-    wait_until(lambda: "full sync again" in b.current_log(), timeout=30,
-               what="b noticing that log-000000001-a is gone")
+    wait_until(lambda: "full sync again" in b.current_log(),
+               what="b noticing that log-000000001-a is gone",
+               show=lambda: b.current_log()[-2000:])
     datanet.wait(b, RES)
     assert view(b, "is-consistent") == "1"
     assert cursor_of(b).logfile == "log-000000002-a"
@@ -345,7 +356,8 @@ def test_a_sync_is_consistent_only_once_replay_passed_the_writes_it_overlapped(d
 
     # A consistent replica that loses a logfile keeps its state and says what to do.
     paused_globally(a, b, "fetch")
-    wait_until(lambda: view(b, "replstate") == "PausedFetch", what="PausedFetch")
+    wait_until(lambda: view(b, "replstate") == "PausedFetch", what="PausedFetch",
+               show=lambda: view(b, "replstate"))
     write_device(a, 40 * MIB, os.urandom(1 * MIB))
     a.marsadm("log-rotate", RES)
     wait_until(lambda: "log-000000003-a" in logfiles(a), what="log-000000003-a on a")
@@ -353,7 +365,8 @@ def test_a_sync_is_consistent_only_once_replay_passed_the_writes_it_overlapped(d
     position = cursor_of(b)
     resumed_globally(a, "fetch")
     wait_until(lambda: "log-000000002-a is gone on a before this host fetched all of it" in
-               b.marsadm("view", RES).stdout, timeout=30, what="b saying that it needs invalidate")
+               b.marsadm("view", RES).stdout, what="b saying that it needs invalidate",
+               show=lambda: b.marsadm("view", RES).stdout)
     assert "`marsadm invalidate vm1` syncs it anew" in b.marsadm("view", RES).stdout
     assert view(b, "is-consistent") == "1" and cursor_of(b) == position
 
@@ -372,7 +385,7 @@ def test_resize_grows_device_filesystem_and_replica(datanet):
     wait_until(lambda: all(a.live_values(f"resource-{RES}/").get(
         f"resource-{RES}/actual-{host.name}/disk-size") == str(new) for host in (a, b)),
         what="both disk sizes reported to a")
-    a.marsadm("resize", RES, "--timeout=30")
+    a.marsadm("resize", RES, f"--timeout={STATE_WAIT:g}")
     assert a.view("resource-size", RES) == f"{new}\n"
     device = subprocess.run(["blockdev", "--getsize64", str(DataNet.device(a, RES))],
                             capture_output=True, text=True, check=True)
@@ -383,7 +396,8 @@ def test_resize_grows_device_filesystem_and_replica(datanet):
     assert after.f_blocks * after.f_frsize > before.f_blocks * before.f_frsize + 64 * MIB
     written.update(write_files(a.mnt, 40, 2 * MIB, prefix="after"))   # reaches the new area
     wait_until(lambda: view(b, "sync-size") == str(new) and view(b, "sync-rest") == "0",
-               what="b complete for the new size")
+               what="b complete for the new size",
+               show=lambda: f"sync-size {view(b, 'sync-size')}, sync-rest {view(b, 'sync-rest')}")
     assert view(b, "is-consistent") == "1"
     datanet.umount(a)
     datanet.wait(b, RES)
@@ -401,7 +415,8 @@ PROGRESS = re.compile(r"^  sync: (\d+\.\d)% .* of 320\.0 MiB, rate (\d+\.\d) (Ki
 
 def metric(host, name):
     """The value of counter `name` for vm1, from the host's metrics endpoint."""
-    with urllib.request.urlopen(f"http://{host.address}:7780/metrics", timeout=10) as reply:
+    with urllib.request.urlopen(f"http://{host.address}:7780/metrics",
+                                timeout=STATE_WAIT) as reply:
         text = reply.read().decode()
     match = re.search(rf'^{name}(?:_total)?{{resource="{RES}"}} (\S+)$', text, re.M)
     assert match, f"{name} missing on {host.name}:\n{text}"
@@ -415,8 +430,8 @@ def test_sync_progress_view_and_metrics(datanet):
     write_files(a.mnt, 25, 8 * MIB, prefix="bulk", fsync=False)
     os.sync()
     b.marsadm("join-resource", RES, b.disk)
-    wait_until(lambda: status_of(b).get("sync_done", 0) > 0, timeout=20, interval=0.01,
-               what="b's sync under way")
+    wait_until(lambda: status_of(b).get("sync_done", 0) > 0, interval=0.01,
+               what="b's sync under way", show=lambda: status_of(b))
     summary = b.marsadm("view", RES).stdout
     match = PROGRESS.search(summary)
     if match is None or not status_of(b).get("syncing"):

@@ -7,17 +7,16 @@ import signal
 
 import pytest
 
-from tests.helpers.dataplane import tree_checksums, write_files
-from tests.helpers.lab import lab_up, sequence_problems
-from tests.root.test_lab import wait_for_records
-from tests.root.test_migrate import files_dir, migrate, placement
+from tests.helpers.dataplane import tree_checksums
+from tests.helpers.lab import (files_dir, lab_up, migrate, placement, roles_and_running,
+                               sequence_problems, wait_for_records, written_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
-@pytest.fixture
-def lab(tmp_path):
-    with lab_up(tmp_path) as run:
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with lab_up(tmp_path_factory.mktemp("repair")) as run:
         yield run
 
 
@@ -30,11 +29,9 @@ def members(lab, host):
     return lab.exec(host, "marsadm", "view-resource-members", "vm1").stdout.split()
 
 
-def test_repair_vm_starts_a_stopped_container_on_the_first_host_where_it_runs(lab):
-    files_dir(lab, "a1").mkdir()
-    write_files(files_dir(lab, "a1"), count=8, size=128 * 1024)
-    os.sync()
-    before = tree_checksums(files_dir(lab, "a1"))
+def test_repair_vm_starts_a_stopped_container_on_the_first_host_where_it_runs(at_home):
+    lab = at_home
+    before = written_files(lab, "a1", "repair-vm", count=8, size=128 * 1024)
     for args, message in {("repair-vm", "vm9", "a1"): "unknown resource vm9",
                           ("repair-vm", "vm1", "b1"): "none of b1 has a replica",
                           ("repair-vm", "vm1", "x9"): "unknown host 'x9'",
@@ -49,39 +46,41 @@ def test_repair_vm_starts_a_stopped_container_on_the_first_host_where_it_runs(la
     roles, running, _, locks = placement(lab)
     assert running == ["a2"] and roles == {"a2": "Primary", "a1": "Secondary"}
     assert not any(locks.values())
-    assert tree_checksums(files_dir(lab, "a2")) == before
+    assert tree_checksums(files_dir(lab, "a2", "repair-vm")) == before
     assert not sequence_problems(wait_for_records(lab, "a2", 3))
     assert unchanged[2] == placement(lab)[2], "no LV was created or removed"
 
 
 def test_repair_mars_rebuilds_the_resource_stand_alone_from_the_chosen_replica(lab):
-    files_dir(lab, "a1").mkdir()
-    write_files(files_dir(lab, "a1"), count=8, size=128 * 1024)
-    os.sync()
-    before = tree_checksums(files_dir(lab, "a1"))
-    marsd = lab.status()["a2"]["marsd_pid"]
+    """From where vm1 is (the repair-vm test left it on a2): its primary
+    `chosen` keeps the data, its other replica `gone` stops answering."""
+    roles, _ = roles_and_running(lab.status())
+    chosen = next(host for host, role in roles.items() if role == "Primary")
+    gone = next(host for host, role in roles.items() if role != "Primary")
+    before = written_files(lab, chosen, "repair-mars", count=8, size=128 * 1024)
+    marsd = lab.status()[gone]["marsd_pid"]
     os.kill(marsd, signal.SIGSTOP)                     # a member that does not answer
     try:
-        refused = migrate(lab, "--yes", "repair-mars", "vm1", "a1", check=False)
+        refused = migrate(lab, "--yes", "repair-mars", "vm1", chosen, check=False)
     finally:
         os.kill(marsd, signal.SIGCONT)
-    assert refused.returncode == 191 and "a2 (members of vm1) do not answer" in refused.stderr
-    assert members(lab, "a1") == ["a1", "a2"]
+    assert refused.returncode == 191 and f"{gone} (members of vm1) do not answer" in refused.stderr
+    assert members(lab, chosen) == sorted([chosen, gone])
 
-    dry = migrate(lab, "--dry-run", "repair-mars", "vm1", "b1", "a1")
+    dry = migrate(lab, "--dry-run", "repair-mars", "vm1", "b1", chosen)
     assert "b1 has no LV vg0/vm1" in dry.stdout and \
-        "would rebuild vm1 stand-alone on a1" in dry.stdout, dry.stdout
-    assert members(lab, "a1") == ["a1", "a2"]
+        f"would rebuild vm1 stand-alone on {chosen}" in dry.stdout, dry.stdout
+    assert members(lab, chosen) == sorted([chosen, gone])
 
-    migrate(lab, "--yes", "repair-mars", "vm1", "b1", "a1")
-    assert members(lab, "a1") == ["a1"] and members(lab, "a2") == ["a1"]
-    assert lab.exec("a1", "marsadm", "view-get-primary", "vm1").stdout.strip() == "a1"
+    migrate(lab, "--yes", "repair-mars", "vm1", "b1", chosen)
+    assert members(lab, chosen) == [chosen] and members(lab, gone) == [chosen]
+    assert lab.exec(chosen, "marsadm", "view-get-primary", "vm1").stdout.strip() == chosen
     assert [name for name, entry in lab.status().items()
-            if entry["containers"].get("vm1") == "RUNNING"] == ["a1"]
-    assert tree_checksums(files_dir(lab, "a1")) == before
-    assert not sequence_problems(wait_for_records(lab, "a1", 3))
-    assert "nothing to repair" in migrate(lab, "--yes", "repair-mars", "vm1", "a1").stdout
+            if entry["containers"].get("vm1") == "RUNNING"] == [chosen]
+    assert tree_checksums(files_dir(lab, chosen, "repair-mars")) == before
+    assert not sequence_problems(wait_for_records(lab, chosen, 3))
+    assert "nothing to repair" in migrate(lab, "--yes", "repair-mars", "vm1", chosen).stdout
 
-    migrate(lab, "migrate", "vm1", "a1", "a2")         # a new replica on the old LV
-    assert members(lab, "a1") == ["a1", "a2"]
-    assert tree_checksums(files_dir(lab, "a1")) == before
+    migrate(lab, "migrate", "vm1", chosen, gone)       # a new replica on the old LV
+    assert members(lab, chosen) == sorted([chosen, gone])
+    assert tree_checksums(files_dir(lab, chosen, "repair-mars")) == before

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.helpers.dataplane import MIB, tree_checksums, write_files
+from tests.helpers.dataplane import MIB, STATE_WAIT, tree_checksums, write_files
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -18,7 +18,7 @@ def start_primary(net, *names):
         host.wait_serving()
     a = hosts[0]
     a.marsadm("create-resource", "vm1", a.disk)
-    net.wait(a, "vm1", "device", timeout=60)
+    net.wait(a, "vm1", "device")
     net.mkfs(a, "vm1")
     net.mount(a, "vm1")
     return hosts
@@ -70,7 +70,7 @@ def test_handover_there_and_back_keeps_every_file(datanet):
     datanet.umount(a)
     datanet.wait(b, "vm1")
 
-    b.marsadm("primary", "vm1", "--timeout=60")
+    b.marsadm("primary", "vm1", f"--timeout={STATE_WAIT:g}")
     assert b.view("is-primary", "vm1") == "1\n"
     assert b.view("role", "vm1") == "Primary\n"
     assert a.view("role", "vm1") == "Secondary\n"
@@ -81,7 +81,7 @@ def test_handover_there_and_back_keeps_every_file(datanet):
     datanet.umount(b)
     datanet.wait(a, "vm1")
 
-    a.marsadm("primary", "vm1", "--timeout=60")
+    a.marsadm("primary", "vm1", f"--timeout={STATE_WAIT:g}")
     datanet.mount(a, "vm1")
     assert tree_checksums(a.mnt) == written
     assert a.view("is-split-brain", "vm1") == "0\n"
@@ -97,8 +97,8 @@ def test_a_handover_back_before_the_new_primary_wrote_anything_completes(datanet
     datanet.umount(a)
     datanet.wait(b, "vm1")
 
-    b.marsadm("primary", "vm1", "--timeout=60")
+    b.marsadm("primary", "vm1", f"--timeout={STATE_WAIT:g}")
     assert b.view("is-primary", "vm1") == "1\n"
-    a.marsadm("primary", "vm1", "--timeout=60")
+    a.marsadm("primary", "vm1", f"--timeout={STATE_WAIT:g}")
     assert a.view("is-primary", "vm1") == "1\n"
     assert a.view("is-split-brain", "vm1") == "0\n"

@@ -1,0 +1,438 @@
+"""A fake fleet: hosts that answer Football's commands as real lab hosts do,
+with state that the commands change, so that whole operations run in
+seconds without root, marsd, FUSE or LXC.
+
+- `marsadm` is a model of one MARS fleet: clusters, resources, members,
+  the designated primary, sync progress, replay; its output is what the
+  bundled marsadm prints for the views Football reads (mars/views.py).
+- `football-host vg` and `football-host lock` are the real host-side
+  helpers, run in-process on the host's root directory (sparse files and
+  lock files under the test's tmp dir).
+- `football-host ct` (LXC), `mount`, `umount`, `findmnt` are a model: a
+  container is defined only where its volume is mounted, a volume can be
+  mounted only where the resource's device is up (its primary), and it
+  cannot be unmounted while the container runs.
+
+The workload: while a container runs, every command the fleet answers is
+one tick in which it appends the next record to the resource's volume (a
+sequence number, as templates/lab/workload.sh does); secondaries that have
+synced replay up to the primary's last record each tick. A container that
+starts continues from the last record on its host's volume, so a start on
+a stale copy shows as a repeated sequence number.
+
+`violations` collects what must never happen whatever Football does (two
+running copies, an LV removed while MARS still uses it, a handover while
+the old primary's device is in use); the tests assert it stays empty."""
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from football.ops.cluster import connected_groups
+from football.hostside.cli import cli as host_cli
+from football.transport import CommandFailed, Result
+from tests.helpers.fakehost import UnexpectedCommand
+
+EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
+# what changes a host: marsadm's actions, football-host's, mount, umount, mkdir
+CHANGING = {"join-resource", "leave-resource", "primary", "secondary", "merge-cluster",
+            "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
+            "take", "release", "mount", "umount", "mkdir"}
+
+
+@dataclass
+class Replica:
+    disk: str
+    sync_rest: int              # bytes the full sync still has to copy
+    applied: int = 0            # how many of the resource's records this disk holds
+
+
+@dataclass
+class Resource:
+    size: int
+    primary: str
+    replicas: dict = field(default_factory=dict)    # host -> Replica
+    records: list = field(default_factory=list)     # the primary's volume: sequence numbers
+
+
+class Refused(Exception):
+    def __init__(self, message, exit_code=EXIT_REFUSED):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class FakeFleet:
+    """The hosts of `inventory` (a parsed football Inventory whose hosts have
+    their own `root` directories) as one simulated fleet."""
+
+    def __init__(self, inventory, vg_size="4G", sync_chunk=None):
+        self.inventory = inventory
+        self.hosts = inventory.hosts
+        self.cluster_id = {}            # host -> MARS cluster number
+        for number, members in enumerate(inventory.clusters.values()):
+            for name in members:
+                self.cluster_id[name] = number
+        self.resources = {}
+        self.mounts = {name: {} for name in self.hosts}       # host -> {mountpoint: device}
+        self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
+        self.down = set()               # hosts whose marsd does not answer
+        self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
+        self.violations = []
+        self.calls = []                 # (host, argv) in the order they ran
+        for host in self.hosts.values():
+            Path(host.root).mkdir(parents=True, exist_ok=True)
+            self._host_helper(host, ["vg", host.path(f"/dev/{host.vg}"), "create-vg", vg_size])
+
+    # ------------------------------------------------------------ set-up
+    def runner(self, name):
+        return FakeHostRunner(self, name)
+
+    def create_resource(self, res, primary, secondaries=(), size=320 << 20, running=True):
+        """`res` as `lab up` leaves it: an LV on every replica, primary on
+        `primary`, mounted there, container running, secondaries synced."""
+        members = [primary, *secondaries]
+        for name in members:
+            host = self.hosts[name]
+            self._host_helper(host, ["vg", host.path(f"/dev/{host.vg}"), "create", res, str(size)])
+        resource = Resource(size, primary)
+        for name in members:
+            host = self.hosts[name]
+            resource.replicas[name] = Replica(host.path(f"/dev/{host.vg}/{res}"), 0)
+        self.resources[res] = resource
+        host = self.hosts[primary]
+        self.mounts[primary][host.mountpoint(res)] = host.device(res)
+        self.containers[primary][res] = "STOPPED"
+        if running:
+            self._start_container(primary, res)
+        return resource
+
+    # ------------------------------------------------------------ observing
+    def cluster_of(self, name):
+        number = self.cluster_id[name]
+        return sorted(host for host, other in self.cluster_id.items() if other == number)
+
+    def running(self, res):
+        return sorted(name for name, states in self.containers.items()
+                      if states.get(res) == "RUNNING")
+
+    def members(self, res):
+        return sorted(self.resources[res].replicas)
+
+    def lvs(self, name):
+        host = self.hosts[name]
+        return self._host_json(host, ["vg", host.path(f"/dev/{host.vg}"), "info"])["lvs"]
+
+    def locks(self, name, directory="/var/lock/football"):
+        host = self.hosts[name]
+        return self._host_json(host, ["lock", host.path(directory), "list"])
+
+    def changes(self):
+        """The (host, argv) of every command run so far that changes a host."""
+        def verb(argv):
+            if argv[0] == "marsadm":
+                return next(arg for arg in argv[1:] if not arg.startswith("--"))
+            return argv[3] if argv[0] == "football-host" else argv[0]
+        return [(name, argv) for name, argv in self.calls if verb(argv) in CHANGING]
+
+    def sequence_problems(self, res):
+        """Repeated or missing sequence numbers of the workload's records."""
+        records = self.resources[res].records
+        return [f"{before} -> {after}" for before, after in zip(records, records[1:])
+                if after != before + 1]
+
+    # ------------------------------------------------------------ running
+    def run(self, name, argv, input=None):
+        argv = tuple(str(arg) for arg in argv)
+        self.calls.append((name, argv))
+        self._tick()
+        try:
+            stdout = self._dispatch(name, argv, input)
+            return Result(name, argv, 0, stdout, "")
+        except Refused as refused:
+            return Result(name, argv, refused.exit_code, "", f"{argv[0]}: {refused}\n")
+
+    def _dispatch(self, name, argv, input):
+        program = argv[0]
+        if program == "marsadm":
+            return self._marsadm(name, [arg for arg in argv[1:] if not arg.startswith("--")])
+        if program == "football-host":
+            return self._football_host(name, list(argv[1:]), input)
+        if program in ("mount", "umount", "findmnt", "mkdir"):
+            return getattr(self, f"_{program}")(name, list(argv[1:]))
+        raise UnexpectedCommand(f"{name}: the fake fleet does not know {shlex.join(argv)}")
+
+    def _tick(self):
+        for res, resource in self.resources.items():
+            if resource.primary and self.containers[resource.primary].get(res) == "RUNNING":
+                resource.records.append(resource.records[-1] + 1 if resource.records else 1)
+                resource.replicas[resource.primary].applied = len(resource.records)
+            for name, replica in resource.replicas.items():
+                if replica.sync_rest:
+                    chunk = self.sync_chunk or max(1, resource.size // 4)
+                    replica.sync_rest = max(0, replica.sync_rest - chunk)
+                elif name != resource.primary and name not in self.down:
+                    replica.applied = len(resource.records)
+
+    # ------------------------------------------------------------ marsadm
+    def _visible(self, name, res):
+        """`res` as `name` sees it: in its MARS cluster; else `Refused` as
+        marsadm's ClusterState.require says."""
+        resource = self.resources.get(res)
+        if resource is None or not set(resource.replicas) & set(self.cluster_of(name)):
+            known = ", ".join(self._all_resources(name)) or "none"
+            raise Refused(f"unknown resource {res!r} (known: {known})")
+        return resource
+
+    def _all_resources(self, name):
+        cluster = set(self.cluster_of(name))
+        return sorted(res for res, resource in self.resources.items()
+                      if set(resource.replicas) & cluster)
+
+    def _my_resources(self, name):
+        return sorted(res for res, resource in self.resources.items()
+                      if name in resource.replicas)
+
+    def _marsadm(self, name, args):
+        if name in self.down:
+            raise Refused(f"marsd not answering on {name} (timed out)", EXIT_TIMEOUT)
+        command, rest = args[0], args[1:]
+        if command.startswith("view-"):
+            return self._view(name, command[len("view-"):], rest)
+        handler = getattr(self, "_mars_" + command.replace("-", "_"), None)
+        if handler is None:
+            raise UnexpectedCommand(f"{name}: the fake marsadm does not know {command}")
+        return handler(name, *rest)
+
+    def _view(self, name, macro, rest):
+        if macro == "my-resources":
+            return _lines(self._my_resources(name))
+        if macro == "all-resources":
+            return _lines(self._all_resources(name))
+        if macro == "cluster-members":
+            return _lines(self.cluster_of(name))
+        argument = rest[0]
+        if argument == "all":
+            names, headers = self._my_resources(name), True
+        else:
+            names = argument.split(",")
+            headers = len(names) > 1
+        out = []
+        for res in names:
+            resource = self._visible(name, res)
+            if headers:
+                out.append(f"--------- resource {res} {resource.size} "
+                           f"[{len(resource.replicas)}/{len(self.cluster_of(name))}]\n")
+            out.append(_lines(self._view_value(name, macro, res, resource)))
+        return "".join(out)
+
+    def _view_value(self, name, macro, res, resource):
+        replica = resource.replicas.get(name)
+        if macro == "resource-members":
+            return sorted(resource.replicas)
+        if macro == "get-primary":
+            return resource.primary or ""
+        if macro in ("sync-size", "resource-size"):
+            return str(resource.size)
+        if macro == "disk-present":
+            return "1" if replica else ""
+        if macro == "sync-rest":
+            return str(replica.sync_rest) if replica else ""
+        if macro == "work-rest":
+            return str(len(resource.records) - replica.applied) if replica else ""
+        if macro == "diskstate":
+            if not replica:
+                return ""
+            return "Inconsistent" if replica.sync_rest else "UpToDate"
+        raise UnexpectedCommand(f"{name}: the fake marsadm has no view-{macro}")
+
+    def _mars_lowlevel_ls_host_ips(self, name):
+        return "".join(f"{host} {self.hosts[host].address}\n" for host in self.cluster_of(name))
+
+    def _mars_wait_cluster(self, name):
+        silent = [host for host in self.cluster_of(name) if host in self.down]
+        if silent:
+            raise Refused(f"marsd not answering on {', '.join(silent)} (waited)", EXIT_TIMEOUT)
+        return ""
+
+    def _mars_merge_cluster(self, name, peer, address):
+        mine, theirs = set(self._all_resources(name)), set(self._all_resources(peer))
+        if mine & theirs:
+            raise Refused(f"both clusters have resources {', '.join(sorted(mine & theirs))}")
+        number = self.cluster_id[peer]
+        for host in self.cluster_of(name):
+            self.cluster_id[host] = number
+        return ""
+
+    def _mars_split_cluster(self, name):
+        cluster = self.cluster_of(name)
+        links = [list(resource.replicas) for resource in self.resources.values()]
+        for group in connected_groups(cluster, links):
+            number = max(self.cluster_id.values()) + 1
+            for host in group:
+                self.cluster_id[host] = number
+        return ""
+
+    def _mars_join_resource(self, name, res, disk):
+        resource = self._visible(name, res)
+        if name in resource.replicas:
+            raise Refused(f"{name} is a member of {res} already")
+        if not Path(disk).exists():
+            raise Refused(f"disk {disk} does not exist")
+        resource.replicas[name] = Replica(disk, resource.size)
+        return ""
+
+    def _mars_leave_resource(self, name, res):
+        resource = self._visible(name, res)
+        if name not in resource.replicas:
+            raise Refused(f"{name} is no member of {res}")
+        if resource.primary == name:
+            raise Refused(f"{name} is the primary of {res}; hand it over first")
+        del resource.replicas[name]
+        return ""
+
+    def _mars_primary(self, name, res):
+        resource = self._visible(name, res)
+        replica = resource.replicas.get(name)
+        if replica is None:
+            raise Refused(f"{name} is no member of {res}")
+        old = resource.primary
+        if old == name:
+            return ""
+        if replica.sync_rest:
+            raise Refused(f"{res} on {name} is not UpToDate")
+        if old and self.hosts[old].device(res) in self.mounts[old].values():
+            raise Refused(f"timed out waiting for {old} to release the device of {res}",
+                          EXIT_TIMEOUT)
+        replica.applied = len(resource.records)
+        resource.primary = name
+        return ""
+
+    def _mars_wait_resource(self, name, res, condition):
+        resource = self._visible(name, res)
+        if condition == "device" and resource.primary == name:
+            return ""
+        raise Refused(f"timed out waiting for {res} {condition} on {name}", EXIT_TIMEOUT)
+
+    # ------------------------------------------------------------ mounts
+    def _device_res(self, name, device):
+        for res, resource in self.resources.items():
+            if self.hosts[name].device(res) == device and resource.primary == name:
+                return res
+        return None
+
+    def _mkdir(self, name, args):
+        Path(args[-1]).mkdir(parents=True, exist_ok=True)
+        return ""
+
+    def _mount(self, name, args):
+        device, mountpoint = args[-2], args[-1]
+        if self._device_res(name, device) is None:
+            raise Refused(f"{device}: special device does not exist", 32)
+        if mountpoint in self.mounts[name]:
+            raise Refused(f"{mountpoint}: already mounted", 32)
+        self.mounts[name][mountpoint] = device
+        return ""
+
+    def _umount(self, name, args):
+        mountpoint = args[-1]
+        if mountpoint not in self.mounts[name]:
+            raise Refused(f"{mountpoint}: not mounted", 32)
+        res = self._res_at(name, mountpoint)
+        if res and self.containers[name].get(res) == "RUNNING":
+            raise Refused(f"{mountpoint}: target is busy", 32)
+        del self.mounts[name][mountpoint]
+        return ""
+
+    def _findmnt(self, name, args):
+        mountpoint = args[args.index("--mountpoint") + 1]
+        if mountpoint not in self.mounts[name]:
+            raise Refused("", 1)
+        return self.mounts[name][mountpoint] + "\n"
+
+    def _res_at(self, name, mountpoint):
+        return next((res for res in self.resources
+                     if self.hosts[name].mountpoint(res) == mountpoint), None)
+
+    # ------------------------------------------------------------ football-host
+    def _football_host(self, name, args, input):
+        if args[0] == "ct":
+            return self._container(name, args[2], args[3] if len(args) > 3 else None)
+        if args[:1] == ["vg"] and args[2] == "remove":
+            res = args[3]
+            resource = self.resources.get(res)
+            if resource and name in resource.replicas:
+                self.violations.append(f"{name}: LV {res} removed while it is a replica's disk")
+        result = CliRunner().invoke(host_cli, args, input=input)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        if result.exit_code:
+            raise Refused(result.stderr.strip() or result.stdout.strip(), result.exit_code)
+        return result.stdout
+
+    def _host_helper(self, host, args):
+        return self._football_host(host.name, args, None)
+
+    def _host_json(self, host, args):
+        return json.loads(self._host_helper(host, args))
+
+    def _container(self, name, action, res):
+        states = self.containers[name]
+        mounted = res is not None and self.hosts[name].mountpoint(res) in self.mounts[name]
+        if action == "list":
+            return json.dumps({res: state for res, state in states.items()
+                               if self.hosts[name].mountpoint(res) in self.mounts[name]})
+        if action == "state":
+            return json.dumps({"state": states.get(res, "STOPPED") if mounted else "UNDEFINED"})
+        if action == "stop":        # as lxc: an undefined or stopped one is left alone
+            stopped = mounted and states.get(res) == "RUNNING"
+            if stopped:
+                states[res] = "STOPPED"
+            return json.dumps({"stopped": stopped})
+        if not mounted:
+            raise Refused(f"container {res} is not defined under {self.hosts[name].lxcpath}", 4)
+        if action == "start":
+            started = states.get(res) != "RUNNING"
+            if started:
+                self._start_container(name, res)
+            return json.dumps({"started": started})
+        raise UnexpectedCommand(f"{name}: the fake fleet has no `ct {action}`")
+
+    def _start_container(self, name, res):
+        resource = self.resources[res]
+        others = [host for host in self.running(res) if host != name]
+        if others:
+            self.violations.append(f"{res} started on {name} while it runs on {others}")
+        replica = resource.replicas[name]
+        if replica.applied < len(resource.records):
+            # a start on a stale copy: it counts on from what its volume holds
+            self.violations.append(f"{res} started on {name} with {replica.applied} of "
+                                   f"{len(resource.records)} records")
+            resource.records.append(resource.records[replica.applied - 1] + 1
+                                    if replica.applied else 1)
+        self.containers[name][res] = "RUNNING"
+
+
+class FakeHostRunner:
+    """One host's transport into the fleet (the interface of
+    football.transport.Transport)."""
+
+    def __init__(self, fleet, name):
+        self.fleet, self.host = fleet, name
+
+    def run(self, argv, *, check=True, timeout=None, input=None):
+        result = self.fleet.run(self.host, argv, input=input)
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def close(self):
+        pass
+
+
+def _lines(value):
+    if isinstance(value, (list, tuple)):
+        return "".join(f"{item}\n" for item in value)
+    return f"{value}\n" if value != "" else ""

@@ -1,0 +1,107 @@
+"""What a killed test run leaves behind, and cleaning it up in the next one.
+
+Daemons a test starts itself die with it (tests/helpers/marshosts.py,
+sshd.py: a parent-death signal). What outlives a killed run by design are
+the lab's daemons and containers (`football lab up` detaches them) and
+whatever a killed process left mounted. So every run marks its base temp
+dir as alive by holding a lock on `ALIVE` in it for as long as it runs; the
+next run finds the dirs of earlier runs whose lock nobody holds and
+removes what lives there: labs through `football lab down` (it works from
+what it finds), then any process that still names the dir, mounts below it
+and loop devices backed by files in it."""
+
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mars.device import loops_backed_by, mounts_under
+
+ALIVE = ".football-run-alive"
+PR_SET_PDEATHSIG = 1
+FOOTBALL = str(Path(sys.executable).parent / "football")
+
+
+def die_with_parent():
+    """`preexec_fn` of a daemon a test starts: SIGTERM for it when the test
+    process dies, however it dies (marsd then tears its devices down). The
+    signal comes when the starting *thread* ends: start daemons from the
+    test's main thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+def processes_naming(path):
+    """{pid: command line} of the live processes whose command line or
+    environment names `path` (a lab's marsd, its containers' monitors)."""
+    marker = str(path).encode()
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (marker in cmdline or marker in environ):
+            found[int(proc.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
+    return found
+
+
+def mark_alive(base):
+    """Hold the lock that says the run of `base` is alive; keep the returned
+    file open for the whole run (closing it, or dying, releases it)."""
+    handle = open(Path(base) / ALIVE, "a")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def dead_runs(root):
+    """The base temp dirs under `root` whose run marked itself and is gone."""
+    dead = []
+    for alive in Path(root).glob(f"*/{ALIVE}"):
+        if alive.parent.is_symlink():       # pytest-current: one of the others
+            continue
+        with open(alive, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue            # that run is still going
+            dead.append(alive.parent)
+    return dead
+
+
+def clean_up_after(base, say=print):
+    """Remove what the dead run of `base` left: labs, processes, mounts, loops."""
+    for state in Path(base).glob("**/lab.json"):
+        say(f"cleaning up after a killed test run: football lab down in {state.parent}")
+        subprocess.run([FOOTBALL, "lab", "down"], capture_output=True,
+                       env=dict(os.environ, FOOTBALL_LAB_DIR=str(state.parent)))
+    pids = processes_naming(base)
+    for pid, command in pids.items():
+        say(f"cleaning up after a killed test run: stopping pid {pid} ({command})")
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30         # marsd tears its devices down on SIGTERM
+    while processes_naming(base) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in processes_naming(base):
+        _signal(pid, signal.SIGKILL)
+    for point, _ in mounts_under(base):
+        if subprocess.run(["umount", point], capture_output=True).returncode:
+            subprocess.run(["umount", "--lazy", point], capture_output=True)
+    for loop in loops_backed_by(str(base) + "/"):
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
+
+
+def _signal(pid, number):
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,81 @@
+"""The variants of `football migrate` in the lab, and its crashes: two-phase
+(the new secondary syncs from the new primary after the handover) with
+handovers before (`--pre-hand`) and after (`--post-hand`); then a sample of
+each kind of its injection points: before the sync, inside the downtime
+window, in the cleanup. Every point is swept on the fake fleet
+(tests/unit/test_injection_sweep.py); here the real marsd, devices, xfs,
+LXC and workload show that a crashed run and its re-run lose nothing."""
+
+import pytest
+
+from tests.helpers.dataplane import tree_checksums
+from tests.helpers.lab import (MIGRATE_POINTS, assert_on, events, files_dir, lab_up,
+                               migrate, placement, roles_and_running, sequence_problems,
+                               wait_for_records, written_files)
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with lab_up(tmp_path_factory.mktemp("variants")) as run:
+        yield run
+
+
+def test_two_phase_migrate_with_handovers_before_and_after_keeps_every_record(at_home):
+    lab = at_home
+    before = written_files(lab, "a1", "two-phase", count=8, size=128 * 1024)
+    unchanged = placement(lab)
+    bad = migrate(lab, "migrate", "vm1", "cluster2", "--pre-hand", "a2", "--post-hand", "a1",
+                  check=False)
+    assert bad.returncode == 191 and "--post-hand a1 is not one of the new replicas" in \
+        bad.stderr, bad.stderr
+    assert placement(lab) == unchanged
+
+    moved = migrate(lab, "migrate", "vm1", "b1", "b2", "--two-phase", "--pre-hand", "a2",
+                    "--post-hand", "b2")
+    assert_on(lab, "b2", "b1")
+    windows = events(moved, "downtime-end")
+    assert [window["host"] for window in windows] == ["a2", "b1", "b2"], windows
+    points = [(event["name"], event["time"]) for event in events(moved, "injection-point")]
+    joins = [stamp for name, stamp in points if name == "prepare:joined"]
+    assert len(joins) == 2, points
+    # phase one synced b1 alone and handed over; only then did b2 join, from b1
+    assert joins[0] < windows[1]["time"] < joins[1]
+    summary = events(moved, "summary")[-1]
+    assert summary["synced_bytes"] == 2 * (320 << 20)
+    assert summary["post_hand_downtime_seconds"] is not None
+    assert tree_checksums(files_dir(lab, "b2", "two-phase")) == before
+    assert not sequence_problems(wait_for_records(lab, "b2", 3))
+
+    again = migrate(lab, "migrate", "vm1", "b1", "b2", "--two-phase", "--pre-hand", "a2",
+                    "--post-hand", "b2", check=False)
+    assert again.returncode == 191 and "a2 has no replica" in again.stderr, again.stderr
+    assert "nothing to do" in migrate(lab, "migrate", "vm1", "b1", "b2",
+                                      "--post-hand", "b2").stdout
+    assert_on(lab, "b2", "b1")
+
+
+@pytest.mark.parametrize("point", ["prepare:lv-created", "finish:stopped", "cleanup:left"])
+def test_migrate_resumes_after_a_crash_before_the_sync_in_the_downtime_window_and_in_cleanup(
+        lab, point):
+    """A sample of the injection points in the real lab, one of each kind:
+    before the sync, inside the downtime window (the container is stopped),
+    in the cleanup. vm1 goes to the other cluster from where it is; the
+    crashed run and its re-run end there with every file and every record."""
+    roles, _ = roles_and_running(lab.status())
+    primary = next(host for host, role in roles.items() if role == "Primary")
+    where, (new_primary, new_secondary) = ("cluster2", ("b1", "b2")) if primary in ("a1", "a2") \
+        else ("cluster1", ("a1", "a2"))
+    name = point.replace(":", "-")
+    before = written_files(lab, primary, name, count=4, size=128 * 1024)
+    number = MIGRATE_POINTS.index(point) + 1
+    crashed = migrate(lab, "--debug-injection-point", str(number), "migrate", "vm1", where,
+                      check=False)
+    assert crashed.returncode == 1, f"point {number} ({point}): {crashed.stderr[-2000:]}"
+    assert f"injection point {number} ({point})" in crashed.stderr
+    migrate(lab, "migrate", "vm1", where)
+    assert_on(lab, new_primary, new_secondary)
+    assert tree_checksums(files_dir(lab, new_primary, name)) == before
+    records = wait_for_records(lab, new_primary, 3)
+    assert not sequence_problems(records), f"after {point}: {sequence_problems(records)}"

@@ -1,0 +1,188 @@
+"""Every injection point of every operation, swept on a fake fleet
+(tests/helpers/fakefleet.py): the real `football` command line, plugins,
+journal, locks and host-side helpers; hosts that answer as lab hosts do.
+For each point N: a run that crashes at N, then a re-run of the same
+command, must end with the resource where it was asked to go, running
+once, its workload's records unbroken, no lock left, no LV left on old
+hosts, the MARS clusters as the inventory wants them — and nothing that
+must never happen (two running copies, a removed disk in use) on the way.
+
+The real lab keeps samples of these (tests/root/test_migrate.py)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from football.cli import cli
+from football.inventory import Host, parse
+from tests.helpers.fakefleet import FakeFleet
+from tests.helpers.lab import MIGRATE_POINTS
+
+HOMES = {"cluster1": ("a1", "a2"), "cluster2": ("b1", "b2")}
+
+
+@pytest.fixture
+def fleet(tmp_path, monkeypatch):
+    data = {"clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2"]},
+            "hosts": {name: {"address": f"127.0.9.{number}", "root": str(tmp_path / name)}
+                      for number, name in enumerate(["a1", "a2", "b1", "b2"], start=11)},
+            "defaults": {"transport": "local", "storage": "filevg", "manager": "lab",
+                         "container": "lxc", "vg_size": "4G"}}
+    path = tmp_path / "fleet.yml"
+    path.write_text(json.dumps(data))
+    fleet = FakeFleet(parse(data, str(path)))
+    fleet.inventory_path = str(path)
+    fleet.state_dir = str(tmp_path / "controller")
+    monkeypatch.setattr(Host, "runner", property(lambda host: fleet.runner(host.name)))
+    for name in ("FOOTBALL_INVENTORY", "FOOTBALL_STATE_DIR", "FOOTBALL_PLUGIN_DIRS"):
+        monkeypatch.delenv(name, raising=False)
+    fleet.create_resource("vm1", "a1", ["a2"])
+    return fleet
+
+
+def football(fleet, *args):
+    """`football --json <args>` in-process against the fleet: (exit code,
+    events, stderr)."""
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--yes",
+                                      "--var", f"state_dir={fleet.state_dir}",
+                                      "--var", "poll_interval=0", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.exit_code, events, result.stderr
+
+
+def points_of(events):
+    return [event["name"] for event in events if event["event"] == "injection-point"]
+
+
+def assert_placed(fleet, primary, secondaries, res="vm1"):
+    """`res` is primary and runs on `primary` alone, replicated exactly to
+    `secondaries`; LVs only there; no lock or intent anywhere; its records
+    unbroken; nothing forbidden happened."""
+    resource = fleet.resources[res]
+    assert resource.primary == primary
+    assert fleet.members(res) == sorted([primary, *secondaries])
+    assert fleet.running(res) == [primary]
+    holders = {name for name in fleet.hosts if res in fleet.lvs(name)}
+    assert holders == {primary, *secondaries}, f"LVs of {res} on {sorted(holders)}"
+    for name in fleet.hosts:
+        assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"
+        assert not fleet.locks(name, "/var/lib/football/intents"), f"{name}: intents left"
+    assert not fleet.sequence_problems(res)
+    assert not fleet.violations
+
+
+def assert_clusters_as_inventory(fleet):
+    for members in fleet.inventory.clusters.values():
+        for name in members:
+            assert fleet.cluster_of(name) == sorted(members), \
+                f"{name} is in the MARS cluster {fleet.cluster_of(name)}"
+
+
+def sweep(fleet, command, destinations, placed):
+    """Run `command(destination)` once to count its injection points, then
+    for every point N: crash at N, re-run, check `placed(destination)`.
+    The destinations alternate, so each crashed run has real work to do.
+    Returns the names of the points."""
+    code, events, stderr = football(fleet, *command(destinations[0]))
+    assert code == 0, stderr
+    placed(destinations[0])
+    points = points_of(events)
+    for number, name in enumerate(points, start=1):
+        where = destinations[number % len(destinations)]
+        code, events, stderr = football(fleet, "--debug-injection-point", str(number),
+                                        *command(where))
+        assert code == 1, f"point {number} ({name}): exit {code}: {stderr}"
+        assert f"injection point {number} ({name})" in stderr
+        assert points_of(events)[-1] == name, f"point {number}: reached {points_of(events)}"
+        assert not fleet.violations, f"point {number} ({name}): {fleet.violations}"
+        assert len(fleet.running("vm1")) <= 1
+        code, events, stderr = football(fleet, *command(where))
+        assert code == 0, f"re-run after point {number} ({name}): exit {code}: {stderr}"
+        placed(where)
+    return points
+
+
+def test_migrate_resumes_after_a_crash_at_every_injection_point(fleet):
+    def placed(cluster):
+        primary, secondary = HOMES[cluster]
+        assert_placed(fleet, primary, [secondary])
+        assert_clusters_as_inventory(fleet)
+
+    points = sweep(fleet, lambda cluster: ["migrate", "vm1", cluster],
+                   ["cluster2", "cluster1"], placed)
+    assert tuple(points) == MIGRATE_POINTS
+
+
+def test_two_phase_migrate_resumes_after_a_crash_at_every_injection_point(fleet):
+    def placed(cluster):
+        primary, secondary = HOMES[cluster]
+        assert_placed(fleet, primary, [secondary])
+        assert_clusters_as_inventory(fleet)
+
+    points = sweep(fleet, lambda cluster: ["migrate", "--two-phase", "vm1", *HOMES[cluster]],
+                   ["cluster2", "cluster1"], placed)
+    # the new primary synced and handed over to first, then the new secondary
+    assert points[:4] == ["prepare:merged", "prepare:lv-created", "prepare:joined",
+                          "wait:synced"]
+    assert points.count("finish:primary") == 1 and points.count("wait:synced") == 2
+    assert points.index("finish:started") < points.index("wait:synced", 4)
+
+
+def test_migrate_with_handovers_before_and_after_resumes_at_every_injection_point(fleet):
+    def placed(cluster):
+        primary, secondary = HOMES[cluster]
+        assert_placed(fleet, secondary, [primary])
+        assert_clusters_as_inventory(fleet)
+
+    def command(cluster):
+        # hand over to the current secondary first, to the new secondary at the end
+        before = HOMES["cluster1" if cluster == "cluster2" else "cluster2"][0]
+        return ["migrate", "vm1", *HOMES[cluster], "--pre-hand", before,
+                "--post-hand", HOMES[cluster][1]]
+
+    code, _, stderr = football(fleet, "handover", "vm1", "a2")
+    assert code == 0, stderr
+    points = sweep(fleet, command, ["cluster2", "cluster1"], placed)
+    assert points.count("finish:primary") == 3       # pre-hand, the migrate, post-hand
+
+
+def test_handover_resumes_after_a_crash_at_every_injection_point(fleet):
+    points = sweep(fleet, lambda host: ["handover", "vm1", host], ["a2", "a1"],
+                   lambda host: assert_placed(fleet, host, [{"a1": "a2", "a2": "a1"}[host]]))
+    assert points == ["finish:locked", "finish:stopped", "finish:primary", "finish:started"]
+
+
+def test_split_cluster_resumes_after_a_crash_between_split_and_merges(fleet):
+    fleet.create_resource("vm2", "b1")         # b2 holds nothing: alone after a split
+    code, _, stderr = football(fleet, "merge-cluster", "a1", "b1")
+    assert code == 0, stderr
+    assert fleet.cluster_of("a1") == ["a1", "a2", "b1", "b2"]
+    code, events, stderr = football(fleet, "--debug-injection-point", "1",
+                                    "split-cluster", "a1", "b1")
+    assert code == 1 and points_of(events) == ["split-cluster:split"], stderr
+    # crashed after the split, before the merges: cluster2 is in pieces
+    assert fleet.cluster_of("b2") == ["b2"] and fleet.cluster_of("a1") == ["a1", "a2"]
+    code, _, stderr = football(fleet, "split-cluster", "a1", "b1")
+    assert code == 0, stderr
+    assert_clusters_as_inventory(fleet)
+    assert not fleet.violations
+
+
+
+def test_refused_migrations_exit_191_and_run_no_command_that_changes_a_host(fleet):
+    """A target whose marsd does not answer, a target without VG space: the
+    run is refused before anything changes (it only looked)."""
+    fleet.down.add("b2")
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 191 and "b2" in stderr, stderr
+    fleet.down.clear()
+    host = fleet.hosts["b1"]
+    fleet.run("b1", ["football-host", "vg", host.path("/dev/vg0"), "create", "filler", "3900M"])
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 191 and "b1: volume group vg0 has" in stderr, stderr
+    assert fleet.changes() == [("b1", ("football-host", "vg", host.path("/dev/vg0"), "create",
+                                       "filler", "3900M"))]
+    assert_placed(fleet, "a1", ["a2"])
