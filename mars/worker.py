@@ -54,7 +54,7 @@ PERSIST_EVERY = 0.5              # seconds between replay cursor writes
 SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs the disk)
 SYNC_PIPELINE = 3                # sync requests in flight
 REQUEST_TIMEOUT = 20.0           # a fetch or sync request unanswered this long: reconnect
-PROCESS_LOOK_INTERVAL = 1.0     # seconds between looks for processes holding an unmounted device
+PROCESS_LOOK_INTERVAL = 1.0      # seconds between looks for processes holding an unmounted device
 
 
 class Rate:
