@@ -1,7 +1,7 @@
 """`football migrate` end to end in one lab for the file: real marsd, FUSE
 devices, xfs, LXC and the workload; data checked by the workload's records
 and by checksums of files written before each move: bad input, and a
-migrate over a real sshd and back. Each test starts from vm1 at home
+migrate over a real sshd. Each test starts from vm1 at home
 (primary a1, secondary a2: `at_home`). The variants and the crashes at
 injection points: tests/root/test_migrate_variants.py."""
 
@@ -107,14 +107,14 @@ def ssh_inventory(lab, sshd, path):
     return path
 
 
-def test_migrate_to_cluster2_over_ssh_and_back_keeps_every_record_and_every_file(
-        at_home, sshd, tmp_path):
-    """There with the lab's hosts reached through a real sshd (one, listening
-    on all four lab addresses) and an inventory of `transport: ssh` hosts, as
-    a real fleet is; back through the lab's local transport."""
+def test_migrate_to_cluster2_over_ssh_keeps_every_record_and_every_file(at_home, sshd, tmp_path):
+    """The lab's hosts reached through a real sshd (one, listening on all
+    four lab addresses) with an inventory of `transport: ssh` hosts, as a
+    real fleet is. (The way back, and back again, is in
+    test_migrate_variants.py's crash samples.)"""
     lab = at_home
     inventory = ssh_inventory(lab, sshd, tmp_path / "fleet.yml")
-    before = written_files(lab, "a1", "there-and-back", count=20, size=256 * 1024)
+    before = written_files(lab, "a1", "over-ssh", count=20, size=256 * 1024)
 
     env = {key: value for key, value in lab.env.items() if key != "FOOTBALL_LAB_DIR"}
     there = football(env, "--json", "--inventory", str(inventory),
@@ -124,17 +124,13 @@ def test_migrate_to_cluster2_over_ssh_and_back_keeps_every_record_and_every_file
     summary = events(there, "summary")[0]
     assert summary["synced_bytes"] == 2 * (320 << 20)
     assert summary["downtime_seconds"] is not None
-    assert tree_checksums(files_dir(lab, "b1", "there-and-back")) == before
+    assert tree_checksums(files_dir(lab, "b1", "over-ssh")) == before
     records = wait_for_records(lab, "b1", 30)
     assert not sequence_problems(records)
     # every host was driven through sshd, each over one connection
     connections = {address: sshd.connections_to(address) for address in sshd.addresses}
     assert all(count == 1 for count in connections.values()), connections
     assert sshd.log().count("Starting session: command for root") > 20
-
-    migrate(lab, "migrate", "vm1", "cluster1")
-    assert_on(lab, "a1", "a2")
-    assert tree_checksums(files_dir(lab, "a1", "there-and-back")) == before
-    assert not sequence_problems(wait_for_records(lab, "a1", len(records) + 5))
-    again = migrate(lab, "migrate", "vm1", "cluster1")
-    assert "nothing to do" in again.stdout
+    again = football(env, "--inventory", str(inventory), "--var",
+                     f"state_dir={tmp_path / 'controller'}", "migrate", "vm1", "cluster2")
+    assert again.returncode == 0 and "nothing to do" in again.stderr + again.stdout, again.stderr
