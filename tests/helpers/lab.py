@@ -5,7 +5,6 @@ left behind, and what the lab tests ask of it (placement, records, files)."""
 import json
 import os
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +16,9 @@ from football.hostside.filevg import FileVG
 from football.hostside.locks import list_locks
 from mars.device import loops_backed_by, mounts_under
 from tests.helpers.dataplane import tree_checksums, write_files
-from tests.helpers.leftovers import processes_naming
+from tests.helpers.leftovers import FOOTBALL, processes_naming
 from tests.helpers.marshosts import STATE_WAIT, random_subnet
 
-FOOTBALL = str(Path(sys.executable).parent / "football")
 DEMO_SIZE = "320M"          # xfs needs 300 MiB at least
 
 # The injection points of `football migrate` of a resource with two replicas

@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from mars.device import loops_backed_by, mounts_under
+from football.lab import unmount
+from mars.device import LoopError, detach_loop, loops_backed_by, mounts_under
 
 ALIVE = ".football-run-alive"
 PR_SET_PDEATHSIG = 1
@@ -94,10 +95,12 @@ def clean_up_after(base, say=print):
     for pid in processes_naming(base):
         _signal(pid, signal.SIGKILL)
     for point, _ in mounts_under(base):
-        if subprocess.run(["umount", point], capture_output=True).returncode:
-            subprocess.run(["umount", "--lazy", point], capture_output=True)
+        unmount(point)
     for loop in loops_backed_by(str(base) + "/"):
-        subprocess.run(["losetup", "-d", loop], capture_output=True)
+        try:
+            detach_loop(loop)
+        except LoopError as error:
+            say(f"cleaning up after a killed test run: {error}")
 
 
 def _signal(pid, number):
