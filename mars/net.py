@@ -167,6 +167,9 @@ async def connect(address, port, host, key, local_address=None, timeout=10.0, cl
         raise PeerError(f"peer {target} did not answer within {timeout:g}s") from None
     except OSError as exc:
         raise PeerError(f"peer {target} unreachable: {_os_reason(exc)}") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        # reset while greeting: the peer is going down or restarting
+        raise PeerError(f"peer {target} dropped the connection: {exc}") from None
     except ProtocolError as exc:
         raise PeerError(f"peer {target}: protocol error: {exc}") from None
 

@@ -4,6 +4,7 @@ left behind, and what the lab tests ask of it (placement, records, files)."""
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -88,8 +89,20 @@ class LabRun:
             left.append(f"dir {self.dir}")
         return left
 
+    def keep_logs(self):
+        """Copy the hosts' logs (marsd, football runs, containers' LXC logs)
+        to `<base>/lab-logs` before `lab down` removes them: a failure seen
+        in CI can be read afterwards."""
+        kept = self.base / "lab-logs"
+        for log in [*self.dir.glob("*/var/log/**/*"), *self.dir.glob("*/var/lib/lxc/.*.log")]:
+            if log.is_file():
+                target = kept / log.relative_to(self.dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log, target)
+
     def cleanup(self):
         if self.dir.exists():
+            self.keep_logs()
             self.football("down", check=False)
 
 

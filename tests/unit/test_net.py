@@ -111,3 +111,39 @@ async def test_every_message_advances_the_receivers_clock():
 def test_tuple_payload_that_is_not_a_list_of_quadruples_is_a_protocol_error():
     with pytest.raises(net.ProtocolError):
         net.decode_tuples(b'[["only", "three", 1]]')
+
+
+
+class _ResetStream(trio.abc.HalfCloseableStream):
+    """What a peer that resets the connection while greeting looks like."""
+
+    async def receive_some(self, max_bytes=None):
+        raise trio.BrokenResourceError("socket connection broken: [Errno 104] Connection reset by peer")
+
+    async def send_all(self, data):
+        raise trio.BrokenResourceError("socket connection broken: [Errno 32] Broken pipe")
+
+    async def wait_send_all_might_not_block(self):
+        pass
+
+    async def send_eof(self):
+        pass
+
+    async def aclose(self):
+        pass
+
+
+def test_a_peer_that_resets_the_connection_while_greeting_is_a_peer_error(monkeypatch):
+    """A restarting marsd resets connections it had accepted; the reset came
+    up as trio.BrokenResourceError, escaped the pull loop's retries and
+    crashed the marsd that had connected (seen in CI: wait-cluster test)."""
+    async def open_tcp_stream(*args, **kwargs):
+        return _ResetStream()
+
+    monkeypatch.setattr(net.trio, "open_tcp_stream", open_tcp_stream)
+
+    async def connect():
+        await net.connect("127.0.0.9", 7777, "h2", KEY, clock=LamportClock())
+
+    with pytest.raises(net.PeerError, match="127.0.0.9:7777 dropped the connection"):
+        trio.run(connect)
