@@ -9,7 +9,7 @@ DEB_PACKAGES := lxc lxc-dev libfuse3-dev fuse3 pkg-config xfsprogs rsync \
 	openssh-server busybox-static nftables fio python3-venv systemd
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv bench bench-data bench-downtime clean
+.PHONY: demo test deps venv bench bench-data bench-downtime bench-idle clean
 
 # Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
 demo: venv
@@ -33,6 +33,10 @@ bench-data: venv
 # Root: five migrations of the lab's vm1 (1 GiB) between the clusters; about 2 minutes.
 bench-downtime: venv
 	$(BIN)/python -m tests.bench.downtime
+
+# Root: CPU of an idle primary and secondary with 10 resources; about a minute.
+bench-idle: venv
+	$(BIN)/python -m tests.bench.idle
 
 # Installs only what is missing, so a second run costs a dpkg query.
 deps:

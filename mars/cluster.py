@@ -56,6 +56,23 @@ class Cluster:
                                  local_address=local_address, timeout=timeout or self.timeout,
                                  clock=self.store.clock)
 
+    def ask(self, host, header, timeout=10.0):
+        """One request to `host`'s marsd; returns its reply header. Raises
+        PeerError when the host cannot be asked."""
+        state = self._state()
+        address = state.host_ips().get(host)
+        if not address:
+            raise PeerError(f"{host} is not in the cluster of {self.env.host}")
+
+        async def one():
+            channel = await self._connect(address, self._my_address(state), timeout)
+            try:
+                reply, _ = await net.request(channel, header, timeout=timeout)
+            finally:
+                await channel.aclose()
+            return reply
+        return self._run(one)
+
     def _report(self, items):
         for item in items:
             self.echo(f"would write {item.key} = {item.value}")

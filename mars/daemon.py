@@ -27,9 +27,8 @@ from mars.cluster import apply_split
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
 from mars.keys import ClusterState, alive_key, ip_key, owner_of, resource_of, time_key
-from mars.logfile import parse_logfile_name
 from mars.metrics import Metrics
-from mars.replay import Cursor
+from mars.replay import lowest_needed_logfile
 from mars.store import Store
 from mars.transfer import DataServer
 from mars.worker import ResourceWorker
@@ -199,6 +198,12 @@ class Daemon:
         reply = antientropy.answer(self.store, peer, header, payload)
         if reply is not None:
             return reply
+        if header.get("type") == "open-count":
+            # asked by `marsadm primary` on another member before a handover:
+            # counted now, not as last reported (a container just stopped)
+            worker = self.workers.get(str(header.get("res")))
+            return {"type": "open-count",
+                    "open_count": worker.open_count_now() if worker else 0}, b""
         if header.get("type") == "split":
             try:
                 apply_split(self.store, header.get("pieces") or [])
@@ -320,21 +325,6 @@ class Daemon:
         purged = self.store.purge_tombstones(int(self.tombstone_retention * 1e9), alive)
         if purged:
             log.debug("purged %d tombstones", purged)
-
-
-def lowest_needed_logfile(state, res):
-    """The lowest logfile number some member still needs (its replay cursor's
-    logfile), or None when a member has no cursor yet (it may need anything)."""
-    numbers = []
-    for host in state.members(res):
-        text = state.resource_value(res, f"replay-{host}")
-        if not text:
-            return None
-        try:
-            numbers.append(parse_logfile_name(Cursor.parse(text).logfile)[0])
-        except ValueError:
-            return None
-    return min(numbers) if numbers else None
 
 
 def parse_args(argv):

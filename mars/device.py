@@ -21,6 +21,8 @@ what recovery is for.
 Control, one JSON object per line (stdin: commands, stdout: replies/events):
 
     <- {"event": "ready", "logfile": L, "previous": [L0, end] | null, "replayed": n}
+    <- {"event": "refused", "reason": R, "damage": [path, position]}; exits 2
+       (recovery found the log corrupt before its end: retrying cannot help)
     -> {"cmd": "checkpoint"}  <- {"reply": "checkpoint", "cursor": C, "logged": bytes, ...}
     -> {"cmd": "rotate"}      <- {"reply": "rotate", "closed": [L, end]}
     -> {"cmd": "resize", "size": n}  <- {"reply": "resize", "size": n}
@@ -46,6 +48,7 @@ import time
 from pathlib import Path
 
 from mars.lamport import LamportClock
+from mars.logfile import LogCorrupt
 from mars.replay import Cursor
 from mars.translog import TransactionLog
 
@@ -54,6 +57,7 @@ log = logging.getLogger("mars.device")
 DEVICE_FILE = "device"
 FILE_INODE = 2
 PR_SET_PDEATHSIG = 1
+EXIT_REFUSED = 2                # the device cannot start from this log (see "refused")
 
 
 # ------------------------------------------------------------------- FUSE side
@@ -261,7 +265,13 @@ async def serve(args):
     import trio
     device = Device(args)
     cursor = Cursor.parse(args.cursor) if args.cursor else None
-    replayed = device.translog.recover(cursor)
+    try:
+        replayed = device.translog.recover(cursor)
+    except LogCorrupt as corrupt:
+        device.translog.close()
+        device.emit({"event": "refused", "reason": str(corrupt.damage),
+                     "damage": [corrupt.damage.path, corrupt.damage.position]})
+        return EXIT_REFUSED
     previous = device.translog.previous
     os.makedirs(args.mountpoint, exist_ok=True)
     options = set(pyfuse3.default_options) | {f"fsname=mars-{Path(args.resource_dir).name}"}
@@ -308,7 +318,7 @@ def main(argv=None):
         sys.exit("marsd is gone")
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # marsd decides when the device stops
     import trio
-    trio.run(serve, args)
+    sys.exit(trio.run(serve, args))
 
 
 # ------------------------------------------------------------- marsd's side

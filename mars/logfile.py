@@ -170,13 +170,21 @@ class LogWriter:
             self.fd = None
 
 
+class LogCorrupt(ValueError):
+    """A logfile damaged before its end (not a torn tail): never cut here."""
+
+    def __init__(self, damage):
+        super().__init__(f"refusing to truncate {damage}")
+        self.damage = damage
+
+
 def truncate_torn_tail(path, damage):
     """Cut a torn tail off so that appending can continue after a crash.
     Corruption in the middle is never cut: that is for an operator."""
     if damage is None:
         return False
     if not damage.torn_tail:
-        raise ValueError(f"refusing to truncate {damage}")
+        raise LogCorrupt(damage)
     os.truncate(path, damage.position)
     return True
 

@@ -120,3 +120,18 @@ def versions_agree(mine, theirs):
     """Two hosts' versions of one logfile match when digest, name and end
     position are equal (the chain behind is covered by the digest)."""
     return mine.split(":", 1)[0] == theirs.split(":", 1)[0]
+
+
+def lowest_needed_logfile(state, res):
+    """The lowest logfile number some member still needs (its replay cursor's
+    logfile), or None when a member has no cursor yet (it may need anything)."""
+    numbers = []
+    for host in state.members(res):
+        text = state.resource_value(res, f"replay-{host}")
+        if not text:
+            return None
+        try:
+            numbers.append(parse_logfile_name(Cursor.parse(text).logfile)[0])
+        except ValueError:
+            return None
+    return min(numbers) if numbers else None

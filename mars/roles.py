@@ -15,6 +15,7 @@ from mars.errors import MarsError, MarsTimeout
 from mars.keys import NO_PRIMARY, res_key, resync_changes, todo_key
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.names import parse_size
+from mars.replay import lowest_needed_logfile
 from mars.resources import HostCommands
 
 PAUSABLE = {"sync": "sync", "fetch": "connect", "replay": "allow-replay"}
@@ -56,9 +57,10 @@ class Roles(HostCommands):
                             f"(members: {', '.join(state.members(res))}): join-resource first")
         return state
 
-    def wait_for(self, res, condition, what, interval=0.1):
+    def wait_for(self, res, condition, what, interval=0.1, failed=None):
         """Poll `condition(state, status)` until true; MarsTimeout naming
-        `what` and marsd's own account of what it waits for."""
+        `what` and marsd's own account of what it waits for. `failed(state,
+        status)` returning a reason ends the wait at once with MarsError."""
         if self.dry_run:
             return
         deadline = time.monotonic() + self.timeout
@@ -67,6 +69,9 @@ class Roles(HostCommands):
             status = self.runtime().status(res)
             if condition(state, status):
                 return
+            reason = failed and failed(state, status)
+            if reason:
+                raise MarsError(f"{what} of {res} failed: {reason}")
             if time.monotonic() >= deadline:
                 reason = status.get("waiting") or status.get("error") or status.get("split_brain")
                 if not daemon_running(self.env):
@@ -107,6 +112,14 @@ class Roles(HostCommands):
                     f"the old primary {', '.join(dead)} of {res} is unreachable (no liveness report "
                     f"within {self.window:g}s): a planned handover needs it; use --force to take "
                     "over anyway (split brain possible)")
+            for host in others:
+                count = self._open_count(state, res, host)
+                if count:
+                    raise MarsError(
+                        f"{host} has the device of {res} open (open count {count}): stop the "
+                        f"container there and unmount it, then run `marsadm primary {res}` "
+                        "again; nothing changed")
+        previous = state.designated_primary(res)
         changes = {res_key(res, "primary"): self.host,
                    todo_key(res, self.host, "attach"): 1}
         if force:
@@ -116,9 +129,49 @@ class Roles(HostCommands):
             # already): it must not skip the waits of this planned handover
             changes[todo_key(res, self.host, "force-primary")] = 0
         self._write(changes)
-        self.wait_for(res, lambda st, status: status.get("is_primary") and
-                      st.resource_value(res, f"actual-{self.host}/is-primary") == "1",
-                      "the device to come up")
+        try:
+            self.wait_for(res, lambda st, status: status.get("is_primary") and
+                          st.resource_value(res, f"actual-{self.host}/is-primary") == "1",
+                          "the device to come up",
+                          failed=lambda st, status: status.get("device_refused"))
+        except MarsTimeout as timeout:
+            raise MarsTimeout(f"{timeout}; {self._undo_primary(res, previous)}") from None
+        except MarsError as refused:
+            # The device cannot come up here: the wish goes back as it was,
+            # --force included, so that nothing is left to act on it later.
+            self._write({res_key(res, "primary"): previous or NO_PRIMARY,
+                         todo_key(res, self.host, "force-primary"): 0})
+            raise MarsError(f"{refused}; nothing changed: the designated primary of {res} is "
+                            f"{previous or NO_PRIMARY} again") from None
+
+    def _open_count(self, state, res, host):
+        """How often `host`'s device of `res` is open. The metadata shows it
+        as of the host's last report; a positive count is asked of the host
+        itself, since a container stopped a moment ago may still count there."""
+        if state.resource_value(res, f"actual-{host}/is-primary") != "1":
+            return 0
+        reported = int(state.resource_value(res, f"actual-{host}/open-count", "0") or 0)
+        if not reported:
+            return 0
+        from mars.cluster import Cluster       # the network: only when it matters
+        try:
+            reply = Cluster(self.env, self.store).ask(host, {"type": "open-count", "res": res})
+            return int(reply.get("open_count", reported))
+        except (MarsError, ValueError, TypeError):
+            return reported
+
+    def _undo_primary(self, res, previous):
+        """After a handover timed out: while the old primary still has its
+        device up, the wish goes back to it (nothing changed); else the
+        handover is under way and only the rest of it is pending."""
+        state = self.store.state()
+        if previous and previous not in (self.host, NO_PRIMARY) and \
+                state.resource_value(res, f"actual-{previous}/is-primary") == "1" and \
+                state.designated_primary(res) == self.host:
+            self._write({res_key(res, "primary"): previous})
+            return f"{previous} still has the device up: the primary of {res} is {previous} again"
+        return (f"still pending: {self.host} becomes the primary of {res} when that is done; "
+                f"to undo, run `marsadm primary {res}` on {previous or 'the host that should be'}")
 
     def secondary(self, res):
         self._member_state(res)
@@ -220,7 +273,6 @@ class Roles(HostCommands):
 
     def log_delete_all(self, res):
         """Delete this host's logfiles that every member has replayed."""
-        from mars.daemon import lowest_needed_logfile
         state = self._member_state(res)
         lowest = lowest_needed_logfile(state, res)
         directory = self.env.state_dir / f"resource-{res}"

@@ -42,8 +42,8 @@ from mars.errors import PeerError
 from mars.hostenv import PORT_FETCH, PORT_SYNC
 from mars.keys import ClusterState, res_key, resync_changes
 from mars.logfile import list_logfiles, parse_logfile_name
-from mars.replay import (Cursor, parse_version, record_digests, replay, version_value,
-                         versions_agree)
+from mars.replay import (Cursor, lowest_needed_logfile, parse_version, record_digests, replay,
+                         version_value, versions_agree)
 from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, FETCH_MAX, apply_chunks, local_digests
 
 log = logging.getLogger("marsd.data")
@@ -55,6 +55,10 @@ SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs
 SYNC_PIPELINE = 3                # sync requests in flight
 REQUEST_TIMEOUT = 20.0           # a fetch or sync request unanswered this long: reconnect
 PROCESS_LOOK_INTERVAL = 1.0      # seconds between looks for processes holding an unmounted device
+VERSIONS_KEPT = 8                # own versions kept below the newest when no member needs them
+STALL_LOGGED_AFTER = 10.0        # seconds replay stands at a logfile's end before the log says why
+DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
+DEVICE_RETRY_MAX = 30.0
 
 
 class Rate:
@@ -85,6 +89,15 @@ class Rate:
 
 class SplitBrain(Exception):
     pass
+
+
+class DeviceRefused(Exception):
+    """The device process cannot start from this host's log (corrupt before
+    its end): permanent until an operator acts, so it is not retried."""
+
+    def __init__(self, reason, path, position):
+        super().__init__(reason)
+        self.path, self.position = path, position
 
 
 def own_key(res, host, name):
@@ -162,6 +175,10 @@ class ResourceWorker:
         self.finished = trio.Event()
         self.last_checkpoint = 0.0
         self.processes_looked_at = 0.0
+        self.stall = None               # what replay or fetch stands at, for logging it once
+        self.refused = None             # why the device cannot start here (DeviceRefused)
+        self.device_failures = 0        # device starts failed in a row, for the backoff
+        self.device_retry_at = 0.0
         self.last_busy = self.status_saved = 0.0
         self.sync_persisting = False
         self.actual = {}                 # actual-<host>/<name> -> value last reported
@@ -190,6 +207,11 @@ class ResourceWorker:
 
     def report(self, **facts):
         self.status.update(facts)
+
+    def waiting_for(self, reason):
+        """Add a reason to this step's `waiting` line (reset every step)."""
+        current = self.status.get("waiting")
+        self.status["waiting"] = f"{current}; {reason}" if current else reason
 
     def save_status(self):
         self.status["updated"] = time.time()
@@ -220,15 +242,19 @@ class ResourceWorker:
                     if self.stopping and self.device is None:
                         break
                     try:
+                        self.report(waiting=None)   # each step says why it waits, if it does
                         busy = await self.step(state)
+                        if self.status.get("error"):
+                            log.info("%s: recovered from: %s", self.res, self.status["error"])
                         self.report(error=None)
                     except SplitBrain as exc:
                         self.report(split_brain=str(exc))
                         busy = False
                     except (PeerError, OSError, ValueError, devices.LoopError) as exc:
+                        if str(exc) != self.status.get("error"):     # once, not every step
+                            log.warning("%s: %s", self.res, exc)
                         self.report(error=str(exc))
                         self.metrics.errors.labels(self.res).inc()
-                        log.warning("%s: %s", self.res, exc)
                         busy = False
                     except Exception as exc:    # noqa: BLE001 - one resource must not stop the others
                         self.report(error=f"internal error: {exc!r}")
@@ -281,6 +307,10 @@ class ResourceWorker:
         await self._grown(state)
         if designated == self.host:
             return await self._become_primary(state, conflict)
+        if self.refused:                # the wish was withdrawn: a new one may try again
+            self.refused = None
+            self.device_failures, self.device_retry_at = 0, 0.0
+            self.report(device_refused=None)
         return await self._secondary(state, conflict)
 
     def _set_actual(self, also=None, **facts):
@@ -338,6 +368,13 @@ class ResourceWorker:
 
     # ---------------------------------------------------------------- primary
     async def _become_primary(self, state, conflict):
+        if self.refused:
+            self.waiting_for(self.refused)
+            return False
+        if time.monotonic() < self.device_retry_at:
+            self.waiting_for(f"the device failed to start {self.device_failures} times; next try "
+                             f"in {self.device_retry_at - time.monotonic():.0f} s")
+            return False
         force = state.resource_value(self.res, f"todo-{self.host}/force-primary", "0") == "1"
         others = [h for h in state.members(self.res) if h != self.host and
                   state.resource_value(self.res, f"actual-{h}/is-primary") == "1"]
@@ -383,7 +420,22 @@ class ResourceWorker:
         self.report(waiting="starting the device (recovery from the log)")
         self.save_status()
         device = DeviceProcess(command)
-        ready = await device.start()
+        try:
+            ready = await device.start()
+        except DeviceRefused as refused:
+            self.refused = (f"the device cannot start: {refused}; this host's copy of the log is "
+                            f"damaged: `marsadm invalidate {self.res}` makes this replica a copy "
+                            f"of the primary again, or cut {refused.path} at byte "
+                            f"{refused.position} (the records after it are lost) and try again")
+            log.error("%s: %s", self.res, self.refused)
+            self.report(device_refused=self.refused, waiting=None)
+            return
+        except (OSError, trio.TooSlowError):
+            self.device_failures += 1
+            self.device_retry_at = time.monotonic() + min(
+                DEVICE_RETRY_FIRST * 2 ** (self.device_failures - 1), DEVICE_RETRY_MAX)
+            raise
+        self.device_failures = 0
         self.device = device
         log.info("%s: device process %d up, logging to %s (%d records recovered)",
                  self.res, device.process.pid, ready["logfile"], ready["replayed"])
@@ -459,6 +511,13 @@ class ResourceWorker:
             self.report(logged=reply["logged"], log_position=[reply["logfile"], reply["position"]],
                         emergency=reply["emergency"])
 
+    def open_count_now(self):
+        """How often the device is in use at this moment, processes included
+        (a look at every process: for the rare question of another host)."""
+        if self.device is None or self.loop is None:
+            return 0
+        return devices.open_count(self.loop, (self.device.process.pid,)) or 0
+
     async def _try_teardown(self, state):
         if self.status.get("open_count"):
             self.report(waiting=f"device {self.link} still in use (open count "
@@ -504,7 +563,16 @@ class ResourceWorker:
         return ""
 
     def _prune_versions(self, state, number):
-        keep_from = number - 8
+        """Drop this host's versions that no member needs any more: a member
+        replaying logfile N moves on to N+1 only with N's version from its
+        origin, and chains its own version of N to N-1's. So versions from
+        the lowest member cursor's logfile minus one stay, however far back
+        that is (a secondary paused for a day); all stay while a member has
+        no cursor yet (syncing: it may start anywhere)."""
+        lowest = lowest_needed_logfile(state, self.res)
+        if lowest is None:
+            return
+        keep_from = min(number - VERSIONS_KEPT, lowest - 1)
         stale = [self.key(rest) for rest in state.resources().get(self.res, {})
                  if rest.startswith("version-") and rest.endswith(f"-{self.host}")
                  and int(rest.split("-")[1]) < keep_from]
@@ -561,6 +629,9 @@ class ResourceWorker:
             self.report(emergency="space", waiting=f"state dir low on space ({free} bytes free): "
                         "fetch stopped, local logs dropped")
             return True
+        if self.status.get("emergency") == "space":
+            log.info("%s: state dir has %d bytes free again: fetching from the replay cursor on",
+                     self.res, free)
         if state.resource_value(self.res, f"actual-{source}/emergency") == "1":
             self.report(emergency=True, waiting=f"{source} is in emergency mode (its writes are "
                         "not logged): invalidate this replica once it has space again")
@@ -701,16 +772,22 @@ class ResourceWorker:
         cursor = self._cursor(state)
         fetching = self.switch(state, "connect")
         busy = False
+        unreachable = None
         if fetching:
-            busy = await self._fetch(state, source, cursor)
+            try:
+                busy = await self._fetch(state, source, cursor)
+            except PeerError as exc:
+                unreachable = exc       # what is here already is replayed all the same
         else:
-            self.report(waiting="fetch paused")
+            self.waiting_for("fetch paused")
             self._remote_from_metadata(state, source)
         if self.switch(state, "allow-replay"):
             busy = await self._replay(state, until) or busy
         else:
-            self.report(waiting="replay paused")
+            self.waiting_for("replay paused")
         self._report_rest()
+        if unreachable is not None:
+            raise unreachable
         return busy
 
     def _remote_from_metadata(self, state, source):
@@ -747,7 +824,13 @@ class ResourceWorker:
                 and any(parse_logfile_name(name)[0] > first for name in remote) \
                 and not self._complete_here(state, cursor.logfile, local):
             return self._cursor_logfile_gone(state, source, cursor)
-        budget = FETCH_MAX * 4
+        # Never fetch into emergency mode: what would take the state dir below
+        # the limit waits until replay has made room (replayed logfiles go).
+        free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
+        budget = min(FETCH_MAX * 4, free - self.daemon.fetch_free - FETCH_MAX)
+        fetched = 0
+        if budget <= 0 and any(size > local.get(name, 0) for name, size in remote.items()):
+            self._no_room_to_fetch(cursor, local, remote, free)
         for name, size in sorted(remote.items(), key=lambda item: parse_logfile_name(item[0])[0]):
             if parse_logfile_name(name)[0] < first:
                 continue
@@ -765,11 +848,31 @@ class ResourceWorker:
                 await trio.to_thread.run_sync(_append_at, self.dir / name, have, data)
                 have += len(data)
                 budget -= len(data)
+                fetched += len(data)
                 self.rates["fetch"].add(len(data))
                 self.metrics.fetched.labels(self.res).inc(len(data))
             if budget <= 0:
-                return True
+                return fetched > 0
         return False
+
+    def _no_room_to_fetch(self, cursor, local, remote, free):
+        """Fetch waits until replay has made room (replayed logfiles are
+        deleted). If everything here is replayed, no room will come: the
+        logfile is larger than the state dir can hold. Said once in the log."""
+        margin = self.daemon.fetch_free + FETCH_MAX
+        if cursor is None or cursor.position < local.get(cursor.logfile, 0) or \
+                self._next_logfile(cursor.logfile) is not None:
+            self.waiting_for(f"fetch waits for room in the state dir ({free} bytes free, it "
+                             f"stops {margin} bytes above full): replay makes room")
+            return
+        reason = (f"fetch cannot go on: {cursor.logfile} ({remote.get(cursor.logfile, 0)} bytes "
+                  f"at the source) does not fit into the state dir ({free} bytes free, fetch "
+                  f"stops {margin} bytes above full): make room there, or `marsadm invalidate "
+                  f"{self.res}` syncs this replica anew")
+        self.waiting_for(reason)
+        if self.stall != ("room", cursor.logfile):
+            log.error("%s: %s", self.res, reason)
+            self.stall = ("room", cursor.logfile)
 
     def _complete_here(self, state, logfile, local):
         """This host holds `logfile` up to the end its origin closed it at."""
@@ -836,14 +939,36 @@ class ResourceWorker:
             following = self._next_logfile(self.cursor.logfile)
             if following is not None:
                 self.cursor = Cursor(following, 0, 0)
+                self.stall = None
                 self._persist_cursor(force=True)
                 return True
         elif damage is not None and closed is not None and os.path.getsize(path) >= closed[0]:
             # A complete copy of a closed logfile that ends in a torn record before
             # its end: damaged. (A shorter copy is only not fetched completely yet.)
             self.report(damage=str(damage))
+        elif closed is None and self.cursor.position >= os.path.getsize(path) and \
+                self._next_logfile(self.cursor.logfile) is not None:
+            self._replay_stalled(self.cursor.logfile)
         self._persist_cursor(force=False)
         return busy
+
+    def _replay_stalled(self, logfile):
+        """Replay has reached the end of `logfile` as fetched, the next one is
+        here, but the origin's version of `logfile` (the end it closed it
+        at) is not: without it replay cannot move on. Usually for a moment
+        (the metadata comes a round later than the data); if it lasts, the
+        view says why and the log says it once."""
+        number, origin = parse_logfile_name(logfile)
+        reason = (f"replay stands at the end of {logfile}: version-{number}-{origin} (where "
+                  f"{origin} closed it) is not known here; if it does not come, `marsadm "
+                  f"invalidate {self.res}` syncs this replica anew")
+        self.waiting_for(reason)
+        now = time.monotonic()
+        if self.stall is None or self.stall[0] != logfile:
+            self.stall = (logfile, now)
+        elif self.stall[1] is not None and now - self.stall[1] >= STALL_LOGGED_AFTER:
+            log.warning("%s: %s", self.res, reason)
+            self.stall = (logfile, None)        # said once
 
     def _closed_end(self, state, logfile):
         """(end, version) if the logfile's origin closed it, else None."""
@@ -972,6 +1097,11 @@ class DeviceProcess:
         self.process.stdout.close()
         self.buffer = b""
         message = await self._next_line(timeout=600)
+        if message.get("event") == "refused":
+            await trio.to_thread.run_sync(self.process.wait)
+            await self.stdin.aclose()
+            await self.stdout.aclose()
+            raise DeviceRefused(message.get("reason", "?"), *message.get("damage") or ("?", 0))
         if message.get("event") != "ready":
             raise OSError(f"device process did not come up: {message}")
         return message

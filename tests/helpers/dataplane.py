@@ -73,6 +73,20 @@ class DataNet(MarsNet):
         host.mnt.mkdir(exist_ok=True)
         return host
 
+    def primary_with_device(self, *names, res="vm1", disk_sizes=None, prepare=None):
+        """Hosts `names` in one cluster (disks of `disk_sizes[name]`, else the
+        default); the first creates `res` on its disk and has the device up.
+        `prepare(hosts)` runs before the creation."""
+        hosts = [self.add(name, (disk_sizes or {}).get(name)) for name in names]
+        if prepare:
+            prepare(hosts)
+        self.create_cluster(*hosts)
+        for host in hosts:
+            host.wait_serving()
+        hosts[0].marsadm("create-resource", res, hosts[0].disk)
+        self.wait(hosts[0], res, "device")
+        return hosts
+
     @staticmethod
     def device(host, res):
         return host.root / "dev" / "mars" / res

@@ -304,8 +304,9 @@ class FakeFleet:
         if replica.sync_rest:
             raise Refused(f"{res} on {name} is not UpToDate")
         if old and self.hosts[old].device(res) in self.mounts[old].values():
-            raise Refused(f"timed out waiting for {old} to release the device of {res}",
-                          EXIT_TIMEOUT)
+            raise Refused(f"{old} has the device of {res} open (open count 1): stop the "
+                          f"container there and unmount it, then run `marsadm primary {res}` "
+                          "again; nothing changed")
         replica.applied = len(resource.records)
         resource.primary = name
         return ""

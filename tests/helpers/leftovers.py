@@ -37,13 +37,37 @@ def die_with_parent():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
+def names(token, path):
+    """Whether one argument or environment entry names `path` or a file
+    below it: `/tmp/run-4` is not named by `/tmp/run-48/lab`."""
+    value = token.split(b"=", 1)[1] if b"=" in token else token
+    for candidate in (token, value):
+        for part in candidate.split(b" "):
+            if part == path or part.startswith(path + b"/"):
+                return True
+    return False
+
+
+def ancestors():
+    """This process and the processes it was started by."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
 def processes_naming(path):
     """{pid: command line} of the live processes whose command line or
     environment names `path` (a lab's marsd, its containers' monitors)."""
-    marker = str(path).encode()
+    marker = str(path).rstrip("/").encode()
     found = {}
+    ours = ancestors()          # a run given the dead run's --basetemp again names it too
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+        if not proc.name.isdigit() or int(proc.name) in ours:
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
@@ -51,7 +75,8 @@ def processes_naming(path):
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and (marker in cmdline or marker in environ):
+        tokens = cmdline.split(b"\0") + environ.split(b"\0")
+        if state != "Z" and any(names(token, marker) for token in tokens if marker in token):
             found[int(proc.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
     return found
 

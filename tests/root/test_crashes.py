@@ -30,18 +30,13 @@ def start_primary(net, *names, fill=False):
     """Hosts `names` in one cluster; the first creates vm1 and mounts an xfs
     on its device. With `fill`, the primary's disk is first filled with
     non-zero data, so that a full sync has to transfer all of it."""
-    hosts = [net.add(name) for name in names]
-    if fill:
+    def fill_first(hosts):
         block = os.urandom(MIB)
         with open(hosts[0].disk, "r+b") as disk:
             for index in range(net.disk_size // MIB):
                 disk.write(index.to_bytes(8, "little") + block[8:])
-    net.create_cluster(*hosts)
-    for host in hosts:
-        host.wait_serving()
+    hosts = net.primary_with_device(*names, res=RES, prepare=fill_first if fill else None)
     a = hosts[0]
-    a.marsadm("create-resource", RES, a.disk)
-    net.wait(a, RES, "device")
     net.mkfs(a, RES)
     net.mount(a, RES)
     return hosts
@@ -370,12 +365,14 @@ def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datane
     loser.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
     mount_nouuid(datanet, loser)
     assert tree_checksums(loser.mnt) == {**common, **files[winner.name]}
-    # Times out: the device stays with the loser while its filesystem is mounted.
+    # Refused: the device stays with the loser while its filesystem is mounted,
+    # and nothing is left to move it later behind the operator's back.
     refused = winner.marsadm("primary", RES, "--timeout=3", check=False)
-    assert refused.returncode != 0, refused.stdout
+    assert refused.returncode == 1, refused.stdout
+    assert f"{loser.name} has the device of {RES} open" in refused.stderr
     assert winner.view("is-primary", RES) == "0\n"
     assert loser.view("is-primary", RES) == "1\n"
-    # The wish stands: once the filesystem is unmounted, the device moves.
+    # Once the filesystem is unmounted, the handover goes.
     datanet.umount(loser)
-    datanet.wait(winner, RES, "device")
+    winner.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
     assert loser.view("is-primary", RES) == "0\n"

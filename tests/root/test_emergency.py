@@ -3,6 +3,7 @@ and the primary keeps serving. State dirs here are small tmpfs mounts."""
 
 import os
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -35,6 +36,15 @@ def status(host, res="vm1"):
         return {}
 
 
+def counter(host, name, res="vm1"):
+    """A counter of the host's marsd, from its Prometheus metrics."""
+    with urllib.request.urlopen(f"http://{host.address}:7780/metrics", timeout=30) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(f'{name}{{resource="{res}"}}'):
+                return float(line.split()[-1])
+    return 0.0
+
+
 def test_a_secondary_low_on_space_stops_fetching_and_catches_up_once_space_is_back(datanet):
     a, b = datanet.add("a"), datanet.add("b")
     small_state_dir(b, 256)
@@ -64,6 +74,13 @@ def test_a_secondary_low_on_space_stops_fetching_and_catches_up_once_space_is_ba
     size = int(a.view("sync-size", "vm1"))
     assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size)
     assert "full sync from a starts" not in b.current_log().split("sync from a complete")[-1]
+    # Fetching again is bounded: what was dropped is fetched once more (from
+    # the start of the cursor's logfile: its version needs every record), and
+    # nothing is fetched that would be dropped again. (Unbounded, it re-fetched
+    # gigabytes for megabytes logged.) Logfile bytes carry 60-byte record headers.
+    fetched, logged = counter(b, "mars_fetched_bytes_total"), counter(a, "mars_logged_bytes_total")
+    assert 0 < fetched <= 2.1 * logged, (fetched, logged)
+    assert b.current_log().count("fetch stopped, local logs dropped") == 1, b.current_log()[-3000:]
     datanet.mount(a, "vm1")
     assert tree_checksums(a.mnt) == written
 

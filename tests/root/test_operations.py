@@ -27,14 +27,7 @@ RES = "vm1"
 # ------------------------------------------------------------------ helpers
 def start_primary(net, *names, disk_sizes=None):
     """A cluster of `names`, the first one primary of vm1 with its device up."""
-    disk_sizes = disk_sizes or {}
-    hosts = [net.add(name, disk_sizes.get(name)) for name in names]
-    net.create_cluster(*hosts)
-    for host in hosts:
-        host.wait_serving()
-    hosts[0].marsadm("create-resource", RES, hosts[0].disk)
-    net.wait(hosts[0], RES, "device")
-    return hosts
+    return net.primary_with_device(*names, res=RES, disk_sizes=disk_sizes)
 
 
 def join(net, host, condition="up-to-date"):

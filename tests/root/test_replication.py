@@ -12,13 +12,8 @@ pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
 def start_primary(net, *names):
-    hosts = [net.add(name) for name in names]
-    net.create_cluster(*hosts)
-    for host in hosts:
-        host.wait_serving()
+    hosts = net.primary_with_device(*names)
     a = hosts[0]
-    a.marsadm("create-resource", "vm1", a.disk)
-    net.wait(a, "vm1", "device")
     net.mkfs(a, "vm1")
     net.mount(a, "vm1")
     return hosts

@@ -1,10 +1,10 @@
-"""Which logfiles may go (mars.daemon.lowest_needed_logfile), and how a new
+"""Which logfiles may go (mars.replay.lowest_needed_logfile), and how a new
 primary finds the logfiles after its cursor whatever their origin
 (TransactionLog recovery), also for host names with dashes."""
 
 import pytest
 
-from mars.daemon import lowest_needed_logfile
+from mars.replay import lowest_needed_logfile
 from mars.keys import ClusterState
 from mars.lamport import LamportClock
 from mars.replay import Cursor

@@ -1,0 +1,169 @@
+"""MARS under faults, with real marsd processes on small raw devices (no
+filesystem needed: what is written is compared byte for byte): a secondary
+far behind catches up from the logs it holds; one that cannot go on says
+why in `view` and once in its log; `view`'s waiting line follows the
+current state; a handover is refused while the old primary's device is
+open, changing nothing, and one that times out while the old primary still
+has its device up gives the primary role back to it."""
+
+import os
+import signal
+import sqlite3
+
+import pytest
+
+from mars.logfile import list_logfiles, parse_logfile_name
+from tests.helpers.dataplane import MIB, STATE_WAIT, sha256_file, wait_until
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+RES = "vm1"
+DISK = 16 * MIB
+
+
+def cluster_with_replica(net, *names):
+    """`names[0]` primary of RES (device up, nothing mounted), the others
+    joined and up to date."""
+    hosts = net.primary_with_device(*names, res=RES, disk_sizes=dict.fromkeys(names, DISK))
+    for host in hosts[1:]:
+        host.marsadm("join-resource", RES, host.disk)
+        net.wait(host, RES)
+    return hosts
+
+
+def write_block(net, host, index, size=256 * 1024):
+    """Random bytes at block `index` of the device, fsync'ed."""
+    with open(net.device(host, RES), "r+b", buffering=0) as device:
+        device.seek(index * size)
+        device.write(os.urandom(size))
+        os.fsync(device.fileno())
+
+
+def logfile_numbers(host):
+    return [parse_logfile_name(name)[0] for name, _ in
+            list_logfiles(host.root / "mars" / f"resource-{RES}")]
+
+
+def rotate(host):
+    """`log-rotate` and wait until the primary writes a new logfile."""
+    newest = max(logfile_numbers(host))
+    host.marsadm("log-rotate", RES)
+    wait_until(lambda: max(logfile_numbers(host)) > newest, what=f"{host.name} to rotate its log",
+               show=lambda: logfile_numbers(host))
+    return newest + 1
+
+
+def view(host):
+    return host.marsadm("view", RES).stdout
+
+
+def tree_without_reports(host):
+    """`view-tree` without what marsd reports every round (liveness,
+    replay checkpoints): the wishes and the membership."""
+    return [line for line in host.marsadm("view-tree").stdout.splitlines()
+            if "actual-" not in line and "/replay-" not in line]
+
+
+def test_a_secondary_twelve_logfiles_behind_catches_up_and_one_that_cannot_says_why(datanet):
+    a, b = cluster_with_replica(datanet, "a", "b")
+    b.marsadm("pause-replay", RES)
+    wait_until(lambda: "waiting: replay paused" in view(b), what="b's view to say replay paused",
+               show=lambda: view(b))
+    for index in range(12):
+        write_block(datanet, a, index)
+        rotate(a)
+    wait_until(lambda: len(logfile_numbers(b)) >= 13, what="b to fetch the 13 logfiles",
+               show=lambda: (logfile_numbers(b), view(b)))
+    b.marsadm("resume-replay", RES)
+    datanet.wait(b, RES)                # up to date: replay went through all 13
+    assert sha256_file(b.disk, DISK) == sha256_file(datanet.device(a, RES), DISK)
+    assert "waiting" not in view(b), view(b)
+
+    # The origin's version of a logfile b holds is missing (as an older marsd
+    # that pruned by count left it): b stands at that logfile's end and says so.
+    b.marsadm("pause-replay", RES)
+    write_block(datanet, a, 20)
+    stuck = rotate(a)
+    write_block(datanet, a, 21)
+    rotate(a)
+    wait_until(lambda: stuck + 1 in logfile_numbers(b), what=f"b to fetch logfile {stuck + 1}",
+               show=lambda: logfile_numbers(b))
+    a.stop()
+    b.stop()
+    with sqlite3.connect(b.root / "mars" / "metadata.sqlite") as db:
+        gone = db.execute("DELETE FROM tuples WHERE key = ?",
+                          (f"resource-{RES}/version-{stuck}-a",)).rowcount
+    assert gone == 1
+    b.start()
+    b.marsadm("resume-replay", RES)
+    reason = f"replay stands at the end of log-{stuck:09d}-a: version-{stuck}-a"
+
+    def said_once():
+        return b.current_log().count(reason) == 1
+    wait_until(said_once, what="b's log to say once why replay stands",
+               show=lambda: (view(b), b.current_log()[-2000:]))
+    assert reason in view(b) and f"marsadm invalidate {RES}" in view(b), view(b)
+    assert "replay paused" not in view(b), view(b)
+
+
+def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_on_a_timeout(
+        datanet):
+    a, b = cluster_with_replica(datanet, "a", "b")
+    with open(datanet.device(a, RES), "rb"):           # a container's filesystem, say
+        wait_until(lambda: a.view("get-primary", RES) == "a\n" and
+                   "open count 1" in view(a), what="a to report its device open",
+                   show=lambda: view(a))
+        before = tree_without_reports(b)
+        refused = b.marsadm("primary", RES, "--timeout=60", check=False)
+        assert refused.returncode == 1, (refused.stdout, refused.stderr)
+        assert "a has the device of vm1 open (open count 1)" in refused.stderr
+        assert "stop the container" in refused.stderr and "unmount" in refused.stderr
+        assert tree_without_reports(b) == before
+        assert b.view("get-primary", RES) == "a\n"
+
+    # The old primary does not answer (its marsd stopped): the handover times
+    # out, and the wish goes back to a, which still has its device up.
+    wait_until(lambda: b.live_values(f"resource-{RES}/actual-a/").get(
+                   f"resource-{RES}/actual-a/open-count") == "0",
+               what="b to learn that a's device is closed", show=lambda: view(a))
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        timed_out = b.marsadm("primary", RES, "--timeout=2", check=False)
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+    assert timed_out.returncode == 3, (timed_out.stdout, timed_out.stderr)
+    assert "a still has the device up: the primary of vm1 is a again" in timed_out.stderr
+    assert b.view("get-primary", RES) == "a\n"
+    wait_until(lambda: "open count 0" in view(a) and a.view("is-primary", RES) == "1\n",
+               what="a to stay the primary with its device up", show=lambda: view(a))
+
+    b.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")      # closed: now it goes
+    assert b.view("is-primary", RES) == "1\n"
+
+
+def test_primary_force_on_a_damaged_copy_of_the_log_fails_at_once_naming_the_damage(datanet):
+    a, b = cluster_with_replica(datanet, "a", "b")
+    b.marsadm("pause-replay", RES)
+    for index in range(4):
+        write_block(datanet, a, index)
+    logfile = f"log-{max(logfile_numbers(a)):09d}-a"
+    size = (a.root / "mars" / f"resource-{RES}" / logfile).stat().st_size
+    copy = b.root / "mars" / f"resource-{RES}" / logfile
+    wait_until(lambda: copy.exists() and copy.stat().st_size == size,
+               what=f"b to fetch all of {logfile}", show=lambda: view(b))
+    a.stop()                                    # the primary is lost
+    with open(copy, "r+b") as damaged:          # and b's copy damaged in its first record
+        damaged.seek(300)
+        byte = damaged.read(1)
+        damaged.seek(300)
+        damaged.write(bytes([byte[0] ^ 0xFF]))
+
+    failed = b.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}", check=False)
+    assert failed.returncode == 1, (failed.stdout, failed.stderr)   # refused, not timed out
+    assert f"corrupt record in {copy} at byte " in failed.stderr, failed.stderr
+    assert "marsadm invalidate vm1" in failed.stderr
+    assert "nothing changed: the designated primary of vm1 is a again" in failed.stderr
+    assert b.view("get-primary", RES) == "a\n"
+    assert not [line for line in b.marsadm("view-tree").stdout.splitlines()
+                if "force-primary -> 1" in line]
+    assert b.current_log().count("the device cannot start") == 1, b.current_log()[-3000:]
