@@ -24,6 +24,7 @@ import trio
 
 from mars import antientropy, net
 from mars.cluster import apply_split
+from mars.device import device_users, mounted_devices, processes_holding_devices
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
 from mars.keys import ClusterState, alive_key, ip_key, owner_of, resource_of, time_key
@@ -31,7 +32,7 @@ from mars.metrics import Metrics
 from mars.replay import lowest_needed_logfile
 from mars.store import Store
 from mars.transfer import DataServer
-from mars.worker import ResourceWorker
+from mars.worker import PROCESS_LOOK_INTERVAL, ResourceWorker
 
 log = logging.getLogger("marsd")
 
@@ -87,6 +88,9 @@ class Daemon:
         self.workers = {}               # res -> ResourceWorker
         self.stopping = False
         self.tombstones_seen = -1       # newest tombstone already acted on; -1: scan at start
+        self.store_changed = trio.Event()   # set (and replaced) when the store changes
+        self.mounts = ({}, -1e9)        # (mounted devices, when looked): device_open_count
+        self.holders = ({}, -1e9)       # (device -> processes holding it open, when looked)
 
     def device_options(self, res):
         return self.device_args
@@ -113,6 +117,7 @@ class Daemon:
                     self.metrics.serve(self.metrics_port, address)
                 log.info("marsd %s serving on %s:%d-%d", self.env.host, address, PORT_META, PORT_SYNC)
                 self.worker_nursery = nursery
+                nursery.start_soon(self._watch_store)
                 nursery.start_soon(self._rounds, nursery)
         finally:
             try:
@@ -137,7 +142,46 @@ class Daemon:
                 self.stopping = True
                 for worker in self.workers.values():
                     worker.stopping = True
+                self.wake_workers()
                 nursery.start_soon(self._finish_when_workers_done, nursery)
+
+    async def _watch_store(self):
+        """Wake the resource workers when the store changed (a wish written
+        by marsadm, a tuple pulled from a peer): a worker with nothing to do
+        sleeps until then instead of reading the store every tick."""
+        seen = self.store.generation()
+        while True:
+            await trio.sleep(self.data_tick)
+            now = self.store.generation()
+            if now != seen:
+                seen = now
+                self.wake_workers()
+
+    def wake_workers(self):
+        event, self.store_changed = self.store_changed, trio.Event()
+        event.set()
+
+    async def device_open_count(self, device, fresh):
+        """How often `device` is in use: mounts and holders, else processes
+        (other than marsd's own) holding it open. The looks are shared by
+        all resources: mounts up to half a round old, processes (a look at
+        every process's fds) up to PROCESS_LOOK_INTERVAL; `fresh` looks now
+        (a device that should go, or was in use a moment ago)."""
+        now = trio.current_time()
+        mounts, looked = self.mounts
+        if fresh or now - looked >= self.round_interval / 2:
+            mounts = mounted_devices()          # small procfs reads: cheaper than a thread
+            self.mounts = (mounts, now)
+        count = device_users(device, mounts)
+        if count:
+            return count
+        holders, looked = self.holders
+        if fresh or now - looked >= PROCESS_LOOK_INTERVAL:
+            own = {worker.device.process.pid for worker in self.workers.values()
+                   if worker.device is not None}
+            holders = await trio.to_thread.run_sync(processes_holding_devices, own)
+            self.holders = (holders, now)
+        return holders.get(os.path.realpath(device), 0)
 
     async def _finish_when_workers_done(self, nursery):
         for worker in list(self.workers.values()):

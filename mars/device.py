@@ -379,42 +379,60 @@ def device_numbers(device):
     return os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
-def open_count(device, own_pids=(), look_at_processes=True):
-    """How often the block device is in use: mounts of it and holders
-    (device mapper); only when there are none, the file descriptors of
-    processes other than `own_pids` (a look at every process: costly, so
-    `look_at_processes=False` skips it and returns None in that case)."""
+def mounted_devices():
+    """{"major:minor": number of mounts} of every mounted block device."""
+    counts = {}
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            number = line.split()[2]
+            counts[number] = counts.get(number, 0) + 1
+    return counts
+
+
+def device_users(device, mounts=None):
+    """How often the block device is in use by the kernel: mounts of it and
+    holders (device mapper). Cheap: no look at processes. `mounts`: a
+    recent `mounted_devices()`, else it is read now."""
     try:
         major, minor = device_numbers(device)
     except OSError:
         return 0
-    count = 0
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            if line.split()[2] == f"{major}:{minor}":
-                count += 1
+    count = (mounts if mounts is not None else mounted_devices()).get(f"{major}:{minor}", 0)
     holders = Path("/sys/dev/block") / f"{major}:{minor}" / "holders"
     if holders.exists():
         count += len(list(holders.iterdir()))
-    if count:
-        return count
-    if not look_at_processes:
-        return None
-    real = os.path.realpath(device)
+    return count
+
+
+def processes_holding_devices(own_pids=()):
+    """{device path: open file descriptors} over every process except
+    `own_pids` and this one: one look at every process's fds (costly on a
+    host with many processes, so callers share it)."""
     skip = {str(pid) for pid in own_pids} | {str(os.getpid())}
+    counts = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or proc.name in skip:
             continue
         try:
             for fd in (proc / "fd").iterdir():
                 try:
-                    if os.readlink(fd) == real:
-                        count += 1
+                    target = os.readlink(fd)
                 except OSError:
                     continue
+                if target.startswith("/dev/"):
+                    counts[target] = counts.get(target, 0) + 1
         except OSError:
             continue
-    return count
+    return counts
+
+
+def open_count(device, own_pids=()):
+    """How often the block device is in use: mounts and holders, else the
+    processes (other than `own_pids`) that hold it open."""
+    count = device_users(device)
+    if count:
+        return count
+    return processes_holding_devices(own_pids).get(os.path.realpath(device), 0)
 
 
 def unmount_stale(mountpoint):

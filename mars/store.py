@@ -95,6 +95,7 @@ class Store:
         self.db.executescript(SCHEMA)
         self.clock = LamportClock(self._persisted_clock(), wall=wall)
         self.peer_seen = {}             # peer -> {origin: stamp}, see record_peer_vector
+        self.commits = 0                # transactions committed through this connection
 
     def close(self):
         self.db.close()
@@ -109,6 +110,12 @@ class Store:
     def _persisted_clock(self):
         row = self.db.execute("SELECT value FROM meta WHERE name='clock'").fetchone()
         return row[0] if row else 0
+
+    def generation(self):
+        """Changes whenever the store changed: through this connection (a
+        count of commits) or through any other (SQLite's data_version, e.g.
+        marsadm writing a wish). Cheap enough to poll every tick."""
+        return self.commits, self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def get(self, key):
         """The stored tuple for `key` (tombstones included), or None."""
@@ -171,6 +178,7 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        self.commits += 1
 
     def _stamp_in_transaction(self):
         self.clock.observe(self._persisted_clock())

@@ -54,11 +54,12 @@ PERSIST_EVERY = 0.5              # seconds between replay cursor writes
 SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs the disk)
 SYNC_PIPELINE = 3                # sync requests in flight
 REQUEST_TIMEOUT = 20.0           # a fetch or sync request unanswered this long: reconnect
-PROCESS_LOOK_INTERVAL = 1.0      # seconds between looks for processes holding an unmounted device
+PROCESS_LOOK_INTERVAL = 5.0      # seconds an idle look for processes holding devices is reused
 VERSIONS_KEPT = 8                # own versions kept below the newest when no member needs them
-STALL_LOGGED_AFTER = 10.0        # seconds replay stands at a logfile's end before the log says why
+STALL_LOGGED_AFTER = 5.0         # seconds replay stands at a logfile's end before the log says why
 DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
 DEVICE_RETRY_MAX = 30.0
+STATUS_REFRESH = 3.0             # seconds between status writes when nothing changed (views: 10)
 
 
 class Rate:
@@ -171,10 +172,11 @@ class ResourceWorker:
         self.remote = {}                # logfile -> size at the source
         self.rates = {name: Rate() for name in ("sync", "fetch", "replay", "log")}
         self.status = {}
+        self.status_content = None      # what the status file says, but its time
+        self.leaving = False            # primary, and the device should go (last step)
         self.stopping = False
         self.finished = trio.Event()
         self.last_checkpoint = 0.0
-        self.processes_looked_at = 0.0
         self.stall = None               # what replay or fetch stands at, for logging it once
         self.refused = None             # why the device cannot start here (DeviceRefused)
         self.device_failures = 0        # device starts failed in a row, for the backoff
@@ -213,9 +215,18 @@ class ResourceWorker:
         current = self.status.get("waiting")
         self.status["waiting"] = f"{current}; {reason}" if current else reason
 
-    def save_status(self):
-        self.status["updated"] = time.time()
+    def save_status(self, force=True):
+        """Write the status file for the views: at once when it changed
+        (or `force`), else every STATUS_REFRESH seconds to show marsd lives."""
         self.status["rates"] = {name: round(rate.value) for name, rate in self.rates.items()}
+        content = json.dumps({name: value for name, value in self.status.items()
+                              if name != "updated"}, sort_keys=True)
+        now = time.time()
+        if not force and content == self.status_content and \
+                now - self.status.get("updated", 0) < STATUS_REFRESH:
+            return
+        self.status["updated"] = now
+        self.status_content = content
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.status_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(self.status))
@@ -265,11 +276,9 @@ class ResourceWorker:
                     if busy:
                         self.last_busy = now
                     if now - self.status_saved >= 0.2:
-                        self.save_status()
+                        self.save_status(force=False)
                         self.status_saved = now
-                    idle = now - self.last_busy > 2.0 and self.device is None
-                    await trio.sleep(0 if busy else
-                                     min(self.daemon.round_interval, 0.5) if idle else self.daemon.data_tick)
+                    await self._pause(busy, now)
                 nursery.cancel_scope.cancel()
         finally:
             for channel in self.channels.values():
@@ -289,8 +298,9 @@ class ResourceWorker:
         designated = state.designated_primary(self.res)
         attach = self.switch(state, "attach") and bool(state.disk(self.res))
         self._report_disk(state)
+        self.leaving = False
         if self.device is not None:
-            leaving = designated != self.host or not attach or self.stopping
+            leaving = self.leaving = designated != self.host or not attach or self.stopping
             await self._primary_round(state, leaving)
             if leaving:
                 await self._try_teardown(state)
@@ -312,6 +322,30 @@ class ResourceWorker:
             self.device_failures, self.device_retry_at = 0, 0.0
             self.report(device_refused=None)
         return await self._secondary(state, conflict)
+
+    async def _pause(self, busy, now):
+        """Until the next step. Busy: none. A primary whose device serves by
+        itself, and a secondary with nothing to do for a while: until the
+        store changes (a wish, a peer's news) or a round has passed (the
+        checkpoint; a secondary looks for new log data), so that an idle
+        resource costs next to nothing and still reacts within a tick.
+        Else (syncing, catching up, a primary waiting for its device to be
+        released) a tick."""
+        if busy:
+            await trio.sleep(0)
+            return
+        quiet = now - self.last_busy > 2.0
+        if self.device is not None:
+            quiet = not self.leaving and not self.status.get("waiting")
+            timeout = self.daemon.round_interval
+        else:
+            timeout = min(self.daemon.round_interval, 0.5)
+        if not quiet:
+            await trio.sleep(self.daemon.data_tick)
+            return
+        changed = self.daemon.store_changed
+        with trio.move_on_after(timeout):
+            await changed.wait()
 
     def _set_actual(self, also=None, **facts):
         """Report `actual-<host>/<name>` facts, with the keys in `also` in
@@ -486,17 +520,11 @@ class ResourceWorker:
             log.info("%s: device grown to %d bytes", self.res, size)
         now = time.monotonic()
         # Processes holding the device open are looked for only while it is
-        # not mounted (it reads every process's fds): every tick while it was
-        # in use or should go (wait-umount and a handover wait for it), else
-        # once a second.
-        look = leaving or bool(self.status.get("open_count")) or \
-            now - self.processes_looked_at >= PROCESS_LOOK_INTERVAL
-        open_count = await trio.to_thread.run_sync(
-            devices.open_count, self.loop, (device.process.pid,), look)
-        if open_count is None:          # not in use a moment ago, not mounted now
-            open_count = 0
-        elif look:
-            self.processes_looked_at = now
+        # not mounted (that reads every process's fds): afresh while it was in
+        # use or should go (wait-umount and a handover wait for it), else in
+        # the daemon's shared look at most PROCESS_LOOK_INTERVAL old.
+        open_count = await self.daemon.device_open_count(
+            self.loop, fresh=leaving or bool(self.status.get("open_count")))
         self.report(open_count=open_count)
         self._set_actual(**{"open-count": open_count})
         if now - self.last_checkpoint >= self.daemon.round_interval:

@@ -94,8 +94,9 @@ class DataNet(MarsNet):
     def mkfs(self, host, res):
         subprocess.run(["mkfs.xfs", "-q", "-f", str(self.device(host, res))], check=True)
 
-    def mount(self, host, res):
-        subprocess.run(["mount", "-t", "xfs", str(self.device(host, res)), str(host.mnt)], check=True)
+    def mount(self, host, res, fstype="xfs"):
+        subprocess.run(["mount", "-t", fstype, str(self.device(host, res)), str(host.mnt)],
+                       check=True)
 
     @staticmethod
     def umount(host):

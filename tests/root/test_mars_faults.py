@@ -9,6 +9,7 @@ has its device up gives the primary role back to it."""
 import os
 import signal
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -109,9 +110,10 @@ def test_a_secondary_twelve_logfiles_behind_catches_up_and_one_that_cannot_says_
 def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_on_a_timeout(
         datanet):
     a, b = cluster_with_replica(datanet, "a", "b")
-    with open(datanet.device(a, RES), "rb"):           # a container's filesystem, say
-        wait_until(lambda: a.view("get-primary", RES) == "a\n" and
-                   "open count 1" in view(a), what="a to report its device open",
+    subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
+    datanet.mount(a, RES, fstype="ext4")              # a container's filesystem
+    try:
+        wait_until(lambda: "open count 1" in view(a), what="a to report its device open",
                    show=lambda: view(a))
         before = tree_without_reports(b)
         refused = b.marsadm("primary", RES, "--timeout=60", check=False)
@@ -120,6 +122,8 @@ def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_
         assert "stop the container" in refused.stderr and "unmount" in refused.stderr
         assert tree_without_reports(b) == before
         assert b.view("get-primary", RES) == "a\n"
+    finally:
+        datanet.umount(a)
 
     # The old primary does not answer (its marsd stopped): the handover times
     # out, and the wish goes back to a, which still has its device up.
