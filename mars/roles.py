@@ -133,7 +133,8 @@ class Roles(HostCommands):
             self.wait_for(res, lambda st, status: status.get("is_primary") and
                           st.resource_value(res, f"actual-{self.host}/is-primary") == "1",
                           "the device to come up",
-                          failed=lambda st, status: status.get("device_refused"))
+                          failed=lambda st, status: status.get("device_refused") or
+                          self._handover_refused(st, res, previous))
         except MarsTimeout as timeout:
             raise MarsTimeout(f"{timeout}; {self._undo_primary(res, previous)}") from None
         except MarsError as refused:
@@ -143,6 +144,15 @@ class Roles(HostCommands):
                          todo_key(res, self.host, "force-primary"): 0})
             raise MarsError(f"{refused}; nothing changed: the designated primary of {res} is "
                             f"{previous or NO_PRIMARY} again") from None
+
+    def _handover_refused(self, state, res, previous):
+        """The old primary put the wish back: its device was in use."""
+        if state.designated_primary(res) == previous and previous not in (None, self.host):
+            count = state.resource_value(res, f"actual-{previous}/open-count", "?")
+            return (f"{previous} has the device of {res} open (open count {count}) and refused "
+                    f"the handover: stop the container there and unmount it, then run `marsadm "
+                    f"primary {res}` again")
+        return None
 
     def _open_count(self, state, res, host):
         """How often `host`'s device of `res` is open. The metadata shows it

@@ -302,7 +302,7 @@ class ResourceWorker:
         if self.device is not None:
             leaving = self.leaving = designated != self.host or not attach or self.stopping
             await self._primary_round(state, leaving)
-            if leaving:
+            if leaving and not self._refuse_handover(state, designated):
                 await self._try_teardown(state)
             return False
         self.report(is_primary=False, device=None, open_count=0)
@@ -538,6 +538,23 @@ class ResourceWorker:
             self.metrics.logged.labels(self.res).inc(logged)
             self.report(logged=reply["logged"], log_position=[reply["logfile"], reply["position"]],
                         emergency=reply["emergency"])
+
+    def _refuse_handover(self, state, designated):
+        """A planned handover to another host while this device is in use
+        (counted afresh: a container stopped and unmounted just before the
+        handover does not count) is refused: the designated primary goes
+        back to this host, so that nothing moves later behind the operator's
+        back; `marsadm primary` on the other host sees it and says why.
+        `secondary`, `down` and a forced take-over still wait for the device."""
+        count = self.status.get("open_count")
+        if not count or designated in (None, self.host) or not self.switch(state, "attach") or \
+                self.stopping or state.resource_value(
+                    self.res, f"todo-{designated}/force-primary", "0") == "1":
+            return False
+        self.write({self.key("primary"): self.host})
+        log.warning("%s: refused the handover to %s: device %s in use (open count %d)",
+                    self.res, designated, self.link, count)
+        return True
 
     def open_count_now(self):
         """How often the device is in use at this moment, processes included
