@@ -87,13 +87,14 @@ def test_a_secondary_twelve_logfiles_behind_catches_up_and_one_that_cannot_says_
     stuck = rotate(a)
     write_block(datanet, a, 21)
     rotate(a)
-    wait_until(lambda: stuck + 1 in logfile_numbers(b), what=f"b to fetch logfile {stuck + 1}",
-               show=lambda: logfile_numbers(b))
+    version = f"resource-{RES}/version-{stuck}-a"
+    wait_until(lambda: stuck + 1 in logfile_numbers(b) and b.live_values(version),
+               what=f"b to fetch logfile {stuck + 1} and learn {version}",
+               show=lambda: (logfile_numbers(b), b.live_values(f"resource-{RES}/version-")))
     a.stop()
     b.stop()
     with sqlite3.connect(b.root / "mars" / "metadata.sqlite") as db:
-        gone = db.execute("DELETE FROM tuples WHERE key = ?",
-                          (f"resource-{RES}/version-{stuck}-a",)).rowcount
+        gone = db.execute("DELETE FROM tuples WHERE key = ?", (version,)).rowcount
     assert gone == 1
     b.start()
     b.marsadm("resume-replay", RES)
