@@ -37,6 +37,12 @@ def daemon_running(env):
         os.close(fd)
 
 
+def device_open(host, res, count):
+    """Why a planned handover away from `host` cannot go, and what to do."""
+    return (f"{host} has the device of {res} open (open count {count}): stop the container "
+            f"there and unmount it, then run `marsadm primary {res}` again")
+
+
 class Roles(HostCommands):
     """Data-plane operations of one host."""
 
@@ -115,10 +121,7 @@ class Roles(HostCommands):
             for host in others:
                 count = self._open_count(state, res, host)
                 if count:
-                    raise MarsError(
-                        f"{host} has the device of {res} open (open count {count}): stop the "
-                        f"container there and unmount it, then run `marsadm primary {res}` "
-                        "again; nothing changed")
+                    raise MarsError(f"{device_open(host, res, count)}; nothing changed")
         previous = state.designated_primary(res)
         changes = {res_key(res, "primary"): self.host,
                    todo_key(res, self.host, "attach"): 1}
@@ -149,9 +152,7 @@ class Roles(HostCommands):
         """The old primary put the wish back: its device was in use."""
         if state.designated_primary(res) == previous and previous not in (None, self.host):
             count = state.resource_value(res, f"actual-{previous}/open-count", "?")
-            return (f"{previous} has the device of {res} open (open count {count}) and refused "
-                    f"the handover: stop the container there and unmount it, then run `marsadm "
-                    f"primary {res}` again")
+            return f"{device_open(previous, res, count)} (it refused the handover)"
         return None
 
     def _open_count(self, state, res, host):
@@ -175,7 +176,7 @@ class Roles(HostCommands):
         device up, the wish goes back to it (nothing changed); else the
         handover is under way and only the rest of it is pending."""
         state = self.store.state()
-        if previous and previous not in (self.host, NO_PRIMARY) and \
+        if previous not in (None, self.host) and \
                 state.resource_value(res, f"actual-{previous}/is-primary") == "1" and \
                 state.designated_primary(res) == self.host:
             self._write({res_key(res, "primary"): previous})

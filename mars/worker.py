@@ -645,7 +645,8 @@ class ResourceWorker:
         self.report(source=source, source_alive=state.is_alive(source, self.daemon.window))
         if conflict:
             raise SplitBrain(conflict)
-        if await self._low_on_space(state, source):
+        free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
+        if await self._low_on_space(state, source, free):
             return False
         size = state.size(self.res)
         synced = int(state.resource_value(self.res, f"syncstatus-{self.host}", "0") or 0)
@@ -655,14 +656,14 @@ class ResourceWorker:
                 return False
             return await self._sync(state, source, synced, size)
         self.report(syncing=False, sync_done=size)
-        return await self._follow(state, source)
+        return await self._follow(state, source, free=free)
 
-    async def _low_on_space(self, state, source):
+    async def _low_on_space(self, state, source, free):
         """Emergency mode, first stage: a secondary whose state dir runs low
         stops fetching and drops its local logs (fetched again later from
         its replay cursor on). And a primary that stopped logging leaves
-        its replicas behind for good: they need `invalidate`."""
-        free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
+        its replicas behind for good: they need `invalidate`. `free`: bytes
+        free in the state dir now."""
         # Hysteresis: once dropped, logs are fetched again only when there
         # is room for more than the limit again, else it would oscillate.
         limit = self.daemon.fetch_free * (2 if self.status.get("emergency") == "space" else 1)
@@ -812,15 +813,16 @@ class ResourceWorker:
             self.cursor = Cursor.parse(text) if text else None
         return self.cursor
 
-    async def _follow(self, state, source, until=None):
-        """Fetch from `source` and replay, one bounded step."""
+    async def _follow(self, state, source, until=None, free=None):
+        """Fetch from `source` and replay, one bounded step (`free`: bytes
+        free in the state dir, if this step measured them already)."""
         cursor = self._cursor(state)
         fetching = self.switch(state, "connect")
         busy = False
         unreachable = None
         if fetching:
             try:
-                busy = await self._fetch(state, source, cursor)
+                busy = await self._fetch(state, source, cursor, free)
             except PeerError as exc:
                 unreachable = exc       # what is here already is replayed all the same
         else:
@@ -851,7 +853,7 @@ class ResourceWorker:
             if closed is not None:
                 self.remote[name] = max(self.remote[name], closed[0])
 
-    async def _fetch(self, state, source, cursor):
+    async def _fetch(self, state, source, cursor, free=None):
         listed = time.time()
         reply, _ = await self.request(state, source, PORT_FETCH, {"type": "logs", "res": self.res})
         self.report(listed=listed)
@@ -871,7 +873,8 @@ class ResourceWorker:
             return self._cursor_logfile_gone(state, source, cursor)
         # Never fetch into emergency mode: what would take the state dir below
         # the limit waits until replay has made room (replayed logfiles go).
-        free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
+        if free is None:            # as measured for this step, else now
+            free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
         budget = min(FETCH_MAX * 4, free - self.daemon.fetch_free - FETCH_MAX)
         fetched = 0
         if budget <= 0 and any(size > local.get(name, 0) for name, size in remote.items()):

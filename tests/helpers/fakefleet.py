@@ -34,6 +34,7 @@ from click.testing import CliRunner
 from football.ops.cluster import connected_groups
 from football.hostside.cli import cli as host_cli
 from football.transport import CommandFailed, Result
+from mars.roles import device_open
 from tests.helpers.fakehost import UnexpectedCommand
 
 EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
@@ -304,9 +305,7 @@ class FakeFleet:
         if replica.sync_rest:
             raise Refused(f"{res} on {name} is not UpToDate")
         if old and self.hosts[old].device(res) in self.mounts[old].values():
-            raise Refused(f"{old} has the device of {res} open (open count 1): stop the "
-                          f"container there and unmount it, then run `marsadm primary {res}` "
-                          "again; nothing changed")
+            raise Refused(f"{device_open(old, res, 1)}; nothing changed")
         replica.applied = len(resource.records)
         resource.primary = name
         return ""
