@@ -10,6 +10,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 
 from football.demo import parse_workload_log
@@ -117,6 +118,17 @@ def lab_up(base):
     finally:
         run.cleanup()
     assert not run.leftovers(), f"lab down left: {run.leftovers()}"
+
+
+def module_lab(name):
+    """The `lab` fixture of a test file: one lab for all its tests (bringing
+    it up is the slow part), under a tmp dir called `name`. In the file:
+    `lab = module_lab("migrate")`."""
+    @pytest.fixture(scope="module")
+    def lab(tmp_path_factory):
+        with lab_up(tmp_path_factory.mktemp(name)) as run:
+            yield run
+    return lab
 
 
 def roles_and_running(status, res="vm1"):

@@ -7,15 +7,12 @@ import json
 
 import pytest
 
-from tests.helpers.lab import football, lab_up
+from tests.helpers.lab import football, module_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with lab_up(tmp_path_factory.mktemp("admin")) as run:
-        yield run
+lab = module_lab("admin")
 
 
 def fb(lab, *args, code=0):

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from football.hostside.locks import list_locks
-from tests.helpers.lab import (football, lab_up, roles_and_running, sequence_problems,
+from tests.helpers.lab import (football, module_lab, roles_and_running, sequence_problems,
                                wait_for_records)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
@@ -89,10 +89,7 @@ def football_failed(operation, res, error, exit_code):
 '''
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with lab_up(tmp_path_factory.mktemp("compensation")) as run:
-        yield run
+lab = module_lab("compensation")
 
 
 @pytest.fixture

@@ -8,18 +8,14 @@ import time
 
 import pytest
 
-from tests.helpers.lab import (FOOTBALL, LabRun, lab_up, largest_gap, sequence_problems,
+from tests.helpers.lab import (FOOTBALL, LabRun, largest_gap, module_lab, sequence_problems,
                                wait_for_records)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """One lab brought up for the tests that only look at it or repair it;
-    the last of them takes it down."""
-    with lab_up(tmp_path_factory.mktemp("lab")) as run:
-        yield run
+# One lab for the tests that only look at it or repair it; the last of them takes it down.
+lab = module_lab("lab")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.helpers.dataplane import tree_checksums
-from tests.helpers.lab import (assert_on, events, files_dir, football, lab_up, migrate,
+from tests.helpers.lab import (assert_on, events, files_dir, football, migrate, module_lab,
                                placement, sequence_problems, wait_for_records, written_files)
 from tests.helpers.sshd import Sshd
 
@@ -23,10 +23,7 @@ pytestmark = [pytest.mark.root, pytest.mark.integration]
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with lab_up(tmp_path_factory.mktemp("migrate")) as run:
-        yield run
+lab = module_lab("migrate")
 
 
 def test_bad_input_is_refused_with_exit_191_and_changes_nothing(at_home):

@@ -9,17 +9,14 @@ LXC and workload show that a crashed run and its re-run lose nothing."""
 import pytest
 
 from tests.helpers.dataplane import tree_checksums
-from tests.helpers.lab import (MIGRATE_POINTS, assert_on, events, files_dir, lab_up,
-                               migrate, placement, roles_and_running, sequence_problems,
+from tests.helpers.lab import (MIGRATE_POINTS, assert_on, events, files_dir, migrate,
+                               module_lab, placement, roles_and_running, sequence_problems,
                                wait_for_records, written_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with lab_up(tmp_path_factory.mktemp("variants")) as run:
-        yield run
+lab = module_lab("variants")
 
 
 def test_two_phase_migrate_with_handovers_before_and_after_keeps_every_record(at_home):

@@ -8,16 +8,13 @@ import signal
 import pytest
 
 from tests.helpers.dataplane import tree_checksums
-from tests.helpers.lab import (files_dir, lab_up, migrate, placement, roles_and_running,
+from tests.helpers.lab import (files_dir, migrate, module_lab, placement, roles_and_running,
                                sequence_problems, wait_for_records, written_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with lab_up(tmp_path_factory.mktemp("repair")) as run:
-        yield run
+lab = module_lab("repair")
 
 
 def stop_container(lab, host):
