@@ -157,9 +157,11 @@ class SSHTransport(Transport):
             raise self._lost(argv, error) from None
         if done.exited == -1 and not done.connection.is_connected:
             raise self._lost(argv, "connection closed")
-        if timeout is not None and done.exited == KILLED_BY_TIMEOUT and \
+        if timeout is not None and done.exited in (-1, KILLED_BY_TIMEOUT) and \
                 time.monotonic() - started >= timeout:
-            # the host's `timeout` was quicker than ours
+            # The host's `timeout` was quicker than ours (137), or ours closed
+            # the channel (-1: no exit status) and the command returned before
+            # invoke's timer thread ended, so invoke did not call it timed out.
             raise CommandTimedOut(self.host, argv, timeout)
         result = Result(self.host, tuple(argv), done.exited, done.stdout, done.stderr)
         if check and not result.ok:

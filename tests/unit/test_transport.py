@@ -225,3 +225,36 @@ def test_strict_refuses_an_unknown_host_key(tmp_path):
     with pytest.raises(UnknownHostKey):
         client._policy.missing_host_key(client, "127.0.0.5", paramiko.ECDSAKey.generate())
     assert not (tmp_path / "known_hosts").exists()
+
+
+class _ClosedByOurTimer:
+    """What invoke returns when its timer closed the channel but the command
+    returned before the timer's thread ended: no exit status (-1), the
+    connection still up, and no CommandTimedOut from invoke."""
+    exited, stdout, stderr = -1, "", ""
+
+    class connection:
+        is_connected = True
+
+
+@pytest.mark.parametrize("exited", [-1, 137])
+def test_an_ssh_command_cut_off_at_its_time_limit_raises_timed_out(monkeypatch, exited):
+    transport = SSHTransport("h1", "10.0.0.1")
+    done = _ClosedByOurTimer()
+    done.exited = exited
+
+    def run_past_the_limit(connection, command, timeout, input):
+        time.sleep(timeout)
+        return done
+    monkeypatch.setattr(transport, "_connect", lambda reconnect=False: None)
+    monkeypatch.setattr(transport, "_run", run_past_the_limit)
+    with pytest.raises(CommandTimedOut, match="did not finish within 0.05 s"):
+        transport.run(["sleep", "600"], timeout=0.05)
+
+
+def test_an_ssh_command_without_exit_status_before_its_time_limit_is_a_failure(monkeypatch):
+    transport = SSHTransport("h1", "10.0.0.1")
+    monkeypatch.setattr(transport, "_connect", lambda reconnect=False: None)
+    monkeypatch.setattr(transport, "_run", lambda *args: _ClosedByOurTimer())
+    with pytest.raises(CommandFailed, match="exited -1"):
+        transport.run(["true"], timeout=600)
