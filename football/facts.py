@@ -6,7 +6,10 @@ output."""
 
 import re
 
-RESOURCE_HEADER = re.compile(r"^--------- resource (\S+) ")
+# Before each resource of `all` or a list (kernel marsadm's do_all_res):
+# `--------- resource <res> <size> [<members>/<hosts>]`, `guest` for a
+# resource the host is not a member of.
+RESOURCE_HEADER = re.compile(r"^--------- (?:resource|guest) (\S+) ")
 
 
 def parse_view_all(text):

@@ -10,8 +10,8 @@ import uuid as uuidlib
 
 import trio
 
-from mars import antientropy, net
-from mars.errors import MarsError, MarsTimeout, PeerError
+from mars import antientropy, net, sshpeer
+from mars.errors import MarsError, MarsTimeout, PeerError, PeerRefused
 from mars.hostenv import PORT_META, resolve_address
 from mars.keys import DELETED, hosts_and_resources, ip_key, owner_of, resource_of
 from mars.names import check_host
@@ -22,17 +22,24 @@ from mars.store import MetaTuple
 # it takes every host to apply it, short enough not to block a later re-merge
 # of a host with the same name (merge-cluster lifts it at once anyway).
 SPLIT_EXCLUSION_SECONDS = 600
+DEAD_GRACE = 2.0        # seconds wait-cluster tries a peer before it counts as dead
+
+
+class DryRunDone(Exception):
+    """A dry run has said what it would do; nothing more to show."""
 
 
 class Cluster:
     """Cluster operations of one host, on its store."""
 
-    def __init__(self, env, store, timeout=60.0, dry_run=False, echo=print):
+    def __init__(self, env, store, timeout=60.0, dry_run=False, echo=print,
+                 ssh_port=sshpeer.SSH_PORT):
         self.env = env
         self.store = store
         self.timeout = math.inf if timeout < 0 else timeout     # marsadm: -1 waits forever
         self.dry_run = dry_run
         self.echo = echo
+        self.ssh_port = ssh_port
 
     # ----------------------------------------------------------- helpers
     def _state(self):
@@ -97,17 +104,55 @@ class Cluster:
 
     # -------------------------------------------------------------- join
     def join(self, peer, peer_address=None, address=None):
-        """Join the cluster of `peer`. The cluster secret must already be in place."""
+        """Join the cluster of `peer`. Without the cluster secret here, or
+        with another one (a host in no cluster has no use for its own), the
+        peer's is taken over SSH first (sshpeer), as the kernel's marsadm
+        does."""
         check_host(peer)
         state = self._state()
         if state.host_ips():
             raise MarsError(
                 f"host {self.env.host} is already in a cluster with {', '.join(state.cluster_hosts())}: "
                 "leave-cluster first, or use merge-cluster to join two clusters")
-        self.env.cluster_key()
         peer_address = resolve_address(peer, peer_address)
         address = resolve_address(self.env.host, address)
-        self._run(self._join, peer, peer_address, address)
+        try:
+            if not self.env.key_path.exists():
+                self._take_secret_of(peer, peer_address)
+            try:
+                self._run(self._join, peer, peer_address, address)
+            except PeerRefused:
+                self._take_secret_of(peer, peer_address)
+                self._run(self._join, peer, peer_address, address)
+        except DryRunDone:
+            return
+
+    def _take_secret_of(self, peer, peer_address, members=None):
+        """The cluster secret of `peer`, over SSH, written here and on
+        `members` ({host: address}) first. Every member is tried (`true`)
+        before any is changed; a failure half-way names who has which."""
+        if self.dry_run:
+            self.echo(f"would take the cluster secret of {peer} over ssh (port {self.ssh_port})"
+                      + (f" and give it to {', '.join(sorted(members))}" if members else ""))
+            raise DryRunDone()
+        members = members or {}
+        secret = sshpeer.fetch_secret(peer, peer_address, self.ssh_port, self.timeout)
+        for host, address in sorted(members.items()):
+            sshpeer.check_login(host, address, self.ssh_port, self.timeout)
+        given = []
+        for host, address in sorted(members.items()):
+            try:
+                sshpeer.install_secret(host, address, secret, self.ssh_port, self.timeout)
+            except MarsError as exc:
+                raise MarsError(
+                    f"{exc}. The cluster secret of {peer} is now on "
+                    f"{', '.join(given) or 'no host of this cluster'}; the others of "
+                    f"{', '.join(sorted(members))} and {self.env.host} still have the old one: "
+                    "run merge-cluster again once ssh works, or copy cluster.key by hand") from None
+            given.append(host)
+        self.env.write_cluster_key(secret)
+        self.echo(f"took the cluster secret of {peer} over ssh"
+                  + (f" (also given to {', '.join(given)})" if given else ""))
 
     async def _join(self, peer, peer_address, address):
         channel = await self._connect(peer_address, address)
@@ -137,7 +182,9 @@ class Cluster:
 
     # ------------------------------------------------------------- merge
     def merge(self, peer, peer_address=None):
-        """Merge the cluster of `peer` with ours (both must share the secret)."""
+        """Merge the cluster of `peer` with ours. With different secrets the
+        merged cluster takes the peer's (over SSH: it never crosses the MARS
+        ports), given to this side's members too."""
         check_host(peer)
         state = self._state()
         self._require_member(state)
@@ -145,7 +192,18 @@ class Cluster:
             self.echo(f"{peer} is already a member of this cluster; nothing to do")
             return
         peer_address = resolve_address(peer, peer_address)
-        self._run(self._merge, state, peer, peer_address)
+        try:
+            self._run(self._merge, state, peer, peer_address)
+        except PeerRefused:
+            # Another secret: the merged cluster takes the peer's; this
+            # side's members get it over SSH before this host does.
+            others = {host: address for host, address in state.host_ips().items()
+                      if host != self.env.host}
+            try:
+                self._take_secret_of(peer, peer_address, others)
+            except DryRunDone:
+                return
+            self._run(self._merge, state, peer, peer_address)
 
     async def _merge(self, state, peer, peer_address):
         channel = await self._connect(peer_address, self._my_address(state))
@@ -207,8 +265,12 @@ class Cluster:
         return failures
 
     def wait(self, hosts, ping_timeout=5.0):
-        """Wait until marsd answers on every host in `hosts` (this one included),
-        or raise MarsTimeout naming those that did not."""
+        """Wait until marsd answers on every host in `hosts`, as the kernel's
+        `wait-cluster` does: this host's marsd, and a peer that refuses us
+        (another cluster secret: alive, misconfigured), are waited for
+        (MarsTimeout after the timeout); a peer that does not answer within
+        DEAD_GRACE (or the timeout, if shorter) counts as dead and is not
+        waited for. Returns {dead peer: why}, for a warning."""
         state = self._state()
         self._require_member(state)
         unknown = [host for host in hosts if host not in state.host_ips()]
@@ -219,7 +281,10 @@ class Cluster:
     async def _wait(self, state, hosts, ping_timeout):
         address = self._my_address(state)
         missing = {host: "not yet asked" for host in hosts}
-        deadline = trio.current_time() + self.timeout
+        refusing = set()        # alive but shut out (another secret): waited for, never dead
+        started = trio.current_time()
+        deadline = started + self.timeout
+        grace = started + min(self.timeout, DEAD_GRACE)
 
         async def ping(host):
             peer_address = state.host_ips()[host]
@@ -231,8 +296,13 @@ class Cluster:
                 finally:
                     await channel.aclose()
                 missing.pop(host, None)
+                refusing.discard(host)
+            except PeerRefused as exc:
+                missing[host] = str(exc)
+                refusing.add(host)
             except PeerError as exc:
                 missing[host] = str(exc)
+                refusing.discard(host)
 
         while missing:
             async with trio.open_nursery() as nursery:
@@ -240,12 +310,15 @@ class Cluster:
                     nursery.start_soon(ping, host)
             if not missing:
                 break
+            if self.env.host not in missing and not refusing and trio.current_time() >= grace:
+                return dict(missing)
             if trio.current_time() >= deadline:
                 details = "; ".join(f"{host}: {reason}" for host, reason in sorted(missing.items()))
                 raise MarsTimeout(
                     f"timed out after {self.timeout:g}s, marsd not answering on "
                     f"{', '.join(sorted(missing))} ({details}); start marsd there or check the network")
             await trio.sleep(0.5)
+        return {}
 
     # ------------------------------------------------------------- split
     def pieces(self, state):

@@ -15,7 +15,9 @@ import argparse
 import fcntl
 import logging
 import os
+import select
 import signal
+import socket
 import sys
 import time
 
@@ -32,6 +34,7 @@ from mars.metrics import Metrics
 from mars.replay import lowest_needed_logfile
 from mars.store import Store
 from mars.transfer import DataServer
+from mars.tree import TreeMirror
 from mars.worker import PROCESS_LOOK_INTERVAL, ResourceWorker
 
 log = logging.getLogger("marsd")
@@ -67,6 +70,19 @@ class PidFile:
             self.fd = None
 
 
+def changed_resources(keys):
+    """The resources whose keys are among `keys`; None when a key of the
+    whole cluster (not a heartbeat) is among them: every resource may care."""
+    resources = set()
+    for key in keys:
+        res = resource_of(key)
+        if res is not None:
+            resources.add(res)
+        elif owner_of(key) is None or key not in (alive_key(owner_of(key)), time_key(owner_of(key))):
+            return None
+    return resources
+
+
 class Daemon:
     """The control plane of one host."""
 
@@ -88,9 +104,25 @@ class Daemon:
         self.workers = {}               # res -> ResourceWorker
         self.stopping = False
         self.tombstones_seen = -1       # newest tombstone already acted on; -1: scan at start
-        self.store_changed = trio.Event()   # set (and replaced) when the store changes
+        self.poked = trio.Event()       # set when the store may have changed (_watch_store)
+        self.tree = None                # TreeMirror, once written
+        self._key = self._key_seen = None   # the cluster secret, see `key`
+        self.tree_error = None
         self.mounts = ({}, -1e9)        # (mounted devices, when looked): device_open_count
         self.holders = ({}, -1e9)       # (device -> processes holding it open, when looked)
+
+    @property
+    def key(self):
+        """The cluster secret, read again when its file was replaced (a
+        merge-cluster that gave the cluster the other side's secret over
+        SSH): new connections use it, established ones stay."""
+        stat = os.stat(self.env.key_path)
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if seen != self._key_seen:
+            if self._key_seen is not None:
+                log.info("cluster secret %s replaced: using the new one", self.env.key_path)
+            self._key, self._key_seen = self.env.cluster_key(), seen
+        return self._key
 
     def device_options(self, res):
         return self.device_args
@@ -98,7 +130,7 @@ class Daemon:
     # ------------------------------------------------------------ lifecycle
     async def run(self, task_status=trio.TASK_STATUS_IGNORED):
         self.env.ensure_state_dir()
-        self.store = Store(self.env.db_path, self.env.host)
+        self.store = Store(self.env.db_path, self.env.host, on_commit=self._store_poked)
         pidfile = PidFile(self.env.pid_path)
         pidfile.acquire()
         try:
@@ -106,18 +138,20 @@ class Daemon:
                 nursery.start_soon(self._watch_signals, nursery)
                 task_status.started()
                 address = await self._wait_for_membership()
-                self.key = self.env.cluster_key()
+                self.env.cluster_key()          # a missing secret ends marsd here
                 await nursery.start(self._serve, address)
                 data = DataServer(str(self.env.state_dir), self._local_disk, self._size)
                 self.data_server = data
                 for port, answer in ((PORT_FETCH, data.answer_fetch), (PORT_SYNC, data.answer_sync)):
-                    await nursery.start(data.serve, port, answer, address, self.key,
+                    await nursery.start(data.serve, port, answer, address, lambda: self.key,
                                         self.env.host, self.store.clock)
                 if self.metrics_port:
                     self.metrics.serve(self.metrics_port, address)
                 log.info("marsd %s serving on %s:%d-%d", self.env.host, address, PORT_META, PORT_SYNC)
                 self.worker_nursery = nursery
+                await nursery.start(self._receive_pokes)
                 nursery.start_soon(self._watch_store)
+                nursery.start_soon(self._watch_mounts)
                 nursery.start_soon(self._rounds, nursery)
         finally:
             try:
@@ -145,21 +179,94 @@ class Daemon:
                 self.wake_workers()
                 nursery.start_soon(self._finish_when_workers_done, nursery)
 
-    async def _watch_store(self):
-        """Wake the resource workers when the store changed (a wish written
-        by marsadm, a tuple pulled from a peer): a worker with nothing to do
-        sleeps until then instead of reading the store every tick."""
-        seen = self.store.generation()
-        while True:
-            await trio.sleep(self.data_tick)
-            now = self.store.generation()
-            if now != seen:
-                seen = now
-                self.wake_workers()
+    def _store_poked(self):
+        self.poked.set()
 
-    def wake_workers(self):
-        event, self.store_changed = self.store_changed, trio.Event()
-        event.set()
+    async def _receive_pokes(self, task_status=trio.TASK_STATUS_IGNORED):
+        """marsadm pokes marsd after it wrote the store (HostEnv.poke_daemon)."""
+        with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as wake:
+            try:
+                await wake.bind(self.env.wake_address)
+            except OSError as exc:
+                log.warning("no wake-up socket (%s): marsadm's wishes wait up to a round", exc)
+                task_status.started()
+                return
+            task_status.started()
+            while True:
+                await wake.recv(64)
+                self.poked.set()
+
+    async def _watch_store(self):
+        """Wake the resource workers whose keys changed (a wish written by
+        marsadm, a tuple pulled from a peer, a worker's own report): a worker
+        with nothing to do sleeps until then instead of reading the store
+        every tick. Looked at when poked: by a commit here, by marsadm, and
+        by every round (a writer that does not poke). Every host's heartbeat
+        changes the store every round and wakes nobody; any other key
+        outside the resources wakes every worker."""
+        seen = self.store.generation()
+        stamps = self.store.stamps()
+        self._mirror(None)
+        while True:
+            await self.poked.wait()
+            self.poked = trio.Event()
+            await trio.sleep(0)         # a burst of commits: one look
+            now = self.store.generation()
+            if now == seen:
+                continue
+            external = now[1] != seen[1]        # marsadm (another connection) wrote
+            seen = now
+            changed = self.store.take_touched()
+            if external or changed is None:
+                before, stamps = stamps, self.store.stamps()
+                changed = {key for key, stamp in stamps.items() if before.get(key) != stamp}
+            self.wake_workers(changed_resources(changed))
+            self._mirror(changed)
+
+    def _mirror(self, changed):
+        """The symlink tree for the tools that read it (TreeMirror); a
+        failure (a full state dir) is said once and tried again on the next
+        change of everything."""
+        try:
+            if self.tree is None:
+                self.tree = TreeMirror(self.env.state_dir, self.env.host)
+                changed = None
+            self.tree.update(self.store, changed)
+            if self.tree_error:
+                log.info("tree mirror: written again")
+                self.tree_error = None
+        except OSError as exc:
+            if str(exc) != self.tree_error:
+                log.warning("tree mirror: %s", exc)
+                self.tree_error = str(exc)
+            self.tree = None
+
+    async def _watch_mounts(self):
+        """A mount or unmount anywhere tells the primaries at once (their
+        open count): the kernel marks the mount table as changed (POLLPRI),
+        waited for in a thread that costs nothing meanwhile."""
+        fd = os.open("/proc/self/mountinfo", os.O_RDONLY)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLPRI | select.POLLERR)
+            while True:
+                os.lseek(fd, 0, os.SEEK_SET)
+                while os.read(fd, 1 << 16):     # reading it resets the mark
+                    pass
+                await trio.to_thread.run_sync(poller.poll, None, abandon_on_cancel=True)
+                self.mounts = ({}, -1e9)
+                for worker in list(self.workers.values()):
+                    if worker.device is not None:
+                        worker.news()
+        finally:
+            os.close(fd)
+
+    def wake_workers(self, resources=None):
+        """Tell the workers of `resources` (None: every worker) that their
+        keys changed."""
+        for res, worker in list(self.workers.items()):
+            if resources is None or res in resources:
+                worker.keys_changed()
 
     async def device_open_count(self, device, fresh):
         """How often `device` is in use: mounts and holders, else processes
@@ -248,6 +355,27 @@ class Daemon:
             worker = self.workers.get(str(header.get("res")))
             return {"type": "open-count",
                     "open_count": worker.open_count_now() if worker else 0}, b""
+        if header.get("type") == "disk-size":
+            # asked by `marsadm resize` on the primary: the size of the disk
+            # now, not as last reported (an idle worker reports seconds late,
+            # and the LV was grown a moment ago)
+            from mars.worker import _blockdev_size
+            res = str(header.get("res"))
+            disk = self._local_disk(res)
+            if not disk:
+                return {"type": "error", "reason": f"{self.env.host} is not a member of {res}"}, b""
+            try:
+                size = os.path.getsize(disk) if os.path.isfile(disk) else _blockdev_size(disk)
+            except OSError as exc:
+                return {"type": "error", "reason": f"the size of {disk} on {self.env.host} "
+                        f"cannot be read: {exc.strerror or exc}"}, b""
+            return {"type": "disk-size", "disk_size": size}, b""
+        if header.get("type") == "list":
+            # asked by `marsadm wait-resource up-to-date` on this host
+            worker = self.workers.get(str(header.get("res")))
+            if worker is not None:
+                worker.list_now()
+            return {"type": "ok"}, b""
         if header.get("type") == "split":
             try:
                 apply_split(self.store, header.get("pieces") or [])
@@ -265,6 +393,9 @@ class Daemon:
         round_number = 0
         while True:
             started = trio.current_time()
+            self.poked.set()                # the store is looked at at least every round
+            for worker in list(self.workers.values()):
+                worker.wake()               # each idle worker steps once a round
             self._report_alive("1")
             self._track_peers(nursery, self.store.live_values("ips/"))
             if not self.stopping:
@@ -329,8 +460,7 @@ class Daemon:
                         await channel.aclose()
 
     def _track_workers(self, nursery):
-        suffix = f"/data-{self.env.host}"
-        mine = {resource_of(key) for key in self.store.live_values("resource-") if key.endswith(suffix)}
+        mine = {resource_of(key) for key in self.store.live_keys("resource-", f"/data-{self.env.host}")}
         for res in sorted(mine - set(self.workers)):
             worker = ResourceWorker(self, res)
             self.workers[res] = worker

@@ -240,15 +240,97 @@ def summary(state, res, status):
     return "\n".join(lines) + "\n"
 
 
+def is_primary_here(state, res, status):
+    """The device is up here: marsd says so in the metadata and is alive."""
+    return is_actual_primary(state, res) and bool(status)
+
+
 DATA_VIEWS = {
     "diskstate": lambda state, res, rt: diskstate(state, res, rt.status(res)),
     "replstate": lambda state, res, rt: replstate(state, res, rt.status(res)),
     "flags": lambda state, res, rt: flags(state, res, rt.status(res)) if state.disk(res) else "",
     "role": lambda state, res, rt: role(state, res, rt.status(res)),
-    "is-primary": lambda state, res, rt: "1" if is_actual_primary(state, res) and rt.status(res) else "0",
+    "is-primary": lambda state, res, rt: "1" if is_primary_here(state, res, rt.status(res)) else "0",
     "sync-rest": lambda state, res, rt: sync_rest(state, res),
     "work-rest": lambda state, res, rt: work_rest(state, res, rt.status(res)),
     "is-consistent": lambda state, res, rt: "1" if is_consistent(state, res) else "0",
     "is-split-brain": lambda state, res, rt: is_split_brain(state, res, rt.status(res)),
     "is-alive": lambda state, res, rt: is_alive(state, res, rt.window),
+}
+
+
+# ------------------------------------------------------------ wait macros
+# Kernel marsadm's `view-wait-{is,todo}-{attach,sync,fetch,replay,primary,
+# secondary}-{on,off} <res>` (userspace/marsadm: the `wait-...` view macros,
+# carried out by `wait_cond`): wait until the switch is on or off, at most
+# --timeout. `is` asks what marsd reports (the kernel's `check_status` on
+# actual-<host>/is-{attached,syncing,copying,replaying,primary}), `todo`
+# what the admin wants (`check_todo` on todo-<host>/{attach,sync,connect,
+# allow-replay} and on the designated primary). A todo switch this host does
+# not have (not a member) counts as reached at once, as in `check_todo`.
+
+def _fetching(state, res, status):
+    return bool(status) and not status.get("is_primary") and _active(state, res, "connect") \
+        and bool(status.get("source"))
+
+
+def _replaying(state, res, status):
+    return bool(status) and not status.get("is_primary") and \
+        _active(state, res, "allow-replay") and sync_done(state, res) >= state.size(res)
+
+
+ACTUAL_SWITCHES = {
+    "attach": lambda state, res, status: bool(status.get("attached")),
+    "sync": lambda state, res, status: bool(status.get("syncing")),
+    "fetch": _fetching,
+    "replay": _replaying,
+    "primary": is_primary_here,
+    # The kernel maps is-secondary to is-primary but forgets to invert it
+    # (`wait_cond` tests $name, which is never "secondary"): here secondary
+    # means what it says, the device is not up on this host.
+    "secondary": lambda state, res, status: not is_primary_here(state, res, status),
+}
+
+
+def _todo_switch(name):
+    """On when wanted here and not paused for every member; None where this
+    host has no such switch."""
+    def switch(state, res, status):
+        if state.resource_value(res, f"todo-{state.local_host}/{name}", None) is None:
+            return None
+        return _active(state, res, name)
+    return switch
+
+
+def _designated(want_self):
+    def switch(state, res, status):
+        if state.resource_value(res, "primary", None) is None:
+            return None
+        designated = state.designated_primary(res)
+        return designated == state.local_host if want_self else designated is None
+    return switch
+
+
+WANTED_SWITCHES = {
+    "attach": _todo_switch("attach"),
+    "sync": _todo_switch("sync"),
+    "fetch": _todo_switch("connect"),
+    "replay": _todo_switch("allow-replay"),
+    "primary": _designated(True),
+    "secondary": _designated(False),
+}
+
+
+def _wait_condition(switch, on):
+    def reached(state, res, status):
+        value = switch(state, res, status)
+        return value is None or bool(value) == on
+    return reached
+
+
+WAIT_VIEWS = {
+    f"wait-{side}-{name}-{end}": (_wait_condition(switch, end == "on"), f"{side}-{name} to be {end}")
+    for side, switches in (("is", ACTUAL_SWITCHES), ("todo", WANTED_SWITCHES))
+    for name, switch in switches.items()
+    for end in ("on", "off")
 }

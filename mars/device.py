@@ -29,6 +29,8 @@ Control, one JSON object per line (stdin: commands, stdout: replies/events):
     -> {"cmd": "stop"}        <- {"reply": "stop", "closed": [L, end], "cursor": C}; exits 0
     <- {"event": "rotated", "closed": [L, end]}     (size threshold)
     <- {"event": "emergency", "free": bytes}         (logging stopped: see MARS.md)
+    <- {"event": "logging"}     (the first write logged since the last checkpoint:
+                                 an idle primary's marsd is not asked every round)
 
 The rest of this module is what marsd needs around the device process:
 loop devices and the open count.
@@ -163,6 +165,8 @@ class Device:
         self.written = 0            # payload bytes written to the device
         self.emergency = False
         self.orphaned = False       # marsd died: leave the mount to its successor
+        self.logging = None         # trio.Event set by every logged write (serve makes it)
+        self.quiet = True           # nothing logged since the last checkpoint
 
     def write(self, offset, data):
         if self.emergency:
@@ -173,6 +177,10 @@ class Device:
         else:
             self.translog.write(offset, data)
             self.logged += len(data)
+            self.logging.set()
+            if self.quiet:
+                self.quiet = False
+                self.emit({"event": "logging"})
             if self.translog.writer.size >= self.args.rotate_size:
                 self.emit({"event": "rotated", "closed": self._rotate()})
         self.written += len(data)
@@ -190,6 +198,7 @@ class Device:
         return [closed.logfile, closed.position]
 
     def _checkpoint(self):
+        self.quiet = True
         cursor = self.translog.checkpoint() if not self.emergency else None
         return {"cursor": str(cursor) if cursor else None, "logged": self.logged,
                 "written": self.written, "logfile": self.translog.logfile,
@@ -219,8 +228,9 @@ class Device:
 
     async def watch_space(self):
         """Emergency mode, last resort: stop logging when the state dir is
-        nearly full. The container keeps its device; the replicas need
-        `invalidate` afterwards."""
+        nearly full (looked at twice a second while the device logs). The
+        container keeps its device; the replicas need `invalidate`
+        afterwards."""
         import trio
         while not self.emergency:
             free = free_bytes(self.args.resource_dir)
@@ -232,6 +242,9 @@ class Device:
                           self.args.emergency_free)
                 self.emit({"event": "emergency", "free": free})
             await trio.sleep(0.5)
+            # Only while it logs: an idle device's log cannot fill anything.
+            await self.logging.wait()
+            self.logging = trio.Event()
 
     async def control(self, nursery):
         import trio
@@ -264,6 +277,7 @@ async def serve(args):
     import pyfuse3
     import trio
     device = Device(args)
+    device.logging = trio.Event()
     cursor = Cursor.parse(args.cursor) if args.cursor else None
     try:
         replayed = device.translog.recover(cursor)

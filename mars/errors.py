@@ -23,3 +23,8 @@ class MarsTimeout(MarsError):
 
 class PeerError(MarsError):
     """A peer could not be reached, refused us, or broke the protocol."""
+
+
+class PeerRefused(PeerError):
+    """The peer answers but refuses us, or we refuse it (another cluster
+    secret): alive, and misconfigured."""

@@ -5,6 +5,7 @@
 The host name comes from `--host`, else `MARS_HOST`, else the short hostname.
 Several lab hosts on one machine are simply several roots."""
 
+import hashlib
 import os
 import secrets
 import socket
@@ -53,6 +54,23 @@ class HostEnv:
     def pid_path(self):
         return self.state_dir / "marsd.pid"
 
+    @property
+    def wake_address(self):
+        """marsd's wake-up socket: Linux's abstract namespace (no file, no
+        path length limit), named after the state dir."""
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:24]
+        return f"\0mars-wake-{digest}"
+
+    def poke_daemon(self):
+        """Tell this host's marsd that its store changed, so that it acts at
+        once, not at its next round. Best effort: no marsd is fine."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as poke:
+                poke.setblocking(False)
+                poke.sendto(b"!", self.wake_address)
+        except OSError:
+            pass
+
     def ensure_state_dir(self):
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -71,15 +89,21 @@ class HostEnv:
     def create_cluster_key(self, replace=False):
         """Write a new random cluster secret unless one is there already
         (`replace`: always, so that an abandoned cluster cannot talk to us)."""
-        self.ensure_state_dir()
         if replace or not self.key_path.exists():
-            tmp = self.key_path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.key_path)
+            self.write_cluster_key(secrets.token_hex(32))
+
+    def write_cluster_key(self, text):
+        """Replace the cluster secret (owner-only, atomically, durable)."""
+        if len(text.strip()) < 32:
+            raise MarsError("a cluster secret needs at least 32 hex characters")
+        self.ensure_state_dir()
+        tmp = self.key_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text.strip() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.key_path)
 
 
 def resolve_address(name, given=None):

@@ -10,18 +10,18 @@ from functools import wraps
 import click
 
 from mars import __version__
-from mars.errors import EXIT_ERROR, MarsError
+from mars.errors import EXIT_ERROR, EXIT_TIMEOUT, MarsError, MarsTimeout
 from mars.hostenv import HostEnv
 from mars.resources import Resources
 from mars.roles import Roles
 from mars.store import Store
 from mars.tree import read_tree, render_tree
-from mars.dataviews import DATA_VIEWS, summary
+from mars.dataviews import DATA_VIEWS, WAIT_VIEWS, summary
 from mars.keys import TODO_SWITCHES
-from mars.views import CLUSTER_VIEWS, RESOURCE_VIEWS, expand_resources, render
+from mars.views import CLUSTER_VIEWS, RESOURCE_VIEWS, expand_resources, render, resource_sections
 
 GLOBAL_FLAGS = ("--force", "--ignore-sync", "--dry-run")
-GLOBAL_VALUED = ("--timeout", "--window", "--host", "--ip")
+GLOBAL_VALUED = ("--timeout", "--window", "--host", "--ip", "--ssh-port")
 
 EPILOG = """\b
 Environment: MARS_ROOT relocates the host's state (default /: /mars, /dev/mars);
@@ -43,13 +43,14 @@ class Context:
     def store(self):
         if self._store is None:
             self.env.ensure_state_dir()
-            self._store = Store(self.env.db_path, self.env.host)
+            self._store = Store(self.env.db_path, self.env.host, on_commit=self.env.poke_daemon)
         return self._store
 
     def cluster(self):
         from mars.cluster import Cluster   # imports trio: only for commands that talk to peers
         return Cluster(self.env, self.store, timeout=self.options["timeout"],
-                       dry_run=self.options["dry_run"], echo=click.echo)
+                       dry_run=self.options["dry_run"], echo=click.echo,
+                       ssh_port=self.options["ssh_port"])
 
     def resources(self):
         return Resources(self.env, self.store, dry_run=self.options["dry_run"], echo=click.echo)
@@ -107,6 +108,9 @@ def command(name, **settings):
               help="A host counts as alive if it reported within this many seconds.")
 @click.option("--host", default=None, help="Act as this host (default MARS_HOST or the hostname).")
 @click.option("--ip", default=None, help="This host's address (create-cluster, join-cluster).")
+@click.option("--ssh-port", type=click.IntRange(1, 65535), default=22, show_default=True,
+              help="SSH port of the peer (join-cluster, merge-cluster take its cluster secret "
+                   "over SSH; MARS_SSH_OPTIONS: further ssh options).")
 @click.option("--force", is_flag=True, help="Override safety checks where a command allows it.")
 @click.option("--ignore-sync", is_flag=True, help="Accept an incomplete sync (primary).")
 @click.option("--dry-run", is_flag=True, help="Say what would be written; change nothing.")
@@ -131,7 +135,8 @@ def create_cluster(ctx):
 @click.argument("peer")
 @click.argument("peer_ip", required=False)
 def join_cluster(ctx, peer, peer_ip):
-    """Join the cluster PEER belongs to (copy its cluster.key here first)."""
+    """Join the cluster PEER belongs to. Without its cluster secret here,
+    it is taken from PEER over SSH (root, --ssh-port, MARS_SSH_OPTIONS)."""
     ctx.cluster().join(peer, peer_ip, ctx.options["ip"])
 
 
@@ -139,7 +144,9 @@ def join_cluster(ctx, peer, peer_ip):
 @click.argument("peer")
 @click.argument("peer_ip", required=False)
 def merge_cluster(ctx, peer, peer_ip):
-    """Merge the cluster of PEER with this host's cluster."""
+    """Merge the cluster of PEER with this host's cluster. With different
+    cluster secrets, the merged cluster takes PEER's, over SSH (root,
+    --ssh-port, MARS_SSH_OPTIONS), given to this cluster's members first."""
     ctx.cluster().merge(peer, peer_ip)
 
 
@@ -168,14 +175,22 @@ def update_cluster(ctx):
 @command("wait-cluster")
 @click.argument("resource", required=False)
 def wait_cluster(ctx, resource):
-    """Wait until marsd answers on every host (of RESOURCE, if given)."""
+    """Wait until marsd answers on this host and on every peer that is alive
+    (of RESOURCE, if given). A peer that does not answer within a few
+    seconds counts as dead: a warning names it, and the exit code is 0 (as
+    the kernel's marsadm does). Exit 3 only when this host's marsd does not
+    answer within --timeout."""
     state = ctx.store.state()
     if resource:
         names, _ = expand_resources(state, resource)
         hosts = sorted({host for res in names for host in state.members(res)} | {ctx.env.host})
     else:
         hosts = state.cluster_hosts()
-    ctx.cluster().wait(hosts)
+    dead = ctx.cluster().wait(hosts)
+    if dead:
+        details = "; ".join(f"{host}: {why}" for host, why in sorted(dead.items()))
+        click.echo(f"marsadm: warning: marsd not answering on {', '.join(sorted(dead))} "
+                   f"({details}); they count as dead: not waiting for them", err=True)
 
 
 @command("lowlevel-ls-host-ips")
@@ -233,8 +248,8 @@ def leave_resource(ctx, resource):
 @command("delete-resource")
 @click.argument("resource")
 def delete_resource(ctx, resource):
-    """Remove RESOURCE from the whole cluster."""
-    ctx.resources().delete(_each(ctx, resource))
+    """Remove RESOURCE from the whole cluster (once every member left it, or --force)."""
+    ctx.resources().delete(_each(ctx, resource), force=ctx.options["force"])
 
 
 @command("set-systemd-unit")
@@ -397,15 +412,44 @@ for _macro in CLUSTER_VIEWS:
     _register_view(_macro, False)
 
 
+def _register_wait_view(macro):
+    reached, what = WAIT_VIEWS[macro]
+
+    @command(f"view-{macro}", help=f"Wait until {macro[len('wait-'):]} holds for RESOURCE "
+             "(at most --timeout; exit 3 when it does not).")
+    @click.argument("resource")
+    def wait_view(ctx, resource):
+        # Kernel marsadm waits for each resource in turn, after its header, and
+        # goes on with the next when one times out. It exits with its error
+        # count (2); ours keeps its documented codes (3: timed out): the
+        # kernel's clients test for non-zero.
+        roles = ctx.roles()
+        timed_out = False
+        for res, header in resource_sections(ctx.store.state(), resource):
+            click.echo(header, nl=False)
+            try:
+                roles.wait_for(res, lambda state, status, res=res: reached(state, res, status),
+                               what)
+            except MarsTimeout as timeout:
+                click.echo(f"marsadm view-{macro}: {timeout}", err=True)
+                timed_out = True
+        if timed_out:
+            sys.exit(EXIT_TIMEOUT)
+    return wait_view
+
+
+for _macro in WAIT_VIEWS:
+    _register_wait_view(_macro)
+
+
 @command("view")
 @click.argument("resource", default="all")
 def view_summary(ctx, resource):
     """Print a human summary of RESOURCE (default all): states, progress, rates."""
     state = ctx.store.state()
-    names, _ = expand_resources(state, resource)
     runtime = ctx.roles().runtime()
-    for res in names:
-        click.echo(summary(state, res, runtime.status(res)), nl=False)
+    for res, header in resource_sections(state, resource):
+        click.echo(header + summary(state, res, runtime.status(res)), nl=False)
 
 
 def main(argv=None):

@@ -42,6 +42,12 @@ def check_resource(name):
     return name
 
 
+def natural_order(name):
+    """Sort key of kernel marsadm's `alphanum_cmp`: runs of digits compare as
+    numbers, so `vm2` comes before `vm10`."""
+    return re.sub(r"[0-9]+", lambda digits: f"{int(digits.group()):012d}", name)
+
+
 def parse_size(text):
     """Parse `1073741824`, `512k`, `10G`, `2GiB` (binary units) into bytes."""
     match = SIZE_RE.fullmatch(text.strip()) if isinstance(text, str) else None

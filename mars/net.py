@@ -26,7 +26,7 @@ import struct
 import lz4.frame
 import trio
 
-from mars.errors import PeerError
+from mars.errors import PeerError, PeerRefused
 
 log = logging.getLogger("mars.net")
 
@@ -149,12 +149,12 @@ async def connect(address, port, host, key, local_address=None, timeout=10.0, cl
                 reply, _ = await channel.receive()
                 server = header.get("host", "?")
                 if reply.get("type") == "refused":
-                    raise PeerError(
+                    raise PeerRefused(
                         f"peer {target} refused us: {reply.get('reason')}; every host needs the "
                         "same cluster.key in its state dir")
                 if reply.get("type") != "welcome" or not hmac.compare_digest(
                         str(reply.get("mac", "")), mac(key, "server", nonce, header["nonce"], server)):
-                    raise PeerError(
+                    raise PeerRefused(
                         f"peer {target} failed to prove the cluster secret: it belongs to another "
                         "cluster or is an impostor; not talking to it")
                 channel.peer = server

@@ -10,7 +10,7 @@ import stat
 
 from mars.errors import MarsError
 from mars.keys import NO_PRIMARY, TODO_SWITCHES, data_key, owner_of, res_key, todo_key
-from mars.names import check_host, check_resource, parse_size
+from mars.names import check_host, check_resource, natural_order, parse_size
 
 UNIT_RE = re.compile(r"[A-Za-z0-9@._:\\-]{1,255}")
 
@@ -37,8 +37,14 @@ class HostCommands:
         self.echo = echo
         self.host = env.host
 
-    def _write(self, changes):
-        written = self.store.write(changes, dry_run=self.dry_run)
+    def _write(self, changes, rewrite_unchanged=False):
+        """Write `changes` in one transaction. Unchanged values are skipped,
+        unless `rewrite_unchanged`: then they get a fresh stamp too, so that
+        they win over older writes of other hosts still on their way here."""
+        if rewrite_unchanged:
+            written = self.store.write(changes, dry_run=self.dry_run, rewrite_unchanged=True)
+        else:
+            written = self.store.write(changes, dry_run=self.dry_run)
         if self.dry_run:
             for item in written:
                 self.echo(f"would write {item.key} = {item.value}")
@@ -112,6 +118,13 @@ class Resources(HostCommands):
         self._check_disk_unused(state, disk, res)
         return self._write(self._member_keys(res, disk, 0))
 
+    def _holders(self, res):
+        """Hosts that still hold a part of `res` (kernel marsadm's
+        `get_total_peers`: a data-, device- or replay- key), in natural order."""
+        holders = {owner_of(key) for key in self.store.live_values(res_key(res, ""))
+                   if key[len(res_key(res, "")):].split("-", 1)[0] in ("data", "device", "replay")}
+        return sorted(holders - {None}, key=natural_order)
+
     def _own_keys(self, res):
         prefix = res_key(res, "")
         return [key for key in self.store.live_values(prefix) if owner_of(key) == self.host]
@@ -133,13 +146,23 @@ class Resources(HostCommands):
             changes.update({key: None for key in self._own_keys(res)})
         return self._write(changes)
 
-    def delete(self, names):
+    def delete(self, names, force=False):
         """Remove each of `names` everywhere, all or none. Other members drop
-        their own keys when their marsd sees the size gone."""
+        their own keys when their marsd sees the size gone.
+
+        As kernel marsadm (`delete_res_phase1`), a resource that still has
+        hosts with a replica, a device or a replay cursor (this host too) is
+        not deleted without `force`: they leave-resource first."""
         state = self._state_in_cluster()
         changes = {}
         for res in names:
             state.require(res)
+            holders = self._holders(res)
+            if holders and not force:
+                raise MarsError(
+                    f"resource '{res}' is not empty: first remove the hosts '{','.join(holders)}' "
+                    "via leave-resource (on each of them), or --force to delete it anyway; "
+                    "nothing changed")
             shared = [key for key in self.store.live_values(res_key(res, "")) if owner_of(key) is None]
             changes.update({key: None for key in shared + self._own_keys(res)})
         return self._write(changes)
@@ -151,8 +174,11 @@ class Resources(HostCommands):
         for unit in (start_unit, stop_unit):
             if not UNIT_RE.fullmatch(unit):
                 raise MarsError(f"invalid systemd unit name {unit!r}")
+        # Rewritten even when unchanged, as the kernel's set_link does: the
+        # fresh stamp makes this the newest wish, over another host's older one.
         return self._write({res_key(res, "systemd-start-unit"): start_unit,
-                            res_key(res, "systemd-stop-unit"): stop_unit})
+                            res_key(res, "systemd-stop-unit"): stop_unit},
+                           rewrite_unchanged=True)
 
     def get_systemd_unit(self, res):
         state = self.store.state()

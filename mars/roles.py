@@ -215,32 +215,68 @@ class Roles(HostCommands):
         self._write(resync_changes(self.store.live_values(res_key(res, "")), res, self.host))
 
     def resize(self, res, size_text=None):
+        """Grow `res` to `size_text`, by default to the smallest member's
+        disk, as the kernel's marsadm does: a size beyond the smallest disk
+        and a shrink are refused; a size `res` already has is not an error
+        (exit 0, saying so). The disk sizes are every member's as they are
+        now, asked of its marsd: a resize must not act on a guess."""
         state = self._member_state(res)
         if state.designated_primary(res) != self.host:
             raise MarsError(f"resize {res} on its primary ({state.designated_primary(res) or 'none'})")
         current = state.size(res)
-        sizes = {}
-        for host in state.members(res):
-            reported = state.resource_value(res, f"actual-{host}/disk-size")
-            if not reported.isdigit():
-                raise MarsError(f"{host} has not reported the size of its disk for {res}: is its marsd running?")
-            sizes[host] = int(reported)
-        new = parse_size(size_text) if size_text else min(sizes.values())
-        if new < current:
-            raise MarsError(f"{res} is {current} bytes; shrinking to {new} is not supported "
+        asked = parse_size(size_text) if size_text else None
+        if asked is not None and asked < current:
+            raise MarsError(f"{res} is {current} bytes; shrinking to {asked} is not supported "
                             "(MARS grows only)")
+        sizes = self._disk_sizes_now(state, res)
+        smallest = min(sizes.values())
+        new = smallest if asked is None else asked
+        if new < current:
+            raise MarsError(f"the disk of {self._hosts_with(sizes, smallest)} ({smallest} bytes) "
+                            f"is smaller than {res} ({current} bytes): lvresize it to at least "
+                            f"{current} bytes first")
         small = {host: size for host, size in sizes.items() if size < new}
         if small:
             raise MarsError(f"disks too small for {new} bytes on " +
                             ", ".join(f"{h} ({s})" for h, s in sorted(small.items())) +
                             ": lvresize them first")
         if new == current:
-            self.echo(f"{res} already has {current} bytes")
+            if asked is None:
+                self.echo(f"{res} already has {current} bytes, as much as the smallest disk "
+                          f"allows ({self._hosts_with(sizes, smallest)}: {smallest} bytes): "
+                          "grow the disks of all members first")
+            else:
+                self.echo(f"{res} already has {current} bytes")
             return
         self._write({res_key(res, "size"): new, res_key(res, "grown-from"): current})
         if state.resource_value(res, f"actual-{self.host}/is-primary") == "1":
             self.wait_for(res, lambda st, status: status.get("device_size") == new,
                           "the device to grow")
+
+    def _disk_sizes_now(self, state, res):
+        """{member: size of its disk of `res` now}, asked of each member's
+        marsd. What marsd reports (`actual-<host>/disk-size`) comes a step of
+        its worker late, and an idle worker steps every few seconds: right
+        after lvresize it still shows the old size."""
+        from mars.cluster import Cluster       # the network: only when it matters
+        cluster = Cluster(self.env, self.store)
+        sizes = {}
+        for host in state.members(res):
+            try:
+                reply = cluster.ask(host, {"type": "disk-size", "res": res})
+            except MarsError as exc:
+                raise MarsError(f"cannot ask {host} for the size of its disk of {res} ({exc}): "
+                                f"marsd on {host} must run to resize; nothing changed") from None
+            size = reply.get("disk_size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise MarsError(f"{host} answered no size of its disk of {res} ({reply!r}); "
+                                "nothing changed")
+            sizes[host] = size
+        return sizes
+
+    @staticmethod
+    def _hosts_with(sizes, size):
+        return ", ".join(sorted(host for host, each in sizes.items() if each == size))
 
     # ------------------------------------------------------------------ waits
     def wait_umount(self, res):
@@ -271,8 +307,22 @@ class Roles(HostCommands):
         # after this command started, so that writes just made are included.
         fresh = (lambda status: status.get("listed", 0) > started or status.get("is_primary")) \
             if name == "up-to-date" else (lambda status: True)
+        if name == "up-to-date" and not self.dry_run:
+            self._ask_to_list(res)
         self.wait_for(res, lambda st, status: fresh(status) and check(st, status, res) != negate,
                       condition)
+
+    def _ask_to_list(self, res):
+        """An idle secondary asks its source for new logfiles only when the
+        source's checkpoint shows news (a round late); this host's marsd is
+        asked to list now. If it cannot be asked, the wait goes on all the
+        same: marsd lists at least every LISTING_INTERVAL."""
+        from mars.cluster import Cluster       # the network: only when it matters
+        try:
+            Cluster(self.env, self.store).ask(self.host, {"type": "list", "res": res},
+                                              timeout=min(self.timeout, 5.0))
+        except MarsError:
+            pass
 
     # ------------------------------------------------------------------- logs
     def log_rotate(self, res):

@@ -85,8 +85,11 @@ def check_tuple_shape(item):
 class Store:
     """One host's metadata store."""
 
-    def __init__(self, path, host, wall=time.time_ns, busy_timeout=30.0):
+    def __init__(self, path, host, wall=time.time_ns, busy_timeout=30.0, on_commit=None):
+        """`on_commit`: called after every transaction this connection
+        commits (marsadm pokes marsd with it, marsd wakes its workers)."""
         self.path = path
+        self.on_commit = on_commit
         self.host = host
         self.db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None,
                                   check_same_thread=False)
@@ -96,6 +99,7 @@ class Store:
         self.clock = LamportClock(self._persisted_clock(), wall=wall)
         self.peer_seen = {}             # peer -> {origin: stamp}, see record_peer_vector
         self.commits = 0                # transactions committed through this connection
+        self.touched = set()            # keys it changed since take_touched(); None: unknown
 
     def close(self):
         self.db.close()
@@ -117,6 +121,21 @@ class Store:
         marsadm writing a wish). Cheap enough to poll every tick."""
         return self.commits, self.db.execute("PRAGMA data_version").fetchone()[0]
 
+    def stamps(self):
+        """{key: stamp} of every tuple, tombstones included: what changed
+        between two looks."""
+        return dict(self.db.execute("SELECT key, stamp FROM tuples"))
+
+    def take_touched(self):
+        """The keys this connection changed since the last call (None: some
+        changes were not recorded by key: look at every key)."""
+        touched, self.touched = self.touched, set()
+        return touched
+
+    def _touch(self, keys):
+        if self.touched is not None:
+            self.touched.update(keys)
+
     def get(self, key):
         """The stored tuple for `key` (tombstones included), or None."""
         row = self.db.execute(
@@ -133,6 +152,15 @@ class Store:
             "SELECT key, value FROM tuples WHERE value != ? AND key >= ? AND key < ?",
             (DELETED, prefix, prefix + "\U0010ffff"))
         return dict(rows)
+
+    def live_keys(self, prefix, suffix):
+        """The keys from `prefix` to `suffix` of every tuple that is not a
+        tombstone (matched by SQLite: no values read into Python)."""
+        rows = self.db.execute(
+            "SELECT key FROM tuples WHERE value != ? AND key >= ? AND key < ? "
+            "AND substr(key, -?) = ?",
+            (DELETED, prefix, prefix + "\U0010ffff", len(suffix), suffix))
+        return [key for (key,) in rows]
 
     def state(self):
         """A ClusterState snapshot of the live tuples."""
@@ -170,7 +198,9 @@ class Store:
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
     def _transaction(self):
-        """An immediate (writer-exclusive) transaction: commit, or roll back on any error."""
+        """An immediate (writer-exclusive) transaction: commit, or roll back
+        on any error. Only one that changed rows counts as a commit."""
+        before = self.db.total_changes
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -178,7 +208,10 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
-        self.commits += 1
+        if self.db.total_changes != before:
+            self.commits += 1
+            if self.on_commit is not None:
+                self.on_commit()
 
     def _stamp_in_transaction(self):
         self.clock.observe(self._persisted_clock())
@@ -192,11 +225,13 @@ class Store:
             "ON CONFLICT(origin) DO UPDATE SET stamp=max(stamp, excluded.stamp)",
             (origin, stamp))
 
-    def write(self, changes, dry_run=False):
+    def write(self, changes, dry_run=False, rewrite_unchanged=False):
         """Write local changes atomically: {key: value}, value None deletes.
 
         Keys owned by another host are refused (MarsError) before anything is
-        written. Unchanged values and deletions of absent keys are skipped.
+        written. Unchanged values (unless `rewrite_unchanged`: a fresh stamp, so that
+        the value wins over one written elsewhere before) and deletions of absent
+        keys are skipped.
         Returns the tuples written (all with one fresh stamp)."""
         for key, value in changes.items():
             owner = owner_of(key)
@@ -218,7 +253,7 @@ class Store:
                 if value is None and not live:
                     continue
                 new_value = DELETED if value is None else str(value)
-                if live and current.value == new_value:
+                if live and current.value == new_value and not rewrite_unchanged:
                     continue
                 pending.append((key, new_value))
             if pending:
@@ -230,6 +265,7 @@ class Store:
                         item)
                     written.append(item)
                 self._raise_vector(self.host, stamp)
+                self._touch(key for key, _ in pending)
         return written
 
     def delete(self, keys, dry_run=False):
@@ -268,6 +304,7 @@ class Store:
                             "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
                             item)
                         changed.append(item)
+                        self._touch((item.key,))
                     newest[item.origin] = max(newest.get(item.origin, 0), item.stamp)
                 # An origin with refused tuples keeps its vector: they are asked for
                 # again, and taken once the exclusion is lifted (merge-cluster).
@@ -359,6 +396,7 @@ class Store:
         its own keys (`ips/ip-<host>`) were dropped. A later merge with that
         host would then never send those keys again: the peers would not see
         it. Returns the number of tuples adopted."""
+        self.touched = None
         with self._transaction():
             rows = [(key, value) for origin in origins for key, value in self.db.execute(
                         "SELECT key, value FROM tuples WHERE origin=?", (origin,))
@@ -380,6 +418,7 @@ class Store:
 
         Only for leaving a cluster or splitting one, where the dropped hosts
         stop talking to this one, so nothing can resurrect what was dropped."""
+        self.touched = None
         with self._transaction():
             self.db.executemany("DELETE FROM tuples WHERE key=?", [(key,) for key in keys])
             for origin in origins:

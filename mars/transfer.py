@@ -122,11 +122,13 @@ class DataServer:
         return {"type": "chunks", "kinds": kinds}, data
 
     async def serve(self, port, answer, address, key, host, clock, task_status):
+        """Serve `answer` on `port`; `key`: the cluster secret, or a callable
+        that returns it (read for every connection: it may be replaced)."""
         async def handle(stream):
             channel = net.Channel(stream, clock)
             try:
                 with trio.fail_after(net.HANDSHAKE_TIMEOUT):
-                    await net.accept_handshake(channel, host, key)
+                    await net.accept_handshake(channel, host, key() if callable(key) else key)
                 while True:
                     header, _ = await channel.receive()
                     try:

@@ -1,18 +1,29 @@
 """View macros: `marsadm view-<macro> [<res>]`, byte-compatible output.
 
 A macro prints its value and a newline, or nothing at all when the value is
-empty. List values print one item per line. Per-resource macros given `all`
-(or several resources) print, before each resource,
+empty. List values print one item per line.
+
+Given `all` (this host's resources) or a comma list, every macro -- the
+cluster-level ones too, but `cluster-members` given `all` -- runs once per
+resource, in kernel MARS's natural order (`vm2` before `vm10`), and prints
+before each resource the kernel's header line (userspace/marsadm,
+`do_all_res` with the `default-resource` macro):
 
     --------- resource <res> <size> [<members>/<cluster hosts>]
 
+`<size>` as the kernel's `human-numbers` prints it (`1.000 MiB`, `20.000
+GiB`, `512 B`); `guest` instead of `resource` where this host is not a
+member. Given a single resource name, no header is printed.
+
 Cluster-level macros (`cluster-members`, `my-resources`, `all-resources`)
-print once; a resource argument to them is accepted and ignored, as in
-kernel MARS."""
+without an argument print once; a single resource name is checked to exist
+and otherwise ignored, as in kernel MARS; `view-cluster-members all` prints
+once too (see ALL_NOT_EXPANDED)."""
 
 import os
 
 from mars.errors import MarsError
+from mars.names import natural_order
 
 
 def _disk_present(state, res):
@@ -37,6 +48,11 @@ CLUSTER_VIEWS = {
     "all-resources": lambda state: state.all_resources(),
 }
 
+# The kernel's `expand_res_list` does not expand `all` for a command whose
+# name contains "cluster": `view-cluster-members all` matches no resource
+# there (a warning, nothing on stdout). Here it prints its value once.
+ALL_NOT_EXPANDED = {"cluster-members"}
+
 
 def format_value(value):
     """The exact bytes a view prints for one value."""
@@ -45,22 +61,52 @@ def format_value(value):
     return f"{value}\n" if value != "" else ""
 
 
+def human_size(count):
+    """A byte count as kernel marsadm's `number2human` prints it with an
+    automatic unit: binary units, three decimals, switching to GiB and TiB
+    only from 9.99 of them on (`5120.000 MiB`, `10.000 GiB`), and whole bytes
+    below 1 KiB (`512 B`)."""
+    k = 1024.0
+    if count >= k ** 4 * 9.99:
+        unit, scale = "TiB", k ** 4
+    elif count >= k ** 3 * 9.99:
+        unit, scale = "GiB", k ** 3
+    elif count >= k ** 2:
+        unit, scale = "MiB", k ** 2
+    elif count >= k:
+        unit, scale = "KiB", k
+    else:
+        return f"{int(count + 0.1)} B"
+    return f"{count / scale:.3f} {unit}"
+
+
 def resource_header(state, res):
-    return (f"--------- resource {res} {state.size(res)} "
+    """The line kernel marsadm prints before each resource of `all` or a list."""
+    kind = "resource" if state.local_host in state.members(res) else "guest"
+    return (f"--------- {kind} {res} {human_size(state.size(res))} "
             f"[{len(state.members(res))}/{len(state.cluster_hosts())}]\n")
 
 
 def expand_resources(state, argument):
-    """`all` -> this host's resources; `a,b` -> each, checked to exist.
-    Returns (resources, with_headers)."""
+    """`all` -> this host's resources; `a,b` -> each, checked to exist; both
+    in natural order, as the kernel's `expand_res_list` sorts them.
+    Returns (resources, with_headers): headers for `all` and lists only."""
     if argument == "all":
-        return state.my_resources(), True
+        return sorted(state.my_resources(), key=natural_order), True
     names = [name for name in argument.split(",") if name]
     if not names:
         raise MarsError("no resource given")
     for name in names:
         state.require(name)
-    return names, len(names) > 1
+    if "," not in argument:
+        return names, False
+    return sorted(names, key=natural_order), True
+
+
+def resource_sections(state, argument):
+    """[(res, header)] for `argument`; header is '' where none is printed."""
+    resources, headers = expand_resources(state, argument)
+    return [(res, resource_header(state, res) if headers else "") for res in resources]
 
 
 def render(state, macro, argument=None, runtime=None):
@@ -69,7 +115,9 @@ def render(state, macro, argument=None, runtime=None):
     macros."""
     from mars.dataviews import DATA_VIEWS, Runtime
     if macro in CLUSTER_VIEWS:
-        return format_value(CLUSTER_VIEWS[macro](state))
+        if argument is None or (argument == "all" and macro in ALL_NOT_EXPANDED):
+            return format_value(CLUSTER_VIEWS[macro](state))
+        return _render_each(state, argument, macro, lambda res: CLUSTER_VIEWS[macro](state))
     if macro in DATA_VIEWS:
         runtime = runtime or Runtime(None, daemon_running=False)
         view = DATA_VIEWS[macro]
@@ -82,10 +130,5 @@ def render(state, macro, argument=None, runtime=None):
 def _render_each(state, argument, macro, value_of):
     if argument is None:
         raise MarsError(f"view-{macro} needs a resource name (or 'all')")
-    resources, headers = expand_resources(state, argument)
-    parts = []
-    for res in resources:
-        if headers:
-            parts.append(resource_header(state, res))
-        parts.append(format_value(value_of(res)))
-    return "".join(parts)
+    return "".join(header + format_value(value_of(res))
+                   for res, header in resource_sections(state, argument))

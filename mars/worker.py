@@ -27,6 +27,7 @@ metadata (`actual-<host>/...`)."""
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -42,8 +43,8 @@ from mars.errors import PeerError
 from mars.hostenv import PORT_FETCH, PORT_SYNC
 from mars.keys import ClusterState, res_key, resync_changes
 from mars.logfile import list_logfiles, parse_logfile_name
-from mars.replay import (Cursor, lowest_needed_logfile, parse_version, record_digests, replay,
-                         version_value, versions_agree)
+from mars.replay import (Cursor, ReplayResult, lowest_needed_logfile, parse_version, record_digests,
+                         replay, version_value, versions_agree)
 from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, FETCH_MAX, apply_chunks, local_digests
 
 log = logging.getLogger("marsd.data")
@@ -54,12 +55,15 @@ PERSIST_EVERY = 0.5              # seconds between replay cursor writes
 SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs the disk)
 SYNC_PIPELINE = 3                # sync requests in flight
 REQUEST_TIMEOUT = 20.0           # a fetch or sync request unanswered this long: reconnect
-PROCESS_LOOK_INTERVAL = 5.0      # seconds an idle look for processes holding devices is reused
+PROCESS_LOOK_INTERVAL = 15.0     # seconds an idle look for processes holding devices is reused
 VERSIONS_KEPT = 8                # own versions kept below the newest when no member needs them
 STALL_LOGGED_AFTER = 5.0         # seconds replay stands at a logfile's end before the log says why
 DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
 DEVICE_RETRY_MAX = 30.0
-STATUS_REFRESH = 3.0             # seconds between status writes when nothing changed (views: 10)
+IDLE_STEP_EVERY = 3.0            # seconds an idle worker goes without news before it steps
+IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a checkpoint
+LISTING_INTERVAL = 10.0          # seconds an idle secondary goes at most without listing the logs
+STATUS_REFRESH = 5.0             # seconds between status writes when nothing changed (views: 10)
 
 
 class Rate:
@@ -172,11 +176,12 @@ class ResourceWorker:
         self.remote = {}                # logfile -> size at the source
         self.rates = {name: Rate() for name in ("sync", "fetch", "replay", "log")}
         self.status = {}
-        self.status_content = None      # what the status file says, but its time
+        self.status_written = None      # what the status file says
         self.leaving = False            # primary, and the device should go (last step)
         self.stopping = False
         self.finished = trio.Event()
         self.last_checkpoint = 0.0
+        self.checkpoint_due = False      # the device rotated or said something: checkpoint
         self.stall = None               # what replay or fetch stands at, for logging it once
         self.refused = None             # why the device cannot start here (DeviceRefused)
         self.device_failures = 0        # device starts failed in a row, for the backoff
@@ -186,8 +191,36 @@ class ResourceWorker:
         self.actual = {}                 # actual-<host>/<name> -> value last reported
         self.sync_generation = 0         # a new sync (join, invalidate) starts a new one
         self.metrics = daemon.metrics
+        self.woken = trio.Event()        # set by every wake-up (round, news)
+        self.news_arrived = False        # a wake-up that calls for a step at once
+        self.last_step = 0.0
+        self.resource_values = None      # the resource's keys as last read (None: read again)
+        self.list_wanted = False         # a listing of the source's logs asked for (marsadm)
+        self.listed = (None, None, -1e9)  # (source, its checkpoint, when): the last listing
+        self.fetched_all = False         # the last listing's logfiles are all here
 
     # ---------------------------------------------------------------- helpers
+    def wake(self):
+        """A round passed: an idle worker steps if IDLE_STEP_EVERY has."""
+        self.woken.set()
+
+    def news(self):
+        """Something happened that this worker acts on: step at once."""
+        self.news_arrived = True
+        self.woken.set()
+
+    def keys_changed(self):
+        """The store changed for this resource: read it again, and step."""
+        self.resource_values = None
+        self.news()
+
+    def list_now(self):
+        """Ask the source for its logfiles at the next step, which is now
+        (for `wait-resource up-to-date`: the answer must count writes made
+        before it was asked)."""
+        self.list_wanted = True
+        self.news()
+
     def key(self, name):
         return res_key(self.res, name)
 
@@ -195,7 +228,12 @@ class ResourceWorker:
         return self.key(f"{name}-{self.host}")
 
     def state(self):
-        values = self.store.live_values(self.key(""))
+        """The resource's keys (read again only after they changed: the
+        daemon's watch or this worker's own write says so), the cluster's
+        addresses and every host's heartbeat."""
+        if self.resource_values is None:
+            self.resource_values = self.store.live_values(self.key(""))
+        values = dict(self.resource_values)
         values.update(self.store.live_values("ips/"))
         values.update(self.store.live_values("actual-"))
         return ClusterState(values, self.host)
@@ -205,6 +243,7 @@ class ResourceWorker:
         deleted meanwhile (a device torn down after delete-resource must
         not bring keys of it back)."""
         if self.store.value(self.key("size")):
+            self.resource_values = None
             self.store.write(changes)
 
     def report(self, **facts):
@@ -219,14 +258,13 @@ class ResourceWorker:
         """Write the status file for the views: at once when it changed
         (or `force`), else every STATUS_REFRESH seconds to show marsd lives."""
         self.status["rates"] = {name: round(rate.value) for name, rate in self.rates.items()}
-        content = json.dumps({name: value for name, value in self.status.items()
-                              if name != "updated"}, sort_keys=True)
         now = time.time()
-        if not force and content == self.status_content and \
+        # a shallow copy compares: the facts are replaced, never changed in place
+        if not force and self.status == self.status_written and \
                 now - self.status.get("updated", 0) < STATUS_REFRESH:
             return
         self.status["updated"] = now
-        self.status_content = content
+        self.status_written = dict(self.status)
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.status_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(self.status))
@@ -252,6 +290,9 @@ class ResourceWorker:
                         break               # left or deleted
                     if self.stopping and self.device is None:
                         break
+                    # what happens from here on calls for a step
+                    self.woken, self.news_arrived = trio.Event(), False
+                    self.last_step = time.monotonic()
                     try:
                         self.report(waiting=None)   # each step says why it waits, if it does
                         busy = await self.step(state)
@@ -325,27 +366,26 @@ class ResourceWorker:
 
     async def _pause(self, busy, now):
         """Until the next step. Busy: none. A primary whose device serves by
-        itself, and a secondary with nothing to do for a while: until the
-        store changes (a wish, a peer's news) or a round has passed (the
-        checkpoint; a secondary looks for new log data), so that an idle
-        resource costs next to nothing and still reacts within a tick.
-        Else (syncing, catching up, a primary waiting for its device to be
-        released) a tick."""
+        itself, and a secondary with nothing to do for a while: until news
+        (this resource's keys changed: a wish, the source's checkpoint
+        showing new log data; the device logs again or said something; the
+        mount table changed) or for IDLE_STEP_EVERY (the daemon's rounds
+        wake every worker: one timer for all), so that an idle resource
+        costs next to nothing and still reacts at once. Else (syncing,
+        catching up, a primary waiting for its device to be released) a
+        tick."""
         if busy:
             await trio.sleep(0)
             return
         quiet = now - self.last_busy > 2.0
         if self.device is not None:
             quiet = not self.leaving and not self.status.get("waiting")
-            timeout = self.daemon.round_interval
-        else:
-            timeout = min(self.daemon.round_interval, 0.5)
         if not quiet:
             await trio.sleep(self.daemon.data_tick)
             return
-        changed = self.daemon.store_changed
-        with trio.move_on_after(timeout):
-            await changed.wait()
+        while not self.news_arrived and time.monotonic() - self.last_step < IDLE_STEP_EVERY:
+            await self.woken.wait()
+            self.woken = trio.Event()
 
     def _set_actual(self, also=None, **facts):
         """Report `actual-<host>/<name>` facts, with the keys in `also` in
@@ -455,7 +495,7 @@ class ResourceWorker:
         self.save_status()
         device = DeviceProcess(command)
         try:
-            ready = await device.start()
+            ready = await device.start(self.nursery, self.news)
         except DeviceRefused as refused:
             self.refused = (f"the device cannot start: {refused}; this host's copy of the log is "
                             f"damaged: `marsadm invalidate {self.res}` makes this replica a copy "
@@ -499,7 +539,8 @@ class ResourceWorker:
 
     async def _primary_round(self, state, leaving):
         device = self.device
-        for event in device.take_events():
+        events = device.take_events()
+        for event in events:
             if event.get("event") == "rotated":
                 await self._write_version(state, *event["closed"])
             elif event.get("event") == "emergency":
@@ -512,6 +553,7 @@ class ResourceWorker:
             reply = await device.command({"cmd": "rotate"})
             await self._write_version(state, *reply["closed"])
             self.report(rotations=wanted_rotation)
+            events.append(reply)
         size = state.size(self.res) if state.exists(self.res) else self.status.get("device_size")
         if size != self.status.get("device_size"):
             await device.command({"cmd": "resize", "size": size})
@@ -527,10 +569,14 @@ class ResourceWorker:
             self.loop, fresh=leaving or bool(self.status.get("open_count")))
         self.report(open_count=open_count)
         self._set_actual(**{"open-count": open_count})
-        if now - self.last_checkpoint >= self.daemon.round_interval:
+        self.checkpoint_due = self.checkpoint_due or bool(events)
+        if now - self.last_checkpoint >= 0.9 * self.daemon.round_interval and \
+                (self.checkpoint_due or self._logged_since_checkpoint()
+                 or now - self.last_checkpoint >= IDLE_CHECKPOINT_EVERY):
             self.last_checkpoint = now
+            self.checkpoint_due = False
             reply = await device.command({"cmd": "checkpoint"})
-            if reply.get("cursor"):
+            if reply.get("cursor") and reply["cursor"] != str(self.cursor):
                 self.write({self.mine("replay"): reply["cursor"]})
                 self.cursor = Cursor.parse(reply["cursor"])
             logged = reply["logged"] - self.status.get("logged", 0)
@@ -538,6 +584,18 @@ class ResourceWorker:
             self.metrics.logged.labels(self.res).inc(logged)
             self.report(logged=reply["logged"], log_position=[reply["logfile"], reply["position"]],
                         emergency=reply["emergency"])
+
+    def _logged_since_checkpoint(self):
+        """Whether the device logged since the last checkpoint: its logfile
+        (appended unbuffered) is longer than the checkpoint said. An idle
+        device is not asked every round."""
+        position = self.status.get("log_position")
+        if position is None:
+            return True
+        try:
+            return os.stat(self.dir / position[0]).st_size != position[1]
+        except OSError:
+            return True
 
     def _refuse_handover(self, state, designated):
         """A planned handover to another host while this device is in use
@@ -645,7 +703,7 @@ class ResourceWorker:
         self.report(source=source, source_alive=state.is_alive(source, self.daemon.window))
         if conflict:
             raise SplitBrain(conflict)
-        free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
+        free = devices.free_bytes(self.dir)     # statvfs of a local file system: no thread
         if await self._low_on_space(state, source, free):
             return False
         size = state.size(self.res)
@@ -820,12 +878,12 @@ class ResourceWorker:
         fetching = self.switch(state, "connect")
         busy = False
         unreachable = None
-        if fetching:
+        if fetching and self._listing_due(state, source, until):
             try:
                 busy = await self._fetch(state, source, cursor, free)
             except PeerError as exc:
                 unreachable = exc       # what is here already is replayed all the same
-        else:
+        elif not fetching:
             self.waiting_for("fetch paused")
             self._remote_from_metadata(state, source)
         if self.switch(state, "allow-replay"):
@@ -836,6 +894,18 @@ class ResourceWorker:
         if unreachable is not None:
             raise unreachable
         return busy
+
+    def _listing_due(self, state, source, until):
+        """Whether to ask `source` for its logfiles in this step. Not while
+        everything it listed last is here and its replay checkpoint (which
+        it writes every round in which it logged) is the same as then: an
+        idle secondary asks nothing. Always when becoming primary (`until`),
+        when asked to (`list_now`), and at least every LISTING_INTERVAL."""
+        last_source, last_checkpoint, when = self.listed
+        return until is not None or self.list_wanted or not self.fetched_all or \
+            (source, state.resource_value(self.res, f"replay-{source}")) != \
+            (last_source, last_checkpoint) or \
+            time.monotonic() - when >= LISTING_INTERVAL
 
     def _remote_from_metadata(self, state, source):
         """While fetch is paused: the source's logfile sizes as far as the
@@ -855,8 +925,11 @@ class ResourceWorker:
 
     async def _fetch(self, state, source, cursor, free=None):
         listed = time.time()
+        checkpoint = state.resource_value(self.res, f"replay-{source}")
+        self.list_wanted = self.fetched_all = False
         reply, _ = await self.request(state, source, PORT_FETCH, {"type": "logs", "res": self.res})
         self.report(listed=listed)
+        self.listed = (source, checkpoint, time.monotonic())
         remote = dict((name, size) for name, size in reply["files"])
         self.remote = remote
         first = parse_logfile_name(cursor.logfile)[0] if cursor else 1
@@ -901,6 +974,7 @@ class ResourceWorker:
                 self.metrics.fetched.labels(self.res).inc(len(data))
             if budget <= 0:
                 return fetched > 0
+        self.fetched_all = True
         return False
 
     def _no_room_to_fetch(self, cursor, local, remote, free):
@@ -962,7 +1036,10 @@ class ResourceWorker:
         if not path.exists():
             return False
         disk = state.disk(self.res)
-        result = await trio.to_thread.run_sync(_replay_step, str(path), disk, cursor.position)
+        if cursor.position < os.path.getsize(path):
+            result = await trio.to_thread.run_sync(_replay_step, str(path), disk, cursor.position)
+        else:                       # nothing new to replay (an idle secondary): no thread
+            result = ReplayResult(cursor.position, 0, 0, None, None)
         busy = False
         if result.applied:
             self.cursor = Cursor(cursor.logfile, result.position, os.path.getsize(path))
@@ -1136,7 +1213,10 @@ class DeviceProcess:
         self.events = []
         self.replies = None
 
-    async def start(self):
+    async def start(self, nursery, on_event):
+        """Start the process and, once it is ready, a task in `nursery` that
+        reads what it says: replies for `command`, events kept for
+        `take_events` (`on_event()` is called for each)."""
         self.process = subprocess.Popen(self.command_line, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE)
         self.stdin = trio.lowlevel.FdStream(os.dup(self.process.stdin.fileno()))
@@ -1152,7 +1232,22 @@ class DeviceProcess:
             raise DeviceRefused(message.get("reason", "?"), *message.get("damage") or ("?", 0))
         if message.get("event") != "ready":
             raise OSError(f"device process did not come up: {message}")
+        replies, self.replies = trio.open_memory_channel(math.inf)
+        nursery.start_soon(self._read, replies, on_event)
         return message
+
+    async def _read(self, replies, on_event):
+        with replies:               # closed at the end: a waiting command learns of it
+            try:
+                while True:
+                    message = await self._next_line(math.inf)
+                    if "event" in message:
+                        self.events.append(message)
+                        on_event()
+                    else:
+                        replies.send_nowait(message)
+            except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+                return
 
     async def _next_line(self, timeout):
         with trio.fail_after(timeout):
@@ -1167,14 +1262,14 @@ class DeviceProcess:
 
     async def command(self, message, timeout=120):
         await self.stdin.send_all((json.dumps(message) + "\n").encode())
-        while True:
-            reply = await self._next_line(timeout)
-            if "event" in reply:
-                self.events.append(reply)
-                continue
-            if reply.get("reply") == "error":
-                raise OSError(f"device process: {reply.get('reason')}")
-            return reply
+        with trio.fail_after(timeout):
+            try:
+                reply = await self.replies.receive()
+            except trio.EndOfChannel:
+                raise OSError(f"device process exited with {self.process.poll()}") from None
+        if reply.get("reply") == "error":
+            raise OSError(f"device process: {reply.get('reason')}")
+        return reply
 
     def take_events(self):
         events, self.events = self.events, []

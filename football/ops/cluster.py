@@ -156,7 +156,8 @@ def every_member_answers(host, timeout=10):
                           timeout=timeout + 30)
     except TransportError as error:
         raise Illegal(f"{host.name} is unreachable: {error}; nothing was changed") from None
-    if not result.ok:
+    # A dead peer is a warning (exit 0), as with the kernel's marsadm.
+    if not result.ok or facts.parse_not_answering(result.stderr):
         raise Illegal(f"{host.name}: not every host of its MARS cluster answers "
                       f"(`{result.command}` exited {result.exit_code}: "
                       f"{result.stderr.strip()[-300:]}); a split needs them all: start marsd "

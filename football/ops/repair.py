@@ -211,8 +211,9 @@ class RepairMars(Repair):
 
     def _rebuild(self, host, lv):
         if self.res in facts.my_resources(host):
-            self.say(f"  {host.name}: marsadm delete-resource {self.res}")
-            host.run(["marsadm", "delete-resource", self.res],
+            # --force: the resource still has its members (this host at least)
+            self.say(f"  {host.name}: marsadm delete-resource --force {self.res}")
+            host.run(["marsadm", "delete-resource", "--force", self.res],
                      timeout=self.config.command_timeout)
         self.say(f"  {host.name}: marsadm create-resource {self.res} {lv} (its data stays)")
         create = ["marsadm", "create-resource", self.res, lv]

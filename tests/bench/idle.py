@@ -67,16 +67,18 @@ def run(resources, seconds):
                 net.wait(b, name)
             time.sleep(5)                       # let start-up work settle
             pids = {host.name: processes_of(host) for host in (a, b)}
-            before = {name: sum(cpu_seconds(pid) for pid in found) for name, found in pids.items()}
+            before = {pid: cpu_seconds(pid) for found in pids.values() for pid in found}
             started = time.monotonic()
             time.sleep(seconds)
             elapsed = time.monotonic() - started
-            after = {name: sum(cpu_seconds(pid) for pid in found) for name, found in pids.items()}
+            used = {pid: cpu_seconds(pid) - before[pid] for pid in before}
             print(f"idle marsd, {resources} resources, round interval 1 s, over {elapsed:.1f} s:")
             for name, role in (("a", "primary (devices up, not mounted)"), ("b", "secondary")):
-                share = 100 * (after[name] - before[name]) / elapsed
-                print(f"  {name}, {role}: {share:.2f} % of one core "
-                      f"({len(pids[name])} processes: marsd + device processes)")
+                marsd, *devices = pids[name]
+                share = 100 * sum(used[pid] for pid in pids[name]) / elapsed
+                print(f"  {name}, {role}: {share:.2f} % of one core (marsd "
+                      f"{100 * used[marsd] / elapsed:.2f} %, {len(devices)} device processes "
+                      f"{100 * sum(used[pid] for pid in devices) / elapsed:.2f} %)")
         finally:
             net.cleanup()
 

@@ -56,6 +56,13 @@ def write_files(directory, count, size, prefix="f", fsync=True):
     return written
 
 
+def tree_without_reports(host):
+    """`view-tree` without what marsd reports every round (liveness,
+    replay checkpoints): the wishes and the membership."""
+    return [line for line in host.marsadm("view-tree").stdout.splitlines()
+            if "actual-" not in line and "/replay-" not in line]
+
+
 class DataNet(MarsNet):
     """MarsNet plus disks, devices and mounts."""
 
@@ -85,6 +92,16 @@ class DataNet(MarsNet):
             host.wait_serving()
         hosts[0].marsadm("create-resource", res, hosts[0].disk)
         self.wait(hosts[0], res, "device")
+        return hosts
+
+    def primary_with_replicas(self, *names, res="vm1", disk_size=None):
+        """`names[0]` primary of `res` (device up, nothing mounted), the
+        others joined and up to date; every disk `disk_size` bytes."""
+        hosts = self.primary_with_device(*names, res=res,
+                                         disk_sizes=dict.fromkeys(names, disk_size))
+        for host in hosts[1:]:
+            host.marsadm("join-resource", res, host.disk)
+            self.wait(host, res)
         return hosts
 
     @staticmethod

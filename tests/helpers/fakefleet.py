@@ -35,6 +35,7 @@ from football.ops.cluster import connected_groups
 from football.hostside.cli import cli as host_cli
 from football.transport import CommandFailed, Result
 from mars.roles import device_open
+from mars.views import human_size
 from tests.helpers.fakehost import UnexpectedCommand
 
 EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
@@ -224,7 +225,8 @@ class FakeFleet:
         for res in names:
             resource = self._visible(name, res)
             if headers:
-                out.append(f"--------- resource {res} {resource.size} "
+                kind = "resource" if name in resource.replicas else "guest"
+                out.append(f"--------- {kind} {res} {human_size(resource.size)} "
                            f"[{len(resource.replicas)}/{len(self.cluster_of(name))}]\n")
             out.append(_lines(self._view_value(name, macro, res, resource)))
         return "".join(out)

@@ -116,9 +116,12 @@ class MarsHost:
             return store.live_values(prefix)
 
     def store(self):
-        """Open this host's store directly (read-only use in tests)."""
+        """Open this host's store directly; what is written through it pokes
+        marsd as marsadm's writes do."""
+        from mars.hostenv import HostEnv
         from mars.store import Store
-        return Store(self.root / "mars" / "metadata.sqlite", self.name)
+        env = HostEnv(self.name, self.root)
+        return Store(env.db_path, self.name, on_commit=env.poke_daemon)
 
 
 class MarsNet:

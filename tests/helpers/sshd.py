@@ -32,7 +32,10 @@ def free_port(address):
 class Sshd:
     """One sshd process for `addresses`; `client_key` may log in as root."""
 
-    def __init__(self, base, addresses):
+    def __init__(self, base, addresses, env_by_address=None):
+        """`env_by_address`: {address: {name: value}} set for sessions that
+        came in on that address (SetEnv): one sshd plays several hosts."""
+        self.env_by_address = dict(env_by_address or {})
         self.dir = Path(base)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.addresses = list(addresses)
@@ -57,7 +60,10 @@ class Sshd:
             f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
             "PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "LogLevel VERBOSE\nMaxSessions 50\n")
+            "LogLevel VERBOSE\nMaxSessions 50\n"
+            + "".join(f"Match LocalAddress {address}\n  SetEnv "
+                      + " ".join(f"{name}={value}" for name, value in env.items()) + "\n"
+                      for address, env in self.env_by_address.items()))
         return config
 
     def start(self):

@@ -43,7 +43,7 @@ def test_resource_metadata_is_identical_on_every_host_and_delete_drops_every_hos
     assert delta.view("my-resources") == ""
     assert charlie.view("my-resources") == "vm1\n"
 
-    bravo.marsadm("delete-resource", "vm1")
+    bravo.marsadm("--force", "delete-resource", "vm1")    # alpha, bravo, charlie are members
 
     # bravo removes the shared keys and its own; every other member's marsd
     # must drop its own keys (only it may) when it sees the size gone.

@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from mars.logfile import list_logfiles, parse_logfile_name
-from tests.helpers.dataplane import MIB, STATE_WAIT, sha256_file, wait_until
+from tests.helpers.dataplane import (MIB, STATE_WAIT, sha256_file, tree_without_reports,
+                                     wait_until)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -23,13 +24,7 @@ DISK = 16 * MIB
 
 
 def cluster_with_replica(net, *names):
-    """`names[0]` primary of RES (device up, nothing mounted), the others
-    joined and up to date."""
-    hosts = net.primary_with_device(*names, res=RES, disk_sizes=dict.fromkeys(names, DISK))
-    for host in hosts[1:]:
-        host.marsadm("join-resource", RES, host.disk)
-        net.wait(host, RES)
-    return hosts
+    return net.primary_with_replicas(*names, res=RES, disk_size=DISK)
 
 
 def write_block(net, host, index, size=256 * 1024):
@@ -56,13 +51,6 @@ def rotate(host):
 
 def view(host):
     return host.marsadm("view", RES).stdout
-
-
-def tree_without_reports(host):
-    """`view-tree` without what marsd reports every round (liveness,
-    replay checkpoints): the wishes and the membership."""
-    return [line for line in host.marsadm("view-tree").stdout.splitlines()
-            if "actual-" not in line and "/replay-" not in line]
 
 
 def test_a_secondary_twelve_logfiles_behind_catches_up_and_one_that_cannot_says_why(datanet):

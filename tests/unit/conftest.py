@@ -4,9 +4,12 @@ A host is a temporary MARS_ROOT; `marsadm` runs the click CLI in-process
 (global options hoisted as `main()` does); other hosts exist only as tuples
 applied to the local store, as if a peer had sent them."""
 
+import fcntl
+import json
 import os
 import random
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,3 +192,20 @@ def runner():
     runner = FakeRunner("h1")
     yield runner
     assert not runner.pending, f"expected commands were not run: {runner.pending}"
+
+
+@pytest.fixture
+def fake_marsd(scenario):
+    """Hold marsd's pid-file lock (marsadm then believes marsd runs); returns
+    a function writing `<state dir>/status/<res>.json` as marsd does."""
+    h1 = scenario.host
+    fd = os.open(h1.state_dir / "marsd.pid", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def write_status(res, **status):
+        (h1.state_dir / "status").mkdir(exist_ok=True)
+        status.setdefault("updated", time.time())
+        (h1.state_dir / "status" / f"{res}.json").write_text(json.dumps(status))
+
+    yield write_status
+    os.close(fd)

@@ -16,9 +16,10 @@ from football.cli import cli
 from football.config import Config
 from football.errors import Illegal
 from football.inventory import parse
-from football.ops.base import Context
+from football.ops.base import Context, marsd_answers
 from football.ops.cluster import (MarsCluster, MergeCluster, SplitCluster, connected_groups,
-                                  pieces_after_split, plan, remerges, wanted_groups)
+                                  every_member_answers, pieces_after_split, plan, remerges,
+                                  wanted_groups)
 from football.ops.lock import Lock, Unlock, check_item, check_owner
 from football.ops.lvcleanup import leftovers
 from football.ops.status import (mark_running, observe_host, render, resolve_scope,
@@ -381,3 +382,35 @@ def test_bad_arguments_exit_191_before_any_host_is_asked(tmp_path, args, message
                                       f"state_dir={tmp_path}", *args])
     assert result.exit_code == 191, result.output
     assert message in result.output
+
+
+# --- wait-cluster: a dead target vs. a dead bystander ------------------------------------
+
+DEAD_PEER = ("marsadm: warning: marsd not answering on b2 (b2: connection refused); "
+             "they count as dead: not waiting for them\n")
+OWN_MARSD_DOWN = ("marsadm: timed out after 10s, marsd not answering on a1, b2 (a1: connection "
+                  "refused; b2: connection refused); start marsd there or check the network\n")
+
+
+class WaitCluster:
+    """A host whose `marsadm wait-cluster` exits as given."""
+
+    def __init__(self, name, exit_code, stderr):
+        self.name, self.address = name, "10.0.0.11"
+        self.result = (exit_code, stderr)
+
+    def run(self, argv, check=True, timeout=None):
+        assert argv[0] == "marsadm" and argv[-1] == "wait-cluster"
+        return Result(self.name, tuple(argv), self.result[0], "", self.result[1])
+
+
+def test_a_host_whose_peer_is_dead_answers_and_one_whose_own_marsd_is_down_does_not():
+    assert marsd_answers(WaitCluster("a1", 0, DEAD_PEER)) == (True, "")
+    answers, why = marsd_answers(WaitCluster("a1", 3, OWN_MARSD_DOWN))
+    assert not answers and "a1" in why and "is marsd running there?" in why
+
+
+def test_a_split_is_refused_when_wait_cluster_warns_of_a_dead_member():
+    every_member_answers(WaitCluster("a1", 0, ""))
+    with pytest.raises(Illegal, match="not every host of its MARS cluster answers.*b2"):
+        every_member_answers(WaitCluster("a1", 0, DEAD_PEER))

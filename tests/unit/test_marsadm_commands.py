@@ -98,7 +98,7 @@ def test_dry_run_create_cluster_writes_neither_tuples_nor_the_secret(make_host):
 
 def test_dry_run_delete_resource_lists_tombstones_and_changes_nothing(scenario):
     before = scenario.host.tuples()
-    out = scenario.host.ok("--dry-run", "delete-resource", "vm2")
+    out = scenario.host.ok("--dry-run", "--force", "delete-resource", "vm2")
     assert "would write resource-vm2/size = .deleted\n" in out
     assert "would write resource-vm2/data-h1 = .deleted\n" in out
     assert scenario.host.tuples() == before
@@ -144,7 +144,7 @@ def test_leave_resource_by_the_primary_with_force_is_allowed(scenario):
 
 def test_delete_resource_keeps_other_hosts_keys_for_them_to_drop(scenario):
     h1 = scenario.host
-    h1.ok("delete-resource", "vm1")
+    h1.ok("--force", "delete-resource", "vm1")
     with h1.store() as store:
         assert store.get("resource-vm1/size").deleted
         assert store.get("resource-vm1/primary").deleted
@@ -153,7 +153,7 @@ def test_delete_resource_keeps_other_hosts_keys_for_them_to_drop(scenario):
 
 
 def test_delete_resource_of_a_list_deletes_each(scenario):
-    scenario.host.ok("delete-resource", "vm1,vm2")
+    scenario.host.ok("--force", "delete-resource", "vm1,vm2")
     assert scenario.host.ok("view-all-resources") == "vm3\n"
 
 
@@ -308,9 +308,30 @@ def test_join_cluster_refuses_an_invalid_peer_name(make_host):
                    "invalid host name 'Peer'")
 
 
-def test_join_cluster_without_the_cluster_secret_is_refused_before_any_connection(make_host):
-    assert_refused(make_host("h4"), ["join-cluster", "h1", "127.0.0.1"],
-                   "no cluster secret", "cluster.key")
+def test_join_cluster_without_the_secret_takes_it_over_ssh_and_refuses_when_ssh_fails(
+        make_host, monkeypatch):
+    # ssh fails at once, without a connection: its proxy command is `false`
+    monkeypatch.setenv("MARS_SSH_OPTIONS", "-o ProxyCommand=false")
+    host = make_host("h4")
+    assert_refused(host, ["--ip=127.0.0.4", "join-cluster", "--ssh-port=2222", "h1", "127.0.0.1"],
+                   "ssh to h1 (127.0.0.1:2222) failed", "--ssh-port, MARS_SSH_OPTIONS")
+    assert not (host.state_dir / "cluster.key").exists()
+
+
+def test_join_cluster_dry_run_without_the_secret_says_it_would_take_it_over_ssh(make_host):
+    host = make_host("h4")
+    result = host.run("--dry-run", "--ip=127.0.0.4", "join-cluster", "h1", "127.0.0.1")
+    assert (result.exit_code, result.stdout) == (
+        0, "would take the cluster secret of h1 over ssh (port 22)\n")
+    assert not (host.state_dir / "cluster.key").exists() and host.tuples() == []
+
+
+def test_the_ssh_command_is_batch_mode_root_at_the_peer_with_port_and_options(monkeypatch):
+    from mars.sshpeer import READ_SECRET, ssh_command
+    monkeypatch.setenv("MARS_SSH_OPTIONS", "-i /k/id -o 'UserKnownHostsFile=/k/known hosts'")
+    assert ssh_command("10.0.0.2", 2222, READ_SECRET) == [
+        "ssh", "-p", "2222", "-o", "BatchMode=yes", "-i", "/k/id",
+        "-o", "UserKnownHostsFile=/k/known hosts", "root@10.0.0.2", READ_SECRET]
 
 
 def test_leave_cluster_refuses_while_this_host_holds_replicas(scenario):
@@ -366,7 +387,7 @@ def test_command_lines_click_cannot_parse_exit_2_and_change_nothing(scenario, ar
 
 def test_recreating_a_deleted_resource_does_not_inherit_the_old_members(scenario):
     h1 = scenario.host
-    h1.ok("delete-resource", "vm1")
+    h1.ok("--force", "delete-resource", "vm1")
     result = h1.run("create-resource", "vm1", scenario.spare)
     if result.exit_code == 0:
         assert h1.ok("view-resource-members", "vm1") == "h1\n"

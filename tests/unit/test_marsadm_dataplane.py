@@ -7,9 +7,7 @@ only), vm3 (h2 primary, h3). `secondary` makes h1 a member of vm3 too.
 Where a test needs marsd "running", it holds marsd's pid-file lock itself
 and writes the status file marsd would write."""
 
-import fcntl
 import json
-import os
 import time
 
 import pytest
@@ -37,21 +35,6 @@ def secondary(scenario, tmp_path):
     return h1
 
 
-@pytest.fixture
-def fake_marsd(scenario):
-    """Hold marsd's pid-file lock (marsadm then believes marsd runs); returns
-    a function writing `<state dir>/status/<res>.json` as marsd does."""
-    h1 = scenario.host
-    fd = os.open(h1.state_dir / "marsd.pid", os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def write_status(res, **status):
-        (h1.state_dir / "status").mkdir(exist_ok=True)
-        status.setdefault("updated", time.time())
-        (h1.state_dir / "status" / f"{res}.json").write_text(json.dumps(status))
-
-    yield write_status
-    os.close(fd)
 
 
 def changed_keys(before, after):
@@ -185,33 +168,109 @@ def test_invalidate_on_a_non_member_is_refused(scenario):
 
 # ------------------------------------------------------------------ resize
 def report_disk_sizes(h1, h1_size, h2_size):
+    """What the members' marsd reported last (`actual-<host>/disk-size`)."""
     own_write(h1, {"resource-vm1/actual-h1/disk-size": h1_size})
     h1.peer_apply([("resource-vm1/actual-h2/disk-size", str(h2_size), "h2")])
 
 
-def test_resize_to_a_smaller_size_is_refused(scenario):
+@pytest.fixture
+def marsd_disks(monkeypatch):
+    """The members' marsd answering `disk-size` with the size of their disk
+    now: set `disks[host]`; a host without an entry cannot be asked (its
+    marsd is down). `disks.asked` lists who was asked."""
+    from mars.cluster import Cluster
+    from mars.errors import PeerError
+
+    class Disks(dict):
+        def __init__(self):
+            super().__init__()
+            self.asked = []
+
+    disks = Disks()
+
+    def ask(cluster, host, header, timeout=10.0):
+        assert header["type"] == "disk-size", header
+        disks.asked.append((host, header["res"]))
+        if host not in disks:
+            raise PeerError("peer 127.0.0.2:7777 unreachable: connection refused")
+        return {"type": "disk-size", "disk_size": disks[host]}
+
+    monkeypatch.setattr(Cluster, "ask", ask)
+    return disks
+
+
+def test_resize_to_a_smaller_size_is_refused_without_asking_anyone(scenario, marsd_disks):
+    assert_refused(scenario.host, ["resize", "vm1", "512k"], "shrinking", "MARS grows only")
+    assert marsd_disks.asked == []
+
+
+def test_resize_beyond_a_members_disk_is_refused_naming_it(scenario, marsd_disks):
+    marsd_disks.update(h1=4 * MIB, h2=2 * MIB)
+    assert_refused(scenario.host, ["resize", "vm1", "3m"], "h2 (2097152)", "lvresize them first")
+
+
+def test_resize_uses_the_disk_sizes_each_members_marsd_tells_now_not_the_reported_ones(
+        scenario, marsd_disks):
     h1 = scenario.host
-    report_disk_sizes(h1, 4 * MIB, 4 * MIB)
-    assert_refused(h1, ["resize", "vm1", "512k"], "shrinking", "MARS grows only")
+    report_disk_sizes(h1, MIB, MIB)         # before lvresize: marsd has not stepped since
+    marsd_disks.update(h1=4 * MIB, h2=3 * MIB)
+    assert h1.ok("resize", "vm1") == ""
+    assert sorted(marsd_disks.asked) == [("h1", "vm1"), ("h2", "vm1")]
+    assert values(h1)["resource-vm1/size"] == str(3 * MIB)
 
 
-def test_resize_beyond_a_members_disk_is_refused_naming_it(scenario):
+def test_resize_when_a_members_marsd_cannot_be_asked_is_refused_naming_it(scenario, marsd_disks):
     h1 = scenario.host
-    report_disk_sizes(h1, 4 * MIB, 2 * MIB)
-    assert_refused(h1, ["resize", "vm1", "3m"], "h2 (2097152)")
+    report_disk_sizes(h1, 4 * MIB, 4 * MIB)     # reported sizes are no substitute
+    marsd_disks.update(h1=4 * MIB)
+    for args in (["resize", "vm1"], ["resize", "vm1", "2m"]):
+        assert_refused(h1, args, "cannot ask h2 for the size of its disk of vm1 (peer ",
+                       "connection refused", "marsd on h2 must run to resize; nothing changed")
 
 
-def test_resize_without_size_reports_is_refused(scenario):
-    assert_refused(scenario.host, ["resize", "vm1", "2m"], "has not reported the size")
-
-
-def test_resize_grows_to_the_smallest_member_disk_and_records_the_old_size(scenario):
+def test_resize_grows_to_the_smallest_member_disk_and_records_the_old_size(scenario, marsd_disks):
     h1 = scenario.host
-    report_disk_sizes(h1, 4 * MIB, 3 * MIB)
+    marsd_disks.update(h1=4 * MIB, h2=3 * MIB)
     h1.ok("resize", "vm1")
     now = values(h1)
     assert now["resource-vm1/size"] == str(3 * MIB)
     assert now["resource-vm1/grown-from"] == str(MIB)
+
+
+def test_resize_with_dry_run_asks_the_members_says_what_it_would_write_and_writes_nothing(
+        scenario, marsd_disks):
+    h1 = scenario.host
+    marsd_disks.update(h1=4 * MIB, h2=3 * MIB)
+    before = h1.tuples()
+    assert h1.ok("--dry-run", "resize", "vm1") == (
+        f"would write resource-vm1/size = {3 * MIB}\n"
+        f"would write resource-vm1/grown-from = {MIB}\n")
+    assert h1.tuples() == before
+
+
+def test_resize_without_a_size_when_no_disk_grew_succeeds_saying_why(scenario, marsd_disks):
+    h1 = scenario.host
+    marsd_disks.update(h1=4 * MIB, h2=MIB)
+    before = h1.tuples()
+    assert h1.ok("resize", "vm1") == (
+        f"vm1 already has {MIB} bytes, as much as the smallest disk allows (h2: {MIB} bytes): "
+        "grow the disks of all members first\n")
+    assert h1.tuples() == before
+
+
+def test_resize_to_the_size_it_has_succeeds_and_changes_nothing(scenario, marsd_disks):
+    h1 = scenario.host
+    marsd_disks.update(h1=4 * MIB, h2=4 * MIB)
+    before = h1.tuples()
+    assert h1.ok("resize", "vm1", "1m") == f"vm1 already has {MIB} bytes\n"
+    assert h1.tuples() == before
+
+
+def test_resize_when_a_members_disk_is_smaller_than_the_resource_is_refused_naming_it(
+        scenario, marsd_disks):
+    marsd_disks.update(h1=4 * MIB, h2=MIB // 2)
+    assert_refused(scenario.host, ["resize", "vm1"],
+                   f"the disk of h2 ({MIB // 2} bytes) is smaller than vm1 ({MIB} bytes)")
 
 
 def test_resize_on_a_secondary_is_refused(secondary):

@@ -386,3 +386,42 @@ def test_purge_never_removes_a_tombstone_newer_than_what_the_peers_have_seen(
 def test_a_stamp_beyond_what_sqlite_holds_is_refused_as_malformed(store):
     with pytest.raises(ValueError, match="malformed"):
         store.apply([("actual-a2/time", "1.0", 1 << 63, "a2")])
+
+
+# ------------------------------------------------------ what changed (marsd's wake-ups)
+def test_a_commit_that_changed_rows_calls_on_commit_and_counts_a_generation(db):
+    commits = []
+    with Store(db, "h1", on_commit=lambda: commits.append(1)) as store:
+        first = store.generation()
+        store.write({"resource-vm1/size": "8192"})
+        assert (len(commits), store.generation() != first) == (1, True)
+        second = store.generation()
+        store.write({"resource-vm1/size": "8192"})        # unchanged: no commit counted
+        store.delete(["resource-vm9/size"])               # absent: nothing to delete
+        assert (len(commits), store.generation()) == (1, second)
+
+
+def test_the_keys_a_connection_changed_are_taken_once(store):
+    store.write({"resource-vm1/size": "8192", "resource-vm1/primary": "h1"})
+    store.apply([("resource-vm2/data-h2", "/dev/x", 10**18, "h2")])
+    assert store.take_touched() == {"resource-vm1/size", "resource-vm1/primary",
+                                    "resource-vm2/data-h2"}
+    assert store.take_touched() == set()
+    store.forget(["resource-vm2/data-h2"])
+    assert store.take_touched() is None                 # not recorded by key: look at all
+
+
+def test_another_connections_write_shows_in_the_generation_and_the_stamps(db):
+    with Store(db, "h1") as marsd, Store(db, "h1") as marsadm:
+        before, stamps = marsd.generation(), marsd.stamps()
+        marsadm.write({"resource-vm1/todo-h1/attach": "0"})
+        assert marsd.generation()[1] != before[1]
+        assert marsd.take_touched() == set()             # not this connection's write
+        assert set(marsd.stamps()) - set(stamps) == {"resource-vm1/todo-h1/attach"}
+
+
+def test_live_keys_are_the_keys_between_prefix_and_suffix_without_tombstones(store):
+    store.write({"resource-vm1/data-h1": "/d1", "resource-vm2/data-h1": "/d2",
+                 "resource-vm3/size": "1", "resource-vm1/device-h1": "/dev/loop1"})
+    store.delete(["resource-vm2/data-h1"])
+    assert store.live_keys("resource-", "/data-h1") == ["resource-vm1/data-h1"]

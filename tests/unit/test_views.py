@@ -12,9 +12,9 @@ from mars.errors import MarsError
 from mars.views import format_value, render
 
 MIB = 1 << 20
-HEADER_VM1 = f"--------- resource vm1 {MIB} [2/3]\n"
-HEADER_VM2 = "--------- resource vm2 524288 [1/3]\n"
-HEADER_VM3 = f"--------- resource vm3 {2 * MIB} [2/3]\n"
+HEADER_VM1 = "--------- resource vm1 1.000 MiB [2/3]\n"
+HEADER_VM2 = "--------- resource vm2 512.000 KiB [1/3]\n"
+GUEST_VM3 = "--------- guest vm3 2.000 MiB [2/3]\n"      # h1 is not a member of vm3
 
 
 def test_view_disk_present_is_1_while_the_disk_exists_and_0_once_it_is_gone(scenario):
@@ -61,9 +61,14 @@ def test_view_cluster_members_prints_every_host(scenario):
     assert scenario.host.ok("view-cluster-members") == "h1\nh2\nh3\n"
 
 
-def test_cluster_level_views_accept_and_ignore_a_resource_argument(scenario):
+def test_cluster_level_views_accept_and_ignore_a_single_resource_argument(scenario):
     assert scenario.host.ok("view-cluster-members", "vm3") == "h1\nh2\nh3\n"
-    assert scenario.host.ok("view-all-resources", "all") == "vm1\nvm2\nvm3\n"
+    assert scenario.host.ok("view-all-resources", "vm1") == "vm1\nvm2\nvm3\n"
+
+
+def test_cluster_level_views_given_all_print_once_per_resource_under_its_header(scenario):
+    assert scenario.host.ok("view-all-resources", "all") == (
+        f"{HEADER_VM1}vm1\nvm2\nvm3\n{HEADER_VM2}vm1\nvm2\nvm3\n")
 
 
 def test_view_my_resources_lists_only_resources_this_host_holds(scenario):
@@ -75,7 +80,7 @@ def test_view_all_resources_lists_every_resource_of_the_cluster(scenario):
 
 
 def test_a_deleted_resource_disappears_from_the_views(scenario):
-    scenario.host.ok("delete-resource", "vm2")
+    scenario.host.ok("--force", "delete-resource", "vm2")      # h1 is still a member
     assert scenario.host.ok("view-all-resources") == "vm1\nvm3\n"
     assert scenario.host.ok("view-my-resources") == "vm1\n"
 
@@ -115,13 +120,13 @@ def test_view_with_all_prints_a_header_before_each_of_my_resources(scenario):
         f"{HEADER_VM1}h1\nh2\n{HEADER_VM2}h1\n")
 
 
-def test_view_with_a_comma_list_prints_headers_and_keeps_the_given_order(scenario):
-    assert scenario.host.ok("view-get-primary", "vm3,vm1") == f"{HEADER_VM3}h2\n{HEADER_VM1}h1\n"
+def test_view_with_a_comma_list_prints_headers_in_natural_order(scenario):
+    assert scenario.host.ok("view-get-primary", "vm3,vm1") == f"{HEADER_VM1}h1\n{GUEST_VM3}h2\n"
 
 
 def test_view_with_headers_prints_only_the_header_for_an_empty_value(scenario):
     assert scenario.host.ok("view-get-disk", "vm1,vm3") == (
-        f"{HEADER_VM1}{scenario.disk1}\n{HEADER_VM3}")
+        f"{HEADER_VM1}{scenario.disk1}\n{GUEST_VM3}")
 
 
 def test_header_counts_members_and_cluster_hosts_as_they_change(scenario):
@@ -129,8 +134,8 @@ def test_header_counts_members_and_cluster_hosts_as_they_change(scenario):
     h1.peer_apply([("ips/ip-h4", "127.0.0.4", "h4"),
                    ("resource-vm2/data-h4", "/dev/vg/vm2", "h4")])
     assert h1.ok("view-sync-size", "all") == (
-        f"--------- resource vm1 {MIB} [2/4]\n{MIB}\n"
-        "--------- resource vm2 524288 [2/4]\n524288\n")
+        f"--------- resource vm1 1.000 MiB [2/4]\n{MIB}\n"
+        "--------- resource vm2 512.000 KiB [2/4]\n524288\n")
 
 
 def test_views_print_nothing_at_all_for_a_host_without_resources(make_host):

@@ -1,0 +1,112 @@
+"""`marsadm resize` right after the disks grew, with real marsd processes on
+small raw disks (no filesystem: what is written is compared byte for byte).
+
+marsd reports the size of its disk only when its resource worker steps (an
+idle one every few seconds), so resize asks every member's marsd for the
+size of its disk as it is now, and refuses when one cannot be asked."""
+
+import os
+import subprocess
+
+import pytest
+
+from tests.helpers.dataplane import (MIB, STATE_WAIT, sha256_file, tree_without_reports,
+                                     wait_until)
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+RES = "vm1"
+DISK = 8 * MIB
+GROWTH = 4 * MIB
+
+
+def cluster_with_replica(net, *names):
+    return net.primary_with_replicas(*names, res=RES, disk_size=DISK)
+
+
+def write_device(net, host, offset, data):
+    """Write `data` at `offset` of `host`'s MARS device and fsync."""
+    with open(net.device(host, RES), "r+b", buffering=0) as device:
+        device.seek(offset)
+        device.write(data)
+        os.fsync(device.fileno())
+
+
+def device_size(net, host):
+    result = subprocess.run(["blockdev", "--getsize64", str(net.device(host, RES))],
+                            capture_output=True, text=True, check=True)
+    return int(result.stdout)
+
+
+def resource_size(host):
+    return int(host.view("resource-size", RES))
+
+
+def test_resize_right_after_the_disks_grew_grows_every_time_and_the_replica_follows(datanet):
+    a, b = cluster_with_replica(datanet, "a", "b")
+    size = DISK
+    for _ in range(3):
+        old, size = size, size + GROWTH
+        for host in (a, b):
+            os.truncate(host.disk, size)
+
+        # at once: no marsd has reported the new disk sizes yet
+        a.marsadm("resize", RES, f"--timeout={STATE_WAIT:g}")
+        assert resource_size(a) == size
+        assert device_size(datanet, a) == size
+
+        grown = os.urandom(size - old)
+        write_device(datanet, a, old, grown)
+        wait_until(lambda size=size: b.view("sync-size", RES) == f"{size}\n" and
+                   b.view("sync-rest", RES) == "0\n",
+                   what=f"b complete for {size} bytes",
+                   show=lambda: b.marsadm("view", RES).stdout)
+        datanet.wait(b, RES)
+        assert b.view("is-consistent", RES) == "1\n"
+        expected = sha256_file(datanet.device(a, RES), size)
+        assert sha256_file(b.disk, size) == expected
+        assert sha256_file(a.disk, size) == expected
+        with open(b.disk, "rb") as disk:
+            disk.seek(old)
+            assert disk.read(size - old) == grown, "the grown area reached b through the log"
+
+    # --dry-run asks the members all the same, says what it would write, and
+    # writes nothing
+    for host in (a, b):
+        os.truncate(host.disk, size + GROWTH)
+    tree = tree_without_reports(a)
+    dry = a.marsadm("--dry-run", "resize", RES)
+    assert dry.stdout == (f"would write resource-{RES}/size = {size + GROWTH}\n"
+                          f"would write resource-{RES}/grown-from = {size}\n"), dry.stdout
+    assert tree_without_reports(a) == tree
+    assert resource_size(a) == size and device_size(datanet, a) == size
+
+
+def test_resize_that_cannot_grow_says_why_and_one_beyond_a_disk_or_unasked_is_refused(datanet):
+    a, b = cluster_with_replica(datanet, "a", "b")
+
+    # nothing to grow: not an error (as the kernel's marsadm), but said why
+    same = a.marsadm("resize", RES)
+    assert same.stdout == (f"{RES} already has {DISK} bytes, as much as the smallest disk "
+                           f"allows (a, b: {DISK} bytes): grow the disks of all members first\n")
+    assert a.marsadm("resize", RES, str(DISK)).stdout == f"{RES} already has {DISK} bytes\n"
+
+    os.truncate(a.disk, DISK + 2 * GROWTH)
+    os.truncate(b.disk, DISK + GROWTH)
+    before = tree_without_reports(a)
+    refused = a.marsadm("resize", RES, str(DISK + 2 * GROWTH), "--timeout=5", check=False)
+    assert refused.returncode == 1, (refused.returncode, refused.stdout, refused.stderr)
+    assert refused.stderr == (f"marsadm resize: disks too small for {DISK + 2 * GROWTH} bytes "
+                              f"on b ({DISK + GROWTH}): lvresize them first\n")
+    assert tree_without_reports(a) == before
+    assert resource_size(a) == DISK and device_size(datanet, a) == DISK
+
+    # a member whose marsd does not run cannot say how big its disk is now
+    b.stop()
+    refused = a.marsadm("resize", RES, "--timeout=5", check=False)
+    assert refused.returncode == 1, (refused.returncode, refused.stdout, refused.stderr)
+    assert refused.stderr.startswith(f"marsadm resize: cannot ask b for the size of its disk "
+                                     f"of {RES} "), refused.stderr
+    assert "marsd on b must run to resize; nothing changed" in refused.stderr, refused.stderr
+    assert tree_without_reports(a) == before
+    assert resource_size(a) == DISK and device_size(datanet, a) == DISK
