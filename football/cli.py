@@ -19,6 +19,7 @@ from football import __version__
 from football.errors import EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError, Illegal
 from football.inventory import InventoryError
 from football.transport import TransportError
+from mars.options import hoist_options
 
 
 def reported(function):
@@ -496,5 +497,17 @@ def _print_status(status):
     console.print(resources)
 
 
+GLOBAL_FLAGS = ("--dry-run", "--yes", "--json", "--verbose", "-v")
+GLOBAL_VALUED = ("--inventory", "--config", "--var", "--debug-injection-point")
+OWN_OPTIONS = ("lab",)      # a group whose commands have options of these names
+
+
+def hoist_global_options(argv):
+    """The global options moved from anywhere on the line to the front, as
+    marsadm allows; not for the commands of `lab` (its own --inventory,
+    --json)."""
+    return hoist_options(argv, GLOBAL_FLAGS, GLOBAL_VALUED, keep_for=OWN_OPTIONS)
+
+
 def main():
-    cli()
+    cli.main(args=hoist_global_options(sys.argv[1:]), prog_name="football")

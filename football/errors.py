@@ -38,6 +38,13 @@ class Serious(FootballError):
     exit_code = EXIT_SERIOUS
 
 
+class Interrupted(FootballError):
+    """Ctrl-C, after what it interrupted was cleaned up (locks released, the
+    container running again); re-running the command resumes."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class Critical(FootballError):
     """Failed, and the container is not running anywhere."""
 

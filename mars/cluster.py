@@ -121,13 +121,13 @@ class Cluster:
                 self._take_secret_of(peer, peer_address)
             try:
                 self._run(self._join, peer, peer_address, address)
-            except PeerRefused:
-                self._take_secret_of(peer, peer_address)
+            except PeerRefused as refused:
+                self._take_secret_of(peer, peer_address, refused=refused)
                 self._run(self._join, peer, peer_address, address)
         except DryRunDone:
             return
 
-    def _take_secret_of(self, peer, peer_address, members=None):
+    def _take_secret_of(self, peer, peer_address, members=None, refused=None):
         """The cluster secret of `peer`, over SSH, written here and on
         `members` ({host: address}) first. Every member is tried (`true`)
         before any is changed; a failure half-way names who has which."""
@@ -136,7 +136,13 @@ class Cluster:
                       + (f" and give it to {', '.join(sorted(members))}" if members else ""))
             raise DryRunDone()
         members = members or {}
-        secret = sshpeer.fetch_secret(peer, peer_address, self.ssh_port, self.timeout)
+        try:
+            secret = sshpeer.fetch_secret(peer, peer_address, self.ssh_port, self.timeout)
+        except MarsError as exc:
+            if refused is None:
+                raise
+            raise MarsError(f"{refused}; taking its secret over ssh failed too: {exc}; nothing "
+                            "changed") from None
         for host, address in sorted(members.items()):
             sshpeer.check_login(host, address, self.ssh_port, self.timeout)
         given = []
@@ -194,13 +200,13 @@ class Cluster:
         peer_address = resolve_address(peer, peer_address)
         try:
             self._run(self._merge, state, peer, peer_address)
-        except PeerRefused:
+        except PeerRefused as refused:
             # Another secret: the merged cluster takes the peer's; this
             # side's members get it over SSH before this host does.
             others = {host: address for host, address in state.host_ips().items()
                       if host != self.env.host}
             try:
-                self._take_secret_of(peer, peer_address, others)
+                self._take_secret_of(peer, peer_address, others, refused=refused)
             except DryRunDone:
                 return
             self._run(self._merge, state, peer, peer_address)

@@ -182,6 +182,11 @@ class ClusterState:
             raise MarsError(f"resource {res} has an invalid size {value!r} in the metadata")
         return int(value)
 
+    def systemd_units(self, res):
+        """(start unit, stop unit) recorded by set-systemd-unit, else None."""
+        start = self.resource_value(res, "systemd-start-unit")
+        return (start, self.resource_value(res, "systemd-stop-unit") or start) if start else None
+
     def designated_primary(self, res):
         """The designated primary, or None when it is `(none)` or unset."""
         value = self.resources().get(res, {}).get("primary", NO_PRIMARY)

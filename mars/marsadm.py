@@ -12,6 +12,7 @@ import click
 from mars import __version__
 from mars.errors import EXIT_ERROR, EXIT_TIMEOUT, MarsError, MarsTimeout
 from mars.hostenv import HostEnv
+from mars.options import hoist_options
 from mars.resources import Resources
 from mars.roles import Roles
 from mars.store import Store
@@ -66,19 +67,7 @@ class Context:
 
 def hoist_global_options(argv):
     """Move global options from anywhere on the line to the front."""
-    front, rest = [], []
-    tokens = iter(argv)
-    for token in tokens:
-        name = token.split("=", 1)[0]
-        if token in GLOBAL_FLAGS:
-            front.append(token)
-        elif name in GLOBAL_VALUED:
-            front.append(token)
-            if "=" not in token:
-                front.append(next(tokens, ""))
-        else:
-            rest.append(token)
-    return front + rest
+    return hoist_options(argv, GLOBAL_FLAGS, GLOBAL_VALUED)
 
 
 def command(name, **settings):

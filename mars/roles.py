@@ -118,7 +118,9 @@ class Roles(HostCommands):
                     f"the old primary {', '.join(dead)} of {res} is unreachable (no liveness report "
                     f"within {self.window:g}s): a planned handover needs it; use --force to take "
                     "over anyway (split brain possible)")
-            for host in others:
+            # With systemd units recorded, the old primary stops its stop unit,
+            # which frees the device (the kernel's systemd integration).
+            for host in others if not state.systemd_units(res) else ():
                 count = self._open_count(state, res, host)
                 if count:
                     raise MarsError(f"{device_open(host, res, count)}; nothing changed")

@@ -41,7 +41,7 @@ from mars import device as devices
 from mars import net
 from mars.errors import PeerError
 from mars.hostenv import PORT_FETCH, PORT_SYNC
-from mars.keys import ClusterState, res_key, resync_changes
+from mars.keys import NO_PRIMARY, ClusterState, res_key, resync_changes
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import (Cursor, ReplayResult, lowest_needed_logfile, parse_version, record_digests,
                          replay, version_value, versions_agree)
@@ -60,6 +60,7 @@ VERSIONS_KEPT = 8                # own versions kept below the newest when no me
 STALL_LOGGED_AFTER = 5.0         # seconds replay stands at a logfile's end before the log says why
 DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
 DEVICE_RETRY_MAX = 30.0
+SYSTEMCTL_TIMEOUT = 120.0        # seconds a systemctl start/stop may take
 IDLE_STEP_EVERY = 3.0            # seconds an idle worker goes without news before it steps
 IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a checkpoint
 LISTING_INTERVAL = 10.0          # seconds an idle secondary goes at most without listing the logs
@@ -182,6 +183,7 @@ class ResourceWorker:
         self.finished = trio.Event()
         self.last_checkpoint = 0.0
         self.checkpoint_due = False      # the device rotated or said something: checkpoint
+        self.units_done = None           # ("start"|"stop", unit) last done by _follow_units
         self.stall = None               # what replay or fetch stands at, for logging it once
         self.refused = None             # why the device cannot start here (DeviceRefused)
         self.device_failures = 0        # device starts failed in a row, for the backoff
@@ -343,6 +345,7 @@ class ResourceWorker:
         if self.device is not None:
             leaving = self.leaving = designated != self.host or not attach or self.stopping
             await self._primary_round(state, leaving)
+            await self._follow_units(state, run=not leaving)
             if leaving and not self._refuse_handover(state, designated):
                 await self._try_teardown(state)
             return False
@@ -597,16 +600,55 @@ class ResourceWorker:
         except OSError:
             return True
 
+    async def _follow_units(self, state, run):
+        """The systemd integration (MARS.md): with units recorded by
+        set-systemd-unit, the start unit is started on the designated
+        primary (and `systemd-want`, when one is set) once the device is up,
+        and the stop unit stopped when the device should go, which frees it
+        for the handover. Each once per change; a failure is retried every
+        step, said in `view` and once in the log. MARS_SYSTEMCTL names the
+        program (default `systemctl`)."""
+        units = state.systemd_units(self.res)
+        if units is None:
+            self.units_done = None
+            return
+        want = state.resource_value(self.res, "systemd-want")
+        if run and want and want not in (self.host, NO_PRIMARY):
+            return                          # another host should run it: leave it alone
+        action = ("start", units[0]) if run else ("stop", units[1])
+        if self.units_done == action:
+            return
+        command = [os.environ.get("MARS_SYSTEMCTL", "systemctl"), *action]
+        try:
+            with trio.fail_after(SYSTEMCTL_TIMEOUT):
+                done = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                              check=False)
+            failure = done.returncode and \
+                f"exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[-300:]}"
+        except (OSError, trio.TooSlowError) as exc:
+            failure = str(exc) or f"no answer within {SYSTEMCTL_TIMEOUT:g}s"
+        if failure:
+            reason = f"`{' '.join(command)}` {failure}"
+            self.waiting_for(reason)
+            if self.stall != ("units", action):
+                log.error("%s: %s", self.res, reason)
+                self.stall = ("units", action)
+            return
+        log.info("%s: %s", self.res, " ".join(command))
+        self.units_done = action
+
     def _refuse_handover(self, state, designated):
         """A planned handover to another host while this device is in use
         (counted afresh: a container stopped and unmounted just before the
         handover does not count) is refused: the designated primary goes
         back to this host, so that nothing moves later behind the operator's
         back; `marsadm primary` on the other host sees it and says why.
-        `secondary`, `down` and a forced take-over still wait for the device."""
+        `secondary`, `down` and a forced take-over still wait for the device,
+        and so does a handover of a resource with systemd units: stopping
+        its stop unit frees the device (_follow_units)."""
         count = self.status.get("open_count")
         if not count or designated in (None, self.host) or not self.switch(state, "attach") or \
-                self.stopping or state.resource_value(
+                self.stopping or state.systemd_units(self.res) or state.resource_value(
                     self.res, f"todo-{designated}/force-primary", "0") == "1":
             return False
         self.write({self.key("primary"): self.host})

@@ -5,7 +5,10 @@ and decide (reads hosts, changes nothing, raises `Illegal`) → execute its
 phases (acts; raises `FootballError` with the exit code of how it failed).
 Each step looks at the real state before acting, so a re-run resumes."""
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +34,23 @@ class InjectedFailure(FootballError):
 
 class TimedOut(FootballError):
     """A wait ran past its time limit."""
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Ctrl-C does not interrupt the block (compensation must not be cut
+    short); one pressed meanwhile is told, and the operation ends right
+    after it anyway. Only the main thread receives signals: elsewhere the
+    block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: click.echo(
+        "football: Ctrl-C: restarting the container first, then stopping", err=True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def exit_code_of(error):

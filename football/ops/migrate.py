@@ -24,12 +24,12 @@ import socket
 import time
 
 from football import facts
-from football.errors import Critical, FootballError, Illegal, Serious
+from football.errors import Critical, FootballError, Illegal, Interrupted, Serious
 from football.journal import Journal
 from football.locks import LockSet, drop_intent, live_intents, register_intent
 from football.ops.cluster import split_unshared
 from football.ops.base import (InjectedFailure, TimedOut, check_resource_name, exit_code_of,
-                               in_parallel, reachable, wait_until)
+                               in_parallel, reachable, sigint_deferred, wait_until)
 from football.transport import TransportError
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
@@ -487,9 +487,14 @@ class Migrate:
                 raise FootballError(f"{target.name}: {self.res} is {state} after the start")
         except InjectedFailure:
             raise
-        except Exception as error:      # whatever failed: the container must run again
-            runs_on = self._compensate(error, target)
-            self._end_downtime(began, saved, runs_on)
+        except (Exception, KeyboardInterrupt) as error:  # whatever it was: the container must run
+            with sigint_deferred():     # a second Ctrl-C must not cut the compensation short
+                runs_on = self._compensate(error, target)
+                self._end_downtime(began, saved, runs_on)
+            if isinstance(error, KeyboardInterrupt):
+                raise Interrupted(f"{self.operation} of {self.res} interrupted inside the "
+                                  f"downtime window; {self.res} runs again on {runs_on.name}. "
+                                  "Re-run the same command to resume") from None
             raise Serious(f"{self.operation} of {self.res} failed inside the downtime "
                           f"window: {error}; {self.res} runs again on {runs_on.name}") from None
         downtime = self._end_downtime(began, saved, target)
@@ -512,7 +517,8 @@ class Migrate:
         first, then any replica) and return that host; `Critical` when it
         runs nowhere. Never raises anything else."""
         self._tell("section", name="compensation")
-        self.ctx.reporter.warning(f"handover failed: {error}; restarting {self.res}")
+        why = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"failed: {error}"
+        self.ctx.reporter.warning(f"handover {why}; restarting {self.res}")
         for host in [self.source, target, *self._old_hosts()]:
             try:
                 self.hooks.resource_start(host=host, res=self.res)

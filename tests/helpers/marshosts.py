@@ -46,6 +46,9 @@ class MarsHost:
     @property
     def env(self):
         env = dict(os.environ, MARS_ROOT=str(self.root), MARS_HOST=self.name)
+        # ssh (join/merge-cluster's secret) fails at once without a connection,
+        # unless a test gives it a way to its own sshd
+        env.setdefault("MARS_SSH_OPTIONS", "-o ProxyCommand=false")
         env.pop("MARS_ROUND_INTERVAL", None)
         return env
 

@@ -160,3 +160,44 @@ def test_primary_force_on_a_damaged_copy_of_the_log_fails_at_once_naming_the_dam
     assert not [line for line in b.marsadm("view-tree").stdout.splitlines()
                 if "force-primary -> 1" in line]
     assert b.current_log().count("the device cannot start") == 1, b.current_log()[-3000:]
+
+
+# A stand-in for systemctl (no systemd as PID 1 here): it logs what it is
+# asked, and does what the units of a container stack would: stopping the
+# mount unit unmounts the volume, starting the container unit mounts it.
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "$MARS_ROOT/systemctl.log"
+case "$1 $2" in
+  "stop test-mnt.mount") umount "$MARS_ROOT/mnt" ;;
+  "start test-ct.service") mount -t ext4 "$MARS_ROOT/dev/mars/vm1" "$MARS_ROOT/mnt" ;;
+esac
+"""
+
+
+def test_with_systemd_units_a_handover_stops_them_on_the_old_primary_and_starts_them_on_the_new(
+        tmp_path, monkeypatch, datanet):
+    """The kernel's systemd integration: set-systemd-unit's units follow
+    the designated primary. `primary` on b while a's volume is mounted is
+    not refused: a's marsd stops the stop unit (the mount), which frees the
+    device; b's marsd starts the start unit once its device is up."""
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(FAKE_SYSTEMCTL)
+    systemctl.chmod(0o755)
+    monkeypatch.setenv("MARS_SYSTEMCTL", str(systemctl))     # every marsd inherits it
+    a, b = cluster_with_replica(datanet, "a", "b")
+    subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
+    a.marsadm("set-systemd-unit", RES, "test-ct.service", "test-mnt.mount")
+    wait_until(lambda: os.path.ismount(a.mnt),
+               what="a's marsd starting test-ct.service on the designated primary")
+    (a.mnt / "data").write_bytes(os.urandom(1 << 20))
+    written = sha256_file(a.mnt / "data")
+
+    b.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
+
+    assert (a.root / "systemctl.log").read_text().splitlines() == [
+        "start test-ct.service", "stop test-mnt.mount"]
+    wait_until(lambda: os.path.ismount(b.mnt), what="b's marsd starting test-ct.service",
+               show=lambda: b.marsadm("view", RES).stdout)
+    assert (b.root / "systemctl.log").read_text().splitlines() == ["start test-ct.service"]
+    assert sha256_file(b.mnt / "data") == written
+    datanet.umount(b)

@@ -1,7 +1,10 @@
+import sys
+
+import pytest
 from click.testing import CliRunner
 
 from football import __version__
-from football.cli import cli
+from football.cli import cli, hoist_global_options, main
 
 
 def test_football_version_prints_the_package_version():
@@ -14,3 +17,32 @@ def test_football_help_describes_the_tool():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     assert "Move LXC containers" in result.output
+
+
+# --- global options anywhere on the line -------------------------------------------------
+
+@pytest.mark.parametrize("argv, hoisted", [
+    (["migrate", "vm1", "cluster2", "--yes"], ["--yes", "migrate", "vm1", "cluster2"]),
+    (["migrate", "--json", "vm1", "--var", "poll_interval=0", "cluster2", "--dry-run"],
+     ["--json", "--var", "poll_interval=0", "--dry-run", "migrate", "vm1", "cluster2"]),
+    (["handover", "vm1", "a2", "--inventory=fleet.yml", "-v", "--config", "c.yml"],
+     ["--inventory=fleet.yml", "-v", "--config", "c.yml", "handover", "vm1", "a2"]),
+    (["--yes", "migrate", "vm1", "cluster2"], ["--yes", "migrate", "vm1", "cluster2"]),
+    # lab's commands have an --inventory and a --json of their own
+    (["lab", "status", "--json"], ["lab", "status", "--json"]),
+    (["--json", "lab", "up", "--inventory", "lab.yml"], ["--json", "lab", "up", "--inventory",
+                                                         "lab.yml"]),
+    (["lab", "exec", "a1", "--", "marsadm", "--json"], ["lab", "exec", "a1", "--", "marsadm",
+                                                        "--json"]),
+])
+def test_global_options_may_stand_after_the_command(argv, hoisted):
+    assert hoist_global_options(argv) == hoisted
+
+
+def test_an_option_after_the_command_reaches_football(monkeypatch, capsys):
+    """`football config --var poll_interval=7` (as an operator types it)."""
+    monkeypatch.setattr(sys, "argv", ["football", "config", "--var", "poll_interval=7"])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 0
+    assert "poll_interval = 7" in capsys.readouterr().out

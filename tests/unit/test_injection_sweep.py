@@ -186,3 +186,31 @@ def test_refused_migrations_exit_191_and_run_no_command_that_changes_a_host(flee
     assert fleet.changes() == [("b1", ("football-host", "vg", host.path("/dev/vg0"), "create",
                                        "filler", "3900M"))]
     assert_placed(fleet, "a1", ["a2"])
+
+
+def test_ctrl_c_inside_the_downtime_window_restarts_the_container_and_a_rerun_completes(
+        fleet, monkeypatch):
+    """Ctrl-C at the handover (`marsadm primary` on the new host): the
+    window compensates as for any failure, exit 190 says where it runs."""
+    answer = fleet.run
+    pressed = []
+
+    def ctrl_c_at_the_handover(host, argv, input=None):
+        if "primary" in argv and argv[0] == "marsadm" and not pressed:
+            pressed.append(host)
+            raise KeyboardInterrupt
+        return answer(host, argv, input=input)
+
+    monkeypatch.setattr(fleet, "run", ctrl_c_at_the_handover)
+    code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert pressed == ["b1"]
+    assert code == 190, stderr
+    assert "interrupted inside the downtime window; vm1 runs again on a1" in stderr
+    assert "handover interrupted (Ctrl-C); restarting vm1" in json.dumps(events) + stderr
+    assert fleet.running("vm1") == ["a1"] and not fleet.violations
+    for name in fleet.hosts:
+        assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"
+
+    code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
