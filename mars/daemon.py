@@ -35,7 +35,7 @@ from mars.replay import lowest_needed_logfile
 from mars.store import Store
 from mars.transfer import DataServer
 from mars.tree import TreeMirror
-from mars.worker import PROCESS_LOOK_INTERVAL, ResourceWorker
+from mars.worker import IDLE_STEP_EVERY, PROCESS_LOOK_INTERVAL, ResourceWorker
 
 log = logging.getLogger("marsd")
 
@@ -88,12 +88,13 @@ class Daemon:
 
     def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0,
                  data_tick=0.05, fast_sync=True, metrics_port=0, device_args=(),
-                 emergency_free=64 << 20):
+                 emergency_free=64 << 20, idle_step=IDLE_STEP_EVERY):
         self.env = env
         self.round_interval = round_interval
         self.tombstone_retention = tombstone_retention
         self.window = window
         self.data_tick = data_tick
+        self.idle_step = idle_step
         self.fast_sync = fast_sync
         self.metrics_port = metrics_port
         self.device_args = list(device_args)
@@ -511,6 +512,9 @@ def parse_args(argv):
                         help="seconds a tombstone is kept at least; default 3600")
     parser.add_argument("--window", type=float, default=60.0,
                         help="a peer reporting within this many seconds is alive; default 60")
+    parser.add_argument("--idle-step", type=float, default=IDLE_STEP_EVERY,
+                        help="seconds an idle resource goes without news before it looks "
+                             f"again; default {IDLE_STEP_EVERY:g}")
     parser.add_argument("--data-tick", type=float, default=0.05,
                         help="seconds a resource's data plane idles between steps; default 0.05")
     parser.add_argument("--full-sync", action="store_true",
@@ -543,7 +547,7 @@ def main(argv=None):
         daemon = Daemon(env, args.round_interval, args.tombstone_retention, args.window,
                         data_tick=args.data_tick, fast_sync=not args.full_sync,
                         metrics_port=args.metrics_port, device_args=device_args,
-                        emergency_free=args.emergency_free)
+                        emergency_free=args.emergency_free, idle_step=args.idle_step)
         trio.run(daemon.run)
     except* MarsError as group:
         for exc in group.exceptions:

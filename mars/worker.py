@@ -61,7 +61,7 @@ STALL_LOGGED_AFTER = 5.0         # seconds replay stands at a logfile's end befo
 DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
 DEVICE_RETRY_MAX = 30.0
 SYSTEMCTL_TIMEOUT = 120.0        # seconds a systemctl start/stop may take
-IDLE_STEP_EVERY = 3.0            # seconds an idle worker goes without news before it steps
+IDLE_STEP_EVERY = 3.0            # seconds an idle worker goes without news (marsd --idle-step)
 IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a checkpoint
 LISTING_INTERVAL = 10.0          # seconds an idle secondary goes at most without listing the logs
 STATUS_REFRESH = 5.0             # seconds between status writes when nothing changed (views: 10)
@@ -203,7 +203,7 @@ class ResourceWorker:
 
     # ---------------------------------------------------------------- helpers
     def wake(self):
-        """A round passed: an idle worker steps if IDLE_STEP_EVERY has."""
+        """A round passed: an idle worker steps if `idle_step` seconds have."""
         self.woken.set()
 
     def news(self):
@@ -372,7 +372,7 @@ class ResourceWorker:
         itself, and a secondary with nothing to do for a while: until news
         (this resource's keys changed: a wish, the source's checkpoint
         showing new log data; the device logs again or said something; the
-        mount table changed) or for IDLE_STEP_EVERY (the daemon's rounds
+        mount table changed) or for the daemon's `idle_step` (its rounds
         wake every worker: one timer for all), so that an idle resource
         costs next to nothing and still reacts at once. Else (syncing,
         catching up, a primary waiting for its device to be released) a
@@ -386,7 +386,11 @@ class ResourceWorker:
         if not quiet:
             await trio.sleep(self.daemon.data_tick)
             return
-        while not self.news_arrived and time.monotonic() - self.last_step < IDLE_STEP_EVERY:
+        due = self.last_step + self.daemon.idle_step
+        if self.device is not None and (self.checkpoint_due or self._logged_since_checkpoint()):
+            # the device logs: its checkpoint is due a round after the last one
+            due = min(due, self.last_checkpoint + 0.9 * self.daemon.round_interval)
+        while not self.news_arrived and time.monotonic() < due:
             await self.woken.wait()
             self.woken = trio.Event()
 

@@ -6,10 +6,12 @@ current state; a handover is refused while the old primary's device is
 open, changing nothing, and one that times out while the old primary still
 has its device up gives the primary role back to it."""
 
+import itertools
 import os
 import signal
 import sqlite3
 import subprocess
+import threading
 
 import pytest
 
@@ -200,4 +202,39 @@ def test_with_systemd_units_a_handover_stops_them_on_the_old_primary_and_starts_
                show=lambda: b.marsadm("view", RES).stdout)
     assert (b.root / "systemctl.log").read_text().splitlines() == ["start test-ct.service"]
     assert sha256_file(b.mnt / "data") == written
+    # the /mars tree mirror of both hosts follows the handover
+    for host in (a, b):
+        link = host.root / "mars" / f"resource-{RES}" / "primary"
+        wait_until(lambda link=link: os.readlink(link) == "b",
+                   what=f"{host.name}'s mirror naming b the primary")
     datanet.umount(b)
+
+
+def test_a_primary_that_keeps_writing_checkpoints_every_round(datanet):
+    """The device says once that it logs again; from then on its checkpoint
+    (which tells the secondaries there is news) is due every round, not at
+    the next idle step. With --idle-step=600 an idle step never comes here."""
+    (a,) = datanet.primary_with_device("a", res=RES, disk_sizes={"a": DISK})
+    a.stop()
+    a.start("--idle-step=600")
+    datanet.wait(a, RES, "device")
+    key = f"resource-{RES}/replay-a"
+    seen, stop = set(), threading.Event()
+
+    def write():
+        with open(datanet.device(a, RES), "r+b", buffering=0) as device:
+            for block in itertools.count():
+                if stop.is_set():
+                    return
+                device.seek(block % 64 * 4096)
+                device.write(os.urandom(4096))
+                os.fsync(device.fileno())
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        wait_until(lambda: seen.add(a.live_values(key).get(key)) or len(seen) >= 6,
+                   what="6 checkpoints of a primary that keeps writing", show=lambda: seen)
+    finally:
+        stop.set()
+        writer.join()
