@@ -318,7 +318,9 @@ class ResourceWorker:
                     now = time.monotonic()
                     if busy:
                         self.last_busy = now
-                    if now - self.status_saved >= 0.2:
+                    # busy: at most 5 times a second; before a pause always (the
+                    # views must not show an older state until the next step)
+                    if not busy or now - self.status_saved >= 0.2:
                         self.save_status(force=False)
                         self.status_saved = now
                     await self._pause(busy, now)

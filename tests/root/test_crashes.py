@@ -341,8 +341,10 @@ def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datane
 
     wait_until(lambda: split_brain(a, b) == {"a": "1\n", "b": "1\n"}, interval=0.3,
                what="both hosts to report the split brain", show=lambda: split_brain(a, b))
-    assert "split brain" in a.marsadm("view", RES).stdout
-    assert "split brain" in b.marsadm("view", RES).stdout
+    for host in (a, b):     # marsd's account, written by its next step
+        wait_until(lambda host=host: "split brain" in host.marsadm("view", RES).stdout,
+                   what=f"{host.name}'s view saying split brain",
+                   show=lambda host=host: host.marsadm("view", RES).stdout)
     winner, loser = (b, a) if keep == "forced" else (a, b)
     winner.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")  # the operator's choice
     wait_until(lambda: a.view("get-primary", RES) == b.view("get-primary", RES) == f"{winner.name}\n",
