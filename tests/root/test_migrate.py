@@ -119,6 +119,8 @@ def test_migrate_to_cluster2_over_ssh_keeps_every_record_and_every_file(at_home,
     assert there.returncode == 0, there.stderr[-3000:]
     assert_on(lab, "b1", "b2")
     summary = events(there, "summary")[0]
+    print(f"\nmigrate over ssh: phases {summary['phases']}, downtime "
+          f"{summary['downtime_seconds']} s")
     assert summary["synced_bytes"] == 2 * (320 << 20)
     assert summary["downtime_seconds"] is not None
     assert tree_checksums(files_dir(lab, "b1", "over-ssh")) == before
