@@ -26,7 +26,8 @@ import trio
 
 from mars import antientropy, net
 from mars.cluster import apply_split
-from mars.device import device_users, mounted_devices, processes_holding_devices
+from mars.device import (device_users, disk_size, mounted_devices, open_count,
+                         processes_holding_devices)
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
 from mars.keys import ClusterState, alive_key, ip_key, owner_of, resource_of, time_key
@@ -109,7 +110,7 @@ class Daemon:
         self.tree = None                # TreeMirror, once written
         self._key = self._key_seen = None   # the cluster secret, see `key`
         self.tree_error = None
-        self.mounts = ({}, -1e9)        # (mounted devices, when looked): device_open_count
+        self.mounts = None              # mounted devices, until the mount table changes
         self.holders = ({}, -1e9)       # (device -> processes holding it open, when looked)
 
     @property
@@ -254,8 +255,8 @@ class Daemon:
                 os.lseek(fd, 0, os.SEEK_SET)
                 while os.read(fd, 1 << 16):     # reading it resets the mark
                     pass
+                self.mounts = None              # a change before the reset counts too
                 await trio.to_thread.run_sync(poller.poll, None, abandon_on_cancel=True)
-                self.mounts = ({}, -1e9)
                 for worker in list(self.workers.values()):
                     if worker.device is not None:
                         worker.news()
@@ -272,24 +273,27 @@ class Daemon:
     async def device_open_count(self, device, fresh):
         """How often `device` is in use: mounts and holders, else processes
         (other than marsd's own) holding it open. The looks are shared by
-        all resources: mounts up to half a round old, processes (a look at
-        every process's fds) up to PROCESS_LOOK_INTERVAL; `fresh` looks now
-        (a device that should go, or was in use a moment ago)."""
-        now = trio.current_time()
-        mounts, looked = self.mounts
-        if fresh or now - looked >= self.round_interval / 2:
-            mounts = mounted_devices()          # small procfs reads: cheaper than a thread
-            self.mounts = (mounts, now)
-        count = device_users(device, mounts)
+        all resources: the mounts until _watch_mounts sees the table change,
+        processes (a look at every process's fds) up to
+        PROCESS_LOOK_INTERVAL; `fresh` looks now (a device that should go,
+        or was in use a moment ago)."""
+        if fresh or self.mounts is None:
+            self.mounts = mounted_devices()     # small procfs reads: cheaper than a thread
+        count = device_users(device, self.mounts)
         if count:
             return count
+        now = trio.current_time()
         holders, looked = self.holders
         if fresh or now - looked >= PROCESS_LOOK_INTERVAL:
-            own = {worker.device.process.pid for worker in self.workers.values()
-                   if worker.device is not None}
-            holders = await trio.to_thread.run_sync(processes_holding_devices, own)
+            holders = await trio.to_thread.run_sync(processes_holding_devices,
+                                                    self._device_pids())
             self.holders = (holders, now)
         return holders.get(os.path.realpath(device), 0)
+
+    def _device_pids(self):
+        """marsd's own device processes: they hold the devices' files open."""
+        return {worker.device.process.pid for worker in self.workers.values()
+                if worker.device is not None}
 
     async def _finish_when_workers_done(self, nursery):
         for worker in list(self.workers.values()):
@@ -354,19 +358,19 @@ class Daemon:
             # asked by `marsadm primary` on another member before a handover:
             # counted now, not as last reported (a container just stopped)
             worker = self.workers.get(str(header.get("res")))
+            loop = worker.loop if worker is not None and worker.device is not None else None
             return {"type": "open-count",
-                    "open_count": worker.open_count_now() if worker else 0}, b""
+                    "open_count": open_count(loop, self._device_pids()) if loop else 0}, b""
         if header.get("type") == "disk-size":
             # asked by `marsadm resize` on the primary: the size of the disk
             # now, not as last reported (an idle worker reports seconds late,
             # and the LV was grown a moment ago)
-            from mars.worker import _blockdev_size
             res = str(header.get("res"))
             disk = self._local_disk(res)
             if not disk:
                 return {"type": "error", "reason": f"{self.env.host} is not a member of {res}"}, b""
             try:
-                size = os.path.getsize(disk) if os.path.isfile(disk) else _blockdev_size(disk)
+                size = disk_size(disk)
             except OSError as exc:
                 return {"type": "error", "reason": f"the size of {disk} on {self.env.host} "
                         f"cannot be read: {exc.strerror or exc}"}, b""

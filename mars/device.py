@@ -388,6 +388,14 @@ def mounts_under(base):
     return sorted(found, key=lambda item: -len(item[0]))
 
 
+def disk_size(path):
+    """Bytes of a disk: a regular file's size, else a block device's end."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    with open(path, "rb") as handle:
+        return handle.seek(0, os.SEEK_END)
+
+
 def device_numbers(device):
     st = os.stat(device)
     return os.major(st.st_rdev), os.minor(st.st_rdev)

@@ -41,10 +41,8 @@ class HostCommands:
         """Write `changes` in one transaction. Unchanged values are skipped,
         unless `rewrite_unchanged`: then they get a fresh stamp too, so that
         they win over older writes of other hosts still on their way here."""
-        if rewrite_unchanged:
-            written = self.store.write(changes, dry_run=self.dry_run, rewrite_unchanged=True)
-        else:
-            written = self.store.write(changes, dry_run=self.dry_run)
+        written = self.store.write(changes, dry_run=self.dry_run,
+                                   rewrite_unchanged=rewrite_unchanged)
         if self.dry_run:
             for item in written:
                 self.echo(f"would write {item.key} = {item.value}")

@@ -166,12 +166,16 @@ class Roles(HostCommands):
         reported = int(state.resource_value(res, f"actual-{host}/open-count", "0") or 0)
         if not reported:
             return 0
-        from mars.cluster import Cluster       # the network: only when it matters
         try:
-            reply = Cluster(self.env, self.store).ask(host, {"type": "open-count", "res": res})
+            reply = self._ask(host, {"type": "open-count", "res": res})
             return int(reply.get("open_count", reported))
         except (MarsError, ValueError, TypeError):
             return reported
+
+    def _ask(self, host, header, timeout=10.0):
+        """One request to `host`'s marsd (Cluster.ask): its reply header."""
+        from mars.cluster import Cluster       # the network: only when it matters
+        return Cluster(self.env, self.store).ask(host, header, timeout=timeout)
 
     def _undo_primary(self, res, previous):
         """After a handover timed out: while the old primary still has its
@@ -260,12 +264,10 @@ class Roles(HostCommands):
         marsd. What marsd reports (`actual-<host>/disk-size`) comes a step of
         its worker late, and an idle worker steps every few seconds: right
         after lvresize it still shows the old size."""
-        from mars.cluster import Cluster       # the network: only when it matters
-        cluster = Cluster(self.env, self.store)
         sizes = {}
         for host in state.members(res):
             try:
-                reply = cluster.ask(host, {"type": "disk-size", "res": res})
+                reply = self._ask(host, {"type": "disk-size", "res": res})
             except MarsError as exc:
                 raise MarsError(f"cannot ask {host} for the size of its disk of {res} ({exc}): "
                                 f"marsd on {host} must run to resize; nothing changed") from None
@@ -319,10 +321,8 @@ class Roles(HostCommands):
         source's checkpoint shows news (a round late); this host's marsd is
         asked to list now. If it cannot be asked, the wait goes on all the
         same: marsd lists at least every LISTING_INTERVAL."""
-        from mars.cluster import Cluster       # the network: only when it matters
         try:
-            Cluster(self.env, self.store).ask(self.host, {"type": "list", "res": res},
-                                              timeout=min(self.timeout, 5.0))
+            self._ask(self.host, {"type": "list", "res": res}, timeout=min(self.timeout, 5.0))
         except MarsError:
             pass
 

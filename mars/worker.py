@@ -412,7 +412,7 @@ class ResourceWorker:
     def _report_disk(self, state):
         disk = state.disk(self.res)
         try:
-            size = os.path.getsize(disk) if os.path.isfile(disk) else _blockdev_size(disk)
+            size = devices.disk_size(disk)
         except OSError:
             size = 0
         self.report(disk_size=size)
@@ -661,13 +661,6 @@ class ResourceWorker:
         log.warning("%s: refused the handover to %s: device %s in use (open count %d)",
                     self.res, designated, self.link, count)
         return True
-
-    def open_count_now(self):
-        """How often the device is in use at this moment, processes included
-        (a look at every process: for the rare question of another host)."""
-        if self.device is None or self.loop is None:
-            return 0
-        return devices.open_count(self.loop, (self.device.process.pid,)) or 0
 
     async def _try_teardown(self, state):
         if self.status.get("open_count"):
@@ -1243,11 +1236,6 @@ def _append_at(path, offset, data):
         os.pwrite(fd, data, offset)
     finally:
         os.close(fd)
-
-
-def _blockdev_size(path):
-    with open(path, "rb") as handle:
-        return handle.seek(0, os.SEEK_END)
 
 
 class DeviceProcess:
