@@ -6,6 +6,7 @@ changed); 198 failed (see the message; the lab may be half up: `lab up`
 again repairs, `lab down` removes it)."""
 
 import json
+import re
 import sys
 import time
 from functools import wraps
@@ -44,6 +45,21 @@ def reported(function):
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+class InjectionPoint(click.ParamType):
+    """`--debug-injection-point`: a number (the N-th point the run reaches)
+    or a point's name (`phase:step`, the first point of that name)."""
+
+    name = "N|NAME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or str(value).isdigit():
+            return int(value)
+        if re.fullmatch(r"[a-z-]+:[a-z-]+", str(value)):
+            return str(value)
+        self.fail(f"{value!r} is neither a number nor a point's name such as finish:stopped "
+                  "(--json runs list the names in their injection-point events)", param, ctx)
 
 
 class Globals:
@@ -96,8 +112,9 @@ class Globals:
 @click.option("--verbose", "-v", is_flag=True, help="Show every step's details.")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="Set any tunable (see `football config`); wins over files and environment.")
-@click.option("--debug-injection-point", "injection_point", type=int, default=0, metavar="N",
-              help="Fail at the N-th injection point (restart testing).")
+@click.option("--debug-injection-point", "injection_point", type=InjectionPoint(), default=0,
+              metavar="N|NAME", help="Fail at the N-th injection point, or at the first "
+              "one called NAME, e.g. finish:stopped (restart testing).")
 @click.pass_context
 def cli(ctx, inventory_path, config_files, dry_run, yes, as_json, verbose, variables,
         injection_point):

@@ -14,6 +14,10 @@ from football.templates import render
 WORKLOAD_LOG = "/var/workload.log"
 STOP_TIMEOUT = 10
 START_TIMEOUT = 10
+# LXC's start fails now and then for a reason of the moment (seen once in ~10
+# CI runs: "Failed to mount temporary procfs" and no other cause in its log);
+# a container that did not start is STOPPED, so starting it again is safe.
+START_ATTEMPTS = 3
 
 
 class ContainerError(Exception):
@@ -70,12 +74,34 @@ def start(name, lxcpath):
     if container.running:
         return False
     _point_rootfs_here(directory)
-    container = _container(name, lxcpath)
-    container.set_config_item("lxc.log.file", str(Path(lxcpath) / f".{name}.log"))
-    if not container.start() or not container.wait("RUNNING", START_TIMEOUT):
-        raise ContainerError(f"container {name} did not start; its log is "
-                             f"{Path(lxcpath) / f'.{name}.log'}")
-    return True
+    log = Path(lxcpath) / f".{name}.log"
+    for attempt in range(1, START_ATTEMPTS + 1):
+        container = _container(name, lxcpath)
+        container.set_config_item("lxc.log.file", str(log))
+        if container.start() and container.wait("RUNNING", START_TIMEOUT):
+            return True
+        if container.state != "STOPPED" or attempt == START_ATTEMPTS:
+            break
+        time.sleep(0.5 * attempt)
+    raise ContainerError(f"container {name} did not start (attempt {attempt} of "
+                         f"{START_ATTEMPTS}, state {container.state}); "
+                         f"{_what_it_had(directory, log)}")
+
+
+def _what_it_had(directory, log):
+    """For the error of a failed start: the top of its rootfs (an empty one
+    means its volume is not mounted) and the end of LXC's log."""
+    rootfs = directory / "rootfs"
+    try:
+        entries = sorted(entry.name for entry in rootfs.iterdir())
+        top = ", ".join(entries[:12]) + (", ..." if len(entries) > 12 else "") or "empty"
+    except OSError as error:
+        top = f"unreadable: {error.strerror}"
+    try:
+        tail = log.read_text(errors="replace").splitlines()[-4:]
+    except OSError:
+        tail = []
+    return f"{rootfs} holds: {top}; the end of its log {log}:\n" + "\n".join(tail)
 
 
 def stop(name, lxcpath, timeout=STOP_TIMEOUT):

@@ -76,7 +76,7 @@ class Context:
     reporter: object
     dry_run: bool = False
     yes: bool = False
-    injection_point: int = 0
+    injection_point: int | str = 0      # the N-th point, or the first called so
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     points_passed: int = 0
 
@@ -91,7 +91,7 @@ class Context:
         """An injection point: numbered in the order the run reaches them."""
         self.points_passed += 1
         self.reporter.event("injection-point", number=self.points_passed, name=name)
-        if self.injection_point and self.points_passed == self.injection_point:
+        if self.injection_point in (self.points_passed, name):
             raise InjectedFailure(f"stopped at injection point {self.points_passed} ({name}) "
                                   "as asked by --debug-injection-point")
 

@@ -29,8 +29,11 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from football.cli import cli
+from football.inventory import Host, parse
 from football.ops.cluster import connected_groups
 from football.hostside.cli import cli as host_cli
 from football.transport import CommandFailed, Result
@@ -438,3 +441,70 @@ def _lines(value):
     if isinstance(value, (list, tuple)):
         return "".join(f"{item}\n" for item in value)
     return f"{value}\n" if value != "" else ""
+
+
+# ------------------------------------------- the fleet of the unit tests
+
+HOMES = {"cluster1": ("a1", "a2"), "cluster2": ("b1", "b2")}
+
+
+@pytest.fixture
+def fake_fleet(tmp_path, monkeypatch):
+    """The lab's four hosts (cluster1: a1 a2, cluster2: b1 b2) as a fake
+    fleet that every `Host.runner` of the run reaches; vm1 primary on a1,
+    replicated to a2. In a test file: `fleet = fake_fleet`."""
+    data = {"clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2"]},
+            "hosts": {name: {"address": f"127.0.9.{number}", "root": str(tmp_path / name)}
+                      for number, name in enumerate(["a1", "a2", "b1", "b2"], start=11)},
+            "defaults": {"transport": "local", "storage": "filevg", "manager": "lab",
+                         "container": "lxc", "vg_size": "4G"}}
+    path = tmp_path / "fleet.yml"
+    path.write_text(json.dumps(data))
+    fleet = FakeFleet(parse(data, str(path)))
+    fleet.inventory_path = str(path)
+    fleet.state_dir = str(tmp_path / "controller")
+    monkeypatch.setattr(Host, "runner", property(lambda host: fleet.runner(host.name)))
+    for name in ("FOOTBALL_INVENTORY", "FOOTBALL_STATE_DIR", "FOOTBALL_PLUGIN_DIRS"):
+        monkeypatch.delenv(name, raising=False)
+    fleet.create_resource("vm1", "a1", ["a2"])
+    return fleet
+
+
+def football(fleet, *args):
+    """`football --json <args>` in-process against the fleet: (exit code,
+    events, stderr)."""
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--yes",
+                                      "--var", f"state_dir={fleet.state_dir}",
+                                      "--var", "poll_interval=0", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.exit_code, events, result.stderr
+
+
+def points_of(events):
+    return [event["name"] for event in events if event["event"] == "injection-point"]
+
+
+def assert_placed(fleet, primary, secondaries, res="vm1"):
+    """`res` is primary and runs on `primary` alone, replicated exactly to
+    `secondaries`; LVs only there; no lock or intent anywhere; its records
+    unbroken; nothing forbidden happened."""
+    resource = fleet.resources[res]
+    assert resource.primary == primary
+    assert fleet.members(res) == sorted([primary, *secondaries])
+    assert fleet.running(res) == [primary]
+    holders = {name for name in fleet.hosts if res in fleet.lvs(name)}
+    assert holders == {primary, *secondaries}, f"LVs of {res} on {sorted(holders)}"
+    for name in fleet.hosts:
+        assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"
+        assert not fleet.locks(name, "/var/lib/football/intents"), f"{name}: intents left"
+    assert not fleet.sequence_problems(res)
+    assert not fleet.violations
+
+
+def assert_clusters_as_inventory(fleet):
+    for members in fleet.inventory.clusters.values():
+        for name in members:
+            assert fleet.cluster_of(name) == sorted(members), \
+                f"{name} is in the MARS cluster {fleet.cluster_of(name)}"

@@ -11,74 +11,11 @@ The real lab keeps samples of these (tests/root/test_migrate.py)."""
 
 import json
 
-import pytest
-from click.testing import CliRunner
-
-from football.cli import cli
-from football.inventory import Host, parse
-from tests.helpers.fakefleet import FakeFleet
+from tests.helpers.fakefleet import (HOMES, assert_clusters_as_inventory, assert_placed,
+                                     fake_fleet, football, points_of)
 from tests.helpers.lab import MIGRATE_POINTS
 
-HOMES = {"cluster1": ("a1", "a2"), "cluster2": ("b1", "b2")}
-
-
-@pytest.fixture
-def fleet(tmp_path, monkeypatch):
-    data = {"clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2"]},
-            "hosts": {name: {"address": f"127.0.9.{number}", "root": str(tmp_path / name)}
-                      for number, name in enumerate(["a1", "a2", "b1", "b2"], start=11)},
-            "defaults": {"transport": "local", "storage": "filevg", "manager": "lab",
-                         "container": "lxc", "vg_size": "4G"}}
-    path = tmp_path / "fleet.yml"
-    path.write_text(json.dumps(data))
-    fleet = FakeFleet(parse(data, str(path)))
-    fleet.inventory_path = str(path)
-    fleet.state_dir = str(tmp_path / "controller")
-    monkeypatch.setattr(Host, "runner", property(lambda host: fleet.runner(host.name)))
-    for name in ("FOOTBALL_INVENTORY", "FOOTBALL_STATE_DIR", "FOOTBALL_PLUGIN_DIRS"):
-        monkeypatch.delenv(name, raising=False)
-    fleet.create_resource("vm1", "a1", ["a2"])
-    return fleet
-
-
-def football(fleet, *args):
-    """`football --json <args>` in-process against the fleet: (exit code,
-    events, stderr)."""
-    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--yes",
-                                      "--var", f"state_dir={fleet.state_dir}",
-                                      "--var", "poll_interval=0", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return result.exit_code, events, result.stderr
-
-
-def points_of(events):
-    return [event["name"] for event in events if event["event"] == "injection-point"]
-
-
-def assert_placed(fleet, primary, secondaries, res="vm1"):
-    """`res` is primary and runs on `primary` alone, replicated exactly to
-    `secondaries`; LVs only there; no lock or intent anywhere; its records
-    unbroken; nothing forbidden happened."""
-    resource = fleet.resources[res]
-    assert resource.primary == primary
-    assert fleet.members(res) == sorted([primary, *secondaries])
-    assert fleet.running(res) == [primary]
-    holders = {name for name in fleet.hosts if res in fleet.lvs(name)}
-    assert holders == {primary, *secondaries}, f"LVs of {res} on {sorted(holders)}"
-    for name in fleet.hosts:
-        assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"
-        assert not fleet.locks(name, "/var/lib/football/intents"), f"{name}: intents left"
-    assert not fleet.sequence_problems(res)
-    assert not fleet.violations
-
-
-def assert_clusters_as_inventory(fleet):
-    for members in fleet.inventory.clusters.values():
-        for name in members:
-            assert fleet.cluster_of(name) == sorted(members), \
-                f"{name} is in the MARS cluster {fleet.cluster_of(name)}"
+fleet = fake_fleet
 
 
 def sweep(fleet, command, destinations, placed):
@@ -171,23 +108,6 @@ def test_split_cluster_resumes_after_a_crash_between_split_and_merges(fleet):
     assert not fleet.violations
 
 
-
-def test_refused_migrations_exit_191_and_run_no_command_that_changes_a_host(fleet):
-    """A target whose marsd does not answer, a target without VG space: the
-    run is refused before anything changes (it only looked)."""
-    fleet.down.add("b2")
-    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
-    assert code == 191 and "b2" in stderr, stderr
-    fleet.down.clear()
-    host = fleet.hosts["b1"]
-    fleet.run("b1", ["football-host", "vg", host.path("/dev/vg0"), "create", "filler", "3900M"])
-    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
-    assert code == 191 and "b1: volume group vg0 has" in stderr, stderr
-    assert fleet.changes() == [("b1", ("football-host", "vg", host.path("/dev/vg0"), "create",
-                                       "filler", "3900M"))]
-    assert_placed(fleet, "a1", ["a2"])
-
-
 def test_ctrl_c_inside_the_downtime_window_restarts_the_container_and_a_rerun_completes(
         fleet, monkeypatch):
     """Ctrl-C at the handover (`marsadm primary` on the new host): the
@@ -214,3 +134,26 @@ def test_ctrl_c_inside_the_downtime_window_restarts_the_container_and_a_rerun_co
     code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
     assert code == 0, stderr
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+
+
+def test_named_injection_points_crash_a_run_and_each_re_run_in_turn(fleet):
+    """`--debug-injection-point NAME` stops at the first point of that name,
+    whatever number it has in a resumed run: the lab's chained samples
+    (tests/root/test_migrate_variants.py) rely on it."""
+    for name in ("prepare:lv-created", "finish:stopped", "cleanup:left"):
+        code, events, stderr = football(fleet, "--debug-injection-point", name,
+                                        "migrate", "vm1", "cluster2")
+        assert code == 1 and points_of(events)[-1] == name, stderr
+        assert not fleet.violations
+    assert fleet.running("vm1") == ["b1"]        # the third run crashed in its cleanup
+    code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
+    assert_clusters_as_inventory(fleet)
+
+
+def test_an_injection_point_that_is_neither_a_number_nor_a_name_is_a_usage_error(fleet):
+    code, _, stderr = football(fleet, "--debug-injection-point", "stopped", "migrate", "vm1",
+                               "cluster2")
+    assert code == 2 and "neither a number nor a point's name" in stderr, stderr
+    assert fleet.changes() == []

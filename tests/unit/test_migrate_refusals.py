@@ -1,0 +1,98 @@
+"""What `football migrate` refuses, and what it only says it would do, on
+the fake fleet (tests/helpers/fakefleet.py): the real command line,
+inventory, plugins and journal; hosts that answer as lab hosts do. Every
+case is decided before any host is changed, so none needs the real lab:
+bad arguments and settings, a target where the resource already is, a
+dry run, a target without VG space, a target whose marsd does not answer.
+Each test then checks that the run changed nothing: no command that
+changes a host ran, vm1 is still primary on a1 and replicated to a2, and
+the MARS clusters are still the inventory's.
+
+`football()` runs with `--json`: what the command prints as it goes is in
+the JSON `message` events on stdout; a refusal is in stderr."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fakefleet import (assert_clusters_as_inventory, assert_placed, fake_fleet,
+                                     football)
+
+fleet = fake_fleet
+
+EXIT_ILLEGAL = 191
+
+
+def messages(events):
+    return [event["text"] for event in events if event["event"] == "message"]
+
+
+def assert_nothing_changed(fleet, *own):
+    """No command that changes a host ran but the test's own `own` ones
+    (host, argv); vm1 and the MARS clusters are as the fixture left them."""
+    assert fleet.changes() == list(own)
+    assert_placed(fleet, "a1", ["a2"])
+    assert_clusters_as_inventory(fleet)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("migrate", "vm9", "cluster2"), "unknown resource vm9"),
+    (("migrate", "vm1", "nowhere"), "unknown host or cluster 'nowhere'"),
+    (("migrate", "vm1;rm -rf /", "cluster2"), "invalid"),
+    (("migrate", "$(reboot)", "b1"), "invalid"),
+    (("migrate", "vm1", "b1", "b1"), "must differ"),
+    (("--var", "limit_syncs=many", "migrate", "vm1", "b1"), "limit_syncs"),
+    (("--var", "no_such_setting=1", "migrate", "vm1", "b1"), "unknown setting"),
+], ids=["unknown-resource", "unknown-target", "shell-in-resource", "command-substitution",
+        "same-primary-and-secondary", "setting-not-a-number", "unknown-setting"])
+def test_bad_arguments_and_settings_are_refused_with_exit_191_and_change_nothing(
+        fleet, args, message):
+    code, _, stderr = football(fleet, *args)
+    assert code == EXIT_ILLEGAL, f"{args}: exit {code}: {stderr}"
+    assert message in stderr, stderr
+    assert_nothing_changed(fleet)
+
+
+def test_a_migrate_to_where_the_resource_already_is_has_nothing_to_do_and_exits_0(fleet):
+    code, events, stderr = football(fleet, "migrate", "vm1", "a1", "a2")
+    assert code == 0, stderr
+    assert "vm1 is already on a1, a2: nothing to do" in messages(events)
+    assert_nothing_changed(fleet)
+
+
+def test_a_dry_run_says_every_step_the_cleanup_included_and_does_none_of_them(fleet):
+    code, events, stderr = football(fleet, "--dry-run", "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    said = "\n".join(messages(events))
+    # the lab's hosts have their own roots too: the LV's path is the host's
+    lv = fleet.hosts["b2"].path("/dev/vg0/vm1")
+    for line in ("would merge b1 into the MARS cluster of a1",
+                 f"would create LV vg0/vm1 on b2 and run `marsadm join-resource vm1 {lv}` there",
+                 "would stop vm1 on a1, run `marsadm primary vm1` on b1 and start it there",
+                 "would remove the replicas on a1, a2 (`marsadm leave-resource`, then their LVs)",
+                 "would split the MARS cluster where a1, a2 share no resource with b1, b2"):
+        assert line in said, said
+    # without --json this is the "summary:" line; a dry run has no summary
+    assert not [event for event in events if event["event"] == "summary"], events
+    assert not (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists(), \
+        "a dry run decided targets for the next real run"
+    assert_nothing_changed(fleet)
+
+
+def test_a_target_without_vg_space_is_refused_with_exit_191_naming_it_and_its_free_space(fleet):
+    # the fake fleet's VGs are 4G (the lab's 1G): leave less than vm1's 320M
+    host = fleet.hosts["b1"]
+    filler = ("football-host", "vg", host.path("/dev/vg0"), "create", "filler", "3900M")
+    fleet.run("b1", filler)
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "b1: volume group vg0 has" in stderr and "MiB free" in stderr, stderr
+    assert_nothing_changed(fleet, ("b1", filler))
+
+
+def test_a_target_whose_marsd_does_not_answer_is_refused_with_exit_191_naming_it(fleet):
+    fleet.down.add("b2")
+    code, _, stderr = football(fleet, "migrate", "vm1", "b2")
+    fleet.down.clear()
+    assert code == EXIT_ILLEGAL and "b2" in stderr, stderr
+    assert_nothing_changed(fleet)
