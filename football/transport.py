@@ -23,6 +23,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from football.toolserver import ServerGone, ToolServer
+
 
 DEFAULT_TIMEOUT = 600.0
 TAIL_LINES = 8
@@ -119,6 +121,16 @@ class LocalTransport(Transport):
 
     def run(self, argv, *, check=True, timeout=DEFAULT_TIMEOUT, input=None):
         argv = [str(arg) for arg in argv]
+        server = tool_server()
+        if server.serves(argv, self.env):
+            try:
+                code, stdout, stderr = server.run(argv, self.env, timeout, input)
+            except subprocess.TimeoutExpired:
+                raise CommandTimedOut(self.host, argv, timeout) from None
+            except ServerGone:
+                pass                    # run it as a program
+            else:
+                return self._result(argv, code, stdout, stderr, check)
         try:
             done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
                                   timeout=timeout, input=input,
@@ -127,10 +139,24 @@ class LocalTransport(Transport):
             raise CommandTimedOut(self.host, argv, timeout) from None
         except FileNotFoundError:
             done = subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
-        result = Result(self.host, tuple(argv), done.returncode, done.stdout, done.stderr)
+        return self._result(argv, done.returncode, done.stdout, done.stderr, check)
+
+    def _result(self, argv, code, stdout, stderr, check):
+        result = Result(self.host, tuple(argv), code, stdout, stderr)
         if check and not result.ok:
             raise CommandFailed(result)
         return result
+
+
+_tool_server = None
+
+
+def tool_server():
+    """The controller's one tool server (football/toolserver.py), made on first use."""
+    global _tool_server
+    if _tool_server is None:
+        _tool_server = ToolServer()
+    return _tool_server
 
 
 # --------------------------------------------------------------------------- SSH

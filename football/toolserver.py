@@ -1,0 +1,261 @@
+"""The bundled tools without an interpreter start per command.
+
+A migrate runs a hundred `marsadm` and `football-host` commands; started as
+programs, each costs 0.1–0.25 s of Python start-up and imports (trio alone
+0.16 s) before it does anything. The tool server is one process per
+controller that has imported the tools once and *forks* a child per
+command: the child is a process of its own (its own pid, environment,
+working directory, stdin/stdout/stderr pipes, exit code, killable on a time
+limit), exactly what a started program is, minus the start-up.
+
+Protocol (one SOCK_SEQPACKET socket pair, the controller keeps one end):
+the controller sends one message per command, a JSON object `{argv, env,
+cwd}` with four file descriptors attached (SCM_RIGHTS): the command's stdin
+(read end), stdout and stderr (write ends) and a reply socket. The server
+forks; the child writes `pid N` and, once the tool returned, `exit C` to the
+reply socket, then exits with C. A reply that ends without `exit` means the
+child died (killed at its time limit, or a crash). The server reaps its
+children itself (SIGCHLD ignored) and exits when the controller's end closes.
+
+Only the bundled tools are served (TOOLS), and only when the command's PATH
+resolves them to this installation's scripts; everything else, and every
+command when the server cannot be reached, runs as a program
+(`FOOTBALL_TOOL_SERVER=0` turns the server off)."""
+
+import atexit
+import importlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+# name on PATH -> (module, function) of its console script (setup.cfg)
+TOOLS = {"marsadm": ("mars.marsadm", "main"),
+         "football-host": ("football.hostside.cli", "main")}
+MAX_REQUEST = 1 << 20
+
+
+class ServerGone(Exception):
+    """The tool server cannot take the command (not running, or it died)."""
+
+
+# ------------------------------------------------------------------ the server
+
+
+def serve(control, tools):
+    """The server's loop: one fork per request until the controller closes."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)          # children reap themselves
+    signal.signal(signal.SIGINT, signal.SIG_IGN)           # Ctrl-C is the commands' and the controller's
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, MAX_REQUEST, 4)
+        except InterruptedError:
+            continue
+        if not message:
+            return
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        sys.stdout.flush(), sys.stderr.flush()
+        if os.fork() == 0:
+            control.close()
+            _child(tools, json.loads(message), *fds)
+        for fd in fds:
+            os.close(fd)
+
+
+def _child(tools, request, stdin, stdout, stderr, reply_fd):
+    """In the forked child: become the command, run the tool, report."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)       # the tool may wait for its own
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=False)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+        os.set_inheritable(reply_fd, False)     # a daemon the tool starts must not hold it
+        reply = socket.socket(fileno=reply_fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        reply.sendall(f"pid {os.getpid()}\n".encode())
+        module, function = tools[Path(request["argv"][0]).name]
+        program = shutil.which(request["argv"][0], path=request["env"].get("PATH"))
+        sys.argv = [program or request["argv"][0], *request["argv"][1:]]
+        try:
+            getattr(importlib.import_module(module), function)()
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            if done.code is not None and not isinstance(done.code, int):
+                print(done.code, file=sys.stderr)
+        except BaseException as error:              # as an interpreter would end
+            import traceback
+            traceback.print_exception(error)
+            code = 1
+        atexit._run_exitfuncs()
+        sys.stdout.flush(), sys.stderr.flush()
+        reply.sendall(f"exit {code}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def main():
+    """`main()` in the server process: argv[1] is its end of the socket pair,
+    argv[2] (JSON) more tools to serve than the bundled ones (tests)."""
+    control = socket.socket(fileno=int(sys.argv[1]))
+    tools = {**TOOLS, **json.loads(sys.argv[2])}
+    for module, _ in tools.values():
+        importlib.import_module(module)
+    import trio  # noqa: F401  (marsadm imports it where it talks to marsd)
+    serve(control, tools)
+
+
+# -------------------------------------------------------------- the controller
+
+
+class ToolServer:
+    """The controller's side: starts the server process on first use and
+    runs one command through it (`run`, like `subprocess.run`)."""
+
+    def __init__(self, more_tools=None):
+        self.more_tools = more_tools or {}
+        self.lock = threading.Lock()
+        self.process = self.control = None
+        self.scripts = Path(sys.executable).parent
+        self.served = {}
+
+    def serves(self, argv, env):
+        """Whether the server runs `argv`: a bundled tool of this installation
+        under `env`'s PATH, once the server runs. The first such command
+        starts the server and runs as a program (a run of one command gains
+        nothing from a server)."""
+        if Path(argv[0]).name not in TOOLS or os.environ.get("FOOTBALL_TOOL_SERVER") == "0":
+            return False
+        key = (argv[0], env.get("PATH"))
+        if key not in self.served:
+            found = shutil.which(argv[0], path=env.get("PATH"))
+            self.served[key] = found is not None and Path(found).parent == self.scripts
+        if self.served[key] and self.process is None:
+            self._started()
+            return False
+        return self.served[key]
+
+    def _started(self):
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                self.process = subprocess.Popen(
+                    # -c, not -m: the tools' usage lines name them, not `python -m ...`
+                    [sys.executable, "-c", "from football.toolserver import main; main()",
+                     str(theirs.fileno()), json.dumps(self.more_tools)],
+                    pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL)
+                theirs.close()
+                self.control = mine
+            return self.control
+
+    def run(self, argv, env, timeout, input=None):
+        """(exit code, stdout, stderr) of `argv` run by the server; raises
+        `subprocess.TimeoutExpired` after `timeout` (the command is
+        killed) and `ServerGone` when the server could not take it."""
+        stdin_r, stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        request = json.dumps({"argv": list(argv), "env": env, "cwd": os.getcwd()}).encode()
+        try:
+            try:
+                socket.send_fds(self._started(), [request],
+                                [stdin_r, out_w, err_w, theirs.fileno()])
+            except OSError as error:
+                raise ServerGone(str(error)) from None
+        finally:
+            for fd in (stdin_r, out_w, err_w):
+                os.close(fd)
+            theirs.close()
+        return _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input)
+
+    def close(self):
+        with self.lock:
+            if self.control is not None:
+                self.control.close()
+                self.control = None
+            if self.process is not None:
+                self.process.wait(timeout=10)
+                self.process = None
+
+
+def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
+    """Feed stdin, collect stdout, stderr and the reply until the command
+    ended; kill it at `timeout`."""
+    import selectors
+
+    data = (input or "").encode()
+    reply_fd = reply.fileno()
+    buffers = {out_r: bytearray(), err_r: bytearray(), reply_fd: bytearray()}
+    selector = selectors.DefaultSelector()
+    if data:
+        os.set_blocking(stdin_w, False)
+        selector.register(stdin_w, selectors.EVENT_WRITE)
+    else:
+        os.close(stdin_w)
+    for fd in buffers:
+        selector.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _kill(buffers[reply_fd])
+                raise subprocess.TimeoutExpired(argv, timeout)
+            for key, _ in selector.select(left):
+                if key.fd == stdin_w:
+                    try:
+                        data = data[os.write(stdin_w, data[:65536]):]
+                    except BrokenPipeError:
+                        data = b""
+                    if not data:
+                        selector.unregister(stdin_w)
+                        os.close(stdin_w)
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    buffers[key.fd] += chunk
+                else:
+                    selector.unregister(key.fd)
+    finally:
+        selector.close()
+        for fd in (out_r, err_r):
+            os.close(fd)
+        reply.close()
+        if data:
+            os.close(stdin_w)
+    said = dict(line.split(" ", 1) for line in buffers[reply_fd].decode().split("\n")
+                if " " in line)
+    code = int(said["exit"]) if "exit" in said else -signal.SIGKILL
+    return code, buffers[out_r].decode(errors="replace"), buffers[err_r].decode(errors="replace")
+
+
+def _kill(reply_so_far):
+    for line in bytes(reply_so_far).decode().splitlines():
+        if line.startswith("pid "):
+            try:
+                os.kill(int(line[4:]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    main()

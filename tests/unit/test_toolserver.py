@@ -1,0 +1,145 @@
+"""The tool server (football/toolserver.py): a command it serves is a
+process of its own with the result a started program would give — exit
+code, stdout, stderr, stdin, environment, working directory, the kill at
+its time limit — and the local transport falls back to programs when the
+server is gone."""
+
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from football import transport
+from football.toolserver import ServerGone, ToolServer
+from football.transport import CommandTimedOut, LocalTransport
+
+MORE_TOOLS = {name: ("tests.helpers.tools", name)
+              for name in ("upper", "environment", "sleeper", "failing")}
+
+
+@pytest.fixture
+def server():
+    started = ToolServer(MORE_TOOLS)
+    yield started
+    started.close()
+
+
+def env(**more):
+    return dict(os.environ, **more)
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:          # a zombie is not alive either
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_stdin_reaches_the_command_and_its_exit_code_and_output_come_back(server):
+    assert server.run(["upper"], env(), 30, input="abc\n") == (0, "ABC\n", "")
+    assert server.run(["upper", "7"], env(), 30, input="x" * 300_000)[0] == 7
+    assert server.run(["upper"], env(), 30, input="x" * 300_000)[1] == "X" * 300_000
+    assert server.run(["upper"], env(), 30) == (0, "", "")     # no input: stdin is empty
+
+
+def test_each_command_is_a_process_of_its_own_with_the_given_environment_and_directory(
+        server, tmp_path, monkeypatch):
+    server.run(["upper"], env(), 30)        # started here: it imports tests.helpers from here
+    monkeypatch.chdir(tmp_path)
+    first = server.run(["environment", "MARS_HOST", "UNSET"], env(MARS_HOST="a1"), 30)
+    second = server.run(["environment", "MARS_HOST"], env(MARS_HOST="b2"), 30)
+    pid, cwd, host, unset = first[1].split()
+    assert (cwd, host, unset) == (str(tmp_path), "a1", "-")
+    assert second[1].split()[2] == "b2" and second[1].split()[0] != pid
+    assert pid not in (str(os.getpid()), str(server.process.pid))
+
+
+def test_an_exception_in_the_tool_exits_1_with_its_traceback_on_stderr(server):
+    code, stdout, stderr = server.run(["failing"], env(), 30)
+    assert (code, stdout) == (1, "to stdout\n")
+    assert "to stderr" in stderr and "RuntimeError: a tool that fails" in stderr
+
+
+def test_a_command_over_its_time_limit_is_killed(server):
+    server.run(["upper"], env(), 30)
+    with pytest.raises(subprocess.TimeoutExpired):
+        server.run(["sleeper", "60"], env(), 1)
+    # the server's only child was the sleeper: it goes (killed, and reaped by the server)
+    children = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and [pid for pid in open(children).read().split()
+                                          if alive(int(pid))]:
+        time.sleep(0.05)
+    assert not [pid for pid in open(children).read().split() if alive(int(pid))]
+
+
+def test_commands_from_several_threads_run_side_by_side(server):
+    results = {}
+
+    def one(number):
+        results[number] = server.run(["upper"], env(), 60, input=f"run {number}")
+
+    threads = [threading.Thread(target=one, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {number: (0, f"RUN {number}", "") for number in range(8)}
+
+
+def test_the_server_ends_when_the_controller_closes_its_end(server):
+    server.run(["upper"], env(), 30)
+    process = server.process
+    server.close()
+    assert process.poll() is not None
+
+
+def test_a_dead_server_is_started_again_on_the_next_command(server):
+    server.run(["upper"], env(), 30)
+    first = server.process
+    first.kill()
+    first.wait()
+    assert server.run(["upper"], env(), 30, input="again") == (0, "AGAIN", "")
+    assert server.process.pid != first.pid
+
+
+def test_the_bundled_tools_answer_through_the_server_as_their_programs_do(tmp_path):
+    host = LocalTransport("h1", {"MARS_HOST": "h1", "MARS_ROOT": str(tmp_path)})
+    commands = [["marsadm", "--version"], ["marsadm", "no-such-command"],
+                ["marsadm", "view-my-resources"], ["football-host", "--help"],
+                ["football-host", "vg", str(tmp_path / "vg0"), "info"]]
+    served = [host.run(argv, check=False) for argv in [commands[0], *commands]][1:]
+    assert transport.tool_server().process is not None, "no server was started"
+    os.environ["FOOTBALL_TOOL_SERVER"] = "0"
+    try:
+        programs = [host.run(argv, check=False) for argv in commands]
+    finally:
+        del os.environ["FOOTBALL_TOOL_SERVER"]
+    assert served == programs
+    assert [result.exit_code for result in served] == [0, 2, 0, 0, programs[4].exit_code]
+
+
+def test_the_local_transport_runs_a_tool_as_a_program_when_the_server_is_gone(monkeypatch):
+    def gone(*args, **kwargs):
+        raise ServerGone("test: no server")
+
+    server = transport.tool_server()
+    monkeypatch.setattr(server, "run", gone)
+    monkeypatch.setattr(server, "process", object())       # as if it had been started
+    result = LocalTransport("h1").run(["marsadm", "--version"])
+    assert result.stdout.startswith("marsadm, version")
+
+
+def test_a_timeout_through_the_transport_is_command_timed_out(monkeypatch):
+    server = ToolServer(MORE_TOOLS)
+    monkeypatch.setattr(server, "serves", lambda argv, env: True)
+    monkeypatch.setattr(transport, "_tool_server", server)
+    try:
+        with pytest.raises(CommandTimedOut):
+            LocalTransport("h1").run(["sleeper", "60"], timeout=1)
+    finally:
+        server.close()
