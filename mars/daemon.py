@@ -30,7 +30,7 @@ from mars.device import (device_users, disk_size, mounted_devices, open_count,
                          processes_holding_devices)
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
-from mars.keys import ClusterState, alive_key, ip_key, owner_of, resource_of, time_key
+from mars.keys import ClusterState, alive_key, ip_key, owner_of, res_key, resource_of, time_key
 from mars.metrics import Metrics
 from mars.replay import lowest_needed_logfile
 from mars.store import Store
@@ -375,6 +375,14 @@ class Daemon:
                 return {"type": "error", "reason": f"the size of {disk} on {self.env.host} "
                         f"cannot be read: {exc.strerror or exc}"}, b""
             return {"type": "disk-size", "disk_size": size}, b""
+        if header.get("type") == "release":
+            # asked by a member about to become the primary of res (after it
+            # gave this host its metadata): has this host taken the handover in?
+            res = str(header.get("res"))
+            worker = self.workers.get(res)
+            return {"type": "release",
+                    "device_up": worker is not None and worker.device is not None,
+                    "designated": self.store.value(res_key(res, "primary"))}, b""
         if header.get("type") == "list":
             # asked by `marsadm wait-resource up-to-date` on this host
             worker = self.workers.get(str(header.get("res")))

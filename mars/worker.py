@@ -38,9 +38,9 @@ from pathlib import Path
 import trio
 
 from mars import device as devices
-from mars import net
+from mars import antientropy, net
 from mars.errors import PeerError
-from mars.hostenv import PORT_FETCH, PORT_SYNC
+from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC
 from mars.keys import NO_PRIMARY, ClusterState, res_key, resync_changes
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import (Cursor, ReplayResult, lowest_needed_logfile, parse_version, record_digests,
@@ -360,7 +360,8 @@ class ResourceWorker:
             return False
         self.report(attached=True)
         self._set_actual(**{"is-attached": 1})
-        await self._grown(state)
+        if await self._grown(state):
+            state = self.state()        # the step goes on with the new syncstatus
         if designated == self.host:
             return await self._become_primary(state, conflict)
         if self.refused:                # the wish was withdrawn: a new one may try again
@@ -420,11 +421,13 @@ class ResourceWorker:
 
     async def _grown(self, state):
         """After `resize`, a complete replica is complete for the new size:
-        the grown area reaches it through the log."""
+        the grown area reaches it through the log. Whether it wrote that."""
         grown_from = state.resource_value(self.res, "grown-from")
         synced = state.resource_value(self.res, f"syncstatus-{self.host}", "0")
         if grown_from and synced == grown_from and int(synced) < state.size(self.res):
             self.write({self.mine("syncstatus"): state.size(self.res)})
+            return True
+        return False
 
     # ------------------------------------------------------------ connections
     async def channel(self, state, host, port):
@@ -459,12 +462,22 @@ class ResourceWorker:
                              f"in {self.device_retry_at - time.monotonic():.0f} s")
             return False
         force = state.resource_value(self.res, f"todo-{self.host}/force-primary", "0") == "1"
+        if not force:
+            holding = await self._not_released_by(state)
+            if holding:
+                self.last_busy = time.monotonic()       # asked again next tick
+                self.report(waiting=f"waiting for {', '.join(holding)} to hand over (the "
+                                    "handover has not reached it yet, or its device is up)")
+                return False
+            state = self.state()                        # with what they wrote last
         others = [h for h in state.members(self.res) if h != self.host and
                   state.resource_value(self.res, f"actual-{h}/is-primary") == "1"]
         if others and not force:
+            self.last_busy = time.monotonic()
             self.report(waiting=f"waiting for {', '.join(others)} to hand over (device still up there)")
             return False
         if not force:
+            conflict = history_conflict(state, self.res, state.members(self.res)) or conflict
             if conflict:
                 raise SplitBrain(conflict)
             final = self._final_version(state)
@@ -473,6 +486,40 @@ class ResourceWorker:
                 return await self._follow(state, source=final[2], until=final)
         await self._start_device(state, force)
         return False
+
+    async def _not_released_by(self, state):
+        """The other members that have not released the resource to this
+        host, asked live, not as the store says: a member primary a moment
+        ago whose `is-primary` and final version have not reached this host
+        yet would otherwise be missed, and its logfile number used here
+        again (a split brain). Each is first given this host's metadata (the
+        designation) and asked whether it took the handover in (its store
+        names this host, its device is down); what it wrote last is pulled
+        before the device starts here. A member that does not answer counts
+        as the store says (`marsadm primary` refuses a planned handover from
+        an old primary that is gone)."""
+        holding = []
+        for host in state.members(self.res):
+            if host == self.host or not state.host_ips().get(host):
+                continue
+            try:
+                channel = await self.channel(state, host, PORT_META)
+                await antientropy.exchange(channel, self.store, timeout=REQUEST_TIMEOUT)
+                reply, _ = await net.request(channel, {"type": "release", "res": self.res},
+                                             timeout=REQUEST_TIMEOUT)
+                if reply.get("type") != "release":
+                    continue            # an older marsd: the store's view, as before
+                if reply.get("device_up") or reply.get("designated") != self.host:
+                    holding.append(host)
+                else:
+                    await antientropy.pull(channel, self.store, timeout=REQUEST_TIMEOUT)
+            except PeerError as error:
+                log.debug("%s: %s did not answer the release request: %s", self.res, host, error)
+                channel = self.channels.pop((host, PORT_META), None)
+                if channel is not None:
+                    with trio.CancelScope(shield=True):
+                        await channel.aclose()
+        return holding
 
     def _final_version(self, state):
         """(logfile, end, origin) of the newest logfile closed by its origin."""

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -238,3 +239,36 @@ def test_a_primary_that_keeps_writing_checkpoints_every_round(datanet):
     finally:
         stop.set()
         writer.join()
+
+
+def test_a_handover_back_before_the_new_primarys_state_arrived_waits_for_it_no_split_brain(
+        datanet):
+    """a hands over to b, and at once back to a — before a's marsd (rounds
+    of 120 s here) has pulled that b's device came up and wrote its own
+    logfile. a must ask b live, wait until b released the device, and replay
+    b's final logfile: opening a logfile of the same number would be a split
+    brain, and b's writes would be lost."""
+    a, b = cluster_with_replica(datanet, "a", "b")
+    a.stop()
+    a.round_interval = 120         # a pulls nothing in the test: what reaches it is pushed
+    a.start()
+    a.wait_serving()
+    datanet.wait(a, RES, "device")
+    started = time.monotonic()
+    b.marsadm("primary", RES, "--timeout=120")
+    assert time.monotonic() - started < a.round_interval, "b waited for a's round"
+    write_block(datanet, b, 3)
+    on_b = sha256_file(datanet.device(b, RES), DISK)
+    b_log = max(logfile_numbers(b))
+
+    started = time.monotonic()
+    a.marsadm("primary", RES, "--timeout=120")
+    # the handover reached b at once (pushed, not pulled by b or a at their rounds)
+    assert time.monotonic() - started < a.round_interval, "a waited for a round of its own"
+    assert a.view("is-split-brain", RES).strip() == "0", view(a)
+    assert max(logfile_numbers(a)) > b_log, (logfile_numbers(a), b_log)
+    assert sha256_file(datanet.device(a, RES), DISK) == on_b, "b's last write is missing on a"
+    # b's device came up and went down again without a pull round of a
+    # between: the race this test sets up happened
+    assert "vm1: tearing down the device" in b.current_log()
+    assert a.current_log().count("vm1: device process") == 2

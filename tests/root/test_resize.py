@@ -110,3 +110,17 @@ def test_resize_that_cannot_grow_says_why_and_one_beyond_a_disk_or_unasked_is_re
     assert "marsd on b must run to resize; nothing changed" in refused.stderr, refused.stderr
     assert tree_without_reports(a) == before
     assert resource_size(a) == DISK and device_size(datanet, a) == DISK
+
+
+def test_after_a_handover_the_old_primary_gets_only_the_grown_tail_too(datanet):
+    """The member that created the resource, a secondary now, is complete
+    for the new size as the joined one is: no full sync after a resize."""
+    a, b = cluster_with_replica(datanet, "a", "b")
+    b.marsadm("primary", RES, "--timeout=120")
+    for host in (a, b):
+        os.truncate(host.disk, DISK + GROWTH)
+    b.marsadm("resize", RES, f"--timeout={STATE_WAIT:g}")
+    write_device(datanet, b, DISK, os.urandom(GROWTH))
+    datanet.wait(a, RES)
+    assert "full sync" not in a.current_log(), "the old primary synced the whole disk again"
+    assert sha256_file(a.disk, DISK + GROWTH) == sha256_file(datanet.device(b, RES), DISK + GROWTH)
