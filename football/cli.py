@@ -138,13 +138,11 @@ def _operation(ctx, operation, res, make, phases=None, args=None):
     """Build the operation with `make(context)`, or, given its `args` (a
     dict), with `make(context, **args)` after the plugins' `rewrite_args`;
     run it and print the summary."""
-    from football.ops.migrate import PHASES
-
     context = ctx.obj.context(operation, res)
     op = make(context) if args is None else \
         make(context, **_rewritten_args(context, ctx.info_name, args))
     try:
-        summary = op.run(phases or PHASES)
+        summary = op.run(phases)
         if not context.dry_run:
             _print_summary(context, summary)
     finally:
@@ -240,6 +238,30 @@ def handover(ctx, res, host):
 
     _operation(ctx, "handover", res, lambda c, **args: Handover(c, **args), phases=("finish",),
                args=dict(res=res, host=host))
+
+
+@cli.command()
+@click.argument("res")
+@click.argument("size")
+@click.pass_context
+@reported
+def expand(ctx, res, size):
+    """Grow RES online (the container keeps running) to SIZE: a plain number
+    is the fill level in percent the filesystem shall have afterwards, a
+    number with a unit (k, m, g, t) the new size. Every replica's LV grows,
+    then MARS, then the filesystem (xfs_growfs).
+
+    \b
+      football expand vm1 50      (half full afterwards)
+      football expand vm1 20g
+    """
+    from football.ops.expand import Expand
+
+    _operation(ctx, "expand", res, lambda c, **args: Expand(c, **args),
+               args=dict(res=res, size=size))
+
+
+cli.add_command(expand, "extend")
 
 
 @cli.command("repair-vm")

@@ -136,3 +136,10 @@ def members_of_all(host, timeout=60):
     if len(resources) == 1:
         return {resources[0]: parse_lines(text)}
     return parse_view_all_lists(text)
+
+
+def filesystem_usage(host, path):
+    """(size, used) in bytes of the filesystem mounted at `path` on the host."""
+    result = host.run(["df", "--block-size=1", "--output=size,used", path])
+    size, used = result.stdout.strip().splitlines()[-1].split()
+    return int(size), int(used)

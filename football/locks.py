@@ -20,6 +20,9 @@ from football.errors import Illegal
 from football.transport import CommandFailed
 
 LOCK_DIR = "/var/lock/football"
+# the item every operation locks on the hosts it acts on (an operator's
+# `football lock football <hosts>` pauses them all)
+RUN_LOCK = "football"
 INTENT_DIR = "/var/lib/football/intents"
 EXIT_LOCK_HELD = 6
 
@@ -114,7 +117,9 @@ def drop_intent(host, res, owner=""):
 
 
 def live_intents(host, config, except_res=None):
+    """The intents on `host` within their lease, but `except_res`'s; a host
+    whose intents cannot be listed raises (it is not taken for free)."""
     now = time.time()
-    return {item for item, record in held(host, INTENT_DIR).items()
+    return {item for item, record in held(host, INTENT_DIR, check=True).items()
             if record and now - record.get("time", 0) <= config.lease_time
             and item != f"sync-{except_res}"}

@@ -7,6 +7,7 @@ Each step looks at the real state before acting, so a re-run resumes."""
 
 import contextlib
 import signal
+import socket
 import sys
 import threading
 import time
@@ -156,3 +157,124 @@ def confirm(ctx, question):
                       "nothing was changed")
     if not click.confirm(question, err=True):
         raise Illegal("not confirmed; nothing was changed")
+
+
+class Operation:
+    """One Football operation on one resource, in a fixed order:
+
+    1. check the arguments — pure, no host contact (`__init__`); `Illegal`;
+    2. `discover()` — read the hosts through facts and decide (hosts,
+       sizes); changes nothing; `Illegal` when a precondition fails;
+    3. the phases (`whole`, or some of them when a phase runs alone) — act;
+       each step looks at the real state first, so a re-run resumes.
+
+    `run()` owns what every operation shares: the plugins are told
+    `football_start`, then `football_finished` with the summary or
+    `football_failed` with the exit code (the original error is raised
+    whatever they do); `prepare_hosts` / `finish_hosts` around the phases; a
+    `phase` event and the time spent per phase; the journal, done once the
+    whole operation ran; a dry run, which only says what it would do."""
+
+    operation = None
+    whole = ()                      # the phases that complete the operation
+
+    def __init__(self, ctx, res):
+        self.ctx, self.config, self.hooks = ctx, ctx.config, ctx.hooks
+        self.say = ctx.reporter.say
+        self.res, self.source_hint = split_res(res)
+        self.journal = None
+        self.prepared_hosts = []    # told to prepare_hosts; finish_hosts gets them
+        # stable across re-runs, so that a resumed run owns its earlier locks and intents
+        self.owner = f"{self.operation}-{self.res}@{socket.gethostname()}"
+        self.summary = {"resource": self.res, "phases": {}}
+
+    def host(self, name):
+        return self.ctx.host(name)
+
+    def start_args(self):
+        """The arguments `football_start` is told (besides the phases)."""
+        return {}
+
+    # ------------------------------------------------------------------- run
+    def run(self, phases=None):
+        """Run `phases` (default: the whole operation) between the plugins'
+        `football_start` and `football_finished` / `football_failed`."""
+        phases = tuple(phases or self.whole)
+        self._tell("football_start", args={**self.start_args(), "phases": list(phases)})
+        try:
+            summary = self._run(phases)
+        except BaseException as error:
+            self._finish_hosts()
+            self._tell("football_failed", error=error, exit_code=exit_code_of(error))
+            raise
+        self._finish_hosts()
+        self._tell("football_finished", summary=summary)
+        return summary
+
+    def _run(self, phases):
+        """discover → (nothing to do | dry run | the phases)."""
+        self.discover()
+        nothing = self.nothing_to_do()
+        if nothing:
+            self.say(f"{self.res}: {nothing}: nothing to do")
+            return self.summary
+        self.announce()
+        if self.ctx.dry_run:
+            self.dry_run()
+            return self.summary
+        self._prepare_hosts(self.involved())
+        self._run_phases(phases)
+        if phases == tuple(self.whole):
+            self.journal.finish()
+        return self.summary
+
+    def discover(self):
+        raise NotImplementedError
+
+    def nothing_to_do(self):
+        """Why there is nothing to do (the run ends with exit 0), or None."""
+        return None
+
+    def announce(self):
+        """Say what the run is going to do (after discovery)."""
+
+    def dry_run(self):
+        """Say what the run would do, and do none of it."""
+        raise NotImplementedError
+
+    def involved(self):
+        """The hosts the run acts on (told to prepare_hosts)."""
+        return []
+
+    def _prepare_hosts(self, hosts):
+        self.prepared_hosts = list({host.name: host for host in hosts}.values())
+        self._tell("prepare_hosts", hosts=self.prepared_hosts)
+
+    def _run_phases(self, phases):
+        spent = self.summary["phases"]
+        for phase in phases:
+            started = time.monotonic()
+            self.ctx.reporter.event("phase", phase=phase, resource=self.res)
+            self._tell("phase", name=phase)
+            getattr(self, phase.replace("-", "_"))()
+            spent[phase] = round(spent.get(phase, 0.0) + time.monotonic() - started, 3)
+
+    def _finish_hosts(self):
+        if self.prepared_hosts:
+            self._tell("finish_hosts", hosts=self.prepared_hosts)
+
+    def _tell(self, hook, /, **kwargs):
+        """Notify the plugins (`operation` and `res` are passed along; a hook
+        that does not take them ignores them); a failing plugin is a
+        warning, never a failure of the operation."""
+        try:
+            self.hooks.call(hook, operation=self.operation, res=self.res, **kwargs)
+        except Exception as error:
+            self.ctx.reporter.warning(f"plugin hook {hook} failed: "
+                                      f"{type(error).__name__}: {error}")
+
+
+def split_res(argument):
+    """`res` or `res:host` (the current host, when it cannot be discovered)."""
+    res, _, host = argument.partition(":")
+    return check_resource_name(res), host or None

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from football import facts
 from football.errors import FootballError, Illegal
 from football.inventory import InventoryError
-from football.locks import LockSet
+from football.locks import LockSet, RUN_LOCK
 from football.ops.base import in_parallel, reachable, wait_until
 from football.transport import TransportError
 
-LOCK_ITEM = "football"
 MEMBERSHIP_TIMEOUT = 60.0
 
 
@@ -215,7 +214,7 @@ def split_unshared(ctx, names, owner, point="split-cluster:split"):
         "(shared resources and inventory clusters stay together)")
     done = []
     locks = LockSet(owner, ctx.config, ctx.reporter.detail)
-    with locks.holding(involved, LOCK_ITEM):
+    with locks.holding(involved, RUN_LOCK):
         # under the locks: nobody merges or joins meanwhile; look again
         clusters = observe(ctx, names, prefer=names)
         newcomers = {host for cluster in clusters for host in cluster.hosts
@@ -292,7 +291,7 @@ class MergeCluster:
             return {"merged": False}
         say(f"* merging the MARS clusters of {self.first.name} and {self.second.name}")
         locks = LockSet(self.owner, self.ctx.config, self.ctx.reporter.detail)
-        with locks.holding([self.first, self.second], LOCK_ITEM):
+        with locks.holding([self.first, self.second], RUN_LOCK):
             if self.first.name not in _cluster_of(self.second):
                 try:
                     merge(self.ctx, self.second, self.first, address, say)

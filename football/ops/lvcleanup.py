@@ -18,12 +18,11 @@ import socket
 from football import facts
 from football.errors import FootballError
 from football.inventory import InventoryError
-from football.locks import LockSet
+from football.locks import LockSet, RUN_LOCK
 from football.ops.base import check_resource_name, in_parallel
 from football.ops.status import unfinished_operations
 from football.transport import TransportError
 
-LOCK_ITEM = "football"
 
 
 def members_seen(host, res):
@@ -116,7 +115,7 @@ class LvCleanup:
         for name in doomed:
             host = self.ctx.inventory.hosts[name]
             locks = LockSet(self.owner, self.ctx.config, self.ctx.reporter.detail)
-            with locks.holding([host], LOCK_ITEM):
+            with locks.holding([host], RUN_LOCK):
                 # under the lock no migrate can be between creating and joining it
                 has_lv, seen, reason = self._look(host)
                 if not has_lv or reason or name in seen:

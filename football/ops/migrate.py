@@ -20,55 +20,42 @@ among the old replicas first and among the new ones at the end.
 The decided targets are kept in the journal, so a re-run resumes with the
 same placement; every step checks the real state first."""
 
-import socket
 import time
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal, Interrupted, Serious
 from football.journal import Journal
-from football.locks import LockSet, drop_intent, live_intents, register_intent
+from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents, register_intent
 from football.ops.cluster import split_unshared
-from football.ops.base import (InjectedFailure, TimedOut, check_resource_name, exit_code_of,
-                               in_parallel, reachable, sigint_deferred, wait_until)
+from football.ops.base import (InjectedFailure, Operation, TimedOut, in_parallel, reachable,
+                               sigint_deferred, wait_until)
 from football.transport import TransportError
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
-LOCK_ITEM = "football"
 MIB = 1 << 20
 
 
-class Migrate:
+class Migrate(Operation):
     operation = "migrate"
     plan_check = "check_migrate"    # the hook that judges the targets during discovery
     whole = PHASES                  # running these completes the operation: journal done
 
     def __init__(self, ctx, res, target, target_secondary=None, two_phase=False,
                  pre_hand=None, post_hand=None):
-        self.ctx, self.config, self.hooks = ctx, ctx.config, ctx.hooks
-        self.say = ctx.reporter.say
-        self.res, self.source_hint = self._split_res(res)
+        super().__init__(ctx, res)
         self.target_name, self.secondary_name = target, target_secondary
         # two-phase: sync only the new primary, hand over, then sync the new
         # secondary from the new primary (over the new hardware's network)
         self.two_phase = two_phase
         # handovers among the old replicas before, among the new ones after
         self.pre_hand, self.post_hand = pre_hand, post_hand
-        self.journal = None
-        self.prepared_hosts = []        # told to prepare_hosts; finish_hosts gets them
-        # stable across re-runs, so that a resumed run owns its earlier locks and intents
-        self.owner = f"{self.operation}-{self.res}@{socket.gethostname()}"
-        self.summary = {"resource": self.res, "phases": {}, "synced_bytes": 0,
-                        "sync_seconds": 0.0, "downtime_seconds": None}
+        self.summary.update({"synced_bytes": 0, "sync_seconds": 0.0,
+                             "downtime_seconds": None})
 
-    @staticmethod
-    def _split_res(argument):
-        res, _, host = argument.partition(":")
-        return check_resource_name(res), host or None
+    def start_args(self):
+        return {"target": self.target_name, "target_secondary": self.secondary_name}
 
     # ------------------------------------------------------------- discovery
-    def host(self, name):
-        return self.ctx.host(name)
-
     def discover(self):
         """Find the source, decide the targets; changes nothing."""
         inv = self.ctx.inventory
@@ -122,16 +109,6 @@ class Migrate:
             raise Illegal(f"{self.operation} of {self.res} refused by a plugin: "
                           f"{'; '.join(problems)}; nothing was changed")
 
-    def _tell(self, hook, /, **kwargs):
-        """Notify the plugins (`operation` and `res` are passed along; a hook
-        that does not take them ignores them); a failing plugin is a
-        warning, never a failure of the operation."""
-        try:
-            self.hooks.call(hook, operation=self.operation, res=self.res, **kwargs)
-        except Exception as error:
-            self.ctx.reporter.warning(f"plugin hook {hook} failed: "
-                                      f"{type(error).__name__}: {error}")
-
     def _place(self):
         """Targets: a host (+ optional secondary), or a cluster name, where the
         primary and secondary are chosen by placement: enough VG space first,
@@ -165,27 +142,6 @@ class Migrate:
         return (0 if enough else 1, others, here, host.name)
 
     # ------------------------------------------------------------------- run
-    def run(self, phases=PHASES):
-        """Run `phases`, telling the plugins `football_start`, then
-        `football_finished` with the summary or `football_failed` with the
-        exit code; the original error is raised whatever they do."""
-        self._tell("football_start", args={"target": self.target_name,
-                                           "target_secondary": self.secondary_name,
-                                           "phases": list(phases)})
-        try:
-            summary = self._run(phases)
-        except BaseException as error:
-            self._finish_hosts()
-            self._tell("football_failed", error=error, exit_code=exit_code_of(error))
-            raise
-        self._finish_hosts()
-        self._tell("football_finished", summary=summary)
-        return summary
-
-    def _finish_hosts(self):
-        if self.prepared_hosts:
-            self._tell("finish_hosts", hosts=self.prepared_hosts)
-
     def _run(self, phases):
         whole = list(phases) == list(self.whole)
         if whole and (self.pre_hand or self.post_hand):
@@ -206,20 +162,11 @@ class Migrate:
         if self.ctx.dry_run:
             return self._dry_run()
         self.journal.decide(targets=wanted, origin=self.origin)
-        self.prepared_hosts = list({host.name: host for host in [
-            self.source, *self.targets, *self._old_hosts()]}.values())
-        self._tell("prepare_hosts", hosts=self.prepared_hosts)
+        self._prepare_hosts([self.source, *self.targets, *self._old_hosts()])
         if self.two_phase and list(phases) == list(PHASES) and len(self.targets) > 1:
-            phases_run = ("prepare", "wait", "finish", "prepare", "wait", "cleanup")
+            self._run_phases(("prepare", "wait", "finish", "prepare", "wait", "cleanup"))
         else:
-            phases_run = phases
-        spent = self.summary["phases"]
-        for phase in phases_run:
-            started = time.monotonic()
-            self.ctx.reporter.event("phase", phase=phase, resource=self.res)
-            self._tell("phase", name=phase)
-            getattr(self, phase)()
-            spent[phase] = round(spent.get(phase, 0.0) + time.monotonic() - started, 3)
+            self._run_phases(phases)
         if whole:
             self.journal.finish()
             return self._post_hand()
@@ -284,7 +231,7 @@ class Migrate:
                 continue
             self._take_sync_slot(target)
             locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
-            with locks.holding([self.source, target], LOCK_ITEM):
+            with locks.holding([self.source, target], RUN_LOCK):
                 self.journal.decide(sync_started=self.journal.decided.get("sync_started")
                                     or time.time())
                 self._merge(target)
@@ -318,7 +265,7 @@ class Migrate:
         while True:
             self._wait_for_sync_slot(target)
             with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-                    [target], LOCK_ITEM):
+                    [target], RUN_LOCK):
                 if self._sync_slot_free(target):
                     register_intent(target, self.res, self.owner, self.config)
                     return
@@ -359,6 +306,10 @@ class Migrate:
                 if rest == 0 and all(state == "UpToDate" for state in states):
                     break
                 now = time.monotonic()
+                if now - started > self.config.sync_timeout:
+                    raise TimedOut(f"sync of {self.res} did not complete within sync_timeout "
+                                   f"{self.config.sync_timeout:g} s ({rest} bytes left); it "
+                                   "goes on: re-run to wait for it again")
                 if rest != last_rest:
                     last_progress, last_rest, warned = now, rest, False
                 elif now - last_progress > self.config.stall_timeout:
@@ -399,7 +350,7 @@ class Migrate:
         locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
         involved = {host.name: host for host in [self.source, *self.targets,
                                                  *self._old_hosts()]}
-        with locks.holding(involved.values(), LOCK_ITEM):
+        with locks.holding(involved.values(), RUN_LOCK):
             self.ctx.inject("finish:locked")
             self._downtime_window(target)
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])

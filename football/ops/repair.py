@@ -22,12 +22,11 @@ import socket
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.locks import LockSet
+from football.locks import LockSet, RUN_LOCK
 from football.ops.base import (check_resource_name, confirm, in_parallel, marsd_answers,
                                wait_until)
 from football.transport import CommandFailed, TransportError
 
-LOCK_ITEM = "football"
 ANSWER_TIMEOUT = 5
 REBUILD_TIMEOUT = 120
 
@@ -135,7 +134,7 @@ class RepairVm(Repair):
                      f"of {', '.join(h.name for h in candidates)} where it runs")
             return self.summary
         locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
-        with locks.holding(alive, LOCK_ITEM):
+        with locks.holding(alive, RUN_LOCK):
             for host in candidates:
                 self.say(f"* {host.name}: starting {self.res}")
                 self.stop_elsewhere(host, alive)
@@ -180,7 +179,7 @@ class RepairMars(Repair):
             return self.summary
         if not rebuilt:
             confirm(self.ctx, f"{plan}?")
-        with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(alive, LOCK_ITEM):
+        with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(alive, RUN_LOCK):
             if not rebuilt:
                 self.say(f"* stopping {self.res} everywhere")
                 self.stop_elsewhere(chosen, alive)

@@ -45,7 +45,7 @@ EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
 # what changes a host: marsadm's actions, football-host's, mount, umount, mkdir
 CHANGING = {"join-resource", "leave-resource", "primary", "secondary", "merge-cluster",
             "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
-            "take", "release", "mount", "umount", "mkdir"}
+            "take", "release", "mount", "umount", "mkdir", "xfs_growfs"}
 
 
 @dataclass
@@ -61,6 +61,11 @@ class Resource:
     primary: str
     replicas: dict = field(default_factory=dict)    # host -> Replica
     records: list = field(default_factory=list)     # the primary's volume: sequence numbers
+    used: int = 100 << 20           # bytes its filesystem holds (df)
+    fs_size: int = 0                # bytes of its filesystem (xfs_growfs grows it)
+
+    def __post_init__(self):
+        self.fs_size = self.fs_size or self.size
 
 
 class Refused(Exception):
@@ -165,7 +170,7 @@ class FakeFleet:
             return self._marsadm(name, [arg for arg in argv[1:] if not arg.startswith("--")])
         if program == "football-host":
             return self._football_host(name, list(argv[1:]), input)
-        if program in ("mount", "umount", "findmnt", "mkdir"):
+        if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs"):
             return getattr(self, f"_{program}")(name, list(argv[1:]))
         raise UnexpectedCommand(f"{name}: the fake fleet does not know {shlex.join(argv)}")
 
@@ -315,6 +320,27 @@ class FakeFleet:
         resource.primary = name
         return ""
 
+    def _mars_resize(self, name, res, size=None):
+        """As marsadm resize: on the primary, to the smallest member's disk
+        (or `size`); the secondaries then get the grown tail."""
+        resource = self._visible(name, res)
+        if resource.primary != name:
+            raise Refused(f"{name} is not the primary of {res}")
+        disks = {host: self.lvs(host).get(res, 0) for host in resource.replicas}
+        smallest = min(disks.values())
+        wanted = int(size) if size else smallest
+        if wanted > smallest:
+            small = ", ".join(f"{host} ({disk})" for host, disk in sorted(disks.items())
+                              if disk < wanted)
+            raise Refused(f"disks too small for {wanted} bytes on {small}: lvresize them first")
+        if wanted <= resource.size:
+            return f"{res} already has {resource.size} bytes\n"
+        grown, resource.size = wanted - resource.size, wanted
+        for host, replica in resource.replicas.items():
+            if host != name:
+                replica.sync_rest += grown
+        return ""
+
     def _mars_wait_resource(self, name, res, condition):
         resource = self._visible(name, res)
         if condition == "device" and resource.primary == name:
@@ -356,6 +382,22 @@ class FakeFleet:
         if mountpoint not in self.mounts[name]:
             raise Refused("", 1)
         return self.mounts[name][mountpoint] + "\n"
+
+    def _df(self, name, args):
+        path = args[-1]
+        res = self._res_at(name, path)
+        if path not in self.mounts[name] or res is None:
+            raise Refused(f"{path}: not a mounted volume of the fake fleet", 1)
+        resource = self.resources[res]
+        return f"1B-blocks Used\n{resource.fs_size} {resource.used}\n"
+
+    def _xfs_growfs(self, name, args):
+        mountpoint = args[-1]
+        res = self._res_at(name, mountpoint)
+        if mountpoint not in self.mounts[name] or res is None:
+            raise Refused(f"{mountpoint} is not a mounted XFS filesystem", 1)
+        self.resources[res].fs_size = self.resources[res].size
+        return ""
 
     def _res_at(self, name, mountpoint):
         return next((res for res in self.resources

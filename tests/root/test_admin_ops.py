@@ -1,6 +1,6 @@
 """The operator's commands in one lab (brought up once for the file): status,
 lock/unlock pausing a migration, lv-cleanup of a stray LV, merge-cluster and
-split-cluster. The tests run in file order on the same lab. (That a migrate
+split-cluster, expand while the workload writes. The tests run in file order on the same lab. (That a migrate
 to the other cluster leaves the two MARS clusters apart again is checked by
 the migrate over SSH in tests/root/test_migrate.py.)"""
 
@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from tests.helpers.lab import football, module_lab
+from tests.helpers.dataplane import tree_checksums
+from tests.helpers.lab import (events, files_dir, football, largest_gap, module_lab,
+                               sequence_problems, wait_for_records, written_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -103,3 +105,38 @@ def test_merge_cluster_then_split_cluster_gives_the_inventory_clusters_back(lab)
     assert mars_cluster(lab, "a1") == mars_cluster(lab, "a2") == ["a1", "a2"]
     assert mars_cluster(lab, "b1") == mars_cluster(lab, "b2") == ["b1", "b2"]
     assert "nothing to split" in fb(lab, "split-cluster", "a1", "b1").stderr
+
+
+def test_expand_grows_every_replica_and_the_filesystem_while_the_workload_writes(lab):
+    """Online: the records go on without a gap over a second, the files
+    written before are unchanged, and the secondary gets the grown tail
+    through MARS, not a new full sync."""
+    roles_now = roles(status(lab, "vm1"))
+    primary = next(host for host, role in roles_now.items() if role == "Primary")
+    secondary = next(host for host in roles_now if host != primary)
+    before = written_files(lab, primary, "expand", count=8, size=128 * 1024)
+    records = len(wait_for_records(lab, primary, 3))
+    marsd_log = lab.dir / secondary / "var/log/marsd.log"
+    full_syncs = marsd_log.read_text().count("full sync from")
+    mountpoint = str(lab.dir / primary / "var/lib/lxc/vm1")
+    fs_before = int(lab.exec(primary, "df", "--block-size=1", "--output=size",
+                             mountpoint).stdout.split()[-1])
+
+    grown = fb(lab, "--json", "expand", "vm1", "600m")
+    summary = events(grown, "summary")[0]
+    assert (summary["old_size"], summary["new_size"]) == (320 << 20, 600 << 20), summary
+    # the filesystem grew by the volume's growth (xfs keeps its log and headers)
+    assert summary["filesystem_size"] - fs_before >= 270 << 20, (fs_before, summary)
+    for host in (primary, secondary):
+        assert lvs(lab, host)["vm1"] == 600 << 20
+        assert lab.exec(host, "marsadm", "view-resource-size", "vm1").stdout.strip() == \
+            str(600 << 20)
+    df = lab.exec(primary, "df", "--block-size=1", "--output=size", mountpoint).stdout.split()
+    assert int(df[-1]) == summary["filesystem_size"], df
+    assert roles(status(lab, "vm1"))[secondary] == "Secondary"
+    assert marsd_log.read_text().count("full sync from") == full_syncs, \
+        "the secondary synced the whole volume again"
+    assert tree_checksums(files_dir(lab, primary, "expand")) == before
+    after = wait_for_records(lab, primary, records + 3)
+    assert not sequence_problems(after)
+    assert largest_gap(after[records - 1:]) < 1.0, "the workload paused while expanding"

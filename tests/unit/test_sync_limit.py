@@ -173,3 +173,16 @@ def test_a_running_sync_of_another_resource_on_the_target_holds_a_slot(fleet, mo
         "the run joined while the other sync was running"
     assert_placed(fleet, "b1", [])
     assert fleet.members("vm2") == ["b1", "b2"] and fleet.resources["vm2"].primary == "b2"
+
+
+def test_a_sync_that_takes_longer_than_sync_timeout_fails_the_wait_and_a_re_run_waits_again(
+        fleet):
+    fleet.sync_chunk = 1                   # a byte per tick: it would take for ever
+    code, _, stderr = football(fleet, "--var", "sync_timeout=0.5", "migrate", "vm1", "b1")
+    assert code == 198 and "did not complete within sync_timeout 0.5 s" in stderr, stderr
+    assert "re-run to wait for it again" in stderr
+    assert fleet.running("vm1") == ["a1"] and not fleet.violations
+    fleet.sync_chunk = None
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", [])

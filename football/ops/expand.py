@@ -1,0 +1,173 @@
+"""Expand a resource's volume online: the container keeps running (FOOTBALL.md,
+"Expand").
+
+Steps, each announced as it runs and each looking first, so that a re-run
+resumes (the new size is kept in the journal):
+
+1. grow — every replica's LV grows to the new size (`lv_resize`; one that
+   is that big already is left alone).
+2. resize — `marsadm resize <res>` on the primary: MARS grows the resource
+   and its device to the smallest member's disk.
+3. growfs — `xfs_growfs` on the mounted filesystem.
+4. wait — until every secondary is UpToDate again: it gets the grown tail,
+   not the whole volume.
+
+The new size: a fill level in percent of the used space, or a size with a
+unit (football/ops/sizing.py). Before anything changes, every replica's
+volume group must have the room and every member's marsd must answer
+(`marsadm resize` asks each for the size of its disk)."""
+
+import time
+
+from football import facts
+from football.errors import Illegal
+from football.journal import Journal
+from football.locks import LockSet, RUN_LOCK
+from football.ops.base import Operation, TimedOut, in_parallel, reachable
+from football.ops.sizing import mib, new_size, parse_target
+
+PHASES = ("grow", "resize", "growfs", "wait")
+
+
+class Expand(Operation):
+    operation = "expand"
+    whole = PHASES
+
+    def __init__(self, ctx, res, size):
+        super().__init__(ctx, res)
+        self.asked = size
+        self.target = parse_target(size)
+        self.summary.update({"old_size": None, "new_size": None, "grown_bytes": 0,
+                             "sync_seconds": 0.0, "downtime_seconds": 0.0})
+
+    def start_args(self):
+        return {"size": self.asked}
+
+    # ------------------------------------------------------------- discovery
+    def discover(self):
+        inv = self.ctx.inventory
+        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        self.primary = self.host(self.source_hint) if self.source_hint else \
+            self.hooks.get_hyper(res=self.res, inventory=inv)
+        self.members = [self.host(name) for name in facts.parse_lines(self.primary.run(
+            ["marsadm", "view-resource-members", self.res]).stdout)
+            if name in inv.hosts]
+        self.secondaries = [host for host in self.members if host.name != self.primary.name]
+        for host in self.members:
+            reachable(host)
+        self.size = int(facts.view(self.primary, "sync-size", self.res) or 0)
+        self.mountpoint = self.primary.mountpoint(self.res)
+        if not facts.mount_source(self.primary, self.mountpoint):
+            raise Illegal(f"{self.primary.name}: {self.res} is not mounted at {self.mountpoint}; "
+                          "expand grows a running container's filesystem; nothing changed")
+        self.fs_size, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
+        self.new_size = self.journal.decided.get("size") or \
+            new_size(self.target, self.used, self.config.min_space)
+        self.summary.update(old_size=self.journal.decided.get("old_size", self.size),
+                            new_size=self.new_size)
+        if self.nothing_to_do():
+            return
+        self.lv_sizes = {host.name: self.hooks.lv_list(host=host).get(self.res)
+                         for host in self.members}
+        lacking = []
+        for host in self.members:
+            have = self.lv_sizes[host.name]
+            if have is None:
+                raise Illegal(f"{host.name}: no LV {host.vg}/{self.res}, yet it is a member of "
+                              f"{self.res}; repair the replica first; nothing changed")
+            free = self.hooks.vg_free(host=host) if have < self.new_size else 0
+            if have < self.new_size and free < self.new_size - have:
+                lacking.append(f"{host.name}: volume group {host.vg} has {mib(free)} free, "
+                               f"needs {mib(self.new_size - have)}")
+        if lacking:
+            raise Illegal(f"expand of {self.res} to {mib(self.new_size)}: {'; '.join(lacking)}; "
+                          "free space there or choose a smaller size; nothing changed")
+        problems = [problem for host in self.members
+                    for problem in self.hooks.problems("check_host", host=host)]
+        problems += self.hooks.problems("resource_check", host=self.primary, res=self.res)
+        if problems:
+            raise Illegal(f"expand of {self.res} refused by a plugin: {'; '.join(problems)}; "
+                          "nothing was changed")
+
+    def nothing_to_do(self):
+        if self.journal.data["steps"] or self.new_size > self.size:
+            return None
+        return (f"it has {mib(self.size)}, the asked {self.asked} means {mib(self.new_size)} "
+                f"({mib(self.used)} used)")
+
+    def announce(self):
+        self.say(f"* expanding {self.res} from {mib(self.size)} to {mib(self.new_size)} on "
+                 f"{', '.join(host.name for host in self.members)} (online; "
+                 f"{mib(self.used)} used)")
+
+    def dry_run(self):
+        for host in self.members:
+            if self.lv_sizes[host.name] < self.new_size:
+                self.say(f"would grow LV {host.vg}/{self.res} on {host.name} to "
+                         f"{self.new_size} bytes (lv_resize)")
+        self.say(f"would run `marsadm resize {self.res}` on {self.primary.name}")
+        self.say(f"would run `xfs_growfs {self.mountpoint}` on {self.primary.name}")
+
+    def involved(self):
+        self.journal.decide(size=self.new_size, old_size=self.summary["old_size"])
+        return self.members
+
+    def _locked(self):
+        return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
+            self.members, RUN_LOCK)
+
+    # ---------------------------------------------------------------- phases
+    def grow(self):
+        with self._locked():
+            for host in self.members:
+                have = self.hooks.lv_list(host=host).get(self.res, 0)
+                if have < self.new_size:
+                    self.say(f"  {host.name}: growing LV {host.vg}/{self.res} to "
+                             f"{mib(self.new_size)}")
+                    self.hooks.lv_resize(host=host, lv=self.res, size=self.new_size)
+                self.ctx.inject("grow:lv-grown")
+        self.journal.record("grow")
+
+    def resize(self):
+        with self._locked():
+            if int(facts.view(self.primary, "sync-size", self.res) or 0) < self.new_size:
+                self.say(f"  {self.primary.name}: marsadm resize {self.res}")
+                timeout = self.config.command_timeout
+                self.primary.run(["marsadm", f"--timeout={timeout:g}", "resize", self.res],
+                                 timeout=timeout + 30)
+            self.ctx.inject("resize:resized")
+        self.journal.record("resize")
+
+    def growfs(self):
+        # xfs_growfs to the size the filesystem has already is a no-op (exit 0)
+        with self._locked():
+            self.say(f"  {self.primary.name}: xfs_growfs {self.mountpoint}")
+            self.primary.run(["xfs_growfs", self.mountpoint], timeout=self.config.command_timeout)
+            self.ctx.inject("growfs:grown")
+        self.journal.record("growfs")
+
+    def wait(self):
+        """Until every secondary holds the grown volume (UpToDate, nothing
+        left to sync), bounded by `sync_timeout`."""
+        if self.secondaries:
+            self.say(f"* wait: until {', '.join(host.name for host in self.secondaries)} "
+                     "hold the grown tail")
+        started = time.monotonic()
+        while True:
+            rests = in_parallel(lambda host: int(facts.view(host, "sync-rest", self.res) or 0),
+                                self.secondaries)
+            states = in_parallel(lambda host: facts.view(host, "diskstate", self.res),
+                                 self.secondaries)
+            if not any(rests) and all(state == "UpToDate" for state in states):
+                break
+            if time.monotonic() - started > self.config.sync_timeout:
+                raise TimedOut(f"the secondaries of {self.res} did not get the grown tail within "
+                               f"sync_timeout {self.config.sync_timeout:g} s ({sum(rests)} bytes "
+                               f"left; states {states}); re-run to wait again")
+            time.sleep(self.config.poll_interval)
+        size, _ = facts.filesystem_usage(self.primary, self.mountpoint)
+        self.summary.update(grown_bytes=self.new_size - self.summary["old_size"],
+                            filesystem_size=size,
+                            sync_seconds=round(time.monotonic() - started, 3))
+        self.ctx.inject("wait:synced")
+        self.journal.record("wait")

@@ -1,0 +1,112 @@
+"""`football expand` on the fake fleet (tests/helpers/fakefleet.py): the
+LVs of every replica, the MARS resource and the filesystem grow while the
+container runs; bad input and a lack of room are refused before anything
+changes; a crash at every injection point, then a re-run, ends grown.
+The lab's sample: tests/root/test_expand.py."""
+
+import pytest
+
+from tests.helpers.fakefleet import assert_placed, fake_fleet, football, points_of
+
+fleet = fake_fleet
+
+MIB, GIB = 1 << 20, 1 << 30
+POINTS = ["grow:lv-grown", "grow:lv-grown", "resize:resized", "growfs:grown", "wait:synced"]
+
+
+def stopped_anywhere(fleet):
+    return [(host, argv) for host, argv in fleet.calls
+            if argv[:2] == ("football-host", "ct") and argv[3] == "stop"]
+
+
+def assert_grown(fleet, size, res="vm1"):
+    """`res` is `size` bytes everywhere: LVs, MARS, filesystem; it ran all along."""
+    resource = fleet.resources[res]
+    assert {name: fleet.lvs(name)[res] for name in resource.replicas} == \
+        {name: size for name in resource.replicas}
+    assert resource.size == size and resource.fs_size == size
+    assert all(replica.sync_rest == 0 for replica in resource.replicas.values())
+    assert not stopped_anywhere(fleet), "expand stopped the container"
+    assert_placed(fleet, "a1", ["a2"])
+
+
+def test_expand_to_a_size_grows_every_lv_mars_and_the_filesystem_while_it_runs(fleet):
+    code, events, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 0, stderr
+    assert_grown(fleet, GIB)
+    assert points_of(events) == POINTS
+    summary = next(event for event in events if event["event"] == "summary")
+    assert (summary["old_size"], summary["new_size"], summary["grown_bytes"]) == \
+        (320 * MIB, GIB, GIB - 320 * MIB)
+    # a second run: nothing to do
+    code, events, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 0 and "nothing to do" in str(events), stderr
+
+
+def test_a_fill_level_is_the_percent_used_afterwards_rounded_up_to_whole_extents(fleet):
+    fleet.resources["vm1"].used = 301 * MIB
+    code, _, stderr = football(fleet, "extend", "vm1", "30")       # the alias
+    assert code == 0, stderr
+    assert_grown(fleet, 1004 * MIB)      # 301 MiB / 30 % = 1003.3 MiB -> 251 extents of 4 MiB
+
+
+def test_a_size_not_larger_than_now_is_nothing_to_do_and_changes_nothing(fleet):
+    for size in ("320m", "100m", "90"):         # 90 %: under min_space, 320 MiB
+        code, events, stderr = football(fleet, "expand", "vm1", size)
+        assert code == 0 and "nothing to do" in str(events), (size, stderr)
+    assert fleet.changes() == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (("vm1", "0"), "fill level 0 % is outside 1..99"),
+    (("vm1", "100"), "fill level 100 % is outside 1..99"),
+    (("vm1", "lots"), "'lots' is neither a fill level (1..99, percent) nor a size"),
+    (("vm9", "1g"), "vm9"),
+    (("vm1;x", "1g"), "invalid"),
+])
+def test_bad_input_is_refused_with_191_and_changes_nothing(fleet, args, message):
+    code, _, stderr = football(fleet, "expand", *args)
+    assert code == 191 and message in stderr, stderr
+    assert fleet.changes() == []
+
+
+def test_a_replica_without_room_in_its_vg_refuses_before_anything_grows(fleet):
+    host = fleet.hosts["a2"]
+    fleet.run("a2", ["football-host", "vg", host.path("/dev/vg0"), "create", "filler", "3600M"])
+    code, _, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 191, stderr
+    assert "a2: volume group vg0 has 176 MiB free, needs 704 MiB" in stderr
+    assert [argv[3] for _, argv in fleet.changes()] == ["create"]      # the filler alone
+    assert fleet.resources["vm1"].size == 320 * MIB
+
+
+def test_a_member_whose_marsd_does_not_answer_refuses_before_anything_grows(fleet):
+    fleet.down.add("a2")
+    code, _, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 191 and "a2" in stderr, stderr
+    assert fleet.changes() == []
+
+
+def test_a_dry_run_says_each_step_and_changes_nothing(fleet):
+    code, events, stderr = football(fleet, "--dry-run", "expand", "vm1", "1g")
+    assert code == 0, stderr
+    said = [event["text"] for event in events if event["event"] == "message"]
+    lvs = [line for line in said if line.startswith("would grow LV vg0/vm1")]
+    assert lvs == [f"would grow LV vg0/vm1 on {name} to {GIB} bytes (lv_resize)"
+                   for name in ("a1", "a2")]
+    assert "would run `marsadm resize vm1` on a1" in said
+    assert f"would run `xfs_growfs {fleet.hosts['a1'].mountpoint('vm1')}` on a1" in said
+    assert fleet.changes() == []
+
+
+def test_expand_resumes_after_a_crash_at_every_injection_point(fleet):
+    size = 320 * MIB
+    for number, name in enumerate(POINTS, start=1):
+        size += 100 * MIB
+        code, events, stderr = football(fleet, "--debug-injection-point", str(number),
+                                        "expand", "vm1", f"{size >> 20}m")
+        assert code == 1 and points_of(events)[-1] == name, (number, stderr)
+        assert not stopped_anywhere(fleet) and not fleet.violations
+        code, _, stderr = football(fleet, "expand", "vm1", f"{size >> 20}m")
+        assert code == 0, f"re-run after point {number} ({name}): {stderr}"
+        assert_grown(fleet, size)
