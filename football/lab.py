@@ -242,8 +242,11 @@ class Lab:
             self.echo(f"{where}: starting {res}")
             self.hooks.resource_start(host=host, res=res)
         if wait_sync:
-            for name in facts.parse_lines(host.run(["marsadm", "view-resource-members",
-                                                    res]).stdout):
+            # each host says itself whether it joined: the primary may not
+            # have heard of a replica that joined a moment ago
+            members = [name for name, other in hosts.items()
+                       if res in facts.my_resources(other)]
+            for name in members:
                 if name != where:
                     self.echo(f"{name}: waiting until {res} is up to date")
                     hosts[name].run(["marsadm", f"--timeout={SYNC_TIMEOUT}", "wait-resource",

@@ -6,6 +6,7 @@ off). Its own module, so that only runs that reach a host over SSH import
 fabric (a tenth of a second at every start of `football`)."""
 
 import io
+import json
 import logging
 import os
 import shlex
@@ -19,6 +20,7 @@ import invoke
 import paramiko
 from fabric.runners import Remote
 
+from football.toolserver import TOOLS
 from football.transport import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HOST_KEY_CHECKS,
                                 CommandFailed, CommandTimedOut, ConnectionLost, Result,
                                 Transport, Unreachable)
@@ -27,6 +29,8 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 SSH_PORT = 22
 KILLED_BY_TIMEOUT = 128 + 9      # `timeout --signal=KILL` exits with 128 + SIGKILL
+AGENT_START_TIMEOUT = 30.0      # seconds for the host agent to say it is ready
+AGENT_GRACE = 30.0              # beyond a command's time limit, for its answer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,56 @@ def remote_command(argv, env=None, timeout=None):
     if env:
         prefix += ["env", *(f"{name}={value}" for name, value in env.items())]
     return shlex.join(prefix + [str(arg) for arg in argv])
+
+
+class _AgentGone(Exception):
+    """The host agent's channel broke; `sent`: after the request went out."""
+
+    def __init__(self, why, sent):
+        super().__init__(why)
+        self.sent = sent
+
+
+class _Agent:
+    """`football-host serve-tools` on the host, over one channel of the
+    transport's connection (football/toolserver.py, serve_stdio): the
+    bundled tools' commands without an interpreter start each."""
+
+    def __init__(self, connection, command):
+        self.channel = connection.client.get_transport().open_session()
+        self.channel.settimeout(AGENT_START_TIMEOUT)
+        self.channel.exec_command(command)
+        self.replies = self.channel.makefile("rb")
+        self.lock = threading.Lock()
+        try:
+            ready = json.loads(self.replies.readline() or b"{}")
+        except (OSError, ValueError) as error:
+            self.close()
+            raise _AgentGone(str(error), sent=False) from None
+        if not ready.get("ready"):
+            self.close()
+            raise _AgentGone("it did not start (no football-host there?)", sent=False)
+        self.tools = set(ready.get("tools", ()))
+
+    def ask(self, request, timeout):
+        try:
+            self.channel.sendall(json.dumps(request).encode() + b"\n")
+        except OSError as error:
+            raise _AgentGone(str(error), sent=False) from None
+        self.channel.settimeout(timeout)
+        try:
+            line = self.replies.readline()
+        except (OSError, socket.timeout) as error:
+            raise _AgentGone(f"no answer: {error or type(error).__name__}", sent=True) from None
+        if not line:
+            raise _AgentGone("its channel closed", sent=True)
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.channel.close()
+        except Exception:
+            pass
 
 
 def known_hosts_name(address, port):
@@ -131,6 +185,7 @@ class SSHTransport(Transport):
         self.host_key_check = check_host_key_policy(host_key_check)
         self.connect_timeout = float(connect_timeout)
         self._connection = None
+        self._agent = None          # the host agent; False: none (or not yet ready)
         self._lock = threading.Lock()
 
     @property
@@ -139,6 +194,13 @@ class SSHTransport(Transport):
 
     def run(self, argv, *, check=True, timeout=DEFAULT_TIMEOUT, input=None):
         argv = [str(arg) for arg in argv]
+        if os.environ.get("FOOTBALL_TOOL_SERVER") != "0":
+            agent = self._agent_for(argv[0])
+            if agent is not None:
+                try:
+                    return self._through(agent, argv, check, timeout, input)
+                finally:
+                    agent.lock.release()
         command = remote_command(argv, self.env, timeout)
         started = time.monotonic()
         try:
@@ -168,6 +230,54 @@ class SSHTransport(Transport):
             raise CommandFailed(result)
         return result
 
+    # ----------------------------------------------------------- the agent
+    def _agent_for(self, program):
+        """The host agent, locked for one command; None: run it over a
+        session of its own (no agent there, or it is busy with another
+        command of this run). The first bundled tool's command starts the
+        agent and runs over a session itself; from then on every command
+        goes through the agent (it runs anything else as a program there)."""
+        with self._lock:
+            if self._agent is False or (self._agent is None and program not in TOOLS):
+                return None
+            if self._agent is None:
+                self._agent = False             # until it said it is ready
+                threading.Thread(target=self._start_agent, daemon=True).start()
+                return None
+            agent = self._agent
+        if not agent.lock.acquire(blocking=False):
+            return None
+        return agent
+
+    def _start_agent(self):
+        try:
+            agent = _Agent(self._connect(), remote_command(["football-host", "serve-tools"],
+                                                           self.env))
+        except Exception as error:          # no agent: every command runs as a program
+            log.debug("%s: no host agent: %s", self.where, error)
+            return
+        with self._lock:
+            self._agent = agent
+
+    def _through(self, agent, argv, check, timeout, input):
+        try:
+            answer = agent.ask({"argv": argv, "input": input, "timeout": timeout},
+                               timeout + AGENT_GRACE)
+        except _AgentGone as gone:
+            with self._lock:
+                self._agent = False
+            agent.close()
+            if gone.sent:
+                raise self._lost(argv, f"the host agent went away: {gone}") from None
+            return self.run(argv, check=check, timeout=timeout, input=input)
+        if answer.get("timed_out"):
+            raise CommandTimedOut(self.host, argv, timeout)
+        result = Result(self.host, tuple(argv), answer["exit"], answer["stdout"],
+                        answer["stderr"])
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
     @staticmethod
     def _run(connection, command, timeout, input):
         return connection.run(command, hide=True, warn=True, pty=False, echo=False,
@@ -181,6 +291,9 @@ class SSHTransport(Transport):
 
     def close(self):
         with self._lock:
+            if self._agent:
+                self._agent.close()
+            self._agent = None
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
@@ -191,6 +304,9 @@ class SSHTransport(Transport):
             if self._connection is not None:
                 if self._connection.is_connected and not reconnect:
                     return self._connection
+                if self._agent:
+                    self._agent.close()
+                self._agent = None
                 self._connection.client.close()
                 self._connection = None
             connection = fabric.Connection(

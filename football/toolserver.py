@@ -122,6 +122,82 @@ def main():
     serve(control, tools)
 
 
+# ------------------------------------------------------- the agent over SSH
+
+
+def served_here(name, path=None):
+    """Whether `name` is a bundled tool that this installation's scripts
+    directory answers for on `path` (default: this process's PATH)."""
+    if name not in TOOLS:
+        return False
+    found = shutil.which(name, path=path)
+    return found is not None and Path(found).parent == Path(sys.executable).parent
+
+
+def serve_stdio(requests=None, replies=None, tools=None):
+    """The host agent at the other end of an SSH channel (`football-host
+    serve-tools`): one JSON request per line (`{argv, input, timeout}`), one
+    JSON reply per line (`{exit, stdout, stderr}`, or `{timed_out: true}`
+    once the command was killed at its time limit), one command at a time,
+    in this process's environment (the host's). The bundled tools are
+    forked as the tool server does; anything else runs as a program. The
+    first line says it is ready and which tools it serves. `tools`: others
+    than the bundled ones (tests)."""
+    requests = requests or sys.stdin.buffer
+    replies = replies or sys.stdout.buffer
+    if tools is None:
+        tools = {name: TOOLS[name] for name in TOOLS if served_here(name)}
+    for module, _ in tools.values():
+        importlib.import_module(module)
+    if "marsadm" in tools:
+        import trio  # noqa: F401
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def say(value):
+        replies.write(json.dumps(value).encode() + b"\n")
+        replies.flush()
+
+    say({"ready": True, "tools": sorted(tools)})
+    for line in requests:
+        request = json.loads(line)
+        try:
+            say(_run_here(tools, request["argv"], request.get("input"),
+                          float(request.get("timeout") or 600)))
+        except subprocess.TimeoutExpired:
+            say({"timed_out": True})
+
+
+def _run_here(tools, argv, input, timeout):
+    if Path(argv[0]).name in tools and argv[0] == Path(argv[0]).name:
+        stdin_r, stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sys.stdout.flush(), sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            reply.close()
+            for fd in (stdin_w, out_r, err_r):
+                os.close(fd)
+            _child(tools, {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()},
+                   stdin_r, out_w, err_w, theirs.detach())
+        for fd in (stdin_r, out_w, err_w):
+            os.close(fd)
+        theirs.close()
+        try:
+            code, stdout, stderr = _communicate(argv, stdin_w, out_r, err_r, reply, timeout,
+                                                input)
+        finally:
+            os.waitpid(pid, 0)
+        return {"exit": code, "stdout": stdout, "stderr": stderr}
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              input=input, stdin=None if input is not None else subprocess.DEVNULL)
+    except FileNotFoundError:
+        return {"exit": 127, "stdout": "", "stderr": f"{argv[0]}: command not found\n"}
+    return {"exit": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
 # -------------------------------------------------------------- the controller
 
 

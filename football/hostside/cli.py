@@ -208,3 +208,12 @@ def lock_list(lock_dir):
 
 def main():
     cli()
+
+
+@cli.command("serve-tools", hidden=True)
+def serve_tools():
+    """The host agent Football's SSH transport talks to over one channel
+    (football/toolserver.py, serve_stdio)."""
+    from football.toolserver import serve_stdio
+
+    serve_stdio()

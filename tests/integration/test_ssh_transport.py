@@ -4,8 +4,10 @@ stdin, failures, timeouts that kill the remote command, the host's
 environment, one connection for many commands, and host key checking."""
 
 import socket
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +222,53 @@ def test_a_key_the_host_does_not_authorize_is_unreachable_naming_the_key(connect
     with pytest.raises(Unreachable, match=f"authentication as root failed with {stranger}"):
         connect(ssh_key=str(stranger)).run(["true"])
 
+
+
+# --- the host agent -------------------------------------------------------------------
+
+def tool_env(tmp_path, scripts=True):
+    path = "/usr/sbin:/usr/bin:/sbin:/bin"
+    return {"PATH": f"{Path(sys.executable).parent}:{path}" if scripts else path,
+            "MARS_ROOT": str(tmp_path / "root"), "MARS_HOST": "h1"}
+
+
+def sessions(sshd):
+    return sshd.log().count("Starting session: command")
+
+
+def test_the_bundled_tools_run_through_the_host_agent_as_their_programs_would(
+        connect, sshd, tmp_path, monkeypatch):
+    """After the first bundled tool's command, every command goes through
+    one agent channel (no new session each) with the result it has as a
+    program over a session of its own."""
+    transport = connect(env=tool_env(tmp_path))
+    commands = [["marsadm", "--version"], ["marsadm", "no-such-command"],
+                ["marsadm", "view-my-resources"], ["football-host", "--help"],
+                ["football-host", "vg", str(tmp_path / "vg0"), "info"],
+                ["marsadm", "view-my-resources"]]
+    transport.run(commands[0])
+    wait_until(lambda: transport._agent, what="the host agent to be ready")
+    before = sessions(sshd)
+    through = [transport.run(argv, check=False) for argv in commands]
+    # other commands too: the agent runs them as programs, in the host's environment
+    assert transport.run(["sh", "-c", 'echo "$MARS_HOST"; exit 5'], check=False).stdout == "h1\n"
+    assert sessions(sshd) == before, "a command opened a session of its own"
+    monkeypatch.setenv("FOOTBALL_TOOL_SERVER", "0")
+    programs = [transport.run(argv, check=False) for argv in commands]
+    assert sessions(sshd) == before + len(commands)
+    assert through == programs
+    assert [result.exit_code for result in through][:4] == [0, 2, 0, 0]
+    monkeypatch.delenv("FOOTBALL_TOOL_SERVER")
+    with pytest.raises(CommandFailed):
+        transport.run(["marsadm", "no-such-command"])
+
+
+def test_without_football_host_on_the_host_every_command_runs_as_a_program(
+        connect, sshd, tmp_path):
+    transport = connect(env=tool_env(tmp_path, scripts=False))
+    assert transport.run(["marsadm", "--version"], check=False).exit_code == 127
+    # the command, and the agent's start (a session that ends at once)
+    wait_until(lambda: sessions(sshd) >= 2, what="the agent's start to be tried")
+    before = sessions(sshd)
+    assert transport.run(["marsadm", "--version"], check=False).exit_code == 127
+    assert sessions(sshd) == before + 1

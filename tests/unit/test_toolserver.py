@@ -4,8 +4,10 @@ code, stdout, stderr, stdin, environment, working directory, the kill at
 its time limit — and the local transport falls back to programs when the
 server is gone."""
 
+import json
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -143,3 +145,57 @@ def test_a_timeout_through_the_transport_is_command_timed_out(monkeypatch):
             LocalTransport("h1").run(["sleeper", "60"], timeout=1)
     finally:
         server.close()
+
+
+class Agent:
+    """`serve_stdio` (the host agent of the SSH transport) in a process of
+    its own, serving the test tools, spoken to through its stdin/stdout."""
+
+    def __init__(self):
+        tools = json.dumps(MORE_TOOLS)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import json, sys; from football.toolserver import "
+             f"serve_stdio; serve_stdio(tools=json.loads({tools!r}))"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.ready = self.read()
+
+    def read(self):
+        return json.loads(self.process.stdout.readline())
+
+    def ask(self, argv, timeout=60, input=None):
+        request = {"argv": argv, "timeout": timeout, "input": input}
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self):
+        self.process.stdin.close()
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def agent():
+    started = Agent()
+    yield started
+    if started.process.poll() is None:
+        started.close()
+
+
+def test_the_host_agent_answers_each_request_with_the_commands_result(agent):
+    assert agent.ready == {"ready": True, "tools": sorted(MORE_TOOLS)}
+    assert agent.ask(["upper", "3"], input="abc") == {"exit": 3, "stdout": "ABC", "stderr": ""}
+    failed = agent.ask(["failing"])
+    assert failed["exit"] == 1 and "RuntimeError: a tool that fails" in failed["stderr"]
+    # not a tool: run as a program there; a missing one is exit 127
+    assert agent.ask(["sh", "-c", "echo hi; echo no >&2; exit 4"]) == \
+        {"exit": 4, "stdout": "hi\n", "stderr": "no\n"}
+    assert agent.ask(["no-such-program-here"])["exit"] == 127
+    assert agent.close() == 0          # the channel closed: the agent ends
+
+
+def test_the_host_agent_kills_a_command_at_its_time_limit_and_goes_on(agent):
+    assert agent.ask(["sleeper", "60"], timeout=1) == {"timed_out": True}
+    assert agent.ask(["sleep", "60"], timeout=1) == {"timed_out": True}
+    assert agent.ask(["upper"], input="next") == {"exit": 0, "stdout": "NEXT", "stderr": ""}
+    children = f"/proc/{agent.process.pid}/task/{agent.process.pid}/children"
+    assert open(children).read().split() == [], "a killed command was left behind"
