@@ -5,6 +5,7 @@ so its `config` and `rootfs/` travel with the volume from host to host. The
 only host-specific line, `lxc.rootfs.path`, is rewritten to this host's
 mountpoint before each start."""
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -14,10 +15,12 @@ from football.templates import render
 WORKLOAD_LOG = "/var/workload.log"
 STOP_TIMEOUT = 10
 START_TIMEOUT = 10
-# LXC's start fails now and then for a reason of the moment (seen once in ~10
-# CI runs: "Failed to mount temporary procfs" and no other cause in its log);
-# a container that did not start is STOPPED, so starting it again is safe.
-START_ATTEMPTS = 3
+# LXC's start fails now and then for a reason of the moment (CI, two test labs
+# side by side: "Failed to mount temporary procfs", "Failed to open
+# /dev/pts/0", both ENOENT, on a complete rootfs, in ~1 of 5 runs; three
+# attempts within 1.5 s were not enough once). A container that did not start
+# is STOPPED, so starting it again is safe; the waits double from 0.5 s.
+START_ATTEMPTS = 5
 
 
 class ContainerError(Exception):
@@ -78,14 +81,27 @@ def start(name, lxcpath):
     for attempt in range(1, START_ATTEMPTS + 1):
         container = _container(name, lxcpath)
         container.set_config_item("lxc.log.file", str(log))
+        for key, value in cgroup_dirs(name, lxcpath).items():
+            container.set_config_item(key, value)
         if container.start() and container.wait("RUNNING", START_TIMEOUT):
             return True
         if container.state != "STOPPED" or attempt == START_ATTEMPTS:
             break
-        time.sleep(0.5 * attempt)
+        time.sleep(0.5 * 2 ** (attempt - 1))
     raise ContainerError(f"container {name} did not start (attempt {attempt} of "
                          f"{START_ATTEMPTS}, state {container.state}); "
                          f"{_what_it_had(directory, log)}")
+
+
+def cgroup_dirs(name, lxcpath):
+    """Cgroups of the container's own, named after its LXC path too: LXC
+    names them after the container alone (`lxc.payload.<name>`), and the
+    lab's hosts, and the test labs that run side by side, share one kernel
+    and the container names (CI saw a start fail while another lab's vm1
+    started or stopped)."""
+    tag = f"{name}-{hashlib.sha256(str(Path(lxcpath).resolve()).encode()).hexdigest()[:10]}"
+    return {"lxc.cgroup.dir.container": f"lxc.payload.{tag}",
+            "lxc.cgroup.dir.monitor": f"lxc.monitor.{tag}"}
 
 
 def _what_it_had(directory, log):

@@ -67,7 +67,7 @@ def test_a_start_that_keeps_failing_names_the_rootfs_and_the_end_of_the_log(
 
 def test_a_container_left_starting_is_not_started_twice(lxcpath, monkeypatch):
     stand_in = using(monkeypatch, StandIn(failures=99, stuck=True))
-    with pytest.raises(container.ContainerError, match="attempt 1 of 3, state STARTING"):
+    with pytest.raises(container.ContainerError, match=f"attempt 1 of {container.START_ATTEMPTS}, state STARTING"):
         container.start("vm1", lxcpath)
     assert stand_in.starts == 1
 
@@ -77,3 +77,23 @@ def test_an_empty_rootfs_says_so(lxcpath, monkeypatch):
     using(monkeypatch, StandIn(failures=99))
     with pytest.raises(container.ContainerError, match="rootfs holds: empty;"):
         container.start("vm1", lxcpath)
+
+
+def test_each_lxc_path_gives_its_container_cgroups_of_their_own(tmp_path):
+    """Two labs (or two lab hosts) with a container of the same name must not
+    share LXC's cgroups, which LXC names after the container alone."""
+    one = container.cgroup_dirs("vm1", tmp_path / "a1/var/lib/lxc")
+    other = container.cgroup_dirs("vm1", tmp_path / "b1/var/lib/lxc")
+    assert one == container.cgroup_dirs("vm1", tmp_path / "a1/var/lib/lxc/.")
+    assert set(one.values()).isdisjoint(other.values())
+    assert all(value.startswith(("lxc.payload.vm1-", "lxc.monitor.vm1-"))
+               for value in one.values())
+
+
+def test_a_start_sets_the_cgroups_of_its_own(lxcpath, monkeypatch):
+    stand_in = using(monkeypatch, StandIn(failures=0))
+    items = {}
+    monkeypatch.setattr(stand_in, "set_config_item", lambda key, value: items.update({key: value}))
+    container.start("vm1", lxcpath)
+    assert {key: items[key] for key in container.cgroup_dirs("vm1", lxcpath)} == \
+        container.cgroup_dirs("vm1", lxcpath)
