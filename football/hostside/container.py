@@ -5,7 +5,6 @@ so its `config` and `rootfs/` travel with the volume from host to host. The
 only host-specific line, `lxc.rootfs.path`, is rewritten to this host's
 mountpoint before each start."""
 
-import hashlib
 import re
 import time
 from pathlib import Path
@@ -15,12 +14,10 @@ from football.templates import render
 WORKLOAD_LOG = "/var/workload.log"
 STOP_TIMEOUT = 10
 START_TIMEOUT = 10
-# LXC's start fails now and then for a reason of the moment (CI, two test labs
-# side by side: "Failed to mount temporary procfs", "Failed to open
-# /dev/pts/0", both ENOENT, on a complete rootfs, in ~1 of 5 runs; three
-# attempts within 1.5 s were not enough once). A container that did not start
-# is STOPPED, so starting it again is safe; the waits double from 0.5 s.
+# A start that fails with the container STOPPED is tried again (its monitor
+# gone first, see _wait_for_monitor_gone); the waits double from 0.5 s.
 START_ATTEMPTS = 5
+MONITOR_EXIT_TIMEOUT = 30
 
 
 class ContainerError(Exception):
@@ -79,10 +76,9 @@ def start(name, lxcpath):
     _point_rootfs_here(directory)
     log = Path(lxcpath) / f".{name}.log"
     for attempt in range(1, START_ATTEMPTS + 1):
+        _wait_for_monitor_gone(name, lxcpath)
         container = _container(name, lxcpath)
         container.set_config_item("lxc.log.file", str(log))
-        for key, value in cgroup_dirs(name, lxcpath).items():
-            container.set_config_item(key, value)
         if container.start() and container.wait("RUNNING", START_TIMEOUT):
             return True
         if container.state != "STOPPED" or attempt == START_ATTEMPTS:
@@ -91,17 +87,6 @@ def start(name, lxcpath):
     raise ContainerError(f"container {name} did not start (attempt {attempt} of "
                          f"{START_ATTEMPTS}, state {container.state}); "
                          f"{_what_it_had(directory, log)}")
-
-
-def cgroup_dirs(name, lxcpath):
-    """Cgroups of the container's own, named after its LXC path too: LXC
-    names them after the container alone (`lxc.payload.<name>`), and the
-    lab's hosts, and the test labs that run side by side, share one kernel
-    and the container names (CI saw a start fail while another lab's vm1
-    started or stopped)."""
-    tag = f"{name}-{hashlib.sha256(str(Path(lxcpath).resolve()).encode()).hexdigest()[:10]}"
-    return {"lxc.cgroup.dir.container": f"lxc.payload.{tag}",
-            "lxc.cgroup.dir.monitor": f"lxc.monitor.{tag}"}
 
 
 def _what_it_had(directory, log):
@@ -132,7 +117,34 @@ def stop(name, lxcpath, timeout=STOP_TIMEOUT):
         time.sleep(0.05)
     if container.running:
         raise ContainerError(f"container {name} is still running after stop")
+    _wait_for_monitor_gone(name, lxcpath)
     return True
+
+
+def monitors(name, lxcpath):
+    """Pids of LXC's monitor processes of the container (`[lxc monitor]
+    <lxcpath> <name>`)."""
+    wanted = f"[lxc monitor] {Path(lxcpath)} {name}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().rstrip(b"\0") == wanted:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _wait_for_monitor_gone(name, lxcpath, timeout=MONITOR_EXIT_TIMEOUT):
+    """A stopped container's monitor goes on for a while (it removes the
+    cgroups and the mounts): a start before it is gone runs beside it and
+    fails (CI: a compensation restarted the container a moment after the
+    stop; "Failed to mount temporary procfs", two monitors). Waits for it,
+    bounded; a monitor that stays is left to the start to report."""
+    deadline = time.monotonic() + timeout
+    while monitors(name, lxcpath) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _point_rootfs_here(directory):

@@ -3,6 +3,8 @@ stand-in for the lxc bindings' Container: a start that fails is tried again
 while the container stays STOPPED, and a start that keeps failing says what
 the container's rootfs held and how its LXC log ended."""
 
+from pathlib import Path
+
 import pytest
 
 from football.hostside import container
@@ -79,21 +81,23 @@ def test_an_empty_rootfs_says_so(lxcpath, monkeypatch):
         container.start("vm1", lxcpath)
 
 
-def test_each_lxc_path_gives_its_container_cgroups_of_their_own(tmp_path):
-    """Two labs (or two lab hosts) with a container of the same name must not
-    share LXC's cgroups, which LXC names after the container alone."""
-    one = container.cgroup_dirs("vm1", tmp_path / "a1/var/lib/lxc")
-    other = container.cgroup_dirs("vm1", tmp_path / "b1/var/lib/lxc")
-    assert one == container.cgroup_dirs("vm1", tmp_path / "a1/var/lib/lxc/.")
-    assert set(one.values()).isdisjoint(other.values())
-    assert all(value.startswith(("lxc.payload.vm1-", "lxc.monitor.vm1-"))
-               for value in one.values())
+def test_a_start_waits_until_the_monitor_of_the_last_run_is_gone(lxcpath, monkeypatch):
+    """A stopped container's monitor lingers a moment; a start beside it
+    fails (CI): every attempt begins once it is gone."""
+    lingering = iter([[4242], [4242], [4242]])
+    seen = []
 
+    def monitors(name, path):
+        seen.append((name, Path(path)))
+        return next(lingering, [])
 
-def test_a_start_sets_the_cgroups_of_its_own(lxcpath, monkeypatch):
+    monkeypatch.setattr(container, "monitors", monitors)
     stand_in = using(monkeypatch, StandIn(failures=0))
-    items = {}
-    monkeypatch.setattr(stand_in, "set_config_item", lambda key, value: items.update({key: value}))
-    container.start("vm1", lxcpath)
-    assert {key: items[key] for key in container.cgroup_dirs("vm1", lxcpath)} == \
-        container.cgroup_dirs("vm1", lxcpath)
+    assert container.start("vm1", lxcpath) is True
+    assert len(seen) == 4 and stand_in.starts == 1
+    assert seen[0] == ("vm1", lxcpath)
+
+
+def test_the_monitor_of_a_container_is_found_by_its_command_line(tmp_path):
+    # this test process is no monitor; a made-up path has none
+    assert container.monitors("vm1", tmp_path / "lxc") == []
