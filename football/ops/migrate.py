@@ -250,13 +250,18 @@ class Migrate(Operation):
         self.journal.record("prepare")
 
     def _merge(self, target):
-        if target.name in facts.cluster_hosts(self.source):
-            return
-        self.say(f"  {target.name}: merge-cluster with {self.source.name}")
-        target.run(["marsadm", "merge-cluster", self.source.name, self.source.address],
-                   timeout=self.config.command_timeout)
-        wait_until(lambda: target.name in facts.cluster_hosts(self.source), 60,
-                   self.config.poll_interval, f"{self.source.name} to see {target.name}")
+        if target.name not in facts.cluster_hosts(self.source):
+            self.say(f"  {target.name}: merge-cluster with {self.source.name}")
+            target.run(["marsadm", "merge-cluster", self.source.name, self.source.address],
+                       timeout=self.config.command_timeout)
+            wait_until(lambda: target.name in facts.cluster_hosts(self.source), 60,
+                       self.config.poll_interval, f"{self.source.name} to see {target.name}")
+        # The target learns of the resource through the cluster's metadata
+        # exchange: a host that came in with another one's merge (b2 with b1)
+        # may not have it yet, and its join-resource would be refused.
+        wait_until(lambda: self.res in facts.parse_lines(target.run(
+            ["marsadm", "view-all-resources"]).stdout), 60, self.config.poll_interval,
+            f"{target.name} to know {self.res}")
 
     def _take_sync_slot(self, target):
         """Wait for a sync slot on `target`, then take it (register the
