@@ -44,8 +44,6 @@ TUNABLES = {
     "placement_min_free": Tunable(0, "bytes a target VG must keep free beyond the volume"),
     "min_space": Tunable(320 << 20, "bytes a shrunk or expanded volume has at least "
                          "(xfs needs 300 MiB)"),
-    "fill_percent": Tunable(85, "fill level (percent) of the filesystem after a shrink "
-                            "given no size"),
     "cleanup_old_replicas": Tunable(True, "migrate removes the replicas on the old hosts "
                                           "after the handover"),
     "split_clusters_after_migrate": Tunable(True, "migrate cleanup splits MARS clusters whose "

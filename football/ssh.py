@@ -22,8 +22,8 @@ from fabric.runners import Remote
 
 from football.toolserver import TOOLS
 from football.transport import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HOST_KEY_CHECKS,
-                                CommandFailed, CommandTimedOut, ConnectionLost, Result,
-                                Transport, Unreachable)
+                                CommandTimedOut, ConnectionLost, Result, Transport,
+                                Unreachable, checked)
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -75,7 +75,6 @@ class _Agent:
         if not ready.get("ready"):
             self.close()
             raise _AgentGone("it did not start (no football-host there?)", sent=False)
-        self.tools = set(ready.get("tools", ()))
 
     def ask(self, request, timeout):
         try:
@@ -225,10 +224,8 @@ class SSHTransport(Transport):
             # the channel (-1: no exit status) and the command returned before
             # invoke's timer thread ended, so invoke did not call it timed out.
             raise CommandTimedOut(self.host, argv, timeout)
-        result = Result(self.host, tuple(argv), done.exited, done.stdout, done.stderr)
-        if check and not result.ok:
-            raise CommandFailed(result)
-        return result
+        return checked(Result(self.host, tuple(argv), done.exited, done.stdout, done.stderr),
+                       check)
 
     # ----------------------------------------------------------- the agent
     def _agent_for(self, program):
@@ -272,11 +269,8 @@ class SSHTransport(Transport):
             return self.run(argv, check=check, timeout=timeout, input=input)
         if answer.get("timed_out"):
             raise CommandTimedOut(self.host, argv, timeout)
-        result = Result(self.host, tuple(argv), answer["exit"], answer["stdout"],
-                        answer["stderr"])
-        if check and not result.ok:
-            raise CommandFailed(result)
-        return result
+        return checked(Result(self.host, tuple(argv), answer["exit"], answer["stdout"],
+                              answer["stderr"]), check)
 
     @staticmethod
     def _run(connection, command, timeout, input):

@@ -27,6 +27,7 @@ import importlib
 import io
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -126,9 +127,10 @@ def main():
 
 
 def served_here(name, path=None):
-    """Whether `name` is a bundled tool that this installation's scripts
-    directory answers for on `path` (default: this process's PATH)."""
-    if name not in TOOLS:
+    """Whether `name` (a program's name or path) is a bundled tool that this
+    installation's scripts directory answers for on `path` (default: this
+    process's PATH)."""
+    if Path(name).name not in TOOLS:
         return False
     found = shutil.which(name, path=path)
     return found is not None and Path(found).parent == Path(sys.executable).parent
@@ -209,20 +211,18 @@ class ToolServer:
         self.more_tools = more_tools or {}
         self.lock = threading.Lock()
         self.process = self.control = None
-        self.scripts = Path(sys.executable).parent
-        self.served = {}
+        self.served = {}            # (program, PATH) -> whether it is a bundled tool of ours
 
     def serves(self, argv, env):
         """Whether the server runs `argv`: a bundled tool of this installation
         under `env`'s PATH, once the server runs. The first such command
         starts the server and runs as a program (a run of one command gains
         nothing from a server)."""
-        if Path(argv[0]).name not in TOOLS or os.environ.get("FOOTBALL_TOOL_SERVER") == "0":
+        if os.environ.get("FOOTBALL_TOOL_SERVER") == "0":
             return False
         key = (argv[0], env.get("PATH"))
         if key not in self.served:
-            found = shutil.which(argv[0], path=env.get("PATH"))
-            self.served[key] = found is not None and Path(found).parent == self.scripts
+            self.served[key] = served_here(argv[0], env.get("PATH"))
         if self.served[key] and self.process is None:
             self._started()
             return False
@@ -276,8 +276,6 @@ class ToolServer:
 def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
     """Feed stdin, collect stdout, stderr and the reply until the command
     ended; kill it at `timeout`."""
-    import selectors
-
     data = (input or "").encode()
     reply_fd = reply.fileno()
     buffers = {out_r: bytearray(), err_r: bytearray(), reply_fd: bytearray()}

@@ -88,6 +88,13 @@ class ConnectionLost(TransportError):
     """The connection broke while a command ran: it may or may not have run."""
 
 
+def checked(result, check):
+    """`result`; with `check`, `CommandFailed` when the command failed."""
+    if check and not result.ok:
+        raise CommandFailed(result)
+    return result
+
+
 class Transport:
     """The interface of every transport: `run` one argument list on `host`."""
 
@@ -130,7 +137,7 @@ class LocalTransport(Transport):
             except ServerGone:
                 pass                    # run it as a program
             else:
-                return self._result(argv, code, stdout, stderr, check)
+                return checked(Result(self.host, tuple(argv), code, stdout, stderr), check)
         try:
             done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
                                   timeout=timeout, input=input,
@@ -139,13 +146,8 @@ class LocalTransport(Transport):
             raise CommandTimedOut(self.host, argv, timeout) from None
         except FileNotFoundError:
             done = subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
-        return self._result(argv, done.returncode, done.stdout, done.stderr, check)
-
-    def _result(self, argv, code, stdout, stderr, check):
-        result = Result(self.host, tuple(argv), code, stdout, stderr)
-        if check and not result.ok:
-            raise CommandFailed(result)
-        return result
+        return checked(Result(self.host, tuple(argv), done.returncode, done.stdout,
+                              done.stderr), check)
 
 
 _tool_server = None

@@ -447,10 +447,16 @@ class ResourceWorker:
         try:
             return await net.request(channel, header, timeout=REQUEST_TIMEOUT)
         except PeerError:
-            self.channels.pop((host, port), None)
+            await self._drop_channel(host, port)
+            raise
+
+    async def _drop_channel(self, host, port):
+        """Close and forget the connection to `host`'s `port` (the next
+        request connects again)."""
+        channel = self.channels.pop((host, port), None)
+        if channel is not None:
             with trio.CancelScope(shield=True):
                 await channel.aclose()
-            raise
 
     # ---------------------------------------------------------------- primary
     async def _become_primary(self, state, conflict):
@@ -515,10 +521,7 @@ class ResourceWorker:
                     await antientropy.pull(channel, self.store, timeout=REQUEST_TIMEOUT)
             except PeerError as error:
                 log.debug("%s: %s did not answer the release request: %s", self.res, host, error)
-                channel = self.channels.pop((host, PORT_META), None)
-                if channel is not None:
-                    with trio.CancelScope(shield=True):
-                        await channel.aclose()
+                await self._drop_channel(host, PORT_META)
         return holding
 
     def _final_version(self, state):
@@ -942,9 +945,7 @@ class ResourceWorker:
             if rest is not None or failures is None:
                 raise
             exc = failures.exceptions[0]
-            self.channels.pop((source, PORT_SYNC), None)
-            with trio.CancelScope(shield=True):
-                await channel.aclose()
+            await self._drop_channel(source, PORT_SYNC)
             raise PeerError(f"sync from {source} interrupted: {exc}") from None
 
     def _drop_local_logs(self):

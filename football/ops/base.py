@@ -246,6 +246,19 @@ class Operation:
         """The hosts the run acts on (told to prepare_hosts)."""
         return []
 
+    def _refuse_on_plugin_problems(self, hosts, source, more=()):
+        """`Illegal` naming every objection of the plugins: `check_host` of
+        each host, `resource_check` on `source`, and `more` (an operation's
+        own checks); nothing was changed."""
+        hosts = {host.name: host for host in hosts}.values()
+        problems = [problem for host in hosts
+                    for problem in self.hooks.problems("check_host", host=host)]
+        problems += self.hooks.problems("resource_check", host=source, res=self.res)
+        problems += list(more)
+        if problems:
+            raise Illegal(f"{self.operation} of {self.res} refused by a plugin: "
+                          f"{'; '.join(problems)}; nothing was changed")
+
     def _prepare_hosts(self, hosts):
         self.prepared_hosts = list({host.name: host for host in hosts}.values())
         self._tell("prepare_hosts", hosts=self.prepared_hosts)

@@ -60,7 +60,7 @@ class Expand(Operation):
         if not facts.mount_source(self.primary, self.mountpoint):
             raise Illegal(f"{self.primary.name}: {self.res} is not mounted at {self.mountpoint}; "
                           "expand grows a running container's filesystem; nothing changed")
-        self.fs_size, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
+        _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
         self.new_size = self.journal.decided.get("size") or \
             new_size(self.target, self.used, self.config.min_space)
         self.summary.update(old_size=self.journal.decided.get("old_size", self.size),
@@ -82,12 +82,7 @@ class Expand(Operation):
         if lacking:
             raise Illegal(f"expand of {self.res} to {mib(self.new_size)}: {'; '.join(lacking)}; "
                           "free space there or choose a smaller size; nothing changed")
-        problems = [problem for host in self.members
-                    for problem in self.hooks.problems("check_host", host=host)]
-        problems += self.hooks.problems("resource_check", host=self.primary, res=self.res)
-        if problems:
-            raise Illegal(f"expand of {self.res} refused by a plugin: {'; '.join(problems)}; "
-                          "nothing was changed")
+        self._refuse_on_plugin_problems(self.members, self.primary)
 
     def nothing_to_do(self):
         if self.journal.data["steps"] or self.new_size > self.size:

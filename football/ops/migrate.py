@@ -95,19 +95,14 @@ class Migrate(Operation):
         """The plugins' objections to this plan (check_host, resource_check,
         check_migrate, check_handover): `Illegal` naming them all."""
         target, hooks = self.targets[0], self.hooks
-        involved = {host.name: host for host in [self.source, *self.targets]}
-        problems = [problem for host in involved.values()
-                    for problem in hooks.problems("check_host", host=host)]
-        problems += hooks.problems("resource_check", host=self.source, res=self.res)
+        problems = []
         if self.plan_check:
             problems += hooks.problems(self.plan_check, res=self.res, source=self.source,
                                        targets=self.targets)
         if target.name != self.source.name:
             problems += hooks.problems("check_handover", res=self.res, source=self.source,
                                        target=target)
-        if problems:
-            raise Illegal(f"{self.operation} of {self.res} refused by a plugin: "
-                          f"{'; '.join(problems)}; nothing was changed")
+        self._refuse_on_plugin_problems([self.source, *self.targets], self.source, problems)
 
     def _place(self):
         """Targets: a host (+ optional secondary), or a cluster name, where the
