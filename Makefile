@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := lxc lxc-dev libfuse3-dev fuse3 pkg-config xfsprogs rsync \
-	openssh-server busybox-static nftables fio python3-venv systemd
+	openssh-server busybox-static nftables fio python3-venv systemd \
+	attr acl
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv bench bench-data bench-downtime bench-idle clean

@@ -7,8 +7,8 @@ ones taken are released and the whole set is retried with backoff until
 `lock_retry_timeout`. Locks older than `lock_break_timeout` are broken.
 
 An intent is the same kind of record in another directory, kept for
-`lease_time`: a planned sync that counts against `limit_syncs` on its target
-before the sync shows in MARS."""
+`lease_time`: a planned sync (shrink) that counts against `limit_syncs`
+(`limit_shrinks`) on its host before it shows there."""
 
 import json
 import time
@@ -107,19 +107,22 @@ class LockSet:
                 self.echo(f"{host.name}: could not release lock {item}: {error}")
 
 
-def register_intent(host, res, owner, config):
-    """Note on `host` that a sync of `res` is planned (lease: `lease_time`)."""
-    take(host, f"sync-{res}", owner, config.lease_time, directory=INTENT_DIR)
+def register_intent(host, res, owner, config, kind="sync"):
+    """Note on `host` that a `kind` (sync, shrink) of `res` is planned
+    (lease: `lease_time`)."""
+    take(host, f"{kind}-{res}", owner, config.lease_time, directory=INTENT_DIR)
 
 
-def drop_intent(host, res, owner=""):
-    release(host, f"sync-{res}", owner, directory=INTENT_DIR)
+def drop_intent(host, res, owner="", kind="sync"):
+    release(host, f"{kind}-{res}", owner, directory=INTENT_DIR)
 
 
-def live_intents(host, config, except_res=None):
-    """The intents on `host` within their lease, but `except_res`'s; a host
-    whose intents cannot be listed raises (it is not taken for free)."""
+def live_intents(host, config, except_res=None, kind="sync"):
+    """The resources with a `kind` intent on `host` within its lease, but
+    `except_res`; a host whose intents cannot be listed raises (it is not
+    taken for free)."""
     now = time.time()
-    return {item for item, record in held(host, INTENT_DIR, check=True).items()
+    prefix = f"{kind}-"
+    return {item[len(prefix):] for item, record in held(host, INTENT_DIR, check=True).items()
             if record and now - record.get("time", 0) <= config.lease_time
-            and item != f"sync-{except_res}"}
+            and item.startswith(prefix) and item != f"{prefix}{except_res}"}

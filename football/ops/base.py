@@ -124,6 +124,42 @@ def wait_until(condition, timeout, interval, what):
         time.sleep(interval)
 
 
+def wait_uptodate(op, hosts, total, what):
+    """Poll until every one of `hosts` is UpToDate on `op.res` with nothing
+    left to sync: a progress bar over `total` bytes, a warning after
+    `stall_warn` s without progress, `TimedOut` after `stall_timeout` s
+    without progress or `sync_timeout` s in all (the sync goes on: a re-run
+    waits again). Returns the seconds waited."""
+    config, res = op.config, op.res
+    started = last_progress = time.monotonic()
+    last_rest, warned = None, False
+    with op.ctx.reporter.progress(what, total) as bar:
+        while True:
+            rests = in_parallel(lambda host: int(facts.view(host, "sync-rest", res) or 0), hosts)
+            states = in_parallel(lambda host: facts.view(host, "diskstate", res), hosts)
+            rest = sum(rests)
+            bar.update(max(0, total - rest))
+            if rest == 0 and all(state == "UpToDate" for state in states):
+                return time.monotonic() - started
+            now = time.monotonic()
+            seen = dict(zip([host.name for host in hosts], states))
+            if now - started > config.sync_timeout:
+                raise TimedOut(f"{what} did not complete within sync_timeout "
+                               f"{config.sync_timeout:g} s ({rest} bytes left; states {seen}); "
+                               "it goes on: re-run to wait for it again")
+            if rest != last_rest:
+                last_progress, last_rest, warned = now, rest, False
+            elif now - last_progress > config.stall_timeout:
+                raise TimedOut(f"{what} made no progress for {config.stall_timeout:g} s "
+                               f"({rest} bytes left; states {seen}); check marsd and the "
+                               "network, then re-run")
+            elif now - last_progress > config.stall_warn and not warned:
+                op.ctx.reporter.warning(f"{what} made no progress for "
+                                        f"{now - last_progress:.0f} s")
+                warned = True
+            time.sleep(config.poll_interval)
+
+
 def marsd_answers(host, timeout=10):
     """(True, '') when the host's marsd answers, else (False, why). A peer of
     the host that is down does not count against it."""
@@ -258,6 +294,49 @@ class Operation:
         if problems:
             raise Illegal(f"{self.operation} of {self.res} refused by a plugin: "
                           f"{'; '.join(problems)}; nothing was changed")
+
+    def _downtime_gate(self, source, target):
+        """Wait until every plugin wants the downtime now (want_downtime) and
+        none holds `res` locked on the source or the target (resource_locked);
+        `Illegal` after `downtime_gate_timeout`: the container was not touched."""
+        def objections():
+            found = self.hooks.vetoes("want_downtime", res=self.res, source=source,
+                                      target=target)
+            for host in {source.name: source, target.name: target}.values():
+                found += [f"{self.res} is locked on {host.name}" +
+                          (f" ({lock})" if isinstance(lock, str) else "")
+                          for lock in self.hooks.call("resource_locked", host=host, res=self.res)
+                          if lock]
+            return found
+
+        last = objections()
+        if not last:
+            return
+        self.say(f"  waiting before the downtime of {self.res}: {'; '.join(last)}")
+        self._tell("start_wait", what="downtime")
+        started = time.monotonic()
+
+        def agreed():
+            self._tell("poll_wait", what="downtime", elapsed=round(time.monotonic() - started, 3))
+            last[:] = objections()
+            return not last
+
+        try:
+            wait_until(agreed, self.config.downtime_gate_timeout, self.config.poll_interval,
+                       "the plugins to allow the downtime")
+        except TimedOut:
+            raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
+                          f"{self.config.downtime_gate_timeout:g} s: {'; '.join(last)}; it "
+                          f"still runs on {source.name}, nothing was stopped. Re-run "
+                          "later: the replicas are kept, it resumes") from None
+
+    def _check_startable(self, target, source):
+        """`Illegal` before anything is stopped when a plugin vetoes starting
+        `res` on `target` (is_startable)."""
+        reasons = self.hooks.vetoes("is_startable", host=target, res=self.res)
+        if reasons:
+            raise Illegal(f"{target.name}: {self.res} cannot start there: {'; '.join(reasons)}; "
+                          f"nothing was stopped, it still runs on {source.name}")
 
     def _prepare_hosts(self, hosts):
         self.prepared_hosts = list({host.name: host for host in hosts}.values())

@@ -17,13 +17,12 @@ unit (football/ops/sizing.py). Before anything changes, every replica's
 volume group must have the room and every member's marsd must answer
 (`marsadm resize` asks each for the size of its disk)."""
 
-import time
 
 from football import facts
 from football.errors import Illegal
 from football.journal import Journal
 from football.locks import LockSet, RUN_LOCK
-from football.ops.base import Operation, TimedOut, in_parallel, reachable
+from football.ops.base import Operation, reachable, wait_uptodate
 from football.ops.sizing import mib, new_size, parse_target
 
 PHASES = ("grow", "resize", "growfs", "wait")
@@ -147,22 +146,12 @@ class Expand(Operation):
         if self.secondaries:
             self.say(f"* wait: until {', '.join(host.name for host in self.secondaries)} "
                      "hold the grown tail")
-        started = time.monotonic()
-        while True:
-            rests = in_parallel(lambda host: int(facts.view(host, "sync-rest", self.res) or 0),
-                                self.secondaries)
-            states = in_parallel(lambda host: facts.view(host, "diskstate", self.res),
-                                 self.secondaries)
-            if not any(rests) and all(state == "UpToDate" for state in states):
-                break
-            if time.monotonic() - started > self.config.sync_timeout:
-                raise TimedOut(f"the secondaries of {self.res} did not get the grown tail within "
-                               f"sync_timeout {self.config.sync_timeout:g} s ({sum(rests)} bytes "
-                               f"left; states {states}); re-run to wait again")
-            time.sleep(self.config.poll_interval)
+        waited = wait_uptodate(self, self.secondaries,
+                               (self.new_size - self.summary["old_size"]) * len(self.secondaries),
+                               f"the grown tail of {self.res}") if self.secondaries else 0.0
         size, _ = facts.filesystem_usage(self.primary, self.mountpoint)
         self.summary.update(grown_bytes=self.new_size - self.summary["old_size"],
                             filesystem_size=size,
-                            sync_seconds=round(time.monotonic() - started, 3))
+                            sync_seconds=round(waited, 3))
         self.ctx.inject("wait:synced")
         self.journal.record("wait")

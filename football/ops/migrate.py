@@ -23,12 +23,12 @@ same placement; every step checks the real state first."""
 import time
 
 from football import facts
-from football.errors import Critical, FootballError, Illegal, Interrupted, Serious
+from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents, register_intent
 from football.ops.cluster import split_unshared
-from football.ops.base import (InjectedFailure, Operation, TimedOut, in_parallel, reachable,
-                               sigint_deferred, wait_until)
+from football.ops.base import Operation, reachable, wait_until, wait_uptodate
+from football.ops.window import DowntimeWindow, restart_somewhere
 from football.transport import TransportError
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
@@ -274,7 +274,7 @@ class Migrate(Operation):
         syncing = [res for res, rest in facts.view_all(target, "sync-rest").items()
                    if res != self.res and rest not in ("", "0")]
         planned = live_intents(target, self.config, except_res=self.res)
-        busy = len(set(syncing) | {item[len("sync-"):] for item in planned})
+        busy = len(set(syncing) | planned)
         if busy >= self.config.limit_syncs:
             self.ctx.reporter.detail(f"{target.name}: {busy} syncs running or planned "
                                      f"(limit_syncs {self.config.limit_syncs}); waiting")
@@ -292,40 +292,10 @@ class Migrate(Operation):
     def wait(self):
         targets = self.syncing
         self.say(f"* wait: until {', '.join(target.name for target in targets)} are UpToDate")
-        total = self.size * len(targets)
-        started = time.monotonic()
-        last_progress, last_rest = time.monotonic(), None
-        warned = False
-        with self.ctx.reporter.progress(f"sync {self.res}", total) as bar:
-            while True:
-                rests = in_parallel(lambda t: int(facts.view(t, "sync-rest", self.res) or 0),
-                                    targets)
-                states = in_parallel(lambda t: facts.view(t, "diskstate", self.res), targets)
-                rest = sum(rests)
-                bar.update(total - rest)
-                if rest == 0 and all(state == "UpToDate" for state in states):
-                    break
-                now = time.monotonic()
-                if now - started > self.config.sync_timeout:
-                    raise TimedOut(f"sync of {self.res} did not complete within sync_timeout "
-                                   f"{self.config.sync_timeout:g} s ({rest} bytes left); it "
-                                   "goes on: re-run to wait for it again")
-                if rest != last_rest:
-                    last_progress, last_rest, warned = now, rest, False
-                elif now - last_progress > self.config.stall_timeout:
-                    raise TimedOut(f"sync of {self.res} made no progress for "
-                                   f"{self.config.stall_timeout:g} s ({rest} bytes left; "
-                                   f"states {dict(zip([t.name for t in targets], states))}); "
-                                   "check marsd and the network, then re-run")
-                elif now - last_progress > self.config.stall_warn and not warned:
-                    self.ctx.reporter.warning(f"sync of {self.res} made no progress for "
-                                              f"{now - last_progress:.0f} s")
-                    warned = True
-                time.sleep(self.config.poll_interval)
+        waited = wait_uptodate(self, targets, self.size * len(targets), f"sync {self.res}")
         began = self.journal.decided.get("sync_started")
         self.summary["synced_bytes"] = self.size * self.journal.decided.get("full_syncs", 0)
-        self.summary["sync_seconds"] = round(time.time() - began if began else
-                                             time.monotonic() - started, 3)
+        self.summary["sync_seconds"] = round(time.time() - began if began else waited, 3)
         for target in targets:
             drop_intent(target, self.res)
         self.ctx.inject("wait:synced")
@@ -341,12 +311,12 @@ class Migrate(Operation):
             self.journal.record("finish")
             return
         self.say(f"* finish: handover of {self.res} to {target.name}")
-        self._downtime_gate(target)
+        self._downtime_gate(self.source, target)
         self._wait_for_small_lag(target)
         if primary != target.name and \
                 facts.view(target, "diskstate", self.res) != "UpToDate":
             raise Illegal(f"{target.name}: {self.res} is not UpToDate; run migrate-wait first")
-        self._check_startable(target)
+        self._check_startable(target, self.source)
         locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
         involved = {host.name: host for host in [self.source, *self.targets,
                                                  *self._old_hosts()]}
@@ -367,60 +337,11 @@ class Migrate(Operation):
                    f"the replication lag of {self.res} on {target.name} to fall under "
                    f"{self.config.limit_mars_logfile} MiB")
 
-    def _downtime_gate(self, target):
-        """Wait until every plugin wants the downtime now (want_downtime) and
-        none holds `res` locked on the source or the target (resource_locked);
-        `Illegal` after `downtime_gate_timeout`: the container was not touched."""
-        def objections():
-            found = self.hooks.vetoes("want_downtime", res=self.res, source=self.source,
-                                      target=target)
-            for host in {self.source.name: self.source, target.name: target}.values():
-                found += [f"{self.res} is locked on {host.name}" +
-                          (f" ({lock})" if isinstance(lock, str) else "")
-                          for lock in self.hooks.call("resource_locked", host=host, res=self.res)
-                          if lock]
-            return found
-
-        last = objections()
-        if not last:
-            return
-        self.say(f"  waiting before the downtime of {self.res}: {'; '.join(last)}")
-        self._tell("start_wait", what="downtime")
-        started = time.monotonic()
-
-        def agreed():
-            self._tell("poll_wait", what="downtime", elapsed=round(time.monotonic() - started, 3))
-            last[:] = objections()
-            return not last
-
-        try:
-            wait_until(agreed, self.config.downtime_gate_timeout, self.config.poll_interval,
-                       "the plugins to allow the downtime")
-        except TimedOut:
-            raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
-                          f"{self.config.downtime_gate_timeout:g} s: {'; '.join(last)}; it "
-                          f"still runs on {self.source.name}, nothing was stopped. Re-run "
-                          "later: the replicas are kept, it resumes") from None
-
-    def _check_startable(self, target):
-        """`Illegal` before anything is stopped when a plugin vetoes starting
-        `res` on the target (is_startable)."""
-        reasons = self.hooks.vetoes("is_startable", host=target, res=self.res)
-        if reasons:
-            raise Illegal(f"{target.name}: {self.res} cannot start there: {'; '.join(reasons)}; "
-                          f"nothing was stopped, it still runs on {self.source.name}")
-
     def _downtime_window(self, target):
-        reporter = self.ctx.reporter
-        self.journal.record("critical-section")
         self._tell("tell_action", action="handover", hosts=[self.source, target])
-        saved = {}
-        for part in self.hooks.call("save_resource_state", host=self.source, res=self.res):
-            saved.update(part)
-        self._tell("section", name="downtime")
-        began = time.monotonic()
-        reporter.event("downtime-begin", resource=self.res, host=self.source.name)
-        try:
+        compensate = lambda error: restart_somewhere(  # noqa: E731
+            self, [self.source, target, *self._old_hosts()], error)
+        with DowntimeWindow(self, self.source, compensate) as window:
             stop = {host.name: host for host in [self.source, *self._old_hosts()]}
             stop.pop(target.name, None)
             for host in stop.values():
@@ -436,50 +357,10 @@ class Migrate(Operation):
             state = self.hooks.container_state(host=target, res=self.res)
             if state != "RUNNING":
                 raise FootballError(f"{target.name}: {self.res} is {state} after the start")
-        except InjectedFailure:
-            raise
-        except (Exception, KeyboardInterrupt) as error:  # whatever it was: the container must run
-            with sigint_deferred():     # a second Ctrl-C must not cut the compensation short
-                runs_on = self._compensate(error, target)
-                self._end_downtime(began, saved, runs_on)
-            if isinstance(error, KeyboardInterrupt):
-                raise Interrupted(f"{self.operation} of {self.res} interrupted inside the "
-                                  f"downtime window; {self.res} runs again on {runs_on.name}. "
-                                  "Re-run the same command to resume") from None
-            raise Serious(f"{self.operation} of {self.res} failed inside the downtime "
-                          f"window: {error}; {self.res} runs again on {runs_on.name}") from None
-        downtime = self._end_downtime(began, saved, target)
-        self.summary["downtime_seconds"] = round(downtime, 3)
-        self.say(f"  {self.res} runs on {target.name}; downtime {downtime:.2f} s")
+            window.ran_on(target)
+        self.summary["downtime_seconds"] = window.seconds
+        self.say(f"  {self.res} runs on {target.name}; downtime {window.seconds:.2f} s")
         self.ctx.inject("finish:started")
-
-    def _end_downtime(self, began, saved, host):
-        """`res` runs again on `host`: restore its state there and report
-        the window (also a compensated one: the container was down)."""
-        downtime = time.monotonic() - began
-        self._tell("restore_resource_state", host=host, state=saved)
-        self._tell("report_downtime", source=self.source, host=host, seconds=downtime)
-        self.ctx.reporter.event("downtime-end", resource=self.res, host=host.name,
-                                downtime_seconds=round(downtime, 3))
-        return downtime
-
-    def _compensate(self, error, target):
-        """Inside the downtime window: restart where it can run (the source
-        first, then any replica) and return that host; `Critical` when it
-        runs nowhere. Never raises anything else."""
-        self._tell("section", name="compensation")
-        why = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"failed: {error}"
-        self.ctx.reporter.warning(f"handover {why}; restarting {self.res}")
-        for host in [self.source, target, *self._old_hosts()]:
-            try:
-                self.hooks.resource_start(host=host, res=self.res)
-                if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
-                    return host
-            except Exception as restart_error:       # keep trying the others
-                self.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
-        raise Critical(f"{self.operation} of {self.res} failed inside the downtime window: "
-                       f"{error}; {self.res} is NOT running anywhere. Run football repair-vm "
-                       f"{self.res} {self.source.name} {target.name}")
 
     # --------------------------------------------------------------- cleanup
     def cleanup(self):

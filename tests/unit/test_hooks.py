@@ -571,7 +571,7 @@ def migrate_with(tmp_path, plugin, *variables):
 def test_migrate_waits_at_the_gate_until_every_plugin_wants_the_downtime(tmp_path):
     recorder = Recorder(noes=2)
     op = migrate_with(tmp_path, recorder)
-    op._downtime_gate(op.targets[0])
+    op._downtime_gate(op.source, op.targets[0])
     assert recorder.calls == [("start_wait", "downtime"), ("poll_wait", "downtime"),
                               ("poll_wait", "downtime")]
 
@@ -580,14 +580,14 @@ def test_migrate_refuses_with_191_when_the_gate_stays_closed_past_its_timeout(tm
     op = migrate_with(tmp_path, Recorder(noes=10 ** 6), "downtime_gate_timeout=0.05")
     with pytest.raises(Illegal, match="no downtime for vm1 within downtime_gate_timeout "
                                       "0.05 s: the customer's backup runs"):
-        op._downtime_gate(op.targets[0])
+        op._downtime_gate(op.source, op.targets[0])
 
 
 def test_migrate_refuses_with_191_before_any_stop_when_a_plugin_vetoes_the_start(tmp_path):
     op = migrate_with(tmp_path, Recorder(startable=False))
     with pytest.raises(Illegal, match="z2: vm1 cannot start there: z2 lacks the bridge br7; "
                                       "nothing was stopped"):
-        op._check_startable(op.targets[0])
+        op._check_startable(op.targets[0], op.source)
 
 
 def test_a_failed_migrate_tells_the_plugins_its_exit_code_and_raises_the_original_error(

@@ -126,7 +126,7 @@ def test_ctrl_c_inside_the_downtime_window_restarts_the_container_and_a_rerun_co
     assert pressed == ["b1"]
     assert code == 190, stderr
     assert "interrupted inside the downtime window; vm1 runs again on a1" in stderr
-    assert "handover interrupted (Ctrl-C); restarting vm1" in json.dumps(events) + stderr
+    assert "migrate of vm1 interrupted (Ctrl-C); restarting vm1" in json.dumps(events) + stderr
     assert fleet.running("vm1") == ["a1"] and not fleet.violations
     for name in fleet.hosts:
         assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"

@@ -299,9 +299,19 @@ def test_a_registered_intent_is_live_and_dropped_intents_are_gone(a):
     settings = config()
     locks.register_intent(a, "vm1", "migrate-vm1@ctl", settings)
     locks.register_intent(a, "vm2", "migrate-vm2@ctl", settings)
-    assert locks.live_intents(a, settings) == {"sync-vm1", "sync-vm2"}
+    assert locks.live_intents(a, settings) == {"vm1", "vm2"}
     locks.drop_intent(a, "vm1", "migrate-vm1@ctl")
-    assert locks.live_intents(a, settings) == {"sync-vm2"}
+    assert locks.live_intents(a, settings) == {"vm2"}
+
+
+def test_sync_and_shrink_intents_count_apart(a):
+    settings = config()
+    locks.register_intent(a, "vm1", "migrate-vm1@ctl", settings)
+    locks.register_intent(a, "vm2", "shrink-vm2@ctl", settings, kind="shrink")
+    assert locks.live_intents(a, settings) == {"vm1"}
+    assert locks.live_intents(a, settings, kind="shrink") == {"vm2"}
+    locks.drop_intent(a, "vm2", kind="shrink")
+    assert locks.live_intents(a, settings, kind="shrink") == set()
 
 
 def test_intents_live_apart_from_the_locks(a, tmp_path):
@@ -314,7 +324,7 @@ def test_live_intents_leaves_out_the_resource_asking(a):
     settings = config()
     locks.register_intent(a, "vm1", "run-1", settings)
     locks.register_intent(a, "vm2", "run-2", settings)
-    assert locks.live_intents(a, settings, except_res="vm1") == {"sync-vm2"}
+    assert locks.live_intents(a, settings, except_res="vm1") == {"vm2"}
 
 
 def test_an_intent_older_than_lease_time_no_longer_counts(a):
@@ -322,7 +332,7 @@ def test_an_intent_older_than_lease_time_no_longer_counts(a):
     locks.register_intent(a, "vm1", "run-1", settings)
     locks.register_intent(a, "vm2", "run-2", settings)
     age(a, "sync-vm1", 601, directory=locks.INTENT_DIR)
-    assert locks.live_intents(a, settings) == {"sync-vm2"}
+    assert locks.live_intents(a, settings) == {"vm2"}
 
 
 def test_an_expired_intent_of_a_dead_run_is_taken_over_by_a_new_run(a):
@@ -333,7 +343,7 @@ def test_an_expired_intent_of_a_dead_run_is_taken_over_by_a_new_run(a):
     age(a, "sync-vm1", 601, directory=locks.INTENT_DIR)
     locks.register_intent(a, "vm1", "new-run", settings)
     assert holders(a, locks.INTENT_DIR) == {"sync-vm1": "new-run"}
-    assert locks.live_intents(a, settings) == {"sync-vm1"}
+    assert locks.live_intents(a, settings) == {"vm1"}
 
 
 def test_the_same_run_registering_its_intent_again_keeps_it(a):

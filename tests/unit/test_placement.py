@@ -275,7 +275,7 @@ def polls(syncs):
 
 def test_under_the_limit_the_sync_starts_at_once(make_migrate, inventory, syncs, clock, events):
     syncs.rests = [{"vm5": "1048576", "vm6": "0", "vm7": ""}]
-    syncs.intents = [{"sync-vm8"}]
+    syncs.intents = [{"vm8"}]
     make_migrate("b1", limit_syncs=3)._wait_for_sync_slot(inventory.host("b1"))
     assert clock.sleeps == [] and said(events) == []
     assert syncs.asked == [("b1", "sync-rest"), ("b1", "intents", "vm1")]
@@ -284,7 +284,7 @@ def test_under_the_limit_the_sync_starts_at_once(make_migrate, inventory, syncs,
 def test_running_syncs_and_intents_together_reach_the_limit(
         make_migrate, inventory, syncs, clock, events):
     syncs.rests = [{"vm5": "1048576", "vm6": "4096"}, {"vm5": "0", "vm6": "4096"}]
-    syncs.intents = [{"sync-vm7"}]
+    syncs.intents = [{"vm7"}]
     make_migrate("b1", limit_syncs=3)._wait_for_sync_slot(inventory.host("b1"))
     assert polls(syncs) == 2
     assert len(said(events)) == 1
@@ -293,7 +293,7 @@ def test_running_syncs_and_intents_together_reach_the_limit(
 
 def test_a_resource_both_syncing_and_intended_counts_once(make_migrate, inventory, syncs, clock):
     syncs.rests = [{"vm5": "1048576"}]
-    syncs.intents = [{"sync-vm5"}]
+    syncs.intents = [{"vm5"}]
     make_migrate("b1", limit_syncs=2)._wait_for_sync_slot(inventory.host("b1"))
     assert clock.sleeps == []
 
@@ -323,7 +323,7 @@ def test_it_polls_at_least_a_second_apart_or_at_poll_interval_if_longer(
 
 
 def test_intents_alone_can_fill_the_slots(make_migrate, inventory, syncs, clock):
-    syncs.intents = [{"sync-vm5", "sync-vm6"}, {"sync-vm5", "sync-vm6"}, {"sync-vm5"}]
+    syncs.intents = [{"vm5", "vm6"}, {"vm5", "vm6"}, {"vm5"}]
     make_migrate("b1", limit_syncs=2)._wait_for_sync_slot(inventory.host("b1"))
     assert polls(syncs) == 3
 

@@ -1,0 +1,96 @@
+"""The downtime window: from the container's stop until it runs again.
+
+`DowntimeWindow` is what every operation with downtime (migrate, handover,
+shrink) shares, so that none of them owns a copy of it:
+
+- the critical-section record in the journal (`status` shows a run inside
+  it), `save_resource_state` before and `restore_resource_state` after;
+- the measurement (stop begins → running again) as `downtime-begin` /
+  `downtime-end` events and `report_downtime` to the plugins;
+- compensation: whatever ends the window early — an error, Ctrl-C — the
+  operation's `compensate(error)` brings the container back (it returns
+  the host where it runs, or raises `Critical`); Ctrl-C meanwhile does not
+  cut it short. The window then ends with `Interrupted` (Ctrl-C) or
+  `Serious` (an error), naming where the container runs. An injected
+  failure is a crash: nothing is compensated.
+
+    with DowntimeWindow(op, source, compensate) as window:
+        ... stop, hand over, start ...
+        window.ran_on(target)
+    op.summary["downtime_seconds"] = window.seconds
+"""
+
+import time
+
+from football.errors import Critical, Interrupted, Serious
+from football.ops.base import InjectedFailure, sigint_deferred
+
+
+class DowntimeWindow:
+    def __init__(self, op, source, compensate):
+        self.op, self.source, self.compensate = op, source, compensate
+        self.saved = {}
+        self.runs_on = None
+        self.began = None
+        self.seconds = None
+
+    def ran_on(self, host):
+        """The window's work is done: the container runs on `host`."""
+        self.runs_on = host
+
+    def __enter__(self):
+        op = self.op
+        op.journal.record("critical-section")
+        for part in op.hooks.call("save_resource_state", host=self.source, res=op.res):
+            self.saved.update(part)
+        op._tell("section", name="downtime")
+        self.began = time.monotonic()
+        op.ctx.reporter.event("downtime-begin", resource=op.res, host=self.source.name)
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None:
+            self._end(self.runs_on or self.source)
+            return False
+        if isinstance(error, InjectedFailure):
+            return False                    # a crash: the re-run resumes
+        op = self.op
+        with sigint_deferred():             # a second Ctrl-C must not cut it short
+            op._tell("section", name="compensation")
+            why = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else \
+                f"failed: {error}"
+            op.ctx.reporter.warning(f"{op.operation} of {op.res} {why}; restarting {op.res}")
+            runs_on = self.compensate(error)
+            self._end(runs_on)
+        if isinstance(error, KeyboardInterrupt):
+            raise Interrupted(f"{op.operation} of {op.res} interrupted inside the downtime "
+                              f"window; {op.res} runs again on {runs_on.name}. Re-run the same "
+                              "command to resume") from None
+        raise Serious(f"{op.operation} of {op.res} failed inside the downtime window: {error}; "
+                      f"{op.res} runs again on {runs_on.name}") from None
+
+    def _end(self, host):
+        """`res` runs again on `host`: restore its state there and report the
+        window (also a compensated one: the container was down)."""
+        op = self.op
+        self.seconds = round(time.monotonic() - self.began, 3)
+        op._tell("restore_resource_state", host=host, state=self.saved)
+        op._tell("report_downtime", source=self.source, host=host, seconds=self.seconds)
+        op.ctx.reporter.event("downtime-end", resource=op.res, host=host.name,
+                              downtime_seconds=self.seconds)
+
+
+def restart_somewhere(op, hosts, error):
+    """Compensation by restart: start `res` on the first of `hosts` where it
+    runs and return that host; `Critical` when it runs nowhere. Never raises
+    anything else."""
+    for host in hosts:
+        try:
+            op.hooks.resource_start(host=host, res=op.res)
+            if op.hooks.container_state(host=host, res=op.res) == "RUNNING":
+                return host
+        except Exception as restart_error:       # keep trying the others
+            op.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
+    names = " ".join(dict.fromkeys(host.name for host in hosts))
+    raise Critical(f"{op.operation} of {op.res} failed inside the downtime window: {error}; "
+                   f"{op.res} is NOT running anywhere. Run football repair-vm {op.res} {names}")
