@@ -264,6 +264,54 @@ def expand(ctx, res, size):
 cli.add_command(expand, "extend")
 
 
+@cli.command()
+@click.argument("res")
+@click.argument("size", required=False)
+@click.pass_context
+@reported
+def shrink(ctx, res, size):
+    """Shrink RES's volume: its filesystem is copied into a smaller one while
+    the container runs, then a short downtime for the last copy and the
+    switch. SIZE: a plain number is the fill level in percent the new
+    filesystem shall have (default: shrink_percent, 85), a number with a
+    unit (k, m, g, t) the new size. The old volume stays as RES-preshrink
+    until the new replicas are in sync.
+
+    \b
+      football shrink vm1          (85 % full afterwards)
+      football shrink vm1 20g
+    """
+    _shrink(ctx, res, size, None)
+
+
+def _shrink(ctx, res, size, phases):
+    from football.ops.shrink import Shrink
+
+    _operation(ctx, "shrink", res, lambda c, **args: Shrink(c, **args), phases=phases,
+               args=dict(res=res, size=size))
+
+
+def _shrink_phase_command(name, phases, doc):
+    @click.argument("res")
+    @click.argument("size", required=False)
+    @click.pass_context
+    @reported
+    def command(ctx, res, size):
+        _shrink(ctx, res, size, phases)
+
+    command.__doc__ = doc
+    return cli.command(name)(command)
+
+
+_shrink_phase_command("shrink-prepare", ("prepare",),
+                      "Only the prepare phase of shrink: the RES-tmp LVs and the first copy.")
+_shrink_phase_command("shrink-finish", ("finish",),
+                      "Only the finish phase of shrink: the downtime, the switch, the re-joins.")
+_shrink_phase_command("shrink-cleanup", ("wait", "cleanup"),
+                      "Wait until the replicas are in sync, then remove RES-preshrink and "
+                      "RES-tmp (also: give up a prepared shrink).")
+
+
 @cli.command("repair-vm")
 @click.argument("res")
 @click.argument("hosts", nargs=-1, required=True)

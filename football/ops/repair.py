@@ -215,18 +215,7 @@ class RepairMars(Repair):
             host.run(["marsadm", "delete-resource", "--force", self.res],
                      timeout=self.config.command_timeout)
         self.say(f"  {host.name}: marsadm create-resource {self.res} {lv} (its data stays)")
-        create = ["marsadm", "create-resource", self.res, lv]
-
-        def created():
-            result = host.run(create, check=False, timeout=self.config.command_timeout)
-            if result.ok or "already exists" in result.stderr:
-                return True
-            if "still hold keys" in result.stderr:   # the others have not dropped theirs yet
-                return False
-            raise CommandFailed(result)
-
-        wait_until(created, REBUILD_TIMEOUT, self.config.poll_interval,
-                   f"the other members to drop their part of {self.res}")
+        create_when_free(host, self.res, lv, self.config)
 
     def _start(self, host, others):
         self.say(f"* {host.name}: starting {self.res}")
@@ -239,3 +228,21 @@ class RepairMars(Repair):
                     f"new replica: football migrate {self.res} {host.name} <secondary>"
                     if others else ""))
         return self.summary
+
+
+def create_when_free(host, res, lv, config):
+    """`marsadm create-resource res lv` on `host`, retried while the other
+    members have not yet dropped their part of a deleted `res` (they drop it
+    when their marsd sees the deletion); one that exists already is fine."""
+    create = ["marsadm", "create-resource", res, lv]
+
+    def created():
+        result = host.run(create, check=False, timeout=config.command_timeout)
+        if result.ok or "already exists" in result.stderr:
+            return True
+        if "still hold keys" in result.stderr:
+            return False
+        raise CommandFailed(result)
+
+    wait_until(created, REBUILD_TIMEOUT, config.poll_interval,
+               f"the other members to drop their part of {res}")

@@ -45,7 +45,8 @@ EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
 # what changes a host: marsadm's actions, football-host's, mount, umount, mkdir
 CHANGING = {"join-resource", "leave-resource", "primary", "secondary", "merge-cluster",
             "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
-            "take", "release", "mount", "umount", "mkdir", "xfs_growfs"}
+            "take", "release", "mount", "umount", "mkdir", "xfs_growfs", "mkfs.xfs", "rsync",
+            "create-resource", "delete-resource"}
 
 
 @dataclass
@@ -68,6 +69,14 @@ class Resource:
         self.fs_size = self.fs_size or self.size
 
 
+@dataclass
+class Volume:
+    """A filesystem on an LV that no MARS resource uses (a shrink's copy, a
+    replica's disk after the resource went): the records it holds."""
+    records: list = field(default_factory=list)
+    used: int = 0
+
+
 class Refused(Exception):
     def __init__(self, message, exit_code=EXIT_REFUSED):
         super().__init__(message)
@@ -87,6 +96,12 @@ class FakeFleet:
                 self.cluster_id[name] = number
         self.resources = {}
         self.mounts = {name: {} for name in self.hosts}       # host -> {mountpoint: device}
+        self.mount_options = {name: {} for name in self.hosts}  # host -> {mountpoint: options}
+        self.quota = ""                 # quota options of the volumes' mounts ("usrquota")
+        self.quota_limits = {}          # (host, mountpoint) -> restored limits
+        self.volumes = {}               # (host, LV name) -> Volume
+        self.written = {}               # res -> the highest record its workload ever wrote
+        self.fail_next = {}             # command (e.g. "create-resource") -> times to refuse
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
         self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
@@ -114,6 +129,8 @@ class FakeFleet:
         self.resources[res] = resource
         host = self.hosts[primary]
         self.mounts[primary][host.mountpoint(res)] = host.device(res)
+        self.mount_options[primary][host.mountpoint(res)] = ",".join(
+            filter(None, ["rw", "noatime", self.quota]))
         self.containers[primary][res] = "STOPPED"
         if running:
             self._start_container(primary, res)
@@ -170,8 +187,9 @@ class FakeFleet:
             return self._marsadm(name, [arg for arg in argv[1:] if not arg.startswith("--")])
         if program == "football-host":
             return self._football_host(name, list(argv[1:]), input)
-        if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs"):
-            return getattr(self, f"_{program}")(name, list(argv[1:]))
+        if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs", "mkfs.xfs",
+                       "blkid", "rsync", "xfs_quota"):
+            return getattr(self, f"_{program.replace('.', '_')}")(name, list(argv[1:]), input)
         raise UnexpectedCommand(f"{name}: the fake fleet does not know {shlex.join(argv)}")
 
     def _tick(self):
@@ -179,6 +197,7 @@ class FakeFleet:
             if resource.primary and self.containers[resource.primary].get(res) == "RUNNING":
                 resource.records.append(resource.records[-1] + 1 if resource.records else 1)
                 resource.replicas[resource.primary].applied = len(resource.records)
+                self.written[res] = max(self.written.get(res, 0), resource.records[-1])
             for name, replica in resource.replicas.items():
                 if replica.sync_rest:
                     chunk = self.sync_chunk or max(1, resource.size // 4)
@@ -209,6 +228,9 @@ class FakeFleet:
         if name in self.down:
             raise Refused(f"marsd not answering on {name} (timed out)", EXIT_TIMEOUT)
         command, rest = args[0], args[1:]
+        if self.fail_next.get(command):
+            self.fail_next[command] -= 1
+            raise Refused(f"{command} failed (as the test asked)")
         if command.startswith("view-"):
             return self._view(name, command[len("view-"):], rest)
         handler = getattr(self, "_mars_" + command.replace("-", "_"), None)
@@ -301,6 +323,7 @@ class FakeFleet:
             raise Refused(f"{name} is no member of {res}")
         if resource.primary == name:
             raise Refused(f"{name} is the primary of {res}; hand it over first")
+        self._keep_disk(name, res, resource)
         del resource.replicas[name]
         return ""
 
@@ -341,9 +364,49 @@ class FakeFleet:
                 replica.sync_rest += grown
         return ""
 
+    def _keep_disk(self, name, res, resource):
+        """What `name`'s disk of `res` holds once MARS no longer uses it."""
+        replica = resource.replicas[name]
+        self.volumes[(name, Path(replica.disk).name)] = Volume(
+            resource.records[:replica.applied], resource.used)
+
+    def _mars_secondary(self, name, res):
+        resource = self._visible(name, res)
+        if resource.primary and self.hosts[resource.primary].device(res) in \
+                self.mounts[resource.primary].values():
+            raise Refused(f"{device_open(resource.primary, res, 1)}; nothing changed")
+        resource.primary = ""
+        return ""
+
+    def _mars_delete_resource(self, name, res):
+        resource = self._visible(name, res)
+        if resource.primary and self.hosts[resource.primary].device(res) in \
+                self.mounts[resource.primary].values():
+            self.violations.append(f"{res} deleted on {name} while its device is mounted")
+        for host in resource.replicas:
+            self._keep_disk(host, res, resource)
+        del self.resources[res]
+        return ""
+
+    def _mars_create_resource(self, name, res, disk):
+        if res in self.resources:
+            raise Refused(f"resource {res} already exists")
+        lv = Path(disk).name
+        size = self.lvs(name).get(lv)
+        if size is None:
+            raise Refused(f"disk {disk} does not exist")
+        volume = self.volumes.pop((name, lv), Volume())
+        resource = Resource(size, name, records=list(volume.records),
+                            used=volume.used or 100 << 20)
+        resource.replicas[name] = Replica(disk, 0, applied=len(volume.records))
+        self.resources[res] = resource
+        return ""
+
     def _mars_wait_resource(self, name, res, condition):
         resource = self._visible(name, res)
         if condition == "device" and resource.primary == name:
+            return ""
+        if condition == "not-device" and resource.primary != name:
             return ""
         raise Refused(f"timed out waiting for {res} {condition} on {name}", EXIT_TIMEOUT)
 
@@ -354,20 +417,33 @@ class FakeFleet:
                 return res
         return None
 
-    def _mkdir(self, name, args):
+    def _lv_at(self, name, path):
+        """The LV name of `path` in `name`'s volume group, or None."""
+        host = self.hosts[name]
+        return Path(path).name if str(Path(path).parent) == host.path(f"/dev/{host.vg}") else None
+
+    def _volume_at(self, name, mountpoint):
+        """The Volume mounted at `mountpoint` from a plain LV, or None."""
+        lv = self._lv_at(name, self.mounts[name].get(mountpoint, ""))
+        return self.volumes.get((name, lv)) if lv else None
+
+    def _mkdir(self, name, args, input=None):
         Path(args[-1]).mkdir(parents=True, exist_ok=True)
         return ""
 
-    def _mount(self, name, args):
+    def _mount(self, name, args, input=None):
         device, mountpoint = args[-2], args[-1]
-        if self._device_res(name, device) is None:
-            raise Refused(f"{device}: special device does not exist", 32)
+        lv = self._lv_at(name, device)
+        if self._device_res(name, device) is None and (name, lv) not in self.volumes:
+            raise Refused(f"{device}: special device does not exist or holds no filesystem", 32)
         if mountpoint in self.mounts[name]:
             raise Refused(f"{mountpoint}: already mounted", 32)
         self.mounts[name][mountpoint] = device
+        self.mount_options[name][mountpoint] = args[args.index("-o") + 1] if "-o" in args \
+            else ",".join(filter(None, ["rw", self.quota]))
         return ""
 
-    def _umount(self, name, args):
+    def _umount(self, name, args, input=None):
         mountpoint = args[-1]
         if mountpoint not in self.mounts[name]:
             raise Refused(f"{mountpoint}: not mounted", 32)
@@ -375,15 +451,18 @@ class FakeFleet:
         if res and self.containers[name].get(res) == "RUNNING":
             raise Refused(f"{mountpoint}: target is busy", 32)
         del self.mounts[name][mountpoint]
+        self.mount_options[name].pop(mountpoint, None)
         return ""
 
-    def _findmnt(self, name, args):
+    def _findmnt(self, name, args, input=None):
         mountpoint = args[args.index("--mountpoint") + 1]
         if mountpoint not in self.mounts[name]:
             raise Refused("", 1)
+        if args[args.index("--output") + 1] == "OPTIONS":
+            return self.mount_options[name][mountpoint] + "\n"
         return self.mounts[name][mountpoint] + "\n"
 
-    def _df(self, name, args):
+    def _df(self, name, args, input=None):
         path = args[-1]
         res = self._res_at(name, path)
         if path not in self.mounts[name] or res is None:
@@ -391,12 +470,58 @@ class FakeFleet:
         resource = self.resources[res]
         return f"1B-blocks Used\n{resource.fs_size} {resource.used}\n"
 
-    def _xfs_growfs(self, name, args):
+    def _xfs_growfs(self, name, args, input=None):
         mountpoint = args[-1]
         res = self._res_at(name, mountpoint)
         if mountpoint not in self.mounts[name] or res is None:
             raise Refused(f"{mountpoint} is not a mounted XFS filesystem", 1)
         self.resources[res].fs_size = self.resources[res].size
+        return ""
+
+    def _mkfs_xfs(self, name, args, input=None):
+        device = args[-1]
+        lv = self._lv_at(name, device)
+        if lv is None or lv not in self.lvs(name):
+            raise Refused(f"{device}: no such device", 1)
+        if any(replica.disk == device for resource in self.resources.values()
+               for host, replica in resource.replicas.items() if host == name):
+            self.violations.append(f"{name}: mkfs.xfs on {device}, a MARS replica's disk")
+        if device in self.mounts[name].values():
+            raise Refused(f"{device} contains a mounted filesystem", 1)
+        self.volumes[(name, lv)] = Volume()
+        return ""
+
+    def _blkid(self, name, args, input=None):
+        lv = self._lv_at(name, args[-1])
+        if (name, lv) in self.volumes:
+            return "xfs\n"
+        raise Refused("", 2)
+
+    def _rsync(self, name, args, input=None):
+        """rsync <options> <mountpoint>/ <mountpoint-tmp>/: the copy holds
+        what the volume holds now."""
+        source, target = args[-2].rstrip("/"), args[-1].rstrip("/")
+        res = self._res_at(name, source)
+        volume = self._volume_at(name, target)
+        if res is None or source not in self.mounts[name] or volume is None:
+            raise Refused(f"rsync {source}/ {target}/: not the mounted volume and its copy", 23)
+        if "--delete" not in args:
+            raise UnexpectedCommand("the fake fleet's rsync copies with --delete only")
+        resource = self.resources[res]
+        volume.records, volume.used = list(resource.records), resource.used
+        return ""
+
+    def _xfs_quota(self, name, args, input=None):
+        command, mountpoint = args[args.index("-c") + 1], args[-1]
+        if mountpoint not in self.mounts[name]:
+            raise Refused(f"{mountpoint}: not mounted", 1)
+        if command.startswith("dump"):
+            return (f"fs = {self.mounts[name][mountpoint]}\n"
+                    f"{self.quota_limits.get((name, mountpoint), '1000 0 20480 0 0 0 0')}\n")
+        first, _, limits = input.partition("\n")
+        if first != f"fs = {self.mounts[name][mountpoint]}":
+            self.violations.append(f"{name}: quota restored for {first!r} into {mountpoint}")
+        self.quota_limits[(name, mountpoint)] = limits.strip()
         return ""
 
     def _res_at(self, name, mountpoint):
@@ -407,11 +532,13 @@ class FakeFleet:
     def _football_host(self, name, args, input):
         if args[0] == "ct":
             return self._container(name, args[2], args[3] if len(args) > 3 else None)
-        if args[:1] == ["vg"] and args[2] == "remove":
-            res = args[3]
-            resource = self.resources.get(res)
-            if resource and name in resource.replicas:
-                self.violations.append(f"{name}: LV {res} removed while it is a replica's disk")
+        if args[:1] == ["vg"] and args[2] in ("remove", "rename"):
+            lv, disk = args[3], f"{args[1]}/{args[3]}"
+            if any(replica.disk == disk for resource in self.resources.values()
+                   for host, replica in resource.replicas.items() if host == name):
+                self.violations.append(f"{name}: LV {lv} {args[2]}d while it is a replica's disk")
+            if args[2] == "rename" and (name, lv) in self.volumes:
+                self.volumes[(name, args[4])] = self.volumes.pop((name, lv))
         result = CliRunner().invoke(host_cli, args, input=input)
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
@@ -459,6 +586,9 @@ class FakeFleet:
                                    f"{len(resource.records)} records")
             resource.records.append(resource.records[replica.applied - 1] + 1
                                     if replica.applied else 1)
+        if resource.records and resource.records[-1] < self.written.get(res, 0):
+            self.violations.append(f"{res} started on {name} with records up to "
+                                   f"{resource.records[-1]} of {self.written[res]}: lost")
         self.containers[name][res] = "RUNNING"
 
 

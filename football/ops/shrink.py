@@ -1,0 +1,512 @@
+"""Shrink a resource's volume: its filesystem is copied into a smaller one
+(FOOTBALL.md, "Shrink"; the original's facts in reference/football-sh.md §1).
+
+Phases, each announced as it runs and each looking at the real state first,
+so that a re-run resumes (size, primary and secondaries are kept in the
+journal: after the resource was deleted, MARS no longer knows them):
+
+1. prepare — a shrink slot on the primary (`limit_shrinks`, intents with
+   leases); a `<res>-tmp` LV of the new size on the primary and every
+   secondary; on the primary `mkfs.xfs`, mounted at `<mountpoint>-tmp`
+   (with the quota options of the original's mount), and the first copy
+   while the container runs: `rsync -aHAXS --numeric-ids --inplace
+   --delete` (exit 24, files vanished while copying, is fine then), then
+   the quota limits (`xfs_quota -x -c dump` / `restore`).
+2. finish — a warm pass; the probe: when `max_rsync_downtime` is set, one
+   more pass is timed and a longer one fails the run here, before any
+   downtime (the copy is kept: a re-run resumes). Then the downtime window:
+   stop the container (verified), the final pass, unmount both, the MARS
+   resource down and deleted on every member, the LVs renamed (`<res>` →
+   `<res>-preshrink`, `<res>-tmp` → `<res>`), the resource created again
+   on the primary, started there. The secondaries then join their renamed
+   LVs (a full sync of the small volume), outside the window.
+3. wait — until the secondaries are UpToDate.
+4. cleanup — the `-preshrink` LVs and leftover `-tmp` LVs go.
+
+Until cleanup a failed shrink can always go back: inside the window the
+container is restarted from the old resource while it exists; once it was
+deleted, a stand-alone resource is rebuilt from the LV that holds the data
+(`<res>` — the copy once the final pass is in it — else `<res>-preshrink`,
+renamed back) and started (exit 198)."""
+
+import time
+
+from football import facts
+from football.errors import Critical, FootballError, Illegal
+from football.journal import Journal
+from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents, register_intent
+from football.ops.base import Operation, reachable, wait_until, wait_uptodate
+from football.ops.repair import create_when_free
+from football.ops.sizing import mib, new_size, parse_target
+from football.ops.window import DowntimeWindow, restart_somewhere
+from football.transport import CommandFailed
+
+PHASES = ("prepare", "finish", "wait", "cleanup")
+TMP, PRESHRINK = "-tmp", "-preshrink"
+RSYNC = ("rsync", "-aHAXS", "--numeric-ids", "--inplace", "--delete")
+RSYNC_VANISHED = 24         # files vanished while copying: the container still writes
+QUOTA_OPTIONS = {"usrquota": "-u", "uquota": "-u", "grpquota": "-g", "gquota": "-g",
+                 "prjquota": "-p", "pquota": "-p"}
+
+
+def agcount(size):
+    """Allocation groups for a new XFS of `size` bytes: one per 4 GiB, 4 to
+    1024 (the original's 1024 is meant for volumes of terabytes)."""
+    return max(4, min(1024, size >> 32))
+
+
+def headroom(size):
+    """Bytes a new XFS of `size` needs beyond the data (log, metadata)."""
+    return size // 50 + (16 << 20)
+
+
+class Shrink(Operation):
+    operation = "shrink"
+    whole = PHASES
+
+    def __init__(self, ctx, res, size=None):
+        super().__init__(ctx, res)
+        self.asked = str(size if size is not None else ctx.config.shrink_percent)
+        self.target = parse_target(self.asked)
+        self.tmp, self.preshrink = f"{self.res}{TMP}", f"{self.res}{PRESHRINK}"
+        self.summary.update({"old_size": None, "new_size": None, "downtime_seconds": None,
+                             "final_copy_seconds": None, "copy_passes": 0,
+                             "synced_bytes": 0, "sync_seconds": 0.0})
+
+    def start_args(self):
+        return {"size": self.asked}
+
+    def _run(self, phases):
+        self.phases = tuple(phases)
+        return super()._run(phases)
+
+    # ------------------------------------------------------------- discovery
+    def discover(self):
+        inv = self.ctx.inventory
+        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        decided = self.journal.decided
+        if decided.get("primary"):
+            # after the deletion MARS knows neither: the journal does
+            self.primary = self.host(decided["primary"])
+            self.secondaries = [self.host(name) for name in decided["secondaries"]]
+        else:
+            self.primary = self.host(self.source_hint) if self.source_hint else \
+                self.hooks.get_hyper(res=self.res, inventory=inv)
+            self.secondaries = [self.host(name) for name in facts.parse_lines(self.primary.run(
+                ["marsadm", "view-resource-members", self.res]).stdout)
+                if name in inv.hosts and name != self.primary.name]
+        self.members = [self.primary, *self.secondaries]
+        for host in self.members:
+            reachable(host)
+        self.mountpoint = self.primary.mountpoint(self.res)
+        self.tmp_mountpoint = self.mountpoint + TMP
+        if "size" in decided:
+            self.old_size, self.new_size = decided["old_size"], decided["size"]
+        elif self.phases in (("cleanup",), ("wait", "cleanup")):
+            self.old_size = self.new_size = None     # removes leftovers: no size needed
+        else:
+            self._decide_size()
+        self.summary.update(old_size=self.old_size, new_size=self.new_size)
+        if self.new_size is not None and not self.nothing_to_do():
+            self._refuse_on_plugin_problems(self.members, self.primary)
+
+    def _decide_size(self):
+        """The new size from the filesystem's use; `Illegal` when the data
+        would not fit or a volume group lacks the room (nothing changed)."""
+        self.old_size = int(facts.view(self.primary, "sync-size", self.res) or 0)
+        if not facts.mount_source(self.primary, self.mountpoint):
+            raise Illegal(f"{self.primary.name}: {self.res} is not mounted at {self.mountpoint}; "
+                          "shrink copies a running container's filesystem: start it first "
+                          f"(football repair-vm {self.res} {self.primary.name}); nothing changed")
+        _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
+        self.new_size = new_size(self.target, self.used, self.config.min_space)
+        if self.nothing_to_do():
+            return
+        if self.used + headroom(self.new_size) > self.new_size:
+            raise Illegal(f"{self.res} holds {mib(self.used)}: it does not fit into "
+                          f"{mib(self.new_size)} (the new filesystem needs "
+                          f"{mib(headroom(self.new_size))} of its own); give a larger size or "
+                          "a higher fill level; nothing changed")
+        lvs = {host.name: self.hooks.lv_list(host=host) for host in self.members}
+        leftovers = [f"{host.name}: {self.preshrink}" for host in self.members
+                     if self.preshrink in lvs[host.name]]
+        if leftovers:
+            raise Illegal(f"an earlier shrink of {self.res} left {', '.join(leftovers)}; remove "
+                          f"it with football shrink-cleanup {self.res}, then shrink again; "
+                          "nothing changed")
+        lacking = []
+        for host in self.members:
+            if self.tmp in lvs[host.name]:
+                continue
+            free = self.hooks.vg_free(host=host)
+            if free < self.new_size:
+                lacking.append(f"{host.name}: volume group {host.vg} has {mib(free)} free, "
+                               f"needs {mib(self.new_size)}")
+        if lacking:
+            raise Illegal(f"shrink of {self.res} to {mib(self.new_size)}: {'; '.join(lacking)}; "
+                          "free space there first; nothing changed")
+
+    def nothing_to_do(self):
+        if self.journal.data["steps"] or self.new_size is None or \
+                self.new_size < self.old_size:
+            return None
+        return (f"it has {mib(self.old_size)}, the asked {self.asked} means "
+                f"{mib(self.new_size)} ({mib(self.used)} used): not smaller")
+
+    def announce(self):
+        if self.new_size is not None:
+            self.say(f"* shrinking {self.res} from {mib(self.old_size)} to {mib(self.new_size)} "
+                     f"on {', '.join(host.name for host in self.members)}")
+
+    def dry_run(self):
+        if self.new_size is None:
+            self.say(f"would remove the LVs {self.preshrink} and {self.tmp} on "
+                     f"{', '.join(host.name for host in self.members)}")
+            return
+        lv = self.hooks.lv_path(host=self.primary, lv=self.tmp)
+        on = self.primary.name
+        self.say(f"would create LV {self.tmp} ({self.new_size} bytes) on "
+                 f"{', '.join(host.name for host in self.members)}")
+        for argv in (self._mkfs_argv(lv), ["mount", "-t", "xfs", lv, self.tmp_mountpoint],
+                     self._rsync_argv()):
+            self.say(f"would run on {on}: {' '.join(argv)}")
+        self.say(f"would stop {self.res} on {on}, copy once more, unmount, delete the MARS "
+                 f"resource on every member, rename {self.res} -> {self.preshrink} and "
+                 f"{self.tmp} -> {self.res}, run `marsadm create-resource {self.res} "
+                 f"{self.hooks.lv_path(host=self.primary, lv=self.res)}` on {on} and start it")
+        for host in self.secondaries:
+            self.say(f"would run on {host.name}: marsadm join-resource {self.res} "
+                     f"{self.hooks.lv_path(host=host, lv=self.res)}")
+
+    def involved(self):
+        sizes = {"size": self.new_size, "old_size": self.old_size} if self.new_size else {}
+        self.journal.decide(**sizes, primary=self.primary.name,
+                            secondaries=[host.name for host in self.secondaries])
+        return self.members
+
+    def _locked(self, hosts=None):
+        return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
+            hosts or self.members, RUN_LOCK)
+
+    # ----------------------------------------------------------------- state
+    def _exists(self):
+        return self.res in facts.my_resources(self.primary)
+
+    def _recreated(self):
+        """The window is behind: the resource exists again on the renamed LV."""
+        return self.preshrink in self.hooks.lv_list(host=self.primary) and self._exists()
+
+    def _mounted(self, mountpoint):
+        return facts.mount_source(self.primary, mountpoint)
+
+    # --------------------------------------------------------------- prepare
+    def prepare(self):
+        if self._recreated() or not self._exists():
+            self.say(f"* prepare: {self.res} is past its copy already")
+            self.journal.record("prepare")
+            return
+        if self.journal.done("prepare") and self.tmp in self.hooks.lv_list(host=self.primary):
+            self.say(f"* prepare: {self.tmp} is prepared already")
+            return
+        self._running_again()
+        self.say(f"* prepare: {self.tmp} on {', '.join(host.name for host in self.members)}, "
+                 "first copy")
+        self._take_shrink_slot()
+        with self._locked():
+            for host in self.members:
+                if self.tmp not in self.hooks.lv_list(host=host):
+                    self.say(f"  {host.name}: creating LV {host.vg}/{self.tmp}")
+                    self.hooks.lv_create(host=host, lv=self.tmp, size=self.new_size)
+            self.ctx.inject("prepare:lv-created")
+            lv = self.hooks.lv_path(host=self.primary, lv=self.tmp)
+            if facts.filesystem_type(self.primary, lv) != "xfs":
+                self.say(f"  {self.primary.name}: mkfs.xfs {lv}")
+                self.primary.run(self._mkfs_argv(lv), timeout=self.config.command_timeout)
+            self.ctx.inject("prepare:mkfs")
+            self._mount_tmp()
+        self._copy("first copy")
+        self.ctx.inject("prepare:copied")
+        self.journal.record("prepare")
+
+    def _running_again(self):
+        """A run that crashed inside the window left the container stopped:
+        the copy needs its mounted volume, so it starts again (the window
+        then stops it once more)."""
+        if self.hooks.container_state(host=self.primary, res=self.res) != "RUNNING":
+            self.say(f"  {self.primary.name}: starting {self.res} again (a run before stopped "
+                     "it)")
+            self.hooks.resource_start(host=self.primary, res=self.res)
+
+    def _take_shrink_slot(self):
+        """Wait for a shrink slot on the primary, then take it (the intent)
+        after a last look under the primary's lock."""
+        def free():
+            tmps = {lv[:-len(TMP)] for lv in self.hooks.lv_list(host=self.primary)
+                    if lv.endswith(TMP)}
+            planned = live_intents(self.primary, self.config, except_res=self.res, kind="shrink")
+            busy = (tmps | planned) - {self.res}
+            if len(busy) >= self.config.limit_shrinks:
+                self.ctx.reporter.detail(f"{self.primary.name}: shrinks of {', '.join(busy)} "
+                                         f"(limit_shrinks {self.config.limit_shrinks}); waiting")
+                return False
+            return True
+
+        while True:
+            if not free():
+                self.say(f"  {self.primary.name}: waiting for a shrink slot (limit_shrinks "
+                         f"{self.config.limit_shrinks})")
+                wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
+                           f"a shrink slot on {self.primary.name}")
+            with self._locked([self.primary]):
+                if free():
+                    register_intent(self.primary, self.res, self.owner, self.config,
+                                    kind="shrink")
+                    return
+
+    def _mkfs_argv(self, lv):
+        return ["mkfs.xfs", "-q", "-f", "-s", "size=4096", "-d",
+                f"agcount={agcount(self.new_size)}", lv]
+
+    def _quota_options(self):
+        """The quota options of the resource's mount ({option: xfs_quota type})."""
+        result = self.primary.run(["findmnt", "--noheadings", "--output", "OPTIONS",
+                                   "--mountpoint", self.mountpoint], check=False)
+        options = result.stdout.strip().split(",") if result.ok else []
+        return {option: QUOTA_OPTIONS[option] for option in options if option in QUOTA_OPTIONS}
+
+    def _mount_tmp(self):
+        if self._mounted(self.tmp_mountpoint):
+            return
+        lv = self.hooks.lv_path(host=self.primary, lv=self.tmp)
+        options = ["noatime", *self._quota_options()]
+        self.primary.run(["mkdir", "-p", self.tmp_mountpoint])
+        self.primary.run(["mount", "-t", "xfs", "-o", ",".join(options), lv,
+                          self.tmp_mountpoint], timeout=self.config.command_timeout)
+
+    def _rsync_argv(self):
+        return [*RSYNC, f"{self.mountpoint}/", f"{self.tmp_mountpoint}/"]
+
+    def _copy(self, what, final=False):
+        """One rsync pass on the primary, then the quota limits; the seconds
+        it took. Both filesystems must be mounted: an rsync --delete from an
+        empty mountpoint would empty the copy."""
+        source, copy = self._mounted(self.mountpoint), self._mounted(self.tmp_mountpoint)
+        if not source or not copy or source == copy:
+            raise FootballError(f"{self.primary.name}: {self.mountpoint} and "
+                                f"{self.tmp_mountpoint} must both be mounted to copy (found "
+                                f"{source or 'nothing'} and {copy or 'nothing'}); not copied. "
+                                "Re-run to resume")
+        self.say(f"  {self.primary.name}: {what} ({' '.join(RSYNC[1:])})")
+        started = time.monotonic()
+        result = self.primary.run(self._rsync_argv(), check=False,
+                                  timeout=self.config.copy_timeout)
+        if not (result.ok or (result.exit_code == RSYNC_VANISHED and not final)):
+            raise CommandFailed(result)
+        self._copy_quota()
+        self.summary["copy_passes"] += 1
+        return time.monotonic() - started
+
+    def _copy_quota(self):
+        tmp_device = self._mounted(self.tmp_mountpoint)
+        for kind in dict.fromkeys(self._quota_options().values()):
+            dump = self.primary.run(["xfs_quota", "-x", "-c", f"dump {kind}",
+                                     self.mountpoint]).stdout
+            limits = "".join(f"fs = {tmp_device}\n" if line.startswith("fs = ") else line
+                             for line in dump.splitlines(keepends=True))
+            if limits.strip():
+                self.primary.run(["xfs_quota", "-x", "-c", f"restore {kind}",
+                                  self.tmp_mountpoint], input=limits)
+
+    # ---------------------------------------------------------------- finish
+    def finish(self):
+        if self._recreated():
+            self.say(f"* finish: {self.res} is on its shrunk volume")
+            self._running_again()   # a crash between the creation and the start
+            self._rename()          # a secondary's rename may be what failed
+        else:
+            self._window()
+        self._rejoin()
+        self.journal.record("finish", downtime=self.summary["downtime_seconds"])
+
+    def _window(self):
+        exists = self._exists()
+        if exists and self.tmp not in self.hooks.lv_list(host=self.primary):
+            raise Illegal(f"{self.primary.name}: no {self.tmp} to finish with: run football "
+                          f"shrink-prepare {self.res} first; nothing changed")
+        if exists:
+            self._running_again()
+            self.say(f"* finish: last copies, then the downtime of {self.res}")
+            with self._locked():
+                self._mount_tmp()
+            self._copy("warm copy")
+            self._probe()
+            self._downtime_gate(self.primary, self.primary)
+            self._check_startable(self.primary, self.primary)
+        else:
+            self.say(f"* finish: {self.res} was deleted by a run before: renaming, creating, "
+                     "starting")
+        with self._locked(), DowntimeWindow(self, self.primary, self._compensate) as window:
+            if exists:
+                self._stop()
+                self.summary["final_copy_seconds"] = round(self._copy("final copy",
+                                                                      final=True), 3)
+                self.ctx.inject("finish:copied")
+                self._unmount()
+                self._delete()
+            self._rename()
+            self.ctx.inject("finish:renamed")
+            self._create()
+            self.say(f"  {self.primary.name}: starting {self.res}")
+            self.hooks.resource_start(host=self.primary, res=self.res)
+            state = self.hooks.container_state(host=self.primary, res=self.res)
+            if state != "RUNNING":
+                raise FootballError(f"{self.primary.name}: {self.res} is {state} after the start")
+            window.ran_on(self.primary)
+        self.summary["downtime_seconds"] = window.seconds
+        self.say(f"  {self.res} runs on its shrunk volume; downtime {window.seconds:.2f} s"
+                 + (f" (final copy {self.summary['final_copy_seconds']:.2f} s)"
+                    if self.summary["final_copy_seconds"] is not None else ""))
+        drop_intent(self.primary, self.res, kind="shrink")
+        self.ctx.inject("finish:started")
+
+    def _probe(self):
+        """With `max_rsync_downtime`: one more pass, timed; longer than the
+        limit fails the run before any downtime (the copy stays)."""
+        limit = self.config.max_rsync_downtime
+        if not limit:
+            return
+        seconds = self._copy("probe copy (max_rsync_downtime)")
+        if seconds > limit:
+            raise Illegal(f"a copy pass of {self.res} took {seconds:.1f} s, more than "
+                          f"max_rsync_downtime {limit:g} s: the final copy would keep it down "
+                          f"that long. It still runs on {self.primary.name}, nothing was "
+                          "stopped; the copy is kept: re-run later (or raise the limit) and it "
+                          "resumes")
+
+    def _stop(self):
+        """Stop the container, keep the mounts; verified: the final copy must
+        not race a running container."""
+        self.say(f"  {self.primary.name}: stopping {self.res}")
+        if self.hooks.resource_stop_vm(host=self.primary, res=self.res) is None:
+            self.hooks.container_stop(host=self.primary, res=self.res)
+        state = self.hooks.container_state(host=self.primary, res=self.res)
+        if state == "RUNNING":
+            raise FootballError(f"{self.primary.name}: {self.res} still runs after the stop")
+        self.ctx.inject("finish:stopped")
+
+    def _unmount(self):
+        if self._mounted(self.tmp_mountpoint):
+            self.primary.run(["umount", self.tmp_mountpoint],
+                             timeout=self.config.command_timeout)
+        self.hooks.resource_stop(host=self.primary, res=self.res)
+        self.ctx.inject("finish:unmounted")
+
+    def _delete(self):
+        """The MARS resource down and deleted: the secondaries leave, the
+        primary's device goes down, then the resource goes."""
+        timeout = self.config.handover_timeout
+        for host in self.secondaries:
+            if self.res in facts.my_resources(host):
+                self.say(f"  {host.name}: marsadm leave-resource {self.res}")
+                host.run(["marsadm", "leave-resource", self.res],
+                         timeout=self.config.command_timeout)
+        self.say(f"  {self.primary.name}: marsadm secondary, delete-resource {self.res}")
+        self.primary.run(["marsadm", "secondary", self.res], timeout=self.config.command_timeout)
+        self.primary.run(["marsadm", f"--timeout={timeout:g}", "wait-resource", self.res,
+                          "not-device"], timeout=timeout + 30)
+        self.primary.run(["marsadm", "delete-resource", "--force", self.res],
+                         timeout=self.config.command_timeout)
+        self.ctx.inject("finish:deleted")
+
+    def _rename(self):
+        """`<res>` → `<res>-preshrink`, `<res>-tmp` → `<res>` on every member."""
+        for host in self.members:
+            lvs = self.hooks.lv_list(host=host)
+            if self.preshrink not in lvs and self.res in lvs:
+                self.hooks.lv_rename(host=host, lv=self.res, new_name=self.preshrink)
+                lvs = self.hooks.lv_list(host=host)
+            if self.res not in lvs and self.tmp in lvs:
+                self.hooks.lv_rename(host=host, lv=self.tmp, new_name=self.res)
+                self.say(f"  {host.name}: {self.res} -> {self.preshrink}, {self.tmp} -> "
+                         f"{self.res}")
+
+    def _create(self):
+        lv = self.hooks.lv_path(host=self.primary, lv=self.res)
+        self.say(f"  {self.primary.name}: marsadm create-resource {self.res} {lv}")
+        create_when_free(self.primary, self.res, lv, self.config)
+        self.ctx.inject("finish:created")
+
+    def _compensate(self, error):
+        """Inside the window: restart from the old resource while it exists;
+        once deleted, rebuild it stand-alone from the LV with the data."""
+        if not self._exists():
+            try:
+                self._rebuild()
+            except Exception as rebuild_error:       # say it, then tell what is left
+                self.ctx.reporter.warning(f"{self.primary.name}: rebuilding {self.res} "
+                                          f"failed: {rebuild_error}")
+                raise Critical(f"shrink of {self.res} failed inside the downtime window: "
+                               f"{error}; rebuilding it failed too ({rebuild_error}); it is "
+                               f"NOT running. Its data: LV {self.res} (the copy) or "
+                               f"{self.preshrink} (the original) on {self.primary.name}; "
+                               f"football repair-mars {self.res} {self.primary.name}") from None
+        return restart_somewhere(self, [self.primary], error)
+
+    def _rebuild(self):
+        lvs = self.hooks.lv_list(host=self.primary)
+        if self.res not in lvs:
+            # renamed to -preshrink, the copy not yet in its place: back
+            self.hooks.lv_rename(host=self.primary, lv=self.preshrink, new_name=self.res)
+        lv = self.hooks.lv_path(host=self.primary, lv=self.res)
+        self.ctx.reporter.warning(f"{self.primary.name}: rebuilding {self.res} stand-alone "
+                                  f"from {lv}")
+        create_when_free(self.primary, self.res, lv, self.config)
+
+    def _rejoin(self):
+        for host in self.secondaries:
+            if self.res in facts.my_resources(host):
+                continue
+            wait_until(lambda: self.res in facts.all_resources(host), 60,
+                       self.config.poll_interval, f"{host.name} to know {self.res}")
+            lv = self.hooks.lv_path(host=host, lv=self.res)
+            self.say(f"  {host.name}: marsadm join-resource {self.res} {lv}")
+            host.run(["marsadm", "join-resource", self.res, lv],
+                     timeout=self.config.command_timeout)
+            self.ctx.inject("finish:joined")
+
+    # ------------------------------------------------------------------ wait
+    def wait(self):
+        if self.secondaries:
+            self.say(f"* wait: until {', '.join(host.name for host in self.secondaries)} hold "
+                     f"the shrunk {self.res}")
+            size = self.new_size or int(facts.view(self.primary, "sync-size", self.res) or 0)
+            waited = wait_uptodate(self, self.secondaries, size * len(self.secondaries),
+                                   f"sync {self.res}")
+            self.summary.update(sync_seconds=round(waited, 3),
+                                synced_bytes=size * len(self.secondaries))
+        self.ctx.inject("wait:synced")
+        self.journal.record("wait")
+
+    # --------------------------------------------------------------- cleanup
+    def cleanup(self):
+        if not self._exists():
+            raise Illegal(f"{self.res} is not a resource on {self.primary.name} now (a shrink "
+                          f"stopped inside its window): football shrink-finish {self.res} "
+                          "first; its LVs are kept; nothing changed")
+        self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
+                 f"{', '.join(host.name for host in self.members)}")
+        with self._locked():
+            if self._mounted(self.tmp_mountpoint):
+                self.primary.run(["umount", self.tmp_mountpoint],
+                                 timeout=self.config.command_timeout)
+            for host in self.members:
+                lvs = self.hooks.lv_list(host=host)
+                for lv in (self.preshrink, self.tmp):
+                    if lv in lvs:
+                        self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
+                        self.hooks.lv_remove(host=host, lv=lv)
+                self.ctx.inject("cleanup:removed")
+            drop_intent(self.primary, self.res, kind="shrink")
+        self.journal.record("cleanup")
+        self.journal.finish()       # shrunk, or a shrink given up: either way complete
+

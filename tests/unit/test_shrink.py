@@ -1,0 +1,265 @@
+"""`football shrink` on the fake fleet (tests/helpers/fakefleet.py): the
+filesystem is copied into a smaller `-tmp` LV while the container runs,
+the downtime window switches MARS over to it, the secondaries re-join;
+bad input, a lack of room and a slow copy are refused before anything is
+stopped; a crash at every injection point, then a re-run, ends shrunk with
+no record of the workload lost; failures inside the window are
+compensated. The lab's sample: tests/root/test_shrink.py."""
+
+import json
+
+import pytest
+
+from tests.helpers.fakefleet import assert_placed, football, points_of
+from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
+
+MIB, GIB = 1 << 20, 1 << 30
+POINTS = ("prepare:lv-created", "prepare:mkfs", "prepare:copied", "finish:stopped",
+          "finish:copied", "finish:unmounted", "finish:deleted", "finish:renamed",
+          "finish:created", "finish:started", "finish:joined", "wait:synced",
+          "cleanup:removed", "cleanup:removed")
+
+
+@pytest.fixture
+def fleet(fake_fleet):  # noqa: F811 (the fixture imported above)
+    """The fake fleet with vm2: 1 GiB, 100 MiB used, primary a1, replica a2."""
+    fake_fleet.create_resource("vm2", "a1", ["a2"], size=GIB)
+    return fake_fleet
+
+
+def assert_shrunk(fleet, size=320 * MIB, res="vm2"):
+    """`res` is `size` bytes in MARS and on each replica's LV, runs on a1,
+    replicated to a2, no -tmp or -preshrink left, no record lost."""
+    resource = fleet.resources[res]
+    assert resource.size == size
+    for name in ("a1", "a2"):
+        lvs = fleet.lvs(name)
+        assert lvs[res] == size, f"{name}: {lvs}"
+        assert not {f"{res}-tmp", f"{res}-preshrink"} & set(lvs), f"{name}: {lvs}"
+    assert all(replica.sync_rest == 0 for replica in resource.replicas.values())
+    assert_placed(fleet, "a1", ["a2"], res)
+    assert fleet.written[res] == resource.records[-1]
+
+
+def summary_of(events):
+    return next(event for event in events if event["event"] == "summary")
+
+
+def test_shrink_copies_into_a_smaller_volume_switches_over_and_rejoins_the_secondary(fleet):
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert_shrunk(fleet)                    # 100 MiB / 85 % = 118 MiB, raised to min_space
+    assert tuple(points_of(events)) == POINTS
+    summary = summary_of(events)
+    assert (summary["old_size"], summary["new_size"]) == (GIB, 320 * MIB)
+    assert summary["downtime_seconds"] is not None and summary["copy_passes"] == 3
+    windows = [event["event"] for event in events if event["event"].startswith("downtime-")]
+    assert windows == ["downtime-begin", "downtime-end"]
+    # the final copy ran with the container stopped, the first while it ran
+    order = [(argv[0], argv[3] if argv[0] == "football-host" else "")
+             for host, argv in fleet.calls if host == "a1" and
+             (argv[0] == "rsync" or argv[:2] == ("football-host", "ct") and argv[3] == "stop")]
+    assert order[:4] == [("rsync", ""), ("rsync", ""), ("football-host", "stop"), ("rsync", "")]
+    # a second run: nothing to do
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0 and "not smaller: nothing to do" in str(events), stderr
+
+
+def test_the_new_filesystem_is_made_for_the_new_size_and_copied_with_all_metadata(fleet):
+    code, _, stderr = football(fleet, "shrink", "vm2", "400m")
+    assert code == 0, stderr
+    assert_shrunk(fleet, 400 * MIB)
+    argvs = [argv for host, argv in fleet.calls if host == "a1"]
+    mkfs = [argv for argv in argvs if argv[0] == "mkfs.xfs"]
+    assert mkfs == [("mkfs.xfs", "-q", "-f", "-s", "size=4096", "-d", "agcount=4",
+                     fleet.hosts["a1"].path("/dev/vg0/vm2-tmp"))]
+    mountpoint = fleet.hosts["a1"].mountpoint("vm2")
+    rsyncs = {argv for argv in argvs if argv[0] == "rsync"}
+    assert rsyncs == {("rsync", "-aHAXS", "--numeric-ids", "--inplace", "--delete",
+                       f"{mountpoint}/", f"{mountpoint}-tmp/")}
+
+
+def test_quota_limits_are_copied_into_the_new_filesystem_when_the_volume_has_quotas(fleet):
+    fleet.quota = "usrquota"
+    fleet.create_resource("vm3", "a1", ["a2"], size=GIB)
+    mountpoint = fleet.hosts["a1"].mountpoint("vm3")
+    fleet.quota_limits[("a1", mountpoint)] = "1000 0 20480 0 0 0 0"
+    code, _, stderr = football(fleet, "shrink", "vm3")
+    assert code == 0, stderr
+    assert_shrunk(fleet, res="vm3")
+    restores = [argv for host, argv in fleet.calls if argv[:4] == (
+        "xfs_quota", "-x", "-c", "restore -u")]
+    assert restores and all(argv[-1] == f"{mountpoint}-tmp" for argv in restores)
+    assert fleet.quota_limits[("a1", f"{mountpoint}-tmp")] == "1000 0 20480 0 0 0 0"
+    assert not fleet.violations         # restored for the copy's device, not the original's
+
+
+def test_no_quota_commands_run_for_a_volume_without_quotas(fleet):
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert not [argv for _, argv in fleet.calls if argv[0] == "xfs_quota"]
+
+
+def test_a_size_not_smaller_than_now_is_nothing_to_do_and_changes_nothing(fleet):
+    for args in (("vm1",), ("vm2", "2g"), ("vm2", "1g"), ("vm2", "5")):   # 5 %: 2000 MiB
+        code, events, stderr = football(fleet, "shrink", *args)
+        assert code == 0 and "nothing to do" in str(events), (args, stderr)
+    assert fleet.changes() == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (("vm2", "0"), "fill level 0 % is outside 1..99"),
+    (("vm2", "100"), "fill level 100 % is outside 1..99"),
+    (("vm2", "small"), "'small' is neither a fill level (1..99, percent) nor a size"),
+    (("vm2", "100m"), "vm2 holds 100 MiB: it does not fit into 320 MiB"),
+    (("vm9",), "unknown resource vm9"),
+])
+def test_bad_input_is_refused_with_191_and_changes_nothing(fleet, args, message):
+    if args == ("vm2", "100m"):
+        fleet.resources["vm2"].used = 310 * MIB
+        message = "vm2 holds 310 MiB: it does not fit into 320 MiB"
+    code, _, stderr = football(fleet, "shrink", *args)
+    assert code == 191 and message in stderr, stderr
+    assert fleet.changes() == []
+    assert fleet.running("vm2") == ["a1"]
+
+
+def test_a_replica_without_room_for_the_copy_refuses_before_anything_is_created(fleet):
+    host = fleet.hosts["a2"]
+    fleet.run("a2", ["football-host", "vg", host.path("/dev/vg0"), "create", "filler", "2600M"])
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 191, stderr
+    assert "a2: volume group vg0 has 152 MiB free, needs 320 MiB" in stderr
+    assert [argv[3] for _, argv in fleet.changes()] == ["create"]      # the filler alone
+
+
+def test_a_copy_slower_than_max_rsync_downtime_fails_before_the_downtime_and_keeps_the_copy(
+        fleet, monkeypatch):
+    answer, clock = fleet.run, [0.0]
+    monkeypatch.setattr("football.ops.shrink.time.monotonic", lambda: clock[0])
+
+    def slow_rsync(host, argv, input=None):
+        if argv[0] == "rsync":
+            clock[0] += 30.0
+        return answer(host, argv, input=input)
+
+    monkeypatch.setattr(fleet, "run", slow_rsync)
+    code, _, stderr = football(fleet, "--var", "max_rsync_downtime=10", "shrink", "vm2")
+    assert code == 191, stderr
+    assert "took 30.0 s, more than max_rsync_downtime 10 s" in stderr
+    assert "nothing was stopped" in stderr
+    assert fleet.running("vm2") == ["a1"]
+    assert not [argv for _, argv in fleet.calls if argv[:2] == ("football-host", "ct")
+                and argv[3] == "stop"]
+    assert "vm2-tmp" in fleet.lvs("a1")                 # the copy stays for a re-run
+    assert fleet.resources["vm2"].size == GIB
+    code, _, stderr = football(fleet, "--var", "max_rsync_downtime=100", "shrink", "vm2")
+    assert code == 0, stderr
+    assert_shrunk(fleet)
+
+
+def test_a_failing_create_resource_is_compensated_by_a_rebuild_from_the_copy_exit_198(fleet):
+    fleet.fail_next["create-resource"] = 1
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 198, stderr
+    assert "failed inside the downtime window" in stderr and "runs again on a1" in stderr
+    assert "rebuilding vm2 stand-alone" in json.dumps(events)
+    assert fleet.running("vm2") == ["a1"] and not fleet.violations
+    assert fleet.resources["vm2"].size == 320 * MIB         # the copy holds every record
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert_shrunk(fleet)
+
+
+def test_a_failure_before_the_deletion_restarts_the_old_resource_exit_198(fleet):
+    fleet.fail_next["secondary"] = 1
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 198, stderr
+    assert fleet.running("vm2") == ["a1"] and not fleet.violations
+    assert fleet.resources["vm2"].size == GIB
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert_shrunk(fleet)
+
+
+def test_ctrl_c_inside_the_window_restarts_the_container_and_a_rerun_completes(
+        fleet, monkeypatch):
+    answer, pressed = fleet.run, []
+
+    def ctrl_c_at_the_deletion(host, argv, input=None):
+        if tuple(argv[:2]) == ("marsadm", "delete-resource") and not pressed:
+            pressed.append(host)
+            raise KeyboardInterrupt
+        return answer(host, argv, input=input)
+
+    monkeypatch.setattr(fleet, "run", ctrl_c_at_the_deletion)
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert pressed == ["a1"] and code == 190, stderr
+    assert "interrupted inside the downtime window; vm2 runs again on a1" in stderr
+    assert fleet.running("vm2") == ["a1"] and not fleet.violations
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert_shrunk(fleet)
+
+
+def test_shrink_resumes_after_a_crash_at_every_injection_point(fleet):
+    for number, name in enumerate(POINTS, start=1):
+        code, events, stderr = football(fleet, "--debug-injection-point", str(number),
+                                        "shrink", "vm2")
+        assert code == 1 and points_of(events)[-1] == name, (number, stderr)
+        assert not fleet.violations, (number, name, fleet.violations)
+        code, _, stderr = football(fleet, "shrink", "vm2")
+        assert code == 0, f"re-run after point {number} ({name}): {stderr}"
+        try:
+            assert_shrunk(fleet)
+        except AssertionError as error:
+            raise AssertionError(f"after point {number} ({name}): {error}") from None
+        # grow it again for the next point: a fresh 1 GiB vm2
+        fleet.resources.pop("vm2")
+        for name_ in ("a1", "a2"):
+            host = fleet.hosts[name_]
+            fleet.run(name_, ["football-host", "vg", host.path("/dev/vg0"), "remove", "vm2"])
+        mountpoint = fleet.hosts["a1"].mountpoint("vm2")
+        fleet.containers["a1"].pop("vm2")
+        fleet.mounts["a1"].pop(mountpoint)
+        fleet.written.pop("vm2")
+        fleet.create_resource("vm2", "a1", ["a2"], size=GIB)
+
+
+def test_a_shrink_slot_is_waited_for_while_another_shrink_copies_on_the_primary(fleet):
+    host = fleet.hosts["a1"]
+    fleet.run("a1", ["football-host", "vg", host.path("/dev/vg0"), "create", "vm7-tmp", "400M"])
+    code, _, stderr = football(fleet, "--var", "sync_timeout=0.2", "shrink", "vm2")
+    assert code != 0 and "a shrink slot on a1" in stderr, stderr
+    assert fleet.resources["vm2"].size == GIB and fleet.running("vm2") == ["a1"]
+    code, _, stderr = football(fleet, "--var", "limit_shrinks=2", "shrink", "vm2")
+    assert code == 0, stderr
+
+
+def test_shrink_cleanup_gives_up_a_prepared_shrink(fleet):
+    code, _, stderr = football(fleet, "shrink-prepare", "vm2")
+    assert code == 0, stderr
+    assert "vm2-tmp" in fleet.lvs("a1") and "vm2-tmp" in fleet.lvs("a2")
+    code, _, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == 0, stderr
+    for name in ("a1", "a2"):
+        assert "vm2-tmp" not in fleet.lvs(name)
+    assert fleet.resources["vm2"].size == GIB
+    assert_placed(fleet, "a1", ["a2"], "vm2")
+
+
+def test_the_phases_alone_shrink_in_turn(fleet):
+    for command in ("shrink-prepare", "shrink-finish", "shrink-cleanup"):
+        code, _, stderr = football(fleet, command, "vm2")
+        assert code == 0, (command, stderr)
+    assert_shrunk(fleet)
+
+
+def test_a_dry_run_lists_the_commands_and_changes_nothing(fleet):
+    code, events, stderr = football(fleet, "--dry-run", "shrink", "vm2")
+    assert code == 0, stderr
+    said = "\n".join(event["text"] for event in events if event["event"] == "message")
+    assert "would run on a1: mkfs.xfs -q -f -s size=4096 -d agcount=4" in said
+    assert "would run on a1: rsync -aHAXS --numeric-ids --inplace --delete" in said
+    assert "would run on a2: marsadm join-resource vm2" in said
+    assert fleet.changes() == []
