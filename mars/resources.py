@@ -84,6 +84,8 @@ class Resources(HostCommands):
                 f"resource {res} was deleted but {', '.join(leftovers)} still hold keys of it: "
                 "wait until their marsd has dropped them (marsadm wait-cluster), "
                 "or --force to create it anyway")
+        if not force:
+            self._check_no_old_logs(res)
         disk = os.path.abspath(disk)
         available = disk_size(disk)
         if available == 0:
@@ -107,6 +109,7 @@ class Resources(HostCommands):
                 self.echo(f"{self.host} is already a member of {res} with disk {disk}; nothing to do")
                 return []
             raise MarsError(f"{self.host} is already a member of {res} with disk {current}, not {disk}")
+        self._check_no_old_logs(res)
         size = state.size(res)
         available = disk_size(disk)
         if available < size:
@@ -115,6 +118,18 @@ class Resources(HostCommands):
                 f"needs {size}; enlarge the disk (lvresize) first")
         self._check_disk_unused(state, disk, res)
         return self._write(self._member_keys(res, disk, 0))
+
+    def _check_no_old_logs(self, res):
+        """A replica that left (or a resource deleted) keeps its logfiles
+        until this host's marsd has seen it and removed them; a new replica
+        of the same name must not start among them (the logs of another
+        incarnation have the same names and would be replayed)."""
+        directory = os.path.join(self.env.state_dir, f"resource-{res}")
+        if os.path.isdir(directory):
+            raise MarsError(
+                f"{directory} still holds logs of an earlier {res} on {self.host}: marsd removes "
+                f"them once it has seen that replica leave (marsadm wait-cluster); if marsd is "
+                "not running here, start it, or remove that directory")
 
     def _holders(self, res):
         """Hosts that still hold a part of `res` (kernel marsadm's

@@ -230,19 +230,20 @@ class RepairMars(Repair):
         return self.summary
 
 
-def create_when_free(host, res, lv, config):
-    """`marsadm create-resource res lv` on `host`, retried while the other
-    members have not yet dropped their part of a deleted `res` (they drop it
-    when their marsd sees the deletion); one that exists already is fine."""
-    create = ["marsadm", "create-resource", res, lv]
+def create_when_free(host, res, lv, config, verb="create-resource"):
+    """`marsadm create-resource res lv` (or `join-resource`) on `host`,
+    retried while a deleted or left `res` is not yet gone: the other members
+    drop their part of it, and this host its logfiles, when their marsd sees
+    the deletion. A resource that exists already (a member already) is fine."""
+    command = ["marsadm", verb, res, lv]
 
-    def created():
-        result = host.run(create, check=False, timeout=config.command_timeout)
+    def done():
+        result = host.run(command, check=False, timeout=config.command_timeout)
         if result.ok or "already exists" in result.stderr:
             return True
-        if "still hold keys" in result.stderr:
+        if "still hold" in result.stderr:
             return False
         raise CommandFailed(result)
 
-    wait_until(created, REBUILD_TIMEOUT, config.poll_interval,
-               f"the other members to drop their part of {res}")
+    wait_until(done, REBUILD_TIMEOUT, config.poll_interval,
+               f"{host.name} and the other members to drop what they held of {res}")

@@ -55,9 +55,13 @@ def agcount(size):
     return max(4, min(1024, size >> 32))
 
 
+XFS_LOG = 64 << 20          # the least log mkfs.xfs makes (xfsprogs 5.15 and later)
+
+
 def headroom(size):
-    """Bytes a new XFS of `size` needs beyond the data (log, metadata)."""
-    return size // 50 + (16 << 20)
+    """Bytes a new XFS of `size` needs beyond the data: its log and 2 %
+    for metadata."""
+    return XFS_LOG + size // 50
 
 
 class Shrink(Operation):
@@ -119,7 +123,7 @@ class Shrink(Operation):
                           "shrink copies a running container's filesystem: start it first "
                           f"(football repair-vm {self.res} {self.primary.name}); nothing changed")
         _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
-        self.new_size = new_size(self.target, self.used, self.config.min_space)
+        self.new_size = new_size(self.target, self.used, self.config.min_space, XFS_LOG)
         if self.nothing_to_do():
             return
         if self.used + headroom(self.new_size) > self.new_size:
@@ -470,8 +474,7 @@ class Shrink(Operation):
                        self.config.poll_interval, f"{host.name} to know {self.res}")
             lv = self.hooks.lv_path(host=host, lv=self.res)
             self.say(f"  {host.name}: marsadm join-resource {self.res} {lv}")
-            host.run(["marsadm", "join-resource", self.res, lv],
-                     timeout=self.config.command_timeout)
+            create_when_free(host, self.res, lv, self.config, verb="join-resource")
             self.ctx.inject("finish:joined")
 
     # ------------------------------------------------------------------ wait

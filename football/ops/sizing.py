@@ -35,11 +35,13 @@ def parse_target(text):
                       "unit (k, m, g, t; e.g. 20g)") from None
 
 
-def new_size(target, used, min_space):
+def new_size(target, used, min_space, overhead=0):
     """The volume size `target` asks for, given the filesystem's `used`
-    bytes: at least `min_space`, rounded up to whole extents."""
+    bytes: at least `min_space`, rounded up to whole extents. A fill level
+    adds `overhead`, what a new filesystem keeps for itself (its log), so
+    that the level holds for the space it offers."""
     kind, value = target
-    size = -(-used * 100 // value) if kind == "percent" else value
+    size = -(-used * 100 // value) + overhead if kind == "percent" else value
     size = max(size, min_space)
     return -(-size // EXTENT) * EXTENT
 

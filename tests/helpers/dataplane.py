@@ -8,6 +8,8 @@ backing file lies under it, and lazily unmounts leftover FUSE mounts."""
 
 import hashlib
 import os
+import random
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -152,3 +154,60 @@ class DataNet(MarsNet):
 
 __all__ = ["DataNet", "STATE_WAIT", "mounts_under", "sha256_file", "tree_checksums", "write_files",
            "wait_until"]
+
+
+def write_varied_tree(root, count=200, seed=7):
+    """`count` entries below `root` that a copy must keep exactly: files of
+    many sizes and owners and modes in subdirectories, hard links, a sparse
+    file, a symlink, extended attributes and POSIX ACLs (setfacl)."""
+    rng = random.Random(seed)
+    root = Path(root)
+    plain = count - 16
+    for index in range(plain):
+        directory = root / f"d{index % 7}"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"f{index:04d}"
+        path.write_bytes(rng.randbytes(rng.choice((0, 17, 4096, 65536 + index))))
+        os.chown(path, 1000 + index % 5, 100 + index % 3)
+        os.chmod(path, rng.choice((0o600, 0o644, 0o640, 0o755, 0o4755)))
+    for index in range(10):                          # hard links to 5 files
+        os.link(root / f"d{index % 5}" / f"f{index % 5:04d}", root / f"link{index}")
+    sparse = root / "sparse"
+    with open(sparse, "wb") as handle:               # 64 MiB, two blocks of data
+        handle.write(b"head")
+        handle.seek(64 << 20)
+        handle.write(b"tail")
+    for index in range(3):
+        os.setxattr(root / "d0" / f"f{index * 7:04d}", "user.football", f"x{index}".encode())
+    for index in range(2):
+        subprocess.run(["setfacl", "-m", f"u:{1234 + index}:rw",
+                        str(root / "d1" / f"f{1 + index * 7:04d}")], check=True)
+    os.symlink("d0/f0000", root / "symlink")
+    os.sync()
+
+
+def tree_metadata(root):
+    """{relative path: what a faithful copy keeps}: type, mode, owner,
+    size, content digest, extended attributes (ACLs included), the group of
+    hard links a file is in, and for regular files whether it is sparse."""
+    root = Path(root)
+    found, inodes = {}, {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory) / name
+            info = path.lstat()
+            relative = str(path.relative_to(root))
+            entry = {"mode": info.st_mode, "uid": info.st_uid, "gid": info.st_gid,
+                     "xattrs": {key: os.getxattr(path, key, follow_symlinks=False)
+                                for key in sorted(os.listxattr(path, follow_symlinks=False))}}
+            if stat.S_ISLNK(info.st_mode):
+                entry["target"] = os.readlink(path)
+            elif stat.S_ISREG(info.st_mode):
+                entry.update(size=info.st_size, sha256=sha256_file(path),
+                             sparse=info.st_blocks * 512 < info.st_size)
+                inodes.setdefault(info.st_ino, []).append(relative)
+            found[relative] = entry
+    for names in inodes.values():
+        for name in names:
+            found[name]["links"] = sorted(names)
+    return found

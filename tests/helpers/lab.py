@@ -49,10 +49,10 @@ def lab_inventory(path, demo_size=DEMO_SIZE, vg_size="1G"):
 
 
 class LabRun:
-    def __init__(self, base):
+    def __init__(self, base, demo_size=DEMO_SIZE):
         self.base = Path(base)
         self.dir = self.base / "lab"
-        self.inventory = lab_inventory(self.base / "lab.yml")
+        self.inventory = lab_inventory(self.base / "lab.yml", demo_size)
         self.env = dict(os.environ, FOOTBALL_LAB_DIR=str(self.dir))
 
     def football(self, *args, check=True, timeout=600):
@@ -108,10 +108,10 @@ class LabRun:
 
 
 @contextmanager
-def lab_up(base):
+def lab_up(base, demo_size=DEMO_SIZE):
     """A lab brought up under `base` for the `with` block; brought down
     afterwards, failing when `lab down` left anything behind."""
-    run = LabRun(base)
+    run = LabRun(base, demo_size)
     try:
         run.up()
         yield run
@@ -120,13 +120,13 @@ def lab_up(base):
     assert not run.leftovers(), f"lab down left: {run.leftovers()}"
 
 
-def module_lab(name):
+def module_lab(name, demo_size=DEMO_SIZE):
     """The `lab` fixture of a test file: one lab for all its tests (bringing
     it up is the slow part), under a tmp dir called `name`. In the file:
     `lab = module_lab("migrate")`."""
     @pytest.fixture(scope="module")
     def lab(tmp_path_factory):
-        with lab_up(tmp_path_factory.mktemp(name)) as run:
+        with lab_up(tmp_path_factory.mktemp(name), demo_size) as run:
             yield run
     return lab
 

@@ -126,6 +126,26 @@ def test_join_resource_again_with_the_same_disk_is_a_no_op(scenario, tmp_path):
     assert h1.tuples() == before
 
 
+def test_join_and_create_wait_while_marsd_has_not_removed_the_logs_of_an_earlier_replica(
+        scenario, tmp_path):
+    """After leave-resource or delete-resource, marsd removes the replica's
+    logfiles once it has seen it; a new replica of the same name must not
+    start among them (another incarnation's logs have the same names)."""
+    h1 = scenario.host
+    disk = make_disk(tmp_path / "big", 2 * MIB)
+    old_logs = h1.state_dir / "resource-vm3"
+    old_logs.mkdir()
+    (old_logs / "log-000000001-h1").write_bytes(b"of an earlier vm3")
+    assert_refused(h1, ("join-resource", "vm3", disk), f"{old_logs} still holds logs of an "
+                   "earlier vm3 on h1", "marsadm wait-cluster")
+    h1.ok("--force", "delete-resource", "vm2")
+    (h1.state_dir / "resource-vm2").mkdir()
+    assert_refused(h1, ("create-resource", "vm2", scenario.disk2), "still holds logs")
+    old_logs.rename(tmp_path / "removed")          # as marsd does
+    h1.ok("join-resource", "vm3", disk)
+    h1.ok("--force", "create-resource", "vm2", scenario.disk2)    # --force: anyway
+
+
 def test_leave_resource_tombstones_only_this_hosts_keys(scenario, tmp_path):
     h1 = scenario.host
     h1.ok("join-resource", "vm3", make_disk(tmp_path / "big", 2 * MIB))

@@ -79,6 +79,14 @@ def test_the_new_filesystem_is_made_for_the_new_size_and_copied_with_all_metadat
                        f"{mountpoint}/", f"{mountpoint}-tmp/")}
 
 
+def test_a_fill_level_holds_for_the_space_the_new_filesystem_offers_beside_its_log(fleet):
+    fleet.resources["vm2"].used = 600 * MIB
+    code, _, stderr = football(fleet, "shrink", "vm2", "85")
+    assert code == 0, stderr
+    # 600 MiB / 85 % = 705.9 MiB, + the 64 MiB xfs log, up to whole 4 MiB extents
+    assert_shrunk(fleet, 772 * MIB)
+
+
 def test_quota_limits_are_copied_into_the_new_filesystem_when_the_volume_has_quotas(fleet):
     fleet.quota = "usrquota"
     fleet.create_resource("vm3", "a1", ["a2"], size=GIB)

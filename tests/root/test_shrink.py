@@ -1,0 +1,92 @@
+"""Shrink in the lab, with the demo workload writing: real xfs on real
+files of the lab's volume groups, real rsync, real MARS delete/create, a
+real LXC container. One lab for the file (vm1: 640 MiB, primary a1,
+replica a2); the tests run in file order on it.
+
+The sweep over every injection point runs on the fake fleet
+(tests/unit/test_shrink.py); here: one whole shrink, then a grown vm1
+shrunk again while crashing inside the copy, inside the window (after the
+deletion) and after the re-creation."""
+
+import json
+
+import pytest
+
+from tests.helpers.dataplane import tree_metadata, write_varied_tree
+from tests.helpers.lab import (events, football, module_lab, sequence_problems,
+                               wait_for_records)
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+MIB = 1 << 20
+
+lab = module_lab("shrink", demo_size="640M")
+
+
+def fb(lab, *args, code=0):
+    result = football(lab.env, "--json", *args)
+    assert result.returncode == code, \
+        f"football {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}"
+    return result
+
+
+def lvs(lab, host):
+    return json.loads(lab.exec(host, "football-host", "vg", str(lab.dir / host / "dev/vg0"),
+                               "info").stdout)["lvs"]
+
+
+def data_dir(lab, host="a1"):
+    return lab.dir / host / "var/lib/lxc/vm1/rootfs/shrinkdata"
+
+
+def assert_shrunk_to(lab, size):
+    """vm1 is `size` bytes in MARS and on both LVs, no -tmp/-preshrink left,
+    primary and running on a1, a2 UpToDate."""
+    for host in ("a1", "a2"):
+        volumes = lvs(lab, host)
+        assert volumes["vm1"] == size, (host, volumes)
+        assert not {"vm1-tmp", "vm1-preshrink"} & set(volumes), (host, volumes)
+    assert lab.exec("a1", "marsadm", "view-resource-size", "vm1").stdout.strip() == str(size)
+    status = lab.status()
+    assert status["a1"]["resources"]["vm1"]["role"] == "Primary"
+    assert status["a1"]["containers"]["vm1"] == "RUNNING"
+    assert status["a2"]["resources"]["vm1"]["diskstate"].startswith("UpToDate")
+
+
+@pytest.fixture(scope="module")
+def tree(lab):
+    """200 entries with owners, hard links, a sparse file, xattrs and ACLs
+    in vm1's volume, written while the workload runs."""
+    write_varied_tree(data_dir(lab))
+    return tree_metadata(data_dir(lab))
+
+
+def test_shrink_copies_every_file_and_its_metadata_and_the_workload_goes_on(lab, tree):
+    records = len(wait_for_records(lab, "a1", 3))
+    shrunk = fb(lab, "--yes", "shrink", "vm1")
+    summary = events(shrunk, "summary")[0]
+    assert (summary["old_size"], summary["new_size"]) == (640 * MIB, 320 * MIB), summary
+    print(f"shrink 640 -> 320 MiB: downtime {summary['downtime_seconds']} s, final copy "
+          f"{summary['final_copy_seconds']} s, phases {summary['phases']}")
+    assert_shrunk_to(lab, 320 * MIB)
+    assert tree_metadata(data_dir(lab)) == tree
+    after = wait_for_records(lab, "a1", records + 3)
+    assert not sequence_problems(after), sequence_problems(after)
+    # the new filesystem is the small one
+    mountpoint = str(lab.dir / "a1/var/lib/lxc/vm1")
+    size = int(lab.exec("a1", "df", "--block-size=1", "--output=size",
+                        mountpoint).stdout.split()[-1])
+    assert 200 * MIB < size <= 320 * MIB - (64 * MIB), size     # xfs keeps a 64 MiB log
+
+
+def test_a_shrink_crashed_in_the_copy_in_the_window_and_after_the_creation_resumes(lab, tree):
+    fb(lab, "--yes", "expand", "vm1", "640m")
+    records = len(wait_for_records(lab, "a1", 3))
+    for point in ("prepare:copied", "finish:deleted", "finish:created"):
+        crashed = fb(lab, "--yes", "--debug-injection-point", point, "shrink", "vm1", code=1)
+        assert f"({point})" in crashed.stderr, crashed.stderr
+    fb(lab, "--yes", "shrink", "vm1")
+    assert_shrunk_to(lab, 320 * MIB)
+    assert tree_metadata(data_dir(lab)) == tree
+    after = wait_for_records(lab, "a1", records + 3)
+    assert not sequence_problems(after), sequence_problems(after)
