@@ -10,7 +10,7 @@ DEB_PACKAGES := lxc lxc-dev libfuse3-dev fuse3 pkg-config xfsprogs rsync \
 	attr acl
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv bench bench-data bench-downtime bench-idle clean
+.PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle clean
 
 # Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
 demo: venv
@@ -34,6 +34,10 @@ bench-data: venv
 # Root: five migrations of the lab's vm1 (1 GiB) between the clusters; about 2 minutes.
 bench-downtime: venv
 	$(BIN)/python -m tests.bench.downtime
+
+# Root: shrinks the lab's vm1 (1 GiB, 20,000 files, 300 MiB) and expands it back; a few minutes.
+bench-shrink: venv
+	$(BIN)/python -m tests.bench.shrink
 
 # Root: CPU of an idle primary and secondary with 10 resources; about a minute.
 bench-idle: venv

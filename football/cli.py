@@ -312,6 +312,58 @@ _shrink_phase_command("shrink-cleanup", ("wait", "cleanup"),
                       "RES-tmp (also: give up a prepared shrink).")
 
 
+def _hosts_and_size(arguments):
+    """Host and cluster names start with a letter, sizes and fill levels with
+    a digit: (names, size or None)."""
+    names = [argument for argument in arguments if not argument[:1].isdigit()]
+    sizes = [argument for argument in arguments if argument[:1].isdigit()]
+    if len(sizes) > 1:
+        raise Illegal(f"more than one size: {' '.join(sizes)}")
+    return names, (sizes[0] if sizes else None)
+
+
+@cli.command("migrate+shrink")
+@click.argument("res")
+@click.argument("arguments", nargs=-1, required=True, metavar="TARGET [SECONDARY] [SIZE]")
+@click.pass_context
+@reported
+def migrate_shrink(ctx, res, arguments):
+    """Migrate RES to TARGET's primary alone, shrink it there, then create the
+    secondary (SECONDARY, or placement's choice when TARGET is a cluster) at
+    the small size: less traffic than migrate, then shrink. SIZE as for
+    shrink (default: the fill level shrink_percent).
+
+    \b
+      football migrate+shrink vm1 cluster2
+      football migrate+shrink vm1 b1 b2 80
+    """
+    from football.ops.combined import MigrateShrink
+
+    targets, size = _hosts_and_size(arguments)
+    _operation(ctx, "migrate+shrink", res, lambda c, **args: MigrateShrink(c, **args),
+               args=dict(res=res, targets=targets, size=size))
+
+
+@cli.command("migrate+shrink+back")
+@click.argument("res")
+@click.argument("tmp_primary")
+@click.argument("size", required=False)
+@click.pass_context
+@reported
+def migrate_shrink_back(ctx, res, tmp_primary, size):
+    """Migrate RES to TMP_PRIMARY (its replicas stay), shrink it there, then
+    hand it back to its original primary and drop the temporary replica.
+    The original full-size LVs stay as RES-preshrink until it is back.
+
+    \b
+      football migrate+shrink+back vm1 b1
+    """
+    from football.ops.combined import MigrateShrinkBack
+
+    _operation(ctx, "migrate+shrink+back", res, lambda c, **args: MigrateShrinkBack(c, **args),
+               args=dict(res=res, tmp_primary=tmp_primary, size=size))
+
+
 @cli.command("repair-vm")
 @click.argument("res")
 @click.argument("hosts", nargs=-1, required=True)

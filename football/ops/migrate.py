@@ -149,7 +149,7 @@ class Migrate(Operation):
         self.discover()
         wanted = [target.name for target in self.targets]
         if self.source.name in (wanted[0], self.post_hand) and \
-                set(self.members) == set(wanted) and not self.journal.data["steps"]:
+                set(self.members) == set(wanted) and not self.journal.resumed:
             self.say(f"{self.res} is already on {', '.join(wanted)}: nothing to do")
             return self._post_hand() if whole else self.summary
         self.say(f"* migrating {self.res} ({self.size >> 20} MiB) from {self.source.name} "

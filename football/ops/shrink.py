@@ -197,8 +197,10 @@ class Shrink(Operation):
         return self.res in facts.my_resources(self.primary)
 
     def _recreated(self):
-        """The window is behind: the resource exists again on the renamed LV."""
-        return self.preshrink in self.hooks.lv_list(host=self.primary) and self._exists()
+        """The window is behind: the resource exists again, at the new size
+        (MARS cannot make a resource smaller any other way)."""
+        return self._exists() and self.new_size is not None and \
+            int(facts.view(self.primary, "sync-size", self.res) or 0) <= self.new_size
 
     def _mounted(self, mountpoint):
         return facts.mount_source(self.primary, mountpoint)
@@ -423,13 +425,17 @@ class Shrink(Operation):
         self.ctx.inject("finish:deleted")
 
     def _rename(self):
-        """`<res>` → `<res>-preshrink`, `<res>-tmp` → `<res>` on every member."""
+        """`<res>` → `<res>-preshrink`, `<res>-tmp` → `<res>` on every member
+        where the copy still waits for its place; never on a host where
+        `<res>` is a replica's disk."""
         for host in self.members:
             lvs = self.hooks.lv_list(host=host)
-            if self.preshrink not in lvs and self.res in lvs:
+            if self.tmp not in lvs or self.res in facts.my_resources(host):
+                continue
+            if self.res in lvs and self.preshrink not in lvs:
                 self.hooks.lv_rename(host=host, lv=self.res, new_name=self.preshrink)
                 lvs = self.hooks.lv_list(host=host)
-            if self.res not in lvs and self.tmp in lvs:
+            if self.res not in lvs:
                 self.hooks.lv_rename(host=host, lv=self.tmp, new_name=self.res)
                 self.say(f"  {host.name}: {self.res} -> {self.preshrink}, {self.tmp} -> "
                          f"{self.res}")

@@ -51,11 +51,12 @@ def test_the_console_script_prints_a_completion_script_for_each_shell(shell, mar
     assert "_FOOTBALL_COMPLETE=" in out
 
 
-def test_completing_mig_offers_migrate_and_its_phases():
+def test_completing_mig_offers_migrate_its_phases_and_the_combined_operations():
     offered = complete("football mig", 1)
     assert ["plain", "migrate"] in offered
     assert {value for _, value in offered} == {
-        "migrate", "migrate-prepare", "migrate-wait", "migrate-finish", "migrate-cleanup"}
+        "migrate", "migrate-prepare", "migrate-wait", "migrate-finish", "migrate-cleanup",
+        "migrate+shrink", "migrate+shrink+back"}
 
 
 def test_completing_a_dash_offers_the_global_options():

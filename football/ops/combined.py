@@ -1,0 +1,185 @@
+"""The combined operations (FOOTBALL.md, "Combined"): a migrate and a shrink
+in one run, with less traffic than the two one after the other.
+
+- `migrate+shrink <res> <target> [<secondary>] [<size>]`: migrate to the
+  new primary alone (the old replicas go), shrink there (nothing to copy to
+  a secondary), then create the new secondary at the small size.
+- `migrate+shrink+back <res> <tmp_primary> [<size>]`: migrate to a
+  temporary host while the original replicas stay, shrink there (the
+  originals re-join at the small size; their full-size LVs stay as
+  `<res>-preshrink` until the end), then hand back to the original primary
+  and let the temporary replica go.
+
+Each stage is a whole operation of its own (Migrate, Shrink, Handover), with
+its own journal, locks, downtime window and injection points; this one's
+journal remembers the decisions (the targets, the original hosts: after a
+crash MARS no longer tells them) and the stages done, so a re-run goes on
+with the next stage and never shrinks twice."""
+
+import json
+import time
+
+from football import facts
+from football.errors import Illegal
+from football.journal import Journal
+from football.ops.base import Operation, split_res
+from football.ops.migrate import Migrate
+from football.ops.shrink import Shrink
+from football.ops.sizing import parse_target
+
+
+class MigrateShrink(Operation):
+    """migrate+shrink: stages migrate → shrink → secondary."""
+
+    operation = "migrate+shrink"
+    whole = ("migrate", "shrink", "secondary")
+
+    def __init__(self, ctx, res, targets, size=None):
+        super().__init__(ctx, res)
+        self.res_argument = res
+        self.target_names = list(targets)
+        if not 1 <= len(self.target_names) <= 2:
+            raise Illegal(f"{self.operation} takes a target (a host or a cluster) and "
+                          f"optionally a secondary host, not {' '.join(targets) or 'none'}")
+        self.size = size
+        if size is not None:
+            parse_target(size)      # a bad size refused before anything moves
+        self.summary.update({"downtime_seconds": None, "stages": {}})
+
+    def start_args(self):
+        return {"targets": self.target_names, "size": self.size}
+
+    def discover(self):
+        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        decided = self.journal.decided
+        if not decided.get("primary"):
+            planner = Migrate(self.ctx, self.res_argument, *self.target_names)
+            planner.discover()
+            names = [target.name for target in planner.targets]
+            self.origin = [planner.source.name] + \
+                [name for name in planner.members if name != planner.source.name]
+            self.already = planner.source.name == names[0] and \
+                set(planner.members) == set(names)
+            self.primary_name = names[0]
+            self.secondary_name = names[1] if len(names) > 1 else None
+        else:
+            self.primary_name, self.secondary_name = decided["primary"], decided["secondary"]
+            self.origin = decided["origin"]
+            self.already = False
+        self.summary.update(primary=self.primary_name, secondary=self.secondary_name)
+
+    def nothing_to_do(self):
+        if self.already and not self.journal.data["steps"]:
+            return (f"it is on {', '.join(filter(None, [self.primary_name, self.secondary_name]))}"
+                    f" already (football shrink {self.res} shrinks it there)")
+        return None
+
+    def announce(self):
+        self.say(f"* {self.operation} of {self.res}: to {self.primary_name} alone, shrink "
+                 f"there, then a replica on {self.secondary_name or '(none)'}")
+
+    def dry_run(self):
+        self.say(f"would migrate {self.res} to {self.primary_name} (the replicas on "
+                 f"{', '.join(self.origin)} go), shrink it there to {self.size or 'the fill level'}"
+                 + (f", then sync a replica to {self.secondary_name}"
+                    if self.secondary_name else ""))
+
+    def involved(self):
+        self.journal.decide(primary=self.primary_name, secondary=self.secondary_name,
+                            origin=self.origin)
+        hosts = [self.primary_name, *([self.secondary_name] if self.secondary_name else []),
+                 *self.origin]
+        return [self.host(name) for name in dict.fromkeys(hosts)
+                if name in self.ctx.inventory.hosts]
+
+    def _stage(self, name, operation, phases=None):
+        """Run a stage once: done stages are in this journal, and so is the
+        start of each, so that a stage that completed just before a crash
+        is not run again (a second shrink)."""
+        if self.journal.done(name) or self._completed_before(name, operation):
+            self.say(f"* {self.operation}: {name} done already")
+            self.journal.record(name)
+            return
+        self.journal.decide(**{f"{name}_started": time.time()})
+        phases = tuple(phases or operation.whole)
+        summary = operation.run(phases)
+        if phases != tuple(operation.whole) and operation.journal is not None:
+            operation.journal.finish()      # a part that completes this stage
+        self.summary["stages"][name] = summary
+        downtime = summary.get("downtime_seconds")
+        if downtime:
+            self.summary["downtime_seconds"] = round(
+                (self.summary["downtime_seconds"] or 0.0) + downtime, 3)
+        self.ctx.inject(f"combined:{name}")
+        self.journal.record(name)
+
+    def _completed_before(self, name, operation):
+        """The stage's operation finished (its journal is `.done`) after this
+        run started the stage."""
+        started = self.journal.decided.get(f"{name}_started")
+        if not started:
+            return False
+        path = Journal(self.config.state_dir, operation.operation, self.res).path
+        done = path.with_suffix(".done")
+        if path.exists() or not done.exists():
+            return False
+        return json.loads(done.read_text()).get("finished", 0) >= started
+
+    def migrate(self):
+        self._stage("migrate", Migrate(self.ctx, self.res, self.primary_name))
+
+    def shrink(self):
+        self._stage("shrink", Shrink(self.ctx, self.res, self.size))
+
+    def secondary(self):
+        if self.secondary_name:
+            self._stage("secondary", Migrate(self.ctx, self.res, self.primary_name,
+                                             self.secondary_name))
+
+
+class MigrateShrinkBack(MigrateShrink):
+    """migrate+shrink+back: stages migrate → shrink → back."""
+
+    operation = "migrate+shrink+back"
+    whole = ("migrate", "shrink", "back")
+
+    def __init__(self, ctx, res, tmp_primary, size=None):
+        super().__init__(ctx, res, [tmp_primary], size)
+
+    def discover(self):
+        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        decided = self.journal.decided
+        self.primary_name = self.host(self.target_names[0]).name
+        if decided.get("origin"):
+            self.origin = decided["origin"]
+        else:
+            res, hint = split_res(self.res_argument)
+            source = self.host(hint) if hint else \
+                self.hooks.get_hyper(res=res, inventory=self.ctx.inventory)
+            members = facts.parse_lines(source.run(
+                ["marsadm", "view-resource-members", res]).stdout)
+            self.origin = [source.name] + [name for name in members if name != source.name]
+            if self.primary_name in self.origin:
+                raise Illegal(f"{self.primary_name} holds a replica of {self.res} already: "
+                              "the temporary primary must be another host; nothing changed")
+        self.secondary_name, self.already = None, False
+        self.summary.update(primary=self.origin[0], temporary=self.primary_name,
+                            secondaries=self.origin[1:])
+
+    def announce(self):
+        self.say(f"* {self.operation} of {self.res}: to {self.primary_name}, shrink there, "
+                 f"back to {', '.join(self.origin)}")
+
+    def dry_run(self):
+        self.say(f"would migrate {self.res} to {self.primary_name} (the replicas on "
+                 f"{', '.join(self.origin)} stay), shrink it there (they re-join at the small "
+                 f"size), hand it back to {self.origin[0]} and remove the replica on "
+                 f"{self.primary_name}")
+
+    def migrate(self):
+        # the original replicas stay: they re-join the shrunk resource
+        self._stage("migrate", Migrate(self.ctx, self.res, self.primary_name),
+                    ("prepare", "wait", "finish"))
+
+    def back(self):
+        self._stage("back", Migrate(self.ctx, self.res, *self.origin[:2]))

@@ -1,0 +1,120 @@
+"""`football migrate+shrink` and `migrate+shrink+back` on the fake fleet
+(tests/helpers/fakefleet.py): where the resource ends, at which size, what
+is left behind; a crash at every injection point of each, then a re-run,
+ends the same, shrinks once and loses no record of the workload."""
+
+import pytest
+
+from tests.helpers.fakefleet import (assert_clusters_as_inventory, assert_placed, football,
+                                     points_of)
+from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
+
+MIB, GIB = 1 << 20, 1 << 30
+
+
+def fresh_vm2(fleet):
+    """vm2 as at the start: 1 GiB, primary a1, replica a2 (whatever it was)."""
+    fleet.resources.pop("vm2", None)
+    for name, host in fleet.hosts.items():
+        fleet.containers[name].pop("vm2", None)
+        fleet.mounts[name].pop(host.mountpoint("vm2"), None)
+        for lv in fleet.lvs(name):
+            if lv.startswith("vm2"):
+                fleet.run(name, ["football-host", "vg", host.path("/dev/vg0"), "remove", lv])
+    fleet.written.pop("vm2", None)
+    fleet.create_resource("vm2", "a1", ["a2"], size=GIB)
+
+
+@pytest.fixture
+def fleet(fake_fleet):  # noqa: F811 (the fixture imported above)
+    fresh_vm2(fake_fleet)
+    return fake_fleet
+
+
+def assert_shrunk_on(fleet, primary, secondary, size=320 * MIB):
+    resource = fleet.resources["vm2"]
+    assert resource.size == size
+    for name in (primary, secondary):
+        lvs = fleet.lvs(name)
+        assert lvs["vm2"] == size, (name, lvs)
+        assert not {"vm2-tmp", "vm2-preshrink"} & set(lvs), (name, lvs)
+    assert_placed(fleet, primary, [secondary], "vm2")
+    assert_clusters_as_inventory(fleet)
+    assert fleet.written["vm2"] == resource.records[-1]
+
+
+def shrinks(fleet):
+    return [argv for _, argv in fleet.calls if argv[:2] == ("marsadm", "create-resource")]
+
+
+def test_migrate_shrink_moves_the_full_volume_once_and_syncs_the_secondary_small(fleet):
+    code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "b1", "b2")
+    assert len(shrinks(fleet)) == 1
+    # b2 got its LV only after the shrink: created at the small size
+    creates = [(host, argv[-1]) for host, argv in fleet.calls
+               if argv[:2] == ("football-host", "vg") and argv[3] == "create"
+               and argv[4] == "vm2"]
+    assert creates == [("b1", str(GIB)), ("b2", str(320 * MIB))]
+    summary = next(event for event in events if event["event"] == "summary")
+    assert set(summary["stages"]) == {"migrate", "shrink", "secondary"}
+    assert summary["downtime_seconds"] > 0
+    code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 0 and "nothing to do" in str(events), stderr
+
+
+def test_migrate_shrink_takes_a_size_and_a_named_secondary(fleet):
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "b2", "b1", "400m")
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "b2", "b1", 400 * MIB)
+
+
+def test_migrate_shrink_back_ends_where_it_began_at_the_small_size(fleet):
+    code, events, stderr = football(fleet, "migrate+shrink+back", "vm2", "b1")
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "a1", "a2")
+    assert "vm2" not in fleet.lvs("b1")
+    assert len(shrinks(fleet)) == 1
+    # the original full-size LVs stayed (as -preshrink) until vm2 was back
+    removed = [argv[4] for host, argv in fleet.calls if host in ("a1", "a2")
+               and argv[:2] == ("football-host", "vg") and argv[3] == "remove"]
+    assert removed == ["vm2-preshrink", "vm2-preshrink"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("migrate+shrink+back", "vm2", "a2"), "a2 holds a replica of vm2 already"),
+    (("migrate+shrink", "vm2", "b1", "b2", "b3"), "takes a target"),
+    (("migrate+shrink", "vm2", "b1", "50", "60"), "more than one size"),
+    (("migrate+shrink", "vm2", "b1", "0"), "fill level 0 % is outside 1..99"),
+])
+def test_bad_input_is_refused_with_191_and_changes_nothing(fleet, args, message):
+    code, _, stderr = football(fleet, *args)
+    assert code == 191 and message in stderr, stderr
+    assert fleet.changes() == []
+
+
+@pytest.mark.parametrize("command, primary, secondary", [
+    (("migrate+shrink", "vm2", "cluster2"), "b1", "b2"),
+    (("migrate+shrink+back", "vm2", "b1"), "a1", "a2"),
+])
+def test_a_combined_run_resumes_after_a_crash_at_every_injection_point(
+        fleet, command, primary, secondary):
+    code, events, stderr = football(fleet, *command)
+    assert code == 0, stderr
+    points = points_of(events)
+    assert points.count("finish:created") == 1 and points[-1] == "combined:" + \
+        ("secondary" if command[0] == "migrate+shrink" else "back")
+    for number, name in enumerate(points, start=1):
+        fresh_vm2(fleet)
+        before = len(shrinks(fleet))
+        code, events, stderr = football(fleet, "--debug-injection-point", str(number), *command)
+        assert code == 1 and points_of(events)[-1] == name, (number, name, stderr)
+        assert not fleet.violations, (number, name, fleet.violations)
+        code, _, stderr = football(fleet, *command)
+        assert code == 0, f"re-run after point {number} ({name}): {stderr}"
+        try:
+            assert_shrunk_on(fleet, primary, secondary)
+        except AssertionError as error:
+            raise AssertionError(f"after point {number} ({name}): {error}") from None
+        assert len(shrinks(fleet)) - before == 1, f"after point {number} ({name}): shrunk twice"
