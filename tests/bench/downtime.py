@@ -17,9 +17,7 @@ import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
-import yaml
 
 from tests.helpers.lab import LabRun, football, largest_gap
 
@@ -30,11 +28,7 @@ def main():
     parser.add_argument("--size", default="1G")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="football-bench-") as base:
-        lab = LabRun(base)
-        inventory = yaml.safe_load(Path(lab.inventory).read_text())
-        inventory["demo"]["size"] = args.size
-        inventory["defaults"]["vg_size"] = "4G"
-        Path(lab.inventory).write_text(yaml.safe_dump(inventory))
+        lab = LabRun(base, demo_size=args.size, vg_size="4G")
         try:
             lab.up()
             rows = []

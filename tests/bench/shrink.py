@@ -25,9 +25,7 @@ import os
 import random
 import tempfile
 import time
-from pathlib import Path
 
-import yaml
 
 from football.ops.shrink import PHASES
 from mars.names import parse_size
@@ -112,11 +110,7 @@ def main():
     args = parser.parse_args()
     data = parse_size(args.data)
     with tempfile.TemporaryDirectory(prefix="football-bench-") as base:
-        lab = LabRun(base)
-        inventory = yaml.safe_load(Path(lab.inventory).read_text())
-        inventory["demo"]["size"] = args.size
-        inventory["defaults"]["vg_size"] = "4G"
-        Path(lab.inventory).write_text(yaml.safe_dump(inventory))
+        lab = LabRun(base, demo_size=args.size, vg_size="4G")
         try:
             lab.up()
             wait_for_records(lab, "a1", 3)

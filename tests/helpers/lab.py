@@ -49,10 +49,10 @@ def lab_inventory(path, demo_size=DEMO_SIZE, vg_size="1G"):
 
 
 class LabRun:
-    def __init__(self, base, demo_size=DEMO_SIZE):
+    def __init__(self, base, demo_size=DEMO_SIZE, vg_size="1G"):
         self.base = Path(base)
         self.dir = self.base / "lab"
-        self.inventory = lab_inventory(self.base / "lab.yml", demo_size)
+        self.inventory = lab_inventory(self.base / "lab.yml", demo_size, vg_size)
         self.env = dict(os.environ, FOOTBALL_LAB_DIR=str(self.dir))
 
     def football(self, *args, check=True, timeout=600):
