@@ -39,18 +39,22 @@ def data_dir(lab, host="a1"):
     return lab.dir / host / "var/lib/lxc/vm1/rootfs/shrinkdata"
 
 
-def assert_shrunk_to(lab, size):
-    """vm1 is `size` bytes in MARS and on both LVs, no -tmp/-preshrink left,
-    primary and running on a1, a2 UpToDate."""
-    for host in ("a1", "a2"):
+def assert_shrunk_to(lab, size, primary="a1", secondary="a2"):
+    """vm1 is `size` bytes in MARS and on both LVs (and nowhere else), no
+    -tmp/-preshrink left, primary and running on `primary`, `secondary`
+    UpToDate."""
+    for host in ("a1", "a2", "b1", "b2"):
         volumes = lvs(lab, host)
-        assert volumes["vm1"] == size, (host, volumes)
+        if host in (primary, secondary):
+            assert volumes["vm1"] == size, (host, volumes)
+        else:
+            assert "vm1" not in volumes, (host, volumes)
         assert not {"vm1-tmp", "vm1-preshrink"} & set(volumes), (host, volumes)
-    assert lab.exec("a1", "marsadm", "view-resource-size", "vm1").stdout.strip() == str(size)
+    assert lab.exec(primary, "marsadm", "view-resource-size", "vm1").stdout.strip() == str(size)
     status = lab.status()
-    assert status["a1"]["resources"]["vm1"]["role"] == "Primary"
-    assert status["a1"]["containers"]["vm1"] == "RUNNING"
-    assert status["a2"]["resources"]["vm1"]["diskstate"].startswith("UpToDate")
+    assert status[primary]["resources"]["vm1"]["role"] == "Primary"
+    assert status[primary]["containers"]["vm1"] == "RUNNING"
+    assert status[secondary]["resources"]["vm1"]["diskstate"].startswith("UpToDate")
 
 
 @pytest.fixture(scope="module")
@@ -89,4 +93,27 @@ def test_a_shrink_crashed_in_the_copy_in_the_window_and_after_the_creation_resum
     assert_shrunk_to(lab, 320 * MIB)
     assert tree_metadata(data_dir(lab)) == tree
     after = wait_for_records(lab, "a1", records + 3)
+    assert not sequence_problems(after), sequence_problems(after)
+
+
+@pytest.mark.parametrize("command, primary, secondary", [
+    (("migrate+shrink", "vm1", "cluster2"), "b1", "b2"),
+    (("migrate+shrink+back", "vm1", "a1"), "b1", "b2"),
+])
+def test_the_combined_operations_end_shrunk_where_they_should_with_every_file(
+        lab, tree, command, primary, secondary):
+    """migrate+shrink to cluster2, then (grown again) migrate+shrink+back by
+    way of a1: every entry identical, the workload's records unbroken."""
+    home = lab.status()
+    now = next(host for host, entry in home.items()
+               if entry["containers"].get("vm1") == "RUNNING")
+    fb(lab, "--yes", "expand", "vm1", "640m")
+    records = len(lab.records(now))
+    done = fb(lab, "--yes", *command)
+    summary = events(done, "summary")[0]
+    print(f"{command[0]}: downtime {summary['downtime_seconds']} s in "
+          f"{len(summary['stages'])} stages, phases {summary['phases']}")
+    assert_shrunk_to(lab, 320 * MIB, primary, secondary)
+    assert tree_metadata(data_dir(lab, primary)) == tree
+    after = wait_for_records(lab, primary, records + 3)
     assert not sequence_problems(after), sequence_problems(after)
