@@ -496,6 +496,62 @@ def split_cluster(ctx, hosts):
     _admin(ctx, "split-cluster", hosts[0], lambda c: SplitCluster(c, hosts))
 
 
+def _gate_file(ctx, make, res):
+    """A gate file of the waiting plugin in this controller's state dir."""
+    from football.ops.base import check_resource_name
+
+    if res:
+        check_resource_name(res)
+    context = ctx.obj.context("gate", res or "all")
+    context.reporter.close()
+    path = make(context.config.state_dir, res) if res else make(context.config.state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@cli.command()
+@click.argument("res", required=False)
+@click.pass_context
+@reported
+def pause(ctx, res):
+    """Hold every operation of RES (or of all resources) before its next
+    downtime window until `football unpause`; held time does not count
+    toward downtime_gate_timeout."""
+    from plugins.waiting import pause_file
+
+    path = _gate_file(ctx, pause_file, res)
+    path.touch()
+    click.echo(f"paused {res or 'every resource'} ({path})")
+
+
+@cli.command()
+@click.argument("res", required=False)
+@click.pass_context
+@reported
+def unpause(ctx, res):
+    """Let the operations of RES (or of all resources) go on."""
+    from plugins.waiting import pause_file
+
+    path = _gate_file(ctx, pause_file, res)
+    click.echo(f"unpaused {res or 'every resource'}" if path.exists() else
+               f"{res or 'all'} was not paused ({path} does not exist)")
+    path.unlink(missing_ok=True)
+
+
+@cli.command("continue")
+@click.argument("resources", nargs=-1, required=True, metavar="RES...")
+@click.pass_context
+@reported
+def continue_(ctx, resources):
+    """Release RES waiting at the operator's gate before its downtime
+    (gate_before_downtime): its next downtime window may begin."""
+    from plugins.waiting import continue_file
+
+    for res in resources:
+        _gate_file(ctx, continue_file, res).touch()
+        click.echo(f"{res}: may go offline")
+
+
 @cli.command("config")
 @click.pass_context
 @reported

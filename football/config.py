@@ -58,6 +58,10 @@ TUNABLES = {
                                                   "clusters stay whole)"),
     "plugin_dirs": Tunable((), "directories whose *.py files are loaded as plugins "
                                "(':'-separated in the environment and --var)"),
+    "business_hours": Tunable("", "regular expression on <weekday 1-7>_<hour 00-23> of the "
+                                  "controller, e.g. [1-5]_(0[8-9]|1[0-8]): a downtime begins "
+                                  "only then ('': any time)"),
+    "gate_before_downtime": Tunable(False, "every downtime waits for `football continue <res>`"),
     "downtime_gate_timeout": Tunable(3600.0, "seconds to wait before the downtime window "
                                              "while a plugin's want_downtime says no or "
                                              "resource_locked says yes; then refused"),
@@ -68,6 +72,8 @@ class Config:
     """Resolved tunables; read them as attributes (`config.limit_syncs`)."""
 
     def __init__(self, files=(), variables=(), environ=None):
+        self.sources = (tuple(files), tuple(variables), environ)
+        self.defaults = {}
         environ = os.environ if environ is None else environ
         values = {name: tunable.default for name, tunable in TUNABLES.items()}
         self.origin = {name: "default" for name in TUNABLES}
@@ -92,8 +98,21 @@ class Config:
         values[name] = convert(name, value, TUNABLES[name].default, origin)
         self.origin[name] = origin
 
+    def reloaded(self):
+        """The settings read again from the same files, environment and
+        --var (a run that waits sees what the operator changed meanwhile);
+        these when a file cannot be read now."""
+        try:
+            again = Config(*self.sources)
+        except Illegal:
+            return self
+        for name, value in self.defaults.items():
+            again.default(name, value)
+        return again
+
     def default(self, name, value):
         """Use `value` for `name` unless a file, the environment or --var set it."""
+        self.defaults[name] = value
         if self.origin[name] == "default":
             self._values[name] = convert(name, value, TUNABLES[name].default, "default")
 

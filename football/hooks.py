@@ -44,7 +44,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 # A shipped module that keeps state per run (the downtime log) offers
 # `new_plugin()`; it is registered as that object instead of the module.
 BUILTIN_PLUGINS = ("plugins.filevg", "plugins.lvm", "plugins.lxc", "plugins.labmanager",
-                   "plugins.systemd", "plugins.defaults", "plugins.downtime")
+                   "plugins.systemd", "plugins.defaults", "plugins.downtime", "plugins.waiting")
 ENTRY_POINT_GROUP = "football.plugins"
 
 

@@ -298,37 +298,42 @@ class Operation:
     def _downtime_gate(self, source, target):
         """Wait until every plugin wants the downtime now (want_downtime) and
         none holds `res` locked on the source or the target (resource_locked);
-        `Illegal` after `downtime_gate_timeout`: the container was not touched."""
+        the time it is locked does not count: `Illegal` after
+        `downtime_gate_timeout` of other objections. The container was not
+        touched. Each new set of reasons is said once."""
         def objections():
-            found = self.hooks.vetoes("want_downtime", res=self.res, source=source,
-                                      target=target)
-            for host in {source.name: source, target.name: target}.values():
-                found += [f"{self.res} is locked on {host.name}" +
-                          (f" ({lock})" if isinstance(lock, str) else "")
-                          for lock in self.hooks.call("resource_locked", host=host, res=self.res)
-                          if lock]
-            return found
+            vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
+                                       target=target)
+            locks = [f"{self.res} is locked on {host.name}" +
+                     (f" ({lock})" if isinstance(lock, str) else "")
+                     for host in {source.name: source, target.name: target}.values()
+                     for lock in self.hooks.call("resource_locked", host=host, res=self.res)
+                     if lock]
+            return vetoes, list(dict.fromkeys(locks))
 
-        last = objections()
-        if not last:
+        vetoes, locks = objections()
+        if not vetoes and not locks:
             return
-        self.say(f"  waiting before the downtime of {self.res}: {'; '.join(last)}")
         self._tell("start_wait", what="downtime")
-        started = time.monotonic()
-
-        def agreed():
-            self._tell("poll_wait", what="downtime", elapsed=round(time.monotonic() - started, 3))
-            last[:] = objections()
-            return not last
-
-        try:
-            wait_until(agreed, self.config.downtime_gate_timeout, self.config.poll_interval,
-                       "the plugins to allow the downtime")
-        except TimedOut:
-            raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
-                          f"{self.config.downtime_gate_timeout:g} s: {'; '.join(last)}; it "
-                          f"still runs on {source.name}, nothing was stopped. Re-run "
-                          "later: the replicas are kept, it resumes") from None
+        started = last = time.monotonic()
+        counted, said = 0.0, None
+        while vetoes or locks:
+            reasons = vetoes + locks
+            if reasons != said:
+                self.say(f"  waiting before the downtime of {self.res}: {'; '.join(reasons)}")
+                said = reasons
+            if counted > self.config.downtime_gate_timeout:
+                raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
+                              f"{self.config.downtime_gate_timeout:g} s: {'; '.join(reasons)}; "
+                              f"it still runs on {source.name}, nothing was stopped. Re-run "
+                              "later: the replicas are kept, it resumes")
+            time.sleep(self.config.poll_interval)
+            now = time.monotonic()
+            if not locks:           # locked time does not count toward the timeout
+                counted += now - last
+            last = now
+            self._tell("poll_wait", what="downtime", elapsed=round(now - started, 3))
+            vetoes, locks = objections()
 
     def _check_startable(self, target, source):
         """`Illegal` before anything is stopped when a plugin vetoes starting

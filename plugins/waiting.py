@@ -1,0 +1,76 @@
+"""Plugin `waiting`: the gates before a downtime window, for every operation
+and site (FOOTBALL.md, "Waiting"; the original had them in a site plugin).
+
+- `business_hours`: a regular expression matched as a whole against the
+  controller's `<weekday 1-7>_<hour 00-23>` (`date +%u_%H`), e.g.
+  `[1-5]_(0[8-9]|1[0-8])`: a downtime begins only inside it ('' = always).
+- pause files in the controller's state dir: `pause` holds every resource,
+  `pause.<res>` one (`football pause [RES]`, `football unpause [RES]`).
+  While one exists the resource counts as locked: the time does not count
+  toward `downtime_gate_timeout`.
+- `gate_before_downtime`: every downtime waits for the operator's
+  `football continue <res>` (a file `continue.<res>`, used up by the run
+  that passes the gate).
+
+The settings are read again at every poll (config files and environment),
+so an operator can change them while a run waits."""
+
+import re
+import time
+from pathlib import Path
+
+from football.hooks import hookimpl
+
+PAUSE_ALL = "pause"
+
+
+def pause_file(state_dir, res=None):
+    return Path(state_dir) / (f"{PAUSE_ALL}.{res}" if res else PAUSE_ALL)
+
+
+def continue_file(state_dir, res):
+    return Path(state_dir) / f"continue.{res}"
+
+
+class Waiting:
+    def __init__(self):
+        self.config = None
+
+    @hookimpl
+    def configure(self, config):
+        self.config = config
+
+    def _settings(self):
+        return self.config.reloaded()
+
+    @hookimpl
+    def resource_locked(self, host, res):
+        if self.config is None:
+            return False
+        state_dir = self._settings().state_dir
+        for path, command in ((pause_file(state_dir), "football unpause"),
+                              (pause_file(state_dir, res), f"football unpause {res}")):
+            if path.exists():
+                return f"paused by {path}: {command}"
+        return False
+
+    @hookimpl
+    def want_downtime(self, res, source, target):
+        if self.config is None:
+            return True
+        settings = self._settings()
+        if settings.business_hours:
+            now = time.strftime("%u_%H")
+            if not re.fullmatch(settings.business_hours, now):
+                return (False, f"outside business_hours {settings.business_hours} (now {now})")
+        if settings.gate_before_downtime:
+            released = continue_file(settings.state_dir, res)
+            if not released.exists():
+                return (False, f"waiting for the operator (gate_before_downtime): "
+                               f"football continue {res}")
+            released.unlink(missing_ok=True)
+        return True
+
+
+def new_plugin():
+    return Waiting()

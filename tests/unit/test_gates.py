@@ -1,0 +1,113 @@
+"""The gates before a downtime window (plugins/waiting.py) on the fake
+fleet: business hours, pause files, the operator's gate; settings read again
+while a run waits; time held by a pause does not count toward
+downtime_gate_timeout. Nothing is stopped while a gate holds."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fakefleet import HOMES, assert_placed, football
+from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
+
+FAST = ("--var", "poll_interval=0.05", "--var", "downtime_gate_timeout=0.3")
+
+
+@pytest.fixture
+def fleet(fake_fleet):  # noqa: F811 (the fixture imported above)
+    return fake_fleet
+
+
+def stops(fleet):
+    return [argv for _, argv in fleet.calls if argv[:2] == ("football-host", "ct")
+            and argv[3] == "stop"]
+
+
+def poll_plugin(tmp_path, after, action):
+    """A plugin file whose poll_wait runs `action` (Python source) once, at
+    the `after`-th poll; the --var that loads it."""
+    directory = tmp_path / "plugins"
+    directory.mkdir(exist_ok=True)
+    (directory / "poller.py").write_text(
+        "from pathlib import Path\n"
+        "from football.hooks import hookimpl\n"
+        "polls = []\n"
+        "@hookimpl\n"
+        "def poll_wait(what, res, elapsed):\n"
+        "    polls.append(elapsed)\n"
+        f"    if len(polls) == {after}:\n"
+        f"        {action}\n")
+    return ("--var", f"plugin_dirs={directory}")
+
+
+def test_outside_business_hours_the_downtime_waits_and_then_is_refused_untouched(fleet):
+    code, _, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "migrate", "vm1",
+                               "cluster2")
+    assert code == 191, stderr
+    assert "outside business_hours 9_99" in stderr and "nothing was stopped" in stderr
+    assert stops(fleet) == [] and fleet.running("vm1") == ["a1"]
+    code, _, stderr = football(fleet, *FAST, "--var", "business_hours=[1-7]_[0-2][0-9]",
+                               "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+
+
+def test_business_hours_are_read_again_while_the_run_waits(fleet, tmp_path):
+    settings = tmp_path / "settings.yml"
+    settings.write_text('business_hours: "9_99"\n')
+    opened = poll_plugin(tmp_path, 3,
+                         f"Path({str(settings)!r}).write_text('business_hours: \"\"\\n')")
+    code, events, stderr = football(fleet, *FAST, "--var", "downtime_gate_timeout=5",
+                                    "--config", str(settings), *opened,
+                                    "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert sum("outside business_hours 9_99" in text for text in said) == 1    # said once
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+
+
+def test_a_pause_holds_the_downtime_and_the_time_held_does_not_count(fleet, tmp_path):
+    code, _, stderr = football(fleet, "pause", "vm1")
+    assert code == 0, stderr
+    pause = fleet.state_dir + "/pause.vm1"
+    # held for 20 polls of 0.05 s: far beyond downtime_gate_timeout 0.3 s
+    unpause = poll_plugin(tmp_path, 20, f"Path({pause!r}).unlink()")
+    code, events, stderr = football(fleet, *FAST, *unpause, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert f"vm1 is locked on a1 (paused by {pause}: football unpause vm1)" in json.dumps(events)
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+
+
+def test_pause_of_everything_holds_and_unpause_lets_go(fleet, tmp_path):
+    assert football(fleet, "pause")[0] == 0
+    pause = fleet.state_dir + "/pause"
+    assert football(fleet, "unpause")[0] == 0 and not Path(pause).exists()
+    assert football(fleet, "pause")[0] == 0 and Path(pause).exists()
+    unpause = poll_plugin(tmp_path, 5, f"Path({pause!r}).unlink()")
+    code, events, stderr = football(fleet, *FAST, *unpause, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert f"paused by {pause}: football unpause)" in json.dumps(events)
+
+
+def test_the_operators_gate_waits_for_continue_which_is_used_up(fleet):
+    gate = ("--var", "gate_before_downtime=yes")
+    code, _, stderr = football(fleet, *FAST, *gate, "migrate", "vm1", "cluster2")
+    assert code == 191 and "football continue vm1" in stderr, stderr
+    assert stops(fleet) == []
+    assert football(fleet, "continue", "vm1")[0] == 0
+    code, _, stderr = football(fleet, *FAST, *gate, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    # used up: the next downtime waits again
+    code, _, stderr = football(fleet, *FAST, *gate, "handover", "vm1", HOMES["cluster2"][1])
+    assert code == 191 and "football continue vm1" in stderr, stderr
+
+
+def test_a_shrink_waits_at_the_same_gates_before_its_downtime(fleet):
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)
+    code, _, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "shrink", "vm2")
+    assert code == 191 and "outside business_hours" in stderr, stderr
+    assert stops(fleet) == [] and fleet.running("vm2") == ["a1"]
+    assert "vm2-tmp" in fleet.lvs("a1")            # the copy is kept: a re-run resumes
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
