@@ -427,8 +427,14 @@ class Hooks:
         if manager is None:
             manager = plugin_manager(plugin_dirs=config.plugin_dirs if config else ())
         self.manager = manager
+        self.config = config
         if config is not None:
             self.call("configure", config=config)
+
+    def handover_timeout(self):
+        """Seconds `marsadm primary` (and the device after it) may take: the
+        tunable, 120 without a config."""
+        return self.config.handover_timeout if self.config is not None else 120.0
 
     def call(self, name, /, **kwargs):
         caller = getattr(self.manager.hook, name)

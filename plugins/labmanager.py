@@ -10,7 +10,6 @@ from football.errors import FootballError
 from football.hooks import hookimpl
 
 KIND = "lab"
-DEVICE_TIMEOUT = 120
 UMOUNT_ATTEMPTS = 20
 
 
@@ -47,9 +46,10 @@ def umount(host, res):
 def resource_start(host, res, hooks):
     if host.manager != KIND:
         return None
-    host.run(["marsadm", f"--timeout={DEVICE_TIMEOUT}", "primary", res], timeout=DEVICE_TIMEOUT + 30)
-    host.run(["marsadm", f"--timeout={DEVICE_TIMEOUT}", "wait-resource", res, "device"],
-             timeout=DEVICE_TIMEOUT + 30)
+    timeout = hooks.handover_timeout()
+    host.run(["marsadm", f"--timeout={timeout:g}", "primary", res], timeout=timeout + 30)
+    host.run(["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "device"],
+             timeout=timeout + 30)
     mount(host, res)
     hooks.container_start(host=host, res=res)
     return True

@@ -37,7 +37,6 @@ LXC_START = "/usr/bin/lxc-start"
 LXC_STOP = "/usr/bin/lxc-stop"
 LXC_WAIT = "/usr/bin/lxc-wait"
 
-DEVICE_TIMEOUT = 120    # marsadm --timeout for the handover and the device
 UNIT_TIMEOUT = 240      # systemctl start/stop: the units' own limits (90 s, 120 s) and margin
 STOPPED_STATES = ("inactive", "failed")
 
@@ -150,16 +149,17 @@ def install_units(host, res, **binaries):
 
 
 @hookimpl
-def resource_start(host, res):
+def resource_start(host, res, hooks):
     if host.manager != KIND:
         return None
     units = resource_units(host, res)
-    _run(host, ["marsadm", f"--timeout={DEVICE_TIMEOUT}", "primary", res],
+    timeout = hooks.handover_timeout()
+    _run(host, ["marsadm", f"--timeout={timeout:g}", "primary", res],
          f"making {host.name} the primary of {res}",
-         f"see `marsadm view {res}` on {host.name}", timeout=DEVICE_TIMEOUT + 30)
-    _run(host, ["marsadm", f"--timeout={DEVICE_TIMEOUT}", "wait-resource", res, "device"],
+         f"see `marsadm view {res}` on {host.name}", timeout=timeout + 30)
+    _run(host, ["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "device"],
          f"waiting for the device of {res}",
-         f"see `marsadm view {res}` on {host.name}", timeout=DEVICE_TIMEOUT + 30)
+         f"see `marsadm view {res}` on {host.name}", timeout=timeout + 30)
     _start_unit(host, units.start)
     return True
 

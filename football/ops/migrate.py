@@ -143,8 +143,11 @@ class Migrate(Operation):
             self._check_hand_hosts()
         if whole and self.pre_hand and not Journal(self.config.state_dir, self.operation,
                                                    self.res).data["steps"]:
-            self.say(f"* pre-hand: {self.res} to {self.pre_hand}")
-            Handover(self.ctx, self.res, self.pre_hand).run(Handover.whole)
+            self.discover()         # what would refuse the migrate refuses before the hand
+            if self.source.name != self.pre_hand or \
+                    Journal(self.config.state_dir, Handover.operation, self.res).resumed:
+                self.say(f"* pre-hand: {self.res} to {self.pre_hand}")
+                Handover(self.ctx, self.res, self.pre_hand).run(Handover.whole)
             self.source_hint = None              # it moved: discover it again
         self.discover()
         wanted = [target.name for target in self.targets]
@@ -348,11 +351,8 @@ class Migrate(Operation):
                 self.say(f"  {host.name}: stopping {self.res}")
                 self.hooks.resource_stop(host=host, res=self.res)
             self.ctx.inject("finish:stopped")
-            self.say(f"  {target.name}: marsadm primary {self.res}")
-            target.run(["marsadm", f"--timeout={self.config.handover_timeout:g}", "primary",
-                        self.res], timeout=self.config.handover_timeout + 30)
-            self.ctx.inject("finish:primary")
-            self.say(f"  {target.name}: starting {self.res}")
+            # the cluster manager's start makes it the MARS primary (handover_timeout)
+            self.say(f"  {target.name}: starting {self.res} (marsadm primary first)")
             self.hooks.resource_start(host=target, res=self.res)
             state = self.hooks.container_state(host=target, res=self.res)
             if state != "RUNNING":

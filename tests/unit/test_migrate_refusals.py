@@ -84,10 +84,11 @@ def test_a_target_without_vg_space_is_refused_with_exit_191_naming_it_and_its_fr
     host = fleet.hosts["b1"]
     filler = ("football-host", "vg", host.path("/dev/vg0"), "create", "filler", "3900M")
     fleet.run("b1", filler)
-    code, _, stderr = football(fleet, "migrate", "vm1", "b1")
-    assert code == EXIT_ILLEGAL, stderr
-    assert "b1: volume group vg0 has" in stderr and "MiB free" in stderr, stderr
-    assert_nothing_changed(fleet, ("b1", filler))
+    for pre_hand in ((), ("--pre-hand", "a2")):   # refused before the pre-hand, too
+        code, _, stderr = football(fleet, "migrate", "vm1", "b1", *pre_hand)
+        assert code == EXIT_ILLEGAL, stderr
+        assert "b1: volume group vg0 has" in stderr and "MiB free" in stderr, stderr
+        assert_nothing_changed(fleet, ("b1", filler))
 
 
 def test_a_target_whose_marsd_does_not_answer_is_refused_with_exit_191_naming_it(fleet):

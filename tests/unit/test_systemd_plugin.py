@@ -209,10 +209,22 @@ def expect_start(runner, res, unit, state="active\n", exit=0):
     runner.expect(["systemctl", "is-active", unit], stdout=state, exit=exit)
 
 
+def test_resource_start_waits_for_the_handover_as_long_as_handover_timeout(host, runner):
+    from football.config import Config
+
+    runner.expect(["marsadm", "--timeout=45", "primary", "db-01"])
+    runner.expect(["marsadm", "--timeout=45", "wait-resource", "db-01", "device"])
+    runner.expect(["systemctl", "start", "football-ct-db\\x2d01.service"])
+    runner.expect(["systemctl", "is-active", "football-ct-db\\x2d01.service"], stdout="active\n")
+    hooks = Hooks(config=Config(variables=["handover_timeout=45"], environ={}))
+    assert systemd.resource_start(host, "db-01", hooks) is True
+    assert runner.calls[0] == ("marsadm", "--timeout=45", "primary", "db-01")
+
+
 def test_resource_start_makes_the_host_primary_then_starts_and_checks_the_start_unit(host,
                                                                                      runner):
     expect_start(runner, "db-01", "football-ct-db\\x2d01.service")
-    assert systemd.resource_start(host, "db-01") is True
+    assert systemd.resource_start(host, "db-01", Hooks()) is True
     assert runner.calls == [
         (*PRIMARY, "db-01"),
         ("marsadm", "--timeout=120", "wait-resource", "db-01", "device"),
@@ -225,7 +237,7 @@ def test_resource_start_raises_naming_host_and_unit_when_the_unit_is_not_active_
                                                                                       runner):
     expect_start(runner, "vm1", "football-ct-vm1.service", state="failed\n", exit=NOT_ACTIVE)
     with pytest.raises(UnitFailed) as raised:
-        systemd.resource_start(host, "vm1")
+        systemd.resource_start(host, "vm1", Hooks())
     message = str(raised.value)
     assert message.startswith("h1: football-ct-vm1.service is failed")
     assert "journalctl -u football-ct-vm1.service" in message
@@ -240,14 +252,14 @@ def test_resource_start_reports_a_failing_systemctl_start_with_where_to_look(hos
     with pytest.raises(UnitFailed, match=r"h1: starting football-ct-vm1.service failed "
                                          r"\(`systemctl start football-ct-vm1.service` exited 1\)"
                                          r".*systemctl status football-ct-vm1.service"):
-        systemd.resource_start(host, "vm1")
+        systemd.resource_start(host, "vm1", Hooks())
 
 
 def test_resource_start_does_not_touch_units_when_the_handover_fails(host, runner):
     runner.expect([*PRIMARY, "vm1"], exit=1,
                   stderr="sync of vm1 on h1 is incomplete (0 of 1048576 bytes)\n")
     with pytest.raises(UnitFailed, match="h1: making h1 the primary of vm1 failed .*incomplete"):
-        systemd.resource_start(host, "vm1")
+        systemd.resource_start(host, "vm1", Hooks())
     assert runner.calls == [(*PRIMARY, "vm1")]
 
 
@@ -291,7 +303,8 @@ def test_resource_stop_vm_stops_only_the_container_unit_and_keeps_the_mount(host
                                   "resource_stop_vm"])
 def test_every_hook_returns_none_and_runs_nothing_for_a_host_of_another_manager(runner, hook):
     lab = Host(name="h1", address="127.0.0.31", manager="lab", _runner=runner)
-    assert getattr(systemd, hook)(lab, "vm1") is None
+    extra = (None,) if hook == "resource_start" else ()
+    assert getattr(systemd, hook)(lab, "vm1", *extra) is None
     assert runner.calls == []
 
 
