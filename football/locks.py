@@ -11,6 +11,7 @@ An intent is the same kind of record in another directory, kept for
 (`limit_shrinks`) on its host before it shows there."""
 
 import json
+import socket
 import time
 from contextlib import contextmanager
 
@@ -25,6 +26,13 @@ LOCK_DIR = "/var/lock/football"
 RUN_LOCK = "football"
 INTENT_DIR = "/var/lib/football/intents"
 EXIT_LOCK_HELD = 6
+
+
+def run_owner(operation, res=None):
+    """Who holds a run's locks and intents: the operation (and resource) on
+    this controller; stable across re-runs, so that a resumed run owns its
+    earlier locks and intents."""
+    return f"{operation}{'-' + res if res else ''}@{socket.gethostname()}"
 
 
 class Locked(Illegal):

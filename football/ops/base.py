@@ -7,7 +7,6 @@ Each step looks at the real state before acting, so a re-run resumes."""
 
 import contextlib
 import signal
-import socket
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from football import facts
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
                              Illegal)
 from football.inventory import InventoryError
+from football.locks import run_owner
 from football.transport import TransportError
 from mars.errors import MarsError
 from mars.names import check_resource
@@ -221,7 +221,7 @@ class Operation:
         self.journal = None
         self.prepared_hosts = []    # told to prepare_hosts; finish_hosts gets them
         # stable across re-runs, so that a resumed run owns its earlier locks and intents
-        self.owner = f"{self.operation}-{self.res}@{socket.gethostname()}"
+        self.owner = run_owner(self.operation, self.res)
         self.summary = {"resource": self.res, "phases": {}}
 
     def host(self, name):

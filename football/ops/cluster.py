@@ -16,13 +16,12 @@ split again, so that each MARS cluster stays as small as the inventory says.
   a run interrupted between the split and the merges completes on a re-run.
 """
 
-import socket
 from dataclasses import dataclass
 
 from football import facts
 from football.errors import FootballError, Illegal
 from football.inventory import InventoryError
-from football.locks import LockSet, RUN_LOCK
+from football.locks import LockSet, RUN_LOCK, run_owner
 from football.ops.base import in_parallel, reachable, wait_until
 from football.transport import TransportError
 
@@ -261,7 +260,7 @@ class MergeCluster:
         if first == second:
             raise Illegal(f"merge-cluster needs two different hosts, not {first} twice")
         self.first, self.second = ctx.host(first), ctx.host(second)
-        self.owner = f"{self.operation}@{socket.gethostname()}"
+        self.owner = run_owner(self.operation)
 
     def discover(self):
         """Reachable, in clusters that do not share a resource name; whether
@@ -314,7 +313,7 @@ class SplitCluster:
         if not names:
             raise Illegal("split-cluster needs at least one host")
         self.names = list(dict.fromkeys(ctx.host(name).name for name in names))
-        self.owner = f"{self.operation}@{socket.gethostname()}"
+        self.owner = run_owner(self.operation)
 
     def run(self):
         done = split_unshared(self.ctx, self.names, self.owner)

@@ -14,12 +14,11 @@ needs a1 until `football unlock football a1`.
 - `unlock` releases the item whoever holds it: it is the tool for the locks
   of dead runs, so it says whose lock it removed and since when."""
 
-import socket
 import time
 
 from football.errors import FootballError, Illegal
 from football.inventory import InventoryError
-from football.locks import LockSet, held, release
+from football.locks import LockSet, held, release, run_owner
 from football.ops.base import in_parallel
 from football.transport import TransportError
 from mars.names import RESOURCE_RE
@@ -42,7 +41,7 @@ def check_owner(owner):
 
 
 def default_owner():
-    return f"operator@{socket.gethostname()}"
+    return run_owner("operator")
 
 
 def check_hosts(inventory, names):

@@ -13,12 +13,11 @@ locked (item `football`, as migrate's prepare does while it creates and joins
 an LV), checked again under the lock, and the LV removed. A member's disk is
 never removed: when in doubt (a host that does not answer), nothing is."""
 
-import socket
 
 from football import facts
 from football.errors import FootballError
 from football.inventory import InventoryError
-from football.locks import LockSet, RUN_LOCK
+from football.locks import LockSet, RUN_LOCK, run_owner
 from football.ops.base import check_resource_name, in_parallel
 from football.ops.status import unfinished_operations
 from football.transport import TransportError
@@ -47,7 +46,7 @@ class LvCleanup:
         self.ctx, self.hooks = ctx, ctx.hooks
         self.res = check_resource_name(res)
         self.do_it = do_it
-        self.owner = f"{self.operation}-{self.res}@{socket.gethostname()}"
+        self.owner = run_owner(self.operation, self.res)
 
     # ------------------------------------------------------------- discovery
     def _look(self, host):

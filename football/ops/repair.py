@@ -18,11 +18,10 @@
 Both take the `football` lock on the members they reach and look at the
 real state before each step, so a re-run continues."""
 
-import socket
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.locks import LockSet, RUN_LOCK
+from football.locks import LockSet, RUN_LOCK, run_owner
 from football.ops.base import (check_resource_name, confirm, in_parallel, marsd_answers,
                                wait_until)
 from football.transport import CommandFailed, TransportError
@@ -41,7 +40,7 @@ class Repair:
         if not host_names:
             raise Illegal(f"name at least one host to run {self.res} on")
         self.candidates = [self.ctx.host(name) for name in dict.fromkeys(host_names)]
-        self.owner = f"{self.operation}-{self.res}@{socket.gethostname()}"
+        self.owner = run_owner(self.operation, self.res)
         self.summary = {"resource": self.res, "host": None}
 
     def _ask(self, host, argv):
