@@ -420,11 +420,14 @@ class ResourceWorker:
         self._set_actual(**{"disk-size": size})
 
     async def _grown(self, state):
-        """After `resize`, a complete replica is complete for the new size:
-        the grown area reaches it through the log. Whether it wrote that."""
+        """After `resize` the primary is complete for the new size: the grown
+        tail is what its disk holds. The secondaries sync that tail from it,
+        from their syncstatus (the old size) on, as the kernel's do. Whether
+        it wrote."""
         grown_from = state.resource_value(self.res, "grown-from")
         synced = state.resource_value(self.res, f"syncstatus-{self.host}", "0")
-        if grown_from and synced == grown_from and int(synced) < state.size(self.res):
+        if grown_from and synced == grown_from and int(synced) < state.size(self.res) and \
+                state.designated_primary(self.res) == self.host:
             self.write({self.mine("syncstatus"): state.size(self.res)})
             return True
         return False
@@ -837,6 +840,15 @@ class ResourceWorker:
     # ------------------------------------------------------------------- sync
     async def _sync(self, state, source, synced, size):
         syncpos = state.resource_value(self.res, f"syncpos-{self.host}")
+        own = state.resource_value(self.res, f"replay-{self.host}")
+        if not syncpos and synced and own:
+            # complete up to `synced` without a sync of its own (the member
+            # that created the resource, after a resize): only the tail is
+            # copied, its replay goes on from where it is
+            self.write({self.mine("syncpos"): own})
+            syncpos = own
+            log.info("%s: sync of the grown tail from %s starts at %d bytes", self.res, source,
+                     synced)
         if not syncpos:
             start = state.resource_value(self.res, f"replay-{source}")
             if not start:

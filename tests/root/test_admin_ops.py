@@ -118,6 +118,7 @@ def test_expand_grows_every_replica_and_the_filesystem_while_the_workload_writes
     records = len(wait_for_records(lab, primary, 3))
     marsd_log = lab.dir / secondary / "var/log/marsd.log"
     full_syncs = marsd_log.read_text().count("full sync from")
+    syncs = marsd_log.read_text().count(f"sync from {primary} complete")
     mountpoint = str(lab.dir / primary / "var/lib/lxc/vm1")
     fs_before = int(lab.exec(primary, "df", "--block-size=1", "--output=size",
                              mountpoint).stdout.split()[-1])
@@ -136,6 +137,8 @@ def test_expand_grows_every_replica_and_the_filesystem_while_the_workload_writes
     assert roles(status(lab, "vm1"))[secondary] == "Secondary"
     assert marsd_log.read_text().count("full sync from") == full_syncs, \
         "the secondary synced the whole volume again"
+    # ... but the grown tail, as the kernel's MARS does
+    assert marsd_log.read_text().count(f"sync from {primary} complete") == syncs + 1
     assert tree_checksums(files_dir(lab, primary, "expand")) == before
     after = wait_for_records(lab, primary, records + 3)
     assert not sequence_problems(after)

@@ -200,5 +200,8 @@ def test_a_start_failing_everywhere_exits_199_naming_repair_vm_and_lab_up_restar
     assert running == [] and not any(locks.values()), (running, locks)
     assert calls[-1] == {"hook": "football_failed", "exit_code": 199}
 
-    lab.up("--no-wait")     # starts the demo container where MARS has its primary
-    assert_runs_only_on(lab, "a1", before)
+    # The failing starts never got to `marsadm primary` (the cluster manager's
+    # start owns it): MARS still has its primary on a2, and `lab up` starts
+    # the demo container there.
+    lab.up("--no-wait")
+    assert_runs_only_on(lab, "a2", before)

@@ -49,14 +49,21 @@ def test_resize_right_after_the_disks_grew_grows_every_time_and_the_replica_foll
         old, size = size, size + GROWTH
         for host in (a, b):
             os.truncate(host.disk, size)
+        # what a grown LV holds before anyone writes there (LVM does not
+        # zero new extents): different on each disk; the tail sync makes b
+        # hold a's
+        for host in (a, b):
+            with open(host.disk, "r+b") as disk:
+                disk.seek(old)
+                disk.write(os.urandom(GROWTH // 2))
 
         # at once: no marsd has reported the new disk sizes yet
         a.marsadm("resize", RES, f"--timeout={STATE_WAIT:g}")
         assert resource_size(a) == size
         assert device_size(datanet, a) == size
 
-        grown = os.urandom(size - old)
-        write_device(datanet, a, old, grown)
+        grown = os.urandom((size - old) // 2)        # half of the tail written anew
+        write_device(datanet, a, old + GROWTH // 2, grown)
         wait_until(lambda size=size: b.view("sync-size", RES) == f"{size}\n" and
                    b.view("sync-rest", RES) == "0\n",
                    what=f"b complete for {size} bytes",
@@ -67,8 +74,11 @@ def test_resize_right_after_the_disks_grew_grows_every_time_and_the_replica_foll
         assert sha256_file(b.disk, size) == expected
         assert sha256_file(a.disk, size) == expected
         with open(b.disk, "rb") as disk:
-            disk.seek(old)
-            assert disk.read(size - old) == grown, "the grown area reached b through the log"
+            disk.seek(old + GROWTH // 2)
+            assert disk.read(GROWTH // 2) == grown, "the grown area reached b"
+    log = b.current_log()
+    assert log.count("full sync from") == 1, "b synced the whole disk again"
+    assert log.count("sync from a complete") == 4, "b did not sync each grown tail"
 
     # --dry-run asks the members all the same, says what it would write, and
     # writes nothing
@@ -123,4 +133,5 @@ def test_after_a_handover_the_old_primary_gets_only_the_grown_tail_too(datanet):
     write_device(datanet, b, DISK, os.urandom(GROWTH))
     datanet.wait(a, RES)
     assert "full sync" not in a.current_log(), "the old primary synced the whole disk again"
+    assert "sync of the grown tail from b starts at" in a.current_log()
     assert sha256_file(a.disk, DISK + GROWTH) == sha256_file(datanet.device(b, RES), DISK + GROWTH)
