@@ -2,9 +2,36 @@
 
 The parsers take the text the bundled marsadm (and kernel MARS's marsadm)
 prints, in the formats MARS.md fixes, so they can be tested on recorded
-output."""
+output.
+
+One error policy for the facts that ask MARS about membership
+(`cluster_hosts`, `my_resources`, `members`, `primary`): a host that cannot
+be reached or a command that fails raises `FactUnavailable` naming host,
+command and why — never an empty answer that reads as "none" (a failed
+`view-my-resources` must not look like a deleted resource). The caller
+decides what that means: `status` shows it, discovery refuses."""
 
 import re
+
+from football.errors import FootballError
+from football.inventory import InventoryError
+from football.transport import TransportError
+
+
+class FactUnavailable(FootballError):
+    """A fact could not be read on a host (unreachable, or the command failed)."""
+
+
+def read(host, argv, timeout=60):
+    """stdout of a read-only command on `host`; `FactUnavailable` otherwise."""
+    try:
+        result = host.run(argv, check=False, timeout=timeout)
+    except (TransportError, InventoryError) as error:
+        raise FactUnavailable(f"{host.name} is unreachable: {error}") from None
+    if not result.ok:
+        raise FactUnavailable(f"{host.name}: `{result.command}` exited {result.exit_code}: "
+                              f"{result.stderr.strip()[-300:]}")
+    return result.stdout
 
 # Before each resource of `all` or a list (kernel marsadm's do_all_res):
 # `--------- resource <res> <size> [<members>/<hosts>]`, `guest` for a
@@ -59,15 +86,24 @@ def view_all(host, macro, timeout=60):
     return parse_view_all(host.run(["marsadm", f"view-{macro}", "all"], timeout=timeout).stdout)
 
 
-def cluster_hosts(host):
-    """{host: address} of the MARS cluster `host` is in; {} when none."""
-    result = host.run(["marsadm", "lowlevel-ls-host-ips"], check=False)
-    return parse_host_ips(result.stdout) if result.ok else {}
+def cluster_hosts(host, timeout=60):
+    """{host: address} of the MARS cluster `host` is in."""
+    return parse_host_ips(read(host, ["marsadm", "lowlevel-ls-host-ips"], timeout))
 
 
-def my_resources(host):
-    result = host.run(["marsadm", "view-my-resources"], check=False)
-    return parse_lines(result.stdout) if result.ok else []
+def my_resources(host, timeout=60):
+    """The resources `host` holds a replica of."""
+    return parse_lines(read(host, ["marsadm", "view-my-resources"], timeout))
+
+
+def members(host, res, timeout=60):
+    """The hosts with a replica of `res`, as `host` sees them."""
+    return parse_lines(read(host, ["marsadm", "view-resource-members", res], timeout))
+
+
+def primary(host, res, timeout=60):
+    """The designated primary of `res` as `host` sees it ('' for none)."""
+    return read(host, ["marsadm", "view-get-primary", res], timeout).strip()
 
 
 def mount_source(host, path):

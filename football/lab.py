@@ -344,9 +344,12 @@ class Lab:
     def primary_of(self, res, hosts=None):
         """The designated primary of `res` as the lab's marsadm report it."""
         for host in (hosts or self.hosts()).values():
-            result = host.run(["marsadm", "view-get-primary", res], check=False)
-            if result.ok and result.stdout.strip():
-                return result.stdout.strip()
+            try:
+                primary = facts.primary(host, res)
+            except facts.FactUnavailable:
+                continue
+            if primary:
+                return primary
         return None
 
     # ----------------------------------------------------------------- status

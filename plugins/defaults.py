@@ -5,7 +5,7 @@ first-result hooks, replaces the default by answering)."""
 from football.errors import Illegal
 from football.hooks import hookimpl
 from football.ops.base import in_parallel
-from football.transport import TransportError
+from football import facts
 
 
 def primary_host(res, inventory):
@@ -13,10 +13,9 @@ def primary_host(res, inventory):
     every host in parallel; `Illegal` when none knows `res` or they disagree."""
     def ask(host):
         try:
-            result = host.run(["marsadm", "view-get-primary", res], check=False, timeout=30)
-        except TransportError:
+            return facts.primary(host, res, timeout=30)
+        except facts.FactUnavailable:
             return None
-        return result.stdout.strip() if result.ok else None
 
     answers = {answer for answer in in_parallel(ask, inventory.hosts.values()) if answer}
     if not answers:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from football import facts
 from football.errors import FootballError, Illegal
-from football.inventory import InventoryError
 from football.locks import LockSet, RUN_LOCK, run_owner
 from football.ops.base import in_parallel, reachable, wait_until
 from football.transport import TransportError
@@ -104,13 +103,9 @@ def remerges(pieces, wanted, runnable):
 # --------------------------------------------------------------------- observing
 def _cluster_of(host):
     try:
-        result = host.run(["marsadm", "lowlevel-ls-host-ips"], check=False, timeout=60)
-    except (TransportError, InventoryError) as error:
-        raise Illegal(f"{host.name} is unreachable: {error}; nothing was changed") from None
-    if not result.ok:
-        raise Illegal(f"{host.name}: `{result.command}` exited {result.exit_code}: "
-                      f"{result.stderr.strip()[-300:]}; nothing was changed")
-    return facts.parse_host_ips(result.stdout)
+        return facts.cluster_hosts(host)
+    except facts.FactUnavailable as error:
+        raise Illegal(f"{error}; nothing was changed") from None
 
 
 def observe(ctx, names, prefer=()):

@@ -156,8 +156,7 @@ class MigrateShrinkBack(MigrateShrink):
             res, hint = split_res(self.res_argument)
             source = self.host(hint) if hint else \
                 self.hooks.get_hyper(res=res, inventory=self.ctx.inventory)
-            members = facts.parse_lines(source.run(
-                ["marsadm", "view-resource-members", res]).stdout)
+            members = facts.members(source, res)
             self.origin = [source.name] + [name for name in members if name != source.name]
             if self.primary_name in self.origin:
                 raise Illegal(f"{self.primary_name} holds a replica of {self.res} already: "

@@ -48,8 +48,7 @@ class Expand(Operation):
         self.journal = Journal(self.config.state_dir, self.operation, self.res)
         self.primary = self.host(self.source_hint) if self.source_hint else \
             self.hooks.get_hyper(res=self.res, inventory=inv)
-        self.members = [self.host(name) for name in facts.parse_lines(self.primary.run(
-            ["marsadm", "view-resource-members", self.res]).stdout)
+        self.members = [self.host(name) for name in facts.members(self.primary, self.res)
             if name in inv.hosts]
         self.secondaries = [host for host in self.members if host.name != self.primary.name]
         for host in self.members:

@@ -29,7 +29,7 @@ def members_seen(host, res):
     such resource)."""
     if res not in facts.all_resources(host):
         return []
-    return facts.parse_lines(host.run(["marsadm", "view-resource-members", res]).stdout)
+    return facts.members(host, res)
 
 
 def leftovers(candidates, members, planned):

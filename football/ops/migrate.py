@@ -68,8 +68,7 @@ class Migrate(Operation):
         if store is not None and store.name != self.source.name:
             raise Illegal(f"{self.res}: its storage is on {store.name}, not on its hypervisor "
                           f"{self.source.name}; Football moves only local storage")
-        self.members = facts.parse_lines(self.source.run(
-            ["marsadm", "view-resource-members", self.res]).stdout)
+        self.members = facts.members(self.source, self.res)
         self.size = int(facts.view(self.source, "sync-size", self.res) or 0)
         decided = self.journal.decided.get("targets")
         if decided:
@@ -216,8 +215,11 @@ class Migrate(Operation):
         if not self.two_phase or len(self.targets) < 2:
             return self.targets
         primary = self.targets[0]
-        asked = primary.run(["marsadm", "view-get-primary", self.res], check=False)
-        return self.targets if asked.stdout.strip() == primary.name else self.targets[:1]
+        try:
+            handed_over = facts.primary(primary, self.res) == primary.name
+        except facts.FactUnavailable:       # it does not know the resource yet
+            handed_over = False
+        return self.targets if handed_over else self.targets[:1]
 
     # --------------------------------------------------------------- prepare
     def prepare(self):
@@ -388,8 +390,7 @@ class Migrate(Operation):
 
     def _members_now(self):
         primary = self.targets[0]
-        names = facts.parse_lines(primary.run(["marsadm", "view-resource-members",
-                                               self.res]).stdout)
+        names = facts.members(primary, self.res)
         # hosts that left already but still hold the LV (a crash in between)
         names += [name for name in self.origin if name not in names]
         return [self.host(name) for name in names if name in self.ctx.inventory.hosts]
@@ -413,8 +414,7 @@ class Migrate(Operation):
         old = [self.host(name) for name in self.origin
                if name not in wanted and name in self.ctx.inventory.hosts]
         gone = {host.name for host in old if self.res not in facts.my_resources(host)}
-        wait_until(lambda: not gone & set(facts.parse_lines(primary.run(
-                       ["marsadm", "view-resource-members", self.res]).stdout)),
+        wait_until(lambda: not gone & set(facts.members(primary, self.res)),
                    60, self.config.poll_interval,
                    f"{primary.name} to see {', '.join(sorted(gone))} leave {self.res}")
         split_unshared(self.ctx, [*(target.name for target in self.targets),

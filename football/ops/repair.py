@@ -43,21 +43,20 @@ class Repair:
         self.owner = run_owner(self.operation, self.res)
         self.summary = {"resource": self.res, "host": None}
 
-    def _ask(self, host, argv):
-        """stdout of a command on `host`, None when the host does not answer."""
+    def _ask(self, fact, host, *args):
+        """A fact of `host`, None when it cannot be read there."""
         try:
-            result = host.run(argv, check=False, timeout=30)
-        except TransportError:
+            return fact(host, *args, timeout=30)
+        except facts.FactUnavailable:
             return None
-        return result.stdout if result.ok else None
 
     def members(self):
         """{member name: Host} of the resource, as the first candidate (then
         any inventory host) that knows it says; `Illegal` when nobody does."""
         hosts = self.candidates + [host for name, host in sorted(self.ctx.inventory.hosts.items())
                                    if host not in self.candidates]
-        answers = in_parallel(lambda host: facts.parse_lines(
-            self._ask(host, ["marsadm", "view-resource-members", self.res]) or ""), hosts)
+        answers = in_parallel(lambda host: self._ask(facts.members, host, self.res) or [],
+                              hosts)
         for names in answers:
             if names:
                 return {name: self.ctx.host(name) for name in names
@@ -141,7 +140,7 @@ class RepairVm(Repair):
                     self.say(f"{self.res} runs on {host.name}")
                     self.summary["host"] = host.name
                     return self.summary
-        primary = self._ask(alive[0], ["marsadm", "view-get-primary", self.res]) or ""
+        primary = self._ask(facts.primary, alive[0], self.res) or ""
         raise Critical(f"{self.res} could not be started on {', '.join(h.name for h in candidates)}"
                        f" and is NOT running (designated primary: {primary.strip() or 'none'}). "
                        f"If MARS cannot hand over (primary unreachable, split brain): "
@@ -198,7 +197,7 @@ class RepairMars(Repair):
                       f"an LV {self.res}; nothing changed")
 
     def _primary(self, host):
-        return (self._ask(host, ["marsadm", "view-get-primary", self.res]) or "").strip()
+        return self._ask(facts.primary, host, self.res) or ""
 
     def _stop_or_fail(self, host):
         try:

@@ -96,8 +96,7 @@ class Shrink(Operation):
         else:
             self.primary = self.host(self.source_hint) if self.source_hint else \
                 self.hooks.get_hyper(res=self.res, inventory=inv)
-            self.secondaries = [self.host(name) for name in facts.parse_lines(self.primary.run(
-                ["marsadm", "view-resource-members", self.res]).stdout)
+            self.secondaries = [self.host(name) for name in facts.members(self.primary, self.res)
                 if name in inv.hosts and name != self.primary.name]
         self.members = [self.primary, *self.secondaries]
         for host in self.members:

@@ -19,7 +19,6 @@ from rich.table import Table
 
 from football import facts
 from football.errors import FootballError, Illegal
-from football.inventory import InventoryError
 from football.locks import INTENT_DIR, held
 from football.ops.base import check_resource_name, in_parallel
 from football.transport import TransportError
@@ -136,16 +135,12 @@ def observe_host(ctx, host):
     entry = {"cluster": host.cluster, "address": host.address, "reachable": False,
              "error": "", "mars_cluster": {}, "vg_free": None, "locks": {}, "intents": {}}
     try:
-        ips = host.run(["marsadm", "lowlevel-ls-host-ips"], check=False,
-                       timeout=COMMAND_TIMEOUT)
-    except (TransportError, InventoryError) as error:
+        cluster = facts.cluster_hosts(host, timeout=COMMAND_TIMEOUT)
+    except facts.FactUnavailable as error:
         entry["error"] = str(error)
         return entry, []
-    if not ips.ok:
-        entry["error"] = f"`{ips.command}` exited {ips.exit_code}: {ips.stderr.strip()[-300:]}"
-        return entry, []
     entry["reachable"] = True
-    entry["mars_cluster"] = facts.parse_host_ips(ips.stdout)
+    entry["mars_cluster"] = cluster
     problems = []
 
     def ask(what, default, function):

@@ -156,9 +156,24 @@ def test_cluster_hosts_parses_lowlevel_ls_host_ips_and_is_empty_outside_a_cluste
                                                                                   runner):
     runner.expect(["marsadm", "lowlevel-ls-host-ips"],
                   stdout=recorded("lowlevel_ls_host_ips_a1.txt"))
-    runner.expect(["marsadm", "lowlevel-ls-host-ips"], stderr="no cluster", exit=1)
+    runner.expect(["marsadm", "lowlevel-ls-host-ips"], stdout="")
     assert facts.cluster_hosts(host) == {"a1": "127.0.99.11", "a2": "127.0.99.12"}
     assert facts.cluster_hosts(host) == {}
+
+
+@pytest.mark.parametrize("fact, argv", [
+    (lambda host: facts.cluster_hosts(host), ["marsadm", "lowlevel-ls-host-ips"]),
+    (lambda host: facts.my_resources(host), ["marsadm", "view-my-resources"]),
+    (lambda host: facts.members(host, "vm1"), ["marsadm", "view-resource-members", "vm1"]),
+    (lambda host: facts.primary(host, "vm1"), ["marsadm", "view-get-primary", "vm1"]),
+])
+def test_a_fact_that_cannot_be_read_raises_naming_host_and_command_never_answers_none(
+        host, runner, fact, argv):
+    """A failed `view-my-resources` must not read as 'no resources here'."""
+    runner.expect(argv, stderr="marsadm: marsd not answering\n", exit=3)
+    with pytest.raises(facts.FactUnavailable, match=f"{host.name}: `{' '.join(argv)}` exited 3: "
+                       "marsadm: marsd not answering"):
+        fact(host)
 
 
 def test_view_all_runs_the_macro_for_all_resources(host, runner):
