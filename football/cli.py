@@ -134,19 +134,32 @@ def cli(ctx, inventory_path, config_files, dry_run, yes, as_json, verbose, varia
                       injection_point)
 
 
-def _operation(ctx, operation, res, make, phases=None, args=None):
-    """Build the operation with `make(context)`, or, given its `args` (a
-    dict), with `make(context, **args)` after the plugins' `rewrite_args`;
-    run it and print the summary."""
-    context = ctx.obj.context(operation, res)
-    op = make(context) if args is None else \
-        make(context, **_rewritten_args(context, ctx.info_name, args))
+def _run(ctx, operation, name, make, phases=None, args=None, show=None):
+    """The one runner of every command that acts on or looks at the fleet:
+    the context (inventory, settings, plugins, reporter and run log), the
+    operation built by `make(context)` — given its `args` (a dict), by
+    `make(context, **args)` after the plugins' `rewrite_args` —, run (only
+    `phases` when given), its result shown by `show(context, result)` (an
+    operation's summary by default); the run log is closed on every path."""
+    context = ctx.obj.context(operation, name)
     try:
-        summary = op.run(phases)
-        if not context.dry_run:
-            _print_summary(context, summary)
+        op = make(context) if args is None else \
+            make(context, **_rewritten_args(context, ctx.info_name, args))
+        result = op.run(phases) if phases is not None else op.run()
+        (show or _show_summary)(context, result)
+        return result
     finally:
         context.reporter.close()
+
+
+def _operation(ctx, operation, res, make, phases=None, args=None):
+    """An operation with phases (migrate, shrink, expand, ...) and a summary."""
+    _run(ctx, operation, res, make, phases=phases or (), args=args)
+
+
+def _show_summary(context, summary):
+    if not context.dry_run:
+        _print_summary(context, summary)
 
 
 def _rewritten_args(context, command, args):
@@ -394,15 +407,10 @@ def repair_mars(ctx, res, hosts):
 
 
 def _admin(ctx, operation, name, make):
-    """Run an operation without phases (repairs, locks, clusters, lv-cleanup)
-    built by `make(context)`; its result ends the `--json` events."""
-    context = ctx.obj.context(operation, name)
-    try:
-        result = make(context).run()
-        context.reporter.event("result", **{"operation": operation, **result})
-        return result
-    finally:
-        context.reporter.close()
+    """An operation without phases (repairs, locks, clusters, lv-cleanup);
+    its result ends the `--json` events."""
+    return _run(ctx, operation, name, make, show=lambda context, result: context.reporter.event(
+        "result", **{"operation": operation, **result}))
 
 
 @cli.command()
@@ -416,15 +424,13 @@ def status(ctx, name):
     With --json: one JSON document."""
     from football.ops.status import Status, render
 
-    context = ctx.obj.context("status", name or "all")
-    try:
-        report = Status(context, name).run()
-    finally:
-        context.reporter.close()
-    if ctx.obj.as_json:
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        render(report)
+    def show(context, report):
+        if ctx.obj.as_json:
+            click.echo(json.dumps(report, indent=2, sort_keys=True))
+        else:
+            render(report)
+
+    _run(ctx, "status", name or "all", lambda context: Status(context, name), show=show)
 
 
 @cli.command()
