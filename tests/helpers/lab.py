@@ -90,11 +90,13 @@ class LabRun:
         return left
 
     def keep_logs(self):
-        """Copy the hosts' logs (marsd, football runs, containers' LXC logs)
+        """Copy the hosts' logs (marsd, containers' LXC logs) and the
+        controller's run logs (one per football command)
         to `<base>/lab-logs` before `lab down` removes them: a failure seen
         in CI can be read afterwards."""
         kept = self.base / "lab-logs"
-        for log in [*self.dir.glob("*/var/log/**/*"), *self.dir.glob("*/var/lib/lxc/.*.log")]:
+        for log in [*self.dir.glob("*/var/log/**/*"), *self.dir.glob("*/var/lib/lxc/.*.log"),
+                    *self.dir.glob("controller/log/*")]:
             if log.is_file():
                 target = kept / log.relative_to(self.dir)
                 target.parent.mkdir(parents=True, exist_ok=True)
