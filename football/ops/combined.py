@@ -54,6 +54,7 @@ class MigrateShrink(Operation):
         decided = self.journal.decided
         if not decided.get("primary"):
             planner = Migrate(self.ctx, self.res_argument, *self.target_names)
+            planner.room_checked = 1        # the secondary gets the shrunk size, later
             planner.discover()
             names = [target.name for target in planner.targets]
             self.origin = [planner.source.name] + \

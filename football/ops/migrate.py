@@ -49,6 +49,9 @@ class Migrate(Operation):
         self.two_phase = two_phase
         # handovers among the old replicas before, among the new ones after
         self.pre_hand, self.post_hand = pre_hand, post_hand
+        # the targets whose VG must have room for the whole volume now (a
+        # migrate+shrink gives its secondary only the shrunk one, later)
+        self.room_checked = None
         self.summary.update({"synced_bytes": 0, "sync_seconds": 0.0,
                              "downtime_seconds": None})
 
@@ -80,7 +83,7 @@ class Migrate(Operation):
             reachable(target)
         self.origin = self.journal.decided.get("origin") or [self.source.name] + \
             [name for name in self.members if name != self.source.name]
-        for target in self.targets:
+        for target in self.targets[:self.room_checked]:
             if self.res not in self.hooks.lv_list(host=target):
                 free = self.hooks.vg_free(host=target)
                 if free < self.size + self.config.placement_min_free:

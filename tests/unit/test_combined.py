@@ -82,6 +82,14 @@ def test_migrate_shrink_back_ends_where_it_began_at_the_small_size(fleet):
     assert removed == ["vm2-preshrink", "vm2-preshrink"]
 
 
+def test_the_new_secondary_needs_room_only_for_the_shrunk_volume(fleet):
+    host = fleet.hosts["b2"]
+    fleet.run("b2", ["football-host", "vg", host.path("/dev/vg0"), "create", "filler", "3500M"])
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "b1", "b2")
+    assert code == 0, stderr                       # 596 MiB free: not 1 GiB, but 320 MiB
+    assert_shrunk_on(fleet, "b1", "b2")
+
+
 @pytest.mark.parametrize("args, message", [
     (("migrate+shrink+back", "vm2", "a2"), "a2 holds a replica of vm2 already"),
     (("migrate+shrink", "vm2", "b1", "b2", "b3"), "takes a target"),
