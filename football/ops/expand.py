@@ -37,6 +37,7 @@ class Expand(Operation):
         self.asked = size
         self.target = parse_target(size)
         self.summary.update({"old_size": None, "new_size": None, "grown_bytes": 0,
+                             "synced_bytes": 0,
                              "sync_seconds": 0.0, "downtime_seconds": 0.0})
 
     def start_args(self):
@@ -149,8 +150,10 @@ class Expand(Operation):
                                (self.new_size - self.summary["old_size"]) * len(self.secondaries),
                                f"the grown tail of {self.res}") if self.secondaries else 0.0
         size, _ = facts.filesystem_usage(self.primary, self.mountpoint)
-        self.summary.update(grown_bytes=self.new_size - self.summary["old_size"],
-                            filesystem_size=size,
+        grown = self.new_size - self.summary["old_size"]
+        # the secondaries synced the grown tail, not the volume
+        self.summary.update(grown_bytes=grown, filesystem_size=size,
+                            synced_bytes=grown * len(self.secondaries),
                             sync_seconds=round(waited, 3))
         self.ctx.inject("wait:synced")
         self.journal.record("wait")

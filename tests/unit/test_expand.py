@@ -38,6 +38,7 @@ def test_expand_to_a_size_grows_every_lv_mars_and_the_filesystem_while_it_runs(f
     summary = next(event for event in events if event["event"] == "summary")
     assert (summary["old_size"], summary["new_size"], summary["grown_bytes"]) == \
         (320 * MIB, GIB, GIB - 320 * MIB)
+    assert summary["synced_bytes"] == GIB - 320 * MIB        # the tail, to the one secondary
     # a second run: nothing to do
     code, events, stderr = football(fleet, "expand", "vm1", "1g")
     assert code == 0 and "nothing to do" in str(events), stderr
