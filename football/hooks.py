@@ -433,8 +433,12 @@ class Hooks:
 
     def handover_timeout(self):
         """Seconds `marsadm primary` (and the device after it) may take: the
-        tunable, 120 without a config."""
-        return self.config.handover_timeout if self.config is not None else 120.0
+        tunable, its default without a config."""
+        if self.config is None:
+            from football.config import TUNABLES
+
+            return TUNABLES["handover_timeout"].default
+        return self.config.handover_timeout
 
     def call(self, name, /, **kwargs):
         caller = getattr(self.manager.hook, name)

@@ -12,8 +12,9 @@ and site (FOOTBALL.md, "Waiting"; the original had them in a site plugin).
   `football continue <res>` (a file `continue.<res>`, used up by the run
   that passes the gate).
 
-The settings are read again at every poll (config files and environment),
-so an operator can change them while a run waits."""
+The settings (`business_hours`, `gate_before_downtime`) are read again at
+every poll (config files and environment), so an operator can change them
+while a run waits; the pause files are looked for in the run's state dir."""
 
 import re
 import time
@@ -40,14 +41,11 @@ class Waiting:
     def configure(self, config):
         self.config = config
 
-    def _settings(self):
-        return self.config.reloaded()
-
     @hookimpl
     def resource_locked(self, host, res):
         if self.config is None:
             return False
-        state_dir = self._settings().state_dir
+        state_dir = self.config.state_dir
         for path, command in ((pause_file(state_dir), "football unpause"),
                               (pause_file(state_dir, res), f"football unpause {res}")):
             if path.exists():
@@ -58,7 +56,7 @@ class Waiting:
     def want_downtime(self, res, source, target):
         if self.config is None:
             return True
-        settings = self._settings()
+        settings = self.config.reloaded()
         if settings.business_hours:
             now = time.strftime("%u_%H")
             if not re.fullmatch(settings.business_hours, now):

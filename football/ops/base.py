@@ -20,7 +20,7 @@ from football import facts
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
                              Illegal)
 from football.inventory import InventoryError
-from football.locks import run_owner
+from football.locks import LockSet, RUN_LOCK, register_intent, run_owner
 from football.transport import TransportError
 from mars.errors import MarsError
 from mars.names import check_resource
@@ -342,6 +342,25 @@ class Operation:
         if reasons:
             raise Illegal(f"{target.name}: {self.res} cannot start there: {'; '.join(reasons)}; "
                           f"nothing was stopped, it still runs on {source.name}")
+
+    def _take_slot(self, host, kind, free, limit):
+        """Wait for a `kind` slot on `host` (`free()`: one is free now, under
+        `limit`), then take it — register the intent — after a last look
+        under the host's lock: two runs that both saw the last free slot
+        must not both take it."""
+        while True:
+            self._wait_for_slot(host, kind, free, limit)
+            with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
+                    [host], RUN_LOCK):
+                if free():
+                    register_intent(host, self.res, self.owner, self.config, kind=kind)
+                    return
+
+    def _wait_for_slot(self, host, kind, free, limit):
+        if not free():
+            self.say(f"  {host.name}: waiting for a {kind} slot ({limit})")
+            wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
+                       f"a {kind} slot on {host.name}")
 
     def _prepare_hosts(self, hosts):
         self.prepared_hosts = list({host.name: host for host in hosts}.values())

@@ -25,7 +25,7 @@ import time
 from football import facts
 from football.errors import FootballError, Illegal
 from football.journal import Journal
-from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents, register_intent
+from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
 from football.ops.cluster import split_unshared
 from football.ops.base import Operation, reachable, wait_until, wait_uptodate
 from football.ops.window import DowntimeWindow, restart_somewhere
@@ -262,21 +262,12 @@ class Migrate(Operation):
         # The target learns of the resource through the cluster's metadata
         # exchange: a host that came in with another one's merge (b2 with b1)
         # may not have it yet, and its join-resource would be refused.
-        wait_until(lambda: self.res in facts.parse_lines(target.run(
-            ["marsadm", "view-all-resources"]).stdout), 60, self.config.poll_interval,
-            f"{target.name} to know {self.res}")
+        wait_until(lambda: self.res in facts.all_resources(target), 60,
+                   self.config.poll_interval, f"{target.name} to know {self.res}")
 
     def _take_sync_slot(self, target):
-        """Wait for a sync slot on `target`, then take it (register the
-        intent) after a last look under the target's lock: two runs that both
-        saw the last free slot must not both take it."""
-        while True:
-            self._wait_for_sync_slot(target)
-            with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-                    [target], RUN_LOCK):
-                if self._sync_slot_free(target):
-                    register_intent(target, self.res, self.owner, self.config)
-                    return
+        self._take_slot(target, "sync", lambda: self._sync_slot_free(target),
+                        f"limit_syncs {self.config.limit_syncs}")
 
     def _sync_slot_free(self, target):
         syncing = [res for res, rest in facts.view_all(target, "sync-rest").items()
@@ -290,11 +281,8 @@ class Migrate(Operation):
         return True
 
     def _wait_for_sync_slot(self, target):
-        if not self._sync_slot_free(target):
-            self.say(f"  {target.name}: waiting for a sync slot (limit_syncs "
-                     f"{self.config.limit_syncs})")
-            wait_until(lambda: self._sync_slot_free(target), self.config.sync_timeout,
-                       max(1.0, self.config.poll_interval), f"a sync slot on {target.name}")
+        self._wait_for_slot(target, "sync", lambda: self._sync_slot_free(target),
+                            f"limit_syncs {self.config.limit_syncs}")
 
     # ------------------------------------------------------------------ wait
     def wait(self):

@@ -34,7 +34,7 @@ import time
 from football import facts
 from football.errors import Critical, FootballError, Illegal
 from football.journal import Journal
-from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents, register_intent
+from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
 from football.ops.base import Operation, reachable, wait_until, wait_uptodate
 from football.ops.repair import create_when_free
 from football.ops.sizing import mib, new_size, parse_target
@@ -187,9 +187,9 @@ class Shrink(Operation):
                             secondaries=[host.name for host in self.secondaries])
         return self.members
 
-    def _locked(self, hosts=None):
+    def _locked(self):
         return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-            hosts or self.members, RUN_LOCK)
+            self.members, RUN_LOCK)
 
     # ----------------------------------------------------------------- state
     def _exists(self):
@@ -243,8 +243,8 @@ class Shrink(Operation):
             self.hooks.resource_start(host=self.primary, res=self.res)
 
     def _take_shrink_slot(self):
-        """Wait for a shrink slot on the primary, then take it (the intent)
-        after a last look under the primary's lock."""
+        """A shrink slot on the primary: other resources' `-tmp` LVs and
+        shrink intents count against `limit_shrinks`."""
         def free():
             tmps = {lv[:-len(TMP)] for lv in self.hooks.lv_list(host=self.primary)
                     if lv.endswith(TMP)}
@@ -256,17 +256,8 @@ class Shrink(Operation):
                 return False
             return True
 
-        while True:
-            if not free():
-                self.say(f"  {self.primary.name}: waiting for a shrink slot (limit_shrinks "
-                         f"{self.config.limit_shrinks})")
-                wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
-                           f"a shrink slot on {self.primary.name}")
-            with self._locked([self.primary]):
-                if free():
-                    register_intent(self.primary, self.res, self.owner, self.config,
-                                    kind="shrink")
-                    return
+        self._take_slot(self.primary, "shrink", free,
+                        f"limit_shrinks {self.config.limit_shrinks}")
 
     def _mkfs_argv(self, lv):
         return ["mkfs.xfs", "-q", "-f", "-s", "size=4096", "-d",
