@@ -158,7 +158,9 @@ def _operation(ctx, operation, res, make, phases=None, args=None):
 
 
 def _show_summary(context, summary):
-    if not context.dry_run:
+    if context.dry_run:     # the commands were said as they were planned
+        context.reporter.event("summary", dry_run=True, **summary)
+    else:
         _print_summary(context, summary)
 
 

@@ -15,6 +15,10 @@ from football.errors import Illegal
 
 
 class Journal:
+    """`dry`: a dry run's — it reads the file but writes nothing."""
+
+    dry = False
+
     def __init__(self, state_dir, operation, res):
         self.path = Path(state_dir) / "journal" / f"{operation}-{res}.json"
         self.data = {"operation": operation, "resource": res, "steps": [], "decided": {},
@@ -65,6 +69,8 @@ class Journal:
             os.replace(self.path, self.path.with_suffix(".done"))
 
     def _write(self):
+        if self.dry:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as handle:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from football.errors import Illegal
-from football.transport import CommandFailed
+from football.transport import CommandFailed, json_of
 
 LOCK_DIR = "/var/lock/football"
 # the item every operation locks on the hosts it acts on (an operator's
@@ -51,12 +51,12 @@ def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False):
                      f"is dead, football unlock {item} {host.name}")
     if not result.ok:
         raise Illegal(f"{host.name}: cannot take lock {item}: {result.stderr.strip()}")
-    return json.loads(result.stdout)["outcome"]
+    return json_of(result)["outcome"]
 
 
 def release(host, item, owner="", directory=LOCK_DIR):
     result = _helper(host, directory, "release", item, "--owner", owner)
-    return result.ok and json.loads(result.stdout)["released"]
+    return result.ok and json_of(result)["released"]
 
 
 def held(host, directory=LOCK_DIR, check=False):

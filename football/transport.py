@@ -16,6 +16,7 @@ carrying its result, a command over its time limit `CommandTimedOut`, a host
 that cannot be reached `Unreachable` (the command did not run: safe to retry),
 a connection lost while a command ran `ConnectionLost` (it may have run)."""
 
+import json
 import os
 import shlex
 import subprocess
@@ -39,6 +40,7 @@ class Result:
     exit_code: int
     stdout: str
     stderr: str
+    planned: bool = False       # a dry run's: recorded, not run (football/dryrun.py)
 
     @property
     def ok(self):
@@ -47,6 +49,20 @@ class Result:
     @property
     def command(self):
         return shlex.join(self.argv)
+
+
+class PlannedOutput(dict):
+    """The parsed output of a command a dry run only recorded: any field is
+    a placeholder naming itself."""
+
+    def __missing__(self, key):
+        return f"<{key}>"
+
+
+def json_of(result):
+    """The JSON a command printed (plugins parse with this, so that a dry
+    run can record their commands: a planned result has no output)."""
+    return PlannedOutput() if result.planned else json.loads(result.stdout)
 
 
 def tail(text, lines=TAIL_LINES):

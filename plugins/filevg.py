@@ -2,10 +2,9 @@
 the host through `football-host vg <dir> ...` (football/hostside/filevg.py).
 Same semantics and failure kinds as the `lvm` plugin."""
 
-import json
-
 from football.errors import StorageError
 from football.hooks import hookimpl
+from football.transport import json_of
 from football.storage import storage_error
 
 KIND = "filevg"
@@ -20,7 +19,7 @@ def _vg(host, *args):
                       check=False)
     if not result.ok:
         raise storage_error(result, f"{args[0]} in volume group {host.vg}")
-    return json.loads(result.stdout)
+    return json_of(result)
 
 
 def create_vg(host, size):

@@ -3,10 +3,9 @@ run on the host by `football-host ct <lxcpath> ...`
 (football/hostside/container.py). The container's directory is its volume's
 mountpoint, so its configuration travels with the volume."""
 
-import json
-
 from football.errors import FootballError
 from football.hooks import hookimpl
+from football.transport import json_of
 
 KIND = "lxc"
 
@@ -22,7 +21,7 @@ def _ct(host, *args, timeout=120):
         raise ContainerFailed(f"{host.name}: container {args[0]} {' '.join(args[1:])} failed "
                               f"(`{result.command}` exited {result.exit_code}): "
                               f"{result.stderr.strip() or result.stdout.strip()}")
-    return json.loads(result.stdout)
+    return json_of(result)
 
 
 @hookimpl

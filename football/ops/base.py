@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import click
 
 from football import facts
+from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
                              Illegal)
 from football.inventory import InventoryError
@@ -80,6 +81,15 @@ class Context:
     injection_point: int | str = 0      # the N-th point, or the first called so
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     points_passed: int = 0
+    planner: Planner = None     # a dry run's record of the commands it would run
+
+    def __post_init__(self):
+        if self.dry_run and self.planner is None:
+            self.planner = Planner(self.reporter)
+
+    def planned(self, host):
+        """`host` for a dry run's action code: its changes are recorded, not run."""
+        return self.planner.host(host)
 
     def host(self, name):
         """The inventory's host `name`; `Illegal` (nothing changed) when unknown."""
@@ -256,12 +266,21 @@ class Operation:
             return self.summary
         self.announce()
         if self.ctx.dry_run:
-            self.dry_run()
-            return self.summary
+            return self._dry_run()
         self._prepare_hosts(self.involved())
         self._run_phases(phases)
         if phases == tuple(self.whole):
             self.journal.finish()
+        return self.summary
+
+    def _dry_run(self):
+        """The commands the run would issue (`dry_run`), said and in the
+        summary; nothing changes."""
+        if self.journal is not None:
+            self.journal.dry = True
+        self.dry_run()
+        self.summary["would_run"] = [{"host": name, "argv": argv}
+                                     for name, argv in self.ctx.planner.commands]
         return self.summary
 
     def discover(self):
@@ -275,11 +294,18 @@ class Operation:
         """Say what the run is going to do (after discovery)."""
 
     def dry_run(self):
-        """Say what the run would do, and do none of it."""
+        """Walk the actions of the phases with `self.ctx.planned(host)` for
+        each host (football/dryrun.py): the changes are recorded, not made."""
         raise NotImplementedError
 
     def involved(self):
         """The hosts the run acts on (told to prepare_hosts)."""
+        return []
+
+    def locks(self, phase):
+        """The hosts whose `football` lock `phase` holds while it runs (the
+        runner takes them, all or nothing; none: the phase locks nothing
+        for its whole length — a phase that waits takes them per step)."""
         return []
 
     def _refuse_on_plugin_problems(self, hosts, source, more=()):
@@ -372,7 +398,9 @@ class Operation:
             started = time.monotonic()
             self.ctx.reporter.event("phase", phase=phase, resource=self.res)
             self._tell("phase", name=phase)
-            getattr(self, phase.replace("-", "_"))()
+            with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
+                    self.locks(phase), RUN_LOCK):
+                getattr(self, phase.replace("-", "_"))()
             spent[phase] = round(spent.get(phase, 0.0) + time.monotonic() - started, 3)
 
     def _finish_hosts(self):

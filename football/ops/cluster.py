@@ -161,6 +161,35 @@ def describe(clusters):
     return "; ".join(" ".join(sorted(cluster.hosts)) for cluster in clusters)
 
 
+# ------------------------------------------------------------------- dry run
+def record_split(ctx, splits, merges, clusters):
+    """Dry run: record the split-cluster and merge-cluster commands of a plan."""
+    inv = ctx.inventory
+    addresses = {host: address for cluster in clusters
+                 for host, address in cluster.hosts.items()}
+    for cluster in splits:
+        ctx.planned(inv.hosts[cluster.seen_from]).run(["marsadm", "split-cluster"])
+    for run_on, peer in merges:
+        ctx.planned(inv.hosts[run_on]).run(["marsadm", "merge-cluster", peer, addresses[peer]])
+    return [f"split {' '.join(sorted(cluster.hosts))} on {cluster.seen_from}"
+            for cluster in splits] + [f"merged {run_on} with {peer}" for run_on, peer in merges]
+
+
+def plan_split_after_move(ctx, names, res, new_members):
+    """Dry run of a migrate's split: the MARS clusters of `names` as they
+    will be once `res` moved to `new_members` (one cluster: the migrate
+    merged them), split as `split_unshared` would split them then."""
+    clusters = observe(ctx, names, prefer=names)
+    joined = [cluster for cluster in clusters if set(cluster.hosts) & set(names)]
+    members = {name: hosts for cluster in joined for name, hosts in cluster.members.items()}
+    members[res] = list(new_members)
+    moved = MarsCluster({host: address for cluster in joined
+                         for host, address in cluster.hosts.items()}, members, new_members[0])
+    after = [moved, *(cluster for cluster in clusters if cluster not in joined)]
+    splits, merges = plan(after, ctx.inventory.clusters, ctx.inventory.hosts)
+    return record_split(ctx, splits, merges, after)
+
+
 # --------------------------------------------------------------------- acting
 def merge(ctx, run_on, peer, address, say):
     """`marsadm merge-cluster <peer> <address>` on `run_on`; waits until both
@@ -193,12 +222,7 @@ def split_unshared(ctx, names, owner, point="split-cluster:split"):
         ctx.reporter.detail(f"MARS clusters {describe(clusters)}: nothing to split")
         return []
     if ctx.dry_run:
-        done = [f"would run marsadm split-cluster on {cluster.seen_from} (cluster "
-                f"{' '.join(sorted(cluster.hosts))})" for cluster in splits]
-        done += [f"would run marsadm merge-cluster {peer} on {run_on}" for run_on, peer in merges]
-        for line in done:
-            say(line)
-        return done
+        return record_split(ctx, splits, merges, clusters)
     involved = [inv.hosts[host] for cluster in clusters for host in cluster.hosts
                 if host in inv.hosts]
     for cluster in splits:

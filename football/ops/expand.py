@@ -21,7 +21,6 @@ volume group must have the room and every member's marsd must answer
 from football import facts
 from football.errors import Illegal
 from football.journal import Journal
-from football.locks import LockSet, RUN_LOCK
 from football.ops.base import Operation, reachable, wait_uptodate
 from football.ops.sizing import mib, new_size, parse_target
 
@@ -95,49 +94,43 @@ class Expand(Operation):
                  f"{mib(self.used)} used)")
 
     def dry_run(self):
-        for host in self.members:
-            if self.lv_sizes[host.name] < self.new_size:
-                self.say(f"would grow LV {host.vg}/{self.res} on {host.name} to "
-                         f"{self.new_size} bytes (lv_resize)")
-        self.say(f"would run `marsadm resize {self.res}` on {self.primary.name}")
-        self.say(f"would run `xfs_growfs {self.mountpoint}` on {self.primary.name}")
+        for phase in (self.grow, self.resize, self.growfs):
+            phase(via=self.ctx.planned)
+
+    def locks(self, phase):
+        """Every phase but the wait holds the `football` lock of the members."""
+        return [] if phase == "wait" else self.members
 
     def involved(self):
         self.journal.decide(size=self.new_size, old_size=self.summary["old_size"])
         return self.members
 
-    def _locked(self):
-        return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-            self.members, RUN_LOCK)
-
     # ---------------------------------------------------------------- phases
-    def grow(self):
-        with self._locked():
-            for host in self.members:
-                have = self.hooks.lv_list(host=host).get(self.res, 0)
-                if have < self.new_size:
-                    self.say(f"  {host.name}: growing LV {host.vg}/{self.res} to "
-                             f"{mib(self.new_size)}")
-                    self.hooks.lv_resize(host=host, lv=self.res, size=self.new_size)
-                self.ctx.inject("grow:lv-grown")
+    def grow(self, via=lambda host: host):
+        for host in self.members:
+            have = self.hooks.lv_list(host=host).get(self.res, 0)
+            if have < self.new_size:
+                self.say(f"  {host.name}: growing LV {host.vg}/{self.res} to "
+                         f"{mib(self.new_size)}")
+                self.hooks.lv_resize(host=via(host), lv=self.res, size=self.new_size)
+            self.ctx.inject("grow:lv-grown")
         self.journal.record("grow")
 
-    def resize(self):
-        with self._locked():
-            if int(facts.view(self.primary, "sync-size", self.res) or 0) < self.new_size:
-                self.say(f"  {self.primary.name}: marsadm resize {self.res}")
-                timeout = self.config.command_timeout
-                self.primary.run(["marsadm", f"--timeout={timeout:g}", "resize", self.res],
-                                 timeout=timeout + 30)
-            self.ctx.inject("resize:resized")
+    def resize(self, via=lambda host: host):
+        if int(facts.view(self.primary, "sync-size", self.res) or 0) < self.new_size:
+            self.say(f"  {self.primary.name}: marsadm resize {self.res}")
+            timeout = self.config.command_timeout
+            via(self.primary).run(["marsadm", f"--timeout={timeout:g}", "resize", self.res],
+                                  timeout=timeout + 30)
+        self.ctx.inject("resize:resized")
         self.journal.record("resize")
 
-    def growfs(self):
+    def growfs(self, via=lambda host: host):
         # xfs_growfs to the size the filesystem has already is a no-op (exit 0)
-        with self._locked():
-            self.say(f"  {self.primary.name}: xfs_growfs {self.mountpoint}")
-            self.primary.run(["xfs_growfs", self.mountpoint], timeout=self.config.command_timeout)
-            self.ctx.inject("growfs:grown")
+        self.say(f"  {self.primary.name}: xfs_growfs {self.mountpoint}")
+        via(self.primary).run(["xfs_growfs", self.mountpoint],
+                              timeout=self.config.command_timeout)
+        self.ctx.inject("growfs:grown")
         self.journal.record("growfs")
 
     def wait(self):

@@ -26,7 +26,7 @@ from football import facts
 from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
-from football.ops.cluster import split_unshared
+from football.ops.cluster import plan_split_after_move, split_unshared
 from football.ops.base import Operation, reachable, wait_until, wait_uptodate
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.transport import TransportError
@@ -191,25 +191,44 @@ class Migrate(Operation):
                 raise Illegal(f"--post-hand {self.post_hand} is not one of the new replicas "
                               f"({', '.join(name for name in new if name)}); nothing changed")
 
-    def _dry_run(self):
-        cluster = facts.cluster_hosts(self.source)
+    def dry_run(self):
+        """The commands of prepare, finish and cleanup, as a whole run would
+        issue them from the state now (waits and locks left out)."""
+        planned, attempt = self.ctx.planned, self.ctx.planner.attempt
+        cluster = set(facts.cluster_hosts(self.source))
         for target in self.targets:
-            if target.name not in cluster:
-                self.say(f"would merge {target.name} into the MARS cluster of {self.source.name}")
-            if self.res not in facts.my_resources(target):
-                lv = self.hooks.lv_path(host=target, lv=self.res)
-                self.say(f"would create LV {target.vg}/{self.res} on {target.name} and run "
-                         f"`marsadm join-resource {self.res} {lv}` there")
-        self.say(f"would stop {self.res} on {self.source.name}, run `marsadm primary "
-                 f"{self.res}` on {self.targets[0].name} and start it there")
-        old = [host.name for host in self._old_hosts()]
-        if old and self.config.cleanup_old_replicas:
-            self.say(f"would remove the replicas on {', '.join(old)} (`marsadm leave-resource`, "
-                     "then their LVs)")
+            if self.res in facts.my_resources(target):
+                continue
+            if target.name not in cluster:      # its cluster comes along
+                planned(target).run(self._merge_argv())
+                cluster |= set(facts.cluster_hosts(target))
+            if self.res not in self.hooks.lv_list(host=target):
+                self.hooks.lv_create(host=planned(target), lv=self.res, size=self.size)
+            planned(target).run(self._join_argv(target))
+        target = self.targets[0]
+        if facts.primary(self.source, self.res) != target.name:
+            for host in self._stopped_in_window(target):
+                attempt(lambda: self.hooks.resource_stop(host=planned(host), res=self.res))
+            attempt(lambda: self.hooks.resource_start(host=planned(target), res=self.res))
+        old = self._old_hosts()
+        if self.config.cleanup_old_replicas:
+            for host in old:
+                planned(host).run(self._leave_argv())
+                self.hooks.lv_remove(host=planned(host), lv=self.res)
         if old and self.config.split_clusters_after_migrate:
-            self.say(f"would split the MARS cluster where {', '.join(old)} share no resource "
-                     f"with {', '.join(target.name for target in self.targets)} any more")
+            names = [*(target.name for target in self.targets), *(host.name for host in old)]
+            plan_split_after_move(self.ctx, names, self.res, names[:len(self.targets)])
         return self.summary
+
+    def _merge_argv(self):
+        return ["marsadm", "merge-cluster", self.source.name, self.source.address]
+
+    def _join_argv(self, target):
+        return ["marsadm", "join-resource", self.res,
+                self.hooks.lv_path(host=target, lv=self.res)]
+
+    def _leave_argv(self):
+        return ["marsadm", "leave-resource", self.res]
 
     @property
     def syncing(self):
@@ -243,11 +262,10 @@ class Migrate(Operation):
                     self.say(f"  {target.name}: creating LV {target.vg}/{self.res}")
                     self.hooks.lv_create(host=target, lv=self.res, size=self.size)
                 self.ctx.inject("prepare:lv-created")
-                lv = self.hooks.lv_path(host=target, lv=self.res)
-                self.say(f"  {target.name}: marsadm join-resource {self.res} {lv}")
+                join = self._join_argv(target)
+                self.say(f"  {target.name}: {' '.join(join)}")
                 self._tell("tell_action", action="join", hosts=[target])
-                target.run(["marsadm", "join-resource", self.res, lv],
-                           timeout=self.config.command_timeout)
+                target.run(join, timeout=self.config.command_timeout)
                 self.journal.decide(full_syncs=self.journal.decided.get("full_syncs", 0) + 1)
                 self.ctx.inject("prepare:joined")
         self.journal.record("prepare")
@@ -255,8 +273,7 @@ class Migrate(Operation):
     def _merge(self, target):
         if target.name not in facts.cluster_hosts(self.source):
             self.say(f"  {target.name}: merge-cluster with {self.source.name}")
-            target.run(["marsadm", "merge-cluster", self.source.name, self.source.address],
-                       timeout=self.config.command_timeout)
+            target.run(self._merge_argv(), timeout=self.config.command_timeout)
             wait_until(lambda: target.name in facts.cluster_hosts(self.source), 60,
                        self.config.poll_interval, f"{self.source.name} to see {target.name}")
         # The target learns of the resource through the cluster's metadata
@@ -333,14 +350,18 @@ class Migrate(Operation):
                    f"the replication lag of {self.res} on {target.name} to fall under "
                    f"{self.config.limit_mars_logfile} MiB")
 
+    def _stopped_in_window(self, target):
+        """Where the window stops the stack: the source and the old hosts."""
+        stop = {host.name: host for host in [self.source, *self._old_hosts()]}
+        stop.pop(target.name, None)
+        return list(stop.values())
+
     def _downtime_window(self, target):
         self._tell("tell_action", action="handover", hosts=[self.source, target])
         compensate = lambda error: restart_somewhere(  # noqa: E731
             self, [self.source, target, *self._old_hosts()], error)
         with DowntimeWindow(self, self.source, compensate) as window:
-            stop = {host.name: host for host in [self.source, *self._old_hosts()]}
-            stop.pop(target.name, None)
-            for host in stop.values():
+            for host in self._stopped_in_window(target):
                 self.say(f"  {host.name}: stopping {self.res}")
                 self.hooks.resource_stop(host=host, res=self.res)
             self.ctx.inject("finish:stopped")
@@ -369,8 +390,7 @@ class Migrate(Operation):
                 raise Illegal(f"{host.name}: {self.res} still runs there; stop it first")
             if self.res in facts.my_resources(host):
                 self._tell("tell_action", action="leave", hosts=[host])
-                host.run(["marsadm", "leave-resource", self.res],
-                         timeout=self.config.command_timeout)
+                host.run(self._leave_argv(), timeout=self.config.command_timeout)
             self.ctx.inject("cleanup:left")
             if self.res in self.hooks.lv_list(host=host):
                 wait_until(lambda: self._remove_lv(host), 60, 0.5,

@@ -162,30 +162,53 @@ class Shrink(Operation):
                      f"on {', '.join(host.name for host in self.members)}")
 
     def dry_run(self):
-        if self.new_size is None:
-            self.say(f"would remove the LVs {self.preshrink} and {self.tmp} on "
-                     f"{', '.join(host.name for host in self.members)}")
+        """The commands of the whole shrink from the state now: prepare,
+        finish (its window and the re-joins) and cleanup."""
+        planned, attempt = self.ctx.planned, self.ctx.planner.attempt
+        primary = planned(self.primary)
+        if self.new_size is None:           # giving up a prepared shrink
+            self._remove_leftovers(via=planned)
             return
-        lv = self.hooks.lv_path(host=self.primary, lv=self.tmp)
-        on = self.primary.name
-        self.say(f"would create LV {self.tmp} ({self.new_size} bytes) on "
-                 f"{', '.join(host.name for host in self.members)}")
-        for argv in (self._mkfs_argv(lv), ["mount", "-t", "xfs", lv, self.tmp_mountpoint],
-                     self._rsync_argv()):
-            self.say(f"would run on {on}: {' '.join(argv)}")
-        self.say(f"would stop {self.res} on {on}, copy once more, unmount, delete the MARS "
-                 f"resource on every member, rename {self.res} -> {self.preshrink} and "
-                 f"{self.tmp} -> {self.res}, run `marsadm create-resource {self.res} "
-                 f"{self.hooks.lv_path(host=self.primary, lv=self.res)}` on {on} and start it")
+        for host in self.members:
+            self.hooks.lv_create(host=planned(host), lv=self.tmp, size=self.new_size)
+        primary.run(self._mkfs_argv(self.hooks.lv_path(host=self.primary, lv=self.tmp)))
+        for argv in self._mount_tmp_argvs():
+            primary.run(argv)
+        for _ in range(3 if self.config.max_rsync_downtime else 2):     # first, warm, probe
+            self._copy_commands(primary)
+        if self.hooks.resource_stop_vm(host=primary, res=self.res) is None:
+            self.hooks.container_stop(host=primary, res=self.res)
+        self._copy_commands(primary)                                    # final
+        primary.run(["umount", self.tmp_mountpoint])
+        attempt(lambda: self.hooks.resource_stop(host=primary, res=self.res))
+        for host, argv in self._delete_argvs():
+            planned(host).run(argv)
+        for host in self.members:
+            self.hooks.lv_rename(host=planned(host), lv=self.res, new_name=self.preshrink)
+            self.hooks.lv_rename(host=planned(host), lv=self.tmp, new_name=self.res)
+        primary.run(self._create_argv(self.primary, "create-resource"))
+        attempt(lambda: self.hooks.resource_start(host=primary, res=self.res))
         for host in self.secondaries:
-            self.say(f"would run on {host.name}: marsadm join-resource {self.res} "
-                     f"{self.hooks.lv_path(host=host, lv=self.res)}")
+            planned(host).run(self._create_argv(host, "join-resource"))
+        for host in self.members:
+            self.hooks.lv_remove(host=planned(host), lv=self.preshrink)
+
+    def _copy_commands(self, primary):
+        """Dry run: one copy pass (rsync, then the quota limits)."""
+        primary.run(self._rsync_argv())
+        for argv, limits in self._quota_restores():
+            primary.run(argv, input=limits)
 
     def involved(self):
         sizes = {"size": self.new_size, "old_size": self.old_size} if self.new_size else {}
         self.journal.decide(**sizes, primary=self.primary.name,
                             secondaries=[host.name for host in self.secondaries])
         return self.members
+
+    def locks(self, phase):
+        """Cleanup holds the members' lock throughout; prepare and finish
+        take it per step (they wait for a slot, for the gates)."""
+        return self.members if phase == "cleanup" else []
 
     def _locked(self):
         return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
@@ -273,11 +296,14 @@ class Shrink(Operation):
     def _mount_tmp(self):
         if self._mounted(self.tmp_mountpoint):
             return
+        for argv in self._mount_tmp_argvs():
+            self.primary.run(argv, timeout=self.config.command_timeout)
+
+    def _mount_tmp_argvs(self):
         lv = self.hooks.lv_path(host=self.primary, lv=self.tmp)
         options = ["noatime", *self._quota_options()]
-        self.primary.run(["mkdir", "-p", self.tmp_mountpoint])
-        self.primary.run(["mount", "-t", "xfs", "-o", ",".join(options), lv,
-                          self.tmp_mountpoint], timeout=self.config.command_timeout)
+        return [["mkdir", "-p", self.tmp_mountpoint],
+                ["mount", "-t", "xfs", "-o", ",".join(options), lv, self.tmp_mountpoint]]
 
     def _rsync_argv(self):
         return [*RSYNC, f"{self.mountpoint}/", f"{self.tmp_mountpoint}/"]
@@ -303,15 +329,24 @@ class Shrink(Operation):
         return time.monotonic() - started
 
     def _copy_quota(self):
-        tmp_device = self._mounted(self.tmp_mountpoint)
+        for argv, limits in self._quota_restores():
+            self.primary.run(argv, input=limits)
+
+    def _quota_restores(self):
+        """[(xfs_quota restore argv, the limits it reads)]: the source's quota
+        limits of each kind that has any, pointed at the copy's device."""
+        tmp_device = self._mounted(self.tmp_mountpoint) or \
+            self.hooks.lv_path(host=self.primary, lv=self.tmp)
+        restores = []
         for kind in dict.fromkeys(self._quota_options().values()):
             dump = self.primary.run(["xfs_quota", "-x", "-c", f"dump {kind}",
                                      self.mountpoint]).stdout
             limits = "".join(f"fs = {tmp_device}\n" if line.startswith("fs = ") else line
                              for line in dump.splitlines(keepends=True))
             if limits.strip():
-                self.primary.run(["xfs_quota", "-x", "-c", f"restore {kind}",
-                                  self.tmp_mountpoint], input=limits)
+                restores.append((["xfs_quota", "-x", "-c", f"restore {kind}",
+                                  self.tmp_mountpoint], limits))
+        return restores
 
     # ---------------------------------------------------------------- finish
     def finish(self):
@@ -401,18 +436,21 @@ class Shrink(Operation):
         """The MARS resource down and deleted: the secondaries leave, the
         primary's device goes down, then the resource goes."""
         timeout = self.config.handover_timeout
-        for host in self.secondaries:
-            if self.res in facts.my_resources(host):
-                self.say(f"  {host.name}: marsadm leave-resource {self.res}")
-                host.run(["marsadm", "leave-resource", self.res],
-                         timeout=self.config.command_timeout)
-        self.say(f"  {self.primary.name}: marsadm secondary, delete-resource {self.res}")
-        self.primary.run(["marsadm", "secondary", self.res], timeout=self.config.command_timeout)
-        self.primary.run(["marsadm", f"--timeout={timeout:g}", "wait-resource", self.res,
-                          "not-device"], timeout=timeout + 30)
-        self.primary.run(["marsadm", "delete-resource", "--force", self.res],
-                         timeout=self.config.command_timeout)
+        for host, argv in self._delete_argvs():
+            if argv[1] == "leave-resource" and self.res not in facts.my_resources(host):
+                continue
+            self.say(f"  {host.name}: {' '.join(argv)}")
+            host.run(argv, timeout=timeout + 30 if "wait-resource" in argv
+                     else self.config.command_timeout)
         self.ctx.inject("finish:deleted")
+
+    def _delete_argvs(self):
+        timeout = self.config.handover_timeout
+        return [*((host, ["marsadm", "leave-resource", self.res]) for host in self.secondaries),
+                (self.primary, ["marsadm", "secondary", self.res]),
+                (self.primary, ["marsadm", f"--timeout={timeout:g}", "wait-resource", self.res,
+                                "not-device"]),
+                (self.primary, ["marsadm", "delete-resource", "--force", self.res])]
 
     def _rename(self):
         """`<res>` → `<res>-preshrink`, `<res>-tmp` → `<res>` on every member
@@ -435,6 +473,10 @@ class Shrink(Operation):
         self.say(f"  {self.primary.name}: marsadm create-resource {self.res} {lv}")
         create_when_free(self.primary, self.res, lv, self.config)
         self.ctx.inject("finish:created")
+
+    def _create_argv(self, host, verb):
+        """Dry run: `marsadm create-resource|join-resource res lv` on `host`."""
+        return ["marsadm", verb, self.res, self.hooks.lv_path(host=host, lv=self.res)]
 
     def _compensate(self, error):
         """Inside the window: restart from the old resource while it exists;
@@ -487,6 +529,19 @@ class Shrink(Operation):
         self.journal.record("wait")
 
     # --------------------------------------------------------------- cleanup
+    def _remove_leftovers(self, via=lambda host: host):
+        """Unmount the copy, remove `-preshrink` and `-tmp` on every member."""
+        if self._mounted(self.tmp_mountpoint):
+            via(self.primary).run(["umount", self.tmp_mountpoint],
+                                  timeout=self.config.command_timeout)
+        for host in self.members:
+            lvs = self.hooks.lv_list(host=host)
+            for lv in (self.preshrink, self.tmp):
+                if lv in lvs:
+                    self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
+                    self.hooks.lv_remove(host=via(host), lv=lv)
+            self.ctx.inject("cleanup:removed")
+
     def cleanup(self):
         if not self._exists():
             raise Illegal(f"{self.res} is not a resource on {self.primary.name} now (a shrink "
@@ -494,18 +549,8 @@ class Shrink(Operation):
                           "first; its LVs are kept; nothing changed")
         self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
                  f"{', '.join(host.name for host in self.members)}")
-        with self._locked():
-            if self._mounted(self.tmp_mountpoint):
-                self.primary.run(["umount", self.tmp_mountpoint],
-                                 timeout=self.config.command_timeout)
-            for host in self.members:
-                lvs = self.hooks.lv_list(host=host)
-                for lv in (self.preshrink, self.tmp):
-                    if lv in lvs:
-                        self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
-                        self.hooks.lv_remove(host=host, lv=lv)
-                self.ctx.inject("cleanup:removed")
-            drop_intent(self.primary, self.res, kind="shrink")
+        self._remove_leftovers()
+        drop_intent(self.primary, self.res, kind="shrink")
         self.journal.record("cleanup")
         self.journal.finish()       # shrunk, or a shrink given up: either way complete
 

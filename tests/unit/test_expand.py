@@ -88,18 +88,6 @@ def test_a_member_whose_marsd_does_not_answer_refuses_before_anything_grows(flee
     assert fleet.changes() == []
 
 
-def test_a_dry_run_says_each_step_and_changes_nothing(fleet):
-    code, events, stderr = football(fleet, "--dry-run", "expand", "vm1", "1g")
-    assert code == 0, stderr
-    said = [event["text"] for event in events if event["event"] == "message"]
-    lvs = [line for line in said if line.startswith("would grow LV vg0/vm1")]
-    assert lvs == [f"would grow LV vg0/vm1 on {name} to {GIB} bytes (lv_resize)"
-                   for name in ("a1", "a2")]
-    assert "would run `marsadm resize vm1` on a1" in said
-    assert f"would run `xfs_growfs {fleet.hosts['a1'].mountpoint('vm1')}` on a1" in said
-    assert fleet.changes() == []
-
-
 def test_expand_resumes_after_a_crash_at_every_injection_point(fleet):
     size = 320 * MIB
     for number, name in enumerate(POINTS, start=1):

@@ -261,13 +261,3 @@ def test_the_phases_alone_shrink_in_turn(fleet):
         code, _, stderr = football(fleet, command, "vm2")
         assert code == 0, (command, stderr)
     assert_shrunk(fleet)
-
-
-def test_a_dry_run_lists_the_commands_and_changes_nothing(fleet):
-    code, events, stderr = football(fleet, "--dry-run", "shrink", "vm2")
-    assert code == 0, stderr
-    said = "\n".join(event["text"] for event in events if event["event"] == "message")
-    assert "would run on a1: mkfs.xfs -q -f -s size=4096 -d agcount=4" in said
-    assert "would run on a1: rsync -aHAXS --numeric-ids --inplace --delete" in said
-    assert "would run on a2: marsadm join-resource vm2" in said
-    assert fleet.changes() == []
