@@ -9,9 +9,20 @@ One error policy for the facts that ask MARS about membership
 be reached or a command that fails raises `FactUnavailable` naming host,
 command and why — never an empty answer that reads as "none" (a failed
 `view-my-resources` must not look like a deleted resource). The caller
-decides what that means: `status` shows it, discovery refuses."""
+decides what that means: `status` shows it, discovery refuses.
+
+A per-run cache (`CACHE`) keeps the answers of the facts that only a
+change made by a command can change — who is in the cluster, the members,
+the designated primary, the resources, the size — so that a run asks each
+once per step. Any command that changes a host (`Host.run` of a command
+that is not a read, locks aside) forgets them all, for every host: a join
+on one host changes what the others list. A wait forgets them before each
+poll (`wait_until`): what it waits for changes without a command of ours.
+Answers that change by themselves (sync rest, disk state, lag) are never
+cached."""
 
 import re
+import threading
 
 from football.errors import FootballError
 from football.inventory import InventoryError
@@ -22,10 +33,47 @@ class FactUnavailable(FootballError):
     """A fact could not be read on a host (unreachable, or the command failed)."""
 
 
-def read(host, argv, timeout=60):
+class FactCache:
+    """(host name, argv) -> the result of a cached read; thread-safe. Only
+    successful results are kept: a failure is asked again."""
+
+    def __init__(self):
+        self._results = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def run(self, host, argv, timeout=60):
+        """`host.run(argv, check=False)`, answered from the cache when the
+        same read ran since the last change."""
+        key = (host.name, tuple(str(arg) for arg in argv))
+        with self._lock:
+            if key in self._results:
+                self.hits += 1
+                return self._results[key]
+        result = host.run(argv, check=False, timeout=timeout)
+        if result.ok:
+            with self._lock:
+                self._results[key] = result
+        return result
+
+    def read(self, host, argv, timeout=60):
+        """`read`, cached."""
+        return read(host, argv, timeout, run=self.run)
+
+    def forget(self):
+        with self._lock:
+            self._results.clear()
+
+
+CACHE = FactCache()
+forget = CACHE.forget
+
+
+def read(host, argv, timeout=60, run=None):
     """stdout of a read-only command on `host`; `FactUnavailable` otherwise."""
     try:
-        result = host.run(argv, check=False, timeout=timeout)
+        result = run(host, argv, timeout) if run else \
+            host.run(argv, check=False, timeout=timeout)
     except (TransportError, InventoryError) as error:
         raise FactUnavailable(f"{host.name} is unreachable: {error}") from None
     if not result.ok:
@@ -88,22 +136,22 @@ def view_all(host, macro, timeout=60):
 
 def cluster_hosts(host, timeout=60):
     """{host: address} of the MARS cluster `host` is in."""
-    return parse_host_ips(read(host, ["marsadm", "lowlevel-ls-host-ips"], timeout))
+    return parse_host_ips(CACHE.read(host, ["marsadm", "lowlevel-ls-host-ips"], timeout))
 
 
 def my_resources(host, timeout=60):
     """The resources `host` holds a replica of."""
-    return parse_lines(read(host, ["marsadm", "view-my-resources"], timeout))
+    return parse_lines(CACHE.read(host, ["marsadm", "view-my-resources"], timeout))
 
 
 def members(host, res, timeout=60):
     """The hosts with a replica of `res`, as `host` sees them."""
-    return parse_lines(read(host, ["marsadm", "view-resource-members", res], timeout))
+    return parse_lines(CACHE.read(host, ["marsadm", "view-resource-members", res], timeout))
 
 
 def primary(host, res, timeout=60):
     """The designated primary of `res` as `host` sees it ('' for none)."""
-    return read(host, ["marsadm", "view-get-primary", res], timeout).strip()
+    return CACHE.read(host, ["marsadm", "view-get-primary", res], timeout).strip()
 
 
 def mount_source(host, path):

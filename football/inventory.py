@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from football.dryrun import is_read
 from football.transport import DEFAULT_CONNECT_TIMEOUT, HOST_KEY_CHECKS, LocalTransport
 from mars.errors import MarsError
 from mars.names import check_host, check_resource
@@ -109,7 +110,11 @@ class Host:
         return self._runner
 
     def run(self, argv, **options):
-        """Run one command on this host (see `Transport.run`)."""
+        """Run one command on this host (see `Transport.run`). A command that
+        changes the host forgets the cached facts (football/facts.py)."""
+        if not is_read(argv) and tuple(argv[:2]) != ("football-host", "lock"):
+            from football.facts import forget     # facts reads hosts: imported late
+            forget()
         return self.runner.run(argv, **options)
 
 

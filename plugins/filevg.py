@@ -3,6 +3,7 @@ the host through `football-host vg <dir> ...` (football/hostside/filevg.py).
 Same semantics and failure kinds as the `lvm` plugin."""
 
 from football.errors import StorageError
+from football.facts import CACHE
 from football.hooks import hookimpl
 from football.transport import json_of
 from football.storage import storage_error
@@ -15,8 +16,9 @@ def vg_dir(host):
 
 
 def _vg(host, *args):
-    result = host.run(["football-host", "vg", vg_dir(host), *[str(arg) for arg in args]],
-                      check=False)
+    argv = ["football-host", "vg", vg_dir(host), *[str(arg) for arg in args]]
+    # what the VG holds changes only by a command (facts: the run's cache)
+    result = CACHE.run(host, argv) if args == ("info",) else host.run(argv, check=False)
     if not result.ok:
         raise storage_error(result, f"{args[0]} in volume group {host.vg}")
     return json_of(result)

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from football.errors import StorageError
+from football.facts import CACHE
 from football.hooks import hookimpl
 from football.storage import storage_error
 
@@ -169,9 +170,11 @@ def parse_lvs_table(text):
     return sizes
 
 
-def _run(host, argv, what):
-    """Run an LVM command; raise its `StorageError` when it fails."""
-    result = host.run(argv, check=False)
+def _run(host, argv, what, cached=False):
+    """Run an LVM command; raise its `StorageError` when it fails. A
+    `cached` report is asked once per run until a command changes a host
+    (football/facts.py)."""
+    result = CACHE.run(host, argv) if cached else host.run(argv, check=False)
     if not result.ok:
         raise storage_error(result, what)
     return result
@@ -188,14 +191,14 @@ def _parsed(host, parse, result):
 def lvs(host):
     """{name: LV} of the host's volume group."""
     result = _run(host, ["lvs", *REPORT_OPTIONS, "-o", LVS_FIELDS, host.vg],
-                  f"listing the volumes of volume group {host.vg}")
+                  f"listing the volumes of volume group {host.vg}", cached=True)
     return _parsed(host, parse_lvs, result)
 
 
 def vgs(host):
     """The host's volume group."""
     result = _run(host, ["vgs", *REPORT_OPTIONS, "-o", VGS_FIELDS, host.vg],
-                  f"reading volume group {host.vg}")
+                  f"reading volume group {host.vg}", cached=True)
     return _parsed(host, parse_vgs, result)
 
 

@@ -60,3 +60,11 @@ def marsnet(tmp_path):
         yield net
     finally:
         net.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_facts():
+    """Each test starts without the facts an earlier one read (the cache is
+    per run, and a test's runs share the process)."""
+    from football import facts
+    facts.forget()

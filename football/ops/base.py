@@ -123,9 +123,11 @@ def in_parallel(function, items):
 
 
 def wait_until(condition, timeout, interval, what):
-    """Poll `condition()` until it returns a true value; `TimedOut` after `timeout`."""
+    """Poll `condition()` until it returns a true value; `TimedOut` after
+    `timeout`. Each poll reads afresh (no cached facts)."""
     deadline = time.monotonic() + timeout
     while True:
+        facts.forget()
         value = condition()
         if value:
             return value
@@ -224,15 +226,19 @@ class Operation:
     operation = None
     whole = ()                      # the phases that complete the operation
 
-    def __init__(self, ctx, res):
+    def __init__(self, ctx, res=None):
+        """`res`: the resource (`res` or `res:host`); None for an operation
+        on hosts only (lock, merge-cluster, ...): the plugins are told
+        `res=None` and the summary names no resource."""
         self.ctx, self.config, self.hooks = ctx, ctx.config, ctx.hooks
         self.say = ctx.reporter.say
-        self.res, self.source_hint = split_res(res)
+        self.res, self.source_hint = split_res(res) if res is not None else (None, None)
         self.journal = None
         self.prepared_hosts = []    # told to prepare_hosts; finish_hosts gets them
         # stable across re-runs, so that a resumed run owns its earlier locks and intents
         self.owner = run_owner(self.operation, self.res)
-        self.summary = {"resource": self.res, "phases": {}}
+        self.summary = {"phases": {}} if self.res is None else {"resource": self.res,
+                                                                "phases": {}}
 
     def host(self, name):
         return self.ctx.host(name)
@@ -245,6 +251,7 @@ class Operation:
     def run(self, phases=None):
         """Run `phases` (default: the whole operation) between the plugins'
         `football_start` and `football_finished` / `football_failed`."""
+        facts.forget()      # what an earlier run in this process read is not this run's
         phases = tuple(phases or self.whole)
         self._tell("football_start", args={**self.start_args(), "phases": list(phases)})
         try:
@@ -262,14 +269,14 @@ class Operation:
         self.discover()
         nothing = self.nothing_to_do()
         if nothing:
-            self.say(f"{self.res}: {nothing}: nothing to do")
+            self.say(f"{self.res + ': ' if self.res else ''}{nothing}: nothing to do")
             return self.summary
         self.announce()
         if self.ctx.dry_run:
             return self._dry_run()
         self._prepare_hosts(self.involved())
         self._run_phases(phases)
-        if phases == tuple(self.whole):
+        if phases == tuple(self.whole) and self.journal is not None:
             self.journal.finish()
         return self.summary
 

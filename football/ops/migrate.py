@@ -29,7 +29,7 @@ from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
 from football.ops.cluster import plan_split_after_move, split_unshared
 from football.ops.base import Operation, reachable, wait_until, wait_uptodate
 from football.ops.window import DowntimeWindow, restart_somewhere
-from football.transport import TransportError
+from football.snapshot import observe, rank_targets
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
 MIB = 1 << 20
@@ -112,10 +112,10 @@ class Migrate(Operation):
         then fewest resources, then hosts that already have a replica."""
         inv = self.ctx.inventory
         if self.target_name in inv.clusters:
-            candidates = [self.host(name) for name in inv.clusters[self.target_name]]
-            ranked = sorted(candidates, key=self._placement_key)
-            count = 2 if len(ranked) > 1 else 1
-            return ranked[:count]
+            names = [self.host(name).name for name in inv.clusters[self.target_name]]
+            ranked = rank_targets(observe(self.ctx, names, detail=False), names, self.res,
+                                  self.size, self.source.name, self.config.placement_min_free)
+            return [self.host(name) for name in ranked[:2 if len(ranked) > 1 else 1]]
         if self.target_name not in inv.hosts:
             raise Illegal(f"unknown host or cluster {self.target_name!r}; hosts: "
                           f"{', '.join(sorted(inv.hosts))}; clusters: "
@@ -126,17 +126,6 @@ class Migrate(Operation):
                 raise Illegal("the target secondary must differ from the target primary")
             targets.append(self.host(self.secondary_name))
         return targets
-
-    def _placement_key(self, host):
-        try:
-            has_replica = self.res in self.hooks.lv_list(host=host)
-            free = self.hooks.vg_free(host=host)
-            others = len([res for res in facts.my_resources(host) if res != self.res])
-        except (FootballError, TransportError):
-            return (2, 0, 2, host.name)       # unreachable hosts last
-        enough = has_replica or free >= self.size + self.config.placement_min_free
-        here = 0 if host.name == self.source.name else 1 if has_replica else 2
-        return (0 if enough else 1, others, here, host.name)
 
     # ------------------------------------------------------------------- run
     def _run(self, phases):

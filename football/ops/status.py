@@ -7,8 +7,9 @@ replication state, flags and sync rest (`marsadm view all`,
 held and the intents registered there. Then the operations this controller
 has not finished (the journals under `<state_dir>/journal/`).
 
-Read-only. A host that does not answer is shown as unreachable with the
-reason; it never stops the others from being shown."""
+Read-only: it renders a `FleetSnapshot` (football/snapshot.py). A host
+that does not answer is shown as unreachable with the reason; it never
+stops the others from being shown."""
 
 import json
 import time
@@ -17,13 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from football import facts
-from football.errors import FootballError, Illegal
-from football.locks import INTENT_DIR, held
-from football.ops.base import check_resource_name, in_parallel
-from football.transport import TransportError
-
-COMMAND_TIMEOUT = 30
+from football.errors import Illegal
+from football.ops.base import check_resource_name
+from football.snapshot import observe
 
 
 # ----------------------------------------------------------------- scope (pure)
@@ -44,22 +41,6 @@ def resolve_scope(inventory, name):
                       f"{', '.join(sorted(inventory.hosts))}; clusters: "
                       f"{', '.join(sorted(inventory.clusters))}") from None
     return "resource", name, sorted(inventory.hosts)
-
-
-def resource_rows(host, summary, sync_rest, lvs, containers):
-    """One row per resource or LV on `host`: MARS's view of it (empty fields
-    for an LV MARS does not use), the LV size and the container's state."""
-    rows = []
-    for res in sorted(set(summary) | set(lvs)):
-        view = summary.get(res, {})
-        rest = sync_rest.get(res, "")
-        rows.append({"resource": res, "host": host, "role": view.get("role", ""),
-                     "diskstate": view.get("diskstate", ""),
-                     "replstate": view.get("replstate", ""), "flags": view.get("flags", ""),
-                     "primary": view.get("primary", ""),
-                     "sync_rest": int(rest) if rest.isdigit() else None,
-                     "lv_size": lvs.get(res), "container": containers.get(res, "")})
-    return rows
 
 
 def involves(operation, hosts):
@@ -129,50 +110,6 @@ def mark_running(operations, hosts):
     return operations
 
 
-# ------------------------------------------------------------------ observing
-def observe_host(ctx, host):
-    """(host entry, resource rows) of one host; never raises."""
-    entry = {"cluster": host.cluster, "address": host.address, "reachable": False,
-             "error": "", "mars_cluster": {}, "vg_free": None, "locks": {}, "intents": {}}
-    try:
-        cluster = facts.cluster_hosts(host, timeout=COMMAND_TIMEOUT)
-    except facts.FactUnavailable as error:
-        entry["error"] = str(error)
-        return entry, []
-    entry["reachable"] = True
-    entry["mars_cluster"] = cluster
-    problems = []
-
-    def ask(what, default, function):
-        try:
-            return function()
-        except (TransportError, FootballError, ValueError) as error:
-            problems.append(f"{what}: {str(error).splitlines()[0]}")
-            return default
-
-    summary = ask("marsadm view all", {}, lambda: facts.parse_view_summary(host.run(
-        ["marsadm", f"--timeout={COMMAND_TIMEOUT}", "view", "all"],
-        timeout=COMMAND_TIMEOUT).stdout)) if entry["mars_cluster"] else {}
-    # capital S in the flags: sync done, nothing to ask
-    syncing = [res for res, view in summary.items() if view["flags"][3:4] != "S"]
-    sync_rest = {res: "0" for res in summary}
-    if syncing:
-        sync_rest.update(ask("view-sync-rest", {}, lambda: facts.view_all(
-            host, "sync-rest", timeout=COMMAND_TIMEOUT)))
-    lvs = ask("LVs", {}, lambda: ctx.hooks.lv_list(host=host))
-    entry["vg_free"] = ask("VG free", None, lambda: ctx.hooks.vg_free(host=host))
-    entry["locks"] = ask("locks", {}, lambda: held(host, check=True))
-    entry["intents"] = ask("intents", {}, lambda: held(host, INTENT_DIR, check=True))
-    containers = {}
-    for res in sorted(set(summary) | set(lvs)):
-        state = ask(f"container {res}", "", lambda: ctx.hooks.container_state(host=host,
-                                                                              res=res))
-        if state and state != "UNDEFINED":
-            containers[res] = state
-    entry["error"] = "; ".join(problems)
-    return entry, resource_rows(host.name, summary, sync_rest, lvs, containers)
-
-
 class Status:
     """`football status`: read-only, so it has no phases and takes no locks."""
 
@@ -183,10 +120,9 @@ class Status:
         self.kind, self.name, self.hosts = resolve_scope(ctx.inventory, name)
 
     def run(self):
-        inv = self.ctx.inventory
-        observed = in_parallel(lambda name: observe_host(self.ctx, inv.hosts[name]), self.hosts)
-        hosts = {name: entry for name, (entry, _) in zip(self.hosts, observed)}
-        rows = [row for _, host_rows in observed for row in host_rows]
+        snapshot = observe(self.ctx, self.hosts)
+        hosts = {name: snapshot.hosts[name].entry() for name in self.hosts}
+        rows = [replica.row() for replica in snapshot.replicas]
         operations = mark_running(unfinished_operations(self.ctx.config.state_dir), hosts)
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
                   "hosts": hosts, "resources": rows, "operations": operations}

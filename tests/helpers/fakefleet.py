@@ -26,6 +26,7 @@ the old primary's device is in use); the tests assert it stays empty."""
 
 import json
 import shlex
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,7 @@ class FakeFleet:
         self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
         self.violations = []
         self.calls = []                 # (host, argv) in the order they ran
+        self._serial = threading.RLock()
         for host in self.hosts.values():
             Path(host.root).mkdir(parents=True, exist_ok=True)
             self._host_helper(host, ["vg", host.path(f"/dev/{host.vg}"), "create-vg", vg_size])
@@ -172,6 +174,13 @@ class FakeFleet:
 
     # ------------------------------------------------------------ running
     def run(self, name, argv, input=None):
+        # one command at a time, as the model and the in-process helpers
+        # (which swap sys.stdout) are not thread-safe; Football asks hosts
+        # in parallel threads
+        with self._serial:
+            return self._run(name, argv, input)
+
+    def _run(self, name, argv, input):
         argv = tuple(str(arg) for arg in argv)
         self.calls.append((name, argv))
         self._tick()
@@ -280,6 +289,21 @@ class FakeFleet:
                 return ""
             return "Inconsistent" if replica.sync_rest else "UpToDate"
         raise UnexpectedCommand(f"{name}: the fake marsadm has no view-{macro}")
+
+    def _mars_view(self, name, argument="all"):
+        """Plain `marsadm view all`: a summary line per resource of the host,
+        in the format of the bundled marsadm (facts.parse_view_summary)."""
+        lines = []
+        for res in self._my_resources(name) if argument == "all" else argument.split(","):
+            resource = self._visible(name, res)
+            replica = resource.replicas[name]
+            synced = not replica.sync_rest
+            role = "Primary" if resource.primary == name else "Secondary"
+            lines.append(f"{res} [{len(resource.replicas)}/{len(self.cluster_of(name))}] "
+                         f"{'UpToDate' if synced else 'Inconsistent'} "
+                         f"{'Replicating' if synced else 'Syncing'} "
+                         f"DCA{'S' if synced else 's'}FR {role} {resource.primary or '(none)'}\n")
+        return "".join(lines)
 
     def _mars_lowlevel_ls_host_ips(self, name):
         return "".join(f"{host} {self.hosts[host].address}\n" for host in self.cluster_of(name))

@@ -22,8 +22,9 @@ from football.ops.cluster import (MarsCluster, MergeCluster, SplitCluster, conne
                                   wanted_groups)
 from football.ops.lock import Lock, Unlock, check_item, check_owner
 from football.ops.lvcleanup import leftovers
-from football.ops.status import (mark_running, observe_host, render, resolve_scope,
-                                 resource_rows, select, unfinished_operations)
+from football.ops.status import (mark_running, render, resolve_scope, select,
+                                 unfinished_operations)
+from football.snapshot import observe_host, resource_replicas
 from football.report import Reporter
 from football.transport import Result, Unreachable
 from tests.helpers.fakehost import FakeRunner
@@ -118,8 +119,8 @@ def test_status_refuses_a_name_that_is_no_host_cluster_or_resource_name(ctx, nam
 
 def test_resource_rows_show_an_lv_that_mars_does_not_use_with_empty_mars_fields():
     summary = facts.parse_view_summary("vm1 [2/2] UpToDate Replicating DCASFR Primary a1\n")
-    rows = resource_rows("a1", summary, {"vm1": "0"}, {"vm1": 320 << 20, "vm1-tmp": 1 << 20},
-                         {"vm1": "RUNNING"})
+    rows = [replica.row() for replica in resource_replicas(
+        "a1", summary, {"vm1": "0"}, {"vm1": 320 << 20, "vm1-tmp": 1 << 20}, {"vm1": "RUNNING"})]
     assert rows[0] == {"resource": "vm1", "host": "a1", "role": "Primary",
                        "diskstate": "UpToDate", "replstate": "Replicating", "flags": "DCASFR",
                        "primary": "a1", "sync_rest": 0, "lv_size": 320 << 20,
@@ -198,9 +199,10 @@ def test_an_unreachable_host_is_shown_as_such_and_rendered_without_a_crash(ctx):
 
     host = ctx.inventory.hosts["a1"]
     host._runner = Down()
-    entry, rows = observe_host(ctx, host)
+    view, replicas = observe_host(ctx, host)
+    entry = view.entry()
     assert entry["reachable"] is False and "No route to host" in entry["error"]
-    assert rows == []
+    assert replicas == []
     out = io.StringIO()
     render({"hosts": {"a1": entry}, "resources": [], "operations": []},
            Console(file=out, width=200))

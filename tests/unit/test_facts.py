@@ -158,6 +158,7 @@ def test_cluster_hosts_parses_lowlevel_ls_host_ips_and_is_empty_outside_a_cluste
                   stdout=recorded("lowlevel_ls_host_ips_a1.txt"))
     runner.expect(["marsadm", "lowlevel-ls-host-ips"], stdout="")
     assert facts.cluster_hosts(host) == {"a1": "127.0.99.11", "a2": "127.0.99.12"}
+    facts.forget()          # a second run of the fact (the cache is per run)
     assert facts.cluster_hosts(host) == {}
 
 
@@ -187,3 +188,58 @@ def test_wait_cluster_names_the_hosts_whose_marsd_does_not_answer():
               "refused; b1: timed out); start marsd there or check the network\n")
     assert facts.parse_not_answering(stderr) == {"a2", "b1"}
     assert facts.parse_not_answering("marsadm: not a cluster member\n") is None
+
+
+# --- the per-run cache ------------------------------------------------------------------
+
+MEMBERS = ["marsadm", "view-resource-members", "vm1"]
+
+
+@pytest.fixture
+def cached(host):
+    facts.forget()
+    yield host
+    facts.forget()
+
+
+def test_a_cached_fact_is_asked_once_until_a_command_changes_a_host(cached):
+    runner = cached._runner
+    runner.expect(MEMBERS, stdout="h1\nh2\n")
+    assert facts.members(cached, "vm1") == ["h1", "h2"]
+    assert facts.members(cached, "vm1") == ["h1", "h2"]
+    assert runner.calls == [tuple(MEMBERS)]
+    runner.expect(["marsadm", "join-resource", "vm1", "/dev/vg0/vm1"])
+    cached.run(["marsadm", "join-resource", "vm1", "/dev/vg0/vm1"])
+    runner.expect(MEMBERS, stdout="h1\nh2\nh3\n")
+    assert facts.members(cached, "vm1") == ["h1", "h2", "h3"]
+
+
+def test_a_lock_taken_or_a_read_does_not_forget_the_cached_facts(cached):
+    runner = cached._runner
+    runner.expect(MEMBERS, stdout="h1\n")
+    facts.members(cached, "vm1")
+    runner.expect(["football-host", "lock", "/var/lock/football", "take", "football"])
+    cached.run(["football-host", "lock", "/var/lock/football", "take", "football"])
+    runner.expect(["marsadm", "view-sync-rest", "vm1"], stdout="0\n")
+    cached.run(["marsadm", "view-sync-rest", "vm1"])
+    assert facts.members(cached, "vm1") == ["h1"]
+    assert runner.calls.count(tuple(MEMBERS)) == 1
+
+
+def test_a_failed_fact_is_not_cached_and_asked_again(cached):
+    runner = cached._runner
+    runner.expect(MEMBERS, stderr="marsd not answering", exit=1)
+    with pytest.raises(facts.FactUnavailable):
+        facts.members(cached, "vm1")
+    runner.expect(MEMBERS, stdout="h1\n")
+    assert facts.members(cached, "vm1") == ["h1"]
+
+
+def test_each_poll_of_a_wait_reads_the_facts_afresh(cached):
+    from football.ops.base import wait_until
+    runner = cached._runner
+    for answer in ("h1\n", "h1\n", "h1\nh2\n"):
+        runner.expect(MEMBERS, stdout=answer)
+    seen = wait_until(lambda: "h2" in facts.members(cached, "vm1") and "yes", 5, 0,
+                      "h2 to be a member")
+    assert seen == "yes" and runner.calls.count(tuple(MEMBERS)) == 3

@@ -1,6 +1,7 @@
-"""Where migrate puts a resource (Migrate._place, _placement_key) and when it
-may start a sync (_wait_for_sync_slot), with a fake inventory, fake storage
-hooks and recorded `marsadm` answers: no host is contacted.
+"""Where migrate puts a resource (Migrate._place on a FleetSnapshot,
+snapshot.rank_targets) and when it may start a sync (_wait_for_sync_slot),
+with a fake inventory, fake storage hooks and recorded `marsadm` answers: no
+host is contacted.
 
 Placement in a cluster: enough VG space first, then the fewest other
 resources, then where the resource is now (the source, then a host with a
@@ -81,11 +82,22 @@ def make_migrate(inventory, storage, events):
     return make
 
 
+VIEW_ALL = ["marsadm", "--timeout=30", "view", "all"]
+
+
 def resources_on(inventory, **per_host):
-    """Each host answers `marsadm view-my-resources` once with its resources."""
+    """Each host answers what a snapshot asks once: its MARS cluster, and its
+    resources (`marsadm view all`: synced secondaries)."""
     for name, resources in per_host.items():
-        inventory.host(name).runner.expect(["marsadm", "view-my-resources"],
-                                           stdout="".join(f"{res}\n" for res in resources))
+        runner = inventory.host(name).runner
+        runner.expect(["marsadm", "lowlevel-ls-host-ips"], stdout=f"{name} 192.0.2.1\n")
+        runner.expect(VIEW_ALL, stdout="".join(
+            f"{res} [2/2] UpToDate Replicating DCASFR Secondary a1\n" for res in resources))
+
+
+class Down:
+    def run(self, argv, **options):
+        raise Unreachable("connection refused")
 
 
 def placed(migrate):
@@ -151,28 +163,31 @@ def test_a_host_that_cannot_be_asked_comes_last_even_after_hosts_without_space(
         make_migrate, inventory, storage):
     storage.free.update(b1=1 * GIB)
     storage.down.add("b2")
+    inventory.host("b2")._runner = Down()
     resources_on(inventory, b1=["vm5"], b3=["vm5", "vm6", "vm7"])
     migrate = make_migrate("cluster2")
     assert placed(migrate) == ["b3", "b1"]
-    resources_on(inventory, b1=["vm5"])
-    assert [migrate._placement_key(inventory.host(name))[0] for name in ("b1", "b2")] == [1, 2]
 
 
-def test_a_host_whose_storage_hook_fails_counts_as_unreachable(
+def test_a_host_whose_storage_hook_fails_comes_last_as_an_unreachable_one(
         make_migrate, inventory, storage):
     def broken(host):
-        raise Illegal(f"{host.name}: vgs failed")
+        if host.name == "b1":
+            raise Illegal(f"{host.name}: vgs failed")
+        return 100 * GIB
 
     storage.vg_free = broken
-    assert make_migrate("cluster2")._placement_key(inventory.host("b1")) == (2, 0, 2, "b1")
+    resources_on(inventory, b1=[], b2=["vm5"], b3=["vm5", "vm6"])
+    assert placed(make_migrate("cluster2")) == ["b2", "b3"]
 
 
 def test_a_host_whose_marsadm_fails_is_placed_last_as_an_unreachable_one(
         make_migrate, inventory):
-    """A failed `view-my-resources` is not 'no resources' (facts.py): the
-    host cannot tell, and what cannot tell comes last."""
-    inventory.host("b1").runner.expect(["marsadm", "view-my-resources"], exit=1,
-                                       stderr="marsadm: marsd not answering\n")
+    """A failed `view all` is not 'no resources' (facts.py): the host
+    cannot tell, and what cannot tell comes last."""
+    runner = inventory.host("b1").runner
+    runner.expect(["marsadm", "lowlevel-ls-host-ips"], stdout="b1 192.0.2.13\n")
+    runner.expect(VIEW_ALL, exit=1, stderr="marsadm: marsd not answering\n")
     resources_on(inventory, b2=["vm5"], b3=["vm6"])
     assert placed(make_migrate("cluster2")) == ["b2", "b3"]
 
@@ -186,7 +201,7 @@ def test_placing_in_a_cluster_changes_nothing_on_any_host(make_migrate, inventor
     resources_on(inventory, b1=[], b2=[], b3=[])
     make_migrate("cluster2")._place()
     commands = {call for host in inventory.hosts.values() for call in host.runner.calls}
-    assert commands == {("marsadm", "view-my-resources")}
+    assert commands == {("marsadm", "lowlevel-ls-host-ips"), tuple(VIEW_ALL)}
 
 
 # --- a host target ---------------------------------------------------------------------
@@ -337,3 +352,39 @@ def test_a_slot_that_never_frees_times_out_after_sync_timeout_naming_the_host(
     with pytest.raises(TimedOut, match="timed out after 10 s waiting for a sync slot on b1"):
         migrate._wait_for_sync_slot(inventory.host("b1"))
     assert 10 <= clock.now <= 12
+
+
+# --- on a snapshot alone ---------------------------------------------------------------
+
+def snapshot_of(**hosts):
+    """A FleetSnapshot of hosts given as name=(vg_free, [resources]); None: unreachable."""
+    from football.snapshot import FleetSnapshot, HostView, Replica
+    views, replicas = {}, []
+    for name, spec in hosts.items():
+        if spec is None:
+            views[name] = HostView(name, "c", "192.0.2.1", error="unreachable")
+            continue
+        free, resources = spec
+        views[name] = HostView(name, "c", "192.0.2.1", reachable=True, vg_free=free,
+                               lvs={res: GIB for res in resources})
+        replicas += [Replica(res, name, "Secondary", "UpToDate", "Replicating", "DCASFR", "x1",
+                             0, GIB) for res in resources]
+    return FleetSnapshot(views, tuple(replicas))
+
+
+def test_ranking_on_a_snapshot_needs_no_host():
+    from football.snapshot import rank_targets
+    snapshot = snapshot_of(h1=(50 * GIB, ["vm5", "vm6"]), h2=(50 * GIB, ["vm5"]),
+                           h3=(GIB, []), h4=None, h5=(0, ["vm1", "vm5"]))
+    ranked = rank_targets(snapshot, ["h1", "h2", "h3", "h4", "h5"], "vm1", 10 * GIB,
+                          source="h9", min_free=0)
+    # room first (h5 holds vm1's LV already), then the fewest others (vm1 itself does
+    # not count: h5 and h2 have one), then a replica before none, unreachable last
+    assert ranked == ["h5", "h2", "h1", "h3", "h4"]
+
+
+def test_a_snapshot_answers_members_primary_and_resources_per_host():
+    snapshot = snapshot_of(h1=(GIB, ["vm1", "vm2"]), h2=(GIB, ["vm1"]), h3=None)
+    assert snapshot.members("vm1") == ["h1", "h2"] and snapshot.members("vm9") == []
+    assert snapshot.primary("vm1") == "x1" and snapshot.primary("vm9") == ""
+    assert snapshot.resources_on("h1") == ["vm1", "vm2"] and snapshot.resources_on("h3") == []
