@@ -252,6 +252,10 @@ DATA_VIEWS = {
     "role": lambda state, res, rt: role(state, res, rt.status(res)),
     "is-primary": lambda state, res, rt: "1" if is_primary_here(state, res, rt.status(res)) else "0",
     "sync-rest": lambda state, res, rt: sync_rest(state, res),
+    # not in kernel MARS: the bytes this host's last (or current) sync
+    # received over the network, as its marsd counted them since the sync
+    # began ('' without one, or after a restart of marsd)
+    "sync-received": lambda state, res, rt: str(rt.status(res).get("sync_received", "")),
     "work-rest": lambda state, res, rt: work_rest(state, res, rt.status(res)),
     "is-consistent": lambda state, res, rt: "1" if is_consistent(state, res) else "0",
     "is-split-brain": lambda state, res, rt: is_split_brain(state, res, rt.status(res)),

@@ -173,6 +173,7 @@ class ResourceWorker:
         self.cursor = None              # in-memory replay cursor (Cursor)
         self.cursor_persisted = 0.0
         self.sync_done = None           # in-memory sync progress
+        self.sync_was_complete = False  # seen complete: the next sync counts from 0
         self.sync_persisted = 0.0
         self.remote = {}                # logfile -> size at the source
         self.rates = {name: Rate() for name in ("sync", "fetch", "replay", "log")}
@@ -808,6 +809,7 @@ class ResourceWorker:
                 return False
             return await self._sync(state, source, synced, size)
         self.report(syncing=False, sync_done=size)
+        self.sync_was_complete = True
         return await self._follow(state, source, free=free)
 
     async def _low_on_space(self, state, source, free):
@@ -839,6 +841,9 @@ class ResourceWorker:
 
     # ------------------------------------------------------------------- sync
     async def _sync(self, state, source, synced, size):
+        if self.sync_was_complete:      # a new sync (of a grown tail): counted anew
+            self.sync_was_complete = False
+            self.report(sync_received=0)
         syncpos = state.resource_value(self.res, f"syncpos-{self.host}")
         own = state.resource_value(self.res, f"replay-{self.host}")
         if not syncpos and synced and own:
@@ -846,6 +851,7 @@ class ResourceWorker:
             # that created the resource, after a resize): only the tail is
             # copied, its replay goes on from where it is
             self.write({self.mine("syncpos"): own})
+            self.report(sync_received=0)
             syncpos = own
             log.info("%s: sync of the grown tail from %s starts at %d bytes", self.res, source,
                      synced)
@@ -858,6 +864,7 @@ class ResourceWorker:
             self.write({self.mine("syncpos"): start, self.mine("replay"): start,
                         self.mine("syncstatus"): 0})
             self.cursor = Cursor.parse(start)
+            self.report(sync_received=0)
             self.sync_done = synced = 0
             self.sync_generation += 1
             log.info("%s: full sync from %s starts; logs from %s are replayed afterwards",
@@ -943,14 +950,14 @@ class ResourceWorker:
                     if reply.get("type") != "chunks":
                         raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
                     in_flight.release()
-                    written = await trio.to_thread.run_sync(
+                    await trio.to_thread.run_sync(
                         apply_chunks, disk, offset, CHUNK, reply["kinds"], data, size)
                     step = min(count * CHUNK, size - offset)
                     self.sync_done = offset + step
                     self.rates["sync"].add(step)
                     self.metrics.synced.labels(self.res).inc(len(data))
-                    self.report(sync_done=self.sync_done,
-                                sync_sent=self.status.get("sync_sent", 0) + written)
+                    self.report(sync_done=self.sync_done, sync_received=self.status.get(
+                        "sync_received", 0) + len(data))
         except BaseExceptionGroup as group:
             failures, rest = group.split((trio.TooSlowError, OSError, trio.BrokenResourceError,
                                           trio.ClosedResourceError, net.ProtocolError, PeerError))

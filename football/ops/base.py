@@ -172,6 +172,24 @@ def wait_uptodate(op, hosts, total, what):
             time.sleep(config.poll_interval)
 
 
+def synced_bytes(hosts, res, estimate):
+    """(bytes, measured): what the last syncs of `res` on `hosts` received,
+    as their marsd counted it (`view-sync-received`); where a host cannot
+    tell (kernel MARS has no such view, or marsd restarted meanwhile), the
+    `estimate` (bytes per host) stands in and `measured` is False."""
+    total, measured = 0, True
+    for host in hosts:
+        try:
+            received = facts.read(host, ["marsadm", "view-sync-received", res]).strip()
+        except facts.FactUnavailable:
+            received = ""
+        if received.isdigit():
+            total += int(received)
+        else:
+            total, measured = total + estimate, False
+    return total, measured
+
+
 def marsd_answers(host, timeout=10):
     """(True, '') when the host's marsd answers, else (False, why). A peer of
     the host that is down does not count against it."""

@@ -21,7 +21,7 @@ volume group must have the room and every member's marsd must answer
 from football import facts
 from football.errors import Illegal
 from football.journal import Journal
-from football.ops.base import Operation, reachable, wait_uptodate
+from football.ops.base import Operation, reachable, synced_bytes, wait_uptodate
 from football.ops.sizing import mib, new_size, parse_target
 
 PHASES = ("grow", "resize", "growfs", "wait")
@@ -145,8 +145,8 @@ class Expand(Operation):
         size, _ = facts.filesystem_usage(self.primary, self.mountpoint)
         grown = self.new_size - self.summary["old_size"]
         # the secondaries synced the grown tail, not the volume
-        self.summary.update(grown_bytes=grown, filesystem_size=size,
-                            synced_bytes=grown * len(self.secondaries),
-                            sync_seconds=round(waited, 3))
+        synced, measured = synced_bytes(self.secondaries, self.res, grown)
+        self.summary.update(grown_bytes=grown, filesystem_size=size, synced_bytes=synced,
+                            synced_bytes_measured=measured, sync_seconds=round(waited, 3))
         self.ctx.inject("wait:synced")
         self.journal.record("wait")

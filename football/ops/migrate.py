@@ -27,7 +27,7 @@ from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
 from football.ops.cluster import plan_split_after_move, split_unshared
-from football.ops.base import Operation, reachable, wait_until, wait_uptodate
+from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.snapshot import observe, rank_targets
 
@@ -255,7 +255,8 @@ class Migrate(Operation):
                 self.say(f"  {target.name}: {' '.join(join)}")
                 self._tell("tell_action", action="join", hosts=[target])
                 target.run(join, timeout=self.config.command_timeout)
-                self.journal.decide(full_syncs=self.journal.decided.get("full_syncs", 0) + 1)
+                joined = self.journal.decided.get("joined", [])
+                self.journal.decide(joined=[*joined, target.name])
                 self.ctx.inject("prepare:joined")
         self.journal.record("prepare")
 
@@ -296,7 +297,9 @@ class Migrate(Operation):
         self.say(f"* wait: until {', '.join(target.name for target in targets)} are UpToDate")
         waited = wait_uptodate(self, targets, self.size * len(targets), f"sync {self.res}")
         began = self.journal.decided.get("sync_started")
-        self.summary["synced_bytes"] = self.size * self.journal.decided.get("full_syncs", 0)
+        joined = [self.host(name) for name in self.journal.decided.get("joined", [])]
+        self.summary["synced_bytes"], self.summary["synced_bytes_measured"] = \
+            synced_bytes(joined, self.res, self.size)
         self.summary["sync_seconds"] = round(time.time() - began if began else waited, 3)
         for target in targets:
             drop_intent(target, self.res)

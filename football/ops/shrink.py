@@ -35,7 +35,7 @@ from football import facts
 from football.errors import Critical, FootballError, Illegal
 from football.journal import Journal
 from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
-from football.ops.base import Operation, reachable, wait_until, wait_uptodate
+from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.repair import create_when_free
 from football.ops.sizing import mib, new_size, parse_target
 from football.ops.window import DowntimeWindow, restart_somewhere
@@ -523,8 +523,9 @@ class Shrink(Operation):
             size = self.new_size or int(facts.view(self.primary, "sync-size", self.res) or 0)
             waited = wait_uptodate(self, self.secondaries, size * len(self.secondaries),
                                    f"sync {self.res}")
-            self.summary.update(sync_seconds=round(waited, 3),
-                                synced_bytes=size * len(self.secondaries))
+            synced, measured = synced_bytes(self.secondaries, self.res, size)
+            self.summary.update(sync_seconds=round(waited, 3), synced_bytes=synced,
+                                synced_bytes_measured=measured)
         self.ctx.inject("wait:synced")
         self.journal.record("wait")
 

@@ -54,6 +54,7 @@ CHANGING = {"join-resource", "leave-resource", "primary", "secondary", "merge-cl
 class Replica:
     disk: str
     sync_rest: int              # bytes the full sync still has to copy
+    received: int = 0           # bytes its last sync copied (view-sync-received)
     applied: int = 0            # how many of the resource's records this disk holds
 
 
@@ -209,8 +210,9 @@ class FakeFleet:
                 self.written[res] = max(self.written.get(res, 0), resource.records[-1])
             for name, replica in resource.replicas.items():
                 if replica.sync_rest:
-                    chunk = self.sync_chunk or max(1, resource.size // 4)
-                    replica.sync_rest = max(0, replica.sync_rest - chunk)
+                    chunk = min(replica.sync_rest, self.sync_chunk or max(1, resource.size // 4))
+                    replica.sync_rest -= chunk
+                    replica.received += chunk
                 elif name != resource.primary and name not in self.down:
                     replica.applied = len(resource.records)
 
@@ -282,6 +284,8 @@ class FakeFleet:
             return "1" if replica else ""
         if macro == "sync-rest":
             return str(replica.sync_rest) if replica else ""
+        if macro == "sync-received":
+            return str(replica.received) if replica else ""
         if macro == "work-rest":
             return str(len(resource.records) - replica.applied) if replica else ""
         if macro == "diskstate":
@@ -386,6 +390,7 @@ class FakeFleet:
         for host, replica in resource.replicas.items():
             if host != name:
                 replica.sync_rest += grown
+                replica.received = 0        # a new sync: of the tail
         return ""
 
     def _keep_disk(self, name, res, resource):

@@ -70,6 +70,8 @@ def test_resize_right_after_the_disks_grew_grows_every_time_and_the_replica_foll
                    show=lambda: b.marsadm("view", RES).stdout)
         datanet.wait(b, RES)
         assert b.view("is-consistent", RES) == "1\n"
+        # what b's marsd counted it received: the grown tail, not the disk
+        assert 0 < int(b.view("sync-received", RES)) <= size - old
         expected = sha256_file(datanet.device(a, RES), size)
         assert sha256_file(b.disk, size) == expected
         assert sha256_file(a.disk, size) == expected

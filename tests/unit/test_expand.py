@@ -39,6 +39,7 @@ def test_expand_to_a_size_grows_every_lv_mars_and_the_filesystem_while_it_runs(f
     assert (summary["old_size"], summary["new_size"], summary["grown_bytes"]) == \
         (320 * MIB, GIB, GIB - 320 * MIB)
     assert summary["synced_bytes"] == GIB - 320 * MIB        # the tail, to the one secondary
+    assert summary["synced_bytes_measured"] is True
     # a second run: nothing to do
     code, events, stderr = football(fleet, "expand", "vm1", "1g")
     assert code == 0 and "nothing to do" in str(events), stderr

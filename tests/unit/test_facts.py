@@ -243,3 +243,13 @@ def test_each_poll_of_a_wait_reads_the_facts_afresh(cached):
     seen = wait_until(lambda: "h2" in facts.members(cached, "vm1") and "yes", 5, 0,
                       "h2 to be a member")
     assert seen == "yes" and runner.calls.count(tuple(MEMBERS)) == 3
+
+
+def test_synced_bytes_are_what_marsd_counted_else_the_estimate_marked_as_such(host, runner):
+    from football.ops.base import synced_bytes
+    received = ["marsadm", "view-sync-received", "vm1"]
+    runner.expect(received, stdout="7340032\n")
+    assert synced_bytes([host], "vm1", estimate=1 << 30) == (7340032, True)
+    # kernel MARS has no such view: the estimate stands in, and says so
+    runner.expect(received, stderr="marsadm: unknown macro view-sync-received\n", exit=1)
+    assert synced_bytes([host], "vm1", estimate=1 << 30) == (1 << 30, False)
