@@ -80,10 +80,22 @@ class MigrateShrink(Operation):
                  f"there, then a replica on {self.secondary_name or '(none)'}")
 
     def dry_run(self):
-        self.say(f"would migrate {self.res} to {self.primary_name} (the replicas on "
-                 f"{', '.join(self.origin)} go), shrink it there to {self.size or 'the fill level'}"
-                 + (f", then sync a replica to {self.secondary_name}"
-                    if self.secondary_name else ""))
+        """The commands of the next stage to run, from the state now; the
+        later stages' depend on what it leaves (a dry run then lists them)."""
+        stages = [name for name in self.whole if not self.journal.done(name)
+                  and (name != "secondary" or self.secondary_name)]
+        if not stages:
+            return
+        first, *later = stages
+        operation, phases = self._stage_of(first)
+        operation.discover()
+        if operation.journal is not None:
+            operation.journal.dry = True
+        self.say(f"  stage {first}: {operation.operation}")
+        operation.dry_run(*([phases] if phases else []))
+        if later:
+            self.say(f"  then {', '.join(later)}: their commands depend on what {first} "
+                     "leaves; a dry run lists them once it is done")
 
     def involved(self):
         self.journal.decide(primary=self.primary_name, secondary=self.secondary_name,
@@ -126,16 +138,23 @@ class MigrateShrink(Operation):
             return False
         return json.loads(done.read_text()).get("finished", 0) >= started
 
+    def _stage_of(self, name):
+        """(the operation of stage `name`, the phases it runs or None: all)."""
+        if name == "migrate":
+            return Migrate(self.ctx, self.res, self.primary_name), None
+        if name == "shrink":
+            return Shrink(self.ctx, self.res, self.size), None
+        return Migrate(self.ctx, self.res, self.primary_name, self.secondary_name), None
+
     def migrate(self):
-        self._stage("migrate", Migrate(self.ctx, self.res, self.primary_name))
+        self._stage("migrate", *self._stage_of("migrate"))
 
     def shrink(self):
-        self._stage("shrink", Shrink(self.ctx, self.res, self.size))
+        self._stage("shrink", *self._stage_of("shrink"))
 
     def secondary(self):
         if self.secondary_name:
-            self._stage("secondary", Migrate(self.ctx, self.res, self.primary_name,
-                                             self.secondary_name))
+            self._stage("secondary", *self._stage_of("secondary"))
 
 
 class MigrateShrinkBack(MigrateShrink):
@@ -170,16 +189,12 @@ class MigrateShrinkBack(MigrateShrink):
         self.say(f"* {self.operation} of {self.res}: to {self.primary_name}, shrink there, "
                  f"back to {', '.join(self.origin)}")
 
-    def dry_run(self):
-        self.say(f"would migrate {self.res} to {self.primary_name} (the replicas on "
-                 f"{', '.join(self.origin)} stay), shrink it there (they re-join at the small "
-                 f"size), hand it back to {self.origin[0]} and remove the replica on "
-                 f"{self.primary_name}")
-
-    def migrate(self):
-        # the original replicas stay: they re-join the shrunk resource
-        self._stage("migrate", Migrate(self.ctx, self.res, self.primary_name),
-                    ("prepare", "wait", "finish"))
+    def _stage_of(self, name):
+        if name == "migrate":       # the original replicas stay: they re-join the shrunk one
+            return Migrate(self.ctx, self.res, self.primary_name), ("prepare", "wait", "finish")
+        if name == "shrink":
+            return Shrink(self.ctx, self.res, self.size), None
+        return Migrate(self.ctx, self.res, *self.origin[:2]), None
 
     def back(self):
-        self._stage("back", Migrate(self.ctx, self.res, *self.origin[:2]))
+        self._stage("back", *self._stage_of("back"))

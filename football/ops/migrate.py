@@ -180,9 +180,9 @@ class Migrate(Operation):
                 raise Illegal(f"--post-hand {self.post_hand} is not one of the new replicas "
                               f"({', '.join(name for name in new if name)}); nothing changed")
 
-    def dry_run(self):
-        """The commands of prepare, finish and cleanup, as a whole run would
-        issue them from the state now (waits and locks left out)."""
+    def dry_run(self, phases=PHASES):
+        """The commands of prepare, finish and cleanup (of those in
+        `phases`), as a run would issue them from the state now."""
         planned, attempt = self.ctx.planned, self.ctx.planner.attempt
         cluster = set(facts.cluster_hosts(self.source))
         for target in self.targets:
@@ -199,7 +199,7 @@ class Migrate(Operation):
             for host in self._stopped_in_window(target):
                 attempt(lambda: self.hooks.resource_stop(host=planned(host), res=self.res))
             attempt(lambda: self.hooks.resource_start(host=planned(target), res=self.res))
-        old = self._old_hosts()
+        old = self._old_hosts() if "cleanup" in phases else []
         if self.config.cleanup_old_replicas:
             for host in old:
                 planned(host).run(self._leave_argv())

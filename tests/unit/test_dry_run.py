@@ -27,12 +27,17 @@ def planned(events, waits=False):
             (waits or not any(arg.startswith("wait-") for arg in event["argv"]))]
 
 
-def changes_but_locks(fleet, since=0):
+def changes_but_locks(fleet, since=0, locks=False):
+    """The changing commands since `since`; the `football-host lock` ones only
+    when `locks` (lock and unlock: they are the operation)."""
     return [(host, argv) for host, argv in fleet.changes()[since:]
-            if argv[:2] != ("football-host", "lock")]
+            if locks or argv[:2] != ("football-host", "lock")]
 
 
-def assert_dry_run_is_the_real_run(fleet, *args):
+def assert_dry_run_is_the_real_run(fleet, *args, locks=False):
+    """`football --dry-run <args>` changes nothing and lists, also in its
+    summary (an admin operation's: its result), the commands `football
+    <args>` then issues; returns them."""
     before = len(fleet.changes())
     code, events, stderr = football(fleet, "--dry-run", *args)
     assert code == 0, stderr
@@ -40,12 +45,12 @@ def assert_dry_run_is_the_real_run(fleet, *args):
     assert not list((Path(fleet.state_dir) / "journal").glob("*.json")), \
         "a dry run decided something for the next real run"
     listed = planned(events)
-    summary = next(event for event in events if event["event"] == "summary")
+    summary = next(event for event in events if event["event"] in ("summary", "result"))
     assert [(item["host"], tuple(item["argv"])) for item in summary["would_run"]] == \
         planned(events, waits=True)
     code, _, stderr = football(fleet, *args)
     assert code == 0, stderr
-    issued = changes_but_locks(fleet, before)
+    issued = changes_but_locks(fleet, before, locks)
     assert listed == issued, "\n".join(
         ["listed:", *map(str, listed), "issued:", *map(str, issued)])
     return listed
@@ -97,3 +102,22 @@ def test_a_shrinks_dry_run_lists_the_commands_the_real_shrink_issues(fleet):
 ])
 def test_only_commands_that_read_run_for_real_in_a_dry_run(argv, read):
     assert is_read(argv) is read
+
+
+@pytest.mark.parametrize("args", [("migrate+shrink", "vm2", "b1", "b2"),
+                                  ("migrate+shrink+back", "vm2", "b1")])
+def test_a_combined_dry_run_lists_its_first_stage_as_the_real_run_then_issues_it(fleet, args):
+    fleet.create_resource("vm2", "a1", ["a2"], size=GIB)
+    before = len(fleet.changes())
+    code, events, stderr = football(fleet, "--dry-run", *args)
+    assert code == 0, stderr
+    assert len(fleet.changes()) == before
+    listed = planned(events)
+    code, _, stderr = football(fleet, *args)
+    assert code == 0, stderr
+    issued = changes_but_locks(fleet, before)
+    assert listed == issued[:len(listed)], "\n".join(
+        ["listed:", *map(str, listed), "issued:", *map(str, issued)])
+    # the next command is the shrink's: its copy LV on the new primary
+    host, argv = issued[len(listed)]
+    assert host == "b1" and argv[3:5] == ("create", "vm2-tmp"), issued[len(listed)]
