@@ -394,6 +394,14 @@ class Operation:
             raise Illegal(f"{target.name}: {self.res} cannot start there: {'; '.join(reasons)}; "
                           f"nothing was stopped, it still runs on {source.name}")
 
+    def holding(self, hosts):
+        """The run's `football` lock on `hosts` (all or nothing, released on
+        every exit): what the runner takes around a phase (`locks`), and
+        what a phase that waits first (for a slot, for the gates) takes
+        around each step once the wait is over."""
+        return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
+            hosts, RUN_LOCK)
+
     def _take_slot(self, host, kind, free, limit):
         """Wait for a `kind` slot on `host` (`free()`: one is free now, under
         `limit`), then take it — register the intent — after a last look
@@ -401,8 +409,7 @@ class Operation:
         must not both take it."""
         while True:
             self._wait_for_slot(host, kind, free, limit)
-            with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-                    [host], RUN_LOCK):
+            with self.holding([host]):
                 if free():
                     register_intent(host, self.res, self.owner, self.config, kind=kind)
                     return
@@ -423,8 +430,7 @@ class Operation:
             started = time.monotonic()
             self.ctx.reporter.event("phase", phase=phase, resource=self.res)
             self._tell("phase", name=phase)
-            with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-                    self.locks(phase), RUN_LOCK):
+            with self.holding(self.locks(phase)):
                 getattr(self, phase.replace("-", "_"))()
             spent[phase] = round(spent.get(phase, 0.0) + time.monotonic() - started, 3)
 

@@ -25,7 +25,7 @@ import time
 from football import facts
 from football.errors import FootballError, Illegal
 from football.journal import Journal
-from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
+from football.locks import drop_intent, live_intents
 from football.ops.cluster import plan_split_after_move, split_unshared
 from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.window import DowntimeWindow, restart_somewhere
@@ -241,8 +241,7 @@ class Migrate(Operation):
                 self.ctx.reporter.detail(f"{target.name}: already a replica of {self.res}")
                 continue
             self._take_sync_slot(target)
-            locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
-            with locks.holding([self.source, target], RUN_LOCK):
+            with self.holding([self.source, target]):
                 self.journal.decide(sync_started=self.journal.decided.get("sync_started")
                                     or time.time())
                 self._merge(target)
@@ -322,13 +321,16 @@ class Migrate(Operation):
                 facts.view(target, "diskstate", self.res) != "UpToDate":
             raise Illegal(f"{target.name}: {self.res} is not UpToDate; run migrate-wait first")
         self._check_startable(target, self.source)
-        locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
-        involved = {host.name: host for host in [self.source, *self.targets,
-                                                 *self._old_hosts()]}
-        with locks.holding(involved.values(), RUN_LOCK):
+        with self.holding([self.source, *self.targets, *self._old_hosts()]):
             self.ctx.inject("finish:locked")
             self._downtime_window(target)
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
+
+    def locks(self, phase):
+        """Cleanup holds the old hosts' lock while it removes their replicas
+        (the split takes the clusters' own); prepare and finish wait first
+        (a sync slot, the gates) and lock per step."""
+        return self._old_hosts() if phase == "cleanup" else []
 
     def _old_hosts(self):
         wanted = {target.name for target in self.targets}

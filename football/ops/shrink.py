@@ -34,7 +34,7 @@ import time
 from football import facts
 from football.errors import Critical, FootballError, Illegal
 from football.journal import Journal
-from football.locks import LockSet, RUN_LOCK, drop_intent, live_intents
+from football.locks import drop_intent, live_intents
 from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.repair import create_when_free
 from football.ops.sizing import mib, new_size, parse_target
@@ -211,8 +211,7 @@ class Shrink(Operation):
         return self.members if phase == "cleanup" else []
 
     def _locked(self):
-        return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-            self.members, RUN_LOCK)
+        return self.holding(self.members)
 
     # ----------------------------------------------------------------- state
     def _exists(self):
