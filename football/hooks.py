@@ -264,7 +264,9 @@ class ReportingSpec:
     """What an operation is doing, for notification and logging plugins.
     All are notifications: *all results*, the return values are ignored,
     and an exception is reported as a warning instead of failing the
-    operation. `operation` is the command's name (`migrate`, `handover`)."""
+    operation. `operation` is the command's name (`migrate`, `handover`,
+    `repair-vm`, `lock`...); `res` its resource, None for the operations on
+    hosts only (`lock`, `unlock`, `merge-cluster`, `split-cluster`)."""
 
     @hookspec
     def configure(self, config):
@@ -274,18 +276,24 @@ class ReportingSpec:
     @hookspec
     def football_start(self, operation, res, args):
         """Called when an operation starts, before discovery; `args` is the
-        dict of its arguments (`target`, `target_secondary`, `phases`)."""
+        dict of its arguments (migrate: `target`, `target_secondary`; the
+        admin operations: `hosts`, lock's `item` and `owner`...) and the
+        `phases` it runs. `res` is None for an operation without a resource
+        (`lock`, `unlock`, `merge-cluster`, `split-cluster`)."""
 
     @hookspec
     def football_finished(self, operation, res, summary):
-        """Called when an operation succeeded, with its summary dict (what
-        moved, bytes synced, downtime, time per phase)."""
+        """Called when an operation succeeded (also when there was nothing to
+        do, and after a dry run), with its summary dict (what moved, bytes
+        synced, downtime, time per phase; an admin operation's result).
+        `res` is None for an operation without a resource."""
 
     @hookspec
     def football_failed(self, operation, res, error, exit_code):
         """Called when an operation failed, with the exception and the exit
         code it will end with (191 illegal, 198 serious, 199 critical...).
-        The original error is raised afterwards whatever the plugins do."""
+        The original error is raised afterwards whatever the plugins do.
+        `res` is None for an operation without a resource."""
 
     @hookspec
     def football_warning(self, text):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from football import facts
 from football.errors import FootballError, Illegal
-from football.locks import LockSet, RUN_LOCK, run_owner
-from football.ops.base import in_parallel, reachable, wait_until
+from football.locks import LockSet, RUN_LOCK
+from football.ops.base import Operation, in_parallel, reachable, wait_until
 from football.transport import TransportError
 
 MEMBERSHIP_TIMEOUT = 60.0
@@ -170,7 +170,7 @@ def record_split(ctx, splits, merges, clusters):
     for cluster in splits:
         ctx.planned(inv.hosts[cluster.seen_from]).run(["marsadm", "split-cluster"])
     for run_on, peer in merges:
-        ctx.planned(inv.hosts[run_on]).run(["marsadm", "merge-cluster", peer, addresses[peer]])
+        ctx.planned(inv.hosts[run_on]).run(merge_argv(peer, addresses[peer]))
     return [f"split {' '.join(sorted(cluster.hosts))} on {cluster.seen_from}"
             for cluster in splits] + [f"merged {run_on} with {peer}" for run_on, peer in merges]
 
@@ -191,13 +191,17 @@ def plan_split_after_move(ctx, names, res, new_members):
 
 
 # --------------------------------------------------------------------- acting
+def merge_argv(peer, address):
+    """`marsadm merge-cluster`, run on a host of the other cluster."""
+    return ["marsadm", "merge-cluster", peer, address]
+
+
 def merge(ctx, run_on, peer, address, say):
     """`marsadm merge-cluster <peer> <address>` on `run_on`; waits until both
     list every member of both sides."""
     both = set(_cluster_of(run_on)) | set(_cluster_of(peer)) | {run_on.name, peer.name}
     say(f"  {run_on.name}: marsadm merge-cluster {peer.name} {address}")
-    run_on.run(["marsadm", "merge-cluster", peer.name, address],
-               timeout=ctx.config.command_timeout)
+    run_on.run(merge_argv(peer.name, address), timeout=ctx.config.command_timeout)
     wait_until(lambda: all(both <= set(_cluster_of(host)) for host in (run_on, peer)),
                MEMBERSHIP_TIMEOUT, ctx.config.poll_interval,
                f"{run_on.name} and {peer.name} to list all of {', '.join(sorted(both))}")
@@ -269,74 +273,100 @@ def split_unshared(ctx, names, owner, point="split-cluster:split"):
 
 
 # ----------------------------------------------------------------- operations
-class MergeCluster:
-    """`football merge-cluster H1 H2`: one MARS cluster of both hosts' clusters."""
+class MergeCluster(Operation):
+    """`football merge-cluster H1 H2`: one MARS cluster of both hosts' clusters.
+    Single step (a re-run sees whether they are one already): no journal."""
 
     operation = "merge-cluster"
+    whole = ("merge",)
 
     def __init__(self, ctx, first, second):
-        self.ctx = ctx
+        super().__init__(ctx)
         if first == second:
             raise Illegal(f"merge-cluster needs two different hosts, not {first} twice")
         self.first, self.second = ctx.host(first), ctx.host(second)
-        self.owner = run_owner(self.operation)
+        self.summary["merged"] = False
+
+    def start_args(self):
+        return {"hosts": [self.first.name, self.second.name]}
 
     def discover(self):
         """Reachable, in clusters that do not share a resource name; whether
-        there is anything to do. Changes nothing."""
+        there is anything to do; the first host's address as its cluster
+        knows it. Changes nothing."""
         for host in (self.first, self.second):
             reachable(host)
-        mine = _cluster_of(self.second)
-        if self.first.name in mine:
-            return False
+        self.together = self.first.name in _cluster_of(self.second)
+        if self.together:
+            return
         clash = set(facts.all_resources(self.first)) & set(facts.all_resources(self.second))
         if clash:
             raise Illegal(f"cannot merge the clusters of {self.first.name} and "
                           f"{self.second.name}: both have resources named "
                           f"{', '.join(sorted(clash))}; rename or delete one side's first")
-        return True
+        self.address = _cluster_of(self.first).get(self.first.name, self.first.address)
 
-    def run(self):
-        say = self.ctx.reporter.say
-        if not self.discover():
-            say(f"{self.first.name} and {self.second.name} are in one MARS cluster "
-                "already: nothing to do")
-            return {"merged": False}
-        address = _cluster_of(self.first).get(self.first.name, self.first.address)
-        if self.ctx.dry_run:
-            say(f"would run `marsadm merge-cluster {self.first.name} {address}` on "
-                f"{self.second.name}")
-            return {"merged": False}
-        say(f"* merging the MARS clusters of {self.first.name} and {self.second.name}")
-        locks = LockSet(self.owner, self.ctx.config, self.ctx.reporter.detail)
-        with locks.holding([self.first, self.second], RUN_LOCK):
-            if self.first.name not in _cluster_of(self.second):
-                try:
-                    merge(self.ctx, self.second, self.first, address, say)
-                except TransportError as error:
-                    raise FootballError(f"merge failed: {error}\nRe-run the same command; "
-                                        "`marsadm lowlevel-ls-host-ips` on both hosts shows "
-                                        "where the membership stands") from None
-        say(f"  MARS cluster now: {' '.join(sorted(_cluster_of(self.second)))}")
-        return {"merged": True}
+    def nothing_to_do(self):
+        if self.together:
+            return f"{self.first.name} and {self.second.name} are in one MARS cluster already"
+        return None
+
+    def announce(self):
+        self.say(f"* merging the MARS clusters of {self.first.name} and {self.second.name}")
+
+    def locks(self, phase):
+        return [self.first, self.second]
+
+    def dry_run(self):
+        self.ctx.planned(self.second).run(merge_argv(self.first.name, self.address))
+
+    def merge(self):
+        if self.first.name not in _cluster_of(self.second):
+            try:
+                merge(self.ctx, self.second, self.first, self.address, self.say)
+            except TransportError as error:
+                raise FootballError(f"merge failed: {error}\nRe-run the same command; "
+                                    "`marsadm lowlevel-ls-host-ips` on both hosts shows "
+                                    "where the membership stands") from None
+        self.say(f"  MARS cluster now: {' '.join(sorted(_cluster_of(self.second)))}")
+        self.summary["merged"] = True
 
 
-class SplitCluster:
+class SplitCluster(Operation):
     """`football split-cluster HOST...`: split their MARS clusters where hosts
-    share nothing, keeping inventory clusters whole (`split_unshared`)."""
+    share nothing, keeping inventory clusters whole (`split_unshared`, which
+    observes again and locks the hosts it finds). Single step (a re-run
+    converges from what it observes): no journal."""
 
     operation = "split-cluster"
+    whole = ("split",)
 
     def __init__(self, ctx, names):
-        self.ctx = ctx
+        super().__init__(ctx)
         if not names:
             raise Illegal("split-cluster needs at least one host")
         self.names = list(dict.fromkeys(ctx.host(name).name for name in names))
-        self.owner = run_owner(self.operation)
+        self.summary["actions"] = []
 
-    def run(self):
-        done = split_unshared(self.ctx, self.names, self.owner)
-        if not done:
-            self.ctx.reporter.say(f"the MARS clusters of {', '.join(self.names)} are as the "
-                                  "inventory and the shared resources want: nothing to split")
-        return {"actions": done}
+    def start_args(self):
+        return {"hosts": self.names}
+
+    def discover(self):
+        """The MARS clusters of the hosts and the plan: which to split, which
+        pieces to merge again. Changes nothing."""
+        self.clusters = observe(self.ctx, self.names, prefer=self.names)
+        self.splits, self.merges = plan(self.clusters, self.ctx.inventory.clusters,
+                                        self.ctx.inventory.hosts)
+
+    def nothing_to_do(self):
+        if self.splits or self.merges:
+            return None
+        return (f"the MARS clusters of {', '.join(self.names)} are as the inventory and the "
+                "shared resources want")
+
+    def dry_run(self):
+        self.summary["actions"] = record_split(self.ctx, self.splits, self.merges,
+                                               self.clusters)
+
+    def split(self):
+        self.summary["actions"] = split_unshared(self.ctx, self.names, self.owner)

@@ -18,8 +18,9 @@ import time
 
 from football.errors import FootballError, Illegal
 from football.inventory import InventoryError
-from football.locks import LockSet, held, release, run_owner
-from football.ops.base import in_parallel
+from football.locks import LockSet, held, run_owner
+from football.locks import release as release_item
+from football.ops.base import Operation, in_parallel
 from football.transport import TransportError
 from mars.names import RESOURCE_RE
 
@@ -59,62 +60,105 @@ def since(record):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "?"
 
 
-class Lock:
+class Lock(Operation):
+    """Single step (taking is all or nothing): no journal. Its dry run lists
+    the `football-host lock ... take` commands."""
+
     operation = "lock"
+    whole = ("take",)
 
     def __init__(self, ctx, item, hosts, owner=None):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.item = check_item(item)
-        self.owner = check_owner(owner or default_owner())
+        self.owner = check_owner(owner or default_owner())     # the lock's, not the run's
         self.hosts = check_hosts(ctx.inventory, hosts)
+        self.summary.update(lock=self.item, hosts=[], owner=self.owner)
 
-    def run(self):
-        names = ", ".join(host.name for host in self.hosts)
-        if self.ctx.dry_run:
-            self.ctx.reporter.say(f"would take lock {self.item} on {names} as {self.owner}")
-            return {"lock": self.item, "hosts": [], "owner": self.owner}
-        locks = LockSet(self.owner, self.ctx.config, self.ctx.reporter.detail, permanent=True)
-        locks.acquire(self.hosts, self.item)
-        self.ctx.reporter.say(f"took lock {self.item} on {names} as {self.owner}; it stays "
-                              f"until `football unlock {self.item} "
-                              f"{' '.join(host.name for host in self.hosts)}`")
-        return {"lock": self.item, "hosts": [host.name for host in self.hosts],
+    def start_args(self):
+        return {"item": self.item, "hosts": [host.name for host in self.hosts],
                 "owner": self.owner}
 
+    def discover(self):
+        """Nothing to read: taking the item is all or nothing, whoever holds it."""
 
-class Unlock:
+    def dry_run(self):
+        self._take(via=self.ctx.planned)
+
+    def take(self):
+        self._take()
+        self.say(f"took lock {self.item} on {', '.join(host.name for host in self.hosts)} as "
+                 f"{self.owner}; it stays until `football unlock {self.item} "
+                 f"{' '.join(host.name for host in self.hosts)}`")
+        self.summary["hosts"] = [host.name for host in self.hosts]
+
+    def _take(self, via=lambda host: host):
+        locks = LockSet(self.owner, self.config, self.ctx.reporter.detail, permanent=True)
+        locks.acquire([via(host) for host in self.hosts], self.item)
+
+
+class Unlock(Operation):
+    """Single step (each host's release stands alone; a re-run releases what
+    is left): no journal. Its dry run lists the `football-host lock ...
+    release` commands of the hosts where the item is held."""
+
     operation = "unlock"
+    whole = ("release",)
 
     def __init__(self, ctx, item, hosts):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.item = check_item(item)
         self.hosts = check_hosts(ctx.inventory, hosts)
+        self.summary.update(lock=self.item, released=[])
 
-    def _one(self, host):
+    def start_args(self):
+        return {"item": self.item, "hosts": [host.name for host in self.hosts]}
+
+    def _holder(self, host):
         """(host, holder record or None, error text)."""
         try:
-            holder = held(host, check=True).get(self.item)
-            if holder is not None and not self.ctx.dry_run and \
-                    not release(host, self.item) and self.item in held(host, check=True):
-                return host.name, None, f"the lock {self.item} is still there after a release"
-            return host.name, holder, ""
+            return host, held(host, check=True).get(self.item), ""
         except (TransportError, FootballError, ValueError) as error:
-            return host.name, None, str(error)
+            return host, None, str(error)
 
-    def run(self):
-        say = self.ctx.reporter.say
-        released, failed = [], []
-        for name, holder, error in in_parallel(self._one, self.hosts):
+    def discover(self):
+        """Who holds the item on each host (a host that cannot tell is
+        reported at the end: the others are released anyway)."""
+        looks = in_parallel(self._holder, self.hosts)
+        self.holders = [(host, holder) for host, holder, error in looks if holder is not None]
+        self.failed = [f"{host.name}: {error}" for host, _, error in looks if error]
+        self.unheld = [host for host, holder, error in looks if holder is None and not error]
+
+    def announce(self):
+        for host in self.unheld:
+            self.say(f"{host.name}: lock {self.item} is not held")
+
+    def dry_run(self):
+        for host, _ in self.holders:
+            self._release(host, via=self.ctx.planned)
+        self._fail_for_the_silent()
+
+    def release(self):
+        errors = in_parallel(lambda entry: self._release(entry[0]), self.holders)
+        for (host, holder), error in zip(self.holders, errors):
             if error:
-                failed.append(f"{name}: {error}")
-            elif holder is None:
-                say(f"{name}: lock {self.item} is not held")
-            else:
-                verb = "would release" if self.ctx.dry_run else "released"
-                say(f"{name}: {verb} lock {self.item} held by "
-                    f"{holder.get('owner', '?')} since {since(holder)}")
-                released.append({"host": name, "owner": holder.get("owner")})
-        if failed:
-            raise FootballError(f"could not release lock {self.item} on: {'; '.join(failed)}; "
-                                "re-run unlock for those hosts once they answer")
-        return {"lock": self.item, "released": released}
+                self.failed.append(f"{host.name}: {error}")
+                continue
+            self.say(f"{host.name}: released lock {self.item} held by "
+                     f"{holder.get('owner', '?')} since {since(holder)}")
+            self.summary["released"].append({"host": host.name, "owner": holder.get("owner")})
+        self._fail_for_the_silent()
+
+    def _release(self, host, via=lambda host: host):
+        """'' when the item is gone from `host`, else why not."""
+        try:
+            if not release_item(via(host), self.item) and self.item in held(host, check=True):
+                return f"the lock {self.item} is still there after a release"
+        except (TransportError, FootballError, ValueError) as error:
+            return str(error)
+        return ""
+
+    def _fail_for_the_silent(self):
+        if self.failed:
+            raise FootballError(f"could not release lock {self.item} on: "
+                                f"{'; '.join(self.failed)}; re-run unlock for those hosts "
+                                "once they answer")

@@ -8,17 +8,19 @@ An LV `RES` on a host is a leftover when all of these hold:
   does not run;
 - no unfinished operation of this controller plans a replica of RES there
   (its journal names the host as a target).
-Without `--do-it` the leftovers are only listed. With it, each host is
-locked (item `football`, as migrate's prepare does while it creates and joins
-an LV), checked again under the lock, and the LV removed. A member's disk is
+Without `--do-it` the leftovers are only listed: a dry run, which says the
+commands that would remove them. With it, their hosts are locked (item
+`football`, as migrate's prepare does while it creates and joins an LV),
+each checked again under the lock, and the LV removed. A member's disk is
 never removed: when in doubt (a host that does not answer), nothing is."""
 
+
+from dataclasses import replace
 
 from football import facts
 from football.errors import FootballError
 from football.inventory import InventoryError
-from football.locks import LockSet, RUN_LOCK, run_owner
-from football.ops.base import check_resource_name, in_parallel
+from football.ops.base import Operation, check_resource_name, in_parallel
 from football.ops.status import unfinished_operations
 from football.transport import TransportError
 
@@ -39,14 +41,23 @@ def leftovers(candidates, members, planned):
                   if not reason and host not in members and host not in planned)
 
 
-class LvCleanup:
+class LvCleanup(Operation):
+    """Single step (each LV goes alone, checked again under its host's lock;
+    a re-run finds what is left): no journal. Without `--do-it` it is a
+    dry run: the leftovers and the commands that would remove them."""
+
     operation = "lv-cleanup"
+    whole = ("remove",)
 
     def __init__(self, ctx, res, do_it=False):
-        self.ctx, self.hooks = ctx, ctx.hooks
-        self.res = check_resource_name(res)
+        if not do_it:
+            ctx = replace(ctx, dry_run=True)     # only list: a dry run
+        super().__init__(ctx, check_resource_name(res))     # no `res:host` here
         self.do_it = do_it
-        self.owner = run_owner(self.operation, self.res)
+        self.summary.update(removed=[], kept={})
+
+    def start_args(self):
+        return {"do_it": self.do_it}
 
     # ------------------------------------------------------------- discovery
     def _look(self, host):
@@ -65,14 +76,15 @@ class LvCleanup:
             return None, [], f"cannot check: {str(error).splitlines()[0]}"
 
     def discover(self):
-        """{host: why its LV stays ('' = may go)} for the hosts holding an LV
-        `res`, and the hosts that must keep it. Changes nothing."""
+        """The hosts holding an LV `res` and why each must keep it ('' = it
+        may go); the leftovers among them (`doomed`). Says what stays.
+        Changes nothing."""
         inv = self.ctx.inventory
         names = sorted(inv.hosts)
         looks = dict(zip(names, in_parallel(lambda name: self._look(inv.hosts[name]), names)))
         unknown = [name for name, (has_lv, _, _) in looks.items() if has_lv is None]
         members = {member for _, seen, _ in looks.values() for member in seen}
-        planned = {target for op in unfinished_operations(self.ctx.config.state_dir)
+        planned = {target for op in unfinished_operations(self.config.state_dir)
                    if op.get("resource") == self.res for target in op.get("targets", [])}
         candidates = {name: reason for name, (has_lv, _, reason) in looks.items() if has_lv}
         for name in candidates:
@@ -87,49 +99,55 @@ class LvCleanup:
                     f"not sure: {', '.join(unknown)} did not answer"
             for name in unknown:
                 candidates[name] = looks[name][2]
-        return candidates, members, planned
+        self.candidates = candidates
+        self.doomed = leftovers(candidates, members, planned)
+        self.summary["kept"] = {name: reason for name, reason in candidates.items()
+                                if name not in self.doomed}
+        for name, reason in sorted(self.summary["kept"].items()):
+            self.say(f"{name}: keeps LV {inv.hosts[name].vg}/{self.res} ({reason})")
+
+    def nothing_to_do(self):
+        if not self.candidates:
+            return f"no host of the inventory has an LV named {self.res}"
+        if not self.doomed:
+            return "no LV of it is a leftover"
+        return None
+
+    def locks(self, phase):
+        return self.doomed_hosts()
+
+    def doomed_hosts(self):
+        return [self.ctx.inventory.hosts[name] for name in self.doomed]
 
     # ------------------------------------------------------------------- run
-    def run(self):
-        say = self.ctx.reporter.say
-        candidates, members, planned = self.discover()
-        if not candidates:
-            say(f"no host of the inventory has an LV named {self.res}: nothing to do")
-            return {"removed": [], "kept": {}}
-        doomed = leftovers(candidates, members, planned)
-        kept = {name: reason for name, reason in candidates.items() if name not in doomed}
-        for name, reason in sorted(kept.items()):
-            say(f"{name}: keeps LV {self.ctx.inventory.hosts[name].vg}/{self.res} ({reason})")
-        if not doomed:
-            return {"removed": [], "kept": kept}
-        if not self.do_it or self.ctx.dry_run:
-            for name in doomed:
-                say(f"{name}: would remove LV {self.ctx.inventory.hosts[name].vg}/{self.res}"
-                    " (no MARS replica uses it)")
-            if not self.do_it:
-                say(f"run `football lv-cleanup {self.res} --do-it` to remove "
-                    f"{'it' if len(doomed) == 1 else 'them'}")
-            return {"removed": [], "would_remove": doomed, "kept": kept}
-        removed, failed = [], []
-        for name in doomed:
-            host = self.ctx.inventory.hosts[name]
-            locks = LockSet(self.owner, self.ctx.config, self.ctx.reporter.detail)
-            with locks.holding([host], RUN_LOCK):
-                # under the lock no migrate can be between creating and joining it
-                has_lv, seen, reason = self._look(host)
-                if not has_lv or reason or name in seen:
-                    say(f"{name}: LV {self.res} changed meanwhile ({reason or 'now in use'});"
-                        " left alone")
-                    continue
-                try:
-                    self.hooks.lv_remove(host=host, lv=self.res)
-                except (FootballError, TransportError) as error:
-                    failed.append(f"{name}: {error}")
-                    continue
-            say(f"{name}: removed LV {host.vg}/{self.res}")
-            removed.append(name)
+    def dry_run(self):
+        for host in self.doomed_hosts():
+            self._remove(self.ctx.planned(host))
+        self.summary["would_remove"] = self.doomed
+        if not self.do_it:
+            self.say(f"run `football lv-cleanup {self.res} --do-it` to remove "
+                     f"{'it' if len(self.doomed) == 1 else 'them'}")
+
+    def remove(self):
+        removed, failed = self.summary["removed"], []
+        for host in self.doomed_hosts():
+            # under the lock no migrate can be between creating and joining it
+            has_lv, seen, reason = self._look(host)
+            if not has_lv or reason or host.name in seen:
+                self.say(f"{host.name}: LV {self.res} changed meanwhile "
+                         f"({reason or 'now in use'}); left alone")
+                continue
+            try:
+                self._remove(host)
+            except (FootballError, TransportError) as error:
+                failed.append(f"{host.name}: {error}")
+                continue
+            self.say(f"{host.name}: removed LV {host.vg}/{self.res}")
+            removed.append(host.name)
         if failed:
             raise FootballError(f"lv-cleanup of {self.res} removed "
                                 f"{', '.join(removed) or 'nothing'}; failed on "
                                 f"{'; '.join(failed)}. Look there, then re-run")
-        return {"removed": removed, "kept": kept}
+
+    def _remove(self, host):
+        self.hooks.lv_remove(host=host, lv=self.res)

@@ -15,33 +15,48 @@
   a member's part of the resource is dropped only by its own marsd. A member
   gone for good is a forced handover (`marsadm --force primary`), not this.
 
-Both take the `football` lock on the members they reach and look at the
-real state before each step, so a re-run continues."""
+Both are `Operation`s: discovery reads the members and refuses (nothing
+changed), the one phase holds the `football` lock of the members that
+answer and looks at the real state before each step, so a re-run
+continues. Their dry run lists the commands of a run in which the first
+host chosen starts it."""
 
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.locks import LockSet, RUN_LOCK, run_owner
-from football.ops.base import (check_resource_name, confirm, in_parallel, marsd_answers,
-                               wait_until)
+from football.journal import Journal
+from football.ops.base import (Operation, check_resource_name, confirm, in_parallel,
+                               marsd_answers, wait_until)
 from football.transport import CommandFailed, TransportError
 
 ANSWER_TIMEOUT = 5
 REBUILD_TIMEOUT = 120
 
 
-class Repair:
+class Repair(Operation):
+    """What both repairs share: the candidates (the given hosts, each once,
+    in order), the members as MARS knows them, stopping and starting the
+    stack."""
+
     operation = "repair"
 
     def __init__(self, ctx, res, host_names):
-        self.ctx, self.config, self.hooks = ctx, ctx.config, ctx.hooks
-        self.say, self.warn = ctx.reporter.say, ctx.reporter.warning
-        self.res = check_resource_name(res)
+        super().__init__(ctx, check_resource_name(res))     # no `res:host` here
+        self.warn = ctx.reporter.warning
         if not host_names:
             raise Illegal(f"name at least one host to run {self.res} on")
         self.candidates = [self.ctx.host(name) for name in dict.fromkeys(host_names)]
-        self.owner = run_owner(self.operation, self.res)
-        self.summary = {"resource": self.res, "host": None}
+        self.alive = []             # the members whose marsd answers (locked by the phase)
+        self.summary["host"] = None
+
+    def start_args(self):
+        return {"hosts": [host.name for host in self.candidates]}
+
+    def involved(self):
+        return self.alive
+
+    def locks(self, phase):
+        return self.alive
 
     def _ask(self, fact, host, *args):
         """A fact of `host`, None when it cannot be read there."""
@@ -81,12 +96,14 @@ class Repair:
                 self.ctx.reporter.detail(why)
         return [host for host, (answers, _) in zip(hosts, answers) if answers]
 
-    def stop_elsewhere(self, keep, hosts):
-        """Stop the stack on `hosts` except `keep`; failures are warnings (a
-        host that is down runs nothing)."""
-        for host in hosts:
-            if host.name == keep.name:
-                continue
+    def others(self, keep):
+        """The members that answer, but `keep`: where the stack is stopped."""
+        return [host for host in self.alive if host.name != keep.name]
+
+    def stop_elsewhere(self, keep):
+        """Stop the stack on the members that answer except `keep`; failures
+        are warnings (a host that is down runs nothing)."""
+        for host in self.others(keep):
             try:
                 self.hooks.resource_stop(host=host, res=self.res)
             except (FootballError, TransportError) as error:
@@ -101,93 +118,152 @@ class Repair:
             self.warn(f"{host.name}: cannot start {self.res}: {error}")
             return False
 
+    # A dry run walks the same hooks with recording hosts; a check of a
+    # planned change on the unchanged host (is the unit active now?) is
+    # dropped (Planner.attempt).
+    def plan_stop(self, hosts):
+        for host in hosts:
+            self.ctx.planner.attempt(lambda: self.hooks.resource_stop(
+                host=self.ctx.planned(host), res=self.res))
+
+    def plan_start(self, host):
+        self.ctx.planner.attempt(lambda: self.hooks.resource_start(
+            host=self.ctx.planned(host), res=self.res))
+
 
 class RepairVm(Repair):
-    operation = "repair-vm"
+    """Single step (start it on the first candidate where it runs; a re-run
+    tries again from what it sees): no journal."""
 
-    def run(self):
+    operation = "repair-vm"
+    whole = ("start",)
+
+    def discover(self):
+        """The members; where it runs already (then nothing is to do); else
+        the candidates with a replica whose marsd answers — `Illegal` when
+        there is none. Changes nothing."""
         members = self.members()
-        candidates = [host for host in self.candidates if host.name in members]
-        if not candidates:
+        self.usable = [host for host in self.candidates if host.name in members]
+        if not self.usable:
             raise Illegal(f"none of {', '.join(h.name for h in self.candidates)} has a replica "
                           f"of {self.res} (replicas: {', '.join(members)})")
-        running = self.running_on(list(members.values()))
-        if running:
-            where = running[0].name
-            self.say(f"{self.res} runs on {where}: nothing to repair"
-                     + ("" if running[0] in self.candidates else
-                        f" (to move it there use football handover {self.res} <host>)"))
-            self.summary["host"] = where
-            return self.summary
+        self.running = self.running_on(list(members.values()))
+        if self.running:
+            self.summary["host"] = self.running[0].name
+            return
         for host in self.candidates:
             if host.name not in members:
                 self.warn(f"{host.name} has no replica of {self.res}; skipped")
-        alive = self.reachable(list(members.values()))
-        candidates = [host for host in candidates if host in alive]
-        if not candidates:
+        self.alive = self.reachable(list(members.values()))
+        self.usable = [host for host in self.usable if host in self.alive]
+        if not self.usable:
             raise Illegal(f"no given host with a replica of {self.res} answers; bring its "
                           "marsd back or name another host")
-        if self.ctx.dry_run:
-            self.say(f"would stop {self.res} on the other members and start it on the first "
-                     f"of {', '.join(h.name for h in candidates)} where it runs")
-            return self.summary
-        locks = LockSet(self.owner, self.config, self.ctx.reporter.detail)
-        with locks.holding(alive, RUN_LOCK):
-            for host in candidates:
-                self.say(f"* {host.name}: starting {self.res}")
-                self.stop_elsewhere(host, alive)
-                if self.start_on(host):
-                    self.say(f"{self.res} runs on {host.name}")
-                    self.summary["host"] = host.name
-                    return self.summary
-        primary = self._ask(facts.primary, alive[0], self.res) or ""
-        raise Critical(f"{self.res} could not be started on {', '.join(h.name for h in candidates)}"
-                       f" and is NOT running (designated primary: {primary.strip() or 'none'}). "
-                       f"If MARS cannot hand over (primary unreachable, split brain): "
+
+    def nothing_to_do(self):
+        if not self.running:
+            return None
+        where = self.running[0]
+        return (f"it runs on {where.name}" +
+                ("" if where in self.candidates else
+                 f" (to move it there use football handover {self.res} <host>)"))
+
+    def dry_run(self):
+        """The commands of a run in which the first candidate starts it."""
+        first = self.usable[0]
+        self.plan_stop(self.others(first))
+        self.plan_start(first)
+
+    def start(self):
+        for host in self.usable:
+            self.say(f"* {host.name}: starting {self.res}")
+            self.stop_elsewhere(host)
+            if self.start_on(host):
+                self.say(f"{self.res} runs on {host.name}")
+                self.summary["host"] = host.name
+                return
+        primary = self._ask(facts.primary, self.alive[0], self.res) or ""
+        raise Critical(f"{self.res} could not be started on "
+                       f"{', '.join(h.name for h in self.usable)} and is NOT running "
+                       f"(designated primary: {primary.strip() or 'none'}). If MARS cannot "
+                       f"hand over (primary unreachable, split brain): "
                        f"football repair-mars {self.res} <host>")
 
 
 class RepairMars(Repair):
-    operation = "repair-mars"
+    """Steps, each recorded in the journal (`status` shows where a run
+    stopped): `stopped` (the stack everywhere), `rebuilt` (the resource
+    deleted and created again stand-alone on the chosen host from its LV),
+    `started`. The chosen host (`targets`) and the members before
+    (`origin`) are decided in it: between the deletion and the creation
+    MARS knows neither, a re-run resumes on the same host, and lv-cleanup
+    keeps that host's LV meanwhile."""
 
-    def run(self):
-        members = self.members()
-        alive = self.reachable(list({**members, **{h.name: h for h in self.candidates}}.values()))
-        chosen = self._choose(alive)
-        others = sorted(set(members) - {chosen.name})
-        silent = [name for name in others if members[name] not in alive]
+    operation = "repair-mars"
+    whole = ("repair",)
+
+    def discover(self):
+        """The chosen host (a resumed run's, else the first candidate that
+        answers and holds the LV), the members that are dropped; `Illegal`
+        when one of them does not answer. Changes nothing."""
+        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        decided = self.journal.decided
+        try:
+            members = self.members()
+        except Illegal:
+            if not self.journal.done("stopped"):
+                raise
+            members = {}            # deleted, not yet created again: the journal knows
+        resumed_on = (decided.get("targets") or [None])[0]
+        hosts = {**members, **{host.name: host for host in self.candidates}}
+        if resumed_on:
+            hosts.setdefault(resumed_on, self.host(resumed_on))
+        self.alive = self.reachable(list(hosts.values()))
+        if resumed_on:
+            self.chosen = self.host(resumed_on)
+            self.say(f"* resuming {self.operation} of {self.res} on {self.chosen.name}")
+            if self.chosen not in self.alive:
+                raise Illegal(f"{self.chosen.name}, where the unfinished {self.operation} "
+                              f"rebuilds {self.res} ({self.journal.path}), does not answer; "
+                              "nothing changed. Bring its marsd back and repeat")
+        else:
+            self.chosen = self._choose()
+        self.origin = decided.get("origin") or sorted(members)
+        self.dropped = [name for name in self.origin if name != self.chosen.name]
+        others = sorted(set(members) - {self.chosen.name})
+        silent = [name for name in others if members[name] not in self.alive]
         if silent:
             # a member's keys in MARS are written only by that member: it must
             # answer to drop its part of the resource before it is rebuilt
             raise Illegal(f"{', '.join(silent)} (members of {self.res}) do not answer; nothing "
                           f"changed. Bring their marsd back and repeat; a member that is gone "
-                          f"for good: `marsadm --force primary {self.res}` on {chosen.name}, "
-                          f"then football repair-vm {self.res} {chosen.name}")
-        rebuilt = not others and self._primary(chosen) == chosen.name
-        if rebuilt and self.running_on([chosen]):
-            self.say(f"{self.res} runs stand-alone on {chosen.name}: nothing to repair")
-            self.summary["host"] = chosen.name
-            return self.summary
-        lv = self.hooks.lv_path(host=chosen, lv=self.res)
-        plan = (f"start {self.res} on {chosen.name}" if rebuilt else
-                f"rebuild {self.res} stand-alone on {chosen.name} from {lv}"
-                + (f", dropping the replicas on {', '.join(others)}" if others else ""))
-        if self.ctx.dry_run:
-            self.say(f"would {plan}")
-            return self.summary
-        if not rebuilt:
-            confirm(self.ctx, f"{plan}?")
-        with LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(alive, RUN_LOCK):
-            if not rebuilt:
-                self.say(f"* stopping {self.res} everywhere")
-                self.stop_elsewhere(chosen, alive)
-                self._stop_or_fail(chosen)
-                self._rebuild(chosen, lv)
-            return self._start(chosen, others)
+                          f"for good: `marsadm --force primary {self.res}` on {self.chosen.name}, "
+                          f"then football repair-vm {self.res} {self.chosen.name}")
+        self.rebuilt = not others and self._primary(self.chosen) == self.chosen.name
+        self.running = self.rebuilt and bool(self.running_on([self.chosen]))
+        self.lv = self.hooks.lv_path(host=self.chosen, lv=self.res)
 
-    def _choose(self, alive):
+    def nothing_to_do(self):
+        if self.running and not self.journal.resumed:
+            self.summary["host"] = self.chosen.name
+            return f"it runs stand-alone on {self.chosen.name}"
+        return None
+
+    def plan(self):
+        if self.rebuilt:
+            return f"start {self.res} on {self.chosen.name}"
+        return (f"rebuild {self.res} stand-alone on {self.chosen.name} from {self.lv}"
+                + (f", dropping the replicas on {', '.join(self.dropped)}"
+                   if self.dropped else ""))
+
+    def announce(self):
+        self.say(f"* {self.plan()}")
+        if not self.rebuilt and not self.ctx.dry_run:
+            confirm(self.ctx, f"{self.plan()}?")
+
+    def _choose(self):
         for host in self.candidates:
-            if host not in alive:
+            if host not in self.alive:
                 self.warn(f"{host.name} does not answer; skipped")
                 continue
             if self.res in self.hooks.lv_list(host=host):
@@ -199,6 +275,36 @@ class RepairMars(Repair):
     def _primary(self, host):
         return self._ask(facts.primary, host, self.res) or ""
 
+    # ------------------------------------------------------------------- run
+    def dry_run(self):
+        """The commands of the steps still to do: stop, rebuild, start."""
+        if not self.rebuilt:
+            self.plan_stop([*self.others(self.chosen), self.chosen])
+            self._rebuild(self.ctx.planned(self.chosen))
+        self.plan_start(self.chosen)
+
+    def repair(self):
+        chosen = self.chosen
+        self.journal.decide(targets=[chosen.name], origin=self.origin)
+        if not self.rebuilt:
+            self.say(f"* stopping {self.res} everywhere")
+            self.stop_elsewhere(chosen)
+            self._stop_or_fail(chosen)
+            self.journal.record("stopped")
+            self._rebuild(chosen, say=self.say)
+            self.journal.record("rebuilt")
+        self.say(f"* {chosen.name}: starting {self.res}")
+        if not self.start_on(chosen):
+            raise Critical(f"{self.res} was rebuilt on {chosen.name} but does not start there; "
+                           "see the warnings above")
+        self.journal.record("started")
+        self.summary["host"] = chosen.name
+        others = self.dropped
+        self.say(f"{self.res} runs stand-alone on {chosen.name}"
+                 + (f"; old LVs on {', '.join(others)}: football lv-cleanup {self.res}; "
+                    f"new replica: football migrate {self.res} {chosen.name} <secondary>"
+                    if others else ""))
+
     def _stop_or_fail(self, host):
         try:
             self.hooks.resource_stop(host=host, res=self.res)
@@ -206,26 +312,23 @@ class RepairMars(Repair):
             raise Illegal(f"{host.name}: cannot stop {self.res} to rebuild it: {error}; "
                           "nothing was rebuilt") from None
 
-    def _rebuild(self, host, lv):
+    def _rebuild(self, host, say=lambda text: None):
+        """Delete the resource (when MARS still knows it on `host`) and create
+        it again from `host`'s LV; `host` may be a dry run's."""
         if self.res in facts.my_resources(host):
             # --force: the resource still has its members (this host at least)
-            self.say(f"  {host.name}: marsadm delete-resource --force {self.res}")
-            host.run(["marsadm", "delete-resource", "--force", self.res],
-                     timeout=self.config.command_timeout)
-        self.say(f"  {host.name}: marsadm create-resource {self.res} {lv} (its data stays)")
-        create_when_free(host, self.res, lv, self.config)
+            say(f"  {host.name}: marsadm delete-resource --force {self.res}")
+            host.run(delete_argv(self.res), timeout=self.config.command_timeout)
+        say(f"  {host.name}: marsadm create-resource {self.res} {self.lv} (its data stays)")
+        create_when_free(host, self.res, self.lv, self.config)
 
-    def _start(self, host, others):
-        self.say(f"* {host.name}: starting {self.res}")
-        if not self.start_on(host):
-            raise Critical(f"{self.res} was rebuilt on {host.name} but does not start there; "
-                           "see the warnings above")
-        self.summary["host"] = host.name
-        self.say(f"{self.res} runs stand-alone on {host.name}"
-                 + (f"; old LVs on {', '.join(others)}: football lv-cleanup {self.res}; "
-                    f"new replica: football migrate {self.res} {host.name} <secondary>"
-                    if others else ""))
-        return self.summary
+
+def delete_argv(res):
+    return ["marsadm", "delete-resource", "--force", res]
+
+
+def create_argv(res, lv, verb="create-resource"):
+    return ["marsadm", verb, res, lv]
 
 
 def create_when_free(host, res, lv, config, verb="create-resource"):
@@ -233,7 +336,7 @@ def create_when_free(host, res, lv, config, verb="create-resource"):
     retried while a deleted or left `res` is not yet gone: the other members
     drop their part of it, and this host its logfiles, when their marsd sees
     the deletion. A resource that exists already (a member already) is fine."""
-    command = ["marsadm", verb, res, lv]
+    command = create_argv(res, lv, verb)
 
     def done():
         result = host.run(command, check=False, timeout=config.command_timeout)

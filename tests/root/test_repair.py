@@ -8,8 +8,9 @@ import signal
 import pytest
 
 from tests.helpers.dataplane import tree_checksums
-from tests.helpers.lab import (files_dir, migrate, module_lab, placement, roles_and_running,
-                               sequence_problems, wait_for_records, written_files)
+from tests.helpers.lab import (events, files_dir, migrate, module_lab, placement,
+                               roles_and_running, sequence_problems, wait_for_records,
+                               written_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -35,7 +36,8 @@ def test_repair_vm_starts_a_stopped_container_on_the_first_host_where_it_runs(at
                           ("repair-mars", "vm1", "a2"): "--yes"}.items():
         refused = migrate(lab, *args, check=False)
         assert refused.returncode == 191 and message in refused.stderr, (args, refused.stderr)
-    assert migrate(lab, "repair-vm", "vm1", "a1").stdout.count("nothing to repair") == 1
+    assert migrate(lab, "repair-vm", "vm1", "a1").stdout.count(
+        "vm1: it runs on a1: nothing to do") == 1
     unchanged = placement(lab)
 
     stop_container(lab, "a1")            # as a failed migrate or a crash leaves it
@@ -65,8 +67,11 @@ def test_repair_mars_rebuilds_the_resource_stand_alone_from_the_chosen_replica(l
     assert members(lab, chosen) == sorted([chosen, gone])
 
     dry = migrate(lab, "--dry-run", "repair-mars", "vm1", "b1", chosen)
-    assert "b1 has no LV vg0/vm1" in dry.stdout and \
-        f"would rebuild vm1 stand-alone on {chosen}" in dry.stdout, dry.stdout
+    assert "b1 has no LV vg0/vm1" in dry.stdout, dry.stdout
+    would_run = [(event["host"], event["argv"]) for event in events(dry, "would-run")]
+    assert (chosen, ["marsadm", "delete-resource", "--force", "vm1"]) in would_run and \
+        (chosen, ["marsadm", "create-resource", "vm1", str(lab.dir / chosen / "dev/vg0/vm1")]) \
+        in would_run, would_run
     assert members(lab, chosen) == sorted([chosen, gone])
 
     migrate(lab, "--yes", "repair-mars", "vm1", "b1", chosen)
@@ -76,7 +81,8 @@ def test_repair_mars_rebuilds_the_resource_stand_alone_from_the_chosen_replica(l
             if entry["containers"].get("vm1") == "RUNNING"] == [chosen]
     assert tree_checksums(files_dir(lab, chosen, "repair-mars")) == before
     assert not sequence_problems(wait_for_records(lab, chosen, 3))
-    assert "nothing to repair" in migrate(lab, "--yes", "repair-mars", "vm1", chosen).stdout
+    assert f"vm1: it runs stand-alone on {chosen}: nothing to do" in \
+        migrate(lab, "--yes", "repair-mars", "vm1", chosen).stdout
 
     migrate(lab, "migrate", "vm1", chosen, gone)       # a new replica on the old LV
     assert members(lab, chosen) == sorted([chosen, gone])

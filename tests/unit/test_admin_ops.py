@@ -14,6 +14,7 @@ from rich.console import Console
 from football import facts
 from football.cli import cli
 from football.config import Config
+from football.dryrun import Planner
 from football.errors import Illegal
 from football.inventory import parse
 from football.ops.base import Context, marsd_answers
@@ -235,9 +236,14 @@ def test_lock_refuses_unknown_hosts_and_no_hosts_before_touching_any(ctx):
         Unlock(ctx, "football", [])
 
 
-def test_lock_in_a_dry_run_runs_nothing(ctx):
-    ctx.dry_run = True
-    assert Lock(ctx, "football", ["a1", "a2"], owner="ops@desk").run()["hosts"] == []
+def test_lock_in_a_dry_run_lists_the_takes_and_runs_nothing(ctx):
+    ctx.dry_run, ctx.planner = True, Planner(ctx.reporter)
+    summary = Lock(ctx, "football", ["a2", "a1"], owner="ops@desk").run()
+    assert summary["hosts"] == []
+    assert summary["would_run"] == [
+        {"host": name, "argv": ["football-host", "lock", "/var/lock/football", "take",
+                                "football", "--owner", "ops@desk", "--stale-after", "3600.0",
+                                "--permanent"]} for name in ("a1", "a2")]
     assert ctx.inventory.hosts["a1"]._runner.calls == []
 
 

@@ -1,0 +1,234 @@
+"""The admin operations (repair-vm, repair-mars, lv-cleanup, lock, unlock,
+merge-cluster, split-cluster) are `Operation`s: on the fake fleet, each one's
+`--dry-run` changes nothing and lists exactly the host commands its real run
+then issues (the `football` locks aside, but for lock and unlock themselves;
+waits aside), and the plugins are told `football_start`, then
+`football_finished` on success or `football_failed` with the exit code of a
+refusal."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fakefleet import fake_fleet, football  # noqa: F401
+from tests.unit.test_dry_run import assert_dry_run_is_the_real_run, planned
+
+LOCKS = "/var/lock/football"
+
+
+@pytest.fixture
+def fleet(fake_fleet):  # noqa: F811
+    return fake_fleet
+
+
+def assert_dry_run_lists_what_the_run_issues(fleet, *args, locks=False):
+    listed = assert_dry_run_is_the_real_run(fleet, *args, locks=locks)
+    assert listed, "nothing listed: the test proves nothing"
+    return listed
+
+
+def state(fleet):
+    """What the fleet's hosts hold: MARS clusters, resources, containers, LVs, locks."""
+    return (dict(fleet.cluster_id),
+            {res: (resource.primary, sorted(resource.replicas))
+             for res, resource in fleet.resources.items()},
+            {name: dict(states) for name, states in fleet.containers.items()},
+            {name: fleet.lvs(name) for name in fleet.hosts},
+            {name: fleet.locks(name) for name in fleet.hosts})
+
+
+def lock_argv(fleet, host, *args):
+    return ("football-host", "lock", fleet.hosts[host].path(LOCKS), *args)
+
+
+def take_as(fleet, host, owner):
+    """`owner` takes the item `football` on `host` (another run, an operator)."""
+    fleet.run(host, lock_argv(fleet, host, "take", "football", "--owner", owner,
+                              "--stale-after", "3600"))
+
+
+# --- dry run = the commands of the real run -------------------------------------------
+
+def test_repair_vms_dry_run_lists_the_stop_elsewhere_and_the_start_the_repair_issues(fleet):
+    fleet.containers["a1"]["vm1"] = "STOPPED"          # as a crash leaves it
+    listed = assert_dry_run_lists_what_the_run_issues(fleet, "repair-vm", "vm1", "a2", "a1")
+    assert ("a1", ("umount", fleet.hosts["a1"].mountpoint("vm1"))) in listed
+    assert [host for host, argv in listed if "primary" in argv] == ["a2"]
+    assert fleet.running("vm1") == ["a2"] and fleet.resources["vm1"].primary == "a2"
+    assert not fleet.violations
+
+
+def test_repair_mars_dry_run_lists_the_stop_the_rebuild_and_the_start_it_issues(fleet):
+    listed = assert_dry_run_lists_what_the_run_issues(fleet, "repair-mars", "vm1", "a1")
+    lv = fleet.hosts["a1"].path("/dev/vg0/vm1")
+    rebuild = [argv for host, argv in listed if "-resource" in " ".join(argv)]
+    assert rebuild == [("marsadm", "delete-resource", "--force", "vm1"),
+                       ("marsadm", "create-resource", "vm1", lv)]
+    assert fleet.members("vm1") == ["a1"] and fleet.running("vm1") == ["a1"]
+    assert not fleet.sequence_problems("vm1") and not fleet.violations
+
+
+def test_repair_mars_records_its_steps_in_a_journal_finished_when_it_ran_through(fleet):
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a1")
+    assert code == 0, stderr
+    journal = Path(fleet.state_dir) / "journal"
+    assert not list(journal.glob("*.json"))
+    done = json.loads((journal / "repair-mars-vm1.done").read_text())
+    assert done["steps"] == ["stopped", "rebuilt", "started"]
+    assert done["decided"] == {"targets": ["a1"], "origin": ["a1", "a2"]}
+
+
+def test_repair_mars_resumes_on_the_decided_host_after_a_crash_between_delete_and_create(
+        fleet):
+    fleet.fail_next["create-resource"] = 1      # the run dies before the creation
+    code, _, _ = football(fleet, "repair-mars", "vm1", "a1")
+    assert code != 0 and "vm1" not in fleet.resources      # MARS knows it nowhere now
+    code, _, stderr = football(fleet, "lv-cleanup", "vm1", "--do-it")
+    assert code == 0, stderr
+    assert "vm1" in fleet.lvs("a1"), "lv-cleanup removed the LV the repair rebuilds from"
+    code, events, stderr = football(fleet, "repair-mars", "vm1", "a1")
+    assert code == 0, stderr
+    assert "* resuming repair-mars of vm1 on a1" in [event.get("text") for event in events]
+    assert fleet.members("vm1") == ["a1"] and fleet.running("vm1") == ["a1"]
+    assert not fleet.violations
+
+
+def test_lv_cleanups_dry_run_lists_the_removal_of_the_leftover_lv_only(fleet):
+    b2 = fleet.hosts["b2"]
+    fleet.run("b2", ["football-host", "vg", b2.path("/dev/vg0"), "create", "vm1",
+                     str(64 << 20)])                # a stray LV of an interrupted migrate
+    listed = assert_dry_run_lists_what_the_run_issues(fleet, "lv-cleanup", "vm1", "--do-it")
+    assert listed == [("b2", ("football-host", "vg", b2.path("/dev/vg0"), "remove", "vm1"))]
+    assert "vm1" not in fleet.lvs("b2") and "vm1" in fleet.lvs("a1") and "vm1" in fleet.lvs("a2")
+
+
+def test_lv_cleanup_without_do_it_is_a_dry_run_of_it(fleet):
+    b2 = fleet.hosts["b2"]
+    fleet.run("b2", ["football-host", "vg", b2.path("/dev/vg0"), "create", "vm1",
+                     str(64 << 20)])
+    before = len(fleet.changes())
+    code, events, stderr = football(fleet, "lv-cleanup", "vm1")
+    assert code == 0, stderr
+    assert len(fleet.changes()) == before and "vm1" in fleet.lvs("b2")
+    assert planned(events) == [("b2", ("football-host", "vg", b2.path("/dev/vg0"),
+                                       "remove", "vm1"))]
+    result = next(event for event in events if event["event"] == "result")
+    assert result["would_remove"] == ["b2"] and sorted(result["kept"]) == ["a1", "a2"]
+    assert "run `football lv-cleanup vm1 --do-it` to remove it" in \
+        [event.get("text") for event in events]
+
+
+def test_locks_dry_run_lists_the_takes_and_unlocks_the_releases_where_it_is_held(fleet):
+    listed = assert_dry_run_lists_what_the_run_issues(fleet, "lock", "football", "b1", "a1",
+                                                      locks=True)
+    assert [(host, argv[3]) for host, argv in listed] == [("a1", "take"), ("b1", "take")]
+    assert "football" in fleet.locks("a1") and "football" in fleet.locks("b1")
+    listed = assert_dry_run_lists_what_the_run_issues(fleet, "unlock", "football", "a1", "b1",
+                                                      "b2", locks=True)
+    assert listed == [(host, lock_argv(fleet, host, "release", "football", "--owner", ""))
+                      for host in ("a1", "b1")]
+    assert not any(fleet.locks(host) for host in fleet.hosts)
+
+
+def test_merge_clusters_dry_run_lists_the_merge_and_split_clusters_the_split_and_remerge(
+        fleet):
+    listed = assert_dry_run_lists_what_the_run_issues(fleet, "merge-cluster", "a1", "b1")
+    assert listed == [("b1", ("marsadm", "merge-cluster", "a1", fleet.hosts["a1"].address))]
+    assert fleet.cluster_of("a1") == ["a1", "a2", "b1", "b2"]
+    listed = assert_dry_run_lists_what_the_run_issues(fleet, "split-cluster", "a1")
+    assert listed == [("a1", ("marsadm", "split-cluster")),
+                      ("b2", ("marsadm", "merge-cluster", "b1", fleet.hosts["b1"].address))]
+    assert fleet.cluster_of("a1") == ["a1", "a2"] and fleet.cluster_of("b1") == ["b1", "b2"]
+
+
+# --- the plugins are told how it went -----------------------------------------------
+
+RECORDER = '''
+import json
+
+from football.hooks import hookimpl
+
+
+def note(**fields):
+    with open({log!r}, "a") as log:
+        log.write(json.dumps(fields) + "\\n")
+
+
+@hookimpl
+def football_start(operation, res, args):
+    note(hook="football_start", operation=operation, res=res)
+
+
+@hookimpl
+def football_finished(operation, res, summary):
+    note(hook="football_finished", operation=operation, res=res)
+
+
+@hookimpl
+def football_failed(operation, res, error, exit_code):
+    note(hook="football_failed", operation=operation, res=res, exit_code=exit_code)
+'''
+
+
+@pytest.fixture
+def told(fleet, tmp_path):
+    """`told(*args)`: run `football <args>` with a plugin that records the
+    start and end hooks; (exit code, [(hook, operation, res[, exit code])])."""
+    directory, log = tmp_path / "plugins.d", tmp_path / "hooks.jsonl"
+    directory.mkdir()
+    (directory / "recorder.py").write_text(textwrap.dedent(RECORDER.format(log=str(log))))
+
+    def run(*args):
+        log.unlink(missing_ok=True)
+        code, _, stderr = football(fleet, "--var", f"plugin_dirs={directory}", *args)
+        calls = [tuple(json.loads(line).values()) for line in log.read_text().splitlines()] \
+            if log.exists() else []
+        return code, calls, stderr
+
+    return run
+
+
+@pytest.mark.parametrize("args, res", [
+    (("repair-vm", "vm1", "a1"), "vm1"),            # it runs there: nothing to do
+    (("repair-mars", "vm1", "a1"), "vm1"),
+    (("lv-cleanup", "vm1", "--do-it"), "vm1"),
+    (("lock", "football", "a1"), None),
+    (("unlock", "football", "a1"), None),
+    (("merge-cluster", "a1", "b1"), None),
+    (("split-cluster", "a1"), None),
+])
+def test_an_admin_operation_tells_the_plugins_its_start_and_its_success(told, args, res):
+    code, calls, stderr = told(*args)
+    assert code == 0, stderr
+    assert calls == [("football_start", args[0], res), ("football_finished", args[0], res)]
+
+
+def test_a_dry_run_of_an_admin_operation_is_told_as_a_success(told):
+    code, calls, stderr = told("--dry-run", "repair-mars", "vm1", "a1")
+    assert code == 0, stderr
+    assert [call[0] for call in calls] == ["football_start", "football_finished"]
+
+
+@pytest.mark.parametrize("args, res, arrange, message", [
+    (("repair-vm", "vm9", "a1"), "vm9", None, "unknown resource vm9"),
+    (("repair-mars", "vm1", "a1"), "vm1", lambda fleet: fleet.down.add("a2"),
+     "a2 (members of vm1) do not answer"),
+    (("--var", "lock_retry_timeout=0", "lock", "football", "a1"), None,
+     lambda fleet: take_as(fleet, "a1", "migrate-vm1@elsewhere"), "held by migrate-vm1@elsewhere"),
+    (("merge-cluster", "a1", "b1"), None, lambda fleet: fleet.down.add("b1"), "b1"),
+    (("split-cluster", "a1", "b1"), None, lambda fleet: fleet.down.add("b1"), "b1"),
+])
+def test_an_admin_operation_refused_tells_the_plugins_it_failed_with_191_and_changes_nothing(
+        fleet, told, args, res, arrange, message):
+    if arrange:
+        arrange(fleet)
+    before = state(fleet)
+    code, calls, stderr = told(*args)
+    operation = next(arg for arg in args if arg in ("repair-vm", "repair-mars", "lock",
+                                                   "merge-cluster", "split-cluster"))
+    assert code == 191 and message in stderr, stderr
+    assert calls == [("football_start", operation, res),
+                     ("football_failed", operation, res, 191)]
+    assert state(fleet) == before
