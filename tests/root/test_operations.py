@@ -1,5 +1,6 @@
 """MARS operations on real hosts: damaged logfiles, refused commands, pauses,
-log rotation and deletion, resize, metrics and the progress view.
+log rotation and deletion, metrics and the progress view. (Resize:
+tests/root/test_resize.py for MARS, the expand tests for a filesystem.)
 
 Most tests write straight to the MARS device (no filesystem): the writes are
 fsynced, so the log holds them all and the disks can be compared without
@@ -8,7 +9,6 @@ unmounting anything."""
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 import urllib.request
@@ -362,43 +362,6 @@ def test_a_sync_is_consistent_only_once_replay_passed_the_writes_it_overlapped(d
                show=lambda: b.marsadm("view", RES).stdout)
     assert "`marsadm invalidate vm1` syncs it anew" in b.marsadm("view", RES).stdout
     assert view(b, "is-consistent") == "1" and cursor_of(b) == position
-
-
-# ------------------------------------------------------------------ 5. resize
-def test_resize_grows_device_filesystem_and_replica(datanet):
-    a, b = start_primary(datanet, "a", "b")
-    datanet.mkfs(a, RES)
-    datanet.mount(a, RES)
-    written = write_files(a.mnt, 4, 1 * MIB, prefix="before")
-    join(datanet, b)
-    old = int(a.view("sync-size", RES))
-    new = old + 96 * MIB
-    for host in (a, b):
-        os.truncate(host.disk, new)
-    wait_until(lambda: all(a.live_values(f"resource-{RES}/").get(
-        f"resource-{RES}/actual-{host.name}/disk-size") == str(new) for host in (a, b)),
-        what="both disk sizes reported to a")
-    a.marsadm("resize", RES, f"--timeout={STATE_WAIT:g}")
-    assert a.view("resource-size", RES) == f"{new}\n"
-    device = subprocess.run(["blockdev", "--getsize64", str(DataNet.device(a, RES))],
-                            capture_output=True, text=True, check=True)
-    assert int(device.stdout) == new
-    before = os.statvfs(a.mnt)
-    subprocess.run(["xfs_growfs", str(a.mnt)], capture_output=True, check=True)
-    after = os.statvfs(a.mnt)
-    assert after.f_blocks * after.f_frsize > before.f_blocks * before.f_frsize + 64 * MIB
-    written.update(write_files(a.mnt, 40, 2 * MIB, prefix="after"))   # reaches the new area
-    wait_until(lambda: view(b, "sync-size") == str(new) and view(b, "sync-rest") == "0",
-               what="b complete for the new size",
-               show=lambda: f"sync-size {view(b, 'sync-size')}, sync-rest {view(b, 'sync-rest')}")
-    assert view(b, "is-consistent") == "1"
-    datanet.umount(a)
-    datanet.wait(b, RES)
-    assert view(b, "sync-rest") == "0"
-    assert datanet.disk_digest(b, new) == datanet.disk_digest(a, new)
-    grown = disk_bytes(b, old, new - old)
-    assert grown == disk_bytes(a, old, new - old) and grown.count(0) < len(grown), \
-        "the grown area reached b through the log"
 
 
 # ----------------------------------------- 6./7. progress view and metrics

@@ -23,8 +23,8 @@ def fleet(fake_fleet):  # noqa: F811
     return fake_fleet
 
 
-def assert_dry_run_lists_what_the_run_issues(fleet, *args, locks=False):
-    listed = assert_dry_run_is_the_real_run(fleet, *args, locks=locks)
+def assert_dry_run_lists_what_the_run_issues(fleet, *args, locks=False, in_parallel=False):
+    listed = assert_dry_run_is_the_real_run(fleet, *args, locks=locks, in_parallel=in_parallel)
     assert listed, "nothing listed: the test proves nothing"
     return listed
 
@@ -125,8 +125,9 @@ def test_locks_dry_run_lists_the_takes_and_unlocks_the_releases_where_it_is_held
                                                       locks=True)
     assert [(host, argv[3]) for host, argv in listed] == [("a1", "take"), ("b1", "take")]
     assert "football" in fleet.locks("a1") and "football" in fleet.locks("b1")
+    # unlock releases on all hosts at once: in any order
     listed = assert_dry_run_lists_what_the_run_issues(fleet, "unlock", "football", "a1", "b1",
-                                                      "b2", locks=True)
+                                                      "b2", locks=True, in_parallel=True)
     assert listed == [(host, lock_argv(fleet, host, "release", "football", "--owner", ""))
                       for host in ("a1", "b1")]
     assert not any(fleet.locks(host) for host in fleet.hosts)

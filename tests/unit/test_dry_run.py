@@ -34,10 +34,10 @@ def changes_but_locks(fleet, since=0, locks=False):
             if locks or argv[:2] != ("football-host", "lock")]
 
 
-def assert_dry_run_is_the_real_run(fleet, *args, locks=False):
+def assert_dry_run_is_the_real_run(fleet, *args, locks=False, in_parallel=False):
     """`football --dry-run <args>` changes nothing and lists, also in its
     summary (an admin operation's: its result), the commands `football
-    <args>` then issues; returns them."""
+    <args>` then issues (`in_parallel`: in any order); returns them."""
     before = len(fleet.changes())
     code, events, stderr = football(fleet, "--dry-run", *args)
     assert code == 0, stderr
@@ -51,6 +51,8 @@ def assert_dry_run_is_the_real_run(fleet, *args, locks=False):
     code, _, stderr = football(fleet, *args)
     assert code == 0, stderr
     issued = changes_but_locks(fleet, before, locks)
+    if in_parallel:
+        listed, issued = sorted(listed), sorted(issued)
     assert listed == issued, "\n".join(
         ["listed:", *map(str, listed), "issued:", *map(str, issued)])
     return listed
