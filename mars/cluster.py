@@ -13,7 +13,7 @@ import trio
 from mars import antientropy, net, sshpeer
 from mars.errors import MarsError, MarsTimeout, PeerError, PeerRefused
 from mars.hostenv import PORT_META, resolve_address
-from mars.keys import DELETED, hosts_and_resources, ip_key, owner_of, resource_of
+from mars.keys import DELETED, IP_PREFIX, hosts_and_resources, ip_key, owner_of, resource_of
 from mars.names import check_host
 from mars.store import MetaTuple
 
@@ -165,7 +165,7 @@ class Cluster:
         try:
             items, peer_vector = await antientropy.fetch(channel, {}, self.timeout)
             theirs = {item[0]: item[1] for item in items if item[1] != DELETED}
-            if not any(key.startswith("ips/ip-") for key in theirs):
+            if not any(key.startswith(IP_PREFIX) for key in theirs):
                 raise MarsError(f"peer {peer} ({peer_address}) is not a member of a cluster itself")
             taken = theirs.get(ip_key(self.env.host))
             if taken is not None and taken != address:
@@ -173,7 +173,7 @@ class Cluster:
                     f"host name {self.env.host} is already used in that cluster by {taken}: "
                     "every host needs its own name")
             for key, value in theirs.items():
-                if key.startswith("ips/ip-") and value == address and key != ip_key(self.env.host):
+                if key.startswith(IP_PREFIX) and value == address and key != ip_key(self.env.host):
                     raise MarsError(f"address {address} is already used by {key[len('ips/ip-'):]}")
             self.store.clock.observe(max((item[2] for item in items), default=0))
             mine = MetaTuple(ip_key(self.env.host), address, self.store.clock.now(), self.env.host)
@@ -216,8 +216,8 @@ class Cluster:
         try:
             items, peer_vector = await antientropy.fetch(channel, {}, self.timeout)
             theirs = {item[0]: item[1] for item in items if item[1] != DELETED}
-            their_hosts = {key[len("ips/ip-"):]: value for key, value in theirs.items()
-                           if key.startswith("ips/ip-")}
+            their_hosts = {key[len(IP_PREFIX):]: value for key, value in theirs.items()
+                           if key.startswith(IP_PREFIX)}
             clashes = sorted(host for host, addr in their_hosts.items()
                              if host in state.host_ips() and state.host_ips()[host] != addr)
             if clashes:

@@ -30,7 +30,8 @@ from mars.device import (device_users, disk_size, mounted_devices, open_count,
                          processes_holding_devices)
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
-from mars.keys import ClusterState, alive_key, ip_key, owner_of, res_key, resource_of, time_key
+from mars.keys import (IP_PREFIX, ClusterState, alive_key, data_key, ip_key, owner_of, res_key,
+                       resource_of, time_key)
 from mars.metrics import Metrics
 from mars.replay import lowest_needed_logfile
 from mars.store import Store
@@ -301,10 +302,10 @@ class Daemon:
         nursery.cancel_scope.cancel()
 
     def _local_disk(self, res):
-        return self.store.value(f"resource-{res}/data-{self.env.host}")
+        return self.store.value(data_key(res, self.env.host))
 
     def _size(self, res):
-        return int(self.store.value(f"resource-{res}/size", "0") or 0)
+        return int(self.store.value(res_key(res, "size"), "0") or 0)
 
     async def _wait_for_membership(self):
         announced = False
@@ -426,7 +427,7 @@ class Daemon:
             await trio.sleep_until(started + self.round_interval)
 
     def _track_peers(self, nursery, ips):
-        wanted = {key[len("ips/ip-"):]: addr for key, addr in ips.items()}
+        wanted = {key[len(IP_PREFIX):]: addr for key, addr in ips.items()}
         wanted.pop(self.env.host, None)
         for host, (address, scope) in list(self.peer_scopes.items()):
             if wanted.get(host) != address:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from mars.replay import Cursor
+from mars.keys import global_pause_name, replay_name, syncpos_name, syncstatus_name, todo_name
 
 STATUS_FRESH = 10.0             # seconds: an older status file is a dead marsd's
 
@@ -46,20 +47,20 @@ class Runtime:
 
 
 def _switch(state, res, name):
-    return state.resource_value(res, f"todo-{state.local_host}/{name}", "1") == "1"
+    return state.resource_value(res, todo_name(state.local_host, name), "1") == "1"
 
 
 def _global_pause(state, res, name):
-    return state.resource_value(res, f"global-pause-{name}", "0") == "1"
+    return state.resource_value(res, global_pause_name(name), "0") == "1"
 
 
 def sync_done(state, res):
-    value = state.resource_value(res, f"syncstatus-{state.local_host}", "0")
+    value = state.resource_value(res, syncstatus_name(state.local_host), "0")
     return int(value) if value.isdigit() else 0
 
 
 def is_actual_primary(state, res):
-    return state.resource_value(res, f"actual-{state.local_host}/is-primary") == "1"
+    return state.is_actual_primary(res, state.local_host)
 
 
 def is_consistent(state, res):
@@ -72,10 +73,10 @@ def is_consistent(state, res):
         return True
     if sync_done(state, res) < state.size(res):
         return False
-    syncpos = state.resource_value(res, f"syncpos-{state.local_host}")
+    syncpos = state.resource_value(res, syncpos_name(state.local_host))
     if not syncpos:
         return True                 # the creator: consistent from the start
-    cursor = state.resource_value(res, f"replay-{state.local_host}")
+    cursor = state.resource_value(res, replay_name(state.local_host))
     if not cursor:
         return False
     try:
@@ -300,7 +301,7 @@ def _todo_switch(name):
     """On when wanted here and not paused for every member; None where this
     host has no such switch."""
     def switch(state, res, status):
-        if state.resource_value(res, f"todo-{state.local_host}/{name}", None) is None:
+        if state.resource_value(res, todo_name(state.local_host, name), None) is None:
             return None
         return _active(state, res, name)
     return switch

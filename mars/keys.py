@@ -46,8 +46,8 @@ def hosts_and_resources(keys):
     """The hosts (by their ips/ip-<host> keys) and the resources that keys speak of."""
     hosts, resources = set(), set()
     for key in keys:
-        if key.startswith("ips/ip-"):
-            hosts.add(key[len("ips/ip-"):])
+        if key.startswith(IP_PREFIX):
+            hosts.add(key[len(IP_PREFIX):])
         res = resource_of(key)
         if res is not None:
             resources.add(res)
@@ -55,8 +55,11 @@ def hosts_and_resources(keys):
 
 
 # Key builders: the one place that spells the schema.
+IP_PREFIX = "ips/ip-"       # ips/ip-<host> = its address: the cluster's members
+
+
 def ip_key(host):
-    return f"ips/ip-{host}"
+    return f"{IP_PREFIX}{host}"
 
 
 def alive_key(host):
@@ -83,12 +86,58 @@ def resync_changes(keys, res, host):
     return changes
 
 
+# Names inside a resource (`resource-<res>/<name>`), as `resource_value`
+# and `res_key` take them.
+def data_name(host):
+    return f"data-{host}"
+
+
+def device_name(host):
+    return f"device-{host}"
+
+
+def actual_name(host, what):
+    """What `host` reports about itself: is-primary, open-count, emergency, ..."""
+    return f"actual-{host}/{what}"
+
+
+def todo_name(host, switch):
+    """What the admin wants of `host`: attach, sync, force-primary, log-rotate, ..."""
+    return f"todo-{host}/{switch}"
+
+
+def replay_name(host):
+    """`host`'s replay cursor (`<logfile>:<offset>:<end>`)."""
+    return f"replay-{host}"
+
+
+def syncstatus_name(host):
+    """The bytes `host`'s sync has copied."""
+    return f"syncstatus-{host}"
+
+
+def syncpos_name(host):
+    """Where the log stood when `host`'s sync began (replay starts there)."""
+    return f"syncpos-{host}"
+
+
+def global_pause_name(what):
+    """pause-<what>-global of every member: sync, fetch, replay."""
+    return f"global-pause-{what}"
+
+
+def version_name(number, host):
+    """`host`'s record of logfile `number` (`version-<nr>-<host>`); with
+    host '' the prefix every host's record of it starts with."""
+    return f"version-{number}-{host}"
+
+
 def data_key(res, host):
-    return res_key(res, f"data-{host}")
+    return res_key(res, data_name(host))
 
 
 def todo_key(res, host, switch):
-    return res_key(res, f"todo-{host}/{switch}")
+    return res_key(res, todo_name(host, switch))
 
 
 class ClusterState:
@@ -111,9 +160,8 @@ class ClusterState:
     def host_ips(self):
         """{host: address} of every cluster member, this host included."""
         if self._host_ips is None:
-            prefix = "ips/ip-"
-            self._host_ips = {key[len(prefix):]: value for key, value in self.values.items()
-                              if key.startswith(prefix)}
+            self._host_ips = {key[len(IP_PREFIX):]: value for key, value in self.values.items()
+                              if key.startswith(IP_PREFIX)}
         return self._host_ips
 
     def cluster_hosts(self):
@@ -167,13 +215,17 @@ class ClusterState:
             raise MarsError(f"unknown resource {res!r} (known: {known})")
         return res
 
+    def is_actual_primary(self, res, host):
+        """`host` reports that the device of `res` is up there."""
+        return self.resource_value(res, actual_name(host, "is-primary")) == "1"
+
     def members(self, res):
         """Hosts holding a replica (`data-<host>`), sorted."""
         keys = self.resources().get(res, {})
         return sorted(rest[len("data-"):] for rest in keys if rest.startswith("data-"))
 
     def my_resources(self):
-        host_key = f"data-{self.local_host}"
+        host_key = data_name(self.local_host)
         return sorted(res for res, keys in self.resources().items() if host_key in keys)
 
     def size(self, res):
@@ -193,14 +245,14 @@ class ClusterState:
         return None if value in ("", NO_PRIMARY) else value
 
     def disk(self, res, host=None):
-        return self.resources().get(res, {}).get(f"data-{host or self.local_host}", "")
+        return self.resources().get(res, {}).get(data_name(host or self.local_host), "")
 
     def resource_value(self, res, name, default=""):
         return self.resources().get(res, {}).get(name, default)
 
     def disk_owner(self, path, host=None):
         """The resource that uses `path` as its disk on `host`, if any."""
-        name = f"data-{host or self.local_host}"
+        name = data_name(host or self.local_host)
         for res, keys in self.resources().items():
             if keys.get(name) == path:
                 return res

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 
 from mars.logfile import LogScan, parse_logfile_name
+from mars.keys import replay_name
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def lowest_needed_logfile(state, res):
     logfile), or None when a member has no cursor yet (it may need anything)."""
     numbers = []
     for host in state.members(res):
-        text = state.resource_value(res, f"replay-{host}")
+        text = state.resource_value(res, replay_name(host))
         if not text:
             return None
         try:

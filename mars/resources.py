@@ -9,7 +9,8 @@ import re
 import stat
 
 from mars.errors import MarsError
-from mars.keys import NO_PRIMARY, TODO_SWITCHES, data_key, owner_of, res_key, todo_key
+from mars.keys import (NO_PRIMARY, TODO_SWITCHES, data_key, device_name, owner_of, res_key,
+                       syncstatus_name, todo_key)
 from mars.names import check_host, check_resource, natural_order, parse_size
 
 UNIT_RE = re.compile(r"[A-Za-z0-9@._:\\-]{1,255}")
@@ -65,8 +66,8 @@ class Resources(HostCommands):
 
     def _member_keys(self, res, disk, synced_bytes):
         changes = {data_key(res, self.host): disk,
-                   res_key(res, f"device-{self.host}"): res,
-                   res_key(res, f"syncstatus-{self.host}"): synced_bytes}
+                   res_key(res, device_name(self.host)): res,
+                   res_key(res, syncstatus_name(self.host)): synced_bytes}
         changes.update({todo_key(res, self.host, switch): 1 for switch in TODO_SWITCHES})
         return changes
 

@@ -12,7 +12,8 @@ import time
 
 from mars.dataviews import Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
-from mars.keys import NO_PRIMARY, res_key, resync_changes, todo_key
+from mars.keys import (NO_PRIMARY, actual_name, global_pause_name, res_key, resync_changes,
+                       todo_key, todo_name)
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.names import parse_size
 from mars.replay import lowest_needed_logfile
@@ -92,7 +93,7 @@ class Roles(HostCommands):
         from mars.worker import history_conflict
         state = self._member_state(res)
         if state.designated_primary(res) == self.host and not force and \
-                state.resource_value(res, f"actual-{self.host}/is-primary") == "1" and \
+                state.is_actual_primary(res, self.host) and \
                 self.runtime().status(res).get("is_primary"):
             self.echo(f"{self.host} is already the primary of {res}")
             return
@@ -111,7 +112,7 @@ class Roles(HostCommands):
                                 "(invalidate on the losing side), or --force")
             others = [host for host in state.members(res) if host != self.host and (
                 state.designated_primary(res) == host or
-                state.resource_value(res, f"actual-{host}/is-primary") == "1")]
+                state.is_actual_primary(res, host))]
             dead = [host for host in others if not state.is_alive(host, self.window)]
             if dead:
                 raise MarsError(
@@ -129,14 +130,14 @@ class Roles(HostCommands):
                    todo_key(res, self.host, "attach"): 1}
         if force:
             changes[todo_key(res, self.host, "force-primary")] = 1
-        elif state.resource_value(res, f"todo-{self.host}/force-primary", "0") == "1":
+        elif state.resource_value(res, todo_name(self.host, "force-primary"), "0") == "1":
             # left over from a --force the device did not consume (it was up
             # already): it must not skip the waits of this planned handover
             changes[todo_key(res, self.host, "force-primary")] = 0
         self._write(changes)
         try:
             self.wait_for(res, lambda st, status: status.get("is_primary") and
-                          st.resource_value(res, f"actual-{self.host}/is-primary") == "1",
+                          st.is_actual_primary(res, self.host),
                           "the device to come up",
                           failed=lambda st, status: status.get("device_refused") or
                           self._handover_refused(st, res, previous))
@@ -153,7 +154,7 @@ class Roles(HostCommands):
     def _handover_refused(self, state, res, previous):
         """The old primary put the wish back: its device was in use."""
         if state.designated_primary(res) == previous and previous not in (None, self.host):
-            count = state.resource_value(res, f"actual-{previous}/open-count", "?")
+            count = state.resource_value(res, actual_name(previous, "open-count"), "?")
             return f"{device_open(previous, res, count)} (it refused the handover)"
         return None
 
@@ -161,9 +162,9 @@ class Roles(HostCommands):
         """How often `host`'s device of `res` is open. The metadata shows it
         as of the host's last report; a positive count is asked of the host
         itself, since a container stopped a moment ago may still count there."""
-        if state.resource_value(res, f"actual-{host}/is-primary") != "1":
+        if not state.is_actual_primary(res, host):
             return 0
-        reported = int(state.resource_value(res, f"actual-{host}/open-count", "0") or 0)
+        reported = int(state.resource_value(res, actual_name(host, "open-count"), "0") or 0)
         if not reported:
             return 0
         try:
@@ -183,7 +184,7 @@ class Roles(HostCommands):
         handover is under way and only the rest of it is pending."""
         state = self.store.state()
         if previous not in (None, self.host) and \
-                state.resource_value(res, f"actual-{previous}/is-primary") == "1" and \
+                state.is_actual_primary(res, previous) and \
                 state.designated_primary(res) == self.host:
             self._write({res_key(res, "primary"): previous})
             return f"{previous} still has the device up: the primary of {res} is {previous} again"
@@ -207,7 +208,7 @@ class Roles(HostCommands):
         """pause-/resume-{sync,fetch,replay}[-local|-global]."""
         self._member_state(res)
         if scope == "global":
-            self._write({res_key(res, f"global-pause-{what}"): 0 if value else 1})
+            self._write({res_key(res, global_pause_name(what)): 0 if value else 1})
         else:
             self._write({todo_key(res, self.host, PAUSABLE[what]): value})
 
@@ -215,7 +216,7 @@ class Roles(HostCommands):
         """Throw away this replica's contents and sync it anew from the primary."""
         state = self._member_state(res)
         if state.designated_primary(res) == self.host or \
-                state.resource_value(res, f"actual-{self.host}/is-primary") == "1":
+                state.is_actual_primary(res, self.host):
             raise MarsError(f"{self.host} is the primary of {res}: invalidate a secondary, "
                             "or make another host primary first")
         self._write(resync_changes(self.store.live_values(res_key(res, "")), res, self.host))
@@ -255,7 +256,7 @@ class Roles(HostCommands):
                 self.echo(f"{res} already has {current} bytes")
             return
         self._write({res_key(res, "size"): new, res_key(res, "grown-from"): current})
-        if state.resource_value(res, f"actual-{self.host}/is-primary") == "1":
+        if state.is_actual_primary(res, self.host):
             self.wait_for(res, lambda st, status: status.get("device_size") == new,
                           "the device to grow")
 
@@ -331,7 +332,7 @@ class Roles(HostCommands):
         state = self._member_state(res)
         if state.designated_primary(res) != self.host:
             raise MarsError(f"log-rotate {res} on its primary ({state.designated_primary(res) or 'none'})")
-        current = state.resource_value(res, f"todo-{self.host}/log-rotate", "0")
+        current = state.resource_value(res, todo_name(self.host, "log-rotate"), "0")
         self._write({todo_key(res, self.host, "log-rotate"): int(current or 0) + 1})
 
     def log_delete_all(self, res):

@@ -10,7 +10,7 @@ import logging
 import os
 
 from mars.errors import MarsError
-from mars.keys import owner_of, resource_of
+from mars.keys import IP_PREFIX, data_key, owner_of, res_key, resource_of
 from mars.store import check_tuple_shape
 
 log = logging.getLogger("marsd.tree")
@@ -50,7 +50,7 @@ def read_tree(root, importing_host):
                 items.append(check_tuple_shape((key, value, stamp, origin)))
             except ValueError as exc:
                 raise MarsError(f"cannot import {path}: {exc}") from None
-    if not any(item.key.startswith("ips/ip-") for item in items):
+    if not any(item.key.startswith(IP_PREFIX) for item in items):
         raise MarsError(f"{root} holds no ips/ip-<host> links: not a MARS state tree")
     return items
 
@@ -103,12 +103,12 @@ class TreeMirror:
             resources.discard(None)
             keys = set(changed)
             for res in resources:
-                keys |= set(store.live_values(f"resource-{res}/"))
+                keys |= set(store.live_values(res_key(res, "")))
                 keys |= {key for key in self.links if resource_of(key) == res}
             values = {key: store.value(key) for key in keys}
             live = {key: value for key, value in values.items() if value}
             members = {res for res in {resource_of(key) for key in keys} - {None}
-                       if store.value(f"resource-{res}/data-{self.host}")}
+                       if store.value(data_key(res, self.host))}
             wanted = {key: value for key, value in live.items()
                       if resource_of(key) is None or resource_of(key) in members}
             doomed = keys - set(wanted)

@@ -41,7 +41,9 @@ from mars import device as devices
 from mars import antientropy, net
 from mars.errors import PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC
-from mars.keys import NO_PRIMARY, ClusterState, res_key, resync_changes
+from mars.keys import (NO_PRIMARY, ClusterState, actual_name, global_pause_name, replay_name,
+                       res_key, resync_changes, syncpos_name, syncstatus_name, todo_name,
+                       version_name)
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import (Cursor, ReplayResult, lowest_needed_logfile, parse_version, record_digests,
                          replay, version_value, versions_agree)
@@ -107,7 +109,7 @@ class DeviceRefused(Exception):
 
 
 def own_key(res, host, name):
-    return res_key(res, f"actual-{host}/{name}")
+    return res_key(res, actual_name(host, name))
 
 
 def recorded_versions(keys):
@@ -135,7 +137,7 @@ def history_conflict(state, res, members):
         names.setdefault(parse_logfile_name(logfile)[0], set()).add(logfile)
         versions.setdefault(logfile, {})[host] = (head, end)
     for host in members:
-        cursor = keys.get(f"replay-{host}")
+        cursor = keys.get(replay_name(host))
         if cursor:
             try:
                 parsed = Cursor.parse(cursor)
@@ -275,9 +277,9 @@ class ResourceWorker:
 
     def switch(self, state, name):
         """A todo switch, with its global pause applied."""
-        local = state.resource_value(self.res, f"todo-{self.host}/{name}", "1") == "1"
+        local = state.resource_value(self.res, todo_name(self.host, name), "1") == "1"
         glob = {"sync": "sync", "connect": "fetch", "allow-replay": "replay"}.get(name)
-        paused = glob and state.resource_value(self.res, f"global-pause-{glob}", "0") == "1"
+        paused = glob and state.resource_value(self.res, global_pause_name(glob), "0") == "1"
         return local and not paused
 
     # -------------------------------------------------------------------- run
@@ -426,7 +428,7 @@ class ResourceWorker:
         from their syncstatus (the old size) on, as the kernel's do. Whether
         it wrote."""
         grown_from = state.resource_value(self.res, "grown-from")
-        synced = state.resource_value(self.res, f"syncstatus-{self.host}", "0")
+        synced = state.resource_value(self.res, syncstatus_name(self.host), "0")
         if grown_from and synced == grown_from and int(synced) < state.size(self.res) and \
                 state.designated_primary(self.res) == self.host:
             self.write({self.mine("syncstatus"): state.size(self.res)})
@@ -471,7 +473,7 @@ class ResourceWorker:
             self.waiting_for(f"the device failed to start {self.device_failures} times; next try "
                              f"in {self.device_retry_at - time.monotonic():.0f} s")
             return False
-        force = state.resource_value(self.res, f"todo-{self.host}/force-primary", "0") == "1"
+        force = state.resource_value(self.res, todo_name(self.host, "force-primary"), "0") == "1"
         if not force:
             holding = await self._not_released_by(state)
             if holding:
@@ -481,7 +483,7 @@ class ResourceWorker:
                 return False
             state = self.state()                        # with what they wrote last
         others = [h for h in state.members(self.res) if h != self.host and
-                  state.resource_value(self.res, f"actual-{h}/is-primary") == "1"]
+                  state.is_actual_primary(self.res, h)]
         if others and not force:
             self.last_busy = time.monotonic()
             self.report(waiting=f"waiting for {', '.join(others)} to hand over (device still up there)")
@@ -590,12 +592,12 @@ class ResourceWorker:
         checkpoint = await device.command({"cmd": "checkpoint"})
         changes = {self.mine("replay"): checkpoint["cursor"]}
         if force:
-            changes[self.key(f"todo-{self.host}/force-primary")] = 0
+            changes[self.key(todo_name(self.host, "force-primary"))] = 0
         self._set_actual(also=changes, **{"is-primary": 1, "emergency": 0})
         self.cursor = Cursor.parse(checkpoint["cursor"])
         self.report(emergency=False)
         # log-rotate wishes from before this device came up are done already
-        self.report(rotations=state.resource_value(self.res, f"todo-{self.host}/log-rotate", "0"))
+        self.report(rotations=state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0"))
         self.report(is_primary=True, device=str(self.link), loop=self.loop, waiting=None,
                     device_size=size, logged=0)     # a new device process counts from 0
         log.info("%s: primary, device %s -> %s", self.res, self.link, self.loop)
@@ -611,7 +613,7 @@ class ResourceWorker:
                 self._set_actual(emergency=1)
         if device.exited():
             raise OSError(f"device process of {self.res} died (exit {device.process.returncode})")
-        wanted_rotation = state.resource_value(self.res, f"todo-{self.host}/log-rotate", "0")
+        wanted_rotation = state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0")
         if wanted_rotation != self.status.get("rotations", "0"):
             reply = await device.command({"cmd": "rotate"})
             await self._write_version(state, *reply["closed"])
@@ -709,7 +711,7 @@ class ResourceWorker:
         count = self.status.get("open_count")
         if not count or designated in (None, self.host) or not self.switch(state, "attach") or \
                 self.stopping or state.systemd_units(self.res) or state.resource_value(
-                    self.res, f"todo-{designated}/force-primary", "0") == "1":
+                    self.res, todo_name(designated, "force-primary"), "0") == "1":
             return False
         self.write({self.key("primary"): self.host})
         log.warning("%s: refused the handover to %s: device %s in use (open count %d)",
@@ -740,7 +742,7 @@ class ResourceWorker:
     async def _write_version(self, state, logfile, end):
         """version-<nr>-<host> for a logfile this host closed or replayed to its end."""
         number, _ = parse_logfile_name(logfile)
-        key = self.key(f"version-{number}-{self.host}")
+        key = self.key(version_name(number, self.host))
         path = self.dir / logfile
         digests = await trio.to_thread.run_sync(record_digests, path, end) if path.exists() else []
         state = self.state()        # the version just written for the logfile before counts
@@ -752,11 +754,11 @@ class ResourceWorker:
 
     def _previous_version(self, state, number):
         keys = state.resources().get(self.res, {})
-        mine = keys.get(f"version-{number - 1}-{self.host}")
+        mine = keys.get(version_name(number - 1, self.host))
         if mine:
             return mine
         for rest, value in sorted(keys.items()):
-            if rest.startswith(f"version-{number - 1}-"):
+            if rest.startswith(version_name(number - 1, "")):
                 return value
         return ""
 
@@ -785,7 +787,7 @@ class ResourceWorker:
         if designated and designated != self.host:
             return designated
         for host in state.members(self.res):
-            if host != self.host and state.resource_value(self.res, f"actual-{host}/is-primary") == "1":
+            if host != self.host and state.is_actual_primary(self.res, host):
                 return host
         return None
 
@@ -802,7 +804,7 @@ class ResourceWorker:
         if await self._low_on_space(state, source, free):
             return False
         size = state.size(self.res)
-        synced = int(state.resource_value(self.res, f"syncstatus-{self.host}", "0") or 0)
+        synced = int(state.resource_value(self.res, syncstatus_name(self.host), "0") or 0)
         if synced < size:
             if not self.switch(state, "sync"):
                 self.report(waiting="sync paused", syncing=False)
@@ -832,7 +834,7 @@ class ResourceWorker:
         if self.status.get("emergency") == "space":
             log.info("%s: state dir has %d bytes free again: fetching from the replay cursor on",
                      self.res, free)
-        if state.resource_value(self.res, f"actual-{source}/emergency") == "1":
+        if state.resource_value(self.res, actual_name(source, "emergency")) == "1":
             self.report(emergency=True, waiting=f"{source} is in emergency mode (its writes are "
                         "not logged): invalidate this replica once it has space again")
             return True
@@ -844,8 +846,8 @@ class ResourceWorker:
         if self.sync_was_complete:      # a new sync (of a grown tail): counted anew
             self.sync_was_complete = False
             self.report(sync_received=0)
-        syncpos = state.resource_value(self.res, f"syncpos-{self.host}")
-        own = state.resource_value(self.res, f"replay-{self.host}")
+        syncpos = state.resource_value(self.res, syncpos_name(self.host))
+        own = state.resource_value(self.res, replay_name(self.host))
         if not syncpos and synced and own:
             # complete up to `synced` without a sync of its own (the member
             # that created the resource, after a resize): only the tail is
@@ -856,7 +858,7 @@ class ResourceWorker:
             log.info("%s: sync of the grown tail from %s starts at %d bytes", self.res, source,
                      synced)
         if not syncpos:
-            start = state.resource_value(self.res, f"replay-{source}")
+            start = state.resource_value(self.res, replay_name(source))
             if not start:
                 self.report(waiting=f"waiting for {source} to report its log position")
                 return False
@@ -975,7 +977,7 @@ class ResourceWorker:
     # ------------------------------------------------------- fetch and replay
     def _cursor(self, state):
         if self.cursor is None:
-            text = state.resource_value(self.res, f"replay-{self.host}")
+            text = state.resource_value(self.res, replay_name(self.host))
             self.cursor = Cursor.parse(text) if text else None
         return self.cursor
 
@@ -1011,7 +1013,7 @@ class ResourceWorker:
         when asked to (`list_now`), and at least every LISTING_INTERVAL."""
         last_source, last_checkpoint, when = self.listed
         return until is not None or self.list_wanted or not self.fetched_all or \
-            (source, state.resource_value(self.res, f"replay-{source}")) != \
+            (source, state.resource_value(self.res, replay_name(source))) != \
             (last_source, last_checkpoint) or \
             time.monotonic() - when >= LISTING_INTERVAL
 
@@ -1019,7 +1021,7 @@ class ResourceWorker:
         """While fetch is paused: the source's logfile sizes as far as the
         metadata shows them (its replay cursor, checkpointed every round, and
         the ends of logfiles it closed), so that work-rest still counts them."""
-        text = state.resource_value(self.res, f"replay-{source}")
+        text = state.resource_value(self.res, replay_name(source))
         try:
             current = Cursor.parse(text) if text else None
         except ValueError:
@@ -1033,7 +1035,7 @@ class ResourceWorker:
 
     async def _fetch(self, state, source, cursor, free=None):
         listed = time.time()
-        checkpoint = state.resource_value(self.res, f"replay-{source}")
+        checkpoint = state.resource_value(self.res, replay_name(source))
         self.list_wanted = self.fetched_all = False
         reply, _ = await self.request(state, source, PORT_FETCH, {"type": "logs", "res": self.res})
         self.report(listed=listed)
@@ -1118,7 +1120,7 @@ class ResourceWorker:
         short of `syncpos`) it has nothing to lose and syncs anew (what
         `invalidate` does). A consistent one cannot catch up from the logs
         any more but holds a usable past state: the operator decides."""
-        syncpos = state.resource_value(self.res, f"syncpos-{self.host}")
+        syncpos = state.resource_value(self.res, syncpos_name(self.host))
         if syncpos and cursor.order < Cursor.parse(syncpos).order:
             log.warning("%s: %s deleted %s before this host fetched it, and this replica is "
                         "not consistent yet: full sync again", self.res, source, cursor.logfile)
@@ -1206,7 +1208,7 @@ class ResourceWorker:
     def _closed_end(self, state, logfile):
         """(end, version) if the logfile's origin closed it, else None."""
         number, origin = parse_logfile_name(logfile)
-        value = state.resource_value(self.res, f"version-{number}-{origin}")
+        value = state.resource_value(self.res, version_name(number, origin))
         if not value:
             return None
         _, name, end = parse_version(value)
