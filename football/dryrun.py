@@ -90,13 +90,6 @@ class Planner:
                 raise
             return None
 
-    def by_host(self):
-        """{host: [argv, ...]} in the order they would run."""
-        hosts = {}
-        for name, argv in self.commands:
-            hosts.setdefault(name, []).append(argv)
-        return hosts
-
 
 class RecordingHost:
     """A host whose changes are recorded instead of run (see the module);

@@ -13,8 +13,8 @@ decides what that means: `status` shows it, discovery refuses.
 
 A per-run cache (`CACHE`) keeps the answers of the facts that only a
 change made by a command can change — who is in the cluster, the members,
-the designated primary, the resources, the size — so that a run asks each
-once per step. Any command that changes a host (`Host.run` of a command
+the designated primary, the resources, and (through `CACHE.run`, for the
+storage plugins) the VG reports — so that a run asks each once per step. Any command that changes a host (`Host.run` of a command
 that is not a read, locks aside) forgets them all, for every host: a join
 on one host changes what the others list. A wait forgets them before each
 poll (`wait_until`): what it waits for changes without a command of ours.
@@ -40,7 +40,6 @@ class FactCache:
     def __init__(self):
         self._results = {}
         self._lock = threading.Lock()
-        self.hits = 0
 
     def run(self, host, argv, timeout=60):
         """`host.run(argv, check=False)`, answered from the cache when the
@@ -48,7 +47,6 @@ class FactCache:
         key = (host.name, tuple(str(arg) for arg in argv))
         with self._lock:
             if key in self._results:
-                self.hits += 1
                 return self._results[key]
         result = host.run(argv, check=False, timeout=timeout)
         if result.ok:

@@ -207,16 +207,18 @@ def merge(ctx, run_on, peer, address, say):
                f"{run_on.name} and {peer.name} to list all of {', '.join(sorted(both))}")
 
 
-def split_unshared(ctx, names, owner, point="split-cluster:split"):
+def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None):
     """Split the MARS clusters of `names` so that hosts sharing no resource
     are apart, except hosts of one inventory cluster (see the module's
     docstring). Idempotent; returns what it did as a list of lines. The
     split runs on the first of `names` in each cluster, whose view of the
     resource members decides the pieces. Injection point `point` lies
-    between the split and the merges."""
+    between the split and the merges. `observed`: `observe(ctx, names,
+    prefer=names)` made by the caller already (they are looked at again
+    under the locks)."""
     say = ctx.reporter.say
     inv = ctx.inventory
-    clusters = observe(ctx, names, prefer=names)
+    clusters = observed if observed is not None else observe(ctx, names, prefer=names)
     # after a split, `names` no longer reach the other pieces: look at them all
     names = list(dict.fromkeys([*names, *(host for cluster in clusters
                                           for host in sorted(cluster.hosts)
@@ -334,9 +336,9 @@ class MergeCluster(Operation):
 
 class SplitCluster(Operation):
     """`football split-cluster HOST...`: split their MARS clusters where hosts
-    share nothing, keeping inventory clusters whole (`split_unshared`, which
-    observes again and locks the hosts it finds). Single step (a re-run
-    converges from what it observes): no journal."""
+    share nothing, keeping inventory clusters whole (`split_unshared`, from
+    discovery's observation; it locks the hosts found and looks again).
+    Single step (a re-run converges from what it observes): no journal."""
 
     operation = "split-cluster"
     whole = ("split",)
@@ -369,4 +371,5 @@ class SplitCluster(Operation):
                                                self.clusters)
 
     def split(self):
-        self.summary["actions"] = split_unshared(self.ctx, self.names, self.owner)
+        self.summary["actions"] = split_unshared(self.ctx, self.names, self.owner,
+                                                 observed=self.clusters)

@@ -210,9 +210,6 @@ class Shrink(Operation):
         take it per step (they wait for a slot, for the gates)."""
         return self.members if phase == "cleanup" else []
 
-    def _locked(self):
-        return self.holding(self.members)
-
     # ----------------------------------------------------------------- state
     def _exists(self):
         return self.res in facts.my_resources(self.primary)
@@ -239,7 +236,7 @@ class Shrink(Operation):
         self.say(f"* prepare: {self.tmp} on {', '.join(host.name for host in self.members)}, "
                  "first copy")
         self._take_shrink_slot()
-        with self._locked():
+        with self.holding(self.members):
             for host in self.members:
                 if self.tmp not in self.hooks.lv_list(host=host):
                     self.say(f"  {host.name}: creating LV {host.vg}/{self.tmp}")
@@ -366,7 +363,7 @@ class Shrink(Operation):
         if exists:
             self._running_again()
             self.say(f"* finish: last copies, then the downtime of {self.res}")
-            with self._locked():
+            with self.holding(self.members):
                 self._mount_tmp()
             self._copy("warm copy")
             self._probe()
@@ -375,7 +372,7 @@ class Shrink(Operation):
         else:
             self.say(f"* finish: {self.res} was deleted by a run before: renaming, creating, "
                      "starting")
-        with self._locked(), DowntimeWindow(self, self.primary, self._compensate) as window:
+        with self.holding(self.members), DowntimeWindow(self, self.primary, self._compensate) as window:
             if exists:
                 self._stop()
                 self.summary["final_copy_seconds"] = round(self._copy("final copy",
