@@ -20,7 +20,16 @@ children itself (SIGCHLD ignored) and exits when the controller's end closes.
 Only the bundled tools are served (TOOLS), and only when the command's PATH
 resolves them to this installation's scripts; everything else, and every
 command when the server cannot be reached, runs as a program
-(`FOOTBALL_TOOL_SERVER=0` turns the server off)."""
+(`FOOTBALL_TOOL_SERVER=0` turns the server off).
+
+A server can be *shared* with the controller's own child processes (a
+`football` run started by a screener worker, a test harness running
+hundreds of them): `ToolServer(share=True)` also listens on an abstract
+unix socket, and a process whose environment names it in
+`FOOTBALL_TOOL_SOCKET` sends its commands there instead of starting a
+server of its own (0.4 s of imports per run, and its first commands as
+programs meanwhile). The shared server still ends with the process that
+started it."""
 
 import atexit
 import importlib
@@ -31,6 +40,7 @@ import selectors
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -41,6 +51,7 @@ from pathlib import Path
 TOOLS = {"marsadm": ("mars.marsadm", "main"),
          "football-host": ("football.hostside.cli", "main")}
 MAX_REQUEST = 1 << 20
+SOCKET_VARIABLE = "FOOTBALL_TOOL_SOCKET"      # the address of a shared server
 
 
 class ServerGone(Exception):
@@ -50,27 +61,67 @@ class ServerGone(Exception):
 # ------------------------------------------------------------------ the server
 
 
-def serve(control, tools):
-    """The server's loop: one fork per request until the controller closes."""
+def serve(control, tools, listener=None):
+    """The server's loop: one fork per request until the controller closes
+    `control`; with a `listener` (a shared server), requests also come over
+    the connections of the controller's child processes."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)          # children reap themselves
     signal.signal(signal.SIGINT, signal.SIG_IGN)           # Ctrl-C is the commands' and the controller's
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    if listener is not None:
+        selector.register(listener, selectors.EVENT_READ)
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(control, MAX_REQUEST, 4)
+            ready = selector.select()
         except InterruptedError:
             continue
-        if not message:
-            return
-        if len(fds) != 4:
-            for fd in fds:
-                os.close(fd)
-            continue
-        sys.stdout.flush(), sys.stderr.flush()
-        if os.fork() == 0:
-            control.close()
-            _child(tools, json.loads(message), *fds)
+        for key, _ in ready:
+            if key.fileobj is listener:
+                connection, _ = listener.accept()
+                if _same_user(connection):
+                    selector.register(connection, selectors.EVENT_READ)
+                else:
+                    connection.close()
+            elif not _take_request(key.fileobj, tools, selector):
+                if key.fileobj is control:
+                    return
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+
+
+def _same_user(connection):
+    """Whether the process at the other end runs as this server's user: an
+    abstract socket has no file permissions, and a command of another user
+    must not run as ours."""
+    _, uid, _ = struct.unpack("3i", connection.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid == os.getuid()
+
+
+def _take_request(connection, tools, selector):
+    """Fork a child for the request waiting on `connection`; False once the
+    other end closed."""
+    try:
+        message, fds, _, _ = socket.recv_fds(connection, MAX_REQUEST, 4)
+    except InterruptedError:
+        return True
+    except OSError:
+        return False
+    if not message:
+        return False
+    if len(fds) != 4:
         for fd in fds:
             os.close(fd)
+        return True
+    sys.stdout.flush(), sys.stderr.flush()
+    if os.fork() == 0:
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()
+        _child(tools, json.loads(message), *fds)
+    for fd in fds:
+        os.close(fd)
+    return True
 
 
 def _child(tools, request, stdin, stdout, stderr, reply_fd):
@@ -114,13 +165,15 @@ def _child(tools, request, stdin, stdout, stderr, reply_fd):
 
 def main():
     """`main()` in the server process: argv[1] is its end of the socket pair,
-    argv[2] (JSON) more tools to serve than the bundled ones (tests)."""
+    argv[2] (JSON) more tools to serve than the bundled ones (tests),
+    argv[3] (optional) a listening socket for the controller's children."""
     control = socket.socket(fileno=int(sys.argv[1]))
     tools = {**TOOLS, **json.loads(sys.argv[2])}
+    listener = socket.socket(fileno=int(sys.argv[3])) if len(sys.argv) > 3 else None
     for module, _ in tools.values():
         importlib.import_module(module)
     import trio  # noqa: F401  (marsadm imports it where it talks to marsd)
-    serve(control, tools)
+    serve(control, tools, listener)
 
 
 # ------------------------------------------------------- the agent over SSH
@@ -207,8 +260,10 @@ class ToolServer:
     """The controller's side: starts the server process on first use and
     runs one command through it (`run`, like `subprocess.run`)."""
 
-    def __init__(self, more_tools=None):
+    def __init__(self, more_tools=None, share=False):
         self.more_tools = more_tools or {}
+        self.share = share
+        self.address = None         # a shared server's socket, `@name` (FOOTBALL_TOOL_SOCKET)
         self.lock = threading.Lock()
         self.process = self.control = None
         self.served = {}            # (program, PATH) -> whether it is a bundled tool of ours
@@ -217,28 +272,44 @@ class ToolServer:
         """Whether the server runs `argv`: a bundled tool of this installation
         under `env`'s PATH, once the server runs. The first such command
         starts the server and runs as a program (a run of one command gains
-        nothing from a server)."""
+        nothing from a server), unless a shared server is there to take it."""
         if os.environ.get("FOOTBALL_TOOL_SERVER") == "0":
             return False
         key = (argv[0], env.get("PATH"))
         if key not in self.served:
             self.served[key] = served_here(argv[0], env.get("PATH"))
-        if self.served[key] and self.process is None:
+        if self.served[key] and self.control is None:
             self._started()
-            return False
+            return self.process is None         # a shared server takes the first one too
         return self.served[key]
 
     def _started(self):
         with self.lock:
+            if self.control is not None and self.process is None:
+                return self.control                         # a shared server's
+            if self.process is None and os.environ.get(SOCKET_VARIABLE):
+                self.control = _connected(os.environ[SOCKET_VARIABLE])
+                if self.control is not None:
+                    return self.control
             if self.process is None or self.process.poll() is not None:
                 mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                self.process = subprocess.Popen(
-                    # -c, not -m: the tools' usage lines name them, not `python -m ...`
-                    [sys.executable, "-c", "from football.toolserver import main; main()",
-                     str(theirs.fileno()), json.dumps(self.more_tools)],
-                    pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL)
+                # -c, not -m: the tools' usage lines name them, not `python -m ...`
+                argv = [sys.executable, "-c", "from football.toolserver import main; main()",
+                        str(theirs.fileno()), json.dumps(self.more_tools)]
+                fds = [theirs.fileno()]
+                listener = None
+                if self.share:
+                    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                    self.address = f"@football-tools-{os.getpid()}-{id(self):x}"
+                    listener.bind(_abstract(self.address))
+                    listener.listen(64)
+                    argv.append(str(listener.fileno()))
+                    fds.append(listener.fileno())
+                self.process = subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.DEVNULL)
                 theirs.close()
+                if listener is not None:
+                    listener.close()
                 self.control = mine
             return self.control
 
@@ -256,12 +327,20 @@ class ToolServer:
                 socket.send_fds(self._started(), [request],
                                 [stdin_r, out_w, err_w, theirs.fileno()])
             except OSError as error:
+                if self.process is None:
+                    self.control = None         # the shared server is gone: ours next time
                 raise ServerGone(str(error)) from None
         finally:
             for fd in (stdin_r, out_w, err_w):
                 os.close(fd)
             theirs.close()
         return _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input)
+
+    def environment(self):
+        """Variables that let this process's children use this (shared)
+        server rather than start their own."""
+        self._started()
+        return {SOCKET_VARIABLE: self.address} if self.address else {}
 
     def close(self):
         with self.lock:
@@ -273,9 +352,26 @@ class ToolServer:
                 self.process = None
 
 
+def _abstract(address):
+    """`@name` (as `ss` shows it; an environment variable cannot hold the
+    NUL) -> the abstract unix socket address."""
+    return "\0" + address.removeprefix("@")
+
+
+def _connected(address):
+    """A connection to the shared server at `address`, or None when it is gone."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        connection.connect(_abstract(address))
+    except OSError:
+        connection.close()
+        return None
+    return connection
+
+
 def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
     """Feed stdin, collect stdout, stderr and the reply until the command
-    ended; kill it at `timeout`."""
+    ended; kill it at `timeout` (None: none, as for subprocess.run)."""
     data = (input or "").encode()
     reply_fd = reply.fileno()
     buffers = {out_r: bytearray(), err_r: bytearray(), reply_fd: bytearray()}
@@ -287,11 +383,11 @@ def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
         os.close(stdin_w)
     for fd in buffers:
         selector.register(fd, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout if timeout is not None else None    # None: no limit
     try:
         while selector.get_map():
-            left = deadline - time.monotonic()
-            if left <= 0:
+            left = deadline - time.monotonic() if deadline is not None else None
+            if left is not None and left <= 0:
                 _kill(buffers[reply_fd])
                 raise subprocess.TimeoutExpired(argv, timeout)
             for key, _ in selector.select(left):

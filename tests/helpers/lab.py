@@ -5,7 +5,6 @@ left behind, and what the lab tests ask of it (placement, records, files)."""
 import json
 import os
 import shutil
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from football.demo import parse_workload_log
 from football.hostside.filevg import FileVG
 from football.hostside.locks import list_locks
 from mars.device import loops_backed_by, mounts_under
+from tests.helpers import programs
 from tests.helpers.dataplane import tree_checksums, write_files
 from tests.helpers.leftovers import FOOTBALL, processes_naming
 from tests.helpers.marshosts import STATE_WAIT, random_subnet
@@ -55,8 +55,7 @@ class LabRun:
         self.env = dict(os.environ, FOOTBALL_LAB_DIR=str(self.dir))
 
     def football(self, *args, check=True, timeout=600):
-        result = subprocess.run([FOOTBALL, "lab", *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout)
+        result = programs.run([FOOTBALL, "lab", *args], self.env, timeout)
         if check:
             assert result.returncode == 0, (f"football lab {' '.join(args)} exited "
                                             f"{result.returncode}:\n{result.stderr[-3000:]}")
@@ -175,8 +174,7 @@ def largest_gap(records):
 
 def football(env, *args, timeout=900):
     """The `football` command line (global options first), with `env`."""
-    return subprocess.run([FOOTBALL, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return programs.run([FOOTBALL, *args], env, timeout)
 
 
 def migrate(lab, *args, check=True):

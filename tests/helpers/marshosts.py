@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.helpers import programs
 from tests.helpers.leftovers import die_with_parent
 
 BIN = Path(sys.executable).parent
@@ -56,8 +57,7 @@ class MarsHost:
         """Run marsadm as this host. Returns CompletedProcess (text). `timeout`
         only catches a hung marsadm: it is longer than any --timeout a test
         gives marsadm."""
-        result = subprocess.run([str(BIN / "marsadm"), *map(str, args)], env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
+        result = programs.run([BIN / "marsadm", *args], self.env, timeout)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"marsadm {' '.join(map(str, args))} on {self.name} exited {result.returncode}:\n"

@@ -28,3 +28,8 @@ def failing():
     print("to stdout")
     print("to stderr", file=sys.stderr)
     raise RuntimeError("a tool that fails")
+
+
+def parent():
+    """Prints its parent's pid: the server that forked it."""
+    print(os.getppid())

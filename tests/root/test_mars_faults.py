@@ -107,6 +107,10 @@ def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_
     try:
         wait_until(lambda: "open count 1" in view(a), what="a to report its device open",
                    show=lambda: view(a))
+        # b refuses before it changes anything only once a's report reached it
+        open_count = f"resource-{RES}/actual-a/open-count"
+        wait_until(lambda: b.live_values(open_count).get(open_count) == "1",
+                   what="b to learn that a's device is open", show=lambda: b.live_values(open_count))
         before = tree_without_reports(b)
         refused = b.marsadm("primary", RES, "--timeout=60", check=False)
         assert refused.returncode == 1, (refused.stdout, refused.stderr)

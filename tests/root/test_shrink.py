@@ -13,6 +13,7 @@ import json
 import pytest
 
 from tests.helpers.dataplane import tree_metadata, write_varied_tree
+from tests.helpers.marshosts import wait_until
 from tests.helpers.lab import (events, football, module_lab, sequence_problems,
                                wait_for_records)
 
@@ -54,7 +55,10 @@ def assert_shrunk_to(lab, size, primary="a1", secondary="a2"):
     status = lab.status()
     assert status[primary]["resources"]["vm1"]["role"] == "Primary"
     assert status[primary]["containers"]["vm1"] == "RUNNING"
-    assert status[secondary]["resources"]["vm1"]["diskstate"].startswith("UpToDate")
+    # the workload writes on: the secondary may be a moment behind (OutDated)
+    wait_until(lambda: lab.status()[secondary]["resources"]["vm1"]["diskstate"]
+               .startswith("UpToDate"), interval=0.3, what=f"{secondary} UpToDate",
+               show=lambda: lab.status()[secondary]["resources"]["vm1"])
 
 
 @pytest.fixture(scope="module")

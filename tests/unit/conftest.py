@@ -29,16 +29,21 @@ class NetworkUsed(AssertionError):
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Unit tests never connect or look names up: fail loudly if code tries."""
+    """Unit tests never connect or look names up: fail loudly if code tries.
+    Unix sockets (the tool server's) are local, not network."""
     def refuse(*args, **kwargs):
         raise NetworkUsed(f"unit test tried to use the network: {args!r}")
 
     class GuardedSocket(socket.socket):
         def connect(self, *args):
-            refuse(*args)
+            if self.family != socket.AF_UNIX:
+                refuse(*args)
+            return super().connect(*args)
 
         def connect_ex(self, *args):
-            refuse(*args)
+            if self.family != socket.AF_UNIX:
+                refuse(*args)
+            return super().connect_ex(*args)
 
     monkeypatch.setattr(socket, "socket", GuardedSocket)
     for name in ("create_connection", "getaddrinfo", "gethostbyname", "gethostbyname_ex"):

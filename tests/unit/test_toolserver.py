@@ -14,11 +14,11 @@ import time
 import pytest
 
 from football import transport
-from football.toolserver import ServerGone, ToolServer
+from football.toolserver import SOCKET_VARIABLE, ServerGone, ToolServer
 from football.transport import CommandTimedOut, LocalTransport
 
 MORE_TOOLS = {name: ("tests.helpers.tools", name)
-              for name in ("upper", "environment", "sleeper", "failing")}
+              for name in ("upper", "environment", "sleeper", "failing", "parent")}
 
 
 @pytest.fixture
@@ -199,3 +199,61 @@ def test_the_host_agent_kills_a_command_at_its_time_limit_and_goes_on(agent):
     assert agent.ask(["upper"], input="next") == {"exit": 0, "stdout": "NEXT", "stderr": ""}
     children = f"/proc/{agent.process.pid}/task/{agent.process.pid}/children"
     assert open(children).read().split() == [], "a killed command was left behind"
+
+
+@pytest.fixture
+def shared():
+    started = ToolServer(MORE_TOOLS, share=True)
+    yield started
+    started.close()
+
+
+def test_a_child_process_sends_its_commands_to_a_shared_server_even_the_first(
+        shared, monkeypatch):
+    """A `football` run forked by a screener worker or a test harness: its
+    environment names the shared server, so it starts none of its own."""
+    variables = shared.environment()
+    assert list(variables) == [SOCKET_VARIABLE]
+    monkeypatch.setenv(SOCKET_VARIABLE, variables[SOCKET_VARIABLE])
+    child = ToolServer(MORE_TOOLS)
+    child.served[("parent", None)] = True           # a bundled tool, as served_here finds them
+    assert child.serves(["parent"], {}) is True
+    code, stdout, _ = child.run(["parent"], env(), 30)
+    assert (code, int(stdout)) == (0, shared.process.pid)
+    assert child.process is None                    # no server of its own
+    assert child.run(["upper", "3"], env(), 30, input="x") == (3, "X", "")
+
+
+def test_without_a_shared_server_a_process_starts_its_own(shared, monkeypatch):
+    monkeypatch.setenv(SOCKET_VARIABLE, "@football-tools-nobody-listens-here")
+    child = ToolServer(MORE_TOOLS)
+    child.served[("parent", None)] = True
+    try:
+        assert child.serves(["parent"], {}) is False    # the first runs as a program
+        assert child.process is not None
+        assert int(child.run(["parent"], env(), 30)[1]) == child.process.pid
+    finally:
+        child.close()
+
+
+@pytest.mark.root
+def test_a_shared_server_refuses_another_users_connection(shared):
+    """Its socket is abstract, without file permissions: only processes of
+    its own user may have commands run."""
+    address = shared.environment()[SOCKET_VARIABLE]
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+             "s.connect(chr(0) + sys.argv[1][1:])\n"
+             "s.settimeout(30)\n"
+             "print(repr(s.recv(1)))\n")
+    nobody = subprocess.run(["/usr/bin/python3", "-c", probe, address], capture_output=True,
+                            text=True, timeout=60, user=65534)
+    assert nobody.stdout.strip() == "b''", nobody.stderr      # closed at once
+    assert shared.run(["upper"], env(), 30, input="ok") == (0, "OK", "")
+
+
+def test_a_command_without_a_time_limit_runs_to_its_end(server):
+    """`timeout=None`, as `football lab exec` gives it: no limit, as with
+    subprocess.run."""
+    server.run(["upper"], env(), 30)
+    assert server.run(["upper", "2"], env(), None, input="abc") == (2, "ABC", "")
