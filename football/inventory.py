@@ -23,6 +23,7 @@ production hosts have root `/`. `env` is given to every command on the host
 (over SSH as an `env NAME=value ...` prefix)."""
 
 import re
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -44,6 +45,11 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 class InventoryError(Exception):
     """The inventory file is missing or does not say what it must."""
+
+
+# Callables told of every command a Host runs: (host name, argv, seconds,
+# exit code or None when it raised). The downtime window times its steps so.
+COMMAND_WATCHERS = []
 
 
 @dataclass
@@ -111,11 +117,23 @@ class Host:
 
     def run(self, argv, **options):
         """Run one command on this host (see `Transport.run`). A command that
-        changes the host forgets the cached facts (football/facts.py)."""
+        changes the host forgets the cached facts (football/facts.py); the
+        COMMAND_WATCHERS are told how long it took."""
         if not is_read(argv) and tuple(argv[:2]) != ("football-host", "lock"):
             from football.facts import forget     # facts reads hosts: imported late
             forget()
-        return self.runner.run(argv, **options)
+        if not COMMAND_WATCHERS:
+            return self.runner.run(argv, **options)
+        started = time.monotonic()
+        exit_code = None                            # raised: no exit code to tell
+        try:
+            result = self.runner.run(argv, **options)
+            exit_code = result.exit_code
+            return result
+        finally:
+            for watcher in list(COMMAND_WATCHERS):
+                watcher(self.name, [str(arg) for arg in argv],
+                        time.monotonic() - started, exit_code)
 
 
 @dataclass

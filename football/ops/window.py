@@ -7,6 +7,10 @@ shrink) shares, so that none of them owns a copy of it:
   it), `save_resource_state` before and `restore_resource_state` after;
 - the measurement (stop begins → running again) as `downtime-begin` /
   `downtime-end` events and `report_downtime` to the plugins;
+- the commands run inside it, each with its host, start (seconds after the
+  window opened) and duration: `commands` of the `downtime-end` event and
+  `downtime_commands` in the summary, where the downtime went (`make
+  bench-downtime` sums them per step);
 - compensation: whatever ends the window early — an error, Ctrl-C — the
   operation's `compensate(error)` brings the container back (it returns
   the host where it runs, or raises `Critical`); Ctrl-C meanwhile does not
@@ -23,6 +27,7 @@ shrink) shares, so that none of them owns a copy of it:
 import time
 
 from football.errors import Critical, Interrupted, Serious
+from football.inventory import COMMAND_WATCHERS
 from football.ops.base import InjectedFailure, sigint_deferred
 
 
@@ -33,6 +38,7 @@ class DowntimeWindow:
         self.runs_on = None
         self.began = None
         self.seconds = None
+        self.commands = []          # {host, argv, at, seconds, exit_code} run inside it
 
     def ran_on(self, host):
         """The window's work is done: the container runs on `host`."""
@@ -45,10 +51,23 @@ class DowntimeWindow:
             self.saved.update(part)
         op._tell("section", name="downtime")
         self.began = time.monotonic()
+        COMMAND_WATCHERS.append(self._timed)
         op.ctx.reporter.event("downtime-begin", resource=op.res, host=self.source.name)
         return self
 
+    def _timed(self, host, argv, seconds, exit_code):
+        ended = time.monotonic() - self.began
+        self.commands.append({"host": host, "argv": argv, "at": round(ended - seconds, 3),
+                              "seconds": round(seconds, 3), "exit_code": exit_code})
+
     def __exit__(self, kind, error, traceback):
+        try:
+            return self._exit(error)
+        finally:
+            if self._timed in COMMAND_WATCHERS:
+                COMMAND_WATCHERS.remove(self._timed)
+
+    def _exit(self, error):
         if error is None:
             self._end(self.runs_on or self.source)
             return False
@@ -74,10 +93,12 @@ class DowntimeWindow:
         window (also a compensated one: the container was down)."""
         op = self.op
         self.seconds = round(time.monotonic() - self.began, 3)
+        COMMAND_WATCHERS.remove(self._timed)
+        op.summary["downtime_commands"] = self.commands
         op._tell("restore_resource_state", host=host, state=self.saved)
         op._tell("report_downtime", source=self.source, host=host, seconds=self.seconds)
         op.ctx.reporter.event("downtime-end", resource=op.res, host=host.name,
-                              downtime_seconds=self.seconds)
+                              downtime_seconds=self.seconds, commands=self.commands)
 
 
 def restart_somewhere(op, hosts, error):
