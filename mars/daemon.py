@@ -38,6 +38,7 @@ from mars.store import Store
 from mars.transfer import DataServer
 from mars.tree import TreeMirror
 from mars.worker import IDLE_STEP_EVERY, PROCESS_LOOK_INTERVAL, ResourceWorker
+from mars.writeback import DEFAULT_LIMIT as DEFAULT_WRITEBACK_LIMIT
 
 log = logging.getLogger("marsd")
 
@@ -544,6 +545,12 @@ def parse_args(argv):
                         help="below this many free bytes in the state dir the primary stops "
                              "logging, below twice as many secondaries stop fetching and drop "
                              "their logs (emergency mode); default 64 MiB")
+    parser.add_argument("--writeback-limit", type=int, default=DEFAULT_WRITEBACK_LIMIT,
+                        help="bytes a device keeps logged but not yet written back to its "
+                             "disk at most; writes wait beyond; default 64 MiB")
+    parser.add_argument("--debug-hold-writeback", action="store_true",
+                        help="debugging (recovery tests): devices never write back to their "
+                             "disks; a crash then leaves every write to recovery")
     parser.add_argument("--log-level", default=os.environ.get("MARS_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -556,7 +563,9 @@ def main(argv=None):
         env = HostEnv.from_environment(host=args.host)
         device_args = [f"--digest={args.digest}", f"--rotate-size={args.rotate_size}",
                        f"--emergency-free={args.emergency_free}",
-                       f"--log-level={args.log_level}"] + (["--compress"] if args.compress else [])
+                       f"--writeback-limit={args.writeback_limit}",
+                       f"--log-level={args.log_level}"] + (["--compress"] if args.compress else []) \
+            + (["--debug-hold-writeback"] if args.debug_hold_writeback else [])
         daemon = Daemon(env, args.round_interval, args.tombstone_retention, args.window,
                         data_tick=args.data_tick, fast_sync=not args.full_sync,
                         metrics_port=args.metrics_port, device_args=device_args,

@@ -1,24 +1,28 @@
 """The primary's write path: transaction logger, write-back, recovery.
 
 Every write to the device is appended to the resource's current logfile and
-then written back to the local disk; the write returns after both. A flush
-or fsync on the device (`sync`) makes the log durable (fdatasync) before it
-returns, so an acknowledged flush survives a crash of marsd or the machine
-even though the disk itself was not synced.
+returns; a thread writes it back to the local disk later, in log order
+(`mars/writeback.py`), and reads lay what is not written back yet over the
+disk. A flush or fsync on the device (`sync`) makes the log durable
+(fdatasync) before it returns, so an acknowledged flush survives a crash of
+marsd or the machine whether or not its writes reached the disk.
 
 The primary's own replay cursor (`replay-<host>`) says up to where the disk
-is known durable. `checkpoint` syncs the disk and moves the cursor; after a
-crash, `recover` replays the log from the cursor onto the disk (replay is
-idempotent) and cuts a torn tail, and logging continues where it left off.
+is known durable: `checkpoint` takes the position the write-back has reached
+(`WriteBack.written_through`), then syncs the disk. After a crash, `recover`
+replays the log from the cursor onto the disk (replay is idempotent) and
+cuts a torn tail, and logging continues where it left off.
 
 Files live in `<state dir>/resource-<res>/` as in kernel MARS.
 """
 
+import errno
 import os
 from dataclasses import dataclass
 
 from mars.logfile import LogScan, LogWriter, logfile_name, parse_logfile_name, truncate_torn_tail
 from mars.replay import Cursor, replay
+from mars.writeback import DEFAULT_LIMIT, WriteBack, pwritev_all
 
 
 @dataclass
@@ -32,7 +36,8 @@ class Position:
 class TransactionLog:
     """Logger plus write-back for one resource on its primary."""
 
-    def __init__(self, resource_dir, disk_path, host, clock, digest="crc32c", compress=False):
+    def __init__(self, resource_dir, disk_path, host, clock, digest="crc32c", compress=False,
+                 writeback_limit=DEFAULT_LIMIT, hold_writeback=False, on_progress=None):
         self.resource_dir = resource_dir
         self.disk_path = disk_path
         self.host = host
@@ -43,6 +48,10 @@ class TransactionLog:
         self.writer = None
         self.logfile = None
         self.next_sequence = 1
+        self.writeback = None
+        self.writeback_options = dict(limit=writeback_limit, hold=hold_writeback,
+                                      on_progress=on_progress)
+        self.closed_sizes = {}          # logfile -> end, of those closed by `switch`
 
     # -------------------------------------------------------------- lifecycle
     def recover(self, cursor):
@@ -75,9 +84,15 @@ class TransactionLog:
         self.logfile = logfile_name(number, self.host)
         self.writer = LogWriter(self._path(self.logfile), self.next_sequence, self.digest,
                                 self.compress)
+        self.writeback = WriteBack(self.disk_fd, self.log_position,
+                                   **self.writeback_options).start()
         return replayed
 
     def close(self):
+        """Stop the write-back (what is pending stays in the log) and close."""
+        if self.writeback is not None:
+            self.writeback.close()
+            self.writeback = None
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -87,38 +102,90 @@ class TransactionLog:
 
     # ------------------------------------------------------------- data path
     def write(self, offset, data):
-        """Log one write, then write it back to the disk."""
+        """Log one write and queue it for the write-back (the caller waits
+        for `writeback.has_room` first, if it must bound memory)."""
         self.writer.append(self.clock.now(), offset, data)
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(self.disk_fd, view[done:], offset + done)
+        self.writeback.add(offset, data, self.log_position)
         return len(data)
 
-    def read(self, offset, size):
+    def write_direct(self, offset, data):
+        """Emergency mode: straight to the disk, not logged. Only once
+        nothing is pending (`writeback.drained`), or an older write could
+        land on top of it."""
+        pwritev_all(self.disk_fd, [data], offset)
+        return len(data)
+
+    def read(self, offset, size, nowait=False):
+        """The device's bytes: the disk with the pending writes over it.
+        With `nowait`, only from the page cache: BlockingIOError when the
+        disk would have to be read (or the kernel cannot tell)."""
+        return self.writeback.read(offset, size,
+                                   self._read_cached if nowait else self._read_disk)
+
+    def _read_disk(self, offset, size):
         return os.pread(self.disk_fd, size, offset)
+
+    def _read_cached(self, offset, size):
+        buffer = bytearray(size)
+        try:
+            done = os.preadv(self.disk_fd, [buffer], offset, os.RWF_NOWAIT)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
+                raise BlockingIOError(errno.EAGAIN, "not in the page cache") from None
+            raise
+        if done < size:                 # partly cached (or the end of the disk)
+            raise BlockingIOError(errno.EAGAIN, "not all in the page cache")
+        return bytes(buffer)
 
     def sync(self):
         """Flush/fsync on the device: everything written so far is durable."""
         self.writer.sync()
 
-    def checkpoint(self):
-        """Sync the disk; returns the Cursor up to which the disk is durable,
-        for `replay-<host>`."""
-        end = self.writer.size
+    def drain(self, timeout=None):
+        """Block until every logged write is on the disk (WriteBackFailed
+        if the write-back failed)."""
+        return self.writeback.drain(timeout)
+
+    def written_through(self):
+        """The Cursor up to which the disk holds the log (not yet synced);
+        from the thread that writes, so that the log's end is not moving."""
+        through = self.writeback.written_through(self.log_position)
+        if through.logfile == self.logfile:
+            self.closed_sizes.clear()       # the write-back left them behind
+            return Cursor(through.logfile, through.position, self.writer.size)
+        return Cursor(through.logfile, through.position,
+                      self.closed_sizes.get(through.logfile, through.position))
+
+    def sync_disk(self):
         os.fdatasync(self.disk_fd)
-        return Cursor(self.logfile, end, end)
+
+    def checkpoint(self):
+        """The Cursor up to which the disk is durable, for `replay-<host>`:
+        where the write-back has come, taken before the disk is synced. (The
+        device does the same in two steps, the sync off its event loop.)"""
+        cursor = self.written_through()
+        self.sync_disk()
+        return cursor
 
     def rotate(self):
         """Start the next logfile (handover, size threshold, log-rotate).
         Returns the name of the closed logfile and its end position."""
-        closed, end, sequence = self.logfile, self.writer.size, self.writer.next_sequence
-        self.writer.sync()
-        self.writer.close()
+        old, closed = self.switch()
+        old.sync()
+        old.close()
+        return closed
+
+    def switch(self):
+        """Log into the next logfile from now on; returns the old writer,
+        still open for the caller to sync and close (off its event loop),
+        and the closed logfile's Position."""
+        old, closed = self.writer, Position(self.logfile, self.writer.size)
+        self.closed_sizes[closed.logfile] = closed.position
         number, _ = parse_logfile_name(self.logfile)
         self.logfile = logfile_name(number + 1, self.host)
-        self.writer = LogWriter(self._path(self.logfile), sequence, self.digest, self.compress)
-        return Position(closed, end)
+        self.writer = LogWriter(self._path(self.logfile), old.next_sequence, self.digest,
+                                self.compress)
+        return old, closed
 
     @property
     def log_position(self):

@@ -599,7 +599,7 @@ class ResourceWorker:
         # log-rotate wishes from before this device came up are done already
         self.report(rotations=state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0"))
         self.report(is_primary=True, device=str(self.link), loop=self.loop, waiting=None,
-                    device_size=size, logged=0)     # a new device process counts from 0
+                    device_size=size, logged=0, pending=0)  # a new device process counts from 0
         log.info("%s: primary, device %s -> %s", self.res, self.link, self.loop)
 
     async def _primary_round(self, state, leaving):
@@ -611,6 +611,11 @@ class ResourceWorker:
             elif event.get("event") == "emergency":
                 self.report(emergency=True)
                 self._set_actual(emergency=1)
+            elif event.get("event") == "writeback-failed":
+                log.error("%s: the device cannot write to its disk (%s): it answers EIO; "
+                          "the log keeps every write (recovery replays them once the disk "
+                          "works)", self.res, event.get("reason"))
+                self.report(writeback_failed=event.get("reason"))
         if device.exited():
             raise OSError(f"device process of {self.res} died (exit {device.process.returncode})")
         wanted_rotation = state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0")
@@ -648,7 +653,10 @@ class ResourceWorker:
             self.rates["log"].add(logged)
             self.metrics.logged.labels(self.res).inc(logged)
             self.report(logged=reply["logged"], log_position=[reply["logfile"], reply["position"]],
-                        emergency=reply["emergency"])
+                        emergency=reply["emergency"], pending=reply.get("pending", 0))
+            # The write-back had not caught up with the log: the cursor is
+            # due again next round, even if nothing more is logged.
+            self.checkpoint_due = self.checkpoint_due or bool(reply.get("pending"))
 
     def _logged_since_checkpoint(self):
         """Whether the device logged since the last checkpoint: its logfile

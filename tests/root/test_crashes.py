@@ -1,12 +1,17 @@
 """Crashes and partitions on the data path, with real marsd processes, real
 xfs on the MARS device, and data checked by checksums: a primary killed with
-SIGKILL recovers every fsync'ed write from its log; a secondary killed during
+SIGKILL recovers every fsync'ed write from its log, also those acknowledged
+but not yet written back to its disk; a secondary killed during
 sync resumes where it was, one killed during replay catches up, one stopped
 for a while fetches what it missed without a new full sync; and a split brain
 made with `primary --force` on both sides of a partition is reported on both
 hosts and resolved by `invalidate` on the losing side."""
 
+import hashlib
+import json
 import os
+import random
+import re
 import secrets
 import signal
 import subprocess
@@ -175,6 +180,109 @@ def test_primary_killed_recovers_every_fsynced_file(datanet):
     datanet.mount(a, RES)
     found = tree_checksums(a.mnt)
     assert {name: found.get(name) for name in written} == written
+
+
+def status(host):
+    """What the host's marsd last wrote about vm1 (`<state dir>/status/vm1.json`)."""
+    try:
+        return json.loads((host.root / "mars" / "status" / f"{RES}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def sha256_bytes(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def device_pids(host):
+    """Pids of the device processes serving `host`'s resources."""
+    marker = f"--resource-dir={host.root}/".encode()
+    pids = []
+    for proc in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{proc}/cmdline", "rb") as cmdline:
+                words = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if b"mars.device" in words and any(word.startswith(marker) for word in words):
+            pids.append(int(proc))
+    return pids
+
+
+def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
+    """a's marsd runs with `--debug-hold-writeback`: its device acknowledges
+    writes once logged and never writes them back, so at the kill every
+    fsync'ed write is certainly in the log only (the status says how many
+    bytes are pending; a's disk still holds none of them). kill -9 of marsd
+    takes the device with it; the restarted marsd recovers every write from
+    the log onto the disk, and the secondary, which replicated them from the
+    log meanwhile, ends byte-identical."""
+    a, b = datanet.add("a"), datanet.add("b")
+    a.marsadm("create-cluster", f"--ip={a.address}")
+    a.start("--debug-hold-writeback")
+    a.wait_serving()
+    datanet.share_key(a, b)
+    b.marsadm("join-cluster", a.name, a.address, f"--ip={b.address}")
+    b.start()
+    b.wait_serving()
+    a.marsadm("create-resource", RES, a.disk)
+    datanet.wait(a, RES, "device")
+    b.marsadm("join-resource", RES, b.disk)
+    datanet.wait(b, RES)
+
+    area = 16 * MIB                     # writes overlap: the newest must win, as in the log
+    model = bytearray(area)
+    rng = random.Random(14)
+    count = total = 0
+    with open(datanet.device(a, RES), "r+b", buffering=0) as device:
+        for count in range(1, 41):
+            size = rng.randrange(1, 65) * 8192
+            offset = rng.randrange(0, (area - size) // 4096) * 4096
+            data = rng.randbytes(size)
+            device.seek(offset)
+            device.write(data)
+            os.fsync(device.fileno())   # acknowledged: in the log, durable
+            model[offset:offset + size] = data
+            total += size
+    expected = sha256_bytes(model)
+    wait_until(lambda: status(a).get("pending", 0) >= total,
+               what=f"a's device to report {total} bytes pending",
+               show=lambda: {key: status(a).get(key) for key in ("pending", "logged")})
+    with open(a.disk, "rb") as disk:
+        assert disk.read(area) == bytes(area), "the write-back was held: a's disk has nothing"
+    wait_replayed(a, b)                 # b holds the writes, from the log
+
+    pids = device_pids(a)
+    assert pids, "a's device process runs"
+    a.stop(signal.SIGKILL)              # the host's MARS crashes: marsd ...
+    for pid in pids:                    # ... and its device (PR_SET_PDEATHSIG, or here)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: not device_pids(a), what="a's device process to die",
+               show=lambda: device_pids(a))
+
+    a.start()
+    # (not `wait-resource device`: right after the restart it may still read
+    # the killed marsd's status, which says the device is up)
+    up = r"device process \d+ up, logging to \S+ \((\d+) records recovered\)"
+    wait_until(lambda: re.search(up, a.current_log()), what="a's device to come up again",
+               show=lambda: a.current_log()[-2000:])
+    assert int(re.search(up, a.current_log()).group(1)) >= count, a.current_log()[-3000:]
+    datanet.wait(a, RES, "device")
+    with open(datanet.device(a, RES), "rb") as device:
+        assert sha256_bytes(device.read(area)) == expected, "a's device lost fsync'ed writes"
+    with open(a.disk, "rb") as disk:
+        assert sha256_bytes(disk.read(area)) == expected, "recovery did not write them back"
+    wait_replayed(a, b)
+    datanet.wait(b, RES)
+    size = int(a.view("sync-size", RES))
+    wait_until(lambda: status(a).get("pending", 1) == 0, what="a's write-back to be idle",
+               show=lambda: status(a).get("pending"))
+    assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size), "b differs from a"
+    assert b.view("diskstate", RES) == "UpToDate\n"
+    assert FULL_SYNC not in b.current_log().split("sync from a complete")[-1]
 
 
 def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
