@@ -73,6 +73,8 @@ class PidFile:
             self.fd = None
 
 
+STIRRED_GAP = 0.1               # seconds at least between two pulls from one peer on news
+
 def changed_resources(keys):
     """The resources whose keys are among `keys`; None when a key of the
     whole cluster (not a heartbeat) is among them: every resource may care."""
@@ -105,6 +107,9 @@ class Daemon:
         self.metrics = Metrics()
         self.store = None
         self.peer_scopes = {}           # host -> (address, CancelScope)
+        self.stirred = {}               # host -> trio.Event: pull from it (or tell it) now
+        self.to_tell = set()            # peers to tell that this host has news
+        self.own_stamp = None           # newest stamp of this host's own tuples, as told
         self.workers = {}               # res -> ResourceWorker
         self.stopping = False
         self.tombstones_seen = -1       # newest tombstone already acted on; -1: scan at start
@@ -226,6 +231,40 @@ class Daemon:
                 changed = {key for key, stamp in stamps.items() if before.get(key) != stamp}
             self.wake_workers(changed_resources(changed))
             self._mirror(changed)
+            self._follow_membership(changed)
+            self._tell_peers_of_news(changed)
+
+    def _follow_membership(self, changed):
+        """A host that joined (or left) the cluster, a replica that joined
+        here: pulled from, or worked on, at once rather than at the next round."""
+        if any(key.startswith(IP_PREFIX) for key in changed):
+            self._track_peers(self.worker_nursery, self.store.live_values("ips/"))
+        if not self.stopping and any(key.endswith(f"/data-{self.env.host}") for key in changed):
+            self._track_workers(self.worker_nursery)
+
+    def _tell_peers_of_news(self, changed):
+        """A change of this host's own (a wish by marsadm, a worker's report),
+        not its heartbeat, reaches the peers at once: each is told to pull
+        now rather than at its next round, which stays the fallback for a
+        lost message."""
+        own = self.store.vector().get(self.env.host)
+        if own == self.own_stamp:
+            return
+        self.own_stamp = own
+        heartbeat = {alive_key(self.env.host), time_key(self.env.host)}
+        if changed and not set(changed) - heartbeat:
+            return
+        self._tell_everyone()
+
+    def _tell_everyone(self):
+        for host in self.peer_scopes:
+            self.to_tell.add(host)
+            self._stir(host)
+
+    def _stir(self, host):
+        event = self.stirred.get(host)
+        if event is not None:
+            event.set()
 
     def _mirror(self, changed):
         """The symlink tree for the tools that read it (TreeMirror); a
@@ -355,7 +394,13 @@ class Daemon:
     def _answer(self, peer, header, payload):
         reply = antientropy.answer(self.store, peer, header, payload)
         if reply is not None:
+            if header.get("type") == "push" and reply[0].get("changed"):
+                self._tell_everyone()   # a joiner's (a merge's) tuples: relayed at once
             return reply
+        if header.get("type") == "news":
+            # the peer changed something of its own: pull from it now
+            self._stir(peer)
+            return {"type": "ok"}, b""
         if header.get("type") == "open-count":
             # asked by `marsadm primary` on another member before a handover:
             # counted now, not as last reported (a container just stopped)
@@ -453,9 +498,13 @@ class Daemon:
             level = logging.WARNING if failures in (1, 10) or failures % 100 == 0 else logging.DEBUG
             log.log(level, "%s (attempt %d)", exc, failures)
 
+        # Backoff of a round's half up to ten rounds, but never beyond 10 s:
+        # with long rounds (news carries the changes) a peer that was not up
+        # yet must not be left alone for minutes.
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception_type(PeerError),
-            wait=tenacity.wait_exponential(multiplier=self.round_interval / 2, max=10 * self.round_interval),
+            wait=tenacity.wait_exponential(multiplier=min(self.round_interval, 1.0) / 2,
+                                           max=min(10 * self.round_interval, 10.0)),
             sleep=trio.sleep, before_sleep=log_failure)
         with scope:
             async for attempt in retrying:
@@ -467,12 +516,29 @@ class Daemon:
                         log.info("peer %s (%s) reachable again", host, address)
                         failures = 0
                     try:
-                        while True:
-                            started = trio.current_time()
-                            await antientropy.pull(channel, self.store, timeout=60.0)
-                            await trio.sleep_until(started + self.round_interval)
+                        await self._pull_rounds(host, channel)
                     finally:
                         await channel.aclose()
+
+    async def _pull_rounds(self, host, channel):
+        """Pull from `host` every round, and at once when stirred: the peer
+        said it has news, or this host has news to tell it (sent first, so
+        that the peer pulls from here). Stirred pulls come at most every
+        tenth of a round (at most STIRRED_GAP apart): a burst of changes is
+        not a pull per change."""
+        while True:
+            started = trio.current_time()
+            self.stirred[host] = trio.Event()
+            if host in self.to_tell:
+                self.to_tell.discard(host)
+                try:
+                    await net.request(channel, {"type": "news"}, timeout=10.0)
+                except PeerError as exc:             # a marsd that does not know news
+                    log.debug("news for %s: %s", host, exc)
+            await antientropy.pull(channel, self.store, timeout=60.0)
+            with trio.move_on_at(started + self.round_interval):
+                await self.stirred[host].wait()
+            await trio.sleep_until(started + min(self.round_interval / 10, STIRRED_GAP))
 
     def _track_workers(self, nursery):
         mine = {resource_of(key) for key in self.store.live_keys("resource-", f"/data-{self.env.host}")}

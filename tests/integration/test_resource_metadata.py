@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from tests.helpers.marshosts import STATE_WAIT, wait_until
+from tests.helpers.marshosts import STATE_WAIT, MarsNet, wait_until
 from tests.integration.support import (
-    ROUND, assert_output_everywhere, assert_stays, build_cluster, outputs, sparse_disk,
-    wait_for_key, wait_for_resources)
+    ROUND, assert_output_everywhere, assert_stays, build_cluster, outputs,
+    sparse_disk, wait_for_key, wait_for_membership, wait_for_resources)
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +115,44 @@ def test_update_cluster_exits_1_naming_the_peer_it_could_not_reach(marsnet):
     assert result.returncode == 1, result.stderr
     assert "charlie" in result.stderr and "bravo" not in result.stderr
     assert "resource-vm1/size" in bravo.live_values("resource-vm1/")
+
+
+# Rounds this long never come during the test: what arrives was sent as
+# news. (Liveness then needs a window longer than a round.)
+LONG_ROUND = 600.0
+LONG = ("--window=3600",)
+
+
+def joined_with_long_rounds(net, host, via):
+    net.share_key(via, host)
+    host.marsadm("join-cluster", via.name, via.address, f"--ip={host.address}")
+    host.start(*LONG)
+    host.wait_serving()
+
+
+def test_a_change_reaches_the_peers_at_once_not_at_their_next_round(tmp_path):
+    """Wishes written on one host and a host that joins reach the other
+    hosts as news (the writer, or the host a joiner pushed itself to, tells
+    its peers to pull now): with rounds of ten minutes, within seconds. The
+    rounds stay the fallback."""
+    net = MarsNet(tmp_path / "hosts", round_interval=LONG_ROUND)
+    try:
+        alpha, bravo, charlie = net.add("alpha"), net.add("bravo"), net.add("charlie")
+        alpha.marsadm("create-cluster", f"--ip={alpha.address}")
+        alpha.start(*LONG)
+        alpha.wait_serving()
+        joined_with_long_rounds(net, bravo, alpha)
+        wait_for_membership([alpha, bravo], [alpha, bravo], timeout=LONG_ROUND / 10)
+        alpha.marsadm("create-resource", "vm1", sparse_disk(alpha, size=SIZE))
+        wait_for_resources([bravo], ["vm1"], timeout=LONG_ROUND / 10)
+        bravo.marsadm("join-resource", "vm1", sparse_disk(bravo, size=SIZE))
+        wait_for_key([alpha], "resource-vm1/data-bravo", str(bravo.root / "disks" / "disk"),
+                     timeout=LONG_ROUND / 10)
+        joined_with_long_rounds(net, charlie, alpha)
+        wait_for_membership([alpha, bravo, charlie], [alpha, bravo, charlie],
+                            timeout=LONG_ROUND / 10)
+        bravo.marsadm("set-systemd-want", "vm1", "bravo")
+        wait_for_key([alpha, charlie], "resource-vm1/systemd-want", "bravo",
+                     timeout=LONG_ROUND / 10)
+    finally:
+        net.stop_all()
