@@ -32,8 +32,13 @@ class Runtime:
     window: float = 60.0
     daemon_running: bool = True
     now: float = field(default_factory=time.time)
+    daemon_pid: int = None      # the running marsd's, when known (0: not written yet)
 
     def status(self, res):
+        """What the running marsd last reported of `res`; nothing from a
+        marsd that died (a status file written by another pid: right after a
+        restart it would say the device is up before the new marsd brought
+        it up) or that stopped reporting."""
         if not self.daemon_running:
             return {}
         path = self.state_dir / "status" / f"{res}.json"
@@ -42,6 +47,8 @@ class Runtime:
         except (OSError, ValueError):
             return {}
         if self.now - status.get("updated", 0) > STATUS_FRESH:
+            return {}
+        if self.daemon_pid is not None and status.get("marsd") != self.daemon_pid:
             return {}
         return status
 

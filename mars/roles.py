@@ -22,20 +22,27 @@ from mars.resources import HostCommands
 PAUSABLE = {"sync": "sync", "fetch": "connect", "replay": "allow-replay"}
 
 
-def daemon_running(env):
-    """True while a marsd holds this host's pid file lock."""
+def daemon_pid(env):
+    """The pid of the marsd that holds this host's pid file lock, or None
+    when none runs (0 when it runs but its pid is not written yet)."""
     try:
         fd = os.open(env.pid_path, os.O_RDONLY)
     except FileNotFoundError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+        return None
     except BlockingIOError:
-        return True
+        written = os.read(fd, 32).decode(errors="replace").strip()
+        return int(written) if written.isdigit() else 0
     finally:
         os.close(fd)
+
+
+def daemon_running(env):
+    """True while a marsd holds this host's pid file lock."""
+    return daemon_pid(env) is not None
 
 
 def device_open(host, res, count):
@@ -54,7 +61,8 @@ class Roles(HostCommands):
 
     # ---------------------------------------------------------------- helpers
     def runtime(self):
-        return Runtime(self.env.state_dir, self.window, daemon_running(self.env))
+        pid = daemon_pid(self.env)
+        return Runtime(self.env.state_dir, self.window, pid is not None, daemon_pid=pid)
 
     def _member_state(self, res):
         state = self.store.state()

@@ -269,6 +269,7 @@ class ResourceWorker:
                 now - self.status.get("updated", 0) < STATUS_REFRESH:
             return
         self.status["updated"] = now
+        self.status["marsd"] = os.getpid()      # a restarted marsd's views ignore a dead one's
         self.status_written = dict(self.status)
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.status_path.with_suffix(".tmp")

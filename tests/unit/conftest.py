@@ -206,10 +206,12 @@ def fake_marsd(scenario):
     h1 = scenario.host
     fd = os.open(h1.state_dir / "marsd.pid", os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{os.getpid()}\n".encode())
 
     def write_status(res, **status):
         (h1.state_dir / "status").mkdir(exist_ok=True)
         status.setdefault("updated", time.time())
+        status.setdefault("marsd", os.getpid())       # written by the marsd holding the lock
         (h1.state_dir / "status" / f"{res}.json").write_text(json.dumps(status))
 
     yield write_status

@@ -6,13 +6,17 @@ actual primary) and h2; h3 is no member. Most tests look from h2, a synced
 secondary that replays h1's first logfile past its sync start position."""
 
 import json
+import os
 import time
 
 import pytest
 
 from mars.dataviews import (DATA_VIEWS, STATUS_FRESH, Runtime, diskstate, flags,
                             is_consistent, replstate, role, summary, sync_rest, work_rest)
+from mars.daemon import PidFile
+from mars.hostenv import HostEnv
 from mars.keys import ClusterState
+from mars.roles import daemon_pid, daemon_running
 from tests.unit.conftest import MIB, make_disk
 
 RES = "vm1"
@@ -400,6 +404,29 @@ def test_runtime_ignores_a_status_file_older_than_status_fresh(tmp_path):
 def test_runtime_without_a_running_marsd_has_no_status(tmp_path):
     write_status(tmp_path, secondary_status(updated=5000.0))
     assert Runtime(tmp_path, daemon_running=False, now=5000.0).status(RES) == {}
+
+
+def test_runtime_ignores_the_status_a_crashed_marsd_left_for_the_restarted_one(tmp_path):
+    """Killed and restarted within STATUS_FRESH: the dead marsd's file says
+    the device is up; until the new marsd reported, nothing is known."""
+    write_status(tmp_path, primary_status(updated=5000.0, marsd=111))
+    assert Runtime(tmp_path, now=5001.0, daemon_pid=222).status(RES) == {}
+    assert Runtime(tmp_path, now=5001.0, daemon_pid=0).status(RES) == {}     # pid not written yet
+    assert Runtime(tmp_path, now=5001.0, daemon_pid=111).status(RES)["is_primary"]
+
+
+def test_daemon_pid_is_the_pid_of_the_marsd_holding_the_pid_file(tmp_path):
+    env = HostEnv("h1", tmp_path)
+    env.ensure_state_dir()
+    assert daemon_pid(env) is None
+    holder = PidFile(env.pid_path)
+    holder.acquire()
+    try:
+        # flock locks belong to the open file: another open of it sees the lock
+        assert daemon_pid(env) == os.getpid() and daemon_running(env)
+    finally:
+        holder.release()
+    assert daemon_pid(env) is None and not daemon_running(env)
 
 
 @pytest.mark.parametrize("content", [None, "{not json", json.dumps({"attached": True})])
