@@ -933,8 +933,10 @@ class ResourceWorker:
 
     async def _sync_range(self, state, source, disk, start, target, size, fast):
         """Copy [start, target) from the source, pipelined: while the source
-        reads (and hashes) one request, this host hashes the next and writes
-        the previous one. Replies come back in order on the one connection."""
+        reads (and hashes) one request, this host hashes the next, receives
+        the one before and writes the one before that (its own task, so that
+        receiving never waits for the disk). Replies come back in order on
+        the one connection."""
         requests = []
         offset = start
         while offset < target:
@@ -952,23 +954,32 @@ class ResourceWorker:
                 await channel.send({"type": "chunks", "res": self.res, "offset": offset,
                                     "chunk": CHUNK, "count": count, "digests": digests})
 
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(send_all)
-                for offset, count in requests:
-                    with trio.fail_after(REQUEST_TIMEOUT):
-                        reply, data = await channel.receive()
-                    if reply.get("type") != "chunks":
-                        raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
-                    in_flight.release()
+        received, to_write = trio.open_memory_channel(1)
+
+        async def write_all():
+            async with to_write:
+                async for offset, count, kinds, data in to_write:
                     await trio.to_thread.run_sync(
-                        apply_chunks, disk, offset, CHUNK, reply["kinds"], data, size)
+                        apply_chunks, disk, offset, CHUNK, kinds, data, size)
                     step = min(count * CHUNK, size - offset)
                     self.sync_done = offset + step
                     self.rates["sync"].add(step)
                     self.metrics.synced.labels(self.res).inc(len(data))
                     self.report(sync_done=self.sync_done, sync_received=self.status.get(
                         "sync_received", 0) + len(data))
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_all)
+                nursery.start_soon(write_all)
+                async with received:
+                    for offset, count in requests:
+                        with trio.fail_after(REQUEST_TIMEOUT):
+                            reply, data = await channel.receive()
+                        if reply.get("type") != "chunks":
+                            raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
+                        in_flight.release()
+                        await received.send((offset, count, reply["kinds"], data))
         except BaseExceptionGroup as group:
             failures, rest = group.split((trio.TooSlowError, OSError, trio.BrokenResourceError,
                                           trio.ClosedResourceError, net.ProtocolError, PeerError))

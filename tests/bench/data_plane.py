@@ -4,10 +4,10 @@ Prints figures, side by side in one run (not a test):
 1. full sync of a volume filled with random data A->B over loopback, against
    `cp` of the same image file (+ fsync of the copy): ratio (aim >= 0.7);
 2. fast full sync of an identical replica against that full sync: speed-up
-   (aim >= 3x);
+   (aim >= 5x, issue 14);
 3. fio: sequential 1 MiB direct writes and 4 KiB random direct writes
    (iodepth 16) on /dev/mars/<res>, against a loop device with direct I/O on
-   a plain file: ratios (aims >= 0.4 and >= 0.25);
+   a plain file: ratios (aims >= 0.4 and >= 0.3, issue 14);
 4. replication lag (work-rest) of a secondary under a steady 20 MB/s fio
    writer: its maximum, sampled every 0.1 s.
 
@@ -46,6 +46,9 @@ def syncstatus(host, res="vm1"):
 def timed_join(net, primary, secondary, size, extra=()):
     secondary.start(*extra)
     secondary.wait_serving()
+    # its marsd's first pull brings the resource (it joined the cluster before)
+    wait_until(lambda: "resource-vm1/size" in secondary.live_values("resource-vm1/"),
+               timeout=60, what=f"{secondary.name} knowing vm1")
     started = time.perf_counter()
     secondary.marsadm("join-resource", "vm1", secondary.disk)
     wait_until(lambda: syncstatus(secondary) >= size, timeout=900, interval=0.05,
@@ -112,7 +115,7 @@ def run(net, size, args):
           f"cp + fsync: {cp_seconds:.2f} s = {size / cp_seconds / MIB:.0f} MiB/s; "
           f"ratio {cp_seconds / full:.2f} (aim >= 0.7)")
     print(f"2. fast full sync of an identical replica: {fast:.2f} s = "
-          f"{size / fast / MIB:.0f} MiB/s; speed-up over full sync {full / fast:.1f}x (aim >= 3x)")
+          f"{size / fast / MIB:.0f} MiB/s; speed-up over full sync {full / fast:.1f}x (aim >= 5x)")
     net.wait(b, "vm1")
     net.wait(c, "vm1")
     c.marsadm("leave-resource", "vm1")
@@ -138,7 +141,7 @@ def run(net, size, args):
         plain.unlink()
     (seq_plain, rand_plain), (seq_mars, rand_mars) = results["plain loop"], results["/dev/mars/vm1"]
     print(f"3. sequential ratio {seq_mars[0] / seq_plain[0]:.2f} (aim >= 0.4), "
-          f"random ratio {rand_mars[1] / rand_plain[1]:.2f} (aim >= 0.25)")
+          f"random ratio {rand_mars[1] / rand_plain[1]:.2f} (aim >= 0.3)")
 
     # 4. lag under a steady 20 MB/s writer
     net.wait(b, "vm1")
