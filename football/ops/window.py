@@ -104,8 +104,12 @@ class DowntimeWindow:
 def restart_somewhere(op, hosts, error):
     """Compensation by restart: start `res` on the first of `hosts` where it
     runs and return that host; `Critical` when it runs nowhere. Never raises
-    anything else."""
+    anything else. Before each try the others are stopped: a host whose
+    start failed after its mount still holds the device, and MARS refuses
+    the handover to any other host while it does."""
+    hosts = list({host.name: host for host in hosts}.values())
     for host in hosts:
+        _stop_elsewhere(op, [other for other in hosts if other.name != host.name])
         try:
             op.hooks.resource_start(host=host, res=op.res)
             if op.hooks.container_state(host=host, res=op.res) == "RUNNING":
@@ -115,3 +119,14 @@ def restart_somewhere(op, hosts, error):
     names = " ".join(dict.fromkeys(host.name for host in hosts))
     raise Critical(f"{op.operation} of {op.res} failed inside the downtime window: {error}; "
                    f"{op.res} is NOT running anywhere. Run football repair-vm {op.res} {names}")
+
+
+def _stop_elsewhere(op, hosts):
+    """Stop `res` on `hosts` (a stop where it does not run changes nothing);
+    a failure is said and the compensation goes on."""
+    for host in hosts:
+        try:
+            op.hooks.resource_stop(host=host, res=op.res)
+        except Exception as stop_error:         # keep going: the start will tell
+            op.ctx.reporter.warning(f"{host.name}: stopping {op.res} before the restart "
+                                    f"elsewhere failed: {stop_error}")

@@ -106,6 +106,7 @@ class FakeFleet:
         self.fail_next = {}             # command (e.g. "create-resource") -> times to refuse
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
+        self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
         self.violations = []
         self.calls = []                 # (host, argv) in the order they ran
@@ -597,6 +598,8 @@ class FakeFleet:
         if not mounted:
             raise Refused(f"container {res} is not defined under {self.hosts[name].lxcpath}", 4)
         if action == "start":
+            if (name, res) in self.broken:
+                raise Refused(f"container {res} did not start (as the test asked)", 4)
             started = states.get(res) != "RUNNING"
             if started:
                 self._start_container(name, res)

@@ -63,3 +63,21 @@ def test_a_window_that_fails_lists_the_compensation_too_and_leaves_no_watcher(fl
               if command["argv"][0] == "football-host" and "start" in command["argv"]]
     assert starts[-1] == ("a1", 0)                  # compensated: back on a1
     assert not COMMAND_WATCHERS
+
+
+def test_a_start_failing_after_the_mount_is_compensated_on_the_source_after_a_stop_there(fleet):
+    """The target mounted the volume, then its container did not start: it
+    holds the device, and MARS refuses the handover back until it lets go.
+    The compensation stops it there first, then restarts on the source."""
+    fleet.broken.add(("b1", "vm1"))
+    code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 198, stderr                      # serious: runs again on the source
+    assert "runs again on a1" in stderr
+    assert fleet.running("vm1") == ["a1"] and fleet.resources["vm1"].primary == "a1"
+    assert not fleet.mounts["b1"] and not fleet.violations
+    commands = [event for event in events if event["event"] == "downtime-end"][0]["commands"]
+    released = [index for index, command in enumerate(commands)
+                if command["host"] == "b1" and command["argv"][0] == "umount"]
+    back = [index for index, command in enumerate(commands)
+            if command["host"] == "a1" and "primary" in command["argv"]]
+    assert released and back and released[0] < back[-1]
