@@ -77,6 +77,7 @@ def start(name, lxcpath):
     log = Path(lxcpath) / f".{name}.log"
     for attempt in range(1, START_ATTEMPTS + 1):
         _wait_for_monitor_gone(name, lxcpath)
+        _wait_for_dying_namesakes(name, lxcpath)
         container = _container(name, lxcpath)
         container.set_config_item("lxc.log.file", str(log))
         if container.start() and container.wait("RUNNING", START_TIMEOUT):
@@ -121,19 +122,42 @@ def stop(name, lxcpath, timeout=STOP_TIMEOUT):
     return True
 
 
-def monitors(name, lxcpath):
-    """Pids of LXC's monitor processes of the container (`[lxc monitor]
-    <lxcpath> <name>`)."""
-    wanted = f"[lxc monitor] {Path(lxcpath)} {name}".encode()
-    found = []
+MONITOR = "[lxc monitor] "
+
+
+def monitor_commands():
+    """{pid: (lxcpath, name)} of every LXC monitor process on this machine
+    (command line `[lxc monitor] <lxcpath> <name>`)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes().rstrip(b"\0") == wanted:
-                    found.append(int(entry.name))
+                command = (entry / "cmdline").read_bytes().rstrip(b"\0").decode(errors="replace")
             except OSError:
-                pass
+                continue
+            if command.startswith(MONITOR) and " " in command[len(MONITOR):]:
+                path, name = command[len(MONITOR):].rsplit(" ", 1)
+                found[int(entry.name)] = (path, name)
     return found
+
+
+def monitors(name, lxcpath):
+    """Pids of LXC's monitor processes of the container."""
+    wanted = (str(Path(lxcpath)), name)
+    return [pid for pid, monitored in monitor_commands().items() if monitored == wanted]
+
+
+def dying_namesakes(name, lxcpath, state_of=None):
+    """Pids of the monitors of containers of the same name in other LXC
+    paths that do not run (stopping, aborting, just stopped). The lab's hosts
+    share one machine, and a start beside such a monitor of a namesake fails
+    as beside its own ("Failed to mount temporary procfs", "Failed to open
+    /dev/pts/0": CI, a handover's start while another lab's vm1 stopped). A
+    namesake that runs is no matter. On a real host there is one LXC path."""
+    state_of = state_of or (lambda other: _container(name, other).state)
+    own = str(Path(lxcpath))
+    return [pid for pid, (path, monitored) in monitor_commands().items()
+            if monitored == name and path != own and state_of(path) != "RUNNING"]
 
 
 def _wait_for_monitor_gone(name, lxcpath, timeout=MONITOR_EXIT_TIMEOUT):
@@ -144,6 +168,14 @@ def _wait_for_monitor_gone(name, lxcpath, timeout=MONITOR_EXIT_TIMEOUT):
     bounded; a monitor that stays is left to the start to report."""
     deadline = time.monotonic() + timeout
     while monitors(name, lxcpath) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _wait_for_dying_namesakes(name, lxcpath, timeout=MONITOR_EXIT_TIMEOUT):
+    """Before a start: until no namesake's monitor is winding down (see
+    `dying_namesakes`), bounded; one that stays is left to the start."""
+    deadline = time.monotonic() + timeout
+    while dying_namesakes(name, lxcpath) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -39,6 +39,8 @@ def lxcpath(tmp_path, monkeypatch):
     (tmp_path / "vm1" / "config").write_text("lxc.rootfs.path = dir:/elsewhere/rootfs\n")
     (tmp_path / ".vm1.log").write_text("lxc vm1 ERROR conf - Failed to mount temporary procfs\n")
     monkeypatch.setattr(container.time, "sleep", lambda seconds: None)
+    # LXC monitors of a lab test running beside this one are not this test's
+    monkeypatch.setattr(container, "monitor_commands", lambda: {})
     return tmp_path
 
 
@@ -101,3 +103,30 @@ def test_a_start_waits_until_the_monitor_of_the_last_run_is_gone(lxcpath, monkey
 def test_the_monitor_of_a_container_is_found_by_its_command_line(tmp_path):
     # this test process is no monitor; a made-up path has none
     assert container.monitors("vm1", tmp_path / "lxc") == []
+
+
+def test_a_start_waits_for_namesakes_winding_down_elsewhere_not_for_running_ones(monkeypatch):
+    """The lab's hosts share one machine: another host's (or another lab's)
+    vm1 that is stopping counts like this host's own last run; one that
+    runs does not."""
+    found = {11: ("/lab/a1/var/lib/lxc", "vm1"), 12: ("/lab/b1/var/lib/lxc", "vm1"),
+             13: ("/other/a1/var/lib/lxc", "vm1"), 14: ("/lab/a1/var/lib/lxc", "vm2"),
+             15: ("/lab/a2/var/lib/lxc", "vm1")}
+    monkeypatch.setattr(container, "monitor_commands", lambda: found)
+    states = {"/lab/a1/var/lib/lxc": "STOPPING", "/lab/b1/var/lib/lxc": "RUNNING",
+              "/other/a1/var/lib/lxc": "STOPPED"}
+    assert container.dying_namesakes("vm1", "/lab/a2/var/lib/lxc", states.get) == [11, 13]
+    assert container.monitors("vm1", "/lab/a2/var/lib/lxc") == [15]     # its own
+
+
+def test_a_monitor_is_read_from_its_command_line(monkeypatch, tmp_path):
+    proc = tmp_path / "proc"
+    for pid, command in ((7, b"[lxc monitor] /srv/a1/lxc vm1\0"), (8, b"/bin/sh\0-c\0x\0"),
+                         (9, b"[lxc monitor] /srv/my lxc/path vm2\0")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cmdline").write_bytes(command)
+    real_path = container.Path
+    monkeypatch.setattr(container, "Path", lambda *parts: proc if parts == ("/proc",)
+                        else real_path(*parts))
+    assert container.monitor_commands() == {7: ("/srv/a1/lxc", "vm1"),
+                                            9: ("/srv/my lxc/path", "vm2")}
