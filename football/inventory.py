@@ -131,9 +131,9 @@ class Host:
             exit_code = result.exit_code
             return result
         finally:
+            seconds, told = time.monotonic() - started, [str(arg) for arg in argv]
             for watcher in list(COMMAND_WATCHERS):
-                watcher(self.name, [str(arg) for arg in argv],
-                        time.monotonic() - started, exit_code)
+                watcher(self.name, told, seconds, exit_code)
 
 
 @dataclass

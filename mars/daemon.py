@@ -30,8 +30,8 @@ from mars.device import (device_users, disk_size, mounted_devices, open_count,
                          processes_holding_devices)
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
-from mars.keys import (IP_PREFIX, ClusterState, alive_key, data_key, ip_key, owner_of, res_key,
-                       resource_of, time_key)
+from mars.keys import (IP_PREFIX, ClusterState, alive_key, data_key, data_name, ip_key, owner_of,
+                       res_key, resource_of, time_key)
 from mars.metrics import Metrics
 from mars.replay import lowest_needed_logfile
 from mars.store import Store
@@ -83,9 +83,15 @@ def changed_resources(keys):
         res = resource_of(key)
         if res is not None:
             resources.add(res)
-        elif owner_of(key) is None or key not in (alive_key(owner_of(key)), time_key(owner_of(key))):
+        elif not is_heartbeat(key):
             return None
     return resources
+
+
+def is_heartbeat(key):
+    """A host's liveness, rewritten every round (`actual-<host>/alive|time`)."""
+    owner = owner_of(key)
+    return owner is not None and key in (alive_key(owner), time_key(owner))
 
 
 class Daemon:
@@ -239,7 +245,8 @@ class Daemon:
         here: pulled from, or worked on, at once rather than at the next round."""
         if any(key.startswith(IP_PREFIX) for key in changed):
             self._track_peers(self.worker_nursery, self.store.live_values("ips/"))
-        if not self.stopping and any(key.endswith(f"/data-{self.env.host}") for key in changed):
+        mine = f"/{data_name(self.env.host)}"
+        if not self.stopping and any(key.endswith(mine) for key in changed):
             self._track_workers(self.worker_nursery)
 
     def _tell_peers_of_news(self, changed):
@@ -251,8 +258,7 @@ class Daemon:
         if own == self.own_stamp:
             return
         self.own_stamp = own
-        heartbeat = {alive_key(self.env.host), time_key(self.env.host)}
-        if changed and not set(changed) - heartbeat:
+        if changed and all(is_heartbeat(key) for key in changed):
             return
         self._tell_everyone()
 

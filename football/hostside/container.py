@@ -15,7 +15,7 @@ WORKLOAD_LOG = "/var/workload.log"
 STOP_TIMEOUT = 10
 START_TIMEOUT = 10
 # A start that fails with the container STOPPED is tried again (its monitor
-# gone first, see _wait_for_monitor_gone); the waits double from 0.5 s.
+# gone first, see _wait_while); the waits double from 0.5 s.
 START_ATTEMPTS = 5
 MONITOR_EXIT_TIMEOUT = 30
 
@@ -76,8 +76,7 @@ def start(name, lxcpath):
     _point_rootfs_here(directory)
     log = Path(lxcpath) / f".{name}.log"
     for attempt in range(1, START_ATTEMPTS + 1):
-        _wait_for_monitor_gone(name, lxcpath)
-        _wait_for_dying_namesakes(name, lxcpath)
+        _wait_while(lambda: monitors(name, lxcpath) or dying_namesakes(name, lxcpath))
         container = _container(name, lxcpath)
         container.set_config_item("lxc.log.file", str(log))
         if container.start() and container.wait("RUNNING", START_TIMEOUT):
@@ -118,7 +117,7 @@ def stop(name, lxcpath, timeout=STOP_TIMEOUT):
         time.sleep(0.05)
     if container.running:
         raise ContainerError(f"container {name} is still running after stop")
-    _wait_for_monitor_gone(name, lxcpath)
+    _wait_while(lambda: monitors(name, lxcpath))
     return True
 
 
@@ -160,22 +159,15 @@ def dying_namesakes(name, lxcpath, state_of=None):
             if monitored == name and path != own and state_of(path) != "RUNNING"]
 
 
-def _wait_for_monitor_gone(name, lxcpath, timeout=MONITOR_EXIT_TIMEOUT):
-    """A stopped container's monitor goes on for a while (it removes the
-    cgroups and the mounts): a start before it is gone runs beside it and
-    fails (CI: a compensation restarted the container a moment after the
-    stop; "Failed to mount temporary procfs", two monitors). Waits for it,
-    bounded; a monitor that stays is left to the start to report."""
+def _wait_while(monitors_found, timeout=MONITOR_EXIT_TIMEOUT):
+    """Until `monitors_found()` finds none, bounded. A stopped container's
+    monitor goes on for a while (it removes the cgroups and the mounts): a
+    start before it is gone runs beside it and fails (CI: a compensation
+    restarted the container a moment after the stop; "Failed to mount
+    temporary procfs", two monitors); so does one beside a namesake's (see
+    `dying_namesakes`). A monitor that stays is left to the start to report."""
     deadline = time.monotonic() + timeout
-    while monitors(name, lxcpath) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _wait_for_dying_namesakes(name, lxcpath, timeout=MONITOR_EXIT_TIMEOUT):
-    """Before a start: until no namesake's monitor is winding down (see
-    `dying_namesakes`), bounded; one that stays is left to the start."""
-    deadline = time.monotonic() + timeout
-    while dying_namesakes(name, lxcpath) and time.monotonic() < deadline:
+    while monitors_found() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -60,12 +60,15 @@ class DowntimeWindow:
         self.commands.append({"host": host, "argv": argv, "at": round(ended - seconds, 3),
                               "seconds": round(seconds, 3), "exit_code": exit_code})
 
+    def _stop_timing(self):
+        if self._timed in COMMAND_WATCHERS:
+            COMMAND_WATCHERS.remove(self._timed)
+
     def __exit__(self, kind, error, traceback):
         try:
             return self._exit(error)
         finally:
-            if self._timed in COMMAND_WATCHERS:
-                COMMAND_WATCHERS.remove(self._timed)
+            self._stop_timing()     # also when the window ends without _end (a crash)
 
     def _exit(self, error):
         if error is None:
@@ -93,7 +96,7 @@ class DowntimeWindow:
         window (also a compensated one: the container was down)."""
         op = self.op
         self.seconds = round(time.monotonic() - self.began, 3)
-        COMMAND_WATCHERS.remove(self._timed)
+        self._stop_timing()
         op.summary["downtime_commands"] = self.commands
         op._tell("restore_resource_state", host=host, state=self.saved)
         op._tell("report_downtime", source=self.source, host=host, seconds=self.seconds)
@@ -116,7 +119,7 @@ def restart_somewhere(op, hosts, error):
                 return host
         except Exception as restart_error:       # keep trying the others
             op.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
-    names = " ".join(dict.fromkeys(host.name for host in hosts))
+    names = " ".join(host.name for host in hosts)
     raise Critical(f"{op.operation} of {op.res} failed inside the downtime window: {error}; "
                    f"{op.res} is NOT running anywhere. Run football repair-vm {op.res} {names}")
 

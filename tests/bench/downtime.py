@@ -33,12 +33,13 @@ STEPS = (("stop", lambda argv: "stop" in argv or argv[0] == "umount"),
          ("mount", lambda argv: argv[0] in ("mount", "mkdir")),
          ("container start", lambda argv: "start" in argv),
          ("checks", lambda argv: True))
+COLUMNS = [*dict(STEPS), "between commands"]
 
 
 def window_steps(commands, downtime):
     """Seconds per step of the window, and `between commands`: the downtime
     when no command ran (commands in parallel count once)."""
-    steps = dict.fromkeys([name for name, _ in STEPS], 0.0)
+    steps = dict.fromkeys(COLUMNS, 0.0)
     for command in commands:
         name = next(name for name, belongs in STEPS if belongs(command["argv"]))
         steps[name] += command["seconds"]
@@ -83,13 +84,12 @@ def main():
                 print(f"migration {number} -> {target}: downtime {row['downtime']:.2f} s, "
                       f"workload gap {gap:.2f} s, sync {row['sync']:.1f} s, total "
                       f"{total:.1f} s, overhead {row['overhead']:.1f} s", flush=True)
-                print("  window: " + ", ".join(f"{name} {row[name]:.2f} s" for name in
-                                               [*dict(STEPS), "between commands"]), flush=True)
+                print("  window: " + ", ".join(f"{name} {row[name]:.2f} s" for name in COLUMNS),
+                      flush=True)
                 target = "cluster1" if target == "cluster2" else "cluster2"
             for key, label in (("downtime", "downtime (Football)"), ("gap", "workload gap"),
                                ("overhead", "Football overhead"), ("sync", "sync"),
-                               *((name, f"  window: {name}") for name in
-                                 [*dict(STEPS), "between commands"])):
+                               *((name, f"  window: {name}") for name in COLUMNS)):
                 values = [row[key] for row in rows]
                 print(f"{label:22s} median {statistics.median(values):6.2f} s   "
                       f"max {max(values):6.2f} s")
