@@ -556,10 +556,27 @@ def attach_loop(path):
     return device
 
 
-def refresh_loop_size(device):
+def grow_loop(device_file, device, size):
+    """Make the loop device `device` over the FUSE file `device_file` as big
+    as the device process's new `size`.
+
+    The kernel's FUSE inode must hold the new size before the loop device
+    does: a read beyond the size the inode holds comes back empty, which the
+    loop device answers with EIO (CI: xfs_growfs right after a resize, while
+    the container wrote). The device process invalidates the attributes, but
+    the getattr that follows is dropped as stale when a write completes
+    meanwhile: stat and the loop driver then see the new size in its reply
+    while the inode keeps the old one. A truncate sets the inode's size
+    whatever else completes (the device process accepts one to its own size
+    and refuses any other)."""
+    os.truncate(device_file, size)
     result = subprocess.run(["losetup", "--set-capacity", device], capture_output=True, text=True)
     if result.returncode != 0:
         raise LoopError(f"losetup --set-capacity {device} failed: {result.stderr.strip()}")
+    grown = disk_size(device)
+    if grown != size:
+        raise LoopError(f"loop device {device} has {grown} bytes after losetup --set-capacity, "
+                        f"not the device's {size}")
 
 
 def detach_loop(device):

@@ -628,7 +628,8 @@ class ResourceWorker:
         size = state.size(self.res) if state.exists(self.res) else self.status.get("device_size")
         if size != self.status.get("device_size"):
             await device.command({"cmd": "resize", "size": size})
-            await trio.to_thread.run_sync(devices.refresh_loop_size, self.loop)
+            await trio.to_thread.run_sync(devices.grow_loop, self.fuse_dir / devices.DEVICE_FILE,
+                                          self.loop, size)
             self.report(device_size=size)
             log.info("%s: device grown to %d bytes", self.res, size)
         now = time.monotonic()

@@ -5,8 +5,11 @@ marsd reports the size of its disk only when its resource worker steps (an
 idle one every few seconds), so resize asks every member's marsd for the
 size of its disk as it is now, and refuses when one cannot be asked."""
 
+import mmap
 import os
+import random
 import subprocess
+import threading
 
 import pytest
 
@@ -92,6 +95,55 @@ def test_resize_right_after_the_disks_grew_grows_every_time_and_the_replica_foll
                           f"would write resource-{RES}/grown-from = {size}\n"), dry.stdout
     assert tree_without_reports(a) == tree
     assert resource_size(a) == size and device_size(datanet, a) == size
+
+
+def test_the_grown_tail_reads_through_the_device_at_once_while_it_is_written(datanet):
+    """The kernel's FUSE inode knows the new size before the loop device
+    does. Its attributes are re-read after a resize, but a write that
+    completes meanwhile makes the kernel drop that answer: the loop device
+    then has the new size while the inode keeps the old one, and a read of
+    the grown tail fails with EIO (CI: xfs_growfs during `football expand`,
+    the container writing). Direct I/O, as the loop device and xfs do."""
+    (a,) = datanet.primary_with_device("a", res=RES, disk_sizes={"a": DISK})
+    device = datanet.device(a, RES)
+    stop = threading.Event()
+    failures = []
+
+    def write_all_the_time():
+        block = mmap.mmap(-1, 4096)
+        block.write(os.urandom(4096))
+        handle = os.open(device, os.O_RDWR | os.O_DIRECT)
+        try:
+            while not stop.is_set():
+                os.pwritev(handle, [block], random.randrange(DISK // 4096) * 4096)
+        except OSError as error:
+            failures.append(error)
+        finally:
+            os.close(handle)
+
+    writer = threading.Thread(target=write_all_the_time)
+    writer.start()
+    size = DISK
+    try:
+        for _ in range(8):
+            size += GROWTH
+            os.truncate(a.disk, size)
+            tail = os.urandom(4096)
+            with open(a.disk, "r+b") as disk:
+                disk.seek(size - len(tail))
+                disk.write(tail)
+            a.marsadm("resize", RES, f"--timeout={STATE_WAIT:g}")
+            block = mmap.mmap(-1, 4096)
+            handle = os.open(device, os.O_RDONLY | os.O_DIRECT)
+            try:
+                assert os.preadv(handle, [block], size - 4096) == 4096
+            finally:
+                os.close(handle)
+            assert block[:] == tail, f"the grown tail of {size} bytes read back different"
+    finally:
+        stop.set()
+        writer.join()
+    assert not failures, failures
 
 
 def test_resize_that_cannot_grow_says_why_and_one_beyond_a_disk_or_unasked_is_refused(datanet):
