@@ -5,6 +5,7 @@ so its `config` and `rootfs/` travel with the volume from host to host. The
 only host-specific line, `lxc.rootfs.path`, is rewritten to this host's
 mountpoint before each start."""
 
+import os
 import re
 import time
 from pathlib import Path
@@ -78,6 +79,7 @@ def start(name, lxcpath):
     for attempt in range(1, START_ATTEMPTS + 1):
         _wait_while(lambda: monitors(name, lxcpath) or dying_namesakes(name, lxcpath))
         container = _container(name, lxcpath)
+        _refuse_without_its_rootfs(container, directory)
         container.set_config_item("lxc.log.file", str(log))
         if container.start() and container.wait("RUNNING", START_TIMEOUT):
             return True
@@ -87,6 +89,22 @@ def start(name, lxcpath):
     raise ContainerError(f"container {name} did not start (attempt {attempt} of "
                          f"{START_ATTEMPTS}, state {container.state}); "
                          f"{_what_it_had(directory, log)}")
+
+
+def _refuse_without_its_rootfs(container, directory):
+    """LXC starts a container whose configuration is missing or empty on
+    the host's own root, with the host's init: a damaged config file on a
+    volume (CI: one that arrived empty after a handover) must stop the start."""
+    wanted = directory / "rootfs"
+    found = (container.get_config_item("lxc.rootfs.path") or "") if container.defined else ""
+    if Path(found.removeprefix("dir:")) == wanted:
+        return
+    what = ("is missing" if not container.defined else
+            f"names rootfs {found}" if found else "names no rootfs")
+    raise ContainerError(
+        f"container {container.name} not started: its config {directory / 'config'} {what} "
+        f"(wanted {wanted}); LXC would run it on this host's own root. Restore the config "
+        f"from a replica or the container's template, then start it again")
 
 
 def _what_it_had(directory, log):
@@ -181,7 +199,18 @@ def _point_rootfs_here(directory):
 
 
 def _write(path, text, mode=0o644):
+    """Replace `path` atomically and durably: a crash (or a handover that
+    takes the volume elsewhere) leaves the old file or the new one, never an
+    empty one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fchmod(handle.fileno(), mode)
+        os.fsync(handle.fileno())
     tmp.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -14,9 +14,24 @@ class StandIn:
     """An lxc.Container whose first `failures` starts fail (as LXC's do:
     start() true, the container never RUNNING, back to STOPPED)."""
 
+    name = "vm1"
+    config = None               # the config file it reads, set by `using`
+
     def __init__(self, failures, stuck=False):
         self.failures, self.stuck, self.starts = failures, stuck, 0
-        self.defined, self.running, self.state = True, False, "STOPPED"
+        self.running, self.state = False, "STOPPED"
+
+    @property
+    def defined(self):
+        return self.config.exists()
+
+    def get_config_item(self, key):
+        """As the bindings: the value without its storage type, '' if unset."""
+        for line in self.config.read_text().splitlines():
+            found, _, value = line.partition("=")
+            if found.strip() == key:
+                return value.strip().removeprefix("dir:")
+        return ""
 
     def set_config_item(self, key, value):
         pass
@@ -45,7 +60,11 @@ def lxcpath(tmp_path, monkeypatch):
 
 
 def using(monkeypatch, stand_in):
-    monkeypatch.setattr(container, "_container", lambda name, lxcpath: stand_in)
+    def at(name, lxcpath):
+        stand_in.config = Path(lxcpath) / name / "config"
+        return stand_in
+
+    monkeypatch.setattr(container, "_container", at)
     return stand_in
 
 
@@ -74,6 +93,25 @@ def test_a_container_left_starting_is_not_started_twice(lxcpath, monkeypatch):
     with pytest.raises(container.ContainerError, match=f"attempt 1 of {container.START_ATTEMPTS}, state STARTING"):
         container.start("vm1", lxcpath)
     assert stand_in.starts == 1
+
+
+@pytest.mark.parametrize("config, what", [
+    ("", "names no rootfs"),
+    ("lxc.uts.name = vm1\nlxc.rootfs.path = dir:/\n", "names rootfs /"),
+])
+def test_a_config_without_the_containers_own_rootfs_is_never_started(
+        lxcpath, monkeypatch, config, what):
+    """LXC runs a container whose config names no rootfs on the host's own
+    root: refused before LXC is asked, saying which config and what to do."""
+    stand_in = using(monkeypatch, StandIn(failures=0))
+    monkeypatch.setattr(container, "_point_rootfs_here", lambda directory: None)
+    (lxcpath / "vm1" / "config").write_text(config)
+    with pytest.raises(container.ContainerError) as refused:
+        container.start("vm1", lxcpath)
+    assert stand_in.starts == 0
+    message = str(refused.value)
+    assert f"its config {lxcpath / 'vm1' / 'config'} {what}" in message, message
+    assert "host's own root" in message and "Restore the config" in message
 
 
 def test_an_empty_rootfs_says_so(lxcpath, monkeypatch):
