@@ -2,12 +2,14 @@
 chunk protocol on temp files (server reads, client applies, fast full sync
 by digests), and DataServer's answers, called directly under trio.run."""
 
+import hashlib
 import os
 import random
 from functools import partial
 
 import pytest
 import trio
+import xxhash
 
 from mars import transfer
 from mars.logfile import list_logfiles
@@ -76,6 +78,23 @@ def test_fast_full_sync_sends_only_differing_chunks_and_makes_the_target_equal(p
     assert written == SMALL + SMALL + SMALL + 1000      # chunk 1 zeroed, chunk 2 untouched
     assert read(target) == read(source)
 
+
+
+def test_a_digest_names_its_kind_and_an_old_clients_bare_sha1_still_matches(pair):
+    """marsd asks with xxh3-128 digests; one that sent bare SHA1 hex digests
+    (before) is still answered as it expects; a kind the server does not
+    know never matches, so the chunk travels: never skipped by a guess."""
+    source, target, chunks = pair
+    digests = local_digests(target, 0, SMALL, 5, SIZE)
+    assert all(digest.startswith("xxh3-128:") and len(digest) == 9 + 32 for digest in digests)
+    assert digests[2] == f"xxh3-128:{xxhash.xxh3_128_hexdigest(chunks[2])}"
+    bare_sha1 = [hashlib.sha1(read(target)[i * SMALL:(i + 1) * SMALL]).hexdigest()
+                 for i in range(4)]
+    assert read_chunks(source, 0, SMALL, 4, bare_sha1, SIZE)[0] == "dzsd"
+    assert read_chunks(source, 0, SMALL, 4, [f"sha1:{bare_sha1[2]}"] * 3, SIZE)[0] == "dzsd"
+    unknown = [f"md4:{digest.partition(':')[2]}" for digest in digests]
+    assert read_chunks(source, 0, SMALL, 5, unknown, SIZE)[0] == "dzddd"
+    assert read_chunks(source, 0, SMALL, 5, [None, 7, "", ":", "xxh3-128:"], SIZE)[0] == "dzddd"
 
 def test_full_sync_without_digests_sends_every_non_zero_chunk(pair):
     source, target, chunks = pair
