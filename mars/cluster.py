@@ -174,7 +174,7 @@ class Cluster:
                     "every host needs its own name")
             for key, value in theirs.items():
                 if key.startswith(IP_PREFIX) and value == address and key != ip_key(self.env.host):
-                    raise MarsError(f"address {address} is already used by {key[len('ips/ip-'):]}")
+                    raise MarsError(f"address {address} is already used by {key[len(IP_PREFIX):]}")
             self.store.clock.observe(max((item[2] for item in items), default=0))
             mine = MetaTuple(ip_key(self.env.host), address, self.store.clock.now(), self.env.host)
             if self.dry_run:

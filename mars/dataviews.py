@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from mars.replay import Cursor
-from mars.keys import global_pause_name, replay_name, syncpos_name, syncstatus_name, todo_name
+from mars.keys import (PRIMARY_NAME, global_pause_name, replay_name, syncpos_name, syncstatus_name,
+                       todo_name)
 
 STATUS_FRESH = 10.0             # seconds: an older status file is a dead marsd's
 
@@ -118,7 +119,7 @@ def diskstate(state, res, status):
         return "EmergencyMode"
     if status.get("is_primary"):
         return "UpToDate"
-    if role(state, res, status) == "NotYetPrimary" and (status.get("waiting") or "").startswith("starting"):
+    if role(state, res, status) == "NotYetPrimary" and status.get("recovering"):
         return "Recovery"
     if not is_consistent(state, res):
         return "InConsistent"
@@ -193,7 +194,7 @@ def work_rest(state, res, status):
 
 
 def is_split_brain(state, res, status):
-    from mars.worker import history_conflict
+    from mars.history import history_conflict
     return "1" if (status.get("split_brain") or
                    history_conflict(state, res, state.members(res))) else "0"
 
@@ -316,7 +317,7 @@ def _todo_switch(name):
 
 def _designated(want_self):
     def switch(state, res, status):
-        if state.resource_value(res, "primary", None) is None:
+        if state.resource_value(res, PRIMARY_NAME, None) is None:
             return None
         designated = state.designated_primary(res)
         return designated == state.local_host if want_self else designated is None

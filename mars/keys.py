@@ -56,6 +56,8 @@ def hosts_and_resources(keys):
 
 # Key builders: the one place that spells the schema.
 IP_PREFIX = "ips/ip-"       # ips/ip-<host> = its address: the cluster's members
+HEARTBEAT_PREFIX = "actual-"    # actual-<host>/{alive,time}: every host's heartbeat
+RESOURCE_PREFIX = "resource-"   # resource-<res>/<name>: everything about one resource
 
 
 def ip_key(host):
@@ -63,15 +65,21 @@ def ip_key(host):
 
 
 def alive_key(host):
-    return f"actual-{host}/alive"
+    return f"{HEARTBEAT_PREFIX}{host}/alive"
 
 
 def time_key(host):
-    return f"actual-{host}/time"
+    return f"{HEARTBEAT_PREFIX}{host}/time"
 
 
 def res_key(res, name):
-    return f"resource-{res}/{name}"
+    return f"{RESOURCE_PREFIX}{res}/{name}"
+
+
+def resource_dir_name(res):
+    """The directory of `res`'s logfiles in the state dir, named like its
+    keys (kernel MARS keeps both in `/mars/resource-<res>/`)."""
+    return f"{RESOURCE_PREFIX}{res}"
 
 
 def resync_changes(keys, res, host):
@@ -82,12 +90,20 @@ def resync_changes(keys, res, host):
     changes = {key: None for key in keys
                if key.startswith(prefix) and owner_of(key) == host and "/" not in key[len(prefix):]
                and key[len(prefix):].split("-")[0] in ("syncpos", "replay", "version")}
-    changes[res_key(res, f"syncstatus-{host}")] = 0
+    changes[syncstatus_key(res, host)] = 0
     return changes
 
 
 # Names inside a resource (`resource-<res>/<name>`), as `resource_value`
 # and `res_key` take them.
+SIZE_NAME = "size"                  # logical size in bytes
+PRIMARY_NAME = "primary"            # the designated primary, or NO_PRIMARY
+GROWN_FROM_NAME = "grown-from"      # the size before the last `resize`
+SYSTEMD_WANT_NAME = "systemd-want"  # the host that should run the units
+SYSTEMD_START_UNIT_NAME = "systemd-start-unit"
+SYSTEMD_STOP_UNIT_NAME = "systemd-stop-unit"
+
+
 def data_name(host):
     return f"data-{host}"
 
@@ -126,14 +142,57 @@ def global_pause_name(what):
     return f"global-pause-{what}"
 
 
+VERSION_PREFIX = "version-"
+
+
 def version_name(number, host):
     """`host`'s record of logfile `number` (`version-<nr>-<host>`); with
     host '' the prefix every host's record of it starts with."""
-    return f"version-{number}-{host}"
+    return f"{VERSION_PREFIX}{number}-{host}"
+
+
+def is_version_name(name):
+    return name.startswith(VERSION_PREFIX)
+
+
+def version_number(name):
+    """The logfile number of a `version-<nr>-<host>` name."""
+    return int(name.split("-")[1])
+
+
+def version_host(name):
+    """The host of a `version-<nr>-<host>` name: everything after the
+    number (host names may contain dashes)."""
+    return name.split("-", 2)[-1]
 
 
 def data_key(res, host):
     return res_key(res, data_name(host))
+
+
+def data_key_suffix(host):
+    """How every `resource-<res>/data-<host>` key of `host` ends."""
+    return f"/{data_name(host)}"
+
+
+def size_key(res):
+    return res_key(res, SIZE_NAME)
+
+
+def primary_key(res):
+    return res_key(res, PRIMARY_NAME)
+
+
+def replay_key(res, host):
+    return res_key(res, replay_name(host))
+
+
+def syncstatus_key(res, host):
+    return res_key(res, syncstatus_name(host))
+
+
+def syncpos_key(res, host):
+    return res_key(res, syncpos_name(host))
 
 
 def todo_key(res, host, switch):
@@ -197,7 +256,7 @@ class ClusterState:
                 match = RESOURCE_KEY_RE.match(key)
                 if match:
                     grouped.setdefault(match.group("res"), {})[match.group("rest")] = value
-            self._resources = {res: keys for res, keys in grouped.items() if "size" in keys}
+            self._resources = {res: keys for res, keys in grouped.items() if SIZE_NAME in keys}
         return self._resources
 
     def all_resources(self):
@@ -229,19 +288,19 @@ class ClusterState:
         return sorted(res for res, keys in self.resources().items() if host_key in keys)
 
     def size(self, res):
-        value = self.resources()[res]["size"]
+        value = self.resources()[res][SIZE_NAME]
         if not value.isdigit():
             raise MarsError(f"resource {res} has an invalid size {value!r} in the metadata")
         return int(value)
 
     def systemd_units(self, res):
         """(start unit, stop unit) recorded by set-systemd-unit, else None."""
-        start = self.resource_value(res, "systemd-start-unit")
-        return (start, self.resource_value(res, "systemd-stop-unit") or start) if start else None
+        start = self.resource_value(res, SYSTEMD_START_UNIT_NAME)
+        return (start, self.resource_value(res, SYSTEMD_STOP_UNIT_NAME) or start) if start else None
 
     def designated_primary(self, res):
         """The designated primary, or None when it is `(none)` or unset."""
-        value = self.resources().get(res, {}).get("primary", NO_PRIMARY)
+        value = self.resources().get(res, {}).get(PRIMARY_NAME, NO_PRIMARY)
         return None if value in ("", NO_PRIMARY) else value
 
     def disk(self, res, host=None):

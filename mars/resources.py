@@ -9,8 +9,10 @@ import re
 import stat
 
 from mars.errors import MarsError
-from mars.keys import (NO_PRIMARY, TODO_SWITCHES, data_key, device_name, owner_of, res_key,
-                       syncstatus_name, todo_key)
+from mars.keys import (NO_PRIMARY, SYSTEMD_START_UNIT_NAME, SYSTEMD_STOP_UNIT_NAME,
+                       SYSTEMD_WANT_NAME, TODO_SWITCHES, data_key, device_name, owner_of,
+                       primary_key, res_key, resource_dir_name, size_key, syncstatus_name,
+                       todo_key)
 from mars.names import check_host, check_resource, natural_order, parse_size
 
 UNIT_RE = re.compile(r"[A-Za-z0-9@._:\\-]{1,255}")
@@ -95,7 +97,7 @@ class Resources(HostCommands):
         if size > available:
             raise MarsError(f"disk {disk} has {available} bytes, smaller than the requested size {size}")
         self._check_disk_unused(state, disk, res)
-        changes = {res_key(res, "size"): size, res_key(res, "primary"): self.host}
+        changes = {size_key(res): size, primary_key(res): self.host}
         changes.update(self._member_keys(res, disk, size))
         return self._write(changes)
 
@@ -125,7 +127,7 @@ class Resources(HostCommands):
         until this host's marsd has seen it and removed them; a new replica
         of the same name must not start among them (the logs of another
         incarnation have the same names and would be replayed)."""
-        directory = os.path.join(self.env.state_dir, f"resource-{res}")
+        directory = os.path.join(self.env.state_dir, resource_dir_name(res))
         if os.path.isdir(directory):
             raise MarsError(
                 f"{directory} still holds logs of an earlier {res} on {self.host}: marsd removes "
@@ -190,15 +192,15 @@ class Resources(HostCommands):
                 raise MarsError(f"invalid systemd unit name {unit!r}")
         # Rewritten even when unchanged, as the kernel's set_link does: the
         # fresh stamp makes this the newest wish, over another host's older one.
-        return self._write({res_key(res, "systemd-start-unit"): start_unit,
-                            res_key(res, "systemd-stop-unit"): stop_unit},
+        return self._write({res_key(res, SYSTEMD_START_UNIT_NAME): start_unit,
+                            res_key(res, SYSTEMD_STOP_UNIT_NAME): stop_unit},
                            rewrite_unchanged=True)
 
     def get_systemd_unit(self, res):
         state = self.store.state()
         state.require(res)
-        start = state.resource_value(res, "systemd-start-unit")
-        stop = state.resource_value(res, "systemd-stop-unit")
+        start = state.resource_value(res, SYSTEMD_START_UNIT_NAME)
+        stop = state.resource_value(res, SYSTEMD_STOP_UNIT_NAME)
         return f"{start} {stop}" if start else ""
 
     def set_systemd_want(self, res, host=None):
@@ -211,10 +213,10 @@ class Resources(HostCommands):
                 raise MarsError(f"host {host} is not a cluster member ({', '.join(state.cluster_hosts())})")
         else:
             host = NO_PRIMARY
-        return self._write({res_key(res, "systemd-want"): host})
+        return self._write({res_key(res, SYSTEMD_WANT_NAME): host})
 
     def get_systemd_want(self, res):
         state = self.store.state()
         state.require(res)
-        value = state.resource_value(res, "systemd-want")
+        value = state.resource_value(res, SYSTEMD_WANT_NAME)
         return "" if value == NO_PRIMARY else value

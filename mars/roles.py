@@ -12,8 +12,8 @@ import time
 
 from mars.dataviews import Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
-from mars.keys import (NO_PRIMARY, actual_name, global_pause_name, res_key, resync_changes,
-                       todo_key, todo_name)
+from mars.keys import (GROWN_FROM_NAME, NO_PRIMARY, actual_name, global_pause_name, primary_key,
+                       res_key, resource_dir_name, resync_changes, size_key, todo_key, todo_name)
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.names import parse_size
 from mars.replay import lowest_needed_logfile
@@ -98,7 +98,7 @@ class Roles(HostCommands):
     # ------------------------------------------------------------------ roles
     def primary(self, res, force=False, ignore_sync=False):
         """Make this host the primary of `res` (handover, MARS.md)."""
-        from mars.worker import history_conflict
+        from mars.history import history_conflict
         state = self._member_state(res)
         if state.designated_primary(res) == self.host and not force and \
                 state.is_actual_primary(res, self.host) and \
@@ -134,7 +134,7 @@ class Roles(HostCommands):
                 if count:
                     raise MarsError(f"{device_open(host, res, count)}; nothing changed")
         previous = state.designated_primary(res)
-        changes = {res_key(res, "primary"): self.host,
+        changes = {primary_key(res): self.host,
                    todo_key(res, self.host, "attach"): 1}
         if force:
             changes[todo_key(res, self.host, "force-primary")] = 1
@@ -154,7 +154,7 @@ class Roles(HostCommands):
         except MarsError as refused:
             # The device cannot come up here: the wish goes back as it was,
             # --force included, so that nothing is left to act on it later.
-            self._write({res_key(res, "primary"): previous or NO_PRIMARY,
+            self._write({primary_key(res): previous or NO_PRIMARY,
                          todo_key(res, self.host, "force-primary"): 0})
             raise MarsError(f"{refused}; nothing changed: the designated primary of {res} is "
                             f"{previous or NO_PRIMARY} again") from None
@@ -194,14 +194,14 @@ class Roles(HostCommands):
         if previous not in (None, self.host) and \
                 state.is_actual_primary(res, previous) and \
                 state.designated_primary(res) == self.host:
-            self._write({res_key(res, "primary"): previous})
+            self._write({primary_key(res): previous})
             return f"{previous} still has the device up: the primary of {res} is {previous} again"
         return (f"still pending: {self.host} becomes the primary of {res} when that is done; "
                 f"to undo, run `marsadm primary {res}` on {previous or 'the host that should be'}")
 
     def secondary(self, res):
         self._member_state(res)
-        self._write({res_key(res, "primary"): NO_PRIMARY})
+        self._write({primary_key(res): NO_PRIMARY})
         self.wait_for(res, lambda st, status: not status.get("is_primary"),
                       "the device to go down (stop the container, unmount)")
 
@@ -263,7 +263,7 @@ class Roles(HostCommands):
             else:
                 self.echo(f"{res} already has {current} bytes")
             return
-        self._write({res_key(res, "size"): new, res_key(res, "grown-from"): current})
+        self._write({size_key(res): new, res_key(res, GROWN_FROM_NAME): current})
         if state.is_actual_primary(res, self.host):
             self.wait_for(res, lambda st, status: status.get("device_size") == new,
                           "the device to grow")
@@ -347,7 +347,7 @@ class Roles(HostCommands):
         """Delete this host's logfiles that every member has replayed."""
         state = self._member_state(res)
         lowest = lowest_needed_logfile(state, res)
-        directory = self.env.state_dir / f"resource-{res}"
+        directory = self.env.state_dir / resource_dir_name(res)
         doomed = [name for name, _ in list_logfiles(directory)
                   if lowest is not None and parse_logfile_name(name)[0] < lowest]
         for name in doomed:

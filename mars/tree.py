@@ -10,7 +10,7 @@ import logging
 import os
 
 from mars.errors import MarsError
-from mars.keys import IP_PREFIX, data_key, owner_of, res_key, resource_of
+from mars.keys import IP_PREFIX, data_key, data_key_suffix, owner_of, res_key, resource_of
 from mars.store import check_tuple_shape
 
 log = logging.getLogger("marsd.tree")
@@ -86,7 +86,7 @@ class TreeMirror:
     def _mirrored(self, values):
         """The keys of `values` ({key: value} of live tuples) that this host
         mirrors."""
-        member = {resource_of(key) for key in values if key.endswith(f"/data-{self.host}")
+        member = {resource_of(key) for key in values if key.endswith(data_key_suffix(self.host))
                   and resource_of(key) is not None}
         return {key: value for key, value in values.items()
                 if resource_of(key) is None or resource_of(key) in member}
@@ -99,7 +99,8 @@ class TreeMirror:
             wanted = self._mirrored(store.live_values())
             doomed = set(self.links) - set(wanted)
         else:
-            resources = {resource_of(key) for key in changed if key.endswith(f"/data-{self.host}")}
+            resources = {resource_of(key) for key in changed
+                         if key.endswith(data_key_suffix(self.host))}
             resources.discard(None)
             keys = set(changed)
             for res in resources:

@@ -65,7 +65,8 @@ def secondary_status(**changes):
         "is_primary": False, "attached": True, "source": "h1", "source_alive": True,
         "error": None, "fetch_rest": 0, "replay_rest": 0, "work_rest": 0,
         "syncing": False, "sync_done": MIB, "damage": None, "emergency": False,
-        "waiting": None, "rates": {"sync": 0, "fetch": 0, "replay": 0, "log": 0},
+        "waiting": None, "recovering": False,
+        "rates": {"sync": 0, "fetch": 0, "replay": 0, "log": 0},
         "device": None, "loop": None, "open_count": 0, "updated": 1000.0,
     }
     status.update(changes)
@@ -119,8 +120,15 @@ def test_diskstate_of_a_working_primary_is_uptodate(disk):
 
 def test_diskstate_is_recovery_while_the_new_primary_starts_its_device(disk):
     st = primary_state(disk, {"actual-h1/is-primary": "0"})
-    status = secondary_status(source=None, waiting="starting the device (recovery from the log)")
+    status = secondary_status(source=None, waiting="starting the device (recovery from the log)",
+                              recovering=True)
     assert diskstate(st, RES, status) == "Recovery"
+
+
+def test_diskstate_is_recovery_by_the_reported_fact_not_by_the_waiting_text(disk):
+    st = primary_state(disk, {"actual-h1/is-primary": "0", "syncpos-h1": None})
+    assert diskstate(st, RES, secondary_status(source=None, waiting="starting soon")) == "UpToDate"
+    assert diskstate(st, RES, secondary_status(source=None, recovering=True)) == "Recovery"
 
 
 def test_diskstate_of_a_designated_primary_whose_status_has_no_waiting_reason(disk):

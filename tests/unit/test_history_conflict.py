@@ -1,16 +1,15 @@
-"""Split brain as the metadata shows it (mars.worker.history_conflict), and
-the final version a new primary replays up to (`_final_version`).
+"""Split brain as the metadata shows it (mars.history.history_conflict), and
+the final version a new primary replays up to (`final_version`).
 
 Histories are built with the real version chain (`version_value`): h1 wrote
 logfiles 1 and 2 and closed them; h2 replayed them."""
 
-from types import SimpleNamespace
-
 import pytest
 
+from mars import history
+from mars.history import history_conflict
 from mars.keys import ClusterState
 from mars.replay import version_value
-from mars.worker import ResourceWorker, history_conflict
 
 LOG1, LOG2 = "log-000000001-h1", "log-000000002-h1"
 V1 = version_value("", LOG1, 300, [b"a" * 20, b"b" * 20])
@@ -125,7 +124,7 @@ def test_a_cursor_beyond_the_end_names_the_dashed_host_that_closed_the_logfile()
 
 # ---------------------------------------------------------- final version
 def final_version(extra, members=("h1", "h2")):
-    return ResourceWorker._final_version(SimpleNamespace(res="vm1"), snapshot(extra, members))
+    return history.final_version(snapshot(extra, members), "vm1")
 
 
 def test_the_final_version_is_the_newest_logfile_its_origin_closed():

@@ -1,0 +1,409 @@
+"""Fetch and replay: a secondary follows its source's log.
+
+A `LogFollower` fetches the source's logfiles as they grow into
+`<state dir>/resource-<res>/` and replays them in order onto the local disk
+from this host's replay cursor (`replay-<host>`), which it persists after the
+disk is synced. It moves from logfile N to N+1 only when this host's version
+of N equals the one its origin wrote (`mars.history`). It also owns the
+local logfiles: emergency mode's first stage drops them, and the daemon
+deletes those every member has replayed."""
+
+import logging
+import os
+import time
+
+import trio
+
+from mars import device as devices
+from mars.errors import PeerError
+from mars.history import SplitBrain, closed_end
+from mars.hostenv import PORT_FETCH
+from mars.keys import (actual_name, replay_name, res_key, resync_changes, syncpos_name,
+                       version_name)
+from mars.logfile import list_logfiles, parse_logfile_name
+from mars.replay import Cursor, ReplayResult, replay, versions_agree
+from mars.transfer import FETCH_MAX
+
+log = logging.getLogger("marsd.data")
+
+REPLAY_BATCH = 32 << 20          # payload bytes per replay step
+PERSIST_EVERY = 0.5              # seconds between replay cursor writes
+STALL_LOGGED_AFTER = 5.0         # seconds replay stands at a logfile's end before the log says why
+LISTING_INTERVAL = 10.0          # seconds an idle secondary goes at most without listing the logs
+
+
+class LogFollower:
+    """Fetch from a source and replay, for one `ResourceWorker`, in
+    bounded steps; the replay cursor (also advanced by the primary's
+    checkpoints) lives here."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.res = worker.res
+        self.dir = worker.dir
+        self.cursor = None              # in-memory replay cursor (Cursor)
+        self.cursor_persisted = 0.0
+        self.persisted = None           # the cursor as last written to the metadata (str)
+        self.remote = {}                # logfile -> size at the source
+        self.list_wanted = False         # a listing of the source's logs asked for (marsadm)
+        self.listed = (None, None, -1e9)  # (source, its checkpoint, when): the last listing
+        self.fetched_all = False         # the last listing's logfiles are all here
+
+    def current_cursor(self, state):
+        """The replay cursor, read from the metadata once."""
+        if self.cursor is None:
+            text = state.resource_value(self.res, replay_name(self.worker.host))
+            self.cursor = Cursor.parse(text) if text else None
+        return self.cursor
+
+    def replayed_to(self, final):
+        """Whether replay here has reached `final` (logfile, end, origin)."""
+        logfile, end, _ = final
+        cursor = self.current_cursor(self.worker.state())
+        if cursor is None:
+            return False
+        mine, theirs = parse_logfile_name(cursor.logfile)[0], parse_logfile_name(logfile)[0]
+        return mine > theirs or (cursor.logfile == logfile and cursor.position >= end)
+
+    async def follow(self, state, source, until=None, free=None):
+        """Fetch from `source` and replay, one bounded step (`free`: bytes
+        free in the state dir, if this step measured them already)."""
+        worker = self.worker
+        cursor = self.current_cursor(state)
+        fetching = worker.switch(state, "connect")
+        busy = False
+        unreachable = None
+        if fetching and self._listing_due(state, source, until):
+            try:
+                busy = await self._fetch(state, source, cursor, free)
+            except PeerError as exc:
+                unreachable = exc       # what is here already is replayed all the same
+        elif not fetching:
+            worker.waiting_for("fetch paused")
+            self._remote_from_metadata(state, source)
+        if worker.switch(state, "allow-replay"):
+            busy = await self._replay(state, until) or busy
+        else:
+            worker.waiting_for("replay paused")
+        self._report_rest()
+        if unreachable is not None:
+            raise unreachable
+        return busy
+
+    async def low_on_space(self, state, source, free):
+        """Emergency mode, first stage: a secondary whose state dir runs low
+        stops fetching and drops its local logs (fetched again later from
+        its replay cursor on). And a primary that stopped logging leaves
+        its replicas behind for good: they need `invalidate`. `free`: bytes
+        free in the state dir now."""
+        worker = self.worker
+        # Hysteresis: once dropped, logs are fetched again only when there
+        # is room for more than the limit again, else it would oscillate.
+        limit = worker.daemon.fetch_free * (2 if worker.emergency == "space" else 1)
+        if free < limit:
+            if not worker.emergency:
+                log.error("%s: state dir has %d bytes free (< %d): fetch stopped, local logs "
+                          "dropped", self.res, free, worker.daemon.fetch_free)
+            await trio.to_thread.run_sync(self.drop_local_logs)
+            worker.set_emergency("space")
+            worker.wait(f"state dir low on space ({free} bytes free): fetch stopped, local "
+                        "logs dropped")
+            return True
+        if worker.emergency == "space":
+            log.info("%s: state dir has %d bytes free again: fetching from the replay cursor on",
+                     self.res, free)
+        if state.resource_value(self.res, actual_name(source, "emergency")) == "1":
+            worker.set_emergency(True)
+            worker.wait(f"{source} is in emergency mode (its writes are not logged): "
+                        "invalidate this replica once it has space again")
+            return True
+        worker.set_emergency(False)
+        return False
+
+    # ------------------------------------------------------------------ fetch
+    def _listing_due(self, state, source, until):
+        """Whether to ask `source` for its logfiles in this step. Not while
+        everything it listed last is here and its replay checkpoint (which
+        it writes every round in which it logged) is the same as then: an
+        idle secondary asks nothing. Always when becoming primary (`until`),
+        when asked to (`list_now`), and at least every LISTING_INTERVAL."""
+        last_source, last_checkpoint, when = self.listed
+        return until is not None or self.list_wanted or not self.fetched_all or \
+            (source, state.resource_value(self.res, replay_name(source))) != \
+            (last_source, last_checkpoint) or \
+            time.monotonic() - when >= LISTING_INTERVAL
+
+    def _remote_from_metadata(self, state, source):
+        """While fetch is paused: the source's logfile sizes as far as the
+        metadata shows them (its replay cursor, checkpointed every round, and
+        the ends of logfiles it closed), so that work-rest still counts them."""
+        text = state.resource_value(self.res, replay_name(source))
+        try:
+            current = Cursor.parse(text) if text else None
+        except ValueError:
+            current = None
+        if current is not None:
+            self.remote[current.logfile] = max(self.remote.get(current.logfile, 0), current.length)
+        for name in list(self.remote):
+            closed = closed_end(state, self.res, name)
+            if closed is not None:
+                self.remote[name] = max(self.remote[name], closed[0])
+
+    async def _fetch(self, state, source, cursor, free=None):
+        worker = self.worker
+        listed = time.time()
+        checkpoint = state.resource_value(self.res, replay_name(source))
+        self.list_wanted = self.fetched_all = False
+        reply, _ = await worker.channels.request(state, source, PORT_FETCH,
+                                                 {"type": "logs", "res": self.res})
+        worker.report(listed=listed)
+        self.listed = (source, checkpoint, time.monotonic())
+        remote = dict((name, size) for name, size in reply["files"])
+        self.remote = remote
+        first = parse_logfile_name(cursor.logfile)[0] if cursor else 1
+        local = dict(list_logfiles(self.dir))
+        for name in remote:
+            number = parse_logfile_name(name)[0]
+            clash = [other for other in local if other != name
+                     and parse_logfile_name(other)[0] == number]
+            if clash and number >= first:
+                raise SplitBrain(f"{source} has {name}, this host has {clash[0]}")
+        if cursor is not None and cursor.logfile not in remote \
+                and any(parse_logfile_name(name)[0] > first for name in remote) \
+                and not self._complete_here(state, cursor.logfile, local):
+            return self._cursor_logfile_gone(state, source, cursor)
+        # Never fetch into emergency mode: what would take the state dir below
+        # the limit waits until replay has made room (replayed logfiles go).
+        if free is None:            # as measured for this step, else now
+            free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
+        budget = min(FETCH_MAX * 4, free - worker.daemon.fetch_free - FETCH_MAX)
+        fetched = 0
+        if budget <= 0 and any(size > local.get(name, 0) for name, size in remote.items()):
+            self._no_room_to_fetch(cursor, local, remote, free)
+        for name, size in sorted(remote.items(), key=lambda item: parse_logfile_name(item[0])[0]):
+            if parse_logfile_name(name)[0] < first:
+                continue
+            have = local.get(name, 0)
+            if name not in local:
+                # Even an empty logfile: replay moves on only to a logfile it has,
+                # and a primary that hands back before any write leaves one empty.
+                await trio.to_thread.run_sync(_append_at, self.dir / name, 0, b"")
+            while have < size and budget > 0:
+                reply, data = await worker.channels.request(state, source, PORT_FETCH, {
+                    "type": "read", "res": self.res, "logfile": name, "offset": have,
+                    "max": min(FETCH_MAX, budget)})
+                if not data:
+                    break
+                await trio.to_thread.run_sync(_append_at, self.dir / name, have, data)
+                have += len(data)
+                budget -= len(data)
+                fetched += len(data)
+                worker.rates["fetch"].add(len(data))
+                worker.metrics.fetched.labels(self.res).inc(len(data))
+            if budget <= 0:
+                return fetched > 0
+        self.fetched_all = True
+        return False
+
+    def _no_room_to_fetch(self, cursor, local, remote, free):
+        """Fetch waits until replay has made room (replayed logfiles are
+        deleted). If everything here is replayed, no room will come: the
+        logfile is larger than the state dir can hold. Said once in the log."""
+        worker = self.worker
+        margin = worker.daemon.fetch_free + FETCH_MAX
+        if cursor is None or cursor.position < local.get(cursor.logfile, 0) or \
+                self._next_logfile(cursor.logfile) is not None:
+            worker.waiting_for(f"fetch waits for room in the state dir ({free} bytes free, it "
+                               f"stops {margin} bytes above full): replay makes room")
+            return
+        reason = (f"fetch cannot go on: {cursor.logfile} ({remote.get(cursor.logfile, 0)} bytes "
+                  f"at the source) does not fit into the state dir ({free} bytes free, fetch "
+                  f"stops {margin} bytes above full): make room there, or `marsadm invalidate "
+                  f"{self.res}` syncs this replica anew")
+        worker.waiting_for(reason)
+        if worker.stall != ("room", cursor.logfile):
+            log.error("%s: %s", self.res, reason)
+            worker.stall = ("room", cursor.logfile)
+
+    def _complete_here(self, state, logfile, local):
+        """This host holds `logfile` up to the end its origin closed it at."""
+        closed = closed_end(state, self.res, logfile)
+        return logfile in local and closed is not None and local[logfile] >= closed[0]
+
+    def _cursor_logfile_gone(self, state, source, cursor):
+        """The logfile the replay cursor is in was deleted on the source before
+        this host fetched all of it. That happens to a joining host: it starts its
+        sync from the source's log position as the metadata showed it, and
+        the source may have rotated and deleted that logfile before it learned
+        of the new member. While the replica is not consistent yet (replay
+        short of `syncpos`) it has nothing to lose and syncs anew (what
+        `invalidate` does). A consistent one cannot catch up from the logs
+        any more but holds a usable past state: the operator decides."""
+        worker = self.worker
+        syncpos = state.resource_value(self.res, syncpos_name(worker.host))
+        if syncpos and cursor.order < Cursor.parse(syncpos).order:
+            log.warning("%s: %s deleted %s before this host fetched it, and this replica is "
+                        "not consistent yet: full sync again", self.res, source, cursor.logfile)
+            keys = [res_key(self.res, rest) for rest in state.resources().get(self.res, {})]
+            worker.write(resync_changes(keys, self.res, worker.host))
+            self.cursor = None
+            worker.sync.done = None
+            return True
+        worker.wait(f"{cursor.logfile} is gone on {source} before this host fetched all of it: "
+                    f"this replica cannot catch up from the logs (it holds a consistent older "
+                    f"state); `marsadm invalidate {self.res}` syncs it anew")
+        return False
+
+    # ----------------------------------------------------------------- replay
+    async def _replay(self, state, until=None):
+        worker = self.worker
+        cursor = self.current_cursor(state)
+        if cursor is None:
+            local = list_logfiles(self.dir)
+            if not local:
+                return False
+            cursor = self.cursor = Cursor(local[0][0], 0, 0)
+        path = self.dir / cursor.logfile
+        if not path.exists():
+            return False
+        disk = state.disk(self.res)
+        if cursor.position < os.path.getsize(path):
+            result = await trio.to_thread.run_sync(_replay_step, str(path), disk, cursor.position)
+        else:                       # nothing new to replay (an idle secondary): no thread
+            result = ReplayResult(cursor.position, 0, 0, None, None)
+        busy = False
+        if result.applied:
+            self.cursor = Cursor(cursor.logfile, result.position, os.path.getsize(path))
+            worker.rates["replay"].add(result.bytes)
+            worker.metrics.replayed.labels(self.res).inc(result.bytes)
+            busy = True
+        damage = result.damage
+        if damage is not None and not damage.torn_tail:
+            worker.report(damage=str(damage))
+            worker.set_actual(**{"replay-code": -5})
+            self.persist_cursor(force=True)
+            return False
+        worker.report(damage=None)
+        closed = closed_end(state, self.res, self.cursor.logfile)
+        if closed is not None and self.cursor.position >= closed[0]:
+            if self.cursor.position > closed[0]:
+                raise SplitBrain(f"this host replayed {self.cursor.logfile} to "
+                                 f"{self.cursor.position}, beyond its end {closed[0]}")
+            mine = await worker.history.write_version(self.cursor.logfile, closed[0])
+            if not versions_agree(mine, closed[1]):
+                raise SplitBrain(f"version of {self.cursor.logfile} differs from its origin's")
+            following = self._next_logfile(self.cursor.logfile)
+            if following is not None:
+                self.cursor = Cursor(following, 0, 0)
+                worker.stall = None
+                self.persist_cursor(force=True)
+                return True
+        elif damage is not None and closed is not None and os.path.getsize(path) >= closed[0]:
+            # A complete copy of a closed logfile that ends in a torn record before
+            # its end: damaged. (A shorter copy is only not fetched completely yet.)
+            worker.report(damage=str(damage))
+        elif closed is None and self.cursor.position >= os.path.getsize(path) and \
+                self._next_logfile(self.cursor.logfile) is not None:
+            self._replay_stalled(self.cursor.logfile)
+        self.persist_cursor(force=False)
+        return busy
+
+    def _replay_stalled(self, logfile):
+        """Replay has reached the end of `logfile` as fetched, the next one is
+        here, but the origin's version of `logfile` (the end it closed it
+        at) is not: without it replay cannot move on. Usually for a moment
+        (the metadata comes a round later than the data); if it lasts, the
+        view says why and the log says it once."""
+        worker = self.worker
+        number, origin = parse_logfile_name(logfile)
+        reason = (f"replay stands at the end of {logfile}: {version_name(number, origin)} "
+                  f"(where {origin} closed it) is not known here; if it does not come, "
+                  f"`marsadm invalidate {self.res}` syncs this replica anew")
+        worker.waiting_for(reason)
+        now = time.monotonic()
+        if worker.stall is None or worker.stall[0] != logfile:
+            worker.stall = (logfile, now)
+        elif worker.stall[1] is not None and now - worker.stall[1] >= STALL_LOGGED_AFTER:
+            log.warning("%s: %s", self.res, reason)
+            worker.stall = (logfile, None)      # said once
+
+    def _next_logfile(self, logfile):
+        number = parse_logfile_name(logfile)[0] + 1
+        for name, _ in list_logfiles(self.dir):
+            if parse_logfile_name(name)[0] == number:
+                return name
+        return None
+
+    def persist_cursor(self, force):
+        worker = self.worker
+        now = time.monotonic()
+        current = str(self.cursor) if self.cursor else ""
+        if not current or current == self.persisted:
+            return
+        if force or now - self.cursor_persisted >= PERSIST_EVERY:
+            fdatasync_path(worker.state().disk(self.res))
+            worker.write({res_key(self.res, replay_name(worker.host)): current})
+            self.cursor_persisted = now
+            self.persisted = current
+            worker.report(cursor_persisted=current)
+
+    def _report_rest(self):
+        """Bytes still to fetch and to replay, from the source's listing."""
+        cursor = self.cursor
+        if cursor is None:
+            return
+        first = parse_logfile_name(cursor.logfile)[0]
+        local = dict(list_logfiles(self.dir))
+        fetch_rest = replay_rest = 0
+        for name, size in self.remote.items():
+            if parse_logfile_name(name)[0] < first:
+                continue
+            fetch_rest += max(0, size - local.get(name, 0))
+        for name, size in local.items():
+            if parse_logfile_name(name)[0] < first:
+                continue
+            replay_rest += size - (cursor.position if name == cursor.logfile else 0)
+        self.worker.report(fetch_rest=fetch_rest, replay_rest=max(0, replay_rest),
+                           work_rest=fetch_rest + max(0, replay_rest), cursor=str(cursor))
+        self.worker.metrics.lag.labels(self.res).set(fetch_rest + max(0, replay_rest))
+
+    # ------------------------------------------------------------ local logs
+    def drop_local_logs(self):
+        for name, _ in list_logfiles(self.dir):
+            (self.dir / name).unlink(missing_ok=True)
+        self.remote = {}
+
+    def delete_logs_before(self, number):
+        """Delete local logfiles numbered below `number` (every member's cursor is past them)."""
+        deleted = 0
+        for name, _ in list_logfiles(self.dir):
+            if parse_logfile_name(name)[0] < number:
+                (self.dir / name).unlink(missing_ok=True)
+                deleted += 1
+        return deleted
+
+
+def _replay_step(path, disk, position):
+    """One bounded replay step: at most 256 records (each at most 16 MiB);
+    the disk is synced before the cursor is recorded (persist_cursor)."""
+    fd = os.open(disk, os.O_WRONLY)
+    try:
+        return replay(path, fd, position, limit=256, sync=False)
+    finally:
+        os.close(fd)
+
+
+def fdatasync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _append_at(path, offset, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)

@@ -1,0 +1,510 @@
+"""The primary's side of a resource worker: the device and its lifecycle.
+
+- **becoming primary**: wait for the old primary to report `is-primary=0`
+  (skipped with `primary --force`), fetch and replay up to its final
+  version, then start the device.
+- **primary** (designated and attached): the device process serves the
+  device; every round it is checkpointed (`replay-<host>`), rotated when
+  asked, grown after `resize`, and counted for users; every logfile it
+  closes gets its `version-<nr>-<host>`. When the designated primary moves
+  elsewhere or `down` is asked, wait until the device is no longer open
+  (or refuse a planned handover while it is in use), tear it down, close
+  the logfile and report `is-primary=0` with the final version.
+- the systemd units of the resource follow the device (`follow_units`).
+
+`DeviceProcess` is the client of the device subprocess (`mars.device`)."""
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from mars import antientropy, net
+from mars import device as devices
+from mars.channels import REQUEST_TIMEOUT
+from mars.errors import PeerError
+from mars.history import SplitBrain, final_version, history_conflict
+from mars.hostenv import PORT_META
+from mars.keys import (GROWN_FROM_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME, primary_key, replay_name,
+                       res_key, syncstatus_name, todo_name)
+from mars.replay import Cursor
+
+log = logging.getLogger("marsd.data")
+
+DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
+DEVICE_RETRY_MAX = 30.0
+SYSTEMCTL_TIMEOUT = 120.0        # seconds a systemctl start/stop may take
+IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a checkpoint
+
+
+class DeviceRefused(Exception):
+    """The device process cannot start from this host's log (corrupt before
+    its end): permanent until an operator acts, so it is not retried."""
+
+    def __init__(self, reason, path, position):
+        super().__init__(reason)
+        self.path, self.position = path, position
+
+
+class Primary:
+    """The device of one `ResourceWorker`'s resource on this host: what
+    decides about it (its size, rotations, users, log position) is kept
+    here; what the views show is reported through the worker."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.res = worker.res
+        self.host = worker.host
+        self.fuse_dir = Path(worker.env.state_dir) / "fuse" / self.res
+        self.link = Path(worker.env.dev_dir) / self.res
+        self.device = None              # DeviceProcess while primary
+        self.loop = None                # '/dev/loopN'
+        self.refused = None             # why the device cannot start here (DeviceRefused)
+        self.device_failures = 0        # device starts failed in a row, for the backoff
+        self.device_retry_at = 0.0
+        self.units_done = None          # ("start"|"stop", unit) last done by follow_units
+        self.last_checkpoint = 0.0
+        self.checkpoint_due = False     # the device rotated or said something: checkpoint
+        self.rotations = "0"            # the log-rotate wish last carried out
+        self.device_size = None         # the size the device was brought up with or grown to
+        self.open_count = 0             # users of the device, as last counted
+        self.logged = 0                 # bytes the device process logged, at the last checkpoint
+        self.log_position = None        # [logfile, position] at the last checkpoint
+
+    def _key(self, name):
+        return res_key(self.res, name)
+
+    # ------------------------------------------------------------ housekeeping
+    def cleanup_stale_device(self):
+        """A marsd that was killed leaves a loop device on a dead FUSE mount."""
+        mountpoint = self.fuse_dir
+        for loop, backing in devices.loops_backed_by(str(mountpoint)).items():
+            if devices.open_count(loop) == 0:
+                try:
+                    devices.detach_loop(loop)
+                    log.info("%s: detached stale %s (%s)", self.res, loop, backing)
+                except devices.LoopError as exc:
+                    log.warning("%s: %s", self.res, exc)
+            else:
+                log.warning("%s: stale %s is still in use (mounted?): unmount it", self.res, loop)
+        if devices.unmount_stale(mountpoint):
+            log.info("%s: unmounted stale FUSE mount %s", self.res, mountpoint)
+        if self.link.is_symlink():
+            self.link.unlink()
+        self.worker.set_actual(**{"is-primary": 0, "open-count": 0})
+
+    def report_down(self):
+        """The device is not up here."""
+        self.open_count = 0
+        self.worker.report(is_primary=False, device=None, open_count=0)
+
+    def withdraw_refusal(self):
+        """The wish to be primary was withdrawn: a new one may try again."""
+        if self.refused:
+            self.refused = None
+            self.device_failures, self.device_retry_at = 0, 0.0
+            self.worker.report(device_refused=None)
+
+    async def grown(self, state):
+        """After `resize` the primary is complete for the new size: the grown
+        tail is what its disk holds. The secondaries sync that tail from it,
+        from their syncstatus (the old size) on, as the kernel's do. Whether
+        it wrote."""
+        grown_from = state.resource_value(self.res, GROWN_FROM_NAME)
+        synced = state.resource_value(self.res, syncstatus_name(self.host), "0")
+        if grown_from and synced == grown_from and int(synced) < state.size(self.res) and \
+                state.designated_primary(self.res) == self.host:
+            self.worker.write({self._key(syncstatus_name(self.host)): state.size(self.res)})
+            return True
+        return False
+
+    # ------------------------------------------------------- becoming primary
+    async def become(self, state, conflict):
+        """One step towards the device being up here. Whether busy."""
+        worker = self.worker
+        if self.refused:
+            worker.waiting_for(self.refused)
+            return False
+        if time.monotonic() < self.device_retry_at:
+            worker.waiting_for(f"the device failed to start {self.device_failures} times; next "
+                               f"try in {self.device_retry_at - time.monotonic():.0f} s")
+            return False
+        force = state.resource_value(self.res, todo_name(self.host, "force-primary"), "0") == "1"
+        if not force:
+            holding = await self._not_released_by(state)
+            if holding:
+                worker.last_busy = time.monotonic()     # asked again next tick
+                worker.wait(f"waiting for {', '.join(holding)} to hand over (the handover has "
+                            "not reached it yet, or its device is up)")
+                return False
+            state = worker.state()                      # with what they wrote last
+        others = [h for h in state.members(self.res) if h != self.host and
+                  state.is_actual_primary(self.res, h)]
+        if others and not force:
+            worker.last_busy = time.monotonic()
+            worker.wait(f"waiting for {', '.join(others)} to hand over (device still up there)")
+            return False
+        if not force:
+            conflict = history_conflict(state, self.res, state.members(self.res)) or conflict
+            if conflict:
+                raise SplitBrain(conflict)
+            final = final_version(state, self.res)
+            if final is not None and not worker.follower.replayed_to(final):
+                worker.wait(f"replaying up to the final version {final[0]},{final[1]}")
+                return await worker.follower.follow(state, source=final[2], until=final)
+        await self._start_device(state, force)
+        return False
+
+    async def _not_released_by(self, state):
+        """The other members that have not released the resource to this
+        host, asked live, not as the store says: a member primary a moment
+        ago whose `is-primary` and final version have not reached this host
+        yet would otherwise be missed, and its logfile number used here
+        again (a split brain). Each is first given this host's metadata (the
+        designation) and asked whether it took the handover in (its store
+        names this host, its device is down); what it wrote last is pulled
+        before the device starts here. A member that does not answer counts
+        as the store says (`marsadm primary` refuses a planned handover from
+        an old primary that is gone)."""
+        worker = self.worker
+        holding = []
+        for host in state.members(self.res):
+            if host == self.host or not state.host_ips().get(host):
+                continue
+            try:
+                channel = await worker.channels.channel(state, host, PORT_META)
+                await antientropy.exchange(channel, worker.store, timeout=REQUEST_TIMEOUT)
+                reply, _ = await net.request(channel, {"type": "release", "res": self.res},
+                                             timeout=REQUEST_TIMEOUT)
+                if reply.get("type") != "release":
+                    continue            # an older marsd: the store's view, as before
+                if reply.get("device_up") or reply.get("designated") != self.host:
+                    holding.append(host)
+                else:
+                    await antientropy.pull(channel, worker.store, timeout=REQUEST_TIMEOUT)
+            except PeerError as error:
+                log.debug("%s: %s did not answer the release request: %s", self.res, host, error)
+                await worker.channels.drop(host, PORT_META)
+        return holding
+
+    async def _start_device(self, state, force):
+        worker = self.worker
+        size = state.size(self.res)
+        cursor = worker.follower.current_cursor(state)
+        self.fuse_dir.mkdir(parents=True, exist_ok=True)
+        args = worker.daemon.device_options(self.res)
+        command = [sys.executable, "-m", "mars.device", f"--resource-dir={worker.dir}",
+                   f"--disk={state.disk(self.res)}", f"--host={self.host}",
+                   f"--mountpoint={self.fuse_dir}", f"--size={size}",
+                   f"--cursor={cursor or ''}", *args]
+        worker.wait("starting the device (recovery from the log)")
+        worker.report(recovering=True)      # the views' `Recovery`
+        worker.save_status()
+        device = DeviceProcess(command)
+        try:
+            ready = await device.start(worker.nursery, worker.news)
+        except DeviceRefused as refused:
+            self.refused = (f"the device cannot start: {refused}; this host's copy of the log is "
+                            f"damaged: `marsadm invalidate {self.res}` makes this replica a copy "
+                            f"of the primary again, or cut {refused.path} at byte "
+                            f"{refused.position} (the records after it are lost) and try again")
+            log.error("%s: %s", self.res, self.refused)
+            worker.wait(None)
+            worker.report(device_refused=self.refused, recovering=False)
+            return
+        except (OSError, trio.TooSlowError):
+            self.device_failures += 1
+            self.device_retry_at = time.monotonic() + min(
+                DEVICE_RETRY_FIRST * 2 ** (self.device_failures - 1), DEVICE_RETRY_MAX)
+            raise
+        self.device_failures = 0
+        self.device = device
+        log.info("%s: device process %d up, logging to %s (%d records recovered)",
+                 self.res, device.process.pid, ready["logfile"], ready["replayed"])
+        if ready.get("previous"):
+            # This host's history ends the previous logfile where recovery
+            # stopped, whoever its origin: after `primary --force` that may be
+            # short of the end the old primary reaches, which is the split brain.
+            previous, end = ready["previous"]
+            await worker.history.write_version(previous, end)
+        self.loop = await trio.to_thread.run_sync(
+            devices.attach_loop, self.fuse_dir / devices.DEVICE_FILE)
+        self.link.parent.mkdir(parents=True, exist_ok=True)
+        self.link.unlink(missing_ok=True)
+        self.link.symlink_to(self.loop)
+        checkpoint = await device.command({"cmd": "checkpoint"})
+        changes = {self._key(replay_name(self.host)): checkpoint["cursor"]}
+        if force:
+            changes[self._key(todo_name(self.host, "force-primary"))] = 0
+        worker.set_actual(also=changes, **{"is-primary": 1, "emergency": 0})
+        worker.follower.cursor = Cursor.parse(checkpoint["cursor"])
+        worker.set_emergency(False)
+        # log-rotate wishes from before this device came up are done already
+        self.rotations = state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0")
+        self.device_size = size
+        self.logged = 0                 # a new device process counts from 0
+        worker.wait(None)
+        worker.report(rotations=self.rotations, is_primary=True, device=str(self.link),
+                      loop=self.loop, recovering=False, device_size=size, logged=0, pending=0)
+        log.info("%s: primary, device %s -> %s", self.res, self.link, self.loop)
+
+    # ---------------------------------------------------------------- primary
+    async def round(self, state, leaving):
+        """The device's round: its events, rotation, growth, users and
+        checkpoint (`leaving`: the device should go)."""
+        worker = self.worker
+        device = self.device
+        events = device.take_events()
+        for event in events:
+            if event.get("event") == "rotated":
+                await worker.history.write_version(*event["closed"])
+            elif event.get("event") == "emergency":
+                worker.set_emergency(True)
+                worker.set_actual(emergency=1)
+            elif event.get("event") == "writeback-failed":
+                log.error("%s: the device cannot write to its disk (%s): it answers EIO; "
+                          "the log keeps every write (recovery replays them once the disk "
+                          "works)", self.res, event.get("reason"))
+                worker.report(writeback_failed=event.get("reason"))
+        if device.exited():
+            raise OSError(f"device process of {self.res} died (exit {device.process.returncode})")
+        wanted_rotation = state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0")
+        if wanted_rotation != self.rotations:
+            reply = await device.command({"cmd": "rotate"})
+            await worker.history.write_version(*reply["closed"])
+            self.rotations = wanted_rotation
+            worker.report(rotations=wanted_rotation)
+            events.append(reply)
+        size = state.size(self.res) if state.exists(self.res) else self.device_size
+        if size != self.device_size:
+            await device.command({"cmd": "resize", "size": size})
+            await trio.to_thread.run_sync(devices.grow_loop, self.fuse_dir / devices.DEVICE_FILE,
+                                          self.loop, size)
+            self.device_size = size
+            worker.report(device_size=size)
+            log.info("%s: device grown to %d bytes", self.res, size)
+        now = time.monotonic()
+        # Processes holding the device open are looked for only while it is
+        # not mounted (that reads every process's fds): afresh while it was in
+        # use or should go (wait-umount and a handover wait for it), else in
+        # the daemon's shared look at most PROCESS_LOOK_INTERVAL old.
+        self.open_count = await worker.daemon.device_open_count(
+            self.loop, fresh=leaving or bool(self.open_count))
+        worker.report(open_count=self.open_count)
+        worker.set_actual(**{"open-count": self.open_count})
+        self.checkpoint_due = self.checkpoint_due or bool(events)
+        if now - self.last_checkpoint >= 0.9 * worker.daemon.round_interval and \
+                (self.checkpoint_due or self._logged_since_checkpoint()
+                 or now - self.last_checkpoint >= IDLE_CHECKPOINT_EVERY):
+            self.last_checkpoint = now
+            self.checkpoint_due = False
+            reply = await device.command({"cmd": "checkpoint"})
+            follower = worker.follower
+            if reply.get("cursor") and reply["cursor"] != str(follower.cursor):
+                worker.write({self._key(replay_name(self.host)): reply["cursor"]})
+                follower.cursor = Cursor.parse(reply["cursor"])
+            logged = reply["logged"] - self.logged
+            worker.rates["log"].add(logged)
+            worker.metrics.logged.labels(self.res).inc(logged)
+            self.logged = reply["logged"]
+            self.log_position = [reply["logfile"], reply["position"]]
+            worker.set_emergency(reply["emergency"])
+            worker.report(logged=self.logged, log_position=self.log_position,
+                          pending=reply.get("pending", 0))
+            # The write-back had not caught up with the log: the cursor is
+            # due again next round, even if nothing more is logged.
+            self.checkpoint_due = self.checkpoint_due or bool(reply.get("pending"))
+
+    def checkpoint_wanted(self):
+        """Whether a checkpoint is due because the device logged or said
+        something since the last one."""
+        return self.checkpoint_due or self._logged_since_checkpoint()
+
+    def _logged_since_checkpoint(self):
+        """Whether the device logged since the last checkpoint: its logfile
+        (appended unbuffered) is longer than the checkpoint said. An idle
+        device is not asked every round."""
+        position = self.log_position
+        if position is None:
+            return True
+        try:
+            return os.stat(self.worker.dir / position[0]).st_size != position[1]
+        except OSError:
+            return True
+
+    async def follow_units(self, state, run):
+        """The systemd integration (MARS.md): with units recorded by
+        set-systemd-unit, the start unit is started on the designated
+        primary (and `systemd-want`, when one is set) once the device is up,
+        and the stop unit stopped when the device should go, which frees it
+        for the handover. Each once per change; a failure is retried every
+        step, said in `view` and once in the log. MARS_SYSTEMCTL names the
+        program (default `systemctl`)."""
+        worker = self.worker
+        units = state.systemd_units(self.res)
+        if units is None:
+            self.units_done = None
+            return
+        want = state.resource_value(self.res, SYSTEMD_WANT_NAME)
+        if run and want and want not in (self.host, NO_PRIMARY):
+            return                          # another host should run it: leave it alone
+        action = ("start", units[0]) if run else ("stop", units[1])
+        if self.units_done == action:
+            return
+        command = [os.environ.get("MARS_SYSTEMCTL", "systemctl"), *action]
+        try:
+            with trio.fail_after(SYSTEMCTL_TIMEOUT):
+                done = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                              check=False)
+            failure = done.returncode and \
+                f"exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[-300:]}"
+        except (OSError, trio.TooSlowError) as exc:
+            failure = str(exc) or f"no answer within {SYSTEMCTL_TIMEOUT:g}s"
+        if failure:
+            reason = f"`{' '.join(command)}` {failure}"
+            worker.waiting_for(reason)
+            if worker.stall != ("units", action):
+                log.error("%s: %s", self.res, reason)
+                worker.stall = ("units", action)
+            return
+        log.info("%s: %s", self.res, " ".join(command))
+        self.units_done = action
+
+    def refuse_handover(self, state, designated):
+        """A planned handover to another host while this device is in use
+        (counted afresh: a container stopped and unmounted just before the
+        handover does not count) is refused: the designated primary goes
+        back to this host, so that nothing moves later behind the operator's
+        back; `marsadm primary` on the other host sees it and says why.
+        `secondary`, `down` and a forced take-over still wait for the device,
+        and so does a handover of a resource with systemd units: stopping
+        its stop unit frees the device (follow_units)."""
+        worker = self.worker
+        count = self.open_count
+        if not count or designated in (None, self.host) or not worker.switch(state, "attach") or \
+                worker.stopping or state.systemd_units(self.res) or state.resource_value(
+                    self.res, todo_name(designated, "force-primary"), "0") == "1":
+            return False
+        worker.write({primary_key(self.res): self.host})
+        log.warning("%s: refused the handover to %s: device %s in use (open count %d)",
+                    self.res, designated, self.link, count)
+        return True
+
+    async def try_teardown(self, state):
+        """Tear the device down once nothing uses it: close the logfile,
+        write its final version, report `is-primary=0`."""
+        worker = self.worker
+        if self.open_count:
+            worker.wait(f"device {self.link} still in use (open count {self.open_count}): stop "
+                        "the container and unmount")
+            return
+        log.info("%s: tearing down the device", self.res)
+        await trio.to_thread.run_sync(devices.detach_loop, self.loop)
+        self.link.unlink(missing_ok=True)
+        reply = await self.device.command({"cmd": "stop"})
+        await self.device.wait()
+        self.device = self.loop = None
+        logfile, end = reply["closed"]
+        await worker.history.write_version(logfile, end)
+        changes = {}
+        if reply.get("cursor"):
+            changes[self._key(replay_name(self.host))] = reply["cursor"]
+            worker.follower.cursor = Cursor.parse(reply["cursor"])
+        worker.set_actual(also=changes, **{"is-primary": 0})
+        self.open_count = 0
+        worker.wait(None)
+        worker.report(is_primary=False, device=None, loop=None, open_count=0)
+        log.info("%s: device down, final version %s,%d", self.res, logfile, end)
+
+
+class DeviceProcess:
+    """The device process of one resource, and its control channel. Started
+    with subprocess from the main thread, so that PR_SET_PDEATHSIG in the
+    child follows marsd itself, not a worker thread."""
+
+    def __init__(self, command):
+        self.command_line = command
+        self.process = None
+        self.events = []
+        self.replies = None
+
+    async def start(self, nursery, on_event):
+        """Start the process and, once it is ready, a task in `nursery` that
+        reads what it says: replies for `command`, events kept for
+        `take_events` (`on_event()` is called for each)."""
+        self.process = subprocess.Popen(self.command_line, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        self.stdin = trio.lowlevel.FdStream(os.dup(self.process.stdin.fileno()))
+        self.stdout = trio.lowlevel.FdStream(os.dup(self.process.stdout.fileno()))
+        self.process.stdin.close()
+        self.process.stdout.close()
+        self.buffer = b""
+        message = await self._next_line(timeout=600)
+        if message.get("event") == "refused":
+            await trio.to_thread.run_sync(self.process.wait)
+            await self.stdin.aclose()
+            await self.stdout.aclose()
+            raise DeviceRefused(message.get("reason", "?"), *message.get("damage") or ("?", 0))
+        if message.get("event") != "ready":
+            raise OSError(f"device process did not come up: {message}")
+        replies, self.replies = trio.open_memory_channel(math.inf)
+        nursery.start_soon(self._read, replies, on_event)
+        return message
+
+    async def _read(self, replies, on_event):
+        with replies:               # closed at the end: a waiting command learns of it
+            try:
+                while True:
+                    message = await self._next_line(math.inf)
+                    if "event" in message:
+                        self.events.append(message)
+                        on_event()
+                    else:
+                        replies.send_nowait(message)
+            except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+
+    async def _next_line(self, timeout):
+        with trio.fail_after(timeout):
+            while b"\n" not in self.buffer:
+                chunk = await self.stdout.receive_some(65536)
+                if not chunk:
+                    code = self.process.wait()
+                    raise OSError(f"device process exited with {code}")
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    async def command(self, message, timeout=120):
+        await self.stdin.send_all((json.dumps(message) + "\n").encode())
+        with trio.fail_after(timeout):
+            try:
+                reply = await self.replies.receive()
+            except trio.EndOfChannel:
+                raise OSError(f"device process exited with {self.process.poll()}") from None
+        if reply.get("reply") == "error":
+            raise OSError(f"device process: {reply.get('reason')}")
+        return reply
+
+    def take_events(self):
+        events, self.events = self.events, []
+        return events
+
+    def exited(self):
+        return self.process.poll() is not None
+
+    async def wait(self, timeout=30):
+        with trio.move_on_after(timeout):
+            while self.process.poll() is None:
+                await trio.sleep(0.05)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        await self.stdin.aclose()
+        await self.stdout.aclose()
