@@ -672,6 +672,25 @@ def processes_holding_devices(own_pids=()):
     return counts
 
 
+def claimed_elsewhere(device):
+    """Whether the kernel holds the block device for a filesystem (or another
+    exclusive user) that this mount namespace does not show. A container
+    starting on this host copies every mount of the host into a namespace of
+    its own and keeps them until it pivots into its root: an umount on the
+    host meanwhile leaves the filesystem alive there, its dirty data not
+    yet written (CI: a container's config file, renamed into place, arrived
+    empty on the new primary after a handover while another lab's container
+    started). The kernel refuses an exclusive open while anything claims the
+    device. Only for a device that should go: the probe would make a mount
+    of it fail meanwhile."""
+    try:
+        probe = os.open(device, os.O_RDONLY | os.O_EXCL | os.O_NONBLOCK)
+    except OSError as exc:
+        return exc.errno == errno.EBUSY
+    os.close(probe)
+    return False
+
+
 def open_count(device, own_pids=()):
     """How often the block device is in use: mounts and holders, else the
     processes (other than `own_pids`) that hold it open."""

@@ -85,7 +85,7 @@ class Primary:
         """A marsd that was killed leaves a loop device on a dead FUSE mount."""
         mountpoint = self.fuse_dir
         for loop, backing in devices.loops_backed_by(str(mountpoint)).items():
-            if devices.open_count(loop) == 0:
+            if devices.open_count(loop) == 0 and not devices.claimed_elsewhere(loop):
                 try:
                     devices.detach_loop(loop)
                     log.info("%s: detached stale %s (%s)", self.res, loop, backing)
@@ -403,6 +403,18 @@ class Primary:
         if self.open_count:
             worker.wait(f"device {self.link} still in use (open count {self.open_count}): stop "
                         "the container and unmount")
+            return
+        if await trio.to_thread.run_sync(devices.claimed_elsewhere, self.loop):
+            # Unmounted here, but a filesystem on it lives on in another
+            # mount namespace (a container starting on this host has copies
+            # of every mount until it pivots): what it has not written yet
+            # would be lost with the device. Not a refusal: it goes soon.
+            reason = (f"device {self.link} still held by the kernel: a filesystem on it is "
+                      f"mounted in another mount namespace")
+            if worker.stall != ("claimed", self.loop):
+                log.warning("%s: %s", self.res, reason)
+                worker.stall = ("claimed", self.loop)
+            worker.wait(reason)
             return
         log.info("%s: tearing down the device", self.res)
         await trio.to_thread.run_sync(devices.detach_loop, self.loop)

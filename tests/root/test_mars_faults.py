@@ -141,6 +141,47 @@ def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_
     assert b.view("is-primary", RES) == "1\n"
 
 
+def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_it_is_written(
+        datanet):
+    """An umount on the host leaves the filesystem alive, its dirty data not
+    yet written, while another mount namespace still has it: a container
+    starting on the host copies every mount into its own namespace until it
+    pivots into its root. CI: a container's config file, renamed into place
+    just before, arrived empty on the new primary (LXC then started it with
+    no configuration at all). The old primary's device stays up until the
+    kernel lets go of it; the new primary gets every byte."""
+    a, b = cluster_with_replica(datanet, "a", "b")
+    subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
+    datanet.mount(a, RES, fstype="ext4")
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "unchanged",
+                               "sleep", "600"])
+    try:
+        wait_until(lambda: str(a.mnt) in (open(f"/proc/{holder.pid}/mountinfo").read()
+                                          if holder.poll() is None else ""),
+                   what="a mount namespace of its own with a's filesystem in it")
+        content = os.urandom(256 * 1024)
+        (a.mnt / "config.tmp").write_bytes(content)         # as a config is replaced: no fsync
+        (a.mnt / "config.tmp").replace(a.mnt / "config")
+        datanet.umount(a)
+        held = b.marsadm("primary", RES, "--timeout=3", check=False)
+        assert held.returncode == 3, (held.returncode, held.stdout, held.stderr)
+        assert "a still has the device up: the primary of vm1 is a again" in held.stderr
+        assert a.view("is-primary", RES) == "1\n"
+        wait_until(lambda: "still in use (open count 1)" in view(a) or
+                   a.view("get-primary", RES) == "a\n",
+                   what="a to keep its device while the other namespace has it",
+                   show=lambda: view(a))
+    finally:
+        holder.kill()
+        holder.wait()
+    b.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
+    datanet.mount(b, RES, fstype="ext4")
+    try:
+        assert (b.mnt / "config").read_bytes() == content, "the renamed file arrived different"
+    finally:
+        datanet.umount(b)
+
+
 def test_primary_force_on_a_damaged_copy_of_the_log_fails_at_once_naming_the_damage(datanet):
     a, b = cluster_with_replica(datanet, "a", "b")
     b.marsadm("pause-replay", RES)
