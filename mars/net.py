@@ -35,6 +35,7 @@ MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 256 << 20
 MAX_UNAUTHENTICATED = 4096      # nothing larger is read before the handshake succeeded
 COMPRESS_OVER = 4096
+DIRECT_OVER = 1 << 20           # payloads sent and received without a copy of their own
 HANDSHAKE_TIMEOUT = 10.0
 
 
@@ -46,12 +47,18 @@ def mac(key, *parts):
     return hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
-def encode_frame(header, payload=b"", compress=True):
+def frame_parts(header, payload=b"", compress=True):
+    """(frame length fields + header, payload) of one frame."""
     if compress and len(payload) > COMPRESS_OVER:
         payload = lz4.frame.compress(payload)
         header = dict(header, enc="lz4")
     head = json.dumps(header, separators=(",", ":")).encode()
-    return FRAME.pack(len(head), len(payload)) + head + payload
+    return FRAME.pack(len(head), len(payload)) + head, payload
+
+
+def encode_frame(header, payload=b"", compress=True):
+    prefix, payload = frame_parts(header, payload, compress)
+    return prefix + payload
 
 
 def decode_payload(header, payload):
@@ -71,11 +78,20 @@ class Channel:
 
     async def send(self, header, payload=b"", compress=True):
         """Send one frame. `compress=False` for payloads LZ4 cannot shrink
-        (disk contents), where compressing would only cost CPU."""
+        (disk contents), where compressing would only cost CPU. A large
+        payload (any bytes-like object) is sent as it is, not copied behind
+        its header first."""
         header = dict(header, stamp=self.clock.now())
-        await self.stream.send_all(encode_frame(header, payload, compress))
+        prefix, payload = frame_parts(header, payload, compress)
+        if len(payload) < DIRECT_OVER:
+            await self.stream.send_all(prefix + payload)
+        else:
+            await self.stream.send_all(prefix)
+            await self.stream.send_all(payload)
 
     async def _read_exactly(self, count):
+        if count >= DIRECT_OVER and hasattr(self.stream, "socket"):
+            return await self._receive_into(count)
         while len(self._buffer) < count:
             chunk = await self.stream.receive_some(max(65536, count - len(self._buffer)))
             if not chunk:
@@ -83,6 +99,25 @@ class Channel:
             self._buffer += chunk
         data = bytes(self._buffer[:count])
         del self._buffer[:count]
+        return data
+
+    async def _receive_into(self, count):
+        """`count` bytes straight from the socket into one buffer: a sync
+        reply (16 MiB) was copied four times on its way through
+        receive_some, the buffer and the slices (a bytearray, not bytes)."""
+        data = bytearray(count)
+        view = memoryview(data)
+        have = min(len(self._buffer), count)
+        view[:have] = self._buffer[:have]
+        del self._buffer[:have]
+        while have < count:
+            try:
+                got = await self.stream.socket.recv_into(view[have:], count - have)
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if not got:
+                raise ProtocolError("connection closed by peer")
+            have += got
         return data
 
     async def receive(self):

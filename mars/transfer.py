@@ -71,22 +71,33 @@ def is_zero(data):
 
 
 def read_chunks(path, offset, chunk, count, digests, size):
-    """The sync server's work for one request, in a worker thread."""
-    kinds, parts = [], []
+    """The sync server's work for one request, in a worker thread: the kinds
+    and the data chunks, read into one buffer (returned as a memoryview of
+    it) in the order they travel; a chunk that does not travel is read over
+    by the next. A disk shorter than `size` reads as zeros beyond its end."""
+    end = min(offset + chunk * count, size)
+    buffer = bytearray(max(0, end - offset))
+    view = memoryview(buffer)
+    zeros = memoryview(bytes(chunk))
+    kinds, kept = [], 0
     with open(path, "rb", buffering=0) as handle:
         for index in range(count):
             start = offset + index * chunk
             if start >= size:
                 break
-            data = os.pread(handle.fileno(), min(chunk, size - start), start)
-            if is_zero(data):
+            length = min(chunk, size - start)
+            piece = view[kept:kept + length]
+            got = os.preadv(handle.fileno(), [piece], start)
+            if got < length:
+                piece[got:] = zeros[:length - got]
+            if buffer.startswith(zeros[:length], kept):
                 kinds.append("z")
-            elif digests and index < len(digests) and digest_matches(digests[index], data):
+            elif digests and index < len(digests) and digest_matches(digests[index], piece):
                 kinds.append("s")
             else:
                 kinds.append("d")
-                parts.append(data)
-    return "".join(kinds), b"".join(parts)
+                kept += length
+    return "".join(kinds), view[:kept]
 
 
 class DataServer:
@@ -171,6 +182,7 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
     written = 0
     position = 0
     zero = None
+    view = memoryview(data)         # slices without copies
     with open(path, "r+b", buffering=0) as handle:
         for index, kind in enumerate(kinds):
             start = offset + index * chunk
@@ -178,9 +190,9 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
             if length <= 0:
                 break
             if kind == "d":
-                piece = data[position:position + chunk]
+                piece = view[position:position + chunk]
                 position += len(piece)
-                os.pwrite(handle.fileno(), piece[:length], start)
+                _pwrite_all(handle.fileno(), piece[:length], start)
                 written += length
             elif kind == "z" and not is_zero(os.pread(handle.fileno(), length, start)):
                 if zero is None or len(zero) != length:
@@ -188,6 +200,12 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
                 os.pwrite(handle.fileno(), zero, start)
                 written += length
     return written
+
+
+def _pwrite_all(fd, data, offset):
+    while data:
+        done = os.pwrite(fd, data, offset)
+        data, offset = data[done:], offset + done
 
 
 def local_digests(path, offset, chunk, count, size):

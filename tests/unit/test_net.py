@@ -147,3 +147,29 @@ def test_a_peer_that_resets_the_connection_while_greeting_is_a_peer_error(monkey
 
     with pytest.raises(net.PeerError, match="127.0.0.9:7777 dropped the connection"):
         trio.run(connect)
+
+
+@in_trio
+async def test_large_payloads_travel_over_a_socket_without_copies_and_arrive_whole():
+    """A payload of DIRECT_OVER bytes or more is sent behind its header
+    without being joined to it, and received straight into one buffer, also
+    when the read of the frame before already took the first bytes of it."""
+    left, right = trio.socket.socketpair()
+    sender = net.Channel(trio.SocketStream(left), LamportClock())
+    receiver = net.Channel(trio.SocketStream(right), LamportClock())
+    receiver.authenticated = True           # as after the handshake
+    big = bytes(range(256)) * (3 * net.DIRECT_OVER // 256 + 7)
+    frames = [({"type": "small"}, b"x" * 10), ({"type": "chunks"}, memoryview(big)),
+              ({"type": "after"}, b"y" * 5), ({"type": "chunks"}, bytearray(big[:net.DIRECT_OVER]))]
+    async with trio.open_nursery() as nursery:
+        async def send_all():
+            for header, payload in frames:
+                await sender.send(header, payload, compress=False)
+        nursery.start_soon(send_all)
+        for header, payload in frames:
+            got_header, got = await receiver.receive()
+            assert got_header["type"] == header["type"]
+            assert got == payload and len(got) == len(payload)
+    await sender.aclose()
+    with pytest.raises(net.ProtocolError, match="closed by peer"):
+        await receiver.receive()
