@@ -70,13 +70,20 @@ def is_zero(data):
     return data == (ZERO_CHUNK if len(data) == CHUNK else bytes(len(data)))
 
 
-def read_chunks(path, offset, chunk, count, digests, size):
+def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     """The sync server's work for one request, in a worker thread: the kinds
     and the data chunks, read into one buffer (returned as a memoryview of
     it) in the order they travel; a chunk that does not travel is read over
-    by the next. A disk shorter than `size` reads as zeros beyond its end."""
+    by the next. A disk shorter than `size` reads as zeros beyond its end.
+
+    `buffer`: a bytearray to read into, grown as needed and kept by the
+    caller for its next request once this one's reply is sent (a new one
+    of 16 MiB costs 2.8 ms of zeroing: a third of a fast sync's time)."""
     end = min(offset + chunk * count, size)
-    buffer = bytearray(max(0, end - offset))
+    if buffer is None:
+        buffer = bytearray()
+    if len(buffer) < end - offset:
+        buffer.extend(bytes(end - offset - len(buffer)))
     view = memoryview(buffer)
     zeros = memoryview(bytes(chunk))
     kinds, kept = [], 0
@@ -116,7 +123,7 @@ class DataServer:
             raise ValueError(f"bad resource name {res!r}")
         return os.path.join(self.state_dir, f"resource-{res}")
 
-    async def answer_fetch(self, header):
+    async def answer_fetch(self, header, buffer=None):
         kind = header.get("type")
         directory = self._resource_dir(header.get("res"))
         if kind == "logs":
@@ -136,7 +143,9 @@ class DataServer:
             return {"type": "data", "size": size}, data
         return {"type": "error", "reason": f"unknown fetch request {kind!r}"}, b""
 
-    async def answer_sync(self, header):
+    async def answer_sync(self, header, buffer=None):
+        """`buffer`: the connection's own (see `read_chunks`), reused once
+        the reply is sent."""
         if header.get("type") != "chunks":
             return {"type": "error", "reason": f"unknown sync request {header.get('type')!r}"}, b""
         res = header.get("res")
@@ -148,7 +157,7 @@ class DataServer:
         if offset < 0 or chunk <= 0 or not 0 < count <= 64 or offset + chunk * count > size + chunk:
             return {"type": "error", "reason": "chunk request out of range"}, b""
         kinds, data = await trio.to_thread.run_sync(
-            read_chunks, disk, offset, chunk, count, header.get("digests"), size)
+            read_chunks, disk, offset, chunk, count, header.get("digests"), size, buffer)
         self.bytes_served["sync"] += len(data)
         return {"type": "chunks", "kinds": kinds}, data
 
@@ -157,17 +166,19 @@ class DataServer:
         that returns it (read for every connection: it may be replaced)."""
         async def handle(stream):
             channel = net.Channel(stream, clock)
+            buffer = bytearray()        # the replies' data, one request after another
             try:
                 with trio.fail_after(net.HANDSHAKE_TIMEOUT):
                     await net.accept_handshake(channel, host, key() if callable(key) else key)
                 while True:
                     header, _ = await channel.receive()
                     try:
-                        reply, payload = await answer(header)
+                        reply, payload = await answer(header, buffer)
                     except (ValueError, KeyError, TypeError, OSError) as exc:
                         reply, payload = {"type": "error", "reason": str(exc)}, b""
                     await channel.send(reply, payload, compress=header.get("type") == "logs"
                                        or (header.get("type") == "read" and header.get("lz4", False)))
+                    payload = None      # sent: the buffer may grow for the next one
             except (net.ProtocolError, trio.TooSlowError, trio.BrokenResourceError,
                     trio.ClosedResourceError, OSError):
                 pass

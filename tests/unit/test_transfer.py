@@ -96,6 +96,17 @@ def test_a_digest_names_its_kind_and_an_old_clients_bare_sha1_still_matches(pair
     assert read_chunks(source, 0, SMALL, 5, unknown, SIZE)[0] == "dzddd"
     assert read_chunks(source, 0, SMALL, 5, [None, 7, "", ":", "xxh3-128:"], SIZE)[0] == "dzddd"
 
+
+def test_a_connections_buffer_is_reused_and_grows_for_a_larger_request(pair):
+    source, _, chunks = pair
+    buffer = bytearray()
+    kinds, data = read_chunks(source, 0, SMALL, 1, None, SIZE, buffer)
+    assert (kinds, bytes(data)) == ("d", chunks[0]) and len(buffer) == SMALL
+    del data                            # sent
+    kinds, data = read_chunks(source, 0, SMALL, 5, None, SIZE, buffer)
+    assert kinds == "dzddd" and bytes(data) == chunks[0] + chunks[2] + chunks[3] + chunks[4]
+    assert len(buffer) == SIZE
+
 def test_full_sync_without_digests_sends_every_non_zero_chunk(pair):
     source, target, chunks = pair
     kinds, data = read_chunks(source, 0, SMALL, 5, None, SIZE)
