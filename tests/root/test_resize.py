@@ -24,7 +24,15 @@ GROWTH = 4 * MIB
 
 
 def cluster_with_replica(net, *names):
-    return net.primary_with_replicas(*names, res=RES, disk_size=DISK)
+    """The hosts `names` as members of RES, and each knows all of them
+    (resize asks the members its own store knows)."""
+    hosts = net.primary_with_replicas(*names, res=RES, disk_size=DISK)
+    members = "".join(f"{name}\n" for name in sorted(names))
+    for host in hosts:
+        wait_until(lambda host=host: host.view("resource-members", RES) == members,
+                   what=f"{host.name} to know every member of {RES}",
+                   show=lambda host=host: host.view("resource-members", RES))
+    return hosts
 
 
 def write_device(net, host, offset, data):
