@@ -134,8 +134,23 @@ class History:
         if lowest is None:
             return
         keep_from = min(number - VERSIONS_KEPT, lowest - 1)
-        stale = [res_key(res, rest) for rest in state.resources().get(res, {})
-                 if is_version_name(rest) and rest.endswith(f"-{host}")
-                 and version_number(rest) < keep_from]
+        stale = [res_key(res, rest) for rest in
+                 own_versions_below(state.resources().get(res, {}), host, keep_from)]
         if stale:
             self.worker.store.delete(stale)
+
+
+def own_versions_below(names, host, number):
+    """The names of `host`'s own versions of logfiles below `number`, among
+    a resource's key names. By the whole host name: `version-3-db-a` is
+    not host a's (a suffix match took it, and deleting another host's key
+    failed the step)."""
+    found = []
+    for name in names:
+        if is_version_name(name) and version_host(name) == host:
+            try:
+                if version_number(name) < number:
+                    found.append(name)
+            except ValueError:
+                continue                # not a version name after all: not ours to delete
+    return found

@@ -7,7 +7,7 @@ logfiles 1 and 2 and closed them; h2 replayed them."""
 import pytest
 
 from mars import history
-from mars.history import history_conflict
+from mars.history import history_conflict, own_versions_below
 from mars.keys import ClusterState
 from mars.replay import version_value
 
@@ -146,3 +146,11 @@ def test_the_final_version_of_an_origin_with_a_dashed_name():
     log = "log-000000001-db-a"
     version = version_value("", log, 700, [b"e" * 20])
     assert final_version({"version-1-db-a": version}, members=("db-a", "web-a")) == (log, 700, "db-a")
+
+
+def test_pruning_takes_only_this_hosts_own_versions_by_the_whole_host_name():
+    names = ["version-1-a", "version-2-a", "version-9-a", "version-1-db-a", "version-2-b",
+             "version-x-a", "replay-a", "version-3-a-b"]
+    assert sorted(own_versions_below(names, "a", 5)) == ["version-1-a", "version-2-a"]
+    assert own_versions_below(names, "db-a", 5) == ["version-1-db-a"]
+    assert own_versions_below(names, "b", 5) == ["version-2-b"]
