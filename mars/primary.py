@@ -273,7 +273,8 @@ class Primary:
                           "works)", self.res, event.get("reason"))
                 worker.report(writeback_failed=event.get("reason"))
         if device.exited():
-            raise OSError(f"device process of {self.res} died (exit {device.process.returncode})")
+            await self._after_death(device, leaving)
+            return
         wanted_rotation = state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0")
         if wanted_rotation != self.rotations:
             reply = await device.command({"cmd": "rotate"})
@@ -395,6 +396,36 @@ class Primary:
         log.warning("%s: refused the handover to %s: device %s in use (open count %d)",
                     self.res, designated, self.link, count)
         return True
+
+    async def _after_death(self, device, leaving):
+        """The device process died (killed, crashed): the loop device's file
+        is gone, and whatever has it open or mounted gets EIO. Said once, in
+        the log and in view; once nothing uses the loop device, it is cleaned
+        up and, while this host is still the designated primary, the next
+        step starts a device process again, whose recovery replays every
+        logged write (as after a crash of marsd and device together)."""
+        worker = self.worker
+        self.open_count = await worker.daemon.device_open_count(self.loop, fresh=True)
+        worker.report(open_count=self.open_count)
+        worker.set_actual(**{"open-count": self.open_count})
+        code = device.process.returncode
+        if self.open_count or await trio.to_thread.run_sync(devices.claimed_elsewhere, self.loop):
+            reason = (f"device process of {self.res} died (exit {code}): {self.link} answers "
+                      f"EIO; stop the container and unmount it, then the device starts again "
+                      f"(recovery replays the log)")
+            if worker.stall != ("died", device.process.pid):
+                log.error("%s: %s", self.res, reason)
+                worker.stall = ("died", device.process.pid)
+            worker.wait(reason)
+            return
+        log.warning("%s: device process died (exit %s), nothing uses %s: cleaning it up%s",
+                    self.res, code, self.loop,
+                    "" if leaving else "; the device starts again (recovery replays the log)")
+        self.device = self.loop = None
+        await trio.to_thread.run_sync(self.cleanup_stale_device)
+        self.report_down()
+        worker.report(device=None, loop=None)
+        worker.wait(None)
 
     async def try_teardown(self, state):
         """Tear the device down once nothing uses it: close the logfile,

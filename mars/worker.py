@@ -296,6 +296,8 @@ class ResourceWorker:
         if primary.device is not None:
             leaving = self.leaving = designated != self.host or not attach or self.stopping
             await primary.round(state, leaving)
+            if primary.device is None or primary.device.exited():
+                return False            # it died: the round said so, and cleans up once unused
             await primary.follow_units(state, run=not leaving)
             if leaving and not primary.refuse_handover(state, designated):
                 await primary.try_teardown(state)

@@ -285,6 +285,39 @@ def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
     assert FULL_SYNC not in b.current_log().split("sync from a complete")[-1]
 
 
+
+def test_a_device_process_that_died_is_said_once_and_starts_again_once_nothing_uses_it(datanet):
+    """marsd lives on, its device process does not (killed, crashed): the
+    loop device answers EIO. While something still has it open, view and
+    the log say so (the log once); once it is let go, the loop device is
+    cleaned up and a new device process recovers every fsync'ed write."""
+    (a,) = datanet.primary_with_device("a", res=RES)
+    data = os.urandom(MIB)
+    with open(datanet.device(a, RES), "r+b", buffering=0) as device:
+        device.write(data)
+        os.fsync(device.fileno())
+    died = f"device process of {RES} died"
+    user = open(datanet.device(a, RES), "rb", buffering=0)     # as a mounted filesystem
+    try:
+        pids = device_pids(a)
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+        wait_until(lambda: died in a.marsadm("view", RES).stdout, what="view to say it died",
+                   show=lambda: a.marsadm("view", RES).stdout)
+        assert "stop the container and unmount it" in a.marsadm("view", RES).stdout
+        with pytest.raises(OSError):
+            os.pread(user.fileno(), 4096, 0)
+    finally:
+        user.close()
+    up = r"device process (\d+) up, logging to"
+    wait_until(lambda: len(re.findall(up, a.current_log())) == 2,
+               what="a new device process", show=lambda: a.current_log()[-2000:])
+    assert int(re.findall(up, a.current_log())[1]) != pids[0]
+    datanet.wait(a, RES, "device")
+    with open(datanet.device(a, RES), "rb", buffering=0) as device:
+        assert device.read(MIB) == data, "the restarted device lost an fsync'ed write"
+    assert a.current_log().count(died) == 1, a.current_log()[-3000:]
+
 def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
     a, b = start_primary(datanet, "a", "b", fill=True)
     size = int(a.view("sync-size", RES))
