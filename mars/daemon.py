@@ -30,8 +30,9 @@ from mars.device import (device_users, disk_size, mounted_devices, open_count,
                          processes_holding_devices)
 from mars.errors import MarsError, PeerError
 from mars.hostenv import PORT_FETCH, PORT_META, PORT_SYNC, HostEnv
-from mars.keys import (IP_PREFIX, ClusterState, alive_key, data_key, data_name, ip_key, owner_of,
-                       res_key, resource_of, time_key)
+from mars.keys import (HEARTBEAT_PREFIX, IP_PREFIX, RESOURCE_PREFIX, ClusterState, alive_key,
+                       data_key, data_name, ip_key, owner_of, res_key, resource_of, size_key,
+                       time_key)
 from mars.metrics import Metrics
 from mars.replay import lowest_needed_logfile
 from mars.store import Store
@@ -244,7 +245,7 @@ class Daemon:
         """A host that joined (or left) the cluster, a replica that joined
         here: pulled from, or worked on, at once rather than at the next round."""
         if any(key.startswith(IP_PREFIX) for key in changed):
-            self._track_peers(self.worker_nursery, self.store.live_values("ips/"))
+            self._track_peers(self.worker_nursery, self.store.live_values(IP_PREFIX))
         mine = f"/{data_name(self.env.host)}"
         if not self.stopping and any(key.endswith(mine) for key in changed):
             self._track_workers(self.worker_nursery)
@@ -463,7 +464,7 @@ class Daemon:
             for worker in list(self.workers.values()):
                 worker.wake()               # each idle worker steps once a round
             self._report_alive("1")
-            self._track_peers(nursery, self.store.live_values("ips/"))
+            self._track_peers(nursery, self.store.live_values(IP_PREFIX))
             if not self.stopping:
                 self._track_workers(nursery)
             if round_number % 5 == 0:
@@ -547,7 +548,7 @@ class Daemon:
             await trio.sleep_until(started + min(self.round_interval / 10, STIRRED_GAP))
 
     def _track_workers(self, nursery):
-        mine = {resource_of(key) for key in self.store.live_keys("resource-", f"/data-{self.env.host}")}
+        mine = {resource_of(key) for key in self.store.live_keys(RESOURCE_PREFIX, f"/{data_name(self.env.host)}")}
         for res in sorted(mine - set(self.workers)):
             worker = ResourceWorker(self, res)
             self.workers[res] = worker
@@ -571,8 +572,8 @@ class Daemon:
 
     def _drop_keys_of_deleted_resources(self):
         """delete-resource removes the shared keys; each member removes its own."""
-        live = self.store.live_values("resource-")
-        existing = {resource_of(key) for key in live if key.endswith("/size")}
+        live = self.store.live_values(RESOURCE_PREFIX)
+        existing = {resource_of(key) for key in live if key == size_key(resource_of(key))}
         stale = [key for key in live
                  if owner_of(key) == self.env.host and resource_of(key) not in existing]
         if stale:
@@ -580,7 +581,7 @@ class Daemon:
             self.store.delete(stale)
 
     def _purge_tombstones(self):
-        state = ClusterState(self.store.live_values("actual-") | self.store.live_values("ips/"),
+        state = ClusterState(self.store.live_values(HEARTBEAT_PREFIX) | self.store.live_values(IP_PREFIX),
                              self.env.host)
         alive = [host for host in state.peers() if state.is_alive(host, self.window)]
         purged = self.store.purge_tombstones(int(self.tombstone_retention * 1e9), alive)

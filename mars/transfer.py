@@ -35,6 +35,7 @@ import trio
 import xxhash
 
 from mars import net
+from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
 
 FETCH_MAX = 8 << 20             # bytes per read reply
@@ -121,7 +122,7 @@ class DataServer:
     def _resource_dir(self, res):
         if not isinstance(res, str) or "/" in res or res.startswith("."):
             raise ValueError(f"bad resource name {res!r}")
-        return os.path.join(self.state_dir, f"resource-{res}")
+        return os.path.join(self.state_dir, resource_dir_name(res))
 
     async def answer_fetch(self, header, buffer=None):
         kind = header.get("type")
