@@ -31,6 +31,8 @@ SSH_PORT = 22
 KILLED_BY_TIMEOUT = 128 + 9      # `timeout --signal=KILL` exits with 128 + SIGKILL
 AGENT_START_TIMEOUT = 30.0      # seconds for the host agent to say it is ready
 AGENT_GRACE = 30.0              # beyond a command's time limit, for its answer
+AGENT_RETRY_AFTER = 10.0        # seconds after a host agent failed before it is started again
+AGENT_STARTS = 3                # host agent starts per connection at most
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +187,8 @@ class SSHTransport(Transport):
         self.connect_timeout = float(connect_timeout)
         self._connection = None
         self._agent = None          # the host agent; False: none (or not yet ready)
+        self._agent_starts = 0
+        self._agent_failed_at = None    # when the last one failed to start or went away
         self._lock = threading.Lock()
 
     @property
@@ -235,10 +239,16 @@ class SSHTransport(Transport):
         agent and runs over a session itself; from then on every command
         goes through the agent (it runs anything else as a program there)."""
         with self._lock:
+            if self._agent is False and self._agent_failed_at is not None and \
+                    self._agent_starts < AGENT_STARTS and \
+                    time.monotonic() - self._agent_failed_at >= AGENT_RETRY_AFTER:
+                # once more: a start on a host under load may just have been slow
+                self._agent, self._agent_failed_at = None, None
             if self._agent is False or (self._agent is None and program not in TOOLS):
                 return None
             if self._agent is None:
                 self._agent = False             # until it said it is ready
+                self._agent_starts += 1
                 threading.Thread(target=self._start_agent, daemon=True).start()
                 return None
             agent = self._agent
@@ -251,7 +261,10 @@ class SSHTransport(Transport):
             agent = _Agent(self._connect(), remote_command(["football-host", "serve-tools"],
                                                            self.env))
         except Exception as error:          # no agent: every command runs as a program
-            log.debug("%s: no host agent: %s", self.where, error)
+            log.warning("%s: the host agent did not start (%s); commands run as sessions of "
+                        "their own (slower) until it does", self.where, error)
+            with self._lock:
+                self._agent_failed_at = time.monotonic()
             return
         with self._lock:
             self._agent = agent
@@ -262,7 +275,7 @@ class SSHTransport(Transport):
                                timeout + AGENT_GRACE)
         except _AgentGone as gone:
             with self._lock:
-                self._agent = False
+                self._agent, self._agent_failed_at = False, time.monotonic()
             agent.close()
             if gone.sent:
                 raise self._lost(argv, f"the host agent went away: {gone}") from None

@@ -258,3 +258,44 @@ def test_an_ssh_command_without_exit_status_before_its_time_limit_is_a_failure(m
     monkeypatch.setattr(transport, "_run", lambda *args: _ClosedByOurTimer())
     with pytest.raises(CommandFailed, match="exited -1"):
         transport.run(["true"], timeout=600)
+
+
+
+def test_a_host_agent_that_did_not_start_is_started_again_later_at_most_three_times(
+        monkeypatch, caplog):
+    """A host agent that failed to start (a host under load answering too
+    late) is not given up for the whole run: after AGENT_RETRY_AFTER seconds
+    a bundled tool's command starts it again, up to AGENT_STARTS times;
+    meanwhile commands run as sessions of their own (None), and the failure
+    is a warning naming the host and the reason."""
+    from football import ssh
+
+    now = [1000.0]
+    monkeypatch.setattr(ssh.time, "monotonic", lambda: now[0])
+    failed = []
+
+    def no_agent(connection, command):
+        failed.append(command)
+        raise ssh._AgentGone("no ready line within 30s", sent=False)
+
+    monkeypatch.setattr(ssh, "_Agent", no_agent)
+    transport = SSHTransport("h1", "127.0.0.1")
+    monkeypatch.setattr(transport, "_connect", lambda reconnect=False: None)
+
+    def start_fails(starts):
+        assert transport._agent_for("marsadm") is None     # a session of its own meanwhile
+        deadline = time.time() + 30
+        while transport._agent_failed_at is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert transport._agent_failed_at is not None and transport._agent_starts == starts
+
+    with caplog.at_level("WARNING", logger=ssh.log.name):
+        start_fails(1)
+    assert "h1 (root@127.0.0.1:22): the host agent did not start (no ready line" in caplog.text
+    now[0] += ssh.AGENT_RETRY_AFTER - 1
+    assert transport._agent_for("marsadm") is None and len(failed) == 1     # not yet
+    for starts in (2, 3):
+        now[0] += ssh.AGENT_RETRY_AFTER
+        start_fails(starts)
+    now[0] += ssh.AGENT_RETRY_AFTER
+    assert transport._agent_for("marsadm") is None and len(failed) == 3     # given up
