@@ -27,6 +27,7 @@ import trio
 
 from mars import antientropy, net
 from mars import device as devices
+from mars.device import STANDBY
 from mars.channels import REQUEST_TIMEOUT
 from mars.errors import PeerError
 from mars.history import SplitBrain, final_version, history_conflict
@@ -64,6 +65,7 @@ class Primary:
         self.fuse_dir = Path(worker.env.state_dir) / "fuse" / self.res
         self.link = Path(worker.env.dev_dir) / self.res
         self.device = None              # DeviceProcess while primary
+        self.standby = None             # one started ahead, while this host is to become primary
         self.loop = None                # '/dev/loopN'
         self.refused = None             # why the device cannot start here (DeviceRefused)
         self.device_failures = 0        # device starts failed in a row, for the backoff
@@ -104,6 +106,12 @@ class Primary:
         self.open_count = 0
         self.worker.report(is_primary=False, device=None, open_count=0)
 
+    def drop_standby(self):
+        """This host is not to become primary (any more): no device started ahead."""
+        if self.standby is not None:
+            self.standby.drop()
+            self.standby = None
+
     def withdraw_refusal(self):
         """The wish to be primary was withdrawn: a new one may try again."""
         if self.refused:
@@ -135,6 +143,11 @@ class Primary:
             worker.waiting_for(f"the device failed to start {self.device_failures} times; next "
                                f"try in {self.device_retry_at - time.monotonic():.0f} s")
             return False
+        if self.standby is None or self.standby.exited():
+            # While the old primary tears down and this host replays up to
+            # its final version, a device process imports what it needs.
+            self.standby = DeviceProcess()
+            self.standby.spawn(name=[f"--resource-dir={worker.dir}"])
         force = state.resource_value(self.res, todo_name(self.host, "force-primary"), "0") == "1"
         if not force:
             holding = await self._not_released_by(state)
@@ -199,16 +212,15 @@ class Primary:
         cursor = worker.follower.current_cursor(state)
         self.fuse_dir.mkdir(parents=True, exist_ok=True)
         args = worker.daemon.device_options(self.res)
-        command = [sys.executable, "-m", "mars.device", f"--resource-dir={worker.dir}",
-                   f"--disk={state.disk(self.res)}", f"--host={self.host}",
-                   f"--mountpoint={self.fuse_dir}", f"--size={size}",
-                   f"--cursor={cursor or ''}", *args]
+        args = [f"--resource-dir={worker.dir}", f"--disk={state.disk(self.res)}",
+                f"--host={self.host}", f"--mountpoint={self.fuse_dir}", f"--size={size}",
+                f"--cursor={cursor or ''}", *args]
         worker.wait("starting the device (recovery from the log)")
         worker.report(recovering=True)      # the views' `Recovery`
         worker.save_status()
-        device = DeviceProcess(command)
+        device, self.standby = self.standby or DeviceProcess(), None
         try:
-            ready = await device.start(worker.nursery, worker.news)
+            ready = await device.start(args, worker.nursery, worker.news)
         except DeviceRefused as refused:
             self.refused = (f"the device cannot start: {refused}; this host's copy of the log is "
                             f"damaged: `marsadm invalidate {self.res}` makes this replica a copy "
@@ -469,25 +481,36 @@ class Primary:
 class DeviceProcess:
     """The device process of one resource, and its control channel. Started
     with subprocess from the main thread, so that PR_SET_PDEATHSIG in the
-    child follows marsd itself, not a worker thread."""
+    child follows marsd itself, not a worker thread. It may be spawned
+    ahead as a standby (`spawn()`), its arguments sent once it is to start."""
 
-    def __init__(self, command):
-        self.command_line = command
+    def __init__(self):
         self.process = None
         self.events = []
         self.replies = None
 
-    async def start(self, nursery, on_event):
-        """Start the process and, once it is ready, a task in `nursery` that
-        reads what it says: replies for `command`, events kept for
-        `take_events` (`on_event()` is called for each)."""
-        self.process = subprocess.Popen(self.command_line, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+    def spawn(self, args=None, name=()):
+        """Start the process: the device with `args`, or without them a
+        standby that imports what a device needs and waits for them
+        (`name`: arguments that tell which one it is, in ps)."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mars.device", *([STANDBY, *name] if args is None else args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.stdin = trio.lowlevel.FdStream(os.dup(self.process.stdin.fileno()))
         self.stdout = trio.lowlevel.FdStream(os.dup(self.process.stdout.fileno()))
         self.process.stdin.close()
         self.process.stdout.close()
         self.buffer = b""
+
+    async def start(self, args, nursery, on_event):
+        """Start the device (a standby gets its arguments) and, once it is
+        ready, a task in `nursery` that reads what it says: replies for
+        `command`, events kept for `take_events` (`on_event()` is called
+        for each)."""
+        if self.process is None:
+            self.spawn(args)
+        else:
+            await self.stdin.send_all((json.dumps({"args": args}) + "\n").encode())
         message = await self._next_line(timeout=600)
         if message.get("event") == "refused":
             await trio.to_thread.run_sync(self.process.wait)
@@ -499,6 +522,13 @@ class DeviceProcess:
         replies, self.replies = trio.open_memory_channel(math.inf)
         nursery.start_soon(self._read, replies, on_event)
         return message
+
+    def drop(self):
+        """End a standby (it holds nothing yet: killed; reaped by a later
+        subprocess call, the event loop does not wait for it)."""
+        for stream in (self.stdin, self.stdout):
+            stream.close()
+        self.process.kill()
 
     async def _read(self, replies, on_event):
         with replies:               # closed at the end: a waiting command learns of it

@@ -276,6 +276,7 @@ class ResourceWorker:
                     await self._pause(busy, now)
                 nursery.cancel_scope.cancel()
         finally:
+            self.primary.drop_standby()
             await self.channels.close()
             self.status_path.unlink(missing_ok=True)
             if not self.stopping and not self.store.value(data_key(self.res, self.host)):
@@ -304,6 +305,7 @@ class ResourceWorker:
             return False
         primary.report_down()
         if self.stopping:
+            primary.drop_standby()
             return False
         if not attach:
             self.wait("detached (todo attach=0)")
@@ -317,6 +319,7 @@ class ResourceWorker:
         if designated == self.host:
             return await primary.become(state, conflict)
         primary.withdraw_refusal()      # the wish was withdrawn: a new one may try again
+        primary.drop_standby()
         return await self._secondary(state, conflict)
 
     async def _pause(self, busy, now):

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from mars.device import STANDBY
 from mars.logfile import list_logfiles, parse_logfile_name
 from tests.helpers.dataplane import (MIB, STATE_WAIT, sha256_file, tree_without_reports,
                                      wait_until)
@@ -171,15 +172,37 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
                    a.view("get-primary", RES) == "a\n",
                    what="a to keep its device while the other namespace has it",
                    show=lambda: view(a))
+        # b, designated meanwhile, had started a device process ahead; the
+        # wish went back to a, and b let it go
+        wait_until(lambda: not device_processes(b), what="b to end its standby device process",
+                   show=lambda: device_processes(b))
     finally:
         holder.kill()
         holder.wait()
     b.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
+    # the device runs in the process started ahead, while a tore down
+    assert [STANDBY in arguments for arguments in device_processes(b).values()] == [True], \
+        device_processes(b)
     datanet.mount(b, RES, fstype="ext4")
     try:
         assert (b.mnt / "config").read_bytes() == content, "the renamed file arrived different"
     finally:
         datanet.umount(b)
+
+
+def device_processes(host):
+    """{pid: arguments} of the device processes (and standbys) of `host`."""
+    marker = f"--resource-dir={host.root}/"
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                arguments = cmdline.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "mars.device" in arguments and any(word.startswith(marker) for word in arguments):
+            found[int(pid)] = arguments
+    return found
 
 
 def test_primary_force_on_a_damaged_copy_of_the_log_fails_at_once_naming_the_damage(datanet):
