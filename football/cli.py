@@ -71,15 +71,42 @@ class Globals:
         self.dry_run, self.yes, self.as_json, self.verbose = dry_run, yes, as_json, verbose
         self.variables, self.injection_point = variables, injection_point
 
-    def context(self, operation, res):
+    def settings(self):
+        """The tunables; without an inventory, the lab's state dir (when a
+        lab is up) is the default one."""
         from football.config import Config
+        from football.lab import Lab
+
+        config = Config(self.config_files, self.variables)
+        if not self.inventory_path:
+            the_lab = Lab()
+            if the_lab.exists():
+                config.default("state_dir", the_lab.controller_dir)
+        return config
+
+    def job_options(self):
+        """The global options a screener job's football command line gets
+        from the command that queued it (paths made absolute: the worker
+        runs elsewhere)."""
+        options = []
+        if self.inventory_path:
+            options += ["--inventory", str(Path(self.inventory_path).absolute())]
+        for path in self.config_files:
+            options += ["--config", str(Path(path).absolute())]
+        for item in self.variables:
+            options += ["--var", item]
+        if self.injection_point:
+            options += ["--debug-injection-point", str(self.injection_point)]
+        return options
+
+    def context(self, operation, res):
         from football.hooks import Hooks
         from football.inventory import load
         from football.lab import Lab
         from football.ops.base import Context
         from football.report import Reporter
 
-        config = Config(self.config_files, self.variables)
+        config = self.settings()
         if self.inventory_path:
             inv = load(self.inventory_path)
         else:
@@ -88,7 +115,6 @@ class Globals:
                 raise InventoryError("no inventory: pass --inventory FILE (or set "
                                      "FOOTBALL_INVENTORY), or bring the lab up (football lab up)")
             inv = the_lab.fleet()
-            config.default("state_dir", the_lab.controller_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         hooks = Hooks(config=config)    # with the plugins of plugin_dirs
         hooks.apply_host_layout(inv)
@@ -698,6 +724,305 @@ def _print_status(status):
                               view["flags"], entry["containers"].get(res, "-"))
     console.print(hosts)
     console.print(resources)
+
+
+@cli.command()
+@click.option("--id", "worker_id", default=None, metavar="NAME",
+              help="This worker's name (default: the host name); a restarted worker of the "
+              "same name resumes the jobs it left running.")
+@click.pass_context
+@reported
+def worker(ctx, worker_id):
+    """Run the screener's jobs (foreground; in production the
+    football-worker systemd unit). Jobs come from the jobs' database
+    (jobs_database_url, default SQLite in state_dir): several workers on
+    several controllers may share one PostgreSQL database.
+
+    SIGTERM or Ctrl-C stops it: the running operations are interrupted as by
+    Ctrl-C (each cleans up; one in its downtime window finishes or
+    compensates it) and their jobs resume when this worker starts again."""
+    import os
+    import shlex
+    import signal
+    import threading
+
+    from football.screener import ChildProcess, Worker
+    from football.toolserver import ToolServer
+
+    config = ctx.obj.settings()
+    tools = ToolServer(share=True)      # the jobs' tool commands share this one
+    executor = ChildProcess(shlex.split(config.job_command) or None, env=tools.environment())
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, frame: stop.set())
+    the_worker = Worker(config, worker_id, executor,
+                        say=lambda text: click.echo(f"football: {text}", err=True))
+    the_worker.start()
+    while not stop.wait(1.0):
+        pass
+    the_worker.stop()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)         # the threads of interrupted jobs stay parked: their jobs resume later
+
+
+@cli.group()
+def screener():
+    """Many operations as background jobs, with limits, states and resume;
+    a worker (`football worker`) runs them.
+
+    \b
+      football screener start migrate vm1 cluster2      one job (its id: vm1)
+      football screener run moves.csv --max 4 --max-per target=1 --dst_cluster==c2
+      football screener list [--state failed]
+      football screener show vm1                        its events and result
+    """
+
+
+def _job_store(ctx):
+    from football.screener import JobStore
+
+    return JobStore(ctx.obj.settings())
+
+
+def _job_spec(operation, resource, args, where=""):
+    """The job `football <operation> <resource> <args>`, its arguments parsed
+    as that command parses them; `Illegal` naming what is wrong."""
+    from football.ops.base import check_resource_name
+    from football.runfile import ALIASES, PARAMETERS
+    from football.screener import JobSpec
+
+    operation = ALIASES.get(operation, operation)
+    if operation not in PARAMETERS:
+        raise Illegal(f"{where}unknown operation {operation!r}; the screener runs "
+                      f"{', '.join(PARAMETERS)}; nothing was queued")
+    check_resource_name(resource)
+    try:
+        cli.commands[operation].make_context(operation, [resource, *args])
+    except click.ClickException as error:
+        raise Illegal(f"{where}football {operation} {resource} {' '.join(args)}: "
+                      f"{error.format_message().rstrip('.')}; nothing was queued") from None
+    return JobSpec(resource, operation, list(args))
+
+
+def _no_worker_said(store):
+    if not store.live_workers():
+        click.echo("football: no worker is running: queued jobs wait until one does; start "
+                   "one with `football worker` (in production the football-worker unit)",
+                   err=True)
+
+
+@screener.command("start", context_settings={"ignore_unknown_options": True})
+@click.option("--id", "job_id", default=None, help="The job's id (default: the resource).")
+@click.argument("operation")
+@click.argument("res")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+@reported
+def screener_start(ctx, job_id, operation, res, args):
+    """Queue one job: `football OPERATION RES ARGS...` (migrate, shrink,
+    expand, handover, migrate+shrink, migrate+shrink+back); prints its id.
+    A resource has one job at a time: refused (191) while it has one."""
+    spec = _job_spec(operation, res, args)
+    spec.id = job_id
+    store = _job_store(ctx)
+    try:
+        [queued] = store.queue([spec], ctx.obj.job_options())
+        _no_worker_said(store)
+    finally:
+        store.close()
+    if ctx.obj.as_json:
+        click.echo(json.dumps({"event": "queued", "job": queued, "command": spec.command}))
+    else:
+        click.echo(queued)
+
+
+@screener.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--max", "max_running", type=click.IntRange(min=1), default=None,
+              help="At most N jobs of this run run at once.")
+@click.option("--max-per", "max_per", multiple=True, metavar="COLUMN=N",
+              help="At most N jobs with the same value in COLUMN run at once.")
+@click.argument("filters", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+@reported
+def screener_run(ctx, file, max_running, max_per, filters):
+    """Queue a job for each row of FILE (CSV, `;` or `,`, a header row with
+    `resource` and `operation` columns, the arguments in columns named like
+    the operation's parameters or in an `args` column) that passes the
+    filters --COLUMN==value, --COLUMN!=value, --COLUMN=~regex. Rows whose
+    resource has a job already are skipped. With --dry-run: only say what
+    would be queued. A problem with the file: one line, exit 191, nothing
+    queued.
+
+    \b
+      football screener run moves.csv --max 4 --max-per target=1 --customer=~^acme
+    """
+    from football import runfile
+
+    header, jobs = runfile.read(file)
+    selected = runfile.select(header, jobs, runfile.parse_filters(filters))
+    limit = runfile.parse_max_per(max_per)
+    if limit and limit[0].lower() not in header:
+        raise runfile.RunFileError(f"--max-per {limit[0]}: no column {limit[0]!r} in {file} "
+                                   f"(columns: {', '.join(header)}); nothing was queued")
+    specs = []
+    for job in selected:
+        spec = _job_spec(job.operation, job.resource, job.args, f"{file} line {job.line}: ")
+        if limit:
+            spec.partition = job.row[limit[0].lower()]
+        specs.append(spec)
+    store = _job_store(ctx)
+    try:
+        _run_queued(ctx, store, Path(file), specs, max_running, limit)
+    finally:
+        store.close()
+
+
+def _run_queued(ctx, store, path, specs, max_running, limit):
+    as_json = ctx.obj.as_json
+
+    def tell(kind, spec, text, **fields):
+        if as_json:
+            click.echo(json.dumps({"event": kind, "job": spec.resource, **fields}))
+        else:
+            click.echo(f"{spec.resource}: {text}")
+
+    fresh = []
+    for spec in specs:
+        existing = store.live_job(spec.resource)
+        if existing:
+            tell("skipped", spec, f"skipped: it has the job {existing['id']} "
+                 f"({existing['state']})", state=existing["state"])
+        else:
+            fresh.append(spec)
+    queue = f"run-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    limits = ", ".join(filter(None, [max_running and f"at most {max_running} at once",
+                                     limit and f"at most {limit[1]} per {limit[0]}"]))
+    for spec in fresh:
+        what = " ".join(spec.command)
+        tell("would-queue" if ctx.obj.dry_run else "queued", spec,
+             f"{'would queue' if ctx.obj.dry_run else 'queued'}: {what}",
+             command=spec.command, partition=spec.partition, queue=queue)
+    if not as_json:
+        click.echo(f"{len(fresh)} job(s) {'would be ' if ctx.obj.dry_run else ''}queued"
+                   f"{f', {len(specs) - len(fresh)} skipped' if len(fresh) < len(specs) else ''}"
+                   f" (queue {queue}{f': {limits}' if limits else ''})")
+    if ctx.obj.dry_run or not fresh:
+        return
+    store.register_queue(queue, max_running, limit[1] if limit else None)
+    store.queue(fresh, ctx.obj.job_options(), queue=queue, run=path.name)
+    _no_worker_said(store)
+
+
+@screener.command("list")
+@click.option("--state", default=None, metavar="STATE",
+              help="Only the jobs in STATE (queued running waiting condition delayed done "
+              "failed serious critical interrupted illegal timeouted archived).")
+@click.pass_context
+@reported
+def screener_list(ctx, state):
+    """The jobs: id, operation, state, phase, progress, location, started,
+    downtime, last message (with --json: one JSON object per line)."""
+    from football.screener import STATES, shown_state
+
+    if state is not None and state not in STATES:
+        raise Illegal(f"--state {state!r}: one of {', '.join(STATES)}")
+    store = _job_store(ctx)
+    try:
+        config = store.config
+        jobs = store.jobs(archived=state == "archived")
+    finally:
+        store.close()
+    for job in jobs:
+        job["state"] = shown_state(job, config.session_timeout)
+    jobs = [job for job in jobs if state is None or job["state"] == state]
+    if ctx.obj.as_json:
+        for job in jobs:
+            click.echo(json.dumps({**job, "args": json.loads(job["args"])}, sort_keys=True))
+        return
+    _print_jobs(jobs)
+
+
+STATE_STYLES = {"done": "green", "failed": "red", "serious": "red", "critical": "bold red",
+                "illegal": "yellow", "interrupted": "yellow", "timeouted": "red",
+                "running": "cyan", "condition": "magenta", "waiting": "magenta"}
+
+
+def _print_jobs(jobs):
+    table = Table(title=f"screener jobs ({len(jobs)})")
+    for column in ("id", "operation", "state", "phase", "progress", "location", "started",
+                   "downtime", "last message"):
+        table.add_column(column, overflow="fold" if column == "last message" else "ellipsis")
+    for job in jobs:
+        progress = json.loads(job["progress"]) if job["progress"] else None
+        percent = f"{progress['done'] * 100 // progress['total']}%" \
+            if progress and progress.get("total") else "-"
+        style = STATE_STYLES.get(job["state"])
+        table.add_row(
+            job["id"], job["operation"],
+            f"[{style}]{job['state']}[/]" if style else job["state"],
+            job["phase"] or "-", percent, job["location"] or "-",
+            time.strftime("%m-%d %H:%M:%S", time.localtime(job["started"]))
+            if job["started"] else "-",
+            f"{job['downtime']:.2f} s" if job["downtime"] is not None else "-",
+            job["message"] or "-")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@screener.command("show")
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+@reported
+def screener_show(ctx, job_id):
+    """Job ID's log, rendered like a run in the foreground, and its result
+    (with --json: the job, then its events, one JSON object per line)."""
+    from football.screener import shown_state
+
+    store = _job_store(ctx)
+    try:
+        job = store.job(job_id)
+        if job is None:
+            raise Illegal(f"no job {job_id!r} (see `football screener list`)")
+        events = store.events(job["number"])
+        job["state"] = shown_state(job, store.config.session_timeout)
+    finally:
+        store.close()
+    if ctx.obj.as_json:
+        click.echo(json.dumps({"event": "job", **job, "args": json.loads(job["args"])},
+                              sort_keys=True))
+        for event in events:
+            click.echo(json.dumps(event, sort_keys=True))
+        return
+    click.echo(f"job {job['id']}: football {' '.join(json.loads(job['args']))}")
+    for event in events:
+        line = _event_line(event)
+        if line is not None:
+            click.echo(line)
+    result = f" (exit {job['exit_code']})" if job["exit_code"] is not None else ""
+    click.echo(f"result: {job['state']}{result}")
+
+
+def _event_line(event):
+    """An event of a job as the foreground run showed it (None: not shown)."""
+    kind, stamp = event.get("event"), time.strftime("%H:%M:%S",
+                                                    time.localtime(event.get("time", 0)))
+    if kind in ("message", "output", "stderr"):
+        return f"{stamp} {event.get('text', '')}"
+    if kind == "warning":
+        return f"{stamp} warning: {event.get('text', '')}"
+    if kind == "phase":
+        return f"{stamp} phase {event.get('phase')}"
+    if kind == "progress" and event.get("total") and event.get("done") == event.get("total"):
+        return f"{stamp} {event.get('what')}: {event['total'] >> 20} MiB done"
+    if kind == "summary":
+        fields = {key: value for key, value in event.items() if key not in ("event", "time")}
+        return f"{stamp} summary: {json.dumps(fields, sort_keys=True)}"
+    if kind == "job-start":
+        return f"{stamp} started by worker {event.get('worker')}"
+    if kind == "job-end":
+        return f"{stamp} ended: {event.get('state')} (exit {event.get('exit_code')})"
+    return None
 
 
 GLOBAL_FLAGS = ("--dry-run", "--yes", "--json", "--verbose", "-v")

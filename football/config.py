@@ -65,6 +65,15 @@ TUNABLES = {
     "downtime_gate_timeout": Tunable(3600.0, "seconds to wait before the downtime window "
                                              "while a plugin's want_downtime says no or "
                                              "resource_locked says yes; then refused"),
+    "jobs_database_url": Tunable("", "the screener's database (DBOS system database), e.g. "
+                                     "postgresql://user:pw@host/football_jobs for workers on "
+                                     "several controllers ('': SQLite jobs.sqlite in state_dir)"),
+    "jobs_poll_interval": Tunable(1.0, "seconds between a screener worker's looks into a job "
+                                       "queue"),
+    "session_timeout": Tunable(10800.0, "seconds without an event after which a running "
+                                        "screener job shows as timeouted"),
+    "job_command": Tunable("", "the command a screener worker runs a job's football command "
+                               "line with ('': this installation's football)"),
 }
 
 

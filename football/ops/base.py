@@ -372,6 +372,8 @@ class Operation:
             reasons = vetoes + locks
             if reasons != said:
                 self.say(f"  waiting before the downtime of {self.res}: {'; '.join(reasons)}")
+                self.ctx.reporter.event("wait", state="condition", what="downtime",
+                                        resource=self.res, reasons=reasons)
                 said = reasons
             if counted > self.config.downtime_gate_timeout:
                 raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
@@ -385,6 +387,7 @@ class Operation:
             last = now
             self._tell("poll_wait", what="downtime", elapsed=round(now - started, 3))
             vetoes, locks = objections()
+        self.ctx.reporter.event("wait-end", what="downtime", resource=self.res)
 
     def _check_startable(self, target, source):
         """`Illegal` before anything is stopped when a plugin vetoes starting
@@ -417,8 +420,12 @@ class Operation:
     def _wait_for_slot(self, host, kind, free, limit):
         if not free():
             self.say(f"  {host.name}: waiting for a {kind} slot ({limit})")
+            self.ctx.reporter.event("wait", state="condition", what=f"{kind} slot",
+                                    resource=self.res, host=host.name,
+                                    reasons=[f"a {kind} slot on {host.name} ({limit})"])
             wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
                        f"a {kind} slot on {host.name}")
+            self.ctx.reporter.event("wait-end", what=f"{kind} slot", resource=self.res)
 
     def _prepare_hosts(self, hosts):
         self.prepared_hosts = list({host.name: host for host in hosts}.values())

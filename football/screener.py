@@ -1,0 +1,527 @@
+"""The screener: many Football operations run in the background as jobs,
+with limits, states and resume (FOOTBALL.md, "Screener").
+
+A job is a durable workflow of DBOS Transact (`football_job`) with one
+step, `run_operation`: it runs the job's `football` command line (migrate,
+shrink, expand, handover, migrate+shrink, migrate+shrink+back) as a child
+process with `--json --yes`, records each JSON event it prints, and ends
+with its exit code. The operation's phases are not DBOS steps (yet): an
+operation resumes from its journal and the real state, so a step that ran
+again after a worker died (steps are at-least-once) resumes the operation
+where it was; splitting phases into steps would only save the discovery.
+
+The database is DBOS's system database: SQLite `<state_dir>/jobs.sqlite`
+by default, PostgreSQL when `jobs_database_url` names one (then several
+workers on several controllers share the queues). Beside DBOS's tables it
+holds ours: `football_jobs` (one row per job: its command, state, phase,
+last message, progress, result; a resource has at most one job that is not
+archived), `football_job_events` (every event of every job, for `show`)
+and `football_workers` (the workers alive, by heartbeat).
+
+Limits are DBOS queues: `screener start` puts jobs on the queue `jobs`;
+each `screener run` gets a queue of its own whose `global_concurrency` is
+`--max` and, with `--max-per COLUMN=N`, partitioned by that column's value
+with `partition_concurrency` N. A job and its row are queued in one
+transaction (`enqueue_in_transaction`): both or neither.
+
+States: `queued` (in its queue), `running`, `condition` (the operation
+waits for a slot, a lock or business hours), then by exit code: 0 done,
+191 illegal, 190 interrupted, 198 serious, 199 critical, 195 timeouted,
+else failed; `timeouted` is also shown for a running job without an event
+for `session_timeout` (by the time of its last event)."""
+
+import ctypes
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from dbos import DBOS, DBOSClient
+
+from football.errors import (EXIT_CRITICAL, EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS,
+                             Illegal)
+
+APP = "football"
+APP_VERSION = "screener-1"      # change when the workflow's steps change
+WORKFLOW = "football_job"
+START_QUEUE = "jobs"
+EXIT_TIMEOUTED = 195
+STATES = ("queued", "running", "waiting", "condition", "delayed", "done", "failed", "serious",
+          "critical", "interrupted", "illegal", "timeouted", "archived")
+FINISHED = ("done", "failed", "serious", "critical", "interrupted", "illegal", "timeouted")
+EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupted",
+               EXIT_SERIOUS: "serious", EXIT_CRITICAL: "critical", EXIT_TIMEOUTED: "timeouted"}
+HEARTBEAT = 2.0                 # seconds between a worker's heartbeats
+WORKER_GONE = 15.0              # seconds without a heartbeat: the worker is gone
+
+logging.getLogger("dbos").setLevel(logging.WARNING)
+
+METADATA = sa.MetaData()
+JOBS = sa.Table(
+    "football_jobs", METADATA,
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(200), nullable=False),
+    sa.Column("resource", sa.String(200), nullable=False),
+    sa.Column("operation", sa.String(40), nullable=False),
+    sa.Column("args", sa.Text, nullable=False),          # JSON: football's command line
+    sa.Column("run", sa.String(200), nullable=False, default=""),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("partition", sa.String(200)),
+    sa.Column("workflow_id", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("phase", sa.String(60)),
+    sa.Column("message", sa.Text),
+    sa.Column("progress", sa.Text),                      # JSON of the last progress event
+    sa.Column("location", sa.String(200)),
+    sa.Column("downtime", sa.Float),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("worker", sa.String(200)),
+    sa.Column("child_host", sa.String(200)),
+    sa.Column("child_pid", sa.Integer),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("started", sa.Float),
+    sa.Column("finished", sa.Float),
+    sa.Column("last_event", sa.Float),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    # one job per resource (by id) that is not archived
+    sa.Index("football_jobs_live_id", "id", unique=True,
+             sqlite_where=sa.text("archived = 0"), postgresql_where=sa.text("NOT archived")),
+)
+EVENTS = sa.Table(
+    "football_job_events", METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.Integer, nullable=False, index=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),          # JSON
+)
+WORKERS = sa.Table(
+    "football_workers", METADATA,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("seen", sa.Float, nullable=False),
+)
+
+
+def state_of_exit(code):
+    """A finished job's state from its operation's exit code."""
+    return EXIT_STATES.get(code, "failed")
+
+
+def database_url(config):
+    """The jobs' database: `jobs_database_url`, else SQLite in the state dir."""
+    if config.jobs_database_url:
+        return config.jobs_database_url
+    return f"sqlite:///{Path(config.state_dir).absolute() / 'jobs.sqlite'}"
+
+
+@dataclass
+class JobSpec:
+    """A job to queue: `football <global_args> <operation> <resource> <args>`."""
+    resource: str
+    operation: str
+    args: list
+    id: str = None
+    partition: str = None
+
+    @property
+    def command(self):
+        return [self.operation, self.resource, *self.args]
+
+
+class JobExists(Illegal):
+    """The resource has a job already (not archived)."""
+
+
+# ----------------------------------------------------------------- the store
+
+
+class JobStore:
+    """Our tables beside DBOS's in the jobs' database, and a DBOS client for
+    queueing. The database and its tables are created on first use."""
+
+    def __init__(self, config):
+        self.config = config
+        self.url = database_url(config)
+        kwargs = {}
+        if self.url.startswith("sqlite"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        try:
+            DBOS.migrate(self.url)
+            self.engine = sa.create_engine(self.url, **kwargs)
+            METADATA.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as error:
+            raise Illegal(f"the jobs' database {self.url} cannot be used: {error}; check "
+                          "jobs_database_url (`football config`)") from None
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = DBOSClient(system_database_engine=self.engine, application_name=APP)
+        return self._client
+
+    def close(self):
+        if self._client is not None:
+            self._client.destroy()
+            self._client = None
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- jobs
+    def register_queue(self, name, max_running=None, max_per=None):
+        """The queue `name`: at most `max_running` jobs of it run at once, at
+        most `max_per` of one partition (then every job needs one)."""
+        if max_running is not None and max_per is not None:
+            max_per = min(max_per, max_running)
+        self.client.register_queue(name, global_concurrency=max_running,
+                                   partition_concurrency=max_per,
+                                   polling_interval_sec=self.config.jobs_poll_interval)
+
+    def queue(self, specs, global_args, queue=START_QUEUE, run=""):
+        """Queue a job per spec, all or none; the job ids. `JobExists` when a
+        resource has a job that is not archived (nothing queued then)."""
+        now = time.time()
+        ids = []
+        try:
+            with self.engine.begin() as connection:
+                for spec in specs:
+                    job_id = spec.id or spec.resource
+                    workflow_id = f"{job_id}-{int(now * 1000)}"
+                    number = connection.execute(JOBS.insert().values(
+                        id=job_id, resource=spec.resource, operation=spec.operation,
+                        args=json.dumps([*global_args, "--json", "--yes", *spec.command]),
+                        run=run, queue=queue,
+                        partition=spec.partition, workflow_id=workflow_id, state="queued",
+                        created=now, archived=False)).inserted_primary_key[0]
+                    options = {"workflow_name": WORKFLOW, "queue_name": queue,
+                               "workflow_id": workflow_id, "app_version": APP_VERSION}
+                    if spec.partition is not None:
+                        options["queue_partition_key"] = spec.partition
+                    self.client.enqueue_in_transaction(connection, options, number)
+                    ids.append(job_id)
+        except sa.exc.IntegrityError:
+            taken = [spec.id or spec.resource for spec in specs
+                     if self.live_job(spec.id or spec.resource)]
+            raise JobExists(f"{', '.join(taken) or 'a resource'} has a job already (see "
+                            "`football screener list`); nothing was queued") from None
+        return ids
+
+    def live_job(self, job_id):
+        """The job `job_id` that is not archived, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(JOBS).where(
+                JOBS.c.id == job_id, JOBS.c.archived == sa.false())).mappings().first()
+        return dict(row) if row else None
+
+    def job(self, job_id):
+        """The job `job_id`: the one not archived, else the newest archived."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(JOBS).where(JOBS.c.id == job_id).order_by(
+                JOBS.c.archived, JOBS.c.number.desc())).mappings().first()
+        return dict(row) if row else None
+
+    def job_by_number(self, number):
+        with self.engine.connect() as connection:
+            return dict(connection.execute(
+                sa.select(JOBS).where(JOBS.c.number == number)).mappings().one())
+
+    def jobs(self, archived=False):
+        with self.engine.connect() as connection:
+            query = sa.select(JOBS).order_by(JOBS.c.number)
+            if not archived:
+                query = query.where(JOBS.c.archived == sa.false())
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def events(self, number):
+        with self.engine.connect() as connection:
+            return [json.loads(row.event) for row in connection.execute(
+                sa.select(EVENTS.c.event).where(EVENTS.c.job == number).order_by(EVENTS.c.seq))]
+
+    def update(self, number, **fields):
+        with self.engine.begin() as connection:
+            connection.execute(JOBS.update().where(JOBS.c.number == number).values(**fields))
+
+    def record(self, number, event):
+        """Store one event of job `number`; what it tells about the job
+        (phase, message, progress, waits, downtime, location) goes to its row."""
+        now = time.time()
+        event.setdefault("time", round(now, 3))
+        fields = {"last_event": now, **facts_of(event)}
+        with self.engine.begin() as connection:
+            connection.execute(EVENTS.insert().values(job=number, time=now,
+                                                      event=json.dumps(event)))
+            connection.execute(JOBS.update().where(JOBS.c.number == number).values(**fields))
+
+    # ------------------------------------------------------------- workers
+    def heartbeat(self, worker_id, started):
+        with self.engine.begin() as connection:
+            values = dict(host=socket.gethostname(), pid=os.getpid(), started=started,
+                          seen=time.time())
+            if connection.execute(WORKERS.update().where(WORKERS.c.id == worker_id)
+                                  .values(**values)).rowcount == 0:
+                connection.execute(WORKERS.insert().values(id=worker_id, **values))
+
+    def forget_worker(self, worker_id):
+        with self.engine.begin() as connection:
+            connection.execute(WORKERS.delete().where(WORKERS.c.id == worker_id))
+
+    def live_workers(self):
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(sa.select(WORKERS).where(
+                WORKERS.c.seen > time.time() - WORKER_GONE)).mappings()]
+
+
+def facts_of(event):
+    """The columns of a job's row an event changes."""
+    kind = event.get("event")
+    if kind == "phase":
+        return {"phase": event.get("phase"), "state": "running"}
+    if kind == "message":
+        return {"message": event.get("text", "").strip()[:500]}
+    if kind in ("warning", "stderr") and event.get("text", "").strip():
+        return {"message": f"{kind}: {event['text'].strip()}"[:500]}
+    if kind == "progress":
+        return {"progress": json.dumps({key: event.get(key) for key in ("what", "done", "total")})}
+    if kind == "wait":
+        return {"state": event.get("state", "condition"),
+                "message": f"waiting: {'; '.join(event.get('reasons', []))}"[:500]}
+    if kind == "wait-end":
+        return {"state": "running"}
+    if kind == "downtime-end":
+        return {"location": event.get("host")}
+    if kind == "summary" and event.get("downtime_seconds") is not None:
+        return {"downtime": event["downtime_seconds"]}
+    return {}
+
+
+def shown_state(job, session_timeout, now=None):
+    """The state to show: the stored one, `timeouted` for a job that runs
+    without an event for `session_timeout`."""
+    now = time.time() if now is None else now
+    if job["state"] in ("running", "waiting", "condition", "delayed"):
+        last = job["last_event"] or job["started"] or job["created"]
+        if now - last > session_timeout:
+            return "timeouted"
+    return "archived" if job["archived"] else job["state"]
+
+
+# ---------------------------------------------------------------- executing
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _interrupted_with_parent():
+    """In the child before exec: SIGINT when the worker thread that started
+    it dies (the worker was killed), so the operation cleans up as on
+    Ctrl-C instead of running on unattended."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+class ChildProcess:
+    """Runs a job's football command line as a child process in a session
+    of its own (`job_command`, default this installation's football)."""
+
+    def __init__(self, command=None, env=None):
+        self.command = command or [sys.executable, "-m", "football"]
+        self.env = {**os.environ, **(env or {})}
+        self.running = {}
+        self.lock = threading.Lock()
+
+    def run(self, number, args, on_event, on_start):
+        process = subprocess.Popen([*self.command, *args], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=self.env, start_new_session=True,
+                                   preexec_fn=_interrupted_with_parent)
+        with self.lock:
+            self.running[number] = process
+        try:
+            on_start(process.pid)
+            errors = threading.Thread(target=self._stderr, args=(process, on_event), daemon=True)
+            errors.start()
+            for line in process.stdout:
+                on_event(event_of(line))
+            code = process.wait()
+            errors.join()
+        finally:
+            with self.lock:
+                self.running.pop(number, None)
+        return code if code >= 0 else 128 - code      # killed by signal N: 128 + N, failed
+
+    @staticmethod
+    def _stderr(process, on_event):
+        for line in process.stderr:
+            if line.strip():
+                on_event({"event": "stderr", "text": line.rstrip("\n")})
+
+    def interrupt(self):
+        """Ctrl-C to every running operation (each cleans up and ends)."""
+        with self.lock:
+            for process in self.running.values():
+                try:
+                    os.killpg(process.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return not self.running
+
+
+def event_of(line):
+    """A line the operation printed: its JSON event, else an `output` event."""
+    line = line.rstrip("\n")
+    if line.startswith("{"):
+        try:
+            event = json.loads(line)
+            if isinstance(event, dict) and "event" in event:
+                return event
+        except ValueError:
+            pass
+    return {"event": "output", "text": line}
+
+
+def _alive(pid):
+    """Whether `pid` is still a football run (not a process that got its
+    number since)."""
+    try:
+        return b"football" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------- worker
+
+_worker = None      # the Worker of this process (the step runs its jobs)
+
+
+@DBOS.workflow(name=WORKFLOW)
+def job_workflow(number):
+    return run_operation(number)
+
+
+@DBOS.step(name="run_operation")
+def run_operation(number):
+    return _worker.run_job(number)
+
+
+class WorkerRunning(Illegal):
+    """Another worker with this id is alive."""
+
+
+class Worker:
+    """The process's DBOS executor that runs jobs from the queues, with a
+    heartbeat in `football_workers`; `executor` runs a job's command line
+    (a ChildProcess by default)."""
+
+    def __init__(self, config, worker_id=None, executor=None, say=None):
+        self.config = config
+        self.id = worker_id or socket.gethostname()
+        self.executor = executor or ChildProcess(shlex.split(config.job_command) or None)
+        self.say = say or (lambda text: None)
+        self.store = None
+        self.stopping = threading.Event()
+        self._beat = threading.Event()
+        self._beating = None
+        self.started = time.time()
+
+    def start(self):
+        global _worker
+        self.store = JobStore(self.config)
+        here = socket.gethostname()
+        for other in self.store.live_workers():
+            if other["id"] != self.id or (other["host"], other["pid"]) == (here, os.getpid()):
+                continue
+            if other["host"] != here or _alive(other["pid"]):
+                raise WorkerRunning(f"worker {self.id} runs already (pid {other['pid']} on "
+                                    f"{other['host']}); give this one another --id")
+        _worker = self
+        self.store.heartbeat(self.id, self.started)
+        DBOS(config={"name": APP, "system_database_url": self.store.url,
+                     "executor_id": self.id, "application_version": APP_VERSION,
+                     "run_admin_server": False, "log_level": "WARNING"})
+        DBOS.launch()     # also recovers the jobs this worker id left running
+        DBOS.register_queue(START_QUEUE, polling_interval_sec=self.config.jobs_poll_interval,
+                            on_conflict="always_update")
+        self._beating = threading.Thread(target=self._heartbeats, daemon=True,
+                                         name="football-worker-heartbeat")
+        self._beating.start()
+        self.say(f"worker {self.id}: running jobs from {self.store.url}")
+
+    def _heartbeats(self):
+        while not self._beat.wait(HEARTBEAT):
+            try:
+                self.store.heartbeat(self.id, self.started)
+            except sa.exc.SQLAlchemyError as error:
+                self.say(f"worker {self.id}: heartbeat failed: {error}")
+
+    def stop(self, timeout=600.0):
+        """Interrupt the running operations (as Ctrl-C: each cleans up, a
+        downtime window is finished or compensated), wait up to `timeout`
+        for them, stop DBOS. Their jobs stay `running`: the next worker
+        with this id resumes them. The threads that ran them stay parked
+        (nothing of theirs is recorded): the process should exit now."""
+        self.stopping.set()
+        interrupted = getattr(self.executor, "interrupt", lambda: None)
+        interrupted()
+        waited = getattr(self.executor, "wait", lambda timeout: True)(timeout)
+        if not waited:
+            self.say(f"worker {self.id}: operations still running after {timeout:g} s")
+        DBOS.destroy(workflow_completion_timeout_sec=0)
+        self._beat.set()
+        if self._beating:
+            self._beating.join()
+        self.store.forget_worker(self.id)
+        self.store.close()
+        self.say(f"worker {self.id}: stopped")
+
+    def run_job(self, number):
+        """The step: run job `number`'s operation, record its events and
+        its end; its exit code. A re-run (the worker died meanwhile) first
+        waits for the operation an earlier run of it left behind."""
+        job = self.store.job_by_number(number)
+        if job["state"] in FINISHED:
+            return job["exit_code"]
+        self._wait_for_earlier_run(job)
+        self.store.update(number, state="running", started=time.time(), worker=self.id,
+                          child_host=socket.gethostname(), child_pid=None)
+        self.store.record(number, {"event": "job-start", "worker": self.id,
+                                   "argv": json.loads(job["args"])})
+        try:
+            code = self.executor.run(number, json.loads(job["args"]),
+                                     lambda event: self.store.record(number, event),
+                                     lambda pid: self.store.update(number, child_pid=pid))
+        except OSError as error:
+            self.store.record(number, {"event": "stderr", "text": f"cannot start the "
+                                       f"operation: {error}"})
+            code = 1
+        if self.stopping.is_set():
+            threading.Event().wait()        # parked: the worker stops, a new one resumes
+        state = state_of_exit(code)
+        self.store.update(number, state=state, exit_code=code, finished=time.time())
+        self.store.record(number, {"event": "job-end", "exit_code": code, "state": state})
+        return code
+
+    def _wait_for_earlier_run(self, job):
+        pid = job["child_pid"]
+        if not pid or job["child_host"] != socket.gethostname():
+            return
+        if _alive(pid):
+            self.say(f"job {job['id']}: waiting for its earlier run (pid {pid}) to end")
+        deadline = time.monotonic() + self.config.lock_break_timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)

@@ -1,0 +1,170 @@
+"""Screener tests without root: `football screener ...` in-process against
+a jobs' database in the test's tmp dir, a worker in this process whose
+jobs run through a stand-in executor (scripted events and exit codes, or
+the football command line in-process against the fake fleet), and
+`football worker` as a real process that dies with the test."""
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from click.testing import CliRunner
+
+from football.cli import cli, hoist_global_options
+from football.runfile import PARAMETERS
+
+# CliRunner swaps sys.stdout for the whole process: one invocation at a time,
+# whether the test's own or a job's run in-process
+CLI_LOCK = threading.RLock()
+
+
+def football(*args, env=None):
+    """`football <args>` in-process (global options hoisted as main() does):
+    (exit code, stdout, stderr)."""
+    with CLI_LOCK:
+        result = CliRunner(env=env).invoke(cli, hoist_global_options([str(arg) for arg in args]))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def wait_for(condition, what, timeout=30.0, interval=0.05):
+    """Poll `condition()` until it returns a true value (returned); fail
+    naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(interval)
+
+
+def resource_of(args):
+    """The resource of a job's football command line (after the globals)."""
+    index = next(number for number, arg in enumerate(args) if arg in PARAMETERS)
+    return args[index + 1]
+
+
+@dataclass
+class Script:
+    """What a scripted job does: print `events`, wait for `gate` (when
+    given), print `after`, take `seconds`, exit with `code`."""
+    events: list = field(default_factory=list)
+    code: int = 0
+    gate: threading.Event = None
+    after: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class ScriptedExecutor:
+    """Runs no operation: each job does what `scripts[resource]` says (by
+    default: a phase event and exit 0); who ran alongside whom is logged."""
+
+    def __init__(self):
+        self.scripts = {}
+        self.running = []
+        self.alongside = []         # per job start: the resources running then (itself too)
+        self.lock = threading.Lock()
+
+    def run(self, number, args, on_event, on_start):
+        resource = resource_of(args)
+        script = self.scripts.get(resource, Script([{"event": "phase", "phase": "prepare"}]))
+        with self.lock:
+            self.running.append(resource)
+            self.alongside.append(list(self.running))
+        on_start(None)
+        try:
+            for event in script.events:
+                on_event(dict(event))
+            if script.gate is not None:
+                assert script.gate.wait(30), f"{resource}: the test never opened the gate"
+            for event in script.after:
+                on_event(dict(event))
+            time.sleep(script.seconds)      # the job's work
+            return script.code
+        finally:
+            with self.lock:
+                self.running.remove(resource)
+
+
+class InProcessFootball:
+    """Runs a job's football command line in this process (where the fake
+    fleet lives), one at a time."""
+
+    def run(self, number, args, on_event, on_start):
+        from football.screener import event_of
+
+        on_start(None)
+        with CLI_LOCK:
+            result = CliRunner().invoke(cli, args)
+        for line in result.stdout.splitlines():
+            on_event(event_of(line))
+        for line in result.stderr.splitlines():
+            on_event({"event": "stderr", "text": line})
+        if result.exception and not isinstance(result.exception, SystemExit):
+            on_event({"event": "stderr", "text": repr(result.exception)})
+        return result.exit_code
+
+
+def jobs(state_dir, *options):
+    """`screener list --json` of the jobs' database in `state_dir`: {id: job}."""
+    code, out, err = football("--json", "--var", f"state_dir={state_dir}", *options,
+                              "screener", "list")
+    assert code == 0, err
+    return {job["id"]: job for job in map(json.loads, out.splitlines())}
+
+
+def events_of(state_dir, job_id):
+    code, out, err = football("--json", "--var", f"state_dir={state_dir}", "screener", "show",
+                              job_id)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()][1:]
+
+
+# ------------------------------------------------- `football worker` processes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _killed_with_parent():
+    _libc.prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG: dies with the test run
+
+
+class WorkerProcesses:
+    """`football worker` processes of one test; each is killed (by pid) at
+    the end of the test, and dies with the test run if that is killed."""
+
+    def __init__(self, state_dir, variables=()):
+        self.state_dir, self.variables = state_dir, list(variables)
+        self.processes = []
+
+    def start(self, worker_id="w1"):
+        argv = [sys.executable, "-m", "football", "--var", f"state_dir={self.state_dir}",
+                *[item for variable in self.variables for item in ("--var", variable)],
+                "worker", "--id", worker_id]
+        log = open(os.path.join(self.state_dir, f"worker-{worker_id}-{len(self.processes)}.log"),
+                   "w")
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, preexec_fn=_killed_with_parent,
+                                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        log.close()
+        process.log_path = log.name
+        self.processes.append(process)
+        return process
+
+    def log(self, process):
+        with open(process.log_path) as handle:
+            return handle.read()
+
+    def kill_all(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=30)
