@@ -763,7 +763,7 @@ def worker(ctx, worker_id):
     the_worker.stop()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)         # the threads of interrupted jobs stay parked: their jobs resume later
+    os._exit(0)         # not waiting for DBOS's threads: their jobs resume on the next worker
 
 
 @cli.group()

@@ -419,6 +419,10 @@ def run_operation(number):
     return _worker.run_job(number)
 
 
+class WorkerStopped(Exception):
+    """The worker stopped while this job ran: the job is left to the next."""
+
+
 class WorkerRunning(Illegal):
     """Another worker with this id is alive."""
 
@@ -435,6 +439,9 @@ class Worker:
         self.say = say or (lambda text: None)
         self.store = None
         self.stopping = threading.Event()
+        self._parked = threading.Event()        # set once DBOS is destroyed
+        self._in_step = 0                       # threads running run_job
+        self._lock = threading.Lock()
         self._beat = threading.Event()
         self._beating = None
         self.started = time.time()
@@ -472,9 +479,8 @@ class Worker:
     def stop(self, timeout=600.0):
         """Interrupt the running operations (as Ctrl-C: each cleans up, a
         downtime window is finished or compensated), wait up to `timeout`
-        for them, stop DBOS. Their jobs stay `running`: the next worker
-        with this id resumes them. The threads that ran them stay parked
-        (nothing of theirs is recorded): the process should exit now."""
+        for them, stop DBOS. Their jobs stay `running` (nothing of their
+        end is recorded): the next worker with this id resumes them."""
         self.stopping.set()
         interrupted = getattr(self.executor, "interrupt", lambda: None)
         interrupted()
@@ -482,6 +488,16 @@ class Worker:
         if not waited:
             self.say(f"worker {self.id}: operations still running after {timeout:g} s")
         DBOS.destroy(workflow_completion_timeout_sec=0)
+        # DBOS can record nothing of the parked jobs now: let their threads
+        # end (before anything else happens here), without DBOS's complaints
+        dbos_logger = logging.getLogger("dbos")
+        level = dbos_logger.level
+        dbos_logger.setLevel(logging.CRITICAL)
+        self._parked.set()
+        deadline = time.monotonic() + 10
+        while self._in_step and time.monotonic() < deadline:
+            time.sleep(0.01)
+        dbos_logger.setLevel(level)
         self._beat.set()
         if self._beating:
             self._beating.join()
@@ -493,6 +509,15 @@ class Worker:
         """The step: run job `number`'s operation, record its events and
         its end; its exit code. A re-run (the worker died meanwhile) first
         waits for the operation an earlier run of it left behind."""
+        with self._lock:
+            self._in_step += 1
+        try:
+            return self._run_job(number)
+        finally:
+            with self._lock:
+                self._in_step -= 1
+
+    def _run_job(self, number):
         job = self.store.job_by_number(number)
         if job["state"] in FINISHED:
             return job["exit_code"]
@@ -510,7 +535,10 @@ class Worker:
                                        f"operation: {error}"})
             code = 1
         if self.stopping.is_set():
-            threading.Event().wait()        # parked: the worker stops, a new one resumes
+            # parked until DBOS is gone, then out without a word: the job
+            # stays pending in the database, and the next worker resumes it
+            self._parked.wait()
+            raise WorkerStopped(f"job {job['id']}: left to the next worker")
         state = state_of_exit(code)
         self.store.update(number, state=state, exit_code=code, finished=time.time())
         self.store.record(number, {"event": "job-end", "exit_code": code, "state": state})

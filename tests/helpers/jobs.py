@@ -73,6 +73,15 @@ class ScriptedExecutor:
         self.alongside = []         # per job start: the resources running then (itself too)
         self.lock = threading.Lock()
 
+    def interrupt(self):
+        """The worker stops: every gate opens (the jobs end as it stops)."""
+        for script in self.scripts.values():
+            if script.gate is not None:
+                script.gate.set()
+
+    def wait(self, timeout):
+        return wait_for(lambda: not self.running, "the scripted jobs to end", timeout)
+
     def run(self, number, args, on_event, on_start):
         resource = resource_of(args)
         script = self.scripts.get(resource, Script([{"event": "phase", "phase": "prepare"}]))
@@ -141,8 +150,9 @@ class WorkerProcesses:
     """`football worker` processes of one test; each is killed (by pid) at
     the end of the test, and dies with the test run if that is killed."""
 
-    def __init__(self, state_dir, variables=()):
+    def __init__(self, state_dir, variables=(), env=None):
         self.state_dir, self.variables = state_dir, list(variables)
+        self.env = env or os.environ
         self.processes = []
 
     def start(self, worker_id="w1"):
@@ -153,7 +163,7 @@ class WorkerProcesses:
                    "w")
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, preexec_fn=_killed_with_parent,
-                                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                                   env={**self.env, "PYTHONPATH": os.pathsep.join(sys.path)})
         log.close()
         process.log_path = log.name
         self.processes.append(process)

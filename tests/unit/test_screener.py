@@ -260,3 +260,37 @@ def test_jobs_run_real_operations_on_the_fake_fleet(fake_fleet, state_dir, tmp_p
     phases = [event["phase"] for event in events_of(state_dir, "vm1")
               if event["event"] == "phase"]
     assert phases == ["prepare", "wait", "finish", "cleanup"]
+
+
+def test_a_job_running_when_its_worker_stops_resumes_on_the_next_worker(state_dir):
+    first_run = threading.Event()
+    runs = []
+
+    class Interruptible(ScriptedExecutor):
+        def run(self, number, args, on_event, on_start):
+            runs.append(number)
+            on_event({"event": "phase", "phase": "wait"})
+            if len(runs) == 1:
+                first_run.set()
+                self.interrupted.wait(30)
+                on_event({"event": "message", "text": "interrupted"})
+                return 190
+            return 0
+
+    executor = Interruptible()
+    executor.interrupted = threading.Event()
+    executor.interrupt = executor.interrupted.set
+    worker = start_worker(state_dir, executor, "w1")
+    assert screener(state_dir, "start", "migrate", "vm1", "cluster2")[0] == 0
+    assert first_run.wait(30)
+    worker.stop(timeout=10)
+    job = jobs(state_dir)["vm1"]
+    assert (job["state"], job["exit_code"], job["message"]) == ("running", None, "interrupted")
+    worker = start_worker(state_dir, executor, "w1")     # recovers what w1 left pending
+    try:
+        job = finished(state_dir, "vm1")["vm1"]
+    finally:
+        worker.stop(timeout=10)
+    assert (job["state"], len(runs)) == ("done", 2)
+    kinds = [event["event"] for event in events_of(state_dir, "vm1")]
+    assert kinds.count("job-start") == 2 and kinds.count("job-end") == 1
