@@ -932,6 +932,8 @@ def screener_list(ctx, state):
     try:
         config = store.config
         jobs = store.jobs(archived=state == "archived")
+        if any(job["state"] in ("queued", "running", "condition") for job in jobs):
+            _no_worker_said(store)
     finally:
         store.close()
     for job in jobs:

@@ -155,7 +155,13 @@ class JobStore:
         self.url = database_url(config)
         kwargs = {}
         if self.url.startswith("sqlite"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            directory = Path(self.url.removeprefix("sqlite:///")).parent
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise Illegal(f"the jobs' database cannot be made in {directory}: "
+                              f"{error.strerror}; set state_dir (or jobs_database_url)") \
+                    from None
             kwargs["connect_args"] = {"timeout": 30}
         try:
             DBOS.migrate(self.url)
