@@ -776,6 +776,8 @@ def screener():
       football screener run moves.csv --max 4 --max-per target=1 --dst_cluster==c2
       football screener list [--state failed]
       football screener show vm1                        its events and result
+      football screener restart vm1                     a failed job again (resumes)
+      football screener purge [--days 30]               archive old finished jobs
     """
 
 
@@ -913,6 +915,47 @@ def _run_queued(ctx, store, path, specs, max_running, limit):
     store.register_queue(queue, max_running, limit[1] if limit else None)
     store.queue(fresh, ctx.obj.job_options(), queue=queue, run=path.name)
     _no_worker_said(store)
+
+
+@screener.command("restart")
+@click.argument("job_ids", nargs=-1, required=True, metavar="ID...")
+@click.pass_context
+@reported
+def screener_restart(ctx, job_ids):
+    """Queue the finished jobs ID... again (failed, serious, interrupted,
+    illegal, timeouted; not done or critical): the same command in the same
+    queue, so the operation resumes from its journal. The old job is
+    archived (`list --state archived`)."""
+    store = _job_store(ctx)
+    try:
+        for job_id in job_ids:
+            store.restart(job_id)
+            click.echo(json.dumps({"event": "queued", "job": job_id}) if ctx.obj.as_json
+                       else f"{job_id}: queued again")
+        _no_worker_said(store)
+    finally:
+        store.close()
+
+
+@screener.command("purge")
+@click.option("--days", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Archive the jobs that finished more than this many days ago.")
+@click.pass_context
+@reported
+def screener_purge(ctx, days):
+    """Archive old finished jobs: their resources may get new jobs, `list`
+    no longer shows them (`list --state archived` does, `show` still
+    does)."""
+    store = _job_store(ctx)
+    try:
+        archived = store.archive(time.time() - days * 86400)
+    finally:
+        store.close()
+    if ctx.obj.as_json:
+        click.echo(json.dumps({"event": "archived", "jobs": archived}))
+    else:
+        click.echo(f"archived {len(archived)} job(s){': ' if archived else ''}"
+                   f"{', '.join(archived)}")
 
 
 @screener.command("list")

@@ -58,6 +58,7 @@ EXIT_TIMEOUTED = 195
 STATES = ("queued", "running", "waiting", "condition", "delayed", "done", "failed", "serious",
           "critical", "interrupted", "illegal", "timeouted", "archived")
 FINISHED = ("done", "failed", "serious", "critical", "interrupted", "illegal", "timeouted")
+RESTARTABLE = ("failed", "serious", "interrupted", "illegal", "timeouted")
 EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupted",
                EXIT_SERIOUS: "serious", EXIT_CRITICAL: "critical", EXIT_TIMEOUTED: "timeouted"}
 HEARTBEAT = 2.0                 # seconds between a worker's heartbeats
@@ -197,24 +198,15 @@ class JobStore:
     def queue(self, specs, global_args, queue=START_QUEUE, run=""):
         """Queue a job per spec, all or none; the job ids. `JobExists` when a
         resource has a job that is not archived (nothing queued then)."""
-        now = time.time()
         ids = []
         try:
             with self.engine.begin() as connection:
                 for spec in specs:
                     job_id = spec.id or spec.resource
-                    workflow_id = f"{job_id}-{int(now * 1000)}"
-                    number = connection.execute(JOBS.insert().values(
+                    self._enqueue(connection, dict(
                         id=job_id, resource=spec.resource, operation=spec.operation,
                         args=json.dumps([*global_args, "--json", "--yes", *spec.command]),
-                        run=run, queue=queue,
-                        partition=spec.partition, workflow_id=workflow_id, state="queued",
-                        created=now, archived=False)).inserted_primary_key[0]
-                    options = {"workflow_name": WORKFLOW, "queue_name": queue,
-                               "workflow_id": workflow_id, "app_version": APP_VERSION}
-                    if spec.partition is not None:
-                        options["queue_partition_key"] = spec.partition
-                    self.client.enqueue_in_transaction(connection, options, number)
+                        run=run, queue=queue, partition=spec.partition))
                     ids.append(job_id)
         except sa.exc.IntegrityError:
             taken = [spec.id or spec.resource for spec in specs
@@ -222,6 +214,50 @@ class JobStore:
             raise JobExists(f"{', '.join(taken) or 'a resource'} has a job already (see "
                             "`football screener list`); nothing was queued") from None
         return ids
+
+    def _enqueue(self, connection, fields):
+        """A job's row and its workflow, in the caller's transaction."""
+        now = time.time()
+        workflow_id = f"{fields['id']}-{int(now * 1000)}"
+        number = connection.execute(JOBS.insert().values(
+            **fields, workflow_id=workflow_id, state="queued", created=now,
+            archived=False)).inserted_primary_key[0]
+        options = {"workflow_name": WORKFLOW, "queue_name": fields["queue"],
+                   "workflow_id": workflow_id, "app_version": APP_VERSION}
+        if fields["partition"] is not None:
+            options["queue_partition_key"] = fields["partition"]
+        self.client.enqueue_in_transaction(connection, options, number)
+
+    def restart(self, job_id):
+        """Queue job `job_id` again (its command, queue and partition: the
+        operation resumes from its journal); the finished one is archived."""
+        with self.engine.begin() as connection:
+            job = connection.execute(sa.select(JOBS).where(
+                JOBS.c.id == job_id, JOBS.c.archived == sa.false())).mappings().first()
+            if job is None:
+                raise Illegal(f"no job {job_id!r} to restart (see `football screener list`)")
+            if job["state"] not in RESTARTABLE:
+                why = {"done": "it is done", "critical": "it failed in its downtime window and "
+                       "the container runs nowhere: repair it first (football repair-vm), then "
+                       "purge the job or start a new one"}.get(
+                    job["state"], f"it is {job['state']}: only a finished job is restarted")
+                raise Illegal(f"job {job_id} is not restarted: {why}")
+            connection.execute(JOBS.update().where(JOBS.c.number == job["number"])
+                               .values(archived=True))
+            self._enqueue(connection, {key: job[key] for key in (
+                "id", "resource", "operation", "args", "run", "queue", "partition")})
+
+    def archive(self, finished_before):
+        """Archive the finished jobs that ended before `finished_before`
+        (epoch seconds); their ids."""
+        with self.engine.begin() as connection:
+            rows = connection.execute(sa.select(JOBS.c.number, JOBS.c.id).where(
+                JOBS.c.archived == sa.false(), JOBS.c.state.in_(FINISHED),
+                JOBS.c.finished <= finished_before)).all()
+            if rows:
+                connection.execute(JOBS.update().where(
+                    JOBS.c.number.in_([row.number for row in rows])).values(archived=True))
+        return [row.id for row in rows]
 
     def live_job(self, job_id):
         """The job `job_id` that is not archived, or None."""

@@ -124,8 +124,8 @@ class InProcessFootball:
 
 def jobs(state_dir, *options):
     """`screener list --json` of the jobs' database in `state_dir`: {id: job}."""
-    code, out, err = football("--json", "--var", f"state_dir={state_dir}", *options,
-                              "screener", "list")
+    code, out, err = football("--json", "--var", f"state_dir={state_dir}", "screener", "list",
+                              *options)
     assert code == 0, err
     return {job["id"]: job for job in map(json.loads, out.splitlines())}
 

@@ -294,3 +294,42 @@ def test_a_job_running_when_its_worker_stops_resumes_on_the_next_worker(state_di
     assert (job["state"], len(runs)) == ("done", 2)
     kinds = [event["event"] for event in events_of(state_dir, "vm1")]
     assert kinds.count("job-start") == 2 and kinds.count("job-end") == 1
+
+
+def test_a_failed_job_restarted_runs_again_and_the_failed_one_is_archived(state_dir, scripted):
+    scripted.scripts["vm1"] = Script([{"event": "warning", "text": "sync stalled"}], code=1)
+    assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 0
+    assert finished(state_dir, "vm1")["vm1"]["state"] == "failed"
+    scripted.scripts["vm1"] = Script([{"event": "message", "text": "resumed"}])
+    code, out, err = screener(state_dir, "restart", "vm1")
+    assert code == 0 and json.loads(out) == {"event": "queued", "job": "vm1"}, err
+    job = finished(state_dir, "vm1")["vm1"]
+    assert (job["state"], job["message"]) == ("done", "resumed")
+    assert job["args"][-3:] == ["handover", "vm1", "a2"] and job["queue"] == "jobs"
+    archived = jobs(state_dir, "--state", "archived")["vm1"]
+    assert (archived["state"], archived["exit_code"]) == ("archived", 1)
+    assert [event["event"] for event in events_of(state_dir, "vm1")].count("job-start") == 1
+
+
+def test_restart_refuses_a_done_and_an_unknown_job(state_dir, scripted):
+    assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 0
+    finished(state_dir, "vm1")
+    code, _, err = screener(state_dir, "restart", "vm1")
+    assert code == 191 and "it is done" in err
+    code, _, err = screener(state_dir, "restart", "vm9")
+    assert code == 191 and "no job 'vm9'" in err
+
+
+def test_purge_archives_old_finished_jobs_so_their_resources_may_get_new_ones(state_dir,
+                                                                              scripted):
+    gate = threading.Event()
+    scripted.scripts["vm2"] = Script(gate=gate)
+    assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 0
+    assert screener(state_dir, "start", "handover", "vm2", "a2")[0] == 0
+    finished(state_dir, "vm1")
+    assert json.loads(screener(state_dir, "purge", "--days", "1")[1])["jobs"] == []
+    assert json.loads(screener(state_dir, "purge", "--days", "0")[1])["jobs"] == ["vm1"]
+    assert list(jobs(state_dir)) == ["vm2"]                 # running: not archived
+    assert screener(state_dir, "start", "handover", "vm1", "a1")[0] == 0
+    gate.set()
+    assert {job["state"] for job in finished(state_dir, "vm1", "vm2").values()} == {"done"}
