@@ -776,6 +776,7 @@ def screener():
       football screener run moves.csv --max 4 --max-per target=1 --dst_cluster==c2
       football screener list [--state failed]
       football screener show vm1                        its events and result
+      football screener kill vm1                        a queued job never runs, a running one is interrupted
       football screener restart vm1                     a failed job again (resumes)
       football screener purge [--days 30]               archive old finished jobs
     """
@@ -933,6 +934,27 @@ def screener_restart(ctx, job_ids):
             click.echo(json.dumps({"event": "queued", "job": job_id}) if ctx.obj.as_json
                        else f"{job_id}: queued again")
         _no_worker_said(store)
+    finally:
+        store.close()
+
+
+@screener.command("kill")
+@click.argument("job_ids", nargs=-1, required=True, metavar="ID...")
+@click.pass_context
+@reported
+def screener_kill(ctx, job_ids):
+    """Kill jobs: a queued one never runs; a running one's operation is
+    interrupted as by Ctrl-C (it cleans up; inside its downtime window it
+    finishes the window or compensates, never stops half-way) and the job
+    ends `interrupted` (`restart` resumes it)."""
+    store = _job_store(ctx)
+    try:
+        for job_id in job_ids:
+            cancelled = store.kill(job_id)
+            text = "killed before it started" if cancelled else \
+                "its worker interrupts the operation"
+            click.echo(json.dumps({"event": "killed", "job": job_id, "cancelled": cancelled})
+                       if ctx.obj.as_json else f"{job_id}: {text}")
     finally:
         store.close()
 

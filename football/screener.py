@@ -92,6 +92,7 @@ JOBS = sa.Table(
     sa.Column("started", sa.Float),
     sa.Column("finished", sa.Float),
     sa.Column("last_event", sa.Float),
+    sa.Column("kill_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
     # one job per resource (by id) that is not archived
     sa.Index("football_jobs_live_id", "id", unique=True,
@@ -221,7 +222,7 @@ class JobStore:
         workflow_id = f"{fields['id']}-{int(now * 1000)}"
         number = connection.execute(JOBS.insert().values(
             **fields, workflow_id=workflow_id, state="queued", created=now,
-            archived=False)).inserted_primary_key[0]
+            kill_requested=False, archived=False)).inserted_primary_key[0]
         options = {"workflow_name": WORKFLOW, "queue_name": fields["queue"],
                    "workflow_id": workflow_id, "app_version": APP_VERSION}
         if fields["partition"] is not None:
@@ -246,6 +247,48 @@ class JobStore:
                                .values(archived=True))
             self._enqueue(connection, {key: job[key] for key in (
                 "id", "resource", "operation", "args", "run", "queue", "partition")})
+
+    def kill(self, job_id):
+        """Kill job `job_id`: a queued one is cancelled now (it never runs),
+        a running one is asked to stop (its worker interrupts the operation
+        as Ctrl-C would: it cleans up, a downtime window is finished or
+        compensated). True when it was cancelled."""
+        with self.engine.begin() as connection:
+            job = connection.execute(sa.select(JOBS).where(
+                JOBS.c.id == job_id, JOBS.c.archived == sa.false())).mappings().first()
+            if job is None:
+                raise Illegal(f"no job {job_id!r} to kill (see `football screener list`)")
+            if job["state"] in FINISHED:
+                raise Illegal(f"job {job_id} is {job['state']} already; nothing to kill")
+            cancelled = connection.execute(JOBS.update().where(
+                JOBS.c.number == job["number"], JOBS.c.state == "queued").values(
+                state="interrupted", finished=time.time(), kill_requested=True,
+                message="killed before it started")).rowcount == 1
+            if not cancelled:
+                connection.execute(JOBS.update().where(JOBS.c.number == job["number"])
+                                   .values(kill_requested=True))
+        if cancelled:
+            self.client.cancel_workflow(job["workflow_id"])
+            self.record(job["number"], {"event": "job-end", "state": "interrupted",
+                                        "exit_code": None, "killed": True})
+        return cancelled
+
+    def claim(self, number, worker_id):
+        """Job `number` is running on `worker_id` from now on, unless it
+        finished or was killed meanwhile (False then)."""
+        with self.engine.begin() as connection:
+            return connection.execute(JOBS.update().where(
+                JOBS.c.number == number, JOBS.c.state.not_in(FINISHED),
+                JOBS.c.kill_requested == sa.false()).values(
+                state="running", started=time.time(), worker=worker_id,
+                child_host=socket.gethostname(), child_pid=None)).rowcount == 1
+
+    def to_kill(self, worker_id):
+        """The numbers of the running jobs of `worker_id` that are to be killed."""
+        with self.engine.connect() as connection:
+            return [row.number for row in connection.execute(sa.select(JOBS.c.number).where(
+                JOBS.c.worker == worker_id, JOBS.c.kill_requested == sa.true(),
+                JOBS.c.state.not_in(FINISHED)))]
 
     def archive(self, finished_before):
         """Archive the finished jobs that ended before `finished_before`
@@ -380,7 +423,7 @@ class ChildProcess:
         self.command = command or [sys.executable, "-m", "football"]
         self.env = {**os.environ, **(env or {})}
         self.running = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def run(self, number, args, on_event, on_start):
         process = subprocess.Popen([*self.command, *args], stdin=subprocess.DEVNULL,
@@ -411,7 +454,14 @@ class ChildProcess:
     def interrupt(self):
         """Ctrl-C to every running operation (each cleans up and ends)."""
         with self.lock:
-            for process in self.running.values():
+            for number in list(self.running):
+                self.interrupt_job(number)
+
+    def interrupt_job(self, number):
+        """Ctrl-C to the operation of job `number`, if it runs."""
+        with self.lock:
+            process = self.running.get(number)
+            if process is not None:
                 try:
                     os.killpg(process.pid, signal.SIGINT)
                 except ProcessLookupError:
@@ -512,11 +562,22 @@ class Worker:
         self.say(f"worker {self.id}: running jobs from {self.store.url}")
 
     def _heartbeats(self):
-        while not self._beat.wait(HEARTBEAT):
+        """The heartbeat, and the kills asked for this worker's jobs (each
+        operation is interrupted once: a second Ctrl-C could cut its
+        clean-up short)."""
+        interval = min(HEARTBEAT, self.config.jobs_poll_interval)
+        beaten, interrupted = time.monotonic(), set()
+        while not self._beat.wait(interval):
             try:
-                self.store.heartbeat(self.id, self.started)
+                if time.monotonic() - beaten >= HEARTBEAT:
+                    self.store.heartbeat(self.id, self.started)
+                    beaten = time.monotonic()
+                for number in self.store.to_kill(self.id):
+                    if number not in interrupted:
+                        interrupted.add(number)
+                        self.executor.interrupt_job(number)
             except sa.exc.SQLAlchemyError as error:
-                self.say(f"worker {self.id}: heartbeat failed: {error}")
+                self.say(f"worker {self.id}: the jobs' database failed: {error}")
 
     def stop(self, timeout=600.0):
         """Interrupt the running operations (as Ctrl-C: each cleans up, a
@@ -561,11 +622,11 @@ class Worker:
 
     def _run_job(self, number):
         job = self.store.job_by_number(number)
-        if job["state"] in FINISHED:
+        if job["state"] in FINISHED or job["kill_requested"]:
             return job["exit_code"]
         self._wait_for_earlier_run(job)
-        self.store.update(number, state="running", started=time.time(), worker=self.id,
-                          child_host=socket.gethostname(), child_pid=None)
+        if not self.store.claim(number, self.id):
+            return self.store.job_by_number(number)["exit_code"]     # killed meanwhile
         self.store.record(number, {"event": "job-start", "worker": self.id,
                                    "argv": json.loads(job["args"])})
         try:

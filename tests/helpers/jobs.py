@@ -72,6 +72,7 @@ class ScriptedExecutor:
         self.running = []
         self.alongside = []         # per job start: the resources running then (itself too)
         self.lock = threading.Lock()
+        self.resources, self.killed, self.ran = {}, set(), []
 
     def interrupt(self):
         """The worker stops: every gate opens (the jobs end as it stops)."""
@@ -82,8 +83,17 @@ class ScriptedExecutor:
     def wait(self, timeout):
         return wait_for(lambda: not self.running, "the scripted jobs to end", timeout)
 
+    def interrupt_job(self, number):
+        """Ctrl-C to job `number`: its gate opens, it ends with 190."""
+        self.killed.add(number)
+        script = self.scripts.get(self.resources.get(number))
+        if script is not None and script.gate is not None:
+            script.gate.set()
+
     def run(self, number, args, on_event, on_start):
         resource = resource_of(args)
+        self.resources[number] = resource
+        self.ran.append(resource)
         script = self.scripts.get(resource, Script([{"event": "phase", "phase": "prepare"}]))
         with self.lock:
             self.running.append(resource)
@@ -97,7 +107,7 @@ class ScriptedExecutor:
             for event in script.after:
                 on_event(dict(event))
             time.sleep(script.seconds)      # the job's work
-            return script.code
+            return 190 if number in self.killed else script.code
         finally:
             with self.lock:
                 self.running.remove(resource)

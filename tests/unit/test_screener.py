@@ -333,3 +333,37 @@ def test_purge_archives_old_finished_jobs_so_their_resources_may_get_new_ones(st
     assert screener(state_dir, "start", "handover", "vm1", "a1")[0] == 0
     gate.set()
     assert {job["state"] for job in finished(state_dir, "vm1", "vm2").values()} == {"done"}
+
+
+def test_a_killed_running_job_is_interrupted_as_by_ctrl_c_and_can_be_restarted(state_dir,
+                                                                             scripted):
+    gate = threading.Event()
+    scripted.scripts["vm1"] = Script([{"event": "phase", "phase": "wait"}], gate=gate)
+    assert screener(state_dir, "start", "migrate", "vm1", "cluster2")[0] == 0
+    wait_for(lambda: jobs(state_dir)["vm1"]["phase"] == "wait", "vm1 running")
+    code, out, err = screener(state_dir, "kill", "vm1")
+    assert code == 0 and json.loads(out) == {"event": "killed", "job": "vm1",
+                                             "cancelled": False}, err
+    job = finished(state_dir, "vm1")["vm1"]
+    assert (job["state"], job["exit_code"]) == ("interrupted", 190)
+    code, _, err = screener(state_dir, "kill", "vm1")
+    assert code == 191 and "interrupted already" in err
+    scripted.scripts["vm1"] = Script()
+    assert screener(state_dir, "restart", "vm1")[0] == 0
+    assert finished(state_dir, "vm1")["vm1"]["state"] == "done"
+
+
+def test_a_killed_queued_job_never_runs(state_dir, scripted, tmp_path):
+    gate = threading.Event()
+    scripted.scripts["vm1"] = Script(gate=gate)
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;host\nvm1;handover;a2\nvm2;handover;a2\n")
+    assert screener(state_dir, "run", moves, "--max", "1")[0] == 0
+    wait_for(lambda: jobs(state_dir)["vm1"]["state"] == "running", "vm1 running")
+    code, out, err = screener(state_dir, "kill", "vm2")
+    assert code == 0 and json.loads(out)["cancelled"] is True, err
+    gate.set()
+    assert finished(state_dir, "vm1")["vm1"]["state"] == "done"
+    job = jobs(state_dir)["vm2"]
+    assert (job["state"], job["message"]) == ("interrupted", "killed before it started")
+    assert scripted.ran == ["vm1"]

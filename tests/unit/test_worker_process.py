@@ -138,3 +138,18 @@ def test_a_job_runs_the_real_football_command_line_as_a_child(state_dir, tmp_pat
     assert job["exit_code"] == 191 and "missing.yml" in job["message"]
     assert job["args"][:2] == ["--inventory", str(tmp_path / "missing.yml")]
     assert json.dumps(job["args"]).count("--json") == 1
+
+
+def test_a_killed_job_is_interrupted_in_the_worker_and_resumes_when_restarted(state_dir,
+                                                                            workers):
+    workers.start("w1")
+    assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 0
+    job_blocked_in_its_first_run(state_dir, "vm1")
+    code, _, err = screener(state_dir, "kill", "vm1")
+    assert code == 0, err
+    job = wait_for(lambda: jobs(state_dir)["vm1"]["state"] == "interrupted" and
+                   jobs(state_dir)["vm1"], "vm1 interrupted")
+    assert job["exit_code"] == 190 and job["message"] == "interrupted, cleaned up"
+    assert screener(state_dir, "restart", "vm1")[0] == 0
+    wait_for(lambda: jobs(state_dir)["vm1"]["state"] == "done", "vm1 done after its restart")
+    assert runs(state_dir, "vm1") == 2
