@@ -1017,19 +1017,18 @@ STATE_STYLES = {"done": "green", "failed": "red", "serious": "red", "critical": 
 
 
 def _print_jobs(jobs):
+    from football.screener import progress_text
+
     table = Table(title=f"screener jobs ({len(jobs)})")
     for column in ("id", "operation", "state", "phase", "progress", "location", "started",
                    "downtime", "last message"):
         table.add_column(column, overflow="fold" if column == "last message" else "ellipsis")
     for job in jobs:
-        progress = json.loads(job["progress"]) if job["progress"] else None
-        percent = f"{progress['done'] * 100 // progress['total']}%" \
-            if progress and progress.get("total") else "-"
         style = STATE_STYLES.get(job["state"])
         table.add_row(
             job["id"], job["operation"],
             f"[{style}]{job['state']}[/]" if style else job["state"],
-            job["phase"] or "-", percent, job["location"] or "-",
+            job["phase"] or "-", progress_text(job["progress"]), job["location"] or "-",
             time.strftime("%m-%d %H:%M:%S", time.localtime(job["started"]))
             if job["started"] else "-",
             f"{job['downtime']:.2f} s" if job["downtime"] is not None else "-",

@@ -344,6 +344,9 @@ class JobStore:
         event.setdefault("time", round(now, 3))
         fields = {"last_event": now, **facts_of(event)}
         with self.engine.begin() as connection:
+            if "progress" in fields:
+                fields["progress"] = _with_rate(fields["progress"], connection.execute(
+                    sa.select(JOBS.c.progress).where(JOBS.c.number == number)).scalar(), now)
             connection.execute(EVENTS.insert().values(job=number, time=now,
                                                       event=json.dumps(event)))
             connection.execute(JOBS.update().where(JOBS.c.number == number).values(**fields))
@@ -388,6 +391,35 @@ def facts_of(event):
     if kind == "summary" and event.get("downtime_seconds") is not None:
         return {"downtime": event["downtime_seconds"]}
     return {}
+
+
+def _with_rate(progress, before, now):
+    """A progress (JSON) with where its `what` was first seen (`since`: time,
+    done), carried over from the `before` one of the same `what`."""
+    progress, before = json.loads(progress), json.loads(before) if before else {}
+    if before.get("what") == progress["what"] and before.get("since"):
+        progress["since"] = before["since"]
+    else:
+        progress["since"] = [now, progress.get("done") or 0]
+    progress["time"] = now
+    return json.dumps(progress)
+
+
+def progress_text(progress):
+    """`45% ETA 3m20s` from a job's progress (JSON), `-` when there is none."""
+    if not progress:
+        return "-"
+    progress = json.loads(progress)
+    done, total = progress.get("done") or 0, progress.get("total") or 0
+    if not total:
+        return "-"
+    text = f"{done * 100 // total}%"
+    since, since_done = progress.get("since") or (None, 0)
+    if since is not None and done < total and done > since_done and progress["time"] > since:
+        rate = (done - since_done) / (progress["time"] - since)
+        left = int((total - done) / rate)
+        text += f" ETA {left // 60}m{left % 60:02d}s" if left >= 60 else f" ETA {left}s"
+    return text
 
 
 def shown_state(job, session_timeout, now=None):

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from football.config import Config
-from football.screener import (FINISHED, STATES, Worker, facts_of, shown_state,
-                               state_of_exit)
+from football.screener import (FINISHED, STATES, Worker, _with_rate, facts_of,
+                               progress_text, shown_state, state_of_exit)
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of,
@@ -74,6 +74,18 @@ def test_events_set_the_phase_message_progress_waits_and_downtime_of_a_job():
     assert facts_of({"event": "summary", "downtime_seconds": 1.5}) == {"downtime": 1.5}
     assert facts_of({"event": "downtime-end", "host": "b1"}) == {"location": "b1"}
     assert facts_of({"event": "injection-point", "number": 3}) == {}
+
+
+def test_progress_shows_percent_and_an_eta_from_the_rate_since_its_first_report():
+    first = _with_rate(json.dumps({"what": "sync", "done": 0, "total": 1000}), None, 100.0)
+    assert progress_text(first) == "0%"
+    later = _with_rate(json.dumps({"what": "sync", "done": 250, "total": 1000}), first, 110.0)
+    assert progress_text(later) == "25% ETA 30s"         # 25/s, 750 left
+    slow = _with_rate(json.dumps({"what": "sync", "done": 500, "total": 1000}), later, 200.0)
+    assert progress_text(slow) == "50% ETA 1m40s"
+    other = _with_rate(json.dumps({"what": "copy", "done": 10, "total": 20}), slow, 210.0)
+    assert progress_text(other) == "50%"                # a new `what` starts its own rate
+    assert progress_text(None) == "-"
 
 
 def test_a_running_job_without_an_event_for_session_timeout_shows_as_timeouted():
