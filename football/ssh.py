@@ -272,7 +272,7 @@ class SSHTransport(Transport):
     def _through(self, agent, argv, check, timeout, input):
         try:
             answer = agent.ask({"argv": argv, "input": input, "timeout": timeout},
-                               timeout + AGENT_GRACE)
+                               None if timeout is None else timeout + AGENT_GRACE)
         except _AgentGone as gone:
             with self._lock:
                 self._agent, self._agent_failed_at = False, time.monotonic()

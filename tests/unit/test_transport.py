@@ -299,3 +299,18 @@ def test_a_host_agent_that_did_not_start_is_started_again_later_at_most_three_ti
         start_fails(starts)
     now[0] += ssh.AGENT_RETRY_AFTER
     assert transport._agent_for("marsadm") is None and len(failed) == 3     # given up
+
+
+def test_a_command_without_a_time_limit_goes_through_the_host_agent_without_one():
+    """`timeout=None` (as `lab exec` passes) waits for the agent's answer
+    as long as it takes (it raised TypeError)."""
+    asked = []
+
+    class Agent:
+        def ask(self, request, timeout):
+            asked.append((request["timeout"], timeout))
+            return {"exit": 0, "stdout": "out\n", "stderr": ""}
+
+    transport = SSHTransport("h1", "127.0.0.1")
+    result = transport._through(Agent(), ["true"], True, None, None)
+    assert result.ok and result.stdout == "out\n" and asked == [(None, None)]
