@@ -730,9 +730,12 @@ def _print_status(status):
 @click.option("--id", "worker_id", default=None, metavar="NAME",
               help="This worker's name (default: the host name); a restarted worker of the "
               "same name resumes the jobs it left running.")
+@click.option("--systemd-unit", is_flag=True, help="Print the football-worker.service unit "
+              "that runs this worker (with this command line's --config, --inventory, --var "
+              "and --id) instead of running it.")
 @click.pass_context
 @reported
-def worker(ctx, worker_id):
+def worker(ctx, worker_id, systemd_unit):
     """Run the screener's jobs (foreground; in production the
     football-worker systemd unit). Jobs come from the jobs' database
     (jobs_database_url, default SQLite in state_dir): several workers on
@@ -740,15 +743,23 @@ def worker(ctx, worker_id):
 
     SIGTERM or Ctrl-C stops it: the running operations are interrupted as by
     Ctrl-C (each cleans up; one in its downtime window finishes or
-    compensates it) and their jobs resume when this worker starts again."""
+    compensates it) and their jobs resume when this worker starts again.
+
+    \b
+      football --config /etc/football.yml worker --systemd-unit \\
+          > /etc/systemd/system/football-worker.service"""
     import os
     import shlex
     import signal
     import threading
 
-    from football.screener import ChildProcess, Worker
+    from football.screener import ChildProcess, Worker, worker_unit
     from football.toolserver import ToolServer
 
+    if systemd_unit:
+        (text,) = worker_unit(ctx.obj.job_options(), worker_id).values()
+        click.echo(text, nl=False)
+        return
     config = ctx.obj.settings()
     tools = ToolServer(share=True)      # the jobs' tool commands share this one
     executor = ChildProcess(shlex.split(config.job_command) or None, env=tools.environment())
@@ -782,10 +793,20 @@ def screener():
     """
 
 
-def _job_store(ctx):
-    from football.screener import JobStore
+def _job_store(ctx, notifying=False):
+    """The jobs' database; `notifying`: for a command that changes a job's
+    state (queues, kills), which it tells the `notify` hook."""
+    from football.hooks import Hooks
+    from football.screener import JobStore, hook_notifier
 
-    return JobStore(ctx.obj.settings())
+    config = ctx.obj.settings()
+    if not notifying:
+        return JobStore(config)
+
+    def warn(text):
+        click.echo(f"football: warning: {text}", err=True)
+
+    return JobStore(config, notify=hook_notifier(Hooks(config=config), warn))
 
 
 def _job_spec(operation, resource, args, where=""):
@@ -828,7 +849,7 @@ def screener_start(ctx, job_id, operation, res, args):
     A resource has one job at a time: refused (191) while it has one."""
     spec = _job_spec(operation, res, args)
     spec.id = job_id
-    store = _job_store(ctx)
+    store = _job_store(ctx, notifying=True)
     try:
         [queued] = store.queue([spec], ctx.obj.job_options())
         _no_worker_said(store)
@@ -875,7 +896,7 @@ def screener_run(ctx, file, max_running, max_per, filters):
         if limit:
             spec.partition = job.row[limit[0].lower()]
         specs.append(spec)
-    store = _job_store(ctx)
+    store = _job_store(ctx, notifying=True)
     try:
         _run_queued(ctx, store, Path(file), specs, max_running, limit)
     finally:
@@ -927,7 +948,7 @@ def screener_restart(ctx, job_ids):
     illegal, timeouted; not done or critical): the same command in the same
     queue, so the operation resumes from its journal. The old job is
     archived (`list --state archived`)."""
-    store = _job_store(ctx)
+    store = _job_store(ctx, notifying=True)
     try:
         for job_id in job_ids:
             store.restart(job_id)
@@ -947,7 +968,7 @@ def screener_kill(ctx, job_ids):
     interrupted as by Ctrl-C (it cleans up; inside its downtime window it
     finishes the window or compensates, never stops half-way) and the job
     ends `interrupted` (`restart` resumes it)."""
-    store = _job_store(ctx)
+    store = _job_store(ctx, notifying=True)
     try:
         for job_id in job_ids:
             cancelled = store.kill(job_id)

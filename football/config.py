@@ -74,6 +74,11 @@ TUNABLES = {
                                         "screener job shows as timeouted"),
     "job_command": Tunable("", "the command a screener worker runs a job's football command "
                                "line with ('': this installation's football)"),
+    "notify_command": Tunable("", "the command (split like a shell's words, run without one) "
+                                  "the notify plugin runs for every state a screener job "
+                                  "enters, with the job as JSON on stdin ('': none)"),
+    "notify_timeout": Tunable(30.0, "seconds the notify command may take before it is killed "
+                                    "(a warning, never a failed job)"),
 }
 
 

@@ -44,7 +44,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 # A shipped module that keeps state per run (the downtime log) offers
 # `new_plugin()`; it is registered as that object instead of the module.
 BUILTIN_PLUGINS = ("plugins.filevg", "plugins.lvm", "plugins.lxc", "plugins.labmanager",
-                   "plugins.systemd", "plugins.defaults", "plugins.downtime", "plugins.waiting")
+                   "plugins.systemd", "plugins.defaults", "plugins.downtime", "plugins.waiting",
+                   "plugins.notify")
 ENTRY_POINT_GROUP = "football.plugins"
 
 
@@ -326,6 +327,33 @@ class ReportingSpec:
         after `start_wait`."""
 
 
+class ScreenerSpec:
+    """The screener's jobs (football/screener.py), for notification plugins
+    (a mail or chat script). A notification: *all results*, the return
+    values are ignored; the screener reports an exception as a warning (in
+    the worker's log, or on the stderr of the command that queued or
+    killed the job) and the job goes on as if nothing happened. Shipped:
+    plugins/notify.py runs the command `notify_command`."""
+
+    @hookspec
+    def notify(self, job, state, text):
+        """Called once per state a job enters, right after the jobs'
+        database recorded it, by the process that changed it: `queued` by
+        `screener start|run|restart`, `interrupted` by `screener kill` of a
+        queued job, the others (`running`, `waiting`, `condition`,
+        `delayed`, and the finished states of its exit code) by the worker.
+        A state is not told twice in a row: phase events of a running job
+        and a resumed job's second `running` are not notifications; a job
+        that waits and goes on enters `running` again. `timeouted` as shown
+        by `list` for a silent job and `archived` (purge) are not states a
+        job enters. `job` is the job's row as a JSON-able dict (`id`,
+        `resource`, `operation`, `args`: football's command line, `state`,
+        `phase`, `message`, `progress`, `location`, `downtime`, `exit_code`,
+        `worker`, times as epoch seconds...); `text` one line for people
+        (`job vm1 done (exit 0): vm1 runs on b1`). Notification: *all
+        results*, the return value is ignored."""
+
+
 class CommandLineSpec:
     """The command line, before an operation is built."""
 
@@ -338,7 +366,7 @@ class CommandLineSpec:
 
 
 SPECS = (StorageSpec, ContainerSpec, ClusterManagerSpec, DiscoverySpec, CheckSpec,
-         HandoverSpec, ReportingSpec, CommandLineSpec)
+         HandoverSpec, ReportingSpec, ScreenerSpec, CommandLineSpec)
 
 
 def plugin_manager(extra=(), entry_points=True, plugin_dirs=()):

@@ -28,12 +28,18 @@ States: `queued` (in its queue), `running`, `condition` (the operation
 waits for a slot, a lock or business hours), then by exit code: 0 done,
 191 illegal, 190 interrupted, 198 serious, 199 critical, 195 timeouted,
 else failed; `timeouted` is also shown for a running job without an event
-for `session_timeout` (by the time of its last event)."""
+for `session_timeout` (by the time of its last event).
+
+Every state a job enters is told to the `notify` hook once (football/hooks.py,
+`ScreenerSpec`), after the transaction that recorded it: a state is written
+with `state != new` in its condition, so whoever wrote it first tells it,
+and a state written again (a phase of a running job) is not told again."""
 
 import ctypes
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -49,6 +55,8 @@ from dbos import DBOS, DBOSClient
 
 from football.errors import (EXIT_CRITICAL, EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS,
                              Illegal)
+from football.hooks import Hooks
+from football.templates import render
 
 APP = "football"
 APP_VERSION = "screener-1"      # change when the workflow's steps change
@@ -62,6 +70,9 @@ RESTARTABLE = ("failed", "serious", "interrupted", "illegal", "timeouted")
 EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupted",
                EXIT_SERIOUS: "serious", EXIT_CRITICAL: "critical", EXIT_TIMEOUTED: "timeouted"}
 HEARTBEAT = 2.0                 # seconds between a worker's heartbeats
+STOP_WAIT = 600.0               # seconds a stopping worker waits for its operations
+UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
+WORKER_UNIT = "football-worker.service"
 WORKER_GONE = 15.0              # seconds without a heartbeat: the worker is gone
 
 logging.getLogger("dbos").setLevel(logging.WARNING)
@@ -152,8 +163,9 @@ class JobStore:
     """Our tables beside DBOS's in the jobs' database, and a DBOS client for
     queueing. The database and its tables are created on first use."""
 
-    def __init__(self, config):
+    def __init__(self, config, notify=None):
         self.config = config
+        self.notify = notify or (lambda job, state, text: None)
         self.url = database_url(config)
         kwargs = {}
         if self.url.startswith("sqlite"):
@@ -214,6 +226,8 @@ class JobStore:
                      if self.live_job(spec.id or spec.resource)]
             raise JobExists(f"{', '.join(taken) or 'a resource'} has a job already (see "
                             "`football screener list`); nothing was queued") from None
+        for job_id in ids:
+            self._told(self.live_job(job_id), "queued")
         return ids
 
     def _enqueue(self, connection, fields):
@@ -247,6 +261,7 @@ class JobStore:
                                .values(archived=True))
             self._enqueue(connection, {key: job[key] for key in (
                 "id", "resource", "operation", "args", "run", "queue", "partition")})
+        self._told(self.live_job(job_id), "queued")
 
     def kill(self, job_id):
         """Kill job `job_id`: a queued one is cancelled now (it never runs),
@@ -271,17 +286,24 @@ class JobStore:
             self.client.cancel_workflow(job["workflow_id"])
             self.record(job["number"], {"event": "job-end", "state": "interrupted",
                                         "exit_code": None, "killed": True})
+            self._told(self.job_by_number(job["number"]), "interrupted")
         return cancelled
 
     def claim(self, number, worker_id):
         """Job `number` is running on `worker_id` from now on, unless it
         finished or was killed meanwhile (False then)."""
+        claimable = (JOBS.c.number == number, JOBS.c.state.not_in(FINISHED),
+                     JOBS.c.kill_requested == sa.false())
         with self.engine.begin() as connection:
-            return connection.execute(JOBS.update().where(
-                JOBS.c.number == number, JOBS.c.state.not_in(FINISHED),
-                JOBS.c.kill_requested == sa.false()).values(
+            # running already: a job resumed after its worker died
+            entered = connection.execute(JOBS.update().where(
+                *claimable, JOBS.c.state != "running").values(state="running")).rowcount == 1
+            claimed = connection.execute(JOBS.update().where(*claimable).values(
                 state="running", started=time.time(), worker=worker_id,
                 child_host=socket.gethostname(), child_pid=None)).rowcount == 1
+        if entered:
+            self._told(self.job_by_number(number), "running")
+        return claimed
 
     def to_kill(self, worker_id):
         """The numbers of the running jobs of `worker_id` that are to be killed."""
@@ -334,8 +356,27 @@ class JobStore:
                 sa.select(EVENTS.c.event).where(EVENTS.c.job == number).order_by(EVENTS.c.seq))]
 
     def update(self, number, **fields):
+        """Write `fields` to job `number`'s row; a new `state` is told."""
         with self.engine.begin() as connection:
-            connection.execute(JOBS.update().where(JOBS.c.number == number).values(**fields))
+            entered = self._write(connection, number, fields)
+        if entered:
+            self._told(self.job_by_number(number), entered)
+
+    @staticmethod
+    def _write(connection, number, fields):
+        """Write `fields` to job `number`'s row in the caller's transaction;
+        the state it entered now, else None. The state is written first and
+        only where it differs, so that two writers of one state (a worker
+        and a kill) cannot both believe they entered it."""
+        state = fields.get("state")
+        entered = state is not None and connection.execute(JOBS.update().where(
+            JOBS.c.number == number, JOBS.c.state != state).values(state=state)).rowcount == 1
+        connection.execute(JOBS.update().where(JOBS.c.number == number).values(**fields))
+        return state if entered else None
+
+    def _told(self, job, state):
+        """Tell the `notify` hook that `job` (a row) entered `state`."""
+        self.notify(job=job_view(job), state=state, text=notification_text(job, state))
 
     def record(self, number, event):
         """Store one event of job `number`; what it tells about the job
@@ -344,12 +385,14 @@ class JobStore:
         event.setdefault("time", round(now, 3))
         fields = {"last_event": now, **facts_of(event)}
         with self.engine.begin() as connection:
+            connection.execute(EVENTS.insert().values(job=number, time=now,
+                                                      event=json.dumps(event)))
             if "progress" in fields:
                 fields["progress"] = _with_rate(fields["progress"], connection.execute(
                     sa.select(JOBS.c.progress).where(JOBS.c.number == number)).scalar(), now)
-            connection.execute(EVENTS.insert().values(job=number, time=now,
-                                                      event=json.dumps(event)))
-            connection.execute(JOBS.update().where(JOBS.c.number == number).values(**fields))
+            entered = self._write(connection, number, fields)
+        if entered:
+            self._told(self.job_by_number(number), entered)
 
     # ------------------------------------------------------------- workers
     def heartbeat(self, worker_id, started):
@@ -368,6 +411,37 @@ class JobStore:
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(sa.select(WORKERS).where(
                 WORKERS.c.seen > time.time() - WORKER_GONE)).mappings()]
+
+
+def job_view(job):
+    """A job's row as JSON-able values (its command line and progress decoded)."""
+    view = dict(job)
+    view["args"] = json.loads(job["args"])
+    view["progress"] = json.loads(job["progress"]) if job["progress"] else None
+    return view
+
+
+def notification_text(job, state):
+    """One line for people: `job vm1 done (exit 0): vm1 runs on b1`."""
+    head = f"job {job['id']} {state}"
+    if state == "queued":
+        return f"{head}: {job['operation']} {job['resource']}"
+    if state == "running":
+        return f"{head} on worker {job['worker']}: {job['operation']} {job['resource']}"
+    if state in FINISHED and job["exit_code"] is not None:
+        head += f" (exit {job['exit_code']})"
+    return f"{head}: {job['message']}" if job["message"] else head
+
+
+def hook_notifier(hooks, warn):
+    """The store's `notify`: the hook through a guard, so that a failing
+    notification plugin is a warning (`warn(text)`) and never fails a job."""
+    def notify(job, state, text):
+        try:
+            hooks.call("notify", job=job, state=state, text=text)
+        except Exception as error:      # any plugin's failure: the job goes on
+            warn(f"notifying that job {job['id']} is {state} failed: {error}")
+    return notify
 
 
 def facts_of(event):
@@ -431,6 +505,28 @@ def shown_state(job, session_timeout, now=None):
         if now - last > session_timeout:
             return "timeouted"
     return "archived" if job["archived"] else job["state"]
+
+
+def worker_unit(options=(), worker_id=None, command=None):
+    """{`football-worker.service`: text}: the systemd unit of a worker that
+    runs `command` (default: this installation's football) with the global
+    `options` (`--config FILE`, `--var NAME=VALUE`...) and `worker_id`."""
+    words = [*(command or [sys.executable, "-m", "football"]), *options]
+    return {WORKER_UNIT: render(
+        "systemd/football-worker.service.j2", command=" ".join(map(systemd_word, words)),
+        worker_id=systemd_word(worker_id) if worker_id else None, stop_wait=f"{STOP_WAIT:g}",
+        stop_timeout=int(STOP_WAIT) + UNIT_STOP_MARGIN)}
+
+
+def systemd_word(word):
+    """`word` as one word of a systemd command line: `%` and `$` doubled
+    (no specifiers, no variables), quoted when it is not plain."""
+    if "\n" in str(word):
+        raise Illegal(f"{word!r} cannot go into a systemd unit: it holds a line break")
+    word = str(word).replace("%", "%%").replace("$", "$$")
+    if re.fullmatch(r"[A-Za-z0-9_.:+@/=,-]+", word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # ---------------------------------------------------------------- executing
@@ -554,13 +650,15 @@ class WorkerRunning(Illegal):
 class Worker:
     """The process's DBOS executor that runs jobs from the queues, with a
     heartbeat in `football_workers`; `executor` runs a job's command line
-    (a ChildProcess by default)."""
+    (a ChildProcess by default); `hooks` get the `notify` calls (default:
+    the shipped plugins and those of `plugin_dirs`)."""
 
-    def __init__(self, config, worker_id=None, executor=None, say=None):
+    def __init__(self, config, worker_id=None, executor=None, say=None, hooks=None):
         self.config = config
         self.id = worker_id or socket.gethostname()
         self.executor = executor or ChildProcess(shlex.split(config.job_command) or None)
         self.say = say or (lambda text: None)
+        self.hooks = hooks
         self.store = None
         self.stopping = threading.Event()
         self._parked = threading.Event()        # set once DBOS is destroyed
@@ -572,7 +670,10 @@ class Worker:
 
     def start(self):
         global _worker
-        self.store = JobStore(self.config)
+        if self.hooks is None:
+            self.hooks = Hooks(config=self.config)      # with the plugins of plugin_dirs
+        self.store = JobStore(self.config, notify=hook_notifier(
+            self.hooks, lambda text: self.say(f"worker {self.id}: warning: {text}")))
         here = socket.gethostname()
         for other in self.store.live_workers():
             if other["id"] != self.id or (other["host"], other["pid"]) == (here, os.getpid()):
@@ -611,7 +712,7 @@ class Worker:
             except sa.exc.SQLAlchemyError as error:
                 self.say(f"worker {self.id}: the jobs' database failed: {error}")
 
-    def stop(self, timeout=600.0):
+    def stop(self, timeout=STOP_WAIT):
         """Interrupt the running operations (as Ctrl-C: each cleans up, a
         downtime window is finished or compensated), wait up to `timeout`
         for them, stop DBOS. Their jobs stay `running` (nothing of their

@@ -1,7 +1,8 @@
 """The `systemd` cluster manager without systemd as init: the exact commands
 each hook and `install_units` run (through a recording fake transport), unit
 name escaping checked against the real `systemd-escape`, and the rendered
-units checked by the real `systemd-analyze verify` (which works offline)."""
+units checked by the real `systemd-analyze verify` (which works offline);
+also the screener worker's unit (football-worker.service), checked alike."""
 
 import re
 import shutil
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import pluggy
 import pytest
+from click.testing import CliRunner
 
+from football.cli import cli
 from football.errors import Illegal
+from football.screener import STOP_WAIT, systemd_word, worker_unit
 from football.hooks import ClusterManagerSpec, Hooks, plugin_manager
 from football.inventory import Host
 from plugins import systemd
@@ -168,6 +172,50 @@ def test_rendering_refuses_paths_systemd_would_expand_or_split(runner, lxcpath):
 def test_rendering_refuses_an_invalid_resource_name(host):
     with pytest.raises(Illegal, match="invalid resource name"):
         render_units(host, "../etc")
+
+
+# --- the screener's worker ---------------------------------------------------------------
+
+WORKER_OPTIONS = ["--config", "/etc/football.yml",
+                  "--var", "jobs_database_url=postgresql://f:p%w@db/jobs", "--var", "x=a \"b\" $HOME"]
+
+
+def test_the_worker_unit_passes_systemd_analyze_verify_without_warnings(tmp_path):
+    (name, text), = worker_unit(WORKER_OPTIONS, "ctl 1").items()
+    (tmp_path / name).write_text(text)
+    done = subprocess.run([tool("systemd-analyze"), "verify", name], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert name == "football-worker.service"
+
+
+def test_the_worker_unit_runs_football_worker_restarts_it_and_waits_out_a_downtime_window():
+    text = worker_unit(WORKER_OPTIONS, "ctl 1")["football-worker.service"]
+    assert setting(text, "ExecStart") == (
+        f"{sys.executable} -m football --config /etc/football.yml --var "
+        '"jobs_database_url=postgresql://f:p%%w@db/jobs" --var "x=a \\"b\\" $$HOME" worker '
+        '--id "ctl 1"')
+    assert (setting(text, "Type"), setting(text, "Restart")) == ("exec", "on-failure")
+    # SIGTERM to the worker alone (it interrupts its operations itself), and
+    # systemd's SIGKILL only after the worker's own wait for them
+    assert (setting(text, "KillSignal"), setting(text, "KillMode")) == ("SIGTERM", "mixed")
+    assert int(setting(text, "TimeoutStopSec").removesuffix("s")) > STOP_WAIT
+
+
+@pytest.mark.parametrize("word, written", [("/usr/bin/python3", "/usr/bin/python3"),
+                                           ("a b", '"a b"'), ("50%", '"50%%"'), ("$X", '"$$X"'),
+                                           ('say "hi"\\', '"say \\"hi\\"\\\\"')])
+def test_a_systemd_word_is_quoted_and_escaped_as_systemd_reads_it(word, written):
+    assert systemd_word(word) == written
+
+
+def test_football_worker_prints_its_unit_with_the_global_options(tmp_path):
+    config = tmp_path / "football.yml"
+    config.write_text("limit_syncs: 2\n")
+    result = CliRunner().invoke(cli, ["--config", str(config), "worker", "--id", "w2",
+                                      "--systemd-unit"])
+    assert result.exit_code == 0, result.output
+    assert setting(result.stdout, "ExecStart").endswith(f"--config {config} worker --id w2")
 
 
 # --- installing --------------------------------------------------------------------------
