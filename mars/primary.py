@@ -66,6 +66,7 @@ class Primary:
         self.link = Path(worker.env.dev_dir) / self.res
         self.device = None              # DeviceProcess while primary
         self.standby = None             # one started ahead, while this host is to become primary
+        self.said = None                # what the log was told once (units, a claimed or dead device)
         self.loop = None                # '/dev/loopN'
         self.refused = None             # why the device cannot start here (DeviceRefused)
         self.device_failures = 0        # device starts failed in a row, for the backoff
@@ -382,9 +383,9 @@ class Primary:
         if failure:
             reason = f"`{' '.join(command)}` {failure}"
             worker.waiting_for(reason)
-            if worker.stall != ("units", action):
+            if self.said != ("units", action):
                 log.error("%s: %s", self.res, reason)
-                worker.stall = ("units", action)
+                self.said = ("units", action)
             return
         log.info("%s: %s", self.res, " ".join(command))
         self.units_done = action
@@ -425,9 +426,9 @@ class Primary:
             reason = (f"device process of {self.res} died (exit {code}): {self.link} answers "
                       f"EIO; stop the container and unmount it, then the device starts again "
                       f"(recovery replays the log)")
-            if worker.stall != ("died", device.process.pid):
+            if self.said != ("died", device.process.pid):
                 log.error("%s: %s", self.res, reason)
-                worker.stall = ("died", device.process.pid)
+                self.said = ("died", device.process.pid)
             worker.wait(reason)
             return
         log.warning("%s: device process died (exit %s), nothing uses %s: cleaning it up%s",
@@ -454,9 +455,9 @@ class Primary:
             # would be lost with the device. Not a refusal: it goes soon.
             reason = (f"device {self.link} still held by the kernel: a filesystem on it is "
                       f"mounted in another mount namespace")
-            if worker.stall != ("claimed", self.loop):
+            if self.said != ("claimed", self.loop):
                 log.warning("%s: %s", self.res, reason)
-                worker.stall = ("claimed", self.loop)
+                self.said = ("claimed", self.loop)
             worker.wait(reason)
             return
         log.info("%s: tearing down the device", self.res)

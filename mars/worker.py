@@ -95,7 +95,7 @@ class ResourceWorker:
         self.leaving = False            # primary, and the device should go (last step)
         self.stopping = False
         self.finished = trio.Event()
-        self.stall = None               # what replay, fetch or units stand at (logged once)
+        self.stall = None               # what replay or fetch stands at (logged once)
         self.last_busy = self.status_saved = 0.0
         self.actual = {}                 # actual-<host>/<name> -> value last reported
         self.metrics = daemon.metrics
