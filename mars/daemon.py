@@ -100,8 +100,9 @@ class Daemon:
 
     def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0,
                  data_tick=0.05, fast_sync=True, metrics_port=0, device_args=(),
-                 emergency_free=64 << 20, idle_step=IDLE_STEP_EVERY):
+                 emergency_free=64 << 20, idle_step=IDLE_STEP_EVERY, hold_sync_after=None):
         self.env = env
+        self.hold_sync_after = hold_sync_after      # debugging: syncs stop at this many bytes
         self.round_interval = round_interval
         self.tombstone_retention = tombstone_retention
         self.window = window
@@ -624,6 +625,10 @@ def parse_args(argv):
     parser.add_argument("--debug-hold-writeback", action="store_true",
                         help="debugging (recovery tests): devices never write back to their "
                              "disks; a crash then leaves every write to recovery")
+    parser.add_argument("--debug-hold-sync-after", type=int, metavar="BYTES",
+                        help="debugging (crash tests): a sync stops once this many bytes are "
+                             "synced and recorded, and waits there (a marsd started without "
+                             "it goes on)")
     parser.add_argument("--log-level", default=os.environ.get("MARS_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -642,7 +647,8 @@ def main(argv=None):
         daemon = Daemon(env, args.round_interval, args.tombstone_retention, args.window,
                         data_tick=args.data_tick, fast_sync=not args.full_sync,
                         metrics_port=args.metrics_port, device_args=device_args,
-                        emergency_free=args.emergency_free, idle_step=args.idle_step)
+                        emergency_free=args.emergency_free, idle_step=args.idle_step,
+                        hold_sync_after=args.debug_hold_sync_after)
         trio.run(daemon.run)
     except* MarsError as group:
         for exc in group.exceptions:

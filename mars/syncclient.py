@@ -92,6 +92,16 @@ class SyncClient:
         disk = state.disk(self.res)
         fast = worker.daemon.fast_sync
         target = min(size, self.done + SYNC_BATCH)
+        hold = worker.daemon.hold_sync_after
+        if hold is not None and self.done >= hold:
+            if not self.persisting and int(worker.store.value(
+                    self._key(syncstatus_name(host)), "0") or 0) < self.done:
+                self.persisting = True
+                await self._persist(disk, self.done, self.generation)
+            worker.wait(f"sync held at {self.done} bytes (--debug-hold-sync-after)")
+            return False
+        if hold is not None:
+            target = min(target, max(hold, self.done + 1))
         worker.wait(None)
         worker.report(syncing=True, sync_size=size, sync_mode="fast" if fast else "full")
         await self._sync_range(state, source, disk, self.done, target, size, fast)

@@ -328,16 +328,20 @@ def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
     a, b = start_primary(datanet, "a", "b", fill=True)
     size = int(a.view("sync-size", RES))
     written = write_files(a.mnt, 4, 256 * 1024, prefix="before")
+    # b's sync stops a quarter of the way in and waits there (as fast as the
+    # sync is, a kill after its first recorded step found it done, once)
+    hold = size // 4
+    b.stop()
+    b.start(f"--debug-hold-sync-after={hold}")
+    b.wait_serving()
     b.marsadm("join-resource", RES, b.disk)
     with Writer(a.mnt) as writer:
-        # The first sync step persists its progress at once; kill b right
-        # after that, in the middle of the next steps.
-        wait_until(lambda: 0 < int(value(b, "syncstatus") or 0), interval=0.005,
-                   what="b's sync to start", show=lambda: b.current_log()[-2000:])
+        wait_until(lambda: int(value(b, "syncstatus") or 0) >= hold,
+                   what="b's sync to stop where it is held", show=lambda: b.current_log()[-2000:])
         b.stop(signal.SIGKILL)
         synced = int(value(b, "syncstatus"))
         syncpos = value(b, "syncpos")
-        assert 0 < synced < size, f"b's sync was not under way when killed ({synced} of {size})"
+        assert hold <= synced < size, f"b's sync was not under way when killed ({synced} of {size})"
         assert syncpos
         writer.wait_for(3)             # the primary goes on while b is down
         b.start()
