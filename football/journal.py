@@ -72,14 +72,24 @@ class Journal:
         if self.dry:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(self.data, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
+                        self.path.with_suffix(".tmp"))
+
+
+def replace_durably(path, text, tmp, mode=None):
+    """Replace `path` with `text` atomically and durably: written to `tmp`
+    and fsync'ed, renamed over `path`, the directory fsync'ed. A crash (or a
+    handover that takes the volume elsewhere) leaves the old file or the new
+    one, never an empty one."""
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        if mode is not None:
+            os.fchmod(handle.fileno(), mode)
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(Path(path).parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

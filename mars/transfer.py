@@ -37,6 +37,7 @@ import xxhash
 from mars import net
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
+from mars.writeback import pwritev_all
 
 FETCH_MAX = 8 << 20             # bytes per read reply
 CHUNK = 1 << 20                 # sync chunk
@@ -204,7 +205,7 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
             if kind == "d":
                 piece = view[position:position + chunk]
                 position += len(piece)
-                _pwrite_all(handle.fileno(), piece[:length], start)
+                pwritev_all(handle.fileno(), [piece[:length]], start)
                 written += length
             elif kind == "z" and not is_zero(os.pread(handle.fileno(), length, start)):
                 if zero is None or len(zero) != length:
@@ -212,12 +213,6 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
                 os.pwrite(handle.fileno(), zero, start)
                 written += length
     return written
-
-
-def _pwrite_all(fd, data, offset):
-    while data:
-        done = os.pwrite(fd, data, offset)
-        data, offset = data[done:], offset + done
 
 
 def local_digests(path, offset, chunk, count, size):

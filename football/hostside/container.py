@@ -5,11 +5,11 @@ so its `config` and `rootfs/` travel with the volume from host to host. The
 only host-specific line, `lxc.rootfs.path`, is rewritten to this host's
 mountpoint before each start."""
 
-import os
 import re
 import time
 from pathlib import Path
 
+from football.journal import replace_durably
 from football.templates import render
 
 WORKLOAD_LOG = "/var/workload.log"
@@ -199,18 +199,4 @@ def _point_rootfs_here(directory):
 
 
 def _write(path, text, mode=0o644):
-    """Replace `path` atomically and durably: a crash (or a handover that
-    takes the volume elsewhere) leaves the old file or the new one, never an
-    empty one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fchmod(handle.fileno(), mode)
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    replace_durably(path, text, path.with_name(path.name + ".tmp"), mode)
