@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := lxc lxc-dev libfuse3-dev fuse3 pkg-config xfsprogs rsync \
+DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
 	openssh-server busybox-static nftables fio python3-venv systemd \
 	attr acl
 PYTEST_ARGS ?=

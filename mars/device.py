@@ -16,8 +16,8 @@ log order, and reads lay what is not written back yet over the disk
 returns. marsd attaches a loop device with direct I/O to the file;
 `<dev_dir>/<res>` points at the loop device.
 
-Its own process, because pyfuse3 serves one FUSE session per process and the
-data path should not share an interpreter lock with replication. It dies
+Its own process, because the data path should not share an interpreter lock
+with replication. The FUSE session is `mars/fuse.py`'s. It dies
 with marsd (PR_SET_PDEATHSIG): a killed marsd is a crashed device, exactly
 what recovery is for.
 
@@ -56,15 +56,14 @@ import json
 import logging
 import os
 import signal
-import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import trio
 
 from mars.lamport import LamportClock
+from mars.fuse import MAX_WRITE, Session
 from mars.logfile import LogCorrupt
 from mars.replay import Cursor
 from mars.translog import TransactionLog
@@ -73,110 +72,9 @@ from mars.writeback import DEFAULT_LIMIT
 log = logging.getLogger("mars.device")
 
 DEVICE_FILE = "device"
-FILE_INODE = 2
 PR_SET_PDEATHSIG = 1
 EXIT_REFUSED = 2                # the device cannot start from this log (see "refused")
 PROFILE_ENV = "MARS_DEVICE_PROFILE"     # path: cProfile the event loop, count write sizes
-
-
-# ------------------------------------------------------------------- FUSE side
-def _operations():
-    """The pyfuse3 Operations class (imported lazily: marsd itself and the
-    unit tests of the loop helpers do not need pyfuse3)."""
-    import pyfuse3
-
-    class DeviceOperations(pyfuse3.Operations):
-        """One directory with one file, `device`, backed by the transaction log."""
-
-        enable_writeback_cache = False
-
-        def __init__(self, device):
-            super().__init__()
-            self.device = device
-            self.opened = 0
-
-        def _attributes(self, inode):
-            attrs = pyfuse3.EntryAttributes()
-            now = time.time_ns()
-            if inode == pyfuse3.ROOT_INODE:
-                attrs.st_mode = stat.S_IFDIR | 0o700
-                attrs.st_nlink = 2
-            elif inode == FILE_INODE:
-                attrs.st_mode = stat.S_IFREG | 0o600
-                attrs.st_nlink = 1
-                attrs.st_size = self.device.size
-                attrs.st_blocks = (self.device.size + 511) // 512
-            else:
-                raise pyfuse3.FUSEError(errno.ENOENT)
-            attrs.st_blksize = 4096
-            attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = now
-            attrs.st_ino = inode
-            attrs.attr_timeout = attrs.entry_timeout = 1
-            return attrs
-
-        async def getattr(self, inode, ctx=None):
-            return self._attributes(inode)
-
-        async def lookup(self, parent_inode, name, ctx=None):
-            if parent_inode != pyfuse3.ROOT_INODE or name != DEVICE_FILE.encode():
-                raise pyfuse3.FUSEError(errno.ENOENT)
-            return self._attributes(FILE_INODE)
-
-        async def opendir(self, inode, ctx):
-            if inode != pyfuse3.ROOT_INODE:
-                raise pyfuse3.FUSEError(errno.ENOTDIR)
-            return inode
-
-        async def readdir(self, fh, start_id, token):
-            if start_id == 0:
-                pyfuse3.readdir_reply(token, DEVICE_FILE.encode(), self._attributes(FILE_INODE), 1)
-
-        async def open(self, inode, flags, ctx):
-            if inode != FILE_INODE:
-                raise pyfuse3.FUSEError(errno.EISDIR)
-            self.opened += 1
-            return pyfuse3.FileInfo(fh=FILE_INODE, direct_io=True, keep_cache=False)
-
-        async def release(self, fh):
-            self.opened -= 1
-
-        async def read(self, fh, off, size):
-            size = max(0, min(size, self.device.size - off))
-            return await self.device.read(off, size) if size else b""
-
-        async def write(self, fh, off, buf):
-            if off + len(buf) > self.device.size:
-                raise pyfuse3.FUSEError(errno.ENOSPC)
-            try:
-                return await self.device.write(off, buf)
-            except OSError as exc:          # the write-back failed: EIO
-                raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
-
-        async def fsync(self, fh, datasync):
-            await self._sync()
-
-        async def flush(self, fh):
-            await self._sync()
-
-        async def _sync(self):
-            try:
-                await self.device.sync()
-            except OSError as exc:
-                raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
-
-        async def setattr(self, inode, attr, fields, fh, ctx):
-            if fields.update_size and attr.st_size != self.device.size:
-                raise pyfuse3.FUSEError(errno.EPERM)     # resize is `marsadm resize`
-            return self._attributes(inode)
-
-        async def statfs(self, ctx):
-            data = pyfuse3.StatvfsData()
-            data.f_bsize = data.f_frsize = 4096
-            data.f_blocks = self.device.size // 4096
-            data.f_namemax = 255
-            return data
-
-    return DeviceOperations
 
 
 class Device:
@@ -206,6 +104,7 @@ class Device:
         self.closing_log = None     # trio.Event while a rotated logfile is being synced
         self.failure_reported = False
         self.write_sizes = None     # {bytes: requests}, kept with MARS_DEVICE_PROFILE
+        self.session = None         # the FUSE session (serve makes it)
 
     @property
     def writeback(self):
@@ -228,19 +127,30 @@ class Device:
         0.48 ms for 1 MiB, against 0.19 ms for a round trip to a trio
         worker thread; in a thread, records and pending extents would also
         need their one order kept across threads. Only the largest requests
-        could gain a little, and per request pyfuse3 and trio cost more."""
-        if self.write_sizes is not None:
-            self.write_sizes[len(data)] = self.write_sizes.get(len(data), 0) + 1
+        could gain a little, and per request the FUSE session costs more."""
         size = len(data)
         while True:
             self._raise_failure()
             if self.emergency:
                 return await self._write_direct(offset, data)
             if self.writeback.has_room(size):
-                break
+                return self._log(offset, data)
             await self.until(lambda: self.writeback.has_room(size))
-        # From here to the return nothing awaits: the record and the pending
-        # extent go in in the same order as every other write's.
+
+    def write_now(self, offset, data):
+        """`write` when it need not wait: the size logged, or None (the
+        write-back is full, or emergency mode) and nothing done."""
+        self._raise_failure()
+        if self.emergency or not self.writeback.has_room(len(data)):
+            return None
+        return self._log(offset, data)
+
+    def _log(self, offset, data):
+        """Nothing in here awaits: the record and the pending extent go in in
+        the same order as every other write's."""
+        size = len(data)
+        if self.write_sizes is not None:
+            self.write_sizes[size] = self.write_sizes.get(size, 0) + 1
         self.translog.write(offset, data)
         self.logged += size
         self.logging.set()
@@ -269,9 +179,14 @@ class Device:
         during a read in a thread is concurrent with it: the read returns the
         old data or the new, as any block device's."""
         try:
-            return self.translog.read(offset, size, nowait=True)
+            return self.read_now(offset, size)
         except BlockingIOError:
             return await trio.to_thread.run_sync(self.translog.read, offset, size)
+
+    def read_now(self, offset, size):
+        """`read` from memory and the page cache; BlockingIOError when it
+        would wait for the disk."""
+        return self.translog.read(offset, size, nowait=True)
 
     async def sync(self):
         """Flush/fsync: fdatasync of the log (of the disk in emergency mode),
@@ -376,9 +291,8 @@ class Device:
         if name == "rotate":
             return {"reply": "rotate", "closed": await self._rotate()}
         if name == "resize":
-            import pyfuse3
             self.size = int(command["size"])
-            pyfuse3.invalidate_inode(FILE_INODE, attr_only=True)
+            self.session.invalidate_attributes()
             return {"reply": "resize", "size": self.size}
         if name == "stop":
             # Everything written back before the last cursor (unless the
@@ -439,7 +353,6 @@ def free_bytes(path):
 
 
 async def serve(args):
-    import pyfuse3
     device = Device(args)
     device.logging = trio.Event()
     device.progressed = trio.Event()
@@ -457,21 +370,22 @@ async def serve(args):
         return EXIT_REFUSED
     previous = device.translog.previous
     os.makedirs(args.mountpoint, exist_ok=True)
-    options = set(pyfuse3.default_options) | {f"fsname=mars-{Path(args.resource_dir).name}"}
-    pyfuse3.init(_operations()(device), args.mountpoint, options)
+    device.session = Session(device, args.mountpoint, f"mars-{Path(args.resource_dir).name}",
+                             DEVICE_FILE)
+    device.session.mount()
     device.emit({"event": "ready", "logfile": device.translog.logfile, "replayed": replayed,
                  "previous": [previous.logfile, previous.position] if previous else None})
     try:
         async with trio.open_nursery() as nursery:
             device.nursery = nursery
-            nursery.start_soon(pyfuse3.main)
+            nursery.start_soon(device.session.serve)
             nursery.start_soon(device.control, nursery)
             nursery.start_soon(device.watch_space)
     finally:
         # Orphaned, the FUSE mount stays (dead) as after SIGKILL: unmounted
         # now, a loop device still on it would lose its path and leak, as
         # the restarted marsd finds stale loops by their backing file's path.
-        pyfuse3.close(unmount=not device.orphaned)
+        device.session.close(unmount=not device.orphaned)
         device.translog.close()
         if device.write_sizes is not None:
             log.info("write requests by size: %s", ", ".join(
@@ -505,12 +419,11 @@ STANDBY = "--standby"
 
 def _stand_by():
     """A device process started ahead (marsd does, when this host is to
-    become primary): the imports done (pyfuse3 and trio: 0.2-0.6 s of a
-    handover's downtime otherwise), it waits for its arguments, one JSON
-    line `{"args": [...]}` on stdin (read a byte at a time: what follows
-    on stdin is the control channel's). No line: not needed after all."""
-    import pyfuse3  # noqa: F401  (imported ahead, the reason for a standby)
-
+    become primary): the imports done (this module's, trio above all: a
+    part of a handover's downtime otherwise), it waits for its arguments,
+    one JSON line `{"args": [...]}` on stdin (read a byte at a time: what
+    follows on stdin is the control channel's). No line: not needed after
+    all."""
     line = b""
     while not line.endswith(b"\n"):
         byte = os.read(0, 1)
@@ -528,7 +441,6 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s mars-device[%(process)d] %(levelname)s %(message)s")
-    logging.getLogger("pyfuse3").setLevel(max(logging.INFO, logging.getLogger().level))
     _die_with_marsd()
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # marsd decides when the device stops
     profile_path = os.environ.get(PROFILE_ENV)
@@ -555,9 +467,7 @@ class LoopError(Exception):
     pass
 
 
-# The largest FUSE write: libfuse 3.14 offers the kernel 256 pages
-# (FUSE_MAX_MAX_PAGES; pyfuse3 3.5.0 has no hook to change it, nor a need).
-FUSE_MAX_WRITE = 1 << 20
+FUSE_MAX_WRITE = MAX_WRITE         # what the FUSE session offers the kernel
 
 
 def attach_loop(path):
