@@ -26,7 +26,6 @@ from mars.transfer import FETCH_MAX
 
 log = logging.getLogger("marsd.data")
 
-REPLAY_BATCH = 32 << 20          # payload bytes per replay step
 PERSIST_EVERY = 0.5              # seconds between replay cursor writes
 STALL_LOGGED_AFTER = 5.0         # seconds replay stands at a logfile's end before the log says why
 LISTING_INTERVAL = 10.0          # seconds an idle secondary goes at most without listing the logs

@@ -383,9 +383,7 @@ class Primary:
         if failure:
             reason = f"`{' '.join(command)}` {failure}"
             worker.waiting_for(reason)
-            if self.said != ("units", action):
-                log.error("%s: %s", self.res, reason)
-                self.said = ("units", action)
+            self._say_once(("units", action), logging.ERROR, reason)
             return
         log.info("%s: %s", self.res, " ".join(command))
         self.units_done = action
@@ -426,9 +424,7 @@ class Primary:
             reason = (f"device process of {self.res} died (exit {code}): {self.link} answers "
                       f"EIO; stop the container and unmount it, then the device starts again "
                       f"(recovery replays the log)")
-            if self.said != ("died", device.process.pid):
-                log.error("%s: %s", self.res, reason)
-                self.said = ("died", device.process.pid)
+            self._say_once(("died", device.process.pid), logging.ERROR, reason)
             worker.wait(reason)
             return
         log.warning("%s: device process died (exit %s), nothing uses %s: cleaning it up%s",
@@ -439,6 +435,12 @@ class Primary:
         self.report_down()
         worker.report(device=None, loop=None)
         worker.wait(None)
+
+    def _say_once(self, key, level, text):
+        """Log `text` unless the last thing said once was `key` already."""
+        if self.said != key:
+            log.log(level, "%s: %s", self.res, text)
+            self.said = key
 
     async def try_teardown(self, state):
         """Tear the device down once nothing uses it: close the logfile,
@@ -455,9 +457,7 @@ class Primary:
             # would be lost with the device. Not a refusal: it goes soon.
             reason = (f"device {self.link} still held by the kernel: a filesystem on it is "
                       f"mounted in another mount namespace")
-            if self.said != ("claimed", self.loop):
-                log.warning("%s: %s", self.res, reason)
-                self.said = ("claimed", self.loop)
+            self._say_once(("claimed", self.loop), logging.WARNING, reason)
             worker.wait(reason)
             return
         log.info("%s: tearing down the device", self.res)
