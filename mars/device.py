@@ -62,8 +62,8 @@ from pathlib import Path
 
 import trio
 
-from mars.lamport import LamportClock
 from mars.fuse import MAX_WRITE, Session
+from mars.lamport import LamportClock
 from mars.logfile import LogCorrupt
 from mars.replay import Cursor
 from mars.translog import TransactionLog
@@ -128,14 +128,11 @@ class Device:
         worker thread; in a thread, records and pending extents would also
         need their one order kept across threads. Only the largest requests
         could gain a little, and per request the FUSE session costs more."""
-        size = len(data)
-        while True:
-            self._raise_failure()
+        while (written := self.write_now(offset, data)) is None:
             if self.emergency:
                 return await self._write_direct(offset, data)
-            if self.writeback.has_room(size):
-                return self._log(offset, data)
-            await self.until(lambda: self.writeback.has_room(size))
+            await self.until(lambda: self.writeback.has_room(len(data)))
+        return written
 
     def write_now(self, offset, data):
         """`write` when it need not wait: the size logged, or None (the
@@ -467,9 +464,6 @@ class LoopError(Exception):
     pass
 
 
-FUSE_MAX_WRITE = MAX_WRITE         # what the FUSE session offers the kernel
-
-
 def attach_loop(path):
     """Attach a loop device with direct I/O to `path`; returns '/dev/loopN'.
 
@@ -487,8 +481,8 @@ def attach_loop(path):
     device = result.stdout.strip()
     knob = Path("/sys/block") / Path(device).name / "queue" / "max_sectors_kb"
     try:
-        if int(knob.read_text()) > FUSE_MAX_WRITE >> 10:
-            knob.write_text(str(FUSE_MAX_WRITE >> 10))
+        if int(knob.read_text()) > MAX_WRITE >> 10:
+            knob.write_text(str(MAX_WRITE >> 10))
     except (OSError, ValueError) as exc:      # a smaller limit than ours, or none to set
         log.debug("%s: max_sectors_kb left as it is: %s", device, exc)
     return device
