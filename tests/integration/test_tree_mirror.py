@@ -23,8 +23,10 @@ def mirror(host):
         dirs[:] = [name for name in dirs if name not in ("fuse", "status")]
         for name in files + dirs:
             path = os.path.join(directory, name)
-            if os.path.islink(path):
+            try:
                 found[os.path.relpath(path, root)] = os.readlink(path)
+            except OSError:     # not a link, or removed by the daemon since the walk listed it
+                pass
     return found
 
 
