@@ -43,11 +43,12 @@ from mars.views import human_size
 from tests.helpers.fakehost import UnexpectedCommand
 
 EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
-# what changes a host: marsadm's actions, football-host's, mount, umount, mkdir
+# what changes a host: marsadm's actions, football-host's (lifecycle set/origin too),
+# mount, umount, mkdir
 CHANGING = {"join-resource", "leave-resource", "primary", "secondary", "merge-cluster",
             "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
             "take", "release", "mount", "umount", "mkdir", "xfs_growfs", "mkfs.xfs", "rsync",
-            "create-resource", "delete-resource"}
+            "create-resource", "delete-resource", "set", "origin"}
 
 
 @dataclass
