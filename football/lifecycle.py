@@ -8,7 +8,7 @@ from football.hostside.lifecycle import REFUSED_AS_TARGET, STATES, TRANSITIONS
 from football.transport import json_of
 
 __all__ = ["REFUSED_AS_TARGET", "STATES", "TRANSITIONS", "read", "change", "record_origin",
-           "refuse_as_targets"]
+           "origins", "refuse_as_targets"]
 
 STATE_DIR = "/var/lib/football"
 EXIT_REFUSED = 7
@@ -36,9 +36,16 @@ def change(host, state, by, expect=()):
     return json_of(result)
 
 
-def record_origin(host, res, role):
-    """Remember on `host` that `res` had `role` there (once)."""
-    return json_of(_run(host, "origin", res, role))["new"]
+def record_origin(host, res, replicas):
+    """Remember on `host` where `res` had its replicas (primary first)
+    before it moved away (once)."""
+    return json_of(_run(host, "origin", res, *replicas))["new"]
+
+
+def origins(host):
+    """{resource: its replicas before it moved away, primary first}, as
+    `host` remembers them."""
+    return {res: record["replicas"] for res, record in read(host)["origins"].items()}
 
 
 def refuse_as_targets(hosts, states):

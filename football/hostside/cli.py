@@ -242,6 +242,13 @@ def lifecycle_set(state_dir, state, by, expect):
     _lifecycle(lambda: lifecycle.change(state_dir, state, by, expect))
 
 
+def _host_names(ctx, param, names):
+    for name in names:
+        if not locks.RESOURCE_RE.fullmatch(name):
+            raise click.BadParameter(f"{name!r} is not a host name")
+    return names
+
+
 def _resource_name(ctx, param, res):
     if not locks.RESOURCE_RE.fullmatch(res):
         raise click.BadParameter(f"{res!r} is not a resource name (letters, digits, '_', '-', "
@@ -251,11 +258,13 @@ def _resource_name(ctx, param, res):
 
 @lifecycle_group.command("origin")
 @click.argument("res", callback=_resource_name)
-@click.argument("role", type=click.Choice(lifecycle.ROLES))
+@click.argument("replicas", nargs=-1, required=True, callback=_host_names)
 @click.pass_obj
-def lifecycle_origin(state_dir, res, role):
-    """Record once that RES had ROLE here before it moved away."""
-    _lifecycle(lambda: {"resource": res, "new": lifecycle.record_origin(state_dir, res, role)})
+def lifecycle_origin(state_dir, res, replicas):
+    """Record once that RES had its REPLICAS (primary first) before it
+    moved away."""
+    _lifecycle(lambda: {"resource": res,
+                        "new": lifecycle.record_origin(state_dir, res, replicas)})
 
 
 def main():

@@ -5,10 +5,11 @@ refuses it) → `evacuated` (empty; placement still refuses it) →
 
 The record is one JSON file, `<dir>/host-state`:
     {"state": "draining", "since": 1764745200.0, "by": "evacuate@admin1",
-     "origins": {"vm1": {"role": "primary", "time": 1764745260.0}}}
-`origins` holds, once per resource, what the host was to a resource moved
-away while it drained (a later move does not overwrite it), so that
-`restore` can bring it back; it is forgotten when the host is active again.
+     "origins": {"vm1": {"replicas": ["a1", "a2"], "time": 1764745260.0}}}
+`origins` holds, once per resource, where a resource moved away while the
+host drained had its replicas before (primary first; a later move does not
+overwrite it), so that `restore` can bring it back; it is forgotten when
+the host is active again.
 A change is read-modify-write under an exclusive flock of the directory's
 lock file, and the file is replaced durably (a crash leaves the old record
 or the new one)."""
@@ -30,7 +31,6 @@ TRANSITIONS = {"active": {"draining"},
                "restoring": {"active"}}
 # states placement refuses as a target
 REFUSED_AS_TARGET = ("draining", "evacuated")
-ROLES = ("primary", "secondary")
 FILE = "host-state"
 
 
@@ -80,13 +80,14 @@ def change(directory, state, by, expect=()):
     return read(directory)
 
 
-def record_origin(directory, res, role):
-    """Remember that `res` had its `role` here before it moved away; the
-    first record of a resource stands. Returns whether this one was new."""
-    if role not in ROLES:
-        raise LifecycleRefused(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+def record_origin(directory, res, replicas):
+    """Remember where `res` had its replicas (primary first) before it
+    moved away; the first record of a resource stands. Returns whether this
+    one was new."""
+    if not replicas:
+        raise LifecycleRefused(f"{res}: no replicas to remember")
     with _changing(directory) as record:
         if res in record["origins"]:
             return False
-        record["origins"][res] = {"role": role, "time": time.time()}
+        record["origins"][res] = {"replicas": list(replicas), "time": time.time()}
     return True

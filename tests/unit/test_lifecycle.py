@@ -64,18 +64,18 @@ def test_setting_the_same_state_again_keeps_when_and_by_whom(tmp_path):
 
 def test_an_origin_is_recorded_once_and_forgotten_when_the_host_is_active_again(tmp_path):
     lifecycle.change(tmp_path, "draining", "test")
-    code, stdout, _ = helper(tmp_path, "origin", "vm1", "primary")
+    code, stdout, _ = helper(tmp_path, "origin", "vm1", "a1", "a2")
     assert code == 0 and json.loads(stdout) == {"resource": "vm1", "new": True}
-    _, stdout, _ = helper(tmp_path, "origin", "vm1", "secondary")    # a later move of vm1
+    _, stdout, _ = helper(tmp_path, "origin", "vm1", "a2", "b1")     # a later move of vm1
     assert json.loads(stdout)["new"] is False
-    assert lifecycle.read(tmp_path)["origins"]["vm1"]["role"] == "primary"
+    assert lifecycle.read(tmp_path)["origins"]["vm1"]["replicas"] == ["a1", "a2"]
     lifecycle.change(tmp_path, "active", "test")                     # called off
     assert lifecycle.read(tmp_path)["origins"] == {}
 
 
 def test_bad_names_and_states_are_refused_before_anything_is_written(tmp_path):
-    for args in (["origin", "vm1;reboot", "primary"], ["origin", "vm1", "boss"],
-                 ["set", "gone", "--by", "x"]):
+    for args in (["origin", "vm1;reboot", "a1"], ["origin", "vm1", "a1;reboot"],
+                 ["origin", "vm1"], ["set", "gone", "--by", "x"]):
         code, _, _ = helper(tmp_path, *args)
         assert code == 2, args
     assert not (tmp_path / lifecycle.FILE).exists()
