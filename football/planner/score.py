@@ -108,7 +108,7 @@ def score(fleet, settings):
         terms[penalty] = getattr(settings, f"penalty_{penalty}") * sum(
             counts[penalty] for counts in charged.values())
     hosts = {name: {"lifecycle": host.lifecycle, "online": host.online,
-                    "containers": fleet.containers[name], **fractions[name],
+                    "container_count": fleet.containers[name], **fractions[name],
                     "penalties": {key: count for key, count in charged[name].items() if count}}
              for name, host in sorted(fleet.hosts.items())}
     return Score(sum(terms.values()), terms, hosts)
