@@ -14,7 +14,7 @@ from pathlib import Path
 
 from football.errors import Illegal
 from football.journal import replace_durably
-from football.planner.moves import Move
+from football.planner.moves import Move, Moved
 
 KINDS = ("balance", "evacuate", "restore")
 
@@ -85,3 +85,34 @@ def load_plan(state_dir, plan_id):
                       f"{', '.join(saved) or 'none'}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise Illegal(f"plan {path} cannot be read: {error}") from None
+
+
+def history_path(state_dir):
+    return plans_dir(state_dir) / "moved.jsonl"
+
+
+def record_moved(state_dir, moved):
+    """Append a move that ran (`Moved`) to the history the cooldown reads."""
+    path = history_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"resource": moved.resource, "time": moved.time,
+                                 "from": list(moved.source), "to": list(moved.target)}) + "\n")
+
+
+def read_history(state_dir):
+    """The moves recorded by `record_moved` ([Moved]); a torn last line
+    (a crash while appending) is skipped."""
+    try:
+        lines = history_path(state_dir).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    history = []
+    for line in lines:
+        try:
+            data = json.loads(line)
+            history.append(Moved(data["resource"], float(data["time"]), tuple(data["from"]),
+                                 tuple(data["to"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return history
