@@ -452,13 +452,64 @@ def status(ctx, name):
     With --json: one JSON document."""
     from football.ops.status import Status, render
 
+    _report(ctx, "status", name or "all", lambda context: Status(context, name), render)
+
+
+def _report(ctx, operation, name, make, render):
+    """A command that reports (status, score, plans): its result as one
+    JSON document with --json, else `render`ed."""
     def show(context, report):
         if ctx.obj.as_json:
             click.echo(json.dumps(report, indent=2, sort_keys=True))
         else:
             render(report)
 
-    _run(ctx, "status", name or "all", lambda context: Status(context, name), show=show)
+    _run(ctx, operation, name, make, show=show)
+
+
+@cli.command()
+@click.pass_context
+@reported
+def score(ctx):
+    """The fleet's score (as Ganeti's hbal: lower is better) and each term:
+    the spreads of free VG, free memory, containers and CPU load over the
+    online hosts, the penalties (draining hosts, shared failure domains,
+    no secondary); per host its fractions. With --json: one JSON document."""
+    from football.ops.planning import ScoreReport, render_score
+
+    _report(ctx, "score", "fleet", ScoreReport, render_score)
+
+
+@cli.command()
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan (the default).")
+@click.pass_context
+@reported
+def balance(ctx, plan_only):
+    """Plan moves that lower the fleet's score (handovers, migrations),
+    best first, each with its gain and the bytes it syncs; the plan is
+    saved under the state dir by its id. With --json: one JSON document."""
+    from football.ops.planning import BalancePlanning, render_plan
+
+    _report(ctx, "balance", "fleet", BalancePlanning, render_plan)
+
+
+@cli.command()
+@click.argument("name", metavar="HOST|CLUSTER")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan: where every primary "
+              "and replica on HOST|CLUSTER would go.")
+@click.pass_context
+@reported
+def evacuate(ctx, name, plan_only):
+    """Plan to move every primary and replica off HOST (or every host of
+    CLUSTER): the whole plan fails, listing what does not fit, when
+    capacity lacks. The plan is saved under the state dir by its id."""
+    from football.ops.planning import EvacuationPlanning, render_plan
+
+    if not plan_only:
+        raise Illegal("evacuate runs only with --plan here (it prints the plan and marks "
+                      "nothing): football evacuate HOST|CLUSTER --plan")
+    _report(ctx, "evacuate", name, lambda context: EvacuationPlanning(context, name),
+                    render_plan)
 
 
 @cli.command()
