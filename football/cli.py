@@ -480,36 +480,118 @@ def score(ctx):
     _report(ctx, "score", "fleet", ScoreReport, render_score)
 
 
+def _move_limits(function):
+    """--max and --max-per-target of a command whose moves run as screener jobs."""
+    function = click.option("--max-per-target", "max_per_target", type=click.IntRange(min=1),
+                            default=1, show_default=True,
+                            help="At most N of its moves to one target host at once.")(function)
+    return click.option("--max", "max_running", type=click.IntRange(min=1), default=4,
+                        show_default=True, help="At most N of its moves run at once.")(function)
+
+
 @cli.command()
+@click.argument("plan_id", required=False, metavar="[execute PLAN-ID]", nargs=-1)
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan (the default).")
+@click.option("--execute", is_flag=True, help="Plan, then run the moves as screener jobs and "
+              "wait for them.")
+@click.option("--auto", is_flag=True, help="As --execute, but only when the score stayed above "
+              "balance_threshold for balance_hold runs and the plan gains balance_margin (the "
+              "football-balance timer).")
+@click.option("--systemd-unit", is_flag=True, help="Print football-balance.service and "
+              "football-balance.timer (which run --auto with this command line's --config, "
+              "--inventory, --var) and exit.")
+@click.option("--schedule", default="hourly", show_default=True,
+              help="With --systemd-unit: the timer's OnCalendar.")
+@_move_limits
 @click.pass_context
 @reported
-def balance(ctx, plan_only):
+def balance(ctx, plan_id, plan_only, execute, auto, systemd_unit, schedule, max_running,
+            max_per_target):
     """Plan moves that lower the fleet's score (handovers, migrations),
     best first, each with its gain and the bytes it syncs; the plan is
-    saved under the state dir by its id. With --json: one JSON document."""
+    saved under the state dir by its id. With --json: one JSON document.
+
+    \b
+      football balance --plan                  the plan (saved; it expires after plan_expiry)
+      football balance execute PLAN-ID         run a saved plan, each move checked again
+      football balance --execute               plan and run
+      football balance --auto                  run only on a lasting imbalance (the timer)
+
+    The moves run as screener jobs (a worker must run): --max at once, at
+    most --max-per-target to one target host. No balancing while a host is
+    draining; a resource with a screener job, or moved within `cooldown`,
+    stays where it is."""
+    from football.ops.fleetmoves import BalanceRun, balance_units
     from football.ops.planning import BalancePlanning, render_plan
 
-    _report(ctx, "balance", "fleet", BalancePlanning, render_plan)
+    if systemd_unit:
+        for name, text in balance_units(ctx.obj.job_options(), schedule).items():
+            click.echo(f"# {name}\n{text}")
+        return
+    if plan_id:
+        if len(plan_id) != 2 or plan_id[0] != "execute":
+            raise Illegal(f"balance takes `execute PLAN-ID`, not {' '.join(plan_id)!r}; saved "
+                          "plans are under the state dir's plans/")
+        plan_id = plan_id[1]
+    if sum(map(bool, (plan_only, execute, auto, plan_id))) > 1:
+        raise Illegal("choose one of --plan, --execute, --auto and `execute PLAN-ID`")
+    if not (execute or auto or plan_id):
+        _report(ctx, "balance", "fleet", BalancePlanning, render_plan)
+        return
+    _run(ctx, "balance", "fleet", lambda context: BalanceRun(
+        context, plan_id=plan_id or None, auto=auto, job_options=ctx.obj.job_options(),
+        max_running=max_running, max_per_target=max_per_target))
 
 
 @cli.command()
 @click.argument("name", metavar="HOST|CLUSTER")
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan: where every primary "
-              "and replica on HOST|CLUSTER would go.")
+              "and replica on HOST|CLUSTER would go (the default).")
+@click.option("--execute", is_flag=True, help="Mark the hosts draining, run the plan's moves "
+              "as screener jobs until nothing is left on them, mark them evacuated.")
+@_move_limits
 @click.pass_context
 @reported
-def evacuate(ctx, name, plan_only):
-    """Plan to move every primary and replica off HOST (or every host of
-    CLUSTER): the whole plan fails, listing what does not fit, when
-    capacity lacks. The plan is saved under the state dir by its id."""
-    from football.ops.planning import EvacuationPlanning, render_plan
+def evacuate(ctx, name, plan_only, execute, max_running, max_per_target):
+    """Empty HOST (or every host of CLUSTER) for decommissioning: a target
+    for every primary and replica there; the whole plan fails, listing
+    what does not fit, when capacity lacks (nothing is stopped in place).
 
-    if not plan_only:
-        raise Illegal("evacuate runs only with --plan here (it prints the plan and marks "
-                      "nothing): football evacuate HOST|CLUSTER --plan")
-    _report(ctx, "evacuate", name, lambda context: EvacuationPlanning(context, name),
-                    render_plan)
+    With --execute: the hosts become draining (recorded on them: placement
+    everywhere leaves them out), their moves run as screener jobs (a worker
+    must run; --max, --max-per-target), then they are evacuated. Run again,
+    it goes on from where it is. `football restore HOST` brings back what
+    came from a host."""
+    from football.ops.planning import EvacuationPlanning, hosts_named, render_plan
+
+    if plan_only and execute:
+        raise Illegal("choose one of --plan and --execute")
+    if not execute:
+        _report(ctx, "evacuate", name, lambda context: EvacuationPlanning(context, name),
+                render_plan)
+        return
+    from football.ops.fleetmoves import Evacuate
+
+    _run(ctx, "evacuate", name, lambda context: Evacuate(
+        context, hosts_named(context.inventory, name), job_options=ctx.obj.job_options(),
+        max_running=max_running, max_per_target=max_per_target))
+
+
+@cli.command()
+@click.argument("host")
+@click.option("--skip", is_flag=True, help="Only mark HOST active: move nothing back (also "
+              "calls off an evacuation while it drains).")
+@_move_limits
+@click.pass_context
+@reported
+def restore(ctx, host, skip, max_running, max_per_target):
+    """Take an evacuated HOST back into use: it becomes restoring, what was
+    moved away from it moves back (as screener jobs), then it is active."""
+    from football.ops.fleetmoves import Restore
+
+    _run(ctx, "restore", host, lambda context: Restore(
+        context, host, skip=skip, job_options=ctx.obj.job_options(), max_running=max_running,
+        max_per_target=max_per_target))
 
 
 @cli.command()

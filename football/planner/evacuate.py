@@ -56,7 +56,11 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
         best, best_key, last_refusal = None, None, "no cluster has an active host"
         for group in sorted(groups):
             for target in placements(groups[group]):
-                why = refusal(fleet, res, target, settings)
+                # an evacuation keeps every replica: it does not trade
+                # redundancy for a place (the remaining host of a pair)
+                why = refusal(fleet, res, target, settings) or (
+                    len(target) < len(resource.replicas)
+                    and f"{', '.join(target)} cannot hold its {len(resource.replicas)} replicas")
                 if why:
                     last_refusal = why
                     continue

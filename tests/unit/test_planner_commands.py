@@ -77,7 +77,11 @@ def test_evacuate_plan_finds_a_place_off_the_host_for_every_replica(crowded):
 
 @pytest.mark.parametrize("args, message", [
     (["evacuate", "x9", "--plan"], "unknown host or cluster 'x9'"),
-    (["evacuate", "a1"], "evacuate runs only with --plan"),
+    (["evacuate", "a1", "--plan", "--execute"], "choose one of --plan and --execute"),
+    (["restore", "x9"], "unknown host 'x9'"),
+    (["balance", "run", "it"], "balance takes `execute PLAN-ID`"),
+    (["balance", "execute", "balance-nothing"], "no plan 'balance-nothing'"),
+    (["balance", "--plan", "--execute"], "choose one of"),
 ])
 def test_bad_input_is_one_line_and_exit_191(crowded, args, message):
     code, _, err = football(crowded, *args)
