@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import click
 
-from football import facts
+from football import facts, joblink
 from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
-                             Illegal)
+                             Illegal, Interrupted)
 from football.inventory import InventoryError
 from football.locks import LockSet, RUN_LOCK, register_intent, run_owner
 from football.transport import TransportError
@@ -347,12 +347,17 @@ class Operation:
                           f"{'; '.join(problems)}; nothing was changed")
 
     def _downtime_gate(self, source, target):
-        """Wait until every plugin wants the downtime now (want_downtime) and
-        none holds `res` locked on the source or the target (resource_locked);
-        the time it is locked does not count: `Illegal` after
-        `downtime_gate_timeout` of other objections. The container was not
-        touched. Each new set of reasons is said once."""
+        """Wait until every plugin wants the downtime now (want_downtime), none
+        holds `res` locked on the source or the target (resource_locked) and,
+        in a screener job, the operator released its gate (state `waiting`
+        meanwhile, else `condition`); the time it is locked or at the gate
+        does not count: `Illegal` after `downtime_gate_timeout` of other
+        objections. The container was not touched. Each new set of reasons
+        is said once."""
+        link = joblink.current(self.config)
+
         def objections():
+            gate = self._job_gate(link, source)
             vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
                                        target=target)
             locks = [f"{self.res} is locked on {host.name}" +
@@ -360,20 +365,20 @@ class Operation:
                      for host in {source.name: source, target.name: target}.values()
                      for lock in self.hooks.call("resource_locked", host=host, res=self.res)
                      if lock]
-            return vetoes, list(dict.fromkeys(locks))
+            return gate, vetoes, list(dict.fromkeys(locks))
 
-        vetoes, locks = objections()
-        if not vetoes and not locks:
+        gate, vetoes, locks = objections()
+        if not gate and not vetoes and not locks:
             return
         self._tell("start_wait", what="downtime")
         started = last = time.monotonic()
         counted, said = 0.0, None
-        while vetoes or locks:
-            reasons = vetoes + locks
+        while gate or vetoes or locks:
+            reasons = gate + vetoes + locks
             if reasons != said:
                 self.say(f"  waiting before the downtime of {self.res}: {'; '.join(reasons)}")
-                self.ctx.reporter.event("wait", state="condition", what="downtime",
-                                        resource=self.res, reasons=reasons)
+                self.ctx.reporter.event("wait", state="waiting" if gate else "condition",
+                                        what="downtime", resource=self.res, reasons=reasons)
                 said = reasons
             if counted > self.config.downtime_gate_timeout:
                 raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
@@ -382,12 +387,26 @@ class Operation:
                               "later: the replicas are kept, it resumes")
             time.sleep(self.config.poll_interval)
             now = time.monotonic()
-            if not locks:           # locked time does not count toward the timeout
+            if not locks and not gate:      # locked or gated time does not count
                 counted += now - last
             last = now
             self._tell("poll_wait", what="downtime", elapsed=round(now - started, 3))
-            vetoes, locks = objections()
+            gate, vetoes, locks = objections()
         self.ctx.reporter.event("wait-end", what="downtime", resource=self.res)
+
+    def _job_gate(self, link, source):
+        """[why the screener job waits at the operator gate], or [] (no job,
+        no gate, released); `Interrupted` when the job was killed meanwhile:
+        nothing was stopped."""
+        if link is None:
+            return []
+        try:
+            gate = link.gate(self.res)
+        except joblink.JobKilled as killed:
+            raise Interrupted(f"job {killed} killed before the downtime of {self.res}: "
+                              f"{self.res} still runs on {source.name}, nothing was "
+                              "stopped") from None
+        return [gate] if gate else []
 
     def _check_startable(self, target, source):
         """`Illegal` before anything is stopped when a plugin vetoes starting
