@@ -51,6 +51,9 @@ TUNABLES = {
                                        "downtime takes longer, the shrink fails before any "
                                        "downtime (0: no probe)"),
     "copy_timeout": Tunable(86400.0, "seconds one copy pass of a shrink may take"),
+    "cleanup_delay": Tunable(0.0, "seconds between the end of the downtime window and the "
+                                  "cleanup (old replicas, a shrink's old LV kept meanwhile; "
+                                  "a screener job shows `delayed`)"),
     "cleanup_old_replicas": Tunable(True, "migrate removes the replicas on the old hosts "
                                           "after the handover"),
     "split_clusters_after_migrate": Tunable(True, "migrate cleanup splits MARS clusters whose "

@@ -394,6 +394,30 @@ class Operation:
             gate, vetoes, locks = objections()
         self.ctx.reporter.event("wait-end", what="downtime", resource=self.res)
 
+    def _delay_cleanup(self):
+        """Wait until `cleanup_delay` seconds after the downtime window before
+        the cleanup (what it removes stays meanwhile): state `delayed` in a
+        screener job. Counted from the window's end in the journal, so a
+        re-run waits only for the rest; a killed job ends here."""
+        delay = self.config.cleanup_delay
+        ended = self.journal.decided.get("window_ended") if self.journal else None
+        if delay <= 0 or ended is None or time.time() >= ended + delay:
+            return
+        until = ended + delay
+        reason = (f"cleanup_delay {delay:g} s after the downtime window: the cleanup begins "
+                  f"at {time.strftime('%H:%M:%S', time.localtime(until))}")
+        self.say(f"  {self.res}: {reason}")
+        self.ctx.reporter.event("wait", state="delayed", what="cleanup", resource=self.res,
+                                reasons=[reason])
+        link = joblink.current(self.config)
+        step = min(max(self.config.poll_interval, 0.1), 5.0)
+        while (left := until - time.time()) > 0:
+            time.sleep(min(step, left))
+            if link is not None and link.row()["kill_requested"]:
+                raise Interrupted(f"job killed before the cleanup of {self.res} (it runs "
+                                  "where the window left it); re-run to clean up")
+        self.ctx.reporter.event("wait-end", what="cleanup", resource=self.res)
+
     def _job_gate(self, link, source):
         """[why the screener job waits at the operator gate], or [] (no job,
         no gate, released); `Interrupted` when the job was killed meanwhile:

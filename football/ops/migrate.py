@@ -372,6 +372,7 @@ class Migrate(Operation):
 
     # --------------------------------------------------------------- cleanup
     def cleanup(self):
+        self._delay_cleanup()
         old = [host for host in self._members_now() if host.name not in
                {target.name for target in self.targets}]
         if not self.config.cleanup_old_replicas or not old:

@@ -544,6 +544,7 @@ class Shrink(Operation):
             raise Illegal(f"{self.res} is not a resource on {self.primary.name} now (a shrink "
                           f"stopped inside its window): football shrink-finish {self.res} "
                           "first; its LVs are kept; nothing changed")
+        self._delay_cleanup()
         self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
                  f"{', '.join(host.name for host in self.members)}")
         self._remove_leftovers()

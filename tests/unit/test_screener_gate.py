@@ -40,10 +40,13 @@ def in_process(fake_fleet, tmp_path):  # noqa: F811
     worker.stop(timeout=30)
 
 
-def fleet_screener(fleet, state_dir, *args):
+def fleet_screener(fleet, state_dir, *args, variables=()):
+    """`football screener <args>` for jobs on the fake fleet (their settings:
+    `variables`, NAME=VALUE)."""
+    settings = [word for variable in variables for word in ("--var", variable)]
     return football("--inventory", fleet.inventory_path, "--json", "--var",
                     f"state_dir={state_dir}", "--var", POLL, "--var", "poll_interval=0.05",
-                    "screener", *args)
+                    *settings, "screener", *args)
 
 
 def stored_state(state_dir, job_id, state):
@@ -211,3 +214,25 @@ def test_the_screener_help_names_the_states_and_continue():
     assert code == 0
     for word in ("waiting", "condition", "delayed", "continue", "--gate"):
         assert word in out, word
+
+
+# ---------------------------------------------------------------- delayed
+
+def test_a_job_with_a_cleanup_delay_shows_delayed_after_its_window_then_cleans_up(
+        in_process, state_dir):
+    fleet = in_process
+    code, _, err = fleet_screener(fleet, state_dir, "start", "migrate", "vm1", "b1", "b2",
+                                  variables=["cleanup_delay=2"])
+    assert code == 0, err
+    job = wait_for(lambda: (lambda job: job if job and job["state"] in ("delayed", "done")
+                            else None)(stored_jobs(state_dir).get("vm1")), "vm1 delayed")
+    assert job["state"] == "delayed" and "cleanup_delay 2 s" in job["message"], job
+    assert fleet.running("vm1") == ["b1"]
+    assert "vm1" in fleet.lvs("a1") and "vm1" in fleet.lvs("a2")      # not cleaned up yet
+    job = stored_state(state_dir, "vm1", "done")
+    assert_placed(fleet, "b1", ["b2"])
+    kinds = [(event["event"], event.get("state") or event.get("phase"))
+             for event in events_of(state_dir, "vm1")
+             if event["event"] in ("downtime-end", "wait", "wait-end", "phase")]
+    assert kinds[kinds.index(("downtime-end", None)):] == [
+        ("downtime-end", None), ("phase", "cleanup"), ("wait", "delayed"), ("wait-end", None)]
