@@ -44,6 +44,8 @@ TUNABLES = {
     "placement_min_free": Tunable(0, "bytes a target VG must keep free beyond the volume"),
     "min_space": Tunable(320 << 20, "bytes a shrunk or expanded volume has at least "
                          "(xfs needs 300 MiB)"),
+    "limit_handovers": Tunable(2, "parallel downtime windows (handovers) per source host "
+                                  "among the screener's jobs"),
     "limit_shrinks": Tunable(1, "parallel shrinks per primary host (copies running and intents)"),
     "shrink_percent": Tunable(85, "fill level (percent) a shrunk filesystem has when no size "
                                   "is given"),

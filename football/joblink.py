@@ -9,7 +9,12 @@ environment. The operation then reads its job's row there, at every poll:
   `football screener continue` records the release in the job's row — so a
   job resumed after its worker died does not wait again;
 - whether the job was killed (`screener kill`): a job whose operation runs
-  without a signal from its worker (in-process) ends at its next poll.
+  without a signal from its worker (in-process) ends at its next poll;
+- the host slots of all jobs (`football_slots`): per target host a sync
+  (`limit_syncs`), per primary a shrink (`limit_shrinks`), per source a
+  handover (`limit_handovers`); a step that needs one waits for it in state
+  `condition`. The host-side locks and intents stay: runs outside the
+  screener respect those.
 
 A run outside the screener has no job: `current()` is None."""
 
@@ -34,6 +39,10 @@ def current(config):
 
 class JobKilled(Exception):
     """`screener kill` asked the job to end."""
+
+
+class _AllOrNone(Exception):
+    """A host was full: the seats taken on the others are rolled back."""
 
 
 class JobLink:
@@ -86,6 +95,81 @@ class JobLink:
             return None
         return (f"waiting for the operator (gate before the downtime): football screener "
                 f"continue {job['id']}")
+
+    def take_slots(self, kind, hosts, limit):
+        """Take a `kind` slot on each of `hosts` for this job, all or none,
+        where fewer than `limit` jobs hold one; slots of finished jobs are
+        freed first. {host: [ids of the jobs holding its slots]} of the full
+        hosts ({}: taken, or held already)."""
+        import sqlalchemy as sa
+
+        from football.screener import FINISHED, JOBS, SLOTS
+
+        ended = sa.select(JOBS.c.number).where(sa.or_(JOBS.c.state.in_(FINISHED),
+                                                      JOBS.c.archived == sa.true()))
+        for _ in range(20):         # a seat taken by another job meanwhile: look again
+            full = {}
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(SLOTS.delete().where(SLOTS.c.job.in_(ended)))
+                    for host in sorted(hosts):
+                        seats = connection.execute(
+                            sa.select(SLOTS.c.seat, SLOTS.c.job, JOBS.c.id)
+                            .join(JOBS, JOBS.c.number == SLOTS.c.job)
+                            .where(SLOTS.c.kind == kind, SLOTS.c.host == host)).all()
+                        if any(seat.job == self.number for seat in seats):
+                            continue
+                        if len(seats) >= limit:
+                            full[host] = sorted(seat.id for seat in seats)
+                            continue
+                        free = min(set(range(len(seats) + 1)) - {seat.seat for seat in seats})
+                        connection.execute(SLOTS.insert().values(
+                            kind=kind, host=host, seat=free, job=self.number, taken=time.time()))
+                    if full:
+                        raise _AllOrNone()
+                return full
+            except _AllOrNone:
+                return full
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                time.sleep(0.05)
+        return full or {host: [] for host in hosts}
+
+    def wait_for_slots(self, kind, hosts, limit, limit_name, tell, poll):
+        """Take a `kind` slot on each of `hosts` (`take_slots`), waiting while
+        one is full: a `wait` event (state `condition`, naming each full
+        host, the limit and who holds it) through `tell(kind, **fields)`,
+        `wait-end`, then a `slot` event (taken). `JobKilled` when the job is
+        killed meanwhile."""
+        said = None
+        while True:
+            full = self.take_slots(kind, hosts, limit)
+            if not full:
+                break
+            if self.row()["kill_requested"]:
+                raise JobKilled(self.row()["id"])
+            reasons = [f"a {kind} slot on {host} ({limit_name} {limit} across the screener's "
+                       f"jobs; held by {', '.join(holders) or 'another job'})"
+                       for host, holders in sorted(full.items())]
+            if reasons != said:
+                tell("wait", state="condition", what=f"{kind} slot", hosts=sorted(full),
+                     reasons=reasons)
+                said = reasons
+            time.sleep(poll)
+        if said:
+            tell("wait-end", what=f"{kind} slot")
+        tell("slot", action="taken", slot=kind, hosts=sorted(hosts), limit=limit)
+
+    def release_slots(self, kind, hosts, tell):
+        """Give back this job's `kind` slots on `hosts` (a `slot` event,
+        released, when it held any)."""
+        from football.screener import SLOTS
+
+        with self.engine.begin() as connection:
+            released = connection.execute(SLOTS.delete().where(
+                SLOTS.c.job == self.number, SLOTS.c.kind == kind,
+                SLOTS.c.host.in_(list(hosts)))).rowcount
+        if released:
+            tell("slot", action="released", slot=kind, hosts=sorted(hosts))
 
     def _set(self, **fields):
         from football.screener import JOBS

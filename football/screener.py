@@ -18,11 +18,16 @@ last message, progress, result; a resource has at most one job that is not
 archived), `football_job_events` (every event of every job, for `show`)
 and `football_workers` (the workers alive, by heartbeat).
 
-Limits are DBOS queues: `screener start` puts jobs on the queue `jobs`;
+Limits of a run are DBOS queues: `screener start` puts jobs on the queue `jobs`;
 each `screener run` gets a queue of its own whose `global_concurrency` is
 `--max` and, with `--max-per COLUMN=N`, partitioned by that column's value
 with `partition_concurrency` N. A job and its row are queued in one
-transaction (`enqueue_in_transaction`): both or neither.
+transaction (`enqueue_in_transaction`): both or neither. Limits per host
+hold across all jobs: a job's operation takes a seat in `football_slots`
+(sync per target host, shrink per primary, handover per source) before
+the step that needs it, waiting in `condition` while the host is full
+(football/joblink.py); the worker gives back what a job still holds when
+it ends.
 
 States: `queued` (in its queue), `running`, `waiting` (at the operator
 gate before its downtime window until `screener continue`), `condition`
@@ -122,6 +127,18 @@ EVENTS = sa.Table(
     sa.Column("job", sa.Integer, nullable=False, index=True),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("event", sa.Text, nullable=False),          # JSON
+)
+# host-level limits across all jobs (limit_syncs per target host,
+# limit_shrinks per primary, limit_handovers per source): a job's operation
+# takes a seat (football/joblink.py) before the step that needs it; the
+# primary key makes two jobs that saw the same free seat not both take it
+SLOTS = sa.Table(
+    "football_slots", METADATA,
+    sa.Column("kind", sa.String(20), primary_key=True),      # sync, shrink, handover
+    sa.Column("host", sa.String(200), primary_key=True),
+    sa.Column("seat", sa.Integer, primary_key=True),
+    sa.Column("job", sa.Integer, nullable=False, index=True),
+    sa.Column("taken", sa.Float, nullable=False),
 )
 WORKERS = sa.Table(
     "football_workers", METADATA,
@@ -437,6 +454,15 @@ class JobStore:
             entered = self._write(connection, number, fields)
         if entered:
             self._told(self.job_by_number(number), entered)
+
+    def release_slots(self, number):
+        """Give back the host slots job `number` still holds (it ended);
+        [(kind, host)] of them."""
+        with self.engine.begin() as connection:
+            held = connection.execute(sa.select(SLOTS.c.kind, SLOTS.c.host).where(
+                SLOTS.c.job == number)).all()
+            connection.execute(SLOTS.delete().where(SLOTS.c.job == number))
+        return [(row.kind, row.host) for row in held]
 
     # ------------------------------------------------------------- workers
     def heartbeat(self, worker_id, started):
@@ -838,6 +864,9 @@ class Worker:
             # stays pending in the database, and the next worker resumes it
             self._parked.wait()
             raise WorkerStopped(f"job {job['id']}: left to the next worker")
+        for kind, host in self.store.release_slots(number):     # what the operation left
+            self.store.record(number, {"event": "slot", "action": "released", "slot": kind,
+                                       "hosts": [host], "by": "worker"})
         state = state_of_exit(code)
         self.store.update(number, state=state, exit_code=code, finished=time.time())
         self.store.record(number, {"event": "job-end", "exit_code": code, "state": state})

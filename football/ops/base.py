@@ -418,6 +418,29 @@ class Operation:
                                   "where the window left it); re-run to clean up")
         self.ctx.reporter.event("wait-end", what="cleanup", resource=self.res)
 
+    def _take_job_slots(self, kind, hosts, limit_name):
+        """In a screener job: a `kind` slot on each of `hosts` among all the
+        screener's jobs (at most the tunable `limit_name` per host), all or
+        none, waiting in state `condition` while a host is full. Outside the
+        screener nothing: the host-side locks and intents hold the limits."""
+        link = joblink.current(self.config)
+        if link is None or not hosts:
+            return
+        try:
+            link.wait_for_slots(kind, sorted({host.name for host in hosts}),
+                                getattr(self.config, limit_name), limit_name,
+                                self.ctx.reporter.event, max(self.config.poll_interval, 0.1))
+        except joblink.JobKilled as killed:
+            raise Interrupted(f"job {killed} killed while {self.res} waited for a {kind} slot; "
+                              "re-run (restart) to resume") from None
+
+    def _release_job_slots(self, kind, hosts):
+        """Give back this screener job's `kind` slots on `hosts` (its worker
+        gives back what is left when the job ends)."""
+        link = joblink.current(self.config)
+        if link is not None and hosts:
+            link.release_slots(kind, {host.name for host in hosts}, self.ctx.reporter.event)
+
     def _job_gate(self, link, source):
         """[why the screener job waits at the operator gate], or [] (no job,
         no gate, released); `Interrupted` when the job was killed meanwhile:

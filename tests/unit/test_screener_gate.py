@@ -7,6 +7,8 @@ scripted jobs."""
 
 import json
 import threading
+import time
+from collections import defaultdict
 
 import pytest
 
@@ -16,8 +18,8 @@ from football.screener import JobSpec, JobStore
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of,
-                                football, football_process, job_worker, jobs, stored_jobs,
-                                wait_for)
+                                football, football_process, job_worker, jobs, resource_of,
+                                stored_jobs, wait_for)
 
 POLL = "jobs_poll_interval=0.05"
 
@@ -80,8 +82,7 @@ def test_a_gated_job_waits_with_its_container_at_the_source_until_continue(in_pr
 def test_a_killed_waiting_job_ends_interrupted_its_container_untouched_at_the_source(
         in_process, state_dir):
     fleet = in_process
-    assert fleet_screener(fleet, state_dir, "start", "--gate", "migrate", "vm1", "b1",
-                          "b2")[0] == 0
+    assert fleet_screener(fleet, state_dir, "start", "--gate", "handover", "vm1", "a2")[0] == 0
     stored_state(state_dir, "vm1", "waiting")
     changes = len(fleet.changes())
     killed = football_process("--var", f"state_dir={state_dir}", "screener", "kill", "vm1")
@@ -236,3 +237,93 @@ def test_a_job_with_a_cleanup_delay_shows_delayed_after_its_window_then_cleans_u
              if event["event"] in ("downtime-end", "wait", "wait-end", "phase")]
     assert kinds[kinds.index(("downtime-end", None)):] == [
         ("downtime-end", None), ("phase", "cleanup"), ("wait", "delayed"), ("wait-end", None)]
+    slots = [(event["action"], event["slot"], event["hosts"])
+             for event in events_of(state_dir, "vm1") if event["event"] == "slot"]
+    assert slots == [("taken", "sync", ["b1", "b2"]), ("released", "sync", ["b1", "b2"]),
+                     ("taken", "handover", ["a1"]), ("released", "handover", ["a1"])]
+
+
+# ------------------------------------------------------- host-level limits
+
+class SlotTakingJobs(ScriptedExecutor):
+    """Each job does what an operation in a job does with the host slots,
+    in the worker's threads against the real jobs' database: a sync slot
+    on its target (the last argument; limit 1), held a while, given back;
+    then a handover slot on `a1` (limit 2), held a while — given back by
+    the job itself, or (`vm6`) left to the worker."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def run(self, number, args, on_event, on_start):
+        on_start(None)
+        link = JobLink(self.config, number)
+        resource, target = resource_of(args), args[-1]
+
+        def tell(kind, **fields):
+            on_event({"event": kind, "time": time.time(), **fields})
+
+        try:
+            link.wait_for_slots("sync", [target], 1, "limit_syncs", tell, 0.05)
+            time.sleep(0.2)
+            link.release_slots("sync", [target], tell)
+            link.wait_for_slots("handover", ["a1"], 2, "limit_handovers", tell, 0.05)
+            time.sleep(0.2)
+            if resource != "vm6":
+                link.release_slots("handover", ["a1"], tell)
+        finally:
+            link.close()
+        return 0
+
+
+def most_at_once(state_dir, job_ids):
+    """{(kind, host): the most slots held at once}, from the jobs' slot events."""
+    changes = defaultdict(list)
+    for job_id in job_ids:
+        for event in events_of(state_dir, job_id):
+            if event["event"] == "slot":
+                for host in event["hosts"]:
+                    changes[event["slot"], host].append(
+                        (event["time"], 1 if event["action"] == "taken" else -1))
+    most = {}
+    for key, steps in changes.items():
+        held = 0
+        most[key] = 0
+        for _, step in sorted(steps):       # at one time a release before a take
+            held += step
+            most[key] = max(most[key], held)
+    return most
+
+
+def test_host_slots_hold_across_all_jobs_and_a_waiting_job_shows_condition_with_why(
+        state_dir, tmp_path):
+    executor = SlotTakingJobs(Config(variables=[f"state_dir={state_dir}"]))
+    worker = job_worker(state_dir, executor)
+    try:
+        moves = tmp_path / "moves.csv"
+        moves.write_text("resource;operation;target\n" + "".join(
+            f"vm{number};migrate;{target}\n"
+            for number, target in enumerate(["b1", "b1", "b1", "b2", "b2", "a2"], start=1)))
+        first = tmp_path / "first.csv"          # another run: the limits span runs
+        first.write_text("resource;operation;target\nvm7;migrate;b1\n")
+        assert screener(state_dir, "run", first)[0] == 0
+        assert screener(state_dir, "run", moves, "--max", "6")[0] == 0
+        ids = [f"vm{number}" for number in range(1, 8)]
+        done = wait_for(lambda: (lambda now: now if all(
+            now.get(job_id, {}).get("state") == "done" for job_id in ids) else None)(
+            jobs(state_dir)), "the seven jobs to end done")
+    finally:
+        worker.stop(timeout=10)
+    assert len(done) == 7
+    most = most_at_once(state_dir, ids)
+    assert most[("sync", "b1")] == 1 and most[("sync", "b2")] == 1, most
+    assert 1 <= most[("handover", "a1")] <= 2, most
+    waits = [event for job_id in ids for event in events_of(state_dir, job_id)
+             if event["event"] == "wait"]
+    assert any(event["state"] == "condition" and "a sync slot on b1 (limit_syncs 1" in
+               event["reasons"][0] for event in waits), waits
+    by_worker = [event for event in events_of(state_dir, "vm6") if event["event"] == "slot"
+                 and event.get("by") == "worker"]
+    assert by_worker == [{"event": "slot", "action": "released", "slot": "handover",
+                          "hosts": ["a1"], "by": "worker", "time": by_worker[0]["time"]}]
