@@ -920,9 +920,21 @@ def screener():
       football screener run moves.csv --max 4 --max-per target=1 --dst_cluster==c2
       football screener list [--state failed]
       football screener show vm1                        its events and result
+      football screener start --gate migrate vm2 b1     waits before its downtime ...
+      football screener continue vm2                    ... until released (or: continue 3, the 3 oldest)
       football screener kill vm1                        a queued job never runs, a running one is interrupted
       football screener restart vm1                     a failed job again (resumes)
       football screener purge [--days 30]               archive old finished jobs
+
+    \b
+    States: queued, running, then
+      waiting    at the operator gate before its downtime window (--gate, a run's gate
+                 column, or gate_before_downtime): the container still runs at its
+                 source until `football screener continue`
+      condition  at a limit (a sync, shrink or handover slot on a host), a lock, a pause
+                 or outside business_hours: goes on by itself
+      delayed    between its downtime window and its cleanup (cleanup_delay)
+      done failed serious critical interrupted illegal timeouted archived
     """
 
 
@@ -969,19 +981,24 @@ def _no_worker_said(store):
                    err=True)
 
 
+GATE_HELP = ("The job waits (state `waiting`, the container still running at its "
+             "source) before its downtime window until `football screener continue`.")
+
+
 @screener.command("start", context_settings={"ignore_unknown_options": True})
 @click.option("--id", "job_id", default=None, help="The job's id (default: the resource).")
+@click.option("--gate", is_flag=True, help=GATE_HELP)
 @click.argument("operation")
 @click.argument("res")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 @reported
-def screener_start(ctx, job_id, operation, res, args):
+def screener_start(ctx, job_id, gate, operation, res, args):
     """Queue one job: `football OPERATION RES ARGS...` (migrate, shrink,
     expand, handover, migrate+shrink, migrate+shrink+back); prints its id.
     A resource has one job at a time: refused (191) while it has one."""
     spec = _job_spec(operation, res, args)
-    spec.id = job_id
+    spec.id, spec.gate = job_id, gate
     store = _job_store(ctx, notifying=True)
     try:
         [queued] = store.queue([spec], ctx.obj.job_options())
@@ -1000,10 +1017,12 @@ def screener_start(ctx, job_id, operation, res, args):
               help="At most N jobs of this run run at once.")
 @click.option("--max-per", "max_per", multiple=True, metavar="COLUMN=N",
               help="At most N jobs with the same value in COLUMN run at once.")
+@click.option("--gate", is_flag=True, help=GATE_HELP.replace("The job waits", "Every job "
+              "waits") + " A `gate` column (yes/no) gates single rows.")
 @click.argument("filters", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 @reported
-def screener_run(ctx, file, max_running, max_per, filters):
+def screener_run(ctx, file, max_running, max_per, gate, filters):
     """Queue a job for each row of FILE (CSV, `;` or `,`, a header row with
     `resource` and `operation` columns, the arguments in columns named like
     the operation's parameters or in an `args` column) that passes the
@@ -1028,6 +1047,7 @@ def screener_run(ctx, file, max_running, max_per, filters):
         spec = _job_spec(job.operation, job.resource, job.args, f"{file} line {job.line}: ")
         if limit:
             spec.partition = job.row[limit[0].lower()]
+        spec.gate = gate or runfile.gated(job, file)
         specs.append(spec)
     store = _job_store(ctx, notifying=True)
     try:
@@ -1070,6 +1090,33 @@ def _run_queued(ctx, store, path, specs, max_running, limit):
     store.register_queue(queue, max_running, limit[1] if limit else None)
     store.queue(fresh, ctx.obj.job_options(), queue=queue, run=path.name)
     _no_worker_said(store)
+
+
+@screener.command("continue")
+@click.argument("targets", nargs=-1, required=True, metavar="ID...|N")
+@click.pass_context
+@reported
+def screener_continue(ctx, targets):
+    """Release jobs waiting at the operator gate before their downtime
+    window (state `waiting`): the jobs ID..., or the N oldest waiting ones.
+    Each goes on at its next poll; a released job does not wait again, also
+    when it resumes on another worker. A job that is not waiting: exit 191,
+    nothing released."""
+    store = _job_store(ctx, notifying=True)
+    try:
+        if len(targets) == 1 and targets[0].isdigit() and store.live_job(targets[0]) is None:
+            job_ids = store.oldest_waiting(int(targets[0]))
+            if not job_ids:
+                raise Illegal("no job waits at the gate (see `football screener list --state "
+                              "waiting`); nothing was released")
+        else:
+            job_ids = targets
+        released = store.release(job_ids)
+    finally:
+        store.close()
+    for job_id in released:
+        click.echo(json.dumps({"event": "continued", "job": job_id}) if ctx.obj.as_json
+                   else f"{job_id}: released into its downtime window")
 
 
 @screener.command("restart")
@@ -1151,7 +1198,8 @@ def screener_list(ctx, state):
     try:
         config = store.config
         jobs = store.jobs(archived=state == "archived")
-        if any(job["state"] in ("queued", "running", "condition") for job in jobs):
+        if any(job["state"] in ("queued", "running", "waiting", "condition", "delayed")
+               for job in jobs):
             _no_worker_said(store)
     finally:
         store.close()
@@ -1167,7 +1215,8 @@ def screener_list(ctx, state):
 
 STATE_STYLES = {"done": "green", "failed": "red", "serious": "red", "critical": "bold red",
                 "illegal": "yellow", "interrupted": "yellow", "timeouted": "red",
-                "running": "cyan", "condition": "magenta", "waiting": "magenta"}
+                "running": "cyan", "condition": "magenta", "waiting": "bold magenta",
+                "delayed": "blue"}
 
 
 def _print_jobs(jobs):

@@ -44,6 +44,8 @@ TUNABLES = {
     "placement_min_free": Tunable(0, "bytes a target VG must keep free beyond the volume"),
     "min_space": Tunable(320 << 20, "bytes a shrunk or expanded volume has at least "
                          "(xfs needs 300 MiB)"),
+    "limit_handovers": Tunable(2, "parallel downtime windows (handovers) per source host "
+                                  "among the screener's jobs"),
     "limit_shrinks": Tunable(1, "parallel shrinks per primary host (copies running and intents)"),
     "shrink_percent": Tunable(85, "fill level (percent) a shrunk filesystem has when no size "
                                   "is given"),
@@ -51,6 +53,9 @@ TUNABLES = {
                                        "downtime takes longer, the shrink fails before any "
                                        "downtime (0: no probe)"),
     "copy_timeout": Tunable(86400.0, "seconds one copy pass of a shrink may take"),
+    "cleanup_delay": Tunable(0.0, "seconds between the end of the downtime window and the "
+                                  "cleanup (old replicas, a shrink's old LV kept meanwhile; "
+                                  "a screener job shows `delayed`)"),
     "cleanup_old_replicas": Tunable(True, "migrate removes the replicas on the old hosts "
                                           "after the handover"),
     "split_clusters_after_migrate": Tunable(True, "migrate cleanup splits MARS clusters whose "

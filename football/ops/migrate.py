@@ -22,7 +22,7 @@ same placement; every step checks the real state first."""
 
 import time
 
-from football import facts
+from football import facts, joblink
 from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
@@ -252,6 +252,10 @@ class Migrate(Operation):
     def prepare(self):
         targets = self.syncing
         self.say(f"* prepare: replicas on {', '.join(target.name for target in targets)}")
+        if joblink.in_job():        # the targets that will sync: a slot on each
+            self._take_job_slots("sync", [target for target in targets
+                                          if self.res not in facts.my_resources(target)],
+                                 "limit_syncs")
         for target in targets:
             if self.res in facts.my_resources(target):
                 self.ctx.reporter.detail(f"{target.name}: already a replica of {self.res}")
@@ -318,6 +322,7 @@ class Migrate(Operation):
         self.summary["sync_seconds"] = round(time.time() - began if began else waited, 3)
         for target in targets:
             drop_intent(target, self.res)
+        self._release_job_slots("sync", targets)
         self.ctx.inject("wait:synced")
         self.journal.record("wait")
 
@@ -337,9 +342,13 @@ class Migrate(Operation):
                 facts.view(target, "diskstate", self.res) != "UpToDate":
             raise Illegal(f"{target.name}: {self.res} is not UpToDate; run migrate-wait first")
         self._check_startable(target, self.source)
-        with self.holding([self.source, *self.targets, *self._old_hosts()]):
-            self.ctx.inject("finish:locked")
-            self._downtime_window(target)
+        self._take_job_slots("handover", [self.source], "limit_handovers")
+        try:
+            with self.holding([self.source, *self.targets, *self._old_hosts()]):
+                self.ctx.inject("finish:locked")
+                self._downtime_window(target)
+        finally:
+            self._release_job_slots("handover", [self.source])
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
 
     def locks(self, phase):
@@ -388,6 +397,7 @@ class Migrate(Operation):
 
     # --------------------------------------------------------------- cleanup
     def cleanup(self):
+        self._delay_cleanup()
         old = [host for host in self._members_now() if host.name not in
                {target.name for target in self.targets}]
         if not self.config.cleanup_old_replicas or not old:
