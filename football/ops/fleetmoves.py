@@ -95,9 +95,8 @@ class PlanRun:
                                  partition=move.target[0] if self.max_per_target else None))
         ids = []
         if specs:
-            queue = self.name
-            self.store.register_queue(queue, self.max_running, self.max_per_target)
-            ids = self.store.queue(specs, self.job_options, queue=queue, run=self.name)
+            self.store.register_queue(self.name, self.max_running, self.max_per_target)
+            ids = self.store.queue(specs, self.job_options, queue=self.name, run=self.name)
             for spec in specs:
                 self.say(f"  queued {spec.id}: football {' '.join(spec.command)}")
         return self.wait([*ids, *waited])
@@ -107,8 +106,13 @@ class PlanRun:
         each job's state is said when it changes."""
         from football.screener import FINISHED
 
-        said, ended = {}, {}
+        said, ended, alone = {}, {}, False
         while True:
+            workerless = not self.store.live_workers()
+            if workerless != alone:
+                alone = workerless
+                self.say("  no screener worker is running: the moves wait until one does "
+                         "(`football worker`)" if alone else "  a screener worker runs again")
             for job_id in ids:
                 job = self.store.job(job_id) or {"state": "archived", "message": ""}
                 if job["state"] in (*FINISHED, "archived"):

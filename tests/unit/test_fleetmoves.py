@@ -15,7 +15,7 @@ from football.errors import Illegal
 from football.hooks import Hooks
 from football.inventory import load
 from football.ops.base import Context
-from football.ops.fleetmoves import BalanceRun, Evacuate, Restore
+from football.ops.fleetmoves import BalanceRun, Evacuate, PlanRun, Restore
 from football.report import Reporter
 from football.screener import Worker
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
@@ -150,3 +150,27 @@ def test_balance_auto_acts_only_after_balance_hold_runs_above_the_threshold(flee
                         job_options=job_options(fleet)).run()
     assert second["auto"] == "" and second["moves"], second
     assert_whole(fleet, "vm1", "vm2", "vm3")
+
+
+class WorkerlessStore:
+    """Jobs' database stand-in: no worker for the first looks, then one;
+    the job runs, then is done."""
+
+    def __init__(self):
+        self.looks = 0
+
+    def live_workers(self):
+        self.looks += 1
+        return [] if self.looks <= 3 else ["w1"]
+
+    def job(self, job_id):
+        return {"state": "done" if self.looks > 5 else "running", "message": ""}
+
+
+def test_waiting_for_moves_says_once_that_no_worker_runs_and_once_that_one_is_back():
+    said = []
+    states = PlanRun(WorkerlessStore(), [], "plan", say=said.append, poll=0).wait(["plan-vm1"])
+    assert states == {"plan-vm1": "done"}
+    assert [line.strip() for line in said] == [
+        "no screener worker is running: the moves wait until one does (`football worker`)",
+        "plan-vm1: running", "a screener worker runs again", "plan-vm1: done"]
