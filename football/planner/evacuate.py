@@ -3,8 +3,10 @@
 `plan_evacuation`: the hosts are taken as draining (the score's penalties
 16 and 4 make every replica there cost); each resource with a replica on
 them, largest first, gets the placement that scores best among those
-within one cluster of active hosts with room — a migrate off the hosts
-entirely (a handover alone would leave a replica behind). Capacity is
+within one cluster of active hosts with room, its bytes to sync counted at
+`gain_per_tib` per TiB (so a replica it keeps on an active host is worth
+keeping) — a migrate off the hosts entirely (a handover alone would leave
+a replica behind). Capacity is
 consumed as the plan goes. A resource that fits nowhere fails the whole
 plan (`CapacityLacking`, listing every one): Football never stops a
 container in place to make an evacuation "succeed".
@@ -15,7 +17,7 @@ those hosts accept resources again."""
 
 from football.errors import Illegal
 from football.planner.balance import placements
-from football.planner.moves import Move, kind_of, refusal, sync_bytes
+from football.planner.moves import TIB, Move, kind_of, refusal, sync_bytes
 from football.planner.plan import Plan
 from football.planner.score import Evaluator, moved
 
@@ -59,8 +61,10 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                 if why:
                     last_refusal = why
                     continue
+                # the bytes cost score at the rate a balancing migrate pays
+                sync = sync_bytes(resource, target)
                 value = evaluator.after(res, target)
-                key = (value, sync_bytes(resource, target), target)
+                key = (value + settings.gain_per_tib * sync / TIB, value, sync, target)
                 if best_key is None or key < best_key:
                     best, best_key = target, key
         if best is None:
@@ -68,7 +72,7 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                                  f"has room (e.g. {last_refusal})"))
             continue
         moves.append(Move(res, kind_of(resource, best), resource.replicas, best,
-                          evaluator.total - best_key[0], best_key[1]))
+                          evaluator.total - best_key[1], best_key[2]))
         fleet, evaluator = moved(fleet, evaluator, res, best)
     if lacking:
         raise CapacityLacking(f"evacuating {', '.join(hosts)}", lacking)
