@@ -10,7 +10,8 @@ DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
 	attr acl
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle clean
+.PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle \
+	bench-planner clean
 
 # Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
 demo: venv
@@ -42,6 +43,11 @@ bench-shrink: venv
 # Root: CPU of an idle primary and secondary with 10 resources; about a minute.
 bench-idle: venv
 	$(BIN)/python -m tests.bench.idle
+
+# No root, no hosts: planning on a synthetic fleet of 1,000 hosts and 14,000
+# containers (a 20-move balance plan, one cluster's evacuation); under a minute.
+bench-planner: venv
+	$(BIN)/python -m tests.bench.planner
 
 # Installs only what is missing, so a second run costs a dpkg query.
 deps:

@@ -28,9 +28,9 @@ import math
 from football.errors import Illegal
 from football.planner.moves import Move, kind_of, pays_for_sync, refusal, sync_bytes
 from football.planner.plan import Plan
-from football.planner.score import METRICS, Evaluator, penalty_of
+from football.planner.score import METRICS, Evaluator, moved
 
-CANDIDATE_HOSTS = 16
+CANDIDATE_HOSTS = 8
 GAIN_EPSILON = 1e-12        # below this a "gain" is rounding
 MIN_SCORE = 1e-9            # hbal's --min-score: nothing left to improve
 
@@ -67,8 +67,9 @@ def loadedness(evaluator):
     return rank
 
 
-def candidate_moves(fleet, evaluator, movable):
-    """(resource, target) pairs worth trying this round (see the module)."""
+def candidate_moves(fleet, evaluator, movable, penalised=frozenset()):
+    """(resource, target) pairs worth trying this round (see the module);
+    `penalised`: the resources with a penalty (tried on large fleets too)."""
     groups = fleet.groups()
     rank = loadedness(evaluator)
     if len(rank) <= 2 * CANDIDATE_HOSTS:
@@ -79,10 +80,7 @@ def candidate_moves(fleet, evaluator, movable):
         sources = ordered[:CANDIDATE_HOSTS]
         targets = [name for name in reversed(ordered) if fleet.hosts[name].accepts]
         target_groups = {fleet.hosts[name].group for name in targets[:CANDIDATE_HOSTS]}
-        penalised = {res for res in movable if penalty_of(
-            fleet, fleet.resources[res].primary, fleet.resources[res].secondaries,
-            evaluator.settings)}
-        resources = sorted((set(fleet.on(sources)) & movable) | penalised)
+        resources = sorted((set(fleet.on(sources)) | penalised) & movable)
     for res in resources:
         resource = fleet.resources[res]
         for secondary in resource.secondaries:
@@ -101,7 +99,7 @@ def best_move(fleet, settings, evaluator, candidates, accepting=()):
     for res, target in candidates:
         value = evaluator.after(res, target)
         gain = evaluator.total - value
-        if gain <= GAIN_EPSILON:
+        if gain <= GAIN_EPSILON or (best is not None and gain < best.gain):
             continue
         resource = fleet.resources[res]
         sync = sync_bytes(resource, target)
@@ -137,19 +135,19 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
         raise BalanceRefused(f"no balancing while hosts are draining: {', '.join(draining)} "
                              "(let their evacuation finish, or restore them)")
     movable = movable_resources(fleet, settings, history, now, busy)
-    before = Evaluator(fleet, settings).total
-    moves = []
-    while len(moves) < settings.max_moves and movable:
-        evaluator = Evaluator(fleet, settings)
-        if evaluator.total <= MIN_SCORE:
-            break
+    evaluator = Evaluator(fleet, settings)
+    # a resource's penalties depend on its placement alone, and a moved
+    # resource moves no more: the penalised ones are known once
+    penalised = frozenset(res for res in movable if evaluator.rules.weighted(
+        fleet.resources[res].primary, fleet.resources[res].secondaries))
+    before, moves = evaluator.total, []
+    while len(moves) < settings.max_moves and movable and evaluator.total > MIN_SCORE:
         move = best_move(fleet, settings, evaluator,
-                         candidate_moves(fleet, evaluator, movable))
+                         candidate_moves(fleet, evaluator, movable, penalised))
         if move is None or not (evaluator.total > settings.min_gain_limit
                                 or move.gain >= settings.min_gain):
             break
         moves.append(move)
         movable.discard(move.resource)      # moved now: its cooldown begins
-        fleet = fleet.after(move.resource, move.target)
-    after = Evaluator(fleet, settings).total
-    return Plan.new("balance", now, moves, before, after, settings)
+        fleet, evaluator = moved(fleet, evaluator, move.resource, move.target)
+    return Plan.new("balance", now, moves, before, evaluator.total, settings)

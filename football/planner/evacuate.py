@@ -3,8 +3,10 @@
 `plan_evacuation`: the hosts are taken as draining (the score's penalties
 16 and 4 make every replica there cost); each resource with a replica on
 them, largest first, gets the placement that scores best among those
-within one cluster of active hosts with room — a migrate off the hosts
-entirely (a handover alone would leave a replica behind). Capacity is
+within one cluster of active hosts with room, its bytes to sync counted at
+`gain_per_tib` per TiB (so a replica it keeps on an active host is worth
+keeping) — a migrate off the hosts entirely (a handover alone would leave
+a replica behind). Capacity is
 consumed as the plan goes. A resource that fits nowhere fails the whole
 plan (`CapacityLacking`, listing every one): Football never stops a
 container in place to make an evacuation "succeed".
@@ -15,9 +17,9 @@ those hosts accept resources again."""
 
 from football.errors import Illegal
 from football.planner.balance import placements
-from football.planner.moves import Move, kind_of, refusal, sync_bytes
+from football.planner.moves import TIB, Move, kind_of, refusal, sync_bytes
 from football.planner.plan import Plan
-from football.planner.score import Evaluator
+from football.planner.score import Evaluator, moved
 
 
 class CapacityLacking(Illegal):
@@ -46,13 +48,12 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
         raise Illegal(f"{', '.join(dead)} unreachable: an evacuation needs the host to take "
                       "part (a dead host's resources need a failover)")
     fleet = fleet.with_lifecycle(hosts, "draining")
-    before = Evaluator(fleet, settings).total
-    groups = fleet.groups()
+    evaluator = Evaluator(fleet, settings)
+    before, groups = evaluator.total, fleet.groups()
     leaving = sorted(fleet.on(hosts), key=lambda res: (-fleet.resources[res].lv_size, res))
     moves, lacking = [], []
     for res in leaving:
         resource = fleet.resources[res]
-        evaluator = Evaluator(fleet, settings)
         best, best_key, last_refusal = None, None, "no cluster has an active host"
         for group in sorted(groups):
             for target in placements(groups[group]):
@@ -64,8 +65,10 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                 if why:
                     last_refusal = why
                     continue
+                # the bytes cost score at the rate a balancing migrate pays
+                sync = sync_bytes(resource, target)
                 value = evaluator.after(res, target)
-                key = (value, sync_bytes(resource, target), target)
+                key = (value + settings.gain_per_tib * sync / TIB, value, sync, target)
                 if best_key is None or key < best_key:
                     best, best_key = target, key
         if best is None:
@@ -73,12 +76,11 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                                  f"has room (e.g. {last_refusal})"))
             continue
         moves.append(Move(res, kind_of(resource, best), resource.replicas, best,
-                          evaluator.total - best_key[0], best_key[1]))
-        fleet = fleet.after(res, best)
+                          evaluator.total - best_key[1], best_key[2]))
+        fleet, evaluator = moved(fleet, evaluator, res, best)
     if lacking:
         raise CapacityLacking(f"evacuating {', '.join(hosts)}", lacking)
-    return Plan.new("evacuate", now, moves, before, Evaluator(fleet, settings).total, settings,
-                    hosts)
+    return Plan.new("evacuate", now, moves, before, evaluator.total, settings, hosts)
 
 
 def plan_restore(fleet, host, origins, settings, now=0.0):
@@ -91,8 +93,8 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
     if host not in fleet.hosts:
         raise Illegal(f"unknown host {host}; hosts: {', '.join(sorted(fleet.hosts))}")
     fleet = fleet.with_lifecycle([host], "restoring")
-    before = Evaluator(fleet, settings).total
-    moves, lacking = [], []
+    evaluator = Evaluator(fleet, settings)
+    before, moves, lacking = evaluator.total, [], []
     for res, origin in sorted(origins.items()):
         resource = fleet.resources.get(res)
         if resource is None or host not in origin or host in resource.replicas:
@@ -110,12 +112,10 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
         if why:
             lacking.append((res, why))
             continue
-        evaluator = Evaluator(fleet, settings)
         moves.append(Move(res, kind_of(resource, target), current, target,
                           evaluator.total - evaluator.after(res, target),
                           sync_bytes(resource, target)))
-        fleet = fleet.after(res, target)
+        fleet, evaluator = moved(fleet, evaluator, res, target)
     if lacking:
         raise CapacityLacking(f"restoring {host}", lacking)
-    return Plan.new("restore", now, moves, before, Evaluator(fleet, settings).total, settings,
-                    (host,))
+    return Plan.new("restore", now, moves, before, evaluator.total, settings, (host,))

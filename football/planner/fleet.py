@@ -7,7 +7,6 @@ memory, load and container counts changed as the move changes them. Tests
 build fleets by hand; `read_fleet` (football/planner/observe.py) builds
 them from the hosts."""
 
-from collections import namedtuple
 from dataclasses import dataclass, field, replace
 
 LIFECYCLES = ("active", "draining", "evacuated", "restoring")
@@ -72,8 +71,28 @@ class Resource:
         return (self.primary, *self.secondaries) if self.primary else self.secondaries
 
 
-# What a move changes on one host (a tuple: the search makes many).
-HostChange = namedtuple("HostChange", "vg_free mem_free containers load", defaults=(0, 0, 0, 0.0))
+def changes(resource, target):
+    """{host: [VG free, memory free, containers, load] changes} if
+    `resource` had the replicas `target` (primary first) instead of its
+    own: a new replica takes its LV from the VG, a dropped one gives it
+    back; the container (a count, its memory and load) goes to the new
+    primary. Plain lists: the search computes this for every move it tries."""
+    before, size = resource.replicas, resource.lv_size
+    deltas = {}
+    for name in target:
+        if name not in before:
+            deltas[name] = [-size, 0, 0, 0.0]
+    for name in before:
+        if name not in target:
+            deltas[name] = [size, 0, 0, 0.0]
+    if target[0] != resource.primary:
+        for name, sign in ((resource.primary, 1), (target[0], -1)):
+            if name:
+                delta = deltas.setdefault(name, [0, 0, 0, 0.0])
+                delta[1] += sign * resource.memory
+                delta[2] -= sign
+                delta[3] -= sign * resource.load
+    return deltas
 
 
 @dataclass(frozen=True)
@@ -126,43 +145,17 @@ class Fleet:
             hosts[name] = replace(hosts[name], lifecycle=lifecycle)
         return replace(self, hosts=hosts)
 
-    def changes(self, res, target):
-        """{host: HostChange} if `res` had the replicas `target` (primary
-        first) instead of its own: a new replica takes its LV from the VG,
-        a dropped one gives it back; the primary's container (a count, its
-        memory and load) goes to the new primary."""
-        resource = self.resources[res]
-        before, after = set(resource.replicas), set(target)
-        deltas = {}
-
-        def add(name, **change):
-            old = deltas.get(name, HostChange())
-            deltas[name] = HostChange(*(value + change.get(key, 0)
-                                        for key, value in old._asdict().items()))
-
-        for name in after - before:
-            add(name, vg_free=-resource.lv_size)
-        for name in before - after:
-            add(name, vg_free=resource.lv_size)
-        primary = target[0] if target else ""
-        if primary != resource.primary:
-            if resource.primary:
-                add(resource.primary, mem_free=resource.memory, containers=-1,
-                    load=-resource.load)
-            if primary:
-                add(primary, mem_free=-resource.memory, containers=1, load=resource.load)
-        return deltas
-
     def after(self, res, target):
         """The fleet once `res` has the replicas `target`, primary first."""
         hosts, containers = dict(self.hosts), dict(self.containers)
-        for name, change in self.changes(res, target).items():
+        for name, (vg_free, mem_free, count, load) in changes(self.resources[res],
+                                                             target).items():
             host = hosts[name]
             hosts[name] = replace(
-                host, vg_free=host.vg_free + change.vg_free,
-                mem_free=None if host.mem_free is None else host.mem_free + change.mem_free,
-                load=None if host.load is None else host.load + change.load)
-            containers[name] += change.containers
+                host, vg_free=host.vg_free + vg_free,
+                mem_free=None if host.mem_free is None else host.mem_free + mem_free,
+                load=None if host.load is None else host.load + load)
+            containers[name] += count
         resources = dict(self.resources)
         resources[res] = replace(self.resources[res], primary=target[0],
                                  secondaries=tuple(target[1:]))

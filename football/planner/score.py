@@ -20,6 +20,8 @@ many moves."""
 import math
 from dataclasses import dataclass
 
+from football.planner.fleet import changes
+
 METRICS = ("free_vg", "free_memory", "containers", "cpu_load")
 PENALTIES = ("draining_primary", "draining_replica", "same_failure_domain", "no_secondary")
 
@@ -41,24 +43,36 @@ def host_fractions(host, containers, capacity):
     }
 
 
-def resource_penalties(fleet, primary, secondaries):
-    """{penalty: count} of one resource placed on `primary` + `secondaries`."""
-    hosts = fleet.hosts
-    domain = hosts[primary].failure_domain if primary in hosts else ""
-    return {
-        "draining_primary": int(primary in hosts and hosts[primary].emptying),
-        "draining_replica": int(any(name in hosts and hosts[name].emptying
-                                    for name in (primary, *secondaries))),
-        "same_failure_domain": int(bool(domain) and any(
-            name in hosts and hosts[name].failure_domain == domain for name in secondaries)),
-        "no_secondary": int(not secondaries),
-    }
+class Penalties:
+    """The penalty rules over one fleet's hosts (which are emptying, their
+    failure domains), for placements of resources on them."""
 
+    def __init__(self, fleet, settings):
+        self.emptying = {name for name, host in fleet.hosts.items() if host.emptying}
+        self.domains = {name: host.failure_domain for name, host in fleet.hosts.items()
+                        if host.failure_domain}
+        self.weights = tuple(getattr(settings, f"penalty_{name}") for name in PENALTIES)
 
-def penalty_of(fleet, primary, secondaries, settings):
-    """The weighted penalties of one resource placed so."""
-    counts = resource_penalties(fleet, primary, secondaries)
-    return sum(getattr(settings, f"penalty_{name}") * count for name, count in counts.items())
+    def counts(self, primary, secondaries):
+        """(draining_primary, draining_replica, same_failure_domain,
+        no_secondary) of one resource placed on `primary` + `secondaries`."""
+        # the emptiness tests first: in a fleet without draining hosts or
+        # failure domains (most of the time) they are all there is to do
+        emptying, domains = self.emptying, self.domains
+        on_emptying = bool(emptying) and primary in emptying
+        domain = domains.get(primary) if domains else None
+        return (int(on_emptying),
+                int(on_emptying or bool(emptying) and any(name in emptying
+                                                          for name in secondaries)),
+                int(bool(domain) and any(domains.get(name) == domain for name in secondaries)),
+                int(not secondaries))
+
+    def weighted(self, primary, secondaries):
+        """The weighted penalties of one resource placed so."""
+        weights = self.weights
+        first, second, third, fourth = self.counts(primary, secondaries)
+        return first * weights[0] + second * weights[1] + third * weights[2] + \
+            fourth * weights[3]
 
 
 def spread(values):
@@ -95,9 +109,10 @@ def score(fleet, settings):
                   if host.online and fractions[name][metric] is not None]
         terms[metric] = weights[metric] * spread(values)
     charged = {name: dict.fromkeys(PENALTIES, 0) for name in fleet.hosts}
+    rules = Penalties(fleet, settings)
     for resource in fleet.resources.values():
-        counts = resource_penalties(fleet, resource.primary, resource.secondaries)
-        for penalty, count in counts.items():
+        counts = rules.counts(resource.primary, resource.secondaries)
+        for penalty, count in zip(PENALTIES, counts):
             if not count:
                 continue
             where = resource.primary or resource.replicas[0]
@@ -118,70 +133,83 @@ class Evaluator:
     """The score of a fleet kept as running sums per metric (n, Σx, Σx²
     over the online hosts whose fraction is known) plus the penalties'
     total, so that the score after a move costs a few operations per host
-    the move changes."""
+    the move changes. `penalties`: their total when the caller knows it
+    (the previous evaluator's after the move), else summed here."""
 
-    def __init__(self, fleet, settings):
+    def __init__(self, fleet, settings, penalties=None):
         self.fleet, self.settings = fleet, settings
         self.weights = settings.weights()
+        self.rules = Penalties(fleet, settings)
         self.values = {metric: {} for metric in METRICS}
+        self.raw, self.scale = {}, {}       # online host -> per metric: value, its 100 %
         for name, host in fleet.hosts.items():
-            if host.online:
-                for metric, value in self._fractions(name, host, 0).items():
-                    if value is not None:
-                        self.values[metric][name] = value
+            if not host.online:
+                continue
+            fractions = host_fractions(host, fleet.containers[name], fleet.capacity(name))
+            for metric, value in fractions.items():
+                if value is not None:
+                    self.values[metric][name] = value
+            self.raw[name] = (host.vg_free, host.mem_free, fleet.containers[name], host.load)
+            self.scale[name] = (host.vg_size, host.mem_total, fleet.capacity(name), host.cpus)
+        # per online host its fractions by metric, None where unknown
+        self.known = {name: tuple(self.values[metric].get(name) for metric in METRICS)
+                      for name in self.raw}
+        self._penalty = {}              # resource -> its weighted penalties now
         self.sums = {metric: (len(values), sum(values.values()),
                               sum(value * value for value in values.values()))
                      for metric, values in self.values.items()}
-        self.penalties = sum(penalty_of(fleet, resource.primary, resource.secondaries, settings)
-                             for resource in fleet.resources.values())
-        self.total = self._spreads({}) + self.penalties
+        self.running = [(self.weights[metric], *self.sums[metric]) for metric in METRICS]
+        if penalties is None:
+            penalties = sum(self.rules.weighted(resource.primary, resource.secondaries)
+                            for resource in fleet.resources.values())
+        self.penalties = penalties
+        self.total = self._spreads({}) + penalties
 
-    def _fractions(self, name, host, containers_change):
-        return host_fractions(host, self.fleet.containers[name] + containers_change,
-                              self.fleet.capacity(name))
-
-    def _spreads(self, changed):
-        """Σ weight × spread, with the fractions of the hosts in `changed`
-        ({host: {metric: new fraction}}) replaced."""
+    def _spreads(self, deltas):
+        """Σ weight × spread, the hosts in `deltas` ({host: [change per
+        metric]}) changed so (the same fractions as `host_fractions`;
+        written for speed: the search calls this for every move it tries)."""
+        firsts, seconds = [0.0] * len(METRICS), [0.0] * len(METRICS)
+        for name, delta in deltas.items():
+            known = self.known.get(name)
+            if known is None:          # not online: in no spread
+                continue
+            raw, scale = self.raw[name], self.scale[name]
+            for index, old in enumerate(known):
+                change = delta[index]
+                if change and old is not None:
+                    new = (raw[index] + change) / scale[index]
+                    new = 0.0 if new < 0.0 else 1.0 if new > 1.0 else new
+                    firsts[index] += new - old
+                    seconds[index] += new * new - old * old
         total = 0.0
-        for metric in METRICS:
-            count, first, second = self.sums[metric]
-            values = self.values[metric]
-            for name, fractions in changed.items():
-                if name in values:
-                    old, new = values[name], fractions[metric]
-                    first += new - old
-                    second += new * new - old * old
+        for (weight, count, first, second), extra_first, extra_second in zip(
+                self.running, firsts, seconds):
             if count >= 2:
-                mean = first / count
-                total += self.weights[metric] * math.sqrt(max(0.0, second / count - mean * mean))
+                mean = (first + extra_first) / count
+                total += weight * math.sqrt(max(0.0, (second + extra_second) / count
+                                                - mean * mean))
         return total
+
+    def penalty_change(self, res, target):
+        """How the penalties change if `res` had the replicas `target`."""
+        current = self._penalty.get(res)
+        if current is None:
+            resource = self.fleet.resources[res]
+            current = self._penalty[res] = self.rules.weighted(resource.primary,
+                                                               resource.secondaries)
+        return self.rules.weighted(target[0], target[1:]) - current
 
     def after(self, res, target):
         """The score of the fleet if `res` had the replicas `target`."""
-        fleet = self.fleet
-        changed = {}
-        for name, change in fleet.changes(res, target).items():
-            host = fleet.hosts[name]
-            if not host.online:
-                continue
-            moved = FleetHostView(host, change)
-            changed[name] = self._fractions(name, moved, change.containers)
-        resource = fleet.resources[res]
-        penalties = self.penalties \
-            - penalty_of(fleet, resource.primary, resource.secondaries, self.settings) \
-            + penalty_of(fleet, target[0], tuple(target[1:]), self.settings)
-        return self._spreads(changed) + penalties
+        deltas = changes(self.fleet.resources[res], target)
+        return self._spreads(deltas) + self.penalties + self.penalty_change(res, target)
 
 
-class FleetHostView:
-    """A host's values with a `HostChange` applied, for `host_fractions`
-    (cheaper than a new dataclass per tried move)."""
-
-    __slots__ = ("vg_size", "vg_free", "mem_total", "mem_free", "cpus", "load")
-
-    def __init__(self, host, change):
-        self.vg_size, self.mem_total, self.cpus = host.vg_size, host.mem_total, host.cpus
-        self.vg_free = host.vg_free + change.vg_free
-        self.mem_free = None if host.mem_free is None else host.mem_free + change.mem_free
-        self.load = None if host.load is None else host.load + change.load
+def moved(fleet, evaluator, res, target):
+    """(fleet, evaluator) once `res` has the replicas `target`: the new
+    evaluator takes the penalties' total from the old one (a move changes
+    the moved resource's alone) instead of summing them all again."""
+    penalties = evaluator.penalties + evaluator.penalty_change(res, target)
+    fleet = fleet.after(res, target)
+    return fleet, Evaluator(fleet, evaluator.settings, penalties)

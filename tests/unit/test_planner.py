@@ -344,3 +344,14 @@ def test_the_settings_are_read_from_the_tunables():
     settings = Settings.from_config(config)
     assert (settings.min_gain, settings.cooldown, settings.weight_cpu_load) == (0.5, 60.0, 2.0)
     assert Settings.from_config(Config(environ={})) == Settings()
+
+
+def test_an_evacuation_pays_for_the_bytes_it_syncs_at_gain_per_tib():
+    # the emptier cluster b scores better, but syncs both replicas anew
+    fleet = fleet_of([host("a1"), host("a2", free=30), host("a3", free=30),
+                      host("b1", free=90), host("b2", free=90)],
+                     [vm("vm1", "a1", "a2", size=10)])
+    (cheap,) = plan_evacuation(fleet, ["a1"], Settings(gain_per_tib=0.0), NOW).moves
+    assert set(cheap.target) == {"b1", "b2"} and cheap.sync_bytes == 20 * GIB
+    (dear,) = plan_evacuation(fleet, ["a1"], Settings(gain_per_tib=10.0), NOW).moves
+    assert set(dear.target) == {"a2", "a3"} and dear.sync_bytes == 10 * GIB

@@ -60,6 +60,22 @@ def test_read_fleet_reads_replicas_vg_memory_load_and_inventory_attributes(fleet
     assert model.containers == {"a1": 1, "a2": 0, "b1": 1, "b2": 0}
 
 
+def test_a_host_whose_proc_cannot_be_read_has_unknown_memory_and_load(fleet, monkeypatch):
+    from tests.helpers.fakefleet import Refused
+    answer = fleet._cat
+
+    def cat(name, args, input=None):
+        if name == "a2":
+            raise Refused("cat: /proc/meminfo: Permission denied")
+        return answer(name, args, input)
+
+    monkeypatch.setattr(fleet, "_cat", cat)
+    model = read_fleet(context_of(fleet))
+    a2 = model.hosts["a2"]
+    assert (a2.mem_total, a2.mem_free, a2.load, a2.cpus) == (None, None, None, None)
+    assert a2.reachable and model.hosts["a1"].mem_total == 8 * GIB
+
+
 def test_a_fleet_after_a_migrate_moves_the_lv_space_and_the_container():
     hosts = {name: FleetHost(name, cluster=name[0], vg_size=100 * GIB, vg_free=50 * GIB,
                              mem_total=64 * GIB, mem_free=32 * GIB, cpus=8, load=4.0)
@@ -89,3 +105,26 @@ def test_a_hosts_container_fraction_is_of_max_containers_else_the_fleets_most(li
     hosts = {"a1": FleetHost("a1", max_containers=limit or None), "a2": FleetHost("a2")}
     fleet = Fleet(hosts, {f"vm{n}": Resource(f"vm{n}", "a2") for n in range(2)})
     assert fleet.capacity("a2") == expected
+
+
+def inventory_with(**settings):
+    from football.inventory import parse
+    return parse({"hosts": {"a1": {"address": "192.0.2.11", **settings}}}, "fleet.yml")
+
+
+def test_the_inventory_gives_a_host_a_failure_domain_and_max_containers():
+    host = inventory_with(failure_domain="rack7", max_containers=14).hosts["a1"]
+    assert (host.failure_domain, host.max_containers) == ("rack7", 14)
+    assert (inventory_with().hosts["a1"].failure_domain,
+            inventory_with().hosts["a1"].max_containers) == ("", 0)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"max_containers": -1}, "max_containers must be a whole number >= 0"),
+    ({"max_containers": "many"}, "max_containers must be a whole number >= 0"),
+    ({"failure_domain": ["rack1"]}, "failure_domain must be a name"),
+])
+def test_a_wrong_planner_attribute_in_the_inventory_is_refused(settings, message):
+    from football.inventory import InventoryError
+    with pytest.raises(InventoryError, match=message):
+        inventory_with(**settings)
