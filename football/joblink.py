@@ -31,12 +31,20 @@ def in_job():
     return bool(os.environ.get(JOB_ENV))
 
 
+_links = {}         # (job number, database): its JobLink, one engine per process
+
+
 def current(config):
     """The job this run is (a JobLink), or None outside the screener."""
     number = os.environ.get(JOB_ENV)
     if not number or not number.isdigit():
         return None
-    return JobLink(config, int(number))
+    from football.screener import database_url
+
+    key = (int(number), database_url(config))
+    if key not in _links:
+        _links[key] = JobLink(config, int(number))
+    return _links[key]
 
 
 class JobKilled(Exception):
