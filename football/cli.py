@@ -1291,6 +1291,21 @@ def _event_line(event):
         return f"{stamp} started by worker {event.get('worker')}"
     if kind == "job-end":
         return f"{stamp} ended: {event.get('state')} (exit {event.get('exit_code')})"
+    return _wait_line(stamp, kind, event)
+
+
+def _wait_line(stamp, kind, event):
+    """A job's waits (gate, slots, delays) and its host slots, for `show`."""
+    if kind == "wait":
+        return f"{stamp} {event.get('state', 'condition')}: {'; '.join(event.get('reasons', []))}"
+    if kind == "wait-end":
+        return f"{stamp} goes on ({event.get('what')})"
+    if kind == "gate-released":
+        return f"{stamp} released at the gate (football screener continue)"
+    if kind == "slot":
+        by = " by its worker" if event.get("by") == "worker" else ""
+        return (f"{stamp} {event.get('slot')} slot on {', '.join(event.get('hosts', []))} "
+                f"{event.get('action')}{by}")
     return None
 
 

@@ -19,6 +19,8 @@ environment. The operation then reads its job's row there, at every poll:
 A run outside the screener has no job: `current()` is None."""
 
 import os
+import signal
+import threading
 import time
 
 JOB_ENV = "FOOTBALL_JOB"
@@ -29,16 +31,36 @@ def in_job():
     return bool(os.environ.get(JOB_ENV))
 
 
+_links = {}         # (job number, database): its JobLink, one engine per process
+
+
 def current(config):
     """The job this run is (a JobLink), or None outside the screener."""
     number = os.environ.get(JOB_ENV)
     if not number or not number.isdigit():
         return None
-    return JobLink(config, int(number))
+    from football.screener import database_url
+
+    key = (int(number), database_url(config))
+    if key not in _links:
+        _links[key] = JobLink(config, int(number))
+    return _links[key]
 
 
 class JobKilled(Exception):
     """`screener kill` asked the job to end."""
+
+
+def _end_if_killed(job):
+    """`JobKilled` when `screener kill` asked for the end of `job` (a row).
+    Its worker's Ctrl-C follows: ignored from here on, so that it cannot
+    cut the operation's clean-up or its exit short (only the main thread
+    handles signals; an in-process job's thread has none to ignore)."""
+    if not job["kill_requested"]:
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise JobKilled(job["id"])
 
 
 class _AllOrNone(Exception):
@@ -73,6 +95,10 @@ class JobLink:
             return dict(connection.execute(
                 sa.select(JOBS).where(JOBS.c.number == self.number)).mappings().one())
 
+    def check_killed(self):
+        """`JobKilled` when `screener kill` asked for the job's end."""
+        _end_if_killed(self.row())
+
     def gate(self, res):
         """Why the job waits at the operator gate now, or None (its gate is
         off or released). `JobKilled` when the job was killed. `football
@@ -81,8 +107,7 @@ class JobLink:
         from plugins.waiting import continue_file
 
         job = self.row()
-        if job["kill_requested"]:
-            raise JobKilled(job["id"])
+        _end_if_killed(job)
         if job["released"] is not None:
             return None
         settings = self.config.reloaded()
@@ -145,8 +170,7 @@ class JobLink:
             full = self.take_slots(kind, hosts, limit)
             if not full:
                 break
-            if self.row()["kill_requested"]:
-                raise JobKilled(self.row()["id"])
+            _end_if_killed(self.row())
             reasons = [f"a {kind} slot on {host} ({limit_name} {limit} across the screener's "
                        f"jobs; held by {', '.join(holders) or 'another job'})"
                        for host, holders in sorted(full.items())]

@@ -31,10 +31,12 @@ it ends.
 
 States: `queued` (in its queue), `running`, `waiting` (at the operator
 gate before its downtime window until `screener continue`), `condition`
-(the operation waits for a slot, a lock or business hours), then by exit code: 0 done,
-191 illegal, 190 interrupted, 198 serious, 199 critical, 195 timeouted,
-else failed; `timeouted` is also shown for a running job without an event
-for `session_timeout` (by the time of its last event).
+(the operation waits for a slot, a lock or business hours), `delayed`
+(between its downtime window and its cleanup, `cleanup_delay`) — each from
+the operation's `wait` events — then by exit code: 0 done, 191 illegal,
+190 interrupted, 198 serious, 199 critical, 195 timeouted, else failed;
+`timeouted` is also shown for a running job without an event for
+`session_timeout` (by the time of its last event; not for one `waiting`).
 
 Every state a job enters is told to the `notify` hook once (football/hooks.py,
 `ScreenerSpec`), after the transaction that recorded it: a state is written

@@ -413,9 +413,13 @@ class Operation:
         step = min(max(self.config.poll_interval, 0.1), 5.0)
         while (left := until - time.time()) > 0:
             time.sleep(min(step, left))
-            if link is not None and link.row()["kill_requested"]:
-                raise Interrupted(f"job killed before the cleanup of {self.res} (it runs "
-                                  "where the window left it); re-run to clean up")
+            try:
+                if link is not None:
+                    link.check_killed()
+            except joblink.JobKilled as killed:
+                raise Interrupted(f"job {killed} killed before the cleanup of {self.res} (it "
+                                  "runs where the window left it); restart it to clean up") \
+                    from None
         self.ctx.reporter.event("wait-end", what="cleanup", resource=self.res)
 
     def _take_job_slots(self, kind, hosts, limit_name):

@@ -108,10 +108,10 @@ class LabRun:
 
 
 @contextmanager
-def lab_up(base, demo_size=DEMO_SIZE):
+def lab_up(base, demo_size=DEMO_SIZE, vg_size="1G"):
     """A lab brought up under `base` for the `with` block; brought down
     afterwards, failing when `lab down` left anything behind."""
-    run = LabRun(base, demo_size)
+    run = LabRun(base, demo_size, vg_size)
     try:
         run.up()
         yield run
@@ -120,13 +120,13 @@ def lab_up(base, demo_size=DEMO_SIZE):
     assert not run.leftovers(), f"lab down left: {run.leftovers()}"
 
 
-def module_lab(name, demo_size=DEMO_SIZE):
+def module_lab(name, demo_size=DEMO_SIZE, vg_size="1G"):
     """The `lab` fixture of a test file: one lab for all its tests (bringing
-    it up is the slow part), under a tmp dir called `name`. In the file:
-    `lab = module_lab("migrate")`."""
+    it up is the slow part), under a tmp dir called `name`; each host's VG
+    `vg_size`. In the file: `lab = module_lab("migrate")`."""
     @pytest.fixture(scope="module")
     def lab(tmp_path_factory):
-        with lab_up(tmp_path_factory.mktemp(name), demo_size) as run:
+        with lab_up(tmp_path_factory.mktemp(name), demo_size, vg_size) as run:
             yield run
     return lab
 

@@ -77,6 +77,11 @@ def test_a_gated_job_waits_with_its_container_at_the_source_until_continue(in_pr
              if event["event"] in ("wait", "gate-released", "wait-end", "downtime-begin")]
     assert kinds == [("wait", "waiting"), ("gate-released", None), ("wait-end", None),
                      ("downtime-begin", None)]
+    code, out, err = football("--var", f"state_dir={state_dir}", "screener", "show", "vm1")
+    assert code == 0, err
+    for line in ("waiting: waiting for the operator", "released at the gate",
+                 "goes on (downtime)", "handover slot on a1 taken"):
+        assert line in out, out
 
 
 def test_a_killed_waiting_job_ends_interrupted_its_container_untouched_at_the_source(
@@ -167,6 +172,25 @@ def test_a_released_gate_stays_released_for_the_resumed_and_the_restarted_job(st
             again.gate("vm1")
         link.close()
         again.close()
+    finally:
+        store.close()
+
+
+def test_a_jobs_database_of_an_older_football_gets_the_new_columns(state_dir):
+    import sqlalchemy as sa
+
+    config = Config(variables=[f"state_dir={state_dir}"])
+    JobStore(config).close()
+    engine = sa.create_engine(f"sqlite:///{state_dir / 'jobs.sqlite'}")
+    with engine.begin() as connection:
+        for column in ("gate", "released"):
+            connection.execute(sa.text(f"ALTER TABLE football_jobs DROP COLUMN {column}"))
+    engine.dispose()
+    store = JobStore(config)
+    try:
+        [job_id] = store.queue([JobSpec("vm1", "handover", ["a2"], gate=True)], [])
+        job = store.live_job(job_id)
+        assert (job["gate"], job["released"]) == (True, None)
     finally:
         store.close()
 
