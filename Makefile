@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
 	openssh-server busybox-static nftables fio python3-venv systemd \
-	attr acl
+	attr acl postgresql
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle clean

@@ -69,11 +69,9 @@ FINISHED = ("done", "failed", "serious", "critical", "interrupted", "illegal", "
 RESTARTABLE = ("failed", "serious", "interrupted", "illegal", "timeouted")
 EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupted",
                EXIT_SERIOUS: "serious", EXIT_CRITICAL: "critical", EXIT_TIMEOUTED: "timeouted"}
-HEARTBEAT = 2.0                 # seconds between a worker's heartbeats
 STOP_WAIT = 600.0               # seconds a stopping worker waits for its operations
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
-WORKER_GONE = 15.0              # seconds without a heartbeat: the worker is gone
 
 logging.getLogger("dbos").setLevel(logging.WARNING)
 
@@ -138,6 +136,15 @@ def database_url(config):
     return f"sqlite:///{Path(config.state_dir).absolute() / 'jobs.sqlite'}"
 
 
+def engine_url(url):
+    """`url` with the driver DBOS uses: psycopg (3) for PostgreSQL, which
+    SQLAlchemy would otherwise take to mean psycopg2."""
+    url = sa.make_url(url)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
 @dataclass
 class JobSpec:
     """A job to queue: `football <global_args> <operation> <resource> <args>`."""
@@ -179,7 +186,7 @@ class JobStore:
             kwargs["connect_args"] = {"timeout": 30}
         try:
             DBOS.migrate(self.url)
-            self.engine = sa.create_engine(self.url, **kwargs)
+            self.engine = sa.create_engine(engine_url(self.url), **kwargs)
             METADATA.create_all(self.engine)
         except sa.exc.SQLAlchemyError as error:
             raise Illegal(f"the jobs' database {self.url} cannot be used: {error}; check "
@@ -410,7 +417,7 @@ class JobStore:
     def live_workers(self):
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(sa.select(WORKERS).where(
-                WORKERS.c.seen > time.time() - WORKER_GONE)).mappings()]
+                WORKERS.c.seen > time.time() - self.config.worker_dead_after)).mappings()]
 
 
 def job_view(job):
@@ -698,11 +705,12 @@ class Worker:
         """The heartbeat, and the kills asked for this worker's jobs (each
         operation is interrupted once: a second Ctrl-C could cut its
         clean-up short)."""
-        interval = min(HEARTBEAT, self.config.jobs_poll_interval)
+        heartbeat = self.config.worker_heartbeat
+        interval = min(heartbeat, self.config.jobs_poll_interval)
         beaten, interrupted = time.monotonic(), set()
         while not self._beat.wait(interval):
             try:
-                if time.monotonic() - beaten >= HEARTBEAT:
+                if time.monotonic() - beaten >= heartbeat:
                     self.store.heartbeat(self.id, self.started)
                     beaten = time.monotonic()
                 for number in self.store.to_kill(self.id):
