@@ -743,7 +743,10 @@ def worker(ctx, worker_id, systemd_unit):
 
     SIGTERM or Ctrl-C stops it: the running operations are interrupted as by
     Ctrl-C (each cleans up; one in its downtime window finishes or
-    compensates it) and their jobs resume when this worker starts again.
+    compensates it) and their jobs resume on another live worker (at once)
+    or when this one starts again. A worker without a heartbeat for
+    worker_dead_after seconds (killed, its controller down) is taken over
+    the same way by a live one.
 
     \b
       football --config /etc/football.yml worker --systemd-unit \\
@@ -769,7 +772,7 @@ def worker(ctx, worker_id, systemd_unit):
     the_worker = Worker(config, worker_id, executor,
                         say=lambda text: click.echo(f"football: {text}", err=True))
     the_worker.start()
-    while not stop.wait(1.0):
+    while not stop.wait(1.0) and not the_worker.taken_over.is_set():
         pass
     the_worker.stop()
     sys.stdout.flush()
@@ -1109,6 +1112,9 @@ def _event_line(event):
         return f"{stamp} started by worker {event.get('worker')}"
     if kind == "job-end":
         return f"{stamp} ended: {event.get('state')} (exit {event.get('exit_code')})"
+    if kind == "takeover":
+        return (f"{stamp} taken over by worker {event.get('by')}: worker "
+                f"{event.get('worker')} {event.get('why')}")
     return None
 
 

@@ -18,13 +18,17 @@ STAND_IN = textwrap.dedent("""\
     res = args[-2]
     base = os.path.join(state_dir, res)
     runs = int(open(base + ".runs").read()) + 1 if os.path.exists(base + ".runs") else 1
-    open(base + ".runs", "w").write(str(runs))
+    open(base + ".runs.new", "w").write(str(runs))
+    os.replace(base + ".runs.new", base + ".runs")      # read while it runs: whole or not
     try:
         os.close(os.open(base + ".running", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         open(base + ".overlap", "a").write(f"run {runs} began while another ran\\n")
     def say(**event):
-        print(json.dumps(event), flush=True)
+        try:
+            print(json.dumps(event), flush=True)
+        except BrokenPipeError:         # its worker was killed: the run goes on to its end
+            pass
     def end(code):
         try:
             os.unlink(base + ".running")
@@ -47,7 +51,7 @@ STAND_IN = textwrap.dedent("""\
 
 def stand_in_command(tmp_path):
     """The `job_command` setting that runs the stand-in (written to `tmp_path`)."""
-    path = tmp_path / "stand_in.py"
+    path = tmp_path / "football_stand_in.py"     # a football run, as the worker sees it
     path.write_text(STAND_IN)
     return f"job_command={sys.executable} {path}"
 

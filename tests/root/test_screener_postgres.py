@@ -65,3 +65,23 @@ def test_two_workers_share_a_queue_of_four_jobs_and_each_job_runs_once(tmp_path,
     assert {res: runs(state_dir, res) for res in ids} == dict.fromkeys(ids, 1)
     assert not overlaps(state_dir)
     assert {job["worker"] for job in done.values()} <= {"pg-w1", "pg-w2"}
+
+
+def test_a_job_of_a_worker_killed_with_9_is_finished_by_the_other_worker(shared):
+    state_dir, variables, processes = shared
+    first = processes.start("pg-w3")
+    screener(state_dir, variables, "start", "handover", "hold1", "a2")
+    wait_for(lambda: runs(state_dir, "hold1") == 1 and jobs_now(
+        state_dir, variables, ["hold1"])["hold1"]["worker"] == "pg-w3", "hold1 on pg-w3")
+    second = processes.start("pg-w4")
+    wait_for(lambda: "running jobs" in processes.log(second), "pg-w4 to be up")
+    first.kill()
+    first.wait(timeout=30)
+    job = all_ended(state_dir, variables, ["hold1"])["hold1"]
+    assert (job["state"], job["worker"], runs(state_dir, "hold1")) == ("done", "pg-w4", 2), \
+        (job, processes.log(second)[-2000:])
+    assert not overlaps(state_dir)
+    events = screener(state_dir, variables, "show", "hold1")[1:]
+    assert [(event["event"], event.get("worker")) for event in events
+            if event["event"] in ("job-start", "takeover", "job-end")] == \
+        [("job-start", "pg-w3"), ("takeover", "pg-w3"), ("job-start", "pg-w4"), ("job-end", None)]
