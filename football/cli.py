@@ -630,13 +630,15 @@ def lab(ctx, lab_dir, inventory_path):
 
 @lab.command("up")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the demo's replica to be in sync.")
+@click.option("--no-worker", is_flag=True, help="Do not start the lab's screener worker.")
 @click.pass_obj
 @reported
-def lab_up(the_lab, no_wait):
-    """Create the hosts, start marsd, create the clusters and VGs, and the demo
-    container (vm1 on a1, replicated to a2, running its workload)."""
-    the_lab.up(wait_sync=not no_wait)
-    _print_status(the_lab.status())
+def lab_up(the_lab, no_wait, no_worker):
+    """Create the hosts, start marsd, create the clusters and VGs, the demo
+    container (vm1 on a1, replicated to a2, running its workload) and a
+    screener worker for the lab's jobs (`football worker --id lab`)."""
+    the_lab.up(wait_sync=not no_wait, worker=not no_worker)
+    _print_status(the_lab.status(), the_lab.worker())
 
 
 @lab.command("add")
@@ -689,7 +691,7 @@ def lab_status(the_lab, as_json):
     elif not status:
         click.echo(f"no lab in {the_lab.dir}; bring one up with `football lab up`")
     else:
-        _print_status(status)
+        _print_status(status, the_lab.worker())
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
@@ -706,7 +708,8 @@ def lab_exec(the_lab, host, command):
     sys.exit(result.exit_code)
 
 
-def _print_status(status):
+def _print_status(status, worker=None):
+    """The lab's hosts and resources (tables), and its screener worker."""
     console = Console()
     hosts = Table(title="lab hosts")
     for column in ("host", "cluster", "address", "marsd", "VG free", "containers"):
@@ -724,6 +727,9 @@ def _print_status(status):
                               view["flags"], entry["containers"].get(res, "-"))
     console.print(hosts)
     console.print(resources)
+    if worker is not None:
+        console.print(f"screener worker: pid {worker['pid']}, "
+                      f"{'running' if worker['running'] else '[red]not running[/]'}")
 
 
 @cli.command()
