@@ -10,7 +10,8 @@ DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
 	attr acl postgresql
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle clean
+.PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle \
+	bench-screener clean
 
 # Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
 demo: venv
@@ -42,6 +43,11 @@ bench-shrink: venv
 # Root: CPU of an idle primary and secondary with 10 resources; about a minute.
 bench-idle: venv
 	$(BIN)/python -m tests.bench.idle
+
+# Root: 50 no-op jobs through the screener, then 8 lab migrations one after the
+# other against the same 8 by the screener with --max 4; about ten minutes.
+bench-screener: venv
+	$(BIN)/python -m tests.bench.screener --lab
 
 # Installs only what is missing, so a second run costs a dpkg query.
 deps:
