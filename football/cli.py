@@ -452,13 +452,146 @@ def status(ctx, name):
     With --json: one JSON document."""
     from football.ops.status import Status, render
 
+    _report(ctx, "status", name or "all", lambda context: Status(context, name), render)
+
+
+def _report(ctx, operation, name, make, render):
+    """A command that reports (status, score, plans): its result as one
+    JSON document with --json, else `render`ed."""
     def show(context, report):
         if ctx.obj.as_json:
             click.echo(json.dumps(report, indent=2, sort_keys=True))
         else:
             render(report)
 
-    _run(ctx, "status", name or "all", lambda context: Status(context, name), show=show)
+    _run(ctx, operation, name, make, show=show)
+
+
+@cli.command()
+@click.pass_context
+@reported
+def score(ctx):
+    """The fleet's score (as Ganeti's hbal: lower is better) and each term:
+    the spreads of free VG, free memory, containers and CPU load over the
+    online hosts, the penalties (draining hosts, shared failure domains,
+    no secondary); per host its fractions. With --json: one JSON document."""
+    from football.ops.planning import ScoreReport, render_score
+
+    _report(ctx, "score", "fleet", ScoreReport, render_score)
+
+
+def _move_limits(function):
+    """--max and --max-per-target of a command whose moves run as screener jobs."""
+    function = click.option("--max-per-target", "max_per_target", type=click.IntRange(min=1),
+                            default=1, show_default=True,
+                            help="At most N of its moves to one target host at once.")(function)
+    return click.option("--max", "max_running", type=click.IntRange(min=1), default=4,
+                        show_default=True, help="At most N of its moves run at once.")(function)
+
+
+@cli.command()
+@click.argument("plan_id", required=False, metavar="[execute PLAN-ID]", nargs=-1)
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan (the default).")
+@click.option("--execute", is_flag=True, help="Plan, then run the moves as screener jobs and "
+              "wait for them.")
+@click.option("--auto", is_flag=True, help="As --execute, but only when the score stayed above "
+              "balance_threshold for balance_hold runs and the plan gains balance_margin (the "
+              "football-balance timer).")
+@click.option("--systemd-unit", is_flag=True, help="Print football-balance.service and "
+              "football-balance.timer (which run --auto with this command line's --config, "
+              "--inventory, --var) and exit.")
+@click.option("--schedule", default="hourly", show_default=True,
+              help="With --systemd-unit: the timer's OnCalendar.")
+@_move_limits
+@click.pass_context
+@reported
+def balance(ctx, plan_id, plan_only, execute, auto, systemd_unit, schedule, max_running,
+            max_per_target):
+    """Plan moves that lower the fleet's score (handovers, migrations),
+    best first, each with its gain and the bytes it syncs; the plan is
+    saved under the state dir by its id. With --json: one JSON document.
+
+    \b
+      football balance --plan                  the plan (saved; it expires after plan_expiry)
+      football balance execute PLAN-ID         run a saved plan, each move checked again
+      football balance --execute               plan and run
+      football balance --auto                  run only on a lasting imbalance (the timer)
+
+    The moves run as screener jobs (a worker must run): --max at once, at
+    most --max-per-target to one target host. No balancing while a host is
+    draining; a resource with a screener job, or moved within `cooldown`,
+    stays where it is."""
+    from football.ops.fleetmoves import BalanceRun, balance_units
+    from football.ops.planning import BalancePlanning, render_plan
+
+    if systemd_unit:
+        for name, text in balance_units(ctx.obj.job_options(), schedule).items():
+            click.echo(f"# {name}\n{text}")
+        return
+    if plan_id:
+        if len(plan_id) != 2 or plan_id[0] != "execute":
+            raise Illegal(f"balance takes `execute PLAN-ID`, not {' '.join(plan_id)!r}; saved "
+                          "plans are under the state dir's plans/")
+        plan_id = plan_id[1]
+    if sum(map(bool, (plan_only, execute, auto, plan_id))) > 1:
+        raise Illegal("choose one of --plan, --execute, --auto and `execute PLAN-ID`")
+    if not (execute or auto or plan_id):
+        _report(ctx, "balance", "fleet", BalancePlanning, render_plan)
+        return
+    _run(ctx, "balance", "fleet", lambda context: BalanceRun(
+        context, plan_id=plan_id or None, auto=auto, job_options=ctx.obj.job_options(),
+        max_running=max_running, max_per_target=max_per_target))
+
+
+@cli.command()
+@click.argument("name", metavar="HOST|CLUSTER")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan: where every primary "
+              "and replica on HOST|CLUSTER would go (the default).")
+@click.option("--execute", is_flag=True, help="Mark the hosts draining, run the plan's moves "
+              "as screener jobs until nothing is left on them, mark them evacuated.")
+@_move_limits
+@click.pass_context
+@reported
+def evacuate(ctx, name, plan_only, execute, max_running, max_per_target):
+    """Empty HOST (or every host of CLUSTER) for decommissioning: a target
+    for every primary and replica there; the whole plan fails, listing
+    what does not fit, when capacity lacks (nothing is stopped in place).
+
+    With --execute: the hosts become draining (recorded on them: placement
+    everywhere leaves them out), their moves run as screener jobs (a worker
+    must run; --max, --max-per-target), then they are evacuated. Run again,
+    it goes on from where it is. `football restore HOST` brings back what
+    came from a host."""
+    from football.ops.planning import EvacuationPlanning, hosts_named, render_plan
+
+    if plan_only and execute:
+        raise Illegal("choose one of --plan and --execute")
+    if not execute:
+        _report(ctx, "evacuate", name, lambda context: EvacuationPlanning(context, name),
+                render_plan)
+        return
+    from football.ops.fleetmoves import Evacuate
+
+    _run(ctx, "evacuate", name, lambda context: Evacuate(
+        context, hosts_named(context.inventory, name), job_options=ctx.obj.job_options(),
+        max_running=max_running, max_per_target=max_per_target))
+
+
+@cli.command()
+@click.argument("host")
+@click.option("--skip", is_flag=True, help="Only mark HOST active: move nothing back (also "
+              "calls off an evacuation while it drains).")
+@_move_limits
+@click.pass_context
+@reported
+def restore(ctx, host, skip, max_running, max_per_target):
+    """Take an evacuated HOST back into use: it becomes restoring, what was
+    moved away from it moves back (as screener jobs), then it is active."""
+    from football.ops.fleetmoves import Restore
+
+    _run(ctx, "restore", host, lambda context: Restore(
+        context, host, skip=skip, job_options=ctx.obj.job_options(), max_running=max_running,
+        max_per_target=max_per_target))
 
 
 @cli.command()
@@ -796,9 +929,21 @@ def screener():
       football screener run moves.csv --max 4 --max-per target=1 --dst_cluster==c2
       football screener list [--state failed]
       football screener show vm1                        its events and result
+      football screener start --gate migrate vm2 b1     waits before its downtime ...
+      football screener continue vm2                    ... until released (or: continue 3, the 3 oldest)
       football screener kill vm1                        a queued job never runs, a running one is interrupted
       football screener restart vm1                     a failed job again (resumes)
       football screener purge [--days 30]               archive old finished jobs
+
+    \b
+    States: queued, running, then
+      waiting    at the operator gate before its downtime window (--gate, a run's gate
+                 column, or gate_before_downtime): the container still runs at its
+                 source until `football screener continue`
+      condition  at a limit (a sync, shrink or handover slot on a host), a lock, a pause
+                 or outside business_hours: goes on by itself
+      delayed    between its downtime window and its cleanup (cleanup_delay)
+      done failed serious critical interrupted illegal timeouted archived
     """
 
 
@@ -845,19 +990,24 @@ def _no_worker_said(store):
                    err=True)
 
 
+GATE_HELP = ("The job waits (state `waiting`, the container still running at its "
+             "source) before its downtime window until `football screener continue`.")
+
+
 @screener.command("start", context_settings={"ignore_unknown_options": True})
 @click.option("--id", "job_id", default=None, help="The job's id (default: the resource).")
+@click.option("--gate", is_flag=True, help=GATE_HELP)
 @click.argument("operation")
 @click.argument("res")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 @reported
-def screener_start(ctx, job_id, operation, res, args):
+def screener_start(ctx, job_id, gate, operation, res, args):
     """Queue one job: `football OPERATION RES ARGS...` (migrate, shrink,
     expand, handover, migrate+shrink, migrate+shrink+back); prints its id.
     A resource has one job at a time: refused (191) while it has one."""
     spec = _job_spec(operation, res, args)
-    spec.id = job_id
+    spec.id, spec.gate = job_id, gate
     store = _job_store(ctx, notifying=True)
     try:
         [queued] = store.queue([spec], ctx.obj.job_options())
@@ -876,10 +1026,12 @@ def screener_start(ctx, job_id, operation, res, args):
               help="At most N jobs of this run run at once.")
 @click.option("--max-per", "max_per", multiple=True, metavar="COLUMN=N",
               help="At most N jobs with the same value in COLUMN run at once.")
+@click.option("--gate", is_flag=True, help=GATE_HELP.replace("The job waits", "Every job "
+              "waits") + " A `gate` column (yes/no) gates single rows.")
 @click.argument("filters", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 @reported
-def screener_run(ctx, file, max_running, max_per, filters):
+def screener_run(ctx, file, max_running, max_per, gate, filters):
     """Queue a job for each row of FILE (CSV, `;` or `,`, a header row with
     `resource` and `operation` columns, the arguments in columns named like
     the operation's parameters or in an `args` column) that passes the
@@ -904,6 +1056,7 @@ def screener_run(ctx, file, max_running, max_per, filters):
         spec = _job_spec(job.operation, job.resource, job.args, f"{file} line {job.line}: ")
         if limit:
             spec.partition = job.row[limit[0].lower()]
+        spec.gate = gate or runfile.gated(job, file)
         specs.append(spec)
     store = _job_store(ctx, notifying=True)
     try:
@@ -946,6 +1099,33 @@ def _run_queued(ctx, store, path, specs, max_running, limit):
     store.register_queue(queue, max_running, limit[1] if limit else None)
     store.queue(fresh, ctx.obj.job_options(), queue=queue, run=path.name)
     _no_worker_said(store)
+
+
+@screener.command("continue")
+@click.argument("targets", nargs=-1, required=True, metavar="ID...|N")
+@click.pass_context
+@reported
+def screener_continue(ctx, targets):
+    """Release jobs waiting at the operator gate before their downtime
+    window (state `waiting`): the jobs ID..., or the N oldest waiting ones.
+    Each goes on at its next poll; a released job does not wait again, also
+    when it resumes on another worker. A job that is not waiting: exit 191,
+    nothing released."""
+    store = _job_store(ctx, notifying=True)
+    try:
+        if len(targets) == 1 and targets[0].isdigit() and store.live_job(targets[0]) is None:
+            job_ids = store.oldest_waiting(int(targets[0]))
+            if not job_ids:
+                raise Illegal("no job waits at the gate (see `football screener list --state "
+                              "waiting`); nothing was released")
+        else:
+            job_ids = targets
+        released = store.release(job_ids)
+    finally:
+        store.close()
+    for job_id in released:
+        click.echo(json.dumps({"event": "continued", "job": job_id}) if ctx.obj.as_json
+                   else f"{job_id}: released into its downtime window")
 
 
 @screener.command("restart")
@@ -1027,7 +1207,8 @@ def screener_list(ctx, state):
     try:
         config = store.config
         jobs = store.jobs(archived=state == "archived")
-        if any(job["state"] in ("queued", "running", "condition") for job in jobs):
+        if any(job["state"] in ("queued", "running", "waiting", "condition", "delayed")
+               for job in jobs):
             _no_worker_said(store)
     finally:
         store.close()
@@ -1043,7 +1224,8 @@ def screener_list(ctx, state):
 
 STATE_STYLES = {"done": "green", "failed": "red", "serious": "red", "critical": "bold red",
                 "illegal": "yellow", "interrupted": "yellow", "timeouted": "red",
-                "running": "cyan", "condition": "magenta", "waiting": "magenta"}
+                "running": "cyan", "condition": "magenta", "waiting": "bold magenta",
+                "delayed": "blue"}
 
 
 def _print_jobs(jobs):

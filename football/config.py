@@ -44,6 +44,8 @@ TUNABLES = {
     "placement_min_free": Tunable(0, "bytes a target VG must keep free beyond the volume"),
     "min_space": Tunable(320 << 20, "bytes a shrunk or expanded volume has at least "
                          "(xfs needs 300 MiB)"),
+    "limit_handovers": Tunable(2, "parallel downtime windows (handovers) per source host "
+                                  "among the screener's jobs"),
     "limit_shrinks": Tunable(1, "parallel shrinks per primary host (copies running and intents)"),
     "shrink_percent": Tunable(85, "fill level (percent) a shrunk filesystem has when no size "
                                   "is given"),
@@ -51,6 +53,9 @@ TUNABLES = {
                                        "downtime takes longer, the shrink fails before any "
                                        "downtime (0: no probe)"),
     "copy_timeout": Tunable(86400.0, "seconds one copy pass of a shrink may take"),
+    "cleanup_delay": Tunable(0.0, "seconds between the end of the downtime window and the "
+                                  "cleanup (old replicas, a shrink's old LV kept meanwhile; "
+                                  "a screener job shows `delayed`)"),
     "cleanup_old_replicas": Tunable(True, "migrate removes the replicas on the old hosts "
                                           "after the handover"),
     "split_clusters_after_migrate": Tunable(True, "migrate cleanup splits MARS clusters whose "
@@ -84,6 +89,38 @@ TUNABLES = {
                                   "enters, with the job as JSON on stdin ('': none)"),
     "notify_timeout": Tunable(30.0, "seconds the notify command may take before it is killed "
                                     "(a warning, never a failed job)"),
+    # the planner (football/planner): the score's weights and penalties as
+    # Ganeti's hbal has them, its stop rules, and its safeguards against thrashing
+    "weight_free_vg": Tunable(0.5, "score: weight of the spread (standard deviation) of the "
+                                   "hosts' free VG fractions"),
+    "weight_free_memory": Tunable(0.5, "score: weight of the spread of the hosts' free memory "
+                                       "fractions"),
+    "weight_containers": Tunable(1.0, "score: weight of the spread of the hosts' container "
+                                      "counts (as fractions of max_containers)"),
+    "weight_cpu_load": Tunable(1.0, "score: weight of the spread of the hosts' CPU load "
+                                    "(15-minute load average per CPU)"),
+    "penalty_draining_primary": Tunable(16.0, "score: for each primary on a draining or "
+                                              "evacuated host"),
+    "penalty_draining_replica": Tunable(4.0, "score: for each resource with a replica (primary "
+                                             "or secondary) on a draining or evacuated host"),
+    "penalty_same_failure_domain": Tunable(1.0, "score: for each resource whose primary and a "
+                                                "secondary share a failure_domain"),
+    "penalty_no_secondary": Tunable(1.0, "score: for each resource without a secondary"),
+    "min_gain": Tunable(0.01, "the planner takes a move only while it lowers the score by at "
+                              "least this much (or the score is above min_gain_limit)"),
+    "min_gain_limit": Tunable(0.1, "above this score any move that lowers it is taken"),
+    "gain_per_tib": Tunable(0.01, "a migrate must lower the score by at least this much per "
+                                  "TiB it syncs (a handover syncs nothing)"),
+    "max_moves": Tunable(10, "moves in one balance plan at most"),
+    "cooldown": Tunable(86400.0, "seconds after a resource moved before balancing moves it "
+                                 "again (never back where it came from meanwhile)"),
+    "plan_expiry": Tunable(86400.0, "seconds a saved plan may be executed after it was made"),
+    "balance_threshold": Tunable(0.1, "balance --auto: the score above which the fleet counts "
+                                      "as imbalanced"),
+    "balance_hold": Tunable(3, "balance --auto: consecutive runs the score must stay above "
+                               "balance_threshold before it acts"),
+    "balance_margin": Tunable(0.1, "balance --auto: the part of the score (0..1) a plan must "
+                                   "gain before it is executed"),
 }
 
 

@@ -29,7 +29,8 @@ from football.transport import Result, TransportError
 # marsadm verbs that only read, besides view-* and lowlevel-ls-*
 MARSADM_READS = {"cat", "show", "status", "view", "version"}
 # football-host helpers: the actions that only read
-HELPER_READS = {("vg", "info"), ("ct", "state"), ("ct", "list"), ("lock", "list")}
+HELPER_READS = {("vg", "info"), ("ct", "state"), ("ct", "list"), ("lock", "list"),
+                ("lifecycle", "get")}
 PROGRAM_READS = {"findmnt", "blkid", "df", "cat", "test", "stat", "lvs", "vgs", "pvs",
                  "lxc-info", "lxc-ls", "xfs_info"}
 SYSTEMCTL_READS = {"is-active", "is-enabled", "show", "status", "cat", "list-units"}

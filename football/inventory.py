@@ -38,7 +38,8 @@ HOST_DEFAULTS = {"storage": "lvm", "vg": "vg0", "manager": "systemd", "container
                  "lxcpath": "/var/lib/lxc", "transport": "ssh", "root": "/"}
 HOST_FIELDS = set(HOST_DEFAULTS) | {"address", "user", "port", "vg_size", "stripes",
                                      "stripe_size", "env", "ssh_key", "known_hosts",
-                                     "host_key_check", "connect_timeout"}
+                                     "host_key_check", "connect_timeout", "failure_domain",
+                                     "max_containers"}
 TRANSPORTS = ("ssh", "local")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -76,6 +77,8 @@ class Host:
     known_hosts: str = ""       # "" = ~/.ssh/known_hosts
     host_key_check: str = "strict"      # strict | accept-new | off
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    failure_domain: str = ""    # the planner keeps a primary and its secondary apart ("": unknown)
+    max_containers: int = 0     # containers the host runs at most (the planner's; 0: no limit)
     _runner: object = field(default=None, repr=False, compare=False)
     # set by Hooks.apply_host_layout: the plugins' get_mountpoint
     _mountpoint_of: object = field(default=None, repr=False, compare=False)
@@ -244,6 +247,11 @@ def _connection_problem(settings):
     timeout = settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         return f"connect_timeout must be a number of seconds > 0, not {timeout!r}"
+    limit = settings.get("max_containers", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        return f"max_containers must be a whole number >= 0 (0: no limit), not {limit!r}"
+    if not isinstance(settings.get("failure_domain", ""), str):
+        return f"failure_domain must be a name, not {settings['failure_domain']!r}"
     env = settings.get("env") or {}
     if not isinstance(env, dict):
         return f"env must be a mapping (NAME: value), not {env!r}"

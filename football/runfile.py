@@ -119,6 +119,20 @@ def parse_max_per(words):
     return column, int(number)
 
 
+GATE_VALUES = {"": False, "0": False, "no": False, "false": False, "off": False,
+               "1": True, "yes": True, "true": True, "on": True}
+
+
+def gated(job, name="run file"):
+    """Whether the row's `gate` column asks for the operator gate before
+    its downtime (yes/no, true/false, on/off, 1/0; empty or no column: no)."""
+    value = job.row.get("gate", "").strip().lower()
+    if value not in GATE_VALUES:
+        raise RunFileError(f"{name} line {job.line}: gate {job.row['gate']!r} is not yes or "
+                           "no; nothing was queued")
+    return GATE_VALUES[value]
+
+
 def read(path):
     """The rows of run file `path` as Jobs; `RunFileError` naming the line."""
     try:

@@ -27,14 +27,20 @@ journals. A worker that finds itself taken over (it stalled) interrupts
 its operations and stops; a new run of a job waits for the old run's
 process (same controller) or for its host locks (another one).
 
-Limits are DBOS queues: `screener start` puts jobs on the queue `jobs`;
+Limits of a run are DBOS queues: `screener start` puts jobs on the queue `jobs`;
 each `screener run` gets a queue of its own whose `global_concurrency` is
 `--max` and, with `--max-per COLUMN=N`, partitioned by that column's value
 with `partition_concurrency` N. A job and its row are queued in one
-transaction (`enqueue_in_transaction`): both or neither.
+transaction (`enqueue_in_transaction`): both or neither. Limits per host
+hold across all jobs: a job's operation takes a seat in `football_slots`
+(sync per target host, shrink per primary, handover per source) before
+the step that needs it, waiting in `condition` while the host is full
+(football/joblink.py); the worker gives back what a job still holds when
+it ends.
 
-States: `queued` (in its queue), `running`, `condition` (the operation
-waits for a slot, a lock or business hours), then by exit code: 0 done,
+States: `queued` (in its queue), `running`, `waiting` (at the operator
+gate before its downtime window until `screener continue`), `condition`
+(the operation waits for a slot, a lock or business hours), then by exit code: 0 done,
 191 illegal, 190 interrupted, 198 serious, 199 critical, 195 timeouted,
 else failed; `timeouted` is also shown for a running job without an event
 for `session_timeout` (by the time of its last event).
@@ -65,6 +71,7 @@ from dbos import DBOS, DBOSClient
 from football.errors import (EXIT_CRITICAL, EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS,
                              Illegal)
 from football.hooks import Hooks
+from football.joblink import JOB_ENV
 from football.templates import render
 
 APP = "football"
@@ -112,6 +119,11 @@ JOBS = sa.Table(
     sa.Column("last_event", sa.Float),
     sa.Column("kill_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    # the operator gate before downtime: on for this job (--gate, a run's
+    # `gate` column; gate_before_downtime turns it on for every job), and
+    # when `screener continue` released it (kept: a resumed job passes)
+    sa.Column("gate", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("released", sa.Float),
     # one job per resource (by id) that is not archived
     sa.Index("football_jobs_live_id", "id", unique=True,
              sqlite_where=sa.text("archived = 0"), postgresql_where=sa.text("NOT archived")),
@@ -122,6 +134,18 @@ EVENTS = sa.Table(
     sa.Column("job", sa.Integer, nullable=False, index=True),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("event", sa.Text, nullable=False),          # JSON
+)
+# host-level limits across all jobs (limit_syncs per target host,
+# limit_shrinks per primary, limit_handovers per source): a job's operation
+# takes a seat (football/joblink.py) before the step that needs it; the
+# primary key makes two jobs that saw the same free seat not both take it
+SLOTS = sa.Table(
+    "football_slots", METADATA,
+    sa.Column("kind", sa.String(20), primary_key=True),      # sync, shrink, handover
+    sa.Column("host", sa.String(200), primary_key=True),
+    sa.Column("seat", sa.Integer, primary_key=True),
+    sa.Column("job", sa.Integer, nullable=False, index=True),
+    sa.Column("taken", sa.Float, nullable=False),
 )
 WORKERS = sa.Table(
     "football_workers", METADATA,
@@ -166,6 +190,7 @@ class JobSpec:
     args: list
     id: str = None
     partition: str = None
+    gate: bool = False
 
     @property
     def command(self):
@@ -201,7 +226,7 @@ class JobStore:
             DBOS.migrate(self.url)
             self.engine = sa.create_engine(engine_url(self.url), **kwargs)
             METADATA.create_all(self.engine)
-            _add_missing_columns(self.engine, WORKERS)
+            _add_new_columns(self.engine)
         except sa.exc.SQLAlchemyError as error:
             raise Illegal(f"the jobs' database {self.url} cannot be used: {error}; check "
                           "jobs_database_url (`football config`)") from None
@@ -240,7 +265,7 @@ class JobStore:
                     self._enqueue(connection, dict(
                         id=job_id, resource=spec.resource, operation=spec.operation,
                         args=json.dumps([*global_args, "--json", "--yes", *spec.command]),
-                        run=run, queue=queue, partition=spec.partition))
+                        run=run, queue=queue, partition=spec.partition, gate=spec.gate))
                     ids.append(job_id)
         except sa.exc.IntegrityError:
             taken = [spec.id or spec.resource for spec in specs
@@ -280,8 +305,10 @@ class JobStore:
                 raise Illegal(f"job {job_id} is not restarted: {why}")
             connection.execute(JOBS.update().where(JOBS.c.number == job["number"])
                                .values(archived=True))
+            # a gate released before stays released: the job passed it once
             self._enqueue(connection, {key: job[key] for key in (
-                "id", "resource", "operation", "args", "run", "queue", "partition")})
+                "id", "resource", "operation", "args", "run", "queue", "partition", "gate",
+                "released")})
         self._told(self.live_job(job_id), "queued")
 
     def kill(self, job_id):
@@ -309,6 +336,39 @@ class JobStore:
                                         "exit_code": None, "killed": True})
             self._told(self.job_by_number(job["number"]), "interrupted")
         return cancelled
+
+    def release(self, job_ids):
+        """Release the jobs `job_ids`, waiting at the operator gate, into their
+        downtime window (each sees it at its next poll); all or none:
+        `Illegal` naming a job that does not wait there."""
+        with self.engine.begin() as connection:
+            jobs = []
+            for job_id in job_ids:
+                job = connection.execute(sa.select(JOBS).where(
+                    JOBS.c.id == job_id, JOBS.c.archived == sa.false())).mappings().first()
+                if job is None:
+                    raise Illegal(f"no job {job_id!r} to continue (see `football screener "
+                                  "list --state waiting`); nothing was released")
+                if job["state"] != "waiting":
+                    raise Illegal(f"job {job_id} is {job['state']}, not waiting at the gate "
+                                  "before its downtime: nothing to continue (see `football "
+                                  "screener list --state waiting`); nothing was released")
+                jobs.append(job)
+            now = time.time()
+            for job in jobs:
+                connection.execute(JOBS.update().where(JOBS.c.number == job["number"])
+                                   .values(released=now))
+        for job in jobs:
+            self.record(job["number"], {"event": "gate-released", "resource": job["resource"]})
+        return [job["id"] for job in jobs]
+
+    def oldest_waiting(self, count):
+        """The ids of the `count` oldest jobs (by queueing) waiting at the gate."""
+        with self.engine.connect() as connection:
+            return [row.id for row in connection.execute(
+                sa.select(JOBS.c.id).where(JOBS.c.state == "waiting",
+                                           JOBS.c.archived == sa.false())
+                .order_by(JOBS.c.number).limit(count))]
 
     def claim(self, number, worker_id):
         """Job `number` is running on `worker_id` from now on, unless it
@@ -415,6 +475,15 @@ class JobStore:
         if entered:
             self._told(self.job_by_number(number), entered)
 
+    def release_slots(self, number):
+        """Give back the host slots job `number` still holds (it ended);
+        [(kind, host)] of them."""
+        with self.engine.begin() as connection:
+            held = connection.execute(sa.select(SLOTS.c.kind, SLOTS.c.host).where(
+                SLOTS.c.job == number)).all()
+            connection.execute(SLOTS.delete().where(SLOTS.c.job == number))
+        return [(row.kind, row.host) for row in held]
+
     # ------------------------------------------------------------- workers
     def heartbeat(self, worker_id, started, first=False):
         """Worker `worker_id` is alive now; False when another worker has
@@ -497,16 +566,17 @@ class JobStore:
                 JOBS.c.state.not_in(FINISHED))).mappings()]
 
 
-def _add_missing_columns(engine, table):
-    """Columns of `table` that a database made by an earlier version lacks
-    (added nullable: their rows get None)."""
-    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
-    with engine.begin() as connection:
-        for column in table.columns:
-            if column.name not in present:
-                connection.execute(sa.text(
-                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
-                    f"{column.type.compile(engine.dialect)}"))
+def _add_new_columns(engine):
+    """Columns of our tables that a database made by an older football
+    lacks, added (with their defaults)."""
+    inspector = sa.inspect(engine)
+    for table in METADATA.sorted_tables:
+        have = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in have]
+        with engine.begin() as connection:
+            for column in missing:
+                definition = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+                connection.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {definition}"))
 
 
 def job_view(job):
@@ -597,9 +667,10 @@ def progress_text(progress):
 
 def shown_state(job, session_timeout, now=None):
     """The state to show: the stored one, `timeouted` for a job that runs
-    without an event for `session_timeout`."""
+    without an event for `session_timeout` (not one `waiting` at the gate)."""
     now = time.time() if now is None else now
-    if job["state"] in ("running", "waiting", "condition", "delayed"):
+    # waiting at the operator gate is no time-out: it waits for a person
+    if job["state"] in ("running", "condition", "delayed"):
         last = job["last_event"] or job["started"] or job["created"]
         if now - last > session_timeout:
             return "timeouted"
@@ -653,9 +724,11 @@ class ChildProcess:
         self.lock = threading.RLock()
 
     def run(self, number, args, on_event, on_start):
+        # the operation finds its job (gate, host slots) by these
         process = subprocess.Popen([*self.command, *args], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=self.env, start_new_session=True,
+                                   env={**self.env, JOB_ENV: str(number)},
+                                   start_new_session=True,
                                    preexec_fn=_interrupted_with_parent)
         with self.lock:
             self.running[number] = process
@@ -783,6 +856,9 @@ class Worker:
                                     f"{other['host']}); give this one another --id")
         _worker = self
         self.store.enter(self.id, self.started)
+        if isinstance(getattr(self.executor, "env", None), dict):
+            # the jobs' operations read their gate and slots in this database
+            self.executor.env["FOOTBALL_JOBS_DATABASE_URL"] = self.store.url
         DBOS(config={"name": APP, "system_database_url": self.store.url,
                      "executor_id": self.id, "application_version": APP_VERSION,
                      "run_admin_server": False, "log_level": "WARNING"})
@@ -906,6 +982,9 @@ class Worker:
             # stays pending in the database, and the next worker resumes it
             self._parked.wait()
             raise WorkerStopped(f"job {job['id']}: left to the next worker")
+        for kind, host in self.store.release_slots(number):     # what the operation left
+            self.store.record(number, {"event": "slot", "action": "released", "slot": kind,
+                                       "hosts": [host], "by": "worker"})
         state = state_of_exit(code)
         self.store.update(number, state=state, exit_code=code, finished=time.time())
         self.store.record(number, {"event": "job-end", "exit_code": code, "state": state})

@@ -12,7 +12,7 @@ hosts: `status` renders it, placement ranks targets on it
 import time
 from dataclasses import dataclass, field
 
-from football import facts
+from football import facts, lifecycle
 from football.errors import FootballError
 from football.locks import INTENT_DIR, held
 from football.ops.base import in_parallel
@@ -34,12 +34,14 @@ class HostView:
     locks: dict = field(default_factory=dict)           # item -> holder record
     intents: dict = field(default_factory=dict)
     containers: dict = field(default_factory=dict)      # res -> state (defined ones)
+    lifecycle: str = ""             # active, draining, evacuated, restoring ('' unread)
 
     def entry(self):
         """The host as `status` shows it (JSON)."""
         return {"cluster": self.cluster, "address": self.address, "reachable": self.reachable,
                 "error": self.error, "mars_cluster": self.mars_cluster,
-                "vg_free": self.vg_free, "locks": self.locks, "intents": self.intents}
+                "vg_free": self.vg_free, "locks": self.locks, "intents": self.intents,
+                "lifecycle": self.lifecycle}
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def observe_host(ctx, host, detail=True):
             host, "sync-rest", timeout=COMMAND_TIMEOUT)))
     lvs = ask("LVs", {}, lambda: ctx.hooks.lv_list(host=host))
     vg_free = ask("VG free", None, lambda: ctx.hooks.vg_free(host=host))
+    state = ask("host state", "", lambda: lifecycle.read(host)["state"])
     locks = intents = containers = {}
     if detail:
         locks = ask("locks", {}, lambda: held(host, check=True))
@@ -146,7 +149,7 @@ def observe_host(ctx, host, detail=True):
                 containers[res] = state
     view = HostView(**base, reachable=True, error="; ".join(problems), mars_cluster=cluster,
                     vg_free=vg_free, lvs=lvs, locks=locks, intents=intents,
-                    containers=containers)
+                    containers=containers, lifecycle=state)
     return view, resource_replicas(host.name, summary, sync_rest, lvs, containers)
 
 
@@ -168,7 +171,8 @@ def rank_targets(snapshot, candidates, res, size, source, min_free):
     bytes): hosts with room (an LV of `res` already there, or `size` +
     `min_free` VG free) before the others, then the fewest other resources,
     then the source, then hosts with a replica; hosts that could not be
-    read (wholly or in part) last."""
+    read (wholly or in part) last. Draining and evacuated hosts are left
+    out: nothing is placed there."""
     def key(name):
         view = snapshot.hosts.get(name)
         if view is None or not view.reachable or view.error or view.vg_free is None:
@@ -179,4 +183,7 @@ def rank_targets(snapshot, candidates, res, size, source, min_free):
         here = 0 if name == source else 1 if has_replica else 2
         return (0 if enough else 1, others, here, name)
 
-    return sorted(candidates, key=key)
+    return sorted((name for name in candidates
+                   if name not in snapshot.hosts
+                   or snapshot.hosts[name].lifecycle not in lifecycle.REFUSED_AS_TARGET),
+                  key=key)

@@ -10,7 +10,8 @@ and site (FOOTBALL.md, "Waiting"; the original had them in a site plugin).
   toward `downtime_gate_timeout`.
 - `gate_before_downtime`: every downtime waits for the operator's
   `football continue <res>` (a file `continue.<res>`, used up by the run
-  that passes the gate).
+  that passes the gate). A screener job's gate is the job's own
+  (football/joblink.py: `football screener continue`, state `waiting`).
 
 The settings (`business_hours`, `gate_before_downtime`) are read again at
 every poll (config files and environment), so an operator can change them
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from football.hooks import hookimpl
+from football.joblink import in_job
 
 PAUSE_ALL = "pause"
 
@@ -61,7 +63,9 @@ class Waiting:
             now = time.strftime("%u_%H")
             if not re.fullmatch(settings.business_hours, now):
                 return (False, f"outside business_hours {settings.business_hours} (now {now})")
-        if settings.gate_before_downtime:
+        # a screener job's gate is its own (football/joblink.py): released
+        # by `football screener continue`, durably
+        if settings.gate_before_downtime and not in_job():
             released = continue_file(settings.state_dir, res)
             if not released.exists():
                 return (False, f"waiting for the operator (gate_before_downtime): "

@@ -9,12 +9,13 @@ import sys
 import click
 
 from football.hostside import container as containers
-from football.hostside import locks
+from football.hostside import lifecycle, locks
 from football.hostside.filevg import FileVG, VGError
 from mars.names import parse_size
 
 EXIT_CONTAINER = 4
 EXIT_LOCK_HELD = 6
+EXIT_LIFECYCLE_REFUSED = 7
 
 
 def _answer(value):
@@ -204,6 +205,66 @@ def lock_release(lock_dir, item, owner):
 def lock_list(lock_dir):
     """The lock items with their holders."""
     _answer(locks.list_locks(lock_dir))
+
+
+@cli.group("lifecycle")
+@click.argument("state_dir", type=click.Path(file_okay=False))
+@click.pass_context
+def lifecycle_group(ctx, state_dir):
+    """The host's lifecycle state in STATE_DIR (`<root>/var/lib/football`):
+    active, draining, evacuated, restoring."""
+    ctx.obj = state_dir
+
+
+def _lifecycle(action):
+    try:
+        _answer(action())
+    except lifecycle.LifecycleRefused as error:
+        click.echo(str(error), err=True)
+        sys.exit(EXIT_LIFECYCLE_REFUSED)
+
+
+@lifecycle_group.command("get")
+@click.pass_obj
+def lifecycle_get(state_dir):
+    """The host's state, since when, by whom, and the origins it keeps."""
+    _answer(lifecycle.read(state_dir))
+
+
+@lifecycle_group.command("set")
+@click.argument("state", type=click.Choice(lifecycle.STATES))
+@click.option("--by", required=True, help="Who changes it (operation and controller).")
+@click.option("--expect", multiple=True, type=click.Choice(lifecycle.STATES),
+              help="Change only from this state (repeatable); exit 7 otherwise.")
+@click.pass_obj
+def lifecycle_set(state_dir, state, by, expect):
+    """Set the state (exit 7 when the current state does not allow it)."""
+    _lifecycle(lambda: lifecycle.change(state_dir, state, by, expect))
+
+
+def _host_names(ctx, param, names):
+    for name in names:
+        if not locks.RESOURCE_RE.fullmatch(name):
+            raise click.BadParameter(f"{name!r} is not a host name")
+    return names
+
+
+def _resource_name(ctx, param, res):
+    if not locks.RESOURCE_RE.fullmatch(res):
+        raise click.BadParameter(f"{res!r} is not a resource name (letters, digits, '_', '-', "
+                                 "'.')")
+    return res
+
+
+@lifecycle_group.command("origin")
+@click.argument("res", callback=_resource_name)
+@click.argument("replicas", nargs=-1, required=True, callback=_host_names)
+@click.pass_obj
+def lifecycle_origin(state_dir, res, replicas):
+    """Record once that RES had its REPLICAS (primary first) before it
+    moved away."""
+    _lifecycle(lambda: {"resource": res,
+                        "new": lifecycle.record_origin(state_dir, res, replicas)})
 
 
 def main():

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import click
 
-from football import facts
+from football import facts, joblink
 from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
-                             Illegal)
+                             Illegal, Interrupted)
 from football.inventory import InventoryError
 from football.locks import LockSet, RUN_LOCK, register_intent, run_owner
 from football.transport import TransportError
@@ -347,12 +347,17 @@ class Operation:
                           f"{'; '.join(problems)}; nothing was changed")
 
     def _downtime_gate(self, source, target):
-        """Wait until every plugin wants the downtime now (want_downtime) and
-        none holds `res` locked on the source or the target (resource_locked);
-        the time it is locked does not count: `Illegal` after
-        `downtime_gate_timeout` of other objections. The container was not
-        touched. Each new set of reasons is said once."""
+        """Wait until every plugin wants the downtime now (want_downtime), none
+        holds `res` locked on the source or the target (resource_locked) and,
+        in a screener job, the operator released its gate (state `waiting`
+        meanwhile, else `condition`); the time it is locked or at the gate
+        does not count: `Illegal` after `downtime_gate_timeout` of other
+        objections. The container was not touched. Each new set of reasons
+        is said once."""
+        link = joblink.current(self.config)
+
         def objections():
+            gate = self._job_gate(link, source)
             vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
                                        target=target)
             locks = [f"{self.res} is locked on {host.name}" +
@@ -360,20 +365,20 @@ class Operation:
                      for host in {source.name: source, target.name: target}.values()
                      for lock in self.hooks.call("resource_locked", host=host, res=self.res)
                      if lock]
-            return vetoes, list(dict.fromkeys(locks))
+            return gate, vetoes, list(dict.fromkeys(locks))
 
-        vetoes, locks = objections()
-        if not vetoes and not locks:
+        gate, vetoes, locks = objections()
+        if not gate and not vetoes and not locks:
             return
         self._tell("start_wait", what="downtime")
         started = last = time.monotonic()
         counted, said = 0.0, None
-        while vetoes or locks:
-            reasons = vetoes + locks
+        while gate or vetoes or locks:
+            reasons = gate + vetoes + locks
             if reasons != said:
                 self.say(f"  waiting before the downtime of {self.res}: {'; '.join(reasons)}")
-                self.ctx.reporter.event("wait", state="condition", what="downtime",
-                                        resource=self.res, reasons=reasons)
+                self.ctx.reporter.event("wait", state="waiting" if gate else "condition",
+                                        what="downtime", resource=self.res, reasons=reasons)
                 said = reasons
             if counted > self.config.downtime_gate_timeout:
                 raise Illegal(f"no downtime for {self.res} within downtime_gate_timeout "
@@ -382,12 +387,73 @@ class Operation:
                               "later: the replicas are kept, it resumes")
             time.sleep(self.config.poll_interval)
             now = time.monotonic()
-            if not locks:           # locked time does not count toward the timeout
+            if not locks and not gate:      # locked or gated time does not count
                 counted += now - last
             last = now
             self._tell("poll_wait", what="downtime", elapsed=round(now - started, 3))
-            vetoes, locks = objections()
+            gate, vetoes, locks = objections()
         self.ctx.reporter.event("wait-end", what="downtime", resource=self.res)
+
+    def _delay_cleanup(self):
+        """Wait until `cleanup_delay` seconds after the downtime window before
+        the cleanup (what it removes stays meanwhile): state `delayed` in a
+        screener job. Counted from the window's end in the journal, so a
+        re-run waits only for the rest; a killed job ends here."""
+        delay = self.config.cleanup_delay
+        ended = self.journal.decided.get("window_ended") if self.journal else None
+        if delay <= 0 or ended is None or time.time() >= ended + delay:
+            return
+        until = ended + delay
+        reason = (f"cleanup_delay {delay:g} s after the downtime window: the cleanup begins "
+                  f"at {time.strftime('%H:%M:%S', time.localtime(until))}")
+        self.say(f"  {self.res}: {reason}")
+        self.ctx.reporter.event("wait", state="delayed", what="cleanup", resource=self.res,
+                                reasons=[reason])
+        link = joblink.current(self.config)
+        step = min(max(self.config.poll_interval, 0.1), 5.0)
+        while (left := until - time.time()) > 0:
+            time.sleep(min(step, left))
+            if link is not None and link.row()["kill_requested"]:
+                raise Interrupted(f"job killed before the cleanup of {self.res} (it runs "
+                                  "where the window left it); re-run to clean up")
+        self.ctx.reporter.event("wait-end", what="cleanup", resource=self.res)
+
+    def _take_job_slots(self, kind, hosts, limit_name):
+        """In a screener job: a `kind` slot on each of `hosts` among all the
+        screener's jobs (at most the tunable `limit_name` per host), all or
+        none, waiting in state `condition` while a host is full. Outside the
+        screener nothing: the host-side locks and intents hold the limits."""
+        link = joblink.current(self.config)
+        if link is None or not hosts:
+            return
+        try:
+            link.wait_for_slots(kind, sorted({host.name for host in hosts}),
+                                getattr(self.config, limit_name), limit_name,
+                                self.ctx.reporter.event, max(self.config.poll_interval, 0.1))
+        except joblink.JobKilled as killed:
+            raise Interrupted(f"job {killed} killed while {self.res} waited for a {kind} slot; "
+                              "re-run (restart) to resume") from None
+
+    def _release_job_slots(self, kind, hosts):
+        """Give back this screener job's `kind` slots on `hosts` (its worker
+        gives back what is left when the job ends)."""
+        link = joblink.current(self.config)
+        if link is not None and hosts:
+            link.release_slots(kind, {host.name for host in hosts}, self.ctx.reporter.event)
+
+    def _job_gate(self, link, source):
+        """[why the screener job waits at the operator gate], or [] (no job,
+        no gate, released); `Interrupted` when the job was killed meanwhile:
+        nothing was stopped."""
+        if link is None:
+            return []
+        try:
+            gate = link.gate(self.res)
+        except joblink.JobKilled as killed:
+            raise Interrupted(f"job {killed} killed before the downtime of {self.res}: "
+                              f"{self.res} still runs on {source.name}, nothing was "
+                              "stopped") from None
+        return [gate] if gate else []
 
     def _check_startable(self, target, source):
         """`Illegal` before anything is stopped when a plugin vetoes starting

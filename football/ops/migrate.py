@@ -22,13 +22,14 @@ same placement; every step checks the real state first."""
 
 import time
 
-from football import facts
+from football import facts, joblink
 from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import plan_split_after_move, split_unshared
 from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.window import DowntimeWindow, restart_somewhere
+from football import lifecycle
 from football.snapshot import observe, rank_targets
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
@@ -81,6 +82,8 @@ class Migrate(Operation):
             self.targets = self._place()
         for target in self.targets:
             reachable(target)
+        if not decided:
+            self._refuse_hosts_placement_refuses()
         self.origin = self.journal.decided.get("origin") or [self.source.name] + \
             [name for name in self.members if name != self.source.name]
         for target in self.targets[:self.room_checked]:
@@ -92,6 +95,16 @@ class Migrate(Operation):
                                   "target or free space there")
         self._plugin_checks()
         return inv
+
+    def _new_homes(self):
+        """The targets this run places the resource on."""
+        return [target for target in self.targets if target.name != self.source.name]
+
+    def _refuse_hosts_placement_refuses(self):
+        """`Illegal` when a new home is draining or evacuated."""
+        homes = self._new_homes()
+        lifecycle.refuse_as_targets([host.name for host in homes],
+                                    {host.name: lifecycle.read(host)["state"] for host in homes})
 
     def _plugin_checks(self):
         """The plugins' objections to this plan (check_host, resource_check,
@@ -115,6 +128,9 @@ class Migrate(Operation):
             names = [self.host(name).name for name in inv.clusters[self.target_name]]
             ranked = rank_targets(observe(self.ctx, names, detail=False), names, self.res,
                                   self.size, self.source.name, self.config.placement_min_free)
+            if not ranked:
+                raise Illegal(f"every host of cluster {self.target_name} is draining or "
+                              f"evacuated; choose another target")
             return [self.host(name) for name in ranked[:2 if len(ranked) > 1 else 1]]
         if self.target_name not in inv.hosts:
             raise Illegal(f"unknown host or cluster {self.target_name!r}; hosts: "
@@ -236,6 +252,10 @@ class Migrate(Operation):
     def prepare(self):
         targets = self.syncing
         self.say(f"* prepare: replicas on {', '.join(target.name for target in targets)}")
+        if joblink.in_job():        # the targets that will sync: a slot on each
+            self._take_job_slots("sync", [target for target in targets
+                                          if self.res not in facts.my_resources(target)],
+                                 "limit_syncs")
         for target in targets:
             if self.res in facts.my_resources(target):
                 self.ctx.reporter.detail(f"{target.name}: already a replica of {self.res}")
@@ -302,6 +322,7 @@ class Migrate(Operation):
         self.summary["sync_seconds"] = round(time.time() - began if began else waited, 3)
         for target in targets:
             drop_intent(target, self.res)
+        self._release_job_slots("sync", targets)
         self.ctx.inject("wait:synced")
         self.journal.record("wait")
 
@@ -321,9 +342,13 @@ class Migrate(Operation):
                 facts.view(target, "diskstate", self.res) != "UpToDate":
             raise Illegal(f"{target.name}: {self.res} is not UpToDate; run migrate-wait first")
         self._check_startable(target, self.source)
-        with self.holding([self.source, *self.targets, *self._old_hosts()]):
-            self.ctx.inject("finish:locked")
-            self._downtime_window(target)
+        self._take_job_slots("handover", [self.source], "limit_handovers")
+        try:
+            with self.holding([self.source, *self.targets, *self._old_hosts()]):
+                self.ctx.inject("finish:locked")
+                self._downtime_window(target)
+        finally:
+            self._release_job_slots("handover", [self.source])
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
 
     def locks(self, phase):
@@ -372,6 +397,7 @@ class Migrate(Operation):
 
     # --------------------------------------------------------------- cleanup
     def cleanup(self):
+        self._delay_cleanup()
         old = [host for host in self._members_now() if host.name not in
                {target.name for target in self.targets}]
         if not self.config.cleanup_old_replicas or not old:
@@ -437,6 +463,9 @@ class Handover(Migrate):
 
     def __init__(self, ctx, res, host):
         super().__init__(ctx, res, host)
+
+    def _new_homes(self):
+        return [target for target in self.targets[:1] if target.name != self.source.name]
 
     def _place(self):
         target = self.host(self.target_name)

@@ -275,6 +275,7 @@ class Shrink(Operation):
                 return False
             return True
 
+        self._take_job_slots("shrink", [self.primary], "limit_shrinks")
         self._take_slot(self.primary, "shrink", free,
                         f"limit_shrinks {self.config.limit_shrinks}")
 
@@ -394,6 +395,7 @@ class Shrink(Operation):
                  + (f" (final copy {self.summary['final_copy_seconds']:.2f} s)"
                     if self.summary["final_copy_seconds"] is not None else ""))
         drop_intent(self.primary, self.res, kind="shrink")
+        self._release_job_slots("shrink", [self.primary])
         self.ctx.inject("finish:started")
 
     def _probe(self):
@@ -544,10 +546,12 @@ class Shrink(Operation):
             raise Illegal(f"{self.res} is not a resource on {self.primary.name} now (a shrink "
                           f"stopped inside its window): football shrink-finish {self.res} "
                           "first; its LVs are kept; nothing changed")
+        self._delay_cleanup()
         self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
                  f"{', '.join(host.name for host in self.members)}")
         self._remove_leftovers()
         drop_intent(self.primary, self.res, kind="shrink")
+        self._release_job_slots("shrink", [self.primary])
         self.journal.record("cleanup")
         self.journal.finish()       # shrunk, or a shrink given up: either way complete
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from football.errors import Illegal
+from football.lifecycle import REFUSED_AS_TARGET
 from football.ops.base import check_resource_name
 from football.snapshot import observe
 
@@ -144,14 +145,17 @@ def render(report, console=None):
     # piped: wide enough for a row per line (a terminal keeps its width)
     console = console or Console(width=None if Console().is_terminal else 160)
     hosts = Table(title="hosts")
-    for column in ("host", "cluster", "reachable", "MARS cluster", "VG free", "locks",
+    for column in ("host", "cluster", "state", "reachable", "MARS cluster", "VG free", "locks",
                    "intents"):
         hosts.add_column(column)
     for name, entry in sorted(report["hosts"].items()):
         reach = "yes" if entry["reachable"] else f"[red]no[/]: {entry['error']}"
         if entry["reachable"] and entry["error"]:
             reach = f"[yellow]partly[/]: {entry['error']}"
-        hosts.add_row(name, entry["cluster"] or "-", reach,
+        state = entry.get("lifecycle") or "?"
+        if state in REFUSED_AS_TARGET:
+            state = f"[yellow]{state}[/]"
+        hosts.add_row(name, entry["cluster"] or "-", state, reach,
                       " ".join(sorted(entry["mars_cluster"])) or "-", _mib(entry["vg_free"]),
                       _locks(entry["locks"]), _locks(entry["intents"]))
     console.print(hosts)

@@ -97,6 +97,8 @@ class DowntimeWindow:
         op = self.op
         self.seconds = round(time.monotonic() - self.began, 3)
         self._stop_timing()
+        if op.journal is not None:      # where cleanup_delay counts from
+            op.journal.decide(window_ended=time.time())
         op.summary["downtime_commands"] = self.commands
         op._tell("restore_resource_state", host=host, state=self.saved)
         op._tell("report_downtime", source=self.source, host=host, seconds=self.seconds)

@@ -43,11 +43,12 @@ from mars.views import human_size
 from tests.helpers.fakehost import UnexpectedCommand
 
 EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
-# what changes a host: marsadm's actions, football-host's, mount, umount, mkdir
+# what changes a host: marsadm's actions, football-host's (lifecycle set/origin too),
+# mount, umount, mkdir
 CHANGING = {"join-resource", "leave-resource", "primary", "secondary", "merge-cluster",
             "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
             "take", "release", "mount", "umount", "mkdir", "xfs_growfs", "mkfs.xfs", "rsync",
-            "create-resource", "delete-resource"}
+            "create-resource", "delete-resource", "set", "origin"}
 
 
 @dataclass
@@ -69,6 +70,15 @@ class Resource:
 
     def __post_init__(self):
         self.fs_size = self.fs_size or self.size
+
+
+@dataclass
+class FakeLoad:
+    """What a host's /proc says of its memory, load and CPUs."""
+    mem_total: int = 8 << 30
+    mem_free: int = 6 << 30
+    load: float = 0.5
+    cpus: int = 4
 
 
 @dataclass
@@ -107,6 +117,7 @@ class FakeFleet:
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
+        self.load = {}                  # host -> FakeLoad (default: FakeLoad())
         self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
         self.violations = []
         self.calls = []                 # (host, argv) in the order they ran
@@ -199,7 +210,7 @@ class FakeFleet:
         if program == "football-host":
             return self._football_host(name, list(argv[1:]), input)
         if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs", "mkfs.xfs",
-                       "blkid", "rsync", "xfs_quota"):
+                       "blkid", "rsync", "xfs_quota", "cat"):
             return getattr(self, f"_{program.replace('.', '_')}")(name, list(argv[1:]), input)
         raise UnexpectedCommand(f"{name}: the fake fleet does not know {shlex.join(argv)}")
 
@@ -493,12 +504,34 @@ class FakeFleet:
         return self.mounts[name][mountpoint] + "\n"
 
     def _df(self, name, args, input=None):
-        path = args[-1]
-        res = self._res_at(name, path)
-        if path not in self.mounts[name] or res is None:
-            raise Refused(f"{path}: not a mounted volume of the fake fleet", 1)
-        resource = self.resources[res]
-        return f"1B-blocks Used\n{resource.fs_size} {resource.used}\n"
+        """df --block-size=1 [--output=COLUMNS] PATH...: the mounted volumes'."""
+        output = next((arg.split("=", 1)[1] for arg in args if arg.startswith("--output=")),
+                      "size,used").split(",")
+        headers = {"size": "1B-blocks", "used": "Used", "target": "Mounted on"}
+        lines = [" ".join(headers[column] for column in output)]
+        for path in (arg for arg in args if not arg.startswith("-")):
+            res = self._res_at(name, path)
+            if path not in self.mounts[name] or res is None:
+                raise Refused(f"{path}: not a mounted volume of the fake fleet", 1)
+            resource = self.resources[res]
+            values = {"size": resource.fs_size, "used": resource.used, "target": path}
+            lines.append(" ".join(str(values[column]) for column in output))
+        return "".join(f"{line}\n" for line in lines)
+
+    def _cat(self, name, args, input=None):
+        """cat /proc/meminfo /proc/loadavg /proc/stat: the host's `load`
+        (FakeLoad), as the kernel prints them."""
+        load = self.load.get(name, FakeLoad())
+        files = {"/proc/meminfo": f"MemTotal:       {load.mem_total >> 10} kB\n"
+                                  f"MemFree:        {load.mem_free >> 10} kB\n"
+                                  f"MemAvailable:   {load.mem_free >> 10} kB\n",
+                 "/proc/loadavg": f"{load.load:.2f} {load.load:.2f} {load.load:.2f} 1/100 4242\n",
+                 "/proc/stat": "cpu  1 2 3 4\n" + "".join(
+                     f"cpu{number} 1 2 3 4\n" for number in range(load.cpus))}
+        unknown = [path for path in args if path not in files]
+        if unknown:
+            raise UnexpectedCommand(f"{name}: the fake fleet cannot cat {unknown}")
+        return "".join(files[path] for path in args)
 
     def _xfs_growfs(self, name, args, input=None):
         mountpoint = args[-1]

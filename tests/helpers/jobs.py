@@ -5,6 +5,7 @@ the football command line in-process against the fake fleet), and
 `football worker` as a real process that dies with the test."""
 
 import ctypes
+import io
 import json
 import os
 import signal
@@ -115,21 +116,90 @@ class ScriptedExecutor:
 
 class InProcessFootball:
     """Runs a job's football command line in this process (where the fake
-    fleet lives), one at a time."""
+    fleet lives), one at a time, as its job (FOOTBALL_JOB: the operation
+    reads its gate and its kill in the jobs' database); its output lines
+    become events as they are printed, as a child's would. While one runs,
+    the test talks to the screener through `football_process`."""
+
+    def __init__(self):
+        self.env = {}       # the worker puts the jobs' database here
 
     def run(self, number, args, on_event, on_start):
+        from football.joblink import JOB_ENV
         from football.screener import event_of
 
         on_start(None)
+        env = {**self.env, JOB_ENV: str(number)}
         with CLI_LOCK:
-            result = CliRunner().invoke(cli, args)
-        for line in result.stdout.splitlines():
-            on_event(event_of(line))
-        for line in result.stderr.splitlines():
-            on_event({"event": "stderr", "text": line})
-        if result.exception and not isinstance(result.exception, SystemExit):
-            on_event({"event": "stderr", "text": repr(result.exception)})
-        return result.exit_code
+            saved = sys.stdout, sys.stderr, {name: os.environ.get(name) for name in env}
+            sys.stdout = _Lines(lambda line: on_event(event_of(line)))
+            sys.stderr = _Lines(lambda line: on_event({"event": "stderr", "text": line}))
+            os.environ.update(env)
+            try:
+                cli.main(args, prog_name="football", standalone_mode=False)
+                code = 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 1
+            except Exception as error:      # a bug: the job fails, the test sees why
+                on_event({"event": "stderr", "text": repr(error)})
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                sys.stdout, sys.stderr, before = saved
+                for name, value in before.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+        return code
+
+    def interrupt_job(self, number):
+        """A kill: the operation sees it in the jobs' database at its next poll."""
+
+
+class _Lines(io.TextIOBase):
+    """A text stream that hands each complete line to `on_line`."""
+
+    def __init__(self, on_line):
+        self.on_line, self.partial = on_line, ""
+
+    def write(self, text):
+        self.partial += text
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            self.on_line(line)
+        return len(text)
+
+    def flush(self):
+        if self.partial:
+            self.on_line(self.partial)
+            self.partial = ""
+
+    def isatty(self):
+        return False
+
+
+def football_process(*args, timeout=120):
+    """`football <args>` as a process of its own (CompletedProcess): what a
+    test runs while an in-process job holds the command line."""
+    return subprocess.run([sys.executable, "-m", "football", *map(str, args)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ,
+                                                "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def stored_jobs(state_dir):
+    """{id: job row} of the jobs' database in `state_dir`, read directly (not
+    through the command line, which an in-process job may hold)."""
+    from football.config import Config
+    from football.screener import JobStore
+
+    store = JobStore(Config(variables=[f"state_dir={state_dir}"]))
+    try:
+        return {job["id"]: job for job in store.jobs()}
+    finally:
+        store.close()
 
 
 def jobs(state_dir, *options):
@@ -188,3 +258,15 @@ class WorkerProcesses:
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=30)
+
+
+def job_worker(state_dir, executor, worker_id="test", poll=0.05):
+    """A Worker in this process on the jobs' database of `state_dir`, started
+    (stop it with `.stop(timeout=...)`)."""
+    from football.config import Config
+    from football.screener import Worker
+
+    worker = Worker(Config(variables=[f"state_dir={state_dir}",
+                                      f"jobs_poll_interval={poll}"]), worker_id, executor)
+    worker.start()
+    return worker

@@ -52,6 +52,25 @@ def test_bad_arguments_and_settings_are_refused_with_exit_191_and_change_nothing
     assert_nothing_changed(fleet)
 
 
+@pytest.mark.parametrize("state", ["draining", "evacuated"])
+def test_a_migrate_or_handover_to_a_draining_or_evacuated_host_is_refused_with_191(
+        fleet, state):
+    steps = ["draining"] if state == "draining" else ["draining", "evacuated"]
+    marks = [(host, ("football-host", "lifecycle", fleet.hosts[host].path("/var/lib/football"),
+                     "set", step, "--by", "test"))
+             for host in ("b2", "a2") for step in steps]
+    for host, mark in marks:
+        fleet.run(host, mark)
+    for args in (("migrate", "vm1", "b1", "b2"), ("handover", "vm1", "a2")):
+        code, _, stderr = football(fleet, *args)
+        assert code == EXIT_ILLEGAL, f"{args}: exit {code}: {stderr}"
+        assert f"is {state}: no resource is placed there" in stderr, stderr
+    assert_nothing_changed(fleet, *marks)
+    code, _, stderr = football(fleet, "--yes", "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", [])                  # placement left b2 out
+
+
 def test_a_migrate_to_where_the_resource_already_is_has_nothing_to_do_and_exits_0(fleet):
     code, events, stderr = football(fleet, "migrate", "vm1", "a1", "a2")
     assert code == 0, stderr

@@ -8,6 +8,7 @@ resources, then where the resource is now (the source, then a host with a
 replica), then the name; hosts that cannot be asked come last."""
 
 import io
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -85,14 +86,21 @@ def make_migrate(inventory, storage, events):
 VIEW_ALL = ["marsadm", "--timeout=30", "view", "all"]
 
 
-def resources_on(inventory, **per_host):
-    """Each host answers what a snapshot asks once: its MARS cluster, and its
-    resources (`marsadm view all`: synced secondaries)."""
+def host_state(runner, state):
+    runner.expect(["football-host", "lifecycle", "/var/lib/football", "get"],
+                  stdout=json.dumps({"state": state, "since": 0, "by": "", "origins": {}}))
+
+
+def resources_on(inventory, states=None, **per_host):
+    """Each host answers what a snapshot asks once: its MARS cluster, its
+    resources (`marsadm view all`: synced secondaries) and its lifecycle
+    state (`states`: host -> state, default active)."""
     for name, resources in per_host.items():
         runner = inventory.host(name).runner
         runner.expect(["marsadm", "lowlevel-ls-host-ips"], stdout=f"{name} 192.0.2.1\n")
         runner.expect(VIEW_ALL, stdout="".join(
             f"{res} [2/2] UpToDate Replicating DCASFR Secondary a1\n" for res in resources))
+        host_state(runner, (states or {}).get(name, "active"))
 
 
 class Down:
@@ -115,6 +123,37 @@ def test_a_cluster_target_picks_the_two_hosts_with_the_fewest_resources(
         make_migrate, inventory, storage):
     resources_on(inventory, b1=["vm7", "vm8", "vm9"], b2=["vm5"], b3=[])
     assert placed(make_migrate("cluster2")) == ["b3", "b2"]
+    assert no_pending(inventory) == {}
+
+
+def test_draining_and_evacuated_hosts_are_never_placed_even_when_they_are_emptiest(
+        make_migrate, inventory):
+    resources_on(inventory, {"b2": "draining", "b3": "evacuated"},
+                 b1=["vm5", "vm6", "vm7"], b2=[], b3=[])
+    assert placed(make_migrate("cluster2")) == ["b1"]
+    assert no_pending(inventory) == {}
+
+
+def test_a_host_being_restored_is_placed_as_an_active_one(make_migrate, inventory):
+    resources_on(inventory, {"b2": "restoring"}, b1=["vm5", "vm6"], b2=[], b3=["vm7"])
+    assert placed(make_migrate("cluster2")) == ["b2", "b3"]
+
+
+def test_a_cluster_whose_hosts_all_drain_is_refused_with_191(make_migrate, inventory):
+    resources_on(inventory, {"b1": "draining", "b2": "draining", "b3": "evacuated"},
+                 b1=[], b2=[], b3=[])
+    with pytest.raises(Illegal, match="every host of cluster cluster2 is draining or evacuated"):
+        placed(make_migrate("cluster2"))
+
+
+def test_an_explicit_target_that_is_draining_is_refused_naming_it_and_restore(
+        make_migrate, inventory):
+    migrate = make_migrate("b1", "b2")
+    migrate.targets = migrate._place()
+    host_state(inventory.host("b1").runner, "active")
+    host_state(inventory.host("b2").runner, "draining")
+    with pytest.raises(Illegal, match=r"b2 is draining: .*football restore b2"):
+        migrate._refuse_hosts_placement_refuses()
     assert no_pending(inventory) == {}
 
 
@@ -188,6 +227,7 @@ def test_a_host_whose_marsadm_fails_is_placed_last_as_an_unreachable_one(
     runner = inventory.host("b1").runner
     runner.expect(["marsadm", "lowlevel-ls-host-ips"], stdout="b1 192.0.2.13\n")
     runner.expect(VIEW_ALL, exit=1, stderr="marsadm: marsd not answering\n")
+    host_state(runner, "active")
     resources_on(inventory, b2=["vm5"], b3=["vm6"])
     assert placed(make_migrate("cluster2")) == ["b2", "b3"]
 
@@ -201,7 +241,8 @@ def test_placing_in_a_cluster_changes_nothing_on_any_host(make_migrate, inventor
     resources_on(inventory, b1=[], b2=[], b3=[])
     make_migrate("cluster2")._place()
     commands = {call for host in inventory.hosts.values() for call in host.runner.calls}
-    assert commands == {("marsadm", "lowlevel-ls-host-ips"), tuple(VIEW_ALL)}
+    assert commands == {("marsadm", "lowlevel-ls-host-ips"), tuple(VIEW_ALL),
+                        ("football-host", "lifecycle", "/var/lib/football", "get")}
 
 
 # --- a host target ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from football.cli import cli
 from football.errors import Illegal
+from football.ops.fleetmoves import balance_units
 from football.screener import STOP_WAIT, systemd_word, worker_unit
 from football.hooks import ClusterManagerSpec, Hooks, plugin_manager
 from football.inventory import Host
@@ -369,3 +370,27 @@ def test_only_this_plugin_answers_none_for_a_lab_host_through_pluggy(runner):
     manager.register(systemd)
     lab = Host(name="h1", address="127.0.0.31", manager="lab", _runner=runner)
     assert manager.hook.resource_start(host=lab, res="vm1", hooks=None) is None
+
+
+# --- scheduled balancing -----------------------------------------------------------------
+
+def test_the_balance_units_pass_systemd_analyze_verify_and_run_balance_auto(tmp_path):
+    units = balance_units(WORKER_OPTIONS, "Mon..Fri *-*-* 02:00")
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    done = subprocess.run([tool("systemd-analyze"), "verify", *sorted(units)], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    service, timer = units["football-balance.service"], units["football-balance.timer"]
+    assert setting(service, "ExecStart") == (
+        f"{sys.executable} -m football --config /etc/football.yml --var "
+        '"jobs_database_url=postgresql://f:p%%w@db/jobs" --var "x=a \\"b\\" $$HOME" balance '
+        "--auto")
+    assert setting(service, "Type") == "oneshot"
+    assert setting(timer, "OnCalendar") == "Mon..Fri *-*-* 02:00"
+
+
+@pytest.mark.parametrize("schedule", ["hourly\nExecStart=/bin/sh", "daily; reboot", "%h"])
+def test_a_schedule_that_is_not_a_calendar_event_is_refused(schedule):
+    with pytest.raises(Illegal, match="not a systemd calendar event"):
+        balance_units((), schedule)

@@ -1,0 +1,184 @@
+"""The screener job an operation runs as, seen from the operation.
+
+A screener worker runs a job's `football` command line with `FOOTBALL_JOB`
+(the job's number) and `FOOTBALL_JOBS_DATABASE_URL` (its database) in the
+environment. The operation then reads its job's row there, at every poll:
+
+- the operator gate before the downtime window: on for the job (`--gate`,
+  a run's `gate` column) or for all (`gate_before_downtime`, re-read), until
+  `football screener continue` records the release in the job's row — so a
+  job resumed after its worker died does not wait again;
+- whether the job was killed (`screener kill`): a job whose operation runs
+  without a signal from its worker (in-process) ends at its next poll;
+- the host slots of all jobs (`football_slots`): per target host a sync
+  (`limit_syncs`), per primary a shrink (`limit_shrinks`), per source a
+  handover (`limit_handovers`); a step that needs one waits for it in state
+  `condition`. The host-side locks and intents stay: runs outside the
+  screener respect those.
+
+A run outside the screener has no job: `current()` is None."""
+
+import os
+import time
+
+JOB_ENV = "FOOTBALL_JOB"
+
+
+def in_job():
+    """Whether this process runs a screener job's operation."""
+    return bool(os.environ.get(JOB_ENV))
+
+
+def current(config):
+    """The job this run is (a JobLink), or None outside the screener."""
+    number = os.environ.get(JOB_ENV)
+    if not number or not number.isdigit():
+        return None
+    return JobLink(config, int(number))
+
+
+class JobKilled(Exception):
+    """`screener kill` asked the job to end."""
+
+
+class _AllOrNone(Exception):
+    """A host was full: the seats taken on the others are rolled back."""
+
+
+class JobLink:
+    """Job `number`'s row in the jobs' database of `config`."""
+
+    def __init__(self, config, number):
+        self.config, self.number = config, number
+        self._engine = None
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            import sqlalchemy as sa
+
+            from football.screener import database_url, engine_url
+
+            url = database_url(self.config)
+            kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+            self._engine = sa.create_engine(engine_url(url), **kwargs)
+        return self._engine
+
+    def row(self):
+        import sqlalchemy as sa
+
+        from football.screener import JOBS
+
+        with self.engine.connect() as connection:
+            return dict(connection.execute(
+                sa.select(JOBS).where(JOBS.c.number == self.number)).mappings().one())
+
+    def gate(self, res):
+        """Why the job waits at the operator gate now, or None (its gate is
+        off or released). `JobKilled` when the job was killed. `football
+        continue RES` (the foreground's release) counts too: it is recorded
+        in the job, the file used up."""
+        from plugins.waiting import continue_file
+
+        job = self.row()
+        if job["kill_requested"]:
+            raise JobKilled(job["id"])
+        if job["released"] is not None:
+            return None
+        settings = self.config.reloaded()
+        if not (job["gate"] or settings.gate_before_downtime):
+            return None
+        released = continue_file(settings.state_dir, res)
+        if released.exists():
+            self._set(released=time.time())
+            released.unlink(missing_ok=True)
+            return None
+        return (f"waiting for the operator (gate before the downtime): football screener "
+                f"continue {job['id']}")
+
+    def take_slots(self, kind, hosts, limit):
+        """Take a `kind` slot on each of `hosts` for this job, all or none,
+        where fewer than `limit` jobs hold one; slots of finished jobs are
+        freed first. {host: [ids of the jobs holding its slots]} of the full
+        hosts ({}: taken, or held already)."""
+        import sqlalchemy as sa
+
+        from football.screener import FINISHED, JOBS, SLOTS
+
+        ended = sa.select(JOBS.c.number).where(sa.or_(JOBS.c.state.in_(FINISHED),
+                                                      JOBS.c.archived == sa.true()))
+        for _ in range(20):         # a seat taken by another job meanwhile: look again
+            full = {}
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(SLOTS.delete().where(SLOTS.c.job.in_(ended)))
+                    for host in sorted(hosts):
+                        seats = connection.execute(
+                            sa.select(SLOTS.c.seat, SLOTS.c.job, JOBS.c.id)
+                            .join(JOBS, JOBS.c.number == SLOTS.c.job)
+                            .where(SLOTS.c.kind == kind, SLOTS.c.host == host)).all()
+                        if any(seat.job == self.number for seat in seats):
+                            continue
+                        if len(seats) >= limit:
+                            full[host] = sorted(seat.id for seat in seats)
+                            continue
+                        free = min(set(range(len(seats) + 1)) - {seat.seat for seat in seats})
+                        connection.execute(SLOTS.insert().values(
+                            kind=kind, host=host, seat=free, job=self.number, taken=time.time()))
+                    if full:
+                        raise _AllOrNone()
+                return full
+            except _AllOrNone:
+                return full
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                time.sleep(0.05)
+        return full or {host: [] for host in hosts}
+
+    def wait_for_slots(self, kind, hosts, limit, limit_name, tell, poll):
+        """Take a `kind` slot on each of `hosts` (`take_slots`), waiting while
+        one is full: a `wait` event (state `condition`, naming each full
+        host, the limit and who holds it) through `tell(kind, **fields)`,
+        `wait-end`, then a `slot` event (taken). `JobKilled` when the job is
+        killed meanwhile."""
+        said = None
+        while True:
+            full = self.take_slots(kind, hosts, limit)
+            if not full:
+                break
+            if self.row()["kill_requested"]:
+                raise JobKilled(self.row()["id"])
+            reasons = [f"a {kind} slot on {host} ({limit_name} {limit} across the screener's "
+                       f"jobs; held by {', '.join(holders) or 'another job'})"
+                       for host, holders in sorted(full.items())]
+            if reasons != said:
+                tell("wait", state="condition", what=f"{kind} slot", hosts=sorted(full),
+                     reasons=reasons)
+                said = reasons
+            time.sleep(poll)
+        if said:
+            tell("wait-end", what=f"{kind} slot")
+        tell("slot", action="taken", slot=kind, hosts=sorted(hosts), limit=limit)
+
+    def release_slots(self, kind, hosts, tell):
+        """Give back this job's `kind` slots on `hosts` (a `slot` event,
+        released, when it held any)."""
+        from football.screener import SLOTS
+
+        with self.engine.begin() as connection:
+            released = connection.execute(SLOTS.delete().where(
+                SLOTS.c.job == self.number, SLOTS.c.kind == kind,
+                SLOTS.c.host.in_(list(hosts)))).rowcount
+        if released:
+            tell("slot", action="released", slot=kind, hosts=sorted(hosts))
+
+    def _set(self, **fields):
+        from football.screener import JOBS
+
+        with self.engine.begin() as connection:
+            connection.execute(JOBS.update().where(JOBS.c.number == self.number)
+                               .values(**fields))
+
+    def close(self):
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

@@ -1,0 +1,435 @@
+"""The planner's plans carried out: `balance --execute`, `balance --auto`,
+`evacuate --execute`, `restore` — each a plan (football/planner/) whose
+moves run as one screener run (football/screener.py) with its limits.
+
+Balance (`BalanceRun`): a fresh plan, or a saved one by id (refused once
+expired); refused while a host drains; resources with a live job are left
+alone; each move is checked again on the fleet as it is now (`Move.unmet`,
+with the plan's earlier moves applied) and one that cannot run any more is
+dropped with the reason; the moves that ran go into the history the
+cooldown reads. `--auto` (the football-balance timer) records the score of
+every run and executes only when the score stayed above
+`balance_threshold` for `balance_hold` runs in a row and the plan gains at
+least `balance_margin`.
+
+Evacuate (`Evacuate`), a converging run:
+1. **drain** — plan first (capacity lacking fails here, nothing changed),
+   then mark each host draining (recorded on the host: every controller's
+   placement leaves it out from now on) and record on it, once per
+   resource, where each resource on it had its replicas (for `restore`);
+2. **move** — run the plan's moves and wait for them; plan again from the
+   fleet as it is now, until nothing is left on the hosts (a move that did
+   not end `done` stops the run: the hosts stay draining, a re-run goes on);
+3. **evacuated** — mark the hosts evacuated.
+`Restore`: evacuated → restoring, move back what the host remembers, →
+active; `--skip` only marks it active (also calls off a draining host).
+Every phase looks at the real state (the host's mark, what is still on it,
+which jobs are live), so a re-run resumes."""
+
+import json
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from football import lifecycle
+from football.errors import FootballError, Illegal
+from football.ops.base import Operation
+from football.planner import (CapacityLacking, Moved, Settings, load_plan, plan_balance,
+                              plan_evacuation, plan_restore, read_history, record_moved,
+                              save_plan)
+from football.planner.observe import read_fleet
+
+MAX_ROUNDS = 5          # plans one move phase makes before it gives up
+SCORES_KEPT = 50        # the scores `balance --auto` remembers
+BALANCE_TIMEOUT = 24 * 3600     # seconds the timer's run may wait for its moves
+BALANCE_SPREAD = 600    # seconds the timer's start is spread by (RandomizedDelaySec)
+BALANCE_UNITS = ("football-balance.service", "football-balance.timer")
+
+
+def balance_units(options=(), schedule="hourly", command=None):
+    """{unit name: text}: the service that runs `balance --auto` (with the
+    global `options`) and the timer that starts it on `schedule`."""
+    from football.screener import systemd_word
+    from football.templates import render
+
+    if not re.fullmatch(r"[\w*:,./~ -]+", schedule):
+        raise Illegal(f"--schedule {schedule!r} is not a systemd calendar event (OnCalendar), "
+                      "e.g. hourly, daily, *-*-* 03:00, Mon..Fri *-*-* 02:00")
+    words = [*(command or [sys.executable, "-m", "football"]), *options]
+    service, timer = BALANCE_UNITS
+    return {service: render("systemd/football-balance.service.j2",
+                            command=" ".join(map(systemd_word, words)),
+                            timeout=BALANCE_TIMEOUT),
+            timer: render("systemd/football-balance.timer.j2",
+                          schedule=schedule, spread=BALANCE_SPREAD)}
+
+
+class PlanRun:
+    """A plan's moves as one screener run: queued together on a queue of
+    their own (`max_running` at once, `max_per_target` per target primary),
+    then waited for until each has ended. A move whose resource has a live
+    job is not queued: that job is waited for instead."""
+
+    def __init__(self, store, job_options, name, max_running=None, max_per_target=None,
+                 say=print, poll=1.0):
+        self.store, self.job_options, self.name = store, list(job_options), name
+        self.max_running, self.max_per_target = max_running, max_per_target
+        self.say, self.poll = say, poll
+
+    def run(self, moves):
+        """{job id: final state} of the jobs that ran (or were running) the moves."""
+        from football.screener import FINISHED, JobSpec
+
+        live = {job["resource"]: job["id"] for job in self.store.jobs()
+                if job["state"] not in FINISHED}
+        specs, waited = [], []
+        for move in moves:
+            operation, res, *args = move.command()
+            if res in live:
+                self.say(f"  {res}: its job {live[res]} runs already; waiting for it")
+                waited.append(live[res])
+                continue
+            specs.append(JobSpec(res, operation, args, id=f"{self.name}-{res}",
+                                 partition=move.target[0] if self.max_per_target else None))
+        ids = []
+        if specs:
+            queue = self.name
+            self.store.register_queue(queue, self.max_running, self.max_per_target)
+            ids = self.store.queue(specs, self.job_options, queue=queue, run=self.name)
+            for spec in specs:
+                self.say(f"  queued {spec.id}: football {' '.join(spec.command)}")
+        return self.wait([*ids, *waited])
+
+    def wait(self, ids):
+        """{id: state} once every job of `ids` has finished (or was archived);
+        each job's state is said when it changes."""
+        from football.screener import FINISHED
+
+        said, ended = {}, {}
+        while True:
+            for job_id in ids:
+                job = self.store.job(job_id) or {"state": "archived", "message": ""}
+                if job["state"] in (*FINISHED, "archived"):
+                    ended[job_id] = job["state"]
+                if said.get(job_id) != job["state"]:
+                    message = job.get("message") or ""
+                    self.say(f"  {job_id}: {job['state']}{': ' + message if message else ''}")
+                    said[job_id] = job["state"]
+            if len(ended) == len(ids):
+                return ended
+            time.sleep(self.poll)
+
+
+class PlannedMoves(Operation):
+    """What balance, evacuate and restore share: the planner's settings,
+    the jobs' database, a screener run per plan."""
+
+    def __init__(self, ctx, job_options=(), max_running=None, max_per_target=None):
+        super().__init__(ctx)
+        self.job_options = list(job_options)
+        self.max_running, self.max_per_target = max_running, max_per_target
+        self.settings = Settings.from_config(self.config)
+        self.summary.update(plans=[], moves=[], jobs={})
+
+    def store(self):
+        """The jobs' database; `Illegal` (nothing changed) when no worker
+        is there to run the moves."""
+        from football.screener import JobStore
+
+        store = JobStore(self.config)
+        if not store.live_workers():
+            store.close()
+            raise Illegal("no screener worker is running to run the moves; start one with "
+                          "`football worker` (in the lab `football lab up` starts one), then "
+                          "run this again: it goes on from where it is; nothing was changed")
+        return store
+
+    def require_worker(self):
+        if not self.ctx.dry_run:
+            self.store().close()
+
+    def busy(self, store):
+        """The resources a screener job is queued or running for."""
+        from football.screener import FINISHED
+
+        return {job["resource"] for job in store.jobs() if job["state"] not in FINISHED}
+
+    def run_plan(self, store, plan, what):
+        """Run `plan`'s moves; `FootballError` naming each job that did not
+        end done. Returns {job id: state}."""
+        self.say(f"* {what}: plan {plan.id}, {len(plan.moves)} move(s), score "
+                 f"{plan.score_before:.4f} -> {plan.score_after:.4f}")
+        self.summary["plans"].append(plan.id)
+        self.summary["moves"] += [" ".join(move.command()) for move in plan.moves]
+        started = time.time()
+        run = PlanRun(store, self.job_options, f"{plan.id}", self.max_running,
+                      self.max_per_target, self.say, self.config.jobs_poll_interval)
+        states = run.run(plan.moves)
+        self.summary["jobs"].update(states)
+        for move in plan.moves:
+            if states.get(f"{plan.id}-{move.resource}") == "done":
+                record_moved(self.config.state_dir,
+                             Moved(move.resource, started, move.source, move.target))
+        failed = {job_id: state for job_id, state in states.items() if state != "done"}
+        if failed:
+            raise FootballError(
+                f"{what}: " + ", ".join(f"{job_id} ended {state}"
+                                        for job_id, state in sorted(failed.items()))
+                + f" (`football screener show <id>`); {self.resume_hint()}")
+        return states
+
+    def resume_hint(self):
+        return "run the command again once the cause is fixed"
+
+
+# ------------------------------------------------------------------- balance
+class BalanceRun(PlannedMoves):
+    """`football balance --execute`, `balance execute <plan-id>`,
+    `balance --auto`."""
+
+    operation = "balance"
+    whole = ("execute",)
+
+    def __init__(self, ctx, plan_id=None, auto=False, **options):
+        super().__init__(ctx, **options)
+        self.plan_id, self.auto = plan_id, auto
+
+    def discover(self):
+        """The plan to run, its moves checked again on the fleet as it is."""
+        self.fleet = read_fleet(self.ctx)
+        draining = sorted(name for name, host in self.fleet.hosts.items()
+                          if host.lifecycle == "draining")
+        if draining:
+            raise Illegal(f"no balancing while hosts are draining: {', '.join(draining)} (let "
+                          "their evacuation finish, or restore them); nothing was changed")
+        now = time.time()
+        if self.plan_id:
+            self.plan = load_plan(self.config.state_dir, self.plan_id)
+            if self.plan.kind != "balance":
+                raise Illegal(f"plan {self.plan_id} is an {self.plan.kind} plan, not a balance "
+                              f"one; run it with `football {self.plan.kind}`")
+            if self.plan.expired(now):
+                raise Illegal(f"plan {self.plan_id} expired at "
+                              f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.plan.expires))}"
+                              " (plan_expiry); make a new one with `football balance --plan`; "
+                              "nothing was changed")
+        else:
+            from football.screener import JobStore
+
+            jobs = JobStore(self.config)
+            try:
+                busy = self.busy(jobs)
+            finally:
+                jobs.close()
+            self.plan = plan_balance(self.fleet, self.settings,
+                                     read_history(self.config.state_dir), now, busy)
+            save_plan(self.config.state_dir, self.plan)
+        self.summary.update(plan=self.plan.id, score_before=self.plan.score_before,
+                            score_after=self.plan.score_after)
+        if self.auto:
+            self.summary["auto"] = self.auto_decision()
+        if self.plan.moves and not self.summary.get("auto"):
+            self.require_worker()
+
+    def auto_decision(self):
+        """Record this run's score; why `--auto` does not act now, or ''."""
+        path = Path(self.config.state_dir) / "balance-scores.json"
+        try:
+            scores = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            scores = []
+        scores = [*scores, {"time": self.plan.created, "score": self.plan.score_before}]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(scores[-SCORES_KEPT:]))
+        settings = self.settings
+        recent = [entry["score"] for entry in scores[-settings.balance_hold:]]
+        if len(recent) < settings.balance_hold or \
+                min(recent) <= settings.balance_threshold:
+            return (f"the score ({', '.join(f'{value:.4f}' for value in recent)}) has not "
+                    f"stayed above balance_threshold {settings.balance_threshold:g} for "
+                    f"balance_hold {settings.balance_hold} runs")
+        gain = self.plan.score_before - self.plan.score_after
+        if gain < settings.balance_margin:
+            return f"the plan gains {gain:.4f}, less than balance_margin {settings.balance_margin:g}"
+        return ""
+
+    def nothing_to_do(self):
+        if self.auto and self.summary["auto"]:
+            return f"no balancing now: {self.summary['auto']}"
+        if not self.plan.moves:
+            return f"plan {self.plan.id} has no moves"
+        return None
+
+    def checked_moves(self, busy):
+        """The plan's moves that can still run, each checked on the fleet
+        with the earlier ones applied; the others said and dropped."""
+        fleet, moves = self.fleet, []
+        for move in self.plan.moves:
+            why = f"{move.resource} has a screener job" if move.resource in busy else \
+                move.unmet(fleet, self.settings)
+            if why:
+                self.say(f"  dropped {' '.join(move.command())}: {why}")
+                self.summary.setdefault("dropped", []).append(
+                    {"command": move.command(), "reason": why})
+                continue
+            moves.append(move)
+            fleet = fleet.after(move.resource, move.target)
+        return moves
+
+    def dry_run(self):
+        for move in self.checked_moves(set()):
+            self.say(f"would queue: football {' '.join(move.command())}")
+
+    def execute(self):
+        store = self.store()
+        try:
+            moves = self.checked_moves(self.busy(store))
+            self.run_plan(store, replace(self.plan, moves=tuple(moves)), "balancing")
+        finally:
+            store.close()
+
+
+# ------------------------------------------------------ evacuate and restore
+class HostsRun(PlannedMoves):
+    """Evacuate and restore: hosts whose lifecycle state the run changes."""
+
+    def __init__(self, ctx, hosts, **options):
+        super().__init__(ctx, **options)
+        self.hosts = [self.host(name) for name in hosts]
+        self.names = ", ".join(host.name for host in self.hosts)
+        self.summary["hosts"] = [host.name for host in self.hosts]
+
+    def start_args(self):
+        return {"hosts": [host.name for host in self.hosts]}
+
+    def involved(self):
+        return self.hosts
+
+    def states(self):
+        return {host.name: lifecycle.read(host)["state"] for host in self.hosts}
+
+    def mark(self, state, expect=(), via=lambda host: host):
+        for host in self.hosts:
+            lifecycle.change(via(host), state, self.owner, expect)
+        self.say(f"  {self.names}: {state}")
+
+    def converge(self, plan_now, what):
+        """Plan (`plan_now()`), run the moves, plan again, until a plan
+        has none."""
+        store = self.store()
+        try:
+            for _ in range(MAX_ROUNDS):
+                plan = plan_now()
+                if not plan.moves:
+                    return
+                self.run_plan(store, plan, what)
+        finally:
+            store.close()
+        raise FootballError(f"{what}: moves still planned after {MAX_ROUNDS} rounds; "
+                            f"{self.resume_hint()}")
+
+
+class Evacuate(HostsRun):
+    operation = "evacuate"
+    whole = ("drain", "move", "evacuated")
+
+    def resume_hint(self):
+        return (f"{self.names} stay draining: run `football evacuate` again to go on, or "
+                f"`football restore --skip` to call the evacuation off")
+
+    def discover(self):
+        self.initial = self.states()
+        wrong = {name: state for name, state in self.initial.items() if state == "restoring"}
+        if wrong:
+            raise Illegal(f"{', '.join(wrong)} is restoring: let `football restore` finish "
+                          "first; nothing was changed")
+        if "active" in self.initial.values():
+            self.plan()                 # lacking capacity fails before any host is marked
+        if set(self.initial.values()) != {"evacuated"}:
+            self.require_worker()
+
+    def nothing_to_do(self):
+        if set(self.initial.values()) == {"evacuated"}:
+            return f"{self.names} evacuated already"
+        return None
+
+    def plan(self):
+        try:
+            plan = plan_evacuation(read_fleet(self.ctx), [host.name for host in self.hosts],
+                                   self.settings, time.time())
+        except CapacityLacking as error:
+            raise Illegal(f"{error}; nothing was changed") from None
+        save_plan(self.config.state_dir, plan)
+        return plan
+
+    def dry_run(self):
+        self.mark("draining", ("active", "draining"), via=self.ctx.planned)
+        for move in self.plan().moves:
+            self.say(f"would queue: football {' '.join(move.command())}")
+
+    def drain(self):
+        self.mark("draining", ("active", "draining"))
+        fleet = read_fleet(self.ctx)
+        for host in self.hosts:
+            for res in sorted(fleet.on([host.name])):
+                lifecycle.record_origin(host, res, fleet.resources[res].replicas)
+
+    def move(self):
+        self.converge(self.plan, f"evacuating {self.names}")
+
+    def evacuated(self):
+        self.mark("evacuated", ("draining", "evacuated"))
+
+
+class Restore(HostsRun):
+    operation = "restore"
+    whole = ("restoring", "move", "active")
+
+    def __init__(self, ctx, host, skip=False, **options):
+        if host not in ctx.inventory.hosts:
+            raise Illegal(f"unknown host {host!r}; hosts: {', '.join(sorted(ctx.inventory.hosts))}")
+        super().__init__(ctx, [host], **options)
+        self.skip = skip
+        if skip:
+            self.whole = ("active",)
+
+    def resume_hint(self):
+        return f"{self.names} stays restoring: run `football restore` again to go on"
+
+    def discover(self):
+        [self.initial] = self.states().values()
+        allowed = ("draining", "evacuated", "restoring", "active") if self.skip else \
+            ("evacuated", "restoring", "active")
+        if self.initial not in allowed:
+            raise Illegal(f"{self.names} is {self.initial}: only an evacuated host is restored "
+                          "(`--skip` marks a draining one active); nothing was changed")
+        if not self.skip and self.initial != "active":
+            self.require_worker()
+
+    def nothing_to_do(self):
+        return f"{self.names} active already" if self.initial == "active" else None
+
+    def plan(self):
+        [host] = self.hosts
+        plan = plan_restore(read_fleet(self.ctx), host.name, lifecycle.origins(host),
+                            self.settings, time.time())
+        save_plan(self.config.state_dir, plan)
+        return plan
+
+    def dry_run(self):
+        if not self.skip:
+            self.mark("restoring", ("evacuated", "restoring"), via=self.ctx.planned)
+            for move in self.plan().moves:
+                self.say(f"would queue: football {' '.join(move.command())}")
+        self.mark("active", via=self.ctx.planned)
+
+    def restoring(self):
+        self.mark("restoring", ("evacuated", "restoring"))
+
+    def move(self):
+        self.converge(self.plan, f"restoring {self.names}")
+
+    def active(self):
+        self.mark("active")

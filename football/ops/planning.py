@@ -1,0 +1,133 @@
+"""`football score`, `football balance --plan`, `football evacuate
+<host|cluster> --plan`: the planner's view of the fleet and its plans.
+
+Read-only towards the hosts: each reads the fleet (football/planner/
+observe.py) and computes; a plan is saved under `<state_dir>/plans/` by
+its id, for the execution side to load. Bad input (an unknown host or
+cluster, evacuating every host, balancing while a host drains) is
+`Illegal` before anything is saved."""
+
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from football.errors import Illegal
+from football.planner import (Settings, plan_balance, plan_evacuation, read_history,
+                              save_plan, score)
+from football.planner.observe import read_fleet
+
+
+class ScoreReport:
+    """`football score`: the score, each term, each host's fractions."""
+
+    operation = "score"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def run(self):
+        fleet = read_fleet(self.ctx)
+        return score(fleet, Settings.from_config(self.ctx.config)).to_json()
+
+
+class BalancePlanning:
+    """`football balance --plan`: the balance plan of the whole fleet, saved."""
+
+    operation = "balance"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def run(self):
+        config = self.ctx.config
+        fleet = read_fleet(self.ctx)
+        plan = plan_balance(fleet, Settings.from_config(config), read_history(config.state_dir),
+                            time.time())
+        return dict(plan.to_json(), path=str(save_plan(config.state_dir, plan)))
+
+
+def hosts_named(inventory, name):
+    """The hosts `name` stands for: a host, or a cluster's; else `Illegal`."""
+    if name in inventory.hosts:
+        return [name]
+    if name in inventory.clusters:
+        return sorted(inventory.clusters[name])
+    raise Illegal(f"unknown host or cluster {name!r}; hosts: {', '.join(sorted(inventory.hosts))}"
+                  f"; clusters: {', '.join(sorted(inventory.clusters)) or 'none'}")
+
+
+class EvacuationPlanning:
+    """`football evacuate <host|cluster> --plan`: where everything on the
+    hosts would go, saved; the hosts are not marked (that is --execute's)."""
+
+    operation = "evacuate"
+
+    def __init__(self, ctx, name):
+        self.ctx = ctx
+        self.hosts = hosts_named(ctx.inventory, name)
+        if not set(ctx.inventory.hosts) - set(self.hosts):
+            raise Illegal(f"evacuating {name} would evacuate every host of the fleet: nowhere "
+                          "is left to move to")
+
+    def run(self):
+        config = self.ctx.config
+        fleet = read_fleet(self.ctx)
+        plan = plan_evacuation(fleet, self.hosts, Settings.from_config(config), time.time())
+        return dict(plan.to_json(), path=str(save_plan(config.state_dir, plan)))
+
+
+# ------------------------------------------------------------------ rendering
+def _console():
+    # piped: wide enough for a row per line (a terminal keeps its width)
+    return Console(width=None if Console().is_terminal else 160)
+
+
+def _percent(value):
+    return "-" if value is None else f"{value * 100:.0f} %"
+
+
+def _gib(size):
+    return f"{size / (1 << 30):,.1f} GiB"
+
+
+def render_score(report, console=None):
+    """The score as tables: per host its fractions and penalties, then the terms."""
+    console = console or _console()
+    hosts = Table(title="hosts")
+    for column in ("host", "lifecycle", "free VG", "free memory", "containers", "CPU load",
+                   "penalties"):
+        hosts.add_column(column)
+    for name, entry in sorted(report["hosts"].items()):
+        lifecycle = entry["lifecycle"] + ("" if entry["online"] or entry["lifecycle"] != "active"
+                                          else " (unreachable)")
+        hosts.add_row(name, lifecycle, _percent(entry["free_vg"]),
+                      _percent(entry["free_memory"]),
+                      f"{entry['container_count']} ({_percent(entry['containers'])})",
+                      _percent(entry["cpu_load"]),
+                      ", ".join(f"{key} {count}" for key, count in
+                                sorted(entry["penalties"].items())) or "-")
+    console.print(hosts)
+    terms = Table(title="terms")
+    terms.add_column("term")
+    terms.add_column("value", justify="right")
+    for term, value in report["terms"].items():
+        terms.add_row(term, f"{value:.4f}")
+    console.print(terms)
+    console.print(f"score {report['score']:.4f}")
+
+
+def render_plan(plan, console=None):
+    """A plan as a table of its moves in order, then score and where it is saved."""
+    console = console or _console()
+    moves = Table(title=f"{plan['kind']} plan {plan['id']}")
+    for column in ("#", "resource", "kind", "from", "to", "gain", "sync"):
+        moves.add_column(column, justify="right" if column in ("#", "gain", "sync") else "left")
+    for number, move in enumerate(plan["moves"], start=1):
+        moves.add_row(str(number), move["resource"], move["kind"], " ".join(move["from"]),
+                      " ".join(move["to"]), f"{move['gain']:.4f}", _gib(move["sync_bytes"]))
+    console.print(moves)
+    expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(plan["expires"]))
+    console.print(f"score {plan['score_before']:.4f} -> {plan['score_after']:.4f}; "
+                  f"{len(plan['moves'])} moves, {_gib(plan['sync_bytes'])} to sync; "
+                  f"saved as {plan['path']} (expires {expires})")

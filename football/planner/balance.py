@@ -1,0 +1,155 @@
+"""Balancing: hbal's greedy loop with one step of lookahead.
+
+Each round tries the candidate moves of the resources that may move
+(`movable`), simulates each on the fleet (`Evaluator.after`), and takes the
+one that lowers the score most, provided
+
+- a hard limit allows it (`moves.refusal`),
+- a migrate pays for its bytes (`gain_per_tib` per TiB synced),
+- the gain is at least `min_gain`, or the score is above `min_gain_limit`
+  (hbal: `fin < ini && (ini > min_gain_limit || ini − fin ≥ min_gain)`);
+
+then applies it to the model and goes on, at most `max_moves` rounds.
+
+Against thrashing: a resource moved within `cooldown` (the history passed
+in, and the moves of this plan) does not move, so it never goes back
+where it came from within the cooldown; there is no balancing while a host
+is draining (its evacuation runs).
+
+Candidates: on a fleet of up to `2 × CANDIDATE_HOSTS` online hosts every
+resource against every cluster (exhaustive, as hbal); on larger fleets each
+round tries the resources of the `CANDIDATE_HOSTS` most loaded hosts (by
+the score's weighted z-scores) and of the penalised resources, against the
+clusters of the `CANDIDATE_HOSTS` least loaded hosts and their own — the
+moves that can gain most, at a cost that does not grow with the fleet."""
+
+import math
+
+from football.errors import Illegal
+from football.planner.moves import Move, kind_of, pays_for_sync, refusal, sync_bytes
+from football.planner.plan import Plan
+from football.planner.score import METRICS, Evaluator, penalty_of
+
+CANDIDATE_HOSTS = 16
+GAIN_EPSILON = 1e-12        # below this a "gain" is rounding
+MIN_SCORE = 1e-9            # hbal's --min-score: nothing left to improve
+
+
+class BalanceRefused(Illegal):
+    """Balancing is not allowed now (a host is draining)."""
+
+
+def placements(hosts):
+    """The replica sets (primary first) a group of hosts offers: every
+    ordered pair, or the host alone in a group of one."""
+    if len(hosts) == 1:
+        return [(hosts[0],)]
+    return [(primary, secondary) for primary in hosts for secondary in hosts
+            if primary != secondary]
+
+
+def loadedness(evaluator):
+    """{online host: Σ weight × z-score of how full it is} (free space and
+    memory count negatively): the most loaded hosts first to shed."""
+    rank = dict.fromkeys((name for name, host in evaluator.fleet.hosts.items() if host.online),
+                         0.0)
+    for metric in METRICS:
+        count, first, second = evaluator.sums[metric]
+        if count < 2:
+            continue
+        mean = first / count
+        deviation = math.sqrt(max(0.0, second / count - mean * mean))
+        if deviation == 0:
+            continue
+        sign = -1 if metric.startswith("free") else 1
+        for name, value in evaluator.values[metric].items():
+            rank[name] += evaluator.weights[metric] * sign * (value - mean) / deviation
+    return rank
+
+
+def candidate_moves(fleet, evaluator, movable):
+    """(resource, target) pairs worth trying this round (see the module)."""
+    groups = fleet.groups()
+    rank = loadedness(evaluator)
+    if len(rank) <= 2 * CANDIDATE_HOSTS:
+        resources = sorted(movable)
+        target_groups = set(groups)
+    else:
+        ordered = sorted(rank, key=lambda name: (-rank[name], name))
+        sources = ordered[:CANDIDATE_HOSTS]
+        targets = [name for name in reversed(ordered) if fleet.hosts[name].accepts]
+        target_groups = {fleet.hosts[name].group for name in targets[:CANDIDATE_HOSTS]}
+        penalised = {res for res in movable if penalty_of(
+            fleet, fleet.resources[res].primary, fleet.resources[res].secondaries,
+            evaluator.settings)}
+        resources = sorted((set(fleet.on(sources)) & movable) | penalised)
+    for res in resources:
+        resource = fleet.resources[res]
+        for secondary in resource.secondaries:
+            yield res, (secondary, *(name for name in resource.replicas if name != secondary))
+        own = fleet.hosts[resource.primary].group
+        for group in sorted(target_groups | {own}):
+            for target in placements(groups.get(group, [])):
+                if set(target) != set(resource.replicas):
+                    yield res, target
+
+
+def best_move(fleet, settings, evaluator, candidates, accepting=()):
+    """The candidate that lowers the score most and may be taken (hard
+    limits, a migrate's bytes paid for), as a `Move`; None if there is none."""
+    best, best_key = None, None
+    for res, target in candidates:
+        value = evaluator.after(res, target)
+        gain = evaluator.total - value
+        if gain <= GAIN_EPSILON:
+            continue
+        resource = fleet.resources[res]
+        sync = sync_bytes(resource, target)
+        key = (-gain, sync, res, target)
+        if best_key is not None and key >= best_key:
+            continue
+        kind = kind_of(resource, target)
+        if kind == "migrate" and not pays_for_sync(gain, sync, settings):
+            continue
+        if refusal(fleet, res, target, settings, accepting):
+            continue
+        best, best_key = Move(res, kind, resource.replicas, target, gain, sync), key
+    return best
+
+
+def movable_resources(fleet, settings, history, now, busy=()):
+    """The resources balancing may move: with a primary, every replica on a
+    reachable host, no job running (`busy`), not moved within `cooldown`."""
+    cooling = {moved.resource for moved in history if now - moved.time < settings.cooldown}
+    return {res for res, resource in fleet.resources.items()
+            if resource.primary and res not in cooling and res not in busy
+            and all(fleet.hosts[name].reachable for name in resource.replicas)}
+
+
+def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
+    """The balance `Plan` of `fleet`: greedy moves while they gain enough,
+    at most `max_moves`. `history`: `Moved` records (the cooldown);
+    `busy`: resources a job is running for. `BalanceRefused` while a host
+    is draining."""
+    draining = sorted(name for name, host in fleet.hosts.items()
+                      if host.lifecycle == "draining")
+    if draining:
+        raise BalanceRefused(f"no balancing while hosts are draining: {', '.join(draining)} "
+                             "(let their evacuation finish, or restore them)")
+    movable = movable_resources(fleet, settings, history, now, busy)
+    before = Evaluator(fleet, settings).total
+    moves = []
+    while len(moves) < settings.max_moves and movable:
+        evaluator = Evaluator(fleet, settings)
+        if evaluator.total <= MIN_SCORE:
+            break
+        move = best_move(fleet, settings, evaluator,
+                         candidate_moves(fleet, evaluator, movable))
+        if move is None or not (evaluator.total > settings.min_gain_limit
+                                or move.gain >= settings.min_gain):
+            break
+        moves.append(move)
+        movable.discard(move.resource)      # moved now: its cooldown begins
+        fleet = fleet.after(move.resource, move.target)
+    after = Evaluator(fleet, settings).total
+    return Plan.new("balance", now, moves, before, after, settings)

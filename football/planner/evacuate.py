@@ -1,0 +1,121 @@
+"""Evacuation and restore plans (FOOTBALL.md, "Evacuate").
+
+`plan_evacuation`: the hosts are taken as draining (the score's penalties
+16 and 4 make every replica there cost); each resource with a replica on
+them, largest first, gets the placement that scores best among those
+within one cluster of active hosts with room — a migrate off the hosts
+entirely (a handover alone would leave a replica behind). Capacity is
+consumed as the plan goes. A resource that fits nowhere fails the whole
+plan (`CapacityLacking`, listing every one): Football never stops a
+container in place to make an evacuation "succeed".
+
+`plan_restore`: the resources that came from a host (their `origins`, as
+recorded when they left) go back to it, each to the replicas it had where
+those hosts accept resources again."""
+
+from football.errors import Illegal
+from football.planner.balance import placements
+from football.planner.moves import Move, kind_of, refusal, sync_bytes
+from football.planner.plan import Plan
+from football.planner.score import Evaluator
+
+
+class CapacityLacking(Illegal):
+    """Some resources of a plan fit nowhere; `lacking` is [(resource, why)]."""
+
+    def __init__(self, what, lacking):
+        self.lacking = lacking
+        super().__init__(f"{what}: capacity lacking for {len(lacking)} resource(s), nothing "
+                         "planned: " + "; ".join(f"{res}: {why}" for res, why in lacking)
+                         + " (free space or add hosts, then plan again)")
+
+
+def plan_evacuation(fleet, hosts, settings, now=0.0):
+    """The `Plan` that moves every primary and replica off `hosts`; see the
+    module. `Illegal` for unknown or unreachable hosts, or all of them."""
+    hosts = sorted(set(hosts))
+    unknown = [name for name in hosts if name not in fleet.hosts]
+    if unknown:
+        raise Illegal(f"unknown host(s) {', '.join(unknown)}; hosts: "
+                      f"{', '.join(sorted(fleet.hosts))}")
+    if not set(fleet.hosts) - set(hosts):
+        raise Illegal(f"evacuating {', '.join(hosts)} would evacuate every host of the fleet: "
+                      "nowhere is left to move to")
+    dead = [name for name in hosts if not fleet.hosts[name].reachable]
+    if dead:
+        raise Illegal(f"{', '.join(dead)} unreachable: an evacuation needs the host to take "
+                      "part (a dead host's resources need a failover)")
+    fleet = fleet.with_lifecycle(hosts, "draining")
+    before = Evaluator(fleet, settings).total
+    groups = fleet.groups()
+    leaving = sorted(fleet.on(hosts), key=lambda res: (-fleet.resources[res].lv_size, res))
+    moves, lacking = [], []
+    for res in leaving:
+        resource = fleet.resources[res]
+        evaluator = Evaluator(fleet, settings)
+        best, best_key, last_refusal = None, None, "no cluster has an active host"
+        for group in sorted(groups):
+            for target in placements(groups[group]):
+                # an evacuation keeps every replica: it does not trade
+                # redundancy for a place (the remaining host of a pair)
+                why = refusal(fleet, res, target, settings) or (
+                    len(target) < len(resource.replicas)
+                    and f"{', '.join(target)} cannot hold its {len(resource.replicas)} replicas")
+                if why:
+                    last_refusal = why
+                    continue
+                value = evaluator.after(res, target)
+                key = (value, sync_bytes(resource, target), target)
+                if best_key is None or key < best_key:
+                    best, best_key = target, key
+        if best is None:
+            lacking.append((res, f"{resource.lv_size >> 30} GiB, no cluster of active hosts "
+                                 f"has room (e.g. {last_refusal})"))
+            continue
+        moves.append(Move(res, kind_of(resource, best), resource.replicas, best,
+                          evaluator.total - best_key[0], best_key[1]))
+        fleet = fleet.after(res, best)
+    if lacking:
+        raise CapacityLacking(f"evacuating {', '.join(hosts)}", lacking)
+    return Plan.new("evacuate", now, moves, before, Evaluator(fleet, settings).total, settings,
+                    hosts)
+
+
+def plan_restore(fleet, host, origins, settings, now=0.0):
+    """The `Plan` that brings back to `host` what came from it. `origins`:
+    {resource: its replicas before the evacuation, primary first}. Each
+    such resource gets back its old replica on `host`, and its other old
+    replicas where those hosts accept resources (else it keeps its current
+    one in that place); a resource already on `host`, or gone, is left
+    alone. `CapacityLacking` when `host` has no room for all of them."""
+    if host not in fleet.hosts:
+        raise Illegal(f"unknown host {host}; hosts: {', '.join(sorted(fleet.hosts))}")
+    fleet = fleet.with_lifecycle([host], "restoring")
+    before = Evaluator(fleet, settings).total
+    moves, lacking = [], []
+    for res, origin in sorted(origins.items()):
+        resource = fleet.resources.get(res)
+        if resource is None or host not in origin or host in resource.replicas:
+            continue
+        current = resource.replicas
+        target = []
+        for index, was in enumerate(origin):
+            there = current[index] if index < len(current) else None
+            chosen = was if was == host or (was in fleet.hosts and fleet.hosts[was].accepts) \
+                else there
+            if chosen and chosen not in target:
+                target.append(chosen)
+        target = tuple(target)
+        why = refusal(fleet, res, target, settings, accepting=(host,))
+        if why:
+            lacking.append((res, why))
+            continue
+        evaluator = Evaluator(fleet, settings)
+        moves.append(Move(res, kind_of(resource, target), current, target,
+                          evaluator.total - evaluator.after(res, target),
+                          sync_bytes(resource, target)))
+        fleet = fleet.after(res, target)
+    if lacking:
+        raise CapacityLacking(f"restoring {host}", lacking)
+    return Plan.new("restore", now, moves, before, Evaluator(fleet, settings).total, settings,
+                    (host,))

@@ -1,0 +1,169 @@
+"""The planner's model of the fleet: hosts with their capacity and load,
+resources with their replicas, and what a move does to them.
+
+A `Fleet` is a value: `after(resource, target)` is the fleet once the
+resource's replicas are `target` (primary first), the hosts' VG free,
+memory, load and container counts changed as the move changes them. Tests
+build fleets by hand; `read_fleet` (football/planner/observe.py) builds
+them from the hosts."""
+
+from collections import namedtuple
+from dataclasses import dataclass, field, replace
+
+LIFECYCLES = ("active", "draining", "evacuated", "restoring")
+EMPTYING = ("draining", "evacuated")        # hosts being emptied, or empty for good
+
+
+@dataclass(frozen=True)
+class FleetHost:
+    """A hypervisor as the planner sees it. Memory and load are None when
+    they could not be read; `max_containers` None means no limit."""
+
+    name: str
+    cluster: str = ""               # the inventory's: a resource's replicas share one
+    failure_domain: str = ""        # "" = unknown: never counted as shared
+    lifecycle: str = "active"
+    reachable: bool = True
+    vg_size: int = 0
+    vg_free: int = 0
+    mem_total: int | None = None
+    mem_free: int | None = None     # available, as /proc/meminfo's MemAvailable
+    cpus: int | None = None
+    load: float | None = None       # 15-minute load average
+    max_containers: int | None = None
+
+    @property
+    def online(self):
+        """Counted in the score's spreads (hbal: online nodes)."""
+        return self.reachable and self.lifecycle in ("active", "restoring")
+
+    @property
+    def emptying(self):
+        return self.lifecycle in EMPTYING
+
+    @property
+    def accepts(self):
+        """A target for balancing and evacuation: reachable and active."""
+        return self.reachable and self.lifecycle == "active"
+
+    @property
+    def group(self):
+        """The hosts a resource's replicas may share: its cluster, or itself."""
+        return self.cluster or self.name
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A MARS resource and its container: `primary` runs it, `secondaries`
+    replicate it; `memory` (bytes) and `load` are what its container
+    costs its primary (estimated from the host's when not measured)."""
+
+    name: str
+    primary: str
+    secondaries: tuple = ()
+    lv_size: int = 0
+    used: int | None = None         # bytes its filesystem holds, when read
+    memory: int = 0
+    load: float = 0.0
+
+    @property
+    def replicas(self):
+        """Every host holding it, primary first."""
+        return (self.primary, *self.secondaries) if self.primary else self.secondaries
+
+
+# What a move changes on one host (a tuple: the search makes many).
+HostChange = namedtuple("HostChange", "vg_free mem_free containers load", defaults=(0, 0, 0, 0.0))
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Hosts (name -> FleetHost) and resources (name -> Resource).
+    `container_scale` is the container count that reads as 100 % on a host
+    without max_containers: the largest max_containers or the most
+    containers of any host when the fleet was first built, kept unchanged
+    by `after` so that scores along a plan compare."""
+
+    hosts: dict
+    resources: dict
+    container_scale: int = 0
+    containers: dict = field(default=None, compare=False)     # host -> primaries there
+
+    def __post_init__(self):
+        if self.containers is None:
+            counts = dict.fromkeys(self.hosts, 0)
+            for resource in self.resources.values():
+                if resource.primary in counts:
+                    counts[resource.primary] += 1
+            object.__setattr__(self, "containers", counts)
+        if not self.container_scale:
+            limits = [host.max_containers or 0 for host in self.hosts.values()]
+            object.__setattr__(self, "container_scale",
+                               max([*limits, *self.containers.values(), 1]))
+
+    def capacity(self, name):
+        """The container count that fills host `name` (its fraction 1)."""
+        return self.hosts[name].max_containers or self.container_scale
+
+    def groups(self):
+        """{group: [host names]} of the hosts that accept resources."""
+        groups = {}
+        for host in sorted(self.hosts.values(), key=lambda host: host.name):
+            if host.accepts:
+                groups.setdefault(host.group, []).append(host.name)
+        return groups
+
+    def on(self, names):
+        """The resources with a replica on one of the hosts `names`, by name."""
+        names = set(names)
+        return sorted(res for res, resource in self.resources.items()
+                      if names & set(resource.replicas))
+
+    def with_lifecycle(self, names, lifecycle):
+        """The fleet with hosts `names` in `lifecycle`."""
+        hosts = dict(self.hosts)
+        for name in names:
+            hosts[name] = replace(hosts[name], lifecycle=lifecycle)
+        return replace(self, hosts=hosts)
+
+    def changes(self, res, target):
+        """{host: HostChange} if `res` had the replicas `target` (primary
+        first) instead of its own: a new replica takes its LV from the VG,
+        a dropped one gives it back; the primary's container (a count, its
+        memory and load) goes to the new primary."""
+        resource = self.resources[res]
+        before, after = set(resource.replicas), set(target)
+        deltas = {}
+
+        def add(name, **change):
+            old = deltas.get(name, HostChange())
+            deltas[name] = HostChange(*(value + change.get(key, 0)
+                                        for key, value in old._asdict().items()))
+
+        for name in after - before:
+            add(name, vg_free=-resource.lv_size)
+        for name in before - after:
+            add(name, vg_free=resource.lv_size)
+        primary = target[0] if target else ""
+        if primary != resource.primary:
+            if resource.primary:
+                add(resource.primary, mem_free=resource.memory, containers=-1,
+                    load=-resource.load)
+            if primary:
+                add(primary, mem_free=-resource.memory, containers=1, load=resource.load)
+        return deltas
+
+    def after(self, res, target):
+        """The fleet once `res` has the replicas `target`, primary first."""
+        hosts, containers = dict(self.hosts), dict(self.containers)
+        for name, change in self.changes(res, target).items():
+            host = hosts[name]
+            hosts[name] = replace(
+                host, vg_free=host.vg_free + change.vg_free,
+                mem_free=None if host.mem_free is None else host.mem_free + change.mem_free,
+                load=None if host.load is None else host.load + change.load)
+            containers[name] += change.containers
+        resources = dict(self.resources)
+        resources[res] = replace(self.resources[res], primary=target[0],
+                                 secondaries=tuple(target[1:]))
+        return Fleet(hosts, resources, self.container_scale, containers)

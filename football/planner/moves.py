@@ -1,0 +1,123 @@
+"""Moves: what the planner proposes, and the hard limits every move keeps.
+
+Two kinds, as FOOTBALL.md names them:
+
+- **handover**: an existing secondary becomes the primary; nothing is
+  copied (`football handover <res> <host>`);
+- **migrate**: the resource gets new replicas, a primary and (in one
+  cluster with it) a secondary, each new one syncing the whole LV; the old
+  ones are removed afterwards (`football migrate <res> <primary>
+  [<secondary>]`).
+
+A move never makes a host exceed its capacity (`refusal`): VG space
+(keeping `placement_min_free`), `max_containers`, memory when known; and
+never places anything on a host that does not accept resources (draining,
+evacuated, restoring, unreachable) unless the plan says so (restore)."""
+
+from dataclasses import dataclass
+
+TIB = 1 << 40
+
+
+@dataclass(frozen=True)
+class Move:
+    """One step of a plan: `resource` from the replicas `source` to the
+    replicas `target` (primary first); `gain` is how much it lowers the
+    score where the plan takes it, `sync_bytes` what it copies."""
+
+    resource: str
+    kind: str                   # handover | migrate
+    source: tuple
+    target: tuple
+    gain: float = 0.0
+    sync_bytes: int = 0
+
+    def command(self):
+        """The football command line (after `football`) that performs it,
+        as an argument list: [operation, resource, hosts...]."""
+        if self.kind == "handover":
+            return ["handover", self.resource, self.target[0]]
+        return ["migrate", self.resource, *self.target]
+
+    def unmet(self, fleet, settings, accepting=()):
+        """Why the move cannot run on `fleet` (freshly read) any more, or
+        None: the resource is gone or was moved meanwhile, a host it needs
+        is unreachable or does not accept resources, or a new host has no
+        room now. `accepting`: hosts that may receive though not active
+        (the host a restore brings back)."""
+        resource = fleet.resources.get(self.resource)
+        if resource is None:
+            return f"{self.resource} is on none of the hosts read"
+        if resource.replicas != self.source:
+            return (f"{self.resource} is on {', '.join(resource.replicas)} now, not on "
+                    f"{', '.join(self.source)} as planned")
+        unknown = [name for name in self.target if name not in fleet.hosts]
+        if unknown:
+            return f"{', '.join(unknown)} not in the inventory"
+        return refusal(fleet, self.resource, self.target, settings, accepting)
+
+    def to_json(self):
+        return {"resource": self.resource, "kind": self.kind, "from": list(self.source),
+                "to": list(self.target), "gain": self.gain, "sync_bytes": self.sync_bytes,
+                "command": self.command()}
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(data["resource"], data["kind"], tuple(data["from"]), tuple(data["to"]),
+                   float(data["gain"]), int(data["sync_bytes"]))
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A move that ran: `resource` went from the hosts `source` to `target`
+    at `time` (seconds since the epoch). The planner's history."""
+
+    resource: str
+    time: float
+    source: tuple = ()
+    target: tuple = ()
+
+
+def kind_of(resource, target):
+    """handover when `target` holds the same replicas with another primary,
+    else migrate."""
+    return "handover" if set(target) == set(resource.replicas) else "migrate"
+
+
+def sync_bytes(resource, target):
+    """What moving `resource` to `target` copies: its LV to each new replica."""
+    return resource.lv_size * len(set(target) - set(resource.replicas))
+
+
+def refusal(fleet, res, target, settings, accepting=()):
+    """Why `res` cannot have the replicas `target` in `fleet` (a hard limit),
+    or None."""
+    resource = fleet.resources[res]
+    for name in resource.replicas:
+        if not fleet.hosts[name].reachable:
+            return f"{res}: its replica's host {name} is unreachable"
+    for name in target:
+        host = fleet.hosts[name]
+        gains_replica = name not in resource.replicas
+        gains_container = name == target[0] and name != resource.primary
+        if not (gains_replica or gains_container):
+            continue
+        if not host.reachable:
+            return f"{name} is unreachable"
+        if not host.accepts and name not in accepting:
+            return f"{name} is {host.lifecycle}"
+        if gains_replica and host.vg_free - resource.lv_size < settings.placement_min_free:
+            return (f"{name}: {host.vg_free >> 30} GiB VG free, {res} needs "
+                    f"{resource.lv_size >> 30} GiB")
+        if gains_container:
+            if host.max_containers and fleet.containers[name] + 1 > host.max_containers:
+                return f"{name}: {fleet.containers[name]} of max_containers {host.max_containers}"
+            if host.mem_free is not None and host.mem_free < resource.memory:
+                return (f"{name}: {host.mem_free >> 20} MiB memory free, {res} uses "
+                        f"{resource.memory >> 20} MiB")
+    return None
+
+
+def pays_for_sync(gain, sync, settings):
+    """A migrate's gain pays for its bytes: at least `gain_per_tib` per TiB."""
+    return gain >= settings.gain_per_tib * sync / TIB

@@ -1,0 +1,90 @@
+"""The planner in the lab, through a real `football worker` whose jobs are
+real `football migrate`/`handover` processes: three containers on
+cluster1 and an empty cluster2 — `balance --execute` moves some to
+cluster2 and lowers the score, a new plan (cooldown off) has no moves;
+`evacuate a1 --execute` leaves nothing running or replicated on a1 and
+marks it evacuated; `restore a1` brings back what came from it. Every
+container's workload records are checked unbroken after each step."""
+
+import json
+
+import pytest
+
+from football.config import Config
+from football.screener import JobStore
+from tests.helpers.jobs import WorkerProcesses, wait_for
+from tests.helpers.lab import football, lab_up, roles_and_running, sequence_problems
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+RESOURCES = ("vm1", "vm2", "vm3")
+
+
+def run(lab, state_dir, *args):
+    result = football(lab.env, "--json", "--yes", "--var", f"state_dir={state_dir}",
+                      "--var", "jobs_poll_interval=0.2", *args)
+    assert result.returncode == 0, f"football {' '.join(args)}: {result.stderr[-3000:]}"
+    return result
+
+
+def wait_for_a_worker(state_dir):
+    store = JobStore(Config(variables=[f"state_dir={state_dir}"], environ={}))
+    try:
+        wait_for(store.live_workers, "the worker's first heartbeat", timeout=120, interval=0.2)
+    finally:
+        store.close()
+
+
+def summary(result):
+    [event] = [event for event in map(json.loads, result.stdout.splitlines())
+               if event.get("event") == "summary"]
+    return event
+
+
+def where(lab):
+    """{res: (primary, [secondaries])} as `lab status` sees them, each
+    running on its primary alone with unbroken records there."""
+    status = lab.status()
+    found = {}
+    for res in RESOURCES:
+        roles, running = roles_and_running(status, res)
+        [primary] = [host for host, role in roles.items() if role == "Primary"]
+        assert running == [primary], (res, roles, running)
+        assert not sequence_problems(lab.records(primary, res)), res
+        found[res] = (primary, sorted(host for host in roles if host != primary))
+    return found
+
+
+def test_balance_evacuate_and_restore_move_containers_with_every_record(tmp_path):
+    with lab_up(tmp_path) as lab:
+        lab.football("add", "vm2", "a1", "a2")
+        lab.football("add", "vm3", "a2", "a1")
+        state_dir = tmp_path / "controller"
+        state_dir.mkdir()
+        workers = WorkerProcesses(str(state_dir), ["jobs_poll_interval=0.2"], env=lab.env)
+        try:
+            workers.start("lab")
+            wait_for_a_worker(state_dir)
+            balanced = summary(run(lab, state_dir, "balance", "--execute", "--max", "2"))
+            assert balanced["moves"] and balanced["score_after"] < balanced["score_before"]
+            after = where(lab)
+            assert any(primary.startswith("b") for primary, _ in after.values()), after
+            replan = json.loads(run(lab, state_dir, "--var", "cooldown=0", "balance",
+                                    "--plan").stdout)
+            assert replan["moves"] == [], replan
+
+            run(lab, state_dir, "evacuate", "a1", "--execute")
+            evacuated = where(lab)
+            assert all("a1" != primary and "a1" not in secondaries
+                       for primary, secondaries in evacuated.values()), evacuated
+            status = lab.status()
+            assert not status["a1"]["resources"] and not any(
+                state == "RUNNING" for state in status["a1"]["containers"].values()), status["a1"]
+            came_from_a1 = {res for res in RESOURCES if "a1" in (after[res][0], *after[res][1])}
+
+            run(lab, state_dir, "restore", "a1")
+            restored = where(lab)
+            assert {res for res, (primary, secondaries) in restored.items()
+                    if "a1" in (primary, *secondaries)} == came_from_a1, restored
+        finally:
+            workers.kill_all()

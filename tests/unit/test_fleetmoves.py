@@ -1,0 +1,152 @@
+"""The planner's plans carried out (football/ops/fleetmoves.py) on the
+fake fleet: `evacuate --execute`, `restore`, `balance --execute` and
+`--auto`, with a screener worker in this process whose jobs are the real
+football command line against the fleet. Each test checks where the
+resources end, the hosts' lifecycle marks, that no record was lost, and
+that a refusal changed nothing."""
+
+import io
+
+import pytest
+
+from football import lifecycle
+from football.config import Config
+from football.errors import Illegal
+from football.hooks import Hooks
+from football.inventory import load
+from football.ops.base import Context
+from football.ops.fleetmoves import BalanceRun, Evacuate, Restore
+from football.report import Reporter
+from football.screener import Worker
+from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
+from tests.helpers.jobs import InProcessFootball
+
+POLL = "jobs_poll_interval=0.05"
+
+
+@pytest.fixture
+def fleet(fake_fleet):  # noqa: F811
+    fake_fleet.create_resource("vm2", "a2", ["a1"])
+    return fake_fleet
+
+
+def settings(fleet, *more):
+    return [f"state_dir={fleet.state_dir}", POLL, "poll_interval=0", *more]
+
+
+def context(fleet, *more):
+    config = Config(variables=settings(fleet, *more), environ={})
+    inventory = load(fleet.inventory_path)
+    hooks = Hooks(config=config)
+    hooks.apply_host_layout(inventory)
+    return Context(inventory=inventory, config=config, hooks=hooks,
+                   reporter=Reporter(as_json=True, stream=io.StringIO()))
+
+
+def job_options(fleet, *more):
+    return ["--inventory", fleet.inventory_path,
+            *[arg for item in settings(fleet, *more) for arg in ("--var", item)]]
+
+
+@pytest.fixture
+def worker(fleet):
+    worker = Worker(Config(variables=settings(fleet), environ={}), "test", InProcessFootball())
+    worker.start()
+    yield worker
+    worker.stop(timeout=10)
+
+
+def state_of(fleet, name):
+    return lifecycle.read(context(fleet).inventory.host(name))
+
+
+def replicas(fleet, res):
+    """[primary, secondaries...] of `res` as the fleet holds it."""
+    primary = fleet.resources[res].primary
+    return [primary, *sorted(set(fleet.members(res)) - {primary})]
+
+
+def assert_whole(fleet, *resources):
+    for res in resources:
+        assert fleet.running(res) == [fleet.resources[res].primary], res
+        assert not fleet.sequence_problems(res), res
+    assert not fleet.violations
+
+
+def test_evacuate_moves_everything_off_the_host_and_restore_brings_it_back(fleet, worker):
+    before = {res: replicas(fleet, res) for res in ("vm1", "vm2")}
+    summary = Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert all("a1" not in fleet.members(res) for res in ("vm1", "vm2")), \
+        {res: fleet.members(res) for res in ("vm1", "vm2")}
+    assert not fleet.lvs("a1"), fleet.lvs("a1")
+    record = state_of(fleet, "a1")
+    assert record["state"] == "evacuated"
+    assert {res: origin["replicas"] for res, origin in record["origins"].items()} == before
+    assert set(summary["jobs"].values()) == {"done"}
+    assert_whole(fleet, "vm1", "vm2")
+
+    Restore(context(fleet), "a1", job_options=job_options(fleet)).run()
+    assert {res: replicas(fleet, res) for res in ("vm1", "vm2")} == before
+    assert state_of(fleet, "a1") == {**state_of(fleet, "a1"), "state": "active", "origins": {}}
+    assert_whole(fleet, "vm1", "vm2")
+
+
+def test_evacuate_without_a_worker_is_refused_and_marks_nothing(fleet):
+    with pytest.raises(Illegal, match="no screener worker is running"):
+        Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "active"
+    assert fleet.changes() == []
+
+
+def test_evacuate_without_capacity_lists_what_does_not_fit_and_marks_nothing(fleet, worker):
+    with pytest.raises(Illegal, match=r"capacity lacking .*vm1.*nothing was changed"):
+        Evacuate(context(fleet, f"placement_min_free={100 << 30}"), ["a1"],
+                 job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "active"
+    assert fleet.changes() == []
+
+
+def test_restore_skip_calls_off_a_draining_host_and_restore_refuses_an_active_ones_moves(
+        fleet):
+    host = context(fleet).inventory.host("a1")
+    lifecycle.change(host, "draining", "test")
+    Restore(context(fleet), "a1", skip=True).run()
+    assert state_of(fleet, "a1")["state"] == "active"
+    with pytest.raises(Illegal, match="unknown host 'z9'"):
+        Restore(context(fleet), "z9")
+
+
+def test_balance_execute_moves_load_to_the_empty_cluster_and_a_new_plan_has_no_moves(
+        fleet, worker):
+    fleet.create_resource("vm3", "a1", ["a2"])
+    summary = BalanceRun(context(fleet), job_options=job_options(fleet)).run()
+    assert summary["moves"], summary
+    assert summary["score_after"] < summary["score_before"]
+    moved = [res for res in ("vm1", "vm2", "vm3") if fleet.resources[res].primary[0] == "b"]
+    assert moved, {res: replicas(fleet, res) for res in ("vm1", "vm2", "vm3")}
+    assert_whole(fleet, "vm1", "vm2", "vm3")
+    again = BalanceRun(context(fleet), job_options=job_options(fleet)).run()
+    assert again["moves"] == [] and not fleet.violations
+
+
+def test_a_balance_plan_that_expired_is_refused_with_what_to_do(fleet, worker):
+    fleet.create_resource("vm3", "a1", ["a2"])
+    from football.ops.planning import BalancePlanning
+
+    plan = BalancePlanning(context(fleet, "plan_expiry=0")).run()
+    with pytest.raises(Illegal, match=f"plan {plan['id']} expired .*football balance --plan"):
+        BalanceRun(context(fleet), plan_id=plan["id"], job_options=job_options(fleet)).run()
+    assert fleet.changes() == []
+
+
+def test_balance_auto_acts_only_after_balance_hold_runs_above_the_threshold(fleet, worker):
+    fleet.create_resource("vm3", "a1", ["a2"])
+    options = ("balance_hold=2", "balance_threshold=0.01", "balance_margin=0.01")
+    first = BalanceRun(context(fleet, *options), auto=True,
+                       job_options=job_options(fleet)).run()
+    assert "has not stayed above balance_threshold" in first["auto"]
+    assert fleet.changes() == []
+    second = BalanceRun(context(fleet, *options), auto=True,
+                        job_options=job_options(fleet)).run()
+    assert second["auto"] == "" and second["moves"], second
+    assert_whole(fleet, "vm1", "vm2", "vm3")

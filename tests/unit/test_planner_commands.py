@@ -1,0 +1,90 @@
+"""`football score`, `balance --plan` and `evacuate --plan` end to end on
+the fake fleet: three containers on cluster1, cluster2 empty."""
+
+import json
+
+import pytest
+
+from tests.helpers.fakefleet import fake_fleet, football
+
+fleet = fake_fleet
+
+
+@pytest.fixture
+def crowded(fleet):
+    """vm1, vm2, vm3 primary on a1, replicated to a2; cluster2 empty."""
+    for res in ("vm2", "vm3"):
+        fleet.create_resource(res, "a1", ["a2"])
+    fleet.calls.clear()
+    return fleet
+
+
+def report_of(fleet, *args):
+    from click.testing import CliRunner
+    from football.cli import cli
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json",
+                                      "--var", f"state_dir={fleet.state_dir}", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_score_shows_the_score_each_term_and_each_hosts_fractions(crowded):
+    report = report_of(crowded, "score")
+    assert set(report["terms"]) >= {"free_vg", "free_memory", "containers", "cpu_load",
+                                    "no_secondary"}
+    assert report["score"] == pytest.approx(sum(report["terms"].values()))
+    assert report["score"] > 0.1
+    assert report["hosts"]["a1"]["container_count"] == 3
+    assert report["hosts"]["b1"]["container_count"] == 0
+    assert not crowded.changes()
+
+
+def test_balance_plan_moves_containers_to_the_empty_cluster_and_saves_the_plan(crowded):
+    plan = report_of(crowded, "balance", "--plan")
+    assert plan["kind"] == "balance" and plan["moves"]
+    assert plan["score_after"] < plan["score_before"]
+    targets = {host for move in plan["moves"] for host in move["to"]}
+    assert targets & {"b1", "b2"}
+    for move in plan["moves"]:
+        assert move["gain"] > 0
+        assert move["command"][:2] in (["migrate", move["resource"]],
+                                       ["handover", move["resource"]])
+        if move["kind"] == "migrate":
+            assert move["sync_bytes"] == (320 << 20) * len(set(move["to"]) - set(move["from"]))
+    saved = json.loads(open(plan["path"]).read())
+    assert saved["id"] == plan["id"] and saved["moves"] == plan["moves"]
+    assert not crowded.changes()        # a plan changes no host
+
+
+def test_balance_plan_without_json_prints_the_moves_and_the_scores(crowded):
+    from click.testing import CliRunner
+    from football.cli import cli
+    result = CliRunner().invoke(cli, ["--inventory", crowded.inventory_path,
+                                      "--var", f"state_dir={crowded.state_dir}",
+                                      "balance", "--plan"])
+    assert result.exit_code == 0, result.output
+    assert "balance plan balance-" in result.output and "score " in result.output
+    assert "vm" in result.output and "->" in result.output
+
+
+def test_evacuate_plan_finds_a_place_off_the_host_for_every_replica(crowded):
+    plan = report_of(crowded, "evacuate", "a1", "--plan")
+    assert plan["kind"] == "evacuate" and plan["hosts"] == ["a1"]
+    assert sorted(move["resource"] for move in plan["moves"]) == ["vm1", "vm2", "vm3"]
+    assert all("a1" not in move["to"] for move in plan["moves"])
+    assert not crowded.changes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evacuate", "x9", "--plan"], "unknown host or cluster 'x9'"),
+    (["evacuate", "a1", "--plan", "--execute"], "choose one of --plan and --execute"),
+    (["restore", "x9"], "unknown host 'x9'"),
+    (["balance", "run", "it"], "balance takes `execute PLAN-ID`"),
+    (["balance", "execute", "balance-nothing"], "no plan 'balance-nothing'"),
+    (["balance", "--plan", "--execute"], "choose one of"),
+])
+def test_bad_input_is_one_line_and_exit_191(crowded, args, message):
+    code, _, err = football(crowded, *args)
+    assert code == 191
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not crowded.changes()
