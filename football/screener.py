@@ -884,7 +884,8 @@ class Worker:
                         self._fenced()
                         return
                     beaten = time.monotonic()
-                    self._take_over()
+                    if not self.stopping.is_set():      # DBOS may be going away
+                        self._take_over()
                 for number in self.store.to_kill(self.id):
                     if number not in interrupted:
                         interrupted.add(number)
