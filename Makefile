@@ -7,11 +7,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
 	openssh-server busybox-static nftables fio python3-venv systemd \
-	attr acl
+	attr acl postgresql
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle \
-	bench-planner clean
+	bench-planner bench-screener clean
 
 # Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
 demo: venv
@@ -48,6 +48,11 @@ bench-idle: venv
 # containers (a 20-move balance plan, one cluster's evacuation); under a minute.
 bench-planner: venv
 	$(BIN)/python -m tests.bench.planner
+
+# Root: 50 no-op jobs through the screener, then 8 lab migrations one after the
+# other against the same 8 by the screener with --max 4; about ten minutes.
+bench-screener: venv
+	$(BIN)/python -m tests.bench.screener --lab
 
 # Installs only what is missing, so a second run costs a dpkg query.
 deps:

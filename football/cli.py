@@ -763,13 +763,15 @@ def lab(ctx, lab_dir, inventory_path):
 
 @lab.command("up")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the demo's replica to be in sync.")
+@click.option("--no-worker", is_flag=True, help="Do not start the lab's screener worker.")
 @click.pass_obj
 @reported
-def lab_up(the_lab, no_wait):
-    """Create the hosts, start marsd, create the clusters and VGs, and the demo
-    container (vm1 on a1, replicated to a2, running its workload)."""
-    the_lab.up(wait_sync=not no_wait)
-    _print_status(the_lab.status())
+def lab_up(the_lab, no_wait, no_worker):
+    """Create the hosts, start marsd, create the clusters and VGs, the demo
+    container (vm1 on a1, replicated to a2, running its workload) and a
+    screener worker for the lab's jobs (`football worker --id lab`)."""
+    the_lab.up(wait_sync=not no_wait, worker=not no_worker)
+    _print_status(the_lab.status(), the_lab.worker())
 
 
 @lab.command("add")
@@ -822,7 +824,7 @@ def lab_status(the_lab, as_json):
     elif not status:
         click.echo(f"no lab in {the_lab.dir}; bring one up with `football lab up`")
     else:
-        _print_status(status)
+        _print_status(status, the_lab.worker())
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
@@ -839,7 +841,8 @@ def lab_exec(the_lab, host, command):
     sys.exit(result.exit_code)
 
 
-def _print_status(status):
+def _print_status(status, worker=None):
+    """The lab's hosts and resources (tables), and its screener worker."""
     console = Console()
     hosts = Table(title="lab hosts")
     for column in ("host", "cluster", "address", "marsd", "VG free", "containers"):
@@ -857,6 +860,9 @@ def _print_status(status):
                               view["flags"], entry["containers"].get(res, "-"))
     console.print(hosts)
     console.print(resources)
+    if worker is not None:
+        console.print(f"screener worker: pid {worker['pid']}, "
+                      f"{'running' if worker['running'] else '[red]not running[/]'}")
 
 
 @cli.command()
@@ -876,7 +882,10 @@ def worker(ctx, worker_id, systemd_unit):
 
     SIGTERM or Ctrl-C stops it: the running operations are interrupted as by
     Ctrl-C (each cleans up; one in its downtime window finishes or
-    compensates it) and their jobs resume when this worker starts again.
+    compensates it) and their jobs resume on another live worker (at once)
+    or when this one starts again. A worker without a heartbeat for
+    worker_dead_after seconds (killed, its controller down) is taken over
+    the same way by a live one.
 
     \b
       football --config /etc/football.yml worker --systemd-unit \\
@@ -902,7 +911,7 @@ def worker(ctx, worker_id, systemd_unit):
     the_worker = Worker(config, worker_id, executor,
                         say=lambda text: click.echo(f"football: {text}", err=True))
     the_worker.start()
-    while not stop.wait(1.0):
+    while not stop.wait(1.0) and not the_worker.taken_over.is_set():
         pass
     the_worker.stop()
     sys.stdout.flush()
@@ -1306,6 +1315,9 @@ def _wait_line(stamp, kind, event):
         by = " by its worker" if event.get("by") == "worker" else ""
         return (f"{stamp} {event.get('slot')} slot on {', '.join(event.get('hosts', []))} "
                 f"{event.get('action')}{by}")
+    if kind == "takeover":
+        return (f"{stamp} taken over by worker {event.get('by')}: worker "
+                f"{event.get('worker')} {event.get('why')}")
     return None
 
 

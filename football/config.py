@@ -77,6 +77,11 @@ TUNABLES = {
                                        "queue"),
     "session_timeout": Tunable(10800.0, "seconds without an event after which a running "
                                         "screener job shows as timeouted"),
+    "worker_heartbeat": Tunable(2.0, "seconds between a screener worker's heartbeats in the "
+                                     "jobs' database"),
+    "worker_dead_after": Tunable(10.0, "seconds without a heartbeat after which a screener "
+                                       "worker is dead: another live worker takes over its "
+                                       "jobs (they resume from their journals)"),
     "job_command": Tunable("", "the command a screener worker runs a job's football command "
                                "line with ('': this installation's football)"),
     "notify_command": Tunable("", "the command (split like a shell's words, run without one) "

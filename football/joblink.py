@@ -79,11 +79,11 @@ class JobLink:
         if self._engine is None:
             import sqlalchemy as sa
 
-            from football.screener import database_url
+            from football.screener import database_url, engine_url
 
             url = database_url(self.config)
             kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-            self._engine = sa.create_engine(url, **kwargs)
+            self._engine = sa.create_engine(engine_url(url), **kwargs)
         return self._engine
 
     def row(self):

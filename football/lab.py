@@ -8,7 +8,9 @@ by the lab with the host's environment; the pids are recorded in
 `<lab dir>/lab.json`, next to the copy of the inventory the lab was brought
 up from (`inventory.yml`), so that `status`, `exec` and `down` find the same
 hosts later. lab.json also lists the containers `lab add` created besides
-the demo, so that `up` starts them again.
+the demo, so that `up` starts them again, and the lab's screener worker
+(`football worker --id lab`, pid and start time: `down` stops it by pid once
+it is sure the pid is still that process).
 
 Everything the lab does to a host goes through `host.run` (the local
 transport with the host's environment), as Football's operations do; only
@@ -25,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +49,8 @@ LAB_HOST_DEFAULTS = {"storage": "filevg", "manager": "lab", "container": "lxc",
 DEFAULT_MARSD_ARGS = ["--round-interval", "0.25"]
 MARSD_START_TIMEOUT = 20.0
 MARSD_STOP_TIMEOUT = 20.0
+WORKER_ID = "lab"
+WORKER_STOP_TIMEOUT = 60.0    # its operations are interrupted: each cleans up first
 SYNC_TIMEOUT = 900
 MIN_DEMO_SIZE = 320 << 20     # mkfs.xfs refuses filesystems under 300 MB
 
@@ -125,8 +130,9 @@ class Lab:
         return hosts[name]
 
     # --------------------------------------------------------------------- up
-    def up(self, wait_sync=True):
-        """Bring the lab up as the inventory says, repairing what is missing."""
+    def up(self, wait_sync=True, worker=True):
+        """Bring the lab up as the inventory says, repairing what is missing;
+        with `worker`, a screener worker for it runs too."""
         require_root("lab up")
         inv = self._adopt_inventory()
         hosts = self.hosts(inv)
@@ -144,6 +150,8 @@ class Lab:
             self._demo(inv, hosts, state, wait_sync)
         for res, record in state.get("added", {}).items():
             self._ensure_added(res, record, hosts, state, wait_sync)
+        if worker:
+            self._ensure_worker(state)
         self.echo(f"lab is up in {self.dir}")
 
     def _adopt_inventory(self):
@@ -217,6 +225,50 @@ class Lab:
             time.sleep(0.2)
         raise LabFailed(f"{host.name}: marsd does not answer after {MARSD_START_TIMEOUT:g} s; "
                         f"see {log_path}")
+
+    def worker(self):
+        """The lab's screener worker: {"pid", "start", "running"}, or None."""
+        record = self._state().get("worker")
+        if not record:
+            return None
+        return {**record, "running": process_alive(record["pid"], record["start"])}
+
+    def _ensure_worker(self, state):
+        """`football worker --id lab` on the lab's jobs' database (its state
+        dir, through FOOTBALL_LAB_DIR), detached like marsd; its log in
+        the controller's log dir."""
+        record = state.get("worker")
+        if record and process_alive(record["pid"], record["start"]):
+            return
+        log_path = Path(self.controller_dir) / "log" / "worker.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "football", "worker", "--id", WORKER_ID],
+                env={**os.environ, "FOOTBALL_LAB_DIR": str(self.dir)},
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        state["worker"] = {"pid": process.pid, "start": process_start(process.pid)}
+        self._save(state)
+        self.echo(f"screener worker started (pid {process.pid}; log {log_path})")
+
+    def _stop_worker(self, state):
+        """SIGTERM to the lab's worker (its operations are interrupted and
+        clean up), SIGKILL after WORKER_STOP_TIMEOUT; only if its pid is
+        still the process started (same start time)."""
+        record = state.get("worker")
+        if not record or not process_alive(record["pid"], record["start"]):
+            return
+        pid = record["pid"]
+        self.echo(f"stopping the screener worker (pid {pid})")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + WORKER_STOP_TIMEOUT
+        while pid_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_running(pid):
+            os.kill(pid, signal.SIGKILL)
+            while pid_running(pid):
+                time.sleep(0.05)
 
     def _demo(self, inv, hosts, state, wait_sync):
         res = inv.demo["resource"]
@@ -394,6 +446,7 @@ class Lab:
         hosts = self.hosts() if (self.inventory_copy.exists() or
                                  self.inventory_path) else {}
         state = self._state()
+        self._stop_worker(state)
         for host in hosts.values():
             if Path(host.path(host.lxcpath)).is_dir():
                 try:

@@ -3,6 +3,7 @@ bytes, rate and ETA while syncing, one JSON event per line with `--json`, a
 run log per operation, and the final summary."""
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,9 +37,25 @@ class Reporter:
         if self._log:
             self._log.write(json.dumps(record, sort_keys=True) + "\n")
         if self.as_json:
-            self.stream.write(json.dumps(record, sort_keys=True) + "\n")
-            self.stream.flush()
+            try:
+                self.stream.write(json.dumps(record, sort_keys=True) + "\n")
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
         return record
+
+    def _reader_gone(self):
+        """Whoever read the events is gone (a screener worker killed with
+        -9): the run goes on to its end — a cleanup, a downtime window's
+        compensation — and its run log keeps every event; what it prints
+        from now on, on stdout and stderr (the same reader), is dropped."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in {self.stream, sys.stdout, sys.stderr}:
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass        # not a file (tests capture output in memory)
+        os.close(devnull)
 
     def say(self, text, **fields):
         """A line of the phase trail."""

@@ -16,7 +16,16 @@ workers on several controllers share the queues). Beside DBOS's tables it
 holds ours: `football_jobs` (one row per job: its command, state, phase,
 last message, progress, result; a resource has at most one job that is not
 archived), `football_job_events` (every event of every job, for `show`)
-and `football_workers` (the workers alive, by heartbeat).
+and `football_workers` (the workers, by heartbeat).
+
+Fail-over: a worker beats every `worker_heartbeat` seconds; one without a
+beat for `worker_dead_after` is dead, one that stopped cleanly is stopped,
+and a live worker takes it over (a conditional UPDATE of its row: one
+taker) and has DBOS put its pending workflows back into their queues,
+where any live worker runs them again; the operations resume from their
+journals. A worker that finds itself taken over (it stalled) interrupts
+its operations and stops; a new run of a job waits for the old run's
+process (same controller) or for its host locks (another one).
 
 Limits of a run are DBOS queues: `screener start` puts jobs on the queue `jobs`;
 each `screener run` gets a queue of its own whose `global_concurrency` is
@@ -78,11 +87,9 @@ FINISHED = ("done", "failed", "serious", "critical", "interrupted", "illegal", "
 RESTARTABLE = ("failed", "serious", "interrupted", "illegal", "timeouted")
 EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupted",
                EXIT_SERIOUS: "serious", EXIT_CRITICAL: "critical", EXIT_TIMEOUTED: "timeouted"}
-HEARTBEAT = 2.0                 # seconds between a worker's heartbeats
 STOP_WAIT = 600.0               # seconds a stopping worker waits for its operations
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
-WORKER_GONE = 15.0              # seconds without a heartbeat: the worker is gone
 
 logging.getLogger("dbos").setLevel(logging.WARNING)
 
@@ -149,6 +156,10 @@ WORKERS = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("started", sa.Float, nullable=False),
     sa.Column("seen", sa.Float, nullable=False),
+    # stopped cleanly (its jobs left pending), or taken over: by whom, when
+    sa.Column("stopped", sa.Boolean, default=False),
+    sa.Column("taken_by", sa.String(200)),
+    sa.Column("taken", sa.Float),
 )
 
 
@@ -162,6 +173,15 @@ def database_url(config):
     if config.jobs_database_url:
         return config.jobs_database_url
     return f"sqlite:///{Path(config.state_dir).absolute() / 'jobs.sqlite'}"
+
+
+def engine_url(url):
+    """`url` with the driver DBOS uses: psycopg (3) for PostgreSQL, which
+    SQLAlchemy would otherwise take to mean psycopg2."""
+    url = sa.make_url(url)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
 
 
 @dataclass
@@ -206,7 +226,7 @@ class JobStore:
             kwargs["connect_args"] = {"timeout": 30}
         try:
             DBOS.migrate(self.url)
-            self.engine = sa.create_engine(self.url, **kwargs)
+            self.engine = sa.create_engine(engine_url(self.url), **kwargs)
             METADATA.create_all(self.engine)
             _add_new_columns(self.engine)
         except sa.exc.SQLAlchemyError as error:
@@ -467,22 +487,85 @@ class JobStore:
         return [(row.kind, row.host) for row in held]
 
     # ------------------------------------------------------------- workers
-    def heartbeat(self, worker_id, started):
+    def heartbeat(self, worker_id, started, first=False):
+        """Worker `worker_id` is alive now; False when another worker has
+        taken it over (it was found dead: it must run nothing more). Its
+        row is made by its `first` heartbeat only: a row gone later is a
+        takeover done."""
         with self.engine.begin() as connection:
             values = dict(host=socket.gethostname(), pid=os.getpid(), started=started,
-                          seen=time.time())
-            if connection.execute(WORKERS.update().where(WORKERS.c.id == worker_id)
-                                  .values(**values)).rowcount == 0:
+                          seen=time.time(), stopped=False)
+            if connection.execute(WORKERS.update().where(
+                    WORKERS.c.id == worker_id, WORKERS.c.taken_by.is_(None))
+                    .values(**values)).rowcount == 1:
+                return True
+            if first and connection.execute(sa.select(WORKERS.c.id).where(
+                    WORKERS.c.id == worker_id)).first() is None:
                 connection.execute(WORKERS.insert().values(id=worker_id, **values))
+                return True
+            return False
 
-    def forget_worker(self, worker_id):
+    def enter(self, worker_id, started):
+        """The first heartbeat of a starting worker: while another worker
+        takes over this id's jobs (a dead run of it), wait until it has;
+        a takeover older than `worker_dead_after` was left half-done by a
+        taker that died, and is undone."""
+        while not self.heartbeat(worker_id, started, first=True):
+            with self.engine.begin() as connection:
+                connection.execute(WORKERS.update().where(
+                    WORKERS.c.id == worker_id,
+                    WORKERS.c.taken < time.time() - self.config.worker_dead_after)
+                    .values(taken_by=None, taken=None))
+            time.sleep(min(0.5, self.config.worker_heartbeat))
+
+    def retire(self, worker_id):
+        """Worker `worker_id` stopped cleanly: its pending jobs are for the
+        next worker, of this id or another (unless it was taken over)."""
         with self.engine.begin() as connection:
-            connection.execute(WORKERS.delete().where(WORKERS.c.id == worker_id))
+            connection.execute(WORKERS.update().where(
+                WORKERS.c.id == worker_id, WORKERS.c.taken_by.is_(None)).values(stopped=True))
+
+    def forget_worker(self, worker_id, taken_by=None):
+        with self.engine.begin() as connection:
+            connection.execute(WORKERS.delete().where(
+                WORKERS.c.id == worker_id,
+                *([WORKERS.c.taken_by == taken_by] if taken_by else [])))
 
     def live_workers(self):
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(sa.select(WORKERS).where(
-                WORKERS.c.seen > time.time() - WORKER_GONE)).mappings()]
+                WORKERS.c.seen > time.time() - self.config.worker_dead_after,
+                WORKERS.c.stopped.is_not(sa.true()),
+                WORKERS.c.taken_by.is_(None))).mappings()]
+
+    def take_over(self, worker_id):
+        """The workers `worker_id` takes over now: those stopped and those
+        dead (no heartbeat for `worker_dead_after`), not being taken over
+        already. Each is claimed by one conditional UPDATE: of two live
+        workers that find it dead, one takes it."""
+        now = time.time()
+        cutoff = now - self.config.worker_dead_after
+        takeable = (WORKERS.c.id != worker_id,
+                    sa.or_(WORKERS.c.stopped == sa.true(), WORKERS.c.seen < cutoff),
+                    sa.or_(WORKERS.c.taken_by.is_(None), WORKERS.c.taken < cutoff))
+        with self.engine.connect() as connection:
+            candidates = connection.execute(sa.select(WORKERS.c.id, WORKERS.c.stopped)
+                                            .where(*takeable)).all()
+        taken = []
+        for candidate in candidates:
+            with self.engine.begin() as connection:
+                if connection.execute(WORKERS.update().where(
+                        WORKERS.c.id == candidate.id, *takeable).values(
+                        taken_by=worker_id, taken=now)).rowcount == 1:
+                    taken.append((candidate.id, "stopped" if candidate.stopped else "dead"))
+        return taken
+
+    def jobs_of_worker(self, worker_id):
+        """The jobs worker `worker_id` ran that have not finished."""
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(sa.select(JOBS).where(
+                JOBS.c.worker == worker_id, JOBS.c.archived == sa.false(),
+                JOBS.c.state.not_in(FINISHED))).mappings()]
 
 
 def _add_new_columns(engine):
@@ -545,6 +628,9 @@ def facts_of(event):
                 "message": f"waiting: {'; '.join(event.get('reasons', []))}"[:500]}
     if kind == "wait-end":
         return {"state": "running"}
+    if kind == "takeover":
+        return {"message": f"taken over by worker {event.get('by')} (worker "
+                           f"{event.get('worker')} {event.get('why')})"}
     if kind == "downtime-end":
         return {"location": event.get("host")}
     if kind == "summary" and event.get("downtime_seconds") is not None:
@@ -754,6 +840,7 @@ class Worker:
         self._lock = threading.Lock()
         self._beat = threading.Event()
         self._beating = None
+        self.taken_over = threading.Event()     # found dead by another worker: stop
         self.started = time.time()
 
     def start(self):
@@ -770,7 +857,7 @@ class Worker:
                 raise WorkerRunning(f"worker {self.id} runs already (pid {other['pid']} on "
                                     f"{other['host']}); give this one another --id")
         _worker = self
-        self.store.heartbeat(self.id, self.started)
+        self.store.enter(self.id, self.started)
         if isinstance(getattr(self.executor, "env", None), dict):
             # the jobs' operations read their gate and slots in this database
             self.executor.env["FOOTBALL_JOBS_DATABASE_URL"] = self.store.url
@@ -789,19 +876,51 @@ class Worker:
         """The heartbeat, and the kills asked for this worker's jobs (each
         operation is interrupted once: a second Ctrl-C could cut its
         clean-up short)."""
-        interval = min(HEARTBEAT, self.config.jobs_poll_interval)
+        heartbeat = self.config.worker_heartbeat
+        interval = min(heartbeat, self.config.jobs_poll_interval)
         beaten, interrupted = time.monotonic(), set()
         while not self._beat.wait(interval):
             try:
-                if time.monotonic() - beaten >= HEARTBEAT:
-                    self.store.heartbeat(self.id, self.started)
+                if time.monotonic() - beaten >= heartbeat:
+                    if not self.store.heartbeat(self.id, self.started):
+                        self._fenced()
+                        return
                     beaten = time.monotonic()
+                    if not self.stopping.is_set():      # DBOS may be going away
+                        self._take_over()
                 for number in self.store.to_kill(self.id):
                     if number not in interrupted:
                         interrupted.add(number)
                         self.executor.interrupt_job(number)
             except sa.exc.SQLAlchemyError as error:
                 self.say(f"worker {self.id}: the jobs' database failed: {error}")
+
+    def _fenced(self):
+        """Another worker found this one dead (its heartbeat stalled) and
+        took its jobs over: its operations are interrupted as by Ctrl-C
+        (the taker's runs wait for them) and it stops (`taken_over`)."""
+        self.say(f"worker {self.id}: taken over by another worker (no heartbeat for "
+                 f"{self.config.worker_dead_after:g} s): stopping its operations")
+        self.stopping.set()
+        getattr(self.executor, "interrupt", lambda: None)()
+        self.taken_over.set()
+
+    def _take_over(self):
+        """Resume the jobs of the workers found dead or stopped: DBOS puts
+        their pending workflows back into their queues, where this or any
+        live worker runs them again (each resumes from its journal)."""
+        for other, why in self.store.take_over(self.id):
+            jobs = self.store.jobs_of_worker(other)
+            for job in jobs:
+                self.store.record(job["number"], {"event": "takeover", "worker": other,
+                                                  "why": why, "by": self.id})
+            # DBOS's own recovery, for another executor's id: what its admin
+            # server's recovery endpoint calls (no public method in dbos 3.4)
+            recovered = DBOS._recover_pending_workflows([other])
+            self.store.forget_worker(other, taken_by=self.id)
+            if jobs or recovered:
+                self.say(f"worker {self.id}: took over worker {other} ({why}): "
+                         f"{len(recovered)} job(s) queued again")
 
     def stop(self, timeout=STOP_WAIT):
         """Interrupt the running operations (as Ctrl-C: each cleans up, a
@@ -828,7 +947,7 @@ class Worker:
         self._beat.set()
         if self._beating:
             self._beating.join()
-        self.store.forget_worker(self.id)
+        self.store.retire(self.id)
         self.store.close()
         self.say(f"worker {self.id}: stopped")
 

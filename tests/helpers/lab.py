@@ -61,8 +61,10 @@ class LabRun:
                                             f"{result.returncode}:\n{result.stderr[-3000:]}")
         return result
 
-    def up(self, *extra):
-        return self.football("--inventory", str(self.inventory), "up", *extra)
+    def up(self, *extra, worker=False):
+        """`football lab up`; without the lab's screener worker unless `worker`."""
+        return self.football("--inventory", str(self.inventory), "up", *extra,
+                             *([] if worker else ["--no-worker"]))
 
     def status(self):
         return json.loads(self.football("status", "--json").stdout)
@@ -108,12 +110,14 @@ class LabRun:
 
 
 @contextmanager
-def lab_up(base, demo_size=DEMO_SIZE, vg_size="1G"):
-    """A lab brought up under `base` for the `with` block; brought down
-    afterwards, failing when `lab down` left anything behind."""
+def lab_up(base, demo_size=DEMO_SIZE, vg_size="1G", worker=False, env=None):
+    """A lab brought up under `base` for the `with` block (with its
+    screener worker when `worker`; `env` added to the lab's environment);
+    brought down afterwards, failing when `lab down` left anything behind."""
     run = LabRun(base, demo_size, vg_size)
+    run.env.update(env or {})
     try:
-        run.up()
+        run.up(worker=worker)
         yield run
     finally:
         run.cleanup()

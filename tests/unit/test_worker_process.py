@@ -70,7 +70,8 @@ def worker_listed(state_dir):
     engine = sa.create_engine(f"sqlite:///{state_dir}/jobs.sqlite")
     try:
         with engine.connect() as connection:
-            return [row.id for row in connection.execute(sa.text("SELECT id FROM football_workers"))]
+            return [row.id for row in connection.execute(sa.text(
+                "SELECT id FROM football_workers WHERE stopped IS NOT 1"))]
     except sa.exc.OperationalError:     # not created yet
         return []
     finally:

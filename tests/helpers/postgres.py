@@ -1,0 +1,150 @@
+"""A private PostgreSQL server for a test run (Debian's `postgresql`
+package): initdb into a temp dir as the `postgres` user, the server
+listening only on a random 127.A.B.x address and a free port, its unix
+socket in a private dir, one database; stopped by pid at the end, also when
+the test fails, and it dies with the test run if that is killed.
+
+The data dir is not under the test's tmp dir: pytest makes that root-only
+(0700), and the server runs as `postgres`."""
+
+import ctypes
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.marshosts import random_subnet
+
+SERVER_USER = "postgres"
+DATABASE = "football_jobs"
+START_WAIT = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+def binaries():
+    """The dir of initdb and postgres (the newest version installed)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda path: int(Path(path).parts[4]) if Path(path).parts[4].isdigit()
+                   else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: `make deps` installs Debian's "
+                           "postgresql package")
+    return Path(found[-1]).parent
+
+
+def _fast_shutdown_with_parent():
+    """The server gets SIGINT (fast shutdown) when the test run dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+
+
+def free_port(address):
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]
+
+
+class PostgresServer:
+    """One server: `start()` makes and starts it, `url` names its
+    database, `stop()` ends it (by pid) and removes its files."""
+
+    def __init__(self, user=SERVER_USER):
+        self.user = pwd.getpwnam(user)
+        self.address = f"{random_subnet()}.5"
+        self.password = secrets.token_hex(12)
+        self.process = None
+        self.dir = Path(tempfile.mkdtemp(prefix="football-pg-"))
+        os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self.data, self.sockets = self.dir / "data", self.dir / "sockets"
+        self.log_path = self.dir / "server.log"
+        self.port = None
+
+    @property
+    def url(self):
+        return (f"postgresql://football:{self.password}@{self.address}:{self.port}/"
+                f"{DATABASE}")
+
+    def _as_server_user(self, argv, **kwargs):
+        return subprocess.run(argv, user=self.user.pw_uid, group=self.user.pw_gid,
+                              extra_groups=[], cwd=self.dir, capture_output=True, text=True,
+                              timeout=120, **kwargs)
+
+    def start(self):
+        bin_dir = binaries()
+        password_file = self.dir / "password"
+        password_file.write_text(self.password + "\n")
+        os.chown(password_file, self.user.pw_uid, self.user.pw_gid)
+        result = self._as_server_user([
+            str(bin_dir / "initdb"), "-D", str(self.data), "-U", "football",
+            f"--pwfile={password_file}", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"])
+        assert result.returncode == 0, f"initdb failed:\n{result.stdout}{result.stderr}"
+        password_file.unlink()
+        self.sockets.mkdir(mode=0o700)
+        os.chown(self.sockets, self.user.pw_uid, self.user.pw_gid)
+        self.port = free_port(self.address)
+        log = open(self.log_path, "w")
+        os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
+        self.process = subprocess.Popen(
+            [str(bin_dir / "postgres"), "-D", str(self.data), "-k", str(self.sockets),
+             "-c", f"listen_addresses={self.address}", "-p", str(self.port),
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=200"],
+            user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[], cwd=self.dir,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=_fast_shutdown_with_parent)
+        log.close()
+        self._create_database()
+        return self
+
+    def _create_database(self):
+        import psycopg
+
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            assert self.process.poll() is None, f"postgres exited:\n{self.log()}"
+            try:
+                with psycopg.connect(host=self.address, port=self.port, user="football",
+                                     password=self.password, dbname="postgres",
+                                     autocommit=True, connect_timeout=5) as connection:
+                    connection.execute(f"CREATE DATABASE {DATABASE}")
+                return
+            except psycopg.OperationalError as error:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"postgres did not accept connections: {error}\n"
+                                         f"{self.log()}") from None
+                time.sleep(0.2)
+
+    def log(self):
+        try:
+            return self.log_path.read_text()[-3000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        """Fast shutdown (SIGINT) of the server by its pid, SIGKILL after
+        30 s; its files removed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(request):
+    """The URL of a database on a private PostgreSQL server for the test
+    file (root: the server runs as `postgres`)."""
+    server = PostgresServer()
+    request.addfinalizer(server.stop)
+    server.start()
+    return server.url

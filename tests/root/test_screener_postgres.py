@@ -1,0 +1,87 @@
+"""The screener on PostgreSQL (`jobs_database_url`): `football worker`
+processes sharing one queue in a private PostgreSQL server
+(tests/helpers/postgres.py; root: it runs as the `postgres` user). The
+jobs run a stand-in for football (tests/helpers/standin.py) that counts
+its runs and notices two runs of one job at once."""
+
+import json
+
+import pytest
+
+from tests.helpers.jobs import WorkerProcesses, football, wait_for
+from tests.helpers.postgres import postgres_url  # noqa: F401 (a fixture)
+from tests.helpers.standin import overlaps, runs, stand_in_command
+
+pytestmark = [pytest.mark.root]
+
+TUNING = ["jobs_poll_interval=0.1", "worker_heartbeat=0.3", "worker_dead_after=3"]
+
+
+@pytest.fixture
+def shared(tmp_path, postgres_url):  # noqa: F811 (the fixture)
+    """(state dir, the settings of this test's workers and commands, its
+    worker processes): the jobs' database is the PostgreSQL one."""
+    state_dir = tmp_path / "controller"
+    state_dir.mkdir()
+    variables = [*TUNING, f"jobs_database_url={postgres_url}", stand_in_command(tmp_path)]
+    processes = WorkerProcesses(str(state_dir), variables)
+    try:
+        yield state_dir, variables, processes
+    finally:
+        processes.kill_all()
+
+
+def screener(state_dir, variables, *args):
+    options = [item for variable in [f"state_dir={state_dir}", *variables]
+               for item in ("--var", variable)]
+    code, out, err = football("--json", *options, "screener", *args)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def jobs_now(state_dir, variables, ids):
+    return {job["id"]: job for job in screener(state_dir, variables, "list") if job["id"] in ids}
+
+
+def all_ended(state_dir, variables, ids):
+    return wait_for(lambda: (lambda now: now if len(now) == len(ids) and all(
+        job["state"] not in ("queued", "running", "condition") for job in now.values())
+        else None)(jobs_now(state_dir, variables, ids)), f"jobs {', '.join(ids)} to end",
+        timeout=60, interval=0.2)
+
+
+def test_two_workers_share_a_queue_of_four_jobs_and_each_job_runs_once(tmp_path, shared):
+    state_dir, variables, processes = shared
+    first, second = processes.start("pg-w1"), processes.start("pg-w2")
+    ids = [f"vm{number}" for number in range(1, 5)]
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;host\n" + "".join(f"{res};handover;a1\n"
+                                                           for res in ids))
+    assert [event["event"] for event in screener(state_dir, variables, "run", str(moves),
+                                                 "--max", "2")] == ["queued"] * 4
+    done = all_ended(state_dir, variables, ids)
+    assert {job["state"] for job in done.values()} == {"done"}, \
+        (done, processes.log(first)[-2000:], processes.log(second)[-2000:])
+    assert {res: runs(state_dir, res) for res in ids} == dict.fromkeys(ids, 1)
+    assert not overlaps(state_dir)
+    assert {job["worker"] for job in done.values()} <= {"pg-w1", "pg-w2"}
+
+
+def test_a_job_of_a_worker_killed_with_9_is_finished_by_the_other_worker(shared):
+    state_dir, variables, processes = shared
+    first = processes.start("pg-w3")
+    screener(state_dir, variables, "start", "handover", "hold1", "a2")
+    wait_for(lambda: runs(state_dir, "hold1") == 1 and jobs_now(
+        state_dir, variables, ["hold1"])["hold1"]["worker"] == "pg-w3", "hold1 on pg-w3")
+    second = processes.start("pg-w4")
+    wait_for(lambda: "running jobs" in processes.log(second), "pg-w4 to be up")
+    first.kill()
+    first.wait(timeout=30)
+    job = all_ended(state_dir, variables, ["hold1"])["hold1"]
+    assert (job["state"], job["worker"], runs(state_dir, "hold1")) == ("done", "pg-w4", 2), \
+        (job, processes.log(second)[-2000:])
+    assert not overlaps(state_dir)
+    events = screener(state_dir, variables, "show", "hold1")[1:]
+    assert [(event["event"], event.get("worker")) for event in events
+            if event["event"] in ("job-start", "takeover", "job-end")] == \
+        [("job-start", "pg-w3"), ("takeover", "pg-w3"), ("job-start", "pg-w4"), ("job-end", None)]

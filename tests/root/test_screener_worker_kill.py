@@ -1,0 +1,134 @@
+"""The lab's screener worker (`football lab up` starts it) killed with -9
+while a job is inside its downtime window, then while another is inside its
+sync (vm1 to cluster2 and back): each time the orphaned operation is
+interrupted (the window compensated), `screener` says that no worker runs
+(the first time), a new worker (`lab up` again) resumes the job from its
+journal, and it ends `done`; vm1's files and records are intact.
+
+The window is caught with a test plugin (`plugin_dirs` of that job only)
+whose `resource_start` — the container stopped, before the handover — holds
+once until it is interrupted; the sync is caught by the job's first progress
+event (the sync has 80 MiB of files to copy)."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from tests.helpers.dataplane import tree_checksums
+from tests.helpers.jobs import events_of, jobs, wait_for
+from tests.helpers.lab import (files_dir, football, lab_up, roles_and_running,
+                               sequence_problems, written_files)
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+TUNING = {"FOOTBALL_JOBS_POLL_INTERVAL": "0.2", "FOOTBALL_WORKER_HEARTBEAT": "0.5",
+          "FOOTBALL_WORKER_DEAD_AFTER": "3"}
+
+HOLD_PLUGIN = '''\
+"""Holds a resource's first start (inside its downtime window) until the
+run is interrupted; says so in held-<res> beside this file."""
+import time
+from pathlib import Path
+
+from football.hooks import hookimpl
+
+
+@hookimpl(tryfirst=True)
+def resource_start(host, res, hooks):
+    marker = Path(__file__).with_name(f"held-{res}")
+    if not marker.exists():
+        marker.write_text(host.name)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+    return None
+'''
+
+
+def lab_worker(lab):
+    return json.loads((lab.dir / "lab.json").read_text()).get("worker")
+
+
+def screener(lab, *args):
+    result = football(lab.env, "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def event_kinds(state_dir, job_id):
+    return [event["event"] for event in events_of(state_dir, job_id)]
+
+
+def kill_the_worker(lab, state_dir, job_id):
+    """kill -9 of the lab's worker while job `job_id` runs; returns once
+    its orphaned operation ended (interrupted as by Ctrl-C: its parent
+    died; a downtime window compensated)."""
+    killed = lab_worker(lab)
+    child = jobs(state_dir)[job_id]["child_pid"]
+    os.kill(killed["pid"], signal.SIGKILL)
+    wait_for(lambda: not _is_running(child), f"{job_id}'s orphaned operation to end",
+             timeout=120, interval=0.2)
+    return killed
+
+
+def ended_on_a_new_worker(lab, state_dir, job_id, killed):
+    """`lab up` starts a new worker; job `job_id` once it ended there."""
+    lab.up("--no-wait", worker=True)
+    assert lab_worker(lab)["pid"] != killed["pid"]
+    return wait_for(lambda: (lambda job: job if job["state"] not in ("queued", "running",
+                                                                        "condition")
+                             else None)(jobs(state_dir)[job_id]), f"{job_id} to end",
+                    timeout=300, interval=0.5)
+
+
+def _is_running(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline") as cmdline:
+            return bool(cmdline.read())      # a zombie's is empty
+    except OSError:
+        return False
+
+
+def test_a_new_worker_resumes_jobs_killed_inside_their_window_and_their_sync(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "hold_start.py").write_text(HOLD_PLUGIN)
+    with lab_up(tmp_path, worker=True, env=TUNING) as lab:
+        state_dir = lab.dir / "controller"
+        files = written_files(lab, "a1", "data", count=20, size=4 << 20)
+        assert f"screener worker: pid {lab_worker(lab)['pid']}, running" in \
+            lab.football("status").stdout
+
+        # to cluster2, killed inside its downtime window (the container stopped)
+        result = screener(lab, "--var", f"plugin_dirs={plugins}", "screener", "start",
+                          "migrate", "vm1", "b1", "b2")
+        assert "no worker" not in result.stderr
+        wait_for(lambda: (plugins / "held-vm1").exists(), "the job inside its window",
+                 timeout=300, interval=0.2)
+        assert "downtime-begin" in event_kinds(state_dir, "vm1")
+        killed = kill_the_worker(lab, state_dir, "vm1")
+        wait_for(lambda: "no worker is running" in screener(lab, "screener", "list").stderr,
+                 "`screener list` to say that no worker runs")
+        assert ended_on_a_new_worker(lab, state_dir, "vm1", killed)["state"] == "done", \
+            events_of(state_dir, "vm1")[-8:]
+
+        # back to cluster1, killed inside its sync
+        screener(lab, "screener", "start", "--id", "back", "migrate", "vm1", "a1", "a2")
+        wait_for(lambda: any(event["event"] == "progress" and event["done"] < event["total"]
+                             for event in events_of(state_dir, "back")),
+                 "the job back inside its sync", timeout=300, interval=0.1)
+        killed = kill_the_worker(lab, state_dir, "back")
+        assert ended_on_a_new_worker(lab, state_dir, "back", killed)["state"] == "done", \
+            events_of(state_dir, "back")[-8:]
+
+        for job_id in ("vm1", "back"):
+            assert event_kinds(state_dir, job_id).count("job-start") == 2, job_id
+        roles, running = roles_and_running(lab.status(), "vm1")
+        assert roles == {"a1": "Primary", "a2": "Secondary"} and running == ["a1"], \
+            (roles, running)
+        assert not sequence_problems(lab.records("a1")), lab.records("a1")[-5:]
+        assert tree_checksums(files_dir(lab, "a1", "data")) == files
+        last = lab_worker(lab)
+    assert not _is_running(last["pid"]), "lab down left the worker running"

@@ -1,0 +1,127 @@
+"""Fail-over between `football worker` processes sharing one jobs'
+database (SQLite here; PostgreSQL in tests/root/test_screener_postgres.py):
+a job whose worker died, stopped or stalled is taken over by another live
+worker and runs to its end there, and never runs on two workers at once.
+The jobs run a stand-in for football (tests/helpers/standin.py) whose
+first run of a `hold…` job blocks until it is interrupted, as a long sync
+would, and which notices two runs of one job at once. (A stalled worker is
+not simulated with SIGSTOP: stopped inside a transaction, it would hold
+SQLite's lock; the takeover is written into its row instead.)"""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from football.config import Config
+from football.screener import WORKERS, JobStore, Worker
+from tests.helpers.jobs import (Script, ScriptedExecutor, WorkerProcesses, events_of, football,
+                                jobs, wait_for)
+from tests.helpers.standin import overlaps, runs, stand_in_command
+
+TUNING = ["jobs_poll_interval=0.1", "worker_heartbeat=0.2", "worker_dead_after=3"]
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    """The workers' state dir: the SQLite jobs' database, the stand-in's counts."""
+    (tmp_path / "controller").mkdir()
+    return tmp_path / "controller"
+
+
+@pytest.fixture
+def workers(state_dir, tmp_path, request):
+    """`football worker` processes running the stand-in; killed at the end."""
+    processes = WorkerProcesses(str(state_dir), [*TUNING, stand_in_command(tmp_path)])
+    request.addfinalizer(processes.kill_all)
+    return processes
+
+
+def start_job(state_dir, res):
+    code, _, err = football("--var", f"state_dir={state_dir}", "--var", TUNING[0], "screener",
+                            "start", "handover", res, "a2")
+    assert code == 0, err
+
+
+def held_on(state_dir, res, worker_id):
+    """The job once its first run blocks on worker `worker_id`."""
+    return wait_for(lambda: runs(state_dir, res) == 1 and (lambda job: job if job["state"] ==
+                    "running" and job["phase"] == "prepare" and job["worker"] == worker_id
+                    else None)(jobs(state_dir)[res]), f"{res} running on {worker_id}")
+
+
+def live(state_dir, worker_id):
+    store = JobStore(Config(variables=[f"state_dir={state_dir}", *TUNING]))
+    try:
+        return worker_id in {worker["id"] for worker in store.live_workers()}
+    finally:
+        store.close()
+
+
+def done(state_dir, res):
+    return wait_for(lambda: (lambda job: job if job["state"] not in ("queued", "running")
+                             else None)(jobs(state_dir)[res]), f"{res} to end", timeout=60)
+
+
+def assert_taken_over(state_dir, res, dead, why, by):
+    job = jobs(state_dir)[res]
+    assert (job["state"], job["worker"], runs(state_dir, res)) == ("done", by, 2), job
+    events = events_of(state_dir, res)
+    assert [(event["event"], event.get("worker")) for event in events
+            if event["event"] in ("job-start", "takeover", "job-end")] == \
+        [("job-start", dead), ("takeover", dead), ("job-start", by), ("job-end", None)]
+    takeover = next(event for event in events if event["event"] == "takeover")
+    assert (takeover["by"], takeover["why"]) == (by, why)
+    assert not overlaps(state_dir), overlaps(state_dir)
+
+
+def test_a_job_of_a_worker_killed_with_9_is_finished_by_another_live_worker(state_dir,
+                                                                             workers):
+    first = workers.start("w1")
+    start_job(state_dir, "hold1")
+    child = held_on(state_dir, "hold1", "w1")["child_pid"]
+    workers.start("w2")
+    wait_for(lambda: live(state_dir, "w2"), "w2 to be up")
+    first.kill()
+    first.wait(timeout=30)
+    done(state_dir, "hold1")
+    assert not os.path.exists(f"/proc/{child}")
+    assert_taken_over(state_dir, "hold1", "w1", "dead", "w2")
+
+
+def test_a_job_of_a_stopped_worker_is_taken_over_at_once_by_another(state_dir, workers):
+    first = workers.start("w1")
+    start_job(state_dir, "hold2")
+    held_on(state_dir, "hold2", "w1")
+    second = workers.start("w2")
+    wait_for(lambda: live(state_dir, "w2"), "w2 to be up")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0, workers.log(first)
+    done(state_dir, "hold2")
+    assert_taken_over(state_dir, "hold2", "w1", "stopped", "w2")
+    assert "took over worker w1 (stopped)" in workers.log(second)
+
+
+def test_a_worker_found_dead_by_another_interrupts_its_operations_and_stops(state_dir):
+    executor, gate = ScriptedExecutor(), threading.Event()
+    executor.scripts["hold4"] = Script([{"event": "phase", "phase": "prepare"}], gate=gate)
+    config = Config(variables=[f"state_dir={state_dir}", *TUNING])
+    worker = Worker(config, "w1", executor)
+    worker.start()
+    try:
+        start_job(state_dir, "hold4")
+        wait_for(lambda: executor.running == ["hold4"], "hold4 to run")
+        # as another worker does that found w1's heartbeat stalled
+        store = JobStore(config)
+        with store.engine.begin() as connection:
+            connection.execute(WORKERS.update().where(WORKERS.c.id == "w1").values(
+                taken_by="w2", taken=time.time()))
+        store.close()
+        wait_for(worker.taken_over.is_set, "w1 to find itself taken over")
+        assert gate.is_set()                    # its operation was interrupted
+    finally:
+        worker.stop(timeout=10)
+    job = jobs(state_dir)["hold4"]
+    assert job["state"] == "running" and job["exit_code"] is None     # left to the taker
