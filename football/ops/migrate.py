@@ -261,7 +261,7 @@ class Migrate(Operation):
                 self.ctx.reporter.detail(f"{target.name}: already a replica of {self.res}")
                 continue
             self._take_sync_slot(target)
-            with self.holding([self.source, target]):
+            with self.holding([self.source, target, *self._clusters_to_merge(target)]):
                 self.journal.decide(sync_started=self.journal.decided.get("sync_started")
                                     or time.time())
                 self._merge(target)
@@ -279,7 +279,18 @@ class Migrate(Operation):
                 self.ctx.inject("prepare:joined")
         self.journal.record("prepare")
 
+    def _clusters_to_merge(self, target):
+        """The inventory hosts of both MARS clusters when `target` must merge
+        into the source's: a merge holds them all, since two merges into one
+        cluster at once (a1 through b2 while a2 comes in through b1) can lose
+        one of them — b2 never lists a1."""
+        if target.name in facts.cluster_hosts(self.source):
+            return []
+        names = set(facts.cluster_hosts(self.source)) | set(facts.cluster_hosts(target))
+        return [self.host(name) for name in sorted(names) if name in self.ctx.inventory.hosts]
+
     def _merge(self, target):
+        facts.forget()      # under the locks now: what was read before may have changed
         if target.name not in facts.cluster_hosts(self.source):
             self.say(f"  {target.name}: merge-cluster with {self.source.name}")
             target.run(self._merge_argv(), timeout=self.config.command_timeout)

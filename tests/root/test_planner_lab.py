@@ -73,7 +73,7 @@ def test_balance_evacuate_and_restore_move_containers_with_every_record(tmp_path
                                     "--plan").stdout)
             assert replan["moves"] == [], replan
 
-            run(lab, state_dir, "evacuate", "a1", "--execute")
+            run(lab, state_dir, "evacuate", "a1", "--execute", "--max", "2")
             evacuated = where(lab)
             assert all("a1" != primary and "a1" not in secondaries
                        for primary, secondaries in evacuated.values()), evacuated
@@ -82,7 +82,7 @@ def test_balance_evacuate_and_restore_move_containers_with_every_record(tmp_path
                 state == "RUNNING" for state in status["a1"]["containers"].values()), status["a1"]
             came_from_a1 = {res for res in RESOURCES if "a1" in (after[res][0], *after[res][1])}
 
-            run(lab, state_dir, "restore", "a1")
+            run(lab, state_dir, "restore", "a1", "--max", "2")
             restored = where(lab)
             assert {res for res, (primary, secondaries) in restored.items()
                     if "a1" in (primary, *secondaries)} == came_from_a1, restored
