@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from football.config import Config
+from football.transport import Result
 from football.screener import (FINISHED, STATES, Worker, _with_rate, facts_of,
                                progress_text, shown_state, state_of_exit)
 from tests.helpers.fakefleet import assert_placed
@@ -272,6 +273,35 @@ def test_jobs_run_real_operations_on_the_fake_fleet(fake_fleet, state_dir, tmp_p
     phases = [event["phase"] for event in events_of(state_dir, "vm1")
               if event["event"] == "phase"]
     assert phases == ["prepare", "wait", "finish", "cleanup"]
+
+
+def test_a_job_failed_by_an_injected_fault_ends_done_when_restarted(fake_fleet, state_dir,  # noqa: F811
+                                                                    monkeypatch):
+    fleet, faults = fake_fleet, []
+    run_for_real = fleet.run
+
+    def run(name, argv, input=None):     # b1's first join-resource fails
+        if tuple(argv[:2]) == ("marsadm", "join-resource") and name == "b1" and not faults:
+            faults.append(name)
+            return Result(name, tuple(argv), 1, "", "marsadm: injected fault\n")
+        return run_for_real(name, argv, input)
+
+    monkeypatch.setattr(fleet, "run", run)
+    options = ("--inventory", fleet.inventory_path, "--json", "--var", f"state_dir={state_dir}",
+               "--var", POLL, "--var", "poll_interval=0", "screener")
+    worker = start_worker(state_dir, InProcessFootball())
+    try:
+        code, _, err = football(*options, "start", "migrate", "vm1", "b1", "b2")
+        assert code == 0, err
+        failed = finished(state_dir, "vm1")["vm1"]
+        assert failed["state"] in ("failed", "serious") and faults == ["b1"], failed
+        code, _, err = football(*options, "restart", "vm1")
+        assert code == 0, err
+        done = finished(state_dir, "vm1")["vm1"]
+    finally:
+        worker.stop(timeout=10)
+    assert done["state"] == "done", events_of(state_dir, "vm1")[-5:]
+    assert_placed(fleet, "b1", ["b2"])
 
 
 def test_a_job_running_when_its_worker_stops_resumes_on_the_next_worker(state_dir):
