@@ -464,8 +464,10 @@ class Primary:
         await trio.to_thread.run_sync(devices.detach_loop, self.loop)
         self.link.unlink(missing_ok=True)
         reply = await self.device.command({"cmd": "stop"})
-        await self.device.wait()
-        self.device = self.loop = None
+        # The reply comes once the log is closed and flushed: the handover
+        # goes on now, the process's own exit is waited for after the report
+        # (it took up to 0.15 s of every handover's downtime).
+        device, self.device, self.loop = self.device, None, None
         logfile, end = reply["closed"]
         await worker.history.write_version(logfile, end)
         changes = {}
@@ -477,6 +479,7 @@ class Primary:
         worker.wait(None)
         worker.report(is_primary=False, device=None, loop=None, open_count=0)
         log.info("%s: device down, final version %s,%d", self.res, logfile, end)
+        await device.wait()
 
 
 class DeviceProcess:
