@@ -319,13 +319,13 @@ class HostsRun(PlannedMoves):
             lifecycle.change(via(host), state, self.owner, expect)
         self.say(f"  {self.names}: {state}")
 
-    def converge(self, plan_now, what):
-        """Plan (`plan_now()`), run the moves, plan again, until a plan
-        has none."""
+    def converge(self, plan_now, what, first=None):
+        """Plan (`plan_now()`; `first`: a plan made already, for the first
+        round), run the moves, plan again, until a plan has none."""
         store = self.store()
         try:
             for _ in range(MAX_ROUNDS):
-                plan = plan_now()
+                plan, first = first or plan_now(), None
                 if not plan.moves:
                     return
                 self.run_plan(store, plan, what)
@@ -349,8 +349,8 @@ class Evacuate(HostsRun):
         if wrong:
             raise Illegal(f"{', '.join(wrong)} is restoring: let `football restore` finish "
                           "first; nothing was changed")
-        if "active" in self.initial.values():
-            self.plan()                 # lacking capacity fails before any host is marked
+        # lacking capacity fails here, before any host is marked
+        self.first_plan = self.plan() if "active" in self.initial.values() else None
         if set(self.initial.values()) != {"evacuated"}:
             self.require_worker()
 
@@ -370,7 +370,7 @@ class Evacuate(HostsRun):
 
     def dry_run(self):
         self.mark("draining", ("active", "draining"), via=self.ctx.planned)
-        for move in self.plan().moves:
+        for move in (self.first_plan or self.plan()).moves:
             self.say(f"would queue: football {' '.join(move.command())}")
 
     def drain(self):
@@ -381,7 +381,7 @@ class Evacuate(HostsRun):
                 lifecycle.record_origin(host, res, fleet.resources[res].replicas)
 
     def move(self):
-        self.converge(self.plan, f"evacuating {self.names}")
+        self.converge(self.plan, f"evacuating {self.names}", first=self.first_plan)
 
     def evacuated(self):
         self.mark("evacuated", ("draining", "evacuated"))

@@ -22,14 +22,13 @@ same placement; every step checks the real state first."""
 
 import time
 
-from football import facts, joblink
+from football import facts, joblink, lifecycle
 from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import plan_split_after_move, split_unshared
 from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.window import DowntimeWindow, restart_somewhere
-from football import lifecycle
 from football.snapshot import observe, rank_targets
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
