@@ -102,6 +102,7 @@ class Device:
         self.progressed = None      # trio.Event set (and replaced) when the write-back moved on
         self.rotation = None        # trio.Lock: one rotation at a time (serve makes it)
         self.closing_log = None     # trio.Event while a rotated logfile is being synced
+        self.rotation_due = False   # a rotation at the size threshold is on its way
         self.failure_reported = False
         self.write_sizes = None     # {bytes: requests}, kept with MARS_DEVICE_PROFILE
         self.session = None         # the FUSE session (serve makes it)
@@ -154,7 +155,8 @@ class Device:
         if self.quiet:
             self.quiet = False
             self.emit({"event": "logging"})
-        if self.translog.writer.size >= self.args.rotate_size and not self.rotation.locked():
+        if self.translog.writer.size >= self.args.rotate_size and not self.rotation_due:
+            self.rotation_due = True
             self.nursery.start_soon(self._rotate_at_threshold)
         return size
 
@@ -237,16 +239,26 @@ class Device:
 
     # --------------------------------------------------------------- control
     async def _rotate_at_threshold(self):
-        if self.translog.writer.size >= self.args.rotate_size:
-            self.emit({"event": "rotated", "closed": await self._rotate()})
+        """One task per crossing of the threshold. (One per write that came
+        before the first took the lock rotated once each, mostly empty
+        logfiles: 10 of them in a test that wrote 200 MiB.)"""
+        try:
+            closed = await self._rotate(at_least=self.args.rotate_size)
+        finally:
+            self.rotation_due = False
+        if closed is not None:
+            self.emit({"event": "rotated", "closed": closed})
 
-    async def _rotate(self):
+    async def _rotate(self, at_least=0):
         """A new logfile. Writes go there at once; the old one is synced off
         the event loop (on it, or with writes waiting, the sync stalled every
         request for up to 0.6 s per 256 MiB). A flush meanwhile waits for that
         sync too (`_sync_log`), and the closed logfile is reported only once
-        it is durable: marsd writes its version then."""
+        it is durable: marsd writes its version then. With `at_least`: only
+        a logfile of that size (a log-rotate may have come first); None when not."""
         async with self.rotation:
+            if self.translog.writer.size < at_least:
+                return None
             old, closed = self.translog.switch()
             self.closing_log = trio.Event()
             try:

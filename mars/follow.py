@@ -288,6 +288,13 @@ class LogFollower:
             if self.cursor.position > closed[0]:
                 raise SplitBrain(f"this host replayed {self.cursor.logfile} to "
                                  f"{self.cursor.position}, beyond its end {closed[0]}")
+            if os.path.getsize(path) < closed[0]:
+                # Replay began at the end (a sync that started where its source's
+                # checkpoint stood): the version covers every record of the
+                # logfile, so it waits for the whole copy. From a part it
+                # differed from the origin's, a split brain that was none.
+                self.persist_cursor(force=False)
+                return busy
             mine = await worker.history.write_version(self.cursor.logfile, closed[0])
             if not versions_agree(mine, closed[1]):
                 raise SplitBrain(f"version of {self.cursor.logfile} differs from its origin's")

@@ -288,6 +288,39 @@ def test_log_rotate_and_deletion_of_replayed_logfiles(datanet):
     assert sorted(logfiles(b)) == ["log-000000002-a"]
 
 
+def test_a_replica_that_starts_replay_at_the_end_of_a_closed_logfile_agrees_with_its_version(
+        datanet):
+    """A joining host replays from where its source's checkpoint stood when
+    the sync started: here the end of logfile 1, which its origin closes
+    before the replica fetched more than a part of it (larger than one fetch
+    step). The replica's version of it covers every record, so it is
+    written once the whole copy is here; written from the first part it
+    differed from the origin's, a split brain that was none (CI, in
+    test_sync_progress_view_and_metrics: a's checkpoint lagged its rotation)."""
+    a, b = start_primary(datanet, "a", "b")
+    write_device(a, 0, os.urandom(40 * MIB))        # more than one fetch step (32 MiB)
+    end = logfiles(a)["log-000000001-a"]
+    wait_until(lambda: cursor_of(a, b) == Cursor("log-000000001-a", end, end),
+               what="b seeing a's checkpoint at the end of logfile 1",
+               show=lambda: cursor_of(a, b))
+    paused_globally(a, b, "fetch")
+    b.marsadm("join-resource", RES, b.disk)
+    wait_until(lambda: view(b, "sync-rest") == "0", what="b's sync complete",
+               show=lambda: b.marsadm("view", RES).stdout)
+    assert cursor_of(b) == Cursor("log-000000001-a", end, end)
+    a.marsadm("log-rotate", RES)
+    version = f"resource-{RES}/version-1-a"
+    wait_until(lambda: b.live_values(version).get(version), what="b seeing a's version 1")
+
+    resumed_globally(a, "fetch")
+    wait_until(lambda: view(b, "diskstate") == "UpToDate" or status_of(b).get("split_brain"),
+               what="b up to date", show=lambda: b.marsadm("view", RES).stdout)
+    assert not status_of(b).get("split_brain"), b.marsadm("view", RES).stdout
+    assert b.live_values(f"resource-{RES}/version-1-b")[f"resource-{RES}/version-1-b"] == \
+        b.live_values(version)[version]
+    assert disks_equal(datanet, a, b)
+
+
 def paused_globally(a, b, *what):
     for name in what:
         a.marsadm(f"pause-{name}-global", RES)

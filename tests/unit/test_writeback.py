@@ -412,6 +412,46 @@ def test_a_rotation_at_the_threshold_goes_on_beside_the_writes(tmp_path):
     trio.run(scenario)
 
 
+def test_writes_past_the_threshold_before_the_rotation_runs_rotate_once(tmp_path):
+    """Every write beyond the threshold came before the rotation took its
+    lock: one rotation, not one per write (each rotated the fresh, empty
+    logfile once more); a log-rotate that came first leaves the threshold's
+    task nothing to do."""
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            device = await started_device(device_args(tmp_path, rotate_size=20000), nursery)
+            first = device.translog.logfile
+            for index in range(8):          # no checkpoint in between: no task runs
+                device.write_now(index * 8192, os.urandom(8192))
+            with trio.fail_after(30):
+                while not any(event.get("event") == "rotated" for event in device.events):
+                    await trio.sleep(0.01)
+            await trio.sleep(0.1)           # room for any other rotation to show up
+            rotated = [event["closed"][0] for event in device.events
+                       if event.get("event") == "rotated"]
+            assert rotated == [first]
+            names = sorted(name for name in os.listdir(device.args.resource_dir)
+                           if name.startswith("log-"))
+            assert names == [first, device.translog.logfile]
+
+            async with device.rotation:         # a log-rotate under way meanwhile
+                device.write_now(0, os.urandom(30000))      # past the threshold again
+                await trio.sleep(0.05)          # the threshold's task waits for the lock
+                old, closed = device.translog.switch()
+                old.sync()
+                old.close()
+            await trio.sleep(0.1)
+            assert [event["closed"][0] for event in device.events
+                    if event.get("event") == "rotated"] == [first]
+            assert closed.position > 20000
+            assert os.path.getsize(os.path.join(device.args.resource_dir,
+                                                device.translog.logfile)) == 0
+            await device.answer({"cmd": "stop"})
+            device.translog.close()
+
+    trio.run(scenario)
+
+
 def test_a_read_the_page_cache_cannot_serve_goes_to_a_thread(tmp_path, monkeypatch):
     """Reads are served on the event loop only from the page cache
     (RWF_NOWAIT); one that would wait for the disk is read in a thread."""
