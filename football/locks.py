@@ -70,9 +70,10 @@ def held(host, directory=LOCK_DIR, check=False):
 class LockSet:
     """The locks one run holds; released on every exit path (`with`)."""
 
-    def __init__(self, owner, config, echo=lambda text: None, permanent=False):
+    def __init__(self, owner, config, echo=lambda text: None, permanent=False, on_wait=None):
         self.owner, self.config, self.echo = owner, config, echo
         self.permanent = permanent      # locks that never go stale (an operator's)
+        self.on_wait = on_wait          # (reason) once when a lock is held elsewhere, (None) once taken
         self.taken = []
 
     @contextmanager
@@ -84,12 +85,24 @@ class LockSet:
             self.release_all()
 
     def acquire(self, hosts, item):
+        """All of `hosts`' locks `item`, retried with backoff for
+        `lock_retry_timeout` while another run holds one; `on_wait` hears
+        once that it waits (and why) and once that it goes on."""
         ordered = sorted({host.name: host for host in hosts}.items())
+        waited = False
         for attempt in Retrying(retry=retry_if_exception_type(Locked), reraise=True,
                                 stop=stop_after_delay(self.config.lock_retry_timeout),
                                 wait=wait_exponential(multiplier=0.2, max=10)):
             with attempt:
-                self._all_or_nothing([host for _, host in ordered], item)
+                try:
+                    self._all_or_nothing([host for _, host in ordered], item)
+                except Locked as locked:
+                    if not waited and self.on_wait is not None:
+                        self.on_wait(str(locked))
+                    waited = True
+                    raise
+        if waited and self.on_wait is not None:
+            self.on_wait(None)
 
     def _all_or_nothing(self, hosts, item):
         mine = []

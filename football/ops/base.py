@@ -472,8 +472,18 @@ class Operation:
         every exit): what the runner takes around a phase (`locks`), and
         what a phase that waits first (for a slot, for the gates) takes
         around each step once the wait is over."""
-        return LockSet(self.owner, self.config, self.ctx.reporter.detail).holding(
-            hosts, RUN_LOCK)
+        return LockSet(self.owner, self.config, self.ctx.reporter.detail,
+                       on_wait=self._waiting_for_lock).holding(hosts, RUN_LOCK)
+
+    def _waiting_for_lock(self, reason):
+        """Another run holds a host's lock: said once, and a screener job
+        shows `condition` until it is taken (`reason` None)."""
+        if reason is None:
+            self.ctx.reporter.event("wait-end", what="lock", resource=self.res)
+            return
+        self.say(f"  {self.res}: waiting for a lock: {reason}")
+        self.ctx.reporter.event("wait", state="condition", what="lock", resource=self.res,
+                                reasons=[reason])
 
     def _take_slot(self, host, kind, free, limit):
         """Wait for a `kind` slot on `host` (`free()`: one is free now, under

@@ -2,12 +2,15 @@
 package): initdb into a temp dir as the `postgres` user, the server
 listening only on a random 127.A.B.x address and a free port, its unix
 socket in a private dir, one database; stopped by pid at the end, also when
-the test fails, and it dies with the test run if that is killed.
+the test fails, and it dies with the test run if that is killed. The
+files of a killed run's server are removed by the next run: its creator
+holds a lock on `owner` in the server's dir for as long as it lives.
 
 The data dir is not under the test's tmp dir: pytest makes that root-only
 (0700), and the server runs as `postgres`."""
 
 import ctypes
+import fcntl
 import glob
 import os
 import pwd
@@ -28,6 +31,7 @@ SERVER_USER = "postgres"
 DATABASE = "football_jobs"
 START_WAIT = 60.0
 PR_SET_PDEATHSIG = 1
+DIR_PREFIX = "football-pg-"
 
 
 def binaries():
@@ -61,7 +65,12 @@ class PostgresServer:
         self.address = f"{random_subnet()}.5"
         self.password = secrets.token_hex(12)
         self.process = None
-        self.dir = Path(tempfile.mkdtemp(prefix="football-pg-"))
+        with open(Path(tempfile.gettempdir()) / f"{DIR_PREFIX}lock", "a") as making:
+            fcntl.flock(making, fcntl.LOCK_EX)      # no sweep between making and locking
+            remove_leftovers()
+            self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+            self.owner = open(self.dir / "owner", "w")
+            fcntl.flock(self.owner, fcntl.LOCK_EX)  # released when this process ends
         os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
         self.data, self.sockets = self.dir / "data", self.dir / "sockets"
         self.log_path = self.dir / "server.log"
@@ -138,6 +147,23 @@ class PostgresServer:
                 self.process.kill()
                 self.process.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.owner.close()
+
+
+def remove_leftovers(parent=None):
+    """Remove the dirs of servers whose test run was killed (nobody holds
+    their `owner` lock any more; the server died with the run). Called
+    under the lock that dirs are made under; one without an owner file is
+    not ours."""
+    for directory in Path(parent or tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        if not directory.is_dir():
+            continue
+        try:
+            with open(directory / "owner") as owner:
+                fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:             # held (alive), or no owner file
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

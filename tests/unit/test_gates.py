@@ -111,3 +111,24 @@ def test_a_shrink_waits_at_the_same_gates_before_its_downtime(fleet):
     assert "vm2-tmp" in fleet.lvs("a1")            # the copy is kept: a re-run resumes
     code, _, stderr = football(fleet, "shrink", "vm2")
     assert code == 0, stderr
+
+
+def test_a_run_waiting_for_a_hosts_lock_says_why_in_state_condition(fleet):
+    """Another run holds b1's lock: the migrate says so once, as a `wait`
+    in state `condition` naming the holder (a screener job shows that, not
+    `running`), and ends illegal with nothing changed when it never comes."""
+    b1 = fleet.hosts["b1"]
+    fleet._host_json(b1, ["lock", b1.path("/var/lock/football"), "take", "football",
+                          "--owner", "other-run", "--stale-after", "3600"])
+    before = fleet.changes()
+    code, events, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1",
+                                    "b1", "b2")
+    assert code == 191, stderr
+    waits = [event for event in events if event["event"] == "wait" and event["what"] == "lock"]
+    assert len(waits) == 1, waits
+    assert waits[0]["state"] == "condition"
+    assert "lock football is held by other-run" in waits[0]["reasons"][0]
+    assert "football unlock football b1" in waits[0]["reasons"][0]
+    assert fleet.running("vm1") == ["a1"]
+    assert [change for change in fleet.changes() if change not in before
+            and change[1][:2] != ("football-host", "lock")] == []

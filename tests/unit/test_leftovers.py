@@ -1,7 +1,12 @@
-"""Which processes a killed test run left: a process names a run's dir only
-by that dir or a path below it (tests/helpers/leftovers.py)."""
+"""What a killed test run left: a process names a run's dir only by that
+dir or a path below it (tests/helpers/leftovers.py); a private PostgreSQL
+server's files go once nobody holds their owner lock (tests/helpers/postgres.py)."""
+
+import subprocess
+import sys
 
 from tests.helpers.leftovers import names
+from tests.helpers.postgres import DIR_PREFIX, remove_leftovers
 
 RUN = b"/tmp/pytest-of-root/pytest-4"
 
@@ -18,3 +23,25 @@ def test_a_run_dir_whose_name_only_starts_the_same_is_not_named():
     assert not names(b"/tmp/pytest-of-root/pytest-48/popen-gw0/lab", RUN)
     assert not names(b"--basetemp=/tmp/pytest-of-root/pytest-48", RUN)
     assert not names(b"[lxc monitor] /tmp/pytest-of-root/pytest-48/lab/a1/var/lib/lxc vm1", RUN)
+
+
+def test_the_files_of_a_killed_runs_postgres_server_go_and_a_live_ones_stay(tmp_path):
+    dead, alive, foreign = (tmp_path / f"{DIR_PREFIX}{name}" for name in ("dead", "alive", "x"))
+    for directory in (dead, alive, foreign):
+        directory.mkdir()
+    (dead / "owner").write_text("")
+    (alive / "owner").write_text("")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; owner = open(sys.argv[1]); "
+         "fcntl.flock(owner, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)",
+         str(alive / "owner")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        remove_leftovers(tmp_path)
+        assert sorted(path.name for path in tmp_path.iterdir()) == \
+            [alive.name, foreign.name]          # foreign: no owner file, not ours
+    finally:
+        holder.kill()
+        holder.wait()
+    remove_leftovers(tmp_path)                  # the run that held it was killed
+    assert sorted(path.name for path in tmp_path.iterdir()) == [foreign.name]

@@ -358,3 +358,28 @@ def test_an_unreadable_intent_record_does_not_count(a):
     locks.register_intent(a, "vm1", "run-1", settings)
     (Path(a.path(locks.INTENT_DIR)) / "sync-vm1.lock").write_text("{torn")
     assert locks.live_intents(a, settings) == set()
+
+
+def test_a_lock_set_that_waits_says_so_once_with_the_holder_and_once_when_it_goes_on(a, b):
+    """What makes a screener job show `condition` while it waits for a lock
+    (before, it showed `running` all the while)."""
+    holder = LockSet("run-b", config())
+    holder.acquire([b], ITEM)
+    heard = []
+
+    def on_wait(reason):
+        heard.append(reason)
+        if reason is not None and len(heard) == 1:
+            holder.release_all()        # the other run ends while this one waits
+
+    LockSet("run-a", config(lock_retry_timeout=30), on_wait=on_wait).acquire([a, b], ITEM)
+    assert len(heard) == 2 and heard[1] is None, heard
+    assert "b: lock football is held by run-b" in heard[0]
+    assert "football unlock football b" in heard[0]
+    assert (holders(a), holders(b)) == ({ITEM: "run-a"}, {ITEM: "run-a"})
+
+
+def test_a_lock_set_that_never_waited_says_nothing(a, b):
+    heard = []
+    LockSet("run-a", config(), on_wait=heard.append).acquire([a, b], ITEM)
+    assert heard == []
