@@ -35,6 +35,28 @@ def pytest_sessionstart(session):
     config.football_alive = mark_alive(factory.getbasetemp())
 
 
+_seconds_by_file = {}
+
+
+def pytest_runtest_logreport(report):
+    """Setup, call and teardown of every test, summed by file (under xdist
+    in the controller too: the workers' reports come there)."""
+    path = report.nodeid.split("::")[0]
+    _seconds_by_file[path] = _seconds_by_file.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The slowest files at the end of every run: with two workers the wall
+    time is about half their sum, so a file that grows shows in every CI log."""
+    if not _seconds_by_file:
+        return
+    terminalreporter.write_sep("=", "slowest files (setup + call + teardown)")
+    total = sum(_seconds_by_file.values())
+    for path, seconds in sorted(_seconds_by_file.items(), key=lambda item: -item[1])[:20]:
+        terminalreporter.write_line(f"{seconds:8.1f}s {path}")
+    terminalreporter.write_line(f"{total:8.1f}s all {len(_seconds_by_file)} files")
+
+
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         path = item.nodeid.split("::")[0]
