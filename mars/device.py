@@ -138,18 +138,25 @@ class Device:
     def write_now(self, offset, data):
         """`write` when it need not wait: the size logged, or None (the
         write-back is full, or emergency mode) and nothing done."""
-        self._raise_failure()
-        if self.emergency or not self.writeback.has_room(len(data)):
-            return None
-        return self._log(offset, data)
+        return len(data) if self.write_many_now([(offset, data)]) else None
 
-    def _log(self, offset, data):
-        """Nothing in here awaits: the record and the pending extent go in in
-        the same order as every other write's."""
-        size = len(data)
+    def write_many_now(self, writes):
+        """`write_now` for several (offset, data) at once, their records
+        appended together: True, or False (and nothing done) when they have
+        to wait. Nothing in here awaits: the records and the pending extents
+        go in in the same order as every other write's."""
+        self._raise_failure()
+        size = sum(len(data) for _, data in writes)
+        if self.emergency or not self.writeback.has_room(size):
+            return False
         if self.write_sizes is not None:
-            self.write_sizes[size] = self.write_sizes.get(size, 0) + 1
-        self.translog.write(offset, data)
+            for _, data in writes:
+                self.write_sizes[len(data)] = self.write_sizes.get(len(data), 0) + 1
+        self.translog.write_many(writes)
+        self._logged(size)
+        return True
+
+    def _logged(self, size):
         self.logged += size
         self.logging.set()
         if self.quiet:
@@ -158,7 +165,6 @@ class Device:
         if self.translog.writer.size >= self.args.rotate_size and not self.rotation_due:
             self.rotation_due = True
             self.nursery.start_soon(self._rotate_at_threshold)
-        return size
 
     async def _write_direct(self, offset, data):
         """Emergency mode: once the pending writes are on the disk (older

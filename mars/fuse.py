@@ -82,6 +82,7 @@ assert (RW_IN.size, STATFS_OUT.size, INVAL_INODE.size) == (40, 80, 24)
 
 ATTR_VALID = 1                      # seconds the kernel may keep attributes and entries
 YIELD_EVERY = 16                    # requests done in a row before the other tasks get a turn
+BATCH_WRITES = 16                   # writes logged together at most
 MS_NOSUID, MS_NODEV = 2, 4
 MNT_DETACH = 2
 
@@ -101,8 +102,9 @@ def _libc():
 class Session:
     """One mounted FUSE file system serving `device` as the file `name`.
 
-    `device` has `size`, `write_now(offset, data)` (the size written, or
-    None when the write has to wait), `async write(offset, data)`,
+    `device` has `size`, `write_many_now([(offset, data), ...])` (whether
+    they were logged; False when they have to wait, nothing done), `async
+    write(offset, data)`,
     `read_now(offset, size)` (raises BlockingIOError when it would wait for
     the disk), `async read(offset, size)` and `async sync()`; its errors are
     OSErrors, answered with their errno (EIO without one)."""
@@ -116,6 +118,7 @@ class Session:
         self.opened = 0
         self.buffer = bytearray(MAX_WRITE + 64 * 1024)
         self.waiting_writes = []    # [(unique, offset, data)], in order, behind a write that waits
+        self.batch = []             # [(unique, offset, data)] read, not yet logged nor answered
         self.nursery = None
 
     # ------------------------------------------------------------- mounting
@@ -164,6 +167,7 @@ class Session:
                 try:
                     length = os.readv(self.fd, [self.buffer])
                 except BlockingIOError:
+                    self._log_batch()
                     await trio.lowlevel.wait_readable(self.fd)
                     continue
                 except OSError as exc:
@@ -176,6 +180,7 @@ class Session:
                     break
                 done += 1
                 if done % YIELD_EVERY == 0:
+                    self._log_batch()
                     await trio.lowlevel.checkpoint()
             nursery.cancel_scope.cancel()
 
@@ -183,6 +188,8 @@ class Session:
         """One request: answered now, or handed to a task. False: the session ends."""
         _, opcode, unique, nodeid, *_ = IN_HEADER.unpack_from(request)
         body = request[IN_HEADER.size:]
+        if opcode != WRITE:
+            self._log_batch()       # what comes after a write sees it
         try:
             if opcode == WRITE:
                 self._write(unique, body)
@@ -249,20 +256,39 @@ class Session:
 
     # ---------------------------------------------------------- data path
     def _write(self, unique, body):
+        """A write joins the batch that is logged (and answered) together
+        once no request is left to read, before any other request, or when
+        it is full. Behind a write that waits, it waits too."""
         _, offset, size, *_ = RW_IN.unpack_from(body)
         if offset + size > self.device.size:
             raise Refused(errno.ENOSPC)
         data = bytes(body[RW_IN.size:RW_IN.size + size])
+        if self.waiting_writes:
+            self.waiting_writes.append((unique, offset, data))
+            return
+        self.batch.append((unique, offset, data))
+        if len(self.batch) >= BATCH_WRITES:
+            self._log_batch()
+
+    def _log_batch(self):
+        """Log the batched writes with one append and answer them; when they
+        have to wait (the write-back is full), they queue in order."""
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        try:
+            done = self.device.write_many_now([(offset, data) for _, offset, data in batch])
+        except OSError as exc:
+            for unique, _, _ in batch:
+                self._answer(unique, error=self._error_of(exc))
+            return
+        if done:
+            for unique, _, data in batch:
+                self._answer(unique, WRITE_OUT.pack(len(data), 0))
+            return
         if not self.waiting_writes:
-            try:
-                written = self.device.write_now(offset, data)
-            except OSError as exc:
-                raise Refused(self._error_of(exc)) from None
-            if written is not None:
-                self._answer(unique, WRITE_OUT.pack(written, 0))
-                return
             self.nursery.start_soon(self._write_waiting)
-        self.waiting_writes.append((unique, offset, data))
+        self.waiting_writes.extend(batch)
 
     async def _write_waiting(self):
         """The writes that came while one waits, one after the other, in order."""

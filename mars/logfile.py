@@ -46,6 +46,7 @@ HEADER = struct.Struct("<4sBBBBQQQII20s")
 assert HEADER.size == 60
 DIGEST_FIELD = 40                   # header bytes before the digest
 MAX_PAYLOAD = 16 << 20              # one device write never exceeds this
+IOV_MAX = 1024                      # buffers in one writev (Linux's UIO_MAXIOV); even
 
 DIGEST_CRC32C, DIGEST_MD5, DIGEST_SHA1 = 0, 1, 2
 DIGEST_NAMES = {"crc32c": DIGEST_CRC32C, "md5": DIGEST_MD5, "sha1": DIGEST_SHA1}
@@ -159,6 +160,28 @@ class LogWriter:
         self.size += length
         self.next_sequence += 1
         return result
+
+    def append_many(self, writes):
+        """Append one record per (stamp, offset, data), in order, with as
+        few write(2)s as the iovec limit allows; returns where each record
+        ends. (A syscall per record was a fifth of the device loop's time
+        under random 4 KiB writes.)"""
+        ends, parts, size = [], [], self.size
+        for stamp, offset, data in writes:
+            head, stored = encode_record_parts(self.next_sequence + len(ends), stamp, offset,
+                                               data, self.digest_type, self.compress)
+            parts += (head, stored)
+            size += len(head) + len(stored)
+            ends.append(size)
+        for start in range(0, len(parts), IOV_MAX):
+            chunk = parts[start:start + IOV_MAX]
+            length = sum(map(len, chunk))
+            written = os.writev(self.fd, chunk)
+            if written != length:
+                raise OSError(f"short write to {self.path}: {written} of {length} bytes")
+            self.size += written
+            self.next_sequence += len(chunk) // 2
+        return ends
 
     def sync(self):
         """Make every appended record durable."""

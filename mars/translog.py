@@ -108,6 +108,14 @@ class TransactionLog:
         self.writeback.add(offset, data, self.log_position)
         return len(data)
 
+    def write_many(self, writes):
+        """`write` for each (offset, data), in order, their records appended
+        together."""
+        clock, logfile = self.clock, self.logfile
+        ends = self.writer.append_many([(clock.now(), offset, data) for offset, data in writes])
+        for (offset, data), end in zip(writes, ends):
+            self.writeback.add(offset, data, Position(logfile, end))
+
     def write_direct(self, offset, data):
         """Emergency mode: straight to the disk, not logged. Only once
         nothing is pending (`writeback.drained`), or an older write could

@@ -4,6 +4,7 @@ mounted session is exercised by every root test of the data plane."""
 
 import errno
 import os
+import select
 import struct
 
 import trio
@@ -21,12 +22,14 @@ class Disk:
         self.full = False
         self.room = trio.Event()
         self.writes = []
+        self.appends = 0                # write_many_now calls that logged
 
-    def write_now(self, offset, data):
+    def write_many_now(self, writes):
         if self.full:
-            return None
-        self.writes.append((offset, data))
-        return len(data)
+            return False
+        self.writes.extend(writes)
+        self.appends += 1
+        return True
 
     async def write(self, offset, data):
         if self.full:
@@ -52,23 +55,31 @@ class Kernel:
         self.session = session
         self.unique = 0
 
-    def request(self, opcode, body=b"", nodeid=fuse.FILE_INODE):
+    def request(self, opcode, body=b"", nodeid=fuse.FILE_INODE, more=False):
+        """Hand the session one request; without `more`, nothing else is
+        there to read (the session's loop logs its batch of writes then)."""
         self.unique += 1
         header = fuse.IN_HEADER.pack(fuse.IN_HEADER.size + len(body), opcode, self.unique,
                                      nodeid, 0, 0, 0, 0, 0)
         self.session._dispatch(memoryview(header + body))
+        if not more:
+            self.session._log_batch()
         return self.unique
 
+    def answered(self):
+        return bool(select.select([self.answers], [], [], 0)[0])
+
     def answer(self):
+        assert select.select([self.answers], [], [], 10)[0], "no answer from the session"
         length, error, unique = fuse.OUT_HEADER.unpack(os.read(self.answers,
                                                                fuse.OUT_HEADER.size))
         payload = os.read(self.answers, length - fuse.OUT_HEADER.size) \
             if length > fuse.OUT_HEADER.size else b""
         return unique, -error, payload
 
-    def write(self, offset, data):
+    def write(self, offset, data, more=False):
         return self.request(fuse.WRITE, fuse.RW_IN.pack(fuse.FILE_INODE, offset, len(data),
-                                                        0, 0, 0, 0) + data)
+                                                        0, 0, 0, 0) + data, more=more)
 
 
 def session_and_kernel():
@@ -114,6 +125,26 @@ def test_a_write_beyond_the_end_is_refused_and_one_inside_answered_at_once():
     unique = kernel.write(4096, b"y" * 4096)
     assert kernel.answer() == (unique, 0, fuse.WRITE_OUT.pack(4096, 0))
     assert session.device.writes == [(4096, b"y" * 4096)]
+
+
+def test_writes_read_in_a_row_are_logged_together_before_any_other_request_is_answered():
+    """The writes the kernel has queued are logged with one append and
+    answered then: when nothing more is to be read, when a request of
+    another kind comes (a read after a write sees it), or at BATCH_WRITES."""
+    session, kernel = session_and_kernel()
+    device = session.device
+    writes = [kernel.write(index * 4096, bytes([index]) * 4096, more=True) for index in range(3)]
+    assert device.writes == [] and not kernel.answered()        # not logged: not answered
+    read = kernel.request(fuse.READ, fuse.RW_IN.pack(fuse.FILE_INODE, 0, 4096, 0, 0, 0, 0),
+                          more=True)
+    assert [offset for offset, _ in device.writes] == [0, 4096, 8192] and device.appends == 1
+    assert [kernel.answer()[0] for _ in range(4)] == [*writes, read]
+    for index in range(fuse.BATCH_WRITES + 1):
+        kernel.write(index * 512, b"z" * 512, more=True)
+    assert device.appends == 2 and len(device.writes) == 3 + fuse.BATCH_WRITES
+    session._log_batch()            # the loop found nothing more to read
+    assert device.appends == 3 and len(device.writes) == 4 + fuse.BATCH_WRITES
+    assert len([kernel.answer() for _ in range(fuse.BATCH_WRITES + 1)]) == fuse.BATCH_WRITES + 1
 
 
 def test_writes_after_one_that_waits_queue_behind_it_in_their_order():

@@ -43,6 +43,23 @@ def test_round_trip_of_arbitrary_writes(tmp_path, writes, compress):
     assert [(r.offset, r.data) for r in records] == writes
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_records_appended_together_are_the_bytes_of_records_appended_one_by_one(
+        tmp_path, compress):
+    """Also across the iovec limit (two buffers a record, 1,024 a writev)."""
+    writes = [(index, index * 4096, os.urandom(64) * (index % 5)) for index in range(700)]
+    one = LogWriter(tmp_path / "one", 5, compress=compress)
+    for stamp, offset, data in writes:
+        one.append(stamp, offset, data)
+    many = LogWriter(tmp_path / "many", 5, compress=compress)
+    ends = many.append_many(writes[:3]) + many.append_many(writes[3:])
+    assert (tmp_path / "one").read_bytes() == (tmp_path / "many").read_bytes()
+    assert (many.size, many.next_sequence) == (one.size, one.next_sequence) == \
+        (os.path.getsize(tmp_path / "many"), 705)
+    records, damage = scan(tmp_path / "many", expected_sequence=5)
+    assert damage is None and [record.end for record in records] == ends
+
+
 def test_compression_is_kept_only_when_it_shrinks_the_record():
     repetitive, random_data = b"\0" * 4096, os.urandom(4096)
     assert len(encode_record(1, 1, 0, repetitive, compress=True)) < 200
