@@ -7,7 +7,9 @@ Prints figures, side by side in one run (not a test):
    (aim >= 5x, issue 14);
 3. fio: sequential 1 MiB direct writes and 4 KiB random direct writes
    (iodepth 16) on /dev/mars/<res>, against a loop device with direct I/O on
-   a plain file: ratios (aims >= 0.4 and >= 0.3, issue 14);
+   a plain file: ratios (aims >= 0.4 and >= 0.3, issue 14). The secondary
+   b replicates meanwhile, on the same two CPUs; each run starts with b
+   caught up and the page cache written out;
 4. replication lag (work-rest) of a secondary under a steady 20 MB/s fio
    writer: its maximum, sampled every 0.1 s.
 
@@ -132,6 +134,12 @@ def run(net, size, args):
         fio_size = f"{min(size, 1024 * MIB) // MIB}m"
         for label, target in (("plain loop", loop), ("/dev/mars/vm1", device)):
             seq = fio(target, "seq", "write", "1m", fio_size, 4, runtime=args.fio_seconds)
+            # b (on the same two CPUs here, another machine in production)
+            # replays the gigabytes of the sequential run, and the kernel
+            # writes its dirty pages (log, disk) out, before the next
+            # measurement, not inside it
+            net.wait(b, "vm1")
+            os.sync()
             rand = fio(target, "rand", "randwrite", "4k", fio_size, 16, runtime=args.fio_seconds)
             results[label] = (seq, rand)
             print(f"   {label}: sequential 1 MiB {seq[0] / MIB:.0f} MiB/s, "
