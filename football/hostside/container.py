@@ -5,6 +5,7 @@ so its `config` and `rootfs/` travel with the volume from host to host. The
 only host-specific line, `lxc.rootfs.path`, is rewritten to this host's
 mountpoint before each start."""
 
+import os
 import re
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from football.journal import replace_durably
 from football.templates import render
 
 WORKLOAD_LOG = "/var/workload.log"
+WORKLOAD_INTERVAL_VARIABLE = "FOOTBALL_LAB_WORKLOAD_INTERVAL"
 STOP_TIMEOUT = 10
 START_TIMEOUT = 10
 # A start that fails with the container STOPPED is tried again (its monitor
@@ -61,8 +63,27 @@ def create(name, lxcpath):
                                  f"see the lxc messages above")
     _write(directory / "config", render("lxc/busybox.conf.j2", name=name, rootfs=rootfs))
     # the workload last: its presence marks a complete container
-    _write(workload, render("lab/workload.sh", log=WORKLOAD_LOG), mode=0o755)
+    _write(workload, render("lab/workload.sh", log=WORKLOAD_LOG, interval=workload_interval()),
+           mode=0o755)
     return True
+
+
+def workload_interval():
+    """Seconds between the lab workload's records: 0.1, or what
+    `FOOTBALL_LAB_WORKLOAD_INTERVAL` says (0.01 to 10). The tests that run
+    several containers side by side on two CPUs take fewer records: each
+    is logged, fetched and replayed on two hosts."""
+    text = os.environ.get(WORKLOAD_INTERVAL_VARIABLE, "").strip()
+    if not text:
+        return "0.1"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is None or not 0.01 <= seconds <= 10:
+        raise ContainerError(f"{WORKLOAD_INTERVAL_VARIABLE}={text!r}: give seconds from 0.01 "
+                             f"to 10 (the lab workload's interval)")
+    return f"{seconds:g}"
 
 
 def start(name, lxcpath):

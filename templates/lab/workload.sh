@@ -1,6 +1,6 @@
 #!/bin/sh
-# The lab's demo workload (the container's init). It appends one record per
-# 100 ms to {{ log }}: "<sequence number> <epoch seconds> <uptime seconds>",
+# The lab's demo workload (the container's init). It appends one record every
+# {{ interval }} s (default 0.1) to {{ log }}: "<sequence number> <epoch seconds> <uptime seconds>",
 # each made durable (fdatasync) before the next. After a restart it continues
 # from the last durable number, so a lost record shows as a repeated number
 # and downtime as a gap in the uptime column (host clock, 10 ms resolution).
@@ -15,5 +15,5 @@ while :; do
   read up idle < /proc/uptime
   echo "$seq $(date +%s) $up" >> "$log"
   sync -d "$log"
-  sleep 0.1
+  sleep {{ interval }}
 done

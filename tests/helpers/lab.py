@@ -124,15 +124,21 @@ def lab_up(base, demo_size=DEMO_SIZE, vg_size="1G", worker=False, env=None):
     assert not run.leftovers(), f"lab down left: {run.leftovers()}"
 
 
-def module_lab(name, demo_size=DEMO_SIZE, vg_size="1G"):
+def module_lab(name, demo_size=DEMO_SIZE, vg_size="1G", env=None):
     """The `lab` fixture of a test file: one lab for all its tests (bringing
     it up is the slow part), under a tmp dir called `name`; each host's VG
     `vg_size`. In the file: `lab = module_lab("migrate")`."""
     @pytest.fixture(scope="module")
     def lab(tmp_path_factory):
-        with lab_up(tmp_path_factory.mktemp(name), demo_size, vg_size) as run:
+        with lab_up(tmp_path_factory.mktemp(name), demo_size, vg_size, env=env) as run:
             yield run
     return lab
+
+
+# For the labs of several containers side by side: a record every 0.5 s,
+# not 0.1 s (each is logged, fetched and replayed on two hosts; four
+# containers' records cost a third of a CPU of the two CI has).
+FEWER_RECORDS = {"FOOTBALL_LAB_WORKLOAD_INTERVAL": "0.5"}
 
 
 def roles_and_running(status, res="vm1"):

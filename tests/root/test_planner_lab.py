@@ -14,7 +14,8 @@ import pytest
 from football.config import Config
 from football.screener import JobStore
 from tests.helpers.jobs import WorkerProcesses, wait_for
-from tests.helpers.lab import football, lab_up, roles_and_running, sequence_problems
+from tests.helpers.lab import (FEWER_RECORDS, football, lab_up, roles_and_running,
+                               sequence_problems)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -57,7 +58,7 @@ def where(lab):
 
 
 def test_balance_evacuate_and_restore_move_containers_with_every_record(tmp_path):
-    with lab_up(tmp_path) as lab:
+    with lab_up(tmp_path, env=FEWER_RECORDS) as lab:
         lab.football("add", "vm2", "a1", "a2")
         lab.football("add", "vm3", "a2", "a1")
         state_dir = tmp_path / "controller"

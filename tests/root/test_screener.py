@@ -16,7 +16,8 @@ import pytest
 
 from tests.helpers.dataplane import tree_checksums, write_files
 from tests.helpers.jobs import WorkerProcesses, events_of, jobs, wait_for
-from tests.helpers.lab import football, module_lab, roles_and_running, sequence_problems
+from tests.helpers.lab import (FEWER_RECORDS, football, module_lab, roles_and_running,
+                               sequence_problems)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -27,7 +28,7 @@ FINISHED = {"done", "failed", "serious", "critical", "illegal", "interrupted", "
 HOMES = {"vm1": "a1", "vm2": "a2", "vm3": "a1", "vm4": "a2"}
 TARGETS = {"vm1": "b1", "vm2": "b2", "vm3": "b1", "vm4": "b2"}
 
-lab = module_lab("screener", vg_size="2G")
+lab = module_lab("screener", vg_size="2G", env=FEWER_RECORDS)
 
 
 @pytest.fixture

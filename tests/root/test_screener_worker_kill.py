@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers.dataplane import tree_checksums
 from tests.helpers.jobs import events_of, jobs, wait_for
-from tests.helpers.lab import (files_dir, football, lab_up, roles_and_running,
+from tests.helpers.lab import (FEWER_RECORDS, files_dir, football, lab_up, roles_and_running,
                                sequence_problems, written_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
@@ -96,7 +96,7 @@ def test_a_new_worker_resumes_a_job_killed_inside_its_sync_and_inside_its_window
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "hold_start.py").write_text(HOLD_PLUGIN)
-    with lab_up(tmp_path, worker=True, env=TUNING) as lab:
+    with lab_up(tmp_path, worker=True, env={**TUNING, **FEWER_RECORDS}) as lab:
         state_dir = lab.dir / "controller"
         files = written_files(lab, "a1", "data", count=20, size=4 << 20)
         assert f"screener worker: pid {lab_worker(lab)['pid']}, running" in \

@@ -168,3 +168,17 @@ def test_a_monitor_is_read_from_its_command_line(monkeypatch, tmp_path):
                         else real_path(*parts))
     assert container.monitor_commands() == {7: ("/srv/a1/lxc", "vm1"),
                                             9: ("/srv/my lxc/path", "vm2")}
+
+
+def test_the_lab_workload_interval_comes_from_the_environment_checked(monkeypatch):
+    monkeypatch.delenv(container.WORKLOAD_INTERVAL_VARIABLE, raising=False)
+    assert container.workload_interval() == "0.1"
+    monkeypatch.setenv(container.WORKLOAD_INTERVAL_VARIABLE, "0.25")
+    assert container.workload_interval() == "0.25"
+    from football.templates import render
+    script = render("lab/workload.sh", log="/var/workload.log", interval="0.25")
+    assert "\n  sleep 0.25\n" in script and "{{" not in script
+    for bad in ("0", "fast", "11"):
+        monkeypatch.setenv(container.WORKLOAD_INTERVAL_VARIABLE, bad)
+        with pytest.raises(container.ContainerError, match="give seconds from 0.01 to 10"):
+            container.workload_interval()
