@@ -171,7 +171,7 @@ def test_a_failing_or_hanging_notify_command_raises_notify_failed_naming_it(
                        f"{message}"):
         notifier(f"notify_command={command}", *variables).notify(job=JOB, state="done",
                                                                   text="job vm1 done")
-    assert time.monotonic() - began < 5     # the script's `sleep` was killed with it
+    assert time.monotonic() - began < 20    # the script's `sleep 30` was killed with it
 
 
 def test_a_notify_command_that_cannot_be_run_says_so(tmp_path):
