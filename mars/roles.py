@@ -8,6 +8,7 @@ A refused command changes nothing."""
 
 import fcntl
 import os
+import sys
 import time
 
 from mars.dataviews import Runtime, is_consistent, sync_done
@@ -85,6 +86,7 @@ class Roles(HostCommands):
             return
         deadline = time.monotonic() + self.timeout
         pause = min(POLL_FIRST, interval)
+        said = None
         while True:
             state = self.store.state()
             status = self.runtime().status(res)
@@ -93,6 +95,13 @@ class Roles(HostCommands):
             reason = failed and failed(state, status)
             if reason:
                 raise MarsError(f"{what} of {res} failed: {reason}")
+            split_brain = status.get("split_brain")
+            if split_brain and split_brain != said:
+                # it does not resolve by itself: said at once, not only at the timeout
+                said = split_brain
+                print(f"marsadm: {res}: split brain ({split_brain}): waiting for {what} goes on "
+                      f"until it is resolved (`marsadm invalidate {res}` on the replica whose "
+                      f"writes are to be dropped) or --timeout", file=sys.stderr, flush=True)
             if time.monotonic() >= deadline:
                 reason = status.get("waiting") or status.get("error") or status.get("split_brain")
                 if not daemon_running(self.env):

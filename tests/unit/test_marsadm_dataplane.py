@@ -322,6 +322,21 @@ def test_wait_umount_times_out_with_marsds_reason_while_the_device_is_open(scena
     assert_timed_out(result, started, "still in use (open count 2)")
 
 
+def test_a_wait_during_a_split_brain_says_so_at_once_and_once(scenario, fake_marsd):
+    """A split brain does not resolve by itself: the wait names it at its
+    start (a false one in CI was named only after 180 s), goes on, and
+    its timeout names it too."""
+    reason = "hosts h1, h2 hold different versions of log-000000001-h1"
+    fake_marsd("vm1", is_primary=False, split_brain=reason)
+    started = time.monotonic()
+    result = scenario.host.run("wait-resource", "vm1", "attach", "--timeout=0.3")
+    assert result.exit_code == 3, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all(reason in line for line in lines), lines
+    assert "marsadm invalidate vm1" in lines[0] and "timed out after 0.3s" in lines[1]
+    assert time.monotonic() - started >= 0.3
+
+
 # ----------------------------------------------------------------- primary
 def test_primary_with_an_incomplete_sync_is_refused(secondary):
     stderr = assert_refused(secondary, ["primary", "vm3"], "sync")
