@@ -358,10 +358,12 @@ class JobStore:
                 jobs.append(job)
             now = time.time()
             for job in jobs:
+                # the event in the same transaction: a job that sees the
+                # release at its next poll tells of going on only after it
+                _insert_event(connection, job["number"], now,
+                              {"event": "gate-released", "resource": job["resource"]})
                 connection.execute(JOBS.update().where(JOBS.c.number == job["number"])
-                                   .values(released=now))
-        for job in jobs:
-            self.record(job["number"], {"event": "gate-released", "resource": job["resource"]})
+                                   .values(released=now, last_event=now))
         return [job["id"] for job in jobs]
 
     def oldest_waiting(self, count):
@@ -465,11 +467,9 @@ class JobStore:
         """Store one event of job `number`; what it tells about the job
         (phase, message, progress, waits, downtime, location) goes to its row."""
         now = time.time()
-        event.setdefault("time", round(now, 3))
         fields = {"last_event": now, **facts_of(event)}
         with self.engine.begin() as connection:
-            connection.execute(EVENTS.insert().values(job=number, time=now,
-                                                      event=json.dumps(event)))
+            _insert_event(connection, number, now, event)
             if "progress" in fields:
                 fields["progress"] = _with_rate(fields["progress"], connection.execute(
                     sa.select(JOBS.c.progress).where(JOBS.c.number == number)).scalar(), now)
@@ -610,6 +610,12 @@ def hook_notifier(hooks, warn):
         except Exception as error:      # any plugin's failure: the job goes on
             warn(f"notifying that job {job['id']} is {state} failed: {error}")
     return notify
+
+
+def _insert_event(connection, number, now, event):
+    """One event of job `number` into its log (its `time`: `now`, unless it has one)."""
+    event.setdefault("time", round(now, 3))
+    connection.execute(EVENTS.insert().values(job=number, time=now, event=json.dumps(event)))
 
 
 def facts_of(event):
