@@ -104,8 +104,7 @@ class TransactionLog:
     def write(self, offset, data):
         """Log one write and queue it for the write-back (the caller waits
         for `writeback.has_room` first, if it must bound memory)."""
-        self.writer.append(self.clock.now(), offset, data)
-        self.writeback.add(offset, data, self.log_position)
+        self.write_many([(offset, data)])
         return len(data)
 
     def write_many(self, writes):

@@ -43,6 +43,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from mars.logfile import IOV_MAX
+
 log = logging.getLogger("mars.writeback")
 
 DEFAULT_LIMIT = 64 << 20        # bytes pending at most (--writeback-limit)
@@ -50,7 +52,6 @@ CHUNK_SHIFT = 16                # the read index's granule: 64 KiB of the device
 BATCH_BYTES = 8 << 20           # written back per pass (one lock round, one wake-up)
 GATHER_BYTES = 2 << 20          # pending at which the thread writes back at once ...
 GATHER_SECONDS = 0.005          # ... else after letting a batch gather this long
-IOV_MAX = 1024                  # buffers in one pwritev (Linux's UIO_MAXIOV)
 
 
 @dataclass(eq=False, slots=True)
