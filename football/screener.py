@@ -227,8 +227,7 @@ class JobStore:
         try:
             DBOS.migrate(self.url)
             self.engine = sa.create_engine(engine_url(self.url), **kwargs)
-            METADATA.create_all(self.engine)
-            _add_new_columns(self.engine)
+            _create_schema(self.engine)
         except sa.exc.SQLAlchemyError as error:
             raise Illegal(f"the jobs' database {self.url} cannot be used: {error}; check "
                           "jobs_database_url (`football config`)") from None
@@ -566,6 +565,27 @@ class JobStore:
             return [dict(row) for row in connection.execute(sa.select(JOBS).where(
                 JOBS.c.worker == worker_id, JOBS.c.archived == sa.false(),
                 JOBS.c.state.not_in(FINISHED))).mappings()]
+
+
+SCHEMA_ATTEMPTS = 5
+
+
+def _create_schema(engine):
+    """Our tables, and the columns an older football's database lacks. Two
+    processes that open a new database at once (CI: a worker and a
+    `screener start`) both find a table missing and both create it; the
+    second fails with "already exists" and looks again, finding it then."""
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            METADATA.create_all(engine)
+            _add_new_columns(engine)
+            return
+        except sa.exc.DBAPIError as error:
+            text = str(error.orig).lower()
+            made_meanwhile = "already exists" in text or "duplicate" in text
+            if not made_meanwhile or attempt == SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 def _add_new_columns(engine):

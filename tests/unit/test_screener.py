@@ -409,3 +409,46 @@ def test_a_killed_queued_job_never_runs(state_dir, scripted, tmp_path):
     job = jobs(state_dir)["vm2"]
     assert (job["state"], job["message"]) == ("interrupted", "killed before it started")
     assert scripted.ran == ["vm1"]
+
+
+def test_a_jobs_database_made_by_another_process_meanwhile_is_used_and_other_errors_are_not(
+        state_dir, monkeypatch):
+    """CI: a worker and `screener start` opened a new database at once; both
+    found the tables missing, and the second CREATE TABLE failed with
+    "already exists". That one looks again and uses what the other made."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from football import screener as module
+    from football.errors import Illegal
+    from football.screener import JobStore
+
+    real = module.METADATA.create_all
+    calls = []
+
+    def raced(engine, failure="table football_jobs already exists"):
+        calls.append(failure)
+        if len(calls) == 1:
+            real(engine)                        # the other process, a moment earlier
+            raise sa.exc.OperationalError("CREATE TABLE football_jobs", {},
+                                          sqlite3.OperationalError(failure))
+        real(engine)
+
+    monkeypatch.setattr(module.METADATA, "create_all", raced)
+    config = Config(variables=[f"state_dir={state_dir}"], environ={})
+    store = JobStore(config)
+    try:
+        assert len(calls) == 2
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.select(sa.func.count()).select_from(
+                module.JOBS)).scalar() == 0
+    finally:
+        store.close()
+
+    calls.clear()
+    monkeypatch.setattr(module.METADATA, "create_all",
+                        lambda engine: raced(engine, "disk I/O error") if not calls else None)
+    with pytest.raises(Illegal, match="cannot be used: .*disk I/O error"):
+        JobStore(config)
+    assert calls == ["disk I/O error"]          # not tried again
