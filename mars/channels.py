@@ -1,8 +1,9 @@
 """A resource worker's connections to its peers' ports.
 
-One authenticated connection per (host, port), opened when first needed
-and bound to this host's own address; a request that fails drops it, so the
-next one connects again."""
+One authenticated connection per (host, port, stream), opened when first
+needed and bound to this host's own address; a request that fails drops it,
+so the next one connects again. Streams: a full sync copies over several
+connections at once (`mars.syncclient`); everything else uses stream 0."""
 
 import trio
 
@@ -17,10 +18,10 @@ class PeerChannels:
         self.host = host
         self.cluster_key = cluster_key  # () -> the cluster secret, read at each connect
         self.clock = clock
-        self.open = {}                  # (host, port) -> Channel
+        self.open = {}                  # (host, port, stream) -> Channel
 
-    async def channel(self, state, host, port):
-        channel = self.open.get((host, port))
+    async def channel(self, state, host, port, stream=0):
+        channel = self.open.get((host, port, stream))
         if channel is None:
             address = state.host_ips().get(host)
             if not address:
@@ -28,7 +29,7 @@ class PeerChannels:
             channel = await net.connect(address, port, self.host, self.cluster_key(),
                                         local_address=state.host_ips().get(self.host),
                                         timeout=10.0, clock=self.clock)
-            self.open[(host, port)] = channel
+            self.open[(host, port, stream)] = channel
         return channel
 
     async def request(self, state, host, port, header):
@@ -40,10 +41,10 @@ class PeerChannels:
             raise
 
     async def drop(self, host, port):
-        """Close and forget the connection to `host`'s `port` (the next
-        request connects again)."""
-        channel = self.open.pop((host, port), None)
-        if channel is not None:
+        """Close and forget the connections to `host`'s `port`, every stream
+        (the next request connects again)."""
+        for key in [key for key in self.open if key[:2] == (host, port)]:
+            channel = self.open.pop(key)
             with trio.CancelScope(shield=True):
                 await channel.aclose()
 

@@ -8,6 +8,7 @@ complete sync moves `syncpos` to where the source's log ended after the last
 chunk, the point from which the copy is consistent."""
 
 import logging
+import math
 import time
 
 import trio
@@ -26,7 +27,23 @@ log = logging.getLogger("marsd.data")
 
 SYNC_BATCH = 128 << 20           # bytes per sync step
 SYNC_PERSIST_EVERY = 2.0         # seconds between syncstatus writes (each syncs the disk)
-SYNC_PIPELINE = 3                # sync requests in flight
+SYNC_PIPELINE = 2                # sync requests in flight per stream
+SYNC_STREAMS = 2                 # connections a sync copies over at once (per resource)
+
+
+class Frontier:
+    """Where a range copied in pieces that finish out of order is complete
+    without a gap: `written(start, end)` of a piece returns it."""
+
+    def __init__(self, start):
+        self.complete = start
+        self.ahead = {}                 # start of a piece beyond the gap -> its end
+
+    def written(self, start, end):
+        self.ahead[start] = end
+        while self.complete in self.ahead:
+            self.complete = self.ahead.pop(self.complete)
+        return self.complete
 
 
 class SyncClient:
@@ -151,60 +168,85 @@ class SyncClient:
         return str(end) if end.order > Cursor.parse(start).order else None
 
     async def _sync_range(self, state, source, disk, start, target, size, fast):
-        """Copy [start, target) from the source, pipelined: while the source
-        reads (and hashes) one request, this host hashes the next, receives
-        the one before and writes the one before that (its own task, so that
-        receiving never waits for the disk). Replies come back in order on
-        the one connection."""
-        worker = self.worker
+        """Copy [start, target) from the source over `SYNC_STREAMS`
+        connections at once, each pipelined: while the source reads (and
+        hashes) one request, this host hashes the next, receives the one
+        before and writes the one before that (a task of its own, so that
+        receiving never waits for the disk). The streams take the requests
+        in order from one list; `done` (what syncstatus records) only ever
+        covers requests written without a gap below them.
+
+        One stream was bound by its round trips, not by a CPU: on the
+        2-CPU test machine the source's marsd used 0.45 of a CPU and this
+        one 0.55 at 560 MiB/s, where `cp` of the image ran at 1.45 GB/s."""
         requests = []
         offset = start
         while offset < target:
             count = min(CHUNKS_PER_REQUEST, -(-(target - offset) // CHUNK))
             requests.append((offset, count))
             offset += count * CHUNK
-        channel = await worker.channels.channel(state, source, PORT_SYNC)
-        in_flight = trio.Semaphore(SYNC_PIPELINE)
+        pending = iter(requests)
+        frontier = Frontier(start)
 
-        async def send_all():
-            for offset, count in requests:
-                await in_flight.acquire()
-                digests = await trio.to_thread.run_sync(
-                    local_digests, disk, offset, CHUNK, count, size) if fast else None
-                await channel.send({"type": "chunks", "res": self.res, "offset": offset,
-                                    "chunk": CHUNK, "count": count, "digests": digests})
-
-        received, to_write = trio.open_memory_channel(1)
-
-        async def write_all():
-            async with to_write:
-                async for offset, count, kinds, data in to_write:
-                    await trio.to_thread.run_sync(
-                        apply_chunks, disk, offset, CHUNK, kinds, data, size)
-                    step = min(count * CHUNK, size - offset)
-                    self.done = offset + step
-                    self.received += len(data)
-                    worker.rates["sync"].add(step)
-                    worker.metrics.synced.labels(self.res).inc(len(data))
-                    worker.report(sync_done=self.done, sync_received=self.received)
+        def finished(offset, count, received):
+            step = min(count * CHUNK, size - offset)
+            self.done = max(self.done, min(frontier.written(offset, offset + count * CHUNK), size))
+            self.received += received
+            self.worker.rates["sync"].add(step)
+            self.worker.metrics.synced.labels(self.res).inc(received)
+            self.worker.report(sync_done=self.done, sync_received=self.received)
 
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(send_all)
-                nursery.start_soon(write_all)
-                async with received:
-                    for offset, count in requests:
-                        with trio.fail_after(REQUEST_TIMEOUT):
-                            reply, data = await channel.receive()
-                        if reply.get("type") != "chunks":
-                            raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
-                        in_flight.release()
-                        await received.send((offset, count, reply["kinds"], data))
+                for stream in range(min(SYNC_STREAMS, len(requests))):
+                    channel = await self.worker.channels.channel(state, source, PORT_SYNC, stream)
+                    nursery.start_soon(self._stream, channel, source, pending, disk, size, fast,
+                                       finished)
         except BaseExceptionGroup as group:
             failures, rest = group.split((trio.TooSlowError, OSError, trio.BrokenResourceError,
                                           trio.ClosedResourceError, net.ProtocolError, PeerError))
             if rest is not None or failures is None:
                 raise
             exc = failures.exceptions[0]
-            await worker.channels.drop(source, PORT_SYNC)
+            await self.worker.channels.drop(source, PORT_SYNC)
             raise PeerError(f"sync from {source} interrupted: {exc}") from None
+
+    async def _stream(self, channel, source, pending, disk, size, fast, finished):
+        """One connection's share of a sync range: requests from `pending`
+        (shared with the other streams) until none is left; `finished(offset,
+        count, bytes received)` once a request is written."""
+        in_flight = trio.Semaphore(SYNC_PIPELINE)
+        sent_send, sent = trio.open_memory_channel(math.inf)
+        received_send, received = trio.open_memory_channel(1)
+
+        async def send_all():
+            async with sent_send:
+                while True:
+                    await in_flight.acquire()   # before taking one: none waits here
+                    offset, count = next(pending, (None, None))
+                    if offset is None:
+                        return
+                    digests = await trio.to_thread.run_sync(
+                        local_digests, disk, offset, CHUNK, count, size) if fast else None
+                    await channel.send({"type": "chunks", "res": self.res, "offset": offset,
+                                        "chunk": CHUNK, "count": count, "digests": digests})
+                    await sent_send.send((offset, count))
+
+        async def write_all():
+            async with received:
+                async for offset, count, kinds, data in received:
+                    await trio.to_thread.run_sync(
+                        apply_chunks, disk, offset, CHUNK, kinds, data, size)
+                    finished(offset, count, len(data))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_all)
+            nursery.start_soon(write_all)
+            async with received_send, sent:
+                async for offset, count in sent:
+                    with trio.fail_after(REQUEST_TIMEOUT):
+                        reply, data = await channel.receive()
+                    if reply.get("type") != "chunks":
+                        raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
+                    in_flight.release()
+                    await received_send.send((offset, count, reply["kinds"], data))

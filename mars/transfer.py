@@ -28,8 +28,10 @@ digest is SHA1 (what marsd sent before); a kind the server does not know
 never matches, so the chunk travels.
 """
 
+import ctypes
 import hashlib
 import os
+import re
 
 import trio
 import xxhash
@@ -43,6 +45,13 @@ FETCH_MAX = 8 << 20             # bytes per read reply
 CHUNK = 1 << 20                 # sync chunk
 CHUNKS_PER_REQUEST = 16
 ZERO_CHUNK = bytes(CHUNK)
+DATA_RUN = re.compile("d+")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_fallocate = _LIBC.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_sync_file_range = _LIBC.sync_file_range
+_sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+SYNC_FILE_RANGE_WRITE = 2
 
 
 DIGEST = "xxh3-128"              # the kind this marsd asks with
@@ -191,12 +200,24 @@ class DataServer:
 
 def apply_chunks(path, offset, chunk, kinds, data, size):
     """The sync client's write of one reply, in a worker thread. Returns the
-    bytes written."""
+    bytes written.
+
+    On a disk that is a file (the lab's volumes, a test's image), the
+    blocks of each run of data chunks are allocated with one fallocate(2)
+    before they are written: a write into a hole allocates page by page
+    (ext4's delayed allocation), which held a full sync into a sparse file
+    at 360-500 MiB/s on the 2-CPU test machine, against 1.6-1.8 GB/s into
+    allocated blocks (16 MiB pwrites + fdatasync). Zero chunks stay holes.
+
+    What was written is handed to the disk at once (sync_file_range, not
+    waiting): the fdatasync that makes syncstatus true then finds little
+    left to write (at the end of a 1 GiB sync it had taken 0.36 s of 1.85)."""
     written = 0
     position = 0
     zero = None
     view = memoryview(data)         # slices without copies
     with open(path, "r+b", buffering=0) as handle:
+        allocate_runs(handle.fileno(), offset, chunk, kinds, size)
         for index, kind in enumerate(kinds):
             start = offset + index * chunk
             length = min(chunk, size - start)
@@ -212,7 +233,25 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
                     zero = bytes(length)
                 os.pwrite(handle.fileno(), zero, start)
                 written += length
+        if written:
+            _sync_file_range(handle.fileno(), offset, min(len(kinds) * chunk, size - offset),
+                             SYNC_FILE_RANGE_WRITE)
     return written
+
+
+def allocate_runs(fd, offset, chunk, kinds, size):
+    """Allocate the blocks of each run of `d` chunks in `kinds` (chunks of
+    `chunk` bytes from `offset`, none beyond `size`) of the file `fd`, where
+    the file system allocates without writing: a block device, or a file
+    system without fallocate, is written as it is (glibc's posix_fallocate
+    would emulate it by writing a byte into every block)."""
+    for match in DATA_RUN.finditer(kinds):
+        start = offset + match.start() * chunk
+        length = min(match.end() * chunk, size - offset) - match.start() * chunk
+        if length <= 0:
+            break
+        if _fallocate(fd, 0, start, length) != 0:
+            return      # EOPNOTSUPP, ENODEV (a block device), ENOSPC (the write tells)
 
 
 def local_digests(path, offset, chunk, count, size):
