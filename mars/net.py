@@ -89,9 +89,9 @@ class Channel:
             await self.stream.send_all(prefix)
             await self.stream.send_all(payload)
 
-    async def _read_exactly(self, count):
+    async def _read_exactly(self, count, into=None):
         if count >= DIRECT_OVER and hasattr(self.stream, "socket"):
-            return await self._receive_into(count)
+            return await self._receive_into(count, into)
         while len(self._buffer) < count:
             chunk = await self.stream.receive_some(max(65536, count - len(self._buffer)))
             if not chunk:
@@ -101,11 +101,18 @@ class Channel:
         del self._buffer[:count]
         return data
 
-    async def _receive_into(self, count):
+    async def _receive_into(self, count, into=None):
         """`count` bytes straight from the socket into one buffer: a sync
         reply (16 MiB) was copied four times on its way through
-        receive_some, the buffer and the slices (a bytearray, not bytes)."""
-        data = bytearray(count)
+        receive_some, the buffer and the slices (a bytearray, not bytes).
+        `into`: a bytearray to receive into (grown if it is too small; the
+        result is a memoryview of it), else a new one."""
+        if into is None:
+            data = bytearray(count)
+        else:
+            if len(into) < count:
+                into.extend(bytes(count - len(into)))
+            data = memoryview(into)[:count]
         view = memoryview(data)
         have = min(len(self._buffer), count)
         view[:have] = self._buffer[:have]
@@ -120,7 +127,11 @@ class Channel:
             have += got
         return data
 
-    async def receive(self):
+    async def receive(self, into=None):
+        """One frame: (header, payload). `into`: a bytearray a large plain
+        payload may be received into (no new buffer to zero and fault in for
+        every sync reply); the payload is then a memoryview of it, valid
+        until the buffer is reused."""
         header_len, payload_len = FRAME.unpack(await self._read_exactly(FRAME.size))
         if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD or (
                 not self.authenticated and header_len + payload_len > MAX_UNAUTHENTICATED):
@@ -131,7 +142,9 @@ class Channel:
             raise ProtocolError(f"undecodable header: {exc}") from None
         if not isinstance(header, dict) or "type" not in header:
             raise ProtocolError("header without a type")
-        payload = decode_payload(header, await self._read_exactly(payload_len))
+        plain = header.get("enc") is None
+        payload = decode_payload(header, await self._read_exactly(
+            payload_len, into if plain else None))
         if isinstance(header.get("stamp"), int):
             self.clock.observe(header["stamp"])
         return header, payload

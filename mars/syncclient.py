@@ -58,6 +58,7 @@ class SyncClient:
         self.persisting = False
         self.generation = 0             # a new sync (join, invalidate) starts a new one
         self.received = 0               # bytes received over the network by this sync
+        self.spare_buffers = []         # replies' buffers kept between steps (`_stream`)
 
     def _key(self, name):
         return res_key(self.res, name)
@@ -132,6 +133,7 @@ class SyncClient:
             self.persisting = True
             worker.nursery.start_soon(self._persist, disk, self.done, self.generation)
         if self.done >= size:
+            self.spare_buffers.clear()
             log.info("%s: sync from %s complete (%d bytes)", self.res, source, size)
             worker.report(syncing=False)
         return True
@@ -218,6 +220,14 @@ class SyncClient:
         in_flight = trio.Semaphore(SYNC_PIPELINE)
         sent_send, sent = trio.open_memory_channel(math.inf)
         received_send, received = trio.open_memory_channel(1)
+        # Replies are received into buffers that go round: one being
+        # received, one waiting, one being written (a new 16 MiB buffer per
+        # reply was zeroed and faulted in: a tenth of this process's time).
+        # They are kept from one step of the sync to the next.
+        buffers_back, buffers = trio.open_memory_channel(math.inf)
+        for _ in range(3):
+            buffers_back.send_nowait(self.spare_buffers.pop() if self.spare_buffers
+                                     else bytearray(CHUNK * CHUNKS_PER_REQUEST))
 
         async def send_all():
             async with sent_send:
@@ -234,19 +244,31 @@ class SyncClient:
 
         async def write_all():
             async with received:
-                async for offset, count, kinds, data in received:
+                async for offset, count, kinds, data, buffer in received:
                     await trio.to_thread.run_sync(
                         apply_chunks, disk, offset, CHUNK, kinds, data, size)
                     finished(offset, count, len(data))
+                    data = None             # written: the buffer may be received into
+                    buffers_back.send_nowait(buffer)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(send_all)
-            nursery.start_soon(write_all)
-            async with received_send, sent:
-                async for offset, count in sent:
-                    with trio.fail_after(REQUEST_TIMEOUT):
-                        reply, data = await channel.receive()
-                    if reply.get("type") != "chunks":
-                        raise PeerError(f"{source} refused sync: {reply.get('reason', reply)}")
-                    in_flight.release()
-                    await received_send.send((offset, count, reply["kinds"], data))
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_all)
+                nursery.start_soon(write_all)
+                async with received_send, sent:
+                    async for offset, count in sent:
+                        buffer = await buffers.receive()
+                        with trio.fail_after(REQUEST_TIMEOUT):
+                            reply, data = await channel.receive(into=buffer)
+                        if reply.get("type") != "chunks":
+                            raise PeerError(f"{source} refused sync: "
+                                            f"{reply.get('reason', reply)}")
+                        in_flight.release()
+                        await received_send.send((offset, count, reply["kinds"], data, buffer))
+        finally:
+            buffers_back.close()
+            while True:             # those not in use at the end: the next step's
+                try:
+                    self.spare_buffers.append(buffers.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
