@@ -168,26 +168,34 @@ class Lab:
 
     def _clusters(self, inv, hosts, state, marsd_args):
         """One MARS cluster per inventory cluster; one shared secret for the
-        whole lab, so that clusters can be merged later (migrate)."""
-        key_holder = None
+        whole lab, so that clusters can be merged later (migrate). The
+        clusters come up side by side: first every cluster's first host
+        (create-cluster, its marsd), then the others join; the marsds of
+        a round start together and are waited for together (each takes
+        most of a second to answer)."""
         groups = list(inv.clusters.values()) + [[name] for name in hosts
                                                  if not hosts[name].cluster]
-        for members in groups:
-            first = hosts[members[0]]
-            for name in members:
-                host = hosts[name]
-                if key_holder is not None:
-                    self._share_key(key_holder, host)
-                if name not in facts.cluster_hosts(host):
-                    if host is first:
-                        self.echo(f"{name}: create-cluster ({host.address})")
-                        host.run(["marsadm", f"--ip={host.address}", "create-cluster"])
-                    else:
-                        self.echo(f"{name}: join-cluster {first.name}")
-                        host.run(["marsadm", f"--ip={host.address}", "join-cluster",
-                                  first.name, first.address])
-                key_holder = key_holder or host
-                self._ensure_marsd(host, state, marsd_args)
+        key_holder = hosts[groups[0][0]] if groups else None
+        for round_ in ([members[:1] for members in groups], [members[1:] for members in groups]):
+            started = []
+            for members in round_:
+                for name in members:
+                    host = hosts[name]
+                    if host is not key_holder:
+                        self._share_key(key_holder, host)
+                    if name not in facts.cluster_hosts(host):
+                        first = hosts[first_of_cluster(groups, name)]
+                        if host is first:
+                            self.echo(f"{name}: create-cluster ({host.address})")
+                            host.run(["marsadm", f"--ip={host.address}", "create-cluster"])
+                        else:
+                            self.echo(f"{name}: join-cluster {first.name}")
+                            host.run(["marsadm", f"--ip={host.address}", "join-cluster",
+                                      first.name, first.address])
+                    started.append((host, self._start_marsd(host, state, marsd_args)))
+            for host, process in started:
+                if process is not None:
+                    self._await_marsd(host, process)
 
     def _share_key(self, source, host):
         key = host.path("/mars/cluster.key")
@@ -203,9 +211,10 @@ class Lab:
         record = state["marsd"].get(name)
         return bool(record) and process_alive(record["pid"], record["start"])
 
-    def _ensure_marsd(self, host, state, marsd_args):
+    def _start_marsd(self, host, state, marsd_args):
+        """Start `host`'s marsd unless it runs; the process started, or None."""
         if self._marsd_alive(state, host.name):
-            return
+            return None
         log_path = Path(host.path("/var/log/marsd.log"))
         with open(log_path, "ab") as log:
             process = subprocess.Popen(["marsd", *marsd_args],
@@ -215,6 +224,11 @@ class Lab:
         state["marsd"][host.name] = {"pid": process.pid, "start": process_start(process.pid)}
         self._save(state)
         self.echo(f"{host.name}: marsd started (pid {process.pid}, {host.address}:7777-7779)")
+        return process
+
+    def _await_marsd(self, host, process):
+        """Wait until the marsd `process` of `host` answers."""
+        log_path = Path(host.path("/var/log/marsd.log"))
         deadline = time.monotonic() + MARSD_START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -516,6 +530,11 @@ class Lab:
 
 
 # ------------------------------------------------------------------ helpers
+def first_of_cluster(groups, name):
+    """The first host of the cluster (group of host names) `name` is in."""
+    return next(members[0] for members in groups if name in members)
+
+
 def require_root(what):
     if os.geteuid() != 0:
         raise Illegal(f"{what} needs root (loop devices, FUSE, mount, LXC); run it as root")

@@ -887,9 +887,16 @@ class Worker:
         if isinstance(getattr(self.executor, "env", None), dict):
             # the jobs' operations read their gate and slots in this database
             self.executor.env["FOOTBALL_JOBS_DATABASE_URL"] = self.store.url
+        # the start queue is in the database before DBOS's queue thread first
+        # lists the queues: else it sees it only at its next look, 1 s later
+        self.store.register_queue(START_QUEUE)
+        # DBOS's notification listener sleeps this long between its looks
+        # (it looks at nothing of ours), and its stop waits for that sleep
         DBOS(config={"name": APP, "system_database_url": self.store.url,
                      "executor_id": self.id, "application_version": APP_VERSION,
-                     "run_admin_server": False, "log_level": "WARNING"})
+                     "run_admin_server": False, "log_level": "WARNING",
+                     "notification_listener_polling_interval_sec":
+                         min(1.0, self.config.jobs_poll_interval)})
         DBOS.launch()     # also recovers the jobs this worker id left running
         DBOS.register_queue(START_QUEUE, polling_interval_sec=self.config.jobs_poll_interval,
                             on_conflict="always_update")

@@ -12,14 +12,16 @@ from tests.helpers.leftovers import clean_up_after, dead_runs, mark_alive
 # whole file at a time, in collection order: a long file collected last keeps
 # one worker busy alone at the end. So the longest files (minutes of lab
 # migrations) go first.
-LONGEST_FILES_FIRST = (       # as `make test` printed them (CI, 2026-12-03), longest first
-    "tests/root/test_screener.py", "tests/root/test_screener_worker_kill.py",
-    "tests/root/test_parallel.py", "tests/root/test_planner_lab.py", "tests/root/test_crashes.py",
-    "tests/root/test_operations.py", "tests/root/test_shrink.py", "tests/root/test_migrate.py",
-    "tests/root/test_migrate_variants.py", "tests/integration/test_cluster_membership.py",
-    "tests/root/test_mars_faults.py", "tests/root/test_admin_ops.py", "tests/root/test_lab.py",
-    "tests/unit/test_screener.py", "tests/unit/test_combined.py", "tests/root/test_repair.py",
-    "tests/integration/test_merge_and_split.py", "tests/root/test_replication.py")
+LONGEST_FILES_FIRST = (       # as `make test` printed them (2026-12-03, suite branch), longest first
+    "tests/root/test_screener.py", "tests/root/test_crashes.py", "tests/root/test_shrink.py",
+    "tests/root/test_planner_lab.py", "tests/root/test_screener_worker_kill.py",
+    "tests/root/test_parallel.py", "tests/root/test_operations.py", "tests/root/test_mars_faults.py",
+    "tests/integration/test_cluster_membership.py", "tests/root/test_lab.py",
+    "tests/root/test_migrate_variants.py", "tests/integration/test_merge_and_split.py",
+    "tests/root/test_admin_ops.py", "tests/root/test_migrate.py", "tests/root/test_repair.py",
+    "tests/unit/test_screener.py", "tests/root/test_replication.py",
+    "tests/integration/test_ssh_transport.py", "tests/root/test_screener_postgres.py",
+    "tests/unit/test_combined.py")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -416,7 +416,8 @@ def test_sync_progress_view_and_metrics(datanet):
     a, b = start_primary(datanet, "a", "b")
     datanet.mkfs(a, RES)
     datanet.mount(a, RES)
-    write_files(a.mnt, 25, 8 * MIB, prefix="bulk", fsync=False)
+    # 48 MiB for the sync to carry (it is held by pause-sync if too quick to see)
+    write_files(a.mnt, 12, 4 * MIB, prefix="bulk", fsync=False)
     os.sync()
     b.marsadm("join-resource", RES, b.disk)
     wait_until(lambda: status_of(b).get("sync_done", 0) > 0, interval=0.01,
@@ -435,7 +436,7 @@ def test_sync_progress_view_and_metrics(datanet):
     datanet.wait(b, RES)
     write_files(a.mnt, 4, 1 * MIB, prefix="after")
     datanet.wait(b, RES)
-    assert metric(a, "mars_logged_bytes") >= 200 * MIB
-    assert metric(b, "mars_synced_bytes") >= 200 * MIB
+    assert metric(a, "mars_logged_bytes") >= 48 * MIB
+    assert metric(b, "mars_synced_bytes") >= 48 * MIB
     assert metric(b, "mars_fetched_bytes") >= 4 * MIB
     assert metric(b, "mars_replayed_bytes") >= 4 * MIB
