@@ -108,7 +108,10 @@ def run(net, size, args):
     # Three times, the median: the first copy on a fresh VM writes into
     # guest memory the host has not backed yet (touching 10 GiB the first
     # time took 24 s here, the second 5 s), and cp ran at 430-1500 MiB/s
-    # depending on that alone.
+    # depending on that alone. Both this and the sync end with their data
+    # on the disk, whose write rate the host varies: dd of 2 GiB with
+    # fdatasync, five times in a row, ran at 0.38, 1.4, 0.48, 1.5 and 0.60
+    # GB/s on the 2-CPU test machine. Read the ratio with the MiB/s of each.
     cp_runs = []
     for _ in range(3):
         os.sync()
