@@ -213,8 +213,8 @@ def _print_summary(context, summary):
     if not reporter.as_json:
         phases = ", ".join(f"{name} {value:.1f} s" for name, value in summary["phases"].items())
         downtime = summary.get("downtime_seconds")
-        reporter.say(f"summary: {summary['resource']}: synced {synced >> 20} MiB"
-                     f" at {rate:.0f} MiB/s; downtime "
+        from football.report import sync_phrase
+        reporter.say(f"summary: {summary['resource']}: {sync_phrase(summary)}; downtime "
                      f"{f'{downtime:.2f} s' if downtime is not None else '-'}; "
                      f"phases: {phases or '-'}")
 

@@ -10,7 +10,7 @@ from football.config import Config
 from football.hooks import Hooks, hookimpl, plugin_manager
 from football.ops.base import Context
 from football.ops.migrate import Migrate
-from football.report import Reporter
+from football.report import Reporter, sync_phrase
 from football.hostside.container import WORKLOAD_LOG
 
 SETTLE_SECONDS = 2.0
@@ -93,14 +93,11 @@ def run_demo(the_lab, echo, as_json=False):
     before = witness.records or []
     problems = verify(before, after)
     gap = after[len(before)][1] - before[-1][1] if before and len(after) > len(before) else 0.0
-    rate = summary["synced_bytes"] / summary["sync_seconds"] / (1 << 20) \
-        if summary["sync_seconds"] else 0.0
     lines = [
         "",
         f"demo summary: {res} moved from {source.name} to {new_home.name} ({target}) "
         f"in {total:.1f} s",
-        f"  sync:      {summary['synced_bytes'] >> 20} MiB in {summary['sync_seconds']:.1f} s "
-        f"({rate:.0f} MiB/s)",
+        f"  sync:      {sync_phrase(summary)}",
         f"  downtime:  {summary['downtime_seconds']:.2f} s measured by Football "
         f"(stop begins -> running on {new_home.name})",
         f"             {gap:.2f} s gap seen by the workload (its last record before the "

@@ -115,3 +115,17 @@ class SyncProgress:
     def __exit__(self, *exc):
         if self.bar:
             self.bar.stop()
+
+
+def sync_phrase(summary):
+    """How a summary's sync reads: what was made equal and at what rate,
+    and how much of it travelled ("synced 12 MiB at 2 MiB/s" said of 2 GiB
+    of replicas made equal in 5 s, most of them zeros, read as a slow sync)."""
+    synced, seconds = summary.get("synced_bytes", 0), summary.get("sync_seconds", 0.0)
+    copied = summary.get("copied_bytes") or 0
+    if not copied:
+        rate = synced / seconds / (1 << 20) if seconds else 0.0
+        return f"synced {synced >> 20} MiB at {rate:.0f} MiB/s"
+    rate = copied / seconds / (1 << 20) if seconds else 0.0
+    return (f"replicas of {copied >> 20} MiB synced in {seconds:.1f} s ({rate:.0f} MiB/s), "
+            f"{synced >> 20} MiB of it travelled (zeros and equal chunks do not)")

@@ -52,7 +52,7 @@ class Migrate(Operation):
         # the targets whose VG must have room for the whole volume now (a
         # migrate+shrink gives its secondary only the shrunk one, later)
         self.room_checked = None
-        self.summary.update({"synced_bytes": 0, "sync_seconds": 0.0,
+        self.summary.update({"synced_bytes": 0, "copied_bytes": 0, "sync_seconds": 0.0,
                              "downtime_seconds": None})
 
     def start_args(self):
@@ -329,6 +329,9 @@ class Migrate(Operation):
         joined = [self.host(name) for name in self.journal.decided.get("joined", [])]
         self.summary["synced_bytes"], self.summary["synced_bytes_measured"] = \
             synced_bytes(joined, self.res, self.size)
+        # what the syncs made equal; synced_bytes is what of it travelled
+        # (zero chunks and, in a fast full sync, equal ones do not)
+        self.summary["copied_bytes"] = self.size * len(joined)
         self.summary["sync_seconds"] = round(time.time() - began if began else waited, 3)
         for target in targets:
             drop_intent(target, self.res)
