@@ -212,6 +212,77 @@ def test_a_sparse_target_gets_its_data_runs_allocated_and_its_zero_chunks_stay_h
         assert allocated < size
 
 
+def sparse_file(path, size, data_at=()):
+    """A file of `size` bytes, holes but for 4 KiB of data at each offset
+    in `data_at`."""
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+        for offset in data_at:
+            handle.seek(offset)
+            handle.write(rand(4096, offset))
+    return str(path)
+
+
+def holes_supported(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_DATA) > 0
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_holes_are_told_from_data_written_or_not_yet_written_back(tmp_path):
+    chunk = 1 << 20
+    path = sparse_file(tmp_path / "disk", 4 * chunk, data_at=[chunk + 8192])
+    if not holes_supported(path):
+        pytest.skip("this file system reports no holes")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert transfer.is_hole(fd, 0, chunk)
+        assert not transfer.is_hole(fd, chunk, chunk)                   # data inside
+        assert not transfer.is_hole(fd, 0, chunk + 8192 + 1)            # reaches the data
+        assert transfer.is_hole(fd, 2 * chunk, 2 * chunk)               # to the end
+        assert transfer.is_hole(fd, 4 * chunk, chunk)                   # beyond the end
+        os.pwrite(fd, b"x", 3 * chunk + 5)          # in the page cache only, not synced
+        assert not transfer.is_hole(fd, 3 * chunk, chunk)
+    finally:
+        os.close(fd)
+    read_end, write_end = os.pipe()
+    try:
+        assert transfer.is_hole(read_end, 0, chunk) is False            # no holes to ask
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_holes_of_the_source_travel_as_zero_chunks_unread_and_holes_of_the_target_stay(
+        tmp_path, monkeypatch):
+    """A fresh volume is mostly holes: neither side reads them (reading
+    made page cache of zeros, as costly as data on a fresh VM)."""
+    chunk = 1 << 16
+    size = 4 * chunk
+    source = sparse_file(tmp_path / "source", size, data_at=[2 * chunk])
+    target = sparse_file(tmp_path / "target", size, data_at=[3 * chunk + 100])
+    if not holes_supported(source):
+        pytest.skip("this file system reports no holes")
+    reads = []
+    real_preadv, real_pread = os.preadv, os.pread
+    monkeypatch.setattr(transfer.os, "preadv",
+                        lambda fd, buffers, offset: reads.append(offset) or
+                        real_preadv(fd, buffers, offset))
+    monkeypatch.setattr(transfer.os, "pread",
+                        lambda fd, count, offset: reads.append(offset) or
+                        real_pread(fd, count, offset))
+    kinds, data = read_chunks(source, 0, chunk, 4, None, size)
+    assert (kinds, reads) == ("zzdz", [2 * chunk])
+    reads.clear()
+    assert apply_chunks(target, 0, chunk, kinds, data, size) == 2 * chunk
+    assert reads == [3 * chunk]                 # only the target's chunk that holds data
+    assert read(target) == read(source)
+
+
 def test_a_disk_that_refuses_fallocate_is_written_all_the_same(tmp_path, monkeypatch):
     """A block device (ENODEV) or a file system without fallocate
     (EOPNOTSUPP): the chunks are written as before, nothing is emulated."""
