@@ -283,6 +283,22 @@ def test_holes_of_the_source_travel_as_zero_chunks_unread_and_holes_of_the_targe
     assert read(target) == read(source)
 
 
+def test_the_digests_of_holes_are_those_of_zeros_and_holes_are_not_read(tmp_path, monkeypatch):
+    chunk = 1 << 16
+    size = 3 * chunk + 1000
+    target = sparse_file(tmp_path / "target", size, data_at=[chunk])
+    if not holes_supported(target):
+        pytest.skip("this file system reports no holes")
+    expected = [chunk_digest(part) for part in
+                (bytes(chunk), read(target)[chunk:2 * chunk], bytes(chunk), bytes(1000))]
+    reads = []
+    real_pread = os.pread
+    monkeypatch.setattr(transfer.os, "pread", lambda fd, count, offset: reads.append(offset) or
+                        real_pread(fd, count, offset))
+    assert local_digests(target, 0, chunk, 4, size) == expected
+    assert reads == [chunk]
+
+
 def test_a_disk_that_refuses_fallocate_is_written_all_the_same(tmp_path, monkeypatch):
     """A block device (ENODEV) or a file system without fallocate
     (EOPNOTSUPP): the chunks are written as before, nothing is emulated."""
