@@ -181,6 +181,9 @@ def test_bad_input_is_refused_with_exit_1_and_changes_nothing(datanet):
     wait_until(lambda: c.live_values(f"resource-{RES}/").get(f"resource-{RES}/size"),
                what="vm1 reaching c")
     wait_until(lambda: status_of(b).get("waiting") == "sync paused", what="b's marsd pausing the sync")
+    # The three stores agree before the refusals: a tuple still on its way
+    # (b's membership reaching c, CI) would read as a refusal's doing.
+    wait_until(lambda: metadata(a) == metadata(b) == metadata(c), what="the three stores agreeing")
     assert view(b, "replstate") == "PausedSync"
     size = int(a.view("sync-size", RES))
 
