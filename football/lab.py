@@ -176,15 +176,15 @@ class Lab:
         groups = list(inv.clusters.values()) + [[name] for name in hosts
                                                  if not hosts[name].cluster]
         key_holder = hosts[groups[0][0]] if groups else None
-        for round_ in ([members[:1] for members in groups], [members[1:] for members in groups]):
+        for round_ in (slice(0, 1), slice(1, None)):       # the first hosts, then the others
             started = []
-            for members in round_:
-                for name in members:
+            for members in groups:
+                first = hosts[members[0]]
+                for name in members[round_]:
                     host = hosts[name]
                     if host is not key_holder:
                         self._share_key(key_holder, host)
                     if name not in facts.cluster_hosts(host):
-                        first = hosts[first_of_cluster(groups, name)]
                         if host is first:
                             self.echo(f"{name}: create-cluster ({host.address})")
                             host.run(["marsadm", f"--ip={host.address}", "create-cluster"])
@@ -530,11 +530,6 @@ class Lab:
 
 
 # ------------------------------------------------------------------ helpers
-def first_of_cluster(groups, name):
-    """The first host of the cluster (group of host names) `name` is in."""
-    return next(members[0] for members in groups if name in members)
-
-
 def require_root(what):
     if os.geteuid() != 0:
         raise Illegal(f"{what} needs root (loop devices, FUSE, mount, LXC); run it as root")
