@@ -105,13 +105,11 @@ class Channel:
         """`count` bytes straight from the socket into one buffer: a sync
         reply (16 MiB) was copied four times on its way through
         receive_some, the buffer and the slices (a bytearray, not bytes).
-        `into`: a bytearray to receive into (grown if it is too small; the
-        result is a memoryview of it), else a new one."""
-        if into is None:
+        `into`: a writable buffer to receive into (the result is a
+        memoryview of it); a payload that does not fit gets a new one."""
+        if into is None or len(into) < count:
             data = bytearray(count)
         else:
-            if len(into) < count:
-                into.extend(bytes(count - len(into)))
             data = memoryview(into)[:count]
         view = memoryview(data)
         have = min(len(self._buffer), count)
@@ -128,10 +126,10 @@ class Channel:
         return data
 
     async def receive(self, into=None):
-        """One frame: (header, payload). `into`: a bytearray a large plain
-        payload may be received into (no new buffer to zero and fault in for
-        every sync reply); the payload is then a memoryview of it, valid
-        until the buffer is reused."""
+        """One frame: (header, payload). `into`: a writable buffer a large
+        plain payload may be received into (no new buffer to zero and fault
+        in for every sync reply); the payload is then a memoryview of it,
+        valid until the buffer is reused."""
         header_len, payload_len = FRAME.unpack(await self._read_exactly(FRAME.size))
         if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD or (
                 not self.authenticated and header_len + payload_len > MAX_UNAUTHENTICATED):

@@ -21,7 +21,7 @@ from mars.keys import replay_name, res_key, syncpos_name, syncstatus_name
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 from mars.channels import REQUEST_TIMEOUT
-from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, apply_chunks, local_digests
+from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, aligned_buffer, apply_chunks, local_digests
 
 log = logging.getLogger("marsd.data")
 
@@ -223,11 +223,13 @@ class SyncClient:
         # Replies are received into buffers that go round: one being
         # received, one waiting, one being written (a new 16 MiB buffer per
         # reply was zeroed and faulted in: a tenth of this process's time).
-        # They are kept from one step of the sync to the next.
+        # They are kept from one step of the sync to the next, and aligned
+        # to pages, so that their chunks are written to the disk directly
+        # (`transfer.apply_chunks`).
         buffers_back, buffers = trio.open_memory_channel(math.inf)
         for _ in range(3):
             buffers_back.send_nowait(self.spare_buffers.pop() if self.spare_buffers
-                                     else bytearray(CHUNK * CHUNKS_PER_REQUEST))
+                                     else aligned_buffer(CHUNK * CHUNKS_PER_REQUEST))
 
         async def send_all():
             async with sent_send:

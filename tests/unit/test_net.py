@@ -8,6 +8,7 @@ import trio.testing
 
 from mars import net
 from mars.lamport import LamportClock
+from mars.transfer import aligned_buffer
 
 KEY = b"a" * 64
 OTHER_KEY = b"b" * 64
@@ -176,30 +177,34 @@ async def test_large_payloads_travel_over_a_socket_without_copies_and_arrive_who
 
 
 @in_trio
-async def test_a_large_payload_is_received_into_the_buffer_given_which_grows_only_once():
+async def test_a_large_payload_is_received_into_the_buffer_given_when_it_fits():
     """The sync client's buffers go round (`receive(into=)`): a payload
-    lands in the bytearray given, as a view of it; a smaller one after it
-    reuses it as it is; a compressed one is never put there."""
+    lands in the buffer given (page-aligned memory), as a view of it; a
+    smaller one after it reuses it; one that does not fit, and a
+    compressed one, get buffers of their own and leave it alone."""
     left, right = trio.socket.socketpair()
     sender = net.Channel(trio.SocketStream(left), LamportClock())
     receiver = net.Channel(trio.SocketStream(right), LamportClock())
     receiver.authenticated = True
     first = bytes(range(256)) * (2 * net.DIRECT_OVER // 256)
     second = b"\7" * net.DIRECT_OVER
-    buffer = bytearray()
+    buffer = aligned_buffer(len(first))
     async with trio.open_nursery() as nursery:
         async def send_all():
             await sender.send({"type": "chunks"}, first, compress=False)
             await sender.send({"type": "chunks"}, second, compress=False)
+            await sender.send({"type": "chunks"}, first + b"x", compress=False)
             await sender.send({"type": "logs"}, b"z" * (2 * net.DIRECT_OVER), compress=True)
         nursery.start_soon(send_all)
         _, got = await receiver.receive(into=buffer)
-        assert got == first and got.obj is buffer and len(buffer) == len(first)
+        assert got == first and got.obj is buffer
         got.release()
         _, got = await receiver.receive(into=buffer)
-        assert got == second and got.obj is buffer and len(buffer) == len(first)
+        assert got == second and got.obj is buffer
         assert buffer[:len(second)] == second and buffer[len(second):] == first[len(second):]
         got.release()
+        _, got = await receiver.receive(into=buffer)
+        assert got == first + b"x" and not isinstance(got, memoryview)
         header, got = await receiver.receive(into=buffer)
         assert header.get("enc") == "lz4" and bytes(got) == b"z" * (2 * net.DIRECT_OVER)
         assert buffer[:len(second)] == second       # untouched
