@@ -122,7 +122,13 @@ class SyncClient:
             target = min(target, max(hold, self.done + 1))
         worker.wait(None)
         worker.report(syncing=True, sync_size=size, sync_mode="fast" if fast else "full")
-        await self._sync_range(state, source, disk, self.done, target, size, fast)
+        try:
+            await self._sync_range(state, source, disk, self.done, target, size, fast)
+        except PeerError:
+            # the source is gone for now, maybe for long: its buffers
+            # (96 MiB) are not held meanwhile
+            self.spare_buffers.clear()
+            raise
         now = time.monotonic()
         if self.done >= size:
             consistent_from = await self._source_log_end(state, source, syncpos)

@@ -1,9 +1,17 @@
-"""The sync client's pure part: what syncstatus may claim when the pieces
-of a range, copied over several streams, finish out of order."""
+"""The sync client's pure parts: what syncstatus may claim when the pieces
+of a range, copied over several streams, finish out of order; what a step
+keeps when it fails."""
 
 import random
+from types import SimpleNamespace
 
-from mars.syncclient import Frontier
+import pytest
+import trio
+
+from mars.errors import PeerError
+from mars.keys import syncpos_name
+from mars.syncclient import Frontier, SyncClient
+from mars.transfer import aligned_buffer
 
 
 def test_the_frontier_stays_at_the_first_gap_until_it_is_filled():
@@ -28,3 +36,25 @@ def test_the_frontier_after_pieces_in_any_order_is_where_the_pieces_are_gapless(
                 expected += 16
             assert complete == expected
         assert complete == 16 * 50 and not frontier.ahead
+
+
+def test_a_sync_step_that_loses_its_source_lets_go_of_the_reply_buffers():
+    """The buffers a sync receives into (6 x 16 MiB) are kept from one step
+    to the next, but not while the source is gone: a step that fails drops
+    them, and the next step that runs makes new ones."""
+    client = SyncClient(SimpleNamespace(
+        res="vm1", host="b", daemon=SimpleNamespace(fast_sync=False, hold_sync_after=None),
+        wait=lambda reason: None, report=lambda **status: None))
+    state = SimpleNamespace(
+        resource_value=lambda res, name, default=None: {
+            syncpos_name("b"): "log-000000001-a,0,0"}.get(name, default),
+        disk=lambda res: "/nonexistent/disk")
+
+    async def interrupted(*args):
+        client.spare_buffers.extend(aligned_buffer(4096) for _ in range(6))
+        raise PeerError("sync from a interrupted: connection lost")
+
+    client._sync_range = interrupted
+    with pytest.raises(PeerError, match="interrupted"):
+        trio.run(client.sync, state, "a", 0, 1 << 20)
+    assert client.spare_buffers == []
