@@ -52,7 +52,6 @@ Every state a job enters is told to the `notify` hook once (football/hooks.py,
 with `state != new` in its condition, so whoever wrote it first tells it,
 and a state written again (a phase of a running job) is not told again."""
 
-import ctypes
 import json
 import logging
 import os
@@ -75,6 +74,7 @@ from football.errors import (EXIT_CRITICAL, EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT
 from football.hooks import Hooks
 from football.joblink import JOB_ENV
 from football.templates import render
+from mars import libc
 
 APP = "football"
 APP_VERSION = "screener-1"      # change when the workflow's steps change
@@ -730,15 +730,11 @@ def systemd_word(word):
 # ---------------------------------------------------------------- executing
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
 def _interrupted_with_parent():
     """In the child before exec: SIGINT when the worker thread that started
     it dies (the worker was killed), so the operation cleans up as on
     Ctrl-C instead of running on unattended."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    libc.die_with_parent(signal.SIGINT)
 
 
 class ChildProcess:

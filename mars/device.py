@@ -50,7 +50,6 @@ loop devices and the open count.
 """
 
 import argparse
-import ctypes
 import errno
 import json
 import logging
@@ -62,6 +61,7 @@ from pathlib import Path
 
 import trio
 
+from mars import libc
 from mars.fuse import MAX_WRITE, Session
 from mars.lamport import LamportClock
 from mars.logfile import LogCorrupt
@@ -72,7 +72,6 @@ from mars.writeback import DEFAULT_LIMIT
 log = logging.getLogger("mars.device")
 
 DEVICE_FILE = "device"
-PR_SET_PDEATHSIG = 1
 EXIT_REFUSED = 2                # the device cannot start from this log (see "refused")
 PROFILE_ENV = "MARS_DEVICE_PROFILE"     # path: cProfile the event loop, count write sizes
 
@@ -471,8 +470,7 @@ def main(argv=None):
 
 
 def _die_with_marsd():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc.die_with_parent(signal.SIGKILL)
     if os.getppid() == 1:
         sys.exit("marsd is gone")
 

@@ -24,7 +24,6 @@ The file system: inode 1 the directory, inode 2 the file (`name`), whose
 size is the device's (`device.size`), opened with direct I/O (no page cache
 in the FUSE layer: the loop device above it has its own)."""
 
-import ctypes
 import errno
 import logging
 import os
@@ -33,6 +32,8 @@ import struct
 import time
 
 import trio
+
+from mars import libc
 
 log = logging.getLogger("mars.fuse")
 
@@ -84,7 +85,6 @@ ATTR_VALID = 1                      # seconds the kernel may keep attributes and
 YIELD_EVERY = 16                    # requests done in a row before the other tasks get a turn
 BATCH_WRITES = 16                   # writes logged together at most
 MS_NOSUID, MS_NODEV = 2, 4
-MNT_DETACH = 2
 
 
 class Refused(Exception):
@@ -93,10 +93,6 @@ class Refused(Exception):
     def __init__(self, code):
         super().__init__(os.strerror(code))
         self.errno = code
-
-
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
 
 
 class Session:
@@ -125,11 +121,9 @@ class Session:
     def mount(self):
         self.fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
         options = (f"fd={self.fd},rootmode={stat.S_IFDIR:o},user_id=0,group_id=0,"
-                   f"default_permissions").encode()
-        libc = _libc()
-        if libc.mount(self.fsname.encode(), self.mountpoint.encode(), b"fuse",
-                      ctypes.c_ulong(MS_NOSUID | MS_NODEV), options) != 0:
-            code = ctypes.get_errno()
+                   f"default_permissions")
+        code = libc.mount(self.fsname, self.mountpoint, "fuse", MS_NOSUID | MS_NODEV, options)
+        if code:
             os.close(self.fd)
             self.fd = None
             raise OSError(code, f"mount of the FUSE file system on {self.mountpoint}: "
@@ -139,8 +133,8 @@ class Session:
         """Unmounts (lazily: a process still in the file system must not keep
         the next device from mounting) and closes the session."""
         if unmount:
-            if _libc().umount2(self.mountpoint.encode(), MNT_DETACH) != 0:
-                code = ctypes.get_errno()
+            code = libc.umount_lazily(self.mountpoint)
+            if code:
                 if code not in (errno.EINVAL, errno.ENOENT):
                     log.warning("umount of %s: %s", self.mountpoint, os.strerror(code))
         if self.fd is not None:

@@ -39,7 +39,7 @@ import re
 import trio
 import xxhash
 
-from mars import net
+from mars import libc, net
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.writeback import pwritev_all
@@ -49,12 +49,6 @@ CHUNK = 1 << 20                 # sync chunk
 CHUNKS_PER_REQUEST = 16
 ZERO_CHUNK = bytes(CHUNK)
 DATA_RUN = re.compile("d+")
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_fallocate = _LIBC.fallocate
-_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-_sync_file_range = _LIBC.sync_file_range
-_sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-SYNC_FILE_RANGE_WRITE = 2
 
 
 def xxh3_128(data):
@@ -273,8 +267,7 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
                 written += length
                 cached += length
         if cached:
-            _sync_file_range(handle.fileno(), offset, min(len(kinds) * chunk, size - offset),
-                             SYNC_FILE_RANGE_WRITE)
+            libc.start_writeback(handle.fileno(), offset, min(len(kinds) * chunk, size - offset))
     return written
 
 
@@ -340,7 +333,7 @@ def allocate_runs(fd, offset, chunk, kinds, size):
         length = min(match.end() * chunk, size - offset) - match.start() * chunk
         if length <= 0:
             break
-        if _fallocate(fd, 0, start, length) != 0:
+        if not libc.fallocate(fd, start, length):
             return      # EOPNOTSUPP, ENODEV (a block device), ENOSPC (the write tells)
 
 

@@ -4,7 +4,6 @@ jobs run through a stand-in executor (scripted events and exit codes, or
 the football command line in-process against the fake fleet), and
 `football worker` as a real process that dies with the test."""
 
-import ctypes
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 
 from football.cli import cli, hoist_global_options
 from football.runfile import PARAMETERS
+from mars import libc
 
 # CliRunner swaps sys.stdout for the whole process: one invocation at a time,
 # whether the test's own or a job's run in-process
@@ -219,11 +219,9 @@ def events_of(state_dir, job_id):
 
 # ------------------------------------------------- `football worker` processes
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def _killed_with_parent():
-    _libc.prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG: dies with the test run
+    libc.die_with_parent(signal.SIGKILL)        # dies with the test run
 
 
 class WorkerProcesses:

@@ -13,7 +13,7 @@ import pytest
 import trio
 import xxhash
 
-from mars import transfer
+from mars import libc, transfer
 from mars.logfile import list_logfiles
 from mars.transfer import CHUNK, DataServer, apply_chunks, chunk_digest, local_digests, read_chunks
 
@@ -193,18 +193,18 @@ def test_a_sparse_target_gets_its_data_runs_allocated_and_its_zero_chunks_stay_h
     with open(target, "wb") as handle:
         handle.truncate(size)
     calls = []
-    real = transfer._fallocate
+    real = libc._fallocate
 
     def spy(fd, mode, offset, length):
         calls.append((mode, offset, length))
         return real(fd, mode, offset, length)
 
     kinds = "ddzzdz"
-    transfer._fallocate = spy
+    libc._fallocate = spy
     try:
         written = apply_chunks(str(target), 0, chunk, kinds, payload, size)
     finally:
-        transfer._fallocate = real
+        libc._fallocate = real
     assert written == 3 * chunk
     assert calls == [(0, 0, 2 * chunk), (0, 4 * chunk, chunk)]
     assert read(target) == payload[:2 * chunk] + bytes(2 * chunk) + payload[2 * chunk:] + \
@@ -307,7 +307,7 @@ def test_a_disk_that_refuses_fallocate_is_written_all_the_same(tmp_path, monkeyp
     payload = rand(3 * SMALL, 13)
     target = write_file(tmp_path / "target", bytes(3 * SMALL))
     refused = []
-    monkeypatch.setattr(transfer, "_fallocate", lambda *args: refused.append(args) or -1)
+    monkeypatch.setattr(libc, "_fallocate", lambda *args: refused.append(args) or -1)
     assert apply_chunks(target, 0, SMALL, "ddd", payload, 3 * SMALL) == 3 * SMALL
     assert len(refused) == 1 and read(target) == payload
 

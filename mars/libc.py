@@ -1,0 +1,51 @@
+"""System calls the os module does not offer, through one handle of the C
+library (ctypes): fallocate(2) itself, sync_file_range(2), prctl(2)'s
+parent-death signal, mount(2) and umount2(2)."""
+
+import ctypes
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+PR_SET_PDEATHSIG = 1
+SYNC_FILE_RANGE_WRITE = 2
+MNT_DETACH = 2
+
+_fallocate = LIBC.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_sync_file_range = LIBC.sync_file_range
+_sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+
+def fallocate(fd, offset, length):
+    """Allocate the blocks of [offset, offset + length) of the file `fd`
+    with fallocate(2) itself. False where it is refused (EOPNOTSUPP,
+    ENODEV for a block device, ENOSPC): glibc's posix_fallocate would
+    instead emulate it by writing a byte into every block."""
+    return _fallocate(fd, 0, offset, length) == 0
+
+
+def start_writeback(fd, offset, length):
+    """Hand the dirty pages of [offset, offset + length) of `fd` to the
+    disk, not waiting for them (sync_file_range, SYNC_FILE_RANGE_WRITE)."""
+    _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+def die_with_parent(signal_number):
+    """This process gets `signal_number` once the thread that started it
+    ends (prctl PR_SET_PDEATHSIG)."""
+    LIBC.prctl(PR_SET_PDEATHSIG, signal_number)
+
+
+def mount(source, target, fstype, flags, options):
+    """mount(2); 0, or the errno."""
+    if LIBC.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags),
+                  options.encode()) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def umount_lazily(target):
+    """umount2(2) with MNT_DETACH; 0, or the errno."""
+    if LIBC.umount2(target.encode(), MNT_DETACH) != 0:
+        return ctypes.get_errno()
+    return 0
