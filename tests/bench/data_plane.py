@@ -50,8 +50,7 @@ def timed_join(net, primary, secondary, size, extra=()):
     secondary.start(*extra)
     secondary.wait_serving()
     # its marsd's first pull brings the resource (it joined the cluster before)
-    wait_until(lambda: "resource-vm1/size" in secondary.live_values("resource-vm1/"),
-               timeout=60, what=f"{secondary.name} knowing vm1")
+    secondary.wait_knows("vm1", timeout=60)
     started = time.perf_counter()
     secondary.marsadm("join-resource", "vm1", secondary.disk)
     wait_until(lambda: syncstatus(secondary) >= size, timeout=900, interval=0.05,

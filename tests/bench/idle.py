@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from tests.helpers.dataplane import MIB, DataNet
-from tests.helpers.marshosts import wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,8 +59,7 @@ def run(resources, seconds):
                         handle.truncate(8 * MIB)
                 a.marsadm("create-resource", name, a.root / f"disk-{name}")
                 net.wait(a, name, "device")
-                wait_until(lambda name=name: b.live_values(f"resource-{name}/size"),
-                           what=f"b to learn of {name}")
+                b.wait_knows(name)
                 b.marsadm("join-resource", name, b.root / f"disk-{name}")
             for name in names:
                 net.wait(b, name)

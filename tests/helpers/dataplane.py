@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from mars.device import loops_backed_by, mounts_under
-from mars.keys import size_key
 from tests.helpers.marshosts import STATE_WAIT, MarsNet, wait_until
 
 MIB = 1 << 20
@@ -103,11 +102,7 @@ class DataNet(MarsNet):
         hosts = self.primary_with_device(*names, res=res,
                                          disk_sizes=dict.fromkeys(names, disk_size))
         for host in hosts[1:]:
-            # marsadm joins only a resource its host knows: the creation
-            # reaches it by a push, 0.1-0.2 s after the device came up
-            # here (joining at once failed: "unknown resource")
-            wait_until(lambda: size_key(res) in host.live_values(size_key(res)),
-                       what=f"{host.name} knowing {res}")
+            host.wait_knows(res)
             host.marsadm("join-resource", res, host.disk)
             self.wait(host, res)
         return hosts

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from mars.keys import size_key
 from tests.helpers import programs
 from tests.helpers.leftovers import die_with_parent
 
@@ -117,6 +118,15 @@ class MarsHost:
         (much cheaper than a marsadm process when polling)."""
         with self.store() as store:
             return store.live_values(prefix)
+
+    def wait_knows(self, res, timeout=STATE_WAIT):
+        """Wait until this host's store has `res` (its size); returns the
+        seconds. marsadm join-resource refuses a resource its host does not
+        know ("unknown resource"), and a creation on another host reaches
+        this one by a push, 0.1-0.2 s later (more on a busy machine)."""
+        key = size_key(res)
+        return wait_until(lambda: key in self.live_values(key), timeout=timeout,
+                          what=f"{self.name} knowing {res}")
 
     def store(self):
         """Open this host's store directly; what is written through it pokes

@@ -49,6 +49,7 @@ def start_primary(net, *names, fill=False):
 
 def joined(net, secondary):
     """`secondary` joins and becomes consistent."""
+    secondary.wait_knows(RES)
     secondary.marsadm("join-resource", RES, secondary.disk)
     net.wait(secondary, RES, "consistent")
 
@@ -233,6 +234,7 @@ def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
     b.wait_serving()
     a.marsadm("create-resource", RES, a.disk)
     datanet.wait(a, RES, "device")
+    b.wait_knows(RES)
     b.marsadm("join-resource", RES, b.disk)
     datanet.wait(b, RES)
 
@@ -334,6 +336,7 @@ def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
     b.stop()
     b.start(f"--debug-hold-sync-after={hold}")
     b.wait_serving()
+    b.wait_knows(RES)
     b.marsadm("join-resource", RES, b.disk)
     with Writer(a.mnt) as writer:
         wait_until(lambda: int(value(b, "syncstatus") or 0) >= hold,

@@ -53,6 +53,7 @@ def test_a_secondary_low_on_space_stops_fetching_and_catches_up_once_space_is_ba
     datanet.wait(a, "vm1", "device")
     datanet.mkfs(a, "vm1")
     datanet.mount(a, "vm1")
+    b.wait_knows("vm1")
     b.marsadm("join-resource", "vm1", b.disk)
     datanet.wait(b, "vm1")
     filler = b.root / "mars" / "filler"
@@ -91,6 +92,7 @@ def test_a_primary_low_on_space_stops_logging_and_keeps_serving(datanet):
     cluster(datanet, a, b, a_options=["--emergency-free=100000000"])  # logging stops below 100 MB
     a.marsadm("create-resource", "vm1", a.disk)
     datanet.wait(a, "vm1", "device")
+    b.wait_knows("vm1")
     b.marsadm("join-resource", "vm1", b.disk)
     datanet.wait(b, "vm1")
     datanet.mkfs(a, "vm1")

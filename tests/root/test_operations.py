@@ -31,6 +31,7 @@ def start_primary(net, *names, disk_sizes=None):
 
 
 def join(net, host, condition="up-to-date"):
+    host.wait_knows(RES)
     host.marsadm("join-resource", RES, host.disk)
     net.wait(host, RES, condition)
 
@@ -171,6 +172,7 @@ def test_corrupt_record_stops_replay_there_and_torn_tail_is_continued(datanet):
 # --------------------------------------------------------------- 2. refusals
 def test_bad_input_is_refused_with_exit_1_and_changes_nothing(datanet):
     a, b, c = start_primary(datanet, "a", "b", "c", disk_sizes={"c": 64 * MIB})
+    b.wait_knows(RES)                       # first: with its marsd stopped, nothing brings vm1
     b.stop()                                # join and pause before marsd can sync anything
     b.marsadm("join-resource", RES, b.disk)
     b.marsadm("pause-sync", RES)
@@ -178,8 +180,7 @@ def test_bad_input_is_refused_with_exit_1_and_changes_nothing(datanet):
     wait_until(lambda: a.live_values(f"resource-{RES}/").get(f"resource-{RES}/actual-b/disk-size")
                and a.live_values(f"resource-{RES}/").get(f"resource-{RES}/todo-b/sync") == "0",
                what="b's membership and paused sync reaching a")
-    wait_until(lambda: c.live_values(f"resource-{RES}/").get(f"resource-{RES}/size"),
-               what="vm1 reaching c")
+    c.wait_knows(RES)
     wait_until(lambda: status_of(b).get("waiting") == "sync paused", what="b's marsd pausing the sync")
     # The three stores agree before the refusals: a tuple still on its way
     # (b's membership reaching c, CI) would read as a refusal's doing.
@@ -422,6 +423,7 @@ def test_sync_progress_view_and_metrics(datanet):
     # 48 MiB for the sync to carry (it is held by pause-sync if too quick to see)
     write_files(a.mnt, 12, 4 * MIB, prefix="bulk", fsync=False)
     os.sync()
+    b.wait_knows(RES)
     b.marsadm("join-resource", RES, b.disk)
     wait_until(lambda: status_of(b).get("sync_done", 0) > 0, interval=0.01,
                what="b's sync under way", show=lambda: status_of(b))

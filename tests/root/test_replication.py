@@ -31,6 +31,8 @@ def test_members_joining_during_writes_end_byte_identical(datanet):
             during.update(write_files(a.mnt, 1, 256 * 1024, prefix=f"during{index:03d}-"))
             index += 1
 
+    for host in (b, c):
+        host.wait_knows("vm1")
     thread = threading.Thread(target=writer)
     thread.start()
     try:
@@ -59,6 +61,7 @@ def test_members_joining_during_writes_end_byte_identical(datanet):
 
 def test_handover_there_and_back_keeps_every_file(datanet):
     a, b = start_primary(datanet, "a", "b")
+    b.wait_knows("vm1")
     b.marsadm("join-resource", "vm1", b.disk)
     written = write_files(a.mnt, 20, 1 * MIB, prefix="from-a")
     datanet.wait(b, "vm1", "consistent")
@@ -87,6 +90,7 @@ def test_a_handover_back_before_the_new_primary_wrote_anything_completes(datanet
     # A failed start on the new primary (compensation in Football's downtime
     # window) hands back at once: the new primary's logfile is still empty.
     a, b = start_primary(datanet, "a", "b")
+    b.wait_knows("vm1")
     b.marsadm("join-resource", "vm1", b.disk)
     datanet.wait(b, "vm1", "consistent")
     datanet.umount(a)
