@@ -134,9 +134,8 @@ class Session:
         the next device from mounting) and closes the session."""
         if unmount:
             code = libc.umount_lazily(self.mountpoint)
-            if code:
-                if code not in (errno.EINVAL, errno.ENOENT):
-                    log.warning("umount of %s: %s", self.mountpoint, os.strerror(code))
+            if code not in (0, errno.EINVAL, errno.ENOENT):
+                log.warning("umount of %s: %s", self.mountpoint, os.strerror(code))
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
