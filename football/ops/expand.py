@@ -134,8 +134,8 @@ class Expand(Operation):
         self.journal.record("growfs")
 
     def wait(self):
-        """Until every secondary holds the grown volume (UpToDate, nothing
-        left to sync), bounded by `sync_timeout`."""
+        """Until every secondary holds the grown volume (nothing left to
+        sync, consistent: `synced_and_consistent`), bounded by `sync_timeout`."""
         if self.secondaries:
             self.say(f"* wait: until {', '.join(host.name for host in self.secondaries)} "
                      "hold the grown tail")

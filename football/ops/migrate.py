@@ -5,7 +5,8 @@ Steps (FOOTBALL.md, "Migrate"), each announced as it runs:
 1. prepare — for each target without a replica: wait for the sync limit,
    merge the target into the source's MARS cluster, create the LV,
    `marsadm join-resource`.
-2. wait — until every target is UpToDate (progress bar, stall watchdog).
+2. wait — until every target has synced and is consistent (UpToDate, or
+   OutDated a moment behind the workload; progress bar, stall watchdog).
 3. finish — the downtime window: lag under `limit_mars_logfile`, stop the
    stack on the source, `marsadm primary` on the target, start it there.
    A failure inside the window is compensated: restart where it can run.
@@ -27,7 +28,8 @@ from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import plan_split_after_move, split_unshared
-from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
+from football.ops.base import (Operation, reachable, synced_and_consistent, synced_bytes,
+                               wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.snapshot import observe, rank_targets
 
@@ -351,9 +353,11 @@ class Migrate(Operation):
         self.say(f"* finish: handover of {self.res} to {target.name}")
         self._downtime_gate(self.source, target)
         self._wait_for_small_lag(target)
-        if primary != target.name and \
-                facts.view(target, "diskstate", self.res) != "UpToDate":
-            raise Illegal(f"{target.name}: {self.res} is not UpToDate; run migrate-wait first")
+        if primary != target.name:
+            diskstate = facts.view(target, "diskstate", self.res)
+            if not synced_and_consistent(diskstate):
+                raise Illegal(f"{target.name}: {self.res} is {diskstate or 'not joined'}, not "
+                              "synced and consistent; run migrate-wait first")
         self._check_startable(target, self.source)
         self._take_job_slots("handover", [self.source], "limit_handovers")
         try:

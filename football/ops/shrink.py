@@ -20,7 +20,7 @@ journal: after the resource was deleted, MARS no longer knows them):
    `<res>-preshrink`, `<res>-tmp` → `<res>`), the resource created again
    on the primary, started there. The secondaries then join their renamed
    LVs (a full sync of the small volume), outside the window.
-3. wait — until the secondaries are UpToDate.
+3. wait — until the secondaries have synced and are consistent.
 4. cleanup — the `-preshrink` LVs and leftover `-tmp` LVs go.
 
 Until cleanup a failed shrink can always go back: inside the window the

@@ -116,6 +116,7 @@ class FakeFleet:
         self.fail_next = {}             # command (e.g. "create-resource") -> times to refuse
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
+        self.behind = set()             # hosts whose replicas say OutDated[F] once synced
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.load = {}                  # host -> FakeLoad (default: FakeLoad())
         self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
@@ -303,7 +304,10 @@ class FakeFleet:
         if macro == "diskstate":
             if not replica:
                 return ""
-            return "Inconsistent" if replica.sync_rest else "UpToDate"
+            if replica.sync_rest:
+                return "InConsistent"
+            return "OutDated[F]" if name in self.behind and name != resource.primary \
+                else "UpToDate"
         raise UnexpectedCommand(f"{name}: the fake marsadm has no view-{macro}")
 
     def _mars_view(self, name, argument="all"):
@@ -316,7 +320,7 @@ class FakeFleet:
             synced = not replica.sync_rest
             role = "Primary" if resource.primary == name else "Secondary"
             lines.append(f"{res} [{len(resource.replicas)}/{len(self.cluster_of(name))}] "
-                         f"{'UpToDate' if synced else 'Inconsistent'} "
+                         f"{'UpToDate' if synced else 'InConsistent'} "
                          f"{'Replicating' if synced else 'Syncing'} "
                          f"DCA{'S' if synced else 's'}FR {role} {resource.primary or '(none)'}\n")
         return "".join(lines)

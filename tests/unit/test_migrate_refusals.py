@@ -3,7 +3,8 @@ the fake fleet (tests/helpers/fakefleet.py): the real command line,
 inventory, plugins and journal; hosts that answer as lab hosts do. Every
 case is decided before any host is changed, so none needs the real lab:
 bad arguments and settings, a target where the resource already is, a
-a target without VG space, a target whose marsd does not answer.
+a target without VG space, a target whose marsd does not answer. And one
+thing it must not refuse: a target a moment behind the workload.
 Each test then checks that the run changed nothing: no command that
 changes a host ran, vm1 is still primary on a1 and replicated to a2, and
 the MARS clusters are still the inventory's.
@@ -96,3 +97,17 @@ def test_a_target_whose_marsd_does_not_answer_is_refused_with_exit_191_naming_it
     fleet.down.clear()
     assert code == EXIT_ILLEGAL and "b2" in stderr, stderr
     assert_nothing_changed(fleet)
+
+
+def test_a_target_a_moment_behind_the_workload_is_waited_for_and_handed_over_not_refused(fleet):
+    """Under a workload that writes on, a synced replica says OutDated[F]
+    as often as UpToDate: it is consistent, and the lag is bounded before
+    the downtime. Asking for UpToDate alone refused the handover ("not
+    UpToDate; run migrate-wait first", a CI run) or would have waited for
+    the stall timeout."""
+    fleet.behind.update({"b1", "b2"})
+    code, events, err = football(fleet, "--var", "stall_timeout=2", "--var", "sync_timeout=5",
+                                 "migrate", "vm1", "cluster2")
+    assert code == 0, err
+    assert_placed(fleet, "b1", ["b2"])
+    assert not fleet.sequence_problems("vm1")
