@@ -20,7 +20,8 @@ import errno
 import os
 from dataclasses import dataclass
 
-from mars.logfile import LogScan, LogWriter, logfile_name, parse_logfile_name, truncate_torn_tail
+from mars.logfile import (LogWriter, last_sequence, logfile_name, parse_logfile_name,
+                          truncate_torn_tail)
 from mars.replay import Cursor, replay
 from mars.writeback import DEFAULT_LIMIT, WriteBack, pwritev_all
 
@@ -73,7 +74,8 @@ class TransactionLog:
                 result = replay(path, self.disk_fd, position)
                 replayed += result.applied
                 truncate_torn_tail(path, result.damage)
-                self.next_sequence = max(self.next_sequence, self._last_sequence(path) + 1)
+                last = result.last_sequence if result.applied else last_sequence(path)
+                self.next_sequence = max(self.next_sequence, last + 1)
                 self.previous = Position(name, os.path.getsize(path))
             number, _ = parse_logfile_name(name)
             following = self._find_logfile(number + 1)
@@ -212,9 +214,3 @@ class TransactionLog:
             raise ValueError(f"logfiles {', '.join(found)} share number {number}: split brain")
         return found[0] if found else None
 
-    @staticmethod
-    def _last_sequence(path):
-        last = 0
-        for record in LogScan(path):
-            last = record.sequence
-        return last

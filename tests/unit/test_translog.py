@@ -89,6 +89,25 @@ def test_logging_continues_after_recovery_with_the_next_sequence_number(primary)
     assert records[-1].data == b"after"
 
 
+def test_a_device_that_starts_with_nothing_to_replay_continues_the_sequence(primary):
+    """A handover: the new primary has replayed up to the old one's final
+    version, so its device's recovery applies nothing, and learns where the
+    sequence goes on from the previous logfile's headers."""
+    log, tmp = primary
+    log.recover(None)
+    for offset, data in writes(7, 25):
+        log.write(offset, data)
+    log.drain()
+    cursor = log.checkpoint()
+    log.close()
+
+    assert log.recover(cursor) == 0
+    log.write(0, b"next")
+    log.sync()
+    assert log.logfile == "log-000000002-h1"
+    assert [r.sequence for r in LogScan(f"{log.resource_dir}/log-000000002-h1")] == [26]
+
+
 def test_recovery_replays_every_logfile_started_after_the_cursor(primary):
     log, tmp = primary
     log.recover(None)
