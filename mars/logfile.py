@@ -212,29 +212,40 @@ def truncate_torn_tail(path, damage):
     return True
 
 
-def last_sequence(path):
-    """The sequence number of the last record of a logfile whose records
-    were checked before (replayed, a torn tail cut off), found from the
-    headers alone: each gives the length to seek over. A new primary's
-    recovery read every record of the previous logfile, payloads and
-    digests, to learn it: a scan of up to the rotation size (256 MiB)
-    inside a handover's downtime. 0 for an empty logfile; a header that
-    does not check out (magic, version, lengths) ends the walk."""
-    last = 0
+def record_heads(path, end=None):
+    """(sequence, end, digest field) of each record of a logfile whose
+    records were checked before (written here, or replayed: a torn tail
+    cut off), up to `end` (a record that reaches beyond it is not one),
+    from the headers alone: each gives the length to seek over. What a
+    handover needs of the last logfile, its last sequence number and its
+    records' digests (the version), was read by scanning every record,
+    payloads and digests: up to the rotation size (256 MiB), on both
+    sides, inside the downtime. A header that does not check out (magic,
+    version, lengths) ends the walk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
+        if end is not None:
+            size = min(size, end)
         position = 0
         while position + HEADER.size <= size:
             (magic, version, _flags, _digest_type, _reserved, sequence, _stamp, _offset,
-             _length, stored_length, _field) = HEADER.unpack(os.pread(fd, HEADER.size, position))
+             _length, stored_length, field) = HEADER.unpack(os.pread(fd, HEADER.size, position))
             if magic != MAGIC or version != VERSION or stored_length > MAX_PAYLOAD or \
                     position + HEADER.size + stored_length > size:
-                break
-            last = sequence
+                return
             position += HEADER.size + stored_length
+            yield sequence, position, field
     finally:
         os.close(fd)
+
+
+def last_sequence(path):
+    """The sequence number of the last record of a logfile (`record_heads`);
+    0 for an empty one."""
+    last = 0
+    for last, _, _ in record_heads(path):
+        pass
     return last
 
 

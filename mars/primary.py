@@ -153,6 +153,7 @@ class Primary:
         if not force:
             holding = await self._not_released_by(state)
             if holding:
+                log.debug("%s: %s not released yet", self.res, ", ".join(holding))
                 worker.last_busy = time.monotonic()     # asked again next tick
                 worker.wait(f"waiting for {', '.join(holding)} to hand over (the handover has "
                             "not reached it yet, or its device is up)")
@@ -170,6 +171,8 @@ class Primary:
                 raise SplitBrain(conflict)
             final = final_version(state, self.res)
             if final is not None and not worker.follower.replayed_to(final):
+                log.debug("%s: released; replaying up to the final version %s,%d", self.res,
+                          final[0], final[1])
                 worker.wait(f"replaying up to the final version {final[0]},{final[1]}")
                 return await worker.follower.follow(state, source=final[2], until=final)
         await self._start_device(state, force)
@@ -220,6 +223,8 @@ class Primary:
         worker.report(recovering=True)      # the views' `Recovery`
         worker.save_status()
         device, self.standby = self.standby or DeviceProcess(), None
+        log.debug("%s: starting the device (%s process)", self.res,
+                  "standby" if device.process is not None else "new")
         try:
             ready = await device.start(args, worker.nursery, worker.news)
         except DeviceRefused as refused:
