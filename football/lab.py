@@ -35,7 +35,7 @@ from pathlib import Path
 from football import facts, inventory
 from football.errors import FootballError, Illegal
 from football.hooks import Hooks
-from football.ops.base import check_resource_name, in_parallel, wait_until
+from football.ops.base import check_resource_name, in_parallel, wait_knows
 from mars.device import detach_loop, loops_backed_by, mounts_under
 from mars.errors import MarsError
 from mars.names import parse_size
@@ -339,10 +339,7 @@ class Lab:
             return
         replica = self._ensure_lv(secondary, res, size)
         if res not in facts.my_resources(secondary):
-            # the creation reaches the secondary by a push: marsadm there
-            # refuses an unknown resource until it has arrived
-            wait_until(lambda: res in facts.all_resources(secondary), 60, 0.05,
-                       f"{secondary.name} to know {res}")
+            wait_knows(secondary, res, 0.05)
             self.echo(f"{secondary.name}: join-resource {res} on {replica}")
             secondary.run(["marsadm", "join-resource", res, replica])
 

@@ -136,6 +136,14 @@ def wait_until(condition, timeout, interval, what):
         time.sleep(interval)
 
 
+def wait_knows(host, res, interval):
+    """Until `host` knows `res` (it reaches a host through the cluster's
+    metadata exchange, a moment after its creation or a merge): marsadm
+    refuses to join a resource its host does not know."""
+    wait_until(lambda: res in facts.all_resources(host), 60, interval,
+               f"{host.name} to know {res}")
+
+
 def synced_and_consistent(diskstate):
     """Whether a replica's diskstate says its sync is complete and what it
     holds is consistent: UpToDate, or OutDated[F|R|FR], a moment behind the

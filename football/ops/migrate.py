@@ -29,7 +29,7 @@ from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import plan_split_after_move, split_unshared
 from football.ops.base import (Operation, reachable, synced_and_consistent, synced_bytes,
-                               wait_until, wait_uptodate)
+                               wait_knows, wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.snapshot import observe, rank_targets
 
@@ -300,8 +300,7 @@ class Migrate(Operation):
         # The target learns of the resource through the cluster's metadata
         # exchange: a host that came in with another one's merge (b2 with b1)
         # may not have it yet, and its join-resource would be refused.
-        wait_until(lambda: self.res in facts.all_resources(target), 60,
-                   self.config.poll_interval, f"{target.name} to know {self.res}")
+        wait_knows(target, self.res, self.config.poll_interval)
 
     def _take_sync_slot(self, target):
         self._take_slot(target, "sync", lambda: self._sync_slot_free(target),

@@ -35,7 +35,7 @@ from football import facts
 from football.errors import Critical, FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
-from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
+from football.ops.base import Operation, reachable, synced_bytes, wait_knows, wait_uptodate
 from football.ops.repair import create_when_free
 from football.ops.sizing import mib, new_size, parse_target
 from football.ops.window import DowntimeWindow, restart_somewhere
@@ -506,8 +506,7 @@ class Shrink(Operation):
         for host in self.secondaries:
             if self.res in facts.my_resources(host):
                 continue
-            wait_until(lambda: self.res in facts.all_resources(host), 60,
-                       self.config.poll_interval, f"{host.name} to know {self.res}")
+            wait_knows(host, self.res, self.config.poll_interval)
             lv = self.hooks.lv_path(host=host, lv=self.res)
             self.say(f"  {host.name}: marsadm join-resource {self.res} {lv}")
             create_when_free(host, self.res, lv, self.config, verb="join-resource")
