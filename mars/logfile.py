@@ -213,7 +213,7 @@ def truncate_torn_tail(path, damage):
 
 
 def record_heads(path, end=None):
-    """(sequence, end, digest field) of each record of a logfile whose
+    """(sequence, digest field) of each record of a logfile whose
     records were checked before (written here, or replayed: a torn tail
     cut off), up to `end` (a record that reaches beyond it is not one),
     from the headers alone: each gives the length to seek over. What a
@@ -235,7 +235,7 @@ def record_heads(path, end=None):
                     position + HEADER.size + stored_length > size:
                 return
             position += HEADER.size + stored_length
-            yield sequence, position, field
+            yield sequence, field
     finally:
         os.close(fd)
 
@@ -244,7 +244,7 @@ def last_sequence(path):
     """The sequence number of the last record of a logfile (`record_heads`);
     0 for an empty one."""
     last = 0
-    for last, _, _ in record_heads(path):
+    for last, _ in record_heads(path):
         pass
     return last
 

@@ -86,7 +86,7 @@ def record_digests(logfile_path, end):
     """The digest fields of every record up to `end`, in order, from the
     headers (`logfile.record_heads`): the records were checked when they
     were written or replayed."""
-    return [field for _, _, field in record_heads(logfile_path, end)]
+    return [field for _, field in record_heads(logfile_path, end)]
 
 
 def version_value(previous, logfile, end, digests):
