@@ -121,13 +121,12 @@ class Device:
         Waits (the event loop goes on) while `--writeback-limit` bytes are
         pending.
 
-        The log append itself stays on the event loop: one writev(2) into the
-        page cache plus the CRC32C. Measured on the 2-CPU test machine under
-        load (median): 14 us for 4 KiB, 74 us for 128 KiB, 0.25 ms for 512 KiB,
-        0.48 ms for 1 MiB, against 0.19 ms for a round trip to a trio
-        worker thread; in a thread, records and pending extents would also
-        need their one order kept across threads. Only the largest requests
-        could gain a little, and per request the FUSE session costs more."""
+        The records are made on the event loop, in the one order of the
+        records and the pending extents; small appends are written there
+        too (one pwritev into the page cache: 14 us for 4 KiB, against 0.19
+        ms for a round trip to a worker thread), large ones are copied into
+        a staging buffer that the log's own thread writes past the page
+        cache (`mars.directio.DirectAppender`; the write-back waits for it)."""
         while (written := self.write_now(offset, data)) is None:
             if self.emergency:
                 return await self._write_direct(offset, data)
@@ -207,7 +206,7 @@ class Device:
         rotated one whose sync is still under way."""
         closing, writer = self.closing_log, self.translog.writer
         try:
-            await trio.to_thread.run_sync(os.fdatasync, writer.fd)
+            await trio.to_thread.run_sync(writer.sync)
         except OSError as exc:
             # A rotation meanwhile synced and closed that logfile.
             if exc.errno != errno.EBADF or self.translog.writer is writer:

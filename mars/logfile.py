@@ -21,7 +21,10 @@ write to the device, appended before the write is acknowledged. Record layout
 
 Durability: `LogWriter.append` writes a whole record with one write(2);
 `sync` (fdatasync) makes every appended record durable. Whatever was synced
-before a crash scans intact afterwards.
+before a crash scans intact afterwards. A writer with `direct` (the
+primary's) stages records in memory and a thread writes them, in order,
+past the page cache (`mars.directio.DirectAppender`); `written` says how
+far the file holds them, and `sync` waits for that first.
 
 Scanning stops at the first record whose magic, version, lengths, sequence
 or digest is wrong, and says where and why (`LogDamage`). A damaged record
@@ -30,6 +33,7 @@ the writer continues at its start. Damage with more data behind it is
 *corruption* — an error the views report.
 """
 
+import errno
 import hashlib
 import os
 import re
@@ -38,6 +42,8 @@ from dataclasses import dataclass
 
 import google_crc32c
 import lz4.block
+
+from mars.directio import DirectAppender
 
 MAGIC = b"MRL1"
 VERSION = 1
@@ -137,7 +143,7 @@ def encode_record_parts(sequence, stamp, offset, data, digest_type=DIGEST_CRC32C
 class LogWriter:
     """Appends records to one logfile. Not thread-safe: one writer per logfile."""
 
-    def __init__(self, path, next_sequence, digest_type="crc32c", compress=False):
+    def __init__(self, path, next_sequence, digest_type="crc32c", compress=False, direct=False):
         if digest_type not in DIGEST_NAMES:
             raise ValueError(f"unknown digest {digest_type!r}: use one of {', '.join(DIGEST_NAMES)}")
         self.path = path
@@ -146,15 +152,28 @@ class LogWriter:
         self.next_sequence = next_sequence
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.size = os.fstat(self.fd).st_size
+        # direct: past the page cache, from a thread (the primary's log; see
+        # mars/directio.py); records are then in the file once `written`
+        # has passed them
+        self.appender = DirectAppender(path, self.size) if direct else None
+
+    @property
+    def written(self):
+        """How much of the logfile is in the file (`size` but with `direct`)."""
+        return self.appender.written if self.appender is not None else self.size
+
+    def wait_written(self, position):
+        """Block until the file holds the bytes before `position` (with
+        `direct`; at once otherwise)."""
+        if self.appender is not None:
+            self.appender.wait_written(position)
 
     def append(self, stamp, offset, data):
         """Append one write; returns the Record as it now stands in the file."""
         head, stored = encode_record_parts(self.next_sequence, stamp, offset, data,
                                            self.digest_type, self.compress)
         length = len(head) + len(stored)
-        written = os.writev(self.fd, (head, stored))      # one write(2), no payload copy
-        if written != length:
-            raise OSError(f"short write to {self.path}: {written} of {length} bytes")
+        self._write([head, stored], length)
         result = Record(self.next_sequence, stamp, offset, data, self.size,
                         self.size + length, head[DIGEST_FIELD:])
         self.size += length
@@ -176,19 +195,33 @@ class LogWriter:
         for start in range(0, len(parts), IOV_MAX):
             chunk = parts[start:start + IOV_MAX]
             length = sum(map(len, chunk))
-            written = os.writev(self.fd, chunk)
-            if written != length:
-                raise OSError(f"short write to {self.path}: {written} of {length} bytes")
-            self.size += written
+            self._write(chunk, length)
+            self.size += length
             self.next_sequence += len(chunk) // 2
         return ends
 
+    def _write(self, parts, length):
+        if self.appender is not None:
+            self.appender.append(parts, length)
+            return
+        written = os.writev(self.fd, parts)         # one write(2), no payload copy
+        if written != length:
+            raise OSError(f"short write to {self.path}: {written} of {length} bytes")
+
     def sync(self):
         """Make every appended record durable."""
-        os.fdatasync(self.fd)
+        if self.fd is None:
+            raise OSError(errno.EBADF, f"{self.path} is closed")
+        if self.appender is not None:
+            self.appender.sync()
+        else:
+            os.fdatasync(self.fd)
 
     def close(self):
+        """Close, once every appended record is in the file."""
         if self.fd is not None:
+            if self.appender is not None:
+                self.appender.close()
             os.close(self.fd)
             self.fd = None
 

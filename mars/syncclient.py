@@ -21,7 +21,8 @@ from mars.keys import replay_name, res_key, syncpos_name, syncstatus_name
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 from mars.channels import REQUEST_TIMEOUT
-from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, aligned_buffer, apply_chunks, local_digests
+from mars.directio import aligned_buffer
+from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, apply_chunks, local_digests
 
 log = logging.getLogger("marsd.data")
 

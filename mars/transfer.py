@@ -28,11 +28,9 @@ digest is SHA1 (what marsd sent before); a kind the server does not know
 never matches, so the chunk travels.
 """
 
-import ctypes
 import errno
 import functools
 import hashlib
-import mmap
 import os
 import re
 
@@ -40,9 +38,9 @@ import trio
 import xxhash
 
 from mars import libc, net
+from mars.directio import DirectWriter, pwritev_all
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
-from mars.writeback import pwritev_all
 
 FETCH_MAX = 8 << 20             # bytes per read reply
 CHUNK = 1 << 20                 # sync chunk
@@ -269,57 +267,6 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
         if cached:
             libc.start_writeback(handle.fileno(), offset, min(len(kinds) * chunk, size - offset))
     return written
-
-
-DIRECT_ALIGN = 4096             # offsets, lengths and addresses of direct writes
-
-
-def aligned_buffer(size):
-    """A writable buffer of `size` bytes aligned to a page (anonymous
-    memory), for data that is written with O_DIRECT."""
-    return mmap.mmap(-1, size)
-
-
-class DirectWriter:
-    """Writes aligned pieces to a disk with O_DIRECT. `write` returns
-    whether it wrote: False for a piece that is not aligned, and for every
-    piece once the disk refused direct I/O (a file system without it)."""
-
-    def __init__(self, path):
-        try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
-        except OSError:
-            self.fd = None
-
-    def write(self, piece, start):
-        if self.fd is None or start % DIRECT_ALIGN or len(piece) % DIRECT_ALIGN \
-                or _address(piece) % DIRECT_ALIGN:
-            return False
-        try:
-            pwritev_all(self.fd, [piece], start)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            os.close(self.fd)
-            self.fd = None
-            return False
-        return True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)
-
-
-def _address(piece):
-    """The address of a writable buffer's first byte; 1 (never aligned)
-    for a read-only one."""
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(piece))
-    except TypeError:
-        return 1
 
 
 def allocate_runs(fd, offset, chunk, kinds, size):

@@ -3,7 +3,9 @@
 Every write to the device is appended to the resource's current logfile and
 returns; a thread writes it back to the local disk later, in log order
 (`mars/writeback.py`), and reads lay what is not written back yet over the
-disk. A flush or fsync on the device (`sync`) makes the log durable
+disk. The logfile's whole blocks are written past the page cache by a
+thread of the writer's (`mars/directio.py`); the write-back puts nothing on
+the disk before its record is in the logfile (`_wait_logged`). A flush or fsync on the device (`sync`) makes the log durable
 (fdatasync) before it returns, so an acknowledged flush survives a crash of
 marsd or the machine whether or not its writes reached the disk.
 
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from mars.logfile import (LogWriter, last_sequence, logfile_name, parse_logfile_name,
                           truncate_torn_tail)
 from mars.replay import Cursor, replay
-from mars.writeback import DEFAULT_LIMIT, WriteBack, pwritev_all
+from mars.directio import pwritev_all
+from mars.writeback import DEFAULT_LIMIT, WriteBack
 
 
 @dataclass
@@ -53,6 +56,7 @@ class TransactionLog:
         self.writeback_options = dict(limit=writeback_limit, hold=hold_writeback,
                                       on_progress=on_progress)
         self.closed_sizes = {}          # logfile -> end, of those closed by `switch`
+        self.writers = {}               # logfile -> LogWriter, of those not closed yet
 
     # -------------------------------------------------------------- lifecycle
     def recover(self, cursor):
@@ -84,9 +88,8 @@ class TransactionLog:
             name, position = following, 0
         number = parse_logfile_name(name)[0] + 1 if name else 1
         self.logfile = logfile_name(number, self.host)
-        self.writer = LogWriter(self._path(self.logfile), self.next_sequence, self.digest,
-                                self.compress)
-        self.writeback = WriteBack(self.disk_fd, self.log_position,
+        self.writer = self._writer(self.next_sequence)
+        self.writeback = WriteBack(self.disk_fd, self.log_position, logged=self._wait_logged,
                                    **self.writeback_options).start()
         return replayed
 
@@ -192,8 +195,7 @@ class TransactionLog:
         self.closed_sizes[closed.logfile] = closed.position
         number, _ = parse_logfile_name(self.logfile)
         self.logfile = logfile_name(number + 1, self.host)
-        self.writer = LogWriter(self._path(self.logfile), old.next_sequence, self.digest,
-                                self.compress)
+        self.writer = self._writer(old.next_sequence)
         return old, closed
 
     @property
@@ -201,6 +203,24 @@ class TransactionLog:
         return Position(self.logfile, self.writer.size)
 
     # --------------------------------------------------------------- helpers
+    def _writer(self, next_sequence):
+        """The writer of `self.logfile`: records past the page cache, from a
+        thread (`LogWriter` with `direct`)."""
+        writer = LogWriter(self._path(self.logfile), next_sequence, self.digest, self.compress,
+                           direct=True)
+        self.writers = {name: old for name, old in self.writers.items() if old.fd is not None}
+        self.writers[self.logfile] = writer
+        return writer
+
+    def _wait_logged(self, position):
+        """The write-back's gate: block until the record ending at
+        `position` is in its logfile. The disk must never hold a write
+        its log does not: after a crash, recovery and every secondary
+        know the disk only by the log."""
+        writer = self.writers.get(position.logfile)
+        if writer is not None:
+            writer.wait_written(position.position)
+
     def _path(self, name):
         return os.path.join(self.resource_dir, name)
 

@@ -38,11 +38,11 @@ outside it (pwritev and pread release the GIL).
 import errno
 import itertools
 import logging
-import os
 import threading
 from collections import deque
 from dataclasses import dataclass
 
+from mars.directio import pwritev_all
 from mars.logfile import IOV_MAX
 
 log = logging.getLogger("mars.writeback")
@@ -80,10 +80,15 @@ class WriteBack:
     nothing is ever written back, reads are served from memory, and writes
     wait once `limit` bytes are pending.
     `on_progress()` is called from the write-back thread after a pass that
-    somebody asked to hear about (`ready_or_notify`), and after a failure."""
+    somebody asked to hear about (`ready_or_notify`), and after a failure.
+    `logged(position)`, when given, blocks until the log holds the record
+    ending at `position` (the log is written from a thread of its own):
+    nothing is written back before its record is in the log."""
 
-    def __init__(self, disk_fd, through, limit=DEFAULT_LIMIT, hold=False, on_progress=None):
+    def __init__(self, disk_fd, through, limit=DEFAULT_LIMIT, hold=False, on_progress=None,
+                 logged=None):
         self.disk_fd = disk_fd
+        self.logged = logged
         self.limit = limit
         self.hold = hold
         self.on_progress = on_progress
@@ -244,6 +249,10 @@ class WriteBack:
         if not batch:
             return self.failure is None
         try:
+            if self.logged is not None:
+                ends = {extent.position.logfile: extent.position for extent in batch}
+                for position in ends.values():
+                    self.logged(position)
             _write_in_order(self.disk_fd, batch)
         except OSError as exc:
             self._fail(exc)
@@ -302,21 +311,3 @@ def _write_in_order(fd, extents):
     if group:
         pwritev_all(fd, group, start)
 
-
-def pwritev_all(fd, buffers, offset):
-    """pwritev until every byte is written (a short write continues)."""
-    total = sum(len(buffer) for buffer in buffers)
-    while True:
-        done = os.pwritev(fd, buffers, offset)
-        if done == total:
-            return
-        if done == 0:
-            raise OSError(errno.EIO, f"pwritev wrote nothing at byte {offset}")
-        rest, skip = [], done
-        for buffer in buffers:
-            if skip >= len(buffer):
-                skip -= len(buffer)
-                continue
-            rest.append(memoryview(buffer)[skip:])
-            skip = 0
-        buffers, total, offset = rest, total - done, offset + done

@@ -4,6 +4,7 @@ A host is a temporary MARS_ROOT; `marsadm` runs the click CLI in-process
 (global options hoisted as `main()` does); other hosts exist only as tuples
 applied to the local store, as if a peer had sent them."""
 
+import errno
 import fcntl
 import json
 import os
@@ -216,3 +217,19 @@ def fake_marsd(scenario):
 
     yield write_status
     os.close(fd)
+
+
+@pytest.fixture
+def no_direct_io(monkeypatch):
+    """A file system that refuses O_DIRECT: EINVAL at the first direct write
+    (of the sync client's and of the log appender's)."""
+    from mars import directio, transfer
+    real = directio.pwritev_all
+
+    def refusing(fd, buffers, offset):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, buffers, offset)
+
+    for module in (directio, transfer):
+        monkeypatch.setattr(module, "pwritev_all", refusing)

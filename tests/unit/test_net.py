@@ -8,7 +8,7 @@ import trio.testing
 
 from mars import net
 from mars.lamport import LamportClock
-from mars.transfer import aligned_buffer
+from mars.directio import aligned_buffer
 
 KEY = b"a" * 64
 OTHER_KEY = b"b" * 64

@@ -11,7 +11,7 @@ import trio
 from mars.errors import PeerError
 from mars.keys import syncpos_name
 from mars.syncclient import Frontier, SyncClient
-from mars.transfer import aligned_buffer
+from mars.directio import aligned_buffer
 
 
 def test_the_frontier_stays_at_the_first_gap_until_it_is_filled():

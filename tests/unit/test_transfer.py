@@ -2,7 +2,6 @@
 chunk protocol on temp files (server reads, client applies, fast full sync
 by digests), and DataServer's answers, called directly under trio.run."""
 
-import errno
 import fcntl
 import hashlib
 import os
@@ -13,7 +12,7 @@ import pytest
 import trio
 import xxhash
 
-from mars import libc, transfer
+from mars import directio, libc, transfer
 from mars.logfile import list_logfiles
 from mars.transfer import CHUNK, DataServer, apply_chunks, chunk_digest, local_digests, read_chunks
 
@@ -467,7 +466,8 @@ def test_aligned_data_chunks_are_written_directly_and_the_rest_through_the_page_
         return real(fd, buffers, offset)
 
     monkeypatch.setattr(transfer, "pwritev_all", spy)
-    aligned = transfer.aligned_buffer(4 * chunk)
+    monkeypatch.setattr(directio, "pwritev_all", spy)
+    aligned = directio.aligned_buffer(4 * chunk)
     aligned[:size] = payload
     assert apply_chunks(str(target), 0, chunk, "dddd", memoryview(aligned)[:size], size) == size
     assert writes == [(True, 0), (True, chunk), (True, 2 * chunk), (False, 3 * chunk)]
@@ -480,23 +480,15 @@ def test_aligned_data_chunks_are_written_directly_and_the_rest_through_the_page_
     assert read(target) == payload
 
 
-def test_a_disk_that_refuses_direct_io_is_written_through_the_page_cache(tmp_path, monkeypatch):
+def test_a_disk_that_refuses_direct_io_is_written_through_the_page_cache(tmp_path, no_direct_io):
     """A file system without O_DIRECT (EINVAL at open or at the first
     write): every chunk is written the usual way, nothing is lost."""
     chunk = 1 << 16
     payload = rand(2 * chunk, 22)
     target = tmp_path / "target"
     target.write_bytes(bytes(2 * chunk))
-    aligned = transfer.aligned_buffer(2 * chunk)
+    aligned = directio.aligned_buffer(2 * chunk)
     aligned[:] = payload
-    real = transfer.pwritev_all
-
-    def refusing(fd, buffers, offset):
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real(fd, buffers, offset)
-
-    monkeypatch.setattr(transfer, "pwritev_all", refusing)
     assert apply_chunks(str(target), 0, chunk, "dd", aligned, 2 * chunk) == 2 * chunk
     assert read(target) == payload
 

@@ -1,0 +1,165 @@
+"""Appending a logfile past the page cache (`DirectAppender`): the file
+always holds a prefix of what was appended, every block is written one
+way only (whole blocks direct, the rest through the page cache), a file
+system without O_DIRECT loses nothing, a failed write is kept and raised;
+and the primary's write-back never puts a write on the disk before its
+record is in the logfile."""
+
+import errno
+import fcntl
+import hashlib
+import os
+import random
+import threading
+
+import pytest
+
+from mars import directio
+from mars.directio import DIRECT_ALIGN, DirectAppender
+from mars.lamport import LamportClock
+from mars.logfile import LogScan
+from mars.translog import TransactionLog
+
+
+def pieces(seed, count):
+    """Appends of every kind: a few bytes, under a block, many blocks,
+    more than a staging buffer, starting anywhere in a block."""
+    rng = random.Random(seed)
+    sizes = [1, 60, 4095, 4096, 4097, 200_000, 1 << 20, 5 << 20]
+    return [rng.randbytes(rng.choice(sizes) + rng.randrange(3)) for _ in range(count)]
+
+
+@pytest.fixture
+def writes(monkeypatch):
+    """(direct?, offset, length) of every write the appender makes."""
+    seen = []
+    real = directio.pwritev_all
+
+    def spy(fd, buffers, offset):
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        seen.append((direct, offset, sum(len(buffer) for buffer in buffers)))
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(directio, "pwritev_all", spy)
+    return seen
+
+
+def test_the_file_holds_what_was_appended_whole_blocks_direct_each_block_one_way(tmp_path, writes):
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    appended = b""
+    for piece in pieces(1, 40):
+        # in parts, as the log writer hands over header and payload
+        appender.append([piece[:60], memoryview(piece)[60:]], len(piece))
+        appended += piece
+    appender.sync()
+    assert appender.written == len(appended)
+    assert path.read_bytes() == appended
+    appender.close()
+
+    assert any(direct for direct, _, _ in writes), "nothing went direct"
+    assert any(not direct for direct, _, _ in writes)
+    ways = {}
+    for direct, offset, length in writes:
+        if direct:
+            assert offset % DIRECT_ALIGN == 0 and length % DIRECT_ALIGN == 0
+        for block in range(offset // DIRECT_ALIGN, (offset + length - 1) // DIRECT_ALIGN + 1):
+            assert ways.setdefault(block, direct) == direct, f"block {block} written both ways"
+
+
+def test_a_reader_always_sees_a_prefix_of_what_was_appended(tmp_path):
+    """The fetch of a secondary reads the primary's logfile as it grows: the
+    size it sees never runs ahead of the bytes, and there is never a hole."""
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    data = b"".join(pieces(2, 30))
+    stop, seen = threading.Event(), []
+
+    def read_while_appending():
+        while not stop.is_set():
+            seen.append(path.read_bytes())
+
+    reader = threading.Thread(target=read_while_appending)
+    reader.start()
+    try:
+        position = 0
+        for piece in pieces(2, 30):
+            appender.append([piece], len(piece))
+            position += len(piece)
+        appender.sync()
+    finally:
+        stop.set()
+        reader.join()
+        appender.close()
+    assert len(seen) > 1
+    for snapshot in seen:
+        assert data.startswith(snapshot), f"a read of {len(snapshot)} bytes is no prefix"
+
+
+def test_a_file_system_without_direct_io_gets_everything_through_the_page_cache(
+        tmp_path, no_direct_io):
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    data = pieces(3, 20)
+    for piece in data:
+        appender.append([piece], len(piece))
+    appender.close()
+    assert path.read_bytes() == b"".join(data)
+
+
+def test_a_failed_write_is_kept_and_every_later_call_raises_it(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    first = random.Random(4).randbytes(300_000)
+    appender.append([first], len(first))
+    appender.sync()
+    real = directio.pwritev_all
+
+    def failing(fd, buffers, offset):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(directio, "pwritev_all", failing)
+    appender.append([first], len(first))            # staged: the thread fails on it
+    with pytest.raises(OSError) as failure:
+        appender.sync()
+    assert failure.value.errno == errno.EIO and str(path) in str(failure.value)
+    monkeypatch.setattr(directio, "pwritev_all", real)
+    with pytest.raises(OSError):
+        appender.append([b"x"], 1)
+    with pytest.raises(OSError):
+        appender.wait_written(appender.end)
+    appender.close()
+    assert path.read_bytes() == first                 # what was in the file stays
+    assert sum("appending to" in record.message for record in caplog.records) == 1
+
+
+def test_the_write_back_puts_nothing_on_the_disk_before_its_record_is_in_the_log(
+        tmp_path, monkeypatch):
+    """The log is written from a thread: a write may be acknowledged before
+    its record is in the logfile. The disk must not get it first, or a
+    crash would leave the disk holding a write the log (and with it every
+    secondary and the recovery) does not."""
+    held, real_write = threading.Event(), DirectAppender._write
+    monkeypatch.setattr(DirectAppender, "_write",
+                        lambda self, *job: (held.wait(), real_write(self, *job)))
+    disk = tmp_path / "disk"
+    disk.write_bytes(bytes(4 << 20))
+    log = TransactionLog(str(tmp_path / "resource-vm1"), str(disk), "h1", LamportClock())
+    log.recover(None)
+    try:
+        data = random.Random(5).randbytes(1 << 20)
+        log.write_many([(0, data), (2 << 20, data)])
+        assert log.read(0, len(data)) == data          # reads see it at once
+        assert not log.drain(timeout=0.3)              # the write-back waits for the log
+        assert disk.read_bytes()[:len(data)] == bytes(len(data))
+        held.set()
+        assert log.drain(timeout=30)
+        assert disk.read_bytes()[:len(data)] == data
+        closed = log.rotate()
+    finally:
+        held.set()
+        log.close()
+    records = list(LogScan(f"{log.resource_dir}/{closed.logfile}"))
+    assert [(record.offset, hashlib.sha256(record.data).digest()) for record in records] == \
+        [(0, hashlib.sha256(data).digest()), (2 << 20, hashlib.sha256(data).digest())]
+    assert records[-1].end == closed.position
