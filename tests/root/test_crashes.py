@@ -1,7 +1,9 @@
 """Crashes and partitions on the data path, with real marsd processes, real
 xfs on the MARS device, and data checked by checksums: a primary killed with
 SIGKILL recovers every fsync'ed write from its log, also those acknowledged
-but not yet written back to its disk; a secondary killed during
+but not yet written back to its disk, and one killed amid large writes not
+yet in its logfile leaves no write on its disk that its log (and so its
+secondary) lacks; a secondary killed during
 sync resumes where it was, one killed during replay catches up, one stopped
 for a while fetches what it missed without a new full sync; and a split brain
 made with `primary --force` on both sides of a partition is reported on both
@@ -9,6 +11,7 @@ hosts and resolved by `invalidate` on the losing side."""
 
 import hashlib
 import json
+import mmap
 import os
 import random
 import re
@@ -216,6 +219,54 @@ def device_pids(host):
     return pids
 
 
+def replicated_pair(net, *primary_options):
+    """a (marsd started with `primary_options`) primary of vm1, b its
+    secondary, synced."""
+    a, b = net.add("a"), net.add("b")
+    a.marsadm("create-cluster", f"--ip={a.address}")
+    a.start(*primary_options)
+    a.wait_serving()
+    net.share_key(a, b)
+    b.marsadm("join-cluster", a.name, a.address, f"--ip={b.address}")
+    b.start()
+    b.wait_serving()
+    a.marsadm("create-resource", RES, a.disk)
+    net.wait(a, RES, "device")
+    joined(net, b)
+    net.wait(b, RES)
+    return a, b
+
+
+DEVICE_UP = r"device process \d+ up, logging to \S+ \((\d+) records recovered\)"
+
+
+def crash(host):
+    """kill -9 of the host's marsd and its device processes: the host's
+    MARS crashes."""
+    pids = device_pids(host)
+    assert pids, f"{host.name}'s device process runs"
+    host.stop(signal.SIGKILL)           # marsd ...
+    for pid in pids:                    # ... and its device (PR_SET_PDEATHSIG, or here)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: not device_pids(host), what=f"{host.name}'s device process to die",
+               show=lambda: device_pids(host))
+
+
+def restart(host):
+    """marsd again after a `crash`; returns once its device logged that it
+    is up, with the number of records it recovered. (Not `wait-resource
+    device`: right after the restart it may still read the killed marsd's
+    status, which says the device is up.)"""
+    host.start()
+    wait_until(lambda: re.search(DEVICE_UP, host.current_log()),
+               what=f"{host.name}'s device to come up again",
+               show=lambda: host.current_log()[-2000:])
+    return int(re.search(DEVICE_UP, host.current_log()).group(1))
+
+
 def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
     """a's marsd runs with `--debug-hold-writeback`: its device acknowledges
     writes once logged and never writes them back, so at the kill every
@@ -224,19 +275,7 @@ def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
     takes the device with it; the restarted marsd recovers every write from
     the log onto the disk, and the secondary, which replicated them from the
     log meanwhile, ends byte-identical."""
-    a, b = datanet.add("a"), datanet.add("b")
-    a.marsadm("create-cluster", f"--ip={a.address}")
-    a.start("--debug-hold-writeback")
-    a.wait_serving()
-    datanet.share_key(a, b)
-    b.marsadm("join-cluster", a.name, a.address, f"--ip={b.address}")
-    b.start()
-    b.wait_serving()
-    a.marsadm("create-resource", RES, a.disk)
-    datanet.wait(a, RES, "device")
-    b.wait_knows(RES)
-    b.marsadm("join-resource", RES, b.disk)
-    datanet.wait(b, RES)
+    a, b = replicated_pair(datanet, "--debug-hold-writeback")
 
     area = 16 * MIB                     # writes overlap: the newest must win, as in the log
     model = bytearray(area)
@@ -260,24 +299,8 @@ def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
         assert disk.read(area) == bytes(area), "the write-back was held: a's disk has nothing"
     wait_replayed(a, b)                 # b holds the writes, from the log
 
-    pids = device_pids(a)
-    assert pids, "a's device process runs"
-    a.stop(signal.SIGKILL)              # the host's MARS crashes: marsd ...
-    for pid in pids:                    # ... and its device (PR_SET_PDEATHSIG, or here)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    wait_until(lambda: not device_pids(a), what="a's device process to die",
-               show=lambda: device_pids(a))
-
-    a.start()
-    # (not `wait-resource device`: right after the restart it may still read
-    # the killed marsd's status, which says the device is up)
-    up = r"device process \d+ up, logging to \S+ \((\d+) records recovered\)"
-    wait_until(lambda: re.search(up, a.current_log()), what="a's device to come up again",
-               show=lambda: a.current_log()[-2000:])
-    assert int(re.search(up, a.current_log()).group(1)) >= count, a.current_log()[-3000:]
+    crash(a)
+    assert restart(a) >= count, a.current_log()[-3000:]
     datanet.wait(a, RES, "device")
     with open(datanet.device(a, RES), "rb") as device:
         assert sha256_bytes(device.read(area)) == expected, "a's device lost fsync'ed writes"
@@ -292,6 +315,51 @@ def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
     assert b.view("diskstate", RES) == "UpToDate\n"
     assert FULL_SYNC not in b.current_log().split("sync from a complete")[-1]
 
+
+def test_primary_killed_amid_large_unsynced_writes_leaves_a_disk_its_secondary_matches(datanet):
+    """Large writes are acknowledged once staged for the log, before they
+    are in the logfile (its whole blocks go there past the page cache,
+    from a thread of the device); the write-back must put none of them on
+    the disk before its record. a is killed, marsd and device, amid a
+    stream of 1 MiB direct writes that are never fsync'ed: restarted, a's
+    disk is its log replayed, and b, which replicated that log, ends
+    byte-identical to it."""
+    a, b = replicated_pair(datanet)
+
+    area = 32 * MIB
+    written, failed = [0], []
+
+    def stream():
+        buffer = mmap.mmap(-1, MIB)             # aligned, for O_DIRECT
+        rng = random.Random(16)
+        fd = os.open(datanet.device(a, RES), os.O_RDWR | os.O_DIRECT)
+        try:
+            while True:
+                buffer[:] = rng.randbytes(MIB)
+                os.pwrite(fd, buffer, rng.randrange(area // MIB) * MIB)
+                written[0] += 1
+        except OSError as exc:                  # the device died under it
+            failed.append(exc)
+        finally:
+            os.close(fd)
+
+    writer = threading.Thread(target=stream, daemon=True)
+    writer.start()
+    wait_until(lambda: written[0] >= 48 or failed, what="48 MiB written to a's device",
+               show=lambda: (written[0], failed))
+    assert not failed, failed
+    crash(a)
+    writer.join(timeout=STATE_WAIT)
+    assert not writer.is_alive(), "the writer hangs on the dead device"
+    restart(a)
+    datanet.wait(a, RES, "device")
+    wait_until(lambda: status(a).get("pending", 1) == 0, what="a's write-back to be idle",
+               show=lambda: status(a).get("pending"))
+    wait_replayed(a, b)
+    datanet.wait(b, RES)
+    size = int(a.view("sync-size", RES))
+    assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size), "b differs from a"
+    assert b.view("diskstate", RES) == "UpToDate\n"
 
 
 def test_a_device_process_that_died_is_said_once_and_starts_again_once_nothing_uses_it(datanet):
