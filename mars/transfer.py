@@ -33,6 +33,7 @@ import functools
 import hashlib
 import os
 import re
+import threading
 
 import trio
 import xxhash
@@ -289,6 +290,7 @@ def local_digests(path, offset, chunk, count, size):
     not read: its digest is that of zeros (reading a fresh volume's holes
     filled the page cache with zeros, a gigabyte per replica)."""
     digests = []
+    piece = _chunk_buffer(chunk)
     with open(path, "rb", buffering=0) as handle:
         for index in range(count):
             start = offset + index * chunk
@@ -297,9 +299,24 @@ def local_digests(path, offset, chunk, count, size):
             length = min(chunk, size - start)
             if is_hole(handle.fileno(), start, length):
                 digests.append(zero_digest(length))
-            else:
-                digests.append(chunk_digest(os.pread(handle.fileno(), length, start)))
+                continue
+            # (a disk shorter than `size` digests what it has: the chunk travels)
+            got = os.preadv(handle.fileno(), [piece[:length]], start)
+            digests.append(chunk_digest(piece[:got]))
     return digests
+
+
+_buffers = threading.local()
+
+
+def _chunk_buffer(chunk):
+    """A buffer of `chunk` bytes of this thread's, kept for its next
+    request: a new bytes object per chunk (`os.pread`) cost the client
+    a tenth of its digest time in allocation and page faults."""
+    buffer = getattr(_buffers, "chunk", None)
+    if buffer is None or len(buffer) != chunk:
+        buffer = _buffers.chunk = memoryview(bytearray(chunk))
+    return buffer
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,7 +17,7 @@ import pytest
 from mars import directio
 from mars.directio import DIRECT_ALIGN, DirectAppender
 from mars.lamport import LamportClock
-from mars.logfile import LogScan
+from mars.logfile import LogScan, LogWriter
 from mars.translog import TransactionLog
 
 
@@ -163,3 +163,24 @@ def test_the_write_back_puts_nothing_on_the_disk_before_its_record_is_in_the_log
     assert [(record.offset, hashlib.sha256(record.data).digest()) for record in records] == \
         [(0, hashlib.sha256(data).digest()), (2 << 20, hashlib.sha256(data).digest())]
     assert records[-1].end == closed.position
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_direct_log_writer_writes_the_same_bytes_as_one_through_the_page_cache(
+        tmp_path, compress):
+    """Staged or written at once, compressed or not, records larger than a
+    staging buffer too: the logfile is byte for byte the plain writer's."""
+    rng = random.Random(6)
+    batches = [[(1000 + index, rng.randrange(1 << 30), piece)
+                for index, piece in enumerate(pieces(seed, rng.randrange(1, 6)))]
+               for seed in range(7, 19)]
+    batches[3].append((99, 0, bytes(1 << 20)))           # compresses, if asked to
+    plain = LogWriter(str(tmp_path / "plain"), 5, compress=compress)
+    direct = LogWriter(str(tmp_path / "direct"), 5, compress=compress, direct=True)
+    for batch in batches:
+        assert direct.append_many(batch) == plain.append_many(batch)
+    direct.close()
+    plain.close()
+    assert (tmp_path / "direct").read_bytes() == (tmp_path / "plain").read_bytes()
+    scan = LogScan(str(tmp_path / "direct"))
+    assert len(list(scan)) == sum(map(len, batches)) and scan.damage is None

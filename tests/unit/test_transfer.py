@@ -293,9 +293,9 @@ def test_the_digests_of_holes_are_those_of_zeros_and_holes_are_not_read(tmp_path
     expected = [chunk_digest(part) for part in
                 (bytes(chunk), read(target)[chunk:2 * chunk], bytes(chunk), bytes(1000))]
     reads = []
-    real_pread = os.pread
-    monkeypatch.setattr(transfer.os, "pread", lambda fd, count, offset: reads.append(offset) or
-                        real_pread(fd, count, offset))
+    real_preadv = os.preadv
+    monkeypatch.setattr(transfer.os, "preadv", lambda fd, buffers, offset: reads.append(offset) or
+                        real_preadv(fd, buffers, offset))
     assert local_digests(target, 0, chunk, 4, size) == expected
     assert reads == [chunk]
 
