@@ -32,10 +32,10 @@ class PeerChannels:
             self.open[(host, port, stream)] = channel
         return channel
 
-    async def request(self, state, host, port, header):
+    async def request(self, state, host, port, header, into=None):
         channel = await self.channel(state, host, port)
         try:
-            return await net.request(channel, header, timeout=REQUEST_TIMEOUT)
+            return await net.request(channel, header, timeout=REQUEST_TIMEOUT, into=into)
         except PeerError:
             await self.drop(host, port)
             raise

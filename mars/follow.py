@@ -176,9 +176,19 @@ class LogFollower:
         if free is None:            # as measured for this step, else now
             free = await trio.to_thread.run_sync(devices.free_bytes, self.dir)
         budget = min(FETCH_MAX * 4, free - worker.daemon.fetch_free - FETCH_MAX)
-        fetched = 0
         if budget <= 0 and any(size > local.get(name, 0) for name, size in remote.items()):
             self._no_room_to_fetch(cursor, local, remote, free)
+        buffer = _take_fetch_buffer()
+        try:
+            return await self._fetch_logfiles(state, source, remote, local, first, budget, buffer)
+        finally:
+            _give_back(buffer)
+
+    async def _fetch_logfiles(self, state, source, remote, local, first, budget, buffer):
+        """Fetch what `remote` has beyond `local`, at most `budget` bytes,
+        each reply received into `buffer`; whether the budget ran out."""
+        worker = self.worker
+        fetched = 0
         for name, size in sorted(remote.items(), key=lambda item: parse_logfile_name(item[0])[0]):
             if parse_logfile_name(name)[0] < first:
                 continue
@@ -190,7 +200,7 @@ class LogFollower:
             while have < size and budget > 0:
                 reply, data = await worker.channels.request(state, source, PORT_FETCH, {
                     "type": "read", "res": self.res, "logfile": name, "offset": have,
-                    "max": min(FETCH_MAX, budget)})
+                    "max": min(FETCH_MAX, budget)}, into=buffer)
                 if not data:
                     break
                 await trio.to_thread.run_sync(_append_at, self.dir / name, have, data)
@@ -405,6 +415,22 @@ def fdatasync_path(path):
         os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+FETCH_BUFFERS_KEPT = 4          # reply buffers kept for the next fetch step, of any resource
+_fetch_buffers = []             # the free ones (the event loop's thread takes and gives back)
+
+
+def _take_fetch_buffer():
+    """A buffer for fetch replies: a new bytearray of 8 MiB per reply was
+    zeroed and faulted in, a fifth of a secondary's CPU under a 500 MiB/s
+    sequential writer (memset 10.6 %, page faults 8 %, perf)."""
+    return _fetch_buffers.pop() if _fetch_buffers else bytearray(FETCH_MAX)
+
+
+def _give_back(buffer):
+    if len(_fetch_buffers) < FETCH_BUFFERS_KEPT:
+        _fetch_buffers.append(buffer)
 
 
 def _append_at(path, offset, data):

@@ -230,12 +230,14 @@ def _os_reason(exc):
     return exc.strerror or str(exc)
 
 
-async def request(channel, header, payload=b"", timeout=60.0):
-    """Send one request and return the reply; an `error` reply raises PeerError."""
+async def request(channel, header, payload=b"", timeout=60.0, into=None):
+    """Send one request and return the reply; an `error` reply raises
+    PeerError. `into`: a buffer a large reply may be received into (see
+    `Channel.receive`)."""
     try:
         with trio.fail_after(timeout):
             await channel.send(header, payload)
-            reply, body = await channel.receive()
+            reply, body = await channel.receive(into=into)
     except trio.TooSlowError:
         raise PeerError(f"peer {getattr(channel, 'peer', '?')} did not answer "
                         f"{header['type']} within {timeout:g}s") from None
