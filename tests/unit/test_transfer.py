@@ -3,6 +3,7 @@ chunk protocol on temp files (server reads, client applies, fast full sync
 by digests), and DataServer's answers, called directly under trio.run."""
 
 import fcntl
+import gc
 import hashlib
 import os
 import random
@@ -360,6 +361,27 @@ def test_fetch_reads_a_range_and_reports_the_size(server):
                                  "offset": 10, "max": 4})
     assert data == b"0123"
     assert server.bytes_served["fetch"] == 9
+
+
+def test_fetch_reads_into_the_connections_buffer_one_reply_after_another(server):
+    """The serving connection's buffer (kept from one request to the next,
+    the reply dropped once sent) holds each reply in turn, grown to the
+    largest."""
+    buffer = bytearray()
+    header = {"type": "read", "res": "vm1", "logfile": "log-000000001-h1"}
+    replies = []
+    for offset, most in ((95, 10), (0, 12), (20, 3)):
+        _, data = trio.run(server.answer_fetch, dict(header, offset=offset, max=most), buffer)
+        assert memoryview(data).obj is buffer
+        replies.append((bytes(data), len(buffer)))
+        data = None                     # sent (the serving loop drops it)
+        gc.collect()                    # (trio.run leaves the reply in a cycle)
+    assert replies == [(b"56789", 5), (b"012345678901", 12), (b"012", 12)]
+    # a view of it still alive (a reply not collected yet): a buffer of its own
+    kept = memoryview(buffer)
+    _, data = trio.run(server.answer_fetch, dict(header, offset=0, max=20), buffer)
+    assert bytes(data) == b"01234567890123456789" and memoryview(data).obj is not buffer
+    kept.release()
 
 
 def test_fetch_at_or_beyond_the_end_returns_no_data(server):
