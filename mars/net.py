@@ -16,12 +16,16 @@ cluster secret; the kernel original trusts the network, we do not):
 Requests after the handshake are answered in order on the same connection.
 """
 
+import errno
 import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
+import select
 import struct
+import time
 
 import lz4.frame
 import trio
@@ -37,6 +41,7 @@ MAX_UNAUTHENTICATED = 4096      # nothing larger is read before the handshake su
 COMPRESS_OVER = 4096
 DIRECT_OVER = 1 << 20           # payloads sent and received without a copy of their own
 HANDSHAKE_TIMEOUT = 10.0
+SEND_FILE_TIMEOUT = 60.0        # seconds a sendfile may wait for the peer to read
 
 
 class ProtocolError(Exception):
@@ -88,6 +93,18 @@ class Channel:
         else:
             await self.stream.send_all(prefix)
             await self.stream.send_all(payload)
+
+    async def send_file(self, header, path, offset, count):
+        """Send one frame whose payload is `count` bytes of the file `path`
+        at `offset`, from the page cache to the socket (sendfile(2): not
+        read into this process and copied out again), in a worker thread,
+        as it may wait for the disk. A file shorter than that breaks the
+        connection: the frame promised `count` bytes."""
+        header = dict(header, stamp=self.clock.now())
+        head = json.dumps(header, separators=(",", ":")).encode()
+        await self.stream.send_all(FRAME.pack(len(head), count) + head)
+        await trio.to_thread.run_sync(sendfile_all, self.stream.socket.fileno(), path, offset,
+                                      count, SEND_FILE_TIMEOUT)
 
     async def _read_exactly(self, count, into=None):
         if count >= DIRECT_OVER and hasattr(self.stream, "socket"):
@@ -149,6 +166,29 @@ class Channel:
 
     async def aclose(self):
         await self.stream.aclose()
+
+
+def sendfile_all(out_fd, path, offset, count, timeout):
+    """sendfile(2) `count` bytes of `path` from `offset` to the non-blocking
+    socket `out_fd`, waiting (poll) while its buffer is full, at most
+    `timeout` seconds in all."""
+    poller = select.poll()
+    poller.register(out_fd, select.POLLOUT)
+    deadline = time.monotonic() + timeout
+    with open(path, "rb", buffering=0) as source:
+        while count:
+            try:
+                sent = os.sendfile(out_fd, source.fileno(), offset, count)
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0 or not poller.poll(left * 1000):
+                    raise OSError(errno.ETIMEDOUT, f"sending {path} stalled for {timeout:g}s") \
+                        from None
+                continue
+            if not sent:
+                raise OSError(errno.EIO, f"{path} ended before byte {offset + count}")
+            offset += sent
+            count -= sent
 
 
 def encode_tuples(items):

@@ -34,6 +34,7 @@ import hashlib
 import os
 import re
 import threading
+from dataclasses import dataclass
 
 import trio
 import xxhash
@@ -85,6 +86,25 @@ def read_range(path, offset, count, buffer=None):
             return os.pread(handle.fileno(), count, offset)
         view = memoryview(grown(buffer, count))[:count]
         return view[:os.preadv(handle.fileno(), [view], offset)]
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """A fetch reply's data, left in its logfile until it is sent: sent
+    with sendfile(2) (`net.Channel.send_file`), or read (`read`) where it
+    is to be compressed. The fetch server's pread and send were a third of
+    a primary's marsd under a 500 MiB/s writer (`_copy_to_iter` and
+    `_copy_from_iter`, perf)."""
+
+    path: str
+    offset: int
+    count: int
+
+    def __len__(self):
+        return self.count
+
+    def read(self, buffer=None):
+        return read_range(self.path, self.offset, self.count, buffer)
 
 
 def grown(buffer, size):
@@ -185,8 +205,7 @@ class DataServer:
                 size = os.path.getsize(path)
             except FileNotFoundError:
                 return {"type": "error", "reason": f"no logfile {name}"}, b""
-            data = await trio.to_thread.run_sync(read_range, path, offset, min(most, size - offset),
-                                                 buffer) if offset < size else b""
+            data = FileRange(path, offset, min(most, size - offset)) if offset < size else b""
             self.bytes_served["fetch"] += len(data)
             return {"type": "data", "size": size}, data
         return {"type": "error", "reason": f"unknown fetch request {kind!r}"}, b""
@@ -224,8 +243,14 @@ class DataServer:
                         reply, payload = await answer(header, buffer)
                     except (ValueError, KeyError, TypeError, OSError) as exc:
                         reply, payload = {"type": "error", "reason": str(exc)}, b""
-                    await channel.send(reply, payload, compress=header.get("type") == "logs"
-                                       or (header.get("type") == "read" and header.get("lz4", False)))
+                    compress = header.get("type") == "logs" or (
+                        header.get("type") == "read" and header.get("lz4", False))
+                    if isinstance(payload, FileRange) and not compress:
+                        await channel.send_file(reply, payload.path, payload.offset, payload.count)
+                    else:
+                        if isinstance(payload, FileRange):
+                            payload = await trio.to_thread.run_sync(payload.read, buffer)
+                        await channel.send(reply, payload, compress=compress)
                     payload = None      # sent: the buffer may grow for the next one
             except (net.ProtocolError, trio.TooSlowError, trio.BrokenResourceError,
                     trio.ClosedResourceError, OSError):

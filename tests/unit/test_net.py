@@ -209,3 +209,33 @@ async def test_a_large_payload_is_received_into_the_buffer_given_when_it_fits():
         assert header.get("enc") == "lz4" and bytes(got) == b"z" * (2 * net.DIRECT_OVER)
         assert buffer[:len(second)] == second       # untouched
     await sender.aclose()
+
+def test_a_file_range_is_sent_with_sendfile_and_arrives_whole(tmp_path):
+    """`send_file` (the fetch server's replies): a range of a file travels
+    as one frame, several megabytes (the socket's buffer fills: the thread
+    waits for the reader), a small one, and one of a file that turns out
+    shorter than promised breaks the connection (OSError)."""
+    path = tmp_path / "log-000000001-a"
+    data = bytes(range(256)) * (20 * net.DIRECT_OVER // 256) + b"tail"
+    path.write_bytes(data)
+    trio.run(_send_file_ranges, path, data)
+
+
+async def _send_file_ranges(path, data):
+    left, right = trio.socket.socketpair()
+    sender = net.Channel(trio.SocketStream(left), LamportClock())
+    receiver = net.Channel(trio.SocketStream(right), LamportClock())
+    receiver.authenticated = True
+    ranges = [(3, len(data) - 3), (len(data) - 4, 4)]
+    async with trio.open_nursery() as nursery:
+        async def send_all():
+            for offset, count in ranges:
+                await sender.send_file({"type": "data", "size": len(data)}, str(path), offset, count)
+        nursery.start_soon(send_all)
+        for offset, count in ranges:
+            header, got = await receiver.receive()
+            assert header["type"] == "data" and header["size"] == len(data)
+            assert bytes(got) == data[offset:offset + count]
+    with pytest.raises(OSError, match="ended before"):
+        await sender.send_file({"type": "data"}, str(path), len(data) - 2, 10)
+    await sender.aclose()

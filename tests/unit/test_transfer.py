@@ -15,7 +15,7 @@ import xxhash
 
 from mars import directio, libc, transfer
 from mars.logfile import list_logfiles
-from mars.transfer import CHUNK, DataServer, apply_chunks, chunk_digest, local_digests, read_chunks
+from mars.transfer import CHUNK, DataServer, FileRange, apply_chunks, chunk_digest, local_digests, read_chunks
 
 SMALL = 4096                            # chunk size of most tests: fast, same code path
 SIZE = 4 * SMALL + 1000                 # four full chunks and a partial fifth
@@ -336,7 +336,9 @@ def server(tmp_path, pair):
 
 
 def fetch(server, header):
-    return trio.run(partial(server.answer_fetch, header))
+    """The reply, its data read (a FileRange goes out with sendfile)."""
+    reply, data = trio.run(partial(server.answer_fetch, header))
+    return reply, data.read() if isinstance(data, FileRange) else data
 
 
 def sync(server, header):
@@ -371,7 +373,8 @@ def test_fetch_reads_into_the_connections_buffer_one_reply_after_another(server)
     header = {"type": "read", "res": "vm1", "logfile": "log-000000001-h1"}
     replies = []
     for offset, most in ((95, 10), (0, 12), (20, 3)):
-        _, data = trio.run(server.answer_fetch, dict(header, offset=offset, max=most), buffer)
+        _, reply = trio.run(server.answer_fetch, dict(header, offset=offset, max=most), buffer)
+        data = reply.read(buffer)
         assert memoryview(data).obj is buffer
         replies.append((bytes(data), len(buffer)))
         data = None                     # sent (the serving loop drops it)
@@ -379,7 +382,8 @@ def test_fetch_reads_into_the_connections_buffer_one_reply_after_another(server)
     assert replies == [(b"56789", 5), (b"012345678901", 12), (b"012", 12)]
     # a view of it still alive (a reply not collected yet): a buffer of its own
     kept = memoryview(buffer)
-    _, data = trio.run(server.answer_fetch, dict(header, offset=0, max=20), buffer)
+    _, reply = trio.run(server.answer_fetch, dict(header, offset=0, max=20), buffer)
+    data = reply.read(buffer)
     assert bytes(data) == b"01234567890123456789" and memoryview(data).obj is not buffer
     kept.release()
 
