@@ -22,6 +22,8 @@ import os
 import threading
 from collections import deque
 
+from mars import libc
+
 log = logging.getLogger("mars.directio")
 
 DIRECT_ALIGN = 4096             # offsets, lengths and addresses of direct writes
@@ -132,6 +134,7 @@ class DirectAppender:
         self.direct_min = direct_min
         self.end = size                 # appended
         self.written = size             # in the file
+        self.written_out = size         # on the disk up to here, as far as direct writes go
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.jobs = deque()             # (buffer, skew, start, length), the first being written
@@ -230,8 +233,18 @@ class DirectAppender:
             if head:
                 pwritev_all(self.fd, [view[skew:first]], start)
             if direct:
+                # What went through the page cache before these blocks must
+                # be on the disk first: a direct write that extends the file
+                # commits its new size at once, and after a power loss a
+                # block not yet written back (ext4's delayed allocation)
+                # would read as zeros in the middle of the log, corruption
+                # where there should be at most a torn tail.
+                if self.direct.fd is not None and self.written_out < start + head:
+                    libc.write_out(self.fd, self.written_out, start + head - self.written_out)
                 piece = view[first:first + direct]
-                if not self.direct.write(piece, start + head):
+                if self.direct.write(piece, start + head):
+                    self.written_out = start + head + direct
+                else:
                     pwritev_all(self.fd, [piece], start + head)
             if head + direct < length:
                 pwritev_all(self.fd, [view[first + direct:skew + length]], start + head + direct)

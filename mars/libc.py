@@ -3,11 +3,12 @@ library (ctypes): fallocate(2) itself, sync_file_range(2), prctl(2)'s
 parent-death signal, mount(2) and umount2(2)."""
 
 import ctypes
+import os
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 PR_SET_PDEATHSIG = 1
-SYNC_FILE_RANGE_WRITE = 2
+SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
 MNT_DETACH = 2
 
 _fallocate = LIBC.fallocate
@@ -28,6 +29,17 @@ def start_writeback(fd, offset, length):
     """Hand the dirty pages of [offset, offset + length) of `fd` to the
     disk, not waiting for them (sync_file_range, SYNC_FILE_RANGE_WRITE)."""
     _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+def write_out(fd, offset, length):
+    """Write the dirty pages of [offset, offset + length) of `fd` to the
+    disk and wait for them (sync_file_range: WAIT_BEFORE | WRITE |
+    WAIT_AFTER; no flush of the disk's cache, no metadata sync); raises
+    OSError on failure."""
+    if _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
+                        | SYNC_FILE_RANGE_WAIT_AFTER) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def die_with_parent(signal_number):
