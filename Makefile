@@ -10,7 +10,7 @@ DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
 	attr acl postgresql
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv bench bench-data bench-downtime bench-shrink bench-idle \
+.PHONY: demo test deps venv bench bench-data bench-data-cpu bench-downtime bench-shrink bench-idle \
 	bench-planner bench-screener clean
 
 # Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
@@ -31,6 +31,10 @@ bench: venv
 # Root: loop devices, FUSE, fio. A 2 GiB volume; about three minutes.
 bench-data: venv
 	$(BIN)/python -m tests.bench.data_plane
+
+# Root: CPU per MiB of sequential writes, the primary alone and with a secondary; about 2 minutes.
+bench-data-cpu: venv
+	$(BIN)/python -m tests.bench.data_cpu
 
 # Root: five migrations of the lab's vm1 (1 GiB) between the clusters; about 2 minutes.
 bench-downtime: venv

@@ -1,0 +1,114 @@
+"""CPU per MiB of the data path (root): the steadiest figure on a VM whose
+throughput drifts by 20-30 % within an hour (issue 14).
+
+Prints, for sequential 1 MiB direct writes (fio, iodepth 4) on /dev/mars:
+1. the primary alone: MiB/s, and the CPU time per MiB written of the
+   device process's main thread (the FUSE loop) and of the whole process;
+2. a primary a with a replicating secondary b on the same CPUs: a's MiB/s,
+   how long b takes to catch up after the writer stopped and its rate over
+   the whole run, and the CPU time per MiB of a's device, a's marsd (the
+   fetch server) and b's marsd (fetch, log append, replay).
+
+CPU times come from /proc/<pid>/task/*/stat around each run. Compare trees
+by alternating runs of this benchmark, not by one run each.
+
+Run: `make bench-data-cpu` or `.venv/bin/python -m tests.bench.data_cpu [--runs N] [--seconds S]`.
+"""
+
+import argparse
+import glob
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.bench.data_plane import fio
+from tests.helpers.dataplane import MIB, DataNet
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def task_seconds(pid):
+    """{tid: CPU seconds} of every thread of `pid`."""
+    seconds = {}
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            fields = Path(task, "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        seconds[int(task.rsplit("/", 1)[1])] = (int(fields[11]) + int(fields[12])) / TICK
+    return seconds
+
+
+def process_seconds(pid):
+    return sum(task_seconds(pid).values())
+
+
+def device_pid(base):
+    found = subprocess.run(["pgrep", "-f", f"mars.device.*{base}"], capture_output=True,
+                           text=True).stdout.split()
+    if not found:
+        raise SystemExit(f"no device process under {base}")
+    return int(found[0])
+
+
+def alone(base, args):
+    net = DataNet(base / "alone", round_interval=1.0, disk_size=1024 * MIB)
+    try:
+        a, = net.primary_with_device("a")
+        device, pid = str(net.device(a, "vm1")), device_pid(base / "alone")
+        for _ in range(args.runs):
+            os.sync()
+            before, main_before = process_seconds(pid), task_seconds(pid).get(pid, 0)
+            rate, _ = fio(device, "seq", "write", "1m", "512m", 4, runtime=args.seconds)
+            mib = rate * args.seconds / MIB
+            main = task_seconds(pid).get(pid, 0) - main_before
+            print(f"1. alone: {rate / MIB:.0f} MiB/s; CPU per MiB: device main thread "
+                  f"{1000 * main / mib:.2f} ms, device process "
+                  f"{1000 * (process_seconds(pid) - before) / mib:.2f} ms", flush=True)
+    finally:
+        net.cleanup()
+
+
+def with_secondary(base, args):
+    net = DataNet(base / "pair", round_interval=1.0, disk_size=1024 * MIB)
+    try:
+        a, b = net.primary_with_replicas("a", "b")
+        device = str(net.device(a, "vm1"))
+        processes = {"a's device": device_pid(base / "pair"), "a's marsd": a.process.pid,
+                     "b's marsd": b.process.pid}
+        for _ in range(args.runs):
+            net.wait(b, "vm1")
+            os.sync()
+            before = {name: process_seconds(pid) for name, pid in processes.items()}
+            started = time.perf_counter()
+            rate, _ = fio(device, "seq", "write", "1m", "512m", 4, runtime=args.seconds)
+            stopped = time.perf_counter()
+            net.wait(b, "vm1")
+            caught_up = time.perf_counter()
+            mib = rate * (stopped - started) / MIB
+            costs = ", ".join(f"{name} {1000 * (process_seconds(pid) - before[name]) / mib:.2f} ms"
+                              for name, pid in processes.items())
+            print(f"2. with b: a {rate / MIB:.0f} MiB/s; b caught up {caught_up - stopped:.1f} s "
+                  f"later ({mib / (caught_up - started):.0f} MiB/s over the run); "
+                  f"CPU per MiB: {costs}", flush=True)
+    finally:
+        net.cleanup()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="mars-bench-cpu-"))
+    try:
+        alone(base, args)
+        with_secondary(base, args)
+    finally:
+        subprocess.run(["rm", "-rf", str(base)])
+
+
+if __name__ == "__main__":
+    main()
