@@ -120,14 +120,16 @@ class DirectAppender:
     """Appends to a file, its whole blocks with O_DIRECT from a thread.
 
     `append` copies the bytes into a page-aligned staging buffer and
-    returns; the appender's thread writes the buffers in order: the start
-    of a buffer up to the next block boundary and its last partial block
-    through the page cache, the whole blocks between them direct. So every
-    block of the file is written one way only, its size is always exactly
-    what was appended so far (a reader sees a prefix), and the file never
-    has a hole. An append with few whole blocks (small random writes),
-    while nothing is in flight, is written at once through the page cache
-    instead: a hand-over to the thread costs more than the copy.
+    returns; the appender's thread writes the buffers in order. A buffer
+    begins at a block boundary with the bytes the file has there already
+    (`carry`, its last partial block), so its whole blocks all go direct
+    (the first over the page cache's copy of it), and its last partial
+    block through the page cache, handed to the disk at once. The file's
+    size is always exactly what was appended so far (a reader sees a
+    prefix), and the file never has a hole. An append with few whole
+    blocks (small random writes), while nothing is in flight, is written
+    at once through the page cache instead: a hand-over to the thread
+    costs more than the copy.
 
     `written` is how much of it is in the file (in the kernel: a killed
     process loses nothing below it); `wait_written` waits for a position,

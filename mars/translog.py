@@ -5,9 +5,10 @@ returns; a thread writes it back to the local disk later, in log order
 (`mars/writeback.py`), and reads lay what is not written back yet over the
 disk. The logfile's whole blocks are written past the page cache by a
 thread of the writer's (`mars/directio.py`); the write-back puts nothing on
-the disk before its record is in the logfile (`_wait_logged`). A flush or fsync on the device (`sync`) makes the log durable
-(fdatasync) before it returns, so an acknowledged flush survives a crash of
-marsd or the machine whether or not its writes reached the disk.
+the disk before its record is in the logfile (`_wait_logged`). A flush or
+fsync on the device (`sync`) makes the log durable (fdatasync) before it
+returns, so an acknowledged flush survives a crash of marsd or the machine
+whether or not its writes reached the disk.
 
 The primary's own replay cursor (`replay-<host>`) says up to where the disk
 is known durable: `checkpoint` takes the position the write-back has reached

@@ -92,21 +92,24 @@ def test_a_reader_always_sees_a_prefix_of_what_was_appended(tmp_path):
     size it sees never runs ahead of the bytes, and there is never a hole."""
     path = tmp_path / "log"
     appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
-    data = b"".join(pieces(2, 30))
-    stop, seen = threading.Event(), []
+    appends = pieces(2, 30)
+    data = b"".join(appends)
+    stop, reading, seen = threading.Event(), threading.Event(), []
 
     def read_while_appending():
         while not stop.is_set():
             seen.append(path.read_bytes())
+            reading.set()
 
     reader = threading.Thread(target=read_while_appending)
     reader.start()
     try:
-        position = 0
-        for piece in pieces(2, 30):
+        assert reading.wait(30), "the reader never read"
+        for piece in appends:
             appender.append([piece], len(piece))
-            position += len(piece)
         appender.sync()
+        reading.clear()                 # and once more after the last append
+        assert reading.wait(30), "the reader stopped reading"
     finally:
         stop.set()
         reader.join()
