@@ -237,7 +237,7 @@ class DirectAppender:
                 buffer, skew, start, length = self.jobs[0]
             try:
                 self._write(buffer, skew, start, length)
-            except OSError as exc:
+            except Exception as exc:    # noqa: BLE001 (kept and raised: the waiters must not hang)
                 log.error("appending to %s failed at byte %d: %s; the writes after it are "
                           "dropped, every later write and sync answers the error",
                           self.path, start, exc)
@@ -311,5 +311,5 @@ class DirectAppender:
 
     def _raise_failure(self):
         if self.failure is not None:
-            raise OSError(self.failure.errno or errno.EIO,
+            raise OSError(getattr(self.failure, "errno", None) or errno.EIO,
                           f"appending to {self.path} failed: {self.failure}")

@@ -156,6 +156,21 @@ def test_a_failed_write_is_kept_and_every_later_call_raises_it(tmp_path, monkeyp
     assert sum("appending to" in record.message for record in caplog.records) == 1
 
 
+def test_an_unexpected_error_in_the_thread_is_raised_as_eio_not_left_to_hang(tmp_path, monkeypatch):
+    appender = DirectAppender(str(tmp_path / "log"), stage_bytes=1 << 20, stages=2)
+
+    def broken(self, *job):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(DirectAppender, "_write", broken)
+    data = bytes(300_000)
+    appender.append([data], len(data))              # staged: the thread fails on it
+    with pytest.raises(OSError) as failure:
+        appender.wait_written(len(data), timeout=30)
+    assert failure.value.errno == errno.EIO and "a bug" in str(failure.value)
+    appender.close()
+
+
 def test_the_write_back_puts_nothing_on_the_disk_before_its_record_is_in_the_log(
         tmp_path, monkeypatch):
     """The log is written from a thread: a write may be acknowledged before
