@@ -32,7 +32,7 @@ bench: venv
 bench-data: venv
 	$(BIN)/python -m tests.bench.data_plane
 
-# Root: CPU per MiB of sequential writes, the primary alone and with a secondary; about 2 minutes.
+# Root: CPU per MiB of sequential writes, the primary alone and with a secondary, and a secondary catching up; about 3 minutes.
 bench-data-cpu: venv
 	$(BIN)/python -m tests.bench.data_cpu
 

@@ -7,7 +7,11 @@ Prints, for sequential 1 MiB direct writes (fio, iodepth 4) on /dev/mars:
 2. a primary a with a replicating secondary b on the same CPUs: a's MiB/s,
    how long b takes to catch up after the writer stopped and its rate over
    the whole run, and the CPU time per MiB of a's device, a's marsd (the
-   fetch server) and b's marsd (fetch, log append, replay).
+   fetch server) and b's marsd (fetch, log append, replay);
+3. b catching up on a burst it did not fetch while it was written (fetch
+   paused, the page cache dropped, fetch resumed): b's rate until it is up
+   to date, and b's marsd's CPU per MiB. On one machine a and b share the
+   disk and the CPUs in 2; this one isolates the secondary's own pace.
 
 CPU times come from /proc/<pid>/task/*/stat around each run. Compare trees
 by alternating runs of this benchmark, not by one run each.
@@ -97,6 +101,32 @@ def with_secondary(base, args):
         net.cleanup()
 
 
+def catching_up(base, args):
+    net = DataNet(base / "burst", round_interval=1.0, disk_size=1024 * MIB)
+    try:
+        a, b = net.primary_with_replicas("a", "b")
+        device = str(net.device(a, "vm1"))
+        for _ in range(args.runs):
+            net.wait(b, "vm1")
+            b.marsadm("pause-fetch", "vm1")
+            rate, _ = fio(device, "seq", "write", "1m", "1024m", 4, runtime=args.seconds)
+            mib = rate * args.seconds / MIB
+            # a's log went around the page cache; b's side starts cold too
+            os.sync()
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+            before = process_seconds(b.process.pid)
+            started = time.perf_counter()
+            b.marsadm("resume-fetch", "vm1")
+            net.wait(b, "vm1")
+            seconds = time.perf_counter() - started
+            print(f"3. b catches up on {mib:.0f} MiB (a wrote {rate / MIB:.0f} MiB/s): "
+                  f"{seconds:.2f} s, {mib / seconds:.0f} MiB/s; b's marsd "
+                  f"{1000 * (process_seconds(b.process.pid) - before) / mib:.2f} ms CPU per MiB",
+                  flush=True)
+    finally:
+        net.cleanup()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -106,6 +136,7 @@ def main(argv=None):
     try:
         alone(base, args)
         with_secondary(base, args)
+        catching_up(base, args)
     finally:
         subprocess.run(["rm", "-rf", str(base)])
 

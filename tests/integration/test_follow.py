@@ -1,0 +1,219 @@
+"""A secondary's fetch (mars/follow.py) against a real fetch server over
+loopback TCP: a range of many replies with requests in flight, a reply that
+comes short, and replay going on while the fetch does."""
+
+import random
+from types import SimpleNamespace
+
+import pytest
+import trio
+
+from mars import follow, transfer
+from mars.channels import PeerChannels
+from mars.errors import PeerError
+from mars.history import SplitBrain
+from mars.lamport import LamportClock
+from mars.transfer import DataServer
+
+KEY = b"cluster-secret"
+LOGFILE = "log-000000001-a"
+SMALL_FETCH = 64 * 1024                 # bytes per reply here: many replies, same code path
+
+
+class Rate:
+    def __init__(self):
+        self.total = 0
+
+    def add(self, count):
+        self.total += count
+
+
+class ResourceState:
+    """The metadata a fetch reads: the hosts' addresses."""
+
+    @staticmethod
+    def host_ips():
+        return {"a": "127.0.0.1", "b": "127.0.0.1"}
+
+
+def follower_of(directory, channels):
+    counter = SimpleNamespace(inc=lambda count: None)
+    worker = SimpleNamespace(res="vm1", dir=directory, channels=channels,
+                             rates={"fetch": Rate()},
+                             metrics=SimpleNamespace(fetched=SimpleNamespace(
+                                 labels=lambda res: counter)))
+    return follow.LogFollower(worker)
+
+
+@pytest.fixture
+def source(tmp_path, monkeypatch):
+    """a's state dir with one logfile of 10 replies and a bit; b's resource
+    dir, empty."""
+    monkeypatch.setattr(transfer, "FETCH_MAX", SMALL_FETCH)
+    monkeypatch.setattr(follow, "FETCH_MAX", SMALL_FETCH)
+    a_dir = tmp_path / "a" / "resource-vm1"
+    a_dir.mkdir(parents=True)
+    data = random.Random(5).randbytes(10 * SMALL_FETCH + 1234)
+    (a_dir / LOGFILE).write_bytes(data)
+    b_dir = tmp_path / "b"
+    b_dir.mkdir()
+    return SimpleNamespace(data=data, path=a_dir / LOGFILE, b_dir=b_dir,
+                           server=DataServer(str(tmp_path / "a"), lambda res: "", lambda res: 0))
+
+
+async def serving(nursery, server, monkeypatch, answer=None):
+    """Serve a's fetch port on a free loopback port; b's channels to it."""
+    listeners = await nursery.start(server.serve, 0, answer or server.answer_fetch,
+                                    "127.0.0.1", KEY, "a", LamportClock())
+    monkeypatch.setattr(follow, "PORT_FETCH", listeners[0].socket.getsockname()[1])
+    return PeerChannels("b", lambda: KEY, LamportClock())
+
+
+def run_with_server(source, monkeypatch, body, answer=None):
+    async def main():
+        async with trio.open_nursery() as nursery:
+            channels = await serving(nursery, source.server, monkeypatch, answer)
+            try:
+                with trio.fail_after(20):
+                    return await body(follower_of(source.b_dir, channels))
+            finally:
+                await channels.close()
+                nursery.cancel_scope.cancel()
+    return trio.run(main)
+
+
+def test_a_range_of_many_replies_is_appended_in_order_byte_for_byte(source, monkeypatch):
+    (source.b_dir / LOGFILE).write_bytes(source.data[:1000])     # fetched before
+
+    async def body(follower):
+        got = await follower._fetch_range(ResourceState(), "a", LOGFILE, 1000, len(source.data))
+        return got, follower.worker.rates["fetch"].total
+
+    got, counted = run_with_server(source, monkeypatch, body)
+    assert got == counted == len(source.data) - 1000
+    assert (source.b_dir / LOGFILE).read_bytes() == source.data
+
+
+def test_requests_are_in_flight_while_a_reply_is_appended(source, monkeypatch):
+    """The server gets the next request before the reply before it is in
+    the file here: the round trip and the append overlap."""
+    seen = []
+
+    async def answer(header, buffer=None):
+        local = source.b_dir / LOGFILE
+        seen.append((header.get("offset"), local.stat().st_size if local.exists() else 0))
+        return await source.server.answer_fetch(header, buffer)
+
+    async def body(follower):
+        return await follower._fetch_range(ResourceState(), "a", LOGFILE, 0, len(source.data))
+
+    assert run_with_server(source, monkeypatch, body, answer) == len(source.data)
+    assert any(local < offset for offset, local in seen[1:])
+    assert [offset for offset, _ in seen] == list(range(0, len(source.data), SMALL_FETCH))
+
+
+def test_a_reply_short_of_the_listing_appends_what_came_and_nothing_after_it(
+        source, monkeypatch):
+    """The listing said more than the source's logfile holds when read (it
+    was cut back): what the replies after the short one bring would leave
+    a gap, so it is dropped, and so is the connection they come on; the
+    next fetch connects again."""
+    cut = 3 * SMALL_FETCH + 500
+    source.path.write_bytes(source.data[:cut])
+
+    async def body(follower):
+        got = await follower._fetch_range(ResourceState(), "a", LOGFILE, 0, len(source.data))
+        dropped = not follower.worker.channels.open
+        source.path.write_bytes(source.data)          # the rest comes after all
+        rest = await follower._fetch_range(ResourceState(), "a", LOGFILE, got, len(source.data))
+        return got, dropped, rest
+
+    got, dropped, rest = run_with_server(source, monkeypatch, body)
+    assert (got, dropped) == (cut, True)
+    assert rest == len(source.data) - cut
+    assert (source.b_dir / LOGFILE).read_bytes() == source.data
+
+
+def test_a_refused_read_is_a_peer_error_and_what_came_before_it_stays(source, monkeypatch):
+    async def answer(header, buffer=None):
+        if header.get("offset", 0) >= 2 * SMALL_FETCH:
+            return {"type": "error", "reason": "no logfile"}, b""
+        return await source.server.answer_fetch(header, buffer)
+
+    async def body(follower):
+        with pytest.raises(PeerError, match="refused to read"):
+            await follower._fetch_range(ResourceState(), "a", LOGFILE, 0, len(source.data))
+        return follower.worker.channels.open
+
+    assert run_with_server(source, monkeypatch, body, answer) == {}
+    assert (source.b_dir / LOGFILE).read_bytes() == source.data[:2 * SMALL_FETCH]
+
+
+# ------------------------------------------------- replay beside the fetch
+def steps(tmp_path, fetch, replay):
+    """A follower whose fetch and replay are `fetch(follower)` and
+    `replay(follower)`; `_fetch_replaying` runs them."""
+    follower = follower_of(tmp_path, channels=None)
+    follower._fetch = lambda state, source, cursor, free: fetch(follower)
+    follower._replay = lambda state, until: replay(follower)
+
+    async def main():
+        with trio.fail_after(10):
+            return await follower._fetch_replaying(None, "a", None, None, until=None)
+    return main
+
+
+def test_replay_goes_on_while_the_fetch_does(tmp_path):
+    """The fetch waits for the replay of its first part before it brings
+    the second: serially (fetch, then replay) this never ends."""
+    replayed_first = trio.Event()
+    replayed = []
+
+    async def fetch(follower):
+        replayed.append("part 1")
+        follower._note_appended()
+        await replayed_first.wait()
+        replayed.append("part 2")
+        follower._note_appended()
+        return True
+
+    async def replay(follower):
+        await trio.sleep(0)
+        if replayed and replayed[-1].startswith("part"):
+            replayed.append(f"replayed {replayed[-1]}")
+            replayed_first.set()
+            return True
+        return False
+
+    assert trio.run(steps(tmp_path, fetch, replay)) is True
+    assert replayed[:3] == ["part 1", "replayed part 1", "part 2"]
+
+
+def test_a_failure_of_the_replay_stops_the_fetch_and_is_raised_as_itself(tmp_path):
+    async def fetch(follower):
+        follower._note_appended()
+        await trio.sleep_forever()
+
+    async def replay(follower):
+        await trio.sleep(0)
+        raise SplitBrain("version of log-000000001-a differs from its origin's")
+
+    with pytest.raises(SplitBrain, match="differs"):
+        trio.run(steps(tmp_path, fetch, replay))
+
+
+def test_a_failure_of_the_fetch_is_raised_as_itself_once_the_replay_stopped(tmp_path):
+    calls = []
+
+    async def fetch(follower):
+        await trio.sleep(0.01)
+        raise PeerError("peer a: connection lost")
+
+    async def replay(follower):
+        calls.append(1)
+        await trio.sleep(0)
+        return False
+
+    with pytest.raises(PeerError, match="connection lost"):
+        trio.run(steps(tmp_path, fetch, replay))
+    assert calls
