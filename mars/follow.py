@@ -82,8 +82,7 @@ class LogFollower:
         unreachable = None
         if fetching and self._listing_due(state, source, until):
             try:
-                busy = await self._fetch_replaying(state, source, cursor, free,
-                                                   until if replaying else False)
+                busy = await self._fetch(state, source, cursor, free, replaying)
             except PeerError as exc:
                 unreachable = exc       # what is here already is replayed all the same
         elif not fetching:
@@ -129,13 +128,14 @@ class LogFollower:
         return False
 
     # ------------------------------------------------------------------ fetch
-    async def _fetch_replaying(self, state, source, cursor, free, until):
-        """Fetch, and replay what arrives while the fetch goes on (`until`:
-        as for `_replay`; False: replay is paused). Whether there is more
-        to do at once. Before, a step fetched, then replayed: a secondary
-        caught up at 210-300 MiB/s with a's logs at 600-800 MiB/s, its
-        threads idle two thirds of the time (py-spy; fetch 1.2 s, append
-        0.9-1.2 s and replay 0.4-0.8 s per GB, one after the other)."""
+    async def _replaying_while(self, state, fetching):
+        """Await the coroutine `fetching` (the fetch of logfile data) and
+        replay what it appends meanwhile; whether there is more to do at
+        once. Before, a
+        step fetched, then replayed: a secondary caught up at 210-300
+        MiB/s with a's logs at 600-800 MiB/s, its threads idle two thirds
+        of the time (py-spy; fetch 1.2 s, append 0.9-1.2 s and replay
+        0.4-0.8 s per GB, one after the other)."""
         fetched = False
         replayed = False
         failure = None
@@ -145,7 +145,7 @@ class LogFollower:
             try:
                 while not fetched:
                     news = self.appended
-                    if await self._replay(state, until):
+                    if await self._replay(state):
                         replayed = True
                     elif not fetched:
                         await news.wait()
@@ -155,10 +155,9 @@ class LogFollower:
 
         busy = False
         async with trio.open_nursery() as nursery:
-            if until is not False:
-                nursery.start_soon(replay_alongside)
+            nursery.start_soon(replay_alongside)
             try:
-                busy = await self._fetch(state, source, cursor, free)
+                busy = await fetching
             except Exception as exc:    # noqa: BLE001 (raised below: not as a group)
                 failure = failure or exc
             finally:
@@ -200,7 +199,11 @@ class LogFollower:
             if closed is not None:
                 self.remote[name] = max(self.remote[name], closed[0])
 
-    async def _fetch(self, state, source, cursor, free=None):
+    async def _fetch(self, state, source, cursor, free=None, replaying=False):
+        """List the source's logfiles, check them against this host's,
+        and fetch what is new; with `replaying`, replay meanwhile (see
+        `_replaying_while`). Replay starts only after the listing was
+        checked, which may raise a split brain or sync anew."""
         worker = self.worker
         listed = time.time()
         checkpoint = state.resource_value(self.res, replay_name(source))
@@ -230,7 +233,10 @@ class LogFollower:
         budget = min(FETCH_STEP, free - worker.daemon.fetch_free - FETCH_MAX)
         if budget <= 0 and any(size > local.get(name, 0) for name, size in remote.items()):
             self._no_room_to_fetch(cursor, local, remote, free)
-        return await self._fetch_logfiles(state, source, remote, local, first, budget)
+        fetching = self._fetch_logfiles(state, source, remote, local, first, budget)
+        if not replaying:
+            return await fetching
+        return await self._replaying_while(state, fetching)
 
     async def _fetch_logfiles(self, state, source, remote, local, first, budget):
         """Fetch what `remote` has beyond `local`, at most `budget` bytes;
@@ -271,6 +277,7 @@ class LogFollower:
         received_send, received = trio.open_memory_channel(1)
         appended = start
         short = False
+        failure = None
 
         async def send_all(task_status=trio.TASK_STATUS_IGNORED):
             with trio.CancelScope() as scope:
@@ -300,10 +307,16 @@ class LogFollower:
                 async with received_send:
                     for offset, count in requests:
                         buffer = _take_fetch_buffer()
-                        reply, data = await _on_channel(channel, _receive(channel, buffer))
-                        if reply.get("type") != "data":
-                            raise PeerError(f"{source} refused to read {name}: "
-                                            f"{reply.get('reason', reply)}")
+                        try:
+                            reply, data = await _on_channel(channel, _receive(channel, buffer))
+                            if reply.get("type") != "data":
+                                raise PeerError(f"{source} refused to read {name}: "
+                                                f"{reply.get('reason', reply)}")
+                        except PeerError as exc:
+                            # what came before it is appended all the same
+                            failure = exc
+                            sending.cancel()
+                            break
                         in_flight.release()
                         await received_send.send((offset, data, buffer))
                         if len(data) < count:
@@ -315,8 +328,10 @@ class LogFollower:
             if any(isinstance(exc, PeerError) for exc in group.exceptions):
                 await worker.channels.drop(source, PORT_FETCH)
             raise group.exceptions[0] from None
-        if short:                       # replies to the requests after it are on their way
+        if failure is not None or short:   # replies to requests after it may be on their way
             await worker.channels.drop(source, PORT_FETCH)
+        if failure is not None:
+            raise failure
         return appended - start
 
     def _no_room_to_fetch(self, cursor, local, remote, free):

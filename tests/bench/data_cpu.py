@@ -2,12 +2,16 @@
 throughput drifts by 20-30 % within an hour (issue 14).
 
 Prints, for sequential 1 MiB direct writes (fio, iodepth 4) on /dev/mars:
+0. the disk under the state dir, written by fio directly: one stream, and
+   two at once (a primary writes two: its log and its disk);
 1. the primary alone: MiB/s, and the CPU time per MiB written of the
    device process's main thread (the FUSE loop) and of the whole process;
+   and the bytes the disk took per byte fio wrote;
 2. a primary a with a replicating secondary b on the same CPUs: a's MiB/s,
    how long b takes to catch up after the writer stopped and its rate over
    the whole run, and the CPU time per MiB of a's device, a's marsd (the
-   fetch server) and b's marsd (fetch, log append, replay);
+   fetch server) and b's marsd (fetch, log append, replay), and the
+   disk's bytes per byte fio wrote (a and b share it here);
 3. b catching up on a burst it did not fetch while it was written (fetch
    paused, the page cache dropped, fetch resumed): b's rate until it is up
    to date, and b's marsd's CPU per MiB. On one machine a and b share the
@@ -21,6 +25,7 @@ Run: `make bench-data-cpu` or `.venv/bin/python -m tests.bench.data_cpu [--runs 
 
 import argparse
 import glob
+import json
 import os
 import subprocess
 import tempfile
@@ -49,6 +54,40 @@ def process_seconds(pid):
     return sum(task_seconds(pid).values())
 
 
+def block_device(path):
+    """The name of the block device (as /proc/diskstats has it) that holds `path`."""
+    number = os.stat(path).st_dev
+    return Path(f"/sys/dev/block/{os.major(number)}:{os.minor(number)}").resolve().name
+
+
+def bytes_written(device):
+    """Bytes written to `device` since boot (/proc/diskstats: sectors of 512 bytes)."""
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == device:
+            return int(fields[9]) * 512
+    raise SystemExit(f"{device} is not in /proc/diskstats")
+
+
+def the_disk(base, args):
+    """What the disk takes from fio directly, one stream and two at once."""
+    target = base / "disk"
+    target.mkdir()
+    rates = []
+    for streams in (1, 2):
+        result = subprocess.run(
+            ["fio", "--name=disk", f"--directory={target}", "--rw=write", "--bs=1m",
+             "--size=1g", "--direct=1", "--ioengine=libaio", "--iodepth=4",
+             f"--numjobs={streams}", "--group_reporting", f"--runtime={args.seconds}",
+             "--time_based", "--output-format=json"],
+            capture_output=True, text=True, check=True)
+        rates.append(json.loads(result.stdout)["jobs"][0]["write"]["bw_bytes"] / MIB)
+        for leftover in target.iterdir():
+            leftover.unlink()
+    print(f"0. the disk ({block_device(base)}), fio direct: one stream {rates[0]:.0f} MiB/s, "
+          f"two at once {rates[1]:.0f} MiB/s in all", flush=True)
+
+
 def device_pid(base):
     found = subprocess.run(["pgrep", "-f", f"mars.device.*{base}"], capture_output=True,
                            text=True).stdout.split()
@@ -62,15 +101,18 @@ def alone(base, args):
     try:
         a, = net.primary_with_device("a")
         device, pid = str(net.device(a, "vm1")), device_pid(base / "alone")
+        disk = block_device(base)
         for _ in range(args.runs):
             os.sync()
             before, main_before = process_seconds(pid), task_seconds(pid).get(pid, 0)
+            written = bytes_written(disk)
             rate, _ = fio(device, "seq", "write", "1m", "512m", 4, runtime=args.seconds)
             mib = rate * args.seconds / MIB
             main = task_seconds(pid).get(pid, 0) - main_before
             print(f"1. alone: {rate / MIB:.0f} MiB/s; CPU per MiB: device main thread "
                   f"{1000 * main / mib:.2f} ms, device process "
-                  f"{1000 * (process_seconds(pid) - before) / mib:.2f} ms", flush=True)
+                  f"{1000 * (process_seconds(pid) - before) / mib:.2f} ms; the disk took "
+                  f"{(bytes_written(disk) - written) / MIB / mib:.2f} bytes per byte", flush=True)
     finally:
         net.cleanup()
 
@@ -82,13 +124,16 @@ def with_secondary(base, args):
         device = str(net.device(a, "vm1"))
         processes = {"a's device": device_pid(base / "pair"), "a's marsd": a.process.pid,
                      "b's marsd": b.process.pid}
+        disk = block_device(base)
         for _ in range(args.runs):
             net.wait(b, "vm1")
             os.sync()
             before = {name: process_seconds(pid) for name, pid in processes.items()}
+            written = bytes_written(disk)
             started = time.perf_counter()
             rate, _ = fio(device, "seq", "write", "1m", "512m", 4, runtime=args.seconds)
             stopped = time.perf_counter()
+            during = bytes_written(disk) - written
             net.wait(b, "vm1")
             caught_up = time.perf_counter()
             mib = rate * (stopped - started) / MIB
@@ -96,7 +141,8 @@ def with_secondary(base, args):
                               for name, pid in processes.items())
             print(f"2. with b: a {rate / MIB:.0f} MiB/s; b caught up {caught_up - stopped:.1f} s "
                   f"later ({mib / (caught_up - started):.0f} MiB/s over the run); "
-                  f"CPU per MiB: {costs}", flush=True)
+                  f"CPU per MiB: {costs}; the disk took {during / MIB / mib:.2f} bytes per "
+                  f"byte during fio", flush=True)
     finally:
         net.cleanup()
 
@@ -134,6 +180,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="mars-bench-cpu-"))
     try:
+        the_disk(base, args)
         alone(base, args)
         with_secondary(base, args)
         catching_up(base, args)

@@ -13,6 +13,7 @@ from mars.channels import PeerChannels
 from mars.errors import PeerError
 from mars.history import SplitBrain
 from mars.lamport import LamportClock
+from mars.replay import Cursor
 from mars.transfer import DataServer
 
 KEY = b"cluster-secret"
@@ -29,17 +30,21 @@ class Rate:
 
 
 class ResourceState:
-    """The metadata a fetch reads: the hosts' addresses."""
+    """The metadata a fetch reads: the hosts' addresses (and no cursors)."""
 
     @staticmethod
     def host_ips():
         return {"a": "127.0.0.1", "b": "127.0.0.1"}
 
+    @staticmethod
+    def resource_value(res, name, default=None):
+        return default
+
 
 def follower_of(directory, channels):
     counter = SimpleNamespace(inc=lambda count: None)
     worker = SimpleNamespace(res="vm1", dir=directory, channels=channels,
-                             rates={"fetch": Rate()},
+                             report=lambda **fields: None, rates={"fetch": Rate()},
                              metrics=SimpleNamespace(fetched=SimpleNamespace(
                                  labels=lambda res: counter)))
     return follow.LogFollower(worker)
@@ -149,17 +154,36 @@ def test_a_refused_read_is_a_peer_error_and_what_came_before_it_stays(source, mo
     assert (source.b_dir / LOGFILE).read_bytes() == source.data[:2 * SMALL_FETCH]
 
 
+def test_replay_does_not_start_before_the_listing_was_checked(source, monkeypatch):
+    """A listing that shows a split brain (a logfile of the same number from
+    another origin) ends the step before anything is replayed or fetched."""
+    (source.b_dir / "log-000000001-b").write_bytes(b"")
+    replayed = []
+
+    async def body(follower):
+        async def replay(state):
+            replayed.append(state)
+            return False
+        follower._replay = replay
+        with pytest.raises(SplitBrain, match="this host has log-000000001-b"):
+            await follower._fetch(ResourceState(), "a", Cursor("log-000000001-b", 0, 0),
+                                  free=1 << 40, replaying=True)
+
+    run_with_server(source, monkeypatch, body)
+    assert replayed == []
+    assert not (source.b_dir / LOGFILE).exists()
+
+
 # ------------------------------------------------- replay beside the fetch
 def steps(tmp_path, fetch, replay):
-    """A follower whose fetch and replay are `fetch(follower)` and
-    `replay(follower)`; `_fetch_replaying` runs them."""
+    """`_replaying_while` of a follower whose replay is `replay(follower)`,
+    the fetch `fetch(follower)`."""
     follower = follower_of(tmp_path, channels=None)
-    follower._fetch = lambda state, source, cursor, free: fetch(follower)
-    follower._replay = lambda state, until: replay(follower)
+    follower._replay = lambda state: replay(follower)
 
     async def main():
         with trio.fail_after(10):
-            return await follower._fetch_replaying(None, "a", None, None, until=None)
+            return await follower._replaying_while(None, fetch(follower))
     return main
 
 
