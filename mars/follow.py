@@ -19,6 +19,7 @@ import trio
 from mars import device as devices
 from mars import net
 from mars.channels import REQUEST_TIMEOUT
+from mars.directio import DirectWriter
 from mars.errors import PeerError
 from mars.history import SplitBrain, closed_end
 from mars.hostenv import PORT_FETCH
@@ -528,7 +529,8 @@ def _replay_step(path, disk, position):
     the disk is synced before the cursor is recorded (persist_cursor)."""
     fd = os.open(disk, os.O_WRONLY)
     try:
-        return replay(path, fd, position, limit=256, sync=False)
+        with DirectWriter(disk) as direct:
+            return replay(path, fd, position, limit=256, sync=False, direct=direct)
     finally:
         os.close(fd)
 

@@ -3,9 +3,11 @@ version chain that tells equal histories from forked ones."""
 
 import hashlib
 import os
+import random
 
 import pytest
 
+from mars.directio import DirectWriter
 from mars.replay import Cursor, record_digests, replay, version_value, versions_agree
 from tests.unit.conftest import make_disk, random_writes, write_log
 
@@ -120,3 +122,60 @@ def test_the_chain_carries_history_a_different_past_changes_every_later_version(
     other = version_value("", "log-000000001-h1", 10, [b"b" * 20])
     assert not versions_agree(version_value(one, "log-000000002-h1", 5, []),
                               version_value(other, "log-000000002-h1", 5, []))
+
+
+# ----------------------------------------------------- past the page cache
+class DirectSpy(DirectWriter):
+    """A DirectWriter that notes each piece it wrote direct."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.pieces = []
+
+    def write(self, piece, start):
+        done = super().write(piece, start)
+        if done:
+            self.pieces.append((start, len(piece)))
+        return done
+
+
+def mixed_writes():
+    """Large aligned writes (direct) among small, unaligned and odd-length
+    ones (the page cache), overlapping each other so that order matters."""
+    rng = random.Random(9)
+    return [(0, rng.randbytes(256 << 10)),          # direct
+            (4096, rng.randbytes(4096)),            # small: over the one before
+            (8192 + 512, rng.randbytes(200 << 10)),  # offset not aligned
+            (65536, rng.randbytes(256 << 10)),      # direct, over both before
+            (300 << 10, rng.randbytes((130 << 10) + 7)),   # length not aligned
+            (512 << 10, rng.randbytes(128 << 10))]  # direct: the smallest that goes
+
+
+def replayed_with(tmp_path, name, writes):
+    write_log(tmp_path / f"log-{name}", writes)
+    disk = make_disk(tmp_path / f"disk-{name}", DISK_SIZE)
+    fd = os.open(disk, os.O_RDWR)
+    try:
+        with DirectSpy(disk) as direct:
+            result = replay(tmp_path / f"log-{name}", fd, direct=direct)
+    finally:
+        os.close(fd)
+    return result, direct.pieces, sha(tmp_path / f"disk-{name}")
+
+
+def test_large_aligned_records_are_replayed_past_the_page_cache_to_the_same_disk(tmp_path):
+    writes = mixed_writes()
+    apply_directly(make_disk(tmp_path / "expected", DISK_SIZE), writes)
+    result, direct, digest = replayed_with(tmp_path, "mixed", writes)
+    assert result.applied == len(writes) and result.bytes == sum(len(d) for _, d in writes)
+    assert direct == [(0, 256 << 10), (65536, 256 << 10), (512 << 10, 128 << 10)]
+    assert digest == sha(tmp_path / "expected")
+
+
+def test_a_disk_that_refuses_direct_io_gets_every_record_through_the_page_cache(
+        tmp_path, no_direct_io):
+    writes = mixed_writes()
+    apply_directly(make_disk(tmp_path / "expected", DISK_SIZE), writes)
+    result, direct, digest = replayed_with(tmp_path, "refused", writes)
+    assert direct == [] and result.applied == len(writes)
+    assert digest == sha(tmp_path / "expected")
