@@ -94,10 +94,11 @@ def _write_direct(direct, record):
     """Write a large aligned record past the page cache; whether it was.
     A secondary's disk is read back only once it becomes primary, and the
     copy into fresh page cache was a quarter of a secondary's marsd
-    (`copy_folio_from_iter_atomic`, perf, under a sequential writer); the
-    primary on the same two CPUs wrote 591-750 MiB/s against 396-557 with
-    it. Small records (random 4 KiB writes) keep the page cache: a direct
-    write of each would wait for the disk one by one."""
+    (`copy_folio_from_iter_atomic`, perf, under a sequential writer); a
+    primary on the same two CPUs wrote 445-662 MiB/s with it, 312-542
+    without, the secondary's pace the same. Small records (random 4 KiB
+    writes) keep the page cache: a direct write of each would wait for
+    the disk one by one."""
     size = len(record.data)
     if size < DIRECT_MIN or size % DIRECT_ALIGN or record.offset % DIRECT_ALIGN:
         return False
