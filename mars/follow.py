@@ -242,7 +242,8 @@ class LogFollower:
     async def _fetch_logfiles(self, state, source, remote, local, first, budget):
         """Fetch what `remote` has beyond `local`, at most `budget` bytes;
         whether there is more to fetch at once (the budget ran out, or a
-        reply came short of the listing: the next step lists again)."""
+        reply came short of the listing after bringing something: the next
+        step lists again)."""
         fetched = 0
         for name, size in sorted(remote.items(), key=lambda item: parse_logfile_name(item[0])[0]):
             if parse_logfile_name(name)[0] < first:
@@ -258,7 +259,8 @@ class LogFollower:
                 budget -= got
                 fetched += got
                 if have + got < end:
-                    return True
+                    # again at once if it brought something, else after a pause
+                    return fetched > 0
             if budget <= 0:
                 return fetched > 0
         self.fetched_all = True

@@ -139,6 +139,24 @@ def test_a_reply_short_of_the_listing_appends_what_came_and_nothing_after_it(
     assert (source.b_dir / LOGFILE).read_bytes() == source.data
 
 
+def test_a_step_whose_reads_bring_nothing_does_not_ask_for_another_at_once(source, monkeypatch):
+    """The listing promised more than the source holds when read: a step
+    that got some of it goes on at once (and lists again), one that got
+    nothing waits for the next step's pause, not spinning."""
+    listed = {LOGFILE: len(source.data) + 1000}
+
+    async def body(follower):
+        some = await follower._fetch_logfiles(ResourceState(), "a", listed, {LOGFILE: 1000}, 1,
+                                              budget=1 << 30)
+        nothing = await follower._fetch_logfiles(ResourceState(), "a", listed,
+                                                 {LOGFILE: len(source.data)}, 1, budget=1 << 30)
+        return some, nothing, follower.fetched_all
+
+    (source.b_dir / LOGFILE).write_bytes(source.data[:1000])
+    assert run_with_server(source, monkeypatch, body) == (True, False, False)
+    assert (source.b_dir / LOGFILE).read_bytes() == source.data
+
+
 def test_a_refused_read_is_a_peer_error_and_what_came_before_it_stays(source, monkeypatch):
     async def answer(header, buffer=None):
         if header.get("offset", 0) >= 2 * SMALL_FETCH:
