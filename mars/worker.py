@@ -281,7 +281,12 @@ class ResourceWorker:
             self.status_path.unlink(missing_ok=True)
             if not self.stopping and not self.store.value(data_key(self.res, self.host)):
                 # Left or deleted: the logs of this replica are of no use any more.
-                shutil.rmtree(self.dir, ignore_errors=True)
+                # In a thread: gigabytes of them take seconds to unlink, and the
+                # other resources' work waits for nothing of this one's. (This
+                # worker stays registered meanwhile: a new one for the same
+                # resource starts only after, and its logs are not removed.)
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(shutil.rmtree, self.dir, True)
             self.finished.set()
 
     async def step(self, state):

@@ -1,6 +1,7 @@
 """Cluster membership with real marsd processes: create, join, leave, wait,
 and joins that must be refused without changing anything."""
 
+import os
 import socket
 import subprocess
 import time
@@ -198,12 +199,17 @@ def test_leave_cluster_is_refused_while_holding_a_replica_and_afterwards_forgets
     assert set(host_ips(charlie)) == {"alpha", "bravo", "charlie"}
     assert_stays(lambda: "charlie" in host_ips(alpha), 2 * ROUND, "alpha still lists charlie")
 
+    wait_until(lambda: (charlie.root / "mars" / "resource-vm1").is_dir(),
+               what="charlie's marsd keeping a resource dir of vm1")
     charlie.marsadm("leave-resource", "vm1")
     wait_until(lambda: all("resource-vm1/data-charlie" not in host.live_values("resource-vm1/")
                            for host in (alpha, bravo)),
                what="alpha and bravo seeing charlie leave vm1",
                show=lambda: {host.name: sorted(host.live_values("resource-vm1/"))
                              for host in (alpha, bravo)})
+    wait_until(lambda: not (charlie.root / "mars" / "resource-vm1").exists(),
+               what="charlie's marsd removing its logs of vm1",
+               show=lambda: sorted(os.listdir(charlie.root / "mars")))
     charlie.stop()      # leave-cluster under a running marsd: the next test
 
     charlie.marsadm("leave-cluster")
