@@ -5,8 +5,9 @@ A `LogFollower` fetches the source's logfiles as they grow into
 from this host's replay cursor (`replay-<host>`), which it persists after the
 disk is synced. Three things overlap: the source reads the next requests
 while this host receives, a thread appends what came, and replay applies
-what is appended, reading the logfile only up to its size when it looks. It moves from logfile N to N+1 only when this host's version
-of N equals the one its origin wrote (`mars.history`). It also owns the
+what is appended, reading the logfile only up to its size when it looks.
+It moves from logfile N to N+1 only when this host's version of N equals
+the one its origin wrote (`mars.history`). It also owns the
 local logfiles: emergency mode's first stage drops them, and the daemon
 deletes those every member has replayed."""
 
@@ -132,11 +133,10 @@ class LogFollower:
     async def _replaying_while(self, state, fetching):
         """Await the coroutine `fetching` (the fetch of logfile data) and
         replay what it appends meanwhile; whether there is more to do at
-        once. Before, a
-        step fetched, then replayed: a secondary caught up at 210-300
-        MiB/s with a's logs at 600-800 MiB/s, its threads idle two thirds
-        of the time (py-spy; fetch 1.2 s, append 0.9-1.2 s and replay
-        0.4-0.8 s per GB, one after the other)."""
+        once. Before, a step fetched, then replayed: a secondary caught up
+        at 210-300 MiB/s with a's logs at 600-800 MiB/s, its threads idle
+        two thirds of the time (py-spy; fetch 1.2 s, append 0.9-1.2 s and
+        replay 0.4-0.8 s per GB, one after the other)."""
         fetched = False
         replayed = False
         failure = None
@@ -287,9 +287,9 @@ class LogFollower:
                 task_status.started(scope)
                 for offset, count in requests:
                     await in_flight.acquire()
-                    await _on_channel(channel, channel.send(
-                        {"type": "read", "res": self.res, "logfile": name, "offset": offset,
-                         "max": count}))
+                    with net.peer_errors(channel, "read", REQUEST_TIMEOUT):
+                        await channel.send({"type": "read", "res": self.res, "logfile": name,
+                                            "offset": offset, "max": count})
 
         async def append_all():
             nonlocal appended
@@ -311,7 +311,9 @@ class LogFollower:
                     for offset, count in requests:
                         buffer = _take_fetch_buffer()
                         try:
-                            reply, data = await _on_channel(channel, _receive(channel, buffer))
+                            with net.peer_errors(channel, "read", REQUEST_TIMEOUT), \
+                                    trio.fail_after(REQUEST_TIMEOUT):
+                                reply, data = await channel.receive(into=buffer)
                             if reply.get("type") != "data":
                                 raise PeerError(f"{source} refused to read {name}: "
                                                 f"{reply.get('reason', reply)}")
@@ -543,24 +545,6 @@ def fdatasync_path(path):
         os.fdatasync(fd)
     finally:
         os.close(fd)
-
-
-async def _receive(channel, buffer):
-    with trio.fail_after(REQUEST_TIMEOUT):
-        return await channel.receive(into=buffer)
-
-
-async def _on_channel(channel, operation):
-    """Await `operation` on a fetch connection; its failures as PeerError
-    (as `net.request` says them)."""
-    try:
-        return await operation
-    except trio.TooSlowError:
-        raise PeerError(f"peer {getattr(channel, 'peer', '?')} did not answer a read "
-                        f"within {REQUEST_TIMEOUT:g}s") from None
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-            net.ProtocolError) as exc:
-        raise PeerError(f"peer {getattr(channel, 'peer', '?')}: connection lost ({exc})") from None
 
 
 FETCH_BUFFERS_KEPT = 4          # reply buffers kept for the next fetch step, of any resource

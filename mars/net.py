@@ -16,6 +16,7 @@ cluster secret; the kernel original trusts the network, we do not):
 Requests after the handshake are answered in order on the same connection.
 """
 
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -270,19 +271,26 @@ def _os_reason(exc):
     return exc.strerror or str(exc)
 
 
+@contextlib.contextmanager
+def peer_errors(channel, what, timeout):
+    """The failures of `channel` inside (and `trio.fail_after(timeout)`
+    expiring) as PeerError, naming the peer and `what` it did not answer."""
+    try:
+        yield
+    except trio.TooSlowError:
+        raise PeerError(f"peer {getattr(channel, 'peer', '?')} did not answer "
+                        f"{what} within {timeout:g}s") from None
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as exc:
+        raise PeerError(f"peer {getattr(channel, 'peer', '?')}: connection lost ({exc})") from None
+
+
 async def request(channel, header, payload=b"", timeout=60.0, into=None):
     """Send one request and return the reply; an `error` reply raises
     PeerError. `into`: a buffer a large reply may be received into (see
     `Channel.receive`)."""
-    try:
-        with trio.fail_after(timeout):
-            await channel.send(header, payload)
-            reply, body = await channel.receive(into=into)
-    except trio.TooSlowError:
-        raise PeerError(f"peer {getattr(channel, 'peer', '?')} did not answer "
-                        f"{header['type']} within {timeout:g}s") from None
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as exc:
-        raise PeerError(f"peer {getattr(channel, 'peer', '?')}: connection lost ({exc})") from None
+    with peer_errors(channel, header["type"], timeout), trio.fail_after(timeout):
+        await channel.send(header, payload)
+        reply, body = await channel.receive(into=into)
     if reply.get("type") == "error":
         raise PeerError(f"peer {getattr(channel, 'peer', '?')} refused {header['type']}: "
                         f"{reply.get('reason')}")

@@ -73,12 +73,11 @@ def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None
     last_sequence = None
     end = position
     for record in scanner:
-        view = memoryview(record.data)
-        if direct is not None and _write_direct(direct, record):
-            view = view[len(view):]
-        while view:
-            done = os.pwrite(disk_fd, view, record.offset + (len(record.data) - len(view)))
-            view = view[done:]
+        if direct is None or not _write_direct(direct, record):
+            view = memoryview(record.data)
+            while view:
+                done = os.pwrite(disk_fd, view, record.offset + (len(record.data) - len(view)))
+                view = view[done:]
         applied += 1
         written += len(record.data)
         last_sequence = record.sequence

@@ -24,6 +24,7 @@ Run: `make bench-data-cpu` or `.venv/bin/python -m tests.bench.data_cpu [--runs 
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -117,11 +118,20 @@ def alone(base, args):
         net.cleanup()
 
 
-def with_secondary(base, args):
-    net = DataNet(base / "pair", round_interval=1.0, disk_size=1024 * MIB)
+@contextlib.contextmanager
+def replicated_pair(base, name):
+    """A primary a with b replicating (1 GiB, rounds of 1 s) under
+    `base/name`: (net, a, b, a's device)."""
+    net = DataNet(base / name, round_interval=1.0, disk_size=1024 * MIB)
     try:
         a, b = net.primary_with_replicas("a", "b")
-        device = str(net.device(a, "vm1"))
+        yield net, a, b, str(net.device(a, "vm1"))
+    finally:
+        net.cleanup()
+
+
+def with_secondary(base, args):
+    with replicated_pair(base, "pair") as (net, a, b, device):
         processes = {"a's device": device_pid(base / "pair"), "a's marsd": a.process.pid,
                      "b's marsd": b.process.pid}
         disk = block_device(base)
@@ -143,15 +153,10 @@ def with_secondary(base, args):
                   f"later ({mib / (caught_up - started):.0f} MiB/s over the run); "
                   f"CPU per MiB: {costs}; the disk took {during / MIB / mib:.2f} bytes per "
                   f"byte during fio", flush=True)
-    finally:
-        net.cleanup()
 
 
 def catching_up(base, args):
-    net = DataNet(base / "burst", round_interval=1.0, disk_size=1024 * MIB)
-    try:
-        a, b = net.primary_with_replicas("a", "b")
-        device = str(net.device(a, "vm1"))
+    with replicated_pair(base, "burst") as (net, a, b, device):
         for _ in range(args.runs):
             net.wait(b, "vm1")
             b.marsadm("pause-fetch", "vm1")
@@ -169,8 +174,6 @@ def catching_up(base, args):
                   f"{seconds:.2f} s, {mib / seconds:.0f} MiB/s; b's marsd "
                   f"{1000 * (process_seconds(b.process.pid) - before) / mib:.2f} ms CPU per MiB",
                   flush=True)
-    finally:
-        net.cleanup()
 
 
 def main(argv=None):
