@@ -102,34 +102,23 @@ def _address(piece):
         return 1
 
 
-def _last_block(carry, parts, end):
-    """The bytes of the last, partial block of a file that ends at `end`
-    after `parts` were appended to one whose last partial block was `carry`."""
-    want = end % DIRECT_ALIGN
-    tail = b""
-    for part in reversed(parts):
-        if len(tail) >= want:
-            break
-        tail = bytes(memoryview(part).cast("B")[-(want - len(tail)):]) + tail
-    if len(tail) < want:
-        tail = carry[len(carry) - (want - len(tail)):] + tail
-    return tail[len(tail) - want:] if want else b""
-
-
 class DirectAppender:
     """Appends to a file, its whole blocks with O_DIRECT from a thread.
 
     `append` copies the bytes into a page-aligned staging buffer and
-    returns; the appender's thread writes the buffers in order. A buffer
-    begins at a block boundary with the bytes the file has there already
-    (`carry`, its last partial block), so its whole blocks all go direct
-    (the first over the page cache's copy of it), and its last partial
-    block through the page cache, handed to the disk at once. The file's
-    size is always exactly what was appended so far (a reader sees a
-    prefix), and the file never has a hole. An append with few whole
-    blocks (small random writes), while nothing is in flight, is written
-    at once through the page cache instead: a hand-over to the thread
-    costs more than the copy.
+    returns; the appender's thread writes the buffers in order: the start
+    of a buffer up to the next block boundary and its last partial block
+    through the page cache, the whole blocks between them direct. So every
+    block of the file is written one way only, its size is always exactly
+    what was appended so far (a reader sees a prefix), and the file never
+    has a hole. One way only, because a block written direct over the page
+    cache's copy of it races a reader (the fetch server's sendfile): the
+    reader may cache the block as the disk held it before, and the kernel's
+    invalidation after the direct write can miss that page, so reads see
+    zeros in the middle of the log (3 of 40 runs of the prefix test's
+    appends with a busy loop beside them, a4e6f72 to 6be944e). An append with few whole blocks (small random writes),
+    while nothing is in flight, is written at once through the page cache
+    instead: a hand-over to the thread costs more than the copy.
 
     `written` is how much of it is in the file (in the kernel: a killed
     process loses nothing below it); `wait_written` waits for a position,
@@ -151,11 +140,6 @@ class DirectAppender:
         self.end = size                 # appended
         self.written = size             # in the file
         self.written_out = size         # on the disk up to here, as far as direct writes go
-        self.carry = b""                # the bytes of the file's last, partial block
-        if size % DIRECT_ALIGN:
-            with open(path, "rb", buffering=0) as source:
-                self.carry = os.pread(source.fileno(), size % DIRECT_ALIGN,
-                                      size - size % DIRECT_ALIGN)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.jobs = deque()             # (buffer, skew, start, length), the first being written
@@ -174,7 +158,6 @@ class DirectAppender:
         if inline:
             pwritev_all(self.fd, parts, self.end)
             self.end += size
-            self.carry = _last_block(self.carry, parts, self.end)
             with self.lock:
                 self.written = self.end
             return
@@ -183,23 +166,17 @@ class DirectAppender:
             view = memoryview(part).cast("B")
             while view:
                 if buffer is None:
-                    # the buffer begins at a block boundary, with the bytes
-                    # the file has there already: its first block goes
-                    # direct too, over the page cache's copy of it
                     buffer = self._staging_buffer()
                     skew = filled = start % DIRECT_ALIGN
-                    buffer[:skew] = self.carry
                 room = min(len(view), self.stage_bytes + skew - filled)
                 buffer[filled:filled + room] = view[:room]
                 filled += room
                 view = view[room:]
                 if filled == self.stage_bytes + skew:
                     self._submit(buffer, skew, start, filled - skew)
-                    self.carry = bytes(buffer[filled // DIRECT_ALIGN * DIRECT_ALIGN:filled])
                     start, buffer = start + filled - skew, None
         if buffer is not None:
             self._submit(buffer, skew, start, filled - skew)
-            self.carry = bytes(buffer[filled // DIRECT_ALIGN * DIRECT_ALIGN:filled])
         self.end += size
 
     def _whole_blocks(self, size):
@@ -253,33 +230,29 @@ class DirectAppender:
                 self.changed.notify_all()
 
     def _write(self, buffer, skew, start, length):
-        """One staged buffer: its whole blocks direct (the first with the
-        bytes the file had there already), its last partial block through
-        the page cache, handed to the disk at once (the next buffer's
-        direct write of that block waits for it)."""
         view = memoryview(buffer)
         try:
-            base = start - skew                 # the file offset of view[0], a block boundary
-            whole = (skew + length) // DIRECT_ALIGN * DIRECT_ALIGN     # 0, or more than skew
-            done = skew                         # view[:done] is in the file
-            if whole:
-                # What went through the page cache below these blocks must be
-                # on the disk first: a direct write that extends the file
-                # commits its size at once, and after a power loss a block
-                # still held back (ext4's delayed allocation) would read as
-                # zeros in the middle of the log, corruption where at most
-                # a torn tail belongs. Only after small appends written at
-                # once: a staged one's partial block is rewritten direct.
-                if self.direct.fd is not None and self.written_out < base:
-                    libc.write_out(self.fd, self.written_out, base - self.written_out)
-                if self.direct.write(view[:whole], base):
-                    self.written_out = base + whole
+            head = min(length, -start % DIRECT_ALIGN)
+            direct = (length - head) // DIRECT_ALIGN * DIRECT_ALIGN
+            first = skew + head                 # a block boundary when `direct`
+            if head:
+                pwritev_all(self.fd, [view[skew:first]], start)
+            if direct:
+                # What went through the page cache before these blocks must
+                # be on the disk first: a direct write that extends the file
+                # commits its new size at once, and after a power loss a
+                # block not yet written back (ext4's delayed allocation)
+                # would read as zeros in the middle of the log, corruption
+                # where there should be at most a torn tail.
+                if self.direct.fd is not None and self.written_out < start + head:
+                    libc.write_out(self.fd, self.written_out, start + head - self.written_out)
+                piece = view[first:first + direct]
+                if self.direct.write(piece, start + head):
+                    self.written_out = start + head + direct
                 else:
-                    pwritev_all(self.fd, [view[skew:whole]], start)
-                done = whole
-            if done < skew + length:
-                pwritev_all(self.fd, [view[done:skew + length]], base + done)
-                libc.start_writeback(self.fd, base + done, skew + length - done)
+                    pwritev_all(self.fd, [piece], start + head)
+            if head + direct < length:
+                pwritev_all(self.fd, [view[first + direct:skew + length]], start + head + direct)
         finally:
             view.release()
 

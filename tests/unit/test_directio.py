@@ -56,10 +56,11 @@ def blocks(offset, length):
 
 def test_the_file_holds_what_was_appended_and_nothing_goes_direct_above_unwritten_cache(
         tmp_path, writes):
-    """Whole blocks go direct (a staged append's first block with the bytes
-    the file had there already); and no direct write lands above a block
-    that went through the page cache and is not on the disk yet: after a
-    power loss that block would read as zeros in the middle of the log."""
+    """Whole blocks go direct, never one that went through the page cache
+    (a reader may hold the disk's older copy of it, and see zeros); and no
+    direct write lands above a block that went through the page cache and
+    is not on the disk yet: after a power loss that block would read as
+    zeros in the middle of the log."""
     path = tmp_path / "log"
     appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
     appended = b""
@@ -75,6 +76,7 @@ def test_the_file_holds_what_was_appended_and_nothing_goes_direct_above_unwritte
     assert any(direct is True for direct, _, _ in writes), "nothing went direct"
     assert any(direct is False for direct, _, _ in writes)
     dirty = set()                       # blocks written through the page cache, not written out
+    cached = set()                      # blocks ever written through the page cache
     for direct, offset, length in writes:
         if direct == "written out":
             dirty -= set(blocks(offset, length))
@@ -82,9 +84,12 @@ def test_the_file_holds_what_was_appended_and_nothing_goes_direct_above_unwritte
             assert offset % DIRECT_ALIGN == 0 and length % DIRECT_ALIGN == 0
             below = sorted(block for block in dirty if block < offset // DIRECT_ALIGN)
             assert not below, f"direct write at {offset} above blocks {below} not written out"
+            both = sorted(cached & set(blocks(offset, length)))
+            assert not both, f"direct write at {offset} over blocks {both} of the page cache"
             dirty -= set(blocks(offset, length))
         else:
             dirty |= set(blocks(offset, length))
+            cached |= set(blocks(offset, length))
 
 
 def test_a_reader_always_sees_a_prefix_of_what_was_appended(tmp_path):
