@@ -57,6 +57,35 @@ def pwritev_all(fd, buffers, offset):
         buffers, total, offset = rest, total - done, offset + done
 
 
+def append_one_way(path, data, start):
+    """Write `data` (bytes-like) at `start`, the end of the file at `path`:
+    its whole blocks with O_DIRECT when `data`'s address sits at `start`'s
+    place in a block, the bytes before the first block boundary and after
+    the last through the page cache, so that every block of the file is
+    written one way only (see `DirectAppender`). What the page cache holds
+    of the file goes to the disk before the direct blocks above it (see
+    `DirectAppender._write`). Unaligned data, or a file system without
+    O_DIRECT: all through the page cache."""
+    view = memoryview(data).cast("B")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        head = min(len(view), -start % DIRECT_ALIGN)
+        direct = (len(view) - head) // DIRECT_ALIGN * DIRECT_ALIGN
+        if head:
+            pwritev_all(fd, [view[:head]], start)
+        if direct and _address(view[head:]) % DIRECT_ALIGN == 0:
+            libc.write_out(fd, 0, start + head)
+            with DirectWriter(path) as writer:
+                if not writer.write(view[head:head + direct], start + head):
+                    pwritev_all(fd, [view[head:head + direct]], start + head)
+        elif direct:
+            pwritev_all(fd, [view[head:head + direct]], start + head)
+        if head + direct < len(view):
+            pwritev_all(fd, [view[head + direct:]], start + head + direct)
+    finally:
+        os.close(fd)
+
+
 class DirectWriter:
     """Writes aligned pieces to a file with O_DIRECT. `write` returns
     whether it wrote: False for a piece that is not aligned, and for every

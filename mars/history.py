@@ -98,13 +98,17 @@ class History:
     def __init__(self, worker):
         self.worker = worker
 
-    async def write_version(self, logfile, end):
-        """version-<nr>-<host> for a logfile this host closed or replayed to its end."""
+    async def write_version(self, logfile, end, digests=None):
+        """version-<nr>-<host> for a logfile this host closed or replayed to
+        its end. `digests`: its records' digest fields up to `end`, when the
+        caller has them (else they are read from the headers)."""
         worker = self.worker
         number, _ = parse_logfile_name(logfile)
         key = worker.key(version_name(number, worker.host))
         path = worker.dir / logfile
-        digests = await trio.to_thread.run_sync(record_digests, path, end) if path.exists() else []
+        if digests is None:
+            digests = await trio.to_thread.run_sync(record_digests, path, end) \
+                if path.exists() else []
         state = worker.state()      # the version just written for the logfile before counts
         previous = self._previous_version(state, number)
         value = version_value(previous, logfile, end, digests)

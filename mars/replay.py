@@ -59,19 +59,22 @@ class ReplayResult:
     bytes: int                  # payload bytes written
     last_sequence: int | None
     damage: object              # LogDamage or None
+    digests: tuple = ()         # the applied records' digest fields, in order (the version's)
 
 
 def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None, sync=True,
-           direct=None):
+           direct=None, held=()):
     """Apply records of a logfile from `position` onto the disk open at
     `disk_fd`. Stops at the end, at damage, or after `limit` records.
     With `sync`, the disk is made durable before the result is returned, so
     the caller may record the new cursor. `direct`: a
     `directio.DirectWriter` on the same disk, for `_write_direct`."""
-    scanner = LogScan(logfile_path, position, expected_sequence)
+    stage = None if direct is None else _stage_direct
+    scanner = LogScan(logfile_path, position, expected_sequence, held, stage)
     applied = written = 0
     last_sequence = None
     end = position
+    digests = []
     for record in scanner:
         if direct is None or not _write_direct(direct, record):
             view = memoryview(record.data)
@@ -82,11 +85,23 @@ def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None
         written += len(record.data)
         last_sequence = record.sequence
         end = record.end
+        digests.append(record.digest)
         if limit is not None and applied >= limit:
             break
     if sync and applied:
         os.fdatasync(disk_fd)
-    return ReplayResult(end, applied, written, last_sequence, scanner.damage)
+    return ReplayResult(end, applied, written, last_sequence, scanner.damage, tuple(digests))
+
+
+def _stage_direct(offset, length):
+    """For the scanner: a large aligned record's payload goes into this
+    thread's aligned buffer (kept), from which `_write_direct` writes it."""
+    if length < DIRECT_MIN or length % DIRECT_ALIGN or offset % DIRECT_ALIGN:
+        return None
+    buffer = getattr(_staging, "buffer", None)
+    if buffer is None or len(buffer) < length:
+        buffer = _staging.buffer = aligned_buffer(length)
+    return memoryview(buffer)[:length]
 
 
 def _write_direct(direct, record):
@@ -97,19 +112,11 @@ def _write_direct(direct, record):
     primary on the same two CPUs wrote 445-662 MiB/s with it, 312-542
     without, the secondary's pace the same. Small records (random 4 KiB
     writes) keep the page cache: a direct write of each would wait for
-    the disk one by one."""
-    size = len(record.data)
-    if size < DIRECT_MIN or size % DIRECT_ALIGN or record.offset % DIRECT_ALIGN:
-        return False
-    buffer = getattr(_staging, "buffer", None)
-    if buffer is None or len(buffer) < size:
-        buffer = _staging.buffer = aligned_buffer(size)
-    piece = memoryview(buffer)[:size]
-    try:
-        piece[:] = record.data
-        return direct.write(piece, record.offset)
-    finally:
-        piece.release()
+    the disk one by one. The scanner staged the payload in an aligned
+    buffer (`_stage_direct`), or it is not one to write direct."""
+    data = record.data
+    return isinstance(data, memoryview) and len(data) >= DIRECT_MIN and \
+        direct.write(data, record.offset)
 
 
 def record_digests(logfile_path, end):

@@ -2,16 +2,18 @@
 loopback TCP: a range of many replies with requests in flight, a reply that
 comes short, and replay going on while the fetch does."""
 
+import os
 import random
 from types import SimpleNamespace
 
 import pytest
 import trio
 
-from mars import follow, transfer
+from mars import follow, net, transfer
 from mars.channels import PeerChannels
 from mars.errors import PeerError
 from mars.history import SplitBrain
+from mars.logfile import LogScan
 from mars.lamport import LamportClock
 from mars.replay import Cursor
 from mars.transfer import DataServer
@@ -259,3 +261,141 @@ def test_a_failure_of_the_fetch_is_raised_as_itself_once_the_replay_stopped(tmp_
     with pytest.raises(PeerError, match="connection lost"):
         trio.run(steps(tmp_path, fetch, replay))
     assert calls
+
+
+# ------------------------------------------ fetched bytes held for replay
+def test_fetched_replies_are_held_for_replay_and_the_fetch_waits_for_room(source, monkeypatch):
+    """Each reply is kept in memory, as the file has it, for the replay
+    alongside; no more than HELD_MAX at once: the fetch waits until replay
+    gives some back (it appends nothing meanwhile, so replay finds in
+    memory what it finds in the file)."""
+    monkeypatch.setattr(follow, "HELD_MAX", 3)
+    monkeypatch.setattr(net, "DIRECT_OVER", 4096)     # replies received into buffers, as 8 MiB ones
+    counts = []                         # replies held when the next is appended
+    seen = set()                        # offsets of the replies replay found held
+    real_append = follow.append_one_way
+
+    async def body(follower):
+        def append(path, data, offset):
+            counts.append(follower._held_count())
+            return real_append(path, data, offset)
+        monkeypatch.setattr(follow, "append_one_way", append)
+
+        async def replay():
+            position = 0
+            while True:
+                await trio.sleep(0.005)
+                pieces = follower.held.get(LOGFILE, [])
+                for start, view, _ in pieces:
+                    seen.add(start)
+                    assert bytes(view) == source.data[start:start + len(view)]
+                    assert start + len(view) <= (source.b_dir / LOGFILE).stat().st_size
+                if pieces:
+                    position = pieces[-1][0] + len(pieces[-1][1])
+                    follower._release_held(Cursor(LOGFILE, position, position))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(replay)
+            got = await follower._fetch_range(ResourceState(), "a", LOGFILE, 0,
+                                              len(source.data), hold=True)
+            while follower.held.get(LOGFILE):       # replay takes the last ones too
+                await trio.sleep(0.005)
+            nursery.cancel_scope.cancel()
+        return got
+
+    assert run_with_server(source, monkeypatch, body) == len(source.data)
+    assert (source.b_dir / LOGFILE).read_bytes() == source.data
+    assert max(counts) == 2, counts     # never a fourth
+    # every whole reply was held: the fetch waited for room, not went on without
+    assert seen == set(range(0, 10 * SMALL_FETCH, SMALL_FETCH))
+
+
+def held_follower(tmp_path, pieces):
+    """A follower holding `pieces`: {logfile: [(start, length)]}."""
+    follower = follower_of(tmp_path, channels=None)
+    for logfile, ranges in pieces.items():
+        follower.held[logfile] = [(start, memoryview(bytearray(length)), bytearray(length))
+                                  for start, length in ranges]
+    return follower
+
+
+def test_replay_gives_back_what_it_passed_and_keeps_what_lies_ahead(tmp_path, monkeypatch):
+    given_back = []
+    monkeypatch.setattr(follow, "_give_back", given_back.append)
+    follower = held_follower(tmp_path, {"log-000000001-a": [(0, 100)],
+                                        "log-000000002-a": [(0, 100), (100, 100), (200, 50)],
+                                        "log-000000003-a": [(0, 10)]})
+    follower._release_held(Cursor("log-000000002-a", 200, 250))
+    assert len(given_back) == 3
+    assert {logfile: [start for start, _, _ in pieces]
+            for logfile, pieces in follower.held.items()} == \
+        {"log-000000002-a": [200], "log-000000003-a": [0]}
+
+
+def test_the_fetch_waits_for_room_only_while_replay_can_give_some_back(tmp_path, monkeypatch):
+    """At HELD_MAX, the fetch waits for replay; not when replay itself
+    waits for appends (it stands at a logfile's end whose successor is
+    held: it would wait forever), then the reply is not held."""
+    monkeypatch.setattr(follow, "HELD_MAX", 2)
+    follower = held_follower(tmp_path, {"log-000000002-a": [(0, 100), (100, 100)]})
+    data = memoryview(bytearray(100))
+
+    async def main():
+        follower.replay_idle = True
+        with trio.fail_after(5):
+            idle = await follower._room_to_hold("log-000000002-a", 200, data)
+        follower.replay_idle = False
+        with trio.move_on_after(0.2) as waited:
+            await follower._room_to_hold("log-000000002-a", 200, data)
+        async with trio.open_nursery() as nursery:
+            async def release():
+                await trio.sleep(0.05)
+                follower._release_held(Cursor("log-000000002-a", 100, 200))
+            nursery.start_soon(release)
+            with trio.fail_after(5):
+                room = await follower._room_to_hold("log-000000002-a", 200, data)
+        return idle, waited.cancelled_caught, room
+
+    assert trio.run(main) == (False, True, True)
+
+
+def test_the_version_is_made_from_the_digests_replay_kept_not_read_back(tmp_path, monkeypatch):
+    """Replayed in steps from a logfile's start, the digests kept give the
+    version its headers give; replay that began mid-logfile (a restart),
+    or more digests than DIGESTS_KEPT, leave it to the headers."""
+    from mars.replay import record_digests, replay, version_value
+    from tests.unit.conftest import make_disk, random_writes, write_log
+    path = tmp_path / LOGFILE
+    write_log(path, random_writes(3, 40, 1 << 20, lengths=(512, 4096, 7)))
+    size = path.stat().st_size
+    disk = make_disk(tmp_path / "disk", 1 << 20)
+
+    def replayed(follower, position):
+        fd = os.open(disk, os.O_WRONLY)
+        try:
+            while True:
+                result = replay(path, fd, position, limit=7)
+                if not result.applied:
+                    return
+                follower.cursor = Cursor(LOGFILE, position, size)
+                follower._note_digests(follower.cursor, result)
+                position = result.position
+                follower.cursor = Cursor(LOGFILE, position, size)
+        finally:
+            os.close(fd)
+
+    follower = follower_of(tmp_path, channels=None)
+    replayed(follower, 0)
+    kept = follower._digests_to(size)
+    assert version_value("", LOGFILE, size, kept) == \
+        version_value("", LOGFILE, size, record_digests(path, size))
+    assert follower._digests_to(size - 1) is None
+
+    restarted = follower_of(tmp_path, channels=None)
+    replayed(restarted, next(iter(LogScan(path))).end)
+    assert restarted._digests_to(size) is None
+
+    monkeypatch.setattr(follow, "DIGESTS_KEPT", 20 * 10)
+    few = follower_of(tmp_path, channels=None)
+    replayed(few, 0)
+    assert few._digests_to(size) is None

@@ -73,6 +73,13 @@ def test_the_file_holds_what_was_appended_and_nothing_goes_direct_above_unwritte
     assert path.read_bytes() == appended
     appender.close()
 
+    assert_one_way_and_written_out_below(writes)
+
+
+def assert_one_way_and_written_out_below(writes):
+    """The block model of `writes` (the fixture's record): something went
+    direct, something through the page cache; no block both ways; no
+    direct write above a block of the page cache not written out."""
     assert any(direct is True for direct, _, _ in writes), "nothing went direct"
     assert any(direct is False for direct, _, _ in writes)
     dirty = set()                       # blocks written through the page cache, not written out
@@ -90,6 +97,30 @@ def test_the_file_holds_what_was_appended_and_nothing_goes_direct_above_unwritte
         else:
             dirty |= set(blocks(offset, length))
             cached |= set(blocks(offset, length))
+
+
+def test_fetched_bytes_appended_one_way_keep_the_block_rules_and_the_bytes(tmp_path, writes):
+    """A secondary appends each fetch reply with `append_one_way`: from a
+    page-aligned buffer in which the reply sits at its file offset's place
+    in a block, its whole blocks go direct; a reply in an unaligned buffer
+    (a compressed one, decoded) goes through the page cache; the block
+    rules of the appender hold across replies."""
+    path = tmp_path / "log"
+    path.write_bytes(b"")
+    appended = b""
+    for number, piece in enumerate(pieces(2, 30)):
+        start = len(appended)
+        if number % 7 == 3:
+            data = piece                                    # bytes: unaligned
+        else:
+            skew = start % DIRECT_ALIGN
+            buffer = directio.aligned_buffer(len(piece) + skew + DIRECT_ALIGN)
+            buffer[skew:skew + len(piece)] = piece
+            data = memoryview(buffer)[skew:skew + len(piece)]
+        directio.append_one_way(str(path), data, start)
+        appended += piece
+    assert path.read_bytes() == appended
+    assert_one_way_and_written_out_below(writes)
 
 
 def test_a_reader_always_sees_a_prefix_of_what_was_appended(tmp_path):

@@ -179,3 +179,28 @@ def test_a_disk_that_refuses_direct_io_gets_every_record_through_the_page_cache(
     result, direct, digest = replayed_with(tmp_path, "refused", writes)
     assert direct == [] and result.applied == len(writes)
     assert digest == sha(tmp_path / "expected")
+
+
+def test_replay_from_fetched_bytes_held_in_memory_gives_the_same_disk(tmp_path):
+    """A secondary replays what its fetch holds in memory (`held`), not
+    what it reads back: with the logfile zeroed where the pieces are, the
+    disk is still the writes' own; large records still go direct."""
+    writes = mixed_writes()
+    apply_directly(make_disk(tmp_path / "expected", DISK_SIZE), writes)
+    log = tmp_path / "log-held"
+    write_log(log, writes)
+    data = log.read_bytes()
+    cut = len(data) // 3                # a record spans the two pieces
+    held = [(0, memoryview(bytearray(data[:cut]))),
+            (cut, memoryview(bytearray(data[cut:2 * cut])))]
+    log.write_bytes(bytes(2 * cut) + data[2 * cut:])   # the rest only in the file
+    disk = make_disk(tmp_path / "disk-held", DISK_SIZE)
+    fd = os.open(disk, os.O_RDWR)
+    try:
+        with DirectSpy(disk) as direct:
+            result = replay(log, fd, direct=direct, held=held)
+    finally:
+        os.close(fd)
+    assert result.applied == len(writes) and result.damage is None
+    assert len(direct.pieces) == 3
+    assert sha(tmp_path / "disk-held") == sha(tmp_path / "expected")
