@@ -396,6 +396,8 @@ class Daemon:
                         remote[0], remote[1], net.HANDSHAKE_TIMEOUT)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s ended: %s", remote, exc)
+        except Exception:                   # noqa: BLE001 (a bug costs this connection, not marsd)
+            log.exception("answering %s:%d failed; that connection is closed", remote[0], remote[1])
         finally:
             await stream.aclose()
 

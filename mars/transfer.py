@@ -31,6 +31,7 @@ never matches, so the chunk travels.
 import errno
 import functools
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -43,6 +44,8 @@ from mars import libc, net
 from mars.directio import DirectWriter, pwritev_all
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
+
+log = logging.getLogger("marsd.data")
 
 FETCH_MAX = 8 << 20             # bytes per read reply
 CHUNK = 1 << 20                 # sync chunk
@@ -255,6 +258,9 @@ class DataServer:
             except (net.ProtocolError, trio.TooSlowError, trio.BrokenResourceError,
                     trio.ClosedResourceError, OSError):
                 pass
+            except Exception:               # noqa: BLE001 (a bug costs this connection, not marsd)
+                log.exception("port %d: answering a request failed; that connection is closed",
+                              port)
             finally:
                 await stream.aclose()
         await trio.serve_tcp(handle, port, host=address, task_status=task_status)

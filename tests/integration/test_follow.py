@@ -399,3 +399,27 @@ def test_the_version_is_made_from_the_digests_replay_kept_not_read_back(tmp_path
     few = follower_of(tmp_path, channels=None)
     replayed(few, 0)
     assert few._digests_to(size) is None
+
+
+def test_a_failure_in_answering_one_request_costs_its_connection_not_the_server(
+        source, monkeypatch, caplog):
+    """A bug in answering (here: any exception the server does not expect)
+    is logged and closes that connection; the next connection is served.
+    It ended the whole daemon, and its devices with it."""
+    calls = []
+
+    async def answer(header, buffer=None):
+        calls.append(header.get("type"))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return await source.server.answer_fetch(header, buffer)
+
+    async def body(follower):
+        with pytest.raises(PeerError):
+            await follower._fetch_range(ResourceState(), "a", LOGFILE, 0, len(source.data))
+        await follower.worker.channels.drop("a", follow.PORT_FETCH)
+        return await follower._fetch_range(ResourceState(), "a", LOGFILE, 0, len(source.data))
+
+    assert run_with_server(source, monkeypatch, body, answer) == len(source.data)
+    assert (source.b_dir / LOGFILE).read_bytes() == source.data
+    assert "answering a request failed" in caplog.text and "a bug" in caplog.text
