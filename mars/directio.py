@@ -58,32 +58,49 @@ def pwritev_all(fd, buffers, offset):
 
 
 def append_one_way(path, data, start):
-    """Write `data` (bytes-like) at `start`, the end of the file at `path`:
-    its whole blocks with O_DIRECT when `data`'s address sits at `start`'s
-    place in a block, the bytes before the first block boundary and after
-    the last through the page cache, so that every block of the file is
-    written one way only (see `DirectAppender`). What the page cache holds
-    of the file goes to the disk before the direct blocks above it (see
-    `DirectAppender._write`). Unaligned data, or a file system without
-    O_DIRECT: all through the page cache."""
+    """Write `data` (bytes-like) at `start`, the end of the file at `path`,
+    each block one way only (`write_one_way`): its whole blocks with
+    O_DIRECT when `data`'s address sits at `start`'s place in a block, all
+    through the page cache when not (or without O_DIRECT). Everything the
+    page cache holds of the file goes to the disk before the direct blocks."""
     view = memoryview(data).cast("B")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        head = min(len(view), -start % DIRECT_ALIGN)
-        direct = (len(view) - head) // DIRECT_ALIGN * DIRECT_ALIGN
-        if head:
-            pwritev_all(fd, [view[:head]], start)
-        if direct and _address(view[head:]) % DIRECT_ALIGN == 0:
-            libc.write_out(fd, 0, start + head)
-            with DirectWriter(path) as writer:
-                if not writer.write(view[head:head + direct], start + head):
-                    pwritev_all(fd, [view[head:head + direct]], start + head)
-        elif direct:
-            pwritev_all(fd, [view[head:head + direct]], start + head)
-        if head + direct < len(view):
-            pwritev_all(fd, [view[head + direct:]], start + head + direct)
+        with DirectWriter(path) as direct:
+            write_one_way(fd, direct, view, start, written_out=0)
     finally:
         os.close(fd)
+
+
+def write_one_way(fd, direct, view, start, written_out):
+    """Write `view` at `start` of the file `fd`: the bytes up to the first
+    block boundary and after the last through the page cache, the whole
+    blocks between with `direct` (a DirectWriter on the file) if it takes
+    them, else through the page cache too. So every block of a file that is
+    only appended to is written one way only (see `DirectAppender`). What
+    went through the page cache from `written_out` on is written out before
+    the direct blocks; the new `written_out`."""
+    head = min(len(view), -start % DIRECT_ALIGN)
+    whole = (len(view) - head) // DIRECT_ALIGN * DIRECT_ALIGN
+    if head:
+        pwritev_all(fd, [view[:head]], start)
+    if whole:
+        piece = view[head:head + whole]
+        # What went through the page cache before these blocks must be on
+        # the disk first: a direct write that extends the file commits its
+        # new size at once, and after a power loss a block not yet written
+        # back (ext4's delayed allocation) would read as zeros in the middle
+        # of the log, corruption where there should be at most a torn tail.
+        if direct.fd is not None and _address(piece) % DIRECT_ALIGN == 0 and \
+                written_out < start + head:
+            libc.write_out(fd, written_out, start + head - written_out)
+        if direct.write(piece, start + head):
+            written_out = start + head + whole
+        else:
+            pwritev_all(fd, [piece], start + head)
+    if head + whole < len(view):
+        pwritev_all(fd, [view[head + whole:]], start + head + whole)
+    return written_out
 
 
 class DirectWriter:
@@ -261,27 +278,8 @@ class DirectAppender:
     def _write(self, buffer, skew, start, length):
         view = memoryview(buffer)
         try:
-            head = min(length, -start % DIRECT_ALIGN)
-            direct = (length - head) // DIRECT_ALIGN * DIRECT_ALIGN
-            first = skew + head                 # a block boundary when `direct`
-            if head:
-                pwritev_all(self.fd, [view[skew:first]], start)
-            if direct:
-                # What went through the page cache before these blocks must
-                # be on the disk first: a direct write that extends the file
-                # commits its new size at once, and after a power loss a
-                # block not yet written back (ext4's delayed allocation)
-                # would read as zeros in the middle of the log, corruption
-                # where there should be at most a torn tail.
-                if self.direct.fd is not None and self.written_out < start + head:
-                    libc.write_out(self.fd, self.written_out, start + head - self.written_out)
-                piece = view[first:first + direct]
-                if self.direct.write(piece, start + head):
-                    self.written_out = start + head + direct
-                else:
-                    pwritev_all(self.fd, [piece], start + head)
-            if head + direct < length:
-                pwritev_all(self.fd, [view[first + direct:skew + length]], start + head + direct)
+            self.written_out = write_one_way(self.fd, self.direct, view[skew:skew + length],
+                                             start, self.written_out)
         finally:
             view.release()
 

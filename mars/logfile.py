@@ -98,18 +98,23 @@ _extend_buffer = _buffer_crc32c()
 def _crc32c(parts):
     crc = 0
     for part in parts:
-        if not len(part):
-            continue
-        if isinstance(part, bytes) or _extend_buffer is None:
+        address = _writable_address(part) if _extend_buffer is not None else None
+        if address is None:
             crc = google_crc32c.extend(crc, bytes(part))
-            continue
-        try:
-            address = ctypes.addressof(ctypes.c_char.from_buffer(part))
-        except TypeError:           # read-only
-            crc = google_crc32c.extend(crc, bytes(part))
-            continue
-        crc = _extend_buffer(crc, address, len(part))
+        else:
+            crc = _extend_buffer(crc, address, len(part))
     return crc.to_bytes(4, "big")
+
+
+def _writable_address(part):
+    """The address of a writable, non-empty buffer's first byte; None for
+    bytes, read-only or empty ones."""
+    if isinstance(part, bytes) or not len(part):
+        return None
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(part))
+    except TypeError:
+        return None
 
 
 def digest(kind, *parts):
