@@ -20,6 +20,7 @@ import logging
 import mmap
 import os
 import threading
+import time
 from collections import deque
 
 from mars import libc
@@ -30,6 +31,7 @@ DIRECT_ALIGN = 4096             # offsets, lengths and addresses of direct write
 STAGE_BYTES = 4 << 20           # one staging buffer of an appender
 STAGES = 3                      # staging buffers at most (allocated as needed)
 DIRECT_MIN = 128 << 10          # whole blocks an append needs to go direct (see `append`)
+CARRY_SECONDS = 0.005           # how long a staged append's last partial block waits for the next
 
 
 def aligned_buffer(size):
@@ -139,6 +141,19 @@ class DirectWriter:
         self.close()
 
 
+def _read_partial_block(path, size):
+    """The bytes of the file at `path` from the block boundary below
+    `size` to `size`."""
+    keep = size % DIRECT_ALIGN
+    if not keep:
+        return b""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, keep, size - keep)
+    finally:
+        os.close(fd)
+
+
 def _address(piece):
     """The address of a writable buffer's first byte; 1 (never aligned)
     for a read-only one."""
@@ -152,25 +167,40 @@ class DirectAppender:
     """Appends to a file, its whole blocks with O_DIRECT from a thread.
 
     `append` copies the bytes into a page-aligned staging buffer and
-    returns; the appender's thread writes the buffers in order: the start
-    of a buffer up to the next block boundary and its last partial block
-    through the page cache, the whole blocks between them direct. So every
-    block of the file is written one way only, its size is always exactly
-    what was appended so far (a reader sees a prefix), and the file never
-    has a hole. One way only, because a block written direct over the page
-    cache's copy of it races a reader (the fetch server's sendfile): the
-    reader may cache the block as the disk held it before, and the kernel's
-    invalidation after the direct write can miss that page, so reads see
-    zeros in the middle of the log (3 of 40 runs of the prefix test's
-    appends with a busy loop beside them, a4e6f72 to 6be944e). An append with few whole blocks (small random writes),
-    while nothing is in flight, is written at once through the page cache
-    instead: a hand-over to the thread costs more than the copy.
+    returns; the appender's thread writes the buffers in order, every block
+    of the file one way only: direct, or through the page cache. One way
+    only, because a block written direct over the page cache's copy of it
+    races a reader (the fetch server's sendfile): the reader may cache the
+    block as the disk held it before, and the kernel's invalidation after
+    the direct write can miss that page, so reads see zeros in the middle
+    of the log (3 of 40 runs of the prefix test's appends with a busy loop
+    beside them, a4e6f72 to 6be944e).
 
-    `written` is how much of it is in the file (in the kernel: a killed
-    process loses nothing below it); `wait_written` waits for a position,
-    `sync` makes all that was appended durable. A failed write (EIO,
-    ENOSPC) is kept: every later call raises it, and what was staged after
-    it is dropped (it was never acknowledged as durable).
+    A staged buffer starts at the block boundary below its first byte (the
+    bytes of that block appended before it are copied in ahead of them),
+    and its last partial block is carried: not written, kept in memory
+    (`carried`), until the next staged buffer writes it direct with its
+    own bytes. So a stream of large appends goes direct from end to end.
+    A carried block that no append follows within CARRY_SECONDS, or that a
+    sync or close needs, goes through the page cache instead, and the next
+    buffer then writes the rest of that block through the page cache and
+    writes the page cache out before its direct blocks (a direct write
+    that extends the file commits its size at once: after a power loss a
+    block the page cache had not written back, ext4's delayed allocation,
+    would read as zeros in the middle of the log, corruption where there
+    should be at most a torn tail). An append with few whole blocks (small
+    random writes), while nothing is in flight or carried, is written at
+    once through the page cache: a hand-over to the thread costs more than
+    the copy.
+
+    The file's size is always what was written of a prefix of the appends
+    (a reader sees a prefix), and the file never has a hole. `written` is
+    how much of it is in the file (in the kernel: a killed process loses
+    nothing below it; up to a block less than appended while a block is
+    carried); `wait_written` waits for a position, `sync` makes all that
+    was appended durable. A failed write (EIO, ENOSPC) is kept: every later
+    call raises it, and what was staged after it is dropped (it was never
+    acknowledged as durable).
 
     Threads: `append` and `close` from one thread; `wait_written` and
     `sync` from any (a sync covers what was appended before it began)."""
@@ -186,6 +216,9 @@ class DirectAppender:
         self.end = size                 # appended
         self.written = size             # in the file
         self.written_out = size         # on the disk up to here, as far as direct writes go
+        self.partial = _read_partial_block(path, size)  # appended bytes of the block at `end`
+        self.carried = None             # (offset, bytes): the thread's last partial block, unwritten
+        self.syncing = 0                # sync() calls waiting: a carried block goes now
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.jobs = deque()             # (buffer, skew, start, length), the first being written
@@ -199,31 +232,53 @@ class DirectAppender:
         """Append the bytes-like `parts`, `size` bytes in all."""
         with self.lock:
             self._raise_failure()
-            inline = not self.jobs and (self.direct.fd is None
-                                        or self._whole_blocks(size) < self.direct_min)
+            inline = not self.jobs and self.carried is None and (
+                self.direct.fd is None or self._whole_blocks(size) < self.direct_min)
         if inline:
             pwritev_all(self.fd, parts, self.end)
+            self._note_partial(parts, size)
             self.end += size
             with self.lock:
                 self.written = self.end
             return
         start, buffer, filled = self.end, None, 0
+        prefix = self.partial
         for part in parts:
             view = memoryview(part).cast("B")
             while view:
                 if buffer is None:
                     buffer = self._staging_buffer()
                     skew = filled = start % DIRECT_ALIGN
+                    buffer[:skew] = prefix          # the block's bytes appended before
                 room = min(len(view), self.stage_bytes + skew - filled)
                 buffer[filled:filled + room] = view[:room]
                 filled += room
                 view = view[room:]
                 if filled == self.stage_bytes + skew:
+                    prefix = bytes(buffer[self.stage_bytes:filled])
                     self._submit(buffer, skew, start, filled - skew)
                     start, buffer = start + filled - skew, None
         if buffer is not None:
             self._submit(buffer, skew, start, filled - skew)
+            self.partial = bytes(buffer[filled - (start + filled - skew) % DIRECT_ALIGN:filled])
+        else:
+            self.partial = prefix
         self.end += size
+
+    def _note_partial(self, parts, size):
+        """`partial` after appending `parts` (`size` bytes) at `end`."""
+        keep = (self.end + size) % DIRECT_ALIGN
+        if self.end // DIRECT_ALIGN == (self.end + size) // DIRECT_ALIGN:
+            self.partial += b"".join(parts)
+            return
+        tail = []
+        for part in reversed(parts):
+            if keep <= 0:
+                break
+            view = memoryview(part).cast("B")
+            tail.append(bytes(view[max(0, len(view) - keep):]))
+            keep -= len(view)
+        self.partial = b"".join(reversed(tail))
 
     def _whole_blocks(self, size):
         first = -(-self.end // DIRECT_ALIGN)
@@ -253,14 +308,16 @@ class DirectAppender:
     def _run(self):
         while True:
             with self.lock:
-                while not self.jobs and not self.closing:
-                    self.changed.wait()
-                if not self.jobs:
+                job = self._next_job()
+                if job is None:
                     return
-                buffer, skew, start, length = self.jobs[0]
             try:
-                self._write(buffer, skew, start, length)
+                if job == "carried":
+                    self._write_carried()
+                else:
+                    self._write(*job)
             except Exception as exc:    # noqa: BLE001 (kept and raised: the waiters must not hang)
+                start = job[2] if job != "carried" else self.carried[0]
                 log.error("appending to %s failed at byte %d: %s; the writes after it are "
                           "dropped, every later write and sync answers the error",
                           self.path, start, exc)
@@ -269,19 +326,61 @@ class DirectAppender:
                     self.jobs.clear()
                     self.changed.notify_all()
                 return
-            with self.lock:
-                self.jobs.popleft()
-                self.written = start + length
-                self.idle.append(buffer)
-                self.changed.notify_all()
+            if job != "carried":
+                with self.lock:
+                    self.jobs.popleft()
+                    self.idle.append(job[0])
+                    self.changed.notify_all()
+
+    def _next_job(self):
+        """(Under the lock.) The next staged buffer, "carried" when the
+        carried block is to go through the page cache now, or None when
+        the thread is to end."""
+        deadline = None
+        while not self.jobs:
+            if self.carried is None:
+                if self.closing:
+                    return None
+                self.changed.wait()
+                continue
+            if self.closing or self.syncing:
+                return "carried"
+            now = time.monotonic()
+            deadline = deadline or now + CARRY_SECONDS
+            if now >= deadline:
+                return "carried"
+            self.changed.wait(deadline - now)
+        return self.jobs[0]
 
     def _write(self, buffer, skew, start, length):
-        view = memoryview(buffer)
+        end = start + length
+        with self.lock:
+            carried = self.carried is not None
+        # From the block boundary when that block is carried (unwritten):
+        # the buffer holds its earlier bytes ahead of `skew`.
+        first = start - skew if carried else start
+        view = memoryview(buffer)[skew - (start - first):skew + length]
+        keep = end % DIRECT_ALIGN
+        if not keep or self.direct.fd is None or end - keep < first:
+            keep = 0        # nothing to carry, or the block is partly in the page cache
         try:
-            self.written_out = write_one_way(self.fd, self.direct, view[skew:skew + length],
-                                             start, self.written_out)
+            if len(view) > keep:
+                self.written_out = write_one_way(self.fd, self.direct, view[:len(view) - keep],
+                                                 first, self.written_out)
+            tail = bytes(view[len(view) - keep:]) if keep else None
         finally:
             view.release()
+        with self.lock:
+            self.carried = (end - keep, tail) if keep else None
+            self.written = max(self.written, end - keep)
+
+    def _write_carried(self):
+        offset, tail = self.carried
+        pwritev_all(self.fd, [tail], offset)
+        with self.lock:
+            self.carried = None
+            self.written = offset + len(tail)
+            self.changed.notify_all()
 
     def wait_written(self, position, timeout=None):
         """Block until the file holds the bytes before `position`; raises
@@ -294,7 +393,14 @@ class DirectAppender:
 
     def sync(self):
         """Everything appended so far durable."""
-        self.wait_written(self.end)
+        with self.lock:
+            self.syncing += 1
+            self.changed.notify_all()
+        try:
+            self.wait_written(self.end)
+        finally:
+            with self.lock:
+                self.syncing -= 1
         os.fdatasync(self.fd)
 
     def close(self):

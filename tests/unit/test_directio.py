@@ -99,6 +99,86 @@ def assert_one_way_and_written_out_below(writes):
             cached |= set(blocks(offset, length))
 
 
+def test_a_stream_of_large_appends_goes_direct_from_end_to_end(tmp_path, writes, monkeypatch):
+    """Each staged buffer's last partial block is carried to the next one,
+    which writes it direct with its own bytes: no block of the stream goes
+    through the page cache and nothing waits for a write-out, but the last
+    block, which the sync writes."""
+    monkeypatch.setattr(directio, "CARRY_SECONDS", 60)      # no append comes too late
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    rng = random.Random(8)
+    data = [rng.randbytes(rng.choice([300_001, 1 << 20, 3 << 20]) + rng.randrange(4096))
+            for _ in range(12)]
+    for piece in data:
+        appender.append([piece[:64], memoryview(piece)[64:]], len(piece))
+    appended = b"".join(data)
+    assert appender.wait_written(len(appended) // DIRECT_ALIGN * DIRECT_ALIGN, timeout=30)
+    assert appender.written == len(appended) // DIRECT_ALIGN * DIRECT_ALIGN
+    assert path.stat().st_size == appender.written          # the carried block is not in the file
+    assert all(direct is True for direct, _, _ in writes), writes
+    appender.sync()
+    assert appender.written == len(appended)
+    assert path.read_bytes() == appended
+    appender.close()
+    assert writes[-1] == (False, len(appended) // DIRECT_ALIGN * DIRECT_ALIGN,
+                          len(appended) % DIRECT_ALIGN)
+    assert_one_way_and_written_out_below(writes)
+
+
+def test_a_carried_block_no_append_follows_goes_through_the_page_cache(
+        tmp_path, writes, monkeypatch):
+    """Alone, a carried block is written through the page cache after
+    CARRY_SECONDS (a reader, the write-back, waits no longer); the next
+    staged buffer then writes the rest of that block through the page
+    cache too, and writes it out before its direct blocks."""
+    monkeypatch.setattr(directio, "CARRY_SECONDS", 0.05)
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    first, second = random.Random(9).randbytes(500_001), random.Random(10).randbytes(700_003)
+    appender.append([first], len(first))
+    assert appender.wait_written(len(first), timeout=30)
+    assert path.read_bytes() == first
+    tail_block = len(first) // DIRECT_ALIGN * DIRECT_ALIGN
+    assert (False, tail_block, len(first) - tail_block) in writes
+    appender.append([second], len(second))
+    appender.close()
+    assert path.read_bytes() == first + second
+    after = writes[writes.index((False, tail_block, len(first) - tail_block)) + 1:]
+    assert after[0] == (False, len(first), DIRECT_ALIGN - len(first) % DIRECT_ALIGN)
+    assert after[1][0] == "written out" and after[2][0] is True
+    assert_one_way_and_written_out_below(writes)
+
+
+def test_small_appends_after_a_carried_block_keep_the_bytes_and_the_block_rules(
+        tmp_path, writes, monkeypatch):
+    """An append too small to go direct is staged while a block is carried
+    (written at once it would land beyond bytes not yet in the file)."""
+    monkeypatch.setattr(directio, "CARRY_SECONDS", 60)
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    rng = random.Random(11)
+    data = [rng.randbytes(size) for size in (300_001, 60, 4097, 100, 5000, 260_000, 7)]
+    for piece in data:
+        appender.append([piece], len(piece))
+    appender.sync()
+    appender.close()
+    assert path.read_bytes() == b"".join(data)
+    assert_one_way_and_written_out_below(writes)
+
+
+def test_an_appender_on_a_file_ending_in_a_partial_block_carries_on_from_its_bytes(
+        tmp_path, writes):
+    path = tmp_path / "log"
+    start = random.Random(12).randbytes(10_000)
+    path.write_bytes(start)
+    appender = DirectAppender(str(path), size=len(start), stage_bytes=1 << 20, stages=2)
+    more = random.Random(13).randbytes(600_000)
+    appender.append([more], len(more))
+    appender.close()
+    assert path.read_bytes() == start + more
+
+
 def test_fetched_bytes_appended_one_way_keep_the_block_rules_and_the_bytes(tmp_path, writes):
     """A secondary appends each fetch reply with `append_one_way`: from a
     page-aligned buffer in which the reply sits at its file offset's place
