@@ -11,7 +11,8 @@ Prints, for sequential 1 MiB direct writes (fio, iodepth 4) on /dev/mars:
    how long b takes to catch up after the writer stopped and its rate over
    the whole run, and the CPU time per MiB of a's device, a's marsd (the
    fetch server) and b's marsd (fetch, log append, replay), and the
-   disk's bytes per byte fio wrote (a and b share it here);
+   disk's bytes written and read per byte fio wrote (a and b share it
+   here), and how much of it a's marsd read back to serve b's fetch;
 3. b catching up on a burst it did not fetch while it was written (fetch
    paused, the page cache dropped, fetch resumed): b's rate until it is up
    to date, and b's marsd's CPU per MiB. On one machine a and b share the
@@ -63,11 +64,28 @@ def block_device(path):
 
 def bytes_written(device):
     """Bytes written to `device` since boot (/proc/diskstats: sectors of 512 bytes)."""
+    return _disk_sectors(device, 9) * 512
+
+
+def bytes_read(device):
+    """Bytes read from `device` since boot."""
+    return _disk_sectors(device, 5) * 512
+
+
+def _disk_sectors(device, field):
     for line in Path("/proc/diskstats").read_text().splitlines():
         fields = line.split()
         if fields[2] == device:
-            return int(fields[9]) * 512
+            return int(fields[field])
     raise SystemExit(f"{device} is not in /proc/diskstats")
+
+
+def process_read_bytes(pid):
+    """Bytes `pid` had read from a disk (/proc/<pid>/io; the page cache's hits not)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    return 0
 
 
 def the_disk(base, args):
@@ -139,11 +157,13 @@ def with_secondary(base, args):
             net.wait(b, "vm1")
             os.sync()
             before = {name: process_seconds(pid) for name, pid in processes.items()}
-            written = bytes_written(disk)
+            written, read = bytes_written(disk), bytes_read(disk)
+            fetch_read = process_read_bytes(a.process.pid)
             started = time.perf_counter()
             rate, _ = fio(device, "seq", "write", "1m", "512m", 4, runtime=args.seconds)
             stopped = time.perf_counter()
-            during = bytes_written(disk) - written
+            during, read = bytes_written(disk) - written, bytes_read(disk) - read
+            fetch_read = process_read_bytes(a.process.pid) - fetch_read
             net.wait(b, "vm1")
             caught_up = time.perf_counter()
             mib = rate * (stopped - started) / MIB
@@ -152,7 +172,8 @@ def with_secondary(base, args):
             print(f"2. with b: a {rate / MIB:.0f} MiB/s; b caught up {caught_up - stopped:.1f} s "
                   f"later ({mib / (caught_up - started):.0f} MiB/s over the run); "
                   f"CPU per MiB: {costs}; the disk took {during / MIB / mib:.2f} bytes per "
-                  f"byte during fio", flush=True)
+                  f"byte during fio and gave {read / MIB / mib:.2f} (a's marsd, the fetch "
+                  f"server, read {fetch_read / MIB / mib:.2f})", flush=True)
 
 
 def catching_up(base, args):
