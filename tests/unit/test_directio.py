@@ -54,6 +54,24 @@ def blocks(offset, length):
     return range(offset // DIRECT_ALIGN, (offset + length - 1) // DIRECT_ALIGN + 1)
 
 
+def sync_within(appender, seconds=30):
+    """appender.sync(), failing (not hanging) when it does not return."""
+    failure = []
+
+    def sync():
+        try:
+            appender.sync()
+        except Exception as exc:    # noqa: BLE001 (raised in the test's thread)
+            failure.append(exc)
+
+    thread = threading.Thread(target=sync, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"sync did not return within {seconds} s"
+    if failure:
+        raise failure[0]
+
+
 def test_the_file_holds_what_was_appended_and_nothing_goes_direct_above_unwritten_cache(
         tmp_path, writes):
     """Whole blocks go direct, never one that went through the page cache
@@ -68,7 +86,7 @@ def test_the_file_holds_what_was_appended_and_nothing_goes_direct_above_unwritte
         # in parts, as the log writer hands over header and payload
         appender.append([piece[:60], memoryview(piece)[60:]], len(piece))
         appended += piece
-    appender.sync()
+    sync_within(appender)
     assert appender.written == len(appended)
     assert path.read_bytes() == appended
     appender.close()
@@ -117,7 +135,7 @@ def test_a_stream_of_large_appends_goes_direct_from_end_to_end(tmp_path, writes,
     assert appender.written == len(appended) // DIRECT_ALIGN * DIRECT_ALIGN
     assert path.stat().st_size == appender.written          # the carried block is not in the file
     assert all(direct is True for direct, _, _ in writes), writes
-    appender.sync()
+    sync_within(appender)
     assert appender.written == len(appended)
     assert path.read_bytes() == appended
     appender.close()
@@ -161,9 +179,54 @@ def test_small_appends_after_a_carried_block_keep_the_bytes_and_the_block_rules(
     data = [rng.randbytes(size) for size in (300_001, 60, 4097, 100, 5000, 260_000, 7)]
     for piece in data:
         appender.append([piece], len(piece))
-    appender.sync()
+    sync_within(appender)
     appender.close()
     assert path.read_bytes() == b"".join(data)
+    assert_one_way_and_written_out_below(writes)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_appends_syncs_and_pauses_in_any_order_keep_the_bytes_and_the_block_rules(
+        tmp_path, writes, monkeypatch, seed):
+    """Carried blocks taken by the next buffer, given up after a pause,
+    written for a sync from another thread while appends go on: the
+    file holds every byte, every block went one way only, and `written`
+    never runs backwards nor past what was appended."""
+    monkeypatch.setattr(directio, "CARRY_SECONDS", 0.002)
+    rng = random.Random(seed)
+    path = tmp_path / "log"
+    appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
+    stop, seen = threading.Event(), []
+
+    def watch_written():
+        while not stop.is_set():
+            seen.append(appender.written)
+
+    watcher = threading.Thread(target=watch_written)
+    watcher.start()
+    syncs = []
+    try:
+        for piece in pieces(seed + 20, 30):
+            appender.append([piece[:64], memoryview(piece)[64:]], len(piece))
+            action = rng.random()
+            if action < 0.15:
+                sync_within(appender)
+            elif action < 0.25:
+                sync = threading.Thread(target=appender.sync)
+                sync.start()
+                syncs.append(sync)
+            elif action < 0.35:
+                assert appender.wait_written(appender.end, timeout=30)     # the pause gives it up
+        for sync in syncs:
+            sync.join(30)
+            assert not sync.is_alive(), "a sync did not return within 30 s"
+        sync_within(appender)
+    finally:
+        stop.set()
+        watcher.join()
+        appender.close()
+    assert path.read_bytes() == b"".join(pieces(seed + 20, 30))
+    assert seen == sorted(seen) and seen[-1] <= appender.end
     assert_one_way_and_written_out_below(writes)
 
 
@@ -223,7 +286,7 @@ def test_a_reader_always_sees_a_prefix_of_what_was_appended(tmp_path):
         assert reading.wait(30), "the reader never read"
         for piece in appends:
             appender.append([piece], len(piece))
-        appender.sync()
+        sync_within(appender)
         reading.clear()                 # and once more after the last append
         assert reading.wait(30), "the reader stopped reading"
     finally:
@@ -251,7 +314,7 @@ def test_a_failed_write_is_kept_and_every_later_call_raises_it(tmp_path, monkeyp
     appender = DirectAppender(str(path), stage_bytes=1 << 20, stages=2)
     first = random.Random(4).randbytes(300_000)
     appender.append([first], len(first))
-    appender.sync()
+    sync_within(appender)
     real = directio.pwritev_all
 
     def failing(fd, buffers, offset):
@@ -260,7 +323,7 @@ def test_a_failed_write_is_kept_and_every_later_call_raises_it(tmp_path, monkeyp
     monkeypatch.setattr(directio, "pwritev_all", failing)
     appender.append([first], len(first))            # staged: the thread fails on it
     with pytest.raises(OSError) as failure:
-        appender.sync()
+        sync_within(appender)
     assert failure.value.errno == errno.EIO and str(path) in str(failure.value)
     monkeypatch.setattr(directio, "pwritev_all", real)
     with pytest.raises(OSError):
