@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,9 +28,27 @@ BIN = Path(sys.executable).parent
 STATE_WAIT = 180.0
 
 
+_RESERVED = []                          # sockets that hold this process's subnets
+SUBNET_RESERVATION_PORT = 7776          # on 127.A.B.254, which no test host uses
+
+
 def random_subnet():
-    """Three random octets base for a run: 127.A.B.x."""
-    return f"127.{random.randint(64, 127)}.{random.randint(1, 254)}"
+    """Three random octets base for a run: 127.A.B.x, one that no other
+    test of this run (another xdist worker, or this one) has: a TCP socket
+    bound to 127.A.B.254, held until the process ends, reserves it. (A lab's
+    marsd once failed in CI with "Address already in use" on its random
+    address; two workers drawing the same subnet is one way to get there,
+    about one run in twenty with 16k subnets and a few hundred labs.)"""
+    while True:
+        subnet = f"127.{random.randint(64, 127)}.{random.randint(1, 254)}"
+        reservation = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            reservation.bind((f"{subnet}.254", SUBNET_RESERVATION_PORT))
+        except OSError:
+            reservation.close()
+            continue
+        _RESERVED.append(reservation)
+        return subnet
 
 
 class MarsHost:
