@@ -99,6 +99,47 @@ def test_a_digest_names_its_kind_and_an_old_clients_bare_sha1_still_matches(pair
     assert read_chunks(source, 0, SMALL, 5, [None, 7, "", ":", "xxh3-128:"], SIZE)[0] == "dzddd"
 
 
+def test_digests_read_a_chunk_a_piece_at_a_time_and_only_a_chunk_that_travels_is_read_whole(
+        tmp_path, monkeypatch):
+    """Chunks larger than DIGEST_PIECE: both sides hash a chunk a piece at a
+    time (a buffer that stays in the CPU's cache) and get the digest of the
+    whole chunk; the server reads into its reply only the chunk that
+    travels."""
+    chunk = 3 * transfer.DIGEST_PIECE + 512
+    size = 4 * chunk - 100
+    same = rand(chunk, 1)
+    source_chunks = [same, rand(chunk, 2), bytes(chunk), rand(chunk - 100, 3)]
+    target_chunks = [same, rand(chunk, 4), rand(chunk, 5), source_chunks[3]]
+    source = write_file(tmp_path / "source", b"".join(source_chunks))
+    target = write_file(tmp_path / "target", b"".join(target_chunks))
+    reads = []
+    real_preadv = os.preadv
+    monkeypatch.setattr(transfer.os, "preadv", lambda fd, buffers, offset: reads.append(
+        (offset, sum(len(buffer) for buffer in buffers))) or real_preadv(fd, buffers, offset))
+    digests = local_digests(target, 0, chunk, 4, size)
+    assert digests == [chunk_digest(part) for part in target_chunks]
+    assert reads and max(length for _, length in reads) == transfer.DIGEST_PIECE
+    reads.clear()
+    kinds, data = read_chunks(source, 0, chunk, 4, digests, size)
+    assert (kinds, bytes(data)) == ("sdzs", source_chunks[1])
+    assert [read for read in reads if read[1] > transfer.DIGEST_PIECE] == [(chunk, chunk)]
+
+
+def test_a_disk_shorter_than_the_resource_hashes_as_zeros_at_the_server_and_travels_from_a_client(
+        tmp_path):
+    chunk = 2 * transfer.DIGEST_PIECE
+    size = 2 * chunk
+    data = rand(chunk + transfer.DIGEST_PIECE // 2, 6)          # ends inside the second chunk
+    short = write_file(tmp_path / "short", data)
+    padded = write_file(tmp_path / "padded", data + bytes(size - len(data)))
+    assert read_chunks(short, 0, chunk, 2, local_digests(padded, 0, chunk, 2, size), size)[0] \
+        == "ss"
+    digests = local_digests(short, 0, chunk, 2, size)
+    assert digests[1] == chunk_digest(data[chunk:])
+    kinds, sent = read_chunks(padded, 0, chunk, 2, digests, size)
+    assert (kinds, bytes(sent)) == ("sd", data[chunk:] + bytes(size - len(data)))
+
+
 def test_a_connections_buffer_is_reused_and_grows_for_a_larger_request(pair):
     source, _, chunks = pair
     buffer = bytearray()
