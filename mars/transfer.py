@@ -195,10 +195,11 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
                 kinds.append("z")
                 continue
             wanted = parse_digest(digests[index]) if digests and index < len(digests) else None
-            if wanted is not None:
+            if wanted is not None and wanted[1] != zero_digest(length, wanted[0]).partition(":")[2]:
                 # a fast full sync: the chunk is hashed a piece at a time
                 # (`file_digest`), and read again into the reply only if it
-                # differs
+                # differs. Not where the client has zeros (a new member's
+                # fresh volume): the zero check below tells all then.
                 digest, zero = file_digest(handle.fileno(), start, length, wanted[0], pad=True)
                 if zero or digest == wanted[1]:
                     kinds.append("z" if zero else "s")
@@ -408,6 +409,6 @@ def _digest_buffer():
     return buffer
 
 
-@functools.lru_cache(maxsize=4)
-def zero_digest(length):
-    return chunk_digest(bytes(length))
+@functools.lru_cache(maxsize=8)
+def zero_digest(length, kind=DIGEST):
+    return chunk_digest(bytes(length), kind)

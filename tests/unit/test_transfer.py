@@ -125,6 +125,24 @@ def test_digests_read_a_chunk_a_piece_at_a_time_and_only_a_chunk_that_travels_is
     assert [read for read in reads if read[1] > transfer.DIGEST_PIECE] == [(chunk, chunk)]
 
 
+def test_a_chunk_the_client_has_as_zeros_is_read_once_not_hashed(tmp_path, monkeypatch):
+    """A new member's fresh volume digests as zeros: the server's chunk
+    travels unless it is zero too, which the one read into the reply
+    tells; it is not hashed first."""
+    chunk = 2 * transfer.DIGEST_PIECE
+    payload = rand(chunk, 8)
+    source = write_file(tmp_path / "source", payload + bytes(chunk))
+    hashed = []
+    real_file_digest = transfer.file_digest
+    monkeypatch.setattr(transfer, "file_digest", lambda *args, **kwargs: hashed.append(args[1])
+                        or real_file_digest(*args, **kwargs))
+    zeros = [transfer.zero_digest(chunk)] * 2
+    kinds, data = read_chunks(source, 0, chunk, 2, zeros, 2 * chunk)
+    assert (kinds, bytes(data)) == ("dz", payload) and hashed == []
+    sha1_zeros = [f"sha1:{hashlib.sha1(bytes(chunk)).hexdigest()}"] * 2
+    assert read_chunks(source, 0, chunk, 2, sha1_zeros, 2 * chunk)[0] == "dz" and hashed == []
+
+
 def test_a_disk_shorter_than_the_resource_hashes_as_zeros_at_the_server_and_travels_from_a_client(
         tmp_path):
     chunk = 2 * transfer.DIGEST_PIECE
