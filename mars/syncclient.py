@@ -140,9 +140,9 @@ class SyncClient:
             self.persisting = True
             worker.nursery.start_soon(self._persist, disk, self.done, self.generation)
         if self.done >= size:
-            self.spare_buffers.clear()
             log.info("%s: sync from %s complete (%d bytes)", self.res, source, size)
             worker.report(syncing=False)
+            self.spare_buffers.clear()      # (unmapping 48 MiB is not instant)
         return True
 
     async def _persist(self, disk, done, generation, consistent_from=None):

@@ -429,9 +429,13 @@ def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
         assert Cursor.parse(value(b, "syncpos")).order >= Cursor.parse(syncpos).order
         writer.wait_for(2)
     written.update(writer.written)
+    # b logs the completion just after it recorded the syncstatus the wait
+    # above saw: on a loaded machine the test may read its log in between
+    wait_until(lambda: "sync from a complete" in b.current_log(),
+               what="b's log saying that its sync is complete",
+               show=lambda: b.current_log()[-2000:])
     log = b.current_log()
     assert FULL_SYNC not in log, f"the restarted marsd began a new full sync:\n{log[-3000:]}"
-    assert "sync from a complete" in log
     datanet.wait(b, RES, "consistent")
     quiesce_and_compare(datanet, a, b)
     datanet.mount(a, RES)
