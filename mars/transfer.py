@@ -174,12 +174,16 @@ def is_zero(data):
 def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     """The sync server's work for one request, in a worker thread: the kinds
     and the data chunks, read into one buffer (returned as a memoryview of
-    it) in the order they travel; a chunk that does not travel is read over
-    by the next. A disk shorter than `size` reads as zeros beyond its end.
+    it) in the order they travel. A chunk with a digest to compare (not
+    that of zeros) is first hashed a piece at a time (`file_digest`) and
+    read into the buffer only if it differs; any other chunk is read into
+    it, and read over by the next if it is all zeros. A disk shorter than
+    `size` reads as zeros beyond its end.
 
-    `buffer`: a bytearray to read into, grown as needed and kept by the
-    caller for its next request once this one's reply is sent (a new one
-    of 16 MiB costs 2.8 ms of zeroing: a third of a fast sync's time)."""
+    `buffer`: a bytearray to read into, grown (at the first chunk that
+    travels) as needed and kept by the caller for its next request once
+    this one's reply is sent (a new one of 16 MiB costs 2.8 ms of zeroing:
+    a third of a fast sync's time)."""
     end = min(offset + chunk * count, size)
     buffer = bytearray() if buffer is None else buffer
     view = memoryview(buffer)
