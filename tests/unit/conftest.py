@@ -221,15 +221,31 @@ def fake_marsd(scenario):
 
 @pytest.fixture
 def no_direct_io(monkeypatch):
-    """A file system that refuses O_DIRECT: EINVAL at the first direct write
-    (of the sync client's and of the log appender's)."""
+    """A file system that refuses O_DIRECT and uncached writes: EINVAL at
+    the first direct write, EOPNOTSUPP at the first uncached one (of the
+    sync client's and of the log appender's)."""
     from mars import directio, transfer
     real = directio.pwritev_all
 
-    def refusing(fd, buffers, offset):
+    def refusing(fd, buffers, offset, flags=0):
+        if flags & directio.RWF_DONTCACHE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real(fd, buffers, offset)
+        return real(fd, buffers, offset, flags)
 
     for module in (directio, transfer):
         monkeypatch.setattr(module, "pwritev_all", refusing)
+
+
+@pytest.fixture
+def no_uncached_writes(monkeypatch):
+    """A kernel without uncached writes (before Linux 6.14, or a block
+    device): `DirectWriter`s asked for them write with O_DIRECT."""
+    from mars import directio
+    real = directio.DirectWriter.__init__
+
+    def direct_only(self, path, uncached=False):
+        real(self, path)
+
+    monkeypatch.setattr(directio.DirectWriter, "__init__", direct_only)

@@ -1,9 +1,10 @@
 """Appending a logfile past the page cache (`DirectAppender`): the file
 always holds a prefix of what was appended, every block is written one
-way only (whole blocks direct, the rest through the page cache), a file
+way only (whole blocks past the page cache, the rest through it), a file
 system without O_DIRECT loses nothing, a failed write is kept and raised;
 and the primary's write-back never puts a write on the disk before its
-record is in the logfile."""
+record is in the logfile. Every test runs twice: with uncached writes
+(RWF_DONTCACHE) where the kernel has them, and with O_DIRECT."""
 
 import errno
 import fcntl
@@ -29,17 +30,28 @@ def pieces(seed, count):
     return [rng.randbytes(rng.choice(sizes) + rng.randrange(3)) for _ in range(count)]
 
 
+@pytest.fixture(autouse=True, params=["uncached", "direct"])
+def way(request):
+    """How whole blocks go past the page cache: uncached writes, or
+    O_DIRECT (a kernel without those)."""
+    if request.param == "direct":
+        request.getfixturevalue("no_uncached_writes")
+    return request.param
+
+
 @pytest.fixture
 def writes(monkeypatch):
-    """(direct?, offset, length) of every write the appender makes, and
-    ("written out", offset, length) of every wait for the page cache."""
+    """(past the page cache?, offset, length) of every write the appender
+    makes, and ("written out", offset, length) of every wait for the page
+    cache."""
     seen = []
     real, real_write_out = directio.pwritev_all, libc.write_out
 
-    def spy(fd, buffers, offset):
-        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+    def spy(fd, buffers, offset, flags=0):
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT or
+                      flags & directio.RWF_DONTCACHE)
         seen.append((direct, offset, sum(len(buffer) for buffer in buffers)))
-        return real(fd, buffers, offset)
+        return real(fd, buffers, offset, flags)
 
     def write_out(fd, offset, length):
         seen.append(("written out", offset, length))
@@ -317,7 +329,7 @@ def test_a_failed_write_is_kept_and_every_later_call_raises_it(tmp_path, monkeyp
     sync_within(appender)
     real = directio.pwritev_all
 
-    def failing(fd, buffers, offset):
+    def failing(fd, buffers, offset, flags=0):
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(directio, "pwritev_all", failing)

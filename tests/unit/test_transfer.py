@@ -2,6 +2,7 @@
 chunk protocol on temp files (server reads, client applies, fast full sync
 by digests), and DataServer's answers, called directly under trio.run."""
 
+import errno
 import fcntl
 import gc
 import hashlib
@@ -241,10 +242,12 @@ def test_real_sized_chunks_zero_same_and_data(tmp_path):
     assert read(target) == read(source)
 
 
-def test_a_sparse_target_gets_its_data_runs_allocated_and_its_zero_chunks_stay_holes(tmp_path):
-    """Data chunks are allocated in one fallocate per run before they are
-    written (a write into a hole allocates page by page, 2-4x slower on
-    ext4); zero chunks stay holes, so a sparse replica stays sparse."""
+def test_a_sparse_target_gets_its_data_runs_allocated_and_its_zero_chunks_stay_holes(
+        tmp_path, no_uncached_writes):
+    """Without uncached writes, data chunks are allocated in one fallocate
+    per run before they are written (a write into a hole allocates page by
+    page, 2-4x slower on ext4); zero chunks stay holes, so a sparse replica
+    stays sparse."""
     chunk = 1 << 16
     size = 6 * chunk
     payload = rand(2 * chunk, 11) + rand(chunk, 12)
@@ -360,7 +363,8 @@ def test_the_digests_of_holes_are_those_of_zeros_and_holes_are_not_read(tmp_path
     assert reads == [chunk]
 
 
-def test_a_disk_that_refuses_fallocate_is_written_all_the_same(tmp_path, monkeypatch):
+def test_a_disk_that_refuses_fallocate_is_written_all_the_same(tmp_path, monkeypatch,
+                                                               no_uncached_writes):
     """A block device (ENODEV) or a file system without fallocate
     (EOPNOTSUPP): the chunks are written as before, nothing is emulated."""
     payload = rand(3 * SMALL, 13)
@@ -369,6 +373,67 @@ def test_a_disk_that_refuses_fallocate_is_written_all_the_same(tmp_path, monkeyp
     monkeypatch.setattr(libc, "_fallocate", lambda *args: refused.append(args) or -1)
     assert apply_chunks(target, 0, SMALL, "ddd", payload, 3 * SMALL) == 3 * SMALL
     assert len(refused) == 1 and read(target) == payload
+
+
+def test_data_chunks_go_uncached_into_holes_and_direct_over_blocks_the_disk_has(
+        tmp_path, monkeypatch):
+    """A fresh replica's holes get their data chunks as uncached writes
+    (RWF_DONTCACHE: no unwritten extents to convert, nothing allocated
+    ahead); a chunk over blocks the disk has goes direct; zero chunks stay
+    holes; the bytes are right either way."""
+    chunk = 1 << 16
+    size = 6 * chunk
+    target = tmp_path / "target"
+    sparse_file(target, size, data_at=[chunk + 4096])
+    if not holes_supported(str(target)):
+        pytest.skip("the file system has no holes")
+    payload = rand(3 * chunk, 31)
+    writes, allocated = [], []
+    real, real_fallocate = transfer.pwritev_all, libc._fallocate
+
+    def spy(fd, buffers, offset, flags=0):
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        writes.append(("uncached" if flags & directio.RWF_DONTCACHE else
+                       "direct" if direct else "cached", offset))
+        return real(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(transfer, "pwritev_all", spy)
+    monkeypatch.setattr(directio, "pwritev_all", spy)
+    monkeypatch.setattr(libc, "_fallocate", lambda *args: allocated.append(args) or
+                        real_fallocate(*args))
+    aligned = directio.aligned_buffer(3 * chunk)
+    aligned[:] = payload
+    assert apply_chunks(str(target), 0, chunk, "ddzzdz", aligned, size) == 3 * chunk
+    assert writes == [("uncached", 0), ("direct", chunk), ("uncached", 4 * chunk)]
+    assert allocated == []
+    assert read(target) == payload[:2 * chunk] + bytes(2 * chunk) + payload[2 * chunk:] + \
+        bytes(chunk)
+    assert os.stat(target).st_blocks * 512 < size
+
+
+def test_a_kernel_without_uncached_writes_gets_direct_ones(tmp_path, monkeypatch):
+    """EOPNOTSUPP for RWF_DONTCACHE (a kernel before 6.14, a block device):
+    the writer writes the same piece with O_DIRECT and asks no more."""
+    target = tmp_path / "target"
+    target.write_bytes(bytes(3 * 4096))
+    refused = []
+    real = directio.pwritev_all
+
+    def refusing(fd, buffers, offset, flags=0):
+        if flags & directio.RWF_DONTCACHE:
+            refused.append(offset)
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(directio, "pwritev_all", refusing)
+    piece = directio.aligned_buffer(4096)
+    with directio.DirectWriter(str(target), uncached=True) as writer:
+        for offset in (0, 8192):
+            piece[:] = rand(4096, offset)
+            assert writer.write(piece, offset)
+            assert read(target)[offset:offset + 4096] == bytes(piece)
+        assert fcntl.fcntl(writer.fd, fcntl.F_GETFL) & os.O_DIRECT
+    assert refused == [0]
 
 
 def test_fewer_digests_than_chunks_compare_only_those_given(pair):
@@ -546,9 +611,9 @@ def test_aligned_data_chunks_are_written_directly_and_the_rest_through_the_page_
     writes = []
     real = transfer.pwritev_all
 
-    def spy(fd, buffers, offset):
+    def spy(fd, buffers, offset, flags=0):
         writes.append((bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT), offset))
-        return real(fd, buffers, offset)
+        return real(fd, buffers, offset, flags)
 
     monkeypatch.setattr(transfer, "pwritev_all", spy)
     monkeypatch.setattr(directio, "pwritev_all", spy)
