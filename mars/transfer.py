@@ -332,8 +332,8 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
     A data chunk that lands in a hole of a file (a new member's fresh
     volume in the lab, a test's image) is written uncached where the kernel
     has it (`DirectWriter`): direct writes into new blocks held a full
-    sync of 2 GiB into a fresh file at 296-426 MiB/s on the 2-CPU test VM,
-    4.7 s against 6.4 uncached. Without uncached writes, the blocks of each
+    sync of 2 GiB into a fresh file at 296-426 MiB/s on the 2-CPU test VM
+    (6.4 s; uncached 4.5-4.7 s). Without uncached writes, the blocks of each
     run of data chunks are allocated with one fallocate(2) before they are
     written: a buffered write into a hole allocates page by page (ext4's
     delayed allocation), which held a full sync into a sparse file at

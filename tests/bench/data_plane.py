@@ -118,7 +118,8 @@ def run(net, size, args):
     # (kdamond), so a write into fresh page cache pays the host's backing
     # of every page (memcpy at ~0.5 GB/s: 43 % of all CPU samples of the
     # sequential fio run below). cp's second and third runs reuse the pages
-    # the first freed; the sync writes past the page cache (O_DIRECT).
+    # the first freed; the sync writes past the page cache (O_DIRECT, or
+    # uncached into the fresh volume's holes).
     cp_runs = []
     for _ in range(3):
         os.sync()
