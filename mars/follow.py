@@ -26,7 +26,7 @@ import trio
 from mars import device as devices
 from mars import net
 from mars.channels import REQUEST_TIMEOUT
-from mars.directio import DIRECT_ALIGN, DirectWriter, aligned_buffer, append_one_way
+from mars.directio import DIRECT_ALIGN, DiskWriter, aligned_buffer, append_one_way
 from mars.errors import PeerError
 from mars.history import SplitBrain, closed_end
 from mars.hostenv import PORT_FETCH
@@ -632,7 +632,7 @@ def _replay_step(path, disk, position, held=()):
     the disk is synced before the cursor is recorded (persist_cursor)."""
     fd = os.open(disk, os.O_WRONLY)
     try:
-        with DirectWriter(disk) as direct:
+        with DiskWriter(disk) as direct:
             return replay(path, fd, position, limit=256, sync=False, direct=direct, held=held)
     finally:
         os.close(fd)

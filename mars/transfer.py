@@ -28,7 +28,6 @@ digest is SHA1 (what marsd sent before); a kind the server does not know
 never matches, so the chunk travels.
 """
 
-import errno
 import functools
 import hashlib
 import logging
@@ -41,7 +40,7 @@ import trio
 import xxhash
 
 from mars import libc, net
-from mars.directio import DirectWriter, pwritev_all
+from mars.directio import DiskWriter, is_hole, pwritev_all
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
 
@@ -150,21 +149,6 @@ def grown(buffer, size):
         except BufferError:
             return bytearray(size)
     return buffer
-
-
-def is_hole(fd, start, length):
-    """Whether [start, start + length) of the file `fd` is a hole, known to
-    read as zeros without reading it (SEEK_DATA finds no data before its
-    end). A fresh volume of the lab, or a test's, is mostly holes: reading
-    them made page cache of zeros, 1 GiB per replica and side, which on a
-    fresh VM cost as much as real data (the demo's first sync of two 1 GiB
-    replicas, 12 MiB of data, took 3.7-6.9 s; 1.5 s without reading holes).
-    A block device, or a file system without SEEK_DATA, has no holes:
-    False, and the chunk is read."""
-    try:
-        return os.lseek(fd, start, os.SEEK_DATA) >= start + length
-    except OSError as exc:
-        return exc.errno == errno.ENXIO        # no data from `start` to the end of the file
 
 
 def is_zero(data):
@@ -331,7 +315,7 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
 
     A data chunk that lands in a hole of a file (a new member's fresh
     volume in the lab, a test's image) is written uncached where the kernel
-    has it (`DirectWriter`): direct writes into new blocks held a full
+    has it (`DiskWriter`): direct writes into new blocks held a full
     sync of 2 GiB into a fresh file at 296-426 MiB/s on the 2-CPU test VM
     (6.4 s; uncached 4.5-4.7 s). Without uncached writes, the blocks of each
     run of data chunks are allocated with one fallocate(2) before they are
@@ -343,10 +327,9 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
     position = 0
     zero = None
     view = memoryview(data)         # slices without copies
-    with open(path, "r+b", buffering=0) as handle, DirectWriter(path) as direct, \
-            DirectWriter(path, uncached=True) as uncached:
+    with open(path, "r+b", buffering=0) as handle, DiskWriter(path) as writer:
         fd = handle.fileno()
-        if not uncached.uncached:
+        if not writer.uncached:
             allocate_runs(fd, offset, chunk, kinds, size)
         for index, kind in enumerate(kinds):
             start = offset + index * chunk
@@ -357,8 +340,6 @@ def apply_chunks(path, offset, chunk, kinds, data, size):
                 piece = view[position:position + chunk]
                 position += len(piece)
                 piece = piece[:length]
-                writer = uncached if uncached.uncached and is_hole(fd, start, length) \
-                    else direct
                 if not writer.write(piece, start):
                     pwritev_all(fd, [piece], start)
                     cached += length

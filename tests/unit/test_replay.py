@@ -1,13 +1,15 @@
 """Replay of logfiles onto a disk (in order, idempotent, resumable) and the
 version chain that tells equal histories from forked ones."""
 
+import fcntl
 import hashlib
 import os
 import random
 
 import pytest
 
-from mars.directio import DirectWriter
+from mars import directio
+from mars.directio import DirectWriter, DiskWriter
 from mars.replay import Cursor, record_digests, replay, version_value, versions_agree
 from tests.unit.conftest import make_disk, random_writes, write_log
 
@@ -179,6 +181,42 @@ def test_a_disk_that_refuses_direct_io_gets_every_record_through_the_page_cache(
     result, direct, digest = replayed_with(tmp_path, "refused", writes)
     assert direct == [] and result.applied == len(writes)
     assert digest == sha(tmp_path / "expected")
+
+
+def test_a_large_record_into_a_hole_goes_uncached_and_one_over_data_direct(tmp_path,
+                                                                          monkeypatch):
+    """A secondary's disk after its sync: data where the primary had some,
+    holes elsewhere. A large record into a hole is written uncached (new
+    blocks: no unwritten extents to convert), one over data with O_DIRECT;
+    the disk is the writes' own either way."""
+    rng = random.Random(12)
+    writes = [(0, rng.randbytes(256 << 10)), (512 << 10, rng.randbytes(256 << 10))]
+    disk = make_disk(tmp_path / "disk", DISK_SIZE)
+    with open(disk, "r+b") as handle:
+        handle.write(rng.randbytes(256 << 10))      # data under the first record
+    fd = os.open(disk, os.O_RDWR)
+    try:
+        if os.lseek(fd, 0, os.SEEK_HOLE) >= DISK_SIZE:
+            pytest.skip("the file system has no holes")
+        seen = []
+        real = directio.pwritev_all
+
+        def spy(fd, buffers, offset, flags=0):
+            seen.append(("uncached" if flags & directio.RWF_DONTCACHE else "direct"
+                         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT else "cached", offset))
+            return real(fd, buffers, offset, flags)
+
+        monkeypatch.setattr(directio, "pwritev_all", spy)
+        write_log(tmp_path / "log-holes", writes)
+        with DiskWriter(disk) as writer:
+            result = replay(tmp_path / "log-holes", fd, direct=writer)
+    finally:
+        os.close(fd)
+    assert result.applied == 2
+    assert seen == [("direct", 0), ("uncached", 512 << 10)]
+    expected = make_disk(tmp_path / "expected", DISK_SIZE)
+    apply_directly(expected, writes)
+    assert sha(tmp_path / "disk") == sha(tmp_path / "expected")
 
 
 def test_replay_from_fetched_bytes_held_in_memory_gives_the_same_disk(tmp_path):
