@@ -164,6 +164,7 @@ class DirectWriter:
             if exc.errno != errno.EINVAL:
                 raise
             self.close()
+            self.uncached = False
             return False
         return True
 

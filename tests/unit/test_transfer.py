@@ -436,6 +436,29 @@ def test_a_kernel_without_uncached_writes_gets_direct_ones(tmp_path, monkeypatch
     assert refused == [0]
 
 
+def test_a_file_system_that_refuses_uncached_writes_with_einval_gets_the_page_cache(
+        tmp_path, monkeypatch):
+    """EINVAL for an uncached write into a hole: that chunk and the rest go
+    through the page cache (the writer asks no more), the bytes are right."""
+    chunk = 1 << 16
+    target = tmp_path / "target"
+    sparse_file(target, 3 * chunk)
+    real = directio.pwritev_all
+
+    def refusing(fd, buffers, offset, flags=0):
+        if flags & directio.RWF_DONTCACHE:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(directio, "pwritev_all", refusing)
+    monkeypatch.setattr(transfer, "pwritev_all", refusing)
+    payload = rand(3 * chunk, 33)
+    aligned = directio.aligned_buffer(3 * chunk)
+    aligned[:] = payload
+    assert apply_chunks(str(target), 0, chunk, "ddd", aligned, 3 * chunk) == 3 * chunk
+    assert read(target) == payload
+
+
 def test_fewer_digests_than_chunks_compare_only_those_given(pair):
     """Regression: a short digest list raised IndexError, which DataServer's
     handler does not catch: one bad request took marsd down."""
