@@ -35,6 +35,8 @@ DIRECT_MIN = 128 << 10          # whole blocks an append needs to go direct (see
 RWF_DONTCACHE = 0x80            # pwritev2: written back at once, then dropped (linux/fs.h)
 CARRY_SECONDS = 0.005           # how long a staged append's last partial block waits for the next
 
+_refused_uncached = set()       # st_dev of file systems that answered EOPNOTSUPP to RWF_DONTCACHE
+
 
 def aligned_buffer(size):
     """A writable buffer of `size` bytes aligned to a page (anonymous
@@ -46,7 +48,7 @@ def pwritev_all(fd, buffers, offset, flags=0):
     """pwritev until every byte is written (a short write continues)."""
     total = sum(len(buffer) for buffer in buffers)
     while True:
-        done = os.pwritev(fd, buffers, offset, flags) if flags else os.pwritev(fd, buffers, offset)
+        done = os.pwritev(fd, buffers, offset, flags)
         if done == total:
             return
         if done == 0:
@@ -132,10 +134,15 @@ class DirectWriter:
         if uncached:
             try:
                 self.fd = os.open(path, os.O_WRONLY)
-                self.uncached = True
-                return
             except OSError:
                 pass
+            else:
+                # a file system that refused them once is not asked again
+                # (the sync client opens a writer per reply)
+                if os.fstat(self.fd).st_dev not in _refused_uncached:
+                    self.uncached = True
+                    return
+                self.close()
         self._open_direct()
 
     def _open_direct(self):
@@ -149,14 +156,12 @@ class DirectWriter:
                 or _address(piece) % DIRECT_ALIGN:
             return False
         try:
-            if self.uncached:
-                pwritev_all(self.fd, [piece], start, RWF_DONTCACHE)
-            else:
-                pwritev_all(self.fd, [piece], start)
+            pwritev_all(self.fd, [piece], start, RWF_DONTCACHE if self.uncached else 0)
         except OSError as exc:
             if exc.errno == errno.EOPNOTSUPP and self.uncached:
                 # a kernel or file system without uncached writes: nothing
                 # was written, O_DIRECT from now on
+                _refused_uncached.add(os.fstat(self.fd).st_dev)
                 self.close()
                 self.uncached = False
                 self._open_direct()

@@ -238,6 +238,14 @@ def no_direct_io(monkeypatch):
         monkeypatch.setattr(module, "pwritev_all", refusing)
 
 
+@pytest.fixture(autouse=True)
+def uncached_refusals_of_this_test(monkeypatch):
+    """The file systems that refused an uncached write (a test's spy
+    refusing them on tmp_path's) are forgotten after each test."""
+    from mars import directio
+    monkeypatch.setattr(directio, "_refused_uncached", set())
+
+
 @pytest.fixture
 def no_uncached_writes(monkeypatch):
     """A kernel without uncached writes (before Linux 6.14, or a block

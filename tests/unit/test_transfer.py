@@ -413,7 +413,9 @@ def test_data_chunks_go_uncached_into_holes_and_direct_over_blocks_the_disk_has(
 
 def test_a_kernel_without_uncached_writes_gets_direct_ones(tmp_path, monkeypatch):
     """EOPNOTSUPP for RWF_DONTCACHE (a kernel before 6.14, a block device):
-    the writer writes the same piece with O_DIRECT and asks no more."""
+    the writer writes the same piece with O_DIRECT and asks no more, nor
+    does a later one on that file system (a sync's next reply, which then
+    allocates its holes ahead again)."""
     target = tmp_path / "target"
     target.write_bytes(bytes(3 * 4096))
     refused = []
@@ -433,6 +435,11 @@ def test_a_kernel_without_uncached_writes_gets_direct_ones(tmp_path, monkeypatch
             assert writer.write(piece, offset)
             assert read(target)[offset:offset + 4096] == bytes(piece)
         assert fcntl.fcntl(writer.fd, fcntl.F_GETFL) & os.O_DIRECT
+    assert refused == [0]
+    with directio.DirectWriter(str(target), uncached=True) as writer:
+        assert not writer.uncached and writer.write(piece, 4096)
+    with directio.DiskWriter(str(target)) as writer:
+        assert not writer.uncached
     assert refused == [0]
 
 
