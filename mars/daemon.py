@@ -117,6 +117,7 @@ class Daemon:
         self.peer_scopes = {}           # host -> (address, CancelScope)
         self.stirred = {}               # host -> trio.Event: pull from it (or tell it) now
         self.to_tell = set()            # peers to tell that this host has news
+        self.heard = {}                 # host -> trio.Event: it spoke here, end the backoff
         self.own_stamp = None           # newest stamp of this host's own tuples, as told
         self.workers = {}               # res -> ResourceWorker
         self.stopping = False
@@ -269,6 +270,11 @@ class Daemon:
             self.to_tell.add(host)
             self._stir(host)
 
+    def _heard_from(self, peer):
+        heard = self.heard.pop(peer, None)
+        if heard is not None:
+            heard.set()
+
     def _stir(self, host):
         event = self.stirred.get(host)
         if event is not None:
@@ -402,6 +408,7 @@ class Daemon:
             await stream.aclose()
 
     def _answer(self, peer, header, payload):
+        self._heard_from(peer)
         reply = antientropy.answer(self.store, peer, header, payload)
         if reply is not None:
             if header.get("type") == "push" and reply[0].get("changed"):
@@ -508,6 +515,15 @@ class Daemon:
             level = logging.WARNING if failures in (1, 10) or failures % 100 == 0 else logging.DEBUG
             log.log(level, "%s (attempt %d)", exc, failures)
 
+        async def backoff(seconds):
+            # A peer that speaks to this host is up: it is tried again now.
+            # Its news (a replica it just joined) waited out the backoff
+            # that grew while it was down, and meanwhile this host, not
+            # knowing the new member, deleted a logfile it needed.
+            self.heard[host] = heard = trio.Event()
+            with trio.move_on_after(seconds):
+                await heard.wait()
+
         # Backoff of a round's half up to ten rounds, but never beyond 10 s:
         # with long rounds (news carries the changes) a peer that was not up
         # yet must not be left alone for minutes.
@@ -515,7 +531,7 @@ class Daemon:
             retry=tenacity.retry_if_exception_type(PeerError),
             wait=tenacity.wait_exponential(multiplier=min(self.round_interval, 1.0) / 2,
                                            max=min(10 * self.round_interval, 10.0)),
-            sleep=trio.sleep, before_sleep=log_failure)
+            sleep=backoff, before_sleep=log_failure)
         with scope:
             async for attempt in retrying:
                 with attempt:

@@ -265,6 +265,7 @@ def test_log_rotate_and_deletion_of_replayed_logfiles(datanet):
     write_device(a, 0, os.urandom(2 * MIB))
     datanet.wait(b, RES)
     assert sorted(logfiles(a)) == ["log-000000001-a"]
+    wait_until(lambda: a.live_values(f"resource-{RES}/replay-b"), what="a knowing b's cursor")
 
     b.stop()                                # b's cursor stays in logfile 1 meanwhile
     a.marsadm("log-rotate", RES)

@@ -1,13 +1,17 @@
 """What marsd answers `disk-size` (asked by `marsadm resize` on the
-primary): the size of its disk of the resource as it is now; and where it
-deletes the logfiles every member has replayed."""
+primary): the size of its disk of the resource as it is now; where it
+deletes the logfiles every member has replayed; and that a peer which
+speaks to it is pulled from at once, even while its backoff runs."""
 
 import threading
 
 import pytest
 import trio
+import trio.testing
 
+from mars import net
 from mars.daemon import Daemon
+from mars.errors import PeerError
 from mars.hostenv import HostEnv
 from mars.store import Store
 from tests.unit.conftest import MIB, make_disk
@@ -67,3 +71,45 @@ def test_replayed_logfiles_are_deleted_off_the_event_loop(daemon):
     daemon.workers = {"vm1": Worker()}
     trio.run(daemon._delete_replayed_logs)
     assert calls == [(2, False)]
+
+
+def test_a_peer_that_speaks_is_pulled_from_at_once_not_at_the_end_of_its_backoff(daemon, monkeypatch):
+    """h2 was down long enough for h1's backoff to reach 10 s; it comes up,
+    joins a resource and tells h1 so: h1 connects and pulls now. It waited
+    out the backoff before, and meanwhile deleted a logfile the new member
+    needed (test_operations' rotation test failed so, 1 run in ~15)."""
+    daemon.env.key_path.write_text("ab" * 32)
+    daemon.round_interval = 1.0         # backoff 0.5, 1, 2, 4, 8, then 10 s
+    up = False
+    connects, pulls = [], []
+
+    class Channel:
+        async def aclose(self):
+            pass
+
+    async def connect(address, port, host, key, **_):
+        connects.append(trio.current_time())
+        if not up:
+            raise PeerError(f"peer {address}:{port} unreachable: Connection refused")
+        return Channel()
+
+    async def pull_rounds(host, channel):
+        pulls.append((host, trio.current_time()))
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(net, "connect", connect)
+    monkeypatch.setattr(daemon, "_pull_rounds", pull_rounds)
+
+    async def main():
+        nonlocal up
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(daemon._pull_from_peer, "h2", "127.0.0.2", trio.CancelScope())
+            await trio.sleep(20.0)      # tried at 0, 0.5, 1.5, 3.5, 7.5, 15.5; next at 25.5
+            assert len(connects) == 6 and not pulls
+            up = True
+            assert daemon._answer("h2", {"type": "news"}, b"") == ({"type": "ok"}, b"")
+            await trio.testing.wait_all_tasks_blocked()
+            assert pulls == [("h2", 20.0)]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
