@@ -14,6 +14,7 @@ them. marsd may start before the host is in a cluster: it waits."""
 import argparse
 import fcntl
 import logging
+import math
 import os
 import select
 import signal
@@ -75,6 +76,7 @@ class PidFile:
 
 
 STIRRED_GAP = 0.1               # seconds at least between two pulls from one peer on news
+HEARTBEAT_EVERY = 1.0           # seconds at least between two heartbeats (or a round)
 
 def changed_resources(keys):
     """The resources whose keys are among `keys`; None when a key of the
@@ -119,6 +121,7 @@ class Daemon:
         self.to_tell = set()            # peers to tell that this host has news
         self.heard = {}                 # host -> trio.Event: it spoke here, end the backoff
         self.own_stamp = None           # newest stamp of this host's own tuples, as told
+        self.heartbeat_due = -math.inf  # trio time of the next heartbeat
         self.workers = {}               # res -> ResourceWorker
         self.stopping = False
         self.tombstones_seen = -1       # newest tombstone already acted on; -1: scan at start
@@ -373,10 +376,10 @@ class Daemon:
                 announced = True
             await trio.sleep(self.round_interval)
 
-    def _report_alive(self, value):
+    def _report_alive(self, value, durable=True):
         if self.store.value(ip_key(self.env.host)):
             self.store.write({time_key(self.env.host): f"{time.time():.3f}",
-                              alive_key(self.env.host): value})
+                              alive_key(self.env.host): value}, durable=durable)
 
     # --------------------------------------------------------------- server
     async def _serve(self, address, task_status=trio.TASK_STATUS_IGNORED):
@@ -473,7 +476,13 @@ class Daemon:
             self.poked.set()                # the store is looked at at least every round
             for worker in list(self.workers.values()):
                 worker.wake()               # each idle worker steps once a round
-            self._report_alive("1")
+            if started >= self.heartbeat_due:
+                # Liveness counts in a window of a minute; with rounds of a
+                # quarter second, a heartbeat each was a fsync'ed
+                # transaction, its apply on every peer and their tree
+                # mirrors' updates, four times a second on every host.
+                self._report_alive("1", durable=False)
+                self.heartbeat_due = started + HEARTBEAT_EVERY - self.round_interval / 2
             self._track_peers(nursery, self.store.live_values(IP_PREFIX))
             if not self.stopping:
                 self._track_workers(nursery)

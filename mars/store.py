@@ -225,13 +225,14 @@ class Store:
             "ON CONFLICT(origin) DO UPDATE SET stamp=max(stamp, excluded.stamp)",
             (origin, stamp))
 
-    def write(self, changes, dry_run=False, rewrite_unchanged=False):
+    def write(self, changes, dry_run=False, rewrite_unchanged=False, durable=True):
         """Write local changes atomically: {key: value}, value None deletes.
 
         Keys owned by another host are refused (MarsError) before anything is
         written. Unchanged values (unless `rewrite_unchanged`: a fresh stamp, so that
         the value wins over one written elsewhere before) and deletions of absent
-        keys are skipped.
+        keys are skipped. `durable=False` skips the fsync (a heartbeat: a
+        power cut may lose it, the next one replaces it).
         Returns the tuples written (all with one fresh stamp)."""
         for key, value in changes.items():
             owner = owner_of(key)
@@ -245,7 +246,7 @@ class Store:
             return [MetaTuple(key, DELETED if value is None else str(value), 0, self.host)
                     for key, value in changes.items()]
         written = []
-        with self._transaction():
+        with self._synchronous(durable), self._transaction():
             pending = []
             for key, value in changes.items():
                 current = self.get(key)
@@ -286,9 +287,7 @@ class Store:
         changed = []
         if not checked:
             return changed
-        if not durable:
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        try:
+        with self._synchronous(durable):
             with self._transaction():
                 if sender is not None and self.value(ip_key(sender)) == "":
                     raise NotAMember(f"host {sender} is not a member of this cluster (any more)")
@@ -316,10 +315,20 @@ class Store:
                 self.db.execute(
                     "INSERT INTO meta (name, value) VALUES ('clock', ?) "
                     "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)", (top,))
-        finally:
-            if not durable:
-                self.db.execute("PRAGMA synchronous=FULL")
         return changed
+
+    @contextlib.contextmanager
+    def _synchronous(self, durable):
+        """Commits inside are fsync'ed (`durable`) or not: in WAL mode a
+        power cut may then lose the newest of them, never corrupt the store."""
+        if durable:
+            yield
+            return
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
 
     def observe(self, stamp):
         """Advance the clock past a stamp carried by a peer's message."""

@@ -425,3 +425,14 @@ def test_live_keys_are_the_keys_between_prefix_and_suffix_without_tombstones(sto
                  "resource-vm3/size": "1", "resource-vm1/device-h1": "/dev/loop1"})
     store.delete(["resource-vm2/data-h1"])
     assert store.live_keys("resource-", "/data-h1") == ["resource-vm1/data-h1"]
+
+
+def test_a_write_without_fsync_leaves_later_writes_fsynced_also_when_it_fails(store):
+    synchronous = lambda: store.db.execute("PRAGMA synchronous").fetchone()[0]   # noqa: E731
+    full = synchronous()
+    assert full == 2                                # FULL: every commit fsync'ed
+    store.write({"actual-h1/time": "1.0"}, durable=False)
+    assert store.value("actual-h1/time") == "1.0" and synchronous() == full
+    with pytest.raises(NotAMember):                 # h2 is no member: refused, rolled back
+        store.apply([("actual-h2/time", "2.0", 1 << 62, "h2")], durable=False, sender="h2")
+    assert store.value("actual-h2/time") == "" and synchronous() == full
