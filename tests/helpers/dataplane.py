@@ -134,6 +134,23 @@ class DataNet(MarsNet):
     def disk_digest(host, size):
         return sha256_file(host.disk, size)
 
+    def wait_same_disks(self, primary, secondaries, res="vm1"):
+        """Wait until the primary's disk and every secondary's disk hold
+        what the primary's device reads (its device up, unmounted, the
+        secondaries up to date). Compared until they agree or the wait runs
+        out, not once: `up-to-date` can rest on a listing of the primary's
+        logfile made while its appender still held the last block for a few
+        milliseconds (the secondary then replays on), and the primary's
+        write-back may still be writing its last extents."""
+        size = int(primary.view("sync-size", res))
+        expected = sha256_file(self.device(primary, res), size)
+        hosts = (primary, *secondaries)
+        wait_until(lambda: all(self.disk_digest(host, size) == expected for host in hosts),
+                   interval=0.2, what=f"the disks of {', '.join(host.name for host in hosts)} to "
+                                      f"equal {primary.name}'s device",
+                   show=lambda: {host.name: self.disk_digest(host, size)[:12] for host in hosts}
+                   | {"device": expected[:12]})
+
     def cleanup(self):
         for point, fstype in mounts_under(self.base_dir):
             if not fstype.startswith("fuse") and fstype != "tmpfs":     # filesystems on devices

@@ -25,7 +25,7 @@ import pytest
 from mars.device import loops_backed_by
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
-from tests.helpers.dataplane import (MIB, STATE_WAIT, sha256_file, tree_checksums, wait_until,
+from tests.helpers.dataplane import (MIB, STATE_WAIT, tree_checksums, wait_until,
                                      write_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
@@ -145,24 +145,13 @@ class Writer:
 def quiesce_and_compare(net, primary, *secondaries):
     """Unmount the primary (the last writes reach the log), wait until the
     secondaries have replayed it, and compare byte for byte what the
-    primary's device holds with its disk and each secondary's disk. They
-    are compared until they agree (or the wait runs out): a secondary's
-    cursor can pass the primary's logfile as the test sees it on disk
-    while the appender still holds its last block for a few milliseconds
-    (the secondary then replays on), and the primary's write-back may
-    still be writing its last extents."""
+    primary's device holds with its disk and each secondary's disk (until
+    they agree: `DataNet.wait_same_disks`)."""
     net.umount(primary)
     for host in secondaries:
         wait_replayed(primary, host)
         net.wait(host, RES)
-    size = int(primary.view("sync-size", RES))
-    expected = sha256_file(net.device(primary, RES), size)
-    hosts = (primary, *secondaries)
-    wait_until(lambda: all(net.disk_digest(host, size) == expected for host in hosts),
-               interval=0.2, what=f"the disks of {', '.join(host.name for host in hosts)} to "
-                                  f"equal {primary.name}'s device",
-               show=lambda: {host.name: net.disk_digest(host, size)[:12] for host in hosts}
-               | {"device": expected[:12]})
+    net.wait_same_disks(primary, secondaries, RES)
     for host in secondaries:
         assert host.view("diskstate", RES) == "UpToDate\n"
         assert host.view("is-consistent", RES) == "1\n"
