@@ -287,34 +287,33 @@ class Store:
         changed = []
         if not checked:
             return changed
-        with self._synchronous(durable):
-            with self._transaction():
-                if sender is not None and self.value(ip_key(sender)) == "":
-                    raise NotAMember(f"host {sender} is not a member of this cluster (any more)")
-                hosts, resources, cluster_ids = self.exclusions()
-                newest, refused_origins = {}, set()
-                for item in checked:
-                    if (owner_of(item.key) in hosts or resource_of(item.key) in resources
-                            or (item.key == "uuid" and item.value in cluster_ids)):
-                        refused_origins.add(item.origin)
-                        continue
-                    if item.newer_than(self.get(item.key)):
-                        self.db.execute(
-                            "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
-                            item)
-                        changed.append(item)
-                        self._touch((item.key,))
-                    newest[item.origin] = max(newest.get(item.origin, 0), item.stamp)
-                # An origin with refused tuples keeps its vector: they are asked for
-                # again, and taken once the exclusion is lifted (merge-cluster).
-                for origin, stamp in newest.items():
-                    if origin not in refused_origins:
-                        self._raise_vector(origin, stamp)
-                top = max((item.stamp for item in checked), default=0)
-                self.clock.observe(top)
-                self.db.execute(
-                    "INSERT INTO meta (name, value) VALUES ('clock', ?) "
-                    "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)", (top,))
+        with self._synchronous(durable), self._transaction():
+            if sender is not None and self.value(ip_key(sender)) == "":
+                raise NotAMember(f"host {sender} is not a member of this cluster (any more)")
+            hosts, resources, cluster_ids = self.exclusions()
+            newest, refused_origins = {}, set()
+            for item in checked:
+                if (owner_of(item.key) in hosts or resource_of(item.key) in resources
+                        or (item.key == "uuid" and item.value in cluster_ids)):
+                    refused_origins.add(item.origin)
+                    continue
+                if item.newer_than(self.get(item.key)):
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
+                        item)
+                    changed.append(item)
+                    self._touch((item.key,))
+                newest[item.origin] = max(newest.get(item.origin, 0), item.stamp)
+            # An origin with refused tuples keeps its vector: they are asked for
+            # again, and taken once the exclusion is lifted (merge-cluster).
+            for origin, stamp in newest.items():
+                if origin not in refused_origins:
+                    self._raise_vector(origin, stamp)
+            top = max((item.stamp for item in checked), default=0)
+            self.clock.observe(top)
+            self.db.execute(
+                "INSERT INTO meta (name, value) VALUES ('clock', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)", (top,))
         return changed
 
     @contextlib.contextmanager

@@ -25,8 +25,7 @@ import pytest
 from mars.device import loops_backed_by
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
-from tests.helpers.dataplane import (MIB, STATE_WAIT, tree_checksums, wait_until,
-                                     write_files)
+from tests.helpers.dataplane import MIB, STATE_WAIT, tree_checksums, wait_until, write_files
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
