@@ -27,9 +27,10 @@ Control, one JSON object per line (stdin: commands, stdout: replies/events):
     <- {"event": "refused", "reason": R, "damage": [path, position]}; exits 2
        (recovery found the log corrupt before its end: retrying cannot help)
     -> {"cmd": "checkpoint"}  <- {"reply": "checkpoint", "cursor": C, "logged": bytes,
-                                  "written": bytes, "pending": bytes, ...}
+                                  "written": bytes, "pending": bytes, "behind": bool, ...}
        (C: as far as the write-back has come and the disk is synced; "written":
-        bytes written to the disk, "pending": logged, not yet written back)
+        bytes written to the disk, "pending": logged, not yet written back;
+        "behind": C stopped short of the log's end as it was when C was taken)
     -> {"cmd": "rotate"}      <- {"reply": "rotate", "closed": [L, end]}
     -> {"cmd": "resize", "size": n}  <- {"reply": "resize", "size": n}
     -> {"cmd": "stop"}        <- {"reply": "stop", "closed": [L, end], "cursor": C}; exits 0
@@ -280,6 +281,14 @@ class Device:
         self.quiet = True
         position = self.translog.log_position
         cursor = self.translog.written_through() if not self.emergency else None
+        # Short of the log's end: the next checkpoint is due even if nothing
+        # more is logged. (Said from this moment, not from "pending" after the
+        # sync: a write-back that catches up during the sync leaves nothing
+        # pending and the cursor behind, and an idle primary's checkpoint then
+        # waited IDLE_CHECKPOINT_EVERY while a joining replica's full sync
+        # started over and over from a logfile that was gone.)
+        behind = cursor is not None and \
+            (cursor.logfile, cursor.position) != (position.logfile, position.position)
         if cursor is not None:
             try:
                 await trio.to_thread.run_sync(self.translog.sync_disk)
@@ -288,7 +297,7 @@ class Device:
                 cursor = None
         failure = self.writeback.failure
         return {"cursor": str(cursor) if cursor else None, "logged": self.logged,
-                "written": self.written, "pending": self.writeback.pending,
+                "written": self.written, "pending": self.writeback.pending, "behind": behind,
                 "logfile": position.logfile, "position": position.position,
                 "emergency": self.emergency,
                 "writeback_failed": str(failure) if failure is not None else None}

@@ -338,7 +338,7 @@ class Primary:
                           pending=reply.get("pending", 0))
             # The write-back had not caught up with the log: the cursor is
             # due again next round, even if nothing more is logged.
-            self.checkpoint_due = self.checkpoint_due or bool(reply.get("pending"))
+            self.checkpoint_due = self.checkpoint_due or bool(reply.get("behind"))
 
     def checkpoint_wanted(self):
         """Whether a checkpoint is due because the device logged or said

@@ -301,6 +301,38 @@ def test_a_write_over_the_limit_waits_without_blocking_the_event_loop(tmp_path, 
     trio.run(scenario)
 
 
+def test_a_checkpoint_whose_write_back_caught_up_during_its_sync_says_its_cursor_is_behind(
+        tmp_path, gate):
+    """The cursor is taken before the disk's sync; a write-back that
+    finishes during the sync leaves nothing pending. The reply still says
+    that the cursor stopped short of the log's end, so that marsd takes the
+    next checkpoint at once (it waited for an idle checkpoint, 30 s, once:
+    a joining replica meanwhile synced anew from a logfile that was gone)."""
+
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            device = await started_device(device_args(tmp_path), nursery)
+            await device.write(0, os.urandom(40000))        # held by the gate
+            real_sync = device.translog.sync_disk
+
+            def sync_while_the_write_back_catches_up():
+                gate.set()
+                assert device.writeback.wait(lambda: not device.writeback.queue, timeout=30)
+                real_sync()
+            device.translog.sync_disk = sync_while_the_write_back_catches_up
+            start = device.translog.log_position
+            reply = await device.answer({"cmd": "checkpoint"})
+            assert reply["pending"] == 0, "the write-back caught up during the sync"
+            assert reply["cursor"].split(",")[:2] == [start.logfile, "0"]
+            assert reply["behind"], "the cursor is short of what was logged"
+            reply = await device.answer({"cmd": "checkpoint"})
+            assert not reply["behind"] and \
+                reply["cursor"].split(",")[:2] == [reply["logfile"], str(reply["position"])]
+            device.translog.close()
+
+    trio.run(scenario)
+
+
 def test_a_failed_write_back_answers_eio_and_tells_marsd(tmp_path):
     async def scenario():
         async with trio.open_nursery() as nursery:
