@@ -61,6 +61,8 @@ class LogFollower:
         self.list_wanted = False         # a listing of the source's logs asked for (marsadm)
         self.listed = (None, None, -1e9)  # (source, its checkpoint, when): the last listing
         self.fetched_all = False         # the last listing's logfiles are all here
+        self.rest = None                # bytes to fetch and replay, as the last step counted them
+        self.caught_up = False          # the last step had nothing to fetch or replay
         self.appended = trio.Event()     # set (and replaced) when fetch appended to a logfile
         self.held = {}                  # logfile -> [(start, view, buffer)]: fetched, not replayed
         self.room = trio.Event()        # set (and replaced) when replay gave held bytes back
@@ -108,6 +110,10 @@ class LogFollower:
         self._report_rest()
         if unreachable is not None:
             raise unreachable
+        # The source's next checkpoint (news) is what brings more: until then
+        # the worker need not step (see ResourceWorker._pause).
+        self.caught_up = not busy and fetching and replaying and self.fetched_all and \
+            self.rest == 0
         return busy
 
     async def low_on_space(self, state, source, free):
@@ -577,6 +583,13 @@ class LogFollower:
                 return name
         return None
 
+    def persist_due(self):
+        """When the replay cursor is due to be written (monotonic time), or
+        None when the metadata has it already."""
+        if self.cursor is None or str(self.cursor) == self.persisted:
+            return None
+        return self.cursor_persisted + PERSIST_EVERY
+
     async def persist_cursor(self, force):
         worker = self.worker
         now = time.monotonic()
@@ -607,6 +620,7 @@ class LogFollower:
             if parse_logfile_name(name)[0] < first:
                 continue
             replay_rest += size - (cursor.position if name == cursor.logfile else 0)
+        self.rest = fetch_rest + max(0, replay_rest)
         self.worker.report(fetch_rest=fetch_rest, replay_rest=max(0, replay_rest),
                            work_rest=fetch_rest + max(0, replay_rest), cursor=str(cursor))
         self.worker.metrics.lag.labels(self.res).set(fetch_rest + max(0, replay_rest))

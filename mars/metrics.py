@@ -17,6 +17,9 @@ class Metrics:
                               labels, registry=self.registry)
         self.lag = Gauge("mars_work_rest_bytes", "Bytes still to fetch and replay (secondary)",
                          labels, registry=self.registry)
+        self.steps = Counter("mars_worker_steps", "Steps of the resource's worker (an idle "
+                             "resource takes few: it waits for news)", labels,
+                             registry=self.registry)
         self.errors = Counter("mars_errors", "Data plane errors (network, disk, protocol)",
                               labels, registry=self.registry)
 

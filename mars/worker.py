@@ -244,6 +244,8 @@ class ResourceWorker:
                     # what happens from here on calls for a step
                     self.woken, self.news_arrived = trio.Event(), False
                     self.last_step = time.monotonic()
+                    self.follower.caught_up = False     # until this step's follow says so
+                    self.metrics.steps.labels(self.res).inc()
                     try:
                         self.wait(None)     # each step says why it waits, if it does
                         self.report(recovering=False)   # and whether the device recovers
@@ -329,11 +331,13 @@ class ResourceWorker:
 
     async def _pause(self, busy, now):
         """Until the next step. Busy: none. A primary whose device serves by
-        itself, and a secondary with nothing to do for a while: until news
+        itself, a secondary with nothing to fetch or replay, and any worker
+        with nothing to do for a while: until news
         (this resource's keys changed: a wish, the source's checkpoint
         showing new log data; the device logs again or said something; the
         mount table changed) or for the daemon's `idle_step` (its rounds
-        wake every worker: one timer for all), so that an idle resource
+        wake every worker: one timer for all; sooner when a checkpoint or
+        the replay cursor is due to be written), so that an idle resource
         costs next to nothing and still reacts at once. Else (syncing,
         catching up, a primary waiting for its device to be released) a
         tick."""
@@ -343,6 +347,11 @@ class ResourceWorker:
         quiet = now - self.last_busy > 2.0
         if self.device is not None:
             quiet = not self.leaving and not self.waiting
+        elif self.follower.caught_up:
+            # Nothing to fetch or replay: more comes with the source's next
+            # checkpoint, which is news. (A tick here was a step 20 times a
+            # second on a replica of a primary that writes now and then.)
+            quiet = True
         if not quiet:
             await trio.sleep(self.daemon.data_tick)
             return
@@ -350,6 +359,13 @@ class ResourceWorker:
         if self.device is not None and self.primary.checkpoint_wanted():
             # the device logs: its checkpoint is due a round after the last one
             due = min(due, self.primary.last_checkpoint + 0.9 * self.daemon.round_interval)
+        persist = self.follower.persist_due() if self.device is None else None
+        if persist is not None:
+            # A secondary's replay cursor, written by the step after it. (At
+            # least a tick from now: a step that did not write it, as after
+            # a sync set it, must not be followed by the next at once.)
+            due = min(due, max(persist, now + self.daemon.data_tick))
+        await trio.sleep(0)     # a pause always lets the other tasks run
         while not self.news_arrived and time.monotonic() < due:
             await self.woken.wait()
             self.woken = trio.Event()

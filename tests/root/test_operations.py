@@ -446,3 +446,19 @@ def test_sync_progress_view_and_metrics(datanet):
     assert metric(b, "mars_synced_bytes") >= 48 * MIB
     assert metric(b, "mars_fetched_bytes") >= 4 * MIB
     assert metric(b, "mars_replayed_bytes") >= 4 * MIB
+
+    # A replica with nothing left to fetch or replay waits for news (its
+    # source's next checkpoint); it stepped every 0.05 s for 2 s after
+    # any data before.
+    datanet.umount(a)
+    datanet.wait(b, RES)
+    wait_until(lambda: cursor_of(b) is not None and cursor_of(b).order == cursor_of(a).order,
+               what="b's cursor written, at a's checkpoint",
+               show=lambda: (cursor_of(a), cursor_of(b)))
+    for _ in range(5):          # a window in which a's checkpoint stayed (no news for b)
+        steps, checkpoint = metric(b, "mars_worker_steps"), cursor_of(a)
+        time.sleep(1.2)         # the window in which b used to step ~24 times
+        if cursor_of(a) == checkpoint:
+            break
+    steps = metric(b, "mars_worker_steps") - steps
+    assert steps <= 6, f"b stepped {steps:g} times with nothing to do"
