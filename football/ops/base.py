@@ -122,18 +122,36 @@ def in_parallel(function, items):
         return list(pool.map(function, items))
 
 
-def wait_until(condition, timeout, interval, what):
-    """Poll `condition()` until it returns a true value; `TimedOut` after
-    `timeout`. Each poll reads afresh (no cached facts)."""
-    deadline = time.monotonic() + timeout
+FIRST_POLL = 0.1        # seconds before the second poll of a wait at most ...
+POLL_GROWTH = 1.5       # ... and each pause this much longer, up to the wait's interval
+
+
+def poll_pauses(interval, quick_start=True):
+    """The pauses between the polls of a wait: short at first, growing to
+    `interval` (`poll_interval`). Most waits of an operation end within a
+    fraction of a second (a host learning of a resource, a handover's
+    device); polled every `interval` from the start, each cost up to that
+    long. A wait that lasts polls every `interval` as before; without
+    `quick_start`, from the start."""
+    pause = min(FIRST_POLL, interval) if quick_start else interval
     while True:
+        yield pause
+        pause = min(interval, pause * POLL_GROWTH)
+
+
+def wait_until(condition, timeout, interval, what, quick_start=True):
+    """Poll `condition()` until it returns a true value (pauses from
+    `poll_pauses`); `TimedOut` after `timeout`. Each poll reads afresh (no
+    cached facts)."""
+    deadline = time.monotonic() + timeout
+    for pause in poll_pauses(interval, quick_start):
         facts.forget()
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
             raise TimedOut(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+        time.sleep(pause)
 
 
 def wait_knows(host, res, interval):
@@ -167,7 +185,7 @@ def wait_uptodate(op, hosts, total, what):
     started = last_progress = time.monotonic()
     last_rest, warned = None, False
     with op.ctx.reporter.progress(what, total) as bar:
-        while True:
+        for pause in poll_pauses(config.poll_interval):
             rests = in_parallel(lambda host: int(facts.view(host, "sync-rest", res) or 0), hosts)
             states = in_parallel(lambda host: facts.view(host, "diskstate", res), hosts)
             rest = sum(rests)
@@ -190,7 +208,7 @@ def wait_uptodate(op, hosts, total, what):
                 op.ctx.reporter.warning(f"{what} made no progress for "
                                         f"{now - last_progress:.0f} s")
                 warned = True
-            time.sleep(config.poll_interval)
+            time.sleep(pause)
 
 
 def synced_bytes(hosts, res, estimate):
@@ -524,8 +542,9 @@ class Operation:
             self.ctx.reporter.event("wait", state="condition", what=f"{kind} slot",
                                     resource=self.res, host=host.name,
                                     reasons=[f"a {kind} slot on {host.name} ({limit})"])
+            # a slot frees when a sync ends, and each look takes the host's lock
             wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
-                       f"a {kind} slot on {host.name}")
+                       f"a {kind} slot on {host.name}", quick_start=False)
             self.ctx.reporter.event("wait-end", what=f"{kind} slot", resource=self.res)
 
     def _prepare_hosts(self, hosts):

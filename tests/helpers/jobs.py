@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from football.cli import cli, hoist_global_options
 from football.runfile import PARAMETERS
 from mars import libc
+from tests.helpers.marshosts import poll_pauses
 
 # CliRunner swaps sys.stdout for the whole process: one invocation at a time,
 # whether the test's own or a job's run in-process
@@ -36,15 +37,16 @@ def football(*args, env=None):
 
 
 def wait_for(condition, what, timeout=30.0, interval=0.05):
-    """Poll `condition()` until it returns a true value (returned); fail
-    naming `what` after `timeout` seconds."""
+    """Poll `condition()` until it returns a true value (returned), first
+    after `interval` seconds, then less often (`poll_pauses`); fail naming
+    `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while True:
+    for pause in poll_pauses(interval):
         value = condition()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(interval)
+        time.sleep(pause)
 
 
 def resource_of(args):

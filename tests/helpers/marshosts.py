@@ -201,15 +201,34 @@ def _serving(host):
     return "serving on" in host.log()
 
 
-def wait_until(predicate, timeout=STATE_WAIT, interval=0.05, what="condition", show=None):
-    """Poll `predicate` until true; returns the seconds it took. On timeout an
-    AssertionError names `what` and, if given, what `show()` describes of the
-    state at the end (what the wait saw last)."""
-    started = time.monotonic()
+POLL_GROWTH = 1.3          # each pause of a wait this much longer than the one before ...
+POLL_LONGEST = 0.25         # ... up to this many seconds
+
+
+def poll_pauses(interval, longest=POLL_LONGEST):
+    """The pauses between the polls of a wait: `interval` first, growing to
+    `longest` (never below `interval`). A condition met soon is seen soon;
+    a long wait (a sync, a migration) polls a few times a second, not
+    twenty: each poll is a marsadm or football command, and on 2 CPUs the
+    polls of one test slow down the daemons of the other. A wait that
+    times something polls steadily (`longest=interval`)."""
+    pause = interval
     while True:
+        yield pause
+        pause = max(interval, min(longest, pause * POLL_GROWTH))
+
+
+def wait_until(predicate, timeout=STATE_WAIT, interval=0.05, what="condition", show=None,
+               longest=POLL_LONGEST):
+    """Poll `predicate` until true, first after `interval` seconds, then less
+    often up to `longest` (`poll_pauses`); returns the seconds it took. On
+    timeout an AssertionError names `what` and, if given, what `show()`
+    describes of the state at the end (what the wait saw last)."""
+    started = time.monotonic()
+    for pause in poll_pauses(interval, longest):
         if predicate():
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
             state = f"; last seen: {show()}" if show else ""
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{state}")
-        time.sleep(interval)
+        time.sleep(pause)

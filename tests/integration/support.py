@@ -136,7 +136,8 @@ def next_round_of(host):
         return host.live_values("actual-").get(f"actual-{host.name}/time")
 
     last = last_round()
-    wait_until(lambda: last_round() != last, interval=0.005, what=f"a new round of {host.name}",
+    wait_until(lambda: last_round() != last, interval=0.005, longest=0.005,
+               what=f"a new round of {host.name}",
                show=lambda: f"its liveness still {last}; its log:\n{host.current_log()[-2000:]}")
 
 
