@@ -583,6 +583,13 @@ class LogFollower:
                 return name
         return None
 
+    def gone_at_source(self, logfile):
+        """Whether the source's last listing shows `logfile` deleted: not in
+        it, a later logfile in it (logfiles go, and do not come back)."""
+        number = parse_logfile_name(logfile)[0]
+        return logfile not in self.remote and \
+            any(parse_logfile_name(name)[0] > number for name in self.remote)
+
     def persist_due(self):
         """When the replay cursor is due to be written (monotonic time), or
         None when the metadata has it already."""

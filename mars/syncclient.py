@@ -96,6 +96,14 @@ class SyncClient:
             if not start:
                 worker.wait(f"waiting for {source} to report its log position")
                 return False
+            stale = Cursor.parse(start).logfile
+            if worker.follower.gone_at_source(stale):
+                # Its checkpoint still names a logfile it deleted (the sync
+                # before this one found it gone): a sync from there would
+                # find it gone again. Its next checkpoint is news.
+                worker.wait(f"waiting for {source}'s log position past {stale}, "
+                            "which it deleted")
+                return False
             await trio.to_thread.run_sync(worker.follower.drop_local_logs)
             worker.write({self._key(syncpos_name(host)): start, self._key(replay_name(host)): start,
                           self._key(syncstatus_name(host)): 0})

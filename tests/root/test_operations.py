@@ -380,6 +380,8 @@ def test_a_sync_is_consistent_only_once_replay_passed_the_writes_it_overlapped(d
                what="b noticing that log-000000001-a is gone",
                show=lambda: b.current_log()[-2000:])
     datanet.wait(b, RES)
+    assert b.current_log().count("full sync again") == 1, \
+        "the next sync waits for a's checkpoint past the deleted logfile"
     assert view(b, "is-consistent") == "1"
     assert cursor_of(b).logfile == "log-000000002-a"
     assert disk_bytes(b, 16 * MIB, len(data)) == data
