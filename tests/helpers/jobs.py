@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from football.cli import cli, hoist_global_options
 from football.runfile import PARAMETERS
 from mars import libc
-from tests.helpers.marshosts import poll_pauses
+from tests.helpers.marshosts import POLL_LONGEST, poll_pauses
 
 # CliRunner swaps sys.stdout for the whole process: one invocation at a time,
 # whether the test's own or a job's run in-process
@@ -36,12 +36,13 @@ def football(*args, env=None):
     return result.exit_code, result.stdout, result.stderr
 
 
-def wait_for(condition, what, timeout=30.0, interval=0.05):
+def wait_for(condition, what, timeout=30.0, interval=0.05, longest=POLL_LONGEST):
     """Poll `condition()` until it returns a true value (returned), first
-    after `interval` seconds, then less often (`poll_pauses`); fail naming
-    `what` after `timeout` seconds."""
+    after `interval` seconds, then less often up to `longest` (`poll_pauses`;
+    `longest=interval` to catch a passing state); fail naming `what` after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    for pause in poll_pauses(interval):
+    for pause in poll_pauses(interval, longest):
         value = condition()
         if value:
             return value

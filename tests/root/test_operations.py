@@ -428,7 +428,7 @@ def test_sync_progress_view_and_metrics(datanet):
     os.sync()
     b.wait_knows(RES)
     b.marsadm("join-resource", RES, b.disk)
-    wait_until(lambda: status_of(b).get("sync_done", 0) > 0, interval=0.01,
+    wait_until(lambda: status_of(b).get("sync_done", 0) > 0, interval=0.01, longest=0.01,
                what="b's sync under way", show=lambda: status_of(b))
     summary = b.marsadm("view", RES).stdout
     match = PROGRESS.search(summary)

@@ -109,7 +109,7 @@ def test_a_new_worker_resumes_a_job_killed_inside_its_sync_and_inside_its_window
         assert "no worker" not in result.stderr
         wait_for(lambda: any(event["event"] == "progress" and event["done"] < event["total"]
                              for event in events_of(state_dir, "vm1")),
-                 "the job inside its sync", timeout=300, interval=0.1)
+                 "the job inside its sync", timeout=300, interval=0.1, longest=0.1)
         killed = kill_the_worker(lab, state_dir, "vm1")
         wait_for(lambda: "no worker is running" in screener(lab, "screener", "list").stderr,
                  "`screener list` to say that no worker runs")
