@@ -365,7 +365,9 @@ class ResourceWorker:
             # least a tick from now: a step that did not write it, as after
             # a sync set it, must not be followed by the next at once.)
             due = min(due, max(persist, now + self.daemon.data_tick))
-        await trio.sleep(0)     # a pause always lets the other tasks run
+        # Always a checkpoint: with a due time already past, the loop below
+        # does not wait, and a worker stepping on without one froze its marsd.
+        await trio.sleep(0)
         while not self.news_arrived and time.monotonic() < due:
             await self.woken.wait()
             self.woken = trio.Event()
