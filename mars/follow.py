@@ -629,8 +629,8 @@ class LogFollower:
             replay_rest += size - (cursor.position if name == cursor.logfile else 0)
         self.rest = fetch_rest + max(0, replay_rest)
         self.worker.report(fetch_rest=fetch_rest, replay_rest=max(0, replay_rest),
-                           work_rest=fetch_rest + max(0, replay_rest), cursor=str(cursor))
-        self.worker.metrics.lag.labels(self.res).set(fetch_rest + max(0, replay_rest))
+                           work_rest=self.rest, cursor=str(cursor))
+        self.worker.metrics.lag.labels(self.res).set(self.rest)
 
     # ------------------------------------------------------------ local logs
     def drop_local_logs(self):

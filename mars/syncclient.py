@@ -96,12 +96,12 @@ class SyncClient:
             if not start:
                 worker.wait(f"waiting for {source} to report its log position")
                 return False
-            stale = Cursor.parse(start).logfile
-            if worker.follower.gone_at_source(stale):
+            start_logfile = Cursor.parse(start).logfile
+            if worker.follower.gone_at_source(start_logfile):
                 # Its checkpoint still names a logfile it deleted (the sync
                 # before this one found it gone): a sync from there would
                 # find it gone again. Its next checkpoint is news.
-                worker.wait(f"waiting for {source}'s log position past {stale}, "
+                worker.wait(f"waiting for {source}'s log position past {start_logfile}, "
                             "which it deleted")
                 return False
             await trio.to_thread.run_sync(worker.follower.drop_local_logs)
