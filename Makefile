@@ -32,7 +32,8 @@ bench: venv
 bench-data: venv
 	$(BIN)/python -m tests.bench.data_plane
 
-# Root: CPU per MiB of sequential writes, the primary alone and with a secondary, and a secondary catching up; about 3 minutes.
+# Root: CPU per MiB of sequential writes, the primary alone and with a secondary, a secondary catching up,
+# and CPU per random 4 KiB write with and without the secondary; about 4 minutes.
 bench-data-cpu: venv
 	$(BIN)/python -m tests.bench.data_cpu
 

@@ -16,7 +16,13 @@ Prints, for sequential 1 MiB direct writes (fio, iodepth 4) on /dev/mars:
 3. b catching up on a burst it did not fetch while it was written (fetch
    paused, the page cache dropped, fetch resumed): b's rate until it is up
    to date, and b's marsd's CPU per MiB. On one machine a and b share the
-   disk and the CPUs in 2; this one isolates the secondary's own pace.
+   disk and the CPUs in 2; this one isolates the secondary's own pace;
+4. random 4 KiB direct writes (iodepth 16) with b replicating, and with b's
+   fetch paused (the primary alone): IOPS, and the CPU time per write of
+   a's device (its main thread, the FUSE loop, apart), b's marsd, and the
+   whole machine (busy time, /proc/stat), with the machine's idle share.
+   On 2 CPUs the random figure with b is bound by CPU: what the machine
+   spends per write sets the IOPS (issue 14's last figure).
 
 CPU times come from /proc/<pid>/task/*/stat around each run. Compare trees
 by alternating runs of this benchmark, not by one run each.
@@ -197,6 +203,41 @@ def catching_up(base, args):
                   flush=True)
 
 
+def machine_busy_seconds():
+    """CPU seconds the machine spent not idle (nor waiting for I/O), and idle, since boot."""
+    user, nice, system, idle, iowait, irq, softirq, steal = \
+        (int(field) / TICK for field in Path("/proc/stat").read_text().split()[1:9])
+    return user + nice + system + irq + softirq + steal, idle + iowait
+
+
+def random_writes(base, args):
+    with replicated_pair(base, "random") as (net, a, b, device):
+        pid = device_pid(base / "random")
+        for _ in range(args.runs):
+            for mode in ("with b", "alone"):
+                net.wait(b, "vm1")
+                os.sync()
+                if mode == "alone":
+                    b.marsadm("pause-fetch", "vm1")
+                device_before, main_before = process_seconds(pid), task_seconds(pid).get(pid, 0)
+                b_before = process_seconds(b.process.pid)
+                busy_before, idle_before = machine_busy_seconds()
+                _, iops = fio(device, "rand", "randwrite", "4k", "1024m", 16, runtime=args.seconds)
+                busy, idle = (after - before for after, before in
+                              zip(machine_busy_seconds(), (busy_before, idle_before)))
+                writes = iops * args.seconds
+                per_write = {"a's device": process_seconds(pid) - device_before,
+                             "its main thread": task_seconds(pid).get(pid, 0) - main_before,
+                             "b's marsd": process_seconds(b.process.pid) - b_before,
+                             "the machine": busy}
+                if mode == "alone":
+                    b.marsadm("resume-fetch", "vm1")
+                costs = ", ".join(f"{name} {1e6 * seconds / writes:.0f} us"
+                                  for name, seconds in per_write.items())
+                print(f"4. random 4 KiB, {mode}: {iops:.0f} IOPS; CPU per write: {costs}; "
+                      f"the machine idle {100 * idle / (idle + busy):.0f} %", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -208,6 +249,7 @@ def main(argv=None):
         alone(base, args)
         with_secondary(base, args)
         catching_up(base, args)
+        random_writes(base, args)
     finally:
         subprocess.run(["rm", "-rf", str(base)])
 
