@@ -1,7 +1,8 @@
 """CPU per MiB of the data path (root): the steadiest figure on a VM whose
 throughput drifts by 20-30 % within an hour (issue 14).
 
-Prints, for sequential 1 MiB direct writes (fio, iodepth 4) on /dev/mars:
+Prints, for direct writes on /dev/mars (fio; sequential 1 MiB at iodepth 4
+where not said otherwise):
 0. the disk under the state dir, written by fio directly: one stream, and
    two at once (a primary writes two: its log and its disk);
 1. the primary alone: MiB/s, and the CPU time per MiB written of the
@@ -222,16 +223,19 @@ def random_writes(base, args):
                 device_before, main_before = process_seconds(pid), task_seconds(pid).get(pid, 0)
                 b_before = process_seconds(b.process.pid)
                 busy_before, idle_before = machine_busy_seconds()
-                _, iops = fio(device, "rand", "randwrite", "4k", "1024m", 16, runtime=args.seconds)
-                busy, idle = (after - before for after, before in
-                              zip(machine_busy_seconds(), (busy_before, idle_before)))
+                try:
+                    _, iops = fio(device, "rand", "randwrite", "4k", "1024m", 16,
+                                  runtime=args.seconds)
+                    busy, idle = (after - before for after, before in
+                                  zip(machine_busy_seconds(), (busy_before, idle_before)))
+                    per_write = {"a's device": process_seconds(pid) - device_before,
+                                 "its main thread": task_seconds(pid).get(pid, 0) - main_before,
+                                 "b's marsd": process_seconds(b.process.pid) - b_before,
+                                 "the machine": busy}
+                finally:
+                    if mode == "alone":
+                        b.marsadm("resume-fetch", "vm1")
                 writes = iops * args.seconds
-                per_write = {"a's device": process_seconds(pid) - device_before,
-                             "its main thread": task_seconds(pid).get(pid, 0) - main_before,
-                             "b's marsd": process_seconds(b.process.pid) - b_before,
-                             "the machine": busy}
-                if mode == "alone":
-                    b.marsadm("resume-fetch", "vm1")
                 costs = ", ".join(f"{name} {1e6 * seconds / writes:.0f} us"
                                   for name, seconds in per_write.items())
                 print(f"4. random 4 KiB, {mode}: {iops:.0f} IOPS; CPU per write: {costs}; "
