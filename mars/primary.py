@@ -146,9 +146,12 @@ class Primary:
             return False
         if self.standby is None or self.standby.exited():
             # While the old primary tears down and this host replays up to
-            # its final version, a device process imports what it needs.
-            self.standby = DeviceProcess()
-            self.standby.spawn(name=[f"--resource-dir={worker.dir}"])
+            # its final version, a device process imports what it needs
+            # (marsd keeps one ready ahead).
+            self.standby = worker.daemon.take_standby()
+            if self.standby is None:
+                self.standby = DeviceProcess()
+                self.standby.spawn(name=[f"--resource-dir={worker.dir}"])
         force = state.resource_value(self.res, todo_name(self.host, "force-primary"), "0") == "1"
         if not force:
             holding = await self._not_released_by(state)
