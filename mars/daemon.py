@@ -160,11 +160,18 @@ class Daemon:
         downtime, on the 2-CPU test machine."""
         warm, self.warm_device = self.warm_device, None
         self._warm_up()
-        return warm if warm is not None and not warm.exited() else None
+        if warm is not None and warm.exited():
+            warm.drop()             # its pipes closed
+            warm = None
+        return warm
 
     def _warm_up(self):
         """One device process waits, imported, while this host has a
-        resource (it may become its primary); a resource takes it."""
+        resource (it may become its primary); a resource takes it. One
+        that died (killed) is replaced."""
+        if self.warm_device is not None and self.warm_device.exited():
+            self.warm_device.drop()
+            self.warm_device = None
         if self.warm_device is None and self.workers and not self.stopping:
             self.warm_device = DeviceProcess()
             self.warm_device.spawn(name=[f"--state-dir={self.env.state_dir}"])

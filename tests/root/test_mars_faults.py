@@ -151,7 +151,9 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
     pivots into its root. CI: a container's config file, renamed into place
     just before, arrived empty on the new primary (LXC then started it with
     no configuration at all). The old primary's device stays up until the
-    kernel lets go of it; the new primary gets every byte."""
+    kernel lets go of it; the new primary gets every byte. On the way, b's
+    marsd keeps a device process ready: the one it took for the withdrawn
+    wish ends, one killed is replaced, and the device runs in it."""
     a, b = cluster_with_replica(datanet, "a", "b")
     subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
     datanet.mount(a, RES, fstype="ext4")
@@ -182,10 +184,17 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
     finally:
         holder.kill()
         holder.wait()
+    # the ready one, killed, is replaced; the device then runs in the new one
+    (killed,) = device_processes(b)
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: len(device_processes(b)) == 1 and killed not in device_processes(b),
+               what="b's marsd to start another device process ahead",
+               show=lambda: device_processes(b))
+    (ready,) = device_processes(b)
     b.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
-    # the device runs in a process started ahead, while a tore down
     serving = int(re.findall(r"device process (\d+) up", b.current_log())[-1])
-    assert STANDBY in device_processes(b)[serving], device_processes(b)
+    assert serving == ready and STANDBY in device_processes(b)[serving], \
+        (serving, ready, device_processes(b))
     datanet.mount(b, RES, fstype="ext4")
     try:
         assert (b.mnt / "config").read_bytes() == content, "the renamed file arrived different"
