@@ -168,8 +168,9 @@ class Daemon:
     def _warm_up(self):
         """One device process waits, imported, while this host has a
         resource (it may become its primary); a resource takes it. One
-        that died (killed) is replaced."""
-        if self.warm_device is not None and self.warm_device.exited():
+        that died (killed) is replaced; a host left without resources
+        keeps none."""
+        if self.warm_device is not None and (self.warm_device.exited() or not self.workers):
             self.warm_device.drop()
             self.warm_device = None
         if self.warm_device is None and self.workers and not self.stopping:

@@ -153,7 +153,8 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
     no configuration at all). The old primary's device stays up until the
     kernel lets go of it; the new primary gets every byte. On the way, b's
     marsd keeps a device process ready: the one it took for the withdrawn
-    wish ends, one killed is replaced, and the device runs in it."""
+    wish ends, one killed is replaced, and the device runs in it; a host
+    left without resources keeps none."""
     a, b = cluster_with_replica(datanet, "a", "b")
     subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
     datanet.mount(a, RES, fstype="ext4")
@@ -200,6 +201,12 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
         assert (b.mnt / "config").read_bytes() == content, "the renamed file arrived different"
     finally:
         datanet.umount(b)
+    # a, secondary now, keeps one ready too, until it has no resource left
+    wait_until(lambda: len(device_processes(a)) == 1, what="a to keep a device process ready",
+               show=lambda: device_processes(a))
+    a.marsadm("leave-resource", RES)
+    wait_until(lambda: not device_processes(a), what="a, without resources, to keep none",
+               show=lambda: device_processes(a))
 
 
 def device_processes(host):
