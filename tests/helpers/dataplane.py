@@ -9,6 +9,7 @@ backing file lies under it, and lazily unmounts leftover FUSE mounts."""
 import hashlib
 import os
 import random
+import re
 import stat
 import subprocess
 import time
@@ -170,8 +171,32 @@ class DataNet(MarsNet):
                 subprocess.run(["umount", "-l", point], capture_output=True)
 
 
-__all__ = ["DataNet", "STATE_WAIT", "mounts_under", "sha256_file", "tree_checksums", "write_files",
-           "wait_until"]
+def device_processes(host):
+    """{pid: arguments} of `host`'s device processes: those serving its
+    resources (and standbys started for one), and the one its marsd keeps
+    ready (`Daemon.take_standby`)."""
+    markers = (f"--resource-dir={host.root}/", f"--state-dir={host.root}/")
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                arguments = cmdline.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "mars.device" in arguments and any(word.startswith(markers) for word in arguments):
+            found[int(pid)] = arguments
+    return found
+
+
+def serving_device_pid(host):
+    """The pid of the device process `host`'s marsd last started (its log)."""
+    started = re.findall(r"device process (\d+) up", host.current_log())
+    assert started, f"{host.name} started no device: {host.current_log()[-2000:]}"
+    return int(started[-1])
+
+
+__all__ = ["DataNet", "STATE_WAIT", "device_processes", "mounts_under", "serving_device_pid",
+           "sha256_file", "tree_checksums", "write_files", "wait_until"]
 
 
 def write_varied_tree(root, count=200, seed=7):

@@ -25,7 +25,8 @@ import pytest
 from mars.device import loops_backed_by
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
-from tests.helpers.dataplane import MIB, STATE_WAIT, tree_checksums, wait_until, write_files
+from tests.helpers.dataplane import (MIB, STATE_WAIT, device_processes, serving_device_pid,
+                                     tree_checksums, wait_until, write_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -204,29 +205,6 @@ def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def device_pids(host):
-    """Pids of `host`'s device processes: those serving its resources, and
-    the one its marsd keeps ready (`Daemon.take_standby`)."""
-    markers = (f"--resource-dir={host.root}/".encode(), f"--state-dir={host.root}/".encode())
-    pids = []
-    for proc in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{proc}/cmdline", "rb") as cmdline:
-                words = cmdline.read().split(b"\0")
-        except OSError:
-            continue
-        if b"mars.device" in words and any(word.startswith(markers) for word in words):
-            pids.append(int(proc))
-    return pids
-
-
-def serving_device_pid(host):
-    """The pid of the device process `host`'s marsd last started (its log)."""
-    started = re.findall(r"device process (\d+) up", host.current_log())
-    assert started, f"{host.name} started no device: {host.current_log()[-2000:]}"
-    return int(started[-1])
-
-
 def replicated_pair(net, *primary_options):
     """a (marsd started with `primary_options`) primary of vm1, b its
     secondary, synced."""
@@ -251,7 +229,7 @@ DEVICE_UP = r"device process \d+ up, logging to \S+ \((\d+) records recovered\)"
 def crash(host):
     """kill -9 of the host's marsd and its device processes: the host's
     MARS crashes."""
-    pids = device_pids(host)
+    pids = device_processes(host)
     assert pids, f"{host.name}'s device process runs"
     host.stop(signal.SIGKILL)           # marsd ...
     for pid in pids:                    # ... and its device (PR_SET_PDEATHSIG, or here)
@@ -259,8 +237,8 @@ def crash(host):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    wait_until(lambda: not device_pids(host), what=f"{host.name}'s device process to die",
-               show=lambda: device_pids(host))
+    wait_until(lambda: not device_processes(host), what=f"{host.name}'s device process to die",
+               show=lambda: device_processes(host))
 
 
 def restart(host):

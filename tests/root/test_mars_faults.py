@@ -8,7 +8,6 @@ has its device up gives the primary role back to it."""
 
 import itertools
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -19,8 +18,8 @@ import pytest
 
 from mars.device import STANDBY
 from mars.logfile import list_logfiles, parse_logfile_name
-from tests.helpers.dataplane import (MIB, STATE_WAIT, sha256_file, tree_without_reports,
-                                     wait_until)
+from tests.helpers.dataplane import (MIB, STATE_WAIT, device_processes, serving_device_pid,
+                                     sha256_file, tree_without_reports, wait_until)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -193,7 +192,7 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
                show=lambda: device_processes(b))
     (ready,) = device_processes(b)
     b.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
-    serving = int(re.findall(r"device process (\d+) up", b.current_log())[-1])
+    serving = serving_device_pid(b)
     assert serving == ready and STANDBY in device_processes(b)[serving], \
         (serving, ready, device_processes(b))
     datanet.mount(b, RES, fstype="ext4")
@@ -207,21 +206,6 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
     a.marsadm("leave-resource", RES)
     wait_until(lambda: not device_processes(a), what="a, without resources, to keep none",
                show=lambda: device_processes(a))
-
-
-def device_processes(host):
-    """{pid: arguments} of the device processes (and standbys) of `host`."""
-    markers = (f"--resource-dir={host.root}/", f"--state-dir={host.root}/")
-    found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                arguments = cmdline.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "mars.device" in arguments and any(word.startswith(markers) for word in arguments):
-            found[int(pid)] = arguments
-    return found
 
 
 def test_primary_force_on_a_damaged_copy_of_the_log_fails_at_once_naming_the_damage(datanet):
