@@ -19,7 +19,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from mars.directio import DIRECT_ALIGN, DIRECT_MIN, aligned_buffer
+from mars.directio import DIRECT_ALIGN, DIRECT_MIN, aligned_buffer, pwritev_cached
 from mars.logfile import LogScan, parse_logfile_name, record_heads
 from mars.keys import replay_name
 
@@ -77,10 +77,7 @@ def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None
     digests = []
     for record in scanner:
         if direct is None or not _write_direct(direct, record):
-            view = memoryview(record.data)
-            while view:
-                done = os.pwrite(disk_fd, view, record.offset + (len(record.data) - len(view)))
-                view = view[done:]
+            pwritev_cached(disk_fd, [record.data], record.offset)
         applied += 1
         written += len(record.data)
         last_sequence = record.sequence

@@ -40,7 +40,7 @@ import trio
 import xxhash
 
 from mars import libc, net
-from mars.directio import DiskWriter, is_hole, pwritev_all
+from mars.directio import DiskWriter, is_hole, pwritev_all, read_in_small_folios
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
 
@@ -174,6 +174,7 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     zeros = ZERO_VIEW if chunk <= CHUNK else memoryview(bytes(chunk))
     kinds, kept = [], 0
     with open(path, "rb", buffering=0) as handle:
+        read_in_small_folios(handle.fileno())       # the primary's disk, written to meanwhile
         for index in range(count):
             start = offset + index * chunk
             if start >= size:
@@ -377,6 +378,7 @@ def local_digests(path, offset, chunk, count, size):
     filled the page cache with zeros, a gigabyte per replica)."""
     digests = []
     with open(path, "rb", buffering=0) as handle:
+        read_in_small_folios(handle.fileno())       # the disk of a primary to be, maybe
         for index in range(count):
             start = offset + index * chunk
             if start >= size:

@@ -7,7 +7,7 @@ until a thread writes it to the disk. Kernel MARS does the same. The rules:
 - **Log order.** Extents are written back first in, first out, so the disk
   only ever holds the log applied up to some record: `through` is the log
   position (logfile, end of that record) the disk is written through. Only
-  contiguous neighbours in that order are merged into one pwritev; nothing
+  contiguous neighbours in that order are written together; nothing
   is sorted, because a reordered write-back would leave the disk holding
   no prefix of the log at all at a crash, and the replay cursor could not
   say where to start.
@@ -42,7 +42,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from mars.directio import pwritev_all
+from mars.directio import pwritev_cached
 from mars.logfile import IOV_MAX
 
 log = logging.getLogger("mars.writeback")
@@ -298,16 +298,17 @@ def _chunks(start, end):
 
 def _write_in_order(fd, extents):
     """pwritev the extents in order, neighbours that continue each other
-    (the next starts where the previous ended) in one call."""
+    (the next starts where the previous ended) together, in pieces that
+    keep the page cache's folios small (`pwritev_cached`)."""
     group, start, end = [], 0, 0
     for extent in extents:
         if group and extent.offset == end:
             group.append(extent.data)
         else:
             if group:
-                pwritev_all(fd, group, start)
+                pwritev_cached(fd, group, start)
             group, start = [extent.data], extent.offset
         end = extent.end
     if group:
-        pwritev_all(fd, group, start)
+        pwritev_cached(fd, group, start)
 

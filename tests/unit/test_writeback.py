@@ -32,7 +32,7 @@ def gate(monkeypatch):
     gate = threading.Event()
     real_write = writeback_module._write_in_order
     monkeypatch.setattr(writeback_module, "_write_in_order",
-                        lambda fd, extents: (gate.wait(), real_write(fd, extents)))
+                        lambda *args: (gate.wait(), real_write(*args)))
     yield gate
     gate.set()
 
