@@ -105,11 +105,20 @@ def read_in_small_folios(fd):
     """Have reads of a disk through `fd` leave small folios in the page
     cache (`POSIX_FADV_RANDOM`: no readahead, which allocates large ones),
     for the device's small writes that may follow there (`pwritev_cached`
-    says why). A 4 KiB pwrite cost 14-15 us of system time into a file read
-    with readahead, 2.4 into one read so; reading uncached data in 1 MiB
-    pieces then ran at 881 MiB/s instead of 1,489 (scratch
-    `folio_read.py`), cached data as fast as before. Advice only: a file
-    that takes none is read as before."""
+    says why): for the sync's bulk reads of a disk, not the container's. A
+    4 KiB pwrite cost 14-15 us of system time into a file read with
+    readahead, 2.4 into one read so (scratch `folio_read.py`); reading
+    uncached data in 1 MiB pieces then ran at 881 MiB/s instead of 1,489,
+    cached data as fast as before; a full sync of 1 GiB from a disk not in
+    the page cache 381-414 MiB/s against 396-437 (`coldsync.py`).
+
+    Not for the device's own reads: without readahead, 128 KiB reads one at
+    a time of a cold disk through /dev/mars went at 212-346 MiB/s instead
+    of 922-1,180, and reading ahead in small folios ourselves
+    (POSIX_FADV_WILLNEED) did not bring it back: a folio of one page costs
+    that much CPU to read (771-823 MiB/s from a plain file, against 2,466
+    with readahead; `ra_micro.py`). Advice only: a file that takes none is
+    read as before."""
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     except OSError:

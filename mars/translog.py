@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from mars.logfile import (LogWriter, last_sequence, logfile_name, parse_logfile_name,
                           truncate_torn_tail)
 from mars.replay import Cursor, replay
-from mars.directio import pwritev_all, read_in_small_folios
+from mars.directio import pwritev_all
 from mars.writeback import DEFAULT_LIMIT, WriteBack
 
 
@@ -69,7 +69,6 @@ class TransactionLog:
         none). Returns the number of records replayed."""
         os.makedirs(self.resource_dir, exist_ok=True)
         self.disk_fd = os.open(self.disk_path, os.O_RDWR)
-        read_in_small_folios(self.disk_fd)
         replayed = 0
         self.previous = None
         name, position = (cursor.logfile, cursor.position) if cursor else (self._find_logfile(1), 0)

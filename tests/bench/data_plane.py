@@ -175,9 +175,10 @@ def run(net, size, args):
     # in the page cache in large folios (up to 2 MiB), and every small
     # write the device writes back into one walks all its blocks
     # (`mars.directio.pwritev_cached`): 4 KiB writes cost 3-6x the system
-    # time. No host's disk has such readers (the device and the sync
-    # server read in small folios), so they go: a's disk is not cached
-    # when the device's writes begin, as b's is not.
+    # time. A host's disk has no such readers (the sync reads in small
+    # folios; the container reads through the device, which nothing does
+    # here), so what they left goes: a's disk is not cached when the
+    # device's writes begin, as b's is not.
     drop_page_cache(a.disk)
     plain = a.root / "plain.img"
     with open(plain, "wb") as handle:

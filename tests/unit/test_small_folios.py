@@ -2,8 +2,8 @@
 write-back and the replay write in pieces that each stay inside one aligned
 `CACHED_PIECE` (a long write would leave a large folio, and every later
 small write into it walks all its blocks), with the same bytes on the disk;
-the device's, the sync server's and the sync client's reads of a disk go
-without readahead (`POSIX_FADV_RANDOM`), which allocates large folios."""
+the sync server's and the sync client's reads of a disk go without
+readahead (`POSIX_FADV_RANDOM`), which allocates large folios."""
 
 import os
 
@@ -13,9 +13,7 @@ from hypothesis import given, settings
 
 from mars import directio, transfer
 from mars.directio import CACHED_PIECE, pwritev_cached, read_in_small_folios
-from mars.lamport import LamportClock
 from mars.replay import replay
-from mars.translog import TransactionLog
 from mars.writeback import WriteBack
 from tests.unit.conftest import write_log
 
@@ -118,17 +116,6 @@ def advice(monkeypatch):
         return real(fd, offset, length, what)
     monkeypatch.setattr(os, "posix_fadvise", recording)
     return advised
-
-
-def test_the_device_reads_its_disk_without_readahead(tmp_path, advice):
-    disk = tmp_path / "disk"
-    disk_file(disk)
-    log = TransactionLog(str(tmp_path / "resource-vm1"), str(disk), "h1", LamportClock())
-    try:
-        log.recover(None)
-        assert advice == [os.stat(disk).st_ino]
-    finally:
-        log.close()
 
 
 def test_the_sync_server_and_client_read_disks_without_readahead(tmp_path, advice):
