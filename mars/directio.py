@@ -33,7 +33,7 @@ STAGE_BYTES = 4 << 20           # one staging buffer of an appender
 STAGES = 3                      # staging buffers at most (allocated as needed)
 DIRECT_MIN = 128 << 10          # whole blocks an append needs to go direct (see `append`)
 RWF_DONTCACHE = 0x80            # pwritev2: written back at once, then dropped (linux/fs.h)
-CACHED_PIECE = 64 << 10         # page-cache writes go in aligned pieces at most this long (`pwritev_cached`)
+CACHED_PIECE = 256 << 10        # page-cache writes go in aligned pieces at most this long (`pwritev_cached`)
 CARRY_SECONDS = 0.005           # how long a staged append's last partial block waits for the next
 
 _refused_uncached = set()       # st_dev of file systems that answered EOPNOTSUPP to RWF_DONTCACHE
@@ -79,7 +79,11 @@ def pwritev_cached(fd, buffers, offset):
     3.8 (`folio_bdev.py`). After a sequential run on /dev/mars, the
     write-back of random 4 KiB writes spent 15 % of the whole machine's perf
     samples in `ext4_block_write_begin`; in 256 KiB pieces 5 %, in 64 KiB
-    ones 2 %.
+    ones 2 %. 256 KiB: more calls cost the sequential writes (the write-back
+    thread takes the GIL back after each): in 64 KiB pieces /dev/mars wrote
+    293-317 MiB/s with b in two `make bench-data` runs, in 256 KiB pieces
+    367-402, as before (371-450); random 4 KiB writes gained 22 % in 256 KiB
+    pieces, 30 % in 64 KiB ones (alternating pairs, scratch `seqrand.py`).
     """
     end = offset + sum(len(buffer) for buffer in buffers)
     limit = offset - offset % CACHED_PIECE + CACHED_PIECE
