@@ -6,6 +6,7 @@ the sync server's and the sync client's reads of a disk go without
 readahead (`POSIX_FADV_RANDOM`), which allocates large folios."""
 
 import os
+from contextlib import contextmanager
 
 import hypothesis.strategies as st
 import pytest
@@ -20,17 +21,28 @@ from tests.unit.conftest import write_log
 DISK = 4 * CACHED_PIECE
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    """Every pwritev_all of directio as (start, length), in order."""
+@contextmanager
+def recorded_writes():
+    """Every pwritev_all of directio as (start, length), in order, while
+    the context lasts. (Not monkeypatch: the property test needs a fresh
+    list for each example.)"""
     calls = []
     real = directio.pwritev_all
 
     def recording(fd, buffers, offset, flags=0):
         calls.append((offset, sum(len(buffer) for buffer in buffers)))
         return real(fd, buffers, offset, flags)
-    monkeypatch.setattr(directio, "pwritev_all", recording)
-    return calls
+    directio.pwritev_all = recording
+    try:
+        yield calls
+    finally:
+        directio.pwritev_all = real
+
+
+@pytest.fixture
+def calls():
+    with recorded_writes() as calls:
+        yield calls
 
 
 def assert_inside_pieces(calls, start, size):
@@ -60,14 +72,10 @@ def test_a_cached_write_lands_whole_in_calls_that_each_stay_inside_one_piece(
     path = tmp_path_factory.mktemp("disk") / "disk"
     fd = disk_file(path)
     buffers = [os.urandom(size) for size in sizes]
-    calls = []
-    real = directio.pwritev_all
-    directio.pwritev_all = lambda fd, parts, offset, flags=0: (
-        calls.append((offset, sum(map(len, parts)))), real(fd, parts, offset, flags))
     try:
-        pwritev_cached(fd, buffers, start)
+        with recorded_writes() as calls:
+            pwritev_cached(fd, buffers, start)
     finally:
-        directio.pwritev_all = real
         os.close(fd)
     data = b"".join(buffers)
     assert_inside_pieces(calls, start, len(data))

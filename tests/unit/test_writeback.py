@@ -32,7 +32,7 @@ def gate(monkeypatch):
     gate = threading.Event()
     real_write = writeback_module._write_in_order
     monkeypatch.setattr(writeback_module, "_write_in_order",
-                        lambda *args: (gate.wait(), real_write(*args)))
+                        lambda fd, extents: (gate.wait(), real_write(fd, extents)))
     yield gate
     gate.set()
 
