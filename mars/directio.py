@@ -129,6 +129,18 @@ def read_in_small_folios(fd):
         pass
 
 
+def read_ahead(fd, start, length):
+    """Have the kernel read [start, start + length) of `fd` into the page
+    cache, not waiting for it (POSIX_FADV_WILLNEED, which reads in small
+    folios whatever `read_in_small_folios` said): for a reader that knows
+    what it reads next, as the sync does, where without readahead every
+    read waited for its own I/O. Advice only: errors are ignored."""
+    try:
+        os.posix_fadvise(fd, start, length, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+
+
 def append_one_way(path, data, start):
     """Write `data` (bytes-like) at `start`, the end of the file at `path`,
     each block one way only (`write_one_way`): its whole blocks past the

@@ -1,6 +1,7 @@
 """System calls the os module does not offer, through one handle of the C
 library (ctypes): fallocate(2) itself, sync_file_range(2), prctl(2)'s
-parent-death signal, mount(2) and umount2(2)."""
+parent-death signal, mount(2) and umount2(2), madvise(2)'s
+MADV_POPULATE_READ. (ctypes lets go of the GIL while a call runs.)"""
 
 import ctypes
 import os
@@ -10,11 +11,14 @@ LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
 SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
 MNT_DETACH = 2
+MADV_POPULATE_READ = 22             # linux/mman.h, Linux 5.14
 
 _fallocate = LIBC.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _sync_file_range = LIBC.sync_file_range
 _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+_madvise = LIBC.madvise
+_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 def fallocate(fd, offset, length):
@@ -38,6 +42,17 @@ def write_out(fd, offset, length):
     OSError on failure."""
     if _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
                         | SYNC_FILE_RANGE_WAIT_AFTER) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def populate_read(address, length):
+    """Fault in the pages of the mapping at [address, address + length)
+    for reading (madvise MADV_POPULATE_READ), waiting for what has to come
+    from the disk. A page that cannot be read is an OSError here (EFAULT,
+    EIO), where touching it would be SIGBUS; so is a kernel before 5.14
+    (EINVAL)."""
+    if _madvise(address, length, MADV_POPULATE_READ) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 

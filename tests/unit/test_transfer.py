@@ -100,14 +100,12 @@ def test_a_digest_names_its_kind_and_an_old_clients_bare_sha1_still_matches(pair
     assert read_chunks(source, 0, SMALL, 5, [None, 7, "", ":", "xxh3-128:"], SIZE)[0] == "dzddd"
 
 
-def test_digests_read_a_chunk_a_piece_at_a_time_and_only_a_chunk_that_travels_is_read_whole(
-        tmp_path, monkeypatch):
-    """Chunks larger than DIGEST_PIECE: both sides hash a chunk a piece at a
-    time (a buffer that stays in the CPU's cache) and get the digest of the
-    whole chunk; the server reads into its reply only the chunk that
-    travels."""
+@pytest.fixture
+def unequal_disks(tmp_path, monkeypatch):
+    """A source and a target of four chunks larger than DIGEST_PIECE (not
+    whole pages: 0 equal, 1 differs, 2 zero at the source, 3 equal and
+    short), and the preadv calls made on them: [(offset, length)]."""
     chunk = 3 * transfer.DIGEST_PIECE + 512
-    size = 4 * chunk - 100
     same = rand(chunk, 1)
     source_chunks = [same, rand(chunk, 2), bytes(chunk), rand(chunk - 100, 3)]
     target_chunks = [same, rand(chunk, 4), rand(chunk, 5), source_chunks[3]]
@@ -117,6 +115,38 @@ def test_digests_read_a_chunk_a_piece_at_a_time_and_only_a_chunk_that_travels_is
     real_preadv = os.preadv
     monkeypatch.setattr(transfer.os, "preadv", lambda fd, buffers, offset: reads.append(
         (offset, sum(len(buffer) for buffer in buffers))) or real_preadv(fd, buffers, offset))
+    return chunk, source, target, source_chunks, target_chunks, reads
+
+
+def test_digests_hash_chunks_where_they_lie_and_only_a_chunk_that_travels_is_read(
+        unequal_disks):
+    """Both sides hash their chunks in their map of the disk, reading none
+    of them; the server reads into its reply only the chunk that travels,
+    and the zero chunk whose digest differed (to tell it is zeros)."""
+    chunk, source, target, source_chunks, target_chunks, reads = unequal_disks
+    size = 4 * chunk - 100
+    digests = local_digests(target, 0, chunk, 4, size)
+    assert digests == [chunk_digest(part) for part in target_chunks]
+    assert reads == []
+    kinds, data = read_chunks(source, 0, chunk, 4, digests, size)
+    assert (kinds, bytes(data)) == ("sdzs", source_chunks[1])
+    assert reads == [(chunk, chunk), (2 * chunk, chunk)]
+
+
+@pytest.mark.parametrize("refusal", [errno.EINVAL, errno.EFAULT, errno.EIO])
+def test_digests_read_a_chunk_a_piece_at_a_time_where_the_map_cannot_give_it(
+        unequal_disks, monkeypatch, refusal):
+    """A kernel without MADV_POPULATE_READ (EINVAL), or a page that will
+    not come in (EFAULT, EIO): the chunk is read in pieces of DIGEST_PIECE
+    (a buffer that stays in the CPU's cache), with the same digests and
+    kinds."""
+    chunk, source, target, source_chunks, target_chunks, reads = unequal_disks
+    size = 4 * chunk - 100
+
+    def refuse(address, length):
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(transfer.libc, "populate_read", refuse)
     digests = local_digests(target, 0, chunk, 4, size)
     assert digests == [chunk_digest(part) for part in target_chunks]
     assert reads and max(length for _, length in reads) == transfer.DIGEST_PIECE
@@ -124,6 +154,48 @@ def test_digests_read_a_chunk_a_piece_at_a_time_and_only_a_chunk_that_travels_is
     kinds, data = read_chunks(source, 0, chunk, 4, digests, size)
     assert (kinds, bytes(data)) == ("sdzs", source_chunks[1])
     assert [read for read in reads if read[1] > transfer.DIGEST_PIECE] == [(chunk, chunk)]
+
+
+def test_a_file_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
+    """No map of the file (mmap refused, or an offset not on a page): the
+    digests come from reading it."""
+    chunk = transfer.DIGEST_PIECE
+    payload = rand(3 * chunk, 9)
+    path = write_file(tmp_path / "disk", payload)
+    expected = [chunk_digest(payload[i * chunk:(i + 1) * chunk]) for i in range(3)]
+    assert local_digests(path, 512, chunk, 2, 3 * chunk)[0] == chunk_digest(
+        payload[512:512 + chunk])
+
+    def no_map(*args, **kwargs):
+        raise OSError(errno.ENODEV, "no mmap here")
+
+    monkeypatch.setattr(transfer.mmap, "mmap", no_map)
+    assert local_digests(path, 0, chunk, 3, 3 * chunk) == expected
+
+
+def test_the_chunks_with_data_are_read_ahead_and_holes_are_not(tmp_path, monkeypatch):
+    """Before the first chunk is read, the kernel is asked to read every
+    chunk that has data (WILLNEED), and no hole (a fresh volume's zeros
+    would fill the page cache)."""
+    chunk = 1 << 20
+    path = tmp_path / "disk"
+    with open(path, "wb") as handle:
+        handle.truncate(4 * chunk)
+        for index in (0, 2):
+            handle.seek(index * chunk)
+            handle.write(rand(chunk, index))
+    advice = []
+    real_fadvise = os.posix_fadvise
+    monkeypatch.setattr(directio.os, "posix_fadvise", lambda fd, offset, length, what: (
+        advice.append((offset, length, what)), real_fadvise(fd, offset, length, what))[1])
+    local_digests(str(path), 0, chunk, 4, 4 * chunk)
+    assert [(offset, length) for offset, length, what in advice
+            if what == os.POSIX_FADV_WILLNEED] == [(0, chunk), (2 * chunk, chunk)]
+    advice.clear()
+    kinds, _ = read_chunks(str(path), 0, chunk, 4, None, 4 * chunk)
+    assert kinds == "dzdz"
+    assert [(offset, length) for offset, length, what in advice
+            if what == os.POSIX_FADV_WILLNEED] == [(0, chunk), (2 * chunk, chunk)]
 
 
 def test_a_chunk_the_client_has_as_zeros_is_read_once_not_hashed(tmp_path, monkeypatch):
@@ -134,9 +206,11 @@ def test_a_chunk_the_client_has_as_zeros_is_read_once_not_hashed(tmp_path, monke
     payload = rand(chunk, 8)
     source = write_file(tmp_path / "source", payload + bytes(chunk))
     hashed = []
-    real_file_digest = transfer.file_digest
+    real_file_digest, real_mapped_digest = transfer.file_digest, transfer.MappedRange.digest
     monkeypatch.setattr(transfer, "file_digest", lambda *args, **kwargs: hashed.append(args[1])
                         or real_file_digest(*args, **kwargs))
+    monkeypatch.setattr(transfer.MappedRange, "digest", lambda self, *args: hashed.append(
+        args[0]) or real_mapped_digest(self, *args))
     zeros = [transfer.zero_digest(chunk)] * 2
     kinds, data = read_chunks(source, 0, chunk, 2, zeros, 2 * chunk)
     assert (kinds, bytes(data)) == ("dz", payload) and hashed == []
@@ -355,10 +429,12 @@ def test_the_digests_of_holes_are_those_of_zeros_and_holes_are_not_read(tmp_path
         pytest.skip("this file system reports no holes")
     expected = [chunk_digest(part) for part in
                 (bytes(chunk), read(target)[chunk:2 * chunk], bytes(chunk), bytes(1000))]
-    reads = []
-    real_preadv = os.preadv
+    reads = []                  # chunks read, or hashed in the map
+    real_preadv, real_mapped_digest = os.preadv, transfer.MappedRange.digest
     monkeypatch.setattr(transfer.os, "preadv", lambda fd, buffers, offset: reads.append(offset) or
                         real_preadv(fd, buffers, offset))
+    monkeypatch.setattr(transfer.MappedRange, "digest", lambda self, start, *args: reads.append(
+        start) or real_mapped_digest(self, start, *args))
     assert local_digests(target, 0, chunk, 4, size) == expected
     assert reads == [chunk]
 
