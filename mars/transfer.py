@@ -222,8 +222,8 @@ def chunks_to_read(fd, offset, chunk, count, size):
     whether a hole), those with data read ahead (`read_ahead`) before the
     first is read: a disk not in the page cache, read without readahead
     (`read_in_small_folios`) in pieces of 64 KiB, hashed at 430-460 MiB/s
-    on the 2-CPU test machine (2 GiB in 4.5-4.7 s), read ahead so, at
-    1.3-2 GB/s (scratch `digcold.py`)."""
+    on the 2-CPU test machine (2 GiB in 4.5-4.7 s); read ahead so and
+    hashed in its map (`MappedRange`) at 1.3-2 GB/s (scratch `digcold.py`)."""
     chunks = []
     for index in range(count):
         start = offset + index * chunk
