@@ -177,7 +177,8 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     zeros = ZERO_VIEW if chunk <= CHUNK else memoryview(bytes(chunk))
     kinds, kept = [], 0
     with open(path, "rb", buffering=0) as handle, \
-            MappedRange(handle.fileno(), offset, end) as mapped:
+            MappedRange(handle.fileno(), offset, end if digests else offset) as mapped:
+        # (a full sync hashes nothing: no map)
         read_in_small_folios(handle.fileno())       # the primary's disk, written to meanwhile
         for index, (start, length, hole) in enumerate(
                 chunks_to_read(handle.fileno(), offset, chunk, count, size)):
