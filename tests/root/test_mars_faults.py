@@ -142,6 +142,23 @@ def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_
     assert b.view("is-primary", RES) == "1\n"
 
 
+def holds_a_copy_of(process, mountpoint):
+    """Whether `process` runs in a mount namespace of its own that has
+    `mountpoint` mounted. Its own first: until `unshare` has called
+    unshare(2), its mountinfo is this namespace's, which has the mount too
+    (the umount then came first on a busy machine, nothing held the
+    filesystem, and the handover went through)."""
+    if process.poll() is not None:
+        return False
+    try:
+        if os.readlink(f"/proc/{process.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            return False
+        with open(f"/proc/{process.pid}/mountinfo") as mountinfo:
+            return str(mountpoint) in mountinfo.read()
+    except OSError:
+        return False
+
+
 def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_it_is_written(
         datanet):
     """An umount on the host leaves the filesystem alive, its dirty data not
@@ -160,8 +177,7 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
     holder = subprocess.Popen(["unshare", "--mount", "--propagation", "unchanged",
                                "sleep", "600"])
     try:
-        wait_until(lambda: str(a.mnt) in (open(f"/proc/{holder.pid}/mountinfo").read()
-                                          if holder.poll() is None else ""),
+        wait_until(lambda: holds_a_copy_of(holder, a.mnt),
                    what="a mount namespace of its own with a's filesystem in it")
         content = os.urandom(256 * 1024)
         (a.mnt / "config.tmp").write_bytes(content)         # as a config is replaced: no fsync
