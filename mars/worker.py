@@ -44,6 +44,7 @@ log = logging.getLogger("marsd.data")
 PROCESS_LOOK_INTERVAL = 15.0     # seconds an idle look for processes holding devices is reused
 IDLE_STEP_EVERY = 3.0            # seconds an idle worker goes without news (marsd --idle-step)
 STATUS_REFRESH = 5.0             # seconds between status writes when nothing changed (views: 10)
+BUSY_STATUS_SECONDS = 0.2        # the least time between status writes while busy
 
 
 class Rate:
@@ -207,6 +208,14 @@ class ResourceWorker:
         """Add a reason to this step's `waiting` line (reset every step)."""
         self.wait(f"{self.waiting}; {reason}" if self.waiting else reason)
 
+    def save_progress(self):
+        """`save_status` while work goes on (between busy steps, and within
+        a long one such as a sync's): at most every BUSY_STATUS_SECONDS."""
+        now = time.monotonic()
+        if now - self.status_saved >= BUSY_STATUS_SECONDS:
+            self.save_status(force=False)
+            self.status_saved = now
+
     def save_status(self, force=True):
         """Write the status file for the views: at once when it changed
         (or `force`), else every STATUS_REFRESH seconds to show marsd lives."""
@@ -270,9 +279,10 @@ class ResourceWorker:
                     now = time.monotonic()
                     if busy:
                         self.last_busy = now
-                    # busy: at most 5 times a second; before a pause always (the
-                    # views must not show an older state until the next step)
-                    if not busy or now - self.status_saved >= 0.2:
+                        self.save_progress()
+                    else:
+                        # before a pause always: the views must not show an
+                        # older state until the next step
                         self.save_status(force=False)
                         self.status_saved = now
                     await self._pause(busy, now)

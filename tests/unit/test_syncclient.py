@@ -11,7 +11,9 @@ import trio
 from mars.errors import PeerError
 from mars.follow import LogFollower
 from mars.keys import replay_name, res_key, syncpos_name
-from mars.syncclient import Frontier, SyncClient
+from mars import syncclient
+from mars.syncclient import SYNC_STEP_SECONDS, Frontier, SyncClient, step_requests
+from mars.transfer import CHUNK, CHUNKS_PER_REQUEST
 from mars.directio import aligned_buffer
 
 
@@ -90,3 +92,66 @@ def test_a_new_sync_waits_while_the_sources_checkpoint_names_a_logfile_it_delete
     with pytest.raises(PeerError, match="stopped here"):
         trio.run(client.sync, state, "a", 0, 1 << 20)
     assert writes[0][res_key("vm1", syncpos_name("b"))] == "log-000000002-a,4096,4096"
+
+
+def test_a_sync_step_hands_out_requests_in_order_while_it_may_go_on():
+    """A step asks for the chunks from where the sync is towards the end,
+    request after request without a gap, the last one short at the end of
+    the disk; once it may not go on (its time is up, or news arrived) it
+    hands out no more (its first always), and the next step starts where it
+    stopped."""
+    request = CHUNK * CHUNKS_PER_REQUEST
+    target = 5 * request + 3 * CHUNK                # the disk's end inside a request
+
+    assert list(step_requests(0, target, lambda: True)) == [
+        (0, 16), (request, 16), (2 * request, 16), (3 * request, 16), (4 * request, 16),
+        (5 * request, 3)]
+
+    handed = []
+    for offset, count in step_requests(request, target, lambda: len(handed) < 3):
+        handed.append((offset, count))
+    assert handed == [(request, 16), (2 * request, 16), (3 * request, 16)]
+
+    assert list(step_requests(4 * request, target, lambda: False)) == [(4 * request, 16)], \
+        "a step that may not go on still makes progress"
+    assert list(step_requests(target, target, lambda: True)) == []
+
+
+def test_a_sync_step_ends_after_its_time_or_at_news_for_the_worker(monkeypatch):
+    """What a sync step asks before each further request: the clock
+    against SYNC_STEP_SECONDS from the step's start, and the worker's news
+    (a pause or a leave must not wait for the end of the disk)."""
+    clock = [100.0]
+    monkeypatch.setattr(syncclient.time, "monotonic", lambda: clock[0])
+    worker = SimpleNamespace(res="vm1", host="b", news_arrived=False)
+    client = SyncClient(worker)
+    asked = []
+
+    async def _stream(channel, source, pending, *rest):
+        for offset, count in pending:
+            asked.append(offset)
+            if len(asked) == 2:
+                clock[0] += SYNC_STEP_SECONDS       # the step's time is up
+
+    async def channel(state, source, port, stream):
+        return None
+
+    worker.channels = SimpleNamespace(channel=channel)
+    client._stream = _stream
+    request = CHUNK * CHUNKS_PER_REQUEST
+    trio.run(client._sync_range, None, "a", "/nonexistent/disk", 0, 64 * request,
+             64 * request, False)
+    assert asked == [0, request], "no request after the step's time"
+
+    clock[0] = 200.0
+    asked.clear()
+
+    async def _stream_news(channel, source, pending, *rest):
+        for offset, count in pending:
+            asked.append(offset)
+            if len(asked) == 3:
+                worker.news_arrived = True          # e.g. pause-sync reached the store
+    client._stream = _stream_news
+    trio.run(client._sync_range, None, "a", "/nonexistent/disk", 0, 64 * request,
+             64 * request, False)
+    assert asked == [0, request, 2 * request], "no request after news"
