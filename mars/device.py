@@ -74,6 +74,7 @@ log = logging.getLogger("mars.device")
 
 DEVICE_FILE = "device"
 EXIT_REFUSED = 2                # the device cannot start from this log (see "refused")
+EXIT_FUSE_LOST = 3              # the kernel ended the FUSE session (see `Device.serve_fuse`)
 PROFILE_ENV = "MARS_DEVICE_PROFILE"     # path: cProfile the event loop, count write sizes
 
 
@@ -95,7 +96,8 @@ class Device:
         self.logged = 0             # payload bytes appended to logfiles
         self.written_direct = 0     # payload bytes written straight to the disk (emergency)
         self.emergency = False
-        self.orphaned = False       # marsd died: leave the mount to its successor
+        self.stopped = False        # by marsd's "stop" (else the dead mount stays, see serve)
+        self.fuse_lost = False      # the kernel ended the FUSE session
         self.logging = None         # trio.Event set by every logged write (serve makes it)
         self.quiet = True           # nothing logged since the last checkpoint
         self.token = None           # the event loop's, for the write-back thread (serve sets it)
@@ -356,7 +358,6 @@ class Device:
             if not chunk:
                 log.warning("control channel closed: marsd is gone; stopping the device")
                 self.translog.writer.sync()
-                self.orphaned = True
                 nursery.cancel_scope.cancel()
                 return
             buffer += chunk
@@ -365,8 +366,24 @@ class Device:
                 reply = await self.answer(json.loads(line))
                 self.emit(reply)
                 if reply.get("reply") == "stop":
+                    self.stopped = True
                     nursery.cancel_scope.cancel()
                     return
+
+    async def serve_fuse(self, nursery):
+        """The FUSE session, until marsd stops the device (which cancels
+        it) or the kernel ends it: its connection aborted (fusectl), its
+        mount gone. Then the device ends too, as one that died: marsd says
+        so, cleans up and starts a new one (which recovers the log) once
+        nothing uses the loop device. Before, the process lived on with no
+        file system under its loop device, which answered EIO, and marsd saw
+        nothing wrong."""
+        await self.session.serve()
+        log.error("the FUSE session ended (its connection aborted, or its mount gone): "
+                  "the device ends")
+        self.translog.writer.sync()
+        self.fuse_lost = True
+        nursery.cancel_scope.cancel()
 
 
 def free_bytes(path):
@@ -400,18 +417,22 @@ async def serve(args):
     try:
         async with trio.open_nursery() as nursery:
             device.nursery = nursery
-            nursery.start_soon(device.session.serve)
+            nursery.start_soon(device.serve_fuse, nursery)
             nursery.start_soon(device.control, nursery)
             nursery.start_soon(device.watch_space)
     finally:
-        # Orphaned, the FUSE mount stays (dead) as after SIGKILL: unmounted
-        # now, a loop device still on it would lose its path and leak, as
-        # the restarted marsd finds stale loops by their backing file's path.
-        device.session.close(unmount=not device.orphaned)
+        # Unless marsd stopped it (having detached the loop device first),
+        # the FUSE mount stays (dead) as after SIGKILL: unmounted now, a loop
+        # device still on it would lose its path (the kernel then shows its
+        # backing file as `/device`) and leak, as marsd finds stale loop
+        # devices by their backing file's path (`Primary.detach_stale_device`,
+        # which unmounts the dead mount after).
+        device.session.close(unmount=device.stopped)
         device.translog.close()
         if device.write_sizes is not None:
             log.info("write requests by size: %s", ", ".join(
                 f"{size}: {count}" for size, count in sorted(device.write_sizes.items())))
+    return EXIT_FUSE_LOST if device.fuse_lost else 0
 
 
 def parse_args(argv):
@@ -541,16 +562,22 @@ def detach_loop(device):
         raise LoopError(f"losetup --detach {device} failed: {result.stderr.strip()}")
 
 
+def loop_backing_file(loop):
+    """The backing file of loop device `loop` ('/dev/loopN') as the kernel
+    shows it; None when it has none (detached)."""
+    try:
+        return (Path("/sys/block") / Path(loop).name / "loop" / "backing_file").read_text().strip()
+    except OSError:
+        return None
+
+
 def loops_backed_by(prefix):
     """{'/dev/loopN': backing file} for every loop device whose backing
     file lies under `prefix` (a crashed marsd's leftovers)."""
     found = {}
     for entry in Path("/sys/block").glob("loop*"):
-        try:
-            backing = (entry / "loop" / "backing_file").read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(str(prefix)):
+        backing = loop_backing_file(entry.name)
+        if backing is not None and backing.startswith(str(prefix)):
             found[f"/dev/{entry.name}"] = backing
     return found
 

@@ -85,9 +85,24 @@ class Primary:
 
     # ------------------------------------------------------------ housekeeping
     def cleanup_stale_device(self):
-        """A marsd that was killed leaves a loop device on a dead FUSE mount."""
+        """A marsd that was killed leaves a loop device on a dead FUSE
+        mount: detached, and this host reported as not primary."""
+        self.detach_stale_device()
+        self.worker.set_actual(**{"is-primary": 0, "open-count": 0})
+
+    def detach_stale_device(self, known_loop=None):
+        """Detach the loop devices on a dead FUSE mount of this resource
+        (marsd killed, or the device process died) and unmount it; blocking,
+        and no store writes: it may run in a thread. `known_loop`: the one
+        this marsd attached, also when its backing file lost its path (its
+        FUSE mount lazily unmounted: the kernel shows the file as `/device`
+        then)."""
         mountpoint = self.fuse_dir
-        for loop, backing in devices.loops_backed_by(str(mountpoint)).items():
+        stale = devices.loops_backed_by(str(mountpoint))
+        if known_loop is not None and known_loop not in stale and \
+                devices.loop_backing_file(known_loop) == "/" + devices.DEVICE_FILE:
+            stale[known_loop] = "/" + devices.DEVICE_FILE
+        for loop, backing in stale.items():
             if devices.open_count(loop) == 0 and not devices.claimed_elsewhere(loop):
                 try:
                     devices.detach_loop(loop)
@@ -100,7 +115,6 @@ class Primary:
             log.info("%s: unmounted stale FUSE mount %s", self.res, mountpoint)
         if self.link.is_symlink():
             self.link.unlink()
-        self.worker.set_actual(**{"is-primary": 0, "open-count": 0})
 
     def report_down(self):
         """The device is not up here."""
@@ -438,8 +452,10 @@ class Primary:
         log.warning("%s: device process died (exit %s), nothing uses %s: cleaning it up%s",
                     self.res, code, self.loop,
                     "" if leaving else "; the device starts again (recovery replays the log)")
-        self.device = self.loop = None
-        await trio.to_thread.run_sync(self.cleanup_stale_device)
+        loop, self.device, self.loop = self.loop, None, None
+        await trio.to_thread.run_sync(self.detach_stale_device, loop)
+        # (on the event loop: a store write wakes marsd's tasks)
+        worker.set_actual(**{"is-primary": 0, "open-count": 0})
         self.report_down()
         worker.report(device=None, loop=None)
         worker.wait(None)

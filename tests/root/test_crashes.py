@@ -22,7 +22,7 @@ import threading
 
 import pytest
 
-from mars.device import loops_backed_by
+from mars.device import DEVICE_FILE, loop_backing_file, loops_backed_by
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 from tests.helpers.dataplane import (MIB, STATE_WAIT, device_processes, serving_device_pid,
@@ -386,6 +386,48 @@ def test_a_device_process_that_died_is_said_once_and_starts_again_once_nothing_u
     with open(datanet.device(a, RES), "rb", buffering=0) as device:
         assert device.read(MIB) == data, "the restarted device lost an fsync'ed write"
     assert a.current_log().count(died) == 1, a.current_log()[-3000:]
+    assert "internal error" not in a.current_log(), a.current_log()[-3000:]
+
+
+def test_a_device_process_ended_by_an_aborted_fuse_connection_leaves_no_loop_device(
+        datanet, tmp_path):
+    """The FUSE connection under a's device is aborted (fusectl's `abort`,
+    an admin's last resort for a hung FUSE mount): the device process ends,
+    marsd cleans up and starts a new one, which recovers every fsync'ed
+    write, and the old loop device is detached. (The device process used to
+    unmount its FUSE mount as it ended; the loop device on it then showed
+    its backing file as `/device`, which marsd's clean-up does not look
+    for: one loop device leaked per such end, 2,614 in a night of a device
+    that failed at every checkpoint.)"""
+    (a,) = datanet.primary_with_device("a", res=RES)
+    data = os.urandom(MIB)
+    with open(datanet.device(a, RES), "r+b", buffering=0) as device:
+        device.write(data)
+        os.fsync(device.fileno())
+    fuse_dir = a.root / "mars" / "fuse" / RES
+    old_loop = os.path.realpath(datanet.device(a, RES))
+    assert loop_backing_file(old_loop) == str(fuse_dir / DEVICE_FILE)
+    pid = serving_device_pid(a)
+    fusectl = tmp_path / "fusectl"
+    fusectl.mkdir()
+    subprocess.run(["mount", "-t", "fusectl", "fusectl", str(fusectl)], check=True)
+    try:
+        (fusectl / str(os.minor(os.stat(fuse_dir).st_dev)) / "abort").write_text("1")
+    finally:
+        subprocess.run(["umount", str(fusectl)], check=True)
+    up = r"device process (\d+) up, logging to"
+    wait_until(lambda: len(re.findall(up, a.current_log())) == 2,
+               what="a new device process", show=lambda: a.current_log()[-2000:])
+    assert int(re.findall(up, a.current_log())[1]) != pid
+    datanet.wait(a, RES, "device")
+    # detached, or taken again by the new device (the first free number)
+    wait_until(lambda: loop_backing_file(old_loop) in (None, str(fuse_dir / DEVICE_FILE)),
+               what=f"the old loop device {old_loop} detached",
+               show=lambda: (old_loop, loop_backing_file(old_loop), a.current_log()[-2000:]))
+    with open(datanet.device(a, RES), "rb", buffering=0) as device:
+        assert device.read(MIB) == data, "the restarted device lost an fsync'ed write"
+    assert "internal error" not in a.current_log(), a.current_log()[-3000:]
+
 
 def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
     a, b = start_primary(datanet, "a", "b", fill=True)
