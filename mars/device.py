@@ -43,6 +43,10 @@ Control, one JSON object per line (stdin: commands, stdout: replies/events):
                                 (the disk refused a write-back: writes and fsyncs
                                  answer EIO from now on; the log keeps everything)
 
+It exits 3 when the kernel ended its FUSE session (the connection aborted,
+the mount gone), and then, as after any end but marsd's `stop`, leaves its
+dead FUSE mount for marsd to clean up with the loop device on it.
+
 MARS_DEVICE_PROFILE=<path> in the environment runs the event loop under
 cProfile (stats in <path>.<pid> at exit) and logs the write requests' sizes.
 

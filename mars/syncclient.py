@@ -57,11 +57,12 @@ def step_requests(start, target, go_on):
     worker looks at what changed (a pause, a leave, a new primary), and
     every step's end drains the streams' pipelines. Steps of 128 MiB did
     that 16 times per 2 GiB at loopback speed, which cost the full and the
-    fast sync 5-10 % of their time, and on a slow link (10 MB/s) a 128 MiB
-    step kept the worker from looking for 13 s. Now news (its keys changed:
-    `pause-sync`, `leave-resource`, a new primary) ends a step at once,
-    after the requests in flight then (at most `SYNC_STREAMS` x
-    `SYNC_PIPELINE`)."""
+    fast sync 5-10 % of their time on the 2-CPU test machine while its CPUs
+    had room (nothing measurable when they had not), and on a slow link
+    (10 MB/s) a 128 MiB step kept the worker from looking for 13 s. Now
+    news (its keys changed: `pause-sync`, `leave-resource`, a new primary)
+    ends a step at once, after the requests in flight then (at most
+    `SYNC_STREAMS` x `SYNC_PIPELINE`)."""
     offset = start
     while offset < target and (offset == start or go_on()):
         count = min(CHUNKS_PER_REQUEST, -(-(target - offset) // CHUNK))

@@ -397,7 +397,7 @@ def test_a_device_process_ended_by_an_aborted_fuse_connection_leaves_no_loop_dev
     write, and the old loop device is detached. (The device process used to
     unmount its FUSE mount as it ended; the loop device on it then showed
     its backing file as `/device`, which marsd's clean-up does not look
-    for: one loop device leaked per such end, 2,614 in a night of a device
+    for: one loop device leaked per such end, 2,614 in three minutes of a device
     that failed at every checkpoint.)"""
     (a,) = datanet.primary_with_device("a", res=RES)
     data = os.urandom(MIB)
