@@ -192,10 +192,7 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
                 # then, too: the read below tells). Not where the client
                 # has zeros (a new member's fresh volume): the zero check
                 # below tells all then.
-                digest, zero = mapped.digest(start, length, wanted[0]), False
-                if digest is None:
-                    digest, zero = file_digest(handle.fileno(), start, length, wanted[0],
-                                               pad=True)
+                digest, zero = mapped.digest_or_read(start, length, wanted[0], pad=True)
                 if zero or digest == wanted[1]:
                     kinds.append("z" if zero else "s")
                     continue
@@ -252,13 +249,14 @@ class MappedRange:
     is left is a page evicted and unreadable in the moment between the two,
     or a disk cut shorter meanwhile, which no resource's disk is. Where the
     map cannot give a chunk (the file has no map, the chunk goes past its
-    end, a page will not come in), `digest` is None and the caller reads as
-    before, which raises the error if there is one.
+    end, a page will not come in), `digest` is None, and `digest_or_read`
+    reads it instead, which raises the error if there is one.
 
     Mapped copy-on-write (never written): a mapping Python allows writes to
     is one ctypes can give the address of."""
 
     def __init__(self, fd, start, end):
+        self.fd = fd
         self.start = start
         self.map = None
         self.address = None
@@ -296,6 +294,16 @@ class MappedRange:
             return None
         with memoryview(self.map) as whole, whole[relative:relative + length] as piece:
             return DIGESTS[kind](piece).hexdigest()
+
+    def digest_or_read(self, start, length, kind=DIGEST, pad=False):
+        """`file_digest`'s (hex digest, whether all zeros) of [start, start +
+        length): hashed in the map where it gives the chunk (whether zeros is
+        then not asked: False), else read a piece at a time, which raises
+        the disk's error if there is one."""
+        digest = self.digest(start, length, kind)
+        if digest is not None:
+            return digest, False
+        return file_digest(self.fd, start, length, kind, pad=pad)
 
 
 class DataServer:
@@ -473,9 +481,7 @@ def local_digests(path, offset, chunk, count, size):
                 digests.append(zero_digest(length))
                 continue
             # (a disk shorter than `size` digests what it has: the chunk travels)
-            digest = mapped.digest(start, length)
-            if digest is None:
-                digest, _ = file_digest(handle.fileno(), start, length)
+            digest, _ = mapped.digest_or_read(start, length)
             digests.append(f"{DIGEST}:{digest}")
     return digests
 
