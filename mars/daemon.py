@@ -35,7 +35,7 @@ from mars.keys import (HEARTBEAT_PREFIX, IP_PREFIX, RESOURCE_PREFIX, ClusterStat
                        data_key, data_name, ip_key, owner_of, res_key, resource_of, size_key,
                        time_key)
 from mars.metrics import Metrics
-from mars.primary import DeviceProcess
+from mars.primary import DISK_SYNC_INTERVAL, DeviceProcess
 from mars.replay import lowest_needed_logfile
 from mars.store import Store
 from mars.transfer import DataServer
@@ -103,8 +103,10 @@ class Daemon:
 
     def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0,
                  data_tick=0.05, fast_sync=True, metrics_port=0, device_args=(),
-                 emergency_free=64 << 20, idle_step=IDLE_STEP_EVERY, hold_sync_after=None):
+                 emergency_free=64 << 20, idle_step=IDLE_STEP_EVERY, hold_sync_after=None,
+                 disk_sync_interval=DISK_SYNC_INTERVAL):
         self.env = env
+        self.disk_sync_interval = disk_sync_interval
         self.hold_sync_after = hold_sync_after      # debugging: syncs stop at this many bytes
         self.round_interval = round_interval
         self.tombstone_retention = tombstone_retention
@@ -665,6 +667,11 @@ def parse_args(argv):
     parser.add_argument("--idle-step", type=float, default=IDLE_STEP_EVERY,
                         help="seconds an idle resource goes without news before it looks "
                              f"again; default {IDLE_STEP_EVERY:g}")
+    parser.add_argument("--disk-sync-interval", type=float, default=DISK_SYNC_INTERVAL,
+                        help="seconds a primary's device goes at most without syncing its disk "
+                             "while it keeps logging (the replay cursor moves on at each sync; "
+                             "a crash replays the log from there); at once when it goes quiet; "
+                             f"default {DISK_SYNC_INTERVAL:g}")
     parser.add_argument("--data-tick", type=float, default=0.05,
                         help="seconds a resource's data plane idles between steps; default 0.05")
     parser.add_argument("--full-sync", action="store_true",
@@ -710,7 +717,8 @@ def main(argv=None):
                         data_tick=args.data_tick, fast_sync=not args.full_sync,
                         metrics_port=args.metrics_port, device_args=device_args,
                         emergency_free=args.emergency_free, idle_step=args.idle_step,
-                        hold_sync_after=args.debug_hold_sync_after)
+                        hold_sync_after=args.debug_hold_sync_after,
+                        disk_sync_interval=args.disk_sync_interval)
         trio.run(daemon.run)
     except* MarsError as group:
         for exc in group.exceptions:

@@ -27,10 +27,13 @@ Control, one JSON object per line (stdin: commands, stdout: replies/events):
     <- {"event": "refused", "reason": R, "damage": [path, position]}; exits 2
        (recovery found the log corrupt before its end: retrying cannot help)
     -> {"cmd": "checkpoint"}  <- {"reply": "checkpoint", "cursor": C, "logged": bytes,
-                                  "written": bytes, "pending": bytes, "behind": bool, ...}
+                                  "written": bytes, "pending": bytes, "behind": bool,
+                                  "logfile": L, "position": end of the log, ...}
        (C: as far as the write-back has come and the disk is synced; "written":
         bytes written to the disk, "pending": logged, not yet written back;
         "behind": C stopped short of the log's end as it was when C was taken)
+    -> {"cmd": "checkpoint", "sync": false}   the same without syncing the
+       disk: "cursor" is null, the log's end is news for the secondaries
     -> {"cmd": "rotate"}      <- {"reply": "rotate", "closed": [L, end]}
     -> {"cmd": "resize", "size": n}  <- {"reply": "resize", "size": n}
     -> {"cmd": "stop"}        <- {"reply": "stop", "closed": [L, end], "cursor": C}; exits 0
@@ -280,13 +283,14 @@ class Device:
                 self.closing_log = None
         return [closed.logfile, closed.position]
 
-    async def _checkpoint(self):
+    async def _checkpoint(self, sync=True):
         """Cursor = where the write-back has come, taken now; then the disk
         is synced (off the loop), so the cursor never passes what is durable
-        on the disk. The log position is taken at the same moment."""
+        on the disk. The log position is taken at the same moment. Without
+        `sync`, only the log position (and no cursor)."""
         self.quiet = True
         position = self.translog.log_position
-        cursor = self.translog.written_through() if not self.emergency else None
+        cursor = self.translog.written_through() if sync and not self.emergency else None
         # Short of the log's end: the next checkpoint is due even if nothing
         # more is logged. (Said from this moment, not from "pending" after the
         # sync: a write-back that catches up during the sync leaves nothing
@@ -315,7 +319,7 @@ class Device:
         """One control command -> its reply."""
         name = command.get("cmd")
         if name == "checkpoint":
-            return dict(await self._checkpoint(), reply="checkpoint")
+            return dict(await self._checkpoint(command.get("sync", True)), reply="checkpoint")
         if name == "rotate":
             return {"reply": "rotate", "closed": await self._rotate()}
         if name == "resize":

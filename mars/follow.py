@@ -30,7 +30,7 @@ from mars.directio import DIRECT_ALIGN, DiskWriter, aligned_buffer, append_one_w
 from mars.errors import PeerError
 from mars.history import SplitBrain, closed_end
 from mars.hostenv import PORT_FETCH
-from mars.keys import (actual_name, replay_name, res_key, resync_changes, syncpos_name,
+from mars.keys import (LOG_END_NAME, actual_name, replay_name, res_key, resync_changes, syncpos_name,
                        version_name)
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import Cursor, ReplayResult, replay, versions_agree
@@ -59,7 +59,7 @@ class LogFollower:
         self.persisted = None           # the cursor as last written to the metadata (str)
         self.remote = {}                # logfile -> size at the source
         self.list_wanted = False         # a listing of the source's logs asked for (marsadm)
-        self.listed = (None, None, -1e9)  # (source, its checkpoint, when): the last listing
+        self.listed = (None, None, -1e9)  # (source, its news, when): the last listing
         self.fetched_all = False         # the last listing's logfiles are all here
         self.rest = None                # bytes to fetch and replay, as the last step counted them
         self.caught_up = False          # the last step had nothing to fetch or replay
@@ -110,7 +110,7 @@ class LogFollower:
         self._report_rest()
         if unreachable is not None:
             raise unreachable
-        # The source's next checkpoint (news) is what brings more: until then
+        # The source's news (its log's end, `_news`) is what brings more: until then
         # the worker need not step (see ResourceWorker._pause).
         self.caught_up = not busy and fetching and replaying and self.fetched_all and \
             self.rest == 0
@@ -198,29 +198,40 @@ class LogFollower:
         self.room.set()
         self.room = trio.Event()
 
+    def _news(self, state, source):
+        """What `source` says of its log in the metadata: its replay cursor
+        and its log's end (`actual-<host>/log-end`, every round in which it
+        logged)."""
+        return (state.resource_value(self.res, replay_name(source)),
+                state.resource_value(self.res, actual_name(source, LOG_END_NAME)))
+
     def _listing_due(self, state, source, until):
         """Whether to ask `source` for its logfiles in this step. Not while
-        everything it listed last is here and its replay checkpoint (which
-        it writes every round in which it logged) is the same as then: an
-        idle secondary asks nothing. Always when becoming primary (`until`),
-        when asked to (`list_now`), and at least every LISTING_INTERVAL."""
-        last_source, last_checkpoint, when = self.listed
+        everything it listed last is here and its news (`_news`) is the same
+        as then: an idle secondary asks nothing. Always when becoming
+        primary (`until`), when asked to (`list_now`), and at least every
+        LISTING_INTERVAL."""
+        last_source, last_news, when = self.listed
         return until is not None or self.list_wanted or not self.fetched_all or \
-            (source, state.resource_value(self.res, replay_name(source))) != \
-            (last_source, last_checkpoint) or \
+            (source, self._news(state, source)) != (last_source, last_news) or \
             time.monotonic() - when >= LISTING_INTERVAL
 
     def _remote_from_metadata(self, state, source):
         """While fetch is paused: the source's logfile sizes as far as the
-        metadata shows them (its replay cursor, checkpointed every round, and
-        the ends of logfiles it closed), so that work-rest still counts them."""
-        text = state.resource_value(self.res, replay_name(source))
+        metadata shows them (its replay cursor, its log's end, and the ends
+        of logfiles it closed), so that work-rest still counts them."""
+        cursor, log_end = self._news(state, source)
+        ends = []
         try:
-            current = Cursor.parse(text) if text else None
+            if cursor:
+                ends.append((Cursor.parse(cursor).logfile, Cursor.parse(cursor).length))
+            if log_end:
+                logfile, end = log_end.split(",")
+                ends.append((logfile, int(end)))
         except ValueError:
-            current = None
-        if current is not None:
-            self.remote[current.logfile] = max(self.remote.get(current.logfile, 0), current.length)
+            pass                        # malformed: what came before it counts
+        for logfile, end in ends:
+            self.remote[logfile] = max(self.remote.get(logfile, 0), end)
         for name in list(self.remote):
             closed = closed_end(state, self.res, name)
             if closed is not None:
@@ -233,12 +244,12 @@ class LogFollower:
         checked, which may raise a split brain or sync anew."""
         worker = self.worker
         listed = time.time()
-        checkpoint = state.resource_value(self.res, replay_name(source))
+        news = self._news(state, source)
         self.list_wanted = self.fetched_all = False
         reply, _ = await worker.channels.request(state, source, PORT_FETCH,
                                                  {"type": "logs", "res": self.res})
         worker.report(listed=listed)
-        self.listed = (source, checkpoint, time.monotonic())
+        self.listed = (source, news, time.monotonic())
         remote = dict((name, size) for name, size in reply["files"])
         self.remote = remote
         first = parse_logfile_name(cursor.logfile)[0] if cursor else 1

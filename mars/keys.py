@@ -112,6 +112,9 @@ def device_name(host):
     return f"device-{host}"
 
 
+LOG_END_NAME = "log-end"    # actual-<host>/log-end = <logfile>,<end>: the primary's log, each round
+
+
 def actual_name(host, what):
     """What `host` reports about itself: is-primary, open-count, emergency, ..."""
     return f"actual-{host}/{what}"

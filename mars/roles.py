@@ -343,7 +343,7 @@ class Roles(HostCommands):
 
     def _ask_to_list(self, res):
         """An idle secondary asks its source for new logfiles only when the
-        source's checkpoint shows news (a round late); this host's marsd is
+        source's log end shows news (a round late); this host's marsd is
         asked to list now. If it cannot be asked, the wait goes on all the
         same: marsd lists at least every LISTING_INTERVAL."""
         try:

@@ -343,7 +343,7 @@ class ResourceWorker:
         """Until the next step. Busy: none. A primary whose device serves by
         itself, a secondary with nothing to fetch or replay, and any worker
         with nothing to do for a while: until news
-        (this resource's keys changed: a wish, the source's checkpoint
+        (this resource's keys changed: a wish, the source's log end
         showing new log data; the device logs again or said something; the
         mount table changed) or for the daemon's `idle_step` (its rounds
         wake every worker: one timer for all; sooner when a checkpoint or
@@ -359,7 +359,7 @@ class ResourceWorker:
             quiet = not self.leaving and not self.waiting
         elif self.follower.caught_up:
             # Nothing to fetch or replay: more comes with the source's next
-            # checkpoint, which is news. (A tick here was a step 20 times a
+            # log end, which is news. (A tick here was a step 20 times a
             # second on a replica of a primary that writes now and then.)
             quiet = True
         if not quiet:

@@ -333,6 +333,35 @@ def test_a_checkpoint_whose_write_back_caught_up_during_its_sync_says_its_cursor
     trio.run(scenario)
 
 
+def test_a_checkpoint_without_sync_tells_the_logs_end_and_neither_syncs_the_disk_nor_moves_the_cursor(
+        tmp_path):
+    """marsd asks for checkpoints without a sync while the device keeps
+    logging (Primary.round): the log's end is the secondaries' news, and no
+    cursor may come from a disk that was not synced (a crash of the machine
+    could lose what the page cache held; recovery replays from the cursor)."""
+
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            device = await started_device(device_args(tmp_path), nursery)
+            synced = []
+            real_sync = device.translog.sync_disk
+            device.translog.sync_disk = lambda: (synced.append(True), real_sync())
+            await device.write(0, os.urandom(40000))
+            assert await trio.to_thread.run_sync(device.writeback.wait,
+                                                 lambda: not device.writeback.queue, 30)
+            reply = await device.answer({"cmd": "checkpoint", "sync": False})
+            end = device.translog.log_position
+            assert reply["cursor"] is None and not synced, "written back, but not synced"
+            assert (reply["logfile"], reply["position"]) == (end.logfile, end.position)
+            assert end.position > 40000 and not reply["behind"]
+            reply = await device.answer({"cmd": "checkpoint"})
+            assert synced, "a checkpoint syncs the disk unless told not to"
+            assert reply["cursor"] == f"{end.logfile},{end.position},{end.position}"
+            device.translog.close()
+
+    trio.run(scenario)
+
+
 def test_a_failed_write_back_answers_eio_and_tells_marsd(tmp_path):
     async def scenario():
         async with trio.open_nursery() as nursery:
