@@ -30,8 +30,8 @@ from mars.directio import DIRECT_ALIGN, DiskWriter, aligned_buffer, append_one_w
 from mars.errors import PeerError
 from mars.history import SplitBrain, closed_end
 from mars.hostenv import PORT_FETCH
-from mars.keys import (LOG_END_NAME, actual_name, replay_name, res_key, resync_changes, syncpos_name,
-                       version_name)
+from mars.keys import (LOG_END_NAME, actual_name, replay_name, res_key, resync_changes,
+                       syncpos_name, version_name)
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import Cursor, ReplayResult, replay, versions_agree
 from mars.transfer import FETCH_MAX
@@ -224,7 +224,8 @@ class LogFollower:
         ends = []
         try:
             if cursor:
-                ends.append((Cursor.parse(cursor).logfile, Cursor.parse(cursor).length))
+                parsed = Cursor.parse(cursor)
+                ends.append((parsed.logfile, parsed.length))
             if log_end:
                 logfile, end = log_end.split(",")
                 ends.append((logfile, int(end)))

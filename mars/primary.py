@@ -5,10 +5,11 @@
   version, then start the device.
 - **primary** (designated and attached): the device process serves the
   device; every round in which it logged, its log's end is news for the
-  secondaries (`actual-<host>/log-end`), and its disk is synced and the
-  replay cursor (`replay-<host>`) moved on when it went quiet, else every
-  `disk_sync_interval` (see `round`); it is rotated when asked, grown after `resize`, and counted for users; every logfile it
-  closes gets its `version-<nr>-<host>`. When the designated primary moves
+  secondaries (`actual-<host>/log-end`); its disk is synced and the replay
+  cursor (`replay-<host>`) moved on once it went quiet, else every
+  `disk_sync_interval`; it is rotated when asked, grown after `resize`,
+  and counted for users; every logfile it closes gets its
+  `version-<nr>-<host>`. When the designated primary moves
   elsewhere or `down` is asked, wait until the device is no longer open
   (or refuse a planned handover while it is in use), tear it down, close
   the logfile and report `is-primary=0` with the final version.
@@ -47,9 +48,10 @@ IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a
 # Seconds a device that keeps logging goes at most without a sync of its
 # disk (marsd --disk-sync-interval). The write-back goes through the page
 # cache; each sync writes what it holds dirty. Synced every round, a block
-# the container rewrites was written to the disk once a round (fio's 1 MiB
-# writes over 1 GiB: the disk wrote 2.3 bytes per byte logged, 1.3-1.6 with
-# a sync every 10 s, and /dev/mars went 25 % faster).
+# the container rewrites was written to the disk once a round: fio's 1 MiB
+# writes over 1 GiB, b replicating on the same disk, had the disk write
+# 2.0-2.5 bytes per byte logged; synced every 5 s 1.4-1.9, and /dev/mars
+# wrote 706-790 MiB/s instead of 502-592 (every 2 s: 625-708, 1.9-2.2).
 DISK_SYNC_INTERVAL = 5.0
 
 
@@ -349,11 +351,11 @@ class Primary:
         self.checkpoint_due = self.checkpoint_due or bool(events)
         logged = self._logged_since_checkpoint()
         if now - self.last_checkpoint >= 0.9 * worker.daemon.round_interval and \
-                (self.checkpoint_due or logged or now - self.last_checkpoint >= IDLE_CHECKPOINT_EVERY):
+                (self.checkpoint_due or logged
+                 or now - self.last_checkpoint >= IDLE_CHECKPOINT_EVERY):
             # The disk is synced (and the cursor moved on) once the device
-            # went quiet, else every disk_sync_interval: a sync every round
-            # wrote a rewritten block back once per round (see Daemon). The
-            # log's end is news every round all the same.
+            # went quiet, else every disk_sync_interval (DISK_SYNC_INTERVAL
+            # says why not every round); the log's end is news every round.
             sync_disk = not logged or now - self.last_disk_sync >= worker.daemon.disk_sync_interval
             self.last_checkpoint = now
             self.checkpoint_due = not sync_disk     # a sync follows once it is quiet
