@@ -1,9 +1,10 @@
 """Crashes and partitions on the data path, with real marsd processes, real
 xfs on the MARS device, and data checked by checksums: a primary killed with
 SIGKILL recovers every fsync'ed write from its log, also those acknowledged
-but not yet written back to its disk, and one killed amid large writes not
-yet in its logfile leaves no write on its disk that its log (and so its
-secondary) lacks; a secondary killed during
+but not yet written back to its disk, also when its disk was not synced
+since (a crash of the machine: what the page cache held is lost), and one
+killed amid large writes not yet in its logfile leaves no write on its disk
+that its log (and so its secondary) lacks; a secondary killed during
 sync resumes where it was, one killed during replay catches up, one stopped
 for a while fetches what it missed without a new full sync; and a split brain
 made with `primary --force` on both sides of a partition is reported on both
@@ -300,6 +301,74 @@ def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
     assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size), "b differs from a"
     assert b.view("diskstate", RES) == "UpToDate\n"
     assert FULL_SYNC not in b.current_log().split("sync from a complete")[-1]
+
+
+def test_primary_crashed_before_its_disk_was_synced_recovers_what_the_page_cache_lost(datanet):
+    """a's marsd runs with `--disk-sync-interval=600`: while its device
+    keeps logging, it writes back through the page cache, the disk is not
+    synced and the replay cursor stays where the last sync left it, though
+    a's checkpoints tell the log's end every round. A crash of the machine
+    may lose any block written back since; here, after kill -9, a's disk is
+    set back to what it held at that sync (every such block lost). Recovery
+    replays the log from the cursor and brings back every fsync'ed write;
+    b ends byte-identical. The writes are O_DIRECT and fsync'ed once at the
+    end, with a's marsd stopped (SIGSTOP): a round in which nothing was
+    logged would sync the disk (the device went quiet), which only a writer
+    stalled for a whole round lets happen."""
+    a, b = replicated_pair(datanet, "--disk-sync-interval=600")
+    prefix = f"resource-{RES}/"
+    cursor_key, end_key = f"{prefix}replay-a", f"{prefix}actual-a/log-end"
+
+    def quiet():
+        values = a.live_values(prefix)
+        logfile, end = values.get(end_key, ",").split(",")
+        return values.get(cursor_key) == f"{logfile},{end},{end}"
+    wait_until(quiet, what="a's cursor at its log's end (synced once quiet)",
+               show=lambda: a.live_values(prefix))
+    synced = a.live_values(prefix)[cursor_key]
+    area = 16 * MIB
+    with open(a.disk, "rb") as disk:
+        durable = disk.read(area)       # what a's disk holds at the sync
+    model = bytearray(durable)
+    rng = random.Random(27)
+    buffer = mmap.mmap(-1, 64 * 1024)   # aligned, for O_DIRECT
+    ends = set()
+    fd = os.open(datanet.device(a, RES), os.O_WRONLY | os.O_DIRECT)
+    try:
+        writes = 0
+        while len(ends) < 4:            # three lazy checkpoints at least
+            size = rng.randrange(1, 17) * 4096
+            offset = rng.randrange(0, (area - size) // 4096) * 4096
+            data = rng.randbytes(size)
+            buffer[:size] = data
+            assert os.pwrite(fd, memoryview(buffer)[:size], offset) == size
+            model[offset:offset + size] = data
+            writes += 1
+            if writes % 16 == 0:
+                ends.add(a.live_values(prefix).get(end_key))
+        a.process.send_signal(signal.SIGSTOP)
+        os.fsync(fd)                    # every write durable in the log
+    finally:
+        os.close(fd)
+    assert a.live_values(prefix)[cursor_key] == synced, \
+        "the cursor moved without a sync, or a's writer stalled for a round"
+    crash(a)
+    with open(a.disk, "r+b") as disk:
+        assert disk.read(area) != durable, "the page cache held the writes back: a's disk has them"
+        disk.seek(0)
+        disk.write(durable)             # what a crash of the machine may leave at worst
+        os.fsync(disk.fileno())
+    restart(a)
+    datanet.wait(a, RES, "device")
+    expected = sha256_bytes(model)
+    with open(datanet.device(a, RES), "rb") as device:
+        assert sha256_bytes(device.read(area)) == expected, "a's device lost fsync'ed writes"
+    wait_replayed(a, b)
+    datanet.wait(b, RES)
+    size = int(a.view("sync-size", RES))
+    wait_until(lambda: status(a).get("pending", 1) == 0, what="a's write-back to be idle",
+               show=lambda: status(a).get("pending"))
+    assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size), "b differs from a"
 
 
 def test_primary_killed_amid_large_unsynced_writes_leaves_a_disk_its_secondary_matches(datanet):
