@@ -254,6 +254,17 @@ def restart(host):
     return int(re.search(DEVICE_UP, host.current_log()).group(1))
 
 
+def assert_secondary_matches(net, a, b):
+    """Once b has replayed all a logged and a's write-back is idle, b's
+    disk is byte-identical to a's."""
+    wait_replayed(a, b)
+    net.wait(b, RES)
+    size = int(a.view("sync-size", RES))
+    wait_until(lambda: status(a).get("pending", 1) == 0, what="a's write-back to be idle",
+               show=lambda: status(a).get("pending"))
+    assert net.disk_digest(b, size) == net.disk_digest(a, size), "b differs from a"
+
+
 def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
     """a's marsd runs with `--debug-hold-writeback`: its device acknowledges
     writes once logged and never writes them back, so at the kill every
@@ -293,12 +304,7 @@ def test_primary_killed_with_writes_not_yet_written_back_loses_none(datanet):
         assert sha256_bytes(device.read(area)) == expected, "a's device lost fsync'ed writes"
     with open(a.disk, "rb") as disk:
         assert sha256_bytes(disk.read(area)) == expected, "recovery did not write them back"
-    wait_replayed(a, b)
-    datanet.wait(b, RES)
-    size = int(a.view("sync-size", RES))
-    wait_until(lambda: status(a).get("pending", 1) == 0, what="a's write-back to be idle",
-               show=lambda: status(a).get("pending"))
-    assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size), "b differs from a"
+    assert_secondary_matches(datanet, a, b)
     assert b.view("diskstate", RES) == "UpToDate\n"
     assert FULL_SYNC not in b.current_log().split("sync from a complete")[-1]
 
@@ -363,12 +369,7 @@ def test_primary_crashed_before_its_disk_was_synced_recovers_what_the_page_cache
     expected = sha256_bytes(model)
     with open(datanet.device(a, RES), "rb") as device:
         assert sha256_bytes(device.read(area)) == expected, "a's device lost fsync'ed writes"
-    wait_replayed(a, b)
-    datanet.wait(b, RES)
-    size = int(a.view("sync-size", RES))
-    wait_until(lambda: status(a).get("pending", 1) == 0, what="a's write-back to be idle",
-               show=lambda: status(a).get("pending"))
-    assert datanet.disk_digest(b, size) == datanet.disk_digest(a, size), "b differs from a"
+    assert_secondary_matches(datanet, a, b)
 
 
 def test_primary_killed_amid_large_unsynced_writes_leaves_a_disk_its_secondary_matches(datanet):
