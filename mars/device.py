@@ -38,6 +38,8 @@ Control, one JSON object per line (stdin: commands, stdout: replies/events):
     -> {"cmd": "resize", "size": n}  <- {"reply": "resize", "size": n}
     -> {"cmd": "stop"}        <- {"reply": "stop", "closed": [L, end], "cursor": C}; exits 0
        (after the write-back has drained)
+    -> {"cmd": "stop", "sync": false}   the same without syncing the disk:
+       "cursor" is null, "unsynced_cursor" the cursor for once it is synced
     <- {"event": "rotated", "closed": [L, end]}     (size threshold)
     <- {"event": "emergency", "free": bytes}         (logging stopped: see MARS.md)
     <- {"event": "logging"}     (the first write logged since the last checkpoint:
@@ -331,7 +333,10 @@ class Device:
             # write-back failed or is held: the cursor stays where the disk is).
             if not self.writeback.hold:
                 await self.until(self.writeback.drained)
-            reply = dict(await self._checkpoint(), reply="stop")
+            sync = command.get("sync", True)
+            reply = dict(await self._checkpoint(sync), reply="stop")
+            if not sync and not self.emergency and self.writeback.failure is None:
+                reply["unsynced_cursor"] = str(self.translog.written_through())
             reply["closed"] = [self.translog.logfile, self.translog.log_position.position]
             await self._sync_log()
             return reply

@@ -6,7 +6,9 @@ import threading
 
 import pytest
 
-from tests.helpers.dataplane import MIB, STATE_WAIT, tree_checksums, write_files
+from mars.logfile import parse_logfile_name
+from mars.replay import Cursor
+from tests.helpers.dataplane import MIB, STATE_WAIT, tree_checksums, wait_until, write_files
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -73,6 +75,16 @@ def test_handover_there_and_back_keeps_every_file(datanet):
     assert b.view("role", "vm1") == "Primary\n"
     assert a.view("role", "vm1") == "Secondary\n"
     assert a.view("get-primary", "vm1") == "b\n"
+
+    def synced_to_its_final_version():
+        # The stop left a's disk unsynced (the handover does not wait for
+        # it); a, b's secondary now, syncs it and writes its cursor.
+        values = a.live_values("resource-vm1/")
+        logfile, end = values["resource-vm1/actual-a/log-end"].split(",")
+        cursor = Cursor.parse(values["resource-vm1/replay-a"])
+        return cursor.order >= (parse_logfile_name(logfile)[0], int(end))
+    wait_until(synced_to_its_final_version, what="a's cursor at the end of its last logfile",
+               show=lambda: a.live_values("resource-vm1/"))
     datanet.mount(b, "vm1")
     assert tree_checksums(b.mnt) == written
     written.update(write_files(b.mnt, 10, 1 * MIB, prefix="from-b"))

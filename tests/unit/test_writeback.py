@@ -362,6 +362,31 @@ def test_a_checkpoint_without_sync_tells_the_logs_end_and_neither_syncs_the_disk
     trio.run(scenario)
 
 
+def test_a_stop_without_sync_drains_the_write_back_and_leaves_the_disks_sync_to_marsd(tmp_path):
+    """At a handover marsd stops the device without a sync of the disk (the
+    new primary waits for the final version, not for this disk): the reply
+    has no cursor, and the cursor for once the disk is synced is the log's
+    end, everything written back."""
+
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            device = await started_device(device_args(tmp_path), nursery)
+            synced = []
+            device.translog.sync_disk = lambda: synced.append(True)
+            data = os.urandom(40000)
+            await device.write(0, data)
+            reply = await device.answer({"cmd": "stop", "sync": False})
+            logfile, end = reply["closed"]
+            assert reply["cursor"] is None and not synced
+            assert reply["unsynced_cursor"] == f"{logfile},{end},{end}" and end > 40000
+            assert reply["pending"] == 0 and reply["written"] == 40000
+            device.translog.close()
+        with open(tmp_path / "disk", "rb") as disk:
+            assert disk.read(40000) == data
+
+    trio.run(scenario)
+
+
 def test_a_failed_write_back_answers_eio_and_tells_marsd(tmp_path):
     async def scenario():
         async with trio.open_nursery() as nursery:
