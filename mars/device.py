@@ -33,13 +33,14 @@ Control, one JSON object per line (stdin: commands, stdout: replies/events):
         bytes written to the disk, "pending": logged, not yet written back;
         "behind": C stopped short of the log's end as it was when C was taken)
     -> {"cmd": "checkpoint", "sync": false}   the same without syncing the
-       disk: "cursor" is null, the log's end is news for the secondaries
+       disk: "cursor" is null, "unsynced_cursor" the cursor for once it is
+       synced (marsd's to sync); the log's end is news for the secondaries
     -> {"cmd": "rotate"}      <- {"reply": "rotate", "closed": [L, end]}
     -> {"cmd": "resize", "size": n}  <- {"reply": "resize", "size": n}
     -> {"cmd": "stop"}        <- {"reply": "stop", "closed": [L, end], "cursor": C}; exits 0
        (after the write-back has drained)
-    -> {"cmd": "stop", "sync": false}   the same without syncing the disk:
-       "cursor" is null, "unsynced_cursor" the cursor for once it is synced
+    -> {"cmd": "stop", "sync": false}   the same without syncing the disk
+       (as the checkpoint without sync)
     <- {"event": "rotated", "closed": [L, end]}     (size threshold)
     <- {"event": "emergency", "free": bytes}         (logging stopped: see MARS.md)
     <- {"event": "logging"}     (the first write logged since the last checkpoint:
@@ -289,10 +290,12 @@ class Device:
         """Cursor = where the write-back has come, taken now; then the disk
         is synced (off the loop), so the cursor never passes what is durable
         on the disk. The log position is taken at the same moment. Without
-        `sync`, only the log position (and no cursor)."""
+        `sync`, no cursor: the same point as `unsynced_cursor`, unless the
+        write-back failed (a sync of the disk would fail too)."""
         self.quiet = True
         position = self.translog.log_position
-        cursor = self.translog.written_through() if sync and not self.emergency else None
+        through = self.translog.written_through() if not self.emergency else None
+        cursor = through if sync else None
         # Short of the log's end: the next checkpoint is due even if nothing
         # more is logged. (Said from this moment, not from "pending" after the
         # sync: a write-back that catches up during the sync leaves nothing
@@ -308,11 +311,14 @@ class Device:
                 log.error("fdatasync of the disk failed: %s; the replay cursor stays", exc)
                 cursor = None
         failure = self.writeback.failure
-        return {"cursor": str(cursor) if cursor else None, "logged": self.logged,
-                "written": self.written, "pending": self.writeback.pending, "behind": behind,
-                "logfile": position.logfile, "position": position.position,
-                "emergency": self.emergency,
-                "writeback_failed": str(failure) if failure is not None else None}
+        reply = {"cursor": str(cursor) if cursor else None, "logged": self.logged,
+                 "written": self.written, "pending": self.writeback.pending, "behind": behind,
+                 "logfile": position.logfile, "position": position.position,
+                 "emergency": self.emergency,
+                 "writeback_failed": str(failure) if failure is not None else None}
+        if not sync and through is not None and failure is None:
+            reply["unsynced_cursor"] = str(through)
+        return reply
 
     def emit(self, message):
         os.write(1, (json.dumps(message) + "\n").encode())
@@ -333,10 +339,7 @@ class Device:
             # write-back failed or is held: the cursor stays where the disk is).
             if not self.writeback.hold:
                 await self.until(self.writeback.drained)
-            sync = command.get("sync", True)
-            reply = dict(await self._checkpoint(sync), reply="stop")
-            if not sync and not self.emergency and self.writeback.failure is None:
-                reply["unsynced_cursor"] = str(self.translog.written_through())
+            reply = dict(await self._checkpoint(command.get("sync", True)), reply="stop")
             reply["closed"] = [self.translog.logfile, self.translog.log_position.position]
             await self._sync_log()
             return reply
