@@ -206,8 +206,17 @@ def serving_device_pid(host):
     return int(started[-1])
 
 
-__all__ = ["DataNet", "STATE_WAIT", "device_processes", "mounts_under", "serving_device_pid",
-           "sha256_file", "tree_checksums", "write_files", "wait_until"]
+def cursor_at_log_end(host, res):
+    """Whether `host`'s replay cursor of `res` stands at the end of its log
+    as it last told it (`actual-<host>/log-end`): the primary's disk synced
+    since its last write."""
+    values = host.live_values(f"resource-{res}/")
+    logfile, end = values.get(f"resource-{res}/actual-{host.name}/log-end", ",").split(",")
+    return values.get(f"resource-{res}/replay-{host.name}") == f"{logfile},{end},{end}"
+
+
+__all__ = ["DataNet", "STATE_WAIT", "cursor_at_log_end", "device_processes", "mounts_under",
+           "serving_device_pid", "sha256_file", "tree_checksums", "write_files", "wait_until"]
 
 
 def write_varied_tree(root, count=200, seed=7):

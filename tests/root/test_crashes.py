@@ -26,8 +26,8 @@ import pytest
 from mars.device import DEVICE_FILE, loop_backing_file, loops_backed_by
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
-from tests.helpers.dataplane import (MIB, STATE_WAIT, device_processes, serving_device_pid,
-                                     tree_checksums, wait_until, write_files)
+from tests.helpers.dataplane import (MIB, STATE_WAIT, cursor_at_log_end, device_processes,
+                                     serving_device_pid, tree_checksums, wait_until, write_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -325,11 +325,8 @@ def test_primary_crashed_before_its_disk_was_synced_recovers_what_the_page_cache
     prefix = f"resource-{RES}/"
     cursor_key, end_key = f"{prefix}replay-a", f"{prefix}actual-a/log-end"
 
-    def quiet():
-        values = a.live_values(prefix)
-        logfile, end = values.get(end_key, ",").split(",")
-        return values.get(cursor_key) == f"{logfile},{end},{end}"
-    wait_until(quiet, what="a's cursor at its log's end (synced once quiet)",
+    wait_until(lambda: cursor_at_log_end(a, RES),
+               what="a's cursor at its log's end (synced once quiet)",
                show=lambda: a.live_values(prefix))
     synced = a.live_values(prefix)[cursor_key]
     area = 16 * MIB

@@ -18,8 +18,9 @@ import pytest
 
 from mars.device import STANDBY
 from mars.logfile import list_logfiles, parse_logfile_name
-from tests.helpers.dataplane import (MIB, STATE_WAIT, device_processes, serving_device_pid,
-                                     sha256_file, tree_without_reports, wait_until)
+from tests.helpers.dataplane import (MIB, STATE_WAIT, cursor_at_log_end, device_processes,
+                                     serving_device_pid, sha256_file, tree_without_reports,
+                                     wait_until)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -341,11 +342,8 @@ def test_a_primary_that_keeps_writing_tells_its_log_end_every_round_and_syncs_it
     # syncs the disk: on a loaded machine that may happen once or twice.
     assert len(cursors) <= len(ends) // 2, f"the cursor moved with the log's end: {cursors}"
 
-    def cursor_at_the_end():
-        values = look()
-        logfile, end = values[end_key].split(",")
-        return values[cursor_key] == f"{logfile},{end},{end}"
-    wait_until(cursor_at_the_end, what="the replay cursor at the log's end once a is quiet",
+    wait_until(lambda: cursor_at_log_end(a, RES),
+               what="the replay cursor at the log's end once a is quiet",
                show=lambda: a.live_values(f"resource-{RES}/"))
 
 
