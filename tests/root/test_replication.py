@@ -49,10 +49,7 @@ def test_members_joining_during_writes_end_byte_identical(datanet):
     datanet.umount(a)                   # quiesce: the last writes of xfs reach the log
     for host in (b, c):
         datanet.wait(host, "vm1")
-    size = int(a.view("sync-size", "vm1"))
-    expected = datanet.disk_digest(a, size)
-    assert datanet.disk_digest(b, size) == expected
-    assert datanet.disk_digest(c, size) == expected
+    datanet.wait_same_disks(a, (b, c))
     for host in (b, c):
         assert host.view("diskstate", "vm1") == "UpToDate\n"
         assert host.view("is-consistent", "vm1") == "1\n"
