@@ -169,13 +169,22 @@ class Daemon:
 
     def _warm_up(self):
         """One device process waits, imported, while this host has a
-        resource (it may become its primary); a resource takes it. One
-        that died (killed) is replaced; a host left without resources
-        keeps none."""
+        complete replica (it may become its primary); a resource takes it.
+        One that died (killed) is replaced; a host left without resources
+        keeps none.
+
+        Not while every replica here is still syncing: none can become the
+        primary before its sync is done (but by `primary --force`, which
+        starts its own), and the standby's imports (~0.15 s of CPU) came
+        in the middle of a new member's first sync: a fast sync of an
+        identical replica of 2 GiB, which takes half a second, shared the
+        2-CPU test machine with them. The round after a sync is complete
+        brings it."""
         if self.warm_device is not None and (self.warm_device.exited() or not self.workers):
             self.warm_device.drop()
             self.warm_device = None
-        if self.warm_device is None and self.workers and not self.stopping:
+        if self.warm_device is None and not self.stopping and \
+                any(worker.complete() for worker in self.workers.values()):
             self.warm_device = DeviceProcess()
             self.warm_device.spawn(name=[f"--state-dir={self.env.state_dir}"])
 

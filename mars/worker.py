@@ -148,6 +148,13 @@ class ResourceWorker:
     def key(self, name):
         return res_key(self.res, name)
 
+    def complete(self):
+        """Whether this host's replica is complete (its sync done, as the
+        store says): it may become the primary."""
+        size = self.store.value(size_key(self.res))
+        synced = self.store.value(self.key(syncstatus_name(self.host)), "0")
+        return bool(size) and int(synced or 0) >= int(size)
+
     def state(self):
         """The resource's keys (read again only after they changed: the
         daemon's watch or this worker's own write says so), the cluster's

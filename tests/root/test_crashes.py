@@ -511,6 +511,9 @@ def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
     with Writer(a.mnt) as writer:
         wait_until(lambda: int(value(b, "syncstatus") or 0) >= hold,
                    what="b's sync to stop where it is held", show=lambda: b.current_log()[-2000:])
+        # its only replica cannot become the primary while it syncs: b's
+        # marsd keeps no device process ready meanwhile
+        assert not device_processes(b), device_processes(b)
         b.stop(signal.SIGKILL)
         synced = int(value(b, "syncstatus"))
         syncpos = value(b, "syncpos")
@@ -538,6 +541,9 @@ def test_secondary_killed_during_full_sync_resumes_where_it_was(datanet):
                show=lambda: b.current_log()[-2000:])
     log = b.current_log()
     assert FULL_SYNC not in log, f"the restarted marsd began a new full sync:\n{log[-3000:]}"
+    wait_until(lambda: len(device_processes(b)) == 1,
+               what="b to keep a device process ready once its replica is complete",
+               show=lambda: device_processes(b))
     datanet.wait(b, RES, "consistent")
     quiesce_and_compare(datanet, a, b)
     datanet.mount(a, RES)
