@@ -22,7 +22,8 @@ from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 from mars.channels import REQUEST_TIMEOUT
 from mars.directio import aligned_buffer
-from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, apply_chunks, local_digests
+from mars.transfer import (CHUNK, CHUNKS_PER_REQUEST, MOST_CHUNKS_PER_REQUEST, apply_chunks,
+                           local_digests)
 
 log = logging.getLogger("marsd.data")
 
@@ -47,11 +48,12 @@ class Frontier:
         return self.complete
 
 
-def step_requests(start, target, go_on):
+def step_requests(start, target, go_on, chunks=lambda: CHUNKS_PER_REQUEST):
     """The requests `(offset, chunk count)` of one sync step, in order from
     `start` up to `target`: the first always, the others while `go_on()`
     (the step has run less than SYNC_STEP_SECONDS, and no news for the
-    worker arrived meanwhile).
+    worker arrived meanwhile); each of `chunks()` chunks (asked as it is
+    handed out: `SyncClient.request_chunks`), the last one up to `target`.
 
     A step is bounded by its time, not by its bytes: between steps the
     worker looks at what changed (a pause, a leave, a new primary), and
@@ -65,7 +67,7 @@ def step_requests(start, target, go_on):
     `SYNC_STREAMS` x `SYNC_PIPELINE`)."""
     offset = start
     while offset < target and (offset == start or go_on()):
-        count = min(CHUNKS_PER_REQUEST, -(-(target - offset) // CHUNK))
+        count = min(chunks(), -(-(target - offset) // CHUNK))
         yield offset, count
         offset += count * CHUNK
 
@@ -83,9 +85,23 @@ class SyncClient:
         self.generation = 0             # a new sync (join, invalidate) starts a new one
         self.received = 0               # bytes received over the network by this sync
         self.spare_buffers = []         # replies' buffers kept between steps (`_stream`)
+        self.request_chunks = CHUNKS_PER_REQUEST    # chunks of the next request (`_sized`)
 
     def _key(self, name):
         return res_key(self.res, name)
+
+    def _sized(self, kinds, fast):
+        """The next requests' size after a reply of `kinds`: a fast sync
+        whose chunks were all the same asks for MOST_CHUNKS_PER_REQUEST at
+        once, until a chunk travels; the buffers replies go into hold
+        CHUNKS_PER_REQUEST (a larger reply with data gets one of its own,
+        `net.Channel.receive`: at most the requests in flight when the
+        chunks began to differ). A fast sync of an identical replica of
+        2 GiB took 0.39-0.42 s so against 0.45-0.52 s in requests of 16
+        chunks, on the 2-CPU test machine (scratch `fastsync.py`): fewer
+        requests, each a round trip, a map and a thread on either side."""
+        if fast:
+            self.request_chunks = CHUNKS_PER_REQUEST if "d" in kinds else MOST_CHUNKS_PER_REQUEST
 
     def _count_anew(self):
         self.received = 0
@@ -223,7 +239,8 @@ class SyncClient:
         one 0.55 at 560 MiB/s, where `cp` of the image ran at 1.45 GB/s."""
         deadline = time.monotonic() + SYNC_STEP_SECONDS
         pending = step_requests(start, target, lambda: time.monotonic() < deadline
-                                and not self.worker.news_arrived)
+                                and not self.worker.news_arrived,
+                                lambda: self.request_chunks if fast else CHUNKS_PER_REQUEST)
         streams = min(SYNC_STREAMS, -(-(target - start) // (CHUNK * CHUNKS_PER_REQUEST)))
         frontier = Frontier(start)
 
@@ -285,8 +302,9 @@ class SyncClient:
         async def write_all():
             async with received:
                 async for offset, count, kinds, data, buffer in received:
-                    await trio.to_thread.run_sync(
-                        apply_chunks, disk, offset, CHUNK, kinds, data, size)
+                    if kinds.strip("s"):        # (chunks all the same: nothing to write)
+                        await trio.to_thread.run_sync(
+                            apply_chunks, disk, offset, CHUNK, kinds, data, size)
                     finished(offset, count, len(data))
                     data = None             # written: the buffer may be received into
                     buffers_back.send_nowait(buffer)
@@ -303,6 +321,7 @@ class SyncClient:
                         if reply.get("type") != "chunks":
                             raise PeerError(f"{source} refused sync: "
                                             f"{reply.get('reason', reply)}")
+                        self._sized(reply["kinds"], fast)     # (before the next request)
                         in_flight.release()
                         await received_send.send((offset, count, reply["kinds"], data, buffer))
         finally:

@@ -50,7 +50,8 @@ log = logging.getLogger("marsd.data")
 
 FETCH_MAX = 8 << 20             # bytes per read reply
 CHUNK = 1 << 20                 # sync chunk
-CHUNKS_PER_REQUEST = 16
+CHUNKS_PER_REQUEST = 16         # a request's chunks, the size of the buffers replies go into
+MOST_CHUNKS_PER_REQUEST = 64    # what a server answers at most (a fast sync's same chunks)
 ZERO_CHUNK = bytes(CHUNK)
 ZERO_VIEW = memoryview(ZERO_CHUNK)
 DATA_RUN = re.compile("d+")
@@ -170,7 +171,10 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     `buffer`: a bytearray to read into, grown (at the first chunk that
     travels) as needed and kept by the caller for its next request once
     this one's reply is sent (a new one of 16 MiB costs 2.8 ms of zeroing:
-    a third of a fast sync's time)."""
+    a third of a fast sync's time); grown up to the usual request's size
+    (`CHUNKS_PER_REQUEST`) only: a larger request (a fast sync's, where
+    the chunks were the same so far) whose chunks travel gets a buffer of
+    its own, so that a connection does not keep 64 MiB for the rare one."""
     end = min(offset + chunk * count, size)
     buffer = bytearray() if buffer is None else buffer
     view = memoryview(buffer)
@@ -201,7 +205,8 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
                 # replica sends none, and a new 16 MiB buffer for each
                 # connection was a tenth of its server's time)
                 view.release()          # else it could not grow in place
-                buffer = grown(buffer, end - offset)
+                buffer = grown(buffer, end - offset) \
+                    if end - offset <= chunk * CHUNKS_PER_REQUEST else bytearray(end - offset)
                 view = memoryview(buffer)
             piece = view[kept:kept + length]
             got = os.preadv(handle.fileno(), [piece], start)
@@ -352,7 +357,8 @@ class DataServer:
             return {"type": "error", "reason": f"no disk of {res} here"}, b""
         size = self.size_of(res)
         offset, chunk, count = int(header["offset"]), int(header["chunk"]), int(header["count"])
-        if offset < 0 or chunk <= 0 or not 0 < count <= 64 or offset + chunk * count > size + chunk:
+        if offset < 0 or chunk <= 0 or not 0 < count <= MOST_CHUNKS_PER_REQUEST or \
+                offset + chunk * count > size + chunk:
             return {"type": "error", "reason": "chunk request out of range"}, b""
         kinds, data = await trio.to_thread.run_sync(
             read_chunks, disk, offset, chunk, count, header.get("digests"), size, buffer)
@@ -362,36 +368,41 @@ class DataServer:
     async def serve(self, port, answer, address, key, host, clock, task_status):
         """Serve `answer` on `port`; `key`: the cluster secret, or a callable
         that returns it (read for every connection: it may be replaced)."""
-        async def handle(stream):
-            channel = net.Channel(stream, clock)
-            buffer = bytearray()        # the replies' data, one request after another
-            try:
-                with trio.fail_after(net.HANDSHAKE_TIMEOUT):
-                    await net.accept_handshake(channel, host, key() if callable(key) else key)
-                while True:
-                    header, _ = await channel.receive()
-                    try:
-                        reply, payload = await answer(header, buffer)
-                    except (ValueError, KeyError, TypeError, OSError) as exc:
-                        reply, payload = {"type": "error", "reason": str(exc)}, b""
-                    compress = header.get("type") == "logs" or (
-                        header.get("type") == "read" and header.get("lz4", False))
-                    if isinstance(payload, FileRange) and not compress:
-                        await channel.send_file(reply, payload.path, payload.offset, payload.count)
-                    else:
-                        if isinstance(payload, FileRange):
-                            payload = await trio.to_thread.run_sync(payload.read, buffer)
-                        await channel.send(reply, payload, compress=compress)
-                    payload = None      # sent: the buffer may grow for the next one
-            except (net.ProtocolError, trio.TooSlowError, trio.BrokenResourceError,
-                    trio.ClosedResourceError, OSError):
-                pass
-            except Exception:               # noqa: BLE001 (a bug costs this connection, not marsd)
-                log.exception("port %d: answering a request failed; that connection is closed",
-                              port)
-            finally:
-                await stream.aclose()
-        await trio.serve_tcp(handle, port, host=address, task_status=task_status)
+        await trio.serve_tcp(functools.partial(self.serve_connection, answer=answer, port=port,
+                                               key=key, host=host, clock=clock),
+                             port, host=address, task_status=task_status)
+
+    async def serve_connection(self, stream, answer, port, key, host, clock):
+        """One connection of `serve`'s: the handshake, then `answer`'s reply
+        to each request, until the peer closes it."""
+        channel = net.Channel(stream, clock)
+        buffer = bytearray()        # the replies' data, one request after another
+        try:
+            with trio.fail_after(net.HANDSHAKE_TIMEOUT):
+                await net.accept_handshake(channel, host, key() if callable(key) else key)
+            while True:
+                header, _ = await channel.receive()
+                try:
+                    reply, payload = await answer(header, buffer)
+                except (ValueError, KeyError, TypeError, OSError) as exc:
+                    reply, payload = {"type": "error", "reason": str(exc)}, b""
+                compress = header.get("type") == "logs" or (
+                    header.get("type") == "read" and header.get("lz4", False))
+                if isinstance(payload, FileRange) and not compress:
+                    await channel.send_file(reply, payload.path, payload.offset, payload.count)
+                else:
+                    if isinstance(payload, FileRange):
+                        payload = await trio.to_thread.run_sync(payload.read, buffer)
+                    await channel.send(reply, payload, compress=compress)
+                payload = None      # sent: the buffer may grow for the next one
+        except (net.ProtocolError, trio.TooSlowError, trio.BrokenResourceError,
+                trio.ClosedResourceError, OSError):
+            pass
+        except Exception:               # noqa: BLE001 (a bug costs this connection, not marsd)
+            log.exception("port %d: answering a request failed; that connection is closed",
+                          port)
+        finally:
+            await stream.aclose()
 
 
 def apply_chunks(path, offset, chunk, kinds, data, size):

@@ -3,17 +3,20 @@ of a range, copied over several streams, finish out of order; what a step
 keeps when it fails."""
 
 import random
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
 import trio
 
+from mars import net
 from mars.errors import PeerError
+from mars.lamport import LamportClock
 from mars.follow import LogFollower
 from mars.keys import replay_name, res_key, syncpos_name
 from mars import syncclient
 from mars.syncclient import SYNC_STEP_SECONDS, Frontier, SyncClient, step_requests
-from mars.transfer import CHUNK, CHUNKS_PER_REQUEST
+from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, MOST_CHUNKS_PER_REQUEST, DataServer
 from mars.directio import aligned_buffer
 
 
@@ -155,3 +158,71 @@ def test_a_sync_step_ends_after_its_time_or_at_news_for_the_worker(monkeypatch):
     trio.run(client._sync_range, None, "a", "/nonexistent/disk", 0, 64 * request,
              64 * request, False)
     assert asked == [0, request, 2 * request], "no request after news"
+
+
+def test_a_fast_sync_asks_for_more_chunks_while_they_are_the_same_and_fewer_once_one_travels(
+        tmp_path, monkeypatch):
+    """A fast sync against a real sync server on the loopback: its requests
+    grow to MOST_CHUNKS_PER_REQUEST after a reply whose chunks were all the
+    same, and go back to CHUNKS_PER_REQUEST after one in which a chunk
+    travelled; the target ends equal to the source, only the differing
+    chunks having travelled. (One stream, one request in flight: the order
+    of the requests is then fixed; small chunks, the same code path.)"""
+    chunk, count = 4096, 200
+    monkeypatch.setattr(syncclient, "CHUNK", chunk)
+    monkeypatch.setattr(syncclient, "SYNC_STREAMS", 1)
+    monkeypatch.setattr(syncclient, "SYNC_PIPELINE", 1)
+    source = random.Random(1).randbytes(chunk * count)
+    target = bytearray(source)
+    target[100 * chunk:104 * chunk] = random.Random(2).randbytes(4 * chunk)   # 4 chunks differ
+    (tmp_path / "source").write_bytes(source)
+    (tmp_path / "target").write_bytes(target)
+    size = len(source)
+    server = DataServer(str(tmp_path), disk_of=lambda res: str(tmp_path / "source"),
+                        size_of=lambda res: size)
+    asked = []
+
+    async def answer(header, buffer=None):
+        reply, data = await server.answer_sync(header, buffer)
+        asked.append((header["offset"] // chunk, header["count"], reply["kinds"]))
+        return reply, data
+
+    received = []
+    worker = SimpleNamespace(
+        res="vm1", host="b", news_arrived=False, rates={"sync": SimpleNamespace(add=received.append)},
+        metrics=SimpleNamespace(synced=SimpleNamespace(labels=lambda res: SimpleNamespace(
+            inc=lambda count: None))),
+        report=lambda **status: None, save_progress=lambda: None)
+    client = SyncClient(worker)
+    client.done = 0
+
+    async def main():
+        ours, theirs = trio.socket.socketpair()         # (no network in unit tests)
+
+        async def open_tcp_stream(*args, **kwargs):
+            return trio.SocketStream(ours)
+        monkeypatch.setattr(net.trio, "open_tcp_stream", open_tcp_stream)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(server.serve_connection, trio.SocketStream(theirs), answer,
+                                       port=7779, key=b"secret", host="a", clock=LamportClock()))
+            channel = await net.connect("127.0.0.1", 7779, "b", b"secret", clock=LamportClock())
+
+            async def connected(*args):
+                return channel
+            worker.channels = SimpleNamespace(channel=connected)
+            while client.done < size:       # (a step may end after its time on a busy machine)
+                await client._sync_range(None, "a", str(tmp_path / "target"), client.done, size,
+                                         size, True)
+            await channel.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert (tmp_path / "target").read_bytes() == source
+    assert [(start, chunks) for start, chunks, _ in asked] == [
+        (0, CHUNKS_PER_REQUEST),                                  # the usual first
+        (16, MOST_CHUNKS_PER_REQUEST),                            # after 16 the same
+        (80, MOST_CHUNKS_PER_REQUEST),                            # holds 100..103
+        (144, CHUNKS_PER_REQUEST),                                # after one travelled
+        (160, count - 160)], asked                               # the same again: the rest
+    assert asked[2][2] == "s" * 20 + "d" * 4 + "s" * 40
+    assert server.bytes_served["sync"] == 4 * chunk, "more than the differing chunks travelled"

@@ -16,7 +16,8 @@ import xxhash
 
 from mars import directio, libc, transfer
 from mars.logfile import list_logfiles
-from mars.transfer import CHUNK, DataServer, FileRange, apply_chunks, chunk_digest, local_digests, read_chunks
+from mars.transfer import (CHUNK, CHUNKS_PER_REQUEST, DataServer, FileRange, apply_chunks,
+                           chunk_digest, local_digests, read_chunks)
 
 SMALL = 4096                            # chunk size of most tests: fast, same code path
 SIZE = 4 * SMALL + 1000                 # four full chunks and a partial fifth
@@ -242,6 +243,22 @@ def test_a_connections_buffer_is_reused_and_grows_for_a_larger_request(pair):
     kinds, data = read_chunks(source, 0, SMALL, 5, None, SIZE, buffer)
     assert kinds == "dzddd" and bytes(data) == chunks[0] + chunks[2] + chunks[3] + chunks[4]
     assert len(buffer) == SIZE
+
+def test_a_request_larger_than_usual_whose_chunks_travel_gets_a_buffer_of_its_own(tmp_path):
+    """A fast sync asks for up to MOST_CHUNKS_PER_REQUEST chunks while they
+    are the same; one such request whose chunks then travel is answered from
+    a buffer of its own: the connection keeps one of the usual request's size."""
+    count = CHUNKS_PER_REQUEST + 4
+    source = rand(SMALL * count, 8)
+    path = write_file(tmp_path / "source", source)
+    buffer = bytearray()
+    kinds, data = read_chunks(path, 0, SMALL, CHUNKS_PER_REQUEST, None, len(source), buffer)
+    assert kinds == "d" * CHUNKS_PER_REQUEST and len(buffer) == SMALL * CHUNKS_PER_REQUEST
+    del data                            # sent
+    kinds, data = read_chunks(path, 0, SMALL, count, None, len(source), buffer)
+    assert kinds == "d" * count and bytes(data) == source
+    assert len(buffer) == SMALL * CHUNKS_PER_REQUEST, "the connection's buffer grew for it"
+
 
 def test_full_sync_without_digests_sends_every_non_zero_chunk(pair):
     source, target, chunks = pair
