@@ -161,13 +161,13 @@ class Daemon:
         torn down and this host had replayed: 50-90 ms of every handover's
         downtime, on the 2-CPU test machine."""
         warm, self.warm_device = self.warm_device, None
-        self._warm_up()
+        self.keep_standby_ready()
         if warm is not None and warm.exited():
             warm.drop()             # its pipes closed
             warm = None
         return warm
 
-    def _warm_up(self):
+    def keep_standby_ready(self):
         """One device process waits, imported, while this host has a
         complete replica (it may become its primary); a resource takes it.
         One that died (killed) is replaced; a host left without resources
@@ -178,8 +178,8 @@ class Daemon:
         starts its own), and the standby's imports (~0.15 s of CPU) came
         in the middle of a new member's first sync: a fast sync of an
         identical replica of 2 GiB, which takes half a second, shared the
-        2-CPU test machine with them. The round after a sync is complete
-        brings it."""
+        2-CPU test machine with them. A sync's completion brings it
+        (`SyncClient.sync`), else the next round."""
         if self.warm_device is not None and (self.warm_device.exited() or not self.workers):
             self.warm_device.drop()
             self.warm_device = None
@@ -623,7 +623,7 @@ class Daemon:
             worker = ResourceWorker(self, res)
             self.workers[res] = worker
             nursery.start_soon(self._run_worker, worker)
-        self._warm_up()
+        self.keep_standby_ready()
 
     async def _run_worker(self, worker):
         try:

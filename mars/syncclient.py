@@ -190,6 +190,7 @@ class SyncClient:
             log.info("%s: sync from %s complete (%d bytes)", self.res, source, size)
             worker.report(syncing=False)
             self.spare_buffers.clear()      # (unmapping 48 MiB is not instant)
+            worker.daemon.keep_standby_ready()  # it may become the primary now
         return True
 
     async def _persist(self, disk, done, generation, consistent_from=None):
