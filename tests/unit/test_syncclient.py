@@ -226,3 +226,17 @@ def test_a_fast_sync_asks_for_more_chunks_while_they_are_the_same_and_fewer_once
         (160, count - 160)], asked                               # the same again: the rest
     assert asked[2][2] == "s" * 20 + "d" * 4 + "s" * 40
     assert server.bytes_served["sync"] == 4 * chunk, "more than the differing chunks travelled"
+
+
+def test_a_fast_sync_asks_for_more_chunks_only_after_chunks_found_the_same():
+    """Same chunks (`s`, zeros on both sides beside them) make the next
+    requests larger; a chunk that travelled, or zeros alone (a new member's
+    empty volume, whose data after a run of zeros would need new buffers
+    every time), the usual size."""
+    client = SyncClient(SimpleNamespace(res="vm1"))
+    for kinds, chunks in (("ssss", MOST_CHUNKS_PER_REQUEST), ("zzzz", CHUNKS_PER_REQUEST),
+                          ("sszz", MOST_CHUNKS_PER_REQUEST), ("ssds", CHUNKS_PER_REQUEST),
+                          ("zzdz", CHUNKS_PER_REQUEST)):
+        client._sized("ssss", True)
+        client._sized(kinds, True)
+        assert client.request_chunks == chunks, kinds
