@@ -184,7 +184,7 @@ class Daemon:
             self.warm_device.drop()
             self.warm_device = None
         if self.warm_device is None and not self.stopping and \
-                any(worker.complete() for worker in self.workers.values()):
+                any(worker.replica_complete() for worker in self.workers.values()):
             self.warm_device = DeviceProcess()
             self.warm_device.spawn(name=[f"--state-dir={self.env.state_dir}"])
 

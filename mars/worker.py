@@ -148,7 +148,7 @@ class ResourceWorker:
     def key(self, name):
         return res_key(self.res, name)
 
-    def complete(self):
+    def replica_complete(self):
         """Whether this host's replica is complete (its sync done, as the
         store says): it may become the primary."""
         size = self.store.value(size_key(self.res))
