@@ -6,12 +6,12 @@ phases (acts; raises `FootballError` with the exit code of how it failed).
 Each step looks at the real state before acting, so a re-run resumes."""
 
 import contextlib
+import queue
 import signal
 import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import click
@@ -114,12 +114,64 @@ def check_resource_name(res):
         raise Illegal(f"{error}; resource names are letters, digits, '_', '-' and '.'") from None
 
 
+PARALLEL_MOST = 16      # items `in_parallel` runs at a time
+
+
 def in_parallel(function, items):
+    """`[function(item) for item in items]`, PARALLEL_MOST at a time, each
+    in a thread; once all have ended, the exception of the first item (in
+    the items' order) that raised one is raised. A Ctrl-C meanwhile is
+    raised once they have ended (a host command is not left half-watched);
+    a second one at once (the threads are daemons: the process does not
+    wait for them at its exit).
+
+    Not `concurrent.futures`: a Ctrl-C (also the SIGINT a screener job gets
+    when its worker dies) that came while the main thread took a future's
+    lock, between the lock's acquire and the `with` block
+    (`Condition.__enter__` is Python code), left the lock taken; the pool's
+    threads blocked on it setting their results, and the process hung at
+    its exit joining them. An orphaned job's `football migrate` in CI hung
+    so for 23 minutes, its run cleaned up (py-spy: the main thread in
+    `_python_exit`, both pool threads in `Future.set_result`). Here the
+    main thread only takes results from a queue."""
     items = list(items)
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
-        return list(pool.map(function, items))
+    work, done = queue.SimpleQueue(), queue.SimpleQueue()
+    for entry in enumerate(items):
+        work.put(entry)
+
+    def run():
+        while True:
+            try:
+                index, item = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((index, None, function(item)))
+            except BaseException as error:      # noqa: BLE001 (raised in the caller's thread)
+                done.put((index, error, None))
+
+    for _ in range(min(PARALLEL_MOST, len(items))):
+        threading.Thread(target=run, name="football-parallel", daemon=True).start()
+    results, errors, interrupted = [None] * len(items), {}, None
+    pending = len(items)
+    while pending:
+        try:
+            index, error, value = done.get()
+        except KeyboardInterrupt as interrupt:
+            if interrupted is not None:
+                raise                           # the second Ctrl-C: at once
+            interrupted = interrupt
+            continue
+        pending -= 1
+        if error is not None:
+            errors[index] = error
+        else:
+            results[index] = value
+    if interrupted is not None:
+        raise interrupted
+    if errors:
+        raise errors[min(errors)]
+    return results
 
 
 FIRST_POLL = 0.1        # seconds before the second poll of a wait at most ...
