@@ -28,7 +28,7 @@ test: venv
 bench: venv
 	$(BIN)/python -m tests.bench.control_plane
 
-# Root: loop devices, FUSE, fio. A 2 GiB volume; about three minutes.
+# Root: loop devices, FUSE, fio. A 2 GiB volume; about four minutes.
 bench-data: venv
 	$(BIN)/python -m tests.bench.data_plane
 
