@@ -133,11 +133,13 @@ def in_parallel(function, items):
     its exit joining them. An orphaned job's `football migrate` in CI hung
     so for 23 minutes, its run cleaned up (py-spy: the main thread in
     `_python_exit`, both pool threads in `Future.set_result`). Here the
-    main thread only takes results from a queue."""
+    main thread takes no lock the threads take: it waits in a queue's
+    `get` (C) for wake-ups and counts the items ended."""
     items = list(items)
     work, done = queue.SimpleQueue(), queue.SimpleQueue()
     for entry in enumerate(items):
         work.put(entry)
+    results, errors, ended = [None] * len(items), {}, []
 
     def run():
         while True:
@@ -146,27 +148,24 @@ def in_parallel(function, items):
             except queue.Empty:
                 return
             try:
-                done.put((index, None, function(item)))
+                results[index] = function(item)
             except BaseException as error:      # noqa: BLE001 (raised in the caller's thread)
-                done.put((index, error, None))
+                errors[index] = error
+            ended.append(index)
+            done.put(index)
 
     for _ in range(min(PARALLEL_MOST, len(items))):
         threading.Thread(target=run, name="football-parallel", daemon=True).start()
-    results, errors, interrupted = [None] * len(items), {}, None
-    pending = len(items)
-    while pending:
+    interrupted = None
+    while len(ended) < len(items):
+        # a wake-up per item ended; what counts is `ended` (a Ctrl-C that
+        # came as `get` returned took a wake-up, not a result)
         try:
-            index, error, value = done.get()
+            done.get()
         except KeyboardInterrupt as interrupt:
             if interrupted is not None:
                 raise                           # the second Ctrl-C: at once
             interrupted = interrupt
-            continue
-        pending -= 1
-        if error is not None:
-            errors[index] = error
-        else:
-            results[index] = value
     if interrupted is not None:
         raise interrupted
     if errors:
