@@ -349,14 +349,15 @@ class Primary:
         worker.report(open_count=self.open_count)
         worker.set_actual(**{"open-count": self.open_count})
         self.checkpoint_due = self.checkpoint_due or bool(events)
-        logged = self._logged_since_checkpoint()
+        still_logging = self._logged_since_checkpoint()
         if now - self.last_checkpoint >= 0.9 * worker.daemon.round_interval and \
-                (self.checkpoint_due or logged
+                (self.checkpoint_due or still_logging
                  or now - self.last_checkpoint >= IDLE_CHECKPOINT_EVERY):
             # The disk is synced (and the cursor moved on) once the device
             # went quiet, else every disk_sync_interval (DISK_SYNC_INTERVAL
             # says why not every round); the log's end is news every round.
-            sync_disk = not logged or now - self.last_disk_sync >= worker.daemon.disk_sync_interval
+            sync_disk = not still_logging or \
+                now - self.last_disk_sync >= worker.daemon.disk_sync_interval
             self.last_checkpoint = now
             self.checkpoint_due = not sync_disk     # a sync follows once it is quiet
             reply = await device.command({"cmd": "checkpoint", "sync": sync_disk})
