@@ -24,6 +24,7 @@ Run: `make bench-data` or `.venv/bin/python -m tests.bench.data_plane [--size-mi
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -168,7 +169,7 @@ def run(net, size, args):
         subprocess.run(["sync", "-f", str(copy)], check=True)
         cp_runs.append(time.perf_counter() - started)
         copy.unlink()
-    cp_seconds = sorted(cp_runs)[1]
+    cp_seconds = statistics.median(cp_runs)
     os.sync()
     full = timed_join(net, a, b, size, extra=("--full-sync",))
     # 2. fast full sync of an identical replica: three times (it leaves
@@ -179,7 +180,7 @@ def run(net, size, args):
         net.wait(c, "vm1")
         leave(c)
         fast_runs.append(timed_join(net, a, c, size, start=False))
-    fast = sorted(fast_runs)[1]
+    fast = statistics.median(fast_runs)
     print(f"1. full sync {size // MIB} MiB: {full:.2f} s = {size / full / MIB:.0f} MiB/s; "
           f"cp + fsync (median of 3: "
           f"{', '.join(f'{size / run / MIB:.0f}' for run in cp_runs)} MiB/s): "
@@ -243,7 +244,7 @@ def run(net, size, args):
         for label, target in targets.items():
             rand = fio(target, "rand", "randwrite", "4k", fio_size, 16, runtime=args.fio_seconds)
             settle()
-            seq = sorted(seq_runs[label])[1]
+            seq = statistics.median(seq_runs[label])
             results[label] = (seq, rand[1])
             print(f"   {label}: sequential 1 MiB {seq / MIB:.0f} MiB/s (median of "
                   f"{', '.join(f'{run / MIB:.0f}' for run in seq_runs[label])}; warm-up "
