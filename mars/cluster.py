@@ -190,12 +190,13 @@ class Cluster:
     def merge(self, peer, peer_address=None):
         """Merge the cluster of `peer` with ours. With different secrets the
         merged cluster takes the peer's (over SSH: it never crosses the MARS
-        ports), given to this side's members too."""
+        ports), given to this side's members too. With a peer that is a
+        member here already: see `_make_known_to`."""
         check_host(peer)
         state = self._state()
         self._require_member(state)
         if peer in state.host_ips():
-            self.echo(f"{peer} is already a member of this cluster; nothing to do")
+            self._run(self._make_known_to, state, peer, state.host_ips()[peer])
             return
         peer_address = resolve_address(peer, peer_address)
         try:
@@ -210,6 +211,35 @@ class Cluster:
             except DryRunDone:
                 return
             self._run(self._merge, state, peer, peer_address)
+
+    async def _make_known_to(self, state, peer, peer_address):
+        """`peer` is a member here: nothing to do if it lists this host too.
+        If it does not (one side of a merge that the other never took in),
+        everything this host has is sent to it again, as a merge does, so
+        that a re-run of the merge repairs it instead of finding nothing to
+        do for ever."""
+        me = self.env.host
+        try:
+            channel = await self._connect(peer_address, self._my_address(state))
+        except PeerError as exc:
+            self.echo(f"{peer} is already a member of this cluster (not reachable to check "
+                      f"that it lists {me}: {exc}); nothing to do")
+            return
+        try:
+            items, _ = await antientropy.fetch(channel, {}, self.timeout)
+            if any(item[0] == ip_key(me) and item[1] != DELETED for item in items):
+                self.echo(f"{peer} is already a member of this cluster; nothing to do")
+                return
+            if self.dry_run:
+                self.echo(f"would send {peer}, which does not list {me}, this cluster's "
+                          "metadata again")
+                return
+            await antientropy.push(channel, self.store.changes_since({}), self.timeout,
+                                   admit=True)
+            self.echo(f"{peer} is a member here but did not list {me}: sent it this "
+                      "cluster's metadata again")
+        finally:
+            await channel.aclose()
 
     async def _merge(self, state, peer, peer_address):
         channel = await self._connect(peer_address, self._my_address(state))

@@ -27,7 +27,7 @@ from football import facts, joblink, lifecycle
 from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
-from football.ops.cluster import plan_split_after_move, split_unshared
+from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
 from football.ops.base import (Operation, reachable, synced_and_consistent, synced_bytes,
                                wait_knows, wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
@@ -294,9 +294,9 @@ class Migrate(Operation):
         facts.forget()      # under the locks now: what was read before may have changed
         if target.name not in facts.cluster_hosts(self.source):
             self.say(f"  {target.name}: merge-cluster with {self.source.name}")
-            target.run(self._merge_argv(), timeout=self.config.command_timeout)
-            wait_until(lambda: target.name in facts.cluster_hosts(self.source), 60,
-                       self.config.poll_interval, f"{self.source.name} to see {target.name}")
+            merge_until(self.ctx, target, self._merge_argv(),
+                        lambda: target.name in facts.cluster_hosts(self.source),
+                        f"{self.source.name} to see {target.name}", self.say)
         # The target learns of the resource through the cluster's metadata
         # exchange: a host that came in with another one's merge (b2 with b1)
         # may not have it yet, and its join-resource would be refused.

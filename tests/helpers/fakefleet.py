@@ -114,6 +114,7 @@ class FakeFleet:
         self.volumes = {}               # (host, LV name) -> Volume
         self.written = {}               # res -> the highest record its workload ever wrote
         self.fail_next = {}             # command (e.g. "create-resource") -> times to refuse
+        self.lost_merges = 0            # merge-clusters that succeed and change nothing
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
         self.behind = set()             # hosts whose replicas say OutDated[F] once synced
@@ -338,6 +339,9 @@ class FakeFleet:
         mine, theirs = set(self._all_resources(name)), set(self._all_resources(peer))
         if mine & theirs:
             raise Refused(f"both clusters have resources {', '.join(sorted(mine & theirs))}")
+        if self.lost_merges:            # the peer never took it in
+            self.lost_merges -= 1
+            return ""
         number = self.cluster_id[peer]
         for host in self.cluster_of(name):
             self.cluster_id[host] = number

@@ -229,6 +229,36 @@ def test_merge_cluster_right_after_a_split_reunites_every_host(marsnet):
     assert_output_everywhere(everyone, ["view-resource-members", "r1"], "a1\na2\n")
 
 
+def test_merge_cluster_again_repairs_a_member_that_never_took_the_merge_in(marsnet):
+    """One side of a merge that the other never took in: a1 lists b1, b1
+    does not list a1, and no round ever brings it (only a1 knows both).
+    Running the merge again sends b1 everything a1 has, where it used to
+    find nothing to do; once b1 lists a1, it is a no-op again, and with b1
+    unreachable it says so and changes nothing."""
+    (a1,), (b1,) = two_clusters(marsnet, ["a1"], ["b1"])
+    with b1.store() as theirs:
+        items = theirs.tuples()
+    with a1.store() as mine:
+        mine.apply(items)               # only a1 took the merge in
+    assert "b1" in host_ips(a1)
+    assert_stays(lambda: "a1" not in host_ips(b1), 3 * ROUND, "b1 does not list a1")
+
+    repaired = a1.marsadm("merge-cluster", b1.name, b1.address).stdout
+    assert "did not list a1: sent it this cluster's metadata again" in repaired
+    wait_for_membership([a1, b1], [a1, b1])
+
+    again = a1.marsadm("merge-cluster", b1.name, b1.address).stdout
+    assert "already a member of this cluster; nothing to do" in again
+
+    b1.stop()
+    with a1.store() as mine:
+        before = [item for item in mine.tuples() if not item.key.startswith("actual-")]
+    unreachable = a1.marsadm("merge-cluster", b1.name, b1.address).stdout
+    assert "not reachable" in unreachable and "nothing to do" in unreachable
+    with a1.store() as mine:
+        assert [item for item in mine.tuples() if not item.key.startswith("actual-")] == before
+
+
 def test_split_cluster_is_refused_while_a_host_is_unreachable_and_changes_nothing(marsnet):
     alpha, bravo, charlie = build_cluster(marsnet, "alpha", "bravo", "charlie")
     alpha.marsadm("create-resource", "vm1", sparse_disk(alpha))

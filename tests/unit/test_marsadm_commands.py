@@ -358,12 +358,6 @@ def test_leave_cluster_refuses_while_this_host_holds_replicas(scenario):
     assert_refused(scenario.host, ["leave-cluster"], "still holds replicas of vm1, vm2")
 
 
-def test_merge_cluster_with_a_member_is_a_no_op(scenario):
-    before = scenario.host.tuples()
-    assert "already a member" in scenario.host.ok("merge-cluster", "h2", "127.0.0.2")
-    assert scenario.host.tuples() == before
-
-
 @pytest.mark.parametrize("args, fragment", [
     (["create-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
     (["join-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
