@@ -64,18 +64,21 @@ def syncstatus(host, res="vm1"):
     return int(value or 0)
 
 
-def timed_join(net, primary, secondary, size, extra=(), start=True):
-    """Seconds from `join-resource` to the sync's completion as the
-    secondary recorded it: the stamp of its syncstatus tuple (its wall
-    clock in ns), so that the poll's interval (0.05 s) neither adds to the
-    figure (polls growing to 0.25 s read the fast sync of 2 GiB as 0.91 s
-    where it took 0.63) nor takes CPU from the sync (a poll every 0.01 s
-    did)."""
-    if start:
-        secondary.start(*extra)
-        secondary.wait_serving()
-        # its marsd's first pull brings the resource (it joined the cluster before)
-        secondary.wait_knows("vm1", timeout=60)
+def start_member(host, *extra):
+    """Start `host`'s marsd (with `extra` options) and wait until it knows
+    vm1: its first pull brings the resource (it joined the cluster before)."""
+    host.start(*extra)
+    host.wait_serving()
+    host.wait_knows("vm1", timeout=60)
+
+
+def timed_join(secondary, size):
+    """Seconds from `join-resource` on `secondary` (its marsd started:
+    `start_member`) to the sync's completion as it recorded it: the stamp
+    of its syncstatus tuple (its wall clock in ns), so that the poll's
+    interval (0.05 s) neither adds to the figure (polls growing to 0.25 s
+    read the fast sync of 2 GiB as 0.91 s where it took 0.63) nor takes
+    CPU from the sync (a poll every 0.01 s did)."""
     started = time.time_ns()
     secondary.marsadm("join-resource", "vm1", secondary.disk)
     wait_until(lambda: syncstatus(secondary) >= size, timeout=900, interval=0.05,
@@ -173,23 +176,22 @@ def run(net, size, args):
         copy.unlink()
     cp_seconds = statistics.median(cp_runs)
     os.sync()
-    full = timed_join(net, a, b, size, extra=("--full-sync",))
+    start_member(b, "--full-sync")
+    full = timed_join(b, size)
     # 2. fast full sync of an identical replica: three times (it leaves
     # and joins again), the median; with the CPU both marsds used (their
     # threads, not c's device process started after the sync), since
     # here both sides hash on the same two CPUs
     from tests.bench.data_cpu import process_seconds     # (it imports this module)
     subprocess.run(["cp", str(a.disk), str(c.disk)], check=True)
-    c.start()
-    c.wait_serving()
-    c.wait_knows("vm1", timeout=60)
+    start_member(c)
     fast_runs, fast_cpu = [], []
     for run_number in range(3):
         if run_number:
             net.wait(c, "vm1")
             leave(c)
         before = process_seconds(a.process.pid), process_seconds(c.process.pid)
-        fast_runs.append(timed_join(net, a, c, size, start=False))
+        fast_runs.append(timed_join(c, size))
         fast_cpu.append((process_seconds(a.process.pid) - before[0],
                          process_seconds(c.process.pid) - before[1]))
     fast = statistics.median(fast_runs)
