@@ -32,7 +32,7 @@ DIRECT_ALIGN = 4096             # offsets, lengths and addresses of direct write
 STAGE_BYTES = 4 << 20           # one staging buffer of an appender
 STAGES = 3                      # staging buffers at most (allocated as needed)
 DIRECT_MIN = 128 << 10          # whole blocks an append needs to go direct (see `append`)
-RWF_DONTCACHE = 0x80            # pwritev2: written back at once, then dropped (linux/fs.h)
+RWF_DONTCACHE = 0x80            # preadv2/pwritev2: through the page cache, then dropped (linux/fs.h)
 CACHED_PIECE = 256 << 10        # page-cache writes go in aligned pieces at most this long (`pwritev_cached`)
 CARRY_SECONDS = 0.005           # how long a staged append's last partial block waits for the next
 
@@ -109,7 +109,8 @@ def read_in_small_folios(fd):
     """Have reads of a disk through `fd` leave small folios in the page
     cache (`POSIX_FADV_RANDOM`: no readahead, which allocates large ones),
     for the device's small writes that may follow there (`pwritev_cached`
-    says why): for the sync's bulk reads of a disk, not the container's. A
+    says why): for the sync's bulk reads of a disk where the file system
+    refuses uncached reads (`read_uncached`), not for the container's. A
     4 KiB pwrite cost 14-15 us of system time into a file read with
     readahead, 2.4 into one read so (scratch `folio_read.py`); reading
     uncached data in 1 MiB pieces then ran at 881 MiB/s instead of 1,489,
@@ -139,6 +140,40 @@ def read_ahead(fd, start, length):
         os.posix_fadvise(fd, start, length, os.POSIX_FADV_WILLNEED)
     except OSError:
         pass
+
+
+def takes_uncached(fd):
+    """Whether the file system of `fd` may take uncached reads and writes
+    (RWF_DONTCACHE): not one that refused them before."""
+    return os.fstat(fd).st_dev not in _refused_uncached
+
+
+def read_uncached(fd, view, start):
+    """Read into `view` (a writable bytes-like object) from `start` of the
+    file `fd` as os.preadv does, leaving the page cache as it was: what it
+    holds is read from it and stays, the rest comes from the disk with
+    readahead (large folios) and is dropped once read (preadv2
+    RWF_DONTCACHE, Linux 6.14). The bytes read; None where the file system
+    refuses (EOPNOTSUPP, also a kernel without it; remembered, see
+    `takes_uncached`).
+
+    For the sync's bulk reads of a disk not in the page cache: 2 GiB read
+    in 1 MiB pieces (and hashed) took 1.29-1.31 s and 0.41-0.43 CPU s so,
+    and left nothing cached; in small folios (`read_in_small_folios`, with
+    `read_ahead`) 1.93-2.16 s and 0.86-0.98 CPU s, and left 2 GiB cached;
+    with plain readahead 3.6 s and 3.4 CPU s (the test VM's host backing
+    the large folios' fresh memory; the uncached read reuses the folios it
+    dropped) (scratch `coldread.py`, 2-CPU test VM, ext4). A folio is
+    dropped once a read has copied from it, also in part: read in aligned
+    pieces of 1 MiB (a folio lies within its own size's alignment, so no
+    large one straddles two), not in the small pieces of `file_digest`."""
+    try:
+        return os.preadv(fd, [view], start, RWF_DONTCACHE)
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+        _refused_uncached.add(os.fstat(fd).st_dev)
+        return None
 
 
 def append_one_way(path, data, start):
@@ -308,6 +343,24 @@ def is_hole(fd, start, length):
         return os.lseek(fd, start, os.SEEK_DATA) >= start + length
     except OSError as exc:
         return exc.errno == errno.ENXIO        # no data from `start` to the end of the file
+
+
+def data_bytes(fd, start, end):
+    """How many bytes of [start, end) of the file `fd` are not holes
+    (SEEK_DATA and SEEK_HOLE, a pair of calls per stretch of data): all of
+    them on a block device or a file system without SEEK_DATA."""
+    total, position = 0, start
+    try:
+        while position < end:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+            if data >= end:
+                break
+            position = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+            total += position - data
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:            # (no data from `position` to the end)
+            return end - start
+    return total
 
 
 def _read_partial_block(path, size):

@@ -1,7 +1,8 @@
 """System calls the os module does not offer, through one handle of the C
 library (ctypes): fallocate(2) itself, sync_file_range(2), prctl(2)'s
 parent-death signal, mount(2) and umount2(2), madvise(2)'s
-MADV_POPULATE_READ. (ctypes lets go of the GIL while a call runs.)"""
+MADV_POPULATE_READ, cachestat(2). (ctypes lets go of the GIL while a call
+runs.)"""
 
 import ctypes
 import os
@@ -12,6 +13,7 @@ PR_SET_PDEATHSIG = 1
 SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
 MNT_DETACH = 2
 MADV_POPULATE_READ = 22             # linux/mman.h, Linux 5.14
+SYS_CACHESTAT = 451                 # asm-generic/unistd.h, Linux 6.5: one number on every architecture
 
 _fallocate = LIBC.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
@@ -19,6 +21,17 @@ _sync_file_range = LIBC.sync_file_range
 _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 _madvise = LIBC.madvise
 _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_syscall = LIBC.syscall
+_syscall.restype = ctypes.c_long
+
+
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
 
 
 def fallocate(fd, offset, length):
@@ -55,6 +68,19 @@ def populate_read(address, length):
     if _madvise(address, length, MADV_POPULATE_READ) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
+
+
+def cached_pages(fd, offset, length):
+    """How many pages of [offset, offset + length) of the file `fd` the
+    page cache holds (cachestat(2): it counts folios, so a large one costs
+    what a small one does); None where the kernel cannot tell (before
+    Linux 6.5: ENOSYS)."""
+    span = _CachestatRange(offset, length)
+    counts = _Cachestat()
+    if _syscall(ctypes.c_long(SYS_CACHESTAT), ctypes.c_int(fd), ctypes.byref(span),
+                ctypes.byref(counts), ctypes.c_uint(0)) != 0:
+        return None
+    return counts.nr_cache
 
 
 def die_with_parent(signal_number):

@@ -42,7 +42,8 @@ import trio
 import xxhash
 
 from mars import libc, net
-from mars.directio import DiskWriter, is_hole, pwritev_all, read_ahead, read_in_small_folios
+from mars.directio import (DiskWriter, data_bytes, is_hole, pwritev_all, read_ahead,
+                           read_in_small_folios, read_uncached, takes_uncached)
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
 
@@ -166,7 +167,9 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     piece at a time, `file_digest`) and read into the buffer only if it
     differs; any other chunk is read into it, and read over by the next if
     it is all zeros. A disk shorter than `size` reads as zeros beyond its
-    end.
+    end. A request whose chunks the page cache does not all hold is read
+    past it (`reads_uncached`), where a chunk that travels is not read
+    twice.
 
     `buffer`: a bytearray to read into, grown (at the first chunk that
     travels) as needed and kept by the caller for its next request once
@@ -183,20 +186,25 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     with open(path, "rb", buffering=0) as handle, \
             MappedRange(handle.fileno(), offset, end if digests else offset) as mapped:
         # (a full sync hashes nothing: no map)
-        read_in_small_folios(handle.fileno())       # the primary's disk, written to meanwhile
-        for index, (start, length, hole) in enumerate(
-                chunks_to_read(handle.fileno(), offset, chunk, count, size)):
+        fd = handle.fileno()
+        chunks, uncached = chunks_to_read(fd, offset, chunk, count, size)
+        for index, (start, length, hole) in enumerate(chunks):
             if hole:
                 kinds.append("z")
                 continue
             wanted = parse_digest(digests[index]) if digests and index < len(digests) else None
+            data = None
             if wanted is not None and wanted[1] != zero_digest(length, wanted[0]).partition(":")[2]:
                 # a fast full sync: the chunk is hashed first, and read
                 # into the reply only if it differs (a chunk of zeros
                 # then, too: the read below tells). Not where the client
                 # has zeros (a new member's fresh volume): the zero check
                 # below tells all then.
-                digest, zero = mapped.digest_or_read(start, length, wanted[0], pad=True)
+                data = chunk_uncached(fd, start, length, pad=True) if uncached else None
+                if data is not None:
+                    digest, zero = DIGESTS[wanted[0]](data).hexdigest(), False
+                else:
+                    digest, zero = mapped.digest_or_read(start, length, wanted[0], pad=True)
                 if zero or digest == wanted[1]:
                     kinds.append("z" if zero else "s")
                     continue
@@ -209,7 +217,13 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
                     if end - offset <= chunk * CHUNKS_PER_REQUEST else bytearray(end - offset)
                 view = memoryview(buffer)
             piece = view[kept:kept + length]
-            got = os.preadv(handle.fileno(), [piece], start)
+            if data is not None:
+                piece[:] = data             # (read and hashed above: not read twice)
+                got = length
+            else:
+                got = read_uncached(fd, piece, start) if uncached else None
+                if got is None:
+                    got = os.preadv(fd, [piece], start)
             if got < length:
                 piece[got:] = zeros[:length - got]
             if buffer.startswith(zeros[:length], kept):
@@ -222,22 +236,69 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
 
 def chunks_to_read(fd, offset, chunk, count, size):
     """The chunks of a request that the resource has, as (start, length,
-    whether a hole), those with data read ahead (`read_ahead`) before the
-    first is read: a disk not in the page cache, read without readahead
-    (`read_in_small_folios`) in pieces of 64 KiB, hashed at 430-460 MiB/s
-    on the 2-CPU test machine (2 GiB in 4.5-4.7 s); read ahead so and
-    hashed in its map (`MappedRange`) at 1.3-2 GB/s (scratch `digcold.py`)."""
+    whether a hole), and how they are read: whether past the page cache
+    (`reads_uncached`: `chunk_uncached`, with the kernel's readahead). If
+    not, the reads of `fd` leave small folios (`read_in_small_folios`) and
+    the chunks with data are read ahead (`read_ahead`) before the first is
+    read: a disk not in the page cache, read without readahead in pieces
+    of 64 KiB, hashed at 430-460 MiB/s on the 2-CPU test machine (2 GiB in
+    4.5-4.7 s); read ahead so and hashed in its map (`MappedRange`) at
+    1.3-2 GB/s (scratch `digcold.py`)."""
     chunks = []
     for index in range(count):
         start = offset + index * chunk
         if start >= size:
             break
         length = min(chunk, size - start)
-        hole = is_hole(fd, start, length)
-        if not hole:
-            read_ahead(fd, start, length)
-        chunks.append((start, length, hole))
-    return chunks
+        chunks.append((start, length, is_hole(fd, start, length)))
+    data = [(start, length) for start, length, hole in chunks if not hole]
+    uncached = bool(data) and reads_uncached(fd, data[0][0], data[-1][0] + data[-1][1])
+    if not uncached:
+        read_in_small_folios(fd)            # a primary's disk, written to meanwhile
+        for start, length, hole in chunks:
+            if not hole:
+                read_ahead(fd, start, length)
+    return chunks, uncached
+
+
+def reads_uncached(fd, start, end):
+    """Whether a request reads the chunks of [start, end) of the disk `fd`
+    past the page cache (`chunk_uncached`): where the file system takes it
+    and the page cache does not hold all their data (holes are not cached).
+    Else they are hashed where they lie (`MappedRange`: no copy) and read
+    through the page cache in small folios, as where the kernel cannot
+    tell what it holds (cachestat, Linux 6.5).
+
+    One answer for the whole request, asked before anything is read: the
+    kernel's readahead for one chunk's uncached read brings in the next
+    ones, which would then look cached, and hashed in their map they would
+    stay in the page cache. (Beyond a request's end it brings in a chunk
+    or two of the next, which that request then reads, and drops.)
+
+    A fast full sync of an identical replica whose disks were not in the
+    page cache on either side (as after a restart) took 4.2-4.4 s for 2 GiB
+    without it, a full sync 3.1 s: mapped and faulted in, the chunks came
+    in one page at a time (`read_in_small_folios`), 1.6-2.9 CPU s a side
+    (scratch `fs_cold.py`)."""
+    if not takes_uncached(fd):
+        return False
+    cached = libc.cached_pages(fd, start, end - start)
+    return cached is not None and cached * mmap.PAGESIZE < data_bytes(fd, start, end)
+
+
+def chunk_uncached(fd, start, length, pad=False):
+    """The chunk [start, start + length) of the file `fd` read past the page
+    cache (`read_uncached`) into this thread's chunk buffer: a memoryview
+    of what was read, short where the file ends first, or with `pad` filled
+    up with zeros. None where the file system refuses: read it as before."""
+    view = _chunk_view(length)
+    got = read_uncached(fd, view, start)
+    if got is None:
+        return None
+    if got < length and pad:
+        view[got:] = ZERO_VIEW[:length - got] if length <= CHUNK else bytes(length - got)
+        got = length
+    return view[:got]
 
 
 class MappedRange:
@@ -481,23 +542,38 @@ def local_digests(path, offset, chunk, count, size):
     """The fast full sync client's digests of its own chunks, hashed where
     they lie (`MappedRange`, else read a piece at a time). A hole is not
     read: its digest is that of zeros (reading a fresh volume's holes
-    filled the page cache with zeros, a gigabyte per replica)."""
+    filled the page cache with zeros, a gigabyte per replica). Chunks the
+    page cache does not all hold are read past it (`reads_uncached`)."""
     digests = []
     end = min(offset + chunk * count, size)
     with open(path, "rb", buffering=0) as handle, \
             MappedRange(handle.fileno(), offset, end) as mapped:
-        read_in_small_folios(handle.fileno())       # the disk of a primary to be, maybe
-        for start, length, hole in chunks_to_read(handle.fileno(), offset, chunk, count, size):
+        chunks, uncached = chunks_to_read(handle.fileno(), offset, chunk, count, size)
+        fd = handle.fileno()
+        for start, length, hole in chunks:
             if hole:
                 digests.append(zero_digest(length))
                 continue
             # (a disk shorter than `size` digests what it has: the chunk travels)
-            digest, _ = mapped.digest_or_read(start, length)
+            data = chunk_uncached(fd, start, length) if uncached else None
+            if data is not None:
+                digest = DIGESTS[DIGEST](data).hexdigest()
+            else:
+                digest, _ = mapped.digest_or_read(start, length)
             digests.append(f"{DIGEST}:{digest}")
     return digests
 
 
 _buffers = threading.local()
+
+
+def _chunk_view(length):
+    """A memoryview of `length` bytes of this thread's chunk buffer, kept
+    for its next chunk."""
+    buffer = getattr(_buffers, "chunk", None)
+    if buffer is None or len(buffer) < length:
+        buffer = _buffers.chunk = bytearray(max(length, CHUNK))
+    return memoryview(buffer)[:length]
 
 
 def _digest_buffer():

@@ -8,7 +8,8 @@ Prints figures, side by side in one run (not a test):
    that full sync: speed-up (aim >= 5x, issue 14); each sync timed to
    its completion as the member recorded it (`timed_join`), with the CPU
    both marsds used meanwhile (both hash every chunk, here on the same
-   two CPUs);
+   two CPUs); then three more with both disks out of the page cache (as
+   after a restart: both read from the disk, here the same disk);
 3. fio: sequential 1 MiB direct writes (after a warm-up run of the same;
    the median of three, alternating) and 4 KiB random direct writes
    (iodepth 16) on /dev/mars/<res>, against a loop device with direct I/O
@@ -197,6 +198,17 @@ def run(net, size, args):
     fast = statistics.median(fast_runs)
     cpu_a = statistics.median(cpu for cpu, _ in fast_cpu)
     cpu_c = statistics.median(cpu for _, cpu in fast_cpu)
+    cold_runs, cold_cpu = [], []
+    for _ in range(3):
+        net.wait(c, "vm1")
+        leave(c)
+        drop_page_cache(a.disk)
+        drop_page_cache(c.disk)
+        before = process_seconds(a.process.pid), process_seconds(c.process.pid)
+        cold_runs.append(timed_join(c, size))
+        cold_cpu.append(process_seconds(a.process.pid) - before[0]
+                        + process_seconds(c.process.pid) - before[1])
+    cold = statistics.median(cold_runs)
     print(f"1. full sync {size // MIB} MiB: {full:.2f} s = {size / full / MIB:.0f} MiB/s; "
           f"cp + fsync (median of 3: "
           f"{', '.join(f'{size / run / MIB:.0f}' for run in cp_runs)} MiB/s): "
@@ -207,6 +219,10 @@ def run(net, size, args):
           f"{size / fast / MIB:.0f} MiB/s; speed-up over full sync {full / fast:.1f}x (aim >= 5x); "
           f"CPU (median): a's marsd {cpu_a:.2f} s, c's {cpu_c:.2f} s, "
           f"{(cpu_a + cpu_c) / (2 * fast):.0%} of two CPUs in the sync's time")
+    print(f"   with both disks out of the page cache (median of "
+          f"{', '.join(f'{run:.2f}' for run in cold_runs)} s): {cold:.2f} s = "
+          f"{size / cold / MIB:.0f} MiB/s ({2 * size / cold / MIB:.0f} MiB/s read from the one "
+          f"disk); both marsds {statistics.median(cold_cpu):.2f} CPU s")
     net.wait(b, "vm1")
     net.wait(c, "vm1")
     leave(c)

@@ -62,6 +62,9 @@ def test_the_first_items_failure_is_raised_once_every_item_ended():
 CTRL_C = textwrap.dedent("""
     import linecache, os, signal, sys, threading, time
     from football.ops.base import in_parallel
+    # (a suite started in the background by a shell inherits SIGINT
+    # ignored, and Python then leaves it so)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = threading.Barrier(3)
     forever = threading.Event()
 

@@ -3,7 +3,8 @@ write-back and the replay write in pieces that each stay inside one aligned
 `CACHED_PIECE` (a long write would leave a large folio, and every later
 small write into it walks all its blocks), with the same bytes on the disk;
 the sync server's and the sync client's reads of a disk go without
-readahead (`POSIX_FADV_RANDOM`), which allocates large folios."""
+readahead (`POSIX_FADV_RANDOM`), which allocates large folios, where the
+file system takes no uncached reads (else `test_uncached_reads.py`)."""
 
 import os
 from contextlib import contextmanager
@@ -126,8 +127,10 @@ def advice(monkeypatch):
     return advised
 
 
-def test_the_sync_server_and_client_read_disks_without_readahead(tmp_path, advice):
+def test_where_uncached_reads_are_refused_the_sync_reads_disks_without_readahead(
+        tmp_path, advice, monkeypatch):
     disk = tmp_path / "disk"
+    monkeypatch.setattr(directio, "_refused_uncached", {os.stat(tmp_path).st_dev})
     disk.write_bytes(os.urandom(DISK))
     kinds, data = transfer.read_chunks(str(disk), 0, CACHED_PIECE, 2, None, DISK)
     assert kinds == "dd" and bytes(data) == disk.read_bytes()[:2 * CACHED_PIECE]

@@ -412,6 +412,29 @@ def test_holes_are_told_from_data_written_or_not_yet_written_back(tmp_path):
         os.close(write_end)
 
 
+def test_the_data_of_a_range_is_counted_without_its_holes(tmp_path):
+    chunk = 1 << 20
+    path = sparse_file(tmp_path / "disk", 4 * chunk, data_at=[chunk + 8192, 3 * chunk])
+    if not holes_supported(path):
+        pytest.skip("this file system reports no holes")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert directio.data_bytes(fd, 0, 4 * chunk) == 2 * 4096
+        assert directio.data_bytes(fd, 0, chunk) == 0
+        assert directio.data_bytes(fd, chunk + 8192 + 100, 3 * chunk + 10) == 4096 - 100 + 10
+        assert directio.data_bytes(fd, 4 * chunk, 5 * chunk) == 0        # beyond the end
+        os.pwrite(fd, bytes(range(256)) * 16, 0)    # in the page cache only, not synced
+        assert directio.data_bytes(fd, 0, chunk) == 4096
+    finally:
+        os.close(fd)
+    read_end, write_end = os.pipe()
+    try:
+        assert directio.data_bytes(read_end, 0, chunk) == chunk        # no holes to ask
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_holes_of_the_source_travel_as_zero_chunks_unread_and_holes_of_the_target_stay(
         tmp_path, monkeypatch):
     """A fresh volume is mostly holes: neither side reads them (reading
