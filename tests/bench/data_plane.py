@@ -34,8 +34,8 @@ import threading
 import time
 from pathlib import Path
 
-from mars.keys import data_name, res_key, syncstatus_name
-from tests.helpers.dataplane import MIB, DataNet
+from mars.keys import res_key, syncstatus_name
+from tests.helpers.dataplane import MIB, DataNet, drop_page_cache, leave
 from tests.helpers.marshosts import wait_until
 
 
@@ -47,16 +47,6 @@ def fill_random(path, size):
             block = block[1:] + block[:1]          # differs per block, cheap
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def drop_page_cache(path):
-    """Write out and drop what the page cache holds of the file."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def syncstatus(host, res="vm1"):
@@ -87,13 +77,6 @@ def timed_join(secondary, size):
     with secondary.store() as store:
         recorded = store.get(res_key("vm1", syncstatus_name(secondary.name))).stamp
     return (recorded - started) / 1e9
-
-
-def leave(host, res="vm1"):
-    """`leave-resource` on `host`, waiting until its store has no replica of it."""
-    host.marsadm("leave-resource", res)
-    key = res_key(res, data_name(host.name))
-    wait_until(lambda: not host.live_values(key), what=f"{host.name} to leave {res}")
 
 
 def fio(target, name, rw, bs, size, iodepth, runtime=None, rate=None):

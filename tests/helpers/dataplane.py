@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from mars.device import loops_backed_by, mounts_under
+from mars.keys import data_name, res_key, resource_dir_name
 from tests.helpers.marshosts import STATE_WAIT, MarsNet, wait_until
 
 MIB = 1 << 20
@@ -274,3 +275,23 @@ def tree_metadata(root):
         for name in names:
             found[name]["links"] = sorted(names)
     return found
+
+
+def drop_page_cache(path):
+    """Write out and drop what the page cache holds of the file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def leave(host, res="vm1"):
+    """`leave-resource` on `host`, waiting until its store has no replica of
+    it and its marsd removed the replica's logs (a join refuses them)."""
+    host.marsadm("leave-resource", res)
+    key = res_key(res, data_name(host.name))
+    logs = host.root / "mars" / resource_dir_name(res)
+    wait_until(lambda: not host.live_values(key) and not logs.exists(),
+               what=f"{host.name} to leave {res}")
