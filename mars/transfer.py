@@ -200,11 +200,8 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
                 # then, too: the read below tells). Not where the client
                 # has zeros (a new member's fresh volume): the zero check
                 # below tells all then.
-                data = chunk_uncached(fd, start, length, pad=True) if uncached else None
-                if data is not None:
-                    digest, zero = DIGESTS[wanted[0]](data).hexdigest(), False
-                else:
-                    digest, zero = mapped.digest_or_read(start, length, wanted[0], pad=True)
+                digest, zero, data = hash_chunk(mapped, start, length, wanted[0], uncached,
+                                                pad=True)
                 if zero or digest == wanted[1]:
                     kinds.append("z" if zero else "s")
                     continue
@@ -275,15 +272,27 @@ def reads_uncached(fd, start, end):
     stay in the page cache. (Beyond a request's end it brings in a chunk
     or two of the next, which that request then reads, and drops.)
 
-    A fast full sync of an identical replica whose disks were not in the
-    page cache on either side (as after a restart) took 4.2-4.4 s for 2 GiB
-    without it, a full sync 3.1 s: mapped and faulted in, the chunks came
-    in one page at a time (`read_in_small_folios`), 1.6-2.9 CPU s a side
-    (scratch `fs_cold.py`)."""
+    A fast full sync of an identical replica of 2 GiB whose disks were not
+    in the page cache on either side (as after a restart) took 3.4-4.6 s
+    without it, more than a full sync's 3.1-3.2 s: mapped and faulted in,
+    the chunks came in one page at a time (`read_in_small_folios`), at
+    1.4-3.0 CPU s a side. With it 2.4-2.6 s at 0.5 (the lab's one disk
+    reads both sides), the full sync 2.3 s (scratch `fs_cold.py`)."""
     if not takes_uncached(fd):
         return False
     cached = libc.cached_pages(fd, start, end - start)
     return cached is not None and cached * mmap.PAGESIZE < data_bytes(fd, start, end)
+
+
+def hash_chunk(mapped, start, length, kind, uncached, pad=False):
+    """`MappedRange.digest_or_read`'s (hex digest, whether all zeros) of a
+    chunk of the disk `mapped` maps, and the chunk's bytes where they were
+    read past the page cache for it (`chunk_uncached`, if `uncached`), else
+    None: a chunk that travels need not be read again."""
+    data = chunk_uncached(mapped.fd, start, length, pad) if uncached else None
+    if data is None:
+        return (*mapped.digest_or_read(start, length, kind, pad=pad), None)
+    return DIGESTS[kind](data).hexdigest(), False, data
 
 
 def chunk_uncached(fd, start, length, pad=False):
@@ -549,17 +558,12 @@ def local_digests(path, offset, chunk, count, size):
     with open(path, "rb", buffering=0) as handle, \
             MappedRange(handle.fileno(), offset, end) as mapped:
         chunks, uncached = chunks_to_read(handle.fileno(), offset, chunk, count, size)
-        fd = handle.fileno()
         for start, length, hole in chunks:
             if hole:
                 digests.append(zero_digest(length))
                 continue
             # (a disk shorter than `size` digests what it has: the chunk travels)
-            data = chunk_uncached(fd, start, length) if uncached else None
-            if data is not None:
-                digest = DIGESTS[DIGEST](data).hexdigest()
-            else:
-                digest, _ = mapped.digest_or_read(start, length)
+            digest, _, _ = hash_chunk(mapped, start, length, DIGEST, uncached)
             digests.append(f"{DIGEST}:{digest}")
     return digests
 
