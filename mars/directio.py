@@ -158,12 +158,13 @@ def read_uncached(fd, view, start):
     `takes_uncached`).
 
     For the sync's bulk reads of a disk not in the page cache: 2 GiB read
-    in 1 MiB pieces (and hashed) took 1.29-1.31 s and 0.41-0.43 CPU s so,
+    in 1 MiB pieces (and hashed) took 1.3-2.3 s and 0.41-0.58 CPU s so,
     and left nothing cached; in small folios (`read_in_small_folios`, with
-    `read_ahead`) 1.93-2.16 s and 0.86-0.98 CPU s, and left 2 GiB cached;
-    with plain readahead 3.6 s and 3.4 CPU s (the test VM's host backing
-    the large folios' fresh memory; the uncached read reuses the folios it
-    dropped) (scratch `coldread.py`, 2-CPU test VM, ext4). A folio is
+    `read_ahead`) 1.9-2.4 s and 0.81-0.98 CPU s, and left 2 GiB cached;
+    with plain readahead 3.6-5.2 s and 3.3-5.0 CPU s (the test VM's host
+    backing the large folios' fresh memory; the uncached read reuses the
+    folios it dropped) (scratch `coldread.py`, four runs, 2-CPU test VM,
+    ext4). A folio is
     dropped once a read has copied from it, also in part: read in aligned
     pieces of 1 MiB (a folio lies within its own size's alignment, so no
     large one straddles two), not in the small pieces of `file_digest`."""

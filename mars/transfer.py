@@ -272,12 +272,17 @@ def reads_uncached(fd, start, end):
     stay in the page cache. (Beyond a request's end it brings in a chunk
     or two of the next, which that request then reads, and drops.)
 
-    A fast full sync of an identical replica of 2 GiB whose disks were not
-    in the page cache on either side (as after a restart) took 3.4-4.6 s
-    without it, more than a full sync's 3.1-3.2 s: mapped and faulted in,
-    the chunks came in one page at a time (`read_in_small_folios`), at
-    1.4-3.0 CPU s a side. With it 2.4-2.6 s at 0.5 (the lab's one disk
-    reads both sides), the full sync 2.3 s (scratch `fs_cold.py`)."""
+    Why: a sync reads a whole disk; through the page cache (in small
+    folios, `read_in_small_folios`) it left all of it there, in place of
+    what the host's containers had cached, where read past it leaves the
+    page cache as it was. And it costs less: 2 GiB not in the page cache,
+    read and hashed by one reader, took 0.45-0.58 CPU s so against
+    0.81-0.87 in small folios (1.4-2.3 s against 2.0-2.4, the disk varying;
+    scratch `coldread.py`). A fast full sync of an identical 2 GiB replica
+    with both disks out of the page cache, read from the lab's one disk,
+    took as long either way (2.3-3.5 s, that disk's pace); while the test
+    VM's host still had to back the page cache's fresh memory, the small
+    folios cost 1.4-3.0 CPU s a side there and 3.4-4.6 s (`fs_cold.py`)."""
     if not takes_uncached(fd):
         return False
     cached = libc.cached_pages(fd, start, end - start)
