@@ -155,7 +155,9 @@ def read_uncached(fd, view, start):
     readahead (large folios) and is dropped once read (preadv2
     RWF_DONTCACHE, Linux 6.14). The bytes read; None where the file system
     refuses (EOPNOTSUPP, also a kernel without it; remembered, see
-    `takes_uncached`).
+    `takes_uncached`). A block device (an LV) refuses it too on Linux 6.18
+    (a loop device here): its sync reads go through the page cache as
+    before.
 
     For the sync's bulk reads of a disk not in the page cache: 2 GiB read
     in 1 MiB pieces (and hashed) took 1.3-2.3 s and 0.41-0.58 CPU s so,
