@@ -37,6 +37,7 @@ CACHED_PIECE = 256 << 10        # page-cache writes go in aligned pieces at most
 CARRY_SECONDS = 0.005           # how long a staged append's last partial block waits for the next
 
 _refused_uncached = set()       # st_dev of file systems that answered EOPNOTSUPP to RWF_DONTCACHE
+_taken_uncached = set()         # st_dev of file systems that took an uncached read (`takes_uncached`)
 
 
 def aligned_buffer(size):
@@ -142,10 +143,35 @@ def read_ahead(fd, start, length):
         pass
 
 
+def drop_cached(fd, pieces):
+    """Drop what the page cache holds of `pieces` [(start, length)] of the
+    file `fd` (POSIX_FADV_DONTNEED: clean pages not mapped; advice only),
+    for a reader that cannot read past it (`read_uncached`) and would
+    leave the page cache as it found it."""
+    for start, length in pieces:
+        try:
+            os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
 def takes_uncached(fd):
-    """Whether the file system of `fd` may take uncached reads and writes
-    (RWF_DONTCACHE): not one that refused them before."""
-    return os.fstat(fd).st_dev not in _refused_uncached
+    """Whether the file system of `fd` (open for reading) takes uncached
+    reads and writes (RWF_DONTCACHE): asked once per file system and
+    process, by reading its first byte so (a block device refuses on
+    Linux 6.18), so that a reader knows before it reads."""
+    device = os.fstat(fd).st_dev
+    if device in _refused_uncached:
+        return False
+    if device not in _taken_uncached:
+        try:
+            os.preadv(fd, [bytearray(1)], 0, RWF_DONTCACHE)
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:
+                _refused_uncached.add(device)
+            return False
+        _taken_uncached.add(device)
+    return True
 
 
 def read_uncached(fd, view, start):
@@ -156,8 +182,8 @@ def read_uncached(fd, view, start):
     RWF_DONTCACHE, Linux 6.14). The bytes read; None where the file system
     refuses (EOPNOTSUPP, also a kernel without it; remembered, see
     `takes_uncached`). A block device (an LV) refuses it too on Linux 6.18
-    (a loop device here): its sync reads go through the page cache as
-    before.
+    (a loop device here): the sync reads it through the page cache and
+    drops what it read in (`drop_cached`).
 
     For the sync's bulk reads of a disk not in the page cache: 2 GiB read
     in 1 MiB pieces (and hashed) took 1.3-2.3 s and 0.41-0.58 CPU s so,

@@ -42,7 +42,7 @@ import trio
 import xxhash
 
 from mars import libc, net
-from mars.directio import (DiskWriter, data_bytes, is_hole, pwritev_all, read_ahead,
+from mars.directio import (DiskWriter, data_bytes, drop_cached, is_hole, pwritev_all, read_ahead,
                            read_in_small_folios, read_uncached, takes_uncached)
 from mars.keys import resource_dir_name
 from mars.logfile import list_logfiles, parse_logfile_name
@@ -168,7 +168,7 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     differs; any other chunk is read into it, and read over by the next if
     it is all zeros. A disk shorter than `size` reads as zeros beyond its
     end. A request whose chunks the page cache does not all hold is read
-    past it (`reads_uncached`), where a chunk that travels is not read
+    past it (`all_cached`), where a chunk that travels is not read
     twice.
 
     `buffer`: a bytearray to read into, grown (at the first chunk that
@@ -187,7 +187,7 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
             MappedRange(handle.fileno(), offset, end if digests else offset) as mapped:
         # (a full sync hashes nothing: no map)
         fd = handle.fileno()
-        chunks, uncached = chunks_to_read(fd, offset, chunk, count, size)
+        chunks, uncached, cold = chunks_to_read(fd, offset, chunk, count, size)
         for index, (start, length, hole) in enumerate(chunks):
             if hole:
                 kinds.append("z")
@@ -228,19 +228,24 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
             else:
                 kinds.append("d")
                 kept += length
+        mapped.close()                  # (a page still mapped is not dropped)
+        drop_cached(fd, cold)
     return "".join(kinds), view[:kept]
 
 
 def chunks_to_read(fd, offset, chunk, count, size):
     """The chunks of a request that the resource has, as (start, length,
     whether a hole), and how they are read: whether past the page cache
-    (`reads_uncached`: `chunk_uncached`, with the kernel's readahead). If
-    not, the reads of `fd` leave small folios (`read_in_small_folios`) and
-    the chunks with data are read ahead (`read_ahead`) before the first is
-    read: a disk not in the page cache, read without readahead in pieces
-    of 64 KiB, hashed at 430-460 MiB/s on the 2-CPU test machine (2 GiB in
-    4.5-4.7 s); read ahead so and hashed in its map (`MappedRange`) at
-    1.3-2 GB/s (scratch `digcold.py`)."""
+    (`all_cached`: `chunk_uncached`, with the kernel's readahead), and
+    if not, which of them to drop from the page cache once read
+    (`drop_cached`): those it held nothing of, where it does not hold the
+    request's data all and cannot read past it (a block device: an LV).
+    Read through it, the reads of `fd` leave small folios
+    (`read_in_small_folios`) and the chunks with data are read ahead
+    (`read_ahead`) before the first is read: a disk not in the page cache,
+    read without readahead in pieces of 64 KiB, hashed at 430-460 MiB/s on
+    the 2-CPU test machine (2 GiB in 4.5-4.7 s); read ahead so and hashed
+    in its map (`MappedRange`) at 1.3-2 GB/s (scratch `digcold.py`)."""
     chunks = []
     for index in range(count):
         start = offset + index * chunk
@@ -249,22 +254,25 @@ def chunks_to_read(fd, offset, chunk, count, size):
         length = min(chunk, size - start)
         chunks.append((start, length, is_hole(fd, start, length)))
     data = [(start, length) for start, length, hole in chunks if not hole]
-    uncached = bool(data) and reads_uncached(fd, data[0][0], data[-1][0] + data[-1][1])
+    uncached, cold = False, []
+    if data and not all_cached(fd, data[0][0], data[-1][0] + data[-1][1]):
+        uncached = takes_uncached(fd)
+        if not uncached:
+            cold = [(start, length) for start, length in data
+                    if libc.cached_pages(fd, start, length) == 0]
     if not uncached:
         read_in_small_folios(fd)            # a primary's disk, written to meanwhile
-        for start, length, hole in chunks:
-            if not hole:
-                read_ahead(fd, start, length)
-    return chunks, uncached
+        for start, length in data:
+            read_ahead(fd, start, length)
+    return chunks, uncached, cold
 
 
-def reads_uncached(fd, start, end):
-    """Whether a request reads the chunks of [start, end) of the disk `fd`
-    past the page cache (`chunk_uncached`): where the file system takes it
-    and the page cache does not hold all their data (holes are not cached).
-    Else they are hashed where they lie (`MappedRange`: no copy) and read
-    through the page cache in small folios, as where the kernel cannot
-    tell what it holds (cachestat, Linux 6.5).
+def all_cached(fd, start, end):
+    """Whether the page cache holds all the data of [start, end) of the disk
+    `fd` (holes are not cached), or cannot tell (cachestat, Linux 6.5): a
+    request's chunks are then hashed where they lie (`MappedRange`: no
+    copy) and read through the page cache; else past it (`chunk_uncached`)
+    where the file system takes it.
 
     One answer for the whole request, asked before anything is read: the
     kernel's readahead for one chunk's uncached read brings in the next
@@ -275,7 +283,8 @@ def reads_uncached(fd, start, end):
     Why: a sync reads a whole disk; through the page cache (in small
     folios, `read_in_small_folios`) it left all of it there, in place of
     what the host's containers had cached, where read past it leaves the
-    page cache as it was. And it costs less: 2 GiB not in the page cache,
+    page cache as it was (where it cannot be, on a block device, the
+    chunks it held nothing of are dropped once read). And it costs less: 2 GiB not in the page cache,
     read and hashed by one reader, took 0.45-0.58 CPU s so against
     0.81-0.87 in small folios (1.4-2.3 s against 2.0-2.4, the disk varying;
     scratch `coldread.py`). A fast full sync of an identical 2 GiB replica
@@ -283,10 +292,8 @@ def reads_uncached(fd, start, end):
     took as long either way (2.3-3.5 s, that disk's pace); while the test
     VM's host still had to back the page cache's fresh memory, the small
     folios cost 1.4-3.0 CPU s a side there and 3.4-4.6 s (`fs_cold.py`)."""
-    if not takes_uncached(fd):
-        return False
     cached = libc.cached_pages(fd, start, end - start)
-    return cached is not None and cached * mmap.PAGESIZE < data_bytes(fd, start, end)
+    return cached is None or cached * mmap.PAGESIZE >= data_bytes(fd, start, end)
 
 
 def hash_chunk(mapped, start, length, kind, uncached, pad=False):
@@ -356,6 +363,9 @@ class MappedRange:
         return self
 
     def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
         if self.map is not None:
             self.map.close()
             self.map = None
@@ -557,12 +567,12 @@ def local_digests(path, offset, chunk, count, size):
     they lie (`MappedRange`, else read a piece at a time). A hole is not
     read: its digest is that of zeros (reading a fresh volume's holes
     filled the page cache with zeros, a gigabyte per replica). Chunks the
-    page cache does not all hold are read past it (`reads_uncached`)."""
+    page cache does not all hold are read past it (`all_cached`)."""
     digests = []
     end = min(offset + chunk * count, size)
     with open(path, "rb", buffering=0) as handle, \
             MappedRange(handle.fileno(), offset, end) as mapped:
-        chunks, uncached = chunks_to_read(handle.fileno(), offset, chunk, count, size)
+        chunks, uncached, cold = chunks_to_read(handle.fileno(), offset, chunk, count, size)
         for start, length, hole in chunks:
             if hole:
                 digests.append(zero_digest(length))
@@ -570,6 +580,8 @@ def local_digests(path, offset, chunk, count, size):
             # (a disk shorter than `size` digests what it has: the chunk travels)
             digest, _, _ = hash_chunk(mapped, start, length, DIGEST, uncached)
             digests.append(f"{DIGEST}:{digest}")
+        mapped.close()                  # (a page still mapped is not dropped)
+        drop_cached(handle.fileno(), cold)
     return digests
 
 

@@ -62,7 +62,7 @@ def test_members_joining_during_writes_end_byte_identical(datanet):
 def test_a_replica_that_joins_again_with_both_disks_out_of_the_page_cache_ends_identical(
         datanet):
     # The fast sync reads disks the page cache does not hold past it
-    # (mars.transfer.reads_uncached), as after a restart of both hosts.
+    # (mars.transfer.all_cached), as after a restart of both hosts.
     a, b = start_primary(datanet, "a", "b")
     b.wait_knows("vm1")
     b.marsadm("join-resource", "vm1", b.disk)

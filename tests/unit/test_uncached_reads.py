@@ -1,7 +1,7 @@
 """The sync's reads of a disk leave the page cache as they found it: a
 request's chunks that it holds all are hashed where they lie, the others
 are read past it (RWF_DONTCACHE: what it held stays, the rest is dropped),
-with readahead (`directio.read_uncached`, `transfer.reads_uncached`); a
+with readahead (`directio.read_uncached`, `transfer.all_cached`); a
 chunk a fast sync finds different is not read twice. Where the file system refuses uncached reads, the sync reads as
 before (`test_small_folios.py`). Needs a kernel and file system with
 RWF_DONTCACHE and cachestat (Linux 6.14, ext4 or xfs): skipped elsewhere."""
@@ -187,10 +187,10 @@ def test_holes_do_not_count_as_what_the_page_cache_lacks(tmp_path, disk):
     try:
         if directio.data_bytes(fd, 0, DISK) != 4096:
             pytest.skip("this file system reports no holes")
-        assert transfer.reads_uncached(fd, 0, 2 * CHUNK) is False
+        assert transfer.all_cached(fd, 0, 2 * CHUNK) is True
         os.fsync(fd)
         drop(path)
-        assert transfer.reads_uncached(fd, 0, 2 * CHUNK) is True
+        assert transfer.all_cached(fd, 0, 2 * CHUNK) is False
     finally:
         os.close(fd)
     expected = bytes(8192) + data + bytes(CHUNK - 8192 - 4096)
@@ -216,23 +216,66 @@ def test_a_full_sync_reads_a_disk_not_in_the_page_cache_and_leaves_it_so(disk, a
     assert advice == []
 
 
-def test_a_file_system_that_refuses_uncached_reads_is_read_as_before(disk, monkeypatch, advice):
+def test_a_file_system_that_refuses_uncached_reads_is_asked_once_and_read_as_before(
+        disk, monkeypatch, advice):
     path, data = disk
     monkeypatch.setattr(directio, "_refused_uncached", set())
+    monkeypatch.setattr(directio, "_taken_uncached", set())
     real = os.preadv
+    asked = []
 
     def refusing(fd, buffers, offset, flags=0):
         if flags & directio.RWF_DONTCACHE:
+            asked.append(offset)
             raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
         return real(fd, buffers, offset, flags)
     monkeypatch.setattr(os, "preadv", refusing)
     digests = [chunk_digest(data[:CHUNK]), chunk_digest(os.urandom(CHUNK))]
-    # the first request learns it (its chunks read as before), the next
-    # ones read without readahead from the start
     assert read_chunks(str(path), 0, CHUNK, 2, digests, DISK)[0] == "sd"
     assert os.stat(path).st_dev in directio._refused_uncached
-    assert advice == []
     kinds, reply = read_chunks(str(path), 2 * CHUNK, CHUNK, 2, None, DISK)
     assert kinds == "dd" and bytes(reply) == data[2 * CHUNK:]
     assert local_digests(str(path), 0, CHUNK, 1, DISK) == [chunk_digest(data[:CHUNK])]
-    assert advice.count(os.POSIX_FADV_RANDOM) == 2
+    assert asked == [0]                                 # one probe, before the first read
+    assert advice.count(os.POSIX_FADV_RANDOM) == 3      # every request read as before
+    assert cached_chunks(path) == [0] * CHUNKS          # and what they read in dropped
+
+
+def test_a_file_system_that_takes_uncached_reads_is_asked_once(disk, monkeypatch):
+    path, data = disk
+    monkeypatch.setattr(directio, "_taken_uncached", set())
+    probes = []
+    real = directio.os.preadv
+
+    def recording(fd, buffers, offset, flags=0):
+        if flags and sum(len(buffer) for buffer in buffers) == 1:
+            probes.append(offset)
+        return real(fd, buffers, offset, flags)
+    monkeypatch.setattr(directio.os, "preadv", recording)
+    for _ in range(2):
+        assert local_digests(str(path), 0, CHUNK, 2, DISK) == [
+            chunk_digest(data[:CHUNK]), chunk_digest(data[CHUNK:2 * CHUNK])]
+    assert probes == [0]
+
+
+def test_where_it_cannot_read_past_the_page_cache_the_sync_drops_what_it_read_in(
+        disk, monkeypatch, advice):
+    """A block device (an LV) takes no uncached reads (Linux 6.18): the
+    chunks are read through the page cache as before, and those it held
+    nothing of are dropped once read; the others stay as they were."""
+    path, data = disk
+    monkeypatch.setattr(directio, "_refused_uncached", {os.stat(path).st_dev})
+    monkeypatch.setattr(transfer, "read_uncached", None)     # not called
+    cache_chunk(path, 2)
+    digests = local_digests(str(path), 0, CHUNK, CHUNKS, DISK)
+    assert digests == [chunk_digest(data[index * CHUNK:(index + 1) * CHUNK])
+                       for index in range(CHUNKS)]
+    assert cached_chunks(path) == [0, 0, PAGES, 0]
+    differing = [chunk_digest(os.urandom(CHUNK))] + digests[1:]
+    kinds, reply = read_chunks(str(path), 0, CHUNK, CHUNKS, differing, DISK)
+    assert kinds == "dsss" and bytes(reply) == data[:CHUNK]
+    assert cached_chunks(path) == [0, 0, PAGES, 0]
+    kinds, reply = read_chunks(str(path), 0, CHUNK, CHUNKS, None, DISK)
+    assert kinds == "dddd" and bytes(reply) == data
+    assert cached_chunks(path) == [0, 0, PAGES, 0]
+    assert advice.count(os.POSIX_FADV_RANDOM) == 3      # read as before
