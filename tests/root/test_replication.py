@@ -62,7 +62,8 @@ def test_members_joining_during_writes_end_byte_identical(datanet):
 def test_a_replica_that_joins_again_with_both_disks_out_of_the_page_cache_ends_identical(
         datanet):
     # The fast sync reads disks the page cache does not hold past it
-    # (mars.transfer.all_cached), as after a restart of both hosts.
+    # (mars.transfer.all_cached), as after a restart of both hosts, while
+    # the primary's device writes into its disk's page cache.
     a, b = start_primary(datanet, "a", "b")
     b.wait_knows("vm1")
     b.marsadm("join-resource", "vm1", b.disk)
@@ -72,8 +73,23 @@ def test_a_replica_that_joins_again_with_both_disks_out_of_the_page_cache_ends_i
     written.update(write_files(a.mnt, 6, 1 * MIB, prefix="while-b-was-away"))
     for host in (a, b):
         drop_page_cache(host.disk)
-    b.marsadm("join-resource", "vm1", b.disk)
-    datanet.wait(b, "vm1", "consistent")
+    stop = threading.Event()
+
+    def writer():
+        index = 0
+        while not stop.is_set():
+            written.update(write_files(a.mnt, 1, 256 * 1024, prefix=f"during{index:03d}-"))
+            index += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        b.marsadm("join-resource", "vm1", b.disk)
+        datanet.wait(b, "vm1", "consistent")
+    finally:
+        stop.set()
+        thread.join()
+    assert any(name.startswith("during") for name in written)
     datanet.umount(a)
     datanet.wait(b, "vm1")
     datanet.wait_same_disks(a, (b,))
