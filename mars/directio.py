@@ -37,7 +37,7 @@ CACHED_PIECE = 256 << 10        # page-cache writes go in aligned pieces at most
 CARRY_SECONDS = 0.005           # how long a staged append's last partial block waits for the next
 
 _refused_uncached = set()       # st_dev of file systems that answered EOPNOTSUPP to RWF_DONTCACHE
-_taken_uncached = set()         # st_dev of file systems that took an uncached read (`takes_uncached`)
+_taken_uncached = set()         # st_dev of file systems that took an uncached read
 
 
 def aligned_buffer(size):

@@ -168,8 +168,8 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     differs; any other chunk is read into it, and read over by the next if
     it is all zeros. A disk shorter than `size` reads as zeros beyond its
     end. A request whose chunks the page cache does not all hold is read
-    past it (`all_cached`), where a chunk that travels is not read
-    twice.
+    past it (`all_cached`; a chunk that travels is not read twice), or
+    where it cannot be, what it read in is dropped after (`drop_cached`).
 
     `buffer`: a bytearray to read into, grown (at the first chunk that
     travels) as needed and kept by the caller for its next request once
@@ -284,14 +284,15 @@ def all_cached(fd, start, end):
     folios, `read_in_small_folios`) it left all of it there, in place of
     what the host's containers had cached, where read past it leaves the
     page cache as it was (where it cannot be, on a block device, the
-    chunks it held nothing of are dropped once read). And it costs less: 2 GiB not in the page cache,
-    read and hashed by one reader, took 0.45-0.58 CPU s so against
-    0.81-0.87 in small folios (1.4-2.3 s against 2.0-2.4, the disk varying;
-    scratch `coldread.py`). A fast full sync of an identical 2 GiB replica
-    with both disks out of the page cache, read from the lab's one disk,
-    took as long either way (2.3-3.5 s, that disk's pace); while the test
-    VM's host still had to back the page cache's fresh memory, the small
-    folios cost 1.4-3.0 CPU s a side there and 3.4-4.6 s (`fs_cold.py`)."""
+    chunks it held nothing of are dropped once read). And it costs less:
+    2 GiB not in the page cache, read and hashed by one reader, took
+    0.45-0.58 CPU s so against 0.81-0.87 in small folios (1.4-2.3 s
+    against 2.0-2.4, the disk varying; scratch `coldread.py`). A fast full
+    sync of an identical 2 GiB replica with both disks out of the page
+    cache, read from the lab's one disk, took as long either way (2.3-3.5
+    s, that disk's pace); while the test VM's host still had to back the
+    page cache's fresh memory, the small folios cost 1.4-3.0 CPU s a side
+    there and 3.4-4.6 s (`fs_cold.py`)."""
     cached = libc.cached_pages(fd, start, end - start)
     return cached is None or cached * mmap.PAGESIZE >= data_bytes(fd, start, end)
 

@@ -1,10 +1,12 @@
 """The sync's reads of a disk leave the page cache as they found it: a
 request's chunks that it holds all are hashed where they lie, the others
 are read past it (RWF_DONTCACHE: what it held stays, the rest is dropped),
-with readahead (`directio.read_uncached`, `transfer.all_cached`); a
-chunk a fast sync finds different is not read twice. Where the file system refuses uncached reads, the sync reads as
-before (`test_small_folios.py`). Needs a kernel and file system with
-RWF_DONTCACHE and cachestat (Linux 6.14, ext4 or xfs): skipped elsewhere."""
+with readahead (`directio.read_uncached`, `transfer.all_cached`); a chunk
+a fast sync finds different is not read twice. Where the file system
+refuses uncached reads (a block device: `tests/root/test_sync_reads.py`),
+the sync reads as before (`test_small_folios.py`) and drops what it read
+in. Needs a kernel and file system with RWF_DONTCACHE and cachestat (Linux
+6.14, ext4 or xfs): skipped elsewhere."""
 
 import errno
 import os
