@@ -192,10 +192,10 @@ def read_uncached(fd, view, start):
     with plain readahead 3.6-5.2 s and 3.3-5.0 CPU s (the test VM's host
     backing the large folios' fresh memory; the uncached read reuses the
     folios it dropped) (scratch `coldread.py`, four runs, 2-CPU test VM,
-    ext4). A folio is
-    dropped once a read has copied from it, also in part: read in aligned
-    pieces of 1 MiB (a folio lies within its own size's alignment, so no
-    large one straddles two), not in the small pieces of `file_digest`."""
+    ext4). A folio is dropped once a read has copied from it, also in
+    part: read in aligned pieces of 1 MiB (a folio lies within its own
+    size's alignment, so no large one straddles two), not in the small
+    pieces of `file_digest`."""
     try:
         return os.preadv(fd, [view], start, RWF_DONTCACHE)
     except OSError as exc:

@@ -93,7 +93,7 @@ def file_digest(fd, start, length, kind=DIGEST, pad=False):
     64 KiB); the copy out of the page cache into a buffer beyond the
     cache was most of it (0.87 s alone, against 0.22)."""
     hasher = DIGESTS[kind]()
-    buffer = _digest_buffer()
+    buffer = _thread_buffer("piece", DIGEST_PIECE)
     view = memoryview(buffer)
     zero = True
     done = 0
@@ -313,7 +313,7 @@ def chunk_uncached(fd, start, length, pad=False):
     cache (`read_uncached`) into this thread's chunk buffer: a memoryview
     of what was read, short where the file ends first, or with `pad` filled
     up with zeros. None where the file system refuses: read it as before."""
-    view = _chunk_view(length)
+    view = memoryview(_thread_buffer("chunk", max(length, CHUNK)))[:length]
     got = read_uncached(fd, view, start)
     if got is None:
         return None
@@ -589,21 +589,14 @@ def local_digests(path, offset, chunk, count, size):
 _buffers = threading.local()
 
 
-def _chunk_view(length):
-    """A memoryview of `length` bytes of this thread's chunk buffer, kept
-    for its next chunk."""
-    buffer = getattr(_buffers, "chunk", None)
-    if buffer is None or len(buffer) < length:
-        buffer = _buffers.chunk = bytearray(max(length, CHUNK))
-    return memoryview(buffer)[:length]
-
-
-def _digest_buffer():
-    """This thread's buffer of `DIGEST_PIECE` bytes, kept for its next
-    digest."""
-    buffer = getattr(_buffers, "piece", None)
-    if buffer is None:
-        buffer = _buffers.piece = bytearray(DIGEST_PIECE)
+def _thread_buffer(name, size):
+    """This thread's buffer `name`, of at least `size` bytes, kept for its
+    next use: `piece` (`DIGEST_PIECE`) for `file_digest`, `chunk` (a
+    chunk) for `chunk_uncached`."""
+    buffer = getattr(_buffers, name, None)
+    if buffer is None or len(buffer) < size:
+        buffer = bytearray(size)
+        setattr(_buffers, name, buffer)
     return buffer
 
 

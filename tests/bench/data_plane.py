@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from mars.keys import res_key, syncstatus_name
+from mars.keys import data_name, res_key, syncstatus_name
 from tests.helpers.dataplane import MIB, DataNet, drop_page_cache, leave
 from tests.helpers.marshosts import wait_until
 
@@ -77,6 +77,29 @@ def timed_join(secondary, size):
     with secondary.store() as store:
         recorded = store.get(res_key("vm1", syncstatus_name(secondary.name))).stamp
     return (recorded - started) / 1e9
+
+
+def timed_rejoins(net, primary, member, size, cold=False):
+    """Three fast full syncs of `member`'s replica (its marsd started; it
+    leaves first where it has one), with both disks dropped from the page
+    cache before each where `cold`: their seconds (`timed_join`), and the
+    CPU seconds the primary's and the member's marsds used in each (their
+    threads, not the member's device process started after the sync),
+    since here both sides hash on the same two CPUs."""
+    from tests.bench.data_cpu import process_seconds     # (it imports this module)
+    runs, cpu = [], []
+    for _ in range(3):
+        if member.live_values(res_key("vm1", data_name(member.name))):
+            net.wait(member, "vm1")
+            leave(member)
+        if cold:
+            drop_page_cache(primary.disk)
+            drop_page_cache(member.disk)
+        before = process_seconds(primary.process.pid), process_seconds(member.process.pid)
+        runs.append(timed_join(member, size))
+        cpu.append((process_seconds(primary.process.pid) - before[0],
+                    process_seconds(member.process.pid) - before[1]))
+    return runs, cpu
 
 
 def fio(target, name, rw, bs, size, iodepth, runtime=None, rate=None):
@@ -162,35 +185,15 @@ def run(net, size, args):
     os.sync()
     start_member(b, "--full-sync")
     full = timed_join(b, size)
-    # 2. fast full sync of an identical replica: three times (it leaves
-    # and joins again), the median; with the CPU both marsds used (their
-    # threads, not c's device process started after the sync), since
-    # here both sides hash on the same two CPUs
-    from tests.bench.data_cpu import process_seconds     # (it imports this module)
+    # 2. fast full sync of an identical replica, the median of three;
+    # then with both disks out of the page cache
     subprocess.run(["cp", str(a.disk), str(c.disk)], check=True)
     start_member(c)
-    fast_runs, fast_cpu = [], []
-    for run_number in range(3):
-        if run_number:
-            net.wait(c, "vm1")
-            leave(c)
-        before = process_seconds(a.process.pid), process_seconds(c.process.pid)
-        fast_runs.append(timed_join(c, size))
-        fast_cpu.append((process_seconds(a.process.pid) - before[0],
-                         process_seconds(c.process.pid) - before[1]))
+    fast_runs, fast_cpu = timed_rejoins(net, a, c, size)
     fast = statistics.median(fast_runs)
     cpu_a = statistics.median(cpu for cpu, _ in fast_cpu)
     cpu_c = statistics.median(cpu for _, cpu in fast_cpu)
-    cold_runs, cold_cpu = [], []
-    for _ in range(3):
-        net.wait(c, "vm1")
-        leave(c)
-        drop_page_cache(a.disk)
-        drop_page_cache(c.disk)
-        before = process_seconds(a.process.pid), process_seconds(c.process.pid)
-        cold_runs.append(timed_join(c, size))
-        cold_cpu.append(process_seconds(a.process.pid) - before[0]
-                        + process_seconds(c.process.pid) - before[1])
+    cold_runs, cold_cpu = timed_rejoins(net, a, c, size, cold=True)
     cold = statistics.median(cold_runs)
     print(f"1. full sync {size // MIB} MiB: {full:.2f} s = {size / full / MIB:.0f} MiB/s; "
           f"cp + fsync (median of 3: "
@@ -205,7 +208,7 @@ def run(net, size, args):
     print(f"   with both disks out of the page cache (median of "
           f"{', '.join(f'{run:.2f}' for run in cold_runs)} s): {cold:.2f} s = "
           f"{size / cold / MIB:.0f} MiB/s ({2 * size / cold / MIB:.0f} MiB/s read from the one "
-          f"disk); both marsds {statistics.median(cold_cpu):.2f} CPU s")
+          f"disk); both marsds {statistics.median(sum(cpu) for cpu in cold_cpu):.2f} CPU s")
     net.wait(b, "vm1")
     net.wait(c, "vm1")
     leave(c)
