@@ -143,10 +143,10 @@ def observe_host(ctx, host, detail=True):
         intents = ask("intents", {}, lambda: held(host, INTENT_DIR, check=True))
         containers = {}
         for res in sorted(set(summary) | set(lvs)):
-            state = ask(f"container {res}", "",
-                        lambda: ctx.hooks.container_state(host=host, res=res))
-            if state and state != "UNDEFINED":
-                containers[res] = state
+            container = ask(f"container {res}", "",
+                            lambda: ctx.hooks.container_state(host=host, res=res))
+            if container and container != "UNDEFINED":
+                containers[res] = container
     view = HostView(**base, reachable=True, error="; ".join(problems), mars_cluster=cluster,
                     vg_free=vg_free, lvs=lvs, locks=locks, intents=intents,
                     containers=containers, lifecycle=state)

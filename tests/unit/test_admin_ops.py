@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from football import facts
+from football import facts, lifecycle
 from football.cli import cli
 from football.config import Config
 from football.dryrun import Planner
 from football.errors import Illegal
-from football.inventory import parse
+from football.inventory import load, parse
 from football.ops.base import Context, marsd_answers
 from football.ops.cluster import (MarsCluster, MergeCluster, SplitCluster, connected_groups,
                                   every_member_answers, pieces_after_split, plan, remerges,
@@ -28,6 +28,7 @@ from football.ops.status import (mark_running, render, resolve_scope, select,
 from football.snapshot import observe_host, resource_replicas
 from football.report import Reporter
 from football.transport import Result, Unreachable
+from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 from tests.helpers.fakehost import FakeRunner
 
 INVENTORY = {"clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2"]},
@@ -208,6 +209,26 @@ def test_an_unreachable_host_is_shown_as_such_and_rendered_without_a_crash(ctx):
     render({"hosts": {"a1": entry}, "resources": [], "operations": []},
            Console(file=out, width=200))
     assert "No route to host" in out.getvalue()
+
+
+def test_status_shows_each_hosts_lifecycle_beside_the_containers_it_runs(fake_fleet):  # noqa: F811
+    inventory = load(fake_fleet.inventory_path)
+    lifecycle.change(inventory.host("a1"), "draining", "operator")
+    fake_fleet.create_resource("vm2", "b1", ["b2"])
+    result = CliRunner().invoke(cli, ["--inventory", fake_fleet.inventory_path, "--json", "--var",
+                                      f"state_dir={fake_fleet.state_dir}", "status"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # a1 drains while it runs vm1: the container's state is the row's, not the host's
+    assert {name: host["lifecycle"] for name, host in report["hosts"].items()} == \
+        {"a1": "draining", "a2": "active", "b1": "active", "b2": "active"}
+    assert {(row["resource"], row["host"]): row["container"] for row in report["resources"]} == \
+        {("vm1", "a1"): "RUNNING", ("vm1", "a2"): "", ("vm2", "b1"): "RUNNING",
+         ("vm2", "b2"): ""}
+    out = io.StringIO()
+    render(report, Console(file=out, width=200))
+    a1_row = next(line for line in out.getvalue().splitlines() if line.startswith("│ a1 "))
+    assert "draining" in a1_row and "RUNNING" not in a1_row
 
 
 # --- lock / unlock ---------------------------------------------------------------------
