@@ -117,6 +117,11 @@ class SyncProgress:
             self.bar.stop()
 
 
+def agreeing(names, singular, plural):
+    """`names` joined, with the verb that agrees: "b2 holds", "b1, b2 hold"."""
+    return f"{', '.join(names)} {singular if len(names) == 1 else plural}"
+
+
 def sync_phrase(summary):
     """How a summary's sync reads: what was made equal and at what rate,
     and how much of it travelled ("synced 12 MiB at 2 MiB/s" said of 2 GiB
@@ -127,5 +132,6 @@ def sync_phrase(summary):
         rate = synced / seconds / (1 << 20) if seconds else 0.0
         return f"synced {synced >> 20} MiB at {rate:.0f} MiB/s"
     rate = copied / seconds / (1 << 20) if seconds else 0.0
-    return (f"replicas of {copied >> 20} MiB synced in {seconds:.1f} s ({rate:.0f} MiB/s), "
+    what = "grown tails" if "grown_bytes" in summary else "replicas"     # expand: the tails
+    return (f"{what} of {copied >> 20} MiB synced in {seconds:.1f} s ({rate:.0f} MiB/s), "
             f"{synced >> 20} MiB of it travelled (zeros and equal chunks do not)")

@@ -76,8 +76,10 @@ class MigrateShrink(Operation):
         return None
 
     def announce(self):
+        then = f"then a replica on {self.secondary_name}" if self.secondary_name else \
+            f"no secondary named: {self.res} keeps the one replica"
         self.say(f"* {self.operation} of {self.res}: to {self.primary_name} alone, shrink "
-                 f"there, then a replica on {self.secondary_name or '(none)'}")
+                 f"there, {then}")
 
     def dry_run(self):
         """The commands of the next stage to run, from the state now; the
@@ -123,6 +125,9 @@ class MigrateShrink(Operation):
         if downtime:
             self.summary["downtime_seconds"] = round(
                 (self.summary["downtime_seconds"] or 0.0) + downtime, 3)
+        # the run's syncs are its stages' (the summary line said "synced 0 MiB")
+        for key in ("synced_bytes", "copied_bytes", "sync_seconds"):
+            self.summary[key] = round(self.summary.get(key, 0) + (summary.get(key) or 0), 3)
         self.ctx.inject(f"combined:{name}")
         self.journal.record(name)
 

@@ -23,6 +23,7 @@ from football.errors import Illegal
 from football.journal import Journal
 from football.ops.base import Operation, reachable, synced_bytes, wait_uptodate
 from football.ops.sizing import mib, new_size, parse_target
+from football.report import agreeing
 
 PHASES = ("grow", "resize", "growfs", "wait")
 
@@ -137,8 +138,8 @@ class Expand(Operation):
         """Until every secondary holds the grown volume (nothing left to
         sync, consistent: `synced_and_consistent`), bounded by `sync_timeout`."""
         if self.secondaries:
-            self.say(f"* wait: until {', '.join(host.name for host in self.secondaries)} "
-                     "hold the grown tail")
+            names = [host.name for host in self.secondaries]
+            self.say(f"* wait: until {agreeing(names, 'holds', 'hold')} the grown tail")
         waited = wait_uptodate(self, self.secondaries,
                                (self.new_size - self.summary["old_size"]) * len(self.secondaries),
                                f"the grown tail of {self.res}") if self.secondaries else 0.0
@@ -147,6 +148,7 @@ class Expand(Operation):
         # the secondaries synced the grown tail, not the volume
         synced, measured = synced_bytes(self.secondaries, self.res, grown)
         self.summary.update(grown_bytes=grown, filesystem_size=size, synced_bytes=synced,
-                            synced_bytes_measured=measured, sync_seconds=round(waited, 3))
+                            synced_bytes_measured=measured, sync_seconds=round(waited, 3),
+                            copied_bytes=grown * len(self.secondaries))
         self.ctx.inject("wait:synced")
         self.journal.record("wait")

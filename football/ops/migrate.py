@@ -31,6 +31,7 @@ from football.ops.cluster import merge_until, plan_split_after_move, split_unsha
 from football.ops.base import (Operation, reachable, synced_and_consistent, synced_bytes,
                                wait_knows, wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
+from football.report import agreeing
 from football.snapshot import observe, rank_targets
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
@@ -324,7 +325,8 @@ class Migrate(Operation):
     # ------------------------------------------------------------------ wait
     def wait(self):
         targets = self.syncing
-        self.say(f"* wait: until {', '.join(target.name for target in targets)} are UpToDate")
+        self.say(f"* wait: until {agreeing([target.name for target in targets], 'is', 'are')} "
+                 "UpToDate")
         waited = wait_uptodate(self, targets, self.size * len(targets), f"sync {self.res}")
         began = self.journal.decided.get("sync_started")
         joined = [self.host(name) for name in self.journal.decided.get("joined", [])]

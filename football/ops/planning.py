@@ -129,5 +129,6 @@ def render_plan(plan, console=None):
     console.print(moves)
     expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(plan["expires"]))
     console.print(f"score {plan['score_before']:.4f} -> {plan['score_after']:.4f}; "
-                  f"{len(plan['moves'])} moves, {_gib(plan['sync_bytes'])} to sync; "
+                  f"{len(plan['moves'])} move{'' if len(plan['moves']) == 1 else 's'}, "
+                  f"{_gib(plan['sync_bytes'])} to sync; "
                   f"saved as {plan['path']} (expires {expires})")

@@ -39,6 +39,7 @@ from football.ops.base import Operation, reachable, synced_bytes, wait_knows, wa
 from football.ops.repair import create_when_free
 from football.ops.sizing import mib, new_size, parse_target
 from football.ops.window import DowntimeWindow, restart_somewhere
+from football.report import agreeing
 from football.transport import CommandFailed
 
 PHASES = ("prepare", "finish", "wait", "cleanup")
@@ -515,14 +516,16 @@ class Shrink(Operation):
     # ------------------------------------------------------------------ wait
     def wait(self):
         if self.secondaries:
-            self.say(f"* wait: until {', '.join(host.name for host in self.secondaries)} hold "
-                     f"the shrunk {self.res}")
+            names = [host.name for host in self.secondaries]
+            self.say(f"* wait: until {agreeing(names, 'holds', 'hold')} the shrunk {self.res}")
             size = self.new_size or int(facts.view(self.primary, "sync-size", self.res) or 0)
             waited = wait_uptodate(self, self.secondaries, size * len(self.secondaries),
                                    f"sync {self.res}")
             synced, measured = synced_bytes(self.secondaries, self.res, size)
+            # what the full syncs made equal; synced_bytes is what of it travelled
             self.summary.update(sync_seconds=round(waited, 3), synced_bytes=synced,
-                                synced_bytes_measured=measured)
+                                synced_bytes_measured=measured,
+                                copied_bytes=size * len(self.secondaries))
         self.ctx.inject("wait:synced")
         self.journal.record("wait")
 

@@ -60,14 +60,28 @@ def test_migrate_shrink_moves_the_full_volume_once_and_syncs_the_secondary_small
     summary = next(event for event in events if event["event"] == "summary")
     assert set(summary["stages"]) == {"migrate", "shrink", "secondary"}
     assert summary["downtime_seconds"] > 0
+    # the run's syncs: the full volume to b1, then the small one to b2
+    assert summary["copied_bytes"] == GIB + 320 * MIB
+    assert summary["synced_bytes"] == sum(stage["synced_bytes"]
+                                          for stage in summary["stages"].values())
     code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
     assert code == 0 and "nothing to do" in str(events), stderr
 
 
 def test_migrate_shrink_takes_a_size_and_a_named_secondary(fleet):
-    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "b2", "b1", "400m")
+    code, events, stderr = football(fleet, "migrate+shrink", "vm2", "b2", "b1", "400m")
     assert code == 0, stderr
     assert_shrunk_on(fleet, "b2", "b1", 400 * MIB)
+    assert "then a replica on b1" in str(events)
+
+
+def test_migrate_shrink_to_a_host_alone_says_that_the_resource_keeps_one_replica(fleet):
+    code, events, stderr = football(fleet, "migrate+shrink", "vm2", "b1")
+    assert code == 0, stderr
+    assert fleet.members("vm2") == ["b1"] and fleet.lvs("b1")["vm2"] == 320 * MIB
+    assert "no secondary named: vm2 keeps the one replica" in str(events)
+    summary = next(event for event in events if event["event"] == "summary")
+    assert set(summary["stages"]) == {"migrate", "shrink"}
 
 
 def test_migrate_shrink_back_ends_where_it_began_at_the_small_size(fleet):

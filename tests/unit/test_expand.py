@@ -40,6 +40,8 @@ def test_expand_to_a_size_grows_every_lv_mars_and_the_filesystem_while_it_runs(f
         (320 * MIB, GIB, GIB - 320 * MIB)
     assert summary["synced_bytes"] == GIB - 320 * MIB        # the tail, to the one secondary
     assert summary["synced_bytes_measured"] is True
+    assert summary["copied_bytes"] == GIB - 320 * MIB
+    assert "until a2 holds the grown tail" in str(events)
     # a second run: nothing to do
     code, events, stderr = football(fleet, "expand", "vm1", "1g")
     assert code == 0 and "nothing to do" in str(events), stderr

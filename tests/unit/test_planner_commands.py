@@ -67,6 +67,22 @@ def test_balance_plan_without_json_prints_the_moves_and_the_scores(crowded):
     assert "vm" in result.output and "->" in result.output
 
 
+def test_a_printed_plan_counts_its_moves_in_words_that_agree():
+    import io
+    from rich.console import Console
+    from football.ops.planning import render_plan
+    move = {"resource": "vm1", "kind": "migrate", "from": ["b1", "b2"], "to": ["a1", "a2"],
+            "gain": 19.5, "sync_bytes": 2 << 30}
+    for moves, words in (([], "0 moves, 0.0 GiB"), ([move], "1 move, 2.0 GiB"),
+                         ([move, move], "2 moves, 4.0 GiB")):
+        out = io.StringIO()
+        render_plan({"kind": "evacuate", "id": "evacuate-1", "moves": moves, "score_before": 20.0,
+                     "score_after": 0.5, "sync_bytes": sum(m["sync_bytes"] for m in moves),
+                     "path": "/plans/evacuate-1.json", "expires": 0},
+                    Console(file=out, width=200))
+        assert f"score 20.0000 -> 0.5000; {words} to sync" in out.getvalue()
+
+
 def test_evacuate_plan_finds_a_place_off_the_host_for_every_replica(crowded):
     plan = report_of(crowded, "evacuate", "a1", "--plan")
     assert plan["kind"] == "evacuate" and plan["hosts"] == ["a1"]

@@ -224,6 +224,12 @@ def test_without_json_progress_goes_to_a_bar_on_stderr_and_the_log(tmp_path, cap
         (1 << 19, 1 << 20), (1 << 20, 1 << 20)]
 
 
+def test_hosts_named_in_a_sentence_get_the_verb_that_agrees():
+    from football.report import agreeing
+    assert agreeing(["b2"], "holds", "hold") == "b2 holds"
+    assert agreeing(["b1", "b2"], "is", "are") == "b1, b2 are"
+
+
 def test_a_sync_summary_names_what_was_made_equal_and_what_of_it_travelled():
     """The demo said `sync: 12 MiB in 5.2 s (2 MiB/s)` of two 1 GiB replicas
     made equal in 5.2 s: the bytes on the wire, most of the volume being
@@ -232,7 +238,12 @@ def test_a_sync_summary_names_what_was_made_equal_and_what_of_it_travelled():
     summary = {"synced_bytes": 12 << 20, "copied_bytes": 2 << 30, "sync_seconds": 5.2}
     assert sync_phrase(summary) == ("replicas of 2048 MiB synced in 5.2 s (394 MiB/s), "
                                     "12 MiB of it travelled (zeros and equal chunks do not)")
-    # an operation that copies no whole replica (expand: the grown tail)
+    # expand made the grown tails equal (zeros: none of it travelled)
+    assert sync_phrase({"synced_bytes": 0, "copied_bytes": 64 << 20, "grown_bytes": 64 << 20,
+                        "sync_seconds": 2.0}) == \
+        ("grown tails of 64 MiB synced in 2.0 s (32 MiB/s), 0 MiB of it travelled (zeros and "
+         "equal chunks do not)")
+    # an operation that does not say what it made equal
     assert sync_phrase({"synced_bytes": 64 << 20, "sync_seconds": 2.0}) == \
         "synced 64 MiB at 32 MiB/s"
     assert sync_phrase({"synced_bytes": 0, "copied_bytes": 0, "sync_seconds": 0.0}) == \

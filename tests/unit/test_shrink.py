@@ -53,6 +53,8 @@ def test_shrink_copies_into_a_smaller_volume_switches_over_and_rejoins_the_secon
     summary = summary_of(events)
     assert (summary["old_size"], summary["new_size"]) == (GIB, 320 * MIB)
     assert summary["downtime_seconds"] is not None and summary["copy_passes"] == 3
+    assert summary["copied_bytes"] == 320 * MIB             # the new volume, to the one secondary
+    assert "until a2 holds the shrunk vm2" in str(events)
     windows = [event["event"] for event in events if event["event"].startswith("downtime-")]
     assert windows == ["downtime-begin", "downtime-end"]
     # the final copy ran with the container stopped, the first while it ran
