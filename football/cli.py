@@ -211,12 +211,8 @@ def _print_summary(context, summary):
                    injection_points=context.points_passed)
     reporter.event("summary", **summary)
     if not reporter.as_json:
-        phases = ", ".join(f"{name} {value:.1f} s" for name, value in summary["phases"].items())
-        downtime = summary.get("downtime_seconds")
-        from football.report import sync_phrase
-        reporter.say(f"summary: {summary['resource']}: {sync_phrase(summary)}; downtime "
-                     f"{f'{downtime:.2f} s' if downtime is not None else '-'}; "
-                     f"phases: {phases or '-'}")
+        from football.report import summary_line
+        reporter.say(summary_line(summary))
 
 
 @cli.command()

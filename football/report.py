@@ -122,6 +122,20 @@ def agreeing(names, singular, plural):
     return f"{', '.join(names)} {singular if len(names) == 1 else plural}"
 
 
+def summary_line(summary):
+    """The run's last line: what its syncs made equal, its downtime, its
+    phases; only what the run did ("synced 0 MiB at 0 MiB/s; downtime -;
+    phases: -" was said of a run that had nothing to do)."""
+    phases = ", ".join(f"{name} {value:.1f} s" for name, value in summary["phases"].items())
+    if not phases:
+        return f"summary: {summary['resource']}: nothing done"
+    parts = [sync_phrase(summary)] if summary.get("synced_bytes") or \
+        summary.get("copied_bytes") else []
+    if summary.get("downtime_seconds") is not None:
+        parts.append(f"downtime {summary['downtime_seconds']:.2f} s")
+    return f"summary: {summary['resource']}: {'; '.join([*parts, f'phases: {phases}'])}"
+
+
 def sync_phrase(summary):
     """How a summary's sync reads: what was made equal and at what rate,
     and how much of it travelled ("synced 12 MiB at 2 MiB/s" said of 2 GiB

@@ -224,6 +224,22 @@ def test_without_json_progress_goes_to_a_bar_on_stderr_and_the_log(tmp_path, cap
         (1 << 19, 1 << 20), (1 << 20, 1 << 20)]
 
 
+def test_the_summary_line_says_only_what_the_run_did():
+    from football.report import summary_line
+    migrate = {"resource": "vm1", "synced_bytes": 12 << 20, "copied_bytes": 2 << 30,
+               "sync_seconds": 1.3, "downtime_seconds": 0.44,
+               "phases": {"prepare": 0.4, "wait": 1.0, "finish": 0.5, "cleanup": 0.5}}
+    assert summary_line(migrate) == (
+        "summary: vm1: replicas of 2048 MiB synced in 1.3 s (1575 MiB/s), 12 MiB of it "
+        "travelled (zeros and equal chunks do not); downtime 0.44 s; phases: prepare 0.4 s, "
+        "wait 1.0 s, finish 0.5 s, cleanup 0.5 s")
+    handover = {"resource": "vm1", "synced_bytes": 0, "sync_seconds": 0.0,
+                "downtime_seconds": 0.38, "phases": {"finish": 0.4}}
+    assert summary_line(handover) == "summary: vm1: downtime 0.38 s; phases: finish 0.4 s"
+    nothing = {"resource": "vm1", "synced_bytes": 0, "downtime_seconds": 0.0, "phases": {}}
+    assert summary_line(nothing) == "summary: vm1: nothing done"
+
+
 def test_hosts_named_in_a_sentence_get_the_verb_that_agrees():
     from football.report import agreeing
     assert agreeing(["b2"], "holds", "hold") == "b2 holds"
