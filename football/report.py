@@ -4,6 +4,7 @@ run log per operation, and the final summary."""
 
 import json
 import os
+from collections import Counter
 import sys
 import time
 from pathlib import Path
@@ -123,17 +124,25 @@ def agreeing(names, singular, plural):
 
 
 def summary_line(summary):
-    """The run's last line: what its syncs made equal, its downtime, its
-    phases; only what the run did ("synced 0 MiB at 0 MiB/s; downtime -;
-    phases: -" was said of a run that had nothing to do)."""
+    """The run's last line: what its syncs made equal, its downtime (an
+    operation on a resource), its moves and their jobs' states (balance,
+    evacuate, restore), its phases; only what the run did ("synced 0 MiB at
+    0 MiB/s; downtime -; phases: -" was said of a run that had nothing to do)."""
+    subject = summary.get("resource") or ", ".join(summary.get("hosts") or []) or "the fleet"
     phases = ", ".join(f"{name} {value:.1f} s" for name, value in summary["phases"].items())
     if not phases:
-        return f"summary: {summary['resource']}: nothing done"
+        return f"summary: {subject}: nothing done"
     parts = [sync_phrase(summary)] if summary.get("synced_bytes") or \
         summary.get("copied_bytes") else []
     if summary.get("downtime_seconds") is not None:
         parts.append(f"downtime {summary['downtime_seconds']:.2f} s")
-    return f"summary: {summary['resource']}: {'; '.join([*parts, f'phases: {phases}'])}"
+    if "moves" in summary:
+        count = len(summary["moves"])
+        states = Counter((summary.get("jobs") or {}).values())
+        jobs = ", ".join(f"{number} {state}" for state, number in sorted(states.items()))
+        parts.append(f"{count} move{'' if count == 1 else 's'}" +
+                     (f" (jobs: {jobs})" if jobs else ""))
+    return f"summary: {subject}: {'; '.join([*parts, f'phases: {phases}'])}"
 
 
 def sync_phrase(summary):

@@ -8,8 +8,10 @@ that a refusal changed nothing."""
 import io
 
 import pytest
+from click.testing import CliRunner
 
 from football import lifecycle
+from football.cli import cli
 from football.config import Config
 from football.errors import Illegal
 from football.hooks import Hooks
@@ -88,6 +90,19 @@ def test_evacuate_moves_everything_off_the_host_and_restore_brings_it_back(fleet
     Restore(context(fleet), "a1", job_options=job_options(fleet)).run()
     assert {res: replicas(fleet, res) for res in ("vm1", "vm2")} == before
     assert state_of(fleet, "a1") == {**state_of(fleet, "a1"), "state": "active", "origins": {}}
+    assert_whole(fleet, "vm1", "vm2")
+
+
+def test_evacuate_and_restore_on_the_command_line_end_with_their_summary_line(fleet, worker):
+    """Without --json the summary line read the run's resource, which a run
+    of planned moves has not: both commands ended in a KeyError traceback
+    (exit 1) after their moves were done."""
+    for command, line in ((["evacuate", "a1", "--execute"], "summary: a1: 2 moves (jobs: 2 done)"),
+                          (["restore", "a1"], "summary: a1: 2 moves (jobs: 2 done)")):
+        result = CliRunner().invoke(cli, [*job_options(fleet), "--yes", *command])
+        assert result.exit_code == 0, result.output
+        assert line in result.stderr, result.stderr
+    assert state_of(fleet, "a1")["state"] == "active"
     assert_whole(fleet, "vm1", "vm2")
 
 

@@ -238,6 +238,14 @@ def test_the_summary_line_says_only_what_the_run_did():
     assert summary_line(handover) == "summary: vm1: downtime 0.38 s; phases: finish 0.4 s"
     nothing = {"resource": "vm1", "synced_bytes": 0, "downtime_seconds": 0.0, "phases": {}}
     assert summary_line(nothing) == "summary: vm1: nothing done"
+    # a run of planned moves (evacuate, restore, balance): no resource of its own
+    restore = {"hosts": ["b1"], "moves": ["migrate vm1 b1 b2", "migrate vm2 b1"],
+               "jobs": {"j1": "done", "j2": "failed"}, "sync_mib_per_s": 0.0,
+               "phases": {"restoring": 0.01, "move": 4.17, "active": 0.01}}
+    assert summary_line(restore) == ("summary: b1: 2 moves (jobs: 1 done, 1 failed); phases: "
+                                     "restoring 0.0 s, move 4.2 s, active 0.0 s")
+    assert summary_line({"plan": "balance-1", "moves": [], "jobs": {}, "phases": {"plan": 0.2}}) \
+        == "summary: the fleet: 0 moves; phases: plan 0.2 s"
 
 
 def test_hosts_named_in_a_sentence_get_the_verb_that_agrees():
