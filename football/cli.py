@@ -1290,8 +1290,8 @@ def _event_line(event):
     if kind == "progress" and event.get("total") and event.get("done") == event.get("total"):
         return f"{stamp} {event.get('what')}: {event['total'] >> 20} MiB done"
     if kind == "summary":
-        fields = {key: value for key, value in event.items() if key not in ("event", "time")}
-        return f"{stamp} summary: {json.dumps(fields, sort_keys=True)}"
+        from football.report import summary_line
+        return f"{stamp} {summary_line(event)}"
     if kind == "job-start":
         return f"{stamp} started by worker {event.get('worker')}"
     if kind == "job-end":

@@ -129,9 +129,10 @@ def summary_line(summary):
     evacuate, restore), its phases; only what the run did ("synced 0 MiB at
     0 MiB/s; downtime -; phases: -" was said of a run that had nothing to do)."""
     subject = summary.get("resource") or ", ".join(summary.get("hosts") or []) or "the fleet"
-    phases = ", ".join(f"{name} {value:.1f} s" for name, value in summary["phases"].items())
-    if not phases:
+    if summary.get("phases") == {}:
         return f"summary: {subject}: nothing done"
+    phases = ", ".join(f"{name} {value:.1f} s" for name, value in
+                       (summary.get("phases") or {}).items())
     parts = [sync_phrase(summary)] if summary.get("synced_bytes") or \
         summary.get("copied_bytes") else []
     if summary.get("downtime_seconds") is not None:
@@ -142,7 +143,7 @@ def summary_line(summary):
         jobs = ", ".join(f"{number} {state}" for state, number in sorted(states.items()))
         parts.append(f"{count} move{'' if count == 1 else 's'}" +
                      (f" (jobs: {jobs})" if jobs else ""))
-    return f"summary: {subject}: {'; '.join([*parts, f'phases: {phases}'])}"
+    return f"summary: {subject}: {'; '.join([*parts, *([f'phases: {phases}'] if phases else [])])}"
 
 
 def sync_phrase(summary):

@@ -102,7 +102,8 @@ def test_a_running_job_without_an_event_for_session_timeout_shows_as_timeouted()
 def test_a_started_job_runs_on_the_worker_and_ends_done_with_its_events(state_dir, scripted):
     scripted.scripts["vm1"] = Script([{"event": "phase", "phase": "prepare"},
                                       {"event": "message", "text": "vm1: joining b1"},
-                                      {"event": "summary", "downtime_seconds": 0.75}])
+                                      {"event": "summary", "resource": "vm1",
+                                       "downtime_seconds": 0.75, "phases": {"prepare": 1.2}}])
     code, out, err = screener(state_dir, "start", "migrate", "vm1", "cluster2")
     assert code == 0, err
     assert json.loads(out) == {"event": "queued", "job": "vm1",
@@ -117,6 +118,8 @@ def test_a_started_job_runs_on_the_worker_and_ends_done_with_its_events(state_di
     code, out, err = football("--var", f"state_dir={state_dir}", "screener", "show", "vm1")
     assert code == 0, err
     assert "vm1: joining b1" in out and out.strip().endswith("result: done (exit 0)")
+    # as a foreground run says it
+    assert "summary: vm1: downtime 0.75 s; phases: prepare 1.2 s\n" in out
 
 
 @pytest.mark.parametrize("code, state", [(198, "serious"), (191, "illegal")])
