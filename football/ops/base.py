@@ -450,12 +450,15 @@ class Operation:
             gate = self._job_gate(link, source)
             vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
                                        target=target)
-            locks = [f"{self.res} is locked on {host.name}" +
+            holders = {}    # the same lock on both hosts (a pause file) said once
+            for host in {source.name: source, target.name: target}.values():
+                for lock in self.hooks.call("resource_locked", host=host, res=self.res):
+                    if lock:
+                        holders.setdefault(lock, []).append(host.name)
+            locks = [f"{self.res} is locked on {', '.join(hosts)}" +
                      (f" ({lock})" if isinstance(lock, str) else "")
-                     for host in {source.name: source, target.name: target}.values()
-                     for lock in self.hooks.call("resource_locked", host=host, res=self.res)
-                     if lock]
-            return gate, vetoes, list(dict.fromkeys(locks))
+                     for lock, hosts in holders.items()]
+            return gate, vetoes, locks
 
         gate, vetoes, locks = objections()
         if not gate and not vetoes and not locks:
