@@ -186,18 +186,22 @@ class DataNet(MarsNet):
 def device_processes(host):
     """{pid: arguments} of `host`'s device processes: those serving its
     resources (and standbys started for one), and the one its marsd keeps
-    ready (`Daemon.take_standby`)."""
+    ready (`Daemon.take_standby`). Not a device process's own fork that has
+    not exec'ed yet (a standby's imports run `ldconfig -p`): it has its
+    parent's arguments for a moment, and a test counting two was wrong."""
     markers = (f"--resource-dir={host.root}/", f"--state-dir={host.root}/")
-    found = {}
+    found, parents = {}, {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                 arguments = cmdline.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "mars.device" in arguments and any(word.startswith(markers) for word in arguments):
-            found[int(pid)] = arguments
-    return found
+            if "mars.device" in arguments and any(word.startswith(markers) for word in arguments):
+                with open(f"/proc/{pid}/stat") as stat:
+                    parents[int(pid)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+                found[int(pid)] = arguments
+        except (OSError, IndexError, ValueError):
+            continue        # it ended meanwhile
+    return {pid: arguments for pid, arguments in found.items() if parents[pid] not in found}
 
 
 def serving_device_pid(host):

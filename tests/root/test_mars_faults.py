@@ -204,8 +204,11 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
     # the ready one, killed, is replaced; the device then runs in the new one
     (killed,) = device_processes(b)
     os.kill(killed, signal.SIGKILL)
-    wait_until(lambda: len(device_processes(b)) == 1 and killed not in device_processes(b),
-               what="b's marsd to start another device process ahead",
+
+    def replaced():     # one look: a killed process is listed for a moment after the kill
+        found = device_processes(b)
+        return len(found) == 1 and killed not in found
+    wait_until(replaced, what="b's marsd to start another device process ahead",
                show=lambda: device_processes(b))
     (ready,) = device_processes(b)
     b.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
