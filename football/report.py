@@ -4,9 +4,9 @@ run log per operation, and the final summary."""
 
 import json
 import os
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -143,7 +143,9 @@ def summary_line(summary):
         jobs = ", ".join(f"{number} {state}" for state, number in sorted(states.items()))
         parts.append(f"{count} move{'' if count == 1 else 's'}" +
                      (f" (jobs: {jobs})" if jobs else ""))
-    return f"summary: {subject}: {'; '.join([*parts, *([f'phases: {phases}'] if phases else [])])}"
+    if phases:
+        parts.append(f"phases: {phases}")
+    return f"summary: {subject}: {'; '.join(parts) or 'nothing done'}"
 
 
 def sync_phrase(summary):
