@@ -75,6 +75,18 @@ def select(report, kind, name, hosts):
 
 
 # ------------------------------------------------------------------- journals
+def in_downtime(steps, decided):
+    """Whether a journal's run stopped inside its downtime window: it
+    entered the window and did not finish, and the window was not ended by
+    compensation since (the container runs again: `window_ended` after the
+    last `window_started`; journals older than `window_started` count by
+    `window_ended` alone)."""
+    if "critical-section" not in steps or "finish" in steps:
+        return False
+    ended, started = decided.get("window_ended"), decided.get("window_started")
+    return ended is None or (started is not None and ended < started)
+
+
 def unfinished_operations(state_dir):
     """The journals of operations this controller started and not finished
     (`<state_dir>/journal/*.json`; finished ones end in `.done`)."""
@@ -89,8 +101,7 @@ def unfinished_operations(state_dir):
                 "targets": list(decided.get("targets") or []),
                 "origin": list(decided.get("origin") or []),
                 "started": data.get("started"), "journal": str(path),
-                "in_downtime": "critical-section" in (data.get("steps") or []) and
-                               "finish" not in (data.get("steps") or [])})
+                "in_downtime": in_downtime(data.get("steps") or [], decided)})
         except (OSError, ValueError, AttributeError, TypeError) as error:
             operations.append({"operation": "?", "resource": "?", "steps": [], "targets": [],
                                "origin": [], "started": None, "journal": str(path),

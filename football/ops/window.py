@@ -46,7 +46,7 @@ class DowntimeWindow:
 
     def __enter__(self):
         op = self.op
-        op.journal.record("critical-section")
+        op.journal.record("critical-section", window_started=time.time())
         for part in op.hooks.call("save_resource_state", host=self.source, res=op.res):
             self.saved.update(part)
         op._tell("section", name="downtime")

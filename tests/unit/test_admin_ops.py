@@ -184,6 +184,25 @@ def test_unfinished_operations_are_the_journals_not_done_and_damage_is_shown(tmp
     assert unfinished_operations(tmp_path / "nothing") == []
 
 
+def test_status_says_inside_the_downtime_window_only_of_a_run_that_left_its_container_down(
+        fake_fleet):  # noqa: F811
+    """A migrate whose window failed and was compensated (vm1 runs again on
+    a1) was shown "inside the downtime window" as one that crashed there."""
+    from tests.helpers.fakefleet import football
+    fake_fleet.fail_next["primary"] = 1                 # the handover to b1 fails
+    assert football(fake_fleet, "migrate", "vm1", "cluster2")[0] == 198
+    assert fake_fleet.running("vm1") == ["a1"]
+    (operation,) = unfinished_operations(fake_fleet.state_dir)
+    assert "critical-section" in operation["steps"] and not operation["in_downtime"]
+    code, _, stderr = football(fake_fleet, "--debug-injection-point", "finish:stopped",
+                               "migrate", "vm1", "cluster2")   # the re-run crashes in there
+    assert code != 0 and fake_fleet.running("vm1") == [], stderr
+    (operation,) = unfinished_operations(fake_fleet.state_dir)
+    assert operation["in_downtime"]
+    assert football(fake_fleet, "migrate", "vm1", "cluster2")[0] == 0
+    assert unfinished_operations(fake_fleet.state_dir) == []
+
+
 def test_an_operation_whose_owner_holds_a_lock_is_running_else_unfinished():
     hosts = {"a1": {"locks": {"football": {"owner": "migrate-vm1@ctl"}}, "intents": {}},
              "b1": {"locks": {}, "intents": {"sync-vm1": {"owner": "migrate-vm1@ctl"}}},
