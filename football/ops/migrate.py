@@ -277,7 +277,7 @@ class Migrate(Operation):
                 self._tell("tell_action", action="join", hosts=[target])
                 target.run(join, timeout=self.config.command_timeout)
                 joined = self.journal.decided.get("joined", [])
-                self.journal.decide(joined=[*joined, target.name])
+                self.journal.decide(joined=[*joined, target.name], sync_ended=None)
                 self.ctx.inject("prepare:joined")
         self.journal.record("prepare")
 
@@ -335,12 +335,14 @@ class Migrate(Operation):
         # what the syncs made equal; synced_bytes is what of it travelled
         # (zero chunks and, in a fast full sync, equal ones do not)
         self.summary["copied_bytes"] = self.size * len(joined)
-        self.summary["sync_seconds"] = round(time.time() - began if began else waited, 3)
+        # a re-run after the syncs ended (a crash later) says how long they took
+        ended = self.journal.decided.get("sync_ended") or time.time()
+        self.summary["sync_seconds"] = round(ended - began if began else waited, 3)
         for target in targets:
             drop_intent(target, self.res)
         self._release_job_slots("sync", targets)
         self.ctx.inject("wait:synced")
-        self.journal.record("wait")
+        self.journal.record("wait", sync_ended=ended)
 
     # ---------------------------------------------------------------- finish
     def finish(self):

@@ -6,6 +6,7 @@ checks of the arguments. No root, no marsd: hosts are fake runners."""
 import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -201,6 +202,22 @@ def test_status_says_inside_the_downtime_window_only_of_a_run_that_left_its_cont
     assert operation["in_downtime"]
     assert football(fake_fleet, "migrate", "vm1", "cluster2")[0] == 0
     assert unfinished_operations(fake_fleet.state_dir) == []
+
+
+def test_a_migrate_resumed_after_its_sync_reports_the_sync_as_it_ran(fake_fleet):  # noqa: F811
+    """The re-run's summary said the sync took from its start in the first
+    run until the re-run's wait phase ("2048 MiB synced in 125.1 s", the
+    sync having taken 1.3 s two minutes before)."""
+    from tests.helpers.fakefleet import football
+    code, _, stderr = football(fake_fleet, "--debug-injection-point", "finish:stopped",
+                               "migrate", "vm1", "cluster2")
+    assert code != 0, stderr
+    (operation,) = unfinished_operations(fake_fleet.state_dir)
+    decided = json.loads(Path(operation["journal"]).read_text())["decided"]
+    code, events, stderr = football(fake_fleet, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    summary = next(event for event in events if event["event"] == "summary")
+    assert summary["sync_seconds"] == round(decided["sync_ended"] - decided["sync_started"], 3)
 
 
 def test_an_operation_whose_owner_holds_a_lock_is_running_else_unfinished():
