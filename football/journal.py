@@ -8,6 +8,7 @@ before acting, so a lost journal costs a few extra checks, never data."""
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -71,6 +72,9 @@ class Journal:
     def _write(self):
         if self.dry:
             return
+        # the process that writes it: `football status` tells a run that is
+        # still going from one that ended (its intents outlive it)
+        self.data["run"] = {"pid": os.getpid(), "host": socket.gethostname()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
                         self.path.with_suffix(".tmp"))

@@ -407,7 +407,8 @@ class Shrink(Operation):
             return
         seconds = self._copy("probe copy (max_rsync_downtime)")
         if seconds > limit:
-            raise Illegal(f"a copy pass of {self.res} took {seconds:.1f} s, more than "
+            took = f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.3f}"     # not "0.0 s"
+            raise Illegal(f"a copy pass of {self.res} took {took} s, more than "
                           f"max_rsync_downtime {limit:g} s: the final copy would keep it down "
                           f"that long. It still runs on {self.primary.name}, nothing was "
                           "stopped; the copy is kept: re-run later (or raise the limit) and it "

@@ -12,6 +12,7 @@ that does not answer is shown as unreachable with the reason; it never
 stops the others from being shown."""
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def unfinished_operations(state_dir):
                 "targets": list(decided.get("targets") or []),
                 "origin": list(decided.get("origin") or []),
                 "started": data.get("started"), "journal": str(path),
-                "in_downtime": in_downtime(data.get("steps") or [], decided)})
+                "in_downtime": in_downtime(data.get("steps") or [], decided),
+                "alive": run_alive(data.get("run"))})
         except (OSError, ValueError, AttributeError, TypeError) as error:
             operations.append({"operation": "?", "resource": "?", "steps": [], "targets": [],
                                "origin": [], "started": None, "journal": str(path),
@@ -109,16 +111,36 @@ def unfinished_operations(state_dir):
     return operations
 
 
+def run_alive(run):
+    """Whether the process that last wrote a journal (`run`: pid and host)
+    still runs: True or False on this host, None where the journal does not
+    say (older) or another host ran it."""
+    if not isinstance(run, dict) or run.get("host") != socket.gethostname():
+        return None
+    try:
+        return b"football" in Path(f"/proc/{int(run['pid'])}/cmdline").read_bytes()
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
 def mark_running(operations, hosts):
-    """An operation whose owner holds a lock or an intent somewhere is
-    running now (its owner is `<operation>-<resource>@...`)."""
+    """An operation is running now when its process is alive (`alive`, from
+    its journal) or its owner (`<operation>-<resource>@...`) holds a lock
+    somewhere; where it is not known whether its process lives, also when it
+    holds an intent (a sync's, while it waits). An intent alone outlives its
+    run (a refused shrink keeps its slot until the lease ends), so it does
+    not make a run that ended look running."""
     for operation in operations:
         prefix = f"{operation['operation']}-{operation['resource']}@"
-        holding = sorted(name for name, entry in hosts.items()
-                         for record in [*entry["locks"].values(), *entry["intents"].values()]
-                         if str((record or {}).get("owner", "")).startswith(prefix))
-        operation["holding"] = sorted(set(holding))
-        operation["state"] = "running" if holding else "unfinished"
+
+        def held(kind):
+            return {name for name, entry in hosts.items() for record in entry[kind].values()
+                    if str((record or {}).get("owner", "")).startswith(prefix)}
+        locked, intended = held("locks"), held("intents")
+        alive = operation.get("alive")
+        operation["holding"] = sorted(locked | intended)
+        operation["state"] = "running" if alive or locked or (alive is None and intended) \
+            else "unfinished"
     return operations
 
 

@@ -5,6 +5,7 @@ checks of the arguments. No root, no marsd: hosts are fake runners."""
 
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -228,6 +229,46 @@ def test_an_operation_whose_owner_holds_a_lock_is_running_else_unfinished():
                                {"operation": "migrate", "resource": "vm11"}], hosts)
     assert operations[0]["state"] == "running" and operations[0]["holding"] == ["a1", "b1"]
     assert operations[1]["state"] == "unfinished"
+
+
+def test_an_intent_left_by_a_run_that_ended_does_not_make_it_look_running():
+    """A shrink refused by its probe copy (exit 191) keeps its intent on the
+    host until the lease ends; status said "running" of it meanwhile."""
+    hosts = {"b1": {"locks": {}, "intents": {"shrink-vm1": {"owner": "shrink-vm1@ctl"}}},
+             "b2": {"locks": {}, "intents": {}}}
+
+    def state(alive, locks=None):
+        hosts["b2"]["locks"] = locks or {}
+        (operation,) = mark_running([{"operation": "shrink", "resource": "vm1",
+                                      "alive": alive}], hosts)
+        return operation["state"], operation["holding"]
+    assert state(False) == ("unfinished", ["b1"])       # its process ended
+    assert state(True) == ("running", ["b1"])           # it waits, holding its intent
+    assert state(None) == ("running", ["b1"])           # not known here: the intent says so
+    assert state(False, {"football": {"owner": "shrink-vm1@ctl"}}) == ("running", ["b1", "b2"])
+
+
+def test_a_journal_names_the_process_that_wrote_it_and_status_asks_whether_it_lives(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    from football.journal import Journal
+    from football.ops.status import run_alive
+    journal = Journal(tmp_path, "shrink", "vm1")
+    journal.record("prepare")
+    (operation,) = unfinished_operations(tmp_path)
+    assert json.loads(Path(operation["journal"]).read_text())["run"] == \
+        {"pid": os.getpid(), "host": socket.gethostname()}
+    # a football process (its command line says so) that lives, then ends
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "football"])
+    try:
+        assert run_alive({"pid": child.pid, "host": socket.gethostname()}) is True
+    finally:
+        child.kill()
+        child.wait()
+    assert run_alive({"pid": child.pid, "host": socket.gethostname()}) is False
+    assert run_alive({"pid": child.pid, "host": "another-controller"}) is None
+    assert run_alive(None) is None
 
 
 def test_an_unreachable_host_is_shown_as_such_and_rendered_without_a_crash(ctx):
