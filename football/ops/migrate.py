@@ -264,8 +264,6 @@ class Migrate(Operation):
                 continue
             self._take_sync_slot(target)
             with self.holding([self.source, target, *self._clusters_to_merge(target)]):
-                self.journal.decide(sync_started=self.journal.decided.get("sync_started")
-                                    or time.time())
                 self._merge(target)
                 self.ctx.inject("prepare:merged")
                 if self.res not in self.hooks.lv_list(host=target):
@@ -275,6 +273,10 @@ class Migrate(Operation):
                 join = self._join_argv(target)
                 self.say(f"  {target.name}: {' '.join(join)}")
                 self._tell("tell_action", action="join", hosts=[target])
+                # the first join starts the syncs (a run interrupted before
+                # it, in a merge, synced nothing: its re-run counts from here)
+                self.journal.decide(sync_started=self.journal.decided.get("sync_started")
+                                    or time.time())
                 target.run(join, timeout=self.config.command_timeout)
                 joined = self.journal.decided.get("joined", [])
                 self.journal.decide(joined=[*joined, target.name], sync_ended=None)

@@ -221,6 +221,20 @@ def test_a_migrate_resumed_after_its_sync_reports_the_sync_as_it_ran(fake_fleet)
     assert summary["sync_seconds"] == round(decided["sync_ended"] - decided["sync_started"], 3)
 
 
+def test_a_migrate_stopped_before_its_first_join_counts_its_sync_from_the_re_runs_join(
+        fake_fleet):  # noqa: F811
+    from tests.helpers.fakefleet import football
+    code, _, stderr = football(fake_fleet, "--debug-injection-point", "prepare:merged",
+                               "migrate", "vm1", "cluster2")
+    assert code != 0, stderr
+    (operation,) = unfinished_operations(fake_fleet.state_dir)
+    assert "sync_started" not in json.loads(Path(operation["journal"]).read_text())["decided"]
+    rerun = time.time()
+    assert football(fake_fleet, "migrate", "vm1", "cluster2")[0] == 0
+    journal = Path(operation["journal"]).with_suffix(".done")
+    assert json.loads(journal.read_text())["decided"]["sync_started"] >= rerun
+
+
 def test_an_operation_whose_owner_holds_a_lock_is_running_else_unfinished():
     hosts = {"a1": {"locks": {"football": {"owner": "migrate-vm1@ctl"}}, "intents": {}},
              "b1": {"locks": {}, "intents": {"sync-vm1": {"owner": "migrate-vm1@ctl"}}},
