@@ -55,6 +55,11 @@ IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a
 DISK_SYNC_INTERVAL = 5.0
 
 
+class DeviceGone(OSError):
+    """The device process ended while a command was sent to it or its reply
+    awaited (killed between the round's look at it and the command)."""
+
+
 class DeviceRefused(Exception):
     """The device process cannot start from this host's log (corrupt before
     its end): permanent until an operator acts, so it is not retried."""
@@ -324,6 +329,21 @@ class Primary:
         if device.exited():
             await self._after_death(device, leaving)
             return
+        try:
+            await self._commands(state, device, events, leaving)
+        except DeviceGone:
+            # killed since the look above (its pipes close a moment before
+            # it can be reaped): the death is said and dealt with once
+            with trio.move_on_after(1.0):
+                while not device.exited():
+                    await trio.sleep(0.01)
+            if not device.exited():
+                raise
+            await self._after_death(device, leaving)
+
+    async def _commands(self, state, device, events, leaving):
+        """The round's commands to a live device: rotation, growth, checkpoint."""
+        worker = self.worker
         wanted_rotation = state.resource_value(self.res, todo_name(self.host, "log-rotate"), "0")
         if wanted_rotation != self.rotations:
             reply = await device.command({"cmd": "rotate"})
@@ -623,12 +643,15 @@ class DeviceProcess:
         return json.loads(line)
 
     async def command(self, message, timeout=120):
-        await self.stdin.send_all((json.dumps(message) + "\n").encode())
+        try:
+            await self.stdin.send_all((json.dumps(message) + "\n").encode())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise DeviceGone(f"device process exited with {self.process.poll()}") from None
         with trio.fail_after(timeout):
             try:
                 reply = await self.replies.receive()
             except trio.EndOfChannel:
-                raise OSError(f"device process exited with {self.process.poll()}") from None
+                raise DeviceGone(f"device process exited with {self.process.poll()}") from None
         if reply.get("reply") == "error":
             raise OSError(f"device process: {reply.get('reason')}")
         return reply
