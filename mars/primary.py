@@ -581,9 +581,13 @@ class DeviceProcess:
         """Start the process: the device with `args`, or without them a
         standby that imports what a device needs and waits for them
         (`name`: arguments that tell which one it is, in ps)."""
-        self.process = subprocess.Popen(
+        self.attach(subprocess.Popen(
             [sys.executable, "-m", "mars.device", *([STANDBY, *name] if args is None else args)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+
+    def attach(self, process):
+        """`process` (started with pipes for stdin and stdout) as this one's."""
+        self.process = process
         self.stdin = trio.lowlevel.FdStream(os.dup(self.process.stdin.fileno()))
         self.stdout = trio.lowlevel.FdStream(os.dup(self.process.stdout.fileno()))
         self.process.stdin.close()

@@ -5,7 +5,6 @@ it logged an "internal error" with a BrokenResourceError traceback (CI,
 `test_a_device_process_that_died_is_said_once_and_starts_again_once_nothing_uses_it`)."""
 
 import math
-import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -19,13 +18,8 @@ from mars.primary import DeviceGone, DeviceProcess, Primary
 def silent_device():
     """A DeviceProcess around a child that reads nothing and says nothing."""
     device = DeviceProcess()
-    device.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    device.stdin = trio.lowlevel.FdStream(os.dup(device.process.stdin.fileno()))
-    device.stdout = trio.lowlevel.FdStream(os.dup(device.process.stdout.fileno()))
-    device.process.stdin.close()
-    device.process.stdout.close()
-    device.buffer = b""
+    device.attach(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE))
     return device
 
 
