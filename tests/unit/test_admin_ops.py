@@ -273,13 +273,17 @@ def test_a_journal_names_the_process_that_wrote_it_and_status_asks_whether_it_li
     (operation,) = unfinished_operations(tmp_path)
     assert json.loads(Path(operation["journal"]).read_text())["run"] == \
         {"pid": os.getpid(), "host": socket.gethostname()}
-    # a football process (its command line says so) that lives, then ends
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "football"])
+    # a football process (its command line says so) that lives, then ends; it
+    # says when it runs (until its exec, a child has its parent's command line)
+    child = subprocess.Popen([sys.executable, "-c", "print('up', flush=True); "
+                              "import time; time.sleep(60)", "football"], stdout=subprocess.PIPE)
     try:
+        assert child.stdout.readline() == b"up\n"
         assert run_alive({"pid": child.pid, "host": socket.gethostname()}) is True
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
     assert run_alive({"pid": child.pid, "host": socket.gethostname()}) is False
     assert run_alive({"pid": child.pid, "host": "another-controller"}) is None
     assert run_alive(None) is None
