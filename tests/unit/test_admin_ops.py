@@ -6,6 +6,9 @@ checks of the arguments. No root, no marsd: hosts are fake runners."""
 import io
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,18 +22,19 @@ from football.config import Config
 from football.dryrun import Planner
 from football.errors import Illegal
 from football.inventory import load, parse
+from football.journal import Journal
 from football.ops.base import Context, marsd_answers
 from football.ops.cluster import (MarsCluster, MergeCluster, SplitCluster, connected_groups,
                                   every_member_answers, pieces_after_split, plan, remerges,
                                   wanted_groups)
 from football.ops.lock import Lock, Unlock, check_item, check_owner
 from football.ops.lvcleanup import leftovers
-from football.ops.status import (mark_running, render, resolve_scope, select,
+from football.ops.status import (mark_running, render, resolve_scope, run_alive, select,
                                  unfinished_operations)
 from football.snapshot import observe_host, resource_replicas
 from football.report import Reporter
 from football.transport import Result, Unreachable
-from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
+from tests.helpers.fakefleet import fake_fleet, football  # noqa: F401 (a fixture)
 from tests.helpers.fakehost import FakeRunner
 
 INVENTORY = {"clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2"]},
@@ -190,7 +194,6 @@ def test_status_says_inside_the_downtime_window_only_of_a_run_that_left_its_cont
         fake_fleet):  # noqa: F811
     """A migrate whose window failed and was compensated (vm1 runs again on
     a1) was shown "inside the downtime window" as one that crashed there."""
-    from tests.helpers.fakefleet import football
     fake_fleet.fail_next["primary"] = 1                 # the handover to b1 fails
     assert football(fake_fleet, "migrate", "vm1", "cluster2")[0] == 198
     assert fake_fleet.running("vm1") == ["a1"]
@@ -209,7 +212,6 @@ def test_a_migrate_resumed_after_its_sync_reports_the_sync_as_it_ran(fake_fleet)
     """The re-run's summary said the sync took from its start in the first
     run until the re-run's wait phase ("2048 MiB synced in 125.1 s", the
     sync having taken 1.3 s two minutes before)."""
-    from tests.helpers.fakefleet import football
     code, _, stderr = football(fake_fleet, "--debug-injection-point", "finish:stopped",
                                "migrate", "vm1", "cluster2")
     assert code != 0, stderr
@@ -223,7 +225,6 @@ def test_a_migrate_resumed_after_its_sync_reports_the_sync_as_it_ran(fake_fleet)
 
 def test_a_migrate_stopped_before_its_first_join_counts_its_sync_from_the_re_runs_join(
         fake_fleet):  # noqa: F811
-    from tests.helpers.fakefleet import football
     code, _, stderr = football(fake_fleet, "--debug-injection-point", "prepare:merged",
                                "migrate", "vm1", "cluster2")
     assert code != 0, stderr
@@ -263,11 +264,6 @@ def test_an_intent_left_by_a_run_that_ended_does_not_make_it_look_running():
 
 
 def test_a_journal_names_the_process_that_wrote_it_and_status_asks_whether_it_lives(tmp_path):
-    import socket
-    import subprocess
-    import sys
-    from football.journal import Journal
-    from football.ops.status import run_alive
     journal = Journal(tmp_path, "shrink", "vm1")
     journal.record("prepare")
     (operation,) = unfinished_operations(tmp_path)
