@@ -164,8 +164,7 @@ class Migrate(Operation):
                 set(self.members) == set(wanted) and not self.journal.resumed:
             self.say(f"{self.res} is already on {', '.join(wanted)}: nothing to do")
             return self._post_hand() if whole else self.summary
-        self.say(f"* migrating {self.res} ({self.size >> 20} MiB) from {self.source.name} "
-                 f"to {', '.join(wanted)}")
+        self.say(self._heading(wanted))
         if self.ctx.dry_run:
             return self._dry_run()
         self.journal.decide(targets=wanted, origin=self.origin)
@@ -178,6 +177,17 @@ class Migrate(Operation):
             self.journal.finish()
             return self._post_hand()
         return self.summary
+
+    def _heading(self, wanted):
+        """The run's first line: from where to where, or, where the primary
+        stays (the last stage of migrate+shrink, a secondary moved), the
+        replicas it adds."""
+        size = f"{self.res} ({self.size >> 20} MiB)"
+        if self.source.name != wanted[0]:
+            return f"* migrating {size} from {self.source.name} to {', '.join(wanted)}"
+        added = [name for name in wanted if name != self.source.name]
+        return (f"* adding {'a replica' if len(added) == 1 else 'replicas'} of {size} on "
+                f"{', '.join(added)}; the primary stays on {self.source.name}")
 
     def _post_hand(self):
         if self.post_hand and self.post_hand != self.targets[0].name:
@@ -253,7 +263,9 @@ class Migrate(Operation):
     # --------------------------------------------------------------- prepare
     def prepare(self):
         targets = self.syncing
-        self.say(f"* prepare: replicas on {', '.join(target.name for target in targets)}")
+        held = [target.name for target in targets if self.res in facts.my_resources(target)]
+        self.say(f"* prepare: replicas on {', '.join(target.name for target in targets)}"
+                 + (f" ({agreeing(held, 'holds', 'hold')} one already)" if held else ""))
         if joblink.in_job():        # the targets that will sync: a slot on each
             self._take_job_slots("sync", [target for target in targets
                                           if self.res not in facts.my_resources(target)],
@@ -327,9 +339,12 @@ class Migrate(Operation):
     # ------------------------------------------------------------------ wait
     def wait(self):
         targets = self.syncing
-        self.say(f"* wait: until {agreeing([target.name for target in targets], 'is', 'are')} "
+        # a target that holds the primary (staying, as in migrate+shrink's
+        # last stage) has nothing to sync: not waited for, not in the bar
+        syncs = [target for target in targets if target.name != self.source.name] or targets
+        self.say(f"* wait: until {agreeing([target.name for target in syncs], 'is', 'are')} "
                  "UpToDate")
-        waited = wait_uptodate(self, targets, self.size * len(targets), f"sync {self.res}")
+        waited = wait_uptodate(self, syncs, self.size * len(syncs), f"sync {self.res}")
         began = self.journal.decided.get("sync_started")
         joined = [self.host(name) for name in self.journal.decided.get("joined", [])]
         self.summary["synced_bytes"], self.summary["synced_bytes_measured"] = \

@@ -15,6 +15,7 @@ from rich.table import Table
 from football.errors import Illegal
 from football.planner import (Settings, plan_balance, plan_evacuation, read_history,
                               save_plan, score)
+from football.planner.balance import MIN_SCORE
 from football.planner.observe import read_fleet
 
 
@@ -120,15 +121,34 @@ def render_score(report, console=None):
 def render_plan(plan, console=None):
     """A plan as a table of its moves in order, then score and where it is saved."""
     console = console or _console()
+    if not plan["moves"]:
+        console.print(f"{plan['kind']} plan {plan['id']}: nothing to move ({_why_empty(plan)})")
+    else:
+        console.print(_moves_table(plan))
+    expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(plan["expires"]))
+    console.print(f"score {plan['score_before']:.4f} -> {plan['score_after']:.4f}; "
+                  f"{len(plan['moves'])} move{'' if len(plan['moves']) == 1 else 's'}, "
+                  f"{_gib(plan['sync_bytes'])} to sync; "
+                  f"saved as {plan['path']} (expires {expires})")
+
+
+def _why_empty(plan):
+    hosts = ", ".join(plan.get("hosts") or [])
+    if plan["kind"] == "evacuate":
+        return f"no primary or replica is on {hosts}"
+    if plan["kind"] == "restore":
+        return f"nothing moved away from {hosts} is left to bring back"
+    if plan["score_before"] <= MIN_SCORE:
+        return "the fleet is balanced"
+    return ("no move within the hard limits gains enough: min_gain, min_gain_limit, "
+            "gain_per_tib; a resource moved within cooldown stays")
+
+
+def _moves_table(plan):
     moves = Table(title=f"{plan['kind']} plan {plan['id']}")
     for column in ("#", "resource", "kind", "from", "to", "gain", "sync"):
         moves.add_column(column, justify="right" if column in ("#", "gain", "sync") else "left")
     for number, move in enumerate(plan["moves"], start=1):
         moves.add_row(str(number), move["resource"], move["kind"], " ".join(move["from"]),
                       " ".join(move["to"]), f"{move['gain']:.4f}", _gib(move["sync_bytes"]))
-    console.print(moves)
-    expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(plan["expires"]))
-    console.print(f"score {plan['score_before']:.4f} -> {plan['score_after']:.4f}; "
-                  f"{len(plan['moves'])} move{'' if len(plan['moves']) == 1 else 's'}, "
-                  f"{_gib(plan['sync_bytes'])} to sync; "
-                  f"saved as {plan['path']} (expires {expires})")
+    return moves

@@ -64,6 +64,12 @@ def test_migrate_shrink_moves_the_full_volume_once_and_syncs_the_secondary_small
     assert summary["copied_bytes"] == GIB + 320 * MIB
     assert summary["synced_bytes"] == sum(stage["synced_bytes"]
                                           for stage in summary["stages"].values())
+    # the last stage adds b2; b1 keeps the primary, is not waited for
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert "* adding a replica of vm2 (320 MiB) on b2; the primary stays on b1" in said, said
+    assert "* prepare: replicas on b1, b2 (b1 holds one already)" in said, said
+    assert "* wait: until b2 is UpToDate" in said, said
+    assert not [text for text in said if "from b1 to b1" in text or "b1, b2 are" in text], said
     code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
     assert code == 0 and "nothing to do" in str(events), stderr
 

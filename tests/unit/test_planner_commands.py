@@ -83,6 +83,24 @@ def test_a_printed_plan_counts_its_moves_in_words_that_agree():
         assert f"score 20.0000 -> 0.5000; {words} to sync" in out.getvalue()
 
 
+def test_a_plan_with_nothing_to_move_says_why_instead_of_an_empty_table():
+    import io
+    from rich.console import Console
+    from football.ops.planning import render_plan
+    for kind, hosts, score_before, why in (
+            ("balance", [], 0.25, "no move within the hard limits gains enough"),
+            ("balance", [], 0.0, "the fleet is balanced"),
+            ("evacuate", ["a2"], 0.25, "no primary or replica is on a2")):
+        out = io.StringIO()
+        render_plan({"kind": kind, "id": f"{kind}-1", "hosts": hosts, "moves": [],
+                     "score_before": score_before, "score_after": score_before,
+                     "sync_bytes": 0, "path": f"/plans/{kind}-1.json", "expires": 0},
+                    Console(file=out, width=200))
+        text = out.getvalue()
+        assert f"{kind} plan {kind}-1: nothing to move ({why}" in text, text
+        assert "━" not in text and "0 moves" in text, text      # no table
+
+
 def test_evacuate_plan_finds_a_place_off_the_host_for_every_replica(crowded):
     plan = report_of(crowded, "evacuate", "a1", "--plan")
     assert plan["kind"] == "evacuate" and plan["hosts"] == ["a1"]
