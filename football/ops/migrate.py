@@ -253,12 +253,13 @@ class Migrate(Operation):
         migrate before the handover, when only the new primary."""
         if not self.two_phase or len(self.targets) < 2:
             return self.targets
-        primary = self.targets[0]
+        return self.targets if self._holds_primary(self.targets[0]) else self.targets[:1]
+
+    def _holds_primary(self, host):
         try:
-            handed_over = facts.primary(primary, self.res) == primary.name
+            return facts.primary(host, self.res) == host.name
         except facts.FactUnavailable:       # it does not know the resource yet
-            handed_over = False
-        return self.targets if handed_over else self.targets[:1]
+            return False
 
     # --------------------------------------------------------------- prepare
     def prepare(self):
@@ -339,9 +340,10 @@ class Migrate(Operation):
     # ------------------------------------------------------------------ wait
     def wait(self):
         targets = self.syncing
-        # a target that holds the primary (staying, as in migrate+shrink's
-        # last stage) has nothing to sync: not waited for, not in the bar
-        syncs = [target for target in targets if target.name != self.source.name] or targets
+        # a target that holds the primary (it stays, as in migrate+shrink's
+        # last stage, or took it, in a two-phase migrate's second wait) has
+        # nothing to sync: not waited for, not in the bar
+        syncs = [target for target in targets if not self._holds_primary(target)] or targets
         self.say(f"* wait: until {agreeing([target.name for target in syncs], 'is', 'are')} "
                  "UpToDate")
         waited = wait_uptodate(self, syncs, self.size * len(syncs), f"sync {self.res}")
@@ -500,6 +502,10 @@ class Handover(Migrate):
 
     def __init__(self, ctx, res, host):
         super().__init__(ctx, res, host)
+
+    def _heading(self, wanted):
+        return (f"* handover of {self.res} from {self.source.name} to {wanted[0]}; its "
+                f"replicas stay ({', '.join(sorted(wanted))})")
 
     def _new_homes(self):
         return [target for target in self.targets[:1] if target.name != self.source.name]

@@ -1,0 +1,37 @@
+"""What `football migrate` and `football handover` say as they go, on the
+fake fleet (tests/helpers/fakefleet.py): the heading names what the run
+does (a handover moves no data; a run where the primary stays adds
+replicas), and a wait names only the targets that sync."""
+
+from tests.helpers.fakefleet import HOMES, fake_fleet, football
+
+fleet = fake_fleet
+
+
+def said(fleet, *args):
+    code, events, stderr = football(fleet, *args)
+    assert code == 0, stderr
+    return [event["text"] for event in events if event["event"] == "message"]
+
+
+def test_a_migrate_names_source_and_targets_and_waits_for_both_targets(fleet):
+    primary, secondary = HOMES["cluster2"]
+    lines = said(fleet, "migrate", "vm1", "cluster2")
+    assert f"* migrating vm1 (320 MiB) from a1 to {primary}, {secondary}" in lines, lines
+    assert f"* wait: until {primary}, {secondary} are UpToDate" in lines, lines
+
+
+def test_a_handover_says_so_and_not_that_it_migrates(fleet):
+    lines = said(fleet, "handover", "vm1", "a2")
+    assert lines[0] == "* handover of vm1 from a1 to a2; its replicas stay (a1, a2)", lines
+    assert not [line for line in lines if "migrating" in line], lines
+
+
+def test_a_two_phase_migrate_waits_for_the_new_secondary_alone_after_the_handover(fleet):
+    primary, secondary = HOMES["cluster2"]
+    lines = said(fleet, "migrate", "--two-phase", "vm1", primary, secondary)
+    waits = [line for line in lines if line.startswith("* wait:")]
+    assert waits == [f"* wait: until {primary} is UpToDate",
+                     f"* wait: until {secondary} is UpToDate"], lines
+    assert f"* prepare: replicas on {primary}, {secondary} ({primary} holds one already)" \
+        in lines, lines
