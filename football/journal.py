@@ -52,6 +52,14 @@ class Journal:
     def done(self, step):
         return step in self.data["steps"]
 
+    def open_window_started(self):
+        """When the downtime window was entered (wall clock) of a run that
+        ended inside it (`window_left_open`); None when none was left open
+        (or the journal is older than `window_started`)."""
+        if window_left_open(self.data["steps"], self.decided):
+            return self.decided.get("window_started")
+        return None
+
     def record(self, step, **decided):
         if step not in self.data["steps"]:
             self.data["steps"].append(step)
@@ -78,6 +86,18 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
                         self.path.with_suffix(".tmp"))
+
+
+def window_left_open(steps, decided):
+    """Whether a journal's run stopped inside its downtime window: it
+    entered the window (`critical-section`) and did not finish the phase,
+    and nothing ended the window since (compensation, which starts the
+    container again, writes `window_ended` after the last `window_started`;
+    journals older than `window_started` count by `window_ended` alone)."""
+    if "critical-section" not in steps or "finish" in steps:
+        return False
+    ended, started = decided.get("window_ended"), decided.get("window_started")
+    return ended is None or (started is not None and ended < started)
 
 
 def replace_durably(path, text, tmp, mode=None):

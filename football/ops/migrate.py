@@ -373,7 +373,9 @@ class Migrate(Operation):
             self.journal.record("finish")
             return
         self.say(f"* finish: handover of {self.res} to {target.name}")
-        self._downtime_gate(self.source, target)
+        down_since = self._down_since()
+        if down_since is None:
+            self._downtime_gate(self.source, target)
         self._wait_for_small_lag(target)
         if primary != target.name:
             diskstate = facts.view(target, "diskstate", self.res)
@@ -385,7 +387,7 @@ class Migrate(Operation):
         try:
             with self.holding([self.source, *self.targets, *self._old_hosts()]):
                 self.ctx.inject("finish:locked")
-                self._downtime_window(target)
+                self._downtime_window(target, down_since)
         finally:
             self._release_job_slots("handover", [self.source])
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
@@ -414,11 +416,26 @@ class Migrate(Operation):
         stop.pop(target.name, None)
         return list(stop.values())
 
-    def _downtime_window(self, target):
+    def _down_since(self):
+        """Where an earlier run ended inside its window (a crash, a kill)
+        and the container has not run on the source since: when that window
+        began. The downtime has begun then: no gate holds the container down
+        longer (a business-hours window, a pause, the screener's gate), and
+        the window counts from there."""
+        since = self.journal.open_window_started()
+        if since is None or \
+                self.hooks.container_state(host=self.source, res=self.res) == "RUNNING":
+            return None
+        self.say(f"  {self.res} is down since {time.strftime('%H:%M:%S', time.localtime(since))}"
+                 ": an earlier run ended inside its downtime window; going on now, past "
+                 "the gates")
+        return since
+
+    def _downtime_window(self, target, down_since=None):
         self._tell("tell_action", action="handover", hosts=[self.source, target])
         compensate = lambda error: restart_somewhere(  # noqa: E731
             self, [self.source, target, *self._old_hosts()], error)
-        with DowntimeWindow(self, self.source, compensate) as window:
+        with DowntimeWindow(self, self.source, compensate, down_since) as window:
             for host in self._stopped_in_window(target):
                 self.say(f"  {host.name}: stopping {self.res}")
                 self.hooks.resource_stop(host=host, res=self.res)
@@ -431,7 +448,9 @@ class Migrate(Operation):
                 raise FootballError(f"{target.name}: {self.res} is {state} after the start")
             window.ran_on(target)
         self.summary["downtime_seconds"] = window.seconds
-        self.say(f"  {self.res} runs on {target.name}; downtime {window.seconds:.2f} s")
+        self.say(f"  {self.res} runs on {target.name}; downtime {window.seconds:.2f} s"
+                 + (f" (this run's part {window.run_seconds:.2f} s)"
+                    if window.seconds != window.run_seconds else ""))
         self.ctx.inject("finish:started")
 
     # --------------------------------------------------------------- cleanup

@@ -261,6 +261,8 @@ class Shrink(Operation):
             self.say(f"  {self.primary.name}: starting {self.res} again (a run before stopped "
                      "it)")
             self.hooks.resource_start(host=self.primary, res=self.res)
+            if self.journal.open_window_started() is not None:   # it runs: that window ended
+                self.journal.decide(window_ended=time.time())
 
     def _take_shrink_slot(self):
         """A shrink slot on the primary: other resources' `-tmp` LVs and

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from football.errors import Illegal
+from football.journal import window_left_open
 from football.lifecycle import REFUSED_AS_TARGET
 from football.ops.base import check_resource_name
 from football.snapshot import observe
@@ -76,18 +77,6 @@ def select(report, kind, name, hosts):
 
 
 # ------------------------------------------------------------------- journals
-def in_downtime(steps, decided):
-    """Whether a journal's run stopped inside its downtime window: it
-    entered the window and did not finish, and the window was not ended by
-    compensation since (the container runs again: `window_ended` after the
-    last `window_started`; journals older than `window_started` count by
-    `window_ended` alone)."""
-    if "critical-section" not in steps or "finish" in steps:
-        return False
-    ended, started = decided.get("window_ended"), decided.get("window_started")
-    return ended is None or (started is not None and ended < started)
-
-
 def unfinished_operations(state_dir):
     """The journals of operations this controller started and not finished
     (`<state_dir>/journal/*.json`; finished ones end in `.done`)."""
@@ -102,7 +91,7 @@ def unfinished_operations(state_dir):
                 "targets": list(decided.get("targets") or []),
                 "origin": list(decided.get("origin") or []),
                 "started": data.get("started"), "journal": str(path),
-                "in_downtime": in_downtime(data.get("steps") or [], decided),
+                "in_downtime": window_left_open(data.get("steps") or [], decided),
                 "alive": run_alive(data.get("run"))})
         except (OSError, ValueError, AttributeError, TypeError) as error:
             operations.append({"operation": "?", "resource": "?", "steps": [], "targets": [],
@@ -125,11 +114,13 @@ def run_alive(run):
 
 def mark_running(operations, hosts):
     """An operation is running now when its process is alive (`alive`, from
-    its journal) or its owner (`<operation>-<resource>@...`) holds a lock
-    somewhere; where it is not known whether its process lives, also when it
-    holds an intent (a sync's, while it waits). An intent alone outlives its
-    run (a refused shrink keeps its slot until the lease ends), so it does
-    not make a run that ended look running."""
+    its journal). Where that is not known (an older journal, another
+    controller's run), when its owner (`<operation>-<resource>@...`) holds
+    a lock somewhere, or an intent (a sync's, while it waits). A run's locks
+    and intents outlive it (killed, it releases nothing; a refused shrink
+    keeps its slot until the lease ends), so a run whose process is gone is
+    unfinished whatever it holds: a killed migrate inside its window left
+    its container down, and "running" would have told the operator to wait."""
     for operation in operations:
         prefix = f"{operation['operation']}-{operation['resource']}@"
 
@@ -139,7 +130,7 @@ def mark_running(operations, hosts):
         locked, intended = held("locks"), held("intents")
         alive = operation.get("alive")
         operation["holding"] = sorted(locked | intended)
-        operation["state"] = "running" if alive or locked or (alive is None and intended) \
+        operation["state"] = "running" if alive or (alive is None and (locked or intended)) \
             else "unfinished"
     return operations
 
@@ -218,3 +209,32 @@ def render(report, console=None):
                                ", ".join(op["steps"]) or "-", ", ".join(op["targets"]) or "-",
                                started)
         console.print(operations)
+        for line in _unfinished_hints(report["operations"], report["resources"]):
+            console.print(line)
+
+
+def _unfinished_hints(operations, rows):
+    """What the operator does about runs that are not running: the same
+    command resumes them; one stopped inside its window may have left its
+    container down until then (the resources' rows say where it runs)."""
+    stopped = [op for op in operations if op.get("state") == "unfinished"]
+    if not stopped:
+        return []
+    hints = ["An unfinished operation goes on from where it stopped when its command runs "
+             "again (the same arguments)."]
+    for op in stopped:
+        if not op.get("in_downtime"):
+            continue
+        res = op["resource"]
+        shown = sorted(row["host"] for row in rows if row["resource"] == res)
+        running = sorted(row["host"] for row in rows
+                         if row["resource"] == res and row["container"] == "RUNNING")
+        said = f"its {op['operation']} stopped inside the downtime window"
+        if running:
+            hints.append(f"{res} runs on {', '.join(running)}; {said}: run it again to "
+                         "finish it.")
+        else:
+            hints.append((f"[red]{res} runs on none of {', '.join(shown)}[/]: " if shown else "")
+                         + f"{said}; run it again now, or start {res} where it was with "
+                         f"`football repair-vm {res} <host>`.")
+    return hints

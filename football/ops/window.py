@@ -32,12 +32,18 @@ from football.ops.base import InjectedFailure, sigint_deferred
 
 
 class DowntimeWindow:
-    def __init__(self, op, source, compensate):
+    """`down_since`: the wall-clock start of an earlier run's window that
+    this one goes on with (that run ended inside it, the container down
+    since): the window counts from there."""
+
+    def __init__(self, op, source, compensate, down_since=None):
         self.op, self.source, self.compensate = op, source, compensate
+        self.down_since = down_since
         self.saved = {}
         self.runs_on = None
         self.began = None
         self.seconds = None
+        self.run_seconds = None     # this run's part of `seconds`
         self.commands = []          # {host, argv, at, seconds, exit_code} run inside it
 
     def ran_on(self, host):
@@ -46,7 +52,7 @@ class DowntimeWindow:
 
     def __enter__(self):
         op = self.op
-        op.journal.record("critical-section", window_started=time.time())
+        op.journal.record("critical-section", window_started=self.down_since or time.time())
         for part in op.hooks.call("save_resource_state", host=self.source, res=op.res):
             self.saved.update(part)
         op._tell("section", name="downtime")
@@ -95,7 +101,9 @@ class DowntimeWindow:
         """`res` runs again on `host`: restore its state there and report the
         window (also a compensated one: the container was down)."""
         op = self.op
-        self.seconds = round(time.monotonic() - self.began, 3)
+        self.run_seconds = self.seconds = round(time.monotonic() - self.began, 3)
+        if self.down_since is not None:
+            self.seconds = round(max(self.run_seconds, time.time() - self.down_since), 3)
         self._stop_timing()
         if op.journal is not None:      # where cleanup_delay counts from
             op.journal.decide(window_ended=time.time())

@@ -260,7 +260,11 @@ def test_an_intent_left_by_a_run_that_ended_does_not_make_it_look_running():
     assert state(False) == ("unfinished", ["b1"])       # its process ended
     assert state(True) == ("running", ["b1"])           # it waits, holding its intent
     assert state(None) == ("running", ["b1"])           # not known here: the intent says so
-    assert state(False, {"football": {"owner": "shrink-vm1@ctl"}}) == ("running", ["b1", "b2"])
+    # a run killed inside its window (SIGKILL: nothing released) keeps its
+    # locks; "running" told the operator to wait while its container was down
+    assert state(False, {"football": {"owner": "shrink-vm1@ctl"}}) == \
+        ("unfinished", ["b1", "b2"])
+    assert state(None, {"football": {"owner": "shrink-vm1@ctl"}}) == ("running", ["b1", "b2"])
 
 
 def test_a_journal_names_the_process_that_wrote_it_and_status_asks_whether_it_lives(tmp_path):
@@ -320,6 +324,27 @@ def test_status_shows_each_hosts_lifecycle_beside_the_containers_it_runs(fake_fl
     render(report, Console(file=out, width=200))
     a1_row = next(line for line in out.getvalue().splitlines() if line.startswith("│ a1 "))
     assert "draining" in a1_row and "RUNNING" not in a1_row
+
+
+def test_status_tells_what_to_do_about_a_run_that_stopped_inside_its_window():
+    def shown(state, containers):
+        operation = {"operation": "migrate", "resource": "vm1", "steps": ["critical-section"],
+                     "targets": ["b1", "b2"], "started": None, "state": state,
+                     "in_downtime": True}
+        rows = [{"resource": "vm1", "host": host, "role": "", "diskstate": "", "replstate": "",
+                 "flags": "", "sync_rest": 0, "lv_size": 1 << 30, "container": container}
+                for host, container in containers.items()]
+        out = io.StringIO()
+        render({"hosts": {}, "resources": rows, "operations": [operation]},
+               Console(file=out, width=300))
+        return out.getvalue()
+    down = shown("unfinished", {"a1": "STOPPED", "a2": ""})
+    assert "vm1 runs on none of a1, a2: its migrate stopped inside the downtime window; run it " \
+        "again now, or start vm1 where it was with `football repair-vm vm1 <host>`" in down, down
+    up = shown("unfinished", {"a1": "", "b1": "RUNNING"})
+    assert "vm1 runs on b1; its migrate stopped inside the downtime window: run it again to " \
+        "finish it" in up, up
+    assert "goes on from where it stopped" not in shown("running", {"a1": "STOPPED"})
 
 
 # --- lock / unlock ---------------------------------------------------------------------

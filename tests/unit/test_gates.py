@@ -136,3 +136,73 @@ def test_a_run_waiting_for_a_hosts_lock_says_why_in_state_condition(fleet):
     assert fleet.running("vm1") == ["a1"]
     assert [change for change in fleet.changes() if change not in before
             and change[1][:2] != ("football-host", "lock")] == []
+
+
+def test_a_rerun_after_a_crash_inside_the_window_goes_on_past_the_gates(fleet):
+    """The first run stopped vm1 and crashed; the re-run comes outside
+    business hours. Holding it at the gate would keep vm1 down until the
+    window opens again (and the refusal would say "nothing was stopped"):
+    it goes on, and the downtime counts from the first run's stop."""
+    from tests.helpers.lab import MIGRATE_POINTS
+    point = MIGRATE_POINTS.index("finish:stopped") + 1
+    code, _, stderr = football(fleet, *FAST, "--debug-injection-point", str(point),
+                               "migrate", "vm1", "cluster2")
+    assert code == 1 and "finish:stopped" in stderr, stderr
+    assert fleet.running("vm1") == []
+    code, events, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "migrate",
+                                    "vm1", "cluster2")
+    assert code == 0, stderr
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert [text for text in said if "is down since" in text and "past the gates" in text], said
+    (end,) = [event for event in events if event["event"] == "downtime-end"]
+    summary = next(event for event in events if event["event"] == "summary")
+    journal = json.loads(next(Path(fleet.state_dir, "journal").glob("migrate-vm1.done"))
+                         .read_text())
+    # from the first run's stop: longer than this run's window alone
+    window = journal["decided"]["window_ended"] - journal["decided"]["window_started"]
+    assert summary["downtime_seconds"] == end["downtime_seconds"] >= round(window, 3) - 0.001
+    assert journal["started"] < journal["decided"]["window_started"]
+
+
+def test_a_rerun_after_a_crash_inside_the_window_with_the_container_running_waits(fleet):
+    """Killed after the window opened, before the stop (vm1 still runs on
+    the source): the re-run waits at the gates like any run."""
+    from tests.helpers.lab import MIGRATE_POINTS
+    point = MIGRATE_POINTS.index("finish:locked") + 1
+    code, _, stderr = football(fleet, *FAST, "--debug-injection-point", str(point),
+                               "migrate", "vm1", "cluster2")
+    assert code == 1, stderr
+    path = Path(fleet.state_dir, "journal", "migrate-vm1.json")
+    journal = json.loads(path.read_text())
+    journal["steps"].append("critical-section")           # as the window's first step
+    journal["decided"]["window_started"] = journal["started"] + 1
+    path.write_text(json.dumps(journal))
+    assert fleet.running("vm1") == ["a1"]
+    code, _, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "migrate", "vm1",
+                               "cluster2")
+    assert code == 191 and "outside business_hours 9_99" in stderr, stderr
+    assert fleet.running("vm1") == ["a1"]
+
+
+def test_a_shrink_rerun_after_a_crash_inside_the_window_starts_the_container_first(fleet):
+    """A shrink needs its copy's source running: its re-run starts vm2
+    again before the gates, and the window the crashed run left open ends
+    there (status no longer says it is inside it)."""
+    from football.journal import window_left_open
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    point = next(number for number, event in enumerate(
+        (event for event in events if event["event"] == "injection-point"), start=1)
+        if event["name"] == "finish:stopped")
+    fleet.create_resource("vm3", "a1", ["a2"], size=1 << 30)
+    code, _, stderr = football(fleet, "--debug-injection-point", str(point), "shrink", "vm3")
+    assert code == 1 and "finish:stopped" in stderr, stderr
+    path = Path(fleet.state_dir, "journal", "shrink-vm3.json")
+    journal = json.loads(path.read_text())
+    assert window_left_open(journal["steps"], journal["decided"])
+    code, _, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "shrink", "vm3")
+    assert code == 191 and "outside business_hours" in stderr, stderr
+    assert fleet.running("vm3") == ["a1"]
+    journal = json.loads(path.read_text())
+    assert not window_left_open(journal["steps"], journal["decided"])
