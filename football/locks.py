@@ -8,12 +8,19 @@ ones taken are released and the whole set is retried with backoff until
 
 An intent is the same kind of record in another directory, kept for
 `lease_time`: a planned sync (shrink) that counts against `limit_syncs`
-(`limit_shrinks`) on its host before it shows there."""
+(`limit_shrinks`) on its host before it shows there.
 
+On the controller, one run of an operation on a resource at a time
+(`one_run_at_a_time`): the host locks cannot tell two of them apart, since
+a resumed run owns its predecessor's locks (`run_owner`)."""
+
+import fcntl
 import json
+import os
 import socket
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -147,3 +154,45 @@ def live_intents(host, config, except_res=None, kind="sync"):
     return {item[len(prefix):] for item, record in held(host, INTENT_DIR, check=True).items()
             if record and now - record.get("time", 0) <= config.lease_time
             and item.startswith(prefix) and item != f"{prefix}{except_res}"}
+
+
+@contextmanager
+def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: None):
+    """Hold `<state_dir>/journal/<operation>-<res>.run` (an flock, which
+    the kernel releases when the process ends, also by kill -9) while the
+    run lasts. Another run of it on this controller (a second terminal, or
+    a screener job restarted while the first one's process still runs) is
+    waited for, said once through `on_wait`, for `lock_retry_timeout`;
+    then `Locked` (nothing changed). Same-owner host locks would let both
+    go on at once: two stops, two starts, one journal replaced under the
+    other."""
+    path = Path(state_dir) / "journal" / f"{operation}-{res}.run"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        waited = False
+        for attempt in Retrying(retry=retry_if_exception_type(Locked), reraise=True,
+                                stop=stop_after_delay(config.lock_retry_timeout),
+                                wait=wait_exponential(multiplier=0.1, max=2)):
+            with attempt:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "?"
+                    locked = Locked(f"{operation} of {res} runs already on this controller "
+                                    f"(pid {holder}); nothing changed: wait for it to end "
+                                    f"(`football status {res}`) or stop it (kill {holder}), "
+                                    "then run it again: it resumes")
+                    if not waited:
+                        on_wait(f"another run of {operation} {res} goes on (pid {holder}): "
+                                "waiting for it to end")
+                    waited = True
+                    raise locked from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()          # closing the last descriptor releases the flock

@@ -21,7 +21,7 @@ from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
                              Illegal, Interrupted)
 from football.inventory import InventoryError
-from football.locks import LockSet, RUN_LOCK, register_intent, run_owner
+from football.locks import LockSet, RUN_LOCK, one_run_at_a_time, register_intent, run_owner
 from football.transport import TransportError
 from mars.errors import MarsError
 from mars.names import check_resource
@@ -358,7 +358,16 @@ class Operation:
     # ------------------------------------------------------------------- run
     def run(self, phases=None):
         """Run `phases` (default: the whole operation) between the plugins'
-        `football_start` and `football_finished` / `football_failed`."""
+        `football_start` and `football_finished` / `football_failed`; one
+        run of it on this resource at a time on this controller (a dry run
+        changes nothing and needs no turn)."""
+        if self.res is None or self.ctx.dry_run:
+            return self._run_told(phases)
+        with one_run_at_a_time(self.config.state_dir, self.operation, self.res, self.config,
+                               on_wait=lambda text: self.say(f"  {text}")):
+            return self._run_told(phases)
+
+    def _run_told(self, phases):
         facts.forget()      # what an earlier run in this process read is not this run's
         phases = tuple(phases or self.whole)
         self._tell("football_start", args={**self.start_args(), "phases": list(phases)})

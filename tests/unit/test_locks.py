@@ -9,6 +9,7 @@ those marked `subprocess` run the installed `football-host` through the local
 transport, as Football does on a lab host."""
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -385,3 +386,45 @@ def test_a_lock_set_that_never_waited_says_nothing(a, b):
     heard = []
     LockSet("run-a", config(), on_wait=heard.append).acquire([a, b], ITEM)
     assert heard == []
+
+
+# --- one run of an operation on a resource at a time (the controller) -------------------
+
+def test_a_second_run_of_the_same_operation_waits_for_the_first_and_then_gives_up(tmp_path):
+    """Same-owner host locks let a resumed run take over its predecessor's
+    locks; two runs of `migrate vm1` at once (two terminals) both went on,
+    stopped and started vm1 twice and replaced each other's journal. The
+    first holds its turn (an flock) until its process ends, kill -9 too."""
+    import signal
+    import subprocess
+    import sys
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, types\n"
+         "from football.locks import one_run_at_a_time\n"
+         "config = types.SimpleNamespace(lock_retry_timeout=0)\n"
+         f"with one_run_at_a_time({str(tmp_path)!r}, 'migrate', 'vm1', config):\n"
+         "    print('held', flush=True)\n"
+         "    sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        config = Config(variables=["lock_retry_timeout=0.3"], environ={})
+        said = []
+        with pytest.raises(Locked, match=f"migrate of vm1 runs already on this controller "
+                                         f"\\(pid {holder.pid}\\); nothing changed"):
+            with locks.one_run_at_a_time(tmp_path, "migrate", "vm1", config, said.append):
+                pass
+        assert said == [f"another run of migrate vm1 goes on (pid {holder.pid}): waiting for "
+                        "it to end"]
+        # another resource, another operation: not held
+        with locks.one_run_at_a_time(tmp_path, "migrate", "vm2", config), \
+                locks.one_run_at_a_time(tmp_path, "shrink", "vm1", config):
+            pass
+        holder.send_signal(signal.SIGKILL)          # released by the kernel
+        holder.wait()
+        with locks.one_run_at_a_time(tmp_path, "migrate", "vm1", config):
+            assert (tmp_path / "journal" / "migrate-vm1.run").read_text() == f"{os.getpid()}\n"
+    finally:
+        holder.kill()
+        holder.wait()
