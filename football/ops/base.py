@@ -390,19 +390,23 @@ class Operation:
             return self.summary
         self.announce()
         if self.ctx.dry_run:
-            return self._dry_run()
+            return self._dry_run(phases)
         self._prepare_hosts(self.involved())
         self._run_phases(phases)
         if phases == tuple(self.whole) and self.journal is not None:
             self.journal.finish()
         return self.summary
 
-    def _dry_run(self):
+    def _dry_run(self, phases=None):
         """The commands the run would issue (`dry_run`), said and in the
-        summary; nothing changes."""
+        summary; nothing changes. A phase command's (`phases`, not the
+        whole) are its phases' only."""
         if self.journal is not None:
             self.journal.dry = True
-        self.dry_run()
+        if phases is None or tuple(phases) == tuple(self.whole):
+            self.dry_run()
+        else:
+            self.dry_run(tuple(phases))
         self.summary["would_run"] = [{"host": name, "argv": argv}
                                      for name, argv in self.ctx.planner.commands]
         return self.summary

@@ -77,6 +77,8 @@ class Migrate(Operation):
         self.members = facts.members(self.source, self.res)
         self.size = int(facts.view(self.source, "sync-size", self.res) or 0)
         decided = self.journal.decided.get("targets")
+        if decided and not self._asks_for(decided):
+            self._refuse_other_targets(decided)
         if decided:
             self.targets = [self.host(name) for name in decided]
             self.say(f"* resuming {self.operation} of {self.res} to {', '.join(decided)}")
@@ -97,6 +99,26 @@ class Migrate(Operation):
                                   "target or free space there")
         self._plugin_checks()
         return inv
+
+    def _asks_for(self, decided):
+        """Whether this command asks for the targets an unfinished run
+        decided (`decided`): a cluster's hosts (placement may rank them
+        otherwise now), or the same host(s)."""
+        clusters = self.ctx.inventory.clusters
+        if self.target_name in clusters:
+            return set(decided) <= set(clusters[self.target_name])
+        return decided == [self.target_name, *([self.secondary_name] if self.secondary_name
+                                               else [])]
+
+    def _refuse_other_targets(self, decided):
+        path = self.journal.path
+        asked = " ".join(name for name in (self.target_name, self.secondary_name) if name)
+        steps = ", ".join(self.journal.data["steps"]) or "none"
+        raise Illegal(f"{self.res} has an unfinished {self.operation} to {', '.join(decided)} "
+                      f"(steps done: {steps}), not to {asked}; nothing changed. `football "
+                      f"{self.operation} {self.res} {' '.join(decided)}` finishes it. To go to "
+                      f"{asked} instead, set it aside (mv {path} {path}.abandoned) and run this "
+                      "again: its cleanup removes the replicas the unfinished one made")
 
     def _new_homes(self):
         """The targets this run places the resource on."""
@@ -153,8 +175,10 @@ class Migrate(Operation):
         if whole and self.pre_hand and not Journal(self.config.state_dir, self.operation,
                                                    self.res).data["steps"]:
             self.discover()         # what would refuse the migrate refuses before the hand
-            if self.source.name != self.pre_hand or \
-                    Journal(self.config.state_dir, Handover.operation, self.res).resumed:
+            # a re-run after the migrate (its post-hand crashed) hands nothing before
+            arrived = set(self.members) == {target.name for target in self.targets}
+            if not arrived and (self.source.name != self.pre_hand or Journal(
+                    self.config.state_dir, Handover.operation, self.res).resumed):
                 self.say(f"* pre-hand: {self.res} to {self.pre_hand}")
                 Handover(self.ctx, self.res, self.pre_hand).run(Handover.whole)
             self.source_hint = None              # it moved: discover it again
@@ -166,7 +190,7 @@ class Migrate(Operation):
             return self._post_hand() if whole else self.summary
         self.say(self._heading(wanted))
         if self.ctx.dry_run:
-            return self._dry_run()
+            return self._dry_run(phases)
         self.journal.decide(targets=wanted, origin=self.origin)
         self._prepare_hosts([self.source, *self.targets, *self._old_hosts()])
         if self.two_phase and list(phases) == list(PHASES) and len(self.targets) > 1:
@@ -213,7 +237,7 @@ class Migrate(Operation):
         `phases`), as a run would issue them from the state now."""
         planned, attempt = self.ctx.planned, self.ctx.planner.attempt
         cluster = set(facts.cluster_hosts(self.source))
-        for target in self.targets:
+        for target in self.targets if "prepare" in phases else []:
             if self.res in facts.my_resources(target):
                 continue
             if target.name not in cluster:      # its cluster comes along
@@ -223,7 +247,7 @@ class Migrate(Operation):
                 self.hooks.lv_create(host=planned(target), lv=self.res, size=self.size)
             planned(target).run(self._join_argv(target))
         target = self.targets[0]
-        if facts.primary(self.source, self.res) != target.name:
+        if "finish" in phases and facts.primary(self.source, self.res) != target.name:
             for host in self._stopped_in_window(target):
                 attempt(lambda: self.hooks.resource_stop(host=planned(host), res=self.res))
             attempt(lambda: self.hooks.resource_start(host=planned(target), res=self.res))
@@ -460,7 +484,7 @@ class Migrate(Operation):
                {target.name for target in self.targets}]
         if not self.config.cleanup_old_replicas or not old:
             self._split_clusters()
-            self.journal.record("cleanup")
+            self._cleaned_up()
             return
         self.say(f"* cleanup: removing the replicas on {', '.join(host.name for host in old)}")
         for host in old:
@@ -475,7 +499,16 @@ class Migrate(Operation):
                            f"LV {host.vg}/{self.res} on {host.name} to be free")
             self.ctx.inject("cleanup:lv-removed")
         self._split_clusters()
+        self._cleaned_up()
+
+    def _cleaned_up(self):
+        """The old replicas are gone: once the handover is done, the migrate
+        is complete, also when its phases ran as commands of their own (a
+        journal left open would be resumed by the next migrate, to these
+        targets, whatever it asked for)."""
         self.journal.record("cleanup")
+        if self.journal.done("finish"):
+            self.journal.finish()
 
     def _members_now(self):
         primary = self.targets[0]
@@ -528,6 +561,9 @@ class Handover(Migrate):
 
     def _new_homes(self):
         return [target for target in self.targets[:1] if target.name != self.source.name]
+
+    def _asks_for(self, decided):
+        return decided[0] == self.target_name
 
     def _place(self):
         target = self.host(self.target_name)

@@ -157,25 +157,49 @@ class Shrink(Operation):
         return (f"it has {mib(self.old_size)}, the asked {self.asked} means "
                 f"{mib(self.new_size)} ({mib(self.used)} used): not smaller")
 
+    def _giving_up(self):
+        """shrink-cleanup of a shrink that never reached its window (the
+        resource is as it was): its copy goes, nothing is shrunk or synced."""
+        return self.phases in (("cleanup",), ("wait", "cleanup")) and \
+            self.new_size is not None and self._exists() and not self._recreated()
+
     def announce(self):
-        if self.new_size is not None:
+        if self._giving_up():
+            self.say(f"* giving up the shrink of {self.res}: it stays at "
+                     f"{mib(int(facts.view(self.primary, 'sync-size', self.res) or 0))}; "
+                     f"removing its copy ({self.tmp}) on "
+                     f"{', '.join(host.name for host in self.members)}")
+        elif self.new_size is not None:
             self.say(f"* shrinking {self.res} from {mib(self.old_size)} to {mib(self.new_size)} "
                      f"on {', '.join(host.name for host in self.members)}")
 
-    def dry_run(self):
-        """The commands of the whole shrink from the state now: prepare,
-        finish (its window and the re-joins) and cleanup."""
+    def dry_run(self, phases=PHASES):
+        """The commands of the shrink (of those of its phases in `phases`)
+        from the state now: prepare, finish (its window and the re-joins)
+        and cleanup."""
         planned, attempt = self.ctx.planned, self.ctx.planner.attempt
         primary = planned(self.primary)
         if self.new_size is None:           # giving up a prepared shrink
-            self._remove_leftovers(via=planned)
+            if "cleanup" in phases:
+                self._remove_leftovers(via=planned)
             return
-        for host in self.members:
-            self.hooks.lv_create(host=planned(host), lv=self.tmp, size=self.new_size)
-        primary.run(self._mkfs_argv(self.hooks.lv_path(host=self.primary, lv=self.tmp)))
-        for argv in self._mount_tmp_argvs():
-            primary.run(argv)
-        for _ in range(3 if self.config.max_rsync_downtime else 2):     # first, warm, probe
+        if "prepare" in phases:
+            for host in self.members:
+                self.hooks.lv_create(host=planned(host), lv=self.tmp, size=self.new_size)
+            primary.run(self._mkfs_argv(self.hooks.lv_path(host=self.primary, lv=self.tmp)))
+            for argv in self._mount_tmp_argvs():
+                primary.run(argv)
+            self._copy_commands(primary)                                # first
+        if "finish" in phases:
+            self._finish_commands(planned, attempt, primary)
+        if "cleanup" in phases:
+            for host in self.members:
+                self.hooks.lv_remove(host=planned(host), lv=self.preshrink)
+
+    def _finish_commands(self, planned, attempt, primary):
+        """Dry run: the finish phase's commands (warm and probe copies, the
+        window, the re-joins)."""
+        for _ in range(2 if self.config.max_rsync_downtime else 1):     # warm, probe
             self._copy_commands(primary)
         if self.hooks.resource_stop_vm(host=primary, res=self.res) is None:
             self.hooks.container_stop(host=primary, res=self.res)
@@ -191,8 +215,6 @@ class Shrink(Operation):
         attempt(lambda: self.hooks.resource_start(host=primary, res=self.res))
         for host in self.secondaries:
             planned(host).run(self._create_argv(host, "join-resource"))
-        for host in self.members:
-            self.hooks.lv_remove(host=planned(host), lv=self.preshrink)
 
     def _copy_commands(self, primary):
         """Dry run: one copy pass (rsync, then the quota limits)."""
@@ -518,7 +540,7 @@ class Shrink(Operation):
 
     # ------------------------------------------------------------------ wait
     def wait(self):
-        if self.secondaries:
+        if self.secondaries and not self._giving_up():
             names = [host.name for host in self.secondaries]
             self.say(f"* wait: until {agreeing(names, 'holds', 'hold')} the shrunk {self.res}")
             size = self.new_size or int(facts.view(self.primary, "sync-size", self.res) or 0)

@@ -17,7 +17,7 @@ those hosts accept resources again."""
 
 from football.errors import Illegal
 from football.planner.balance import placements
-from football.planner.moves import TIB, Move, kind_of, refusal, sync_bytes
+from football.planner.moves import TIB, Move, kind_of, refusal, size_text, sync_bytes
 from football.planner.plan import Plan
 from football.planner.score import Evaluator, moved
 
@@ -72,7 +72,7 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                 if best_key is None or key < best_key:
                     best, best_key = target, key
         if best is None:
-            lacking.append((res, f"{resource.lv_size >> 30} GiB, no cluster of active hosts "
+            lacking.append((res, f"{size_text(resource.lv_size)}, no cluster of active hosts "
                                  f"has room (e.g. {last_refusal})"))
             continue
         moves.append(Move(res, kind_of(resource, best), resource.replicas, best,

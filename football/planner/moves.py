@@ -89,6 +89,12 @@ def sync_bytes(resource, target):
     return resource.lv_size * len(set(target) - set(resource.replicas))
 
 
+def size_text(size):
+    """A size as an operator reads it: MiB below a GiB ("0 GiB" read as
+    if it fitted anywhere), else GiB with a decimal."""
+    return f"{size / (1 << 30):,.1f} GiB" if size >= 1 << 30 else f"{size >> 20} MiB"
+
+
 def refusal(fleet, res, target, settings, accepting=()):
     """Why `res` cannot have the replicas `target` in `fleet` (a hard limit),
     or None."""
@@ -107,8 +113,10 @@ def refusal(fleet, res, target, settings, accepting=()):
         if not host.accepts and name not in accepting:
             return f"{name} is {host.lifecycle}"
         if gains_replica and host.vg_free - resource.lv_size < settings.placement_min_free:
-            return (f"{name}: {host.vg_free >> 30} GiB VG free, {res} needs "
-                    f"{resource.lv_size >> 30} GiB")
+            return (f"{name}: {size_text(host.vg_free)} VG free, {res} needs "
+                    f"{size_text(resource.lv_size)}"
+                    + (f" and placement_min_free keeps {size_text(settings.placement_min_free)}"
+                       if settings.placement_min_free else ""))
         if gains_container:
             if host.max_containers and fleet.containers[name] + 1 > host.max_containers:
                 return f"{name}: {fleet.containers[name]} of max_containers {host.max_containers}"

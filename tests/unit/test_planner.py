@@ -289,7 +289,7 @@ def test_capacity_lacking_fails_the_whole_evacuation_listing_what_does_not_fit()
         plan_evacuation(fleet, ["a1", "a2"], DEFAULTS, NOW)
     assert [res for res, _ in lacking.value.lacking] == ["vm2"]
     assert lacking.value.exit_code == 191
-    assert "vm2: 10 GiB" in str(lacking.value) and "\n" not in str(lacking.value)
+    assert "vm2: 10.0 GiB" in str(lacking.value) and "\n" not in str(lacking.value)
 
 
 @pytest.mark.parametrize("hosts, message", [
@@ -324,7 +324,7 @@ def test_a_move_says_its_command_and_what_it_needs_again_before_it_runs():
     assert migrate.unmet(fleet.with_lifecycle(["b2"], "draining"), DEFAULTS) == "b2 is draining"
     full = Fleet(dict(fleet.hosts, b2=FleetHost(**{**fleet.hosts["b2"].__dict__,
                                                    "vg_free": 0})), fleet.resources)
-    assert "b2: 0 GiB VG free" in migrate.unmet(full, DEFAULTS)
+    assert "b2: 0 MiB VG free, vm1 needs 1.0 GiB" in migrate.unmet(full, DEFAULTS)
 
 
 def test_a_plan_is_saved_and_loaded_by_id_and_expires(tmp_path):
