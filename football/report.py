@@ -10,8 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (BarColumn, DownloadColumn, Progress, ProgressColumn, TextColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 
 class Reporter:
@@ -35,11 +36,14 @@ class Reporter:
 
     def event(self, kind, **fields):
         record = {"event": kind, "time": round(time.time(), 3), **fields}
+        # in the order written, not sorted: a summary's phases are in the
+        # order they ran (`screener show` listed them alphabetically)
+        line = json.dumps(record) + "\n"
         if self._log:
-            self._log.write(json.dumps(record, sort_keys=True) + "\n")
+            self._log.write(line)
         if self.as_json:
             try:
-                self.stream.write(json.dumps(record, sort_keys=True) + "\n")
+                self.stream.write(line)
                 self.stream.flush()
             except BrokenPipeError:
                 self._reader_gone()
@@ -89,14 +93,28 @@ class Reporter:
             self._log = None
 
 
+class RateColumn(ProgressColumn):
+    """The bar's rate in MiB/s, as the summary says it (rich's own says
+    MB/s, and "?" of a sync that ended before its second poll: then the
+    average over the bar's time)."""
+
+    def render(self, task):
+        speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed:
+            speed = task.completed / task.elapsed
+        return Text("?" if speed is None else f"{speed / (1 << 20):,.0f} MiB/s",
+                    style="progress.data.speed")
+
+
 class SyncProgress:
     def __init__(self, reporter, description, total):
         self.reporter, self.description, self.total = reporter, description, total
         self.bar = None
         self.last_event = 0.0
         if not reporter.as_json:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                TransferSpeedColumn(), TimeRemainingColumn(),
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                DownloadColumn(binary_units=True), RateColumn(),
+                                TimeRemainingColumn(),
                                 console=reporter.console, transient=False)
             self.task = self.bar.add_task(description, total=total)
 
@@ -136,7 +154,12 @@ def summary_line(summary):
     parts = [sync_phrase(summary)] if summary.get("synced_bytes") or \
         summary.get("copied_bytes") else []
     if summary.get("downtime_seconds") is not None:
-        parts.append(f"downtime {summary['downtime_seconds']:.2f} s")
+        hands = ", ".join(f"{name} {summary[key]:.2f} s" for name, key in
+                          (("pre-hand", "pre_hand_downtime_seconds"),
+                           ("post-hand", "post_hand_downtime_seconds"))
+                          if summary.get(key) is not None)
+        parts.append(f"downtime {summary['downtime_seconds']:.2f} s"
+                     + (f" (and its handovers' {hands})" if hands else ""))
     if "moves" in summary:
         count = len(summary["moves"])
         states = Counter((summary.get("jobs") or {}).values())

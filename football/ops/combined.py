@@ -146,7 +146,7 @@ class MigrateShrink(Operation):
     def _stage_of(self, name):
         """(the operation of stage `name`, the phases it runs or None: all)."""
         if name == "migrate":
-            return Migrate(self.ctx, self.res, self.primary_name), None
+            return _alone(Migrate(self.ctx, self.res, self.primary_name)), None
         if name == "shrink":
             return Shrink(self.ctx, self.res, self.size), None
         return Migrate(self.ctx, self.res, self.primary_name, self.secondary_name), None
@@ -196,10 +196,18 @@ class MigrateShrinkBack(MigrateShrink):
 
     def _stage_of(self, name):
         if name == "migrate":       # the original replicas stay: they re-join the shrunk one
-            return Migrate(self.ctx, self.res, self.primary_name), ("prepare", "wait", "finish")
+            return _alone(Migrate(self.ctx, self.res, self.primary_name)), \
+                ("prepare", "wait", "finish")
         if name == "shrink":
             return Shrink(self.ctx, self.res, self.size), None
         return Migrate(self.ctx, self.res, *self.origin[:2]), None
 
     def back(self):
         self._stage("back", *self._stage_of("back"))
+
+
+def _alone(stage):
+    """A stage that migrates to the new primary alone on purpose (the
+    combined operation said so): no warning about one replica."""
+    stage.warn_alone = False
+    return stage

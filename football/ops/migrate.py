@@ -42,6 +42,8 @@ class Migrate(Operation):
     operation = "migrate"
     plan_check = "check_migrate"    # the hook that judges the targets during discovery
     whole = PHASES                  # running these completes the operation: journal done
+    warn_alone = True               # a target alone is said (a combined stage means it)
+    hands_over_only = False         # a handover: no replicas made, one host asked
 
     def __init__(self, ctx, res, target, target_secondary=None, two_phase=False,
                  pre_hand=None, post_hand=None):
@@ -114,11 +116,13 @@ class Migrate(Operation):
         path = self.journal.path
         asked = " ".join(name for name in (self.target_name, self.secondary_name) if name)
         steps = ", ".join(self.journal.data["steps"]) or "none"
+        again = " ".join(decided[:1] if self.hands_over_only else decided)
         raise Illegal(f"{self.res} has an unfinished {self.operation} to {', '.join(decided)} "
                       f"(steps done: {steps}), not to {asked}; nothing changed. `football "
-                      f"{self.operation} {self.res} {' '.join(decided)}` finishes it. To go to "
+                      f"{self.operation} {self.res} {again}` finishes it. To go to "
                       f"{asked} instead, set it aside (mv {path} {path}.abandoned) and run this "
-                      "again: its cleanup removes the replicas the unfinished one made")
+                      "again" + ("" if self.hands_over_only else
+                                 ": its cleanup removes the replicas the unfinished one made"))
 
     def _new_homes(self):
         """The targets this run places the resource on."""
@@ -180,7 +184,8 @@ class Migrate(Operation):
             if not arrived and (self.source.name != self.pre_hand or Journal(
                     self.config.state_dir, Handover.operation, self.res).resumed):
                 self.say(f"* pre-hand: {self.res} to {self.pre_hand}")
-                Handover(self.ctx, self.res, self.pre_hand).run(Handover.whole)
+                before = Handover(self.ctx, self.res, self.pre_hand).run(Handover.whole)
+                self.summary["pre_hand_downtime_seconds"] = before["downtime_seconds"]
             self.source_hint = None              # it moved: discover it again
         self.discover()
         wanted = [target.name for target in self.targets]
@@ -189,6 +194,11 @@ class Migrate(Operation):
             self.say(f"{self.res} is already on {', '.join(wanted)}: nothing to do")
             return self._post_hand() if whole else self.summary
         self.say(self._heading(wanted))
+        if self.warn_alone and len(wanted) == 1 and len(self.members) > 1:
+            self.ctx.reporter.warning(
+                f"no secondary named: {self.res} ends with one replica, on {wanted[0]} (the "
+                f"replicas on {', '.join(n for n in self.members if n != wanted[0])} go with "
+                f"cleanup); for two: football migrate {self.res} {wanted[0]} <secondary>")
         if self.ctx.dry_run:
             return self._dry_run(phases)
         self.journal.decide(targets=wanted, origin=self.origin)
@@ -550,6 +560,7 @@ class Handover(Migrate):
 
     operation = "handover"
     plan_check = None               # check_handover alone judges it
+    hands_over_only = True
     whole = ("finish",)
 
     def __init__(self, ctx, res, host):

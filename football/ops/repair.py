@@ -164,9 +164,11 @@ class RepairVm(Repair):
         if not self.running:
             return None
         where = self.running[0]
-        return (f"it runs on {where.name}" +
-                ("" if where in self.candidates else
-                 f" (to move it there use football handover {self.res} <host>)"))
+        if where in self.candidates:
+            return f"it runs on {where.name}"
+        wanted = self.candidates[0].name
+        return (f"it runs on {where.name}, not on {wanted}; to move it to {wanted}: "
+                f"football handover {self.res} {wanted}")
 
     def dry_run(self):
         """The commands of a run in which the first candidate starts it."""

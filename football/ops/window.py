@@ -94,8 +94,9 @@ class DowntimeWindow:
             raise Interrupted(f"{op.operation} of {op.res} interrupted inside the downtime "
                               f"window; {op.res} runs again on {runs_on.name}. Re-run the same "
                               "command to resume") from None
-        raise Serious(f"{op.operation} of {op.res} failed inside the downtime window: {error}; "
-                      f"{op.res} runs again on {runs_on.name}") from None
+        # what runs where first: the error may end in a command's stderr
+        raise Serious(f"{op.operation} of {op.res} failed inside the downtime window; {op.res} "
+                      f"runs again on {runs_on.name}. The failure: {error}") from None
 
     def _end(self, host):
         """`res` runs again on `host`: restore its state there and report the
@@ -130,8 +131,9 @@ def restart_somewhere(op, hosts, error):
         except Exception as restart_error:       # keep trying the others
             op.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
     names = " ".join(host.name for host in hosts)
-    raise Critical(f"{op.operation} of {op.res} failed inside the downtime window: {error}; "
-                   f"{op.res} is NOT running anywhere. Run football repair-vm {op.res} {names}")
+    raise Critical(f"{op.operation} of {op.res} failed inside the downtime window; {op.res} is "
+                   f"NOT running anywhere. Run football repair-vm {op.res} {names}. The "
+                   f"failure: {error}")
 
 
 def _stop_elsewhere(op, hosts):

@@ -35,3 +35,13 @@ def test_a_two_phase_migrate_waits_for_the_new_secondary_alone_after_the_handove
                      f"* wait: until {secondary} is UpToDate"], lines
     assert f"* prepare: replicas on {primary}, {secondary} ({primary} holds one already)" \
         in lines, lines
+
+
+def test_a_handover_asked_elsewhere_than_an_unfinished_one_names_both(fleet):
+    code, _, stderr = football(fleet, "--debug-injection-point", "1", "handover", "vm1", "a2")
+    assert code == 1, stderr
+    code, _, stderr = football(fleet, "handover", "vm1", "a1")
+    assert code == 191, stderr
+    assert "vm1 has an unfinished handover to a2, a1 (steps done: none), not to a1; nothing " \
+        "changed. `football handover vm1 a2` finishes it" in stderr, stderr
+    assert "cleanup" not in stderr, stderr        # a handover made no replicas

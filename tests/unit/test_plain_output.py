@@ -202,9 +202,16 @@ def test_a_plain_migrate_says_its_phases_and_ends_with_its_summary_line(
     _, stderr = football_plain(fleet, *args)
     assert_in_order(stderr, *trail)
     summary = summary_of(stderr)
+    # the handovers before and after are downtimes of their own
+    hands = r" \(and its handovers' pre-hand \d+\.\d\d s, post-hand \d+\.\d\d s\)" \
+        if "--pre-hand" in args else ""
     assert re.fullmatch(rf"summary: vm1: {SYNCED.format(synced, synced)} \(zeros and equal "
-                        rf"chunks do not\); {DOWNTIME}; phases: prepare \d+\.\d s, "
+                        rf"chunks do not\); {DOWNTIME}{hands}; phases: prepare \d+\.\d s, "
                         r"wait \d+\.\d s, finish \d+\.\d s, cleanup \d+\.\d s", summary), summary
+    # a host alone leaves one replica: said, since the old pair goes
+    alone = "warning: no secondary named: vm1 ends with one replica, on b1 (the replicas on " \
+        "a1, a2 go with cleanup); for two: football migrate vm1 b1 <secondary>"
+    assert (alone in stderr) == (args == ["migrate", "vm1", "b1"]), stderr
     assert_placed(fleet, *placed)
 
 
@@ -424,6 +431,8 @@ NOTHING_TO_DO = [
                                "(100 MiB used): nothing to do"), "summary: vm2: nothing done"),
     (["restore", "a1"], "a1 active already: nothing to do", "summary: a1: nothing done"),
     (["repair-vm", "vm1", "a1"], "vm1: it runs on a1: nothing to do", None),
+    (["repair-vm", "vm1", "a2"], ("vm1: it runs on a1, not on a2; to move it to a2: football "
+                                  "handover vm1 a2: nothing to do"), None),
     (["lv-cleanup", "vm1"], "vm1: no LV of it is a leftover: nothing to do", None),
     (["lv-cleanup", "vm7"], "vm7: no host of the inventory has an LV named vm7: nothing to do",
      None),
@@ -502,7 +511,8 @@ def test_a_shrink_failing_in_its_window_exits_198_says_it_runs_again_and_a_re_ru
     fleet.fail_next["create-resource"] = 1
     _, stderr = football_plain(fleet, "shrink", "vm2", code=198)
     assert "football: shrink of vm2 failed inside the downtime window" in stderr, stderr
-    assert lines_of(stderr)[-1].endswith("vm2 runs again on a1"), stderr
+    assert "football: shrink of vm2 failed inside the downtime window; vm2 runs again on a1. " \
+        "The failure: " in stderr, stderr
     assert fleet.running("vm2") == ["a1"]
     _, stderr = football_plain(fleet, "shrink", "vm2")
     assert "* finish: vm2 is on its shrunk volume" in stderr, stderr
@@ -729,6 +739,9 @@ def test_a_dry_run_prints_the_commands_it_would_run_and_changes_nothing(fleet, a
     before = len(fleet.changes())
     _, stderr = football_plain(fleet, "--dry-run", *args)
     assert_in_order(stderr, *(with_roots(fleet, line) for line in would_run))
+    count = stderr.count("would run on ")
+    assert lines_of(stderr)[-1] == f"dry run: {count} command{'' if count == 1 else 's'} would " \
+        "run; nothing was changed", stderr
     assert fleet.changes()[before:] == []
     assert_placed(fleet, "a1", ["a2"])
     assert_placed(fleet, "a1", ["a2"], "vm2")
@@ -823,6 +836,9 @@ def test_an_evacuation_shows_in_status_and_the_screener_and_restore_brings_it_ba
     stdout, _ = football_plain(fleet, "screener", "show", job)
     assert re.search(r"^job \S+: football .* migrate vm1 b\d b\d$", stdout, re.MULTILINE), stdout
     assert re.search(r"^\d\d:\d\d:\d\d summary: vm1: replicas of 640 MiB synced", stdout,
+                     re.MULTILINE), stdout
+    # the job's phases in the order they ran (its stored summary had them sorted)
+    assert re.search(r"phases: prepare \S+ s, wait \S+ s, finish \S+ s, cleanup \S+ s$", stdout,
                      re.MULTILINE), stdout
     assert lines_of(stdout)[-1] == "result: done (exit 0)", stdout
     _, stderr = football_plain(fleet, *JOBS_POLL, "evacuate", "a1", "--execute")
