@@ -67,7 +67,22 @@ class MigrateShrink(Operation):
             self.primary_name, self.secondary_name = decided["primary"], decided["secondary"]
             self.origin = decided["origin"]
             self.already = False
+            self._refuse_other_targets()
         self.summary.update(primary=self.primary_name, secondary=self.secondary_name)
+
+    def _refuse_other_targets(self):
+        """`Illegal` when this command asks for other hosts than the
+        unfinished run's (it went on to those, whatever was asked)."""
+        decided = [name for name in (self.primary_name, self.secondary_name) if name]
+        asked = self.target_names
+        cluster = self.ctx.inventory.clusters.get(asked[0])
+        if (set(decided) <= set(cluster) and len(asked) == 1) if cluster else decided == asked:
+            return
+        steps = ", ".join(self.journal.data["steps"]) or "none"
+        raise Illegal(f"{self.res} has an unfinished {self.operation} to {', '.join(decided)} "
+                      f"(stages done: {steps}), not to {' '.join(asked)}; nothing changed. "
+                      f"`football {self.operation} {self.res} {' '.join(decided)}"
+                      f"{' ' + self.size if self.size else ''}` finishes it")
 
     def nothing_to_do(self):
         if self.already and not self.journal.data["steps"]:

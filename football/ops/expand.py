@@ -60,7 +60,13 @@ class Expand(Operation):
             raise Illegal(f"{self.primary.name}: {self.res} is not mounted at {self.mountpoint}; "
                           "expand grows a running container's filesystem; nothing changed")
         _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
-        self.new_size = self.journal.decided.get("size") or \
+        decided = self.journal.decided
+        if decided.get("asked", self.asked) != self.asked:
+            raise Illegal(f"{self.res} has an unfinished expand to {mib(decided['size'])} (asked "
+                          f"{decided['asked']}), not {self.asked}; nothing changed. `football "
+                          f"expand {self.res} {decided['asked']}` finishes it; then expand again "
+                          f"with {self.asked}")
+        self.new_size = decided.get("size") or \
             new_size(self.target, self.used, self.config.min_space)
         self.summary.update(old_size=self.journal.decided.get("old_size", self.size),
                             new_size=self.new_size)
@@ -103,7 +109,8 @@ class Expand(Operation):
         return [] if phase == "wait" else self.members
 
     def involved(self):
-        self.journal.decide(size=self.new_size, old_size=self.summary["old_size"])
+        self.journal.decide(size=self.new_size, old_size=self.summary["old_size"],
+                            asked=self.journal.decided.get("asked", self.asked))
         return self.members
 
     # ---------------------------------------------------------------- phases

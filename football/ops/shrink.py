@@ -72,6 +72,7 @@ class Shrink(Operation):
     def __init__(self, ctx, res, size=None):
         super().__init__(ctx, res)
         self.asked = str(size if size is not None else ctx.config.shrink_percent)
+        self.size_given = size is not None     # a phase command may leave it to the journal
         self.target = parse_target(self.asked)
         self.tmp, self.preshrink = f"{self.res}{TMP}", f"{self.res}{PRESHRINK}"
         self.summary.update({"old_size": None, "new_size": None, "downtime_seconds": None,
@@ -104,6 +105,13 @@ class Shrink(Operation):
             reachable(host)
         self.mountpoint = self.primary.mountpoint(self.res)
         self.tmp_mountpoint = self.mountpoint + TMP
+        if "size" in decided and self.size_given and decided.get("asked", self.asked) != self.asked:
+            raise Illegal(f"{self.res} has an unfinished shrink to {mib(decided['size'])} (asked "
+                          f"{decided['asked']}; steps done: "
+                          f"{', '.join(self.journal.data['steps']) or 'none'}), not {self.asked}; "
+                          f"nothing changed. `football shrink {self.res} {decided['asked']}` "
+                          f"finishes it (before its downtime, `football shrink-cleanup "
+                          f"{self.res}` gives it up); then shrink again with {self.asked}")
         if "size" in decided:
             self.old_size, self.new_size = decided["old_size"], decided["size"]
         elif self.phases in (("cleanup",), ("wait", "cleanup")):
@@ -224,6 +232,8 @@ class Shrink(Operation):
 
     def involved(self):
         sizes = {"size": self.new_size, "old_size": self.old_size} if self.new_size else {}
+        if sizes and "asked" not in self.journal.decided:      # what a re-run must ask again
+            sizes["asked"] = self.asked
         self.journal.decide(**sizes, primary=self.primary.name,
                             secondaries=[host.name for host in self.secondaries])
         return self.members

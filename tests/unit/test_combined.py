@@ -166,3 +166,21 @@ def test_a_combined_run_resumes_after_a_crash_at_every_injection_point(
         except AssertionError as error:
             raise AssertionError(f"after point {number} ({name}): {error}") from None
         assert len(shrinks(fleet)) - before == 1, f"after point {number} ({name}): shrunk twice"
+
+
+def test_migrate_shrink_asked_elsewhere_than_an_unfinished_one_is_refused_naming_both(fleet):
+    """A re-run to other hosts went on to the journal's, silently."""
+    code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 0, stderr
+    fresh_vm2(fleet)
+    point = points_of(events).index("combined:migrate") + 1
+    code, _, stderr = football(fleet, "--debug-injection-point", str(point),
+                               "migrate+shrink", "vm2", "cluster2")
+    assert code == 1, stderr
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "a2")
+    assert code == 191, stderr
+    assert "vm2 has an unfinished migrate+shrink to b1, b2 (stages done: none), not to a2; " \
+        "nothing changed. `football migrate+shrink vm2 b1 b2` finishes it" in stderr, stderr
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "b1", "b2")

@@ -359,6 +359,30 @@ def test_shrink_cleanup_after_shrink_prepare_gives_the_shrink_up_and_says_what_i
     assert_placed(fleet, "a1", ["a2"], "vm2")
 
 
+def test_a_shrink_asked_another_size_than_an_unfinished_one_is_refused_naming_both(fleet):
+    """A re-run with another size went on with the journal's, silently."""
+    football_plain(fleet, "shrink-prepare", "vm2", "400m")
+    before = len(fleet.changes())
+    _, stderr = football_plain(fleet, "shrink", "vm2", "500m", code=191)
+    assert "football: vm2 has an unfinished shrink to 400 MiB (asked 400m; steps done: " \
+        "prepare), not 500m; nothing changed. `football shrink vm2 400m` finishes it" in stderr, \
+        stderr
+    assert fleet.changes()[before:] == []
+    football_plain(fleet, "shrink-finish", "vm2")        # a phase command may leave it out
+    football_plain(fleet, "shrink", "vm2", "400m")
+    assert fleet.resources["vm2"].size == 400 * MIB
+
+
+def test_an_expand_asked_another_size_than_an_unfinished_one_is_refused_naming_both(fleet):
+    _, stderr = football_plain(fleet, "--debug-injection-point", "1", "expand", "vm1", "1g",
+                               code=1)
+    _, stderr = football_plain(fleet, "expand", "vm1", "2g", code=191)
+    assert "football: vm1 has an unfinished expand to 1,024 MiB (asked 1g), not 2g; nothing " \
+        "changed. `football expand vm1 1g` finishes it" in stderr, stderr
+    football_plain(fleet, "expand", "vm1", "1g")
+    assert fleet.resources["vm1"].size == GIB
+
+
 def test_a_given_up_shrink_does_not_claim_a_sync_in_its_summary(fleet):
     """It said "* shrinking vm2 from 1,024 MiB to 320 MiB", waited for a2 to
     hold "the shrunk vm2" and claimed "replicas of 320 MiB synced"."""
