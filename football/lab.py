@@ -304,7 +304,12 @@ class Lab:
             raise LabFailed(f"{res} has no designated primary in the lab; start it with "
                             f"`football lab exec <host> -- marsadm primary {res}`")
         host = hosts[where]
-        if self.hooks.container_state(host=host, res=res) != "RUNNING":
+        stale = labmanager.stale_source(host, res)
+        if stale:
+            self.echo(f"{where}: {res} is mounted from {stale}, a device that crashed with "
+                      "marsd (what runs on it writes nowhere): starting it again on its device")
+            self.hooks.resource_start(host=host, res=res)
+        elif self.hooks.container_state(host=host, res=res) != "RUNNING":
             self.echo(f"{where}: starting {res}")
             self.hooks.resource_start(host=host, res=res)
         if wait_sync:

@@ -94,6 +94,7 @@ class Primary:
         self.rotations = "0"            # the log-rotate wish last carried out
         self.device_size = None         # the size the device was brought up with or grown to
         self.open_count = 0             # users of the device, as last counted
+        self.stale_in_use = set()       # loops of a crashed device still mounted: no device yet
         self.logged = 0                 # bytes the device process logged, at the last checkpoint
         self.log_position = None        # [logfile, position] at the last checkpoint
 
@@ -128,6 +129,7 @@ class Primary:
                     log.warning("%s: %s", self.res, exc)
             else:
                 log.warning("%s: stale %s is still in use (mounted?): unmount it", self.res, loop)
+                self.stale_in_use.add(loop)
         if devices.unmount_stale(mountpoint):
             log.info("%s: unmounted stale FUSE mount %s", self.res, mountpoint)
         if self.link.is_symlink():
@@ -244,8 +246,37 @@ class Primary:
                 await worker.channels.drop(host, PORT_META)
         return holding
 
+    def _stale_still_in_use(self):
+        """The loop devices of a crashed device (marsd killed) that are still
+        mounted; those let go of since are detached. Blocking."""
+        for loop in sorted(self.stale_in_use):
+            backing = devices.loop_backing_file(loop)
+            if backing is None or not (backing == "/" + devices.DEVICE_FILE
+                                       or backing.startswith(str(self.fuse_dir))):
+                self.stale_in_use.discard(loop)     # detached by hand (or another's now)
+                continue
+            if devices.open_count(loop) == 0 and not devices.claimed_elsewhere(loop):
+                self.stale_in_use.discard(loop)
+                try:
+                    devices.detach_loop(loop)
+                    log.info("%s: detached stale %s, no longer in use", self.res, loop)
+                except devices.LoopError as exc:
+                    log.warning("%s: %s", self.res, exc)
+        return sorted(self.stale_in_use)
+
     async def _start_device(self, state, force):
         worker = self.worker
+        # A filesystem still mounted from the crashed device's loop takes
+        # writes that go nowhere (its FUSE file is dead): a new device beside
+        # it would look healthy while the container on the old one loses them.
+        stale = await trio.to_thread.run_sync(self._stale_still_in_use)
+        if stale:
+            reason = (f"{', '.join(stale)} of the device that crashed with marsd is still in use "
+                      f"(mounted?): what runs on it writes nowhere (EIO); stop the container "
+                      f"and unmount it, then the device starts again (recovery replays the log)")
+            self._say_once(("stale", tuple(stale)), logging.ERROR, reason)
+            worker.wait(reason)
+            return
         size = state.size(self.res)
         cursor = worker.follower.current_cursor(state)
         self.fuse_dir.mkdir(parents=True, exist_ok=True)

@@ -42,10 +42,26 @@ def umount(host, res):
                         f"find what holds it (fuser -vm {mountpoint}) and stop it")
 
 
+def stale_source(host, res):
+    """What the resource's mountpoint is mounted from when that is not its
+    device (`<dev_dir>/<res>` or where it points), else None: the loop
+    device of a device that crashed with marsd. What runs on it writes
+    nowhere, and marsd starts no new device while it is mounted."""
+    device = host.device(res)
+    source = facts.mount_source(host, host.mountpoint(res))
+    if source in (None, device):
+        return None
+    current = host.run(["readlink", "-f", device], check=False).stdout.strip()
+    return None if source == current else source
+
+
 @hookimpl
 def resource_start(host, res, hooks):
     if host.manager != KIND:
         return None
+    if stale_source(host, res):         # its container first, then the dead mount
+        hooks.container_stop(host=host, res=res)
+        umount(host, res)
     timeout = hooks.handover_timeout()
     host.run(["marsadm", f"--timeout={timeout:g}", "primary", res], timeout=timeout + 30)
     host.run(["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "device"],

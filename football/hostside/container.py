@@ -7,6 +7,7 @@ mountpoint before each start."""
 
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -62,10 +63,21 @@ def create(name, lxcpath):
             raise ContainerError(f"lxc create of {name} in {lxcpath} (template busybox) failed; "
                                  f"see the lxc messages above")
     _write(directory / "config", render("lxc/busybox.conf.j2", name=name, rootfs=rootfs))
-    # the workload last: its presence marks a complete container
+    # the workload last: its presence marks a complete container, so what
+    # came before is made durable first (a device that crashed a few seconds
+    # after the creation left an empty busybox: "Exec format error")
+    _sync_filesystem(directory)
     _write(workload, render("lab/workload.sh", log=WORKLOAD_LOG, interval=workload_interval()),
            mode=0o755)
+    _sync_filesystem(directory)
     return True
+
+
+def _sync_filesystem(path):
+    """syncfs(2) of the filesystem `path` is on (`sync -f`)."""
+    result = subprocess.run(["sync", "-f", str(path)], capture_output=True, text=True)
+    if result.returncode:
+        raise ContainerError(f"sync -f {path} failed: {result.stderr.strip()}")
 
 
 def workload_interval():

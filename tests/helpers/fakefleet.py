@@ -117,6 +117,7 @@ class FakeFleet:
         self.lost_merges = 0            # merge-clusters that succeed and change nothing
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
+        self.marsd_stopped = set()      # hosts without marsd whose marsadm answers from its store
         self.behind = set()             # hosts whose replicas say OutDated[F] once synced
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.load = {}                  # host -> FakeLoad (default: FakeLoad())
@@ -212,7 +213,7 @@ class FakeFleet:
         if program == "football-host":
             return self._football_host(name, list(argv[1:]), input)
         if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs", "mkfs.xfs",
-                       "blkid", "rsync", "xfs_quota", "cat"):
+                       "blkid", "rsync", "xfs_quota", "cat", "readlink"):
             return getattr(self, f"_{program.replace('.', '_')}")(name, list(argv[1:]), input)
         raise UnexpectedCommand(f"{name}: the fake fleet does not know {shlex.join(argv)}")
 
@@ -324,6 +325,8 @@ class FakeFleet:
                          f"{'UpToDate' if synced else 'InConsistent'} "
                          f"{'Replicating' if synced else 'Syncing'} "
                          f"DCA{'S' if synced else 's'}FR {role} {resource.primary or '(none)'}\n")
+            if name in self.marsd_stopped:      # as the bundled marsadm says it
+                lines.append("  marsd is not running on this host: figures unavailable\n")
         return "".join(lines)
 
     def _mars_lowlevel_ls_host_ips(self, name):
@@ -502,6 +505,10 @@ class FakeFleet:
         del self.mounts[name][mountpoint]
         self.mount_options[name].pop(mountpoint, None)
         return ""
+
+    def _readlink(self, name, args, input=None):
+        """readlink -f PATH: a device path is its own (the fake has no loop devices)."""
+        return args[-1] + "\n"
 
     def _findmnt(self, name, args, input=None):
         mountpoint = args[args.index("--mountpoint") + 1]

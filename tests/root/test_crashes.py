@@ -194,6 +194,32 @@ def test_primary_killed_recovers_every_fsynced_file(datanet):
     assert {name: found.get(name) for name in written} == written
 
 
+def test_a_marsd_restarted_while_the_crashed_devices_filesystem_is_mounted_waits_for_it(datanet):
+    """marsd and its device were killed; the filesystem on the dead loop
+    device stays mounted (the container on it gets EIO). marsd started
+    again brought a new device up beside it: every view healthy while the
+    container wrote nowhere. It waits now, saying why (once in the log),
+    until the old mount goes; then the device recovers every fsync'ed file."""
+    (a,) = start_primary(datanet, "a")
+    written = write_files(a.mnt, 4, 256 * 1024, prefix="before")
+    crash(a)
+    a.start()
+    stale = "of the device that crashed with marsd is still in use"
+    wait_until(lambda: stale in a.marsadm("view", RES).stdout, what="view to say why it waits",
+               show=lambda: a.marsadm("view", RES).stdout + a.current_log()[-2000:])
+    assert "stop the container and unmount it" in a.marsadm("view", RES).stdout
+    assert not re.search(DEVICE_UP, a.current_log()), a.current_log()[-2000:]
+    assert a.view("is-primary", RES) == "0\n"
+    force_umount(a)
+    wait_until(lambda: re.search(DEVICE_UP, a.current_log()), what="the device to come up",
+               show=lambda: a.current_log()[-2000:])
+    assert a.current_log().count(stale) == 1, a.current_log()[-3000:]
+    datanet.wait(a, RES, "device")
+    datanet.mount(a, RES)
+    found = tree_checksums(a.mnt)
+    assert {name: found.get(name) for name in written} == written
+
+
 def status(host):
     """What the host's marsd last wrote about vm1 (`<state dir>/status/vm1.json`)."""
     try:

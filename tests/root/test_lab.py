@@ -80,6 +80,24 @@ def test_lab_up_twice_repairs_a_dead_daemon_and_a_stopped_container_without_dupl
     assert not sequence_problems(wait_for_records(lab, "a1", len(records) + 3))
 
 
+def test_lab_up_after_the_primarys_marsd_was_killed_starts_vm1_again_on_its_new_device(lab):
+    """marsd killed on a1 takes its device with it; vm1 went on running on
+    the dead loop device's filesystem (writes going nowhere) and `lab up`
+    said "vm1 runs on a1". It restarts vm1 on the device marsd brought up
+    again, and the workload goes on without a missing record."""
+    before = lab.status()
+    records = wait_for_records(lab, "a1", 3)
+    os.kill(before["a1"]["marsd_pid"], signal.SIGKILL)
+    again = lab.up()
+    assert "a device that crashed with marsd" in again.stderr, again.stderr
+    mounted = lab.exec("a1", "findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint",
+                       str(lab.dir / "a1/var/lib/lxc/vm1")).stdout.strip()
+    assert mounted == os.path.realpath(lab.dir / "a1/dev/mars/vm1"), mounted
+    assert lab.status()["a1"]["containers"] == {"vm1": "RUNNING"}
+    after = wait_for_records(lab, "a1", len(records) + 3)
+    assert not sequence_problems(after) and after[:len(records)] == records
+
+
 def interrupted_up(lab, at_line):
     """Start `lab up` and kill it (SIGKILL) once it printed `at_line`."""
     process = subprocess.Popen([FOOTBALL, "lab", "--inventory", str(lab.inventory), "up"],
