@@ -172,18 +172,32 @@ SUMMARY = re.compile(r"^(?P<res>\S+) \[(?P<members>\d+)/(?P<hosts>\d+)\] "
                      r"(?P<replstate>\S+) (?P<flags>\S+) (?P<role>\S+) ?(?P<primary>\S*)$")
 
 
+# what the bundled marsadm's plain view says of a replica on a host whose
+# marsd does not run (kernel MARS has no daemon to miss)
+MARSD_DOWN = "marsd is not running on this host"
+
+
+# the lines under a summary line that say why a replica does not go on
+NOTE_LABELS = ("waiting", "error", "split brain", "damage")
+
+
 def parse_view_summary(text):
     """Plain `marsadm view all`: {resource: {diskstate, replstate, flags,
-    role, primary, members}} from each resource's summary line."""
-    resources = {}
+    role, primary, members, notes}} from each resource's summary line and
+    the lines under it that say why it waits or fails (`notes`, NOTE_LABELS:
+    "waiting: ..."; none from kernel MARS's marsadm)."""
+    resources, current = {}, None
     for line in text.splitlines():
         match = SUMMARY.match(line.strip())
         if match:
-            resources[match["res"]] = {
+            current = resources[match["res"]] = {
                 "diskstate": match["diskstate"], "replstate": match["replstate"],
                 "flags": match["flags"], "role": match["role"],
                 "primary": match["primary"] if match["primary"] != "(none)" else "",
-                "members": int(match["members"])}
+                "members": int(match["members"]), "notes": []}
+        elif current is not None and line.startswith("  ") and \
+                line.strip().partition(":")[0] in NOTE_LABELS:
+            current["notes"].append(line.strip())
     return resources
 
 

@@ -59,6 +59,7 @@ class Replica:
     sync_rest: int | None = None
     lv_size: int | None = None
     container: str = ""
+    notes: tuple = ()               # why MARS waits or fails there ("waiting: ...")
 
     @property
     def in_mars(self):
@@ -68,7 +69,7 @@ class Replica:
         return {"resource": self.resource, "host": self.host, "role": self.role,
                 "diskstate": self.diskstate, "replstate": self.replstate, "flags": self.flags,
                 "primary": self.primary, "sync_rest": self.sync_rest, "lv_size": self.lv_size,
-                "container": self.container}
+                "container": self.container, "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def resource_replicas(host, summary, sync_rest, lvs, containers):
         replicas.append(Replica(res, host, view.get("role", ""), view.get("diskstate", ""),
                                 view.get("replstate", ""), view.get("flags", ""),
                                 view.get("primary", ""), int(rest) if rest.isdigit() else None,
-                                lvs.get(res), containers.get(res, "")))
+                                lvs.get(res), containers.get(res, ""),
+                                tuple(view.get("notes", ()))))
     return replicas
 
 
@@ -125,9 +127,15 @@ def observe_host(ctx, host, detail=True):
             problems.append(f"{what}: {str(error).splitlines()[0]}")
             return default
 
-    summary = ask("marsadm view all", {}, lambda: facts.parse_view_summary(host.run(
-        ["marsadm", f"--timeout={COMMAND_TIMEOUT}", "view", "all"],
-        timeout=COMMAND_TIMEOUT).stdout)) if cluster else {}
+    def view_all():
+        text = host.run(["marsadm", f"--timeout={COMMAND_TIMEOUT}", "view", "all"],
+                        timeout=COMMAND_TIMEOUT).stdout
+        if facts.MARSD_DOWN in text:    # its states are what it last wrote, not now's
+            problems.append("marsd is not running: its replicas' states are not current "
+                            "(start marsd there)")
+        return facts.parse_view_summary(text)
+
+    summary = ask("marsadm view all", {}, view_all) if cluster else {}
     # capital S in the flags: sync done, nothing to ask
     syncing = [res for res, view in summary.items() if view["flags"][3:4] != "S"]
     sync_rest = {res: "0" for res in summary}

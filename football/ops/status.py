@@ -193,6 +193,10 @@ def render(report, console=None):
                           _mib(row["sync_rest"]) if row["sync_rest"] else "-",
                           _mib(row["lv_size"]), row["container"] or "-")
     console.print(resources)
+    for row in sorted(report["resources"], key=lambda row: (row["resource"], row["host"])):
+        for note in row.get("notes") or []:         # why MARS waits or fails there
+            console.print(f"{row['resource']} on {row['host']}: {note}", markup=False,
+                          highlight=False)
     if report["operations"]:
         operations = Table(title="unfinished operations")
         for column in ("operation", "resource", "state", "steps done", "targets", "started"):

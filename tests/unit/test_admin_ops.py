@@ -132,7 +132,7 @@ def test_resource_rows_show_an_lv_that_mars_does_not_use_with_empty_mars_fields(
     assert rows[0] == {"resource": "vm1", "host": "a1", "role": "Primary",
                        "diskstate": "UpToDate", "replstate": "Replicating", "flags": "DCASFR",
                        "primary": "a1", "sync_rest": 0, "lv_size": 320 << 20,
-                       "container": "RUNNING"}
+                       "container": "RUNNING", "notes": []}
     assert rows[1]["resource"] == "vm1-tmp" and rows[1]["role"] == ""
     assert rows[1]["sync_rest"] is None and rows[1]["lv_size"] == 1 << 20
 
@@ -326,6 +326,20 @@ def test_status_shows_each_hosts_lifecycle_beside_the_containers_it_runs(fake_fl
     assert "draining" in a1_row and "RUNNING" not in a1_row
 
 
+def test_status_says_of_a_host_whose_marsd_does_not_run_that_its_states_are_not_current(
+        fake_fleet):  # noqa: F811
+    """Its marsadm answers from the store what marsd last reported: vm1's
+    primary read "NotYetPrimary NoAttach" while its container ran, and
+    the host "reachable: yes"."""
+    fake_fleet.marsd_stopped.add("a2")
+    result = CliRunner().invoke(cli, ["--inventory", fake_fleet.inventory_path, "--json", "--var",
+                                      f"state_dir={fake_fleet.state_dir}", "status"])
+    assert result.exit_code == 0, result.output
+    hosts = json.loads(result.stdout)["hosts"]
+    assert "marsd is not running: its replicas' states are not current" in hosts["a2"]["error"]
+    assert not hosts["a1"]["error"] and hosts["a2"]["reachable"]
+
+
 def test_status_tells_what_to_do_about_a_run_that_stopped_inside_its_window():
     def shown(state, containers):
         operation = {"operation": "migrate", "resource": "vm1", "steps": ["critical-section"],
@@ -345,6 +359,17 @@ def test_status_tells_what_to_do_about_a_run_that_stopped_inside_its_window():
     assert "vm1 runs on b1; its migrate stopped inside the downtime window: run it again to " \
         "finish it" in up, up
     assert "goes on from where it stopped" not in shown("running", {"a1": "STOPPED"})
+
+
+def test_status_shows_why_mars_waits_or_fails_under_the_resources():
+    row = {"resource": "vm1", "host": "a1", "role": "NotYetPrimary", "diskstate": "UpToDate",
+           "replstate": "NotYetPrimary", "flags": "DcaSFR", "sync_rest": 0,
+           "lv_size": 1 << 30, "container": "RUNNING",
+           "notes": ["waiting: /dev/loop1 of the device that crashed [with marsd] is in use"]}
+    out = io.StringIO()
+    render({"hosts": {}, "resources": [row], "operations": []}, Console(file=out, width=200))
+    assert "vm1 on a1: waiting: /dev/loop1 of the device that crashed [with marsd] is in use" \
+        in out.getvalue(), out.getvalue()
 
 
 # --- lock / unlock ---------------------------------------------------------------------

@@ -59,13 +59,13 @@ def test_parse_host_ips_of_no_cluster_is_empty_and_skips_lines_it_cannot_read():
 def test_parse_view_summary_reads_a_secondarys_line():
     assert parse_view_summary(recorded("view_all_a1.txt")) == {"vm1": {
         "diskstate": "UpToDate", "replstate": "Replaying", "flags": "DC-SFR",
-        "role": "Secondary", "primary": "a2", "members": 2}}
+        "role": "Secondary", "primary": "a2", "members": 2, "notes": []}}
 
 
 def test_parse_view_summary_reads_a_primarys_line_and_skips_its_detail_lines():
     assert parse_view_summary(recorded("view_all_a2.txt")) == {"vm1": {
         "diskstate": "UpToDate", "replstate": "Replicating", "flags": "DCASFR",
-        "role": "Primary", "primary": "a2", "members": 2}}
+        "role": "Primary", "primary": "a2", "members": 2, "notes": []}}
 
 
 def test_parse_view_summary_of_a_host_without_resources_is_empty():
@@ -87,7 +87,7 @@ def test_parse_view_summary_reads_what_marsadm_prints_after_secondary(h1, tmp_pa
     assert "(none)" in printed
     assert parse_view_summary(printed) == {"vm1": {
         "diskstate": "NoAttach", "replstate": "NotStarted", "flags": "dc-SFR",
-        "role": "Secondary", "primary": "", "members": 1}}
+        "role": "Secondary", "primary": "", "members": 1, "notes": []}}
 
 
 def test_parse_view_summary_reads_a_damaged_log_whose_diskstate_has_spaces():
@@ -97,7 +97,20 @@ def test_parse_view_summary_reads_a_damaged_log_whose_diskstate_has_spaces():
     line = f"vm1 [2/2] DefectiveLog[{damage}] Replaying DC-SFr Secondary a2\n"
     assert parse_view_summary(line) == {"vm1": {
         "diskstate": f"DefectiveLog[{damage}]", "replstate": "Replaying", "flags": "DC-SFr",
-        "role": "Secondary", "primary": "a2", "members": 2}}
+        "role": "Secondary", "primary": "a2", "members": 2, "notes": []}}
+
+
+def test_parse_view_summary_keeps_the_lines_that_say_why_a_replica_waits_or_fails():
+    # a marsd restarted while the crashed device's filesystem is still mounted
+    text = ("vm1 [2/2] UpToDate NotYetPrimary DcaSFR NotYetPrimary a1\n"
+            "  waiting: /dev/loop1 of the device that crashed with marsd is still in use\n"
+            "  a2: rest 1 MiB, rate 0 B/s, eta -\n"
+            "vm2 [2/2] UpToDate Replaying DC-SFR Secondary a2\n"
+            "  error: the disk refused a write\n")
+    summary = parse_view_summary(text)
+    assert summary["vm1"]["notes"] == [
+        "waiting: /dev/loop1 of the device that crashed with marsd is still in use"]
+    assert summary["vm2"]["notes"] == ["error: the disk refused a write"]
 
 
 def test_parse_view_summary_reads_an_outdated_diskstate():
