@@ -147,7 +147,12 @@ class RepairVm(Repair):
         if not self.usable:
             raise Illegal(f"none of {', '.join(h.name for h in self.candidates)} has a replica "
                           f"of {self.res} (replicas: {', '.join(members)})")
-        self.running = self.running_on(list(members.values()))
+        running = self.running_on(list(members.values()))
+        self.stale = [host for host in running if not self._device_up(host)]
+        for host in self.stale:
+            self.warn(f"{host.name}: {self.res} runs there without its MARS device (one that "
+                      "crashed: what it writes goes nowhere); it is stopped and started again")
+        self.running = [host for host in running if host not in self.stale]
         if self.running:
             self.summary["host"] = self.running[0].name
             return
@@ -159,6 +164,15 @@ class RepairVm(Repair):
         if not self.usable:
             raise Illegal(f"no given host with a replica of {self.res} answers; bring its "
                           "marsd back or name another host")
+
+    def _device_up(self, host):
+        """Whether the MARS device is up where the container runs (else the
+        container runs on what is left of one that crashed); where marsadm
+        cannot tell, as it looks."""
+        try:
+            return facts.view(host, "is-primary", self.res).strip() == "1"
+        except (FootballError, TransportError):
+            return True
 
     def nothing_to_do(self):
         if not self.running:
@@ -173,12 +187,17 @@ class RepairVm(Repair):
     def dry_run(self):
         """The commands of a run in which the first candidate starts it."""
         first = self.usable[0]
-        self.plan_stop(self.others(first))
+        self.plan_stop(([first] if first in self.stale else []) + self.others(first))
         self.plan_start(first)
 
     def start(self):
         for host in self.usable:
             self.say(f"* {host.name}: starting {self.res}")
+            if host in self.stale:              # its container first, off the dead device
+                try:
+                    self.hooks.resource_stop(host=host, res=self.res)
+                except (FootballError, TransportError) as error:
+                    self.warn(f"{host.name}: could not stop {self.res}: {error}")
             self.stop_elsewhere(host)
             if self.start_on(host):
                 self.say(f"{self.res} runs on {host.name}")

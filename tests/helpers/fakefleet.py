@@ -118,6 +118,7 @@ class FakeFleet:
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
         self.marsd_stopped = set()      # hosts without marsd whose marsadm answers from its store
+        self.crashed_devices = set()    # (host, res): the device died, its filesystem still mounted
         self.behind = set()             # hosts whose replicas say OutDated[F] once synced
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.load = {}                  # host -> FakeLoad (default: FakeLoad())
@@ -293,6 +294,9 @@ class FakeFleet:
             return sorted(resource.replicas)
         if macro == "get-primary":
             return resource.primary or ""
+        if macro == "is-primary":       # the device up: not one that crashed under its mount
+            return "1" if resource.primary == name and (name, res) not in self.crashed_devices \
+                else "0"
         if macro in ("sync-size", "resource-size"):
             return str(resource.size)
         if macro == "disk-present":
@@ -504,6 +508,7 @@ class FakeFleet:
             raise Refused(f"{mountpoint}: target is busy", 32)
         del self.mounts[name][mountpoint]
         self.mount_options[name].pop(mountpoint, None)
+        self.crashed_devices.discard((name, res))     # marsd brings a new device up
         return ""
 
     def _readlink(self, name, args, input=None):

@@ -559,6 +559,24 @@ def test_repair_vm_starts_a_stopped_container_and_exits_199_when_it_cannot(fleet
     assert_placed(fleet, "a1", ["a2"])
 
 
+def test_repair_vm_of_a_container_running_without_its_device_starts_it_again(fleet):
+    """vm1 runs on a1 on the filesystem of a device that crashed (marsd was
+    killed): is-primary 0 there. repair-vm said "it runs on a1: nothing to
+    do"; it stops it there (off the dead mount) and starts it again."""
+    fleet.crashed_devices.add(("a1", "vm1"))
+    before = len(fleet.calls)
+    _, stderr = football_plain(fleet, "repair-vm", "vm1", "a1")
+    assert "warning: a1: vm1 runs there without its MARS device (one that crashed: what it " \
+        "writes goes nowhere); it is stopped and started again" in stderr, stderr
+    assert lines_of(stderr)[-1] == "vm1 runs on a1", stderr
+    on_a1 = [argv for host, argv in fleet.calls[before:] if host == "a1"]
+    stopped = on_a1.index(next(argv for argv in on_a1 if argv[:2] == ("football-host", "ct")
+                               and argv[3] == "stop"))
+    assert ("umount", str(fleet.hosts["a1"].mountpoint("vm1"))) in on_a1[stopped:], on_a1
+    assert fleet.running("vm1") == ["a1"] and not fleet.crashed_devices
+    assert_placed(fleet, "a1", ["a2"])
+
+
 def test_repair_mars_rebuilds_stand_alone_and_lv_cleanup_lists_then_removes_the_old_lv(fleet):
     _, stderr = football_plain(fleet, "repair-mars", "vm1", "a1")
     assert_in_order(stderr, "* rebuild vm1 stand-alone on a1 from "
