@@ -404,6 +404,8 @@ class Migrate(Operation):
         if primary == target.name and \
                 self.hooks.container_state(host=target, res=self.res) == "RUNNING":
             self.say(f"* finish: {self.res} already runs on {target.name}")
+            # an earlier run's window (a screener job resumed after its worker died)
+            self.summary["downtime_seconds"] = self.journal.decided.get("downtime")
             self.journal.record("finish")
             return
         self.say(f"* finish: handover of {self.res} to {target.name}")

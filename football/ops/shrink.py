@@ -384,6 +384,7 @@ class Shrink(Operation):
     def finish(self):
         if self._recreated():
             self.say(f"* finish: {self.res} is on its shrunk volume")
+            self.summary["downtime_seconds"] = self.journal.decided.get("downtime")  # its window's
             self._running_again()   # a crash between the creation and the start
             self._rename()          # a secondary's rename may be what failed
         else:

@@ -106,8 +106,8 @@ class DowntimeWindow:
         if self.down_since is not None:
             self.seconds = round(max(self.run_seconds, time.time() - self.down_since), 3)
         self._stop_timing()
-        if op.journal is not None:      # where cleanup_delay counts from
-            op.journal.decide(window_ended=time.time())
+        if op.journal is not None:      # where cleanup_delay counts from; what a re-run reports
+            op.journal.decide(window_ended=time.time(), downtime=self.seconds)
         op.summary["downtime_commands"] = self.commands
         op._tell("restore_resource_state", host=host, state=self.saved)
         op._tell("report_downtime", source=self.source, host=host, seconds=self.seconds)

@@ -45,3 +45,21 @@ def test_a_handover_asked_elsewhere_than_an_unfinished_one_names_both(fleet):
     assert "vm1 has an unfinished handover to a2, a1 (steps done: none), not to a1; nothing " \
         "changed. `football handover vm1 a2` finishes it" in stderr, stderr
     assert "cleanup" not in stderr, stderr        # a handover made no replicas
+
+
+def test_a_rerun_after_the_window_reports_the_downtime_of_the_run_that_had_it(fleet):
+    """A screener job whose worker died after the handover: its re-run
+    finds vm1 running on the target and said no downtime at all."""
+    from tests.helpers.lab import MIGRATE_POINTS
+    for point in ("finish:started", "cleanup:left"):
+        target = "cluster2" if point == "finish:started" else "cluster1"
+        code, events, stderr = football(fleet, "--debug-injection-point",
+                                        str(MIGRATE_POINTS.index(point) + 1), "migrate", "vm1",
+                                        target)
+        assert code == 1, stderr
+        (window,) = [event for event in events if event["event"] == "downtime-end"]
+        code, events, stderr = football(fleet, "migrate", "vm1", target)
+        assert code == 0, stderr
+        summary = next(event for event in events if event["event"] == "summary")
+        assert summary["downtime_seconds"] == window["downtime_seconds"] > 0, (point, summary)
+        assert not [event for event in events if event["event"] == "downtime-end"]

@@ -263,3 +263,15 @@ def test_the_phases_alone_shrink_in_turn(fleet):
         code, _, stderr = football(fleet, command, "vm2")
         assert code == 0, (command, stderr)
     assert_shrunk(fleet)
+
+
+def test_a_rerun_after_the_window_reports_the_downtime_of_the_run_that_had_it(fleet):
+    code, events, stderr = football(fleet, "--debug-injection-point",
+                                    str(POINTS.index("finish:started") + 1), "shrink", "vm2")
+    assert code == 1, stderr
+    (window,) = [event for event in events if event["event"] == "downtime-end"]
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    summary = next(event for event in events if event["event"] == "summary")
+    assert summary["downtime_seconds"] == window["downtime_seconds"] > 0, summary
+    assert_shrunk(fleet)
