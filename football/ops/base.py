@@ -253,13 +253,32 @@ def wait_uptodate(op, hosts, total, what):
                 last_progress, last_rest, warned = now, rest, False
             elif now - last_progress > config.stall_timeout:
                 raise TimedOut(f"{what} made no progress for {config.stall_timeout:g} s "
-                               f"({rest} bytes left; states {seen}); check marsd and the "
+                               f"({rest} bytes left; states {seen}"
+                               f"{why_stalled(hosts, states, res)}); check marsd and the "
                                "network, then re-run")
             elif now - last_progress > config.stall_warn and not warned:
                 op.ctx.reporter.warning(f"{what} made no progress for "
-                                        f"{now - last_progress:.0f} s")
+                                        f"{now - last_progress:.0f} s"
+                                        f"{why_stalled(hosts, states, res)}")
                 warned = True
             time.sleep(pause)
+
+
+def why_stalled(hosts, states, res):
+    """What the views of the hosts not yet synced say of why (their
+    `waiting:`/`error:` lines, facts.parse_view_summary's notes), as
+    "; a1: error: sync from b1 interrupted: ..."; '' where they say nothing
+    (kernel MARS) or cannot be asked."""
+    said = []
+    for host, state in zip(hosts, states):
+        if synced_and_consistent(state):
+            continue
+        try:
+            view = facts.parse_view_summary(host.run(["marsadm", "view", res], timeout=30).stdout)
+        except (TransportError, FootballError):
+            continue
+        said += [f"{host.name}: {note}" for note in view.get(res, {}).get("notes", [])]
+    return "".join(f"; {text}" for text in said)
 
 
 def synced_bytes(hosts, res, estimate):

@@ -119,6 +119,7 @@ class FakeFleet:
         self.down = set()               # hosts whose marsd does not answer
         self.marsd_stopped = set()      # hosts without marsd whose marsadm answers from its store
         self.crashed_devices = set()    # (host, res): the device died, its filesystem still mounted
+        self.stalled = {}               # host -> why its syncs make no progress (its view's error)
         self.behind = set()             # hosts whose replicas say OutDated[F] once synced
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.load = {}                  # host -> FakeLoad (default: FakeLoad())
@@ -225,6 +226,8 @@ class FakeFleet:
                 resource.replicas[resource.primary].applied = len(resource.records)
                 self.written[res] = max(self.written.get(res, 0), resource.records[-1])
             for name, replica in resource.replicas.items():
+                if replica.sync_rest and name in self.stalled:
+                    continue
                 if replica.sync_rest:
                     chunk = min(replica.sync_rest, self.sync_chunk or max(1, resource.size // 4))
                     replica.sync_rest -= chunk
@@ -329,6 +332,8 @@ class FakeFleet:
                          f"{'UpToDate' if synced else 'InConsistent'} "
                          f"{'Replicating' if synced else 'Syncing'} "
                          f"DCA{'S' if synced else 's'}FR {role} {resource.primary or '(none)'}\n")
+            if name in self.stalled and replica.sync_rest:
+                lines.append(f"  error: {self.stalled[name]}\n")
             if name in self.marsd_stopped:      # as the bundled marsadm says it
                 lines.append("  marsd is not running on this host: figures unavailable\n")
         return "".join(lines)

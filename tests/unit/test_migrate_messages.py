@@ -63,3 +63,23 @@ def test_a_rerun_after_the_window_reports_the_downtime_of_the_run_that_had_it(fl
         summary = next(event for event in events if event["event"] == "summary")
         assert summary["downtime_seconds"] == window["downtime_seconds"] > 0, (point, summary)
         assert not [event for event in events if event["event"] == "downtime-end"]
+
+
+def test_a_stalled_sync_says_why_as_the_stalled_hosts_view_does(fleet):
+    """The warning and the failure said "made no progress" and the states;
+    the view of the host that stalls said why."""
+    why = "sync from a1 interrupted: peer 10.0.0.11:7779 did not answer within 10s"
+    fleet.stalled["b2"] = why
+    code, events, stderr = football(fleet, "--var", "stall_warn=0.2", "--var",
+                                    "stall_timeout=0.6", "--var", "poll_interval=0.05",
+                                    "migrate", "vm1", "cluster2")
+    assert code == 198, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert [text for text in warnings if "made no progress" in text and f"b2: error: {why}"
+            in text], warnings
+    assert f"made no progress for 0.6 s (335544320 bytes left; states {{'b1': 'UpToDate', " \
+        f"'b2': 'InConsistent'}}; b2: error: {why}); check marsd and the network" in stderr, \
+        stderr
+    del fleet.stalled["b2"]
+    code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")      # it resumes
+    assert code == 0, stderr
