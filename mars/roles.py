@@ -146,7 +146,16 @@ class Roles(HostCommands):
             # With systemd units recorded, the old primary stops its stop unit,
             # which frees the device (the kernel's systemd integration).
             for host in others if not state.systemd_units(res) else ():
-                count = self._open_count(state, res, host)
+                count, silent = self._open_count(state, res, host)
+                if count and silent:
+                    # a partition: what it said last may be old (stopped and
+                    # unmounted since), and it cannot let go while cut off
+                    raise MarsError(
+                        f"{host} does not answer ({silent}); its last report says the device "
+                        f"of {res} is open there (open count {count}): a planned handover "
+                        f"needs it closed. Once {host} answers, run `marsadm primary {res}` "
+                        "again (or --force to take over without it: split brain possible); "
+                        "nothing changed")
                 if count:
                     raise MarsError(f"{device_open(host, res, count)}; nothing changed")
         previous = state.designated_primary(res)
@@ -183,19 +192,24 @@ class Roles(HostCommands):
         return None
 
     def _open_count(self, state, res, host):
-        """How often `host`'s device of `res` is open. The metadata shows it
-        as of the host's last report; a positive count is asked of the host
-        itself, since a container stopped a moment ago may still count there."""
+        """(how often `host`'s device of `res` is open, why the host did not
+        answer or ''). The metadata shows the count as of the host's last
+        report; a positive one is asked of the host itself (within
+        --timeout, at most 10 s), since a container stopped a moment ago may
+        still count there; a host that does not answer leaves the report."""
         if not state.is_actual_primary(res, host):
-            return 0
+            return 0, ""
         reported = int(state.resource_value(res, actual_name(host, "open-count"), "0") or 0)
         if not reported:
-            return 0
+            return 0, ""
         try:
-            reply = self._ask(host, {"type": "open-count", "res": res})
-            return int(reply.get("open_count", reported))
-        except (MarsError, ValueError, TypeError):
-            return reported
+            reply = self._ask(host, {"type": "open-count", "res": res},
+                              timeout=min(10.0, self.timeout))
+            return int(reply.get("open_count", reported)), ""
+        except MarsError as error:
+            return reported, str(error) or type(error).__name__
+        except (ValueError, TypeError):
+            return reported, ""
 
     def _ask(self, host, header, timeout=10.0):
         """One request to `host`'s marsd (Cluster.ask): its reply header."""

@@ -101,6 +101,16 @@ def test_a_secondary_twelve_logfiles_behind_catches_up_and_one_that_cannot_says_
     assert "replay paused" not in view(b), view(b)
 
 
+def primary_while_stopped(host, stopped):
+    """`marsadm primary vm1 --timeout=2` on `host` while `stopped`'s marsd
+    is stopped (SIGSTOP: it does not answer); its result."""
+    stopped.process.send_signal(signal.SIGSTOP)
+    try:
+        return host.marsadm("primary", RES, "--timeout=2", check=False)
+    finally:
+        stopped.process.send_signal(signal.SIGCONT)
+
+
 def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_on_a_timeout(
         datanet):
     a, b = cluster_with_replica(datanet, "a", "b")
@@ -120,6 +130,14 @@ def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_
         assert "stop the container" in refused.stderr and "unmount" in refused.stderr
         assert tree_without_reports(b) == before
         assert b.view("get-primary", RES) == "a\n"
+        # a does not answer (cut off, or its marsd stopped): its last report
+        # may be old, and b says so rather than "stop the container there"
+        silent = primary_while_stopped(b, a)
+        assert silent.returncode == 1, (silent.stdout, silent.stderr)
+        assert "a does not answer (" in silent.stderr, silent.stderr
+        assert "its last report says the device of vm1 is open there (open count 1)" in \
+            silent.stderr, silent.stderr
+        assert tree_without_reports(b) == before
     finally:
         datanet.umount(a)
 
@@ -128,11 +146,7 @@ def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_
     wait_until(lambda: b.live_values(f"resource-{RES}/actual-a/").get(
                    f"resource-{RES}/actual-a/open-count") == "0",
                what="b to learn that a's device is closed", show=lambda: view(a))
-    a.process.send_signal(signal.SIGSTOP)
-    try:
-        timed_out = b.marsadm("primary", RES, "--timeout=2", check=False)
-    finally:
-        a.process.send_signal(signal.SIGCONT)
+    timed_out = primary_while_stopped(b, a)
     assert timed_out.returncode == 3, (timed_out.stdout, timed_out.stderr)
     assert "a still has the device up: the primary of vm1 is a again" in timed_out.stderr
     assert b.view("get-primary", RES) == "a\n"
