@@ -269,10 +269,16 @@ def why_stalled(hosts, states, res):
     `waiting:`/`error:` lines, facts.parse_view_summary's notes), as
     "; a1: error: sync from b1 interrupted: ..."; '' where they say nothing
     (kernel MARS) or cannot be asked."""
+    return views_say([host for host, state in zip(hosts, states)
+                      if not synced_and_consistent(state)], res)
+
+
+def views_say(hosts, res):
+    """The `waiting:`/`error:` lines of `res`'s view on each of `hosts`
+    (facts.parse_view_summary's notes), as "; a1: error: ..."; '' where
+    they say nothing (kernel MARS) or cannot be asked."""
     said = []
-    for host, state in zip(hosts, states):
-        if synced_and_consistent(state):
-            continue
+    for host in hosts:
         try:
             view = facts.parse_view_summary(host.run(["marsadm", "view", res], timeout=30).stdout)
         except (TransportError, FootballError):

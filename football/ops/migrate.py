@@ -28,8 +28,8 @@ from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
-from football.ops.base import (Operation, reachable, synced_and_consistent, synced_bytes,
-                               wait_knows, wait_until, wait_uptodate)
+from football.ops.base import (Operation, TimedOut, reachable, synced_and_consistent,
+                               synced_bytes, views_say, wait_knows, wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.report import agreeing
 from football.snapshot import observe, rank_targets
@@ -412,7 +412,7 @@ class Migrate(Operation):
         down_since = self._down_since()
         if down_since is None:
             self._downtime_gate(self.source, target)
-        self._wait_for_small_lag(target)
+        self._wait_for_small_lag(target, down_since)
         if primary != target.name:
             diskstate = facts.view(target, "diskstate", self.res)
             if not synced_and_consistent(diskstate):
@@ -439,12 +439,18 @@ class Migrate(Operation):
         return [self.host(name) for name in self.members
                 if name not in wanted and name in self.ctx.inventory.hosts]
 
-    def _wait_for_small_lag(self, target):
+    def _wait_for_small_lag(self, target, down_since=None):
         limit = self.config.limit_mars_logfile * MIB
-        wait_until(lambda: int(facts.view(target, "work-rest", self.res) or 0) <= limit,
-                   self.config.lag_timeout, self.config.poll_interval,
-                   f"the replication lag of {self.res} on {target.name} to fall under "
-                   f"{self.config.limit_mars_logfile} MiB")
+        try:
+            wait_until(lambda: int(facts.view(target, "work-rest", self.res) or 0) <= limit,
+                       self.config.lag_timeout, self.config.poll_interval,
+                       f"the replication lag of {self.res} on {target.name} to fall under "
+                       f"{self.config.limit_mars_logfile} MiB")
+        except TimedOut as timed_out:       # what its view says of why
+            where = (f"{self.res} is down since an earlier run stopped it: run this again, or "
+                     f"football repair-vm {self.res} {self.source.name}") if down_since else \
+                f"nothing was stopped: {self.res} runs on {self.source.name}"
+            raise TimedOut(f"{timed_out}{views_say([target], self.res)}; {where}") from None
 
     def _stopped_in_window(self, target):
         """Where the window stops the stack: the source and the old hosts."""

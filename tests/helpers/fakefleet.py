@@ -119,7 +119,7 @@ class FakeFleet:
         self.down = set()               # hosts whose marsd does not answer
         self.marsd_stopped = set()      # hosts without marsd whose marsadm answers from its store
         self.crashed_devices = set()    # (host, res): the device died, its filesystem still mounted
-        self.stalled = {}               # host -> why its syncs make no progress (its view's error)
+        self.stalled = {}               # host -> why its syncs and fetches stall (its view's error)
         self.behind = set()             # hosts whose replicas say OutDated[F] once synced
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.load = {}                  # host -> FakeLoad (default: FakeLoad())
@@ -232,7 +232,7 @@ class FakeFleet:
                     chunk = min(replica.sync_rest, self.sync_chunk or max(1, resource.size // 4))
                     replica.sync_rest -= chunk
                     replica.received += chunk
-                elif name != resource.primary and name not in self.down:
+                elif name != resource.primary and name not in self.down | set(self.stalled):
                     replica.applied = len(resource.records)
 
     # ------------------------------------------------------------ marsadm
@@ -332,7 +332,7 @@ class FakeFleet:
                          f"{'UpToDate' if synced else 'InConsistent'} "
                          f"{'Replicating' if synced else 'Syncing'} "
                          f"DCA{'S' if synced else 's'}FR {role} {resource.primary or '(none)'}\n")
-            if name in self.stalled and replica.sync_rest:
+            if name in self.stalled:
                 lines.append(f"  error: {self.stalled[name]}\n")
             if name in self.marsd_stopped:      # as the bundled marsadm says it
                 lines.append("  marsd is not running on this host: figures unavailable\n")

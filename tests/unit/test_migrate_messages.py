@@ -83,3 +83,17 @@ def test_a_stalled_sync_says_why_as_the_stalled_hosts_view_does(fleet):
     del fleet.stalled["b2"]
     code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")      # it resumes
     assert code == 0, stderr
+
+
+def test_a_lag_that_does_not_fall_says_why_and_that_nothing_was_stopped(fleet):
+    why = "fetch from a1 interrupted: peer 10.0.0.11:7778 did not answer within 10s"
+    for phase in ("prepare", "wait"):
+        code, _, stderr = football(fleet, f"migrate-{phase}", "vm1", "cluster2")
+        assert code == 0, stderr
+    fleet.stalled["b1"] = why                       # b1 fetches nothing more: its lag grows
+    code, _, stderr = football(fleet, "--var", "limit_mars_logfile=0", "--var", "lag_timeout=0.3",
+                               "--var", "poll_interval=0.05", "migrate-finish", "vm1", "cluster2")
+    assert code == 198, stderr
+    assert f"waiting for the replication lag of vm1 on b1 to fall under 0 MiB; b1: error: {why}; " \
+        "nothing was stopped: vm1 runs on a1" in stderr, stderr
+    assert fleet.running("vm1") == ["a1"]
