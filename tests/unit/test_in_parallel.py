@@ -77,7 +77,7 @@ CTRL_C = textwrap.dedent("""
         # the main thread blocked in in_parallel's wait for the results, the
         # interrupts before this one taken
         frame = sys._current_frames()[threading.main_thread().ident]
-        return "done.get()" in linecache.getline(frame.f_code.co_filename, frame.f_lineno) \
+        return "done.get(" in linecache.getline(frame.f_code.co_filename, frame.f_lineno) \
             and (frame.f_locals.get("interrupted") is not None) == interrupted
 
     def interrupt():
