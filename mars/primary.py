@@ -130,7 +130,10 @@ class Primary:
             else:
                 log.warning("%s: stale %s is still in use (mounted?): unmount it", self.res, loop)
                 self.stale_in_use.add(loop)
-        if devices.unmount_stale(mountpoint):
+        # The dead FUSE mount stays while a loop on it is in use: unmounted,
+        # the loop's backing file would read `/device`, no longer this
+        # resource's (`lab down` and a later marsd could not tell it apart).
+        if not self.stale_in_use and devices.unmount_stale(mountpoint):
             log.info("%s: unmounted stale FUSE mount %s", self.res, mountpoint)
         if self.link.is_symlink():
             self.link.unlink()
@@ -262,6 +265,8 @@ class Primary:
                     log.info("%s: detached stale %s, no longer in use", self.res, loop)
                 except devices.LoopError as exc:
                     log.warning("%s: %s", self.res, exc)
+                if not self.stale_in_use and devices.unmount_stale(self.fuse_dir):
+                    log.info("%s: unmounted stale FUSE mount %s", self.res, self.fuse_dir)
         return sorted(self.stale_in_use)
 
     async def _start_device(self, state, force):

@@ -210,9 +210,15 @@ def test_a_marsd_restarted_while_the_crashed_devices_filesystem_is_mounted_waits
     assert "stop the container and unmount it" in a.marsadm("view", RES).stdout
     assert not re.search(DEVICE_UP, a.current_log()), a.current_log()[-2000:]
     assert a.view("is-primary", RES) == "0\n"
+    # the dead FUSE mount stays meanwhile: the loop still names its file
+    # (unmounted, it read `/device`, and `lab down` left it attached)
+    fuse_dir = a.root / "mars" / "fuse" / RES
+    (dead,) = loops_backed_by(str(fuse_dir))
     force_umount(a)
     wait_until(lambda: re.search(DEVICE_UP, a.current_log()), what="the device to come up",
                show=lambda: a.current_log()[-2000:])
+    assert loop_backing_file(dead) in (None, str(fuse_dir / DEVICE_FILE)), \
+        loop_backing_file(dead)       # detached, or the new device's now
     assert a.current_log().count(stale) == 1, a.current_log()[-3000:]
     datanet.wait(a, RES, "device")
     datanet.mount(a, RES)
