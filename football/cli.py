@@ -174,9 +174,9 @@ def _run(ctx, operation, name, make, phases=None, args=None, show=None):
         result = op.run(phases) if phases is not None else op.run()
         (show or _show_summary)(context, result)
         if context.dry_run and not context.reporter.as_json:
-            count = len(context.planner.commands)
-            context.reporter.say(f"dry run: {count} command{'' if count == 1 else 's'} would "
-                                 "run; nothing was changed")
+            from football.report import counted
+            context.reporter.say(f"dry run: {counted(len(context.planner.commands), 'command')} "
+                                 "would run; nothing was changed")
         return result
     finally:
         context.reporter.close()

@@ -136,6 +136,11 @@ class SyncProgress:
             self.bar.stop()
 
 
+def counted(count, noun):
+    """`count` and `noun`, plural but for one: "1 move", "2 moves"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def agreeing(names, singular, plural):
     """`names` joined, with the verb that agrees: "b2 holds", "b1, b2 hold"."""
     return f"{', '.join(names)} {singular if len(names) == 1 else plural}"
@@ -161,11 +166,9 @@ def summary_line(summary):
         parts.append(f"downtime {summary['downtime_seconds']:.2f} s"
                      + (f" (and its handovers' {hands})" if hands else ""))
     if "moves" in summary:
-        count = len(summary["moves"])
         states = Counter((summary.get("jobs") or {}).values())
         jobs = ", ".join(f"{number} {state}" for state, number in sorted(states.items()))
-        parts.append(f"{count} move{'' if count == 1 else 's'}" +
-                     (f" (jobs: {jobs})" if jobs else ""))
+        parts.append(counted(len(summary["moves"]), "move") + (f" (jobs: {jobs})" if jobs else ""))
     if phases:
         parts.append(f"phases: {phases}")
     return f"summary: {subject}: {'; '.join(parts) or 'nothing done'}"

@@ -473,6 +473,15 @@ class Operation:
         for its whole length — a phase that waits takes them per step)."""
         return []
 
+    def _refuse_unlike_unfinished(self, unfinished, detail, asked, finish_args, then=""):
+        """`Illegal`: this command asks for something else (`asked`) than
+        the unfinished run of its journal (`unfinished`, with `detail`); a
+        resume went on with the journal's, whatever was asked. Names the
+        command that finishes it (`finish_args`) and, in `then`, what else."""
+        raise Illegal(f"{self.res} has an unfinished {self.operation} {unfinished} ({detail}), "
+                      f"not {asked}; nothing changed. `football {self.operation} {self.res} "
+                      f"{' '.join(finish_args)}` finishes it{then}")
+
     def _refuse_on_plugin_problems(self, hosts, source, more=()):
         """`Illegal` naming every objection of the plugins: `check_host` of
         each host, `resource_check` on `source`, and `more` (an operation's

@@ -78,11 +78,10 @@ class MigrateShrink(Operation):
         cluster = self.ctx.inventory.clusters.get(asked[0])
         if (set(decided) <= set(cluster) and len(asked) == 1) if cluster else decided == asked:
             return
-        steps = ", ".join(self.journal.data["steps"]) or "none"
-        raise Illegal(f"{self.res} has an unfinished {self.operation} to {', '.join(decided)} "
-                      f"(stages done: {steps}), not to {' '.join(asked)}; nothing changed. "
-                      f"`football {self.operation} {self.res} {' '.join(decided)}"
-                      f"{' ' + self.size if self.size else ''}` finishes it")
+        self._refuse_unlike_unfinished(
+            f"to {', '.join(decided)}",
+            f"stages done: {', '.join(self.journal.data['steps']) or 'none'}",
+            f"to {' '.join(asked)}", [*decided, *([self.size] if self.size else [])])
 
     def nothing_to_do(self):
         if self.already and not self.journal.data["steps"]:

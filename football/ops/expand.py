@@ -62,10 +62,9 @@ class Expand(Operation):
         _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
         decided = self.journal.decided
         if decided.get("asked", self.asked) != self.asked:
-            raise Illegal(f"{self.res} has an unfinished expand to {mib(decided['size'])} (asked "
-                          f"{decided['asked']}), not {self.asked}; nothing changed. `football "
-                          f"expand {self.res} {decided['asked']}` finishes it; then expand again "
-                          f"with {self.asked}")
+            self._refuse_unlike_unfinished(
+                f"to {mib(decided['size'])}", f"asked {decided['asked']}", self.asked,
+                [decided["asked"]], f"; then expand again with {self.asked}")
         self.new_size = decided.get("size") or \
             new_size(self.target, self.used, self.config.min_space)
         self.summary.update(old_size=self.journal.decided.get("old_size", self.size),

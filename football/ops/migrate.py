@@ -115,14 +115,13 @@ class Migrate(Operation):
     def _refuse_other_targets(self, decided):
         path = self.journal.path
         asked = " ".join(name for name in (self.target_name, self.secondary_name) if name)
-        steps = ", ".join(self.journal.data["steps"]) or "none"
-        again = " ".join(decided[:1] if self.hands_over_only else decided)
-        raise Illegal(f"{self.res} has an unfinished {self.operation} to {', '.join(decided)} "
-                      f"(steps done: {steps}), not to {asked}; nothing changed. `football "
-                      f"{self.operation} {self.res} {again}` finishes it. To go to "
-                      f"{asked} instead, set it aside (mv {path} {path}.abandoned) and run this "
-                      "again" + ("" if self.hands_over_only else
-                                 ": its cleanup removes the replicas the unfinished one made"))
+        self._refuse_unlike_unfinished(
+            f"to {', '.join(decided)}",
+            f"steps done: {', '.join(self.journal.data['steps']) or 'none'}", f"to {asked}",
+            decided[:1] if self.hands_over_only else decided,
+            f". To go to {asked} instead, set it aside (mv {path} {path}.abandoned) and run "
+            "this again" + ("" if self.hands_over_only else
+                            ": its cleanup removes the replicas the unfinished one made"))
 
     def _new_homes(self):
         """The targets this run places the resource on."""

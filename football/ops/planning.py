@@ -17,6 +17,7 @@ from football.planner import (Settings, plan_balance, plan_evacuation, read_hist
                               save_plan, score)
 from football.planner.balance import MIN_SCORE
 from football.planner.observe import read_fleet
+from football.report import counted
 
 
 class ScoreReport:
@@ -127,7 +128,7 @@ def render_plan(plan, console=None):
         console.print(_moves_table(plan))
     expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(plan["expires"]))
     console.print(f"score {plan['score_before']:.4f} -> {plan['score_after']:.4f}; "
-                  f"{len(plan['moves'])} move{'' if len(plan['moves']) == 1 else 's'}, "
+                  f"{counted(len(plan['moves']), 'move')}, "
                   f"{_gib(plan['sync_bytes'])} to sync; "
                   f"saved as {plan['path']} (expires {expires})")
 

@@ -106,12 +106,11 @@ class Shrink(Operation):
         self.mountpoint = self.primary.mountpoint(self.res)
         self.tmp_mountpoint = self.mountpoint + TMP
         if "size" in decided and self.size_given and decided.get("asked", self.asked) != self.asked:
-            raise Illegal(f"{self.res} has an unfinished shrink to {mib(decided['size'])} (asked "
-                          f"{decided['asked']}; steps done: "
-                          f"{', '.join(self.journal.data['steps']) or 'none'}), not {self.asked}; "
-                          f"nothing changed. `football shrink {self.res} {decided['asked']}` "
-                          f"finishes it (before its downtime, `football shrink-cleanup "
-                          f"{self.res}` gives it up); then shrink again with {self.asked}")
+            self._refuse_unlike_unfinished(
+                f"to {mib(decided['size'])}", f"asked {decided['asked']}; steps done: "
+                f"{', '.join(self.journal.data['steps']) or 'none'}", self.asked,
+                [decided["asked"]], f" (before its downtime, `football shrink-cleanup "
+                f"{self.res}` gives it up); then shrink again with {self.asked}")
         if "size" in decided:
             self.old_size, self.new_size = decided["old_size"], decided["size"]
         elif self.phases in (("cleanup",), ("wait", "cleanup")):

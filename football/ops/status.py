@@ -230,9 +230,9 @@ def _unfinished_hints(operations, rows):
         if not op.get("in_downtime"):
             continue
         res = op["resource"]
-        shown = sorted(row["host"] for row in rows if row["resource"] == res)
-        running = sorted(row["host"] for row in rows
-                         if row["resource"] == res and row["container"] == "RUNNING")
+        mine = [row for row in rows if row["resource"] == res]
+        shown = sorted(row["host"] for row in mine)
+        running = sorted(row["host"] for row in mine if row["container"] == "RUNNING")
         said = f"its {op['operation']} stopped inside the downtime window"
         if running:
             hints.append(f"{res} runs on {', '.join(running)}; {said}: run it again to "
