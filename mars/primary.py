@@ -121,13 +121,7 @@ class Primary:
                 devices.loop_backing_file(known_loop) == "/" + devices.DEVICE_FILE:
             stale[known_loop] = "/" + devices.DEVICE_FILE
         for loop, backing in stale.items():
-            if devices.open_count(loop) == 0 and not devices.claimed_elsewhere(loop):
-                try:
-                    devices.detach_loop(loop)
-                    log.info("%s: detached stale %s (%s)", self.res, loop, backing)
-                except devices.LoopError as exc:
-                    log.warning("%s: %s", self.res, exc)
-            else:
+            if not self._detach_if_free(loop, backing):
                 log.warning("%s: stale %s is still in use (mounted?): unmount it", self.res, loop)
                 self.stale_in_use.add(loop)
         # The dead FUSE mount stays while a loop on it is in use: unmounted,
@@ -258,16 +252,23 @@ class Primary:
                                        or backing.startswith(str(self.fuse_dir))):
                 self.stale_in_use.discard(loop)     # detached by hand (or another's now)
                 continue
-            if devices.open_count(loop) == 0 and not devices.claimed_elsewhere(loop):
+            if self._detach_if_free(loop, "no longer in use"):
                 self.stale_in_use.discard(loop)
-                try:
-                    devices.detach_loop(loop)
-                    log.info("%s: detached stale %s, no longer in use", self.res, loop)
-                except devices.LoopError as exc:
-                    log.warning("%s: %s", self.res, exc)
                 if not self.stale_in_use and devices.unmount_stale(self.fuse_dir):
                     log.info("%s: unmounted stale FUSE mount %s", self.res, self.fuse_dir)
         return sorted(self.stale_in_use)
+
+    def _detach_if_free(self, loop, said):
+        """Detach the stale loop device `loop` unless something uses it (a
+        mount here or in another namespace); whether it was free. Blocking."""
+        if devices.open_count(loop) or devices.claimed_elsewhere(loop):
+            return False
+        try:
+            devices.detach_loop(loop)
+            log.info("%s: detached stale %s (%s)", self.res, loop, said)
+        except devices.LoopError as exc:
+            log.warning("%s: %s", self.res, exc)
+        return True
 
     async def _start_device(self, state, force):
         worker = self.worker

@@ -277,10 +277,7 @@ def wait_uptodate(op, hosts, total, what):
 
 
 def why_stalled(hosts, states, res):
-    """What the views of the hosts not yet synced say of why (their
-    `waiting:`/`error:` lines, facts.parse_view_summary's notes), as
-    "; a1: error: sync from b1 interrupted: ..."; '' where they say nothing
-    (kernel MARS) or cannot be asked."""
+    """`views_say` of those of `hosts` not yet synced (by their `states`)."""
     return views_say([host for host, state in zip(hosts, states)
                       if not synced_and_consistent(state)], res)
 
