@@ -62,16 +62,26 @@ class Waiting:
         if settings.business_hours:
             now = time.strftime("%u_%H")
             if not re.fullmatch(settings.business_hours, now):
-                return (False, f"outside business_hours {settings.business_hours} (now {now})")
+                return (False, f"outside business_hours {settings.business_hours} (now {now})"
+                               f"{_unchanged(settings)}")
         # a screener job's gate is its own (football/joblink.py): released
         # by `football screener continue`, durably
         if settings.gate_before_downtime and not in_job():
             released = continue_file(settings.state_dir, res)
             if not released.exists():
                 return (False, f"waiting for the operator (gate_before_downtime): "
-                               f"football continue {res}")
+                               f"football continue {res}{_unchanged(settings)}")
             released.unlink(missing_ok=True)
         return True
+
+
+def _unchanged(settings):
+    """Why the settings did not change, when an operator's change was refused
+    (a typo in the file edited to open the gate must not look like the old value)."""
+    if settings.refused_change is None:
+        return ""
+    return (f"; the settings as changed are refused, the run keeps those it started with: "
+            f"{settings.refused_change}")
 
 
 def new_plugin():

@@ -116,7 +116,7 @@ def test_reading_an_unknown_setting_is_an_attribute_error():
 
 # --- conversion ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, value", [("3", 3), (" 12 ", 12), ("0", 0), ("-1", -1)])
+@pytest.mark.parametrize("text, value", [("3", 3), (" 12 ", 12), ("1", 1), ("+2", 2)])
 def test_a_text_value_becomes_a_whole_number_for_an_integer_setting(text, value):
     settings = config(environ={"FOOTBALL_LIMIT_SYNCS": text})
     assert settings.limit_syncs == value and type(settings.limit_syncs) is int
@@ -204,6 +204,55 @@ def test_a_var_without_an_equals_sign_is_refused():
 ])
 def test_a_bad_value_is_refused_naming_the_setting_the_value_and_the_kind(variable, message):
     assert refused(variables=[variable]).startswith(message)
+
+
+@pytest.mark.parametrize("variable, shown, complaint", [
+    ("limit_syncs=0", "0", "is below 1, its least"),
+    ("limit_shrinks=-1", "-1", "is below 1, its least"),
+    ("lease_time=-5", "-5.0", "is below 0, its least"),
+    ("poll_interval=-0.1", "-0.1", "is below 0, its least"),
+    ("shrink_percent=100", "100", "is outside 1..99"),
+    ("balance_margin=1.5", "1.5", "is outside 0..1"),
+    ("min_space=1000", "1000", f"is below {300 << 20}, its least"),
+    ("max_moves=0", "0", "is below 1, its least"),
+    ("weight_cpu_load=-1", "-1.0", "is below 0, its least"),
+    ("business_hours=[1-5", "'[1-5'", "is not a regular expression (unterminated character "
+                                      "set at position 0)"),
+])
+def test_a_value_out_of_its_range_is_refused_naming_the_range_and_the_meaning(
+        variable, shown, complaint):
+    name = variable.split("=")[0]
+    assert refused(variables=[variable]) == (f"setting {name} from --var: {shown} {complaint} "
+                                             f"— {name}: {TUNABLES[name].meaning}")
+
+
+@pytest.mark.parametrize("variable", ["poll_interval=0", "lock_retry_timeout=0",
+                                      "plan_expiry=0", "cleanup_delay=0", "limit_syncs=1",
+                                      "shrink_percent=1", "shrink_percent=99",
+                                      "balance_margin=0", "business_hours=",
+                                      f"min_space={300 << 20}"])
+def test_the_ends_of_a_range_are_taken(variable):
+    name, _, value = variable.partition("=")
+    assert str(getattr(config(variables=[variable]), name)) in (value, f"{value}.0")
+
+
+@pytest.mark.parametrize("name", sorted(TUNABLES))
+def test_every_default_is_within_its_own_range(name):
+    tunable = TUNABLES[name]
+    assert tunable.check is None or tunable.check(tunable.default) is None
+
+
+def test_a_file_changed_to_a_bad_value_keeps_the_settings_and_says_why(config_file):
+    path = config_file("limit_syncs: 2\n")
+    settings = config(files=[path])
+    config_file("limit_syncs: 0\n")
+    again = settings.reloaded()
+    assert again is settings and again.limit_syncs == 2
+    assert again.refused_change.startswith(f"setting limit_syncs from config file {path}: 0 is "
+                                           "below 1")
+    config_file("limit_syncs: 3\n")
+    again = settings.reloaded()
+    assert again.limit_syncs == 3 and again.refused_change is None
 
 
 def test_a_bad_value_in_the_environment_names_the_variable():

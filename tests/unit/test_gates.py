@@ -67,6 +67,30 @@ def test_business_hours_are_read_again_while_the_run_waits(fleet, tmp_path):
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
 
 
+def test_a_bad_value_given_before_the_run_is_refused_before_anything_is_done(fleet):
+    code, _, stderr = football(fleet, *FAST, "--var", "business_hours=[1-5]_(08-18", "migrate",
+                               "vm1", "cluster2")
+    assert code == 191 and "business_hours from --var: '[1-5]_(08-18' is not a regular " \
+        "expression" in stderr, stderr
+    assert fleet.calls == [] and fleet.running("vm1") == ["a1"]
+
+
+def test_a_settings_file_edited_to_a_bad_value_while_the_run_waits_is_named(fleet, tmp_path):
+    settings = tmp_path / "settings.yml"
+    settings.write_text('business_hours: "9_99"\n')
+    typo = poll_plugin(tmp_path, 2,
+                       f"Path({str(settings)!r}).write_text('business_hours: \"[1-7\"\\n')")
+    code, events, stderr = football(fleet, *FAST, "--config", str(settings), *typo,
+                                    "migrate", "vm1", "cluster2")
+    assert code == 191, stderr
+    said = [event["text"] for event in events if event["event"] == "message"] + [stderr]
+    assert any("outside business_hours 9_99" in text and "the settings as changed are "
+               "refused, the run keeps those it started with: setting business_hours from "
+               f"config file {settings}: '[1-7' is not a regular expression" in text
+               for text in said), said
+    assert stops(fleet) == [] and fleet.running("vm1") == ["a1"]
+
+
 def test_a_pause_holds_the_downtime_and_the_time_held_does_not_count(fleet, tmp_path):
     code, _, stderr = football(fleet, "pause", "vm1")
     assert code == 0, stderr
