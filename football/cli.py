@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import time
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 
@@ -45,6 +46,30 @@ def reported(function):
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+class Football(click.Group):
+    """The command group whose usage mistakes (an unknown command or option,
+    a missing argument, a bad value) exit 191, illegal, as every refusal
+    that changed nothing does (FOOTBALL.md's exit codes; a screener job with
+    a mistyped command line is `illegal`), not click's 2."""
+
+    def make_context(self, *args, **kwargs):
+        with _usage_is_illegal():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _usage_is_illegal():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_is_illegal():
+    try:
+        yield
+    except click.UsageError as error:
+        error.exit_code = EXIT_ILLEGAL
+        raise
 
 
 class InjectionPoint(click.ParamType):
@@ -125,7 +150,7 @@ class Globals:
                        dry_run=self.dry_run, yes=self.yes, injection_point=self.injection_point)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Football, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="football")
 @click.option("--inventory", "inventory_path", envvar="FOOTBALL_INVENTORY", show_envvar=True,
               type=click.Path(dir_okay=False), help="The fleet's inventory (YAML). "
@@ -152,9 +177,10 @@ def cli(ctx, inventory_path, config_files, dry_run, yes, as_json, verbose, varia
       football handover vm1 a2           make the replica on a2 the primary
       football lab up                    a local fleet to try it on
 
-    Exit codes: 0 done, 191 illegal (nothing changed), 190 interrupted,
-    198 serious (failed, container running again), 199 critical (failed in
-    the downtime window, container not running).
+    Exit codes: 0 done, 191 illegal (bad usage or input, refused: nothing
+    changed), 190 interrupted, 198 serious (failed, container running
+    again), 199 critical (failed in the downtime window, container not
+    running).
     """
     ctx.obj = Globals(inventory_path, config_files, dry_run, yes, as_json, verbose, variables,
                       injection_point)

@@ -19,6 +19,22 @@ def test_football_help_describes_the_tool():
     assert "Move LXC containers" in result.output
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["migrate", "vm1"], "Missing argument 'TARGET'"),
+    (["shrink", "vm1", "-5"], "No such option '-5'"),
+    (["migrate", "--bogus", "vm1", "cluster2"], "No such option '--bogus'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["screener", "frobnicate"], "No such command 'frobnicate'"),
+    (["lab", "up", "--hosts"], "No such option '--hosts'"),
+    (["--debug-injection-point", "stopped", "migrate", "vm1", "cluster2"],
+     "neither a number nor a point's name"),
+])
+def test_a_usage_mistake_exits_191_illegal_as_every_refusal_does(argv, said):
+    result = CliRunner().invoke(cli, argv, prog_name="football")
+    assert result.exit_code == 191, result.output
+    assert said in result.output and "Usage: football" in result.output
+
+
 # --- global options anywhere on the line -------------------------------------------------
 
 @pytest.mark.parametrize("argv, hoisted", [

@@ -155,5 +155,5 @@ def test_named_injection_points_crash_a_run_and_each_re_run_in_turn(fleet):
 def test_an_injection_point_that_is_neither_a_number_nor_a_name_is_a_usage_error(fleet):
     code, _, stderr = football(fleet, "--debug-injection-point", "stopped", "migrate", "vm1",
                                "cluster2")
-    assert code == 2 and "neither a number nor a point's name" in stderr, stderr
+    assert code == 191 and "neither a number nor a point's name" in stderr, stderr
     assert fleet.changes() == []
