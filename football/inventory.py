@@ -22,6 +22,7 @@ A host's `root` relocates everything it owns below a directory (lab hosts);
 production hosts have root `/`. `env` is given to every command on the host
 (over SSH as an `env NAME=value ...` prefix)."""
 
+import ipaddress
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,8 @@ HOST_FIELDS = set(HOST_DEFAULTS) | {"address", "user", "port", "vg_size", "strip
                                      "host_key_check", "connect_timeout", "failure_domain",
                                      "max_containers"}
 TRANSPORTS = ("ssh", "local")
+SECTIONS = ("defaults", "clusters", "hosts", "demo", "lab")
+DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.?)+")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -177,9 +180,19 @@ def load(path, defaults=None):
 def parse(data, source="<inventory>", defaults=None):
     if not isinstance(data, dict):
         raise InventoryError(f"inventory {source}: expected a mapping at the top")
-    for section in ("defaults", "clusters", "hosts", "demo", "lab"):
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise InventoryError(f"inventory {source}: unknown sections "
+                             f"{', '.join(sorted(map(str, unknown)))}; known: "
+                             f"{', '.join(SECTIONS)}")
+    for section in SECTIONS:
         if not isinstance(data.get(section) or {}, dict):
             raise InventoryError(f"inventory {source}: {section} must be a mapping")
+    unknown = set(data.get("defaults") or {}) - HOST_FIELDS
+    if unknown:
+        raise InventoryError(f"inventory {source}: defaults: unknown settings "
+                             f"{', '.join(sorted(map(str, unknown)))}; known: "
+                             f"{', '.join(sorted(HOST_FIELDS))}")
     defaults = {**HOST_DEFAULTS, **(defaults or {}), **(data.get("defaults") or {})}
     clusters = data.get("clusters") or {}
     declared = data.get("hosts") or {}
@@ -205,7 +218,8 @@ def parse(data, source="<inventory>", defaults=None):
         unknown = set(settings) - HOST_FIELDS
         if unknown:
             raise InventoryError(f"inventory {source}: host {name}: unknown settings "
-                                 f"{', '.join(sorted(unknown))}")
+                                 f"{', '.join(sorted(unknown))}; known: "
+                                 f"{', '.join(sorted(HOST_FIELDS))}")
         if "address" not in settings:
             raise InventoryError(f"inventory {source}: host {name} has no address")
         merged = {key: value for key, value in dict(defaults, **settings).items()
@@ -218,6 +232,7 @@ def parse(data, source="<inventory>", defaults=None):
         merged["env"] = {variable: str(value)
                          for variable, value in (merged.get("env") or {}).items()}
         hosts[name] = Host(name=name, cluster=membership.get(name, ""), **merged)
+    _one_machine_each(hosts, source)
     missing = set(membership) - set(hosts)
     if missing:
         raise InventoryError(f"inventory {source}: clusters name hosts that are not declared: "
@@ -236,8 +251,42 @@ def parse(data, source="<inventory>", defaults=None):
                      demo=demo, lab=data.get("lab") or {}, source=source)
 
 
+def _one_machine_each(hosts, source):
+    """Two host names for one address and port are one machine twice (a
+    copied line): MARS would take it for two cluster members."""
+    seen = {}
+    for host in hosts.values():
+        where = (str(host.address).lower(), host.port)
+        if where in seen:
+            raise InventoryError(f"inventory {source}: hosts {seen[where]} and {host.name} "
+                                 f"have the same address {host.address} (port {host.port}): "
+                                 "give each host its own")
+        seen[where] = host.name
+
+
+def _address_problem(address):
+    """What is wrong with a host's address (an IP address or a DNS name), or None."""
+    if not isinstance(address, str):
+        return f"address must be an IP address or a DNS name, not {address!r}"
+    if re.fullmatch(r"[0-9.]+", address) or ":" in address:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return f"address {address!r} is not an IP address"
+        return None
+    if not DNS_NAME.fullmatch(address):
+        return f"address {address!r} is neither an IP address nor a DNS name"
+    return None
+
+
 def _connection_problem(settings):
     """What is wrong with how a host is to be reached, or None."""
+    problem = _address_problem(settings.get("address"))
+    if problem:
+        return problem
+    port = settings.get("port", 22)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        return f"port must be a whole number 1..65535, not {port!r}"
     if settings.get("transport") not in TRANSPORTS:
         return (f"transport {settings.get('transport')!r} is not one of "
                 f"{', '.join(TRANSPORTS)}")

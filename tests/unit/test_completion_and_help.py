@@ -79,7 +79,7 @@ def test_football_help_lists_the_commands_and_the_exit_codes():
     text = help_text()
     for command in ("migrate", "migrate-prepare", "migrate-cleanup", "handover", "config", "lab"):
         assert f" {command} " in text, command
-    assert "191 illegal (nothing changed)" in text
+    assert "191 illegal (bad usage or input, refused: nothing changed)" in text
     assert "199 critical" in text
 
 

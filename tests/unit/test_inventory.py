@@ -222,7 +222,31 @@ def test_an_unknown_host_setting_is_refused_naming_it():
     data = good()
     data["hosts"]["a1"]["adress"] = "10.0.0.1"
     data["hosts"]["a1"]["colour"] = "blue"
-    assert refused(data) == "inventory test.yml: host a1: unknown settings adress, colour"
+    assert refused(data).startswith("inventory test.yml: host a1: unknown settings adress, "
+                                    "colour; known: address, connect_timeout, ")
+
+
+def test_an_unknown_setting_in_the_defaults_is_refused_not_dropped():
+    data = good()
+    data["defaults"]["storag"] = "lvm"          # a typo: storage stayed the built-in default
+    assert refused(data).startswith("inventory test.yml: defaults: unknown settings storag; "
+                                    "known: address, ")
+
+
+def test_an_unknown_section_is_refused_naming_the_known_ones():
+    data = good()
+    data["clusterz"] = data.pop("clusters")     # a typo: every host was in no cluster
+    assert refused(data) == ("inventory test.yml: unknown sections clusterz; known: defaults, "
+                             "clusters, hosts, demo, lab")
+
+
+def test_two_hosts_at_one_address_and_port_are_refused_naming_both():
+    data = good()
+    data["hosts"]["b1"]["address"] = "10.0.0.11"
+    assert refused(data) == ("inventory test.yml: hosts a1 and b1 have the same address "
+                             "10.0.0.11 (port 22): give each host its own")
+    data["hosts"]["b1"]["port"] = 2222          # one address, two ports: two machines behind NAT
+    assert parse(data, "test.yml").host("b1").port == 2222
 
 
 @pytest.mark.parametrize("setting, value, message", [
@@ -235,11 +259,28 @@ def test_an_unknown_host_setting_is_refused_naming_it():
     ("env", {"A B": "1"}, "env: 'A B' is not a variable name"),
     ("env", {"PATH=/x": "1"}, "env: 'PATH=/x' is not a variable name"),
     ("env", {"A": ["1"]}, "env: A must be a string, not ['1']"),
+    ("address", "999.0.0.11", "address '999.0.0.11' is not an IP address"),
+    ("address", "10.0.0", "address '10.0.0' is not an IP address"),
+    ("address", "fe80::1::2", "address 'fe80::1::2' is not an IP address"),
+    ("address", "my host", "address 'my host' is neither an IP address nor a DNS name"),
+    ("address", "-a.example", "address '-a.example' is neither an IP address nor a DNS name"),
+    ("address", 10, "address must be an IP address or a DNS name, not 10"),
+    ("port", "ssh", "port must be a whole number 1..65535, not 'ssh'"),
+    ("port", 0, "port must be a whole number 1..65535, not 0"),
+    ("port", 70000, "port must be a whole number 1..65535, not 70000"),
 ])
 def test_a_bad_connection_setting_is_refused_naming_host_and_setting(setting, value, message):
     data = good()
     data["hosts"]["a1"][setting] = value
     assert refused(data) == f"inventory test.yml: host a1: {message}"
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "::1", "fe80::1", "a1", "a1.example.org",
+                                     "a1.example.org.", "xn--bcher-kva.example"])
+def test_an_ip_address_or_a_dns_name_is_a_good_address(address):
+    data = good()
+    data["hosts"]["a1"]["address"] = address
+    assert parse(data, "test.yml").host("a1").address == address
 
 
 def test_host_key_check_off_unquoted_in_yaml_means_off(inventory_file):
