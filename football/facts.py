@@ -33,6 +33,10 @@ class FactUnavailable(FootballError):
     """A fact could not be read on a host (unreachable, or the command failed)."""
 
 
+class HostUnreachable(FactUnavailable):
+    """A fact could not be read because the host could not be reached."""
+
+
 class FactCache:
     """(host name, argv) -> the result of a cached read; thread-safe. Only
     successful results are kept: a failure is asked again."""
@@ -73,7 +77,7 @@ def read(host, argv, timeout=60, run=None):
         result = run(host, argv, timeout) if run else \
             host.run(argv, check=False, timeout=timeout)
     except (TransportError, InventoryError) as error:
-        raise FactUnavailable(f"{host.name} is unreachable: {error}") from None
+        raise HostUnreachable(f"{host.name} is unreachable: {error}") from None
     if not result.ok:
         raise FactUnavailable(f"{host.name}: `{result.command}` exited {result.exit_code}: "
                               f"{result.stderr.strip()[-300:]}")

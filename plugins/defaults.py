@@ -10,17 +10,26 @@ from football import facts
 
 def primary_host(res, inventory):
     """The `Host` of `inventory` that MARS names the primary of `res`, asking
-    every host in parallel; `Illegal` when none knows `res` or they disagree."""
+    every host in parallel; `Illegal` when none knows `res` (naming the hosts
+    that could not be asked: one of them may have it) or they disagree."""
     def ask(host):
         try:
             return facts.primary(host, res, timeout=30)
+        except facts.HostUnreachable as error:
+            return error
         except facts.FactUnavailable:
             return None
 
-    answers = {answer for answer in in_parallel(ask, inventory.hosts.values()) if answer}
+    said = in_parallel(ask, inventory.hosts.values())
+    answers = {answer for answer in said if isinstance(answer, str) and answer}
     if not answers:
+        unreachable = [str(answer) for answer in said if isinstance(answer, Exception)]
+        unasked = (f"; not asked, unreachable: {'; '.join(unreachable[:3])}"
+                   f"{f' (and {len(unreachable) - 3} more)' if len(unreachable) > 3 else ''}"
+                   if unreachable else "")
         raise Illegal(f"unknown resource {res}: no host of the inventory ({inventory.source}) "
-                      f"has it; name its host as {res}:<host> if it is not discoverable")
+                      f"has it{unasked}; name its host as {res}:<host> if it is not "
+                      "discoverable")
     if len(answers) > 1:
         raise Illegal(f"{res}: hosts disagree on the primary ({', '.join(sorted(answers))}); "
                       "repair MARS first")

@@ -3,13 +3,16 @@ printed in a running lab (tests/unit/data/marsadm) and printed here offline,
 and the facts that ask a host, with a fake runner standing in for it."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from football import facts
+from football.errors import Illegal
 from football.facts import parse_host_ips, parse_lines, parse_view_all, parse_view_summary
 from football.inventory import Host
 from mars.logfile import LogDamage
+from plugins import defaults
 from tests.unit.conftest import MIB, make_disk
 
 DATA = Path(__file__).parent / "data" / "marsadm"
@@ -266,3 +269,25 @@ def test_synced_bytes_are_what_marsd_counted_else_the_estimate_marked_as_such(ho
     # kernel MARS has no such view: the estimate stands in, and says so
     runner.expect(received, stderr="marsadm: unknown macro view-sync-received\n", exit=1)
     assert synced_bytes([host], "vm1", estimate=1 << 30) == (1 << 30, False)
+
+
+# --- finding a resource's primary (plugins/defaults.py) ---------------------------------
+
+def test_a_resource_no_host_has_is_refused_naming_the_hosts_that_could_not_be_asked(
+        monkeypatch):
+    def primary(host, res, timeout):
+        if host.name in ("b1", "b2"):
+            raise facts.HostUnreachable(f"{host.name} is unreachable: connection refused")
+        raise facts.FactUnavailable(f"{host.name}: unknown resource {res}")
+
+    monkeypatch.setattr(facts, "primary", primary)
+    hosts = {name: SimpleNamespace(name=name) for name in ("a1", "a2", "b1", "b2")}
+    inventory = SimpleNamespace(hosts=hosts, source="fleet.yml")
+    with pytest.raises(Illegal) as caught:
+        defaults.primary_host("vm1", inventory)
+    assert str(caught.value) == (
+        "unknown resource vm1: no host of the inventory (fleet.yml) has it; not asked, "
+        "unreachable: b1 is unreachable: connection refused; b2 is unreachable: connection "
+        "refused; name its host as vm1:<host> if it is not discoverable")
+    monkeypatch.setattr(facts, "primary", lambda host, res, timeout: "a2")
+    assert defaults.primary_host("vm1", inventory).name == "a2"
