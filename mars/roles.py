@@ -52,6 +52,7 @@ def device_open(host, res, count):
             f"there and unmount it, then run `marsadm primary {res}` again")
 
 POLL_FIRST = 0.01                # seconds before a wait's first poll again (see wait_for)
+SAY_WAITING_AFTER = 1.0          # seconds into a wait before marsd's reason is said (once)
 
 
 class Roles(HostCommands):
@@ -84,9 +85,10 @@ class Roles(HostCommands):
         to it on average (inside the container's downtime)."""
         if self.dry_run:
             return
-        deadline = time.monotonic() + self.timeout
+        started = time.monotonic()
+        deadline = started + self.timeout
         pause = min(POLL_FIRST, interval)
-        said = None
+        said = waiting_said = None
         while True:
             state = self.store.state()
             status = self.runtime().status(res)
@@ -95,6 +97,13 @@ class Roles(HostCommands):
             reason = failed and failed(state, status)
             if reason:
                 raise MarsError(f"{what} of {res} failed: {reason}")
+            waiting = status.get("waiting")
+            if waiting and waiting != waiting_said and \
+                    time.monotonic() - started >= SAY_WAITING_AFTER:
+                # a wait that does not end by itself says why, not only at its timeout
+                waiting_said = waiting
+                print(f"marsadm: {res}: waiting for {what}: {waiting} (until --timeout, "
+                      f"{self.timeout:g}s)", file=sys.stderr, flush=True)
             split_brain = status.get("split_brain")
             if split_brain and split_brain != said:
                 # it does not resolve by itself: said at once, not only at the timeout
@@ -239,8 +248,13 @@ class Roles(HostCommands):
         self._member_state(res)
         self._write({todo_key(res, self.host, name): value for name in switches})
         if wait_device_down:
-            self.wait_for(res, lambda st, status: not status.get("is_primary"),
-                          "the device to go down (stop the container, unmount)")
+            try:
+                self.wait_for(res, lambda st, status: not status.get("is_primary"),
+                              "the device to go down (stop the container, unmount)")
+            except MarsTimeout as timeout:
+                raise MarsTimeout(f"{timeout}; the wish stays recorded: the device goes down "
+                                  f"once it is closed (`marsadm up {res}` takes the wish "
+                                  "back)") from None
 
     def pause(self, res, what, value, scope):
         """pause-/resume-{sync,fetch,replay}[-local|-global]."""

@@ -101,6 +101,29 @@ def test_a_secondary_twelve_logfiles_behind_catches_up_and_one_that_cannot_says_
     assert "replay paused" not in view(b), view(b)
 
 
+def test_down_on_the_primary_with_its_device_open_says_why_it_waits_and_what_it_leaves(
+        datanet):
+    a, b = cluster_with_replica(datanet, "a", "b")
+    subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
+    datanet.mount(a, RES, fstype="ext4")              # a container's filesystem
+    try:
+        wait_until(lambda: "open count 1" in view(a), what="a to report its device open",
+                   show=lambda: view(a))
+        down = a.marsadm("down", RES, "--timeout=3", check=False)
+        assert down.returncode == 3, (down.stdout, down.stderr)
+        waiting = [line for line in down.stderr.splitlines() if "waiting for the device to go "
+                   "down" in line and "still in use (open count 1)" in line]
+        assert len(waiting) == 2, down.stderr        # said once while it waited, and at the end
+        assert "the wish stays recorded: the device goes down once it is closed (`marsadm up " \
+            f"{RES}` takes the wish back)" in down.stderr
+        assert "Detached" in view(a) and "open count 1" in view(a)     # the device stays up
+        a.marsadm("up", RES)
+        wait_until(lambda: "UpToDate Replicating DCASFR Primary" in view(a),
+                   what="a attached again", show=lambda: view(a))
+    finally:
+        datanet.umount(a)
+
+
 def primary_while_stopped(host, stopped):
     """`marsadm primary vm1 --timeout=2` on `host` while `stopped`'s marsd
     is stopped (SIGSTOP: it does not answer); its result."""
