@@ -190,7 +190,7 @@ class Migrate(Operation):
         wanted = [target.name for target in self.targets]
         if self.source.name in (wanted[0], self.post_hand) and \
                 set(self.members) == set(wanted) and not self.journal.resumed:
-            self.say(f"{self.res} is already on {', '.join(wanted)}: nothing to do")
+            self.say(self._already(wanted))
             return self._post_hand() if whole else self.summary
         self.say(self._heading(wanted))
         if self.warn_alone and len(wanted) == 1 and len(self.members) > 1:
@@ -210,6 +210,9 @@ class Migrate(Operation):
             self.journal.finish()
             return self._post_hand()
         return self.summary
+
+    def _already(self, wanted):
+        return f"{self.res} is already on {', '.join(wanted)}: nothing to do"
 
     def _heading(self, wanted):
         """The run's first line: from where to where, or, where the primary
@@ -572,6 +575,9 @@ class Handover(Migrate):
 
     def __init__(self, ctx, res, host):
         super().__init__(ctx, res, host)
+
+    def _already(self, wanted):
+        return f"{self.res}'s primary is on {wanted[0]} already: nothing to do"
 
     def _heading(self, wanted):
         return (f"* handover of {self.res} from {self.source.name} to {wanted[0]}; its "

@@ -447,7 +447,7 @@ def test_a_plain_combined_operation_says_its_stages_and_sums_their_syncs(
 NOTHING_TO_DO = [
     (["migrate", "vm1", "a1", "a2"], "vm1 is already on a1, a2: nothing to do",
      "summary: vm1: nothing done"),
-    (["handover", "vm1", "a1"], "vm1 is already on a1, a2: nothing to do",
+    (["handover", "vm1", "a1"], "vm1's primary is on a1 already: nothing to do",
      "summary: vm1: nothing done"),
     (["shrink", "vm1"], ("vm1: it has 320 MiB, the asked 85 means 320 MiB (100 MiB used): "
                          "not smaller: nothing to do"), "summary: vm1: nothing done"),
