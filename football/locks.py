@@ -10,14 +10,17 @@ An intent is the same kind of record in another directory, kept for
 `lease_time`: a planned sync (shrink) that counts against `limit_syncs`
 (`limit_shrinks`) on its host before it shows there.
 
-On the controller, one run of an operation on a resource at a time
-(`one_run_at_a_time`): the host locks cannot tell two of them apart, since
-a resumed run owns its predecessor's locks (`run_owner`)."""
+On the controller, one operation on a resource at a time
+(`one_run_at_a_time`): the host locks cannot tell two runs of one operation
+apart, since a resumed run owns its predecessor's locks (`run_owner`), and
+two operations take them only for their own steps (a migrate waiting at its
+gate holds none)."""
 
 import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,17 +159,33 @@ def live_intents(host, config, except_res=None, kind="sync"):
             and item.startswith(prefix) and item != f"{prefix}{except_res}"}
 
 
+# the turns this process's threads hold: {(path, thread): depth}; a combined
+# operation runs its stages (migrate, shrink, a handover) inside its own turn
+_TURNS = {}
+
+
 @contextmanager
 def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: None):
-    """Hold `<state_dir>/journal/<operation>-<res>.run` (an flock, which
-    the kernel releases when the process ends, also by kill -9) while the
-    run lasts. Another run of it on this controller (a second terminal, or
-    a screener job restarted while the first one's process still runs) is
-    waited for, said once through `on_wait`, for `lock_retry_timeout`;
-    then `Locked` (nothing changed). Same-owner host locks would let both
-    go on at once: two stops, two starts, one journal replaced under the
-    other."""
-    path = Path(state_dir) / "journal" / f"{operation}-{res}.run"
+    """Hold `<state_dir>/journal/<res>.run` (an flock, which the kernel
+    releases when the process ends, also by kill -9) while the run lasts:
+    one operation on a resource at a time on this controller. Another run
+    (a second terminal, a screener job restarted while the first one's
+    process still runs, or another operation: a shrink while a migrate waits
+    at its gate would shrink the replicas it synced, or copy from a source
+    it is handing over) is waited for, said once through `on_wait`, for
+    `lock_retry_timeout`; then `Locked` (nothing changed). Same-owner host
+    locks would let both go on at once: two stops, two starts, one journal
+    replaced under the other. The operations this one runs inside itself
+    share its turn."""
+    path = Path(state_dir) / "journal" / f"{res}.run"
+    turn = (path, threading.get_ident())
+    if turn in _TURNS:
+        _TURNS[turn] += 1
+        try:
+            yield
+        finally:
+            _TURNS[turn] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")
     try:
@@ -179,20 +198,23 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     handle.seek(0)
-                    holder = handle.read().strip() or "?"
-                    locked = Locked(f"{operation} of {res} runs already on this controller "
-                                    f"(pid {holder}); nothing changed: wait for it to end "
-                                    f"(`football status {res}`) or stop it (kill {holder}), "
-                                    "then run it again: it resumes")
+                    pid, _, other = handle.read().strip().partition(" ")
+                    other = f"{other or 'an operation'} of {res} (pid {pid or '?'})"
+                    locked = Locked(f"{other} runs on this controller; nothing changed: wait "
+                                    f"for it to end (`football status {res}`) or stop it (kill "
+                                    f"{pid or '<pid>'}), then run {operation} {res} again")
                     if not waited:
-                        on_wait(f"another run of {operation} {res} goes on (pid {holder}): "
-                                "waiting for it to end")
+                        on_wait(f"{other} goes on: waiting for it to end")
                     waited = True
                     raise locked from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"{os.getpid()}\n")
+        handle.write(f"{os.getpid()} {operation}\n")
         handle.flush()
-        yield
+        _TURNS[turn] = 1
+        try:
+            yield
+        finally:
+            del _TURNS[turn]
     finally:
         handle.close()          # closing the last descriptor releases the flock

@@ -388,17 +388,14 @@ def test_a_lock_set_that_never_waited_says_nothing(a, b):
     assert heard == []
 
 
-# --- one run of an operation on a resource at a time (the controller) -------------------
+# --- one operation on a resource at a time (the controller) ------------------------------
 
-def test_a_second_run_of_the_same_operation_waits_for_the_first_and_then_gives_up(tmp_path):
-    """Same-owner host locks let a resumed run take over its predecessor's
-    locks; two runs of `migrate vm1` at once (two terminals) both went on,
-    stopped and started vm1 twice and replaced each other's journal. The
-    first holds its turn (an flock) until its process ends, kill -9 too."""
-    import signal
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding vm1's turn for a migrate until it is killed."""
     import subprocess
     import sys
-    holder = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, types\n"
          "from football.locks import one_run_at_a_time\n"
@@ -408,23 +405,67 @@ def test_a_second_run_of_the_same_operation_waits_for_the_first_and_then_gives_u
          "    sys.stdin.read()\n"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout.readline() == "held\n"
-        config = Config(variables=["lock_retry_timeout=0.3"], environ={})
-        said = []
-        with pytest.raises(Locked, match=f"migrate of vm1 runs already on this controller "
-                                         f"\\(pid {holder.pid}\\); nothing changed"):
-            with locks.one_run_at_a_time(tmp_path, "migrate", "vm1", config, said.append):
-                pass
-        assert said == [f"another run of migrate vm1 goes on (pid {holder.pid}): waiting for "
-                        "it to end"]
-        # another resource, another operation: not held
-        with locks.one_run_at_a_time(tmp_path, "migrate", "vm2", config), \
-                locks.one_run_at_a_time(tmp_path, "shrink", "vm1", config):
-            pass
-        holder.send_signal(signal.SIGKILL)          # released by the kernel
-        holder.wait()
-        with locks.one_run_at_a_time(tmp_path, "migrate", "vm1", config):
-            assert (tmp_path / "journal" / "migrate-vm1.run").read_text() == f"{os.getpid()}\n"
+        assert process.stdout.readline() == "held\n"
+        yield process
     finally:
-        holder.kill()
-        holder.wait()
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("operation", ["migrate", "shrink"])
+def test_another_run_on_the_same_resource_waits_for_the_first_and_then_gives_up(
+        tmp_path, holder, operation):
+    """Same-owner host locks let a resumed run take over its predecessor's
+    locks; two runs of `migrate vm1` at once (two terminals) both went on,
+    stopped and started vm1 twice and replaced each other's journal. A
+    shrink while a migrate waited at its gate (no host locks held) shrank
+    the replicas the migrate had synced. The first holds its turn (an
+    flock) until its process ends, kill -9 too."""
+    import signal
+    config = Config(variables=["lock_retry_timeout=0.3"], environ={})
+    said = []
+    with pytest.raises(Locked) as caught:
+        with locks.one_run_at_a_time(tmp_path, operation, "vm1", config, said.append):
+            pass
+    assert str(caught.value) == (
+        f"migrate of vm1 (pid {holder.pid}) runs on this controller; nothing changed: wait "
+        f"for it to end (`football status vm1`) or stop it (kill {holder.pid}), then run "
+        f"{operation} vm1 again")
+    assert said == [f"migrate of vm1 (pid {holder.pid}) goes on: waiting for it to end"]
+    with locks.one_run_at_a_time(tmp_path, "migrate", "vm2", config):   # another resource
+        pass
+    holder.send_signal(signal.SIGKILL)          # released by the kernel
+    holder.wait()
+    with locks.one_run_at_a_time(tmp_path, operation, "vm1", config):
+        assert (tmp_path / "journal" / "vm1.run").read_text() == f"{os.getpid()} {operation}\n"
+
+
+def test_the_operations_a_run_runs_inside_itself_share_its_turn(tmp_path):
+    config = Config(variables=["lock_retry_timeout=0"], environ={})
+    with locks.one_run_at_a_time(tmp_path, "migrate+shrink", "vm1", config):
+        with locks.one_run_at_a_time(tmp_path, "migrate", "vm1", config):
+            with locks.one_run_at_a_time(tmp_path, "handover", "vm1", config):
+                pass
+        with locks.one_run_at_a_time(tmp_path, "shrink", "vm1", config):
+            assert (tmp_path / "journal" / "vm1.run").read_text() == \
+                f"{os.getpid()} migrate+shrink\n"
+    assert locks._TURNS == {}
+
+
+def test_another_thread_of_the_process_does_not_share_the_turn(tmp_path):
+    import threading
+    config = Config(variables=["lock_retry_timeout=0"], environ={})
+    refused = []
+
+    def shrink():
+        try:
+            with locks.one_run_at_a_time(tmp_path, "shrink", "vm1", config):
+                pass
+        except Locked as error:
+            refused.append(str(error))
+
+    with locks.one_run_at_a_time(tmp_path, "migrate", "vm1", config):
+        other = threading.Thread(target=shrink)
+        other.start()
+        other.join()
+    assert refused and refused[0].startswith(f"migrate of vm1 (pid {os.getpid()}) runs")
