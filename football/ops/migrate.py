@@ -390,8 +390,10 @@ class Migrate(Operation):
         # what the syncs made equal; synced_bytes is what of it travelled
         # (zero chunks and, in a fast full sync, equal ones do not)
         self.summary["copied_bytes"] = self.size * len(joined)
-        # a re-run after the syncs ended (a crash later) says how long they took
+        # a re-run after the syncs ended (a crash later) says how long they
+        # took, not how long since they began
         ended = self.journal.decided.get("sync_ended") or time.time()
+        self.journal.decide(sync_ended=ended)
         self.summary["sync_seconds"] = round(ended - began if began else waited, 3)
         for target in targets:
             drop_intent(target, self.res)

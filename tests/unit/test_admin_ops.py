@@ -208,11 +208,14 @@ def test_status_says_inside_the_downtime_window_only_of_a_run_that_left_its_cont
     assert unfinished_operations(fake_fleet.state_dir) == []
 
 
-def test_a_migrate_resumed_after_its_sync_reports_the_sync_as_it_ran(fake_fleet):  # noqa: F811
+@pytest.mark.parametrize("point", ["wait:synced", "finish:stopped"])
+def test_a_migrate_resumed_after_its_sync_reports_the_sync_as_it_ran(
+        fake_fleet, point):  # noqa: F811
     """The re-run's summary said the sync took from its start in the first
     run until the re-run's wait phase ("2048 MiB synced in 125.1 s", the
-    sync having taken 1.3 s two minutes before)."""
-    code, _, stderr = football(fake_fleet, "--debug-injection-point", "finish:stopped",
+    sync having taken 1.3 s two minutes before); also after a crash at the
+    end of the wait phase ("800 MiB synced in 6.4 s", lab)."""
+    code, _, stderr = football(fake_fleet, "--debug-injection-point", point,
                                "migrate", "vm1", "cluster2")
     assert code != 0, stderr
     (operation,) = unfinished_operations(fake_fleet.state_dir)
