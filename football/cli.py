@@ -25,27 +25,35 @@ from mars.options import hoist_options
 
 
 def reported(function):
-    """Turn Football's errors into a message on stderr and their exit code."""
+    """Turn Football's errors into a message on stderr and their exit code
+    (with --json also the last event on stdout: `failed`, with the exit code
+    and the message, so that automation reading stdout sees why)."""
 
     @wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except FootballError as error:
-            click.echo(f"football: {error}", err=True)
-            sys.exit(error.exit_code)
+            _failed(str(error), error.exit_code)
         except InventoryError as error:
-            click.echo(f"football: {error}", err=True)
-            sys.exit(EXIT_ILLEGAL)
+            _failed(str(error), EXIT_ILLEGAL)
         except TransportError as error:
-            click.echo(f"football: {error}", err=True)
-            sys.exit(EXIT_SERIOUS)
+            _failed(str(error), EXIT_SERIOUS)
         except KeyboardInterrupt:
-            click.echo("football: interrupted; locks released. Re-run the same command to "
-                       "resume.", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _failed("interrupted; locks released. Re-run the same command to resume.",
+                    EXIT_INTERRUPTED)
 
     return wrapper
+
+
+def _failed(text, exit_code):
+    click.echo(f"football: {text}", err=True)
+    context = click.get_current_context(silent=True)
+    options = context.find_root().obj if context else None
+    if getattr(options, "as_json", False):
+        click.echo(json.dumps({"event": "failed", "time": round(time.time(), 3),
+                               "exit_code": exit_code, "text": text}))
+    sys.exit(exit_code)
 
 
 class Football(click.Group):

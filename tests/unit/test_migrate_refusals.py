@@ -47,9 +47,12 @@ def assert_nothing_changed(fleet, *own):
         "same-primary-and-secondary", "setting-not-a-number", "unknown-setting"])
 def test_bad_arguments_and_settings_are_refused_with_exit_191_and_change_nothing(
         fleet, args, message):
-    code, _, stderr = football(fleet, *args)
+    code, events, stderr = football(fleet, *args)
     assert code == EXIT_ILLEGAL, f"{args}: exit {code}: {stderr}"
     assert message in stderr, stderr
+    # with --json the refusal is also the last event on stdout
+    assert {key: events[-1][key] for key in ("event", "exit_code", "text")} == {
+        "event": "failed", "exit_code": EXIT_ILLEGAL, "text": stderr.strip()[len("football: "):]}
     assert_nothing_changed(fleet)
 
 
