@@ -1012,7 +1012,7 @@ def _job_spec(operation, resource, args, where=""):
     try:
         cli.commands[operation].make_context(operation, [resource, *args])
     except click.ClickException as error:
-        raise Illegal(f"{where}football {operation} {resource} {' '.join(args)}: "
+        raise Illegal(f"{where}{' '.join(['football', operation, resource, *args])}: "
                       f"{error.format_message().rstrip('.')}; nothing was queued") from None
     return JobSpec(resource, operation, list(args))
 

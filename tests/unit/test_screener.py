@@ -161,7 +161,8 @@ def test_a_job_at_a_limit_shows_as_condition_until_its_wait_ends(state_dir, scri
 
 def test_bad_arguments_are_refused_before_anything_is_queued(state_dir):
     for args, message in [(("migrat", "vm1", "b1"), "unknown operation 'migrat'"),
-                          (("migrate", "vm1"), "Missing argument 'TARGET'"),
+                          (("migrate", "vm1"), "football migrate vm1: Missing argument "
+                                               "'TARGET'; nothing was queued"),
                           (("migrate", "vm/1", "b1"), "vm/1"),
                           (("expand", "vm1", "1", "2"), "unexpected extra argument")]:
         code, _, err = screener(state_dir, "start", *args)
