@@ -21,13 +21,15 @@ from football import __version__
 from football.errors import EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError, Illegal
 from football.inventory import InventoryError
 from football.transport import TransportError
+from mars.errors import MarsError
 from mars.options import hoist_options
 
 
 def reported(function):
     """Turn Football's errors into a message on stderr and their exit code
-    (with --json also the last event on stdout: `failed`, with the exit code
-    and the message, so that automation reading stdout sees why)."""
+    (with --json, in a command that reports on the fleet, also the last event
+    on stdout: `failed`, with the exit code and the message, so that
+    automation reading stdout sees why)."""
 
     @wraps(function)
     def wrapper(*args, **kwargs):
@@ -37,7 +39,8 @@ def reported(function):
             _failed(str(error), error.exit_code)
         except InventoryError as error:
             _failed(str(error), EXIT_ILLEGAL)
-        except TransportError as error:
+        except (TransportError, MarsError) as error:
+            # MarsError: the bundled MARS's code run in-process (the lab)
             _failed(str(error), EXIT_SERIOUS)
         except KeyboardInterrupt:
             _failed("interrupted; locks released. Re-run the same command to resume.",
@@ -50,7 +53,7 @@ def _failed(text, exit_code):
     click.echo(f"football: {text}", err=True)
     context = click.get_current_context(silent=True)
     options = context.find_root().obj if context else None
-    if getattr(options, "as_json", False):
+    if getattr(options, "as_json", False) and getattr(options, "reporting", False):
         click.echo(json.dumps({"event": "failed", "time": round(time.time(), 3),
                                "exit_code": exit_code, "text": text}))
     sys.exit(exit_code)
@@ -103,6 +106,7 @@ class Globals:
         self.inventory_path, self.config_files = inventory_path, config_files
         self.dry_run, self.yes, self.as_json, self.verbose = dry_run, yes, as_json, verbose
         self.variables, self.injection_point = variables, injection_point
+        self.reporting = False
 
     def settings(self):
         """The tunables; without an inventory, the lab's state dir (when a
@@ -139,6 +143,7 @@ class Globals:
         from football.ops.base import Context
         from football.report import Reporter
 
+        self.reporting = True           # with --json: events on stdout, a failure's too
         config = self.settings()
         if self.inventory_path:
             inv = load(self.inventory_path)
@@ -1360,11 +1365,21 @@ GLOBAL_VALUED = ("--inventory", "--config", "--var", "--debug-injection-point")
 OWN_OPTIONS = ("lab",)      # a group whose commands have options of these names
 
 
+LAB_VALUED = ("--inventory", "--lab-dir")
+
+
 def hoist_global_options(argv):
     """The global options moved from anywhere on the line to the front, as
     marsadm allows; not for the commands of `lab` (its own --inventory,
-    --json)."""
-    return hoist_options(argv, GLOBAL_FLAGS, GLOBAL_VALUED, keep_for=OWN_OPTIONS)
+    --json): the lab's options move to just after `lab` (`football lab up
+    --inventory my-lab.yml`, as the lab inventory's comment says)."""
+    hoisted = hoist_options(argv, GLOBAL_FLAGS, GLOBAL_VALUED, keep_for=OWN_OPTIONS)
+    at = 0
+    while at < len(hoisted) and hoisted[at].startswith("-"):     # the global options
+        at += 2 if hoisted[at] in GLOBAL_VALUED else 1
+    if hoisted[at:at + 1] != ["lab"]:
+        return hoisted
+    return hoisted[:at + 1] + hoist_options(hoisted[at + 1:], (), LAB_VALUED)
 
 
 def main():

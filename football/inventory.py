@@ -33,7 +33,7 @@ import yaml
 from football.dryrun import is_read
 from football.transport import DEFAULT_CONNECT_TIMEOUT, HOST_KEY_CHECKS, LocalTransport
 from mars.errors import MarsError
-from mars.names import check_host, check_resource
+from mars.names import check_host, check_resource, parse_size
 
 HOST_DEFAULTS = {"storage": "lvm", "vg": "vg0", "manager": "systemd", "container": "lxc",
                  "lxcpath": "/var/lib/lxc", "transport": "ssh", "root": "/"}
@@ -243,12 +243,27 @@ def parse(data, source="<inventory>", defaults=None):
             check_resource(demo.get("resource", ""))
         except MarsError as error:
             raise InventoryError(f"inventory {source}: demo: {error}") from None
+        problem = _size_problem("size", demo.get("size"))
+        if problem:
+            raise InventoryError(f"inventory {source}: demo {problem}")
         for role in ("primary", "secondary"):
             if demo.get(role) not in hosts:
                 raise InventoryError(f"inventory {source}: demo {role} {demo.get(role)!r} "
                                      "is not a declared host")
     return Inventory(hosts=hosts, clusters={name: list(m) for name, m in clusters.items()},
                      demo=demo, lab=data.get("lab") or {}, source=source)
+
+
+def _size_problem(name, value):
+    """What is wrong with a size setting (`4G`, `64k`, bytes), or None ('' and
+    None: not given)."""
+    if value in ("", None):
+        return None
+    try:
+        parse_size(str(value))
+    except MarsError as error:
+        return f"{name}: {error}"
+    return None
 
 
 def _one_machine_each(hosts, source):
@@ -287,6 +302,13 @@ def _connection_problem(settings):
     port = settings.get("port", 22)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         return f"port must be a whole number 1..65535, not {port!r}"
+    stripes = settings.get("stripes", 1)
+    if isinstance(stripes, bool) or not isinstance(stripes, int) or stripes < 1:
+        return f"stripes must be a whole number >= 1, not {stripes!r}"
+    for name in ("vg_size", "stripe_size"):
+        problem = _size_problem(name, settings.get(name))
+        if problem:
+            return problem
     if settings.get("transport") not in TRANSPORTS:
         return (f"transport {settings.get('transport')!r} is not one of "
                 f"{', '.join(TRANSPORTS)}")

@@ -46,8 +46,12 @@ def test_a_usage_mistake_exits_191_illegal_as_every_refusal_does(argv, said):
     (["--yes", "migrate", "vm1", "cluster2"], ["--yes", "migrate", "vm1", "cluster2"]),
     # lab's commands have an --inventory and a --json of their own
     (["lab", "status", "--json"], ["lab", "status", "--json"]),
-    (["--json", "lab", "up", "--inventory", "lab.yml"], ["--json", "lab", "up", "--inventory",
-                                                         "lab.yml"]),
+    (["--json", "lab", "up", "--inventory", "lab.yml"], ["--json", "lab", "--inventory",
+                                                         "lab.yml", "up"]),
+    (["lab", "up", "--lab-dir=/srv/lab", "--inventory", "my.yml"],
+     ["lab", "--lab-dir=/srv/lab", "--inventory", "my.yml", "up"]),
+    (["--var", "x=1", "lab", "status", "--json", "--inventory", "my.yml"],
+     ["--var", "x=1", "lab", "--inventory", "my.yml", "status", "--json"]),
     (["lab", "exec", "a1", "--", "marsadm", "--json"], ["lab", "exec", "a1", "--", "marsadm",
                                                         "--json"]),
 ])

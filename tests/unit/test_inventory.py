@@ -268,6 +268,11 @@ def test_two_hosts_at_one_address_and_port_are_refused_naming_both():
     ("port", "ssh", "port must be a whole number 1..65535, not 'ssh'"),
     ("port", 0, "port must be a whole number 1..65535, not 0"),
     ("port", 70000, "port must be a whole number 1..65535, not 70000"),
+    ("vg_size", "lots", "vg_size: invalid size 'lots': give bytes or a number with "
+                        "k/m/g/t/p (binary units), e.g. 10g"),
+    ("stripe_size", "-64k", "stripe_size: invalid size '-64k': give bytes or a number with "
+                            "k/m/g/t/p (binary units), e.g. 10g"),
+    ("stripes", 0, "stripes must be a whole number >= 1, not 0"),
 ])
 def test_a_bad_connection_setting_is_refused_naming_host_and_setting(setting, value, message):
     data = good()
@@ -329,6 +334,12 @@ def test_a_demo_host_that_is_not_declared_is_refused(role):
     data = good()
     data["demo"][role] = "ghost"
     assert refused(data) == f"inventory test.yml: demo {role} 'ghost' is not a declared host"
+
+
+def test_a_bad_demo_size_is_refused_before_a_lab_makes_anything():
+    data = good()
+    data["demo"]["size"] = "1 gig"
+    assert refused(data).startswith("inventory test.yml: demo size: invalid size '1 gig'")
 
 
 @pytest.mark.parametrize("resource", ["../vm", "all", "", "a b"])
