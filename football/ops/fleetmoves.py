@@ -40,6 +40,7 @@ from football.planner import (CapacityLacking, Moved, Settings, load_plan, plan_
                               plan_evacuation, plan_restore, read_history, record_moved,
                               save_plan)
 from football.planner.observe import read_fleet
+from football.report import agreeing
 
 MAX_ROUNDS = 5          # plans one move phase makes before it gives up
 SCORES_KEPT = 50        # the scores `balance --auto` remembers
@@ -356,7 +357,7 @@ class Evacuate(HostsRun):
 
     def nothing_to_do(self):
         if set(self.initial.values()) == {"evacuated"}:
-            return f"{self.names} evacuated already"
+            return f"{agreeing([host.name for host in self.hosts], 'is', 'are')} evacuated already"
         return None
 
     def plan(self):
@@ -413,7 +414,7 @@ class Restore(HostsRun):
             self.require_worker()
 
     def nothing_to_do(self):
-        return f"{self.names} active already" if self.initial == "active" else None
+        return f"{self.names} is active already" if self.initial == "active" else None
 
     def plan(self):
         [host] = self.hosts

@@ -453,7 +453,7 @@ NOTHING_TO_DO = [
                          "not smaller: nothing to do"), "summary: vm1: nothing done"),
     (["expand", "vm2", "1g"], ("vm2: it has 1,024 MiB, the asked 1g means 1,024 MiB "
                                "(100 MiB used): nothing to do"), "summary: vm2: nothing done"),
-    (["restore", "a1"], "a1 active already: nothing to do", "summary: a1: nothing done"),
+    (["restore", "a1"], "a1 is active already: nothing to do", "summary: a1: nothing done"),
     (["repair-vm", "vm1", "a1"], "vm1: it runs on a1: nothing to do", None),
     (["repair-vm", "vm1", "a2"], ("vm1: it runs on a1, not on a2; to move it to a2: football "
                                   "handover vm1 a2: nothing to do"), None),
@@ -884,7 +884,7 @@ def test_an_evacuation_shows_in_status_and_the_screener_and_restore_brings_it_ba
                      re.MULTILINE), stdout
     assert lines_of(stdout)[-1] == "result: done (exit 0)", stdout
     _, stderr = football_plain(fleet, *JOBS_POLL, "evacuate", "a1", "--execute")
-    assert lines_of(stderr) == ["a1 evacuated already: nothing to do",
+    assert lines_of(stderr) == ["a1 is evacuated already: nothing to do",
                                 "summary: a1: nothing done"], stderr
     _, stderr = football_plain(fleet, "migrate", "vm1", "a1", code=191)
     assert stderr.startswith("football: a1 is evacuated: no resource is placed there"), stderr
