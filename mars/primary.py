@@ -276,6 +276,8 @@ class Primary:
         # writes that go nowhere (its FUSE file is dead): a new device beside
         # it would look healthy while the container on the old one loses them.
         stale = await trio.to_thread.run_sync(self._stale_still_in_use)
+        if stale and await self._stop_units_over(stale, state):
+            stale = await trio.to_thread.run_sync(self._stale_still_in_use)
         if stale:
             reason = (f"{', '.join(stale)} of the device that crashed with marsd is still in use "
                       f"(mounted?): what runs on it writes nowhere (EIO); stop the container "
@@ -461,25 +463,29 @@ class Primary:
         except OSError:
             return True
 
-    async def follow_units(self, state, run):
-        """The systemd integration (MARS.md): with units recorded by
-        set-systemd-unit, the start unit is started on the designated
-        primary (and `systemd-want`, when one is set) once the device is up,
-        and the stop unit stopped when the device should go, which frees it
-        for the handover. Each once per change; a failure is retried every
-        step, said in `view` and once in the log. MARS_SYSTEMCTL names the
-        program (default `systemctl`)."""
-        worker = self.worker
+    async def _stop_units_over(self, stale, state):
+        """The cluster manager's part after a crash, where the systemd
+        integration runs this resource here (units recorded, this host the
+        designated primary and `systemd-want`, if one is set): its stop unit
+        is stopped, once, which stops the container writing nowhere and
+        unmounts the crashed device's filesystem; the start unit starts
+        again once the new device is up (follow_units), as after any
+        restart of the container. True when the stop unit was stopped now."""
         units = state.systemd_units(self.res)
-        if units is None:
-            self.units_done = None
-            return
         want = state.resource_value(self.res, SYSTEMD_WANT_NAME)
-        if run and want and want not in (self.host, NO_PRIMARY):
-            return                          # another host should run it: leave it alone
-        action = ("start", units[0]) if run else ("stop", units[1])
-        if self.units_done == action:
-            return
+        if units is None or state.designated_primary(self.res) != self.host or \
+                (want and want not in (self.host, NO_PRIMARY)) or \
+                self.units_done == ("stop", units[1]):
+            return False
+        log.warning("%s: %s of the device that crashed with marsd is still in use: stopping "
+                    "%s to free it; %s starts again once the device is up", self.res,
+                    ", ".join(stale), units[1], units[0])
+        return await self._systemctl(("stop", units[1]))
+
+    async def _systemctl(self, action):
+        """`systemctl <action>` (MARS_SYSTEMCTL names the program); True when
+        it succeeded (recorded in `units_done`), else False, said in `view`
+        and once in the log."""
         command = [os.environ.get("MARS_SYSTEMCTL", "systemctl"), *action]
         try:
             with trio.fail_after(SYSTEMCTL_TIMEOUT):
@@ -491,11 +497,31 @@ class Primary:
             failure = str(exc) or f"no answer within {SYSTEMCTL_TIMEOUT:g}s"
         if failure:
             reason = f"`{' '.join(command)}` {failure}"
-            worker.waiting_for(reason)
+            self.worker.waiting_for(reason)
             self._say_once(("units", action), logging.ERROR, reason)
-            return
+            return False
         log.info("%s: %s", self.res, " ".join(command))
         self.units_done = action
+        return True
+
+    async def follow_units(self, state, run):
+        """The systemd integration (MARS.md): with units recorded by
+        set-systemd-unit, the start unit is started on the designated
+        primary (and `systemd-want`, when one is set) once the device is up,
+        and the stop unit stopped when the device should go, which frees it
+        for the handover. Each once per change; a failure is retried every
+        step, said in `view` and once in the log. MARS_SYSTEMCTL names the
+        program (default `systemctl`)."""
+        units = state.systemd_units(self.res)
+        if units is None:
+            self.units_done = None
+            return
+        want = state.resource_value(self.res, SYSTEMD_WANT_NAME)
+        if run and want and want not in (self.host, NO_PRIMARY):
+            return                          # another host should run it: leave it alone
+        action = ("start", units[0]) if run else ("stop", units[1])
+        if self.units_done != action:
+            await self._systemctl(action)
 
     def refuse_handover(self, state, designated):
         """A planned handover to another host while this device is in use

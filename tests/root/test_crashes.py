@@ -226,6 +226,48 @@ def test_a_marsd_restarted_while_the_crashed_devices_filesystem_is_mounted_waits
     assert {name: found.get(name) for name in written} == written
 
 
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "$MARS_ROOT/systemctl.log"
+case "$1 $2" in
+  "stop test-mnt.mount") umount "$MARS_ROOT/mnt" || umount -l "$MARS_ROOT/mnt" ;;
+  "start test-ct.service") mount -t xfs "$MARS_ROOT/dev/mars/vm1" "$MARS_ROOT/mnt" ;;
+esac
+"""
+
+
+def test_with_systemd_units_a_marsd_restarted_after_a_crash_restarts_the_stack_on_its_device(
+        tmp_path, monkeypatch, datanet):
+    """With the systemd integration marsd is the cluster manager's hand: after
+    marsd and its device were killed, the filesystem on the dead loop device
+    stayed mounted (its container writing nowhere) until someone stopped it.
+    marsd started again stops the stop unit (the mount) over the crashed
+    device, brings the device up (recovery) and starts the start unit on it:
+    the stack runs again, every fsync'ed file there."""
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(FAKE_SYSTEMCTL)
+    systemctl.chmod(0o755)
+    monkeypatch.setenv("MARS_SYSTEMCTL", str(systemctl))     # every marsd inherits it
+    (a,) = datanet.primary_with_device("a", res=RES)
+    datanet.mkfs(a, RES)
+    a.marsadm("set-systemd-unit", RES, "test-ct.service", "test-mnt.mount")
+    wait_until(lambda: os.path.ismount(a.mnt),
+               what="a's marsd starting test-ct.service on the designated primary")
+    written = write_files(a.mnt, 4, 256 * 1024, prefix="before")
+    units = a.root / "systemctl.log"
+    crash(a)
+    a.start()
+    wait_until(lambda: len(units.read_text().splitlines()) == 3 and os.path.ismount(a.mnt),
+               what="the stack stopped over the crashed device and started on the new one",
+               show=lambda: units.read_text() + a.current_log()[-2000:])
+    assert units.read_text().splitlines() == ["start test-ct.service", "stop test-mnt.mount",
+                                              "start test-ct.service"]
+    assert re.search(DEVICE_UP, a.current_log()), a.current_log()[-2000:]
+    assert "stopping test-mnt.mount to free it" in a.current_log()
+    found = tree_checksums(a.mnt)
+    assert {name: found.get(name) for name in written} == written
+    datanet.umount(a)
+
+
 def status(host):
     """What the host's marsd last wrote about vm1 (`<state dir>/status/vm1.json`)."""
     try:
