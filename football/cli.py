@@ -7,6 +7,7 @@ again repairs, `lab down` removes it)."""
 
 import json
 import re
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -1382,5 +1383,14 @@ def hoist_global_options(argv):
     return hoisted[:at + 1] + hoist_options(hoisted[at + 1:], (), LAB_VALUED)
 
 
+def terminate_as_ctrl_c():
+    """SIGTERM (`kill PID`, `timeout`, a service stopped) ends a run as
+    Ctrl-C does: compensated inside the downtime window, locks released,
+    exit 190. Its default ended the process where it stood: a container
+    stopped in the window stayed down, the locks held."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def main():
+    terminate_as_ctrl_c()
     cli.main(args=hoist_global_options(sys.argv[1:]), prog_name="football")

@@ -40,19 +40,22 @@ class TimedOut(FootballError):
 
 @contextlib.contextmanager
 def sigint_deferred():
-    """Ctrl-C does not interrupt the block (compensation must not be cut
-    short); one pressed meanwhile is told, and the operation ends right
-    after it anyway. Only the main thread receives signals: elsewhere the
+    """Ctrl-C (or SIGTERM) does not interrupt the block (compensation must
+    not be cut short); one pressed meanwhile is told, and the operation ends
+    right after it anyway. Only the main thread receives signals: elsewhere the
     block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: click.echo(
-        "football: Ctrl-C: restarting the container first, then stopping", err=True))
+    told = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+    previous = {signum: signal.signal(signum, lambda number, frame: click.echo(
+        f"football: {told[number]}: restarting the container first, then stopping", err=True))
+        for signum in told}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def exit_code_of(error):

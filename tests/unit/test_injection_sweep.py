@@ -10,7 +10,10 @@ must never happen (two running copies, a removed disk in use) on the way.
 The real lab keeps samples of these (tests/root/test_migrate.py)."""
 
 import json
+import os
+import signal
 
+from football.cli import terminate_as_ctrl_c
 from tests.helpers.fakefleet import (HOMES, assert_clusters_as_inventory, assert_placed,
                                      fake_fleet, football, points_of)
 from tests.helpers.lab import MIGRATE_POINTS
@@ -134,6 +137,39 @@ def test_ctrl_c_inside_the_downtime_window_restarts_the_container_and_a_rerun_co
     code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
     assert code == 0, stderr
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+
+
+def test_sigterm_inside_the_downtime_window_is_a_ctrl_c_and_cannot_cut_the_restart_short(
+        fleet, monkeypatch):
+    """`kill PID` of a run at its handover ended the process there: the
+    container stayed stopped, the locks held. SIGTERM is a Ctrl-C now; a
+    second one while the container restarts is told and waits."""
+    answer = fleet.run
+    sent = []
+
+    def sigterm(host, argv, input=None):
+        if argv[0] == "marsadm" and "primary" in argv and not sent:
+            sent.append(host)
+            os.kill(os.getpid(), signal.SIGTERM)
+        if list(argv[:2]) == ["football-host", "ct"] and argv[3] == "start" and len(sent) == 1:
+            sent.append(host)                           # the compensation's start
+            os.kill(os.getpid(), signal.SIGTERM)
+        return answer(host, argv, input=input)
+
+    monkeypatch.setattr(fleet, "run", sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        terminate_as_ctrl_c()
+        code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sent == ["b1", "a1"], sent
+    assert code == 190, stderr
+    assert "SIGTERM: restarting the container first, then stopping" in stderr
+    assert "interrupted inside the downtime window; vm1 runs again on a1" in stderr
+    assert fleet.running("vm1") == ["a1"] and not fleet.violations
+    for name in fleet.hosts:
+        assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"
 
 
 def test_named_injection_points_crash_a_run_and_each_re_run_in_turn(fleet):
