@@ -380,6 +380,7 @@ class Operation:
         self.res, self.source_hint = split_res(res) if res is not None else (None, None)
         self.journal = None
         self.prepared_hosts = []    # told to prepare_hosts; finish_hosts gets them
+        self.slot_taken = ((), ())  # who holds the slots a wait is for (running, planned)
         # stable across re-runs, so that a resumed run owns its earlier locks and intents
         self.owner = run_owner(self.operation, self.res)
         self.summary = {"phases": {}} if self.res is None else {"resource": self.res,
@@ -649,12 +650,25 @@ class Operation:
                     register_intent(host, self.res, self.owner, self.config, kind=kind)
                     return
 
+    def _slot_free(self, running, planned, limit):
+        """Whether a slot is free beside the resources `running` (a sync, a
+        shrink's copy) and `planned` (an intent: a run that will, or a run
+        that stopped and keeps its slot until it resumes, ends or the lease
+        goes); `slot_holders` names them for the wait's message."""
+        self.slot_taken = (sorted(running), sorted(planned))
+        return len(running) + len(planned) < limit
+
     def _wait_for_slot(self, host, kind, free, limit):
         if not free():
-            self.say(f"  {host.name}: waiting for a {kind} slot ({limit})")
+            running, planned = self.slot_taken
+            taken = ", ".join([*(f"{res} running" for res in running),
+                               *(f"{res} planned" for res in planned)])
+            reason = f"a {kind} slot on {host.name} ({limit}{f'; taken: {taken}' if taken else ''})"
+            self.say(f"  {host.name}: waiting for {reason}"
+                     + ("; a planned slot stays taken until its run goes on or ends, or "
+                        "lease_time passes" if planned else ""))
             self.ctx.reporter.event("wait", state="condition", what=f"{kind} slot",
-                                    resource=self.res, host=host.name,
-                                    reasons=[f"a {kind} slot on {host.name} ({limit})"])
+                                    resource=self.res, host=host.name, reasons=[reason])
             # a slot frees when a sync ends, and each look takes the host's lock
             wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
                        f"a {kind} slot on {host.name}", quick_start=False)

@@ -359,15 +359,10 @@ class Migrate(Operation):
                         f"limit_syncs {self.config.limit_syncs}")
 
     def _sync_slot_free(self, target):
-        syncing = [res for res, rest in facts.view_all(target, "sync-rest").items()
-                   if res != self.res and rest not in ("", "0")]
+        syncing = {res for res, rest in facts.view_all(target, "sync-rest").items()
+                   if res != self.res and rest not in ("", "0")}
         planned = live_intents(target, self.config, except_res=self.res)
-        busy = len(set(syncing) | planned)
-        if busy >= self.config.limit_syncs:
-            self.ctx.reporter.detail(f"{target.name}: {busy} syncs running or planned "
-                                     f"(limit_syncs {self.config.limit_syncs}); waiting")
-            return False
-        return True
+        return self._slot_free(syncing, planned - syncing, self.config.limit_syncs)
 
     def _wait_for_sync_slot(self, target):
         self._wait_for_slot(target, "sync", lambda: self._sync_slot_free(target),

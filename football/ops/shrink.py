@@ -300,14 +300,9 @@ class Shrink(Operation):
         shrink intents count against `limit_shrinks`."""
         def free():
             tmps = {lv[:-len(TMP)] for lv in self.hooks.lv_list(host=self.primary)
-                    if lv.endswith(TMP)}
+                    if lv.endswith(TMP)} - {self.res}
             planned = live_intents(self.primary, self.config, except_res=self.res, kind="shrink")
-            busy = (tmps | planned) - {self.res}
-            if len(busy) >= self.config.limit_shrinks:
-                self.ctx.reporter.detail(f"{self.primary.name}: shrinks of {', '.join(busy)} "
-                                         f"(limit_shrinks {self.config.limit_shrinks}); waiting")
-                return False
-            return True
+            return self._slot_free(tmps, planned - tmps, self.config.limit_shrinks)
 
         self._take_job_slots("shrink", [self.primary], "limit_shrinks")
         self._take_slot(self.primary, "shrink", free,

@@ -346,7 +346,8 @@ def test_running_syncs_and_intents_together_reach_the_limit(
     make_migrate("b1", limit_syncs=3)._wait_for_sync_slot(inventory.host("b1"))
     assert polls(syncs) == 2
     assert len(said(events)) == 1
-    assert "b1: waiting for a sync slot (limit_syncs 3)" in said(events)[0]
+    assert "b1: waiting for a sync slot on b1 (limit_syncs 3; taken: vm5 running, vm6 " \
+        "running, vm7 planned); a planned slot stays taken" in said(events)[0]
 
 
 def test_a_resource_both_syncing_and_intended_counts_once(make_migrate, inventory, syncs, clock):

@@ -239,8 +239,10 @@ def test_shrink_resumes_after_a_crash_at_every_injection_point(fleet):
 def test_a_shrink_slot_is_waited_for_while_another_shrink_copies_on_the_primary(fleet):
     host = fleet.hosts["a1"]
     fleet.run("a1", ["football-host", "vg", host.path("/dev/vg0"), "create", "vm7-tmp", "400M"])
-    code, _, stderr = football(fleet, "--var", "sync_timeout=0.2", "shrink", "vm2")
+    code, events, stderr = football(fleet, "--var", "sync_timeout=0.2", "shrink", "vm2")
     assert code != 0 and "a shrink slot on a1" in stderr, stderr
+    assert "  a1: waiting for a shrink slot on a1 (limit_shrinks 1; taken: vm7 running)" in \
+        [event.get("text") for event in events], events
     assert fleet.resources["vm2"].size == GIB and fleet.running("vm2") == ["a1"]
     code, _, stderr = football(fleet, "--var", "limit_shrinks=2", "shrink", "vm2")
     assert code == 0, stderr

@@ -115,7 +115,10 @@ def test_a_migrate_finding_all_slots_taken_by_intents_waits_until_one_is_release
 
     code, events, stderr = migrate(fleet, "vm1", "b1", limit=limit)
     assert code == 0, stderr
-    assert said(events, stderr, f"b1: waiting for a sync slot (limit_syncs {limit})")
+    taken = ", ".join(f"{item[len('sync-'):]} planned" for item in others)
+    assert said(events, stderr, f"b1: waiting for a sync slot on b1 (limit_syncs {limit}; "
+                                f"taken: {taken}); a planned slot stays taken until its run "
+                                "goes on or ends, or lease_time passes")
     assert len(looks) > 2, "the run went on without looking again after the release"
     released = first_call(fleet, "b1", "release", others[0])
     assert released < first_call(fleet, "b1", "take", "sync-vm1") \
@@ -167,7 +170,9 @@ def test_a_running_sync_of_another_resource_on_the_target_holds_a_slot(fleet, mo
     looks = free_slot_after_checks(fleet, monkeypatch, "b1", 2, finish_the_sync)
     code, events, stderr = migrate(fleet, "vm1", "b1", limit=1)
     assert code == 0, stderr
-    assert said(events, stderr, "b1: waiting for a sync slot (limit_syncs 1)")
+    assert said(events, stderr, "b1: waiting for a sync slot on b1 (limit_syncs 1; taken: vm2 "
+                                "running)")
+    assert not said(events, stderr, "a planned slot stays taken")
     assert len(looks) > 2
     assert first_call(fleet, "b1", "join-resource", "vm1") >= finished[0], \
         "the run joined while the other sync was running"
