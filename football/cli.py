@@ -120,6 +120,12 @@ class Globals:
             the_lab = Lab()
             if the_lab.exists():
                 config.default("state_dir", the_lab.controller_dir)
+                # the lab's hosts share one machine: each reads its load and
+                # memory, and a container moved among them changes neither,
+                # while the score gave each primary an equal share of its
+                # host's: every move seemed to make the spread worse
+                config.default("weight_cpu_load", 0.0)
+                config.default("weight_free_memory", 0.0)
         return config
 
     def job_options(self):

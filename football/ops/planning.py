@@ -141,8 +141,9 @@ def _why_empty(plan):
         return f"nothing moved away from {hosts} is left to bring back"
     if plan["score_before"] <= MIN_SCORE:
         return "the fleet is balanced"
+    held = "; ".join(f"{res} {why}" for res, why in (plan.get("held") or {}).items())
     return ("no move within the hard limits gains enough: min_gain, min_gain_limit, "
-            "gain_per_tib; a resource moved within cooldown stays")
+            f"gain_per_tib{f'; not moved now: {held}' if held else ''}")
 
 
 def _moves_table(plan):

@@ -24,6 +24,7 @@ clusters of the `CANDIDATE_HOSTS` least loaded hosts and their own — the
 moves that can gain most, at a cost that does not grow with the fleet."""
 
 import math
+import time
 
 from football.errors import Illegal
 from football.planner.moves import Move, kind_of, pays_for_sync, refusal, sync_bytes
@@ -118,10 +119,29 @@ def best_move(fleet, settings, evaluator, candidates, accepting=()):
 def movable_resources(fleet, settings, history, now, busy=()):
     """The resources balancing may move: with a primary, every replica on a
     reachable host, no job running (`busy`), not moved within `cooldown`."""
-    cooling = {moved.resource for moved in history if now - moved.time < settings.cooldown}
     return {res for res, resource in fleet.resources.items()
-            if resource.primary and res not in cooling and res not in busy
-            and all(fleet.hosts[name].reachable for name in resource.replicas)}
+            if resource.primary and res not in held_resources(fleet, settings, history, now,
+                                                              busy)}
+
+
+def held_resources(fleet, settings, history, now, busy=()):
+    """{resource: why balancing may not move it now} of the resources with a
+    primary: moved within `cooldown` (until when), a job running for it, a
+    replica on an unreachable host."""
+    held = {}
+    for record in history:
+        if now - record.time < settings.cooldown and record.resource in fleet.resources:
+            until = time.strftime("%Y-%m-%d %H:%M",
+                                  time.localtime(record.time + settings.cooldown))
+            held[record.resource] = f"moved within cooldown (until {until})"
+    for res, resource in fleet.resources.items():
+        if not resource.primary:
+            held.pop(res, None)
+        elif res in busy:
+            held[res] = "a job runs for it"
+        elif not all(fleet.hosts[name].reachable for name in resource.replicas):
+            held[res] = "a replica's host is unreachable"
+    return held
 
 
 def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
@@ -150,4 +170,5 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
         moves.append(move)
         movable.discard(move.resource)      # moved now: its cooldown begins
         fleet, evaluator = moved(fleet, evaluator, move.resource, move.target)
-    return Plan.new("balance", now, moves, before, evaluator.total, settings)
+    return Plan.new("balance", now, moves, before, evaluator.total, settings,
+                    held=sorted(held_resources(fleet, settings, history, now, busy).items()))

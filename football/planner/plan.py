@@ -29,14 +29,15 @@ class Plan:
     score_before: float
     score_after: float
     hosts: tuple = ()           # the hosts evacuated or restored
+    held: tuple = ()            # (resource, why balancing may not move it now)
 
     @classmethod
-    def new(cls, kind, now, moves, score_before, score_after, settings, hosts=()):
+    def new(cls, kind, now, moves, score_before, score_after, settings, hosts=(), held=()):
         """A plan made at `now`, with a fresh id, expiring after `plan_expiry`."""
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
         return cls(f"{kind}-{stamp}-{secrets.token_hex(3)}", kind, now,
                    now + settings.plan_expiry, tuple(moves), score_before, score_after,
-                   tuple(hosts))
+                   tuple(hosts), tuple(held))
 
     def expired(self, now):
         return now >= self.expires
@@ -49,14 +50,15 @@ class Plan:
         return {"id": self.id, "kind": self.kind, "created": self.created,
                 "expires": self.expires, "hosts": list(self.hosts),
                 "score_before": self.score_before, "score_after": self.score_after,
-                "sync_bytes": self.sync_bytes, "moves": [move.to_json() for move in self.moves]}
+                "sync_bytes": self.sync_bytes, "moves": [move.to_json() for move in self.moves],
+                "held": {res: why for res, why in self.held}}
 
     @classmethod
     def from_json(cls, data):
         return cls(data["id"], data["kind"], float(data["created"]), float(data["expires"]),
                    tuple(Move.from_json(move) for move in data["moves"]),
                    float(data["score_before"]), float(data["score_after"]),
-                   tuple(data.get("hosts") or ()))
+                   tuple(data.get("hosts") or ()), tuple((data.get("held") or {}).items()))
 
 
 def plans_dir(state_dir):

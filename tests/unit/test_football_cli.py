@@ -4,7 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from football import __version__
-from football.cli import cli, hoist_global_options, main
+from football.cli import Globals, cli, hoist_global_options, main
 
 
 def test_football_version_prints_the_package_version():
@@ -66,3 +66,22 @@ def test_an_option_after_the_command_reaches_football(monkeypatch, capsys):
         main()
     assert ended.value.code == 0
     assert "poll_interval = 7" in capsys.readouterr().out
+
+
+# --- the lab's defaults -----------------------------------------------------------------
+
+def test_the_lab_plans_without_load_and_memory_which_its_hosts_share(tmp_path, monkeypatch):
+    """The lab's hosts are one machine: each read the same load, and the
+    score, giving each primary a share of its host's, found every move
+    worse (`balance --plan` never moved anything in the lab)."""
+    monkeypatch.setenv("FOOTBALL_LAB_DIR", str(tmp_path))
+    monkeypatch.delenv("FOOTBALL_WEIGHT_CPU_LOAD", raising=False)
+    (tmp_path / "inventory.yml").write_text("hosts: {}\n")
+    settings = Globals(None, (), False, True, False, False, (), 0).settings()
+    assert (settings.weight_cpu_load, settings.weight_free_memory) == (0.0, 0.0)
+    assert settings.state_dir == str(tmp_path / "controller")
+    settings = Globals(None, (), False, True, False, False, ("weight_cpu_load=2",), 0).settings()
+    assert settings.weight_cpu_load == 2.0                      # a --var still wins
+    settings = Globals(str(tmp_path / "fleet.yml"), (), False, True, False, False, (),
+                       0).settings()
+    assert settings.weight_cpu_load == 1.0                      # a fleet of its own: as set

@@ -4,6 +4,8 @@ thrashing, evacuation and restore, and plans as values."""
 
 import itertools
 
+import time
+
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
@@ -176,6 +178,18 @@ def test_a_resource_moved_within_the_cooldown_does_not_move():
     assert first not in {m.resource for m in plan_balance(fleet, DEFAULTS, history, NOW).moves}
     later = NOW + DEFAULTS.cooldown
     assert first in {m.resource for m in plan_balance(fleet, DEFAULTS, history, later).moves}
+
+
+def test_a_plan_names_the_resources_it_may_not_move_and_why():
+    fleet = unbalanced_fleet()
+    first = plan_balance(fleet, DEFAULTS, now=NOW).moves[0].resource
+    plan = plan_balance(fleet, DEFAULTS, [Moved(first, NOW - 3600)], NOW)
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(NOW - 3600 + DEFAULTS.cooldown))
+    assert dict(plan.held) == {first: f"moved within cooldown (until {until})"}
+    assert plan.to_json()["held"] == {first: f"moved within cooldown (until {until})"}
+    busy = sorted(fleet.resources)[0]
+    assert dict(plan_balance(fleet, DEFAULTS, now=NOW, busy={busy}).held) == \
+        {busy: "a job runs for it"}
 
 
 def test_a_resource_never_moves_back_within_the_cooldown():

@@ -99,6 +99,14 @@ def test_a_plan_with_nothing_to_move_says_why_instead_of_an_empty_table():
         text = out.getvalue()
         assert f"{kind} plan {kind}-1: nothing to move ({why}" in text, text
         assert "━" not in text and "0 moves" in text, text      # no table
+    out = io.StringIO()
+    render_plan({"kind": "balance", "id": "balance-2", "hosts": [], "moves": [],
+                 "score_before": 0.5, "score_after": 0.5, "sync_bytes": 0, "expires": 0,
+                 "path": "/plans/balance-2.json",
+                 "held": {"vm1": "moved within cooldown (until 2026-12-06 20:31)",
+                          "vm2": "a job runs for it"}}, Console(file=out, width=300))
+    assert ("gain_per_tib; not moved now: vm1 moved within cooldown (until 2026-12-06 20:31); "
+            "vm2 a job runs for it)") in out.getvalue(), out.getvalue()
 
 
 def test_evacuate_plan_finds_a_place_off_the_host_for_every_replica(crowded):
