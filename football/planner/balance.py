@@ -119,9 +119,9 @@ def best_move(fleet, settings, evaluator, candidates, accepting=()):
 def movable_resources(fleet, settings, history, now, busy=()):
     """The resources balancing may move: with a primary, every replica on a
     reachable host, no job running (`busy`), not moved within `cooldown`."""
+    held = held_resources(fleet, settings, history, now, busy)
     return {res for res, resource in fleet.resources.items()
-            if resource.primary and res not in held_resources(fleet, settings, history, now,
-                                                              busy)}
+            if resource.primary and res not in held}
 
 
 def held_resources(fleet, settings, history, now, busy=()):
