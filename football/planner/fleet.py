@@ -7,6 +7,7 @@ memory, load and container counts changed as the move changes them. Tests
 build fleets by hand; `read_fleet` (football/planner/observe.py) builds
 them from the hosts."""
 
+import math
 from dataclasses import dataclass, field, replace
 
 LIFECYCLES = ("active", "draining", "evacuated", "restoring")
@@ -99,9 +100,12 @@ def changes(resource, target):
 class Fleet:
     """Hosts (name -> FleetHost) and resources (name -> Resource).
     `container_scale` is the container count that reads as 100 % on a host
-    without max_containers: the largest max_containers or the most
-    containers of any host when the fleet was first built, kept unchanged
-    by `after` so that scores along a plan compare."""
+    without max_containers: the largest max_containers, else twice the
+    hosts' mean number of containers (rounded up). Moves do not change it,
+    so that scores compare along a plan and between plans: the most
+    containers of any host, as it was, fell when a plan evened them out,
+    and the next plan's score rose for the even fleet (two containers on
+    b1 -> one each on b1 and a1: 0.43 -> 0.50), which then moved one back."""
 
     hosts: dict
     resources: dict
@@ -117,8 +121,8 @@ class Fleet:
             object.__setattr__(self, "containers", counts)
         if not self.container_scale:
             limits = [host.max_containers or 0 for host in self.hosts.values()]
-            object.__setattr__(self, "container_scale",
-                               max([*limits, *self.containers.values(), 1]))
+            fair = math.ceil(2 * sum(self.containers.values()) / max(len(self.hosts), 1))
+            object.__setattr__(self, "container_scale", max([*limits, fair, 1]))
 
     def capacity(self, name):
         """The container count that fills host `name` (its fraction 1)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from football.planner.fleet import changes
 
 METRICS = ("free_vg", "free_memory", "containers", "cpu_load")
+TOPS = (1.0, 1.0, math.inf, 1.0)    # each metric's most (containers: see host_fractions)
 PENALTIES = ("draining_primary", "draining_replica", "same_failure_domain", "no_secondary")
 
 
@@ -31,13 +32,16 @@ def _fraction(value):
 
 
 def host_fractions(host, containers, capacity):
-    """{metric: fraction in [0, 1] or None (unknown)} of a host with
-    `containers` primaries of `capacity`."""
+    """{metric: fraction in [0, 1] (containers: may exceed 1) or None
+    (unknown)} of a host with `containers` primaries of `capacity`."""
     return {
         "free_vg": _fraction(host.vg_free / host.vg_size) if host.vg_size else None,
         "free_memory": _fraction(host.mem_free / host.mem_total)
         if host.mem_total and host.mem_free is not None else None,
-        "containers": _fraction(containers / capacity),
+        # not cut at 1: a host above the scale (twice the mean, without
+        # max_containers) must read fuller than one at it, else piling
+        # containers onto one host looked as even as spreading them
+        "containers": max(0.0, containers / capacity),
         "cpu_load": _fraction(host.load / host.cpus)
         if host.cpus and host.load is not None else None,
     }
@@ -179,7 +183,7 @@ class Evaluator:
                 change = delta[index]
                 if change and old is not None:
                     new = (raw[index] + change) / scale[index]
-                    new = 0.0 if new < 0.0 else 1.0 if new > 1.0 else new
+                    new = 0.0 if new < 0.0 else min(new, TOPS[index])
                     firsts[index] += new - old
                     seconds[index] += new * new - old * old
         total = 0.0
