@@ -3,7 +3,8 @@ lower is better, 0 is a perfectly balanced fleet without problems.
 
     score = Σ weight × standard deviation over the online hosts of a
             fraction in [0, 1]: free VG, free memory, containers (count /
-            max_containers), CPU load (15-minute load average / CPUs)
+            max_containers, or / twice the mean count per host; this one
+            may exceed 1), CPU load (15-minute load average / CPUs)
           + Σ penalty × count: primaries on draining or evacuated hosts,
             resources with a replica there, resources whose primary and a
             secondary share a failure domain, resources without a secondary
