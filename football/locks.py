@@ -172,8 +172,9 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
     (a second terminal, a screener job restarted while the first one's
     process still runs, or another operation: a shrink while a migrate waits
     at its gate would shrink the replicas it synced, or copy from a source
-    it is handing over) is waited for, said once through `on_wait`, for
-    `lock_retry_timeout`; then `Locked` (nothing changed). Same-owner host
+    it is handing over) is waited for, said once through `on_wait` (and
+    `on_wait(None)` once it ended), for `lock_retry_timeout`; then `Locked`
+    (nothing changed). Same-owner host
     locks would let both go on at once: two stops, two starts, one journal
     replaced under the other. The operations this one runs inside itself
     share its turn."""
@@ -207,6 +208,8 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
                         on_wait(f"{other} goes on: waiting for it to end")
                     waited = True
                     raise locked from None
+        if waited:
+            on_wait(None)               # the wait is over
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()} {operation}\n")

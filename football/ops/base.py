@@ -402,8 +402,19 @@ class Operation:
         if self.res is None or self.ctx.dry_run:
             return self._run_told(phases)
         with one_run_at_a_time(self.config.state_dir, self.operation, self.res, self.config,
-                               on_wait=lambda text: self.say(f"  {text}")):
+                               on_wait=self._waiting_for_turn):
             return self._run_told(phases)
+
+    def _waiting_for_turn(self, reason):
+        """Another operation on this resource runs on this controller: said
+        once, and a screener job shows `condition` until this one's turn
+        comes (`reason` None)."""
+        if reason is None:
+            self.ctx.reporter.event("wait-end", what="turn", resource=self.res)
+            return
+        self.say(f"  {reason}")
+        self.ctx.reporter.event("wait", state="condition", what="turn", resource=self.res,
+                                reasons=[reason])
 
     def _run_told(self, phases):
         facts.forget()      # what an earlier run in this process read is not this run's

@@ -434,10 +434,18 @@ def test_another_run_on_the_same_resource_waits_for_the_first_and_then_gives_up(
     assert said == [f"migrate of vm1 (pid {holder.pid}) goes on: waiting for it to end"]
     with locks.one_run_at_a_time(tmp_path, "migrate", "vm2", config):   # another resource
         pass
-    holder.send_signal(signal.SIGKILL)          # released by the kernel
-    holder.wait()
-    with locks.one_run_at_a_time(tmp_path, operation, "vm1", config):
+    told = []
+
+    def waiting(text):
+        told.append(text)
+        if text is not None:
+            holder.send_signal(signal.SIGKILL)      # released by the kernel
+            holder.wait()
+
+    config = Config(variables=["lock_retry_timeout=60"], environ={})
+    with locks.one_run_at_a_time(tmp_path, operation, "vm1", config, waiting):
         assert (tmp_path / "journal" / "vm1.run").read_text() == f"{os.getpid()} {operation}\n"
+    assert told == [f"migrate of vm1 (pid {holder.pid}) goes on: waiting for it to end", None]
 
 
 def test_the_operations_a_run_runs_inside_itself_share_its_turn(tmp_path):
