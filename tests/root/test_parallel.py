@@ -206,5 +206,5 @@ def test_two_migrations_to_one_host_wait_for_limit_syncs_and_leave_no_locks(lab)
         f"syncs overlap with limit_syncs=1: {first} {sync_window(runs[first])}, " \
         f"{second} {sync_window(runs[second])}"
     for res in runs:
-        assert said(runs[res], "b1: waiting for a sync slot (limit_syncs 1)")
+        assert said(runs[res], "b1: waiting for a sync slot on b1 (limit_syncs 1; taken: ")
     assert_workloads_continue(lab, "b1", before)
