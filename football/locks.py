@@ -174,10 +174,9 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
     at its gate would shrink the replicas it synced, or copy from a source
     it is handing over) is waited for, said once through `on_wait` (and
     `on_wait(None)` once it ended), for `lock_retry_timeout`; then `Locked`
-    (nothing changed). Same-owner host
-    locks would let both go on at once: two stops, two starts, one journal
-    replaced under the other. The operations this one runs inside itself
-    share its turn."""
+    (nothing changed). Same-owner host locks would let both go on at once:
+    two stops, two starts, one journal replaced under the other. The
+    operations this one runs inside itself share its turn."""
     path = Path(state_dir) / "journal" / f"{res}.run"
     turn = (path, threading.get_ident())
     if turn in _TURNS:

@@ -7,6 +7,7 @@ report the *actual* side, or fail after `--timeout` saying what it waits for.
 A refused command changes nothing."""
 
 import fcntl
+import math
 import os
 import sys
 import time
@@ -102,8 +103,10 @@ class Roles(HostCommands):
                     time.monotonic() - started >= SAY_WAITING_AFTER:
                 # a wait that does not end by itself says why, not only at its timeout
                 waiting_said = waiting
-                print(f"marsadm: {res}: waiting for {what}: {waiting} (until --timeout, "
-                      f"{self.timeout:g}s)", file=sys.stderr, flush=True)
+                bound = "no --timeout" if math.isinf(self.timeout) else \
+                    f"until --timeout, {self.timeout:g}s"
+                print(f"marsadm: {res}: waiting for {what}: {waiting} ({bound})",
+                      file=sys.stderr, flush=True)
             split_brain = status.get("split_brain")
             if split_brain and split_brain != said:
                 # it does not resolve by itself: said at once, not only at the timeout

@@ -42,8 +42,8 @@ class TimedOut(FootballError):
 def sigint_deferred():
     """Ctrl-C (or SIGTERM) does not interrupt the block (compensation must
     not be cut short); one pressed meanwhile is told, and the operation ends
-    right after it anyway. Only the main thread receives signals: elsewhere the
-    block runs as it is."""
+    right after it anyway. Only the main thread receives signals: elsewhere
+    the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
