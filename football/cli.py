@@ -1386,7 +1386,11 @@ def hoist_global_options(argv):
         at += 2 if hoisted[at] in GLOBAL_VALUED else 1
     if hoisted[at:at + 1] != ["lab"]:
         return hoisted
-    return hoisted[:at + 1] + hoist_options(hoisted[at + 1:], (), LAB_VALUED)
+    # not from the command `lab exec` runs (`football lab exec a1 marsadm ...`)
+    rest = hoisted[at + 1:]
+    command = next((index for index, token in enumerate(rest) if token == "exec"), len(rest))
+    return hoisted[:at + 1] + hoist_options(rest[:command + 1], (), LAB_VALUED) + \
+        rest[command + 1:]
 
 
 def terminate_as_ctrl_c():

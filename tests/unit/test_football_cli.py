@@ -52,6 +52,8 @@ def test_a_usage_mistake_exits_191_illegal_as_every_refusal_does(argv, said):
      ["lab", "--lab-dir=/srv/lab", "--inventory", "my.yml", "up"]),
     (["--var", "x=1", "lab", "status", "--json", "--inventory", "my.yml"],
      ["--var", "x=1", "lab", "--inventory", "my.yml", "status", "--json"]),
+    (["lab", "exec", "a1", "tool", "--inventory", "x.yml"],       # the command's own
+     ["lab", "exec", "a1", "tool", "--inventory", "x.yml"]),
     (["lab", "exec", "a1", "--", "marsadm", "--json"], ["lab", "exec", "a1", "--", "marsadm",
                                                         "--json"]),
 ])
