@@ -43,7 +43,7 @@ HOST_FIELDS = set(HOST_DEFAULTS) | {"address", "user", "port", "vg_size", "strip
                                      "max_containers"}
 TRANSPORTS = ("ssh", "local")
 SECTIONS = ("defaults", "clusters", "hosts", "demo", "lab")
-DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.?)+")
+DNS_LABEL = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -289,7 +289,8 @@ def _address_problem(address):
         except ValueError:
             return f"address {address!r} is not an IP address"
         return None
-    if not DNS_NAME.fullmatch(address):
+    labels = address[:-1].split(".") if address.endswith(".") else address.split(".")
+    if len(address) > 253 or not all(DNS_LABEL.fullmatch(label) for label in labels):
         return f"address {address!r} is neither an IP address nor a DNS name"
     return None
 

@@ -264,6 +264,9 @@ def test_two_hosts_at_one_address_and_port_are_refused_naming_both():
     ("address", "fe80::1::2", "address 'fe80::1::2' is not an IP address"),
     ("address", "my host", "address 'my host' is neither an IP address nor a DNS name"),
     ("address", "-a.example", "address '-a.example' is neither an IP address nor a DNS name"),
+    # refused at once (a regular expression with nested repeats took seconds per character)
+    ("address", "a" * 60 + "!", f"address {'a' * 60 + '!'!r} is neither an IP address nor a "
+                                "DNS name"),
     ("address", 10, "address must be an IP address or a DNS name, not 10"),
     ("port", "ssh", "port must be a whole number 1..65535, not 'ssh'"),
     ("port", 0, "port must be a whole number 1..65535, not 0"),
