@@ -747,7 +747,8 @@ def unpause(ctx, res):
 
     path = _gate_file(ctx, pause_file, res)
     click.echo(f"unpaused {res or 'every resource'}" if path.exists() else
-               f"{res or 'all'} was not paused ({path} does not exist)")
+               (f"{res} was not paused" if res else "there was no pause of all resources")
+               + f" ({path} does not exist)")
     path.unlink(missing_ok=True)
 
 
@@ -758,11 +759,16 @@ def unpause(ctx, res):
 def continue_(ctx, resources):
     """Release RES waiting at the operator's gate before its downtime
     (gate_before_downtime): its next downtime window may begin."""
+    from football.locks import turn_holder
     from plugins.waiting import continue_file
 
     for res in resources:
-        _gate_file(ctx, continue_file, res).touch()
-        click.echo(f"{res}: may go offline")
+        path = _gate_file(ctx, continue_file, res)
+        path.touch()
+        running = turn_holder(path.parent, res)
+        click.echo(f"{res}: may go offline" + ("" if running else
+                   f" (no run of {res} goes on now: the next one's downtime begins at its "
+                   f"gate without waiting; `rm {path}` takes it back)"))
 
 
 @cli.command("config")

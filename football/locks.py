@@ -159,6 +159,22 @@ def live_intents(host, config, except_res=None, kind="sync"):
             and item.startswith(prefix) and item != f"{prefix}{except_res}"}
 
 
+def turn_holder(state_dir, res):
+    """`<pid> <operation>` of the run that holds `res`'s turn on this
+    controller (see one_run_at_a_time), or None when none runs."""
+    path = Path(state_dir) / "journal" / f"{res}.run"
+    try:
+        handle = open(path)
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "?"
+        return None
+
+
 # the turns this process's threads hold: {(path, thread): depth}; a combined
 # operation runs its stages (migrate, shrink, a handover) inside its own turn
 _TURNS = {}

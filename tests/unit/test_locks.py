@@ -23,6 +23,7 @@ from football.hostside.cli import cli as football_host
 from football.inventory import Host
 from football.locks import LockSet, Locked
 from football.transport import CommandFailed, LocalTransport, Result, TransportError
+from tests.helpers.turns import turn_held
 
 ITEM = "football"
 
@@ -393,23 +394,8 @@ def test_a_lock_set_that_never_waited_says_nothing(a, b):
 @pytest.fixture
 def holder(tmp_path):
     """Another process holding vm1's turn for a migrate until it is killed."""
-    import subprocess
-    import sys
-    process = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, types\n"
-         "from football.locks import one_run_at_a_time\n"
-         "config = types.SimpleNamespace(lock_retry_timeout=0)\n"
-         f"with one_run_at_a_time({str(tmp_path)!r}, 'migrate', 'vm1', config):\n"
-         "    print('held', flush=True)\n"
-         "    sys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline() == "held\n"
+    with turn_held(tmp_path, "migrate", "vm1") as process:
         yield process
-    finally:
-        process.kill()
-        process.wait()
 
 
 @pytest.mark.parametrize("operation", ["migrate", "shrink"])

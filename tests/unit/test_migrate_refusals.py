@@ -12,13 +12,11 @@ the MARS clusters are still the inventory's.
 `football()` runs with `--json`: what the command prints as it goes is in
 the JSON `message` events on stdout; a refusal is in stderr."""
 
-import subprocess
-import sys
-
 import pytest
 
 from tests.helpers.fakefleet import (assert_clusters_as_inventory, assert_placed, fake_fleet,
                                      football)
+from tests.helpers.turns import turn_held
 
 fleet = fake_fleet
 
@@ -121,22 +119,9 @@ def test_a_target_a_moment_behind_the_workload_is_waited_for_and_handed_over_not
 def test_while_another_operation_on_the_resource_runs_a_migrate_waits_then_refuses(fleet):
     """A shrink of vm1 ran while a migrate of vm1 waited at its gate; the
     turn is per resource now, and the wait is a `condition` for the screener."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, types\n"
-         "from football.locks import one_run_at_a_time\n"
-         "config = types.SimpleNamespace(lock_retry_timeout=0)\n"
-         f"with one_run_at_a_time({fleet.state_dir!r}, 'shrink', 'vm1', config):\n"
-         "    print('held', flush=True)\n"
-         "    sys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with turn_held(fleet.state_dir, "shrink", "vm1") as holder:
         code, events, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate",
                                         "vm1", "cluster2")
-    finally:
-        holder.kill()
-        holder.wait()
     assert code == EXIT_ILLEGAL, stderr
     assert f"shrink of vm1 (pid {holder.pid}) runs on this controller; nothing changed" in stderr
     [wait] = [event for event in events if event["event"] == "wait"]

@@ -40,6 +40,7 @@ from tests.helpers.fakefleet import (
     fake_fleet,  # noqa: F401 (a fixture)
 )
 from tests.helpers.jobs import InProcessFootball
+from tests.helpers.turns import turn_held
 
 MIB, GIB = 1 << 20, 1 << 30
 JOBS_POLL = ("--var", "jobs_poll_interval=0.05")
@@ -645,12 +646,27 @@ def test_pause_unpause_and_continue_say_what_they_did_to_which_gate_file(fleet):
              False),
             (["pause"], f"paused every resource ({state / 'pause'})", None),
             (["unpause"], "unpaused every resource", None),
-            (["continue", "vm1", "vm2"], "vm1: may go offline\nvm2: may go offline", None)):
+            (["unpause"], f"there was no pause of all resources ({state / 'pause'} does not "
+                          "exist)", None),
+            (["continue", "vm1", "vm2"], "\n".join(
+                f"{res}: may go offline (no run of {res} goes on now: the next one's downtime "
+                f"begins at its gate without waiting; `rm {state / f'continue.{res}'}` takes it "
+                "back)" for res in ("vm1", "vm2")), None)):
         stdout, _ = football_plain(fleet, *args)
         assert stdout == line + "\n", (args, stdout)
         if exists is not None:
             assert (state / "pause.vm1").exists() is exists
     assert fleet.changes() == []
+
+
+def test_continue_while_a_run_of_the_resource_goes_on_says_only_that_it_may_go(fleet):
+    """`continue` with no run going on left a release that the next run's
+    gate, hours later, passed at once; it says so now, and how to take it
+    back; with a run going on (its turn held) it says what it did."""
+    with turn_held(fleet.state_dir, "migrate", "vm1"):
+        stdout, _ = football_plain(fleet, "continue", "vm1")
+    assert stdout == "vm1: may go offline\n"
+    assert (Path(fleet.state_dir) / "continue.vm1").exists()
 
 
 # ------------------------------------------------------------------ status, score, plans
