@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -101,14 +102,25 @@ def test_a_secondary_twelve_logfiles_behind_catches_up_and_one_that_cannot_says_
     assert "replay paused" not in view(b), view(b)
 
 
-def test_down_on_the_primary_with_its_device_open_says_why_it_waits_and_what_it_leaves(
-        datanet):
-    a, b = cluster_with_replica(datanet, "a", "b")
-    subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
-    datanet.mount(a, RES, fstype="ext4")              # a container's filesystem
+@contextmanager
+def device_open(net):
+    """a primary of vm1 replicated to b, an ext4 (a container's filesystem)
+    mounted on a's device while the block lasts, once a reports it open;
+    (a, b)."""
+    a, b = cluster_with_replica(net, "a", "b")
+    subprocess.run(["mkfs.ext4", "-q", str(net.device(a, RES))], check=True)
+    net.mount(a, RES, fstype="ext4")
     try:
         wait_until(lambda: "open count 1" in view(a), what="a to report its device open",
                    show=lambda: view(a))
+        yield a, b
+    finally:
+        net.umount(a)
+
+
+def test_down_on_the_primary_with_its_device_open_says_why_it_waits_and_what_it_leaves(
+        datanet):
+    with device_open(datanet) as (a, _):
         down = a.marsadm("down", RES, "--timeout=3", check=False)
         assert down.returncode == 3, (down.stdout, down.stderr)
         waiting = [line for line in down.stderr.splitlines() if "waiting for the device to go "
@@ -120,8 +132,6 @@ def test_down_on_the_primary_with_its_device_open_says_why_it_waits_and_what_it_
         a.marsadm("up", RES)
         wait_until(lambda: "UpToDate Replicating DCASFR Primary" in view(a),
                    what="a attached again", show=lambda: view(a))
-    finally:
-        datanet.umount(a)
 
 
 def primary_while_stopped(host, stopped):
@@ -136,12 +146,7 @@ def primary_while_stopped(host, stopped):
 
 def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_on_a_timeout(
         datanet):
-    a, b = cluster_with_replica(datanet, "a", "b")
-    subprocess.run(["mkfs.ext4", "-q", str(datanet.device(a, RES))], check=True)
-    datanet.mount(a, RES, fstype="ext4")              # a container's filesystem
-    try:
-        wait_until(lambda: "open count 1" in view(a), what="a to report its device open",
-                   show=lambda: view(a))
+    with device_open(datanet) as (a, b):
         # b refuses before it changes anything only once a's report reached it
         open_count = f"resource-{RES}/actual-a/open-count"
         wait_until(lambda: b.live_values(open_count).get(open_count) == "1",
@@ -161,8 +166,6 @@ def test_a_handover_is_refused_while_the_old_primarys_device_is_open_and_undone_
         assert "its last report says the device of vm1 is open there (open count 1)" in \
             silent.stderr, silent.stderr
         assert tree_without_reports(b) == before
-    finally:
-        datanet.umount(a)
 
     # The old primary does not answer (its marsd stopped): the handover times
     # out, and the wish goes back to a, which still has its device up.
