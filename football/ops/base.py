@@ -402,19 +402,22 @@ class Operation:
         if self.res is None or self.ctx.dry_run:
             return self._run_told(phases)
         with one_run_at_a_time(self.config.state_dir, self.operation, self.res, self.config,
-                               on_wait=self._waiting_for_turn):
+                               on_wait=self._condition("turn")):
             return self._run_told(phases)
 
-    def _waiting_for_turn(self, reason):
-        """Another operation on this resource runs on this controller: said
-        once, and a screener job shows `condition` until this one's turn
-        comes (`reason` None)."""
-        if reason is None:
-            self.ctx.reporter.event("wait-end", what="turn", resource=self.res)
-            return
-        self.say(f"  {reason}")
-        self.ctx.reporter.event("wait", state="condition", what="turn", resource=self.res,
-                                reasons=[reason])
+    def _condition(self, what, saying=lambda reason: reason):
+        """The `on_wait` of a wait for `what` that another run holds (this
+        resource's turn, a host's lock): its reason said once (as `saying`
+        words it), and a screener job shows `condition` until the wait is
+        over (`reason` None)."""
+        def told(reason):
+            if reason is None:
+                self.ctx.reporter.event("wait-end", what=what, resource=self.res)
+                return
+            self.say(f"  {saying(reason)}")
+            self.ctx.reporter.event("wait", state="condition", what=what, resource=self.res,
+                                    reasons=[reason])
+        return told
 
     def _run_told(self, phases):
         facts.forget()      # what an earlier run in this process read is not this run's
@@ -637,17 +640,9 @@ class Operation:
         what a phase that waits first (for a slot, for the gates) takes
         around each step once the wait is over."""
         return LockSet(self.owner, self.config, self.ctx.reporter.detail,
-                       on_wait=self._waiting_for_lock).holding(hosts, RUN_LOCK)
-
-    def _waiting_for_lock(self, reason):
-        """Another run holds a host's lock: said once, and a screener job
-        shows `condition` until it is taken (`reason` None)."""
-        if reason is None:
-            self.ctx.reporter.event("wait-end", what="lock", resource=self.res)
-            return
-        self.say(f"  {self.res}: waiting for a lock: {reason}")
-        self.ctx.reporter.event("wait", state="condition", what="lock", resource=self.res,
-                                reasons=[reason])
+                       on_wait=self._condition(
+                           "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}")
+                       ).holding(hosts, RUN_LOCK)
 
     def _take_slot(self, host, kind, free, limit):
         """Wait for a `kind` slot on `host` (`free()`: one is free now, under
