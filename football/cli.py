@@ -1394,7 +1394,7 @@ def hoist_global_options(argv):
         return hoisted
     # not from the command `lab exec` runs (`football lab exec a1 marsadm ...`)
     rest = hoisted[at + 1:]
-    command = next((index for index, token in enumerate(rest) if token == "exec"), len(rest))
+    command = rest.index("exec") if "exec" in rest else len(rest)
     return hoisted[:at + 1] + hoist_options(rest[:command + 1], (), LAB_VALUED) + \
         rest[command + 1:]
 
