@@ -73,17 +73,17 @@ CTRL_C = textwrap.dedent("""
         forever.wait({hold})                # a host command that hangs
         return number
 
-    def waiting(interrupted):
+    def waiting(taken):
         # the main thread blocked in in_parallel's wait for the results, the
         # interrupts before this one taken
         frame = sys._current_frames()[threading.main_thread().ident]
         return "done.get(" in linecache.getline(frame.f_code.co_filename, frame.f_lineno) \
-            and (frame.f_locals.get("interrupted") is not None) == interrupted
+            and len(frame.f_locals.get("interrupts") or ()) == taken
 
     def interrupt():
         started.wait(timeout=30)
         for count in range({interrupts}):
-            while not waiting(interrupted=count > 0):
+            while not waiting(taken=count):
                 time.sleep(0.01)
             os.kill(os.getpid(), signal.SIGINT)
     threading.Thread(target=interrupt, daemon=True).start()
