@@ -100,6 +100,49 @@ def window_left_open(steps, decided):
     return ended is None or (started is not None and ended < started)
 
 
+def unfinished_operations(state_dir):
+    """The journals of operations this controller started and not finished
+    (`<state_dir>/journal/*.json`; finished ones end in `.done`)."""
+    operations = []
+    for path in sorted((Path(state_dir) / "journal").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            decided = data.get("decided") or {}
+            operations.append({
+                "operation": data.get("operation", "?"), "resource": data.get("resource", "?"),
+                "steps": list(data.get("steps") or []), "decided": dict(decided),
+                "targets": list(decided.get("targets") or []),
+                "origin": list(decided.get("origin") or []),
+                "started": data.get("started"), "journal": str(path),
+                "in_downtime": window_left_open(data.get("steps") or [], decided),
+                "alive": run_alive(data.get("run"))})
+        except (OSError, ValueError, AttributeError, TypeError) as error:
+            operations.append({"operation": "?", "resource": "?", "steps": [], "decided": {},
+                               "targets": [], "origin": [], "started": None,
+                               "journal": str(path), "damaged": str(error)})
+    return operations
+
+
+def unfinished_resources(state_dir):
+    """{resource: why} of the resources with an unfinished operation (which
+    refuses an operation of another kind on them: a planner does not move
+    them)."""
+    return {op["resource"]: f"an unfinished {op['operation']} (football status "
+            f"{op['resource']})" for op in unfinished_operations(state_dir)
+            if "damaged" not in op}
+
+def run_alive(run):
+    """Whether the process that last wrote a journal (`run`: pid and host)
+    still runs: True or False on this host, None where the journal does not
+    say (older) or another host ran it."""
+    if not isinstance(run, dict) or run.get("host") != socket.gethostname():
+        return None
+    try:
+        return b"football" in Path(f"/proc/{int(run['pid'])}/cmdline").read_bytes()
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
 def replace_durably(path, text, tmp, mode=None):
     """Replace `path` with `text` atomically and durably: written to `tmp`
     and fsync'ed, renamed over `path`, the directory fsync'ed. A crash (or a

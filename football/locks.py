@@ -192,13 +192,14 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
     `on_wait(None)` once it ended), for `lock_retry_timeout`; then `Locked`
     (nothing changed). Same-owner host locks would let both go on at once:
     two stops, two starts, one journal replaced under the other. The
-    operations this one runs inside itself share its turn."""
+    operations this one runs inside itself share its turn: it yields
+    whether this is the outermost run (False inside another)."""
     path = Path(state_dir) / "journal" / f"{res}.run"
     turn = (path, threading.get_ident())
     if turn in _TURNS:
         _TURNS[turn] += 1
         try:
-            yield
+            yield False
         finally:
             _TURNS[turn] -= 1
         return
@@ -231,7 +232,7 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
         handle.flush()
         _TURNS[turn] = 1
         try:
-            yield
+            yield True
         finally:
             del _TURNS[turn]
     finally:

@@ -21,6 +21,7 @@ from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
                              Illegal, Interrupted)
 from football.inventory import InventoryError
+from football.journal import unfinished_operations
 from football.locks import LockSet, RUN_LOCK, one_run_at_a_time, register_intent, run_owner
 from football.transport import TransportError
 from mars.errors import MarsError
@@ -381,6 +382,32 @@ def confirm(ctx, question):
         raise Illegal("not confirmed; nothing was changed")
 
 
+def unfinished_first(res, operation, other):
+    """The refusal of `operation` on `res` while `other` (an entry of
+    `unfinished_operations`) is unfinished: what it is, how far it came,
+    how to finish it and how to give it up."""
+    kind, decided = other["operation"], other["decided"]
+    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(other["started"])) \
+        if other.get("started") else "at an unknown time"
+    hosts = [name for name in (decided.get("primary"), decided.get("secondary")) if name] \
+        if "+" in kind else other["targets"][:1] if kind == "handover" else other["targets"]
+    to = f" to {', '.join(hosts)}" if hosts else ""
+    down = ("; it stopped inside its downtime window: the container may be down "
+            f"(`football repair-vm {res} <host>` starts it)") if other["in_downtime"] else ""
+    again = f"football {kind} {res}" + "".join(f" {name}" for name in hosts) + \
+        (f" {decided['asked']}" if decided.get("asked") else "")
+    journal = other["journal"]
+    size = ", and its size if it was given one" if "+" in kind else ""
+    return (f"{res} has an unfinished {kind}{to} (started {started}, steps done: "
+            f"{', '.join(other['steps']) or 'none completed, the first may have begun'}"
+            f"{down}); a {operation} now would work "
+            f"on {res} from a second plan; nothing changed. Finish the {kind} first: the "
+            f"command that started it resumes it (`{again}`{size}), then run the "
+            f"{operation}. To give it up instead, set its journal aside (mv {journal} "
+            f"{journal}.abandoned) and remove what it made (`football status "
+            f"{res}` shows its replicas; `football lv-cleanup {res}` the LVs no replica uses)")
+
+
 class Operation:
     """One Football operation on one resource, in a fixed order:
 
@@ -399,6 +426,10 @@ class Operation:
 
     operation = None
     whole = ()                      # the phases that complete the operation
+    # whether an unfinished operation of another kind on the resource refuses
+    # this one (`_refuse_over_unfinished`); the repairs are how one gets out
+    finishes_others_first = False
+    stage_kinds = {}                # a combined operation's stages: {stage: operation}
 
     def __init__(self, ctx, res=None):
         """`res`: the resource (`res` or `res:host`); None for an operation
@@ -429,10 +460,10 @@ class Operation:
         run of it on this resource at a time on this controller (a dry run
         changes nothing and needs no turn)."""
         if self.res is None or self.ctx.dry_run:
-            return self._run_told(phases)
+            return self._run_told(phases, outermost=self.res is not None)
         with one_run_at_a_time(self.config.state_dir, self.operation, self.res, self.config,
-                               on_wait=self._condition("turn")):
-            return self._run_told(phases)
+                               on_wait=self._condition("turn")) as outermost:
+            return self._run_told(phases, outermost)
 
     def _condition(self, what, saying=lambda reason: reason):
         """The `on_wait` of a wait for `what` that another run holds (this
@@ -448,11 +479,15 @@ class Operation:
                                     reasons=[reason])
         return told
 
-    def _run_told(self, phases):
+    def _run_told(self, phases, outermost=False):
+        """`outermost`: not a stage of another operation (which checked
+        what is unfinished for it)."""
         facts.forget()      # what an earlier run in this process read is not this run's
         phases = tuple(phases or self.whole)
         self._tell("football_start", args={**self.start_args(), "phases": list(phases)})
         try:
+            if outermost:
+                self._refuse_over_unfinished()
             summary = self._run(phases)
         except BaseException as error:
             self._finish_hosts()
@@ -516,6 +551,45 @@ class Operation:
         runner takes them, all or nothing; none: the phase locks nothing
         for its whole length — a phase that waits takes them per step)."""
         return []
+
+    def _refuse_over_unfinished(self):
+        """`Illegal` when an operation of another kind on this resource
+        stopped unfinished on this controller (its journal): the
+        two would work on one resource from two plans (an unfinished shrink's
+        `-tmp` LVs and its way back, `-preshrink`, stay on the hosts a migrate
+        leaves; a shrink over an unfinished migrate shrinks the replicas the
+        migrate's re-run hands over to). Only an expand goes on over a migrate
+        outside its downtime window (a full filesystem will not wait for a
+        long sync; the migrate's re-run then goes on with the grown replicas);
+        and the repairs, which are the way out, are never refused."""
+        if not self.finishes_others_first:
+            return
+        operations = [op for op in unfinished_operations(self.config.state_dir)
+                      if op["resource"] == self.res]
+        mine = next((op for op in operations if op["operation"] == self.operation), None)
+        # a journal is written once a run passed its checks, just before it acts
+        others = [op for op in operations if op["operation"] != self.operation
+                  and not self._my_stage(op, mine)]
+        over = [op for op in others if self.operation == "expand" and
+                op["operation"] == "migrate" and not op["in_downtime"]]
+        refusing = [op for op in others if op not in over]
+        if refusing:
+            raise Illegal(unfinished_first(self.res, self.operation, refusing[0]))
+        for op in over:
+            self.say(f"  {self.res} has an unfinished migrate (steps done: "
+                     f"{', '.join(op['steps']) or 'none yet'}): the expand grows its new "
+                     "replicas too; run the migrate again afterwards to finish it")
+
+    def _my_stage(self, other, mine):
+        """Whether `other` is a stage this combined operation's own
+        unfinished run (`mine`) started (its journal began after the stage)."""
+        if mine is None:
+            return False
+        for stage, kind in self.stage_kinds.items():
+            started = mine["decided"].get(f"{stage}_started")
+            if kind == other["operation"] and started and (other["started"] or 0) >= started:
+                return True
+        return False
 
     def _refuse_unlike_unfinished(self, unfinished, detail, asked, finish_args, then=""):
         """`Illegal`: this command asks for something else (`asked`) than

@@ -32,6 +32,8 @@ class MigrateShrink(Operation):
     """migrate+shrink: stages migrate → shrink → secondary."""
 
     operation = "migrate+shrink"
+    finishes_others_first = True
+    stage_kinds = {"migrate": "migrate", "shrink": "shrink", "secondary": "migrate"}
     whole = ("migrate", "shrink", "secondary")
 
     def __init__(self, ctx, res, targets, size=None):
@@ -180,6 +182,7 @@ class MigrateShrinkBack(MigrateShrink):
     """migrate+shrink+back: stages migrate → shrink → back."""
 
     operation = "migrate+shrink+back"
+    stage_kinds = {"migrate": "migrate", "shrink": "shrink", "back": "migrate"}
     whole = ("migrate", "shrink", "back")
 
     def __init__(self, ctx, res, tmp_primary, size=None):

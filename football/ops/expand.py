@@ -30,6 +30,7 @@ PHASES = ("grow", "resize", "growfs", "wait")
 
 class Expand(Operation):
     operation = "expand"
+    finishes_others_first = True
     whole = PHASES
 
     def __init__(self, ctx, res, size):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from football import lifecycle
 from football.errors import FootballError, Illegal
+from football.journal import unfinished_resources
 from football.ops.base import Operation
 from football.planner import (CapacityLacking, Moved, Settings, load_plan, plan_balance,
                               plan_evacuation, plan_restore, read_history, record_moved,
@@ -156,10 +157,15 @@ class PlannedMoves(Operation):
             self.store().close()
 
     def busy(self, store):
-        """The resources a screener job is queued or running for."""
+        """{resource: why it is busy} of the resources a screener job is
+        queued or running for, or an operation of this controller is
+        unfinished (a move would be refused: `Operation._refuse_over_unfinished`)."""
         from football.screener import FINISHED
 
-        return {job["resource"] for job in store.jobs() if job["state"] not in FINISHED}
+        busy = unfinished_resources(self.config.state_dir)
+        busy.update((job["resource"], "a job runs for it") for job in store.jobs()
+                    if job["state"] not in FINISHED)
+        return busy
 
     def run_plan(self, store, plan, what):
         """Run `plan`'s moves; `FootballError` naming each job that did not
@@ -272,7 +278,7 @@ class BalanceRun(PlannedMoves):
         with the earlier ones applied; the others said and dropped."""
         fleet, moves = self.fleet, []
         for move in self.plan.moves:
-            why = f"{move.resource} has a screener job" if move.resource in busy else \
+            why = f"{move.resource}: {busy[move.resource]}" if move.resource in busy else \
                 move.unmet(fleet, self.settings)
             if why:
                 self.say(f"  dropped {' '.join(move.command())}: {why}")

@@ -21,7 +21,7 @@ from football import facts
 from football.errors import FootballError
 from football.inventory import InventoryError
 from football.ops.base import Operation, check_resource_name, in_parallel
-from football.ops.status import unfinished_operations
+from football.journal import unfinished_operations
 from football.transport import TransportError
 
 

@@ -40,6 +40,7 @@ MIB = 1 << 20
 
 class Migrate(Operation):
     operation = "migrate"
+    finishes_others_first = True
     plan_check = "check_migrate"    # the hook that judges the targets during discovery
     whole = PHASES                  # running these completes the operation: journal done
     warn_alone = True               # a target alone is said (a combined stage means it)
@@ -169,6 +170,12 @@ class Migrate(Operation):
                 raise Illegal("the target secondary must differ from the target primary")
             targets.append(self.host(self.secondary_name))
         return targets
+
+    def _my_stage(self, other, mine):
+        """A handover to the `pre_hand` or `post_hand` host is this run's own
+        (a re-run goes on with it)."""
+        return other["operation"] == Handover.operation and \
+            other["targets"][:1] in ([self.pre_hand], [self.post_hand])
 
     # ------------------------------------------------------------------- run
     def _run(self, phases):

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from football.errors import Illegal
+from football.journal import unfinished_resources
 from football.planner import (Settings, plan_balance, plan_evacuation, read_history,
                               save_plan, score)
 from football.planner.balance import MIN_SCORE
@@ -45,7 +46,7 @@ class BalancePlanning:
         config = self.ctx.config
         fleet = read_fleet(self.ctx)
         plan = plan_balance(fleet, Settings.from_config(config), read_history(config.state_dir),
-                            time.time())
+                            time.time(), unfinished_resources(config.state_dir))
         return dict(plan.to_json(), path=str(save_plan(config.state_dir, plan)))
 
 

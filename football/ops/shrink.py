@@ -67,6 +67,7 @@ def headroom(size):
 
 class Shrink(Operation):
     operation = "shrink"
+    finishes_others_first = True
     whole = PHASES
 
     def __init__(self, ctx, res, size=None):

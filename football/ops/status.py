@@ -11,16 +11,13 @@ Read-only: it renders a `FleetSnapshot` (football/snapshot.py). A host
 that does not answer is shown as unreachable with the reason; it never
 stops the others from being shown."""
 
-import json
-import socket
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from football.errors import Illegal
-from football.journal import window_left_open
+from football.journal import unfinished_operations
 from football.lifecycle import REFUSED_AS_TARGET
 from football.ops.base import check_resource_name
 from football.snapshot import observe
@@ -74,42 +71,6 @@ def select(report, kind, name, hosts):
                 hosts={host: entry for host, entry in report["hosts"].items() if host in hosts},
                 resources=[row for row in report["resources"] if row["host"] in hosts],
                 operations=[op for op in report["operations"] if involves(op, hosts)])
-
-
-# ------------------------------------------------------------------- journals
-def unfinished_operations(state_dir):
-    """The journals of operations this controller started and not finished
-    (`<state_dir>/journal/*.json`; finished ones end in `.done`)."""
-    operations = []
-    for path in sorted((Path(state_dir) / "journal").glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-            decided = data.get("decided") or {}
-            operations.append({
-                "operation": data.get("operation", "?"), "resource": data.get("resource", "?"),
-                "steps": list(data.get("steps") or []),
-                "targets": list(decided.get("targets") or []),
-                "origin": list(decided.get("origin") or []),
-                "started": data.get("started"), "journal": str(path),
-                "in_downtime": window_left_open(data.get("steps") or [], decided),
-                "alive": run_alive(data.get("run"))})
-        except (OSError, ValueError, AttributeError, TypeError) as error:
-            operations.append({"operation": "?", "resource": "?", "steps": [], "targets": [],
-                               "origin": [], "started": None, "journal": str(path),
-                               "damaged": str(error)})
-    return operations
-
-
-def run_alive(run):
-    """Whether the process that last wrote a journal (`run`: pid and host)
-    still runs: True or False on this host, None where the journal does not
-    say (older) or another host ran it."""
-    if not isinstance(run, dict) or run.get("host") != socket.gethostname():
-        return None
-    try:
-        return b"football" in Path(f"/proc/{int(run['pid'])}/cmdline").read_bytes()
-    except (OSError, KeyError, TypeError, ValueError):
-        return False
 
 
 def mark_running(operations, hosts):

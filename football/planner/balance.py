@@ -126,8 +126,9 @@ def movable_resources(fleet, settings, history, now, busy=()):
 
 def held_resources(fleet, settings, history, now, busy=()):
     """{resource: why balancing may not move it now} of the resources with a
-    primary: moved within `cooldown` (until when), a job running for it, a
-    replica on an unreachable host."""
+    primary: moved within `cooldown` (until when), busy (`busy`: resources,
+    or {resource: why}: a job runs for it), a replica on an unreachable host."""
+    busy = busy if isinstance(busy, dict) else dict.fromkeys(busy, "a job runs for it")
     held = {}
     for record in history:
         if now - record.time < settings.cooldown and record.resource in fleet.resources:
@@ -138,7 +139,7 @@ def held_resources(fleet, settings, history, now, busy=()):
         if not resource.primary:
             held.pop(res, None)
         elif res in busy:
-            held[res] = "a job runs for it"
+            held[res] = busy[res]
         elif not all(fleet.hosts[name].reachable for name in resource.replicas):
             held[res] = "a replica's host is unreachable"
     return held
@@ -147,8 +148,8 @@ def held_resources(fleet, settings, history, now, busy=()):
 def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
     """The balance `Plan` of `fleet`: greedy moves while they gain enough,
     at most `max_moves`. `history`: `Moved` records (the cooldown);
-    `busy`: resources a job is running for. `BalanceRefused` while a host
-    is draining."""
+    `busy`: resources a job runs for ({resource: why} or a set).
+    `BalanceRefused` while a host is draining."""
     draining = sorted(name for name, host in fleet.hosts.items()
                       if host.lifecycle == "draining")
     if draining:

@@ -29,8 +29,8 @@ from football.ops.cluster import (MarsCluster, MergeCluster, SplitCluster, conne
                                   wanted_groups)
 from football.ops.lock import Lock, Unlock, check_item, check_owner
 from football.ops.lvcleanup import leftovers
-from football.ops.status import (mark_running, render, resolve_scope, run_alive, select,
-                                 unfinished_operations)
+from football.journal import run_alive, unfinished_operations
+from football.ops.status import mark_running, render, resolve_scope, select
 from football.snapshot import observe_host, resource_replicas
 from football.report import Reporter
 from football.transport import Result, Unreachable

@@ -67,6 +67,17 @@ def test_balance_plan_without_json_prints_the_moves_and_the_scores(crowded):
     assert "vm" in result.output and "->" in result.output
 
 
+def test_balance_plan_holds_a_resource_with_an_unfinished_operation(crowded):
+    """Its move would be refused (an operation of another kind over an
+    unfinished one): the plan does not move it and says why."""
+    from tests.helpers.fakefleet import football
+    code, _, stderr = football(crowded, "--debug-injection-point", "wait:synced",
+                               "migrate", "vm2", "b1", "b2")
+    assert code == 1, stderr
+    plan = report_of(crowded, "balance", "--plan")
+    assert dict(plan["held"])["vm2"] == "an unfinished migrate (football status vm2)"
+    assert "vm2" not in {move["resource"] for move in plan["moves"]}
+
 def test_a_printed_plan_counts_its_moves_in_words_that_agree():
     import io
     from rich.console import Console
