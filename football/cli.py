@@ -709,8 +709,9 @@ def split_cluster(ctx, hosts):
     _admin(ctx, "split-cluster", hosts[0], lambda c: SplitCluster(c, hosts))
 
 
-def _gate_file(ctx, make, res):
-    """A gate file of the waiting plugin in this controller's state dir."""
+def _gate_file(ctx, make, res, inventory=False):
+    """A gate file of the waiting plugin in this controller's state dir
+    (and the inventory, where `inventory`)."""
     from football.ops.base import check_resource_name
 
     if res:
@@ -719,7 +720,7 @@ def _gate_file(ctx, make, res):
     context.reporter.close()
     path = make(context.config.state_dir, res) if res else make(context.config.state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return (path, context.inventory) if inventory else path
 
 
 @cli.command()
@@ -730,10 +731,23 @@ def pause(ctx, res):
     """Hold every operation of RES (or of all resources) before its next
     downtime window until `football unpause`; held time does not count
     toward downtime_gate_timeout."""
+    from football.ops.status import where_known
     from plugins.waiting import pause_file
 
-    path = _gate_file(ctx, pause_file, res)
-    path.touch()
+    path, inventory = _gate_file(ctx, pause_file, res, inventory=True)
+    paused = path.exists()
+    path.touch()                # at once; a typo's is taken back below
+    if res:
+        known, unasked = where_known(inventory, res)
+        if not known and not unasked:
+            if not paused:
+                path.unlink()
+            raise Illegal(f"unknown resource {res}: no host of the inventory has it; nothing "
+                          "was paused (`football status` lists the resources; `football "
+                          "pause` with no resource pauses them all)")
+        if not known:
+            click.echo(f"{res} is on none of the hosts that answered; paused all the same, "
+                       f"it may be on {', '.join(unasked)} (not asked: unreachable)", err=True)
     click.echo(f"paused {res or 'every resource'} ({path})")
 
 

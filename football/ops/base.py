@@ -772,16 +772,31 @@ class Operation:
             running, planned = self.slot_taken
             taken = ", ".join([*(f"{res} running" for res in running),
                                *(f"{res} planned" for res in planned)])
-            reason = f"a {kind} slot on {host.name} ({limit}{f'; taken: {taken}' if taken else ''})"
+            held = f"{limit}{f'; taken: {taken}' if taken else ''}"
+            reason = f"a {kind} slot on {host.name} ({held})"
             self.say(f"  {host.name}: waiting for {reason}"
                      + ("; a planned slot stays taken until its run goes on or ends, or "
                         "lease_time passes" if planned else ""))
             self.ctx.reporter.event("wait", state="condition", what=f"{kind} slot",
                                     resource=self.res, host=host.name, reasons=[reason])
             # a slot frees when a sync ends, and each look takes the host's lock
-            wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
-                       f"a {kind} slot on {host.name}", quick_start=False)
+            try:
+                wait_until(free, self.config.sync_timeout, max(1.0, self.config.poll_interval),
+                           f"a {kind} slot on {host.name}", quick_start=False)
+            except TimedOut:
+                if not self._changed_nothing():
+                    raise
+                raise Illegal(f"no {kind} slot on {host.name} came free within sync_timeout "
+                              f"{self.config.sync_timeout:g} s ({held}); this run changed "
+                              "nothing: run it again once one is free "
+                              f"(`football status {host.name}` shows what holds them)") from None
             self.ctx.reporter.event("wait-end", what=f"{kind} slot", resource=self.res)
+
+    def _changed_nothing(self):
+        """Whether this operation has done nothing yet, by its journal (no
+        step done): a wait that fails now fails before this run changed
+        anything."""
+        return self.journal is None or not self.journal.data["steps"]
 
     def _prepare_hosts(self, hosts):
         self.prepared_hosts = list({host.name: host for host in hosts}.values())

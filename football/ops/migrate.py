@@ -177,6 +177,10 @@ class Migrate(Operation):
         return other["operation"] == Handover.operation and \
             other["targets"][:1] in ([self.pre_hand], [self.post_hand])
 
+    def _changed_nothing(self):
+        return super()._changed_nothing() and \
+            not (self.journal and self.journal.decided.get("joined"))
+
     # ------------------------------------------------------------------- run
     def _run(self, phases):
         whole = list(phases) == list(self.whole)

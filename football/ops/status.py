@@ -16,11 +16,13 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from football.errors import Illegal
+from football import facts
+from football.errors import FootballError, Illegal
 from football.journal import unfinished_operations
 from football.lifecycle import REFUSED_AS_TARGET
-from football.ops.base import check_resource_name
+from football.ops.base import check_resource_name, in_parallel
 from football.snapshot import observe
+from football.transport import TransportError
 
 
 # ----------------------------------------------------------------- scope (pure)
@@ -41,6 +43,19 @@ def resolve_scope(inventory, name):
                       f"{', '.join(sorted(inventory.hosts))}; clusters: "
                       f"{', '.join(sorted(inventory.clusters))}") from None
     return "resource", name, sorted(inventory.hosts)
+
+
+def where_known(inventory, res):
+    """(the hosts whose MARS cluster knows `res`, the hosts that could not
+    be asked), asking every inventory host in parallel."""
+    def ask(host):
+        try:
+            return res in facts.all_resources(host, timeout=30)
+        except (FootballError, TransportError):        # unreachable, or no marsd to ask
+            return None
+    said = in_parallel(ask, inventory.hosts.values())
+    return ([name for name, known in zip(inventory.hosts, said) if known],
+            [name for name, known in zip(inventory.hosts, said) if known is None])
 
 
 def involves(operation, hosts):

@@ -107,6 +107,30 @@ def test_a_pause_holds_the_downtime_and_the_time_held_does_not_count(fleet, tmp_
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
 
 
+def test_a_pause_of_a_resource_no_host_has_is_refused_and_pauses_nothing(fleet):
+    """A typo would pause nothing while the operator thinks vm1 held."""
+    code, _, stderr = football(fleet, "pause", "vm9")
+    assert code == 191 and "unknown resource vm9: no host of the inventory has it; nothing " \
+        "was paused" in stderr, stderr
+    assert not Path(fleet.state_dir, "pause.vm9").exists()
+    assert fleet.changes() == []
+
+
+def test_a_pause_of_a_resource_not_found_while_hosts_are_unreachable_pauses_it_saying_so(
+        fleet, monkeypatch):
+    from football import facts
+    real = facts.all_resources
+
+    def all_resources(host, timeout=60):
+        if host.name.startswith("b"):
+            raise facts.HostUnreachable(f"{host.name} is unreachable: connection refused")
+        return real(host, timeout)
+    monkeypatch.setattr(facts, "all_resources", all_resources)
+    code, _, stderr = football(fleet, "pause", "vm9")
+    assert code == 0 and "vm9 is on none of the hosts that answered; paused all the same, " \
+        "it may be on b1, b2 (not asked: unreachable)" in stderr, stderr
+    assert Path(fleet.state_dir, "pause.vm9").exists()
+
 def test_pause_of_everything_holds_and_unpause_lets_go(fleet, tmp_path):
     assert football(fleet, "pause")[0] == 0
     pause = fleet.state_dir + "/pause"

@@ -17,6 +17,7 @@ from football import facts
 from football.config import Config
 from football.errors import Illegal
 from football.inventory import parse
+from football.journal import Journal
 from football.ops.base import Context, TimedOut
 from football.ops.migrate import Migrate
 from football.report import Reporter
@@ -387,13 +388,27 @@ def test_intents_alone_can_fill_the_slots(make_migrate, inventory, syncs, clock)
     assert polls(syncs) == 3
 
 
-def test_a_slot_that_never_frees_times_out_after_sync_timeout_naming_the_host(
+def test_a_slot_that_never_frees_is_refused_after_sync_timeout_naming_the_host(
         make_migrate, inventory, syncs, clock):
+    """Before the run changed anything: 191, nothing changed."""
     syncs.rests = [{"vm5": "1048576"}]
     migrate = make_migrate("b1", limit_syncs=1, sync_timeout=10)
-    with pytest.raises(TimedOut, match="timed out after 10 s waiting for a sync slot on b1"):
+    with pytest.raises(Illegal, match=r"no sync slot on b1 came free within sync_timeout 10 s "
+                       r"\(limit_syncs 1; taken: vm5 running\); this run changed nothing"):
         migrate._wait_for_sync_slot(inventory.host("b1"))
     assert 10 <= clock.now <= 12
+
+
+def test_a_slot_that_never_frees_after_a_first_join_times_out_as_a_failure(
+        make_migrate, inventory, syncs, clock, tmp_path):
+    """A replica joined already (the first target's): the run changed
+    something, its re-run goes on from there."""
+    syncs.rests = [{"vm5": "1048576"}]
+    migrate = make_migrate("b1", limit_syncs=1, sync_timeout=10)
+    migrate.journal = Journal(tmp_path, "migrate", "vm1")
+    migrate.journal.decide(joined=["b2"])
+    with pytest.raises(TimedOut, match="timed out after 10 s waiting for a sync slot on b1"):
+        migrate._wait_for_sync_slot(inventory.host("b1"))
 
 
 # --- on a snapshot alone ---------------------------------------------------------------
