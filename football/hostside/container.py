@@ -7,6 +7,7 @@ mountpoint before each start."""
 
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -34,16 +35,34 @@ def _container(name, lxcpath):
     return lxc.Container(name, config_path=str(lxcpath))
 
 
+def _readable(name, lxcpath):
+    """The container, or None where its config cannot be read: not there,
+    or on a filesystem that died under it (a device that crashed: LXC then
+    refuses the container, or does not see it, while it runs on)."""
+    try:
+        container = _container(name, lxcpath)
+    except RuntimeError:                # "error during init": its config gave EIO
+        return None
+    return container if container.defined else None
+
+
 def state(name, lxcpath):
-    """`RUNNING`, `STOPPED` (and the transitional states), or `UNDEFINED`."""
-    container = _container(name, lxcpath)
-    return container.state if container.defined else "UNDEFINED"
+    """`RUNNING`, `STOPPED` (and the transitional states), or `UNDEFINED`
+    (no container, or one whose config cannot be read that does not run)."""
+    container = _readable(name, lxcpath)
+    if container is None:
+        return "RUNNING" if _inits(name, lxcpath) else "UNDEFINED"
+    return container.state
 
 
 def list_states(lxcpath):
+    """{name: state} of the containers under `lxcpath`, those LXC cannot
+    open (`_readable`) that run included: their monitors name them."""
     import lxc
 
-    return {name: state(name, lxcpath) for name in lxc.list_containers(config_path=str(lxcpath))}
+    names = set(lxc.list_containers(config_path=str(lxcpath)))
+    names |= {name for path, name in monitor_commands().values() if path == str(Path(lxcpath))}
+    return {name: state(name, lxcpath) for name in sorted(names)}
 
 
 def create(name, lxcpath):
@@ -157,9 +176,13 @@ def _what_it_had(directory, log):
 
 
 def stop(name, lxcpath, timeout=STOP_TIMEOUT):
-    """Shut the container down (halt signal), killing it after `timeout` s."""
-    container = _container(name, lxcpath)
-    if not container.defined or not container.running:
+    """Shut the container down (halt signal), killing it after `timeout` s.
+    One whose config cannot be read (`_readable`) is killed: LXC cannot
+    stop it, and its filesystem is dead anyway."""
+    container = _readable(name, lxcpath)
+    if container is None:
+        return _kill(name, lxcpath)
+    if not container.running:
         return False
     if not container.shutdown(timeout):
         container.stop()
@@ -170,6 +193,35 @@ def stop(name, lxcpath, timeout=STOP_TIMEOUT):
         raise ContainerError(f"container {name} is still running after stop")
     _wait_while(lambda: monitors(name, lxcpath))
     return True
+
+
+def _kill(name, lxcpath):
+    """Kill the init of a container LXC cannot open (its monitor's child:
+    the rest of the container dies with it); whether one ran."""
+    inits = _inits(name, lxcpath)
+    for pid in inits:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _wait_while(lambda: monitors(name, lxcpath))
+    if monitors(name, lxcpath):
+        raise ContainerError(f"container {name} (its config unreadable) still runs after its "
+                             f"init was killed: monitors {monitors(name, lxcpath)}")
+    return bool(inits)
+
+
+def _inits(name, lxcpath):
+    """Pids of the container's init: the children of its monitors, found
+    by their command line (which needs no config)."""
+    inits = []
+    for monitor in monitors(name, lxcpath):
+        try:
+            inits += [int(pid) for pid in
+                      Path(f"/proc/{monitor}/task/{monitor}/children").read_text().split()]
+        except OSError:             # it ended meanwhile
+            continue
+    return inits
 
 
 MONITOR = "[lxc monitor] "
