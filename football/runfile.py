@@ -136,9 +136,16 @@ def gated(job, name="run file"):
 def read(path):
     """The rows of run file `path` as Jobs; `RunFileError` naming the line."""
     try:
-        text = open(path, newline="", encoding="utf-8").read()
+        data = open(path, "rb").read()
     except OSError as error:
         raise RunFileError(f"run file {path}: {error.strerror}; nothing was queued") from None
+    try:
+        text = data.decode("utf-8-sig")      # a spreadsheet's export may begin with a BOM
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise RunFileError(f"run file {path} line {line}: not UTF-8 (byte "
+                           f"0x{data[error.start]:02x}); save it as UTF-8 (a spreadsheet's "
+                           "'CSV UTF-8'); nothing was queued") from None
     return parse(text, str(path))
 
 

@@ -38,6 +38,23 @@ def test_a_command_column_may_hold_the_whole_command_line():
                                             ["handover", "vm2", "a2"]]
 
 
+def test_a_spreadsheets_export_with_a_byte_order_mark_reads_as_without(tmp_path):
+    path = tmp_path / "moves.csv"
+    path.write_bytes("resource;operation;target\r\nvm1;migrate;b1\r\n".encode("utf-8-sig"))
+    header, jobs = runfile.read(path)
+    assert header == ["resource", "operation", "target"]
+    assert jobs[0].command == ["migrate", "vm1", "b1"]
+
+
+def test_a_file_not_in_utf8_is_one_error_naming_the_line(tmp_path):
+    path = tmp_path / "moves.csv"
+    path.write_bytes("resource;operation;target;customer\nvm1;migrate;b1;M\u00fcller\n"
+                     .encode("latin-1"))
+    with pytest.raises(RunFileError) as error:
+        runfile.read(path)
+    assert str(error.value) == (f"run file {path} line 2: not UTF-8 (byte 0xfc); save it as "
+                                "UTF-8 (a spreadsheet's 'CSV UTF-8'); nothing was queued")
+
 @pytest.mark.parametrize("text, message", [
     ("", "empty"),
     ("operation;target\nmigrate;b1\n", "no 'resource' column"),
