@@ -266,7 +266,8 @@ def _paths(value, wrong):
 
 def _read(path):
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        # bytes: YAML's reader takes a BOM, and names where a file is not UTF-8
+        data = yaml.safe_load(Path(path).read_bytes()) or {}
     except FileNotFoundError:
         raise Illegal(f"config file {path} does not exist") from None
     except OSError as error:

@@ -169,9 +169,12 @@ def load(path, defaults=None):
     defaults (the file's own `defaults:` still win)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        # bytes: YAML's reader takes a BOM, and names where a file is not UTF-8
+        data = yaml.safe_load(path.read_bytes()) or {}
     except FileNotFoundError:
         raise InventoryError(f"inventory {path} does not exist; pass --inventory FILE") from None
+    except OSError as error:
+        raise InventoryError(f"inventory {path} cannot be read: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise InventoryError(f"inventory {path} is not valid YAML: {error}") from None
     return parse(data, str(path), defaults)

@@ -287,6 +287,14 @@ def test_a_config_file_that_is_a_directory_is_refused_naming_it(tmp_path):
                                               "Is a directory")
 
 
+def test_a_config_file_not_in_utf8_is_refused_and_one_with_a_bom_is_read(tmp_path):
+    path = tmp_path / "football.yml"
+    path.write_bytes('limit_syncs: 2\nowner: "M\u00fcller"\n'.encode("latin-1"))
+    assert refused(files=[str(path)]).startswith(f"config file {path} is not valid YAML: "
+                                                 "unacceptable character #x00fc")
+    path.write_bytes("limit_syncs: 2\n".encode("utf-8-sig"))
+    assert config(files=[str(path)]).limit_syncs == 2
+
 def test_a_config_file_that_is_not_yaml_is_refused_naming_it(config_file):
     path = config_file("limit_syncs: [2\n")
     assert refused(files=[path]).startswith(f"config file {path} is not valid YAML: ")

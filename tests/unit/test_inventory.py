@@ -187,6 +187,24 @@ def test_an_inventory_that_is_not_yaml_is_refused_naming_the_file(inventory_file
         load(path)
 
 
+def test_an_inventory_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    path = tmp_path / "inventory.yml"
+    path.write_bytes(LAB_INVENTORY.read_text().encode("utf-8-sig"))
+    assert load(path).hosts.keys() == load(LAB_INVENTORY).hosts.keys()
+
+
+def test_an_inventory_not_in_utf8_is_refused_naming_the_character(tmp_path):
+    """Not a traceback (UnicodeDecodeError) as before."""
+    path = tmp_path / "inventory.yml"
+    path.write_bytes('hosts: {a1: {address: 127.0.0.11, room: "M\u00fcller"}}\n'
+                     .encode("latin-1"))
+    with pytest.raises(InventoryError, match=f"inventory {path} is not valid YAML: "
+                       "unacceptable character #x00fc"):
+        load(path)
+    with pytest.raises(InventoryError, match=f"inventory {tmp_path} cannot be read: "
+                       "Is a directory"):
+        load(tmp_path)
+
 def test_an_inventory_that_is_not_a_mapping_is_refused(inventory_file):
     with pytest.raises(InventoryError, match="expected a mapping at the top"):
         load(inventory_file("- a1\n- a2\n"))
