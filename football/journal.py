@@ -12,7 +12,12 @@ import socket
 import time
 from pathlib import Path
 
-from football.errors import Illegal
+from football.errors import FootballError, Illegal
+
+
+class JournalUnwritable(FootballError):
+    """The journal cannot be written (the controller's disk is full, read
+    only): the run stops, since a re-run could not tell what it did."""
 
 
 class Journal:
@@ -75,7 +80,10 @@ class Journal:
         if self.path.exists():
             self.data["finished"] = time.time()
             self._write()
-            os.replace(self.path, self.path.with_suffix(".done"))
+            try:
+                os.replace(self.path, self.path.with_suffix(".done"))
+            except OSError as error:
+                raise self._unwritable(error) from None
 
     def _write(self):
         if self.dry:
@@ -83,9 +91,20 @@ class Journal:
         # the process that writes it: `football status` tells a run that is
         # still going from one that ended (its intents outlive it)
         self.data["run"] = {"pid": os.getpid(), "host": socket.gethostname()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
-                        self.path.with_suffix(".tmp"))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
+                            self.path.with_suffix(".tmp"))
+        except OSError as error:
+            raise self._unwritable(error) from None
+
+    def _unwritable(self, error):
+        steps = ", ".join(self.data["steps"]) or "none"
+        return JournalUnwritable(
+            f"cannot write the journal {self.path}: {error.strerror or error}; the "
+            f"{self.data['operation']} of {self.data['resource']} stopped (steps done: "
+            f"{steps}). Free space in {self.path.parent} (or make it writable), then run the "
+            "same command again: it resumes, each step checking the real state first")
 
 
 def window_left_open(steps, decided):

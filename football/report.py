@@ -40,7 +40,10 @@ class Reporter:
         # order they ran (`screener show` listed them alphabetically)
         line = json.dumps(record) + "\n"
         if self._log:
-            self._log.write(line)
+            try:
+                self._log.write(line)
+            except OSError as error:
+                self._log_failed(error)
         if self.as_json:
             try:
                 self.stream.write(line)
@@ -48,6 +51,19 @@ class Reporter:
             except BrokenPipeError:
                 self._reader_gone()
         return record
+
+    def _log_failed(self, error):
+        """The run log cannot be written (its disk is full): said once, and
+        the run goes on without it (its journal, which it cannot go on
+        without, fails the run where it cannot be written)."""
+        log, self._log = self._log, None
+        try:
+            log.close()
+        except OSError:
+            pass
+        self.console.print(f"football: cannot write the run log {self.log_path}: "
+                           f"{error.strerror or error}; the run goes on without it",
+                           highlight=False, markup=False)
 
     def _reader_gone(self):
         """Whoever read the events is gone (a screener worker killed with

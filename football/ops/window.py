@@ -26,7 +26,7 @@ shrink) shares, so that none of them owns a copy of it:
 
 import time
 
-from football.errors import Critical, Interrupted, Serious
+from football.errors import Critical, FootballError, Interrupted, Serious
 from football.inventory import COMMAND_WATCHERS
 from football.ops.base import InjectedFailure, sigint_deferred
 
@@ -89,7 +89,10 @@ class DowntimeWindow:
                 f"failed: {error}"
             op.ctx.reporter.warning(f"{op.operation} of {op.res} {why}; restarting {op.res}")
             runs_on = self.compensate(error)
-            self._end(runs_on)
+            try:
+                self._end(runs_on)
+            except FootballError as end_error:      # its journal: the failure may be that
+                op.ctx.reporter.warning(str(end_error))
         if isinstance(error, KeyboardInterrupt):
             raise Interrupted(f"{op.operation} of {op.res} interrupted inside the downtime "
                               f"window; {op.res} runs again on {runs_on.name}. Re-run the same "
@@ -106,13 +109,13 @@ class DowntimeWindow:
         if self.down_since is not None:
             self.seconds = round(max(self.run_seconds, time.time() - self.down_since), 3)
         self._stop_timing()
-        if op.journal is not None:      # where cleanup_delay counts from; what a re-run reports
-            op.journal.decide(window_ended=time.time(), downtime=self.seconds)
         op.summary["downtime_commands"] = self.commands
         op._tell("restore_resource_state", host=host, state=self.saved)
         op._tell("report_downtime", source=self.source, host=host, seconds=self.seconds)
         op.ctx.reporter.event("downtime-end", resource=op.res, host=host.name,
                               downtime_seconds=self.seconds, commands=self.commands)
+        if op.journal is not None:      # where cleanup_delay counts from; what a re-run reports
+            op.journal.decide(window_ended=time.time(), downtime=self.seconds)
 
 
 def restart_somewhere(op, hosts, error):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from football.errors import Illegal
-from football.journal import Journal
+from football.journal import Journal, JournalUnwritable
 
 
 @pytest.fixture
@@ -120,7 +120,8 @@ def test_a_crash_before_the_rename_leaves_the_previous_journal_whole(state_dir, 
         raise OSError("power lost")
 
     monkeypatch.setattr("football.journal.os.replace", crash)
-    with pytest.raises(OSError, match="power lost"):
+    with pytest.raises(JournalUnwritable, match=r"cannot write the journal .*migrate-vm1.json: "
+                       r"power lost; the migrate of vm1 stopped \(steps done: prepare, wait\)"):
         journal.record("wait", synced=True)
     monkeypatch.undo()
     survivor = Journal(state_dir, "migrate", "vm1")
