@@ -397,15 +397,19 @@ def unfinished_first(res, operation, other):
     again = f"football {kind} {res}" + "".join(f" {name}" for name in hosts) + \
         (f" {decided['asked']}" if decided.get("asked") else "")
     journal = other["journal"]
+    if kind == "shrink" and "finish" not in other["steps"] and not other["in_downtime"]:
+        give_up = f"`football shrink-cleanup {res}` (its -tmp LVs go; {res} is not touched)"
+    else:
+        give_up = (f"set its journal aside (mv {journal} {journal}.abandoned) and remove what "
+                   f"it made (`football status {res}` shows its replicas; `football lv-cleanup "
+                   f"{res}` the LVs no replica uses)")
     size = ", and its size if it was given one" if "+" in kind else ""
     return (f"{res} has an unfinished {kind}{to} (started {started}, steps done: "
             f"{', '.join(other['steps']) or 'none completed, the first may have begun'}"
             f"{down}); a {operation} now would work "
             f"on {res} from a second plan; nothing changed. Finish the {kind} first: the "
             f"command that started it resumes it (`{again}`{size}), then run the "
-            f"{operation}. To give it up instead, set its journal aside (mv {journal} "
-            f"{journal}.abandoned) and remove what it made (`football status "
-            f"{res}` shows its replicas; `football lv-cleanup {res}` the LVs no replica uses)")
+            f"{operation}. To give it up instead: {give_up}")
 
 
 class Operation:

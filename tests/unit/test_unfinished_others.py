@@ -48,12 +48,11 @@ def test_a_migrate_over_an_unfinished_shrink_is_refused_naming_how_to_finish_or_
     crash_at(fleet, "prepare:copied", "shrink", "vm2", "320m")
     assert "vm2-tmp" in fleet.lvs("a1")
     said = refused_unchanged(fleet, "migrate", "vm2", "cluster2")
-    journal = Path(fleet.state_dir) / "journal" / "shrink-vm2.json"
     assert "vm2 has an unfinished shrink" in said
     assert "steps done: none completed, the first may have begun" in said
     assert "a migrate now would work on vm2 from a second plan; nothing changed" in said
     assert "`football shrink vm2 320m`" in said
-    assert f"mv {journal} {journal}.abandoned" in said
+    assert "To give it up instead: `football shrink-cleanup vm2` (its -tmp LVs go" in said
     # its dry run says the same
     assert "unfinished shrink" in refused_unchanged(fleet, "--dry-run", "migrate", "vm2", "b1")
     # finished, the migrate goes
@@ -66,6 +65,9 @@ def test_a_shrink_over_an_unfinished_migrate_is_refused_and_the_migrate_then_fin
     said = refused_unchanged(fleet, "shrink", "vm2")
     assert "vm2 has an unfinished migrate to b1, b2" in said
     assert "steps done: prepare" in said and "`football migrate vm2 b1 b2`" in said
+    journal = Path(fleet.state_dir) / "journal" / "migrate-vm2.json"
+    assert f"give it up instead: set its journal aside (mv {journal} {journal}.abandoned)" \
+        in said
     ran(fleet, ("migrate", "vm2", "b1", "b2"))
     assert_placed(fleet, "b1", ["b2"], "vm2")
     ran(fleet, ("shrink", "vm2"))       # nothing unfinished now
@@ -122,3 +124,14 @@ def test_an_unfinished_operation_of_another_resource_refuses_nothing(fleet, comm
     crash_at(fleet, "prepare:copied", "shrink", "vm3", "320m")
     code, _, stderr = football(fleet, *command)
     assert code == 0, stderr
+
+
+def test_a_shrink_given_up_with_shrink_cleanup_lets_the_migrate_go(fleet):
+    crash_at(fleet, "prepare:copied", "shrink", "vm2", "320m")
+    said = refused_unchanged(fleet, "migrate", "vm2", "b1", "b2")
+    assert "To give it up instead: `football shrink-cleanup vm2`" in said
+    ran(fleet, ("shrink-cleanup", "vm2"))
+    assert not {"vm2-tmp", "vm2-preshrink"} & (set(fleet.lvs("a1")) | set(fleet.lvs("a2")))
+    ran(fleet, ("migrate", "vm2", "b1", "b2"))
+    assert_placed(fleet, "b1", ["b2"], "vm2")
+    assert fleet.resources["vm2"].size == GIB
