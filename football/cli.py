@@ -6,6 +6,7 @@ changed); 198 failed (see the message; the lab may be half up: `lab up`
 again repairs, `lab down` removes it)."""
 
 import json
+import os
 import re
 import signal
 import sys
@@ -1421,6 +1422,25 @@ def terminate_as_ctrl_c():
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+def hang_up_as_ctrl_c():
+    """SIGHUP (the operator's terminal or SSH session gone) ends a run as
+    SIGTERM does (see there); its default, too, ended the process where it
+    stood. What was written to the terminal goes to /dev/null from then on
+    (writes to a hung-up terminal fail, EIO: the compensation's own words
+    would have ended it); the run log keeps everything. The terminals are
+    told apart now: once hung up, a terminal no longer says it is one."""
+    terminals = [fd for fd in (1, 2) if os.isatty(fd)]
+
+    def hung_up(signum, frame):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in terminals:
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        os.kill(os.getpid(), signal.SIGTERM)    # its handler now: raise, count or defer
+    signal.signal(signal.SIGHUP, hung_up)
+
+
 def main():
     terminate_as_ctrl_c()
+    hang_up_as_ctrl_c()
     cli.main(args=hoist_global_options(sys.argv[1:]), prog_name="football")

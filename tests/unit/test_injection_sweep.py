@@ -13,7 +13,9 @@ import json
 import os
 import signal
 
-from football.cli import terminate_as_ctrl_c
+import pytest
+
+from football.cli import hang_up_as_ctrl_c, terminate_as_ctrl_c
 from tests.helpers.fakefleet import (HOMES, assert_clusters_as_inventory, assert_placed,
                                      fake_fleet, football, points_of)
 from tests.helpers.lab import MIGRATE_POINTS
@@ -139,30 +141,34 @@ def test_ctrl_c_inside_the_downtime_window_restarts_the_container_and_a_rerun_co
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_inside_the_downtime_window_is_a_ctrl_c_and_cannot_cut_the_restart_short(
-        fleet, monkeypatch):
+        fleet, monkeypatch, signum):
     """`kill PID` of a run at its handover ended the process there: the
     container stayed stopped, the locks held. SIGTERM is a Ctrl-C now; a
-    second one while the container restarts is told and waits."""
+    second one while the container restarts is told and waits. SIGHUP (the
+    operator's SSH session gone) too."""
     answer = fleet.run
     sent = []
 
     def sigterm(host, argv, input=None):
         if argv[0] == "marsadm" and "primary" in argv and not sent:
             sent.append(host)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         if list(argv[:2]) == ["football-host", "ct"] and argv[3] == "start" and len(sent) == 1:
             sent.append(host)                           # the compensation's start
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return answer(host, argv, input=input)
 
     monkeypatch.setattr(fleet, "run", sigterm)
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
         terminate_as_ctrl_c()
+        hang_up_as_ctrl_c()
         code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     assert sent == ["b1", "a1"], sent
     assert code == 190, stderr
     assert "SIGTERM: restarting the container first, then stopping" in stderr
