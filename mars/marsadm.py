@@ -93,8 +93,9 @@ def command(name, **settings):
 @click.version_option(__version__, prog_name="marsadm")
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds to wait for peers or conditions; -1 waits forever.")
-@click.option("--window", type=float, default=60.0, show_default=True,
-              help="A host counts as alive if it reported within this many seconds.")
+@click.option("--window", type=click.FloatRange(0, min_open=True), default=60.0,
+              show_default=True,
+              help="A host counts as alive if it reported within this many seconds (> 0).")
 @click.option("--host", default=None, help="Act as this host (default MARS_HOST or the hostname).")
 @click.option("--ip", default=None, help="This host's address (create-cluster, join-cluster).")
 @click.option("--ssh-port", type=click.IntRange(1, 65535), default=22, show_default=True,

@@ -55,3 +55,11 @@ def test_main_accepts_global_options_after_the_subcommand(make_host, monkeypatch
         main(["lowlevel-ls-host-ips", "--timeout", "5", "--host=h1"])
     assert done.value.code == 0
     assert capsys.readouterr().out == "h1 127.0.0.1\n"
+
+
+@pytest.mark.parametrize("window", ["-5", "0"])
+def test_a_liveness_window_not_above_zero_is_a_usage_error(h1, window):
+    """With it every peer counted as dead (a typo's minus sign)."""
+    result = h1.run(f"--window={window}", "view", "all")
+    assert result.exit_code == 2 and "Invalid value for '--window'" in result.output, \
+        result.output
