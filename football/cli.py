@@ -38,17 +38,24 @@ def reported(function):
         try:
             return function(*args, **kwargs)
         except FootballError as error:
-            _failed(str(error), error.exit_code)
+            _failed(_said(error), error.exit_code)
         except InventoryError as error:
             _failed(str(error), EXIT_ILLEGAL)
         except (TransportError, MarsError) as error:
             # MarsError: the bundled MARS's code run in-process (the lab)
-            _failed(str(error), EXIT_SERIOUS)
+            _failed(_said(error), EXIT_SERIOUS)
         except KeyboardInterrupt:
             _failed("interrupted; locks released. Re-run the same command to resume.",
                     EXIT_INTERRUPTED)
 
     return wrapper
+
+
+def _said(error):
+    """The error, and where an operation stopped for it (`stopped`: what
+    stays and how to go on, set by the operation)."""
+    stopped = getattr(error, "stopped", None)
+    return f"{error}\n  {stopped}" if stopped else str(error)
 
 
 def _failed(text, exit_code):

@@ -18,10 +18,10 @@ import click
 
 from football import facts, joblink
 from football.dryrun import Planner
-from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
-                             Illegal, Interrupted)
+from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Critical,
+                             FootballError, Illegal, Interrupted, Serious)
 from football.inventory import InventoryError
-from football.journal import unfinished_operations
+from football.journal import JournalUnwritable, unfinished_operations
 from football.locks import LockSet, RUN_LOCK, one_run_at_a_time, register_intent, run_owner
 from football.transport import TransportError
 from mars.errors import MarsError
@@ -812,9 +812,27 @@ class Operation:
             started = time.monotonic()
             self.ctx.reporter.event("phase", phase=phase, resource=self.res)
             self._tell("phase", name=phase)
-            with self.holding(self.locks(phase)):
-                getattr(self, phase.replace("-", "_"))()
+            try:
+                with self.holding(self.locks(phase)):
+                    getattr(self, phase.replace("-", "_"))()
+            except Exception as error:
+                self._say_where_it_stopped(error, phase)
+                raise
             spent[phase] = round(spent.get(phase, 0.0) + time.monotonic() - started, 3)
+
+    def _say_where_it_stopped(self, error, phase):
+        """A step failed (a command, a host gone, a wait timed out): the
+        error's `stopped` tells the operator what stays and how to go on
+        (`football` prints it after the error). Not for the errors that say
+        so themselves (a refusal, an interruption, the downtime window's
+        compensation, a crash on purpose, the journal itself)."""
+        if self.journal is None or isinstance(error, (Illegal, Interrupted, Serious, Critical,
+                                                      InjectedFailure, JournalUnwritable)):
+            return
+        steps = ", ".join(self.journal.data["steps"]) or "none"
+        error.stopped = (f"the {self.operation} of {self.res} stopped in its {phase} phase "
+                         f"(steps done: {steps}); what it did stays, and the same command goes "
+                         f"on from there (`football status {self.res}` shows it)")
 
     def _finish_hosts(self):
         if self.prepared_hosts:

@@ -102,3 +102,30 @@ def test_expand_resumes_after_a_crash_at_every_injection_point(fleet):
         code, _, stderr = football(fleet, "expand", "vm1", f"{size >> 20}m")
         assert code == 0, f"re-run after point {number} ({name}): {stderr}"
         assert_grown(fleet, size)
+
+
+def test_a_failed_step_says_what_stays_and_the_same_command_goes_on(fleet, monkeypatch):
+    """xfs_growfs refused: the LVs and MARS grew already. The error says the
+    run stopped there, what stays and how to go on (it said only the
+    command's failure)."""
+    from football.transport import Result
+    answer = fleet.run
+
+    def growfs_fails(host, argv, input=None):
+        if argv[0] == "xfs_growfs":
+            return Result(host=host, argv=tuple(argv), exit_code=1, stdout="",
+                          stderr="xfs_growfs: XFS_IOC_FSGROWFSDATA xfsctl failed\n")
+        return answer(host, argv, input=input)
+    monkeypatch.setattr(fleet, "run", growfs_fails)
+    code, events, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 198, stderr
+    assert "`xfs_growfs " in stderr and "exited 1" in stderr
+    assert "the expand of vm1 stopped in its growfs phase (steps done: grow, resize); what " \
+        "it did stays, and the same command goes on from there (`football status vm1` " \
+        "shows it)" in " ".join(stderr.split())
+    failed = [event for event in events if event["event"] == "failed"]
+    assert "stopped in its growfs phase" in failed[-1]["text"]      # --json says it too
+    monkeypatch.setattr(fleet, "run", answer)
+    code, _, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 0, stderr
+    assert_grown(fleet, GIB)
