@@ -115,7 +115,7 @@ def check_resource_name(res):
     try:
         return check_resource(res)
     except MarsError as error:
-        raise Illegal(f"{error}; resource names are letters, digits, '_', '-' and '.'") from None
+        raise Illegal(str(error)) from None     # it says what a name may hold
 
 
 PARALLEL_MOST = 16      # items `in_parallel` runs at a time
@@ -452,6 +452,16 @@ class Operation:
 
     def host(self, name):
         return self.ctx.host(name)
+
+    def named_host(self):
+        """The host `res:host` names as the resource's (for when it cannot be
+        discovered); `Illegal` when it holds no replica of it."""
+        host = self.host(self.source_hint)
+        if self.res not in facts.my_resources(host):
+            raise Illegal(f"{host.name} holds no replica of {self.res} ({self.res}:{host.name} "
+                          f"names the host it runs on); name that one, or leave :{host.name} "
+                          "off to find it; nothing changed")
+        return host
 
     def start_args(self):
         """The arguments `football_start` is told (besides the phases)."""

@@ -22,7 +22,7 @@ import time
 from football import facts
 from football.errors import Illegal
 from football.journal import Journal
-from football.ops.base import Operation, split_res
+from football.ops.base import Operation
 from football.ops.migrate import Migrate
 from football.ops.shrink import Shrink
 from football.ops.sizing import parse_target
@@ -195,10 +195,9 @@ class MigrateShrinkBack(MigrateShrink):
         if decided.get("origin"):
             self.origin = decided["origin"]
         else:
-            res, hint = split_res(self.res_argument)
-            source = self.host(hint) if hint else \
-                self.hooks.get_hyper(res=res, inventory=self.ctx.inventory)
-            members = facts.members(source, res)
+            source = self.named_host() if self.source_hint else \
+                self.hooks.get_hyper(res=self.res, inventory=self.ctx.inventory)
+            members = facts.members(source, self.res)
             self.origin = [source.name] + [name for name in members if name != source.name]
             if self.primary_name in self.origin:
                 raise Illegal(f"{self.primary_name} holds a replica of {self.res} already: "

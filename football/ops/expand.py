@@ -48,7 +48,7 @@ class Expand(Operation):
     def discover(self):
         inv = self.ctx.inventory
         self.journal = Journal(self.config.state_dir, self.operation, self.res)
-        self.primary = self.host(self.source_hint) if self.source_hint else \
+        self.primary = self.named_host() if self.source_hint else \
             self.hooks.get_hyper(res=self.res, inventory=inv)
         self.members = [self.host(name) for name in facts.members(self.primary, self.res)
             if name in inv.hosts]

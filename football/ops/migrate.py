@@ -70,7 +70,7 @@ class Migrate(Operation):
         inv = self.ctx.inventory
         self.journal = Journal(self.config.state_dir, self.operation, self.res)
         if self.source_hint:
-            self.source = self.host(self.source_hint)
+            self.source = self.named_host()
         else:
             self.source = self.hooks.get_hyper(res=self.res, inventory=inv)
         store = self.hooks.first("get_store", res=self.res, inventory=inv)

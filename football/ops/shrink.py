@@ -97,7 +97,7 @@ class Shrink(Operation):
             self.primary = self.host(decided["primary"])
             self.secondaries = [self.host(name) for name in decided["secondaries"]]
         else:
-            self.primary = self.host(self.source_hint) if self.source_hint else \
+            self.primary = self.named_host() if self.source_hint else \
                 self.hooks.get_hyper(res=self.res, inventory=inv)
             self.secondaries = [self.host(name) for name in facts.members(self.primary, self.res)
                 if name in inv.hosts and name != self.primary.name]

@@ -3,10 +3,11 @@
 The operator gives either a plain number, the *fill level* in percent the
 filesystem shall have afterwards (new size = used × 100 / percent, at least
 `min_space`), or a size with a unit (`k`, `m`, `g`, `t`: binary units,
-`20g`), the new size itself. Sizes are rounded up to whole extents of 4 MiB
-(LVM's default extent; the lab's VG uses the same)."""
+`20g`, `1.5t`), the new size itself. Sizes are rounded up to whole extents
+of 4 MiB (LVM's default extent; the lab's VG uses the same)."""
 
 import re
+from fractions import Fraction
 
 from football.errors import Illegal
 from mars.errors import MarsError
@@ -14,6 +15,7 @@ from mars.names import parse_size
 
 EXTENT = 4 << 20
 PERCENT = re.compile(r"(\d+)%?")
+FRACTIONAL = re.compile(r"(\d*\.\d+)([kmgtKMGT])(i?[bB])?")    # 1.5g, as lvcreate -L takes it
 
 
 def parse_target(text):
@@ -28,11 +30,15 @@ def parse_target(text):
                           "percent the filesystem shall be full afterwards; give a size with "
                           "a unit (e.g. 20g) for a size")
         return ("percent", percent)
+    match = FRACTIONAL.fullmatch(text)
+    if match:
+        unit = 1 << (10 * "kmgt".index(match.group(2).lower()) + 10)
+        return ("size", -(-Fraction(match.group(1)) * unit // 1))
     try:
         return ("size", parse_size(text))
     except MarsError:
         raise Illegal(f"{text!r} is neither a fill level (1..99, percent) nor a size with a "
-                      "unit (k, m, g, t; e.g. 20g)") from None
+                      "unit (k, m, g, t; e.g. 20g, 1.5t)") from None
 
 
 def new_size(target, used, min_space, overhead=0):

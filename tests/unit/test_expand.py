@@ -47,6 +47,15 @@ def test_expand_to_a_size_grows_every_lv_mars_and_the_filesystem_while_it_runs(f
     assert code == 0 and "nothing to do" in str(events), stderr
 
 
+def test_a_size_may_have_a_fraction_as_lvcreate_takes_it(fleet):
+    code, _, stderr = football(fleet, "expand", "vm1", "1.5g")
+    assert code == 0, stderr
+    assert_grown(fleet, 1536 * MIB)
+    code, _, stderr = football(fleet, "expand", "vm1", "1.501g")     # up to whole extents
+    assert code == 0, stderr
+    assert_grown(fleet, 1540 * MIB)
+
+
 def test_a_fill_level_is_the_percent_used_afterwards_rounded_up_to_whole_extents(fleet):
     fleet.resources["vm1"].used = 301 * MIB
     code, _, stderr = football(fleet, "extend", "vm1", "30")       # the alias
@@ -65,6 +74,7 @@ def test_a_size_not_larger_than_now_is_nothing_to_do_and_changes_nothing(fleet):
     (("vm1", "0"), "fill level 0 % is outside 1..99"),
     (("vm1", "100"), "fill level 100 % is outside 1..99"),
     (("vm1", "lots"), "'lots' is neither a fill level (1..99, percent) nor a size"),
+    (("vm1", "2.5"), "'2.5' is neither a fill level (1..99, percent) nor a size"),
     (("vm9", "1g"), "vm9"),
     (("vm1;x", "1g"), "invalid"),
 ])

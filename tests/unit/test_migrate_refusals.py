@@ -43,8 +43,13 @@ def assert_nothing_changed(fleet, *own):
     (("migrate", "vm1", "b1", "b1"), "must differ"),
     (("--var", "limit_syncs=many", "migrate", "vm1", "b1"), "limit_syncs"),
     (("--var", "no_such_setting=1", "migrate", "vm1", "b1"), "unknown setting"),
+    (("migrate", "vm1:b1", "b2"), "b1 holds no replica of vm1 (vm1:b1 names the host it runs "
+                                  "on); name that one, or leave :b1 off to find it"),
+    (("expand", "vm1:b2", "1g"), "b2 holds no replica of vm1"),
+    (("shrink", "vm1:b2"), "b2 holds no replica of vm1"),
 ], ids=["unknown-resource", "unknown-target", "shell-in-resource", "command-substitution",
-        "same-primary-and-secondary", "setting-not-a-number", "unknown-setting"])
+        "same-primary-and-secondary", "setting-not-a-number", "unknown-setting",
+        "wrong-named-host", "wrong-named-host-expand", "wrong-named-host-shrink"])
 def test_bad_arguments_and_settings_are_refused_with_exit_191_and_change_nothing(
         fleet, args, message):
     code, events, stderr = football(fleet, *args)
@@ -73,6 +78,12 @@ def test_a_migrate_or_handover_to_a_draining_or_evacuated_host_is_refused_with_1
     code, _, stderr = football(fleet, "--yes", "migrate", "vm1", "cluster2")
     assert code == 0, stderr
     assert_placed(fleet, "b1", [])                  # placement left b2 out
+
+
+def test_the_host_named_with_the_resource_is_where_a_migrate_starts(fleet):
+    code, _, stderr = football(fleet, "migrate", "vm1:a1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
 
 
 def test_a_migrate_to_where_the_resource_already_is_has_nothing_to_do_and_exits_0(fleet):
