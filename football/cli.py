@@ -1046,7 +1046,10 @@ def _job_spec(operation, resource, args, where=""):
 
     operation = ALIASES.get(operation, operation)
     if operation not in PARAMETERS:
-        raise Illegal(f"{where}unknown operation {operation!r}; the screener runs "
+        swapped = ALIASES.get(resource, resource)   # screener.sh's habit: the id first
+        hint = f" (the operation comes first: {' '.join([swapped, operation, *args])})" \
+            if swapped in PARAMETERS else ""
+        raise Illegal(f"{where}unknown operation {operation!r}{hint}; the screener runs "
                       f"{', '.join(PARAMETERS)}; nothing was queued")
     check_resource_name(resource)
     try:

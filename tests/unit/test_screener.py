@@ -164,7 +164,9 @@ def test_bad_arguments_are_refused_before_anything_is_queued(state_dir):
                           (("migrate", "vm1"), "football migrate vm1: Missing argument "
                                                "'TARGET'; nothing was queued"),
                           (("migrate", "vm/1", "b1"), "vm/1"),
-                          (("expand", "vm1", "1", "2"), "unexpected extra argument")]:
+                          (("expand", "vm1", "1", "2"), "unexpected extra argument"),
+                          (("vm1", "migrate", "b1"), "unknown operation 'vm1' (the operation "
+                                                     "comes first: migrate vm1 b1)")]:
         code, _, err = screener(state_dir, "start", *args)
         assert code == 191 and message in err, (args, err)
     assert jobs(state_dir) == {}
