@@ -605,6 +605,22 @@ class Operation:
                 return True
         return False
 
+    def _ask_before_starting(self, host, where):
+        """A container that does not run on `host` (its operator stopped it:
+        a run of this operation that left it stopped resumes, and is not
+        asked) would run afterwards: the operation starts it on `where`.
+        Said, and asked (`--yes` answers; a dry run only says it)."""
+        if self.journal is not None and self.journal.resumed:
+            return
+        state = self.hooks.container_state(host=host, res=self.res)
+        if state == "RUNNING":
+            return
+        text = (f"{self.res} does not run on {host.name} ({state}): the {self.operation} "
+                f"starts it on {where}")
+        self.ctx.reporter.warning(text)
+        if not self.ctx.dry_run:
+            confirm(self.ctx, f"{text}; go on?")
+
     def _refuse_unlike_unfinished(self, unfinished, detail, asked, finish_args, then=""):
         """`Illegal`: this command asks for something else (`asked`) than
         the unfinished run of its journal (`unfinished`, with `detail`); a

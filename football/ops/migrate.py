@@ -204,6 +204,7 @@ class Migrate(Operation):
             self.say(self._already(wanted))
             return self._post_hand() if whole else self.summary
         self.say(self._heading(wanted))
+        self._ask_before_starting(self.source, wanted[0])
         if self.warn_alone and len(wanted) == 1 and len(self.members) > 1:
             self.ctx.reporter.warning(
                 f"no secondary named: {self.res} ends with one replica, on {wanted[0]} (the "

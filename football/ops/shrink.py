@@ -180,6 +180,7 @@ class Shrink(Operation):
         elif self.new_size is not None:
             self.say(f"* shrinking {self.res} from {mib(self.old_size)} to {mib(self.new_size)} "
                      f"on {', '.join(host.name for host in self.members)}")
+            self._ask_before_starting(self.primary, self.primary.name)
 
     def dry_run(self, phases=PHASES):
         """The commands of the shrink (of those of its phases in `phases`)
