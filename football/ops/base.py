@@ -499,6 +499,7 @@ class Operation:
         facts.forget()      # what an earlier run in this process read is not this run's
         phases = tuple(phases or self.whole)
         self._tell("football_start", args={**self.start_args(), "phases": list(phases)})
+        self.outermost = outermost
         try:
             if outermost:
                 self._refuse_over_unfinished()
@@ -609,8 +610,11 @@ class Operation:
         """A container that does not run on `host` (its operator stopped it:
         a run of this operation that left it stopped resumes, and is not
         asked) would run afterwards: the operation starts it on `where`.
-        Said, and asked (`--yes` answers; a dry run only says it)."""
-        if self.journal is not None and self.journal.resumed:
+        Said, and asked (`--yes` answers; a dry run only says it). Not in a
+        stage of another operation (a combined one, a migrate's handovers):
+        that one asked."""
+        if not getattr(self, "outermost", True) or \
+                (self.journal is not None and self.journal.resumed):
             return
         state = self.hooks.container_state(host=host, res=self.res)
         if state == "RUNNING":

@@ -96,6 +96,7 @@ class MigrateShrink(Operation):
             f"no secondary named: {self.res} keeps the one replica"
         self.say(f"* {self.operation} of {self.res}: to {self.primary_name} alone, shrink "
                  f"there, {then}")
+        self._ask_before_starting(self.host(self.origin[0]), self.primary_name)
 
     def dry_run(self):
         """The commands of the next stage to run, from the state now; the
@@ -209,6 +210,7 @@ class MigrateShrinkBack(MigrateShrink):
     def announce(self):
         self.say(f"* {self.operation} of {self.res}: to {self.primary_name}, shrink there, "
                  f"back to {', '.join(self.origin)}")
+        self._ask_before_starting(self.host(self.origin[0]), self.primary_name)
 
     def _stage_of(self, name):
         if name == "migrate":       # the original replicas stay: they re-join the shrunk one

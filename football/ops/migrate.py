@@ -189,6 +189,7 @@ class Migrate(Operation):
         if whole and self.pre_hand and not Journal(self.config.state_dir, self.operation,
                                                    self.res).data["steps"]:
             self.discover()         # what would refuse the migrate refuses before the hand
+            self._ask_before_starting(self.source, self.pre_hand)
             # a re-run after the migrate (its post-hand crashed) hands nothing before
             arrived = set(self.members) == {target.name for target in self.targets}
             if not arrived and (self.source.name != self.pre_hand or Journal(
