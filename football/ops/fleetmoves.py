@@ -35,7 +35,7 @@ from pathlib import Path
 
 from football import lifecycle
 from football.errors import FootballError, Illegal
-from football.journal import unfinished_resources
+from football.journal import unfinished_operations, unfinished_resources
 from football.ops.base import Operation
 from football.planner import (CapacityLacking, Moved, Settings, load_plan, plan_balance,
                               plan_evacuation, plan_restore, read_history, record_moved,
@@ -326,6 +326,18 @@ class HostsRun(PlannedMoves):
             lifecycle.change(via(host), state, self.owner, expect)
         self.say(f"  {self.names}: {state}")
 
+    def refuse_unfinished(self, plan):
+        """`Illegal` where a move's resource has an unfinished operation of
+        another kind: its job would be refused; said before the hosts are
+        marked and the other moves run."""
+        for move in plan.moves:
+            for other in unfinished_operations(self.config.state_dir):
+                if other["resource"] == move.resource and other["operation"] != move.kind:
+                    raise Illegal(f"{self.operation} of {self.names}: {move.resource} has an "
+                                  f"unfinished {other['operation']} (football status "
+                                  f"{move.resource}); finish it first, then run this again; "
+                                  "nothing was changed")
+
     def converge(self, plan_now, what, first=None):
         """Plan (`plan_now()`; `first`: a plan made already, for the first
         round), run the moves, plan again, until a plan has none."""
@@ -358,6 +370,8 @@ class Evacuate(HostsRun):
                           "first; nothing was changed")
         # lacking capacity fails here, before any host is marked
         self.first_plan = self.plan() if "active" in self.initial.values() else None
+        if self.first_plan is not None:
+            self.refuse_unfinished(self.first_plan)
         if set(self.initial.values()) != {"evacuated"}:
             self.require_worker()
 

@@ -121,6 +121,23 @@ def test_evacuate_without_capacity_lists_what_does_not_fit_and_marks_nothing(fle
     assert fleet.changes() == []
 
 
+def test_evacuate_over_an_unfinished_operation_of_another_kind_is_refused_marking_nothing(
+        fleet):
+    """Its job would be refused (an operation over an unfinished one of
+    another kind) after a1 was marked draining and the other moves ran."""
+    from tests.helpers.fakefleet import football
+    code, _, stderr = football(fleet, "--debug-injection-point", "resize:resized",
+                               "expand", "vm2", "1g")
+    assert code == 1, stderr
+    changed = len(fleet.changes())
+    with pytest.raises(Illegal, match=r"evacuate of a1: vm2 has an unfinished expand \(football "
+                       r"status vm2\); finish it first, then run this again; nothing was "
+                       r"changed"):
+        Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "active"
+    assert fleet.changes()[changed:] == []
+
+
 def test_restore_skip_calls_off_a_draining_host_and_restore_refuses_an_active_ones_moves(
         fleet):
     host = context(fleet).inventory.host("a1")
