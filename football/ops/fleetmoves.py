@@ -430,7 +430,11 @@ class Restore(HostsRun):
         if self.initial not in allowed:
             raise Illegal(f"{self.names} is {self.initial}: only an evacuated host is restored "
                           "(`--skip` marks a draining one active); nothing was changed")
+        self.first_plan = None
         if not self.skip and self.initial != "active":
+            if self.initial == "evacuated":     # refused before it is marked restoring
+                self.first_plan = self.plan()
+                self.refuse_unfinished(self.first_plan)
             self.require_worker()
 
     def nothing_to_do(self):
@@ -454,7 +458,7 @@ class Restore(HostsRun):
         self.mark("restoring", ("evacuated", "restoring"))
 
     def move(self):
-        self.converge(self.plan, f"restoring {self.names}")
+        self.converge(self.plan, f"restoring {self.names}", first=self.first_plan)
 
     def active(self):
         self.mark("active")

@@ -138,6 +138,20 @@ def test_evacuate_over_an_unfinished_operation_of_another_kind_is_refused_markin
     assert fleet.changes()[changed:] == []
 
 
+def test_restore_over_an_unfinished_operation_of_another_kind_is_refused_marking_nothing(
+        fleet, worker):
+    from tests.helpers.fakefleet import football
+    Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    code, _, stderr = football(fleet, "--debug-injection-point", "resize:resized",
+                               "expand", "vm2", "1g")
+    assert code == 1, stderr
+    changed = len(fleet.changes())
+    with pytest.raises(Illegal, match=r"restore of a1: vm2 has an unfinished expand"):
+        Restore(context(fleet), "a1", job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "evacuated"
+    assert fleet.changes()[changed:] == []
+
+
 def test_restore_skip_calls_off_a_draining_host_and_restore_refuses_an_active_ones_moves(
         fleet):
     host = context(fleet).inventory.host("a1")
