@@ -1439,13 +1439,12 @@ def hang_up_as_ctrl_c():
     (writes to a hung-up terminal fail, EIO: the compensation's own words
     would have ended it); the run log keeps everything. The terminals are
     told apart now: once hung up, a terminal no longer says it is one."""
+    from football.report import to_devnull
+
     terminals = [fd for fd in (1, 2) if os.isatty(fd)]
 
     def hung_up(signum, frame):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        for fd in terminals:
-            os.dup2(devnull, fd)
-        os.close(devnull)
+        to_devnull(terminals)
         os.kill(os.getpid(), signal.SIGTERM)    # its handler now: raise, count or defer
     signal.signal(signal.SIGHUP, hung_up)
 

@@ -175,9 +175,9 @@ def turn_holder(state_dir, res):
         return None
 
 
-# the turns this process's threads hold: {(path, thread): depth}; a combined
+# the turns this process's threads hold: {(path, thread)}; a combined
 # operation runs its stages (migrate, shrink, a handover) inside its own turn
-_TURNS = {}
+_TURNS = set()
 
 
 @contextmanager
@@ -197,11 +197,7 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
     path = Path(state_dir) / "journal" / f"{res}.run"
     turn = (path, threading.get_ident())
     if turn in _TURNS:
-        _TURNS[turn] += 1
-        try:
-            yield False
-        finally:
-            _TURNS[turn] -= 1
+        yield False
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")
@@ -230,10 +226,10 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
         handle.truncate()
         handle.write(f"{os.getpid()} {operation}\n")
         handle.flush()
-        _TURNS[turn] = 1
+        _TURNS.add(turn)
         try:
             yield True
         finally:
-            del _TURNS[turn]
+            _TURNS.discard(turn)
     finally:
         handle.close()          # closing the last descriptor releases the flock

@@ -15,6 +15,18 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, ProgressColumn, 
 from rich.text import Text
 
 
+def to_devnull(descriptors):
+    """What is written to the file `descriptors` is dropped from now on
+    (their reader is gone, or their terminal hung up)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in descriptors:
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
+
+
 class Reporter:
     """`on_warning(text)`, when given, is told every warning (the
     `football_warning` hook); its failure is logged, never raised."""
@@ -70,13 +82,13 @@ class Reporter:
         -9): the run goes on to its end — a cleanup, a downtime window's
         compensation — and its run log keeps every event; what it prints
         from now on, on stdout and stderr (the same reader), is dropped."""
-        devnull = os.open(os.devnull, os.O_WRONLY)
+        descriptors = set()
         for stream in {self.stream, sys.stdout, sys.stderr}:
             try:
-                os.dup2(devnull, stream.fileno())
+                descriptors.add(stream.fileno())
             except (OSError, ValueError, AttributeError):
                 pass        # not a file (tests capture output in memory)
-        os.close(devnull)
+        to_devnull(descriptors)
 
     def say(self, text, **fields):
         """A line of the phase trail."""

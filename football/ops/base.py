@@ -445,6 +445,7 @@ class Operation:
         self.journal = None
         self.prepared_hosts = []    # told to prepare_hosts; finish_hosts gets them
         self.slot_taken = ((), ())  # who holds the slots a wait is for (running, planned)
+        self.outermost = True       # not a stage of another operation (set by each run)
         # stable across re-runs, so that a resumed run owns its earlier locks and intents
         self.owner = run_owner(self.operation, self.res)
         self.summary = {"phases": {}} if self.res is None else {"resource": self.res,
@@ -613,7 +614,7 @@ class Operation:
         Said, and asked (`--yes` answers; a dry run only says it). Not in a
         stage of another operation (a combined one, a migrate's handovers):
         that one asked."""
-        if not getattr(self, "outermost", True) or \
+        if not self.outermost or \
                 (self.journal is not None and self.journal.resumed):
             return
         state = self.hooks.container_state(host=host, res=self.res)
@@ -797,7 +798,7 @@ class Operation:
         """Whether a slot is free beside the resources `running` (a sync, a
         shrink's copy) and `planned` (an intent: a run that will, or a run
         that stopped and keeps its slot until it resumes, ends or the lease
-        goes); `slot_holders` names them for the wait's message."""
+        goes); `slot_taken` keeps them for the wait's message."""
         self.slot_taken = (sorted(running), sorted(planned))
         return len(running) + len(planned) < limit
 

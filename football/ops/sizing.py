@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from football.errors import Illegal
 from mars.errors import MarsError
-from mars.names import parse_size
+from mars.names import SIZE_UNITS, parse_size
 
 EXTENT = 4 << 20
 PERCENT = re.compile(r"(\d+)%?")
@@ -32,7 +32,7 @@ def parse_target(text):
         return ("percent", percent)
     match = FRACTIONAL.fullmatch(text)
     if match:
-        unit = 1 << (10 * "kmgt".index(match.group(2).lower()) + 10)
+        unit = SIZE_UNITS[match.group(2).lower()]
         return ("size", -(-Fraction(match.group(1)) * unit // 1))
     try:
         return ("size", parse_size(text))

@@ -116,10 +116,9 @@ def best_move(fleet, settings, evaluator, candidates, accepting=()):
     return best
 
 
-def movable_resources(fleet, settings, history, now, busy=()):
-    """The resources balancing may move: with a primary, every replica on a
-    reachable host, no job running (`busy`), not moved within `cooldown`."""
-    held = held_resources(fleet, settings, history, now, busy)
+def movable_resources(fleet, held):
+    """The resources balancing may move: with a primary, not `held`
+    (`held_resources`)."""
     return {res for res, resource in fleet.resources.items()
             if resource.primary and res not in held}
 
@@ -155,7 +154,8 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
     if draining:
         raise BalanceRefused(f"no balancing while hosts are draining: {', '.join(draining)} "
                              "(let their evacuation finish, or restore them)")
-    movable = movable_resources(fleet, settings, history, now, busy)
+    held = held_resources(fleet, settings, history, now, busy)
+    movable = movable_resources(fleet, held)
     evaluator = Evaluator(fleet, settings)
     # a resource's penalties depend on its placement alone, and a moved
     # resource moves no more: the penalised ones are known once
@@ -172,4 +172,4 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
         movable.discard(move.resource)      # moved now: its cooldown begins
         fleet, evaluator = moved(fleet, evaluator, move.resource, move.target)
     return Plan.new("balance", now, moves, before, evaluator.total, settings,
-                    held=sorted(held_resources(fleet, settings, history, now, busy).items()))
+                    held=sorted(held.items()))

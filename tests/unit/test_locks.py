@@ -443,7 +443,7 @@ def test_the_operations_a_run_runs_inside_itself_share_its_turn(tmp_path):
         with locks.one_run_at_a_time(tmp_path, "shrink", "vm1", config):
             assert (tmp_path / "journal" / "vm1.run").read_text() == \
                 f"{os.getpid()} migrate+shrink\n"
-    assert locks._TURNS == {}
+    assert locks._TURNS == set()
 
 
 def test_another_thread_of_the_process_does_not_share_the_turn(tmp_path):
