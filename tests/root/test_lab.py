@@ -103,7 +103,12 @@ def test_lab_up_after_the_primarys_marsd_was_killed_starts_vm1_again_on_its_new_
     assert mounted == os.path.realpath(lab.dir / "a1/dev/mars/vm1"), mounted
     assert lab.status()["a1"]["containers"] == {"vm1": "RUNNING"}
     after = wait_for_records(lab, "a1", len(records) + 3)
-    assert not sequence_problems(after) and after[:len(records)] == records
+    # the last record read may have been in the page cache only: the
+    # workload writes it, then fdatasyncs; the kill can come in between
+    # (a CI run: record 26 read, lost, written again). Each one before it
+    # was durable: the workload writes the next only after the sync.
+    durable = records[:-1]
+    assert not sequence_problems(after) and after[:len(durable)] == durable
 
 
 def interrupted_up(lab, at_line):
