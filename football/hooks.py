@@ -130,6 +130,24 @@ class ClusterManagerSpec:
         another host can become primary. Idempotent. *First result.*"""
 
     @hookspec(firstresult=True)
+    def resource_start_stack(self, host, res, hooks):
+        """`resource_start` without the container: make `host` the MARS
+        primary of `res` and bring up its volume (mounted), leaving the
+        container stopped. Called for a container its operator had stopped
+        before the operation began: a move or a shrink keeps it stopped.
+        Only for hosts whose manager `keeps_stopped`. Idempotent.
+        *First result.*"""
+
+    @hookspec(firstresult=True)
+    def keeps_stopped(self, host):
+        """Called before an operation on a container its operator stopped,
+        for every host where it may come up. True when the manager of
+        `host` implements `resource_start_stack` (the stack without the
+        container, which stays stopped); then it stays stopped.
+        *First result.* Default: False: the operation says that it will
+        start the container and asks first."""
+
+    @hookspec(firstresult=True)
     def resource_start_vm(self, host, res, hooks):
         """Start only the container; the volume stays as it is. *First result.*"""
 

@@ -66,6 +66,11 @@ def is_startable(host, res):
 
 
 @hookimpl(trylast=True)
+def keeps_stopped(host):
+    return False
+
+
+@hookimpl(trylast=True)
 def want_downtime(res, source, target):
     return True
 

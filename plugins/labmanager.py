@@ -1,7 +1,8 @@
 """Cluster manager `lab`: what the systemd units do in production, done by
 direct commands on hosts without systemd as init (the lab). Start = become
-MARS primary, wait for the device, mount it, start the container; stop =
-stop the container, unmount."""
+MARS primary, wait for the device, mount it, start the container (without
+the last step for a container its operator stopped: it stays stopped); stop
+= stop the container, unmount."""
 
 import time
 
@@ -59,6 +60,15 @@ def stale_source(host, res):
 def resource_start(host, res, hooks):
     if host.manager != KIND:
         return None
+    resource_start_stack(host, res, hooks)
+    hooks.container_start(host=host, res=res)
+    return True
+
+
+@hookimpl
+def resource_start_stack(host, res, hooks):
+    if host.manager != KIND:
+        return None
     if stale_source(host, res):         # its container first, then the dead mount
         hooks.container_stop(host=host, res=res)
         umount(host, res)
@@ -67,8 +77,12 @@ def resource_start(host, res, hooks):
     host.run(["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "device"],
              timeout=timeout + 30)
     mount(host, res)
-    hooks.container_start(host=host, res=res)
     return True
+
+
+@hookimpl
+def keeps_stopped(host):
+    return True if host.manager == KIND else None
 
 
 @hookimpl

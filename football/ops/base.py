@@ -607,24 +607,81 @@ class Operation:
                 return True
         return False
 
-    def _ask_before_starting(self, host, where):
-        """A container that does not run on `host` (its operator stopped it:
-        a run of this operation that left it stopped resumes, and is not
-        asked) would run afterwards: the operation starts it on `where`.
-        Said, and asked (`--yes` answers; a dry run only says it). Not in a
-        stage of another operation (a combined one, a migrate's handovers):
-        that one asked."""
-        if not self.outermost or \
-                (self.journal is not None and self.journal.resumed):
+    def _keep_stopped_or_ask(self, host, where, hosts):
+        """A container that does not run on `host` (its operator stopped it)
+        stays stopped: the operation brings its volume up on `where` without
+        starting it (`kept_stopped`), where the cluster manager of each of
+        `hosts` (where it may come up, compensation included) can
+        (`keeps_stopped`); else it would run afterwards: said, and asked
+        (`--yes` answers; a dry run only says it). Decided by an operation's
+        first run (a resumed run goes on as it was decided: its own window
+        may have stopped the container) and said by the outermost operation
+        (a combined one's stages and a migrate's handovers decide alike)."""
+        if self.journal is None or self.journal.resumed:
             return
         state = self.hooks.container_state(host=host, res=self.res)
         if state == "RUNNING":
             return
-        text = (f"{self.res} does not run on {host.name} ({state}): the {self.operation} "
-                f"starts it on {where}")
+        cannot = [other.name for other in {h.name: h for h in hosts}.values()
+                  if not self.hooks.keeps_stopped(host=other)]
+        if not cannot:      # written with the run's first decision or step
+            self.journal.decided["kept_stopped"] = True
+            if self.outermost:
+                self.say(f"  {self.res} does not run on {host.name} ({state}) and stays "
+                         f"stopped: the {self.operation} brings its volume up on {where} "
+                         f"without starting it (football repair-vm {self.res} {where} "
+                         "starts it)")
+            return
+        if not self.outermost:
+            return
+        text = (f"{self.res} does not run on {host.name} ({state}), and the cluster manager "
+                f"of {', '.join(cannot)} cannot bring its volume up without starting it: the "
+                f"{self.operation} starts it on {where}")
         self.ctx.reporter.warning(text)
         if not self.ctx.dry_run:
             confirm(self.ctx, f"{text}; go on?")
+
+    @property
+    def kept_stopped(self):
+        """Whether this run keeps the container stopped, as its operator had
+        it before the operation began (`_keep_stopped_or_ask`)."""
+        return self.journal is not None and bool(self.journal.decided.get("kept_stopped"))
+
+    def _bring_up(self, host):
+        """Start `res` on `host` as this run has it: running, or, kept
+        stopped, its volume alone (primary, mounted); `FootballError`
+        naming what it is instead."""
+        if not self.kept_stopped:
+            self.hooks.resource_start(host=host, res=self.res)
+            state = self.hooks.container_state(host=host, res=self.res)
+            if state != "RUNNING":
+                raise FootballError(f"{host.name}: {self.res} is {state} after the start")
+            return
+        self.hooks.resource_start_stack(host=host, res=self.res)
+        if not self._is_up(host):
+            raise FootballError(f"{host.name}: the volume of {self.res} is not mounted at "
+                                f"{host.mountpoint(self.res)} after the start of its stack")
+        if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
+            raise FootballError(f"{host.name}: {self.res} runs after the start of its stack "
+                                "without the container (it was stopped and should stay so)")
+
+    def _start_hook(self):
+        """The cluster manager's hook that brings `res` up as this run has
+        it (for a dry run's commands)."""
+        return self.hooks.resource_start_stack if self.kept_stopped else \
+            self.hooks.resource_start
+
+    def _is_up(self, host):
+        """Whether `res` is up on `host` as this run has it: running, or,
+        kept stopped, its volume mounted from its device."""
+        if not self.kept_stopped:
+            return self.hooks.container_state(host=host, res=self.res) == "RUNNING"
+        return facts.mount_source(host, host.mountpoint(self.res)) is not None
+
+    def _up_as(self, host):
+        """How `res` is up on `host`, for what the run says."""
+        return f"is ready on {host.name} (its volume; stopped, as before)" if \
+            self.kept_stopped else f"runs on {host.name}"
 
     def _refuse_unlike_unfinished(self, unfinished, detail, asked, finish_args, then=""):
         """`Illegal`: this command asks for something else (`asked`) than

@@ -96,7 +96,8 @@ class MigrateShrink(Operation):
             f"no secondary named: {self.res} keeps the one replica"
         self.say(f"* {self.operation} of {self.res}: to {self.primary_name} alone, shrink "
                  f"there, {then}")
-        self._ask_before_starting(self.host(self.origin[0]), self.primary_name)
+        self._keep_stopped_or_ask(self.host(self.origin[0]), self.primary_name,
+                                  self._hosts_named())
 
     def dry_run(self):
         """The commands of the next stage to run, from the state now; the
@@ -119,6 +120,11 @@ class MigrateShrink(Operation):
     def involved(self):
         self.journal.decide(primary=self.primary_name, secondary=self.secondary_name,
                             origin=self.origin)
+        return self._hosts_named()
+
+    def _hosts_named(self):
+        """The hosts of the inventory this operation names: the new primary
+        and secondary, the original hosts."""
         hosts = [self.primary_name, *([self.secondary_name] if self.secondary_name else []),
                  *self.origin]
         return [self.host(name) for name in dict.fromkeys(hosts)
@@ -210,7 +216,8 @@ class MigrateShrinkBack(MigrateShrink):
     def announce(self):
         self.say(f"* {self.operation} of {self.res}: to {self.primary_name}, shrink there, "
                  f"back to {', '.join(self.origin)}")
-        self._ask_before_starting(self.host(self.origin[0]), self.primary_name)
+        self._keep_stopped_or_ask(self.host(self.origin[0]), self.primary_name,
+                                  self._hosts_named())
 
     def _stage_of(self, name):
         if name == "migrate":       # the original replicas stay: they re-join the shrunk one

@@ -189,7 +189,7 @@ class Migrate(Operation):
         if whole and self.pre_hand and not Journal(self.config.state_dir, self.operation,
                                                    self.res).data["steps"]:
             self.discover()         # what would refuse the migrate refuses before the hand
-            self._ask_before_starting(self.source, self.pre_hand)
+            self._keep_stopped_or_ask(self.source, self.pre_hand, self._hosts_involved())
             # a re-run after the migrate (its post-hand crashed) hands nothing before
             arrived = set(self.members) == {target.name for target in self.targets}
             if not arrived and (self.source.name != self.pre_hand or Journal(
@@ -205,7 +205,7 @@ class Migrate(Operation):
             self.say(self._already(wanted))
             return self._post_hand() if whole else self.summary
         self.say(self._heading(wanted))
-        self._ask_before_starting(self.source, wanted[0])
+        self._keep_stopped_or_ask(self.source, wanted[0], self._hosts_involved())
         if self.warn_alone and len(wanted) == 1 and len(self.members) > 1:
             self.ctx.reporter.warning(
                 f"no secondary named: {self.res} ends with one replica, on {wanted[0]} (the "
@@ -214,7 +214,7 @@ class Migrate(Operation):
         if self.ctx.dry_run:
             return self._dry_run(phases)
         self.journal.decide(targets=wanted, origin=self.origin)
-        self._prepare_hosts([self.source, *self.targets, *self._old_hosts()])
+        self._prepare_hosts(self._hosts_involved())
         if self.two_phase and list(phases) == list(PHASES) and len(self.targets) > 1:
             self._run_phases(("prepare", "wait", "finish", "prepare", "wait", "cleanup"))
         else:
@@ -275,7 +275,7 @@ class Migrate(Operation):
         if "finish" in phases and facts.primary(self.source, self.res) != target.name:
             for host in self._stopped_in_window(target):
                 attempt(lambda: self.hooks.resource_stop(host=planned(host), res=self.res))
-            attempt(lambda: self.hooks.resource_start(host=planned(target), res=self.res))
+            attempt(lambda: self._start_hook()(host=planned(target), res=self.res))
         old = self._old_hosts() if "cleanup" in phases else []
         if self.config.cleanup_old_replicas:
             for host in old:
@@ -413,9 +413,8 @@ class Migrate(Operation):
     def finish(self):
         target = self.targets[0]
         primary = facts.view(target, "get-primary", self.res)
-        if primary == target.name and \
-                self.hooks.container_state(host=target, res=self.res) == "RUNNING":
-            self.say(f"* finish: {self.res} already runs on {target.name}")
+        if primary == target.name and self._is_up(target):
+            self.say(f"* finish: {self.res} already {self._up_as(target)}")
             # an earlier run's window (a screener job resumed after its worker died)
             self.summary["downtime_seconds"] = self.journal.decided.get("downtime")
             self.journal.record("finish")
@@ -433,7 +432,7 @@ class Migrate(Operation):
         self._check_startable(target, self.source)
         self._take_job_slots("handover", [self.source], "limit_handovers")
         try:
-            with self.holding([self.source, *self.targets, *self._old_hosts()]):
+            with self.holding(self._hosts_involved()):
                 self.ctx.inject("finish:locked")
                 self._downtime_window(target, down_since)
         finally:
@@ -445,6 +444,10 @@ class Migrate(Operation):
         (the split takes the clusters' own); prepare and finish wait first
         (a sync slot, the gates) and lock per step."""
         return self._old_hosts() if phase == "cleanup" else []
+
+    def _hosts_involved(self):
+        """Where `res` may come up: the source, the targets, the old hosts."""
+        return [self.source, *self.targets, *self._old_hosts()]
 
     def _old_hosts(self):
         wanted = {target.name for target in self.targets}
@@ -477,8 +480,7 @@ class Migrate(Operation):
         longer (a business-hours window, a pause, the screener's gate), and
         the window counts from there."""
         since = self.journal.open_window_started()
-        if since is None or \
-                self.hooks.container_state(host=self.source, res=self.res) == "RUNNING":
+        if since is None or self._is_up(self.source):
             return None
         self.say(f"  {self.res} is down since {time.strftime('%H:%M:%S', time.localtime(since))}"
                  ": an earlier run ended inside its downtime window; going on now, past "
@@ -495,14 +497,13 @@ class Migrate(Operation):
                 self.hooks.resource_stop(host=host, res=self.res)
             self.ctx.inject("finish:stopped")
             # the cluster manager's start makes it the MARS primary (handover_timeout)
-            self.say(f"  {target.name}: starting {self.res} (marsadm primary first)")
-            self.hooks.resource_start(host=target, res=self.res)
-            state = self.hooks.container_state(host=target, res=self.res)
-            if state != "RUNNING":
-                raise FootballError(f"{target.name}: {self.res} is {state} after the start")
+            self.say(f"  {target.name}: starting {self.res} (marsadm primary first)" if not
+                     self.kept_stopped else f"  {target.name}: bringing up the volume of "
+                     f"{self.res} (marsadm primary first), not the container")
+            self._bring_up(target)
             window.ran_on(target)
         self.summary["downtime_seconds"] = window.seconds
-        self.say(f"  {self.res} runs on {target.name}; downtime {window.seconds:.2f} s"
+        self.say(f"  {self.res} {self._up_as(target)}; downtime {window.seconds:.2f} s"
                  + (f" (this run's part {window.run_seconds:.2f} s)"
                     if window.seconds != window.run_seconds else ""))
         self.ctx.inject("finish:started")

@@ -180,7 +180,7 @@ class Shrink(Operation):
         elif self.new_size is not None:
             self.say(f"* shrinking {self.res} from {mib(self.old_size)} to {mib(self.new_size)} "
                      f"on {', '.join(host.name for host in self.members)}")
-            self._ask_before_starting(self.primary, self.primary.name)
+            self._keep_stopped_or_ask(self.primary, self.primary.name, self.members)
 
     def dry_run(self, phases=PHASES):
         """The commands of the shrink (of those of its phases in `phases`)
@@ -221,7 +221,7 @@ class Shrink(Operation):
             self.hooks.lv_rename(host=planned(host), lv=self.res, new_name=self.preshrink)
             self.hooks.lv_rename(host=planned(host), lv=self.tmp, new_name=self.res)
         primary.run(self._create_argv(self.primary, "create-resource"))
-        attempt(lambda: self.hooks.resource_start(host=primary, res=self.res))
+        attempt(lambda: self._start_hook()(host=primary, res=self.res))
         for host in self.secondaries:
             planned(host).run(self._create_argv(host, "join-resource"))
 
@@ -290,10 +290,11 @@ class Shrink(Operation):
         """A run that crashed inside the window left the container stopped:
         the copy needs its mounted volume, so it starts again (the window
         then stops it once more)."""
-        if self.hooks.container_state(host=self.primary, res=self.res) != "RUNNING":
+        if not self._is_up(self.primary):
             self.say(f"  {self.primary.name}: starting {self.res} again (a run before stopped "
-                     "it)")
-            self.hooks.resource_start(host=self.primary, res=self.res)
+                     "it)" if not self.kept_stopped else f"  {self.primary.name}: mounting "
+                     f"{self.res} again (a run before unmounted it), not starting it")
+            self._bring_up(self.primary)
             if self.journal.open_window_started() is not None:   # it runs: that window ended
                 self.journal.decide(window_ended=time.time())
 
@@ -416,14 +417,14 @@ class Shrink(Operation):
             self._rename()
             self.ctx.inject("finish:renamed")
             self._create()
-            self.say(f"  {self.primary.name}: starting {self.res}")
-            self.hooks.resource_start(host=self.primary, res=self.res)
-            state = self.hooks.container_state(host=self.primary, res=self.res)
-            if state != "RUNNING":
-                raise FootballError(f"{self.primary.name}: {self.res} is {state} after the start")
+            self.say(f"  {self.primary.name}: starting {self.res}" if not self.kept_stopped
+                     else f"  {self.primary.name}: mounting {self.res}, not starting it")
+            self._bring_up(self.primary)
             window.ran_on(self.primary)
         self.summary["downtime_seconds"] = window.seconds
-        self.say(f"  {self.res} runs on its shrunk volume; downtime {window.seconds:.2f} s"
+        self.say(f"  {self.res} " + ("is mounted from its shrunk volume (stopped, as before)"
+                                     if self.kept_stopped else "runs on its shrunk volume")
+                 + f"; downtime {window.seconds:.2f} s"
                  + (f" (final copy {self.summary['final_copy_seconds']:.2f} s)"
                     if self.summary["final_copy_seconds"] is not None else ""))
         drop_intent(self.primary, self.res, kind="shrink")

@@ -87,19 +87,23 @@ class DowntimeWindow:
             op._tell("section", name="compensation")
             why = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else \
                 f"failed: {error}"
-            op.ctx.reporter.warning(f"{op.operation} of {op.res} {why}; restarting {op.res}")
+            op.ctx.reporter.warning(f"{op.operation} of {op.res} {why}; " + (
+                f"bringing the volume of {op.res} up again" if op.kept_stopped else
+                f"restarting {op.res}"))
             runs_on = self.compensate(error)
             try:
                 self._end(runs_on)
             except FootballError as end_error:      # its journal: the failure may be that
                 op.ctx.reporter.warning(str(end_error))
+        again = (f"is ready again on {runs_on.name} (its volume; stopped, as before)"
+                 if op.kept_stopped else f"runs again on {runs_on.name}")
         if isinstance(error, KeyboardInterrupt):
             raise Interrupted(f"{op.operation} of {op.res} interrupted inside the downtime "
-                              f"window; {op.res} runs again on {runs_on.name}. Re-run the same "
-                              "command to resume") from None
+                              f"window; {op.res} {again}. Re-run the same command to resume"
+                              ) from None
         # what runs where first: the error may end in a command's stderr
         raise Serious(f"{op.operation} of {op.res} failed inside the downtime window; {op.res} "
-                      f"runs again on {runs_on.name}. The failure: {error}") from None
+                      f"{again}. The failure: {error}") from None
 
     def _end(self, host):
         """`res` runs again on `host`: restore its state there and report the
@@ -128,12 +132,16 @@ def restart_somewhere(op, hosts, error):
     for host in hosts:
         _stop_elsewhere(op, [other for other in hosts if other.name != host.name])
         try:
-            op.hooks.resource_start(host=host, res=op.res)
-            if op.hooks.container_state(host=host, res=op.res) == "RUNNING":
-                return host
+            op._bring_up(host)
+            return host
         except Exception as restart_error:       # keep trying the others
             op.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
     names = " ".join(host.name for host in hosts)
+    if op.kept_stopped:
+        raise Critical(f"{op.operation} of {op.res} failed inside its window; the volume of "
+                       f"{op.res} (stopped before the {op.operation}, as it stays) is NOT up "
+                       f"anywhere. Run football repair-vm {op.res} {names} (it starts the "
+                       f"container too). The failure: {error}")
     raise Critical(f"{op.operation} of {op.res} failed inside the downtime window; {op.res} is "
                    f"NOT running anywhere. Run football repair-vm {op.res} {names}. The "
                    f"failure: {error}")

@@ -748,14 +748,19 @@ def points_of(events):
     return [event["name"] for event in events if event["event"] == "injection-point"]
 
 
-def assert_placed(fleet, primary, secondaries, res="vm1"):
-    """`res` is primary and runs on `primary` alone, replicated exactly to
+def assert_placed(fleet, primary, secondaries, res="vm1", running=True):
+    """`res` is primary and runs on `primary` alone (not `running`: runs
+    nowhere, its volume mounted there), replicated exactly to
     `secondaries`; LVs only there; no lock or intent anywhere; its records
     unbroken; nothing forbidden happened."""
     resource = fleet.resources[res]
     assert resource.primary == primary
     assert fleet.members(res) == sorted([primary, *secondaries])
-    assert fleet.running(res) == [primary]
+    assert fleet.running(res) == ([primary] if running else [])
+    if not running:
+        mounted = [name for name in fleet.hosts
+                   if fleet.hosts[name].mountpoint(res) in fleet.mounts[name]]
+        assert mounted == [primary], f"{res} mounted on {mounted}"
     holders = {name for name in fleet.hosts if res in fleet.lvs(name)}
     assert holders == {primary, *secondaries}, f"LVs of {res} on {sorted(holders)}"
     for name in fleet.hosts:

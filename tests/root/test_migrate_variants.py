@@ -6,10 +6,12 @@ window, in the cleanup. Every point is swept on the fake fleet
 (tests/unit/test_injection_sweep.py); here the real marsd, devices, xfs,
 LXC and workload show that a crashed run and its re-run lose nothing."""
 
+import os
+
 import pytest
 
 from tests.helpers.dataplane import tree_checksums
-from tests.helpers.lab import (assert_on, events, files_dir, migrate,
+from tests.helpers.lab import (assert_on, events, files_dir, football, migrate,
                                module_lab, placement, roles_and_running, sequence_problems,
                                wait_for_records, written_files)
 
@@ -85,3 +87,29 @@ def test_migrate_resumes_after_crashes_before_the_sync_in_the_downtime_window_an
     assert tree_checksums(files_dir(lab, new_primary, "crashes")) == before
     records = wait_for_records(lab, new_primary, 3)
     assert not sequence_problems(records), sequence_problems(records)
+
+
+def test_a_stopped_container_moves_stopped_with_its_files_and_repair_vm_starts_it(at_home):
+    """Its operator stopped vm1: the migrate (no `--yes`, no terminal:
+    nothing to ask) brings its volume up on b1, mounted from its MARS
+    device, and leaves the container stopped; every file and record comes
+    along. `football repair-vm` starts it there, and the workload goes on."""
+    lab = at_home
+    before = written_files(lab, "a1", "stopped", count=4, size=128 * 1024)
+    lab.exec("a1", "football-host", "ct", str(lab.dir / "a1/var/lib/lxc"), "stop", "vm1")
+    records = lab.records("a1")
+    moved = football(lab.env, "--json", "migrate", "vm1", "b1", "b2")
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert "vm1 does not run on a1 (STOPPED) and stays stopped" in moved.stdout
+    roles, running = roles_and_running(lab.status())
+    assert roles == {"b1": "Primary", "b2": "Secondary"} and running == [], (roles, running)
+    mounted = lab.exec("b1", "findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint",
+                       str(lab.dir / "b1/var/lib/lxc/vm1")).stdout.strip()
+    assert mounted == os.path.realpath(lab.dir / "b1/dev/mars/vm1"), mounted
+    assert tree_checksums(files_dir(lab, "b1", "stopped")) == before
+    assert lab.records("b1") == records
+
+    migrate(lab, "repair-vm", "vm1", "b1")
+    assert_on(lab, "b1", "b2")
+    after = wait_for_records(lab, "b1", len(records) + 3)
+    assert not sequence_problems(after) and after[:len(records)] == records

@@ -80,32 +80,6 @@ def test_a_migrate_or_handover_to_a_draining_or_evacuated_host_is_refused_with_1
     assert_placed(fleet, "b1", [])                  # placement left b2 out
 
 
-@pytest.mark.parametrize("command, where", [
-    (("migrate", "vm2", "b1", "b2"), "b1"), (("handover", "vm2", "a2"), "a2"),
-    (("shrink", "vm2", "320m"), "a1"), (("migrate+shrink", "vm2", "b1", "b2", "320m"), "b1"),
-    (("migrate", "vm2", "b1", "b2", "--pre-hand", "a2"), "a2")])     # where it starts first
-def test_a_stopped_container_is_not_started_elsewhere_without_asking(fleet, command, where):
-    """A container its operator stopped was started at the target without
-    a word. Now the operation says so and asks (`--yes` answers: a
-    screener job's run goes on, saying it); without a terminal to ask and
-    without `--yes`, nothing is changed."""
-    from click.testing import CliRunner
-    from football.cli import cli
-    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30, running=False)
-    fleet.calls.clear()
-    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--var",
-                                      f"state_dir={fleet.state_dir}", *command])
-    stopped = f"vm2 does not run on a1 (STOPPED): the {command[0]} starts it on {where}"
-    assert result.exit_code == EXIT_ILLEGAL, result.output
-    assert f"{stopped}; go on? needs a confirmation: run it again with --yes; nothing was " \
-        "changed" in " ".join(result.stderr.split())
-    assert fleet.changes() == [] and fleet.running("vm2") == []
-    code, events, stderr = football(fleet, *command)        # with --yes
-    assert code == 0, stderr
-    warned = [event["text"] for event in events if event["event"] == "warning"]
-    assert warned.count(stopped) == 1, warned       # its stages do not ask again
-
-
 def test_the_host_named_with_the_resource_is_where_a_migrate_starts(fleet):
     code, _, stderr = football(fleet, "migrate", "vm1:a1", "b1", "b2")
     assert code == 0, stderr
