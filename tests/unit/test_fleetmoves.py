@@ -93,6 +93,21 @@ def test_evacuate_moves_everything_off_the_host_and_restore_brings_it_back(fleet
     assert_whole(fleet, "vm1", "vm2")
 
 
+def test_a_container_its_operator_stopped_is_evacuated_and_restored_stopped(fleet, worker):
+    """An evacuation started a suspended customer's container on its new
+    host (its job said so and went on, as `--yes` answers); it stays
+    stopped now, its volume up wherever it goes."""
+    fleet.create_resource("vm3", "a1", ["a2"], running=False)
+    Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    primary = fleet.resources["vm3"].primary
+    assert "a1" not in fleet.members("vm3") and fleet.running("vm3") == []
+    assert fleet.hosts[primary].mountpoint("vm3") in fleet.mounts[primary]
+    Restore(context(fleet), "a1", job_options=job_options(fleet)).run()
+    assert replicas(fleet, "vm3") == ["a1", "a2"] and fleet.running("vm3") == []
+    assert fleet.hosts["a1"].mountpoint("vm3") in fleet.mounts["a1"]
+    assert_whole(fleet, "vm1", "vm2")
+
+
 def test_evacuate_and_restore_on_the_command_line_end_with_their_summary_line(fleet, worker):
     """Without --json the summary line read the run's resource, which a run
     of planned moves has not: both commands ended in a KeyError traceback
