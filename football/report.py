@@ -191,7 +191,9 @@ def summary_line(summary):
                           (("pre-hand", "pre_hand_downtime_seconds"),
                            ("post-hand", "post_hand_downtime_seconds"))
                           if summary.get(key) is not None)
-        parts.append(f"downtime {summary['downtime_seconds']:.2f} s"
+        parts.append((f"window {summary['downtime_seconds']:.2f} s (no downtime: it was "
+                      "stopped and stays so)" if summary.get("kept_stopped") else
+                      f"downtime {summary['downtime_seconds']:.2f} s")
                      + (f" (and its handovers' {hands})" if hands else ""))
     if "moves" in summary:
         states = Counter((summary.get("jobs") or {}).values())

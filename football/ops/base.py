@@ -678,6 +678,15 @@ class Operation:
             return self.hooks.container_state(host=host, res=self.res) == "RUNNING"
         return facts.mount_source(host, host.mountpoint(self.res)) is not None
 
+    def _window_words(self, seconds):
+        """The window's length as the run says it: the customer's downtime,
+        or, kept stopped, the handover's time (no downtime: it did not run).
+        A kept-stopped run's summary says so (`kept_stopped`)."""
+        if not self.kept_stopped:
+            return f"downtime {seconds:.2f} s"
+        self.summary["kept_stopped"] = True
+        return f"window {seconds:.2f} s (no downtime: it was stopped)"
+
     def _up_as(self, host):
         """How `res` is up on `host`, for what the run says."""
         return f"is ready on {host.name} (its volume; stopped, as before)" if \

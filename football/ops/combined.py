@@ -145,6 +145,8 @@ class MigrateShrink(Operation):
             operation.journal.finish()      # a part that completes this stage
         self.summary["stages"][name] = summary
         downtime = summary.get("downtime_seconds")
+        if summary.get("kept_stopped"):
+            self.summary["kept_stopped"] = True
         if downtime:
             self.summary["downtime_seconds"] = round(
                 (self.summary["downtime_seconds"] or 0.0) + downtime, 3)

@@ -493,7 +493,8 @@ class Migrate(Operation):
             self, [self.source, target, *self._old_hosts()], error)
         with DowntimeWindow(self, self.source, compensate, down_since) as window:
             for host in self._stopped_in_window(target):
-                self.say(f"  {host.name}: stopping {self.res}")
+                self.say(f"  {host.name}: stopping {self.res}" if not self.kept_stopped else
+                         f"  {host.name}: releasing the volume of {self.res}")
                 self.hooks.resource_stop(host=host, res=self.res)
             self.ctx.inject("finish:stopped")
             # the cluster manager's start makes it the MARS primary (handover_timeout)
@@ -503,7 +504,7 @@ class Migrate(Operation):
             self._bring_up(target)
             window.ran_on(target)
         self.summary["downtime_seconds"] = window.seconds
-        self.say(f"  {self.res} {self._up_as(target)}; downtime {window.seconds:.2f} s"
+        self.say(f"  {self.res} {self._up_as(target)}; {self._window_words(window.seconds)}"
                  + (f" (this run's part {window.run_seconds:.2f} s)"
                     if window.seconds != window.run_seconds else ""))
         self.ctx.inject("finish:started")

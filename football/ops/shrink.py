@@ -396,7 +396,9 @@ class Shrink(Operation):
                           f"shrink-prepare {self.res} first; nothing changed")
         if exists:
             self._running_again()
-            self.say(f"* finish: last copies, then the downtime of {self.res}")
+            self.say(f"* finish: last copies, then the downtime of {self.res}" if not
+                     self.kept_stopped else f"* finish: last copies, then {self.res} is "
+                     "re-created (it is stopped: no downtime)")
             with self.holding(self.members):
                 self._mount_tmp()
             self._copy("warm copy")
@@ -424,7 +426,7 @@ class Shrink(Operation):
         self.summary["downtime_seconds"] = window.seconds
         self.say(f"  {self.res} " + ("is mounted from its shrunk volume (stopped, as before)"
                                      if self.kept_stopped else "runs on its shrunk volume")
-                 + f"; downtime {window.seconds:.2f} s"
+                 + f"; {self._window_words(window.seconds)}"
                  + (f" (final copy {self.summary['final_copy_seconds']:.2f} s)"
                     if self.summary["final_copy_seconds"] is not None else ""))
         drop_intent(self.primary, self.res, kind="shrink")
@@ -449,7 +451,8 @@ class Shrink(Operation):
     def _stop(self):
         """Stop the container, keep the mounts; verified: the final copy must
         not race a running container."""
-        self.say(f"  {self.primary.name}: stopping {self.res}")
+        self.say(f"  {self.primary.name}: stopping {self.res}" if not self.kept_stopped else
+                 f"  {self.primary.name}: {self.res} is stopped (and stays so)")
         if self.hooks.resource_stop_vm(host=self.primary, res=self.res) is None:
             self.hooks.container_stop(host=self.primary, res=self.res)
         state = self.hooks.container_state(host=self.primary, res=self.res)

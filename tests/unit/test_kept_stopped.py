@@ -56,6 +56,8 @@ def test_a_stopped_container_stays_stopped_and_its_volume_comes_up_where_it_goes
     assert text.count(STOPPED) == 1, text
     assert (f"the {command[0]} brings its volume up on {where} without starting it "
             f"(football repair-vm vm2 {where} starts it)") in text
+    assert "downtime" not in text.replace("no downtime", ""), text
+    assert "(no downtime: it was stopped and stays so)" in " ".join(result.stderr.split())
     assert_placed(fleet, *placed, res="vm2", running=False)
     assert fleet.running("vm1") == ["a1"]
     assert not any(argv[:2] == ("football-host", "ct") and argv[3] == "start"
