@@ -4,7 +4,7 @@ first-result hooks, replaces the default by answering)."""
 
 from football.errors import Illegal
 from football.hooks import hookimpl
-from football.ops.base import in_parallel
+from football.ops.base import in_parallel, no_designated_primary
 from football import facts
 
 
@@ -20,8 +20,12 @@ def primary_host(res, inventory):
         except facts.FactUnavailable:
             return None
 
-    said = in_parallel(ask, inventory.hosts.values())
+    hosts = list(inventory.hosts.values())
+    said = in_parallel(ask, hosts)
     answers = {answer for answer in said if isinstance(answer, str) and answer}
+    undesignated = [host.name for host, answer in zip(hosts, said) if answer == ""]
+    if not answers and undesignated:
+        raise Illegal(no_designated_primary(res, undesignated))
     if not answers:
         unreachable = [str(answer) for answer in said if isinstance(answer, Exception)]
         unasked = (f"; not asked, unreachable: {'; '.join(unreachable[:3])}"

@@ -218,6 +218,20 @@ def _interrupts_counted():
             signal.signal(signum, handler)
 
 
+def no_designated_primary(res, members, named=None):
+    """What to say of `res` whose `members` know it but name no designated
+    primary (`marsadm secondary`, or a handover cut short); `named`: the
+    host the operator named (`res:host`), else the operator chooses one."""
+    where = named or "<host>"
+    choose = "" if named else \
+        f" (one whose replica is UpToDate: football status {res} shows them)"
+    return (f"{res} has no designated primary: its replicas on {', '.join(members)} say "
+            "(none) (`marsadm secondary` was run, or a handover did not finish); nothing "
+            f"changed. Bring it up where it should run first{choose}: football repair-vm {res} "
+            f"{where} (which starts the container), or `marsadm primary {res}` on {where} to "
+            "keep the container stopped; then run this again")
+
+
 FIRST_POLL = 0.1        # seconds before the second poll of a wait at most ...
 POLL_GROWTH = 1.5       # ... and each pause this much longer, up to the wait's interval
 
@@ -456,12 +470,17 @@ class Operation:
 
     def named_host(self):
         """The host `res:host` names as the resource's (for when it cannot be
-        discovered); `Illegal` when it holds no replica of it."""
+        discovered); `Illegal` when it holds no replica of it, or when the
+        resource has no designated primary (nothing can sync from it, and
+        starting it there would undo `marsadm secondary` unasked)."""
         host = self.host(self.source_hint)
         if self.res not in facts.my_resources(host):
             raise Illegal(f"{host.name} holds no replica of {self.res} ({self.res}:{host.name} "
                           f"names the host it runs on); name that one, or leave :{host.name} "
                           "off to find it; nothing changed")
+        if not facts.primary(host, self.res):
+            raise Illegal(no_designated_primary(self.res, facts.members(host, self.res),
+                                                host.name))
         return host
 
     def start_args(self):

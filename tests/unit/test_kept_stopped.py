@@ -175,3 +175,27 @@ def test_where_a_manager_cannot_keep_it_stopped_the_operation_asks_and_then_star
     assert code == 0, stderr
     assert said(events).count(asked) == 1
     assert_placed(fleet, "b1", ["b2"], res="vm2")
+
+
+@pytest.mark.parametrize("command", [("migrate", "vm2", "cluster2"),
+                                     ("migrate", "vm2:a1", "b1", "b2"),
+                                     ("shrink", "vm2:a1", "320m"), ("expand", "vm2", "2g"),
+                                     ("migrate+shrink+back", "vm2:a1", "b1")])
+def test_a_resource_without_designated_primary_is_refused_before_anything_changes(
+        fleet, command):
+    """After `marsadm secondary vm2` a migrate said "unknown resource vm2:
+    no host has it"; with `vm2:a1` it joined the new replicas and waited
+    300 s for a sync that needs a primary (exit 198, replicas left). A
+    shrink with `vm2:a1` would have made a1 primary unasked."""
+    stopped_vm2(fleet)
+    for argv in (("umount", fleet.hosts["a1"].mountpoint("vm2")), ("marsadm", "secondary", "vm2")):
+        assert fleet.run("a1", argv).ok, argv
+    fleet.calls.clear()
+    code, _, stderr = football(fleet, *command)
+    text = " ".join(stderr.split())
+    assert code == EXIT_ILLEGAL, stderr
+    assert "vm2 has no designated primary: its replicas on a1, a2 say (none)" in text, text
+    where = "a1" if ":" in command[1] else "<host>"
+    assert f"football repair-vm vm2 {where} (which starts the container), or `marsadm " \
+        f"primary vm2` on {where} to keep the container stopped" in text, text
+    assert fleet.changes() == []
