@@ -453,7 +453,12 @@ class Lab:
 
     # ------------------------------------------------------------------- exec
     def exec(self, name, argv):
-        """Run `argv` on lab host `name`, as Football would."""
+        """Run `argv` on lab host `name`, as Football would; `Illegal` when
+        there is no lab (a `marsadm create-cluster` would make a host's
+        state dir where no lab is, which `lab up` then finds)."""
+        if not self.exists():
+            raise Illegal(f"no lab in {self.dir}; bring it up first (football lab up); "
+                          f"nothing was run")
         return self.host(name).run(argv, check=False, timeout=None)
 
     # ------------------------------------------------------------------- down

@@ -87,3 +87,15 @@ def test_the_lab_plans_without_load_and_memory_which_its_hosts_share(tmp_path, m
     settings = Globals(str(tmp_path / "fleet.yml"), (), False, True, False, False, (),
                        0).settings()
     assert settings.weight_cpu_load == 1.0                      # a fleet of its own: as set
+
+
+def test_lab_exec_without_a_lab_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    """It ran the command with the environment of a host that does not
+    exist (exit 0 for `true`); `marsadm create-cluster` made a state dir
+    there that a later `lab up` found."""
+    monkeypatch.setenv("FOOTBALL_LAB_DIR", str(tmp_path / "lab"))
+    made = tmp_path / "made"
+    result = CliRunner().invoke(cli, ["lab", "exec", "a1", "--", "touch", str(made)])
+    assert result.exit_code == 191, result.output
+    assert f"no lab in {tmp_path / 'lab'}; bring it up first (football lab up)" in result.output
+    assert not made.exists() and not (tmp_path / "lab").exists()
