@@ -247,7 +247,8 @@ def delete_resource(ctx, resource):
 @click.argument("start_unit")
 @click.argument("stop_unit", required=False)
 def set_systemd_unit(ctx, resource, start_unit, stop_unit):
-    """Record the units that start and stop RESOURCE's stack."""
+    """Record the units that start and stop RESOURCE's stack (systemd-want:
+    the designated primary); an empty START_UNIT removes units and want."""
     ctx.resources().set_systemd_unit(resource, start_unit, stop_unit)
 
 
@@ -264,14 +265,17 @@ def get_systemd_unit(ctx, resource):
 @click.argument("resource")
 @click.argument("host", required=False)
 def set_systemd_want(ctx, resource, host):
-    """Record the host where RESOURCE's units should run (default: this host)."""
+    """Record the host where RESOURCE's units should run (default: this
+    host); `(none)`: none, a temporary stop of the stack (the device stays
+    up); `primary` moves a set want to the new primary."""
     ctx.resources().set_systemd_want(resource, host)
 
 
 @command("get-systemd-want")
 @click.argument("resource")
 def get_systemd_want(ctx, resource):
-    """Print the host where RESOURCE's units should run."""
+    """Print the host where RESOURCE's units should run, `(none)` when
+    stopped, nothing when unset."""
     value = ctx.resources().get_systemd_want(resource)
     if value:
         click.echo(value)

@@ -517,8 +517,10 @@ class Primary:
             self.units_done = None
             return
         want = state.resource_value(self.res, SYSTEMD_WANT_NAME)
-        if run and want and want not in (self.host, NO_PRIMARY):
-            return                          # another host should run it: leave it alone
+        # as kernel MARS: a want naming another host, or `(none)` (the
+        # operator's temporary stop of the stack; the device stays), stops
+        # the units here too
+        run = run and (not want or want == self.host)
         action = ("start", units[0]) if run else ("stop", units[1])
         if self.units_done != action:
             await self._systemctl(action)

@@ -184,17 +184,26 @@ class Resources(HostCommands):
         return self._write(changes)
 
     def set_systemd_unit(self, res, start_unit, stop_unit=None):
+        """Record the units; as kernel MARS, the want goes to the designated
+        primary (it runs them), and an empty start unit removes the units
+        and the want (nothing is started or stopped for `res` any more)."""
         state = self._state_in_cluster()
         state.require(res)
+        keys = [res_key(res, name) for name in (SYSTEMD_START_UNIT_NAME, SYSTEMD_STOP_UNIT_NAME,
+                                                  SYSTEMD_WANT_NAME)]
+        if start_unit == "":
+            return self._write(dict.fromkeys(keys))
         stop_unit = stop_unit or start_unit
         for unit in (start_unit, stop_unit):
             if not UNIT_RE.fullmatch(unit):
                 raise MarsError(f"invalid systemd unit name {unit!r}")
+        changes = {keys[0]: start_unit, keys[1]: stop_unit}
+        designated = state.designated_primary(res)
+        if designated not in (None, NO_PRIMARY):
+            changes[keys[2]] = designated
         # Rewritten even when unchanged, as the kernel's set_link does: the
         # fresh stamp makes this the newest wish, over another host's older one.
-        return self._write({res_key(res, SYSTEMD_START_UNIT_NAME): start_unit,
-                            res_key(res, SYSTEMD_STOP_UNIT_NAME): stop_unit},
-                           rewrite_unchanged=True)
+        return self._write(changes, rewrite_unchanged=True)
 
     def get_systemd_unit(self, res):
         state = self.store.state()
@@ -218,5 +227,4 @@ class Resources(HostCommands):
     def get_systemd_want(self, res):
         state = self.store.state()
         state.require(res)
-        value = state.resource_value(res, SYSTEMD_WANT_NAME)
-        return "" if value == NO_PRIMARY else value
+        return state.resource_value(res, SYSTEMD_WANT_NAME) or ""

@@ -14,8 +14,9 @@ import time
 
 from mars.dataviews import Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
-from mars.keys import (GROWN_FROM_NAME, NO_PRIMARY, actual_name, global_pause_name, primary_key,
-                       res_key, resource_dir_name, resync_changes, size_key, todo_key, todo_name)
+from mars.keys import (GROWN_FROM_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME, actual_name,
+                       global_pause_name, primary_key, res_key, resource_dir_name,
+                       resync_changes, size_key, todo_key, todo_name)
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.names import parse_size
 from mars.replay import lowest_needed_logfile
@@ -173,6 +174,9 @@ class Roles(HostCommands):
         previous = state.designated_primary(res)
         changes = {primary_key(res): self.host,
                    todo_key(res, self.host, "attach"): 1}
+        want = state.resource_value(res, SYSTEMD_WANT_NAME, None)
+        if want is not None:        # as kernel MARS: a set want (also `(none)`) follows
+            changes[res_key(res, SYSTEMD_WANT_NAME)] = self.host
         if force:
             changes[todo_key(res, self.host, "force-primary")] = 1
         elif state.resource_value(res, todo_name(self.host, "force-primary"), "0") == "1":
@@ -192,7 +196,8 @@ class Roles(HostCommands):
             # The device cannot come up here: the wish goes back as it was,
             # --force included, so that nothing is left to act on it later.
             self._write({primary_key(res): previous or NO_PRIMARY,
-                         todo_key(res, self.host, "force-primary"): 0})
+                         todo_key(res, self.host, "force-primary"): 0,
+                         **({res_key(res, SYSTEMD_WANT_NAME): want} if want is not None else {})})
             raise MarsError(f"{refused}; nothing changed: the designated primary of {res} is "
                             f"{previous or NO_PRIMARY} again") from None
 
@@ -242,8 +247,11 @@ class Roles(HostCommands):
                 f"to undo, run `marsadm primary {res}` on {previous or 'the host that should be'}")
 
     def secondary(self, res):
-        self._member_state(res)
-        self._write({primary_key(res): NO_PRIMARY})
+        state = self._member_state(res)
+        changes = {primary_key(res): NO_PRIMARY}
+        if state.resource_value(res, SYSTEMD_WANT_NAME, None) is not None:   # as kernel MARS
+            changes[res_key(res, SYSTEMD_WANT_NAME)] = NO_PRIMARY
+        self._write(changes)
         self.wait_for(res, lambda st, status: not status.get("is_primary"),
                       "the device to go down (stop the container, unmount)")
 

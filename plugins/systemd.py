@@ -13,6 +13,11 @@ Each resource has three units on every host that may run it, rendered from
 
 Start = `marsadm primary` + make sure the start unit runs; stop = stop the
 stop unit. The unit names are recorded with `marsadm set-systemd-unit`.
+No `resource_start_stack` (a stopped container cannot stay stopped across a
+move, so `keeps_stopped` is the default no): `marsadm primary` gives
+`systemd-want` to the new primary, kernel MARS's as ours, and its marsd
+starts the start unit once the device is up; a `(none)` want does not
+survive the handover.
 Every command runs through `host.run` as an argument list."""
 
 import re

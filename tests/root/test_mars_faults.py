@@ -334,6 +334,18 @@ def test_with_systemd_units_a_handover_stops_them_on_the_old_primary_and_starts_
                show=lambda: b.marsadm("view", RES).stdout)
     assert (b.root / "systemctl.log").read_text().splitlines() == ["start test-ct.service"]
     assert sha256_file(b.mnt / "data") == written
+    # as kernel MARS: set-systemd-unit gave the want to a, `primary` moved it
+    # to b; `(none)` is the operator's temporary stop of the stack (the
+    # device stays), the want back on b starts it again
+    assert a.marsadm("get-systemd-want", RES).stdout == "b\n"
+    b.marsadm("set-systemd-want", RES, "(none)")
+    wait_until(lambda: not os.path.ismount(b.mnt), what="b's marsd stopping test-mnt.mount")
+    assert b.marsadm("view-is-primary", RES).stdout == "1\n"
+    b.marsadm("set-systemd-want", RES, "b")
+    wait_until(lambda: os.path.ismount(b.mnt), what="b's marsd starting test-ct.service again")
+    assert (b.root / "systemctl.log").read_text().splitlines() == [
+        "start test-ct.service", "stop test-mnt.mount", "start test-ct.service"]
+    assert sha256_file(b.mnt / "data") == written
     # the /mars tree mirror of both hosts follows the handover
     for host in (a, b):
         link = host.root / "mars" / f"resource-{RES}" / "primary"

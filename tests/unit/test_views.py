@@ -110,7 +110,30 @@ def test_get_systemd_want_prints_the_wanted_host_or_nothing(scenario):
     h1.ok("set-systemd-want", "vm1", "h2")
     assert h1.ok("get-systemd-want", "vm1") == "h2\n"
     h1.ok("set-systemd-want", "vm1", "none")
-    assert h1.ok("get-systemd-want", "vm1") == ""
+    assert h1.ok("get-systemd-want", "vm1") == "(none)\n"     # as kernel MARS: "stopped"
+
+
+def test_set_systemd_unit_gives_the_want_to_the_designated_primary_and_empty_removes_all(
+        scenario):
+    """As kernel MARS's marsadm: recording a start unit sets systemd-want
+    to the designated primary (which then runs the units); an empty start
+    unit removes units and want (nothing runs them any more)."""
+    h1 = scenario.host
+    h1.ok("set-systemd-want", "vm1", "h2")
+    h1.ok("set-systemd-unit", "vm1", "start-vm1.service", "stop-vm1.target")
+    assert h1.ok("get-systemd-want", "vm1") == "h1\n"
+    h1.ok("set-systemd-unit", "vm1", "")
+    assert (h1.ok("get-systemd-unit", "vm1"), h1.ok("get-systemd-want", "vm1")) == ("", "")
+
+
+def test_secondary_makes_a_set_want_none_and_leaves_an_unset_one_unset(scenario):
+    """As kernel MARS's `secondary`: the units stop everywhere."""
+    h1 = scenario.host
+    h1.ok("set-systemd-unit", "vm1", "start-vm1.service", "stop-vm1.target")
+    for res in ("vm1", "vm2"):                  # vm2 has no units, no want
+        h1.ok("secondary", "--timeout=5", res)
+    assert h1.ok("get-systemd-want", "vm1") == "(none)\n"
+    assert h1.ok("get-systemd-want", "vm2") == ""
 
 
 def test_view_with_all_prints_a_header_before_each_of_my_resources(scenario):
