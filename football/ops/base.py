@@ -660,6 +660,26 @@ class Operation:
         if not self.ctx.dry_run:
             confirm(self.ctx, f"{text}; go on?")
 
+    def _stopped_meanwhile(self, host, hosts):
+        """The container ran when this operation began and does not run on
+        `host` now, and no window of this operation is left open (its own
+        stop): its operator stopped it meanwhile (or it died). From here on
+        it stays stopped, as if stopped at the start, where the managers of
+        `hosts` can keep it so: said, and kept in the journal. Before the
+        window only; elsewhere the run goes on as decided."""
+        if self.kept_stopped or self.journal is None or \
+                self.journal.open_window_started() is not None:
+            return
+        state = self.hooks.container_state(host=host, res=self.res)
+        if state == "RUNNING" or \
+                not all(self.hooks.keeps_stopped(host=other) for other in hosts):
+            return
+        self.journal.decide(kept_stopped=True)
+        self.ctx.reporter.warning(
+            f"{self.res} no longer runs on {host.name} ({state}; it ran when the "
+            f"{self.operation} began): it stays stopped, the {self.operation} goes on with its "
+            f"volume alone (football repair-vm {self.res} <host> starts it)")
+
     @property
     def kept_stopped(self):
         """Whether this run keeps the container stopped, as its operator had

@@ -199,3 +199,37 @@ def test_a_resource_without_designated_primary_is_refused_before_anything_change
     assert f"football repair-vm vm2 {where} (which starts the container), or `marsadm " \
         f"primary vm2` on {where} to keep the container stopped" in text, text
     assert fleet.changes() == []
+
+
+@pytest.mark.parametrize("command, phases", [
+    (("migrate", "vm2", "b1", "b2"), ("migrate-prepare", "migrate")),
+    (("shrink", "vm2", "320m"), ("shrink-prepare", "shrink"))])
+def test_a_container_stopped_while_the_operation_waited_stays_stopped(fleet, command, phases):
+    """It ran when the operation began (its sync or copy done by a first
+    command); its operator stopped it before the window: the window used
+    to start it at the target (or on its shrunk volume) all the same."""
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)
+    code, _, stderr = football(fleet, phases[0], *command[1:])
+    assert code == 0, stderr
+    fleet.run("a1", ("football-host", "ct", fleet.hosts["a1"].path(fleet.hosts["a1"].lxcpath),
+                     "stop", "vm2"))
+    assert fleet.running("vm2") == []
+    code, events, stderr = football(fleet, phases[1], *command[1:])
+    assert code == 0, stderr
+    assert any(f"vm2 no longer runs on a1 (STOPPED; it ran when the {command[0]} began): it "
+               "stays stopped" in text for text in said(events)), said(events)
+    placed = ("b1", ["b2"]) if command[0] == "migrate" else ("a1", ["a2"])
+    assert_placed(fleet, *placed, res="vm2", running=False)
+
+
+def test_a_run_whose_own_window_stopped_the_container_starts_it_again_on_the_re_run(fleet):
+    """The other side of it: a crash inside the window leaves the container
+    stopped by the run itself (its window open in the journal): the re-run
+    starts it at the target, as decided."""
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)
+    code, _, stderr = football(fleet, "--debug-injection-point", "finish:stopped", "migrate",
+                               "vm2", "b1", "b2")
+    assert code == 1 and fleet.running("vm2") == [], stderr
+    code, events, stderr = football(fleet, "migrate", "vm2", "b1", "b2")
+    assert code == 0 and not any("no longer runs" in text for text in said(events)), stderr
+    assert_placed(fleet, "b1", ["b2"], res="vm2")
