@@ -661,17 +661,22 @@ class Operation:
             confirm(self.ctx, f"{text}; go on?")
 
     def _stopped_meanwhile(self, host, hosts):
-        """The container ran when this operation began and does not run on
-        `host` now, and no window of this operation is left open (its own
-        stop): its operator stopped it meanwhile (or it died). From here on
-        it stays stopped, as if stopped at the start, where the managers of
-        `hosts` can keep it so: said, and kept in the journal. Before the
-        window only; elsewhere the run goes on as decided."""
-        if self.kept_stopped or self.journal is None or \
-                self.journal.open_window_started() is not None:
+        """Whether the container runs on `host` may have changed since this
+        operation began (no window of it is left open: its own stop): its
+        operator stopped it meanwhile (or it died), or started one that was
+        stopped. The run goes on as it is now: a stopped one stays stopped
+        (where the managers of `hosts` can keep it so), a started one runs
+        at the end. Said, and kept in the journal. Before the window only."""
+        if self.journal is None or self.journal.open_window_started() is not None:
             return
         state = self.hooks.container_state(host=host, res=self.res)
-        if state == "RUNNING" or \
+        if self.kept_stopped and state == "RUNNING":
+            self.journal.decide(kept_stopped=False)
+            self.ctx.reporter.warning(
+                f"{self.res} runs on {host.name} again (it was stopped when the "
+                f"{self.operation} began): the {self.operation} starts it where it goes")
+            return
+        if self.kept_stopped or state == "RUNNING" or \
                 not all(self.hooks.keeps_stopped(host=other) for other in hosts):
             return
         self.journal.decide(kept_stopped=True)

@@ -233,3 +233,21 @@ def test_a_run_whose_own_window_stopped_the_container_starts_it_again_on_the_re_
     code, events, stderr = football(fleet, "migrate", "vm2", "b1", "b2")
     assert code == 0 and not any("no longer runs" in text for text in said(events)), stderr
     assert_placed(fleet, "b1", ["b2"], res="vm2")
+
+
+def test_a_stopped_container_its_operator_started_while_the_migrate_waited_runs_at_the_end(
+        fleet):
+    """The other way round: kept stopped as it was at the start, the window
+    would have stopped the container its operator had started meanwhile
+    and left it down at the target."""
+    stopped_vm2(fleet)
+    code, _, stderr = football(fleet, "migrate-prepare", "vm2", "b1", "b2")
+    assert code == 0, stderr
+    fleet.run("a1", ("football-host", "ct", fleet.hosts["a1"].path(fleet.hosts["a1"].lxcpath),
+                     "start", "vm2"))
+    assert fleet.running("vm2") == ["a1"]
+    code, events, stderr = football(fleet, "migrate", "vm2", "b1", "b2")
+    assert code == 0, stderr
+    assert any("vm2 runs on a1 again (it was stopped when the migrate began): the migrate "
+               "starts it where it goes" in text for text in said(events)), said(events)
+    assert_placed(fleet, "b1", ["b2"], res="vm2")
