@@ -40,10 +40,10 @@ def data_dir(lab, host="a1"):
     return lab.dir / host / "var/lib/lxc/vm1/rootfs/shrinkdata"
 
 
-def assert_shrunk_to(lab, size, primary="a1", secondary="a2"):
+def assert_shrunk_to(lab, size, primary="a1", secondary="a2", state="RUNNING"):
     """vm1 is `size` bytes in MARS and on both LVs (and nowhere else), no
-    -tmp/-preshrink left, primary and running on `primary`, `secondary`
-    UpToDate."""
+    -tmp/-preshrink left, primary and its container in `state` on
+    `primary`, `secondary` UpToDate."""
     for host in ("a1", "a2", "b1", "b2"):
         volumes = lvs(lab, host)
         if host in (primary, secondary):
@@ -54,7 +54,7 @@ def assert_shrunk_to(lab, size, primary="a1", secondary="a2"):
     assert lab.exec(primary, "marsadm", "view-resource-size", "vm1").stdout.strip() == str(size)
     status = lab.status()
     assert status[primary]["resources"]["vm1"]["role"] == "Primary"
-    assert status[primary]["containers"]["vm1"] == "RUNNING"
+    assert status[primary]["containers"]["vm1"] == state
     # the workload writes on: the secondary may be a moment behind (OutDated)
     wait_until(lambda: lab.status()[secondary]["resources"]["vm1"]["diskstate"]
                .startswith("UpToDate"), interval=0.3, what=f"{secondary} UpToDate",
@@ -126,3 +126,27 @@ def test_the_combined_operations_end_shrunk_where_they_should_with_every_file(
     assert tree_metadata(data_dir(lab, primary)) == tree
     after = wait_for_records(lab, primary, records + 3)
     assert not sequence_problems(after), sequence_problems(after)
+
+
+def test_a_stopped_container_is_shrunk_stopped_with_every_file(lab, tree):
+    """Its operator stopped vm1: the shrink (no `--yes`: nothing to ask)
+    re-creates it on the small volume, mounted, the container still
+    stopped, every entry identical and no record written meanwhile;
+    `repair-vm` starts it and the workload goes on."""
+    roles = {host: entry["resources"]["vm1"]["role"] for host, entry in lab.status().items()
+             if "vm1" in entry["resources"]}
+    primary = next(host for host, role in roles.items() if role == "Primary")
+    secondary = next(host for host in roles if host != primary)
+    fb(lab, "--yes", "expand", "vm1", "640m")
+    lab.exec(primary, "football-host", "ct", str(lab.dir / primary / "var/lib/lxc"), "stop",
+             "vm1")
+    records = lab.records(primary)
+    shrunk = fb(lab, "shrink", "vm1")
+    assert "vm1 does not run on" in shrunk.stdout and "and stays stopped" in shrunk.stdout
+    assert events(shrunk, "summary")[0]["kept_stopped"] is True
+    assert_shrunk_to(lab, 320 * MIB, primary, secondary, state="STOPPED")
+    assert tree_metadata(data_dir(lab, primary)) == tree
+    assert lab.records(primary) == records
+    fb(lab, "repair-vm", "vm1", primary)
+    after = wait_for_records(lab, primary, len(records) + 3)
+    assert not sequence_problems(after) and after[:len(records)] == records
