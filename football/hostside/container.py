@@ -255,8 +255,10 @@ def dying_namesakes(name, lxcpath, state_of=None):
     share one machine, and a start beside such a monitor of a namesake fails
     as beside its own ("Failed to mount temporary procfs", "Failed to open
     /dev/pts/0": CI, a handover's start while another lab's vm1 stopped). A
-    namesake that runs is no matter. On a real host there is one LXC path."""
-    state_of = state_of or (lambda other: _container(name, other).state)
+    namesake that runs is no matter, nor is one LXC cannot open (`state`: a
+    CI run's start failed with LXC's "error during init" of another lab's
+    vm1 on a crashed device). On a real host there is one LXC path."""
+    state_of = state_of or (lambda other: state(name, other))
     own = str(Path(lxcpath))
     return [pid for pid, (path, monitored) in monitor_commands().items()
             if monitored == name and path != own and state_of(path) != "RUNNING"]
