@@ -23,6 +23,7 @@ from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Criti
 from football.inventory import InventoryError
 from football.journal import JournalUnwritable, unfinished_operations
 from football.locks import LockSet, RUN_LOCK, one_run_at_a_time, register_intent, run_owner
+from football.ops.stopped import StoppedContainer
 from football.transport import TransportError
 from mars.errors import MarsError
 from mars.names import check_resource
@@ -426,7 +427,7 @@ def unfinished_first(res, operation, other):
             f"{operation}. To give it up instead: {give_up}")
 
 
-class Operation:
+class Operation(StoppedContainer):
     """One Football operation on one resource, in a fixed order:
 
     1. check the arguments — pure, no host contact (`__init__`); `Illegal`;
@@ -625,116 +626,6 @@ class Operation:
             if kind == other["operation"] and started and (other["started"] or 0) >= started:
                 return True
         return False
-
-    def _keep_stopped_or_ask(self, host, where, hosts):
-        """A container that does not run on `host` (its operator stopped it)
-        stays stopped: the operation brings its volume up on `where` without
-        starting it (`kept_stopped`), where the cluster manager of each of
-        `hosts` (where it may come up, compensation included) can
-        (`keeps_stopped`); else it would run afterwards: said, and asked
-        (`--yes` answers; a dry run only says it). Decided by an operation's
-        first run (a resumed run goes on as it was decided: its own window
-        may have stopped the container) and said by the outermost operation
-        (a combined one's stages and a migrate's handovers decide alike)."""
-        if self.journal is None or self.journal.resumed:
-            return
-        state = self.hooks.container_state(host=host, res=self.res)
-        if state == "RUNNING":
-            return
-        cannot = [other.name for other in {h.name: h for h in hosts}.values()
-                  if not self.hooks.keeps_stopped(host=other)]
-        if not cannot:      # written with the run's first decision or step
-            self.journal.decided["kept_stopped"] = True
-            if self.outermost:
-                self.say(f"  {self.res} does not run on {host.name} ({state}) and stays "
-                         f"stopped: the {self.operation} brings its volume up on {where} "
-                         f"without starting it (football repair-vm {self.res} {where} "
-                         "starts it)")
-            return
-        if not self.outermost:
-            return
-        text = (f"{self.res} does not run on {host.name} ({state}), and the cluster manager "
-                f"of {', '.join(cannot)} cannot bring its volume up without starting it: the "
-                f"{self.operation} starts it on {where}")
-        self.ctx.reporter.warning(text)
-        if not self.ctx.dry_run:
-            confirm(self.ctx, f"{text}; go on?")
-
-    def _stopped_meanwhile(self, host, hosts):
-        """Whether the container runs on `host` may have changed since this
-        operation began (no window of it is left open: its own stop): its
-        operator stopped it meanwhile (or it died), or started one that was
-        stopped. The run goes on as it is now: a stopped one stays stopped
-        (where the managers of `hosts` can keep it so), a started one runs
-        at the end. Said, and kept in the journal. Before the window only."""
-        if self.journal is None or self.journal.open_window_started() is not None:
-            return
-        state = self.hooks.container_state(host=host, res=self.res)
-        if self.kept_stopped and state == "RUNNING":
-            self.journal.decide(kept_stopped=False)
-            self.ctx.reporter.warning(
-                f"{self.res} runs on {host.name} again (it was stopped when the "
-                f"{self.operation} began): the {self.operation} starts it where it goes")
-            return
-        if self.kept_stopped or state == "RUNNING" or \
-                not all(self.hooks.keeps_stopped(host=other) for other in hosts):
-            return
-        self.journal.decide(kept_stopped=True)
-        self.ctx.reporter.warning(
-            f"{self.res} no longer runs on {host.name} ({state}; it ran when the "
-            f"{self.operation} began): it stays stopped, the {self.operation} goes on with its "
-            f"volume alone (football repair-vm {self.res} <host> starts it)")
-
-    @property
-    def kept_stopped(self):
-        """Whether this run keeps the container stopped, as its operator had
-        it before the operation began (`_keep_stopped_or_ask`)."""
-        return self.journal is not None and bool(self.journal.decided.get("kept_stopped"))
-
-    def _bring_up(self, host):
-        """Start `res` on `host` as this run has it: running, or, kept
-        stopped, its volume alone (primary, mounted); `FootballError`
-        naming what it is instead."""
-        if not self.kept_stopped:
-            self.hooks.resource_start(host=host, res=self.res)
-            state = self.hooks.container_state(host=host, res=self.res)
-            if state != "RUNNING":
-                raise FootballError(f"{host.name}: {self.res} is {state} after the start")
-            return
-        self.hooks.resource_start_stack(host=host, res=self.res)
-        if not self._is_up(host):
-            raise FootballError(f"{host.name}: the volume of {self.res} is not mounted at "
-                                f"{host.mountpoint(self.res)} after the start of its stack")
-        if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
-            raise FootballError(f"{host.name}: {self.res} runs after the start of its stack "
-                                "without the container (it was stopped and should stay so)")
-
-    def _start_hook(self):
-        """The cluster manager's hook that brings `res` up as this run has
-        it (for a dry run's commands)."""
-        return self.hooks.resource_start_stack if self.kept_stopped else \
-            self.hooks.resource_start
-
-    def _is_up(self, host):
-        """Whether `res` is up on `host` as this run has it: running, or,
-        kept stopped, its volume mounted from its device."""
-        if not self.kept_stopped:
-            return self.hooks.container_state(host=host, res=self.res) == "RUNNING"
-        return facts.mount_source(host, host.mountpoint(self.res)) is not None
-
-    def _window_words(self, seconds):
-        """The window's length as the run says it: the customer's downtime,
-        or, kept stopped, the handover's time (no downtime: it did not run).
-        A kept-stopped run's summary says so (`kept_stopped`)."""
-        if not self.kept_stopped:
-            return f"downtime {seconds:.2f} s"
-        self.summary["kept_stopped"] = True
-        return f"window {seconds:.2f} s (no downtime: it was stopped)"
-
-    def _up_as(self, host):
-        """How `res` is up on `host`, for what the run says."""
-        return f"is ready on {host.name} (its volume; stopped, as before)" if \
-            self.kept_stopped else f"runs on {host.name}"
 
     def _refuse_unlike_unfinished(self, unfinished, detail, asked, finish_args, then=""):
         """`Illegal`: this command asks for something else (`asked`) than

@@ -419,7 +419,7 @@ class Migrate(Operation):
             self.summary["downtime_seconds"] = self.journal.decided.get("downtime")
             self.journal.record("finish")
             return
-        self._stopped_meanwhile(self.source, self._hosts_involved())
+        self._follow_a_stop_or_start_meanwhile(self.source, self._hosts_involved())
         self.say(f"* finish: handover of {self.res} to {target.name}")
         down_since = self._down_since()
         if down_since is None:

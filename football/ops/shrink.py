@@ -266,7 +266,7 @@ class Shrink(Operation):
         if self.journal.done("prepare") and self.tmp in self.hooks.lv_list(host=self.primary):
             self.say(f"* prepare: {self.tmp} is prepared already")
             return
-        self._stopped_meanwhile(self.primary, self.members)
+        self._follow_a_stop_or_start_meanwhile(self.primary, self.members)
         self._running_again()
         self.say(f"* prepare: {self.tmp} on {', '.join(host.name for host in self.members)}, "
                  "first copy")
@@ -396,7 +396,7 @@ class Shrink(Operation):
             raise Illegal(f"{self.primary.name}: no {self.tmp} to finish with: run football "
                           f"shrink-prepare {self.res} first; nothing changed")
         if exists:
-            self._stopped_meanwhile(self.primary, self.members)
+            self._follow_a_stop_or_start_meanwhile(self.primary, self.members)
             self._running_again()
             self.say(f"* finish: last copies, then the downtime of {self.res}" if not
                      self.kept_stopped else f"* finish: last copies, then {self.res} is "
