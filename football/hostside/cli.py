@@ -116,6 +116,10 @@ def _container(action, *args):
     except containers.ContainerError as error:
         click.echo(str(error), err=True)
         sys.exit(EXIT_CONTAINER)
+    except RuntimeError as error:       # the lxc bindings' own ("error during init")
+        click.echo(f"LXC: {error} (a container's config could not be read: is the "
+                   "filesystem it lies on alive?)", err=True)
+        sys.exit(EXIT_CONTAINER)
 
 
 @ct.command("create")

@@ -77,3 +77,19 @@ def test_a_start_beside_it_under_another_lxc_path_is_not_refused_by_it(monitor, 
     ended in LXC's "error during init" traceback (a CI run). Its init runs:
     it is no dying namesake."""
     assert container.dying_namesakes("vm1", tmp_path / "elsewhere") == []
+
+
+def test_an_lxc_error_of_the_host_helper_is_one_line_and_exit_4_not_a_traceback(
+        monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from football.hostside.cli import cli
+
+    def refused(name, lxcpath):
+        raise RuntimeError(f"Container_init:lxc.c:542: error during init for container '{name}'.")
+    monkeypatch.setattr(container, "_container", refused)
+    result = CliRunner().invoke(cli, ["ct", str(tmp_path), "start", "vm1"])
+    assert result.exit_code == 4 and not isinstance(result.exception, RuntimeError), \
+        result.output
+    assert "LXC: Container_init:lxc.c:542: error during init for container 'vm1'. (a " \
+        "container's config could not be read" in result.output
