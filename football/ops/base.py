@@ -656,13 +656,16 @@ class Operation(StoppedContainer):
         meanwhile, else `condition`); the time it is locked or at the gate
         does not count: `Illegal` after `downtime_gate_timeout` of other
         objections. The container was not touched. Each new set of reasons
-        is said once."""
+        is said once. A container kept stopped has no downtime: only the
+        locks (pauses) hold it."""
         link = joblink.current(self.config)
+        downtime = not self.kept_stopped
 
         def objections():
-            gate = self._job_gate(link, source)
+            gate = self._job_gate(link, source)     # a killed job ends here, also then
+            gate = gate if downtime else []
             vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
-                                       target=target)
+                                       target=target) if downtime else []
             holders = {}    # the same lock on both hosts (a pause file) said once
             for host in {source.name: source, target.name: target}.values():
                 for lock in self.hooks.call("resource_locked", host=host, res=self.res):

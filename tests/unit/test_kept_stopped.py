@@ -251,3 +251,24 @@ def test_a_stopped_container_its_operator_started_while_the_migrate_waited_runs_
     assert any("vm2 runs on a1 again (it was stopped when the migrate began): the migrate "
                "starts it where it goes" in text for text in said(events)), said(events)
     assert_placed(fleet, "b1", ["b2"], res="vm2")
+
+
+def test_a_stopped_one_is_not_held_by_business_hours_but_by_a_pause(fleet, tmp_path):
+    """No downtime: business hours (and the operator's gate, `want_downtime`)
+    do not hold its window; a pause does (nothing may touch it)."""
+    from tests.unit.test_gates import FAST, poll_plugin
+    stopped_vm2(fleet)
+    code, _, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "migrate", "vm1",
+                               "cluster2")
+    assert code == EXIT_ILLEGAL and "outside business_hours 9_99" in stderr, stderr
+    code, _, stderr = football(fleet, "pause", "vm2")
+    assert code == 0, stderr
+    pause = fleet.state_dir + "/pause.vm2"
+    unpause = poll_plugin(tmp_path, 20, f"Path({pause!r}).unlink()")
+    code, events, stderr = football(fleet, *FAST, *unpause, "--var", "business_hours=9_99",
+                                    "migrate", "vm2", "b1", "b2")
+    assert code == 0, stderr
+    waits = [text for text in said(events) if "waiting before the downtime" in text]
+    assert waits == [f"  waiting before the downtime of vm2: vm2 is locked on a1, b1 "
+                     f"(paused by {pause}: football unpause vm2)"], waits
+    assert_placed(fleet, "b1", ["b2"], res="vm2", running=False)
