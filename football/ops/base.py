@@ -685,7 +685,8 @@ class Operation(StoppedContainer):
         while gate or vetoes or locks:
             reasons = gate + vetoes + locks
             if reasons != said:
-                self.say(f"  waiting before the downtime of {self.res}: {'; '.join(reasons)}")
+                self.say(f"  waiting before the {'downtime' if downtime else 'window'} of "
+                         f"{self.res}: {'; '.join(reasons)}")
                 self.ctx.reporter.event("wait", state="waiting" if gate else "condition",
                                         what="downtime", resource=self.res, reasons=reasons)
                 said = reasons

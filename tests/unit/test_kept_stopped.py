@@ -268,7 +268,7 @@ def test_a_stopped_one_is_not_held_by_business_hours_but_by_a_pause(fleet, tmp_p
     code, events, stderr = football(fleet, *FAST, *unpause, "--var", "business_hours=9_99",
                                     "migrate", "vm2", "b1", "b2")
     assert code == 0, stderr
-    waits = [text for text in said(events) if "waiting before the downtime" in text]
-    assert waits == [f"  waiting before the downtime of vm2: vm2 is locked on a1, b1 "
+    waits = [text for text in said(events) if "waiting before the" in text]
+    assert waits == [f"  waiting before the window of vm2: vm2 is locked on a1, b1 "
                      f"(paused by {pause}: football unpause vm2)"], waits
     assert_placed(fleet, "b1", ["b2"], res="vm2", running=False)
