@@ -48,6 +48,13 @@ def daemon_running(env):
     return daemon_pid(env) is not None
 
 
+def _want_moved(res, want, to):
+    """{systemd-want key: `to`} where `res`'s want (`want`) is set, also to
+    `(none)`; {} where it is not: as kernel MARS's `primary` and
+    `secondary`, which move a set want along and leave an unset one."""
+    return {} if want is None else {res_key(res, SYSTEMD_WANT_NAME): to}
+
+
 def device_open(host, res, count):
     """Why a planned handover away from `host` cannot go, and what to do."""
     return (f"{host} has the device of {res} open (open count {count}): stop the container "
@@ -175,8 +182,7 @@ class Roles(HostCommands):
         changes = {primary_key(res): self.host,
                    todo_key(res, self.host, "attach"): 1}
         want = state.resource_value(res, SYSTEMD_WANT_NAME, None)
-        if want is not None:        # as kernel MARS: a set want (also `(none)`) follows
-            changes[res_key(res, SYSTEMD_WANT_NAME)] = self.host
+        changes.update(_want_moved(res, want, self.host))
         if force:
             changes[todo_key(res, self.host, "force-primary")] = 1
         elif state.resource_value(res, todo_name(self.host, "force-primary"), "0") == "1":
@@ -191,13 +197,13 @@ class Roles(HostCommands):
                           failed=lambda st, status: status.get("device_refused") or
                           self._handover_refused(st, res, previous))
         except MarsTimeout as timeout:
-            raise MarsTimeout(f"{timeout}; {self._undo_primary(res, previous)}") from None
+            raise MarsTimeout(f"{timeout}; {self._undo_primary(res, previous, want)}") from None
         except MarsError as refused:
             # The device cannot come up here: the wish goes back as it was,
             # --force included, so that nothing is left to act on it later.
             self._write({primary_key(res): previous or NO_PRIMARY,
                          todo_key(res, self.host, "force-primary"): 0,
-                         **({res_key(res, SYSTEMD_WANT_NAME): want} if want is not None else {})})
+                         **_want_moved(res, want, want)})
             raise MarsError(f"{refused}; nothing changed: the designated primary of {res} is "
                             f"{previous or NO_PRIMARY} again") from None
 
@@ -233,25 +239,26 @@ class Roles(HostCommands):
         from mars.cluster import Cluster       # the network: only when it matters
         return Cluster(self.env, self.store).ask(host, header, timeout=timeout)
 
-    def _undo_primary(self, res, previous):
+    def _undo_primary(self, res, previous, want):
         """After a handover timed out: while the old primary still has its
-        device up, the wish goes back to it (nothing changed); else the
-        handover is under way and only the rest of it is pending."""
+        device up, the wish goes back to it, the systemd want (`want`) too
+        (nothing changed: a want left here would stop the old primary's
+        units); else the handover is under way and only the rest of it is
+        pending."""
         state = self.store.state()
         if previous not in (None, self.host) and \
                 state.is_actual_primary(res, previous) and \
                 state.designated_primary(res) == self.host:
-            self._write({primary_key(res): previous})
+            self._write({primary_key(res): previous, **_want_moved(res, want, want)})
             return f"{previous} still has the device up: the primary of {res} is {previous} again"
         return (f"still pending: {self.host} becomes the primary of {res} when that is done; "
                 f"to undo, run `marsadm primary {res}` on {previous or 'the host that should be'}")
 
     def secondary(self, res):
         state = self._member_state(res)
-        changes = {primary_key(res): NO_PRIMARY}
-        if state.resource_value(res, SYSTEMD_WANT_NAME, None) is not None:   # as kernel MARS
-            changes[res_key(res, SYSTEMD_WANT_NAME)] = NO_PRIMARY
-        self._write(changes)
+        self._write({primary_key(res): NO_PRIMARY,
+                     **_want_moved(res, state.resource_value(res, SYSTEMD_WANT_NAME, None),
+                                   NO_PRIMARY)})
         self.wait_for(res, lambda st, status: not status.get("is_primary"),
                       "the device to go down (stop the container, unmount)")
 

@@ -197,3 +197,20 @@ def test_a_malformed_size_from_a_peer_gives_a_one_line_error_not_a_traceback(sce
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "vm3" in result.stderr
+
+
+def test_a_handover_that_timed_out_gives_the_want_back_with_the_primary(scenario):
+    """`primary` moves a set want to the new host; when it times out while
+    the old primary still has its device up, the primary goes back to it,
+    and the want must too: left on this host, it would make the old
+    primary's marsd stop its running units."""
+    h1 = scenario.host
+    h1.ok("set-systemd-unit", "vm1", "start-vm1.service", "stop-vm1.target")
+    h1.peer_apply([("resource-vm1/primary", "h2", "h2"),
+                   ("resource-vm1/systemd-want", "h2", "h2"),
+                   ("resource-vm1/actual-h2/is-primary", "1", "h2")])
+    timed_out = h1.run("primary", "--force", "--timeout=0.2", "vm1")
+    assert timed_out.exit_code != 0 and "the primary of vm1 is h2 again" in timed_out.stderr, \
+        (timed_out.stdout, timed_out.stderr)
+    assert (h1.ok("view-get-primary", "vm1"), h1.ok("get-systemd-want", "vm1")) == \
+        ("h2\n", "h2\n")
