@@ -150,6 +150,7 @@ def unfinished_resources(state_dir):
             f"{op['resource']})" for op in unfinished_operations(state_dir)
             if "damaged" not in op}
 
+
 def run_alive(run):
     """Whether the process that last wrote a journal (`run`: pid and host)
     still runs: True or False on this host, None where the journal does not

@@ -205,9 +205,10 @@ def _kill(name, lxcpath):
         except ProcessLookupError:
             pass
     _wait_while(lambda: monitors(name, lxcpath))
-    if monitors(name, lxcpath):
+    left = monitors(name, lxcpath)
+    if left:
         raise ContainerError(f"container {name} (its config unreadable) still runs after its "
-                             f"init was killed: monitors {monitors(name, lxcpath)}")
+                             f"init was killed: monitors {left}")
     return bool(inits)
 
 

@@ -330,8 +330,9 @@ class HostsRun(PlannedMoves):
         """`Illegal` where a move's resource has an unfinished operation of
         another kind: its job would be refused; said before the hosts are
         marked and the other moves run."""
+        unfinished = unfinished_operations(self.config.state_dir)
         for move in plan.moves:
-            for other in unfinished_operations(self.config.state_dir):
+            for other in unfinished:
                 if other["resource"] == move.resource and other["operation"] != move.kind:
                     raise Illegal(f"{self.operation} of {self.names}: {move.resource} has an "
                                   f"unfinished {other['operation']} (football status "

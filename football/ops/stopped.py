@@ -133,7 +133,8 @@ class StoppedContainer:
         self.summary["kept_stopped"] = True
         return f"window {seconds:.2f} s (no downtime: it was stopped)"
 
-    def _up_as(self, host):
-        """How `res` is up on `host`, for what the run says."""
-        return f"is ready on {host.name} (its volume; stopped, as before)" if \
-            self.kept_stopped else f"runs on {host.name}"
+    def _up_as(self, host, again=""):
+        """How `res` is up on `host`, for what the run says (`again`: " again"
+        after a compensation)."""
+        return f"is ready{again} on {host.name} (its volume; stopped, as before)" if \
+            self.kept_stopped else f"runs{again} on {host.name}"

@@ -95,8 +95,7 @@ class DowntimeWindow:
                 self._end(runs_on)
             except FootballError as end_error:      # its journal: the failure may be that
                 op.ctx.reporter.warning(str(end_error))
-        again = (f"is ready again on {runs_on.name} (its volume; stopped, as before)"
-                 if op.kept_stopped else f"runs again on {runs_on.name}")
+        again = op._up_as(runs_on, " again")
         if isinstance(error, KeyboardInterrupt):
             raise Interrupted(f"{op.operation} of {op.res} interrupted inside the downtime "
                               f"window; {op.res} {again}. Re-run the same command to resume"
@@ -137,14 +136,11 @@ def restart_somewhere(op, hosts, error):
         except Exception as restart_error:       # keep trying the others
             op.ctx.reporter.warning(f"{host.name}: restart failed: {restart_error}")
     names = " ".join(host.name for host in hosts)
-    if op.kept_stopped:
-        raise Critical(f"{op.operation} of {op.res} failed inside its window; the volume of "
-                       f"{op.res} (stopped before the {op.operation}, as it stays) is NOT up "
-                       f"anywhere. Run football repair-vm {op.res} {names} (it starts the "
-                       f"container too). The failure: {error}")
-    raise Critical(f"{op.operation} of {op.res} failed inside the downtime window; {op.res} is "
-                   f"NOT running anywhere. Run football repair-vm {op.res} {names}. The "
-                   f"failure: {error}")
+    down = (f"its window; the volume of {op.res} (stopped before the {op.operation}, as it "
+            "stays) is NOT up anywhere", " (it starts the container too)") if op.kept_stopped \
+        else (f"the downtime window; {op.res} is NOT running anywhere", "")
+    raise Critical(f"{op.operation} of {op.res} failed inside {down[0]}. Run football "
+                   f"repair-vm {op.res} {names}{down[1]}. The failure: {error}")
 
 
 def _stop_elsewhere(op, hosts):

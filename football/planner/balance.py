@@ -125,9 +125,9 @@ def movable_resources(fleet, held):
 
 def held_resources(fleet, settings, history, now, busy=()):
     """{resource: why balancing may not move it now} of the resources with a
-    primary: moved within `cooldown` (until when), busy (`busy`: resources,
-    or {resource: why}: a job runs for it), a replica on an unreachable host."""
-    busy = busy if isinstance(busy, dict) else dict.fromkeys(busy, "a job runs for it")
+    primary: moved within `cooldown` (until when), busy (`busy`: {resource:
+    why}: a job runs for it, an operation is unfinished), a replica on an
+    unreachable host."""
     held = {}
     for record in history:
         if now - record.time < settings.cooldown and record.resource in fleet.resources:
@@ -147,7 +147,7 @@ def held_resources(fleet, settings, history, now, busy=()):
 def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
     """The balance `Plan` of `fleet`: greedy moves while they gain enough,
     at most `max_moves`. `history`: `Moved` records (the cooldown);
-    `busy`: resources a job runs for ({resource: why} or a set).
+    `busy`: {resource: why} of the resources a job runs for.
     `BalanceRefused` while a host is draining."""
     draining = sorted(name for name, host in fleet.hosts.items()
                       if host.lifecycle == "draining")

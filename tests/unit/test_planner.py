@@ -189,8 +189,8 @@ def test_a_plan_names_the_resources_it_may_not_move_and_why():
     assert dict(plan.held) == {first: f"moved within cooldown (until {until})"}
     assert plan.to_json()["held"] == {first: f"moved within cooldown (until {until})"}
     busy = sorted(fleet.resources)[0]
-    assert dict(plan_balance(fleet, DEFAULTS, now=NOW, busy={busy}).held) == \
-        {busy: "a job runs for it"}
+    held = plan_balance(fleet, DEFAULTS, now=NOW, busy={busy: "a job runs for it"}).held
+    assert dict(held) == {busy: "a job runs for it"}
 
 
 def test_a_resource_never_moves_back_within_the_cooldown():
@@ -234,7 +234,7 @@ def test_max_containers_is_never_exceeded():
 
 def test_a_busy_resource_does_not_move():
     fleet = unbalanced_fleet()
-    busy = {f"vm{n}" for n in range(1, 4)}
+    busy = {f"vm{n}": "a job runs for it" for n in range(1, 4)}
     assert {m.resource for m in plan_balance(fleet, DEFAULTS, now=NOW, busy=busy).moves} <= {
         "vm4"}
 
