@@ -266,9 +266,14 @@ def get_systemd_unit(ctx, resource):
 @click.argument("host", required=False)
 def set_systemd_want(ctx, resource, host):
     """Record the host where RESOURCE's units should run (default: this
-    host); `(none)`: none, a temporary stop of the stack (the device stays
-    up); `primary` moves a set want to the new primary."""
-    ctx.resources().set_systemd_want(resource, host)
+    host), and wait until they followed; `(none)`: none, a temporary stop
+    of the stack (the device stays up); `primary` moves a set want to the
+    new primary. Needs units (set-systemd-unit); --force: without units,
+    and no wait."""
+    force = ctx.options["force"]
+    ctx.resources().set_systemd_want(resource, host, force=force)
+    if not force:
+        ctx.roles().wait_want_followed(resource)
 
 
 @command("get-systemd-want")

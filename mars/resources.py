@@ -212,7 +212,10 @@ class Resources(HostCommands):
         stop = state.resource_value(res, SYSTEMD_STOP_UNIT_NAME)
         return f"{start} {stop}" if start else ""
 
-    def set_systemd_want(self, res, host=None):
+    def set_systemd_want(self, res, host=None, force=False):
+        """Record where `res`'s units should run. As kernel MARS: refused
+        while no units are recorded (nothing would follow it), unless
+        `force`."""
         state = self._state_in_cluster()
         state.require(res)
         host = host or self.host
@@ -222,9 +225,17 @@ class Resources(HostCommands):
                 raise MarsError(f"host {host} is not a cluster member ({', '.join(state.cluster_hosts())})")
         else:
             host = NO_PRIMARY
+        if not force and state.systemd_units(res) is None:
+            raise MarsError(f"{res} has no systemd units, so nothing would follow a want: record "
+                            f"them first (`marsadm set-systemd-unit {res} <start unit> "
+                            "[<stop unit>]`), or --force; nothing changed")
         return self._write({res_key(res, SYSTEMD_WANT_NAME): host})
 
     def get_systemd_want(self, res):
+        """The want, `(none)` for a stopped stack; as kernel MARS, empty
+        while no units are recorded (a want is then of no effect)."""
         state = self.store.state()
         state.require(res)
+        if state.systemd_units(res) is None:
+            return ""
         return state.resource_value(res, SYSTEMD_WANT_NAME) or ""

@@ -85,10 +85,11 @@ class Roles(HostCommands):
                             f"(members: {', '.join(state.members(res))}): join-resource first")
         return state
 
-    def wait_for(self, res, condition, what, interval=0.1, failed=None):
+    def wait_for(self, res, condition, what, interval=0.1, failed=None, pending=None):
         """Poll `condition(state, status)` until true; MarsTimeout naming
-        `what` and marsd's own account of what it waits for. `failed(state,
-        status)` returning a reason ends the wait at once with MarsError.
+        `what` and why it is not so (`pending(state)`, else marsd's own
+        account of what it waits for). `failed(state, status)` returning a
+        reason ends the wait at once with MarsError.
         The polls begin at 10 ms and slow down to `interval`: a handover is
         done in a few tenths of a second, and a fixed 0.1 s poll added 50 ms
         to it on average (inside the container's downtime)."""
@@ -123,9 +124,12 @@ class Roles(HostCommands):
                       f"until it is resolved (`marsadm invalidate {res}` on the replica whose "
                       f"writes are to be dropped) or --timeout", file=sys.stderr, flush=True)
             if time.monotonic() >= deadline:
-                reason = status.get("waiting") or status.get("error") or status.get("split_brain")
+                reason = status.get("waiting") or status.get("error") or \
+                    status.get("split_brain")
                 if not daemon_running(self.env):
                     reason = f"marsd is not running on {self.host}"
+                if pending:
+                    reason = "; ".join(filter(None, [pending(state), reason]))
                 raise MarsTimeout(f"timed out after {self.timeout:g}s waiting for {what} of {res}"
                                   + (f": {reason}" if reason else ""))
             time.sleep(pause)
@@ -359,6 +363,50 @@ class Roles(HostCommands):
         # no status (marsd down): the open count is unknown, a stale mount may hold the device
         self.wait_for(res, lambda st, status: bool(status) and not status.get("open_count"),
                       "the device to be closed (unmounted)")
+
+    def wait_want_followed(self, res):
+        """As kernel MARS's set-systemd-want, its second phase: wait until
+        the unit stack followed the want. `(none)`: no member has the
+        device open any more (its stop unit ran); a host: the device is
+        open there (its start unit ran). A host whose device is not up has
+        nothing to start yet (its marsd starts the units once it is), and a
+        member that does not answer is not waited for (the kernel's
+        "livelock avoidance"): each said, not waited for."""
+        state = self.store.state()
+        want = state.resource_value(res, SYSTEMD_WANT_NAME, None)
+        if want is None or state.systemd_units(res) is None:
+            return
+        said = set()
+
+        def answers(st, host):
+            if st.is_alive(host, self.window):
+                return True
+            if host not in said:
+                said.add(host)
+                print(f"marsadm: {res}: {host} does not answer (no liveness report within "
+                      f"{self.window:g}s): not waited for", file=sys.stderr, flush=True)
+            return False
+
+        def open_on(st, hosts):
+            counts = {host: st.resource_value(res, actual_name(host, "open-count"), "0")
+                      for host in hosts if st.is_actual_primary(res, host)}
+            return {host: count for host, count in counts.items()
+                    if count not in ("", "0") and answers(st, host)}
+
+        if want == NO_PRIMARY:
+            self.wait_for(res, lambda st, status: not open_on(st, st.members(res)),
+                          "its units to stop on every member",
+                          pending=lambda st: "the device is open on " + ", ".join(
+                              f"{host} (open count {count})"
+                              for host, count in open_on(st, st.members(res)).items()))
+            return
+        if not state.is_actual_primary(res, want):
+            print(f"marsadm: {res}: the device is not up on {want}: its units start there "
+                  "once it is; not waited for", file=sys.stderr, flush=True)
+            return
+        self.wait_for(res, lambda st, status: open_on(st, [want]) or not answers(st, want),
+                      f"its units to start on {want}",
+                      pending=lambda st: f"the device is not open on {want} yet")
 
     WAIT_CONDITIONS = {
         "up-to-date": lambda st, status, res: bool(status) and not status.get("work_rest") and

@@ -5,6 +5,8 @@ vm1 (h1 primary on disk1, and h2, 1 MiB), vm2 (h1 only, 512 KiB),
 vm3 (h2 primary and h3, 2 MiB; h1 is not a member)."""
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -105,12 +107,91 @@ def test_set_systemd_unit_without_stop_unit_uses_the_start_unit_for_both(scenari
 def test_get_systemd_want_prints_the_wanted_host_or_nothing(scenario):
     h1 = scenario.host
     assert h1.ok("get-systemd-want", "vm1") == ""
-    h1.ok("set-systemd-want", "vm1")
+    h1.ok("set-systemd-unit", "vm1", "start-vm1.service")
+    h1.ok("--force", "set-systemd-want", "vm1")                 # --force: not waited for
     assert h1.ok("get-systemd-want", "vm1") == "h1\n"
-    h1.ok("set-systemd-want", "vm1", "h2")
+    h1.ok("--force", "set-systemd-want", "vm1", "h2")
     assert h1.ok("get-systemd-want", "vm1") == "h2\n"
-    h1.ok("set-systemd-want", "vm1", "none")
+    h1.ok("--force", "set-systemd-want", "vm1", "none")
     assert h1.ok("get-systemd-want", "vm1") == "(none)\n"     # as kernel MARS: "stopped"
+
+
+def test_set_systemd_want_refuses_a_resource_without_units_unless_forced(scenario):
+    """As kernel MARS: a want without units has nothing to follow it; with
+    --force it is recorded, and get-systemd-want still prints nothing."""
+    h1 = scenario.host
+    before = h1.tuples()
+    refused = h1.run("set-systemd-want", "vm1", "(none)")
+    assert refused.exit_code == 1, refused.stderr
+    assert "vm1 has no systemd units" in refused.stderr
+    assert "marsadm set-systemd-unit vm1 <start unit> [<stop unit>]" in refused.stderr
+    assert "nothing changed" in refused.stderr and refused.stderr.count("\n") == 1
+    assert h1.tuples() == before
+    h1.ok("--force", "set-systemd-want", "vm1", "(none)")
+    with h1.store() as store:
+        assert store.get("resource-vm1/systemd-want").value == "(none)"
+    assert h1.ok("get-systemd-want", "vm1") == ""
+
+
+@pytest.fixture
+def units(scenario):
+    """The scenario's h1, with units recorded for vm1."""
+    scenario.host.ok("set-systemd-unit", "vm1", "start-vm1.service", "stop-vm1.target")
+    return scenario.host
+
+
+def _h2_reports(h1, is_primary, open_count, alive=True):
+    """h2's own report about vm1's device, as its marsd would send it."""
+    h1.peer_apply([("resource-vm1/data-h2", "/dev/vg/vm1", "h2"),
+                   ("resource-vm1/actual-h2/is-primary", str(is_primary), "h2"),
+                   ("resource-vm1/actual-h2/open-count", str(open_count), "h2"),
+                   ("actual-h2/alive", "1", "h2"),
+                   ("actual-h2/time", str(time.time() - (0 if alive else 3600)), "h2")])
+
+
+def test_set_systemd_want_none_waits_until_no_member_has_the_device_open(units):
+    """As kernel MARS's set-systemd-want: it returns once the stack
+    followed (here: the stop unit freed the device), not when the wish is
+    written; a timeout names where the device is still open."""
+    h1 = units
+    _h2_reports(h1, is_primary=1, open_count=1)
+    timed_out = h1.run("--timeout=0.3", "set-systemd-want", "vm1", "(none)")
+    assert timed_out.exit_code == 3, timed_out.stderr
+    assert "waiting for its units to stop on every member of vm1" in timed_out.stderr
+    assert "the device is open on h2 (open count 1)" in timed_out.stderr
+
+    closed = threading.Timer(0.3, _h2_reports, (h1, 1, 0))     # h2's stop unit ran
+    closed.start()
+    started = time.monotonic()
+    h1.ok("--timeout=30", "set-systemd-want", "vm1", "(none)")
+    closed.join()
+    assert time.monotonic() - started >= 0.3
+
+
+def test_set_systemd_want_does_not_wait_for_a_member_that_does_not_answer(units):
+    h1 = units
+    _h2_reports(h1, is_primary=1, open_count=1, alive=False)
+    result = h1.run("--timeout=30", "set-systemd-want", "vm1", "(none)")
+    assert result.exit_code == 0, result.stderr
+    assert "h2 does not answer (no liveness report within 60s): not waited for" in result.stderr
+
+
+def test_set_systemd_want_on_a_host_waits_until_its_start_unit_opened_the_device(units):
+    """The device up on h2 and not open: waited for until it is; not up
+    there: its marsd starts the units once it is, said and not waited for."""
+    h1 = units
+    _h2_reports(h1, is_primary=0, open_count=0)
+    result = h1.run("--timeout=30", "set-systemd-want", "vm1", "h2")
+    assert result.exit_code == 0, result.stderr
+    assert "the device is not up on h2: its units start there once it is" in result.stderr
+
+    _h2_reports(h1, is_primary=1, open_count=0)
+    timed_out = h1.run("--timeout=0.3", "set-systemd-want", "vm1", "h2")
+    assert timed_out.exit_code == 3, timed_out.stderr
+    assert "waiting for its units to start on h2 of vm1: the device is not open on h2 yet" \
+        in timed_out.stderr
+    _h2_reports(h1, is_primary=1, open_count=1)
+    h1.ok("--timeout=30", "set-systemd-want", "vm1", "h2")
 
 
 def test_set_systemd_unit_gives_the_want_to_the_designated_primary_and_empty_removes_all(
@@ -119,7 +200,7 @@ def test_set_systemd_unit_gives_the_want_to_the_designated_primary_and_empty_rem
     to the designated primary (which then runs the units); an empty start
     unit removes units and want (nothing runs them any more)."""
     h1 = scenario.host
-    h1.ok("set-systemd-want", "vm1", "h2")
+    h1.ok("--force", "set-systemd-want", "vm1", "h2")
     h1.ok("set-systemd-unit", "vm1", "start-vm1.service", "stop-vm1.target")
     assert h1.ok("get-systemd-want", "vm1") == "h1\n"
     h1.ok("set-systemd-unit", "vm1", "")
