@@ -22,7 +22,8 @@ from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Criti
                              FootballError, Illegal, Interrupted, Serious)
 from football.inventory import InventoryError
 from football.journal import JournalUnwritable, unfinished_operations
-from football.locks import LockSet, RUN_LOCK, one_run_at_a_time, register_intent, run_owner
+from football.locks import (LockSet, Locked, RUN_LOCK, drop_intent, one_run_at_a_time, register_intent,
+                            run_owner)
 from football.ops.stopped import StoppedContainer
 from football.transport import TransportError
 from mars.errors import MarsError
@@ -460,6 +461,8 @@ class Operation(StoppedContainer):
         self.journal = None
         self.prepared_hosts = []    # told to prepare_hosts; finish_hosts gets them
         self.slot_taken = ((), ())  # who holds the slots a wait is for (running, planned)
+        self.intents_taken = []     # (host, kind) of the intents this run registered
+        self.held_locks = False     # this run held a lock to change hosts under (holding)
         self.outermost = True       # not a stage of another operation (set by each run)
         # stable across re-runs, so that a resumed run owns its earlier locks and intents
         self.owner = run_owner(self.operation, self.res)
@@ -526,6 +529,8 @@ class Operation(StoppedContainer):
                 self._refuse_over_unfinished()
             summary = self._run(phases)
         except BaseException as error:
+            if isinstance(error, (Illegal, Interrupted, KeyboardInterrupt)):
+                self._forget_a_run_that_changed_nothing()
             self._finish_hosts()
             self._tell("football_failed", error=error, exit_code=exit_code_of(error))
             raise
@@ -777,15 +782,47 @@ class Operation(StoppedContainer):
             raise Illegal(f"{target.name}: {self.res} cannot start there: {'; '.join(reasons)}; "
                           f"nothing was stopped, it still runs on {source.name}")
 
-    def holding(self, hosts):
+    @contextlib.contextmanager
+    def holding(self, hosts, changes=True):
         """The run's `football` lock on `hosts` (all or nothing, released on
         every exit): what the runner takes around a phase (`locks`), and
         what a phase that waits first (for a slot, for the gates) takes
-        around each step once the wait is over."""
-        return LockSet(self.owner, self.config, self.ctx.reporter.detail,
-                       on_wait=self._condition(
-                           "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}")
-                       ).holding(hosts, RUN_LOCK)
+        around each step once the wait is over. Every change of a host is
+        made under it; `changes` False: only an intent is registered."""
+        with LockSet(self.owner, self.config, self.ctx.reporter.detail,
+                     on_wait=self._condition(
+                         "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}")
+                     ).holding(hosts, RUN_LOCK):
+            self.held_locks = self.held_locks or (changes and bool(hosts))
+            yield
+
+    def run_within(self, operation, phases):
+        """Run `operation` (a stage, a handover before or after) as a part of
+        this run: the locks it held count as this run's."""
+        try:
+            return operation.run(phases)
+        finally:
+            self.held_locks = self.held_locks or operation.held_locks
+
+    def _forget_a_run_that_changed_nothing(self):
+        """A new run refused or interrupted before it held a lock to change
+        anything under (a lock held elsewhere, no slot in time, Ctrl-C in a
+        wait) leaves nothing behind: not its journal, which would refuse
+        the next command for another target as an unfinished run's, nor the
+        intents it registered, which would keep their slots taken for
+        lease_time. A resumed run's (an earlier run may have changed
+        things) and a run's that held one stay: the same command goes on."""
+        journal = self.journal
+        if journal is None or journal.resumed or journal.dry or self.held_locks or \
+                not self._changed_nothing() or not journal.path.exists():
+            return
+        for host, kind in self.intents_taken:
+            try:
+                drop_intent(host, self.res, self.owner, kind=kind)
+            except Exception as error:      # noqa: BLE001 (the refusal is what the run says)
+                self.ctx.reporter.warning(f"{host.name}: could not drop the {kind} intent of "
+                                          f"{self.res} ({error}); it goes after lease_time")
+        journal.path.unlink(missing_ok=True)
 
     def _take_slot(self, host, kind, free, limit):
         """Wait for a `kind` slot on `host` (`free()`: one is free now, under
@@ -794,8 +831,9 @@ class Operation(StoppedContainer):
         must not both take it."""
         while True:
             self._wait_for_slot(host, kind, free, limit)
-            with self.holding([host]):
+            with self.holding([host], changes=False):
                 if free():
+                    self.intents_taken.append((host, kind))
                     register_intent(host, self.res, self.owner, self.config, kind=kind)
                     return
 
@@ -851,6 +889,13 @@ class Operation(StoppedContainer):
             try:
                 with self.holding(self.locks(phase)):
                     getattr(self, phase.replace("-", "_"))()
+            except Locked as locked:
+                if not self.held_locks:
+                    raise
+                # after this run changed hosts: not a refusal, whose 191 says "nothing changed"
+                failed = FootballError(str(locked))
+                self._say_where_it_stopped(failed, phase)
+                raise failed from None
             except Exception as error:
                 self._say_where_it_stopped(error, phase)
                 raise

@@ -140,7 +140,7 @@ class MigrateShrink(Operation):
             return
         self.journal.decide(**{f"{name}_started": time.time()})
         phases = tuple(phases or operation.whole)
-        summary = operation.run(phases)
+        summary = self.run_within(operation, phases)
         if phases != tuple(operation.whole) and operation.journal is not None:
             operation.journal.finish()      # a part that completes this stage
         self.summary["stages"][name] = summary

@@ -195,7 +195,8 @@ class Migrate(Operation):
             if not arrived and (self.source.name != self.pre_hand or Journal(
                     self.config.state_dir, Handover.operation, self.res).resumed):
                 self.say(f"* pre-hand: {self.res} to {self.pre_hand}")
-                before = Handover(self.ctx, self.res, self.pre_hand).run(Handover.whole)
+                before = self.run_within(Handover(self.ctx, self.res, self.pre_hand),
+                                         Handover.whole)
                 self.summary["pre_hand_downtime_seconds"] = before["downtime_seconds"]
             self.source_hint = None              # it moved: discover it again
         self.discover()
@@ -241,7 +242,8 @@ class Migrate(Operation):
     def _post_hand(self):
         if self.post_hand and self.post_hand != self.targets[0].name:
             self.say(f"* post-hand: {self.res} to {self.post_hand}")
-            after = Handover(self.ctx, self.res, self.post_hand).run(Handover.whole)
+            after = self.run_within(Handover(self.ctx, self.res, self.post_hand),
+                                    Handover.whole)
             self.summary["post_hand_downtime_seconds"] = after["downtime_seconds"]
         return self.summary
 

@@ -12,6 +12,8 @@ the MARS clusters are still the inventory's.
 `football()` runs with `--json`: what the command prints as it goes is in
 the JSON `message` events on stdout; a refusal is in stderr."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.helpers.fakefleet import (assert_clusters_as_inventory, assert_placed, fake_fleet,
@@ -139,3 +141,76 @@ def test_while_another_operation_on_the_resource_runs_a_migrate_waits_then_refus
     assert (wait["state"], wait["what"], wait["reasons"]) == (
         "condition", "turn", [f"shrink of vm1 (pid {holder.pid}) goes on: waiting for it to end"])
     assert_nothing_changed(fleet)
+
+
+INTENTS = "/var/lib/football/intents"
+
+
+def test_a_migrate_refused_at_a_lock_before_it_changed_anything_leaves_nothing_behind(fleet):
+    """An operator's `football lock football a1` refused the migrate at
+    its first lock (exit 191, "nothing changed"): it left its journal,
+    which refused the next migrate to other hosts as an unfinished run's,
+    and its sync intent on b1, which kept a slot taken for lease_time."""
+    assert football(fleet, "lock", "football", "a1")[0] == 0
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1",
+                               "cluster2")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "lock football is held by operator@" in stderr
+    assert not list(Path(fleet.state_dir, "journal").glob("migrate-vm1.json*"))
+    assert not fleet.locks("b1", INTENTS) and not fleet.locks("b2", INTENTS)
+    assert football(fleet, "unlock", "football", "a1")[0] == 0
+    assert [argv for _, argv in fleet.changes() if argv[0] != "football-host"] == []
+    assert_placed(fleet, "a1", ["a2"])
+
+    code, _, stderr = football(fleet, "migrate", "vm1", "b2", "b1")     # not b1, b2 as placed
+    assert code == 0, stderr
+    assert_placed(fleet, "b2", ["b1"])
+
+
+def test_a_lock_refused_after_the_migrate_changed_hosts_is_a_failure_that_says_what_stays(
+        fleet, monkeypatch):
+    """b1 joined, then b2's lock was held by another run: not 191 (which
+    says nothing changed) but a failure naming where the run stopped; its
+    journal stays, and the same command goes on from there."""
+    run = fleet.run
+    joined = []
+
+    def another_run_locks_b2_once_b1_joined(name, argv, input=None):
+        joined.extend(["b1"] if name == "b1" and "join-resource" in argv else [])
+        if joined == ["b1"] and name == "b2" and "view-sync-rest" in argv:    # b2's slot
+            joined.append("b2 locked")
+            b2 = fleet.hosts["b2"]
+            assert run("b2", ["football-host", "lock", b2.path("/var/lock/football"), "take",
+                              "football", "--owner", "other-run", "--stale-after", "3600"]).ok
+        return run(name, argv, input)
+
+    monkeypatch.setattr(fleet, "run", another_run_locks_b2_once_b1_joined)
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1",
+                               "b1", "b2")
+    assert code == 198, stderr
+    assert "lock football is held by other-run" in stderr
+    assert "the migrate of vm1 stopped in its prepare phase" in stderr
+    assert "the same command goes on from there" in stderr
+    assert "b1" in fleet.members("vm1")
+    monkeypatch.setattr(fleet, "run", run)
+    assert football(fleet, "unlock", "football", "b2")[0] == 0
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
+
+
+@pytest.mark.parametrize("args", [("shrink", "vm2"), ("migrate+shrink", "vm2", "b1"),
+                                  ("migrate+shrink+back", "vm2", "b1")],
+                         ids=["shrink", "migrate+shrink", "migrate+shrink+back"])
+def test_an_operation_refused_at_its_first_lock_leaves_no_journal_of_its_own_or_its_stages(
+        fleet, args):
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)      # room to shrink
+    assert football(fleet, "lock", "football", "a1")[0] == 0
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", *args)
+    assert code == EXIT_ILLEGAL, stderr
+    assert "lock football is held by operator@" in stderr
+    assert not list(Path(fleet.state_dir, "journal").glob("*.json"))
+    assert not any(fleet.locks(name, INTENTS) for name in fleet.hosts)
+    assert football(fleet, "unlock", "football", "a1")[0] == 0
+    assert not [argv for _, argv in fleet.changes() if argv[0] != "football-host"]
+    assert_placed(fleet, "a1", ["a2"], res="vm2")
