@@ -302,9 +302,10 @@ def primary(ctx, resource):
 @command("secondary")
 @click.argument("resource")
 def secondary(ctx, resource):
-    """Designate no primary for RESOURCE; the device goes down once unused."""
+    """Designate no primary for RESOURCE; its device goes down (refused while
+    it is open and no systemd units stop its users, unless --force)."""
     for res in _each(ctx, resource):
-        ctx.roles().secondary(res)
+        ctx.roles().secondary(res, force=ctx.options["force"])
 
 
 def _register_switch(name, switches, value, help_text, wait_down=False):
@@ -312,14 +313,18 @@ def _register_switch(name, switches, value, help_text, wait_down=False):
     @click.argument("resource")
     def switch(ctx, resource):
         for res in _each(ctx, resource):
-            ctx.roles().set_switches(res, switches, value, wait_device_down=wait_down)
+            ctx.roles().set_switches(res, switches, value, wait_device_down=wait_down,
+                                     command=name, force=ctx.options["force"])
     return switch
 
 
+_OPEN = " Refused while the device is open here and no systemd units stop its users (--force)."
 _register_switch("up", TODO_SWITCHES, 1, "Attach, connect, sync and replay RESOURCE.")
-_register_switch("down", TODO_SWITCHES, 0, "Stop all of RESOURCE's data plane here (device too).", True)
+_register_switch("down", TODO_SWITCHES, 0,
+                 "Stop all of RESOURCE's data plane here (device too)." + _OPEN, True)
 _register_switch("attach", ("attach",), 1, "Use the local disk of RESOURCE again.")
-_register_switch("detach", ("attach",), 0, "Release the local disk of RESOURCE (device too).", True)
+_register_switch("detach", ("attach",), 0,
+                 "Release the local disk of RESOURCE (device too)." + _OPEN, True)
 
 
 def _register_pause(verb, what, scope):

@@ -55,10 +55,11 @@ def _want_moved(res, want, to):
     return {} if want is None else {res_key(res, SYSTEMD_WANT_NAME): to}
 
 
-def device_open(host, res, count):
-    """Why a planned handover away from `host` cannot go, and what to do."""
+def device_open(host, res, count, command="primary"):
+    """Why a planned handover away from `host` (or `command`: secondary,
+    down, detach) cannot go, and what to do."""
     return (f"{host} has the device of {res} open (open count {count}): stop the container "
-            f"there and unmount it, then run `marsadm primary {res}` again")
+            f"there and unmount it, then run `marsadm {command} {res}` again")
 
 POLL_FIRST = 0.01                # seconds before a wait's first poll again (see wait_for)
 SAY_WAITING_AFTER = 1.0          # seconds into a wait before marsd's reason is said (once)
@@ -258,16 +259,36 @@ class Roles(HostCommands):
         return (f"still pending: {self.host} becomes the primary of {res} when that is done; "
                 f"to undo, run `marsadm primary {res}` on {previous or 'the host that should be'}")
 
-    def secondary(self, res):
+    def _refuse_while_open(self, state, res, host, command, force):
+        """As kernel MARS: `command` (secondary, down, detach), which takes
+        the device on `host` down, is refused while it is open there and
+        no systemd units are recorded to stop its users first; --force
+        records the wish anyway (the device goes down once it is closed)."""
+        if force or state.systemd_units(res) is not None or host is None:
+            return
+        count, silent = self._open_count(state, res, host)
+        if count:
+            raise MarsError(f"{device_open(host, res, count, command)} (or --force: the wish is "
+                            "recorded now and the device goes down once it is closed)"
+                            + (f"; {host} does not answer ({silent}), its last report counts"
+                               if silent else "") + "; nothing changed")
+
+    def secondary(self, res, force=False):
         state = self._member_state(res)
+        self._refuse_while_open(state, res, state.designated_primary(res), "secondary", force)
         self._write({primary_key(res): NO_PRIMARY,
                      **_want_moved(res, state.resource_value(res, SYSTEMD_WANT_NAME, None),
                                    NO_PRIMARY)})
         self.wait_for(res, lambda st, status: not status.get("is_primary"),
                       "the device to go down (stop the container, unmount)")
 
-    def set_switches(self, res, switches, value, wait_device_down=False):
-        self._member_state(res)
+    def set_switches(self, res, switches, value, wait_device_down=False, command=None,
+                     force=False):
+        """`command` (down, detach) with `wait_device_down`: refused while
+        the device is open here, unless `force` (_refuse_while_open)."""
+        state = self._member_state(res)
+        if wait_device_down:
+            self._refuse_while_open(state, res, self.host, command, force)
         self._write({todo_key(res, self.host, name): value for name in switches})
         if wait_device_down:
             try:

@@ -118,10 +118,29 @@ def device_open(net):
         net.umount(a)
 
 
-def test_down_on_the_primary_with_its_device_open_says_why_it_waits_and_what_it_leaves(
+def test_down_on_the_primary_with_its_device_open_is_refused_and_with_force_waits_saying_why(
         datanet):
-    with device_open(datanet) as (a, _):
-        down = a.marsadm("down", RES, "--timeout=3", check=False)
+    """As kernel MARS's marsadm: down, detach and secondary refuse while
+    the device is open and no systemd units stop its users (nothing
+    changed); --force records the wish, which waits for the device."""
+    with device_open(datanet) as (a, b):
+        before = tree_without_reports(a)
+        for command in ("down", "detach", "secondary"):
+            refused = a.marsadm(command, RES, "--timeout=60", check=False)
+            assert refused.returncode == 1, (command, refused.stdout, refused.stderr)
+            assert f"a has the device of {RES} open (open count 1): stop the container there " \
+                f"and unmount it, then run `marsadm {command} {RES}` again" in refused.stderr
+            assert "nothing changed" in refused.stderr
+        assert tree_without_reports(a) == before
+        assert "UpToDate Replicating DCASFR Primary" in view(a)
+        # on another member, secondary refuses for the primary's open device as well
+        open_count = f"resource-{RES}/actual-a/open-count"
+        wait_until(lambda: b.live_values(open_count).get(open_count) == "1",
+                   what="b to learn that a's device is open", show=lambda: b.live_values(open_count))
+        refused = b.marsadm("secondary", RES, "--timeout=60", check=False)
+        assert refused.returncode == 1 and "a has the device of vm1 open" in refused.stderr
+
+        down = a.marsadm("--force", "down", RES, "--timeout=3", check=False)
         assert down.returncode == 3, (down.stdout, down.stderr)
         waiting = [line for line in down.stderr.splitlines() if "waiting for the device to go "
                    "down" in line and "still in use (open count 1)" in line]
