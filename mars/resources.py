@@ -12,7 +12,7 @@ from mars.errors import MarsError
 from mars.keys import (NO_PRIMARY, SYSTEMD_START_UNIT_NAME, SYSTEMD_STOP_UNIT_NAME,
                        SYSTEMD_WANT_NAME, TODO_SWITCHES, data_key, device_name, owner_of,
                        primary_key, res_key, resource_dir_name, size_key, syncstatus_name,
-                       todo_key)
+                       todo_key, todo_name)
 from mars.names import check_host, check_resource, natural_order, parse_size
 
 UNIT_RE = re.compile(r"[A-Za-z0-9@._:\\-]{1,255}")
@@ -146,8 +146,10 @@ class Resources(HostCommands):
         return [key for key in self.store.live_values(prefix) if owner_of(key) == self.host]
 
     def leave(self, names, force=False):
-        """Stop being a member of each of `names`, all or none. The designated
-        primary may not leave."""
+        """Stop being a member of each of `names`, all or none. As kernel
+        MARS's (`leave_res_phase0`), without `force` the designated primary
+        may not leave, and a replica leaves only once it is down (every
+        switch off: `marsadm down <res>` first)."""
         state = self._state_in_cluster()
         changes = {}
         for res in names:
@@ -159,6 +161,12 @@ class Resources(HostCommands):
                 raise MarsError(
                     f"{self.host} is the designated primary of {res}: hand over first "
                     f"(marsadm primary {res} on another member), or delete-resource")
+            on = [switch for switch in TODO_SWITCHES
+                  if state.resource_value(res, todo_name(self.host, switch), "1") != "0"]
+            if on and not force:
+                raise MarsError(f"{res} is not down on {self.host} ({', '.join(on)} on): "
+                                f"`marsadm down {res}` first, then leave-resource (or --force); "
+                                "nothing changed")
             changes.update({key: None for key in self._own_keys(res)})
         return self._write(changes)
 

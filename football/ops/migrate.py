@@ -281,7 +281,8 @@ class Migrate(Operation):
         old = self._old_hosts() if "cleanup" in phases else []
         if self.config.cleanup_old_replicas:
             for host in old:
-                planned(host).run(self._leave_argv())
+                for argv in self._leave_argvs():
+                    planned(host).run(argv)
                 self.hooks.lv_remove(host=planned(host), lv=self.res)
         if old and self.config.split_clusters_after_migrate:
             names = [*(target.name for target in self.targets), *(host.name for host in old)]
@@ -295,8 +296,11 @@ class Migrate(Operation):
         return ["marsadm", "join-resource", self.res,
                 self.hooks.lv_path(host=target, lv=self.res)]
 
-    def _leave_argv(self):
-        return ["marsadm", "leave-resource", self.res]
+    def _leave_argvs(self):
+        """An old replica leaves as kernel MARS wants it: down first (its
+        leave-resource refuses a replica whose switches are on)."""
+        return [["marsadm", f"--timeout={self.config.handover_timeout:g}", "down", self.res],
+                ["marsadm", "leave-resource", self.res]]
 
     @property
     def syncing(self):
@@ -527,7 +531,8 @@ class Migrate(Operation):
                 raise Illegal(f"{host.name}: {self.res} still runs there; stop it first")
             if self.res in facts.my_resources(host):
                 self._tell("tell_action", action="leave", hosts=[host])
-                host.run(self._leave_argv(), timeout=self.config.command_timeout)
+                for argv in self._leave_argvs():
+                    host.run(argv, timeout=self.config.command_timeout)
             self.ctx.inject("cleanup:left")
             if self.res in self.hooks.lv_list(host=host):
                 wait_until(lambda: self._remove_lv(host), 60, 0.5,

@@ -474,7 +474,7 @@ class Shrink(Operation):
         primary's device goes down, then the resource goes."""
         timeout = self.config.handover_timeout
         for host, argv in self._delete_argvs():
-            if argv[1] == "leave-resource" and self.res not in facts.my_resources(host):
+            if argv[-2] in ("down", "leave-resource") and self.res not in facts.my_resources(host):
                 continue
             self.say(f"  {host.name}: {' '.join(argv)}")
             host.run(argv, timeout=timeout + 30 if "wait-resource" in argv
@@ -483,7 +483,10 @@ class Shrink(Operation):
 
     def _delete_argvs(self):
         timeout = self.config.handover_timeout
-        return [*((host, ["marsadm", "leave-resource", self.res]) for host in self.secondaries),
+        # down first: kernel MARS's leave-resource refuses a replica that is not
+        leaving = (["marsadm", f"--timeout={timeout:g}", "down", self.res],
+                   ["marsadm", "leave-resource", self.res])
+        return [*((host, argv) for host in self.secondaries for argv in leaving),
                 (self.primary, ["marsadm", "secondary", self.res]),
                 (self.primary, ["marsadm", f"--timeout={timeout:g}", "wait-resource", self.res,
                                 "not-device"]),

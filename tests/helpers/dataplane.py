@@ -292,8 +292,10 @@ def drop_page_cache(path):
 
 
 def leave(host, res="vm1"):
-    """`leave-resource` on `host`, waiting until its store has no replica of
-    it and its marsd removed the replica's logs (a join refuses them)."""
+    """`down`, then `leave-resource` on `host` (as kernel MARS wants it),
+    waiting until its store has no replica of it and its marsd removed the
+    replica's logs (a join refuses them)."""
+    host.marsadm("down", res)
     host.marsadm("leave-resource", res)
     key = res_key(res, data_name(host.name))
     logs = host.root / "mars" / resource_dir_name(res)

@@ -45,8 +45,8 @@ from tests.helpers.fakehost import UnexpectedCommand
 EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
 # what changes a host: marsadm's actions, football-host's (lifecycle set/origin too),
 # mount, umount, mkdir
-CHANGING = {"join-resource", "leave-resource", "primary", "secondary", "merge-cluster",
-            "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
+CHANGING = {"join-resource", "leave-resource", "down", "up", "primary", "secondary",
+            "merge-cluster", "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
             "take", "release", "mount", "umount", "mkdir", "xfs_growfs", "mkfs.xfs", "rsync",
             "create-resource", "delete-resource", "set", "origin"}
 
@@ -57,6 +57,7 @@ class Replica:
     sync_rest: int              # bytes the full sync still has to copy
     received: int = 0           # bytes its last sync copied (view-sync-received)
     applied: int = 0            # how many of the resource's records this disk holds
+    up: bool = True             # its switches (marsadm down: off; leave-resource needs that)
 
 
 @dataclass
@@ -383,6 +384,8 @@ class FakeFleet:
             raise Refused(f"{name} is no member of {res}")
         if resource.primary == name:
             raise Refused(f"{name} is the primary of {res}; hand it over first")
+        if resource.replicas[name].up:          # as kernel MARS's leave_res_phase0
+            raise Refused(f"{res} is not down on {name}: `marsadm down {res}` first")
         self._keep_disk(name, res, resource)
         del resource.replicas[name]
         return ""
@@ -430,6 +433,23 @@ class FakeFleet:
         replica = resource.replicas[name]
         self.volumes[(name, Path(replica.disk).name)] = Volume(
             resource.records[:replica.applied], resource.used)
+
+    def _mars_down(self, name, res):
+        self._switch(name, res, up=False)
+        return ""
+
+    def _mars_up(self, name, res):
+        self._switch(name, res, up=True)
+        return ""
+
+    def _switch(self, name, res, up):
+        resource = self._visible(name, res)
+        if name not in resource.replicas:
+            raise Refused(f"{name} is no member of {res}")
+        if not up and resource.primary == name and \
+                self.hosts[name].device(res) in self.mounts[name].values():
+            raise Refused(f"{device_open(name, res, 1, 'down')}; nothing changed")
+        resource.replicas[name].up = up
 
     def _mars_secondary(self, name, res):
         resource = self._visible(name, res)

@@ -201,6 +201,7 @@ def test_leave_cluster_is_refused_while_holding_a_replica_and_afterwards_forgets
 
     wait_until(lambda: (charlie.root / "mars" / "resource-vm1").is_dir(),
                what="charlie's marsd keeping a resource dir of vm1")
+    charlie.marsadm("down", "vm1")
     charlie.marsadm("leave-resource", "vm1")
     wait_until(lambda: all("resource-vm1/data-charlie" not in host.live_values("resource-vm1/")
                            for host in (alpha, bravo)),
@@ -259,6 +260,7 @@ def test_leave_cluster_right_after_leave_resource_retracts_the_replica_everywher
     alpha, bravo, charlie = replica_of_vm1_on_charlie(marsnet)
     charlie.stop()
 
+    charlie.marsadm("down", "vm1")
     charlie.marsadm("leave-resource", "vm1")
     charlie.marsadm("leave-cluster")
 

@@ -69,6 +69,7 @@ def test_the_mirror_follows_the_store_through_create_join_leave_and_delete(marsn
     data = alpha.root / "mars" / "resource-vm1" / "data-bravo"
     assert os.readlink(data) == str(bravo.root / "disks" / "disk")
 
+    bravo.marsadm("down", "vm1")
     bravo.marsadm("leave-resource", "vm1")
     wait_for_key([alpha], "resource-vm1/data-bravo", None)
     wait_mirrored(bravo, ())

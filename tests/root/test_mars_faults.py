@@ -282,6 +282,7 @@ def test_a_filesystem_kept_by_another_mount_namespace_holds_the_handover_until_i
     # a, secondary now, keeps one ready too, until it has no resource left
     wait_until(lambda: len(device_processes(a)) == 1, what="a to keep a device process ready",
                show=lambda: device_processes(a))
+    a.marsadm("down", RES)
     a.marsadm("leave-resource", RES)
     wait_until(lambda: not device_processes(a), what="a, without resources, to keep none",
                show=lambda: device_processes(a))

@@ -149,12 +149,25 @@ def test_join_and_create_wait_while_marsd_has_not_removed_the_logs_of_an_earlier
 def test_leave_resource_tombstones_only_this_hosts_keys(scenario, tmp_path):
     h1 = scenario.host
     h1.ok("join-resource", "vm3", make_disk(tmp_path / "big", 2 * MIB))
+    h1.ok("down", "vm3")
     h1.ok("leave-resource", "vm3")
     assert h1.ok("view-resource-members", "vm3") == "h2\nh3\n"
     with h1.store() as store:
         assert store.get("resource-vm3/data-h1").deleted
         assert store.get("resource-vm3/todo-h1/attach").deleted
         assert store.value("resource-vm3/size") == str(2 * MIB)
+
+
+def test_leave_resource_refuses_a_replica_that_is_not_down_unless_forced(scenario, tmp_path):
+    """As kernel MARS's leave_res_phase0: every switch of this host off
+    first (`marsadm down`; a pause-sync alone is not enough), or --force."""
+    h1 = scenario.host
+    h1.ok("join-resource", "vm3", make_disk(tmp_path / "big", 2 * MIB))
+    h1.ok("pause-sync", "vm3")
+    assert_refused(h1, ["leave-resource", "vm3"], "vm3 is not down on h1 (attach, connect, "
+                   "allow-replay on): `marsadm down vm3` first, then leave-resource (or --force)")
+    h1.ok("--force", "leave-resource", "vm3")
+    assert h1.ok("view-resource-members", "vm3") == "h2\nh3\n"
 
 
 def test_leave_resource_by_the_primary_with_force_is_allowed(scenario):
