@@ -331,7 +331,8 @@ class Lab:
         if res not in facts.my_resources(primary):
             self.echo(f"{primary.name}: create-resource {res} on {lv}")
             primary.run(["marsadm", "create-resource", res, lv])
-        primary.run(["marsadm", "--timeout=120", "wait-resource", res, "device"], timeout=150)
+        primary.run(["marsadm", "--timeout=120", "wait-resource", res, "is-device-on"],
+                    timeout=150)
         device = primary.device(res)
         if not facts.filesystem_type(primary, device):
             self.echo(f"{primary.name}: mkfs.xfs {device}")

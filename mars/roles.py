@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from mars.dataviews import Runtime, is_consistent, sync_done
+from mars.dataviews import WAIT_VIEWS, Runtime, is_consistent, sync_done
 from mars.errors import MarsError, MarsTimeout
 from mars.keys import (GROWN_FROM_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME, actual_name,
                        global_pause_name, primary_key, res_key, resource_dir_name,
@@ -63,6 +63,32 @@ def device_open(host, res, count, command="primary"):
 
 POLL_FIRST = 0.01                # seconds before a wait's first poll again (see wait_for)
 SAY_WAITING_AFTER = 1.0          # seconds into a wait before marsd's reason is said (once)
+
+
+# the kernel's names for a switch in `wait-resource` (its `wait_cond` tables)
+KERNEL_SWITCH_NAMES = {"attached": "attach", "replaying": "replay", "fetching": "fetch",
+                       "copy": "fetch", "copying": "fetch", "syncing": "sync", "connect": "fetch"}
+
+
+def kernel_condition(condition):
+    """`reached(state, res, status)` of a `wait-resource` condition in the
+    kernel's grammar (`wait_cond`): [is-|has-|todo-]<switch>[-on|-1|-off|-0],
+    the actual state with is-/has- (there also `device`), else the admin's
+    switch; None when `condition` is not one."""
+    text = condition
+    actual = text.startswith(("is-", "has-"))
+    text = text.split("-", 1)[1] if actual else text.removeprefix("todo-")
+    on = not text.endswith(("-off", "-0"))
+    text = text.rsplit("-", 1)[0] if text.endswith(("-on", "-1", "-off", "-0")) else text
+    text = KERNEL_SWITCH_NAMES.get(text, text)
+    if actual and text == "device":
+        return lambda state, res, status: device_up(status) == on
+    view = WAIT_VIEWS.get(f"wait-{'is' if actual else 'todo'}-{text}-{'on' if on else 'off'}")
+    return view[0] if view else None
+
+
+def device_up(status):
+    return bool(status.get("is_primary") and status.get("loop"))
 
 
 class Roles(HostCommands):
@@ -434,18 +460,27 @@ class Roles(HostCommands):
         is_consistent(st, res) and not status.get("syncing"),
         "attach": lambda st, status, res: bool(status.get("attached")),
         "primary": lambda st, status, res: bool(status.get("is_primary")),
-        "device": lambda st, status, res: bool(status.get("is_primary") and status.get("loop")),
+        "device": lambda st, status, res: device_up(status),
         "consistent": lambda st, status, res: is_consistent(st, res),
     }
 
     def wait_resource(self, res, condition="up-to-date"):
+        """Wait until `condition` holds: ours ([not-]up-to-date, attach,
+        primary, device, consistent) or the kernel's grammar (`wait_cond`):
+        [is-|has-|todo-]<switch>[-on|-off], e.g. is-device-on, attach-off."""
         negate = condition.startswith("not-")
         name = condition[4:] if negate else condition
-        if name not in self.WAIT_CONDITIONS:
-            raise MarsError(f"unknown condition {condition!r}: one of "
-                            + ", ".join(f"[not-]{c}" for c in self.WAIT_CONDITIONS))
+        check = self.WAIT_CONDITIONS.get(name)
+        if check is None:
+            reached = kernel_condition(condition)
+            if reached is None:
+                raise MarsError(
+                    f"unknown condition {condition!r}: one of "
+                    + ", ".join(f"[not-]{c}" for c in self.WAIT_CONDITIONS)
+                    + ", or the kernel's [is-|todo-]{attach,sync,fetch,replay,primary,"
+                    "secondary}[-on|-off] and is-device[-on|-off]")
+            check, negate = (lambda st, status, res: reached(st, res, status)), False
         self._member_state(res)
-        check = self.WAIT_CONDITIONS[name]
         started = time.time()
         # up-to-date counts only against a listing of the source's logs made
         # after this command started, so that writes just made are included.

@@ -74,7 +74,7 @@ def resource_start_stack(host, res, hooks):
         umount(host, res)
     timeout = hooks.handover_timeout()
     host.run(["marsadm", f"--timeout={timeout:g}", "primary", res], timeout=timeout + 30)
-    host.run(["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "device"],
+    host.run(["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "is-device-on"],
              timeout=timeout + 30)
     mount(host, res)
     return True

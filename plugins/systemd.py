@@ -162,7 +162,7 @@ def resource_start(host, res, hooks):
     _run(host, ["marsadm", f"--timeout={timeout:g}", "primary", res],
          f"making {host.name} the primary of {res}",
          f"see `marsadm view {res}` on {host.name}", timeout=timeout + 30)
-    _run(host, ["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "device"],
+    _run(host, ["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "is-device-on"],
          f"waiting for the device of {res}",
          f"see `marsadm view {res}` on {host.name}", timeout=timeout + 30)
     _start_unit(host, units.start)

@@ -489,7 +489,7 @@ class Shrink(Operation):
         return [*((host, argv) for host in self.secondaries for argv in leaving),
                 (self.primary, ["marsadm", "secondary", self.res]),
                 (self.primary, ["marsadm", f"--timeout={timeout:g}", "wait-resource", self.res,
-                                "not-device"]),
+                                "is-device-off"]),
                 (self.primary, ["marsadm", "delete-resource", "--force", self.res])]
 
     def _rename(self):

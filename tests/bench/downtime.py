@@ -9,7 +9,7 @@ Prints per migration and as median/max:
   total time minus sync time minus downtime;
 - the window's steps, from the commands run inside it (the summary's
   `downtime_commands`): stop (container stop, unmount), handover (`marsadm
-  primary`), device up (`wait-resource ... device`), mount, container
+  primary`), device up (`wait-resource ... is-device-on`), mount, container
   start, checks (the rest), and the time between commands (Football's own).
 Aim (issue 14): median downtime <= 1.0 s, max <= 1.5 s.
 

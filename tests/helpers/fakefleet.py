@@ -485,9 +485,10 @@ class FakeFleet:
 
     def _mars_wait_resource(self, name, res, condition):
         resource = self._visible(name, res)
-        if condition == "device" and resource.primary == name:
-            return ""
-        if condition == "not-device" and resource.primary != name:
+        # the kernel's grammar only (its `wait_cond`), which ours understands too
+        if condition not in ("is-device-on", "is-device-off"):
+            raise Refused(f"button '{condition}' does not exist")
+        if (resource.primary == name) == (condition == "is-device-on"):
             return ""
         raise Refused(f"timed out waiting for {res} {condition} on {name}", EXIT_TIMEOUT)
 

@@ -89,7 +89,7 @@ def test_a_shrinks_dry_run_lists_the_commands_the_real_shrink_issues(fleet):
     (["marsadm", "--timeout=5", "view", "all"], True),
     (["marsadm", "lowlevel-ls-host-ips"], True),
     (["marsadm", "primary", "vm1"], False),
-    (["marsadm", "--timeout=5", "wait-resource", "vm1", "device"], False),
+    (["marsadm", "--timeout=5", "wait-resource", "vm1", "is-device-on"], False),
     (["football-host", "vg", "/dev/vg0", "info"], True),
     (["football-host", "vg", "/dev/vg0", "create", "vm1", "1"], False),
     (["football-host", "ct", "/var/lib/lxc", "state", "vm1"], True),

@@ -300,6 +300,36 @@ def test_wait_resource_not_condition_holds_at_once_without_marsd(scenario):
     assert scenario.host.ok("wait-resource", "vm1", "not-primary", "--timeout=0.3") == ""
 
 
+@pytest.mark.parametrize("condition, status, holds", [
+    ("is-device-on", {"is_primary": True, "loop": "/dev/loop7"}, True),
+    ("is-device", {"is_primary": True, "loop": "/dev/loop7"}, True),
+    ("is-device-on", {"is_primary": True}, False),          # primary, no loop device yet
+    ("is-device-off", {"is_primary": False}, True),
+    ("has-device-0", {"is_primary": True, "loop": "/dev/loop7"}, False),
+    ("is-attached-on", {"attached": True}, True),
+    ("is-attach-1", {"attached": False}, False),
+    ("todo-attach-on", {}, True),                           # create-resource switched it on
+    ("attach-off", {}, False),
+    ("is-primary-off", {"is_primary": False}, True),
+])
+def test_wait_resource_understands_the_kernels_conditions(scenario, fake_marsd, condition,
+                                                          status, holds):
+    """What Football and kernel-MARS scripts wait for, in the kernel's
+    grammar (`wait_cond`: [is-|has-|todo-]<switch>[-on|-off|-1|-0]), which
+    works against both: is-device-on after `primary`, is-device-off after
+    `secondary`."""
+    fake_marsd("vm1", **status)
+    result = scenario.host.run("wait-resource", "vm1", condition, "--timeout=0.3")
+    assert result.exit_code == (0 if holds else 3), (condition, result.stderr)
+
+
+def test_wait_resource_refuses_a_kernel_condition_that_names_no_switch(scenario):
+    assert_refused(scenario.host, ["wait-resource", "vm1", "is-sunny-on"],
+                   "unknown condition 'is-sunny-on'", "is-device[-on|-off]")
+    assert_refused(scenario.host, ["wait-resource", "vm1", "device-on"],   # the kernel's too
+                   "unknown condition 'device-on'")
+
+
 def test_wait_umount_times_out_naming_marsd_not_running(scenario):
     """Regression: without marsd there is no open count to read, and
     wait-umount said "closed" although a stale mount may still hold the

@@ -253,7 +253,7 @@ def test_install_units_stops_at_a_unit_it_cannot_write_and_names_host_and_file(h
 
 def expect_start(runner, res, unit, state="active\n", exit=0):
     runner.expect([*PRIMARY, res])
-    runner.expect(["marsadm", "--timeout=120", "wait-resource", res, "device"])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", res, "is-device-on"])
     runner.expect(["systemctl", "start", unit])
     runner.expect(["systemctl", "is-active", unit], stdout=state, exit=exit)
 
@@ -262,7 +262,7 @@ def test_resource_start_waits_for_the_handover_as_long_as_handover_timeout(host,
     from football.config import Config
 
     runner.expect(["marsadm", "--timeout=45", "primary", "db-01"])
-    runner.expect(["marsadm", "--timeout=45", "wait-resource", "db-01", "device"])
+    runner.expect(["marsadm", "--timeout=45", "wait-resource", "db-01", "is-device-on"])
     runner.expect(["systemctl", "start", "football-ct-db\\x2d01.service"])
     runner.expect(["systemctl", "is-active", "football-ct-db\\x2d01.service"], stdout="active\n")
     hooks = Hooks(config=Config(variables=["handover_timeout=45"], environ={}))
@@ -276,7 +276,7 @@ def test_resource_start_makes_the_host_primary_then_starts_and_checks_the_start_
     assert systemd.resource_start(host, "db-01", Hooks()) is True
     assert runner.calls == [
         (*PRIMARY, "db-01"),
-        ("marsadm", "--timeout=120", "wait-resource", "db-01", "device"),
+        ("marsadm", "--timeout=120", "wait-resource", "db-01", "is-device-on"),
         ("systemctl", "start", "football-ct-db\\x2d01.service"),
         ("systemctl", "is-active", "football-ct-db\\x2d01.service"),
     ]
@@ -294,7 +294,7 @@ def test_resource_start_raises_naming_host_and_unit_when_the_unit_is_not_active_
 
 def test_resource_start_reports_a_failing_systemctl_start_with_where_to_look(host, runner):
     runner.expect([*PRIMARY, "vm1"])
-    runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "device"])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "is-device-on"])
     runner.expect(["systemctl", "start", "football-ct-vm1.service"], exit=1,
                   stderr="Job for football-ct-vm1.service failed because the control process "
                          "exited with error code.\n")
