@@ -352,18 +352,26 @@ def create_argv(res, lv, verb="create-resource"):
     return ["marsadm", verb, res, lv]
 
 
+EXISTS = ("already exists", "has been already joined")
+NOT_YET_GONE = ("still hold", "old remains", "already member of resource")
+
+
 def create_when_free(host, res, lv, config, verb="create-resource"):
     """`marsadm create-resource res lv` (or `join-resource`) on `host`,
     retried while a deleted or left `res` is not yet gone: the other members
     drop their part of it, and this host its logfiles, when their marsd sees
-    the deletion. A resource that exists already (a member already) is fine."""
+    the deletion. A resource that exists already (a member already) is fine.
+    Kernel MARS says the same in its words (`create_res`): an earlier
+    resource's logfiles here are "old remains", the other members' links
+    "already member of resource" until they are gone; a join made already,
+    "has been already joined"."""
     command = create_argv(res, lv, verb)
 
     def done():
         result = host.run(command, check=False, timeout=config.command_timeout)
-        if result.ok or "already exists" in result.stderr:
+        if result.ok or any(text in result.stderr for text in EXISTS):
             return True
-        if "still hold" in result.stderr:
+        if any(text in result.stderr for text in NOT_YET_GONE):
             return False
         raise CommandFailed(result)
 
