@@ -134,7 +134,7 @@ class Roles(HostCommands):
             reason = failed and failed(state, status)
             if reason:
                 raise MarsError(f"{what} of {res} failed: {reason}")
-            waiting = status.get("waiting")
+            waiting = (pending and pending(state)) or status.get("waiting")
             if waiting and waiting != waiting_said and \
                     time.monotonic() - started >= SAY_WAITING_AFTER:
                 # a wait that does not end by itself says why, not only at its timeout
