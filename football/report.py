@@ -215,5 +215,9 @@ def sync_phrase(summary):
         return f"synced {synced >> 20} MiB at {rate:.0f} MiB/s"
     rate = copied / seconds / (1 << 20) if seconds else 0.0
     what = "grown tails" if "grown_bytes" in summary else "replicas"     # expand: the tails
-    return (f"{what} of {copied >> 20} MiB synced in {seconds:.1f} s ({rate:.0f} MiB/s), "
+    # ended before this run looked (a phase command after another): a bound
+    took = f"in at most {seconds:.1f} s (at least {rate:.0f} MiB/s; they had ended before " \
+        "this run looked)" if summary.get("sync_seconds_at_most") else \
+        f"in {seconds:.1f} s ({rate:.0f} MiB/s)"
+    return (f"{what} of {copied >> 20} MiB synced {took}, "
             f"{synced >> 20} MiB of it travelled (zeros and equal chunks do not)")

@@ -292,10 +292,12 @@ def wait_uptodate(op, hosts, total, what):
     progress bar over `total` bytes, a warning after
     `stall_warn` s without progress, `TimedOut` after `stall_timeout` s
     without progress or `sync_timeout` s in all (the sync goes on: a re-run
-    waits again). Returns the seconds waited."""
+    waits again). Returns the seconds waited; `op.sync_seen_unfinished`
+    says whether a look found it unfinished (else it had ended before)."""
     config, res = op.config, op.res
     started = last_progress = time.monotonic()
     last_rest, warned = None, False
+    op.sync_seen_unfinished = False
     with op.ctx.reporter.progress(what, total) as bar:
         for pause in poll_pauses(config.poll_interval):
             rests = in_parallel(lambda host: int(facts.view(host, "sync-rest", res) or 0), hosts)
@@ -304,6 +306,7 @@ def wait_uptodate(op, hosts, total, what):
             bar.update(max(0, total - rest))
             if rest == 0 and all(synced_and_consistent(state) for state in states):
                 return time.monotonic() - started
+            op.sync_seen_unfinished = True
             now = time.monotonic()
             seen = dict(zip([host.name for host in hosts], states))
             if now - started > config.sync_timeout:

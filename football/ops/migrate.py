@@ -405,10 +405,17 @@ class Migrate(Operation):
         # (zero chunks and, in a fast full sync, equal ones do not)
         self.summary["copied_bytes"] = self.size * len(joined)
         # a re-run after the syncs ended (a crash later) says how long they
-        # took, not how long since they began
-        ended = self.journal.decided.get("sync_ended") or time.time()
-        self.journal.decide(sync_ended=ended)
+        # took, not how long since they began; one that did not start them and
+        # found them ended (`migrate-wait` after `migrate-prepare`) knows only
+        # that they took at most that long
+        ended = self.journal.decided.get("sync_ended")
+        if not ended:
+            ended = time.time()
+            self.journal.decide(sync_ended=ended, sync_at_most=self.journal.resumed and
+                                not self.sync_seen_unfinished)
         self.summary["sync_seconds"] = round(ended - began if began else waited, 3)
+        if self.journal.decided.get("sync_at_most"):
+            self.summary["sync_seconds_at_most"] = True
         for target in targets:
             drop_intent(target, self.res)
         self._release_job_slots("sync", targets)
