@@ -22,8 +22,8 @@ from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Criti
                              FootballError, Illegal, Interrupted, Serious)
 from football.inventory import InventoryError
 from football.journal import JournalUnwritable, unfinished_operations
-from football.locks import (LockSet, Locked, RUN_LOCK, drop_intent, one_run_at_a_time, register_intent,
-                            run_owner)
+from football.locks import (LockSet, Locked, RUN_LOCK, drop_intent, one_run_at_a_time,
+                            register_intent, run_owner)
 from football.ops.stopped import StoppedContainer
 from football.transport import TransportError
 from mars.errors import MarsError

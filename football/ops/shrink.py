@@ -483,7 +483,7 @@ class Shrink(Operation):
 
     def _delete_argvs(self):
         timeout = self.config.handover_timeout
-        # down first: kernel MARS's leave-resource refuses a replica that is not
+        # down first: kernel MARS's leave-resource refuses a replica that is not down
         leaving = (["marsadm", f"--timeout={timeout:g}", "down", self.res],
                    ["marsadm", "leave-resource", self.res])
         return [*((host, argv) for host in self.secondaries for argv in leaving),
