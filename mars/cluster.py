@@ -300,15 +300,20 @@ class Cluster:
                 nursery.start_soon(one, host, state.host_ips()[host])
         return failures
 
-    def wait(self, hosts, ping_timeout=5.0):
-        """Wait until marsd answers on every host in `hosts`, as the kernel's
-        `wait-cluster` does: this host's marsd, and a peer that refuses us
-        (another cluster secret: alive, misconfigured), are waited for
-        (MarsTimeout after the timeout); a peer that does not answer within
-        DEAD_GRACE (or the timeout, if shorter) counts as dead and is not
-        waited for. Returns {dead peer: why}, for a warning."""
+    def wait(self, hosts_of=None, ping_timeout=5.0):
+        """Wait until marsd answers on every host in `hosts_of(state)`
+        (default: the cluster's), as the kernel's `wait-cluster` does: this
+        host's marsd, and a peer that refuses us (another cluster secret:
+        alive, misconfigured), are waited for (MarsTimeout after the
+        timeout); a peer that does not answer within DEAD_GRACE (or the
+        timeout, if shorter) counts as dead and is not waited for. Returns
+        {dead peer: why}, for a warning. The hosts come from the snapshot it
+        checks them against: taken from an earlier one, a split-cluster in
+        between made them "not cluster members" (seen in CI: one screener
+        job's readiness check while another job's cleanup split)."""
         state = self._state()
         self._require_member(state)
+        hosts = hosts_of(state) if hosts_of else state.cluster_hosts()
         unknown = [host for host in hosts if host not in state.host_ips()]
         if unknown:
             raise MarsError(f"not cluster members: {', '.join(unknown)}")

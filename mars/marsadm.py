@@ -170,13 +170,11 @@ def wait_cluster(ctx, resource):
     seconds counts as dead: a warning names it, and the exit code is 0 (as
     the kernel's marsadm does). Exit 3 only when this host's marsd does not
     answer within --timeout."""
-    state = ctx.store.state()
-    if resource:
+    def members(state):
         names, _ = expand_resources(state, resource)
-        hosts = sorted({host for res in names for host in state.members(res)} | {ctx.env.host})
-    else:
-        hosts = state.cluster_hosts()
-    dead = ctx.cluster().wait(hosts)
+        return sorted({host for res in names for host in state.members(res)} | {ctx.env.host})
+
+    dead = ctx.cluster().wait(members if resource else None)
     if dead:
         details = "; ".join(f"{host}: {why}" for host, why in sorted(dead.items()))
         click.echo(f"marsadm: warning: marsd not answering on {', '.join(sorted(dead))} "

@@ -420,3 +420,27 @@ def test_recreating_a_deleted_resource_does_not_inherit_the_old_members(scenario
         assert h1.ok("view-resource-members", "vm1") == "h1\n"
     else:
         assert result.exit_code == 1 and "vm1" in result.stderr
+
+
+def test_wait_cluster_takes_its_hosts_from_the_snapshot_it_checks_them_against(
+        scenario, monkeypatch):
+    """A split-cluster between marsadm's two looks at the store made the
+    hosts of the first "not cluster members" in the second, exit 1 (seen in
+    CI: a screener job's readiness check on b2 while another job's cleanup
+    split b2's cluster, and the job ended illegal)."""
+    from mars.cluster import Cluster
+    h1 = scenario.host
+    looks, waited_for = [], []
+    real_state = Cluster._state
+
+    def split_before_this_look(cluster):
+        if not looks:           # h2 and h3 split off between the looks
+            h1.peer_apply([("ips/ip-h2", ".deleted", "h2"), ("ips/ip-h3", ".deleted", "h3")])
+        looks.append(1)
+        return real_state(cluster)
+
+    monkeypatch.setattr(Cluster, "_state", split_before_this_look)
+    monkeypatch.setattr(Cluster, "_run", lambda cluster, wait, state, hosts, timeout:
+                        waited_for.append(hosts) or {})
+    assert h1.ok("wait-cluster") == ""
+    assert waited_for == [["h1"]]
