@@ -124,6 +124,10 @@ def test_down_on_the_primary_with_its_device_open_is_refused_and_with_force_wait
     the device is open and no systemd units stop its users (nothing
     changed); --force records the wish, which waits for the device."""
     with device_open(datanet) as (a, b):
+        # refused by the count a reports in its metadata (the view shows marsd's status file)
+        open_count = f"resource-{RES}/actual-a/open-count"
+        wait_until(lambda: a.live_values(open_count).get(open_count) == "1",
+                   what="a to report its device open", show=lambda: a.live_values(open_count))
         before = tree_without_reports(a)
         for command in ("down", "detach", "secondary"):
             refused = a.marsadm(command, RES, "--timeout=60", check=False)
@@ -134,7 +138,6 @@ def test_down_on_the_primary_with_its_device_open_is_refused_and_with_force_wait
         assert tree_without_reports(a) == before
         assert "UpToDate Replicating DCASFR Primary" in view(a)
         # on another member, secondary refuses for the primary's open device as well
-        open_count = f"resource-{RES}/actual-a/open-count"
         wait_until(lambda: b.live_values(open_count).get(open_count) == "1",
                    what="b to learn that a's device is open", show=lambda: b.live_values(open_count))
         refused = b.marsadm("secondary", RES, "--timeout=60", check=False)
@@ -359,6 +362,10 @@ def test_with_systemd_units_a_handover_stops_them_on_the_old_primary_and_starts_
     # device stays), the want back on b starts it again
     assert a.marsadm("get-systemd-want", RES).stdout == "b\n"
     # and, as the kernel's, set-systemd-want returns once the stack followed
+    # (b's report of its open device is what it waits to see go)
+    open_count = f"resource-{RES}/actual-b/open-count"
+    wait_until(lambda: b.live_values(open_count).get(open_count) == "1",
+               what="b to report its device open", show=lambda: b.live_values(open_count))
     b.marsadm("set-systemd-want", RES, "(none)", f"--timeout={STATE_WAIT:g}")
     assert not os.path.ismount(b.mnt)
     assert b.marsadm("view-is-primary", RES).stdout == "1\n"
