@@ -134,9 +134,9 @@ class Roles(HostCommands):
             reason = failed and failed(state, status)
             if reason:
                 raise MarsError(f"{what} of {res} failed: {reason}")
-            waiting = (pending and pending(state)) or status.get("waiting")
-            if waiting and waiting != waiting_said and \
-                    time.monotonic() - started >= SAY_WAITING_AFTER:
+            waiting = time.monotonic() - started >= SAY_WAITING_AFTER and \
+                ((pending and pending(state)) or status.get("waiting"))
+            if waiting and waiting != waiting_said:
                 # a wait that does not end by itself says why, not only at its timeout
                 waiting_said = waiting
                 bound = "no --timeout" if math.isinf(self.timeout) else \

@@ -28,6 +28,7 @@ from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
+from football.ops.repair import leave_argvs
 from football.ops.base import (Operation, TimedOut, reachable, synced_and_consistent,
                                synced_bytes, views_say, wait_knows, wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
@@ -297,10 +298,7 @@ class Migrate(Operation):
                 self.hooks.lv_path(host=target, lv=self.res)]
 
     def _leave_argvs(self):
-        """An old replica leaves as kernel MARS wants it: down first (its
-        leave-resource refuses a replica whose switches are on)."""
-        return [["marsadm", f"--timeout={self.config.handover_timeout:g}", "down", self.res],
-                ["marsadm", "leave-resource", self.res]]
+        return leave_argvs(self.res, self.config.handover_timeout)
 
     @property
     def syncing(self):

@@ -348,6 +348,14 @@ def delete_argv(res):
     return ["marsadm", "delete-resource", "--force", res]
 
 
+def leave_argvs(res, timeout):
+    """A replica of `res` leaves as kernel MARS wants it: `down` first (its
+    leave-resource refuses a replica whose switches are on), waiting at
+    most `timeout` s, then `leave-resource`."""
+    return [["marsadm", f"--timeout={timeout:g}", "down", res],
+            ["marsadm", "leave-resource", res]]
+
+
 def create_argv(res, lv, verb="create-resource"):
     return ["marsadm", verb, res, lv]
 

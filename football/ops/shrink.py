@@ -36,7 +36,7 @@ from football.errors import Critical, FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.base import Operation, reachable, synced_bytes, wait_knows, wait_uptodate
-from football.ops.repair import create_when_free
+from football.ops.repair import create_when_free, leave_argvs
 from football.ops.sizing import mib, new_size, parse_target
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.report import agreeing
@@ -483,10 +483,8 @@ class Shrink(Operation):
 
     def _delete_argvs(self):
         timeout = self.config.handover_timeout
-        # down first: kernel MARS's leave-resource refuses a replica that is not down
-        leaving = (["marsadm", f"--timeout={timeout:g}", "down", self.res],
-                   ["marsadm", "leave-resource", self.res])
-        return [*((host, argv) for host in self.secondaries for argv in leaving),
+        return [*((host, argv) for host in self.secondaries
+                  for argv in leave_argvs(self.res, timeout)),
                 (self.primary, ["marsadm", "secondary", self.res]),
                 (self.primary, ["marsadm", f"--timeout={timeout:g}", "wait-resource", self.res,
                                 "is-device-off"]),
