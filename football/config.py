@@ -59,6 +59,9 @@ TUNABLES = {
                                           "and broken", SECONDS),
     "lock_retry_timeout": Tunable(600.0, "seconds to keep retrying to take locks before "
                                          "giving up", SECONDS),
+    "run_lock_lease": Tunable(300.0, "seconds a resource's run lock (run-<res>) stays another "
+                                     "controller's after its last renewal (every third of it)",
+                              SECONDS),
     "lease_time": Tunable(7200.0, "seconds an intent (a planned sync) counts against limits",
                           SECONDS),
     "poll_interval": Tunable(0.5, "seconds between polls while waiting for MARS", SECONDS),

@@ -14,7 +14,10 @@ On the controller, one operation on a resource at a time
 (`one_run_at_a_time`): the host locks cannot tell two runs of one operation
 apart, since a resumed run owns its predecessor's locks (`run_owner`), and
 two operations take them only for their own steps (a migrate waiting at its
-gate holds none)."""
+gate holds none). Among controllers (two operators' machines, screeners on
+a shared job database), the same: a run holds its resource's lock item
+`run-<res>` on the hosts it acts on for as long as it runs
+(`ResourceRun`), renewed so that it goes stale only once its run died."""
 
 import fcntl
 import json
@@ -22,6 +25,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,12 +57,17 @@ def _helper(host, directory, *args):
     return host.run(["football-host", "lock", host.path(directory), *args], check=False)
 
 
-def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False):
+def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, what=""):
+    """Take `item` on `host` for `owner` (again: renew it); `what` it is for
+    is told to those it refuses. Returns `taken`, `again` or `broken`."""
     result = _helper(host, directory, "take", item, "--owner", owner,
-                     "--stale-after", str(stale_after), *(["--permanent"] if permanent else []))
+                     "--stale-after", str(stale_after), *(["--permanent"] if permanent else []),
+                     *(["--what", what] if what else []))
     if result.exit_code == EXIT_LOCK_HELD:
-        raise Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
-                     f"is dead, football unlock {item} {host.name}")
+        locked = Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
+                        f"is dead, football unlock {item} {host.name}")
+        locked.holder = result.stderr.strip()       # "...: lock <item> is held by ..."
+        raise locked
     if not result.ok:
         raise Illegal(f"{host.name}: cannot take lock {item}: {result.stderr.strip()}")
     return json_of(result)["outcome"]
@@ -80,8 +89,11 @@ def held(host, directory=LOCK_DIR, check=False):
 class LockSet:
     """The locks one run holds; released on every exit path (`with`)."""
 
-    def __init__(self, owner, config, echo=lambda text: None, permanent=False, on_wait=None):
-        self.owner, self.config, self.echo = owner, config, echo
+    def __init__(self, owner, config, echo=lambda text: None, permanent=False, on_wait=None,
+                 what="", stale_after=None):
+        self.owner, self.config, self.echo, self.what = owner, config, echo, what
+        # another owner's lock is broken once this old (default: lock_break_timeout)
+        self.stale_after = config.lock_break_timeout if stale_after is None else stale_after
         self.permanent = permanent      # locks that never go stale (an operator's)
         self.on_wait = on_wait          # (reason) once when a lock is held elsewhere, (None) once taken
         self.taken = []
@@ -118,8 +130,8 @@ class LockSet:
         mine = []
         try:
             for host in hosts:
-                outcome = take(host, item, self.owner, self.config.lock_break_timeout,
-                               permanent=self.permanent)
+                outcome = take(host, item, self.owner, self.stale_after,
+                               permanent=self.permanent, what=self.what)
                 if outcome == "broken":
                     self.echo(f"{host.name}: broke a stale lock {item}")
                 mine.append(host)
@@ -233,3 +245,84 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
             _TURNS.discard(turn)
     finally:
         handle.close()          # closing the last descriptor releases the flock
+
+
+def controller_owner(state_dir):
+    """Who holds a resource's run lock on the hosts (`ResourceRun`): this
+    controller, by its host name, its state dir and an id that state dir
+    keeps (two machines set up alike still differ). Every run of this
+    controller is the same owner: its runs take turns by one_run_at_a_time,
+    and a re-run after a crash (kill -9 releases nothing) takes it over."""
+    path = Path(state_dir) / "controller-id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(f".controller-id.{os.getpid()}.{threading.get_ident()}")
+        aside.write_text(f"{uuid.uuid4().hex[:12]}\n")
+        try:
+            os.link(aside, path)            # the first of two runs at once wins
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink()
+    return f"football@{socket.gethostname()}:{Path(state_dir).resolve()}#{path.read_text().strip()}"
+
+
+class ResourceRun:
+    """A run's hold on its resource against other controllers' runs: the
+    lock item `run-<res>` on the hosts it acts on, taken all or nothing per
+    `hold` (more hosts as the run learns them), waited for while another
+    controller's run holds it (`on_wait`, as LockSet's), then `Locked`.
+    While held, renewed every third of `run_lock_lease` (a run may wait for
+    days at a gate); one that is not renewed for `run_lock_lease` (its
+    controller died, or lost the host) is broken by the next controller's
+    run. A renewal that fails is said once per host (`warn`). `release`
+    ends it. A run killed with -9 leaves it: this controller's next run
+    takes it over at once (`controller_owner`)."""
+
+    def __init__(self, res, owner, config, what, echo, warn, on_wait):
+        self.res, self.item, self.warn = res, f"run-{res}", warn
+        self.lease = config.run_lock_lease
+        self.locks = LockSet(owner, config, echo, on_wait=on_wait, what=what,
+                             stale_after=self.lease)
+        self.stopping = threading.Event()
+        self.renewing = None
+        self.failing = set()        # the hosts whose last renewal failed (said once)
+
+    def hold(self, hosts):
+        have = {host.name for host, _ in self.locks.taken}
+        more = [host for host in hosts if host.name not in have]
+        if more:
+            self.locks.acquire(more, self.item)
+        if self.renewing is None and self.locks.taken:
+            self.renewing = threading.Thread(target=self._renew, daemon=True,
+                                             name=f"football-{self.item}")
+            self.renewing.start()
+
+    def _renew(self):
+        while not self.stopping.wait(max(self.lease / 3, 0.05)):
+            for host, item in list(self.locks.taken):
+                try:
+                    outcome = take(host, item, self.locks.owner, self.lease, what=self.locks.what)
+                except Locked as locked:
+                    if host.name not in self.failing:
+                        self.failing.add(host.name)
+                        self.warn(f"{host.name}: {locked.holder}, no longer by this run: "
+                                  f"another controller may act on {self.res} beside it")
+                    continue
+                except Exception as error:      # noqa: BLE001 (said; the run goes on)
+                    if host.name not in self.failing:
+                        self.failing.add(host.name)
+                        self.warn(f"{host.name}: could not renew lock {item}: {error}; once "
+                                  f"it is run_lock_lease {self.lease:g} s old, another "
+                                  f"controller's run of {self.res} may begin")
+                    continue
+                if outcome != "again" and host.name not in self.failing:
+                    self.warn(f"{host.name}: lock {item} was gone (unlocked by hand?): "
+                              "taken again")
+                self.failing.discard(host.name)
+
+    def release(self):
+        self.stopping.set()
+        if self.renewing is not None:
+            self.renewing.join()        # a renewal after the release would bring it back
+        self.locks.release_all()

@@ -184,11 +184,12 @@ def _lock_item(ctx, param, item):
               help="Break another owner's lock older than this many seconds.")
 @click.option("--permanent", is_flag=True,
               help="Never stale: kept until released (an operator's lock).")
+@click.option("--what", default="", help="What it is taken for (told to those it refuses).")
 @click.pass_obj
-def lock_take(lock_dir, item, owner, stale_after, permanent):
-    """Take ITEM; exit 6 when someone else holds it."""
+def lock_take(lock_dir, item, owner, stale_after, permanent, what):
+    """Take ITEM (again: renew it); exit 6 when someone else holds it."""
     try:
-        outcome = locks.take(lock_dir, item, owner, stale_after, permanent)
+        outcome = locks.take(lock_dir, item, owner, stale_after, permanent, what)
         _answer({"lock": item, "outcome": outcome})
     except locks.LockHeld as error:
         click.echo(str(error), err=True)

@@ -1,10 +1,12 @@
 """Lock items on a host: one file per item in a lock directory, created
-exclusively (O_EXCL), holding who took it and when. A lock older than the
-caller's `stale_after` is broken (its owner crashed long ago)."""
+exclusively (O_EXCL), holding who took it, when, and what for. A lock older
+than the caller's `stale_after` is broken (its owner crashed long ago); its
+owner keeps a long-held one fresh by taking it again."""
 
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from mars.names import RESOURCE_RE
 class LockHeld(Exception):
     def __init__(self, item, holder):
         self.holder = holder
-        super().__init__(f"lock {item} is held by {holder.get('owner')} since "
+        what = f" ({holder['what']})" if holder.get("what") else ""
+        super().__init__(f"lock {item} is held by {holder.get('owner')}{what} since "
                          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('time', 0)))}")
 
 
@@ -24,22 +27,28 @@ def _path(directory, item):
     return Path(directory) / f"{item}.lock"
 
 
-def take(directory, item, owner, stale_after, permanent=False):
-    """Take `item` for `owner`; taking it again for the same owner succeeds.
-    Returns what happened: `taken`, `again` or `broken` (a stale lock). A
-    `permanent` lock (an operator's `football lock`) is never stale: only a
-    release removes it."""
+def take(directory, item, owner, stale_after, permanent=False, what=""):
+    """Take `item` for `owner` (`what`: for what, said to those it refuses);
+    taking it again for the same owner succeeds and renews its time (a run
+    that holds it for long keeps it from going stale). Returns what happened:
+    `taken`, `again` or `broken` (a stale lock). A `permanent` lock (an
+    operator's `football lock`) is never stale: only a release removes it."""
     path = _path(directory, item)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = json.dumps({"owner": owner, "time": time.time(), "host": socket.gethostname(),
-                         **({"permanent": True} if permanent else {})})
+    record = {"owner": owner, "time": time.time(), "host": socket.gethostname(),
+              **({"what": what} if what else {})}
+    if permanent:
+        record["permanent"] = True
     outcome = "taken"
     for _ in range(2):
         try:
-            _create(path, record)
+            _create(path, json.dumps(record))
         except FileExistsError:
             holder = show(directory, item) or {}
             if holder.get("owner") == owner:
+                if holder.get("permanent"):         # stays so, also when renewed
+                    record["permanent"] = True
+                _renew(path, json.dumps(record))
                 return "again"
             if holder.get("permanent") or time.time() - holder.get("time", 0) <= stale_after:
                 raise LockHeld(item, holder) from None
@@ -55,12 +64,24 @@ def _create(path, record):
     exists): written aside, then hard-linked into place. Created empty and
     written after, a parallel taker could read the empty lock in between,
     take it for a stale one (no time) and break it."""
-    aside = path.with_name(f".{path.name}.{os.getpid()}")
-    aside.write_text(record)
+    aside = _aside(path, record)
     try:
         os.link(aside, path)
     finally:
         aside.unlink()
+
+
+def _renew(path, record):
+    """Replace the owner's own lock `path` by `record` in one step."""
+    os.replace(_aside(path, record), path)
+
+
+def _aside(path, record):
+    """`record` written beside `path`, under a name of this process and
+    thread (a tool server takes locks for several threads)."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    aside.write_text(record)
+    return aside
 
 
 def release(directory, item, owner):

@@ -6,6 +6,7 @@ phases (acts; raises `FootballError` with the exit code of how it failed).
 Each step looks at the real state before acting, so a re-run resumes."""
 
 import contextlib
+import os
 import queue
 import signal
 import sys
@@ -22,8 +23,8 @@ from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Criti
                              FootballError, Illegal, Interrupted, Serious)
 from football.inventory import InventoryError
 from football.journal import JournalUnwritable, unfinished_operations
-from football.locks import (LockSet, Locked, RUN_LOCK, drop_intent, one_run_at_a_time,
-                            register_intent, run_owner)
+from football.locks import (LockSet, Locked, RUN_LOCK, ResourceRun, controller_owner,
+                            drop_intent, one_run_at_a_time, register_intent, run_owner)
 from football.ops.stopped import StoppedContainer
 from football.transport import TransportError
 from mars.errors import MarsError
@@ -466,6 +467,7 @@ class Operation(StoppedContainer):
         self.slot_taken = ((), ())  # who holds the slots a wait is for (running, planned)
         self.intents_taken = []     # (host, kind) of the intents this run registered
         self.held_locks = False     # this run held a lock to change hosts under (holding)
+        self.resource_run = None    # its hold on `res` against other controllers' runs
         self.outermost = True       # not a stage of another operation (set by each run)
         # stable across re-runs, so that a resumed run owns its earlier locks and intents
         self.owner = run_owner(self.operation, self.res)
@@ -880,8 +882,35 @@ class Operation(StoppedContainer):
         return self.journal is None or not self.journal.data["steps"]
 
     def _prepare_hosts(self, hosts):
+        """Before the phases: `res` held on `hosts` against other controllers,
+        and the plugins told."""
+        self._hold_the_resource(hosts)
         self.prepared_hosts = list({host.name: host for host in hosts}.values())
         self._tell("prepare_hosts", hosts=self.prepared_hosts)
+
+    def _hold_the_resource(self, hosts):
+        """Hold `res` on `hosts` against other controllers' runs
+        (ResourceRun) from before the run acts until it ends (an outermost
+        run; its stages share it). `Locked` (191, nothing changed) when one
+        holds it longer than lock_retry_timeout; after this run changed
+        hosts (a pre-hand), a failure that says where it stopped."""
+        if not self.outermost or self.res is None or self.ctx.dry_run:
+            return
+        if self.resource_run is None:
+            self.resource_run = ResourceRun(
+                self.res, controller_owner(self.config.state_dir), self.config,
+                what=f"{self.operation} of {self.res}, pid {os.getpid()}",
+                echo=self.ctx.reporter.detail, warn=self.ctx.reporter.warning,
+                on_wait=self._condition("run", lambda reason: f"{self.res} runs on another "
+                                        f"controller: {reason}"))
+        try:
+            self.resource_run.hold(hosts)
+        except Locked as locked:
+            if not self.held_locks:
+                raise
+            failed = FootballError(f"{locked}; this {self.operation} stopped after it changed "
+                                   f"hosts: the same command goes on once that run ended")
+            raise failed from None
 
     def _run_phases(self, phases):
         spent = self.summary["phases"]
@@ -921,6 +950,9 @@ class Operation(StoppedContainer):
     def _finish_hosts(self):
         if self.prepared_hosts:
             self._tell("finish_hosts", hosts=self.prepared_hosts)
+        if self.resource_run is not None:
+            self.resource_run.release()
+            self.resource_run = None
 
     def _tell(self, hook, /, **kwargs):
         """Notify the plugins (`operation` and `res` are passed along; a hook

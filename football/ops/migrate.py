@@ -191,6 +191,7 @@ class Migrate(Operation):
                                                    self.res).data["steps"]:
             self.discover()         # what would refuse the migrate refuses before the hand
             self._keep_stopped_or_ask(self.source, self.pre_hand, self._hosts_involved())
+            self._hold_the_resource(self._hosts_involved())    # before the hand changes them
             # a re-run after the migrate (its post-hand crashed) hands nothing before
             arrived = set(self.members) == {target.name for target in self.targets}
             if not arrived and (self.source.name != self.pre_hand or Journal(

@@ -463,3 +463,77 @@ def test_another_thread_of_the_process_does_not_share_the_turn(tmp_path):
         other.start()
         other.join()
     assert refused and refused[0].startswith(f"migrate of vm1 (pid {os.getpid()}) runs")
+
+
+# --- a run's hold on its resource among controllers ----------------------------------
+
+def test_taking_its_own_lock_again_renews_its_time_and_keeps_it_permanent(a):
+    locks.take(a, ITEM, "run-1", 3600, permanent=True)
+    age(a, ITEM, 7200)
+    assert locks.take(a, ITEM, "run-1", 3600) == "again"
+    record = locks.held(a)[ITEM]
+    assert time.time() - record["time"] < 600
+    assert record["permanent"] is True
+
+
+def test_a_refusal_says_what_the_holder_took_the_lock_for(a):
+    locks.take(a, ITEM, "run-1", 3600, what="migrate of vm1, pid 7")
+    with pytest.raises(Locked) as caught:
+        locks.take(a, ITEM, "run-2", 3600)
+    assert str(caught.value).startswith(
+        "a: lock football is held by run-1 (migrate of vm1, pid 7) since ")
+
+
+def test_the_controller_owner_is_stable_per_state_dir_and_differs_between_them(tmp_path):
+    first = locks.controller_owner(tmp_path / "one")
+    assert locks.controller_owner(tmp_path / "one") == first
+    assert first.startswith(f"football@{os.uname().nodename}:{tmp_path / 'one'}#")
+    other = locks.controller_owner(tmp_path / "two")
+    assert other.rpartition("#")[2] != first.rpartition("#")[2]
+
+
+def until(condition, what, bound=30.0):
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {bound} s: {what}"
+        time.sleep(0.02)
+
+
+def fresh(host, item="run-vm1"):
+    record = locks.held(host).get(item)
+    return record is not None and time.time() - record["time"] < 600
+
+
+@subprocess_helper          # the renewal runs in a thread: real helper processes
+def test_a_resource_run_renews_its_lock_while_held_and_leaves_none_once_released(a, b):
+    warned = []
+    run = locks.ResourceRun("vm1", "ctl-1", config(run_lock_lease=0.3), "migrate of vm1",
+                            echo=warned.append, warn=warned.append, on_wait=None)
+    run.hold([a])
+    run.hold([a, b])                    # b is added, a is not taken twice
+    assert [host.name for host, _ in run.locks.taken] == ["a", "b"]
+    age(a, "run-vm1", 7200)
+    age(b, "run-vm1", 7200)
+    until(lambda: fresh(a) and fresh(b), "both renewed")
+    run.release()
+    assert locks.held(a) == {} and locks.held(b) == {}
+    assert warned == []
+
+
+@subprocess_helper
+def test_a_resource_run_says_once_that_another_controller_took_its_lock(a):
+    warned = []
+    run = locks.ResourceRun("vm1", "ctl-1", config(run_lock_lease=0.3), "migrate of vm1",
+                            echo=warned.append, warn=warned.append, on_wait=None)
+    run.hold([a])
+    path = Path(a.path(locks.LOCK_DIR)) / "run-vm1.lock"
+    aside = path.with_name("aside")
+    aside.write_text(json.dumps({"owner": "ctl-2", "time": time.time() + 3600}))
+    os.replace(aside, path)             # as a controller that broke it would
+    until(lambda: warned, "the warning")
+    run.release()
+    assert holders(a) == {"run-vm1": "ctl-2"}        # the other's stays
+    assert len(warned) == 1
+    assert warned[0].startswith("a: lock run-vm1 is held by ctl-2 since ")
+    assert warned[0].endswith(", no longer by this run: another controller may act on vm1 "
+                              "beside it")

@@ -1,0 +1,141 @@
+"""Two controllers on one fleet (two operators' machines, each with its own
+state dir), on the fake fleet (tests/helpers/fakefleet.py): a run holds
+its resource's lock item `run-<res>` on every host it acts on for as long
+as it runs. Another controller's run of any operation on that resource
+waits for it (`lock_retry_timeout`), then is refused naming the holder,
+with nothing changed; the first run ends as if alone. A lock a killed run
+left is taken over at once by its own controller, by another once it is
+`run_lock_lease` old (not renewed for that long)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from football.locks import controller_owner
+from tests.helpers.fakefleet import assert_placed, fake_fleet, football
+
+fleet = fake_fleet
+
+EXIT_ILLEGAL = 191
+RUN_LOCK_DIR = "/var/lock/football"
+
+
+def other_controller(fleet, tmp_path, *args):
+    """`football <args>` from a second controller: its own state dir."""
+    mine = fleet.state_dir
+    fleet.state_dir = str(tmp_path / "other-controller")
+    try:
+        return football(fleet, "--var", "lock_retry_timeout=0.3", *args)
+    finally:
+        fleet.state_dir = mine
+
+
+def take_run_lock(fleet, name, owner, age=0.0):
+    """`run-vm1` on host `name` held by `owner` since `age` seconds."""
+    host = fleet.hosts[name]
+    assert fleet.run(name, ["football-host", "lock", host.path(RUN_LOCK_DIR), "take", "run-vm1",
+                            "--owner", owner, "--what", "migrate of vm1, pid 4242"]).ok
+    path = Path(host.path(RUN_LOCK_DIR)) / "run-vm1.lock"
+    record = json.loads(path.read_text())
+    record["time"] -= age
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("args", [("migrate", "vm2", "b2"), ("shrink", "vm2", "400m"),
+                                  ("expand", "vm2", "2g"), ("handover", "vm2", "a2")],
+                         ids=["migrate", "shrink", "expand", "handover"])
+def test_another_controllers_run_on_a_resource_that_moves_is_refused_with_nothing_changed(
+        fleet, tmp_path, monkeypatch, args):
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)      # room to shrink
+    run = fleet.run
+    asked, second = [], []
+
+    def second_controller_while_the_first_waits_for_its_sync(name, argv, input=None):
+        # the wait for the sync holds no host lock: only the run lock is there
+        result = run(name, argv, input)
+        if name == "b1" and "view-sync-rest" in argv and argv[-1] == "vm2" and not asked:
+            asked.append(args)
+            before = len(fleet.changes())
+            second.append(other_controller(fleet, tmp_path, *args))
+            second.append([change for change in fleet.changes()[before:]
+                           if change[1][:2] != ("football-host", "lock")])
+        return result
+
+    monkeypatch.setattr(fleet, "run", second_controller_while_the_first_waits_for_its_sync)
+    code, _, stderr = football(fleet, "migrate", "vm2", "b1", "b2")
+    assert code == 0, stderr
+    (refused, _, refusal), changed = second
+    assert refused == EXIT_ILLEGAL, refusal
+    assert "lock run-vm2 is held by football@" in refusal
+    assert "(migrate of vm2, pid " in refusal
+    assert "football unlock run-vm2 a1" in refusal
+    assert changed == []
+    assert not (tmp_path / "other-controller" / "journal" / f"{args[0]}-vm2.json").exists()
+    assert_placed(fleet, "b1", ["b2"], res="vm2")
+
+
+def test_the_run_lock_is_held_on_every_host_the_migrate_acts_on_until_it_ends(fleet, monkeypatch):
+    run = fleet.run
+    held = {}
+
+    def look_at_the_handover(name, argv, input=None):
+        if argv[0] == "marsadm" and "primary" in argv and not held:
+            held.update({host: sorted(fleet.locks(host)) for host in fleet.hosts})
+        return run(name, argv, input)
+
+    monkeypatch.setattr(fleet, "run", look_at_the_handover)
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert {host: "run-vm1" in items for host, items in held.items()} == \
+        {"a1": True, "a2": True, "b1": True, "b2": True}
+    assert_placed(fleet, "b1", ["b2"])          # and released everywhere
+
+
+def test_a_run_lock_left_by_a_killed_run_of_this_controller_is_taken_over_at_once(fleet):
+    take_run_lock(fleet, "a1", controller_owner(fleet.state_dir))
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0", "migrate", "vm1", "b1",
+                               "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
+
+
+def test_another_controllers_run_lock_is_broken_once_run_lock_lease_old(fleet):
+    take_run_lock(fleet, "a2", "football@elsewhere:/var/lib/football#0123", age=400)
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0", "--var",
+                               "run_lock_lease=300", "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
+
+
+def test_another_controllers_live_run_lock_refuses_before_anything_changed(fleet):
+    take_run_lock(fleet, "a2", "football@elsewhere:/var/lib/football#0123", age=200)
+    code, events, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1",
+                                    "b1", "b2")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "a2: football-host: lock run-vm1 is held by football@elsewhere:/var/lib/football#0123 (migrate of " \
+        "vm1, pid 4242) since " in stderr
+    waits = [event for event in events if event["event"] == "wait"]
+    assert [event["what"] for event in waits] == ["run"]
+    assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
+    assert not (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists()
+    assert set(fleet.locks("a2")) == {"run-vm1"}        # the other's, kept
+    assert all(not fleet.locks(name) for name in ("a1", "b1", "b2"))
+
+
+def test_dry_run_takes_no_run_lock(fleet):
+    take_run_lock(fleet, "a1", "football@elsewhere:/var/lib/football#0123")
+    code, _, stderr = football(fleet, "--dry-run", "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+
+
+def test_a_migrate_with_a_pre_hand_is_refused_before_it_hands_anything(fleet):
+    """The pre-hand (a handover to a2) changes hosts before the migrate's
+    own phases: the resource is held before it."""
+    take_run_lock(fleet, "b2", "football@elsewhere:/var/lib/football#0123")
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1",
+                               "b1", "b2", "--pre-hand", "a2")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "b2: football-host: lock run-vm1 is held by football@elsewhere" in stderr
+    assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
+    assert fleet.resources["vm1"].primary == "a1"
