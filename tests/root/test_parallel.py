@@ -4,10 +4,14 @@ that their start-up times do not decide the race): with `limit_syncs=1`
 their syncs do not overlap, the locks they share do not deadlock, and
 neither container loses a record. This is the real-parts sample; what
 holds a slot and what does not (room for both, expired intents, running
-syncs) is proved on the fake fleet (tests/unit/test_sync_limit.py). Also
-`football lab add`, which gives the lab its second container."""
+syncs) is proved on the fake fleet (tests/unit/test_sync_limit.py). Two
+controllers on one resource: the second one's run is refused while the
+first one's runs (the fake fleet's tests/unit/test_controllers.py sweep
+the operations). Also `football lab add`, which gives the lab its second
+container."""
 
 import json
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import threading
@@ -15,7 +19,7 @@ import time
 
 import pytest
 
-from tests.helpers.lab import FOOTBALL, lab_up, sequence_problems
+from tests.helpers.lab import FOOTBALL, football, lab_up, sequence_problems
 from tests.helpers.marshosts import STATE_WAIT
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
@@ -208,3 +212,36 @@ def test_two_migrations_to_one_host_wait_for_limit_syncs_and_leave_no_locks(lab)
     for res in runs:
         assert said(runs[res], "b1: waiting for a sync slot on b1 (limit_syncs 1; taken: ")
     assert_workloads_continue(lab, "b1", before)
+
+
+def test_a_second_controllers_run_on_a_resource_the_first_one_moves_is_refused(lab):
+    """This lab's controller migrates vm1 back to a1, held before its window
+    by `football pause vm1`; an expand of vm1 from a second controller (its
+    own state dir, as another operator's machine) waits lock_retry_timeout,
+    then is refused naming the migrate, and changed nothing; the migrate
+    then ends as if alone."""
+    before = {"vm1": len(lab.records("b1"))}
+    assert football(lab.env, "pause", "vm1").returncode == 0
+    out = (lab.base / "first-controller.out").open("w+")
+    first = subprocess.Popen([FOOTBALL, "--json", "migrate", "vm1", "a1"], env=lab.env,
+                             stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + MIGRATE_TIMEOUT
+        while "waiting before the downtime of vm1" not in Path(out.name).read_text():
+            assert first.poll() is None, Path(out.name).read_text()[-3000:]
+            assert time.monotonic() < deadline, "the migrate never reached its pause"
+            time.sleep(0.2)
+        second = football(lab.env, "--var", f"state_dir={lab.base / 'second-controller'}",
+                          "--var", "lock_retry_timeout=1", "--yes", "expand", "vm1", "400m")
+        assert second.returncode == 191, second.stderr
+        assert "lock run-vm1 is held by football@" in second.stderr
+        assert f"(migrate of vm1, pid {first.pid})" in second.stderr
+    finally:
+        football(lab.env, "unpause", "vm1")
+        first.wait(timeout=MIGRATE_TIMEOUT)
+        out.close()
+    assert first.returncode == 0, Path(out.name).read_text()[-3000:]
+    assert_running_on(lab, "a1", "vm1")
+    assert_workloads_continue(lab, "a1", before)
+    size = lab.exec("a1", "marsadm", "view-sync-size", "vm1").stdout.strip()
+    assert int(size) == 320 << 20, f"vm1 has {size} bytes: the expand went on"
