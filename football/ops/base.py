@@ -892,8 +892,8 @@ class Operation(StoppedContainer):
         """Hold `res` on `hosts` against other controllers' runs
         (ResourceRun) from before the run acts until it ends (an outermost
         run; its stages share it). `Locked` (191, nothing changed) when one
-        holds it longer than lock_retry_timeout; after this run changed
-        hosts (a pre-hand), a failure that says where it stopped."""
+        holds it longer than lock_retry_timeout, or a host does not answer;
+        after this run changed hosts (a pre-hand), a failure."""
         if not self.outermost or self.res is None or self.ctx.dry_run:
             return
         if self.resource_run is None:
@@ -911,6 +911,12 @@ class Operation(StoppedContainer):
             failed = FootballError(f"{locked}; this {self.operation} stopped after it changed "
                                    f"hosts: the same command goes on once that run ended")
             raise failed from None
+        except TransportError as error:
+            if self.held_locks:
+                raise
+            raise Illegal(f"{error}: the {self.operation} of {self.res} acts there and cannot "
+                          "begin without it; nothing changed: run it again once the host "
+                          "answers") from None
 
     def _run_phases(self, phases):
         spent = self.summary["phases"]

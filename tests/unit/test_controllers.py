@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from football.locks import controller_owner
+from football.transport import Unreachable
 from tests.helpers.fakefleet import assert_placed, fake_fleet, football
 
 fleet = fake_fleet
@@ -139,3 +140,26 @@ def test_a_migrate_with_a_pre_hand_is_refused_before_it_hands_anything(fleet):
     assert "b2: football-host: lock run-vm1 is held by football@elsewhere" in stderr
     assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
     assert fleet.resources["vm1"].primary == "a1"
+
+
+def test_a_host_that_does_not_answer_when_the_run_takes_its_lock_refuses_with_nothing_changed(
+        fleet, monkeypatch):
+    """Before, the run failed with 198 in its prepare phase, leaving a
+    journal of no steps that refused the next command for other targets."""
+    run = fleet.run
+
+    def a2_gone(name, argv, input=None):
+        if name == "a2" and argv[:2] == ["football-host", "lock"]:
+            raise Unreachable("a2: no route to host")
+        return run(name, argv, input)
+
+    monkeypatch.setattr(fleet, "run", a2_gone)
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "a2: no route to host: the migrate of vm1 acts there and cannot begin without it; " \
+        "nothing changed: run it again once the host answers" in stderr
+    assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
+    assert not (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists()
+    monkeypatch.setattr(fleet, "run", run)
+    assert all(not fleet.locks(name) for name in fleet.hosts)
+    assert football(fleet, "migrate", "vm1", "b2")[0] == 0        # another target: not refused
