@@ -5,6 +5,7 @@ run log per operation, and the final summary."""
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -45,23 +46,27 @@ class Reporter:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a", buffering=1)
         self.started = time.monotonic()
+        # events come from the run's threads too (parallel steps, its run
+        # lock's renewal): one line at a time
+        self._writing = threading.Lock()
 
     def event(self, kind, **fields):
         record = {"event": kind, "time": round(time.time(), 3), **fields}
         # in the order written, not sorted: a summary's phases are in the
         # order they ran (`screener show` listed them alphabetically)
         line = json.dumps(record) + "\n"
-        if self._log:
-            try:
-                self._log.write(line)
-            except OSError as error:
-                self._log_failed(error)
-        if self.as_json:
-            try:
-                self.stream.write(line)
-                self.stream.flush()
-            except BrokenPipeError:
-                self._reader_gone()
+        with self._writing:
+            if self._log:
+                try:
+                    self._log.write(line)
+                except OSError as error:
+                    self._log_failed(error)
+            if self.as_json:
+                try:
+                    self.stream.write(line)
+                    self.stream.flush()
+                except BrokenPipeError:
+                    self._reader_gone()
         return record
 
     def _log_failed(self, error):

@@ -136,8 +136,13 @@ def _mib(value):
 
 
 def _locks(records):
-    return ", ".join(f"{item} ({(record or {}).get('owner', '?')})"
-                     for item, record in sorted(records.items())) or "-"
+    """`item (owner)` each, with what it is for where its holder said so (a
+    run lock: `run-vm1 (migrate of vm1, pid 4242; football@<controller>)`)."""
+    def holder(record):
+        record = record or {}
+        return "; ".join(filter(None, [record.get("what"), record.get("owner", "?")]))
+    return ", ".join(f"{item} ({holder(record)})" for item, record in sorted(records.items())) \
+        or "-"
 
 
 def render(report, console=None):

@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from football.cli import cli
 from football.locks import controller_owner
 from football.transport import Unreachable
 from tests.helpers.fakefleet import assert_placed, fake_fleet, football
@@ -163,3 +165,14 @@ def test_a_host_that_does_not_answer_when_the_run_takes_its_lock_refuses_with_no
     monkeypatch.setattr(fleet, "run", run)
     assert all(not fleet.locks(name) for name in fleet.hosts)
     assert football(fleet, "migrate", "vm1", "b2")[0] == 0        # another target: not refused
+
+
+def test_status_shows_which_run_of_which_controller_holds_the_resource(fleet):
+    take_run_lock(fleet, "a1", "football@elsewhere:/var/lib/football#0123")
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--var",
+                                      f"state_dir={fleet.state_dir}", "status"],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    a1_row = next(line for line in result.output.splitlines() if line.startswith("│ a1 "))
+    assert "run-vm1 (migrate of vm1, pid 4242; football@elsewhere:/var/lib/football#0123)" \
+        in a1_row
