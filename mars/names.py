@@ -15,6 +15,9 @@ RESERVED_HOSTS = frozenset(
 # `_ - .`, starting with a letter, digit or underscore. Commas separate lists.
 RESOURCE_RE = re.compile(r"[A-Za-z0-9_][-A-Za-z0-9_.]{0,63}")
 RESERVED_RESOURCES = frozenset("all none any full empty undefined".split())
+# What is named after a resource: its LVs (`<res>-preshrink`), the lock items
+# of its runs (`run-<res>`, `shrink-<res>`); as long as LVM's names may be
+DERIVED_NAME_RE = re.compile(r"[A-Za-z0-9_][-A-Za-z0-9_.]{0,126}")
 
 SIZE_RE = re.compile(r"(\d+)([kmgtpKMGTP]?)(i?[bB])?")
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}

@@ -11,7 +11,7 @@ import click
 from football.hostside import container as containers
 from football.hostside import lifecycle, locks
 from football.hostside.filevg import FileVG, VGError
-from mars.names import parse_size
+from mars.names import DERIVED_NAME_RE, RESOURCE_RE, parse_size
 
 EXIT_CONTAINER = 4
 EXIT_LOCK_HELD = 6
@@ -172,7 +172,7 @@ def lock(ctx, lock_dir):
 
 
 def _lock_item(ctx, param, item):
-    if not locks.RESOURCE_RE.fullmatch(item):
+    if not DERIVED_NAME_RE.fullmatch(item):
         raise click.BadParameter(f"{item!r} is not a lock item (letters, digits, '_', '-', '.')")
     return item
 
@@ -249,13 +249,13 @@ def lifecycle_set(state_dir, state, by, expect):
 
 def _host_names(ctx, param, names):
     for name in names:
-        if not locks.RESOURCE_RE.fullmatch(name):
+        if not RESOURCE_RE.fullmatch(name):
             raise click.BadParameter(f"{name!r} is not a host name")
     return names
 
 
 def _resource_name(ctx, param, res):
-    if not locks.RESOURCE_RE.fullmatch(res):
+    if not RESOURCE_RE.fullmatch(res):
         raise click.BadParameter(f"{res!r} is not a resource name (letters, digits, '_', '-', "
                                  "'.')")
     return res

@@ -15,7 +15,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from mars.names import RESOURCE_RE
+from mars.names import DERIVED_NAME_RE
 
 EXTENT = 4 * 1024 * 1024
 META = ".vg.json"
@@ -142,7 +142,7 @@ class FileVG:
 
     @staticmethod
     def _check_name(lv):
-        if not isinstance(lv, str) or not RESOURCE_RE.fullmatch(lv) or lv.startswith("."):
+        if not isinstance(lv, str) or not DERIVED_NAME_RE.fullmatch(lv) or lv.startswith("."):
             raise VGError(f'Logical volume name "{lv}" is invalid.', EXIT_INVALID)
 
     def _refuse_in_use(self, lv):

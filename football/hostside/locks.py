@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from mars.names import RESOURCE_RE
+from mars.names import DERIVED_NAME_RE
 
 
 class LockHeld(Exception):
@@ -22,7 +22,7 @@ class LockHeld(Exception):
 
 
 def _path(directory, item):
-    if not RESOURCE_RE.fullmatch(item):
+    if not DERIVED_NAME_RE.fullmatch(item):
         raise ValueError(f"invalid lock item {item!r}")
     return Path(directory) / f"{item}.lock"
 

@@ -22,16 +22,16 @@ from football.locks import LockSet, held, run_owner
 from football.locks import release as release_item
 from football.ops.base import Operation, in_parallel
 from football.transport import TransportError
-from mars.names import RESOURCE_RE
+from mars.names import DERIVED_NAME_RE
 
 OWNER_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:+")
 
 
 def check_item(item):
     """A lock item is a file name on the hosts: letters, digits, '-', '_', '.'."""
-    if not isinstance(item, str) or not RESOURCE_RE.fullmatch(item):
+    if not isinstance(item, str) or not DERIVED_NAME_RE.fullmatch(item):
         raise Illegal(f"invalid lock item {item!r}: lock items are letters, digits, '-', '_' "
-                      "and '.' (up to 64, not starting with '-' or '.'), e.g. football")
+                      "and '.' (up to 127, not starting with '-' or '.'), e.g. football")
     return item
 
 

@@ -45,6 +45,20 @@ def summary_of(events):
     return next(event for event in events if event["event"] == "summary")
 
 
+def test_a_resource_with_the_longest_name_allowed_shrinks_and_migrates(fleet):
+    """64 characters: its lock items (`shrink-<res>`, `run-<res>`) and its
+    LVs (`<res>-preshrink`) are longer; they were refused as invalid names
+    (a shrink failed in its prepare phase, and migrates at their intents)."""
+    res = "v" * 64
+    fleet.create_resource(res, "a1", ["a2"], size=GIB)
+    code, _, stderr = football(fleet, "shrink", res, "400m")
+    assert code == 0, stderr
+    assert_shrunk(fleet, 400 * MIB, res)
+    code, _, stderr = football(fleet, "migrate", res, "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"], res)
+
+
 def test_shrink_copies_into_a_smaller_volume_switches_over_and_rejoins_the_secondary(fleet):
     code, events, stderr = football(fleet, "shrink", "vm2")
     assert code == 0, stderr
