@@ -3,10 +3,20 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers.dataplane import DataNet
 from tests.helpers.leftovers import clean_up_after, dead_runs, mark_alive
 
+
+# Property tests (hypothesis): in `make test` (CI) the same examples every
+# run, with no time bound per example: a rare example one run happens upon,
+# or a loaded machine's slow one, failed a landing whose change it was not
+# about (test_logfile, once). HYPOTHESIS_PROFILE=explore draws new examples
+# each run, to look for what the fixed ones miss.
+settings.register_profile("steady", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "steady"))
 
 # Under `--dist loadfile --no-loadscope-reorder` (make test) a worker takes a
 # whole file at a time, in collection order: a long file collected last keeps
