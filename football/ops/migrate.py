@@ -453,10 +453,11 @@ class Migrate(Operation):
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
 
     def locks(self, phase):
-        """Cleanup holds the old hosts' lock while it removes their replicas
-        (the split takes the clusters' own); prepare and finish wait first
-        (a sync slot, the gates) and lock per step."""
-        return self._old_hosts() if phase == "cleanup" else []
+        """None for the whole phase: prepare and finish wait first (a sync
+        slot, the gates) and lock per step; cleanup waits out its delay,
+        then holds the old hosts' lock while it removes their replicas (the
+        split takes the clusters' own)."""
+        return []
 
     def _hosts_involved(self):
         """Where `res` may come up: the source, the targets, the old hosts."""
@@ -525,6 +526,10 @@ class Migrate(Operation):
     # --------------------------------------------------------------- cleanup
     def cleanup(self):
         self._delay_cleanup()
+        with self.holding(self._old_hosts()):
+            self._remove_old_replicas()
+
+    def _remove_old_replicas(self):
         old = [host for host in self._members_now() if host.name not in
                {target.name for target in self.targets}]
         if not self.config.cleanup_old_replicas or not old:

@@ -240,9 +240,10 @@ class Shrink(Operation):
         return self.members
 
     def locks(self, phase):
-        """Cleanup holds the members' lock throughout; prepare and finish
-        take it per step (they wait for a slot, for the gates)."""
-        return self.members if phase == "cleanup" else []
+        """None for the whole phase: prepare and finish take it per step
+        (they wait for a slot, for the gates); cleanup waits out its delay,
+        then holds the members' lock."""
+        return []
 
     # ----------------------------------------------------------------- state
     def _exists(self):
@@ -588,10 +589,11 @@ class Shrink(Operation):
                           f"stopped inside its window): football shrink-finish {self.res} "
                           "first; its LVs are kept; nothing changed")
         self._delay_cleanup()
-        self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
-                 f"{', '.join(host.name for host in self.members)}")
-        self._remove_leftovers()
-        drop_intent(self.primary, self.res, kind="shrink")
+        with self.holding(self.members):
+            self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
+                     f"{', '.join(host.name for host in self.members)}")
+            self._remove_leftovers()
+            drop_intent(self.primary, self.res, kind="shrink")
         self._release_job_slots("shrink", [self.primary])
         self.journal.record("cleanup")
         self.journal.finish()       # shrunk, or a shrink given up: either way complete

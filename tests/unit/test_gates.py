@@ -254,3 +254,32 @@ def test_a_shrink_rerun_after_a_crash_inside_the_window_starts_the_container_fir
     assert fleet.running("vm3") == ["a1"]
     journal = json.loads(path.read_text())
     assert not window_left_open(journal["steps"], journal["decided"])
+
+
+@pytest.mark.parametrize("delayed", [("migrate", "vm1", "b1", "b2"), ("shrink", "vm2", "400m")],
+                         ids=["migrate", "shrink"])
+def test_the_cleanup_delay_holds_no_host_lock_so_other_runs_on_those_hosts_go_on(
+        fleet, monkeypatch, delayed):
+    """During `cleanup_delay` (hours, where operators keep the old replicas
+    a while) the old hosts' lock was held: every other run that needed them
+    (the next migrate of a mass run off those hosts) waited
+    lock_retry_timeout, then was refused; and once lock_break_timeout
+    passed, another run broke the lock of this live one."""
+    from football.ops.base import Operation
+
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)
+    other = ("migrate", "vm2", "b1", "b2") if delayed[1] == "vm1" else ("migrate", "vm1", "b2")
+    real, meanwhile = Operation._delay_cleanup, []
+
+    def another_run_on_the_old_hosts_meanwhile(self):
+        if self.res == delayed[1] and not meanwhile:
+            meanwhile.append({name: sorted(fleet.locks(name)) for name in ("a1", "a2")})
+            meanwhile.append(football(fleet, "--var", "lock_retry_timeout=0.3", *other))
+        return real(self)
+
+    monkeypatch.setattr(Operation, "_delay_cleanup", another_run_on_the_old_hosts_meanwhile)
+    code, _, stderr = football(fleet, "--var", "cleanup_delay=0.5", *delayed)
+    assert code == 0, stderr
+    locks_meanwhile, (other_code, _, other_stderr) = meanwhile
+    assert all("football" not in items for items in locks_meanwhile.values()), locks_meanwhile
+    assert other_code == 0, other_stderr
