@@ -66,7 +66,8 @@ def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, wh
     if result.exit_code == EXIT_LOCK_HELD:
         locked = Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
                         f"is dead, football unlock {item} {host.name}")
-        locked.holder = result.stderr.strip()       # "...: lock <item> is held by ..."
+        # for whom words it otherwise: "lock <item> is held by <owner> (<what>) since ..."
+        locked.host, locked.holder = host.name, result.stderr.strip()
         raise locked
     if not result.ok:
         raise Illegal(f"{host.name}: cannot take lock {item}: {result.stderr.strip()}")
@@ -292,7 +293,13 @@ class ResourceRun:
         have = {host.name for host, _ in self.locks.taken}
         more = [host for host in hosts if host.name not in have]
         if more:
-            self.locks.acquire(more, self.item)
+            try:
+                self.locks.acquire(more, self.item)
+            except Locked as locked:
+                # a dead run's lock is on each of its hosts: name them all
+                names = " ".join(sorted({host.name for host in hosts}))
+                raise Locked(f"{locked.host}: {locked.holder}; wait for that run or, if it is "
+                             f"dead, football unlock {self.item} {names}") from None
         if self.renewing is None and self.locks.taken:
             self.renewing = threading.Thread(target=self._renew, daemon=True,
                                              name=f"football-{self.item}")

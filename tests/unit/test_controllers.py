@@ -72,7 +72,7 @@ def test_another_controllers_run_on_a_resource_that_moves_is_refused_with_nothin
     assert refused == EXIT_ILLEGAL, refusal
     assert "lock run-vm2 is held by football@" in refusal
     assert "(migrate of vm2, pid " in refusal
-    assert "football unlock run-vm2 a1" in refusal
+    assert refusal.rstrip().endswith("football unlock run-vm2 a1 a2 b1 b2")
     assert changed == []
     assert not (tmp_path / "other-controller" / "journal" / f"{args[0]}-vm2.json").exists()
     assert_placed(fleet, "b1", ["b2"], res="vm2")
@@ -116,14 +116,20 @@ def test_another_controllers_live_run_lock_refuses_before_anything_changed(fleet
     code, events, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1",
                                     "b1", "b2")
     assert code == EXIT_ILLEGAL, stderr
-    assert "a2: football-host: lock run-vm1 is held by football@elsewhere:/var/lib/football#0123 (migrate of " \
-        "vm1, pid 4242) since " in stderr
+    assert "a2: football-host: lock run-vm1 is held by football@elsewhere:/var/lib/football" \
+        "#0123 (migrate of vm1, pid 4242) since " in stderr
     waits = [event for event in events if event["event"] == "wait"]
     assert [event["what"] for event in waits] == ["run"]
     assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
     assert not (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists()
     assert set(fleet.locks("a2")) == {"run-vm1"}        # the other's, kept
     assert all(not fleet.locks(name) for name in ("a1", "b1", "b2"))
+    # where the message says: the dead run's lock goes on every host of the run
+    assert stderr.rstrip().endswith("football unlock run-vm1 a1 a2 b1 b2")
+    assert football(fleet, "unlock", "run-vm1", "a1", "a2", "b1", "b2")[0] == 0
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
 
 
 def test_dry_run_takes_no_run_lock(fleet):
