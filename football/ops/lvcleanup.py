@@ -116,6 +116,11 @@ class LvCleanup(Operation):
     def locks(self, phase):
         return self.doomed_hosts()
 
+    def involved(self):
+        """The hosts whose LV goes: held against another controller's run of
+        `res` (its migrate creates the LV it joins there)."""
+        return self.doomed_hosts()
+
     def doomed_hosts(self):
         return [self.ctx.inventory.hosts[name] for name in self.doomed]
 

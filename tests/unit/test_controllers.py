@@ -182,3 +182,17 @@ def test_status_shows_which_run_of_which_controller_holds_the_resource(fleet):
     a1_row = next(line for line in result.output.splitlines() if line.startswith("│ a1 "))
     assert "run-vm1 (migrate of vm1, pid 4242; football@elsewhere:/var/lib/football#0123)" \
         in a1_row
+
+
+def test_lv_cleanup_waits_for_another_controllers_run_on_the_hosts_of_the_lv(fleet):
+    """An LV that no replica uses yet may be the one another controller's
+    migrate is about to join (its journal, which would say so, is there)."""
+    b2 = fleet.hosts["b2"]
+    fleet.run("b2", ["football-host", "vg", b2.path("/dev/vg0"), "create", "vm1",
+                     str(64 << 20)])
+    take_run_lock(fleet, "b2", "football@elsewhere:/var/lib/football#0123")
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "lv-cleanup", "vm1",
+                               "--do-it")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "b2: football-host: lock run-vm1 is held by football@elsewhere" in stderr
+    assert "vm1" in fleet.lvs("b2")
