@@ -268,6 +268,9 @@ def controller_owner(state_dir):
     return f"football@{socket.gethostname()}:{Path(state_dir).resolve()}#{path.read_text().strip()}"
 
 
+RENEWAL_JOIN = 30.0     # seconds a run's end waits for a renewal under way
+
+
 class ResourceRun:
     """A run's hold on its resource against other controllers' runs: the
     lock item `run-<res>` on the hosts it acts on, taken all or nothing per
@@ -323,6 +326,9 @@ class ResourceRun:
                                   f"it is run_lock_lease {self.lease:g} s old, another "
                                   f"controller's run of {self.res} may begin")
                     continue
+                if self.stopping.is_set():      # the run ended meanwhile: not kept
+                    release(host, item, self.locks.owner)
+                    return
                 if outcome != "again" and host.name not in self.failing:
                     self.warn(f"{host.name}: lock {item} was gone (unlocked by hand?): "
                               "taken again")
@@ -331,5 +337,7 @@ class ResourceRun:
     def release(self):
         self.stopping.set()
         if self.renewing is not None:
-            self.renewing.join()        # a renewal after the release would bring it back
+            # one hanging on a host that does not answer does not hold the
+            # run's end; it releases what it renews once it sees the end
+            self.renewing.join(RENEWAL_JOIN)
         self.locks.release_all()

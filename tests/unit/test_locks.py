@@ -537,3 +537,35 @@ def test_a_resource_run_says_once_that_another_controller_took_its_lock(a):
     assert warned[0].startswith("a: lock run-vm1 is held by ctl-2 since ")
     assert warned[0].endswith(", no longer by this run: another controller may act on vm1 "
                               "beside it")
+
+
+def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_keep_the_lock(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(locks, "RENEWAL_JOIN", 0.2)
+    hanging, answer = threading.Event(), threading.Event()
+
+    class Hangs:
+        """The host answers the first take; a renewal's waits for `answer`."""
+        takes = 0
+
+        def run(self, argv, **options):
+            if argv[3] == "take":
+                Hangs.takes += 1
+                if Hangs.takes > 1:
+                    hanging.set()
+                    answer.wait(60)
+            return LocalTransport("a").run(argv, **options)
+
+    a = Host(name="a", address="127.0.0.1", transport="local", root=str(tmp_path / "a"),
+             _runner=Hangs())
+    run = locks.ResourceRun("vm1", "ctl-1", config(run_lock_lease=0.3), "migrate of vm1",
+                            echo=print, warn=print, on_wait=None)
+    run.hold([a])
+    until(hanging.is_set, "a renewal under way")
+    started = time.monotonic()
+    run.release()
+    assert time.monotonic() - started < 10
+    answer.set()                        # the host answers the renewal: it renews the lock...
+    run.renewing.join(30)
+    assert not run.renewing.is_alive()
+    assert locks.held(a) == {}          # ... and the renewal, seeing the run ended, releases it
