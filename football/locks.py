@@ -327,7 +327,10 @@ class ResourceRun:
                                   f"controller's run of {self.res} may begin")
                     continue
                 if self.stopping.is_set():      # the run ended meanwhile: not kept
-                    release(host, item, self.locks.owner)
+                    try:
+                        release(host, item, self.locks.owner)
+                    except Exception as error:  # noqa: BLE001 (a thread: said, not raised)
+                        self.warn(f"{host.name}: could not release lock {item}: {error}")
                     return
                 if outcome != "again" and host.name not in self.failing:
                     self.warn(f"{host.name}: lock {item} was gone (unlocked by hand?): "
