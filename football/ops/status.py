@@ -20,6 +20,7 @@ from football import facts
 from football.errors import FootballError, Illegal
 from football.journal import unfinished_operations
 from football.lifecycle import REFUSED_AS_TARGET
+from football.locks import controller_owner
 from football.ops.base import check_resource_name, in_parallel
 from football.snapshot import observe
 from football.transport import TransportError
@@ -111,6 +112,30 @@ def mark_running(operations, hosts):
     return operations
 
 
+def other_controllers_runs(hosts, mine):
+    """The runs of other controllers (owners but `mine`), by the lock items
+    `run-<res>` they hold on `hosts` (status entries): one row each, in the
+    shape of an unfinished operation's (`holding` the hosts it holds, its
+    `controller`), state `running elsewhere` (their journals are there)."""
+    runs = {}
+    for name, entry in sorted(hosts.items()):
+        for item, record in (entry.get("locks") or {}).items():
+            record = record or {}
+            owner = record.get("owner", "?")
+            if not item.startswith("run-") or owner == mine:
+                continue
+            what = record.get("what", "")
+            run = runs.setdefault((item, owner), {
+                "operation": what.partition(" of ")[0] or "?", "resource": item[len("run-"):],
+                "state": "running elsewhere", "controller": owner, "what": what,
+                # when it began is in its journal there; the lock's time is
+                # its last renewal
+                "steps": [], "targets": [], "origin": [], "holding": [], "started": None})
+            run["holding"].append(name)
+            run["origin"] = run["holding"]          # what a scope of hosts selects by
+    return list(runs.values())
+
+
 class Status:
     """`football status`: read-only, so it has no phases and takes no locks."""
 
@@ -124,7 +149,9 @@ class Status:
         snapshot = observe(self.ctx, self.hosts)
         hosts = {name: snapshot.hosts[name].entry() for name in self.hosts}
         rows = [replica.row() for replica in snapshot.replicas]
-        operations = mark_running(unfinished_operations(self.ctx.config.state_dir), hosts)
+        state_dir = self.ctx.config.state_dir
+        operations = mark_running(unfinished_operations(state_dir), hosts) + \
+            other_controllers_runs(hosts, controller_owner(state_dir))
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
                   "hosts": hosts, "resources": rows, "operations": operations}
         return select(report, self.kind, self.name, self.hosts)
@@ -188,10 +215,13 @@ def render(report, console=None):
                 state = f"[red]damaged journal[/]: {op['damaged']}"
             elif op.get("in_downtime"):
                 state += ", [red]inside the downtime window[/]"
+            if op.get("controller"):
+                state += f" ({op['what'] or '?'}; {op['controller']})"
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(op["started"])) \
                 if op.get("started") else "-"
             operations.add_row(op["operation"], op["resource"], state,
-                               ", ".join(op["steps"]) or "-", ", ".join(op["targets"]) or "-",
+                               ", ".join(op["steps"]) or "-",
+                               ", ".join(op["targets"] or op.get("holding") or []) or "-",
                                started)
         console.print(operations)
         for line in _unfinished_hints(report["operations"], report["resources"]):

@@ -196,3 +196,23 @@ def test_lv_cleanup_waits_for_another_controllers_run_on_the_hosts_of_the_lv(fle
     assert code == EXIT_ILLEGAL, stderr
     assert "b2: football-host: lock run-vm1 is held by football@elsewhere" in stderr
     assert "vm1" in fleet.lvs("b2")
+
+
+def test_status_lists_another_controllers_run_among_the_operations(fleet):
+    for name in ("a1", "b1"):
+        take_run_lock(fleet, name, "football@elsewhere:/var/lib/football#0123")
+    take_run_lock(fleet, "a2", controller_owner(fleet.state_dir))   # this one's: its journal
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--var",
+                                      f"state_dir={fleet.state_dir}", "status", "vm1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(op["operation"], op["resource"], op["state"], op["holding"], op["controller"])
+            for op in report["operations"]] == \
+        [("migrate", "vm1", "running elsewhere", ["a1", "b1"],
+          "football@elsewhere:/var/lib/football#0123")]
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--var",
+                                      f"state_dir={fleet.state_dir}", "status", "b1"],
+                                env={"COLUMNS": "250"})
+    row = next(line for line in result.output.splitlines() if line.startswith("│ migrate "))
+    assert "running elsewhere (migrate of vm1, pid 4242; football@elsewhere:" in row
+    assert row.split("│")[5].strip() == "b1"         # where it holds vm1, of those asked
