@@ -248,14 +248,18 @@ def one_run_at_a_time(state_dir, operation, res, config, on_wait=lambda text: No
         handle.close()          # closing the last descriptor releases the flock
 
 
-def controller_owner(state_dir):
+def controller_owner(state_dir, create=True):
     """Who holds a resource's run lock on the hosts (`ResourceRun`): this
     controller, by its host name, its state dir and an id that state dir
     keeps (two machines set up alike still differ). Every run of this
     controller is the same owner: its runs take turns by one_run_at_a_time,
-    and a re-run after a crash (kill -9 releases nothing) takes it over."""
+    and a re-run after a crash (kill -9 releases nothing) takes it over.
+    Not `create`: None where the state dir has no id (this controller never
+    held a run lock; a read-only command writes nothing)."""
     path = Path(state_dir) / "controller-id"
     if not path.exists():
+        if not create:
+            return None
         path.parent.mkdir(parents=True, exist_ok=True)
         aside = path.with_name(f".controller-id.{os.getpid()}.{threading.get_ident()}")
         aside.write_text(f"{uuid.uuid4().hex[:12]}\n")

@@ -151,7 +151,7 @@ class Status:
         rows = [replica.row() for replica in snapshot.replicas]
         state_dir = self.ctx.config.state_dir
         operations = mark_running(unfinished_operations(state_dir), hosts) + \
-            other_controllers_runs(hosts, controller_owner(state_dir))
+            other_controllers_runs(hosts, controller_owner(state_dir, create=False))
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
                   "hosts": hosts, "resources": rows, "operations": operations}
         return select(report, self.kind, self.name, self.hosts)

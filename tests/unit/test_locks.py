@@ -569,3 +569,12 @@ def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_keep_the_loc
     run.renewing.join(30)
     assert not run.renewing.is_alive()
     assert locks.held(a) == {}          # ... and the renewal, seeing the run ended, releases it
+
+
+def test_asking_for_the_controller_owner_without_create_writes_nothing(tmp_path):
+    """`football status` (read-only, also run where the state dir cannot be
+    written) asks so."""
+    assert locks.controller_owner(tmp_path / "state", create=False) is None
+    assert not (tmp_path / "state").exists()
+    made = locks.controller_owner(tmp_path / "state")
+    assert locks.controller_owner(tmp_path / "state", create=False) == made
