@@ -34,6 +34,13 @@ def other_controller(fleet, tmp_path, *args):
         fleet.state_dir = mine
 
 
+def changes_but_locks(fleet, since=0):
+    """The commands that changed a host since the `since`-th, but lock takes
+    and releases (a refused run tries to take its lock)."""
+    return [change for change in fleet.changes()[since:]
+            if change[1][:2] != ("football-host", "lock")]
+
+
 def take_run_lock(fleet, name, owner, age=0.0):
     """`run-vm1` on host `name` held by `owner` since `age` seconds."""
     host = fleet.hosts[name]
@@ -61,8 +68,7 @@ def test_another_controllers_run_on_a_resource_that_moves_is_refused_with_nothin
             asked.append(args)
             before = len(fleet.changes())
             second.append(other_controller(fleet, tmp_path, *args))
-            second.append([change for change in fleet.changes()[before:]
-                           if change[1][:2] != ("football-host", "lock")])
+            second.append(changes_but_locks(fleet, before))
         return result
 
     monkeypatch.setattr(fleet, "run", second_controller_while_the_first_waits_for_its_sync)
@@ -120,7 +126,7 @@ def test_another_controllers_live_run_lock_refuses_before_anything_changed(fleet
         "#0123 (migrate of vm1, pid 4242) since " in stderr
     waits = [event for event in events if event["event"] == "wait"]
     assert [event["what"] for event in waits] == ["run"]
-    assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
+    assert changes_but_locks(fleet) == []
     assert not (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists()
     assert set(fleet.locks("a2")) == {"run-vm1"}        # the other's, kept
     assert all(not fleet.locks(name) for name in ("a1", "b1", "b2"))
@@ -146,7 +152,7 @@ def test_a_migrate_with_a_pre_hand_is_refused_before_it_hands_anything(fleet):
                                "b1", "b2", "--pre-hand", "a2")
     assert code == EXIT_ILLEGAL, stderr
     assert "b2: football-host: lock run-vm1 is held by football@elsewhere" in stderr
-    assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
+    assert changes_but_locks(fleet) == []
     assert fleet.resources["vm1"].primary == "a1"
 
 
@@ -166,7 +172,7 @@ def test_a_host_that_does_not_answer_when_the_run_takes_its_lock_refuses_with_no
     assert code == EXIT_ILLEGAL, stderr
     assert "a2: no route to host: the migrate of vm1 acts there and cannot begin without it; " \
         "nothing changed: run it again once the host answers" in stderr
-    assert [change for change in fleet.changes() if change[1][1] != "lock"] == []
+    assert changes_but_locks(fleet) == []
     assert not (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists()
     monkeypatch.setattr(fleet, "run", run)
     assert all(not fleet.locks(name) for name in fleet.hosts)
