@@ -275,6 +275,13 @@ def controller_owner(state_dir, create=True):
 RENEWAL_JOIN = 30.0     # seconds a run's end waits for a renewal under way
 
 
+def _read_names(path):
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
 class ResourceRun:
     """A run's hold on its resource against other controllers' runs: the
     lock item `run-<res>` on the hosts it acts on, taken all or nothing per
@@ -341,10 +348,46 @@ class ResourceRun:
                               "taken again")
                 self.failing.discard(host.name)
 
-    def release(self):
+    def release(self, state_dir=None, host_named=None):
+        """End the run and release the lock; with `state_dir`, also on the
+        hosts where an earlier run kept it (`keep`) that this one did not
+        hold (`host_named`: name -> host; where it cannot, it is said)."""
+        self._stop_renewing()
+        held = {host.name for host, _ in self.locks.taken}
+        self.locks.release_all()
+        if state_dir is None:
+            return
+        path = self._kept_file(state_dir)
+        for name in sorted(set(_read_names(path)) - held):
+            try:
+                release(host_named(name), self.item, self.locks.owner)
+            except Exception as error:      # noqa: BLE001 (said: the operator unlocks it)
+                self.warn(f"{name}: could not release lock {self.item} kept by an earlier run "
+                          f"({error}): football unlock {self.item} {name}")
+        path.unlink(missing_ok=True)
+
+    def keep(self, what, state_dir):
+        """End the run but keep the lock, never stale, saying `what` (an
+        unfinished operation): taken again as permanent on every host, the
+        hosts noted in `state_dir` for the run that releases it."""
+        self._stop_renewing()
+        path = self._kept_file(state_dir)
+        names = set(_read_names(path))
+        while self.locks.taken:
+            host, item = self.locks.taken.pop()
+            names.add(host.name)
+            try:
+                take(host, item, self.locks.owner, self.lease, permanent=True, what=what)
+            except Exception as error:      # noqa: BLE001 (said; it goes stale there)
+                self.warn(f"{host.name}: could not keep lock {item} for the {what}: {error}")
+        path.write_text("".join(f"{name}\n" for name in sorted(names)))
+
+    def _kept_file(self, state_dir):
+        return Path(state_dir) / "journal" / f"{self.res}.kept"
+
+    def _stop_renewing(self):
         self.stopping.set()
         if self.renewing is not None:
             # one hanging on a host that does not answer does not hold the
             # run's end; it releases what it renews once it sees the end
             self.renewing.join(RENEWAL_JOIN)
-        self.locks.release_all()

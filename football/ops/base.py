@@ -956,9 +956,31 @@ class Operation(StoppedContainer):
     def _finish_hosts(self):
         if self.prepared_hosts:
             self._tell("finish_hosts", hosts=self.prepared_hosts)
-        if self.resource_run is not None:
-            self.resource_run.release()
-            self.resource_run = None
+        self._end_the_hold()
+
+    def _end_the_hold(self):
+        """The run's hold on `res` (ResourceRun) ends: released, unless an
+        operation of `res` is unfinished on this controller (its journal:
+        this run's, failed or a phase run alone, or an earlier one a repair
+        went on over): then kept, never stale, saying what is unfinished, so
+        that another controller does not act on the resource from a plan of
+        its own; the next run here that ends with none unfinished releases
+        it (`football unlock run-<res> <hosts>` gives it up by hand)."""
+        if self.resource_run is None:
+            return
+        state_dir = self.config.state_dir
+        unfinished = [op for op in unfinished_operations(state_dir)
+                      if op["resource"] == self.res and "damaged" not in op]
+        if unfinished:
+            op = unfinished[0]
+            self.resource_run.keep(f"unfinished {op['operation']} of {self.res}, steps done: "
+                                   f"{', '.join(op['steps']) or 'none'}; the same command on "
+                                   "that controller goes on", state_dir)
+        else:
+            # also where an earlier run kept it and this one does not act
+            # (a host the crashed run's cleanup removed the replica from)
+            self.resource_run.release(state_dir, self.host)
+        self.resource_run = None
 
     def _tell(self, hook, /, **kwargs):
         """Notify the plugins (`operation` and `res` are passed along; a hook

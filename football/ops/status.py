@@ -116,7 +116,8 @@ def other_controllers_runs(hosts, mine):
     """The runs of other controllers (owners but `mine`), by the lock items
     `run-<res>` they hold on `hosts` (status entries): one row each, in the
     shape of an unfinished operation's (`holding` the hosts it holds, its
-    `controller`), state `running elsewhere` (their journals are there)."""
+    `controller`), state `running elsewhere`, or `unfinished elsewhere`
+    where its run ended and kept it (their journals are there)."""
     runs = {}
     for name, entry in sorted(hosts.items()):
         for item, record in (entry.get("locks") or {}).items():
@@ -127,7 +128,9 @@ def other_controllers_runs(hosts, mine):
             what = record.get("what", "")
             run = runs.setdefault((item, owner), {
                 "operation": what.partition(" of ")[0] or "?", "resource": item[len("run-"):],
-                "state": "running elsewhere", "controller": owner, "what": what,
+                # kept after it stopped: unfinished there
+                "state": "unfinished elsewhere" if record.get("permanent")
+                else "running elsewhere", "controller": owner, "what": what,
                 # when it began is in its journal there; the lock's time is
                 # its last renewal
                 "steps": [], "targets": [], "origin": [], "holding": [], "started": None})

@@ -128,11 +128,19 @@ def assert_last_downtime(lab, source, host):
     assert entry["downtime_seconds"] > 0
 
 
+def left_behind(locks):
+    """{host: items} of the locks left but vm1's run lock, which the failed
+    (so unfinished) handover keeps against other controllers."""
+    return {host: sorted(item for item, record in items.items()
+                         if not (item == "run-vm1" and record.get("permanent")))
+            for host, items in locks.items() if items}
+
+
 def assert_runs_only_on(lab, host, records_before):
     roles, running, locks = placement(lab)
     assert roles[host] == "Primary", roles
     assert running == [host]
-    assert not any(locks.values()), f"locks left: {locks}"
+    assert not any(left_behind(locks).values()), f"locks left: {locks}"
     records = wait_for_records(lab, host, records_before + 3)
     assert not sequence_problems(records), sequence_problems(records)
     return records
@@ -197,7 +205,7 @@ def test_a_start_failing_everywhere_exits_199_naming_repair_vm_and_lab_up_restar
     assert "vm1 is NOT running anywhere" in result.stderr
     assert "football repair-vm vm1 a2 a1" in result.stderr
     roles, running, locks = placement(lab)
-    assert running == [] and not any(locks.values()), (running, locks)
+    assert running == [] and not any(left_behind(locks).values()), (running, locks)
     assert calls[-1] == {"hook": "football_failed", "exit_code": 199}
 
     # The failing starts never got to `marsadm primary` (the cluster manager's

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from football.cli import cli
 from football.locks import controller_owner
 from football.transport import Unreachable
-from tests.helpers.fakefleet import assert_placed, fake_fleet, football
+from tests.helpers.fakefleet import assert_placed, fake_fleet, football, points_of
 
 fleet = fake_fleet
 
@@ -222,3 +222,50 @@ def test_status_lists_another_controllers_run_among_the_operations(fleet):
     row = next(line for line in result.output.splitlines() if line.startswith("│ migrate "))
     assert "running elsewhere (migrate of vm1, pid 4242; football@elsewhere:" in row
     assert row.split("│")[5].strip() == "b1"         # where it holds vm1, of those asked
+
+
+@pytest.mark.parametrize("first", [("--debug-injection-point", "3", "migrate", "vm1", "b1", "b2"),
+                                   ("migrate-prepare", "vm1", "b1", "b2")],
+                         ids=["failed", "a phase alone"])
+def test_an_operation_unfinished_on_one_controller_keeps_the_resource_from_another(
+        fleet, tmp_path, first):
+    """A run that ends with its operation unfinished (failed, or a phase run
+    alone) keeps its run lock, never stale, saying so: another controller's
+    run would act from a plan of its own (that controller cannot see the
+    journal). The same command on the first controller finishes it and
+    releases the lock everywhere, also where it no longer acts."""
+    code, _, stderr = football(fleet, *first)
+    assert code == (0 if first[0] == "migrate-prepare" else 1), stderr   # 1: the crash asked for
+    for name in ("a1", "b1"):                   # as if lease times had passed
+        path = Path(fleet.hosts[name].path(RUN_LOCK_DIR)) / "run-vm1.lock"
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps(dict(record, time=record["time"] - 86400)))
+    code, _, refusal = other_controller(fleet, tmp_path, "expand", "vm1", "1g")
+    assert code == EXIT_ILLEGAL, refusal
+    steps = "prepare" if first[0] == "migrate-prepare" else "none"      # b1 joined, b2 not
+    assert f"(unfinished migrate of vm1, steps done: {steps}; the same command on that " \
+        "controller goes on)" in refusal
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--var",
+                                      f"state_dir={tmp_path / 'other-controller'}", "status",
+                                      "vm1"])
+    assert [op["state"] for op in json.loads(result.stdout)["operations"]] == \
+        ["unfinished elsewhere"]
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])           # no lock left anywhere
+    assert other_controller(fleet, tmp_path, "expand", "vm1", "1g")[0] == 0
+
+
+def test_the_run_that_finishes_an_operation_releases_its_lock_also_where_it_does_not_act(fleet):
+    """A crash in the cleanup after b1 left: the re-run does not act on b1
+    any more, and b1 kept the crashed run's lock."""
+    code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    point = points_of(events).index("cleanup:left") + 1       # the first old host left
+    code, _, stderr = football(fleet, "--debug-injection-point", str(point), "migrate", "vm1",
+                               "cluster1")
+    assert code == 1, stderr
+    assert all(set(fleet.locks(name)) == {"run-vm1"} for name in fleet.hosts)
+    code, _, stderr = football(fleet, "migrate", "vm1", "cluster1")
+    assert code == 0, stderr
+    assert_placed(fleet, "a1", ["a2"])         # no lock anywhere, b1's too

@@ -133,8 +133,10 @@ def test_ctrl_c_inside_the_downtime_window_restarts_the_container_and_a_rerun_co
     assert "interrupted inside the downtime window; vm1 runs again on a1" in stderr
     assert "migrate of vm1 interrupted (Ctrl-C); restarting vm1" in json.dumps(events) + stderr
     assert fleet.running("vm1") == ["a1"] and not fleet.violations
-    for name in fleet.hosts:
-        assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"
+    for name in fleet.hosts:     # only vm1's run lock, kept while the migrate is unfinished
+        locks = fleet.locks(name)
+        assert set(locks) == {"run-vm1"} and locks["run-vm1"]["permanent"], f"{name}: {locks}"
+        assert locks["run-vm1"]["what"].startswith("unfinished migrate of vm1, steps done: ")
 
     code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
     assert code == 0, stderr
@@ -174,8 +176,10 @@ def test_sigterm_inside_the_downtime_window_is_a_ctrl_c_and_cannot_cut_the_resta
     assert "SIGTERM: restarting the container first, then stopping" in stderr
     assert "interrupted inside the downtime window; vm1 runs again on a1" in stderr
     assert fleet.running("vm1") == ["a1"] and not fleet.violations
-    for name in fleet.hosts:
-        assert not fleet.locks(name), f"{name}: locks left {fleet.locks(name)}"
+    for name in fleet.hosts:     # only vm1's run lock, kept while the migrate is unfinished
+        locks = fleet.locks(name)
+        assert set(locks) == {"run-vm1"} and locks["run-vm1"]["permanent"], f"{name}: {locks}"
+        assert locks["run-vm1"]["what"].startswith("unfinished migrate of vm1, steps done: ")
 
 
 def test_named_injection_points_crash_a_run_and_each_re_run_in_turn(fleet):
