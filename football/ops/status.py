@@ -127,7 +127,8 @@ def other_controllers_runs(hosts, mine):
                 continue
             what = record.get("what", "")
             run = runs.setdefault((item, owner), {
-                "operation": what.partition(" of ")[0] or "?", "resource": item[len("run-"):],
+                "operation": what.partition(" of ")[0].removeprefix("unfinished ") or "?",
+                "resource": item[len("run-"):],
                 # kept after it stopped: unfinished there
                 "state": "unfinished elsewhere" if record.get("permanent")
                 else "running elsewhere", "controller": owner, "what": what,

@@ -248,8 +248,8 @@ def test_an_operation_unfinished_on_one_controller_keeps_the_resource_from_anoth
     result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--var",
                                       f"state_dir={tmp_path / 'other-controller'}", "status",
                                       "vm1"])
-    assert [op["state"] for op in json.loads(result.stdout)["operations"]] == \
-        ["unfinished elsewhere"]
+    assert [(op["operation"], op["state"]) for op in json.loads(result.stdout)["operations"]] \
+        == [("migrate", "unfinished elsewhere")]
     code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
     assert code == 0, stderr
     assert_placed(fleet, "b1", ["b2"])           # no lock left anywhere
