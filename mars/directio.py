@@ -33,6 +33,7 @@ STAGE_BYTES = 4 << 20           # one staging buffer of an appender
 STAGES = 3                      # staging buffers at most (allocated as needed)
 DIRECT_MIN = 128 << 10          # whole blocks an append needs to go direct (see `append`)
 RWF_DONTCACHE = 0x80            # preadv2/pwritev2: through the page cache, then dropped (linux/fs.h)
+PROBE_SPAN = 4 << 20            # what a one-byte read's readahead may bring in (takes_uncached)
 CACHED_PIECE = 256 << 10        # page-cache writes go in aligned pieces at most this long (`pwritev_cached`)
 CARRY_SECONDS = 0.005           # how long a staged append's last partial block waits for the next
 
@@ -159,17 +160,24 @@ def takes_uncached(fd):
     """Whether the file system of `fd` (open for reading) takes uncached
     reads and writes (RWF_DONTCACHE): asked once per file system and
     process, by reading its first byte so (a block device refuses on
-    Linux 6.18), so that a reader knows before it reads."""
+    Linux 6.18), so that a reader knows before it reads. The pages that
+    read brought in (its folio is dropped, the readahead around it stayed:
+    three pages at the start of a fresh volume) are dropped again where the
+    page cache held none of them before."""
     device = os.fstat(fd).st_dev
     if device in _refused_uncached:
         return False
     if device not in _taken_uncached:
+        held = libc.cached_pages(fd, 0, PROBE_SPAN)
         try:
             os.preadv(fd, [bytearray(1)], 0, RWF_DONTCACHE)
         except OSError as exc:
             if exc.errno == errno.EOPNOTSUPP:
                 _refused_uncached.add(device)
             return False
+        finally:
+            if held == 0:
+                drop_cached(fd, [(0, PROBE_SPAN)])
         _taken_uncached.add(device)
     return True
 

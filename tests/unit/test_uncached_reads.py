@@ -175,6 +175,25 @@ def test_chunks_all_in_the_page_cache_are_hashed_where_they_lie_and_stay(disk, m
     assert cached_chunks(path) == [PAGES] * CHUNKS
 
 
+def test_asking_whether_the_file_system_takes_uncached_reads_leaves_nothing_cached(
+        tmp_path, disk, monkeypatch):
+    """The question reads a byte so, once per file system and process; its
+    readahead left three pages of a fresh volume cached, and the test below
+    failed where it asked first (its file alone, and in `make test` where
+    no file before it on that worker had asked)."""
+    monkeypatch.setattr(directio, "_taken_uncached", set())
+    path = tmp_path / "fresh"
+    with open(path, "wb") as handle:
+        handle.truncate(DISK)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert libc.cached_pages(fd, 0, DISK) == 0
+        assert directio.takes_uncached(fd) is True
+        assert libc.cached_pages(fd, 0, DISK) == 0
+    finally:
+        os.close(fd)
+
+
 def test_holes_do_not_count_as_what_the_page_cache_lacks(tmp_path, disk):
     """A fresh volume's chunks are mostly holes: those with their data in
     the page cache are hashed where they lie; once it is dropped, read
