@@ -32,6 +32,7 @@ from pathlib import Path
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from football.errors import Illegal
+from football.hostside.locks import create_exclusively
 from football.transport import CommandFailed, json_of
 
 LOCK_DIR = "/var/lock/football"
@@ -261,14 +262,10 @@ def controller_owner(state_dir, create=True):
         if not create:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        aside = path.with_name(f".controller-id.{os.getpid()}.{threading.get_ident()}")
-        aside.write_text(f"{uuid.uuid4().hex[:12]}\n")
         try:
-            os.link(aside, path)            # the first of two runs at once wins
+            create_exclusively(path, f"{uuid.uuid4().hex[:12]}\n")
         except FileExistsError:
-            pass
-        finally:
-            aside.unlink()
+            pass                            # the first of two runs at once wins
     return f"football@{socket.gethostname()}:{Path(state_dir).resolve()}#{path.read_text().strip()}"
 
 
@@ -325,17 +322,13 @@ class ResourceRun:
                 try:
                     outcome = take(host, item, self.locks.owner, self.lease, what=self.locks.what)
                 except Locked as locked:
-                    if host.name not in self.failing:
-                        self.failing.add(host.name)
-                        self.warn(f"{host.name}: {locked.holder}, no longer by this run: "
-                                  f"another controller may act on {self.res} beside it")
+                    self._failing(host, f"{locked.holder}, no longer by this run: another "
+                                        f"controller may act on {self.res} beside it")
                     continue
                 except Exception as error:      # noqa: BLE001 (said; the run goes on)
-                    if host.name not in self.failing:
-                        self.failing.add(host.name)
-                        self.warn(f"{host.name}: could not renew lock {item}: {error}; once "
-                                  f"it is run_lock_lease {self.lease:g} s old, another "
-                                  f"controller's run of {self.res} may begin")
+                    self._failing(host, f"could not renew lock {item}: {error}; once it is "
+                                        f"run_lock_lease {self.lease:g} s old, another "
+                                        f"controller's run of {self.res} may begin")
                     continue
                 if self.stopping.is_set():      # the run ended meanwhile: not kept
                     try:
@@ -347,6 +340,12 @@ class ResourceRun:
                     self.warn(f"{host.name}: lock {item} was gone (unlocked by hand?): "
                               "taken again")
                 self.failing.discard(host.name)
+
+    def _failing(self, host, why):
+        """A renewal on `host` failed: said once, until one there works."""
+        if host.name not in self.failing:
+            self.failing.add(host.name)
+            self.warn(f"{host.name}: {why}")
 
     def release(self, state_dir=None, host_named=None):
         """End the run and release the lock; with `state_dir`, also on the

@@ -42,7 +42,7 @@ def take(directory, item, owner, stale_after, permanent=False, what=""):
     outcome = "taken"
     for _ in range(2):
         try:
-            _create(path, json.dumps(record))
+            create_exclusively(path, json.dumps(record))
         except FileExistsError:
             holder = show(directory, item) or {}
             if holder.get("owner") == owner:
@@ -59,7 +59,7 @@ def take(directory, item, owner, stale_after, permanent=False, what=""):
     raise LockHeld(item, show(directory, item) or {})
 
 
-def _create(path, record):
+def create_exclusively(path, record):
     """Create `path` holding `record` in one step (FileExistsError if it
     exists): written aside, then hard-linked into place. Created empty and
     written after, a parallel taker could read the empty lock in between,

@@ -452,13 +452,6 @@ class Migrate(Operation):
             self._release_job_slots("handover", [self.source])
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
 
-    def locks(self, phase):
-        """None for the whole phase: prepare and finish wait first (a sync
-        slot, the gates) and lock per step; cleanup waits out its delay,
-        then holds the old hosts' lock while it removes their replicas (the
-        split takes the clusters' own)."""
-        return []
-
     def _hosts_involved(self):
         """Where `res` may come up: the source, the targets, the old hosts."""
         return [self.source, *self.targets, *self._old_hosts()]
@@ -525,6 +518,10 @@ class Migrate(Operation):
 
     # --------------------------------------------------------------- cleanup
     def cleanup(self):
+        # no lock for the whole phase (as prepare and finish, which wait
+        # first and lock per step): its delay may last hours, and would hold
+        # every other run on the old hosts; their lock while the replicas go
+        # (the split takes the clusters' own)
         self._delay_cleanup()
         with self.holding(self._old_hosts()):
             self._remove_old_replicas()

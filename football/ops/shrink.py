@@ -239,12 +239,6 @@ class Shrink(Operation):
                             secondaries=[host.name for host in self.secondaries])
         return self.members
 
-    def locks(self, phase):
-        """None for the whole phase: prepare and finish take it per step
-        (they wait for a slot, for the gates); cleanup waits out its delay,
-        then holds the members' lock."""
-        return []
-
     # ----------------------------------------------------------------- state
     def _exists(self):
         return self.res in facts.my_resources(self.primary)
@@ -588,6 +582,9 @@ class Shrink(Operation):
             raise Illegal(f"{self.res} is not a resource on {self.primary.name} now (a shrink "
                           f"stopped inside its window): football shrink-finish {self.res} "
                           "first; its LVs are kept; nothing changed")
+        # no lock for the whole phase (as prepare and finish, which wait
+        # first and lock per step): its delay may last hours, and would hold
+        # every other run on the members; their lock once it is over
         self._delay_cleanup()
         with self.holding(self.members):
             self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "

@@ -125,18 +125,21 @@ def other_controllers_runs(hosts, mine):
             owner = record.get("owner", "?")
             if not item.startswith("run-") or owner == mine:
                 continue
-            what = record.get("what", "")
-            run = runs.setdefault((item, owner), {
-                "operation": what.partition(" of ")[0].removeprefix("unfinished ") or "?",
-                "resource": item[len("run-"):],
-                # kept after it stopped: unfinished there
-                "state": "unfinished elsewhere" if record.get("permanent")
-                else "running elsewhere", "controller": owner, "what": what,
-                # when it began is in its journal there; the lock's time is
-                # its last renewal
-                "steps": [], "targets": [], "origin": [], "holding": [], "started": None})
-            run["holding"].append(name)
-            run["origin"] = run["holding"]          # what a scope of hosts selects by
+            if (item, owner) not in runs:
+                what = record.get("what", "")
+                held_on = []
+                runs[(item, owner)] = {
+                    "operation": what.partition(" of ")[0].removeprefix("unfinished ") or "?",
+                    "resource": item[len("run-"):],
+                    # kept after it stopped: unfinished there
+                    "state": "unfinished elsewhere" if record.get("permanent")
+                    else "running elsewhere", "controller": owner, "what": what,
+                    # when it began is in its journal there; the lock's time
+                    # is its last renewal; `origin`: what a scope of hosts
+                    # selects by
+                    "steps": [], "targets": [], "holding": held_on, "origin": held_on,
+                    "started": None}
+            runs[(item, owner)]["holding"].append(name)
     return list(runs.values())
 
 
