@@ -3,6 +3,7 @@ exclusively (O_EXCL), holding who took it, when, and what for. A lock older
 than the caller's `stale_after` is broken (its owner crashed long ago); its
 owner keeps a long-held one fresh by taking it again."""
 
+import fcntl
 import json
 import os
 import socket
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 from mars.names import DERIVED_NAME_RE
+
+UNREADABLE = {"owner": "(unreadable)", "time": 0}    # a record that is not JSON
 
 
 class LockHeld(Exception):
@@ -52,11 +55,31 @@ def take(directory, item, owner, stale_after, permanent=False, what=""):
                 return "again"
             if holder.get("permanent") or time.time() - holder.get("time", 0) <= stale_after:
                 raise LockHeld(item, holder) from None
-            path.unlink(missing_ok=True)
-            outcome = "broken"
+            if _break(path, holder):
+                outcome = "broken"
             continue
         return outcome
     raise LockHeld(item, show(directory, item) or {})
+
+
+def _break(path, stale):
+    """Remove the lock `path` found `stale` (its record), unless it changed
+    since it was read: two takers that both found it stale would otherwise
+    both break it, the second the lock the first had just taken in its
+    place, and both hold it. Under an flock of the directory's `.break`
+    (every taker of a host's locks runs on that host)."""
+    with open(path.parent / ".break", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            if json.loads(path.read_text() or "{}") != stale:
+                return False
+        except FileNotFoundError:
+            return False
+        except ValueError:
+            if stale != UNREADABLE:
+                return False
+        path.unlink()
+        return True
 
 
 def create_exclusively(path, record):
@@ -99,7 +122,7 @@ def show(directory, item):
     except FileNotFoundError:
         return None
     except ValueError:
-        return {"owner": "(unreadable)", "time": 0}
+        return dict(UNREADABLE)
 
 
 def list_locks(directory):

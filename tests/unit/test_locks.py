@@ -578,3 +578,40 @@ def test_asking_for_the_controller_owner_without_create_writes_nothing(tmp_path)
     assert not (tmp_path / "state").exists()
     made = locks.controller_owner(tmp_path / "state")
     assert locks.controller_owner(tmp_path / "state", create=False) == made
+
+
+def test_two_takers_that_both_find_a_lock_stale_do_not_both_get_it(tmp_path, monkeypatch):
+    # run-2 read the dead run's record, then run-1 broke it and took the
+    # lock: run-2 must not break run-1's lock as the stale one it had read
+    from football.hostside import locks as host_locks
+    host_locks.take(tmp_path, ITEM, "dead-run", 3600)
+    record = json.loads((tmp_path / f"{ITEM}.lock").read_text())
+    (tmp_path / f"{ITEM}.lock").write_text(json.dumps({**record, "time": 0}))
+    shown, looked = host_locks.show, []
+
+    def show(directory, item):
+        holder = shown(directory, item)
+        if threading.current_thread().name == "run-2" and not looked:
+            looked.append(holder["owner"])
+            deadline = time.monotonic() + 10
+            while (shown(directory, item) or {}).get("owner") != "run-1" and \
+                    time.monotonic() < deadline:
+                time.sleep(0.001)
+        return holder
+    monkeypatch.setattr(host_locks, "show", show)
+    outcomes = {}
+
+    def taker(owner):
+        try:
+            outcomes[owner] = host_locks.take(tmp_path, ITEM, owner, 3600)
+        except host_locks.LockHeld as held:
+            outcomes[owner] = f"refused: {held.holder['owner']}"
+    second = threading.Thread(target=taker, args=("run-2",), name="run-2")
+    second.start()
+    while not looked:
+        time.sleep(0.001)
+    taker("run-1")
+    second.join()
+    assert looked == ["dead-run"]
+    assert outcomes == {"run-1": "broken", "run-2": "refused: run-1"}
+    assert shown(tmp_path, ITEM)["owner"] == "run-1"
