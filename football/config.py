@@ -60,7 +60,8 @@ TUNABLES = {
     "lock_retry_timeout": Tunable(600.0, "seconds to keep retrying to take locks before "
                                          "giving up", SECONDS),
     "run_lock_lease": Tunable(300.0, "seconds a resource's run lock (run-<res>) stays another "
-                                     "controller's after its last renewal (every third of it)",
+                                     "controller's after its last renewal (every third of it); "
+                                     "once the run acted, only towards the same command",
                               SECONDS),
     "lease_time": Tunable(7200.0, "seconds an intent (a planned sync) counts against limits",
                           SECONDS),

@@ -24,6 +24,7 @@ class Journal:
     """`dry`: a dry run's — it reads the file but writes nothing."""
 
     dry = False
+    on_write = None     # called before each write (the run acts from the first on)
 
     def __init__(self, state_dir, operation, res):
         self.path = Path(state_dir) / "journal" / f"{operation}-{res}.json"
@@ -88,6 +89,8 @@ class Journal:
     def _write(self):
         if self.dry:
             return
+        if self.on_write is not None:
+            self.on_write()
         # the process that writes it: `football status` tells a run that is
         # still going from one that ended (its intents outlive it)
         self.data["run"] = {"pid": os.getpid(), "host": socket.gethostname()}

@@ -17,7 +17,8 @@ two operations take them only for their own steps (a migrate waiting at its
 gate holds none). Among controllers (two operators' machines, screeners on
 a shared job database), the same: a run holds its resource's lock item
 `run-<res>` on the hosts it acts on for as long as it runs
-(`ResourceRun`), renewed so that it goes stale only once its run died."""
+(`ResourceRun`), renewed so that it goes stale only once its run died,
+and once the run acted only towards the same command."""
 
 import fcntl
 import json
@@ -58,17 +59,25 @@ def _helper(host, directory, *args):
     return host.run(["football-host", "lock", host.path(directory), *args], check=False)
 
 
-def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, what=""):
+def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, what="",
+         command=""):
     """Take `item` on `host` for `owner` (again: renew it); `what` it is for
-    is told to those it refuses. Returns `taken`, `again` or `broken`."""
+    is told to those it refuses; `command`: a run's (see the host helper's
+    take). Returns `taken`, `again` or `broken`."""
     result = _helper(host, directory, "take", item, "--owner", owner,
                      "--stale-after", str(stale_after), *(["--permanent"] if permanent else []),
-                     *(["--what", what] if what else []))
+                     *(["--what", what] if what else []),
+                     *(["--command", command] if command else []))
     if result.exit_code == EXIT_LOCK_HELD:
         locked = Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
                         f"is dead, football unlock {item} {host.name}")
-        # for whom words it otherwise: "lock <item> is held by <owner> (<what>) since ..."
+        # for whom words it otherwise: "lock <item> is held by <owner> (<what>) since ...",
+        # and the holder's record
         locked.host, locked.holder = host.name, result.stderr.strip()
+        try:
+            locked.record = json_of(result).get("held") or {}
+        except (ValueError, AttributeError, TypeError):
+            locked.record = {}
         raise locked
     if not result.ok:
         raise Illegal(f"{host.name}: cannot take lock {item}: {result.stderr.strip()}")
@@ -92,8 +101,9 @@ class LockSet:
     """The locks one run holds; released on every exit path (`with`)."""
 
     def __init__(self, owner, config, echo=lambda text: None, permanent=False, on_wait=None,
-                 what="", stale_after=None):
+                 what="", stale_after=None, command=""):
         self.owner, self.config, self.echo, self.what = owner, config, echo, what
+        self.command = command          # a run's (see the host helper's take)
         # another owner's lock is broken once this old (default: lock_break_timeout)
         self.stale_after = config.lock_break_timeout if stale_after is None else stale_after
         self.permanent = permanent      # locks that never go stale (an operator's)
@@ -133,7 +143,7 @@ class LockSet:
         try:
             for host in hosts:
                 outcome = take(host, item, self.owner, self.stale_after,
-                               permanent=self.permanent, what=self.what)
+                               permanent=self.permanent, what=self.what, command=self.command)
                 if outcome == "broken":
                     self.echo(f"{host.name}: broke a stale lock {item}")
                 mine.append(host)
@@ -285,20 +295,28 @@ class ResourceRun:
     `hold` (more hosts as the run learns them), waited for while another
     controller's run holds it (`on_wait`, as LockSet's), then `Locked`.
     While held, renewed every third of `run_lock_lease` (a run may wait for
-    days at a gate); one that is not renewed for `run_lock_lease` (its
-    controller died, or lost the host) is broken by the next controller's
-    run. A renewal that fails is said once per host (`warn`). `release`
-    ends it. A run killed with -9 leaves it: this controller's next run
-    takes it over at once (`controller_owner`)."""
+    days at a gate). Until the run acts it is a lease: one not renewed for
+    `run_lock_lease` (its controller died, or lost the host) is broken by
+    the next controller's run. From when it acts (`acting`: its journal is
+    written) it is permanent: a run killed then (-9, or its machine gone)
+    leaves an unfinished operation whose journal only its controller has,
+    and another controller's run of something else would act from a plan
+    of its own; only the same `command` (as the operator typed it, which
+    goes on from the hosts' state) takes it over elsewhere, once it was not
+    renewed for `run_lock_lease` (a screener job that another machine's
+    worker resumes). A renewal that fails is said once per host (`warn`).
+    `release` ends it. A run killed with -9 leaves it: this controller's
+    next run takes it over at once (`controller_owner`)."""
 
-    def __init__(self, res, owner, config, what, echo, warn, on_wait):
+    def __init__(self, res, owner, config, what, echo, warn, on_wait, command=""):
         self.res, self.item, self.warn = res, f"run-{res}", warn
         self.lease = config.run_lock_lease
         self.locks = LockSet(owner, config, echo, on_wait=on_wait, what=what,
-                             stale_after=self.lease)
+                             stale_after=self.lease, command=command)
         self.stopping = threading.Event()
         self.renewing = None
         self.failing = set()        # the hosts whose last renewal failed (said once)
+        self.taking = threading.Lock()      # a renewal's take against acting's
 
     def hold(self, hosts):
         have = {host.name for host, _ in self.locks.taken}
@@ -307,20 +325,53 @@ class ResourceRun:
             try:
                 self.locks.acquire(more, self.item)
             except Locked as locked:
-                # a dead run's lock is on each of its hosts: name them all
-                names = " ".join(sorted({host.name for host in hosts}))
-                raise Locked(f"{locked.host}: {locked.holder}; wait for that run or, if it is "
-                             f"dead, football unlock {self.item} {names}") from None
+                raise Locked(self._refusal(locked, hosts)) from None
         if self.renewing is None and self.locks.taken:
             self.renewing = threading.Thread(target=self._renew, daemon=True,
                                              name=f"football-{self.item}")
             self.renewing.start()
 
+    def _refusal(self, locked, hosts):
+        """What to do about another controller's run: a dead run's lock is on
+        each of its hosts (name them all); an acting run's is permanent, but
+        its own command goes on from anywhere once it is a lease old."""
+        names = " ".join(sorted({host.name for host in hosts}))
+        record = getattr(locked, "record", {})
+        command = record.get("command")
+        if record.get("permanent") and command:
+            return (f"{locked.host}: {locked.holder}; wait for that run; if it ended or died, "
+                    f"`football {command}` goes on from where it stopped, on that controller "
+                    f"at once, on another once the lock is run_lock_lease ({self.lease:g} s) "
+                    f"old; or, to act on {self.res} from here anyway, football unlock "
+                    f"{self.item} {names}")
+        return (f"{locked.host}: {locked.holder}; wait for that run or, if it is dead, "
+                f"football unlock {self.item} {names}")
+
+    def acting(self):
+        """The run acts on its hosts from now on (its journal is about to be
+        written): its lock becomes permanent, on the hosts it holds and on
+        those it takes later. Idempotent."""
+        with self.taking:
+            if self.locks.permanent:
+                return
+            self.locks.permanent = True
+            for host, item in list(self.locks.taken):
+                try:
+                    take(host, item, self.locks.owner, self.lease, permanent=True,
+                         what=self.locks.what, command=self.locks.command)
+                except Exception as error:      # noqa: BLE001 (said; the run goes on)
+                    self.warn(f"{host.name}: could not make lock {item} outlast this run "
+                              f"({error}): were it killed, another controller's run of "
+                              f"{self.res} could begin there after {self.lease:g} s")
+
     def _renew(self):
         while not self.stopping.wait(max(self.lease / 3, 0.05)):
             for host, item in list(self.locks.taken):
                 try:
-                    outcome = take(host, item, self.locks.owner, self.lease, what=self.locks.what)
+                    with self.taking:
+                        outcome = take(host, item, self.locks.owner, self.lease,
+                                       permanent=self.locks.permanent, what=self.locks.what,
+                                       command=self.locks.command)
                 except Locked as locked:
                     self._failing(host, f"{locked.holder}, no longer by this run: another "
                                         f"controller may act on {self.res} beside it")
@@ -365,10 +416,12 @@ class ResourceRun:
                           f"({error}): football unlock {self.item} {name}")
         path.unlink(missing_ok=True)
 
-    def keep(self, what, state_dir):
+    def keep(self, what, state_dir, mine=True):
         """End the run but keep the lock, never stale, saying `what` (an
         unfinished operation): taken again as permanent on every host, the
-        hosts noted in `state_dir` for the run that releases it."""
+        hosts noted in `state_dir` for the run that releases it. Not `mine`
+        (another operation's, that this run went on over): the same command
+        as this run's does not take it over."""
         self._stop_renewing()
         path = self._kept_file(state_dir)
         names = set(_read_names(path))
@@ -376,7 +429,8 @@ class ResourceRun:
             host, item = self.locks.taken.pop()
             names.add(host.name)
             try:
-                take(host, item, self.locks.owner, self.lease, permanent=True, what=what)
+                take(host, item, self.locks.owner, self.lease, permanent=True, what=what,
+                     command=self.locks.command if mine else "")
             except Exception as error:      # noqa: BLE001 (said; it goes stale there)
                 self.warn(f"{host.name}: could not keep lock {item} for the {what}: {error}")
         path.write_text("".join(f"{name}\n" for name in sorted(names)))

@@ -185,13 +185,18 @@ def _lock_item(ctx, param, item):
 @click.option("--permanent", is_flag=True,
               help="Never stale: kept until released (an operator's lock).")
 @click.option("--what", default="", help="What it is taken for (told to those it refuses).")
+@click.option("--command", default="",
+              help="The run's command: the same one may take a permanent lock over once it "
+                   "is --stale-after old.")
 @click.pass_obj
-def lock_take(lock_dir, item, owner, stale_after, permanent, what):
-    """Take ITEM (again: renew it); exit 6 when someone else holds it."""
+def lock_take(lock_dir, item, owner, stale_after, permanent, what, command):
+    """Take ITEM (again: renew it); exit 6 when someone else holds it (its
+    holder's record on stdout)."""
     try:
-        outcome = locks.take(lock_dir, item, owner, stale_after, permanent, what)
+        outcome = locks.take(lock_dir, item, owner, stale_after, permanent, what, command)
         _answer({"lock": item, "outcome": outcome})
     except locks.LockHeld as error:
+        _answer({"lock": item, "held": error.holder})
         click.echo(str(error), err=True)
         sys.exit(EXIT_LOCK_HELD)
 

@@ -30,16 +30,19 @@ def _path(directory, item):
     return Path(directory) / f"{item}.lock"
 
 
-def take(directory, item, owner, stale_after, permanent=False, what=""):
+def take(directory, item, owner, stale_after, permanent=False, what="", command=""):
     """Take `item` for `owner` (`what`: for what, said to those it refuses);
     taking it again for the same owner succeeds and renews its time (a run
     that holds it for long keeps it from going stale). Returns what happened:
     `taken`, `again` or `broken` (a stale lock). A `permanent` lock (an
-    operator's `football lock`) is never stale: only a release removes it."""
+    operator's `football lock`, a run's that acts) is never stale: only a
+    release removes it; but towards the same `command` (a run's, as an
+    operator types it), which goes on from where that run stopped, it is
+    stale as any other once `stale_after` passed without a renewal."""
     path = _path(directory, item)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"owner": owner, "time": time.time(), "host": socket.gethostname(),
-              **({"what": what} if what else {})}
+              **({"what": what} if what else {}), **({"command": command} if command else {})}
     if permanent:
         record["permanent"] = True
     outcome = "taken"
@@ -53,7 +56,8 @@ def take(directory, item, owner, stale_after, permanent=False, what=""):
                     record["permanent"] = True
                 _renew(path, json.dumps(record))
                 return "again"
-            if holder.get("permanent") or time.time() - holder.get("time", 0) <= stale_after:
+            kept = holder.get("permanent") and not (command and holder.get("command") == command)
+            if kept or time.time() - holder.get("time", 0) <= stale_after:
                 raise LockHeld(item, holder) from None
             if _break(path, holder):
                 outcome = "broken"

@@ -496,6 +496,21 @@ class Operation(StoppedContainer):
         """The arguments `football_start` is told (besides the phases)."""
         return {}
 
+    def command_text(self):
+        """This operation as an operator types it: the operation, the
+        resource, the arguments of `start_args` (a flag for a true one). Its
+        run lock says it: the same command goes on from where a dead run
+        of it stopped, also on another controller (ResourceRun)."""
+        words = [self.operation, self.res]
+        for name, value in self.start_args().items():
+            if value is True:
+                words.append(f"--{name.replace('_', '-')}")
+            elif isinstance(value, (list, tuple)):
+                words.extend(str(item) for item in value)
+            elif value not in (None, False, ""):
+                words.append(str(value))
+        return " ".join(words)
+
     # ------------------------------------------------------------------- run
     def run(self, phases=None):
         """Run `phases` (default: the whole operation) between the plugins'
@@ -902,7 +917,12 @@ class Operation(StoppedContainer):
                 what=f"{self.operation} of {self.res}, pid {os.getpid()}",
                 echo=self.ctx.reporter.detail, warn=self.ctx.reporter.warning,
                 on_wait=self._condition("run", lambda reason: f"{self.res} runs on another "
-                                        f"controller: {reason}"))
+                                        f"controller: {reason}"), command=self.command_text())
+            if self.journal is not None and not self.journal.dry:
+                # it acts from its journal's first write on (or acted: a resumed run)
+                self.journal.on_write = self.resource_run.acting
+                if self.journal.path.exists():
+                    self.resource_run.acting()
         try:
             self.resource_run.hold(hosts)
         except Locked as locked:
@@ -972,10 +992,13 @@ class Operation(StoppedContainer):
         unfinished = [op for op in unfinished_operations(state_dir)
                       if op["resource"] == self.res and "damaged" not in op]
         if unfinished:
-            op = unfinished[0]
+            # this run's own, else the one a repair went on over: the same
+            # command elsewhere takes over only this run's (ResourceRun)
+            op = next((op for op in unfinished if op["operation"] == self.operation),
+                      unfinished[0])
             self.resource_run.keep(f"unfinished {op['operation']} of {self.res}, steps done: "
-                                   f"{', '.join(op['steps']) or 'none'}; the same command on "
-                                   "that controller goes on", state_dir)
+                                   f"{', '.join(op['steps']) or 'none'}", state_dir,
+                                   mine=op["operation"] == self.operation)
         else:
             # also where an earlier run kept it and this one does not act
             # (a host the crashed run's cleanup removed the replica from)

@@ -112,12 +112,14 @@ def mark_running(operations, hosts):
     return operations
 
 
-def other_controllers_runs(hosts, mine):
+def other_controllers_runs(hosts, mine, lease):
     """The runs of other controllers (owners but `mine`), by the lock items
     `run-<res>` they hold on `hosts` (status entries): one row each, in the
     shape of an unfinished operation's (`holding` the hosts it holds, its
     `controller`), state `running elsewhere`, or `unfinished elsewhere`
-    where its run ended and kept it (their journals are there)."""
+    where its run ended and kept it, or acted and was not renewed for
+    `lease` seconds (it died; their journals are there)."""
+    now = time.time()
     runs = {}
     for name, entry in sorted(hosts.items()):
         for item, record in (entry.get("locks") or {}).items():
@@ -131,8 +133,7 @@ def other_controllers_runs(hosts, mine):
                 runs[(item, owner)] = {
                     "operation": what.partition(" of ")[0].removeprefix("unfinished ") or "?",
                     "resource": item[len("run-"):],
-                    # kept after it stopped: unfinished there
-                    "state": "unfinished elsewhere" if record.get("permanent")
+                    "state": "unfinished elsewhere" if _stopped(record, now, lease)
                     else "running elsewhere", "controller": owner, "what": what,
                     # when it began is in its journal there; the lock's time
                     # is its last renewal; `origin`: what a scope of hosts
@@ -141,6 +142,13 @@ def other_controllers_runs(hosts, mine):
                     "started": None}
             runs[(item, owner)]["holding"].append(name)
     return list(runs.values())
+
+
+def _stopped(record, now, lease):
+    """Whether a run lock's run stopped unfinished: kept by its end, or
+    permanent (it acted, or an operator's) and not renewed for `lease`."""
+    return record.get("what", "").startswith("unfinished ") or bool(
+        record.get("permanent") and now - record.get("time", 0) > lease)
 
 
 class Status:
@@ -158,7 +166,8 @@ class Status:
         rows = [replica.row() for replica in snapshot.replicas]
         state_dir = self.ctx.config.state_dir
         operations = mark_running(unfinished_operations(state_dir), hosts) + \
-            other_controllers_runs(hosts, controller_owner(state_dir, create=False))
+            other_controllers_runs(hosts, controller_owner(state_dir, create=False),
+                                   self.ctx.config.run_lock_lease)
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
                   "hosts": hosts, "resources": rows, "operations": operations}
         return select(report, self.kind, self.name, self.hosts)

@@ -91,9 +91,9 @@ class Volume:
 
 
 class Refused(Exception):
-    def __init__(self, message, exit_code=EXIT_REFUSED):
+    def __init__(self, message, exit_code=EXIT_REFUSED, stdout=""):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code, self.stdout = exit_code, stdout
 
 
 class FakeFleet:
@@ -207,7 +207,8 @@ class FakeFleet:
             stdout = self._dispatch(name, argv, input)
             return Result(name, argv, 0, stdout, "")
         except Refused as refused:
-            return Result(name, argv, refused.exit_code, "", f"{argv[0]}: {refused}\n")
+            return Result(name, argv, refused.exit_code, refused.stdout,
+                          f"{argv[0]}: {refused}\n")
 
     def _dispatch(self, name, argv, input):
         program = argv[0]
@@ -652,7 +653,8 @@ class FakeFleet:
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         if result.exit_code:
-            raise Refused(result.stderr.strip() or result.stdout.strip(), result.exit_code)
+            raise Refused(result.stderr.strip() or result.stdout.strip(), result.exit_code,
+                          result.stdout if result.stderr.strip() else "")
         return result.stdout
 
     def _host_helper(self, host, args):

@@ -214,6 +214,29 @@ def test_two_migrations_to_one_host_wait_for_limit_syncs_and_leave_no_locks(lab)
     assert_workloads_continue(lab, "b1", before)
 
 
+def migrate_held_at_its_pause(lab, res, target):
+    """`football --json migrate <res> <target>` from this lab's controller,
+    paused (`football pause`) before its downtime window: (process, its
+    output file) once it waits there."""
+    assert football(lab.env, "pause", res).returncode == 0
+    out = (lab.base / f"paused-{res}-{target}.out").open("w+")
+    process = subprocess.Popen([FOOTBALL, "--json", "migrate", res, target], env=lab.env,
+                               stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + MIGRATE_TIMEOUT
+        while f"waiting before the downtime of {res}" not in Path(out.name).read_text():
+            assert process.poll() is None, Path(out.name).read_text()[-3000:]
+            assert time.monotonic() < deadline, "the migrate never reached its pause"
+            time.sleep(0.2)
+    except BaseException:
+        process.kill()
+        process.wait()
+        out.close()
+        football(lab.env, "unpause", res)
+        raise
+    return process, out
+
+
 def test_a_second_controllers_run_on_a_resource_the_first_one_moves_is_refused(lab):
     """This lab's controller migrates vm1 back to a1, held before its window
     by `football pause vm1`; an expand of vm1 from a second controller (its
@@ -221,16 +244,8 @@ def test_a_second_controllers_run_on_a_resource_the_first_one_moves_is_refused(l
     then is refused naming the migrate, and changed nothing; the migrate
     then ends as if alone."""
     before = {"vm1": len(lab.records("b1"))}
-    assert football(lab.env, "pause", "vm1").returncode == 0
-    out = (lab.base / "first-controller.out").open("w+")
-    first = subprocess.Popen([FOOTBALL, "--json", "migrate", "vm1", "a1"], env=lab.env,
-                             stdout=out, stderr=subprocess.STDOUT, text=True)
+    first, out = migrate_held_at_its_pause(lab, "vm1", "a1")
     try:
-        deadline = time.monotonic() + MIGRATE_TIMEOUT
-        while "waiting before the downtime of vm1" not in Path(out.name).read_text():
-            assert first.poll() is None, Path(out.name).read_text()[-3000:]
-            assert time.monotonic() < deadline, "the migrate never reached its pause"
-            time.sleep(0.2)
         second = football(lab.env, "--var", f"state_dir={lab.base / 'second-controller'}",
                           "--var", "lock_retry_timeout=1", "--yes", "expand", "vm1", "400m")
         assert second.returncode == 191, second.stderr
@@ -245,3 +260,37 @@ def test_a_second_controllers_run_on_a_resource_the_first_one_moves_is_refused(l
     assert_workloads_continue(lab, "a1", before)
     size = lab.exec("a1", "marsadm", "view-sync-size", "vm1").stdout.strip()
     assert int(size) == 320 << 20, f"vm1 has {size} bytes: the expand went on"
+
+
+def test_a_run_killed_after_it_acted_keeps_its_resource_until_its_command_goes_on(lab):
+    """This lab's controller migrates vm1 to b1 and is killed (-9) at its
+    pause before the window, after the sync: its run lock stays, permanent.
+    A second controller's expand is refused however old the lock is; the
+    same migrate from there goes on once the lock was not renewed for its
+    run_lock_lease (as a screener job that another machine's worker
+    resumes) and ends it; the first controller's re-run then finds the
+    work done and ends its journal."""
+    second = ["--var", f"state_dir={lab.base / 'second-controller'}", "--var",
+              "run_lock_lease=1"]
+    before = {"vm1": len(lab.records("a1"))}
+    first, out = migrate_held_at_its_pause(lab, "vm1", "b1")
+    first.kill()
+    first.wait()
+    out.close()
+    assert football(lab.env, "unpause", "vm1").returncode == 0
+    assert "run-vm1" in " ".join(lock_items(lab))
+    refused = football(lab.env, *second, "--var", "lock_retry_timeout=2", "--yes", "expand",
+                       "vm1", "400m")
+    assert refused.returncode == 191, refused.stderr
+    assert "`football migrate vm1 b1` goes on from where it stopped" in refused.stderr
+    went_on = football(lab.env, *second, "--var", "lock_retry_timeout=60", "--yes", "migrate",
+                       "vm1", "b1")
+    assert went_on.returncode == 0, went_on.stderr[-3000:]
+    assert_running_on(lab, "b1", "vm1")
+    assert_workloads_continue(lab, "b1", before)
+    size = lab.exec("b1", "marsadm", "view-sync-size", "vm1").stdout.strip()
+    assert int(size) == 320 << 20, f"vm1 has {size} bytes: the expand went on"
+    resumed = football(lab.env, "--yes", "migrate", "vm1", "b1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not list((lab.dir / "controller" / "journal").glob("*.json"))
+    assert_running_on(lab, "b1", "vm1")

@@ -4,8 +4,9 @@ its resource's lock item `run-<res>` on every host it acts on for as long
 as it runs. Another controller's run of any operation on that resource
 waits for it (`lock_retry_timeout`), then is refused naming the holder,
 with nothing changed; the first run ends as if alone. A lock a killed run
-left is taken over at once by its own controller, by another once it is
-`run_lock_lease` old (not renewed for that long)."""
+left is taken over at once by its own controller; by another once it is
+`run_lock_lease` old (not renewed for that long), if the run had not acted
+yet, else only by the same command."""
 
 import json
 from pathlib import Path
@@ -41,11 +42,14 @@ def changes_but_locks(fleet, since=0):
             if change[1][:2] != ("football-host", "lock")]
 
 
-def take_run_lock(fleet, name, owner, age=0.0):
-    """`run-vm1` on host `name` held by `owner` since `age` seconds."""
+def take_run_lock(fleet, name, owner, age=0.0, command=None):
+    """`run-vm1` on host `name` held by `owner` since `age` seconds; with
+    `command`, as a run that acts holds it (permanent, its command)."""
     host = fleet.hosts[name]
+    acting = ["--permanent", "--command", command] if command else []
     assert fleet.run(name, ["football-host", "lock", host.path(RUN_LOCK_DIR), "take", "run-vm1",
-                            "--owner", owner, "--what", "migrate of vm1, pid 4242"]).ok
+                            "--owner", owner, "--what", "migrate of vm1, pid 4242",
+                            *acting]).ok
     path = Path(host.path(RUN_LOCK_DIR)) / "run-vm1.lock"
     record = json.loads(path.read_text())
     record["time"] -= age
@@ -243,8 +247,10 @@ def test_an_operation_unfinished_on_one_controller_keeps_the_resource_from_anoth
     code, _, refusal = other_controller(fleet, tmp_path, "expand", "vm1", "1g")
     assert code == EXIT_ILLEGAL, refusal
     steps = "prepare" if first[0] == "migrate-prepare" else "none"      # b1 joined, b2 not
-    assert f"(unfinished migrate of vm1, steps done: {steps}; the same command on that " \
-        "controller goes on)" in refusal
+    assert f"(unfinished migrate of vm1, steps done: {steps}) since " in refusal
+    assert "if it ended or died, `football migrate vm1 b1 b2` goes on from where it stopped, " \
+        "on that controller at once, on another once the lock is run_lock_lease (300 s) old; " \
+        "or, to act on vm1 from here anyway, football unlock run-vm1 a1 a2 b1" in refusal
     result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--var",
                                       f"state_dir={tmp_path / 'other-controller'}", "status",
                                       "vm1"])
@@ -269,3 +275,101 @@ def test_the_run_that_finishes_an_operation_releases_its_lock_also_where_it_does
     code, _, stderr = football(fleet, "migrate", "vm1", "cluster1")
     assert code == 0, stderr
     assert_placed(fleet, "a1", ["a2"])         # no lock anywhere, b1's too
+
+
+def test_a_run_that_acts_holds_a_permanent_lock_naming_its_command_one_without_a_journal_a_lease(
+        fleet, monkeypatch):
+    """Killed with -9 once it acted, a run leaves an operation that only its
+    controller's journal knows: its lock must not go stale for the others.
+    An lv-cleanup keeps no journal (it can be run again from scratch): a
+    lease is enough."""
+    run = fleet.run
+    seen = {}
+
+    def look_at_the_run_lock(name, argv, input=None):
+        if argv[0] == "marsadm" and "primary" in argv and "migrate" not in seen:
+            seen["migrate"] = fleet.locks("a1")["run-vm1"]
+        if argv[:2] == ["football-host", "vg"] and "remove" in argv and "migrate" in seen:
+            seen.setdefault("lv-cleanup", fleet.locks(name)["run-vm1"])
+        return run(name, argv, input)
+
+    monkeypatch.setattr(fleet, "run", look_at_the_run_lock)
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    del seen["lv-cleanup"]          # the migrate's own cleanup's
+    a1 = fleet.hosts["a1"]
+    run("a1", ["football-host", "vg", a1.path("/dev/vg0"), "create", "vm1", str(64 << 20)])
+    code, _, stderr = football(fleet, "lv-cleanup", "vm1", "--do-it")
+    assert code == 0, stderr
+    assert (seen["migrate"].get("permanent"), seen["migrate"].get("command")) == \
+        (True, "migrate vm1 b1 b2")
+    assert (seen["lv-cleanup"].get("permanent"), seen["lv-cleanup"].get("command")) == \
+        (None, "lv-cleanup vm1 --do-it")
+    assert_placed(fleet, "b1", ["b2"])
+
+
+@pytest.mark.parametrize("age, taken_over", [(400, True), (200, False)],
+                         ids=["not renewed for a lease", "renewed within one"])
+def test_the_same_command_on_another_controller_takes_a_killed_runs_lock_over_once_a_lease_old(
+        fleet, tmp_path, age, taken_over):
+    """A run of `migrate vm1 b1 b2` killed (-9) on another controller, once it
+    acted: its lock stays on every host it held, permanent. A run of
+    anything else from here is refused, whatever its age; the same command
+    goes on from the hosts' state once the lock was not renewed for
+    run_lock_lease (a screener job another machine's worker resumes), and
+    not while it is younger (that run may live)."""
+    dead = "football@elsewhere:/var/lib/football#0123"
+    for name in ("a1", "a2", "b1", "b2"):
+        take_run_lock(fleet, name, dead, age=age, command="migrate vm1 b1 b2")
+    code, _, refusal = football(fleet, "--var", "lock_retry_timeout=0.3", "expand", "vm1", "1g")
+    assert code == EXIT_ILLEGAL, refusal
+    assert "`football migrate vm1 b1 b2` goes on from where it stopped" in refusal
+    code, _, refusal = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1", "b1")
+    assert code == EXIT_ILLEGAL, refusal                 # another command: another plan
+    assert changes_but_locks(fleet) == []
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
+                               "run_lock_lease=300", "migrate", "vm1", "b1", "b2")
+    if taken_over:
+        assert code == 0, stderr
+        assert_placed(fleet, "b1", ["b2"])              # its locks gone everywhere
+    else:
+        assert code == EXIT_ILLEGAL, stderr
+        assert changes_but_locks(fleet) == []
+        assert all(fleet.locks(name)["run-vm1"]["owner"] == dead for name in fleet.hosts)
+
+
+def test_a_failed_runs_kept_lock_is_taken_over_by_its_command_on_another_controller_and_the_first_then_converges(  # noqa: E501
+        fleet, tmp_path):
+    """A screener job failed on machine A and restarted on B's worker: the
+    same command goes on there once A's kept lock is a lease old (its
+    journal stays on A); A's own re-run of it later finds the work done."""
+    code, _, stderr = football(fleet, "--debug-injection-point", "3", "migrate", "vm1", "b1",
+                               "b2")
+    assert code == 1, stderr
+    code, _, refusal = other_controller(fleet, tmp_path, "migrate", "vm1", "b1", "b2")
+    assert code == EXIT_ILLEGAL, refusal             # kept, and younger than run_lock_lease
+    for name in fleet.hosts:
+        path = Path(fleet.hosts[name].path(RUN_LOCK_DIR)) / "run-vm1.lock"
+        if path.exists():
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps(dict(record, time=record["time"] - 400)))
+    code, _, stderr = other_controller(fleet, tmp_path, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
+    assert (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists()
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert not (Path(fleet.state_dir) / "journal" / "migrate-vm1.json").exists()
+    assert_placed(fleet, "b1", ["b2"])
+
+
+@pytest.mark.parametrize("age, state", [(30, "running elsewhere"), (400, "unfinished elsewhere")],
+                         ids=["renewed", "not renewed for a lease"])
+def test_status_tells_another_controllers_acting_run_from_one_that_died(fleet, age, state):
+    take_run_lock(fleet, "a1", "football@elsewhere:/var/lib/football#0123", age=age,
+                  command="migrate vm1 b1 b2")
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--var",
+                                      f"state_dir={fleet.state_dir}", "status", "vm1"])
+    assert result.exit_code == 0, result.output
+    assert [(op["operation"], op["state"]) for op in json.loads(result.stdout)["operations"]] \
+        == [("migrate", state)]
