@@ -30,7 +30,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (Retrying, retry_if_exception, retry_if_exception_type, stop_after_delay,
+                      wait_exponential)
 
 from football.errors import Illegal
 from football.hostside.locks import create_exclusively
@@ -60,14 +61,19 @@ def _helper(host, directory, *args):
 
 
 def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, what="",
-         command=""):
+         command="", run="", rescue=False):
     """Take `item` on `host` for `owner` (again: renew it); `what` it is for
-    is told to those it refuses; `command`: a run's (see the host helper's
-    take). Returns `taken`, `again` or `broken`."""
+    is told to those it refuses; `command`, `run`, `rescue`: a run's lock
+    (see the host helper's take). Returns `taken`, `again` or `broken`.
+    `Locked` carries the holder's `record`, and whether it is `final`: the
+    permanent lock of a run that is over (it kept it, or acted and was not
+    renewed for `stale_after`) that this taker may not break; no wait ends
+    it, only that run's own controller or an operator's unlock."""
     result = _helper(host, directory, "take", item, "--owner", owner,
                      "--stale-after", str(stale_after), *(["--permanent"] if permanent else []),
                      *(["--what", what] if what else []),
-                     *(["--command", command] if command else []))
+                     *(["--command", command] if command else []),
+                     *(["--run", run] if run else []), *(["--rescue"] if rescue else []))
     if result.exit_code == EXIT_LOCK_HELD:
         locked = Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
                         f"is dead, football unlock {item} {host.name}")
@@ -75,9 +81,14 @@ def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, wh
         # and the holder's record
         locked.host, locked.holder = host.name, result.stderr.strip()
         try:
-            locked.record = json_of(result).get("held") or {}
+            answer = json_of(result)
+            locked.record, stale = answer.get("held") or {}, bool(answer.get("stale"))
         except (ValueError, AttributeError, TypeError):
-            locked.record = {}
+            locked.record, stale = {}, False
+        record = locked.record
+        breaks_it_later = rescue or bool(command and record.get("command") == command)
+        locked.final = bool(record.get("permanent") and record.get("run") in ("acting", "kept")
+                            and (stale or record.get("run") == "kept") and not breaks_it_later)
         raise locked
     if not result.ok:
         raise Illegal(f"{host.name}: cannot take lock {item}: {result.stderr.strip()}")
@@ -101,9 +112,10 @@ class LockSet:
     """The locks one run holds; released on every exit path (`with`)."""
 
     def __init__(self, owner, config, echo=lambda text: None, permanent=False, on_wait=None,
-                 what="", stale_after=None, command=""):
+                 what="", stale_after=None, command="", run="", rescue=False):
         self.owner, self.config, self.echo, self.what = owner, config, echo, what
-        self.command = command          # a run's (see the host helper's take)
+        # a run's lock (see the host helper's take)
+        self.command, self.run, self.rescue = command, run, rescue
         # another owner's lock is broken once this old (default: lock_break_timeout)
         self.stale_after = config.lock_break_timeout if stale_after is None else stale_after
         self.permanent = permanent      # locks that never go stale (an operator's)
@@ -124,14 +136,14 @@ class LockSet:
         once that it waits (and why) and once that it goes on."""
         ordered = sorted({host.name: host for host in hosts}.items())
         waited = False
-        for attempt in Retrying(retry=retry_if_exception_type(Locked), reraise=True,
+        for attempt in Retrying(retry=retry_if_exception(_may_end), reraise=True,
                                 stop=stop_after_delay(self.config.lock_retry_timeout),
                                 wait=wait_exponential(multiplier=0.2, max=10)):
             with attempt:
                 try:
                     self._all_or_nothing([host for _, host in ordered], item)
                 except Locked as locked:
-                    if not waited and self.on_wait is not None:
+                    if not waited and self.on_wait is not None and _may_end(locked):
                         self.on_wait(str(locked))
                     waited = True
                     raise
@@ -143,7 +155,8 @@ class LockSet:
         try:
             for host in hosts:
                 outcome = take(host, item, self.owner, self.stale_after,
-                               permanent=self.permanent, what=self.what, command=self.command)
+                               permanent=self.permanent, what=self.what, command=self.command,
+                               run=self.run, rescue=self.rescue)
                 if outcome == "broken":
                     self.echo(f"{host.name}: broke a stale lock {item}")
                 mine.append(host)
@@ -160,6 +173,12 @@ class LockSet:
                 release(host, item, self.owner)
             except Exception as error:     # releasing never hides the original error
                 self.echo(f"{host.name}: could not release lock {item}: {error}")
+
+
+def _may_end(error):
+    """Whether waiting may end the refusal `error` (a Locked that is not
+    final: see take)."""
+    return isinstance(error, Locked) and not getattr(error, "final", False)
 
 
 def register_intent(host, res, owner, config, kind="sync"):
@@ -308,11 +327,12 @@ class ResourceRun:
     `release` ends it. A run killed with -9 leaves it: this controller's
     next run takes it over at once (`controller_owner`)."""
 
-    def __init__(self, res, owner, config, what, echo, warn, on_wait, command=""):
+    def __init__(self, res, owner, config, what, echo, warn, on_wait, command="", rescue=False):
         self.res, self.item, self.warn = res, f"run-{res}", warn
         self.lease = config.run_lock_lease
         self.locks = LockSet(owner, config, echo, on_wait=on_wait, what=what,
-                             stale_after=self.lease, command=command)
+                             stale_after=self.lease, command=command, run="running",
+                             rescue=rescue)
         self.stopping = threading.Event()
         self.renewing = None
         self.failing = set()        # the hosts whose last renewal failed (said once)
@@ -334,18 +354,28 @@ class ResourceRun:
     def _refusal(self, locked, hosts):
         """What to do about another controller's run: a dead run's lock is on
         each of its hosts (name them all); an acting run's is permanent, but
-        its own command goes on from anywhere once it is a lease old."""
+        its own command goes on from anywhere once it is a lease old, and a
+        repair may begin then."""
         names = " ".join(sorted({host.name for host in hosts}))
         record = getattr(locked, "record", {})
+        unlock = f"football unlock {self.item} {names}"
+        if not (record.get("permanent") and record.get("run") in ("acting", "kept")):
+            return f"{locked.host}: {locked.holder}; wait for that run or, if it is dead, {unlock}"
+        if record.get("run") == "kept":
+            state = "that run ended with it unfinished"
+        elif getattr(locked, "final", False):
+            state = (f"that run acted, and stopped renewing it run_lock_lease ({self.lease:g} s) "
+                     "ago: it died")
+        else:
+            state = "wait for that run; if it ends unfinished or dies"
         command = record.get("command")
-        if record.get("permanent") and command:
-            return (f"{locked.host}: {locked.holder}; wait for that run; if it ended or died, "
-                    f"`football {command}` goes on from where it stopped, on that controller "
-                    f"at once, on another once the lock is run_lock_lease ({self.lease:g} s) "
-                    f"old; or, to act on {self.res} from here anyway, football unlock "
-                    f"{self.item} {names}")
-        return (f"{locked.host}: {locked.holder}; wait for that run or, if it is dead, "
-                f"football unlock {self.item} {names}")
+        same = (f"`football {command}` goes on from where it stopped (on that controller at "
+                "once, on another once the lock is run_lock_lease old), a repair-vm or "
+                "repair-mars may begin then; " if command else
+                "on that controller its operation goes on when run again, here a repair-vm or "
+                "repair-mars may begin once the lock is run_lock_lease old; ")
+        return (f"{locked.host}: {locked.holder}; {state}: {same}or, to act on "
+                f"{self.res} from here anyway, {unlock}")
 
     def acting(self):
         """The run acts on its hosts from now on (its journal is about to be
@@ -354,11 +384,11 @@ class ResourceRun:
         with self.taking:
             if self.locks.permanent:
                 return
-            self.locks.permanent = True
+            self.locks.permanent, self.locks.run = True, "acting"
             for host, item in list(self.locks.taken):
                 try:
                     take(host, item, self.locks.owner, self.lease, permanent=True,
-                         what=self.locks.what, command=self.locks.command)
+                         what=self.locks.what, command=self.locks.command, run="acting")
                 except Exception as error:      # noqa: BLE001 (said; the run goes on)
                     self.warn(f"{host.name}: could not make lock {item} outlast this run "
                               f"({error}): were it killed, another controller's run of "
@@ -371,7 +401,7 @@ class ResourceRun:
                     with self.taking:
                         outcome = take(host, item, self.locks.owner, self.lease,
                                        permanent=self.locks.permanent, what=self.locks.what,
-                                       command=self.locks.command)
+                                       command=self.locks.command, run=self.locks.run)
                 except Locked as locked:
                     self._failing(host, f"{locked.holder}, no longer by this run: another "
                                         f"controller may act on {self.res} beside it")
@@ -430,7 +460,7 @@ class ResourceRun:
             names.add(host.name)
             try:
                 take(host, item, self.locks.owner, self.lease, permanent=True, what=what,
-                     command=self.locks.command if mine else "")
+                     command=self.locks.command if mine else "", run="kept")
             except Exception as error:      # noqa: BLE001 (said; it goes stale there)
                 self.warn(f"{host.name}: could not keep lock {item} for the {what}: {error}")
         path.write_text("".join(f"{name}\n" for name in sorted(names)))

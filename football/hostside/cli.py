@@ -186,17 +186,23 @@ def _lock_item(ctx, param, item):
               help="Never stale: kept until released (an operator's lock).")
 @click.option("--what", default="", help="What it is taken for (told to those it refuses).")
 @click.option("--command", default="",
-              help="The run's command: the same one may take a permanent lock over once it "
-                   "is --stale-after old.")
+              help="A run's command: the same one may take a run's permanent lock over once "
+                   "it is --stale-after old.")
+@click.option("--run", type=click.Choice(locks.RUN_STATES),
+              help="A run's lock: running (a lease), acting or kept (permanent).")
+@click.option("--rescue", is_flag=True,
+              help="A repair: may take a run's permanent lock over once it is --stale-after "
+                   "old.")
 @click.pass_obj
-def lock_take(lock_dir, item, owner, stale_after, permanent, what, command):
+def lock_take(lock_dir, item, owner, stale_after, permanent, what, command, run, rescue):
     """Take ITEM (again: renew it); exit 6 when someone else holds it (its
-    holder's record on stdout)."""
+    holder's record on stdout, and whether it is older than --stale-after)."""
     try:
-        outcome = locks.take(lock_dir, item, owner, stale_after, permanent, what, command)
+        outcome = locks.take(lock_dir, item, owner, stale_after, permanent, what, command,
+                             run or "", rescue)
         _answer({"lock": item, "outcome": outcome})
     except locks.LockHeld as error:
-        _answer({"lock": item, "held": error.holder})
+        _answer({"lock": item, "held": error.holder, "stale": error.stale})
         click.echo(str(error), err=True)
         sys.exit(EXIT_LOCK_HELD)
 

@@ -16,9 +16,15 @@ from mars.names import DERIVED_NAME_RE
 UNREADABLE = {"owner": "(unreadable)", "time": 0}    # a record that is not JSON
 
 
+RUN_STATES = ("running", "acting", "kept")     # a run's lock (see take)
+
+
 class LockHeld(Exception):
-    def __init__(self, item, holder):
-        self.holder = holder
+    """`holder`: its record; `stale`: older than the refused taker's
+    stale_after (a permanent one is kept nonetheless)."""
+
+    def __init__(self, item, holder, stale=False):
+        self.holder, self.stale = holder, stale
         what = f" ({holder['what']})" if holder.get("what") else ""
         super().__init__(f"lock {item} is held by {holder.get('owner')}{what} since "
                          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('time', 0)))}")
@@ -30,19 +36,23 @@ def _path(directory, item):
     return Path(directory) / f"{item}.lock"
 
 
-def take(directory, item, owner, stale_after, permanent=False, what="", command=""):
+def take(directory, item, owner, stale_after, permanent=False, what="", command="", run="",
+         rescue=False):
     """Take `item` for `owner` (`what`: for what, said to those it refuses);
     taking it again for the same owner succeeds and renews its time (a run
     that holds it for long keeps it from going stale). Returns what happened:
     `taken`, `again` or `broken` (a stale lock). A `permanent` lock (an
-    operator's `football lock`, a run's that acts) is never stale: only a
-    release removes it; but towards the same `command` (a run's, as an
-    operator types it), which goes on from where that run stopped, it is
-    stale as any other once `stale_after` passed without a renewal."""
+    operator's `football lock`) is never stale: only a release removes it.
+    A run's lock says so (`run`: one of RUN_STATES, and its `command` as an
+    operator types it); a permanent one of a run (it acted, or ended with its
+    operation unfinished) is stale as any other once `stale_after` passed
+    without a renewal, but only to the same `command` (which goes on from
+    where that run stopped) and to a `rescue` (a repair: the way out)."""
     path = _path(directory, item)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"owner": owner, "time": time.time(), "host": socket.gethostname(),
-              **({"what": what} if what else {}), **({"command": command} if command else {})}
+              **({"what": what} if what else {}), **({"command": command} if command else {}),
+              **({"run": run} if run else {})}
     if permanent:
         record["permanent"] = True
     outcome = "taken"
@@ -56,9 +66,14 @@ def take(directory, item, owner, stale_after, permanent=False, what="", command=
                     record["permanent"] = True
                 _renew(path, json.dumps(record))
                 return "again"
-            kept = holder.get("permanent") and not (command and holder.get("command") == command)
-            if kept or time.time() - holder.get("time", 0) <= stale_after:
-                raise LockHeld(item, holder) from None
+            stale = time.time() - holder.get("time", 0) > stale_after
+            if holder.get("permanent"):
+                stale_to_me = stale and holder.get("run") in RUN_STATES and (
+                    rescue or bool(command and holder.get("command") == command))
+            else:
+                stale_to_me = stale
+            if not stale_to_me:
+                raise LockHeld(item, holder, stale) from None
             if _break(path, holder):
                 outcome = "broken"
             continue

@@ -453,6 +453,9 @@ class Operation(StoppedContainer):
     # whether an unfinished operation of another kind on the resource refuses
     # this one (`_refuse_over_unfinished`); the repairs are how one gets out
     finishes_others_first = False
+    # a repair (the way out): it begins over another controller's dead run
+    # (ResourceRun), as it goes on over an unfinished operation here
+    rescues = False
     stage_kinds = {}                # a combined operation's stages: {stage: operation}
 
     def __init__(self, ctx, res=None):
@@ -917,7 +920,8 @@ class Operation(StoppedContainer):
                 what=f"{self.operation} of {self.res}, pid {os.getpid()}",
                 echo=self.ctx.reporter.detail, warn=self.ctx.reporter.warning,
                 on_wait=self._condition("run", lambda reason: f"{self.res} runs on another "
-                                        f"controller: {reason}"), command=self.command_text())
+                                        f"controller: {reason}"), command=self.command_text(),
+                rescue=self.rescues)
             if self.journal is not None and not self.journal.dry:
                 # it acts from its journal's first write on (or acted: a resumed run)
                 self.journal.on_write = self.resource_run.acting

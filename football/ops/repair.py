@@ -39,6 +39,7 @@ class Repair(Operation):
     stack."""
 
     operation = "repair"
+    rescues = True
 
     def __init__(self, ctx, res, host_names):
         super().__init__(ctx, check_resource_name(res))     # no `res:host` here

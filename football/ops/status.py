@@ -147,8 +147,8 @@ def other_controllers_runs(hosts, mine, lease):
 def _stopped(record, now, lease):
     """Whether a run lock's run stopped unfinished: kept by its end, or
     permanent (it acted, or an operator's) and not renewed for `lease`."""
-    return record.get("what", "").startswith("unfinished ") or bool(
-        record.get("permanent") and now - record.get("time", 0) > lease)
+    return record.get("run") == "kept" or record.get("what", "").startswith("unfinished ") \
+        or bool(record.get("permanent") and now - record.get("time", 0) > lease)
 
 
 class Status:

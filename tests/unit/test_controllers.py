@@ -42,11 +42,12 @@ def changes_but_locks(fleet, since=0):
             if change[1][:2] != ("football-host", "lock")]
 
 
-def take_run_lock(fleet, name, owner, age=0.0, command=None):
+def take_run_lock(fleet, name, owner, age=0.0, command=None, run="acting"):
     """`run-vm1` on host `name` held by `owner` since `age` seconds; with
-    `command`, as a run that acts holds it (permanent, its command)."""
+    `command`, as a run that acts holds it (permanent, its command; `run`
+    kept: as one that ended with it unfinished)."""
     host = fleet.hosts[name]
-    acting = ["--permanent", "--command", command] if command else []
+    acting = ["--permanent", "--command", command, "--run", run] if command else []
     assert fleet.run(name, ["football-host", "lock", host.path(RUN_LOCK_DIR), "take", "run-vm1",
                             "--owner", owner, "--what", "migrate of vm1, pid 4242",
                             *acting]).ok
@@ -248,9 +249,10 @@ def test_an_operation_unfinished_on_one_controller_keeps_the_resource_from_anoth
     assert code == EXIT_ILLEGAL, refusal
     steps = "prepare" if first[0] == "migrate-prepare" else "none"      # b1 joined, b2 not
     assert f"(unfinished migrate of vm1, steps done: {steps}) since " in refusal
-    assert "if it ended or died, `football migrate vm1 b1 b2` goes on from where it stopped, " \
-        "on that controller at once, on another once the lock is run_lock_lease (300 s) old; " \
-        "or, to act on vm1 from here anyway, football unlock run-vm1 a1 a2 b1" in refusal
+    assert "; that run ended with it unfinished: `football migrate vm1 b1 b2` goes on from " \
+        "where it stopped (on that controller at once, on another once the lock is " \
+        "run_lock_lease old), a repair-vm or repair-mars may begin then; or, to act on vm1 " \
+        "from here anyway, football unlock run-vm1 a1 a2 b1" in refusal
     result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--var",
                                       f"state_dir={tmp_path / 'other-controller'}", "status",
                                       "vm1"])
@@ -373,3 +375,32 @@ def test_status_tells_another_controllers_acting_run_from_one_that_died(fleet, a
     assert result.exit_code == 0, result.output
     assert [(op["operation"], op["state"]) for op in json.loads(result.stdout)["operations"]] \
         == [("migrate", state)]
+
+
+@pytest.mark.parametrize("run, age", [("acting", 400), ("kept", 10)],
+                         ids=["acted and died", "ended unfinished"])
+def test_a_dead_runs_lock_refuses_other_commands_at_once_and_a_repair_begins_once_a_lease_old(
+        fleet, run, age):
+    """No wait ends such a lock (only its controller or an unlock does): the
+    refusal comes at once, not after lock_retry_timeout. A repair, the way
+    out, begins over it once it was not renewed for run_lock_lease."""
+    dead = "football@elsewhere:/var/lib/football#0123"
+    for name in ("a1", "a2"):
+        take_run_lock(fleet, name, dead, age=age, command="migrate vm1 b1 b2", run=run)
+    code, events, refusal = football(fleet, "--var", "lock_retry_timeout=5", "expand", "vm1",
+                                     "1g")
+    assert code == EXIT_ILLEGAL, refusal
+    assert [event for event in events if event["event"] == "wait"] == []
+    state = "that run ended with it unfinished" if run == "kept" else \
+        "that run acted, and stopped renewing it run_lock_lease (300 s) ago: it died"
+    assert f"; {state}: `football migrate vm1 b1 b2` goes on from where it stopped" in refusal
+    fleet.containers["a1"]["vm1"] = "STOPPED"        # as the dead run left it
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
+                               "run_lock_lease=300", "repair-vm", "vm1", "a1")
+    if age > 300:
+        assert code == 0, stderr
+        assert_placed(fleet, "a1", ["a2"])
+    else:
+        assert code == EXIT_ILLEGAL, stderr
+        assert "wait for that run" not in stderr
+        assert all(fleet.locks(name)["run-vm1"]["owner"] == dead for name in ("a1", "a2"))

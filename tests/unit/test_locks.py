@@ -615,3 +615,25 @@ def test_two_takers_that_both_find_a_lock_stale_do_not_both_get_it(tmp_path, mon
     assert looked == ["dead-run"]
     assert outcomes == {"run-1": "broken", "run-2": "refused: run-1"}
     assert shown(tmp_path, ITEM)["owner"] == "run-1"
+
+
+def test_a_runs_permanent_lock_is_stale_only_to_its_command_and_a_rescue_an_operators_never(
+        tmp_path):
+    from football.hostside import locks as host_locks
+    host_locks.take(tmp_path, "run-vm1", "controller-a", 3600, permanent=True,
+                    command="migrate vm1 b1", run="acting")
+    host_locks.take(tmp_path, "run-vm2", "operator@desk", 3600, permanent=True)
+    for item in ("run-vm1", "run-vm2"):
+        record = json.loads((tmp_path / f"{item}.lock").read_text())
+        (tmp_path / f"{item}.lock").write_text(json.dumps({**record, "time": 0}))
+    for item in ("run-vm1", "run-vm2"):
+        with pytest.raises(host_locks.LockHeld) as held:
+            host_locks.take(tmp_path, item, "controller-b", 300, command="expand vm1 1g",
+                            run="running")
+        assert held.value.stale is True
+    with pytest.raises(host_locks.LockHeld):        # an operator's: not even its command
+        host_locks.take(tmp_path, "run-vm2", "controller-b", 300, rescue=True)
+    assert host_locks.take(tmp_path, "run-vm1", "controller-b", 300, command="migrate vm1 b1",
+                           run="running") == "broken"
+    host_locks.take(tmp_path, "run-vm1", "controller-b", 300, permanent=True, run="kept")
+    assert host_locks.take(tmp_path, "run-vm1", "controller-c", -1, rescue=True) == "broken"
