@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from mars.names import DERIVED_NAME_RE
@@ -56,11 +57,16 @@ def take(directory, item, owner, stale_after, permanent=False, what="", command=
     if permanent:
         record["permanent"] = True
     outcome = "taken"
-    for _ in range(2):
+    for _ in range(3):
         try:
             create_exclusively(path, json.dumps(record))
+            return outcome
         except FileExistsError:
-            holder = show(directory, item) or {}
+            pass
+        with _guard(path.parent):
+            holder = show(directory, item)
+            if holder is None:
+                continue                            # released meanwhile: create it
             if holder.get("owner") == owner:
                 if holder.get("permanent"):         # stays so, also when renewed
                     record["permanent"] = True
@@ -73,32 +79,24 @@ def take(directory, item, owner, stale_after, permanent=False, what="", command=
             else:
                 stale_to_me = stale
             if not stale_to_me:
-                raise LockHeld(item, holder, stale) from None
-            if _break(path, holder):
-                outcome = "broken"
-            continue
-        return outcome
+                raise LockHeld(item, holder, stale)
+            path.unlink()
+            outcome = "broken"
     raise LockHeld(item, show(directory, item) or {})
 
 
-def _break(path, stale):
-    """Remove the lock `path` found `stale` (its record), unless it changed
-    since it was read: two takers that both found it stale would otherwise
-    both break it, the second the lock the first had just taken in its
-    place, and both hold it. Under an flock of the directory's `.break`
-    (every taker of a host's locks runs on that host)."""
-    with open(path.parent / ".break", "a") as guard:
+@contextmanager
+def _guard(directory):
+    """Held while a lock file of `directory` is judged and then replaced or
+    removed (renewed, broken, released): else two takers that both found it
+    stale would both break it, the second the lock the first had just taken
+    in its place, and both hold it; or a renewal would overwrite the lock
+    another took meanwhile. An flock of the directory's `.guard` (every
+    taker of a host's locks runs on that host); a create needs none (it
+    takes the name only where there is none)."""
+    with open(Path(directory) / ".guard", "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        try:
-            if json.loads(path.read_text() or "{}") != stale:
-                return False
-        except FileNotFoundError:
-            return False
-        except ValueError:
-            if stale != UNREADABLE:
-                return False
-        path.unlink()
-        return True
+        yield
 
 
 def create_exclusively(path, record):
@@ -128,11 +126,15 @@ def _aside(path, record):
 
 def release(directory, item, owner):
     """Release `item` if `owner` holds it; returns whether it was released."""
-    holder = show(directory, item)
-    if holder is None or (owner and holder.get("owner") != owner):
+    path = _path(directory, item)
+    if not path.exists():
         return False
-    _path(directory, item).unlink(missing_ok=True)
-    return True
+    with _guard(directory):
+        holder = show(directory, item)
+        if holder is None or (owner and holder.get("owner") != owner):
+            return False
+        path.unlink()
+        return True
 
 
 def show(directory, item):

@@ -580,21 +580,21 @@ def test_asking_for_the_controller_owner_without_create_writes_nothing(tmp_path)
     assert locks.controller_owner(tmp_path / "state", create=False) == made
 
 
-def test_two_takers_that_both_find_a_lock_stale_do_not_both_get_it(tmp_path, monkeypatch):
-    # run-2 read the dead run's record, then run-1 broke it and took the
-    # lock: run-2 must not break run-1's lock as the stale one it had read
+def take_while_another_looks(tmp_path, monkeypatch, looking, other):
+    """`looking` takes ITEM in a thread and, once it has read the lock, gives
+    `other` (taking it in this thread) half a second before it goes on (the
+    races as they were: whatever `looking` then did went by what it had
+    read). ({owner: outcome or `refused: <holder>`}, the owner the lock
+    names after both)."""
     from football.hostside import locks as host_locks
-    host_locks.take(tmp_path, ITEM, "dead-run", 3600)
-    record = json.loads((tmp_path / f"{ITEM}.lock").read_text())
-    (tmp_path / f"{ITEM}.lock").write_text(json.dumps({**record, "time": 0}))
     shown, looked = host_locks.show, []
 
     def show(directory, item):
         holder = shown(directory, item)
-        if threading.current_thread().name == "run-2" and not looked:
+        if threading.current_thread().name == looking and not looked:
             looked.append(holder["owner"])
-            deadline = time.monotonic() + 10
-            while (shown(directory, item) or {}).get("owner") != "run-1" and \
+            deadline = time.monotonic() + 0.5
+            while (shown(directory, item) or {}).get("owner") != other and \
                     time.monotonic() < deadline:
                 time.sleep(0.001)
         return holder
@@ -606,15 +606,41 @@ def test_two_takers_that_both_find_a_lock_stale_do_not_both_get_it(tmp_path, mon
             outcomes[owner] = host_locks.take(tmp_path, ITEM, owner, 3600)
         except host_locks.LockHeld as held:
             outcomes[owner] = f"refused: {held.holder['owner']}"
-    second = threading.Thread(target=taker, args=("run-2",), name="run-2")
-    second.start()
+    thread = threading.Thread(target=taker, args=(looking,), name=looking)
+    thread.start()
     while not looked:
         time.sleep(0.001)
-    taker("run-1")
-    second.join()
-    assert looked == ["dead-run"]
-    assert outcomes == {"run-1": "broken", "run-2": "refused: run-1"}
-    assert shown(tmp_path, ITEM)["owner"] == "run-1"
+    taker(other)
+    thread.join()
+    return outcomes, shown(tmp_path, ITEM)["owner"]
+
+
+def a_stale_lock(tmp_path, owner):
+    from football.hostside import locks as host_locks
+    host_locks.take(tmp_path, ITEM, owner, 3600)
+    record = json.loads((tmp_path / f"{ITEM}.lock").read_text())
+    (tmp_path / f"{ITEM}.lock").write_text(json.dumps({**record, "time": 0}))
+
+
+def test_two_takers_that_both_find_a_lock_stale_do_not_both_get_it(tmp_path, monkeypatch):
+    # before: run-1 broke the dead run's lock and took it, then run-2 broke
+    # run-1's as the stale one it had read, and both held it
+    a_stale_lock(tmp_path, "dead-run")
+    outcomes, winner = take_while_another_looks(tmp_path, monkeypatch, "run-2", "run-1")
+    loser = "run-2" if winner == "run-1" else "run-1"
+    assert outcomes[loser] == f"refused: {winner}"
+    assert outcomes[winner] in ("broken", "taken")      # taken: after the other broke it
+
+
+def test_a_renewal_does_not_overwrite_the_lock_another_took_while_it_renewed(
+        tmp_path, monkeypatch):
+    # before: run-2 broke run-1's stale lock and took it, then run-1's
+    # renewal replaced it with run-1's own, and both held it
+    a_stale_lock(tmp_path, "run-1")
+    outcomes, winner = take_while_another_looks(tmp_path, monkeypatch, "run-1", "run-2")
+    loser = "run-2" if winner == "run-1" else "run-1"
+    assert outcomes[loser] == f"refused: {winner}"
+    assert outcomes[winner] in {"run-1": ("again",), "run-2": ("broken", "taken")}[winner]
 
 
 def test_a_runs_permanent_lock_is_stale_only_to_its_command_and_a_rescue_an_operators_never(
