@@ -61,10 +61,10 @@ def _helper(host, directory, *args):
 
 
 def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, what="",
-         command="", run="", rescue=False):
+         command="", run="", rescue=False, lease=None):
     """Take `item` on `host` for `owner` (again: renew it); `what` it is for
-    is told to those it refuses; `command`, `run`, `rescue`: a run's lock
-    (see the host helper's take). Returns `taken`, `again` or `broken`.
+    is told to those it refuses; `command`, `run`, `rescue`, `lease`: a
+    run's lock (see the host helper's take). Returns `taken`, `again` or `broken`.
     `Locked` carries the holder's `record`, and whether it is `final`: the
     permanent lock of a run that is over (it kept it, or acted and was not
     renewed for `stale_after`) that this taker may not break; no wait ends
@@ -73,7 +73,8 @@ def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, wh
                      "--stale-after", str(stale_after), *(["--permanent"] if permanent else []),
                      *(["--what", what] if what else []),
                      *(["--command", command] if command else []),
-                     *(["--run", run] if run else []), *(["--rescue"] if rescue else []))
+                     *(["--run", run] if run else []), *(["--rescue"] if rescue else []),
+                     *(["--lease", str(lease)] if lease else []))
     if result.exit_code == EXIT_LOCK_HELD:
         locked = Locked(f"{host.name}: {result.stderr.strip()}; wait for that run or, if it "
                         f"is dead, football unlock {item} {host.name}")
@@ -156,7 +157,8 @@ class LockSet:
             for host in hosts:
                 outcome = take(host, item, self.owner, self.stale_after,
                                permanent=self.permanent, what=self.what, command=self.command,
-                               run=self.run, rescue=self.rescue)
+                               run=self.run, rescue=self.rescue,
+                               lease=self.stale_after if self.run else None)
                 if outcome == "broken":
                     self.echo(f"{host.name}: broke a stale lock {item}")
                 mine.append(host)
@@ -321,9 +323,11 @@ class ResourceRun:
     leaves an unfinished operation whose journal only its controller has,
     and another controller's run of something else would act from a plan
     of its own; only the same `command` (as the operator typed it, which
-    goes on from the hosts' state) takes it over elsewhere, once it was not
-    renewed for `run_lock_lease` (a screener job that another machine's
-    worker resumes). A renewal that fails is said once per host (`warn`).
+    goes on from the hosts' state) and a repair (`rescue`, the way out)
+    take it over elsewhere, once it was not renewed for `run_lock_lease` (a
+    screener job that another machine's worker resumes); others are refused
+    at once where no wait can end it. A renewal that fails is said once per
+    host (`warn`).
     `release` ends it. A run killed with -9 leaves it: this controller's
     next run takes it over at once (`controller_owner`)."""
 
@@ -388,7 +392,8 @@ class ResourceRun:
             for host, item in list(self.locks.taken):
                 try:
                     take(host, item, self.locks.owner, self.lease, permanent=True,
-                         what=self.locks.what, command=self.locks.command, run="acting")
+                         what=self.locks.what, command=self.locks.command, run="acting",
+                         lease=self.lease)
                 except Exception as error:      # noqa: BLE001 (said; the run goes on)
                     self.warn(f"{host.name}: could not make lock {item} outlast this run "
                               f"({error}): were it killed, another controller's run of "
@@ -401,7 +406,8 @@ class ResourceRun:
                     with self.taking:
                         outcome = take(host, item, self.locks.owner, self.lease,
                                        permanent=self.locks.permanent, what=self.locks.what,
-                                       command=self.locks.command, run=self.locks.run)
+                                       command=self.locks.command, run=self.locks.run,
+                                       lease=self.lease)
                 except Locked as locked:
                     self._failing(host, f"{locked.holder}, no longer by this run: another "
                                         f"controller may act on {self.res} beside it")
@@ -460,7 +466,7 @@ class ResourceRun:
             names.add(host.name)
             try:
                 take(host, item, self.locks.owner, self.lease, permanent=True, what=what,
-                     command=self.locks.command if mine else "", run="kept")
+                     command=self.locks.command if mine else "", run="kept", lease=self.lease)
             except Exception as error:      # noqa: BLE001 (said; it goes stale there)
                 self.warn(f"{host.name}: could not keep lock {item} for the {what}: {error}")
         path.write_text("".join(f"{name}\n" for name in sorted(names)))

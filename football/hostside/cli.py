@@ -193,13 +193,16 @@ def _lock_item(ctx, param, item):
 @click.option("--rescue", is_flag=True,
               help="A repair: may take a run's permanent lock over once it is --stale-after "
                    "old.")
+@click.option("--lease", type=float,
+              help="A run's lease: it renews its lock well within it (stale to no one before).")
 @click.pass_obj
-def lock_take(lock_dir, item, owner, stale_after, permanent, what, command, run, rescue):
+def lock_take(lock_dir, item, owner, stale_after, permanent, what, command, run, rescue,
+              lease):
     """Take ITEM (again: renew it); exit 6 when someone else holds it (its
     holder's record on stdout, and whether it is older than --stale-after)."""
     try:
         outcome = locks.take(lock_dir, item, owner, stale_after, permanent, what, command,
-                             run or "", rescue)
+                             run or "", rescue, lease)
         _answer({"lock": item, "outcome": outcome})
     except locks.LockHeld as error:
         _answer({"lock": item, "held": error.holder, "stale": error.stale})

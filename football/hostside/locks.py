@@ -15,9 +15,7 @@ from pathlib import Path
 from mars.names import DERIVED_NAME_RE
 
 UNREADABLE = {"owner": "(unreadable)", "time": 0}    # a record that is not JSON
-
-
-RUN_STATES = ("running", "acting", "kept")     # a run's lock (see take)
+RUN_STATES = ("running", "acting", "kept")              # a run's lock (see take)
 
 
 class LockHeld(Exception):
@@ -38,7 +36,7 @@ def _path(directory, item):
 
 
 def take(directory, item, owner, stale_after, permanent=False, what="", command="", run="",
-         rescue=False):
+         rescue=False, lease=None):
     """Take `item` for `owner` (`what`: for what, said to those it refuses);
     taking it again for the same owner succeeds and renews its time (a run
     that holds it for long keeps it from going stale). Returns what happened:
@@ -48,12 +46,14 @@ def take(directory, item, owner, stale_after, permanent=False, what="", command=
     operator types it); a permanent one of a run (it acted, or ended with its
     operation unfinished) is stale as any other once `stale_after` passed
     without a renewal, but only to the same `command` (which goes on from
-    where that run stopped) and to a `rescue` (a repair: the way out)."""
+    where that run stopped) and to a `rescue` (a repair: the way out). A
+    run's `lease` (it renews its lock well within it) is its own: its lock
+    is stale to no one before it passed, whatever their `stale_after`."""
     path = _path(directory, item)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"owner": owner, "time": time.time(), "host": socket.gethostname(),
               **({"what": what} if what else {}), **({"command": command} if command else {}),
-              **({"run": run} if run else {})}
+              **({"run": run} if run else {}), **({"lease": lease} if lease else {})}
     if permanent:
         record["permanent"] = True
     outcome = "taken"
@@ -72,7 +72,8 @@ def take(directory, item, owner, stale_after, permanent=False, what="", command=
                     record["permanent"] = True
                 _renew(path, json.dumps(record))
                 return "again"
-            stale = time.time() - holder.get("time", 0) > stale_after
+            stale = time.time() - holder.get("time", 0) > max(stale_after,
+                                                               _number(holder.get("lease")))
             if holder.get("permanent"):
                 stale_to_me = stale and holder.get("run") in RUN_STATES and (
                     rescue or bool(command and holder.get("command") == command))
@@ -83,6 +84,10 @@ def take(directory, item, owner, stale_after, permanent=False, what="", command=
             path.unlink()
             outcome = "broken"
     raise LockHeld(item, show(directory, item) or {})
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) else 0
 
 
 @contextmanager

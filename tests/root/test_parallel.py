@@ -214,13 +214,14 @@ def test_two_migrations_to_one_host_wait_for_limit_syncs_and_leave_no_locks(lab)
     assert_workloads_continue(lab, "b1", before)
 
 
-def migrate_held_at_its_pause(lab, res, target):
-    """`football --json migrate <res> <target>` from this lab's controller,
-    paused (`football pause`) before its downtime window: (process, its
-    output file) once it waits there."""
+def migrate_held_at_its_pause(lab, res, target, *options):
+    """`football --json [options] migrate <res> <target>` from this lab's
+    controller, paused (`football pause`) before its downtime window:
+    (process, its output file) once it waits there."""
     assert football(lab.env, "pause", res).returncode == 0
     out = (lab.base / f"paused-{res}-{target}.out").open("w+")
-    process = subprocess.Popen([FOOTBALL, "--json", "migrate", res, target], env=lab.env,
+    process = subprocess.Popen([FOOTBALL, "--json", *options, "migrate", res, target],
+                               env=lab.env,
                                stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + MIGRATE_TIMEOUT
@@ -273,7 +274,9 @@ def test_a_run_killed_after_it_acted_keeps_its_resource_until_its_command_goes_o
     second = ["--var", f"state_dir={lab.base / 'second-controller'}", "--var",
               "run_lock_lease=1"]
     before = {"vm1": len(lab.records("a1"))}
-    first, out = migrate_held_at_its_pause(lab, "vm1", "b1")
+    # a lease of a second (renewed every third of it): the lock is judged
+    # by the holder's own lease, whatever the taker's
+    first, out = migrate_held_at_its_pause(lab, "vm1", "b1", "--var", "run_lock_lease=1")
     first.kill()
     first.wait()
     out.close()

@@ -663,3 +663,19 @@ def test_a_runs_permanent_lock_is_stale_only_to_its_command_and_a_rescue_an_oper
                            run="running") == "broken"
     host_locks.take(tmp_path, "run-vm1", "controller-b", 300, permanent=True, run="kept")
     assert host_locks.take(tmp_path, "run-vm1", "controller-c", -1, rescue=True) == "broken"
+
+
+def test_a_run_lock_is_stale_to_no_one_before_its_holders_own_lease_passed(tmp_path):
+    """Controllers set up with different run_lock_lease: the holder renews
+    within its own; a taker with a shorter one must not judge it dead."""
+    from football.hostside import locks as host_locks
+    host_locks.take(tmp_path, "run-vm1", "controller-a", 300, command="migrate vm1 b1",
+                    run="running", lease=300)
+    record = json.loads((tmp_path / "run-vm1.lock").read_text())
+    (tmp_path / "run-vm1.lock").write_text(json.dumps({**record, "time": time.time() - 120}))
+    with pytest.raises(host_locks.LockHeld) as held:
+        host_locks.take(tmp_path, "run-vm1", "controller-b", 60, run="running", lease=60)
+    assert held.value.stale is False
+    (tmp_path / "run-vm1.lock").write_text(json.dumps({**record, "time": time.time() - 301}))
+    assert host_locks.take(tmp_path, "run-vm1", "controller-b", 60, run="running",
+                           lease=60) == "broken"
