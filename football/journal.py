@@ -93,7 +93,8 @@ class Journal:
             self.on_write()
         # the process that writes it: `football status` tells a run that is
         # still going from one that ended (its intents outlive it)
-        self.data["run"] = {"pid": os.getpid(), "host": socket.gethostname()}
+        self.data["run"] = {"pid": os.getpid(), "host": socket.gethostname(),
+                            "start": process_start(os.getpid())}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
@@ -155,15 +156,34 @@ def unfinished_resources(state_dir):
 
 
 def run_alive(run):
-    """Whether the process that last wrote a journal (`run`: pid and host)
-    still runs: True or False on this host, None where the journal does not
-    say (older) or another host ran it."""
+    """Whether the process that last wrote a journal (`run`: pid, host and
+    start) still runs: True or False on this host, None where the journal
+    does not say (older) or another host ran it. A football process by a
+    word of its command line, and the same process by its start time (its
+    pid may have gone to another football process since: a later run, a
+    worker)."""
     if not isinstance(run, dict) or run.get("host") != socket.gethostname():
         return None
     try:
-        return b"football" in Path(f"/proc/{int(run['pid'])}/cmdline").read_bytes()
+        pid = int(run["pid"])
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, KeyError, TypeError, ValueError):
         return False
+    # its program (a script, or `python -m football`), not any word naming a
+    # football file (`less football.log`, a checkout's path)
+    if not any(os.path.basename(word) == b"football" for word in words):
+        return False
+    return run.get("start") is None or process_start(pid) == run["start"]
+
+
+def process_start(pid):
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat's
+    22nd field), or None: with the pid, it names one process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def replace_durably(path, text, tmp, mode=None):

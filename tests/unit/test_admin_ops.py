@@ -29,7 +29,7 @@ from football.ops.cluster import (MarsCluster, MergeCluster, SplitCluster, conne
                                   wanted_groups)
 from football.ops.lock import Lock, Unlock, check_item, check_owner
 from football.ops.lvcleanup import leftovers
-from football.journal import run_alive, unfinished_operations
+from football.journal import process_start, run_alive, unfinished_operations
 from football.ops.status import mark_running, render, resolve_scope, select
 from football.snapshot import observe_host, resource_replicas
 from football.report import Reporter
@@ -275,20 +275,35 @@ def test_a_journal_names_the_process_that_wrote_it_and_status_asks_whether_it_li
     journal.record("prepare")
     (operation,) = unfinished_operations(tmp_path)
     assert json.loads(Path(operation["journal"]).read_text())["run"] == \
-        {"pid": os.getpid(), "host": socket.gethostname()}
+        {"pid": os.getpid(), "host": socket.gethostname(), "start": process_start(os.getpid())}
     # a football process (its command line says so) that lives, then ends; it
     # says when it runs (until its exec, a child has its parent's command line)
     child = subprocess.Popen([sys.executable, "-c", "print('up', flush=True); "
                               "import time; time.sleep(60)", "football"], stdout=subprocess.PIPE)
     try:
         assert child.stdout.readline() == b"up\n"
-        assert run_alive({"pid": child.pid, "host": socket.gethostname()}) is True
+        here, started = socket.gethostname(), process_start(child.pid)
+        assert run_alive({"pid": child.pid, "host": here}) is True
+        assert run_alive({"pid": child.pid, "host": here, "start": started}) is True
+        # its pid gone to another football process since (a later run, a worker)
+        assert run_alive({"pid": child.pid, "host": here, "start": started - 1}) is False
     finally:
         child.kill()
         child.wait()
         child.stdout.close()
     assert run_alive({"pid": child.pid, "host": socket.gethostname()}) is False
     assert run_alive({"pid": child.pid, "host": "another-controller"}) is None
+    # a process whose pid it got, that only names a football file
+    reader = subprocess.Popen([sys.executable, "-c", "print('up', flush=True); "
+                               "import time; time.sleep(60)", "/var/log/football.log"],
+                              stdout=subprocess.PIPE)
+    try:
+        assert reader.stdout.readline() == b"up\n"
+        assert run_alive({"pid": reader.pid, "host": socket.gethostname()}) is False
+    finally:
+        reader.kill()
+        reader.wait()
+        reader.stdout.close()
     assert run_alive(None) is None
 
 
