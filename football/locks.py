@@ -131,10 +131,11 @@ class LockSet:
         finally:
             self.release_all()
 
-    def acquire(self, hosts, item):
+    def acquire(self, hosts, item, word=str):
         """All of `hosts`' locks `item`, retried with backoff for
         `lock_retry_timeout` while another run holds one; `on_wait` hears
-        once that it waits (and why) and once that it goes on."""
+        once that it waits (and why: `word` of the refusal) and once that it
+        goes on."""
         ordered = sorted({host.name: host for host in hosts}.items())
         waited = False
         for attempt in Retrying(retry=retry_if_exception(_may_end), reraise=True,
@@ -145,7 +146,7 @@ class LockSet:
                     self._all_or_nothing([host for _, host in ordered], item)
                 except Locked as locked:
                     if not waited and self.on_wait is not None and _may_end(locked):
-                        self.on_wait(str(locked))
+                        self.on_wait(word(locked))
                     waited = True
                     raise
         if waited and self.on_wait is not None:
@@ -347,7 +348,7 @@ class ResourceRun:
         more = [host for host in hosts if host.name not in have]
         if more:
             try:
-                self.locks.acquire(more, self.item)
+                self.locks.acquire(more, self.item, lambda locked: self._refusal(locked, hosts))
             except Locked as locked:
                 raise Locked(self._refusal(locked, hosts)) from None
         if self.renewing is None and self.locks.taken:

@@ -329,13 +329,17 @@ def test_the_same_command_on_another_controller_takes_a_killed_runs_lock_over_on
     code, _, refusal = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1", "b1")
     assert code == EXIT_ILLEGAL, refusal                 # another command: another plan
     assert changes_but_locks(fleet) == []
-    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
-                               "run_lock_lease=300", "migrate", "vm1", "b1", "b2")
+    code, events, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
+                                    "run_lock_lease=300", "migrate", "vm1", "b1", "b2")
     if taken_over:
         assert code == 0, stderr
         assert_placed(fleet, "b1", ["b2"])              # its locks gone everywhere
     else:
         assert code == EXIT_ILLEGAL, stderr
+        [wait] = [event for event in events if event["event"] == "wait"]
+        assert "; wait for that run; if it ends unfinished or dies: `football migrate vm1 b1 " \
+            "b2` goes on from where it stopped" in wait["reasons"][0]
+        assert wait["reasons"][0].endswith("football unlock run-vm1 a1 a2 b1 b2")
         assert changes_but_locks(fleet) == []
         assert all(fleet.locks(name)["run-vm1"]["owner"] == dead for name in fleet.hosts)
 
