@@ -369,7 +369,8 @@ class ResourceRun:
         if record.get("run") == "kept":
             state = "that run ended with it unfinished"
         elif getattr(locked, "final", False):
-            state = (f"that run acted, and stopped renewing it run_lock_lease ({self.lease:g} s) "
+            lease = max(self.lease, record.get("lease") or 0)       # as the host judged it
+            state = (f"that run acted, and stopped renewing it run_lock_lease ({lease:g} s) "
                      "ago: it died")
         else:
             state = "wait for that run; if it ends unfinished or dies"
