@@ -146,7 +146,21 @@ class Unlock(Operation):
             self.say(f"{host.name}: released lock {self.item} held by "
                      f"{holder.get('owner', '?')} since {since(holder)}")
             self.summary["released"].append({"host": host.name, "owner": holder.get("owner")})
+        self._say_what_stays_unfinished()
         self._fail_for_the_silent()
+
+    def _say_what_stays_unfinished(self):
+        """A run's lock that outlived its run (it acted, or ended with its
+        operation unfinished): the journal on its controller still says so."""
+        runs = {(holder.get("owner", "?"), holder.get("what", "?"), holder.get("command"))
+                for _, holder in self.holders if holder.get("run") in ("acting", "kept")}
+        for owner, what, command in sorted(runs, key=str):
+            again = f"`football {command}` there goes on" if command else \
+                "the same command there goes on"
+            self.ctx.reporter.warning(
+                f"{self.item} was the lock of a run that acted ({what}; {owner}): its "
+                f"operation stays unfinished in that controller's journal; {again}, or its "
+                "journal is set aside there (`football status` there shows it)")
 
     def _release(self, host, via=lambda host: host):
         """'' when the item is gone from `host`, else why not."""

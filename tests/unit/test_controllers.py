@@ -408,3 +408,18 @@ def test_a_dead_runs_lock_refuses_other_commands_at_once_and_a_repair_begins_onc
         assert code == EXIT_ILLEGAL, stderr
         assert "wait for that run" not in stderr
         assert all(fleet.locks(name)["run-vm1"]["owner"] == dead for name in ("a1", "a2"))
+
+
+def test_unlocking_a_dead_runs_lock_says_that_its_operation_stays_unfinished_there(fleet):
+    dead = "football@elsewhere:/var/lib/football#0123"
+    for name in ("a1", "a2"):
+        take_run_lock(fleet, name, dead, command="migrate vm1 b1 b2")
+    code, events, stderr = football(fleet, "unlock", "run-vm1", "a1", "a2")
+    assert code == 0, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert warnings == [
+        "run-vm1 was the lock of a run that acted (migrate of vm1, pid 4242; football@elsewhere:"
+        "/var/lib/football#0123): its operation stays unfinished in that controller's journal; "
+        "`football migrate vm1 b1 b2` there goes on, or its journal is set aside there "
+        "(`football status` there shows it)"]
+    assert not fleet.locks("a1") and not fleet.locks("a2")
