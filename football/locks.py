@@ -342,6 +342,7 @@ class ResourceRun:
         self.renewing = None
         self.failing = set()        # the hosts whose last renewal failed (said once)
         self.taking = threading.Lock()      # a renewal's take against acting's
+        self.kept = None            # what `keep` kept it for: {what, command}
 
     def hold(self, hosts):
         have = {host.name for host, _ in self.locks.taken}
@@ -419,11 +420,15 @@ class ResourceRun:
                                         f"run_lock_lease {self.lease:g} s old, another "
                                         f"controller's run of {self.res} may begin")
                     continue
-                if self.stopping.is_set():      # the run ended meanwhile: not kept
+                if self.stopping.is_set():      # the run ended meanwhile: as it ended
                     try:
-                        release(host, item, self.locks.owner)
+                        if self.kept is None:
+                            release(host, item, self.locks.owner)
+                        else:
+                            self._keep_on(host, item)
                     except Exception as error:  # noqa: BLE001 (a thread: said, not raised)
-                        self.warn(f"{host.name}: could not release lock {item}: {error}")
+                        self.warn(f"{host.name}: could not {'keep' if self.kept else 'release'} "
+                                  f"lock {item} after its renewal: {error}")
                     return
                 if outcome != "again" and host.name not in self.failing:
                     self.warn(f"{host.name}: lock {item} was gone (unlocked by hand?): "
@@ -459,7 +464,9 @@ class ResourceRun:
         unfinished operation): taken again as permanent on every host, the
         hosts noted in `state_dir` for the run that releases it. Not `mine`
         (another operation's, that this run went on over): the same command
-        as this run's does not take it over."""
+        as this run's does not take it over. (A renewal under way that ends
+        after this keeps it as well: it would have overwritten it.)"""
+        self.kept = {"what": what, "command": self.locks.command if mine else ""}
         self._stop_renewing()
         path = self._kept_file(state_dir)
         names = set(_read_names(path))
@@ -467,11 +474,14 @@ class ResourceRun:
             host, item = self.locks.taken.pop()
             names.add(host.name)
             try:
-                take(host, item, self.locks.owner, self.lease, permanent=True, what=what,
-                     command=self.locks.command if mine else "", run="kept", lease=self.lease)
+                self._keep_on(host, item)
             except Exception as error:      # noqa: BLE001 (said; it goes stale there)
                 self.warn(f"{host.name}: could not keep lock {item} for the {what}: {error}")
         path.write_text("".join(f"{name}\n" for name in sorted(names)))
+
+    def _keep_on(self, host, item):
+        take(host, item, self.locks.owner, self.lease, permanent=True, what=self.kept["what"],
+             command=self.kept["command"], run="kept", lease=self.lease)
 
     def _kept_file(self, state_dir):
         return Path(state_dir) / "journal" / f"{self.res}.kept"

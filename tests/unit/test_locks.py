@@ -539,19 +539,21 @@ def test_a_resource_run_says_once_that_another_controller_took_its_lock(a):
                               "beside it")
 
 
-def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_keep_the_lock(
-        tmp_path, monkeypatch):
+@pytest.mark.parametrize("end", ["release", "keep"])
+def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_undo_it(
+        tmp_path, monkeypatch, end):
     monkeypatch.setattr(locks, "RENEWAL_JOIN", 0.2)
     hanging, answer = threading.Event(), threading.Event()
 
     class Hangs:
-        """The host answers the first take; a renewal's waits for `answer`."""
+        """The host answers the first take; the first renewal's (the second
+        take) waits for `answer`, as if the host answered it late."""
         takes = 0
 
         def run(self, argv, **options):
             if argv[3] == "take":
                 Hangs.takes += 1
-                if Hangs.takes > 1:
+                if Hangs.takes == 2:
                     hanging.set()
                     answer.wait(60)
             return LocalTransport("a").run(argv, **options)
@@ -559,16 +561,26 @@ def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_keep_the_loc
     a = Host(name="a", address="127.0.0.1", transport="local", root=str(tmp_path / "a"),
              _runner=Hangs())
     run = locks.ResourceRun("vm1", "ctl-1", config(run_lock_lease=0.3), "migrate of vm1",
-                            echo=print, warn=print, on_wait=None)
+                            echo=print, warn=print, on_wait=None, command="migrate vm1 b1")
     run.hold([a])
     until(hanging.is_set, "a renewal under way")
     started = time.monotonic()
-    run.release()
+    if end == "release":
+        run.release()
+    else:
+        (tmp_path / "journal").mkdir()
+        run.keep("unfinished migrate of vm1, steps done: prepare", tmp_path)
     assert time.monotonic() - started < 10
     answer.set()                        # the host answers the renewal: it renews the lock...
     run.renewing.join(30)
     assert not run.renewing.is_alive()
-    assert locks.held(a) == {}          # ... and the renewal, seeing the run ended, releases it
+    # ... and the renewal, seeing the run ended, leaves it as the end did
+    if end == "release":
+        assert locks.held(a) == {}
+    else:
+        record = locks.held(a)["run-vm1"]
+        assert (record["what"], record["run"], record["permanent"], record["command"]) == \
+            ("unfinished migrate of vm1, steps done: prepare", "kept", True, "migrate vm1 b1")
 
 
 def test_asking_for_the_controller_owner_without_create_writes_nothing(tmp_path):
