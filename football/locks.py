@@ -341,7 +341,6 @@ class ResourceRun:
         self.stopping = threading.Event()
         self.renewing = None
         self.failing = set()        # the hosts whose last renewal failed (said once)
-        self.taking = threading.Lock()      # a renewal's take against acting's
         self.kept = None            # what `keep` kept it for: {what, command}
 
     def hold(self, hosts):
@@ -387,30 +386,32 @@ class ResourceRun:
     def acting(self):
         """The run acts on its hosts from now on (its journal is about to be
         written): its lock becomes permanent, on the hosts it holds and on
-        those it takes later. Idempotent."""
-        with self.taking:
-            if self.locks.permanent:
-                return
-            self.locks.permanent, self.locks.run = True, "acting"
-            for host, item in list(self.locks.taken):
-                try:
-                    take(host, item, self.locks.owner, self.lease, permanent=True,
-                         what=self.locks.what, command=self.locks.command, run="acting",
-                         lease=self.lease)
-                except Exception as error:      # noqa: BLE001 (said; the run goes on)
-                    self.warn(f"{host.name}: could not make lock {item} outlast this run "
-                              f"({error}): were it killed, another controller's run of "
-                              f"{self.res} could begin there after {self.lease:g} s")
+        those it takes later. Idempotent. Not under a lock against the
+        renewal (one hanging on a host would hold every journal write): a
+        renewal under way that lands after it keeps the lock permanent (the
+        host helper keeps its owner's permanent lock so) and the next one
+        writes `acting` again."""
+        if self.locks.permanent:
+            return
+        self.locks.permanent, self.locks.run = True, "acting"
+        for host, item in list(self.locks.taken):
+            try:
+                take(host, item, self.locks.owner, self.lease, permanent=True,
+                     what=self.locks.what, command=self.locks.command, run="acting",
+                     lease=self.lease)
+            except Exception as error:      # noqa: BLE001 (said; the run goes on)
+                self.warn(f"{host.name}: could not make lock {item} outlast this run "
+                          f"({error}): were it killed, another controller's run of "
+                          f"{self.res} could begin there after {self.lease:g} s")
 
     def _renew(self):
         while not self.stopping.wait(max(self.lease / 3, 0.05)):
             for host, item in list(self.locks.taken):
                 try:
-                    with self.taking:
-                        outcome = take(host, item, self.locks.owner, self.lease,
-                                       permanent=self.locks.permanent, what=self.locks.what,
-                                       command=self.locks.command, run=self.locks.run,
-                                       lease=self.lease)
+                    outcome = take(host, item, self.locks.owner, self.lease,
+                                   permanent=self.locks.permanent, what=self.locks.what,
+                                   command=self.locks.command, run=self.locks.run,
+                                   lease=self.lease)
                 except Locked as locked:
                     self._failing(host, f"{locked.holder}, no longer by this run: another "
                                         f"controller may act on {self.res} beside it")

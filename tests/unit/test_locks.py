@@ -539,15 +539,15 @@ def test_a_resource_run_says_once_that_another_controller_took_its_lock(a):
                               "beside it")
 
 
-@pytest.mark.parametrize("end", ["release", "keep"])
-def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_undo_it(
-        tmp_path, monkeypatch, end):
+@pytest.fixture
+def renewal_hanging(tmp_path, monkeypatch):
+    """(run, host a, answer): a ResourceRun holding `run-vm1` on a, whose
+    first renewal (the second take) hangs until `answer` is set, as if the
+    host answered it late."""
     monkeypatch.setattr(locks, "RENEWAL_JOIN", 0.2)
     hanging, answer = threading.Event(), threading.Event()
 
     class Hangs:
-        """The host answers the first take; the first renewal's (the second
-        take) waits for `answer`, as if the host answered it late."""
         takes = 0
 
         def run(self, argv, **options):
@@ -564,6 +564,31 @@ def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_undo_it(
                             echo=print, warn=print, on_wait=None, command="migrate vm1 b1")
     run.hold([a])
     until(hanging.is_set, "a renewal under way")
+    try:
+        yield run, a, answer
+    finally:
+        answer.set()
+        run.release()
+
+
+def test_a_renewal_hanging_on_a_host_does_not_hold_the_run_from_acting(renewal_hanging):
+    run, a, answer = renewal_hanging
+    acted = threading.Thread(target=run.acting)     # (a journal write: the main thread)
+    acted.start()
+    acted.join(10)
+    assert not acted.is_alive(), "acting waited for the renewal"
+    acting = locks.held(a)["run-vm1"]
+    assert (acting["run"], acting["permanent"]) == ("acting", True)
+    answer.set()        # the renewal lands (`running`, kept permanent), then the next one
+    until(lambda: locks.held(a)["run-vm1"]["time"] > acting["time"] and
+          locks.held(a)["run-vm1"]["run"] == "acting", "a renewal after it")
+    assert locks.held(a)["run-vm1"]["permanent"] is True
+
+
+@pytest.mark.parametrize("end", ["release", "keep"])
+def test_a_renewal_hanging_on_a_host_does_not_hold_the_runs_end_nor_undo_it(
+        tmp_path, renewal_hanging, end):
+    run, a, answer = renewal_hanging
     started = time.monotonic()
     if end == "release":
         run.release()
