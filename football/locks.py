@@ -113,7 +113,7 @@ class LockSet:
     """The locks one run holds; released on every exit path (`with`)."""
 
     def __init__(self, owner, config, echo=lambda text: None, permanent=False, on_wait=None,
-                 what="", stale_after=None, command="", run="", rescue=False):
+                 what="", stale_after=None, command="", run="", rescue=False, dead=None):
         self.owner, self.config, self.echo, self.what = owner, config, echo, what
         # a run's lock (see the host helper's take)
         self.command, self.run, self.rescue = command, run, rescue
@@ -121,6 +121,7 @@ class LockSet:
         self.stale_after = config.lock_break_timeout if stale_after is None else stale_after
         self.permanent = permanent      # locks that never go stale (an operator's)
         self.on_wait = on_wait          # (reason) once when a lock is held elsewhere, (None) once taken
+        self.dead = dead                # (Locked): whether its holder is known dead (broken at once)
         self.taken = []
 
     @contextmanager
@@ -156,10 +157,14 @@ class LockSet:
         mine = []
         try:
             for host in hosts:
-                outcome = take(host, item, self.owner, self.stale_after,
-                               permanent=self.permanent, what=self.what, command=self.command,
-                               run=self.run, rescue=self.rescue,
-                               lease=self.stale_after if self.run else None)
+                try:
+                    outcome = self._take(host, item)
+                except Locked as locked:
+                    if self.dead is None or not self.dead(locked):
+                        raise
+                    release(host, item, locked.record.get("owner") or "?")
+                    self.echo(f"{host.name}: broke lock {item} of a dead run: {locked.holder}")
+                    outcome = self._take(host, item)
                 if outcome == "broken":
                     self.echo(f"{host.name}: broke a stale lock {item}")
                 mine.append(host)
@@ -168,6 +173,11 @@ class LockSet:
                 release(host, item, self.owner)
             raise
         self.taken.extend((host, item) for host in mine)
+
+    def _take(self, host, item):
+        return take(host, item, self.owner, self.stale_after, permanent=self.permanent,
+                    what=self.what, command=self.command, run=self.run, rescue=self.rescue,
+                    lease=self.stale_after if self.run else None)
 
     def release_all(self):
         while self.taken:
@@ -355,6 +365,10 @@ class ResourceRun:
             self.renewing = threading.Thread(target=self._renew, daemon=True,
                                              name=f"football-{self.item}")
             self.renewing.start()
+
+    def holds(self, name):
+        """Whether this run holds its lock on host `name`."""
+        return any(host.name == name for host, _ in self.locks.taken)
 
     def _refusal(self, locked, hosts):
         """What to do about another controller's run: a dead run's lock is on

@@ -6,7 +6,10 @@ phases (acts; raises `FootballError` with the exit code of how it failed).
 Each step looks at the real state before acting, so a re-run resumes."""
 
 import contextlib
+import functools
+import importlib
 import os
+import pkgutil
 import queue
 import signal
 import sys
@@ -89,6 +92,9 @@ class Context:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     points_passed: int = 0
     planner: Planner = None     # a dry run's record of the commands it would run
+    # the holds of the outermost runs on their resources (ResourceRun), by
+    # resource: their stages act under them
+    resource_runs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.dry_run and self.planner is None:
@@ -814,10 +820,24 @@ class Operation(StoppedContainer):
         made under it; `changes` False: only an intent is registered."""
         with LockSet(self.owner, self.config, self.ctx.reporter.detail,
                      on_wait=self._condition(
-                         "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}")
-                     ).holding(hosts, RUN_LOCK):
+                         "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}"),
+                     dead=self._a_dead_run_of_the_resource).holding(hosts, RUN_LOCK):
             self.held_locks = self.held_locks or (changes and bool(hosts))
             yield
+
+    def _a_dead_run_of_the_resource(self, locked):
+        """Whether the `football` lock that refused this run on a host is a
+        dead run's: its owner is another run of `res` (`<operation>-<res>@
+        <controller>`), and this run holds `run-<res>` on that host, which a
+        live run of `res` (of any controller) would hold there. A run killed
+        inside its window left it, and the way out (a repair, the same
+        command from another controller) would wait lock_break_timeout."""
+        run = self.ctx.resource_runs.get(self.res)
+        owner = getattr(locked, "record", {}).get("owner", "")
+        name = owner.rpartition("@")[0]
+        return (run is not None and owner != self.owner and run.holds(locked.host)
+                and name.endswith(f"-{self.res}")
+                and name[:-len(self.res) - 1] in operation_names())
 
     def run_within(self, operation, phases):
         """Run `operation` (a stage, a handover before or after) as a part of
@@ -915,7 +935,7 @@ class Operation(StoppedContainer):
         if not self.outermost or self.res is None or self.ctx.dry_run:
             return
         if self.resource_run is None:
-            self.resource_run = ResourceRun(
+            self.resource_run = self.ctx.resource_runs[self.res] = ResourceRun(
                 self.res, controller_owner(self.config.state_dir), self.config,
                 what=f"{self.operation} of {self.res}, pid {os.getpid()}",
                 echo=self.ctx.reporter.detail, warn=self.ctx.reporter.warning,
@@ -1007,6 +1027,7 @@ class Operation(StoppedContainer):
             # also where an earlier run kept it and this one does not act
             # (a host the crashed run's cleanup removed the replica from)
             self.resource_run.release(state_dir, self.host)
+        self.ctx.resource_runs.pop(self.res, None)
         self.resource_run = None
 
     def _tell(self, hook, /, **kwargs):
@@ -1018,6 +1039,21 @@ class Operation(StoppedContainer):
         except Exception as error:
             self.ctx.reporter.warning(f"plugin hook {hook} failed: "
                                       f"{type(error).__name__}: {error}")
+
+
+@functools.cache
+def operation_names():
+    """The names of every operation (what run owners begin with), of all
+    the modules of football.ops (the command line imports only its own)."""
+    import football.ops
+    for module in pkgutil.iter_modules(football.ops.__path__):
+        importlib.import_module(f"football.ops.{module.name}")
+    names, classes = set(), [Operation]
+    while classes:
+        cls = classes.pop()
+        names.add(cls.operation)
+        classes.extend(cls.__subclasses__())
+    return names
 
 
 def split_res(argument):

@@ -7,12 +7,14 @@ plugin directory injects the failures and records the hooks it is called
 with."""
 
 import json
+import subprocess
+import time
 
 import pytest
 
 from football.hostside.locks import list_locks
-from tests.helpers.lab import (football, module_lab, roles_and_running, sequence_problems,
-                               wait_for_records)
+from tests.helpers.lab import (FOOTBALL, football, module_lab, roles_and_running,
+                               sequence_problems, wait_for_records)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -21,6 +23,7 @@ appends every hook call it sees to FOOTBALL_TEST_HOOK_LOG (JSON lines)."""
 
 import json
 import os
+import time
 
 from football.hooks import hookimpl
 
@@ -38,6 +41,12 @@ def record(hook, **fields):
 def resource_start(host, res):
     if named("FOOTBALL_TEST_FAIL_START", host):
         raise RuntimeError(f"test plugin: the start of {res} on {host.name} fails")
+    held = os.environ.get("FOOTBALL_TEST_HOLD_START")
+    if held:        # inside the window, the container stopped: until <held> exists
+        open(held + ".reached", "w").close()
+        deadline = time.monotonic() + 600
+        while not os.path.exists(held) and time.monotonic() < deadline:
+            time.sleep(0.1)
     return (yield)
 
 
@@ -93,12 +102,18 @@ lab = module_lab("compensation")
 
 
 @pytest.fixture
-def handover(lab, tmp_path):
+def plugins(tmp_path):
+    """A plugin directory with the test plugin."""
+    directory = tmp_path / "plugins"
+    directory.mkdir()
+    (directory / "faults.py").write_text(TEST_PLUGIN)
+    return directory
+
+
+@pytest.fixture
+def handover(lab, tmp_path, plugins):
     """`football --json --var plugin_dirs=<the test plugin> handover vm1 HOST`
     with `env` added; returns (result, the hook calls the plugin saw)."""
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "faults.py").write_text(TEST_PLUGIN)
     hook_log = tmp_path / "hooks.jsonl"
 
     def run(host, *options, **env):
@@ -213,3 +228,47 @@ def test_a_start_failing_everywhere_exits_199_naming_repair_vm_and_lab_up_restar
     # the demo container there.
     lab.up("--no-wait")
     assert_runs_only_on(lab, "a2", before)
+
+
+def test_a_controller_killed_in_the_window_is_repaired_from_another_and_its_run_then_ends(
+        lab, handover, plugins, tmp_path):
+    """The last test's handover to a1 stopped in its window (its journal and
+    its kept run lock are this controller's): its re-run finishes it. Then a
+    handover to a2 is killed (-9) inside its window, the container stopped
+    (the test plugin holds its start). On a second controller (its own
+    state dir, as another operator's machine) repair-vm, the way out,
+    begins over the dead run once its lock is a lease old and starts vm1;
+    the first controller's re-run of its handover then ends it there.""" 
+    finished, _ = handover("a1")
+    assert finished.returncode == 0, finished.stderr
+    before = len(wait_for_records(lab, "a1", 3))
+    held = tmp_path / "start-held"
+    first = subprocess.Popen(
+        [FOOTBALL, "--json", "--var", f"plugin_dirs={plugins}", "--var", "run_lock_lease=1",
+         "handover", "vm1", "a2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(lab.env, FOOTBALL_TEST_HOOK_LOG=str(tmp_path / "killed.jsonl"),
+                 FOOTBALL_TEST_HOLD_START=str(held)))
+    try:
+        deadline = time.monotonic() + 600
+        while not held.with_name(held.name + ".reached").exists():
+            assert first.poll() is None and time.monotonic() < deadline, \
+                "the handover never reached its start"
+            time.sleep(0.1)
+    finally:
+        first.kill()
+        first.wait()
+    assert placement(lab)[1] == [], "vm1 still runs: the kill was not inside the window"
+
+    second = ["--var", f"state_dir={tmp_path / 'second-controller'}", "--var",
+              "run_lock_lease=1", "--yes"]
+    repaired = football(lab.env, *second, "--var", "lock_retry_timeout=60", "repair-vm",
+                        "vm1", "a2", "a1")
+    assert repaired.returncode == 0, repaired.stderr
+    _, running, locks = placement(lab)
+    assert len(running) == 1 and not any(locks.values()), (running, locks)
+    assert not sequence_problems(wait_for_records(lab, running[0], before + 3))
+
+    resumed, _ = handover("a2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_runs_only_on(lab, "a2", before)
+    assert not list((lab.dir / "controller" / "journal").glob("*.json"))

@@ -423,3 +423,45 @@ def test_unlocking_a_dead_runs_lock_says_that_its_operation_stays_unfinished_the
         "`football migrate vm1 b1 b2` there goes on, or its journal is set aside there "
         "(`football status` there shows it)"]
     assert not fleet.locks("a1") and not fleet.locks("a2")
+
+
+@pytest.mark.parametrize("controller", ["this", "another"])
+def test_the_way_out_breaks_the_host_locks_a_run_killed_in_its_window_left(
+        fleet, tmp_path, controller):
+    """A handover killed (-9) inside its window leaves its step lock
+    (`football`, for lock_break_timeout) and its run lock on the hosts, the
+    container stopped. A repair-vm, from this controller or another, holds
+    run-vm1 there once it begins (which a live run of vm1 would hold): so
+    the step lock of a run of vm1 there is a dead run's, broken at once."""
+    owner = controller_owner(fleet.state_dir) if controller == "this" else \
+        "football@elsewhere:/var/lib/football#0123"
+    step_owner = f"handover-vm1@{'elsewhere' if controller == 'another' else 'here'}"
+    for name in ("a1", "a2"):
+        take_run_lock(fleet, name, owner, age=400, command="handover vm1 a2")
+        host = fleet.hosts[name]
+        assert fleet.run(name, ["football-host", "lock", host.path(RUN_LOCK_DIR), "take",
+                                "football", "--owner", step_owner]).ok
+    fleet.containers["a1"]["vm1"] = "STOPPED"
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
+                               "run_lock_lease=300", "repair-vm", "vm1", "a1")
+    assert code == 0, stderr
+    assert_placed(fleet, "a1", ["a2"])          # no lock left
+
+
+@pytest.mark.parametrize("step_owner", ["handover-vm2@elsewhere", "migrate-a-vm1@elsewhere",
+                                        "operator@desk"],
+                         ids=["another resource's run", "a resource named *-vm1", "an operator"])
+def test_the_way_out_leaves_the_host_locks_of_others_than_a_run_of_its_resource(
+        fleet, step_owner):
+    for name in ("a1", "a2"):
+        take_run_lock(fleet, name, "football@elsewhere:/var/lib/football#0123", age=400,
+                      command="handover vm1 a2")
+    host = fleet.hosts["a1"]
+    assert fleet.run("a1", ["football-host", "lock", host.path(RUN_LOCK_DIR), "take",
+                            "football", "--owner", step_owner]).ok
+    fleet.containers["a1"]["vm1"] = "STOPPED"
+    code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
+                               "run_lock_lease=300", "repair-vm", "vm1", "a1")
+    assert code == EXIT_ILLEGAL, stderr
+    assert f"lock football is held by {step_owner} since " in stderr
+    assert fleet.locks("a1")["football"]["owner"] == step_owner
