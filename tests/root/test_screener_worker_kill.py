@@ -8,8 +8,10 @@ records are intact. One move for both kills: each is a run of its own.
 
 The window is caught with a test plugin (`plugin_dirs` of that job only)
 whose `resource_start` — the container stopped, before the handover — holds
-once until it is interrupted; the sync is caught by the job's first progress
-event (the sync has 80 MiB of files to copy)."""
+once until it is interrupted; the sync likewise, by its `phase` hook at the
+start of the wait for the sync (the job's progress events caught it while
+the sync ran, but a sync of 80 MiB on a fast machine may end before the
+first: the test then waited for 300 s and failed, once in CI)."""
 
 import json
 import os
@@ -28,23 +30,33 @@ TUNING = {"FOOTBALL_JOBS_POLL_INTERVAL": "0.2", "FOOTBALL_WORKER_HEARTBEAT": "0.
           "FOOTBALL_WORKER_DEAD_AFTER": "3"}
 
 HOLD_PLUGIN = '''\
-"""Holds a resource's first start (inside its downtime window) until the
-run is interrupted; says so in held-<res> beside this file."""
+"""Holds a resource's first start (inside its downtime window), and its
+first wait for the sync, until the run is interrupted; says so in
+held-<res> and waiting-<res> beside this file."""
 import time
 from pathlib import Path
 
 from football.hooks import hookimpl
 
 
-@hookimpl(tryfirst=True)
-def resource_start(host, res, hooks):
-    marker = Path(__file__).with_name(f"held-{res}")
+def hold_once(marker, text):
     if not marker.exists():
-        marker.write_text(host.name)
+        marker.write_text(text)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+@hookimpl(tryfirst=True)
+def resource_start(host, res, hooks):
+    hold_once(Path(__file__).with_name(f"held-{res}"), host.name)
     return None
+
+
+@hookimpl
+def phase(operation, res, name):
+    if name == "wait":
+        hold_once(Path(__file__).with_name(f"waiting-{res}"), operation)
 '''
 
 
@@ -107,9 +119,8 @@ def test_a_new_worker_resumes_a_job_killed_inside_its_sync_and_inside_its_window
         result = screener(lab, "--var", f"plugin_dirs={plugins}", "screener", "start",
                           "migrate", "vm1", "b1", "b2")
         assert "no worker" not in result.stderr
-        wait_for(lambda: any(event["event"] == "progress" and event["done"] < event["total"]
-                             for event in events_of(state_dir, "vm1")),
-                 "the job inside its sync", timeout=300, interval=0.1, longest=0.1)
+        wait_for(lambda: (plugins / "waiting-vm1").exists(), "the job inside its sync",
+                 timeout=300, interval=0.2)
         killed = kill_the_worker(lab, state_dir, "vm1")
         wait_for(lambda: "no worker is running" in screener(lab, "screener", "list").stderr,
                  "`screener list` to say that no worker runs")
