@@ -6,7 +6,7 @@ waits for it (`lock_retry_timeout`), then is refused naming the holder,
 with nothing changed; the first run ends as if alone. A lock a killed run
 left is taken over at once by its own controller; by another once it is
 `run_lock_lease` old (not renewed for that long), if the run had not acted
-yet, else only by the same command."""
+yet, else only by the same command or a repair."""
 
 import json
 from pathlib import Path
