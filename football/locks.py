@@ -88,12 +88,18 @@ def take(host, item, owner, stale_after, directory=LOCK_DIR, permanent=False, wh
             locked.record, stale = {}, False
         record = locked.record
         breaks_it_later = rescue or bool(command and record.get("command") == command)
-        locked.final = bool(record.get("permanent") and record.get("run") in ("acting", "kept")
-                            and (stale or record.get("run") == "kept") and not breaks_it_later)
+        locked.final = (outlives_its_run(record) and (stale or record.get("run") == "kept")
+                        and not breaks_it_later)
         raise locked
     if not result.ok:
         raise Illegal(f"{host.name}: cannot take lock {item}: {result.stderr.strip()}")
     return json_of(result)["outcome"]
+
+
+def outlives_its_run(record):
+    """Whether a lock's `record` is a run's that stays after its run: it
+    acted, or it ended with its operation unfinished (permanent)."""
+    return bool(record.get("permanent") and record.get("run") in ("acting", "kept"))
 
 
 def release(host, item, owner="", directory=LOCK_DIR):
@@ -378,7 +384,7 @@ class ResourceRun:
         names = " ".join(sorted({host.name for host in hosts}))
         record = getattr(locked, "record", {})
         unlock = f"football unlock {self.item} {names}"
-        if not (record.get("permanent") and record.get("run") in ("acting", "kept")):
+        if not outlives_its_run(record):
             return f"{locked.host}: {locked.holder}; wait for that run or, if it is dead, {unlock}"
         if record.get("run") == "kept":
             state = "that run ended with it unfinished"
@@ -410,9 +416,7 @@ class ResourceRun:
         self.locks.permanent, self.locks.run = True, "acting"
         for host, item in list(self.locks.taken):
             try:
-                take(host, item, self.locks.owner, self.lease, permanent=True,
-                     what=self.locks.what, command=self.locks.command, run="acting",
-                     lease=self.lease)
+                self._take_again(host, item)
             except Exception as error:      # noqa: BLE001 (said; the run goes on)
                 self.warn(f"{host.name}: could not make lock {item} outlast this run "
                           f"({error}): were it killed, another controller's run of "
@@ -422,10 +426,7 @@ class ResourceRun:
         while not self.stopping.wait(max(self.lease / 3, 0.05)):
             for host, item in list(self.locks.taken):
                 try:
-                    outcome = take(host, item, self.locks.owner, self.lease,
-                                   permanent=self.locks.permanent, what=self.locks.what,
-                                   command=self.locks.command, run=self.locks.run,
-                                   lease=self.lease)
+                    outcome = self._take_again(host, item)
                 except Locked as locked:
                     self._failing(host, f"{locked.holder}, no longer by this run: another "
                                         f"controller may act on {self.res} beside it")
@@ -449,6 +450,13 @@ class ResourceRun:
                     self.warn(f"{host.name}: lock {item} was gone (unlocked by hand?): "
                               "taken again")
                 self.failing.discard(host.name)
+
+    def _take_again(self, host, item):
+        """Its lock on `host` taken again as it holds it now (renewed; the
+        state `acting` gives it)."""
+        return take(host, item, self.locks.owner, self.lease, permanent=self.locks.permanent,
+                    what=self.locks.what, command=self.locks.command, run=self.locks.run,
+                    lease=self.lease)
 
     def _failing(self, host, why):
         """A renewal on `host` failed: said once, until one there works."""

@@ -834,10 +834,9 @@ class Operation(StoppedContainer):
         command from another controller) would wait lock_break_timeout."""
         run = self.ctx.resource_runs.get(self.res)
         owner = getattr(locked, "record", {}).get("owner", "")
-        name = owner.rpartition("@")[0]
         return (run is not None and owner != self.owner and run.holds(locked.host)
-                and name.endswith(f"-{self.res}")
-                and name[:-len(self.res) - 1] in operation_names())
+                and owner.rpartition("@")[0] in {run_owner(operation, self.res).rpartition("@")[0]
+                                                 for operation in operation_names() if operation})
 
     def run_within(self, operation, phases):
         """Run `operation` (a stage, a handover before or after) as a part of

@@ -18,7 +18,7 @@ import time
 
 from football.errors import FootballError, Illegal
 from football.inventory import InventoryError
-from football.locks import LockSet, held, run_owner
+from football.locks import LockSet, held, outlives_its_run, run_owner
 from football.locks import release as release_item
 from football.ops.base import Operation, in_parallel
 from football.transport import TransportError
@@ -153,7 +153,7 @@ class Unlock(Operation):
         """A run's lock that outlived its run (it acted, or ended with its
         operation unfinished): the journal on its controller still says so."""
         runs = {(holder.get("owner", "?"), holder.get("what", "?"), holder.get("command"))
-                for _, holder in self.holders if holder.get("run") in ("acting", "kept")}
+                for _, holder in self.holders if outlives_its_run(holder)}
         for owner, what, command in sorted(runs, key=str):
             again = f"`football {command}` there goes on" if command else \
                 "the same command there goes on"
