@@ -136,10 +136,11 @@ class Globals:
                 config.default("weight_free_memory", 0.0)
         return config
 
-    def job_options(self):
+    def job_options(self, injection=True):
         """The global options a screener job's football command line gets
         from the command that queued it (paths made absolute: the worker
-        runs elsewhere)."""
+        runs elsewhere); a worker's, without its `--debug-injection-point`
+        (`injection`), go to every job it runs."""
         options = []
         if self.inventory_path:
             options += ["--inventory", str(Path(self.inventory_path).absolute())]
@@ -147,7 +148,7 @@ class Globals:
             options += ["--config", str(Path(path).absolute())]
         for item in self.variables:
             options += ["--var", item]
-        if self.injection_point:
+        if self.injection_point and injection:
             options += ["--debug-injection-point", str(self.injection_point)]
         return options
 
@@ -961,6 +962,10 @@ def worker(ctx, worker_id, systemd_unit):
     worker_dead_after seconds (killed, its controller down) is taken over
     the same way by a live one.
 
+    Its jobs run with this command line's --config, --inventory and --var
+    (the queued command's own win where both set one) and always in this
+    worker's state_dir.
+
     \b
       football --config /etc/football.yml worker --systemd-unit \\
           > /etc/systemd/system/football-worker.service"""
@@ -978,7 +983,9 @@ def worker(ctx, worker_id, systemd_unit):
         return
     config = ctx.obj.settings()
     tools = ToolServer(share=True)      # the jobs' tool commands share this one
-    executor = ChildProcess(shlex.split(config.job_command) or None, env=tools.environment())
+    executor = ChildProcess(shlex.split(config.job_command) or None, env=tools.environment(),
+                            options=ctx.obj.job_options(injection=False),
+                            state_dir=config.state_dir)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, frame: stop.set())

@@ -206,3 +206,44 @@ class JobLink:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def completed_jobs(config):
+    """For `journal.unfinished_operations`: a function of screener job
+    numbers giving those whose operation a later run completed — the job
+    done (its last run on another controller's worker, one shared queue),
+    or a restart of it done (the same id and command, queued after it) —
+    as {number: {"job", "number", "worker", "finished"} of the run that
+    completed it}. {} when the jobs' database cannot be read or does not
+    exist (nothing is taken as completed then)."""
+    def completed(numbers):
+        import sqlalchemy as sa
+
+        from football.screener import JOBS, database_url, engine_url
+
+        url = database_url(config)
+        if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
+            return {}
+        kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+        found = {}
+        engine = sa.create_engine(engine_url(url), **kwargs)
+        try:
+            with engine.connect() as connection:
+                for number in numbers:
+                    job = connection.execute(sa.select(JOBS).where(
+                        JOBS.c.number == number)).mappings().first()
+                    if job is None:
+                        continue
+                    done = connection.execute(sa.select(JOBS).where(
+                        JOBS.c.id == job["id"], JOBS.c.args == job["args"],
+                        JOBS.c.number >= number, JOBS.c.state == "done")
+                        .order_by(JOBS.c.number)).mappings().first()
+                    if done is not None:
+                        found[number] = {key: done[key] for key in
+                                         ("number", "worker", "finished")} | {"job": done["id"]}
+        except sa.exc.SQLAlchemyError:
+            return {}
+        finally:
+            engine.dispose()
+        return found
+    return completed

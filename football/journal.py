@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from football.errors import FootballError, Illegal
+from football.joblink import JOB_ENV
 
 
 class JournalUnwritable(FootballError):
@@ -95,6 +96,9 @@ class Journal:
         # still going from one that ended (its intents outlive it)
         self.data["run"] = {"pid": os.getpid(), "host": socket.gethostname(),
                             "start": process_start(os.getpid())}
+        if os.environ.get(JOB_ENV, "").isdigit():
+            # a screener job's run: a later run elsewhere may complete it
+            self.data["run"]["job"] = int(os.environ[JOB_ENV])
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
@@ -123,11 +127,22 @@ def window_left_open(steps, decided):
     return ended is None or (started is not None and ended < started)
 
 
-def unfinished_operations(state_dir):
+def unfinished_operations(state_dir, completed_jobs=None):
     """The journals of operations this controller started and not finished
-    (`<state_dir>/journal/*.json`; finished ones end in `.done`)."""
+    (`<state_dir>/journal/*.json`; finished ones end in `.done`).
+
+    `completed_jobs(numbers)` ({number: how} of the screener jobs among
+    `numbers` whose operation a later run completed): a journal of such a
+    job whose run here is over is finished first, saying how — the job
+    was taken over by a worker of another controller (one shared queue)
+    or restarted there, and done; this controller's journal would
+    otherwise call the operation unfinished for ever, refuse other
+    operations on the resource and keep its run lock."""
+    paths = sorted((Path(state_dir) / "journal").glob("*.json"))
+    if completed_jobs is not None:
+        paths = _finish_completed_elsewhere(paths, completed_jobs)
     operations = []
-    for path in sorted((Path(state_dir) / "journal").glob("*.json")):
+    for path in paths:
         try:
             data = json.loads(path.read_text())
             decided = data.get("decided") or {}
@@ -146,13 +161,45 @@ def unfinished_operations(state_dir):
     return operations
 
 
-def unfinished_resources(state_dir):
+def unfinished_resources(state_dir, completed_jobs=None):
     """{resource: why} of the resources with an unfinished operation (which
     refuses an operation of another kind on them: a planner does not move
     them)."""
     return {op["resource"]: f"an unfinished {op['operation']} (football status "
-            f"{op['resource']})" for op in unfinished_operations(state_dir)
+            f"{op['resource']})" for op in unfinished_operations(state_dir, completed_jobs)
             if "damaged" not in op}
+
+
+def _finish_completed_elsewhere(paths, completed_jobs):
+    """`paths` without the journals that a later run of their screener job
+    completed (`completed_jobs`), each kept as `.done` with how."""
+    of_jobs = {}
+    for path in paths:
+        try:
+            run = json.loads(path.read_text()).get("run")
+            if isinstance(run, dict) and isinstance(run.get("job"), int) and \
+                    run_alive(run) is False:
+                of_jobs[path] = run["job"]
+        except (OSError, ValueError, AttributeError):
+            continue            # damaged: listed as such
+    if not of_jobs:
+        return paths
+    completed = completed_jobs(sorted(set(of_jobs.values())))
+    left = []
+    for path in paths:
+        how = completed.get(of_jobs.get(path))
+        if how is None:
+            left.append(path)
+            continue
+        try:
+            data = json.loads(path.read_text())
+            data["completed_elsewhere"] = how
+            replace_durably(path, json.dumps(data, indent=2, sort_keys=True),
+                            path.with_suffix(".tmp"))
+            os.replace(path, path.with_suffix(".done"))
+        except OSError:
+            left.append(path)   # still listed: the operator sees it
+    return left
 
 
 def run_alive(run):

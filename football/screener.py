@@ -730,6 +730,20 @@ def systemd_word(word):
 # ---------------------------------------------------------------- executing
 
 
+def without_setting(args, name):
+    """`args` without their `--var <name>=...` (either spelling)."""
+    kept, tokens = [], iter(args)
+    for token in tokens:
+        if token == "--var":
+            value = next(tokens, "")
+            if value.partition("=")[0].strip() != name:
+                kept += [token, value]
+        elif not (token.startswith("--var=") and
+                  token[len("--var="):].partition("=")[0].strip() == name):
+            kept.append(token)
+    return kept
+
+
 def _interrupted_with_parent():
     """In the child before exec: SIGINT when the worker thread that started
     it dies (the worker was killed), so the operation cleans up as on
@@ -739,17 +753,36 @@ def _interrupted_with_parent():
 
 class ChildProcess:
     """Runs a job's football command line as a child process in a session
-    of its own (`job_command`, default this installation's football)."""
+    of its own (`job_command`, default this installation's football).
 
-    def __init__(self, command=None, env=None):
+    The worker's own global options (`options`: its --config, --inventory,
+    --var) come first, the job's (those of the command that queued it)
+    after them and win where both set one: the worker's say how this
+    controller reaches the fleet, the job's what the operator asked of this
+    run. But the state dir is always the worker's (`state_dir`): a job's
+    journal, its resume and `football status` live on the controller that
+    runs it, also when another controller queued it (a shared PostgreSQL
+    queue)."""
+
+    def __init__(self, command=None, env=None, options=(), state_dir=None):
         self.command = command or [sys.executable, "-m", "football"]
         self.env = {**os.environ, **(env or {})}
+        self.options = list(options)
+        if state_dir is not None:
+            self.options += ["--var", f"state_dir={Path(state_dir).absolute()}"]
+        self.state_dir = state_dir
         self.running = {}
         self.lock = threading.RLock()
 
+    def argv(self, args):
+        """The command line of a job whose own arguments are `args`."""
+        if self.state_dir is not None:
+            args = without_setting(args, "state_dir")
+        return [*self.command, *self.options, *args]
+
     def run(self, number, args, on_event, on_start):
         # the operation finds its job (gate, host slots) by these
-        process = subprocess.Popen([*self.command, *args], stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(self.argv(args), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**self.env, JOB_ENV: str(number)},
                                    start_new_session=True,

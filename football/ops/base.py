@@ -634,7 +634,8 @@ class Operation(StoppedContainer):
         and the repairs, which are the way out, are never refused."""
         if not self.finishes_others_first:
             return
-        operations = [op for op in unfinished_operations(self.config.state_dir)
+        operations = [op for op in unfinished_operations(
+                          self.config.state_dir, joblink.completed_jobs(self.config))
                       if op["resource"] == self.res]
         mine = next((op for op in operations if op["operation"] == self.operation), None)
         # a journal is written once a run passed its checks, just before it acts
@@ -1012,7 +1013,8 @@ class Operation(StoppedContainer):
         if self.resource_run is None:
             return
         state_dir = self.config.state_dir
-        unfinished = [op for op in unfinished_operations(state_dir)
+        unfinished = [op for op in unfinished_operations(state_dir,
+                                                         joblink.completed_jobs(self.config))
                       if op["resource"] == self.res and "damaged" not in op]
         if unfinished:
             # this run's own, else the one a repair went on over: the same

@@ -33,7 +33,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from football import lifecycle
+from football import joblink, lifecycle
 from football.errors import FootballError, Illegal
 from football.journal import unfinished_operations, unfinished_resources
 from football.ops.base import Operation
@@ -162,7 +162,8 @@ class PlannedMoves(Operation):
         unfinished (a move would be refused: `Operation._refuse_over_unfinished`)."""
         from football.screener import FINISHED
 
-        busy = unfinished_resources(self.config.state_dir)
+        busy = unfinished_resources(self.config.state_dir,
+                                    joblink.completed_jobs(self.config))
         busy.update((job["resource"], "a job runs for it") for job in store.jobs()
                     if job["state"] not in FINISHED)
         return busy
@@ -330,7 +331,8 @@ class HostsRun(PlannedMoves):
         """`Illegal` where a move's resource has an unfinished operation of
         another kind: its job would be refused; said before the hosts are
         marked and the other moves run."""
-        unfinished = unfinished_operations(self.config.state_dir)
+        unfinished = unfinished_operations(self.config.state_dir,
+                                           joblink.completed_jobs(self.config))
         for move in plan.moves:
             for other in unfinished:
                 if other["resource"] == move.resource and other["operation"] != move.kind:

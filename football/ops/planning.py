@@ -12,6 +12,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from football import joblink
 from football.errors import Illegal
 from football.journal import unfinished_resources
 from football.planner import (Settings, plan_balance, plan_evacuation, read_history,
@@ -46,7 +47,8 @@ class BalancePlanning:
         config = self.ctx.config
         fleet = read_fleet(self.ctx)
         plan = plan_balance(fleet, Settings.from_config(config), read_history(config.state_dir),
-                            time.time(), unfinished_resources(config.state_dir))
+                            time.time(), unfinished_resources(
+                                config.state_dir, joblink.completed_jobs(config)))
         return dict(plan.to_json(), path=str(save_plan(config.state_dir, plan)))
 
 

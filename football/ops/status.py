@@ -16,7 +16,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from football import facts
+from football import facts, joblink
 from football.errors import FootballError, Illegal
 from football.journal import unfinished_operations
 from football.lifecycle import REFUSED_AS_TARGET
@@ -165,7 +165,8 @@ class Status:
         hosts = {name: snapshot.hosts[name].entry() for name in self.hosts}
         rows = [replica.row() for replica in snapshot.replicas]
         state_dir = self.ctx.config.state_dir
-        operations = mark_running(unfinished_operations(state_dir), hosts) + \
+        operations = mark_running(unfinished_operations(
+            state_dir, joblink.completed_jobs(self.ctx.config)), hosts) + \
             other_controllers_runs(hosts, controller_owner(state_dir, create=False),
                                    self.ctx.config.run_lock_lease)
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),

@@ -213,9 +213,10 @@ def jobs(state_dir, *options):
     return {job["id"]: job for job in map(json.loads, out.splitlines())}
 
 
-def events_of(state_dir, job_id):
+def events_of(state_dir, job_id, *options):
+    """`screener show --json <job_id>`'s events (as `jobs`)."""
     code, out, err = football("--json", "--var", f"state_dir={state_dir}", "screener", "show",
-                              job_id)
+                              job_id, *options)
     assert code == 0, err
     return [json.loads(line) for line in out.splitlines()][1:]
 
@@ -231,13 +232,15 @@ class WorkerProcesses:
     """`football worker` processes of one test; each is killed (by pid) at
     the end of the test, and dies with the test run if that is killed."""
 
-    def __init__(self, state_dir, variables=(), env=None):
+    def __init__(self, state_dir, variables=(), env=None, options=()):
         self.state_dir, self.variables = state_dir, list(variables)
         self.env = env or os.environ
+        self.options = list(options)        # other global options (--config FILE)
         self.processes = []
 
     def start(self, worker_id="w1"):
-        argv = [sys.executable, "-m", "football", "--var", f"state_dir={self.state_dir}",
+        argv = [sys.executable, "-m", "football", *self.options,
+                "--var", f"state_dir={self.state_dir}",
                 *[item for variable in self.variables for item in ("--var", variable)],
                 "worker", "--id", worker_id]
         log = open(os.path.join(self.state_dir, f"worker-{worker_id}-{len(self.processes)}.log"),

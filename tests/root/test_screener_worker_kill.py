@@ -1,10 +1,16 @@
 """The lab's screener worker (`football lab up` starts it) killed with -9
 while a job (vm1 to cluster2) is inside its sync, and again, once a new
 worker resumed it, inside its downtime window: each time the orphaned
-operation is interrupted (the window compensated), a new worker (`lab up`
-again) resumes the job from its journal — the first time `screener` says
-that no worker runs meanwhile — and it ends `done`; vm1's files and
-records are intact. One move for both kills: each is a run of its own.
+operation is interrupted (the window compensated) and the job is resumed
+— the first time by a new lab worker (`lab up` again) from its journal,
+`screener` saying meanwhile that no worker runs; the second time by the
+worker of *another controller* (another state dir: no journal there, the
+dead run's lock taken over by the same command once a lease old) sharing
+the jobs' queue in PostgreSQL, as controllers that scale out do — and it
+ends `done`; vm1's files and records are intact, and the lab's controller
+finishes its own journal of the run that stopped (else it would call the
+migrate unfinished for ever). One move for both kills: each is a run of
+its own.
 
 The window is caught with a test plugin (`plugin_dirs` of that job only)
 whose `resource_start` — the container stopped, before the handover — holds
@@ -20,14 +26,17 @@ import signal
 import pytest
 
 from tests.helpers.dataplane import tree_checksums
-from tests.helpers.jobs import events_of, jobs, wait_for
+from tests.helpers.jobs import WorkerProcesses, events_of, jobs, wait_for
 from tests.helpers.lab import (FEWER_RECORDS, files_dir, football, lab_up, roles_and_running,
                                sequence_problems, written_files)
+from tests.helpers.postgres import postgres_url  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
+# a run lock's lease of 2 s: the other controller takes the dead run's lock
+# over 2 s after its last renewal, not 300 s
 TUNING = {"FOOTBALL_JOBS_POLL_INTERVAL": "0.2", "FOOTBALL_WORKER_HEARTBEAT": "0.5",
-          "FOOTBALL_WORKER_DEAD_AFTER": "3"}
+          "FOOTBALL_WORKER_DEAD_AFTER": "3", "FOOTBALL_RUN_LOCK_LEASE": "2"}
 
 HOLD_PLUGIN = '''\
 """Holds a resource's first start (inside its downtime window), and its
@@ -70,29 +79,32 @@ def screener(lab, *args):
     return result
 
 
-def event_kinds(state_dir, job_id):
-    return [event["event"] for event in events_of(state_dir, job_id)]
+def event_kinds(queue, job_id):
+    return [event["event"] for event in events_of(*queue[:1], job_id, *queue[1:])]
 
 
-def kill_the_worker(lab, state_dir, job_id):
+def job_now(queue, job_id):
+    """Job `job_id` as the lab's controller lists it (`queue`: its state
+    dir, then the options naming the jobs' database)."""
+    return jobs(*queue)[job_id]
+
+
+def kill_the_worker(lab, queue, job_id):
     """kill -9 of the lab's worker while job `job_id` runs; returns once
     its orphaned operation ended (interrupted as by Ctrl-C: its parent
     died; a downtime window compensated)."""
     killed = lab_worker(lab)
-    child = jobs(state_dir)[job_id]["child_pid"]
+    child = job_now(queue, job_id)["child_pid"]
     os.kill(killed["pid"], signal.SIGKILL)
     wait_for(lambda: not _is_running(child), f"{job_id}'s orphaned operation to end",
              timeout=120, interval=0.2)
     return killed
 
 
-def ended_on_a_new_worker(lab, state_dir, job_id, killed):
-    """`lab up` starts a new worker; job `job_id` once it ended there."""
-    lab.up("--no-wait", worker=True)
-    assert lab_worker(lab)["pid"] != killed["pid"]
+def ended(queue, job_id):
     return wait_for(lambda: (lambda job: job if job["state"] not in ("queued", "running",
                                                                         "condition")
-                             else None)(jobs(state_dir)[job_id]), f"{job_id} to end",
+                             else None)(job_now(queue, job_id)), f"{job_id} to end",
                     timeout=300, interval=0.5)
 
 
@@ -104,40 +116,61 @@ def _is_running(pid):
         return False
 
 
-def test_a_new_worker_resumes_a_job_killed_inside_its_sync_and_inside_its_window(tmp_path):
+def test_a_job_killed_inside_its_sync_and_its_window_is_resumed_by_a_new_and_another_worker(
+        tmp_path, postgres_url):  # noqa: F811 (the fixture)
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "hold_start.py").write_text(HOLD_PLUGIN)
-    with lab_up(tmp_path, worker=True, env={**TUNING, **FEWER_RECORDS}) as lab:
-        state_dir = lab.dir / "controller"
+    env = {**TUNING, **FEWER_RECORDS, "FOOTBALL_JOBS_DATABASE_URL": postgres_url}
+    with lab_up(tmp_path, worker=True, env=env) as lab:
+        queue = (lab.dir / "controller", "--var", f"jobs_database_url={postgres_url}")
         files = written_files(lab, "a1", "data", count=20, size=4 << 20)
         assert f"screener worker: pid {lab_worker(lab)['pid']}, running" in \
             lab.football("status").stdout
 
-        # to cluster2: killed inside its sync, then (resumed by a new worker)
-        # inside its downtime window, the container stopped
+        # to cluster2: killed inside its sync, resumed by a new lab worker
         result = screener(lab, "--var", f"plugin_dirs={plugins}", "screener", "start",
                           "migrate", "vm1", "b1", "b2")
         assert "no worker" not in result.stderr
         wait_for(lambda: (plugins / "waiting-vm1").exists(), "the job inside its sync",
                  timeout=300, interval=0.2)
-        killed = kill_the_worker(lab, state_dir, "vm1")
+        killed = kill_the_worker(lab, queue, "vm1")
         wait_for(lambda: "no worker is running" in screener(lab, "screener", "list").stderr,
                  "`screener list` to say that no worker runs")
         lab.up("--no-wait", worker=True)
         assert lab_worker(lab)["pid"] != killed["pid"]
+
+        # killed inside its downtime window (the container stopped), resumed
+        # by the worker of another controller on the same queue
         wait_for(lambda: (plugins / "held-vm1").exists(), "the job inside its window",
                  timeout=300, interval=0.2)
-        assert "downtime-begin" in event_kinds(state_dir, "vm1")
-        killed = kill_the_worker(lab, state_dir, "vm1")
-        assert ended_on_a_new_worker(lab, state_dir, "vm1", killed)["state"] == "done", \
-            events_of(state_dir, "vm1")[-8:]
-        assert event_kinds(state_dir, "vm1").count("job-start") == 3
+        assert "downtime-begin" in event_kinds(queue, "vm1")
+        kill_the_worker(lab, queue, "vm1")
+        other_dir = tmp_path / "other-controller"
+        other_dir.mkdir()
+        others = WorkerProcesses(str(other_dir), env=lab.env)
+        try:
+            other = others.start("other")
+            job = ended(queue, "vm1")
+            log = others.log(other)
+        finally:
+            others.kill_all()
+        assert (job["state"], job["worker"]) == ("done", "other"), \
+            (events_of(*queue[:1], "vm1", *queue[1:])[-8:], log[-3000:])
+        assert event_kinds(queue, "vm1").count("job-start") == 3
 
         roles, running = roles_and_running(lab.status(), "vm1")
         assert roles == {"b1": "Primary", "b2": "Secondary"} and running == ["b1"], \
             (roles, running)
         assert not sequence_problems(lab.records("b1")), lab.records("b1")[-5:]
         assert tree_checksums(files_dir(lab, "b1", "data")) == files
+        # the lab's controller, whose run stopped unfinished, learns from the
+        # queue that the job was done elsewhere: its journal is finished
+        status = football(lab.env, "status", "vm1")
+        assert status.returncode == 0 and "unfinished" not in status.stdout, status.stdout
+        journal = queue[0] / "journal"
+        assert not list(journal.glob("*.json"))
+        assert json.loads((journal / "migrate-vm1.done").read_text())[
+            "completed_elsewhere"]["worker"] == "other"
         last = lab_worker(lab)
     assert not _is_running(last["pid"]), "lab down left the worker running"

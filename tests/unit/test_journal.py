@@ -203,3 +203,89 @@ def test_after_the_damaged_journal_is_moved_aside_the_run_starts_afresh(state_di
         Journal(state_dir, "migrate", "vm1")
     path.rename(f"{path}.damaged")
     assert not Journal(state_dir, "migrate", "vm1").resumed
+
+
+# --- a screener job's journal, completed by a later run elsewhere ------------------------
+
+@pytest.fixture
+def queue(state_dir):
+    """A jobs' database (SQLite in the state dir) holding one job `vm1`."""
+    from football.config import Config
+    from football.screener import JobSpec, JobStore
+
+    config = Config(variables=[f"state_dir={state_dir}"])
+    store = JobStore(config)
+    [job_id] = store.queue([JobSpec("vm1", "migrate", ["b1", "b2"])], [])
+    yield config, store, store.job(job_id)["number"]
+    store.close()
+
+
+def journal_of_job(state_dir, number, monkeypatch, alive=False):
+    """A migrate's journal written by the run of job `number` (of a pid
+    that no process has, unless `alive`)."""
+    monkeypatch.setenv("FOOTBALL_JOB", str(number))
+    journal = Journal(state_dir, "migrate", "vm1")
+    journal.record("prepare")
+    if not alive:
+        journal.data["run"]["pid"] = 2 ** 22 + 1          # no such process
+        journal.path.write_text(json.dumps(journal.data))
+    return journal
+
+
+def test_a_journal_whose_job_another_worker_completed_is_finished_saying_by_whom(
+        state_dir, queue, monkeypatch):
+    from football.joblink import completed_jobs
+    from football.journal import unfinished_operations
+
+    config, store, number = queue
+    journal_of_job(state_dir, number, monkeypatch)
+    assert [op["operation"] for op in unfinished_operations(state_dir, completed_jobs(config))] \
+        == ["migrate"]                                    # the job is not done yet
+    store.update(number, state="done", worker="ctl2-worker", finished=1234.5)
+    assert unfinished_operations(state_dir, completed_jobs(config)) == []
+    assert journal_files(state_dir) == ["migrate-vm1.done"]
+    done = json.loads((state_dir / "journal" / "migrate-vm1.done").read_text())
+    assert done["completed_elsewhere"] == {"job": "vm1", "number": number,
+                                           "worker": "ctl2-worker", "finished": 1234.5}
+    assert done["steps"] == ["prepare"]
+
+
+def test_a_journal_of_a_failed_job_restarted_and_done_elsewhere_is_finished(
+        state_dir, queue, monkeypatch):
+    from football.joblink import completed_jobs
+    from football.journal import unfinished_operations
+
+    config, store, number = queue
+    journal_of_job(state_dir, number, monkeypatch)
+    store.update(number, state="failed", exit_code=1)
+    assert len(unfinished_operations(state_dir, completed_jobs(config))) == 1
+    store.restart("vm1")
+    again = store.job("vm1")["number"]
+    assert again != number
+    store.update(again, state="done", worker="ctl2-worker")
+    assert unfinished_operations(state_dir, completed_jobs(config)) == []
+    assert json.loads((state_dir / "journal" / "migrate-vm1.done").read_text())[
+        "completed_elsewhere"]["number"] == again
+
+
+def test_a_journal_is_kept_while_its_run_lives_without_a_job_or_without_the_database(
+        state_dir, queue, monkeypatch, tmp_path):
+    from football.config import Config
+    from football.joblink import completed_jobs
+    from football.journal import unfinished_operations
+
+    config, store, number = queue
+    store.update(number, state="done")
+    journal_of_job(state_dir, number, monkeypatch, alive=True)
+    with monkeypatch.context() as running:       # as a football process that still runs
+        running.setattr("football.journal.run_alive", lambda run: True)
+        assert len(unfinished_operations(state_dir, completed_jobs(config))) == 1
+    monkeypatch.delenv("FOOTBALL_JOB")
+    Journal(state_dir, "shrink", "vm2").record("prepare")              # no job
+    elsewhere = Config(variables=[f"state_dir={tmp_path / 'no-database'}"])
+    journal_of_job(state_dir, number, monkeypatch)
+    assert [op["operation"] for op in unfinished_operations(state_dir, completed_jobs(
+        elsewhere))] == ["migrate", "shrink"]
+    assert not (tmp_path / "no-database").exists()       # reading created no database
+    assert [op["operation"] for op in unfinished_operations(state_dir, completed_jobs(
+        config))] == ["shrink"]

@@ -10,6 +10,8 @@ SQLite's lock; the takeover is written into its row instead.)"""
 
 import os
 import signal
+import sys
+import textwrap
 import threading
 import time
 
@@ -125,3 +127,49 @@ def test_a_worker_found_dead_by_another_interrupts_its_operations_and_stops(stat
         worker.stop(timeout=10)
     job = jobs(state_dir)["hold4"]
     assert job["state"] == "running" and job["exit_code"] is None     # left to the taker
+
+
+# a job command that writes the settings its run would have (`football
+# <its global options> config`) to the file named in its environment
+SETTINGS_OF_THE_RUN = textwrap.dedent("""\
+    import os, subprocess, sys
+    from football.cli import hoist_global_options
+    args = hoist_global_options(sys.argv[1:])
+    operation = args.index("handover")
+    seen = subprocess.run([sys.executable, "-m", "football", *args[:operation], "config"],
+                          capture_output=True, text=True)
+    with open(os.environ["SETTINGS_SEEN"], "w") as out:
+        out.write(seen.stdout + seen.stderr)
+    """)
+
+
+def test_a_job_runs_with_its_workers_options_its_own_win_but_the_state_dir_is_the_workers(
+        tmp_path, state_dir):
+    """A worker started with --config and --var (as its systemd unit is)
+    runs its jobs with them; the options of the command that queued a job
+    win over the worker's, except the state dir: a job queued by another
+    controller (one PostgreSQL queue) keeps its journal on the controller
+    that runs it."""
+    (tmp_path / "run_settings.py").write_text(SETTINGS_OF_THE_RUN)
+    config_file = tmp_path / "worker.yml"
+    config_file.write_text("lock_retry_timeout: 77\nlimit_shrinks: 2\n")
+    seen = tmp_path / "seen.txt"
+    workers = WorkerProcesses(
+        str(state_dir), [*TUNING, "limit_syncs=7",
+                         f"job_command={sys.executable} {tmp_path / 'run_settings.py'}"],
+        env={**os.environ, "SETTINGS_SEEN": str(seen)}, options=["--config", str(config_file)])
+    try:
+        workers.start("w1")
+        elsewhere = tmp_path / "another-controller"
+        code, _, err = football("--var", f"state_dir={elsewhere}", "--var",
+                                f"jobs_database_url=sqlite:///{state_dir}/jobs.sqlite",
+                                "--var", "limit_shrinks=3", "screener", "start", "handover",
+                                "vm1", "a2")
+        assert code == 0, err
+        done(state_dir, "vm1")
+    finally:
+        workers.kill_all()
+    settings = {line.split(" = ")[0]: line.split(" = ", 1)[1].split("  (")[0]
+                for line in seen.read_text().splitlines() if " = " in line}
+    assert (settings["state_dir"], settings["lock_retry_timeout"], settings["limit_syncs"],
+            settings["limit_shrinks"]) == (repr(str(state_dir)), "77.0", "7", "3"), seen.read_text()
