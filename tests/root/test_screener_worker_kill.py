@@ -172,5 +172,9 @@ def test_a_job_killed_inside_its_sync_and_its_window_is_resumed_by_a_new_and_ano
         assert not list(journal.glob("*.json"))
         assert json.loads((journal / "migrate-vm1.done").read_text())[
             "completed_elsewhere"]["worker"] == "other"
+        left = [str(path.relative_to(lab.dir)) for host in ("a1", "a2", "b1", "b2")
+                for directory in ("var/lock/football", "var/lib/football/intents")
+                for path in (lab.dir / host / directory).glob("*.lock")]
+        assert not left, left        # the run lock kept by the run that stopped too
         last = lab_worker(lab)
     assert not _is_running(last["pid"]), "lab down left the worker running"
