@@ -18,6 +18,7 @@ environment. The operation then reads its job's row there, at every poll:
 
 A run outside the screener has no job: `current()` is None."""
 
+import json
 import os
 import signal
 import threading
@@ -73,6 +74,7 @@ class JobLink:
     def __init__(self, config, number):
         self.config, self.number = config, number
         self._engine = None
+        self._job_id = None
 
     @property
     def engine(self):
@@ -194,6 +196,42 @@ class JobLink:
                 SLOTS.c.host.in_(list(hosts)))).rowcount
         if released:
             tell("slot", action="released", slot=kind, hosts=sorted(hosts))
+
+    # --- the job's journals, shared with the workers of other controllers
+
+    def journal(self, name):
+        """The job's journal `name` as its last run wrote it, or None."""
+        import sqlalchemy as sa
+
+        from football.screener import JOURNALS
+
+        with self.engine.connect() as connection:
+            data = connection.execute(sa.select(JOURNALS.c.data).where(
+                JOURNALS.c.job == self._id(), JOURNALS.c.name == name)).scalar()
+        return None if data is None else json.loads(data)
+
+    def share_journal(self, name, data):
+        """Keep journal `name` (`data`, as just written) with the job."""
+        from football.screener import JOURNALS
+
+        row = {"data": json.dumps(data, sort_keys=True), "writes": data.get("writes", 0)}
+        with self.engine.begin() as connection:
+            mine = (JOURNALS.c.job == self._id()) & (JOURNALS.c.name == name)
+            if connection.execute(JOURNALS.update().where(mine).values(**row)).rowcount == 0:
+                connection.execute(JOURNALS.insert().values(job=self._id(), name=name, **row))
+
+    def drop_journal(self, name):
+        """Journal `name` finished (or forgotten): no longer kept with the job."""
+        from football.screener import JOURNALS
+
+        with self.engine.begin() as connection:
+            connection.execute(JOURNALS.delete().where(JOURNALS.c.job == self._id(),
+                                                       JOURNALS.c.name == name))
+
+    def _id(self):
+        if self._job_id is None:
+            self._job_id = self.row()["id"]
+        return self._job_id
 
     def _set(self, **fields):
         from football.screener import JOBS

@@ -22,20 +22,58 @@ class JournalUnwritable(FootballError):
 
 
 class Journal:
-    """`dry`: a dry run's — it reads the file but writes nothing."""
+    """`dry`: a dry run's — it reads the file but writes nothing.
+
+    `shared`: the screener job the run is (a `joblink.JobLink`), or None.
+    A job's journal is kept with the job as well, at every write, so that a
+    worker of another controller that takes the job over (one shared queue)
+    goes on from it as this controller would: a run finds the job's copy
+    when it has none of its own, or an older one (`writes`: how often the
+    journal was written), and takes it as its own. Keeping the copy is
+    best effort: a jobs' database that does not answer is told to
+    `on_unshared` (once) and the run goes on — a run that finds no journal
+    only does more checks."""
 
     dry = False
     on_write = None     # called before each write (the run acts from the first on)
+    on_unshared = None  # called with the error when the job's copy could not be kept
 
-    def __init__(self, state_dir, operation, res):
+    def __init__(self, state_dir, operation, res, shared=None):
         self.path = Path(state_dir) / "journal" / f"{operation}-{res}.json"
+        self.name, self.shared, self._unshared = f"{operation}-{res}", shared, False
         self.data = {"operation": operation, "resource": res, "steps": [], "decided": {},
                      "started": time.time()}
-        if self.path.exists():
-            self.data = self._read()
-            self.resumed = True
+        own = self._read() if self.path.exists() else None
+        the_jobs = self._the_jobs()
+        if the_jobs is not None and (own is None or
+                                     the_jobs.get("writes", 0) > own.get("writes", 0)):
+            # written by the job's run on another controller after this one's
+            self.data, self.resumed = the_jobs, True
+            self._keep_here()
+        elif own is not None:
+            self.data, self.resumed = own, True
         else:
             self.resumed = False
+        self.taken_from_the_job = self.resumed and self.data is the_jobs
+
+    def _the_jobs(self):
+        if self.shared is None:
+            return None
+        try:
+            data = self.shared.journal(self.name)
+        except Exception:       # noqa: BLE001 (the database down: the run goes on from its own)
+            return None
+        valid = isinstance(data, dict) and isinstance(data.get("steps"), list) and \
+            isinstance(data.get("decided"), dict)
+        return data if valid else None
+
+    def _keep_here(self):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
+                            self.path.with_suffix(".tmp"))
+        except OSError as error:
+            raise self._unwritable(error) from None
 
     def _read(self):
         # Damage is not repaired silently: the journal may hold what no host
@@ -81,17 +119,37 @@ class Journal:
         """The operation completed: its journal goes (kept as `.done` for audit)."""
         if self.path.exists():
             self.data["finished"] = time.time()
-            self._write()
+            self._write(share=False)
             try:
                 os.replace(self.path, self.path.with_suffix(".done"))
             except OSError as error:
                 raise self._unwritable(error) from None
+            self._unshare()
 
-    def _write(self):
+    def forget(self):
+        """The run changed nothing: its journal goes, here and with its job."""
+        self.path.unlink(missing_ok=True)
+        self._unshare()
+
+    def _unshare(self):
+        if self.shared is None or self.dry:
+            return
+        try:
+            self.shared.drop_journal(self.name)
+        except Exception as error:      # noqa: BLE001 (said; the run's result stands)
+            self._tell_unshared(error)
+
+    def _tell_unshared(self, error):
+        if not self._unshared and self.on_unshared is not None:
+            self._unshared = True
+            self.on_unshared(error)
+
+    def _write(self, share=True):
         if self.dry:
             return
         if self.on_write is not None:
             self.on_write()
+        self.data["writes"] = self.data.get("writes", 0) + 1
         # the process that writes it: `football status` tells a run that is
         # still going from one that ended (its intents outlive it)
         self.data["run"] = {"pid": os.getpid(), "host": socket.gethostname(),
@@ -99,12 +157,12 @@ class Journal:
         if os.environ.get(JOB_ENV, "").isdigit():
             # a screener job's run: a later run elsewhere may complete it
             self.data["run"]["job"] = int(os.environ[JOB_ENV])
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            replace_durably(self.path, json.dumps(self.data, indent=2, sort_keys=True),
-                            self.path.with_suffix(".tmp"))
-        except OSError as error:
-            raise self._unwritable(error) from None
+        self._keep_here()
+        if share and self.shared is not None:
+            try:
+                self.shared.share_journal(self.name, self.data)
+            except Exception as error:      # noqa: BLE001 (said once; the run goes on)
+                self._tell_unshared(error)
 
     def _unwritable(self, error):
         steps = ", ".join(self.data["steps"]) or "none"

@@ -149,6 +149,17 @@ SLOTS = sa.Table(
     sa.Column("job", sa.Integer, nullable=False, index=True),
     sa.Column("taken", sa.Float, nullable=False),
 )
+# a job's journals (football/journal.py) as its operation last wrote them,
+# so that a worker of another controller that takes the job over goes on
+# where the run stopped, as the same controller would; by the job's id (a
+# restart keeps it); gone when the journal is finished or the job archived
+JOURNALS = sa.Table(
+    "football_job_journals", METADATA,
+    sa.Column("job", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),      # <operation>-<res>
+    sa.Column("data", sa.Text, nullable=False),               # the journal's JSON
+    sa.Column("writes", sa.Integer, nullable=False),          # how often it was written
+)
 WORKERS = sa.Table(
     "football_workers", METADATA,
     sa.Column("id", sa.String(200), primary_key=True),
@@ -406,6 +417,9 @@ class JobStore:
             if rows:
                 connection.execute(JOBS.update().where(
                     JOBS.c.number.in_([row.number for row in rows])).values(archived=True))
+                # a later job of the same id does not go on from these
+                connection.execute(JOURNALS.delete().where(
+                    JOURNALS.c.job.in_([row.id for row in rows])))
         return [row.id for row in rows]
 
     def live_job(self, job_id):

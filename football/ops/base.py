@@ -25,7 +25,7 @@ from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Critical,
                              FootballError, Illegal, Interrupted, Serious)
 from football.inventory import InventoryError
-from football.journal import JournalUnwritable, unfinished_operations
+from football.journal import Journal, JournalUnwritable, unfinished_operations
 from football.locks import (LockSet, Locked, RUN_LOCK, ResourceRun, controller_owner,
                             drop_intent, one_run_at_a_time, register_intent, run_owner)
 from football.ops.stopped import StoppedContainer
@@ -505,6 +505,23 @@ class Operation(StoppedContainer):
         """The arguments `football_start` is told (besides the phases)."""
         return {}
 
+    def open_journal(self, operation=None):
+        """The journal of this run (of `operation`: default this one) on this
+        controller, kept with its screener job as well (`Journal`)."""
+        journal = Journal(self.config.state_dir, operation or self.operation, self.res,
+                          shared=None if self.ctx.dry_run else joblink.current(self.config))
+        journal.on_unshared = lambda error: self.ctx.reporter.warning(
+            f"the journal of the {journal.data['operation']} of {self.res} could not be kept "
+            f"with its screener job ({error}); a worker of another controller that takes the "
+            "job over goes on without it (every step checks the real state first)")
+        if journal.taken_from_the_job:
+            run = journal.data.get("run") or {}
+            self.say(f"  {journal.data['operation']} of {self.res}: going on from the journal "
+                     "its screener job's last run kept (on controller "
+                     f"{run.get('host', '?')}; steps done: "
+                     f"{', '.join(journal.data['steps']) or 'none'})")
+        return journal
+
     def command_text(self):
         """This operation as an operator types it: the operation, the
         resource, the arguments of `start_args` (a flag for a true one). Its
@@ -865,7 +882,7 @@ class Operation(StoppedContainer):
             except Exception as error:      # noqa: BLE001 (the refusal is what the run says)
                 self.ctx.reporter.warning(f"{host.name}: could not drop the {kind} intent of "
                                           f"{self.res} ({error}); it goes after lease_time")
-        journal.path.unlink(missing_ok=True)
+        journal.forget()
 
     def _take_slot(self, host, kind, free, limit):
         """Wait for a `kind` slot on `host` (`free()`: one is free now, under

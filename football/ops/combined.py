@@ -52,7 +52,7 @@ class MigrateShrink(Operation):
         return {"targets": self.target_names, "size": self.size}
 
     def discover(self):
-        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        self.journal = self.open_journal()
         decided = self.journal.decided
         if not decided.get("primary"):
             planner = Migrate(self.ctx, self.res_argument, *self.target_names)
@@ -198,7 +198,7 @@ class MigrateShrinkBack(MigrateShrink):
         super().__init__(ctx, res, [tmp_primary], size)
 
     def discover(self):
-        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        self.journal = self.open_journal()
         decided = self.journal.decided
         self.primary_name = self.host(self.target_names[0]).name
         if decided.get("origin"):

@@ -20,7 +20,6 @@ volume group must have the room and every member's marsd must answer
 
 from football import facts
 from football.errors import Illegal
-from football.journal import Journal
 from football.ops.base import Operation, reachable, synced_bytes, wait_uptodate
 from football.ops.sizing import mib, new_size, parse_target
 from football.report import agreeing
@@ -47,7 +46,7 @@ class Expand(Operation):
     # ------------------------------------------------------------- discovery
     def discover(self):
         inv = self.ctx.inventory
-        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        self.journal = self.open_journal()
         self.primary = self.named_host() if self.source_hint else \
             self.hooks.get_hyper(res=self.res, inventory=inv)
         self.members = [self.host(name) for name in facts.members(self.primary, self.res)

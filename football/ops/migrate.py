@@ -25,7 +25,6 @@ import time
 
 from football import facts, joblink, lifecycle
 from football.errors import FootballError, Illegal
-from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
 from football.ops.repair import leave_argvs
@@ -69,7 +68,7 @@ class Migrate(Operation):
     def discover(self):
         """Find the source, decide the targets; changes nothing."""
         inv = self.ctx.inventory
-        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        self.journal = self.open_journal()
         if self.source_hint:
             self.source = self.named_host()
         else:
@@ -187,15 +186,14 @@ class Migrate(Operation):
         whole = list(phases) == list(self.whole)
         if whole and (self.pre_hand or self.post_hand):
             self._check_hand_hosts()
-        if whole and self.pre_hand and not Journal(self.config.state_dir, self.operation,
-                                                   self.res).data["steps"]:
+        if whole and self.pre_hand and not self.open_journal().data["steps"]:
             self.discover()         # what would refuse the migrate refuses before the hand
             self._keep_stopped_or_ask(self.source, self.pre_hand, self._hosts_involved())
             self._hold_the_resource(self._hosts_involved())    # before the hand changes them
             # a re-run after the migrate (its post-hand crashed) hands nothing before
             arrived = set(self.members) == {target.name for target in self.targets}
-            if not arrived and (self.source.name != self.pre_hand or Journal(
-                    self.config.state_dir, Handover.operation, self.res).resumed):
+            if not arrived and (self.source.name != self.pre_hand or
+                                self.open_journal(Handover.operation).resumed):
                 self.say(f"* pre-hand: {self.res} to {self.pre_hand}")
                 before = self.run_within(Handover(self.ctx, self.res, self.pre_hand),
                                          Handover.whole)

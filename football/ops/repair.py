@@ -24,7 +24,6 @@ host chosen starts it."""
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.journal import Journal
 from football.ops.base import (Operation, check_resource_name, confirm, in_parallel,
                                marsd_answers, wait_until)
 from football.transport import CommandFailed, TransportError
@@ -228,7 +227,7 @@ class RepairMars(Repair):
         """The chosen host (a resumed run's, else the first candidate that
         answers and holds the LV), the members that are dropped; `Illegal`
         when one of them does not answer. Changes nothing."""
-        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        self.journal = self.open_journal()
         decided = self.journal.decided
         try:
             members = self.members()

@@ -33,7 +33,6 @@ import time
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.journal import Journal
 from football.locks import drop_intent, live_intents
 from football.ops.base import Operation, reachable, synced_bytes, wait_knows, wait_uptodate
 from football.ops.repair import create_when_free, leave_argvs
@@ -90,7 +89,7 @@ class Shrink(Operation):
     # ------------------------------------------------------------- discovery
     def discover(self):
         inv = self.ctx.inventory
-        self.journal = Journal(self.config.state_dir, self.operation, self.res)
+        self.journal = self.open_journal()
         decided = self.journal.decided
         if decided.get("primary"):
             # after the deletion MARS knows neither: the journal does

@@ -4,9 +4,10 @@ worker resumed it, inside its downtime window: each time the orphaned
 operation is interrupted (the window compensated) and the job is resumed
 — the first time by a new lab worker (`lab up` again) from its journal,
 `screener` saying meanwhile that no worker runs; the second time by the
-worker of *another controller* (another state dir: no journal there, the
-dead run's lock taken over by the same command once a lease old) sharing
-the jobs' queue in PostgreSQL, as controllers that scale out do — and it
+worker of *another controller* (another state dir: it goes on from the
+journal kept with the job; the dead run's lock taken over by the same
+command once a lease old) sharing the jobs' queue in PostgreSQL, as
+controllers that scale out do — and it
 ends `done`; vm1's files and records are intact, and the lab's controller
 finishes its own journal of the run that stopped (else it would call the
 migrate unfinished for ever). One move for both kills: each is a run of
@@ -158,6 +159,11 @@ def test_a_job_killed_inside_its_sync_and_its_window_is_resumed_by_a_new_and_ano
         assert (job["state"], job["worker"]) == ("done", "other"), \
             (events_of(*queue[:1], "vm1", *queue[1:])[-8:], log[-3000:])
         assert event_kinds(queue, "vm1").count("job-start") == 3
+        # the other controller went on from the journal kept with the job
+        said = [event.get("text", "") for event in events_of(*queue[:1], "vm1", *queue[1:])]
+        assert any(text.startswith("  migrate of vm1: going on from the journal its screener "
+                                   "job's last run kept") and "critical-section" in text
+                   for text in said), said
 
         roles, running = roles_and_running(lab.status(), "vm1")
         assert roles == {"b1": "Primary", "b2": "Secondary"} and running == ["b1"], \

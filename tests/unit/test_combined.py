@@ -3,8 +3,13 @@
 is left behind; a crash at every injection point of each, then a re-run,
 ends the same, shrinks once and loses no record of the workload."""
 
+import json
+from pathlib import Path
+
 import pytest
 
+from football.config import Config
+from football.screener import JobSpec, JobStore
 from tests.helpers.fakefleet import (assert_clusters_as_inventory, assert_placed, football,
                                      points_of)
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
@@ -184,3 +189,60 @@ def test_migrate_shrink_asked_elsewhere_than_an_unfinished_one_is_refused_naming
     code, _, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
     assert code == 0, stderr
     assert_shrunk_on(fleet, "b1", "b2")
+
+
+# --- a job taken over by another controller ----------------------------------------------
+
+def age_run_locks(fleet, res, seconds):
+    """Every host's `run-<res>` lock `seconds` older: its run died then."""
+    for name, host in fleet.hosts.items():
+        for path in Path(host.root).rglob(f"run-{res}.lock"):
+            record = json.loads(path.read_text())
+            record["time"] -= seconds
+            path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("command, primary, secondary", [
+    (("migrate+shrink", "vm2", "cluster2"), "b1", "b2"),
+    (("migrate+shrink+back", "vm2", "b1"), "a1", "a2"),
+], ids=["migrate+shrink", "migrate+shrink+back"])
+@pytest.mark.parametrize("after, stop_at", [
+    ("combined:migrate", "prepare:mkfs"),         # the shrink stage begun
+    ("combined:migrate", "finish:created"),       # inside the shrink's window
+    ("combined:shrink", "wait:synced"),           # the last stage
+], ids=["shrink-begun", "shrink-window", "last-stage"])
+def test_a_combined_job_stopped_on_one_controller_is_finished_by_another_from_the_jobs_journal(
+        fleet, tmp_path, monkeypatch, command, primary, secondary, after, stop_at):
+    """A screener job's run stops (its worker died) and a worker of another
+    controller (its own state dir, one shared queue) takes the job over:
+    without the journal, which only the first controller had, a
+    migrate+shrink+back no longer knew the hosts to go back to (refused:
+    "b1 holds a replica already") and a run stopped in the shrink's window
+    was refused (vm2 not mounted). The job keeps its journals: the other
+    controller goes on from them, ends the same and shrinks once."""
+    code, events, stderr = football(fleet, *command)
+    assert code == 0, stderr
+    points = points_of(events)
+    number = points.index(stop_at, points.index(after)) + 1
+    fresh_vm2(fleet)
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    store = JobStore(Config(variables=[f"jobs_database_url={url}"]))
+    [job_id] = store.queue([JobSpec("vm2", command[0], list(command[2:]))], [])
+    monkeypatch.setenv("FOOTBALL_JOB", str(store.job(job_id)["number"]))
+    before = len(shrinks(fleet))
+    code, events, stderr = football(fleet, "--var", f"jobs_database_url={url}",
+                                    "--debug-injection-point", str(number), *command)
+    assert code == 1 and points_of(events)[-1] == stop_at, stderr
+    age_run_locks(fleet, "vm2", 1000)        # its run lock once a lease old: taken over
+    mine, fleet.state_dir = fleet.state_dir, str(tmp_path / "other-controller")
+    try:
+        code, events, stderr = football(fleet, "--var", f"jobs_database_url={url}", *command)
+    finally:
+        fleet.state_dir = mine
+    store.close()
+    assert code == 0, stderr
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert f"  {command[0]} of vm2: going on from the journal its screener job's last run " \
+        "kept" in "\n".join(said), said
+    assert_shrunk_on(fleet, primary, secondary)
+    assert len(shrinks(fleet)) - before == 1, "shrunk twice"

@@ -289,3 +289,106 @@ def test_a_journal_is_kept_while_its_run_lives_without_a_job_or_without_the_data
     assert not (tmp_path / "no-database").exists()       # reading created no database
     assert [op["operation"] for op in unfinished_operations(state_dir, completed_jobs(
         config))] == ["shrink"]
+
+
+# --- a screener job's journal, kept with the job ------------------------------------------
+
+class JobsJournals:
+    """What `Journal` is given as `shared` (a JobLink): a dict; `failing`
+    makes every call raise, as a database that does not answer."""
+
+    def __init__(self):
+        self.kept, self.failing = {}, False
+
+    def _answer(self):
+        if self.failing:
+            raise OSError("the jobs' database does not answer")
+
+    def journal(self, name):
+        self._answer()
+        return json.loads(json.dumps(self.kept[name])) if name in self.kept else None
+
+    def share_journal(self, name, data):
+        self._answer()
+        self.kept[name] = json.loads(json.dumps(data))
+
+    def drop_journal(self, name):
+        self._answer()
+        self.kept.pop(name, None)
+
+
+def test_a_jobs_journal_is_kept_with_the_job_and_another_controller_goes_on_from_it(tmp_path):
+    job = JobsJournals()
+    first = Journal(tmp_path / "ctl1", "migrate", "vm1", shared=job)
+    first.record("prepare", targets=["b1", "b2"])
+    first.record("wait")
+    assert job.kept["migrate-vm1"]["steps"] == ["prepare", "wait"]
+    assert job.kept["migrate-vm1"]["writes"] == 2
+    other = Journal(tmp_path / "ctl2", "migrate", "vm1", shared=job)
+    assert (other.resumed, other.taken_from_the_job) == (True, True)
+    assert (other.data["steps"], other.decided) == (["prepare", "wait"], {"targets": ["b1", "b2"]})
+    assert json.loads(other.path.read_text())["steps"] == ["prepare", "wait"]     # its own now
+    other.record("finish")
+    again = Journal(tmp_path / "ctl2", "migrate", "vm1", shared=job)
+    assert (again.resumed, again.taken_from_the_job) == (True, False)            # its own file
+    other.finish()
+    assert "migrate-vm1" not in job.kept
+    assert (tmp_path / "ctl2" / "journal" / "migrate-vm1.done").exists()
+
+
+def test_the_journal_written_more_often_wins_between_a_controllers_own_and_the_jobs(tmp_path):
+    job = JobsJournals()
+    first = Journal(tmp_path / "ctl1", "shrink", "vm1", shared=job)
+    first.record("prepare")
+    other = Journal(tmp_path / "ctl2", "shrink", "vm1", shared=job)
+    other.record("finish")                  # the job went on elsewhere
+    stale = Journal(tmp_path / "ctl1", "shrink", "vm1", shared=job)
+    assert (stale.data["steps"], stale.taken_from_the_job) == (["prepare", "finish"], True)
+    job.kept["shrink-vm1"]["writes"] = 0    # the job's copy older than this one's
+    own = Journal(tmp_path / "ctl1", "shrink", "vm1", shared=job)
+    assert (own.data["steps"], own.taken_from_the_job) == (["prepare", "finish"], False)
+
+
+def test_a_jobs_database_that_does_not_answer_is_said_once_and_the_run_goes_on(tmp_path):
+    job, told = JobsJournals(), []
+    job.failing = True
+    journal = Journal(tmp_path / "ctl1", "migrate", "vm1", shared=job)
+    assert not journal.resumed
+    journal.on_unshared = told.append
+    journal.record("prepare")
+    journal.record("wait")
+    assert json.loads(journal.path.read_text())["steps"] == ["prepare", "wait"]
+    assert len(told) == 1 and "does not answer" in str(told[0])
+    journal.finish()
+    assert len(told) == 1
+
+
+def test_forgetting_a_run_that_changed_nothing_drops_the_jobs_copy_too(tmp_path):
+    job = JobsJournals()
+    journal = Journal(tmp_path / "ctl1", "migrate", "vm1", shared=job)
+    journal.record("checked")
+    journal.forget()
+    assert not journal.path.exists() and job.kept == {}
+
+
+def test_a_jobs_journals_live_in_the_jobs_database_by_its_id_across_a_restart_until_purged(
+        state_dir, queue):
+    from football.joblink import JobLink
+
+    config, store, number = queue
+    link = JobLink(config, number)
+    Journal(state_dir, "migrate", "vm1", shared=link).record("prepare", targets=["b1"])
+    assert link.journal("migrate-vm1")["decided"] == {"targets": ["b1"]}
+    assert link.journal("shrink-vm1") is None
+    store.update(number, state="failed", exit_code=1)
+    store.restart("vm1")                     # a new row of the same job: it goes on
+    again = JobLink(config, store.job("vm1")["number"])
+    assert again.journal("migrate-vm1")["steps"] == ["prepare"]
+    again.share_journal("migrate-vm1", {"steps": ["prepare", "wait"], "decided": {},
+                                        "writes": 2})
+    assert link.journal("migrate-vm1")["writes"] == 2       # one row, updated
+    store.update(store.job("vm1")["number"], state="failed", exit_code=1, finished=1.0)
+    assert store.archive(finished_before=2.0) == ["vm1"]
+    assert again.journal("migrate-vm1") is None            # a later job of vm1 starts afresh
+    link.close()
+    again.close()
