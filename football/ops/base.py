@@ -844,8 +844,8 @@ class Operation(StoppedContainer):
             yield
 
     def _a_dead_run_of_the_resource(self, locked):
-        """Whether the `football` lock that refused this run on a host is a
-        dead run's: its owner is another run of `res` (`<operation>-<res>@
+        """Whether the `football` lock (or intent) that refused this run on a
+        host is a dead run's: its owner is another run of `res` (`<operation>-<res>@
         <controller>`), and this run holds `run-<res>` on that host, which a
         live run of `res` (of any controller) would hold there. A run killed
         inside its window left it, and the way out (a repair, the same
@@ -894,8 +894,23 @@ class Operation(StoppedContainer):
             with self.holding([host], changes=False):
                 if free():
                     self.intents_taken.append((host, kind))
-                    register_intent(host, self.res, self.owner, self.config, kind=kind)
+                    self._register_intent(host, kind)
                     return
+
+    def _register_intent(self, host, kind):
+        """A `kind` intent of `res` on `host`; one a dead run of `res` left
+        (killed between its intent and its sync's end; another controller's,
+        whose run lock this run took over) is replaced at once: it would
+        refuse this run until lease_time."""
+        try:
+            register_intent(host, self.res, self.owner, self.config, kind=kind)
+        except Locked as locked:
+            if not self._a_dead_run_of_the_resource(locked):
+                raise
+            drop_intent(host, self.res, locked.record.get("owner") or "?", kind=kind)
+            self.ctx.reporter.detail(f"{host.name}: replaced the {kind} intent of {self.res} "
+                                     f"of a dead run: {locked.holder}")
+            register_intent(host, self.res, self.owner, self.config, kind=kind)
 
     def _slot_free(self, running, planned, limit):
         """Whether a slot is free beside the resources `running` (a sync, a

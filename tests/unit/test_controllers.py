@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from football.cli import cli
-from football.locks import controller_owner
+from football.locks import INTENT_DIR, controller_owner
 from football.transport import Unreachable
 from tests.helpers.fakefleet import assert_placed, fake_fleet, football, points_of
 
@@ -446,6 +446,36 @@ def test_the_way_out_breaks_the_host_locks_a_run_killed_in_its_window_left(
                                "run_lock_lease=300", "repair-vm", "vm1", "a1")
     assert code == 0, stderr
     assert_placed(fleet, "a1", ["a2"])          # no lock left
+
+
+@pytest.mark.parametrize("intent_owner, goes_on", [
+    ("migrate-vm1@elsewhere:/var/lib/football#0123", True),
+    ("migrate-a-vm1@elsewhere:/var/lib/football#0123", False),
+], ids=["a dead run of the resource", "a resource named *-vm1"])
+def test_the_same_command_replaces_the_sync_intent_of_a_run_killed_before_its_sync_ended(
+        fleet, intent_owner, goes_on):
+    """Another controller's migrate killed between its sync intent on the
+    target and its sync's end: its intent (`sync-vm1`) refused the run that
+    goes on (the same command, once its run lock is a lease old) until
+    lease_time, an hour. This run holds run-vm1 there, which a live run of
+    vm1 would: the intent is a dead run's, replaced at once."""
+    for name in ("a1", "a2", "b1", "b2"):
+        take_run_lock(fleet, name, "football@elsewhere:/var/lib/football#0123", age=400,
+                      command="migrate vm1 b1 b2")
+    host = fleet.hosts["b1"]
+    assert fleet.run("b1", ["football-host", "lock", host.path(INTENT_DIR), "take", "sync-vm1",
+                            "--owner", intent_owner, "--stale-after", "3600"]).ok
+    code, events, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
+                                    "run_lock_lease=300", "migrate", "vm1", "b1", "b2")
+    if goes_on:
+        assert code == 0, stderr
+        assert_placed(fleet, "b1", ["b2"])          # no lock or intent left
+        assert any("b1: replaced the sync intent of vm1 of a dead run" in event.get("text", "")
+                   for event in events), events
+    else:
+        assert code == EXIT_ILLEGAL, stderr
+        assert f"lock sync-vm1 is held by {intent_owner}" in stderr
+        assert fleet.locks("b1", INTENT_DIR)["sync-vm1"]["owner"] == intent_owner
 
 
 @pytest.mark.parametrize("step_owner", ["handover-vm2@elsewhere", "migrate-a-vm1@elsewhere",
