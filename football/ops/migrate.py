@@ -451,12 +451,21 @@ class Migrate(Operation):
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
 
     def _hosts_involved(self):
-        """Where `res` may come up: the source, the targets, the old hosts."""
-        return [self.source, *self.targets, *self._old_hosts()]
+        """Where `res` may come up: the source, the targets, the old hosts;
+        and an old host that left already, whose LV the cleanup removes."""
+        return [self.source, *self.targets, *self._old_hosts(), *self._left_hosts()]
 
     def _old_hosts(self):
         wanted = {target.name for target in self.targets}
         return [self.host(name) for name in self.members
+                if name not in wanted and name in self.ctx.inventory.hosts]
+
+    def _left_hosts(self):
+        """The original hosts that are no longer members and not targets: an
+        earlier run's cleanup stopped between a host's leave and its LV's
+        removal (`_members_now`)."""
+        wanted = {target.name for target in self.targets} | set(self.members)
+        return [self.host(name) for name in self.origin
                 if name not in wanted and name in self.ctx.inventory.hosts]
 
     def _wait_for_small_lag(self, target, down_since=None):
@@ -521,7 +530,7 @@ class Migrate(Operation):
         # every other run on the old hosts; their lock while the replicas go
         # (the split takes the clusters' own)
         self._delay_cleanup()
-        with self.holding(self._old_hosts()):
+        with self.holding([*self._old_hosts(), *self._left_hosts()]):
             self._remove_old_replicas()
 
     def _remove_old_replicas(self):

@@ -177,6 +177,16 @@ class FakeFleet:
         host = self.hosts[name]
         return self._host_json(host, ["lock", host.path(directory), "list"])
 
+    def age_locks(self, item, seconds, directory="/var/lock/football"):
+        """Every host's lock `item` `seconds` older: as if its run had died
+        then (`run-vm1` of a killed run: taken over once a lease old)."""
+        for host in self.hosts.values():
+            path = Path(host.path(directory)) / f"{item}.lock"
+            if path.exists():
+                record = json.loads(path.read_text())
+                record["time"] -= seconds
+                path.write_text(json.dumps(record))
+
     def changes(self):
         """The (host, argv) of every command run so far that changes a host."""
         def verb(argv):

@@ -3,9 +3,6 @@
 is left behind; a crash at every injection point of each, then a re-run,
 ends the same, shrinks once and loses no record of the workload."""
 
-import json
-from pathlib import Path
-
 import pytest
 
 from football.config import Config
@@ -193,15 +190,6 @@ def test_migrate_shrink_asked_elsewhere_than_an_unfinished_one_is_refused_naming
 
 # --- a job taken over by another controller ----------------------------------------------
 
-def age_run_locks(fleet, res, seconds):
-    """Every host's `run-<res>` lock `seconds` older: its run died then."""
-    for name, host in fleet.hosts.items():
-        for path in Path(host.root).rglob(f"run-{res}.lock"):
-            record = json.loads(path.read_text())
-            record["time"] -= seconds
-            path.write_text(json.dumps(record))
-
-
 @pytest.mark.parametrize("command, primary, secondary", [
     (("migrate+shrink", "vm2", "cluster2"), "b1", "b2"),
     (("migrate+shrink+back", "vm2", "b1"), "a1", "a2"),
@@ -233,7 +221,7 @@ def test_a_combined_job_stopped_on_one_controller_is_finished_by_another_from_th
     code, events, stderr = football(fleet, "--var", f"jobs_database_url={url}",
                                     "--debug-injection-point", str(number), *command)
     assert code == 1 and points_of(events)[-1] == stop_at, stderr
-    age_run_locks(fleet, "vm2", 1000)        # its run lock once a lease old: taken over
+    fleet.age_locks("run-vm2", 1000)         # its run lock once a lease old: taken over
     mine, fleet.state_dir = fleet.state_dir, str(tmp_path / "other-controller")
     try:
         code, events, stderr = football(fleet, "--var", f"jobs_database_url={url}", *command)

@@ -264,9 +264,12 @@ def test_an_operation_unfinished_on_one_controller_keeps_the_resource_from_anoth
     assert other_controller(fleet, tmp_path, "expand", "vm1", "1g")[0] == 0
 
 
-def test_the_run_that_finishes_an_operation_releases_its_lock_also_where_it_does_not_act(fleet):
-    """A crash in the cleanup after b1 left: the re-run does not act on b1
-    any more, and b1 kept the crashed run's lock."""
+def test_the_run_that_finishes_an_operation_after_a_host_left_holds_it_while_it_removes_its_lv(
+        fleet, monkeypatch):
+    """A crash in the cleanup after b1 left vm1, before its LV went: b1 is
+    no longer a member, but the re-run removes the LV there — under its
+    locks on b1 (it took none there before) — and releases the lock b1 kept
+    of the crashed run."""
     code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
     assert code == 0, stderr
     point = points_of(events).index("cleanup:left") + 1       # the first old host left
@@ -274,8 +277,19 @@ def test_the_run_that_finishes_an_operation_releases_its_lock_also_where_it_does
                                "cluster1")
     assert code == 1, stderr
     assert all(set(fleet.locks(name)) == {"run-vm1"} for name in fleet.hosts)
+    assert "b1" not in fleet.members("vm1") and "vm1" in fleet.lvs("b1")
+    run, held = fleet.run, {}
+
+    def locks_while_the_lv_goes(name, argv, input=None):
+        if name == "b1" and argv[:2] == ["football-host", "vg"] and "remove" in argv:
+            held.update(fleet.locks("b1"))
+        return run(name, argv, input)
+
+    monkeypatch.setattr(fleet, "run", locks_while_the_lv_goes)
     code, _, stderr = football(fleet, "migrate", "vm1", "cluster1")
     assert code == 0, stderr
+    assert sorted(held) == ["football", "run-vm1"], held
+    assert held["run-vm1"]["run"] == "acting"
     assert_placed(fleet, "a1", ["a2"])         # no lock anywhere, b1's too
 
 

@@ -203,3 +203,45 @@ def test_an_injection_point_that_is_neither_a_number_nor_a_name_is_a_usage_error
                                "cluster2")
     assert code == 191 and "neither a number nor a point's name" in stderr, stderr
     assert fleet.changes() == []
+
+
+def test_a_migrate_job_stopped_at_every_injection_point_is_finished_by_another_controller(
+        fleet, tmp_path, monkeypatch):
+    """The sweep of screener jobs whose run stops at point N (its worker
+    died) and whose job a worker of another controller takes over (its own
+    state dir, one shared queue; the stopped run's lock taken over once a
+    lease old): it goes on from the journal kept with the job and ends as a
+    re-run here would. The first controller then finishes its own journal
+    of the job (done elsewhere)."""
+    from football.config import Config
+    from football.joblink import completed_jobs
+    from football.journal import unfinished_operations
+    from football.screener import JobSpec, JobStore
+
+    config = Config(variables=[f"jobs_database_url=sqlite:///{tmp_path / 'jobs.sqlite'}"])
+    queue = ["--var", f"jobs_database_url={config.jobs_database_url}"]
+    store = JobStore(config)
+    code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    points = points_of(events)
+    for number, name in enumerate(points, start=1):
+        where = ["cluster2", "cluster1"][number % 2]
+        [job_id] = store.queue([JobSpec("vm1", "migrate", [where], id=f"vm1-{number}")], [])
+        job = store.job(job_id)["number"]
+        monkeypatch.setenv("FOOTBALL_JOB", str(job))
+        code, events, stderr = football(fleet, *queue, "--debug-injection-point", str(number),
+                                        "migrate", "vm1", where)
+        assert code == 1 and points_of(events)[-1] == name, f"point {number}: {stderr}"
+        fleet.age_locks("run-vm1", 1000)
+        mine, fleet.state_dir = fleet.state_dir, str(tmp_path / f"other-{number}")
+        try:
+            code, events, stderr = football(fleet, *queue, "migrate", "vm1", where)
+        finally:
+            fleet.state_dir = mine
+        assert code == 0, f"taken over after point {number} ({name}): exit {code}: {stderr}"
+        primary, secondary = HOMES[where]
+        assert_placed(fleet, primary, [secondary])
+        assert_clusters_as_inventory(fleet)
+        store.update(job, state="done", worker="other")
+        assert unfinished_operations(fleet.state_dir, completed_jobs(config)) == [], number
+    store.close()
