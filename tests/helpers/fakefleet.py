@@ -777,8 +777,74 @@ def football(fleet, *args):
     return result.exit_code, events, result.stderr
 
 
+def fresh_resource(fleet, res, primary="a1", secondaries=("a2",), size=1 << 30):
+    """`res` as at the start: `size`, on `primary`, replicated to
+    `secondaries` (whatever it was: replicas, LVs by its name, container)."""
+    fleet.resources.pop(res, None)
+    for name, host in fleet.hosts.items():
+        fleet.containers[name].pop(res, None)
+        fleet.mounts[name].pop(host.mountpoint(res), None)
+        for lv in fleet.lvs(name):
+            if lv == res or lv.startswith(f"{res}-"):
+                fleet.run(name, ["football-host", "vg", host.path(f"/dev/{host.vg}"), "remove",
+                                 lv])
+    fleet.written.pop(res, None)
+    fleet.create_resource(res, primary, list(secondaries), size=size)
+
+
 def points_of(events):
     return [event["name"] for event in events if event["event"] == "injection-point"]
+
+
+class SharedQueue:
+    """Fake-fleet runs as screener jobs of one jobs' database (SQLite in
+    `base`) that two controllers share: `taken_over` runs a job that stops
+    at an injection point on this controller (its worker died), then the
+    same job on another (its own state dir; the stopped run's lock a lease
+    old), as a worker there that took it over would."""
+
+    def __init__(self, base, monkeypatch):
+        from football.config import Config
+        from football.screener import JobStore
+
+        self.base, self.monkeypatch = base, monkeypatch
+        self.config = Config(variables=[f"jobs_database_url=sqlite:///{base / 'jobs.sqlite'}"])
+        self.store = JobStore(self.config)
+        self.options = ["--var", f"jobs_database_url={self.config.jobs_database_url}"]
+
+    def taken_over(self, fleet, command, point):
+        """(exit code, events, stderr) of the other controller's run of
+        `command` once its job's run here stopped at injection `point`
+        (asserted); the job is then done."""
+        from football.screener import JobSpec
+
+        [job_id] = self.store.queue([JobSpec(command[1], command[0], list(command[2:]),
+                                             id=f"{command[1]}-{point}")], [])
+        number = self.store.job(job_id)["number"]
+        self.monkeypatch.setenv("FOOTBALL_JOB", str(number))
+        code, events, stderr = football(fleet, *self.options, "--debug-injection-point",
+                                        str(point), *command)
+        assert code == 1 and f"injection point {point} " in stderr, (point, code, stderr)
+        fleet.age_locks(f"run-{command[1]}", 1000)
+        mine, fleet.state_dir = fleet.state_dir, str(self.base / f"other-controller-{point}")
+        try:
+            taken_over = football(fleet, *self.options, *command)
+        finally:
+            fleet.state_dir = mine
+        if taken_over[0] == 0:
+            self.store.update(number, state="done", worker="other")
+        return taken_over
+
+    def unfinished_here(self, fleet):
+        """This controller's unfinished operations, those of jobs done
+        elsewhere finished first (football status, the refusals)."""
+        from football.joblink import completed_jobs
+        from football.journal import unfinished_operations
+
+        return unfinished_operations(fleet.state_dir, completed_jobs(self.config))
+
+    def close(self):
+        self.store.close()
 
 
 def assert_placed(fleet, primary, secondaries, res="vm1", running=True):

@@ -5,31 +5,16 @@ ends the same, shrinks once and loses no record of the workload."""
 
 import pytest
 
-from football.config import Config
-from football.screener import JobSpec, JobStore
-from tests.helpers.fakefleet import (assert_clusters_as_inventory, assert_placed, football,
-                                     points_of)
+from tests.helpers.fakefleet import (SharedQueue, assert_clusters_as_inventory, assert_placed,
+                                     football, fresh_resource, points_of)
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 
 MIB, GIB = 1 << 20, 1 << 30
 
 
-def fresh_vm2(fleet):
-    """vm2 as at the start: 1 GiB, primary a1, replica a2 (whatever it was)."""
-    fleet.resources.pop("vm2", None)
-    for name, host in fleet.hosts.items():
-        fleet.containers[name].pop("vm2", None)
-        fleet.mounts[name].pop(host.mountpoint("vm2"), None)
-        for lv in fleet.lvs(name):
-            if lv.startswith("vm2"):
-                fleet.run(name, ["football-host", "vg", host.path("/dev/vg0"), "remove", lv])
-    fleet.written.pop("vm2", None)
-    fleet.create_resource("vm2", "a1", ["a2"], size=GIB)
-
-
 @pytest.fixture
 def fleet(fake_fleet):  # noqa: F811 (the fixture imported above)
-    fresh_vm2(fake_fleet)
+    fresh_resource(fake_fleet, "vm2")
     return fake_fleet
 
 
@@ -156,7 +141,7 @@ def test_a_combined_run_resumes_after_a_crash_at_every_injection_point(
     assert len(numbers) >= 8
     for number in numbers:
         name = points[number - 1]
-        fresh_vm2(fleet)
+        fresh_resource(fleet, "vm2")
         before = len(shrinks(fleet))
         code, events, stderr = football(fleet, "--debug-injection-point", str(number), *command)
         assert code == 1 and points_of(events)[-1] == name, (number, name, stderr)
@@ -174,7 +159,7 @@ def test_migrate_shrink_asked_elsewhere_than_an_unfinished_one_is_refused_naming
     """A re-run to other hosts went on to the journal's, silently."""
     code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
     assert code == 0, stderr
-    fresh_vm2(fleet)
+    fresh_resource(fleet, "vm2")
     point = points_of(events).index("combined:migrate") + 1
     code, _, stderr = football(fleet, "--debug-injection-point", str(point),
                                "migrate+shrink", "vm2", "cluster2")
@@ -211,23 +196,12 @@ def test_a_combined_job_stopped_on_one_controller_is_finished_by_another_from_th
     code, events, stderr = football(fleet, *command)
     assert code == 0, stderr
     points = points_of(events)
-    number = points.index(stop_at, points.index(after)) + 1
-    fresh_vm2(fleet)
-    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
-    store = JobStore(Config(variables=[f"jobs_database_url={url}"]))
-    [job_id] = store.queue([JobSpec("vm2", command[0], list(command[2:]))], [])
-    monkeypatch.setenv("FOOTBALL_JOB", str(store.job(job_id)["number"]))
+    fresh_resource(fleet, "vm2")
     before = len(shrinks(fleet))
-    code, events, stderr = football(fleet, "--var", f"jobs_database_url={url}",
-                                    "--debug-injection-point", str(number), *command)
-    assert code == 1 and points_of(events)[-1] == stop_at, stderr
-    fleet.age_locks("run-vm2", 1000)         # its run lock once a lease old: taken over
-    mine, fleet.state_dir = fleet.state_dir, str(tmp_path / "other-controller")
-    try:
-        code, events, stderr = football(fleet, "--var", f"jobs_database_url={url}", *command)
-    finally:
-        fleet.state_dir = mine
-    store.close()
+    queue = SharedQueue(tmp_path, monkeypatch)
+    code, events, stderr = queue.taken_over(fleet, command,
+                                            points.index(stop_at, points.index(after)) + 1)
+    queue.close()
     assert code == 0, stderr
     said = [event["text"] for event in events if event["event"] == "message"]
     assert f"  {command[0]} of vm2: going on from the journal its screener job's last run " \

@@ -16,8 +16,8 @@ import signal
 import pytest
 
 from football.cli import hang_up_as_ctrl_c, terminate_as_ctrl_c
-from tests.helpers.fakefleet import (HOMES, assert_clusters_as_inventory, assert_placed,
-                                     fake_fleet, football, points_of)
+from tests.helpers.fakefleet import (HOMES, SharedQueue, assert_clusters_as_inventory,
+                                     assert_placed, fake_fleet, football, points_of)
 from tests.helpers.lab import MIGRATE_POINTS
 
 fleet = fake_fleet
@@ -213,35 +213,14 @@ def test_a_migrate_job_stopped_at_every_injection_point_is_finished_by_another_c
     lease old): it goes on from the journal kept with the job and ends as a
     re-run here would. The first controller then finishes its own journal
     of the job (done elsewhere)."""
-    from football.config import Config
-    from football.joblink import completed_jobs
-    from football.journal import unfinished_operations
-    from football.screener import JobSpec, JobStore
-
-    config = Config(variables=[f"jobs_database_url=sqlite:///{tmp_path / 'jobs.sqlite'}"])
-    queue = ["--var", f"jobs_database_url={config.jobs_database_url}"]
-    store = JobStore(config)
+    queue = SharedQueue(tmp_path, monkeypatch)
     code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
     assert code == 0, stderr
-    points = points_of(events)
-    for number, name in enumerate(points, start=1):
+    for number, name in enumerate(points_of(events), start=1):
         where = ["cluster2", "cluster1"][number % 2]
-        [job_id] = store.queue([JobSpec("vm1", "migrate", [where], id=f"vm1-{number}")], [])
-        job = store.job(job_id)["number"]
-        monkeypatch.setenv("FOOTBALL_JOB", str(job))
-        code, events, stderr = football(fleet, *queue, "--debug-injection-point", str(number),
-                                        "migrate", "vm1", where)
-        assert code == 1 and points_of(events)[-1] == name, f"point {number}: {stderr}"
-        fleet.age_locks("run-vm1", 1000)
-        mine, fleet.state_dir = fleet.state_dir, str(tmp_path / f"other-{number}")
-        try:
-            code, events, stderr = football(fleet, *queue, "migrate", "vm1", where)
-        finally:
-            fleet.state_dir = mine
+        code, _, stderr = queue.taken_over(fleet, ["migrate", "vm1", where], number)
         assert code == 0, f"taken over after point {number} ({name}): exit {code}: {stderr}"
-        primary, secondary = HOMES[where]
-        assert_placed(fleet, primary, [secondary])
+        assert_placed(fleet, *HOMES[where][:1], HOMES[where][1:])
         assert_clusters_as_inventory(fleet)
-        store.update(job, state="done", worker="other")
-        assert unfinished_operations(fleet.state_dir, completed_jobs(config)) == [], number
-    store.close()
+        assert queue.unfinished_here(fleet) == [], number
+    queue.close()

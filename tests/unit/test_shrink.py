@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from tests.helpers.fakefleet import assert_placed, football, points_of
+from tests.helpers.fakefleet import (SharedQueue, assert_placed, football, fresh_resource,
+                                     points_of)
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 
 MIB, GIB = 1 << 20, 1 << 30
@@ -238,16 +239,25 @@ def test_shrink_resumes_after_a_crash_at_every_injection_point(fleet):
             assert_shrunk(fleet)
         except AssertionError as error:
             raise AssertionError(f"after point {number} ({name}): {error}") from None
-        # grow it again for the next point: a fresh 1 GiB vm2
-        fleet.resources.pop("vm2")
-        for name_ in ("a1", "a2"):
-            host = fleet.hosts[name_]
-            fleet.run(name_, ["football-host", "vg", host.path("/dev/vg0"), "remove", "vm2"])
-        mountpoint = fleet.hosts["a1"].mountpoint("vm2")
-        fleet.containers["a1"].pop("vm2")
-        fleet.mounts["a1"].pop(mountpoint)
-        fleet.written.pop("vm2")
-        fleet.create_resource("vm2", "a1", ["a2"], size=GIB)
+        fresh_resource(fleet, "vm2")     # grow it again for the next point
+
+
+def test_a_shrink_job_stopped_at_every_injection_point_is_finished_by_another_controller(
+        fleet, tmp_path, monkeypatch):
+    """As the sweep above, but the re-run is the job's, taken over by a
+    worker of another controller (its own state dir): it goes on from the
+    journal kept with the job, shrinks once and leaves nothing behind."""
+    queue = SharedQueue(tmp_path, monkeypatch)
+    for number, name in enumerate(POINTS, start=1):
+        fresh_resource(fleet, "vm2")
+        code, _, stderr = queue.taken_over(fleet, ["shrink", "vm2"], number)
+        assert code == 0, f"taken over after point {number} ({name}): {stderr}"
+        try:
+            assert_shrunk(fleet)
+        except AssertionError as error:
+            raise AssertionError(f"after point {number} ({name}): {error}") from None
+        assert queue.unfinished_here(fleet) == [], number
+    queue.close()
 
 
 def test_a_shrink_slot_is_waited_for_while_another_shrink_copies_on_the_primary(fleet):
