@@ -648,12 +648,14 @@ class Operation(StoppedContainer):
         migrate's re-run hands over to). Only an expand goes on over a migrate
         outside its downtime window (a full filesystem will not wait for a
         long sync; the migrate's re-run then goes on with the grown replicas);
-        and the repairs, which are the way out, are never refused."""
-        if not self.finishes_others_first:
-            return
+        and the repairs, which are the way out, are never refused. (Every
+        run first finishes the journals here of screener jobs that another
+        controller completed: its own kind's would be resumed.)"""
         operations = [op for op in unfinished_operations(
                           self.config.state_dir, joblink.completed_jobs(self.config))
                       if op["resource"] == self.res]
+        if not self.finishes_others_first:
+            return
         mine = next((op for op in operations if op["operation"] == self.operation), None)
         # a journal is written once a run passed its checks, just before it acts
         others = [op for op in operations if op["operation"] != self.operation

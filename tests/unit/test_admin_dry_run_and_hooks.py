@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.fakefleet import fake_fleet, football  # noqa: F401
+from football.screener import JobSpec
+from tests.helpers.fakefleet import SharedQueue, fake_fleet, football  # noqa: F401
 from tests.unit.test_dry_run import assert_dry_run_is_the_real_run, planned
 
 LOCKS = "/var/lock/football"
@@ -93,6 +94,38 @@ def test_repair_mars_resumes_on_the_decided_host_after_a_crash_between_delete_an
     assert "* resuming repair-mars of vm1 on a1" in [event.get("text") for event in events]
     assert fleet.members("vm1") == ["a1"] and fleet.running("vm1") == ["a1"]
     assert not fleet.violations
+
+
+def test_a_repair_mars_job_another_controller_completed_is_not_resumed_here_later(
+        fleet, tmp_path, monkeypatch):
+    """A repair-mars job dies between delete and create here; a worker of
+    another controller finishes it on a1 (the journal kept with the job).
+    The next emergency, here, asks for a2: its run must not resume this
+    controller's old journal and rebuild from a1 — the journal of a job done
+    elsewhere is finished first."""
+    queue = SharedQueue(tmp_path, monkeypatch)
+    [job_id] = queue.store.queue([JobSpec("vm1", "repair-mars", ["a1"])], [])
+    number = queue.store.job(job_id)["number"]
+    monkeypatch.setenv("FOOTBALL_JOB", str(number))
+    fleet.fail_next["create-resource"] = 1
+    code, _, _ = football(fleet, *queue.options, "repair-mars", "vm1", "a1")
+    assert code != 0 and "vm1" not in fleet.resources
+    fleet.age_locks("run-vm1", 1000)
+    mine, fleet.state_dir = fleet.state_dir, str(tmp_path / "other-controller")
+    code, events, stderr = football(fleet, *queue.options, "repair-mars", "vm1", "a1")
+    fleet.state_dir = mine
+    assert code == 0, stderr
+    assert "* resuming repair-mars of vm1 on a1" in [event.get("text") for event in events]
+    queue.store.update(number, state="done", worker="other")
+    monkeypatch.delenv("FOOTBALL_JOB")
+    code, events, stderr = football(fleet, *queue.options, "--dry-run", "repair-mars", "vm1",
+                                    "a2")
+    queue.close()
+    assert code == 0, stderr
+    said = [event.get("text") for event in events]
+    assert "* resuming repair-mars of vm1 on a1" not in said, said
+    assert [argv for host, argv in planned(events) if "create-resource" in argv] == \
+        [("marsadm", "create-resource", "vm1", fleet.hosts["a2"].path("/dev/vg0/vm1"))]
 
 
 def test_lv_cleanups_dry_run_lists_the_removal_of_the_leftover_lv_only(fleet):
