@@ -1,17 +1,18 @@
 """The lab's screener worker (`football lab up` starts it) killed with -9
-while a job (vm1 to cluster2) is inside its sync, and again, once a new
-worker resumed it, inside its downtime window: each time the orphaned
-operation is interrupted (the window compensated) and the job is resumed
-— the first time by a new lab worker (`lab up` again) from its journal,
-`screener` saying meanwhile that no worker runs; the second time by the
-worker of *another controller* (another state dir: it goes on from the
-journal kept with the job; the dead run's lock taken over by the same
-command once a lease old) sharing the jobs' queue in PostgreSQL, as
-controllers that scale out do — and it
-ends `done`; vm1's files and records are intact, and the lab's controller
-finishes its own journal of the run that stopped (else it would call the
-migrate unfinished for ever). One move for both kills: each is a run of
-its own.
+while a job (vm1 to cluster2) is inside its sync: the orphaned operation is
+interrupted as by Ctrl-C and a new lab worker (`lab up` again) resumes the
+job from its journal, `screener` saying meanwhile that no worker runs.
+Then the worker killed again, inside the downtime window, *with* its
+operation, as when the controller's machine dies: nothing compensates,
+vm1 stays down, its locks stay. The worker of *another controller* (another
+state dir) sharing the jobs' queue in PostgreSQL, as controllers that scale
+out do, takes the job over: it goes on from the journal kept with the job
+(the window open), the dead run's lock taken over by the same command once
+a lease old, its step locks broken as a dead run's. The job ends `done`;
+vm1's files and records are intact, no lock or intent is left, and the
+lab's controller finishes its own journal of the run that stopped (else it
+would call the migrate unfinished for ever). One move for both kills: each
+is a run of its own.
 
 The window is caught with a test plugin (`plugin_dirs` of that job only)
 whose `resource_start` — the container stopped, before the handover — holds
@@ -90,12 +91,16 @@ def job_now(queue, job_id):
     return jobs(*queue)[job_id]
 
 
-def kill_the_worker(lab, queue, job_id):
+def kill_the_worker(lab, queue, job_id, with_its_operation=False):
     """kill -9 of the lab's worker while job `job_id` runs; returns once
     its orphaned operation ended (interrupted as by Ctrl-C: its parent
-    died; a downtime window compensated)."""
+    died; a downtime window compensated) — or, `with_its_operation`, the
+    operation and what it runs killed with -9 first, as when the
+    controller's machine dies: nothing cleans up, a window stays open."""
     killed = lab_worker(lab)
     child = job_now(queue, job_id)["child_pid"]
+    if with_its_operation:
+        os.killpg(child, signal.SIGKILL)        # its own session: its commands too
     os.kill(killed["pid"], signal.SIGKILL)
     wait_for(lambda: not _is_running(child), f"{job_id}'s orphaned operation to end",
              timeout=120, interval=0.2)
@@ -141,12 +146,15 @@ def test_a_job_killed_inside_its_sync_and_its_window_is_resumed_by_a_new_and_ano
         lab.up("--no-wait", worker=True)
         assert lab_worker(lab)["pid"] != killed["pid"]
 
-        # killed inside its downtime window (the container stopped), resumed
-        # by the worker of another controller on the same queue
+        # killed inside its downtime window (the container stopped), with its
+        # operation, as if the controller died: the window stays open, its
+        # locks stay; resumed by the worker of another controller on the
+        # same queue
         wait_for(lambda: (plugins / "held-vm1").exists(), "the job inside its window",
                  timeout=300, interval=0.2)
         assert "downtime-begin" in event_kinds(queue, "vm1")
-        kill_the_worker(lab, queue, "vm1")
+        kill_the_worker(lab, queue, "vm1", with_its_operation=True)
+        assert roles_and_running(lab.status(), "vm1")[1] == []        # down: nobody restarts it
         other_dir = tmp_path / "other-controller"
         other_dir.mkdir()
         others = WorkerProcesses(str(other_dir), env=lab.env)
@@ -164,6 +172,8 @@ def test_a_job_killed_inside_its_sync_and_its_window_is_resumed_by_a_new_and_ano
         assert any(text.startswith("  migrate of vm1: going on from the journal its screener "
                                    "job's last run kept") and "critical-section" in text
                    for text in said), said
+        assert any(text.startswith("  vm1 is down since ") and "an earlier run ended inside "
+                   "its downtime window; going on now" in text for text in said), said
 
         roles, running = roles_and_running(lab.status(), "vm1")
         assert roles == {"b1": "Primary", "b2": "Secondary"} and running == ["b1"], \
