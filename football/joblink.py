@@ -257,16 +257,13 @@ def completed_jobs(config):
     def completed(numbers):
         import sqlalchemy as sa
 
-        from football.screener import JOBS, database_url, engine_url
+        from football.screener import JOBS, reading
 
-        url = database_url(config)
-        if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
-            return {}
-        kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
         found = {}
-        engine = sa.create_engine(engine_url(url), **kwargs)
-        try:
-            with engine.connect() as connection:
+        with reading(config) as connection:
+            if connection is None:
+                return {}
+            try:
                 for number in numbers:
                     job = connection.execute(sa.select(JOBS).where(
                         JOBS.c.number == number)).mappings().first()
@@ -279,9 +276,7 @@ def completed_jobs(config):
                     if done is not None:
                         found[number] = {key: done[key] for key in
                                          ("number", "worker", "finished")} | {"job": done["id"]}
-        except sa.exc.SQLAlchemyError:
-            return {}
-        finally:
-            engine.dispose()
+            except sa.exc.SQLAlchemyError:
+                return {}
         return found
     return completed

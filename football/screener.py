@@ -52,6 +52,7 @@ Every state a job enters is told to the `notify` hook once (football/hooks.py,
 with `state != new` in its condition, so whoever wrote it first tells it,
 and a state written again (a phase of a running job) is not told again."""
 
+import contextlib
 import json
 import logging
 import os
@@ -83,6 +84,7 @@ START_QUEUE = "jobs"
 EXIT_TIMEOUTED = 195
 STATES = ("queued", "running", "waiting", "condition", "delayed", "done", "failed", "serious",
           "critical", "interrupted", "illegal", "timeouted", "archived")
+PLAN_KINDS = ("balance", "evacuate", "restore")     # a planner's runs: <kind>-<stamp>-<hex>
 FINISHED = ("done", "failed", "serious", "critical", "interrupted", "illegal", "timeouted")
 RESTARTABLE = ("failed", "serious", "interrupted", "illegal", "timeouted")
 EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupted",
@@ -184,6 +186,46 @@ def database_url(config):
     if config.jobs_database_url:
         return config.jobs_database_url
     return f"sqlite:///{Path(config.state_dir).absolute() / 'jobs.sqlite'}"
+
+
+@contextlib.contextmanager
+def reading(config):
+    """A connection to the jobs' database of `config` to read from, or None
+    when there is none yet (SQLite's file missing: reading creates none) or
+    it cannot be reached (what is read then is what this controller knows
+    alone)."""
+    url = database_url(config)
+    if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
+        yield None
+        return
+    engine = sa.create_engine(engine_url(url), **(
+        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}))
+    try:
+        try:
+            connection = engine.connect()
+        except sa.exc.SQLAlchemyError:
+            yield None
+            return
+        with connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def planned_moves_done(config):
+    """[(resource, finished)] of the screener jobs done that ran a planner's
+    move (a balance, evacuate or restore plan's run), of every controller
+    that shares the jobs' database: the cooldown holds them all."""
+    with reading(config) as connection:
+        if connection is None:
+            return []
+        try:
+            rows = connection.execute(sa.select(JOBS.c.resource, JOBS.c.finished).where(
+                JOBS.c.state == "done", JOBS.c.finished.is_not(None),
+                sa.or_(*(JOBS.c.run.like(f"{kind}-%") for kind in PLAN_KINDS)))).all()
+        except sa.exc.SQLAlchemyError:
+            return []
+    return [(row.resource, row.finished) for row in rows]
 
 
 def engine_url(url):

@@ -7,10 +7,12 @@ expired); refused while a host drains; resources with a live job are left
 alone; each move is checked again on the fleet as it is now (`Move.unmet`,
 with the plan's earlier moves applied) and one that cannot run any more is
 dropped with the reason; the moves that ran go into the history the
-cooldown reads. `--auto` (the football-balance timer) records the score of
-every run and executes only when the score stayed above
-`balance_threshold` for `balance_hold` runs in a row and the plan gains at
-least `balance_margin`.
+cooldown reads (with the planner's moves done as jobs in the jobs'
+database: every controller that shares it holds them). `--auto` (the
+football-balance timer) records the score of every run and executes only
+when the score stayed above `balance_threshold` for `balance_hold` runs in
+a row and the plan gains at least `balance_margin`, and never while the
+moves of a planner's run (of any controller sharing the queue) still run.
 
 Evacuate (`Evacuate`), a converging run:
 1. **drain** — plan first (capacity lacking fails here, nothing changed),
@@ -37,9 +39,9 @@ from football import joblink, lifecycle
 from football.errors import FootballError, Illegal
 from football.journal import unfinished_operations, unfinished_resources
 from football.ops.base import Operation
+from football.ops.planning import cooldown_history
 from football.planner import (CapacityLacking, Moved, Settings, load_plan, plan_balance,
-                              plan_evacuation, plan_restore, read_history, record_moved,
-                              save_plan)
+                              plan_evacuation, plan_restore, record_moved, save_plan)
 from football.planner.observe import read_fleet
 from football.report import agreeing
 
@@ -207,6 +209,7 @@ class BalanceRun(PlannedMoves):
     def __init__(self, ctx, plan_id=None, auto=False, **options):
         super().__init__(ctx, **options)
         self.plan_id, self.auto = plan_id, auto
+        self.plans_running = []     # the planner's runs with live jobs (any controller's)
 
     def discover(self):
         """The plan to run, its moves checked again on the fleet as it is."""
@@ -228,15 +231,18 @@ class BalanceRun(PlannedMoves):
                               " (plan_expiry); make a new one with `football balance --plan`; "
                               "nothing was changed")
         else:
-            from football.screener import JobStore
+            from football.screener import FINISHED, PLAN_KINDS, JobStore
 
             jobs = JobStore(self.config)
             try:
                 busy = self.busy(jobs)
+                self.plans_running = sorted({
+                    job["run"] for job in jobs.jobs() if job["state"] not in FINISHED and
+                    job["run"].startswith(tuple(f"{kind}-" for kind in PLAN_KINDS))})
             finally:
                 jobs.close()
             self.plan = plan_balance(self.fleet, self.settings,
-                                     read_history(self.config.state_dir), now, busy)
+                                     cooldown_history(self.config), now, busy)
             save_plan(self.config.state_dir, self.plan)
         self.summary.update(plan=self.plan.id, score_before=self.plan.score_before,
                             score_after=self.plan.score_after)
@@ -255,6 +261,10 @@ class BalanceRun(PlannedMoves):
         scores = [*scores, {"time": self.plan.created, "score": self.plan.score_before}]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(scores[-SCORES_KEPT:]))
+        if self.plans_running:
+            # one balancer at a time, whichever controller's timer started it
+            return (f"the moves of {', '.join(self.plans_running)} still run; balancing "
+                    "waits for them")
         settings = self.settings
         recent = [entry["score"] for entry in scores[-settings.balance_hold:]]
         if len(recent) < settings.balance_hold or \

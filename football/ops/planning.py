@@ -15,11 +15,22 @@ from rich.table import Table
 from football import joblink
 from football.errors import Illegal
 from football.journal import unfinished_resources
-from football.planner import (Settings, plan_balance, plan_evacuation, read_history,
+from football.planner import (Moved, Settings, plan_balance, plan_evacuation, read_history,
                               save_plan, score)
 from football.planner.balance import MIN_SCORE
 from football.planner.observe import read_fleet
 from football.report import counted
+
+
+def cooldown_history(config):
+    """The moves the cooldown holds: this controller's record (`Moved`,
+    with their hosts) and every planner's move done as a screener job in
+    the jobs' database — another controller's too, where they share one
+    (else two controllers' timers would move back what the other moved)."""
+    from football.screener import planned_moves_done
+
+    return [*read_history(config.state_dir),
+            *(Moved(res, finished) for res, finished in planned_moves_done(config))]
 
 
 class ScoreReport:
@@ -46,7 +57,7 @@ class BalancePlanning:
     def run(self):
         config = self.ctx.config
         fleet = read_fleet(self.ctx)
-        plan = plan_balance(fleet, Settings.from_config(config), read_history(config.state_dir),
+        plan = plan_balance(fleet, Settings.from_config(config), cooldown_history(config),
                             time.time(), unfinished_resources(
                                 config.state_dir, joblink.completed_jobs(config)))
         return dict(plan.to_json(), path=str(save_plan(config.state_dir, plan)))

@@ -235,3 +235,39 @@ def test_waiting_for_moves_says_once_that_no_worker_runs_and_once_that_one_is_ba
     assert [line.strip() for line in said] == [
         "no screener worker is running: the moves wait until one does (`football worker`)",
         "plan-vm1: running", "a screener worker runs again", "plan-vm1: done"]
+
+
+def test_the_moves_another_controller_balanced_hold_the_cooldown_here(fleet, worker, tmp_path):
+    """Two controllers (their own state dirs) share the jobs' database: the
+    resources one balanced are held by the cooldown in the other's plans
+    too (before: each read only its own history, and two timers could move
+    back what the other moved)."""
+    from football.ops.planning import BalancePlanning
+
+    fleet.create_resource("vm3", "a1", ["a2"])
+    queue = f"jobs_database_url=sqlite:///{fleet.state_dir}/jobs.sqlite"
+    summary = BalanceRun(context(fleet), job_options=job_options(fleet)).run()
+    moved = sorted({move.split()[1] for move in summary["moves"]})
+    assert moved, summary
+    other = context(fleet, f"state_dir={tmp_path / 'other-controller'}", queue,
+                     "cooldown=86400")
+    plan = BalancePlanning(other).run()
+    held = plan["held"]
+    assert all(held.get(res, "").startswith("moved within cooldown") for res in moved), held
+
+
+def test_balance_auto_waits_while_the_moves_of_a_planners_run_still_run(fleet, tmp_path):
+    """One balancer at a time: another run's moves (another controller's
+    timer) live in the queue, this timer's run does not act."""
+    from football.screener import JobSpec, JobStore
+
+    fleet.create_resource("vm3", "a1", ["a2"])
+    store = JobStore(Config(variables=settings(fleet), environ={}))
+    store.queue([JobSpec("vm2", "handover", ["a1"])], [], run="balance-20261206-101010-abcdef")
+    store.close()
+    options = ("balance_hold=1", "balance_threshold=0.01", "balance_margin=0.01")
+    summary = BalanceRun(context(fleet, *options), auto=True,
+                         job_options=job_options(fleet)).run()
+    assert summary["auto"] == ("the moves of balance-20261206-101010-abcdef still run; "
+                               "balancing waits for them"), summary
+    assert fleet.changes() == []
