@@ -732,6 +732,52 @@ def _gate_file(ctx, make, res, inventory=False):
     return (path, context.inventory) if inventory else path
 
 
+class _Pause:
+    """Where `football pause [RES]` is kept: the jobs' database when
+    controllers share one (`jobs_database_url`: every controller's runs and
+    jobs hold, any controller takes it back), else a file in this
+    controller's state dir."""
+
+    def __init__(self, ctx, res):
+        from football.locks import controller_owner
+        from plugins.waiting import pause_file
+
+        self.path, self.inventory = _gate_file(ctx, pause_file, res, inventory=True)
+        self.res, self.config = res, ctx.obj.settings()
+        self.store = None
+        if self.config.jobs_database_url:
+            from football.screener import JobStore
+
+            self.store = JobStore(self.config)
+            self.owner = controller_owner(self.config.state_dir)
+
+    @property
+    def where(self):
+        return "the jobs' database: every controller holds it" if self.store else str(self.path)
+
+    def exists(self):
+        from football.screener import shared_pauses
+
+        if self.store is not None:
+            return (self.res or "*") in shared_pauses(self.config)
+        return self.path.exists()
+
+    def set(self):
+        if self.store is not None:
+            self.store.pause(self.res, self.owner)
+        else:
+            self.path.touch()
+
+    def clear(self):
+        if self.store is not None:
+            self.store.unpause(self.res)
+        self.path.unlink(missing_ok=True)       # also one made before the database was shared
+
+    def close(self):
+        if self.store is not None:
+            self.store.close()
+
+
 @cli.command()
 @click.argument("res", required=False)
 @click.pass_context
@@ -739,25 +785,27 @@ def _gate_file(ctx, make, res, inventory=False):
 def pause(ctx, res):
     """Hold every operation of RES (or of all resources) before its next
     downtime window until `football unpause`; held time does not count
-    toward downtime_gate_timeout."""
+    toward downtime_gate_timeout. Where controllers share a jobs' database
+    (jobs_database_url) it holds every controller's runs and jobs."""
     from football.ops.status import where_known
-    from plugins.waiting import pause_file
 
-    path, inventory = _gate_file(ctx, pause_file, res, inventory=True)
-    paused = path.exists()
-    path.touch()                # at once; a typo's is taken back below
+    paused = _Pause(ctx, res)
+    before = paused.exists()
+    paused.set()                # at once; a typo's is taken back below
     if res:
-        known, unasked = where_known(inventory, res)
+        known, unasked = where_known(paused.inventory, res)
         if not known and not unasked:
-            if not paused:
-                path.unlink()
+            if not before:
+                paused.clear()
+            paused.close()
             raise Illegal(f"unknown resource {res}: no host of the inventory has it; nothing "
                           "was paused (`football status` lists the resources; `football "
                           "pause` with no resource pauses them all)")
         if not known:
             click.echo(f"{res} is on none of the hosts that answered; paused all the same, "
                        f"it may be on {', '.join(unasked)} (not asked: unreachable)", err=True)
-    click.echo(f"paused {res or 'every resource'} ({path})")
+    paused.close()
+    click.echo(f"paused {res or 'every resource'} ({paused.where})")
 
 
 @cli.command()
@@ -766,13 +814,15 @@ def pause(ctx, res):
 @reported
 def unpause(ctx, res):
     """Let the operations of RES (or of all resources) go on."""
-    from plugins.waiting import pause_file
-
-    path = _gate_file(ctx, pause_file, res)
-    click.echo(f"unpaused {res or 'every resource'}" if path.exists() else
-               (f"{res} was not paused" if res else "there was no pause of all resources")
-               + f" ({path} does not exist)")
-    path.unlink(missing_ok=True)
+    paused = _Pause(ctx, res)
+    if paused.exists() or paused.path.exists():
+        click.echo(f"unpaused {res or 'every resource'}")
+    else:
+        click.echo((f"{res} was not paused" if res else "there was no pause of all resources")
+                   + (" (in the jobs' database)" if paused.store else
+                      f" ({paused.path} does not exist)"))
+    paused.clear()
+    paused.close()
 
 
 @cli.command("continue")

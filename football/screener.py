@@ -151,6 +151,14 @@ SLOTS = sa.Table(
     sa.Column("job", sa.Integer, nullable=False, index=True),
     sa.Column("taken", sa.Float, nullable=False),
 )
+# `football pause [<res>]` where controllers share the jobs' database
+# (jobs_database_url): every controller's runs and jobs hold ('*': all)
+PAUSES = sa.Table(
+    "football_pauses", METADATA,
+    sa.Column("resource", sa.String(200), primary_key=True),
+    sa.Column("paused", sa.Float, nullable=False),
+    sa.Column("by", sa.String(400), nullable=False),          # the controller that paused it
+)
 # a job's journals (football/journal.py) as its operation last wrote them,
 # so that a worker of another controller that takes the job over goes on
 # where the run stopped, as the same controller would; by the job's id (a
@@ -226,6 +234,22 @@ def planned_moves_done(config):
         except sa.exc.SQLAlchemyError:
             return []
     return [(row.resource, row.finished) for row in rows]
+
+
+def shared_pauses(config):
+    """{resource or '*': (when, by which controller)} of the pauses in the
+    jobs' database that `jobs_database_url` names; {} without one (or when
+    it cannot be read: the pause files of this controller still hold)."""
+    if not config.jobs_database_url:
+        return {}
+    with reading(config) as connection:
+        if connection is None:
+            return {}
+        try:
+            rows = connection.execute(sa.select(PAUSES)).all()
+        except sa.exc.SQLAlchemyError:
+            return {}
+    return {row.resource: (row.paused, row.by) for row in rows}
 
 
 def engine_url(url):
@@ -342,6 +366,19 @@ class JobStore:
         if fields["partition"] is not None:
             options["queue_partition_key"] = fields["partition"]
         self.client.enqueue_in_transaction(connection, options, number)
+
+    def pause(self, res, by):
+        """`football pause [res]` for every controller of this database."""
+        with self.engine.begin() as connection:
+            name = res or "*"
+            connection.execute(PAUSES.delete().where(PAUSES.c.resource == name))
+            connection.execute(PAUSES.insert().values(resource=name, paused=time.time(), by=by))
+
+    def unpause(self, res):
+        """Whether there was a pause of `res` (None: of all) to take back."""
+        with self.engine.begin() as connection:
+            return connection.execute(PAUSES.delete().where(
+                PAUSES.c.resource == (res or "*"))).rowcount > 0
 
     def restart(self, job_id):
         """Queue job `job_id` again (its command, queue and partition: the

@@ -5,7 +5,9 @@ and site (FOOTBALL.md, "Waiting"; the original had them in a site plugin).
   controller's `<weekday 1-7>_<hour 00-23>` (`date +%u_%H`), e.g.
   `[1-5]_(0[8-9]|1[0-8])`: a downtime begins only inside it ('' = always).
 - pause files in the controller's state dir: `pause` holds every resource,
-  `pause.<res>` one (`football pause [RES]`, `football unpause [RES]`).
+  `pause.<res>` one (`football pause [RES]`, `football unpause [RES]`);
+  where controllers share a jobs' database (`jobs_database_url`) the pause
+  is recorded there too and holds every controller's runs and jobs.
   While one exists the resource counts as locked: the time does not count
   toward `downtime_gate_timeout`.
 - `gate_before_downtime`: every downtime waits for the operator's
@@ -52,6 +54,14 @@ class Waiting:
                               (pause_file(state_dir, res), f"football unpause {res}")):
             if path.exists():
                 return f"paused by {path}: {command}"
+        from football.screener import shared_pauses
+
+        shared = shared_pauses(self.config)
+        for name, command in (("*", "football unpause"), (res, f"football unpause {res}")):
+            if name in shared:
+                when, by = shared[name]
+                return (f"paused in the jobs' database by {by} at "
+                        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}: {command}")
         return False
 
     @hookimpl

@@ -283,3 +283,35 @@ def test_the_cleanup_delay_holds_no_host_lock_so_other_runs_on_those_hosts_go_on
     locks_meanwhile, (other_code, _, other_stderr) = meanwhile
     assert all("football" not in items for items in locks_meanwhile.values()), locks_meanwhile
     assert other_code == 0, other_stderr
+
+
+def test_where_controllers_share_a_jobs_database_a_pause_holds_every_controllers_runs(
+        fleet, tmp_path):
+    """`football pause vm1` on one controller: a run of vm1 on another that
+    shares the jobs' database (jobs_database_url) holds too, and an unpause
+    from that other controller lets it go (a pause file in one controller's
+    state dir held that controller's runs alone, and with one queue a
+    job may run on any controller's worker)."""
+    queue = ("--var", f"jobs_database_url=sqlite:///{tmp_path / 'jobs.sqlite'}")
+    code, _, stderr = football(fleet, *queue, "pause", "vm1")
+    assert code == 0, stderr
+    assert not Path(fleet.state_dir, "pause.vm1").exists()
+    mine, fleet.state_dir = fleet.state_dir, str(tmp_path / "other-controller")
+    try:
+        unpause = poll_plugin(tmp_path, 5, "from click.testing import CliRunner; "
+                              "from football.cli import cli; CliRunner().invoke(cli, "
+                              f"[*{list(queue)!r}, '--inventory', {fleet.inventory_path!r}, "
+                              f"'--var', 'state_dir={fleet.state_dir}', 'unpause', 'vm1'])")
+        code, events, stderr = football(fleet, *queue, *FAST, *unpause, "migrate", "vm1",
+                                        "cluster2")
+    finally:
+        fleet.state_dir = mine
+    assert code == 0, stderr
+    said = json.dumps(events)
+    assert "paused in the jobs' database by football@" in said and \
+        ": football unpause vm1)" in said, said
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+    from football.config import Config
+    from football.screener import shared_pauses
+
+    assert shared_pauses(Config(variables=[queue[1]], environ={})) == {}
