@@ -732,52 +732,6 @@ def _gate_file(ctx, make, res, inventory=False):
     return (path, context.inventory) if inventory else path
 
 
-class _Pause:
-    """Where `football pause [RES]` is kept: the jobs' database when
-    controllers share one (`jobs_database_url`: every controller's runs and
-    jobs hold, any controller takes it back), else a file in this
-    controller's state dir."""
-
-    def __init__(self, ctx, res):
-        from football.locks import controller_owner
-        from plugins.waiting import pause_file
-
-        self.path, self.inventory = _gate_file(ctx, pause_file, res, inventory=True)
-        self.res, self.config = res, ctx.obj.settings()
-        self.store = None
-        if self.config.jobs_database_url:
-            from football.screener import JobStore
-
-            self.store = JobStore(self.config)
-            self.owner = controller_owner(self.config.state_dir)
-
-    @property
-    def where(self):
-        return "the jobs' database: every controller holds it" if self.store else str(self.path)
-
-    def exists(self):
-        from football.screener import shared_pauses
-
-        if self.store is not None:
-            return (self.res or "*") in shared_pauses(self.config)
-        return self.path.exists()
-
-    def set(self):
-        if self.store is not None:
-            self.store.pause(self.res, self.owner)
-        else:
-            self.path.touch()
-
-    def clear(self):
-        if self.store is not None:
-            self.store.unpause(self.res)
-        self.path.unlink(missing_ok=True)       # also one made before the database was shared
-
-    def close(self):
-        if self.store is not None:
-            self.store.close()
-
-
 @cli.command()
 @click.argument("res", required=False)
 @click.pass_context
@@ -788,12 +742,14 @@ def pause(ctx, res):
     toward downtime_gate_timeout. Where controllers share a jobs' database
     (jobs_database_url) it holds every controller's runs and jobs."""
     from football.ops.status import where_known
+    from plugins.waiting import Pause, pause_file
 
-    paused = _Pause(ctx, res)
+    _, inventory = _gate_file(ctx, pause_file, res, inventory=True)
+    paused = Pause(ctx.obj.settings(), res)
     before = paused.exists()
     paused.set()                # at once; a typo's is taken back below
     if res:
-        known, unasked = where_known(paused.inventory, res)
+        known, unasked = where_known(inventory, res)
         if not known and not unasked:
             if not before:
                 paused.clear()
@@ -814,7 +770,10 @@ def pause(ctx, res):
 @reported
 def unpause(ctx, res):
     """Let the operations of RES (or of all resources) go on."""
-    paused = _Pause(ctx, res)
+    from plugins.waiting import Pause, pause_file
+
+    _gate_file(ctx, pause_file, res)
+    paused = Pause(ctx.obj.settings(), res)
     if paused.exists() or paused.path.exists():
         click.echo(f"unpaused {res or 'every resource'}")
     else:

@@ -33,6 +33,50 @@ def pause_file(state_dir, res=None):
     return Path(state_dir) / (f"{PAUSE_ALL}.{res}" if res else PAUSE_ALL)
 
 
+class Pause:
+    """Where `football pause [res]` is kept: the jobs' database when
+    controllers share one (`jobs_database_url`: every controller's runs and
+    jobs hold, any controller takes it back), else a file in this
+    controller's state dir."""
+
+    def __init__(self, config, res=None):
+        self.res, self.config = res, config
+        self.path = pause_file(config.state_dir, res)
+        self.store = None
+        if config.jobs_database_url:
+            from football.locks import controller_owner
+            from football.screener import JobStore
+
+            self.store = JobStore(config)
+            self.owner = controller_owner(config.state_dir)
+
+    @property
+    def where(self):
+        return "the jobs' database: every controller holds it" if self.store else str(self.path)
+
+    def exists(self):
+        from football.screener import shared_pauses
+
+        if self.store is not None:
+            return (self.res or "*") in shared_pauses(self.config)
+        return self.path.exists()
+
+    def set(self):
+        if self.store is not None:
+            self.store.pause(self.res, self.owner)
+        else:
+            self.path.touch()
+
+    def clear(self):
+        if self.store is not None:
+            self.store.unpause(self.res)
+        self.path.unlink(missing_ok=True)       # also one made before the database was shared
+
+    def close(self):
+        if self.store is not None:
+            self.store.close()
+
+
 def continue_file(state_dir, res):
     return Path(state_dir) / f"continue.{res}"
 
