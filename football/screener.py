@@ -527,6 +527,23 @@ class JobStore:
                 query = query.where(JOBS.c.archived == sa.false())
             return [dict(row) for row in connection.execute(query).mappings()]
 
+    def left_unfinished(self):
+        """{resource: (job id, state, [operations])} of the jobs that ended
+        without being done and left an operation unfinished (a journal kept
+        with the job): it goes on only by `screener restart` or a repair."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(JOBS.c.id, JOBS.c.resource, JOBS.c.state, JOURNALS.c.data)
+                .join(JOURNALS, JOURNALS.c.job == JOBS.c.id)
+                .where(JOBS.c.archived == sa.false(), JOBS.c.state.in_(RESTARTABLE + ("critical",)))
+            ).all()
+        left = {}
+        for row in rows:
+            job_id, state, operations = left.get(row.resource, (row.id, row.state, []))
+            operations.append(json.loads(row.data).get("operation", "?"))
+            left[row.resource] = (job_id, state, operations)
+        return left
+
     def events(self, number):
         with self.engine.connect() as connection:
             return [json.loads(row.event) for row in connection.execute(

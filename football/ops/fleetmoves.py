@@ -161,11 +161,17 @@ class PlannedMoves(Operation):
     def busy(self, store):
         """{resource: why it is busy} of the resources a screener job is
         queued or running for, or an operation of this controller is
-        unfinished (a move would be refused: `Operation._refuse_over_unfinished`)."""
+        unfinished (a move would be refused: `Operation._refuse_over_unfinished`),
+        or a job of any controller ended leaving one (its run lock refuses
+        the move)."""
         from football.screener import FINISHED
 
         busy = unfinished_resources(self.config.state_dir,
                                     joblink.completed_jobs(self.config))
+        busy.update((res, f"its job {job_id} ended {state} with its "
+                          f"{' and '.join(sorted(set(operations)))} unfinished (football "
+                          f"screener restart {job_id}, or a repair)")
+                    for res, (job_id, state, operations) in store.left_unfinished().items())
         busy.update((job["resource"], "a job runs for it") for job in store.jobs()
                     if job["state"] not in FINISHED)
         return busy

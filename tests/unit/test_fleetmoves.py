@@ -271,3 +271,26 @@ def test_balance_auto_waits_while_the_moves_of_a_planners_run_still_run(fleet, t
     assert summary["auto"] == ("the moves of balance-20261206-101010-abcdef still run; "
                                "balancing waits for them"), summary
     assert fleet.changes() == []
+
+
+def test_a_resource_whose_job_ended_leaving_its_operation_unfinished_is_not_moved(fleet):
+    """A job of any controller that failed after it acted keeps its run
+    lock on the hosts: a planned move of that resource would be refused
+    (and planned again at every timer); balancing leaves it, saying how it
+    goes on. A job that failed before it acted (no journal) holds nothing."""
+    from football.joblink import JobLink
+    from football.screener import JobSpec, JobStore
+
+    store = JobStore(Config(variables=settings(fleet), environ={}))
+    acted, checked = store.queue([JobSpec("vm1", "migrate", ["b1", "b2"]),
+                                  JobSpec("vm2", "handover", ["a1"])], [])
+    for job_id in (acted, checked):
+        store.update(store.job(job_id)["number"], state="failed", exit_code=1)
+    link = JobLink(Config(variables=settings(fleet), environ={}), store.job(acted)["number"])
+    link.share_journal("migrate-vm1", {"operation": "migrate", "steps": ["prepare"],
+                                       "decided": {}, "writes": 1})
+    link.close()
+    busy = BalanceRun(context(fleet), job_options=job_options(fleet)).busy(store)
+    store.close()
+    assert busy == {"vm1": "its job vm1 ended failed with its migrate unfinished (football "
+                           "screener restart vm1, or a repair)"}
