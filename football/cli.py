@@ -972,8 +972,8 @@ def worker(ctx, worker_id, systemd_unit):
     the same way by a live one.
 
     Its jobs run with this command line's --config, --inventory and --var
-    (the queued command's own win where both set one) and always in this
-    worker's state_dir.
+    (the queued command's own win where both set one), always in this
+    worker's state_dir and with its inventory, if it has one.
 
     \b
       football --config /etc/football.yml worker --systemd-unit \\

@@ -842,16 +842,26 @@ def systemd_word(word):
 
 def without_setting(args, name):
     """`args` without their `--var <name>=...` (either spelling)."""
-    kept, tokens = [], iter(args)
+    return without_option(args, "--var", lambda value: value.partition("=")[0].strip() == name)[0]
+
+
+def without_option(args, option, which=lambda value: True):
+    """(`args` without `option`'s occurrences whose value is `which`, either
+    spelling: `--option value`, `--option=value`; those values)."""
+    kept, taken, tokens = [], [], iter(args)
     for token in tokens:
-        if token == "--var":
+        if token == option:
             value = next(tokens, "")
-            if value.partition("=")[0].strip() != name:
-                kept += [token, value]
-        elif not (token.startswith("--var=") and
-                  token[len("--var="):].partition("=")[0].strip() == name):
+        elif token.startswith(f"{option}="):
+            value = token[len(option) + 1:]
+        else:
             kept.append(token)
-    return kept
+            continue
+        if which(value):
+            taken.append(value)
+        else:
+            kept += [option, value]
+    return kept, taken
 
 
 def _interrupted_with_parent():
@@ -872,7 +882,9 @@ class ChildProcess:
     run. But the state dir is always the worker's (`state_dir`): a job's
     journal, its resume and `football status` live on the controller that
     runs it, also when another controller queued it (a shared PostgreSQL
-    queue)."""
+    queue); and so is the inventory where the worker has one (a path on the
+    queuing controller need not exist on this one; the job says so when
+    the two differ)."""
 
     def __init__(self, command=None, env=None, options=(), state_dir=None):
         self.command = command or [sys.executable, "-m", "football"]
@@ -885,14 +897,22 @@ class ChildProcess:
         self.lock = threading.RLock()
 
     def argv(self, args):
-        """The command line of a job whose own arguments are `args`."""
+        """(the command line of a job whose own arguments are `args`, what
+        the job is told of it)."""
+        told = []
         if self.state_dir is not None:
             args = without_setting(args, "state_dir")
-        return [*self.command, *self.options, *args]
+        inventory = without_option(self.options, "--inventory")[1]
+        if inventory:
+            args, queued = without_option(args, "--inventory")
+            told += [f"runs with its worker's inventory {inventory[-1]}, not {path} (of the "
+                     "command that queued it)" for path in queued if path != inventory[-1]]
+        return [*self.command, *self.options, *args], told
 
     def run(self, number, args, on_event, on_start):
+        argv, told = self.argv(args)
         # the operation finds its job (gate, host slots) by these
-        process = subprocess.Popen(self.argv(args), stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**self.env, JOB_ENV: str(number)},
                                    start_new_session=True,
@@ -901,6 +921,8 @@ class ChildProcess:
             self.running[number] = process
         try:
             on_start(process.pid)
+            for text in told:
+                on_event({"event": "message", "text": f"worker: {text}"})
             errors = threading.Thread(target=self._stderr, args=(process, on_event), daemon=True)
             errors.start()
             for line in process.stdout:

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -140,6 +141,8 @@ SETTINGS_OF_THE_RUN = textwrap.dedent("""\
                           capture_output=True, text=True)
     with open(os.environ["SETTINGS_SEEN"], "w") as out:
         out.write(seen.stdout + seen.stderr)
+    with open(os.environ["SETTINGS_SEEN"] + ".argv", "w") as out:
+        out.write(chr(10).join(args[:operation]))
     """)
 
 
@@ -153,22 +156,34 @@ def test_a_job_runs_with_its_workers_options_its_own_win_but_the_state_dir_is_th
     (tmp_path / "run_settings.py").write_text(SETTINGS_OF_THE_RUN)
     config_file = tmp_path / "worker.yml"
     config_file.write_text("lock_retry_timeout: 77\nlimit_shrinks: 2\n")
+    inventories = {name: tmp_path / f"{name}-fleet.yml" for name in ("worker", "queued")}
+    for path in inventories.values():
+        path.write_text("hosts: {a1: {address: 127.0.9.1}, a2: {address: 127.0.9.2}}\n")
     seen = tmp_path / "seen.txt"
     workers = WorkerProcesses(
         str(state_dir), [*TUNING, "limit_syncs=7",
                          f"job_command={sys.executable} {tmp_path / 'run_settings.py'}"],
-        env={**os.environ, "SETTINGS_SEEN": str(seen)}, options=["--config", str(config_file)])
+        env={**os.environ, "SETTINGS_SEEN": str(seen)},
+        options=["--config", str(config_file), "--inventory", str(inventories["worker"])])
     try:
         workers.start("w1")
         elsewhere = tmp_path / "another-controller"
         code, _, err = football("--var", f"state_dir={elsewhere}", "--var",
                                 f"jobs_database_url=sqlite:///{state_dir}/jobs.sqlite",
+                                "--inventory", str(inventories["queued"]),
                                 "--var", "limit_shrinks=3", "screener", "start", "handover",
                                 "vm1", "a2")
         assert code == 0, err
         done(state_dir, "vm1")
     finally:
         workers.kill_all()
+    # the inventory is the worker's (how this controller reaches the fleet), said
+    argv = Path(f"{seen}.argv").read_text().splitlines()
+    assert [argv[at + 1] for at, word in enumerate(argv) if word == "--inventory"] == \
+        [str(inventories["worker"])], argv
+    assert f"worker: runs with its worker's inventory {inventories['worker']}, not " \
+        f"{inventories['queued']} (of the command that queued it)" in \
+        [event.get("text") for event in events_of(state_dir, "vm1")]
     settings = {line.split(" = ")[0]: line.split(" = ", 1)[1].split("  (")[0]
                 for line in seen.read_text().splitlines() if " = " in line}
     assert (settings["state_dir"], settings["lock_retry_timeout"], settings["limit_syncs"],
