@@ -77,6 +77,24 @@ class Pause:
             self.store.close()
 
 
+def pauses(config):
+    """[{resource ('*': all), since, where, by}] of the pauses that hold
+    runs of this controller: its pause files and, where controllers share a
+    jobs' database, the pauses recorded there (`football status` shows them:
+    a paused run waits by design, but never unseen)."""
+    from football.screener import shared_pauses
+
+    found = []
+    for path in sorted(Path(config.state_dir).glob(f"{PAUSE_ALL}*")):
+        name = path.name
+        if name == PAUSE_ALL or name.startswith(f"{PAUSE_ALL}."):
+            found.append({"resource": name[len(PAUSE_ALL) + 1:] or "*", "where": str(path),
+                          "since": path.stat().st_mtime, "by": None})
+    found += [{"resource": res, "where": "the jobs' database", "since": when, "by": by}
+              for res, (when, by) in sorted(shared_pauses(config).items())]
+    return found
+
+
 def continue_file(state_dir, res):
     return Path(state_dir) / f"continue.{res}"
 

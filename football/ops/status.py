@@ -82,7 +82,9 @@ def select(report, kind, name, hosts):
         where = {row["host"] for row in rows}
         return dict(report, resources=rows, operations=operations,
                     hosts={host: entry for host, entry in report["hosts"].items()
-                           if host in where})
+                           if host in where},
+                    pauses=[pause for pause in report.get("pauses") or []
+                            if pause["resource"] in ("*", name)])
     return dict(report,
                 hosts={host: entry for host, entry in report["hosts"].items() if host in hosts},
                 resources=[row for row in report["resources"] if row["host"] in hosts],
@@ -169,8 +171,11 @@ class Status:
             state_dir, joblink.completed_jobs(self.ctx.config)), hosts) + \
             other_controllers_runs(hosts, controller_owner(state_dir, create=False),
                                    self.ctx.config.run_lock_lease)
+        from plugins.waiting import pauses
+
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
-                  "hosts": hosts, "resources": rows, "operations": operations}
+                  "hosts": hosts, "resources": rows, "operations": operations,
+                  "pauses": pauses(self.ctx.config)}
         return select(report, self.kind, self.name, self.hosts)
 
 
@@ -243,6 +248,15 @@ def render(report, console=None):
         console.print(operations)
         for line in _unfinished_hints(report["operations"], report["resources"]):
             console.print(line)
+    for pause in report.get("pauses") or []:
+        whose = "every resource" if pause["resource"] == "*" else pause["resource"]
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(pause["since"]))
+        by = f" by {pause['by']}" if pause["by"] else ""
+        unpause = "football unpause" + ("" if pause["resource"] == "*" else
+                                        f" {pause['resource']}")
+        console.print(f"paused: {whose}, since {since}{by} ({pause['where']}): runs wait "
+                      f"before their downtime window until `{unpause}`", markup=False,
+                      highlight=False, soft_wrap=True)
 
 
 def _unfinished_hints(operations, rows):

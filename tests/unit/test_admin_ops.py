@@ -602,3 +602,32 @@ def test_a_split_is_refused_when_wait_cluster_warns_of_a_dead_member():
     every_member_answers(WaitCluster("a1", 0, ""))
     with pytest.raises(Illegal, match="not every host of its MARS cluster answers.*b2"):
         every_member_answers(WaitCluster("a1", 0, DEAD_PEER))
+
+
+def test_status_shows_the_pauses_that_hold_runs_here_and_of_a_resource_its_own(
+        fake_fleet, tmp_path):  # noqa: F811
+    """A paused run waits by design, but never unseen: `status` names every
+    pause (this controller's files, the jobs' database's where controllers
+    share one), and of a resource those that hold it."""
+    queue = ["--var", f"jobs_database_url=sqlite:///{tmp_path / 'jobs.sqlite'}"]
+    base = ["--inventory", fake_fleet.inventory_path, "--var", f"state_dir={fake_fleet.state_dir}"]
+    fake_fleet.create_resource("vm2", "b1", ["b2"])
+    assert CliRunner().invoke(cli, [*base, "pause", "vm2"]).exit_code == 0        # a file
+    assert CliRunner().invoke(cli, [*base, *queue, "pause"]).exit_code == 0       # shared
+    result = CliRunner().invoke(cli, [*base, *queue, "--json", "status"])
+    assert result.exit_code == 0, result.output
+    pauses = json.loads(result.stdout)["pauses"]
+    assert [(pause["resource"], pause["where"], bool(pause["by"])) for pause in pauses] == \
+        [("vm2", f"{fake_fleet.state_dir}/pause.vm2", False), ("*", "the jobs' database", True)]
+    result = CliRunner().invoke(cli, [*base, *queue, "--json", "status", "vm1"])
+    assert [pause["resource"] for pause in json.loads(result.stdout)["pauses"]] == ["*"]
+    out = io.StringIO()
+    render(json.loads(CliRunner().invoke(cli, [*base, *queue, "--json", "status"]).stdout),
+           Console(file=out, width=200))
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("paused: ")]
+    assert lines[0].startswith("paused: vm2, since ") and \
+        lines[0].endswith("pause.vm2): runs wait before their downtime window until "
+                          "`football unpause vm2`"), lines
+    assert lines[1].startswith("paused: every resource, since ") and " by football@" in \
+        lines[1] and lines[1].endswith("(the jobs' database): runs wait before their downtime "
+                                       "window until `football unpause`"), lines
