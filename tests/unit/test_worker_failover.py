@@ -146,13 +146,15 @@ SETTINGS_OF_THE_RUN = textwrap.dedent("""\
     """)
 
 
-def test_a_job_runs_with_its_workers_options_its_own_win_but_the_state_dir_is_the_workers(
+def test_a_job_runs_with_its_workers_options_its_own_win_but_state_dir_and_inventory_stay(
         tmp_path, state_dir):
-    """A worker started with --config and --var (as its systemd unit is)
-    runs its jobs with them; the options of the command that queued a job
-    win over the worker's, except the state dir: a job queued by another
-    controller (one PostgreSQL queue) keeps its journal on the controller
-    that runs it."""
+    """A worker started with --config, --inventory and --var (as its
+    systemd unit is) runs its jobs with them; the options of the command
+    that queued a job win over the worker's, except the state dir and the
+    inventory: a job queued by another controller (one PostgreSQL queue)
+    keeps its journal on the controller that runs it and reaches the fleet
+    as that controller does (the queuing one's inventory path need not
+    exist there)."""
     (tmp_path / "run_settings.py").write_text(SETTINGS_OF_THE_RUN)
     config_file = tmp_path / "worker.yml"
     config_file.write_text("lock_retry_timeout: 77\nlimit_shrinks: 2\n")
