@@ -85,3 +85,46 @@ def test_a_job_of_a_worker_killed_with_9_is_finished_by_the_other_worker(shared)
     assert [(event["event"], event.get("worker")) for event in events
             if event["event"] in ("job-start", "takeover", "job-end")] == \
         [("job-start", "pg-w3"), ("takeover", "pg-w3"), ("job-start", "pg-w4"), ("job-end", None)]
+
+
+def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
+        tmp_path, postgres_url):  # noqa: F811 (the fixture)
+    """The tables and queries controllers share through one queue — a job's
+    journals, pauses, the planner's moves done, jobs that left an operation
+    unfinished, jobs completed elsewhere — on PostgreSQL, not only on the
+    unit tests' SQLite."""
+    from football.config import Config
+    from football.joblink import JobLink, completed_jobs
+    from football.screener import (JobSpec, JobStore, planned_moves_done, shared_pauses)
+
+    config = Config(variables=[f"state_dir={tmp_path}", f"jobs_database_url={postgres_url}"],
+                    environ={})
+    store = JobStore(config)
+    try:
+        moved, failed = (store.queue([JobSpec(res, "migrate", ["b1"], id=f"{res}-shared")], [],
+                                     run=run)[0]
+                         for res, run in (("pg1", "balance-20261206-000000-abcdef"),
+                                          ("pg2", "")))
+        numbers = {job_id: store.job(job_id)["number"] for job_id in (moved, failed)}
+        store.update(numbers[moved], state="done", worker="other", finished=1000.0)
+        store.update(numbers[failed], state="failed", exit_code=1, finished=1001.0)
+        link = JobLink(config, numbers[failed])
+        link.share_journal("migrate-pg2", {"operation": "migrate", "steps": ["prepare"],
+                                           "decided": {}, "writes": 1})
+        link.share_journal("migrate-pg2", {"operation": "migrate", "steps": ["prepare", "wait"],
+                                           "decided": {}, "writes": 2})
+        assert link.journal("migrate-pg2")["steps"] == ["prepare", "wait"]
+        link.close()
+        assert ("pg1", 1000.0) in planned_moves_done(config)
+        assert store.left_unfinished()["pg2"] == (failed, "failed", ["migrate"])
+        assert completed_jobs(config)([numbers[moved], numbers[failed]]) == {
+            numbers[moved]: {"job": moved, "number": numbers[moved], "worker": "other",
+                             "finished": 1000.0}}
+        store.pause("pg1", "football@ctl:/state#1")
+        store.pause(None, "football@ctl:/state#1")
+        assert set(shared_pauses(config)) == {"pg1", "*"}
+        assert store.unpause("pg1") and not store.unpause("pg1")
+        assert set(shared_pauses(config)) == {"*"}
+        store.unpause(None)
+    finally:
+        store.close()
