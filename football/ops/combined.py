@@ -208,6 +208,17 @@ class MigrateShrinkBack(MigrateShrink):
                 self.hooks.get_hyper(res=self.res, inventory=self.ctx.inventory)
             members = facts.members(source, self.res)
             self.origin = [source.name] + [name for name in members if name != source.name]
+            if source.name == self.primary_name:
+                # the hosts to go back to are only in the journal of the run
+                # that moved it (another controller's, or one set aside)
+                others = [name for name in members if name != source.name]
+                raise Illegal(
+                    f"{self.res}'s primary is on {self.primary_name}, the temporary host, "
+                    f"already (replicas also on {', '.join(others) or 'no other host'}), and "
+                    f"this controller has no journal of a {self.operation} of {self.res}: the "
+                    "hosts to go back to are in the journal of the run that moved it there "
+                    "(re-run the command on that controller), or go back by hand: football "
+                    f"migrate {self.res} <primary> [<secondary>]; nothing changed")
             if self.primary_name in self.origin:
                 raise Illegal(f"{self.primary_name} holds a replica of {self.res} already: "
                               "the temporary primary must be another host; nothing changed")

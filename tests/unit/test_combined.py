@@ -208,3 +208,33 @@ def test_a_combined_job_stopped_on_one_controller_is_finished_by_another_from_th
         "kept" in "\n".join(said), said
     assert_shrunk_on(fleet, primary, secondary)
     assert len(shrinks(fleet)) - before == 1, "shrunk twice"
+
+
+def test_a_migrate_shrink_back_stopped_elsewhere_without_its_journal_says_where_it_goes_on(
+        fleet, tmp_path):
+    """A foreground run stopped after its migrate stage (its controller's
+    journal alone knows the hosts to go back to); the same command on
+    another controller must not call b1 a bad temporary host and say that
+    nothing changed as if the command were wrong: it says where vm2 is and
+    how it goes on."""
+    command = ("migrate+shrink+back", "vm2", "b1")
+    code, events, stderr = football(fleet, *command)
+    assert code == 0, stderr
+    fresh_resource(fleet, "vm2")
+    point = points_of(events).index("combined:migrate") + 1
+    code, _, stderr = football(fleet, "--debug-injection-point", str(point), *command)
+    assert code == 1 and fleet.resources["vm2"].primary == "b1", stderr
+    fleet.age_locks("run-vm2", 1000)
+    mine, fleet.state_dir = fleet.state_dir, str(tmp_path / "other-controller")
+    try:
+        code, _, stderr = football(fleet, *command)
+    finally:
+        fleet.state_dir = mine
+    assert code == 191, stderr
+    assert "vm2's primary is on b1, the temporary host, already (replicas also on a1, a2), " \
+        "and this controller has no journal of a migrate+shrink+back of vm2" in stderr, stderr
+    assert "football migrate vm2 <primary> [<secondary>]; nothing changed" in stderr
+    assert fleet.resources["vm2"].primary == "b1"
+    code, _, stderr = football(fleet, *command)          # where it began: it goes on
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "a1", "a2")
