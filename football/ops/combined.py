@@ -215,10 +215,11 @@ class MigrateShrinkBack(MigrateShrink):
                 raise Illegal(
                     f"{self.res}'s primary is on {self.primary_name}, the temporary host, "
                     f"already (replicas also on {', '.join(others) or 'no other host'}), and "
-                    f"this controller has no journal of a {self.operation} of {self.res}: the "
-                    "hosts to go back to are in the journal of the run that moved it there "
-                    "(re-run the command on that controller), or go back by hand: football "
-                    f"migrate {self.res} <primary> [<secondary>]; nothing changed")
+                    f"this controller has no journal of a {self.operation} of {self.res}. If "
+                    "one moved it there, the hosts to go back to are in the journal of that "
+                    "run (re-run the command on its controller), or go back by hand: football "
+                    f"migrate {self.res} <primary> [<secondary>]; else the temporary primary "
+                    f"must be another host than {self.primary_name}. Nothing changed")
             if self.primary_name in self.origin:
                 raise Illegal(f"{self.primary_name} holds a replica of {self.res} already: "
                               "the temporary primary must be another host; nothing changed")

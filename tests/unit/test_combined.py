@@ -233,7 +233,8 @@ def test_a_migrate_shrink_back_stopped_elsewhere_without_its_journal_says_where_
     assert code == 191, stderr
     assert "vm2's primary is on b1, the temporary host, already (replicas also on a1, a2), " \
         "and this controller has no journal of a migrate+shrink+back of vm2" in stderr, stderr
-    assert "football migrate vm2 <primary> [<secondary>]; nothing changed" in stderr
+    assert "go back by hand: football migrate vm2 <primary> [<secondary>]; else the " \
+        "temporary primary must be another host than b1. Nothing changed" in stderr, stderr
     assert fleet.resources["vm2"].primary == "b1"
     code, _, stderr = football(fleet, *command)          # where it began: it goes on
     assert code == 0, stderr
