@@ -159,6 +159,13 @@ PAUSES = sa.Table(
     sa.Column("paused", sa.Float, nullable=False),
     sa.Column("by", sa.String(400), nullable=False),          # the controller that paused it
 )
+# the planner's plans (football/planner/plan.py) where controllers share the
+# jobs' database: `balance execute <plan-id>` on any of them
+PLANS = sa.Table(
+    "football_plans", METADATA,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),               # Plan.to_json
+)
 # a job's journals (football/journal.py) as its operation last wrote them,
 # so that a worker of another controller that takes the job over goes on
 # where the run stopped, as the same controller would; by the job's id (a
@@ -234,6 +241,22 @@ def planned_moves_done(config):
         except sa.exc.SQLAlchemyError:
             return []
     return [(row.resource, row.finished) for row in rows]
+
+
+def shared_plan(config, plan_id):
+    """The plan `plan_id` (its JSON) kept in the jobs' database that
+    `jobs_database_url` names, or None."""
+    if not config.jobs_database_url:
+        return None
+    with reading(config) as connection:
+        if connection is None:
+            return None
+        try:
+            data = connection.execute(sa.select(PLANS.c.data).where(
+                PLANS.c.id == plan_id)).scalar()
+        except sa.exc.SQLAlchemyError:
+            return None
+    return None if data is None else json.loads(data)
 
 
 def shared_pauses(config):
@@ -366,6 +389,13 @@ class JobStore:
         if fields["partition"] is not None:
             options["queue_partition_key"] = fields["partition"]
         self.client.enqueue_in_transaction(connection, options, number)
+
+    def keep_plan(self, plan_json):
+        """A plan, for `balance execute <plan-id>` on every controller."""
+        with self.engine.begin() as connection:
+            connection.execute(PLANS.delete().where(PLANS.c.id == plan_json["id"]))
+            connection.execute(PLANS.insert().values(id=plan_json["id"],
+                                                     data=json.dumps(plan_json)))
 
     def pause(self, res, by):
         """`football pause [res]` for every controller of this database."""

@@ -39,9 +39,9 @@ from football import joblink, lifecycle
 from football.errors import FootballError, Illegal
 from football.journal import unfinished_operations, unfinished_resources
 from football.ops.base import Operation
-from football.ops.planning import cooldown_history
-from football.planner import (CapacityLacking, Moved, Settings, load_plan, plan_balance,
-                              plan_evacuation, plan_restore, record_moved, save_plan)
+from football.ops.planning import cooldown_history, find_plan, keep_plan
+from football.planner import (CapacityLacking, Moved, Settings, plan_balance, plan_evacuation,
+                              plan_restore, record_moved, save_plan)
 from football.planner.observe import read_fleet
 from football.report import agreeing
 
@@ -227,7 +227,7 @@ class BalanceRun(PlannedMoves):
                           "their evacuation finish, or restore them); nothing was changed")
         now = time.time()
         if self.plan_id:
-            self.plan = load_plan(self.config.state_dir, self.plan_id)
+            self.plan = find_plan(self.config, self.plan_id)
             if self.plan.kind != "balance":
                 raise Illegal(f"plan {self.plan_id} is an {self.plan.kind} plan, not a balance "
                               f"one; run it with `football {self.plan.kind}`")
@@ -249,7 +249,7 @@ class BalanceRun(PlannedMoves):
                 jobs.close()
             self.plan = plan_balance(self.fleet, self.settings,
                                      cooldown_history(self.config), now, busy)
-            save_plan(self.config.state_dir, self.plan)
+            keep_plan(self.config, self.plan)
         self.summary.update(plan=self.plan.id, score_before=self.plan.score_before,
                             score_after=self.plan.score_after)
         if self.auto:

@@ -15,11 +15,40 @@ from rich.table import Table
 from football import joblink
 from football.errors import Illegal
 from football.journal import unfinished_resources
-from football.planner import (Moved, Settings, plan_balance, plan_evacuation, read_history,
-                              save_plan, score)
+from football.planner import (Moved, Plan, Settings, load_plan, plan_balance, plan_evacuation,
+                              read_history, save_plan, score)
 from football.planner.balance import MIN_SCORE
 from football.planner.observe import read_fleet
 from football.report import counted
+
+
+def keep_plan(config, plan):
+    """Save `plan` in the state dir (its path) and, where controllers share
+    a jobs' database, there too: any of them executes it by its id."""
+    path = save_plan(config.state_dir, plan)
+    if config.jobs_database_url:
+        from football.screener import JobStore
+
+        store = JobStore(config)
+        try:
+            store.keep_plan(plan.to_json())
+        finally:
+            store.close()
+    return path
+
+
+def find_plan(config, plan_id):
+    """The plan `plan_id`: saved here, else kept in the shared jobs'
+    database (made on another controller); `Illegal` as `load_plan`."""
+    from football.screener import shared_plan
+
+    try:
+        return load_plan(config.state_dir, plan_id)
+    except Illegal:
+        data = shared_plan(config, plan_id)
+        if data is None:
+            raise
+        return Plan.from_json(data)
 
 
 def cooldown_history(config):
@@ -60,7 +89,7 @@ class BalancePlanning:
         plan = plan_balance(fleet, Settings.from_config(config), cooldown_history(config),
                             time.time(), unfinished_resources(
                                 config.state_dir, joblink.completed_jobs(config)))
-        return dict(plan.to_json(), path=str(save_plan(config.state_dir, plan)))
+        return dict(plan.to_json(), path=str(keep_plan(config, plan)))
 
 
 def hosts_named(inventory, name):
@@ -90,7 +119,7 @@ class EvacuationPlanning:
         config = self.ctx.config
         fleet = read_fleet(self.ctx)
         plan = plan_evacuation(fleet, self.hosts, Settings.from_config(config), time.time())
-        return dict(plan.to_json(), path=str(save_plan(config.state_dir, plan)))
+        return dict(plan.to_json(), path=str(keep_plan(config, plan)))
 
 
 # ------------------------------------------------------------------ rendering

@@ -294,3 +294,22 @@ def test_a_resource_whose_job_ended_leaving_its_operation_unfinished_is_not_move
     store.close()
     assert busy == {"vm1": "its job vm1 ended failed with its migrate unfinished (football "
                            "screener restart vm1, or a repair)"}
+
+
+def test_a_balance_plan_made_on_one_controller_is_executed_by_its_id_on_another(
+        fleet, worker, tmp_path):
+    """Where controllers share a jobs' database a plan made on one (`balance
+    --plan`, reviewed) runs by its id on another (`balance execute <id>`);
+    before, that one said it had no such plan."""
+    from football.ops.planning import BalancePlanning
+
+    fleet.create_resource("vm3", "a1", ["a2"])
+    queue = f"jobs_database_url=sqlite:///{fleet.state_dir}/jobs.sqlite"
+    plan = BalancePlanning(context(fleet, f"state_dir={tmp_path / 'planning'}", queue)).run()
+    assert plan["moves"], plan
+    summary = BalanceRun(context(fleet, queue), plan_id=plan["id"],
+                         job_options=job_options(fleet)).run()
+    assert summary["plan"] == plan["id"] and summary["moves"], summary
+    assert_whole(fleet, "vm1", "vm2", "vm3")
+    with pytest.raises(Illegal, match="no plan 'balance-x' in "):
+        BalanceRun(context(fleet, queue), plan_id="balance-x", job_options=job_options(fleet)).run()
