@@ -90,12 +90,13 @@ def test_a_job_of_a_worker_killed_with_9_is_finished_by_the_other_worker(shared)
 def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
         tmp_path, postgres_url):  # noqa: F811 (the fixture)
     """The tables and queries controllers share through one queue — a job's
-    journals, pauses, the planner's moves done, jobs that left an operation
-    unfinished, jobs completed elsewhere — on PostgreSQL, not only on the
-    unit tests' SQLite."""
+    journals, pauses, plans, the planner's moves done, jobs that left an
+    operation unfinished, jobs completed elsewhere — on PostgreSQL, not
+    only on the unit tests' SQLite."""
     from football.config import Config
     from football.joblink import JobLink, completed_jobs
-    from football.screener import (JobSpec, JobStore, planned_moves_done, shared_pauses)
+    from football.screener import (JobSpec, JobStore, planned_moves_done, shared_pauses,
+                                   shared_plan)
 
     config = Config(variables=[f"state_dir={tmp_path}", f"jobs_database_url={postgres_url}"],
                     environ={})
@@ -126,5 +127,10 @@ def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
         assert store.unpause("pg1") and not store.unpause("pg1")
         assert set(shared_pauses(config)) == {"*"}
         store.unpause(None)
+        store.keep_plan({"id": "balance-pg", "moves": []})
+        store.keep_plan({"id": "balance-pg", "moves": [], "kind": "balance"})
+        assert shared_plan(config, "balance-pg") == {"id": "balance-pg", "moves": [],
+                                                     "kind": "balance"}
+        assert shared_plan(config, "balance-none") is None
     finally:
         store.close()
