@@ -7,7 +7,7 @@ and site (FOOTBALL.md, "Waiting"; the original had them in a site plugin).
 - pause files in the controller's state dir: `pause` holds every resource,
   `pause.<res>` one (`football pause [RES]`, `football unpause [RES]`);
   where controllers share a jobs' database (`jobs_database_url`) the pause
-  is recorded there too and holds every controller's runs and jobs.
+  is recorded there instead and holds every controller's runs and jobs.
   While one exists the resource counts as locked: the time does not count
   toward `downtime_gate_timeout`.
 - `gate_before_downtime`: every downtime waits for the operator's

@@ -163,6 +163,8 @@ class Status:
         self.kind, self.name, self.hosts = resolve_scope(ctx.inventory, name)
 
     def run(self):
+        from plugins.waiting import pauses
+
         snapshot = observe(self.ctx, self.hosts)
         hosts = {name: snapshot.hosts[name].entry() for name in self.hosts}
         rows = [replica.row() for replica in snapshot.replicas]
@@ -171,8 +173,6 @@ class Status:
             state_dir, joblink.completed_jobs(self.ctx.config)), hosts) + \
             other_controllers_runs(hosts, controller_owner(state_dir, create=False),
                                    self.ctx.config.run_lock_lease)
-        from plugins.waiting import pauses
-
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
                   "hosts": hosts, "resources": rows, "operations": operations,
                   "pauses": pauses(self.ctx.config)}
