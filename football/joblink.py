@@ -79,13 +79,9 @@ class JobLink:
     @property
     def engine(self):
         if self._engine is None:
-            import sqlalchemy as sa
+            from football.screener import database_url, new_engine
 
-            from football.screener import database_url, engine_url
-
-            url = database_url(self.config)
-            kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-            self._engine = sa.create_engine(engine_url(url), **kwargs)
+            self._engine = new_engine(database_url(self.config))
         return self._engine
 
     def row(self):

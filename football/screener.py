@@ -213,8 +213,7 @@ def reading(config):
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
         yield None
         return
-    engine = sa.create_engine(engine_url(url), **(
-        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}))
+    engine = new_engine(url)
     try:
         try:
             connection = engine.connect()
@@ -275,6 +274,13 @@ def shared_pauses(config):
     return {row.resource: (row.paused, row.by) for row in rows}
 
 
+def new_engine(url):
+    """An engine on the jobs' database `url` (psycopg for PostgreSQL; on
+    SQLite a writer waits up to 30 s for another's lock)."""
+    return sa.create_engine(engine_url(url), **(
+        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}))
+
+
 def engine_url(url):
     """`url` with the driver DBOS uses: psycopg (3) for PostgreSQL, which
     SQLAlchemy would otherwise take to mean psycopg2."""
@@ -314,7 +320,6 @@ class JobStore:
         self.config = config
         self.notify = notify or (lambda job, state, text: None)
         self.url = database_url(config)
-        kwargs = {}
         if self.url.startswith("sqlite"):
             directory = Path(self.url.removeprefix("sqlite:///")).parent
             try:
@@ -323,10 +328,9 @@ class JobStore:
                 raise Illegal(f"the jobs' database cannot be made in {directory}: "
                               f"{error.strerror}; set state_dir (or jobs_database_url)") \
                     from None
-            kwargs["connect_args"] = {"timeout": 30}
         try:
             DBOS.migrate(self.url)
-            self.engine = sa.create_engine(engine_url(self.url), **kwargs)
+            self.engine = new_engine(self.url)
             _create_schema(self.engine)
         except sa.exc.SQLAlchemyError as error:
             raise Illegal(f"the jobs' database {self.url} cannot be used: {error}; check "
