@@ -158,12 +158,12 @@ class PlannedMoves(Operation):
         if not self.ctx.dry_run:
             self.store().close()
 
-    def busy(self, store):
+    def busy(self, store, listed=None):
         """{resource: why it is busy} of the resources a screener job is
         queued or running for, or an operation of this controller is
         unfinished (a move would be refused: `Operation._refuse_over_unfinished`),
         or a job of any controller ended leaving one (its run lock refuses
-        the move)."""
+        the move). `listed`: the store's jobs, when the caller listed them."""
         from football.screener import FINISHED
 
         busy = unfinished_resources(self.config.state_dir,
@@ -172,7 +172,8 @@ class PlannedMoves(Operation):
                           f"{' and '.join(sorted(set(operations)))} unfinished (football "
                           f"screener restart {job_id}, or a repair)")
                     for res, (job_id, state, operations) in store.left_unfinished().items())
-        busy.update((job["resource"], "a job runs for it") for job in store.jobs()
+        busy.update((job["resource"], "a job runs for it")
+                    for job in (store.jobs() if listed is None else listed)
                     if job["state"] not in FINISHED)
         return busy
 
@@ -241,9 +242,10 @@ class BalanceRun(PlannedMoves):
 
             jobs = JobStore(self.config)
             try:
-                busy = self.busy(jobs)
+                listed = jobs.jobs()
+                busy = self.busy(jobs, listed)
                 self.plans_running = sorted({
-                    job["run"] for job in jobs.jobs() if job["state"] not in FINISHED and
+                    job["run"] for job in listed if job["state"] not in FINISHED and
                     job["run"].startswith(tuple(f"{kind}-" for kind in PLAN_KINDS))})
             finally:
                 jobs.close()
