@@ -112,6 +112,10 @@ TUNABLES = {
                                        "queue", SECONDS),
     "session_timeout": Tunable(10800.0, "seconds without an event after which a running "
                                         "screener job shows as timeouted", SECONDS),
+    "worker_jobs": Tunable(20, "jobs one screener worker runs at once (each is a football "
+                               "process of ~70 MB that polls the jobs' database while it waits "
+                               "for a host slot); the others wait queued, in their order",
+                           COUNT),
     "worker_heartbeat": Tunable(2.0, "seconds between a screener worker's heartbeats in the "
                                      "jobs' database", SECONDS),
     "worker_dead_after": Tunable(10.0, "seconds without a heartbeat after which a screener "

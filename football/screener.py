@@ -30,7 +30,11 @@ process (same controller) or for its host locks (another one).
 Limits of a run are DBOS queues: `screener start` puts jobs on the queue `jobs`;
 each `screener run` gets a queue of its own whose `global_concurrency` is
 `--max` and, with `--max-per COLUMN=N`, partitioned by that column's value
-with `partition_concurrency` N. A job and its row are queued in one
+with `partition_concurrency` N; a worker runs at most `worker_jobs` jobs at
+once over all queues (`Places`), and takes at most that many of one queue
+(`worker_concurrency`), leaving the rest to the other workers. A job's
+events outlast a database that fails for a while (`JobEvents`): the worker
+keeps reading its operation's output. A job and its row are queued in one
 transaction (`enqueue_in_transaction`): both or neither. Limits per host
 hold across all jobs: a job's operation takes a seat in `football_slots`
 (sync per target host, shrink per primary, handover per source) before
@@ -53,6 +57,7 @@ with `state != new` in its condition, so whoever wrote it first tells it,
 and a state written again (a phase of a running job) is not told again."""
 
 import contextlib
+import heapq
 import json
 import logging
 import os
@@ -90,6 +95,7 @@ RESTARTABLE = ("failed", "serious", "interrupted", "illegal", "timeouted")
 EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupted",
                EXIT_SERIOUS: "serious", EXIT_CRITICAL: "critical", EXIT_TIMEOUTED: "timeouted"}
 STOP_WAIT = 600.0               # seconds a stopping worker waits for its operations
+KEPT_EVENTS_RETRY = 2.0         # seconds between tries to write a job's kept events
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
 
@@ -274,10 +280,12 @@ def shared_pauses(config):
     return {row.resource: (row.paused, row.by) for row in rows}
 
 
-def new_engine(url):
+def new_engine(url, threads=0):
     """An engine on the jobs' database `url` (psycopg for PostgreSQL; on
-    SQLite a writer waits up to 30 s for another's lock)."""
-    return sa.create_engine(engine_url(url), **(
+    SQLite a writer waits up to 30 s for another's lock) for up to
+    `threads` threads at once beyond SQLAlchemy's usual 15 connections
+    (opened while they are needed: a worker's jobs record their events)."""
+    return sa.create_engine(engine_url(url), max_overflow=10 + threads, **(
         {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}))
 
 
@@ -316,7 +324,7 @@ class JobStore:
     """Our tables beside DBOS's in the jobs' database, and a DBOS client for
     queueing. The database and its tables are created on first use."""
 
-    def __init__(self, config, notify=None):
+    def __init__(self, config, notify=None, threads=0):
         self.config = config
         self.notify = notify or (lambda job, state, text: None)
         self.url = database_url(config)
@@ -330,7 +338,7 @@ class JobStore:
                     from None
         try:
             DBOS.migrate(self.url)
-            self.engine = new_engine(self.url)
+            self.engine = new_engine(self.url, threads)
             _create_schema(self.engine)
         except sa.exc.SQLAlchemyError as error:
             raise Illegal(f"the jobs' database {self.url} cannot be used: {error}; check "
@@ -352,11 +360,15 @@ class JobStore:
     # ---------------------------------------------------------------- jobs
     def register_queue(self, name, max_running=None, max_per=None):
         """The queue `name`: at most `max_running` jobs of it run at once, at
-        most `max_per` of one partition (then every job needs one)."""
+        most `max_per` of one partition (then every job needs one), and one
+        worker takes at most `worker_jobs` of them at a time (this
+        controller's setting): the others stay for other workers."""
         if max_running is not None and max_per is not None:
             max_per = min(max_per, max_running)
         self.client.register_queue(name, global_concurrency=max_running,
                                    partition_concurrency=max_per,
+                                   worker_concurrency=min(self.config.worker_jobs,
+                                                          max_running or sys.maxsize),
                                    polling_interval_sec=self.config.jobs_poll_interval)
 
     def queue(self, specs, global_args, queue=START_QUEUE, run=""):
@@ -1034,6 +1046,98 @@ def run_operation(number):
     return _worker.run_job(number)
 
 
+class Places:
+    """The jobs one worker runs at once (`worker_jobs`): a job's operation is
+    a football process of ~70 MB that polls the jobs' database while it
+    waits for a host slot, so a run of a thousand jobs without --max must
+    not start a thousand at once. The jobs that wait for a place get it in
+    the order they were queued (by job number)."""
+
+    def __init__(self, count):
+        self.count, self.taken, self.waiting = count, 0, []
+        self.changed = threading.Condition()
+
+    def take(self, number, stopping, on_wait):
+        """Wait for a place for job `number`: True once it has one, False
+        when `stopping` is set first; `on_wait()` once if it must wait."""
+        with self.changed:
+            heapq.heappush(self.waiting, number)
+            free = self._free_for(number)
+        try:
+            if not free:
+                on_wait()
+            with self.changed:
+                while not self._free_for(number):
+                    if stopping.is_set():
+                        return False
+                    self.changed.wait(0.5)
+                self.taken += 1
+                return True
+        finally:
+            with self.changed:
+                self.waiting.remove(number)
+                heapq.heapify(self.waiting)
+                self.changed.notify_all()
+
+    def _free_for(self, number):
+        return self.taken < self.count and self.waiting[0] == number
+
+    def give_back(self):
+        with self.changed:
+            self.taken -= 1
+            self.changed.notify_all()
+
+
+class JobEvents:
+    """A running job's events, written into the jobs' database in their
+    order. While the database fails they are kept here and written once it
+    answers again (said in the worker's log): the operation goes on, and
+    its worker reads its output to the end — a worker that stopped reading
+    would leave it blocked on a full pipe, or dead of a closed one."""
+
+    def __init__(self, worker, job):
+        self.worker, self.number, self.id = worker, job["number"], job["id"]
+        self.kept = []                  # the writes not done yet, oldest first
+        self.lock = threading.Lock()    # stdout and stderr record from two threads
+        self.failing = False
+        self.again_at = 0.0             # while it fails: not before then (a connection
+                                        # attempt may hang; the output must be read on)
+
+    def record(self, event):
+        self.write(lambda: self.worker.store.record(self.number, event))
+
+    def write(self, write):
+        with self.lock:
+            self.kept.append(write)
+            if self.failing and time.monotonic() < self.again_at:
+                return
+            try:
+                self._write_kept()
+            except sa.exc.SQLAlchemyError as error:
+                self.again_at = time.monotonic() + KEPT_EVENTS_RETRY
+                if not self.failing:
+                    self.worker.say(f"worker {self.worker.id}: job {self.id}: its events are "
+                                    "kept in memory while the jobs' database fails "
+                                    f"({str(error).splitlines()[0]}); the operation goes on")
+                    self.failing = True
+
+    def _write_kept(self):
+        while self.kept:
+            self.kept[0]()
+            self.kept.pop(0)
+        if self.failing:
+            self.worker.say(f"worker {self.worker.id}: job {self.id}: the jobs' database "
+                            "answers again; its kept events are written")
+            self.failing = False
+
+    def flush(self):
+        """Every kept event written, waiting for the database as long as it fails."""
+        def write_kept():
+            with self.lock:
+                self._write_kept()
+        self.worker._written(self.id, "recording its events", write_kept)
+
+
 class WorkerStopped(Exception):
     """The worker stopped while this job ran: the job is left to the next."""
 
@@ -1063,13 +1167,16 @@ class Worker:
         self._beating = None
         self.taken_over = threading.Event()     # found dead by another worker: stop
         self.started = time.time()
+        self.places = Places(config.worker_jobs)
 
     def start(self):
         global _worker
         if self.hooks is None:
             self.hooks = Hooks(config=self.config)      # with the plugins of plugin_dirs
-        self.store = JobStore(self.config, notify=hook_notifier(
-            self.hooks, lambda text: self.say(f"worker {self.id}: warning: {text}")))
+        # a job's stdout and stderr record its events, each from its own thread
+        self.store = JobStore(self.config, threads=2 * self.config.worker_jobs,
+                              notify=hook_notifier(self.hooks, lambda text: self.say(
+                                  f"worker {self.id}: warning: {text}")))
         here = socket.gethostname()
         for other in self.store.live_workers():
             if other["id"] != self.id or (other["host"], other["pid"]) == (here, os.getpid()):
@@ -1094,6 +1201,7 @@ class Worker:
                          min(1.0, self.config.jobs_poll_interval)})
         DBOS.launch()     # also recovers the jobs this worker id left running
         DBOS.register_queue(START_QUEUE, polling_interval_sec=self.config.jobs_poll_interval,
+                            worker_concurrency=self.config.worker_jobs,
                             on_conflict="always_update")
         self._beating = threading.Thread(target=self._heartbeats, daemon=True,
                                          name="football-worker-heartbeat")
@@ -1192,34 +1300,81 @@ class Worker:
                 self._in_step -= 1
 
     def _run_job(self, number):
-        job = self.store.job_by_number(number)
+        job = self._written(f"number {number}", "reading it",
+                            lambda: self.store.job_by_number(number))
         if job["state"] in FINISHED or job["kill_requested"]:
             return job["exit_code"]
-        self._wait_for_earlier_run(job)
-        if not self.store.claim(number, self.id):
-            return self.store.job_by_number(number)["exit_code"]     # killed meanwhile
-        self.store.record(number, {"event": "job-start", "worker": self.id,
-                                   "argv": json.loads(job["args"])})
+        if not self.places.take(number, self.stopping, lambda: self._waits_for_a_place(number)):
+            self._leave(job)
         try:
-            code = self.executor.run(number, json.loads(job["args"]),
-                                     lambda event: self.store.record(number, event),
-                                     lambda pid: self.store.update(number, child_pid=pid))
+            return self._run_in_place(job)
+        finally:
+            self.places.give_back()
+
+    def _run_in_place(self, job):
+        number, name = job["number"], job["id"]
+        self._wait_for_earlier_run(job)
+        if not self._written(name, "claiming it", lambda: self.store.claim(number, self.id)):
+            return self._written(name, "reading it", lambda: self.store.job_by_number(
+                number))["exit_code"]                                   # killed meanwhile
+        events = JobEvents(self, job)
+        events.record({"event": "job-start", "worker": self.id, "argv": json.loads(job["args"])})
+        try:
+            code = self.executor.run(number, json.loads(job["args"]), events.record,
+                                     lambda pid: events.write(
+                                         lambda: self.store.update(number, child_pid=pid)))
         except OSError as error:
-            self.store.record(number, {"event": "stderr", "text": f"cannot start the "
-                                       f"operation: {error}"})
+            events.record({"event": "stderr", "text": f"cannot start the operation: {error}"})
             code = 1
         if self.stopping.is_set():
-            # parked until DBOS is gone, then out without a word: the job
-            # stays pending in the database, and the next worker resumes it
-            self._parked.wait()
-            raise WorkerStopped(f"job {job['id']}: left to the next worker")
-        for kind, host in self.store.release_slots(number):     # what the operation left
-            self.store.record(number, {"event": "slot", "action": "released", "slot": kind,
-                                       "hosts": [host], "by": "worker"})
+            self._leave(job)
+        events.flush()
+        for kind, host in self._written(name, "giving back its host slots",
+                                        lambda: self.store.release_slots(number)):
+            events.record({"event": "slot", "action": "released", "slot": kind,
+                           "hosts": [host], "by": "worker"})
         state = state_of_exit(code)
-        self.store.update(number, state=state, exit_code=code, finished=time.time())
-        self.store.record(number, {"event": "job-end", "exit_code": code, "state": state})
+        events.flush()
+        self._written(name, f"recording its end ({state}, exit {code})", lambda: (
+            self.store.update(number, state=state, exit_code=code, finished=time.time())))
+        events.record({"event": "job-end", "exit_code": code, "state": state})
+        events.flush()
         return code
+
+    def _waits_for_a_place(self, number):
+        """What `screener list` shows of a job this worker took from its
+        queue while all its places were taken (it stays queued)."""
+        with contextlib.suppress(sa.exc.SQLAlchemyError):       # a message, no more
+            self.store.record(number, {
+                "event": "message", "text": f"waits for a place on worker {self.id}: it runs "
+                f"{self.places.count} jobs at once (worker_jobs)"})
+
+    def _leave(self, job):
+        """The worker stops: parked until DBOS is gone, then out without a
+        word; the job stays pending in the database, and the next worker
+        resumes it."""
+        self._parked.wait()
+        raise WorkerStopped(f"job {job['id']}: left to the next worker")
+
+    def _written(self, job, what, write):
+        """`write()`'s result, the jobs' database's answer about `job` (named so):
+        while it fails (busy, or away for a while: a PostgreSQL restart),
+        tried again every few seconds, said once in the worker's log — a
+        job's end must not be lost, nor its operation left running without
+        its worker; a worker that stops meanwhile leaves the job to the next."""
+        said, pause = False, 0.1
+        while True:
+            try:
+                return write()
+            except sa.exc.SQLAlchemyError as error:
+                if not said:
+                    self.say(f"worker {self.id}: job {job}: {what} failed in the jobs' "
+                             f"database ({str(error).splitlines()[0]}); trying again until "
+                             "it answers")
+                    said = True
+            if self.stopping.wait(pause):
+                self._leave({"id": job})
+            pause = min(2 * pause, 5.0)
 
     def _wait_for_earlier_run(self, job):
         pid = job["child_pid"]

@@ -99,20 +99,35 @@ class PostgresServer:
         self.sockets.mkdir(mode=0o700)
         os.chown(self.sockets, self.user.pw_uid, self.user.pw_gid)
         self.port = free_port(self.address)
-        log = open(self.log_path, "w")
+        self._serve()
+        self._connected(f"CREATE DATABASE {DATABASE}")
+        return self
+
+    def pause(self):
+        """Stop the server (fast shutdown, by its pid), keeping its data:
+        the jobs' database goes away, as in a restart of it."""
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+
+    def resume(self):
+        """Start the paused server again, on the same address and port."""
+        self._serve()
+        self._connected("SELECT 1")
+
+    def _serve(self):
+        log = open(self.log_path, "a")
         os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
         self.process = subprocess.Popen(
-            [str(bin_dir / "postgres"), "-D", str(self.data), "-k", str(self.sockets),
+            [str(binaries() / "postgres"), "-D", str(self.data), "-k", str(self.sockets),
              "-c", f"listen_addresses={self.address}", "-p", str(self.port),
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=200"],
             user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[], cwd=self.dir,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=_fast_shutdown_with_parent)
         log.close()
-        self._create_database()
-        return self
 
-    def _create_database(self):
+    def _connected(self, statement):
+        """Run `statement` as soon as the server accepts connections."""
         import psycopg
 
         deadline = time.monotonic() + START_WAIT
@@ -122,7 +137,7 @@ class PostgresServer:
                 with psycopg.connect(host=self.address, port=self.port, user="football",
                                      password=self.password, dbname="postgres",
                                      autocommit=True, connect_timeout=5) as connection:
-                    connection.execute(f"CREATE DATABASE {DATABASE}")
+                    connection.execute(statement)
                 return
             except psycopg.OperationalError as error:
                 if time.monotonic() > deadline:
@@ -167,10 +182,15 @@ def remove_leftovers(parent=None):
 
 
 @pytest.fixture(scope="module")
-def postgres_url(request):
-    """The URL of a database on a private PostgreSQL server for the test
-    file (root: the server runs as `postgres`)."""
+def postgres_server(request):
+    """A private PostgreSQL server for the test file (root: it runs as
+    `postgres`), started."""
     server = PostgresServer()
     request.addfinalizer(server.stop)
-    server.start()
-    return server.url
+    return server.start()
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_server):
+    """The URL of a database on the test file's private PostgreSQL server."""
+    return postgres_server.url

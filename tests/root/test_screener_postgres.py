@@ -5,11 +5,13 @@ jobs run a stand-in for football (tests/helpers/standin.py) that counts
 its runs and notices two runs of one job at once."""
 
 import json
+import sys
+import textwrap
 
 import pytest
 
 from tests.helpers.jobs import WorkerProcesses, football, wait_for
-from tests.helpers.postgres import postgres_url  # noqa: F401 (a fixture)
+from tests.helpers.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.helpers.standin import overlaps, runs, stand_in_command
 
 pytestmark = [pytest.mark.root]
@@ -134,3 +136,63 @@ def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
         assert shared_plan(config, "balance-none") is None
     finally:
         store.close()
+
+
+# a job that says it began, waits for the test's go, then prints far more
+# events than a pipe holds (a worker that stopped reading would block it
+# there), marks that it got them all out, and ends
+EVENTS = 3000
+THROUGH_A_RESTART = textwrap.dedent(f"""\
+    import json, os, sys, time
+    state_dir = next(arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("state_dir="))
+    def say(**event):
+        print(json.dumps(event), flush=True)
+    say(event="phase", phase="prepare")
+    while not os.path.exists(os.path.join(state_dir, "go")):
+        time.sleep(0.05)
+    for done in range({EVENTS}):
+        say(event="progress", what="sync", done=done, total={EVENTS})
+    open(os.path.join(state_dir, "printed"), "w").close()
+    say(event="phase", phase="finish")
+    """)
+
+
+def test_a_job_outlasts_a_restart_of_the_database_its_events_kept_and_its_end_written(
+        tmp_path, postgres_server):  # noqa: F811 (the fixture)
+    """The jobs' database restarted while a job runs: the worker reads the
+    operation's output on (it does not block on a full pipe), keeps its
+    events, and once the database answers writes them in their order and
+    the job's end; it says so in its log."""
+    state_dir = tmp_path / "controller"
+    state_dir.mkdir()
+    script = tmp_path / "football_through_a_restart.py"
+    script.write_text(THROUGH_A_RESTART)
+    variables = [*TUNING, f"jobs_database_url={postgres_server.url}",
+                 f"job_command={sys.executable} {script}"]
+    processes = WorkerProcesses(str(state_dir), variables)
+    try:
+        worker = processes.start("pg-w5")
+        screener(state_dir, variables, "start", "handover", "vm7", "a2")
+        wait_for(lambda: jobs_now(state_dir, variables, ["vm7"])["vm7"]["phase"] == "prepare",
+                 "vm7 to begin", timeout=60)
+        postgres_server.pause()
+        try:
+            (state_dir / "go").touch()
+            wait_for(lambda: (state_dir / "printed").exists(), "vm7 to print its events while "
+                     "the database is away", timeout=60)
+            wait_for(lambda: "its events are kept in memory" in processes.log(worker),
+                     "the worker to say it keeps them")
+        finally:
+            postgres_server.resume()
+        job = all_ended(state_dir, variables, ["vm7"])["vm7"]
+        log = processes.log(worker)
+    finally:
+        processes.kill_all()
+    assert (job["state"], job["exit_code"], job["phase"]) == ("done", 0, "finish"), (job, log)
+    events = screener(state_dir, variables, "show", "vm7")[1:]
+    assert [event["done"] for event in events if event["event"] == "progress"] == \
+        list(range(EVENTS))
+    assert [event["event"] for event in events if event["event"] != "progress"] == \
+        ["job-start", "phase", "phase", "job-end"]
+    assert log.count("its events are kept in memory") == 1, log
+    assert log.count("the jobs' database answers again") == 1, log

@@ -31,7 +31,7 @@ from tests.helpers.dataplane import tree_checksums
 from tests.helpers.jobs import WorkerProcesses, events_of, jobs, wait_for
 from tests.helpers.lab import (FEWER_RECORDS, files_dir, football, lab_up, roles_and_running,
                                sequence_problems, written_files)
-from tests.helpers.postgres import postgres_url  # noqa: F401 (a fixture)
+from tests.helpers.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 

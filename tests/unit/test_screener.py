@@ -32,8 +32,9 @@ def screener(state_dir, *args):
                     *args)
 
 
-def start_worker(state_dir, executor, worker_id="test"):
-    worker = Worker(Config(variables=[f"state_dir={state_dir}", POLL]), worker_id, executor)
+def start_worker(state_dir, executor, worker_id="test", settings=(), say=None):
+    worker = Worker(Config(variables=[f"state_dir={state_dir}", POLL, *settings]), worker_id,
+                    executor, say=say)
     worker.start()
     return worker
 
@@ -458,3 +459,97 @@ def test_a_jobs_database_made_by_another_process_meanwhile_is_used_and_other_err
     with pytest.raises(Illegal, match="cannot be used: .*disk I/O error"):
         JobStore(config)
     assert calls == ["disk I/O error"]          # not tried again
+
+
+# ------------------------------------------------------------ the worker's load
+
+def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying_so(
+        state_dir, tmp_path):
+    """A run of many jobs without --max once started every job at once on
+    the worker (1000 football processes of ~70 MB; the engine's connection
+    pool ran out and jobs stayed `running` for ever): a worker runs
+    `worker_jobs` at once, over all queues, and a job it took from its queue
+    while all its places are taken stays queued, saying why."""
+    executor = ScriptedExecutor()
+    gates = {f"vm{number}": threading.Event() for number in range(1, 6)}
+    for res, gate in gates.items():
+        executor.scripts[res] = Script([{"event": "phase", "phase": "prepare"}], gate=gate)
+    worker = start_worker(state_dir, executor, settings=["worker_jobs=2"])
+    try:
+        moves = tmp_path / "moves.csv"
+        moves.write_text("resource;operation;host\n" +
+                         "".join(f"vm{number};handover;a2\n" for number in range(1, 5)))
+        assert screener(state_dir, "run", moves)[0] == 0           # no --max
+        wait_for(lambda: len(executor.running) == 2, "two jobs to run")
+        assert screener(state_dir, "start", "handover", "vm5", "a1")[0] == 0    # another queue
+        waiting = "waits for a place on worker test: it runs 2 jobs at once (worker_jobs)"
+        now = wait_for(lambda: (lambda now: now if now["vm5"]["message"] and sum(
+            job["message"] == waiting for job in now.values()) == 3 else None)(jobs(state_dir)),
+            "the three others to say why they wait")
+        assert sorted((job["state"], job["message"]) for job in now.values()) == \
+            [("queued", waiting)] * 3 + [("running", None)] * 2
+        assert sorted(executor.running) == sorted(res for res, job in now.items()
+                                                  if job["state"] == "running")
+        for gate in gates.values():
+            gate.set()
+        done = finished(state_dir, *gates)
+    finally:
+        worker.stop(timeout=10)
+    assert {job["state"] for job in done.values()} == {"done"}
+    assert sorted(executor.ran) == sorted(gates)
+    assert max(map(len, executor.alongside)) == 2, executor.alongside
+
+
+def test_a_jobs_events_outlast_a_database_that_fails_for_a_while(state_dir):
+    """The jobs' database failing while a job runs (a PostgreSQL restart)
+    once let the worker stop reading the operation's output (the operation
+    then blocked on a full pipe, or died of a closed one) and left the job
+    `running` for ever. Its events are kept until the database answers, in
+    their order; its end is written once it does; the worker says so, once."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    said = []
+    executor = ScriptedExecutor()
+    executor.scripts["vm1"] = Script([{"event": "phase", "phase": "prepare"},
+                                      {"event": "message", "text": "vm1: joining b1"},
+                                      {"event": "phase", "phase": "wait"}])
+    worker = start_worker(state_dir, executor, say=said.append)
+    failures = {"record": 3, "update": 2}
+
+    def failing(name):
+        real = getattr(worker.store, name)
+
+        def write(number, *args, **fields):
+            # the events from the job's start on, the end (its state) twice
+            if jobs_started and failures[name] and (name == "record" or "state" in fields):
+                failures[name] -= 1
+                raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError(
+                    "database is locked"))
+            return real(number, *args, **fields)
+        return write
+
+    jobs_started = []
+    real_record = worker.store.record
+    worker.store.record = failing("record")
+    worker.store.update = failing("update")
+    original_claim = worker.store.claim
+    worker.store.claim = lambda *args: (jobs_started.append(1), original_claim(*args))[1]
+    try:
+        assert screener(state_dir, "start", "migrate", "vm1", "b1")[0] == 0
+        job = finished(state_dir, "vm1")["vm1"]
+    finally:
+        worker.store.record = real_record
+        worker.stop(timeout=10)
+    assert (job["state"], job["exit_code"], job["phase"], job["message"]) == \
+        ("done", 0, "wait", "vm1: joining b1")
+    assert [event["event"] for event in events_of(state_dir, "vm1")] == \
+        ["job-start", "phase", "message", "phase", "job-end"]
+    assert failures == {"record": 0, "update": 0}
+    kept = [text for text in said if "kept in memory" in text]
+    assert kept == ["worker test: job vm1: its events are kept in memory while the jobs' "
+                    "database fails ((sqlite3.OperationalError) database is locked); the "
+                    "operation goes on"], said
+    assert sum("answers again" in text for text in said) == 1, said
+    assert sum("recording its end (done, exit 0) failed" in text for text in said) == 1, said

@@ -107,6 +107,28 @@ def test_a_job_of_a_stopped_worker_is_taken_over_at_once_by_another(state_dir, w
     assert "took over worker w1 (stopped)" in workers.log(second)
 
 
+def test_the_jobs_of_a_run_are_shared_by_the_workers_each_taking_worker_jobs(state_dir,
+                                                                            workers, tmp_path):
+    """A run's queue lets one worker take at most `worker_jobs` of its jobs
+    at a time (the setting of the controller that queued it): the others
+    stay in the database for the other workers, instead of waiting on the
+    first worker that looked for a place there while another worker idles."""
+    workers.start("w1")
+    workers.start("w2")
+    wait_for(lambda: live(state_dir, "w1") and live(state_dir, "w2"), "w1 and w2 to be up")
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;host\nhold5;handover;a2\nhold6;handover;a2\n")
+    settings = ["--var", f"state_dir={state_dir}", "--var", TUNING[0], "--var", "worker_jobs=1"]
+    code, _, err = football(*settings, "screener", "run", moves)
+    assert code == 0, err
+    running = wait_for(lambda: (lambda now: now if {job["state"] for job in now.values()} ==
+                                {"running"} else None)(jobs(state_dir)), "both jobs to run")
+    assert sorted(job["worker"] for job in running.values()) == ["w1", "w2"], running
+    for res in running:
+        assert football(*settings, "screener", "kill", res)[0] == 0
+        assert done(state_dir, res)["state"] == "interrupted"
+
+
 def test_a_worker_found_dead_by_another_interrupts_its_operations_and_stops(state_dir):
     executor, gate = ScriptedExecutor(), threading.Event()
     executor.scripts["hold4"] = Script([{"event": "phase", "phase": "prepare"}], gate=gate)
