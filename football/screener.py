@@ -1214,7 +1214,7 @@ class Worker:
         clean-up short)."""
         heartbeat = self.config.worker_heartbeat
         interval = min(heartbeat, self.config.jobs_poll_interval)
-        beaten, interrupted = time.monotonic(), set()
+        beaten, interrupted, failing = time.monotonic(), set(), None
         while not self._beat.wait(interval):
             try:
                 if time.monotonic() - beaten >= heartbeat:
@@ -1229,7 +1229,17 @@ class Worker:
                         interrupted.add(number)
                         self.executor.interrupt_job(number)
             except sa.exc.SQLAlchemyError as error:
-                self.say(f"worker {self.id}: the jobs' database failed: {error}")
+                if failing is None:         # said once, not at every beat
+                    failing = time.monotonic()
+                    self.say(f"worker {self.id}: the jobs' database failed "
+                             f"({str(error).splitlines()[0]}): no heartbeat until it answers "
+                             f"(other workers take this one's jobs over after "
+                             f"{self.config.worker_dead_after:g} s)")
+                continue
+            if failing is not None:
+                self.say(f"worker {self.id}: the jobs' database answers again (after "
+                         f"{time.monotonic() - failing:.0f} s)")
+                failing = None
 
     def _fenced(self):
         """Another worker found this one dead (its heartbeat stalled) and

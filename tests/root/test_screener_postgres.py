@@ -162,7 +162,7 @@ def test_a_job_outlasts_a_restart_of_the_database_its_events_kept_and_its_end_wr
     """The jobs' database restarted while a job runs: the worker reads the
     operation's output on (it does not block on a full pipe), keeps its
     events, and once the database answers writes them in their order and
-    the job's end; it says so in its log."""
+    the job's end; it says so in its log, once (also of its heartbeat)."""
     state_dir = tmp_path / "controller"
     state_dir.mkdir()
     script = tmp_path / "football_through_a_restart.py"
@@ -195,4 +195,7 @@ def test_a_job_outlasts_a_restart_of_the_database_its_events_kept_and_its_end_wr
     assert [event["event"] for event in events if event["event"] != "progress"] == \
         ["job-start", "phase", "phase", "job-end"]
     assert log.count("its events are kept in memory") == 1, log
-    assert log.count("the jobs' database answers again") == 1, log
+    assert log.count("the jobs' database answers again; its kept events") == 1, log
+    # the heartbeat's failure, said once, not at every beat
+    assert log.count("no heartbeat until it answers") == 1, log
+    assert log.count("worker pg-w5: the jobs' database answers again (after") == 1, log
