@@ -16,6 +16,12 @@ environment. The operation then reads its job's row there, at every poll:
   `condition`. The host-side locks and intents stay: runs outside the
   screener respect those.
 
+While the jobs' database does not answer (a PostgreSQL restart) the
+operation goes on where it can: the job's row is what it last read (a
+kill, a gate's release change only through the database), a slot is
+waited for (said, with the database's error), and a slot it cannot give
+back is its worker's to give back at the job's end.
+
 A run outside the screener has no job: `current()` is None."""
 
 import json
@@ -64,6 +70,11 @@ def _end_if_killed(job):
     raise JobKilled(job["id"])
 
 
+class DatabaseAway(Exception):
+    """The jobs' database does not answer (its error, in one line), and
+    this run has not read its job's row before."""
+
+
 class _AllOrNone(Exception):
     """A host was full: the seats taken on the others are rolled back."""
 
@@ -75,6 +86,7 @@ class JobLink:
         self.config, self.number = config, number
         self._engine = None
         self._job_id = None
+        self._last_row = None
 
     @property
     def engine(self):
@@ -85,13 +97,21 @@ class JobLink:
         return self._engine
 
     def row(self):
+        """The job's row; while the database does not answer, the row as
+        this run last read it (what changes in it changes only through the
+        database), else `DatabaseAway`."""
         import sqlalchemy as sa
 
-        from football.screener import JOBS
+        from football.screener import JOBS, database_error
 
-        with self.engine.connect() as connection:
-            return dict(connection.execute(
-                sa.select(JOBS).where(JOBS.c.number == self.number)).mappings().one())
+        try:
+            with self.engine.connect() as connection:
+                self._last_row = dict(connection.execute(
+                    sa.select(JOBS).where(JOBS.c.number == self.number)).mappings().one())
+        except sa.exc.OperationalError as error:
+            if self._last_row is None:
+                raise DatabaseAway(database_error(error)) from None
+        return self._last_row
 
     def check_killed(self):
         """`JobKilled` when `screener kill` asked for the job's end."""
@@ -102,6 +122,8 @@ class JobLink:
         off or released). `JobKilled` when the job was killed. `football
         continue RES` (the foreground's release) counts too: it is recorded
         in the job, the file used up."""
+        import sqlalchemy as sa
+
         from plugins.waiting import continue_file
 
         job = self.row()
@@ -113,7 +135,10 @@ class JobLink:
             return None
         released = continue_file(settings.state_dir, res)
         if released.exists():
-            self._set(released=time.time())
+            try:
+                self._set(released=time.time())
+            except sa.exc.OperationalError:
+                return None         # released; the file stays for a run that goes on later
             released.unlink(missing_ok=True)
             return None
         return (f"waiting for the operator (gate before the downtime): football screener "
@@ -130,8 +155,9 @@ class JobLink:
 
         ended = sa.select(JOBS.c.number).where(sa.or_(JOBS.c.state.in_(FINISHED),
                                                       JOBS.c.archived == sa.true()))
+        failed = None
         for _ in range(20):         # a seat taken by another job meanwhile: look again
-            full = {}
+            full, failed = {}, None
             try:
                 with self.engine.begin() as connection:
                     connection.execute(SLOTS.delete().where(SLOTS.c.job.in_(ended)))
@@ -153,8 +179,13 @@ class JobLink:
                 return full
             except _AllOrNone:
                 return full
-            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+            except sa.exc.IntegrityError:
                 time.sleep(0.05)
+            except sa.exc.OperationalError as error:    # SQLite's lock; or no database
+                failed = error
+                time.sleep(0.05)
+        if failed is not None:
+            raise failed
         return full or {host: [] for host in hosts}
 
     def wait_for_slots(self, kind, hosts, limit, limit_name, tell, poll):
@@ -163,15 +194,25 @@ class JobLink:
         host, the limit and who holds it) through `tell(kind, **fields)`,
         `wait-end`, then a `slot` event (taken). `JobKilled` when the job is
         killed meanwhile."""
+        import sqlalchemy as sa
+
+        from football.screener import database_error
+
         said = None
         while True:
-            full = self.take_slots(kind, hosts, limit)
-            if not full:
-                break
-            _end_if_killed(self.row())
-            reasons = [f"a {kind} slot on {host} ({limit_name} {limit} across the screener's "
-                       f"jobs; held by {', '.join(holders) or 'another job'})"
-                       for host, holders in sorted(full.items())]
+            try:
+                full = self.take_slots(kind, hosts, limit)
+                if not full:
+                    break
+                _end_if_killed(self.row())
+                reasons = [f"a {kind} slot on {host} ({limit_name} {limit} across the "
+                           f"screener's jobs; held by {', '.join(holders) or 'another job'})"
+                           for host, holders in sorted(full.items())]
+            except (sa.exc.OperationalError, DatabaseAway) as error:
+                said_error = error if isinstance(error, DatabaseAway) else database_error(error)
+                full = dict.fromkeys(hosts)
+                reasons = [f"the jobs' database does not answer ({said_error}): a {kind} slot "
+                           f"on {', '.join(sorted(hosts))} is taken once it does"]
             if reasons != said:
                 tell("wait", state="condition", what=f"{kind} slot", hosts=sorted(full),
                      reasons=reasons)
@@ -183,13 +224,22 @@ class JobLink:
 
     def release_slots(self, kind, hosts, tell):
         """Give back this job's `kind` slots on `hosts` (a `slot` event,
-        released, when it held any)."""
-        from football.screener import SLOTS
+        released, when it held any); while the database does not answer,
+        its worker gives them back at the job's end (a warning event)."""
+        import sqlalchemy as sa
 
-        with self.engine.begin() as connection:
-            released = connection.execute(SLOTS.delete().where(
-                SLOTS.c.job == self.number, SLOTS.c.kind == kind,
-                SLOTS.c.host.in_(list(hosts)))).rowcount
+        from football.screener import SLOTS, database_error
+
+        try:
+            with self.engine.begin() as connection:
+                released = connection.execute(SLOTS.delete().where(
+                    SLOTS.c.job == self.number, SLOTS.c.kind == kind,
+                    SLOTS.c.host.in_(list(hosts)))).rowcount
+        except sa.exc.OperationalError as error:
+            tell("warning", text=f"the {kind} slots on {', '.join(sorted(hosts))} stay taken "
+                 f"until the job's end (its worker gives them back): the jobs' database does "
+                 f"not answer ({database_error(error)})")
+            return
         if released:
             tell("slot", action="released", slot=kind, hosts=sorted(hosts))
 

@@ -266,18 +266,36 @@ def shared_plan(config, plan_id):
 
 def shared_pauses(config):
     """{resource or '*': (when, by which controller)} of the pauses in the
-    jobs' database that `jobs_database_url` names; {} without one (or when
-    it cannot be read: the pause files of this controller still hold)."""
-    if not config.jobs_database_url:
-        return {}
-    with reading(config) as connection:
-        if connection is None:
-            return {}
+    jobs' database that `jobs_database_url` names; {} without one. A
+    database that does not answer raises `PausesUnknown`: an operator's
+    pause there may hold this run (an incident may be why it is away)."""
+    url = config.jobs_database_url
+    if not url or (url.startswith("sqlite:///") and
+                   not os.path.exists(url.removeprefix("sqlite:///"))):
+        return {}                       # (reading makes no database)
+    try:
+        engine = new_engine(url)
         try:
-            rows = connection.execute(sa.select(PAUSES)).all()
-        except sa.exc.SQLAlchemyError:
-            return {}
+            with engine.connect() as connection:
+                rows = connection.execute(sa.select(PAUSES)).all()
+        finally:
+            engine.dispose()
+    except sa.exc.SQLAlchemyError as error:
+        said = database_error(error)
+        if "football_pauses" in said and ("no such table" in said or "does not exist" in said):
+            return {}                   # no pause was ever made there
+        raise PausesUnknown(said) from None
     return {row.resource: (row.paused, row.by) for row in rows}
+
+
+class PausesUnknown(Exception):
+    """The jobs' database that holds the shared pauses does not answer."""
+
+
+def database_error(error):
+    """What a database error says, in one line (SQLAlchemy's carry the
+    statement and a link on further lines)."""
+    return str(error).splitlines()[0]
 
 
 def new_engine(url, threads=0):
@@ -1118,7 +1136,7 @@ class JobEvents:
                 if not self.failing:
                     self.worker.say(f"worker {self.worker.id}: job {self.id}: its events are "
                                     "kept in memory while the jobs' database fails "
-                                    f"({str(error).splitlines()[0]}); the operation goes on")
+                                    f"({database_error(error)}); the operation goes on")
                     self.failing = True
 
     def _write_kept(self):
@@ -1232,7 +1250,7 @@ class Worker:
                 if failing is None:         # said once, not at every beat
                     failing = time.monotonic()
                     self.say(f"worker {self.id}: the jobs' database failed "
-                             f"({str(error).splitlines()[0]}): no heartbeat until it answers "
+                             f"({database_error(error)}): no heartbeat until it answers "
                              f"(other workers take this one's jobs over after "
                              f"{self.config.worker_dead_after:g} s)")
                 continue
@@ -1379,7 +1397,7 @@ class Worker:
             except sa.exc.SQLAlchemyError as error:
                 if not said:
                     self.say(f"worker {self.id}: job {job}: {what} failed in the jobs' "
-                             f"database ({str(error).splitlines()[0]}); trying again until "
+                             f"database ({database_error(error)}); trying again until "
                              "it answers")
                     said = True
             if self.stopping.wait(pause):

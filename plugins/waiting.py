@@ -7,9 +7,11 @@ and site (FOOTBALL.md, "Waiting"; the original had them in a site plugin).
 - pause files in the controller's state dir: `pause` holds every resource,
   `pause.<res>` one (`football pause [RES]`, `football unpause [RES]`);
   where controllers share a jobs' database (`jobs_database_url`) the pause
-  is recorded there instead and holds every controller's runs and jobs.
-  While one exists the resource counts as locked: the time does not count
-  toward `downtime_gate_timeout`.
+  is recorded there instead and holds every controller's runs and jobs;
+  while that database does not answer, a run cannot tell whether it is
+  paused there and waits too (said, with the database's error). While one
+  exists the resource counts as locked: the time does not count toward
+  `downtime_gate_timeout`.
 - `gate_before_downtime`: every downtime waits for the operator's
   `football continue <res>` (a file `continue.<res>`, used up by the run
   that passes the gate). A screener job's gate is the job's own
@@ -55,10 +57,13 @@ class Pause:
         return "the jobs' database: every controller holds it" if self.store else str(self.path)
 
     def exists(self):
-        from football.screener import shared_pauses
+        from football.screener import PausesUnknown, shared_pauses
 
         if self.store is not None:
-            return (self.res or "*") in shared_pauses(self.config)
+            try:
+                return (self.res or "*") in shared_pauses(self.config)
+            except PausesUnknown:
+                return False        # the store's own write or delete says the rest
         return self.path.exists()
 
     def set(self):
@@ -82,7 +87,7 @@ def pauses(config):
     runs of this controller: its pause files and, where controllers share a
     jobs' database, the pauses recorded there (`football status` shows them:
     a paused run waits by design, but never unseen)."""
-    from football.screener import shared_pauses
+    from football.screener import PausesUnknown, shared_pauses
 
     found = []
     for path in sorted(Path(config.state_dir).glob(f"{PAUSE_ALL}*")):
@@ -90,8 +95,13 @@ def pauses(config):
         if name == PAUSE_ALL or name.startswith(f"{PAUSE_ALL}."):
             found.append({"resource": name[len(PAUSE_ALL) + 1:] or "*", "where": str(path),
                           "since": path.stat().st_mtime, "by": None})
+    try:
+        shared = shared_pauses(config)
+    except PausesUnknown as error:
+        return found + [{"resource": "*", "where": f"the jobs' database does not answer: {error}",
+                         "since": None, "by": None, "unknown": True}]
     found += [{"resource": res, "where": "the jobs' database", "since": when, "by": by}
-              for res, (when, by) in sorted(shared_pauses(config).items())]
+              for res, (when, by) in sorted(shared.items())]
     return found
 
 
@@ -116,9 +126,14 @@ class Waiting:
                               (pause_file(state_dir, res), f"football unpause {res}")):
             if path.exists():
                 return f"paused by {path}: {command}"
-        from football.screener import shared_pauses
+        from football.screener import PausesUnknown, shared_pauses
 
-        shared = shared_pauses(self.config)
+        try:
+            shared = shared_pauses(self.config)
+        except PausesUnknown as error:
+            return (f"the jobs' database does not answer ({error}): whether {res} is paused "
+                    "there cannot be read; waiting until it answers (a run with --var "
+                    "jobs_database_url= goes on without it)")
         for name, command in (("*", "football unpause"), (res, f"football unpause {res}")):
             if name in shared:
                 when, by = shared[name]

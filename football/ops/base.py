@@ -716,7 +716,13 @@ class Operation(StoppedContainer):
         downtime = not self.kept_stopped
 
         def objections():
-            gate = self._job_gate(link, source)     # a killed job ends here, also then
+            away = []
+            try:
+                gate = self._job_gate(link, source)     # a killed job ends here, also then
+            except joblink.DatabaseAway as error:       # not read before: cannot tell
+                gate, away = [], [f"the jobs' database does not answer ({error}): whether "
+                                  "the job is killed or released at its gate cannot be read; "
+                                  "waiting until it answers"]
             gate = gate if downtime else []
             vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
                                        target=target) if downtime else []
@@ -728,7 +734,7 @@ class Operation(StoppedContainer):
             locks = [f"{self.res} is locked on {', '.join(hosts)}" +
                      (f" ({lock})" if isinstance(lock, str) else "")
                      for lock, hosts in holders.items()]
-            return gate, vetoes, locks
+            return gate, vetoes, locks + away
 
         gate, vetoes, locks = objections()
         if not gate and not vetoes and not locks:
@@ -780,6 +786,8 @@ class Operation(StoppedContainer):
             try:
                 if link is not None:
                     link.check_killed()
+            except joblink.DatabaseAway:
+                pass                # a kill is seen once it answers
             except joblink.JobKilled as killed:
                 raise Interrupted(f"job {killed} killed before the cleanup of {self.res} (it "
                                   "runs where the window left it); restart it to clean up") \

@@ -249,6 +249,11 @@ def render(report, console=None):
         for line in _unfinished_hints(report["operations"], report["resources"]):
             console.print(line)
     for pause in report.get("pauses") or []:
+        if pause.get("unknown"):
+            console.print(f"paused?: {pause['where']}: whether runs are paused there cannot "
+                          "be read; they wait before their downtime window until it answers",
+                          markup=False, highlight=False, soft_wrap=True)
+            continue
         whose = "every resource" if pause["resource"] == "*" else pause["resource"]
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(pause["since"]))
         by = f" by {pause['by']}" if pause["by"] else ""

@@ -631,3 +631,55 @@ def test_status_shows_the_pauses_that_hold_runs_here_and_of_a_resource_its_own(
     assert lines[1].startswith("paused: every resource, since ") and " by football@" in \
         lines[1] and lines[1].endswith("(the jobs' database): runs wait before their downtime "
                                        "window until `football unpause`"), lines
+
+
+def test_a_run_waits_before_its_downtime_while_the_shared_pauses_cannot_be_read(
+        fake_fleet, tmp_path):  # noqa: F811
+    """Where controllers share a jobs' database, a pause there is the
+    operator's brake for every controller — and in an incident the database
+    may be what is away. A run that cannot read the pauses waits before its
+    downtime window, saying why, and goes on once they can be read (before,
+    it went on as if nothing were paused); `status` says it cannot tell."""
+    import threading
+
+    from football.screener import JobStore
+
+    database = tmp_path / "jobs.sqlite"
+    database.write_bytes(b"not a database " * 100)     # a database that does not answer
+    shared = [f"state_dir={fake_fleet.state_dir}", f"jobs_database_url=sqlite:///{database}"]
+    fake_fleet.create_resource("vm2", "a1", ["a2"])
+    result = CliRunner().invoke(cli, ["--inventory", fake_fleet.inventory_path, "--json",
+                                      *[word for setting in shared for word in ("--var", setting)],
+                                      "status"])
+    pauses = json.loads(result.stdout)["pauses"]
+    assert [(pause["resource"], pause.get("unknown")) for pause in pauses] == [("*", True)]
+    assert pauses[0]["where"].startswith("the jobs' database does not answer: "
+                                         "(sqlite3.DatabaseError) file is not a database")
+    out = io.StringIO()
+    render(json.loads(result.stdout), Console(file=out, width=300))
+    assert "paused?: the jobs' database does not answer: (sqlite3.DatabaseError) file is not " \
+        "a database: whether runs are paused there cannot be read; they wait before their " \
+        "downtime window until it answers" in out.getvalue()
+    ran = {}
+    run = threading.Thread(target=lambda: ran.update(result=football(
+        fake_fleet, "--var", shared[1], "--var", "poll_interval=0.02", "migrate", "vm2", "b1")))
+    run.start()
+    logs = Path(fake_fleet.state_dir) / "log"
+    waiting = "whether vm2 is paused there cannot be read; waiting until it answers"
+    wait_for_text = time.monotonic() + 60
+    while not any(waiting in path.read_text() for path in logs.glob("*-migrate-vm2.log")):
+        assert run.is_alive() and time.monotonic() < wait_for_text, ran
+        time.sleep(0.05)
+    assert fake_fleet.resources["vm2"].primary == "a1"       # nothing stopped
+    database.unlink()
+    JobStore(Config(variables=shared, environ={})).close()   # it answers: no pause there
+    run.join(timeout=60)
+    code, events, err = ran["result"]
+    assert code == 0, err
+    assert fake_fleet.resources["vm2"].primary == "b1"
+    waits = [event for event in events if event["event"] == "wait" and
+             event.get("what") == "downtime"]
+    assert len(waits) == 1 and waits[0]["state"] == "condition" and \
+        waits[0]["reasons"][0].startswith("vm2 is locked on a1, b1 (the jobs' database does not "
+                                          "answer ((sqlite3.DatabaseError) file is not a "
+                                          "database): whether vm2 is paused there"), waits

@@ -13,7 +13,7 @@ from collections import defaultdict
 import pytest
 
 from football.config import Config
-from football.joblink import JobKilled, JobLink
+from football.joblink import DatabaseAway, JobKilled, JobLink
 from football.screener import JobSpec, JobStore
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
@@ -351,3 +351,62 @@ def test_host_slots_hold_across_all_jobs_and_a_waiting_job_shows_condition_with_
                  and event.get("by") == "worker"]
     assert by_worker == [{"event": "slot", "action": "released", "slot": "handover",
                           "hosts": ["a1"], "by": "worker", "time": by_worker[0]["time"]}]
+
+
+# ------------------------------------------- the jobs' database does not answer
+
+def gone(link):
+    """Point `link` at a PostgreSQL server that refuses connections (as one
+    being restarted); the engine it had."""
+    from football.screener import new_engine
+
+    engine, link._engine = link._engine, new_engine("postgresql://football@127.0.0.1:9/gone")
+    return engine
+
+
+def test_a_jobs_operation_waits_for_its_slot_and_keeps_its_gate_while_the_database_is_away(
+        state_dir):
+    """A PostgreSQL restart in a mass run once failed the operations that
+    read their job at that moment (a traceback: a slot's wait, the gate, a
+    slot given back after the downtime window). Now the job's row is what
+    the run last read (kill and release change only through the database),
+    a slot is waited for with the database's error as the reason, and a
+    slot that cannot be given back is its worker's to give back (a warning)."""
+    config = Config(variables=[f"state_dir={state_dir}"], environ={})
+    store = JobStore(config)
+    try:
+        store.queue([JobSpec("vm1", "migrate", ["b1"], gate=True)], [])
+        number = store.job("vm1")["number"]
+        link = JobLink(config, number)
+        told = []
+
+        def tell(kind, **fields):
+            told.append({"event": kind, **fields})
+
+        assert link.gate("vm1").startswith("waiting for the operator")
+        engine = gone(link)
+        assert link.row()["id"] == "vm1"                    # as last read
+        assert link.gate("vm1").startswith("waiting for the operator")
+        link.release_slots("sync", {"b1"}, tell)
+        assert told[0]["event"] == "warning" and told[0]["text"].startswith(
+            "the sync slots on b1 stay taken until the job's end (its worker gives them "
+            "back): the jobs' database does not answer ((psycopg.OperationalError) "), told
+        waiting = threading.Thread(target=link.wait_for_slots, args=(
+            "handover", ["a1"], 1, "limit_handovers", tell, 0.02))
+        waiting.start()
+        wait_for(lambda: len(told) > 1, "the wait to be said")
+        link._engine = engine                                # it answers again
+        waiting.join(timeout=30)
+        assert not waiting.is_alive()
+        assert [event["event"] for event in told] == ["warning", "wait", "wait-end", "slot"]
+        assert told[1]["state"] == "condition" and told[1]["reasons"][0].startswith(
+            "the jobs' database does not answer ((psycopg.OperationalError) "), told
+        assert told[1]["reasons"][0].endswith("a handover slot on a1 is taken once it does")
+        assert link.take_slots("handover", ["a1"], 1) == {}           # held: it has it
+        link.close()
+        never_read = JobLink(config, number)
+        gone(never_read)
+        with pytest.raises(DatabaseAway, match="does not answer|Connection refused|connect"):
+            never_read.gate("vm1")
+    finally:
+        store.close()
