@@ -1309,8 +1309,10 @@ def screener_list(ctx, state):
         job["state"] = shown_state(job, config.session_timeout)
     jobs = [job for job in jobs if state is None or job["state"] == state]
     if ctx.obj.as_json:
+        from football.screener import job_view
+
         for job in jobs:
-            click.echo(json.dumps({**job, "args": json.loads(job["args"])}, sort_keys=True))
+            click.echo(json.dumps(job_view(job), sort_keys=True))
         return
     _print_jobs(jobs)
 
@@ -1360,8 +1362,9 @@ def screener_show(ctx, job_id):
     finally:
         store.close()
     if ctx.obj.as_json:
-        click.echo(json.dumps({"event": "job", **job, "args": json.loads(job["args"])},
-                              sort_keys=True))
+        from football.screener import job_view
+
+        click.echo(json.dumps({"event": "job", **job_view(job)}, sort_keys=True))
         for event in events:
             click.echo(json.dumps(event, sort_keys=True))
         return

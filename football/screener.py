@@ -96,6 +96,7 @@ EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupte
                EXIT_SERIOUS: "serious", EXIT_CRITICAL: "critical", EXIT_TIMEOUTED: "timeouted"}
 STOP_WAIT = 600.0               # seconds a stopping worker waits for its operations
 KEPT_EVENTS_RETRY = 2.0         # seconds between tries to write a job's kept events
+PROGRESS_KEPT_EVERY = 60.0      # seconds between the progress events a job's log keeps
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
 
@@ -636,13 +637,15 @@ class JobStore:
         """Tell the `notify` hook that `job` (a row) entered `state`."""
         self.notify(job=job_view(job), state=state, text=notification_text(job, state))
 
-    def record(self, number, event):
-        """Store one event of job `number`; what it tells about the job
-        (phase, message, progress, waits, downtime, location) goes to its row."""
+    def record(self, number, event, kept=True):
+        """Store one event of job `number` (unless not `kept`: a progress
+        between those its log keeps); what it tells about the job (phase,
+        message, progress, waits, downtime, location) goes to its row."""
         now = time.time()
         fields = {"last_event": now, **facts_of(event)}
         with self.engine.begin() as connection:
-            _insert_event(connection, number, now, event)
+            if kept:
+                _insert_event(connection, number, now, event)
             if "progress" in fields:
                 fields["progress"] = _with_rate(fields["progress"], connection.execute(
                     sa.select(JOBS.c.progress).where(JOBS.c.number == number)).scalar(), now)
@@ -1120,9 +1123,24 @@ class JobEvents:
         self.failing = False
         self.again_at = 0.0             # while it fails: not before then (a connection
                                         # attempt may hang; the output must be read on)
+        self.progress_kept = {}         # what: when its log last kept a progress of it
 
     def record(self, event):
-        self.write(lambda: self.worker.store.record(self.number, event))
+        kept = self._kept(event)
+        self.write(lambda: self.worker.store.record(self.number, event, kept))
+
+    def _kept(self, event):
+        """Whether the job's log keeps this event: a progress (every second
+        while a sync runs: 20,000 of one 4 TiB sync) only the first and last
+        of its kind and one per PROGRESS_KEPT_EVERY; the job's row always
+        shows the latest (`screener list`, its rate and ETA)."""
+        if event.get("event") != "progress" or event.get("done") == event.get("total"):
+            return True
+        now, what = time.monotonic(), event.get("what")
+        if now - self.progress_kept.get(what, -PROGRESS_KEPT_EVERY) < PROGRESS_KEPT_EVERY:
+            return False
+        self.progress_kept[what] = now
+        return True
 
     def write(self, write):
         with self.lock:

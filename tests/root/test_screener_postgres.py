@@ -151,7 +151,7 @@ THROUGH_A_RESTART = textwrap.dedent(f"""\
     while not os.path.exists(os.path.join(state_dir, "go")):
         time.sleep(0.05)
     for done in range({EVENTS}):
-        say(event="progress", what="sync", done=done, total={EVENTS})
+        say(event="message", text=f"line {{done}}")
     open(os.path.join(state_dir, "printed"), "w").close()
     say(event="phase", phase="finish")
     """)
@@ -190,9 +190,9 @@ def test_a_job_outlasts_a_restart_of_the_database_its_events_kept_and_its_end_wr
         processes.kill_all()
     assert (job["state"], job["exit_code"], job["phase"]) == ("done", 0, "finish"), (job, log)
     events = screener(state_dir, variables, "show", "vm7")[1:]
-    assert [event["done"] for event in events if event["event"] == "progress"] == \
-        list(range(EVENTS))
-    assert [event["event"] for event in events if event["event"] != "progress"] == \
+    assert [event["text"] for event in events if event["event"] == "message"] == \
+        [f"line {done}" for done in range(EVENTS)]
+    assert [event["event"] for event in events if event["event"] != "message"] == \
         ["job-start", "phase", "phase", "job-end"]
     assert log.count("its events are kept in memory") == 1, log
     assert log.count("the jobs' database answers again; its kept events") == 1, log

@@ -132,6 +132,30 @@ def test_a_failed_operation_gives_its_job_the_state_of_its_exit_code(state_dir, 
     assert (job["state"], job["exit_code"], job["message"]) == (state, code, "warning: it broke")
 
 
+def test_a_jobs_log_keeps_its_first_and_last_progress_and_one_a_minute_its_row_the_latest(
+        state_dir, scripted):
+    """A sync reports its progress every second: 20,000 events of one 4 TiB
+    sync, and a thousand jobs' logs grew by millions of rows that `show`
+    does not print. The log keeps a kind's first and last progress and one
+    per PROGRESS_KEPT_EVERY (60 s); the row always has the latest."""
+    scripted.scripts["vm1"] = Script(
+        [{"event": "progress", "what": "sync", "done": done, "total": 40} for done in range(30)]
+        + [{"event": "progress", "what": "copy", "done": 1, "total": 9}],
+        gate=threading.Event())
+    assert screener(state_dir, "start", "migrate", "vm1", "b1")[0] == 0
+    job = wait_for(lambda: (lambda job: job if job["progress"] and job["progress"]["what"] ==
+                            "copy" else None)(jobs(state_dir)["vm1"]), "vm1's copy progress")
+    scripted.scripts["vm1"].after = [{"event": "progress", "what": "sync", "done": 40,
+                                      "total": 40}]
+    scripted.scripts["vm1"].gate.set()
+    finished(state_dir, "vm1")
+    kept = [(event["what"], event["done"]) for event in events_of(state_dir, "vm1")
+            if event["event"] == "progress"]
+    assert kept == [("sync", 0), ("copy", 1), ("sync", 40)]
+    code, out, _ = screener(state_dir, "list")
+    assert json.loads(out.splitlines()[0])["progress"]["done"] == 40
+
+
 def test_a_second_start_for_a_resource_with_a_job_is_refused_with_191(state_dir, scripted):
     gate = threading.Event()
     scripted.scripts["vm1"] = Script(gate=gate)
