@@ -1221,18 +1221,71 @@ def screener_continue(ctx, targets):
                    else f"{job_id}: released into its downtime window")
 
 
+def selecting(function):
+    """--run and --state: the jobs a command acts on, instead of their IDs."""
+    function = click.option("--state", default=None, metavar="STATE",
+                            help="The jobs in STATE (as `list` shows it).")(function)
+    return click.option("--run", "run", default=None, metavar="RUN",
+                        help="The jobs of RUN: a run file's name (moves.csv) or its queue "
+                             "(run-moves-..., balance-...).")(function)
+
+
+def _selected(store, job_ids, run, state, why_not, verb):
+    """The IDs of the jobs a command acts on: `job_ids`, or those of `run`
+    and/or in `state` that it may act on (`why_not(job)` is None). Every
+    named job is checked before any is acted on: a bad one is one line,
+    exit 191, nothing done."""
+    from football.screener import STATES, shown_state
+
+    if job_ids and (run or state):
+        raise Illegal(f"give job IDs or --run/--state, not both; nothing was {verb}")
+    if not job_ids and not (run or state):
+        raise Illegal(f"which jobs? give their IDs, --run RUN or --state STATE; nothing was "
+                      f"{verb}")
+    if state is not None and state not in STATES:
+        raise Illegal(f"--state {state!r}: one of {', '.join(STATES)}; nothing was {verb}")
+    jobs = store.jobs()
+    if job_ids:
+        by_id = {job["id"]: job for job in jobs}
+        problems = [f"no job {job_id!r}" if job_id not in by_id else
+                    f"job {job_id} is not {verb}: {why_not(by_id[job_id])}"
+                    for job_id in dict.fromkeys(job_ids)
+                    if job_id not in by_id or why_not(by_id[job_id])]
+        if problems:
+            raise Illegal(f"{'; '.join(problems)}; nothing was {verb} (see `football screener "
+                          "list`)")
+        return list(dict.fromkeys(job_ids))
+    if run is not None and not any(run in (job["run"], job["queue"]) for job in jobs):
+        runs = sorted({job["run"] for job in jobs if job["run"]})
+        raise Illegal(f"no run {run!r} among the jobs (runs: {', '.join(runs) or 'none'}); "
+                      f"nothing was {verb}")
+    timeout = store.config.session_timeout
+    chosen = [job for job in jobs if (run is None or run in (job["run"], job["queue"]))
+              and (state is None or shown_state(job, timeout) == state) and not why_not(job)]
+    # the queued first: killed, none of them begins while the running ones end
+    return [job["id"] for job in sorted(chosen, key=lambda job: job["state"] != "queued")]
+
+
 @screener.command("restart")
-@click.argument("job_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("job_ids", nargs=-1, metavar="[ID...]")
+@selecting
 @click.pass_context
 @reported
-def screener_restart(ctx, job_ids):
-    """Queue the finished jobs ID... again (failed, serious, interrupted,
-    illegal, timeouted; not done or critical): the same command in the same
-    queue, so the operation resumes from its journal. The old job is
-    archived (`list --state archived`)."""
+def screener_restart(ctx, job_ids, run, state):
+    """Queue finished jobs again (failed, serious, interrupted, illegal,
+    timeouted; not done or critical): the same command in the same queue,
+    so the operation resumes from its journal. The old job is archived
+    (`list --state archived`). Which: their IDs, or `--run RUN` and/or
+    `--state STATE` (`restart --run moves.csv`: the run's jobs that did not
+    end done; `--state failed`: every failed one)."""
+    from football.screener import why_not_restarted
+
     store = _job_store(ctx, notifying=True)
     try:
-        for job_id in job_ids:
+        selected = _selected(store, job_ids, run, state, why_not_restarted, "restarted")
+        if not selected and not ctx.obj.as_json:
+            click.echo("no job to restart")
+        for job_id in selected:
             store.restart(job_id)
             click.echo(json.dumps({"event": "queued", "job": job_id}) if ctx.obj.as_json
                        else f"{job_id}: queued again")
@@ -1242,17 +1295,25 @@ def screener_restart(ctx, job_ids):
 
 
 @screener.command("kill")
-@click.argument("job_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("job_ids", nargs=-1, metavar="[ID...]")
+@selecting
 @click.pass_context
 @reported
-def screener_kill(ctx, job_ids):
+def screener_kill(ctx, job_ids, run, state):
     """Kill jobs: a queued one never runs; a running one's operation is
     interrupted as by Ctrl-C (it cleans up; inside its downtime window it
     finishes the window or compensates, never stops half-way) and the job
-    ends `interrupted` (`restart` resumes it)."""
+    ends `interrupted` (`restart` resumes it). Which: their IDs, or `--run
+    RUN` and/or `--state STATE` (`kill --run moves.csv`: stop a run; `kill
+    --state queued`: nothing more begins)."""
+    from football.screener import why_not_killed
+
     store = _job_store(ctx, notifying=True)
     try:
-        for job_id in job_ids:
+        selected = _selected(store, job_ids, run, state, why_not_killed, "killed")
+        if not selected and not ctx.obj.as_json:
+            click.echo("no job to kill")
+        for job_id in selected:
             cancelled = store.kill(job_id)
             text = "killed before it started" if cancelled else \
                 "its worker interrupts the operation"
@@ -1287,9 +1348,11 @@ def screener_purge(ctx, days):
 @click.option("--state", default=None, metavar="STATE",
               help="Only the jobs in STATE (queued running waiting condition delayed done "
               "failed serious critical interrupted illegal timeouted archived).")
+@click.option("--run", "run", default=None, metavar="RUN",
+              help="Only the jobs of RUN: a run file's name (moves.csv) or its queue.")
 @click.pass_context
 @reported
-def screener_list(ctx, state):
+def screener_list(ctx, state, run):
     """The jobs: id, operation, state, phase, progress, location, started,
     downtime, last message (with --json: one JSON object per line)."""
     from football.screener import STATES, shown_state
@@ -1307,7 +1370,8 @@ def screener_list(ctx, state):
         store.close()
     for job in jobs:
         job["state"] = shown_state(job, config.session_timeout)
-    jobs = [job for job in jobs if state is None or job["state"] == state]
+    jobs = [job for job in jobs if (state is None or job["state"] == state) and
+            (run is None or run in (job["run"], job["queue"]))]
     if ctx.obj.as_json:
         from football.screener import job_view
 

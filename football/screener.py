@@ -336,6 +336,21 @@ class JobExists(Illegal):
     """The resource has a job already (not archived)."""
 
 
+def why_not_restarted(job):
+    """Why the job (a row) is not queued again by `restart`, or None."""
+    if job["state"] in RESTARTABLE:
+        return None
+    return {"done": "it is done", "critical": "it failed in its downtime window and the "
+            "container runs nowhere: repair it first (football repair-vm), then purge the job "
+            "or start a new one"}.get(job["state"], f"it is {job['state']}: only a finished "
+                                                    "job is restarted")
+
+
+def why_not_killed(job):
+    """Why the job (a row) is not killed by `kill`, or None."""
+    return f"it is {job['state']} already" if job["state"] in FINISHED else None
+
+
 # ----------------------------------------------------------------- the store
 
 
@@ -453,11 +468,8 @@ class JobStore:
                 JOBS.c.id == job_id, JOBS.c.archived == sa.false())).mappings().first()
             if job is None:
                 raise Illegal(f"no job {job_id!r} to restart (see `football screener list`)")
-            if job["state"] not in RESTARTABLE:
-                why = {"done": "it is done", "critical": "it failed in its downtime window and "
-                       "the container runs nowhere: repair it first (football repair-vm), then "
-                       "purge the job or start a new one"}.get(
-                    job["state"], f"it is {job['state']}: only a finished job is restarted")
+            why = why_not_restarted(job)
+            if why:
                 raise Illegal(f"job {job_id} is not restarted: {why}")
             connection.execute(JOBS.update().where(JOBS.c.number == job["number"])
                                .values(archived=True))
@@ -477,8 +489,9 @@ class JobStore:
                 JOBS.c.id == job_id, JOBS.c.archived == sa.false())).mappings().first()
             if job is None:
                 raise Illegal(f"no job {job_id!r} to kill (see `football screener list`)")
-            if job["state"] in FINISHED:
-                raise Illegal(f"job {job_id} is {job['state']} already; nothing to kill")
+            why = why_not_killed(job)
+            if why:
+                raise Illegal(f"job {job_id} is not killed: {why}")
             cancelled = connection.execute(JOBS.update().where(
                 JOBS.c.number == job["number"], JOBS.c.state == "queued").values(
                 state="interrupted", finished=time.time(), kill_requested=True,

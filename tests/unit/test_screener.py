@@ -145,6 +145,7 @@ def test_a_jobs_log_keeps_its_first_and_last_progress_and_one_a_minute_its_row_t
     assert screener(state_dir, "start", "migrate", "vm1", "b1")[0] == 0
     job = wait_for(lambda: (lambda job: job if job["progress"] and job["progress"]["what"] ==
                             "copy" else None)(jobs(state_dir)["vm1"]), "vm1's copy progress")
+    assert (job["progress"]["done"], job["progress"]["total"]) == (1, 9)      # the latest
     scripted.scripts["vm1"].after = [{"event": "progress", "what": "sync", "done": 40,
                                       "total": 40}]
     scripted.scripts["vm1"].gate.set()
@@ -440,6 +441,86 @@ def test_a_killed_queued_job_never_runs(state_dir, scripted, tmp_path):
     job = jobs(state_dir)["vm2"]
     assert (job["state"], job["message"]) == ("interrupted", "killed before it started")
     assert scripted.ran == ["vm1"]
+
+
+def test_kill_of_a_run_stops_it_the_queued_never_begin_the_running_are_interrupted(
+        state_dir, scripted, tmp_path):
+    """An operator stops a run of hundreds of jobs with one command, not by
+    listing their IDs; `list --run` shows one run's jobs."""
+    for number in range(1, 5):
+        scripted.scripts[f"vm{number}"] = Script(gate=threading.Event())
+    scripted.scripts["vm9"] = Script(gate=threading.Event())
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;host\n" +
+                     "".join(f"vm{number};handover;a2\n" for number in range(1, 5)))
+    assert screener(state_dir, "run", moves, "--max", "2")[0] == 0
+    assert screener(state_dir, "start", "handover", "vm9", "a2")[0] == 0    # not of the run
+    wait_for(lambda: len(scripted.running) == 3, "two jobs of the run and vm9 to run")
+    code, out, _ = screener(state_dir, "list", "--run", "moves.csv")
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == \
+        ["vm1", "vm2", "vm3", "vm4"]
+    code, out, err = screener(state_dir, "kill", "--run", "moves.csv")
+    assert code == 0, err
+    killed = [json.loads(line) for line in out.splitlines()]
+    running = sorted(res for res in scripted.running if res != "vm9")
+    assert [event["cancelled"] for event in killed] == [True, True, False, False]
+    assert sorted(event["job"] for event in killed[2:]) == running
+    done = finished(state_dir, "vm1", "vm2", "vm3", "vm4")
+    assert {done[res]["state"] for res in ("vm1", "vm2", "vm3", "vm4")} == {"interrupted"}
+    assert sorted(set(scripted.ran) - {"vm9"}) == running       # the queued never began
+    assert jobs(state_dir)["vm9"]["state"] == "running"
+    scripted.scripts["vm9"].gate.set()
+    assert finished(state_dir, "vm9")["vm9"]["state"] == "done"
+
+
+def test_restart_of_a_run_queues_again_its_jobs_that_did_not_end_done(state_dir, scripted,
+                                                                      tmp_path):
+    """`restart --run` (or `--state failed`) is the retry of a mass run:
+    only the jobs that did not end done."""
+    scripted.scripts.update(vm1=Script(code=1), vm2=Script(), vm3=Script(code=198))
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;host\nvm1;handover;a2\nvm2;handover;a2\n"
+                     "vm3;handover;a2\n")
+    assert screener(state_dir, "run", moves)[0] == 0
+    assert [job["state"] for job in finished(state_dir, "vm1", "vm2", "vm3").values()] == \
+        ["failed", "done", "serious"]               # (the only jobs)
+    scripted.scripts.update(vm1=Script(), vm3=Script())
+    code, out, err = screener(state_dir, "restart", "--run", "moves.csv")
+    assert code == 0, err
+    assert [json.loads(line)["job"] for line in out.splitlines()] == ["vm1", "vm3"]
+    assert {job["state"] for job in finished(state_dir, "vm1", "vm2", "vm3").values()} == \
+        {"done"}
+    code, out, err = football("--var", f"state_dir={state_dir}", "screener", "restart",
+                              "--state", "failed")
+    assert (code, out) == (0, "no job to restart\n"), err
+
+
+def test_a_kill_or_restart_with_a_bad_job_in_its_selection_changes_nothing(state_dir, scripted,
+                                                                          tmp_path):
+    """Before, `kill vm1 vm9` killed vm1, then failed on vm9 (191) without
+    saying that vm1 was killed."""
+    scripted.scripts["vm1"] = Script(gate=threading.Event())
+    assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 0
+    assert screener(state_dir, "start", "handover", "vm2", "a2")[0] == 0
+    assert finished(state_dir, "vm2")["vm2"]["state"] == "done"
+    wait_for(lambda: scripted.running == ["vm1"], "vm1 to run")
+    for args, said in [
+            (("kill", "vm1", "vm9"), "no job 'vm9'; nothing was killed"),
+            (("kill", "vm1", "vm2"), "job vm2 is not killed: it is done already; nothing was "
+                                     "killed"),
+            (("restart", "vm2", "vm1"), "job vm2 is not restarted: it is done; job vm1 is not "
+                                        "restarted: it is running: only a finished job is "
+                                        "restarted; nothing was restarted"),
+            (("kill", "vm1", "--run", "moves.csv"), "give job IDs or --run/--state, not both"),
+            (("kill",), "which jobs? give their IDs, --run RUN or --state STATE"),
+            (("kill", "--run", "nosuch.csv"), "no run 'nosuch.csv' among the jobs (runs: none)"),
+            (("restart", "--state", "broken"), "--state 'broken': one of queued")]:
+        code, out, err = screener(state_dir, *args)
+        assert (code, out) == (191, ""), (args, out, err)
+        assert said in err, (args, err)
+    assert jobs(state_dir)["vm1"]["state"] == "running" and not scripted.killed
+    scripted.scripts["vm1"].gate.set()
+    assert finished(state_dir, "vm1")["vm1"]["state"] == "done"
 
 
 def test_a_jobs_database_made_by_another_process_meanwhile_is_used_and_other_errors_are_not(
