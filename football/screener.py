@@ -97,6 +97,8 @@ EXIT_STATES = {0: "done", EXIT_ILLEGAL: "illegal", EXIT_INTERRUPTED: "interrupte
 STOP_WAIT = 600.0               # seconds a stopping worker waits for its operations
 KEPT_EVENTS_RETRY = 2.0         # seconds between tries to write a job's kept events
 PROGRESS_KEPT_EVERY = 60.0      # seconds between the progress events a job's log keeps
+QUEUES_TIDY_EVERY = 60.0        # seconds between a worker's looks for queues of runs that ended
+QUEUES_KEPT_AFTER = 60.0        # seconds a run's queue stays after its last job ended
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
 
@@ -183,6 +185,15 @@ JOURNALS = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),      # <operation>-<res>
     sa.Column("data", sa.Text, nullable=False),               # the journal's JSON
     sa.Column("writes", sa.Integer, nullable=False),          # how often it was written
+)
+# the limits of each run's queue (`--max`, `--max-per`), kept after its
+# DBOS queue is dropped (its jobs ended: `Worker` tidies) for a restart of them
+QUEUES = sa.Table(
+    "football_queues", METADATA,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("max_running", sa.Integer),
+    sa.Column("max_per", sa.Integer),
+    sa.Column("registered", sa.Float, nullable=False),
 )
 WORKERS = sa.Table(
     "football_workers", METADATA,
@@ -399,11 +410,63 @@ class JobStore:
         controller's setting): the others stay for other workers."""
         if max_running is not None and max_per is not None:
             max_per = min(max_per, max_running)
+        if name != START_QUEUE:
+            self._keep_limits(name, max_running, max_per, replace=True)
         self.client.register_queue(name, global_concurrency=max_running,
                                    partition_concurrency=max_per,
                                    worker_concurrency=min(self.config.worker_jobs,
                                                           max_running or sys.maxsize),
                                    polling_interval_sec=self.config.jobs_poll_interval)
+
+    def _keep_limits(self, name, max_running, max_per, replace):
+        row = dict(max_running=max_running, max_per=max_per, registered=time.time())
+        with self.engine.begin() as connection:
+            if replace and connection.execute(QUEUES.update().where(QUEUES.c.name == name)
+                                              .values(**row)).rowcount:
+                return
+            if connection.execute(sa.select(QUEUES.c.name).where(
+                    QUEUES.c.name == name)).first() is None:
+                connection.execute(QUEUES.insert().values(name=name, **row))
+
+    def _limits(self, name):
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(QUEUES).where(QUEUES.c.name == name)).first()
+        return (row.max_running, row.max_per) if row else (None, None)
+
+    def tidy_queues(self, kept_after):
+        """Drop the DBOS queues of runs whose jobs all ended `kept_after`
+        seconds ago or more (and of runs that queued none), and register
+        again the queue of a job not ended that DBOS does not know (one
+        dropped as a restart queued into it). Every worker's DBOS polls
+        every queue it knows every `jobs_poll_interval`, for ever: 400 old
+        runs kept an idle worker at a full core. A run's limits stay
+        (football_queues) for a restart of its jobs; the start queue stays.
+        (the names dropped, the names registered again)"""
+        now = time.time()
+        with self.engine.connect() as connection:
+            live = {row.queue for row in connection.execute(
+                sa.select(JOBS.c.queue).where(JOBS.c.archived == sa.false(),
+                                              JOBS.c.state.not_in(FINISHED)).distinct())}
+            last = dict(connection.execute(sa.select(
+                JOBS.c.queue, sa.func.max(sa.func.coalesce(JOBS.c.finished, JOBS.c.created)))
+                .group_by(JOBS.c.queue)).all())
+            registered = dict(connection.execute(sa.select(QUEUES.c.name,
+                                                           QUEUES.c.registered)).all())
+        known = {queue.name: queue for queue in self.client.list_queues()}
+        dropped = []
+        for name, queue in known.items():
+            ended = last.get(name, registered.get(name, now))
+            if name == START_QUEUE or name in live or ended > now - kept_after:
+                continue
+            # a queue registered by an older football: its limits kept first
+            self._keep_limits(name, queue.global_concurrency, queue.partition_concurrency,
+                              replace=False)
+            self.client.delete_queue(name)
+            dropped.append(name)
+        again = sorted(name for name in live - set(known) if name != START_QUEUE)
+        for name in again:
+            self.register_queue(name, *self._limits(name))
+        return dropped, again
 
     def queue(self, specs, global_args, queue=START_QUEUE, run=""):
         """Queue a job per spec, all or none; the job ids. `JobExists` when a
@@ -463,6 +526,10 @@ class JobStore:
     def restart(self, job_id):
         """Queue job `job_id` again (its command, queue and partition: the
         operation resumes from its journal); the finished one is archived."""
+        job = self.live_job(job_id)
+        if job and job["queue"] != START_QUEUE and not why_not_restarted(job):
+            # dropped once its jobs had ended (tidy_queues); with the run's limits
+            self.register_queue(job["queue"], *self._limits(job["queue"]))
         with self.engine.begin() as connection:
             job = connection.execute(sa.select(JOBS).where(
                 JOBS.c.id == job_id, JOBS.c.archived == sa.false())).mappings().first()
@@ -1184,7 +1251,7 @@ class JobEvents:
         def write_kept():
             with self.lock:
                 self._write_kept()
-        self.worker._written(self.id, "recording its events", write_kept)
+        self.worker._answer(self.id, "recording its events", write_kept)
 
 
 class WorkerStopped(Exception):
@@ -1264,6 +1331,7 @@ class Worker:
         heartbeat = self.config.worker_heartbeat
         interval = min(heartbeat, self.config.jobs_poll_interval)
         beaten, interrupted, failing = time.monotonic(), set(), None
+        tidied = time.monotonic() - QUEUES_TIDY_EVERY / 2
         while not self._beat.wait(interval):
             try:
                 if time.monotonic() - beaten >= heartbeat:
@@ -1273,6 +1341,9 @@ class Worker:
                     beaten = time.monotonic()
                     if not self.stopping.is_set():      # DBOS may be going away
                         self._take_over()
+                    if time.monotonic() - tidied >= QUEUES_TIDY_EVERY:
+                        tidied = time.monotonic()
+                        self._tidy_queues()
                 for number in self.store.to_kill(self.id):
                     if number not in interrupted:
                         interrupted.add(number)
@@ -1289,6 +1360,12 @@ class Worker:
                 self.say(f"worker {self.id}: the jobs' database answers again (after "
                          f"{time.monotonic() - failing:.0f} s)")
                 failing = None
+
+    def _tidy_queues(self):
+        dropped, again = self.store.tidy_queues(QUEUES_KEPT_AFTER)
+        if again:
+            self.say(f"worker {self.id}: the queue of jobs not ended registered again: "
+                     f"{', '.join(again)}")
 
     def _fenced(self):
         """Another worker found this one dead (its heartbeat stalled) and
@@ -1359,7 +1436,7 @@ class Worker:
                 self._in_step -= 1
 
     def _run_job(self, number):
-        job = self._written(f"number {number}", "reading it",
+        job = self._answer(f"number {number}", "reading it",
                             lambda: self.store.job_by_number(number))
         if job["state"] in FINISHED or job["kill_requested"]:
             return job["exit_code"]
@@ -1373,8 +1450,8 @@ class Worker:
     def _run_in_place(self, job):
         number, name = job["number"], job["id"]
         self._wait_for_earlier_run(job)
-        if not self._written(name, "claiming it", lambda: self.store.claim(number, self.id)):
-            return self._written(name, "reading it", lambda: self.store.job_by_number(
+        if not self._answer(name, "claiming it", lambda: self.store.claim(number, self.id)):
+            return self._answer(name, "reading it", lambda: self.store.job_by_number(
                 number))["exit_code"]                                   # killed meanwhile
         events = JobEvents(self, job)
         events.record({"event": "job-start", "worker": self.id, "argv": json.loads(job["args"])})
@@ -1388,13 +1465,13 @@ class Worker:
         if self.stopping.is_set():
             self._leave(job)
         events.flush()
-        for kind, host in self._written(name, "giving back its host slots",
+        for kind, host in self._answer(name, "giving back its host slots",
                                         lambda: self.store.release_slots(number)):
             events.record({"event": "slot", "action": "released", "slot": kind,
                            "hosts": [host], "by": "worker"})
         state = state_of_exit(code)
         events.flush()
-        self._written(name, f"recording its end ({state}, exit {code})", lambda: (
+        self._answer(name, f"recording its end ({state}, exit {code})", lambda: (
             self.store.update(number, state=state, exit_code=code, finished=time.time())))
         events.record({"event": "job-end", "exit_code": code, "state": state})
         events.flush()
@@ -1415,16 +1492,17 @@ class Worker:
         self._parked.wait()
         raise WorkerStopped(f"job {job['id']}: left to the next worker")
 
-    def _written(self, job, what, write):
-        """`write()`'s result, the jobs' database's answer about `job` (named so):
-        while it fails (busy, or away for a while: a PostgreSQL restart),
-        tried again every few seconds, said once in the worker's log — a
-        job's end must not be lost, nor its operation left running without
-        its worker; a worker that stops meanwhile leaves the job to the next."""
+    def _answer(self, job, what, ask):
+        """`ask()`'s result, the jobs' database's answer about `job` (named
+        so): while it fails (busy, or away for a while: a PostgreSQL
+        restart), asked again every few seconds, said once in the worker's
+        log — a job's end must not be lost, nor its operation left running
+        without its worker; a worker that stops meanwhile leaves the job to
+        the next."""
         said, pause = False, 0.1
         while True:
             try:
-                return write()
+                return ask()
             except sa.exc.SQLAlchemyError as error:
                 if not said:
                     self.say(f"worker {self.id}: job {job}: {what} failed in the jobs' "

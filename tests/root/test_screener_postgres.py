@@ -134,6 +134,16 @@ def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
         assert shared_plan(config, "balance-pg") == {"id": "balance-pg", "moves": [],
                                                      "kind": "balance"}
         assert shared_plan(config, "balance-none") is None
+        # a run's queue dropped once its jobs ended, its limits kept for a restart
+        store.register_queue("run-pg-1", 3, 1)
+        [tidied] = store.queue([JobSpec("pg3", "migrate", ["b1"], partition="b1")], [],
+                               queue="run-pg-1", run="pg.csv")
+        store.update(store.job(tidied)["number"], state="failed", exit_code=1, finished=1.0)
+        assert store.tidy_queues(60) == (["run-pg-1"], [])
+        assert "run-pg-1" not in {queue.name for queue in store.client.list_queues()}
+        store.restart(tidied)
+        [queue] = [queue for queue in store.client.list_queues() if queue.name == "run-pg-1"]
+        assert (queue.global_concurrency, queue.partition_concurrency) == (3, 1)
     finally:
         store.close()
 

@@ -658,3 +658,74 @@ def test_a_jobs_events_outlast_a_database_that_fails_for_a_while(state_dir):
                     "operation goes on"], said
     assert sum("answers again" in text for text in said) == 1, said
     assert sum("recording its end (done, exit 0) failed" in text for text in said) == 1, said
+
+
+def dbos_queues(state_dir):
+    """{name: global concurrency} of the queues DBOS polls in the jobs' database."""
+    from football.screener import JobStore
+
+    store = JobStore(Config(variables=[f"state_dir={state_dir}"], environ={}))
+    try:
+        return {queue.name: queue.global_concurrency for queue in store.client.list_queues()}
+    finally:
+        store.close()
+
+
+def test_a_runs_queue_is_dropped_once_its_jobs_ended_and_comes_back_for_a_restart(
+        state_dir, tmp_path, monkeypatch):
+    """Every worker polled every run's queue every second for ever: 400 old
+    runs kept an idle worker at a full core. A run's queue goes once its
+    jobs ended (its worker thread ends with it); a restart of one of its
+    jobs brings it back with the run's limits."""
+    from football import screener as module
+
+    monkeypatch.setattr(module, "QUEUES_TIDY_EVERY", 0.1)
+    monkeypatch.setattr(module, "QUEUES_KEPT_AFTER", 0.0)
+    executor = ScriptedExecutor()
+    executor.scripts["vm1"] = Script(code=1)
+    worker = start_worker(state_dir, executor, settings=["worker_heartbeat=0.05"])
+    try:
+        moves = tmp_path / "moves.csv"
+        moves.write_text("resource;operation;host\nvm1;handover;a2\nvm2;handover;a2\n")
+        assert screener(state_dir, "run", moves, "--max", "1")[0] == 0
+        queue = jobs(state_dir)["vm1"]["queue"]
+        assert dbos_queues(state_dir)[queue] == 1
+        assert [job["state"] for job in finished(state_dir, "vm1", "vm2").values()] == \
+            ["failed", "done"]
+        wait_for(lambda: queue not in dbos_queues(state_dir) and not any(
+            thread.name == f"queue-worker-{queue}" for thread in threading.enumerate()),
+            "the run's queue and its worker thread to go")
+        assert "jobs" in dbos_queues(state_dir)                # the start queue stays
+        executor.scripts["vm1"] = Script()
+        assert screener(state_dir, "restart", "vm1")[0] == 0
+        assert dbos_queues(state_dir)[queue] == 1               # --max 1 again
+        assert finished(state_dir, "vm1")["vm1"]["state"] == "done"
+    finally:
+        worker.stop(timeout=10)
+
+
+def test_a_job_queued_into_a_dropped_queue_is_registered_again_and_runs(state_dir, tmp_path,
+                                                                        monkeypatch):
+    """A restart that queued into a run's queue just as a worker dropped it
+    (the jobs had ended) would wait for ever: a worker registers again the
+    queue of every job not ended that DBOS does not know, and says so."""
+    from football import screener as module
+    from football.screener import JobStore
+
+    monkeypatch.setattr(module, "QUEUES_TIDY_EVERY", 0.1)
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;host\nvm3;handover;a2\n")
+    assert screener(state_dir, "run", moves, "--max", "2")[0] == 0
+    queue = jobs(state_dir)["vm3"]["queue"]
+    store = JobStore(Config(variables=[f"state_dir={state_dir}"], environ={}))
+    store.client.delete_queue(queue)                            # as the race would
+    store.close()
+    said = []
+    worker = start_worker(state_dir, ScriptedExecutor(), settings=["worker_heartbeat=0.05"],
+                          say=said.append)
+    try:
+        assert finished(state_dir, "vm3")["vm3"]["state"] == "done"
+    finally:
+        worker.stop(timeout=10)
+    assert dbos_queues(state_dir)[queue] == 2
+    assert f"worker test: the queue of jobs not ended registered again: {queue}" in said
