@@ -455,7 +455,8 @@ class JobStore:
         known = {queue.name: queue for queue in self.client.list_queues()}
         dropped = []
         for name, queue in known.items():
-            ended = last.get(name, registered.get(name, now))
+            # a queue registered again (a restart) counts from then: its job follows
+            ended = max(last.get(name, 0.0), registered.get(name, 0.0)) or now
             if name == START_QUEUE or name in live or ended > now - kept_after:
                 continue
             # a queue registered by an older football: its limits kept first

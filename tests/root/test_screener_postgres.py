@@ -139,7 +139,8 @@ def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
         [tidied] = store.queue([JobSpec("pg3", "migrate", ["b1"], partition="b1")], [],
                                queue="run-pg-1", run="pg.csv")
         store.update(store.job(tidied)["number"], state="failed", exit_code=1, finished=1.0)
-        assert store.tidy_queues(60) == (["run-pg-1"], [])
+        dropped, again = store.tidy_queues(0)       # (the other tests' runs ended too)
+        assert "run-pg-1" in dropped and again == []
         assert "run-pg-1" not in {queue.name for queue in store.client.list_queues()}
         store.restart(tidied)
         [queue] = [queue for queue in store.client.list_queues() if queue.name == "run-pg-1"]

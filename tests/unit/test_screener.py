@@ -459,10 +459,10 @@ def test_kill_of_a_run_stops_it_the_queued_never_begin_the_running_are_interrupt
     code, out, _ = screener(state_dir, "list", "--run", "moves.csv")
     assert sorted(json.loads(line)["id"] for line in out.splitlines()) == \
         ["vm1", "vm2", "vm3", "vm4"]
+    running = sorted(res for res in scripted.running if res != "vm9")
     code, out, err = screener(state_dir, "kill", "--run", "moves.csv")
     assert code == 0, err
     killed = [json.loads(line) for line in out.splitlines()]
-    running = sorted(res for res in scripted.running if res != "vm9")
     assert [event["cancelled"] for event in killed] == [True, True, False, False]
     assert sorted(event["job"] for event in killed[2:]) == running
     done = finished(state_dir, "vm1", "vm2", "vm3", "vm4")
@@ -698,7 +698,7 @@ def test_a_runs_queue_is_dropped_once_its_jobs_ended_and_comes_back_for_a_restar
         assert "jobs" in dbos_queues(state_dir)                # the start queue stays
         executor.scripts["vm1"] = Script()
         assert screener(state_dir, "restart", "vm1")[0] == 0
-        assert dbos_queues(state_dir)[queue] == 1               # --max 1 again
+        wait_for(lambda: dbos_queues(state_dir).get(queue) == 1, "the queue back, --max 1")
         assert finished(state_dir, "vm1")["vm1"]["state"] == "done"
     finally:
         worker.stop(timeout=10)
