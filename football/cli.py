@@ -973,7 +973,9 @@ def worker(ctx, worker_id, systemd_unit):
 
     Its jobs run with this command line's --config, --inventory and --var
     (the queued command's own win where both set one), always in this
-    worker's state_dir and with its inventory, if it has one.
+    worker's state_dir and with its inventory, if it has one. It runs at most
+    worker_jobs (20) jobs at once; the others wait queued, or go to other
+    workers.
 
     \b
       football --config /etc/football.yml worker --systemd-unit \\
