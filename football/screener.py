@@ -99,6 +99,7 @@ KEPT_EVENTS_RETRY = 2.0         # seconds between tries to write a job's kept ev
 PROGRESS_KEPT_EVERY = 60.0      # seconds between the progress events a job's log keeps
 QUEUES_TIDY_EVERY = 60.0        # seconds between a worker's looks for queues of runs that ended
 QUEUES_KEPT_AFTER = 60.0        # seconds a run's queue stays after its last job ended
+CONNECT_TIMEOUT = 10            # seconds a connection to PostgreSQL may take to be made
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
 
@@ -314,9 +315,18 @@ def new_engine(url, threads=0):
     """An engine on the jobs' database `url` (psycopg for PostgreSQL; on
     SQLite a writer waits up to 30 s for another's lock) for up to
     `threads` threads at once beyond SQLAlchemy's usual 15 connections
-    (opened while they are needed: a worker's jobs record their events)."""
-    return sa.create_engine(engine_url(url), max_overflow=10 + threads, **(
-        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}))
+    (opened while they are needed: a worker's jobs record their events).
+    A PostgreSQL connection that is not made in CONNECT_TIMEOUT seconds (a
+    partition: no refusal comes) is an error, as a refused one is, unless
+    the URL sets its own `connect_timeout`."""
+    engine_at = engine_url(url)
+    if url.startswith("sqlite"):
+        connect_args = {"timeout": 30}
+    elif "connect_timeout" not in engine_at.query:
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT}
+    else:
+        connect_args = {}
+    return sa.create_engine(engine_at, max_overflow=10 + threads, connect_args=connect_args)
 
 
 def engine_url(url):

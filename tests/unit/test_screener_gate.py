@@ -410,3 +410,28 @@ def test_a_jobs_operation_waits_for_its_slot_and_keeps_its_gate_while_the_databa
             never_read.gate("vm1")
     finally:
         store.close()
+
+
+def test_a_database_that_never_answers_is_an_error_after_connect_timeout(monkeypatch):
+    """A partition refuses nothing: a connection to PostgreSQL waited for
+    the TCP and server timeouts (minutes) at every look of a waiting run at
+    the shared pauses. It is an error after CONNECT_TIMEOUT, as a refused
+    one is (here a listener on loopback that never says a word)."""
+    import socket
+
+    from football import screener as module
+    from football.screener import PausesUnknown, shared_pauses
+
+    monkeypatch.setattr(module, "CONNECT_TIMEOUT", 1)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        url = f"postgresql://football@127.0.0.1:{silent.getsockname()[1]}/jobs"
+        config = Config(variables=[f"jobs_database_url={url}"], environ={})
+        started = time.monotonic()
+        with pytest.raises(PausesUnknown):
+            shared_pauses(config)
+        assert time.monotonic() - started < 20
+    finally:
+        silent.close()
