@@ -1232,6 +1232,11 @@ def selecting(function):
                              "(run-moves-..., balance-...).")(function)
 
 
+def of_run(job, run):
+    """Whether `job` is of the run named `run`: its file's name or its queue."""
+    return run in (job["run"], job["queue"])
+
+
 def _selected(store, job_ids, run, state, why_not, verb):
     """The IDs of the jobs a command acts on: `job_ids`, or those of `run`
     and/or in `state` that it may act on (`why_not(job)` is None). Every
@@ -1257,12 +1262,12 @@ def _selected(store, job_ids, run, state, why_not, verb):
             raise Illegal(f"{'; '.join(problems)}; nothing was {verb} (see `football screener "
                           "list`)")
         return list(dict.fromkeys(job_ids))
-    if run is not None and not any(run in (job["run"], job["queue"]) for job in jobs):
+    if run is not None and not any(of_run(job, run) for job in jobs):
         runs = sorted({job["run"] for job in jobs if job["run"]})
         raise Illegal(f"no run {run!r} among the jobs (runs: {', '.join(runs) or 'none'}); "
                       f"nothing was {verb}")
     timeout = store.config.session_timeout
-    chosen = [job for job in jobs if (run is None or run in (job["run"], job["queue"]))
+    chosen = [job for job in jobs if (run is None or of_run(job, run))
               and (state is None or shown_state(job, timeout) == state) and not why_not(job)]
     # the queued first: killed, none of them begins while the running ones end
     return [job["id"] for job in sorted(chosen, key=lambda job: job["state"] != "queued")]
@@ -1373,7 +1378,7 @@ def screener_list(ctx, state, run):
     for job in jobs:
         job["state"] = shown_state(job, config.session_timeout)
     jobs = [job for job in jobs if (state is None or job["state"] == state) and
-            (run is None or run in (job["run"], job["queue"]))]
+            (run is None or of_run(job, run))]
     if ctx.obj.as_json:
         from football.screener import job_view
 

@@ -155,7 +155,6 @@ class JobLink:
 
         ended = sa.select(JOBS.c.number).where(sa.or_(JOBS.c.state.in_(FINISHED),
                                                       JOBS.c.archived == sa.true()))
-        failed = None
         for _ in range(20):         # a seat taken by another job meanwhile: look again
             full, failed = {}, None
             try:

@@ -223,11 +223,11 @@ def database_url(config):
 
 
 @contextlib.contextmanager
-def reading(config):
+def reading(config, strict=False):
     """A connection to the jobs' database of `config` to read from, or None
     when there is none yet (SQLite's file missing: reading creates none) or
     it cannot be reached (what is read then is what this controller knows
-    alone)."""
+    alone; `strict`: its error instead)."""
     url = database_url(config)
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
         yield None
@@ -237,6 +237,8 @@ def reading(config):
         try:
             connection = engine.connect()
         except sa.exc.SQLAlchemyError:
+            if strict:
+                raise
             yield None
             return
         with connection:
@@ -282,17 +284,11 @@ def shared_pauses(config):
     jobs' database that `jobs_database_url` names; {} without one. A
     database that does not answer raises `PausesUnknown`: an operator's
     pause there may hold this run (an incident may be why it is away)."""
-    url = config.jobs_database_url
-    if not url or (url.startswith("sqlite:///") and
-                   not os.path.exists(url.removeprefix("sqlite:///"))):
-        return {}                       # (reading makes no database)
+    if not config.jobs_database_url:
+        return {}
     try:
-        engine = new_engine(url)
-        try:
-            with engine.connect() as connection:
-                rows = connection.execute(sa.select(PAUSES)).all()
-        finally:
-            engine.dispose()
+        with reading(config, strict=True) as connection:
+            rows = [] if connection is None else connection.execute(sa.select(PAUSES)).all()
     except sa.exc.SQLAlchemyError as error:
         said = database_error(error)
         if "football_pauses" in said and ("no such table" in said or "does not exist" in said):
