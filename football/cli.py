@@ -1026,6 +1026,12 @@ def screener():
       football screener kill vm1                        a queued job never runs, a running one is interrupted
       football screener restart vm1                     a failed job again (resumes)
       football screener purge [--days 30]               archive old finished jobs
+      football screener purge --forget 365              ... and delete archived ones that old
+
+    \b
+    A worker archives jobs itself jobs_archive_days (30) after they ended (not a
+    critical one, nor one that left its operation unfinished) and deletes archived
+    jobs, run logs, expired plans and finished journals after history_days (365).
 
     \b
     States: queued, running, then
@@ -1333,22 +1339,31 @@ def screener_kill(ctx, job_ids, run, state):
 @screener.command("purge")
 @click.option("--days", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Archive the jobs that finished more than this many days ago.")
+@click.option("--forget", type=click.FloatRange(min=0), metavar="DAYS",
+              help="Also delete the archived jobs that finished more than DAYS ago: their "
+                   "events and the engine's records of them (they are gone from `show`).")
 @click.pass_context
 @reported
-def screener_purge(ctx, days):
+def screener_purge(ctx, days, forget):
     """Archive old finished jobs: their resources may get new jobs, `list`
     no longer shows them (`list --state archived` does, `show` still
-    does)."""
+    does). With --forget, delete the old archived ones."""
+    now = time.time()
     store = _job_store(ctx)
     try:
-        archived = store.archive(time.time() - days * 86400)
+        archived = store.archive(now - days * 86400)
+        forgotten = None if forget is None else store.forget(now - forget * 86400)
     finally:
         store.close()
     if ctx.obj.as_json:
-        click.echo(json.dumps({"event": "archived", "jobs": archived}))
-    else:
-        click.echo(f"archived {len(archived)} job(s){': ' if archived else ''}"
-                   f"{', '.join(archived)}")
+        click.echo(json.dumps({"event": "archived", "jobs": archived,
+                               **({} if forgotten is None else {"forgotten": forgotten})}))
+        return
+    click.echo(f"archived {len(archived)} job(s){': ' if archived else ''}"
+               f"{', '.join(archived)}")
+    if forgotten is not None:
+        click.echo(f"deleted {forgotten} archived job(s) that finished more than {forget:g} "
+                   "days ago")
 
 
 @screener.command("list")

@@ -116,6 +116,12 @@ TUNABLES = {
                                "process of ~70 MB that polls the jobs' database while it waits "
                                "for a host slot); the others wait queued, in their order",
                            COUNT),
+    "jobs_archive_days": Tunable(30.0, "days after its end a finished screener job is "
+                                       "archived by the worker (not a critical one, nor one "
+                                       "that left its operation unfinished; 0: only by "
+                                       "`screener purge`)", at_least(0)),
+    "history_days": Tunable(365.0, "days the worker keeps archived jobs, run logs, expired "
+                                   "plans and finished journals (0: for ever)", at_least(0)),
     "worker_heartbeat": Tunable(2.0, "seconds between a screener worker's heartbeats in the "
                                      "jobs' database", SECONDS),
     "worker_dead_after": Tunable(10.0, "seconds without a heartbeat after which a screener "

@@ -40,7 +40,9 @@ hold across all jobs: a job's operation takes a seat in `football_slots`
 (sync per target host, shrink per primary, handover per source) before
 the step that needs it, waiting in `condition` while the host is full
 (football/joblink.py); the worker gives back what a job still holds when
-it ends.
+it ends. A worker keeps its controller's house (football/housekeeping.py):
+finished jobs are archived after `jobs_archive_days`, archived ones
+forgotten after `history_days`.
 
 States: `queued` (in its queue), `running`, `waiting` (at the operator
 gate before its downtime window until `screener continue`), `condition`
@@ -99,6 +101,9 @@ KEPT_EVENTS_RETRY = 2.0         # seconds between tries to write a job's kept ev
 PROGRESS_KEPT_EVERY = 60.0      # seconds between the progress events a job's log keeps
 QUEUES_TIDY_EVERY = 60.0        # seconds between a worker's looks for queues of runs that ended
 QUEUES_KEPT_AFTER = 60.0        # seconds a run's queue stays after its last job ended
+HOUSEKEEPING_FIRST = 60.0       # seconds after a worker's start of its first housekeeping
+HOUSEKEEPING_EVERY = 3600.0     # seconds between a worker's housekeeping passes
+FORGET_BATCH = 500              # jobs forgotten per transaction (SQLite's IN lists stay short)
 CONNECT_TIMEOUT = 10            # seconds a connection to PostgreSQL may take to be made
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
@@ -638,13 +643,20 @@ class JobStore:
                 JOBS.c.worker == worker_id, JOBS.c.kill_requested == sa.true(),
                 JOBS.c.state.not_in(FINISHED)))]
 
-    def archive(self, finished_before):
+    def archive(self, finished_before, unattended=False):
         """Archive the finished jobs that ended before `finished_before`
-        (epoch seconds); their ids."""
+        (epoch seconds); their ids. `unattended` (a worker's housekeeping)
+        leaves the jobs that wait for an operator: a critical one (its
+        container runs nowhere) and one that left its operation unfinished
+        (a journal kept: `screener restart` or a repair goes on from it)."""
         with self.engine.begin() as connection:
-            rows = connection.execute(sa.select(JOBS.c.number, JOBS.c.id).where(
+            query = sa.select(JOBS.c.number, JOBS.c.id).where(
                 JOBS.c.archived == sa.false(), JOBS.c.state.in_(FINISHED),
-                JOBS.c.finished <= finished_before)).all()
+                JOBS.c.finished <= finished_before)
+            if unattended:
+                query = query.where(JOBS.c.state != "critical",
+                                    JOBS.c.id.not_in(sa.select(JOURNALS.c.job)))
+            rows = connection.execute(query).all()
             if rows:
                 connection.execute(JOBS.update().where(
                     JOBS.c.number.in_([row.number for row in rows])).values(archived=True))
@@ -652,6 +664,50 @@ class JobStore:
                 connection.execute(JOURNALS.delete().where(
                     JOURNALS.c.job.in_([row.id for row in rows])))
         return [row.id for row in rows]
+
+    def forget(self, finished_before):
+        """Delete the archived jobs that ended before `finished_before`
+        (epoch seconds): their rows, their events, DBOS's records of their
+        workflows, and the limits of runs none of whose jobs are left; how
+        many jobs. DBOS's records go first: a job left half forgotten is
+        an archived row whose `show` has fewer events, never a workflow
+        without its job."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(JOBS.c.number, JOBS.c.workflow_id).where(
+                JOBS.c.archived == sa.true(),
+                sa.func.coalesce(JOBS.c.finished, JOBS.c.created) <= finished_before)).all()
+        for start in range(0, len(rows), FORGET_BATCH):
+            batch = rows[start:start + FORGET_BATCH]
+            self.client.delete_workflows([row.workflow_id for row in batch])
+            numbers = [row.number for row in batch]
+            with self.engine.begin() as connection:
+                connection.execute(EVENTS.delete().where(EVENTS.c.job.in_(numbers)))
+                connection.execute(JOBS.delete().where(JOBS.c.number.in_(numbers)))
+        if rows:
+            with self.engine.begin() as connection:
+                # a run that registers its queue now queues its jobs next
+                connection.execute(QUEUES.delete().where(
+                    QUEUES.c.registered <= finished_before,
+                    QUEUES.c.name.not_in(sa.select(JOBS.c.queue).distinct())))
+        return len(rows)
+
+    def forget_plans(self, expired_before):
+        """Delete the kept plans (`keep_plan`) that expired before
+        `expired_before` (epoch seconds); how many."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(PLANS.c.id, PLANS.c.data)).all()
+        old = []
+        for row in rows:
+            try:
+                expires = float(json.loads(row.data)["expires"])
+            except (ValueError, KeyError, TypeError):
+                expires = 0.0           # unreadable: nobody can execute it
+            if expires < expired_before:
+                old.append(row.id)
+        if old:
+            with self.engine.begin() as connection:
+                connection.execute(PLANS.delete().where(PLANS.c.id.in_(old)))
+        return len(old)
 
     def live_job(self, job_id):
         """The job `job_id` that is not archived, or None."""
@@ -1287,7 +1343,7 @@ class Worker:
         self._in_step = 0                       # threads running run_job
         self._lock = threading.Lock()
         self._beat = threading.Event()
-        self._beating = None
+        self._beating = self._housekeeping = None
         self.taken_over = threading.Event()     # found dead by another worker: stop
         self.started = time.time()
         self.places = Places(config.worker_jobs)
@@ -1329,6 +1385,9 @@ class Worker:
         self._beating = threading.Thread(target=self._heartbeats, daemon=True,
                                          name="football-worker-heartbeat")
         self._beating.start()
+        self._housekeeping = threading.Thread(target=self._housekeep, daemon=True,
+                                              name="football-worker-housekeeping")
+        self._housekeeping.start()
         self.say(f"worker {self.id}: running jobs from {self.store.url}")
 
     def _heartbeats(self):
@@ -1367,6 +1426,26 @@ class Worker:
                 self.say(f"worker {self.id}: the jobs' database answers again (after "
                          f"{time.monotonic() - failing:.0f} s)")
                 failing = None
+
+    def _housekeep(self):
+        """The controller's housekeeping (football/housekeeping.py), first
+        HOUSEKEEPING_FIRST s after the start (its jobs go first), then every
+        HOUSEKEEPING_EVERY s; in a thread of its own: a first pass over years
+        of run logs must not hold the heartbeat."""
+        from football.housekeeping import housekeep
+
+        wait = HOUSEKEEPING_FIRST
+        while not self._beat.wait(wait):
+            wait = HOUSEKEEPING_EVERY
+            try:
+                kept = housekeep(self.config, self.store)
+            except Exception as error:      # noqa: BLE001 (a thread: said, tried again)
+                self.say(f"worker {self.id}: housekeeping failed ({database_error(error)}); "
+                         f"again in "
+                         f"{HOUSEKEEPING_EVERY:g} s")
+                continue
+            if kept:
+                self.say(f"worker {self.id}: housekeeping: {kept.said(self.config)}")
 
     def _tidy_queues(self):
         dropped, again = self.store.tidy_queues(QUEUES_KEPT_AFTER)
@@ -1424,8 +1503,9 @@ class Worker:
             time.sleep(0.01)
         dbos_logger.setLevel(level)
         self._beat.set()
-        if self._beating:
-            self._beating.join()
+        for thread in (self._beating, self._housekeeping):
+            if thread:
+                thread.join()
         self.store.retire(self.id)
         self.store.close()
         self.say(f"worker {self.id}: stopped")

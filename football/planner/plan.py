@@ -17,6 +17,7 @@ from football.journal import replace_durably
 from football.planner.moves import Move, Moved
 
 KINDS = ("balance", "evacuate", "restore")
+SAVED_NAMED = 5         # saved plans a refusal names
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,21 @@ def load_plan(state_dir, plan_id):
     try:
         return Plan.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
-        saved = sorted(other.stem for other in plans_dir(state_dir).glob("*.json"))
+        # an hourly balance --auto saves thousands: the newest are named
+        saved = sorted(plans_dir(state_dir).glob("*.json"), key=_modified, reverse=True)
+        named = ", ".join(path.stem for path in saved[:SAVED_NAMED]) or "none"
+        more = f" (the newest {SAVED_NAMED} of {len(saved)})" if len(saved) > SAVED_NAMED else ""
         raise Illegal(f"no plan {plan_id!r} in {plans_dir(state_dir)}; saved plans: "
-                      f"{', '.join(saved) or 'none'}") from None
+                      f"{named}{more}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise Illegal(f"plan {path} cannot be read: {error}") from None
+
+
+def _modified(path):
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:       # removed meanwhile (housekeeping)
+        return 0.0
 
 
 def history_path(state_dir):

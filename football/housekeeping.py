@@ -1,0 +1,119 @@
+"""What a controller keeps, and for how long: a controller runs for years,
+and what every run leaves must not grow without end.
+
+- the screener's finished jobs are archived `jobs_archive_days` after they
+  ended (the bash screener's `purge` from cron: 30 days), so that `list`
+  shows what is recent and their resources may get new jobs under the same
+  id; not the jobs that wait for an operator (a critical one, one that left
+  its operation unfinished);
+- after `history_days`: archived jobs are forgotten (their events and
+  DBOS's records of their workflows too), and the run logs, the saved
+  plans that expired and the finished journals (`.done`) go.
+
+An hourly `balance --auto` alone saves a plan and writes a run log every
+hour (8,760 of each a year); a monitoring check of `football status` every
+minute writes 525,600 run logs a year; every job keeps its events.
+
+Kept: what a run may still need — a plan not expired, a journal not
+finished, the lock files of the runs (`journal/<res>.run`: another process
+may hold one), the screener worker's log, the moves history the cooldown
+reads (`plans/moved.jsonl`, a line per move) and `downtime.log` (a line per
+downtime).
+
+`housekeep` does it all; a screener worker calls it when it starts and every
+`HOUSEKEEPING_EVERY` seconds (football/screener.py). A day is 86,400 s of
+the controller's clock; a file's age is its modification time."""
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DAY = 86400.0
+RUN_LOG = re.compile(r"\d{8}-\d{6}-.+\.log")       # football/cli.py: <stamp>-<operation>-<res>.log
+
+
+@dataclass
+class Kept:
+    """What one housekeeping pass removed, by kind."""
+    archived_jobs: int = 0
+    forgotten_jobs: int = 0
+    run_logs: int = 0
+    plans: int = 0
+    journals: int = 0
+
+    def said(self, config):
+        """One line of what went, or '' when nothing did."""
+        from football.report import counted
+
+        parts = []
+        if self.archived_jobs:
+            parts.append(f"archived {counted(self.archived_jobs, 'job')} that ended more than "
+                         f"{config.jobs_archive_days:g} days ago (jobs_archive_days)")
+        old = [counted(count, noun) for noun, count in
+               (("archived job", self.forgotten_jobs), ("run log", self.run_logs),
+                ("expired plan", self.plans), ("finished journal", self.journals)) if count]
+        if old:
+            parts.append(f"removed {', '.join(old)} older than {config.history_days:g} days "
+                         "(history_days)")
+        return "; ".join(parts)
+
+    def __bool__(self):
+        return any(getattr(self, field.name) for field in fields(self))
+
+
+def housekeep(config, store=None, now=None):
+    """One pass over the state dir and, with `store` (a JobStore), the
+    jobs' database; what went (`Kept`). A file another process removed
+    meanwhile is not an error; any other error propagates."""
+    now = time.time() if now is None else now
+    kept = Kept()
+    if store is not None and config.jobs_archive_days > 0:
+        kept.archived_jobs = len(store.archive(now - config.jobs_archive_days * DAY,
+                                               unattended=True))
+    if config.history_days <= 0:
+        return kept
+    before = now - config.history_days * DAY
+    if store is not None:
+        kept.forgotten_jobs = store.forget(before)
+        kept.plans += store.forget_plans(before)
+    state_dir = Path(config.state_dir)
+    kept.run_logs = _remove_old(state_dir / "log", before, lambda path: RUN_LOG.fullmatch(path.name))
+    kept.journals = _remove_old(state_dir / "journal", before, lambda path: path.suffix == ".done")
+    kept.plans += _remove_old(state_dir / "plans", before,
+                              lambda path: path.suffix == ".json" and _expired(path, before))
+    return kept
+
+
+def _expired(path, before):
+    """Whether the saved plan at `path` expired before `before` (one that
+    cannot be read cannot be executed either)."""
+    try:
+        return float(json.loads(path.read_text())["expires"]) < before
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
+
+def _remove_old(directory, before, wanted):
+    """Remove the files of `directory` last modified before `before` that
+    `wanted` accepts; how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= before \
+                    or not wanted(path):
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed += 1
+    return removed
