@@ -59,7 +59,7 @@ TUNABLES = {
                                           "and broken", SECONDS),
     "lock_retry_timeout": Tunable(600.0, "seconds to keep retrying to take locks before "
                                          "giving up", SECONDS),
-    "run_lock_lease": Tunable(300.0, "seconds a resource's run lock (run-<res>) stays another "
+    "run_lock_lease": Tunable(120.0, "seconds a resource's run lock (run-<res>) stays another "
                                      "controller's after its last renewal (every third of it); "
                                      "once the run acted, only towards the same command",
                               SECONDS),

@@ -357,6 +357,9 @@ class ResourceRun:
         self.stopping = threading.Event()
         self.renewing = None
         self.failing = set()        # the hosts whose last renewal failed (said once)
+        # another controller's run holds it now (taken over once this one
+        # was not renewed for a lease: a partition): (host, its holder)
+        self.lost = None
         self.kept = None            # what `keep` kept it for: {what, command}
 
     def hold(self, hosts):
@@ -428,8 +431,10 @@ class ResourceRun:
                 try:
                     outcome = self._take_again(host, item)
                 except Locked as locked:
-                    self._failing(host, f"{locked.holder}, no longer by this run: another "
-                                        f"controller may act on {self.res} beside it")
+                    self.lost = self.lost or (host.name, locked.holder)
+                    self._failing(host, f"{locked.holder}, no longer by this run: it stops "
+                                        f"at its next step, another controller's run of "
+                                        f"{self.res} goes on")
                     continue
                 except Exception as error:      # noqa: BLE001 (said; the run goes on)
                     self._failing(host, f"could not renew lock {item}: {error}; once it is "

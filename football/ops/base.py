@@ -41,6 +41,14 @@ class InjectedFailure(FootballError):
     exit_code = 1
 
 
+class RunTakenOver(InjectedFailure):
+    """Another controller's run took this run's hold on its resource over
+    (`ResourceRun.lost`: this one was cut off from the host for a lease, as
+    if dead): it goes on from there; this run stops at its next step as a
+    crash would, compensating nothing (a restart of the container on its
+    source, inside the downtime window, would fight the other run)."""
+
+
 class TimedOut(FootballError):
     """A wait ran past its time limit."""
 
@@ -112,12 +120,27 @@ class Context:
             raise Illegal(str(error)) from None
 
     def inject(self, name):
-        """An injection point: numbered in the order the run reaches them."""
+        """An injection point: numbered in the order the run reaches them.
+        Every step passes one: a run whose hold on its resource another
+        controller's run took over stops here (`RunTakenOver`)."""
+        self.check_hold(name)
         self.points_passed += 1
         self.reporter.event("injection-point", number=self.points_passed, name=name)
         if self.injection_point in (self.points_passed, name):
             raise InjectedFailure(f"stopped at injection point {self.points_passed} ({name}) "
                                   "as asked by --debug-injection-point")
+
+    def check_hold(self, where):
+        """`RunTakenOver` when another controller's run took the hold of a
+        run here on its resource over; the run stops `where`."""
+        for res, run in self.resource_runs.items():
+            if run.lost:
+                host, holder = run.lost
+                raise RunTakenOver(
+                    f"{host}: {holder}: another controller took this run's hold on {res} "
+                    f"over (it was not renewed for run_lock_lease: this controller was cut "
+                    f"off from the host, or stalled) and goes on from the hosts' state; this "
+                    f"run stopped at {where}, compensating nothing")
 
 
 def check_resource_name(res):

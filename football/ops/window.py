@@ -83,6 +83,8 @@ class DowntimeWindow:
         if isinstance(error, InjectedFailure):
             return False                    # a crash: the re-run resumes
         op = self.op
+        # another controller's run took over: it brings the container up
+        op.ctx.check_hold(f"the failure inside the downtime window ({error})")
         with sigint_deferred():             # a second Ctrl-C must not cut it short
             op._tell("section", name="compensation")
             why = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else \

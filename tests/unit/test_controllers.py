@@ -123,7 +123,7 @@ def test_another_controllers_run_lock_is_broken_once_run_lock_lease_old(fleet):
 
 
 def test_another_controllers_live_run_lock_refuses_before_anything_changed(fleet):
-    take_run_lock(fleet, "a2", "football@elsewhere:/var/lib/football#0123", age=200)
+    take_run_lock(fleet, "a2", "football@elsewhere:/var/lib/football#0123", age=100)
     code, events, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "migrate", "vm1",
                                     "b1", "b2")
     assert code == EXIT_ILLEGAL, stderr
@@ -410,7 +410,7 @@ def test_a_dead_runs_lock_refuses_other_commands_at_once_and_a_repair_begins_onc
     assert code == EXIT_ILLEGAL, refusal
     assert [event for event in events if event["event"] == "wait"] == []
     state = "that run ended with it unfinished" if run == "kept" else \
-        "that run acted, and stopped renewing it run_lock_lease (300 s) ago: it died"
+        "that run acted, and stopped renewing it run_lock_lease (120 s) ago: it died"
     assert f"; {state}: `football migrate vm1 b1 b2` goes on from where it stopped" in refusal
     fleet.containers["a1"]["vm1"] = "STOPPED"        # as the dead run left it
     code, _, stderr = football(fleet, "--var", "lock_retry_timeout=0.3", "--var",
@@ -509,3 +509,67 @@ def test_the_way_out_leaves_the_host_locks_of_others_than_a_run_of_its_resource(
     assert code == EXIT_ILLEGAL, stderr
     assert f"lock football is held by {step_owner} since " in stderr
     assert fleet.locks("a1")["football"]["owner"] == step_owner
+
+
+TAKEN_OVER_AT = {       # the host command before which another controller takes it over
+    "sync": lambda fleet, name, argv: "view-sync-rest" in argv and any(
+        "join-resource" in argv for _, argv in fleet.changes()),        # in the wait
+    "stop": lambda fleet, name, argv: name == "a1" and argv[-2:] == ("stop", "vm1"),
+    "handover": lambda fleet, name, argv: argv[0] == "marsadm" and "primary" in argv}
+
+
+@pytest.mark.parametrize("where", sorted(TAKEN_OVER_AT))
+def test_a_run_whose_hold_another_controller_took_over_stops_at_its_next_step_changing_nothing(
+        fleet, monkeypatch, where):
+    """A controller cut off from the hosts for run_lock_lease (a partition, a
+    stalled machine: its screener worker found dead) lost its hold: another
+    controller's run of the same command took it over and goes on from the
+    hosts' state. Before, the first went on beside it once it could reach
+    them again, its renewal only saying so: two runs of one migrate at once.
+    Now it stops at its next step as a crash would — inside the downtime
+    window too, where a compensation (the container restarted on its
+    source) would fight the other run."""
+    import threading
+
+    from football.locks import ResourceRun
+
+    noticed = threading.Event()
+    failing = ResourceRun._failing
+
+    def noticing(self, host, why):
+        failing(self, host, why)
+        noticed.set()
+
+    monkeypatch.setattr(ResourceRun, "_failing", noticing)
+    other = "football@elsewhere:/var/lib/football#0123"
+    run, taken = fleet.run, []
+
+    def taken_over(name, argv, input=None):
+        if TAKEN_OVER_AT[where](fleet, name, tuple(argv)) and not taken:
+            for host in fleet.hosts.values():
+                path = Path(host.path(RUN_LOCK_DIR)) / "run-vm1.lock"
+                if path.exists():
+                    record = json.loads(path.read_text())
+                    path.write_text(json.dumps({**record, "owner": other}))
+            assert noticed.wait(30), "the renewal never found the hold taken over"
+            taken.append(len(fleet.changes()))
+        return run(name, argv, input)
+
+    monkeypatch.setattr(fleet, "run", taken_over)
+    code, _, stderr = football(fleet, "--var", "run_lock_lease=0.3", "migrate", "vm1", "b1",
+                               "b2")
+    assert code == 1, stderr
+    assert "another controller took this run's hold on vm1 over" in stderr
+    assert "compensating nothing" in stderr
+    changed = changes_but_locks(fleet, taken[0])
+    # the step under way ends, nothing after it: no compensation either
+    if where == "sync":
+        assert changed == []
+    elif where == "stop":
+        assert {name for name, _ in changed} == {"a1", "a2"}, changed
+        assert fleet.running("vm1") == []           # for the other run to bring up
+    else:
+        assert {name for name, _ in changed} == {"b1"}, changed
+        assert fleet.running("vm1") == ["b1"]
+    assert all(fleet.locks(name)["run-vm1"]["owner"] == other for name in fleet.hosts
+               if "run-vm1" in fleet.locks(name))

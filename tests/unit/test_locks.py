@@ -535,8 +535,9 @@ def test_a_resource_run_says_once_that_another_controller_took_its_lock(a):
     assert holders(a) == {"run-vm1": "ctl-2"}        # the other's stays
     assert len(warned) == 1
     assert warned[0].startswith("a: lock run-vm1 is held by ctl-2 since ")
-    assert warned[0].endswith(", no longer by this run: another controller may act on vm1 "
-                              "beside it")
+    assert warned[0].endswith(", no longer by this run: it stops at its next step, another "
+                              "controller's run of vm1 goes on")
+    assert run.lost == ("a", warned[0].removeprefix("a: ").split(", no longer")[0])
 
 
 @pytest.fixture
