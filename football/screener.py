@@ -201,6 +201,17 @@ QUEUES = sa.Table(
     sa.Column("max_per", sa.Integer),
     sa.Column("registered", sa.Float, nullable=False),
 )
+# turns among controllers: a planner's run checks that no other planner's
+# moves are live and queues its own in one transaction that first updates
+# the row of its turn (a write lock on SQLite, a row lock on PostgreSQL):
+# two balancers that decided at once queue one after the other, and the
+# second sees the first's moves
+TURNS = sa.Table(
+    "football_turns", METADATA,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("taken", sa.Float, nullable=False),
+)
+PLANNER_TURN = "planner"
 WORKERS = sa.Table(
     "football_workers", METADATA,
     sa.Column("id", sa.String(200), primary_key=True),
@@ -358,6 +369,15 @@ class JobExists(Illegal):
     """The resource has a job already (not archived)."""
 
 
+class PlannerBusy(Illegal):
+    """Another planner's run (a balance, evacuate or restore of any
+    controller sharing the jobs' database) has moves that are not finished."""
+
+    def __init__(self, runs):
+        self.runs = runs
+        super().__init__(f"the moves of {', '.join(runs)} still run")
+
+
 def why_not_restarted(job):
     """Why the job (a row) is not queued again by `restart`, or None."""
     if job["state"] in RESTARTABLE:
@@ -480,12 +500,21 @@ class JobStore:
             self.register_queue(name, *self._limits(name))
         return dropped, again
 
-    def queue(self, specs, global_args, queue=START_QUEUE, run=""):
+    def queue(self, specs, global_args, queue=START_QUEUE, run="", alone=False):
         """Queue a job per spec, all or none; the job ids. `JobExists` when a
-        resource has a job that is not archived (nothing queued then)."""
+        resource has a job that is not archived (nothing queued then). A
+        planner's run (`run` of a PLAN_KINDS kind) queues in turns with the
+        others; `alone`: only while no other planner's run has live jobs,
+        else `PlannerBusy` (nothing queued)."""
         ids = []
         try:
             with self.engine.begin() as connection:
+                if run.startswith(tuple(f"{kind}-" for kind in PLAN_KINDS)):
+                    connection.execute(TURNS.update().where(TURNS.c.name == PLANNER_TURN)
+                                       .values(taken=time.time()))
+                    others = self._live_plan_runs(connection, run) if alone else []
+                    if others:
+                        raise PlannerBusy(others)
                 for spec in specs:
                     job_id = spec.id or spec.resource
                     self._enqueue(connection, dict(
@@ -501,6 +530,19 @@ class JobStore:
         for job_id in ids:
             self._told(self.live_job(job_id), "queued")
         return ids
+
+    @staticmethod
+    def _live_plan_runs(connection, run):
+        """The planners' runs but `run` with jobs not finished, by name."""
+        return sorted(row.run for row in connection.execute(
+            sa.select(JOBS.c.run).distinct().where(
+                JOBS.c.archived == sa.false(), JOBS.c.state.not_in(FINISHED), JOBS.c.run != run,
+                sa.or_(*(JOBS.c.run.like(f"{kind}-%") for kind in PLAN_KINDS)))))
+
+    def live_plan_runs(self):
+        """The planners' runs (any controller's) whose moves are not all finished."""
+        with self.engine.connect() as connection:
+            return self._live_plan_runs(connection, "")
 
     def _enqueue(self, connection, fields):
         """A job's row and its workflow, in the caller's transaction."""
@@ -899,6 +941,7 @@ def _create_schema(engine):
         try:
             METADATA.create_all(engine)
             _add_new_columns(engine)
+            _add_turns(engine)
             return
         except sa.exc.DBAPIError as error:
             text = str(error.orig).lower()
@@ -906,6 +949,19 @@ def _create_schema(engine):
             if not made_meanwhile or attempt == SCHEMA_ATTEMPTS:
                 raise
             time.sleep(0.1 * attempt)
+
+
+def _add_turns(engine):
+    """The rows of TURNS, once (another process may add them meanwhile)."""
+    with engine.connect() as connection:
+        if connection.execute(sa.select(TURNS.c.name).where(
+                TURNS.c.name == PLANNER_TURN)).first():
+            return
+    try:
+        with engine.begin() as connection:
+            connection.execute(TURNS.insert().values(name=PLANNER_TURN, taken=0.0))
+    except sa.exc.IntegrityError:
+        pass
 
 
 def _add_new_columns(engine):

@@ -77,10 +77,10 @@ class PlanRun:
     job is not queued: that job is waited for instead."""
 
     def __init__(self, store, job_options, name, max_running=None, max_per_target=None,
-                 say=print, poll=1.0):
+                 say=print, poll=1.0, alone=False):
         self.store, self.job_options, self.name = store, list(job_options), name
         self.max_running, self.max_per_target = max_running, max_per_target
-        self.say, self.poll = say, poll
+        self.say, self.poll, self.alone = say, poll, alone
 
     def run(self, moves):
         """{job id: final state} of the jobs that ran (or were running) the moves."""
@@ -100,7 +100,8 @@ class PlanRun:
         ids = []
         if specs:
             self.store.register_queue(self.name, self.max_running, self.max_per_target)
-            ids = self.store.queue(specs, self.job_options, queue=self.name, run=self.name)
+            ids = self.store.queue(specs, self.job_options, queue=self.name, run=self.name,
+                                   alone=self.alone)
             for spec in specs:
                 self.say(f"  queued {spec.id}: football {' '.join(spec.command)}")
         return self.wait([*ids, *waited])
@@ -177,16 +178,17 @@ class PlannedMoves(Operation):
                     if job["state"] not in FINISHED)
         return busy
 
-    def run_plan(self, store, plan, what):
+    def run_plan(self, store, plan, what, alone=False):
         """Run `plan`'s moves; `FootballError` naming each job that did not
-        end done. Returns {job id: state}."""
+        end done; `alone`: `PlannerBusy` (nothing queued) while another
+        planner's run has moves live. Returns {job id: state}."""
         self.say(f"* {what}: plan {plan.id}, {len(plan.moves)} move(s), score "
                  f"{plan.score_before:.4f} -> {plan.score_after:.4f}")
         self.summary["plans"].append(plan.id)
         self.summary["moves"] += [" ".join(move.command()) for move in plan.moves]
         started = time.time()
         run = PlanRun(store, self.job_options, f"{plan.id}", self.max_running,
-                      self.max_per_target, self.say, self.config.jobs_poll_interval)
+                      self.max_per_target, self.say, self.config.jobs_poll_interval, alone)
         states = run.run(plan.moves)
         self.summary["jobs"].update(states)
         for move in plan.moves:
@@ -238,15 +240,12 @@ class BalanceRun(PlannedMoves):
                               " (plan_expiry); make a new one with `football balance --plan`; "
                               "nothing was changed")
         else:
-            from football.screener import FINISHED, PLAN_KINDS, JobStore
+            from football.screener import JobStore
 
             jobs = JobStore(self.config)
             try:
-                listed = jobs.jobs()
-                busy = self.busy(jobs, listed)
-                self.plans_running = sorted({
-                    job["run"] for job in listed if job["state"] not in FINISHED and
-                    job["run"].startswith(tuple(f"{kind}-" for kind in PLAN_KINDS))})
+                busy = self.busy(jobs)
+                self.plans_running = jobs.live_plan_runs()
             finally:
                 jobs.close()
             self.plan = plan_balance(self.fleet, self.settings,
@@ -313,10 +312,25 @@ class BalanceRun(PlannedMoves):
             self.say(f"would queue: football {' '.join(move.command())}")
 
     def execute(self):
+        from football.screener import PlannerBusy
+
         store = self.store()
         try:
             moves = self.checked_moves(self.busy(store))
-            self.run_plan(store, replace(self.plan, moves=tuple(moves)), "balancing")
+            try:
+                self.run_plan(store, replace(self.plan, moves=tuple(moves)), "balancing",
+                              alone=True)
+            except PlannerBusy as busy:
+                # another balancer (or an evacuate) queued since this one
+                # decided: its plan was made on the fleet before those moves
+                self.summary.update(plans=[], moves=[])
+                why = f"{busy}; balancing waits for them"
+                if not self.auto:
+                    raise Illegal(f"{why} (`football screener list --run {busy.runs[0]}`; a "
+                                  f"plan made now would not know where they end); nothing "
+                                  f"was queued") from None
+                self.summary["auto"] = why
+                self.say(f"no balancing now: {why}")
         finally:
             store.close()
 

@@ -210,3 +210,18 @@ def test_a_job_outlasts_a_restart_of_the_database_its_events_kept_and_its_end_wr
     # the heartbeat's failure, said once, not at every beat
     assert log.count("no heartbeat until it answers") == 1, log
     assert log.count("worker pg-w5: the jobs' database answers again (after") == 1, log
+
+
+def test_two_planners_runs_queued_at_once_on_postgresql_queue_one(
+        tmp_path, postgres_url):  # noqa: F811 (the fixture)
+    """The planners' turn on PostgreSQL (a row lock, where SQLite takes its
+    write lock): of two balancers queueing at once, one queues, the other
+    finds its moves."""
+    from football.config import Config
+    from tests.unit.test_screener import planners_racing
+
+    config = Config(variables=[f"state_dir={tmp_path}", f"jobs_database_url={postgres_url}"],
+                    environ={})
+    for outcome in planners_racing(config):
+        assert len(outcome) == 2 and sum(text.startswith("the moves of balance-")
+                                         for text in outcome) == 1, outcome

@@ -273,6 +273,54 @@ def test_balance_auto_waits_while_the_moves_of_a_planners_run_still_run(fleet, t
     assert fleet.changes() == []
 
 
+@pytest.mark.parametrize("auto", [True, False], ids=["balance --auto", "balance --execute"])
+def test_two_balancers_that_decide_at_once_queue_one_plan(fleet, auto, monkeypatch):
+    """Two controllers' timers (or an operator's `balance --execute` beside
+    the timer) decided at once: each saw no other planner's moves live, and
+    each queued a plan made on the fleet as it was before the other's moves
+    — two balancers, the ping-pong the anchors warn of (both queued a job
+    for vm2). The look and the queueing are one turn in the jobs' database:
+    the second finds the first's moves and queues nothing."""
+    import threading
+
+    from football.screener import JobSpec, JobStore
+    from tests.helpers.jobs import Script, ScriptedExecutor
+
+    fleet.create_resource("vm3", "a1", ["a2"])
+    executor = ScriptedExecutor()
+    executor.scripts["vm2"] = Script(gate=threading.Event())       # the other's move runs
+    worker = Worker(Config(variables=settings(fleet), environ={}), "test", executor)
+    worker.start()
+    other = "balance-20261206-101010-abcdef"
+    checked = BalanceRun.checked_moves
+
+    def another_balancer_queues_meanwhile(self, busy):
+        store = JobStore(Config(variables=settings(fleet), environ={}))
+        store.queue([JobSpec("vm2", "handover", ["a1"], id=f"{other}-vm2")], [], run=other)
+        store.close()
+        return checked(self, busy)
+
+    monkeypatch.setattr(BalanceRun, "checked_moves", another_balancer_queues_meanwhile)
+    options = ("balance_hold=1", "balance_threshold=0.01", "balance_margin=0.01")
+    try:
+        run = BalanceRun(context(fleet, *options), auto=auto, job_options=job_options(fleet))
+        if auto:
+            summary = run.run()
+            assert summary["auto"] == f"the moves of {other} still run; balancing waits for them"
+            assert summary["moves"] == []
+        else:
+            with pytest.raises(Illegal, match=f"^the moves of {other} still run; balancing "
+                               "waits for them .*; nothing was queued$"):
+                run.run()
+        store = JobStore(Config(variables=settings(fleet), environ={}))
+        assert [job["id"] for job in store.jobs()] == [f"{other}-vm2"]
+        store.close()
+    finally:
+        executor.interrupt()
+        worker.stop(timeout=10)
+    assert fleet.changes() == []
+
+
 def test_a_resource_whose_job_ended_leaving_its_operation_unfinished_is_not_moved(fleet):
     """A job of any controller that failed after it acted keeps its run
     lock on the hosts: a planned move of that resource would be refused

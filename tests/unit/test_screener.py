@@ -729,3 +729,52 @@ def test_a_job_queued_into_a_dropped_queue_is_registered_again_and_runs(state_di
         worker.stop(timeout=10)
     assert dbos_queues(state_dir)[queue] == 2
     assert f"worker test: the queue of jobs not ended registered again: {queue}" in said
+
+
+def planners_racing(config, rounds=5):
+    """Two planners' runs queued `alone` at the same moment, `rounds` times,
+    each from its own JobStore (as two controllers): what each round gave
+    (sorted outcomes; its queued job then ended)."""
+    from football.screener import JobSpec, JobStore, PlannerBusy
+
+    stores = [JobStore(config) for _ in range(2)]
+    rounds_seen = []
+    try:
+        for number in range(rounds):
+            barrier, outcomes = threading.Barrier(2), []
+
+            def queue(side):
+                run = f"balance-20261206-{number:06}-{side:06}"
+                barrier.wait()
+                try:
+                    [job_id] = stores[side].queue(
+                        [JobSpec(f"race{side}", "handover", ["a1"], id=f"{run}-race{side}")], [],
+                        run=run, alone=True)
+                    outcomes.append(job_id)
+                except PlannerBusy as busy:
+                    outcomes.append(str(busy))
+
+            threads = [threading.Thread(target=queue, args=(side,)) for side in (0, 1)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            rounds_seen.append(sorted(outcomes))
+            for job_id in outcomes:
+                if not job_id.startswith("the moves of"):
+                    stores[0].update(stores[0].job(job_id)["number"], state="done",
+                                     finished=0.0)
+    finally:
+        for store in stores:
+            store.close()
+    return rounds_seen
+
+
+def test_two_planners_runs_queued_at_once_queue_one_the_other_finds_its_moves(state_dir):
+    """The look for another planner's live moves and the queueing are one
+    turn (football_turns): of two at once, one queues, the other is refused
+    naming it — never both (two balancers)."""
+    config = Config(variables=[f"state_dir={state_dir}"], environ={})
+    for outcome in planners_racing(config):
+        assert len(outcome) == 2 and sum(text.startswith("the moves of balance-")
+                                         for text in outcome) == 1, outcome
