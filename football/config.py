@@ -3,7 +3,7 @@
 Layers, later wins: the defaults here < config files (YAML mappings, in the
 order given) < environment variables `FOOTBALL_<NAME>` (upper case) <
 `--var name=value` on the command line. Values are converted to the type of
-the default (a list of paths: ':'-separated in the environment and --var)
+the default (a list, of paths or patterns: ':'-separated in the environment and --var)
 and checked against the setting's range; an unknown name or a value out of
 range is an error, so a typo never passes silently (nor waits, at the first
 gate, to fail a run that has already synced)."""
@@ -162,6 +162,9 @@ TUNABLES = {
                                  "again (never back where it came from meanwhile)", SECONDS),
     "plan_expiry": Tunable(86400.0, "seconds a saved plan may be executed after it was made",
                            SECONDS),
+    "balance_pinned": Tunable((), "resources balancing never moves, as shell patterns "
+                                  "(vm-db*; ':'-separated in the environment and --var); "
+                                  "evacuate moves them all the same"),
     "balance_threshold": Tunable(0.1, "balance --auto: the score above which the fleet counts "
                                       "as imbalanced", WEIGHT),
     "balance_hold": Tunable(3, "balance --auto: consecutive runs the score must stay above "
@@ -233,7 +236,7 @@ class Config:
 
 
 KINDS = {bool: "yes/no (true/false, on/off, 1/0)", int: "whole number", float: "number",
-         str: "string", tuple: "list of paths (':'-separated)"}
+         str: "string", tuple: "list (':'-separated)"}
 
 
 def convert(name, value, tunable, origin):
@@ -269,7 +272,7 @@ def _typed(name, value, default, origin):
 
 
 def _paths(value, wrong):
-    """A list of paths as a tuple: a YAML list, or one string of paths
+    """A list (of paths, of patterns) as a tuple: a YAML list, or one string
     separated by ':' (environment, --var)."""
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(":") if part.strip())

@@ -296,7 +296,10 @@ class BalanceRun(PlannedMoves):
         with the earlier ones applied; the others said and dropped."""
         fleet, moves = self.fleet, []
         for move in self.plan.moves:
-            why = f"{move.resource}: {busy[move.resource]}" if move.resource in busy else \
+            pattern = self.settings.pinned_by(move.resource)
+            why = f"{move.resource}: pinned since the plan was made (balance_pinned " \
+                  f"{pattern})" if pattern is not None else \
+                f"{move.resource}: {busy[move.resource]}" if move.resource in busy else \
                 move.unmet(fleet, self.settings)
             if why:
                 self.say(f"  dropped {' '.join(move.command())}: {why}")

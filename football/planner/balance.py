@@ -125,9 +125,9 @@ def movable_resources(fleet, held):
 
 def held_resources(fleet, settings, history, now, busy=()):
     """{resource: why balancing may not move it now} of the resources with a
-    primary: moved within `cooldown` (until when), busy (`busy`: {resource:
-    why}: a job runs for it, an operation is unfinished), a replica on an
-    unreachable host."""
+    primary: pinned (`balance_pinned`), moved within `cooldown` (until when),
+    busy (`busy`: {resource: why}: a job runs for it, an operation is
+    unfinished), a replica on an unreachable host."""
     held = {}
     for record in history:
         if now - record.time < settings.cooldown and record.resource in fleet.resources:
@@ -135,8 +135,11 @@ def held_resources(fleet, settings, history, now, busy=()):
                                   time.localtime(record.time + settings.cooldown))
             held[record.resource] = f"moved within cooldown (until {until})"
     for res, resource in fleet.resources.items():
+        pattern = settings.pinned_by(res)
         if not resource.primary:
             held.pop(res, None)
+        elif pattern is not None:
+            held[res] = f"pinned (balance_pinned {pattern})"
         elif res in busy:
             held[res] = busy[res]
         elif not all(fleet.hosts[name].reachable for name in resource.replicas):

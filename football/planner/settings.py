@@ -1,6 +1,7 @@
 """The planner's settings: the score's weights and penalties, the stop rules
 and the safeguards, read once from the tunables (football/config.py)."""
 
+import fnmatch
 from dataclasses import dataclass, fields
 
 
@@ -26,12 +27,18 @@ class Settings:
     balance_hold: int = 3
     balance_margin: float = 0.1
     placement_min_free: int = 0
+    balance_pinned: tuple = ()
 
     @classmethod
     def from_config(cls, config):
         """The settings of a resolved `Config` (every field is a tunable of
         the same name)."""
         return cls(**{field.name: getattr(config, field.name) for field in fields(cls)})
+
+    def pinned_by(self, res):
+        """The `balance_pinned` pattern that pins `res`, or None."""
+        return next((pattern for pattern in self.balance_pinned
+                     if fnmatch.fnmatchcase(res, pattern)), None)
 
     def weights(self):
         """{metric: weight} of the score's spread terms."""

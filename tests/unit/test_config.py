@@ -172,7 +172,7 @@ def test_a_list_of_paths_is_a_yaml_list_in_a_config_file(config_file):
 def test_a_list_of_paths_that_is_not_strings_is_refused(config_file):
     path = config_file("plugin_dirs: [1, 2]\n")
     assert refused(files=[path]) == (f"setting plugin_dirs from config file {path}: [1, 2] "
-                                     "is not a list of paths (':'-separated)")
+                                     "is not a list (':'-separated)")
 
 
 # --- mistakes --------------------------------------------------------------------------

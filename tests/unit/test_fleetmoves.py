@@ -344,6 +344,22 @@ def test_a_resource_whose_job_ended_leaving_its_operation_unfinished_is_not_move
                            "screener restart vm1, or a repair)"}
 
 
+def test_a_resource_pinned_after_its_plan_was_made_is_not_moved_by_it(fleet, worker):
+    from football.ops.planning import BalancePlanning
+
+    fleet.create_resource("vm3", "a1", ["a2"])
+    plan = BalancePlanning(context(fleet)).run()
+    first = plan["moves"][0]["resource"]
+    before = replicas(fleet, first)
+    summary = BalanceRun(context(fleet, f"balance_pinned={first}"), plan_id=plan["id"],
+                         job_options=job_options(fleet)).run()
+    assert {"command": plan["moves"][0]["command"],
+            "reason": f"{first}: pinned since the plan was made (balance_pinned {first})"} \
+        in summary["dropped"]
+    assert replicas(fleet, first) == before
+    assert_whole(fleet, "vm1", "vm2", "vm3")
+
+
 def test_a_balance_plan_made_on_one_controller_is_executed_by_its_id_on_another(
         fleet, worker, tmp_path):
     """Where controllers share a jobs' database a plan made on one (`balance

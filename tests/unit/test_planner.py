@@ -305,7 +305,29 @@ def test_piling_containers_onto_one_host_never_scores_better_than_spreading_them
         score(piled, DEFAULTS).terms["containers"]
 
 
+def test_a_pinned_resource_is_never_moved_by_balancing_and_the_plan_says_why():
+    """An operator's pins (`balance_pinned`, shell patterns): a customer's
+    database that must stay where it is, as hbal's --exclude-instances."""
+    fleet = unbalanced_fleet()
+    moved = sorted({move.resource for move in plan_balance(fleet, DEFAULTS, now=NOW).moves})
+    assert moved
+    pinned = replace(DEFAULTS, balance_pinned=("nothing-*", moved[0]))
+    plan = plan_balance(fleet, pinned, now=NOW)
+    assert moved[0] not in {move.resource for move in plan.moves}
+    assert dict(plan.held)[moved[0]] == f"pinned (balance_pinned {moved[0]})"
+    everything = plan_balance(fleet, replace(DEFAULTS, balance_pinned=("vm*",)), now=NOW)
+    assert everything.moves == ()
+    assert set(dict(everything.held).values()) == {"pinned (balance_pinned vm*)"}
+
+
 # ------------------------------------------------------------------ evacuation
+def test_an_evacuation_moves_pinned_resources_too():
+    fleet = fleet_of([host("a1"), host("a2"), host("b1"), host("b2")],
+                     [vm("vm1", "a1", "a2"), vm("vm2", "a2", "a1"), vm("vm3", "b1", "b2")])
+    plan = plan_evacuation(fleet, ["a1"], replace(DEFAULTS, balance_pinned=("vm*",)), NOW)
+    assert sorted(move.resource for move in plan.moves) == ["vm1", "vm2"]
+
+
 def test_evacuating_a_host_moves_every_primary_and_replica_off_it():
     fleet = fleet_of([host("a1"), host("a2"), host("b1"), host("b2")],
                      [vm("vm1", "a1", "a2"), vm("vm2", "a2", "a1"), vm("vm3", "b1", "b2")])

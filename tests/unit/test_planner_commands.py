@@ -56,6 +56,13 @@ def test_balance_plan_moves_containers_to_the_empty_cluster_and_saves_the_plan(c
     assert not crowded.changes()        # a plan changes no host
 
 
+def test_balance_plan_leaves_the_pinned_resources_where_they_are(crowded):
+    plan = report_of(crowded, "--var", "balance_pinned=vm1:vm3", "balance", "--plan")
+    assert {move["resource"] for move in plan["moves"]} == {"vm2"}
+    assert plan["held"] == {"vm1": "pinned (balance_pinned vm1)",
+                            "vm3": "pinned (balance_pinned vm3)"}
+
+
 def test_balance_plan_without_json_prints_the_moves_and_the_scores(crowded):
     from click.testing import CliRunner
     from football.cli import cli
