@@ -369,6 +369,15 @@ class JobExists(Illegal):
     """The resource has a job already (not archived)."""
 
 
+class ResourcesBusy(Illegal):
+    """Resources a planner's run would move have live jobs ({resource: job id})."""
+
+    def __init__(self, jobs):
+        self.jobs = jobs
+        super().__init__(", ".join(f"{res}: its job {job_id} runs"
+                                   for res, job_id in sorted(jobs.items())))
+
+
 class PlannerBusy(Illegal):
     """Another planner's run (a balance, evacuate or restore of any
     controller sharing the jobs' database) has moves that are not finished."""
@@ -505,7 +514,8 @@ class JobStore:
         resource has a job that is not archived (nothing queued then). A
         planner's run (`run` of a PLAN_KINDS kind) queues in turns with the
         others; `alone`: only while no other planner's run has live jobs,
-        else `PlannerBusy` (nothing queued)."""
+        else `PlannerBusy`; and none for a resource that has a live job of
+        any run, else `ResourcesBusy` (nothing queued either way)."""
         ids = []
         try:
             with self.engine.begin() as connection:
@@ -515,6 +525,11 @@ class JobStore:
                     others = self._live_plan_runs(connection, run) if alone else []
                     if others:
                         raise PlannerBusy(others)
+                    busy = dict(connection.execute(sa.select(JOBS.c.resource, JOBS.c.id).where(
+                        JOBS.c.archived == sa.false(), JOBS.c.state.not_in(FINISHED),
+                        JOBS.c.resource.in_([spec.resource for spec in specs]))).all())
+                    if busy:
+                        raise ResourcesBusy(busy)
                 for spec in specs:
                     job_id = spec.id or spec.resource
                     self._enqueue(connection, dict(

@@ -84,26 +84,29 @@ class PlanRun:
 
     def run(self, moves):
         """{job id: final state} of the jobs that ran (or were running) the moves."""
-        from football.screener import FINISHED, JobSpec
+        from football.screener import JobSpec, ResourcesBusy
 
-        live = {job["resource"]: job["id"] for job in self.store.jobs()
-                if job["state"] not in FINISHED}
-        specs, waited = [], []
+        specs, waited, ids = [], [], []
         for move in moves:
             operation, res, *args = move.command()
-            if res in live:
-                self.say(f"  {res}: its job {live[res]} runs already; waiting for it")
-                waited.append(live[res])
-                continue
             specs.append(JobSpec(res, operation, args, id=f"{self.name}-{res}",
                                  partition=move.target[0] if self.max_per_target else None))
-        ids = []
         if specs:
             self.store.register_queue(self.name, self.max_running, self.max_per_target)
-            ids = self.store.queue(specs, self.job_options, queue=self.name, run=self.name,
-                                   alone=self.alone)
+        while specs:
+            try:
+                # the look for live jobs and the queueing are one turn
+                ids = self.store.queue(specs, self.job_options, queue=self.name,
+                                       run=self.name, alone=self.alone)
+            except ResourcesBusy as busy:
+                for res, job_id in sorted(busy.jobs.items()):
+                    self.say(f"  {res}: its job {job_id} runs already; waiting for it")
+                    waited.append(job_id)
+                specs = [spec for spec in specs if spec.resource not in busy.jobs]
+                continue
             for spec in specs:
                 self.say(f"  queued {spec.id}: football {' '.join(spec.command)}")
+            break
         return self.wait([*ids, *waited])
 
     def wait(self, ids):

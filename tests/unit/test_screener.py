@@ -731,11 +731,12 @@ def test_a_job_queued_into_a_dropped_queue_is_registered_again_and_runs(state_di
     assert f"worker test: the queue of jobs not ended registered again: {queue}" in said
 
 
-def planners_racing(config, rounds=5):
-    """Two planners' runs queued `alone` at the same moment, `rounds` times,
-    each from its own JobStore (as two controllers): what each round gave
-    (sorted outcomes; its queued job then ended)."""
-    from football.screener import JobSpec, JobStore, PlannerBusy
+def planners_racing(config, rounds=5, kind="balance", alone=True, resources=("race0", "race1")):
+    """Two planners' runs of `kind` queued (`alone`) at the same moment,
+    `rounds` times, each from its own JobStore (as two controllers), side
+    N's move of resources[N]: what each round gave (sorted: the job ids
+    queued, the refusals' texts; the jobs queued then ended)."""
+    from football.screener import JobSpec, JobStore, PlannerBusy, ResourcesBusy
 
     stores = [JobStore(config) for _ in range(2)]
     rounds_seen = []
@@ -744,14 +745,15 @@ def planners_racing(config, rounds=5):
             barrier, outcomes = threading.Barrier(2), []
 
             def queue(side):
-                run = f"balance-20261206-{number:06}-{side:06}"
+                run = f"{kind}-20261206-{number:06}-{side:06}"
+                res = resources[side]
                 barrier.wait()
                 try:
                     [job_id] = stores[side].queue(
-                        [JobSpec(f"race{side}", "handover", ["a1"], id=f"{run}-race{side}")], [],
-                        run=run, alone=True)
+                        [JobSpec(res, "handover", ["a1"], id=f"{run}-{res}")], [],
+                        run=run, alone=alone)
                     outcomes.append(job_id)
-                except PlannerBusy as busy:
+                except (PlannerBusy, ResourcesBusy) as busy:
                     outcomes.append(str(busy))
 
             threads = [threading.Thread(target=queue, args=(side,)) for side in (0, 1)]
@@ -761,7 +763,7 @@ def planners_racing(config, rounds=5):
                 thread.join(60)
             rounds_seen.append(sorted(outcomes))
             for job_id in outcomes:
-                if not job_id.startswith("the moves of"):
+                if job_id.startswith(f"{kind}-"):
                     stores[0].update(stores[0].job(job_id)["number"], state="done",
                                      finished=0.0)
     finally:
@@ -778,3 +780,16 @@ def test_two_planners_runs_queued_at_once_queue_one_the_other_finds_its_moves(st
     for outcome in planners_racing(config):
         assert len(outcome) == 2 and sum(text.startswith("the moves of balance-")
                                          for text in outcome) == 1, outcome
+
+
+def test_two_evacuations_that_move_one_resource_at_once_queue_one_job_for_it(state_dir):
+    """Two planners' runs (two operators' evacuations of one host) that
+    both planned a move of vm1: the look for its live job and the queueing
+    are one turn, so one queues it and the other waits for that job —
+    before, each saw none and both queued one: vm1 moved twice."""
+    config = Config(variables=[f"state_dir={state_dir}"], environ={})
+    for outcome in planners_racing(config, kind="evacuate", alone=False,
+                                   resources=("vm1", "vm1")):
+        [queued, refused] = sorted(outcome, key=lambda text: not text.startswith("evacuate-"))
+        assert queued.startswith("evacuate-") and queued.endswith("-vm1"), outcome
+        assert refused == f"vm1: its job {queued} runs", outcome
