@@ -162,12 +162,12 @@ class PlannedMoves(Operation):
         if not self.ctx.dry_run:
             self.store().close()
 
-    def busy(self, store, listed=None):
+    def busy(self, store):
         """{resource: why it is busy} of the resources a screener job is
         queued or running for, or an operation of this controller is
         unfinished (a move would be refused: `Operation._refuse_over_unfinished`),
         or a job of any controller ended leaving one (its run lock refuses
-        the move). `listed`: the store's jobs, when the caller listed them."""
+        the move)."""
         from football.screener import FINISHED
 
         busy = unfinished_resources(self.config.state_dir,
@@ -177,7 +177,7 @@ class PlannedMoves(Operation):
                           f"screener restart {job_id}, or a repair)")
                     for res, (job_id, state, operations) in store.left_unfinished().items())
         busy.update((job["resource"], "a job runs for it")
-                    for job in (store.jobs() if listed is None else listed)
+                    for job in store.jobs()
                     if job["state"] not in FINISHED)
         return busy
 
