@@ -148,7 +148,18 @@ def split_cluster(ctx):
 
 @command("leave-cluster")
 def leave_cluster(ctx):
-    """Leave the cluster (this host must hold no replicas)."""
+    """Leave the cluster (this host must hold no replicas). It forgets the
+    cluster in this host's state dir: --host may not name another host (the
+    kernel's marsadm takes --host=<dead host> to drop that one; here
+    `split-cluster --force` does)."""
+    here = HostEnv.from_environment().host
+    if ctx.env.host != here:
+        raise MarsError(
+            f"leave-cluster leaves the host it runs on and forgets the cluster in its state "
+            f"dir: --host={ctx.env.host} is not this host ({here}), whose metadata it would "
+            f"wipe. To take {ctx.env.host} out: leave-cluster on {ctx.env.host}; where it is "
+            f"dead or gone for good and shares no resource with the others, `marsadm "
+            f"--timeout=30 split-cluster --force` here drops it")
     ctx.cluster().leave()
 
 

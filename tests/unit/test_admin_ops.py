@@ -600,8 +600,13 @@ def test_a_host_whose_peer_is_dead_answers_and_one_whose_own_marsd_is_down_does_
 
 def test_a_split_is_refused_when_wait_cluster_warns_of_a_dead_member():
     every_member_answers(WaitCluster("a1", 0, ""))
-    with pytest.raises(Illegal, match="not every host of its MARS cluster answers.*b2"):
+    with pytest.raises(Illegal, match="not every host of its MARS cluster answers.*b2") \
+            as refused:
         every_member_answers(WaitCluster("a1", 0, DEAD_PEER))
+    # a host that never comes back (decommissioned) would block every split for ever
+    assert "Where b2 is dead or decommissioned (a host that left no replica: evacuated), " \
+        "`marsadm --timeout=30 split-cluster --force` on a1 drops it from the cluster. " \
+        "Nothing was changed" in str(refused.value)
 
 
 def test_status_shows_the_pauses_that_hold_runs_here_and_of_a_resource_its_own(

@@ -371,6 +371,17 @@ def test_leave_cluster_refuses_while_this_host_holds_replicas(scenario):
     assert_refused(scenario.host, ["leave-cluster"], "still holds replicas of vm1, vm2")
 
 
+def test_leave_cluster_for_another_host_is_refused_and_this_hosts_metadata_stays(h1):
+    """The kernel's marsadm drops a dead host with `--host=<dead> leave-cluster`
+    run on a survivor; ours forgot the survivor's whole cluster then (its
+    state dir is this host's): h2 stayed, h1 knew nothing any more."""
+    h1.peer_apply([("ips/ip-h2", "127.0.0.2", "h2")])
+    assert_refused(h1, ["--host=h2", "leave-cluster"],
+                   "--host=h2 is not this host (h1), whose metadata it would wipe",
+                   "`marsadm --timeout=30 split-cluster --force` here drops it")
+    assert h1.ok("lowlevel-ls-host-ips").splitlines() == ["h1 127.0.0.1", "h2 127.0.0.2"]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["create-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
     (["join-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
