@@ -175,6 +175,10 @@ class Globals:
         reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
                             log_path=Path(config.state_dir) / "log" / f"{stamp}-{operation}-{res}.log",
                             on_warning=lambda text: hooks.football_warning(text=text))
+        if not self.dry_run:
+            from football.housekeeping import now_and_then
+
+            now_and_then(config, reporter.warning)
         return Context(inventory=inv, config=config, hooks=hooks, reporter=reporter,
                        dry_run=self.dry_run, yes=self.yes, injection_point=self.injection_point)
 

@@ -120,8 +120,9 @@ TUNABLES = {
                                        "archived by the worker (not a critical one, nor one "
                                        "that left its operation unfinished; 0: only by "
                                        "`screener purge`)", at_least(0)),
-    "history_days": Tunable(365.0, "days the worker keeps archived jobs, run logs, expired "
-                                   "plans and finished journals (0: for ever)", at_least(0)),
+    "history_days": Tunable(365.0, "days a controller keeps archived jobs, run logs, expired "
+                                   "plans and finished journals (its worker clears them hourly, "
+                                   "its commands daily; 0: kept for ever)", at_least(0)),
     "worker_heartbeat": Tunable(2.0, "seconds between a screener worker's heartbeats in the "
                                      "jobs' database", SECONDS),
     "worker_dead_after": Tunable(10.0, "seconds without a heartbeat after which a screener "

@@ -21,8 +21,10 @@ reads (`plans/moved.jsonl`, a line per move) and `downtime.log` (a line per
 downtime).
 
 `housekeep` does it all; a screener worker calls it when it starts and every
-`HOUSEKEEPING_EVERY` seconds (football/screener.py). A day is 86,400 s of
-the controller's clock; a file's age is its modification time."""
+`HOUSEKEEPING_EVERY` seconds (football/screener.py). A controller that runs
+no worker (operators' machines) keeps its state dir's house from its
+commands, at most once a day (`now_and_then`). A day is 86,400 s of the
+controller's clock; a file's age is its modification time."""
 
 import json
 import os
@@ -32,6 +34,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 DAY = 86400.0
+STAMP = "housekept"             # in the state dir: when a command last kept house
 RUN_LOG = re.compile(r"\d{8}-\d{6}-.+\.log")       # football/cli.py: <stamp>-<operation>-<res>.log
 
 
@@ -85,6 +88,27 @@ def housekeep(config, store=None, now=None):
     kept.plans += _remove_old(state_dir / "plans", before,
                               lambda path: path.suffix == ".json" and _expired(path, before))
     return kept
+
+
+def now_and_then(config, warn):
+    """The state dir's housekeeping (run logs, plans, journals; the jobs'
+    database is a worker's) when it was not done for a day: a command calls
+    it, so that a controller without a worker keeps house too. Its failure
+    is said (`warn`) and tried again a day later; it never fails the command."""
+    if config.history_days <= 0:
+        return
+    stamp = Path(config.state_dir) / STAMP
+    try:
+        if time.time() - stamp.stat().st_mtime < DAY:
+            return
+    except FileNotFoundError:
+        pass
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()                   # first: commands at once do it once
+        housekeep(config)
+    except OSError as error:
+        warn(f"housekeeping of {config.state_dir} failed ({error}); tried again in a day")
 
 
 def _expired(path, before):

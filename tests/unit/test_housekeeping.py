@@ -7,6 +7,7 @@ journals; everything a run may still need stays."""
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from football.errors import Illegal
 from football.housekeeping import DAY, housekeep
 from football.planner.plan import load_plan
 from football.screener import EVENTS, JOBS, JOURNALS, PLANS, QUEUES, JobStore
+from tests.helpers.fakefleet import fake_fleet, football as fleet_football  # noqa: F401
 from tests.helpers.jobs import ScriptedExecutor, Script, football, jobs, wait_for
 from tests.unit.test_screener import finished, screener, start_worker
 
@@ -232,3 +234,38 @@ def test_a_missing_plan_is_refused_naming_the_newest_saved_ones_not_thousands(tm
         "saved plans: balance-20261201-110000-aaaaaa, balance-20261201-100000-aaaaaa, "
         "balance-20261201-090000-aaaaaa, balance-20261201-080000-aaaaaa, "
         "balance-20261201-070000-aaaaaa (the newest 5 of 12)")
+
+
+def test_a_controller_without_a_worker_keeps_house_from_its_commands_once_a_day(
+        fake_fleet):  # noqa: F811 (a fixture)
+    """An operator's machine runs no worker: its commands clear the state
+    dir at most once a day (a stamp), never on a dry run; a failure is a
+    warning, not a failed command."""
+    state = Path(fake_fleet.state_dir)
+    first = old_file(state / "log" / "20251001-120000-status-all.log")
+    assert fleet_football(fake_fleet, "--dry-run", "migrate", "vm1", "b1", "b2")[0] == 0
+    assert first.exists()                       # a dry run changes nothing
+    code, _, stderr = fleet_football(fake_fleet, "expand", "vm1", "100m")
+    assert code == 0, stderr
+    assert not first.exists() and (state / "housekept").exists()
+    second = old_file(state / "log" / "20251001-130000-status-all.log")
+    assert fleet_football(fake_fleet, "expand", "vm1", "100m")[0] == 0
+    assert second.exists()                      # done today already
+    stamp = NOW - 2 * DAY
+    os.utime(state / "housekept", (stamp, stamp))
+    assert fleet_football(fake_fleet, "expand", "vm1", "100m")[0] == 0
+    assert not second.exists()
+
+
+def test_a_failed_housekeeping_is_a_warning_and_tried_again_a_day_later(tmp_path, monkeypatch):
+    from football import housekeeping
+
+    def failing(config, store=None, now=None):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "log"))
+
+    monkeypatch.setattr(housekeeping, "housekeep", failing)
+    warned = []
+    housekeeping.now_and_then(config_of(tmp_path), warned.append)
+    housekeeping.now_and_then(config_of(tmp_path), warned.append)
+    assert warned == [f"housekeeping of {tmp_path} failed ([Errno 13] Permission denied: "
+                      f"'{tmp_path / 'log'}'); tried again in a day"]
