@@ -158,6 +158,24 @@ def test_leave_resource_tombstones_only_this_hosts_keys(scenario, tmp_path):
         assert store.value("resource-vm3/size") == str(2 * MIB)
 
 
+def test_leave_resource_for_a_dead_host_run_on_a_survivor_drops_only_its_replica(scenario):
+    """The kernel's way to drop a dead host's replica: `marsadm --host=<dead>
+    leave-resource --force` on a survivor. Here too: the dead one's keys of
+    that resource are tombstoned, the survivor's own and the resource stay."""
+    h1 = scenario.host
+    h1.peer_apply([("resource-vm1/todo-h2/attach", "1", "h2")])
+    assert_refused(h1, ["--host=h2", "leave-resource", "vm1"], "vm1 is not down on h2")
+    h1.ok("--host=h2", "leave-resource", "--force", "vm1")
+    assert h1.ok("view-resource-members", "vm1") == "h1\n"
+    with h1.store() as store:
+        assert store.get("resource-vm1/data-h2").deleted
+        assert store.get("resource-vm1/todo-h2/attach").deleted
+        assert not store.get("resource-vm1/data-h1").deleted
+        assert store.value("resource-vm1/primary") == "h1"
+    assert h1.ok("lowlevel-ls-host-ips").splitlines() == [
+        "h1 127.0.0.1", "h2 127.0.0.2", "h3 127.0.0.3"]       # the cluster as it was
+
+
 def test_leave_resource_refuses_a_replica_that_is_not_down_unless_forced(scenario, tmp_path):
     """As kernel MARS's leave_res_phase0: every switch of this host off
     first (`marsadm down`; a pause-sync alone is not enough), or --force."""
