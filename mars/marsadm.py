@@ -152,7 +152,10 @@ def leave_cluster(ctx):
     cluster in this host's state dir: --host may not name another host (the
     kernel's marsadm takes --host=<dead host> to drop that one; here
     `split-cluster --force` does)."""
-    here = HostEnv.from_environment().host
+    try:
+        here = HostEnv.from_environment().host
+    except MarsError:       # the hostname is no MARS host name: --host is this host's
+        here = ctx.env.host
     if ctx.env.host != here:
         raise MarsError(
             f"leave-cluster leaves the host it runs on and forgets the cluster in its state "

@@ -400,6 +400,23 @@ def test_leave_cluster_for_another_host_is_refused_and_this_hosts_metadata_stays
     assert h1.ok("lowlevel-ls-host-ips").splitlines() == ["h1 127.0.0.1", "h2 127.0.0.2"]
 
 
+def test_leave_cluster_with_host_where_the_hostname_is_no_mars_name_leaves(make_host,
+                                                                           monkeypatch):
+    """Without MARS_HOST, a machine whose hostname is no MARS host name
+    (HV_01) is named by --host: that is this host, and it leaves."""
+    from click.testing import CliRunner
+
+    from mars.marsadm import cli
+
+    host = make_host("h5")
+    host.ok("--ip=127.0.0.5", "create-cluster")
+    monkeypatch.setattr("socket.gethostname", lambda: "HV_01.example")
+    result = CliRunner(env={"MARS_ROOT": str(host.root), "MARS_HOST": None}).invoke(
+        cli, ["--host=h5", "leave-cluster"])
+    assert result.exit_code == 0, result.output
+    assert host.ok("lowlevel-ls-host-ips") == ""
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["create-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
     (["join-resource", "vm1", "/tmp/disk"], "host h4 is not a cluster member"),
