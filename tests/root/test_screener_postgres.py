@@ -8,6 +8,8 @@ import json
 import sys
 import textwrap
 
+import sqlalchemy as sa
+
 import pytest
 
 from tests.helpers.jobs import WorkerProcesses, football, wait_for
@@ -145,6 +147,21 @@ def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
         store.restart(tidied)
         [queue] = [queue for queue in store.client.list_queues() if queue.name == "run-pg-1"]
         assert (queue.global_concurrency, queue.partition_concurrency) == (3, 1)
+        # housekeeping: archived, then forgotten with DBOS's records and events
+        [old] = store.queue([JobSpec("pg4", "migrate", ["b1"], id="pg4-old")], [],
+                            queue="run-pg-2", run="old.csv")
+        number, workflow = (store.job(old)[key] for key in ("number", "workflow_id"))
+        store.record(number, {"event": "phase", "phase": "prepare"})
+        store.update(number, state="done", exit_code=0, finished=1.0)
+        assert old in store.archive(2.0, unattended=True)
+        assert store.forget(2.0) >= 1
+        assert store.job(old) is None and store.events(number) == []
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.text(
+                "SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid = :id"),
+                {"id": workflow}).scalar() == 0
+        store.keep_plan({"id": "balance-pg-old", "expires": 1.0})
+        assert store.forget_plans(2.0) >= 1 and shared_plan(config, "balance-pg-old") is None
     finally:
         store.close()
 
