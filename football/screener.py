@@ -853,14 +853,31 @@ class JobStore:
         if entered:
             self._told(self.job_by_number(number), entered)
 
-    def release_slots(self, number):
-        """Give back the host slots job `number` still holds (it ended);
-        [(kind, host)] of them."""
+    def end(self, number, worker_id, state, exit_code):
+        """Job `number` ended on `worker_id` in `state`: the host slots it
+        still holds given back (a `slot` event each), its end written (and
+        its `job-end` event), in one transaction — only while the job is
+        that worker's. One that another worker took over meanwhile (this one
+        was found dead: cut off from the database while its operation went
+        on) is that worker's, its slots too: False, nothing changed."""
+        now = time.time()
         with self.engine.begin() as connection:
-            held = connection.execute(sa.select(SLOTS.c.kind, SLOTS.c.host).where(
-                SLOTS.c.job == number)).all()
+            if connection.execute(sa.select(JOBS.c.worker).where(
+                    JOBS.c.number == number).with_for_update()).scalar() != worker_id:
+                return False
+            for row in connection.execute(sa.select(SLOTS.c.kind, SLOTS.c.host).where(
+                    SLOTS.c.job == number)).all():
+                _insert_event(connection, number, now, {
+                    "event": "slot", "action": "released", "slot": row.kind,
+                    "hosts": [row.host], "by": "worker"})
             connection.execute(SLOTS.delete().where(SLOTS.c.job == number))
-        return [(row.kind, row.host) for row in held]
+            entered = self._write(connection, number, dict(
+                state=state, exit_code=exit_code, finished=now, last_event=now))
+            _insert_event(connection, number, now, {"event": "job-end", "exit_code": exit_code,
+                                                    "state": state})
+        if entered:
+            self._told(self.job_by_number(number), entered)
+        return True
 
     # ------------------------------------------------------------- workers
     def heartbeat(self, worker_id, started, first=False):
@@ -1623,16 +1640,11 @@ class Worker:
         if self.stopping.is_set():
             self._leave(job)
         events.flush()
-        for kind, host in self._answer(name, "giving back its host slots",
-                                        lambda: self.store.release_slots(number)):
-            events.record({"event": "slot", "action": "released", "slot": kind,
-                           "hosts": [host], "by": "worker"})
         state = state_of_exit(code)
-        events.flush()
-        self._answer(name, f"recording its end ({state}, exit {code})", lambda: (
-            self.store.update(number, state=state, exit_code=code, finished=time.time())))
-        events.record({"event": "job-end", "exit_code": code, "state": state})
-        events.flush()
+        if not self._answer(name, f"recording its end ({state}, exit {code})",
+                            lambda: self.store.end(number, self.id, state, code)):
+            self.say(f"worker {self.id}: job {name} ended here (exit {code}) after another "
+                     "worker took it over: its end and its host slots are that worker's")
         return code
 
     def _waits_for_a_place(self, number):

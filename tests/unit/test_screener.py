@@ -621,14 +621,14 @@ def test_a_jobs_events_outlast_a_database_that_fails_for_a_while(state_dir):
                                       {"event": "message", "text": "vm1: joining b1"},
                                       {"event": "phase", "phase": "wait"}])
     worker = start_worker(state_dir, executor, say=said.append)
-    failures = {"record": 3, "update": 2}
+    failures = {"record": 3, "end": 2}
 
     def failing(name):
         real = getattr(worker.store, name)
 
         def write(number, *args, **fields):
-            # the events from the job's start on, the end (its state) twice
-            if jobs_started and failures[name] and (name == "record" or "state" in fields):
+            # the events from the job's start on, the end twice
+            if jobs_started and failures[name]:
                 failures[name] -= 1
                 raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError(
                     "database is locked"))
@@ -638,7 +638,7 @@ def test_a_jobs_events_outlast_a_database_that_fails_for_a_while(state_dir):
     jobs_started = []
     real_record = worker.store.record
     worker.store.record = failing("record")
-    worker.store.update = failing("update")
+    worker.store.end = failing("end")
     original_claim = worker.store.claim
     worker.store.claim = lambda *args: (jobs_started.append(1), original_claim(*args))[1]
     try:
@@ -651,7 +651,7 @@ def test_a_jobs_events_outlast_a_database_that_fails_for_a_while(state_dir):
         ("done", 0, "wait", "vm1: joining b1")
     assert [event["event"] for event in events_of(state_dir, "vm1")] == \
         ["job-start", "phase", "message", "phase", "job-end"]
-    assert failures == {"record": 0, "update": 0}
+    assert failures == {"record": 0, "end": 0}
     kept = [text for text in said if "kept in memory" in text]
     assert kept == ["worker test: job vm1: its events are kept in memory while the jobs' "
                     "database fails ((sqlite3.OperationalError) database is locked); the "
@@ -793,3 +793,47 @@ def test_two_evacuations_that_move_one_resource_at_once_queue_one_job_for_it(sta
         [queued, refused] = sorted(outcome, key=lambda text: not text.startswith("evacuate-"))
         assert queued.startswith("evacuate-") and queued.endswith("-vm1"), outcome
         assert refused == f"vm1: its job {queued} runs", outcome
+
+
+def test_a_job_taken_over_while_its_operation_went_on_is_ended_by_the_taker_only(state_dir):
+    """A worker cut off from the jobs' database for worker_dead_after was
+    taken over while its operation went on (the hosts answered it): another
+    worker runs the job now. The operation's end here writes neither the
+    job's end nor gives back its host slots, which are the taker's. Before,
+    the job showed failed while the taker's run went on, and the taker's
+    slots were freed under it."""
+    import time
+
+    import sqlalchemy as sa
+
+    from football.screener import JOBS, SLOTS, JobStore
+
+    gate = threading.Event()
+    executor = ScriptedExecutor()
+    executor.scripts["vm1"] = Script(gate=gate, code=1)
+    said = []
+    worker = start_worker(state_dir, executor, say=said.append)
+    store = JobStore(Config(variables=[f"state_dir={state_dir}"], environ={}))
+    try:
+        assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 0
+        wait_for(lambda: jobs(state_dir)["vm1"]["state"] == "running", "vm1 to run")
+        number = store.job("vm1")["number"]
+        with store.engine.begin() as connection:         # the taker's claim and its slot
+            connection.execute(JOBS.update().where(JOBS.c.number == number)
+                               .values(worker="other"))
+            connection.execute(SLOTS.insert().values(kind="sync", host="b1", seat=0,
+                                                     job=number, taken=time.time()))
+        gate.set()
+        wait_for(lambda: any("after another worker took it over" in text for text in said),
+                 "the worker to say that the job is the other's")
+        job = store.job("vm1")
+        assert (job["state"], job["worker"], job["exit_code"]) == ("running", "other", None)
+        with store.engine.connect() as connection:
+            assert [row.host for row in connection.execute(
+                sa.select(SLOTS.c.host).where(SLOTS.c.job == number))] == ["b1"]
+    finally:
+        store.close()
+        worker.stop(timeout=10)
+    assert [text for text in said if "took it over" in text] == [
+        "worker test: job vm1 ended here (exit 1) after another worker took it over: its end "
+        "and its host slots are that worker's"]
