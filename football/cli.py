@@ -979,7 +979,9 @@ def worker(ctx, worker_id, systemd_unit):
     (the queued command's own win where both set one), always in this
     worker's state_dir and with its inventory, if it has one. It runs at most
     worker_jobs (20) jobs at once; the others wait queued, or go to other
-    workers.
+    workers. Hourly it keeps house: finished jobs archived after
+    jobs_archive_days (30), archived jobs, run logs, expired plans and
+    finished journals deleted after history_days (365).
 
     \b
       football --config /etc/football.yml worker --systemd-unit \\
