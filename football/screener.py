@@ -147,6 +147,9 @@ JOBS = sa.Table(
     sa.Index("football_jobs_live_id", "id", unique=True,
              sqlite_where=sa.text("archived = 0"), postgresql_where=sa.text("NOT archived")),
 )
+# a job that is neither archived nor ended; a job of a planner's run
+LIVE_JOB = sa.and_(JOBS.c.archived == sa.false(), JOBS.c.state.not_in(FINISHED))
+PLANNERS_JOB = sa.or_(*(JOBS.c.run.like(f"{kind}-%") for kind in PLAN_KINDS))
 EVENTS = sa.Table(
     "football_job_events", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
@@ -272,8 +275,7 @@ def planned_moves_done(config):
             return []
         try:
             rows = connection.execute(sa.select(JOBS.c.resource, JOBS.c.finished).where(
-                JOBS.c.state == "done", JOBS.c.finished.is_not(None),
-                sa.or_(*(JOBS.c.run.like(f"{kind}-%") for kind in PLAN_KINDS)))).all()
+                JOBS.c.state == "done", JOBS.c.finished.is_not(None), PLANNERS_JOB)).all()
         except sa.exc.SQLAlchemyError:
             return []
     return [(row.resource, row.finished) for row in rows]
@@ -485,8 +487,7 @@ class JobStore:
         now = time.time()
         with self.engine.connect() as connection:
             live = {row.queue for row in connection.execute(
-                sa.select(JOBS.c.queue).where(JOBS.c.archived == sa.false(),
-                                              JOBS.c.state.not_in(FINISHED)).distinct())}
+                sa.select(JOBS.c.queue).where(LIVE_JOB).distinct())}
             last = dict(connection.execute(sa.select(
                 JOBS.c.queue, sa.func.max(sa.func.coalesce(JOBS.c.finished, JOBS.c.created)))
                 .group_by(JOBS.c.queue)).all())
@@ -526,8 +527,7 @@ class JobStore:
                     if others:
                         raise PlannerBusy(others)
                     busy = dict(connection.execute(sa.select(JOBS.c.resource, JOBS.c.id).where(
-                        JOBS.c.archived == sa.false(), JOBS.c.state.not_in(FINISHED),
-                        JOBS.c.resource.in_([spec.resource for spec in specs]))).all())
+                        LIVE_JOB, JOBS.c.resource.in_([spec.resource for spec in specs]))).all())
                     if busy:
                         raise ResourcesBusy(busy)
                 for spec in specs:
@@ -550,9 +550,7 @@ class JobStore:
     def _live_plan_runs(connection, run):
         """The planners' runs but `run` with jobs not finished, by name."""
         return sorted(row.run for row in connection.execute(
-            sa.select(JOBS.c.run).distinct().where(
-                JOBS.c.archived == sa.false(), JOBS.c.state.not_in(FINISHED), JOBS.c.run != run,
-                sa.or_(*(JOBS.c.run.like(f"{kind}-%") for kind in PLAN_KINDS)))))
+            sa.select(JOBS.c.run).distinct().where(LIVE_JOB, PLANNERS_JOB, JOBS.c.run != run)))
 
     def live_plan_runs(self):
         """The planners' runs (any controller's) whose moves are not all finished."""
@@ -1529,8 +1527,7 @@ class Worker:
                 kept = housekeep(self.config, self.store)
             except Exception as error:      # noqa: BLE001 (a thread: said, tried again)
                 self.say(f"worker {self.id}: housekeeping failed ({database_error(error)}); "
-                         f"again in "
-                         f"{HOUSEKEEPING_EVERY:g} s")
+                         f"again in {HOUSEKEEPING_EVERY:g} s")
                 continue
             if kept:
                 self.say(f"worker {self.id}: housekeeping: {kept.said(self.config)}")
