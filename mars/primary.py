@@ -154,7 +154,8 @@ class Primary:
         """After `resize` the primary is complete for the new size: the grown
         tail is what its disk holds. The secondaries sync that tail from it,
         from their syncstatus (the old size) on, as the kernel's do. Whether
-        it wrote."""
+        it wrote. Called by a step whose device is down and by the round
+        that grew a live device."""
         grown_from = state.resource_value(self.res, GROWN_FROM_NAME)
         synced = state.resource_value(self.res, syncstatus_name(self.host), "0")
         if grown_from and synced == grown_from and int(synced) < state.size(self.res) and \
@@ -395,6 +396,11 @@ class Primary:
             await device.command({"cmd": "resize", "size": size})
             await trio.to_thread.run_sync(devices.grow_loop, self.fuse_dir / devices.DEVICE_FILE,
                                           self.loop, size)
+            # before the new size is reported (resize returns on it): with
+            # the device up the step never gets to `grown`, and the primary
+            # showed the grown tail as its own sync rest until its device
+            # went down (a migrate to this host counted it as a sync)
+            await self.grown(state)
             self.device_size = size
             worker.report(device_size=size)
             log.info("%s: device grown to %d bytes", self.res, size)

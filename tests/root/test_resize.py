@@ -72,6 +72,10 @@ def test_resize_right_after_the_disks_grew_grows_every_time_and_the_replica_foll
         a.marsadm("resize", RES, f"--timeout={STATE_WAIT:g}")
         assert resource_size(a) == size
         assert device_size(datanet, a) == size
+        # the primary is complete for the new size once resize returned: it
+        # syncs nothing (a Football migrate counts a host's replicas with a
+        # sync rest as its syncs)
+        assert (a.view("sync-rest", RES), a.view("flags", RES)[3]) == ("0\n", "S")
 
         grown = os.urandom((size - old) // 2)        # half of the tail written anew
         write_device(datanet, a, old + GROWTH // 2, grown)
