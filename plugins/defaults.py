@@ -6,6 +6,7 @@ from football.errors import Illegal
 from football.hooks import hookimpl
 from football.ops.base import in_parallel, no_designated_primary
 from football import facts
+from football.report import agreeing
 
 
 def primary_host(res, inventory):
@@ -35,8 +36,16 @@ def primary_host(res, inventory):
                       f"has it{unasked}; name its host as {res}:<host> if it is not "
                       "discoverable")
     if len(answers) > 1:
-        raise Illegal(f"{res}: hosts disagree on the primary ({', '.join(sorted(answers))}); "
-                      "repair MARS first")
+        saying = {}
+        for host, answer in zip(hosts, said):
+            if answer in answers:
+                saying.setdefault(answer, []).append(host.name)
+        says = "; ".join(f"{agreeing(names, 'says', 'say')} {primary}"
+                         for primary, names in sorted(saying.items()))
+        raise Illegal(f"{res}: hosts disagree on the primary ({says}); a host whose marsd "
+                      "does not run sees what was before it stopped (start it there: it learns "
+                      f"the newer one). To act now, name the primary: {res}:<host>; a split "
+                      f"brain: football repair-mars {res} <host>")
     name = answers.pop()
     if name not in inventory.hosts:
         raise Illegal(f"{res}: its primary {name} is not in the inventory "

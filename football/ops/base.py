@@ -1025,7 +1025,13 @@ class Operation(StoppedContainer):
                 raise
             raise Illegal(f"{error}: the {self.operation} of {self.res} acts there and cannot "
                           "begin without it; nothing changed: run it again once the host "
-                          "answers") from None
+                          f"answers{self._if_gone_for_good()}") from None
+
+    def _if_gone_for_good(self):
+        """What to say after "run it again once the host answers" when the
+        host may never answer again: what the operation can do without it
+        (a migrate: drop an old replica's host gone for good)."""
+        return ""
 
     def _run_phases(self, phases):
         spent = self.summary["phases"]

@@ -102,38 +102,56 @@ def remerges(pieces, wanted, runnable):
 
 
 # --------------------------------------------------------------------- observing
-def _cluster_of(host):
+def _cluster_of(host, named=True):
+    """The MARS cluster `host` sees; `Illegal` when it cannot be asked, but
+    for a host not `named` that cannot be reached: None."""
     try:
         return facts.cluster_hosts(host)
+    except facts.HostUnreachable as error:
+        if named:
+            raise Illegal(f"{error}; nothing was changed") from None
+        return None
     except facts.FactUnavailable as error:
         raise Illegal(f"{error}; nothing was changed") from None
 
 
-def observe(ctx, names, prefer=()):
+def observe(ctx, names, prefer=(), skip=()):
     """The MARS clusters of `names`, of the hosts of their inventory clusters
     and, transitively, of every inventory host found in those clusters.
     Views that overlap (a merge still propagating) count as one cluster; its
     resources are read on the first host of `prefer` in it (else its first
-    inventory host), where a split would run."""
+    inventory host), where a split would run. The hosts `skip` (gone for
+    good), and the others found that cannot be reached, are not asked: they
+    are where the others' views put them (a split of their cluster refuses:
+    every member must answer it). `names` must answer."""
     inv = ctx.inventory
-    seen, todo = {}, set(names)
+    skip = set(skip)
+    seen, todo = {}, set(names) - skip
     while todo:
         for name in list(todo):
             cluster = inv.host(name).cluster
-            todo |= {member for member in inv.clusters.get(cluster, []) if member not in seen}
-        views = dict(zip(sorted(todo), in_parallel(lambda n: _cluster_of(ctx.host(n)),
-                                                   sorted(todo))))
+            todo |= {member for member in inv.clusters.get(cluster, [])
+                     if member not in seen and member not in skip}
+        asked = sorted(todo)
+        views = dict(zip(asked, in_parallel(
+            lambda name: _cluster_of(ctx.host(name), named=name in names), asked)))
+        silent = [name for name, view in views.items() if view is None]
+        for name in silent:
+            del views[name]
+            skip.add(name)
+            ctx.reporter.detail(f"{name} does not answer: its MARS cluster is as the others "
+                                "see it")
         seen.update(views)
         todo = {host for view in views.values() for host in view
-                if host in inv.hosts and host not in seen}
+                if host in inv.hosts and host not in seen and host not in skip}
     addresses = {}
     for name, view in seen.items():
         addresses.update(view or {name: inv.hosts[name].address})
     groups = connected_groups(addresses, [list(view) or [name] for name, view in seen.items()])
     clusters = []
     for group in groups:
-        order = [name for name in prefer if name in group] + \
-                [name for name in group if name in inv.hosts]
+        order = [name for name in [*prefer, *group]
+                 if name in group and name in inv.hosts and name in seen]
         seen_from = order[0]
         in_cluster = bool(seen[seen_from])
         members = facts.members_of_all(inv.hosts[seen_from]) if in_cluster else {}
@@ -181,11 +199,12 @@ def record_split(ctx, splits, merges, clusters):
             for cluster in splits] + [f"merged {run_on} with {peer}" for run_on, peer in merges]
 
 
-def plan_split_after_move(ctx, names, res, new_members):
+def plan_split_after_move(ctx, names, res, new_members, skip=()):
     """Dry run of a migrate's split: the MARS clusters of `names` as they
     will be once `res` moved to `new_members` (one cluster: the migrate
-    merged them), split as `split_unshared` would split them then."""
-    clusters = observe(ctx, names, prefer=names)
+    merged them), split as `split_unshared` would split them then (`skip`:
+    as there)."""
+    clusters = observe(ctx, names, prefer=names, skip=skip)
     joined = [cluster for cluster in clusters if set(cluster.hosts) & set(names)]
     members = {name: hosts for cluster in joined for name, hosts in cluster.members.items()}
     members[res] = list(new_members)
@@ -230,7 +249,7 @@ def merge_until(ctx, run_on, argv, merged, what, say):
         wait_until(merged, MEMBERSHIP_TIMEOUT - first, ctx.config.poll_interval, what)
 
 
-def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None):
+def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None, skip=()):
     """Split the MARS clusters of `names` so that hosts sharing no resource
     are apart, except hosts of one inventory cluster (see the module's
     docstring). Idempotent; returns what it did as a list of lines. The
@@ -238,10 +257,14 @@ def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None
     resource members decides the pieces. Injection point `point` lies
     between the split and the merges. `observed`: `observe(ctx, names,
     prefer=names)` made by the caller already (they are looked at again
-    under the locks)."""
+    under the locks). `skip`: hosts gone for good, not asked (`observe`); a
+    split of their cluster refuses (every member must answer it)."""
     say = ctx.reporter.say
     inv = ctx.inventory
-    clusters = observed if observed is not None else observe(ctx, names, prefer=names)
+    def observed_now():
+        return observe(ctx, names, prefer=names, skip=skip)
+
+    clusters = observed if observed is not None else observed_now()
     # after a split, `names` no longer reach the other pieces: look at them all
     names = list(dict.fromkeys([*names, *(host for cluster in clusters
                                           for host in sorted(cluster.hosts)
@@ -263,7 +286,7 @@ def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None
     locks = LockSet(owner, ctx.config, ctx.reporter.detail)
     with locks.holding(involved, RUN_LOCK):
         # under the locks: nobody merges or joins meanwhile; look again
-        clusters = observe(ctx, names, prefer=names)
+        clusters = observed_now()
         newcomers = {host for cluster in clusters for host in cluster.hosts
                      if host in inv.hosts} - {host.name for host in involved}
         if newcomers:
@@ -283,7 +306,7 @@ def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None
             done.append(f"split {' '.join(sorted(cluster.hosts))} on {initiator.name}")
         if splits:
             ctx.inject(point)
-            clusters = observe(ctx, names, prefer=names)
+            clusters = observed_now()
         left, merges = plan(clusters, inv.clusters, inv.hosts)
         if left:
             raise FootballError(f"after split-cluster, the MARS clusters are still "
@@ -293,7 +316,7 @@ def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None
         for run_on, peer in merges:
             merge(ctx, inv.hosts[run_on], inv.hosts[peer], addresses[peer], say)
             done.append(f"merged {run_on} with {peer}")
-    say(f"  MARS clusters now: {describe(observe(ctx, names, prefer=names))}")
+    say(f"  MARS clusters now: {describe(observed_now())}")
     return done
 
 

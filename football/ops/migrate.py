@@ -28,11 +28,15 @@ from football.errors import FootballError, Illegal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
 from football.ops.repair import leave_argvs
-from football.ops.base import (Operation, TimedOut, reachable, synced_and_consistent,
-                               synced_bytes, views_say, wait_knows, wait_until, wait_uptodate)
+from football.ops.base import (Operation, TimedOut, in_parallel, reachable,
+                               synced_and_consistent, synced_bytes, views_say, wait_knows,
+                               wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.report import agreeing
 from football.snapshot import observe, rank_targets
+from football.transport import CommandTimedOut, ConnectionLost, Unreachable
+
+SILENT = (Unreachable, CommandTimedOut, ConnectionLost)     # a host that does not answer
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
 MIB = 1 << 20
@@ -58,6 +62,7 @@ class Migrate(Operation):
         # the targets whose VG must have room for the whole volume now (a
         # migrate+shrink gives its secondary only the shrunk one, later)
         self.room_checked = None
+        self.gone = set()               # original hosts that left and do not answer (discover)
         self.summary.update({"synced_bytes": 0, "copied_bytes": 0, "sync_seconds": 0.0,
                              "downtime_seconds": None})
 
@@ -93,6 +98,7 @@ class Migrate(Operation):
             self._refuse_hosts_placement_refuses()
         self.origin = self.journal.decided.get("origin") or [self.source.name] + \
             [name for name in self.members if name != self.source.name]
+        self.gone = self._gone_left_hosts()
         for target in self.targets[:self.room_checked]:
             if self.res not in self.hooks.lv_list(host=target):
                 free = self.hooks.vg_free(host=target)
@@ -286,7 +292,8 @@ class Migrate(Operation):
                 self.hooks.lv_remove(host=planned(host), lv=self.res)
         if old and self.config.split_clusters_after_migrate:
             names = [*(target.name for target in self.targets), *(host.name for host in old)]
-            plan_split_after_move(self.ctx, names, self.res, names[:len(self.targets)])
+            plan_split_after_move(self.ctx, names, self.res, names[:len(self.targets)],
+                                  skip=self.gone)
         return self.summary
 
     def _merge_argv(self):
@@ -352,11 +359,20 @@ class Migrate(Operation):
         """The inventory hosts of both MARS clusters when `target` must merge
         into the source's: a merge holds them all, since two merges into one
         cluster at once (a1 through b2 while a2 comes in through b1) can lose
-        one of them — b2 never lists a1."""
+        one of them — b2 never lists a1. A host that does not answer (gone
+        for good: it merges nothing) is left out, said."""
         if target.name in facts.cluster_hosts(self.source):
             return []
         names = set(facts.cluster_hosts(self.source)) | set(facts.cluster_hosts(target))
-        return [self.host(name) for name in sorted(names) if name in self.ctx.inventory.hosts]
+        hosts = [self.host(name) for name in sorted(names - {self.source.name, target.name})
+                 if name in self.ctx.inventory.hosts]
+        answering = [host for host, answered in zip(hosts, in_parallel(self._answers, hosts))
+                     if answered]
+        for host in hosts:
+            if host not in answering:
+                self.ctx.reporter.detail(f"{host.name} does not answer: the merge of "
+                                         f"{target.name} goes on without its lock")
+        return answering
 
     def _merge(self, target):
         facts.forget()      # under the locks now: what was read before may have changed
@@ -460,13 +476,56 @@ class Migrate(Operation):
         return [self.host(name) for name in self.members
                 if name not in wanted and name in self.ctx.inventory.hosts]
 
-    def _left_hosts(self):
+    def _left_hosts(self, answering=True):
         """The original hosts that are no longer members and not targets: an
         earlier run's cleanup stopped between a host's leave and its LV's
-        removal (`_members_now`)."""
+        removal (`_members_now`); or a host gone for good whose replica the
+        operator dropped. `answering`: not those that are gone."""
         wanted = {target.name for target in self.targets} | set(self.members)
         return [self.host(name) for name in self.origin
-                if name not in wanted and name in self.ctx.inventory.hosts]
+                if name not in wanted and name in self.ctx.inventory.hosts
+                and not (answering and name in self.gone)]
+
+    def _gone_left_hosts(self):
+        """The names of the original hosts that left `res` and do not answer:
+        a host gone for good whose replica the operator dropped from MARS
+        (`marsadm --host=<it> leave-resource --force`, on the primary). The
+        run goes on without them; their LVs stay, said once. (Asked only of
+        hosts that left: normally none.)"""
+        left = self._left_hosts(answering=False)
+        gone = [host for host, answered in zip(left, in_parallel(self._answers, left))
+                if not answered]
+        for host in gone:
+            self.ctx.reporter.warning(
+                f"{host.name} does not answer and holds no replica of {self.res} any more: "
+                f"this {self.operation} goes on without it; its LV {host.vg}/{self.res} stays "
+                f"there (football lv-cleanup {self.res} once it answers)")
+        return {host.name for host in gone}
+
+    def _if_gone_for_good(self):
+        """The way on when an old replica's host does not answer: if it is
+        gone for good, its replica is dropped from MARS on the primary, as
+        with the kernel's marsadm (the LV stays; the run goes on without it)."""
+        old = self._old_hosts()
+        silent = [host for host, answered in zip(old, in_parallel(self._answers, old))
+                  if not answered]
+        if not silent:
+            return ""
+        names = ", ".join(host.name for host in silent)
+        drops = "; ".join(f"`marsadm --host={host.name} leave-resource --force {self.res}`"
+                          for host in silent)
+        return (f". If {names} {'is' if len(silent) == 1 else 'are'} gone for good (switched "
+                f"off, not to come back with its data): {drops} on {self.source.name} drops "
+                f"its replica from MARS (its LV stays there), then this command again")
+
+    def _answers(self, host):
+        """Whether `host` answers a command (an error of the command's own
+        is an answer)."""
+        try:
+            self.hooks.lv_list(host=host)
+        except SILENT:
+            return False
+        return True
 
     def _wait_for_small_lag(self, target, down_since=None):
         limit = self.config.limit_mars_logfile * MIB
@@ -569,7 +628,7 @@ class Migrate(Operation):
         primary = self.targets[0]
         names = facts.members(primary, self.res)
         # hosts that left already but still hold the LV (a crash in between)
-        names += [name for name in self.origin if name not in names]
+        names += [name for name in self.origin if name not in names and name not in self.gone]
         return [self.host(name) for name in names if name in self.ctx.inventory.hosts]
 
     def _remove_lv(self, host):
@@ -588,15 +647,15 @@ class Migrate(Operation):
         if not self.config.split_clusters_after_migrate:
             return
         primary, wanted = self.targets[0], {target.name for target in self.targets}
-        old = [self.host(name) for name in self.origin
-               if name not in wanted and name in self.ctx.inventory.hosts]
+        old = [self.host(name) for name in self.origin if name not in wanted
+               and name in self.ctx.inventory.hosts and name not in self.gone]
         gone = {host.name for host in old if self.res not in facts.my_resources(host)}
         wait_until(lambda: not gone & set(facts.members(primary, self.res)),
                    60, self.config.poll_interval,
                    f"{primary.name} to see {', '.join(sorted(gone))} leave {self.res}")
         split_unshared(self.ctx, [*(target.name for target in self.targets),
                                   *(host.name for host in old)],
-                       self.owner, point="cleanup:split")
+                       self.owner, point="cleanup:split", skip=self.gone)
 
 
 class Handover(Migrate):

@@ -1,0 +1,116 @@
+"""A host gone for good (switched off, not to come back with its data), on
+the fake fleet (tests/helpers/fakefleet.py): a migrate that would act on
+it is refused, naming how to drop its replica from MARS; once that is
+done (`marsadm --host=<it> leave-resource --force <res>` on the primary),
+the migrate goes on without the host — also one that began while the host
+answered — and leaves its LV there, said once."""
+
+from dataclasses import replace
+
+from football.transport import Unreachable
+from tests.helpers.fakefleet import fake_fleet, football
+
+fleet = fake_fleet
+
+EXIT_ILLEGAL = 191
+DROP = "`marsadm --host=a2 leave-resource --force vm1` on a1"
+
+
+def switch_off(fleet, monkeypatch, name):
+    """Every command on host `name` fails as on a host that is off; its
+    peers' marsd find it silent."""
+    run = fleet.run
+
+    def off(host, argv, input=None):
+        if host == name:
+            raise Unreachable(f"{name}: ssh: connect to host {name} port 22: No route to host")
+        return run(host, argv, input)
+
+    monkeypatch.setattr(fleet, "run", off)
+    fleet.down.add(name)
+
+
+def drop_replica(fleet, name, res="vm1"):
+    """What `marsadm --host=<name> leave-resource --force <res>` on the
+    primary does: MARS forgets the replica; the host's LV stays."""
+    del fleet.resources[res].replicas[name]
+
+
+def changes(fleet, since):
+    return [change for change in fleet.changes()[since:]
+            if change[1][:2] != ("football-host", "lock")]
+
+
+def test_a_migrate_of_a_resource_with_a_replica_on_a_host_gone_for_good_names_how_to_drop_it(
+        fleet, monkeypatch):
+    switch_off(fleet, monkeypatch, "a2")
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "run it again once the host answers. If a2 is gone for good (switched off, not to " \
+        f"come back with its data): {DROP} drops its replica from MARS (its LV stays there), " \
+        "then this command again" in stderr, stderr
+    assert changes(fleet, before) == []
+
+    drop_replica(fleet, "a2")
+    code, events, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
+    assert code == 0, stderr
+    assert fleet.resources["vm1"].primary == "a1" and fleet.members("vm1") == ["a1", "b2"]
+    assert fleet.running("vm1") == ["a1"]
+    assert "vm1" in fleet.lvs("a2"), "the LV on the host that is off is left alone"
+    assert not fleet.sequence_problems("vm1")
+
+
+def test_a_migrate_that_began_while_the_host_answered_goes_on_without_it_once_its_replica_is_dropped(
+        fleet, monkeypatch):
+    """Its journal names a2 among the original hosts, whose LVs its
+    cleanup removes: a2 is left out, its LV named."""
+    assert football(fleet, "migrate-prepare", "vm1", "a1", "b2")[0] == 0
+    switch_off(fleet, monkeypatch, "a2")
+    code, _, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
+    assert code == EXIT_ILLEGAL and DROP in stderr, stderr
+
+    drop_replica(fleet, "a2")
+    code, events, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
+    assert code == 0, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert "a2 does not answer and holds no replica of vm1 any more: this migrate goes on " \
+        "without it; its LV vg0/vm1 stays there (football lv-cleanup vm1 once it answers)" \
+        in warnings, warnings
+    assert fleet.members("vm1") == ["a1", "b2"] and fleet.running("vm1") == ["a1"]
+    assert not [name for name, argv in fleet.calls if name == "a2" and "remove" in argv]
+
+
+def test_a_split_after_the_move_that_needs_the_host_gone_for_good_says_how_to_drop_it(
+        fleet, monkeypatch):
+    """vm1 leaves cluster1 for good: the split of the MARS cluster needs
+    every member, a2 too; the move itself is done."""
+    switch_off(fleet, monkeypatch, "a2")
+    drop_replica(fleet, "a2")
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code != 0
+    assert "a split needs them all" in stderr and "split-cluster --force" in stderr, stderr
+    assert fleet.resources["vm1"].primary == "b1" and fleet.running("vm1") == ["b1"]
+    assert fleet.members("vm1") == ["b1", "b2"], "the old replica on a1 went before the split"
+
+
+def test_hosts_that_disagree_on_the_primary_are_named_with_what_each_says_and_the_way_on(
+        fleet, monkeypatch):
+    """a2's marsd stopped before a1 took over by force: a2's marsadm still
+    names a2. The primary named by the operator (vm1:a1) is believed."""
+    run = fleet.run
+
+    def stale(host, argv, input=None):
+        said = run(host, argv, input)
+        if host == "a2" and list(argv[:2]) == ["marsadm", "view-get-primary"]:
+            return replace(said, stdout="a2\n")
+        return said
+
+    monkeypatch.setattr(fleet, "run", stale)
+    code, _, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
+    assert code == EXIT_ILLEGAL
+    assert "vm1: hosts disagree on the primary (a1 says a1; a2 says a2); a host whose " \
+        "marsd does not run sees what was before it stopped" in stderr, stderr
+    assert "name the primary: vm1:<host>" in stderr
+    assert football(fleet, "migrate", "vm1:a1", "a1", "b2")[0] == 0
+    assert fleet.members("vm1") == ["a1", "b2"]
