@@ -41,10 +41,23 @@ class Context:
         self._store = None
 
     @property
+    def here(self):
+        """The host this runs on (MARS_HOST, else the hostname), which
+        --host may differ from: the kernel's marsadm acts for a dead host
+        so (`--host=<it> leave-resource --force`). A hostname that is no
+        MARS host name: --host names this host."""
+        try:
+            return HostEnv.from_environment().host
+        except MarsError:
+            return self.env.host
+
+    @property
     def store(self):
         if self._store is None:
             self.env.ensure_state_dir()
-            self._store = Store(self.env.db_path, self.env.host, on_commit=self.env.poke_daemon)
+            # what it writes for another host is labelled so (mars/store.py)
+            self._store = Store(self.env.db_path, self.env.host, on_commit=self.env.poke_daemon,
+                                writer=self.here)
         return self._store
 
     def cluster(self):
@@ -152,10 +165,7 @@ def leave_cluster(ctx):
     cluster in this host's state dir: --host may not name another host (the
     kernel's marsadm takes --host=<dead host> to drop that one; here
     `split-cluster --force` does)."""
-    try:
-        here = HostEnv.from_environment().host
-    except MarsError:       # the hostname is no MARS host name: --host is this host's
-        here = ctx.env.host
+    here = ctx.here
     if ctx.env.host != here:
         raise MarsError(
             f"leave-cluster leaves the host it runs on and forgets the cluster in its state "

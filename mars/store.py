@@ -13,7 +13,12 @@ Rules (MARS.md, "State directory and metadata store"):
   it. Peers pull "everything after my vector", so a round costs O(changes).
   Stamps of one origin are strictly increasing because every local write takes
   its stamp inside an immediate (writer-exclusive) transaction from the
-  persisted clock, so the vector is exact and nothing is skipped.
+  persisted clock, so the vector is exact and nothing is skipped;
+- what one host writes for another (`marsadm --host=<dead host>
+  leave-resource --force` on a survivor: that host's keys) has the origin
+  `<host>@<writer>`: under the host's own origin it would claim to be the
+  host's newest history, and the host, back, would never pull it (its own
+  writes since are newer), nor would its peers pull what it wrote before.
 """
 
 import contextlib
@@ -67,6 +72,17 @@ class MetaTuple(NamedTuple):
         return other is None or (self.stamp, self.origin) > (other.stamp, other.origin)
 
 
+def origin_host(origin):
+    """The host whose keys tuples of `origin` may carry: `h2` of `h2` and of
+    `h2@h1` (h1 wrote for h2)."""
+    return origin.partition("@")[0]
+
+
+def proxy_origin(host, writer):
+    """The origin of what `writer` writes for `host` (itself: `host`)."""
+    return host if writer in (None, host) else f"{host}@{writer}"
+
+
 def check_tuple_shape(item):
     """Reject tuples that could not have come from a well-behaved host."""
     key, value, stamp, origin = item
@@ -77,7 +93,7 @@ def check_tuple_shape(item):
             or key.startswith("/") or ".." in key.split("/") or "\n" in key + value):
         raise ValueError(f"malformed key or value in tuple for key {key[:80]!r}")
     owner = owner_of(key)
-    if owner is not None and owner != origin:
+    if owner is not None and owner != origin_host(origin):
         raise ValueError(f"key {key!r} belongs to host {owner}, not to origin {origin}")
     return MetaTuple(key, value, stamp, origin)
 
@@ -85,12 +101,16 @@ def check_tuple_shape(item):
 class Store:
     """One host's metadata store."""
 
-    def __init__(self, path, host, wall=time.time_ns, busy_timeout=30.0, on_commit=None):
+    def __init__(self, path, host, wall=time.time_ns, busy_timeout=30.0, on_commit=None,
+                 writer=None):
         """`on_commit`: called after every transaction this connection
-        commits (marsadm pokes marsd with it, marsd wakes its workers)."""
+        commits (marsadm pokes marsd with it, marsd wakes its workers).
+        `writer`: the host whose store this is, when it writes for `host`
+        (see the module: the origin of its writes)."""
         self.path = path
         self.on_commit = on_commit
         self.host = host
+        self.origin = proxy_origin(host, writer)
         self.db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -239,11 +259,11 @@ class Store:
             if owner is not None and owner != self.host:
                 raise MarsError(f"key {key!r} belongs to host {owner}; only {owner} may change it")
             try:  # what peers would refuse must not be written here either
-                check_tuple_shape((key, DELETED if value is None else str(value), 0, self.host))
+                check_tuple_shape((key, DELETED if value is None else str(value), 0, self.origin))
             except ValueError as exc:
                 raise MarsError(str(exc)) from None
         if dry_run:
-            return [MetaTuple(key, DELETED if value is None else str(value), 0, self.host)
+            return [MetaTuple(key, DELETED if value is None else str(value), 0, self.origin)
                     for key, value in changes.items()]
         written = []
         with self._synchronous(durable), self._transaction():
@@ -260,12 +280,12 @@ class Store:
             if pending:
                 stamp = self._stamp_in_transaction()
                 for key, new_value in pending:
-                    item = MetaTuple(key, new_value, stamp, self.host)
+                    item = MetaTuple(key, new_value, stamp, self.origin)
                     self.db.execute(
                         "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
                         item)
                     written.append(item)
-                self._raise_vector(self.host, stamp)
+                self._raise_vector(self.origin, stamp)
                 self._touch(key for key, _ in pending)
         return written
 
@@ -405,6 +425,7 @@ class Store:
         host would then never send those keys again: the peers would not see
         it. Returns the number of tuples adopted."""
         self.touched = None
+        origins = self._with_proxies(origins)
         with self._transaction():
             rows = [(key, value) for origin in origins for key, value in self.db.execute(
                         "SELECT key, value FROM tuples WHERE origin=?", (origin,))
@@ -421,12 +442,20 @@ class Store:
                     self.db.execute("DELETE FROM vector WHERE origin=?", (origin,))
         return len(rows)
 
+    def _with_proxies(self, origins):
+        """`origins` and the origins of what other hosts wrote for them."""
+        hosts = set(origins)
+        return list(dict.fromkeys([*origins, *(origin for origin in self.vector()
+                                               if origin_host(origin) in hosts)]))
+
     def forget(self, keys, origins=()):
         """Drop tuples outright (no tombstones) and what is known of `origins`.
 
         Only for leaving a cluster or splitting one, where the dropped hosts
-        stop talking to this one, so nothing can resurrect what was dropped."""
+        stop talking to this one, so nothing can resurrect what was dropped.
+        An origin's proxies (`<origin>@<writer>`) go with it."""
         self.touched = None
+        origins = self._with_proxies(origins)
         with self._transaction():
             self.db.executemany("DELETE FROM tuples WHERE key=?", [(key,) for key in keys])
             for origin in origins:

@@ -169,6 +169,8 @@ def test_leave_resource_for_a_dead_host_run_on_a_survivor_drops_only_its_replica
     assert h1.ok("view-resource-members", "vm1") == "h1\n"
     with h1.store() as store:
         assert store.get("resource-vm1/data-h2").deleted
+        # labelled as written by h1 for h2: h2, back, pulls it (mars/store.py)
+        assert store.get("resource-vm1/data-h2").origin == "h2@h1"
         assert store.get("resource-vm1/todo-h2/attach").deleted
         assert not store.get("resource-vm1/data-h1").deleted
         assert store.value("resource-vm1/primary") == "h1"

@@ -436,3 +436,53 @@ def test_a_write_without_fsync_leaves_later_writes_fsynced_also_when_it_fails(st
     with pytest.raises(NotAMember):                 # h2 is no member: refused, rolled back
         store.apply([("actual-h2/time", "2.0", 1 << 62, "h2")], durable=False, sender="h2")
     assert store.value("actual-h2/time") == "" and synchronous() == full
+
+
+# ------------------------------------------- writing for a host that is gone
+def test_what_a_survivor_writes_for_a_dead_host_reaches_it_when_it_comes_back(tmp_path, wall):
+    """`marsadm --host=h2 leave-resource --force vm1` on h1 (h2 is dead)
+    tombstones h2's keys on h1. Written under h2's own origin, they claimed
+    to be h2's newest history: h2, back and writing (its liveness, every
+    round) before it pulled, never asked for them (its vector of itself was
+    newer) and kept its replica, which h1 had dropped; and h1 never asked h2
+    for what h2 wrote, unseen, before the tombstone's stamp."""
+    with Store(tmp_path / "h1.sqlite", "h1", wall=wall) as h1, \
+            Store(tmp_path / "h2.sqlite", "h2", wall=wall) as h2:
+        wall.now = 1_000
+        h2.write({"resource-vm1/data-h2": "/dev/vg0/vm1"})
+        h1.apply(h2.changes_since(h1.vector()))
+        wall.now = 2_000
+        h2.write({"resource-vm1/version-1-h2": "digest"})     # h1 does not get it: h2 "dies"
+        wall.now = 3_000
+        with Store(tmp_path / "h1.sqlite", "h2", wall=wall, writer="h1") as as_h2:
+            (tombstone,) = as_h2.delete(["resource-vm1/data-h2"])
+        assert tombstone.origin == "h2@h1"
+        wall.now = 4_000
+        h2.write({"actual-h2/time": "4000"})                  # h2 is back
+        h2.apply(h1.changes_since(h2.vector()))
+        h1.apply(h2.changes_since(h1.vector()))
+        assert h2.get("resource-vm1/data-h2").deleted, "h2 learnt its replica was dropped"
+        assert h1.value("resource-vm1/version-1-h2") == "digest", "h1 got what h2 wrote before"
+        assert h1.value("actual-h2/time") == "4000"
+
+
+def test_a_write_for_another_host_is_labelled_and_still_only_of_that_hosts_keys(tmp_path, wall):
+    with Store(tmp_path / "h1.sqlite", "h2", wall=wall, writer="h1") as as_h2:
+        with pytest.raises(MarsError, match="belongs to host h1"):
+            as_h2.write({"resource-vm1/data-h1": "x"})
+        (item,) = as_h2.write({"resource-vm1/todo-h2/attach": "0"})
+    with Store(tmp_path / "h3.sqlite", "h3", wall=wall) as h3:
+        assert h3.apply([item]) == [item]
+        with pytest.raises(ValueError, match="not to origin"):
+            h3.apply([("resource-vm1/data-h1", "x", 5_000, "h2@h1")])
+
+
+def test_forgetting_an_origin_forgets_what_others_wrote_for_it(tmp_path, wall):
+    """A split drops h2: what h1 wrote for it (`h2@h1`) goes too, vector
+    row included."""
+    with Store(tmp_path / "h1.sqlite", "h2", wall=wall, writer="h1") as as_h2:
+        as_h2.write({"resource-vm1/todo-h2/attach": "0"})
+    with Store(tmp_path / "h1.sqlite", "h1", wall=wall) as h1:
+        h1.write({"uuid": "u-1"})
+        h1.forget(["resource-vm1/todo-h2/attach"], origins=["h2"])
+        assert set(h1.vector()) == {"h1"}
