@@ -157,3 +157,32 @@ def test_a_change_reaches_the_peers_at_once_not_at_their_next_round(tmp_path):
                      timeout=LONG_ROUND / 10)
     finally:
         net.stop_all()
+
+
+def test_a_host_whose_replica_was_dropped_while_it_was_down_learns_it_when_it_comes_back(marsnet):
+    """The kernel's way to drop a dead host's replica: `marsadm --host=<it>
+    leave-resource --force` on a survivor. Back (not split off), the host
+    writes (its liveness) before it pulls: it still learns that it holds no
+    replica, and the survivor gets what the host wrote that it had not
+    heard (a resource created while its marsd was down)."""
+    alpha, bravo = build_cluster(marsnet, "alpha", "bravo")
+    alpha.marsadm("create-resource", "vm1", sparse_disk(alpha, size=SIZE))
+    bravo.wait_knows("vm1")
+    bravo.marsadm("join-resource", "vm1", sparse_disk(bravo, size=SIZE))
+    both = {"alpha": "alpha\nbravo\n", "bravo": "alpha\nbravo\n"}
+    wait_until(lambda: outputs([alpha, bravo], "view-resource-members", "vm1") == both,
+               what="both to list both members",
+               show=lambda: outputs([alpha, bravo], "view-resource-members", "vm1"))
+    bravo.stop()
+    bravo.marsadm("create-resource", "vm2", sparse_disk(bravo, "disk2", size=SIZE))
+    alpha.marsadm("--host=bravo", "leave-resource", "--force", "vm1")
+    assert alpha.view("resource-members", "vm1") == "alpha\n"
+
+    bravo.start()
+    wait_until(lambda: bravo.view("resource-members", "vm1") == "alpha\n",
+               what="bravo to learn that its replica was dropped",
+               show=lambda: bravo.marsadm("view", "vm1").stdout)
+    wait_for_resources([alpha], ["vm1", "vm2"])
+    one = {"alpha": "alpha\n", "bravo": "alpha\n"}
+    assert_stays(lambda: outputs([alpha, bravo], "view-resource-members", "vm1") == one,
+                 3 * ROUND, "both keep one member")
