@@ -654,6 +654,24 @@ def restore(ctx, host, skip, max_running, max_per_target):
 
 
 @cli.command()
+@click.argument("host")
+@click.pass_context
+@reported
+def failover(ctx, host):
+    """HOST is gone for good (it died, or was switched off before it was
+    evacuated): every resource with a replica there goes on without it. A
+    consistent replica takes over where HOST was the primary (marsadm
+    --force primary) and starts the container; HOST's replicas are dropped
+    from MARS (their LVs stay there). HOST must not answer, and you confirm
+    (--yes) that it is switched off: a container it still ran would run
+    twice. --dry-run says the commands. Exit 199 when a resource could not
+    be taken over (the others are); run it again, it goes on."""
+    from football.ops.failover import Failover
+
+    _admin(ctx, "failover", host, lambda c: Failover(c, host))
+
+
+@cli.command()
 @click.argument("item")
 @click.argument("hosts", nargs=-1, required=True)
 @click.option("--owner", default=None, help="Who holds it (default operator@<this host>).")

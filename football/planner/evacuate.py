@@ -46,7 +46,7 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
     dead = [name for name in hosts if not fleet.hosts[name].reachable]
     if dead:
         raise Illegal(f"{', '.join(dead)} unreachable: an evacuation needs the host to take "
-                      "part (a dead host's resources need a failover)")
+                      "part; a host that is gone for good: football failover <host>")
     fleet = fleet.with_lifecycle(hosts, "draining")
     evaluator = Evaluator(fleet, settings)
     before, groups = evaluator.total, fleet.groups()

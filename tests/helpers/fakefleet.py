@@ -37,7 +37,7 @@ from football.cli import cli
 from football.inventory import Host, parse
 from football.ops.cluster import connected_groups
 from football.hostside.cli import cli as host_cli
-from football.transport import CommandFailed, Result
+from football.transport import CommandFailed, Result, Unreachable
 from mars.roles import device_open
 from mars.views import human_size
 from tests.helpers.fakehost import UnexpectedCommand
@@ -118,6 +118,8 @@ class FakeFleet:
         self.lost_merges = 0            # merge-clusters that succeed and change nothing
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
+        self.off = set()                # hosts switched off: no command reaches them
+        self.forced = False             # the marsadm command being run has --force
         self.marsd_stopped = set()      # hosts without marsd whose marsadm answers from its store
         self.crashed_devices = set()    # (host, res): the device died, its filesystem still mounted
         self.stalled = {}               # host -> why its syncs and fetches stall (its view's error)
@@ -209,8 +211,19 @@ class FakeFleet:
         with self._serial:
             return self._run(name, argv, input)
 
+    def switch_off(self, name):
+        """Host `name` dies: its containers stop (its resources' records
+        with them), no command reaches it, its peers find its marsd silent."""
+        for res, state in self.containers[name].items():
+            if state == "RUNNING":
+                self.containers[name][res] = "STOPPED"
+        self.off.add(name)
+        self.down.add(name)
+
     def _run(self, name, argv, input):
         argv = tuple(str(arg) for arg in argv)
+        if name in self.off:
+            raise Unreachable(f"{name}: ssh: connect to host {name} port 22: No route to host")
         self.calls.append((name, argv))
         self._tick()
         try:
@@ -223,7 +236,13 @@ class FakeFleet:
     def _dispatch(self, name, argv, input):
         program = argv[0]
         if program == "marsadm":
-            return self._marsadm(name, [arg for arg in argv[1:] if not arg.startswith("--")])
+            options = [arg for arg in argv[1:] if arg.startswith("--")]
+            # --host=<another>: act for that host here (the kernel's way to drop a dead one)
+            acting = next((arg.split("=", 1)[1] for arg in options
+                           if arg.startswith("--host=")), name)
+            self.forced = "--force" in options
+            return self._marsadm(name, [arg for arg in argv[1:] if not arg.startswith("--")],
+                                 acting)
         if program == "football-host":
             return self._football_host(name, list(argv[1:]), input)
         if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs", "mkfs.xfs",
@@ -238,6 +257,8 @@ class FakeFleet:
                 resource.replicas[resource.primary].applied = len(resource.records)
                 self.written[res] = max(self.written.get(res, 0), resource.records[-1])
             for name, replica in resource.replicas.items():
+                if resource.primary in self.off:
+                    continue            # nothing comes from a primary that is off
                 if replica.sync_rest and name in self.stalled:
                     continue
                 if replica.sync_rest:
@@ -266,9 +287,10 @@ class FakeFleet:
         return sorted(res for res, resource in self.resources.items()
                       if name in resource.replicas)
 
-    def _marsadm(self, name, args):
+    def _marsadm(self, name, args, acting=None):
         if name in self.down:
             raise Refused(f"marsd not answering on {name} (timed out)", EXIT_TIMEOUT)
+        name = acting or name
         command, rest = args[0], args[1:]
         if self.fail_next.get(command):
             self.fail_next[command] -= 1
@@ -322,6 +344,8 @@ class FakeFleet:
             return str(replica.received) if replica else ""
         if macro == "work-rest":
             return str(len(resource.records) - replica.applied) if replica else ""
+        if macro == "is-consistent":    # synced: an older state of the primary at worst
+            return ("0" if replica.sync_rest else "1") if replica else ""
         if macro == "diskstate":
             if not replica:
                 return ""
@@ -395,7 +419,7 @@ class FakeFleet:
             raise Refused(f"{name} is no member of {res}")
         if resource.primary == name:
             raise Refused(f"{name} is the primary of {res}; hand it over first")
-        if resource.replicas[name].up:          # as kernel MARS's leave_res_phase0
+        if resource.replicas[name].up and not self.forced:   # kernel MARS's leave_res_phase0
             raise Refused(f"{res} is not down on {name}: `marsadm down {res}` first")
         self._keep_disk(name, res, resource)
         del resource.replicas[name]
@@ -411,7 +435,7 @@ class FakeFleet:
             return ""
         if replica.sync_rest:
             raise Refused(f"{res} on {name} is not UpToDate")
-        if old and self.hosts[old].device(res) in self.mounts[old].values():
+        if old and self.hosts[old].device(res) in self.mounts[old].values() and not self.forced:
             raise Refused(f"{device_open(old, res, 1)}; nothing changed")
         replica.applied = len(resource.records)
         resource.primary = name
@@ -765,10 +789,11 @@ def fake_fleet(tmp_path, monkeypatch):
     return fleet
 
 
-def football(fleet, *args):
-    """`football --json <args>` in-process against the fleet: (exit code,
-    events, stderr)."""
-    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json", "--yes",
+def football(fleet, *args, yes=True):
+    """`football --json [--yes] <args>` in-process against the fleet: (exit
+    code, events, stderr)."""
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json",
+                                      *(["--yes"] if yes else []),
                                       "--var", f"state_dir={fleet.state_dir}",
                                       "--var", "poll_interval=0", *args])
     if result.exception and not isinstance(result.exception, SystemExit):

@@ -1,0 +1,200 @@
+"""`football failover HOST`: HOST is gone for good — it died, or was
+switched off before it could be evacuated — and every resource with a
+replica there goes on without it.
+
+A dead host takes no part in an evacuation (nothing can be moved off it;
+the fleet anchors: incus#3873): it needs a failover. For each resource with
+a replica on HOST, as the hosts of its cluster that answer see it:
+- HOST was its primary: the first consistent replica that answers takes
+  over by force (`marsadm --force primary`: what HOST wrote that the
+  replica had not received is lost — the replication is asynchronous) and
+  the container is started there;
+- then HOST's replica is dropped from MARS on the primary, as with the
+  kernel's marsadm (`marsadm --host=HOST leave-resource --force`). Its LV
+  stays on HOST; should HOST come back, it learns that it holds no replica
+  (`football lv-cleanup RES` then removes the LV).
+Resources left with one replica are named, with the command that gives
+them a second. HOST stays in its MARS cluster until a split drops it
+(`marsadm --timeout=30 split-cluster --force` on a survivor; the next
+migrate's cleanup says so).
+
+The guard: HOST must not answer at all (its marsadm, through the
+transport) — a host that answers is evacuated, not failed over — and the
+operator confirms (--yes) that it is switched off for good: Football cannot
+tell a dead host from one that is cut off, and a container such a host
+still ran would run twice (fencing is the operator's). Every resource is
+looked at afresh as it comes: a re-run goes on with what is left. One that
+cannot be taken over (no consistent replica answers, or it does not start)
+is named and the others go on; the run then ends critical (199)."""
+
+from football import facts
+from football.errors import Critical, FootballError, Illegal
+from football.ops.base import Operation, confirm, in_parallel
+from football.ops.cluster import observe
+from football.report import agreeing
+from football.transport import TransportError
+
+
+def force_primary_argv(res):
+    return ["marsadm", "--force", "primary", res]
+
+
+def drop_argv(dead, res):
+    """On a survivor: the dead host's replica of `res` leaves, without it."""
+    return ["marsadm", f"--host={dead}", "leave-resource", "--force", res]
+
+
+class Failover(Operation):
+    """Single step (each resource alone, looked at afresh under the lock of
+    the hosts it acts on; a re-run finds what is left): no journal."""
+
+    operation = "failover"
+    whole = ("failover",)
+
+    def __init__(self, ctx, host_name):
+        super().__init__(ctx)
+        self.dead = ctx.host(host_name)
+        self.affected = {}              # res -> the Host that saw its members
+        self.summary.update(host=self.dead.name, taken_over={}, dropped=[], one_replica={},
+                            failed={})
+
+    def start_args(self):
+        return {"host": self.dead.name}
+
+    # ------------------------------------------------------------- discovery
+    def discover(self):
+        """`Illegal` when HOST answers or none of its cluster does; the
+        resources with a replica on HOST. Changes nothing."""
+        self._refuse_a_host_that_answers()
+        cluster = self.ctx.inventory.hosts[self.dead.name].cluster
+        mates = [self.host(name) for name in self.ctx.inventory.clusters.get(cluster, [])
+                 if name != self.dead.name]
+        answering = [host for host, answered in zip(mates, in_parallel(self._answers, mates))
+                     if answered]
+        if not answering:
+            raise Illegal(f"no other host of {self.dead.name}'s cluster ({cluster}) answers: "
+                          "nothing can take over from it; nothing changed")
+        for mars_cluster in observe(self.ctx, [host.name for host in answering],
+                                    skip={self.dead.name}):
+            for res, members in mars_cluster.members.items():
+                if self.dead.name in members:
+                    self.affected[res] = self.host(mars_cluster.seen_from)
+        self.seen_by = answering
+
+    def _refuse_a_host_that_answers(self):
+        if self._answers(self.dead):
+            raise Illegal(f"{self.dead.name} answers: a failover is for a host that is gone "
+                          f"for good. Empty it with football evacuate {self.dead.name} "
+                          "--execute; if only its marsd is down, start it there")
+
+    @staticmethod
+    def _answers(host):
+        """Whether `host`'s marsadm answers through the transport (it does
+        without its marsd, from its state dir)."""
+        try:
+            facts.cluster_hosts(host)
+        except facts.HostUnreachable:
+            return False
+        except facts.FactUnavailable:
+            return True
+        return True
+
+    def nothing_to_do(self):
+        if self.affected:
+            return None
+        return (f"no resource has a replica on {self.dead.name}, as "
+                f"{agreeing([host.name for host in self.seen_by], 'sees', 'see')} it")
+
+    def announce(self):
+        names = ", ".join(sorted(self.affected))
+        self.say(f"* failover of {self.dead.name}: {agreeing(sorted(self.affected), 'has', 'have')} "
+                 f"a replica there")
+        if not self.ctx.dry_run:
+            confirm(self.ctx, f"{self.dead.name} must be switched off for good (fenced): a "
+                    f"container it still runs would run twice, and what it wrote that its "
+                    f"replicas had not received is lost. Fail over {names}?")
+
+    # ------------------------------------------------------------------- plan
+    def _decide(self, res, seen_from):
+        """(primary: the Host that is or becomes it, whether it takes over by
+        force) as `seen_from` sees `res` now; `Critical` when HOST is the
+        primary and no consistent replica answers."""
+        primary = facts.primary(seen_from, res)
+        if primary and primary != self.dead.name:
+            return self.host(primary), False
+        members = [name for name in facts.members(seen_from, res)
+                   if name != self.dead.name and name in self.ctx.inventory.hosts]
+        for name in members:
+            host = self.host(name)
+            try:
+                if facts.view(host, "is-consistent", res) == "1":
+                    return host, True
+            except (FootballError, TransportError):
+                continue
+        raise Critical(f"{res}: no replica that answers is consistent "
+                       f"({', '.join(members) or 'no other replica'}): it cannot take over "
+                       f"from {self.dead.name}; football repair-mars {res} <host> rebuilds it "
+                       "from an LV (its data as that LV holds it)")
+
+    def dry_run(self):
+        for res, seen_from in sorted(self.affected.items()):
+            try:
+                primary, forced = self._decide(res, seen_from)
+            except Critical as critical:
+                self.ctx.reporter.warning(str(critical))
+                continue
+            planned = self.ctx.planned(primary)
+            if forced:
+                planned.run(force_primary_argv(res))
+                self.ctx.planner.attempt(lambda: self.hooks.resource_start(host=planned, res=res))
+            planned.run(drop_argv(self.dead.name, res))
+
+    # -------------------------------------------------------------------- run
+    def failover(self):
+        for res, seen_from in sorted(self.affected.items()):
+            try:
+                self._fail_over(res, seen_from)
+            except (FootballError, TransportError) as error:
+                self.ctx.reporter.warning(f"{res}: {error}")
+                self.summary["failed"][res] = str(error)
+        single = self.summary["one_replica"]
+        for res, primary in sorted(single.items()):
+            self.say(f"{res} has one replica now, on {primary}: football migrate {res} "
+                     f"{primary} <secondary> gives it a second")
+        failed = self.summary["failed"]
+        if failed:
+            raise Critical(f"failover of {self.dead.name}: {', '.join(sorted(failed))} "
+                           f"{'was' if len(failed) == 1 else 'were'} not taken over (see the "
+                           "warnings above); the others were. Run it again once that is "
+                           "seen to")
+
+    def _fail_over(self, res, seen_from):
+        facts.forget()          # what was read before another resource's changes
+        primary, forced = self._decide(res, seen_from)
+        with self.holding([primary]):
+            if forced:
+                self.say(f"* {res}: {primary.name} takes over from {self.dead.name} "
+                         "(marsadm --force primary)")
+                primary.run(force_primary_argv(res), timeout=self.config.command_timeout)
+                self.ctx.inject("failover:taken-over")
+                self.hooks.resource_start(host=primary, res=res)
+                if self.hooks.container_state(host=primary, res=res) != "RUNNING":
+                    raise Critical(f"{res} was taken over by {primary.name} but does not run "
+                                   f"there: football repair-vm {res} {primary.name}")
+                self.say(f"  {res} runs on {primary.name}")
+                self.summary["taken_over"][res] = primary.name
+            elif self.hooks.container_state(host=primary, res=res) != "RUNNING":
+                self.ctx.reporter.warning(
+                    f"{res} does not run on its primary {primary.name} (a failover stopped "
+                    f"before it started it there, or it was stopped): football repair-vm "
+                    f"{res} {primary.name} starts it")
+            if self.dead.name in facts.members(primary, res):
+                self.say(f"  {primary.name}: marsadm --host={self.dead.name} leave-resource "
+                         f"--force {res} (its LV stays on {self.dead.name})")
+                primary.run(drop_argv(self.dead.name, res), timeout=self.config.command_timeout)
+                self.summary["dropped"].append(res)
+                facts.forget()
+            self.ctx.inject("failover:dropped")
+        members = facts.members(primary, res)
+        if len(members) == 1:
+            self.summary["one_replica"][res] = primary.name

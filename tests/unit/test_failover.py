@@ -1,0 +1,102 @@
+"""`football failover HOST` on the fake fleet (tests/helpers/fakefleet.py):
+a host that is gone for good. Where it was the primary, a consistent
+replica takes over by force and the container starts there; its replicas
+are dropped from MARS on the primaries (their LVs stay on it); a host that
+answers is refused; a re-run goes on with what is left."""
+
+import pytest
+
+from tests.helpers.fakefleet import fake_fleet, football, fresh_resource
+
+fleet = fake_fleet
+
+EXIT_ILLEGAL, EXIT_CRITICAL = 191, 199
+
+
+@pytest.fixture
+def three(fleet):
+    """vm1 primary on a1 (replica a2), vm2 primary on a2 (replica a1), vm3
+    in the other cluster (b1, b2)."""
+    fresh_resource(fleet, "vm2", "a2", ["a1"], size=320 << 20)
+    fresh_resource(fleet, "vm3", "b1", ["b2"], size=320 << 20)
+    return fleet
+
+
+def result(events):
+    return next(event for event in events if event["event"] == "result")
+
+
+def test_a_host_that_answers_is_refused_with_nothing_changed(three):
+    before = len(three.changes())
+    code, _, stderr = football(three, "failover", "a1")
+    assert code == EXIT_ILLEGAL
+    assert "a1 answers: a failover is for a host that is gone for good. Empty it with " \
+        "football evacuate a1 --execute" in stderr, stderr
+    assert three.changes()[before:] == []
+
+
+def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_replicas(three):
+    three.switch_off("a1")
+    before = len(three.changes())
+    code, events, stderr = football(three, "--dry-run", "failover", "a1")
+    assert code == 0, stderr
+    would = [(event["host"], event["argv"]) for event in events if event["event"] == "would-run"]
+    assert ("a2", ["marsadm", "--force", "primary", "vm1"]) in would
+    assert ("a2", ["marsadm", "--host=a1", "leave-resource", "--force", "vm1"]) in would
+    assert ("a2", ["marsadm", "--host=a1", "leave-resource", "--force", "vm2"]) in would
+    assert not [argv for _, argv in would if "vm3" in argv]
+    assert three.changes()[before:] == [] and three.resources["vm1"].primary == "a1"
+
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    assert three.resources["vm1"].primary == "a2" and three.running("vm1") == ["a2"]
+    assert three.resources["vm2"].primary == "a2" and three.running("vm2") == ["a2"]
+    assert three.members("vm1") == three.members("vm2") == ["a2"]
+    assert three.members("vm3") == ["b1", "b2"] and three.running("vm3") == ["b1"]
+    assert "vm1" in three.lvs("a2") and not three.sequence_problems("vm1")
+    summary = result(events)
+    assert summary["taken_over"] == {"vm1": "a2"} and summary["dropped"] == ["vm1", "vm2"]
+    assert summary["one_replica"] == {"vm1": "a2", "vm2": "a2"}
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert "vm1 has one replica now, on a2: football migrate vm1 a2 <secondary> gives it a " \
+        "second" in said, said
+
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    assert any("no resource has a replica on a1" in event.get("text", "") for event in events)
+
+
+def test_failover_asks_first(three):
+    three.switch_off("a1")
+    code, _, stderr = football(three, "failover", "a1", yes=False)
+    assert code == EXIT_ILLEGAL and "must be switched off for good (fenced)" in stderr, stderr
+    assert three.resources["vm1"].primary == "a1"
+
+
+def test_a_failover_stopped_between_the_takeover_and_the_drop_goes_on_when_run_again(three):
+    three.switch_off("a1")
+    code, _, stderr = football(three, "--debug-injection-point", "failover:taken-over",
+                               "failover", "a1")
+    assert code != 0
+    assert three.resources["vm1"].primary == "a2" and three.members("vm1") == ["a1", "a2"]
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert "vm1 does not run on its primary a2 (a failover stopped before it started it " \
+        "there, or it was stopped): football repair-vm vm1 a2 starts it" in warnings, warnings
+    assert three.members("vm1") == three.members("vm2") == ["a2"]
+    assert football(three, "repair-vm", "vm1", "a2")[0] == 0
+    assert three.running("vm1") == ["a2"] and not three.sequence_problems("vm1")
+
+
+def test_a_resource_without_a_consistent_replica_is_named_and_the_others_go_on(three):
+    three.resources["vm1"].replicas["a2"].sync_rest = 1 << 20     # a2 was still syncing
+    three.switch_off("a1")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == EXIT_CRITICAL
+    assert "failover of a1: vm1 was not taken over" in stderr, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert any(text.startswith("vm1: vm1: no replica that answers is consistent (a2)")
+               for text in warnings), warnings
+    assert three.resources["vm1"].primary == "a1" and three.members("vm1") == ["a1", "a2"]
+    assert three.members("vm2") == ["a2"] and three.running("vm2") == ["a2"]
