@@ -1,0 +1,84 @@
+"""`football failover` in the lab: a1 dies — its container stops, its marsd
+freezes, no command reaches it (an inventory that names it behind an SSH
+port where nothing listens). vm1 (primary on a1) is taken over by force on
+a2 with every file and record the container wrote; vm2 (primary on a2)
+keeps running; a1's replicas of both are dropped; a1, back, learns that it
+holds none."""
+
+import os
+import signal
+
+import pytest
+import yaml
+
+from tests.helpers.dataplane import tree_checksums
+from tests.helpers.lab import (events, files_dir, football, module_lab, sequence_problems,
+                               wait_for_records, written_files)
+from tests.helpers.marshosts import wait_until
+
+pytestmark = [pytest.mark.root, pytest.mark.integration]
+
+
+lab = module_lab("failover")
+
+
+def inventory_without(lab, dead, path):
+    """The lab's hosts as a plain inventory, `dead` unreachable (SSH to a
+    port where nothing listens)."""
+    data = yaml.safe_load((lab.dir / "inventory.yml").read_text())
+    for section in ("demo", "lab"):
+        data.pop(section, None)
+    data["defaults"].update(storage="filevg", manager="lab", transport="local")
+    for name, host in data["hosts"].items():
+        root = str(lab.dir / name)
+        host.update(root=root, env={"MARS_ROOT": root, "MARS_HOST": name})
+    data["hosts"][dead].update(transport="ssh", port=2, connect_timeout=2)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def members(lab, host, res):
+    return lab.exec(host, "marsadm", "view-resource-members", res).stdout.split()
+
+
+def test_failover_of_a_dead_primary_keeps_what_its_container_wrote(lab, tmp_path):
+    lab.football("add", "vm2", "a2", "a1", "--size", "320M")
+    before = written_files(lab, "a1", "failover", count=8, size=128 * 1024)
+    lxcpath = str(lab.dir / "a1" / "var/lib/lxc")
+    # a1 dies: its container stops, its mount goes (and in the lab, whose
+    # hosts share one kernel, xfs would not mount the same filesystem twice)
+    lab.exec("a1", "football-host", "ct", lxcpath, "stop", "vm1")
+    written = len(lab.records("a1"))
+    lab.exec("a1", "umount", f"{lxcpath}/vm1")
+    marsd = lab.status()["a1"]["marsd_pid"]
+    os.kill(marsd, signal.SIGSTOP)
+    try:
+        inventory = inventory_without(lab, "a1", tmp_path / "fleet.yml")
+        run = ["--inventory", str(inventory), "--var", f"state_dir={lab.dir / 'controller'}",
+               "--json"]
+        alive = inventory_without(lab, "b2", tmp_path / "a1-alive.yml")
+        refused = football(lab.env, "--inventory", str(alive), "--yes", "failover", "a1")
+        assert refused.returncode == 191 and "a1 answers" in refused.stderr, refused.stderr
+
+        result = football(lab.env, *run, "--yes", "failover", "a1")
+        assert result.returncode == 0, [event["text"] for event in events(result, "warning")]
+        (summary,) = events(result, "result")
+        assert summary["taken_over"] == {"vm1": "a2"}
+        assert summary["dropped"] == ["vm1", "vm2"]
+        assert members(lab, "a2", "vm1") == ["a2"] and members(lab, "a2", "vm2") == ["a2"]
+        assert tree_checksums(files_dir(lab, "a2", "failover")) == before
+        records = wait_for_records(lab, "a2", written + 3)
+        assert not sequence_problems(records), sequence_problems(records)
+        running = {name: sorted(res for res, state in entry["containers"].items()
+                                if state == "RUNNING") for name, entry in lab.status().items()}
+        assert running["a2"] == ["vm1", "vm2"] and running["a1"] == []
+
+        again = football(lab.env, *run, "--yes", "failover", "a1")
+        assert again.returncode == 0 and "no resource has a replica on a1" in again.stdout
+    finally:
+        os.kill(marsd, signal.SIGCONT)
+    # back, a1 learns what was written for it meanwhile: it holds no replica
+    wait_until(lambda: members(lab, "a1", "vm1") == ["a2"] and
+               members(lab, "a1", "vm2") == ["a2"],
+               what="a1 to learn that its replicas were dropped",
+               show=lambda: lab.exec("a1", "marsadm", "view", "all").stdout)
