@@ -85,7 +85,9 @@ class Failover(Operation):
         if self._answers(self.dead):
             raise Illegal(f"{self.dead.name} answers: a failover is for a host that is gone "
                           f"for good. Empty it with football evacuate {self.dead.name} "
-                          "--execute; if only its marsd is down, start it there")
+                          "--execute; if only its marsd is down, start it there; if it cannot "
+                          "serve its replicas any more (its disks failed), switch it off, then "
+                          "run this again")
 
     @staticmethod
     def _answers(host):
