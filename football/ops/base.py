@@ -411,6 +411,18 @@ def marsd_answers(host, timeout=10):
                    f"{result.exit_code}: {result.stderr.strip()[-300:]}; is marsd running there?")
 
 
+def answers(host):
+    """Whether a command reaches `host` (its marsadm answers, from its state
+    dir also without its marsd): a host that does not is off, or cut off."""
+    try:
+        facts.cluster_hosts(host)
+    except facts.HostUnreachable:
+        return False
+    except facts.FactUnavailable:
+        return True
+    return True
+
+
 def reachable(host, timeout=10):
     """Raise `Illegal` naming the host when it cannot be reached or its marsd
     does not answer."""

@@ -29,7 +29,7 @@ is named and the others go on; the run then ends critical (199)."""
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.ops.base import Operation, confirm, in_parallel
+from football.ops.base import Operation, answers, confirm, in_parallel
 from football.ops.cluster import observe
 from football.report import agreeing
 from football.transport import TransportError
@@ -69,7 +69,7 @@ class Failover(Operation):
         cluster = self.ctx.inventory.hosts[self.dead.name].cluster
         mates = [self.host(name) for name in self.ctx.inventory.clusters.get(cluster, [])
                  if name != self.dead.name]
-        answering = [host for host, answered in zip(mates, in_parallel(self._answers, mates))
+        answering = [host for host, answered in zip(mates, in_parallel(answers, mates))
                      if answered]
         if not answering:
             raise Illegal(f"no other host of {self.dead.name}'s cluster ({cluster}) answers: "
@@ -82,24 +82,12 @@ class Failover(Operation):
         self.seen_by = answering
 
     def _refuse_a_host_that_answers(self):
-        if self._answers(self.dead):
+        if answers(self.dead):
             raise Illegal(f"{self.dead.name} answers: a failover is for a host that is gone "
                           f"for good. Empty it with football evacuate {self.dead.name} "
                           "--execute; if only its marsd is down, start it there; if it cannot "
                           "serve its replicas any more (its disks failed), switch it off, then "
                           "run this again")
-
-    @staticmethod
-    def _answers(host):
-        """Whether `host`'s marsadm answers through the transport (it does
-        without its marsd, from its state dir)."""
-        try:
-            facts.cluster_hosts(host)
-        except facts.HostUnreachable:
-            return False
-        except facts.FactUnavailable:
-            return True
-        return True
 
     def nothing_to_do(self):
         if self.affected:

@@ -28,15 +28,12 @@ from football.errors import FootballError, Illegal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
 from football.ops.repair import leave_argvs
-from football.ops.base import (Operation, TimedOut, in_parallel, reachable,
+from football.ops.base import (Operation, TimedOut, answers, in_parallel, reachable,
                                synced_and_consistent, synced_bytes, views_say, wait_knows,
                                wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.report import agreeing
 from football.snapshot import observe, rank_targets
-from football.transport import CommandTimedOut, ConnectionLost, Unreachable
-
-SILENT = (Unreachable, CommandTimedOut, ConnectionLost)     # a host that does not answer
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
 MIB = 1 << 20
@@ -366,7 +363,7 @@ class Migrate(Operation):
         names = set(facts.cluster_hosts(self.source)) | set(facts.cluster_hosts(target))
         hosts = [self.host(name) for name in sorted(names - {self.source.name, target.name})
                  if name in self.ctx.inventory.hosts]
-        answering = [host for host, answered in zip(hosts, in_parallel(self._answers, hosts))
+        answering = [host for host, answered in zip(hosts, in_parallel(answers, hosts))
                      if answered]
         for host in hosts:
             if host not in answering:
@@ -493,7 +490,7 @@ class Migrate(Operation):
         run goes on without them; their LVs stay, said once. (Asked only of
         hosts that left: normally none.)"""
         left = self._left_hosts(answering=False)
-        gone = [host for host, answered in zip(left, in_parallel(self._answers, left))
+        gone = [host for host, answered in zip(left, in_parallel(answers, left))
                 if not answered]
         for host in gone:
             self.ctx.reporter.warning(
@@ -507,7 +504,8 @@ class Migrate(Operation):
         gone for good, its replica is dropped from MARS on the primary, as
         with the kernel's marsadm (the LV stays; the run goes on without it)."""
         old = self._old_hosts()
-        silent = [host for host, answered in zip(old, in_parallel(self._answers, old))
+        facts.forget()      # a host that answered earlier in the run may not now
+        silent = [host for host, answered in zip(old, in_parallel(answers, old))
                   if not answered]
         if not silent:
             return ""
@@ -517,15 +515,6 @@ class Migrate(Operation):
         return (f". If {names} {'is' if len(silent) == 1 else 'are'} gone for good (switched "
                 f"off, not to come back with its data): {drops} on {self.source.name} drops "
                 f"its replica from MARS (its LV stays there), then this command again")
-
-    def _answers(self, host):
-        """Whether `host` answers a command (an error of the command's own
-        is an answer)."""
-        try:
-            self.hooks.lv_list(host=host)
-        except SILENT:
-            return False
-        return True
 
     def _wait_for_small_lag(self, target, down_since=None):
         limit = self.config.limit_mars_logfile * MIB
