@@ -227,6 +227,8 @@ def render(report, console=None):
         for note in row.get("notes") or []:         # why MARS waits or fails there
             console.print(f"{row['resource']} on {row['host']}: {note}", markup=False,
                           highlight=False)
+    for line in _unreachable_primaries(report["hosts"], report["resources"]):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if report["operations"]:
         operations = Table(title="unfinished operations")
         for column in ("operation", "resource", "state", "steps done", "targets", "started"):
@@ -262,6 +264,23 @@ def render(report, console=None):
         console.print(f"paused: {whose}, since {since}{by} ({pause['where']}): runs wait "
                       f"before their downtime window until `{unpause}`", markup=False,
                       highlight=False, soft_wrap=True)
+
+
+def _unreachable_primaries(hosts, rows):
+    """What the operator does about a host that does not answer while the
+    others name it the primary of resources: wait for it, or, if it is gone
+    for good, fail it over."""
+    lines = []
+    for name, entry in sorted(hosts.items()):
+        if entry["reachable"]:
+            continue
+        primaries = sorted({row["resource"] for row in rows
+                            if row["primary"] == name and row["host"] != name})
+        if primaries:
+            lines.append(f"{name} does not answer and is the primary of "
+                         f"{', '.join(primaries)}: if it is gone for good (switched off), "
+                         f"`football failover {name}` takes over on their other replicas")
+    return lines
 
 
 def _unfinished_hints(operations, rows):

@@ -5,7 +5,9 @@ are dropped from MARS on the primaries (their LVs stay on it); a host that
 answers is refused; a re-run goes on with what is left."""
 
 import pytest
+from click.testing import CliRunner
 
+from football.cli import cli
 from tests.helpers.fakefleet import fake_fleet, football, fresh_resource
 
 fleet = fake_fleet
@@ -100,3 +102,14 @@ def test_a_resource_without_a_consistent_replica_is_named_and_the_others_go_on(t
                for text in warnings), warnings
     assert three.resources["vm1"].primary == "a1" and three.members("vm1") == ["a1", "a2"]
     assert three.members("vm2") == ["a2"] and three.running("vm2") == ["a2"]
+
+
+def test_status_names_the_failover_of_a_host_that_does_not_answer_and_is_a_primary(three):
+    three.switch_off("a1")
+    result = CliRunner().invoke(cli, ["--inventory", three.inventory_path, "--var",
+                                      f"state_dir={three.state_dir}", "status"],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "a1 does not answer and is the primary of vm1: if it is gone for good (switched " \
+        "off), `football failover a1` takes over on their other replicas" in result.output
+    assert "primary of vm2" not in result.output
