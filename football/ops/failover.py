@@ -162,6 +162,11 @@ class Failover(Operation):
         facts.forget()          # what was read before another resource's changes
         primary, forced = self._decide(res, seen_from)
         with self.holding([primary]):
+            facts.forget()      # under the lock: another controller's failover may have acted
+            now, forced = self._decide(res, seen_from)
+            if now != primary:
+                raise FootballError(f"its primary is {now.name} now (another run acted "
+                                    "meanwhile); run the failover again")
             if forced:
                 self.say(f"* {res}: {primary.name} takes over from {self.dead.name} "
                          "(marsadm --force primary)")

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from football.cli import cli
+from football.ops.failover import Failover
 from tests.helpers.fakefleet import fake_fleet, football, fresh_resource
 
 fleet = fake_fleet
@@ -113,3 +114,25 @@ def test_status_names_the_failover_of_a_host_that_does_not_answer_and_is_a_prima
     assert "a1 does not answer and is the primary of vm1: if it is gone for good (switched " \
         "off), `football failover a1` takes over on their other replicas" in result.output
     assert "primary of vm2" not in result.output
+
+
+def test_a_takeover_another_run_made_while_this_one_waited_for_the_lock_is_not_made_again(
+        three, monkeypatch):
+    """Two controllers fail a1 over at once: the one that got a2's lock
+    second looks again under it."""
+    three.switch_off("a1")
+    holding = Failover.holding
+
+    def other_run_first(self, hosts, changes=True):
+        if hosts and three.resources["vm1"].primary == "a1":        # vm1's, not the phase's
+            three.run("a2", ["marsadm", "--force", "primary", "vm1"])   # the other controller
+        return holding(self, hosts, changes)
+
+    monkeypatch.setattr(Failover, "holding", other_run_first)
+    before = len(three.calls)
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    forced = [argv for _, argv in three.calls[before:] if "--force" in argv and
+              "primary" in argv]
+    assert len(forced) == 1, "taken over twice"
+    assert result(events)["taken_over"] == {} and three.members("vm1") == ["a2"]
