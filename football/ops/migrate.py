@@ -90,7 +90,7 @@ class Migrate(Operation):
         else:
             self.targets = self._place()
         for target in self.targets:
-            reachable(target)
+            self._reachable_target(target, decided)
         if not decided:
             self._refuse_hosts_placement_refuses()
         self.origin = self.journal.decided.get("origin") or [self.source.name] + \
@@ -105,6 +105,20 @@ class Migrate(Operation):
                                   "target or free space there")
         self._plugin_checks()
         return inv
+
+    def _reachable_target(self, target, decided):
+        """`Illegal` when `target`'s marsd does not answer; for a target an
+        unfinished run decided, with the way out should it be gone for good."""
+        try:
+            reachable(target)
+        except Illegal as refused:
+            if not decided or answers(target):
+                raise
+            path = self.journal.path
+            raise Illegal(f"{refused}. The unfinished {self.operation} of {self.res} goes to "
+                          f"{', '.join(decided)} (its journal); if {target.name} is gone for "
+                          f"good: set it aside (mv {path} {path}.abandoned), then "
+                          f"`football {self.operation} {self.res}` to other hosts") from None
 
     def _asks_for(self, decided):
         """Whether this command asks for the targets an unfinished run

@@ -6,6 +6,7 @@ the migrate goes on without the host — also one that began while the host
 answered — and leaves its LV there, said once."""
 
 from dataclasses import replace
+from pathlib import Path
 
 from football.transport import Unreachable
 from tests.helpers.fakefleet import fake_fleet, football
@@ -114,3 +115,24 @@ def test_hosts_that_disagree_on_the_primary_are_named_with_what_each_says_and_th
     assert "name the primary: vm1:<host>" in stderr
     assert football(fleet, "migrate", "vm1:a1", "a1", "b2")[0] == 0
     assert fleet.members("vm1") == ["a1", "b2"]
+
+
+def test_an_unfinished_migrate_to_a_target_gone_for_good_says_how_to_give_it_up(
+        fleet, monkeypatch):
+    """b1 died while vm1 synced to it: the migrate cannot go on to it; set
+    aside, a migrate to other hosts goes on (the failover dropped b1's
+    replica)."""
+    assert football(fleet, "migrate-prepare", "vm1", "b1", "b2")[0] == 0
+    fleet.switch_off("b1")
+    assert football(fleet, "failover", "b1")[0] == 0
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == EXIT_ILLEGAL
+    journal = f"{fleet.state_dir}/journal/migrate-vm1.json"
+    assert "The unfinished migrate of vm1 goes to b1, b2 (its journal); if b1 is gone for good: " \
+        f"set it aside (mv {journal} {journal}.abandoned), then `football migrate vm1` to " \
+        "other hosts" in stderr, stderr
+    Path(journal).rename(journal + ".abandoned")
+    code, _, stderr = football(fleet, "migrate", "vm1", "b2", "a2")
+    assert code == 0, stderr
+    assert fleet.resources["vm1"].primary == "b2" and fleet.members("vm1") == ["a2", "b2"]
+    assert not fleet.sequence_problems("vm1")

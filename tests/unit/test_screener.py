@@ -682,14 +682,16 @@ def test_a_runs_queue_is_dropped_once_its_jobs_ended_and_comes_back_for_a_restar
     monkeypatch.setattr(module, "QUEUES_TIDY_EVERY", 0.1)
     monkeypatch.setattr(module, "QUEUES_KEPT_AFTER", 0.0)
     executor = ScriptedExecutor()
-    executor.scripts["vm1"] = Script(code=1)
+    # vm1 waits until the queue was seen: with its jobs ended it may go at once
+    executor.scripts["vm1"] = Script(code=1, gate=threading.Event())
     worker = start_worker(state_dir, executor, settings=["worker_heartbeat=0.05"])
     try:
         moves = tmp_path / "moves.csv"
         moves.write_text("resource;operation;host\nvm1;handover;a2\nvm2;handover;a2\n")
         assert screener(state_dir, "run", moves, "--max", "1")[0] == 0
         queue = jobs(state_dir)["vm1"]["queue"]
-        assert dbos_queues(state_dir)[queue] == 1
+        wait_for(lambda: dbos_queues(state_dir).get(queue) == 1, "the run's queue, --max 1")
+        executor.scripts["vm1"].gate.set()
         assert [job["state"] for job in finished(state_dir, "vm1", "vm2").values()] == \
             ["failed", "done"]
         wait_for(lambda: queue not in dbos_queues(state_dir) and not any(
