@@ -151,6 +151,10 @@ class Failover(Operation):
         for res, primary in sorted(single.items()):
             self.say(f"{res} has one replica now, on {primary}: football migrate {res} "
                      f"{primary} <secondary> gives it a second")
+        survivor = self.seen_by[0].name
+        self.say(f"{self.dead.name} stays in the MARS cluster of {survivor} until `marsadm "
+                 f"--timeout=30 split-cluster --force` on {survivor} drops it (once it holds no "
+                 "replica; a migrate whose cleanup splits that cluster says so)")
         failed = self.summary["failed"]
         if failed:
             raise Critical(f"failover of {self.dead.name}: {', '.join(sorted(failed))} "
