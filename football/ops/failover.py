@@ -55,6 +55,7 @@ class Failover(Operation):
         super().__init__(ctx)
         self.dead = ctx.host(host_name)
         self.affected = {}              # res -> the Host that saw its members
+        self.seen_by = []               # the hosts of its cluster that answer
         self.summary.update(host=self.dead.name, taken_over={}, dropped=[], one_replica={},
                             failed={})
 
@@ -106,12 +107,14 @@ class Failover(Operation):
 
     # ------------------------------------------------------------------- plan
     def _decide(self, res, seen_from):
-        """(primary: the Host that is or becomes it, whether it takes over by
-        force) as `seen_from` sees `res` now; `Critical` when HOST is the
-        primary and no consistent replica answers."""
+        """(the Host that is or becomes its primary — where none is designated,
+        `seen_from` —, whether it takes over by force) as `seen_from` sees
+        `res` now; `Critical` when HOST is the primary and no consistent
+        replica answers. A resource without a designated primary (stopped
+        on purpose: `marsadm secondary`) is not started: only dropped."""
         primary = facts.primary(seen_from, res)
-        if primary and primary != self.dead.name:
-            return self.host(primary), False
+        if primary != self.dead.name:
+            return (self.host(primary) if primary else seen_from), False
         members = [name for name in facts.members(seen_from, res)
                    if name != self.dead.name and name in self.ctx.inventory.hosts]
         for name in members:
@@ -182,7 +185,8 @@ class Failover(Operation):
                                    f"there: football repair-vm {res} {primary.name}")
                 self.say(f"  {res} runs on {primary.name}")
                 self.summary["taken_over"][res] = primary.name
-            elif self.hooks.container_state(host=primary, res=res) != "RUNNING":
+            elif facts.primary(primary, res) == primary.name and \
+                    self.hooks.container_state(host=primary, res=res) != "RUNNING":
                 self.ctx.reporter.warning(
                     f"{res} does not run on its primary {primary.name} (a failover stopped "
                     f"before it started it there, or it was stopped): football repair-vm "

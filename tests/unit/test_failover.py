@@ -139,3 +139,19 @@ def test_a_takeover_another_run_made_while_this_one_waited_for_the_lock_is_not_m
               "primary" in argv]
     assert len(forced) == 1, "taken over twice"
     assert result(events)["taken_over"] == {} and three.members("vm1") == ["a2"]
+
+
+def test_a_resource_stopped_on_purpose_is_not_started_only_its_replica_dropped(three):
+    """vm2 has no designated primary (`marsadm secondary`: stopped by the
+    operator); a1 held its other replica."""
+    three.containers["a2"]["vm2"] = "STOPPED"
+    three.mounts["a2"].pop(three.hosts["a2"].mountpoint("vm2"), None)
+    assert three.run("a2", ["marsadm", "secondary", "vm2"]).ok
+    three.switch_off("a1")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    assert three.resources["vm2"].primary == "" and three.running("vm2") == []
+    assert three.members("vm2") == ["a2"]
+    assert not [event for event in events if event["event"] == "warning"
+                and "vm2" in event["text"]]
+    assert three.resources["vm1"].primary == "a2" and three.running("vm1") == ["a2"]
