@@ -124,17 +124,19 @@ class Failover(Operation):
                     return host, True
             except (FootballError, TransportError):
                 continue
-        raise Critical(f"{res}: no replica that answers is consistent "
-                       f"({', '.join(members) or 'no other replica'}): it cannot take over "
-                       f"from {self.dead.name}; football repair-mars {res} <host> rebuilds it "
-                       "from an LV (its data as that LV holds it)")
+        if not members:
+            raise Critical(f"its only replica is on {self.dead.name}: it comes back "
+                           f"with {self.dead.name}'s disk, or from a backup")
+        raise Critical(f"no replica that answers is consistent ({', '.join(members)}): none "
+                       f"can take over from {self.dead.name}; football repair-mars {res} "
+                       "<host> rebuilds it from an LV (its data as that LV holds it)")
 
     def dry_run(self):
         for res, seen_from in sorted(self.affected.items()):
             try:
                 primary, forced = self._decide(res, seen_from)
             except Critical as critical:
-                self.ctx.reporter.warning(str(critical))
+                self.ctx.reporter.warning(f"{res}: {critical}")
                 continue
             planned = self.ctx.planned(primary)
             if forced:

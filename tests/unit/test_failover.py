@@ -102,7 +102,7 @@ def test_a_resource_without_a_consistent_replica_is_named_and_the_others_go_on(t
     assert code == EXIT_CRITICAL
     assert "failover of a1: vm1 was not taken over" in stderr, stderr
     warnings = [event["text"] for event in events if event["event"] == "warning"]
-    assert any(text.startswith("vm1: vm1: no replica that answers is consistent (a2)")
+    assert any(text.startswith("vm1: no replica that answers is consistent (a2)")
                for text in warnings), warnings
     assert three.resources["vm1"].primary == "a1" and three.members("vm1") == ["a1", "a2"]
     assert three.members("vm2") == ["a2"] and three.running("vm2") == ["a2"]
@@ -155,3 +155,14 @@ def test_a_resource_stopped_on_purpose_is_not_started_only_its_replica_dropped(t
     assert not [event for event in events if event["event"] == "warning"
                 and "vm2" in event["text"]]
     assert three.resources["vm1"].primary == "a2" and three.running("vm1") == ["a2"]
+
+
+def test_a_resource_whose_only_replica_was_on_the_dead_host_is_named_as_lost_there(fleet):
+    fresh_resource(fleet, "vm2", "a1", [], size=320 << 20)
+    fleet.switch_off("a1")
+    code, events, stderr = football(fleet, "failover", "a1")
+    assert code == EXIT_CRITICAL and "vm2 was not taken over" in stderr, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert "vm2: its only replica is on a1: it comes back with a1's disk, or from a " \
+        "backup" in warnings, warnings
+    assert fleet.resources["vm1"].primary == "a2" and fleet.members("vm1") == ["a2"]
