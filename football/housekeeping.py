@@ -16,9 +16,11 @@ minute writes 525,600 run logs a year; every job keeps its events.
 
 Kept: what a run may still need — a plan not expired, a journal not
 finished, the lock files of the runs (`journal/<res>.run`: another process
-may hold one), the screener worker's log, the moves history the cooldown
+may hold one), the screener worker's log. The moves history the cooldown
 reads (`plans/moved.jsonl`, a line per move) and `downtime.log` (a line per
-downtime).
+downtime) lose their lines older than `history_days` (the cooldown is
+hours); lines are appended and the files rewritten under a lock of the
+file (`append_line`), so that no line goes astray.
 
 `housekeep` does it all; a screener worker calls it when it starts and every
 `HOUSEKEEPING_EVERY` seconds (football/screener.py). A controller that runs
@@ -26,6 +28,7 @@ no worker (operators' machines) keeps its state dir's house from its
 commands, at most once a day (`now_and_then`). A day is 86,400 s of the
 controller's clock; a file's age is its modification time."""
 
+import fcntl
 import json
 import os
 import re
@@ -46,6 +49,7 @@ class Kept:
     run_logs: int = 0
     plans: int = 0
     journals: int = 0
+    history_lines: int = 0
 
     def said(self, config):
         """One line of what went, or '' when nothing did."""
@@ -57,7 +61,8 @@ class Kept:
                          f"{config.jobs_archive_days:g} days ago (jobs_archive_days)")
         old = [counted(count, noun) for noun, count in
                (("archived job", self.forgotten_jobs), ("run log", self.run_logs),
-                ("expired plan", self.plans), ("finished journal", self.journals)) if count]
+                ("expired plan", self.plans), ("finished journal", self.journals),
+                ("history line", self.history_lines)) if count]
         if old:
             parts.append(f"removed {', '.join(old)} older than {config.history_days:g} days "
                          "(history_days)")
@@ -87,7 +92,58 @@ def housekeep(config, store=None, now=None):
     kept.journals = _remove_old(state_dir / "journal", before, lambda path: path.suffix == ".done")
     kept.plans += _remove_old(state_dir / "plans", before,
                               lambda path: path.suffix == ".json" and _expired(path, before))
+    for history in (state_dir / "plans" / "moved.jsonl", state_dir / "downtime.log"):
+        kept.history_lines += trim_lines(history, before)
     return kept
+
+
+def append_line(path, line):
+    """Append `line` (a JSON record) to `path` under the file's lock, on
+    the file the path names then: `trim_lines` replaces it by a new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
+                    continue        # trimmed meanwhile: the line goes into the new file
+            except FileNotFoundError:
+                continue
+            handle.write(line.rstrip("\n") + "\n")
+            return
+
+
+def trim_lines(path, before):
+    """Drop the lines of `path` (JSON records with a `time`) older than
+    `before`, rewriting it under its lock (temp file, rename); a line that
+    is no record stays. How many went."""
+    try:
+        handle = open(path, "r+")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
+                return 0            # another pass trimmed it meanwhile
+        except FileNotFoundError:
+            return 0
+        lines = handle.read().splitlines(keepends=True)
+        kept = [line for line in lines if not _older(line, before)]
+        if len(kept) == len(lines):
+            return 0
+        temporary = Path(f"{path}.trim")
+        temporary.write_text("".join(kept))
+        os.replace(temporary, path)         # appenders waiting on the lock reopen it
+    return len(lines) - len(kept)
+
+
+def _older(line, before):
+    try:
+        return float(json.loads(line)["time"]) < before
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def now_and_then(config, warn):

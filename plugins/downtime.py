@@ -5,15 +5,16 @@ from the stop to running again) as one JSON line in
     {"time": 1718000000.123, "operation": "migrate", "resource": "vm1",
      "source": "a1", "host": "b1", "downtime_seconds": 2.315}
 
-The line is written with one `write` in append mode, so that parallel runs
-of the same controller do not interleave their records."""
+The line is appended under the file's lock (`football.housekeeping.append_line`),
+so that parallel runs of the same controller do not interleave their
+records and housekeeping may drop the old ones (`history_days`)."""
 
 import json
-import os
 import time
 from pathlib import Path
 
 from football.hooks import hookimpl
+from football.housekeeping import append_line
 
 LOG_NAME = "downtime.log"
 
@@ -36,12 +37,7 @@ class DowntimeLog:
         record = {"time": round(time.time(), 3), "operation": operation, "resource": res,
                   "source": getattr(source, "name", source), "host": getattr(host, "name", host),
                   "downtime_seconds": round(seconds, 3)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, (json.dumps(record, sort_keys=True) + "\n").encode())
-        finally:
-            os.close(descriptor)
+        append_line(self.path, json.dumps(record, sort_keys=True))
 
 
 def new_plugin():

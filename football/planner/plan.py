@@ -106,11 +106,11 @@ def history_path(state_dir):
 
 def record_moved(state_dir, moved):
     """Append a move that ran (`Moved`) to the history the cooldown reads."""
-    path = history_path(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        handle.write(json.dumps({"resource": moved.resource, "time": moved.time,
-                                 "from": list(moved.source), "to": list(moved.target)}) + "\n")
+    from football.housekeeping import append_line
+
+    append_line(history_path(state_dir), json.dumps({
+        "resource": moved.resource, "time": moved.time, "from": list(moved.source),
+        "to": list(moved.target)}))
 
 
 def read_history(state_dir):

@@ -4,8 +4,10 @@ for an operator) and, after `history_days`, deletes archived jobs (with
 their events and DBOS's records), run logs, expired plans and finished
 journals; everything a run may still need stays."""
 
+import fcntl
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -14,8 +16,8 @@ import sqlalchemy as sa
 
 from football.config import Config
 from football.errors import Illegal
-from football.housekeeping import DAY, housekeep
-from football.planner.plan import load_plan
+from football.housekeeping import DAY, append_line, housekeep, trim_lines
+from football.planner.plan import load_plan, read_history
 from football.screener import EVENTS, JOBS, JOURNALS, PLANS, QUEUES, JobStore
 from tests.helpers.fakefleet import fake_fleet, football as fleet_football  # noqa: F401
 from tests.helpers.jobs import ScriptedExecutor, Script, football, jobs, wait_for
@@ -269,3 +271,40 @@ def test_a_failed_housekeeping_is_a_warning_and_tried_again_a_day_later(tmp_path
     housekeeping.now_and_then(config_of(tmp_path), warned.append)
     assert warned == [f"housekeeping of {tmp_path} failed ([Errno 13] Permission denied: "
                       f"'{tmp_path / 'log'}'); tried again in a day"]
+
+
+def test_the_moves_and_downtimes_history_loses_its_lines_older_than_history_days(tmp_path):
+    """A line per move and per downtime, for years: the old ones go, the
+    recent ones (the cooldown reads hours of them) and what is no record
+    stay, in their order."""
+    state = tmp_path / "controller"
+    moved = state / "plans" / "moved.jsonl"
+    lines = [json.dumps({"resource": f"vm{n}", "time": NOW - days * DAY, "from": ["a1"],
+                         "to": ["b1"]}) for n, days in enumerate((400, 366, 364, 0.5))]
+    old_file(moved, "\n".join(lines[:2] + ["{torn", *lines[2:]]) + "\n", days=0)
+    downtime = old_file(state / "downtime.log", json.dumps({"time": NOW - 500 * DAY}) + "\n" +
+                        json.dumps({"time": NOW}) + "\n", days=0)
+    kept = housekeep(config_of(state), now=NOW)
+    assert moved.read_text().splitlines() == ["{torn", *lines[2:]]
+    assert downtime.read_text().splitlines() == [json.dumps({"time": NOW})]
+    assert kept.history_lines == 3
+    assert "3 history lines older than 365 days" in kept.said(config_of(state))
+    assert [move.resource for move in read_history(state)] == ["vm2", "vm3"]
+
+
+def test_a_line_appended_while_the_history_is_trimmed_is_kept(tmp_path):
+    """An append waits for the trim's lock and goes into the new file."""
+    path = tmp_path / "moved.jsonl"
+    path.write_text(json.dumps({"time": NOW - 400 * DAY}) + "\n")
+    appended = threading.Event()
+    with open(path, "r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)       # as trim_lines holds it while it rewrites
+        writer = threading.Thread(target=lambda: (append_line(path, '{"time": 1e12}'),
+                                                  appended.set()))
+        writer.start()
+        assert not appended.wait(0.2), "the append did not wait for the lock"
+        path.with_suffix(".new").write_text("")
+        os.replace(path.with_suffix(".new"), path)     # the trim's new file, then unlock
+    writer.join(timeout=10)
+    assert appended.is_set() and path.read_text() == '{"time": 1e12}\n'
+    assert trim_lines(path, NOW) == 0
