@@ -121,7 +121,8 @@ TUNABLES = {
                                        "that left its operation unfinished; 0: only by "
                                        "`screener purge`)", at_least(0)),
     "history_days": Tunable(365.0, "days a controller keeps archived jobs, run logs, expired "
-                                   "plans and finished journals (its worker clears them hourly, "
+                                   "plans, finished journals and the lines of its moves' and "
+                                   "downtimes' history (its worker clears them hourly, "
                                    "its commands daily; 0: kept for ever)", at_least(0)),
     "worker_heartbeat": Tunable(2.0, "seconds between a screener worker's heartbeats in the "
                                      "jobs' database", SECONDS),
