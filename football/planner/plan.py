@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from football.errors import Illegal
+from football.housekeeping import append_line
 from football.journal import replace_durably
 from football.planner.moves import Move, Moved
 
@@ -106,8 +107,6 @@ def history_path(state_dir):
 
 def record_moved(state_dir, moved):
     """Append a move that ran (`Moved`) to the history the cooldown reads."""
-    from football.housekeeping import append_line
-
     append_line(history_path(state_dir), json.dumps({
         "resource": moved.resource, "time": moved.time, "from": list(moved.source),
         "to": list(moved.target)}))
