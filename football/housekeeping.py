@@ -105,11 +105,8 @@ def append_line(path, line):
     while True:
         with open(path, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
-                    continue        # trimmed meanwhile: the line goes into the new file
-            except FileNotFoundError:
-                continue
+            if not _still_named(handle, path):
+                continue            # trimmed meanwhile: the line goes into the new file
             handle.write(line.rstrip("\n") + "\n")
             return
 
@@ -124,11 +121,8 @@ def trim_lines(path, before):
         return 0
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
-                return 0            # another pass trimmed it meanwhile
-        except FileNotFoundError:
-            return 0
+        if not _still_named(handle, path):
+            return 0                # another pass trimmed it meanwhile
         lines = handle.read().splitlines(keepends=True)
         kept = [line for line in lines if not _older(line, before)]
         if len(kept) == len(lines):
@@ -137,6 +131,15 @@ def trim_lines(path, before):
         temporary.write_text("".join(kept))
         os.replace(temporary, path)         # appenders waiting on the lock reopen it
     return len(lines) - len(kept)
+
+
+def _still_named(handle, path):
+    """Whether `path` still names the file `handle` has open (a trim
+    replaces it by a new one)."""
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _older(line, before):

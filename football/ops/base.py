@@ -423,6 +423,12 @@ def answers(host):
     return True
 
 
+def silent_hosts(hosts):
+    """The hosts of `hosts` that a command does not reach (`answers`),
+    asked in parallel."""
+    return [host for host, answered in zip(hosts, in_parallel(answers, hosts)) if not answered]
+
+
 def reachable(host, timeout=10):
     """Raise `Illegal` naming the host when it cannot be reached or its marsd
     does not answer."""

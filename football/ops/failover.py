@@ -29,7 +29,7 @@ is named and the others go on; the run then ends critical (199)."""
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.ops.base import Operation, answers, confirm, in_parallel
+from football.ops.base import Operation, answers, confirm, silent_hosts
 from football.ops.cluster import observe
 from football.report import agreeing
 from football.transport import TransportError
@@ -70,8 +70,8 @@ class Failover(Operation):
         cluster = self.ctx.inventory.hosts[self.dead.name].cluster
         mates = [self.host(name) for name in self.ctx.inventory.clusters.get(cluster, [])
                  if name != self.dead.name]
-        answering = [host for host, answered in zip(mates, in_parallel(answers, mates))
-                     if answered]
+        silent = silent_hosts(mates)
+        answering = [host for host in mates if host not in silent]
         if not answering:
             raise Illegal(f"no other host of {self.dead.name}'s cluster ({cluster}) answers: "
                           "nothing can take over from it; nothing changed")

@@ -28,7 +28,7 @@ from football.errors import FootballError, Illegal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
 from football.ops.repair import leave_argvs
-from football.ops.base import (Operation, TimedOut, answers, in_parallel, reachable,
+from football.ops.base import (Operation, TimedOut, answers, reachable, silent_hosts,
                                synced_and_consistent, synced_bytes, views_say, wait_knows,
                                wait_until, wait_uptodate)
 from football.ops.window import DowntimeWindow, restart_somewhere
@@ -377,13 +377,11 @@ class Migrate(Operation):
         names = set(facts.cluster_hosts(self.source)) | set(facts.cluster_hosts(target))
         hosts = [self.host(name) for name in sorted(names - {self.source.name, target.name})
                  if name in self.ctx.inventory.hosts]
-        answering = [host for host, answered in zip(hosts, in_parallel(answers, hosts))
-                     if answered]
-        for host in hosts:
-            if host not in answering:
-                self.ctx.reporter.detail(f"{host.name} does not answer: the merge of "
-                                         f"{target.name} goes on without its lock")
-        return answering
+        silent = silent_hosts(hosts)
+        for host in silent:
+            self.ctx.reporter.detail(f"{host.name} does not answer: the merge of "
+                                     f"{target.name} goes on without its lock")
+        return [host for host in hosts if host not in silent]
 
     def _merge(self, target):
         facts.forget()      # under the locks now: what was read before may have changed
@@ -503,9 +501,7 @@ class Migrate(Operation):
         (`marsadm --host=<it> leave-resource --force`, on the primary). The
         run goes on without them; their LVs stay, said once. (Asked only of
         hosts that left: normally none.)"""
-        left = self._left_hosts(answering=False)
-        gone = [host for host, answered in zip(left, in_parallel(answers, left))
-                if not answered]
+        gone = silent_hosts(self._left_hosts(answering=False))
         for host in gone:
             self.ctx.reporter.warning(
                 f"{host.name} does not answer and holds no replica of {self.res} any more: "
@@ -517,10 +513,8 @@ class Migrate(Operation):
         """The way on when an old replica's host does not answer: if it is
         gone for good, its replica is dropped from MARS on the primary, as
         with the kernel's marsadm (the LV stays; the run goes on without it)."""
-        old = self._old_hosts()
         facts.forget()      # a host that answered earlier in the run may not now
-        silent = [host for host, answered in zip(old, in_parallel(answers, old))
-                  if not answered]
+        silent = silent_hosts(self._old_hosts())
         if not silent:
             return ""
         names = ", ".join(host.name for host in silent)
