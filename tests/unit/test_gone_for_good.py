@@ -8,27 +8,12 @@ answered — and leaves its LV there, said once."""
 from dataclasses import replace
 from pathlib import Path
 
-from football.transport import Unreachable
 from tests.helpers.fakefleet import fake_fleet, football
 
 fleet = fake_fleet
 
 EXIT_ILLEGAL = 191
 DROP = "`marsadm --host=a2 leave-resource --force vm1` on a1"
-
-
-def switch_off(fleet, monkeypatch, name):
-    """Every command on host `name` fails as on a host that is off; its
-    peers' marsd find it silent."""
-    run = fleet.run
-
-    def off(host, argv, input=None):
-        if host == name:
-            raise Unreachable(f"{name}: ssh: connect to host {name} port 22: No route to host")
-        return run(host, argv, input)
-
-    monkeypatch.setattr(fleet, "run", off)
-    fleet.down.add(name)
 
 
 def drop_replica(fleet, name, res="vm1"):
@@ -43,8 +28,8 @@ def changes(fleet, since):
 
 
 def test_a_migrate_of_a_resource_with_a_replica_on_a_host_gone_for_good_names_how_to_drop_it(
-        fleet, monkeypatch):
-    switch_off(fleet, monkeypatch, "a2")
+        fleet):
+    fleet.switch_off("a2")
     before = len(fleet.changes())
     code, _, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
     assert code == EXIT_ILLEGAL, stderr
@@ -63,11 +48,11 @@ def test_a_migrate_of_a_resource_with_a_replica_on_a_host_gone_for_good_names_ho
 
 
 def test_a_migrate_that_began_while_the_host_answered_goes_on_without_it_once_its_replica_is_dropped(
-        fleet, monkeypatch):
+        fleet):
     """Its journal names a2 among the original hosts, whose LVs its
     cleanup removes: a2 is left out, its LV named."""
     assert football(fleet, "migrate-prepare", "vm1", "a1", "b2")[0] == 0
-    switch_off(fleet, monkeypatch, "a2")
+    fleet.switch_off("a2")
     code, _, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
     assert code == EXIT_ILLEGAL and DROP in stderr, stderr
 
@@ -83,10 +68,10 @@ def test_a_migrate_that_began_while_the_host_answered_goes_on_without_it_once_it
 
 
 def test_a_split_after_the_move_that_needs_the_host_gone_for_good_says_how_to_drop_it(
-        fleet, monkeypatch):
+        fleet):
     """vm1 leaves cluster1 for good: the split of the MARS cluster needs
     every member, a2 too; the move itself is done."""
-    switch_off(fleet, monkeypatch, "a2")
+    fleet.switch_off("a2")
     drop_replica(fleet, "a2")
     code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
     assert code != 0
@@ -118,7 +103,7 @@ def test_hosts_that_disagree_on_the_primary_are_named_with_what_each_says_and_th
 
 
 def test_an_unfinished_migrate_to_a_target_gone_for_good_says_how_to_give_it_up(
-        fleet, monkeypatch):
+        fleet):
     """b1 died while vm1 synced to it: the migrate cannot go on to it; set
     aside, a migrate to other hosts goes on (the failover dropped b1's
     replica)."""
