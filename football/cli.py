@@ -672,6 +672,22 @@ def failover(ctx, host):
 
 
 @cli.command()
+@click.argument("host")
+@click.pass_context
+@reported
+def decommission(ctx, host):
+    """HOST leaves the fleet for good: it holds no replica any more
+    (evacuated, or failed over) and leaves its MARS cluster — by itself
+    where it answers (marsadm leave-cluster; it must be evacuated), else
+    dropped by a host of its cluster (marsadm --host=HOST leave-cluster).
+    HOST may be out of the inventory already; otherwise take it out
+    afterwards. --dry-run says the command."""
+    from football.ops.decommission import Decommission
+
+    _admin(ctx, "decommission", host, lambda c: Decommission(c, host))
+
+
+@cli.command()
 @click.argument("item")
 @click.argument("hosts", nargs=-1, required=True)
 @click.option("--owner", default=None, help="Who holds it (default operator@<this host>).")

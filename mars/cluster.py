@@ -436,8 +436,19 @@ class Cluster:
 
     # ------------------------------------------------------------- leave
     def leave(self):
-        """Leave the cluster: tell every peer, then forget the cluster here."""
+        """Leave the cluster: tell every peer, then forget the cluster here.
+        A host dropped by the others (`drop`) only forgets what it kept."""
         state = self._state()
+        if state.host_ips() and not state.in_cluster():
+            if self.dry_run:
+                self.echo(f"would forget the cluster of {', '.join(state.cluster_hosts())}")
+                return
+            self.store.forget([item.key for item in self.store.tuples()],
+                              origins=[origin for origin in self.store.vector()])
+            self.echo(f"{self.env.host} was no member of the cluster of "
+                      f"{', '.join(state.cluster_hosts())} any more (another host dropped it): "
+                      "forgot what it kept of it")
+            return
         self._require_member(state)
         mine = state.my_resources()
         if mine:
@@ -450,17 +461,72 @@ class Cluster:
         own = [item.key for item in self.store.tuples(include_tombstones=False)
                if owner_of(item.key) == self.env.host]
         self.store.delete(own)
-        failures = self._run(self._tell_peers, state)
+        failures = self._run(self._tell_peers, state, state.peers())
         if failures:
             self.echo("left; these peers were not reachable and learn it when they next pull "
                       "from a peer that has it: " + "; ".join(f"{h}: {r}" for h, r in failures.items()))
         self.store.forget([item.key for item in self.store.tuples()],
                           origins=[origin for origin in self.store.vector()])
 
-    async def _tell_peers(self, state):
+    # -------------------------------------------------------------- drop
+    def drop(self, dead, force=False):
+        """Drop `dead`, a host gone for good, from this host's cluster, here
+        and at every peer that answers: the kernel's `marsadm --host=<dead>
+        leave-cluster` on a survivor. `self.store` writes for `dead` (its
+        origin labels what it writes so, mars/store.py): should `dead` come
+        back, it learns that it was dropped. It must hold no replica, and
+        its marsd must not answer (--force drops one that does: it keeps its
+        old view of the cluster until it learns otherwise)."""
+        here = self.env.host
+        state = self._state()
+        if here not in state.host_ips():
+            raise MarsError(f"host {here} is not a member of any cluster: there is nothing "
+                            f"to drop {dead} from")
+        if dead not in state.host_ips():
+            self.echo(f"{dead} is not in the cluster of {here}: nothing to do")
+            return
+        holding = [res for res in state.all_resources() if dead in state.members(res)]
+        if holding:
+            raise MarsError(
+                f"{dead} still holds replicas of {', '.join(holding)}: drop each first, on "
+                f"its primary (`marsadm --host={dead} leave-resource --force <res>`), or "
+                f"take them over first where {dead} is the primary (`marsadm --force primary "
+                "<res>` on a replica)")
+        if not force:
+            self._refuse_a_host_that_answers(state, dead)
+        if self.dry_run:
+            self.echo(f"would drop {dead} from the cluster of {', '.join(state.cluster_hosts())}")
+            return
+        self.store.delete([item.key for item in self.store.tuples(include_tombstones=False)
+                           if owner_of(item.key) == dead])
+        peers = [host for host in state.cluster_hosts() if host not in (here, dead)]
+        failures = self._run(self._tell_peers, state, peers)
+        if failures:
+            self.echo(f"dropped {dead}; these peers were not reachable and learn it when they "
+                      "next pull from a peer that has it: "
+                      + "; ".join(f"{h}: {r}" for h, r in failures.items()))
+
+    def _refuse_a_host_that_answers(self, state, host):
+        async def ping():
+            channel = await self._connect(state.host_ips()[host], self._my_address(state),
+                                          timeout=min(DEAD_GRACE, self.timeout))
+            try:
+                await net.request(channel, {"type": "ping"}, timeout=DEAD_GRACE)
+            finally:
+                await channel.aclose()
+        try:
+            self._run(ping)
+        except PeerRefused:
+            pass                # alive, but shut out (another cluster secret): it answers
+        except PeerError:
+            return
+        raise MarsError(f"{host}'s marsd answers: it is not gone. Run leave-cluster on {host} "
+                        f"(--force drops it anyway; it keeps its view of the cluster)")
+
+    async def _tell_peers(self, state, peers):
         address = state.host_ips()[self.env.host]
         failures = {}
-        for host in state.peers():
+        for host in peers:
             try:
                 channel = await self._connect(state.host_ips()[host], address)
                 try:

@@ -120,6 +120,7 @@ class Daemon:
         self.metrics = Metrics()
         self.store = None
         self.peer_scopes = {}           # host -> (address, CancelScope)
+        self.dropped_said = False       # "no member any more" logged (once per drop)
         self.stirred = {}               # host -> trio.Event: pull from it (or tell it) now
         self.to_tell = set()            # peers to tell that this host has news
         self.heard = {}                 # host -> trio.Event: it spoke here, end the backoff
@@ -413,8 +414,11 @@ class Daemon:
             if address:
                 return address
             if not announced:
-                log.info("host %s is not in a cluster yet; waiting for create-cluster or join-cluster",
-                         self.env.host)
+                others = {key[len(IP_PREFIX):] for key in self.store.live_values(IP_PREFIX)}
+                self._say_dropped_once(others)
+                if not self.dropped_said:
+                    log.info("host %s is not in a cluster yet; waiting for create-cluster or "
+                             "join-cluster", self.env.host)
                 announced = True
             await trio.sleep(self.round_interval)
 
@@ -542,7 +546,11 @@ class Daemon:
 
     def _track_peers(self, nursery, ips):
         wanted = {key[len(IP_PREFIX):]: addr for key, addr in ips.items()}
-        wanted.pop(self.env.host, None)
+        if wanted.pop(self.env.host, None) is None:
+            self._say_dropped_once(wanted)
+            wanted = {}             # no member: it pulls from nobody
+        else:
+            self.dropped_said = False
         for host, (address, scope) in list(self.peer_scopes.items()):
             if wanted.get(host) != address:
                 scope.cancel()
@@ -553,6 +561,17 @@ class Daemon:
                 scope = trio.CancelScope()
                 self.peer_scopes[host] = (address, scope)
                 nursery.start_soon(self._pull_from_peer, host, address, scope)
+
+    def _say_dropped_once(self, others):
+        item = self.store.get(ip_key(self.env.host))
+        if self.dropped_said or not others or item is None or item.origin == self.env.host:
+            return          # before a join, or its own leave-cluster (which forgets at once)
+        self.dropped_said = True
+        by = f" (by {item.origin.partition('@')[2] or item.origin})"
+        log.warning("host %s is no member of the cluster of %s any more: it was dropped%s. "
+                    "It pulls from nobody; `marsadm leave-cluster` here forgets that cluster, then "
+                    "`marsadm join-cluster <peer>` brings it back", self.env.host,
+                    ", ".join(sorted(others)), by)
 
     async def _pull_from_peer(self, host, address, scope):
         """Keep a connection to one peer and pull every round; reconnect with backoff."""

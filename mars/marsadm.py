@@ -60,9 +60,12 @@ class Context:
                                 writer=self.here)
         return self._store
 
-    def cluster(self):
+    def cluster(self, acting=None):
+        """The cluster operations of this host; `acting`: the host that talks
+        to the peers, where --host names another one (it writes for it)."""
         from mars.cluster import Cluster   # imports trio: only for commands that talk to peers
-        return Cluster(self.env, self.store, timeout=self.options["timeout"],
+        env = HostEnv(host=acting, root=self.env.root) if acting else self.env
+        return Cluster(env, self.store, timeout=self.options["timeout"],
                        dry_run=self.options["dry_run"], echo=click.echo,
                        ssh_port=self.options["ssh_port"])
 
@@ -161,19 +164,16 @@ def split_cluster(ctx):
 
 @command("leave-cluster")
 def leave_cluster(ctx):
-    """Leave the cluster (this host must hold no replicas). It forgets the
-    cluster in this host's state dir: --host may not name another host (the
-    kernel's marsadm takes --host=<dead host> to drop that one; here
-    `split-cluster --force` does)."""
+    """Leave the cluster (this host must hold no replicas) and forget it here.
+    With --host=<another host> (the kernel's way for a dead one), on a host
+    of its cluster: drop that host from the cluster, here and at every peer
+    that answers. It must hold no replica, and its marsd must not answer
+    (--force: drop it anyway)."""
     here = ctx.here
-    if ctx.env.host != here:
-        raise MarsError(
-            f"leave-cluster leaves the host it runs on and forgets the cluster in its state "
-            f"dir: --host={ctx.env.host} is not this host ({here}), whose metadata it would "
-            f"wipe. To take {ctx.env.host} out: leave-cluster on {ctx.env.host}; where it is "
-            f"dead or gone for good and shares no resource with the others, `marsadm "
-            f"--timeout=30 split-cluster --force` here drops it")
-    ctx.cluster().leave()
+    if ctx.env.host == here:
+        ctx.cluster().leave()
+    else:
+        ctx.cluster(acting=here).drop(ctx.env.host, force=ctx.options["force"])
 
 
 @command("update-cluster")

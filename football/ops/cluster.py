@@ -171,14 +171,16 @@ def every_member_answers(host, timeout=10):
     # A dead peer is a warning (exit 0), as with the kernel's marsadm.
     silent = facts.parse_not_answering(result.stderr)
     if not result.ok or silent:
-        gone = ", ".join(sorted(silent or ())) or "a host that is gone for good"
+        gone = ", ".join(sorted(silent or ())) or "a host that does not answer"
+        way = (f"`football decommission {gone}`" if silent and len(silent) == 1 else
+               "`football decommission <host>`")
         raise Illegal(f"{host.name}: not every host of its MARS cluster answers "
                       f"(`{result.command}` exited {result.exit_code}: "
                       f"{result.stderr.strip()[-300:]}); a split needs them all: start marsd "
                       "there or wait for the network, then re-run. Where "
-                      f"{gone} is dead or decommissioned (a host that left no replica: "
-                      f"evacuated), `marsadm --timeout=30 split-cluster --force` on "
-                      f"{host.name} drops it from the cluster. Nothing was changed")
+                      f"{gone} is gone for good (evacuated, or failed over: it holds no "
+                      f"replica), {way} drops it from the cluster. "
+                      "Nothing was changed")
 
 
 def describe(clusters):

@@ -14,9 +14,9 @@ a replica on HOST, as the hosts of its cluster that answer see it:
   stays on HOST; should HOST come back, it learns that it holds no replica
   (`football lv-cleanup RES` then removes the LV).
 Resources left with one replica are named, with the command that gives
-them a second. HOST stays in its MARS cluster until a split drops it
-(`marsadm --timeout=30 split-cluster --force` on a survivor; the next
-migrate's cleanup says so).
+them a second. HOST stays in its MARS cluster until `football
+decommission HOST` drops it (a migrate's cleanup that would split that
+cluster says so).
 
 The guard: HOST must not answer at all (its marsadm, through the
 transport) — a host that answers is evacuated, not failed over — and the
@@ -156,10 +156,8 @@ class Failover(Operation):
         for res, primary in sorted(single.items()):
             self.say(f"{res} has one replica now, on {primary}: football migrate {res} "
                      f"{primary} <secondary> gives it a second")
-        survivor = self.seen_by[0].name
-        self.say(f"{self.dead.name} stays in the MARS cluster of {survivor} until `marsadm "
-                 f"--timeout=30 split-cluster --force` on {survivor} drops it (once it holds no "
-                 "replica; a migrate whose cleanup splits that cluster says so)")
+        self.say(f"{self.dead.name} stays in the MARS cluster of {self.seen_by[0].name} until "
+                 f"football decommission {self.dead.name} drops it (once it holds no replica)")
         failed = self.summary["failed"]
         if failed:
             raise Critical(f"failover of {self.dead.name}: {', '.join(sorted(failed))} "

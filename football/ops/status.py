@@ -87,6 +87,9 @@ def select(report, kind, name, hosts):
                             if pause["resource"] in ("*", name)])
     return dict(report,
                 hosts={host: entry for host, entry in report["hosts"].items() if host in hosts},
+                outside_inventory={member: listers for member, listers
+                                   in report.get("outside_inventory", {}).items()
+                                   if set(listers) & set(hosts)},
                 resources=[row for row in report["resources"] if row["host"] in hosts],
                 operations=[op for op in report["operations"] if involves(op, hosts)])
 
@@ -175,8 +178,22 @@ class Status:
                                    self.ctx.config.run_lock_lease)
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
                   "hosts": hosts, "resources": rows, "operations": operations,
-                  "pauses": pauses(self.ctx.config)}
+                  "pauses": pauses(self.ctx.config),
+                  "outside_inventory": outside_inventory(hosts, self.ctx.inventory.hosts)}
         return select(report, self.kind, self.name, self.hosts)
+
+
+def outside_inventory(hosts, inventory_hosts):
+    """{host: the inventory hosts whose MARS cluster lists it} of the hosts
+    that are in a MARS cluster but not in the inventory (taken out of it,
+    but never decommissioned: splits of that cluster refuse while it does
+    not answer)."""
+    listed = {}
+    for name, entry in hosts.items():
+        for member in entry.get("mars_cluster") or ():
+            if member not in inventory_hosts:
+                listed.setdefault(member, []).append(name)
+    return {member: sorted(names) for member, names in sorted(listed.items())}
 
 
 # ------------------------------------------------------------------ rendering
@@ -229,6 +246,11 @@ def render(report, console=None):
                           highlight=False)
     for line in _unreachable_primaries(report["hosts"], report["resources"]):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for member, listers in (report.get("outside_inventory") or {}).items():
+        console.print(f"{member} is in the MARS cluster of {', '.join(listers)} but not in the "
+                      f"inventory: if it is gone for good, `football decommission {member}` "
+                      "drops it (a split of that cluster waits for it until then)",
+                      markup=False, highlight=False, soft_wrap=True)
     if report["operations"]:
         operations = Table(title="unfinished operations")
         for column in ("operation", "resource", "state", "steps done", "targets", "started"):

@@ -45,7 +45,7 @@ from tests.helpers.fakehost import UnexpectedCommand
 EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
 # what changes a host: marsadm's actions, football-host's (lifecycle set/origin too),
 # mount, umount, mkdir
-CHANGING = {"join-resource", "leave-resource", "down", "up", "primary", "secondary",
+CHANGING = {"join-resource", "leave-resource", "leave-cluster", "down", "up", "primary", "secondary",
             "merge-cluster", "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
             "take", "release", "mount", "umount", "mkdir", "xfs_growfs", "mkfs.xfs", "rsync",
             "create-resource", "delete-resource", "set", "origin"}
@@ -119,6 +119,8 @@ class FakeFleet:
         self.containers = {name: {} for name in self.hosts}   # host -> {res: state}
         self.down = set()               # hosts whose marsd does not answer
         self.off = set()                # hosts switched off: no command reaches them
+        self.clusterless = set()        # hosts that left their MARS cluster (leave-cluster)
+        self.asked_on = None            # the host the marsadm command being run runs on
         self.forced = False             # the marsadm command being run has --force
         self.marsd_stopped = set()      # hosts without marsd whose marsadm answers from its store
         self.crashed_devices = set()    # (host, res): the device died, its filesystem still mounted
@@ -290,6 +292,7 @@ class FakeFleet:
     def _marsadm(self, name, args, acting=None):
         if name in self.down:
             raise Refused(f"marsd not answering on {name} (timed out)", EXIT_TIMEOUT)
+        self.asked_on = name            # the host it runs on (acting: --host)
         name = acting or name
         command, rest = args[0], args[1:]
         if self.fail_next.get(command):
@@ -375,6 +378,8 @@ class FakeFleet:
         return "".join(lines)
 
     def _mars_lowlevel_ls_host_ips(self, name):
+        if name in self.clusterless:
+            return ""
         return "".join(f"{host} {self.hosts[host].address}\n" for host in self.cluster_of(name))
 
     def _mars_wait_cluster(self, name):
@@ -402,6 +407,22 @@ class FakeFleet:
             number = max(self.cluster_id.values()) + 1
             for host in group:
                 self.cluster_id[host] = number
+        return ""
+
+    def _mars_leave_cluster(self, name):
+        """On `name` itself: it leaves (holding no replica). With --host=<name>
+        on another host of its cluster (the kernel's way for a dead host):
+        the others drop it, unless its marsd answers (and no --force)."""
+        held = self._my_resources(name)
+        if held:
+            raise Refused(f"{name} still holds replicas of {', '.join(held)}")
+        if self.asked_on != name:
+            if name not in self.cluster_of(self.asked_on):
+                raise Refused(f"{name} is not in the cluster of {self.asked_on}")
+            if name not in self.down and not self.forced:
+                raise Refused(f"{name}'s marsd answers: it is not gone")
+        self.cluster_id[name] = max(self.cluster_id.values()) + 1
+        self.clusterless.add(name)
         return ""
 
     def _mars_join_resource(self, name, res, disk):

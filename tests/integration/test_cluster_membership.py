@@ -271,3 +271,41 @@ def test_leave_cluster_right_after_leave_resource_retracts_the_replica_everywher
                                          sorted(host.live_values("resource-vm1/")))
                              for host in (alpha, bravo)})
     assert alpha.view("resource-members", "vm1") == "alpha\n"
+
+
+def test_a_dead_host_is_dropped_by_a_survivor_and_learns_it_when_it_comes_back(marsnet):
+    """`marsadm --host=charlie leave-cluster` on alpha, the kernel's way for a
+    host gone for good (football decommission runs it): refused while
+    charlie's marsd answers; with charlie stopped, alpha drops it and tells
+    bravo. charlie, started again, learns that it was dropped (its marsd
+    says so, pulls from nobody, and nobody lists it again); leave-cluster
+    then forgets what it kept and join-cluster brings it back. Before,
+    charlie stayed a member for ever (only `split-cluster --force` dropped
+    it, splitting the others apart as well), and a dropped host that came
+    back could neither join ("leave-cluster first") nor leave ("not a
+    member")."""
+    alpha, bravo, charlie = build_cluster(marsnet, "alpha", "bravo", "charlie")
+    refused = alpha.marsadm("--host=charlie", "leave-cluster", check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert "charlie's marsd answers: it is not gone" in refused.stderr, refused.stderr
+    assert set(host_ips(alpha)) == {"alpha", "bravo", "charlie"}
+
+    charlie.stop()
+    alpha.marsadm("--host=charlie", "leave-cluster")
+    assert set(host_ips(alpha)) == set(host_ips(bravo)) == {"alpha", "bravo"}
+
+    charlie.start()
+    wait_until(lambda: "charlie is no member of the cluster of alpha, bravo any more: it was "
+                       "dropped (by alpha)" in charlie.current_log(),
+               what="charlie's marsd saying that it was dropped",
+               show=lambda: charlie.current_log()[-2000:])
+    assert_stays(lambda: set(host_ips(alpha)) == set(host_ips(bravo)) == {"alpha", "bravo"}
+                 and "charlie" not in host_ips(charlie),
+                 3 * ROUND, "charlie stays dropped while its marsd runs",
+                 show=lambda: {host.name: host_ips(host) for host in (alpha, bravo, charlie)})
+
+    left = charlie.marsadm("leave-cluster")
+    assert "another host dropped it" in left.stdout, left.stdout
+    assert charlie.live_values() == {}
+    charlie.marsadm("join-cluster", alpha.name, alpha.address, f"--ip={charlie.address}")
+    wait_for_membership([alpha, bravo, charlie], [alpha, bravo, charlie])

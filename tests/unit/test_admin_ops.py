@@ -604,9 +604,9 @@ def test_a_split_is_refused_when_wait_cluster_warns_of_a_dead_member():
             as refused:
         every_member_answers(WaitCluster("a1", 0, DEAD_PEER))
     # a host that never comes back (decommissioned) would block every split for ever
-    assert "Where b2 is dead or decommissioned (a host that left no replica: evacuated), " \
-        "`marsadm --timeout=30 split-cluster --force` on a1 drops it from the cluster. " \
-        "Nothing was changed" in str(refused.value)
+    assert "Where b2 is gone for good (evacuated, or failed over: it holds no replica), " \
+        "`football decommission b2` drops it from the cluster. Nothing was changed" \
+        in str(refused.value)
 
 
 def test_status_shows_the_pauses_that_hold_runs_here_and_of_a_resource_its_own(

@@ -63,9 +63,8 @@ def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_repli
     said = [event["text"] for event in events if event["event"] == "message"]
     assert "vm1 has one replica now, on a2: football migrate vm1 a2 <secondary> gives it a " \
         "second" in said, said
-    assert "a1 stays in the MARS cluster of a2 until `marsadm --timeout=30 split-cluster " \
-        "--force` on a2 drops it (once it holds no replica; a migrate whose cleanup splits " \
-        "that cluster says so)" in said, said
+    assert "a1 stays in the MARS cluster of a2 until football decommission a1 drops it " \
+        "(once it holds no replica)" in said, said
 
     code, events, stderr = football(three, "failover", "a1")
     assert code == 0, stderr

@@ -75,9 +75,16 @@ def test_a_split_after_the_move_that_needs_the_host_gone_for_good_says_how_to_dr
     drop_replica(fleet, "a2")
     code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
     assert code != 0
-    assert "a split needs them all" in stderr and "split-cluster --force" in stderr, stderr
+    assert "a split needs them all" in stderr and "`football decommission a2` drops it" \
+        in stderr, stderr
     assert fleet.resources["vm1"].primary == "b1" and fleet.running("vm1") == ["b1"]
     assert fleet.members("vm1") == ["b1", "b2"], "the old replica on a1 went before the split"
+
+    code, _, stderr = football(fleet, "decommission", "a2")
+    assert code == 0, stderr
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert fleet.cluster_of("b1") == ["b1", "b2"] and fleet.cluster_of("a1") == ["a1"]
 
 
 def test_hosts_that_disagree_on_the_primary_are_named_with_what_each_says_and_the_way_on(

@@ -391,14 +391,23 @@ def test_leave_cluster_refuses_while_this_host_holds_replicas(scenario):
     assert_refused(scenario.host, ["leave-cluster"], "still holds replicas of vm1, vm2")
 
 
-def test_leave_cluster_for_another_host_is_refused_and_this_hosts_metadata_stays(h1):
+def test_leave_cluster_for_another_host_is_a_drop_that_keeps_this_hosts_metadata(h1):
     """The kernel's marsadm drops a dead host with `--host=<dead> leave-cluster`
-    run on a survivor; ours forgot the survivor's whole cluster then (its
-    state dir is this host's): h2 stayed, h1 knew nothing any more."""
-    h1.peer_apply([("ips/ip-h2", "127.0.0.2", "h2")])
-    assert_refused(h1, ["--host=h2", "leave-cluster"],
-                   "--host=h2 is not this host (h1), whose metadata it would wipe",
-                   "`marsadm --timeout=30 split-cluster --force` here drops it")
+    run on a survivor; ours once forgot the survivor's whole cluster then
+    (its state dir is this host's). It is a drop of that host now (the drop
+    itself, which asks the peers, is tested with real marsds in
+    tests/integration/test_cluster_membership.py): refused while the host
+    holds a replica; a host not in the cluster is nothing to do."""
+    h1.peer_apply([("ips/ip-h2", "127.0.0.2", "h2"), ("resource-vm1/size", "1048576", "h2"),
+                   ("resource-vm1/data-h2", "/dev/vg/vm1", "h2")])
+    assert_refused(h1, ["--host=h2", "leave-cluster"], "h2 still holds replicas of vm1",
+                   "marsadm --host=h2 leave-resource --force <res>")
+    assert h1.ok("--host=h3", "leave-cluster") == "h3 is not in the cluster of h1: nothing to do\n"
+    h1.peer_apply([("resource-vm1/data-h2", ".deleted", "h2")])
+    before = h1.tuples()
+    assert h1.ok("--force", "--dry-run", "--host=h2", "leave-cluster") == \
+        "would drop h2 from the cluster of h1, h2\n"
+    assert h1.tuples() == before
     assert h1.ok("lowlevel-ls-host-ips").splitlines() == ["h1 127.0.0.1", "h2 127.0.0.2"]
 
 
