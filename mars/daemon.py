@@ -649,6 +649,8 @@ class Daemon:
             await worker.run()
         finally:
             self.workers.pop(worker.res, None)
+            # its last reports may have come after the drop that ended it
+            self._drop_keys_of_deleted_resources()
 
     async def _delete_replayed_logs(self):
         """A logfile is deleted once every member's replay cursor is past it.
@@ -664,13 +666,21 @@ class Daemon:
                     log.info("%s: deleted %d logfiles every member has replayed", res, deleted)
 
     def _drop_keys_of_deleted_resources(self):
-        """delete-resource removes the shared keys; each member removes its own."""
+        """delete-resource removes the shared keys; each member removes its
+        own. So do the replicas another host dropped (`--host=<this>
+        leave-resource --force`, while this host was down): what this host
+        reported of such a resource after the drop (its worker's last reports,
+        or a stale cursor and version) would otherwise stay, e.g. a version
+        of a logfile 1 that a resource created again by that name sees as a
+        split brain with its own logfile 1."""
         live = self.store.live_values(RESOURCE_PREFIX)
         existing = {resource_of(key) for key in live if key == size_key(resource_of(key))}
-        stale = [key for key in live
-                 if owner_of(key) == self.env.host and resource_of(key) not in existing]
+        held = {resource_of(key) for key in live
+                if key == data_key(resource_of(key), self.env.host)}
+        stale = [key for key in live if owner_of(key) == self.env.host
+                 and (resource_of(key) not in existing or resource_of(key) not in held)]
         if stale:
-            log.info("resource deleted: dropping own keys %s", ", ".join(sorted(stale)))
+            log.info("resource deleted or left: dropping own keys %s", ", ".join(sorted(stale)))
             self.store.delete(stale)
 
     def _purge_tombstones(self):

@@ -11,9 +11,12 @@
   resource stand-alone on the first given host that holds its LV, from that
   LV's data, and starts it there. Every other replica is dropped (their LVs
   stay until `football lv-cleanup`); add replicas again with
-  `football migrate <res> <host> <secondary>`. Every member must answer:
-  a member's part of the resource is dropped only by its own marsd. A member
-  gone for good is a forced handover (`marsadm --force primary`), not this.
+  `football migrate <res> <host> <secondary>`. A member whose marsd does
+  not answer while the host does must get it back first (it drops its part
+  of the resource itself); a member that does not answer at all is gone
+  for good — the operator confirms that it is switched off, as with
+  `football failover` — and is dropped on the chosen host the kernel's way
+  (`marsadm --host=<it> leave-resource --force`) before the rebuild.
 
 Both are `Operation`s: discovery reads the members and refuses (nothing
 changed), the one phase holds the `football` lock of the members that
@@ -24,8 +27,10 @@ host chosen starts it."""
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.ops.base import (Operation, check_resource_name, confirm, in_parallel,
+from football.ops.base import (Operation, answers, check_resource_name, confirm, in_parallel,
                                marsd_answers, wait_until)
+from football.ops.failover import drop_argv
+from football.report import agreeing
 from football.transport import CommandFailed, TransportError
 
 ANSWER_TIMEOUT = 5
@@ -253,13 +258,15 @@ class RepairMars(Repair):
         self.dropped = [name for name in self.origin if name != self.chosen.name]
         others = sorted(set(members) - {self.chosen.name})
         silent = [name for name in others if members[name] not in self.alive]
-        if silent:
-            # a member's keys in MARS are written only by that member: it must
-            # answer to drop its part of the resource before it is rebuilt
-            raise Illegal(f"{', '.join(silent)} (members of {self.res}) do not answer; nothing "
-                          f"changed. Bring their marsd back and repeat; a member that is gone "
-                          f"for good: `marsadm --force primary {self.res}` on {self.chosen.name}, "
-                          f"then football repair-vm {self.res} {self.chosen.name}")
+        # a member that answers drops its part itself once its marsd runs; one
+        # that is gone (nothing reaches it) is dropped on the chosen host
+        self.gone = [name for name, reached in zip(silent, in_parallel(
+            answers, [members[name] for name in silent])) if not reached]
+        stopped = [name for name in silent if name not in self.gone]
+        if stopped:
+            raise Illegal(f"the marsd of {', '.join(stopped)} (members of {self.res}) does not "
+                          f"answer; nothing changed. Start it there and repeat; a member that "
+                          f"is gone for good: switch it off, then repeat (it is dropped)")
         self.rebuilt = not others and self._primary(self.chosen) == self.chosen.name
         self.running = self.rebuilt and bool(self.running_on([self.chosen]))
         self.lv = self.hooks.lv_path(host=self.chosen, lv=self.res)
@@ -275,12 +282,15 @@ class RepairMars(Repair):
             return f"start {self.res} on {self.chosen.name}"
         return (f"rebuild {self.res} stand-alone on {self.chosen.name} from {self.lv}"
                 + (f", dropping the replicas on {', '.join(self.dropped)}"
-                   if self.dropped else ""))
+                   if self.dropped else "")
+                + (f" ({agreeing(self.gone, 'does', 'do')} not answer)" if self.gone else ""))
 
     def announce(self):
         self.say(f"* {self.plan()}")
         if not self.rebuilt and not self.ctx.dry_run:
-            confirm(self.ctx, f"{self.plan()}?")
+            fenced = (f" {', '.join(self.gone)} must be switched off for good (fenced): a "
+                      "container there that still runs would run twice." if self.gone else "")
+            confirm(self.ctx, f"{self.plan()}?{fenced}")
 
     def _choose(self):
         for host in self.candidates:
@@ -336,6 +346,14 @@ class RepairMars(Repair):
     def _rebuild(self, host, say=lambda text: None):
         """Delete the resource (when MARS still knows it on `host`) and create
         it again from `host`'s LV; `host` may be a dry run's."""
+        members = facts.members(host, self.res) if self.gone else []
+        for name in self.gone:
+            if name in members:
+                # its keys are its own: a survivor writes them for it (labelled
+                # so), or the creation below waits for it for ever
+                say(f"  {host.name}: marsadm --host={name} leave-resource --force {self.res} "
+                    f"({name} does not answer)")
+                host.run(drop_argv(name, self.res), timeout=self.config.command_timeout)
         if self.res in facts.my_resources(host):
             # --force: the resource still has its members (this host at least)
             say(f"  {host.name}: marsadm delete-resource --force {self.res}")

@@ -120,6 +120,7 @@ class FakeFleet:
         self.down = set()               # hosts whose marsd does not answer
         self.off = set()                # hosts switched off: no command reaches them
         self.clusterless = set()        # hosts that left their MARS cluster (leave-cluster)
+        self.left_behind = {}           # res -> members that kept their part of it when deleted
         self.asked_on = None            # the host the marsadm command being run runs on
         self.forced = False             # the marsadm command being run has --force
         self.marsd_stopped = set()      # hosts without marsd whose marsadm answers from its store
@@ -438,7 +439,7 @@ class FakeFleet:
         resource = self._visible(name, res)
         if name not in resource.replicas:
             raise Refused(f"{name} is no member of {res}")
-        if resource.primary == name:
+        if resource.primary == name and not self.forced:
             raise Refused(f"{name} is the primary of {res}; hand it over first")
         if resource.replicas[name].up and not self.forced:   # kernel MARS's leave_res_phase0
             raise Refused(f"{res} is not down on {name}: `marsadm down {res}` first")
@@ -522,12 +523,17 @@ class FakeFleet:
             self.violations.append(f"{res} deleted on {name} while its device is mounted")
         for host in resource.replicas:
             self._keep_disk(host, res, resource)
+        # a member whose marsd is down does not drop its part (its keys are its own)
+        self.left_behind[res] = {host for host in resource.replicas if host in self.down}
         del self.resources[res]
         return ""
 
     def _mars_create_resource(self, name, res, disk):
         if res in self.resources:
             raise Refused(f"resource {res} already exists")
+        if self.left_behind.get(res):
+            raise Refused(f"{', '.join(sorted(self.left_behind[res]))} already member of "
+                          f"resource {res}")
         lv = Path(disk).name
         size = self.lvs(name).get(lv)
         if size is None:

@@ -63,7 +63,8 @@ def test_repair_mars_rebuilds_the_resource_stand_alone_from_the_chosen_replica(l
         refused = migrate(lab, "--yes", "repair-mars", "vm1", chosen, check=False)
     finally:
         os.kill(marsd, signal.SIGCONT)
-    assert refused.returncode == 191 and f"{gone} (members of vm1) do not answer" in refused.stderr
+    assert refused.returncode == 191 and \
+        f"the marsd of {gone} (members of vm1) does not answer" in refused.stderr
     assert members(lab, chosen) == sorted([chosen, gone])
 
     dry = migrate(lab, "--dry-run", "repair-mars", "vm1", "b1", chosen)

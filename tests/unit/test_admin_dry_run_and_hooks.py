@@ -248,7 +248,7 @@ def test_a_dry_run_of_an_admin_operation_is_told_as_a_success(told):
 @pytest.mark.parametrize("args, res, arrange, message", [
     (("repair-vm", "vm9", "a1"), "vm9", None, "unknown resource vm9"),
     (("repair-mars", "vm1", "a1"), "vm1", lambda fleet: fleet.down.add("a2"),
-     "a2 (members of vm1) do not answer"),
+     "the marsd of a2 (members of vm1) does not answer"),
     (("--var", "lock_retry_timeout=0", "lock", "football", "a1"), None,
      lambda fleet: take_as(fleet, "a1", "migrate-vm1@elsewhere"), "held by migrate-vm1@elsewhere"),
     (("merge-cluster", "a1", "b1"), None, lambda fleet: fleet.down.add("b1"), "b1"),

@@ -113,3 +113,34 @@ def test_a_peer_that_speaks_is_pulled_from_at_once_not_at_the_end_of_its_backoff
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_replica_another_host_dropped_takes_its_own_last_reports_with_it(tmp_path):
+    """h1 was frozen while h2 dropped its replica of vm1 (`marsadm
+    --host=h1 leave-resource --force`), deleted vm1 and created it again
+    from its own LV. Thawed, h1's worker reported once more (newer stamps
+    than the drop's tombstones) before it learned: its cursor and its
+    version of logfile 1 stayed, and h2 saw a split brain of its own new
+    logfile 1 with h1's old one (the lab, `football repair-mars` with a
+    member gone). marsd drops its own keys of a resource it holds no
+    replica of, as of one that was deleted; those of a replica it holds
+    stay."""
+    env = HostEnv("h1", tmp_path / "h1")
+    env.ensure_state_dir()
+    marsd = Daemon(env)
+    marsd.store = Store(env.db_path, "h1")
+    try:
+        marsd.store.apply([("resource-vm1/size", str(MIB), 10, "h2"),
+                           ("resource-vm1/data-h2", "/dev/vg/vm1", 11, "h2"),
+                           ("resource-vm2/size", str(MIB), 12, "h2")])
+        marsd.store.write({"resource-vm1/replay-h1": "log-000000001-h1,4096,4096",
+                           "resource-vm1/version-1-h1": "0f,log-000000001-h1,4096:",
+                           "resource-vm1/actual-h1/is-primary": "0",
+                           "resource-vm2/data-h1": "/dev/vg/vm2",
+                           "resource-vm2/replay-h1": "log-000000001-h2,0,0"})
+        marsd._drop_keys_of_deleted_resources()
+        assert sorted(key for key in marsd.store.live_values("resource-")
+                      if key.endswith("h1") or "-h1/" in key) == [
+            "resource-vm2/data-h1", "resource-vm2/replay-h1"]
+    finally:
+        marsd.store.close()

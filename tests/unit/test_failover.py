@@ -4,6 +4,8 @@ replica takes over by force and the container starts there; its replicas
 are dropped from MARS on the primaries (their LVs stay on it); a host that
 answers is refused; a re-run goes on with what is left."""
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -165,3 +167,30 @@ def test_a_resource_whose_only_replica_was_on_the_dead_host_is_named_as_lost_the
     assert "vm2: its only replica is on a1: it comes back with a1's disk, or from a " \
         "backup" in warnings, warnings
     assert fleet.resources["vm1"].primary == "a2" and fleet.members("vm1") == ["a2"]
+
+
+def test_a_primary_that_died_before_its_replica_was_consistent_is_rebuilt_by_repair_mars(
+        fleet):
+    """a1 dies while a2's sync of vm1 is still running: no replica can take
+    over (failover: critical, naming repair-mars); repair-mars refused a
+    member that does not answer ("bring their marsd back", for a host that
+    never comes back, or a forced handover by hand and a repair-vm). Now,
+    once the operator confirms that a1 is switched off, it drops the dead
+    member on the chosen host (the creation would wait for it for ever)
+    and rebuilds vm1 from a2's LV, as it holds it."""
+    fleet.resources["vm1"].replicas["a2"].sync_rest = 512 << 20
+    fleet.stalled["a2"] = "sync stalled"
+    fleet.switch_off("a1")
+    code, events, stderr = football(fleet, "failover", "a1")
+    assert code == EXIT_CRITICAL
+    assert "football repair-mars vm1 <host> rebuilds it from an LV" in json.dumps(events)
+
+    code, events, stderr = football(fleet, "repair-mars", "vm1", "a2", yes=False)
+    assert code == EXIT_ILLEGAL and "a1 must be switched off for good (fenced)" in stderr, stderr
+    assert fleet.members("vm1") == ["a1", "a2"]
+
+    code, events, stderr = football(fleet, "repair-mars", "vm1", "a2")
+    assert code == 0, stderr
+    texts = [event.get("text") for event in events]
+    assert "  a2: marsadm --host=a1 leave-resource --force vm1 (a1 does not answer)" in texts
+    assert fleet.members("vm1") == ["a2"] and fleet.running("vm1") == ["a2"]
