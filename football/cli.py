@@ -672,19 +672,19 @@ def failover(ctx, host):
 
 
 @cli.command()
-@click.argument("host")
+@click.argument("name", metavar="HOST|CLUSTER")
 @click.pass_context
 @reported
-def decommission(ctx, host):
-    """HOST leaves the fleet for good: it holds no replica any more
-    (evacuated, or failed over) and leaves its MARS cluster — by itself
-    where it answers (marsadm leave-cluster; it must be evacuated), else
-    dropped by a host of its cluster (marsadm --host=HOST leave-cluster).
-    HOST may be out of the inventory already; otherwise take it out
-    afterwards. --dry-run says the command."""
+def decommission(ctx, name):
+    """HOST (or every host of CLUSTER) leaves the fleet for good: it holds
+    no replica any more (evacuated, or failed over) and leaves its MARS
+    cluster — by itself where it answers (marsadm leave-cluster; it must be
+    evacuated), else dropped by a host of its cluster (marsadm --host=HOST
+    leave-cluster). HOST may be out of the inventory already; otherwise take
+    it out afterwards. --dry-run says the commands."""
     from football.ops.decommission import Decommission
 
-    _admin(ctx, "decommission", host, lambda c: Decommission(c, host))
+    _admin(ctx, "decommission", name, lambda c: Decommission(c, name))
 
 
 @cli.command()

@@ -385,6 +385,8 @@ class Lab:
             used = self._holder_of(res, hosts)
             if used:
                 raise Illegal(f"{res} is already used in the lab ({used}); choose another name")
+            if secondary:
+                self._refuse_another_mars_cluster(*placed)
             for host in placed:
                 free = self.hooks.vg_free(host=host)
                 if free < size:
@@ -393,6 +395,16 @@ class Lab:
             state["added"][res] = record = wanted
             self._save(state)
         self._ensure_added(res, record, hosts, state, wait_sync)
+
+    def _refuse_another_mars_cluster(self, primary, secondary):
+        """A replica joins within its primary's MARS cluster: elsewhere the
+        join would wait for a resource its cluster never learns of."""
+        members = facts.cluster_hosts(primary)
+        if secondary.name not in members:
+            raise Illegal(f"{secondary.name} is not in the MARS cluster of {primary.name} "
+                          f"({' '.join(sorted(members))}): choose a host of it, or merge the "
+                          f"clusters first (football merge-cluster {primary.name} "
+                          f"{secondary.name})")
 
     def _ensure_added(self, res, record, hosts, state, wait_sync):
         if not record["created"]:

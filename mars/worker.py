@@ -33,7 +33,7 @@ from mars.channels import PeerChannels
 from mars.errors import PeerError
 from mars.follow import LogFollower
 from mars.history import History, SplitBrain, history_conflict
-from mars.keys import (HEARTBEAT_PREFIX, IP_PREFIX, ClusterState, actual_name, data_key,
+from mars.keys import (HEARTBEAT_PREFIX, IP_PREFIX, ClusterState, actual_name,
                        global_pause_name, res_key, resource_dir_name, size_key, syncstatus_name,
                        todo_name)
 from mars.primary import Primary
@@ -298,8 +298,11 @@ class ResourceWorker:
             self.primary.drop_standby()
             await self.channels.close()
             self.status_path.unlink(missing_ok=True)
-            if not self.stopping and not self.store.value(data_key(self.res, self.host)):
+            if not self.stopping and not self.store.state().disk(self.res):
                 # Left or deleted: the logs of this replica are of no use any more.
+                # (Deleted: its own keys, data- among them, may go only after
+                # this; the logs stayed then, and a new replica of that name
+                # was refused among them.)
                 # In a thread: gigabytes of them take seconds to unlink, and the
                 # other resources' work waits for nothing of this one's. (This
                 # worker stays registered meanwhile: a new one for the same

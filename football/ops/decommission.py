@@ -1,4 +1,5 @@
-"""`football decommission HOST`: HOST leaves the fleet for good.
+"""`football decommission HOST|CLUSTER`: HOST (or every host of CLUSTER)
+leaves the fleet for good.
 
 It holds no replica any more — it was evacuated (`football evacuate HOST
 --execute`), or it died and was failed over (`football failover HOST`) —
@@ -15,8 +16,11 @@ because a member does not answer it.
 Football does not edit the inventory: the run ends naming what is left to
 the operator. HOST's MARS cluster is found from the hosts of its inventory
 cluster, else (HOST is out of the inventory, or they no longer list it) by
-asking every host of the inventory. Nothing is changed when a check fails;
-a re-run finds HOST in no cluster and has nothing to do.
+asking every host of the inventory. Every host is checked before any
+leaves: nothing is changed when a check fails; a re-run finds the hosts
+that left in no cluster and has nothing to do for them. The hosts that do
+not answer are dropped first, while the others (which may be the only
+ones to list them) are still members.
 
 The fleet anchors: decommission = evacuate + cleanup + remove the host."""
 
@@ -40,31 +44,20 @@ def drop_argv(host):
     return ["marsadm", f"--host={host}", "leave-cluster"]
 
 
-class Decommission(Operation):
-    """Single step, looked at afresh each run: no journal."""
+class Leaving:
+    """One host's part of a decommission: what is known of it, and how it
+    leaves."""
 
-    operation = "decommission"
-    whole = ("decommission",)
-
-    def __init__(self, ctx, host_name):
-        super().__init__(ctx)
-        try:
-            self.name = check_host(host_name)
-        except MarsError as error:
-            raise Illegal(f"{error}; nothing was changed") from None
-        self.target = ctx.inventory.hosts.get(self.name)    # None: out of the inventory
+    def __init__(self, op, name):
+        self.op, self.name = op, name
+        self.target = op.ctx.inventory.hosts.get(name)     # None: out of the inventory
         self.answering = False
-        self.own_cluster = {}           # HOST's own view of its cluster, where it answers
-        self.listed_by = []             # the hosts that answer and list HOST in their cluster
-        self.mars_cluster = []          # HOST's MARS cluster, as they (or it) see it
-        self.summary.update(host=self.name, left=[], still_listed_by=[])
+        self.own_cluster = {}           # its own view of its cluster, where it answers
+        self.listed_by = []             # the hosts that answer and list it in their cluster
+        self.mars_cluster = []          # its MARS cluster, as they (or it) see it
 
-    def start_args(self):
-        return {"host": self.name}
-
-    # ------------------------------------------------------------- discovery
     def discover(self):
-        """`Illegal` when HOST holds a replica, or answers and is not
+        """`Illegal` when it holds a replica, or answers and is not
         evacuated. Changes nothing."""
         if self.target is not None:
             self.answering = answers(self.target)
@@ -88,10 +81,10 @@ class Decommission(Operation):
             self._refuse_while_it_holds_replicas()
 
     def _hosts_listing_it(self):
-        """{host: its MARS cluster} of the hosts that answer and list HOST in
+        """{host: its MARS cluster} of the hosts that answer and list it in
         their MARS cluster: the hosts of its inventory cluster first, else
         every host, and then every inventory host those list."""
-        inventory = self.ctx.inventory
+        inventory = self.op.ctx.inventory
         mates = [] if self.target is None else [
             name for name in inventory.clusters.get(self.target.cluster, []) if name != self.name]
         others = [name for name in sorted(inventory.hosts) if name != self.name]
@@ -104,17 +97,18 @@ class Decommission(Operation):
         return {}
 
     def _listing(self, names):
-        return {name: hosts for name, hosts in zip(names, in_parallel(self._cluster_of, names))
+        return {name: hosts for name, hosts in zip(names, in_parallel(self.cluster_of, names))
                 if self.name in hosts}
 
-    def _cluster_of(self, name):
+    def cluster_of(self, name):
         try:
-            return facts.cluster_hosts(self.host(name))
+            return facts.cluster_hosts(self.op.host(name))
         except (facts.HostUnreachable, facts.FactUnavailable):
             return {}
 
     def _refuse_while_it_holds_replicas(self):
-        held = sorted(res for cluster in observe(self.ctx, self.listed_by[:1], skip={self.name})
+        held = sorted(res for cluster in observe(self.op.ctx, self.listed_by[:1],
+                                                 skip={self.name})
                       for res, members in cluster.members.items() if self.name in members)
         if held:
             way = (f"football evacuate {self.name} --execute" if self.answering else
@@ -122,52 +116,105 @@ class Decommission(Operation):
             raise Illegal(f"{self.name} still holds replicas of {', '.join(held)}, as "
                           f"{self.listed_by[0]} sees it: {way} first; nothing was changed")
 
+    @property
+    def in_a_cluster(self):
+        return bool(self.listed_by or self.own_cluster)
+
+    def actor(self):
+        """The host the command runs on, and the command."""
+        if self.answering:
+            return self.target, leave_argv()
+        return self.op.host(self.listed_by[0]), drop_argv(self.name)
+
+
+class Decommission(Operation):
+    """Single step, looked at afresh each run: no journal."""
+
+    operation = "decommission"
+    whole = ("decommission",)
+
+    def __init__(self, ctx, name):
+        super().__init__(ctx)
+        inventory = ctx.inventory
+        names = inventory.clusters[name] if name in inventory.clusters else [name]
+        try:
+            names = [check_host(host) for host in names]
+        except MarsError as error:
+            raise Illegal(f"{error}; nothing was changed") from None
+        self.name = name
+        self.leaving = [Leaving(self, host) for host in sorted(names)]
+        self.summary.update(host=name, left={}, still_listed_by={})
+
+    def start_args(self):
+        return {"host": self.name}
+
+    def discover(self):
+        for leaving in self.leaving:
+            leaving.discover()
+        # the silent ones first: the others may be the only hosts that list them
+        self.leaving.sort(key=lambda leaving: leaving.answering)
+
     def nothing_to_do(self):
-        if self.listed_by or self.own_cluster:
+        if any(leaving.in_a_cluster for leaving in self.leaving):
             return None
-        return (f"{self.name} is in no MARS cluster, as the hosts of the inventory that answer "
-                f"see it{self._inventory_hint()}")
+        names = [leaving.name for leaving in self.leaving]
+        return (f"{agreeing(sorted(names), 'is', 'are')} in no MARS cluster, as the hosts of the "
+                f"inventory that answer see it{self._inventory_hint()}")
 
     def _inventory_hint(self):
-        if self.target is None:
+        kept = sorted(leaving.name for leaving in self.leaving if leaving.target is not None)
+        if not kept:
             return ""
-        return f"; take it out of the inventory ({self.ctx.inventory.source})"
+        return (f"; take {'it' if len(kept) == 1 else 'them'} out of the inventory "
+                f"({self.ctx.inventory.source})")
 
     def announce(self):
-        self.say(f"* decommission of {self.name}: it leaves the MARS cluster of "
-                 f"{' '.join(self.mars_cluster)}")
+        for leaving in self.leaving:
+            if leaving.in_a_cluster:
+                self.say(f"* decommission of {leaving.name}: it leaves the MARS cluster of "
+                         f"{' '.join(leaving.mars_cluster)}")
         if not self.ctx.dry_run:
-            confirm(self.ctx, f"{self.name} leaves its MARS cluster for good: it takes part in "
-                    "no migrate or split any more. Decommission it?")
+            names = [leaving.name for leaving in self.leaving if leaving.in_a_cluster]
+            its = "leaves its" if len(names) == 1 else "leave their"
+            confirm(self.ctx, f"{', '.join(names)} {its} MARS cluster for good: no migrate or "
+                    "split takes part there any more. Decommission?")
 
     # -------------------------------------------------------------------- run
     def dry_run(self):
-        if self.answering:
-            self.ctx.planned(self.target).run(leave_argv())
-        else:
-            self.ctx.planned(self.host(self.listed_by[0])).run(drop_argv(self.name))
+        for leaving in self.leaving:
+            if leaving.in_a_cluster:
+                host, argv = leaving.actor()
+                self.ctx.planned(host).run(argv)
 
     def decommission(self):
-        actor = self.target if self.answering else self.host(self.listed_by[0])
-        with self.holding([actor]):
-            if self.answering:
-                self.say(f"  {self.name}: marsadm leave-cluster")
-                self._run_marsadm(self.target, leave_argv())
+        for leaving in self.leaving:
+            if leaving.in_a_cluster:
+                self._leave(leaving)
+        self.say(f"  {agreeing([leaving.name for leaving in self.leaving], 'is', 'are')} out "
+                 f"of {'its' if len(self.leaving) == 1 else 'their'} MARS cluster"
+                 f"{self._inventory_hint()}")
+
+    def _leave(self, leaving):
+        host, argv = leaving.actor()
+        with self.holding([host]):
+            if leaving.answering:
+                self.say(f"  {leaving.name}: marsadm leave-cluster")
             else:
-                self.say(f"  {actor.name}: marsadm --host={self.name} leave-cluster "
-                         f"({self.name} does not answer)")
-                self._run_marsadm(actor, drop_argv(self.name))
+                self.say(f"  {host.name}: marsadm --host={leaving.name} leave-cluster "
+                         f"({leaving.name} does not answer)")
+            self._run_marsadm(host, argv)
             self.ctx.inject("decommission:left")
         facts.forget()
-        still = [name for name in self.listed_by if self.name in self._cluster_of(name)]
+        still = [name for name in leaving.listed_by if name != host.name
+                 and leaving.name in leaving.cluster_of(name)]
         if still:
             self.ctx.reporter.warning(
-                f"{agreeing(still, 'lists', 'list')} {self.name} still: "
+                f"{agreeing(still, 'lists', 'list')} {leaving.name} still: "
                 f"{'it learns' if len(still) == 1 else 'they learn'} it from the others at "
                 "the next pull")
-        self.summary["left"] = [host for host in self.mars_cluster if host != self.name]
-        self.summary["still_listed_by"] = still
-        self.say(f"  {self.name} left the MARS cluster{self._inventory_hint()}")
+        self.summary["left"][leaving.name] = [name for name in leaving.mars_cluster
+                                              if name != leaving.name]
+        self.summary["still_listed_by"][leaving.name] = still
 
     def _run_marsadm(self, host, argv):
         try:

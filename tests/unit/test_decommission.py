@@ -54,7 +54,8 @@ def test_an_evacuated_host_that_answers_leaves_its_mars_cluster_by_itself(fleet)
     assert code == 0, stderr
     assert changes(fleet)[before:] == [("b2", ("marsadm", "leave-cluster"))]
     assert fleet.cluster_of("b1") == ["b1"]
-    assert result(events)["left"] == ["b1"] and result(events)["still_listed_by"] == []
+    assert result(events)["left"] == {"b2": ["b1"]}
+    assert result(events)["still_listed_by"] == {"b2": []}
     texts = " ".join(event.get("text", "") for event in events)
     assert f"take it out of the inventory ({fleet.inventory_path})" in texts
 
@@ -77,7 +78,7 @@ def test_a_dead_host_is_dropped_by_a_host_of_its_cluster(fleet):
     assert code == 0, stderr
     assert ("b1", ("marsadm", "--host=b2", "leave-cluster")) in changes(fleet)
     assert fleet.cluster_of("b1") == ["b1"]
-    assert result(events)["left"] == ["b1"]
+    assert result(events)["left"] == {"b2": ["b1"]}
 
 
 def test_a_dead_host_that_held_replicas_is_refused_until_it_was_failed_over(fleet):
@@ -97,6 +98,27 @@ def test_a_dead_host_that_held_replicas_is_refused_until_it_was_failed_over(flee
     code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
     assert code == 0, stderr
     assert fleet.members("vm1") == ["b1", "b2"] and fleet.running("vm1") == ["b1"]
+
+
+def test_every_host_of_a_cluster_leaves_the_silent_ones_first(fleet):
+    """cluster2 is decommissioned as a whole: b2 died (dropped by b1 while
+    b1, the only host that lists it, is still a member), then b1 leaves."""
+    evacuated(fleet, "b1")
+    fleet.switch_off("b2")
+    code, events, stderr = football(fleet, "decommission", "cluster2")
+    assert code == 0, stderr
+    assert [argv for _, argv in changes(fleet) if argv[0] == "marsadm"] == [
+        ("marsadm", "--host=b2", "leave-cluster"), ("marsadm", "leave-cluster")]
+    assert {"b1", "b2"} <= fleet.clusterless
+    assert result(events)["left"] == {"b1": ["b2"], "b2": ["b1"]}
+    code, events, stderr = football(fleet, "decommission", "cluster2")
+    assert code == 0 and "b1, b2 are in no MARS cluster" in json.dumps(events), stderr
+
+
+def test_a_cluster_is_refused_as_a_whole_when_one_host_is_in_use(fleet):
+    evacuated(fleet, "b1")          # b2 is active
+    assert_refused(fleet, "cluster2", "b2 is active: football evacuate b2 --execute first")
+    assert fleet.cluster_of("b1") == ["b1", "b2"]
 
 
 @pytest.fixture
