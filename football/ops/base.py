@@ -407,6 +407,10 @@ def marsd_answers(host, timeout=10):
     silent = facts.parse_not_answering(result.stderr)
     if result.ok or (silent is not None and host.name not in silent):
         return True, ""
+    if "not a member of any cluster" in result.stderr:
+        return False, (f"host {host.name} ({host.address}) is in no MARS cluster (a new host, or "
+                       f"one decommissioned): `marsadm --ip={host.address} create-cluster` there "
+                       "makes it a cluster of its own, which the next migrate to it merges")
     return False, (f"host {host.name} ({host.address}) is not ready: `{result.command}` exited "
                    f"{result.exit_code}: {result.stderr.strip()[-300:]}; is marsd running there?")
 

@@ -53,6 +53,7 @@ class MarsCluster:
     hosts: dict
     members: dict
     seen_from: str
+    joined: bool = True     # False: a host in no MARS cluster (new, or decommissioned)
 
 
 def wanted_groups(clusters, inventory_clusters):
@@ -73,7 +74,12 @@ def pieces_after_split(cluster):
 def plan(clusters, inventory_clusters, runnable):
     """(clusters to split, merges after the split): the merges are
     (host to run `merge-cluster` on, peer) pairs; both are hosts in
-    `runnable` (the inventory's, which Football can reach)."""
+    `runnable` (the inventory's, which Football can reach). A host in no
+    MARS cluster stays out: it cannot merge (a decommissioned one is out for
+    good; a new one starts a cluster of its own first)."""
+    alone = {host for cluster in clusters if not cluster.joined for host in cluster.hosts}
+    inventory_clusters = {name: [host for host in members if host not in alone]
+                          for name, members in inventory_clusters.items()}
     wanted = wanted_groups(clusters, inventory_clusters)
     group_of = {host: index for index, group in enumerate(wanted) for host in group}
     splits = [cluster for cluster in clusters
@@ -103,10 +109,12 @@ def remerges(pieces, wanted, runnable):
 
 # --------------------------------------------------------------------- observing
 def _cluster_of(host, named=True):
-    """The MARS cluster `host` sees; `Illegal` when it cannot be asked, but
-    for a host not `named` that cannot be reached: None."""
+    """The MARS cluster `host` sees ({} where it is in none: one that others
+    dropped still lists them, but not itself); `Illegal` when it cannot be
+    asked, but for a host not `named` that cannot be reached: None."""
     try:
-        return facts.cluster_hosts(host)
+        view = facts.cluster_hosts(host)
+        return view if host.name in view else {}
     except facts.HostUnreachable as error:
         if named:
             raise Illegal(f"{error}; nothing was changed") from None
@@ -156,7 +164,7 @@ def observe(ctx, names, prefer=(), skip=()):
         in_cluster = bool(seen[seen_from])
         members = facts.members_of_all(inv.hosts[seen_from]) if in_cluster else {}
         clusters.append(MarsCluster({host: addresses[host] for host in group}, members,
-                                    seen_from))
+                                    seen_from, joined=in_cluster))
     return clusters
 
 

@@ -40,8 +40,8 @@ from football.errors import FootballError, Illegal
 from football.journal import unfinished_operations, unfinished_resources
 from football.ops.base import Operation
 from football.ops.planning import cooldown_history, find_plan, keep_plan
-from football.planner import (CapacityLacking, Moved, Settings, plan_balance, plan_evacuation,
-                              plan_restore, record_moved, save_plan)
+from football.planner import (CapacityLacking, Move, Moved, Settings, plan_balance,
+                              plan_evacuation, plan_restore, record_moved, save_plan)
 from football.planner.observe import read_fleet
 from football.report import agreeing
 
@@ -198,13 +198,18 @@ class PlannedMoves(Operation):
             if states.get(f"{plan.id}-{move.resource}") == "done":
                 record_moved(self.config.state_dir,
                              Moved(move.resource, started, move.source, move.target))
+        self.raise_unless_done(states, what)
+        return states
+
+    def raise_unless_done(self, states, what):
+        """`FootballError` naming each job (of {job id: state}) that did not
+        end done."""
         failed = {job_id: state for job_id, state in states.items() if state != "done"}
         if failed:
             raise FootballError(
                 f"{what}: " + ", ".join(f"{job_id} ended {state}"
                                         for job_id, state in sorted(failed.items()))
                 + f" (`football screener show <id>`); {self.resume_hint()}")
-        return states
 
     def resume_hint(self):
         return "run the command again once the cause is fixed"
@@ -381,9 +386,11 @@ class HostsRun(PlannedMoves):
 
     def converge(self, plan_now, what, first=None):
         """Plan (`plan_now()`; `first`: a plan made already, for the first
-        round), run the moves, plan again, until a plan has none."""
+        round), run the moves, plan again, until a plan has none. The moves
+        of an earlier run here that stopped unfinished go on first."""
         store = self.store()
         try:
+            self.finish_unfinished(store, what)
             for _ in range(MAX_ROUNDS):
                 plan, first = first or plan_now(), None
                 if not plan.moves:
@@ -393,6 +400,30 @@ class HostsRun(PlannedMoves):
             store.close()
         raise FootballError(f"{what}: moves still planned after {MAX_ROUNDS} rounds; "
                             f"{self.resume_hint()}")
+
+
+    def finish_unfinished(self, store, what):
+        """The migrates of these hosts' resources that stopped unfinished
+        (their journal kept: e.g. a cleanup that could not remove the old
+        replicas) go on as jobs of their own, the same command: a plan made
+        now would see the container moved already, or its replicas doubled
+        (capacity lacking), and the hosts would be marked with them open."""
+        names = {host.name for host in self.hosts}
+        moves = [Move(op["resource"], "migrate", tuple(op["origin"]), tuple(op["targets"]))
+                 for op in unfinished_operations(self.config.state_dir,
+                                                 joblink.completed_jobs(self.config))
+                 if op["operation"] == "migrate" and not op.get("damaged") and op["targets"]
+                 and names & {*op["targets"], *op["origin"]}]
+        if not moves:
+            return
+        name = f"{self.operation}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-unfinished"
+        self.say(f"* {what}: {agreeing(sorted(move.resource for move in moves), 'has', 'have')} "
+                 "an unfinished migrate; it goes on first")
+        run = PlanRun(store, self.job_options, name, self.max_running, self.max_per_target,
+                      self.say, self.config.jobs_poll_interval)
+        states = run.run(moves)
+        self.summary["jobs"].update(states)
+        self.raise_unless_done(states, what)
 
 
 class Evacuate(HostsRun):

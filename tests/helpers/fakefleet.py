@@ -45,7 +45,7 @@ from tests.helpers.fakehost import UnexpectedCommand
 EXIT_REFUSED, EXIT_TIMEOUT = 1, 3
 # what changes a host: marsadm's actions, football-host's (lifecycle set/origin too),
 # mount, umount, mkdir
-CHANGING = {"join-resource", "leave-resource", "leave-cluster", "down", "up", "primary", "secondary",
+CHANGING = {"join-resource", "leave-resource", "leave-cluster", "create-cluster", "down", "up", "primary", "secondary",
             "merge-cluster", "split-cluster", "create-vg", "create", "resize", "rename", "remove", "start", "stop",
             "take", "release", "mount", "umount", "mkdir", "xfs_growfs", "mkfs.xfs", "rsync",
             "create-resource", "delete-resource", "set", "origin"}
@@ -383,7 +383,18 @@ class FakeFleet:
             return ""
         return "".join(f"{host} {self.hosts[host].address}\n" for host in self.cluster_of(name))
 
+    def _mars_create_cluster(self, name):
+        if name not in self.clusterless:
+            raise Refused(f"host {name} is already in a cluster with "
+                          f"{', '.join(self.cluster_of(name))}")
+        self.clusterless.discard(name)
+        self.cluster_id[name] = max(self.cluster_id.values()) + 1
+        return ""
+
     def _mars_wait_cluster(self, name):
+        if name in self.clusterless:
+            raise Refused(f"host {name} is not a member of any cluster: run create-cluster, or "
+                          "join-cluster <peer>")
         silent = [host for host in self.cluster_of(name) if host in self.down]
         if silent:
             raise Refused(f"marsd not answering on {', '.join(silent)} (waited)", EXIT_TIMEOUT)

@@ -180,3 +180,40 @@ def test_status_names_a_host_in_a_mars_cluster_but_out_of_the_inventory(without_
     without_b2.switch_off("b2")
     assert football(without_b2, "decommission", "b2")[0] == 0
     assert status(without_b2)["outside_inventory"] == {}
+
+
+def test_a_decommissioned_host_taken_back_into_use_is_told_how_to_start_a_cluster(fleet):
+    """A host that left its MARS cluster is in none: a migrate to it (after
+    `restore --skip`) is refused naming create-cluster — not "is marsd
+    running there?" — and once it ran there, the migrate merges it."""
+    evacuated(fleet, "b2")
+    assert football(fleet, "decommission", "b2")[0] == 0
+    assert football(fleet, "restore", "b2", "--skip")[0] == 0
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == EXIT_ILLEGAL
+    assert "host b2 (127.0.9.14) is in no MARS cluster (a new host, or one decommissioned): " \
+        "`marsadm --ip=127.0.9.14 create-cluster` there makes it a cluster of its own" in stderr, \
+        stderr
+    assert fleet.members("vm1") == ["a1", "a2"]
+
+    fleet.run("b2", ["marsadm", "--ip=127.0.9.14", "create-cluster"])
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert fleet.members("vm1") == ["b1", "b2"] and fleet.running("vm1") == ["b1"]
+
+
+def test_a_migrate_to_a_host_back_in_use_leaves_its_decommissioned_mate_out(fleet):
+    """cluster2 was decommissioned; b1 comes back into use (a cluster of its
+    own), b2 not. The migrate's cleanup kept inventory clusters whole by
+    merging b2 into b1's cluster: "b2 is not a member of any cluster", the
+    run serious after its container had moved (the lab: `restore a1`)."""
+    for name in ("b1", "b2"):
+        evacuated(fleet, name)
+    assert football(fleet, "decommission", "cluster2")[0] == 0
+    assert football(fleet, "restore", "b1", "--skip")[0] == 0
+    fleet.run("b1", ["marsadm", "--ip=127.0.9.13", "create-cluster"])
+    before = len(changes(fleet))
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1")
+    assert code == 0, stderr
+    assert fleet.running("vm1") == ["b1"] and "b2" in fleet.clusterless
+    assert not [argv for name, argv in changes(fleet)[before:] if name == "b2"]

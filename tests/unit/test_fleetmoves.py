@@ -6,6 +6,7 @@ resources end, the hosts' lifecycle marks, that no record was lost, and
 that a refusal changed nothing."""
 
 import io
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from football import lifecycle
 from football.cli import cli
 from football.config import Config
-from football.errors import Illegal
+from football.errors import FootballError, Illegal
 from football.hooks import Hooks
 from football.inventory import load
 from football.ops.base import Context
@@ -377,3 +378,25 @@ def test_a_balance_plan_made_on_one_controller_is_executed_by_its_id_on_another(
     assert_whole(fleet, "vm1", "vm2", "vm3")
     with pytest.raises(Illegal, match="no plan 'balance-x' in "):
         BalanceRun(context(fleet, queue), plan_id="balance-x", job_options=job_options(fleet)).run()
+
+
+def test_a_move_that_stopped_in_its_cleanup_goes_on_when_the_evacuation_runs_again(
+        fleet, worker):
+    """One move's cleanup failed (its replicas on the old hosts not yet
+    removed: the job ended with its journal kept) and the evacuation stops,
+    a1 draining. Run again, it finishes that move first — a plan made now
+    sees the container moved already — and only then marks a1 evacuated;
+    no run lock or journal is left."""
+    fleet.fail_next["leave-resource"] = 1
+    with pytest.raises(FootballError, match="run `football evacuate` again to go on"):
+        Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "draining"
+    assert list((Path(fleet.state_dir) / "journal").glob("*.json"))
+
+    Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "evacuated"
+    assert all("a1" not in fleet.members(res) for res in ("vm1", "vm2"))
+    assert not fleet.lvs("a1"), fleet.lvs("a1")
+    assert not list((Path(fleet.state_dir) / "journal").glob("*.json"))
+    assert not [lock for name in fleet.hosts for lock in fleet.locks(name)]
+    assert_whole(fleet, "vm1", "vm2")
