@@ -538,7 +538,7 @@ class Daemon:
             if newest != self.tombstones_seen:
                 # A deletion arrived: by a pull, a push, or marsadm (update-cluster).
                 self.tombstones_seen = newest
-                self._drop_keys_of_deleted_resources()
+                self._drop_keys_of_resources_not_held()
             if round_number % PURGE_EVERY == 0:
                 self._purge_tombstones()
             round_number += 1
@@ -650,7 +650,7 @@ class Daemon:
         finally:
             self.workers.pop(worker.res, None)
             # its last reports may have come after the drop that ended it
-            self._drop_keys_of_deleted_resources()
+            self._drop_keys_of_resources_not_held()
 
     async def _delete_replayed_logs(self):
         """A logfile is deleted once every member's replay cursor is past it.
@@ -665,7 +665,7 @@ class Daemon:
                 if deleted:
                     log.info("%s: deleted %d logfiles every member has replayed", res, deleted)
 
-    def _drop_keys_of_deleted_resources(self):
+    def _drop_keys_of_resources_not_held(self):
         """delete-resource removes the shared keys; each member removes its
         own. So do the replicas another host dropped (`--host=<this>
         leave-resource --force`, while this host was down): what this host

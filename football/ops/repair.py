@@ -27,8 +27,8 @@ host chosen starts it."""
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.ops.base import (Operation, answers, check_resource_name, confirm, in_parallel,
-                               marsd_answers, wait_until)
+from football.ops.base import (Operation, check_resource_name, confirm, in_parallel,
+                               marsd_answers, silent_hosts, wait_until)
 from football.ops.failover import drop_argv
 from football.report import agreeing
 from football.transport import CommandFailed, TransportError
@@ -260,8 +260,7 @@ class RepairMars(Repair):
         silent = [name for name in others if members[name] not in self.alive]
         # a member that answers drops its part itself once its marsd runs; one
         # that is gone (nothing reaches it) is dropped on the chosen host
-        self.gone = [name for name, reached in zip(silent, in_parallel(
-            answers, [members[name] for name in silent])) if not reached]
+        self.gone = [host.name for host in silent_hosts([members[name] for name in silent])]
         stopped = [name for name in silent if name not in self.gone]
         if stopped:
             raise Illegal(f"the marsd of {', '.join(stopped)} (members of {self.res}) does not "

@@ -138,7 +138,7 @@ def test_a_replica_another_host_dropped_takes_its_own_last_reports_with_it(tmp_p
                            "resource-vm1/actual-h1/is-primary": "0",
                            "resource-vm2/data-h1": "/dev/vg/vm2",
                            "resource-vm2/replay-h1": "log-000000001-h2,0,0"})
-        marsd._drop_keys_of_deleted_resources()
+        marsd._drop_keys_of_resources_not_held()
         assert sorted(key for key in marsd.store.live_values("resource-")
                       if key.endswith("h1") or "-h1/" in key) == [
             "resource-vm2/data-h1", "resource-vm2/replay-h1"]
