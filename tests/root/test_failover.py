@@ -75,10 +75,21 @@ def test_failover_of_a_dead_primary_keeps_what_its_container_wrote(lab, tmp_path
 
         again = football(lab.env, *run, "--yes", "failover", "a1")
         assert again.returncode == 0 and "no resource has a replica on a1" in again.stdout
+
+        # then it leaves its MARS cluster: a2 drops it (its frozen marsd
+        # accepts a connection and never answers: it counts as gone)
+        gone = football(lab.env, *run, "--yes", "decommission", "a1")
+        assert gone.returncode == 0, gone.stderr
+        assert "a1" not in lab.exec("a2", "marsadm", "lowlevel-ls-host-ips").stdout
     finally:
         os.kill(marsd, signal.SIGCONT)
-    # back, a1 learns what was written for it meanwhile: it holds no replica
+    # back, a1 learns what was written for it meanwhile: it holds no replica,
+    # and it is no member of the cluster any more
     wait_until(lambda: members(lab, "a1", "vm1") == ["a2"] and
                members(lab, "a1", "vm2") == ["a2"],
                what="a1 to learn that its replicas were dropped",
                show=lambda: lab.exec("a1", "marsadm", "view", "all").stdout)
+    wait_until(lambda: "a1 is no member of the cluster of a2 any more: it was dropped "
+                       "(by a2)" in (lab.dir / "a1" / "var/log/marsd.log").read_text(),
+               what="a1's marsd saying that it was dropped",
+               show=lambda: (lab.dir / "a1" / "var/log/marsd.log").read_text()[-2000:])
