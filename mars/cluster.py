@@ -443,8 +443,7 @@ class Cluster:
             if self.dry_run:
                 self.echo(f"would forget the cluster of {', '.join(state.cluster_hosts())}")
                 return
-            self.store.forget([item.key for item in self.store.tuples()],
-                              origins=[origin for origin in self.store.vector()])
+            self._forget_the_cluster()
             self.echo(f"{self.env.host} was no member of the cluster of "
                       f"{', '.join(state.cluster_hosts())} any more (another host dropped it): "
                       "forgot what it kept of it")
@@ -465,6 +464,10 @@ class Cluster:
         if failures:
             self.echo("left; these peers were not reachable and learn it when they next pull "
                       "from a peer that has it: " + "; ".join(f"{h}: {r}" for h, r in failures.items()))
+        self._forget_the_cluster()
+
+    def _forget_the_cluster(self):
+        """Every tuple and every origin's stamp: this host knows no cluster."""
         self.store.forget([item.key for item in self.store.tuples()],
                           origins=[origin for origin in self.store.vector()])
 
@@ -493,7 +496,7 @@ class Cluster:
                 f"take them over first where {dead} is the primary (`marsadm --force primary "
                 "<res>` on a replica)")
         if not force:
-            self._refuse_a_host_that_answers(state, dead)
+            self._refuse_a_host_that_answers(dead)
         if self.dry_run:
             self.echo(f"would drop {dead} from the cluster of {', '.join(state.cluster_hosts())}")
             return
@@ -506,16 +509,9 @@ class Cluster:
                       "next pull from a peer that has it: "
                       + "; ".join(f"{h}: {r}" for h, r in failures.items()))
 
-    def _refuse_a_host_that_answers(self, state, host):
-        async def ping():
-            channel = await self._connect(state.host_ips()[host], self._my_address(state),
-                                          timeout=min(DEAD_GRACE, self.timeout))
-            try:
-                await net.request(channel, {"type": "ping"}, timeout=DEAD_GRACE)
-            finally:
-                await channel.aclose()
+    def _refuse_a_host_that_answers(self, host):
         try:
-            self._run(ping)
+            self.ask(host, {"type": "ping"}, timeout=min(DEAD_GRACE, self.timeout))
         except PeerRefused:
             pass                # alive, but shut out (another cluster secret): it answers
         except PeerError:

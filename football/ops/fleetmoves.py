@@ -401,7 +401,6 @@ class HostsRun(PlannedMoves):
         raise FootballError(f"{what}: moves still planned after {MAX_ROUNDS} rounds; "
                             f"{self.resume_hint()}")
 
-
     def finish_unfinished(self, store, what):
         """The migrates of these hosts' resources that stopped unfinished
         (their journal kept: e.g. a cleanup that could not remove the old
