@@ -10,8 +10,8 @@ DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
 	attr acl postgresql
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv bench bench-data bench-data-cpu bench-downtime bench-shrink bench-idle \
-	bench-planner bench-screener clean
+.PHONY: demo test deps venv bench bench-data bench-data-cpu bench-downtime bench-failover \
+	bench-shrink bench-idle bench-planner bench-screener clean
 
 # Root: brings the lab up (or reuses it) and migrates vm1 to the other cluster.
 demo: venv
@@ -40,6 +40,11 @@ bench-data-cpu: venv
 # Root: five migrations of the lab's vm1 (1 GiB) between the clusters; about 2 minutes.
 bench-downtime: venv
 	$(BIN)/python -m tests.bench.downtime
+
+# Root: a host with 9 primaries dies and is failed over, one takeover at a time and in
+# parallel (limit_takeovers); about 2 minutes.
+bench-failover: venv
+	$(BIN)/python -m tests.bench.failover
 
 # Root: shrinks the lab's vm1 (1 GiB, 20,000 files, 300 MiB) and expands it back; a few minutes.
 bench-shrink: venv

@@ -80,6 +80,8 @@ TUNABLES = {
                          "(xfs needs 300 MiB)", at_least(300 << 20)),
     "limit_handovers": Tunable(2, "parallel downtime windows (handovers) per source host "
                                   "among the screener's jobs", COUNT),
+    "limit_takeovers": Tunable(4, "parallel takeovers per host in a failover (each starts "
+                                  "a device and a container there)", COUNT),
     "limit_shrinks": Tunable(1, "parallel shrinks per primary host (copies running and "
                                 "intents)", COUNT),
     "shrink_percent": Tunable(85, "fill level (percent) a shrunk filesystem has when no size "

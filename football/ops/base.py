@@ -156,8 +156,8 @@ PARALLEL_MOST = 16      # items `in_parallel` runs at a time
 PARALLEL_WAKE = 0.2
 
 
-def in_parallel(function, items):
-    """`[function(item) for item in items]`, PARALLEL_MOST at a time, each
+def in_parallel(function, items, most=PARALLEL_MOST):
+    """`[function(item) for item in items]`, `most` at a time, each
     in a thread; once all have ended, the exception of the first item (in
     the items' order) that raised one is raised. A Ctrl-C meanwhile is
     raised once they have ended (a host command is not left half-watched);
@@ -207,7 +207,7 @@ def in_parallel(function, items):
             ended.append(index)
             done.put(index)
 
-    for _ in range(min(PARALLEL_MOST, len(items))):
+    for _ in range(min(most, len(items))):
         threading.Thread(target=run, name="football-parallel", daemon=True).start()
     with _interrupts_counted() as interrupts:
         while len(ended) < len(items):

@@ -231,3 +231,18 @@ def written_files(lab, host, name, count, size):
     write_files(files_dir(lab, host, name), count=count, size=size)
     os.sync()
     return tree_checksums(files_dir(lab, host, name))
+
+
+def inventory_without(lab, dead, path):
+    """The lab's hosts as a plain inventory, `dead` unreachable (SSH to a
+    port where nothing listens)."""
+    data = yaml.safe_load((lab.dir / "inventory.yml").read_text())
+    for section in ("demo", "lab"):
+        data.pop(section, None)
+    data["defaults"].update(storage="filevg", manager="lab", transport="local")
+    for name, host in data["hosts"].items():
+        root = str(lab.dir / name)
+        host.update(root=root, env={"MARS_ROOT": root, "MARS_HOST": name})
+    data["hosts"][dead].update(transport="ssh", port=2, connect_timeout=2)
+    path.write_text(yaml.safe_dump(data))
+    return path

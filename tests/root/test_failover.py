@@ -9,32 +9,16 @@ import os
 import signal
 
 import pytest
-import yaml
 
 from tests.helpers.dataplane import tree_checksums
-from tests.helpers.lab import (events, files_dir, football, module_lab, sequence_problems,
-                               wait_for_records, written_files)
+from tests.helpers.lab import (events, files_dir, football, inventory_without, module_lab,
+                               sequence_problems, wait_for_records, written_files)
 from tests.helpers.marshosts import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
 lab = module_lab("failover")
-
-
-def inventory_without(lab, dead, path):
-    """The lab's hosts as a plain inventory, `dead` unreachable (SSH to a
-    port where nothing listens)."""
-    data = yaml.safe_load((lab.dir / "inventory.yml").read_text())
-    for section in ("demo", "lab"):
-        data.pop(section, None)
-    data["defaults"].update(storage="filevg", manager="lab", transport="local")
-    for name, host in data["hosts"].items():
-        root = str(lab.dir / name)
-        host.update(root=root, env={"MARS_ROOT": root, "MARS_HOST": name})
-    data["hosts"][dead].update(transport="ssh", port=2, connect_timeout=2)
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def members(lab, host, res):

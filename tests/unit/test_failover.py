@@ -5,13 +5,14 @@ are dropped from MARS on the primaries (their LVs stay on it); a host that
 answers is refused; a re-run goes on with what is left."""
 
 import json
+import threading
 
 import pytest
 from click.testing import CliRunner
 
 from football.cli import cli
 from football.ops.failover import Failover
-from tests.helpers.fakefleet import fake_fleet, football, fresh_resource
+from tests.helpers.fakefleet import FakeHostRunner, fake_fleet, football, fresh_resource
 
 fleet = fake_fleet
 
@@ -71,6 +72,46 @@ def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_repli
     code, events, stderr = football(three, "failover", "a1")
     assert code == 0, stderr
     assert any("no resource has a replica on a1" in event.get("text", "") for event in events)
+
+
+def test_takeovers_run_limit_takeovers_at_a_time_and_all_before_the_first_drop(
+        fleet, monkeypatch):
+    """A dead host's primaries come up on its mate side by side (the last
+    of a hundred does not wait for the other 99), at most limit_takeovers
+    at once, and every container runs before the first of the dead host's
+    replicas is dropped."""
+    names = ["vm1"] + [f"vm{number}" for number in range(2, 7)]
+    for res in names[1:]:
+        fresh_resource(fleet, res, "a1", ["a2"], size=320 << 20)
+    fleet.switch_off("a1")
+    three_at_once = threading.Barrier(3, timeout=10)   # one at a time never gets past it
+    in_flight, most, counting = [0], [0], threading.Lock()
+    run = FakeHostRunner.run
+
+    def forced_three_at_once(self, argv, **kwargs):
+        if argv[:3] != ["marsadm", "--force", "primary"]:
+            return run(self, argv, **kwargs)
+        with counting:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            three_at_once.wait()
+            return run(self, argv, **kwargs)
+        finally:
+            with counting:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(FakeHostRunner, "run", forced_three_at_once)
+    code, events, stderr = football(fleet, "--var", "limit_takeovers=3", "failover", "a1")
+    assert code == 0, stderr
+    assert most[0] == 3
+    on_a2 = [list(argv) for host, argv in fleet.calls if host == "a2"]
+    forced = [index for index, argv in enumerate(on_a2) if argv[:3] == ["marsadm", "--force",
+                                                                          "primary"]]
+    dropped = [index for index, argv in enumerate(on_a2) if "leave-resource" in argv]
+    assert len(forced) == len(dropped) == 6 and max(forced) < min(dropped)
+    assert all(fleet.running(res) == ["a2"] and fleet.members(res) == ["a2"] for res in names)
+    assert result(events)["dropped"] == names
 
 
 def test_failover_asks_first(three):
