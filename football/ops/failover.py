@@ -22,8 +22,9 @@ decommission HOST` drops it (a migrate's cleanup that would split that
 cluster says so).
 
 The guard: HOST must not answer at all (its marsadm, through the
-transport) — a host that answers is evacuated, not failed over — and the
-operator confirms (--yes) that it is switched off for good: Football cannot
+transport) — a host that answers is evacuated, not failed over —, nor its
+marsd to its mates (`marsadm wait-cluster` on each: a host cut off from
+the controller alone runs on), and the operator confirms (--yes) that it is switched off for good: Football cannot
 tell a dead host from one that is cut off, and a container such a host
 still ran would run twice (fencing is the operator's). Every resource is
 looked at afresh as it comes: a re-run goes on with what is left. One that
@@ -36,6 +37,9 @@ from football.ops.base import Operation, answers, confirm, in_parallel, silent_h
 from football.ops.cluster import observe
 from football.report import agreeing
 from football.transport import TransportError
+
+
+REACH_TIMEOUT = 5.0     # seconds a mate's wait-cluster gives HOST's marsd to answer
 
 
 def force_primary_argv(res):
@@ -84,6 +88,8 @@ class Failover(Operation):
                 if self.dead.name in members:
                     self.affected[res] = self.host(mars_cluster.seen_from)
         self.seen_by = answering
+        if self.affected:
+            self._refuse_a_host_its_mates_reach()
 
     def _refuse_a_host_that_answers(self):
         if answers(self.dead):
@@ -92,6 +98,36 @@ class Failover(Operation):
                           "--execute; if only its marsd is down, start it there; if it cannot "
                           "serve its replicas any more (its disks failed), switch it off, then "
                           "run this again")
+
+    def _refuse_a_host_its_mates_reach(self):
+        """A host that no command of the controller reaches may still run,
+        cut off from the controller alone (its SSH, the network between):
+        where a mate's `marsadm wait-cluster` (as the kernel's: a peer that
+        does not answer is named) reaches its marsd, it is not taken over
+        from — its containers would run twice and their data fork."""
+        reach = [mate.name for mate, reached in
+                 zip(self.seen_by, in_parallel(self._reaches_the_dead, self.seen_by)) if reached]
+        if reach:
+            raise Illegal(f"{agreeing(reach, 'reaches', 'reach')} {self.dead.name}'s marsd "
+                          f"(marsadm wait-cluster): {self.dead.name} runs, only this "
+                          "controller cannot reach it (its SSH, or the network between). A "
+                          "failover now would run its containers twice and fork their data. "
+                          f"Restore the way to it (then football evacuate {self.dead.name} "
+                          "--execute), or switch it off for good and run this again; nothing "
+                          "changed")
+
+    def _reaches_the_dead(self, mate):
+        """Whether `mate`'s marsadm reaches HOST's marsd (False where it
+        cannot tell: HOST not in its cluster, its own marsd down)."""
+        try:
+            if self.dead.name not in facts.cluster_hosts(mate):
+                return False
+            result = mate.run(["marsadm", f"--timeout={REACH_TIMEOUT:g}", "wait-cluster"],
+                              check=False, timeout=REACH_TIMEOUT + 30)
+        except (FootballError, TransportError):
+            return False
+        silent = facts.parse_not_answering(result.stderr)
+        return self.dead.name not in silent if silent is not None else result.ok
 
     def nothing_to_do(self):
         if self.affected:

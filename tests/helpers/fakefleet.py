@@ -223,6 +223,11 @@ class FakeFleet:
         self.off.add(name)
         self.down.add(name)
 
+    def cut_off(self, name):
+        """No command of the controller reaches host `name`, which runs on
+        (its containers, its marsd: its peers reach it)."""
+        self.off.add(name)
+
     def _run(self, name, argv, input):
         argv = tuple(str(arg) for arg in argv)
         if name in self.off:

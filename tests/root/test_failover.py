@@ -1,6 +1,7 @@
-"""`football failover` in the lab: a1 dies — its container stops, its marsd
-freezes, no command reaches it (an inventory that names it behind an SSH
-port where nothing listens). vm1 (primary on a1) is taken over by force on
+"""`football failover` in the lab: a1 dies — its container stops, no
+command reaches it (an inventory that names it behind an SSH port where
+nothing listens) and, after a refusal while a2 still reaches it, its marsd
+freezes. vm1 (primary on a1) is taken over by force on
 a2 with every file and record the container wrote; vm2 (primary on a2)
 keeps running; a1's replicas of both are dropped; a1, back, learns that it
 holds none."""
@@ -34,12 +35,17 @@ def test_failover_of_a_dead_primary_keeps_what_its_container_wrote(lab, tmp_path
     lab.exec("a1", "football-host", "ct", lxcpath, "stop", "vm1")
     written = len(lab.records("a1"))
     lab.exec("a1", "umount", f"{lxcpath}/vm1")
+    inventory = inventory_without(lab, "a1", tmp_path / "fleet.yml")
+    run = ["--inventory", str(inventory), "--var", f"state_dir={lab.dir / 'controller'}",
+           "--json"]
+    # no command of the controller reaches a1, but its marsd runs: a2 reaches it
+    cut_off = football(lab.env, *run, "--yes", "failover", "a1")
+    assert cut_off.returncode == 191 and "a2 reaches a1's marsd" in cut_off.stderr, \
+        cut_off.stderr
+    assert members(lab, "a2", "vm1") == ["a1", "a2"]
     marsd = lab.status()["a1"]["marsd_pid"]
     os.kill(marsd, signal.SIGSTOP)
     try:
-        inventory = inventory_without(lab, "a1", tmp_path / "fleet.yml")
-        run = ["--inventory", str(inventory), "--var", f"state_dir={lab.dir / 'controller'}",
-               "--json"]
         alive = inventory_without(lab, "b2", tmp_path / "a1-alive.yml")
         refused = football(lab.env, "--inventory", str(alive), "--yes", "failover", "a1")
         assert refused.returncode == 191 and "a1 answers" in refused.stderr, refused.stderr

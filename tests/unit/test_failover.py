@@ -41,6 +41,22 @@ def test_a_host_that_answers_is_refused_with_nothing_changed(three):
     assert three.changes()[before:] == []
 
 
+def test_a_host_only_the_controller_cannot_reach_is_refused_as_its_mates_reach_its_marsd(
+        three):
+    """a1 runs on; only the controller's way to it is cut (its SSH): a2's
+    marsadm wait-cluster reaches a1's marsd, and taking vm1 over would run
+    it twice."""
+    three.cut_off("a1")
+    before = len(three.changes())
+    for args in (["--dry-run", "failover", "a1"], ["failover", "a1"]):
+        code, _, stderr = football(three, *args)
+        assert code == EXIT_ILLEGAL, stderr
+        assert "a2 reaches a1's marsd (marsadm wait-cluster): a1 runs, only this controller " \
+            "cannot reach it (its SSH, or the network between)" in stderr, stderr
+    assert three.changes()[before:] == []
+    assert three.resources["vm1"].primary == "a1" and three.running("vm1") == ["a1"]
+
+
 def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_replicas(three):
     three.switch_off("a1")
     before = len(three.changes())
