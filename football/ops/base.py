@@ -433,6 +433,29 @@ def silent_hosts(hosts):
     return [host for host, answered in zip(hosts, in_parallel(answers, hosts)) if not answered]
 
 
+REACH_TIMEOUT = 5.0     # seconds a peer's wait-cluster gives a silent host's marsd to answer
+
+
+def reaching(peers, name):
+    """The names of `peers` whose marsadm reaches host `name`'s marsd
+    (`marsadm wait-cluster` there, as the kernel's: a peer that does not
+    answer is named), asked in parallel. A host that no command of the
+    controller reaches may run on, cut off from the controller alone (its
+    SSH, the network between): where a peer reaches it, it is no dead
+    host to take over from or drop."""
+    def reaches(peer):
+        try:
+            if name not in facts.cluster_hosts(peer):
+                return False
+            result = peer.run(["marsadm", f"--timeout={REACH_TIMEOUT:g}", "wait-cluster"],
+                              check=False, timeout=REACH_TIMEOUT + 30)
+        except (FootballError, TransportError):
+            return False            # it cannot tell
+        silent = facts.parse_not_answering(result.stderr)
+        return name not in silent if silent is not None else result.ok
+    return [peer.name for peer, reached in zip(peers, in_parallel(reaches, peers)) if reached]
+
+
 def reachable(host, timeout=10):
     """Raise `Illegal` naming the host when it cannot be reached or its marsd
     does not answer."""

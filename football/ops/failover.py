@@ -33,13 +33,11 @@ is named and the others go on; the run then ends critical (199)."""
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.ops.base import Operation, answers, confirm, in_parallel, silent_hosts
+from football.ops.base import (Operation, answers, confirm, in_parallel, reaching,
+                               silent_hosts)
 from football.ops.cluster import observe
 from football.report import agreeing
 from football.transport import TransportError
-
-
-REACH_TIMEOUT = 5.0     # seconds a mate's wait-cluster gives HOST's marsd to answer
 
 
 def force_primary_argv(res):
@@ -105,8 +103,7 @@ class Failover(Operation):
         where a mate's `marsadm wait-cluster` (as the kernel's: a peer that
         does not answer is named) reaches its marsd, it is not taken over
         from — its containers would run twice and their data fork."""
-        reach = [mate.name for mate, reached in
-                 zip(self.seen_by, in_parallel(self._reaches_the_dead, self.seen_by)) if reached]
+        reach = reaching(self.seen_by, self.dead.name)
         if reach:
             raise Illegal(f"{agreeing(reach, 'reaches', 'reach')} {self.dead.name}'s marsd "
                           f"(marsadm wait-cluster): {self.dead.name} runs, only this "
@@ -115,19 +112,6 @@ class Failover(Operation):
                           f"Restore the way to it (then football evacuate {self.dead.name} "
                           "--execute), or switch it off for good and run this again; nothing "
                           "changed")
-
-    def _reaches_the_dead(self, mate):
-        """Whether `mate`'s marsadm reaches HOST's marsd (False where it
-        cannot tell: HOST not in its cluster, its own marsd down)."""
-        try:
-            if self.dead.name not in facts.cluster_hosts(mate):
-                return False
-            result = mate.run(["marsadm", f"--timeout={REACH_TIMEOUT:g}", "wait-cluster"],
-                              check=False, timeout=REACH_TIMEOUT + 30)
-        except (FootballError, TransportError):
-            return False
-        silent = facts.parse_not_answering(result.stderr)
-        return self.dead.name not in silent if silent is not None else result.ok
 
     def nothing_to_do(self):
         if self.affected:

@@ -28,7 +28,7 @@ host chosen starts it."""
 from football import facts
 from football.errors import Critical, FootballError, Illegal
 from football.ops.base import (Operation, check_resource_name, confirm, in_parallel,
-                               marsd_answers, silent_hosts, wait_until)
+                               marsd_answers, reaching, silent_hosts, wait_until)
 from football.ops.failover import drop_argv
 from football.report import agreeing
 from football.transport import CommandFailed, TransportError
@@ -262,6 +262,14 @@ class RepairMars(Repair):
         # that is gone (nothing reaches it) is dropped on the chosen host
         self.gone = [host.name for host in silent_hosts([members[name] for name in silent])]
         stopped = [name for name in silent if name not in self.gone]
+        running = [name for name in self.gone if reaching([self.chosen], name)]
+        if running:
+            raise Illegal(f"{self.chosen.name} reaches the marsd of {', '.join(running)} "
+                          f"(members of {self.res}; marsadm wait-cluster): "
+                          f"{agreeing(running, 'runs', 'run')}, only this controller cannot "
+                          "reach it (its SSH, or the network between); dropping its replica "
+                          "would fork the data. Nothing changed. Restore the way to it and "
+                          "repeat, or switch it off for good and repeat (it is dropped)")
         if stopped:
             raise Illegal(f"the marsd of {', '.join(stopped)} (members of {self.res}) does not "
                           f"answer; nothing changed. Start it there and repeat; a member that "

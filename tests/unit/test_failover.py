@@ -251,3 +251,16 @@ def test_a_primary_that_died_before_its_replica_was_consistent_is_rebuilt_by_rep
     texts = [event.get("text") for event in events]
     assert "  a2: marsadm --host=a1 leave-resource --force vm1 (a1 does not answer)" in texts
     assert fleet.members("vm1") == ["a2"] and fleet.running("vm1") == ["a2"]
+
+
+def test_repair_mars_does_not_drop_a_member_that_only_the_controller_cannot_reach(fleet):
+    """a1 runs on, cut off from the controller alone: a2 reaches its marsd,
+    and repair-mars would drop a replica that a container writes to."""
+    fleet.cut_off("a1")
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a2")
+    assert code == EXIT_ILLEGAL, stderr
+    assert "a2 reaches the marsd of a1 (members of vm1; marsadm wait-cluster): a1 runs, only " \
+        "this controller cannot reach it" in stderr, stderr
+    assert fleet.changes()[before:] == []
+    assert fleet.members("vm1") == ["a1", "a2"] and fleet.running("vm1") == ["a1"]
