@@ -185,6 +185,9 @@ class Failover(Operation):
         for res, primary in sorted(single.items()):
             self.say(f"{res} has one replica now, on {primary}: football migrate {res} "
                      f"{primary} <secondary> gives it a second")
+        if len(single) > 1:
+            self.say("football balance --plan plans second replicas for them all where there "
+                     "is room (a resource without one costs the score its no_secondary penalty)")
         self.say(f"{self.dead.name} stays in the MARS cluster of {self.seen_by[0].name} until "
                  f"football decommission {self.dead.name} drops it (once it holds no replica)")
         failed = self.summary["failed"]

@@ -845,6 +845,16 @@ def football(fleet, *args, yes=True):
     return result.exit_code, events, result.stderr
 
 
+def report_of(fleet, *args):
+    """The one JSON document a `football --json` command prints whole
+    (score, balance --plan, evacuate --plan), run in-process against the
+    fleet; it must exit 0."""
+    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json",
+                                      "--var", f"state_dir={fleet.state_dir}", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def fresh_resource(fleet, res, primary="a1", secondaries=("a2",), size=1 << 30):
     """`res` as at the start: `size`, on `primary`, replicated to
     `secondaries` (whatever it was: replicas, LVs by its name, container)."""

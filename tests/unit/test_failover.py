@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from football.cli import cli
 from football.ops.failover import Failover
-from tests.helpers.fakefleet import FakeHostRunner, fake_fleet, football, fresh_resource
+from tests.helpers.fakefleet import (FakeHostRunner, fake_fleet, football, fresh_resource,
+                                    report_of)
 
 fleet = fake_fleet
 
@@ -84,10 +85,15 @@ def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_repli
         "second" in said, said
     assert "a1 stays in the MARS cluster of a2 until football decommission a1 drops it " \
         "(once it holds no replica)" in said, said
+    assert "football balance --plan plans second replicas for them all where there is room " \
+        "(a resource without one costs the score its no_secondary penalty)" in said, said
 
     code, events, stderr = football(three, "failover", "a1")
     assert code == 0, stderr
     assert any("no resource has a replica on a1" in event.get("text", "") for event in events)
+
+    plan = report_of(three, "balance", "--plan")     # as the failover's last lines say
+    assert {move["resource"]: len(move["to"]) for move in plan["moves"]} == {"vm1": 2, "vm2": 2}
 
 
 def test_takeovers_run_limit_takeovers_at_a_time_and_all_before_the_first_drop(

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.helpers.fakefleet import fake_fleet, football
+from tests.helpers.fakefleet import fake_fleet, football, report_of
 
 fleet = fake_fleet
 
@@ -17,15 +17,6 @@ def crowded(fleet):
         fleet.create_resource(res, "a1", ["a2"])
     fleet.calls.clear()
     return fleet
-
-
-def report_of(fleet, *args):
-    from click.testing import CliRunner
-    from football.cli import cli
-    result = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--json",
-                                      "--var", f"state_dir={fleet.state_dir}", *args])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_score_shows_the_score_each_term_and_each_hosts_fractions(crowded):
