@@ -185,12 +185,16 @@ def sync_rest(state, res):
     return str(max(0, state.size(res) - sync_done(state, res)))
 
 
-def work_rest(state, res, status):
+def rest(state, res, status, name):
+    """A secondary's bytes still to fetch (`fetch_rest`: of the primary's
+    log as it last listed it, or said it in the metadata while fetch is
+    paused), to replay (`replay_rest`), or both (`work_rest`); 0 on the
+    primary."""
     if not state.disk(res):
         return ""
     if status.get("is_primary"):
         return "0"
-    return str(status.get("work_rest", 0))
+    return str(status.get(name, 0))
 
 
 def is_split_brain(state, res, status):
@@ -265,7 +269,9 @@ DATA_VIEWS = {
     # received over the network, as its marsd counted them since the sync
     # began ('' without one, or after a restart of marsd)
     "sync-received": lambda state, res, rt: str(rt.status(res).get("sync_received", "")),
-    "work-rest": lambda state, res, rt: work_rest(state, res, rt.status(res)),
+    "work-rest": lambda state, res, rt: rest(state, res, rt.status(res), "work_rest"),
+    "fetch-rest": lambda state, res, rt: rest(state, res, rt.status(res), "fetch_rest"),
+    "replay-rest": lambda state, res, rt: rest(state, res, rt.status(res), "replay_rest"),
     "is-consistent": lambda state, res, rt: "1" if is_consistent(state, res) else "0",
     "is-split-brain": lambda state, res, rt: is_split_brain(state, res, rt.status(res)),
     "is-alive": lambda state, res, rt: is_alive(state, res, rt.window),

@@ -40,6 +40,11 @@ from football.report import agreeing
 from football.transport import TransportError
 
 
+def amount(size):
+    """Bytes as an operator reads a loss: exact below a MiB."""
+    return f"{size:,} bytes" if size < 1 << 20 else f"{size / (1 << 20):,.1f} MiB"
+
+
 def force_primary_argv(res):
     return ["marsadm", "--force", "primary", res]
 
@@ -62,7 +67,7 @@ class Failover(Operation):
         self.affected = {}              # res -> the Host that saw its members
         self.seen_by = []               # the hosts of its cluster that answer
         self.summary.update(host=self.dead.name, taken_over={}, dropped=[], one_replica={},
-                            failed={})
+                            failed={}, unreceived={})
 
     def start_args(self):
         return {"host": self.dead.name}
@@ -243,8 +248,15 @@ class Failover(Operation):
             raise FootballError(f"its primary is {now.name} now (another run acted "
                                 "meanwhile); run the failover again")
         if forced:
+            unreceived = self._unreceived(primary, res)
             self.say(f"* {res}: {primary.name} takes over from {self.dead.name} "
                      "(marsadm --force primary)")
+            if unreceived:
+                self.ctx.reporter.warning(
+                    f"{res}: {primary.name} had not received {amount(unreceived)} of "
+                    f"{self.dead.name}'s log (as {self.dead.name} last said it): lost with "
+                    f"{self.dead.name}, and what it wrote after that")
+            self.summary["unreceived"][res] = unreceived
             primary.run(force_primary_argv(res), timeout=self.config.command_timeout)
             self.ctx.inject("failover:taken-over")
             self.hooks.resource_start(host=primary, res=res)
@@ -259,6 +271,17 @@ class Failover(Operation):
                 f"{res} does not run on its primary {primary.name} (a failover stopped "
                 f"before it started it there, or it was stopped): football repair-vm "
                 f"{res} {primary.name} starts it")
+
+    @staticmethod
+    def _unreceived(host, res):
+        """Bytes of the dead primary's log, as it last listed it or said it
+        in the metadata, that `host` never fetched (`view-fetch-rest`, as
+        the kernel's marsadm has it); None where it cannot tell."""
+        try:
+            value = facts.view(host, "fetch-rest", res)
+        except (FootballError, TransportError):
+            return None
+        return int(value) if value.isdigit() else None
 
     def _drop(self, res, primary):
         """HOST's replica of `res` leaves, on `primary`."""

@@ -351,8 +351,10 @@ class FakeFleet:
             return str(replica.sync_rest) if replica else ""
         if macro == "sync-received":
             return str(replica.received) if replica else ""
-        if macro == "work-rest":
+        if macro in ("work-rest", "fetch-rest"):      # (a record is a byte here)
             return str(len(resource.records) - replica.applied) if replica else ""
+        if macro == "replay-rest":
+            return "0" if replica else ""
         if macro == "is-consistent":    # synced: an older state of the primary at worst
             return ("0" if replica.sync_rest else "1") if replica else ""
         if macro == "diskstate":

@@ -54,6 +54,7 @@ def test_failover_of_a_dead_primary_keeps_what_its_container_wrote(lab, tmp_path
         assert result.returncode == 0, [event["text"] for event in events(result, "warning")]
         (summary,) = events(result, "result")
         assert summary["taken_over"] == {"vm1": "a2"}
+        assert summary["unreceived"] == {"vm1": 0}      # a2 had fetched all: nothing lost
         assert summary["dropped"] == ["vm1", "vm2"]
         assert members(lab, "a2", "vm1") == ["a2"] and members(lab, "a2", "vm2") == ["a2"]
         assert tree_checksums(files_dir(lab, "a2", "failover")) == before

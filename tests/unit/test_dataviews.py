@@ -8,11 +8,12 @@ secondary that replays h1's first logfile past its sync start position."""
 import json
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from mars.dataviews import (DATA_VIEWS, STATUS_FRESH, Runtime, diskstate, flags,
-                            is_consistent, replstate, role, summary, sync_rest, work_rest)
+                            is_consistent, replstate, rest, role, summary, sync_rest)
 from mars.daemon import PidFile
 from mars.hostenv import HostEnv
 from mars.keys import ClusterState
@@ -369,13 +370,20 @@ def test_sync_rest_without_syncstatus_is_the_whole_size(disk):
 
 def test_sync_rest_and_work_rest_are_empty_on_a_non_member(disk):
     assert sync_rest(state(disk, "h3"), RES) == ""
-    assert work_rest(state(disk, "h3"), RES, secondary_status(work_rest=5)) == ""
+    assert rest(state(disk, "h3"), RES, secondary_status(work_rest=5), "work_rest") == ""
 
 
-def test_work_rest_is_what_marsd_reports_and_zero_on_the_primary(disk):
-    assert work_rest(state(disk), RES, secondary_status(work_rest=12345)) == "12345"
-    assert work_rest(state(disk), RES, {}) == "0"
-    assert work_rest(primary_state(disk), RES, primary_status(work_rest=999)) == "0"
+@pytest.mark.parametrize("macro, name", [("work-rest", "work_rest"),
+                                         ("fetch-rest", "fetch_rest"),
+                                         ("replay-rest", "replay_rest")])
+def test_the_rests_are_what_marsd_reports_and_zero_on_the_primary(disk, macro, name):
+    """work-rest, and its parts as the kernel's marsadm has them: fetch-rest
+    (of the primary's log as it last listed it or said it) and replay-rest."""
+    def view(state, status):
+        return DATA_VIEWS[macro](state, RES, SimpleNamespace(status=lambda res: status))
+    assert view(state(disk), secondary_status(**{name: 12345})) == "12345"
+    assert view(state(disk), {}) == "0"
+    assert view(primary_state(disk), primary_status(**{name: 999})) == "0"
 
 
 def test_the_view_table_reads_the_status_through_the_runtime(disk, tmp_path):

@@ -80,6 +80,7 @@ def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_repli
     summary = result(events)
     assert summary["taken_over"] == {"vm1": "a2"} and summary["dropped"] == ["vm1", "vm2"]
     assert summary["one_replica"] == {"vm1": "a2", "vm2": "a2"}
+    assert summary["unreceived"] == {"vm1": 0}
     said = [event["text"] for event in events if event["event"] == "message"]
     assert "vm1 has one replica now, on a2: football migrate vm1 a2 <secondary> gives it a " \
         "second" in said, said
@@ -270,3 +271,21 @@ def test_repair_mars_does_not_drop_a_member_that_only_the_controller_cannot_reac
         "this controller cannot reach it" in stderr, stderr
     assert fleet.changes()[before:] == []
     assert fleet.members("vm1") == ["a1", "a2"] and fleet.running("vm1") == ["a1"]
+
+
+def test_a_takeover_names_what_the_new_primary_never_received_from_the_dead_one(three):
+    """a2's fetch from a1 was cut off while vm1 wrote on: what a2 never
+    fetched is lost with a1 (asynchronous replication); the failover says
+    how much (`view-fetch-rest` on a2) instead of nothing."""
+    three.stalled["a2"] = "fetch cut off"
+    for _ in range(5):
+        three.run("b1", ["marsadm", "view-get-primary", "vm3"])     # vm1 writes on a1
+    behind = len(three.resources["vm1"].records) - three.resources["vm1"].replicas["a2"].applied
+    assert behind >= 5
+    three.switch_off("a1")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert f"vm1: a2 had not received {behind} bytes of a1's log (as a1 last said it): lost " \
+        "with a1, and what it wrote after that" in warnings, warnings
+    assert result(events)["unreceived"] == {"vm1": behind}
