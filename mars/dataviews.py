@@ -204,7 +204,12 @@ def is_split_brain(state, res, status):
 
 
 def is_alive(state, res, window):
-    return "1" if all(state.is_alive(host, window) for host in state.members(res)) else "0"
+    """Whether the designated primary of `res` (this host where none is
+    designated) reported within `window` seconds (--window), as the
+    kernel's marsadm has `is-alive`: on a secondary, whether its primary
+    still runs as far as it hears."""
+    host = state.designated_primary(res) or state.local_host
+    return "1" if state.is_alive(host, window) else "0"
 
 
 def _bytes(count):

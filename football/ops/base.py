@@ -11,6 +11,7 @@ import importlib
 import os
 import pkgutil
 import queue
+import re
 import signal
 import sys
 import threading
@@ -434,25 +435,40 @@ def silent_hosts(hosts):
 
 
 REACH_TIMEOUT = 5.0     # seconds a peer's wait-cluster gives a silent host's marsd to answer
+ALIVE_WINDOW = 30.0     # seconds within which a live kernel-MARS host has reported (its
+                        # time link: every 5 s, propagated within 5 s; the kernel's
+                        # wait-cluster counts a peer dead after window/2 = 30 s)
+KERNEL_SOME_DEAD = re.compile(r"peer\(s\) seem to be dead")
 
 
-def reaching(peers, name):
-    """The names of `peers` whose marsadm reaches host `name`'s marsd
-    (`marsadm wait-cluster` there, as the kernel's: a peer that does not
-    answer is named), asked in parallel. A host that no command of the
-    controller reaches may run on, cut off from the controller alone (its
-    SSH, the network between): where a peer reaches it, it is no dead
-    host to take over from or drop."""
+def reaching(peers, name, resources=()):
+    """The names of `peers` whose marsadm reaches host `name`'s marsd,
+    asked in parallel. A host that no command of the controller reaches
+    may run on, cut off from the controller alone (its SSH, the network
+    between): where a peer reaches it, it is no dead host to take over
+    from or drop.
+
+    A peer asks with `marsadm wait-cluster` (ours names a peer that does
+    not answer). The kernel's marsadm only counts them ("1/2 peer(s) seem
+    to be alive, and 1 peer(s) seem to be dead"): then the peer is asked
+    whether `name`, the designated primary of one of `resources`, reported
+    within ALIVE_WINDOW (`view-is-alive`, as the kernel has it)."""
     def reaches(peer):
         try:
             if name not in facts.cluster_hosts(peer):
                 return False
             result = peer.run(["marsadm", f"--timeout={REACH_TIMEOUT:g}", "wait-cluster"],
                               check=False, timeout=REACH_TIMEOUT + 30)
+            silent = facts.parse_not_answering(result.stderr)
+            if silent is not None:
+                return name not in silent
+            if not KERNEL_SOME_DEAD.search(result.stdout + result.stderr):
+                return result.ok
+            return any(facts.primary(peer, res) == name and peer.run(
+                ["marsadm", f"--window={ALIVE_WINDOW:g}", "view-is-alive", res],
+                check=False).stdout.strip() == "1" for res in resources)
         except (FootballError, TransportError):
             return False            # it cannot tell
-        silent = facts.parse_not_answering(result.stderr)
-        return name not in silent if silent is not None else result.ok
     return [peer.name for peer, reached in zip(peers, in_parallel(reaches, peers)) if reached]
 
 

@@ -108,7 +108,7 @@ class Failover(Operation):
         where a mate's `marsadm wait-cluster` (as the kernel's: a peer that
         does not answer is named) reaches its marsd, it is not taken over
         from — its containers would run twice and their data fork."""
-        reach = reaching(self.seen_by, self.dead.name)
+        reach = reaching(self.seen_by, self.dead.name, sorted(self.affected))
         if reach:
             raise Illegal(f"{agreeing(reach, 'reaches', 'reach')} {self.dead.name}'s marsd "
                           f"(marsadm wait-cluster): {self.dead.name} runs, only this "

@@ -262,7 +262,7 @@ class RepairMars(Repair):
         # that is gone (nothing reaches it) is dropped on the chosen host
         self.gone = [host.name for host in silent_hosts([members[name] for name in silent])]
         stopped = [name for name in silent if name not in self.gone]
-        running = [name for name in self.gone if reaching([self.chosen], name)]
+        running = [name for name in self.gone if reaching([self.chosen], name, [self.res])]
         if running:
             raise Illegal(f"{self.chosen.name} reaches the marsd of {', '.join(running)} "
                           f"(members of {self.res}; marsadm wait-cluster): "

@@ -527,3 +527,28 @@ def test_summary_without_marsd_during_a_sync_uses_the_recorded_progress(disk):
 def test_summary_of_a_non_member_without_a_primary(disk):
     st = state(disk, "h3", {"primary": "(none)"})
     assert summary(st, RES, {}) == "vm1 [2/3] NotJoined NotJoined ------ None (none)\n"
+
+
+def test_is_alive_is_whether_the_designated_primary_reported_within_the_window(disk):
+    """As the kernel's marsadm has it (`is-alive` without an argument: the
+    designated primary's time link, recent within --window); this host
+    where none is designated. A member other than the primary that is
+    silent does not count (it did: every member had to be alive)."""
+    def seen(local="h2", primary="h1", h1_time=None):
+        snapshot = state(disk, local, {"primary": primary})
+        if h1_time is not None:
+            snapshot.values.update({"actual-h1/time": str(h1_time), "actual-h1/alive": "1"})
+        return snapshot
+
+    view = DATA_VIEWS["is-alive"]
+    now = time.time()
+
+    def alive(snapshot, window=60.0):
+        return view(snapshot, RES, SimpleNamespace(window=window))
+
+    assert alive(seen(h1_time=now - 5)) == "1"
+    assert alive(seen(h1_time=now - 5), window=3) == "0"
+    assert alive(seen()) == "0"                                  # never heard
+    assert alive(seen(primary="(none)")) == "1"                  # none designated: this host
+    assert alive(seen(local="h1", primary="h2")) == "0"          # h2 silent to h1
+    assert alive(seen(local="h1")) == "1"                        # the primary itself
