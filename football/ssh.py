@@ -261,8 +261,11 @@ class SSHTransport(Transport):
             agent = _Agent(self._connect(), remote_command(["football-host", "serve-tools"],
                                                            self.env))
         except Exception as error:          # no agent: every command runs as a program
-            log.warning("%s: the host agent did not start (%s); commands run as sessions of "
-                        "their own (slower) until it does", self.where, error)
+            # (a host nothing reaches: its commands say so; a dead host's failover
+            # warned that its agent did not start)
+            (log.debug if isinstance(error, Unreachable) else log.warning)(
+                "%s: the host agent did not start (%s); commands run as sessions of "
+                "their own (slower) until it does", self.where, error)
             with self._lock:
                 self._agent_failed_at = time.monotonic()
             return

@@ -261,6 +261,27 @@ def test_an_ssh_command_without_exit_status_before_its_time_limit_is_a_failure(m
 
 
 
+def test_the_agent_of_a_host_nothing_reaches_is_no_warning_its_commands_say_it(
+        monkeypatch, caplog):
+    """A dead host (failover, decommission): its commands fail naming it
+    unreachable; the agent's start failing for the same reason is no
+    warning of its own."""
+    from football import ssh
+    from football.transport import Unreachable
+
+    transport = SSHTransport("h1", "127.0.0.1", port=2)
+
+    def refused(reconnect=False):
+        raise Unreachable("h1 (root@127.0.0.1:2): connection refused or no route")
+
+    monkeypatch.setattr(transport, "_connect", refused)
+    with caplog.at_level("DEBUG", logger=ssh.log.name):
+        transport._start_agent()
+    assert transport._agent_failed_at is not None
+    assert [record.levelname for record in caplog.records
+            if "host agent did not start" in record.getMessage()] == ["DEBUG"]
+
+
 def test_a_host_agent_that_did_not_start_is_started_again_later_at_most_three_times(
         monkeypatch, caplog):
     """A host agent that failed to start (a host under load answering too
