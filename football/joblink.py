@@ -291,6 +291,23 @@ class JobLink:
             self._engine = None
 
 
+def unfinished_operations(config):
+    """`journal.unfinished_operations` of this controller (`state_dir`), a
+    journal of a screener job that a later run completed first finished
+    (`completed_jobs`)."""
+    from football.journal import unfinished_operations
+
+    return unfinished_operations(config.state_dir, completed_jobs(config))
+
+
+def unfinished_resources(config):
+    """`journal.unfinished_resources` of this controller, as
+    `unfinished_operations`."""
+    from football.journal import unfinished_resources
+
+    return unfinished_resources(config.state_dir, completed_jobs(config))
+
+
 def completed_jobs(config):
     """For `journal.unfinished_operations`: a function of screener job
     numbers giving those whose operation a later run completed — the job

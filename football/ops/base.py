@@ -26,7 +26,7 @@ from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Critical,
                              FootballError, Illegal, Interrupted, Serious)
 from football.inventory import InventoryError
-from football.journal import Journal, JournalUnwritable, unfinished_operations
+from football.journal import Journal, JournalUnwritable
 from football.locks import (LockSet, Locked, RUN_LOCK, ResourceRun, controller_owner,
                             drop_intent, one_run_at_a_time, register_intent, run_owner)
 from football.ops.stopped import StoppedContainer
@@ -735,8 +735,7 @@ class Operation(StoppedContainer):
         and the repairs, which are the way out, are never refused. (Every
         run first finishes the journals here of screener jobs that another
         controller completed: its own kind's would be resumed.)"""
-        operations = [op for op in unfinished_operations(
-                          self.config.state_dir, joblink.completed_jobs(self.config))
+        operations = [op for op in joblink.unfinished_operations(self.config)
                       if op["resource"] == self.res]
         if not self.finishes_others_first:
             return
@@ -1145,8 +1144,7 @@ class Operation(StoppedContainer):
         if self.resource_run is None:
             return
         state_dir = self.config.state_dir
-        unfinished = [op for op in unfinished_operations(state_dir,
-                                                         joblink.completed_jobs(self.config))
+        unfinished = [op for op in joblink.unfinished_operations(self.config)
                       if op["resource"] == self.res and "damaged" not in op]
         if unfinished:
             # this run's own, else the one a repair went on over: the same

@@ -37,7 +37,6 @@ from pathlib import Path
 
 from football import joblink, lifecycle
 from football.errors import FootballError, Illegal
-from football.journal import unfinished_operations, unfinished_resources
 from football.ops.base import Operation
 from football.ops.planning import cooldown_history, find_plan, keep_plan
 from football.planner import (CapacityLacking, Move, Moved, Settings, plan_balance,
@@ -170,8 +169,7 @@ class PlannedMoves(Operation):
         the move)."""
         from football.screener import FINISHED
 
-        busy = unfinished_resources(self.config.state_dir,
-                                    joblink.completed_jobs(self.config))
+        busy = joblink.unfinished_resources(self.config)
         busy.update((res, f"its job {job_id} ended {state} with its "
                           f"{' and '.join(sorted(set(operations)))} unfinished (football "
                           f"screener restart {job_id}, or a repair)")
@@ -374,8 +372,7 @@ class HostsRun(PlannedMoves):
         """`Illegal` where a move's resource has an unfinished operation of
         another kind: its job would be refused; said before the hosts are
         marked and the other moves run."""
-        unfinished = unfinished_operations(self.config.state_dir,
-                                           joblink.completed_jobs(self.config))
+        unfinished = joblink.unfinished_operations(self.config)
         for move in plan.moves:
             for other in unfinished:
                 if other["resource"] == move.resource and other["operation"] != move.kind:
@@ -409,8 +406,7 @@ class HostsRun(PlannedMoves):
         (capacity lacking), and the hosts would be marked with them open."""
         names = {host.name for host in self.hosts}
         moves = [Move(op["resource"], "migrate", tuple(op["origin"]), tuple(op["targets"]))
-                 for op in unfinished_operations(self.config.state_dir,
-                                                 joblink.completed_jobs(self.config))
+                 for op in joblink.unfinished_operations(self.config)
                  if op["operation"] == "migrate" and not op.get("damaged") and op["targets"]
                  and names & {*op["targets"], *op["origin"]}]
         if not moves:

@@ -21,7 +21,6 @@ from football import facts, joblink
 from football.errors import FootballError
 from football.inventory import InventoryError
 from football.ops.base import Operation, check_resource_name, in_parallel
-from football.journal import unfinished_operations
 from football.transport import TransportError
 
 
@@ -84,8 +83,7 @@ class LvCleanup(Operation):
         looks = dict(zip(names, in_parallel(lambda name: self._look(inv.hosts[name]), names)))
         unknown = [name for name, (has_lv, _, _) in looks.items() if has_lv is None]
         members = {member for _, seen, _ in looks.values() for member in seen}
-        planned = {target for op in unfinished_operations(
-                       self.config.state_dir, joblink.completed_jobs(self.config))
+        planned = {target for op in joblink.unfinished_operations(self.config)
                    if op.get("resource") == self.res for target in op.get("targets", [])}
         candidates = {name: reason for name, (has_lv, _, reason) in looks.items() if has_lv}
         for name in candidates:

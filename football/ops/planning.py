@@ -14,7 +14,6 @@ from rich.table import Table
 
 from football import joblink
 from football.errors import Illegal
-from football.journal import unfinished_resources
 from football.planner import (Moved, Plan, Settings, load_plan, plan_balance, plan_evacuation,
                               read_history, save_plan, score)
 from football.planner.balance import MIN_SCORE
@@ -87,8 +86,7 @@ class BalancePlanning:
         config = self.ctx.config
         fleet = read_fleet(self.ctx)
         plan = plan_balance(fleet, Settings.from_config(config), cooldown_history(config),
-                            time.time(), unfinished_resources(
-                                config.state_dir, joblink.completed_jobs(config)))
+                            time.time(), joblink.unfinished_resources(config))
         return dict(plan.to_json(), path=str(keep_plan(config, plan)))
 
 

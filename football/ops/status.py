@@ -18,7 +18,6 @@ from rich.table import Table
 
 from football import facts, joblink
 from football.errors import FootballError, Illegal
-from football.journal import unfinished_operations
 from football.lifecycle import REFUSED_AS_TARGET
 from football.locks import controller_owner
 from football.ops.base import check_resource_name, in_parallel
@@ -172,8 +171,7 @@ class Status:
         hosts = {name: snapshot.hosts[name].entry() for name in self.hosts}
         rows = [replica.row() for replica in snapshot.replicas]
         state_dir = self.ctx.config.state_dir
-        operations = mark_running(unfinished_operations(
-            state_dir, joblink.completed_jobs(self.ctx.config)), hosts) + \
+        operations = mark_running(joblink.unfinished_operations(self.ctx.config), hosts) + \
             other_controllers_runs(hosts, controller_owner(state_dir, create=False),
                                    self.ctx.config.run_lock_lease)
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
