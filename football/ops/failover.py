@@ -23,10 +23,11 @@ cluster says so).
 
 The guard: HOST must not answer at all (its marsadm, through the
 transport) — a host that answers is evacuated, not failed over —, nor its
-marsd to its mates (`marsadm wait-cluster` on each: a host cut off from
-the controller alone runs on), and the operator confirms (--yes) that it is switched off for good: Football cannot
-tell a dead host from one that is cut off, and a container such a host
-still ran would run twice (fencing is the operator's). Every resource is
+marsd to its mates (`ops.base.reaching`: a host cut off from the
+controller alone runs on), and the operator confirms (--yes) that it is
+switched off for good: Football cannot tell a dead host from one that is
+cut off from all, and a container such a host still ran would run twice
+(fencing is the operator's). Every resource is
 looked at afresh as it comes: a re-run goes on with what is left. One that
 cannot be taken over (no consistent replica answers, or it does not start)
 is named and the others go on; the run then ends critical (199)."""
@@ -105,13 +106,12 @@ class Failover(Operation):
     def _refuse_a_host_its_mates_reach(self):
         """A host that no command of the controller reaches may still run,
         cut off from the controller alone (its SSH, the network between):
-        where a mate's `marsadm wait-cluster` (as the kernel's: a peer that
-        does not answer is named) reaches its marsd, it is not taken over
+        where a mate reaches its marsd (`reaching`), it is not taken over
         from — its containers would run twice and their data fork."""
         reach = reaching(self.seen_by, self.dead.name, sorted(self.affected))
         if reach:
-            raise Illegal(f"{agreeing(reach, 'reaches', 'reach')} {self.dead.name}'s marsd "
-                          f"(marsadm wait-cluster): {self.dead.name} runs, only this "
+            raise Illegal(f"{agreeing(reach, 'reaches', 'reach')} {self.dead.name}'s marsd: "
+                          f"{self.dead.name} runs, only this "
                           "controller cannot reach it (its SSH, or the network between). A "
                           "failover now would run its containers twice and fork their data. "
                           f"Restore the way to it (then football evacuate {self.dead.name} "

@@ -265,7 +265,7 @@ class RepairMars(Repair):
         running = [name for name in self.gone if reaching([self.chosen], name, [self.res])]
         if running:
             raise Illegal(f"{self.chosen.name} reaches the marsd of {', '.join(running)} "
-                          f"(members of {self.res}; marsadm wait-cluster): "
+                          f"(members of {self.res}): "
                           f"{agreeing(running, 'runs', 'run')}, only this controller cannot "
                           "reach it (its SSH, or the network between); dropping its replica "
                           "would fork the data. Nothing changed. Restore the way to it and "
