@@ -283,6 +283,16 @@ def test_a_takeover_names_what_the_new_primary_never_received_from_the_dead_one(
     behind = len(three.resources["vm1"].records) - three.resources["vm1"].replicas["a2"].applied
     assert behind >= 5
     three.switch_off("a1")
+    code, events, stderr = football(three, "--dry-run", "failover", "a1")    # before: said
+    assert code == 0, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert f"vm1: a2 has not received {behind} bytes of a1's log (as a1 last said it): a " \
+        "failover now loses it" in warnings, warnings
+    code, _, stderr = football(three, "failover", "a1", yes=False)             # and asked
+    assert code == EXIT_ILLEGAL
+    assert f"what it wrote that its replicas had not received is lost: vm1 {behind} bytes, as " \
+        "they last heard of its log. Fail over vm1, vm2?" in stderr, stderr
+
     code, events, stderr = football(three, "failover", "a1")
     assert code == 0, stderr
     warnings = [event["text"] for event in events if event["event"] == "warning"]
