@@ -46,8 +46,11 @@ def amount(size):
     return f"{size:,} bytes" if size < 1 << 20 else f"{size / (1 << 20):,.1f} MiB"
 
 
-def force_primary_argv(res):
-    return ["marsadm", "--force", "primary", res]
+def force_primary_argv(res, timeout):
+    """The takeover, bound as a handover's `marsadm primary` is
+    (handover_timeout): a device that does not come up is named in
+    minutes, not after marsadm's default of ten."""
+    return ["marsadm", f"--timeout={timeout:g}", "--force", "primary", res]
 
 
 def drop_argv(dead, res):
@@ -194,7 +197,7 @@ class Failover(Operation):
                         f"{self.dead.name}'s log (as {self.dead.name} last said it): a "
                         "failover now loses it")
                 self.summary["unreceived"][res] = unreceived
-                planned.run(force_primary_argv(res))
+                planned.run(force_primary_argv(res, self.config.handover_timeout))
                 self.ctx.planner.attempt(lambda: self.hooks.resource_start(host=planned, res=res))
             planned.run(drop_argv(self.dead.name, res))
 
@@ -283,7 +286,8 @@ class Failover(Operation):
                     f"{self.dead.name}'s log (as {self.dead.name} last said it): lost with "
                     f"{self.dead.name}, and what it wrote after that")
             self.summary["unreceived"][res] = unreceived
-            primary.run(force_primary_argv(res), timeout=self.config.command_timeout)
+            timeout = self.config.handover_timeout
+            primary.run(force_primary_argv(res, timeout), timeout=timeout + 30)
             self.ctx.inject("failover:taken-over")
             self.hooks.resource_start(host=primary, res=res)
             if self.hooks.container_state(host=primary, res=res) != "RUNNING":

@@ -154,8 +154,8 @@ def test_footballs_sync_counter_counts_the_resources_still_syncing(scenario, tmp
     ("view-get-primary", "h2\n"), ("view-resource-members", "h2\nh3\n"),
     ("view-resource-size", f"{2 * MIB}\n"), ("view-disk-present", ""), ("view-get-disk", ""),
     ("view-sync-rest", ""), ("view-work-rest", ""), ("view-fetch-rest", ""),
-    ("view-replay-rest", ""), ("view-flags", ""), ("view-diskstate", "NotJoined\n"), ("view-replstate", "NotJoined\n"),
-    ("view-role", "None\n"), ("view-is-primary", "0\n"),
+    ("view-replay-rest", ""), ("view-flags", ""), ("view-diskstate", "NotJoined\n"),
+    ("view-replstate", "NotJoined\n"), ("view-role", "None\n"), ("view-is-primary", "0\n"),
 ])
 def test_views_on_a_resource_this_host_is_not_a_member_of_answer_with_exit_0(
         scenario, macro, answer):
