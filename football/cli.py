@@ -152,23 +152,27 @@ class Globals:
             options += ["--debug-injection-point", str(self.injection_point)]
         return options
 
-    def context(self, operation, res):
-        from football.hooks import Hooks
+    def inventory(self):
+        """The fleet's inventory: --inventory, else the lab's (when one is up)."""
         from football.inventory import load
         from football.lab import Lab
+
+        if self.inventory_path:
+            return load(self.inventory_path)
+        the_lab = Lab()
+        if not the_lab.exists():
+            raise InventoryError("no inventory: pass --inventory FILE (or set "
+                                 "FOOTBALL_INVENTORY), or bring the lab up (football lab up)")
+        return the_lab.fleet()
+
+    def context(self, operation, res):
+        from football.hooks import Hooks
         from football.ops.base import Context
         from football.report import Reporter
 
         self.reporting = True           # with --json: events on stdout, a failure's too
         config = self.settings()
-        if self.inventory_path:
-            inv = load(self.inventory_path)
-        else:
-            the_lab = Lab()
-            if not the_lab.exists():
-                raise InventoryError("no inventory: pass --inventory FILE (or set "
-                                     "FOOTBALL_INVENTORY), or bring the lab up (football lab up)")
-            inv = the_lab.fleet()
+        inv = self.inventory()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         hooks = Hooks(config=config)    # with the plugins of plugin_dirs
         hooks.apply_host_layout(inv)
@@ -1199,11 +1203,35 @@ def screener_run(ctx, file, max_running, max_per, gate, filters):
             spec.partition = job.row[limit[0].lower()]
         spec.gate = gate or runfile.gated(job, file)
         specs.append(spec)
+    if not limit:
+        limit = _per_target_host(ctx, specs)
     store = _job_store(ctx, notifying=True)
     try:
         _run_queued(ctx, store, Path(file), specs, max_running, limit)
     finally:
         store.close()
+
+
+def _per_target_host(ctx, specs):
+    """Without --max-per: the jobs that sync into a host named in the
+    inventory (`screener.sync_target`) are partitioned by it, at most
+    `limit_syncs` of a partition dequeued at once, so that a worker's
+    places (`worker_jobs`) do not all go to jobs that would wait for a sync
+    slot on one host while jobs for others wait queued behind them; the
+    other jobs each in a partition of its own. The limit, as --max-per's
+    (column, N); None where no job names a host (or no inventory loads)."""
+    from football.screener import sync_target
+
+    try:
+        hosts = set(ctx.obj.inventory().hosts)
+    except (InventoryError, FootballError):
+        return None
+    targets = [sync_target(spec.command, hosts) for spec in specs]
+    if not any(targets):
+        return None
+    for spec, target in zip(specs, targets):
+        spec.partition = target or f"resource {spec.resource}"
+    return ("target host", ctx.obj.settings().limit_syncs)
 
 
 def _run_queued(ctx, store, path, specs, max_running, limit):

@@ -367,6 +367,20 @@ class JobSpec:
         return [self.operation, self.resource, *self.args]
 
 
+SYNCING = ("migrate", "migrate+shrink", "migrate+shrink+back")   # a sync into their first target
+
+
+def sync_target(command, hosts):
+    """The host a job's operation syncs into first (a sync slot there,
+    `limit_syncs`): the first target of a migrate, where it names one of
+    `hosts` (the inventory's; a cluster is placed later); else None."""
+    operation, _, *args = command
+    if operation not in SYNCING:
+        return None
+    target = next((arg for arg in args if not arg.startswith("-")), None)
+    return target if target in hosts else None
+
+
 class JobExists(Illegal):
     """The resource has a job already (not archived)."""
 

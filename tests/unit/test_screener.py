@@ -605,6 +605,53 @@ def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying
     assert max(map(len, executor.alongside)) == 2, executor.alongside
 
 
+def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not_stuck_behind(
+        state_dir, tmp_path):
+    """Without --max-per, a run of many migrates to b1 then one to b2: the
+    worker's places (worker_jobs) all went to b1's jobs — limit_syncs of
+    them syncing, the others waiting in `condition` for a slot there —
+    while b2's job waited queued behind them for hours. The jobs that sync
+    into a host the inventory names are partitioned by it, limit_syncs of a
+    partition at once."""
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text("clusters: {cluster1: [a1, a2], cluster2: [b1, b2]}\nhosts:\n" + "".join(
+        f"  {name}: {{address: 192.0.2.{number}}}\n"
+        for number, name in enumerate(["a1", "a2", "b1", "b2"], 1)))
+    executor = ScriptedExecutor()
+    gates = {f"vm{number}": threading.Event() for number in range(1, 6)}
+    for res, gate in gates.items():
+        executor.scripts[res] = Script([{"event": "phase", "phase": "prepare"}], gate=gate)
+    worker = start_worker(state_dir, executor, settings=["worker_jobs=3"])
+    try:
+        moves = tmp_path / "moves.csv"
+        moves.write_text("resource;operation;target\n" +
+                         "".join(f"vm{number};migrate;b1\n" for number in range(1, 5)) +
+                         "vm5;migrate;cluster2\nvm6;migrate;b2\n")
+        executor.scripts["vm6"] = Script(gate=gates.setdefault("vm6", threading.Event()))
+        code, out, err = football("--json", "--inventory", inventory, "--var",
+                                  f"state_dir={state_dir}", "--var", POLL, "--var",
+                                  "limit_syncs=2", "screener", "run", moves)
+        assert code == 0, err
+        partitions = {event["job"]: event["partition"] for event in map(json.loads,
+                                                                        out.splitlines())}
+        assert partitions == {"vm1": "b1", "vm2": "b1", "vm3": "b1", "vm4": "b1",
+                              "vm5": "resource vm5", "vm6": "b2"}
+        b1 = {f"vm{number}" for number in range(1, 5)}
+        gates["vm5"].set()
+        gates["vm6"].set()
+        # b1's jobs hold on (their gates shut) while the others come and go
+        wait_for(lambda: {"vm5", "vm6"} <= set(executor.ran) and not
+                 {"vm5", "vm6"} & set(executor.running), "the other jobs to run beside b1's")
+        assert len(set(executor.running) & b1) == 2, executor.running
+        for gate in gates.values():
+            gate.set()
+        done = finished(state_dir, *gates)
+    finally:
+        worker.stop(timeout=10)
+    assert {job["state"] for job in done.values()} == {"done"}
+    assert max(len(b1.intersection(running)) for running in executor.alongside) == 2
+
+
 def test_a_jobs_events_outlast_a_database_that_fails_for_a_while(state_dir):
     """The jobs' database failing while a job runs (a PostgreSQL restart)
     once let the worker stop reading the operation's output (the operation
