@@ -568,6 +568,16 @@ def test_a_jobs_database_made_by_another_process_meanwhile_is_used_and_other_err
 
 # ------------------------------------------------------------ the worker's load
 
+def gated_executor(count):
+    """A scripted executor whose jobs vm1..vm<count> each wait at a gate of
+    their own (opened by the test), and the gates."""
+    executor = ScriptedExecutor()
+    gates = {f"vm{number}": threading.Event() for number in range(1, count + 1)}
+    for res, gate in gates.items():
+        executor.scripts[res] = Script([{"event": "phase", "phase": "prepare"}], gate=gate)
+    return executor, gates
+
+
 def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying_so(
         state_dir, tmp_path):
     """A run of many jobs without --max once started every job at once on
@@ -575,10 +585,7 @@ def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying
     pool ran out and jobs stayed `running` for ever): a worker runs
     `worker_jobs` at once, over all queues, and a job it took from its queue
     while all its places are taken stays queued, saying why."""
-    executor = ScriptedExecutor()
-    gates = {f"vm{number}": threading.Event() for number in range(1, 6)}
-    for res, gate in gates.items():
-        executor.scripts[res] = Script([{"event": "phase", "phase": "prepare"}], gate=gate)
+    executor, gates = gated_executor(5)
     worker = start_worker(state_dir, executor, settings=["worker_jobs=2"])
     try:
         moves = tmp_path / "moves.csv"
@@ -617,17 +624,13 @@ def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not
     inventory.write_text("clusters: {cluster1: [a1, a2], cluster2: [b1, b2]}\nhosts:\n" + "".join(
         f"  {name}: {{address: 192.0.2.{number}}}\n"
         for number, name in enumerate(["a1", "a2", "b1", "b2"], 1)))
-    executor = ScriptedExecutor()
-    gates = {f"vm{number}": threading.Event() for number in range(1, 6)}
-    for res, gate in gates.items():
-        executor.scripts[res] = Script([{"event": "phase", "phase": "prepare"}], gate=gate)
+    executor, gates = gated_executor(6)
     worker = start_worker(state_dir, executor, settings=["worker_jobs=3"])
     try:
         moves = tmp_path / "moves.csv"
         moves.write_text("resource;operation;target\n" +
                          "".join(f"vm{number};migrate;b1\n" for number in range(1, 5)) +
                          "vm5;migrate;cluster2\nvm6;migrate;b2\n")
-        executor.scripts["vm6"] = Script(gate=gates.setdefault("vm6", threading.Event()))
         code, out, err = football("--json", "--inventory", inventory, "--var",
                                   f"state_dir={state_dir}", "--var", POLL, "--var",
                                   "limit_syncs=2", "screener", "run", moves)
