@@ -299,7 +299,8 @@ def _unreachable_primaries(hosts, rows):
         if primaries:
             lines.append(f"{name} does not answer and is the primary of "
                          f"{', '.join(primaries)}: if it is gone for good (switched off), "
-                         f"`football failover {name}` takes over on their other replicas")
+                         f"`football failover {name}` takes over on their other replicas "
+                         f"(`football --dry-run failover {name}` says what each would lose)")
     return lines
 
 

@@ -180,7 +180,8 @@ def test_status_names_the_failover_of_a_host_that_does_not_answer_and_is_a_prima
                                 env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "a1 does not answer and is the primary of vm1: if it is gone for good (switched " \
-        "off), `football failover a1` takes over on their other replicas" in result.output
+        "off), `football failover a1` takes over on their other replicas (`football " \
+        "--dry-run failover a1` says what each would lose)" in result.output
     assert "primary of vm2" not in result.output
 
 
