@@ -518,11 +518,13 @@ class Migrate(Operation):
         if not silent:
             return ""
         names = ", ".join(host.name for host in silent)
+        failovers = "; ".join(f"`football failover {host.name}`" for host in silent)
         drops = "; ".join(f"`marsadm --host={host.name} leave-resource --force {self.res}`"
                           for host in silent)
         return (f". If {names} {'is' if len(silent) == 1 else 'are'} gone for good (switched "
-                f"off, not to come back with its data): {drops} on {self.source.name} drops "
-                f"its replica from MARS (its LV stays there), then this command again")
+                f"off, not to come back with its data): {failovers} takes over from it and "
+                f"drops its replicas from MARS (its LVs stay there) — or, for {self.res} "
+                f"alone, {drops} on {self.source.name} —, then this command again")
 
     def _wait_for_small_lag(self, target, down_since=None):
         limit = self.config.limit_mars_logfile * MIB

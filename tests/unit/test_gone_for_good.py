@@ -34,8 +34,9 @@ def test_a_migrate_of_a_resource_with_a_replica_on_a_host_gone_for_good_names_ho
     code, _, stderr = football(fleet, "migrate", "vm1", "a1", "b2")
     assert code == EXIT_ILLEGAL, stderr
     assert "run it again once the host answers. If a2 is gone for good (switched off, not to " \
-        f"come back with its data): {DROP} drops its replica from MARS (its LV stays there), " \
-        "then this command again" in stderr, stderr
+        "come back with its data): `football failover a2` takes over from it and drops its " \
+        f"replicas from MARS (its LVs stay there) — or, for vm1 alone, {DROP} —, then this " \
+        "command again" in stderr, stderr
     assert changes(fleet, before) == []
 
     drop_replica(fleet, "a2")
