@@ -143,7 +143,8 @@ def held_resources(fleet, settings, history, now, busy=()):
         elif res in busy:
             held[res] = busy[res]
         elif not all(fleet.hosts[name].reachable for name in resource.replicas):
-            held[res] = "a replica's host is unreachable"
+            silent = [name for name in resource.replicas if not fleet.hosts[name].reachable]
+            held[res] = f"its replica's host {', '.join(silent)} does not answer"
     return held
 
 

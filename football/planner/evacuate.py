@@ -47,6 +47,19 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
     if dead:
         raise Illegal(f"{', '.join(dead)} unreachable: an evacuation needs the host to take "
                       "part; a host that is gone for good: football failover <host>")
+    stuck = {res: sorted(name for name in fleet.resources[res].replicas
+                         if not fleet.hosts[name].reachable) for res in fleet.on(hosts)}
+    stuck = {res: silent for res, silent in stuck.items() if silent}
+    if stuck:
+        silent = sorted({name for names in stuck.values() for name in names})
+        raise Illegal(f"{', '.join(sorted(stuck))} {'has' if len(stuck) == 1 else 'have'} a "
+                      f"replica on {', '.join(silent)}, which "
+                      f"{'does' if len(silent) == 1 else 'do'} not answer: no move of "
+                      f"{'it' if len(stuck) == 1 else 'them'} can be made. "
+                      + (f"Wait for it, or, if it is gone for good, football failover "
+                         f"{silent[0]} first" if len(silent) == 1 else
+                         "Wait for them, or, for one gone for good, football failover <host> "
+                         "first") + "; nothing planned")
     fleet = fleet.with_lifecycle(hosts, "draining")
     evaluator = Evaluator(fleet, settings)
     before, groups = evaluator.total, fleet.groups()

@@ -3,12 +3,13 @@ the fake fleet (tests/helpers/fakefleet.py): a migrate that would act on
 it is refused, naming how to drop its replica from MARS; once that is
 done (`marsadm --host=<it> leave-resource --force <res>` on the primary),
 the migrate goes on without the host — also one that began while the host
-answered — and leaves its LV there, said once."""
+answered — and leaves its LV there, said once. The planner counts its
+replicas from its mates' member lists and moves none of them."""
 
 from dataclasses import replace
 from pathlib import Path
 
-from tests.helpers.fakefleet import fake_fleet, football
+from tests.helpers.fakefleet import fake_fleet, football, fresh_resource, report_of
 
 fleet = fake_fleet
 
@@ -129,3 +130,26 @@ def test_an_unfinished_migrate_to_a_target_gone_for_good_says_how_to_give_it_up(
     assert code == 0, stderr
     assert fleet.resources["vm1"].primary == "b2" and fleet.members("vm1") == ["a2", "b2"]
     assert not fleet.sequence_problems("vm1")
+
+
+def test_the_planner_sees_the_replicas_on_a_dead_host_and_moves_none_of_them(fleet):
+    """a2 died: its own view of its replicas is gone, and the planner took
+    vm1 (a1, a2) for a resource with one replica and vm2 (primary a2) for
+    one without a primary — `evacuate a1` planned moves of both that could
+    only fail. Its mates' member lists bring them back: the evacuation is
+    refused naming the failover, balancing holds them naming the host."""
+    fresh_resource(fleet, "vm2", "a2", ["a1"], size=320 << 20)
+    fleet.switch_off("a2")
+    code, _, stderr = football(fleet, "evacuate", "a1", "--plan")
+    assert code == EXIT_ILLEGAL
+    assert "vm1, vm2 have a replica on a2, which does not answer: no move of them can be " \
+        "made. Wait for it, or, if it is gone for good, football failover a2 first; nothing " \
+        "planned" in stderr, stderr
+    plan = report_of(fleet, "balance", "--plan")
+    assert plan["moves"] == []
+    assert plan["held"] == {"vm1": "its replica's host a2 does not answer",
+                            "vm2": "its replica's host a2 does not answer"}
+
+    assert football(fleet, "failover", "a2")[0] == 0      # then the evacuation goes
+    plan = report_of(fleet, "evacuate", "a1", "--plan")
+    assert sorted(move["resource"] for move in plan["moves"]) == ["vm1", "vm2"]
