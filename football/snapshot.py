@@ -173,6 +173,33 @@ def observe(ctx, names, detail=True):
                          time.time())
 
 
+def silent_replicas(inv, snapshot, names):
+    """{resource: {host}} of the replicas on the hosts of `names` that do
+    not answer, as their answering inventory-cluster mates list the
+    resources' members (a host's own view is all the snapshot has of it:
+    without this a resource with a replica on a dead host looked like one
+    with a replica fewer — and one whose primary died like one without a
+    primary: evacuate planned moves of it that could only fail, status
+    did not show it)."""
+    silent = {name for name in names if not snapshot.hosts[name].reachable}
+    mates = sorted({mate for name in silent
+                    for mate in inv.clusters.get(inv.hosts[name].cluster, ())
+                    if mate in snapshot.hosts and snapshot.hosts[mate].reachable})
+
+    def listing(name):
+        try:
+            return facts.members_of_all(inv.hosts[name], timeout=COMMAND_TIMEOUT)
+        except (FootballError, TransportError):
+            return {}
+
+    found = {}
+    for seen in in_parallel(listing, mates):
+        for res, hosting in seen.items():
+            for name in silent.intersection(hosting):
+                found.setdefault(res, set()).add(name)
+    return found
+
+
 # ---------------------------------------------------------------- placement
 def rank_targets(snapshot, candidates, res, size, source, min_free):
     """`candidates` (host names) best first for a replica of `res` (`size`

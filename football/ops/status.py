@@ -21,7 +21,7 @@ from football.errors import FootballError, Illegal
 from football.lifecycle import REFUSED_AS_TARGET
 from football.locks import controller_owner
 from football.ops.base import check_resource_name, in_parallel
-from football.snapshot import observe
+from football.snapshot import Replica, observe, silent_replicas
 from football.transport import TransportError
 
 
@@ -170,6 +170,11 @@ class Status:
         snapshot = observe(self.ctx, self.hosts)
         hosts = {name: snapshot.hosts[name].entry() for name in self.hosts}
         rows = [replica.row() for replica in snapshot.replicas]
+        rows += [Replica(res, name, notes=(f"{name} does not answer (its mates list this "
+                                           "replica)",)).row()
+                 for res, silent in sorted(silent_replicas(self.ctx.inventory, snapshot,
+                                                           self.hosts).items())
+                 for name in sorted(silent)]
         state_dir = self.ctx.config.state_dir
         operations = mark_running(joblink.unfinished_operations(self.ctx.config), hosts) + \
             other_controllers_runs(hosts, controller_owner(state_dir, create=False),

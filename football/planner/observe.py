@@ -12,11 +12,9 @@ on a host is given an equal share of the host's used memory and load."""
 
 import re
 
-from football import facts
-from football.facts import FactUnavailable
 from football.ops.base import in_parallel
 from football.planner.fleet import LIFECYCLES, Fleet, FleetHost, Resource
-from football.snapshot import observe
+from football.snapshot import observe, silent_replicas
 from football.transport import TransportError
 
 LOAD_COMMAND = ["cat", "/proc/meminfo", "/proc/loadavg", "/proc/stat"]
@@ -70,32 +68,6 @@ def filesystems_used(host, resources):
     except TransportError:
         return {}
     return {where[path]: used for path, used in parse_df_used(result.stdout, where).items()}
-
-
-def silent_replicas(inv, snapshot, names):
-    """{resource: {host}} of the replicas on the hosts of `names` that do
-    not answer, as their answering inventory-cluster mates list the
-    resources' members (a host's own view is all the snapshot has of it:
-    without this a resource with a replica on a dead host looked like one
-    with a replica fewer — and one whose primary died like one without a
-    primary — and evacuate planned moves of it that could only fail)."""
-    silent = {name for name in names if not snapshot.hosts[name].reachable}
-    mates = sorted({mate for name in silent
-                    for mate in inv.clusters.get(inv.hosts[name].cluster, ())
-                    if mate in snapshot.hosts and snapshot.hosts[mate].reachable})
-
-    def listing(name):
-        try:
-            return facts.members_of_all(inv.hosts[name], timeout=COMMAND_TIMEOUT)
-        except (FactUnavailable, TransportError):
-            return {}
-
-    found = {}
-    for seen in in_parallel(listing, mates):
-        for res, hosting in seen.items():
-            for name in silent.intersection(hosting):
-                found.setdefault(res, set()).add(name)
-    return found
 
 
 def read_fleet(ctx, names=None):

@@ -4,7 +4,8 @@ it is refused, naming how to drop its replica from MARS; once that is
 done (`marsadm --host=<it> leave-resource --force <res>` on the primary),
 the migrate goes on without the host — also one that began while the host
 answered — and leaves its LV there, said once. The planner counts its
-replicas from its mates' member lists and moves none of them."""
+replicas from its mates' member lists and moves none of them; status
+shows them."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -136,8 +137,9 @@ def test_the_planner_sees_the_replicas_on_a_dead_host_and_moves_none_of_them(fle
     """a2 died: its own view of its replicas is gone, and the planner took
     vm1 (a1, a2) for a resource with one replica and vm2 (primary a2) for
     one without a primary — `evacuate a1` planned moves of both that could
-    only fail. Its mates' member lists bring them back: the evacuation is
-    refused naming the failover, balancing holds them naming the host."""
+    only fail, and status did not show them. Its mates' member lists bring
+    them back: status shows them, the evacuation is refused naming the
+    failover, balancing holds them naming the host."""
     fresh_resource(fleet, "vm2", "a2", ["a1"], size=320 << 20)
     fleet.switch_off("a2")
     code, _, stderr = football(fleet, "evacuate", "a1", "--plan")
@@ -145,6 +147,10 @@ def test_the_planner_sees_the_replicas_on_a_dead_host_and_moves_none_of_them(fle
     assert "vm1, vm2 have a replica on a2, which does not answer: no move of them can be " \
         "made. Wait for it, or, if it is gone for good, football failover a2 first; nothing " \
         "planned" in stderr, stderr
+    rows = {(row["resource"], row["host"]): row
+            for row in report_of(fleet, "status")["resources"]}
+    assert rows[("vm1", "a2")]["notes"] == rows[("vm2", "a2")]["notes"] == \
+        ["a2 does not answer (its mates list this replica)"]
     plan = report_of(fleet, "balance", "--plan")
     assert plan["moves"] == []
     assert plan["held"] == {"vm1": "its replica's host a2 does not answer",
