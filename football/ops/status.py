@@ -306,6 +306,14 @@ def _unreachable_primaries(hosts, rows):
                          f"{', '.join(primaries)}: if it is gone for good (switched off), "
                          f"`football failover {name}` takes over on their other replicas "
                          f"(`football --dry-run failover {name}` says what each would lose)")
+        replicas = sorted({row["resource"] for row in rows if row["host"] == name}
+                          - set(primaries))
+        if replicas:
+            one = len(replicas) == 1
+            lines.append(f"{name} does not answer and holds a replica of {', '.join(replicas)} "
+                         f"({'its primary runs' if one else 'their primaries run'} on without "
+                         f"it): if it is gone for good, `football failover {name}` drops "
+                         f"{'it' if one else 'them'}")
     return lines
 
 

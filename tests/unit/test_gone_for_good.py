@@ -10,6 +10,9 @@ shows them."""
 from dataclasses import replace
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from football.cli import cli
 from tests.helpers.fakefleet import fake_fleet, football, fresh_resource, report_of
 
 fleet = fake_fleet
@@ -151,6 +154,11 @@ def test_the_planner_sees_the_replicas_on_a_dead_host_and_moves_none_of_them(fle
             for row in report_of(fleet, "status")["resources"]}
     assert rows[("vm1", "a2")]["notes"] == rows[("vm2", "a2")]["notes"] == \
         ["a2 does not answer (its mates list this replica)"]
+    shown = CliRunner().invoke(cli, ["--inventory", fleet.inventory_path, "--var",
+                                     f"state_dir={fleet.state_dir}", "status"],
+                               env={"COLUMNS": "250"}).output
+    assert "a2 does not answer and holds a replica of vm1 (its primary runs on without it): " \
+        "if it is gone for good, `football failover a2` drops it" in shown, shown
     plan = report_of(fleet, "balance", "--plan")
     assert plan["moves"] == []
     assert plan["held"] == {"vm1": "its replica's host a2 does not answer",
