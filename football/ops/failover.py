@@ -37,7 +37,7 @@ from football.errors import Critical, FootballError, Illegal
 from football.ops.base import (Operation, answers, confirm, in_parallel, reaching,
                                silent_hosts)
 from football.ops.cluster import observe
-from football.report import agreeing
+from football.report import agreeing, counted
 from football.transport import TransportError
 
 
@@ -129,8 +129,8 @@ class Failover(Operation):
 
     def announce(self):
         names = ", ".join(sorted(self.affected))
-        self.say(f"* failover of {self.dead.name}: {agreeing(sorted(self.affected), 'has', 'have')} "
-                 f"a replica there")
+        self.say(f"* failover of {self.dead.name}: "
+                 f"{agreeing(sorted(self.affected), 'has', 'have')} a replica there")
         if not self.ctx.dry_run:
             confirm(self.ctx, f"{self.dead.name} must be switched off for good (fenced): a "
                     f"container it still runs would run twice, and what it wrote that its "
@@ -224,12 +224,30 @@ class Failover(Operation):
                      "is room (a resource without one costs the score its no_secondary penalty)")
         self.say(f"{self.dead.name} stays in the MARS cluster of {self.seen_by[0].name} until "
                  f"football decommission {self.dead.name} drops it (once it holds no replica)")
+        self.say(self._outcome())
         failed = self.summary["failed"]
         if failed:
             raise Critical(f"failover of {self.dead.name}: {', '.join(sorted(failed))} "
                            f"{'was' if len(failed) == 1 else 'were'} not taken over (see the "
                            "warnings above); the others were. Run it again once that is "
                            "seen to")
+
+    def _outcome(self):
+        """The run's last line: what it took over and dropped, what failed,
+        and what was lost as the replicas last heard of HOST's log."""
+        summary = self.summary
+        lost = {res: size for res, size in summary["unreceived"].items() if size}
+        parts = [f"{counted(len(summary['taken_over']), 'resource')} taken over",
+                 f"{counted(len(summary['dropped']), 'replica')} dropped"]
+        failed = sorted(summary["failed"])
+        if failed:
+            parts.append(f"{len(failed)} failed ({', '.join(failed)})")
+        if lost:
+            each = ", ".join(f"{res} {amount(size)}" for res, size in sorted(lost.items()))
+            parts.append(f"{amount(sum(lost.values()))} of its log lost ({each})")
+        elif summary["taken_over"]:
+            parts.append("nothing its replicas had heard of lost")
+        return f"failover of {self.dead.name}: {', '.join(parts)}"
 
     def _failed(self, res, error):
         self.ctx.reporter.warning(f"{res}: {error}")

@@ -86,6 +86,8 @@ def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_repli
         "second" in said, said
     assert "a1 stays in the MARS cluster of a2 until football decommission a1 drops it " \
         "(once it holds no replica)" in said, said
+    assert said[-1] == "failover of a1: 1 resource taken over, 2 replicas dropped, nothing " \
+        "its replicas had heard of lost", said
     assert "football balance --plan plans second replicas for them all where there is room " \
         "(a resource without one costs the score its no_secondary penalty)" in said, said
 
@@ -300,3 +302,6 @@ def test_a_takeover_names_what_the_new_primary_never_received_from_the_dead_one(
     assert f"vm1: a2 had not received {behind} bytes of a1's log (as a1 last said it): lost " \
         "with a1, and what it wrote after that" in warnings, warnings
     assert result(events)["unreceived"] == {"vm1": behind}
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert said[-1] == f"failover of a1: 1 resource taken over, 2 replicas dropped, {behind} " \
+        f"bytes of its log lost (vm1 {behind} bytes)", said
