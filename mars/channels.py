@@ -5,6 +5,8 @@ needed and bound to this host's own address; a request that fails drops it,
 so the next one connects again. Streams: a full sync copies over several
 connections at once (`mars.syncclient`); everything else uses stream 0."""
 
+import contextlib
+
 import trio
 
 from mars import net
@@ -19,6 +21,7 @@ class PeerChannels:
         self.cluster_key = cluster_key  # () -> the cluster secret, read at each connect
         self.clock = clock
         self.open = {}                  # (host, port, stream) -> Channel
+        self.waits = {}                 # host -> {CancelScope: why given up}: answers awaited
 
     async def channel(self, state, host, port, stream=0):
         channel = self.open.get((host, port, stream))
@@ -33,12 +36,35 @@ class PeerChannels:
         return channel
 
     async def request(self, state, host, port, header, into=None):
-        channel = await self.channel(state, host, port)
         try:
-            return await net.request(channel, header, timeout=REQUEST_TIMEOUT, into=into)
+            with self.awaiting(host, header["type"]):
+                channel = await self.channel(state, host, port)
+                return await net.request(channel, header, timeout=REQUEST_TIMEOUT, into=into)
         except PeerError:
             await self.drop(host, port)
             raise
+
+    @contextlib.contextmanager
+    def awaiting(self, host, what):
+        """Around awaiting `host`'s answer to `what`: `give_up(host)` ends
+        the wait at once, as a PeerError (the caller drops the connection, as
+        after any failed request), instead of REQUEST_TIMEOUT later."""
+        scope = trio.CancelScope()
+        waits = self.waits.setdefault(host, {})
+        waits[scope] = None
+        try:
+            with scope:
+                yield
+        finally:
+            why = waits.pop(scope, None)
+        if scope.cancelled_caught and why is not None:
+            raise PeerError(f"gave up waiting for {host} to answer {what}: {why}")
+
+    def give_up(self, host, why):
+        """End every wait for `host`'s answer (`awaiting`), saying `why`."""
+        for scope in list(self.waits.get(host, {})):
+            self.waits[host][scope] = why
+            scope.cancel()
 
     async def drop(self, host, port):
         """Close and forget the connections to `host`'s `port`, every stream

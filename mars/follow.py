@@ -58,6 +58,7 @@ class LogFollower:
         self.cursor_persisted = 0.0
         self.persisted = None           # the cursor as last written to the metadata (str)
         self.remote = {}                # logfile -> size at the source
+        self.source = None              # the host a step follows now
         self.list_wanted = False         # a listing of the source's logs asked for (marsadm)
         self.listed = (None, None, -1e9)  # (source, its news, when): the last listing
         self.fetched_all = False         # the last listing's logfiles are all here
@@ -89,6 +90,13 @@ class LogFollower:
     async def follow(self, state, source, until=None, free=None):
         """Fetch from `source` and replay, one bounded step (`free`: bytes
         free in the state dir, if this step measured them already)."""
+        self.source = source
+        try:
+            return await self._follow(state, source, until, free)
+        finally:
+            self.source = None
+
+    async def _follow(self, state, source, until, free):
         worker = self.worker
         cursor = self.current_cursor(state)
         fetching = worker.switch(state, "connect")
@@ -313,7 +321,8 @@ class LogFollower:
         came short: the source's logfile is not what its listing said."""
         worker = self.worker
         path = self.dir / name
-        channel = await worker.channels.channel(state, source, PORT_FETCH)
+        with worker.channels.awaiting(source, "a connection"):
+            channel = await worker.channels.channel(state, source, PORT_FETCH)
         requests = [(offset, min(FETCH_MAX, end - offset)) for offset in range(start, end, FETCH_MAX)]
         in_flight = trio.Semaphore(FETCH_PIPELINE)
         received_send, received = trio.open_memory_channel(1)
@@ -355,7 +364,8 @@ class LogFollower:
                         buffer = _take_fetch_buffer()
                         skew = offset % DIRECT_ALIGN
                         try:
-                            with net.peer_errors(channel, "read", REQUEST_TIMEOUT), \
+                            with worker.channels.awaiting(source, "read"), \
+                                    net.peer_errors(channel, "read", REQUEST_TIMEOUT), \
                                     trio.fail_after(REQUEST_TIMEOUT):
                                 reply, data = await channel.receive(
                                     into=memoryview(buffer)[skew:skew + count])

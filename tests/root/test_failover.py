@@ -46,6 +46,9 @@ def test_failover_of_a_dead_primary_keeps_what_its_container_wrote(lab, tmp_path
     marsd = lab.status()["a1"]["marsd_pid"]
     os.kill(marsd, signal.SIGSTOP)
     try:
+        # a2 asks the frozen a1 for its logs now (marsadm's wait for
+        # up-to-date makes it list): the takeover does not wait for the answer
+        lab.exec("a2", "marsadm", "--timeout=1", "wait-resource", "vm1", check=False)
         alive = inventory_without(lab, "b2", tmp_path / "a1-alive.yml")
         refused = football(lab.env, "--inventory", str(alive), "--yes", "failover", "a1")
         assert refused.returncode == 191 and "a1 answers" in refused.stderr, refused.stderr
@@ -55,6 +58,8 @@ def test_failover_of_a_dead_primary_keeps_what_its_container_wrote(lab, tmp_path
         (summary,) = events(result, "result")
         assert summary["taken_over"] == {"vm1": "a2"}
         assert summary["unreceived"] == {"vm1": 0}      # a2 had fetched all: nothing lost
+        assert "vm1: gave up waiting for a1 to answer logs: a2 takes over by force" in \
+            (lab.dir / "a2" / "var/log/marsd.log").read_text()  # (20 s later, before)
         assert summary["dropped"] == ["vm1", "vm2"]
         assert members(lab, "a2", "vm1") == ["a2"] and members(lab, "a2", "vm2") == ["a2"]
         assert tree_checksums(files_dir(lab, "a2", "failover")) == before
