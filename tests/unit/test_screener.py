@@ -578,6 +578,13 @@ def gated_executor(count):
     return executor, gates
 
 
+def opened(state_dir, gates):
+    """The jobs once every gate is open and they all finished."""
+    for gate in gates.values():
+        gate.set()
+    return finished(state_dir, *gates)
+
+
 def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying_so(
         state_dir, tmp_path):
     """A run of many jobs without --max once started every job at once on
@@ -602,9 +609,7 @@ def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying
             [("queued", waiting)] * 3 + [("running", None)] * 2
         assert sorted(executor.running) == sorted(res for res, job in now.items()
                                                   if job["state"] == "running")
-        for gate in gates.values():
-            gate.set()
-        done = finished(state_dir, *gates)
+        done = opened(state_dir, gates)
     finally:
         worker.stop(timeout=10)
     assert {job["state"] for job in done.values()} == {"done"}
@@ -646,9 +651,7 @@ def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not
         wait_for(lambda: {"vm5", "vm6"} <= set(executor.ran) and not
                  {"vm5", "vm6"} & set(executor.running), "the other jobs to run beside b1's")
         assert len(set(executor.running) & b1) == 2, executor.running
-        for gate in gates.values():
-            gate.set()
-        done = finished(state_dir, *gates)
+        done = opened(state_dir, gates)
     finally:
         worker.stop(timeout=10)
     assert {job["state"] for job in done.values()} == {"done"}
