@@ -216,14 +216,14 @@ def read_uncached(fd, view, start):
 def append_one_way(path, data, start):
     """Write `data` (bytes-like) at `start`, the end of the file at `path`,
     each block one way only (`write_one_way`): its whole blocks past the
-    page cache (a `DirectWriter`, uncached: they are new blocks) when
+    page cache (a `DirectWriter`, O_DIRECT: see `DirectAppender`) when
     `data`'s address sits at `start`'s place in a block, all through the
     page cache when not. Everything the page cache holds of the file goes
     to the disk before direct blocks."""
     view = memoryview(data).cast("B")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        with DirectWriter(path, uncached=True) as direct:
+        with DirectWriter(path) as direct:
             write_one_way(fd, direct, view, start, written_out=0)
     finally:
         os.close(fd)
@@ -273,9 +273,13 @@ class DirectWriter:
     allocates unwritten extents and converts them when it completes. On
     the 2-CPU test VM's ext4, 2 GiB of direct writes into a fresh file
     reached the disk at 282-429 MiB/s, uncached ones (delayed allocation,
-    nothing to convert) at 464-641, for 1 CPU second more. Over blocks the
-    file has, uncached writes were no faster and cost 4-6 CPU seconds more
-    per 2 GiB: those stay direct."""
+    nothing to convert) at 464-641, for 1 CPU second more; later, with a
+    faster disk under the VM, 1,727-1,847 against 2,046-2,131 MiB/s, for
+    0.08-0.09 against 0.82-0.92 CPU s of the writer alone (4 MiB pieces,
+    scratch `fresh.py`): uncached writes buy a fifth more speed into new
+    blocks with ten times the CPU. Over blocks the file has, uncached
+    writes were no faster and cost 4-6 CPU seconds more per 2 GiB: those
+    stay direct."""
 
     def __init__(self, path, uncached=False):
         self.path = path
@@ -424,8 +428,21 @@ def _address(piece):
 
 class DirectAppender:
     """Appends to a file, its whole blocks past the page cache from a
-    thread: uncached where the kernel has it (`DirectWriter`; a logfile's
-    blocks are always new ones), else with O_DIRECT.
+    thread, with O_DIRECT (`DirectWriter`).
+
+    Not uncached (RWF_DONTCACHE), although a logfile's blocks are always
+    new ones, where uncached writes are faster alone (`DirectWriter`):
+    on the 2-CPU test VM a sequential 1 MiB fio run on /dev/mars with
+    its logfile written uncached kept the device process at 9.3-9.5 CPU
+    s per 8.3 s and wrote 993-1,115 MiB/s, with O_DIRECT 6.5-8.0 CPU s
+    and 1,126-1,438 MiB/s (the primary alone); with the secondary
+    replicating on the same machine (its logfile written by
+    `append_one_way`, the same way) 649-829 against 811-916 MiB/s, the
+    device at 7.7-8.2 against 5.0-5.5 CPU s and the secondary's marsd at
+    2.0-2.7 against 1.3-1.8 (scratch `seq.py`, 2 runs each, twice,
+    alternating). The copy into the page cache was the largest part of
+    the device's time (`copy_folio_from_iter_atomic`, perf); a
+    hypervisor's CPUs are its containers'.
 
     `append` copies the bytes into a page-aligned staging buffer and
     returns; the appender's thread writes the buffers in order, every block
@@ -435,9 +452,7 @@ class DirectAppender:
     block as the disk held it before, and the kernel's invalidation after
     the direct write can miss that page, so reads see zeros in the middle
     of the log (3 of 40 runs of the prefix test's appends with a busy loop
-    beside them, a4e6f72 to 6be944e). (Uncached writes go through the page
-    cache, so that race does not concern them; the size's order below
-    does: each is written back at once, ahead of older dirty pages.)
+    beside them, a4e6f72 to 6be944e).
 
     A staged buffer starts at the block boundary below its first byte (the
     bytes of that block appended before it are copied in ahead of them),
@@ -472,7 +487,7 @@ class DirectAppender:
                  direct_min=DIRECT_MIN):
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        self.direct = DirectWriter(path, uncached=True)
+        self.direct = DirectWriter(path)
         self.stage_bytes = stage_bytes
         self.stages = stages
         self.direct_min = direct_min

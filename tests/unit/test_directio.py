@@ -3,8 +3,8 @@ always holds a prefix of what was appended, every block is written one
 way only (whole blocks past the page cache, the rest through it), a file
 system without O_DIRECT loses nothing, a failed write is kept and raised;
 and the primary's write-back never puts a write on the disk before its
-record is in the logfile. Every test runs twice: with uncached writes
-(RWF_DONTCACHE) where the kernel has them, and with O_DIRECT."""
+record is in the logfile. Whole blocks go with O_DIRECT (not uncached:
+`DirectAppender` says why)."""
 
 import errno
 import fcntl
@@ -28,15 +28,6 @@ def pieces(seed, count):
     rng = random.Random(seed)
     sizes = [1, 60, 4095, 4096, 4097, 200_000, 1 << 20, 5 << 20]
     return [rng.randbytes(rng.choice(sizes) + rng.randrange(3)) for _ in range(count)]
-
-
-@pytest.fixture(autouse=True, params=["uncached", "direct"])
-def way(request):
-    """How whole blocks go past the page cache: uncached writes, or
-    O_DIRECT (a kernel without those)."""
-    if request.param == "direct":
-        request.getfixturevalue("no_uncached_writes")
-    return request.param
 
 
 @pytest.fixture
