@@ -1204,7 +1204,7 @@ def screener_run(ctx, file, max_running, max_per, gate, filters):
         spec.gate = gate or runfile.gated(job, file)
         specs.append(spec)
     if not limit:
-        limit = _per_target_host(ctx, specs)
+        limit = _per_slot_host(ctx, specs)
     store = _job_store(ctx, notifying=True)
     try:
         _run_queued(ctx, store, Path(file), specs, max_running, limit)
@@ -1212,26 +1212,61 @@ def screener_run(ctx, file, max_running, max_per, gate, filters):
         store.close()
 
 
-def _per_target_host(ctx, specs):
-    """Without --max-per: the jobs that sync into a host named in the
-    inventory (`screener.sync_target`) are partitioned by it, at most
-    `limit_syncs` of a partition dequeued at once, so that a worker's
-    places (`worker_jobs`) do not all go to jobs that would wait for a sync
-    slot on one host while jobs for others wait queued behind them; the
-    other jobs each in a partition of its own. The limit, as --max-per's
-    (column, N); None where no job names a host (or no inventory loads)."""
-    from football.screener import sync_target
+def _per_slot_host(ctx, specs):
+    """Without --max-per: the jobs are partitioned by the host slot their
+    operation waits for first (`screener.slot_host`: a sync into a host the
+    inventory names, a shrink on the resource's primary, a handover from
+    it), at most that kind's limit (`limit_syncs`, `limit_shrinks`,
+    `limit_handovers`; the largest of those in the run) of a partition
+    dequeued at once, so that a worker's places (`worker_jobs`) do not all
+    go to jobs that would wait in `condition` for a slot on one host while
+    jobs for others wait queued behind them; the other jobs each in a
+    partition of its own. The primaries are asked once, of every inventory
+    host (`marsadm view-get-primary all`), where a shrink or handover is in
+    the run. The limit, as --max-per's (what, N); None where no job has a
+    slot host (or no inventory loads)."""
+    from football.screener import SLOT_LIMITS, SLOT_PARTITION, slot_host
 
     try:
-        hosts = set(ctx.obj.inventory().hosts)
+        inventory = ctx.obj.inventory()
     except (InventoryError, FootballError):
         return None
-    targets = [sync_target(spec.command, hosts) for spec in specs]
-    if not any(targets):
+    asking = any(spec.operation in ("shrink", "handover") for spec in specs)
+    primaries = _designated_primaries(ctx, inventory) if asking else {}
+    slots = [slot_host(spec.command, inventory.hosts, primaries) for spec in specs]
+    kinds = sorted({slot[0] for slot in slots if slot})
+    if not kinds:
         return None
-    for spec, target in zip(specs, targets):
-        spec.partition = target or f"resource {spec.resource}"
-    return ("target host", ctx.obj.settings().limit_syncs)
+    for spec, slot in zip(specs, slots):
+        spec.partition = SLOT_PARTITION[slot[0]].format(slot[1]) if slot else \
+            f"resource {spec.resource}"
+    settings = ctx.obj.settings()
+    most = max(getattr(settings, SLOT_LIMITS[kind]) for kind in kinds)
+    return (f"host slot ({', '.join(SLOT_LIMITS[kind] for kind in kinds)})", most)
+
+
+def _designated_primaries(ctx, inventory):
+    """{resource: designated primary} as the inventory's hosts say
+    (`marsadm view-get-primary all` on each, in parallel); a resource they
+    disagree on, or that no host that answered names, is left out."""
+    from football import facts
+    from football.hooks import Hooks
+    from football.ops.base import in_parallel
+
+    Hooks(config=ctx.obj.settings()).apply_host_layout(inventory)
+
+    def ask(host):
+        try:
+            return facts.view_all(host, "get-primary", timeout=30)
+        except (TransportError, FootballError):
+            return {}
+
+    said = {}
+    for answer in in_parallel(ask, list(inventory.hosts.values())):
+        for res, primary in answer.items():
+            if primary:
+                said.setdefault(res, set()).add(primary)
+    return {res: names.pop() for res, names in said.items() if len(names) == 1}
 
 
 def _run_queued(ctx, store, path, specs, max_running, limit):

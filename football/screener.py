@@ -30,7 +30,8 @@ process (same controller) or for its host locks (another one).
 Limits of a run are DBOS queues: `screener start` puts jobs on the queue `jobs`;
 each `screener run` gets a queue of its own whose `global_concurrency` is
 `--max` and, with `--max-per COLUMN=N`, partitioned by that column's value
-with `partition_concurrency` N; a worker runs at most `worker_jobs` jobs at
+with `partition_concurrency` N (without it, by the host slot each job waits
+for first: `slot_host`); a worker runs at most `worker_jobs` jobs at
 once over all queues (`Places`), and takes at most that many of one queue
 (`worker_concurrency`), leaving the rest to the other workers. A job's
 events outlast a database that fails for a while (`JobEvents`): the worker
@@ -368,17 +369,25 @@ class JobSpec:
 
 
 SYNCING = ("migrate", "migrate+shrink", "migrate+shrink+back")   # a sync into their first target
+# the host slot a job's operation waits for first, by kind, and its limit
+SLOT_LIMITS = {"sync": "limit_syncs", "shrink": "limit_shrinks", "handover": "limit_handovers"}
+SLOT_PARTITION = {"sync": "sync into {}", "shrink": "shrink on {}", "handover": "handover from {}"}
 
 
-def sync_target(command, hosts):
-    """The host a job's operation syncs into first (a sync slot there,
-    `limit_syncs`): the first target of a migrate, where it names one of
-    `hosts` (the inventory's; a cluster is placed later); else None."""
-    operation, _, *args = command
-    if operation not in SYNCING:
-        return None
-    target = next((arg for arg in args if not arg.startswith("-")), None)
-    return target if target in hosts else None
+def slot_host(command, hosts, primaries):
+    """(kind, host) of the host slot a job's operation waits for first
+    (`SLOT_LIMITS`): a sync into the first target of a migrate where it
+    names one of `hosts` (the inventory's; a cluster is placed later), a
+    shrink on the resource's primary, a handover from it (`primaries`:
+    {resource: designated primary}, as the hosts last said); None for
+    the others, and where the host is not known."""
+    operation, res, *args = command
+    if operation in SYNCING:
+        target = next((arg for arg in args if not arg.startswith("-")), None)
+        return ("sync", target) if target in hosts else None
+    if operation in ("shrink", "handover") and primaries.get(res) in hosts:
+        return operation, primaries[res]
+    return None
 
 
 class JobExists(Illegal):

@@ -617,6 +617,35 @@ def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying
     assert max(map(len, executor.alongside)) == 2, executor.alongside
 
 
+def held_beside(state_dir, tmp_path, rows, inventory, setting, held, limit):
+    """Queue `rows` (a run file's) with `screener run` (the `setting`
+    given) on a worker with three places whose jobs vm1..vm6 each wait at a
+    gate; the jobs of `held` keep theirs shut while the others run and end:
+    `limit` of `held` run meanwhile, and at no time more. The partition of
+    each job, as the run said."""
+    executor, gates = gated_executor(6)
+    worker = start_worker(state_dir, executor, settings=["worker_jobs=3"])
+    try:
+        run = tmp_path / "run.csv"
+        run.write_text(rows)
+        code, out, err = football("--json", "--inventory", inventory, "--var",
+                                  f"state_dir={state_dir}", "--var", POLL, "--var", setting,
+                                  "screener", "run", run)
+        assert code == 0, err
+        others = set(gates) - held
+        for res in others:
+            gates[res].set()
+        wait_for(lambda: others <= set(executor.ran) and not others & set(executor.running),
+                 "the other jobs to run beside the held ones")
+        assert len(set(executor.running) & held) == limit, executor.running
+        done = opened(state_dir, gates)
+    finally:
+        worker.stop(timeout=10)
+    assert {job["state"] for job in done.values()} == {"done"}
+    assert max(len(held.intersection(running)) for running in executor.alongside) == limit
+    return {event["job"]: event["partition"] for event in map(json.loads, out.splitlines())}
+
+
 def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not_stuck_behind(
         state_dir, tmp_path):
     """Without --max-per, a run of many migrates to b1 then one to b2: the
@@ -629,33 +658,33 @@ def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not
     inventory.write_text("clusters: {cluster1: [a1, a2], cluster2: [b1, b2]}\nhosts:\n" + "".join(
         f"  {name}: {{address: 192.0.2.{number}}}\n"
         for number, name in enumerate(["a1", "a2", "b1", "b2"], 1)))
-    executor, gates = gated_executor(6)
-    worker = start_worker(state_dir, executor, settings=["worker_jobs=3"])
-    try:
-        moves = tmp_path / "moves.csv"
-        moves.write_text("resource;operation;target\n" +
-                         "".join(f"vm{number};migrate;b1\n" for number in range(1, 5)) +
-                         "vm5;migrate;cluster2\nvm6;migrate;b2\n")
-        code, out, err = football("--json", "--inventory", inventory, "--var",
-                                  f"state_dir={state_dir}", "--var", POLL, "--var",
-                                  "limit_syncs=2", "screener", "run", moves)
-        assert code == 0, err
-        partitions = {event["job"]: event["partition"] for event in map(json.loads,
-                                                                        out.splitlines())}
-        assert partitions == {"vm1": "b1", "vm2": "b1", "vm3": "b1", "vm4": "b1",
-                              "vm5": "resource vm5", "vm6": "b2"}
-        b1 = {f"vm{number}" for number in range(1, 5)}
-        gates["vm5"].set()
-        gates["vm6"].set()
-        # b1's jobs hold on (their gates shut) while the others come and go
-        wait_for(lambda: {"vm5", "vm6"} <= set(executor.ran) and not
-                 {"vm5", "vm6"} & set(executor.running), "the other jobs to run beside b1's")
-        assert len(set(executor.running) & b1) == 2, executor.running
-        done = opened(state_dir, gates)
-    finally:
-        worker.stop(timeout=10)
-    assert {job["state"] for job in done.values()} == {"done"}
-    assert max(len(b1.intersection(running)) for running in executor.alongside) == 2
+    rows = ("resource;operation;target\n" +
+            "".join(f"vm{number};migrate;b1\n" for number in range(1, 5)) +
+            "vm5;migrate;cluster2\nvm6;migrate;b2\n")
+    b1 = {f"vm{number}" for number in range(1, 5)}
+    assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=2", b1, 2) == {
+        **{res: "sync into b1" for res in b1}, "vm5": "resource vm5", "vm6": "sync into b2"}
+
+
+def test_a_run_of_shrinks_host_by_host_takes_at_most_limit_shrinks_per_primary_at_once(
+        fake_fleet, state_dir, tmp_path):  # noqa: F811
+    """A run of shrinks listed host by host, as an operator lists them:
+    every place of a worker went to the first host's shrinks, all but
+    limit_shrinks of them waiting in `condition` for its shrink slot, while
+    the other hosts' shrinks waited queued behind them. Shrinks are
+    partitioned by their resource's primary (asked of the hosts once),
+    handovers by their source, at most the limit of a partition at once."""
+    fleet = fake_fleet
+    for res in ("vm2", "vm3", "vm4"):
+        fleet.create_resource(res, "a1", ["a2"])
+    fleet.create_resource("vm5", "b1", ["b2"])
+    fleet.create_resource("vm6", "b2", ["b1"])
+    rows = ("resource;operation;host\n" +
+            "".join(f"vm{number};shrink;\n" for number in range(1, 6)) + "vm6;handover;b1\n")
+    a1 = {f"vm{number}" for number in range(1, 5)}
+    assert held_beside(state_dir, tmp_path, rows, fleet.inventory_path, "limit_handovers=1",
+                       a1, 1) == {**{res: "shrink on a1" for res in a1}, "vm5": "shrink on b1",
+                                  "vm6": "handover from b2"}
 
 
 def test_a_jobs_events_outlast_a_database_that_fails_for_a_while(state_dir):
