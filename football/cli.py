@@ -1220,8 +1220,10 @@ def _per_slot_host(ctx, specs):
     `limit_handovers`; the largest of those in the run) of a partition
     dequeued at once, so that a worker's places (`worker_jobs`) do not all
     go to jobs that would wait in `condition` for a slot on one host while
-    jobs for others wait queued behind them; the other jobs each in a
-    partition of its own. The primaries are asked once, of every inventory
+    jobs for others wait queued behind them. The migrates to a cluster take
+    turns over as many partitions as it has hosts (which host a job syncs
+    into is placed later): the cluster's sync slots at most. The other jobs
+    each in a partition of its own. The primaries are asked once, of every inventory
     host (`marsadm view-get-primary all`), where a shrink or handover is in
     the run. The limit, as --max-per's (what, N); None where no job has a
     slot host (or no inventory loads)."""
@@ -1233,13 +1235,21 @@ def _per_slot_host(ctx, specs):
         return None
     asking = any(spec.operation in ("shrink", "handover") for spec in specs)
     primaries = _designated_primaries(ctx, inventory) if asking else {}
-    slots = [slot_host(spec.command, inventory.hosts, primaries) for spec in specs]
+    slots = [slot_host(spec.command, inventory.hosts, primaries, inventory.clusters)
+             for spec in specs]
     kinds = sorted({slot[0] for slot in slots if slot})
     if not kinds:
         return None
+    turns = {}
     for spec, slot in zip(specs, slots):
-        spec.partition = SLOT_PARTITION[slot[0]].format(slot[1]) if slot else \
-            f"resource {spec.resource}"
+        if slot is None:
+            spec.partition = f"resource {spec.resource}"
+            continue
+        spec.partition = SLOT_PARTITION[slot[0]].format(slot[1])
+        if slot[1] in inventory.clusters:
+            turn, hosts = turns.get(slot[1], 0), max(1, len(inventory.clusters[slot[1]]))
+            turns[slot[1]] = turn + 1
+            spec.partition += f" ({turn % hosts + 1} of {hosts})"
     settings = ctx.obj.settings()
     most = max(getattr(settings, SLOT_LIMITS[kind]) for kind in kinds)
     return (f"host slot ({', '.join(SLOT_LIMITS[kind] for kind in kinds)})", most)

@@ -374,17 +374,18 @@ SLOT_LIMITS = {"sync": "limit_syncs", "shrink": "limit_shrinks", "handover": "li
 SLOT_PARTITION = {"sync": "sync into {}", "shrink": "shrink on {}", "handover": "handover from {}"}
 
 
-def slot_host(command, hosts, primaries):
+def slot_host(command, hosts, primaries, clusters=()):
     """(kind, host) of the host slot a job's operation waits for first
     (`SLOT_LIMITS`): a sync into the first target of a migrate where it
-    names one of `hosts` (the inventory's; a cluster is placed later), a
-    shrink on the resource's primary, a handover from it (`primaries`:
-    {resource: designated primary}, as the hosts last said); None for
-    the others, and where the host is not known."""
+    names one of `hosts` (the inventory's) or of `clusters` (then the
+    cluster: its host is placed later), a shrink on the resource's
+    primary, a handover from it (`primaries`: {resource: designated
+    primary}, as the hosts last said); None for the others, and where the
+    host is not known."""
     operation, res, *args = command
     if operation in SYNCING:
         target = next((arg for arg in args if not arg.startswith("-")), None)
-        return ("sync", target) if target in hosts else None
+        return ("sync", target) if target in hosts or target in clusters else None
     if operation in ("shrink", "handover") and primaries.get(res) in hosts:
         return operation, primaries[res]
     return None

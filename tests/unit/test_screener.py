@@ -617,6 +617,16 @@ def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying
     assert max(map(len, executor.alongside)) == 2, executor.alongside
 
 
+def four_hosts(tmp_path):
+    """An inventory of the lab's hosts (cluster1: a1 a2, cluster2: b1 b2)
+    that nothing reaches: for runs whose jobs are scripted."""
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text("clusters: {cluster1: [a1, a2], cluster2: [b1, b2]}\nhosts:\n" + "".join(
+        f"  {name}: {{address: 192.0.2.{number}}}\n"
+        for number, name in enumerate(["a1", "a2", "b1", "b2"], 1)))
+    return inventory
+
+
 def held_beside(state_dir, tmp_path, rows, inventory, setting, held, limit):
     """Queue `rows` (a run file's) with `screener run` (the `setting`
     given) on a worker with three places whose jobs vm1..vm6 each wait at a
@@ -654,16 +664,31 @@ def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not
     while b2's job waited queued behind them for hours. The jobs that sync
     into a host the inventory names are partitioned by it, limit_syncs of a
     partition at once."""
-    inventory = tmp_path / "fleet.yml"
-    inventory.write_text("clusters: {cluster1: [a1, a2], cluster2: [b1, b2]}\nhosts:\n" + "".join(
-        f"  {name}: {{address: 192.0.2.{number}}}\n"
-        for number, name in enumerate(["a1", "a2", "b1", "b2"], 1)))
+    inventory = four_hosts(tmp_path)
     rows = ("resource;operation;target\n" +
             "".join(f"vm{number};migrate;b1\n" for number in range(1, 5)) +
             "vm5;migrate;cluster2\nvm6;migrate;b2\n")
     b1 = {f"vm{number}" for number in range(1, 5)}
     assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=2", b1, 2) == {
-        **{res: "sync into b1" for res in b1}, "vm5": "resource vm5", "vm6": "sync into b2"}
+        **{res: "sync into b1" for res in b1}, "vm5": "sync into cluster2 (1 of 2)",
+        "vm6": "sync into b2"}
+
+
+def test_a_runs_migrates_to_a_cluster_take_at_most_its_sync_slots_at_once(state_dir, tmp_path):
+    """Migrates to a cluster (its host placed later) each had a partition
+    of its own: a run of many to cluster2 took every place of a worker,
+    most of them waiting for a sync slot on its hosts, while the moves to
+    other targets waited queued behind them. They take turns over as many
+    partitions as the cluster has hosts: limit_syncs x hosts at once."""
+    inventory = four_hosts(tmp_path)
+    rows = ("resource;operation;target\n" +
+            "".join(f"vm{number};migrate;cluster2\n" for number in range(1, 5)) +
+            "vm5;migrate;a2\nvm6;migrate;cluster1\n")
+    cluster2 = {f"vm{number}" for number in range(1, 5)}
+    assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=1", cluster2, 2) == {
+        "vm1": "sync into cluster2 (1 of 2)", "vm2": "sync into cluster2 (2 of 2)",
+        "vm3": "sync into cluster2 (1 of 2)", "vm4": "sync into cluster2 (2 of 2)",
+        "vm5": "sync into a2", "vm6": "sync into cluster1 (1 of 2)"}
 
 
 def test_a_run_of_shrinks_host_by_host_takes_at_most_limit_shrinks_per_primary_at_once(
