@@ -1300,9 +1300,10 @@ def _run_queued(ctx, store, path, specs, max_running, limit):
     limits = ", ".join(filter(None, [max_running and f"at most {max_running} at once",
                                      limit and f"at most {limit[1]} per {limit[0]}"]))
     for spec in fresh:
-        what = " ".join(spec.command)
+        what, alone = " ".join(spec.command), f"resource {spec.resource}"
         tell("would-queue" if ctx.obj.dry_run else "queued", spec,
-             f"{'would queue' if ctx.obj.dry_run else 'queued'}: {what}",
+             f"{'would queue' if ctx.obj.dry_run else 'queued'}: {what}"
+             f"{f' (partition {spec.partition})' if spec.partition not in (None, alone) else ''}",
              command=spec.command, partition=spec.partition, queue=queue)
     if not as_json:
         click.echo(f"{len(fresh)} job(s) {'would be ' if ctx.obj.dry_run else ''}queued"

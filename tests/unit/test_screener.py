@@ -261,6 +261,21 @@ def test_a_dry_run_says_what_it_would_queue_and_queues_nothing(state_dir, tmp_pa
     assert jobs(state_dir) == {}
 
 
+def test_a_dry_run_names_the_partition_of_each_job_that_waits_for_a_host_slot(state_dir, tmp_path):
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;target;size\nvm1;migrate;b1;\nvm2;migrate;cluster2;\n"
+                     "vm3;expand;;2G\n")
+    code, out, err = football("--inventory", four_hosts(tmp_path), "--var",
+                              f"state_dir={state_dir}", "screener", "run", moves, "--dry-run")
+    assert code == 0, err
+    assert out.splitlines()[:3] == [
+        "vm1: would queue: migrate vm1 b1 (partition sync into b1)",
+        "vm2: would queue: migrate vm2 cluster2 (partition sync into cluster2 (1 of 2))",
+        "vm3: would queue: expand vm3 2G"]
+    assert "at most 4 per host slot (limit_syncs))" in out
+    assert jobs(state_dir) == {}
+
+
 @pytest.mark.parametrize("text, options, message", [
     ("operation;target\nmigrate;b1\n", (), "no 'resource' column"),
     ("resource;operation;target\nvm1;migrate;b1\nvm2;migrat;b1\n", (),
