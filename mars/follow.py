@@ -242,7 +242,7 @@ class LogFollower:
         for logfile, end in ends:
             self.remote[logfile] = max(self.remote.get(logfile, 0), end)
         for name in list(self.remote):
-            closed = closed_end(state, self.res, name)
+            closed = self._closed(state, name, self.remote)
             if closed is not None:
                 self.remote[name] = max(self.remote[name], closed[0])
 
@@ -416,7 +416,7 @@ class LogFollower:
 
     def _complete_here(self, state, logfile, local):
         """This host holds `logfile` up to the end its origin closed it at."""
-        closed = closed_end(state, self.res, logfile)
+        closed = self._closed(state, logfile, [*local, *self.remote])
         return logfile in local and closed is not None and local[logfile] >= closed[0]
 
     def _cursor_logfile_gone(self, state, source, cursor):
@@ -522,7 +522,7 @@ class LogFollower:
             await self.persist_cursor(force=True)
             return False
         worker.report(damage=None)
-        closed = closed_end(state, self.res, self.cursor.logfile)
+        closed = self._closed(state, self.cursor.logfile)
         if closed is not None and self.cursor.position >= closed[0]:
             if self.cursor.position > closed[0]:
                 raise SplitBrain(f"this host replayed {self.cursor.logfile} to "
@@ -597,6 +597,18 @@ class LogFollower:
         elif worker.stall[1] is not None and now - worker.stall[1] >= STALL_LOGGED_AFTER:
             log.warning("%s: %s", self.res, reason)
             worker.stall = (logfile, None)      # said once
+
+    def _closed(self, state, logfile, names=None):
+        """`closed_end` of `logfile`, where its origin did not close it
+        with the origin of the logfile after it among `names` (default:
+        those here and at the source) as the fallback: after a forced
+        take-over, the new primary's end of the dead one's last logfile."""
+        if names is None:
+            names = [*self.remote, *(name for name, _ in list_logfiles(self.dir))]
+        number = parse_logfile_name(logfile)[0]
+        successor = next((parse_logfile_name(name)[1] for name in names
+                          if parse_logfile_name(name)[0] == number + 1), None)
+        return closed_end(state, self.res, logfile, successor)
 
     def _next_logfile(self, logfile):
         number = parse_logfile_name(logfile)[0] + 1

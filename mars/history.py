@@ -81,10 +81,17 @@ def final_version(state, res):
     return best[1:] if best else None
 
 
-def closed_end(state, res, logfile):
-    """(end, version) if the logfile's origin closed it, else None."""
+def closed_end(state, res, logfile, successor=None):
+    """(end, version) if the logfile's origin closed it; where the origin
+    did not (it died, and another host took over with `primary --force`),
+    where `successor` — the origin of the logfile after it — ended it when
+    its device came up, which is where the history goes on; else None.
+    (Were the origin's version to come later and differ, that is the
+    split brain `history_conflict` reports.)"""
     number, origin = parse_logfile_name(logfile)
     value = state.resource_value(res, version_name(number, origin))
+    if not value and successor not in (None, origin):
+        value = state.resource_value(res, version_name(number, successor))
     if not value:
         return None
     _, name, end = parse_version(value)

@@ -134,18 +134,21 @@ class ResourceWorker:
 
     def keys_changed(self):
         """The store changed for this resource: read it again, and step.
-        Where this host takes over by force (`marsadm --force primary`: the
-        old primary is dead), a wait for the old primary's answer ends at
-        once: the takeover waited up to a request's timeout (20 s) for a
-        primary that died mid-fetch. (A planned handover's catch-up from a
-        live old primary is left be.)"""
+        Where another host than the one this host follows takes over by
+        force (`marsadm --force primary`: the old primary is dead) — this
+        host, or another while this one is a further secondary —, a wait for
+        the old primary's answer ends at once: the takeover waited up to a
+        request's timeout (20 s) for a primary that died mid-fetch, and a
+        third replica as long before it followed the new primary. (A
+        planned handover's catch-up from a live old primary is left be.)"""
         self.resource_values = None
         source = self.follower.source
         if source is not None and source != self.host and self.channels.waits.get(source):
             state = self.state()
-            if state.designated_primary(self.res) == self.host and state.resource_value(
-                    self.res, todo_name(self.host, "force-primary"), "0") == "1":
-                self.channels.give_up(source, f"{self.host} takes over by force")
+            primary = state.designated_primary(self.res)
+            if primary and primary != source and state.resource_value(
+                    self.res, todo_name(primary, "force-primary"), "0") == "1":
+                self.channels.give_up(source, f"{primary} takes over by force")
         self.news()
 
     def list_now(self):

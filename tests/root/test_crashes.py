@@ -800,3 +800,33 @@ def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datane
     datanet.umount(loser)
     winner.marsadm("primary", RES, f"--timeout={STATE_WAIT:g}")
     assert loser.view("is-primary", RES) == "0\n"
+
+
+def test_a_third_replica_follows_a_forced_primary_without_waiting_for_the_frozen_old_one(datanet):
+    """A primary that dies mid-answer (its marsd frozen: it accepts and
+    never answers, as a host that died with the connection open): the host
+    that takes over by force gave up on it at once; a third replica waited
+    out its request to the old primary (20 s) before it followed the new
+    one. It gives up at once too, and replicates the new primary's writes."""
+    a, b, c = start_primary(datanet, "a", "b", "c")
+    joined(datanet, b)
+    joined(datanet, c)
+    common = write_files(a.mnt, 4, 128 * 1024, prefix="common")
+    datanet.umount(a)
+    wait_replayed(a, b)
+    wait_replayed(a, c)
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        # c asks the frozen a for its logs (marsadm's wait for up-to-date
+        # makes it list) and waits for the answer
+        c.marsadm("--timeout=1", "wait-resource", RES, check=False)
+        b.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")
+        wait_until(lambda: "gave up waiting for a to answer logs: b takes over by force" in
+                   c.current_log(), what="c to give up waiting for the frozen a",
+                   show=lambda: c.current_log()[-2000:])
+        datanet.mount(b, RES)
+        assert tree_checksums(b.mnt) == common
+        write_files(b.mnt, 2, 128 * 1024, prefix="on-b")
+        quiesce_and_compare(datanet, b, c)
+    finally:
+        a.process.send_signal(signal.SIGCONT)

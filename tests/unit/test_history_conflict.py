@@ -154,3 +154,18 @@ def test_pruning_takes_only_this_hosts_own_versions_by_the_whole_host_name():
     assert sorted(own_versions_below(names, "a", 5)) == ["version-1-a", "version-2-a"]
     assert own_versions_below(names, "db-a", 5) == ["version-1-db-a"]
     assert own_versions_below(names, "b", 5) == ["version-2-b"]
+
+
+def test_a_logfile_its_origin_never_closed_ends_where_the_host_that_took_over_ended_it():
+    """h1 died in logfile 2; h2 took over by force, ended logfile 2 at 450
+    when its device came up (version-2-h2) and logs in logfile 3: a third
+    replica moves on from logfile 2 at that end (it waited for h1's
+    version, which never comes). h1's own version, where there is one,
+    still counts first."""
+    taken_over = version_value(V1, LOG2, 450, [b"c" * 20])
+    state = snapshot({"version-1-h1": V1, "version-2-h2": taken_over}, ("h1", "h2", "h3"))
+    assert history.closed_end(state, "vm1", LOG2) is None
+    assert history.closed_end(state, "vm1", LOG2, successor="h2") == (450, taken_over)
+    assert history.closed_end(state, "vm1", LOG2, successor="h3") is None
+    closed = snapshot({**agreeing(), "version-2-h2": taken_over}, ("h1", "h2", "h3"))
+    assert history.closed_end(closed, "vm1", LOG2, successor="h2") == (500, V2)
