@@ -159,21 +159,33 @@ class Failover(Operation):
     def _decide(self, res, seen_from):
         """(the Host that is or becomes its primary — where none is designated,
         `seen_from` —, whether it takes over by force) as `seen_from` sees
-        `res` now; `Critical` when HOST is the primary and no consistent
-        replica answers. A resource without a designated primary (stopped
-        on purpose: `marsadm secondary`) is not started: only dropped."""
+        `res` now: where HOST was its primary, the consistent replica that
+        received most of HOST's log (`view-fetch-rest`); `Critical` when no
+        consistent replica answers. A resource without a designated primary
+        (stopped on purpose: `marsadm secondary`) is not started: only
+        dropped."""
         primary = facts.primary(seen_from, res)
         if primary != self.dead.name:
             return (self.host(primary) if primary else seen_from), False
         members = [name for name in facts.members(seen_from, res)
                    if name != self.dead.name and name in self.ctx.inventory.hosts]
+        consistent = []
         for name in members:
             host = self.host(name)
             try:
                 if facts.view(host, "is-consistent", res) == "1":
-                    return host, True
+                    consistent.append(host)
             except (FootballError, TransportError):
                 continue
+        if len(consistent) > 1:
+            # Of several, the one that received most of HOST's log: it loses
+            # least, and the others, behind it, follow it (one ahead of the
+            # new primary would hold writes its history lacks: a split brain).
+            unreceived = {host.name: self._unreceived(host, res) for host in consistent}
+            return min(consistent, key=lambda host: (unreceived[host.name] is None,
+                                                     unreceived[host.name] or 0)), True
+        if consistent:
+            return consistent[0], True
         if not members:
             raise Critical(f"its only replica is on {self.dead.name}: it comes back "
                            f"with {self.dead.name}'s disk, or from a backup")

@@ -305,3 +305,23 @@ def test_a_takeover_names_what_the_new_primary_never_received_from_the_dead_one(
     said = [event["text"] for event in events if event["event"] == "message"]
     assert said[-1] == f"failover of a1: 1 resource taken over, 2 replicas dropped, {behind} " \
         f"bytes of its log lost (vm1 {behind} bytes)", said
+
+
+def test_of_several_replicas_the_one_that_received_most_takes_over(three):
+    """vm1 has two replicas besides a1: a2's fetch was cut off while vm1
+    wrote on, b1 has it all. The first consistent replica took over (a2):
+    what b1 had and a2 had not was lost, and b1, ahead of the new primary,
+    was a split brain. The one that received most of a1's log does."""
+    three.run("a1", ["marsadm", "merge-cluster", "b1", three.hosts["b1"].address])
+    fresh_resource(three, "vm1", "a1", ["a2", "b1"], size=320 << 20)
+    three.stalled["a2"] = "fetch cut off"
+    for _ in range(3):
+        three.run("b2", ["marsadm", "view-get-primary", "vm3"])     # vm1 writes on a1
+    assert three.resources["vm1"].replicas["b1"].applied > three.resources["vm1"].replicas[
+        "a2"].applied
+    three.switch_off("a1")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    assert result(events)["taken_over"] == {"vm1": "b1"}
+    assert result(events)["unreceived"] == {"vm1": 0}
+    assert three.running("vm1") == ["b1"]
