@@ -1213,21 +1213,12 @@ def screener_run(ctx, file, max_running, max_per, gate, filters):
 
 
 def _per_slot_host(ctx, specs):
-    """Without --max-per: the jobs are partitioned by the host slot their
-    operation waits for first (`screener.slot_host`: a sync into a host the
-    inventory names, a shrink on the resource's primary, a handover from
-    it), at most that kind's limit (`limit_syncs`, `limit_shrinks`,
-    `limit_handovers`; the largest of those in the run) of a partition
-    dequeued at once, so that a worker's places (`worker_jobs`) do not all
-    go to jobs that would wait in `condition` for a slot on one host while
-    jobs for others wait queued behind them. The migrates to a cluster take
-    turns over as many partitions as it has hosts (which host a job syncs
-    into is placed later): the cluster's sync slots at most. The other jobs
-    each in a partition of its own. The primaries are asked once, of every inventory
-    host (`marsadm view-get-primary all`), where a shrink or handover is in
-    the run. The limit, as --max-per's (what, N); None where no job has a
-    slot host (or no inventory loads)."""
-    from football.screener import SLOT_LIMITS, SLOT_PARTITION, slot_host
+    """Without --max-per: the jobs partitioned by the host slot each waits
+    for first (`screener.partition_by_slot`); the primaries are asked once,
+    of every inventory host, where a shrink or handover is in the run. The
+    limit, as --max-per's (what, N); None where no job has a slot host (or
+    no inventory loads)."""
+    from football.screener import SLOT_LIMITS, partition_by_slot
 
     try:
         inventory = ctx.obj.inventory()
@@ -1235,24 +1226,9 @@ def _per_slot_host(ctx, specs):
         return None
     asking = any(spec.operation in ("shrink", "handover") for spec in specs)
     primaries = _designated_primaries(ctx, inventory) if asking else {}
-    slots = [slot_host(spec.command, inventory.hosts, primaries, inventory.clusters)
-             for spec in specs]
-    kinds = sorted({slot[0] for slot in slots if slot})
-    if not kinds:
-        return None
-    turns = {}
-    for spec, slot in zip(specs, slots):
-        if slot is None:
-            spec.partition = f"resource {spec.resource}"
-            continue
-        spec.partition = SLOT_PARTITION[slot[0]].format(slot[1])
-        if slot[1] in inventory.clusters:
-            turn, hosts = turns.get(slot[1], 0), max(1, len(inventory.clusters[slot[1]]))
-            turns[slot[1]] = turn + 1
-            spec.partition += f" ({turn % hosts + 1} of {hosts})"
     settings = ctx.obj.settings()
-    most = max(getattr(settings, SLOT_LIMITS[kind]) for kind in kinds)
-    return (f"host slot ({', '.join(SLOT_LIMITS[kind] for kind in kinds)})", most)
+    return partition_by_slot(specs, inventory, primaries,
+                             {kind: getattr(settings, name) for kind, name in SLOT_LIMITS.items()})
 
 
 def _designated_primaries(ctx, inventory):

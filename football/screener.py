@@ -391,6 +391,37 @@ def slot_host(command, hosts, primaries, clusters=()):
     return None
 
 
+def partition_by_slot(specs, inventory, primaries, limits):
+    """Partition the `specs` by the host slot each waits for first
+    (`slot_host`), at most that kind's limit (`limits`: {kind: N}, as
+    `SLOT_LIMITS` names them; the largest of the kinds in the run: a queue
+    has one) of a partition dequeued at once, so that a worker's places
+    (`worker_jobs`) do not all go to jobs that would wait in `condition`
+    for a slot on one host while jobs for others wait queued behind them.
+    The migrates to a cluster take turns over as many partitions as it has
+    hosts (which host a job syncs into is placed later): the cluster's sync
+    slots at most. The other jobs each in a partition of its own. The
+    limit, as --max-per's (what, N); None where no job has a slot host."""
+    slots = [slot_host(spec.command, inventory.hosts, primaries, inventory.clusters)
+             for spec in specs]
+    kinds = sorted({slot[0] for slot in slots if slot})
+    if not kinds:
+        return None
+    turns = {}
+    for spec, slot in zip(specs, slots):
+        if slot is None:
+            spec.partition = f"resource {spec.resource}"
+            continue
+        kind, host = slot
+        spec.partition = SLOT_PARTITION[kind].format(host)
+        if host in inventory.clusters:
+            turn, hosts = turns.get(host, 0), max(1, len(inventory.clusters[host]))
+            turns[host] = turn + 1
+            spec.partition += f" ({turn % hosts + 1} of {hosts})"
+    return (f"host slot ({', '.join(SLOT_LIMITS[kind] for kind in kinds)})",
+            max(limits[kind] for kind in kinds))
+
+
 class JobExists(Illegal):
     """The resource has a job already (not archived)."""
 
