@@ -601,12 +601,12 @@ class LogFollower:
     def _closed(self, state, logfile, names=None):
         """`closed_end` of `logfile`, where its origin did not close it
         with the origin of the logfile after it among `names` (default:
-        those here and at the source) as the fallback: after a forced
-        take-over, the new primary's end of the dead one's last logfile."""
-        if names is None:
-            names = [*self.remote, *(name for name, _ in list_logfiles(self.dir))]
+        those at the source, as last listed: a replay step lists no
+        directory) as the fallback: after a forced take-over, the new
+        primary's end of the dead one's last logfile."""
         number = parse_logfile_name(logfile)[0]
-        successor = next((parse_logfile_name(name)[1] for name in names
+        successor = next((parse_logfile_name(name)[1] for name in
+                          (self.remote if names is None else names)
                           if parse_logfile_name(name)[0] == number + 1), None)
         return closed_end(state, self.res, logfile, successor)
 
