@@ -45,6 +45,12 @@ FETCH_STEP = 8 * FETCH_MAX       # bytes a step fetches at most (replay goes on 
 FETCH_PIPELINE = 2               # read requests in flight on the fetch connection
 
 
+def logfile_after(logfile, names):
+    """The logfile of `names` numbered next after `logfile`, or None."""
+    number = parse_logfile_name(logfile)[0] + 1
+    return next((name for name in names if parse_logfile_name(name)[0] == number), None)
+
+
 class LogFollower:
     """Fetch from a source and replay, for one `ResourceWorker`, in
     bounded steps; the replay cursor (also advanced by the primary's
@@ -604,18 +610,12 @@ class LogFollower:
         those at the source, as last listed: a replay step lists no
         directory) as the fallback: after a forced take-over, the new
         primary's end of the dead one's last logfile."""
-        number = parse_logfile_name(logfile)[0]
-        successor = next((parse_logfile_name(name)[1] for name in
-                          (self.remote if names is None else names)
-                          if parse_logfile_name(name)[0] == number + 1), None)
-        return closed_end(state, self.res, logfile, successor)
+        following = logfile_after(logfile, self.remote if names is None else names)
+        return closed_end(state, self.res, logfile,
+                          following and parse_logfile_name(following)[1])
 
     def _next_logfile(self, logfile):
-        number = parse_logfile_name(logfile)[0] + 1
-        for name, _ in list_logfiles(self.dir):
-            if parse_logfile_name(name)[0] == number:
-                return name
-        return None
+        return logfile_after(logfile, (name for name, _ in list_logfiles(self.dir)))
 
     def gone_at_source(self, logfile):
         """Whether the source's last listing shows `logfile` deleted: not in
