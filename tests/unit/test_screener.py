@@ -642,6 +642,12 @@ def four_hosts(tmp_path):
     return inventory
 
 
+def migrates(*targets):
+    """A run file's rows: vm1, vm2, ... migrate to `targets`, in order."""
+    return "resource;operation;target\n" + "".join(
+        f"vm{number};migrate;{target}\n" for number, target in enumerate(targets, 1))
+
+
 def held_beside(state_dir, tmp_path, rows, inventory, setting, held, limit):
     """Queue `rows` (a run file's) with `screener run` (the `setting`
     given) on a worker with three places whose jobs vm1..vm6 each wait at a
@@ -682,9 +688,7 @@ def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not
     into a host the inventory names are partitioned by it, limit_syncs of a
     partition at once."""
     inventory = four_hosts(tmp_path)
-    rows = ("resource;operation;target\n" +
-            "".join(f"vm{number};migrate;b1\n" for number in range(1, 5)) +
-            "vm5;migrate;cluster2\nvm6;migrate;b2\n")
+    rows = migrates("b1", "b1", "b1", "b1", "cluster2", "b2")
     b1 = {f"vm{number}" for number in range(1, 5)}
     assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=2", b1, 2) == {
         **{res: "sync into b1" for res in b1}, "vm5": "sync into cluster2 (1 of 2)",
@@ -698,9 +702,7 @@ def test_a_runs_migrates_to_a_cluster_take_at_most_its_sync_slots_at_once(state_
     other targets waited queued behind them. They take turns over as many
     partitions as the cluster has hosts: limit_syncs x hosts at once."""
     inventory = four_hosts(tmp_path)
-    rows = ("resource;operation;target\n" +
-            "".join(f"vm{number};migrate;cluster2\n" for number in range(1, 5)) +
-            "vm5;migrate;a2\nvm6;migrate;cluster1\n")
+    rows = migrates("cluster2", "cluster2", "cluster2", "cluster2", "a2", "cluster1")
     cluster2 = {f"vm{number}" for number in range(1, 5)}
     assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=1", cluster2, 2) == {
         "vm1": "sync into cluster2 (1 of 2)", "vm2": "sync into cluster2 (2 of 2)",
