@@ -17,8 +17,10 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import Cursor
-from mars.keys import (PRIMARY_NAME, global_pause_name, replay_name, syncpos_name, syncstatus_name,
+from mars.keys import (PRIMARY_NAME, global_pause_name, replay_name, resource_dir_name,
+                       syncpos_name, syncstatus_name,
                        todo_name)
 
 STATUS_FRESH = 10.0             # seconds: an older status file is a dead marsd's
@@ -188,13 +190,37 @@ def sync_rest(state, res):
 def rest(state, res, status, name):
     """A secondary's bytes still to fetch (`fetch_rest`: of the primary's
     log as it last listed it, or said it in the metadata while fetch is
-    paused), to replay (`replay_rest`), or both (`work_rest`); 0 on the
+    paused or the listing fails), to replay (`replay_rest`), or both (`work_rest`); 0 on the
     primary."""
     if not state.disk(res):
         return ""
     if status.get("is_primary"):
         return "0"
     return str(status.get(name, 0))
+
+
+def fetch_position(state, res, runtime):
+    """(number, bytes held here) of the newest logfile of `res` this host
+    holds, (0, 0) with none; None without a disk. How far it received the
+    primary's log, read from its own logfiles (marsd running or not): the
+    same measure on every member, where `fetch-rest` is counted from the
+    source's log as each last heard of it (a member cut off from the
+    primary long ago, its metadata too, which fetched all it had listed,
+    says 0)."""
+    if not state.disk(res):
+        return None
+    logfiles = list_logfiles(runtime.state_dir / resource_dir_name(res))
+    if not logfiles:
+        return 0, 0
+    name, size = logfiles[-1]
+    return parse_logfile_name(name)[0], size
+
+
+def _fetch_position_part(index):
+    def view(state, res, runtime):
+        position = fetch_position(state, res, runtime)
+        return "" if position is None else str(position[index])
+    return view
 
 
 def is_split_brain(state, res, status):
@@ -277,6 +303,10 @@ DATA_VIEWS = {
     "work-rest": lambda state, res, rt: rest(state, res, rt.status(res), "work_rest"),
     "fetch-rest": lambda state, res, rt: rest(state, res, rt.status(res), "fetch_rest"),
     "replay-rest": lambda state, res, rt: rest(state, res, rt.status(res), "replay_rest"),
+    # the kernel's: the number of the newest logfile held here
+    "fetch-lognr": _fetch_position_part(0),
+    # not in kernel MARS: the bytes held here of that logfile (`fetch_position`)
+    "fetch-logsize": _fetch_position_part(1),
     "is-consistent": lambda state, res, rt: "1" if is_consistent(state, res) else "0",
     "is-split-brain": lambda state, res, rt: is_split_brain(state, res, rt.status(res)),
     "is-alive": lambda state, res, rt: is_alive(state, res, rt.window),

@@ -114,6 +114,11 @@ class LogFollower:
                 busy = await self._fetch(state, source, cursor, free, replaying)
             except PeerError as exc:
                 unreachable = exc       # what is here already is replayed all the same
+                # and what the source logged since its last listing is still
+                # to fetch: counted as its metadata tells it (else the rest
+                # stayed that of the last listing, all fetched: 0, and a
+                # failover took it for a replica that had received all)
+                self._remote_from_metadata(state, source)
         elif not fetching:
             worker.waiting_for("fetch paused")
             self._remote_from_metadata(state, source)
@@ -231,9 +236,10 @@ class LogFollower:
             time.monotonic() - when >= LISTING_INTERVAL
 
     def _remote_from_metadata(self, state, source):
-        """While fetch is paused: the source's logfile sizes as far as the
-        metadata shows them (its replay cursor, its log's end, and the ends
-        of logfiles it closed), so that work-rest still counts them."""
+        """While fetch is paused or the source cannot be listed: the source's
+        logfile sizes as far as the metadata shows them (its replay cursor,
+        its log's end, and the ends of logfiles it closed), so that
+        work-rest still counts them."""
         cursor, log_end = self._news(state, source)
         ends = []
         try:

@@ -156,12 +156,14 @@ class Failover(Operation):
                 ", as they last heard of its log") if lacking else ""
 
     # ------------------------------------------------------------------- plan
-    def _decide(self, res, seen_from):
+    def _decide(self, res, seen_from, chosen=None):
         """(the Host that is or becomes its primary — where none is designated,
         `seen_from` —, whether it takes over by force) as `seen_from` sees
         `res` now: where HOST was its primary, the consistent replica that
-        received most of HOST's log (`view-fetch-rest`); `Critical` when no
-        consistent replica answers. A resource without a designated primary
+        received most of HOST's log (`_received`; `chosen`, where it is still
+        consistent: chosen so a moment before, which a view that fails now
+        must not undo — what HOST's replicas hold no longer changes);
+        `Critical` when no consistent replica answers. A resource without a designated primary
         (stopped on purpose: `marsadm secondary`) is not started: only
         dropped."""
         primary = facts.primary(seen_from, res)
@@ -177,13 +179,14 @@ class Failover(Operation):
                     consistent.append(host)
             except (FootballError, TransportError):
                 continue
+        if chosen in consistent:
+            return chosen, True
         if len(consistent) > 1:
             # Of several, the one that received most of HOST's log: it loses
             # least, and the others, behind it, follow it (one ahead of the
             # new primary would hold writes its history lacks: a split brain).
-            unreceived = {host.name: self._unreceived(host, res) for host in consistent}
-            return min(consistent, key=lambda host: (unreceived[host.name] is None,
-                                                     unreceived[host.name] or 0)), True
+            received = {host.name: self._received(host, res) for host in consistent}
+            return max(consistent, key=lambda host: received[host.name]), True
         if consistent:
             return consistent[0], True
         if not members:
@@ -303,7 +306,7 @@ class Failover(Operation):
     def _take_over(self, res, primary):
         """Under `primary`'s lock, decided afresh: where HOST was the
         primary, `primary` takes over and starts the container."""
-        now, forced = self._decide(res, self.affected[res])
+        now, forced = self._decide(res, self.affected[res], chosen=primary)
         if now != primary:
             raise FootballError(f"its primary is {now.name} now (another run acted "
                                 "meanwhile); run the failover again")
@@ -332,6 +335,30 @@ class Failover(Operation):
                 f"{res} does not run on its primary {primary.name} (a failover stopped "
                 f"before it started it there, or it was stopped): football repair-vm "
                 f"{res} {primary.name} starts it")
+
+    @staticmethod
+    def _received(host, res):
+        """How far `host` received the dead primary's log, the same measure
+        on each of its replicas: (the number of the newest logfile it holds,
+        `view-fetch-lognr`; the bytes it holds of it, `view-fetch-logsize`,
+        or where its marsadm lacks that, the kernel's, `view-fetch-pos`:
+        the bytes from its replay position on, which compare the same way
+        where the members deleted the same logfiles); (-1, -1) where it
+        cannot tell: chosen last. Not `view-fetch-rest`: each replica counts
+        that from the primary's log as it last listed it, and one cut off
+        from the primary long before it died, which had fetched all it had
+        listed, said 0, as if it had received most."""
+        def asked(*macros):
+            for macro in macros:
+                try:
+                    value = facts.view(host, macro, res)
+                except (FootballError, TransportError):
+                    continue
+                if value.isdigit():
+                    return int(value)
+            return -1
+        number = asked("fetch-lognr")
+        return (number, asked("fetch-logsize", "fetch-pos") if number >= 0 else -1)
 
     @staticmethod
     def _unreceived(host, res):

@@ -57,6 +57,7 @@ class Replica:
     sync_rest: int              # bytes the full sync still has to copy
     received: int = 0           # bytes its last sync copied (view-sync-received)
     applied: int = 0            # how many of the resource's records this disk holds
+    listed: int = None          # the primary's records at its last listing (None: all)
     up: bool = True             # its switches (marsadm down: off; leave-resource needs that)
 
 
@@ -352,7 +353,13 @@ class FakeFleet:
         if macro == "sync-received":
             return str(replica.received) if replica else ""
         if macro in ("work-rest", "fetch-rest"):      # (a record is a byte here)
-            return str(len(resource.records) - replica.applied) if replica else ""
+            listed = len(resource.records) if replica is None or replica.listed is None \
+                else replica.listed
+            return str(max(0, listed - replica.applied)) if replica else ""
+        if macro == "fetch-lognr":      # one logfile, a record a byte of it
+            return "1" if replica else ""
+        if macro == "fetch-logsize":
+            return str(replica.applied) if replica else ""
         if macro == "replay-rest":
             return "0" if replica else ""
         if macro == "is-consistent":    # synced: an older state of the primary at worst

@@ -386,6 +386,23 @@ def test_the_rests_are_what_marsd_reports_and_zero_on_the_primary(disk, macro, n
     assert view(primary_state(disk), primary_status(**{name: 999})) == "0"
 
 
+def test_fetch_lognr_and_logsize_are_the_newest_logfile_held_here_marsd_running_or_not(
+        disk, tmp_path):
+    """How far a member received the primary's log, the same measure on each
+    (failover chooses by it): its own newest logfile and the bytes it holds
+    of it, whatever the source's log was at its last listing."""
+    runtime = Runtime(tmp_path, daemon_running=False)
+    views = [DATA_VIEWS[macro] for macro in ("fetch-lognr", "fetch-logsize")]
+    assert [view(state(disk), RES, runtime) for view in views] == ["0", "0"]
+    resource_dir = tmp_path / f"resource-{RES}"
+    resource_dir.mkdir()
+    (resource_dir / "log-000000009-h1").write_bytes(b"x" * 4096)
+    (resource_dir / "log-000000010-h1").write_bytes(b"x" * 1000)
+    (resource_dir / "version-000000009-h1").write_text("not a logfile")
+    assert [view(state(disk), RES, runtime) for view in views] == ["10", "1000"]
+    assert [view(state(disk, "h3"), RES, runtime) for view in views] == ["", ""]
+
+
 def test_the_view_table_reads_the_status_through_the_runtime(disk, tmp_path):
     st = primary_state(disk)
     running = write_status(tmp_path, primary_status(updated=time.time()))

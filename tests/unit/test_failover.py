@@ -307,6 +307,59 @@ def test_a_takeover_names_what_the_new_primary_never_received_from_the_dead_one(
         f"bytes of its log lost (vm1 {behind} bytes)", said
 
 
+def test_of_several_replicas_the_one_holding_most_takes_over_not_the_one_listing_least(three):
+    """What each replica says it has not fetched (`view-fetch-rest`) is
+    counted from the primary's log as it last listed it: a2, cut off from
+    a1 long before a1 died, had fetched all it had listed (0), b1 was
+    fetching the last records a1 wrote (2 to go) and held far more. The
+    least unfetched (a2) took over: what b1 had beyond it was lost, b1 a
+    split brain. The one holding most of a1's log (`fetch-lognr`,
+    `fetch-logsize`) does."""
+    three.run("a1", ["marsadm", "merge-cluster", "b1", three.hosts["b1"].address])
+    fresh_resource(three, "vm1", "a1", ["a2", "b1"], size=320 << 20)
+    replicas = three.resources["vm1"].replicas
+    three.run("b2", ["marsadm", "view-get-primary", "vm3"])         # vm1 writes on a1
+    three.stalled["a2"] = "cut off from a1"
+    replicas["a2"].listed = replicas["a2"].applied
+    for _ in range(5):
+        three.run("b2", ["marsadm", "view-get-primary", "vm3"])
+    three.stalled["b1"] = "fetching"
+    replicas["b1"].listed, replicas["b1"].applied = len(three.resources["vm1"].records), \
+        replicas["b1"].applied - 2
+    said = {name: three.run(name, ["marsadm", "view-fetch-rest", "vm1"]).stdout.strip()
+            for name in ("a2", "b1")}
+    assert said == {"a2": "0", "b1": "2"}
+    assert replicas["b1"].applied > replicas["a2"].applied
+    three.switch_off("a1")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    assert result(events)["taken_over"] == {"vm1": "b1"}
+    assert three.running("vm1") == ["b1"]
+
+
+def test_a_view_that_fails_between_the_choice_and_the_takeover_does_not_undo_the_choice(
+        three, monkeypatch):
+    """The takeover decides again under the new primary's lock (another run
+    may have acted meanwhile); a replica's position that could not be read
+    then (-1: chosen last) made it choose the other, and fail vm1 as if
+    another run had acted ("its primary is a2 now"), the run critical."""
+    three.run("a1", ["marsadm", "merge-cluster", "b1", three.hosts["b1"].address])
+    fresh_resource(three, "vm1", "a1", ["a2", "b1"], size=320 << 20)
+    three.stalled["a2"] = "fetch cut off"
+    three.run("b2", ["marsadm", "view-get-primary", "vm3"])         # vm1 writes on a1
+    asked, real = [], Failover._received
+
+    def received(host, res):
+        asked.append(host.name)
+        return real(host, res) if asked.count(host.name) == 1 else (-1, -1)
+    monkeypatch.setattr(Failover, "_received", staticmethod(received))
+    three.switch_off("a1")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    assert result(events)["taken_over"] == {"vm1": "b1"}
+    assert three.running("vm1") == ["b1"]
+
+
 def test_of_several_replicas_the_one_that_received_most_takes_over(three):
     """vm1 has two replicas besides a1: a2's fetch was cut off while vm1
     wrote on, b1 has it all. The first consistent replica took over (a2):
