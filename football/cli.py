@@ -5,6 +5,7 @@ Exit codes: 0 done; 191 illegal (bad arguments, failed precondition, nothing
 changed); 198 failed (see the message; the lab may be half up: `lab up`
 again repairs, `lab down` removes it)."""
 
+import itertools
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import time
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 from rich.console import Console
@@ -63,9 +65,39 @@ def _failed(text, exit_code):
     context = click.get_current_context(silent=True)
     options = context.find_root().obj if context else None
     if getattr(options, "as_json", False) and getattr(options, "reporting", False):
-        click.echo(json.dumps({"event": "failed", "time": round(time.time(), 3),
-                               "exit_code": exit_code, "text": text}))
+        click.echo(_event("failed", exit_code=exit_code, text=text))
     sys.exit(exit_code)
+
+
+def _event(kind, **fields):
+    """A JSON event line, as the operations' reporter writes them."""
+    return json.dumps({"event": kind, "time": round(time.time(), 3), **fields}, default=str)
+
+
+def _told(ctx, kind, text, **fields):
+    """A command's outcome: with --json its event, else its line."""
+    click.echo(_event(kind, **fields) if ctx.find_root().obj.as_json else text)
+
+
+def eventful(function):
+    """A command whose --json output is events (not one document): a refusal
+    of its own ends with a `failed` event too (`reported`). Below
+    `reported`."""
+
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        click.get_current_context().find_root().obj.reporting = True
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _without_dry_run(command):
+    """`football --dry-run COMMAND` where COMMAND has no dry run (it would
+    act all the same): refused, exit 191, nothing done."""
+    if getattr(click.get_current_context().find_root().obj, "dry_run", False):
+        raise Illegal(f"`{command}` has no dry run: --dry-run would not keep it from acting; "
+                      "nothing was done (leave --dry-run out to run it)")
 
 
 class Football(click.Group):
@@ -74,21 +106,28 @@ class Football(click.Group):
     that changed nothing does (FOOTBALL.md's exit codes; a screener job with
     a mistyped command line is `illegal`), not click's 2."""
 
-    def make_context(self, *args, **kwargs):
-        with _usage_is_illegal():
-            return super().make_context(*args, **kwargs)
+    def make_context(self, info_name, args, *rest, **kwargs):
+        # a mistake in the global options: --json among them (before the command)
+        leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), args))
+        with _usage_is_illegal(SimpleNamespace(params={"as_json": "--json" in leading})):
+            return super().make_context(info_name, args, *rest, **kwargs)
 
     def invoke(self, ctx):
-        with _usage_is_illegal():
+        with _usage_is_illegal(ctx):
             return super().invoke(ctx)
 
 
 @contextmanager
-def _usage_is_illegal():
+def _usage_is_illegal(ctx=None):
+    """Usage mistakes exit 191; with --json (given before the mistake) the
+    last line on stdout is a `failed` event, as a refusal's is: automation
+    reading stdout sees why (nothing else was printed)."""
     try:
         yield
     except click.UsageError as error:
         error.exit_code = EXIT_ILLEGAL
+        if ctx is not None and ctx.params.get("as_json"):
+            click.echo(_event("failed", exit_code=EXIT_ILLEGAL, text=error.format_message()))
         raise
 
 
@@ -127,13 +166,13 @@ class Globals:
         if not self.inventory_path:
             the_lab = Lab()
             if the_lab.exists():
-                config.default("state_dir", the_lab.controller_dir)
+                config.default("state_dir", the_lab.controller_dir, "the lab's")
                 # the lab's hosts share one machine: each reads its load and
                 # memory, and a container moved among them changes neither,
                 # while the score gave each primary an equal share of its
                 # host's: every move seemed to make the spread worse
-                config.default("weight_cpu_load", 0.0)
-                config.default("weight_free_memory", 0.0)
+                config.default("weight_cpu_load", 0.0, "the lab's")
+                config.default("weight_free_memory", 0.0, "the lab's")
         return config
 
     def job_options(self, injection=True):
@@ -770,7 +809,8 @@ def _gate_file(ctx, make, res, inventory=False):
     context = ctx.obj.context("gate", res or "all")
     context.reporter.close()
     path = make(context.config.state_dir, res) if res else make(context.config.state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not context.dry_run:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return (path, context.inventory) if inventory else path
 
 
@@ -778,6 +818,7 @@ def _gate_file(ctx, make, res, inventory=False):
 @click.argument("res", required=False)
 @click.pass_context
 @reported
+@eventful
 def pause(ctx, res):
     """Hold every operation of RES (or of all resources) before its next
     downtime window until `football unpause`; held time does not count
@@ -787,74 +828,98 @@ def pause(ctx, res):
     from plugins.waiting import Pause, pause_file
 
     _, inventory = _gate_file(ctx, pause_file, res, inventory=True)
+    dry_run = ctx.obj.dry_run
     paused = Pause(ctx.obj.settings(), res)
     before = paused.exists()
-    paused.set()                # at once; a typo's is taken back below
+    if not dry_run:
+        paused.set()            # at once; a typo's is taken back below
     if res:
         known, unasked = where_known(inventory, res)
         if not known and not unasked:
-            if not before:
+            if not before and not dry_run:
                 paused.clear()
             paused.close()
             raise Illegal(f"unknown resource {res}: no host of the inventory has it; nothing "
                           "was paused (`football status` lists the resources; `football "
                           "pause` with no resource pauses them all)")
         if not known:
-            click.echo(f"{res} is on none of the hosts that answered; paused all the same, "
+            click.echo(f"{res} is on none of the hosts that answered; "
+                       f"{'would pause it' if dry_run else 'paused'} all the same, "
                        f"it may be on {', '.join(unasked)} (not asked: unreachable)", err=True)
     paused.close()
-    click.echo(f"paused {res or 'every resource'} ({paused.where})")
+    what = res or "every resource"
+    _told(ctx, "would-pause" if dry_run else "paused",
+          f"would pause {what} ({paused.where}); nothing changed (--dry-run)" if dry_run
+          else f"paused {what} ({paused.where})",
+          resource=res or "*", where=paused.where, was_paused=before)
 
 
 @cli.command()
 @click.argument("res", required=False)
 @click.pass_context
 @reported
+@eventful
 def unpause(ctx, res):
     """Let the operations of RES (or of all resources) go on."""
     from plugins.waiting import Pause, pause_file
 
     _gate_file(ctx, pause_file, res)
+    dry_run = ctx.obj.dry_run
     paused = Pause(ctx.obj.settings(), res)
-    if paused.exists() or paused.path.exists():
-        click.echo(f"unpaused {res or 'every resource'}")
+    was_paused = paused.exists() or paused.path.exists()
+    what = res or "every resource"
+    if was_paused:
+        text = f"would unpause {what}; nothing changed (--dry-run)" if dry_run \
+            else f"unpaused {what}"
     else:
-        click.echo((f"{res} was not paused" if res else "there was no pause of all resources")
-                   + (" (in the jobs' database)" if paused.store else
-                      f" ({paused.path} does not exist)"))
-    paused.clear()
+        text = ((f"{res} was not paused" if res else "there was no pause of all resources")
+                + (" (in the jobs' database)" if paused.store else
+                   f" ({paused.path} does not exist)"))
+    if not dry_run:
+        paused.clear()
     paused.close()
+    _told(ctx, "would-unpause" if dry_run else "unpaused", text, resource=res or "*",
+          was_paused=was_paused)
 
 
 @cli.command("continue")
 @click.argument("resources", nargs=-1, required=True, metavar="RES...")
 @click.pass_context
 @reported
+@eventful
 def continue_(ctx, resources):
     """Release RES waiting at the operator's gate before its downtime
     (gate_before_downtime): its next downtime window may begin."""
     from football.locks import turn_holder
     from plugins.waiting import continue_file
 
+    dry_run = ctx.obj.dry_run
     for res in resources:
         path = _gate_file(ctx, continue_file, res)
-        path.touch()
-        running = turn_holder(path.parent, res)
-        click.echo(f"{res}: may go offline" + ("" if running else
-                   f" (no run of {res} goes on now: the next one's downtime begins at its "
-                   f"gate without waiting; `rm {path}` takes it back)"))
+        if not dry_run:
+            path.touch()
+        running = bool(turn_holder(path.parent, res))
+        later = "" if running else (f" (no run of {res} goes on now: the next one's downtime "
+                                    "begins at its gate without waiting" +
+                                    ("" if dry_run else f"; `rm {path}` takes it back") + ")")
+        _told(ctx, "would-continue" if dry_run else "continued",
+              f"{res}: would be let go offline; nothing changed (--dry-run){later}" if dry_run
+              else f"{res}: may go offline{later}", resource=res, running=running)
 
 
 @cli.command("config")
 @click.pass_context
 @reported
+@eventful
 def show_config(ctx):
     """Every tunable with its value, where the value came from, and its meaning."""
-    from football.config import TUNABLES, Config
+    from football.config import TUNABLES
 
-    config = Config(ctx.obj.config_files, ctx.obj.variables)
+    config = ctx.obj.settings()         # as the operations get them (the lab's defaults too)
     for name, value in config.items():
-        click.echo(f"{name} = {value!r}  ({config.origin[name]}) — {TUNABLES[name].meaning}")
+        _told(ctx, "setting", f"{name} = {value!r}  ({config.origin[name]}) — "
+              f"{TUNABLES[name].meaning}", name=name, value=value, origin=config.origin[name],
+              meaning=TUNABLES[name].meaning)
 
 
 @cli.group()
@@ -896,6 +961,7 @@ def lab_up(the_lab, no_wait, no_worker):
     """Create the hosts, start marsd, create the clusters and VGs, the demo
     container (vm1 on a1, replicated to a2, running its workload) and a
     screener worker for the lab's jobs (`football worker --id lab`)."""
+    _without_dry_run("football lab up")
     the_lab.up(wait_sync=not no_wait, worker=not no_worker)
     _print_status(the_lab.status(), the_lab.worker())
 
@@ -913,6 +979,7 @@ def lab_add(the_lab, res, primary, secondary, size, no_wait):
     """Another container like the demo: RES on PRIMARY (busybox, the lab
     workload), replicated to SECONDARY when given, and started. `lab up`
     starts it again; re-running the same `add` completes an interrupted one."""
+    _without_dry_run("football lab add")
     the_lab.add(res, primary, secondary, size, wait_sync=not no_wait)
 
 
@@ -925,6 +992,7 @@ def lab_demo(the_lab):
     verification (what `make demo` runs). Exit 1 if any record was lost."""
     from football.demo import run_demo
 
+    _without_dry_run("football lab demo")
     if not run_demo(the_lab, echo=click.echo):
         sys.exit(1)
 
@@ -934,6 +1002,7 @@ def lab_demo(the_lab):
 @reported
 def lab_down(the_lab):
     """Stop containers and daemons, unmount, detach loop devices, remove the lab dir."""
+    _without_dry_run("football lab down")
     the_lab.down()
 
 
@@ -961,6 +1030,7 @@ def lab_status(the_lab, as_json):
 def lab_exec(the_lab, host, command):
     """Run COMMAND on lab host HOST with the host's environment, as Football
     does (`football lab exec a2 -- marsadm view vm1`). Exits with its code."""
+    _without_dry_run("football lab exec")
     result = the_lab.exec(host, list(command))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
@@ -1036,6 +1106,7 @@ def worker(ctx, worker_id, systemd_unit):
         (text,) = worker_unit(ctx.obj.job_options(), worker_id).values()
         click.echo(text, nl=False)
         return
+    _without_dry_run("football worker")     # (its jobs would run for real)
     config = ctx.obj.settings()
     tools = ToolServer(share=True)      # the jobs' tool commands share this one
     executor = ChildProcess(shlex.split(config.job_command) or None, env=tools.environment(),
@@ -1147,14 +1218,25 @@ GATE_HELP = ("The job waits (state `waiting`, the container still running at its
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 @reported
+@eventful
 def screener_start(ctx, job_id, gate, operation, res, args):
     """Queue one job: `football OPERATION RES ARGS...` (migrate, shrink,
     expand, handover, migrate+shrink, migrate+shrink+back); prints its id.
     A resource has one job at a time: refused (191) while it has one."""
+    from football.screener import JobExists
+
     spec = _job_spec(operation, res, args)
     spec.id, spec.gate = job_id, gate
     store = _job_store(ctx, notifying=True)
     try:
+        if ctx.obj.dry_run:
+            queued = spec.id or spec.resource
+            if store.live_job(queued):
+                raise JobExists(f"{queued} has a job already (see `football screener list`); "
+                                "nothing was queued")
+            _told(ctx, "would-queue", f"would queue {queued}: {' '.join(spec.command)}; "
+                  "nothing changed (--dry-run)", job=queued, command=spec.command)
+            return
         [queued] = store.queue([spec], ctx.obj.job_options())
         _no_worker_said(store)
     finally:
@@ -1176,6 +1258,7 @@ def screener_start(ctx, job_id, gate, operation, res, args):
 @click.argument("filters", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 @reported
+@eventful
 def screener_run(ctx, file, max_running, max_per, gate, filters):
     """Queue a job for each row of FILE (CSV, `;` or `,`, a header row with
     `resource` and `operation` columns, the arguments in columns named like
@@ -1296,6 +1379,7 @@ def _run_queued(ctx, store, path, specs, max_running, limit):
 @click.argument("targets", nargs=-1, required=True, metavar="ID...|N")
 @click.pass_context
 @reported
+@eventful
 def screener_continue(ctx, targets):
     """Release jobs waiting at the operator gate before their downtime
     window (state `waiting`): the jobs ID..., or the N oldest waiting ones.
@@ -1311,12 +1395,16 @@ def screener_continue(ctx, targets):
                               "waiting`); nothing was released")
         else:
             job_ids = targets
-        released = store.release(job_ids)
+        released = store.release(job_ids, dry_run=ctx.obj.dry_run)
     finally:
         store.close()
     for job_id in released:
-        click.echo(json.dumps({"event": "continued", "job": job_id}) if ctx.obj.as_json
-                   else f"{job_id}: released into its downtime window")
+        if ctx.obj.dry_run:
+            _told(ctx, "would-continue", f"{job_id}: would be released into its downtime "
+                  "window; nothing changed (--dry-run)", job=job_id)
+        else:
+            click.echo(json.dumps({"event": "continued", "job": job_id}) if ctx.obj.as_json
+                       else f"{job_id}: released into its downtime window")
 
 
 def selecting(function):
@@ -1374,6 +1462,7 @@ def _selected(store, job_ids, run, state, why_not, verb):
 @selecting
 @click.pass_context
 @reported
+@eventful
 def screener_restart(ctx, job_ids, run, state):
     """Queue finished jobs again (failed, serious, interrupted, illegal,
     timeouted; not done or critical): the same command in the same queue,
@@ -1389,10 +1478,15 @@ def screener_restart(ctx, job_ids, run, state):
         if not selected and not ctx.obj.as_json:
             click.echo("no job to restart")
         for job_id in selected:
+            if ctx.obj.dry_run:
+                _told(ctx, "would-queue", f"{job_id}: would be queued again; nothing changed "
+                      "(--dry-run)", job=job_id)
+                continue
             store.restart(job_id)
             click.echo(json.dumps({"event": "queued", "job": job_id}) if ctx.obj.as_json
                        else f"{job_id}: queued again")
-        _no_worker_said(store)
+        if selected and not ctx.obj.dry_run:
+            _no_worker_said(store)
     finally:
         store.close()
 
@@ -1402,6 +1496,7 @@ def screener_restart(ctx, job_ids, run, state):
 @selecting
 @click.pass_context
 @reported
+@eventful
 def screener_kill(ctx, job_ids, run, state):
     """Kill jobs: a queued one never runs; a running one's operation is
     interrupted as by Ctrl-C (it cleans up; inside its downtime window it
@@ -1417,6 +1512,13 @@ def screener_kill(ctx, job_ids, run, state):
         if not selected and not ctx.obj.as_json:
             click.echo("no job to kill")
         for job_id in selected:
+            if ctx.obj.dry_run:
+                queued = (store.live_job(job_id) or {}).get("state") == "queued"
+                _told(ctx, "would-kill", f"{job_id}: would be killed " + (
+                      "before it starts" if queued else "(its worker would interrupt the "
+                      "operation)") + "; nothing changed (--dry-run)", job=job_id,
+                      cancelled=queued)
+                continue
             cancelled = store.kill(job_id)
             text = "killed before it started" if cancelled else \
                 "its worker interrupts the operation"
@@ -1434,26 +1536,31 @@ def screener_kill(ctx, job_ids, run, state):
                    "events and the engine's records of them (they are gone from `show`).")
 @click.pass_context
 @reported
+@eventful
 def screener_purge(ctx, days, forget):
     """Archive old finished jobs: their resources may get new jobs, `list`
     no longer shows them (`list --state archived` does, `show` still
     does). With --forget, delete the old archived ones."""
-    now = time.time()
+    now, dry_run = time.time(), ctx.obj.dry_run
     store = _job_store(ctx)
     try:
-        archived = store.archive(now - days * 86400)
-        forgotten = None if forget is None else store.forget(now - forget * 86400)
+        archived = store.archive(now - days * 86400, dry_run=dry_run)
+        forgotten = None if forget is None else store.forget(now - forget * 86400,
+                                                             dry_run=dry_run)
     finally:
         store.close()
     if ctx.obj.as_json:
-        click.echo(json.dumps({"event": "archived", "jobs": archived,
-                               **({} if forgotten is None else {"forgotten": forgotten})}))
+        click.echo(json.dumps({"event": "would-archive" if dry_run else "archived",
+                               "jobs": archived, **({} if forgotten is None else
+                                                    {"forgotten": forgotten})}))
         return
-    click.echo(f"archived {len(archived)} job(s){': ' if archived else ''}"
-               f"{', '.join(archived)}")
+    click.echo(f"{'would archive' if dry_run else 'archived'} {len(archived)} job(s)"
+               f"{': ' if archived else ''}{', '.join(archived)}")
     if forgotten is not None:
-        click.echo(f"deleted {forgotten} archived job(s) that finished more than {forget:g} "
-                   "days ago")
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {forgotten} archived job(s) "
+                   f"that finished more than {forget:g} days ago")
+    if dry_run:
+        click.echo("nothing changed (--dry-run)")
 
 
 @screener.command("list")

@@ -219,15 +219,17 @@ class Config:
         except Illegal as error:
             self.refused_change = str(error)
             return self
-        for name, value in self.defaults.items():
-            again.default(name, value)
+        for name, (value, why) in self.defaults.items():
+            again.default(name, value, why)
         return again
 
-    def default(self, name, value):
-        """Use `value` for `name` unless a file, the environment or --var set it."""
-        self.defaults[name] = value
-        if self.origin[name] == "default":
+    def default(self, name, value, why=None):
+        """Use `value` for `name` unless a file, the environment or --var set
+        it; `why` (e.g. "the lab's") tells its origin from the built-in one."""
+        self.defaults[name] = (value, why)
+        if self.origin[name].startswith("default"):
             self._values[name] = convert(name, value, TUNABLES[name], "default")
+            self.origin[name] = f"default: {why}" if why else "default"
 
     def __getattr__(self, name):
         try:

@@ -72,7 +72,7 @@ def run_demo(the_lab, echo, as_json=False):
     inv = the_lab.fleet()
     res = inv.demo["resource"]
     config = Config()
-    config.default("state_dir", the_lab.controller_dir)
+    config.default("state_dir", the_lab.controller_dir, "the lab's")
     witness = StopWitness(res)
     hooks = Hooks(plugin_manager(extra=[witness], plugin_dirs=config.plugin_dirs), config=config)
     hooks.apply_host_layout(inv)

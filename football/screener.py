@@ -695,10 +695,11 @@ class JobStore:
             self._told(self.job_by_number(job["number"]), "interrupted")
         return cancelled
 
-    def release(self, job_ids):
+    def release(self, job_ids, dry_run=False):
         """Release the jobs `job_ids`, waiting at the operator gate, into their
         downtime window (each sees it at its next poll); all or none:
-        `Illegal` naming a job that does not wait there."""
+        `Illegal` naming a job that does not wait there. `dry_run`: only
+        check them."""
         with self.engine.begin() as connection:
             jobs = []
             for job_id in job_ids:
@@ -713,7 +714,7 @@ class JobStore:
                                   "screener list --state waiting`); nothing was released")
                 jobs.append(job)
             now = time.time()
-            for job in jobs:
+            for job in [] if dry_run else jobs:
                 # the event in the same transaction: a job that sees the
                 # release at its next poll tells of going on only after it
                 _insert_event(connection, job["number"], now,
@@ -753,12 +754,13 @@ class JobStore:
                 JOBS.c.worker == worker_id, JOBS.c.kill_requested == sa.true(),
                 JOBS.c.state.not_in(FINISHED)))]
 
-    def archive(self, finished_before, unattended=False):
+    def archive(self, finished_before, unattended=False, dry_run=False):
         """Archive the finished jobs that ended before `finished_before`
         (epoch seconds); their ids. `unattended` (a worker's housekeeping)
         leaves the jobs that wait for an operator: a critical one (its
         container runs nowhere) and one that left its operation unfinished
-        (a journal kept: `screener restart` or a repair goes on from it)."""
+        (a journal kept: `screener restart` or a repair goes on from it).
+        `dry_run`: only their ids."""
         with self.engine.begin() as connection:
             query = sa.select(JOBS.c.number, JOBS.c.id).where(
                 JOBS.c.archived == sa.false(), JOBS.c.state.in_(FINISHED),
@@ -767,7 +769,7 @@ class JobStore:
                 query = query.where(JOBS.c.state != "critical",
                                     JOBS.c.id.not_in(sa.select(JOURNALS.c.job)))
             rows = connection.execute(query).all()
-            if rows:
+            if rows and not dry_run:
                 connection.execute(JOBS.update().where(
                     JOBS.c.number.in_([row.number for row in rows])).values(archived=True))
                 # a later job of the same id does not go on from these
@@ -775,17 +777,19 @@ class JobStore:
                     JOURNALS.c.job.in_([row.id for row in rows])))
         return [row.id for row in rows]
 
-    def forget(self, finished_before):
+    def forget(self, finished_before, dry_run=False):
         """Delete the archived jobs that ended before `finished_before`
         (epoch seconds): their rows, their events, DBOS's records of their
         workflows, and the limits of runs none of whose jobs are left; how
-        many jobs. DBOS's records go first: a job left half forgotten is
-        an archived row whose `show` has fewer events, never a workflow
-        without its job."""
+        many jobs (`dry_run`: only how many). DBOS's records go first: a
+        job left half forgotten is an archived row whose `show` has fewer
+        events, never a workflow without its job."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(JOBS.c.number, JOBS.c.workflow_id).where(
                 JOBS.c.archived == sa.true(),
                 sa.func.coalesce(JOBS.c.finished, JOBS.c.created) <= finished_before)).all()
+        if dry_run:
+            return len(rows)
         for start in range(0, len(rows), FORGET_BATCH):
             batch = rows[start:start + FORGET_BATCH]
             self.client.delete_workflows([row.workflow_id for row in batch])

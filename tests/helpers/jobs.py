@@ -36,6 +36,13 @@ def football(*args, env=None):
     return result.exit_code, result.stdout, result.stderr
 
 
+def refused(out):
+    """Whether a `--json` command's stdout is what a refusal prints: its
+    `failed` event (exit 191) alone, nothing queued or acted on."""
+    events = [json.loads(line) for line in out.splitlines()]
+    return [(event["event"], event["exit_code"]) for event in events] == [("failed", 191)]
+
+
 def wait_for(condition, what, timeout=30.0, interval=0.05, longest=POLL_LONGEST):
     """Poll `condition()` until it returns a true value (returned), first
     after `interval` seconds, then less often up to `longest` (`poll_pauses`;

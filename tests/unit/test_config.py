@@ -2,6 +2,8 @@
 FOOTBALL_<NAME> in the environment < --var; where each value came from;
 conversion to the default's type; and every mistake named plainly."""
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -336,6 +338,26 @@ def test_football_config_shows_each_value_its_origin_and_meaning(config_file, tm
     assert lines["lease_time"].startswith("lease_time = 60.0  (environment FOOTBALL_LEASE_TIME)")
     assert lines["stall_warn"].startswith("stall_warn = 5.0  (--var)")
     assert "(default)" in lines["poll_interval"]
+
+
+def test_football_config_shows_what_the_operations_get_the_labs_defaults_too(tmp_path,
+                                                                           monkeypatch):
+    """It showed the built-in defaults (state_dir /var/lib/football) while
+    a lab was up and every operation used the lab's."""
+    monkeypatch.setenv("FOOTBALL_LAB_DIR", str(tmp_path))
+    for name in ("FOOTBALL_STATE_DIR", "FOOTBALL_WEIGHT_CPU_LOAD", "FOOTBALL_INVENTORY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "inventory.yml").write_text("hosts: {}\n")     # a lab is up
+    result = CliRunner().invoke(cli, ["--json", "config"])
+    assert result.exit_code == 0, result.output
+    settings = {event["name"]: event for event in map(json.loads, result.stdout.splitlines())}
+    assert sorted(settings) == sorted(TUNABLES)
+    assert (settings["state_dir"]["value"], settings["state_dir"]["origin"]) == \
+        (str(tmp_path / "controller"), "default: the lab's")
+    assert (settings["weight_cpu_load"]["value"], settings["limit_syncs"]["origin"]) == \
+        (0.0, "default")
+    result = CliRunner().invoke(cli, ["config"])
+    assert f"state_dir = '{tmp_path / 'controller'}'  (default: the lab's) — " in result.output
 
 
 def test_football_config_with_an_unknown_var_exits_191_naming_it():

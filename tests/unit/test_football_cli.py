@@ -1,3 +1,4 @@
+import json
 import sys
 
 import pytest
@@ -33,6 +34,28 @@ def test_a_usage_mistake_exits_191_illegal_as_every_refusal_does(argv, said):
     result = CliRunner().invoke(cli, argv, prog_name="football")
     assert result.exit_code == 191, result.output
     assert said in result.output and "Usage: football" in result.output
+    # with --json, stdout's one line says it: automation reading it sees why
+    result = CliRunner().invoke(cli, ["--json", *argv], prog_name="football")
+    assert result.exit_code == 191, result.output
+    [failed] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (failed["event"], failed["exit_code"]) == ("failed", 191) and said in failed["text"]
+
+
+@pytest.mark.parametrize("argv", [["worker"], ["lab", "up"], ["lab", "add", "vm2", "a1"],
+                                  ["lab", "demo"], ["lab", "down"],
+                                  ["lab", "exec", "a1", "--", "touch", "made"]])
+def test_a_command_without_a_dry_run_refuses_dry_run_and_does_nothing(argv, tmp_path,
+                                                                     monkeypatch):
+    """`football --dry-run worker` ran the queued jobs for real, `--dry-run
+    lab down` removed the lab."""
+    monkeypatch.setenv("FOOTBALL_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["--dry-run", "--var", f"state_dir={tmp_path / 'state'}",
+                                      *argv])
+    assert result.exit_code == 191, result.output
+    assert f"`football {' '.join(argv[:2] if argv[0] == 'lab' else argv[:1])}` has no dry run" \
+        in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
 # --- global options anywhere on the line -------------------------------------------------

@@ -142,6 +142,32 @@ def test_pause_of_everything_holds_and_unpause_lets_go(fleet, tmp_path):
     assert f"paused by {pause}: football unpause)" in json.dumps(events)
 
 
+def test_pause_unpause_and_continue_under_dry_run_say_what_they_would_do_and_change_nothing(
+        fleet):
+    """They paused, unpaused and released for real under --dry-run."""
+    state = Path(fleet.state_dir)
+    code, events, stderr = football(fleet, "--dry-run", "pause", "vm1")
+    assert code == 0, stderr
+    assert [(event["event"], event["resource"]) for event in events] == \
+        [("would-pause", "vm1")]
+    assert not (state / "pause.vm1").exists()
+    code, _, stderr = football(fleet, "--dry-run", "pause", "vm9")   # checked all the same
+    assert code == 191 and "unknown resource vm9" in stderr
+    code, events, stderr = football(fleet, "--dry-run", "continue", "vm1")
+    assert code == 0 and [event["event"] for event in events] == ["would-continue"], stderr
+    assert not (state / "continue.vm1").exists()
+    code, events, _ = football(fleet, "pause")
+    assert code == 0 and [event["event"] for event in events] == ["paused"]
+    code, events, stderr = football(fleet, "--dry-run", "unpause")
+    assert code == 0 and [(event["event"], event["was_paused"]) for event in events] == \
+        [("would-unpause", True)], stderr
+    assert (state / "pause").exists()
+    code, events, _ = football(fleet, "unpause")
+    assert code == 0 and [event["event"] for event in events] == ["unpaused"]
+    assert not (state / "pause").exists()
+    assert fleet.changes() == []
+
+
 def test_the_operators_gate_waits_for_continue_which_is_used_up(fleet):
     gate = ("--var", "gate_before_downtime=yes")
     code, _, stderr = football(fleet, *FAST, *gate, "migrate", "vm1", "cluster2")

@@ -15,7 +15,7 @@ from football.screener import (FINISHED, STATES, Worker, _with_rate, facts_of,
                                progress_text, shown_state, state_of_exit)
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
-from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of,
+from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of, refused,
                                 football, jobs, wait_for)
 
 POLL = "jobs_poll_interval=0.05"
@@ -162,7 +162,7 @@ def test_a_second_start_for_a_resource_with_a_job_is_refused_with_191(state_dir,
     scripted.scripts["vm1"] = Script(gate=gate)
     assert screener(state_dir, "start", "migrate", "vm1", "cluster2")[0] == 0
     code, out, err = screener(state_dir, "start", "--id", "vm1", "handover", "vm1", "a2")
-    assert code == 191 and "vm1 has a job already" in err and out == ""
+    assert code == 191 and "vm1 has a job already" in err and refused(out)
     gate.set()
     finished(state_dir, "vm1")
     # finished is not archived: still refused (purge archives, later)
@@ -292,7 +292,7 @@ def test_a_bad_run_file_is_one_line_exit_191_and_nothing_queued(state_dir, tmp_p
     code, out, err = screener(state_dir, "run", moves, *options)
     assert code == 191, (out, err)
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert out == ""
+    assert refused(out), out
     assert jobs(state_dir) == {}
 
 
@@ -424,6 +424,39 @@ def test_purge_archives_old_finished_jobs_so_their_resources_may_get_new_ones(st
     assert {job["state"] for job in finished(state_dir, "vm1", "vm2").values()} == {"done"}
 
 
+def test_the_screeners_commands_under_dry_run_say_what_they_would_do_and_change_nothing(
+        state_dir, scripted):
+    """`football --dry-run screener start|kill|restart|purge` queued, killed,
+    restarted and archived for real: a dry run that acts."""
+    gate = threading.Event()
+    scripted.scripts["vm1"] = Script([{"event": "phase", "phase": "wait"}], gate=gate)
+    scripted.scripts["vm2"] = Script([{"event": "warning", "text": "it broke"}], code=1)
+    code, out, err = screener(state_dir, "--dry-run", "start", "migrate", "vm1", "cluster2")
+    assert code == 0, err
+    assert [json.loads(line)["event"] for line in out.splitlines()] == ["would-queue"]
+    assert jobs(state_dir) == {}
+    assert screener(state_dir, "start", "migrate", "vm1", "cluster2")[0] == 0
+    assert screener(state_dir, "start", "handover", "vm2", "a2")[0] == 0
+    wait_for(lambda: jobs(state_dir)["vm1"]["phase"] == "wait", "vm1 running")
+    assert finished(state_dir, "vm2")["vm2"]["state"] == "failed"
+    # a job that exists is refused as without --dry-run, the refusal an event too
+    code, out, err = screener(state_dir, "--dry-run", "start", "handover", "vm1", "a2")
+    assert code == 191 and "vm1 has a job already" in err
+    assert json.loads(out.splitlines()[-1])["event"] == "failed"
+    code, out, err = screener(state_dir, "--dry-run", "kill", "vm1")
+    assert code == 0 and json.loads(out)["event"] == "would-kill", err
+    code, out, err = screener(state_dir, "--dry-run", "restart", "vm2")
+    assert code == 0 and json.loads(out)["event"] == "would-queue", err
+    code, out, err = screener(state_dir, "--dry-run", "purge", "--days", "0", "--forget", "0")
+    assert code == 0 and json.loads(out) == {"event": "would-archive", "jobs": ["vm2"],
+                                             "forgotten": 0}, err
+    now = jobs(state_dir)
+    assert (now["vm1"]["state"], now["vm2"]["state"]) == ("running", "failed")
+    assert jobs(state_dir, "--state", "archived") == {}
+    gate.set()
+    assert finished(state_dir, "vm1")["vm1"]["state"] == "done"
+
+
 def test_a_killed_running_job_is_interrupted_as_by_ctrl_c_and_can_be_restarted(state_dir,
                                                                              scripted):
     gate = threading.Event()
@@ -531,7 +564,7 @@ def test_a_kill_or_restart_with_a_bad_job_in_its_selection_changes_nothing(state
             (("kill", "--run", "nosuch.csv"), "no run 'nosuch.csv' among the jobs (runs: none)"),
             (("restart", "--state", "broken"), "--state 'broken': one of queued")]:
         code, out, err = screener(state_dir, *args)
-        assert (code, out) == (191, ""), (args, out, err)
+        assert code == 191 and refused(out), (args, out, err)
         assert said in err, (args, err)
     assert jobs(state_dir)["vm1"]["state"] == "running" and not scripted.killed
     scripted.scripts["vm1"].gate.set()

@@ -17,7 +17,7 @@ from football.joblink import DatabaseAway, JobKilled, JobLink
 from football.screener import JobSpec, JobStore
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
-from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of,
+from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of, refused,
                                 football, football_process, job_worker, jobs, resource_of,
                                 stored_jobs, wait_for)
 
@@ -129,6 +129,11 @@ def test_continue_n_releases_the_n_oldest_waiting_jobs(state_dir, scripted):
         assert screener(state_dir, "start", "--gate", "handover", res, "a2")[0] == 0
     wait_for(lambda: {job["state"] for job in jobs(state_dir).values()} == {"waiting"},
              "three jobs waiting")
+    code, out, err = screener(state_dir, "--dry-run", "continue", "2")
+    assert code == 0, err
+    assert [(event["event"], event["job"]) for event in map(json.loads, out.splitlines())] == \
+        [("would-continue", "vm1"), ("would-continue", "vm2")]
+    assert not any(job["released"] for job in jobs(state_dir).values())
     code, out, err = screener(state_dir, "continue", "2")
     assert code == 0, err
     assert [json.loads(line)["job"] for line in out.splitlines()] == ["vm1", "vm2"]
@@ -145,8 +150,12 @@ def test_continue_of_a_job_that_is_not_waiting_is_refused_with_191(state_dir, sc
                           (("vm9",), "no job 'vm9' to continue"),
                           (("3",), "no job waits at the gate")]:
         code, out, err = screener(state_dir, "continue", *args)
-        assert code == 191 and message in err and out == "", (args, err)
+        assert code == 191 and message in err, (args, err)
         assert len(err.strip().splitlines()) == 1
+        # with --json, the last event says it too
+        failed = json.loads(out)
+        assert (failed["event"], failed["exit_code"]) == ("failed", 191) and \
+            message in failed["text"]
     assert jobs(state_dir)["vm1"]["released"] is None
 
 
@@ -230,7 +239,7 @@ def test_a_bad_gate_value_in_a_run_is_one_line_exit_191_nothing_queued(state_dir
     moves.write_text("resource;operation;target;gate\nvm1;migrate;b1;yes\nvm2;migrate;b2;maybe\n")
     code, out, err = screener(state_dir, "run", moves)
     assert code == 191 and "line 3: gate 'maybe' is not yes or no" in err, err
-    assert len(err.strip().splitlines()) == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and refused(out)
     assert jobs(state_dir) == {}
 
 

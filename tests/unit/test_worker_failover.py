@@ -8,6 +8,7 @@ would, and which notices two runs of one job at once. (A stalled worker is
 not simulated with SIGSTOP: stopped inside a transaction, it would hold
 SQLite's lock; the takeover is written into its row instead.)"""
 
+import json
 import os
 import signal
 import sys
@@ -208,7 +209,8 @@ def test_a_job_runs_with_its_workers_options_its_own_win_but_state_dir_and_inven
     assert f"worker: runs with its worker's inventory {inventories['worker']}, not " \
         f"{inventories['queued']} (of the command that queued it)" in \
         [event.get("text") for event in events_of(state_dir, "vm1")]
-    settings = {line.split(" = ")[0]: line.split(" = ", 1)[1].split("  (")[0]
-                for line in seen.read_text().splitlines() if " = " in line}
+    # (a job's command line has --json: `config` says a `setting` event each)
+    settings = {event["name"]: event["value"] for event in map(json.loads, filter(
+        lambda line: line.startswith("{"), seen.read_text().splitlines()))}
     assert (settings["state_dir"], settings["lock_retry_timeout"], settings["limit_syncs"],
-            settings["limit_shrinks"]) == (repr(str(state_dir)), "77.0", "7", "3"), seen.read_text()
+            settings["limit_shrinks"]) == (str(state_dir), 77.0, 7, 3), seen.read_text()
