@@ -384,11 +384,30 @@ def slot_host(command, hosts, primaries, clusters=()):
     host is not known."""
     operation, res, *args = command
     if operation in SYNCING:
-        target = next((arg for arg in args if not arg.startswith("-")), None)
+        target = first_target(command)
         return ("sync", target) if target in hosts or target in clusters else None
     if operation in ("shrink", "handover") and primaries.get(res) in hosts:
         return operation, primaries[res]
     return None
+
+
+def first_target(command):
+    """The first target of a migrate's command line (`SYNCING`) as the
+    command parses it (`migrate vm1 --pre-hand a2 cluster2`: cluster2, not
+    the option's a2), or None."""
+    import click
+
+    from football.cli import cli
+
+    operation, *args = command
+    try:
+        params = cli.commands[operation].make_context(operation, list(args),
+                                                      resilient_parsing=True).params
+    except (click.ClickException, KeyError):
+        return None
+    target = params.get("target") or params.get("tmp_primary") or \
+        next(iter(params.get("arguments") or ()), None)
+    return target or None
 
 
 def partition_by_slot(specs, inventory, primaries, limits):
@@ -398,10 +417,12 @@ def partition_by_slot(specs, inventory, primaries, limits):
     has one) of a partition dequeued at once, so that a worker's places
     (`worker_jobs`) do not all go to jobs that would wait in `condition`
     for a slot on one host while jobs for others wait queued behind them.
-    The migrates to a cluster take turns over as many partitions as it has
-    hosts (which host a job syncs into is placed later): the cluster's sync
-    slots at most. The other jobs each in a partition of its own. The
-    limit, as --max-per's (what, N); None where no job has a slot host."""
+    The migrates to a cluster take turns over half as many partitions as
+    it has hosts (which hosts a job syncs into is placed later; a move to a
+    cluster syncs into two of them, its primary and its secondary): the
+    cluster's sync slots at most. The other jobs each in a partition of its
+    own. The limit, as --max-per's (what, N); None where no job has a slot
+    host."""
     slots = [slot_host(spec.command, inventory.hosts, primaries, inventory.clusters)
              for spec in specs]
     kinds = sorted({slot[0] for slot in slots if slot})
@@ -414,10 +435,11 @@ def partition_by_slot(specs, inventory, primaries, limits):
             continue
         kind, host = slot
         spec.partition = SLOT_PARTITION[kind].format(host)
-        if host in inventory.clusters:
-            turn, hosts = turns.get(host, 0), max(1, len(inventory.clusters[host]))
+        partitions = max(1, len(inventory.clusters.get(host, ())) // 2)
+        if partitions > 1:
+            turn = turns.get(host, 0)
             turns[host] = turn + 1
-            spec.partition += f" ({turn % hosts + 1} of {hosts})"
+            spec.partition += f" ({turn % partitions + 1} of {partitions})"
     return (f"host slot ({', '.join(SLOT_LIMITS[kind] for kind in kinds)})",
             max(limits[kind] for kind in kinds))
 

@@ -6,13 +6,14 @@ fleet — their states, events, limits, and what is refused."""
 
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 
 from football.config import Config
 from football.transport import Result
-from football.screener import (FINISHED, STATES, Worker, _with_rate, facts_of,
-                               progress_text, shown_state, state_of_exit)
+from football.screener import (FINISHED, STATES, JobSpec, Worker, _with_rate, facts_of,
+                               partition_by_slot, progress_text, shown_state, state_of_exit)
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of, refused,
@@ -270,7 +271,7 @@ def test_a_dry_run_names_the_partition_of_each_job_that_waits_for_a_host_slot(st
     assert code == 0, err
     assert out.splitlines()[:3] == [
         "vm1: would queue: migrate vm1 b1 (partition sync into b1)",
-        "vm2: would queue: migrate vm2 cluster2 (partition sync into cluster2 (1 of 2))",
+        "vm2: would queue: migrate vm2 cluster2 (partition sync into cluster2)",
         "vm3: would queue: expand vm3 2G"]
     assert "at most 4 per host slot (limit_syncs))" in out
     assert jobs(state_dir) == {}
@@ -724,23 +725,43 @@ def test_a_run_takes_at_most_limit_syncs_jobs_per_target_host_the_others_are_not
     rows = migrates("b1", "b1", "b1", "b1", "cluster2", "b2")
     b1 = {f"vm{number}" for number in range(1, 5)}
     assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=2", b1, 2) == {
-        **{res: "sync into b1" for res in b1}, "vm5": "sync into cluster2 (1 of 2)",
+        **{res: "sync into b1" for res in b1}, "vm5": "sync into cluster2",
         "vm6": "sync into b2"}
 
 
 def test_a_runs_migrates_to_a_cluster_take_at_most_its_sync_slots_at_once(state_dir, tmp_path):
-    """Migrates to a cluster (its host placed later) each had a partition
+    """Migrates to a cluster (its hosts placed later) each had a partition
     of its own: a run of many to cluster2 took every place of a worker,
     most of them waiting for a sync slot on its hosts, while the moves to
-    other targets waited queued behind them. They take turns over as many
-    partitions as the cluster has hosts: limit_syncs x hosts at once."""
+    other targets waited queued behind them. A move to a cluster syncs
+    into two of its hosts (primary, secondary): cluster2's two hosts with
+    limit_syncs 2 sync two moves at once; as many are dequeued at once."""
     inventory = four_hosts(tmp_path)
     rows = migrates("cluster2", "cluster2", "cluster2", "cluster2", "a2", "cluster1")
     cluster2 = {f"vm{number}" for number in range(1, 5)}
-    assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=1", cluster2, 2) == {
-        "vm1": "sync into cluster2 (1 of 2)", "vm2": "sync into cluster2 (2 of 2)",
-        "vm3": "sync into cluster2 (1 of 2)", "vm4": "sync into cluster2 (2 of 2)",
-        "vm5": "sync into a2", "vm6": "sync into cluster1 (1 of 2)"}
+    assert held_beside(state_dir, tmp_path, rows, inventory, "limit_syncs=2", cluster2, 2) == {
+        **{res: "sync into cluster2" for res in cluster2}, "vm5": "sync into a2",
+        "vm6": "sync into cluster1"}
+
+
+def test_a_larger_clusters_migrates_take_turns_over_half_as_many_partitions_as_it_has_hosts():
+    """Each move to a cluster takes a sync slot on two of its hosts: its
+    turns over as many partitions as it had hosts dequeued twice the moves
+    its slots could sync at once (the others waited in `condition`,
+    holding a worker's places). A migrate's first target is what its
+    command line parses to (`--pre-hand a2` put it into a2's partition)."""
+    inventory = SimpleNamespace(hosts={name: None for name in ("a1", "a2", "c1", "c2", "c3",
+                                                                  "c4", "c5")},
+                                clusters={"cluster1": ["a1", "a2"],
+                                          "cluster3": ["c1", "c2", "c3", "c4", "c5"]})
+    specs = [JobSpec(f"vm{number}", "migrate", args) for number, args in enumerate(
+        [["cluster3"], ["cluster3"], ["cluster3"], ["cluster1"], ["--pre-hand", "a2", "cluster3"]],
+        1)]
+    assert partition_by_slot(specs, inventory, {}, {"sync": 3}) == \
+        ("host slot (limit_syncs)", 3)
+    assert [spec.partition for spec in specs] == [
+        "sync into cluster3 (1 of 2)", "sync into cluster3 (2 of 2)",
+        "sync into cluster3 (1 of 2)", "sync into cluster1", "sync into cluster3 (2 of 2)"]
 
 
 def test_a_run_of_shrinks_host_by_host_takes_at_most_limit_shrinks_per_primary_at_once(
