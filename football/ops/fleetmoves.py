@@ -363,10 +363,12 @@ class HostsRun(PlannedMoves):
     def states(self):
         return {host.name: lifecycle.read(host)["state"] for host in self.hosts}
 
-    def mark(self, state, expect=(), via=lambda host: host):
-        for host in self.hosts:
+    def mark(self, state, expect=(), via=lambda host: host, hosts=None):
+        hosts = self.hosts if hosts is None else hosts
+        for host in hosts:
             lifecycle.change(via(host), state, self.owner, expect)
-        self.say(f"  {self.names}: {state}")
+        if hosts:
+            self.say(f"  {', '.join(host.name for host in hosts)}: {state}")
 
     def refuse_unfinished(self, plan):
         """`Illegal` where a move's resource has an unfinished operation of
@@ -456,13 +458,20 @@ class Evacuate(HostsRun):
         save_plan(self.config.state_dir, plan)
         return plan
 
+    def draining(self):
+        """The hosts to mark draining: not those evacuated already (a
+        cluster evacuated with one of its hosts evacuated before: marking
+        that one failed, the others left draining, every re-run likewise)."""
+        return [host for host in self.hosts if self.initial[host.name] != "evacuated"]
+
     def dry_run(self):
-        self.mark("draining", ("active", "draining"), via=self.ctx.planned)
+        self.mark("draining", ("active", "draining"), via=self.ctx.planned,
+                  hosts=self.draining())
         for move in (self.first_plan or self.plan()).moves:
             self.say(f"would queue: football {' '.join(move.command())}")
 
     def drain(self):
-        self.mark("draining", ("active", "draining"))
+        self.mark("draining", ("active", "draining"), hosts=self.draining())
         fleet = read_fleet(self.ctx)
         for host in self.hosts:
             for res in sorted(fleet.on([host.name])):
@@ -498,6 +507,7 @@ class Restore(HostsRun):
             raise Illegal(f"{self.names} is {self.initial}: only an evacuated host is restored "
                           "(`--skip` marks a draining one active); nothing was changed")
         self.first_plan = None
+        self.told_held = set()
         if not self.skip and self.initial != "active":
             if self.initial == "evacuated":     # refused before it is marked restoring
                 self.first_plan = self.plan()
@@ -512,6 +522,10 @@ class Restore(HostsRun):
         plan = plan_restore(read_fleet(self.ctx), host.name, lifecycle.origins(host),
                             self.settings, time.time())
         save_plan(self.config.state_dir, plan)
+        for res, why in plan.held:
+            if res not in self.told_held:      # (a plan each round: said once)
+                self.ctx.reporter.warning(f"{res} {why}")
+                self.told_held.add(res)
         return plan
 
     def dry_run(self):

@@ -167,6 +167,9 @@ def render_plan(plan, console=None):
         console.print(f"{plan['kind']} plan {plan['id']}: nothing to move ({_why_empty(plan)})")
     else:
         console.print(_moves_table(plan))
+    if plan.get("held") and (plan["moves"] or plan["kind"] != "balance"):
+        console.print("not moved now: " + "; ".join(f"{res} {why}"
+                                                      for res, why in plan["held"].items()))
     expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(plan["expires"]))
     console.print(f"score {plan['score_before']:.4f} -> {plan['score_after']:.4f}; "
                   f"{counted(len(plan['moves']), 'move')}, "

@@ -101,25 +101,39 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
     {resource: its replicas before the evacuation, primary first}. Each
     such resource gets back its old replica on `host`, and its other old
     replicas where those hosts accept resources (else it keeps its current
-    one in that place); a resource already on `host`, or gone, is left
-    alone. `CapacityLacking` when `host` has no room for all of them."""
+    one in that place, where that shares `host`'s cluster; else it waits,
+    held, for that host's own restore: a pair across two clusters would
+    merge them); a resource already on `host`, or gone, is left alone.
+    `CapacityLacking` when `host` has no room for all of them."""
     if host not in fleet.hosts:
         raise Illegal(f"unknown host {host}; hosts: {', '.join(sorted(fleet.hosts))}")
     fleet = fleet.with_lifecycle([host], "restoring")
     evaluator = Evaluator(fleet, settings)
-    before, moves, lacking = evaluator.total, [], []
+    group = fleet.hosts[host].group
+    before, moves, lacking, held = evaluator.total, [], [], []
     for res, origin in sorted(origins.items()):
         resource = fleet.resources.get(res)
         if resource is None or host not in origin or host in resource.replicas:
             continue
         current = resource.replicas
-        target = []
+        target, waiting = [], None
         for index, was in enumerate(origin):
             there = current[index] if index < len(current) else None
-            chosen = was if was == host or (was in fleet.hosts and fleet.hosts[was].accepts) \
-                else there
-            if chosen and chosen not in target:
+            if was == host or (was in fleet.hosts and fleet.hosts[was].accepts):
+                chosen = was
+            elif there in fleet.hosts and fleet.hosts[there].group == group:
+                chosen = there
+            else:
+                waiting = was
+                break
+            if chosen not in target:
                 target.append(chosen)
+        if waiting is not None:
+            state = fleet.hosts[waiting].lifecycle if waiting in fleet.hosts else \
+                "not in the inventory"
+            held.append((res, f"comes back with its replica on {waiting} ({state}): "
+                              f"`football restore {waiting}` brings it back"))
+            continue
         target = tuple(target)
         why = refusal(fleet, res, target, settings, accepting=(host,))
         if why:
@@ -131,4 +145,4 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
         fleet, evaluator = moved(fleet, evaluator, res, target)
     if lacking:
         raise CapacityLacking(f"restoring {host}", lacking)
-    return Plan.new("restore", now, moves, before, evaluator.total, settings, (host,))
+    return Plan.new("restore", now, moves, before, evaluator.total, settings, (host,), held)

@@ -109,6 +109,20 @@ def test_a_container_its_operator_stopped_is_evacuated_and_restored_stopped(flee
     assert_whole(fleet, "vm1", "vm2")
 
 
+def test_evacuating_a_cluster_one_of_whose_hosts_is_evacuated_already_evacuates_the_others(
+        fleet, worker):
+    """a2 was evacuated for a repair; then `evacuate a1 a2` (its cluster)
+    marked a1 draining, failed marking a2 (evacuated, not active), and
+    every re-run likewise: a1 stayed draining, no balancing anywhere."""
+    Evacuate(context(fleet), ["a2"], job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a2")["state"] == "evacuated"
+    fleet.create_resource("vm3", "a1", [])
+    Evacuate(context(fleet), ["a1", "a2"], job_options=job_options(fleet)).run()
+    assert [state_of(fleet, name)["state"] for name in ("a1", "a2")] == ["evacuated"] * 2
+    assert not {"a1", "a2"} & set(fleet.members("vm3"))
+    assert_whole(fleet, "vm1", "vm2", "vm3")
+
+
 def test_evacuate_and_restore_on_the_command_line_end_with_their_summary_line(fleet, worker):
     """Without --json the summary line read the run's resource, which a run
     of planned moves has not: both commands ended in a KeyError traceback

@@ -380,6 +380,22 @@ def test_restore_brings_back_what_came_from_the_host():
     assert plan.kind == "restore" and plan.hosts == ("a1",)
 
 
+def test_restoring_one_host_of_an_evacuated_cluster_never_pairs_it_across_clusters():
+    """cluster-a (a1, a2) was evacuated, vm1 went to b1, b2; `restore a1`
+    while a2 is still evacuated kept b2 in a2's place: `migrate vm1 a1 b2`,
+    a pair across two clusters, which merges them (and `restore a2` moved
+    vm1 again). It waits, held, for a2's restore, which brings it back."""
+    fleet = fleet_of([host("a1", lifecycle="evacuated"), host("a2", lifecycle="evacuated"),
+                      host("b1"), host("b2")], [vm("vm1", "b1", "b2")])
+    plan = plan_restore(fleet, "a1", {"vm1": ("a1", "a2")}, DEFAULTS, NOW)
+    assert plan.moves == ()
+    assert plan.held == (("vm1", "comes back with its replica on a2 (evacuated): `football "
+                                 "restore a2` brings it back"),)
+    fleet = fleet.with_lifecycle(["a1"], "active")
+    plan = plan_restore(fleet, "a2", {"vm1": ("a1", "a2")}, DEFAULTS, NOW)
+    assert [(move.resource, move.target) for move in plan.moves] == [("vm1", ("a1", "a2"))]
+
+
 # ------------------------------------------------------------------ plans
 def test_a_move_says_its_command_and_what_it_needs_again_before_it_runs():
     fleet = unbalanced_fleet()
