@@ -223,6 +223,14 @@ class MigrateShrinkBack(MigrateShrink):
             if self.primary_name in self.origin:
                 raise Illegal(f"{self.primary_name} holds a replica of {self.res} already: "
                               "the temporary primary must be another host; nothing changed")
+            if len(self.origin) > 2:
+                # the way back is a migrate: a primary and one secondary
+                raise Illegal(f"{self.res} has {len(self.origin)} replicas "
+                              f"({', '.join(self.origin)}): {self.operation} goes back to a "
+                              "primary and one secondary, and would drop the others; let "
+                              "those leave first (marsadm leave-resource on their hosts), or "
+                              f"shrink it where it is (football shrink {self.res}); nothing "
+                              "changed")
         self.secondary_name, self.already = None, False
         self.summary.update(primary=self.origin[0], temporary=self.primary_name,
                             secondaries=self.origin[1:])

@@ -89,7 +89,11 @@ def candidate_moves(fleet, evaluator, movable, penalised=frozenset()):
         own = fleet.hosts[resource.primary].group
         for group in sorted(target_groups | {own}):
             for target in placements(groups.get(group, [])):
-                if set(target) != set(resource.replicas):
+                # never fewer replicas: a resource with three was moved to
+                # a pair (migrate takes a primary and one secondary), one
+                # with two into a group of one host
+                if set(target) != set(resource.replicas) and \
+                        len(target) >= len(resource.replicas):
                     yield res, target
 
 

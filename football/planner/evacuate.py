@@ -65,6 +65,16 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
     before, groups = evaluator.total, fleet.groups()
     leaving = sorted(fleet.on(hosts), key=lambda res: (-fleet.resources[res].lv_size, res))
     moves, lacking = [], []
+    many = {res: fleet.resources[res].replicas for res in leaving
+            if len(fleet.resources[res].replicas) > 2}
+    if many:
+        # not "capacity lacking" (free space or add hosts): a migrate moves
+        # a primary and one secondary, a plan never drops a replica
+        raise Illegal(f"evacuating {', '.join(hosts)}: " + "; ".join(
+            f"{res} has {len(replicas)} replicas ({', '.join(replicas)})"
+            for res, replicas in sorted(many.items())) + ": a move takes a primary and one "
+            "secondary; let one replica leave first (marsadm leave-resource on its host), or "
+            "move it by hand; nothing planned")
     for res in leaving:
         resource = fleet.resources[res]
         best, best_key, last_refusal = None, None, "no cluster has an active host"

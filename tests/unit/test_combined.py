@@ -89,6 +89,20 @@ def test_migrate_shrink_back_ends_where_it_began_at_the_small_size(fleet):
     assert removed == ["vm2-preshrink", "vm2-preshrink"]
 
 
+def test_migrate_shrink_back_of_a_resource_with_three_replicas_is_refused_changing_nothing(
+        fleet):
+    """The way back is a migrate (a primary and one secondary): the third
+    replica was dropped, its LV removed, exit 0."""
+    fleet.run("a1", ["marsadm", "merge-cluster", "b1", fleet.hosts["b1"].address])
+    fresh_resource(fleet, "vm2", "a1", ["a2", "b2"])
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "migrate+shrink+back", "vm2", "b1")
+    assert code == 191 and "vm2 has 3 replicas (a1, a2, b2): migrate+shrink+back goes back " \
+        "to a primary and one secondary" in stderr, stderr
+    assert sorted(fleet.members("vm2")) == ["a1", "a2", "b2"]
+    assert fleet.changes()[before:] == []
+
+
 def test_the_new_secondary_needs_room_only_for_the_shrunk_volume(fleet):
     host = fleet.hosts["b2"]
     fleet.run("b2", ["football-host", "vg", host.path("/dev/vg0"), "create", "filler", "3500M"])

@@ -360,6 +360,22 @@ def test_capacity_lacking_fails_the_whole_evacuation_listing_what_does_not_fit()
     assert "vm2: 10.0 GiB" in str(lacking.value) and "\n" not in str(lacking.value)
 
 
+def test_no_plan_drops_a_replica_of_a_resource_with_three():
+    """A migrate takes a primary and one secondary: balance moved db1 from
+    a1, a2, a3 to a pair (one replica lost, unseen by the score), and an
+    evacuation called it capacity lacking (free space or add hosts)."""
+    fleet = fleet_of([host("a1", free=5), host("a2", free=5), host("a3", free=5),
+                      host("b1", free=95), host("b2", free=95)],
+                     [vm("db1", "a1", "a2", "a3", size=20), vm("vm1", "a1", "a2", size=20)])
+    plan = plan_balance(fleet, DEFAULTS, now=NOW)
+    assert all(len(move.target) >= len(fleet.resources[move.resource].replicas)
+               for move in plan.moves), plan.moves
+    assert [move.kind for move in plan.moves if move.resource == "db1"] in ([], ["handover"])
+    with pytest.raises(Illegal, match=r"evacuating a3: db1 has 3 replicas \(a1, a2, a3\): a "
+                                      r"move takes a primary and one secondary.*nothing planned"):
+        plan_evacuation(fleet, ["a3"], DEFAULTS, NOW)
+
+
 @pytest.mark.parametrize("hosts, message", [
     (["a1", "a2", "b1", "b2"], "every host"),
     (["x9"], "unknown host"),
