@@ -103,6 +103,7 @@ class Shrink(Operation):
         self.members = [self.primary, *self.secondaries]
         for host in self.members:
             reachable(host)
+        self._refuse_names_taken()
         self.mountpoint = self.primary.mountpoint(self.res)
         self.tmp_mountpoint = self.mountpoint + TMP
         if "size" in decided and self.size_given and decided.get("asked", self.asked) != self.asked:
@@ -120,6 +121,20 @@ class Shrink(Operation):
         self.summary.update(old_size=self.old_size, new_size=self.new_size)
         if self.new_size is not None and not self.nothing_to_do():
             self._refuse_on_plugin_problems(self.members, self.primary)
+
+    def _refuse_names_taken(self):
+        """`Illegal` where `<res>-tmp` or `<res>-preshrink`, the names of the
+        copy and of the old volume, are resources of their own (a valid
+        name): the shrink took their LV for its copy (mkfs, `rsync
+        --delete` into the mounted volume, their mountpoint being its copy's
+        too) and the cleanup removed it."""
+        taken = sorted({self.tmp, self.preshrink} & set(facts.all_resources(self.primary)))
+        if taken:
+            raise Illegal(f"{' and '.join(taken)}: a resource of that name is in this MARS "
+                          f"cluster; a shrink of {self.res} names its copy {self.tmp} and "
+                          f"keeps the old volume as {self.preshrink}, and would take that "
+                          f"resource's LV and mountpoint; nothing changed (no shrink of "
+                          f"{self.res} while it is in the cluster)")
 
     def _decide_size(self):
         """The new size from the filesystem's use; `Illegal` when the data

@@ -149,6 +149,24 @@ def test_bad_input_is_refused_with_191_and_changes_nothing(fleet, args, message)
     assert fleet.running("vm2") == ["a1"]
 
 
+@pytest.mark.parametrize("other, args", [("vm2-tmp", ("shrink", "vm2")),
+                                         ("vm2-preshrink", ("shrink", "vm2")),
+                                         ("vm2-preshrink", ("shrink-cleanup", "vm2"))])
+def test_a_shrink_refuses_where_its_copy_or_its_old_volume_would_take_another_resources_name(
+        fleet, other, args):
+    """`vm2-tmp` and `vm2-preshrink` are valid resource names: the shrink
+    of vm2 took vm2-tmp's LV for its copy (mkfs, then `rsync --delete` into
+    the mounted volume: vm2-tmp's mountpoint is its copy's), and
+    shrink-cleanup, which a refusal advised, removed vm2-preshrink's."""
+    fleet.create_resource(other, "a1", ["a2"], size=GIB)
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, *args)
+    assert code == 191 and f"{other}: a resource of that name is in this MARS cluster; a " \
+        "shrink of vm2 names its copy vm2-tmp" in stderr, stderr
+    assert fleet.changes()[before:] == []
+    assert fleet.running(other) == ["a1"] and fleet.lvs("a1")[other] == GIB
+
+
 def test_a_replica_without_room_for_the_copy_refuses_before_anything_is_created(fleet):
     host = fleet.hosts["a2"]
     fleet.run("a2", ["football-host", "vg", host.path("/dev/vg0"), "create", "filler", "2600M"])
