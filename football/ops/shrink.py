@@ -156,6 +156,13 @@ class Shrink(Operation):
         lvs = {host.name: self.hooks.lv_list(host=host) for host in self.members}
         leftovers = [f"{host.name}: {self.preshrink}" for host in self.members
                      if self.preshrink in lvs[host.name]]
+        # a smaller copy (an earlier shrink's, its journal lost) was taken as
+        # it was: the fit checked for the size decided, the final copy into
+        # it could run out of space inside the downtime (a larger one is
+        # whole extents, or a larger volume than asked: no harm)
+        leftovers += [f"{host.name}: {self.tmp} of {mib(lvs[host.name][self.tmp])}, smaller "
+                      f"than {mib(self.new_size)}" for host in self.members
+                      if lvs[host.name].get(self.tmp, self.new_size) < self.new_size]
         if leftovers:
             raise Illegal(f"an earlier shrink of {self.res} left {', '.join(leftovers)}; remove "
                           f"it with football shrink-cleanup {self.res}, then shrink again; "

@@ -7,6 +7,7 @@ no record of the workload lost; failures inside the window are
 compensated. The lab's sample: tests/root/test_shrink.py."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -165,6 +166,28 @@ def test_a_shrink_refuses_where_its_copy_or_its_old_volume_would_take_another_re
         "shrink of vm2 names its copy vm2-tmp" in stderr, stderr
     assert fleet.changes()[before:] == []
     assert fleet.running(other) == ["a1"] and fleet.lvs("a1")[other] == GIB
+
+
+def test_a_smaller_copy_left_by_an_earlier_shrink_is_not_taken_for_a_larger_one(fleet):
+    """A shrink to 400m prepared, its journal lost (which only costs time),
+    then a shrink to 600m: the 400 MiB vm2-tmp was taken as it was, the fit
+    checked for 600 MiB (a fuller volume's final copy would run out of
+    space inside the downtime), and the summary said 600."""
+    code, _, stderr = football(fleet, "shrink-prepare", "vm2", "400m")
+    assert code == 0, stderr
+    journals = Path(fleet.state_dir, "journal")
+    for path in journals.glob("shrink-vm2*"):
+        path.unlink()
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "shrink", "vm2", "600m")
+    assert code == 191 and "an earlier shrink of vm2 left a1: vm2-tmp of 400 MiB, smaller " \
+        "than 600 MiB" in stderr and "football shrink-cleanup vm2" in stderr, stderr
+    assert fleet.changes()[before:] == []
+    code, _, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == 0, stderr
+    code, events, stderr = football(fleet, "shrink", "vm2", "600m")
+    assert code == 0, stderr
+    assert_shrunk(fleet, size=600 * MIB)
 
 
 def test_a_replica_without_room_for_the_copy_refuses_before_anything_is_created(fleet):
