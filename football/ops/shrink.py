@@ -39,7 +39,7 @@ from football.ops.repair import create_when_free, leave_argvs
 from football.ops.sizing import mib, new_size, parse_target
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.report import agreeing
-from football.transport import CommandFailed
+from football.transport import CommandFailed, TransportError
 
 PHASES = ("prepare", "finish", "wait", "cleanup")
 TMP, PRESHRINK = "-tmp", "-preshrink"
@@ -546,7 +546,24 @@ class Shrink(Operation):
                                f"NOT running. Its data: LV {self.res} (the copy) or "
                                f"{self.preshrink} (the original) on {self.primary.name}; "
                                f"football repair-mars {self.res} {self.primary.name}") from None
+        else:
+            self._say_who_left()
         return restart_somewhere(self, [self.primary], error)
+
+    def _say_who_left(self):
+        """The secondaries that left the resource in the window before it
+        failed, and the two ways on: it runs on the primary alone."""
+        try:
+            members = facts.members(self.primary, self.res)
+        except (FootballError, TransportError):
+            return
+        left = [host.name for host in self.secondaries if host.name not in members]
+        if left:
+            self.ctx.reporter.warning(
+                f"{self.res}: {', '.join(left)} left it in the window; it has no replica "
+                f"there now: football shrink {self.res} goes on (they join at the new size), "
+                f"football shrink-cleanup {self.res} gives the shrink up (they join again at "
+                "its size)")
 
     def _rebuild(self):
         lvs = self.hooks.lv_list(host=self.primary)
@@ -611,6 +628,12 @@ class Shrink(Operation):
             self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
                      f"{', '.join(host.name for host in self.members)}")
             self._remove_leftovers()
+            if self._giving_up():
+                # a window that failed after the secondaries left: the
+                # container runs again on the primary alone; given up, they
+                # join again on their LV as it was (a full sync), else it
+                # kept one replica, said nowhere
+                self._rejoin()
             drop_intent(self.primary, self.res, kind="shrink")
         self._release_job_slots("shrink", [self.primary])
         self.journal.record("cleanup")

@@ -248,6 +248,25 @@ def test_a_failure_before_the_deletion_restarts_the_old_resource_exit_198(fleet)
     assert_shrunk(fleet)
 
 
+def test_a_shrink_given_up_after_its_window_failed_keeps_the_replicas_that_had_left(fleet):
+    """a2 had left vm2 when `marsadm secondary` failed in the window: the
+    198 did not say so, `shrink-cleanup` gave the shrink up with exit 0 and
+    vm2 kept one replica (a later shrink then had no secondary at all)."""
+    fleet.fail_next["secondary"] = 1
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 198, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert "vm2: a2 left it in the window; it has no replica there now: football shrink vm2 " \
+        "goes on (they join at the new size), football shrink-cleanup vm2 gives the shrink up " \
+        "(they join again at its size)" in warnings, warnings
+    assert fleet.members("vm2") == ["a1"]
+    code, _, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == 0, stderr
+    assert sorted(fleet.members("vm2")) == ["a1", "a2"]
+    assert fleet.resources["vm2"].size == GIB and fleet.running("vm2") == ["a1"]
+    assert not {"vm2-tmp", "vm2-preshrink"} & (set(fleet.lvs("a1")) | set(fleet.lvs("a2")))
+
+
 def test_ctrl_c_inside_the_window_restarts_the_container_and_a_rerun_completes(
         fleet, monkeypatch):
     answer, pressed = fleet.run, []
