@@ -10,7 +10,7 @@ them from the hosts."""
 import math
 from dataclasses import dataclass, field, replace
 
-LIFECYCLES = ("active", "draining", "evacuated", "restoring")
+LIFECYCLES = ("active", "draining", "evacuated", "restoring")     # (or "unknown": unread)
 EMPTYING = ("draining", "evacuated")        # hosts being emptied, or empty for good
 
 

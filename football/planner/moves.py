@@ -111,7 +111,8 @@ def refusal(fleet, res, target, settings, accepting=()):
         if not host.reachable:
             return f"{name} is unreachable"
         if not host.accepts and name not in accepting:
-            return f"{name} is {host.lifecycle}"
+            return f"{name}'s state (active, draining, ...) could not be read" \
+                if host.lifecycle == "unknown" else f"{name} is {host.lifecycle}"
         if gains_replica and host.vg_free - resource.lv_size < settings.placement_min_free:
             return (f"{name}: {size_text(host.vg_free)} VG free, {res} needs "
                     f"{size_text(resource.lv_size)}"

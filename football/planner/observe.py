@@ -100,10 +100,14 @@ def read_fleet(ctx, names=None):
     for name in names:
         view, host = snapshot.hosts[name], inv.hosts[name]
         load, _ = measured[name]
-        lifecycle = getattr(view, "lifecycle", "active") or "active"
+        lifecycle = getattr(view, "lifecycle", "")
         hosts[name] = FleetHost(
             name, cluster=host.cluster, failure_domain=host.failure_domain,
-            lifecycle=lifecycle if lifecycle in LIFECYCLES else "active",
+            # unread (the host did not answer, or its football-host could not
+            # tell): no target of moves, as a draining one is not — read as
+            # "active", a draining host that did not answer for a moment got
+            # moves planned onto it
+            lifecycle=lifecycle if lifecycle in LIFECYCLES else "unknown",
             reachable=view.reachable,
             vg_size=(view.vg_free + sum(view.lvs.values())) if view.vg_free is not None else 0,
             vg_free=view.vg_free or 0, max_containers=host.max_containers or None, **load)

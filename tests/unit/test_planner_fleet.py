@@ -6,6 +6,7 @@ import io
 import pytest
 
 from football.config import Config
+from football.errors import FootballError
 from football.hooks import Hooks
 from football.ops.base import Context
 from football.planner.fleet import Fleet, FleetHost, Resource
@@ -58,6 +59,27 @@ def test_read_fleet_reads_replicas_vg_memory_load_and_inventory_attributes(fleet
     assert (vm1.memory, vm1.load) == (6 * GIB, 3.0)
     assert (vm2.primary, vm2.secondaries, vm2.lv_size) == ("b1", ("b2",), 640 << 20)
     assert model.containers == {"a1": 1, "a2": 0, "b1": 1, "b2": 0}
+
+
+def test_a_host_whose_state_cannot_be_read_is_no_target_of_moves(fleet, monkeypatch):
+    """An unread state (the host did not answer for a moment, or its
+    football-host could not tell) was read as active: a draining host got
+    moves planned onto it. It is "unknown" now, and takes none."""
+    from football import lifecycle
+    from football.planner import Settings
+    from football.planner.moves import refusal
+    real = lifecycle.read
+
+    def read(host):
+        if host.name == "b2":
+            raise FootballError("b2: football-host: no such command lifecycle")
+        return real(host)
+    monkeypatch.setattr(lifecycle, "read", read)
+    model = read_fleet(context_of(fleet))
+    assert (model.hosts["b2"].lifecycle, model.hosts["b2"].accepts) == ("unknown", False)
+    assert model.hosts["b1"].lifecycle == "active"
+    assert refusal(model, "vm1", ("b1", "b2"), Settings()) == \
+        "b2's state (active, draining, ...) could not be read"
 
 
 def test_a_host_whose_proc_cannot_be_read_has_unknown_memory_and_load(fleet, monkeypatch):
