@@ -268,18 +268,21 @@ def reading(config, strict=False):
 
 
 def planned_moves_done(config):
-    """[(resource, finished)] of the screener jobs done that ran a planner's
-    move (a balance, evacuate or restore plan's run), of every controller
-    that shares the jobs' database: the cooldown holds them all."""
+    """[(resource, finished, whether it failed)] of the screener jobs that
+    ran a planner's move (a balance, evacuate or restore plan's run) and
+    ended done, or failed (not interrupted: an operator's kill), of every
+    controller that shares the jobs' database: the cooldown holds them all."""
     with reading(config) as connection:
         if connection is None:
             return []
         try:
-            rows = connection.execute(sa.select(JOBS.c.resource, JOBS.c.finished).where(
-                JOBS.c.state == "done", JOBS.c.finished.is_not(None), PLANNERS_JOB)).all()
+            rows = connection.execute(sa.select(
+                JOBS.c.resource, JOBS.c.finished, JOBS.c.state).where(
+                JOBS.c.state.in_([state for state in FINISHED if state != "interrupted"]),
+                JOBS.c.finished.is_not(None), PLANNERS_JOB)).all()
         except sa.exc.SQLAlchemyError:
             return []
-    return [(row.resource, row.finished) for row in rows]
+    return [(row.resource, row.finished, row.state != "done") for row in rows]
 
 
 def shared_plan(config, plan_id):

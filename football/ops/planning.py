@@ -58,7 +58,8 @@ def cooldown_history(config):
     from football.screener import planned_moves_done
 
     return [*read_history(config.state_dir),
-            *(Moved(res, finished) for res, finished in planned_moves_done(config))]
+            *(Moved(res, finished, failed=failed)
+              for res, finished, failed in planned_moves_done(config))]
 
 
 class ScoreReport:

@@ -133,11 +133,16 @@ def held_resources(fleet, settings, history, now, busy=()):
     busy (`busy`: {resource: why}: a job runs for it, an operation is
     unfinished), a replica on an unreachable host."""
     held = {}
-    for record in history:
+    for record in sorted(history, key=lambda record: record.time):     # the newest says
         if now - record.time < settings.cooldown and record.resource in fleet.resources:
             until = time.strftime("%Y-%m-%d %H:%M",
                                   time.localtime(record.time + settings.cooldown))
-            held[record.resource] = f"moved within cooldown (until {until})"
+            # a failed move held too: planned again at every run, it failed
+            # again (a job and a failed timer service an hour)
+            held[record.resource] = (f"its planned move failed, held within cooldown (until "
+                                     f"{until}; `football screener restart` tries it again)"
+                                     if record.failed else
+                                     f"moved within cooldown (until {until})")
     for res, resource in fleet.resources.items():
         pattern = settings.pinned_by(res)
         if not resource.primary:

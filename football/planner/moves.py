@@ -70,12 +70,14 @@ class Move:
 @dataclass(frozen=True)
 class Moved:
     """A move that ran: `resource` went from the hosts `source` to `target`
-    at `time` (seconds since the epoch). The planner's history."""
+    at `time` (seconds since the epoch), or, `failed`, a planned move of it
+    that ended failed then. The planner's history."""
 
     resource: str
     time: float
     source: tuple = ()
     target: tuple = ()
+    failed: bool = False
 
 
 def kind_of(resource, target):

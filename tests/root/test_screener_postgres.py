@@ -120,7 +120,7 @@ def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
                                            "decided": {}, "writes": 2})
         assert link.journal("migrate-pg2")["steps"] == ["prepare", "wait"]
         link.close()
-        assert ("pg1", 1000.0) in planned_moves_done(config)
+        assert ("pg1", 1000.0, False) in planned_moves_done(config)
         assert store.left_unfinished()["pg2"] == (failed, "failed", ["migrate"])
         assert completed_jobs(config)([numbers[moved], numbers[failed]]) == {
             numbers[moved]: {"job": moved, "number": numbers[moved], "worker": "other",

@@ -6,6 +6,7 @@ resources end, the hosts' lifecycle marks, that no record was lost, and
 that a refusal changed nothing."""
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,28 @@ def test_the_moves_another_controller_balanced_hold_the_cooldown_here(fleet, wor
     plan = BalancePlanning(other).run()
     held = plan["held"]
     assert all(held.get(res, "").startswith("moved within cooldown") for res in moved), held
+
+
+def test_a_planned_move_that_failed_is_held_by_the_cooldown_not_planned_again(fleet):
+    """A balance move refused cleanly (a plugin's check, a room check)
+    left nothing unfinished: the next run (the hourly timer) planned it
+    again, and it failed again — a failed job and service every hour."""
+    from football.ops.planning import BalancePlanning
+    from football.screener import JobSpec, JobStore
+
+    fleet.create_resource("vm3", "a1", ["a2"])
+    first = BalancePlanning(context(fleet, "cooldown=86400")).run()
+    res = first["moves"][0]["resource"]
+    store = JobStore(Config(variables=settings(fleet), environ={}))
+    [job] = store.queue([JobSpec(res, "migrate", ["b1"])], [],
+                        run="balance-20261206-101010-abcdef")
+    store.update(store.job(job)["number"], state="failed", exit_code=191,
+                 finished=time.time() - 60)
+    store.close()
+    plan = BalancePlanning(context(fleet, "cooldown=86400")).run()
+    assert res not in {move["resource"] for move in plan["moves"]}, plan["moves"]
+    assert plan["held"][res].startswith("its planned move failed, held within cooldown"), \
+        plan["held"]
 
 
 def test_balance_auto_waits_while_the_moves_of_a_planners_run_still_run(fleet, tmp_path):
