@@ -22,6 +22,7 @@ import time
 from football import facts
 from football.errors import Illegal
 from football.journal import Journal
+from football.locks import drop_intent
 from football.ops.base import Operation
 from football.ops.migrate import Migrate
 from football.ops.shrink import Shrink
@@ -192,7 +193,7 @@ class MigrateShrinkBack(MigrateShrink):
 
     operation = "migrate+shrink+back"
     stage_kinds = {"migrate": "migrate", "shrink": "shrink", "back": "migrate"}
-    whole = ("migrate", "shrink", "back")
+    whole = ("migrate", "shrink", "back", "cleanup")
 
     def __init__(self, ctx, res, tmp_primary, size=None):
         super().__init__(ctx, res, [tmp_primary], size)
@@ -245,12 +246,39 @@ class MigrateShrinkBack(MigrateShrink):
         if name == "migrate":       # the original replicas stay: they re-join the shrunk one
             return _alone(Migrate(self.ctx, self.res, self.primary_name)), \
                 ("prepare", "wait", "finish")
-        if name == "shrink":
-            return Shrink(self.ctx, self.res, self.size), None
+        if name == "shrink":        # its cleanup once it is back (`cleanup`)
+            return Shrink(self.ctx, self.res, self.size), ("prepare", "finish", "wait")
         return Migrate(self.ctx, self.res, *self.origin[:2]), None
 
     def back(self):
         self._stage("back", *self._stage_of("back"))
+
+    def cleanup(self):
+        """Once it is back: the shrink's full-size LVs (`-preshrink`) and
+        copies (`-tmp`) on the original hosts and the temporary one. Its
+        shrink stage removed them itself, before the way back (the bash
+        original's bug: the full-size originals gone while the resource was
+        still away)."""
+        if self.journal.done("cleanup"):
+            self.say(f"* {self.operation}: cleanup done already")
+            return
+        hosts = [self.host(name) for name in dict.fromkeys([*self.origin, self.primary_name])
+                 if name in self.ctx.inventory.hosts]
+        leftovers = (f"{self.res}-preshrink", f"{self.res}-tmp")
+        self.say(f"* cleanup: {' and '.join(leftovers)} on "
+                 f"{', '.join(host.name for host in hosts)}")
+        temporary = self.host(self.primary_name)
+        with self.holding(hosts):
+            for host in hosts:
+                lvs = self.hooks.lv_list(host=host)
+                for lv in leftovers:
+                    if lv in lvs:
+                        self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
+                        self.hooks.lv_remove(host=host, lv=lv)
+            drop_intent(temporary, self.res, kind="shrink")    # (the shrink's, until here)
+        self._release_job_slots("shrink", [temporary])
+        self.ctx.inject("combined:cleanup")
+        self.journal.record("cleanup")
 
 
 def _alone(stage):

@@ -152,7 +152,7 @@ class Shrink(Operation):
             raise Illegal(f"{self.res} holds {mib(self.used)}: it does not fit into "
                           f"{mib(self.new_size)} (the new filesystem needs "
                           f"{mib(headroom(self.new_size))} of its own); give a larger size or "
-                          "a higher fill level; nothing changed")
+                          "a lower fill level (a larger volume); nothing changed")
         lvs = {host.name: self.hooks.lv_list(host=host) for host in self.members}
         leftovers = [f"{host.name}: {self.preshrink}" for host in self.members
                      if self.preshrink in lvs[host.name]]
@@ -321,6 +321,11 @@ class Shrink(Operation):
         def free():
             tmps = {lv[:-len(TMP)] for lv in self.hooks.lv_list(host=self.primary)
                     if lv.endswith(TMP)} - {self.res}
+            # a copy is a shrink on this host where it is mounted here: a
+            # secondary's copy of another host's shrink is not (it took this
+            # host's slot: "a shrink per primary")
+            tmps = {name for name in tmps
+                    if facts.mount_source(self.primary, self.primary.mountpoint(name) + TMP)}
             planned = live_intents(self.primary, self.config, except_res=self.res, kind="shrink")
             return self._slot_free(tmps, planned - tmps, self.config.limit_shrinks)
 
@@ -399,12 +404,28 @@ class Shrink(Operation):
         if self._recreated():
             self.say(f"* finish: {self.res} is on its shrunk volume")
             self.summary["downtime_seconds"] = self.journal.decided.get("downtime")  # its window's
-            self._running_again()   # a crash between the creation and the start
+            if not self._is_up(self.primary):
+                self._start_in_the_window()     # a crash between the creation and the start
             self._rename()          # a secondary's rename may be what failed
         else:
             self._window()
         self._rejoin()
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
+
+    def _start_in_the_window(self):
+        """The container down on its shrunk volume (a run ended inside its
+        window after the creation): started inside the window that run left
+        open, counted from its beginning; one that does not start then is
+        compensated as there (critical, 199, where it runs nowhere: it
+        exited 198, "goes on", the container down)."""
+        with self.holding(self.members), DowntimeWindow(
+                self, self.primary, self._compensate,
+                self.journal.open_window_started()) as window:
+            self.say(f"  {self.primary.name}: starting {self.res}" if not self.kept_stopped
+                     else f"  {self.primary.name}: mounting {self.res}, not starting it")
+            self._bring_up(self.primary)
+            window.ran_on(self.primary)
+        self.summary["downtime_seconds"] = window.seconds
 
     def _window(self):
         exists = self._exists()
@@ -426,7 +447,11 @@ class Shrink(Operation):
         else:
             self.say(f"* finish: {self.res} was deleted by a run before: renaming, creating, "
                      "starting")
-        with self.holding(self.members), DowntimeWindow(self, self.primary, self._compensate) as window:
+        # a run before deleted it: the container is down since that run's
+        # window began, and this one counts from there
+        down_since = None if exists else self.journal.open_window_started()
+        with self.holding(self.members), DowntimeWindow(self, self.primary, self._compensate,
+                                                        down_since) as window:
             if exists:
                 self._stop()
                 self.summary["final_copy_seconds"] = round(self._copy("final copy",

@@ -89,6 +89,22 @@ def test_migrate_shrink_back_ends_where_it_began_at_the_small_size(fleet):
     assert removed == ["vm2-preshrink", "vm2-preshrink"]
 
 
+def test_migrate_shrink_back_keeps_the_full_size_volumes_until_it_is_back(fleet):
+    """Its shrink stage removed the full-size LVs (-preshrink) of a1 and a2
+    before the way back (the bash original's bug it lists): a run stopped
+    between shrink and back had vm2 on b1 and no original left."""
+    code, _, stderr = football(fleet, "--debug-injection-point", "combined:shrink",
+                               "migrate+shrink+back", "vm2", "b1")
+    assert code == 1, stderr
+    assert fleet.resources["vm2"].primary == "b1"
+    assert [fleet.lvs(name).get("vm2-preshrink") for name in ("a1", "a2")] == [GIB, GIB]
+    code, _, stderr = football(fleet, "migrate+shrink+back", "vm2", "b1")
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "a1", "a2")
+    assert not [(name, lv) for name in ("a1", "a2", "b1", "b2") for lv in fleet.lvs(name)
+                if lv.endswith(("-preshrink", "-tmp"))]
+
+
 def test_migrate_shrink_back_of_a_resource_with_three_replicas_is_refused_changing_nothing(
         fleet):
     """The way back is a migrate (a primary and one secondary): the third
@@ -150,7 +166,7 @@ def test_a_combined_run_resumes_after_a_crash_at_every_injection_point(
     assert code == 0, stderr
     points = points_of(events)
     assert points.count("finish:created") == 1 and points[-1] == "combined:" + \
-        ("secondary" if command[0] == "migrate+shrink" else "back")
+        ("secondary" if command[0] == "migrate+shrink" else "cleanup")
     numbers = range(1, len(points) + 1) if sweep == "every point" else around_the_stages(points)
     assert len(numbers) >= 8
     for number in numbers:

@@ -432,8 +432,9 @@ def test_a_plain_expand_says_what_grows_and_ends_with_the_grown_tails_synced(
      ["* migrate+shrink+back of vm2: to b1, shrink there, back to a1, a2",
       "* migrating vm2 (1024 MiB) from a1 to b1",
       "* shrinking vm2 from 1,024 MiB to 320 MiB on b1, a1, a2",
-      "* migrating vm2 (320 MiB) from b1 to a1, a2", "vm2 runs on a1; downtime"],
-     1024 + 2 * 320, "migrate, shrink, back", ("a1", ["a2"])),
+      "* migrating vm2 (320 MiB) from b1 to a1, a2", "vm2 runs on a1; downtime",
+      "* cleanup: vm2-preshrink and vm2-tmp on a1, a2, b1", "a1: removing LV vg0/vm2-preshrink"],
+     1024 + 2 * 320, "migrate, shrink, back, cleanup", ("a1", ["a2"])),
 ], ids=["migrate+shrink", "migrate+shrink+back"])
 def test_a_plain_combined_operation_says_its_stages_and_sums_their_syncs(
         fleet, args, trail, synced, stages, placed):

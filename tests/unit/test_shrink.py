@@ -267,6 +267,43 @@ def test_a_shrink_given_up_after_its_window_failed_keeps_the_replicas_that_had_l
     assert not {"vm2-tmp", "vm2-preshrink"} & (set(fleet.lvs("a1")) | set(fleet.lvs("a2")))
 
 
+def test_a_rerun_after_a_crash_in_the_window_counts_the_downtime_from_its_first_stop(fleet):
+    """A run that crashed after the deletion left vm2 down; the re-run
+    counted the downtime from its own start (0.06 s after a crash minutes
+    before), as if vm2 had been down that long only."""
+    from football.journal import Journal
+    code, _, stderr = football(fleet, "--debug-injection-point", "finish:deleted",
+                               "shrink", "vm2")
+    assert code == 1, stderr
+    path = Journal(fleet.state_dir, "shrink", "vm2").path
+    data = json.loads(path.read_text())
+    data["decided"]["window_started"] -= 100        # the crash, 100 s ago
+    path.write_text(json.dumps(data))
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert summary_of(events)["downtime_seconds"] >= 100
+    assert_shrunk(fleet)
+
+
+def test_a_container_that_does_not_start_after_a_crash_past_the_creation_is_critical(fleet):
+    """After a crash between the creation and the start, the re-run started
+    vm2 outside any window: one that did not start exited 198 ("the same
+    command goes on") with vm2 down. It is the window's failure: 199."""
+    code, _, stderr = football(fleet, "--debug-injection-point", "finish:created",
+                               "shrink", "vm2")
+    assert code == 1, stderr
+    assert fleet.running("vm2") == []
+    fleet.broken.add(("a1", "vm2"))
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 199, stderr
+    assert fleet.running("vm2") == []
+    fleet.broken.discard(("a1", "vm2"))
+    code, events, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert summary_of(events)["downtime_seconds"] is not None
+    assert_shrunk(fleet)
+
+
 def test_ctrl_c_inside_the_window_restarts_the_container_and_a_rerun_completes(
         fleet, monkeypatch):
     answer, pressed = fleet.run, []
@@ -323,6 +360,7 @@ def test_a_shrink_job_stopped_at_every_injection_point_is_finished_by_another_co
 def test_a_shrink_slot_is_waited_for_while_another_shrink_copies_on_the_primary(fleet):
     host = fleet.hosts["a1"]
     fleet.run("a1", ["football-host", "vg", host.path("/dev/vg0"), "create", "vm7-tmp", "400M"])
+    fleet.mounts["a1"][host.mountpoint("vm7") + "-tmp"] = host.path("/dev/vg0/vm7-tmp")
     code, events, stderr = football(fleet, "--var", "sync_timeout=0.2", "shrink", "vm2")
     assert code == 191, stderr       # nothing changed: a bad time, not a failure
     assert "no shrink slot on a1 came free within sync_timeout 0.2 s (limit_shrinks 1; " \
@@ -332,6 +370,20 @@ def test_a_shrink_slot_is_waited_for_while_another_shrink_copies_on_the_primary(
     assert fleet.resources["vm2"].size == GIB and fleet.running("vm2") == ["a1"]
     code, _, stderr = football(fleet, "--var", "limit_shrinks=2", "shrink", "vm2")
     assert code == 0, stderr
+
+
+def test_a_shrink_on_another_primary_whose_copy_is_here_too_takes_no_slot_here(fleet):
+    """vm3's shrink (primary a2) has its copy vm3-tmp on a1 too, a1 holding
+    a replica: it took a1's shrink slot, and vm2's shrink (primary a1) was
+    refused, though a shrink is limited per primary."""
+    fleet.create_resource("vm3", "a2", ["a1"], size=GIB)
+    code, _, stderr = football(fleet, "shrink-prepare", "vm3")
+    assert code == 0, stderr
+    assert "vm3-tmp" in fleet.lvs("a1")
+    code, _, stderr = football(fleet, "--var", "sync_timeout=0.2", "shrink", "vm2")
+    assert code == 0, stderr
+    assert football(fleet, "shrink-cleanup", "vm3")[0] == 0       # (given up: its intent goes)
+    assert_shrunk(fleet)
 
 
 def test_shrink_cleanup_gives_up_a_prepared_shrink(fleet):
