@@ -350,6 +350,10 @@ class HostsRun(PlannedMoves):
 
     def __init__(self, ctx, hosts, **options):
         super().__init__(ctx, **options)
+        # their moves leave no replica behind (with cleanup_old_replicas off,
+        # every move ended done with its replica still on the drained host,
+        # and the next round found it doubled: never evacuated)
+        self.job_options += ["--var", "cleanup_old_replicas=yes"]
         self.hosts = [self.host(name) for name in hosts]
         self.names = ", ".join(host.name for host in self.hosts)
         self.summary["hosts"] = [host.name for host in self.hosts]
@@ -400,17 +404,33 @@ class HostsRun(PlannedMoves):
         raise FootballError(f"{what}: moves still planned after {MAX_ROUNDS} rounds; "
                             f"{self.resume_hint()}")
 
+    def unfinished_moves(self):
+        """The migrates of these hosts' resources that stopped unfinished, as
+        `Move`s (`finish_unfinished`)."""
+        names = {host.name for host in self.hosts}
+        return [Move(op["resource"], "migrate", tuple(op["origin"]), tuple(op["targets"]))
+                for op in joblink.unfinished_operations(self.config)
+                if op["operation"] == "migrate" and not op.get("damaged") and op["targets"]
+                and names & {*op["targets"], *op["origin"]}]
+
+    def fleet_as_finished(self):
+        """The fleet as read, with the unfinished migrates (`unfinished_moves`)
+        as they will be once they go on first: a plan made before they did
+        saw their replicas doubled (capacity lacking, or too many replicas)."""
+        fleet = read_fleet(self.ctx)
+        for move in self.unfinished_moves():
+            if move.resource in fleet.resources and \
+                    set(move.target) <= set(fleet.hosts):
+                fleet = fleet.after(move.resource, move.target)
+        return fleet
+
     def finish_unfinished(self, store, what):
         """The migrates of these hosts' resources that stopped unfinished
         (their journal kept: e.g. a cleanup that could not remove the old
         replicas) go on as jobs of their own, the same command: a plan made
         now would see the container moved already, or its replicas doubled
         (capacity lacking), and the hosts would be marked with them open."""
-        names = {host.name for host in self.hosts}
-        moves = [Move(op["resource"], "migrate", tuple(op["origin"]), tuple(op["targets"]))
-                 for op in joblink.unfinished_operations(self.config)
-                 if op["operation"] == "migrate" and not op.get("damaged") and op["targets"]
-                 and names & {*op["targets"], *op["origin"]}]
+        moves = self.unfinished_moves()
         if not moves:
             return
         name = f"{self.operation}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-unfinished"
@@ -451,7 +471,7 @@ class Evacuate(HostsRun):
 
     def plan(self):
         try:
-            plan = plan_evacuation(read_fleet(self.ctx), [host.name for host in self.hosts],
+            plan = plan_evacuation(self.fleet_as_finished(), [host.name for host in self.hosts],
                                    self.settings, time.time())
         except CapacityLacking as error:
             raise Illegal(f"{error}; nothing was changed") from None

@@ -60,6 +60,13 @@ def worker(fleet):
     worker.stop(timeout=10)
 
 
+def football_cli(fleet, *args):
+    """`football <args>` in-process against the fleet (its settings): (exit
+    code, stderr)."""
+    result = CliRunner().invoke(cli, [*job_options(fleet), "--yes", *args])
+    return result.exit_code, result.stderr
+
+
 def state_of(fleet, name):
     return lifecycle.read(context(fleet).inventory.host(name))
 
@@ -437,3 +444,34 @@ def test_a_move_that_stopped_in_its_cleanup_goes_on_when_the_evacuation_runs_aga
     assert not list((Path(fleet.state_dir) / "journal").glob("*.json"))
     assert not [lock for name in fleet.hosts for lock in fleet.locks(name)]
     assert_whole(fleet, "vm1", "vm2")
+
+
+def test_an_evacuation_of_an_active_host_plans_over_a_migrate_stopped_in_its_cleanup(
+        fleet, worker):
+    """`migrate vm1 b1 b2` stopped in its cleanup (vm1 on a1, a2, b1 and b2
+    until it goes on); then `evacuate a1`: its first plan, made before the
+    unfinished migrate went on, saw four replicas and refused the whole
+    evacuation as capacity lacking. It plans as that migrate will leave it,
+    finishes it first, then evacuates."""
+    fleet.fail_next["leave-resource"] = 1
+    code, stderr = football_cli(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 198, stderr
+    assert len(fleet.members("vm1")) == 4
+    Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "evacuated"
+    assert sorted(fleet.members("vm1")) == ["b1", "b2"]
+    assert all("a1" not in fleet.members(res) for res in ("vm1", "vm2"))
+    assert_whole(fleet, "vm1", "vm2")
+
+
+def test_an_evacuations_moves_remove_the_old_replicas_also_where_migrates_keep_them(
+        fleet, worker):
+    """With cleanup_old_replicas off every move ended done with its replica
+    left on the drained host; the next round found it doubled, and the
+    evacuation never ended."""
+    Evacuate(context(fleet, "cleanup_old_replicas=no"), ["a1"],
+             job_options=job_options(fleet, "cleanup_old_replicas=no")).run()
+    assert state_of(fleet, "a1")["state"] == "evacuated"
+    assert all("a1" not in fleet.members(res) for res in ("vm1", "vm2"))
+    assert not fleet.lvs("a1"), fleet.lvs("a1")
+
