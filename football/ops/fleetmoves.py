@@ -36,7 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from football import joblink, lifecycle
-from football.errors import FootballError, Illegal
+from football.errors import FootballError, Illegal, Interrupted
 from football.ops.base import Operation
 from football.ops.planning import cooldown_history, find_plan, keep_plan
 from football.planner import (CapacityLacking, Move, Moved, Settings, plan_balance,
@@ -498,7 +498,23 @@ class Evacuate(HostsRun):
                 lifecycle.record_origin(host, res, fleet.resources[res].replicas)
 
     def move(self):
-        self.converge(self.plan, f"evacuating {self.names}", first=self.first_plan)
+        self.converge(self.plan_while_draining, f"evacuating {self.names}",
+                      first=self.first_plan)
+
+    def plan_while_draining(self):
+        """The next round's plan, while the hosts are still draining: one
+        marked active meanwhile (`restore --skip`, from any controller)
+        calls the evacuation off — the moves queued run to their end, no
+        more are planned (it planned on, emptied the host all the same, its
+        origins gone, and failed marking it evacuated)."""
+        called_off = sorted(name for name, state in self.states().items()
+                            if state not in ("draining", "evacuated"))
+        if called_off:
+            raise Interrupted(f"evacuating {self.names}: called off ({', '.join(called_off)} "
+                              f"{'is' if len(called_off) == 1 else 'are'} active again: restore "
+                              "--skip); the moves queued before ran to their end, no more "
+                              "were planned")
+        return self.plan()
 
     def evacuated(self):
         self.mark("evacuated", ("draining", "evacuated"))

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from football import lifecycle
 from football.cli import cli
 from football.config import Config
-from football.errors import FootballError, Illegal
+from football.errors import FootballError, Illegal, Interrupted
 from football.hooks import Hooks
 from football.inventory import load
 from football.ops.base import Context
@@ -474,4 +474,30 @@ def test_an_evacuations_moves_remove_the_old_replicas_also_where_migrates_keep_t
     assert state_of(fleet, "a1")["state"] == "evacuated"
     assert all("a1" not in fleet.members(res) for res in ("vm1", "vm2"))
     assert not fleet.lvs("a1"), fleet.lvs("a1")
+
+
+def test_restore_skip_while_an_evacuation_runs_calls_it_off_after_its_queued_moves(
+        fleet, worker, monkeypatch):
+    """`restore a1 --skip` (the help: it calls off an evacuation while it
+    drains) marked a1 active and forgot its origins, but the evacuation
+    planned on: its next round moved vm3 off a1 all the same (nothing of it
+    could come back: its origin was gone), then it failed marking a1
+    evacuated. It stops planning: the moves queued run to their end."""
+    real = Evacuate.run_plan
+    rounds = []
+
+    def run_plan(self, store, plan, what, alone=False):
+        states = real(self, store, plan, what, alone)
+        rounds.append(plan.id)
+        if len(rounds) == 1:
+            fleet.create_resource("vm3", "a1", ["a2"])       # came meanwhile
+            Restore(context(fleet), "a1", skip=True, job_options=job_options(fleet)).run()
+        return states
+    monkeypatch.setattr(Evacuate, "run_plan", run_plan)
+    with pytest.raises(Interrupted, match=r"evacuating a1: called off \(a1 is active again"):
+        Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert len(rounds) == 1
+    assert state_of(fleet, "a1")["state"] == "active"
+    assert "a1" in fleet.members("vm3")
+    assert_whole(fleet, "vm1", "vm2", "vm3")
 
