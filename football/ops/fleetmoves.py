@@ -41,6 +41,7 @@ from football.ops.base import Operation
 from football.ops.planning import cooldown_history, find_plan, keep_plan
 from football.planner import (CapacityLacking, Move, Moved, Settings, plan_balance,
                               plan_evacuation, plan_restore, record_moved, save_plan)
+from football.planner.moves import waves
 from football.planner.observe import read_fleet
 from football.report import agreeing
 
@@ -81,10 +82,12 @@ class PlanRun:
         self.max_running, self.max_per_target = max_running, max_per_target
         self.say, self.poll, self.alone = say, poll, alone
 
-    def run(self, moves):
-        """{job id: final state} of the jobs that ran (or were running) the moves."""
+    def run(self, moves, alone=None):
+        """{job id: final state} of the jobs that ran (or were running) the
+        moves (`alone`: this call's, else the run's)."""
         from football.screener import JobSpec, ResourcesBusy
 
+        alone = self.alone if alone is None else alone
         specs, waited, ids = [], [], []
         for move in moves:
             operation, res, *args = move.command()
@@ -96,7 +99,7 @@ class PlanRun:
             try:
                 # the look for live jobs and the queueing are one turn
                 ids = self.store.queue(specs, self.job_options, queue=self.name,
-                                       run=self.name, alone=self.alone)
+                                       run=self.name, alone=alone)
             except ResourcesBusy as busy:
                 for res, job_id in sorted(busy.jobs.items()):
                     self.say(f"  {res}: its job {job_id} runs already; waiting for it")
@@ -190,7 +193,21 @@ class PlannedMoves(Operation):
         started = time.time()
         run = PlanRun(store, self.job_options, f"{plan.id}", self.max_running,
                       self.max_per_target, self.say, self.config.jobs_poll_interval, alone)
-        states = run.run(plan.moves)
+        states = {}
+        for number, wave in enumerate(waves(plan.moves)):
+            # a move needing the space others free on a host runs after them
+            done = [move for move in wave if all(
+                states.get(f"{plan.id}-{res}", "done") == "done" for res in move.after)]
+            for move in wave:
+                if move not in done:
+                    job_id = f"{plan.id}-{move.resource}"
+                    states[job_id] = "skipped"
+                    self.say(f"  {job_id}: skipped: it needs the room the moves of "
+                             f"{', '.join(move.after)} free, and not all of them ended done")
+            if number:
+                self.say(f"  then, in the room the moves before freed: "
+                         f"{', '.join(move.resource for move in done)}")
+            states.update(run.run(done, alone=alone and not number))
         self.summary["jobs"].update(states)
         for move in plan.moves:
             if states.get(f"{plan.id}-{move.resource}") == "done":

@@ -27,7 +27,8 @@ import math
 import time
 
 from football.errors import Illegal
-from football.planner.moves import Move, kind_of, pays_for_sync, refusal, sync_bytes
+from football.planner.moves import (Move, kind_of, ordered, pays_for_sync, refusal,
+                                    sync_bytes)
 from football.planner.plan import Plan
 from football.planner.score import METRICS, Evaluator, moved
 
@@ -174,7 +175,7 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
     # resource moves no more: the penalised ones are known once
     penalised = frozenset(res for res in movable if evaluator.rules.weighted(
         fleet.resources[res].primary, fleet.resources[res].secondaries))
-    before, moves = evaluator.total, []
+    before, moves, initial = evaluator.total, [], fleet
     while len(moves) < settings.max_moves and movable and evaluator.total > MIN_SCORE:
         move = best_move(fleet, settings, evaluator,
                          candidate_moves(fleet, evaluator, movable, penalised))
@@ -184,5 +185,5 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
         moves.append(move)
         movable.discard(move.resource)      # moved now: its cooldown begins
         fleet, evaluator = moved(fleet, evaluator, move.resource, move.target)
-    return Plan.new("balance", now, moves, before, evaluator.total, settings,
-                    held=sorted(held.items()))
+    return Plan.new("balance", now, ordered(initial, moves, settings), before, evaluator.total,
+                    settings, held=sorted(held.items()))

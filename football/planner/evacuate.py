@@ -17,7 +17,8 @@ those hosts accept resources again."""
 
 from football.errors import Illegal
 from football.planner.balance import placements
-from football.planner.moves import TIB, Move, kind_of, refusal, size_text, sync_bytes
+from football.planner.moves import (TIB, Move, kind_of, ordered, refusal, size_text,
+                                    sync_bytes)
 from football.planner.plan import Plan
 from football.planner.score import Evaluator, moved
 
@@ -61,6 +62,7 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                          "Wait for them, or, for one gone for good, football failover <host> "
                          "first") + "; nothing planned")
     fleet = fleet.with_lifecycle(hosts, "draining")
+    initial = fleet
     evaluator = Evaluator(fleet, settings)
     before, groups = evaluator.total, fleet.groups()
     leaving = sorted(fleet.on(hosts), key=lambda res: (-fleet.resources[res].lv_size, res))
@@ -103,7 +105,8 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
         fleet, evaluator = moved(fleet, evaluator, res, best)
     if lacking:
         raise CapacityLacking(f"evacuating {', '.join(hosts)}", lacking)
-    return Plan.new("evacuate", now, moves, before, evaluator.total, settings, hosts)
+    return Plan.new("evacuate", now, ordered(initial, moves, settings), before, evaluator.total,
+                    settings, hosts)
 
 
 def plan_restore(fleet, host, origins, settings, now=0.0):
@@ -118,6 +121,7 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
     if host not in fleet.hosts:
         raise Illegal(f"unknown host {host}; hosts: {', '.join(sorted(fleet.hosts))}")
     fleet = fleet.with_lifecycle([host], "restoring")
+    initial = fleet
     evaluator = Evaluator(fleet, settings)
     group = fleet.hosts[host].group
     before, moves, lacking, held = evaluator.total, [], [], []
@@ -155,4 +159,5 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
         fleet, evaluator = moved(fleet, evaluator, res, target)
     if lacking:
         raise CapacityLacking(f"restoring {host}", lacking)
-    return Plan.new("restore", now, moves, before, evaluator.total, settings, (host,), held)
+    return Plan.new("restore", now, ordered(initial, moves, settings), before, evaluator.total,
+                    settings, (host,), held)

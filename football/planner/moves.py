@@ -14,7 +14,7 @@ A move never makes a host exceed its capacity (`refusal`): VG space
 never places anything on a host that does not accept resources (draining,
 evacuated, restoring, unreachable) unless the plan says so (restore)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TIB = 1 << 40
 
@@ -31,6 +31,7 @@ class Move:
     target: tuple
     gain: float = 0.0
     sync_bytes: int = 0
+    after: tuple = ()           # resources whose moves free the VG space it needs (`ordered`)
 
     def command(self):
         """The football command line (after `football`) that performs it,
@@ -59,12 +60,56 @@ class Move:
     def to_json(self):
         return {"resource": self.resource, "kind": self.kind, "from": list(self.source),
                 "to": list(self.target), "gain": self.gain, "sync_bytes": self.sync_bytes,
-                "command": self.command()}
+                "command": self.command(), "after": list(self.after)}
 
     @classmethod
     def from_json(cls, data):
         return cls(data["resource"], data["kind"], tuple(data["from"]), tuple(data["to"]),
-                   float(data["gain"]), int(data["sync_bytes"]))
+                   float(data["gain"]), int(data["sync_bytes"]), tuple(data.get("after") or ()))
+
+
+def ordered(fleet, moves, settings):
+    """`moves` (in the plan's order, on `fleet` as read) each with `after`:
+    the resources whose moves must have ended first, because the VG space
+    it needs on a new host is what they free there (their old replicas go
+    at their cleanup). The plan credits freed space at once; its moves run
+    side by side, and such a move's migrate found no room yet, failed, and
+    the evacuation stopped for a re-run."""
+    free = {name: host.vg_free for name, host in fleet.hosts.items()}
+    credits = {name: [] for name in fleet.hosts}        # [(resource, bytes)] freed there
+    result = []
+    for move in moves:
+        size = fleet.resources[move.resource].lv_size
+        after = set()
+        for name in move.target:
+            if name in move.source:
+                continue
+            if free[name] - size < settings.placement_min_free and credits[name]:
+                after |= {res for res, _ in credits[name]}
+                free[name] += sum(freed for _, freed in credits[name])
+                credits[name] = []
+            free[name] -= size
+        for name in move.source:
+            if name not in move.target:
+                credits[name].append((move.resource, size))
+        result.append(replace(move, after=tuple(sorted(after - {move.resource}))))
+    return result
+
+
+def waves(moves):
+    """`moves` as waves to run one after the other: a move in the first
+    wave after all those of its `after` (those not in `moves` count as
+    done)."""
+    names = {move.resource for move in moves}
+    wave_of, result = {}, []
+    for move in moves:      # (a move's `after` are earlier in the plan)
+        wave = 1 + max((wave_of[res] for res in move.after if res in names and res in wave_of),
+                       default=-1)
+        wave_of[move.resource] = wave
+        while len(result) <= wave:
+            result.append([])
+        result[wave].append(move)
+    return result
 
 
 @dataclass(frozen=True)

@@ -501,3 +501,39 @@ def test_restore_skip_while_an_evacuation_runs_calls_it_off_after_its_queued_mov
     assert "a1" in fleet.members("vm3")
     assert_whole(fleet, "vm1", "vm2", "vm3")
 
+
+def test_a_plans_move_into_room_another_frees_runs_after_it_and_not_after_its_failure(
+        fleet, worker):
+    """The moves of a plan ran side by side, also one that needs the room
+    another frees (`Move.after`): it runs in a wave after that one, and not
+    at all where that one did not end done."""
+    from football.planner import Move, Plan, Settings
+
+    def plan_of(after):
+        return Plan.new("balance", time.time(), [
+            Move("vm1", "handover", ("a1", "a2"), ("a2", "a1")),
+            Move("vm2", "handover", ("a2", "a1"), ("a1", "a2"), after=after)], 1.0, 0.5,
+            Settings())
+
+    run = BalanceRun(context(fleet), job_options=job_options(fleet))
+    said = []
+    run.say = said.append
+    store = run.store()
+    try:
+        plan = plan_of(("vm1",))
+        states = run.run_plan(store, plan, "balancing")
+        assert set(states.values()) == {"done"}, states
+        first_done = next(number for number, line in enumerate(said)
+                          if line.startswith(f"  {plan.id}-vm1: done"))
+        assert said.index("  then, in the room the moves before freed: vm2") > first_done, said
+        fleet.fail_next["primary"] = 1           # vm1's handover back fails
+        plan = Plan.new("balance", time.time(), [
+            Move("vm1", "handover", ("a2", "a1"), ("a1", "a2")),
+            Move("vm2", "handover", ("a1", "a2"), ("a2", "a1"), after=("vm1",))], 1.0, 0.5,
+            Settings())
+        with pytest.raises(FootballError, match=f"{plan.id}-vm2 ended skipped"):
+            run.run_plan(store, plan, "balancing")
+        assert fleet.resources["vm2"].primary == "a1"           # not moved
+    finally:
+        store.close()
+

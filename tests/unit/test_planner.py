@@ -15,7 +15,7 @@ from football.planner import (BalanceRefused, CapacityLacking, Evaluator, Fleet,
                               Move, Moved, Plan, Resource, Settings, load_plan, plan_balance,
                               plan_evacuation, plan_restore, save_plan, score)
 from football.planner.balance import placements
-from football.planner.moves import refusal
+from football.planner.moves import refusal, waves
 
 GIB = 1 << 30
 NOW = 1_800_000_000.0
@@ -410,6 +410,27 @@ def test_restoring_one_host_of_an_evacuated_cluster_never_pairs_it_across_cluste
     fleet = fleet.with_lifecycle(["a1"], "active")
     plan = plan_restore(fleet, "a2", {"vm1": ("a1", "a2")}, DEFAULTS, NOW)
     assert [(move.resource, move.target) for move in plan.moves] == [("vm1", ("a1", "a2"))]
+
+
+def test_a_move_into_room_another_move_frees_runs_after_it():
+    """The plan credits the room a move frees at once (vm1 leaving a2 lets
+    vmY onto a2), but the moves ran side by side: vmY's migrate found a2
+    full (vm1's old replica goes only at its cleanup), failed, and the
+    evacuation stopped for a re-run. vmY runs after vm1."""
+    fleet = fleet_of([host("a1"), host("a2", free=5), host("a3", free=9),
+                      host("b1", free=12), host("b2", free=12)],
+                     [vm("vm1", "a1", "a2", size=10), vm("vmY", "a1", "a3", size=8)])
+    plan = plan_evacuation(fleet, ["a1"], DEFAULTS, NOW)
+    moves = {move.resource: move for move in plan.moves}
+    assert (moves["vm1"].target, moves["vmY"].target) == (("b1", "b2"), ("a2", "a3"))
+    assert (moves["vm1"].after, moves["vmY"].after) == ((), ("vm1",))
+    assert [[move.resource for move in wave] for wave in waves(plan.moves)] == \
+        [["vm1"], ["vmY"]]
+    assert Plan.from_json(plan.to_json()) == plan
+    # room there already: side by side
+    roomy = fleet_of([host(name.name, free=50) for name in fleet.hosts.values()],
+                     list(fleet.resources.values()))
+    assert all(move.after == () for move in plan_evacuation(roomy, ["a1"], DEFAULTS, NOW).moves)
 
 
 # ------------------------------------------------------------------ plans
