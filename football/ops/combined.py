@@ -71,6 +71,7 @@ class MigrateShrink(Operation):
             self.origin = decided["origin"]
             self.already = False
             self._refuse_other_targets()
+            self._refuse_other_size()
         self.summary.update(primary=self.primary_name, secondary=self.secondary_name)
 
     def _refuse_other_targets(self):
@@ -120,8 +121,23 @@ class MigrateShrink(Operation):
 
     def involved(self):
         self.journal.decide(primary=self.primary_name, secondary=self.secondary_name,
-                            origin=self.origin)
+                            origin=self.origin, size=self.size)
         return self._hosts_named()
+
+    def _refuse_other_size(self):
+        """`Illegal` when this command asks for another size than the
+        unfinished run's: its shrink stage refused it, naming `football
+        shrink` and `shrink-cleanup`, which the unfinished combined run
+        refused in turn."""
+        decided = self.journal.decided.get("size")
+        if self.size is None or decided is None or self.size == decided:
+            return
+        targets = [*self.target_names[:1], *([self.secondary_name] if
+                                             self.operation == "migrate+shrink" and
+                                             self.secondary_name else [])]
+        self._refuse_unlike_unfinished(
+            f"to {decided}", f"stages done: {', '.join(self.journal.data['steps']) or 'none'}",
+            self.size, [*targets, decided])
 
     def _hosts_named(self):
         """The hosts of the inventory this operation names: the new primary
@@ -204,6 +220,7 @@ class MigrateShrinkBack(MigrateShrink):
         self.primary_name = self.host(self.target_names[0]).name
         if decided.get("origin"):
             self.origin = decided["origin"]
+            self._refuse_other_size()
         else:
             source = self.named_host() if self.source_hint else \
                 self.hooks.get_hyper(res=self.res, inventory=self.ctx.inventory)

@@ -203,6 +203,26 @@ def test_migrate_shrink_asked_elsewhere_than_an_unfinished_one_is_refused_naming
     assert_shrunk_on(fleet, "b1", "b2")
 
 
+@pytest.mark.parametrize("command, finish", [
+    (("migrate+shrink", "vm2", "b1", "b2"), "football migrate+shrink vm2 b1 b2 400m"),
+    (("migrate+shrink+back", "vm2", "b1"), "football migrate+shrink+back vm2 b1 400m"),
+])
+def test_a_combined_run_asked_another_size_than_an_unfinished_one_names_itself(
+        fleet, command, finish):
+    """Its shrink stage refused the other size naming `football shrink vm2
+    400m` and `shrink-cleanup`, both of which the unfinished combined run
+    refused in turn: advice with no way on."""
+    code, _, stderr = football(fleet, "--debug-injection-point", "prepare:copied", *command,
+                               "400m")
+    assert code == 1, stderr
+    code, _, stderr = football(fleet, *command, "300m")
+    assert code == 191 and f"not 300m; nothing changed. `{finish}` finishes it" in stderr, \
+        stderr
+    assert "football shrink vm2" not in stderr
+    code, _, stderr = football(fleet, *command, "400m")
+    assert code == 0, stderr
+
+
 # --- a job taken over by another controller ----------------------------------------------
 
 @pytest.mark.parametrize("command, primary, secondary", [
