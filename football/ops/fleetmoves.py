@@ -204,10 +204,11 @@ class PlannedMoves(Operation):
                     states[job_id] = "skipped"
                     self.say(f"  {job_id}: skipped: it needs the room the moves of "
                              f"{', '.join(move.after)} free, and not all of them ended done")
-            if number:
+            if number and done:
                 self.say(f"  then, in the room the moves before freed: "
                          f"{', '.join(move.resource for move in done)}")
-            states.update(run.run(done, alone=alone and not number))
+            if done:
+                states.update(run.run(done, alone=alone and not number))
         self.summary["jobs"].update(states)
         for move in plan.moves:
             if states.get(f"{plan.id}-{move.resource}") == "done":
