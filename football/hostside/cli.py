@@ -9,7 +9,7 @@ import sys
 import click
 
 from football.hostside import container as containers
-from football.hostside import lifecycle, locks
+from football.hostside import lifecycle, locks, projects
 from football.hostside.filevg import FileVG, VGError
 from mars.names import DERIVED_NAME_RE, RESOURCE_RE, parse_size
 
@@ -284,6 +284,21 @@ def lifecycle_origin(state_dir, res, replicas):
     moved away."""
     _lifecycle(lambda: {"resource": res,
                         "new": lifecycle.record_origin(state_dir, res, replicas)})
+
+
+@cli.command("projects")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("copy", type=click.Path(exists=True, file_okay=False))
+def projects_copy(source, copy):
+    """Give the files and directories of COPY the XFS project IDs (and the
+    directories the project-inherit flag) of their namesakes under SOURCE:
+    rsync copies neither (a shrink's copy of a volume with project quotas)."""
+    try:
+        read, changed = projects.copy_projects(source, copy)
+    except OSError as error:
+        click.echo(f"football-host: projects {source} -> {copy}: {error}", err=True)
+        sys.exit(1)
+    _answer({"read": read, "changed": changed})
 
 
 def main():

@@ -376,6 +376,12 @@ class Shrink(Operation):
         if not (result.ok or (result.exit_code == RSYNC_VANISHED and not final)):
             raise CommandFailed(result)
         self._copy_quota()
+        if not final and "-p" in self._quota_options().values():
+            # rsync copies no project ID: the project limits restored above
+            # held no file (the final copy's new files inherit theirs from
+            # their directory: no walk inside the downtime)
+            self.primary.run(["football-host", "projects", self.mountpoint,
+                              self.tmp_mountpoint], timeout=self.config.copy_timeout)
         self.summary["copy_passes"] += 1
         return time.monotonic() - started
 

@@ -113,6 +113,7 @@ class FakeFleet:
         self.mount_options = {name: {} for name in self.hosts}  # host -> {mountpoint: options}
         self.quota = ""                 # quota options of the volumes' mounts ("usrquota")
         self.quota_limits = {}          # (host, mountpoint) -> restored limits
+        self.projects_copied = []       # (host, source, copy) of `football-host projects`
         self.volumes = {}               # (host, LV name) -> Volume
         self.written = {}               # res -> the highest record its workload ever wrote
         self.fail_next = {}             # command (e.g. "create-resource") -> times to refuse
@@ -726,6 +727,9 @@ class FakeFleet:
 
     # ------------------------------------------------------------ football-host
     def _football_host(self, name, args, input):
+        if args[0] == "projects":       # (the trees are not files here)
+            self.projects_copied.append((name, *args[1:]))
+            return json.dumps({"read": 1, "changed": 1})
         if args[0] == "ct":
             return self._container(name, args[2], args[3] if len(args) > 3 else None)
         if args[:1] == ["vg"] and args[2] in ("remove", "rename"):

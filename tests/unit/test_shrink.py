@@ -120,6 +120,26 @@ def test_quota_limits_are_copied_into_the_new_filesystem_when_the_volume_has_quo
     assert not fleet.violations         # restored for the copy's device, not the original's
 
 
+@pytest.mark.parametrize("quota, walks", [("prjquota", True), ("usrquota", False)])
+def test_the_project_ids_rsync_leaves_behind_are_copied_before_the_downtime(fleet, quota,
+                                                                            walks):
+    """With project quotas the limits were restored into the copy, but
+    rsync copies no file's project ID: every project was empty on the
+    shrunk volume. `football-host projects` gives them, after each copy
+    before the window (the final copy's new files inherit theirs)."""
+    fleet.quota = quota
+    fleet.create_resource("vm3", "a1", ["a2"], size=GIB)
+    mountpoint = fleet.hosts["a1"].mountpoint("vm3")
+    code, events, stderr = football(fleet, "shrink", "vm3")
+    assert code == 0, stderr
+    assert_shrunk(fleet, res="vm3")
+    copies = [event["text"] for event in events if event["event"] == "message"
+              and event["text"].startswith("  a1: ") and " copy (" in event["text"]]
+    assert len(copies) >= 3, copies            # first, warm(s), final
+    assert fleet.projects_copied == ([("a1", mountpoint, f"{mountpoint}-tmp")] *
+                                     (len(copies) - 1) if walks else [])
+
+
 def test_no_quota_commands_run_for_a_volume_without_quotas(fleet):
     code, _, stderr = football(fleet, "shrink", "vm2")
     assert code == 0, stderr
