@@ -40,6 +40,21 @@ def leftovers(candidates, members, planned):
                   if not reason and host not in members and host not in planned)
 
 
+def _hosts_decided(operation, hosts):
+    """The inventory `hosts` an unfinished operation's journal names among
+    its decisions (lists and single names alike); all of them where its
+    journal cannot be read."""
+    if operation.get("damaged"):
+        return set(hosts)
+    named = set()
+    for value in [*operation.get("decided", {}).values(), operation.get("targets"),
+                  operation.get("origin")]:
+        for name in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(name, str) and name in hosts:
+                named.add(name)
+    return named
+
+
 class LvCleanup(Operation):
     """Single step (each LV goes alone, checked again under its host's lock;
     a re-run finds what is left): no journal. Without `--do-it` it is a
@@ -83,14 +98,23 @@ class LvCleanup(Operation):
         looks = dict(zip(names, in_parallel(lambda name: self._look(inv.hosts[name]), names)))
         unknown = [name for name, (has_lv, _, _) in looks.items() if has_lv is None]
         members = {member for _, seen, _ in looks.values() for member in seen}
-        planned = {target for op in joblink.unfinished_operations(self.config)
-                   if op.get("resource") == self.res for target in op.get("targets", [])}
+        unfinished = [op for op in joblink.unfinished_operations(self.config)
+                      if op.get("resource") in (self.res, "?")]
+        # every host an unfinished operation of `res` decided on (a
+        # migrate's targets and origin, a shrink's primary and secondaries,
+        # a combined run's): only a migrate's targets were kept, and a
+        # shrink stopped in its window lost its way back (the old LVs) or
+        # the re-created one; a damaged journal may be any resource's
+        planned = {name: f"an unfinished {op['operation']} of {self.res} needs it"
+                   if op.get("resource") == self.res else
+                   f"not sure: a damaged journal ({op['journal']})"
+                   for op in unfinished for name in _hosts_decided(op, inv.hosts)}
         candidates = {name: reason for name, (has_lv, _, reason) in looks.items() if has_lv}
         for name in candidates:
             if name in members:
                 candidates[name] = "a MARS replica uses it"
             elif not candidates[name] and name in planned:
-                candidates[name] = "an unfinished operation plans a replica here"
+                candidates[name] = planned[name]
         if unknown:
             # a member that does not answer could have us misjudge the others
             for name in candidates:

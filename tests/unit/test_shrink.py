@@ -324,6 +324,25 @@ def test_a_container_that_does_not_start_after_a_crash_past_the_creation_is_crit
     assert_shrunk(fleet)
 
 
+@pytest.mark.parametrize("point", ["finish:deleted", "finish:created"])
+def test_lv_cleanup_keeps_the_volumes_of_a_shrink_stopped_in_its_window(fleet, point):
+    """lv-cleanup kept only the hosts a journal names as `targets` (a
+    migrate's): after a shrink stopped past the deletion it removed the
+    original LVs (the way back gone for good), after the re-creation a2's
+    new one (the re-run then failed joining a disk that did not exist)."""
+    code, _, stderr = football(fleet, "--debug-injection-point", point, "shrink", "vm2")
+    assert code == 1, stderr
+    lvs = {name: dict(fleet.lvs(name)) for name in ("a1", "a2")}
+    code, events, stderr = football(fleet, "lv-cleanup", "vm2", "--do-it")
+    assert code == 0, stderr
+    assert {name: dict(fleet.lvs(name)) for name in ("a1", "a2")} == lvs
+    said = " ".join(event.get("text", "") for event in events)
+    assert "keeps LV vg0/vm2 (an unfinished shrink of vm2 needs it)" in said, said
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 0, stderr
+    assert_shrunk(fleet)
+
+
 def test_ctrl_c_inside_the_window_restarts_the_container_and_a_rerun_completes(
         fleet, monkeypatch):
     answer, pressed = fleet.run, []
