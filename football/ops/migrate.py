@@ -587,9 +587,32 @@ class Migrate(Operation):
         # first and lock per step): its delay may last hours, and would hold
         # every other run on the old hosts; their lock while the replicas go
         # (the split takes the clusters' own)
+        self._refuse_cleanup_too_early()
         self._delay_cleanup()
         with self.holding([*self._old_hosts(), *self._left_hosts()]):
             self._remove_old_replicas()
+
+    def _refuse_cleanup_too_early(self):
+        """`Illegal`, nothing changed, before the old replicas go while the
+        new ones cannot stand alone: the handover to the new primary not
+        done (`migrate-cleanup` before `migrate-finish` removed the first
+        old replica, then refused at the running primary: 191 "nothing
+        changed"), or a new replica not yet in sync (it exited 0 with one
+        good copy left, unsaid)."""
+        primary = self.targets[0]
+        designated = facts.primary(primary, self.res)
+        if designated != primary.name:
+            raise Illegal(f"{self.res}'s primary is {designated or 'none'}, not {primary.name}: "
+                          f"the handover is not done; football migrate-finish {self.res} "
+                          f"{' '.join(host.name for host in self.targets)} first (the old "
+                          "replicas stay until then); nothing changed")
+        for host in self.targets:
+            rest = facts.view(host, "sync-rest", self.res)
+            if rest != "0" or facts.view(host, "is-consistent", self.res) != "1":
+                raise Illegal(f"{host.name}: its replica of {self.res} is not in sync yet "
+                              f"({rest or 'no'} bytes to sync): football migrate-wait "
+                              f"{self.res} {' '.join(target.name for target in self.targets)} "
+                              "first (the old replicas stay until then); nothing changed")
 
     def _remove_old_replicas(self):
         old = [host for host in self._members_now() if host.name not in

@@ -214,3 +214,45 @@ def test_an_operation_refused_at_its_first_lock_leaves_no_journal_of_its_own_or_
     assert football(fleet, "unlock", "football", "a1")[0] == 0
     assert not [argv for _, argv in fleet.changes() if argv[0] != "football-host"]
     assert_placed(fleet, "a1", ["a2"], res="vm2")
+
+
+def test_migrate_cleanup_before_the_handover_is_refused_changing_nothing(fleet):
+    """Run before migrate-finish it removed a1's replica and LV, then
+    refused at the primary running on a2: 191 "nothing changed"."""
+    code, _, stderr = football(fleet, "migrate-prepare", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "migrate-cleanup", "vm1", "b1", "b2")
+    assert code == EXIT_ILLEGAL and "vm1's primary is a1, not b1: the handover is not done; " \
+        "football migrate-finish vm1 b1 b2 first" in stderr, stderr
+    assert unlocked(fleet.changes()[before:]) == []
+    assert sorted(fleet.members("vm1")) == ["a1", "a2", "b1", "b2"]
+
+
+def unlocked(changes):
+    """The changes but the run's own lock taken and given back."""
+    return [change for change in changes if change[1][:2] != ("football-host", "lock")]
+
+
+def test_migrate_cleanup_while_a_new_replica_syncs_is_refused_keeping_the_old_ones(fleet):
+    """b2 still syncing after the handover to b1: migrate-cleanup removed
+    a1 and a2 and exited 0 — one good copy left, unsaid."""
+    fleet.stalled["b2"] = "slow link"
+    code, _, stderr = football(fleet, "migrate-prepare", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    while fleet.resources["vm1"].replicas["b1"].sync_rest:
+        fleet.run("a1", ["marsadm", "view-my-resources"])          # b1 syncs on
+    code, _, stderr = football(fleet, "migrate-finish", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert fleet.resources["vm1"].replicas["b2"].sync_rest > 0
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "migrate-cleanup", "vm1", "b1", "b2")
+    assert code == EXIT_ILLEGAL and "b2: its replica of vm1 is not in sync yet" in stderr and \
+        "football migrate-wait vm1 b1 b2 first" in stderr, stderr
+    assert unlocked(fleet.changes()[before:]) == []
+    assert sorted(fleet.members("vm1")) == ["a1", "a2", "b1", "b2"]
+    del fleet.stalled["b2"]
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
+
