@@ -113,6 +113,7 @@ def device_name(host):
 
 
 LOG_END_NAME = "log-end"    # actual-<host>/log-end = <logfile>,<end>: the primary's log, each round
+FORCED_NAME = "forced"      # actual-<host>/forced = 1: its device came up by force (primary --force)
 
 
 def actual_name(host, what):

@@ -35,8 +35,9 @@ from mars.channels import REQUEST_TIMEOUT
 from mars.errors import PeerError
 from mars.history import SplitBrain, final_version, history_conflict
 from mars.hostenv import PORT_META
-from mars.keys import (GROWN_FROM_NAME, LOG_END_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME, primary_key,
-                       replay_name, res_key, syncstatus_name, todo_name)
+from mars.keys import (FORCED_NAME, GROWN_FROM_NAME, LOG_END_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME,
+                       actual_name, primary_key, replay_name, res_key, syncstatus_name,
+                       todo_name)
 from mars.replay import Cursor
 
 log = logging.getLogger("marsd.data")
@@ -335,7 +336,11 @@ class Primary:
         changes = {self._key(replay_name(self.host)): checkpoint["cursor"]}
         if force:
             changes[self._key(todo_name(self.host, "force-primary"))] = 0
-        worker.set_actual(also=changes, **{"is-primary": 1, "emergency": 0},
+        # `forced`: this device came up by force, for as long as it is up (the
+        # wish above is done): the old primary does not refuse it as a
+        # planned handover (`refuse_handover`)
+        worker.set_actual(also=changes, **{"is-primary": 1, "emergency": 0,
+                                           FORCED_NAME: 1 if force else 0},
                           **self._log_end(checkpoint))
         worker.follower.cursor = Cursor.parse(checkpoint["cursor"])
         worker.set_emergency(False)
@@ -531,6 +536,17 @@ class Primary:
         if self.units_done != action:
             await self._systemctl(action)
 
+    def forced_takeover(self, state, designated):
+        """Whether `designated` takes over, or took over, by force: its wish
+        (`todo-<host>/force-primary`), reset once its device is up, and its
+        device up by force (`actual-<host>/forced`). The flag alone, reset,
+        let an old primary cut off meanwhile, its device open, refuse the
+        forced one as a planned handover once it heard of it — the two
+        designating themselves in turn for ever, both devices up."""
+        return state.resource_value(self.res, todo_name(designated, "force-primary"), "0") \
+            == "1" or state.resource_value(
+                self.res, actual_name(designated, FORCED_NAME), "0") == "1"
+
     def refuse_handover(self, state, designated):
         """A planned handover to another host while this device is in use
         (counted afresh: a container stopped and unmounted just before the
@@ -543,8 +559,8 @@ class Primary:
         worker = self.worker
         count = self.open_count
         if not count or designated in (None, self.host) or not worker.switch(state, "attach") or \
-                worker.stopping or state.systemd_units(self.res) or state.resource_value(
-                    self.res, todo_name(designated, "force-primary"), "0") == "1":
+                worker.stopping or state.systemd_units(self.res) or \
+                self.forced_takeover(state, designated):
             return False
         worker.write({primary_key(self.res): self.host})
         log.warning("%s: refused the handover to %s: device %s in use (open count %d)",

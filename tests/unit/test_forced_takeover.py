@@ -1,0 +1,77 @@
+"""A forced takeover (`marsadm primary --force`) as the old primary sees it
+once it hears of it: two hosts' stores, exchanged as anti-entropy does, and
+the old primary's refusal of handovers while its device is in use."""
+
+import types
+
+from mars.keys import FORCED_NAME, actual_name, primary_key, todo_name
+from mars.primary import Primary
+from mars.store import Store
+from mars.worker import ResourceWorker
+
+RES = "r"
+
+
+def exchange(*stores):
+    for one in stores:
+        for other in stores:
+            if one is not other:
+                one.apply(other.changes_since(one.vector()))
+
+
+def device_in_use(store, host):
+    """The part of a primary `refuse_handover` reads: this host's worker,
+    its device open once."""
+    worker = types.SimpleNamespace(res=RES, store=store, stopping=False, resource_values=None,
+                                   key=lambda name: f"resource-{RES}/{name}",
+                                   switch=lambda state, name: True)
+    worker.write = lambda changes: ResourceWorker.write(worker, changes)
+    primary = types.SimpleNamespace(worker=worker, open_count=1, res=RES, host=host,
+                                    link=f"/dev/mars/{RES}")
+    primary.forced_takeover = lambda state, designated: Primary.forced_takeover(
+        primary, state, designated)
+    return primary
+
+
+def test_an_old_primary_cut_off_during_a_forced_takeover_does_not_take_the_designation_back(
+        tmp_path):
+    """a runs r, its device open, and is cut off; b takes over by force and
+    its device comes up (the force wish reset). Once a heard of it, a
+    refused it as a planned handover and designated itself again, then b
+    likewise, for ever, both devices up. a now leaves the designation to b
+    (its device waits to be closed, as in any handover)."""
+    a, b = Store(tmp_path / "a.db", "a"), Store(tmp_path / "b.db", "b")
+    a.write({"ips/ip-a": "127.0.0.1", f"resource-{RES}/size": "100",
+             primary_key(RES): "a", f"resource-{RES}/data-a": "/dev/vg/r"})
+    b.write({"ips/ip-b": "127.0.0.2", f"resource-{RES}/data-b": "/dev/vg/r"})
+    exchange(a, b)
+    # cut off; on b: marsadm primary --force r, then its device comes up
+    b.write({primary_key(RES): "b", f"resource-{RES}/{todo_name('b', 'force-primary')}": "1"})
+    b.write({f"resource-{RES}/{todo_name('b', 'force-primary')}": "0",
+             f"resource-{RES}/{actual_name('b', 'is-primary')}": "1",
+             f"resource-{RES}/{actual_name('b', FORCED_NAME)}": "1"})
+    exchange(a, b)
+    old, new = device_in_use(a, "a"), device_in_use(b, "b")
+    for _ in range(3):
+        for primary, store in ((old, a), (new, b)):
+            state = store.state()
+            assert not Primary.refuse_handover(primary, state, state.designated_primary(RES))
+        exchange(a, b)
+    assert a.state().designated_primary(RES) == b.state().designated_primary(RES) == "b"
+
+
+def test_a_planned_handover_to_a_host_whose_earlier_takeover_was_forced_is_refused_still(
+        tmp_path):
+    """The flag lasts while that device is up by force: a later planned
+    handover (its device up without force) is refused as any is."""
+    a, b = Store(tmp_path / "a.db", "a"), Store(tmp_path / "b.db", "b")
+    a.write({"ips/ip-a": "127.0.0.1", f"resource-{RES}/size": "100",
+             primary_key(RES): "a", f"resource-{RES}/data-a": "/dev/vg/r"})
+    b.write({"ips/ip-b": "127.0.0.2", f"resource-{RES}/data-b": "/dev/vg/r",
+             f"resource-{RES}/{actual_name('b', FORCED_NAME)}": "0"})
+    exchange(a, b)
+    b.write({primary_key(RES): "b"})                      # marsadm primary r on b
+    exchange(a, b)
+    state = a.state()
+    assert Primary.refuse_handover(device_in_use(a, "a"), state, "b")
+    assert a.state().designated_primary(RES) == "a"
