@@ -277,6 +277,45 @@ class RepairMars(Repair):
         self.rebuilt = not others and self._primary(self.chosen) == self.chosen.name
         self.running = self.rebuilt and bool(self.running_on([self.chosen]))
         self.lv = self.hooks.lv_path(host=self.chosen, lv=self.res)
+        self.rollback = None
+        if not resumed_on and not self.rebuilt and self.chosen.name in members:
+            self._check_the_copy(members)
+
+    def _check_the_copy(self, members):
+        """`Illegal` where the chosen member's copy is not consistent (its
+        sync incomplete: the container started on partial data — a copy
+        that had synced nothing started the workload from its first
+        record) while another member's that answers is; where none is (the
+        primary died before its replica was consistent), or the container
+        runs on another member, the primary, `rollback` says what a rebuild
+        from this copy loses (said, and asked with the confirmation)."""
+        chosen = self.chosen.name
+        if self._ask(facts.view, self.chosen, "is-consistent", self.res) != "1":
+            rest = self._ask(facts.view, self.chosen, "sync-rest", self.res)
+            partial = (f"{chosen}'s copy of {self.res} is not consistent (its sync is not "
+                       f"complete{f': {rest} bytes to go' if rest else ''}): rebuilt from it, "
+                       f"{self.res} starts on partial data")
+            whole = [name for name, host in sorted(members.items()) if name != chosen and
+                     host in self.alive and
+                     self._ask(facts.view, host, "is-consistent", self.res) == "1"]
+            if whole:
+                raise Illegal(f"{partial}; nothing changed. Name a host whose copy is whole "
+                              f"first: {', '.join(whole)}")
+            # no whole copy answers (the primary died before its replica was
+            # consistent): the last resort, as the operator confirms it
+            self.rollback = f"{partial} (no member's copy that answers is whole)"
+            self.warn(self.rollback)
+            return
+        primary = self._primary(self.chosen)
+        if primary and primary != chosen and primary in members and \
+                members[primary] in self.alive and self.running_on([members[primary]]):
+            behind = self._ask(facts.view, self.chosen, "work-rest", self.res)
+            self.rollback = (f"{self.res} runs on its primary {primary}: rebuilt from "
+                             f"{chosen}'s copy it goes back to what {chosen} holds"
+                             + (f" ({behind} bytes of {primary}'s log not yet replayed there "
+                                "are lost)" if behind and behind != "0" else "")
+                             + f"; to keep {primary}'s data, name {primary} first")
+            self.warn(self.rollback)
 
     def nothing_to_do(self):
         if self.running and not self.journal.resumed:
@@ -297,7 +336,8 @@ class RepairMars(Repair):
         if not self.rebuilt and not self.ctx.dry_run:
             fenced = (f" {', '.join(self.gone)} must be switched off for good (fenced): a "
                       "container there that still runs would run twice." if self.gone else "")
-            confirm(self.ctx, f"{self.plan()}?{fenced}")
+            rollback = f" {self.rollback}." if self.rollback else ""
+            confirm(self.ctx, f"{self.plan()}?{fenced}{rollback}")
 
     def _choose(self):
         for host in self.candidates:

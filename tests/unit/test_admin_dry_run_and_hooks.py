@@ -71,6 +71,35 @@ def test_repair_mars_dry_run_lists_the_stop_the_rebuild_and_the_start_it_issues(
     assert not fleet.sequence_problems("vm1") and not fleet.violations
 
 
+def test_repair_mars_refuses_a_partial_copy_while_a_whole_one_answers(fleet):
+    """A copy whose sync had not begun (b1, just joined) was taken: vm1,
+    running fine on a1, stopped there and started on b1's empty copy (the
+    workload from its first record again), a1 and a2 dropped."""
+    fleet.sync_chunk = 1 << 20
+    fleet.stalled["b1"] = "slow link"
+    code, _, stderr = football(fleet, "migrate-prepare", "vm1", "b1")
+    assert code == 0, stderr
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "b1")
+    assert code == 191 and "b1's copy of vm1 is not consistent (its sync is not complete" \
+        in stderr and "Name a host whose copy is whole first: a1, a2" in stderr, stderr
+    assert [change for change in fleet.changes()[before:]
+            if change[1][:2] != ("football-host", "lock")] == []
+    assert fleet.running("vm1") == ["a1"]
+
+
+def test_repair_mars_from_a_copy_behind_the_running_primary_says_what_it_loses(fleet):
+    """a2 behind while vm1 ran on a1: repair-mars a2 rolled vm1 back to
+    a2's data, unsaid (and the confirmation did not say it either)."""
+    fleet.stalled["a2"] = "fetch cut off"
+    for _ in range(3):
+        fleet.run("b1", ["marsadm", "view-get-primary", "vm1"])        # vm1 writes on a1
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a2", yes=False)
+    assert code == 191 and "vm1 runs on its primary a1: rebuilt from a2's copy it goes back " \
+        "to what a2 holds" in stderr and "to keep a1's data, name a1 first" in stderr, stderr
+    assert fleet.running("vm1") == ["a1"] and sorted(fleet.members("vm1")) == ["a1", "a2"]
+
+
 def test_repair_mars_records_its_steps_in_a_journal_finished_when_it_ran_through(fleet):
     code, _, stderr = football(fleet, "repair-mars", "vm1", "a1")
     assert code == 0, stderr
