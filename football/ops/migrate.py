@@ -171,6 +171,14 @@ class Migrate(Operation):
         inv = self.ctx.inventory
         if self.target_name in inv.clusters:
             names = [self.host(name).name for name in inv.clusters[self.target_name]]
+            members = getattr(self, "members", None) or []      # (placement alone: none)
+            if self.source.name in names and set(members) <= set(names) and \
+                    len(members) == min(2, len(names)):
+                # there already (a re-run, a screener restart of a done job):
+                # placement, ranking by the resources each host has now,
+                # moved it within the cluster, with a downtime
+                return [self.source, *(self.host(name) for name in members
+                                       if name != self.source.name)]
             ranked = rank_targets(observe(self.ctx, names, detail=False), names, self.res,
                                   self.size, self.source.name, self.config.placement_min_free)
             if not ranked:

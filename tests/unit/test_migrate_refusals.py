@@ -12,6 +12,7 @@ the MARS clusters are still the inventory's.
 `football()` runs with `--json`: what the command prints as it goes is in
 the JSON `message` events on stdout; a refusal is in stderr."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -255,4 +256,20 @@ def test_migrate_cleanup_while_a_new_replica_syncs_is_refused_keeping_the_old_on
     code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
     assert code == 0, stderr
     assert_placed(fleet, "b1", ["b2"])
+
+
+def test_a_migrate_to_the_cluster_it_is_in_already_has_nothing_to_do(fleet):
+    """Run again (a screener restart of a done job) after another resource
+    came onto b1, placement ranked b2 first and handed vm1 over to it, with
+    a downtime."""
+    code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    primary = fleet.resources["vm1"].primary
+    fleet.create_resource("vm2", primary, [])
+    before = len(fleet.changes())
+    code, events, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert "nothing to do" in json.dumps(events), events
+    assert unlocked(fleet.changes()[before:]) == []
+    assert fleet.resources["vm1"].primary == primary
 
