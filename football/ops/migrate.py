@@ -545,7 +545,14 @@ class Migrate(Operation):
             where = (f"{self.res} is down since an earlier run stopped it: run this again, or "
                      f"football repair-vm {self.res} {self.source.name}") if down_since else \
                 f"nothing was stopped: {self.res} runs on {self.source.name}"
-            raise TimedOut(f"{timed_out}{views_say([target], self.res)}; {where}") from None
+            said = f"{timed_out}{views_say([target], self.res)}; {where}"
+            if not down_since and self._changed_nothing():
+                # a limit not met before this run did anything (a handover
+                # alone): 191, no journal or run lock left (it exited 198 and
+                # kept both, refusing the next operation as an unfinished one)
+                raise Illegal(f"{said}; this run changed nothing: run it again once the "
+                              "lag is down") from None
+            raise TimedOut(said) from None
 
     def _stopped_in_window(self, target):
         """Where the window stops the stack: the source and the old hosts."""

@@ -3,6 +3,8 @@ fake fleet (tests/helpers/fakefleet.py): the heading names what the run
 does (a handover moves no data; a run where the primary stays adds
 replicas), and a wait names only the targets that sync."""
 
+from pathlib import Path
+
 from tests.helpers.fakefleet import HOMES, fake_fleet, football
 
 fleet = fake_fleet
@@ -82,6 +84,22 @@ def test_a_stalled_sync_says_why_as_the_stalled_hosts_view_does(fleet):
         stderr
     del fleet.stalled["b2"]
     code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")      # it resumes
+    assert code == 0, stderr
+
+
+def test_a_handover_whose_lag_does_not_fall_changed_nothing_and_leaves_nothing(fleet):
+    """It exited 198 and kept its journal and run lock: a later shrink or
+    migrate of vm1 was refused as over an unfinished handover ("set its
+    journal aside ... and remove what it made"), though nothing was made."""
+    fleet.resources["vm1"].replicas["a2"].listed = 10 ** 12       # a2 far behind
+    code, _, stderr = football(fleet, "--var", "lag_timeout=0.3", "--var", "poll_interval=0.05",
+                               "handover", "vm1", "a2")
+    assert code == 191 and "this run changed nothing: run it again once the lag is down" \
+        in stderr and "nothing was stopped: vm1 runs on a1" in stderr, stderr
+    assert not list(Path(fleet.state_dir, "journal").glob("*.json"))
+    assert not [lock for name in fleet.hosts for lock in fleet.locks(name)]
+    fleet.resources["vm1"].replicas["a2"].listed = None
+    code, _, stderr = football(fleet, "handover", "vm1", "a2")
     assert code == 0, stderr
 
 
