@@ -237,7 +237,7 @@ class Resources(HostCommands):
             raise MarsError(f"{res} has no systemd units, so nothing would follow a want: record "
                             f"them first (`marsadm set-systemd-unit {res} <start unit> "
                             "[<stop unit>]`), or --force; nothing changed")
-        return self._write({res_key(res, SYSTEMD_WANT_NAME): host})
+        return self._write({res_key(res, SYSTEMD_WANT_NAME): host}, rewrite_unchanged=True)
 
     def get_systemd_want(self, res):
         """The want, `(none)` for a stopped stack; as kernel MARS, empty

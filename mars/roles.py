@@ -220,7 +220,10 @@ class Roles(HostCommands):
             # left over from a --force the device did not consume (it was up
             # already): it must not skip the waits of this planned handover
             changes[todo_key(res, self.host, "force-primary")] = 0
-        self._write(changes)
+        # an operator's wish on shared keys is written also where this host
+        # has the value already: a fresh stamp, so that it wins over an older
+        # wish of another host still on its way here (after a partition)
+        self._write(changes, rewrite_unchanged=True)
         try:
             self.wait_for(res, lambda st, status: status.get("is_primary") and
                           st.is_actual_primary(res, self.host),
@@ -304,7 +307,7 @@ class Roles(HostCommands):
         self._refuse_while_open(state, res, state.designated_primary(res), "secondary", force)
         self._write({primary_key(res): NO_PRIMARY,
                      **_want_moved(res, state.resource_value(res, SYSTEMD_WANT_NAME, None),
-                                   NO_PRIMARY)})
+                                   NO_PRIMARY)}, rewrite_unchanged=True)
         self.wait_for(res, lambda st, status: not status.get("is_primary"),
                       "the device to go down (stop the container, unmount)")
 
@@ -329,7 +332,9 @@ class Roles(HostCommands):
         """pause-/resume-{sync,fetch,replay}[-local|-global]."""
         self._member_state(res)
         if scope == "global":
-            self._write({res_key(res, global_pause_name(what)): 0 if value else 1})
+            # (a fresh stamp also where unchanged here: the `primary` wish's reason)
+            self._write({res_key(res, global_pause_name(what)): 0 if value else 1},
+                        rewrite_unchanged=True)
         else:
             self._write({todo_key(res, self.host, PAUSABLE[what]): value})
 

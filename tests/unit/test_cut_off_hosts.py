@@ -1,6 +1,7 @@
-"""A forced takeover (`marsadm primary --force`) as the old primary sees it
-once it hears of it: two hosts' stores, exchanged as anti-entropy does, and
-the old primary's refusal of handovers while its device is in use."""
+"""Two hosts cut off from each other, then hearing of each other again (their
+stores exchanged as anti-entropy does): a forced takeover (`marsadm primary
+--force`) as the old primary sees it, its device in use, and operators'
+wishes on shared keys written on either side."""
 
 import types
 
@@ -75,3 +76,22 @@ def test_a_planned_handover_to_a_host_whose_earlier_takeover_was_forced_is_refus
     state = a.state()
     assert Primary.refuse_handover(device_in_use(a, "a"), state, "b")
     assert a.state().designated_primary(RES) == "a"
+
+
+def test_a_later_wish_on_a_shared_key_wins_though_its_host_had_the_value_already(tmp_path):
+    """Cut off from each other, a pauses sync globally, then b resumes it;
+    b had 0 already, wrote nothing, and once they heard of each other the
+    earlier pause had won on both."""
+    from mars.roles import Roles
+
+    a, b = Store(tmp_path / "a.db", "a"), Store(tmp_path / "b.db", "b")
+    a.write({"ips/ip-a": "127.0.0.1", f"resource-{RES}/size": "100", primary_key(RES): "a",
+             f"resource-{RES}/data-a": "/dev/vg/r", f"resource-{RES}/global-pause-sync": "0"})
+    b.write({"ips/ip-b": "127.0.0.2", f"resource-{RES}/data-b": "/dev/vg/r"})
+    exchange(a, b)
+    Roles(types.SimpleNamespace(host="a"), a, echo=lambda text: None).pause(
+        RES, "sync", 0, "global")
+    Roles(types.SimpleNamespace(host="b"), b, echo=lambda text: None).pause(
+        RES, "sync", 1, "global")
+    exchange(a, b)
+    assert [store.value(f"resource-{RES}/global-pause-sync") for store in (a, b)] == ["0", "0"]
