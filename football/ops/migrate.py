@@ -184,7 +184,17 @@ class Migrate(Operation):
             if not ranked:
                 raise Illegal(f"every host of cluster {self.target_name} is draining or "
                               f"evacuated; choose another target")
-            return [self.host(name) for name in ranked[:2 if len(ranked) > 1 else 1]]
+            chosen = ranked[:2 if len(ranked) > 1 else 1]
+            post = getattr(self, "post_hand", None)
+            if post in names and post not in chosen:
+                # the hand after goes to one of the new replicas: placement
+                # left it out, and the migrate, done, then failed handing over
+                if post not in ranked:
+                    raise Illegal(f"--post-hand {post}: placement in {self.target_name} does "
+                                  f"not take {post} (draining, evacuated or no room); nothing "
+                                  "changed")
+                chosen = [chosen[0], post]
+            return [self.host(name) for name in chosen]
         if self.target_name not in inv.hosts:
             raise Illegal(f"unknown host or cluster {self.target_name!r}; hosts: "
                           f"{', '.join(sorted(inv.hosts))}; clusters: "

@@ -273,3 +273,47 @@ def test_a_migrate_to_the_cluster_it_is_in_already_has_nothing_to_do(fleet):
     assert unlocked(fleet.changes()[before:]) == []
     assert fleet.resources["vm1"].primary == primary
 
+
+@pytest.fixture
+def five(tmp_path, monkeypatch):
+    """The fake fleet with a third host in cluster2 (b3); vm1 on a1, a2."""
+    from football.inventory import Host, parse
+    from tests.helpers.fakefleet import FakeFleet
+
+    names = ["a1", "a2", "b1", "b2", "b3"]
+    data = {"clusters": {"cluster1": ["a1", "a2"], "cluster2": ["b1", "b2", "b3"]},
+            "hosts": {name: {"address": f"127.0.9.{number}", "root": str(tmp_path / name)}
+                      for number, name in enumerate(names, start=11)},
+            "defaults": {"transport": "local", "storage": "filevg", "manager": "lab",
+                         "container": "lxc", "vg_size": "4G"}}
+    path = tmp_path / "fleet.yml"
+    path.write_text(json.dumps(data))
+    fleet = FakeFleet(parse(data, str(path)))
+    fleet.inventory_path, fleet.state_dir = str(path), str(tmp_path / "controller")
+    monkeypatch.setattr(Host, "runner", property(lambda host: fleet.runner(host.name)))
+    for name in ("FOOTBALL_INVENTORY", "FOOTBALL_STATE_DIR", "FOOTBALL_PLUGIN_DIRS"):
+        monkeypatch.delenv(name, raising=False)
+    fleet.create_resource("vm1", "a1", ["a2"])
+    return fleet
+
+
+def test_a_post_hand_host_of_the_target_cluster_is_one_the_placement_takes(five):
+    """Placement chose b1, b2; the migrate was done, then its hand to b3
+    failed (b3 has no replica): 191 "nothing changed", every re-run too."""
+    code, _, stderr = football(five, "migrate", "vm1", "cluster2", "--post-hand", "b3")
+    assert code == 0, stderr
+    assert five.resources["vm1"].primary == "b3" and five.running("vm1") == ["b3"]
+    assert "b3" in five.members("vm1") and len(five.members("vm1")) == 2
+
+
+def test_a_refusal_after_the_downtime_window_is_a_failure_not_191_nothing_changed(five):
+    """b3, a bystander in cluster2, does not answer: the cleanup's split
+    refused after the handover and the removal of a1's and a2's replicas,
+    exit 191 "nothing was changed" (a screener job ended illegal)."""
+    five.down.add("b3")
+    code, _, stderr = football(five, "migrate", "vm1", "b1", "b2")
+    assert code == 198, stderr
+    assert "stopped in its cleanup phase" in stderr and "the same command goes on" in stderr, \
+        stderr
+    assert five.resources["vm1"].primary == "b1" and five.running("vm1") == ["b1"]
+
