@@ -661,12 +661,40 @@ class Operation(StoppedContainer):
         except BaseException as error:
             if isinstance(error, (Illegal, Interrupted, KeyboardInterrupt)):
                 self._forget_a_run_that_changed_nothing()
+            down = self._still_down(error)
             self._finish_hosts()
-            self._tell("football_failed", error=error, exit_code=exit_code_of(error))
+            self._tell("football_failed", error=down or error,
+                       exit_code=exit_code_of(down or error))
+            if down is not None:
+                raise down from None
             raise
         self._finish_hosts()
         self._tell("football_finished", summary=summary)
         return summary
+
+    def _still_down(self, error):
+        """`Critical` for a refusal or a timeout of a run that went on with
+        a downtime window an earlier run left open (it ended inside it: the
+        container runs nowhere since), else None: such a run exited 191
+        "nothing changed" (a lock held elsewhere, a target gone) or 198
+        (the lag gate) without saying the container was down."""
+        if not isinstance(error, (Illegal, TimedOut)) or self.journal is None or \
+                self.ctx.dry_run:
+            return None
+        since = self.journal.open_window_started()
+        host = getattr(self, "source", None) or getattr(self, "primary", None)
+        if since is None or host is None or not hasattr(self, "_is_up"):
+            return None
+        try:
+            if self._is_up(host):           # (the crash came before the stop)
+                return None
+        except (FootballError, TransportError):
+            return None
+        return Critical(f"{error}; {self.res} is down since "
+                        f"{time.strftime('%H:%M:%S', time.localtime(since))} (an earlier run "
+                        f"ended inside its downtime window): run this again once the cause is "
+                        f"gone, or start it where its volume is — football repair-vm "
+                        f"{self.res} <host> (`football status {self.res}` shows where)")
 
     def _run(self, phases):
         """discover → (nothing to do | dry run | the phases)."""

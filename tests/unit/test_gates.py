@@ -259,6 +259,29 @@ def test_a_rerun_after_a_crash_inside_the_window_with_the_container_running_wait
     assert fleet.running("vm1") == ["a1"]
 
 
+def test_a_rerun_refused_while_the_container_is_down_since_a_crash_says_so_critical(fleet):
+    """Killed after the stop (vm1 down on a1), the re-run found b1 locked by
+    an operator: 191 with the lock's words alone, as if nothing were wrong
+    (or 198 "runs again" where the lag gate timed out). It is critical:
+    vm1 runs nowhere, and the message says since when and how to start it."""
+    from tests.helpers.lab import MIGRATE_POINTS
+    point = MIGRATE_POINTS.index("finish:stopped") + 1
+    code, _, stderr = football(fleet, *FAST, "--debug-injection-point", str(point),
+                               "migrate", "vm1", "cluster2")
+    assert code == 1, stderr
+    assert fleet.running("vm1") == []
+    target = fleet.resources["vm1"].replicas.keys() - {"a1", "a2"}
+    assert football(fleet, "lock", "football", *sorted(target))[0] == 0
+    code, _, stderr = football(fleet, *FAST, "--var", "lock_retry_timeout=0.2", "migrate",
+                               "vm1", "cluster2")
+    assert code == 199, stderr
+    assert "vm1 is down since" in stderr and "football repair-vm vm1 <host>" in stderr, stderr
+    assert football(fleet, "unlock", "football", *sorted(target))[0] == 0
+    code, _, stderr = football(fleet, *FAST, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    assert fleet.running("vm1") == [fleet.resources["vm1"].primary]
+
+
 def test_a_shrink_rerun_after_a_crash_inside_the_window_starts_the_container_first(fleet):
     """A shrink needs its copy's source running: its re-run starts vm2
     again before the gates, and the window the crashed run left open ends
