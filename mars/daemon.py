@@ -98,14 +98,18 @@ def is_heartbeat(key):
     return owner is not None and key in (alive_key(owner), time_key(owner))
 
 
+TOMBSTONE_WAIT = 7 * 24 * 3600     # seconds a member not heard from holds tombstones back
+
+
 class Daemon:
     """The control plane of one host."""
 
     def __init__(self, env, round_interval=1.0, tombstone_retention=3600.0, window=60.0,
                  data_tick=0.05, fast_sync=True, metrics_port=0, device_args=(),
                  emergency_free=64 << 20, idle_step=IDLE_STEP_EVERY, hold_sync_after=None,
-                 disk_sync_interval=DISK_SYNC_INTERVAL):
+                 disk_sync_interval=DISK_SYNC_INTERVAL, tombstone_wait=None):
         self.env = env
+        self.tombstone_wait = TOMBSTONE_WAIT if tombstone_wait is None else tombstone_wait
         self.disk_sync_interval = disk_sync_interval
         self.hold_sync_after = hold_sync_after      # debugging: syncs stop at this many bytes
         self.round_interval = round_interval
@@ -686,10 +690,24 @@ class Daemon:
     def _purge_tombstones(self):
         state = ClusterState(self.store.live_values(HEARTBEAT_PREFIX) | self.store.live_values(IP_PREFIX),
                              self.env.host)
-        alive = [host for host in state.peers() if state.is_alive(host, self.window)]
-        purged = self.store.purge_tombstones(int(self.tombstone_retention * 1e9), alive)
+        purged = self.store.purge_tombstones(int(self.tombstone_retention * 1e9),
+                                             peers_a_purge_waits_for(state, self.tombstone_wait))
         if purged:
             log.debug("purged %d tombstones", purged)
+
+
+def peers_a_purge_waits_for(state, wait, now=None):
+    """The peers that must have seen a tombstone before it is purged: every
+    member heard from within `wait` seconds, stopped or cut off or not — not
+    only the live ones: a member down or cut off longer than the retention
+    never learned of the deletions and kept the deleted keys for ever (a
+    replica dropped by `--host=<it> leave-resource --force` while it was
+    down still listed itself, `is-primary=1`; after `delete-resource
+    --force` it kept the resource). One silent longer than `wait` (gone for
+    good and never dropped from the cluster) holds them back no more."""
+    now = time.time() if now is None else now
+    return [host for host in state.peers()
+            if (seen := state.last_seen(host)) is not None and now - seen <= wait]
 
 
 def parse_args(argv):
@@ -700,6 +718,9 @@ def parse_args(argv):
                         help="seconds between rounds (liveness, pulls); default 1.0")
     parser.add_argument("--tombstone-retention", type=float, default=3600.0,
                         help="seconds a tombstone is kept at least; default 3600")
+    parser.add_argument("--tombstone-wait", type=float, default=TOMBSTONE_WAIT,
+                        help="seconds a member not heard from holds tombstones back (they "
+                             f"wait for it to have seen them); default {TOMBSTONE_WAIT:g}")
     parser.add_argument("--window", type=float, default=60.0,
                         help="a peer reporting within this many seconds is alive; default 60")
     parser.add_argument("--idle-step", type=float, default=IDLE_STEP_EVERY,
@@ -756,7 +777,8 @@ def main(argv=None):
                         metrics_port=args.metrics_port, device_args=device_args,
                         emergency_free=args.emergency_free, idle_step=args.idle_step,
                         hold_sync_after=args.debug_hold_sync_after,
-                        disk_sync_interval=args.disk_sync_interval)
+                        disk_sync_interval=args.disk_sync_interval,
+                        tombstone_wait=args.tombstone_wait)
         trio.run(daemon.run)
     except* MarsError as group:
         for exc in group.exceptions:

@@ -95,3 +95,35 @@ def test_a_later_wish_on_a_shared_key_wins_though_its_host_had_the_value_already
         RES, "sync", 1, "global")
     exchange(a, b)
     assert [store.value(f"resource-{RES}/global-pause-sync") for store in (a, b)] == ["0", "0"]
+
+
+def test_a_member_away_longer_than_the_retention_learns_of_the_deletions_all_the_same(
+        tmp_path):
+    """Tombstones were purged once every *live* peer had seen them: b,
+    stopped (or cut off) for two hours, never learned that c's replica of r
+    was dropped, and kept c as a member for ever. A member heard from within
+    the tombstone wait (a week) holds them back until it has seen them."""
+    from mars.daemon import TOMBSTONE_WAIT, peers_a_purge_waits_for
+    from mars.keys import alive_key, time_key
+
+    a, b = Store(tmp_path / "a.db", "a"), Store(tmp_path / "b.db", "b")
+    c = Store(tmp_path / "c.db", "c")
+    a.write({"ips/ip-a": "127.0.0.1", f"resource-{RES}/size": "100", primary_key(RES): "a",
+             f"resource-{RES}/data-a": "/dev/vg/r"})
+    now = 1_800_000_000.0
+    b.write({"ips/ip-b": "127.0.0.2",
+             time_key("b"): str(now - 2 * 3600), alive_key("b"): "0"})     # stopped 2 h ago
+    c.write({"ips/ip-c": "127.0.0.3", f"resource-{RES}/data-c": "/dev/vg/r"})
+    exchange(a, b, c)
+    a.record_peer_vector("b", b.vector())
+    c.write({f"resource-{RES}/data-c": None})           # c leaves while b is away
+    exchange(a, c)
+    waited_for = peers_a_purge_waits_for(a.state(), TOMBSTONE_WAIT, now=now)
+    assert "b" in waited_for and "c" not in waited_for      # (c never reported: gone)
+    later = 3 * 3600 * 10 ** 9 + a.get(f"resource-{RES}/data-c").stamp
+    assert a.purge_tombstones(3600 * 10 ** 9, waited_for, now_ns=later) == 0
+    exchange(a, b)                                      # b is back: it learns of it
+    a.record_peer_vector("b", b.vector())
+    assert f"resource-{RES}/data-c" not in b.live_values(f"resource-{RES}/")
+    assert a.purge_tombstones(3600 * 10 ** 9, waited_for, now_ns=later) == 1
+    assert peers_a_purge_waits_for(a.state(), TOMBSTONE_WAIT, now=now + 8 * 24 * 3600) == []
