@@ -814,6 +814,33 @@ class Operation(StoppedContainer):
             raise Illegal(f"{self.operation} of {self.res} refused by a plugin: "
                           f"{'; '.join(problems)}; nothing was changed")
 
+    def _downtime_objections(self, link, source, target, gates=True):
+        """(the operator's gate, the plugins' vetoes of the downtime now, the
+        locks and pauses on `source` or `target`): what `_downtime_gate`
+        waits for to be empty. Without `gates`, the locks alone: passing a
+        gate uses its release (the foreground operator's `continue`)."""
+        downtime = not self.kept_stopped
+        gate, away = [], []
+        if gates:
+            try:
+                gate = self._job_gate(link, source)     # a killed job ends here, also then
+            except joblink.DatabaseAway as error:       # not read before: cannot tell
+                gate, away = [], [f"the jobs' database does not answer ({error}): whether "
+                                  "the job is killed or released at its gate cannot be read; "
+                                  "waiting until it answers"]
+        gate = gate if downtime else []
+        vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
+                                   target=target) if downtime and gates else []
+        holders = {}    # the same lock on both hosts (a pause file) said once
+        for host in {source.name: source, target.name: target}.values():
+            for lock in self.hooks.call("resource_locked", host=host, res=self.res):
+                if lock:
+                    holders.setdefault(lock, []).append(host.name)
+        locks = [f"{self.res} is locked on {', '.join(hosts)}" +
+                 (f" ({lock})" if isinstance(lock, str) else "")
+                 for lock, hosts in holders.items()]
+        return gate, vetoes, locks + away
+
     def _downtime_gate(self, source, target):
         """Wait until every plugin wants the downtime now (want_downtime), none
         holds `res` locked on the source or the target (resource_locked) and,
@@ -827,25 +854,7 @@ class Operation(StoppedContainer):
         downtime = not self.kept_stopped
 
         def objections():
-            away = []
-            try:
-                gate = self._job_gate(link, source)     # a killed job ends here, also then
-            except joblink.DatabaseAway as error:       # not read before: cannot tell
-                gate, away = [], [f"the jobs' database does not answer ({error}): whether "
-                                  "the job is killed or released at its gate cannot be read; "
-                                  "waiting until it answers"]
-            gate = gate if downtime else []
-            vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
-                                       target=target) if downtime else []
-            holders = {}    # the same lock on both hosts (a pause file) said once
-            for host in {source.name: source, target.name: target}.values():
-                for lock in self.hooks.call("resource_locked", host=host, res=self.res):
-                    if lock:
-                        holders.setdefault(lock, []).append(host.name)
-            locks = [f"{self.res} is locked on {', '.join(hosts)}" +
-                     (f" ({lock})" if isinstance(lock, str) else "")
-                     for lock, hosts in holders.items()]
-            return gate, vetoes, locks + away
+            return self._downtime_objections(link, source, target)
 
         gate, vetoes, locks = objections()
         if not gate and not vetoes and not locks:

@@ -475,23 +475,48 @@ class Migrate(Operation):
         self._follow_a_stop_or_start_meanwhile(self.source, self._hosts_involved())
         self.say(f"* finish: handover of {self.res} to {target.name}")
         down_since = self._down_since()
-        if down_since is None:
-            self._downtime_gate(self.source, target)
-        self._wait_for_small_lag(target, down_since)
-        if primary != target.name:
-            diskstate = facts.view(target, "diskstate", self.res)
-            if not synced_and_consistent(diskstate):
-                raise Illegal(f"{target.name}: {self.res} is {diskstate or 'not joined'}, not "
-                              "synced and consistent; run migrate-wait first")
-        self._check_startable(target, self.source)
-        self._take_job_slots("handover", [self.source], "limit_handovers")
-        try:
-            with self.holding(self._hosts_involved()):
-                self.ctx.inject("finish:locked")
-                self._downtime_window(target, down_since)
-        finally:
-            self._release_job_slots("handover", [self.source])
+        while True:
+            if down_since is None:
+                self._downtime_gate(self.source, target)
+            self._wait_for_small_lag(target, down_since)
+            if primary != target.name:
+                diskstate = facts.view(target, "diskstate", self.res)
+                if not synced_and_consistent(diskstate):
+                    raise Illegal(f"{target.name}: {self.res} is {diskstate or 'not joined'}, "
+                                  "not synced and consistent; run migrate-wait first")
+            self._check_startable(target, self.source)
+            self._take_job_slots("handover", [self.source], "limit_handovers")
+            try:
+                with self.holding(self._hosts_involved()):
+                    self.ctx.inject("finish:locked")
+                    if down_since is None and self._gates_closed_meanwhile(target):
+                        continue        # (the slot and the locks let go: the gates again)
+                    self._downtime_window(target, down_since)
+                    break
+            finally:
+                self._release_job_slots("handover", [self.source])
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
+
+    def _gates_closed_meanwhile(self, target):
+        """Whether a pause came, or the lag grew past its limit, while this
+        run waited for the handover slot and the locks (which may last
+        long): the downtime began paused, or with the lag far past
+        limit_mars_logfile, checked only before those waits. Said; the run
+        goes back to the gates. (Not the plugins' vetoes — business hours —
+        nor the operator's gate: passing them used the operator's release.)"""
+        _, _, locks = self._downtime_objections(joblink.current(self.config), self.source,
+                                                target, gates=False)
+        lag = int(facts.view(target, "work-rest", self.res) or 0)
+        over = lag > self.config.limit_mars_logfile * MIB
+        if not (locks or over):
+            return False
+        reasons = locks + ([f"the replication lag on {target.name} is "
+                                            f"{lag >> 20} MiB again, over limit_mars_logfile "
+                                            f"{self.config.limit_mars_logfile} MiB"]
+                                           if over else [])
+        self.say(f"  {self.res}: while it waited for the handover slot and the locks: "
+                 f"{'; '.join(reasons)}; back to the gates")
+        return True
 
     def _hosts_involved(self):
         """Where `res` may come up: the source, the targets, the old hosts;

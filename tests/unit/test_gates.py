@@ -168,6 +168,34 @@ def test_pause_unpause_and_continue_under_dry_run_say_what_they_would_do_and_cha
     assert fleet.changes() == []
 
 
+def test_a_pause_set_while_the_run_waited_for_its_handover_slot_holds_the_downtime(
+        fleet, tmp_path, monkeypatch):
+    """The gates were checked before the waits for the handover slot and
+    the locks, which may last long, and not again: a pause (or a lag grown
+    past its limit) meanwhile did not hold the downtime. The run goes back
+    to the gates."""
+    from football.ops.migrate import Migrate
+    pause = Path(fleet.state_dir, "pause.vm1")
+    real = Migrate._take_job_slots
+
+    def take_job_slots(self, kind, hosts, limit_name):
+        if kind == "handover" and not getattr(take_job_slots, "paused", False):
+            take_job_slots.paused = True
+            pause.touch()               # the operator's pause, while it waited here
+        return real(self, kind, hosts, limit_name)
+    monkeypatch.setattr(Migrate, "_take_job_slots", take_job_slots)
+    unpause = poll_plugin(tmp_path, 3, f"Path({str(pause)!r}).unlink()")
+    code, events, stderr = football(fleet, *FAST, *unpause, "migrate", "vm1", "cluster2")
+    assert code == 0, stderr
+    said = [event["text"] for event in events if event["event"] == "message"]
+    back = next(number for number, text in enumerate(said)
+                if "while it waited for the handover slot and the locks: vm1 is locked on" in text
+                and text.endswith("back to the gates"))
+    stopped = next(number for number, text in enumerate(said) if "stopping vm1" in text)
+    assert back < stopped, said
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+
+
 def test_the_operators_gate_waits_for_continue_which_is_used_up(fleet):
     gate = ("--var", "gate_before_downtime=yes")
     code, _, stderr = football(fleet, *FAST, *gate, "migrate", "vm1", "cluster2")
