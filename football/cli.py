@@ -1232,8 +1232,7 @@ def screener_start(ctx, job_id, gate, operation, res, args):
         if ctx.obj.dry_run:
             queued = spec.id or spec.resource
             if store.live_job(queued):
-                raise JobExists(f"{queued} has a job already (see `football screener list`); "
-                                "nothing was queued")
+                raise JobExists([queued])
             _told(ctx, "would-queue", f"would queue {queued}: {' '.join(spec.command)}; "
                   "nothing changed (--dry-run)", job=queued, command=spec.command)
             return

@@ -450,6 +450,10 @@ def partition_by_slot(specs, inventory, primaries, limits):
 class JobExists(Illegal):
     """The resource has a job already (not archived)."""
 
+    def __init__(self, taken):
+        super().__init__(f"{', '.join(taken) or 'a resource'} has a job already (see "
+                         "`football screener list`); nothing was queued")
+
 
 class ResourcesBusy(Illegal):
     """Resources a planner's run would move have live jobs ({resource: job id})."""
@@ -620,8 +624,7 @@ class JobStore:
         except sa.exc.IntegrityError:
             taken = [spec.id or spec.resource for spec in specs
                      if self.live_job(spec.id or spec.resource)]
-            raise JobExists(f"{', '.join(taken) or 'a resource'} has a job already (see "
-                            "`football screener list`); nothing was queued") from None
+            raise JobExists(taken) from None
         for job_id in ids:
             self._told(self.live_job(job_id), "queued")
         return ids

@@ -681,14 +681,14 @@ class Operation(StoppedContainer):
         if not isinstance(error, (Illegal, TimedOut)) or self.journal is None or \
                 self.ctx.dry_run:
             return None
-        since = self.journal.open_window_started()
         host = getattr(self, "source", None) or getattr(self, "primary", None)
-        if since is None or host is None or not hasattr(self, "_is_up"):
+        if host is None:
             return None
         try:
-            if self._is_up(host):           # (the crash came before the stop)
-                return None
+            since = self._left_down_since(host)     # (None: the crash came before the stop)
         except (FootballError, TransportError):
+            return None
+        if since is None:
             return None
         return Critical(f"{error}; {self.res} is down since "
                         f"{time.strftime('%H:%M:%S', time.localtime(since))} (an earlier run "
@@ -813,6 +813,13 @@ class Operation(StoppedContainer):
         if problems:
             raise Illegal(f"{self.operation} of {self.res} refused by a plugin: "
                           f"{'; '.join(problems)}; nothing was changed")
+
+    def _left_down_since(self, host):
+        """When the downtime window began that an earlier run ended inside (a
+        crash, a kill), where `res` has not been up on `host` since; else
+        None."""
+        since = self.journal.open_window_started()
+        return None if since is None or self._is_up(host) else since
 
     def _downtime_objections(self, link, source, target, gates=True):
         """(the operator's gate, the plugins' vetoes of the downtime now, the

@@ -506,7 +506,7 @@ class Migrate(Operation):
         nor the operator's gate: passing them used the operator's release.)"""
         _, _, locks = self._downtime_objections(joblink.current(self.config), self.source,
                                                 target, gates=False)
-        lag = int(facts.view(target, "work-rest", self.res) or 0)
+        lag = self._lag(target)
         over = lag > self.config.limit_mars_logfile * MIB
         if not (locks or over):
             return False
@@ -572,7 +572,7 @@ class Migrate(Operation):
     def _wait_for_small_lag(self, target, down_since=None):
         limit = self.config.limit_mars_logfile * MIB
         try:
-            wait_until(lambda: int(facts.view(target, "work-rest", self.res) or 0) <= limit,
+            wait_until(lambda: self._lag(target) <= limit,
                        self.config.lag_timeout, self.config.poll_interval,
                        f"the replication lag of {self.res} on {target.name} to fall under "
                        f"{self.config.limit_mars_logfile} MiB")
@@ -589,6 +589,10 @@ class Migrate(Operation):
                               "lag is down") from None
             raise TimedOut(said) from None
 
+    def _lag(self, target):
+        """Bytes `target` has still to fetch and replay (`view-work-rest`)."""
+        return int(facts.view(target, "work-rest", self.res) or 0)
+
     def _stopped_in_window(self, target):
         """Where the window stops the stack: the source and the old hosts."""
         stop = {host.name: host for host in [self.source, *self._old_hosts()]}
@@ -601,8 +605,8 @@ class Migrate(Operation):
         began. The downtime has begun then: no gate holds the container down
         longer (a business-hours window, a pause, the screener's gate), and
         the window counts from there."""
-        since = self.journal.open_window_started()
-        if since is None or self._is_up(self.source):
+        since = self._left_down_since(self.source)
+        if since is None:
             return None
         self.say(f"  {self.res} is down since {time.strftime('%H:%M:%S', time.localtime(since))}"
                  ": an earlier run ended inside its downtime window; going on now, past "

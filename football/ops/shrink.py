@@ -375,8 +375,9 @@ class Shrink(Operation):
                                   timeout=self.config.copy_timeout)
         if not (result.ok or (result.exit_code == RSYNC_VANISHED and not final)):
             raise CommandFailed(result)
-        self._copy_quota()
-        if not final and "-p" in self._quota_options().values():
+        kinds = list(dict.fromkeys(self._quota_options().values()))
+        self._copy_quota(kinds)
+        if not final and "-p" in kinds:
             # rsync copies no project ID: the project limits restored above
             # held no file (the final copy's new files inherit theirs from
             # their directory: no walk inside the downtime)
@@ -385,17 +386,18 @@ class Shrink(Operation):
         self.summary["copy_passes"] += 1
         return time.monotonic() - started
 
-    def _copy_quota(self):
-        for argv, limits in self._quota_restores():
+    def _copy_quota(self, kinds=None):
+        for argv, limits in self._quota_restores(kinds):
             self.primary.run(argv, input=limits)
 
-    def _quota_restores(self):
+    def _quota_restores(self, kinds=None):
         """[(xfs_quota restore argv, the limits it reads)]: the source's quota
         limits of each kind that has any, pointed at the copy's device."""
         tmp_device = self._mounted(self.tmp_mountpoint) or \
             self.hooks.lv_path(host=self.primary, lv=self.tmp)
         restores = []
-        for kind in dict.fromkeys(self._quota_options().values()):
+        kinds = dict.fromkeys(self._quota_options().values()) if kinds is None else kinds
+        for kind in kinds:
             dump = self.primary.run(["xfs_quota", "-x", "-c", f"dump {kind}",
                                      self.mountpoint]).stdout
             limits = "".join(f"fs = {tmp_device}\n" if line.startswith("fs = ") else line
@@ -427,11 +429,15 @@ class Shrink(Operation):
         with self.holding(self.members), DowntimeWindow(
                 self, self.primary, self._compensate,
                 self.journal.open_window_started()) as window:
-            self.say(f"  {self.primary.name}: starting {self.res}" if not self.kept_stopped
-                     else f"  {self.primary.name}: mounting {self.res}, not starting it")
-            self._bring_up(self.primary)
-            window.ran_on(self.primary)
+            self._start_in(window)
         self.summary["downtime_seconds"] = window.seconds
+
+    def _start_in(self, window):
+        """The container up on its shrunk volume, the window's work done."""
+        self.say(f"  {self.primary.name}: starting {self.res}" if not self.kept_stopped
+                 else f"  {self.primary.name}: mounting {self.res}, not starting it")
+        self._bring_up(self.primary)
+        window.ran_on(self.primary)
 
     def _window(self):
         exists = self._exists()
@@ -468,10 +474,7 @@ class Shrink(Operation):
             self._rename()
             self.ctx.inject("finish:renamed")
             self._create()
-            self.say(f"  {self.primary.name}: starting {self.res}" if not self.kept_stopped
-                     else f"  {self.primary.name}: mounting {self.res}, not starting it")
-            self._bring_up(self.primary)
-            window.ran_on(self.primary)
+            self._start_in(window)
         self.summary["downtime_seconds"] = window.seconds
         self.say(f"  {self.res} " + ("is mounted from its shrunk volume (stopped, as before)"
                                      if self.kept_stopped else "runs on its shrunk volume")

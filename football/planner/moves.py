@@ -16,6 +16,8 @@ evacuated, restoring, unreachable) unless the plan says so (restore)."""
 
 from dataclasses import dataclass, replace
 
+from football.planner.fleet import changes
+
 TIB = 1 << 40
 
 
@@ -79,19 +81,20 @@ def ordered(fleet, moves, settings):
     credits = {name: [] for name in fleet.hosts}        # [(resource, bytes)] freed there
     result = []
     for move in moves:
-        size = fleet.resources[move.resource].lv_size
+        resource = replace(fleet.resources[move.resource], primary=move.source[0],
+                           secondaries=tuple(move.source[1:]))
         after = set()
-        for name in move.target:
-            if name in move.source:
+        for name, (vg_change, *_) in changes(resource, move.target).items():
+            if not vg_change:                           # (its container alone moves)
                 continue
-            if free[name] - size < settings.placement_min_free and credits[name]:
+            if vg_change > 0:                           # an old replica goes
+                credits[name].append((move.resource, vg_change))
+                continue
+            if free[name] + vg_change < settings.placement_min_free and credits[name]:
                 after |= {res for res, _ in credits[name]}
                 free[name] += sum(freed for _, freed in credits[name])
                 credits[name] = []
-            free[name] -= size
-        for name in move.source:
-            if name not in move.target:
-                credits[name].append((move.resource, size))
+            free[name] += vg_change
         result.append(replace(move, after=tuple(sorted(after - {move.resource}))))
     return result
 
