@@ -278,6 +278,11 @@ class ClusterState:
             raise MarsError(f"unknown resource {res!r} (known: {known})")
         return res
 
+    def wishes_force(self, res, host):
+        """`host` is to take `res` over by force (`marsadm primary --force`),
+        its device not up yet (`todo-<host>/force-primary`)."""
+        return self.resource_value(res, todo_name(host, "force-primary"), "0") == "1"
+
     def is_actual_primary(self, res, host):
         """`host` reports that the device of `res` is up there."""
         return self.resource_value(res, actual_name(host, "is-primary")) == "1"

@@ -184,7 +184,7 @@ class Primary:
             if self.standby is None:
                 self.standby = DeviceProcess()
                 self.standby.spawn(name=[f"--resource-dir={worker.dir}"])
-        force = state.resource_value(self.res, todo_name(self.host, "force-primary"), "0") == "1"
+        force = state.wishes_force(self.res, self.host)
         if not force:
             holding = await self._not_released_by(state)
             if holding:
@@ -543,9 +543,8 @@ class Primary:
         let an old primary cut off meanwhile, its device open, refuse the
         forced one as a planned handover once it heard of it — the two
         designating themselves in turn for ever, both devices up."""
-        return state.resource_value(self.res, todo_name(designated, "force-primary"), "0") \
-            == "1" or state.resource_value(
-                self.res, actual_name(designated, FORCED_NAME), "0") == "1"
+        return state.wishes_force(self.res, designated) or \
+            state.resource_value(self.res, actual_name(designated, FORCED_NAME), "0") == "1"
 
     def refuse_handover(self, state, designated):
         """A planned handover to another host while this device is in use

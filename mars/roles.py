@@ -216,7 +216,7 @@ class Roles(HostCommands):
         changes.update(_want_moved(res, want, self.host))
         if force:
             changes[todo_key(res, self.host, "force-primary")] = 1
-        elif state.resource_value(res, todo_name(self.host, "force-primary"), "0") == "1":
+        elif state.wishes_force(res, self.host):
             # left over from a --force the device did not consume (it was up
             # already): it must not skip the waits of this planned handover
             changes[todo_key(res, self.host, "force-primary")] = 0

@@ -146,8 +146,7 @@ class ResourceWorker:
         if source is not None and source != self.host and self.channels.waits.get(source):
             state = self.state()
             primary = state.designated_primary(self.res)
-            if primary and primary != source and state.resource_value(
-                    self.res, todo_name(primary, "force-primary"), "0") == "1":
+            if primary and primary != source and state.wishes_force(self.res, primary):
                 self.channels.give_up(source, f"{primary} takes over by force")
         self.news()
 
