@@ -539,12 +539,15 @@ class Primary:
     def forced_takeover(self, state, designated):
         """Whether `designated` takes over, or took over, by force: its wish
         (`todo-<host>/force-primary`), reset once its device is up, and its
-        device up by force (`actual-<host>/forced`). The flag alone, reset,
+        device up by force (`actual-<host>/forced`, while it reports the
+        device up: down, a later planned handover to it is refused as any
+        is, where the old flag stayed). The flag alone, reset,
         let an old primary cut off meanwhile, its device open, refuse the
         forced one as a planned handover once it heard of it — the two
         designating themselves in turn for ever, both devices up."""
-        return state.wishes_force(self.res, designated) or \
-            state.resource_value(self.res, actual_name(designated, FORCED_NAME), "0") == "1"
+        return state.wishes_force(self.res, designated) or (
+            state.is_actual_primary(self.res, designated) and
+            state.resource_value(self.res, actual_name(designated, FORCED_NAME), "0") == "1")
 
     def refuse_handover(self, state, designated):
         """A planned handover to another host while this device is in use

@@ -78,6 +78,24 @@ def test_a_planned_handover_to_a_host_whose_earlier_takeover_was_forced_is_refus
     assert a.state().designated_primary(RES) == "a"
 
 
+def test_a_host_whose_forced_device_went_down_is_refused_a_planned_handover_again(tmp_path):
+    """b's device came up by force, later went down (a planned handover
+    away); its `forced` report stayed: a's open device let b's next planned
+    handover through (a test of a split brain resolved saw it now and then)."""
+    a, b = Store(tmp_path / "a.db", "a"), Store(tmp_path / "b.db", "b")
+    a.write({"ips/ip-a": "127.0.0.1", f"resource-{RES}/size": "100",
+             primary_key(RES): "a", f"resource-{RES}/data-a": "/dev/vg/r"})
+    b.write({"ips/ip-b": "127.0.0.2", f"resource-{RES}/data-b": "/dev/vg/r",
+             f"resource-{RES}/{actual_name('b', FORCED_NAME)}": "1",
+             f"resource-{RES}/{actual_name('b', 'is-primary')}": "0"})
+    exchange(a, b)
+    b.write({primary_key(RES): "b"})                      # marsadm primary r on b
+    exchange(a, b)
+    state = a.state()
+    assert Primary.refuse_handover(device_in_use(a, "a"), state, "b")
+    assert a.state().designated_primary(RES) == "a"
+
+
 def test_a_later_wish_on_a_shared_key_wins_though_its_host_had_the_value_already(tmp_path):
     """Cut off from each other, a pauses sync globally, then b resumes it;
     b had 0 already, wrote nothing, and once they heard of each other the
