@@ -443,33 +443,41 @@ KERNEL_SOME_DEAD = re.compile(r"peer\(s\) seem to be dead")
 
 def reaching(peers, name, resources=()):
     """The names of `peers` whose marsadm reaches host `name`'s marsd,
-    asked in parallel. A host that no command of the controller reaches
-    may run on, cut off from the controller alone (its SSH, the network
-    between): where a peer reaches it, it is no dead host to take over
-    from or drop.
+    asked in parallel (`marsd_reports`). A host that no command of the
+    controller reaches may run on, cut off from the controller alone (its
+    SSH, the network between): where a peer reaches it, it is no dead host
+    to take over from or drop."""
+    return [peer for peer, (_, reached) in marsd_reports(peers, name, resources).items()
+            if reached]
 
-    A peer asks with `marsadm wait-cluster` (ours names a peer that does
-    not answer). The kernel's marsadm only counts them ("1/2 peer(s) seem
-    to be alive, and 1 peer(s) seem to be dead"): then the peer is asked
-    whether `name`, the designated primary of one of `resources`, reported
-    within ALIVE_WINDOW (`view-is-alive`, as the kernel has it)."""
-    def reaches(peer):
+
+def marsd_reports(peers, name, resources=()):
+    """{peer name: (its own marsd answers, it reaches host `name`'s marsd)}
+    of `peers`, from one `marsadm wait-cluster` each, asked in parallel;
+    (False, False) where a peer cannot tell.
+
+    Ours names the marsds that do not answer, the peer's own among them.
+    The kernel's marsadm only counts them ("1/2 peer(s) seem to be alive,
+    and 1 peer(s) seem to be dead"), which it can only where its own
+    answers: then the peer is asked whether `name`, the designated primary
+    of one of `resources`, reported within ALIVE_WINDOW (`view-is-alive`,
+    as the kernel has it)."""
+    def report(peer):
         try:
-            if name not in facts.cluster_hosts(peer):
-                return False
+            member = name in facts.cluster_hosts(peer)
             result = peer.run(["marsadm", f"--timeout={REACH_TIMEOUT:g}", "wait-cluster"],
                               check=False, timeout=REACH_TIMEOUT + 30)
             silent = facts.parse_not_answering(result.stderr)
             if silent is not None:
-                return name not in silent
+                return peer.name not in silent, member and name not in silent
             if not KERNEL_SOME_DEAD.search(result.stdout + result.stderr):
-                return result.ok
-            return any(facts.primary(peer, res) == name and peer.run(
+                return result.ok, member and result.ok
+            return True, member and any(facts.primary(peer, res) == name and peer.run(
                 ["marsadm", f"--window={ALIVE_WINDOW:g}", "view-is-alive", res],
                 check=False).stdout.strip() == "1" for res in resources)
         except (FootballError, TransportError):
-            return False            # it cannot tell
-    return [peer.name for peer, reached in zip(peers, in_parallel(reaches, peers)) if reached]
+            return False, False            # it cannot tell
+    return {peer.name: told for peer, told in zip(peers, in_parallel(report, peers))}
 
 
 def reachable(host, timeout=10):

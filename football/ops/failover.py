@@ -5,10 +5,12 @@ replica there goes on without it.
 A dead host takes no part in an evacuation (nothing can be moved off it;
 the fleet anchors: incus#3873): it needs a failover. For each resource with
 a replica on HOST, as the hosts of its cluster that answer see it:
-- HOST was its primary: the first consistent replica that answers takes
-  over by force (`marsadm --force primary`: what HOST wrote that the
-  replica had not received is lost — the replication is asynchronous) and
-  the container is started there;
+- HOST was its primary: the consistent replica that received most of
+  HOST's log takes over by force (`marsadm --force primary`: what HOST
+  wrote that the replica had not received is lost — the replication is
+  asynchronous) and the container is started there; where that replica's
+  marsd does not answer, the resource is named with what to do, not taken
+  over on one holding less;
 - then HOST's replica is dropped from MARS on the primary, as with the
   kernel's marsadm (`marsadm --host=HOST leave-resource --force`). Its LV
   stays on HOST; should HOST come back, it learns that it holds no replica
@@ -34,7 +36,7 @@ is named and the others go on; the run then ends critical (199)."""
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
-from football.ops.base import (Operation, answers, confirm, in_parallel, reaching,
+from football.ops.base import (Operation, answers, confirm, in_parallel, marsd_reports,
                                silent_hosts)
 from football.ops.cluster import observe
 from football.report import agreeing, counted
@@ -109,9 +111,17 @@ class Failover(Operation):
     def _refuse_a_host_its_mates_reach(self):
         """A host that no command of the controller reaches may still run,
         cut off from the controller alone (its SSH, the network between):
-        where a mate reaches its marsd (`reaching`), it is not taken over
-        from — its containers would run twice and their data fork."""
-        reach = reaching(self.seen_by, self.dead.name, sorted(self.affected))
+        where a mate or a replica of its resources reaches its marsd
+        (`marsd_reports`, which also tells whose own marsd answers: the
+        takeover's), it is not taken over from — its containers would run
+        twice and their data fork."""
+        replicas = {name for res, seen_from in self.affected.items()
+                    for name in facts.members(seen_from, res)
+                    if name != self.dead.name and name in self.ctx.inventory.hosts}
+        asked = self.seen_by + [self.host(name) for name in sorted(replicas)
+                                if self.host(name) not in self.seen_by]
+        self.marsd = marsd_reports(asked, self.dead.name, sorted(self.affected))
+        reach = [name for name, (_, reached) in self.marsd.items() if reached]
         if reach:
             raise Illegal(f"{agreeing(reach, 'reaches', 'reach')} {self.dead.name}'s marsd: "
                           f"{self.dead.name} runs, only this "
@@ -186,15 +196,40 @@ class Failover(Operation):
             # least, and the others, behind it, follow it (one ahead of the
             # new primary would hold writes its history lacks: a split brain).
             received = {host.name: self._received(host, res) for host in consistent}
-            return max(consistent, key=lambda host: received[host.name]), True
+            best = max(consistent, key=lambda host: (received[host.name], self._serves(host)))
+        elif consistent:
+            best = consistent[0]
+        if consistent and not self._serves(best):
+            raise Critical(self._silent_marsd(res, best, consistent))
         if consistent:
-            return consistent[0], True
+            return best, True
         if not members:
             raise Critical(f"its only replica is on {self.dead.name}: it comes back "
                            f"with {self.dead.name}'s disk, or from a backup")
         raise Critical(f"no replica that answers is consistent ({', '.join(members)}): none "
                        f"can take over from {self.dead.name}; football repair-mars {res} "
                        "<host> rebuilds it from an LV (its data as that LV holds it)")
+
+    def _serves(self, host):
+        """Whether `host`'s marsd answered the guard's `wait-cluster` (one it
+        did not ask: as if it did)."""
+        return self.marsd.get(host.name, (True, False))[0]
+
+    def _silent_marsd(self, res, best, consistent):
+        """Why `best`, the replica to take over, does not: its marsd does not
+        answer — its `marsadm --force primary` would record the wish and
+        wait out the handover timeout, and its marsd would take over
+        whenever it came up, whatever ran elsewhere by then. Taking over on
+        a replica that holds less instead loses what only `best` holds:
+        the operator's choice, made by dropping `best`'s replica first."""
+        others = [host for host in consistent if host is not best and self._serves(host)]
+        who = (f"{best.name}, the replica that received most of {self.dead.name}'s log,"
+               if others else f"its only consistent replica, {best.name},")
+        instead = (f"; to take over on {others[0].name} instead, losing what only {best.name} "
+                   f"holds, drop {best.name}'s replica first, on {others[0].name}: "
+                   f"{' '.join(drop_argv(best.name, res))}" if others else "")
+        return (f"{who} cannot take over: its marsd does not answer. Start marsd on "
+                f"{best.name} and run the failover again{instead}")
 
     def dry_run(self):
         for res, seen_from in sorted(self.affected.items()):

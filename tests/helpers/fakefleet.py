@@ -410,7 +410,8 @@ class FakeFleet:
         if name in self.clusterless:
             raise Refused(f"host {name} is not a member of any cluster: run create-cluster, or "
                           "join-cluster <peer>")
-        silent = [host for host in self.cluster_of(name) if host in self.down]
+        silent = [host for host in self.cluster_of(name)
+                  if host in self.down or host in self.marsd_stopped]
         if silent:
             raise Refused(f"marsd not answering on {', '.join(silent)} (waited)", EXIT_TIMEOUT)
         return ""
@@ -483,6 +484,9 @@ class FakeFleet:
             return ""
         if replica.sync_rest:
             raise Refused(f"{res} on {name} is not UpToDate")
+        if name in self.marsd_stopped:      # (the wish it records is not modelled)
+            raise Refused(f"timed out after 600s waiting for {res}'s device on {name}",
+                          EXIT_TIMEOUT)
         if old and self.hosts[old].device(res) in self.mounts[old].values() and not self.forced:
             raise Refused(f"{device_open(old, res, 1)}; nothing changed")
         replica.applied = len(resource.records)

@@ -378,3 +378,50 @@ def test_of_several_replicas_the_one_that_received_most_takes_over(three):
     assert result(events)["taken_over"] == {"vm1": "b1"}
     assert result(events)["unreceived"] == {"vm1": 0}
     assert three.running("vm1") == ["b1"]
+
+
+def test_a_replica_whose_marsd_does_not_answer_does_not_take_over_and_is_named(three):
+    """b1 received most of a1's log, but its marsd is down (its host
+    answers, its marsadm answers from the store): its `marsadm --force
+    primary` recorded the wish and waited out the handover timeout (its
+    marsd would take over whenever it came up). vm1 is named with what to
+    do — not taken over on a2, which holds less, unasked."""
+    three.run("a1", ["marsadm", "merge-cluster", "b1", three.hosts["b1"].address])
+    fresh_resource(three, "vm1", "a1", ["a2", "b1"], size=320 << 20)
+    three.stalled["a2"] = "fetch cut off"
+    for _ in range(3):
+        three.run("b2", ["marsadm", "view-get-primary", "vm3"])     # vm1 writes on a1
+    three.switch_off("a1")
+    three.marsd_stopped.add("b1")
+    code, events, stderr = football(three, "--dry-run", "failover", "a1")
+    assert code == 0, stderr
+    said = "vm1: b1, the replica that received most of a1's log, cannot take over: its marsd " \
+        "does not answer. Start marsd on b1 and run the failover again; to take over on a2 " \
+        "instead, losing what only b1 holds, drop b1's replica first, on a2: marsadm " \
+        "--host=b1 leave-resource --force vm1"
+    assert said in [event["text"] for event in events if event["event"] == "warning"], events
+    before = len(three.changes())
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == EXIT_CRITICAL, stderr
+    assert said in [event["text"] for event in events if event["event"] == "warning"], events
+    assert "failover of a1: vm1 was not taken over" in stderr, stderr
+    assert three.members("vm2") == ["a2"] and three.running("vm2") == ["a2"]
+    assert three.resources["vm1"].primary == "a1" and three.running("vm1") == []
+    assert not [change for change in three.changes()[before:] if "vm1" in change], \
+        three.changes()[before:]
+    three.marsd_stopped.discard("b1")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    assert result(events)["taken_over"] == {"vm1": "b1"}
+    assert three.running("vm1") == ["b1"]
+
+
+def test_a_single_consistent_replica_whose_marsd_does_not_answer_is_named(three):
+    three.switch_off("a1")
+    three.marsd_stopped.add("a2")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == EXIT_CRITICAL, stderr
+    assert "vm1: its only consistent replica, a2, cannot take over: its marsd does not " \
+        "answer. Start marsd on a2 and run the failover again" in [
+            event["text"] for event in events if event["event"] == "warning"], events
+    assert three.resources["vm1"].primary == "a1"

@@ -7,7 +7,7 @@ import pytest
 
 from football import facts
 from football.inventory import Host
-from football.ops.base import reaching
+from football.ops.base import marsd_reports, reaching
 from tests.helpers.fakehost import FakeRunner
 
 IPS = ["marsadm", "lowlevel-ls-host-ips"]
@@ -55,6 +55,21 @@ def test_the_kernels_counts_the_silent_so_the_designated_primarys_liveness_decid
 def test_a_peer_that_cannot_tell_does_not_count_as_reaching():
     runner = FakeRunner("a2")
     runner.expect(IPS, stdout="a2 10.0.0.2\n")      # a1 is not in its cluster
-    assert reaching([Host(name="a2", address="10.0.0.2", _runner=runner)], "a1") == []
+    runner.expect(WAIT)
+    assert marsd_reports([Host(name="a2", address="10.0.0.2", _runner=runner)], "a1") == {
+        "a2": (True, False)}
     host, _ = peer((WAIT, {"stderr": "marsadm: marsd not answering here\n", "exit": 3}))
     assert reaching([host], "a1") == []
+
+
+def test_a_peer_whose_own_marsd_does_not_answer_says_so_and_reaches_nothing():
+    """Ours names the peer's own marsd among the silent (exit 3): failover
+    does not take over on such a replica (its `marsadm --force primary`
+    would wait out the handover timeout), and it cannot tell whether it
+    reaches the host."""
+    own = "marsadm: timed out after 5s, marsd not answering on a1, a2 (a1: timed out; a2: " \
+        "connection refused); start marsd there or check the network\n"
+    host, _ = peer((WAIT, {"stderr": own, "exit": 3}))
+    assert marsd_reports([host], "a1") == {"a2": (False, False)}
+    host, _ = peer((WAIT, {"stderr": KERNEL_SOME_DEAD}))
+    assert marsd_reports([host], "a1") == {"a2": (True, False)}
