@@ -241,13 +241,18 @@ class HandoverSpec:
     over, and how long it took."""
 
     @hookspec
-    def want_downtime(self, res, source, target):
+    def want_downtime(self, res, source, target, again):
         """Called before the downtime window, then every `poll_interval`
         while the answer is no. Return True (or None) when the downtime may
         begin now; `False` or `(False, reason)` makes the operation wait
         (`start_wait`/`poll_wait` with what=`downtime`) until every plugin
         agrees, and refuse with `Illegal` after `downtime_gate_timeout`.
-        *All results.* Default: True."""
+        `again` is False then; True when a migrate asks once more right
+        before its window, after it waited for its handover slot and its
+        locks (which may last long): answer whether now is still a good
+        time without using up again what the first yes used (an operator's
+        release); a no sends the run back to the gate. *All results.*
+        Default: True."""
 
     @hookspec
     def save_resource_state(self, host, res):

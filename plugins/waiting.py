@@ -142,7 +142,7 @@ class Waiting:
         return False
 
     @hookimpl
-    def want_downtime(self, res, source, target):
+    def want_downtime(self, res, source, target, again):
         if self.config is None:
             return True
         settings = self.config.reloaded()
@@ -153,7 +153,7 @@ class Waiting:
                                f"{_unchanged(settings)}")
         # a screener job's gate is its own (football/joblink.py): released
         # by `football screener continue`, durably
-        if settings.gate_before_downtime and not in_job():
+        if settings.gate_before_downtime and not in_job() and not again:
             released = continue_file(settings.state_dir, res)
             if not released.exists():
                 return (False, f"waiting for the operator (gate_before_downtime): "

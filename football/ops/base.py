@@ -829,14 +829,15 @@ class Operation(StoppedContainer):
         since = self.journal.open_window_started()
         return None if since is None or self._is_up(host) else since
 
-    def _downtime_objections(self, link, source, target, gates=True):
+    def _downtime_objections(self, link, source, target, again=False):
         """(the operator's gate, the plugins' vetoes of the downtime now, the
         locks and pauses on `source` or `target`): what `_downtime_gate`
-        waits for to be empty. Without `gates`, the locks alone: passing a
-        gate uses its release (the foreground operator's `continue`)."""
+        waits for to be empty. `again`: asked once more after the gate was
+        passed — the screener job's gate is not (its release is used), the
+        plugins are asked with again=True (`want_downtime`)."""
         downtime = not self.kept_stopped
         gate, away = [], []
-        if gates:
+        if not again:
             try:
                 gate = self._job_gate(link, source)     # a killed job ends here, also then
             except joblink.DatabaseAway as error:       # not read before: cannot tell
@@ -845,7 +846,7 @@ class Operation(StoppedContainer):
                                   "waiting until it answers"]
         gate = gate if downtime else []
         vetoes = self.hooks.vetoes("want_downtime", res=self.res, source=source,
-                                   target=target) if downtime and gates else []
+                                   target=target, again=again) if downtime else []
         holders = {}    # the same lock on both hosts (a pause file) said once
         for host in {source.name: source, target.name: target}.values():
             for lock in self.hooks.call("resource_locked", host=host, res=self.res):

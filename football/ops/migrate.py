@@ -498,22 +498,23 @@ class Migrate(Operation):
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
 
     def _gates_closed_meanwhile(self, target):
-        """Whether a pause came, or the lag grew past its limit, while this
-        run waited for the handover slot and the locks (which may last
-        long): the downtime began paused, or with the lag far past
-        limit_mars_logfile, checked only before those waits. Said; the run
-        goes back to the gates. (Not the plugins' vetoes — business hours —
-        nor the operator's gate: passing them used the operator's release.)"""
-        _, _, locks = self._downtime_objections(joblink.current(self.config), self.source,
-                                                target, gates=False)
+        """Whether a plugin vetoes the downtime now (business hours ended), a
+        pause came, or the lag grew past its limit, while this run waited
+        for the handover slot and the locks (which may last long): the
+        downtime began outside business hours, paused, or with the lag far
+        past limit_mars_logfile, checked only before those waits. Said; the
+        run goes back to the gates — where an operator's gate waits for a
+        new `continue` (the first was used: the downtime it allowed did not
+        begin then)."""
+        _, vetoes, locks = self._downtime_objections(joblink.current(self.config), self.source,
+                                                     target, again=True)
         lag = self._lag(target)
         over = lag > self.config.limit_mars_logfile * MIB
-        if not (locks or over):
+        if not (vetoes or locks or over):
             return False
-        reasons = locks + ([f"the replication lag on {target.name} is "
-                                            f"{lag >> 20} MiB again, over limit_mars_logfile "
-                                            f"{self.config.limit_mars_logfile} MiB"]
-                                           if over else [])
+        reasons = vetoes + locks + ([f"the replication lag on {target.name} is "
+                                     f"{lag >> 20} MiB again, over limit_mars_logfile "
+                                     f"{self.config.limit_mars_logfile} MiB"] if over else [])
         self.say(f"  {self.res}: while it waited for the handover slot and the locks: "
                  f"{'; '.join(reasons)}; back to the gates")
         return True

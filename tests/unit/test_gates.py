@@ -41,6 +41,36 @@ def poll_plugin(tmp_path, after, action):
     return ("--var", f"plugin_dirs={directory}")
 
 
+def migrate_until_business_hours_open(fleet, tmp_path, settings):
+    """migrate vm1 cluster2 with the settings file `settings`, whose
+    business_hours a plugin opens ('') at the third poll of a wait."""
+    opened = poll_plugin(tmp_path, 3,
+                         f"Path({str(settings)!r}).write_text('business_hours: \"\"\\n')")
+    return football(fleet, *FAST, "--var", "downtime_gate_timeout=5", "--config", str(settings),
+                    *opened, "migrate", "vm1", "cluster2")
+
+
+def while_waiting_for_the_handover_slot(monkeypatch, action):
+    """`action()` once, while the migrate waits for its handover slot."""
+    from football.ops.migrate import Migrate
+    real, done = Migrate._take_job_slots, []
+
+    def take_job_slots(self, kind, hosts, limit_name):
+        if kind == "handover" and not done:
+            done.append(action())
+        return real(self, kind, hosts, limit_name)
+    monkeypatch.setattr(Migrate, "_take_job_slots", take_job_slots)
+
+
+def went_back_to_the_gates_before_stopping(events, reason):
+    said = [event["text"] for event in events if event["event"] == "message"]
+    back = next(number for number, text in enumerate(said)
+                if f"while it waited for the handover slot and the locks: {reason}" in text
+                and text.endswith("back to the gates"))
+    stopped = next(number for number, text in enumerate(said) if "stopping vm1" in text)
+    return back < stopped
+
+
 def test_outside_business_hours_the_downtime_waits_and_then_is_refused_untouched(fleet):
     code, _, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "migrate", "vm1",
                                "cluster2")
@@ -56,11 +86,7 @@ def test_outside_business_hours_the_downtime_waits_and_then_is_refused_untouched
 def test_business_hours_are_read_again_while_the_run_waits(fleet, tmp_path):
     settings = tmp_path / "settings.yml"
     settings.write_text('business_hours: "9_99"\n')
-    opened = poll_plugin(tmp_path, 3,
-                         f"Path({str(settings)!r}).write_text('business_hours: \"\"\\n')")
-    code, events, stderr = football(fleet, *FAST, "--var", "downtime_gate_timeout=5",
-                                    "--config", str(settings), *opened,
-                                    "migrate", "vm1", "cluster2")
+    code, events, stderr = migrate_until_business_hours_open(fleet, tmp_path, settings)
     assert code == 0, stderr
     said = [event["text"] for event in events if event["event"] == "message"]
     assert sum("outside business_hours 9_99" in text for text in said) == 1    # said once
@@ -174,25 +200,30 @@ def test_a_pause_set_while_the_run_waited_for_its_handover_slot_holds_the_downti
     the locks, which may last long, and not again: a pause (or a lag grown
     past its limit) meanwhile did not hold the downtime. The run goes back
     to the gates."""
-    from football.ops.migrate import Migrate
     pause = Path(fleet.state_dir, "pause.vm1")
-    real = Migrate._take_job_slots
-
-    def take_job_slots(self, kind, hosts, limit_name):
-        if kind == "handover" and not getattr(take_job_slots, "paused", False):
-            take_job_slots.paused = True
-            pause.touch()               # the operator's pause, while it waited here
-        return real(self, kind, hosts, limit_name)
-    monkeypatch.setattr(Migrate, "_take_job_slots", take_job_slots)
+    while_waiting_for_the_handover_slot(monkeypatch, pause.touch)   # the operator's pause
     unpause = poll_plugin(tmp_path, 3, f"Path({str(pause)!r}).unlink()")
     code, events, stderr = football(fleet, *FAST, *unpause, "migrate", "vm1", "cluster2")
     assert code == 0, stderr
-    said = [event["text"] for event in events if event["event"] == "message"]
-    back = next(number for number, text in enumerate(said)
-                if "while it waited for the handover slot and the locks: vm1 is locked on" in text
-                and text.endswith("back to the gates"))
-    stopped = next(number for number, text in enumerate(said) if "stopping vm1" in text)
-    assert back < stopped, said
+    assert went_back_to_the_gates_before_stopping(events, "vm1 is locked on"), events
+    assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
+
+
+def test_business_hours_that_ended_while_the_run_waited_for_its_handover_slot_hold_the_downtime(
+        fleet, tmp_path, monkeypatch):
+    """Business hours were checked before the waits for the handover slot
+    and the locks (a mass run's may last long), and not again: a window
+    that closed meanwhile did not hold the downtime, which began outside
+    it. Asked again there (want_downtime with again=True), the run goes
+    back to the gates; the operator's gate passed before is not asked
+    again there (its release was used)."""
+    settings = tmp_path / "settings.yml"
+    settings.write_text('business_hours: ""\n')
+    while_waiting_for_the_handover_slot(
+        monkeypatch, lambda: settings.write_text('business_hours: "9_99"\n'))
+    code, events, stderr = migrate_until_business_hours_open(fleet, tmp_path, settings)
+    assert code == 0, stderr
+    assert went_back_to_the_gates_before_stopping(events, "outside business_hours 9_99"), events
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
 
 

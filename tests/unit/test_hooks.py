@@ -224,7 +224,7 @@ def test_the_defaults_answer_when_no_plugin_does(tmp_path):
     assert hooks.get_vg(host=host) == "vg0"
     assert hooks.get_mountpoint(host=host, res="vm1") == f"{tmp_path}/var/lib/lxc/vm1"
     assert hooks.vetoes("is_startable", host=host, res="vm1") == []
-    assert hooks.vetoes("want_downtime", res="vm1", source=host, target=host) == []
+    assert hooks.vetoes("want_downtime", res="vm1", source=host, target=host, again=False) == []
     assert not any(hooks.call("resource_locked", host=host, res="vm1"))
 
 
@@ -392,7 +392,8 @@ def test_the_configured_plugin_dirs_are_loaded_and_told_the_configuration(tmp_pa
         """)
     config = Config(variables=[f"plugin_dirs={directory}", "limit_syncs=2"], environ={})
     hooks = Hooks(config=config)
-    assert hooks.vetoes("want_downtime", res="vm1", source=None, target=None) == \
+    assert hooks.vetoes("want_downtime", res="vm1", source=None, target=None,
+                        again=False) == \
         ["limit_syncs is 2"]
 
 
