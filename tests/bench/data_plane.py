@@ -18,7 +18,8 @@ Prints figures, side by side in one run (not a test):
    with b caught up and the page cache written out. Then both runs once
    more with b's fetch paused: the primary alone, as with b on another
    machine; and the same writes into a fresh file (new blocks, as a
-   logfile's always are: the primary's ceiling here);
+   logfile's always are), and beside the plain loop's, as a primary's
+   log and disk are written: the ceiling of any write-twice data path;
 4. replication lag (work-rest) of a secondary under a steady 20 MB/s fio
    writer: its maximum, sampled every 0.1 s.
 
@@ -144,6 +145,25 @@ def new_blocks(path):
         return fio(str(path), "new", "write", "1m", f"{NEW_BLOCKS >> 20}m", 4)[0]
     finally:
         path.unlink(missing_ok=True)
+
+
+def written_twice(fresh, loop, size):
+    """Bytes per second each of two sequential fio writers (1 MiB, direct,
+    iodepth 4) got, side by side, `size` bytes each: one into the fresh
+    file `fresh` (removed after), one onto the plain loop device `loop`
+    (written over) — what a primary's log and disk get at most where both
+    are on this one disk: the ceiling of any data path that writes every
+    byte twice, kernel MARS's too. The slower writer's rate."""
+    fresh.unlink(missing_ok=True)
+    megs = f"{size >> 20}m"
+    args = ["fio", "--output-format=json", "--direct=1", "--ioengine=libaio", "--iodepth=4",
+            "--rw=write", "--bs=1m", f"--size={megs}",
+            "--name=log", f"--filename={fresh}", "--name=disk", f"--filename={loop}"]
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, check=True)
+    finally:
+        fresh.unlink(missing_ok=True)
+    return min(job["write"]["bw_bytes"] for job in json.loads(result.stdout)["jobs"])
 
 
 def main(argv=None):
@@ -288,6 +308,8 @@ def run(net, size, args):
             print(f"   {label}: sequential 1 MiB {seq / MIB:.0f} MiB/s (median of "
                   f"{', '.join(f'{run / MIB:.0f}' for run in seq_runs[label])}; warm-up "
                   f"{warm_up[label] / MIB:.0f}), random 4 KiB {rand[1]:.0f} IOPS", flush=True)
+        twice = written_twice(a.root / "fresh.img", loop, min(size, 2048 * MIB))
+        settle()
     finally:
         subprocess.run(["losetup", "-d", loop])
         plain.unlink()
@@ -305,6 +327,11 @@ def run(net, size, args):
     print(f"   new blocks: the same writes into a fresh file, once ({NEW_BLOCKS >> 30} GiB): "
           f"{fresh / MIB:.0f} MiB/s, {fresh / seq_plain:.2f} of the plain loop — a logfile's "
           f"blocks are always new ones: the primary's ceiling on this file system", flush=True)
+    print(f"   every byte written twice: a fresh file and the plain loop side by side "
+          f"(as a primary's log and disk): {twice / MIB:.0f} MiB/s each, {twice / seq_plain:.2f} "
+          f"of the plain loop — the ceiling of any data path that logs and writes back on this "
+          f"one disk (kernel MARS's too); the primary alone reached "
+          f"{alone[0] / twice:.0%} of it", flush=True)
     print(f"3. sequential ratio {seq_mars / seq_plain:.2f} (aim >= 0.4; the primary alone "
           f"{alone[0] / seq_plain:.2f}), random ratio {rand_mars / rand_plain:.2f} "
           f"(aim >= 0.3; the primary alone {rand_alone[1] / rand_plain:.2f})")
