@@ -247,8 +247,8 @@ class HandoverSpec:
         begin now; `False` or `(False, reason)` makes the operation wait
         (`start_wait`/`poll_wait` with what=`downtime`) until every plugin
         agrees, and refuse with `Illegal` after `downtime_gate_timeout`.
-        `again` is False then; True when a migrate asks once more right
-        before its window, after it waited for its handover slot and its
+        `again` is False then; True when a migrate or a shrink asks once
+        more right before its window, after it waited for its slot and its
         locks (which may last long): answer whether now is still a good
         time without using up again what the first yes used (an operator's
         release); a no sends the run back to the gate. *All results.*

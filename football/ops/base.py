@@ -857,6 +857,23 @@ class Operation(StoppedContainer):
                  for lock, hosts in holders.items()]
         return gate, vetoes, locks + away
 
+    def _gates_closed_meanwhile(self, source, target, waited, more=()):
+        """Whether a plugin vetoes the downtime now (business hours ended), a
+        pause came, or one of `more` (the operation's own reasons) holds,
+        after the run passed the gates and then waited for `waited` (its
+        slot, its locks: which may last long) — the downtime would begin
+        outside business hours or paused. Said; the run goes back to the
+        gates, where an operator's gate waits for a new `continue` (the
+        first was used: the downtime it allowed did not begin then)."""
+        _, vetoes, locks = self._downtime_objections(joblink.current(self.config), source,
+                                                     target, again=True)
+        reasons = vetoes + locks + list(more)
+        if not reasons:
+            return False
+        self.say(f"  {self.res}: while it waited for {waited}: {'; '.join(reasons)}; "
+                 "back to the gates")
+        return True
+
     def _downtime_gate(self, source, target):
         """Wait until every plugin wants the downtime now (want_downtime), none
         holds `res` locked on the source or the target (resource_locked) and,

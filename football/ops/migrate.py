@@ -489,7 +489,9 @@ class Migrate(Operation):
             try:
                 with self.holding(self._hosts_involved()):
                     self.ctx.inject("finish:locked")
-                    if down_since is None and self._gates_closed_meanwhile(target):
+                    if down_since is None and self._gates_closed_meanwhile(
+                            self.source, target, "the handover slot and the locks",
+                            self._lag_grown(target)):
                         continue        # (the slot and the locks let go: the gates again)
                     self._downtime_window(target, down_since)
                     break
@@ -497,27 +499,15 @@ class Migrate(Operation):
                 self._release_job_slots("handover", [self.source])
         self.journal.record("finish", downtime=self.summary["downtime_seconds"])
 
-    def _gates_closed_meanwhile(self, target):
-        """Whether a plugin vetoes the downtime now (business hours ended), a
-        pause came, or the lag grew past its limit, while this run waited
-        for the handover slot and the locks (which may last long): the
-        downtime began outside business hours, paused, or with the lag far
-        past limit_mars_logfile, checked only before those waits. Said; the
-        run goes back to the gates — where an operator's gate waits for a
-        new `continue` (the first was used: the downtime it allowed did not
-        begin then)."""
-        _, vetoes, locks = self._downtime_objections(joblink.current(self.config), self.source,
-                                                     target, again=True)
+    def _lag_grown(self, target):
+        """[why] where the replication lag on `target` is past
+        limit_mars_logfile (again: it was below before the waits for the
+        handover slot and the locks), else []."""
         lag = self._lag(target)
-        over = lag > self.config.limit_mars_logfile * MIB
-        if not (vetoes or locks or over):
-            return False
-        reasons = vetoes + locks + ([f"the replication lag on {target.name} is "
-                                     f"{lag >> 20} MiB again, over limit_mars_logfile "
-                                     f"{self.config.limit_mars_logfile} MiB"] if over else [])
-        self.say(f"  {self.res}: while it waited for the handover slot and the locks: "
-                 f"{'; '.join(reasons)}; back to the gates")
-        return True
+        if lag <= self.config.limit_mars_logfile * MIB:
+            return []
+        return [f"the replication lag on {target.name} is {lag >> 20} MiB again, over "
+                f"limit_mars_logfile {self.config.limit_mars_logfile} MiB"]
 
     def _hosts_involved(self):
         """Where `res` may come up: the source, the targets, the old hosts;

@@ -454,27 +454,24 @@ class Shrink(Operation):
                 self._mount_tmp()
             self._copy("warm copy")
             self._probe()
-            self._downtime_gate(self.primary, self.primary)
-            self._check_startable(self.primary, self.primary)
         else:
             self.say(f"* finish: {self.res} was deleted by a run before: renaming, creating, "
                      "starting")
         # a run before deleted it: the container is down since that run's
         # window began, and this one counts from there
         down_since = None if exists else self.journal.open_window_started()
-        with self.holding(self.members), DowntimeWindow(self, self.primary, self._compensate,
-                                                        down_since) as window:
+        while True:
             if exists:
-                self._stop()
-                self.summary["final_copy_seconds"] = round(self._copy("final copy",
-                                                                      final=True), 3)
-                self.ctx.inject("finish:copied")
-                self._unmount()
-                self._delete()
-            self._rename()
-            self.ctx.inject("finish:renamed")
-            self._create()
-            self._start_in(window)
+                self._downtime_gate(self.primary, self.primary)
+                self._check_startable(self.primary, self.primary)
+            with self.holding(self.members):
+                if exists and self._gates_closed_meanwhile(self.primary, self.primary,
+                                                           "the locks"):
+                    continue            # (the locks let go: the gates again)
+                with DowntimeWindow(self, self.primary, self._compensate,
+                                    down_since) as window:
+                    self._window_work(exists, window)
+            break
         self.summary["downtime_seconds"] = window.seconds
         self.say(f"  {self.res} " + ("is mounted from its shrunk volume (stopped, as before)"
                                      if self.kept_stopped else "runs on its shrunk volume")
@@ -484,6 +481,20 @@ class Shrink(Operation):
         drop_intent(self.primary, self.res, kind="shrink")
         self._release_job_slots("shrink", [self.primary])
         self.ctx.inject("finish:started")
+
+    def _window_work(self, exists, window):
+        """Inside the window: where `res` exists, stop, final copy, unmount,
+        delete; then rename, create, start."""
+        if exists:
+            self._stop()
+            self.summary["final_copy_seconds"] = round(self._copy("final copy", final=True), 3)
+            self.ctx.inject("finish:copied")
+            self._unmount()
+            self._delete()
+        self._rename()
+        self.ctx.inject("finish:renamed")
+        self._create()
+        self._start_in(window)
 
     def _probe(self):
         """With `max_rsync_downtime`: one more pass, timed; longer than the

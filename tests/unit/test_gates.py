@@ -41,13 +41,14 @@ def poll_plugin(tmp_path, after, action):
     return ("--var", f"plugin_dirs={directory}")
 
 
-def migrate_until_business_hours_open(fleet, tmp_path, settings):
-    """migrate vm1 cluster2 with the settings file `settings`, whose
-    business_hours a plugin opens ('') at the third poll of a wait."""
+def until_business_hours_open(fleet, tmp_path, settings, *command):
+    """`command` (default: migrate vm1 cluster2) with the settings file
+    `settings`, whose business_hours a plugin opens ('') at the third poll
+    of a wait."""
     opened = poll_plugin(tmp_path, 3,
                          f"Path({str(settings)!r}).write_text('business_hours: \"\"\\n')")
     return football(fleet, *FAST, "--var", "downtime_gate_timeout=5", "--config", str(settings),
-                    *opened, "migrate", "vm1", "cluster2")
+                    *opened, *(command or ("migrate", "vm1", "cluster2")))
 
 
 def while_waiting_for_the_handover_slot(monkeypatch, action):
@@ -62,12 +63,13 @@ def while_waiting_for_the_handover_slot(monkeypatch, action):
     monkeypatch.setattr(Migrate, "_take_job_slots", take_job_slots)
 
 
-def went_back_to_the_gates_before_stopping(events, reason):
+def went_back_to_the_gates_before_stopping(events, reason,
+                                           waited="the handover slot and the locks", res="vm1"):
     said = [event["text"] for event in events if event["event"] == "message"]
     back = next(number for number, text in enumerate(said)
-                if f"while it waited for the handover slot and the locks: {reason}" in text
+                if f"{res}: while it waited for {waited}: {reason}" in text
                 and text.endswith("back to the gates"))
-    stopped = next(number for number, text in enumerate(said) if "stopping vm1" in text)
+    stopped = next(number for number, text in enumerate(said) if f"stopping {res}" in text)
     return back < stopped
 
 
@@ -86,7 +88,7 @@ def test_outside_business_hours_the_downtime_waits_and_then_is_refused_untouched
 def test_business_hours_are_read_again_while_the_run_waits(fleet, tmp_path):
     settings = tmp_path / "settings.yml"
     settings.write_text('business_hours: "9_99"\n')
-    code, events, stderr = migrate_until_business_hours_open(fleet, tmp_path, settings)
+    code, events, stderr = until_business_hours_open(fleet, tmp_path, settings)
     assert code == 0, stderr
     said = [event["text"] for event in events if event["event"] == "message"]
     assert sum("outside business_hours 9_99" in text for text in said) == 1    # said once
@@ -221,7 +223,7 @@ def test_business_hours_that_ended_while_the_run_waited_for_its_handover_slot_ho
     settings.write_text('business_hours: ""\n')
     while_waiting_for_the_handover_slot(
         monkeypatch, lambda: settings.write_text('business_hours: "9_99"\n'))
-    code, events, stderr = migrate_until_business_hours_open(fleet, tmp_path, settings)
+    code, events, stderr = until_business_hours_open(fleet, tmp_path, settings)
     assert code == 0, stderr
     assert went_back_to_the_gates_before_stopping(events, "outside business_hours 9_99"), events
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
@@ -248,6 +250,29 @@ def test_a_shrink_waits_at_the_same_gates_before_its_downtime(fleet):
     assert "vm2-tmp" in fleet.lvs("a1")            # the copy is kept: a re-run resumes
     code, _, stderr = football(fleet, "shrink", "vm2")
     assert code == 0, stderr
+
+
+def test_business_hours_that_ended_while_a_shrink_waited_for_its_locks_hold_the_downtime(
+        fleet, tmp_path, monkeypatch):
+    """The shrink's gates were passed before it took the members' locks
+    (up to lock_retry_timeout), and not checked again: the downtime began
+    outside business hours. Asked again under the locks, it goes back."""
+    from football.ops.shrink import Shrink
+    fleet.create_resource("vm2", "a1", ["a2"], size=1 << 30)
+    settings = tmp_path / "settings.yml"
+    settings.write_text('business_hours: ""\n')
+    real, done = Shrink._check_startable, []
+
+    def check_startable(self, target, source):      # right after the gates passed
+        if not done:
+            done.append(settings.write_text('business_hours: "9_99"\n'))
+        return real(self, target, source)
+    monkeypatch.setattr(Shrink, "_check_startable", check_startable)
+    code, events, stderr = until_business_hours_open(fleet, tmp_path, settings, "shrink", "vm2")
+    assert code == 0, stderr
+    assert went_back_to_the_gates_before_stopping(events, "outside business_hours 9_99",
+                                                  waited="the locks", res="vm2"), events
+    assert fleet.running("vm2") == ["a1"]
 
 
 def test_a_run_waiting_for_a_hosts_lock_says_why_in_state_condition(fleet):
