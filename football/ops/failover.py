@@ -278,10 +278,10 @@ class Failover(Operation):
         self.say(self._outcome())
         failed = self.summary["failed"]
         if failed:
+            others = "; the others were" if len(failed) < len(self.affected) else ""
             raise Critical(f"failover of {self.dead.name}: {', '.join(sorted(failed))} "
                            f"{'was' if len(failed) == 1 else 'were'} not taken over (see the "
-                           "warnings above); the others were. Run it again once that is "
-                           "seen to")
+                           f"warnings above){others}. Run it again once that is seen to")
 
     def _outcome(self):
         """The run's last line: what it took over and dropped, what failed,

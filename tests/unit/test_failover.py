@@ -421,7 +421,18 @@ def test_a_single_consistent_replica_whose_marsd_does_not_answer_is_named(three)
     three.marsd_stopped.add("a2")
     code, events, stderr = football(three, "failover", "a1")
     assert code == EXIT_CRITICAL, stderr
+    assert "failover of a1: vm1 was not taken over (see the warnings above); the others " \
+        "were. Run it again" in stderr, stderr            # vm2 was (a2 its primary)
     assert "vm1: its only consistent replica, a2, cannot take over: its marsd does not " \
         "answer. Start marsd on a2 and run the failover again" in [
             event["text"] for event in events if event["event"] == "warning"], events
     assert three.resources["vm1"].primary == "a1"
+
+
+def test_a_failover_whose_only_resource_failed_does_not_speak_of_others(fleet):
+    fleet.switch_off("a1")
+    fleet.marsd_stopped.add("a2")
+    code, _, stderr = football(fleet, "failover", "a1")
+    assert code == EXIT_CRITICAL
+    assert "failover of a1: vm1 was not taken over (see the warnings above). Run it again " \
+        "once that is seen to" in stderr, stderr
