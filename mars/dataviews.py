@@ -271,7 +271,9 @@ def summary(state, res, status):
         lines.append(f"  sync: {100 * done / size if size else 100:.1f}% {_bytes(done)} of "
                      f"{_bytes(size)}, rate {_bytes(rate)}/s, eta {_eta(size - done, rate)}")
     for name in ("fetch", "replay"):
-        rest = status.get(f"{name}_rest", 0)
+        # (a new primary's last report as a secondary, before its first as
+        # the primary: its rests are 0, as `rest` says)
+        rest = 0 if status.get("is_primary") else status.get(f"{name}_rest", 0)
         if rest:
             rate = rates.get(name, 0)
             lines.append(f"  {name}: rest {_bytes(rest)}, rate {_bytes(rate)}/s, eta {_eta(rest, rate)}")

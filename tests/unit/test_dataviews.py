@@ -486,6 +486,15 @@ def test_summary_of_the_primary_has_the_state_line_and_the_device_line(disk):
                     "  device /srv/h1/dev/mars/vm1 -> /dev/loop7, open count 1, logging 2.0 KiB/s\n")
 
 
+def test_summary_of_a_new_primary_shows_no_rest_of_the_log_it_followed(disk):
+    """Right after a forced takeover the status still held the rest of the
+    dead primary's log it had been fetching: `view` showed "fetch: rest
+    327.1 KiB" on the primary, where `view-fetch-rest` said 0."""
+    status = primary_status(fetch_rest=334950, replay_rest=4096)
+    assert summary(primary_state(disk), RES, status) == \
+        summary(primary_state(disk), RES, primary_status())
+
+
 def test_summary_of_a_healthy_secondary_is_one_line(disk):
     assert summary(state(disk), RES, secondary_status()) == \
         "vm1 [2/3] UpToDate Replaying DC-SFR Secondary h1\n"
