@@ -1233,6 +1233,8 @@ def screener_start(ctx, job_id, gate, operation, res, args):
             queued = spec.id or spec.resource
             if store.live_job(queued):
                 raise JobExists([queued])
+            if store.running_job_of(spec.resource):
+                raise JobExists([spec.resource])
             _told(ctx, "would-queue", f"would queue {queued}: {' '.join(spec.command)}; "
                   "nothing changed (--dry-run)", job=queued, command=spec.command)
             return
@@ -1348,7 +1350,7 @@ def _run_queued(ctx, store, path, specs, max_running, limit):
 
     fresh = []
     for spec in specs:
-        existing = store.live_job(spec.resource)
+        existing = store.live_job(spec.resource) or store.running_job_of(spec.resource)
         if existing:
             tell("skipped", spec, f"skipped: it has the job {existing['id']} "
                  f"({existing['state']})", state=existing["state"])

@@ -596,24 +596,30 @@ class JobStore:
 
     def queue(self, specs, global_args, queue=START_QUEUE, run="", alone=False):
         """Queue a job per spec, all or none; the job ids. `JobExists` when a
-        resource has a job that is not archived (nothing queued then). A
-        planner's run (`run` of a PLAN_KINDS kind) queues in turns with the
-        others; `alone`: only while no other planner's run has live jobs,
-        else `PlannerBusy`; and none for a resource that has a live job of
-        any run, else `ResourcesBusy` (nothing queued either way)."""
+        job id is taken by a job that is not archived, or a resource has a
+        live job (unfinished) under another id (`--id`, a planner's move:
+        two would move it at once); nothing queued then. A planner's run
+        (`run` of a PLAN_KINDS kind) queues in turns with the others;
+        `alone`: only while no other planner's run has live jobs, else
+        `PlannerBusy`; a resource with a live job is `ResourcesBusy` there
+        (the run waits for that job)."""
         ids = []
+        planned = run.startswith(tuple(f"{kind}-" for kind in PLAN_KINDS))
         try:
             with self.engine.begin() as connection:
-                if run.startswith(tuple(f"{kind}-" for kind in PLAN_KINDS)):
+                if planned:
                     connection.execute(TURNS.update().where(TURNS.c.name == PLANNER_TURN)
                                        .values(taken=time.time()))
                     others = self._live_plan_runs(connection, run) if alone else []
                     if others:
                         raise PlannerBusy(others)
-                    busy = dict(connection.execute(sa.select(JOBS.c.resource, JOBS.c.id).where(
-                        LIVE_JOB, JOBS.c.resource.in_([spec.resource for spec in specs]))).all())
-                    if busy:
-                        raise ResourcesBusy(busy)
+                busy = dict(connection.execute(sa.select(JOBS.c.resource, JOBS.c.id).where(
+                    LIVE_JOB, JOBS.c.resource.in_([spec.resource for spec in specs]))).all())
+                if not planned:     # (its own id taken: JobExists below, naming it)
+                    busy = {res: job_id for res, job_id in busy.items() if not any(
+                        spec.resource == res and (spec.id or res) == job_id for spec in specs)}
+                if busy:
+                    raise ResourcesBusy(busy) if planned else JobExists(sorted(busy))
                 for spec in specs:
                     job_id = spec.id or spec.resource
                     self._enqueue(connection, dict(
@@ -851,6 +857,14 @@ class JobStore:
                 connection.execute(PLANS.delete().where(PLANS.c.id.in_(old)))
         return len(old)
 
+    def running_job_of(self, res):
+        """The live job (unfinished, not archived) of resource `res`, under
+        any id, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(JOBS).where(
+                LIVE_JOB, JOBS.c.resource == res)).mappings().first()
+        return dict(row) if row else None
+
     def live_job(self, job_id):
         """The job `job_id` that is not archived, or None."""
         with self.engine.connect() as connection:
@@ -922,18 +936,26 @@ class JobStore:
         """Tell the `notify` hook that `job` (a row) entered `state`."""
         self.notify(job=job_view(job), state=state, text=notification_text(job, state))
 
-    def record(self, number, event, kept=True):
+    def record(self, number, event, kept=True, worker_id=None):
         """Store one event of job `number` (unless not `kept`: a progress
         between those its log keeps); what it tells about the job (phase,
-        message, progress, waits, downtime, location) goes to its row."""
+        message, progress, waits, downtime, location) goes to its row —
+        its state only while the job is not finished and, where the event
+        comes from `worker_id`'s run, while it is that worker's: the late
+        events of a worker found dead, kept while the database was away,
+        set a job another worker had ended `done` back to `running`."""
         now = time.time()
         fields = {"last_event": now, **facts_of(event)}
         with self.engine.begin() as connection:
             if kept:
                 _insert_event(connection, number, now, event)
+            row = connection.execute(sa.select(JOBS.c.progress, JOBS.c.state, JOBS.c.worker)
+                                     .where(JOBS.c.number == number)).first()
             if "progress" in fields:
-                fields["progress"] = _with_rate(fields["progress"], connection.execute(
-                    sa.select(JOBS.c.progress).where(JOBS.c.number == number)).scalar(), now)
+                fields["progress"] = _with_rate(fields["progress"], row.progress, now)
+            if "state" in fields and (row.state in FINISHED or
+                                      worker_id not in (None, row.worker)):
+                del fields["state"]
             entered = self._write(connection, number, fields)
         if entered:
             self._told(self.job_by_number(number), entered)
@@ -945,24 +967,45 @@ class JobStore:
         that worker's. One that another worker took over meanwhile (this one
         was found dead: cut off from the database while its operation went
         on) is that worker's, its slots too: False, nothing changed."""
-        now = time.time()
         with self.engine.begin() as connection:
             if connection.execute(sa.select(JOBS.c.worker).where(
                     JOBS.c.number == number).with_for_update()).scalar() != worker_id:
                 return False
-            for row in connection.execute(sa.select(SLOTS.c.kind, SLOTS.c.host).where(
-                    SLOTS.c.job == number)).all():
-                _insert_event(connection, number, now, {
-                    "event": "slot", "action": "released", "slot": row.kind,
-                    "hosts": [row.host], "by": "worker"})
-            connection.execute(SLOTS.delete().where(SLOTS.c.job == number))
-            entered = self._write(connection, number, dict(
-                state=state, exit_code=exit_code, finished=now, last_event=now))
-            _insert_event(connection, number, now, {"event": "job-end", "exit_code": exit_code,
-                                                    "state": state})
+            entered = self._end(connection, number, state, exit_code)
         if entered:
             self._told(self.job_by_number(number), entered)
         return True
+
+    def end_killed(self, number):
+        """Job `number`, killed while no worker ran it (its worker stopped or
+        died; `kill` only asked it to stop), ends `interrupted` (190), its
+        slots given back, unless it finished meanwhile: it stayed `running`
+        for ever, holding its slots, neither restarted nor purged."""
+        with self.engine.begin() as connection:
+            state = connection.execute(sa.select(JOBS.c.state).where(
+                JOBS.c.number == number).with_for_update()).scalar()
+            entered = None if state in FINISHED else self._end(
+                connection, number, "interrupted", EXIT_INTERRUPTED,
+                message="killed while no worker ran it")
+        if entered:
+            self._told(self.job_by_number(number), entered)
+
+    def _end(self, connection, number, state, exit_code, **fields):
+        """`end`'s work in the caller's transaction: the job's slots given
+        back (a `slot` event each), its end written (and its `job-end`
+        event); the state it entered, else None."""
+        now = time.time()
+        for row in connection.execute(sa.select(SLOTS.c.kind, SLOTS.c.host).where(
+                SLOTS.c.job == number)).all():
+            _insert_event(connection, number, now, {
+                "event": "slot", "action": "released", "slot": row.kind,
+                "hosts": [row.host], "by": "worker"})
+        connection.execute(SLOTS.delete().where(SLOTS.c.job == number))
+        entered = self._write(connection, number, dict(
+            state=state, exit_code=exit_code, finished=now, last_event=now, **fields))
+        _insert_event(connection, number, now, {"event": "job-end", "exit_code": exit_code,
+                                                "state": state})
+        return entered
 
     # ------------------------------------------------------------- workers
     def heartbeat(self, worker_id, started, first=False):
@@ -1443,7 +1486,8 @@ class JobEvents:
 
     def record(self, event):
         kept = self._kept(event)
-        self.write(lambda: self.worker.store.record(self.number, event, kept))
+        self.write(lambda: self.worker.store.record(self.number, event, kept,
+                                                    worker_id=self.worker.id))
 
     def _kept(self, event):
         """Whether the job's log keeps this event: a progress (every second
@@ -1697,8 +1741,10 @@ class Worker:
     def _run_job(self, number):
         job = self._answer(f"number {number}", "reading it",
                             lambda: self.store.job_by_number(number))
-        if job["state"] in FINISHED or job["kill_requested"]:
+        if job["state"] in FINISHED:
             return job["exit_code"]
+        if job["kill_requested"]:
+            return self._end_killed(job)
         if not self.places.take(number, self.stopping, lambda: self._waits_for_a_place(number)):
             self._leave(job)
         try:
@@ -1710,8 +1756,10 @@ class Worker:
         number, name = job["number"], job["id"]
         self._wait_for_earlier_run(job)
         if not self._answer(name, "claiming it", lambda: self.store.claim(number, self.id)):
-            return self._answer(name, "reading it", lambda: self.store.job_by_number(
-                number))["exit_code"]                                   # killed meanwhile
+            job = self._answer(name, "reading it", lambda: self.store.job_by_number(number))
+            if job["state"] in FINISHED:
+                return job["exit_code"]
+            return self._end_killed(job)                                # killed meanwhile
         events = JobEvents(self, job)
         events.record({"event": "job-start", "worker": self.id, "argv": json.loads(job["args"])})
         try:
@@ -1766,6 +1814,16 @@ class Worker:
             if self.stopping.wait(pause):
                 self._leave({"id": job})
             pause = min(2 * pause, 5.0)
+
+    def _end_killed(self, job):
+        """Job `job`, killed while no worker ran it, ends `interrupted` here
+        once the operation an earlier run of it left behind has ended."""
+        self._wait_for_earlier_run(job)
+        self._answer(job["id"], "recording its end (interrupted: killed)",
+                     lambda: self.store.end_killed(job["number"]))
+        self.say(f"worker {self.id}: job {job['id']} was killed while no worker ran it: "
+                 "interrupted")
+        return EXIT_INTERRUPTED
 
     def _wait_for_earlier_run(self, job):
         pid = job["child_pid"]

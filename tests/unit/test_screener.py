@@ -12,7 +12,7 @@ import pytest
 
 from football.config import Config
 from football.transport import Result
-from football.screener import (FINISHED, STATES, JobSpec, Worker, _with_rate, facts_of,
+from football.screener import (FINISHED, STATES, JobSpec, JobStore, Worker, _with_rate, facts_of,
                                partition_by_slot, progress_text, shown_state, state_of_exit)
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
@@ -169,6 +169,30 @@ def test_a_second_start_for_a_resource_with_a_job_is_refused_with_191(state_dir,
     # finished is not archived: still refused (purge archives, later)
     assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 191
     assert list(jobs(state_dir)) == ["vm1"]
+
+
+def test_a_resource_with_a_live_job_under_another_id_gets_no_second_one(state_dir, scripted,
+                                                                         tmp_path):
+    """The one-job-per-resource check went by job id: a job started with
+    `--id move-vm1` (or a planner's `balance-...-vm1`) and a second
+    `start`, or a `run` of a CSV naming vm1, were both queued, and both
+    moved vm1 — the second to another target."""
+    gate = threading.Event()
+    scripted.scripts["vm1"] = Script(gate=gate)
+    assert screener(state_dir, "start", "--id", "move-vm1", "migrate", "vm1", "cluster2")[0] == 0
+    for args in (["start", "migrate", "vm1", "b2"],
+                 ["--dry-run", "start", "migrate", "vm1", "b2"]):
+        code, out, err = football("--var", f"state_dir={state_dir}", "--var", POLL,
+                                  *args[:-4], "screener", *args[-4:])
+        assert code == 191 and "vm1 has a job already" in err, (args, err)
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;target\nvm1;migrate;b2\n")
+    code, out, err = screener(state_dir, "run", str(moves))
+    assert code == 0, err
+    assert [json.loads(line)["event"] for line in out.splitlines()][:1] == ["skipped"], out
+    assert list(jobs(state_dir)) == ["move-vm1"]
+    gate.set()
+    finished(state_dir, "move-vm1")
 
 
 def test_a_job_at_a_limit_shows_as_condition_until_its_wait_ends(state_dir, scripted):
@@ -1024,3 +1048,29 @@ def test_a_job_taken_over_while_its_operation_went_on_is_ended_by_the_taker_only
     assert [text for text in said if "took it over" in text] == [
         "worker test: job vm1 ended here (exit 1) after another worker took it over: its end "
         "and its host slots are that worker's"]
+
+
+def test_late_events_of_a_worker_found_dead_do_not_move_the_job_another_worker_ended(
+        state_dir):
+    """Worker A, cut off from the database longer than worker_dead_after,
+    was taken over by B, whose run ended the job `done`; A's events, kept
+    while the database was away, were written when it came back and set
+    the job `running`, then `condition` (notified again): neither
+    restarted nor purged. The events are stored; the state is B's."""
+    told = []
+    store = JobStore(Config(variables=[f"state_dir={state_dir}"], environ={}))
+    store.notify = lambda job, state, text: told.append(state)
+    try:
+        [job_id] = store.queue([JobSpec("vm1", "handover", ["a2"])], [])
+        number = store.live_job(job_id)["number"]
+        assert store.claim(number, "A") and store.claim(number, "B")
+        assert store.end(number, "B", "done", 0)
+        store.record(number, {"event": "phase", "phase": "finish"}, worker_id="A")
+        store.record(number, {"event": "wait", "state": "condition", "reasons": ["lock"]},
+                     worker_id="A")
+        job = store.live_job(job_id)
+        assert (job["state"], job["worker"], job["exit_code"]) == ("done", "B", 0), job
+        assert [event["event"] for event in store.events(number)][-2:] == ["phase", "wait"]
+        assert told == ["queued", "running", "done"], told
+    finally:
+        store.close()

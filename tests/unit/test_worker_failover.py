@@ -214,3 +214,25 @@ def test_a_job_runs_with_its_workers_options_its_own_win_but_state_dir_and_inven
         lambda line: line.startswith("{"), seen.read_text().splitlines()))}
     assert (settings["state_dir"], settings["lock_retry_timeout"], settings["limit_syncs"],
             settings["limit_shrinks"]) == (str(state_dir), 77.0, 7, 3), seen.read_text()
+
+
+def test_a_job_killed_while_no_worker_ran_it_ends_interrupted_when_a_worker_comes(
+        state_dir, workers):
+    """Its worker stopped (a maintenance restart); the operator killed the
+    job meanwhile. The next worker returned at once on `kill_requested`
+    without recording an end: the job stayed `running` for ever, holding
+    its slots, neither restarted nor purged."""
+    first = workers.start("w1")
+    start_job(state_dir, "hold7")
+    held_on(state_dir, "hold7", "w1")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0, workers.log(first)
+    code, out, err = football("--var", f"state_dir={state_dir}", "--json", "screener", "kill",
+                              "hold7")
+    assert code == 0, err
+    assert jobs(state_dir)["hold7"]["state"] == "running"      # asked to stop; none runs it
+    second = workers.start("w2")
+    job = done(state_dir, "hold7")
+    assert (job["state"], job["exit_code"]) == ("interrupted", 190), job
+    assert runs(state_dir, "hold7") == 1                        # not run again
+    assert "job hold7 was killed while no worker ran it: interrupted" in workers.log(second)
