@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from mars.logfile import list_logfiles, parse_logfile_name
+from mars.history import missed_unlogged
 from mars.replay import Cursor
 from mars.keys import (PRIMARY_NAME, global_pause_name, replay_name, resource_dir_name,
                        syncpos_name, syncstatus_name,
@@ -83,6 +84,8 @@ def is_consistent(state, res):
         return True
     if sync_done(state, res) < state.size(res):
         return False
+    if missed_unlogged(state, res, state.local_host):
+        return False                # a primary wrote unlogged since its sync: invalidate
     syncpos = state.resource_value(res, syncpos_name(state.local_host))
     if not syncpos:
         return True                 # the creator: consistent from the start

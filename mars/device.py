@@ -106,6 +106,8 @@ class Device:
         self.logged = 0             # payload bytes appended to logfiles
         self.written_direct = 0     # payload bytes written straight to the disk (emergency)
         self.emergency = False
+        self.emergency_ready = None  # trio.Event: set once the disk may take direct writes
+        self.emergency_cursor = None  # where logging stopped (`TransactionLog.mark_emergency`)
         self.stopped = False        # by marsd's "stop" (else the dead mount stays, see serve)
         self.fuse_lost = False      # the kernel ended the FUSE session
         self.logging = None         # trio.Event set by every logged write (serve makes it)
@@ -179,8 +181,11 @@ class Device:
 
     async def _write_direct(self, offset, data):
         """Emergency mode: once the pending writes are on the disk (older
-        data must not land on top), straight to the disk."""
+        data must not land on top) and where logging stopped is recorded
+        (`enter_emergency`), straight to the disk."""
         await self.until(self.writeback.drained)
+        self._raise_failure()
+        await self.emergency_ready.wait()
         self._raise_failure()
         await trio.to_thread.run_sync(self.translog.write_direct, offset, data)
         self.written_direct += len(data)
@@ -209,6 +214,11 @@ class Device:
         off the event loop so that other requests go on meanwhile."""
         self._raise_failure()
         if self.emergency:
+            # what was logged before is durable once emergency mode is ready
+            # (the log synced, written back, the disk synced): a flush while
+            # it got ready covers writes acknowledged from the log alone
+            await self.emergency_ready.wait()
+            self._raise_failure()
             await trio.to_thread.run_sync(os.fdatasync, self.translog.disk_fd)
         else:
             await self._sync_log()
@@ -287,14 +297,20 @@ class Device:
         return [closed.logfile, closed.position]
 
     async def _checkpoint(self, sync=True):
-        """Cursor = where the write-back has come, taken now; then the disk
-        is synced (off the loop), so the cursor never passes what is durable
-        on the disk. The log position is taken at the same moment. Without
+        """Cursor = where the write-back has come, taken now; then the log
+        and the disk are synced (off the loop), so the cursor never passes
+        what is durable on the disk, nor what is durable in the log: the
+        write-back writes a record to the disk once it is appended, not once
+        it is durable, and a cursor past a log tail a power loss took left
+        the primary's disk holding writes its log (and so its replicas)
+        never had. The log position is taken at the same moment. Without
         `sync`, no cursor: the same point as `unsynced_cursor`, unless the
         write-back failed (a sync of the disk would fail too)."""
         self.quiet = True
         position = self.translog.log_position
-        through = self.translog.written_through() if not self.emergency else None
+        # in emergency mode: where logging stopped, once the disk holds it
+        through = self.translog.written_through() if not self.emergency else \
+            self.emergency_cursor
         cursor = through if sync else None
         # Short of the log's end: the next checkpoint is due even if nothing
         # more is logged. (Said from this moment, not from "pending" after the
@@ -306,6 +322,7 @@ class Device:
             (cursor.logfile, cursor.position) != (position.logfile, position.position)
         if cursor is not None:
             try:
+                await self._sync_log()
                 await trio.to_thread.run_sync(self.translog.sync_disk)
             except OSError as exc:      # no durable point on this disk: no new cursor
                 log.error("fdatasync of the disk failed: %s; the replay cursor stays", exc)
@@ -354,17 +371,37 @@ class Device:
         while not self.emergency:
             free = free_bytes(self.args.resource_dir)
             if free < self.args.emergency_free:
-                await trio.to_thread.run_sync(self.translog.writer.sync)
-                self.writeback.release_hold()       # the disk has to be current now
-                self.emergency = True
-                log.error("state dir has %d bytes free (< %d): logging stopped, writing "
-                          "straight to the disk; replicas need invalidate", free,
-                          self.args.emergency_free)
-                self.emit({"event": "emergency", "free": free})
+                await self.enter_emergency(free)
             await trio.sleep(0.5)
             # Only while it logs: an idle device's log cannot fill anything.
             await self.logging.wait()
             self.logging = trio.Event()
+
+    async def enter_emergency(self, free):
+        """Logging stops: writes wait, then go straight to the disk. Before
+        the first does, what was logged is made durable in the log and
+        written back, the disk synced, and where the log stops recorded in
+        the resource dir (`TransactionLog.mark_emergency`): recovery replays
+        nothing before it (older logged data replayed from the last cursor
+        landed on top of the direct writes, acknowledged flushes lost). The
+        `emergency` event names that point: marsd records it
+        (`unlogged-<host>`, so that replicas synced before it know they
+        missed what came after: they need `invalidate`) and takes it as
+        the replay cursor (checkpoints give it from now on)."""
+        self.emergency_ready = trio.Event()
+        self.emergency = True                       # nothing is logged from now on
+        self.writeback.release_hold()               # the disk has to be current now
+        await self._sync_log()
+        await self.until(self.writeback.drained)
+        if self.writeback.failure is not None:      # writes answer EIO: nothing goes direct
+            self.emergency_ready.set()
+            return
+        self.emergency_cursor = await trio.to_thread.run_sync(self.translog.mark_emergency)
+        self.emergency_ready.set()
+        log.error("state dir has %d bytes free (< %d): logging stopped at %s, writing "
+                  "straight to the disk; replicas need invalidate", free,
+                  self.args.emergency_free, self.emergency_cursor)
+        self.emit({"event": "emergency", "free": free, "cursor": str(self.emergency_cursor)})
 
     async def control(self, nursery):
         stdin = trio.lowlevel.FdStream(os.dup(0))

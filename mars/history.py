@@ -12,8 +12,8 @@ versions for a `ResourceWorker`."""
 
 import trio
 
-from mars.keys import (is_version_name, replay_name, res_key, version_host, version_name,
-                       version_number)
+from mars.keys import (UNLOGGED_PREFIX, is_version_name, replay_name, res_key, syncpos_name,
+                       version_host, version_name, version_number)
 from mars.logfile import parse_logfile_name
 from mars.replay import (Cursor, lowest_needed_logfile, parse_version, record_digests,
                          version_value)
@@ -68,6 +68,32 @@ def history_conflict(state, res, members):
         heads = {head for head, _ in by_host.values()}
         if len(heads) > 1:
             return f"hosts {', '.join(sorted(by_host))} hold different versions of {logfile}"
+    return None
+
+
+def missed_unlogged(state, res, host):
+    """(origin, Cursor) where another member of `res` wrote to its disk
+    without logging (emergency mode: `unlogged-<origin>`, where its log
+    stopped) after `host`'s replica was synced (its `syncpos`; the
+    creator's, which has none, at the start): what came after is in no log
+    `host` can replay, its replica needs `invalidate`. None where no such
+    mark comes after its sync."""
+    keys = state.resources().get(res, {})
+    syncpos = keys.get(syncpos_name(host))
+    try:
+        since = Cursor.parse(syncpos).order if syncpos else (0, 0)
+    except ValueError:
+        since = (0, 0)
+    for name, value in sorted(keys.items()):
+        origin = name[len(UNLOGGED_PREFIX):] if name.startswith(UNLOGGED_PREFIX) else None
+        if origin in (None, host):
+            continue
+        try:
+            mark = Cursor.parse(value)
+        except ValueError:
+            continue
+        if mark.order > since:
+            return origin, mark
     return None
 
 

@@ -141,6 +141,16 @@ def syncpos_name(host):
     return f"syncpos-{host}"
 
 
+def unlogged_name(host):
+    """Where `host`'s log stopped in emergency mode (a Cursor): it wrote to
+    its disk without logging from there on, and a replica synced before it
+    missed those writes (`mars.history.missed_unlogged`)."""
+    return f"{UNLOGGED_PREFIX}{host}"
+
+
+UNLOGGED_PREFIX = "unlogged-"
+
+
 def global_pause_name(what):
     """pause-<what>-global of every member: sync, fetch, replay."""
     return f"global-pause-{what}"

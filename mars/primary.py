@@ -37,7 +37,7 @@ from mars.history import SplitBrain, final_version, history_conflict
 from mars.hostenv import PORT_META
 from mars.keys import (FORCED_NAME, GROWN_FROM_NAME, LOG_END_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME,
                        actual_name, primary_key, replay_name, res_key, syncstatus_name,
-                       todo_name)
+                       todo_name, unlogged_name)
 from mars.replay import Cursor
 
 log = logging.getLogger("marsd.data")
@@ -365,7 +365,14 @@ class Primary:
                 await worker.history.write_version(*event["closed"])
             elif event.get("event") == "emergency":
                 worker.set_emergency(True)
-                worker.set_actual(emergency=1)
+                # where logging stopped: the replicas synced before it missed
+                # what comes after, and recovery starts there (the disk holds it)
+                changes = {self._key(unlogged_name(self.host)): event["cursor"],
+                           self._key(replay_name(self.host)): event["cursor"]} \
+                    if event.get("cursor") else {}
+                if changes:
+                    worker.follower.cursor = Cursor.parse(event["cursor"])
+                worker.set_actual(also=changes, emergency=1)
             elif event.get("event") == "writeback-failed":
                 log.error("%s: the device cannot write to its disk (%s): it answers EIO; "
                           "the log keeps every write (recovery replays them once the disk "

@@ -38,6 +38,9 @@ class Position:
     position: int
 
 
+EMERGENCY_MARK = "emergency"     # in the resource dir: where logging stopped (`mark_emergency`)
+
+
 class TransactionLog:
     """Logger plus write-back for one resource on its primary."""
 
@@ -60,6 +63,41 @@ class TransactionLog:
         self.writers = {}               # logfile -> LogWriter, of those not closed yet
 
     # -------------------------------------------------------------- lifecycle
+    def emergency_mark(self):
+        """The Cursor where logging stopped in the last emergency mode
+        (`mark_emergency`), while its logfile is here; else None."""
+        try:
+            with open(self._path(EMERGENCY_MARK)) as handle:
+                mark = Cursor.parse(handle.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return mark if os.path.exists(self._path(mark.logfile)) else None
+
+    def mark_emergency(self):
+        """Emergency mode begins: logging stopped, and everything logged is
+        durable in the log and written back (the caller synced the log and
+        drained the write-back). The disk is synced, then where the log
+        stops is written durably to `<resource dir>/emergency`, before the
+        first write goes straight to the disk: recovery replays nothing
+        before it (`recover`) — older logged data replayed from an earlier
+        cursor landed on top of the direct writes. Returns that Cursor."""
+        cursor = self.written_through()
+        self.sync_disk()
+        path, temporary = self._path(EMERGENCY_MARK), self._path(f".{EMERGENCY_MARK}.new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"{cursor}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        directory = os.open(self.resource_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return cursor
+
     def recover(self, cursor):
         """Bring the disk up to date from `cursor` (a Cursor, or None for a
         new resource), then start a new logfile: every time a device comes up
@@ -71,6 +109,9 @@ class TransactionLog:
         self.disk_fd = os.open(self.disk_path, os.O_RDWR)
         replayed = 0
         self.previous = None
+        mark = self.emergency_mark()
+        if mark is not None and (cursor is None or mark.order > cursor.order):
+            cursor = mark       # the disk holds all before it, and direct writes after
         name, position = (cursor.logfile, cursor.position) if cursor else (self._find_logfile(1), 0)
         # The cursor's logfile, then any later ones started since.
         while name is not None:
@@ -174,9 +215,12 @@ class TransactionLog:
 
     def checkpoint(self):
         """The Cursor up to which the disk is durable, for `replay-<host>`:
-        where the write-back has come, taken before the disk is synced. (The
-        device does the same in two steps, the sync off its event loop.)"""
+        where the write-back has come, taken before the log and the disk are
+        synced (the write-back writes what is appended, durable in the log
+        or not). (The device does the same in steps, the syncs off its event
+        loop.)"""
         cursor = self.written_through()
+        self.sync()
         self.sync_disk()
         return cursor
 

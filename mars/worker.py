@@ -32,7 +32,7 @@ from mars import device as devices
 from mars.channels import PeerChannels
 from mars.errors import PeerError
 from mars.follow import LogFollower
-from mars.history import History, SplitBrain, history_conflict
+from mars.history import History, SplitBrain, history_conflict, missed_unlogged
 from mars.keys import (HEARTBEAT_PREFIX, IP_PREFIX, ClusterState, actual_name,
                        global_pause_name, res_key, resource_dir_name, size_key, syncstatus_name,
                        todo_name)
@@ -449,4 +449,12 @@ class ResourceWorker:
                 return False
             return await self.sync.sync(state, source, synced, size)
         self.sync.complete(size)
+        missed = missed_unlogged(state, self.res, self.host)
+        if missed:
+            origin, mark = missed
+            self.set_emergency(True)
+            self.wait(f"{origin} wrote to its disk without logging (emergency mode, from "
+                      f"{mark.logfile},{mark.position} on) after this replica was synced: it "
+                      f"missed those writes; `marsadm invalidate {self.res}` syncs it anew")
+            return False
         return await self.follower.follow(state, source, free=free)

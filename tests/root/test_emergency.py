@@ -2,6 +2,7 @@
 and the primary keeps serving. State dirs here are small tmpfs mounts."""
 
 import os
+import signal
 import subprocess
 import urllib.request
 
@@ -107,3 +108,26 @@ def test_a_primary_low_on_space_stops_logging_and_keeps_serving(datanet):
     datanet.umount(a)
     datanet.mount(a, "vm1")
     assert tree_checksums(a.mnt) == written, "every write reached the disk without the log"
+    # marsd dies (the device with it) and comes back logging (its limit
+    # lowered): recovery replays nothing from before where logging stopped
+    # (the old cursor's records landed on top of the direct writes), and b,
+    # synced before that point, stays behind until invalidated (it resumed
+    # replay once a logged again, UpToDate and consistent without them)
+    mark = a.live_values("resource-vm1/unlogged-a")["resource-vm1/unlogged-a"]
+    assert a.live_values("resource-vm1/replay-a")["resource-vm1/replay-a"] == mark
+    a.stop(signal.SIGKILL)
+    if subprocess.run(["umount", str(a.mnt)], capture_output=True).returncode:
+        subprocess.run(["umount", "-l", str(a.mnt)], check=True)
+    a.start("--emergency-free=0")
+    datanet.wait(a, "vm1", "device")
+    datanet.mount(a, "vm1")
+    assert tree_checksums(a.mnt) == written, "recovery replayed logged writes over direct ones"
+    written.update(write_files(a.mnt, 2, MIB, prefix="logged"))
+    wait_until(lambda: "missed those writes" in (status(b).get("waiting") or ""),
+               what="b refusing to follow", show=lambda: status(b))
+    assert b.view("is-consistent", "vm1") == "0\n"
+    b.marsadm("invalidate", "vm1")
+    datanet.wait(b, "vm1")
+    assert b.view("is-consistent", "vm1") == "1\n"
+    datanet.umount(a)
+    datanet.wait_same_disks(a, [b])

@@ -205,6 +205,27 @@ def test_a_sync_start_in_a_later_logfile_than_the_cursor_is_not_passed(disk):
     assert is_consistent(st, RES) is False
 
 
+@pytest.mark.parametrize("mark, expected", [
+    (None, True),
+    ("log-000000001-h1,50,50", True),       # logging stopped before h2's sync began
+    ("log-000000001-h1,150,150", False),    # after: h2 missed what h1 wrote unlogged
+    ("log-000000003-h1,0,0", False)])
+def test_a_replica_synced_before_a_primary_wrote_unlogged_is_not_consistent(disk, mark,
+                                                                            expected):
+    """Emergency mode: the primary wrote straight to its disk from its
+    `unlogged-<host>` mark on. Once it logged again (its device restarted),
+    a replica synced before the mark resumed replay and reported itself
+    UpToDate and consistent — a failover or handover could take over on
+    it without those writes."""
+    changes = {"replay-h2": "log-000000002-h1,10,10"}
+    if mark:
+        changes["unlogged-h1"] = mark
+    assert is_consistent(state(disk, changes=changes), RES) is expected
+    # the host that wrote them holds them: its own mark is no gap
+    assert is_consistent(state(disk, "h1", {**changes, "actual-h1/is-primary": "0",
+                                            "unlogged-h1": "log-000000003-h1,0,0"}), RES)
+
+
 # --------------------------------------------------------------- replstate
 def test_replstate_of_a_non_member_is_notjoined(disk):
     assert replstate(state(disk, "h3"), RES, {}) == "NotJoined"

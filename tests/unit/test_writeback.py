@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from mars import writeback as writeback_module
 from mars.device import Device
 from mars.lamport import LamportClock
+from mars.replay import Cursor
 from mars.translog import TransactionLog
 from mars.writeback import CHUNK_SHIFT, WriteBack, WriteBackFailed
 
@@ -418,7 +419,9 @@ def test_emergency_mode_drains_the_pending_writes_before_writing_directly(tmp_pa
         async with trio.open_nursery() as nursery:
             device = await started_device(device_args(tmp_path), nursery)
             await device.write(0, b"old" * 1000)
-            device.emergency = True
+            nursery.start_soon(device.enter_emergency, 0)
+            while not device.emergency:
+                await trio.sleep(0)
             done = trio.Event()
 
             async def direct():
@@ -426,7 +429,8 @@ def test_emergency_mode_drains_the_pending_writes_before_writing_directly(tmp_pa
                 done.set()
             nursery.start_soon(direct)
             await trio.sleep(0.05)
-            assert not done.is_set(), "the direct write waits for the pending one"
+            assert device.emergency and not done.is_set(), \
+                "the direct write waits for the pending one"
             gate.set()
             with trio.fail_after(30):
                 await done.wait()
@@ -435,6 +439,97 @@ def test_emergency_mode_drains_the_pending_writes_before_writing_directly(tmp_pa
             device.translog.close()
         with open(tmp_path / "disk", "rb") as disk:
             assert disk.read(3000) == b"new" * 1000
+
+    trio.run(scenario)
+
+
+def test_recovery_after_emergency_mode_replays_nothing_over_the_direct_writes(tmp_path):
+    """Emergency mode: writes go straight to the disk, and checkpoints gave
+    no cursor, so `replay-<host>` stayed at the last one before it; the
+    next device start (marsd restarted, a crash) replayed the logged
+    records after that cursor on top of the newer direct writes: a flushed
+    write lost. Where logging stopped is recorded in the resource dir
+    before the first direct write; recovery replays nothing before it."""
+    args = device_args(tmp_path)
+
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            device = await started_device(args, nursery)
+            await device.write(0, b"A" * 4096)
+            cursor = (await device.answer({"cmd": "checkpoint"}))["cursor"]
+            await device.write(0, b"B" * 4096)                  # logged, after the cursor
+            await device.enter_emergency(0)
+            assert device.events[-1]["event"] == "emergency"
+            await device.write(0, b"C" * 4096)                  # straight to the disk
+            await device.sync()
+            reply = await device.answer({"cmd": "checkpoint"})
+            assert reply["cursor"] == device.events[-1]["cursor"], \
+                "the cursor moves to where logging stopped"
+            device.translog.close()                             # crashed: marsd kept `cursor`
+            return cursor
+
+    stored = trio.run(scenario)
+    again = TransactionLog(args.resource_dir, args.disk, "h1", LamportClock())
+    assert again.recover(Cursor.parse(stored)) == 0
+    assert again.read(0, 4096) == b"C" * 4096
+    again.close()
+
+
+def test_a_flush_in_emergency_mode_waits_for_what_was_logged_before_it(tmp_path, gate):
+    """Writes acknowledged from the log while emergency mode began (the
+    write-back behind) were neither on a synced disk nor, after the log's
+    sync, covered by a flush: it synced the disk alone. It waits until
+    emergency mode is ready (the log synced, written back, the disk
+    synced)."""
+
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            device = await started_device(device_args(tmp_path), nursery)
+            await device.write(8192, b"X" * 4096)               # held by the gate
+            nursery.start_soon(device.enter_emergency, 0)
+            while not device.emergency:
+                await trio.sleep(0)
+            flushed = trio.Event()
+
+            async def flush():
+                await device.sync()
+                flushed.set()
+            nursery.start_soon(flush)
+            await trio.sleep(0.05)
+            assert not flushed.is_set(), "the flush waits for the pending write"
+            gate.set()
+            with trio.fail_after(30):
+                await flushed.wait()
+            with open(tmp_path / "disk", "rb") as disk:
+                disk.seek(8192)
+                assert disk.read(4096) == b"X" * 4096
+            device.translog.close()
+
+    trio.run(scenario)
+
+
+def test_a_checkpoint_syncs_the_log_before_its_cursor_passes_a_record(tmp_path, monkeypatch):
+    """The write-back writes a record to the disk once appended, durable in
+    the log or not; the checkpoint synced the disk alone and moved the
+    cursor past records a power loss could still take from the log: the
+    primary's disk kept a write its replicas never got."""
+    synced = []
+    real = os.fdatasync
+
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            device = await started_device(device_args(tmp_path), nursery)
+            await device.write(0, os.urandom(4096))             # no flush
+            assert await trio.to_thread.run_sync(device.writeback.wait,
+                                                 lambda: not device.writeback.queue, 30)
+            logfile = os.path.join(device.args.resource_dir, device.translog.logfile)
+            monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(
+                {logfile: "log", device.args.disk: "disk"}.get(os.readlink(f"/proc/self/fd/{fd}"))),
+                real(fd)))
+            reply = await device.answer({"cmd": "checkpoint"})
+            assert reply["cursor"].split(",")[1] == str(device.translog.log_position.position)
+            assert synced[:2] == ["log", "disk"], synced
+            device.translog.close()
 
     trio.run(scenario)
 
