@@ -23,7 +23,8 @@ what recovery is for.
 
 Control, one JSON object per line (stdin: commands, stdout: replies/events):
 
-    <- {"event": "ready", "logfile": L, "previous": [L0, end] | null, "replayed": n}
+    <- {"event": "ready", "logfile": L, "previous": [L0, end] | null, "replayed": n,
+        "passed": [[L, end], ...]}   (every logfile recovery went through, L0 last)
     <- {"event": "refused", "reason": R, "damage": [path, position]}; exits 2
        (recovery found the log corrupt before its end: retrying cannot help)
     -> {"cmd": "checkpoint"}  <- {"reply": "checkpoint", "cursor": C, "logged": bytes,
@@ -466,7 +467,8 @@ async def serve(args):
                              DEVICE_FILE)
     device.session.mount()
     device.emit({"event": "ready", "logfile": device.translog.logfile, "replayed": replayed,
-                 "previous": [previous.logfile, previous.position] if previous else None})
+                 "previous": [previous.logfile, previous.position] if previous else None,
+                 "passed": [[done.logfile, done.position] for done in device.translog.passed]})
     try:
         async with trio.open_nursery() as nursery:
             device.nursery = nursery

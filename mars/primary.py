@@ -37,8 +37,10 @@ from mars.history import SplitBrain, final_version, history_conflict
 from mars.hostenv import PORT_META
 from mars.keys import (FORCED_NAME, GROWN_FROM_NAME, LOG_END_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME,
                        actual_name, primary_key, replay_name, res_key, syncstatus_name,
-                       todo_name, unlogged_name)
+                       todo_name, unlogged_name, version_name)
+from mars.logfile import list_logfiles, parse_logfile_name
 from mars.replay import Cursor
+from mars.translog import settle
 
 log = logging.getLogger("marsd.data")
 
@@ -103,11 +105,48 @@ class Primary:
         return res_key(self.res, name)
 
     # ------------------------------------------------------------ housekeeping
-    def cleanup_stale_device(self):
+    async def cleanup_stale_device(self):
         """A marsd that was killed leaves a loop device on a dead FUSE
-        mount: detached, and this host reported as not primary."""
+        mount: detached, its log brought to rest (`settle_log`), and this
+        host reported as not primary."""
         self.detach_stale_device()
+        await self.settle_log()
         self.worker.set_actual(**{"is-primary": 0, "open-count": 0})
+
+    async def settle_log(self):
+        """Before this host says it released `res` (`is-primary=0`) after its
+        device died, or marsd found it dead at its start: the log replayed
+        onto the disk, its torn tail cut (`translog.settle`), and a version
+        written for every logfile of its own without one. A new primary
+        takes the history from the versions: without the last one's it
+        began short of what the dead device had logged, flushed writes
+        among it (`final_version` found the logfile before), and this host
+        was a split brain once it replayed past that end. Only where this
+        host's newest logfile is its own and has no version; a failure is
+        said, and the release goes on as before."""
+        worker = self.worker
+        state = worker.state()
+        disk, names = state.disk(self.res), state.resources().get(self.res, {})
+        numbered = {parse_logfile_name(name)[0]: name for name, _ in list_logfiles(worker.dir)}
+        if not disk or not numbered:
+            return
+        number, origin = parse_logfile_name(numbered[max(numbered)])
+        if origin != self.host or version_name(number, self.host) in names:
+            return
+        try:
+            replayed, passed = await trio.to_thread.run_sync(
+                settle, str(worker.dir), disk, self.host, worker.follower.current_cursor(state))
+        except (OSError, ValueError) as exc:
+            log.error("%s: the log of the device that died could not be replayed (%s): its "
+                      "last logfile has no version, a new primary begins before it", self.res,
+                      exc)
+            return
+        for logfile, end in unversioned([[done.logfile, done.position] for done in passed],
+                                        self.host, names):
+            await worker.history.write_version(logfile, end)
+        log.info("%s: the log of the device that died is settled: %d records replayed, "
+                 "%s ends at %d", self.res, replayed, passed[-1].logfile if passed else "-",
+                 passed[-1].position if passed else 0)
 
     def detach_stale_device(self, known_loop=None):
         """Detach the loop devices on a dead FUSE mount of this resource
@@ -320,6 +359,12 @@ class Primary:
         self.device = device
         log.info("%s: device process %d up, logging to %s (%d records recovered)",
                  self.res, device.process.pid, ready["logfile"], ready["replayed"])
+        # A logfile this host rotated away from has its version once marsd
+        # heard of the rotation: one that died before left it unwritten, and
+        # every secondary stood at that logfile's end for good.
+        for logfile, end in unversioned(ready.get("passed", [])[:-1], self.host,
+                                        worker.state().resources().get(self.res, {})):
+            await worker.history.write_version(logfile, end)
         if ready.get("previous"):
             # This host's history ends the previous logfile where recovery
             # stopped, whoever its origin: after `primary --force` that may be
@@ -600,6 +645,7 @@ class Primary:
                     "" if leaving else "; the device starts again (recovery replays the log)")
         loop, self.device, self.loop = self.loop, None, None
         await trio.to_thread.run_sync(self.detach_stale_device, loop)
+        await self.settle_log()
         # (on the event loop: a store write wakes marsd's tasks)
         worker.set_actual(**{"is-primary": 0, "open-count": 0})
         self.report_down()
@@ -660,6 +706,14 @@ class Primary:
         worker.report(is_primary=False, device=None, loop=None, open_count=0)
         log.info("%s: device down, final version %s,%d", self.res, logfile, end)
         await device.wait()
+
+
+def unversioned(passed, host, names):
+    """The (logfile, end) of `passed` that `host` wrote (its origin) and has
+    no version of among a resource's key `names`, in order."""
+    return [(logfile, end) for logfile, end in passed
+            if parse_logfile_name(logfile)[1] == host and
+            version_name(parse_logfile_name(logfile)[0], host) not in names]
 
 
 class DeviceProcess:

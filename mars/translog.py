@@ -100,15 +100,33 @@ class TransactionLog:
 
     def recover(self, cursor):
         """Bring the disk up to date from `cursor` (a Cursor, or None for a
-        new resource), then start a new logfile: every time a device comes up
-        (first start, restart after a crash, handover) logging continues in
-        the next logfile, so the last one is closed at a well-defined end.
-        `self.previous` is that closed logfile's Position (None if there was
-        none). Returns the number of records replayed."""
+        new resource: `replay_log`), then start a new logfile: every time a
+        device comes up (first start, restart after a crash, handover)
+        logging continues in the next logfile, so the last one is closed at
+        a well-defined end. Returns the number of records replayed."""
+        replayed, name = self.replay_log(cursor)
+        number = parse_logfile_name(name)[0] + 1 if name else 1
+        self.logfile = logfile_name(number, self.host)
+        self.writer = self._writer(self.next_sequence)
+        self.writeback = WriteBack(self.disk_fd, self.log_position, logged=self._wait_logged,
+                                   **self.writeback_options).start()
+        return replayed
+
+    def replay_log(self, cursor):
+        """Replay the log onto the disk from `cursor` (from the emergency
+        mark where that is later; from the first logfile where None): the
+        cursor's logfile, then any later ones, their torn tails cut; the
+        disk opened for the caller. `self.previous` is the last logfile's
+        Position (None if there was none); `self.passed` the Positions of
+        every logfile it went through, in order, `previous` last (a
+        rotation's version is written once marsd hears of it: a crash
+        before left it unwritten, and every secondary stood at that
+        logfile's end for good). Returns (records replayed, the last
+        logfile's name or None)."""
         os.makedirs(self.resource_dir, exist_ok=True)
         self.disk_fd = os.open(self.disk_path, os.O_RDWR)
         replayed = 0
-        self.previous = None
+        self.previous, self.passed = None, []
         mark = self.emergency_mark()
         if mark is not None and (cursor is None or mark.order > cursor.order):
             cursor = mark       # the disk holds all before it, and direct writes after
@@ -123,17 +141,13 @@ class TransactionLog:
                 last = result.last_sequence if result.applied else last_sequence(path)
                 self.next_sequence = max(self.next_sequence, last + 1)
                 self.previous = Position(name, os.path.getsize(path))
+                self.passed.append(self.previous)
             number, _ = parse_logfile_name(name)
             following = self._find_logfile(number + 1)
             if following is None:
                 break
             name, position = following, 0
-        number = parse_logfile_name(name)[0] + 1 if name else 1
-        self.logfile = logfile_name(number, self.host)
-        self.writer = self._writer(self.next_sequence)
-        self.writeback = WriteBack(self.disk_fd, self.log_position, logged=self._wait_logged,
-                                   **self.writeback_options).start()
-        return replayed
+        return replayed, name
 
     def close(self):
         """Stop the write-back (what is pending stays in the log) and close."""
@@ -279,3 +293,18 @@ class TransactionLog:
             raise ValueError(f"logfiles {', '.join(found)} share number {number}: split brain")
         return found[0] if found else None
 
+
+def settle(resource_dir, disk_path, host, cursor):
+    """The log of a device that died, brought to rest without a device: as
+    a device start's recovery, replayed onto the disk from `cursor` (torn
+    tails cut) and the disk synced, but no new logfile begun (this host
+    may be no primary any more). Returns (the records replayed, the
+    Positions of the logfiles it went through, in order:
+    `TransactionLog.passed`)."""
+    log = TransactionLog(resource_dir, disk_path, host, clock=None)
+    try:
+        replayed, _ = log.replay_log(cursor)
+        log.sync_disk()
+        return replayed, log.passed
+    finally:
+        log.close()

@@ -260,7 +260,7 @@ class ResourceWorker:
     # -------------------------------------------------------------------- run
     async def run(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.primary.cleanup_stale_device()
+        await self.primary.cleanup_stale_device()
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery

@@ -2,13 +2,16 @@
 the disk's own write-back is lost; logging continues after recovery."""
 
 import hashlib
+import os
 import shutil
 
 import pytest
 
 from mars.lamport import LamportClock
 from mars.logfile import LogScan
-from mars.translog import TransactionLog
+from mars.keys import version_name
+from mars.primary import unversioned
+from mars.translog import TransactionLog, settle
 from tests.unit.conftest import random_writes
 
 DISK_SIZE = 1 << 20
@@ -128,6 +131,15 @@ def test_recovery_replays_every_logfile_started_after_the_cursor(primary):
 
     assert closed.logfile == "log-000000001-h1"
     assert log.previous.logfile == "log-000000002-h1" and log.logfile == "log-000000003-h1"
+    # every logfile it went through, the rotated one too: a crash before
+    # marsd heard of the rotation left that one's version unwritten (only
+    # `previous` got one), and every secondary stood at its end for good
+    assert log.passed == [closed, log.previous]
+    ended = [closed.logfile, closed.position]
+    assert unversioned([ended, [log.previous.logfile, log.previous.position]], "h1",
+                       {version_name(2, "h1"): "x"}) == [tuple(ended)]
+    assert unversioned([ended], "h1", {version_name(1, "h1"): "x"}) == []
+    assert unversioned([["log-000000001-h2", 9]], "h1", {}) == []      # another's logfile
     assert hashlib.sha256((tmp / "disk").read_bytes()).hexdigest() == expected_disk(
         before + after_rotation)
     first = list(LogScan(f"{log.resource_dir}/log-000000002-h1"))[0]
@@ -139,3 +151,36 @@ def test_reads_see_every_write_at_once(primary):
     log.recover(None)
     log.write(4096, b"hello")
     assert log.read(4096, 5) == b"hello"
+
+
+def test_the_log_of_a_dead_device_is_settled_without_beginning_a_new_logfile(primary):
+    """A device that died leaves its last logfile without a version; this
+    host may be no primary any more (a handover came meanwhile), so no new
+    logfile may begin here (two logfiles of one number would be a split
+    brain): the log is replayed onto the disk, its torn tail cut, and the
+    logfiles it went through named, for their versions."""
+    log, tmp = primary
+    log.recover(None)
+    before, after = writes(11, 20), writes(12, 20)
+    for offset, data in before:
+        log.write(offset, data)
+    cursor = log.checkpoint()
+    shutil.copy(tmp / "disk", tmp / "snapshot")
+    for offset, data in after:
+        log.write(offset, data)
+    log.sync()
+    crash(log, tmp, tmp / "snapshot")
+    with open(f"{log.resource_dir}/log-000000001-h1", "ab") as torn:
+        torn.write(b"\x00" * 100)                       # a record cut short by the crash
+
+    replayed, passed = settle(log.resource_dir, str(tmp / "disk"), "h1", cursor)
+
+    assert replayed >= len(after)
+    assert [(done.logfile, done.position) for done in passed] == [
+        ("log-000000001-h1", os.path.getsize(f"{log.resource_dir}/log-000000001-h1"))]
+    assert hashlib.sha256((tmp / "disk").read_bytes()).hexdigest() == expected_disk(
+        before + after)
+    assert sorted(os.listdir(log.resource_dir)) == ["log-000000001-h1"], "no new logfile"
+    end = passed[0].position
+    assert end == list(LogScan(f"{log.resource_dir}/log-000000001-h1"))[-1].end, \
+        "the torn tail is cut: the version ends at the last whole record"
