@@ -144,6 +144,18 @@ class JobLink:
         return (f"waiting for the operator (gate before the downtime): football screener "
                 f"continue {job['id']}")
 
+    def close_gate(self):
+        """The release is used without a downtime (the run went back to the
+        gates: business hours ended, a pause came, while it waited for its
+        slot and its locks): the job waits for a new `football screener
+        continue` — it went through its downtime hours later, unasked."""
+        import sqlalchemy as sa
+
+        try:
+            self._set(released=None)
+        except sa.exc.OperationalError:
+            pass                    # the database away: the gate stays released
+
     def take_slots(self, kind, hosts, limit):
         """Take a `kind` slot on each of `hosts` for this job, all or none,
         where fewer than `limit` jobs hold one; slots of finished jobs are

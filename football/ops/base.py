@@ -865,11 +865,13 @@ class Operation(StoppedContainer):
         outside business hours or paused. Said; the run goes back to the
         gates, where an operator's gate waits for a new `continue` (the
         first was used: the downtime it allowed did not begin then)."""
-        _, vetoes, locks = self._downtime_objections(joblink.current(self.config), source,
-                                                     target, again=True)
+        link = joblink.current(self.config)
+        _, vetoes, locks = self._downtime_objections(link, source, target, again=True)
         reasons = vetoes + locks + list(more)
         if not reasons:
             return False
+        if link is not None:
+            link.close_gate()
         self.say(f"  {self.res}: while it waited for {waited}: {'; '.join(reasons)}; "
                  "back to the gates")
         return True

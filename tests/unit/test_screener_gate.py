@@ -185,6 +185,25 @@ def test_a_released_gate_stays_released_for_the_resumed_and_the_restarted_job(st
         store.close()
 
 
+def test_a_gate_closed_again_waits_for_a_new_continue(state_dir):
+    """A run that goes back to the gates (business hours ended, a pause
+    came, while it waited for its slot and its locks) used its release
+    without a downtime: its job gate stayed released, and the downtime
+    began hours later without the operator's say."""
+    config = Config(variables=[f"state_dir={state_dir}"])
+    store = JobStore(config)
+    try:
+        [job_id] = store.queue([JobSpec("vm1", "handover", ["a2"], gate=True)], [])
+        link = JobLink(config, store.live_job(job_id)["number"])
+        store.update(link.number, state="waiting")
+        assert store.release(["vm1"]) == ["vm1"] and link.gate("vm1") is None
+        link.close_gate()
+        assert "football screener continue vm1" in link.gate("vm1")
+        link.close()
+    finally:
+        store.close()
+
+
 def test_a_jobs_database_of_an_older_football_gets_the_new_columns(state_dir):
     import sqlalchemy as sa
 
