@@ -113,7 +113,8 @@ TUNABLES = {
     "jobs_poll_interval": Tunable(1.0, "seconds between a screener worker's looks into a job "
                                        "queue", SECONDS),
     "session_timeout": Tunable(10800.0, "seconds without an event after which a running "
-                                        "screener job shows as timeouted", SECONDS),
+                                        "screener job shows as timeouted (not one that waits "
+                                        "saying why: waiting, condition, delayed)", SECONDS),
     "worker_jobs": Tunable(20, "jobs one screener worker runs at once (each is a football "
                                "process of ~70 MB that polls the jobs' database while it waits "
                                "for a host slot); the others wait queued, in their order",

@@ -52,7 +52,10 @@ gate before its downtime window until `screener continue`), `condition`
 the operation's `wait` events — then by exit code: 0 done, 191 illegal,
 190 interrupted, 198 serious, 199 critical, 195 timeouted, else failed;
 `timeouted` is also shown for a running job without an event for
-`session_timeout` (by the time of its last event; not for one `waiting`).
+`session_timeout` (by the time of its last event; not for one that waits
+and said why: `waiting`, `condition`, `delayed` — a business-hours window
+or a host's slots held by hours of syncs last longer, and `kill --state
+timeouted` killed such jobs).
 
 Every state a job enters is told to the `notify` hook once (football/hooks.py,
 `ScreenerSpec`), after the transaction that recorded it: a state is written
@@ -1231,10 +1234,11 @@ def progress_text(progress):
 
 def shown_state(job, session_timeout, now=None):
     """The state to show: the stored one, `timeouted` for a job that runs
-    without an event for `session_timeout` (not one `waiting` at the gate)."""
+    without an event for `session_timeout` (not one that waits and said
+    why: at the operator gate, at a limit, lock or business hours, before
+    a delayed cleanup)."""
     now = time.time() if now is None else now
-    # waiting at the operator gate is no time-out: it waits for a person
-    if job["state"] in ("running", "condition", "delayed"):
+    if job["state"] == "running":
         last = job["last_event"] or job["started"] or job["created"]
         if now - last > session_timeout:
             return "timeouted"

@@ -97,6 +97,10 @@ def test_a_running_job_without_an_event_for_session_timeout_shows_as_timeouted()
     assert shown_state(job, 60, now=1059) == "running"
     assert shown_state(job, 60, now=1061) == "timeouted"
     assert shown_state(dict(job, state="done"), 60, now=99999) == "done"
+    # a job that waits saying why is no time-out: business hours overnight, a
+    # host's slots held by hours of syncs (`kill --state timeouted` killed them)
+    for waiting in ("waiting", "condition", "delayed"):
+        assert shown_state(dict(job, state=waiting), 60, now=99999) == waiting
 
 
 # -------------------------------------------------------------- lifecycle
