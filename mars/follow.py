@@ -513,10 +513,15 @@ class LogFollower:
         # the size before the scan: fetch may append meanwhile, and a torn
         # record at the end of what the scan saw is no damage then
         size = os.path.getsize(path)
-        if cursor.position < size:
+        # where the history ends this logfile, where known: a copy fetched
+        # further (from a primary that died, past where the new one took
+        # over) is not applied past it — applied, it made this replica a
+        # split brain where it could follow the new primary
+        known = self._closed(state, cursor.logfile)
+        if cursor.position < size and (known is None or cursor.position < known[0]):
             held = [(start, view) for start, view, _ in self.held.get(cursor.logfile, ())]
             result = await trio.to_thread.run_sync(_replay_step, str(path), disk, cursor.position,
-                                                   held)
+                                                   held, known[0] if known else None)
             self._release_held(Cursor(cursor.logfile, result.position, size))
         else:                       # nothing new to replay (an idle secondary): no thread
             result = ReplayResult(cursor.position, 0, 0, None, None)
@@ -688,13 +693,15 @@ class LogFollower:
         return deleted
 
 
-def _replay_step(path, disk, position, held=()):
-    """One bounded replay step: at most 256 records (each at most 16 MiB);
-    the disk is synced before the cursor is recorded (persist_cursor)."""
+def _replay_step(path, disk, position, held=(), until=None):
+    """One bounded replay step: at most 256 records (each at most 16 MiB),
+    none past `until`; the disk is synced before the cursor is recorded
+    (persist_cursor)."""
     fd = os.open(disk, os.O_WRONLY)
     try:
         with DiskWriter(disk) as direct:
-            return replay(path, fd, position, limit=256, sync=False, direct=direct, held=held)
+            return replay(path, fd, position, limit=256, sync=False, direct=direct, held=held,
+                          until=until)
     finally:
         os.close(fd)
 

@@ -63,9 +63,12 @@ class ReplayResult:
 
 
 def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None, sync=True,
-           direct=None, held=()):
+           direct=None, held=(), until=None):
     """Apply records of a logfile from `position` onto the disk open at
-    `disk_fd`. Stops at the end, at damage, or after `limit` records.
+    `disk_fd`. Stops at the end, at damage, after `limit` records, or
+    before a record that would end past `until` (where the history says
+    the logfile ends: a copy of it fetched further, after a forced
+    takeover, must not be applied past it).
     With `sync`, the disk is made durable before the result is returned, so
     the caller may record the new cursor. `direct`: a
     `directio.DiskWriter` on the same disk, for `_write_direct`."""
@@ -76,6 +79,8 @@ def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None
     end = position
     digests = []
     for record in scanner:
+        if until is not None and record.end > until:
+            break
         if direct is None or not _write_direct(direct, record):
             pwritev_cached(disk_fd, [record.data], record.offset)
         applied += 1

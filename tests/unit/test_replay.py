@@ -67,6 +67,32 @@ def test_replay_in_pieces_from_the_cursor_equals_replay_in_one_go(scene):
     assert sha(tmp / "replica") == sha(tmp / "expected")
 
 
+def test_replay_stops_where_the_history_ends_the_logfile_though_the_copy_goes_on(scene):
+    """A replica that fetched more of a dead primary's last logfile than
+    the replica that took over (`until`: where the new primary ended it)
+    applied it all, and was a split brain where it could have followed
+    the new primary."""
+    tmp, writes = scene
+    ends = _record_ends(tmp / "log-000000001-h1")
+    with open(tmp / "expected", "r+b") as expected:
+        expected.write(bytes(DISK_SIZE))
+    apply_directly(tmp / "expected", writes[:120])
+    fd = os.open(tmp / "replica", os.O_RDWR)
+    try:
+        result = replay(tmp / "log-000000001-h1", fd, until=ends[119])
+        again = replay(tmp / "log-000000001-h1", fd, result.position, until=ends[119])
+    finally:
+        os.close(fd)
+    assert (result.applied, result.position) == (120, ends[119])
+    assert again.applied == 0 and again.position == ends[119]
+    assert sha(tmp / "replica") == sha(tmp / "expected")
+
+
+def _record_ends(path):
+    from mars.logfile import LogScan
+    return [record.end for record in LogScan(path)]
+
+
 def test_replaying_records_again_after_a_crash_before_the_cursor_was_saved_is_harmless(scene):
     tmp, _ = scene
     fd = os.open(tmp / "replica", os.O_RDWR)
