@@ -1248,7 +1248,21 @@ def screener_start(ctx, job_id, gate, operation, res, args):
         click.echo(queued)
 
 
-@screener.command("run", context_settings={"ignore_unknown_options": True})
+class _RunCommand(click.Command):
+    """`screener run`: a filter is a filter also where its column is named
+    like an option of `run` (`--gate==yes`, `--max==2`): click read it as
+    that option with a value ("Option '--gate' does not take a value")."""
+
+    def parse_args(self, ctx, args):
+        from football.runfile import FILTER
+
+        filters = tuple(arg for arg in args if FILTER.fullmatch(arg))
+        rest = super().parse_args(ctx, [arg for arg in args if not FILTER.fullmatch(arg)])
+        ctx.params["filters"] = filters + tuple(ctx.params.get("filters") or ())
+        return rest
+
+
+@screener.command("run", cls=_RunCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--max", "max_running", type=click.IntRange(min=1), default=None,
               help="At most N jobs of this run run at once.")

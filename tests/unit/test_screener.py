@@ -279,6 +279,19 @@ def test_a_run_queues_only_the_filtered_rows_and_skips_resources_that_have_a_job
     assert sorted(jobs(state_dir)) == ["vm1", "vm2", "vm3"]
 
 
+def test_a_filter_on_a_column_named_like_an_option_of_run_is_a_filter(state_dir, tmp_path):
+    """`--gate==yes` (gate is a documented column) was refused as "Option
+    '--gate' does not take a value"; `--max==2` as a bad --max."""
+    moves = tmp_path / "moves.csv"
+    moves.write_text("resource;operation;target;gate;max\nvm1;migrate;b1;yes;1\n"
+                     "vm2;migrate;b1;no;2\n")
+    code, out, err = football("--var", f"state_dir={state_dir}", "--dry-run", "screener", "run",
+                              moves, "--gate==no", "--max", "3", "--max==2")
+    assert code == 0, err
+    assert "vm2: would queue" in out and "vm1:" not in out, out
+    assert "at most 3 at once" in out
+
+
 def test_a_dry_run_says_what_it_would_queue_and_queues_nothing(state_dir, tmp_path):
     moves = tmp_path / "moves.csv"
     moves.write_text(MOVES)
