@@ -24,7 +24,8 @@ what recovery is for.
 Control, one JSON object per line (stdin: commands, stdout: replies/events):
 
     <- {"event": "ready", "logfile": L, "previous": [L0, end] | null, "replayed": n,
-        "passed": [[L, end], ...]}   (every logfile recovery went through, L0 last)
+        "passed": [[L, end], ...],   (every logfile recovery went through, L0 last)
+        "emergency_mark": C | null}  (where logging stopped in an emergency mode before)
     <- {"event": "refused", "reason": R, "damage": [path, position]}; exits 2
        (recovery found the log corrupt before its end: retrying cannot help)
     -> {"cmd": "checkpoint"}  <- {"reply": "checkpoint", "cursor": C, "logged": bytes,
@@ -468,7 +469,9 @@ async def serve(args):
     device.session.mount()
     device.emit({"event": "ready", "logfile": device.translog.logfile, "replayed": replayed,
                  "previous": [previous.logfile, previous.position] if previous else None,
-                 "passed": [[done.logfile, done.position] for done in device.translog.passed]})
+                 "passed": [[done.logfile, done.position] for done in device.translog.passed],
+                 "emergency_mark": str(mark) if (mark := device.translog.emergency_mark())
+                 else None})
     try:
         async with trio.open_nursery() as nursery:
             device.nursery = nursery

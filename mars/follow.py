@@ -51,6 +51,17 @@ def logfile_after(logfile, names):
     return next((name for name in names if parse_logfile_name(name)[0] == number), None)
 
 
+def successor_of(logfile, names):
+    """The origin of the first logfile of `names` after `logfile` whose
+    origin is another host (who went on after `logfile`'s origin), or None.
+    Not merely the next logfile's: the dead origin may have rotated once
+    more before it died (its own next logfile, unversioned too)."""
+    number, origin = parse_logfile_name(logfile)
+    later = sorted((parse_logfile_name(name) for name in names
+                    if parse_logfile_name(name)[0] > number))
+    return next((host for _, host in later if host != origin), None)
+
+
 class LogFollower:
     """Fetch from a source and replay, for one `ResourceWorker`, in
     bounded steps; the replay cursor (also advanced by the primary's
@@ -517,7 +528,10 @@ class LogFollower:
         # further (from a primary that died, past where the new one took
         # over) is not applied past it — applied, it made this replica a
         # split brain where it could follow the new primary
-        known = self._closed(state, cursor.logfile)
+        # (Not this host's own logfile: its disk may hold the write-back of
+        # records past that end — the split brain is said, not hidden.)
+        known = None if parse_logfile_name(cursor.logfile)[1] == worker.host else \
+            self._closed(state, cursor.logfile)
         if cursor.position < size and (known is None or cursor.position < known[0]):
             held = [(start, view) for start, view, _ in self.held.get(cursor.logfile, ())]
             result = await trio.to_thread.run_sync(_replay_step, str(path), disk, cursor.position,
@@ -617,13 +631,12 @@ class LogFollower:
 
     def _closed(self, state, logfile, names=None):
         """`closed_end` of `logfile`, where its origin did not close it
-        with the origin of the logfile after it among `names` (default:
-        those at the source, as last listed: a replay step lists no
-        directory) as the fallback: after a forced take-over, the new
-        primary's end of the dead one's last logfile."""
-        following = logfile_after(logfile, self.remote if names is None else names)
+        with the host that went on after it among `names` (default: those
+        at the source, as last listed: a replay step lists no directory) as
+        the fallback: after a forced take-over, the new primary's end of
+        the dead one's logfiles (`successor_of`)."""
         return closed_end(state, self.res, logfile,
-                          following and parse_logfile_name(following)[1])
+                          successor_of(logfile, self.remote if names is None else names))
 
     def _next_logfile(self, logfile):
         return logfile_after(logfile, (name for name, _ in list_logfiles(self.dir)))

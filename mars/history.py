@@ -92,7 +92,7 @@ def missed_unlogged(state, res, host):
             mark = Cursor.parse(value)
         except ValueError:
             continue
-        if mark.order > since:
+        if mark.order >= since:
             return origin, mark
     return None
 

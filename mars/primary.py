@@ -39,8 +39,8 @@ from mars.keys import (FORCED_NAME, GROWN_FROM_NAME, LOG_END_NAME, NO_PRIMARY, S
                        actual_name, primary_key, replay_name, res_key, syncstatus_name,
                        todo_name, unlogged_name, version_name)
 from mars.logfile import list_logfiles, parse_logfile_name
-from mars.replay import Cursor
-from mars.translog import settle
+from mars.replay import Cursor, lowest_needed_logfile
+from mars.translog import drop_emergency_mark, settle, whole_records_end
 
 log = logging.getLogger("marsd.data")
 
@@ -128,25 +128,67 @@ class Primary:
         state = worker.state()
         disk, names = state.disk(self.res), state.resources().get(self.res, {})
         numbered = {parse_logfile_name(name)[0]: name for name, _ in list_logfiles(worker.dir)}
-        if not disk or not numbered:
-            return
+        if not disk or not numbered or not worker.switch(state, "attach"):
+            return          # (detached: the disk may be the operator's now)
         number, origin = parse_logfile_name(numbered[max(numbered)])
         if origin != self.host or version_name(number, self.host) in names:
             return
         try:
-            replayed, passed = await trio.to_thread.run_sync(
+            replayed, passed, mark = await trio.to_thread.run_sync(
                 settle, str(worker.dir), disk, self.host, worker.follower.current_cursor(state))
         except (OSError, ValueError) as exc:
             log.error("%s: the log of the device that died could not be replayed (%s): its "
                       "last logfile has no version, a new primary begins before it", self.res,
                       exc)
             return
+        self._record_unlogged(str(mark) if mark else None)
+        await self._version_own_logfiles(
+            below=parse_logfile_name(passed[0].logfile)[0] if passed else number)
         for logfile, end in unversioned([[done.logfile, done.position] for done in passed],
-                                        self.host, names):
+                                        self.host, worker.state().resources().get(self.res, {})):
             await worker.history.write_version(logfile, end)
+        if passed:
+            # the disk holds the log to its end now (replayed, synced): the
+            # cursor says so (its follower replayed it all again, from itself)
+            end = Cursor(passed[-1].logfile, passed[-1].position, passed[-1].position)
+            worker.follower.cursor = end
+            worker.write({self._key(replay_name(self.host)): str(end)})
+            await trio.to_thread.run_sync(drop_emergency_mark, str(worker.dir), self.host)
         log.info("%s: the log of the device that died is settled: %d records replayed, "
                  "%s ends at %d", self.res, replayed, passed[-1].logfile if passed else "-",
                  passed[-1].position if passed else 0)
+
+    def _record_unlogged(self, mark):
+        """`unlogged-<host>` = `mark` (where an emergency mode stopped the log,
+        as the device's mark file says) where the metadata lacks it: marsd
+        hears of the emergency a round later, and one killed in between
+        left the replicas synced before it following, UpToDate, without
+        the direct writes."""
+        key = self._key(unlogged_name(self.host))
+        if mark and self.worker.store.value(key) != mark:
+            self.worker.write({key: mark})
+
+    async def _version_own_logfiles(self, below):
+        """A version for every logfile of this host's own here, numbered below
+        `below`, that has none and that a member may still need (from the
+        lowest member cursor's logfile on): a rotation just before a crash
+        whose cursor was already in the next logfile left it unversioned,
+        and every secondary stood at its end for good. Ends at its last
+        whole record. (Below the lowest needed, versions are pruned on
+        purpose: one written again could chain differently.)"""
+        worker = self.worker
+        state = worker.state()
+        lowest = lowest_needed_logfile(state, self.res)
+        names = state.resources().get(self.res, {})
+        for name, _ in list_logfiles(worker.dir):
+            number, origin = parse_logfile_name(name)
+            if origin != self.host or number >= below or (lowest is not None and number < lowest) \
+                    or version_name(number, self.host) in names:
+                continue
+            end = await trio.to_thread.run_sync(whole_records_end, str(worker.dir / name))
+            await worker.history.write_version(name, end)
+            log.warning("%s: %s had no version (closed just before a crash): written, ending "
+                        "at %d", self.res, name, end)
 
     def detach_stale_device(self, known_loop=None):
         """Detach the loop devices on a dead FUSE mount of this resource
@@ -362,7 +404,10 @@ class Primary:
         # A logfile this host rotated away from has its version once marsd
         # heard of the rotation: one that died before left it unwritten, and
         # every secondary stood at that logfile's end for good.
-        for logfile, end in unversioned(ready.get("passed", [])[:-1], self.host,
+        self._record_unlogged(ready.get("emergency_mark"))
+        passed = ready.get("passed") or [[ready["logfile"], 0]]
+        await self._version_own_logfiles(below=parse_logfile_name(passed[0][0])[0])
+        for logfile, end in unversioned(passed[:-1], self.host,
                                         worker.state().resources().get(self.res, {})):
             await worker.history.write_version(logfile, end)
         if ready.get("previous"):
@@ -387,6 +432,8 @@ class Primary:
         worker.set_actual(also=changes, **{"is-primary": 1, "emergency": 0,
                                            FORCED_NAME: 1 if force else 0},
                           **self._log_end(checkpoint))
+        # a cursor past an emergency mode's mark is recorded: the mark may go
+        await trio.to_thread.run_sync(drop_emergency_mark, str(worker.dir), self.host)
         worker.follower.cursor = Cursor.parse(checkpoint["cursor"])
         worker.set_emergency(False)
         # log-rotate wishes from before this device came up are done already
@@ -709,11 +756,17 @@ class Primary:
 
 
 def unversioned(passed, host, names):
-    """The (logfile, end) of `passed` that `host` wrote (its origin) and has
-    no version of among a resource's key `names`, in order."""
-    return [(logfile, end) for logfile, end in passed
-            if parse_logfile_name(logfile)[1] == host and
-            version_name(parse_logfile_name(logfile)[0], host) not in names]
+    """The (logfile, end) of `passed` of which neither its origin nor `host`
+    has a version among a resource's key `names`, in order: this host's own
+    that it closed without marsd hearing of it (a rotation just before a
+    crash), and a dead origin's that it took over past (its successor's
+    version ends them for the others, `history.closed_end`)."""
+    found = []
+    for logfile, end in passed:
+        number, origin = parse_logfile_name(logfile)
+        if version_name(number, origin) not in names and version_name(number, host) not in names:
+            found.append((logfile, end))
+    return found
 
 
 class DeviceProcess:

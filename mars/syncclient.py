@@ -17,7 +17,8 @@ from mars import net
 from mars.errors import PeerError
 from mars.follow import fdatasync_path
 from mars.hostenv import PORT_FETCH, PORT_SYNC
-from mars.keys import replay_name, res_key, syncpos_name, syncstatus_name
+from mars.history import missed_unlogged
+from mars.keys import replay_name, res_key, resync_changes, syncpos_name, syncstatus_name
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 from mars.channels import REQUEST_TIMEOUT
@@ -185,6 +186,8 @@ class SyncClient:
             self.spare_buffers.clear()
             raise
         now = time.monotonic()
+        if self.done >= size and self._straddled(state):
+            return True
         if self.done >= size:
             consistent_from = await self._source_log_end(state, source, syncpos)
             await self._persist(disk, self.done, self.generation, consistent_from)
@@ -198,6 +201,25 @@ class SyncClient:
             worker.report(syncing=False)
             self.spare_buffers.clear()      # (unmapping 48 MiB is not instant)
             worker.daemon.keep_standby_ready()  # it may become the primary now
+        return True
+
+    def _straddled(self, state):
+        """Whether another member wrote unlogged (emergency mode) since this
+        sync began (`missed_unlogged` against its start, `syncpos` until it
+        completes): chunks copied before that missed the direct writes, and
+        no log has them. The sync starts anew (as after invalidate); else
+        its completion moved `syncpos` past the mark, and the copy counted
+        as consistent."""
+        missed = missed_unlogged(state, self.res, self.worker.host)
+        if missed is None:
+            return False
+        origin, mark = missed
+        log.warning("%s: %s wrote to its disk without logging (emergency mode, from %s,%d on) "
+                    "during this sync: it starts anew", self.res, origin, mark.logfile,
+                    mark.position)
+        self.worker.write(resync_changes(self.worker.store.live_values(self._key("")), self.res,
+                                         self.worker.host))
+        self.done, self.generation = 0, self.generation + 1
         return True
 
     async def _persist(self, disk, done, generation, consistent_from=None):

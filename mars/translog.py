@@ -23,7 +23,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from mars.logfile import (LogWriter, last_sequence, logfile_name, parse_logfile_name,
+from mars.logfile import (LogScan, LogWriter, last_sequence, logfile_name, parse_logfile_name,
                           truncate_torn_tail)
 from mars.replay import Cursor, replay
 from mars.directio import pwritev_all
@@ -39,6 +39,7 @@ class Position:
 
 
 EMERGENCY_MARK = "emergency"     # in the resource dir: where logging stopped (`mark_emergency`)
+MARK_ROOM = 512                  # bytes of the mark's file, made ahead
 
 
 class TransactionLog:
@@ -65,37 +66,65 @@ class TransactionLog:
     # -------------------------------------------------------------- lifecycle
     def emergency_mark(self):
         """The Cursor where logging stopped in the last emergency mode
-        (`mark_emergency`), while its logfile is here; else None."""
+        (`mark_emergency`), while that very logfile is here (its first
+        record's stamp: a logfile of that name of a later incarnation of the
+        resource, made anew, is not it — nor is its inode, which the file
+        system gives again at once); else None."""
         try:
             with open(self._path(EMERGENCY_MARK)) as handle:
-                mark = Cursor.parse(handle.read().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return mark if os.path.exists(self._path(mark.logfile)) else None
+                words = handle.read().split()
+            mark, first = Cursor.parse(words[0]), words[1]
+        except (FileNotFoundError, ValueError, IndexError):
+            return None         # none, or the placeholder (`reserve_emergency_mark`)
+        path = self._path(mark.logfile)
+        return mark if os.path.exists(path) and _first_stamp(path) == first else None
+
+    def reserve_emergency_mark(self):
+        """The mark's file, made ahead with room for a mark (blank), where
+        there is none: emergency mode begins when the state dir is nearly
+        full, and the mark then needs no new blocks (`mark_emergency`)."""
+        path = self._path(EMERGENCY_MARK)
+        if os.path.exists(path):
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b" " * MARK_ROOM)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def drop_emergency_mark(self):
+        """A cursor past the mark is recorded (marsd's, durably): recovery
+        needs the mark no more; blanked in place, the room kept."""
+        if self.emergency_mark() is None:
+            return
+        fd = os.open(self._path(EMERGENCY_MARK), os.O_WRONLY)
+        try:
+            os.pwrite(fd, b" " * MARK_ROOM, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def mark_emergency(self):
         """Emergency mode begins: logging stopped, and everything logged is
         durable in the log and written back (the caller synced the log and
         drained the write-back). The disk is synced, then where the log
-        stops is written durably to `<resource dir>/emergency`, before the
-        first write goes straight to the disk: recovery replays nothing
-        before it (`recover`) — older logged data replayed from an earlier
-        cursor landed on top of the direct writes. Returns that Cursor."""
+        stops (and which file that logfile is) is written durably into the
+        mark's file, in place (`reserve_emergency_mark`: no new blocks in a
+        nearly full state dir), before the first write goes straight to
+        the disk: recovery replays nothing before it (`recover`) — older
+        logged data replayed from an earlier cursor landed on top of the
+        direct writes. Returns that Cursor."""
         cursor = self.written_through()
         self.sync_disk()
-        path, temporary = self._path(EMERGENCY_MARK), self._path(f".{EMERGENCY_MARK}.new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.reserve_emergency_mark()
+        text = f"{cursor} {_first_stamp(self._path(cursor.logfile))}\n".encode()
+        fd = os.open(self._path(EMERGENCY_MARK), os.O_WRONLY)
         try:
-            os.write(fd, f"{cursor}\n".encode())
+            os.pwrite(fd, text.ljust(MARK_ROOM), 0)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temporary, path)
-        directory = os.open(self.resource_dir, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
         return cursor
 
     def recover(self, cursor):
@@ -105,6 +134,7 @@ class TransactionLog:
         logging continues in the next logfile, so the last one is closed at
         a well-defined end. Returns the number of records replayed."""
         replayed, name = self.replay_log(cursor)
+        self.reserve_emergency_mark()
         number = parse_logfile_name(name)[0] + 1 if name else 1
         self.logfile = logfile_name(number, self.host)
         self.writer = self._writer(self.next_sequence)
@@ -300,11 +330,33 @@ def settle(resource_dir, disk_path, host, cursor):
     tails cut) and the disk synced, but no new logfile begun (this host
     may be no primary any more). Returns (the records replayed, the
     Positions of the logfiles it went through, in order:
-    `TransactionLog.passed`)."""
+    `TransactionLog.passed`, the emergency mark or None)."""
     log = TransactionLog(resource_dir, disk_path, host, clock=None)
     try:
         replayed, _ = log.replay_log(cursor)
         log.sync_disk()
-        return replayed, log.passed
+        return replayed, log.passed, log.emergency_mark()
     finally:
         log.close()
+
+
+def drop_emergency_mark(resource_dir, host):
+    """`TransactionLog.drop_emergency_mark` of the resource dir's mark."""
+    TransactionLog(resource_dir, None, host, clock=None).drop_emergency_mark()
+
+
+def whole_records_end(path):
+    """The end of the last whole record of the logfile at `path` (a torn
+    tail, a crash's, not counted)."""
+    end = 0
+    for record in LogScan(path):
+        end = record.end
+    return end
+
+
+def _first_stamp(path):
+    """The Lamport stamp of the first record of the logfile at `path` ('-'
+    when it has none): which logfile of that name it is."""
+    for record in LogScan(path):
+        return str(record.stamp)
+    return "-"

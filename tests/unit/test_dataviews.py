@@ -209,6 +209,8 @@ def test_a_sync_start_in_a_later_logfile_than_the_cursor_is_not_passed(disk):
     (None, True),
     ("log-000000001-h1,50,50", True),       # logging stopped before h2's sync began
     ("log-000000001-h1,150,150", False),    # after: h2 missed what h1 wrote unlogged
+    ("log-000000001-h1,100,100", False),    # where h2's sync ended: it completed while the
+    #                                         log stood at the mark, copying the disk meanwhile
     ("log-000000003-h1,0,0", False)])
 def test_a_replica_synced_before_a_primary_wrote_unlogged_is_not_consistent(disk, mark,
                                                                             expected):

@@ -268,3 +268,14 @@ def test_replay_from_fetched_bytes_held_in_memory_gives_the_same_disk(tmp_path):
     assert result.applied == len(writes) and result.damage is None
     assert len(direct.pieces) == 3
     assert sha(tmp_path / "disk-held") == sha(tmp_path / "expected")
+
+
+def test_the_successor_of_a_logfile_is_the_first_later_origin_that_is_another_host():
+    """A dead origin that rotated once more before it died: the host that
+    went on after it is the origin of the first later logfile not its own
+    (the next logfile's origin, its own, has no version of it either)."""
+    from mars.follow import successor_of
+    names = ["log-000000005-h1", "log-000000006-h1", "log-000000007-b", "log-000000004-h1"]
+    assert successor_of("log-000000005-h1", names) == "b"
+    assert successor_of("log-000000007-b", names) is None
+    assert successor_of("log-000000004-h1", ["log-000000005-c"]) == "c"

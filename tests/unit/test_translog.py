@@ -11,7 +11,7 @@ from mars.lamport import LamportClock
 from mars.logfile import LogScan
 from mars.keys import version_name
 from mars.primary import unversioned
-from mars.translog import TransactionLog, settle
+from mars.translog import TransactionLog, drop_emergency_mark, settle, whole_records_end
 from tests.unit.conftest import random_writes
 
 DISK_SIZE = 1 << 20
@@ -139,7 +139,9 @@ def test_recovery_replays_every_logfile_started_after_the_cursor(primary):
     assert unversioned([ended, [log.previous.logfile, log.previous.position]], "h1",
                        {version_name(2, "h1"): "x"}) == [tuple(ended)]
     assert unversioned([ended], "h1", {version_name(1, "h1"): "x"}) == []
-    assert unversioned([["log-000000001-h2", 9]], "h1", {}) == []      # another's logfile
+    # a dead origin's logfile taken over past: the successor's version ends it
+    assert unversioned([["log-000000001-h2", 9]], "h1", {}) == [("log-000000001-h2", 9)]
+    assert unversioned([["log-000000001-h2", 9]], "h1", {version_name(1, "h2"): "x"}) == []
     assert hashlib.sha256((tmp / "disk").read_bytes()).hexdigest() == expected_disk(
         before + after_rotation)
     first = list(LogScan(f"{log.resource_dir}/log-000000002-h1"))[0]
@@ -173,14 +175,69 @@ def test_the_log_of_a_dead_device_is_settled_without_beginning_a_new_logfile(pri
     with open(f"{log.resource_dir}/log-000000001-h1", "ab") as torn:
         torn.write(b"\x00" * 100)                       # a record cut short by the crash
 
-    replayed, passed = settle(log.resource_dir, str(tmp / "disk"), "h1", cursor)
+    replayed, passed, mark = settle(log.resource_dir, str(tmp / "disk"), "h1", cursor)
 
     assert replayed >= len(after)
     assert [(done.logfile, done.position) for done in passed] == [
         ("log-000000001-h1", os.path.getsize(f"{log.resource_dir}/log-000000001-h1"))]
     assert hashlib.sha256((tmp / "disk").read_bytes()).hexdigest() == expected_disk(
         before + after)
-    assert sorted(os.listdir(log.resource_dir)) == ["log-000000001-h1"], "no new logfile"
+    assert sorted(name for name in os.listdir(log.resource_dir) if name.startswith("log-")) \
+        == ["log-000000001-h1"], "no new logfile"
+    assert mark is None
     end = passed[0].position
     assert end == list(LogScan(f"{log.resource_dir}/log-000000001-h1"))[-1].end, \
         "the torn tail is cut: the version ends at the last whole record"
+
+
+def test_an_emergency_mark_of_an_earlier_incarnation_is_not_followed(primary):
+    """The mark names a logfile and where it stopped; a resource made anew
+    under the same name (delete, create again) has a logfile of that name
+    too: its recovery skipped records up to the old mark. The mark names
+    the very file (its inode); and once marsd records a cursor past it, it
+    is blanked."""
+    log, tmp = primary
+    log.recover(None)
+    for offset, data in writes(21, 5):
+        log.write(offset, data)
+    log.drain()
+    log.mark_emergency()
+    mark = log.emergency_mark()
+    assert mark is not None and mark.position == log.log_position.position
+    log.close()
+    logfile = f"{log.resource_dir}/{mark.logfile}"
+    os.unlink(logfile)                                   # the resource deleted ...
+    again = writes(22, 5)                                # ... and made anew: its first writes
+    fresh = TransactionLog(log.resource_dir, str(tmp / "disk"), "h1", LamportClock())
+    fresh.recover(None)
+    assert fresh.logfile == mark.logfile and fresh.emergency_mark() is None
+    for offset, data in again:
+        fresh.write(offset, data)
+    fresh.sync()
+    fresh.close()
+    with open(tmp / "disk", "r+b") as disk:
+        disk.write(bytes(DISK_SIZE))                     # crashed: nothing written back
+    assert fresh.recover(None) == len(again), "recovery replays the new incarnation's records"
+    fresh.close()
+
+
+def test_a_dropped_emergency_mark_leaves_recovery_to_the_cursor(primary):
+    log, tmp = primary
+    log.recover(None)
+    log.write(0, b"x" * 4096)
+    log.drain()
+    log.mark_emergency()
+    drop_emergency_mark(log.resource_dir, "h1")
+    assert log.emergency_mark() is None
+
+
+def test_whole_records_end_leaves_a_torn_tail_out(primary):
+    log, _ = primary
+    log.recover(None)
+    log.write(0, b"x" * 4096)
+    log.sync()
+    end = log.log_position.position
+    log.close()
+    with open(f"{log.resource_dir}/log-000000001-h1", "ab") as torn:
+        torn.write(b"\x00" * 77)
+    assert whole_records_end(f"{log.resource_dir}/log-000000001-h1") == end
