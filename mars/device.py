@@ -370,6 +370,8 @@ class Device:
         container keeps its device; the replicas need `invalidate`
         afterwards. Writes from then on wait until the pending ones are
         written back, then go straight to the disk (`_write_direct`)."""
+        # the mark's room, made off the device's start (an fsync in a handover)
+        await trio.to_thread.run_sync(self.translog.reserve_emergency_mark)
         while not self.emergency:
             free = free_bytes(self.args.resource_dir)
             if free < self.args.emergency_free:

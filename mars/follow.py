@@ -57,9 +57,12 @@ def successor_of(logfile, names):
     Not merely the next logfile's: the dead origin may have rotated once
     more before it died (its own next logfile, unversioned too)."""
     number, origin = parse_logfile_name(logfile)
-    later = sorted((parse_logfile_name(name) for name in names
-                    if parse_logfile_name(name)[0] > number))
-    return next((host for _, host in later if host != origin), None)
+    best = None                     # (one pass: it is asked for every name of a listing)
+    for name in names:
+        later, host = parse_logfile_name(name)
+        if later > number and host != origin and (best is None or later < best[0]):
+            best = (later, host)
+    return best[1] if best else None
 
 
 class LogFollower:

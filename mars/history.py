@@ -71,30 +71,54 @@ def history_conflict(state, res, members):
     return None
 
 
-def missed_unlogged(state, res, host):
+def missed_unlogged(state, res, host, since=None):
     """(origin, Cursor) where another member of `res` wrote to its disk
     without logging (emergency mode: `unlogged-<origin>`, where its log
     stopped) after `host`'s replica was synced (its `syncpos`; the
-    creator's, which has none, at the start): what came after is in no log
-    `host` can replay, its replica needs `invalidate`. None where no such
-    mark comes after its sync."""
+    creator's, which has none, at the start; or `since`, a Cursor): what
+    came after is in no log `host` can replay, its replica needs
+    `invalidate`. None where no such mark comes after its sync."""
     keys = state.resources().get(res, {})
-    syncpos = keys.get(syncpos_name(host))
-    try:
-        since = Cursor.parse(syncpos).order if syncpos else (0, 0)
-    except ValueError:
-        since = (0, 0)
-    for name, value in sorted(keys.items()):
-        origin = name[len(UNLOGGED_PREFIX):] if name.startswith(UNLOGGED_PREFIX) else None
-        if origin in (None, host):
-            continue
+    if since is None:
+        syncpos = keys.get(syncpos_name(host))
         try:
-            mark = Cursor.parse(value)
+            since = Cursor.parse(syncpos) if syncpos else None
         except ValueError:
-            continue
-        if mark.order >= since:
+            since = None
+    for origin, mark in unlogged_marks(keys):
+        if origin != host and (since is None or mark.order >= since.order):
             return origin, mark
     return None
+
+
+def unlogged_marks(keys):
+    """(origin, Cursor) of every well-formed `unlogged-<origin>` among a
+    resource's keys."""
+    for name, value in sorted(keys.items()):
+        if name.startswith(UNLOGGED_PREFIX):
+            try:
+                yield name[len(UNLOGGED_PREFIX):], Cursor.parse(value)
+            except ValueError:
+                continue
+
+
+def passed_unlogged(state, res, host):
+    """Whether every other member of `res` synced after `host`'s own
+    `unlogged-<host>` mark (its `syncpos` past it): none missed those
+    writes any more, the mark may go. (Kept through an invalidate of
+    `host`: a replica synced before it still lacks them.)"""
+    keys = state.resources().get(res, {})
+    mark = next((mark for origin, mark in unlogged_marks(keys) if origin == host), None)
+    if mark is None:
+        return False
+    for member in state.members(res):
+        syncpos = keys.get(syncpos_name(member))
+        try:
+            if member != host and (not syncpos or Cursor.parse(syncpos).order <= mark.order):
+                return False
+        except ValueError:
+            return False
+    return True
 
 
 def final_version(state, res):

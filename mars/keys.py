@@ -84,15 +84,15 @@ def resource_dir_name(res):
 
 def resync_changes(keys, res, host):
     """The changes that make `host`'s replica of `res` sync anew (invalidate):
-    its sync position, replay cursor, logfile versions and emergency mark go
-    (its disk a copy of the primary's then: writes it made unlogged are
-    no one's gap any more), its sync status is 0. `keys`: key names of the
-    store (others than `res`'s are skipped)."""
+    its sync position, replay cursor and logfile versions go, its sync status
+    is 0. (Not its emergency mark, `unlogged-<host>`: a replica synced
+    before it still lacks those writes; it goes once every member synced
+    after it, `history.passed_unlogged`.) `keys`: key names of the store
+    (others than `res`'s are skipped)."""
     prefix = res_key(res, "")       # owner_of: host names may contain dashes
     changes = {key: None for key in keys
                if key.startswith(prefix) and owner_of(key) == host and "/" not in key[len(prefix):]
-               and key[len(prefix):].split("-")[0] in ("syncpos", "replay", "version",
-                                                       "unlogged")}
+               and key[len(prefix):].split("-")[0] in ("syncpos", "replay", "version")}
     changes[syncstatus_key(res, host)] = 0
     return changes
 

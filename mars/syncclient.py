@@ -143,6 +143,13 @@ class SyncClient:
             if not start:
                 worker.wait(f"waiting for {source} to report its log position")
                 return False
+            missed = missed_unlogged(state, self.res, host, since=Cursor.parse(start))
+            if missed:
+                # a sync from here would be restarted at its end (`_straddled`)
+                worker.wait(f"waiting for {source}'s log to go on past where {missed[0]} "
+                            f"stopped logging (emergency mode, {missed[1].logfile},"
+                            f"{missed[1].position}): a copy from before that misses its writes")
+                return False
             start_logfile = Cursor.parse(start).logfile
             if worker.follower.gone_at_source(start_logfile):
                 # Its checkpoint still names a logfile it deleted (the sync

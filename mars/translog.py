@@ -134,7 +134,6 @@ class TransactionLog:
         logging continues in the next logfile, so the last one is closed at
         a well-defined end. Returns the number of records replayed."""
         replayed, name = self.replay_log(cursor)
-        self.reserve_emergency_mark()
         number = parse_logfile_name(name)[0] + 1 if name else 1
         self.logfile = logfile_name(number, self.host)
         self.writer = self._writer(self.next_sequence)

@@ -32,10 +32,11 @@ from mars import device as devices
 from mars.channels import PeerChannels
 from mars.errors import PeerError
 from mars.follow import LogFollower
-from mars.history import History, SplitBrain, history_conflict, missed_unlogged
+from mars.history import (History, SplitBrain, history_conflict, missed_unlogged,
+                          passed_unlogged)
 from mars.keys import (HEARTBEAT_PREFIX, IP_PREFIX, ClusterState, actual_name,
                        global_pause_name, res_key, resource_dir_name, size_key, syncstatus_name,
-                       todo_name)
+                       todo_name, unlogged_name)
 from mars.primary import Primary
 from mars.syncclient import SyncClient
 
@@ -328,6 +329,10 @@ class ResourceWorker:
         """One bounded piece of work. True when there is more to do at once."""
         members = state.members(self.res)
         conflict = history_conflict(state, self.res, members)
+        if state.resource_value(self.res, unlogged_name(self.host)) and \
+                passed_unlogged(state, self.res, self.host):
+            # its emergency mark: every member synced after it
+            self.write({res_key(self.res, unlogged_name(self.host)): None})
         self.report(split_brain=conflict, member=bool(state.disk(self.res)))
         designated = state.designated_primary(self.res)
         attach = self.switch(state, "attach") and bool(state.disk(self.res))

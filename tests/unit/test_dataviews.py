@@ -15,6 +15,7 @@ import pytest
 from mars.dataviews import (DATA_VIEWS, STATUS_FRESH, Runtime, diskstate, flags,
                             is_consistent, replstate, rest, role, summary, sync_rest)
 from mars.daemon import PidFile
+from mars.history import passed_unlogged
 from mars.hostenv import HostEnv
 from mars.keys import ClusterState
 from mars.roles import daemon_pid, daemon_running
@@ -197,6 +198,17 @@ def test_an_incomplete_sync_is_not_consistent(disk, changes):
 def test_a_synced_secondary_is_consistent_once_replay_passed_syncpos(disk, cursor, expected):
     st = state(disk, changes={"replay-h2": cursor, "syncpos-h2": "log-000000001-h1,100,100"})
     assert is_consistent(st, RES) is expected
+
+
+@pytest.mark.parametrize("syncpos, passed", [
+    ("log-000000001-h1,100,100", False),    # h2 synced before h1's mark: it still lacks them
+    ("log-000000001-h1,150,150", False),    # at the mark
+    ("log-000000002-h1,10,10", True)])      # after: nobody misses them, the mark may go
+def test_an_emergency_mark_may_go_once_every_other_member_synced_after_it(disk, syncpos,
+                                                                        passed):
+    st = state(disk, "h1", {"unlogged-h1": "log-000000001-h1,150,150", "syncpos-h2": syncpos})
+    assert passed_unlogged(st, RES, "h1") is passed
+    assert passed_unlogged(state(disk, "h1"), RES, "h1") is False       # no mark
 
 
 def test_a_sync_start_in_a_later_logfile_than_the_cursor_is_not_passed(disk):

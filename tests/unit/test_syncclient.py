@@ -82,7 +82,8 @@ def test_a_new_sync_waits_while_the_sources_checkpoint_names_a_logfile_it_delete
         write=writes.append))
     checkpoint = {replay_name("a"): "log-000000001-a,10225716,10225716"}
     state = SimpleNamespace(resource_value=lambda res, name, default=None:
-                            checkpoint.get(name, default), disk=lambda res: "/nonexistent/disk")
+                            checkpoint.get(name, default), disk=lambda res: "/nonexistent/disk",
+                            resources=lambda: {})
     assert trio.run(client.sync, state, "a", 0, 1 << 20) is False
     assert waits[-1] == ("waiting for a's log position past log-000000001-a, which it deleted")
     assert writes == [] and follower.cursor is None, "nothing changed while it waits"
@@ -240,3 +241,23 @@ def test_a_fast_sync_asks_for_more_chunks_only_after_chunks_found_the_same():
         client._sized("ssss", True)
         client._sized(kinds, True)
         assert client.request_chunks == chunks, kinds
+
+
+def test_a_new_sync_does_not_start_from_before_another_members_emergency_mark():
+    """Its copy would miss what that member wrote unlogged (and be started
+    anew at its end, over and over while the source's cursor stood at the
+    mark): it waits for the source's log to go on past it."""
+    waits, writes = [], []
+    follower = SimpleNamespace(remote={"log-000000002-a": 4096}, cursor=None,
+                               drop_local_logs=lambda: None, gone_at_source=lambda name: False)
+    client = SyncClient(SimpleNamespace(
+        res="vm1", host="b", daemon=SimpleNamespace(fast_sync=False, hold_sync_after=None),
+        wait=waits.append, report=lambda **status: None, follower=follower,
+        write=writes.append))
+    keys = {replay_name("a"): "log-000000002-a,4096,4096", "unlogged-a": "log-000000002-a,4096,4096"}
+    state = SimpleNamespace(resource_value=lambda res, name, default=None: keys.get(name, default),
+                            disk=lambda res: "/nonexistent/disk", resources=lambda: {"vm1": keys})
+    assert trio.run(client.sync, state, "a", 0, 1 << 20) is False
+    assert "waiting for a's log to go on past where a stopped logging (emergency mode, " \
+        "log-000000002-a,4096)" in waits[-1], waits
+    assert writes == []
