@@ -142,11 +142,8 @@ class Primary:
                       exc)
             return
         self._record_unlogged(str(mark) if mark else None)
-        await self._version_own_logfiles(
-            below=parse_logfile_name(passed[0].logfile)[0] if passed else number)
-        for logfile, end in unversioned([[done.logfile, done.position] for done in passed],
-                                        self.host, worker.state().resources().get(self.res, {})):
-            await worker.history.write_version(logfile, end)
+        await self._version_history([[done.logfile, done.position] for done in passed],
+                                    upto=len(passed))
         if passed:
             # the disk holds the log to its end now (replayed, synced): the
             # cursor says so (its follower replayed it all again, from itself)
@@ -167,6 +164,18 @@ class Primary:
         key = self._key(unlogged_name(self.host))
         if mark and self.worker.store.value(key) != mark:
             self.worker.write({key: mark})
+
+    async def _version_history(self, passed, upto):
+        """Versions, where they lack one, for this host's own logfiles before
+        the first that recovery or a settle went through
+        (`_version_own_logfiles`), then for those it went through
+        (`passed`: [logfile, end], in order) up to `upto` of them."""
+        if not passed:
+            return
+        await self._version_own_logfiles(below=parse_logfile_name(passed[0][0])[0])
+        for logfile, end in unversioned(passed[:upto], self.host,
+                                        self.worker.state().resources().get(self.res, {})):
+            await self.worker.history.write_version(logfile, end)
 
     async def _version_own_logfiles(self, below):
         """A version for every logfile of this host's own here, numbered below
@@ -401,15 +410,13 @@ class Primary:
         self.device = device
         log.info("%s: device process %d up, logging to %s (%d records recovered)",
                  self.res, device.process.pid, ready["logfile"], ready["replayed"])
+        self._record_unlogged(ready.get("emergency_mark"))
         # A logfile this host rotated away from has its version once marsd
         # heard of the rotation: one that died before left it unwritten, and
-        # every secondary stood at that logfile's end for good.
-        self._record_unlogged(ready.get("emergency_mark"))
-        passed = ready.get("passed") or [[ready["logfile"], 0]]
-        await self._version_own_logfiles(below=parse_logfile_name(passed[0][0])[0])
-        for logfile, end in unversioned(passed[:-1], self.host,
-                                        worker.state().resources().get(self.res, {})):
-            await worker.history.write_version(logfile, end)
+        # every secondary stood at that logfile's end for good. (The last
+        # one's, `previous`, follows.)
+        passed = ready.get("passed") or []
+        await self._version_history(passed, upto=len(passed) - 1)
         if ready.get("previous"):
             # This host's history ends the previous logfile where recovery
             # stopped, whoever its origin: after `primary --force` that may be

@@ -53,7 +53,7 @@ def cached_chunks(path):
 
 
 @contextlib.contextmanager
-def pinned(path):
+def pinned(path, start=0, length=None):
     """The pages of `path` kept in the page cache (mlock of a shared,
     read-only mapping of the file: its pages are the page cache's): the
     test VM pages idle page cache out, and a chunk cached a moment before
@@ -62,10 +62,10 @@ def pinned(path):
     libc_so.mmap.restype = ctypes.c_void_p
     libc_so.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                              ctypes.c_int, ctypes.c_long]
-    length = os.path.getsize(path)
+    length = os.path.getsize(path) - start if length is None else length
     fd = os.open(path, os.O_RDONLY)
     try:
-        address = libc_so.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        address = libc_so.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
         if address in (None, ctypes.c_void_p(-1).value):
             pytest.skip(f"mmap: {os.strerror(ctypes.get_errno())}")
         try:
@@ -76,6 +76,13 @@ def pinned(path):
             libc_so.munmap(ctypes.c_void_p(address), ctypes.c_size_t(length))
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def pinned_chunk(path, index):
+    """`pinned` for one chunk of `path` (the one the test cached)."""
+    with pinned(path, index * CHUNK, CHUNK):
+        yield
 
 
 def cache_chunk(path, index):
@@ -317,16 +324,30 @@ def test_where_it_cannot_read_past_the_page_cache_the_sync_drops_what_it_read_in
     path, data = disk
     monkeypatch.setattr(directio, "_refused_uncached", {os.stat(path).st_dev})
     monkeypatch.setattr(transfer, "read_uncached", None)     # not called
-    cache_chunk(path, 2)
-    digests = local_digests(str(path), 0, CHUNK, CHUNKS, DISK)
-    assert digests == [chunk_digest(data[index * CHUNK:(index + 1) * CHUNK])
-                       for index in range(CHUNKS)]
-    assert cached_chunks(path) == [0, 0, PAGES, 0]
-    differing = [chunk_digest(os.urandom(CHUNK))] + digests[1:]
-    kinds, reply = read_chunks(str(path), 0, CHUNK, CHUNKS, differing, DISK)
-    assert kinds == "dsss" and bytes(reply) == data[:CHUNK]
-    assert cached_chunks(path) == [0, 0, PAGES, 0]
-    kinds, reply = read_chunks(str(path), 0, CHUNK, CHUNKS, None, DISK)
-    assert kinds == "dddd" and bytes(reply) == data
-    assert cached_chunks(path) == [0, 0, PAGES, 0]
-    assert advice.count(os.POSIX_FADV_RANDOM) == 3      # read as before
+
+    def scenario():
+        drop(path)
+        advice.clear()
+        cache_chunk(path, 2)
+        with pinned_chunk(path, 2):
+            digests = local_digests(str(path), 0, CHUNK, CHUNKS, DISK)
+            assert digests == [chunk_digest(data[index * CHUNK:(index + 1) * CHUNK])
+                               for index in range(CHUNKS)]
+            assert cached_chunks(path) == [0, 0, PAGES, 0]
+            differing = [chunk_digest(os.urandom(CHUNK))] + digests[1:]
+            kinds, reply = read_chunks(str(path), 0, CHUNK, CHUNKS, differing, DISK)
+            assert kinds == "dsss" and bytes(reply) == data[:CHUNK]
+            assert cached_chunks(path) == [0, 0, PAGES, 0]
+            kinds, reply = read_chunks(str(path), 0, CHUNK, CHUNKS, None, DISK)
+            assert kinds == "dddd" and bytes(reply) == data
+            assert cached_chunks(path) == [0, 0, PAGES, 0]
+        assert advice.count(os.POSIX_FADV_RANDOM) == 3      # read as before
+    # The page cache is the VM's as much as this test's: a chunk read in
+    # and dropped stayed cached once in a loaded `make test` (dropping is
+    # best effort: a page the kernel holds for a moment stays). Three tries.
+    for attempt in range(3):
+        try:
+            return scenario()
+        except AssertionError:
+            if attempt == 2:
+                raise
