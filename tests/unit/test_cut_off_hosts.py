@@ -5,6 +5,8 @@ wishes on shared keys written on either side."""
 
 import types
 
+import pytest
+
 from mars.keys import FORCED_NAME, actual_name, primary_key, todo_name
 from mars.primary import Primary
 from mars.store import Store
@@ -61,33 +63,21 @@ def test_an_old_primary_cut_off_during_a_forced_takeover_does_not_take_the_desig
     assert a.state().designated_primary(RES) == b.state().designated_primary(RES) == "b"
 
 
-def test_a_planned_handover_to_a_host_whose_earlier_takeover_was_forced_is_refused_still(
-        tmp_path):
+@pytest.mark.parametrize("reports", [
+    {FORCED_NAME: "0"},
+    {FORCED_NAME: "1", "is-primary": "0"}], ids=["not-forced", "forced-device-down"])
+def test_a_planned_handover_to_a_host_not_up_by_force_now_is_refused(tmp_path, reports):
     """The flag lasts while that device is up by force: a later planned
-    handover (its device up without force) is refused as any is."""
-    a, b = Store(tmp_path / "a.db", "a"), Store(tmp_path / "b.db", "b")
-    a.write({"ips/ip-a": "127.0.0.1", f"resource-{RES}/size": "100",
-             primary_key(RES): "a", f"resource-{RES}/data-a": "/dev/vg/r"})
-    b.write({"ips/ip-b": "127.0.0.2", f"resource-{RES}/data-b": "/dev/vg/r",
-             f"resource-{RES}/{actual_name('b', FORCED_NAME)}": "0"})
-    exchange(a, b)
-    b.write({primary_key(RES): "b"})                      # marsadm primary r on b
-    exchange(a, b)
-    state = a.state()
-    assert Primary.refuse_handover(device_in_use(a, "a"), state, "b")
-    assert a.state().designated_primary(RES) == "a"
-
-
-def test_a_host_whose_forced_device_went_down_is_refused_a_planned_handover_again(tmp_path):
-    """b's device came up by force, later went down (a planned handover
-    away); its `forced` report stayed: a's open device let b's next planned
+    handover (its device up without force) is refused as any is. And b's
+    device that came up by force, later went down (a planned handover
+    away), left its `forced` report: a's open device let b's next planned
     handover through (a test of a split brain resolved saw it now and then)."""
     a, b = Store(tmp_path / "a.db", "a"), Store(tmp_path / "b.db", "b")
     a.write({"ips/ip-a": "127.0.0.1", f"resource-{RES}/size": "100",
              primary_key(RES): "a", f"resource-{RES}/data-a": "/dev/vg/r"})
     b.write({"ips/ip-b": "127.0.0.2", f"resource-{RES}/data-b": "/dev/vg/r",
-             f"resource-{RES}/{actual_name('b', FORCED_NAME)}": "1",
-             f"resource-{RES}/{actual_name('b', 'is-primary')}": "0"})
+             **{f"resource-{RES}/{actual_name('b', name)}": value
+                for name, value in reports.items()}})
     exchange(a, b)
     b.write({primary_key(RES): "b"})                      # marsadm primary r on b
     exchange(a, b)
