@@ -172,12 +172,13 @@ class Primary:
         (`passed`: [logfile, end], in order) up to `upto` of them."""
         if not passed:
             return
-        await self._version_own_logfiles(below=parse_logfile_name(passed[0][0])[0])
+        state = self.worker.state()     # (those it writes are not among `passed`)
+        await self._version_own_logfiles(state, below=parse_logfile_name(passed[0][0])[0])
         for logfile, end in unversioned(passed[:upto], self.host,
-                                        self.worker.state().resources().get(self.res, {})):
+                                        state.resources().get(self.res, {})):
             await self.worker.history.write_version(logfile, end)
 
-    async def _version_own_logfiles(self, below):
+    async def _version_own_logfiles(self, state, below):
         """A version for every logfile of this host's own here, numbered below
         `below`, that has none and that a member may still need (from the
         lowest member cursor's logfile on): a rotation just before a crash
@@ -186,7 +187,6 @@ class Primary:
         whole record. (Below the lowest needed, versions are pruned on
         purpose: one written again could chain differently.)"""
         worker = self.worker
-        state = worker.state()
         lowest = lowest_needed_logfile(state, self.res)
         names = state.resources().get(self.res, {})
         for name, _ in list_logfiles(worker.dir):
