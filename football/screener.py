@@ -952,13 +952,15 @@ class JobStore:
         with self.engine.begin() as connection:
             if kept:
                 _insert_event(connection, number, now, event)
-            row = connection.execute(sa.select(JOBS.c.progress, JOBS.c.state, JOBS.c.worker)
-                                     .where(JOBS.c.number == number)).first()
-            if "progress" in fields:
-                fields["progress"] = _with_rate(fields["progress"], row.progress, now)
-            if "state" in fields and (row.state in FINISHED or
-                                      worker_id not in (None, row.worker)):
-                del fields["state"]
+            if "progress" in fields or "state" in fields:      # (not for a message)
+                row = connection.execute(sa.select(JOBS.c.progress, JOBS.c.state,
+                                                   JOBS.c.worker)
+                                         .where(JOBS.c.number == number)).first()
+                if "progress" in fields:
+                    fields["progress"] = _with_rate(fields["progress"], row.progress, now)
+                if "state" in fields and (row.state in FINISHED or
+                                          worker_id not in (None, row.worker)):
+                    del fields["state"]
             entered = self._write(connection, number, fields)
         if entered:
             self._told(self.job_by_number(number), entered)
