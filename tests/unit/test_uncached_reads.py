@@ -78,13 +78,6 @@ def pinned(path, start=0, length=None):
         os.close(fd)
 
 
-@contextlib.contextmanager
-def pinned_chunk(path, index):
-    """`pinned` for one chunk of `path` (the one the test cached)."""
-    with pinned(path, index * CHUNK, CHUNK):
-        yield
-
-
 def cache_chunk(path, index):
     with open(path, "rb") as handle:
         handle.seek(index * CHUNK)
@@ -329,7 +322,7 @@ def test_where_it_cannot_read_past_the_page_cache_the_sync_drops_what_it_read_in
         drop(path)
         advice.clear()
         cache_chunk(path, 2)
-        with pinned_chunk(path, 2):
+        with pinned(path, 2 * CHUNK, CHUNK):
             digests = local_digests(str(path), 0, CHUNK, CHUNKS, DISK)
             assert digests == [chunk_digest(data[index * CHUNK:(index + 1) * CHUNK])
                                for index in range(CHUNKS)]
