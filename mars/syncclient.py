@@ -132,7 +132,11 @@ class SyncClient:
         if not syncpos and synced and own:
             # complete up to `synced` without a sync of its own (the member
             # that created the resource, after a resize): only the tail is
-            # copied, its replay goes on from where it is
+            # copied, its replay goes on from where it is — unless another
+            # member wrote unlogged since (counted from the start for it,
+            # which has no `syncpos`: its own cursor as one would hide that)
+            if worker.missed_writes(state):
+                return False
             worker.write({self._key(syncpos_name(host)): own})
             self._count_anew()
             syncpos = own

@@ -454,6 +454,14 @@ class ResourceWorker:
                 return False
             return await self.sync.sync(state, source, synced, size)
         self.sync.complete(size)
+        if self.missed_writes(state):
+            return False
+        return await self.follower.follow(state, source, free=free)
+
+    def missed_writes(self, state):
+        """Whether another member wrote to its disk unlogged (emergency
+        mode) after this replica was synced: nothing it can replay has those
+        writes; it waits for `invalidate`, said so."""
         missed = missed_unlogged(state, self.res, self.host)
         if missed:
             origin, mark = missed
@@ -461,5 +469,4 @@ class ResourceWorker:
             self.wait(f"{origin} wrote to its disk without logging (emergency mode, from "
                       f"{mark.logfile},{mark.position} on) after this replica was synced: it "
                       f"missed those writes; `marsadm invalidate {self.res}` syncs it anew")
-            return False
-        return await self.follower.follow(state, source, free=free)
+        return bool(missed)

@@ -15,6 +15,7 @@ from mars.lamport import LamportClock
 from mars.follow import LogFollower
 from mars.keys import replay_name, res_key, syncpos_name
 from mars import syncclient
+from mars.worker import ResourceWorker
 from mars.syncclient import SYNC_STEP_SECONDS, Frontier, SyncClient, step_requests
 from mars.transfer import CHUNK, CHUNKS_PER_REQUEST, MOST_CHUNKS_PER_REQUEST, DataServer
 from mars.directio import aligned_buffer
@@ -261,3 +262,25 @@ def test_a_new_sync_does_not_start_from_before_another_members_emergency_mark():
     assert "waiting for a's log to go on past where a stopped logging (emergency mode, " \
         "log-000000002-a,4096)" in waits[-1], waits
     assert writes == []
+
+
+def test_the_creator_does_not_sync_a_grown_tail_after_missing_another_members_unlogged_writes():
+    """The member that created the resource has no `syncpos`: every mark of
+    another member counts against it. Its sync of a grown tail (after a
+    resize) would record its own cursor as `syncpos` — past a mark it
+    replayed beyond, and the writes it missed no longer counted: it waits
+    for `invalidate` instead, writing nothing."""
+    waits, writes, emergency = [], [], []
+    worker = SimpleNamespace(
+        res="vm1", host="a", daemon=SimpleNamespace(fast_sync=False, hold_sync_after=None),
+        wait=waits.append, report=lambda **status: None, write=writes.append,
+        set_emergency=emergency.append)
+    worker.missed_writes = partial(ResourceWorker.missed_writes, worker)
+    keys = {replay_name("a"): "log-000000003-b,8192,8192", "unlogged-b": "log-000000002-b,4096,4096"}
+    state = SimpleNamespace(resource_value=lambda res, name, default=None: keys.get(name, default),
+                            disk=lambda res: "/nonexistent/disk", resources=lambda: {"vm1": keys})
+    client = SyncClient(worker)
+    assert trio.run(client.sync, state, "b", 1 << 20, 2 << 20) is False
+    assert writes == [] and emergency == [True]
+    assert "b wrote to its disk without logging (emergency mode, from log-000000002-b,4096 on)" \
+        in waits[-1] and "marsadm invalidate vm1" in waits[-1], waits
