@@ -50,12 +50,14 @@ gate before its downtime window until `screener continue`), `condition`
 (the operation waits for a slot, a lock or business hours), `delayed`
 (between its downtime window and its cleanup, `cleanup_delay`) — each from
 the operation's `wait` events — then by exit code: 0 done, 191 illegal,
-190 interrupted, 198 serious, 199 critical, 195 timeouted, else failed;
-`timeouted` is also shown for a running job without an event for
-`session_timeout` (by the time of its last event; not for one that waits
-and said why: `waiting`, `condition`, `delayed` — a business-hours window
-or a host's slots held by hours of syncs last longer, and `kill --state
-timeouted` killed such jobs).
+190 interrupted, 198 serious, 199 critical, 195 timeouted, else failed.
+A running job without an event for `session_timeout` (by the time of its
+last event; not one that waits and said why: `waiting`, `condition`,
+`delayed` — a business-hours window or a host's slots held by hours of
+syncs last longer) is hung: its worker interrupts the operation as `kill`
+does and it ends `timeouted` (195), as the original's screener killed a
+silent session; `list` shows it `timeouted` meanwhile (also where its
+worker is gone).
 
 Every state a job enters is told to the `notify` hook once (football/hooks.py,
 `ScreenerSpec`), after the transaction that recorded it: a state is written
@@ -784,12 +786,19 @@ class JobStore:
             self._told(self.job_by_number(number), "running")
         return claimed
 
-    def to_kill(self, worker_id):
-        """The numbers of the running jobs of `worker_id` that are to be killed."""
+    def to_kill(self, worker_id, silent_for=None):
+        """(number, killed) of the jobs of `worker_id` to be interrupted:
+        those killed (`killed` True), and with `silent_for` (seconds) those
+        running without an event for that long (False: time-outs)."""
+        silent = sa.false()
+        if silent_for is not None:
+            silent = sa.and_(JOBS.c.state == "running", sa.func.coalesce(
+                JOBS.c.last_event, JOBS.c.started, JOBS.c.created) < time.time() - silent_for)
         with self.engine.connect() as connection:
-            return [row.number for row in connection.execute(sa.select(JOBS.c.number).where(
-                JOBS.c.worker == worker_id, JOBS.c.kill_requested == sa.true(),
-                JOBS.c.state.not_in(FINISHED)))]
+            return [(row.number, row.kill_requested) for row in connection.execute(
+                sa.select(JOBS.c.number, JOBS.c.kill_requested).where(
+                    JOBS.c.worker == worker_id, JOBS.c.state.not_in(FINISHED),
+                    sa.or_(JOBS.c.kill_requested == sa.true(), silent)))]
 
     def archive(self, finished_before, unattended=False, dry_run=False):
         """Archive the finished jobs that ended before `finished_before`
@@ -1570,6 +1579,7 @@ class Worker:
         self.taken_over = threading.Event()     # found dead by another worker: stop
         self.started = time.time()
         self.places = Places(config.worker_jobs)
+        self.timed_out = set()                  # jobs interrupted after session_timeout
 
     def start(self):
         global _worker
@@ -1614,10 +1624,10 @@ class Worker:
         self.say(f"worker {self.id}: running jobs from {self.store.url}")
 
     def _heartbeats(self):
-        """The heartbeat, and the kills asked for this worker's jobs (each
-        operation is interrupted once: a second Ctrl-C could cut its
-        clean-up short)."""
-        heartbeat = self.config.worker_heartbeat
+        """The heartbeat, and the kills asked for this worker's jobs and
+        the time-outs of its running ones (each operation is interrupted
+        once: a second Ctrl-C could cut its clean-up short)."""
+        heartbeat, timeout = self.config.worker_heartbeat, self.config.session_timeout
         interval = min(heartbeat, self.config.jobs_poll_interval)
         beaten, interrupted, failing = time.monotonic(), set(), None
         tidied = time.monotonic() - QUEUES_TIDY_EVERY / 2
@@ -1633,9 +1643,11 @@ class Worker:
                     if time.monotonic() - tidied >= QUEUES_TIDY_EVERY:
                         tidied = time.monotonic()
                         self._tidy_queues()
-                for number in self.store.to_kill(self.id):
+                for number, killed in self.store.to_kill(self.id, timeout):
                     if number not in interrupted:
                         interrupted.add(number)
+                        if not killed:
+                            self._time_out(number, timeout)
                         self.executor.interrupt_job(number)
             except sa.exc.SQLAlchemyError as error:
                 if failing is None:         # said once, not at every beat
@@ -1668,6 +1680,17 @@ class Worker:
                 continue
             if kept:
                 self.say(f"worker {self.id}: housekeeping: {kept.said(self.config)}")
+
+    def _time_out(self, number, timeout):
+        """Job `number` runs without an event for `timeout` s (hung: a host
+        command that never returns): its operation is interrupted as by
+        Ctrl-C, and the job ends `timeouted` (195) — as the original's
+        screener killed a silent session."""
+        self.timed_out.add(number)
+        text = (f"no event for {timeout:g} s (session_timeout): the operation is "
+                "interrupted as by Ctrl-C; the job ends timeouted")
+        self.say(f"worker {self.id}: job {number}: {text}")
+        self.store.record(number, {"event": "warning", "text": text}, worker_id=self.id)
 
     def _tidy_queues(self):
         dropped, again = self.store.tidy_queues(QUEUES_KEPT_AFTER)
@@ -1778,6 +1801,8 @@ class Worker:
         if self.stopping.is_set():
             self._leave(job)
         events.flush()
+        if code == EXIT_INTERRUPTED and number in self.timed_out:
+            code = EXIT_TIMEOUTED
         state = state_of_exit(code)
         if not self._answer(name, f"recording its end ({state}, exit {code})",
                             lambda: self.store.end(number, self.id, state, code)):

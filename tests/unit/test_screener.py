@@ -517,6 +517,36 @@ def test_a_killed_running_job_is_interrupted_as_by_ctrl_c_and_can_be_restarted(s
     assert finished(state_dir, "vm1")["vm1"]["state"] == "done"
 
 
+def test_a_job_running_without_an_event_for_session_timeout_is_interrupted_and_ends_timeouted(
+        state_dir):
+    """A hung operation (a host command that never returns) is interrupted
+    as by `kill` and its job ends `timeouted` (195), said in its message and
+    the worker's log; one that waits saying why (`condition`) is left alone,
+    however long it waits."""
+    executor, said = ScriptedExecutor(), []
+    worker = start_worker(state_dir, executor, settings=["session_timeout=0.5"],
+                          say=said.append)
+    try:
+        waits = threading.Event()
+        executor.scripts["vm2"] = Script([{"event": "wait", "state": "condition",
+                                           "reasons": ["a sync slot on b1"]}], gate=waits)
+        executor.scripts["vm1"] = Script([{"event": "phase", "phase": "wait"}],
+                                         gate=threading.Event())
+        assert screener(state_dir, "start", "migrate", "vm2", "cluster2")[0] == 0
+        wait_for(lambda: jobs(state_dir)["vm2"]["state"] == "condition", "vm2 waiting")
+        assert screener(state_dir, "start", "migrate", "vm1", "cluster2")[0] == 0
+        job = finished(state_dir, "vm1")["vm1"]
+        assert (job["state"], job["exit_code"]) == ("timeouted", 195)
+        assert job["message"].startswith("warning: no event for 0.5 s (session_timeout): "
+                                         "the operation is interrupted"), job["message"]
+        assert any("no event for 0.5 s" in line for line in said), said
+        assert jobs(state_dir)["vm2"]["state"] == "condition"
+        waits.set()
+        assert finished(state_dir, "vm2")["vm2"]["state"] == "done"
+    finally:
+        worker.stop(timeout=10)
+
+
 def test_a_killed_queued_job_never_runs(state_dir, scripted, tmp_path):
     gate = threading.Event()
     scripted.scripts["vm1"] = Script(gate=gate)
