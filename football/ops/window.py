@@ -110,9 +110,12 @@ class DowntimeWindow:
         """`res` runs again on `host`: restore its state there and report the
         window (also a compensated one: the container was down)."""
         op = self.op
+        # one instant for the downtime and the journal's end of the window
+        # (read back as the downtime by a re-run, and where cleanup_delay counts from)
+        ended = time.time()
         self.run_seconds = self.seconds = round(time.monotonic() - self.began, 3)
         if self.down_since is not None:
-            self.seconds = round(max(self.run_seconds, time.time() - self.down_since), 3)
+            self.seconds = round(max(self.run_seconds, ended - self.down_since), 3)
         self._stop_timing()
         op.summary["downtime_commands"] = self.commands
         op._tell("restore_resource_state", host=host, state=self.saved)
@@ -120,7 +123,7 @@ class DowntimeWindow:
         op.ctx.reporter.event("downtime-end", resource=op.res, host=host.name,
                               downtime_seconds=self.seconds, commands=self.commands)
         if op.journal is not None:      # where cleanup_delay counts from; what a re-run reports
-            op.journal.decide(window_ended=time.time(), downtime=self.seconds)
+            op.journal.decide(window_ended=ended, downtime=self.seconds)
 
 
 def restart_somewhere(op, hosts, error):
