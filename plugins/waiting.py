@@ -126,6 +126,8 @@ class Waiting:
                               (pause_file(state_dir, res), f"football unpause {res}")):
             if path.exists():
                 return f"paused by {path}: {command}"
+        if not self.config.jobs_database_url:
+            return False        # (the screener's module: 0.7 s of imports, dbos and SQLAlchemy)
         from football.screener import PausesUnknown, shared_pauses
 
         try:
