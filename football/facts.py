@@ -171,9 +171,13 @@ def filesystem_type(host, device):
 
 
 # The diskstate `DefectiveLog[<damage>]` has spaces inside its brackets.
+# Kernel MARS's marsadm ends the line with its `commstate`: how long the
+# primary has not been heard from (HH:MM:SS), once that is past --window;
+# after an empty primary (two spaces then).
 SUMMARY = re.compile(r"^(?P<res>\S+) \[(?P<members>\d+)/(?P<hosts>\d+)\] "
                      r"(?P<diskstate>[^\s\[]+(?:\[[^\]]*\])?) "
-                     r"(?P<replstate>\S+) (?P<flags>\S+) (?P<role>\S+) ?(?P<primary>\S*)$")
+                     r"(?P<replstate>\S+) (?P<flags>\S+) (?P<role>\S+)"
+                     r"(?: (?P<primary>\S*))?(?: (?P<unheard>\d+:\d\d:\d\d))?$")
 
 
 # what the bundled marsadm's plain view says of a replica on a host whose
@@ -197,7 +201,7 @@ def parse_view_summary(text):
             current = resources[match["res"]] = {
                 "diskstate": match["diskstate"], "replstate": match["replstate"],
                 "flags": match["flags"], "role": match["role"],
-                "primary": match["primary"] if match["primary"] != "(none)" else "",
+                "primary": match["primary"] if match["primary"] not in (None, "(none)") else "",
                 "members": int(match["members"]), "notes": []}
         elif current is not None and line.startswith("  ") and \
                 line.strip().partition(":")[0] in NOTE_LABELS:

@@ -493,8 +493,8 @@ class Cluster:
             raise MarsError(
                 f"{dead} still holds replicas of {', '.join(holding)}: drop each first, on "
                 f"its primary (`marsadm --host={dead} leave-resource --force <res>`), or "
-                f"take them over first where {dead} is the primary (`marsadm --force primary "
-                "<res>` on a replica)")
+                f"take them over first where {dead} is the primary (`marsadm pause-fetch <res>; "
+                "marsadm --force primary <res>; marsadm resume-fetch <res>` on a replica)")
         if not force:
             self._refuse_a_host_that_answers(dead)
         if self.dry_run:

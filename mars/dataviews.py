@@ -166,22 +166,26 @@ def _active(state, res, name):
 
 
 def flags(state, res, status):
-    if not state.disk(res):
+    """Six characters as kernel MARS's `flags` macro has them: the device
+    (D: /dev/mars up, d: the disk alone), consistency (C; c: not yet), the
+    attach (A: attached and wished; a: one of them), sync, fetch, replay
+    (capital: reached, lower: on its way, `-`: off or no disk)."""
+    disk = state.disk(res)
+    if not disk:
         return "------"
-    attached = "D" if status.get("attached") else ("d" if _switch(state, res, "attach") else "-")
-    if not status:
-        attached = "d" if _switch(state, res, "attach") else "-"
+    present = os.path.exists(disk)
+    device = "-" if not present else ("D" if status.get("is_primary") else "d")
+    consistent = "C" if is_consistent(state, res) else ("c" if present else "-")
+    wished = _switch(state, res, "attach")
+    attached = ("A" if wished else "a") if status.get("attached") else ("a" if wished else "-")
     primary = status.get("is_primary")
-    connected = "-" if not _active(state, res, "connect") else (
-        "C" if primary or (status.get("source") and not status.get("error")) else "c")
-    device = "A" if primary else ("a" if role(state, res, status) == "NotYetPrimary" else "-")
     complete = sync_done(state, res) >= state.size(res)
     sync = "S" if complete else ("s" if _active(state, res, "sync") else "-")
     fetch = "-" if not _active(state, res, "connect") else (
         "F" if primary or not status.get("fetch_rest") else "f")
     replay = "-" if not _active(state, res, "allow-replay") else (
         "R" if primary or not status.get("replay_rest") else "r")
-    return attached + connected + device + sync + fetch + replay
+    return device + consistent + attached + sync + fetch + replay
 
 
 def sync_rest(state, res):

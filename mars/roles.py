@@ -167,6 +167,12 @@ class Roles(HostCommands):
         """Make this host the primary of `res` (handover, MARS.md)."""
         from mars.history import history_conflict
         state = self._member_state(res)
+        if force and state.resource_value(res, todo_name(self.host, "connect"), "1") == "1":
+            # as kernel MARS's marsadm (its primary_phase0): a replica that
+            # still fetches may go on taking in the old primary's log
+            raise MarsError(f"cannot take {res} over by force on {self.host} while it fetches: "
+                            f"`marsadm pause-fetch {res}` first (and `marsadm resume-fetch "
+                            f"{res}` once it is the primary); nothing changed")
         if state.designated_primary(res) == self.host and not force and \
                 state.is_actual_primary(res, self.host) and \
                 self.runtime().status(res).get("is_primary"):

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from football import facts
 from football.errors import FootballError, Illegal
 from football.locks import LockSet, RUN_LOCK
-from football.ops.base import Operation, TimedOut, in_parallel, reachable, wait_until
+from football.ops.base import (KERNEL_SOME_DEAD, Operation, TimedOut, in_parallel, reachable,
+                               wait_until)
 from football.transport import TransportError
 
 MEMBERSHIP_TIMEOUT = 60.0
@@ -176,15 +177,16 @@ def every_member_answers(host, timeout=10):
                           timeout=timeout + 30)
     except TransportError as error:
         raise Illegal(f"{host.name} is unreachable: {error}; nothing was changed") from None
-    # A dead peer is a warning (exit 0), as with the kernel's marsadm.
+    # A dead peer is a warning (exit 0), as with the kernel's marsadm — which
+    # only counts them ("1 peer(s) seem to be dead"), on stdout or stderr.
     silent = facts.parse_not_answering(result.stderr)
-    if not result.ok or silent:
+    if not result.ok or silent or KERNEL_SOME_DEAD.search(result.stdout + result.stderr):
         gone = ", ".join(sorted(silent or ())) or "a host that does not answer"
         way = (f"`football decommission {gone}`" if silent and len(silent) == 1 else
                "`football decommission <host>`")
         raise Illegal(f"{host.name}: not every host of its MARS cluster answers "
                       f"(`{result.command}` exited {result.exit_code}: "
-                      f"{result.stderr.strip()[-300:]}); a split needs them all: start marsd "
+                      f"{(result.stderr.strip() or result.stdout.strip())[-300:]}); a split needs them all: start marsd "
                       "there or wait for the network, then re-run. Where "
                       f"{gone} is gone for good (evacuated, or failed over: it holds no "
                       f"replica), {way} drops it from the cluster. "

@@ -220,7 +220,10 @@ class Decommission(Operation):
         try:
             host.run(argv, timeout=self.config.command_timeout)
         except CommandFailed as failed:
-            if failed.result.exit_code == 1:    # marsadm refused: nothing changed
-                raise Illegal(f"{host.name}: {failed.result.stderr.strip()[-400:]}; nothing "
-                              "was changed") from None
+            # refused, nothing changed: ours exits 1 (2: a command line it did not
+            # understand); kernel MARS's marsadm exits with its count of errors, 2
+            # for a refusal (its message, and "FAILURE cmd=..." on stdout)
+            if failed.result.exit_code in (1, 2):
+                said = failed.result.stderr.strip() or failed.result.stdout.strip()
+                raise Illegal(f"{host.name}: {said[-400:]}; nothing was changed") from None
             raise

@@ -55,6 +55,28 @@ def force_primary_argv(res, timeout):
     return ["marsadm", f"--timeout={timeout:g}", "--force", "primary", res]
 
 
+def take_over(host, res, timeout, warn):
+    """`res` taken over by force on `host` as kernel MARS wants it: its
+    fetch paused first (a replica that still fetches refuses `--force
+    primary`), resumed after — also where the takeover failed; else it
+    stays off, a surprise once `host` is a secondary again (the manual's
+    "for safety"). A resume that fails is said (`warn`), not raised: the
+    takeover's own outcome decides."""
+    host.run(["marsadm", "pause-fetch", res])
+    try:
+        host.run(force_primary_argv(res, timeout), timeout=timeout + 30)
+    finally:
+        resume = ["marsadm", "resume-fetch", res]
+        try:
+            resumed = host.run(resume, check=False)
+            failure = None if resumed.ok else resumed.stderr.strip()
+        except TransportError as error:
+            failure = str(error)
+        if failure:
+            warn(f"{res}: fetch stays paused on {host.name} ({failure}): "
+                 f"run {' '.join(resume)} there")
+
+
 def drop_argv(dead, res):
     """On a survivor: the dead host's replica of `res` leaves, without it."""
     return ["marsadm", f"--host={dead}", "leave-resource", "--force", res]
@@ -247,7 +269,8 @@ class Failover(Operation):
                         f"{self.dead.name}'s log (as {self.dead.name} last said it): a "
                         "failover now loses it")
                 self.summary["unreceived"][res] = unreceived
-                planned.run(force_primary_argv(res, self.config.handover_timeout))
+                take_over(planned, res, self.config.handover_timeout,
+                          self.ctx.reporter.warning)
                 self.ctx.planner.attempt(lambda: self.hooks.resource_start(host=planned, res=res))
             planned.run(drop_argv(self.dead.name, res))
 
@@ -355,8 +378,7 @@ class Failover(Operation):
                     f"{self.dead.name}'s log (as {self.dead.name} last said it): lost with "
                     f"{self.dead.name}, and what it wrote after that")
             self.summary["unreceived"][res] = unreceived
-            timeout = self.config.handover_timeout
-            primary.run(force_primary_argv(res, timeout), timeout=timeout + 30)
+            take_over(primary, res, self.config.handover_timeout, self.ctx.reporter.warning)
             self.ctx.inject("failover:taken-over")
             self.hooks.resource_start(host=primary, res=res)
             if self.hooks.container_state(host=primary, res=res) != "RUNNING":

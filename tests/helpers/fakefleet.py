@@ -59,6 +59,7 @@ class Replica:
     applied: int = 0            # how many of the resource's records this disk holds
     listed: int = None          # the primary's records at its last listing (None: all)
     up: bool = True             # its switches (marsadm down: off; leave-resource needs that)
+    fetching: bool = True       # its fetch switch (pause-fetch: off; --force primary needs that)
 
 
 @dataclass
@@ -129,6 +130,9 @@ class FakeFleet:
         self.crashed_devices = set()    # (host, res): the device died, its filesystem still mounted
         self.stalled = {}               # host -> why its syncs and fetches stall (its view's error)
         self.behind = set()             # hosts whose replicas say OutDated[F] once synced
+        # primaries with writes not yet written back: kernel MARS's is-consistent 0 there
+        self.writing_back = set()
+        self.kernel_marsadm = False     # marsadm refuses as kernel MARS's does (exit 2)
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.load = {}                  # host -> FakeLoad (default: FakeLoad())
         self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
@@ -240,6 +244,10 @@ class FakeFleet:
             stdout = self._dispatch(name, argv, input)
             return Result(name, argv, 0, stdout, "")
         except Refused as refused:
+            if self.kernel_marsadm and argv[0] == "marsadm" and refused.exit_code == EXIT_REFUSED:
+                # its count of errors (ldie, fail_action), its message on stdout too
+                return Result(name, argv, 2, f"{refused}\nFAILURE cmd={' '.join(argv[1:])}\n",
+                              "")
             return Result(name, argv, refused.exit_code, refused.stdout,
                           f"{argv[0]}: {refused}\n")
 
@@ -364,6 +372,8 @@ class FakeFleet:
         if macro == "replay-rest":
             return "0" if replica else ""
         if macro == "is-consistent":    # synced: an older state of the primary at worst
+            if replica and name == resource.primary and name in self.writing_back:
+                return "0"
             return ("0" if replica.sync_rest else "1") if replica else ""
         if macro == "diskstate":
             if not replica:
@@ -482,6 +492,9 @@ class FakeFleet:
         old = resource.primary
         if old == name:
             return ""
+        if self.forced and replica.fetching:        # as kernel MARS's primary_phase0
+            raise Refused(f"cannot take {res} over by force on {name} while it fetches: "
+                          f"`marsadm pause-fetch {res}` first")
         if replica.sync_rest:
             raise Refused(f"{res} on {name} is not UpToDate")
         if name in self.marsd_stopped:      # (the wish it records is not modelled)
@@ -492,6 +505,20 @@ class FakeFleet:
         replica.applied = len(resource.records)
         resource.primary = name
         return ""
+
+    def _mars_pause_fetch(self, name, res):
+        self._fetch_switch(name, res, False)
+        return ""
+
+    def _mars_resume_fetch(self, name, res):
+        self._fetch_switch(name, res, True)
+        return ""
+
+    def _fetch_switch(self, name, res, on):
+        replica = self._visible(name, res).replicas.get(name)
+        if replica is None:
+            raise Refused(f"{name} is no member of {res}")
+        replica.fetching = on
 
     def _mars_resize(self, name, res, size=None):
         """As marsadm resize: on the primary, to the smallest member's disk

@@ -87,6 +87,15 @@ class MarsHost:
     def view(self, macro, *args):
         return self.marsadm(f"view-{macro}", *args).stdout
 
+    def force_primary(self, res, *options, check=True):
+        """`marsadm primary --force` as kernel MARS wants it (and ours, since):
+        fetch paused before, resumed after. The takeover's CompletedProcess."""
+        self.marsadm("pause-fetch", res)
+        try:
+            return self.marsadm("primary", "--force", res, *options, check=check)
+        finally:
+            self.marsadm("resume-fetch", res)
+
     def start(self, *extra):
         assert self.process is None, f"marsd of {self.name} already started"
         log = open(self.log_path, "a")

@@ -751,14 +751,14 @@ def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datane
     common = write_files(a.mnt, 4, 256 * 1024, prefix="common")
     wait_replayed(a, b)
     with Partition(a, b) as partition:
-        b.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")
+        b.force_primary(RES, f"--timeout={STATE_WAIT:g}")
         assert b.view("is-primary", RES) == "1\n"
         assert a.view("is-primary", RES) == "1\n"      # a keeps its device and its mount
         mount_nouuid(datanet, b)
         assert tree_checksums(b.mnt) == common
         files = {"b": write_files(b.mnt, 4, 256 * 1024, prefix="on-b")}
         files["a"] = write_files(a.mnt, 4, 256 * 1024, prefix="on-a")
-        a.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")
+        a.force_primary(RES, f"--timeout={STATE_WAIT:g}")
         assert a.view("is-primary", RES) == "1\n"
         assert split_brain(a, b) == {"a": "0\n", "b": "0\n"}, "neither side can know yet"
         partition.heal()
@@ -770,7 +770,7 @@ def test_split_brain_is_reported_on_both_sides_and_resolved_by_invalidate(datane
                    what=f"{host.name}'s view saying split brain",
                    show=lambda host=host: host.marsadm("view", RES).stdout)
     winner, loser = (b, a) if keep == "forced" else (a, b)
-    winner.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")  # the operator's choice
+    winner.force_primary(RES, f"--timeout={STATE_WAIT:g}")  # the operator's choice
     wait_until(lambda: a.view("get-primary", RES) == b.view("get-primary", RES) == f"{winner.name}\n",
                what=f"both hosts to designate {winner.name}",
                show=lambda: {host.name: host.view("get-primary", RES) for host in (a, b)})
@@ -822,7 +822,7 @@ def test_a_third_replica_follows_a_forced_primary_without_waiting_for_the_frozen
         # c asks the frozen a for its logs (marsadm's wait for up-to-date
         # makes it list) and waits for the answer
         c.marsadm("--timeout=1", "wait-resource", RES, check=False)
-        b.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}")
+        b.force_primary(RES, f"--timeout={STATE_WAIT:g}")
         wait_until(lambda: "gave up waiting for a to answer logs: b takes over by force" in
                    c.current_log(), what="c to give up waiting for the frozen a",
                    show=lambda: c.current_log()[-2000:])

@@ -308,7 +308,7 @@ def test_primary_force_on_a_damaged_copy_of_the_log_fails_at_once_naming_the_dam
         damaged.seek(300)
         damaged.write(bytes([byte[0] ^ 0xFF]))
 
-    failed = b.marsadm("primary", "--force", RES, f"--timeout={STATE_WAIT:g}", check=False)
+    failed = b.force_primary(RES, f"--timeout={STATE_WAIT:g}", check=False)
     assert failed.returncode == 1, (failed.stdout, failed.stderr)   # refused, not timed out
     assert f"corrupt record in {copy} at byte " in failed.stderr, failed.stderr
     assert "marsadm invalidate vm1" in failed.stderr

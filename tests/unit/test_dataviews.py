@@ -339,8 +339,10 @@ def test_role_of_a_member_that_is_not_designated_is_secondary(disk):
 
 
 # ------------------------------------------------------------------- flags
+# kernel MARS's marsadm (its `flags` macro): device, consistent, attach,
+# then sync, fetch, replay; capital reached, lower on its way, - off
 def test_flags_of_a_healthy_secondary(disk):
-    assert flags(state(disk), RES, secondary_status()) == "DC-SFR"
+    assert flags(state(disk), RES, secondary_status()) == "dCASFR"
 
 
 def test_flags_of_the_working_primary_are_all_done(disk):
@@ -351,22 +353,29 @@ def test_flags_of_the_working_primary_are_all_done(disk):
 
 def test_flags_of_a_designated_primary_coming_up(disk):
     st = primary_state(disk, {"actual-h1/is-primary": "0"})
-    assert flags(st, RES, secondary_status(source=None)) == "DcaSFR"
+    assert flags(st, RES, secondary_status(source=None)) == "dCASFR"
 
 
 def test_flags_show_work_in_progress_in_lower_case(disk):
     st = state(disk, changes={"syncstatus-h2": "0"})
     status = secondary_status(attached=False, source=None, fetch_rest=1, replay_rest=1)
-    assert flags(st, RES, status) == "dc-sfr"
+    assert flags(st, RES, status) == "dcasfr"
 
 
 def test_flags_without_marsd_show_only_the_wishes(disk):
-    assert flags(state(disk), RES, {}) == "dc-SFR"
-    assert flags(state(disk, changes={"todo-h2/attach": "0"}), RES, {}) == "-c-SFR"
+    assert flags(state(disk), RES, {}) == "dCaSFR"
+    assert flags(state(disk, changes={"todo-h2/attach": "0"}), RES, {}) == "dC-SFR"
 
 
-def test_flags_show_a_connection_error_as_still_trying(disk):
-    assert flags(state(disk), RES, secondary_status(error="h1: timeout")) == "Dc-SFR"
+def test_flags_show_no_connection_error_as_kernel_mars_has_none_among_them(disk):
+    assert flags(state(disk), RES, secondary_status(error="h1: timeout")) == "dCASFR"
+
+
+def test_flags_of_a_missing_disk_have_no_device_and_no_consistency(disk):
+    st = state(disk, changes={"syncstatus-h2": "0"})
+    os.unlink(disk)
+    assert flags(st, RES, secondary_status(attached=False, fetch_rest=1,
+                                           replay_rest=1)) == "--asfr"
 
 
 def test_flags_show_switched_off_parts_as_dashes(disk):
@@ -374,13 +383,13 @@ def test_flags_show_switched_off_parts_as_dashes(disk):
                                   "todo-h2/allow-replay")}
     off["syncstatus-h2"] = "0"
     st = state(disk, changes=off)
-    assert flags(st, RES, secondary_status(attached=False)) == "------"
+    assert flags(st, RES, secondary_status(attached=False)) == "dc----"
 
 
 @pytest.mark.parametrize("pause, expected", [
-    ("sync", "DC--FR"),
-    ("fetch", "D--s-R"),
-    ("replay", "DC-sF-"),
+    ("sync", "dcA-FR"),
+    ("fetch", "dcAs-R"),
+    ("replay", "dcAsF-"),
 ])
 def test_flags_show_a_global_pause_like_a_local_one(disk, pause, expected):
     """Regression: a global pause stops the worker exactly like the local
@@ -532,7 +541,7 @@ def test_summary_of_a_new_primary_shows_no_rest_of_the_log_it_followed(disk):
 
 def test_summary_of_a_healthy_secondary_is_one_line(disk):
     assert summary(state(disk), RES, secondary_status()) == \
-        "vm1 [2/3] UpToDate Replaying DC-SFR Secondary h1\n"
+        "vm1 [2/3] UpToDate Replaying dCASFR Secondary h1\n"
 
 
 def test_summary_while_syncing_shows_progress_rate_and_eta(disk):
@@ -540,7 +549,7 @@ def test_summary_while_syncing_shows_progress_rate_and_eta(disk):
     status = secondary_status(syncing=True, sync_done=MIB // 2,
                               rates={"sync": 64 * 1024, "fetch": 0, "replay": 0, "log": 0})
     assert summary(st, RES, status) == (
-        "vm1 [2/3] InConsistent Syncing DC-sFR Secondary h1\n"
+        "vm1 [2/3] InConsistent Syncing dcAsFR Secondary h1\n"
         "  sync: 50.0% 512.0 KiB of 1.0 MiB, rate 64.0 KiB/s, eta 0:00:08\n")
 
 
@@ -559,7 +568,7 @@ def test_summary_shows_fetch_and_replay_rests(disk):
     status = secondary_status(fetch_rest=3 * MIB, replay_rest=1536, work_rest=3 * MIB + 1536,
                               rates={"sync": 0, "fetch": MIB, "replay": 0, "log": 0})
     assert summary(state(disk), RES, status) == (
-        "vm1 [2/3] OutDated[FR] Replaying DC-Sfr Secondary h1\n"
+        "vm1 [2/3] OutDated[FR] Replaying dCASfr Secondary h1\n"
         "  fetch: rest 3.0 MiB, rate 1.0 MiB/s, eta 0:00:03\n"
         "  replay: rest 1.5 KiB, rate 0 B/s, eta unknown\n")
 
@@ -575,7 +584,7 @@ def test_summary_lists_split_brain_damage_waiting_and_error(disk):
 
 def test_summary_without_marsd_says_figures_are_unavailable(disk):
     assert summary(state(disk), RES, {}) == (
-        "vm1 [2/3] NoAttach NotStarted dc-SFR Secondary h1\n"
+        "vm1 [2/3] NoAttach NotStarted dCaSFR Secondary h1\n"
         "  marsd is not running on this host: figures unavailable\n")
 
 

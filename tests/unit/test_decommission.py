@@ -141,6 +141,11 @@ def test_a_host_out_of_the_inventory_is_found_in_the_cluster_of_the_others(witho
     assert "b1: marsadm: b2's marsd answers: it is not gone; nothing was changed" in stderr, \
         stderr
     assert fleet.cluster_of("b1") == ["b1", "b2"]
+    fleet.kernel_marsadm = True         # refusals exit 2, said on stdout
+    code, _, stderr = football(fleet, "decommission", "b2")
+    assert code == EXIT_ILLEGAL and "b2's marsd answers: it is not gone" in stderr and \
+        "nothing was changed" in stderr, stderr
+    fleet.kernel_marsadm = False
     fleet.switch_off("b2")
     code, events, stderr = football(fleet, "decommission", "b2")
     assert code == 0, stderr

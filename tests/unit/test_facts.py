@@ -61,7 +61,7 @@ def test_parse_host_ips_of_no_cluster_is_empty_and_skips_lines_it_cannot_read():
 
 def test_parse_view_summary_reads_a_secondarys_line():
     assert parse_view_summary(recorded("view_all_a1.txt")) == {"vm1": {
-        "diskstate": "UpToDate", "replstate": "Replaying", "flags": "DC-SFR",
+        "diskstate": "UpToDate", "replstate": "Replaying", "flags": "dCASFR",
         "role": "Secondary", "primary": "a2", "members": 2, "notes": []}}
 
 
@@ -78,9 +78,20 @@ def test_parse_view_summary_of_a_host_without_resources_is_empty():
 
 def test_parse_view_summary_reads_none_designated_as_an_empty_primary():
     # mars/dataviews.py `summary` prints `(none)` when no primary is designated
-    line = "vm1 [2/2] UpToDate Replaying DC-SFR Secondary (none)\n"
+    line = "vm1 [2/2] UpToDate Replaying dCASFR Secondary (none)\n"
     assert parse_view_summary(line)["vm1"]["primary"] == ""
     assert parse_view_summary(line)["vm1"]["role"] == "Secondary"
+
+
+def test_parse_view_summary_reads_kernel_marsadms_line_with_how_long_the_primary_is_unheard():
+    """Kernel MARS's default macro ends with `commstate` (HH:MM:SS since the
+    designated primary was heard from, once past --window): a replica whose
+    primary died must not vanish from the summary (status, the planner)."""
+    lines = ("  vm3 [2/3] UpToDate PrimaryUnreachable dCASFR Secondary h2 00:05:12\n"
+             "  vm4 [2/2] UpToDate NoPrimaryDesignated dCASFR Secondary  101:00:07\n")
+    summary = parse_view_summary(lines)
+    assert (summary["vm3"]["replstate"], summary["vm3"]["primary"]) == ("PrimaryUnreachable", "h2")
+    assert (summary["vm4"]["role"], summary["vm4"]["primary"]) == ("Secondary", "")
 
 
 def test_parse_view_summary_reads_what_marsadm_prints_after_secondary(h1, tmp_path):
@@ -89,7 +100,7 @@ def test_parse_view_summary_reads_what_marsadm_prints_after_secondary(h1, tmp_pa
     printed = h1.ok("view", "all")
     assert "(none)" in printed
     assert parse_view_summary(printed) == {"vm1": {
-        "diskstate": "NoAttach", "replstate": "NotStarted", "flags": "dc-SFR",
+        "diskstate": "NoAttach", "replstate": "NotStarted", "flags": "dCaSFR",
         "role": "Secondary", "primary": "", "members": 1, "notes": []}}
 
 
@@ -105,10 +116,10 @@ def test_parse_view_summary_reads_a_damaged_log_whose_diskstate_has_spaces():
 
 def test_parse_view_summary_keeps_the_lines_that_say_why_a_replica_waits_or_fails():
     # a marsd restarted while the crashed device's filesystem is still mounted
-    text = ("vm1 [2/2] UpToDate NotYetPrimary DcaSFR NotYetPrimary a1\n"
+    text = ("vm1 [2/2] UpToDate NotYetPrimary dCaSFR NotYetPrimary a1\n"
             "  waiting: /dev/loop1 of the device that crashed with marsd is still in use\n"
             "  a2: rest 1 MiB, rate 0 B/s, eta -\n"
-            "vm2 [2/2] UpToDate Replaying DC-SFR Secondary a2\n"
+            "vm2 [2/2] UpToDate Replaying dCASFR Secondary a2\n"
             "  error: the disk refused a write\n")
     summary = parse_view_summary(text)
     assert summary["vm1"]["notes"] == [
@@ -122,7 +133,7 @@ def test_parse_view_summary_reads_an_outdated_diskstate():
 
 
 def test_parse_view_summary_reads_every_resource():
-    text = ("vm1 [2/2] UpToDate Replaying DC-SFR Secondary a2\n"
+    text = ("vm1 [2/2] UpToDate Replaying dCASFR Secondary a2\n"
             "vm2 [1/2] UpToDate Replicating DCASFR Primary a1\n"
             "  device /dev/mars/vm2 -> /dev/loop1, open count 0, logging 0 B/s\n")
     summary = parse_view_summary(text)

@@ -64,7 +64,11 @@ def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_repli
     code, events, stderr = football(three, "--dry-run", "failover", "a1")
     assert code == 0, stderr
     would = [(event["host"], event["argv"]) for event in events if event["event"] == "would-run"]
-    assert ("a2", ["marsadm", "--timeout=120", "--force", "primary", "vm1"]) in would
+    # kernel MARS's way: a replica that still fetches refuses --force primary
+    takeover = [("a2", ["marsadm", "pause-fetch", "vm1"]),
+                ("a2", ["marsadm", "--timeout=120", "--force", "primary", "vm1"]),
+                ("a2", ["marsadm", "resume-fetch", "vm1"])]
+    assert would[would.index(takeover[0]):][:3] == takeover, would
     assert ("a2", ["marsadm", "--host=a1", "leave-resource", "--force", "vm1"]) in would
     assert ("a2", ["marsadm", "--host=a1", "leave-resource", "--force", "vm2"]) in would
     assert not [argv for _, argv in would if "vm3" in argv]
@@ -73,6 +77,7 @@ def test_failover_takes_over_where_the_dead_host_was_primary_and_drops_its_repli
     code, events, stderr = football(three, "failover", "a1")
     assert code == 0, stderr
     assert three.resources["vm1"].primary == "a2" and three.running("vm1") == ["a2"]
+    assert three.resources["vm1"].replicas["a2"].fetching      # resumed, for later
     assert three.resources["vm2"].primary == "a2" and three.running("vm2") == ["a2"]
     assert three.members("vm1") == three.members("vm2") == ["a2"]
     assert three.members("vm3") == ["b1", "b2"] and three.running("vm3") == ["b1"]
@@ -196,7 +201,8 @@ def test_a_takeover_another_run_made_while_this_one_waited_for_the_lock_is_not_m
 
     def other_run_first(self, hosts, changes=True):
         if hosts and three.resources["vm1"].primary == "a1":        # vm1's, not the phase's
-            three.run("a2", ["marsadm", "--force", "primary", "vm1"])   # the other controller
+            for argv in (["pause-fetch", "vm1"], ["--force", "primary", "vm1"]):
+                three.run("a2", ["marsadm", *argv])                   # the other controller
         return holding(self, hosts, changes)
 
     monkeypatch.setattr(Failover, "holding", other_run_first)

@@ -414,8 +414,21 @@ def test_primary_with_a_live_old_primary_writes_the_wish_then_times_out_without_
     assert "resource-vm3/todo-h1/force-primary" not in now
 
 
+def test_primary_force_is_refused_while_the_replica_fetches_changing_nothing(secondary):
+    """As kernel MARS's marsadm (primary_phase0): a replica that fetches
+    may go on taking in the old primary's log; its manual's failover is
+    pause-fetch, primary --force, resume-fetch."""
+    h1 = secondary
+    before = h1.tuples()
+    assert_refused(h1, ["--force", "primary", "vm3"],
+                   "cannot take vm3 over by force on h1 while it fetches: `marsadm pause-fetch "
+                   "vm3` first")
+    assert h1.tuples() == before
+
+
 def test_primary_force_skips_the_checks_and_asks_for_a_forced_start(secondary):
     h1 = secondary                      # sync incomplete, old primary dead: --force anyway
+    h1.ok("pause-fetch", "vm3")
     started = time.monotonic()
     result = h1.run("--force", "primary", "vm3", "--timeout=0.3")
     assert_timed_out(result, started, "marsd is not running on h1")
@@ -426,6 +439,7 @@ def test_primary_force_skips_the_checks_and_asks_for_a_forced_start(secondary):
 
 def test_dry_run_primary_force_writes_nothing_and_does_not_wait(secondary):
     h1 = secondary
+    h1.ok("pause-fetch", "vm3")
     before = h1.tuples()
     out = h1.ok("--dry-run", "--force", "primary", "vm3", "--timeout=5")
     assert "would write resource-vm3/primary = h1\n" in out
@@ -444,7 +458,7 @@ def test_data_views_without_marsd(scenario):
     assert h1.ok("view-replstate", "vm1") == "NotStarted\n"
     assert h1.ok("view-role", "vm1") == "NotYetPrimary\n"
     assert h1.ok("view-is-primary", "vm1") == "0\n"
-    assert h1.ok("view-flags", "vm1") == "dcaSFR\n"
+    assert h1.ok("view-flags", "vm1") == "dCaSFR\n"
     assert h1.ok("view-flags", "vm3") == ""
     assert h1.ok("view-sync-rest", "vm1") == "0\n"
     assert h1.ok("view-is-consistent", "vm1") == "1\n"
@@ -477,5 +491,5 @@ def test_data_views_read_the_status_of_a_running_marsd(scenario, fake_marsd):
 
 def test_view_summary_without_marsd_says_so(scenario):
     assert scenario.host.ok("view", "vm1") == (
-        "vm1 [2/3] NoAttach NotStarted dcaSFR NotYetPrimary h1\n"
+        "vm1 [2/3] NoAttach NotStarted dCaSFR NotYetPrimary h1\n"
         "  marsd is not running on this host: figures unavailable\n")

@@ -258,6 +258,17 @@ def test_migrate_cleanup_while_a_new_replica_syncs_is_refused_keeping_the_old_on
     assert_placed(fleet, "b1", ["b2"])
 
 
+def test_migrate_cleanup_does_not_take_the_busy_new_primary_for_a_replica_out_of_sync(fleet):
+    """Kernel MARS's `view-is-consistent` is 0 on a primary while it has
+    writes not yet written back (a busy container, any moment): the
+    cleanup asks it of the new secondaries only, and removes the old
+    replicas."""
+    fleet.writing_back.add("b1")
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert code == 0, stderr
+    assert_placed(fleet, "b1", ["b2"])
+
+
 def test_a_migrate_to_the_cluster_it_is_in_already_has_nothing_to_do(fleet):
     """Run again (a screener restart of a done job) after another resource
     came onto b1, placement ranked b2 first and handed vm1 over to it, with

@@ -293,6 +293,7 @@ def test_a_handover_that_timed_out_gives_the_want_back_with_the_primary(scenario
     h1.peer_apply([("resource-vm1/primary", "h2", "h2"),
                    ("resource-vm1/systemd-want", "h2", "h2"),
                    ("resource-vm1/actual-h2/is-primary", "1", "h2")])
+    h1.ok("pause-fetch", "vm1")
     timed_out = h1.run("primary", "--force", "--timeout=0.2", "vm1")
     assert timed_out.exit_code != 0 and "the primary of vm1 is h2 again" in timed_out.stderr, \
         (timed_out.stdout, timed_out.stderr)
