@@ -88,9 +88,12 @@ class _Agent:
             line = self.replies.readline()
         except (OSError, socket.timeout) as error:
             raise _AgentGone(f"no answer: {error or type(error).__name__}", sent=True) from None
-        if not line:
+        if not line.endswith(b"\n"):       # (a reply cut short: the channel closed in it)
             raise _AgentGone("its channel closed", sent=True)
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except ValueError as error:
+            raise _AgentGone(f"its answer is no JSON: {error}", sent=True) from None
 
     def close(self):
         try:
@@ -148,15 +151,38 @@ class _CommandNotStarted(Exception):
     """No channel could be opened for the command (a dead connection)."""
 
 
+class _CommandMayHaveStarted(Exception):
+    """The exec request went out and its answer did not come back: the
+    host may have started the command."""
+
+
 class _Remote(Remote):
     """fabric's remote runner, telling a command that never started (no
-    channel on a dead connection: safe to run again) from one that did."""
+    channel on a dead connection: safe to run again) from one whose exec
+    request went out (it may run: never run again). A host that stops
+    answering while the exec request waits for its answer is given the
+    connection's `channel_timeout` (the transport's connect_timeout, as for
+    opening the channel; paramiko's own wait has no end)."""
 
     def start(self, command, shell, env, timeout=None):
         try:
             super().start(command, shell, env, timeout)
+        except _CommandMayHaveStarted:
+            raise
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise _CommandNotStarted(error) from error
+
+    def send_start_message(self, command):
+        channel = self.channel
+        silent = threading.Timer(self.context.transport.channel_timeout, channel.close)
+        silent.daemon = True
+        silent.start()
+        try:
+            super().send_start_message(command)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise _CommandMayHaveStarted(error) from error
+        finally:
+            silent.cancel()
 
 
 def _fabric_config():
@@ -216,6 +242,10 @@ class SSHTransport(Transport):
             except _CommandNotStarted as error:
                 raise Unreachable(f"{self.where}: cannot start `{shlex.join(argv)}`: "
                                   f"{error.__cause__ or error}") from None
+            except _CommandMayHaveStarted as error:
+                raise self._lost(argv, error.__cause__ or error) from None
+        except _CommandMayHaveStarted as error:
+            raise self._lost(argv, error.__cause__ or error) from None
         except invoke.CommandTimedOut:
             raise CommandTimedOut(self.host, argv, timeout) from None
         except invoke.ThreadException as error:
@@ -330,6 +360,10 @@ class SSHTransport(Transport):
                 connection.client.close()
                 timed_out = time.monotonic() - started >= self.connect_timeout
                 raise Unreachable(self._why_unreachable(error, timed_out)) from None
+            # a channel for a command (its open, its exec request) gets no
+            # longer than a connection to be made: paramiko's default is an
+            # hour, and a host that stops answering held the run that long
+            connection.transport.channel_timeout = self.connect_timeout
             self._connection = connection
             return connection
 

@@ -58,6 +58,43 @@ class ServerGone(Exception):
     """The tool server cannot take the command (not running, or it died)."""
 
 
+# ------------------------------------------------------------ a program run
+
+
+def run_program(argv, env=None, timeout=None, input=None):
+    """`subprocess.run(argv, env=env, capture_output=True, text=True,
+    timeout=timeout, input=input)`, but in a process group of its own that
+    is killed whole at `timeout` (then `subprocess.TimeoutExpired`) or when
+    the caller is interrupted: a timed-out rsync or mkfs leaves nothing it
+    started running on (subprocess.run kills the direct child alone), and
+    the terminal's Ctrl-C, which Football handles, reaches no command
+    itself. Output that is no UTF-8 (a file name in another encoding) is
+    decoded with replacements, not an error; a program that is not there
+    exits 127, as in a shell."""
+    try:
+        process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
+    try:
+        stdout, stderr = process.communicate(None if input is None else input.encode(),
+                                             timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()      # (not communicate: a daemon it started may hold the pipes)
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+        raise
+    return subprocess.CompletedProcess(argv, process.returncode,
+                                       stdout.decode(errors="replace"),
+                                       stderr.decode(errors="replace"))
+
+
 # ------------------------------------------------------------------ the server
 
 
@@ -128,6 +165,9 @@ def _child(tools, request, stdin, stdout, stderr, reply_fd):
     """In the forked child: become the command, run the tool, report."""
     code = 1
     try:
+        # a group of its own, killed whole at the time limit (`_kill`), as a
+        # program's (run_program)
+        os.setpgid(0, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)       # the tool may wait for its own
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
@@ -245,11 +285,7 @@ def _run_here(tools, argv, input, timeout):
         finally:
             os.waitpid(pid, 0)
         return {"exit": code, "stdout": stdout, "stderr": stderr}
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              input=input, stdin=None if input is not None else subprocess.DEVNULL)
-    except FileNotFoundError:
-        return {"exit": 127, "stdout": "", "stderr": f"{argv[0]}: command not found\n"}
+    done = run_program(argv, timeout=timeout, input=input)
     return {"exit": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
@@ -419,10 +455,11 @@ def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
 
 
 def _kill(reply_so_far):
+    """The command's process group (the child leads one), what it started too."""
     for line in bytes(reply_so_far).decode().splitlines():
         if line.startswith("pid "):
             try:
-                os.kill(int(line[4:]), signal.SIGKILL)
+                os.killpg(int(line[4:]), signal.SIGKILL)
             except ProcessLookupError:
                 pass
 

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from football.toolserver import ServerGone, ToolServer
+from football.toolserver import ServerGone, ToolServer, run_program
 
 
 DEFAULT_TIMEOUT = 600.0
@@ -155,13 +155,9 @@ class LocalTransport(Transport):
             else:
                 return checked(Result(self.host, tuple(argv), code, stdout, stderr), check)
         try:
-            done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
-                                  timeout=timeout, input=input,
-                                  stdin=None if input is not None else subprocess.DEVNULL)
+            done = run_program(argv, self.env, timeout, input)
         except subprocess.TimeoutExpired:
             raise CommandTimedOut(self.host, argv, timeout) from None
-        except FileNotFoundError:
-            done = subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
         return checked(Result(self.host, tuple(argv), done.returncode, done.stdout,
                               done.stderr), check)
 

@@ -2,6 +2,7 @@
 served as if they were bundled tools: each is a `main()` reading sys.argv."""
 
 import os
+import subprocess
 import sys
 import time
 
@@ -33,3 +34,13 @@ def failing():
 def parent():
     """Prints its parent's pid: the server that forked it."""
     print(os.getppid())
+
+
+def spawner():
+    """Starts `sleep argv[2]`, writes its pid to the file argv[1], then
+    sleeps as long itself: a command whose time limit must end what it
+    started too."""
+    child = subprocess.Popen(["sleep", sys.argv[2]])
+    with open(sys.argv[1], "w") as pidfile:
+        pidfile.write(str(child.pid))
+    time.sleep(float(sys.argv[2]))

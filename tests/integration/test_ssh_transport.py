@@ -5,15 +5,17 @@ environment, one connection for many commands, and host key checking."""
 
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from football.inventory import parse
 from football.ssh import SSHTransport
-from football.transport import CommandFailed, CommandTimedOut, Unreachable
+from football.transport import CommandFailed, CommandTimedOut, ConnectionLost, Unreachable
 from tests.helpers.marshosts import STATE_WAIT, random_subnet, wait_until
 from tests.helpers.sshd import Sshd, free_port, keygen, pgrep
 
@@ -153,6 +155,55 @@ def test_a_connection_the_host_dropped_is_opened_again_for_the_next_command(tran
                what="the client seeing the connection dropped")
     assert transport.run(["echo", "back"]).stdout == "back\n"
     assert sshd.logins() == 2
+
+
+def test_a_command_whose_start_was_not_answered_is_not_run_again(transport, tmp_path,
+                                                                 monkeypatch):
+    """The exec request reached the host and the connection broke before its
+    answer came back: the command may have run (here it did), so it is
+    ConnectionLost — not run a second time on a new connection."""
+    count = tmp_path / "count"
+    sent = paramiko.Channel.exec_command
+
+    def answer_lost(channel, command):
+        sent(channel, command)
+        raise EOFError()
+
+    transport.run(["true"])
+    monkeypatch.setattr(paramiko.Channel, "exec_command", answer_lost)
+    with pytest.raises(ConnectionLost, match="it may or may not have run"):
+        transport.run(["sh", "-c", f"echo ran >> {count}"])
+    monkeypatch.undo()
+    wait_until(count.exists, what="the command to have run")
+    assert transport.run(["cat", str(count)]).stdout == "ran\n"
+
+
+def test_a_host_that_does_not_answer_a_commands_start_is_given_up_after_connect_timeout(
+        connect, monkeypatch):
+    """paramiko waits for the answer to an exec request for ever (and an
+    hour to open a channel): a host that stops answering held the run."""
+    transport = connect(connect_timeout=2)
+    transport.run(["true"])
+
+    def never_answered(channel, command):         # the request goes nowhere
+        channel._event_pending()
+        channel._wait_for_event()
+
+    monkeypatch.setattr(paramiko.Channel, "exec_command", never_answered)
+    outcome = []
+    running = threading.Thread(target=lambda: outcome.append(_raised(
+        transport.run, ["true"])), daemon=True)
+    running.start()
+    running.join(STATE_WAIT)
+    assert outcome and isinstance(outcome[0], ConnectionLost), outcome or "still waiting"
+
+
+def _raised(call, *args):
+    try:
+        call(*args)
+    except Exception as error:      # noqa: BLE001 (the test looks at it)
+        return error
+    return None
 
 
 # --- reaching the host -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from football.toolserver import SOCKET_VARIABLE, ServerGone, ToolServer
 from football.transport import CommandTimedOut, LocalTransport
 
 MORE_TOOLS = {name: ("tests.helpers.tools", name)
-              for name in ("upper", "environment", "sleeper", "failing", "parent")}
+              for name in ("upper", "environment", "sleeper", "failing", "parent", "spawner")}
 
 
 @pytest.fixture
@@ -77,6 +77,35 @@ def test_a_command_over_its_time_limit_is_killed(server):
                                           if alive(int(pid))]:
         time.sleep(0.05)
     assert not [pid for pid in open(children).read().split() if alive(int(pid))]
+
+
+def gone(pidfile):
+    """Whether the process whose pid `pidfile` holds has ended (waited for)."""
+    deadline = time.monotonic() + 30        # (its sleep lasts 120 s)
+    while time.monotonic() < deadline and alive(int(pidfile.read_text())):
+        time.sleep(0.05)
+    return not alive(int(pidfile.read_text()))
+
+
+def test_a_command_over_its_time_limit_is_killed_with_what_it_started(server, tmp_path):
+    """A timed-out command's own children (an rsync's, a tool's) do not run on."""
+    pidfile = tmp_path / "pid"
+    with pytest.raises(subprocess.TimeoutExpired):
+        server.run(["spawner", str(pidfile), "120"], env(), 2)
+    assert gone(pidfile), "the tool's child runs on"
+
+
+def test_a_program_over_its_time_limit_is_killed_with_what_it_started(tmp_path):
+    pidfile = tmp_path / "pid"
+    with pytest.raises(CommandTimedOut):
+        LocalTransport("h1").run(["sh", "-c", f"sleep 120 & echo $! > {pidfile}; wait"],
+                                 timeout=2)
+    assert gone(pidfile), "the program's child runs on"
+
+
+def test_output_that_is_no_utf8_comes_back_with_replacements_not_an_error():
+    done = LocalTransport("h1").run(["printf", "ok \\377 bytes"])
+    assert done.stdout == "ok \ufffd bytes"
 
 
 def test_commands_from_several_threads_run_side_by_side(server):
@@ -199,6 +228,20 @@ def test_the_host_agent_kills_a_command_at_its_time_limit_and_goes_on(agent):
     assert agent.ask(["upper"], input="next") == {"exit": 0, "stdout": "NEXT", "stderr": ""}
     children = f"/proc/{agent.process.pid}/task/{agent.process.pid}/children"
     assert open(children).read().split() == [], "a killed command was left behind"
+
+
+def test_the_host_agent_kills_what_a_timed_out_command_started_and_reads_any_bytes(
+        agent, tmp_path):
+    pidfile = tmp_path / "tool"
+    assert agent.ask(["spawner", str(pidfile), "120"], timeout=2) == {"timed_out": True}
+    assert gone(pidfile), "the tool's child runs on"
+    pidfile = tmp_path / "program"
+    assert agent.ask(["sh", "-c", f"sleep 120 & echo $! > {pidfile}; wait"], timeout=2) == \
+        {"timed_out": True}
+    assert gone(pidfile), "the program's child runs on"
+    # output in another encoding: replaced, and the agent goes on
+    assert agent.ask(["printf", "ok \\377"]) == {"exit": 0, "stdout": "ok \ufffd", "stderr": ""}
+    assert agent.ask(["upper"], input="on") == {"exit": 0, "stdout": "ON", "stderr": ""}
 
 
 @pytest.fixture
