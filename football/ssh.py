@@ -233,7 +233,7 @@ class SSHTransport(Transport):
         command = remote_command(argv, self.env, timeout)
         started = time.monotonic()
         try:
-            done = self._run(self._connect(), command, timeout, input)
+            done = self._run_refused_again(self._connect(), command, timeout, input)
         except _CommandNotStarted:
             # The connection died since the last command; the command did not
             # start, so it is safe to run it once more on a new connection.
@@ -317,6 +317,28 @@ class SSHTransport(Transport):
             raise CommandTimedOut(self.host, argv, timeout)
         return checked(Result(self.host, tuple(argv), answer["exit"], answer["stdout"],
                               answer["stderr"]), check)
+
+    def _run_refused_again(self, connection, command, timeout, input):
+        """`_run`, where the host refuses a channel on a connection that
+        lives (sshd's MaxSessions: the agent and this run's parallel
+        commands) tried again on it for up to connect_timeout: a new
+        connection would end the commands running on this one."""
+        deadline, pause = time.monotonic() + self.connect_timeout, 0.05
+        while True:
+            try:
+                return self._run(connection, command, timeout, input)
+            except _CommandNotStarted as error:
+                if not isinstance(error.__cause__, paramiko.ChannelException) or \
+                        not connection.is_connected:
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise Unreachable(
+                        f"{self.where}: refuses one more session on the connection "
+                        f"({error.__cause__}) for {self.connect_timeout:g} s: sshd's "
+                        "MaxSessions (10 by default) below the commands this run sends "
+                        "at once? The command did not run") from None
+            time.sleep(pause)
+            pause = min(2 * pause, 1.0)
 
     @staticmethod
     def _run(connection, command, timeout, input):

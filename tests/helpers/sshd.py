@@ -32,10 +32,12 @@ def free_port(address):
 class Sshd:
     """One sshd process for `addresses`; `client_key` may log in as root."""
 
-    def __init__(self, base, addresses, env_by_address=None):
+    def __init__(self, base, addresses, env_by_address=None, max_sessions=50):
         """`env_by_address`: {address: {name: value}} set for sessions that
-        came in on that address (SetEnv): one sshd plays several hosts."""
+        came in on that address (SetEnv): one sshd plays several hosts.
+        `max_sessions`: sessions (channels) one connection may hold at once."""
         self.env_by_address = dict(env_by_address or {})
+        self.max_sessions = max_sessions
         self.dir = Path(base)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.addresses = list(addresses)
@@ -60,7 +62,7 @@ class Sshd:
             f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
             "PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "LogLevel VERBOSE\nMaxSessions 50\n"
+            f"LogLevel VERBOSE\nMaxSessions {self.max_sessions}\n"
             + "".join(f"Match LocalAddress {address}\n  SetEnv "
                       + " ".join(f"{name}={value}" for name, value in env.items()) + "\n"
                       for address, env in self.env_by_address.items()))

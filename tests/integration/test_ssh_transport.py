@@ -198,6 +198,45 @@ def test_a_host_that_does_not_answer_a_commands_start_is_given_up_after_connect_
     assert outcome and isinstance(outcome[0], ConnectionLost), outcome or "still waiting"
 
 
+def test_a_session_the_host_refuses_on_a_busy_connection_waits_and_ends_no_other_command(
+        tmp_path, known_hosts):
+    """sshd's MaxSessions (2 here) reached by two commands running: the third
+    waits for a session on the same connection. A new connection, as for a
+    dead one, ended the two running ones (ConnectionLost)."""
+    server = Sshd(tmp_path / "busy", [f"{random_subnet()}.5"], max_sessions=2)
+    server.start()
+    try:
+        (tmp_path / "known").write_text(server.known_hosts_lines())
+        transport = SSHTransport("h1", server.addresses[0], port=server.port,
+                                 ssh_key=str(server.client_key),
+                                 known_hosts=str(tmp_path / "known"), connect_timeout=STATE_WAIT)
+        go, outcomes = tmp_path / "go", {}
+        waiting = ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; echo done"]
+
+        def run(name, argv):
+            outcomes[name] = _raised(lambda: outcomes.setdefault(
+                f"{name}-out", transport.run(argv).stdout))
+
+        running = [threading.Thread(target=run, args=(name, waiting)) for name in "AB"]
+        for thread in running:
+            thread.start()
+        wait_until(lambda: server.log().count("Starting session: command") == 2,
+                   what="two commands running")
+        third = threading.Thread(target=run, args=("C", ["echo", "C"]))
+        third.start()
+        wait_until(lambda: "no more sessions" in server.log(), what="the third one refused",
+                   show=server.log)
+        go.touch()
+        for thread in [*running, third]:
+            thread.join(STATE_WAIT)
+        assert (outcomes["A"], outcomes["B"], outcomes["C"]) == (None, None, None), outcomes
+        assert (outcomes["A-out"], outcomes["C-out"]) == ("done\n", "C\n")
+        assert server.logins() == 1
+        transport.close()
+    finally:
+        server.stop()
+
+
 def _raised(call, *args):
     try:
         call(*args)
