@@ -26,7 +26,7 @@ import threading
 
 from football.errors import FootballError
 from football.inventory import InventoryError
-from football.transport import TransportError
+from football.transport import TransportError, Unreachable
 
 
 class FactUnavailable(FootballError):
@@ -76,8 +76,13 @@ def read(host, argv, timeout=60, run=None):
     try:
         result = run(host, argv, timeout) if run else \
             host.run(argv, check=False, timeout=timeout)
-    except (TransportError, InventoryError) as error:
+    except (Unreachable, InventoryError) as error:
         raise HostUnreachable(f"{host.name} is unreachable: {error}") from None
+    except TransportError as error:
+        # reached: the command outlived its time limit, or the connection broke
+        # while it ran — the host is there (a slow one is no dead one to take
+        # over from or to drop: `answers`, `silent_hosts`)
+        raise FactUnavailable(str(error)) from None
     if not result.ok:
         raise FactUnavailable(f"{host.name}: `{result.command}` exited {result.exit_code}: "
                               f"{result.stderr.strip()[-300:]}")

@@ -172,6 +172,38 @@ class _Remote(Remote):
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise _CommandNotStarted(error) from error
 
+    def read_our_stdin(self, input_):
+        """A command's input (a StringIO, never a terminal) in pieces of
+        64 KiB: invoke reads such a stream a byte at a time with a nap of 10 ms
+        between reads — 100 bytes a second (a systemd unit took seconds)."""
+        return input_.read(1 << 16)
+
+    def _write_proc_stdin(self, data):
+        """Input for a command that has ended without reading it all (`install
+        -D /dev/stdin <path>` that failed at its path) is dropped: its exit
+        status and stderr tell what happened, not a broken connection — nor
+        a writer blocked for good on a window the host no longer opens."""
+        channel = self.channel
+        while data:
+            if channel.exit_status_ready():
+                return
+            if not channel.send_ready():
+                channel.status_event.wait(0.05)     # (set by the exit status)
+                continue
+            try:
+                data = data[channel.send(data):]
+            except OSError:
+                if not channel.exit_status_ready():
+                    raise
+                return
+
+    def close_proc_stdin(self):
+        try:
+            super().close_proc_stdin()
+        except OSError:
+            if not self.channel.exit_status_ready():
+                raise
+
     def send_start_message(self, command):
         channel = self.channel
         silent = threading.Timer(self.context.transport.channel_timeout, channel.close)
@@ -247,6 +279,11 @@ class SSHTransport(Transport):
         except _CommandMayHaveStarted as error:
             raise self._lost(argv, error.__cause__ or error) from None
         except invoke.CommandTimedOut:
+            if not self._answers():
+                # not a command that ran long: the host stopped answering (it
+                # may have finished there, or be running, unkillable from here)
+                raise self._lost(argv, f"no answer within its time limit of {timeout:g} s, "
+                                 "nor to a keepalive since") from None
             raise CommandTimedOut(self.host, argv, timeout) from None
         except invoke.ThreadException as error:
             raise self._lost(argv, error) from None
@@ -345,6 +382,25 @@ class SSHTransport(Transport):
         return connection.run(command, hide=True, warn=True, pty=False, echo=False,
                               in_stream=io.StringIO(input or ""), timeout=timeout,
                               encoding="utf-8")
+
+    def _answers(self):
+        """Whether the host answers a keepalive on the connection within
+        connect_timeout (paramiko's own wait for it has no end: in a thread)."""
+        connection = self._connection
+        if connection is None or not connection.is_connected:
+            return False
+        answered = threading.Event()
+
+        def ask():
+            try:
+                connection.transport.global_request("keepalive@openssh.com", wait=True)
+            except Exception:       # noqa: BLE001 (no answer is the answer)
+                return
+            if connection.transport.is_active():
+                answered.set()
+
+        threading.Thread(target=ask, daemon=True).start()
+        return answered.wait(self.connect_timeout)
 
     def _lost(self, argv, why):
         return ConnectionLost(f"{self.where}: the connection broke while `{shlex.join(argv)}` "

@@ -290,14 +290,13 @@ class RepairMars(Repair):
         runs on another member, the primary, `rollback` says what a rebuild
         from this copy loses (said, and asked with the confirmation)."""
         chosen = self.chosen.name
-        if self._ask(facts.view, self.chosen, "is-consistent", self.res) != "1":
+        if not self._whole(self.chosen):
             rest = self._ask(facts.view, self.chosen, "sync-rest", self.res)
             partial = (f"{chosen}'s copy of {self.res} is not consistent (its sync is not "
                        f"complete{f': {rest} bytes to go' if rest else ''}): rebuilt from it, "
                        f"{self.res} starts on partial data")
             whole = [name for name, host in sorted(members.items()) if name != chosen and
-                     host in self.alive and
-                     self._ask(facts.view, host, "is-consistent", self.res) == "1"]
+                     host in self.alive and self._whole(host)]
             if whole:
                 raise Illegal(f"{partial}; nothing changed. Name a host whose copy is whole "
                               f"first: {', '.join(whole)}")
@@ -316,6 +315,13 @@ class RepairMars(Repair):
                                 "are lost)" if behind and behind != "0" else "")
                              + f"; to keep {primary}'s data, name {primary} first")
             self.warn(self.rollback)
+
+    def _whole(self, host):
+        """Whether `host`'s copy is whole: consistent, or the primary's own
+        (kernel MARS's is-consistent is 0 on a primary while it has writes
+        not yet written back: a busy container)."""
+        return self._ask(facts.view, host, "is-consistent", self.res) == "1" or \
+            self._ask(facts.view, host, "is-primary", self.res) == "1"
 
     def nothing_to_do(self):
         if self.running and not self.journal.resumed:

@@ -98,11 +98,32 @@ class Sshd:
             self.process.kill()
             self.process.wait()
         self.process = None
-        terminate(sessions)
+        signal_each(sessions, signal.SIGTERM)
 
     def drop_connections(self):
         """End every open connection, as a host's reboot or a network cut would."""
-        terminate(children_of(self.process.pid))
+        signal_each(children_of(self.process.pid), signal.SIGTERM)
+
+    def freeze_connections(self):
+        """Stop (SIGSTOP) the per-connection sshd processes, not the commands
+        they run: the host goes silent on its open connections, as a frozen
+        host or a half-open TCP connection would. Their pids, for `thaw`."""
+        frozen, todo = [], children_of(self.process.pid)
+        while todo:
+            pid = todo.pop()
+            try:
+                name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if b"sshd" in name:
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+                todo += children_of(pid)
+        return frozen
+
+    @staticmethod
+    def thaw(pids):
+        signal_each(pids, signal.SIGCONT)
 
     def restart_with_new_host_key(self):
         self.stop()
@@ -139,10 +160,11 @@ def children_of(parent):
     return children
 
 
-def terminate(pids):
+def signal_each(pids, sent):
+    """Signal `sent` to each of `pids` that still runs."""
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sent)
         except ProcessLookupError:
             pass
 

@@ -81,6 +81,18 @@ def test_arguments_with_spaces_quotes_semicolons_and_substitutions_arrive_verbat
 def test_input_reaches_the_commands_stdin_and_without_input_stdin_is_empty(transport):
     assert transport.run(["cat"], input="hello\nworld\n").stdout == "hello\nworld\n"
     assert transport.run(["cat"], timeout=STATE_WAIT).stdout == ""   # not waiting for input
+    # in pieces, not a byte per 10 ms as invoke reads a stream that is no terminal
+    # (64 KiB took 11 minutes: xfs_quota's limits, a systemd unit took seconds)
+    assert transport.run(["wc", "-c"], input="x" * (64 << 10), timeout=STATE_WAIT).stdout \
+        .strip() == str(64 << 10)
+
+
+def test_a_command_that_ends_without_reading_its_input_gives_its_own_result(transport):
+    """(`install -D /dev/stdin <unit>` that fails at its path): its exit code
+    and stderr — not a broken connection with invoke's thread dump."""
+    done = transport.run(["sh", "-c", "echo cannot write there >&2; exit 3"],
+                         input="x" * (64 << 10), check=False)
+    assert (done.exit_code, done.stderr) == (3, "cannot write there\n")
 
 
 def test_the_hosts_environment_reaches_the_command(connect):
@@ -128,6 +140,30 @@ def test_a_command_over_its_time_limit_raises_timed_out_and_is_killed_on_the_hos
     wait_until(lambda: not pgrep(marker), what=f"the remote sleep ({marker}) gone",
                show=lambda: f"pids {pgrep(marker)}")
     assert transport.run(["echo", "still usable"]).stdout == "still usable\n"
+
+
+def test_a_command_whose_host_went_silent_is_connection_lost_not_killed(connect, sshd,
+                                                                       tmp_path):
+    """The host stops answering while the command runs (here the command
+    finishes there): its time limit passes without an answer, and no
+    keepalive is answered either. "Killed" would be a lie; it may have run."""
+    transport = connect(connect_timeout=2)
+    done = tmp_path / "done"
+    transport.run(["true"])
+    outcome = []
+    running = threading.Thread(target=lambda: outcome.append(_raised(
+        transport.run, ["sh", "-c", f"sleep 1; touch {done}"], timeout=4)), daemon=True)
+    running.start()
+    wait_until(lambda: sshd.log().count("Starting session: command") == 2,
+               what="the command started")
+    frozen = sshd.freeze_connections()
+    try:
+        wait_until(done.exists, what="the command to finish on the host")
+        running.join(STATE_WAIT)
+    finally:
+        sshd.thaw(frozen)
+    assert outcome and isinstance(outcome[0], ConnectionLost), outcome
+    assert "no answer within its time limit of 4 s, nor to a keepalive since" in str(outcome[0])
 
 
 # --- one connection ----------------------------------------------------------------------
@@ -237,9 +273,9 @@ def test_a_session_the_host_refuses_on_a_busy_connection_waits_and_ends_no_other
         server.stop()
 
 
-def _raised(call, *args):
+def _raised(call, *args, **kwargs):
     try:
-        call(*args)
+        call(*args, **kwargs)
     except Exception as error:      # noqa: BLE001 (the test looks at it)
         return error
     return None

@@ -71,6 +71,16 @@ def test_repair_mars_dry_run_lists_the_stop_the_rebuild_and_the_start_it_issues(
     assert not fleet.sequence_problems("vm1") and not fleet.violations
 
 
+def test_repair_mars_takes_the_busy_primarys_copy_for_whole(fleet):
+    """Kernel MARS's `view-is-consistent` is 0 on a primary with writes not
+    yet written back: its copy is the current one all the same."""
+    fleet.writing_back.add("a1")
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a1")
+    assert code == 0, stderr
+    assert fleet.members("vm1") == ["a1"] and fleet.running("vm1") == ["a1"]
+    assert not fleet.sequence_problems("vm1") and not fleet.violations
+
+
 def test_repair_mars_refuses_a_partial_copy_while_a_whole_one_answers(fleet):
     """A copy whose sync had not begun (b1, just joined) was taken: vm1,
     running fine on a1, stopped there and started on b1's empty copy (the

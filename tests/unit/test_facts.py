@@ -302,3 +302,33 @@ def test_a_resource_no_host_has_is_refused_naming_the_hosts_that_could_not_be_as
         "refused; name its host as vm1:<host> if it is not discoverable")
     monkeypatch.setattr(facts, "primary", lambda host, res, timeout: "a2")
     assert defaults.primary_host("vm1", inventory).name == "a2"
+
+
+# --- a host that is slow is no host that is gone ----------------------------------------
+
+class Raising:
+    """A host whose every command raises `error`."""
+
+    def __init__(self, error):
+        self.name, self.error = "a2", error
+
+    def run(self, argv, check=True, timeout=None):
+        raise self.error
+
+
+def test_a_command_that_timed_out_or_lost_its_connection_is_no_unreachable_host():
+    """Reached, but slow (or the connection broke in the command): the host
+    is there. Counted unreachable, it was a silent host — one that a
+    failover, a repair or a migrate's cleanup may take for gone."""
+    from football.ops.base import answers
+    from football.transport import CommandTimedOut, ConnectionLost, Unreachable
+
+    for error in (CommandTimedOut("a2", ["marsadm", "lowlevel-ls-host-ips"], 60),
+                  ConnectionLost("a2: the connection broke while ... ran")):
+        with pytest.raises(facts.FactUnavailable) as caught:
+            facts.read(Raising(error), ["marsadm", "lowlevel-ls-host-ips"])
+        assert not isinstance(caught.value, facts.HostUnreachable), error
+        assert answers(Raising(error))
+    with pytest.raises(facts.HostUnreachable, match="a2 is unreachable: no route"):
+        facts.read(Raising(Unreachable("no route")), ["marsadm", "lowlevel-ls-host-ips"])
+    assert not answers(Raising(Unreachable("no route")))
