@@ -62,8 +62,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The slowest files at the end of every run: with two workers the wall
-    time is about half their sum, so a file that grows shows in every CI log."""
+    """The slowest files at the end of every run: with three workers the wall
+    time is about a third of their sum, so a file that grows shows in every CI log."""
     if not _seconds_by_file:
         return
     terminalreporter.write_sep("=", "slowest files (setup + call + teardown)")
