@@ -1646,9 +1646,10 @@ class Worker:
                 for number, killed in self.store.to_kill(self.id, timeout):
                     if number not in interrupted:
                         interrupted.add(number)
-                        if not killed:
+                        if killed:
+                            self.executor.interrupt_job(number)
+                        else:
                             self._time_out(number, timeout)
-                        self.executor.interrupt_job(number)
             except sa.exc.SQLAlchemyError as error:
                 if failing is None:         # said once, not at every beat
                     failing = time.monotonic()
@@ -1687,9 +1688,11 @@ class Worker:
         Ctrl-C, and the job ends `timeouted` (195) — as the original's
         screener killed a silent session."""
         self.timed_out.add(number)
+        self.executor.interrupt_job(number)
         text = (f"no event for {timeout:g} s (session_timeout): the operation is "
                 "interrupted as by Ctrl-C; the job ends timeouted")
         self.say(f"worker {self.id}: job {number}: {text}")
+        # (last: a database that fails now is said by the heartbeat's loop)
         self.store.record(number, {"event": "warning", "text": text}, worker_id=self.id)
 
     def _tidy_queues(self):

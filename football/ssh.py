@@ -96,10 +96,7 @@ class _Agent:
             raise _AgentGone(f"its answer is no JSON: {error}", sent=True) from None
 
     def close(self):
-        try:
-            self.channel.close()
-        except Exception:
-            pass
+        _close_quietly(self.channel)
 
 
 def known_hosts_name(address, port):
@@ -206,7 +203,8 @@ class _Remote(Remote):
 
     def send_start_message(self, command):
         channel = self.channel
-        silent = threading.Timer(self.context.transport.channel_timeout, channel.close)
+        silent = threading.Timer(self.context.transport.channel_timeout, _close_quietly,
+                                 [channel])
         silent.daemon = True
         silent.start()
         try:
@@ -215,6 +213,14 @@ class _Remote(Remote):
             raise _CommandMayHaveStarted(error) from error
         finally:
             silent.cancel()
+
+
+def _close_quietly(channel):
+    """Close `channel`; a connection that is gone meanwhile has closed it."""
+    try:
+        channel.close()
+    except (paramiko.SSHException, EOFError, OSError):
+        pass
 
 
 def _fabric_config():
@@ -265,17 +271,7 @@ class SSHTransport(Transport):
         command = remote_command(argv, self.env, timeout)
         started = time.monotonic()
         try:
-            done = self._run_refused_again(self._connect(), command, timeout, input)
-        except _CommandNotStarted:
-            # The connection died since the last command; the command did not
-            # start, so it is safe to run it once more on a new connection.
-            try:
-                done = self._run(self._connect(reconnect=True), command, timeout, input)
-            except _CommandNotStarted as error:
-                raise Unreachable(f"{self.where}: cannot start `{shlex.join(argv)}`: "
-                                  f"{error.__cause__ or error}") from None
-            except _CommandMayHaveStarted as error:
-                raise self._lost(argv, error.__cause__ or error) from None
+            done = self._run_started_once(argv, command, timeout, input)
         except _CommandMayHaveStarted as error:
             raise self._lost(argv, error.__cause__ or error) from None
         except invoke.CommandTimedOut:
@@ -354,6 +350,20 @@ class SSHTransport(Transport):
             raise CommandTimedOut(self.host, argv, timeout)
         return checked(Result(self.host, tuple(argv), answer["exit"], answer["stdout"],
                               answer["stderr"]), check)
+
+    def _run_started_once(self, argv, command, timeout, input):
+        """`_run` on the connection; where the command did not start there
+        (the connection died since the last command), once more on a new
+        connection: it is safe to."""
+        try:
+            return self._run_refused_again(self._connect(), command, timeout, input)
+        except _CommandNotStarted:
+            pass
+        try:
+            return self._run(self._connect(reconnect=True), command, timeout, input)
+        except _CommandNotStarted as error:
+            raise Unreachable(f"{self.where}: cannot start `{shlex.join(argv)}`: "
+                              f"{error.__cause__ or error}") from None
 
     def _run_refused_again(self, connection, command, timeout, input):
         """`_run`, where the host refuses a channel on a connection that
