@@ -46,7 +46,7 @@ def current(config):
     number = os.environ.get(JOB_ENV)
     if not number or not number.isdigit():
         return None
-    from football.screener import database_url
+    from football.jobdb import database_url
 
     key = (int(number), database_url(config))
     if key not in _links:
@@ -91,7 +91,7 @@ class JobLink:
     @property
     def engine(self):
         if self._engine is None:
-            from football.screener import database_url, new_engine
+            from football.jobdb import database_url, new_engine
 
             self._engine = new_engine(database_url(self.config))
         return self._engine
@@ -102,7 +102,7 @@ class JobLink:
         database), else `DatabaseAway`."""
         import sqlalchemy as sa
 
-        from football.screener import JOBS, database_error
+        from football.jobdb import JOBS, database_error
 
         try:
             with self.engine.connect() as connection:
@@ -163,7 +163,7 @@ class JobLink:
         hosts ({}: taken, or held already)."""
         import sqlalchemy as sa
 
-        from football.screener import FINISHED, JOBS, SLOTS
+        from football.jobdb import FINISHED, JOBS, SLOTS
 
         ended = sa.select(JOBS.c.number).where(sa.or_(JOBS.c.state.in_(FINISHED),
                                                       JOBS.c.archived == sa.true()))
@@ -207,7 +207,7 @@ class JobLink:
         killed meanwhile."""
         import sqlalchemy as sa
 
-        from football.screener import database_error
+        from football.jobdb import database_error
 
         said = None
         while True:
@@ -239,7 +239,7 @@ class JobLink:
         its worker gives them back at the job's end (a warning event)."""
         import sqlalchemy as sa
 
-        from football.screener import SLOTS, database_error
+        from football.jobdb import SLOTS, database_error
 
         try:
             with self.engine.begin() as connection:
@@ -260,7 +260,7 @@ class JobLink:
         """The job's journal `name` as its last run wrote it, or None."""
         import sqlalchemy as sa
 
-        from football.screener import JOURNALS
+        from football.jobdb import JOURNALS
 
         with self.engine.connect() as connection:
             data = connection.execute(sa.select(JOURNALS.c.data).where(
@@ -269,7 +269,7 @@ class JobLink:
 
     def share_journal(self, name, data):
         """Keep journal `name` (`data`, as just written) with the job."""
-        from football.screener import JOURNALS
+        from football.jobdb import JOURNALS
 
         row = {"data": json.dumps(data, sort_keys=True), "writes": data.get("writes", 0)}
         with self.engine.begin() as connection:
@@ -279,7 +279,7 @@ class JobLink:
 
     def drop_journal(self, name):
         """Journal `name` finished (or forgotten): no longer kept with the job."""
-        from football.screener import JOURNALS
+        from football.jobdb import JOURNALS
 
         with self.engine.begin() as connection:
             connection.execute(JOURNALS.delete().where(JOURNALS.c.job == self._id(),
@@ -291,7 +291,7 @@ class JobLink:
         return self._job_id
 
     def _set(self, **fields):
-        from football.screener import JOBS
+        from football.jobdb import JOBS
 
         with self.engine.begin() as connection:
             connection.execute(JOBS.update().where(JOBS.c.number == self.number)
@@ -331,7 +331,7 @@ def completed_jobs(config):
     def completed(numbers):
         import sqlalchemy as sa
 
-        from football.screener import JOBS, reading
+        from football.jobdb import JOBS, reading
 
         found = {}
         with reading(config) as connection:

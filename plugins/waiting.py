@@ -57,7 +57,7 @@ class Pause:
         return "the jobs' database: every controller holds it" if self.store else str(self.path)
 
     def exists(self):
-        from football.screener import PausesUnknown, shared_pauses
+        from football.jobdb import PausesUnknown, shared_pauses
 
         if self.store is not None:
             try:
@@ -87,7 +87,7 @@ def pauses(config):
     runs of this controller: its pause files and, where controllers share a
     jobs' database, the pauses recorded there (`football status` shows them:
     a paused run waits by design, but never unseen)."""
-    from football.screener import PausesUnknown, shared_pauses
+    from football.jobdb import PausesUnknown, shared_pauses
 
     found = []
     for path in sorted(Path(config.state_dir).glob(f"{PAUSE_ALL}*")):
@@ -127,8 +127,8 @@ class Waiting:
             if path.exists():
                 return f"paused by {path}: {command}"
         if not self.config.jobs_database_url:
-            return False        # (the screener's module: 0.7 s of imports, dbos and SQLAlchemy)
-        from football.screener import PausesUnknown, shared_pauses
+            return False        # (SQLAlchemy: 0.25 s of imports, for nothing)
+        from football.jobdb import PausesUnknown, shared_pauses
 
         try:
             shared = shared_pauses(self.config)

@@ -39,7 +39,7 @@ def keep_plan(config, plan):
 def find_plan(config, plan_id):
     """The plan `plan_id`: saved here, else kept in the shared jobs'
     database (made on another controller); `Illegal` as `load_plan`."""
-    from football.screener import shared_plan
+    from football.jobdb import shared_plan
 
     try:
         return load_plan(config.state_dir, plan_id)
@@ -55,7 +55,7 @@ def cooldown_history(config):
     with their hosts) and every planner's move done as a screener job in
     the jobs' database — another controller's too, where they share one
     (else two controllers' timers would move back what the other moved)."""
-    from football.screener import planned_moves_done
+    from football.jobdb import planned_moves_done
 
     return [*read_history(config.state_dir),
             *(Moved(res, finished, failed=failed)

@@ -447,8 +447,8 @@ def test_a_database_that_never_answers_is_an_error_after_connect_timeout(monkeyp
     one is (here a listener on loopback that never says a word)."""
     import socket
 
-    from football import screener as module
-    from football.screener import PausesUnknown, shared_pauses
+    from football import jobdb as module
+    from football.jobdb import PausesUnknown, shared_pauses
 
     monkeypatch.setattr(module, "CONNECT_TIMEOUT", 1)
     silent = socket.socket()
