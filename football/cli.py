@@ -1441,7 +1441,8 @@ def _selected(store, job_ids, run, state, why_not, verb):
     and/or in `state` that it may act on (`why_not(job)` is None). Every
     named job is checked before any is acted on: a bad one is one line,
     exit 191, nothing done."""
-    from football.screener import STATES, shown_state
+    from football.jobdb import STATES
+    from football.screener import shown_state
 
     if job_ids and (run or state):
         raise Illegal(f"give job IDs or --run/--state, not both; nothing was {verb}")
@@ -1589,7 +1590,8 @@ def screener_purge(ctx, days, forget):
 def screener_list(ctx, state, run):
     """The jobs: id, operation, state, phase, progress, location, started,
     downtime, last message (with --json: one JSON object per line)."""
-    from football.screener import STATES, shown_state
+    from football.jobdb import STATES
+    from football.screener import shown_state
 
     if state is not None and state not in STATES:
         raise Illegal(f"--state {state!r}: one of {', '.join(STATES)}")

@@ -32,7 +32,7 @@ def change(host, state, by, expect=()):
         raise Illegal(f"{host.name}: {result.stderr.strip()}")
     if not result.ok:
         raise FootballError(f"{host.name}: could not set its state to {state}: "
-                            f"{result.stderr.strip() or result.stdout.strip()}")
+                            f"{result.said}")
     return json_of(result)
 
 

@@ -86,10 +86,9 @@ from dbos import DBOS, DBOSClient
 from football.errors import (EXIT_CRITICAL, EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS,
                              Illegal)
 from football.hooks import Hooks
-from football.jobdb import (  # noqa: F401 (STATES, reading, the shared reads: used from here too)
-    EVENTS, FINISHED, JOBS, JOURNALS, LIVE_JOB, METADATA, PAUSES, PLAN_KINDS, PLANNER_TURN,
-    PLANNERS_JOB, PLANS, QUEUES, SLOTS, STATES, TURNS, WORKERS, PausesUnknown, database_error,
-    database_url, new_engine, planned_moves_done, reading, shared_pauses, shared_plan)
+from football.jobdb import (EVENTS, FINISHED, JOBS, JOURNALS, LIVE_JOB, METADATA, PAUSES,
+                            PLAN_KINDS, PLANNER_TURN, PLANNERS_JOB, PLANS, QUEUES, SLOTS, TURNS,
+                            WORKERS, database_error, database_url, new_engine)
 from football.joblink import JOB_ENV
 from football.templates import render
 from mars import libc
@@ -546,14 +545,12 @@ class JobStore:
             self._told(self.job_by_number(number), "running")
         return claimed
 
-    def to_kill(self, worker_id, silent_for=None):
+    def to_kill(self, worker_id, silent_for):
         """(number, killed) of the jobs of `worker_id` to be interrupted:
-        those killed (`killed` True), and with `silent_for` (seconds) those
-        running without an event for that long (False: time-outs)."""
-        silent = sa.false()
-        if silent_for is not None:
-            silent = sa.and_(JOBS.c.state == "running", sa.func.coalesce(
-                JOBS.c.last_event, JOBS.c.started, JOBS.c.created) < time.time() - silent_for)
+        those killed (`killed` True), and those running without an event
+        for `silent_for` seconds (False: time-outs, as `shown_state` has them)."""
+        silent = sa.and_(JOBS.c.state == "running", sa.func.coalesce(
+            JOBS.c.last_event, JOBS.c.started, JOBS.c.created) < time.time() - silent_for)
         with self.engine.connect() as connection:
             return [(row.number, row.kill_requested) for row in connection.execute(
                 sa.select(JOBS.c.number, JOBS.c.kill_requested).where(

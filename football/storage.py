@@ -31,7 +31,7 @@ def failure_kind(stderr):
 def storage_error(result, what):
     """A `StorageError` for the failed command `result` doing `what`."""
     kind = failure_kind(result.stderr)
-    message = result.stderr.strip() or result.stdout.strip() or "(no output)"
+    message = result.said or "(no output)"
     advice = {
         "exists": "choose another name, or remove the old volume (football lv-cleanup)",
         "no-space": "free space in the volume group or choose another host",

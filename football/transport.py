@@ -50,6 +50,12 @@ class Result:
     def command(self):
         return shlex.join(self.argv)
 
+    @property
+    def said(self):
+        """What the command said: its stderr, else its stdout (kernel MARS's
+        marsadm tells a refusal there), stripped; '' when neither."""
+        return self.stderr.strip() or self.stdout.strip()
+
 
 class PlannedOutput(dict):
     """The parsed output of a command a dry run only recorded: any field is

@@ -173,12 +173,11 @@ def flags(state, res, status):
     disk = state.disk(res)
     if not disk:
         return "------"
-    present = os.path.exists(disk)
-    device = "-" if not present else ("D" if status.get("is_primary") else "d")
+    present, primary = os.path.exists(disk), status.get("is_primary")
+    device = "-" if not present else ("D" if primary else "d")
     consistent = "C" if is_consistent(state, res) else ("c" if present else "-")
     wished = _switch(state, res, "attach")
     attached = ("A" if wished else "a") if status.get("attached") else ("a" if wished else "-")
-    primary = status.get("is_primary")
     complete = sync_done(state, res) >= state.size(res)
     sync = "S" if complete else ("s" if _active(state, res, "sync") else "-")
     fetch = "-" if not _active(state, res, "connect") else (

@@ -20,7 +20,7 @@ def _ct(host, *args, timeout=120):
     if not result.ok:
         raise ContainerFailed(f"{host.name}: container {args[0]} {' '.join(args[1:])} failed "
                               f"(`{result.command}` exited {result.exit_code}): "
-                              f"{result.stderr.strip() or result.stdout.strip()}")
+                              f"{result.said}")
     return json_of(result)
 
 

@@ -186,7 +186,7 @@ def every_member_answers(host, timeout=10):
                "`football decommission <host>`")
         raise Illegal(f"{host.name}: not every host of its MARS cluster answers "
                       f"(`{result.command}` exited {result.exit_code}: "
-                      f"{(result.stderr.strip() or result.stdout.strip())[-300:]}); a split needs them all: start marsd "
+                      f"{result.said[-300:]}); a split needs them all: start marsd "
                       "there or wait for the network, then re-run. Where "
                       f"{gone} is gone for good (evacuated, or failed over: it holds no "
                       f"replica), {way} drops it from the cluster. "

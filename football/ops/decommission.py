@@ -224,6 +224,6 @@ class Decommission(Operation):
             # understand); kernel MARS's marsadm exits with its count of errors, 2
             # for a refusal (its message, and "FAILURE cmd=..." on stdout)
             if failed.result.exit_code in (1, 2):
-                said = failed.result.stderr.strip() or failed.result.stdout.strip()
-                raise Illegal(f"{host.name}: {said[-400:]}; nothing was changed") from None
+                raise Illegal(f"{host.name}: {failed.result.said[-400:]}; nothing was "
+                              "changed") from None
             raise

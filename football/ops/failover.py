@@ -69,7 +69,7 @@ def take_over(host, res, timeout, warn):
         resume = ["marsadm", "resume-fetch", res]
         try:
             resumed = host.run(resume, check=False)
-            failure = None if resumed.ok else resumed.stderr.strip()
+            failure = None if resumed.ok else (resumed.said or f"exit {resumed.exit_code}")
         except TransportError as error:
             failure = str(error)
         if failure:

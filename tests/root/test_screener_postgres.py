@@ -99,8 +99,8 @@ def test_what_controllers_share_in_the_database_reads_and_writes_on_postgresql(
     only on the unit tests' SQLite."""
     from football.config import Config
     from football.joblink import JobLink, completed_jobs
-    from football.screener import (JobSpec, JobStore, planned_moves_done, shared_pauses,
-                                   shared_plan)
+    from football.jobdb import planned_moves_done, shared_pauses, shared_plan
+    from football.screener import JobSpec, JobStore
 
     config = Config(variables=[f"state_dir={tmp_path}", f"jobs_database_url={postgres_url}"],
                     environ={})

@@ -445,6 +445,6 @@ def test_where_controllers_share_a_jobs_database_a_pause_holds_every_controllers
         ": football unpause vm1)" in said, said
     assert_placed(fleet, *HOMES["cluster2"][:1], HOMES["cluster2"][1:])
     from football.config import Config
-    from football.screener import shared_pauses
+    from football.jobdb import shared_pauses
 
     assert shared_pauses(Config(variables=[queue[1]], environ={})) == {}

@@ -12,8 +12,9 @@ import pytest
 
 from football.config import Config
 from football.transport import Result
-from football.screener import (FINISHED, STATES, JobSpec, JobStore, Worker, _with_rate, facts_of,
-                               partition_by_slot, progress_text, shown_state, state_of_exit)
+from football.jobdb import FINISHED, STATES
+from football.screener import (JobSpec, JobStore, Worker, _with_rate, facts_of, partition_by_slot,
+                               progress_text, shown_state, state_of_exit)
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of, refused,

@@ -386,7 +386,7 @@ def test_host_slots_hold_across_all_jobs_and_a_waiting_job_shows_condition_with_
 def gone(link):
     """Point `link` at a PostgreSQL server that refuses connections (as one
     being restarted); the engine it had."""
-    from football.screener import new_engine
+    from football.jobdb import new_engine
 
     engine, link._engine = link._engine, new_engine("postgresql://football@127.0.0.1:9/gone")
     return engine
