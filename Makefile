@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync \
+DEB_PACKAGES := lxc lxc-dev fuse3 pkg-config xfsprogs rsync libxxhash0 \
 	openssh-server busybox-static nftables fio python3-venv systemd \
 	attr acl postgresql
 PYTEST_ARGS ?=

@@ -1,8 +1,8 @@
 """System calls the os module does not offer, through one handle of the C
 library (ctypes): fallocate(2) itself, sync_file_range(2), prctl(2)'s
 parent-death signal, mount(2) and umount2(2), madvise(2)'s
-MADV_POPULATE_READ, cachestat(2). (ctypes lets go of the GIL while a call
-runs.)"""
+MADV_POPULATE_READ, cachestat(2); and a buffer's address for C functions
+(`buffer_address`). (ctypes lets go of the GIL while a call runs.)"""
 
 import ctypes
 import os
@@ -102,3 +102,16 @@ def umount_lazily(target):
     if LIBC.umount2(target.encode(), MNT_DETACH) != 0:
         return ctypes.get_errno()
     return 0
+
+
+def buffer_address(part):
+    """The address of a writable, non-empty buffer's first byte (a
+    bytearray's, a memoryview of one or of a writable map), for a C
+    function that reads it; None for bytes, read-only or empty ones. The
+    caller keeps the buffer from growing while the address is in use."""
+    if isinstance(part, bytes) or not len(part):
+        return None
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(part))
+    except TypeError:
+        return None

@@ -46,6 +46,7 @@ import google_crc32c
 import lz4.block
 
 from mars.directio import DirectAppender
+from mars.libc import buffer_address
 
 MAGIC = b"MRL1"
 VERSION = 1
@@ -98,23 +99,12 @@ _extend_buffer = _buffer_crc32c()
 def _crc32c(parts):
     crc = 0
     for part in parts:
-        address = _writable_address(part) if _extend_buffer is not None else None
+        address = buffer_address(part) if _extend_buffer is not None else None
         if address is None:
             crc = google_crc32c.extend(crc, bytes(part))
         else:
             crc = _extend_buffer(crc, address, len(part))
     return crc.to_bytes(4, "big")
-
-
-def _writable_address(part):
-    """The address of a writable, non-empty buffer's first byte; None for
-    bytes, read-only or empty ones."""
-    if isinstance(part, bytes) or not len(part):
-        return None
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(part))
-    except TypeError:
-        return None
 
 
 def digest(kind, *parts):

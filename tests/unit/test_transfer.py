@@ -84,6 +84,29 @@ def test_fast_full_sync_sends_only_differing_chunks_and_makes_the_target_equal(p
 
 
 
+def test_the_system_librarys_xxh3_gives_python_xxhashs_digests_and_hashes_the_chunks(
+        pair, monkeypatch):
+    """The chunks are hashed by the system's libxxhash (`make test`
+    installs it; it picks the CPU's widest vectors), with python-xxhash's
+    digests: a marsd without the library syncs with one that has it."""
+    assert transfer._XXH3_128 is not None, "libxxhash0 (Debian) is not installed"
+    for length in (1, 15, 240, 241, SMALL, CHUNK + 3):
+        data = bytearray(rand(length, length))
+        view = memoryview(data)
+        assert transfer.view_digest(view) == xxhash.xxh3_128_hexdigest(data)
+        assert transfer.view_digest(view[1:]) == xxhash.xxh3_128_hexdigest(data[1:])
+    source, target, chunks = pair
+    calls = []
+    library = transfer._XXH3_128
+    monkeypatch.setattr(transfer, "_XXH3_128",
+                        lambda address, length: calls.append(length) or library(address, length))
+    digests = local_digests(target, 0, SMALL, 5, SIZE)
+    assert calls == [SMALL] * 4 + [1000]
+    monkeypatch.setattr(transfer, "_XXH3_128", None)
+    assert local_digests(target, 0, SMALL, 5, SIZE) == digests
+    assert read_chunks(source, 0, SMALL, 5, digests, SIZE)[0] == "dzsdd"
+
+
 def test_a_digest_names_its_kind_and_an_old_clients_bare_sha1_still_matches(pair):
     """marsd asks with xxh3-128 digests; one that sent bare SHA1 hex digests
     (before) is still answered as it expects; a kind the server does not
