@@ -20,7 +20,7 @@ volume group must have the room and every member's marsd must answer
 
 from football import facts
 from football.errors import Illegal
-from football.ops.base import Operation, reachable, synced_bytes, wait_uptodate
+from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.sizing import mib, new_size, parse_target
 from football.report import agreeing
 
@@ -124,13 +124,43 @@ class Expand(Operation):
         self.journal.record("grow")
 
     def resize(self, via=lambda host: host):
-        if int(facts.view(self.primary, "sync-size", self.res) or 0) < self.new_size:
+        """`marsadm resize` on the primary, until MARS has the new size.
+        Kernel MARS's resize grows to the smallest disk its members have
+        published (their `actsize` links), which each does on a pass of its
+        own: right after lvresize the primary may still know the old sizes,
+        and the resize then ends at the old size, exit 0 — and xfs_growfs
+        after it has nothing to grow into. So `wait-cluster` first, as the
+        bash original did, and the size looked at after: both again until it
+        grew, bounded by `command_timeout`. (Ours asks every member's marsd
+        for the size of its disk as it is now.)"""
+        if self._mars_size() < self.new_size:
             self.say(f"  {self.primary.name}: marsadm resize {self.res}")
             timeout = self.config.command_timeout
-            via(self.primary).run(["marsadm", f"--timeout={timeout:g}", "resize", self.res],
-                                  timeout=timeout + 30)
+            primary = via(self.primary)
+            told = []
+
+            def resized():
+                primary.run(["marsadm", f"--timeout={timeout:g}", "wait-cluster"], check=False,
+                            timeout=timeout + 30)
+                result = primary.run(["marsadm", f"--timeout={timeout:g}", "resize", self.res],
+                                     timeout=timeout + 30)
+                if result.planned or self._mars_size() >= self.new_size:
+                    return True
+                if not told:
+                    self.say(f"  {self.primary.name}: {self.res} is still "
+                             f"{mib(self._mars_size())}: the grown disks of its members have "
+                             f"not reached it yet; again, for up to {timeout:g} s")
+                told.append(True)
+                return False
+            wait_until(resized, timeout, self.config.poll_interval,
+                       f"MARS to grow {self.res} to {mib(self.new_size)} (`marsadm resize` on "
+                       f"{self.primary.name} did not grow it that far: the grown disks of its "
+                       "members have not reached it)")
         self.ctx.inject("resize:resized")
         self.journal.record("resize")
+
+    def _mars_size(self):
+        return int(facts.view(self.primary, "sync-size", self.res) or 0)
 
     def growfs(self, via=lambda host: host):
         # xfs_growfs to the size the filesystem has already is a no-op (exit 0)

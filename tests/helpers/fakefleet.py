@@ -133,6 +133,10 @@ class FakeFleet:
         # primaries with writes not yet written back: kernel MARS's is-consistent 0 there
         self.writing_back = set()
         self.kernel_marsadm = False     # marsadm refuses as kernel MARS's does (exit 2)
+        # kernel_marsadm: (host, res) -> the size of its disk the member published
+        # (actsize), at its last wait-cluster; none yet: the resource's size
+        self.actsize = {}
+        self.publishes = True           # kernel_marsadm: wait-cluster publishes the disks
         self.broken = set()             # (host, res) whose container does not start (LXC fails)
         self.load = {}                  # host -> FakeLoad (default: FakeLoad())
         self.sync_chunk = sync_chunk    # bytes a sync copies per tick (None: a quarter)
@@ -424,6 +428,11 @@ class FakeFleet:
                   if host in self.down or host in self.marsd_stopped]
         if silent:
             raise Refused(f"marsd not answering on {', '.join(silent)} (waited)", EXIT_TIMEOUT)
+        if self.kernel_marsadm and self.publishes:
+            cluster = set(self.cluster_of(name))
+            for res, resource in self.resources.items():
+                for host in cluster.intersection(resource.replicas):
+                    self.actsize[(host, res)] = self.lvs(host).get(res, 0)
         return ""
 
     def _mars_merge_cluster(self, name, peer, address):
@@ -522,11 +531,16 @@ class FakeFleet:
 
     def _mars_resize(self, name, res, size=None):
         """As marsadm resize: on the primary, to the smallest member's disk
-        (or `size`); the secondaries then get the grown tail."""
+        (or `size`); the secondaries then get the grown tail. Kernel MARS's
+        knows the disks by what its members published (`actsize`)."""
         resource = self._visible(name, res)
         if resource.primary != name:
             raise Refused(f"{name} is not the primary of {res}")
-        disks = {host: self.lvs(host).get(res, 0) for host in resource.replicas}
+        if self.kernel_marsadm:         # the sizes its members published
+            disks = {host: self.actsize.get((host, res), resource.size)
+                     for host in resource.replicas}
+        else:                           # ours asks every member's marsd
+            disks = {host: self.lvs(host).get(res, 0) for host in resource.replicas}
         smallest = min(disks.values())
         wanted = int(size) if size else smallest
         if wanted > smallest:

@@ -47,6 +47,43 @@ def test_expand_to_a_size_grows_every_lv_mars_and_the_filesystem_while_it_runs(f
     assert code == 0 and "nothing to do" in str(events), stderr
 
 
+def test_on_kernel_mars_the_grown_disks_reach_the_primary_before_the_resize_counts(fleet):
+    """Kernel MARS's resize grows to the disk sizes the members published
+    (their actsize), which each does on a pass of its own: right after
+    lvresize the resize ended at the old size, exit 0, and xfs_growfs had
+    nothing to grow into — the expand said done. `wait-cluster` first, the
+    size looked at after."""
+    fleet.kernel_marsadm = True
+    code, events, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 0, stderr
+    assert_grown(fleet, GIB)
+    verbs = [argv[2] for host, argv in fleet.calls
+             if host == "a1" and argv[0] == "marsadm" and argv[2] in ("wait-cluster", "resize")]
+    assert verbs[-2:] == ["wait-cluster", "resize"]
+
+
+def test_a_resize_that_does_not_grow_mars_is_an_error_that_says_so(fleet):
+    """Members that never publish their grown disks: the resize is tried
+    again until `command_timeout`, then the run stops naming it (not done,
+    the filesystem not grown)."""
+    fleet.kernel_marsadm = True
+    fleet.publishes = False
+    code, events, stderr = football(fleet, "--var", "command_timeout=0.2", "expand", "vm1", "1g")
+    assert code == 198, stderr
+    assert "waiting for MARS to grow vm1 to 1,024 MiB (`marsadm resize` on a1 did not grow " \
+        "it that far: the grown disks of its members have not reached it)" in " ".join(
+            stderr.split())
+    assert "stopped in its resize phase" in " ".join(stderr.split())
+    assert "a1: vm1 is still 320 MiB: the grown disks of its members have not reached it yet" \
+        in str(events)
+    assert fleet.resources["vm1"].size == 320 * MIB
+    assert not [argv for host, argv in fleet.calls if argv[0] == "xfs_growfs"]
+    fleet.publishes = True              # the same command goes on
+    code, _, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 0, stderr
+    assert_grown(fleet, GIB)
+
+
 def test_a_size_may_have_a_fraction_as_lvcreate_takes_it(fleet):
     code, _, stderr = football(fleet, "expand", "vm1", "1.5g")
     assert code == 0, stderr
