@@ -9,8 +9,9 @@ journal: after the resource was deleted, MARS no longer knows them):
    leases); a `<res>-tmp` LV of the new size on the primary and every
    secondary; on the primary `mkfs.xfs`, mounted at `<mountpoint>-tmp`
    (with the quota options of the original's mount), and the first copy
-   while the container runs: `rsync -aHAXS --numeric-ids --inplace
-   --delete` (exit 24, files vanished while copying, is fine then), then
+   while the container runs: `rsync -aHAXS --numeric-ids
+   --modify-window=-1 --delete --inplace` (exit 24, files vanished while
+   copying, is fine then; the final pass is not in place: `RSYNC`), then
    the quota limits (`xfs_quota -x -c dump` / `restore`).
 2. finish — a warm pass; the probe: when `max_rsync_downtime` is set, one
    more pass is timed and a longer one fails the run here, before any
@@ -43,7 +44,18 @@ from football.transport import CommandFailed, TransportError
 
 PHASES = ("prepare", "finish", "wait", "cleanup")
 TMP, PRESHRINK = "-tmp", "-preshrink"
-RSYNC = ("rsync", "-aHAXS", "--numeric-ids", "--inplace", "--delete")
+# Files compared by size and mtime to the nanosecond (`--modify-window=-1`,
+# rsync 3.1.3): to the second, a write that kept a file's size in the
+# second of the pass before was not copied. The passes while the container
+# runs write into the copy's files in place (`--inplace`: no second copy of
+# a large file that changed); the final pass does not: in place, a file
+# the copy holds hard-linked is written through all its names, also where
+# the container had broken the link (a file saved by rename) — the other
+# names got its content. Written anew and renamed, the final pass repairs
+# what the passes before wrote so (their names differ from the source in
+# size or mtime: copied again).
+RSYNC = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete")
+IN_PLACE = "--inplace"
 RSYNC_VANISHED = 24         # files vanished while copying: the container still writes
 QUOTA_OPTIONS = {"usrquota": "-u", "uquota": "-u", "grpquota": "-g", "gquota": "-g",
                  "prjquota": "-p", "pquota": "-p"}
@@ -121,6 +133,22 @@ class Shrink(Operation):
         self.summary.update(old_size=self.old_size, new_size=self.new_size)
         if self.new_size is not None and not self.nothing_to_do():
             self._refuse_on_plugin_problems(self.members, self.primary)
+        self._refuse_cleanup_before_the_joins()
+
+    def _refuse_cleanup_before_the_joins(self):
+        """shrink-cleanup of a shrink stopped after its resource was made
+        again, before the secondaries joined it: its wait would wait
+        `sync_timeout` for replicas that never come (then 199)."""
+        if self.phases not in (("cleanup",), ("wait", "cleanup")) or not self._recreated():
+            return
+        members = facts.members(self.primary, self.res)
+        missing = [host.name for host in self.secondaries if host.name not in members]
+        if missing:
+            raise Illegal(f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not "
+                          f"joined the shrunk {self.res} yet: its shrink stopped in its finish "
+                          f"phase (steps done: {', '.join(self.journal.data['steps']) or 'none'})"
+                          f"; football shrink-finish {self.res} goes on from there (they join), "
+                          "then shrink-cleanup; nothing changed")
 
     def _refuse_names_taken(self):
         """`Illegal` where `<res>-tmp` or `<res>-preshrink`, the names of the
@@ -233,7 +261,7 @@ class Shrink(Operation):
             self._copy_commands(primary)
         if self.hooks.resource_stop_vm(host=primary, res=self.res) is None:
             self.hooks.container_stop(host=primary, res=self.res)
-        self._copy_commands(primary)                                    # final
+        self._copy_commands(primary, final=True)
         primary.run(["umount", self.tmp_mountpoint])
         attempt(lambda: self.hooks.resource_stop(host=primary, res=self.res))
         for host, argv in self._delete_argvs():
@@ -246,9 +274,9 @@ class Shrink(Operation):
         for host in self.secondaries:
             planned(host).run(self._create_argv(host, "join-resource"))
 
-    def _copy_commands(self, primary):
+    def _copy_commands(self, primary, final=False):
         """Dry run: one copy pass (rsync, then the quota limits)."""
-        primary.run(self._rsync_argv())
+        primary.run(self._rsync_argv(final))
         for argv, limits in self._quota_restores():
             primary.run(argv, input=limits)
 
@@ -265,10 +293,17 @@ class Shrink(Operation):
         return self.res in facts.my_resources(self.primary)
 
     def _recreated(self):
-        """The window is behind: the resource exists again, at the new size
-        (MARS cannot make a resource smaller any other way)."""
-        return self._exists() and self.new_size is not None and \
-            int(facts.view(self.primary, "sync-size", self.res) or 0) <= self.new_size
+        """The window is behind: the resource exists again (the journal says
+        it was created), or smaller than it was (MARS cannot make a resource
+        smaller any other way). Not "at the new size": the LV is whole
+        extents of its volume group, and stripes or extents over 4 MiB made
+        it larger than that (a re-run shrank once more; a shrink-cleanup took
+        the shrink for given up and removed `-preshrink` while the
+        secondaries still synced)."""
+        if not self._exists() or self.new_size is None:
+            return False
+        return bool(self.journal.decided.get("recreated")) or \
+            int(facts.view(self.primary, "sync-size", self.res) or 0) < self.old_size
 
     def _mounted(self, mountpoint):
         return facts.mount_source(self.primary, mountpoint)
@@ -356,8 +391,9 @@ class Shrink(Operation):
         return [["mkdir", "-p", self.tmp_mountpoint],
                 ["mount", "-t", "xfs", "-o", ",".join(options), lv, self.tmp_mountpoint]]
 
-    def _rsync_argv(self):
-        return [*RSYNC, f"{self.mountpoint}/", f"{self.tmp_mountpoint}/"]
+    def _rsync_argv(self, final=False):
+        return [*RSYNC, *(() if final else (IN_PLACE,)), f"{self.mountpoint}/",
+                f"{self.tmp_mountpoint}/"]
 
     def _copy(self, what, final=False):
         """One rsync pass on the primary, then the quota limits; the seconds
@@ -369,9 +405,10 @@ class Shrink(Operation):
                                 f"{self.tmp_mountpoint} must both be mounted to copy (found "
                                 f"{source or 'nothing'} and {copy or 'nothing'}); not copied. "
                                 "Re-run to resume")
-        self.say(f"  {self.primary.name}: {what} ({' '.join(RSYNC[1:])})")
+        argv = self._rsync_argv(final)
+        self.say(f"  {self.primary.name}: {what} ({' '.join(argv[1:-2])})")
         started = time.monotonic()
-        result = self.primary.run(self._rsync_argv(), check=False,
+        result = self.primary.run(argv, check=False,
                                   timeout=self.config.copy_timeout)
         if not (result.ok or (result.exit_code == RSYNC_VANISHED and not final)):
             raise CommandFailed(result)
@@ -571,6 +608,7 @@ class Shrink(Operation):
         lv = self.hooks.lv_path(host=self.primary, lv=self.res)
         self.say(f"  {self.primary.name}: marsadm create-resource {self.res} {lv}")
         create_when_free(self.primary, self.res, lv, self.config)
+        self.journal.decide(recreated=True)
         self.ctx.inject("finish:created")
 
     def _create_argv(self, host, verb):
@@ -670,6 +708,11 @@ class Shrink(Operation):
         # every other run on the members; their lock once it is over
         self._delay_cleanup()
         with self.holding(self.members):
+            if self._giving_up():
+                # a run stopped in its window before the deletion: the
+                # container is stopped (the journal closed, `status` would
+                # no longer show it); given up, it runs again on its volume
+                self._running_again()
             self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
                      f"{', '.join(host.name for host in self.members)}")
             self._remove_leftovers()

@@ -7,9 +7,13 @@ no record of the workload lost; failures inside the window are
 compensated. The lab's sample: tests/root/test_shrink.py."""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from football.ops import shrink
 
 from tests.helpers.fakefleet import (SharedQueue, assert_placed, football, fresh_resource,
                                      points_of)
@@ -92,9 +96,58 @@ def test_the_new_filesystem_is_made_for_the_new_size_and_copied_with_all_metadat
     assert mkfs == [("mkfs.xfs", "-q", "-f", "-s", "size=4096", "-d", "agcount=4",
                      fleet.hosts["a1"].path("/dev/vg0/vm2-tmp"))]
     mountpoint = fleet.hosts["a1"].mountpoint("vm2")
-    rsyncs = {argv for argv in argvs if argv[0] == "rsync"}
-    assert rsyncs == {("rsync", "-aHAXS", "--numeric-ids", "--inplace", "--delete",
-                       f"{mountpoint}/", f"{mountpoint}-tmp/")}
+    rsyncs = [argv for argv in argvs if argv[0] == "rsync"]
+    base = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete")
+    paths = (f"{mountpoint}/", f"{mountpoint}-tmp/")
+    assert set(rsyncs[:-1]) == {(*base, "--inplace", *paths)}      # first, warm
+    assert rsyncs[-1] == (*base, *paths)                            # final: not in place
+
+
+def rsync_pass(source, copy, final):
+    """One of the shrink's copy passes with the real rsync, between two
+    directories."""
+    argv = [*shrink.RSYNC, *(() if final else (shrink.IN_PLACE,)), f"{source}/", f"{copy}/"]
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def test_the_final_copy_repairs_a_hard_link_the_container_broke_between_passes(tmp_path):
+    """A file saved by rename breaks its hard link in the source; a pass in
+    place wrote the new content through the copy's link into the other name
+    too. The final pass is not in place: both names as in the source."""
+    source, copy = tmp_path / "source", tmp_path / "copy"
+    source.mkdir()
+    (source / "a").write_bytes(b"AAAA original content of a\n")
+    os.link(source / "a", source / "b")
+    rsync_pass(source, copy, final=False)                   # the first copy
+    (source / "b.new").write_bytes(b"BBBB new content of b, saved by rename\n")
+    os.rename(source / "b.new", source / "b")
+    rsync_pass(source, copy, final=False)                   # a warm pass
+    rsync_pass(source, copy, final=True)
+    assert (copy / "a").read_bytes() == b"AAAA original content of a\n"
+    assert (copy / "b").read_bytes() == b"BBBB new content of b, saved by rename\n"
+    assert (copy / "a").stat().st_ino != (copy / "b").stat().st_ino
+    (source / "c").write_bytes(b"C")                        # alone, once more
+    os.link(source / "c", source / "d")
+    rsync_pass(source, copy, final=True)
+    assert (copy / "c").stat().st_ino == (copy / "d").stat().st_ino      # links kept
+
+
+def test_a_write_that_keeps_the_size_in_the_second_of_the_pass_before_is_copied(tmp_path):
+    """rsync compares mtimes to the second unless told: a database page
+    written in the second of the last warm pass (same size) was not in the
+    final copy."""
+    source, copy = tmp_path / "source", tmp_path / "copy"
+    source.mkdir()
+    page = source / "table"
+    page.write_bytes(b"A" * 8192)
+    second = (page.stat().st_mtime_ns // 10**9) * 10**9
+    os.utime(page, ns=(second, second + 1000))
+    rsync_pass(source, copy, final=False)
+    with open(page, "r+b") as handle:
+        handle.write(b"B" * 4096)
+    os.utime(page, ns=(second, second + 2000))              # the same second, later
+    rsync_pass(source, copy, final=True)
+    assert (copy / "table").read_bytes() == b"B" * 4096 + b"A" * 4096
 
 
 def test_a_fill_level_holds_for_the_space_the_new_filesystem_offers_beside_its_log(fleet):
@@ -435,6 +488,75 @@ def test_shrink_cleanup_gives_up_a_prepared_shrink(fleet):
         assert "vm2-tmp" not in fleet.lvs(name)
     assert fleet.resources["vm2"].size == GIB
     assert_placed(fleet, "a1", ["a2"], "vm2")
+
+
+@pytest.mark.parametrize("point", ["finish:stopped", "finish:copied", "finish:unmounted"])
+def test_shrink_cleanup_gives_up_a_shrink_stopped_in_its_window_and_starts_the_container(
+        fleet, point):
+    """A run stopped in its window before the resource was deleted: giving
+    the shrink up ended with exit 0, the journal closed and the container
+    stopped (unmounted) — `status` no longer showed the window."""
+    code, _, stderr = football(fleet, "--debug-injection-point", point, "shrink", "vm2")
+    assert code == 1 and fleet.running("vm2") == [], stderr
+    code, events, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == 0, stderr
+    assert fleet.running("vm2") == ["a1"] and not fleet.violations
+    assert "a1: starting vm2 again (a run before stopped it)" in str(events)
+    assert fleet.resources["vm2"].size == GIB
+    assert all("vm2-tmp" not in fleet.lvs(name) for name in ("a1", "a2"))
+    assert_placed(fleet, "a1", ["a2"], "vm2")
+    assert fleet.written["vm2"] == fleet.resources["vm2"].records[-1]
+
+
+def creations(fleet):
+    return [argv for host, argv in fleet.calls if argv[:2] == ("marsadm", "create-resource")]
+
+
+def test_a_shrunk_volume_larger_than_asked_by_its_extents_is_not_given_up_by_cleanup(
+        fleet, monkeypatch):
+    """Extents of 8 MiB make 324m a volume of 328 MiB: the resource made
+    again was taken for the old one — shrink-cleanup gave the shrink up and
+    removed -preshrink while a2 still synced."""
+    monkeypatch.setattr("football.hostside.filevg.EXTENT", 8 << 20)
+    code, _, stderr = football(fleet, "--debug-injection-point", "finish:joined", "shrink",
+                               "vm2", "324m")
+    assert code == 1, stderr
+    code, events, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == 0, stderr
+    assert "giving up" not in str(events)
+    assert_shrunk(fleet, 328 * MIB)
+    assert len(creations(fleet)) == 1
+
+
+@pytest.mark.parametrize("point", ["finish:created", "finish:started", "finish:joined"])
+def test_a_rerun_after_the_creation_with_a_volume_larger_than_asked_shrinks_once(
+        fleet, monkeypatch, point):
+    """... and a re-run shrank it once more (a second downtime)."""
+    monkeypatch.setattr("football.hostside.filevg.EXTENT", 8 << 20)
+    code, _, stderr = football(fleet, "--debug-injection-point", point, "shrink", "vm2", "324m")
+    assert code == 1, stderr
+    code, _, stderr = football(fleet, "shrink", "vm2", "324m")
+    assert code == 0, stderr
+    assert_shrunk(fleet, 328 * MIB)
+    assert len(creations(fleet)) == 1
+
+
+@pytest.mark.parametrize("point, refused", [("finish:created", 199),      # still down
+                                             ("finish:started", 191)])
+def test_shrink_cleanup_before_the_secondaries_joined_refuses_and_names_the_way_on(
+        fleet, point, refused):
+    """It waited sync_timeout for replicas that never came, then 199."""
+    code, _, stderr = football(fleet, "--debug-injection-point", point, "shrink", "vm2")
+    assert code == 1, stderr
+    code, _, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == refused, stderr
+    assert "a2 has not joined the shrunk vm2 yet" in stderr
+    assert "football shrink-finish vm2 goes on from there" in " ".join(stderr.split())
+    code, _, stderr = football(fleet, "shrink-finish", "vm2")
+    assert code == 0, stderr
+    code, _, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == 0, stderr
+    assert_shrunk(fleet)
 
 
 def test_the_phases_alone_shrink_in_turn(fleet):
