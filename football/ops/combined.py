@@ -220,6 +220,14 @@ class MigrateShrinkBack(MigrateShrink):
         self.primary_name = self.host(self.target_names[0]).name
         if decided.get("origin"):
             self.origin = decided["origin"]
+            if decided.get("primary", self.primary_name) != self.primary_name:
+                # it went on to the journal's temporary host (shrank there)
+                # and left the one asked for a -preshrink of the full size
+                self._refuse_unlike_unfinished(
+                    f"to {decided['primary']}",
+                    f"stages done: {', '.join(self.journal.data['steps']) or 'none'}",
+                    f"to {self.primary_name}",
+                    [decided["primary"], *([decided["size"]] if decided.get("size") else [])])
             self._refuse_other_size()
         else:
             source = self.named_host() if self.source_hint else \

@@ -203,6 +203,27 @@ def test_migrate_shrink_asked_elsewhere_than_an_unfinished_one_is_refused_naming
     assert_shrunk_on(fleet, "b1", "b2")
 
 
+@pytest.mark.parametrize("point", ["combined:migrate", "combined:shrink"])
+def test_migrate_shrink_back_asked_another_temporary_host_than_an_unfinished_one_is_refused(
+        fleet, point):
+    """It announced the new host, shrank on the journal's and left the
+    asked one a full-size -preshrink."""
+    code, _, stderr = football(fleet, "--debug-injection-point", point,
+                               "migrate+shrink+back", "vm2", "b1")
+    assert code == 1, stderr
+    changes = len(fleet.changes())
+    code, _, stderr = football(fleet, "migrate+shrink+back", "vm2", "b2")
+    assert code == 191, stderr
+    assert "vm2 has an unfinished migrate+shrink+back to b1 (stages done: " in stderr
+    assert "not to b2; nothing changed. `football migrate+shrink+back vm2 b1` finishes it" \
+        in " ".join(stderr.split())
+    assert len(fleet.changes()) == changes
+    code, _, stderr = football(fleet, "migrate+shrink+back", "vm2", "b1")
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "a1", "a2")
+    assert not {"vm2", "vm2-tmp", "vm2-preshrink"} & set(fleet.lvs("b2"))
+
+
 @pytest.mark.parametrize("command, finish", [
     (("migrate+shrink", "vm2", "b1", "b2"), "football migrate+shrink vm2 b1 b2 400m"),
     (("migrate+shrink+back", "vm2", "b1"), "football migrate+shrink+back vm2 b1 400m"),
