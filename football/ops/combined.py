@@ -2,8 +2,11 @@
 in one run, with less traffic than the two one after the other.
 
 - `migrate+shrink <res> <target> [<secondary>] [<size>]`: migrate to the
-  new primary alone (the old replicas go), shrink there (nothing to copy to
-  a secondary), then create the new secondary at the small size.
+  new primary alone (the old replicas leave), shrink there (nothing to copy
+  to a secondary), then create the new secondary at the small size. The old
+  replicas' LVs and the full-size `<res>-preshrink` on the new primary stay
+  until the new secondary holds the shrunk copy (`cleanup`): else from the
+  shrink's window until then the new primary's volume was the one copy.
 - `migrate+shrink+back <res> <tmp_primary> [<size>]`: migrate to a
   temporary host while the original replicas stay, shrink there (the
   originals re-join at the small size; their full-size LVs stay as
@@ -35,7 +38,7 @@ class MigrateShrink(Operation):
     operation = "migrate+shrink"
     finishes_others_first = True
     stage_kinds = {"migrate": "migrate", "shrink": "shrink", "secondary": "migrate"}
-    whole = ("migrate", "shrink", "secondary")
+    whole = ("migrate", "shrink", "secondary", "cleanup")
 
     def __init__(self, ctx, res, targets, size=None):
         super().__init__(ctx, res)
@@ -187,10 +190,12 @@ class MigrateShrink(Operation):
 
     def _stage_of(self, name):
         """(the operation of stage `name`, the phases it runs or None: all)."""
-        if name == "migrate":
-            return _alone(Migrate(self.ctx, self.res, self.primary_name)), None
-        if name == "shrink":
-            return Shrink(self.ctx, self.res, self.size), None
+        if name == "migrate":       # the old replicas leave; their LVs stay (`cleanup`)
+            stage = _alone(Migrate(self.ctx, self.res, self.primary_name))
+            stage.keep_old_lvs = f"the {self.operation} of {self.res} is done"
+            return stage, None
+        if name == "shrink":        # its -preshrink stays (`cleanup`)
+            return Shrink(self.ctx, self.res, self.size), ("prepare", "finish", "wait")
         return Migrate(self.ctx, self.res, self.primary_name, self.secondary_name), None
 
     def migrate(self):
@@ -203,6 +208,45 @@ class MigrateShrink(Operation):
         if self.secondary_name:
             self._stage("secondary", *self._stage_of("secondary"))
 
+    def cleanup(self):
+        """Once the copies made of the shrunk volume are where they go (the
+        new secondary's; back on the original hosts): the shrink's
+        full-size LVs (`-preshrink`) and copies (`-tmp`), and the LVs the
+        old replicas left (`_kept_lvs`). The stages kept them (the bash
+        original's bug: the full-size originals gone while the resource was
+        still away)."""
+        if self.journal.done("cleanup"):
+            self.say(f"* {self.operation}: cleanup done already")
+            return
+        names = [*self.origin, self.primary_name, *([self.secondary_name]
+                                                    if self.secondary_name else [])]
+        hosts = [self.host(name) for name in dict.fromkeys(names)
+                 if name in self.ctx.inventory.hosts]
+        leftovers = (f"{self.res}-preshrink", f"{self.res}-tmp")
+        kept = self._kept_lvs()
+        self.say(f"* cleanup: {' and '.join(leftovers)} on "
+                 f"{', '.join(host.name for host in hosts)}" +
+                 (f"; {self.res} on {', '.join(kept)}" if kept else ""))
+        temporary = self.host(self.primary_name)
+        with self.holding(hosts):
+            for host in hosts:
+                lvs = self.hooks.lv_list(host=host)
+                mine = [self.res] if host.name in kept and \
+                    self.res not in facts.my_resources(host) else []
+                for lv in (*leftovers, *mine):
+                    if lv in lvs:
+                        self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
+                        self.hooks.lv_remove(host=host, lv=lv)
+            drop_intent(temporary, self.res, kind="shrink")    # (the shrink's, until here)
+        self._release_job_slots("shrink", [temporary])
+        self.ctx.inject("combined:cleanup")
+        self.journal.record("cleanup")
+
+    def _kept_lvs(self):
+        """The hosts whose LV of the resource the migrate stage kept: the
+        original ones that are neither its primary nor its secondary now."""
+        return [name for name in self.origin
+                if name not in (self.primary_name, self.secondary_name)]
 
 class MigrateShrinkBack(MigrateShrink):
     """migrate+shrink+back: stages migrate → shrink → back."""
@@ -278,32 +322,8 @@ class MigrateShrinkBack(MigrateShrink):
     def back(self):
         self._stage("back", *self._stage_of("back"))
 
-    def cleanup(self):
-        """Once it is back: the shrink's full-size LVs (`-preshrink`) and
-        copies (`-tmp`) on the original hosts and the temporary one. Its
-        shrink stage removed them itself, before the way back (the bash
-        original's bug: the full-size originals gone while the resource was
-        still away)."""
-        if self.journal.done("cleanup"):
-            self.say(f"* {self.operation}: cleanup done already")
-            return
-        hosts = [self.host(name) for name in dict.fromkeys([*self.origin, self.primary_name])
-                 if name in self.ctx.inventory.hosts]
-        leftovers = (f"{self.res}-preshrink", f"{self.res}-tmp")
-        self.say(f"* cleanup: {' and '.join(leftovers)} on "
-                 f"{', '.join(host.name for host in hosts)}")
-        temporary = self.host(self.primary_name)
-        with self.holding(hosts):
-            for host in hosts:
-                lvs = self.hooks.lv_list(host=host)
-                for lv in leftovers:
-                    if lv in lvs:
-                        self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
-                        self.hooks.lv_remove(host=host, lv=lv)
-            drop_intent(temporary, self.res, kind="shrink")    # (the shrink's, until here)
-        self._release_job_slots("shrink", [temporary])
-        self.ctx.inject("combined:cleanup")
-        self.journal.record("cleanup")
+    def _kept_lvs(self):
+        return []       # the original replicas stay members: their LVs are theirs
 
 
 def _alone(stage):

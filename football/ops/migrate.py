@@ -46,6 +46,9 @@ class Migrate(Operation):
     whole = PHASES                  # running these completes the operation: journal done
     warn_alone = True               # a target alone is said (a combined stage means it)
     hands_over_only = False         # a handover: no replicas made, one host asked
+    # the old replicas' LVs stay, until what this says (a combined stage:
+    # its own cleanup removes them), else they go once their replica left
+    keep_old_lvs = ""
 
     def __init__(self, ctx, res, target, target_secondary=None, two_phase=False,
                  pre_hand=None, post_hand=None):
@@ -318,7 +321,8 @@ class Migrate(Operation):
             for host in old:
                 for argv in self._leave_argvs():
                     planned(host).run(argv)
-                self.hooks.lv_remove(host=planned(host), lv=self.res)
+                if not self.keep_old_lvs:
+                    self.hooks.lv_remove(host=planned(host), lv=self.res)
         if old and self.config.split_clusters_after_migrate:
             names = [*(target.name for target in self.targets), *(host.name for host in old)]
             plan_split_after_move(self.ctx, names, self.res, names[:len(self.targets)],
@@ -679,8 +683,12 @@ class Migrate(Operation):
                     host.run(argv, timeout=self.config.command_timeout)
             self.ctx.inject("cleanup:left")
             if self.res in self.hooks.lv_list(host=host):
-                wait_until(lambda: self._remove_lv(host), 60, 0.5,
-                           f"LV {host.vg}/{self.res} on {host.name} to be free")
+                if self.keep_old_lvs:
+                    self.say(f"  {host.name}: LV {host.vg}/{self.res} stays until "
+                             f"{self.keep_old_lvs}")
+                else:
+                    wait_until(lambda: self._remove_lv(host), 60, 0.5,
+                               f"LV {host.vg}/{self.res} on {host.name} to be free")
             self.ctx.inject("cleanup:lv-removed")
         self._split_clusters()
         self._cleaned_up()

@@ -25,9 +25,24 @@ def assert_shrunk_on(fleet, primary, secondary, size=320 * MIB):
         lvs = fleet.lvs(name)
         assert lvs["vm2"] == size, (name, lvs)
         assert not {"vm2-tmp", "vm2-preshrink"} & set(lvs), (name, lvs)
+    for name in set(fleet.hosts) - {primary, secondary}:        # nothing left elsewhere
+        assert not {"vm2", "vm2-tmp", "vm2-preshrink"} & set(fleet.lvs(name)), name
     assert_placed(fleet, primary, [secondary], "vm2")
     assert_clusters_as_inventory(fleet)
     assert fleet.written["vm2"] == resource.records[-1]
+
+
+def stopped_after(fleet, point):
+    """A `migrate+shrink vm2 cluster2` stopped at `point` (after a whole run
+    that names the points, vm2 as at the start again): its events."""
+    code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 0, stderr
+    fresh_resource(fleet, "vm2")
+    number = points_of(events).index(point) + 1
+    code, events, stderr = football(fleet, "--debug-injection-point", str(number),
+                                    "migrate+shrink", "vm2", "cluster2")
+    assert code == 1, stderr
+    return events
 
 
 def shrinks(fleet):
@@ -46,6 +61,17 @@ def test_migrate_shrink_moves_the_full_volume_once_and_syncs_the_secondary_small
     assert creates == [("b1", str(GIB)), ("b2", str(320 * MIB))]
     summary = next(event for event in events if event["event"] == "summary")
     assert set(summary["stages"]) == {"migrate", "shrink", "secondary"}
+    # the old replicas' LVs and b1's full-size original went last
+    removals = [(host, argv[4]) for host, argv in fleet.calls
+                if argv[:2] == ("football-host", "vg") and argv[3] == "remove"]
+    assert removals == [("a1", "vm2"), ("a2", "vm2"), ("b1", "vm2-preshrink")]
+    assert [host for host, argv in fleet.calls if argv[1:3] == ("join-resource", "vm2")][-1] \
+        == "b2"
+    last_join = max(index for index, (host, argv) in enumerate(fleet.calls)
+                    if argv[1:3] == ("join-resource", "vm2"))
+    first_removal = min(index for index, (host, argv) in enumerate(fleet.calls)
+                        if argv[:2] == ("football-host", "vg") and argv[3] == "remove")
+    assert last_join < first_removal
     assert summary["downtime_seconds"] > 0
     # the run's syncs: the full volume to b1, then the small one to b2
     assert summary["copied_bytes"] == GIB + 320 * MIB
@@ -59,6 +85,21 @@ def test_migrate_shrink_moves_the_full_volume_once_and_syncs_the_secondary_small
     assert not [text for text in said if "from b1 to b1" in text or "b1, b2 are" in text], said
     code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
     assert code == 0 and "nothing to do" in str(events), stderr
+
+
+def test_migrate_shrink_keeps_the_old_copies_until_the_new_secondary_holds_the_shrunk_one(
+        fleet):
+    """The migrate stage removed the old replicas' LVs and the shrink stage
+    b1's full-size original: from the shrink's window until b2 was
+    UpToDate, b1's new volume was the one copy of vm2."""
+    events = stopped_after(fleet, "combined:shrink")
+    assert fleet.resources["vm2"].primary == "b1"
+    assert [fleet.lvs(name).get("vm2") for name in ("a1", "a2")] == [GIB, GIB]
+    assert fleet.lvs("b1")["vm2-preshrink"] == GIB
+    assert "a1: LV vg0/vm2 stays until the migrate+shrink of vm2 is done" in str(events)
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "b1", "b2")
 
 
 def test_migrate_shrink_takes_a_size_and_a_named_secondary(fleet):
@@ -165,8 +206,7 @@ def test_a_combined_run_resumes_after_a_crash_at_every_injection_point(
     code, events, stderr = football(fleet, *command)
     assert code == 0, stderr
     points = points_of(events)
-    assert points.count("finish:created") == 1 and points[-1] == "combined:" + \
-        ("secondary" if command[0] == "migrate+shrink" else "cleanup")
+    assert points.count("finish:created") == 1 and points[-1] == "combined:cleanup"
     numbers = range(1, len(points) + 1) if sweep == "every point" else around_the_stages(points)
     assert len(numbers) >= 8
     for number in numbers:
@@ -187,13 +227,7 @@ def test_a_combined_run_resumes_after_a_crash_at_every_injection_point(
 
 def test_migrate_shrink_asked_elsewhere_than_an_unfinished_one_is_refused_naming_both(fleet):
     """A re-run to other hosts went on to the journal's, silently."""
-    code, events, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
-    assert code == 0, stderr
-    fresh_resource(fleet, "vm2")
-    point = points_of(events).index("combined:migrate") + 1
-    code, _, stderr = football(fleet, "--debug-injection-point", str(point),
-                               "migrate+shrink", "vm2", "cluster2")
-    assert code == 1, stderr
+    stopped_after(fleet, "combined:migrate")
     code, _, stderr = football(fleet, "migrate+shrink", "vm2", "a2")
     assert code == 191, stderr
     assert "vm2 has an unfinished migrate+shrink to b1, b2 (stages done: none), not to a2; " \

@@ -427,7 +427,7 @@ def test_a_plain_expand_says_what_grows_and_ends_with_the_grown_tails_synced(
       "* migrating vm2 (1024 MiB) from a1 to b1",
       "* shrinking vm2 from 1,024 MiB to 320 MiB on b1", "vm2 runs on its shrunk volume",
       "* adding a replica of vm2 (320 MiB) on b2; the primary stays on b1"],
-     1024 + 320, "migrate, shrink, secondary", ("b1", ["b2"])),
+     1024 + 320, "migrate, shrink, secondary, cleanup", ("b1", ["b2"])),
     (["migrate+shrink+back", "vm2", "b1"],
      ["* migrate+shrink+back of vm2: to b1, shrink there, back to a1, a2",
       "* migrating vm2 (1024 MiB) from a1 to b1",
@@ -787,7 +787,7 @@ DRY_RUNS = [
     (["migrate+shrink", "vm2", "cluster2"], [
         "* migrate+shrink of vm2: to b1 alone, shrink there, then a replica on b2",
         "would run on b1: football-host vg <b1>/dev/vg0 create vm2 1073741824",
-        "then shrink, secondary: their commands depend on what migrate leaves"]),
+        "then shrink, secondary, cleanup: their commands depend on what migrate leaves"]),
     (["repair-mars", "vm1", "a1"], [
         "would run on a1: marsadm delete-resource --force vm1",
         "would run on a1: marsadm create-resource vm1 <a1>/dev/vg0/vm1",
