@@ -87,7 +87,7 @@ class _Agent:
         try:
             line = self.replies.readline()
         except (OSError, socket.timeout) as error:
-            raise _AgentGone(f"no answer: {error or type(error).__name__}", sent=True) from None
+            raise _AgentGone(f"no answer: {str(error) or type(error).__name__}", sent=True) from None
         if not line.endswith(b"\n"):       # (a reply cut short: the channel closed in it)
             raise _AgentGone("its channel closed", sent=True)
         try:
@@ -253,6 +253,7 @@ class SSHTransport(Transport):
         self._agent = None          # the host agent; False: none (or not yet ready)
         self._agent_starts = 0
         self._agent_failed_at = None    # when the last one failed to start or went away
+        self._closed = 0                # how often `close` ran: an agent started before is stale
         self._lock = threading.Lock()
 
     @property
@@ -312,17 +313,23 @@ class SSHTransport(Transport):
             if self._agent is None:
                 self._agent = False             # until it said it is ready
                 self._agent_starts += 1
-                threading.Thread(target=self._start_agent, daemon=True).start()
+                threading.Thread(target=self._start_agent, args=(self._closed,),
+                                 daemon=True).start()
                 return None
             agent = self._agent
         if not agent.lock.acquire(blocking=False):
             return None
         return agent
 
-    def _start_agent(self):
+    def _start_agent(self, closed=0):
+        """Start the host agent. Not installed where the transport was closed
+        since it was asked for (`closed`: `_closed` then), or where its
+        connection was replaced meanwhile (another thread's command found it
+        broken): the next tool command starts one anew there."""
         try:
-            agent = _Agent(self._connect(), remote_command(["football-host", "serve-tools"],
-                                                           self.env))
+            connection = self._connect()
+            agent = _Agent(connection, remote_command(["football-host", "serve-tools"],
+                                                      self.env))
         except Exception as error:          # no agent: every command runs as a program
             # (a host nothing reaches: its commands say so; a dead host's failover
             # warned that its agent did not start)
@@ -333,7 +340,12 @@ class SSHTransport(Transport):
                 self._agent_failed_at = time.monotonic()
             return
         with self._lock:
-            self._agent = agent
+            if self._closed == closed and self._agent is False:
+                if self._connection is connection:
+                    self._agent = agent
+                    return
+                self._agent = None
+        agent.close()
 
     def _through(self, agent, argv, check, timeout, input):
         try:
@@ -341,7 +353,8 @@ class SSHTransport(Transport):
                                None if timeout is None else timeout + AGENT_GRACE)
         except _AgentGone as gone:
             with self._lock:
-                self._agent, self._agent_failed_at = False, time.monotonic()
+                if self._agent is agent:    # (not one another thread started since)
+                    self._agent, self._agent_failed_at = False, time.monotonic()
             agent.close()
             if gone.sent:
                 raise self._lost(argv, f"the host agent went away: {gone}") from None
@@ -419,6 +432,7 @@ class SSHTransport(Transport):
 
     def close(self):
         with self._lock:
+            self._closed += 1
             if self._agent:
                 self._agent.close()
             self._agent = None
@@ -432,9 +446,9 @@ class SSHTransport(Transport):
             if self._connection is not None:
                 if self._connection.is_connected and not reconnect:
                     return self._connection
-                if self._agent:
+                if self._agent:             # (not False: a start under way, or failed)
                     self._agent.close()
-                self._agent = None
+                    self._agent = None
                 self._connection.client.close()
                 self._connection = None
             connection = fabric.Connection(

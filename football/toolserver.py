@@ -51,6 +51,11 @@ from pathlib import Path
 TOOLS = {"marsadm": ("mars.marsadm", "main"),
          "football-host": ("football.hostside.cli", "main")}
 MAX_REQUEST = 1 << 20
+# seconds a command killed at its time limit is waited for: one stuck in
+# the kernel (D state: a disk or FUSE device that hangs) does not die; it is
+# left behind, so that the time limit still ends the command (the host
+# agent answers "timed out" and serves the next, where it stayed for ever)
+KILL_WAIT = 10.0
 SOCKET_VARIABLE = "FOOTBALL_TOOL_SOCKET"      # the address of a shared server
 
 
@@ -85,7 +90,10 @@ def run_program(argv, env=None, timeout=None, input=None):
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        process.wait()      # (not communicate: a daemon it started may hold the pipes)
+        try:                # (not communicate: a daemon it started may hold the pipes)
+            process.wait(KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            pass            # left behind (`KILL_WAIT`); subprocess reaps it later
         for pipe in (process.stdin, process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
@@ -256,8 +264,9 @@ def serve_stdio(requests=None, replies=None, tools=None):
     for line in requests:
         request = json.loads(line)
         try:
+            timeout = request.get("timeout")        # None: no limit, as the controller waits
             say(_run_here(tools, request["argv"], request.get("input"),
-                          float(request.get("timeout") or 600)))
+                          None if timeout is None else float(timeout)))
         except subprocess.TimeoutExpired:
             say({"timed_out": True})
 
@@ -282,8 +291,13 @@ def _run_here(tools, argv, input, timeout):
         try:
             code, stdout, stderr = _communicate(argv, stdin_w, out_r, err_r, reply, timeout,
                                                 input)
-        finally:
-            os.waitpid(pid, 0)
+        except subprocess.TimeoutExpired:
+            _reap(pid, KILL_WAIT)           # killed: not waited for beyond KILL_WAIT
+            raise
+        except BaseException:
+            _reap(pid, None)
+            raise
+        _reap(pid, None)
         return {"exit": code, "stdout": stdout, "stderr": stderr}
     done = run_program(argv, timeout=timeout, input=input)
     return {"exit": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
@@ -452,6 +466,17 @@ def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
                 if " " in line)
     code = int(said["exit"]) if "exit" in said else -signal.SIGKILL
     return code, buffers[out_r].decode(errors="replace"), buffers[err_r].decode(errors="replace")
+
+
+def _reap(pid, within):
+    """Wait for the child `pid` to end, at most `within` seconds (None: as
+    long as it takes); one still there then is left (`KILL_WAIT`)."""
+    if within is None:
+        os.waitpid(pid, 0)
+        return
+    deadline = time.monotonic() + within
+    while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _kill(reply_so_far):

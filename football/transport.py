@@ -97,8 +97,8 @@ class CommandTimedOut(TransportError):
 
     def __init__(self, host, argv, timeout):
         self.host, self.argv, self.timeout = host, tuple(argv), timeout
-        super().__init__(f"{host}: `{shlex.join(argv)}` did not finish within {timeout:g} s "
-                         "and was killed")
+        within = f"within {timeout:g} s" if timeout is not None else "in time"
+        super().__init__(f"{host}: `{shlex.join(argv)}` did not finish {within} and was killed")
 
 
 class Unreachable(TransportError):

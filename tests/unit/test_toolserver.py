@@ -4,8 +4,10 @@ code, stdout, stderr, stdin, environment, working directory, the kill at
 its time limit — and the local transport falls back to programs when the
 server is gone."""
 
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -300,3 +302,63 @@ def test_a_command_without_a_time_limit_runs_to_its_end(server):
     subprocess.run."""
     server.run(["upper"], env(), 30)
     assert server.run(["upper", "2"], env(), None, input="abc") == (2, "ABC", "")
+
+
+def test_the_host_agent_takes_no_time_limit_as_none_and_zero_as_zero(agent, monkeypatch):
+    """A request without a limit was killed after 600 s by the agent (the
+    controller, waiting for ever, then failed formatting the limit None);
+    one of 0 s ran 600 s there."""
+    assert agent.ask(["sleep", "30"], timeout=0) == {"timed_out": True}
+    from football import toolserver
+    limits = []
+    monkeypatch.setattr(toolserver, "_run_here", lambda tools, argv, input, timeout:
+                        limits.append(timeout) or {"exit": 0, "stdout": "", "stderr": ""})
+    requests = b"".join(json.dumps({"argv": ["true"], "timeout": timeout}).encode() + b"\n"
+                        for timeout in (None, 0, 5))
+    interrupt = signal.getsignal(signal.SIGINT)
+    try:
+        toolserver.serve_stdio(io.BytesIO(requests), io.BytesIO(), tools={})
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    assert limits == [None, 0.0, 5.0]
+    assert str(CommandTimedOut("h1", ["sleep", "1"], None)) == \
+        "h1: `sleep 1` did not finish in time and was killed"
+
+
+def test_a_command_that_does_not_die_when_killed_is_left_and_its_time_limit_still_ends_it(
+        tmp_path, monkeypatch):
+    """One stuck in the kernel (D state: a hung FUSE device) ignores even
+    SIGKILL: the agent waited for it for good, every later command of the
+    host behind it. Played by a kill that does nothing."""
+    from football import toolserver
+    monkeypatch.setattr(toolserver, "KILL_WAIT", 0.5)
+    monkeypatch.setattr(toolserver.os, "killpg", lambda pid, sig: None)
+    pidfile = tmp_path / "pid"
+    started = time.monotonic()
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            toolserver.run_program(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"],
+                                   timeout=0.5)
+        assert time.monotonic() - started < 30
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_a_tool_that_does_not_die_when_killed_is_left_and_its_time_limit_still_ends_it(
+        monkeypatch):
+    """As above, for a bundled tool the agent forked (it waited for it)."""
+    from football import toolserver
+    monkeypatch.setattr(toolserver, "KILL_WAIT", 0.5)
+    monkeypatch.setattr(toolserver, "_kill", lambda reply_so_far: None)
+    children = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
+    before = set(open(children).read().split())
+    started = time.monotonic()
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            toolserver._run_here(MORE_TOOLS, ["sleeper", "60"], None, 0.5)
+        assert time.monotonic() - started < 30
+    finally:
+        for pid in set(open(children).read().split()) - before:
+            os.kill(int(pid), signal.SIGKILL)
+            os.waitpid(int(pid), 0)

@@ -7,6 +7,7 @@ tests/integration/test_ssh_transport.py."""
 
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import pytest
 
 from football.ssh import (SSHTransport, UnknownHostKey, check_host_key_policy, known_hosts_name,
                           remote_command)
-from football.transport import CommandFailed, CommandTimedOut, LocalTransport, Result, tail, \
-    tool_path
+from football.transport import (CommandFailed, CommandTimedOut, ConnectionLost, LocalTransport,
+                                Result, tail, tool_path)
 
 
 @pytest.fixture
@@ -335,3 +336,58 @@ def test_a_command_without_a_time_limit_goes_through_the_host_agent_without_one(
     transport = SSHTransport("h1", "127.0.0.1")
     result = transport._through(Agent(), ["true"], True, None, None)
     assert result.ok and result.stdout == "out\n" and asked == [(None, None)]
+
+
+class FakeAgent:
+    """A host agent as `_start_agent` makes it; `ask` fails as one gone."""
+
+    made = []
+
+    def __init__(self, connection=None, command=None):
+        self.connection, self.closed = connection, False
+        self.lock = threading.Lock()
+        FakeAgent.made.append(self)
+
+    def ask(self, request, timeout):
+        from football import ssh
+        raise ssh._AgentGone("no answer", sent=True)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("meanwhile", ["closed", "reconnected"])
+def test_an_agent_started_while_the_transport_closed_or_reconnected_is_not_installed(
+        monkeypatch, meanwhile):
+    """A start that ends after `close()` installed its agent (and channel) on
+    the closed transport; one made on a connection another thread had
+    replaced meanwhile was a dead agent."""
+    from football import ssh
+    transport = SSHTransport("h1", "127.0.0.1")
+    old, new = object(), object()
+    transport._connection = old
+    monkeypatch.setattr(transport, "_connect", lambda reconnect=False: old)
+    monkeypatch.setattr(ssh, "_Agent", FakeAgent)
+    transport._agent = False                # its start under way, as `_agent_for` has it
+    if meanwhile == "closed":
+        monkeypatch.setattr(transport, "_connection", None)
+        transport.close()
+        transport._agent = False
+    else:
+        transport._connection = new
+    FakeAgent.made.clear()
+    transport._start_agent(closed=0)
+    assert transport._agent is (False if meanwhile == "closed" else None)
+    assert [agent.closed for agent in FakeAgent.made] == [True]
+    transport._closed, transport._agent, transport._connection = 0, False, old  # as asked
+    transport._start_agent(closed=0)
+    assert transport._agent is FakeAgent.made[-1] and not transport._agent.closed
+
+
+def test_an_agent_gone_does_not_drop_the_one_another_thread_started_since():
+    transport = SSHTransport("h1", "127.0.0.1")
+    gone, fresh = FakeAgent(), FakeAgent()
+    transport._agent = fresh
+    with pytest.raises(ConnectionLost):
+        transport._through(gone, ["marsadm", "view", "vm1"], True, 10, None)
+    assert transport._agent is fresh and gone.closed and not fresh.closed
