@@ -23,13 +23,13 @@ import json
 import time
 
 from football import facts
-from football.errors import Illegal
+from football.errors import FootballError, Illegal
 from football.journal import Journal
 from football.locks import drop_intent
 from football.ops.base import Operation
 from football.ops.migrate import Migrate
-from football.ops.shrink import Shrink
-from football.ops.sizing import parse_target
+from football.ops.shrink import TMP, XFS_LOG, Shrink
+from football.ops.sizing import mib, new_size, parse_target
 
 
 class MigrateShrink(Operation):
@@ -69,6 +69,9 @@ class MigrateShrink(Operation):
                 set(planner.members) == set(names)
             self.primary_name = names[0]
             self.secondary_name = names[1] if len(names) > 1 else None
+            if not self.already:
+                self._refuse_no_room_for_the_copy(planner.source, planner.size,
+                                                  {planner.targets[0].name: planner.size})
         else:
             self.primary_name, self.secondary_name = decided["primary"], decided["secondary"]
             self.origin = decided["origin"]
@@ -76,6 +79,43 @@ class MigrateShrink(Operation):
             self._refuse_other_targets()
             self._refuse_other_size()
         self.summary.update(primary=self.primary_name, secondary=self.secondary_name)
+
+    def _refuse_no_room_for_the_copy(self, source, size, holding):
+        """`Illegal` (nothing changed) before the migrate stage where a host
+        the shrink stage makes its copy on (`<res>-tmp` of the new size)
+        lacks the room: the new primary beside the volume it gets (`holding`:
+        {host name: bytes it gets first}), for +back also the original hosts.
+        The shrink stage refused it only after the migrate had moved the
+        resource. The new size as the shrink decides it, from what the
+        filesystem uses now (not mounted: its stage tells)."""
+        mountpoint = source.mountpoint(self.res)
+        if not facts.mount_source(source, mountpoint):
+            return
+        _, used = facts.filesystem_usage(source, mountpoint)
+        shrunk = new_size(parse_target(self.size or self.config.shrink_percent), used,
+                          self.config.min_space, XFS_LOG)
+        if shrunk >= size:
+            return                          # nothing to shrink: its stage says so
+        lacking = []
+        for name in dict.fromkeys([*holding, *self._copies_also_on()]):
+            host = self.host(name)
+            lvs = self.hooks.lv_list(host=host)
+            need = (0 if self.res in lvs else holding.get(name, 0)) + \
+                (0 if f"{self.res}{TMP}" in lvs else shrunk)
+            free = self.hooks.vg_free(host=host)
+            if need and free < need + (self.config.placement_min_free if name in holding else 0):
+                lacking.append(f"{host.name}: volume group {host.vg} has {mib(free)} free, "
+                               f"needs {mib(need)}")
+        if lacking:
+            raise Illegal(f"{self.operation} of {self.res} (shrunk to {mib(shrunk)}, "
+                          f"{mib(used)} used): {'; '.join(lacking)} (the volume and the "
+                          "shrink's copy); free space there or choose another host; nothing "
+                          "changed")
+
+    def _copies_also_on(self):
+        """The hosts besides the new primary that the shrink stage makes a
+        copy on: none (the new primary is alone then)."""
+        return []
 
     def _refuse_other_targets(self):
         """`Illegal` when this command asks for other hosts than the
@@ -160,7 +200,15 @@ class MigrateShrink(Operation):
             return
         self.journal.decide(**{f"{name}_started": time.time()})
         phases = tuple(phases or operation.whole)
-        summary = self.run_within(operation, phases)
+        done = [stage for stage in self.whole if self.journal.done(stage)]
+        try:
+            summary = self.run_within(operation, phases)
+        except Illegal as refused:
+            if not done:
+                raise
+            # its "nothing changed" is the stage's: the stages before it moved
+            # the resource (191 said the whole run changed nothing)
+            raise FootballError(f"its {name} stage refused: {refused}") from None
         if phases != tuple(operation.whole) and operation.journal is not None:
             operation.journal.finish()      # a part that completes this stage
         self.summary["stages"][name] = summary
@@ -301,6 +349,8 @@ class MigrateShrinkBack(MigrateShrink):
                               "those leave first (marsadm leave-resource on their hosts), or "
                               f"shrink it where it is (football shrink {self.res}); nothing "
                               "changed")
+            size = int(facts.view(source, "sync-size", self.res) or 0)
+            self._refuse_no_room_for_the_copy(source, size, {self.primary_name: size})
         self.secondary_name, self.already = None, False
         self.summary.update(primary=self.origin[0], temporary=self.primary_name,
                             secondaries=self.origin[1:])
@@ -324,6 +374,9 @@ class MigrateShrinkBack(MigrateShrink):
 
     def _kept_lvs(self):
         return []       # the original replicas stay members: their LVs are theirs
+
+    def _copies_also_on(self):
+        return self.origin      # they stay members: the shrink copies onto them too
 
 
 def _alone(stage):

@@ -344,3 +344,40 @@ def test_a_migrate_shrink_back_stopped_elsewhere_without_its_journal_says_where_
     code, _, stderr = football(fleet, *command)          # where it began: it goes on
     assert code == 0, stderr
     assert_shrunk_on(fleet, "a1", "a2")
+
+
+def fill(fleet, name, mib):
+    host = fleet.hosts[name]
+    assert fleet.run(name, ["football-host", "vg", host.path(f"/dev/{host.vg}"), "create",
+                            "filler", str(mib * MIB)]).ok
+
+
+@pytest.mark.parametrize("command, full, said", [
+    (("migrate+shrink", "vm2", "b1", "b2"), "b1", "b1: volume group vg0 has 1,196 MiB free, "
+     "needs 1,344 MiB"),
+    (("migrate+shrink+back", "vm2", "b1"), "a2", "a2: volume group vg0 has 192 MiB free, "
+     "needs 320 MiB"),
+], ids=["migrate+shrink", "migrate+shrink+back"])
+def test_a_combined_run_without_room_for_the_shrinks_copy_is_refused_before_it_moves(
+        fleet, command, full, said):
+    """The new primary needs room for the volume and the shrink's copy at
+    once (+back: the original hosts for the copy too): it migrated first,
+    then its shrink stage refused — 191, "nothing changed", with vm2 moved."""
+    fill(fleet, full, 2900 if full == "b1" else 2560)       # (a2 holds vm1 too)
+    changes = len(fleet.changes())
+    code, _, stderr = football(fleet, *command)
+    assert code == 191, stderr
+    assert said in stderr and "nothing changed" in stderr, stderr
+    assert len(fleet.changes()) == changes
+    assert_placed(fleet, "a1", ["a2"], "vm2")
+
+
+def test_a_stage_refused_after_the_stages_before_it_moved_the_resource_is_no_refusal(fleet):
+    """191 says the run changed nothing: after its migrate stage it had."""
+    stopped_after(fleet, "combined:migrate")
+    fill(fleet, "b1", 2900)
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 198, stderr
+    text = " ".join(stderr.split())
+    assert "its shrink stage refused: shrink of vm2 to 320 MiB: b1: volume group vg0 has" in text
+    assert "the migrate+shrink of vm2 stopped in its shrink phase (steps done: migrate)" in text
