@@ -164,6 +164,26 @@ class Shrink(Operation):
                           f"resource's LV and mountpoint; nothing changed (no shrink of "
                           f"{self.res} while it is in the cluster)")
 
+    def _refuse_left_after_a_window(self):
+        """`Illegal` where a shrink that had its window left its traces and
+        this controller has no journal of it (a state dir lost): the old
+        volume (`-preshrink`) on a host that is no member of the shrunk
+        resource now — a secondary that never joined it again. "Not smaller:
+        nothing to do" said nothing of it."""
+        members = {host.name for host in self.members}
+        names = [name for name in facts.cluster_hosts(self.primary)
+                 if name not in members and name in self.ctx.inventory.hosts]
+        left = [name for name in names
+                if self.preshrink in self.hooks.lv_list(host=self.host(name))]
+        if left:
+            raise Illegal(f"{', '.join(left)} {'holds' if len(left) == 1 else 'hold'} "
+                          f"{self.preshrink}, the volume of an earlier shrink of {self.res}, "
+                          f"and {'is' if len(left) == 1 else 'are'} no replica of it now: that "
+                          "shrink stopped before they joined again (this controller has no "
+                          f"journal of it). football migrate {self.res} {self.primary.name} "
+                          f"{left[0]} makes a replica there again, then football shrink-cleanup "
+                          f"{self.res} removes {self.preshrink}; nothing changed")
+
     def _decide_size(self):
         """The new size from the filesystem's use; `Illegal` when the data
         would not fit or a volume group lacks the room (nothing changed)."""
@@ -175,6 +195,7 @@ class Shrink(Operation):
         _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
         self.new_size = new_size(self.target, self.used, self.config.min_space, XFS_LOG)
         if self.nothing_to_do():
+            self._refuse_left_after_a_window()
             return
         if self.used + headroom(self.new_size) > self.new_size:
             raise Illegal(f"{self.res} holds {mib(self.used)}: it does not fit into "

@@ -559,6 +559,28 @@ def test_shrink_cleanup_before_the_secondaries_joined_refuses_and_names_the_way_
     assert_shrunk(fleet)
 
 
+def test_a_shrink_past_its_window_whose_journal_is_lost_is_not_nothing_to_do(fleet):
+    """Its journal gone (a state dir lost) after the window, before a2
+    joined again: a re-run said "not smaller: nothing to do" (exit 0),
+    -preshrink stayed everywhere and a2 never was a replica again."""
+    code, _, stderr = football(fleet, "--debug-injection-point", "finish:started", "shrink",
+                               "vm2")
+    assert code == 1, stderr
+    for path in Path(fleet.state_dir).rglob("shrink-vm2*"):
+        path.unlink()
+    code, _, stderr = football(fleet, "shrink", "vm2")
+    assert code == 191, stderr
+    text = " ".join(stderr.split())
+    assert "a2 holds vm2-preshrink, the volume of an earlier shrink of vm2, and is no replica " \
+        "of it now" in text
+    assert "football migrate vm2 a1 a2 makes a replica there again, then football " \
+        "shrink-cleanup vm2 removes vm2-preshrink; nothing changed" in text
+    for command in (["migrate", "vm2", "a1", "a2"], ["shrink-cleanup", "vm2"]):
+        code, _, stderr = football(fleet, *command)
+        assert code == 0, (command, stderr)
+    assert_shrunk(fleet)
+
+
 def test_the_phases_alone_shrink_in_turn(fleet):
     for command in ("shrink-prepare", "shrink-finish", "shrink-cleanup"):
         code, _, stderr = football(fleet, command, "vm2")
