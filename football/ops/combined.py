@@ -240,7 +240,8 @@ class MigrateShrink(Operation):
         """(the operation of stage `name`, the phases it runs or None: all)."""
         if name == "migrate":       # the old replicas leave; their LVs stay (`cleanup`)
             stage = _alone(Migrate(self.ctx, self.res, self.primary_name))
-            stage.keep_old_lvs = f"the {self.operation} of {self.res} is done"
+            stage.keep_old_lvs_on = self._kept_lvs()    # (not the secondary's: made anew)
+            stage.keep_until = f"the {self.operation} of {self.res} is done"
             return stage, None
         if name == "shrink":        # its -preshrink stays (`cleanup`)
             return Shrink(self.ctx, self.res, self.size), ("prepare", "finish", "wait")

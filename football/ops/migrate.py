@@ -46,9 +46,11 @@ class Migrate(Operation):
     whole = PHASES                  # running these completes the operation: journal done
     warn_alone = True               # a target alone is said (a combined stage means it)
     hands_over_only = False         # a handover: no replicas made, one host asked
-    # the old replicas' LVs stay, until what this says (a combined stage:
-    # its own cleanup removes them), else they go once their replica left
-    keep_old_lvs = ""
+    # the old replicas' LVs on these hosts stay once their replica left,
+    # until what `keep_until` says (a combined stage: its own cleanup
+    # removes them); the others go
+    keep_old_lvs_on = ()
+    keep_until = ""
 
     def __init__(self, ctx, res, target, target_secondary=None, two_phase=False,
                  pre_hand=None, post_hand=None):
@@ -321,7 +323,7 @@ class Migrate(Operation):
             for host in old:
                 for argv in self._leave_argvs():
                     planned(host).run(argv)
-                if not self.keep_old_lvs:
+                if host.name not in self.keep_old_lvs_on:
                     self.hooks.lv_remove(host=planned(host), lv=self.res)
         if old and self.config.split_clusters_after_migrate:
             names = [*(target.name for target in self.targets), *(host.name for host in old)]
@@ -683,9 +685,9 @@ class Migrate(Operation):
                     host.run(argv, timeout=self.config.command_timeout)
             self.ctx.inject("cleanup:left")
             if self.res in self.hooks.lv_list(host=host):
-                if self.keep_old_lvs:
+                if host.name in self.keep_old_lvs_on:
                     self.say(f"  {host.name}: LV {host.vg}/{self.res} stays until "
-                             f"{self.keep_old_lvs}")
+                             f"{self.keep_until}")
                 else:
                     wait_until(lambda: self._remove_lv(host), 60, 0.5,
                                f"LV {host.vg}/{self.res} on {host.name} to be free")

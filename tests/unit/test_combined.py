@@ -381,3 +381,15 @@ def test_a_stage_refused_after_the_stages_before_it_moved_the_resource_is_no_ref
     text = " ".join(stderr.split())
     assert "its shrink stage refused: shrink of vm2 to 320 MiB: b1: volume group vg0 has" in text
     assert "the migrate+shrink of vm2 stopped in its shrink phase (steps done: migrate)" in text
+
+
+def test_an_old_replicas_host_named_as_the_new_secondary_gets_a_volume_of_the_new_size(fleet):
+    """Its LV kept by the migrate stage would have been the secondary's
+    disk: 1 GiB for a resource of 320 MiB."""
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "a2", "a1")
+    assert code == 0, stderr
+    resource = fleet.resources["vm2"]
+    assert resource.size == 320 * MIB
+    assert_placed(fleet, "a2", ["a1"], "vm2")
+    assert [fleet.lvs(name)["vm2"] for name in ("a1", "a2")] == [320 * MIB, 320 * MIB]
+    assert fleet.written["vm2"] == resource.records[-1]
