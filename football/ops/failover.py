@@ -203,16 +203,18 @@ class Failover(Operation):
             return (self.host(primary) if primary else seen_from), False
         members = [name for name in facts.members(seen_from, res)
                    if name != self.dead.name and name in self.ctx.inventory.hosts]
-        consistent = []
+        consistent, unknown = [], {}
         for name in members:
             host = self.host(name)
             try:
                 if facts.view(host, "is-consistent", res) == "1":
                     consistent.append(host)
-            except (FootballError, TransportError):
-                continue
+            except (FootballError, TransportError) as error:
+                unknown[name] = error
         if chosen in consistent:
             return chosen, True
+        if unknown and consistent:
+            raise Critical(self._unknown_replicas(res, unknown, consistent))
         if len(consistent) > 1:
             # Of several, the one that received most of HOST's log: it loses
             # least, and the others, behind it, follow it (one ahead of the
@@ -231,6 +233,24 @@ class Failover(Operation):
         raise Critical(f"no replica that answers is consistent ({', '.join(members)}): none "
                        f"can take over from {self.dead.name}; football repair-mars {res} "
                        "<host> rebuilds it from an LV (its data as that LV holds it)")
+
+    def _unknown_replicas(self, res, unknown, consistent):
+        """Why no replica takes over while one cannot be asked (its host off
+        or cut off, too): it may hold more of HOST's log than those that
+        answer — taken over on one of them, it would be ahead of the new
+        primary (a split brain once it is back) and what only it holds
+        lost. The operator's choice, made by dropping it first."""
+        names = ", ".join(sorted(unknown))
+        why = "; ".join(f"{name}: {error}" for name, error in sorted(unknown.items()))
+        first = sorted(unknown)[0]
+        return (f"{names}, {'a replica' if len(unknown) == 1 else 'replicas'} of {res}, cannot "
+                f"be asked ({why}): {'it' if len(unknown) == 1 else 'they'} may hold more of "
+                f"{self.dead.name}'s log than {', '.join(host.name for host in consistent)}. "
+                f"Bring {'it' if len(unknown) == 1 else 'them'} back and run the failover "
+                f"again; to take over without, losing what only {names} "
+                f"{'holds' if len(unknown) == 1 else 'hold'}, drop "
+                f"{'it' if len(unknown) == 1 else 'each'} first, on {consistent[0].name}: "
+                f"{' '.join(drop_argv(first, res))}")
 
     def _serves(self, host):
         """Whether `host`'s marsd answered the guard's `wait-cluster` (one it
