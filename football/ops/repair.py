@@ -29,7 +29,7 @@ from football import facts
 from football.errors import Critical, FootballError, Illegal
 from football.ops.base import (Operation, check_resource_name, confirm, in_parallel,
                                marsd_answers, reaching, silent_hosts, wait_until)
-from football.ops.failover import drop_argv
+from football.ops.failover import Failover, drop_argv
 from football.report import agreeing
 from football.transport import CommandFailed, TransportError
 
@@ -307,13 +307,28 @@ class RepairMars(Repair):
             return
         primary = self._primary(self.chosen)
         if primary and primary != chosen and primary in members and \
-                members[primary] in self.alive and self.running_on([members[primary]]):
+                members[primary] in self.alive:
+            # its primary answers: it holds all (running or stopped)
             behind = self._ask(facts.view, self.chosen, "work-rest", self.res)
-            self.rollback = (f"{self.res} runs on its primary {primary}: rebuilt from "
+            runs = "runs on" if self.running_on([members[primary]]) else "has"
+            self.rollback = (f"{self.res} {runs} its primary {primary}: rebuilt from "
                              f"{chosen}'s copy it goes back to what {chosen} holds"
                              + (f" ({behind} bytes of {primary}'s log not yet replayed there "
                                 "are lost)" if behind and behind != "0" else "")
                              + f"; to keep {primary}'s data, name {primary} first")
+            self.warn(self.rollback)
+            return
+        mine = Failover._received(self.chosen, self.res)
+        ahead = [name for name, host in sorted(members.items()) if name != chosen and
+                 host in self.alive and Failover._received(host, self.res) > mine]
+        if ahead:
+            # another replica received more of the primary's log (its primary
+            # gone): what only it holds is lost, unsaid before
+            self.rollback = (f"{agreeing(ahead, 'has', 'have')} received more of {self.res}'s "
+                             f"log than {chosen}: rebuilt from {chosen}'s copy, {self.res} "
+                             f"loses what only {', '.join(ahead)} "
+                             f"{'holds' if len(ahead) == 1 else 'hold'}; to keep it, name "
+                             f"{ahead[0]} first")
             self.warn(self.rollback)
 
     def _whole(self, host):

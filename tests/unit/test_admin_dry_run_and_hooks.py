@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from football.screener import JobSpec
-from tests.helpers.fakefleet import SharedQueue, fake_fleet, football  # noqa: F401
+from tests.helpers.fakefleet import (SharedQueue, fake_fleet, football,  # noqa: F401
+                                     fresh_resource)
 from tests.unit.test_dry_run import assert_dry_run_is_the_real_run, planned
 
 LOCKS = "/var/lock/football"
@@ -108,6 +109,36 @@ def test_repair_mars_from_a_copy_behind_the_running_primary_says_what_it_loses(f
     assert code == 191 and "vm1 runs on its primary a1: rebuilt from a2's copy it goes back " \
         "to what a2 holds" in stderr and "to keep a1's data, name a1 first" in stderr, stderr
     assert fleet.running("vm1") == ["a1"] and sorted(fleet.members("vm1")) == ["a1", "a2"]
+
+
+def test_repair_mars_from_a_copy_behind_the_stopped_primary_says_what_it_loses(fleet):
+    """The same with vm1 stopped on a1: said only while it ran there."""
+    fleet.stalled["a2"] = "fetch cut off"
+    for _ in range(3):
+        fleet.run("b1", ["marsadm", "view-get-primary", "vm1"])        # vm1 writes on a1
+    host = fleet.hosts["a1"]
+    assert fleet.run("a1", ["football-host", "ct", host.path("/var/lib/lxc"), "stop",
+                            "vm1"]).ok
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a2", yes=False)
+    assert code == 191 and "vm1 has its primary a1: rebuilt from a2's copy it goes back " \
+        "to what a2 holds" in stderr and "to keep a1's data, name a1 first" in stderr, stderr
+    assert sorted(fleet.members("vm1")) == ["a1", "a2"]
+
+
+def test_repair_mars_from_a_copy_behind_another_replica_says_what_it_loses(fleet):
+    """a1 (the primary) gone; b1 received all of its log, a2 not the last
+    of it: rebuilt from a2 unsaid, b1 dropped."""
+    fleet.run("a1", ["marsadm", "merge-cluster", "b1", fleet.hosts["b1"].address])
+    fresh_resource(fleet, "vm2", "a1", ["a2", "b1"], size=320 << 20)
+    fleet.stalled["a2"] = "fetch cut off"
+    for _ in range(3):
+        fleet.run("b2", ["marsadm", "view-get-primary", "vm2"])        # vm2 writes on a1
+    fleet.switch_off("a1")
+    code, _, stderr = football(fleet, "repair-mars", "vm2", "a2", yes=False)
+    assert code == 191 and "b1 has received more of vm2's log than a2: rebuilt from a2's " \
+        "copy, vm2 loses what only b1 holds; to keep it, name b1 first" in \
+        " ".join(stderr.split()), stderr
+    assert sorted(fleet.members("vm2")) == ["a1", "a2", "b1"]
 
 
 def test_repair_mars_records_its_steps_in_a_journal_finished_when_it_ran_through(fleet):
