@@ -928,6 +928,17 @@ def fresh_resource(fleet, res, primary="a1", secondaries=("a2",), size=1 << 30):
     fleet.create_resource(res, primary, list(secondaries), size=size)
 
 
+def replica_behind(fleet, res="vm1", primary="a1", behind="a2", ahead="b1", writes=3):
+    """`res` on `primary` with replicas `behind` (its fetch cut off) and
+    `ahead` (of the other cluster, merged with it), after `writes` of the
+    workload's writes: `ahead` holds all, `behind` not the last of them."""
+    fleet.run(primary, ["marsadm", "merge-cluster", ahead, fleet.hosts[ahead].address])
+    fresh_resource(fleet, res, primary, [behind, ahead], size=320 << 20)
+    fleet.stalled[behind] = "fetch cut off"
+    for _ in range(writes):
+        fleet.run(ahead, ["marsadm", "view-get-primary", res])    # (a command: a write)
+
+
 def points_of(events):
     return [event["name"] for event in events if event["event"] == "injection-point"]
 

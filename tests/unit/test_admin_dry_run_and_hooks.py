@@ -14,7 +14,7 @@ import pytest
 
 from football.screener import JobSpec
 from tests.helpers.fakefleet import (SharedQueue, fake_fleet, football,  # noqa: F401
-                                     fresh_resource)
+                                     replica_behind)
 from tests.unit.test_dry_run import assert_dry_run_is_the_real_run, planned
 
 LOCKS = "/var/lock/football"
@@ -128,11 +128,7 @@ def test_repair_mars_from_a_copy_behind_the_stopped_primary_says_what_it_loses(f
 def test_repair_mars_from_a_copy_behind_another_replica_says_what_it_loses(fleet):
     """a1 (the primary) gone; b1 received all of its log, a2 not the last
     of it: rebuilt from a2 unsaid, b1 dropped."""
-    fleet.run("a1", ["marsadm", "merge-cluster", "b1", fleet.hosts["b1"].address])
-    fresh_resource(fleet, "vm2", "a1", ["a2", "b1"], size=320 << 20)
-    fleet.stalled["a2"] = "fetch cut off"
-    for _ in range(3):
-        fleet.run("b2", ["marsadm", "view-get-primary", "vm2"])        # vm2 writes on a1
+    replica_behind(fleet, "vm2")
     fleet.switch_off("a1")
     code, _, stderr = football(fleet, "repair-mars", "vm2", "a2", yes=False)
     assert code == 191 and "b1 has received more of vm2's log than a2: rebuilt from a2's " \

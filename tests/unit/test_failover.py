@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from football.cli import cli
 from football.ops.failover import Failover
 from tests.helpers.fakefleet import (FakeHostRunner, fake_fleet, football, fresh_resource,
-                                    report_of)
+                                    replica_behind, report_of)
 
 fleet = fake_fleet
 
@@ -371,11 +371,7 @@ def test_of_several_replicas_the_one_that_received_most_takes_over(three):
     wrote on, b1 has it all. The first consistent replica took over (a2):
     what b1 had and a2 had not was lost, and b1, ahead of the new primary,
     was a split brain. The one that received most of a1's log does."""
-    three.run("a1", ["marsadm", "merge-cluster", "b1", three.hosts["b1"].address])
-    fresh_resource(three, "vm1", "a1", ["a2", "b1"], size=320 << 20)
-    three.stalled["a2"] = "fetch cut off"
-    for _ in range(3):
-        three.run("b2", ["marsadm", "view-get-primary", "vm3"])     # vm1 writes on a1
+    replica_behind(three)
     assert three.resources["vm1"].replicas["b1"].applied > three.resources["vm1"].replicas[
         "a2"].applied
     three.switch_off("a1")
@@ -392,11 +388,7 @@ def test_a_replica_whose_marsd_does_not_answer_does_not_take_over_and_is_named(t
     primary` recorded the wish and waited out the handover timeout (its
     marsd would take over whenever it came up). vm1 is named with what to
     do — not taken over on a2, which holds less, unasked."""
-    three.run("a1", ["marsadm", "merge-cluster", "b1", three.hosts["b1"].address])
-    fresh_resource(three, "vm1", "a1", ["a2", "b1"], size=320 << 20)
-    three.stalled["a2"] = "fetch cut off"
-    for _ in range(3):
-        three.run("b2", ["marsadm", "view-get-primary", "vm3"])     # vm1 writes on a1
+    replica_behind(three)
     three.switch_off("a1")
     three.marsd_stopped.add("b1")
     code, events, stderr = football(three, "--dry-run", "failover", "a1")
@@ -450,11 +442,7 @@ def test_a_replica_that_cannot_be_asked_keeps_one_that_holds_less_from_taking_ov
     is off (or cut off) too: it was skipped unsaid, a2 took over ("5 bytes
     lost") and b1 stayed a member ahead of the new primary — a split
     brain once back. vm1 is named with what to do; nothing of it changes."""
-    three.run("a1", ["marsadm", "merge-cluster", "b1", three.hosts["b1"].address])
-    fresh_resource(three, "vm1", "a1", ["a2", "b1"], size=320 << 20)
-    three.stalled["a2"] = "fetch cut off"
-    for _ in range(3):
-        three.run("b2", ["marsadm", "view-get-primary", "vm3"])     # vm1 writes on a1
+    replica_behind(three)
     three.switch_off("a1")
     getattr(three, away)("b1")
     before = len(three.changes())
