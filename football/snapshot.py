@@ -35,6 +35,7 @@ class HostView:
     intents: dict = field(default_factory=dict)
     containers: dict = field(default_factory=dict)      # res -> state (defined ones)
     lifecycle: str = ""             # active, draining, evacuated, restoring ('' unread)
+    mars_read: bool = True          # False: its MARS view could not be read (its replicas unknown)
 
     def entry(self):
         """The host as `status` shows it (JSON)."""
@@ -135,7 +136,10 @@ def observe_host(ctx, host, detail=True):
                             "(start marsd there)")
         return facts.parse_view_summary(text)
 
-    summary = ask("marsadm view all", {}, view_all) if cluster else {}
+    unread = []
+    summary = ask("marsadm view all", unread, view_all) if cluster else {}
+    mars_read = summary is not unread
+    summary = {} if not mars_read else summary
     # capital S in the flags: sync done, nothing to ask
     syncing = [res for res, view in summary.items() if view["flags"][3:4] != "S"]
     sync_rest = {res: "0" for res in summary}
@@ -157,7 +161,7 @@ def observe_host(ctx, host, detail=True):
                 containers[res] = container
     view = HostView(**base, reachable=True, error="; ".join(problems), mars_cluster=cluster,
                     vg_free=vg_free, lvs=lvs, locks=locks, intents=intents,
-                    containers=containers, lifecycle=state)
+                    containers=containers, lifecycle=state, mars_read=mars_read)
     return view, resource_replicas(host.name, summary, sync_rest, lvs, containers)
 
 
@@ -175,13 +179,16 @@ def observe(ctx, names, detail=True):
 
 def silent_replicas(inv, snapshot, names):
     """{resource: {host}} of the replicas on the hosts of `names` that do
-    not answer, as their answering inventory-cluster mates list the
+    not answer, or whose MARS view could not be read (one that timed out
+    listed no replica: evacuate marked a host evacuated that still ran its
+    primaries), as their answering inventory-cluster mates list the
     resources' members (a host's own view is all the snapshot has of it:
     without this a resource with a replica on a dead host looked like one
     with a replica fewer — and one whose primary died like one without a
     primary: evacuate planned moves of it that could only fail, status
     did not show it)."""
-    silent = {name for name in names if not snapshot.hosts[name].reachable}
+    silent = {name for name in names
+              if not snapshot.hosts[name].reachable or not snapshot.hosts[name].mars_read}
     mates = sorted({mate for name in silent
                     for mate in inv.clusters.get(inv.hosts[name].cluster, ())
                     if mate in snapshot.hosts and snapshot.hosts[mate].reachable})

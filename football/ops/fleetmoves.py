@@ -35,7 +35,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from football import joblink, lifecycle
+from football import facts, joblink, lifecycle
 from football.errors import FootballError, Illegal, Interrupted
 from football.ops.base import Operation
 from football.ops.planning import cooldown_history, find_plan, keep_plan
@@ -535,6 +535,16 @@ class Evacuate(HostsRun):
         return self.plan()
 
     def evacuated(self):
+        """Marked once MARS lists no replica on the hosts: what the plans
+        read may have missed one (a view that could not be read)."""
+        left = {host.name: facts.my_resources(host) for host in self.hosts}
+        left = {name: resources for name, resources in left.items() if resources}
+        if left:
+            raise FootballError(
+                "not marked evacuated: " + "; ".join(
+                    f"{name} still holds replicas of {', '.join(sorted(resources))}"
+                    for name, resources in sorted(left.items())) +
+                "; run `football evacuate` again to go on (it moves them)")
         self.mark("evacuated", ("draining", "evacuated"))
 
 

@@ -5,6 +5,7 @@ football command line against the fleet. Each test checks where the
 resources end, the hosts' lifecycle marks, that no record was lost, and
 that a refusal changed nothing."""
 
+import dataclasses
 import io
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from football.ops.base import Context
 from football.ops.fleetmoves import BalanceRun, Evacuate, PlanRun, Restore
 from football.report import Reporter
 from football.screener import Worker
-from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
+from tests.helpers.fakefleet import Refused, fake_fleet  # noqa: F401 (a fixture)
 from tests.helpers.jobs import InProcessFootball
 
 POLL = "jobs_poll_interval=0.05"
@@ -537,3 +538,34 @@ def test_a_plans_move_into_room_another_frees_runs_after_it_and_not_after_its_fa
     finally:
         store.close()
 
+
+
+def test_a_host_whose_mars_view_cannot_be_read_is_evacuated_from_its_mates_view(
+        fleet, worker, monkeypatch):
+    """a1's `marsadm view all` timed out: it listed no replica, nothing was
+    moved, and a1 was marked evacuated while it still ran vm1's primary
+    (switched off then, vm1 was down); a re-run said "evacuated already"."""
+    view = fleet._mars_view
+
+    def times_out_on_a1(name, argument="all"):
+        if name == "a1" and argument == "all":
+            raise Refused("marsadm view all timed out", 3)
+        return view(name, argument)
+    monkeypatch.setattr(fleet, "_mars_view", times_out_on_a1)
+    Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert all("a1" not in fleet.members(res) for res in ("vm1", "vm2")), \
+        {res: fleet.members(res) for res in ("vm1", "vm2")}
+    assert state_of(fleet, "a1")["state"] == "evacuated"
+    assert_whole(fleet, "vm1", "vm2")
+
+
+def test_a_host_that_still_holds_a_replica_is_not_marked_evacuated(fleet, worker, monkeypatch):
+    """Whatever the plans read: MARS is asked before the mark."""
+    from football.ops import fleetmoves
+    real = fleetmoves.plan_evacuation
+    monkeypatch.setattr(fleetmoves, "plan_evacuation",
+                        lambda *args: dataclasses.replace(real(*args), moves=()))
+    with pytest.raises(FootballError, match="not marked evacuated: a1 still holds replicas of "
+                       "vm1, vm2; run `football evacuate` again to go on"):
+        Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "draining"
