@@ -142,7 +142,12 @@ class PlannedMoves(Operation):
 
     def __init__(self, ctx, job_options=(), max_running=None, max_per_target=None):
         super().__init__(ctx)
-        self.job_options = list(job_options)
+        # a plan's moves leave no replica behind: it counts the room they
+        # free, and a resource with a replica more is no move of it (with
+        # cleanup_old_replicas off, an evacuation's moves ended done with
+        # the replica still on the drained host, never evacuated; a
+        # balance's left four replicas)
+        self.job_options = [*job_options, "--var", "cleanup_old_replicas=yes"]
         self.max_running, self.max_per_target = max_running, max_per_target
         self.settings = Settings.from_config(self.config)
         self.summary.update(plans=[], moves=[], jobs={})
@@ -319,11 +324,17 @@ class BalanceRun(PlannedMoves):
         """The plan's moves that can still run, each checked on the fleet
         with the earlier ones applied; the others said and dropped."""
         fleet, moves = self.fleet, []
+        # moved since the plan was made (the cooldown a plan made now keeps)
+        moved = {record.resource: record.time for record in cooldown_history(self.config)
+                 if record.time > self.plan.created}
         for move in self.plan.moves:
             pattern = self.settings.pinned_by(move.resource)
             why = f"{move.resource}: pinned since the plan was made (balance_pinned " \
                   f"{pattern})" if pattern is not None else \
                 f"{move.resource}: {busy[move.resource]}" if move.resource in busy else \
+                f"{move.resource}: moved since the plan was made (at " \
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(moved[move.resource]))}; " \
+                "cooldown)" if move.resource in moved else \
                 move.unmet(fleet, self.settings)
             if why:
                 self.say(f"  dropped {' '.join(move.command())}: {why}")
@@ -368,10 +379,6 @@ class HostsRun(PlannedMoves):
 
     def __init__(self, ctx, hosts, **options):
         super().__init__(ctx, **options)
-        # their moves leave no replica behind (with cleanup_old_replicas off,
-        # every move ended done with its replica still on the drained host,
-        # and the next round found it doubled: never evacuated)
-        self.job_options += ["--var", "cleanup_old_replicas=yes"]
         self.hosts = [self.host(name) for name in hosts]
         self.names = ", ".join(host.name for host in self.hosts)
         self.summary["hosts"] = [host.name for host in self.hosts]

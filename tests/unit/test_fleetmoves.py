@@ -214,6 +214,18 @@ def test_balance_execute_moves_load_to_the_empty_cluster_and_a_new_plan_has_no_m
     assert again["moves"] == [] and not fleet.violations
 
 
+def test_a_balances_moves_leave_no_replica_behind_with_cleanup_old_replicas_off(fleet, worker):
+    """The plan counted the room its moves free; they kept the old replicas
+    (a resource of four replicas, which evacuate then refused)."""
+    fleet.create_resource("vm3", "a1", ["a2"])
+    summary = BalanceRun(context(fleet, "cleanup_old_replicas=no"),
+                         job_options=job_options(fleet, "cleanup_old_replicas=no")).run()
+    assert summary["moves"], summary
+    assert {res: len(fleet.members(res)) for res in ("vm1", "vm2", "vm3")} == \
+        {"vm1": 2, "vm2": 2, "vm3": 2}
+    assert_whole(fleet, "vm1", "vm2", "vm3")
+
+
 def test_a_balance_plan_that_expired_is_refused_with_what_to_do(fleet, worker):
     fleet.create_resource("vm3", "a1", ["a2"])
     from football.ops.planning import BalancePlanning
@@ -404,6 +416,25 @@ def test_a_resource_pinned_after_its_plan_was_made_is_not_moved_by_it(fleet, wor
         in summary["dropped"]
     assert replicas(fleet, first) == before
     assert_whole(fleet, "vm1", "vm2", "vm3")
+
+
+def test_a_resource_moved_since_its_plan_was_made_is_not_moved_by_it(fleet, worker):
+    """A plan made now holds it (cooldown); the saved plan, executed by its
+    id, moved it again."""
+    from football.ops.planning import BalancePlanning
+    from football.planner.moves import Moved
+    from football.planner.plan import record_moved
+
+    fleet.create_resource("vm3", "a1", ["a2"])
+    plan = BalancePlanning(context(fleet)).run()
+    first = plan["moves"][0]["resource"]
+    before = replicas(fleet, first)
+    record_moved(fleet.state_dir, Moved(first, time.time(), ("b1", "b2"), ("a1", "a2")))
+    summary = BalanceRun(context(fleet), plan_id=plan["id"], job_options=job_options(fleet)).run()
+    dropped = {entry["reason"] for entry in summary.get("dropped", [])}
+    assert [reason for reason in dropped if reason.startswith(
+        f"{first}: moved since the plan was made (at ") and reason.endswith("; cooldown)")]
+    assert replicas(fleet, first) == before
 
 
 def test_a_balance_plan_made_on_one_controller_is_executed_by_its_id_on_another(
