@@ -254,6 +254,7 @@ class RepairMars(Repair):
                               "nothing changed. Bring its marsd back and repeat")
         else:
             self.chosen = self._choose()
+            self._refuse_a_stranger(members)
         self.origin = decided.get("origin") or sorted(members)
         self.dropped = [name for name in self.origin if name != self.chosen.name]
         others = sorted(set(members) - {self.chosen.name})
@@ -280,6 +281,22 @@ class RepairMars(Repair):
         self.rollback = None
         if not resumed_on and not self.rebuilt and self.chosen.name in members:
             self._check_the_copy(members)
+
+    def _refuse_a_stranger(self, members):
+        """`Illegal` where the chosen host is no member of the resource while
+        members that answer are: its LV is one left from an earlier replica
+        (its data as old as when it left). Rebuilt from it, the resource
+        stopped where it ran, its creation found the resource there
+        ("already exists", taken for done) and its start failed: down, 199."""
+        answering = sorted(name for name, host in members.items() if host in self.alive)
+        if self.chosen.name in members or not answering:
+            return
+        raise Illegal(f"{self.chosen.name} is no replica of {self.res}: its LV {self.res} is "
+                      f"left from an earlier one (its data as old as when it left). "
+                      f"{agreeing(answering, 'holds', 'hold')} a replica and "
+                      f"{'answers' if len(answering) == 1 else 'answer'}: name "
+                      f"{'it' if len(answering) == 1 else 'one of them'} "
+                      f"(football repair-mars {self.res} {answering[0]}); nothing changed")
 
     def _check_the_copy(self, members):
         """`Illegal` where the chosen member's copy is not consistent (its

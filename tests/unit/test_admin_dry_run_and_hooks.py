@@ -187,11 +187,11 @@ def test_a_repair_mars_job_another_controller_completed_is_not_resumed_here_late
     code, events, stderr = football(fleet, *queue.options, "--dry-run", "repair-mars", "vm1",
                                     "a2")
     queue.close()
-    assert code == 0, stderr
     said = [event.get("text") for event in events]
     assert "* resuming repair-mars of vm1 on a1" not in said, said
-    assert [argv for host, argv in planned(events) if "create-resource" in argv] == \
-        [("marsadm", "create-resource", "vm1", fleet.hosts["a2"].path("/dev/vg0/vm1"))]
+    # judged afresh: a2's LV is left from the replica the repair dropped,
+    # while a1 holds vm1 and answers
+    assert code == 191 and "a2 is no replica of vm1" in stderr, stderr
 
 
 def test_lv_cleanups_dry_run_lists_the_removal_of_the_leftover_lv_only(fleet):
@@ -332,3 +332,21 @@ def test_an_admin_operation_refused_tells_the_plugins_it_failed_with_191_and_cha
     assert calls == [("football_start", operation, res),
                      ("football_failed", operation, res, 191)]
     assert state(fleet) == before
+
+
+def test_repair_mars_on_a_host_that_is_no_replica_is_refused_while_members_answer(fleet):
+    """b1 holds an LV vm1 but no replica (one left from an earlier one): the
+    rebuild stopped vm1 on a1, found it existing ("already exists", taken
+    for done), failed to start it on b1: vm1 down, 199."""
+    host = fleet.hosts["b1"]
+    assert fleet.run("b1", ["football-host", "vg", host.path(f"/dev/{host.vg}"), "create",
+                            "vm1", str(320 << 20)]).ok
+    before = len(fleet.changes())
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "b1")
+    assert code == 191, stderr
+    assert "b1 is no replica of vm1: its LV vm1 is left from an earlier one (its data as old " \
+        "as when it left). a1, a2 hold a replica and answer: name one of them (football " \
+        "repair-mars vm1 a1); nothing changed" in " ".join(stderr.split()), stderr
+    assert [change for change in fleet.changes()[before:]
+            if change[1][:2] != ("football-host", "lock")] == []
+    assert fleet.running("vm1") == ["a1"]
