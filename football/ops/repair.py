@@ -241,6 +241,12 @@ class RepairMars(Repair):
                 raise
             members = {}            # deleted, not yet created again: the journal knows
         resumed_on = (decided.get("targets") or [None])[0]
+        if resumed_on and not self.journal.done("stopped") and \
+                resumed_on not in {host.name for host in self.candidates}:
+            # nothing done yet (a stop that failed): the hosts named now decide
+            self.say(f"  an earlier {self.operation} of {self.res} on {resumed_on} did "
+                     "nothing yet: decided afresh")
+            resumed_on = None
         hosts = {**members, **{host.name: host for host in self.candidates}}
         if resumed_on:
             hosts.setdefault(resumed_on, self.host(resumed_on))
@@ -335,6 +341,8 @@ class RepairMars(Repair):
                              + f"; to keep {primary}'s data, name {primary} first")
             self.warn(self.rollback)
             return
+        if primary == chosen:
+            return                          # its primary's copy: all of it
         mine = Failover._received(self.chosen, self.res)
         ahead = [name for name, host in sorted(members.items()) if name != chosen and
                  host in self.alive and Failover._received(host, self.res) > mine]
@@ -403,9 +411,10 @@ class RepairMars(Repair):
         chosen = self.chosen
         self.journal.decide(targets=[chosen.name], origin=self.origin)
         if not self.rebuilt:
+            ran = self.running_on(self.alive)
             self.say(f"* stopping {self.res} everywhere")
             self.stop_elsewhere(chosen)
-            self._stop_or_fail(chosen)
+            self._stop_or_fail(chosen, ran)
             self.journal.record("stopped")
             self._rebuild(chosen, say=self.say)
             self.journal.record("rebuilt")
@@ -421,12 +430,25 @@ class RepairMars(Repair):
                     f"new replica: football migrate {self.res} {chosen.name} <secondary>"
                     if others else ""))
 
-    def _stop_or_fail(self, host):
+    def _stop_or_fail(self, host, ran):
+        """Stop the stack on `host`; where that fails, nothing is rebuilt and
+        the container starts again where it ran before (`ran`; the stops
+        had stopped it: the refusal's 191 said "nothing changed" with the
+        container down)."""
         try:
             self.hooks.resource_stop(host=host, res=self.res)
         except (FootballError, TransportError) as error:
-            raise Illegal(f"{host.name}: cannot stop {self.res} to rebuild it: {error}; "
-                          "nothing was rebuilt") from None
+            failed = f"{host.name}: cannot stop {self.res} to rebuild it: {error}; nothing " \
+                "was rebuilt"
+            for where in ran:
+                if self.start_on(where):
+                    raise FootballError(f"{failed}; it runs on {where.name} again") from None
+            if ran:
+                raise Critical(f"{failed}; it does NOT run: it ran on "
+                               f"{', '.join(where.name for where in ran)} before, and does not "
+                               "start there again (see the warnings above): football repair-vm "
+                               f"{self.res} {' '.join(where.name for where in ran)}") from None
+            raise Illegal(f"{failed} (it ran nowhere)") from None
 
     def _rebuild(self, host, say=lambda text: None):
         """Delete the resource (when MARS still knows it on `host`) and create

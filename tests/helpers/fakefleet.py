@@ -928,6 +928,20 @@ def fresh_resource(fleet, res, primary="a1", secondaries=("a2",), size=1 << 30):
     fleet.create_resource(res, primary, list(secondaries), size=size)
 
 
+def failing(fleet, monkeypatch, when, exit_code, stderr):
+    """The commands `when(host, argv)` picks exit `exit_code` saying
+    `stderr`, run nowhere (the others as before); returns how to undo it."""
+    answer = fleet.run
+
+    def run(host, argv, input=None):
+        if when(host, tuple(argv)):
+            return Result(host=host, argv=tuple(argv), exit_code=exit_code, stdout="",
+                          stderr=stderr)
+        return answer(host, argv, input=input)
+    monkeypatch.setattr(fleet, "run", run)
+    return lambda: monkeypatch.setattr(fleet, "run", answer)
+
+
 def replica_behind(fleet, res="vm1", primary="a1", behind="a2", ahead="b1", writes=3):
     """`res` on `primary` with replicas `behind` (its fetch cut off) and
     `ahead` (of the other cluster, merged with it), after `writes` of the

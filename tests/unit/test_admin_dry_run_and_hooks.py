@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from football.screener import JobSpec
-from tests.helpers.fakefleet import (SharedQueue, fake_fleet, football,  # noqa: F401
-                                     replica_behind)
+from tests.helpers.fakefleet import (SharedQueue, failing, fake_fleet,  # noqa: F401
+                                     football, replica_behind)
 from tests.unit.test_dry_run import assert_dry_run_is_the_real_run, planned
 
 LOCKS = "/var/lock/football"
@@ -350,3 +350,25 @@ def test_repair_mars_on_a_host_that_is_no_replica_is_refused_while_members_answe
     assert [change for change in fleet.changes()[before:]
             if change[1][:2] != ("football-host", "lock")] == []
     assert fleet.running("vm1") == ["a1"]
+
+
+def test_a_repair_mars_whose_stop_fails_starts_the_container_again_and_another_host_may_follow(
+        fleet, monkeypatch):
+    """The stop on a1 failed after the container had stopped (its volume
+    busy): 191 "nothing changed" with vm1 down; and a run naming a2 then
+    resumed on a1 (the journal's), whatever was named."""
+    monkeypatch.setattr("plugins.labmanager.UMOUNT_ATTEMPTS", 2)
+    undo = failing(fleet, monkeypatch, lambda host, argv: host == "a1" and argv[0] == "umount",
+                   32, "umount: target is busy\n")
+    code, events, stderr = football(fleet, "repair-mars", "vm1", "a1")
+    assert code == 198, stderr
+    assert "a1: cannot stop vm1 to rebuild it:" in stderr and "nothing was rebuilt; it runs " \
+        "on a1 again" in " ".join(stderr.split()), stderr
+    assert not [event for event in events if event["event"] == "warning"], events
+    assert fleet.running("vm1") == ["a1"]
+    undo()
+    code, events, stderr = football(fleet, "repair-mars", "vm1", "a2")
+    assert code == 0, stderr
+    said = [event.get("text") for event in events]
+    assert "* resuming repair-mars of vm1 on a1" not in said
+    assert fleet.members("vm1") == ["a2"] and fleet.running("vm1") == ["a2"]

@@ -6,7 +6,7 @@ The lab's sample: tests/root/test_expand.py."""
 
 import pytest
 
-from tests.helpers.fakefleet import assert_placed, fake_fleet, football, points_of
+from tests.helpers.fakefleet import assert_placed, failing, fake_fleet, football, points_of
 
 fleet = fake_fleet
 
@@ -155,15 +155,8 @@ def test_a_failed_step_says_what_stays_and_the_same_command_goes_on(fleet, monke
     """xfs_growfs refused: the LVs and MARS grew already. The error says the
     run stopped there, what stays and how to go on (it said only the
     command's failure)."""
-    from football.transport import Result
-    answer = fleet.run
-
-    def growfs_fails(host, argv, input=None):
-        if argv[0] == "xfs_growfs":
-            return Result(host=host, argv=tuple(argv), exit_code=1, stdout="",
-                          stderr="xfs_growfs: XFS_IOC_FSGROWFSDATA xfsctl failed\n")
-        return answer(host, argv, input=input)
-    monkeypatch.setattr(fleet, "run", growfs_fails)
+    undo = failing(fleet, monkeypatch, lambda host, argv: argv[0] == "xfs_growfs", 1,
+                   "xfs_growfs: XFS_IOC_FSGROWFSDATA xfsctl failed\n")
     code, events, stderr = football(fleet, "expand", "vm1", "1g")
     assert code == 198, stderr
     assert "`xfs_growfs " in stderr and "exited 1" in stderr
@@ -172,7 +165,7 @@ def test_a_failed_step_says_what_stays_and_the_same_command_goes_on(fleet, monke
         "shows it)" in " ".join(stderr.split())
     failed = [event for event in events if event["event"] == "failed"]
     assert "stopped in its growfs phase" in failed[-1]["text"]      # --json says it too
-    monkeypatch.setattr(fleet, "run", answer)
+    undo()
     code, _, stderr = football(fleet, "expand", "vm1", "1g")
     assert code == 0, stderr
     assert_grown(fleet, GIB)
