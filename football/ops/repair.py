@@ -154,10 +154,12 @@ class RepairVm(Repair):
                           f"of {self.res} (replicas: {', '.join(members)})")
         running = self.running_on(list(members.values()))
         self.stale = [host for host in running if not self._device_up(host)]
+        self.running = [host for host in running if host not in self.stale]
         for host in self.stale:
             self.warn(f"{host.name}: {self.res} runs there without its MARS device (one that "
-                      "crashed: what it writes goes nowhere); it is stopped and started again")
-        self.running = [host for host in running if host not in self.stale]
+                      "crashed: what it writes goes nowhere); it is stopped" +
+                      (f" (it runs on {self.running[0].name})" if self.running
+                       else " and started again"))
         if self.running:
             self.summary["host"] = self.running[0].name
             return
@@ -180,7 +182,7 @@ class RepairVm(Repair):
             return True
 
     def nothing_to_do(self):
-        if not self.running:
+        if not self.running or self.stale:
             return None
         where = self.running[0]
         if where in self.candidates:
@@ -191,11 +193,21 @@ class RepairVm(Repair):
 
     def dry_run(self):
         """The commands of a run in which the first candidate starts it."""
+        if self.running:                # (a stale copy besides)
+            self.plan_stop(self.stale)
+            return
         first = self.usable[0]
         self.plan_stop(([first] if first in self.stale else []) + self.others(first))
         self.plan_start(first)
 
     def start(self):
+        if self.running:
+            # it runs, and a copy on a crashed device besides: that one stops
+            for host in self.stale:
+                self.say(f"* {host.name}: stopping the copy of {self.res} on its crashed device")
+                self.hooks.resource_stop(host=host, res=self.res)
+            self.say(f"{self.res} runs on {self.running[0].name}")
+            return
         for host in self.usable:
             self.say(f"* {host.name}: starting {self.res}")
             if host in self.stale:              # its container first, off the dead device

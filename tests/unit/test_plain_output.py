@@ -937,3 +937,20 @@ def test_config_and_the_systemd_units_carry_this_command_lines_inventory_and_var
     assert_in_order(stdout, *(text.format(inventory=Path(fleet.inventory_path).absolute(),
                                           state=fleet.state_dir) for text in expected))
     assert fleet.changes() == []
+
+
+def test_repair_vm_stops_a_copy_on_a_crashed_device_beside_the_one_that_runs(fleet):
+    """vm1 runs on a1, and a copy of it on a2 on what is left of a crashed
+    device: repair-vm said it stops it, then "it runs on a1: nothing to
+    do" — both copies ran on."""
+    host = fleet.hosts["a2"]
+    fleet.mounts["a2"][host.mountpoint("vm1")] = host.device("vm1")
+    fleet.containers["a2"]["vm1"] = "RUNNING"
+    fleet.crashed_devices.add(("a2", "vm1"))
+    assert fleet.running("vm1") == ["a1", "a2"]
+    _, stderr = football_plain(fleet, "repair-vm", "vm1", "a1")
+    assert "warning: a2: vm1 runs there without its MARS device (one that crashed: what it " \
+        "writes goes nowhere); it is stopped (it runs on a1)" in stderr, stderr
+    assert lines_of(stderr)[-1] == "vm1 runs on a1", stderr
+    assert fleet.running("vm1") == ["a1"]
+    assert_placed(fleet, "a1", ["a2"])
