@@ -109,6 +109,22 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                     settings, hosts)
 
 
+def _filled_up(fleet, evaluator, res, target, count, group, settings, restored):
+    """`target` with replicas added up to `count`, on the accepting hosts of
+    `group` that score best (each checked as `refusal` checks the move to
+    `restored`, the host restored); as far as there are such hosts."""
+    while len(target) < count:
+        candidates = [name for name, view in sorted(fleet.hosts.items())
+                      if view.group == group and view.accepts and name not in target
+                      and not refusal(fleet, res, (*target, name), settings,
+                                      accepting=(restored,))]
+        if not candidates:
+            break
+        target = (*target, min(candidates,
+                               key=lambda name: evaluator.after(res, (*target, name))))
+    return target
+
+
 def plan_restore(fleet, host, origins, settings, now=0.0):
     """The `Plan` that brings back to `host` what came from it. `origins`:
     {resource: its replicas before the evacuation, primary first}. Each
@@ -116,7 +132,8 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
     replicas where those hosts accept resources (else it keeps its current
     one in that place, where that shares `host`'s cluster; else it waits,
     held, for that host's own restore: a pair across two clusters would
-    merge them); a resource already on `host`, or gone, is left alone.
+    merge them), and never fewer replicas than it has now (`_filled_up`);
+    a resource already on `host`, or gone, is left alone.
     `CapacityLacking` when `host` has no room for all of them."""
     if host not in fleet.hosts:
         raise Illegal(f"unknown host {host}; hosts: {', '.join(sorted(fleet.hosts))}")
@@ -149,6 +166,12 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
                               f"`football restore {waiting}` brings it back"))
             continue
         target = tuple(target)
+        if len(target) < len(current):
+            # fewer replicas than it has now (one alone before, given a pair
+            # by its evacuation): it keeps as many, the others placed in
+            # `host`'s cluster (as balance and evacuation never lower it)
+            target = _filled_up(fleet, evaluator, res, target, len(current), group, settings,
+                                host)
         why = refusal(fleet, res, target, settings, accepting=(host,))
         if why:
             lacking.append((res, why))

@@ -600,3 +600,12 @@ def test_a_host_that_still_holds_a_replica_is_not_marked_evacuated(fleet, worker
                        "vm1, vm2; run `football evacuate` again to go on"):
         Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
     assert state_of(fleet, "a1")["state"] == "draining"
+
+
+def test_restore_keeps_the_replica_an_evacuation_gave_a_resource_that_had_one(fleet, worker):
+    fleet.create_resource("vm3", "a1", [])
+    Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
+    assert len(fleet.members("vm3")) == 2
+    Restore(context(fleet), "a1", job_options=job_options(fleet)).run()
+    assert replicas(fleet, "vm3") == ["a1", "a2"]
+    assert_whole(fleet, "vm1", "vm2", "vm3")

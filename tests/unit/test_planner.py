@@ -476,3 +476,14 @@ def test_an_evacuation_pays_for_the_bytes_it_syncs_at_gain_per_tib():
     assert set(cheap.target) == {"b1", "b2"} and cheap.sync_bytes == 20 * GIB
     (dear,) = plan_evacuation(fleet, ["a1"], Settings(gain_per_tib=10.0), NOW).moves
     assert set(dear.target) == {"a2", "a3"} and dear.sync_bytes == 10 * GIB
+
+
+def test_restore_never_leaves_a_resource_fewer_replicas_than_it_has_now():
+    """vm3 was alone on a1; its evacuation gave it a pair (b1, b2); the
+    restore moved it back to a1 alone: a replica lost (balance and
+    evacuation never lower the count). It keeps a second one in a1's
+    cluster."""
+    fleet = fleet_of([host("a1", lifecycle="evacuated"), host("a2"), host("b1"), host("b2")],
+                     [vm("vm3", "b1", "b2")])
+    plan = plan_restore(fleet, "a1", {"vm3": ("a1",)}, DEFAULTS, NOW)
+    assert [(move.resource, move.target) for move in plan.moves] == [("vm3", ("a1", "a2"))]
