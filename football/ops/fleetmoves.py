@@ -579,6 +579,7 @@ class Restore(HostsRun):
                           "(`--skip` marks a draining one active); nothing was changed")
         self.first_plan = None
         self.told_held = set()
+        self.held = ()                  # the last plan's resources held for another restore
         if not self.skip and self.initial != "active":
             if self.initial == "evacuated":     # refused before it is marked restoring
                 self.first_plan = self.plan()
@@ -593,6 +594,7 @@ class Restore(HostsRun):
         plan = plan_restore(read_fleet(self.ctx), host.name, lifecycle.origins(host),
                             self.settings, time.time())
         save_plan(self.config.state_dir, plan)
+        self.held = plan.held
         for res, why in plan.held:
             if res not in self.told_held:      # (a plan each round: said once)
                 self.ctx.reporter.warning(f"{res} {why}")
@@ -613,4 +615,18 @@ class Restore(HostsRun):
         self.converge(self.plan, f"restoring {self.names}", first=self.first_plan)
 
     def active(self):
+        """Marked active, which forgets where its resources came from: those
+        held for another host's restore (`plan_restore`) are handed to that
+        host's record first, so that its restore brings them back (their
+        way back was lost: that host, evacuated after they had left it,
+        remembered none of them)."""
+        [host] = self.hosts
+        held = {res for res, _ in self.held}
+        if held:
+            origins = lifecycle.origins(host)
+            for res in sorted(held & set(origins)):
+                for name in origins[res]:
+                    if name != host.name and name in self.ctx.inventory.hosts and \
+                            lifecycle.read(self.host(name))["state"] != "active":
+                        lifecycle.record_origin(self.host(name), res, origins[res])
         self.mark("active")

@@ -609,3 +609,17 @@ def test_restore_keeps_the_replica_an_evacuation_gave_a_resource_that_had_one(fl
     Restore(context(fleet), "a1", job_options=job_options(fleet)).run()
     assert replicas(fleet, "vm3") == ["a1", "a2"]
     assert_whole(fleet, "vm1", "vm2", "vm3")
+
+
+def test_a_resource_held_for_a_neighbours_restore_comes_back_with_it(fleet, worker):
+    """a1 evacuated, then a2: vm1 and vm2 had left a2 before, so a2
+    remembered neither. `restore a1` held them for a2's restore ("`football
+    restore a2` brings it back") and forgot them; `restore a2` moved
+    nothing; both ended done with vm1, vm2 in the other cluster."""
+    before = {res: replicas(fleet, res) for res in ("vm1", "vm2")}
+    for host in ("a1", "a2"):
+        Evacuate(context(fleet), [host], job_options=job_options(fleet)).run()
+    for host in ("a1", "a2"):
+        Restore(context(fleet), host, job_options=job_options(fleet)).run()
+    assert {res: replicas(fleet, res) for res in ("vm1", "vm2")} == before
+    assert_whole(fleet, "vm1", "vm2")
