@@ -623,3 +623,14 @@ def test_a_resource_held_for_a_neighbours_restore_comes_back_with_it(fleet, work
         Restore(context(fleet), host, job_options=job_options(fleet)).run()
     assert {res: replicas(fleet, res) for res in ("vm1", "vm2")} == before
     assert_whole(fleet, "vm1", "vm2")
+
+
+def test_balance_while_a_host_drains_is_refused_and_its_timer_is_told_no_balancing_now(fleet):
+    """`balance --auto` (its hourly timer) failed with 191 for the days an
+    evacuation takes; a balance asked for by hand is refused."""
+    lifecycle.change(context(fleet).inventory.host("b1"), "draining", "test")
+    code, stderr = football_cli(fleet, "balance", "--execute")
+    assert code == 191 and "no balancing while hosts are draining: b1" in stderr, stderr
+    code, stderr = football_cli(fleet, "balance", "--auto")
+    assert code == 0, stderr
+    assert "no balancing now: while hosts are draining: b1" in stderr, stderr
