@@ -98,14 +98,16 @@ def candidate_moves(fleet, evaluator, movable, penalised=frozenset()):
                     yield res, target
 
 
-def best_move(fleet, settings, evaluator, candidates, accepting=()):
+def best_move(fleet, settings, evaluator, candidates, accepting=(), demand=lambda res, target: 0.0):
     """The candidate that lowers the score most and may be taken (hard
-    limits, a migrate's bytes paid for), as a `Move`; None if there is none."""
+    limits, a migrate's bytes paid for, at least `demand(res, target)`
+    gained), as a `Move`; None if there is none."""
     best, best_key = None, None
     for res, target in candidates:
         value = evaluator.after(res, target)
         gain = evaluator.total - value
-        if gain <= GAIN_EPSILON or (best is not None and gain < best.gain):
+        if gain <= GAIN_EPSILON or (best is not None and gain < best.gain) or \
+                gain < demand(res, target):
             continue
         resource = fleet.resources[res]
         sync = sync_bytes(resource, target)
@@ -170,6 +172,15 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
                              "(let their evacuation finish, or restore them)")
     held = held_resources(fleet, settings, history, now, busy)
     movable = movable_resources(fleet, held)
+    # A move back onto the hosts a resource's last move took it from gains
+    # `balance_margin` of the score at least: the score estimates each
+    # container's memory and load as a share of its host's, and a moved
+    # one's share differs, so the way back looked a gain again — a resource
+    # moved to and fro once every cooldown, a downtime each time.
+    came_from = {}
+    for record in sorted(history, key=lambda record: record.time):
+        if not record.failed and record.source:
+            came_from[record.resource] = set(record.source)
     evaluator = Evaluator(fleet, settings)
     # a resource's penalties depend on its placement alone, and a moved
     # resource moves no more: the penalised ones are known once
@@ -178,7 +189,9 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
     before, moves, initial = evaluator.total, [], fleet
     while len(moves) < settings.max_moves and movable and evaluator.total > MIN_SCORE:
         move = best_move(fleet, settings, evaluator,
-                         candidate_moves(fleet, evaluator, movable, penalised))
+                         candidate_moves(fleet, evaluator, movable, penalised),
+                         demand=lambda res, target: settings.balance_margin * evaluator.total
+                         if set(target) == came_from.get(res) else 0.0)
         if move is None or not (evaluator.total > settings.min_gain_limit
                                 or move.gain >= settings.min_gain):
             break

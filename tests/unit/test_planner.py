@@ -487,3 +487,21 @@ def test_restore_never_leaves_a_resource_fewer_replicas_than_it_has_now():
                      [vm("vm3", "b1", "b2")])
     plan = plan_restore(fleet, "a1", {"vm3": ("a1",)}, DEFAULTS, NOW)
     assert [(move.resource, move.target) for move in plan.moves] == [("vm3", ("a1", "a2"))]
+
+
+def test_a_move_back_onto_the_hosts_of_the_last_move_must_gain_balance_margin():
+    """The score estimates a container's memory and load as a share of its
+    host's; after a move the shares differ and the way back looked a gain
+    again: a resource went to and fro once every cooldown (a downtime each
+    time). A move back gains `balance_margin` of the score at least."""
+    fleet = unbalanced_fleet()
+    plan = plan_balance(fleet, DEFAULTS, now=NOW)
+    first = plan.moves[0]
+    came = [Moved(first.resource, NOW - DEFAULTS.cooldown - 60, first.target, first.source)]
+    back = (first.resource, set(first.target))
+    never = plan_balance(fleet, Settings(balance_margin=1.0), came, NOW)
+    assert back not in [(move.resource, set(move.target)) for move in never.moves]
+    margin = first.gain / plan.score_before
+    enough = plan_balance(fleet, Settings(balance_margin=margin * 0.99), came, NOW)
+    assert (enough.moves[0].resource, set(enough.moves[0].target)) == back
+    assert plan_balance(fleet, Settings(balance_margin=1.0), now=NOW).moves[0] == first
