@@ -32,7 +32,7 @@ MARSADM_READS = {"cat", "show", "status", "view", "version"}
 HELPER_READS = {("vg", "info"), ("ct", "state"), ("ct", "list"), ("lock", "list"),
                 ("lifecycle", "get")}
 PROGRAM_READS = {"findmnt", "blkid", "df", "cat", "test", "stat", "lvs", "vgs", "pvs",
-                 "lxc-info", "lxc-ls", "xfs_info"}
+                 "lxc-info", "lxc-ls", "xfs_info", "find"}
 SYSTEMCTL_READS = {"is-active", "is-enabled", "show", "status", "cat", "list-units"}
 
 

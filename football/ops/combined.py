@@ -28,8 +28,11 @@ from football.journal import Journal
 from football.locks import drop_intent
 from football.ops.base import Operation
 from football.ops.migrate import Migrate
-from football.ops.shrink import TMP, XFS_LOG, Shrink
+from football.ops.shrink import PRESHRINK, TMP, XFS_LOG, Shrink
 from football.ops.sizing import mib, new_size, parse_target
+
+
+LEFTOVERS = (PRESHRINK, TMP)       # the shrink's LVs (`<res>-preshrink`, `<res>-tmp`)
 
 
 class MigrateShrink(Operation):
@@ -152,6 +155,11 @@ class MigrateShrink(Operation):
         if not stages:
             return
         first, *later = stages
+        if first == "cleanup":
+            self.say("  stage cleanup")
+            self._remove_leftovers(self._cleanup_hosts(), self._kept_lvs(),
+                                   via=self.ctx.planned)
+            return
         operation, phases = self._stage_of(first)
         operation.discover()
         if operation.journal is not None:
@@ -267,29 +275,39 @@ class MigrateShrink(Operation):
         if self.journal.done("cleanup"):
             self.say(f"* {self.operation}: cleanup done already")
             return
-        names = [*self.origin, self.primary_name, *([self.secondary_name]
-                                                    if self.secondary_name else [])]
-        hosts = [self.host(name) for name in dict.fromkeys(names)
-                 if name in self.ctx.inventory.hosts]
-        leftovers = (f"{self.res}-preshrink", f"{self.res}-tmp")
+        hosts = self._cleanup_hosts()
         kept = self._kept_lvs()
-        self.say(f"* cleanup: {' and '.join(leftovers)} on "
+        self.say(f"* cleanup: {' and '.join(self.res + suffix for suffix in LEFTOVERS)} on "
                  f"{', '.join(host.name for host in hosts)}" +
                  (f"; {self.res} on {', '.join(kept)}" if kept else ""))
         temporary = self.host(self.primary_name)
         with self.holding(hosts):
-            for host in hosts:
-                lvs = self.hooks.lv_list(host=host)
-                mine = [self.res] if host.name in kept and \
-                    self.res not in facts.my_resources(host) else []
-                for lv in (*leftovers, *mine):
-                    if lv in lvs:
-                        self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
-                        self.hooks.lv_remove(host=host, lv=lv)
+            self._remove_leftovers(hosts, kept)
             drop_intent(temporary, self.res, kind="shrink")    # (the shrink's, until here)
         self._release_job_slots("shrink", [temporary])
         self.ctx.inject("combined:cleanup")
         self.journal.record("cleanup")
+
+    def _cleanup_hosts(self):
+        """The original hosts, the new primary and secondary (the temporary
+        host): where the stages left LVs."""
+        names = [*self.origin, self.primary_name, *([self.secondary_name]
+                                                    if self.secondary_name else [])]
+        return [self.host(name) for name in dict.fromkeys(names)
+                if name in self.ctx.inventory.hosts]
+
+    def _remove_leftovers(self, hosts, kept, via=lambda host: host):
+        """The shrink's `-preshrink` and `-tmp` (`LEFTOVERS`) on `hosts`, and
+        the resource's own LV on the `kept` hosts where it is no replica's
+        disk; `via`: a dry run's."""
+        for host in hosts:
+            lvs = self.hooks.lv_list(host=host)
+            mine = [self.res] if host.name in kept and \
+                self.res not in facts.my_resources(host) else []
+            for lv in (*(f"{self.res}{suffix}" for suffix in LEFTOVERS), *mine):
+                if lv in lvs:
+                    self.say(f"  {host.name}: removing LV {host.vg}/{lv}")
+                    self.hooks.lv_remove(host=via(host), lv=lv)
 
     def _kept_lvs(self):
         """The hosts whose LV of the resource the migrate stage kept: the

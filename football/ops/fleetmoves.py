@@ -44,6 +44,7 @@ from football.planner import (CapacityLacking, Move, Moved, Settings, plan_balan
 from football.planner.moves import waves
 from football.planner.observe import read_fleet
 from football.report import agreeing
+from football.transport import TransportError
 
 MAX_ROUNDS = 5          # plans one move phase makes before it gives up
 SCORES_KEPT = 50        # the scores `balance --auto` remembers
@@ -630,7 +631,14 @@ class Restore(HostsRun):
             origins = lifecycle.origins(host)
             for res in sorted(held & set(origins)):
                 for name in origins[res]:
-                    if name != host.name and name in self.ctx.inventory.hosts and \
-                            lifecycle.read(self.host(name))["state"] != "active":
-                        lifecycle.record_origin(self.host(name), res, origins[res])
+                    if name == host.name or name not in self.ctx.inventory.hosts:
+                        continue
+                    try:
+                        if lifecycle.read(self.host(name))["state"] != "active":
+                            lifecycle.record_origin(self.host(name), res, origins[res])
+                    except (FootballError, TransportError) as error:   # (switched off, say)
+                        self.ctx.reporter.warning(
+                            f"{res}: its way back could not be handed to {name} ({error}): "
+                            f"`football restore {name}` will not bring it back; it goes back "
+                            f"by hand: football migrate {res} {' '.join(origins[res])}")
         self.mark("active")

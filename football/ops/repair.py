@@ -155,6 +155,7 @@ class RepairVm(Repair):
         running = self.running_on(list(members.values()))
         self.stale = [host for host in running if not self._device_up(host)]
         self.running = [host for host in running if host not in self.stale]
+        self.alive = running            # (where it runs: its locks while a stale copy stops)
         for host in self.stale:
             self.warn(f"{host.name}: {self.res} runs there without its MARS device (one that "
                       "crashed: what it writes goes nowhere); it is stopped" +
@@ -205,7 +206,10 @@ class RepairVm(Repair):
             # it runs, and a copy on a crashed device besides: that one stops
             for host in self.stale:
                 self.say(f"* {host.name}: stopping the copy of {self.res} on its crashed device")
-                self.hooks.resource_stop(host=host, res=self.res)
+                try:
+                    self.hooks.resource_stop(host=host, res=self.res)
+                except (FootballError, TransportError) as error:
+                    self.warn(f"{host.name}: could not stop {self.res}: {error}")
             self.say(f"{self.res} runs on {self.running[0].name}")
             return
         for host in self.usable:
@@ -253,9 +257,9 @@ class RepairMars(Repair):
                 raise
             members = {}            # deleted, not yet created again: the journal knows
         resumed_on = (decided.get("targets") or [None])[0]
-        if resumed_on and not self.journal.done("stopped") and \
-                resumed_on not in {host.name for host in self.candidates}:
-            # nothing done yet (a stop that failed): the hosts named now decide
+        if resumed_on and not self.journal.done("stopped"):
+            # nothing done yet (a stop that failed, the container started
+            # again): decided afresh, with the checks of the copy as now
             self.say(f"  an earlier {self.operation} of {self.res} on {resumed_on} did "
                      "nothing yet: decided afresh")
             resumed_on = None

@@ -11,7 +11,8 @@ journal: after the resource was deleted, MARS no longer knows them):
    (with the quota options of the original's mount), and the first copy
    while the container runs: `rsync -aHAXS --numeric-ids
    --modify-window=-1 --delete --inplace` (exit 24, files vanished while
-   copying, is fine then; the final pass is not in place: `RSYNC`), then
+   copying, is fine then; the copy's hard-linked names once more after the
+   final pass, not in place: `RSYNC`), then
    the quota limits (`xfs_quota -x -c dump` / `restore`).
 2. finish — a warm pass; the probe: when `max_rsync_downtime` is set, one
    more pass is timed and a longer one fails the run here, before any
@@ -46,16 +47,20 @@ PHASES = ("prepare", "finish", "wait", "cleanup")
 TMP, PRESHRINK = "-tmp", "-preshrink"
 # Files compared by size and mtime to the nanosecond (`--modify-window=-1`,
 # rsync 3.1.3): to the second, a write that kept a file's size in the
-# second of the pass before was not copied. The passes while the container
-# runs write into the copy's files in place (`--inplace`: no second copy of
-# a large file that changed); the final pass does not: in place, a file
-# the copy holds hard-linked is written through all its names, also where
-# the container had broken the link (a file saved by rename) — the other
-# names got its content. Written anew and renamed, the final pass repairs
-# what the passes before wrote so (their names differ from the source in
-# size or mtime: copied again).
-RSYNC = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete")
-IN_PLACE = "--inplace"
+# second of the pass before was not copied. Written in place (`--inplace`):
+# a large file that changed needs no room for a second copy of itself — the
+# final pass, in the window, ran out of room for a database file larger
+# than the new filesystem's free space. In place, though, a file the copy
+# holds hard-linked is written through all its names, also where the
+# container broke the link (a file saved by rename: a package upgrade's):
+# the other names got its content. So the names the copy holds hard-linked
+# before the window (`LINKED`) are copied once more after the final pass,
+# not in place (`RELINK`): a name written through differs from its source
+# in size or mtime, and is written anew and renamed.
+RSYNC = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete", "--inplace")
+RELINK = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--files-from=-",
+          "--ignore-missing-args")
+LINKED = ("-xdev", "-type", "f", "-links", "+1", "-printf", "%P\n")     # find <copy> ...
 RSYNC_VANISHED = 24         # files vanished while copying: the container still writes
 QUOTA_OPTIONS = {"usrquota": "-u", "uquota": "-u", "grpquota": "-g", "gquota": "-g",
                  "prjquota": "-p", "pquota": "-p"}
@@ -173,8 +178,13 @@ class Shrink(Operation):
         members = {host.name for host in self.members}
         names = [name for name in facts.cluster_hosts(self.primary)
                  if name not in members and name in self.ctx.inventory.hosts]
-        left = [name for name in names
-                if self.preshrink in self.hooks.lv_list(host=self.host(name))]
+        left = []
+        for name in names:
+            try:
+                if self.preshrink in self.hooks.lv_list(host=self.host(name)):
+                    left.append(name)
+            except (FootballError, TransportError) as error:    # (a mate down: not asked)
+                self.ctx.reporter.detail(f"{name}: its LVs not read ({error})")
         if left:
             raise Illegal(f"{', '.join(left)} {'holds' if len(left) == 1 else 'hold'} "
                           f"{self.preshrink}, the volume of an earlier shrink of {self.res}, "
@@ -282,7 +292,9 @@ class Shrink(Operation):
             self._copy_commands(primary)
         if self.hooks.resource_stop_vm(host=primary, res=self.res) is None:
             self.hooks.container_stop(host=primary, res=self.res)
-        self._copy_commands(primary, final=True)
+        self._copy_commands(primary)
+        if self._mounted(self.tmp_mountpoint) and self._linked_in_copy():
+            primary.run(self._rsync_argv(relink=True))
         primary.run(["umount", self.tmp_mountpoint])
         attempt(lambda: self.hooks.resource_stop(host=primary, res=self.res))
         for host, argv in self._delete_argvs():
@@ -295,9 +307,9 @@ class Shrink(Operation):
         for host in self.secondaries:
             planned(host).run(self._create_argv(host, "join-resource"))
 
-    def _copy_commands(self, primary, final=False):
+    def _copy_commands(self, primary):
         """Dry run: one copy pass (rsync, then the quota limits)."""
-        primary.run(self._rsync_argv(final))
+        primary.run(self._rsync_argv())
         for argv, limits in self._quota_restores():
             primary.run(argv, input=limits)
 
@@ -412,9 +424,25 @@ class Shrink(Operation):
         return [["mkdir", "-p", self.tmp_mountpoint],
                 ["mount", "-t", "xfs", "-o", ",".join(options), lv, self.tmp_mountpoint]]
 
-    def _rsync_argv(self, final=False):
-        return [*RSYNC, *(() if final else (IN_PLACE,)), f"{self.mountpoint}/",
-                f"{self.tmp_mountpoint}/"]
+    def _rsync_argv(self, relink=False):
+        return [*(RELINK if relink else RSYNC), f"{self.mountpoint}/", f"{self.tmp_mountpoint}/"]
+
+    def _linked_in_copy(self):
+        """The names (relative) of the files the copy holds hard-linked."""
+        result = self.primary.run(["find", self.tmp_mountpoint, *LINKED],
+                                  timeout=self.config.copy_timeout)
+        return [line for line in result.stdout.splitlines() if line]
+
+    def _relink(self, linked):
+        """The names the copy held hard-linked before the final pass, copied
+        once more, not in place (`RELINK`)."""
+        self.say(f"  {self.primary.name}: the {len(linked)} hard-linked names again, not in "
+                 "place")
+        result = self.primary.run(self._rsync_argv(relink=True), check=False,
+                                  input="".join(f"{name}\n" for name in linked),
+                                  timeout=self.config.copy_timeout)
+        if not result.ok:
+            raise CommandFailed(result)
 
     def _copy(self, what, final=False):
         """One rsync pass on the primary, then the quota limits; the seconds
@@ -426,7 +454,7 @@ class Shrink(Operation):
                                 f"{self.tmp_mountpoint} must both be mounted to copy (found "
                                 f"{source or 'nothing'} and {copy or 'nothing'}); not copied. "
                                 "Re-run to resume")
-        argv = self._rsync_argv(final)
+        argv = self._rsync_argv()
         self.say(f"  {self.primary.name}: {what} ({' '.join(argv[1:-2])})")
         started = time.monotonic()
         result = self.primary.run(argv, check=False,
@@ -544,8 +572,13 @@ class Shrink(Operation):
         """Inside the window: where `res` exists, stop, final copy, unmount,
         delete; then rename, create, start."""
         if exists:
+            linked = self._linked_in_copy()     # (before the stop: not in the downtime)
             self._stop()
-            self.summary["final_copy_seconds"] = round(self._copy("final copy", final=True), 3)
+            started = time.monotonic()
+            self._copy("final copy", final=True)
+            if linked:
+                self._relink(linked)
+            self.summary["final_copy_seconds"] = round(time.monotonic() - started, 3)
             self.ctx.inject("finish:copied")
             self._unmount()
             self._delete()
@@ -729,10 +762,11 @@ class Shrink(Operation):
         # every other run on the members; their lock once it is over
         self._delay_cleanup()
         with self.holding(self.members):
-            if self._giving_up():
+            if self._giving_up() and self.journal.open_window_started() is not None:
                 # a run stopped in its window before the deletion: the
                 # container is stopped (the journal closed, `status` would
                 # no longer show it); given up, it runs again on its volume
+                # (one its operator stopped stays so)
                 self._running_again()
             self.say(f"* cleanup: {self.preshrink} and {self.tmp} on "
                      f"{', '.join(host.name for host in self.members)}")

@@ -179,7 +179,7 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
     # moved to and fro once every cooldown, a downtime each time.
     came_from = {}
     for record in sorted(history, key=lambda record: record.time):
-        if not record.failed and record.source:
+        if not record.failed:       # the newest says (one without its hosts: none known)
             came_from[record.resource] = set(record.source)
     evaluator = Evaluator(fleet, settings)
     # a resource's penalties depend on its placement alone, and a moved

@@ -120,8 +120,11 @@ def _filled_up(fleet, evaluator, res, target, count, group, settings, restored):
                                       accepting=(restored,))]
         if not candidates:
             break
-        target = (*target, min(candidates,
-                               key=lambda name: evaluator.after(res, (*target, name))))
+        # (a host holding a replica already syncs nothing: paid for as a
+        # move's bytes are, `gain_per_tib`)
+        target = (*target, min(candidates, key=lambda name: (
+            evaluator.after(res, (*target, name)) + settings.gain_per_tib * sync_bytes(
+                fleet.resources[res], (*target, name)) / TIB, name)))
     return target
 
 

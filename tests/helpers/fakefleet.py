@@ -268,7 +268,7 @@ class FakeFleet:
         if program == "football-host":
             return self._football_host(name, list(argv[1:]), input)
         if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs", "mkfs.xfs",
-                       "blkid", "rsync", "xfs_quota", "cat", "readlink"):
+                       "blkid", "rsync", "xfs_quota", "cat", "readlink", "find"):
             return getattr(self, f"_{program.replace('.', '_')}")(name, list(argv[1:]), input)
         raise UnexpectedCommand(f"{name}: the fake fleet does not know {shlex.join(argv)}")
 
@@ -751,6 +751,13 @@ class FakeFleet:
             raise UnexpectedCommand("the fake fleet's rsync copies with --delete only")
         resource = self.resources[res]
         volume.records, volume.used = list(resource.records), resource.used
+        return ""
+
+    def _find(self, name, args, input=None):
+        """find <copy's mountpoint> -xdev -type f -links +1 ...: the fake's
+        filesystems hold no hard links."""
+        if args[0] not in self.mounts[name]:
+            raise Refused(f"find: '{args[0]}': No such file or directory", 1)
         return ""
 
     def _xfs_quota(self, name, args, input=None):

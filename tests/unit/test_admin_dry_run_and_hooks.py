@@ -372,3 +372,20 @@ def test_a_repair_mars_whose_stop_fails_starts_the_container_again_and_another_h
     said = [event.get("text") for event in events]
     assert "* resuming repair-mars of vm1 on a1" not in said
     assert fleet.members("vm1") == ["a2"] and fleet.running("vm1") == ["a2"]
+
+
+def test_a_repair_mars_run_again_after_its_stop_failed_checks_the_copy_again(fleet, monkeypatch):
+    """It resumed "on a2" without the checks: the confirmation no longer
+    said that a2's copy is behind the primary, which wrote on meanwhile."""
+    fleet.stalled["a2"] = "fetch cut off"
+    for _ in range(3):
+        fleet.run("b1", ["marsadm", "view-get-primary", "vm1"])        # vm1 writes on a1
+    undo = failing(fleet, monkeypatch, lambda host, argv: host == "a2" and argv[:2] == (
+        "football-host", "ct") and argv[3] == "stop", 1, "lxc-stop: cannot stop vm1\n")
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a2")
+    assert code == 198, stderr
+    undo()
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a2", yes=False)
+    assert code == 191 and "vm1 runs on its primary a1: rebuilt from a2's copy it goes back" \
+        in stderr, stderr
+    assert fleet.running("vm1") == ["a1"]

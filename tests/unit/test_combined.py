@@ -6,7 +6,7 @@ ends the same, shrinks once and loses no record of the workload."""
 import pytest
 
 from tests.helpers.fakefleet import (SharedQueue, assert_clusters_as_inventory, assert_placed,
-                                     football, fresh_resource, points_of)
+                                     failing, football, fresh_resource, points_of)
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 
 MIB, GIB = 1 << 20, 1 << 30
@@ -393,3 +393,18 @@ def test_an_old_replicas_host_named_as_the_new_secondary_gets_a_volume_of_the_ne
     assert_placed(fleet, "a2", ["a1"], "vm2")
     assert [fleet.lvs(name)["vm2"] for name in ("a1", "a2")] == [320 * MIB, 320 * MIB]
     assert fleet.written["vm2"] == resource.records[-1]
+
+
+def test_a_dry_run_of_a_migrate_shrink_left_at_its_cleanup_lists_the_removals(
+        fleet, monkeypatch):
+    """It said "stage cleanup: migrate" and listed nothing."""
+    undo = failing(fleet, monkeypatch, lambda host, argv: host == "b1" and argv[:2] == (
+        "football-host", "vg") and argv[3] == "remove", 5, "lvremove: cannot remove\n")
+    code, _, stderr = football(fleet, "migrate+shrink", "vm2", "cluster2")
+    assert code == 198, stderr
+    undo()
+    code, events, stderr = football(fleet, "--dry-run", "migrate+shrink", "vm2", "cluster2")
+    assert code == 0, stderr
+    planned = [(event["host"], event["argv"][3:]) for event in events
+               if event["event"] == "would-run"]
+    assert ("b1", ["remove", "vm2-preshrink"]) in planned, planned

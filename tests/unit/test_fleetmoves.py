@@ -634,3 +634,16 @@ def test_balance_while_a_host_drains_is_refused_and_its_timer_is_told_no_balanci
     code, stderr = football_cli(fleet, "balance", "--auto")
     assert code == 0, stderr
     assert "no balancing now: while hosts are draining: b1" in stderr, stderr
+
+
+def test_a_restore_whose_neighbour_is_switched_off_ends_active_saying_the_way_back(
+        fleet, worker):
+    for host in ("a1", "a2"):
+        Evacuate(context(fleet), [host], job_options=job_options(fleet)).run()
+    fleet.switch_off("a2")
+    ctx = context(fleet)
+    Restore(ctx, "a1", job_options=job_options(fleet)).run()
+    assert state_of(fleet, "a1")["state"] == "active"
+    said = ctx.reporter.stream.getvalue()
+    assert "its way back could not be handed to a2" in said and \
+        "it goes back by hand: football migrate vm1 a1 a2" in said, said

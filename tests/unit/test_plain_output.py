@@ -769,7 +769,7 @@ DRY_RUNS = [
         ("would run on a1: rsync -aHAXS --numeric-ids --modify-window=-1 --delete --inplace "
          "<a1>/var/lib/lxc/vm2/ <a1>/var/lib/lxc/vm2-tmp/"),
         "would run on a1: football-host ct <a1>/var/lib/lxc stop vm2",
-        ("would run on a1: rsync -aHAXS --numeric-ids --modify-window=-1 --delete "
+        ("would run on a1: rsync -aHAXS --numeric-ids --modify-window=-1 --delete --inplace "
          "<a1>/var/lib/lxc/vm2/ <a1>/var/lib/lxc/vm2-tmp/"),
         "would run on a1: marsadm delete-resource --force vm2",
         "would run on a2: football-host vg <a2>/dev/vg0 rename vm2 vm2-preshrink",
@@ -948,7 +948,13 @@ def test_repair_vm_stops_a_copy_on_a_crashed_device_beside_the_one_that_runs(fle
     fleet.containers["a2"]["vm1"] = "RUNNING"
     fleet.crashed_devices.add(("a2", "vm1"))
     assert fleet.running("vm1") == ["a1", "a2"]
+    before = len(fleet.calls)
     _, stderr = football_plain(fleet, "repair-vm", "vm1", "a1")
+    on_a2 = [argv for name, argv in fleet.calls[before:] if name == "a2"]
+    stop = next(index for index, argv in enumerate(on_a2) if argv[:2] == ("football-host", "ct")
+                and argv[3] == "stop")
+    assert [argv for argv in on_a2[:stop] if argv[:2] == ("football-host", "lock")
+            and "take" in argv], on_a2          # under the locks
     assert "warning: a2: vm1 runs there without its MARS device (one that crashed: what it " \
         "writes goes nowhere); it is stopped (it runs on a1)" in stderr, stderr
     assert lines_of(stderr)[-1] == "vm1 runs on a1", stderr

@@ -505,3 +505,27 @@ def test_a_move_back_onto_the_hosts_of_the_last_move_must_gain_balance_margin():
     enough = plan_balance(fleet, Settings(balance_margin=margin * 0.99), came, NOW)
     assert (enough.moves[0].resource, set(enough.moves[0].target)) == back
     assert plan_balance(fleet, Settings(balance_margin=1.0), now=NOW).moves[0] == first
+
+
+def test_a_restores_added_replica_goes_where_one_is_already_rather_than_to_an_emptier_host():
+    """It chose by score alone: (a2, a3) -> (a1, a4), both replicas synced
+    anew, where (a1, a2) syncs one; a4's room is worth less than the bytes
+    (`gain_per_tib`, as an evacuation weighs them)."""
+    fleet = fleet_of([host("a1", lifecycle="evacuated"), host("a2"), host("a3"),
+                      host("a4", free=100)], [vm("vm3", "a2", "a3", size=10)])
+    assert plan_restore(fleet, "a1", {"vm3": ("a1",)}, DEFAULTS, NOW).moves[0].target == \
+        ("a1", "a4")                                # (the room is worth the bytes)
+    plan = plan_restore(fleet, "a1", {"vm3": ("a1",)}, Settings(gain_per_tib=100.0), NOW)
+    [move] = plan.moves
+    assert move.target[0] == "a1" and move.target[1] in ("a2", "a3"), move
+
+
+def test_a_move_by_another_controller_is_the_last_move_too():
+    """Moves recorded without their hosts (another controller's, from the
+    jobs' database) left an older move's hosts as the way back."""
+    fleet = unbalanced_fleet()
+    first = plan_balance(fleet, DEFAULTS, now=NOW).moves[0]
+    came = [Moved(first.resource, NOW - 2 * DEFAULTS.cooldown, first.target, first.source),
+            Moved(first.resource, NOW - DEFAULTS.cooldown - 60)]
+    plan = plan_balance(fleet, Settings(balance_margin=1.0), came, NOW)
+    assert plan.moves[0] == first

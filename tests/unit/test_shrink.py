@@ -96,40 +96,56 @@ def test_the_new_filesystem_is_made_for_the_new_size_and_copied_with_all_metadat
     assert mkfs == [("mkfs.xfs", "-q", "-f", "-s", "size=4096", "-d", "agcount=4",
                      fleet.hosts["a1"].path("/dev/vg0/vm2-tmp"))]
     mountpoint = fleet.hosts["a1"].mountpoint("vm2")
-    rsyncs = [argv for argv in argvs if argv[0] == "rsync"]
-    base = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete")
-    paths = (f"{mountpoint}/", f"{mountpoint}-tmp/")
-    assert set(rsyncs[:-1]) == {(*base, "--inplace", *paths)}      # first, warm
-    assert rsyncs[-1] == (*base, *paths)                            # final: not in place
+    rsyncs = {argv for argv in argvs if argv[0] == "rsync"}
+    assert rsyncs == {("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete",
+                       "--inplace", f"{mountpoint}/", f"{mountpoint}-tmp/")}
+    assert ("find", f"{mountpoint}-tmp", "-xdev", "-type", "f", "-links", "+1", "-printf",
+            "%P\n") in argvs                     # its hard links: none in the fake
 
 
-def rsync_pass(source, copy, final):
+def rsync_pass(source, copy):
     """One of the shrink's copy passes with the real rsync, between two
     directories."""
-    argv = [*shrink.RSYNC, *(() if final else (shrink.IN_PLACE,)), f"{source}/", f"{copy}/"]
-    subprocess.run(argv, check=True, capture_output=True)
+    subprocess.run([*shrink.RSYNC, f"{source}/", f"{copy}/"], check=True, capture_output=True)
+
+
+def final_pass(source, copy):
+    """The shrink's final pass: the names the copy holds hard-linked found
+    first (before the window), the pass in place, those names once more not
+    in place."""
+    linked = subprocess.run(["find", str(copy), *shrink.LINKED], check=True,
+                            capture_output=True, text=True).stdout
+    rsync_pass(source, copy)
+    if linked:
+        subprocess.run([*shrink.RELINK, f"{source}/", f"{copy}/"], input=linked, text=True,
+                       check=True, capture_output=True)
 
 
 def test_the_final_copy_repairs_a_hard_link_the_container_broke_between_passes(tmp_path):
     """A file saved by rename breaks its hard link in the source; a pass in
     place wrote the new content through the copy's link into the other name
-    too. The final pass is not in place: both names as in the source."""
+    too. The copy's hard-linked names go once more, not in place: both names
+    as in the source."""
     source, copy = tmp_path / "source", tmp_path / "copy"
     source.mkdir()
     (source / "a").write_bytes(b"AAAA original content of a\n")
     os.link(source / "a", source / "b")
-    rsync_pass(source, copy, final=False)                   # the first copy
+    (source / "gone").write_bytes(b"G")
+    os.link(source / "gone", source / "gone2")
+    rsync_pass(source, copy)                                # the first copy
     (source / "b.new").write_bytes(b"BBBB new content of b, saved by rename\n")
     os.rename(source / "b.new", source / "b")
-    rsync_pass(source, copy, final=False)                   # a warm pass
-    rsync_pass(source, copy, final=True)
+    os.unlink(source / "gone")                              # (a listed name no longer there)
+    os.unlink(source / "gone2")
+    final_pass(source, copy)
     assert (copy / "a").read_bytes() == b"AAAA original content of a\n"
     assert (copy / "b").read_bytes() == b"BBBB new content of b, saved by rename\n"
     assert (copy / "a").stat().st_ino != (copy / "b").stat().st_ino
-    (source / "c").write_bytes(b"C")                        # alone, once more
+    assert not (copy / "gone").exists()
+    (source / "c").write_bytes(b"C")                        # new links: kept
     os.link(source / "c", source / "d")
-    rsync_pass(source, copy, final=True)
-    assert (copy / "c").stat().st_ino == (copy / "d").stat().st_ino      # links kept
+    final_pass(source, copy)
+    assert (copy / "c").stat().st_ino == (copy / "d").stat().st_ino
 
 
 def test_a_write_that_keeps_the_size_in_the_second_of_the_pass_before_is_copied(tmp_path):
@@ -142,11 +158,11 @@ def test_a_write_that_keeps_the_size_in_the_second_of_the_pass_before_is_copied(
     page.write_bytes(b"A" * 8192)
     second = (page.stat().st_mtime_ns // 10**9) * 10**9
     os.utime(page, ns=(second, second + 1000))
-    rsync_pass(source, copy, final=False)
+    rsync_pass(source, copy)
     with open(page, "r+b") as handle:
         handle.write(b"B" * 4096)
     os.utime(page, ns=(second, second + 2000))              # the same second, later
-    rsync_pass(source, copy, final=True)
+    final_pass(source, copy)
     assert (copy / "table").read_bytes() == b"B" * 4096 + b"A" * 4096
 
 
@@ -598,3 +614,20 @@ def test_a_rerun_after_the_window_reports_the_downtime_of_the_run_that_had_it(fl
     summary = next(event for event in events if event["event"] == "summary")
     assert summary["downtime_seconds"] == window["downtime_seconds"] > 0, summary
     assert_shrunk(fleet)
+
+
+def test_giving_up_a_prepared_shrink_leaves_a_container_its_operator_stopped_stopped(fleet):
+    code, _, stderr = football(fleet, "shrink-prepare", "vm2")
+    assert code == 0, stderr
+    host = fleet.hosts["a1"]
+    assert fleet.run("a1", ["football-host", "ct", host.path("/var/lib/lxc"), "stop", "vm2"]).ok
+    code, _, stderr = football(fleet, "shrink-cleanup", "vm2")
+    assert code == 0, stderr
+    assert fleet.running("vm2") == []
+
+
+def test_a_shrink_with_nothing_to_do_is_not_failed_by_a_cluster_mate_that_is_down(fleet):
+    fleet.run("a1", ["marsadm", "merge-cluster", "b1", fleet.hosts["b1"].address])
+    fleet.switch_off("b1")
+    code, events, stderr = football(fleet, "shrink", "vm1", "2g")
+    assert code == 0 and "nothing to do" in str(events), stderr
