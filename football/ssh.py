@@ -451,6 +451,9 @@ class SSHTransport(Transport):
                     self._agent = None
                 self._connection.client.close()
                 self._connection = None
+                # AGENT_STARTS per connection: a long-lived transport (a
+                # worker's) whose host rebooted thrice had none for good
+                self._agent_starts = 0
             connection = fabric.Connection(
                 self.address, user=self.user, port=self.port, config=_fabric_config(),
                 connect_kwargs=self._connect_kwargs())

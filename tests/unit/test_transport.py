@@ -391,3 +391,29 @@ def test_an_agent_gone_does_not_drop_the_one_another_thread_started_since():
     with pytest.raises(ConnectionLost):
         transport._through(gone, ["marsadm", "view", "vm1"], True, 10, None)
     assert transport._agent is fresh and gone.closed and not fresh.closed
+
+
+class FakeConnection:
+    """What `_connect` uses of a fabric Connection."""
+
+    def __init__(self, *args, **kwargs):
+        self.is_connected, self.transport = True, type("Transport", (), {})()
+        self.client = type("Client", (), {"close": lambda self: None,
+                                          "set_missing_host_key_policy": lambda self, p: None,
+                                          "load_system_host_keys": lambda self, p: None})()
+
+    def open(self):
+        pass
+
+
+def test_a_new_connection_gives_the_host_agent_its_starts_again(monkeypatch):
+    """AGENT_STARTS counted over the transport's life: a worker whose host
+    rebooted three times ran every later command as a session of its own."""
+    from football import ssh
+    monkeypatch.setattr(ssh.fabric, "Connection", FakeConnection)
+    transport = SSHTransport("h1", "127.0.0.1", host_key_check="off")
+    transport._connect()
+    transport._agent_starts = ssh.AGENT_STARTS          # used up on this connection
+    transport._connection.is_connected = False          # the host rebooted
+    transport._connect()
+    assert transport._agent_starts == 0
