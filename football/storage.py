@@ -14,8 +14,12 @@ _KINDS = (
     ("not-found", re.compile(r"Failed to find logical volume|Volume group \"[^\"]*\" not found|"
                              r"Cannot process volume group|"
                              r"Existing logical volume \"[^\"]*\" not found")),  # lvrename
-    ("in-use", re.compile(r"\bin use\b|contains a filesystem in use|is open")),
-    ("unchanged", re.compile(r"matches existing size")),
+    # (lvremove of an LV with holders: a dm, kpartx or crypt device on it)
+    ("in-use", re.compile(r"\bin use\b|contains a filesystem in use|is open|"
+                          r"is used by another device")),
+    # (lvm2 2.03.17 and later: "New size ... matches existing size" on
+    # stdout, "No size change." on stderr)
+    ("unchanged", re.compile(r"matches existing size|No size change")),
     ("invalid", re.compile(r"name \"[^\"]*\" is invalid|Names starting .* are reserved")),
 )
 
@@ -30,7 +34,7 @@ def failure_kind(stderr):
 
 def storage_error(result, what):
     """A `StorageError` for the failed command `result` doing `what`."""
-    kind = failure_kind(result.stderr)
+    kind = failure_kind(f"{result.stderr}\n{result.stdout}")
     message = result.said or "(no output)"
     advice = {
         "exists": "choose another name, or remove the old volume (football lv-cleanup)",

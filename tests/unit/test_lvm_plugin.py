@@ -75,6 +75,18 @@ def test_lv_resize_to_the_size_the_lv_has_is_a_successful_no_op(host, runner, ho
     assert hooks.lv_resize(host=host, lv="vm1", size=2 * GIB) == 2 * GIB
 
 
+def test_lv_resize_to_the_size_the_lv_has_is_a_no_op_also_as_newer_lvm2_says_it(
+        host, runner, hooks):
+    """lvm2 2.03.17 and later print "matches existing size" on stdout and
+    only "No size change." on stderr (its source's wording, not recorded
+    here): it was a failure, not the no-op."""
+    runner.expect(["lvresize", "--yes", "--force", "-L", f"{2 * GIB}b", "vg0/vm1"],
+                  stdout=recorded("lvresize_same.txt"),
+                  stderr=recorded("lvresize_same_2_03_17_stderr.txt"), exit=LVM_FAILED)
+    runner.expect(LVS, stdout=recorded("lvs_segments.txt"))
+    assert hooks.lv_resize(host=host, lv="vm1", size=2 * GIB) == 2 * GIB
+
+
 def test_lv_resize_reports_the_rounded_up_size_not_the_requested_one(host, runner, hooks):
     # LVM allocates whole extents: asking for one byte less still leaves 2 GiB.
     runner.expect(["lvresize", "--yes", "--force", "-L", f"{2 * GIB - 1}b", "vg0/vm1"],
@@ -150,6 +162,10 @@ FAILURES = [
      "lvremove_notfound.txt", LVM_FAILED, "not-found"),
     ("lv_remove", {"lv": "vm1"}, ["lvremove", "--yes", "--force", "vg0/vm1"],
      "lvremove_inuse.txt", LVM_FAILED, "in-use"),
+    # an LV with holders (a dm, kpartx or crypt device on it): lvm2's
+    # activate.c wording, not recorded here
+    ("lv_remove", {"lv": "vm1"}, ["lvremove", "--yes", "--force", "vg0/vm1"],
+     "lvremove_holders.txt", LVM_FAILED, "in-use"),
 ]
 
 
