@@ -28,8 +28,8 @@ from football.journal import Journal
 from football.locks import drop_intent
 from football.ops.base import Operation
 from football.ops.migrate import Migrate
-from football.ops.shrink import PRESHRINK, TMP, XFS_LOG, Shrink
-from football.ops.sizing import mib, new_size, parse_target
+from football.ops.shrink import PRESHRINK, TMP, Shrink, shrink_target, shrunk_size
+from football.ops.sizing import mib, parse_target
 
 
 LEFTOVERS = (PRESHRINK, TMP)       # the shrink's LVs (`<res>-preshrink`, `<res>-tmp`)
@@ -95,8 +95,7 @@ class MigrateShrink(Operation):
         if not facts.mount_source(source, mountpoint):
             return
         _, used = facts.filesystem_usage(source, mountpoint)
-        shrunk = new_size(parse_target(self.size or self.config.shrink_percent), used,
-                          self.config.min_space, XFS_LOG)
+        shrunk = shrunk_size(shrink_target(self.size, self.config), used, self.config)
         if shrunk >= size:
             return                          # nothing to shrink: its stage says so
         lacking = []
@@ -208,11 +207,11 @@ class MigrateShrink(Operation):
             return
         self.journal.decide(**{f"{name}_started": time.time()})
         phases = tuple(phases or operation.whole)
-        done = [stage for stage in self.whole if self.journal.done(stage)]
+        moved = any(self.journal.done(stage) for stage in self.whole)
         try:
             summary = self.run_within(operation, phases)
         except Illegal as refused:
-            if not done:
+            if not moved:
                 raise
             # its "nothing changed" is the stage's: the stages before it moved
             # the resource (191 said the whole run changed nothing)
@@ -314,6 +313,7 @@ class MigrateShrink(Operation):
         original ones that are neither its primary nor its secondary now."""
         return [name for name in self.origin
                 if name not in (self.primary_name, self.secondary_name)]
+
 
 class MigrateShrinkBack(MigrateShrink):
     """migrate+shrink+back: stages migrate → shrink → back."""

@@ -75,6 +75,18 @@ def agcount(size):
 XFS_LOG = 64 << 20          # the least log mkfs.xfs makes (xfsprogs 5.15 and later)
 
 
+def shrink_target(size, config):
+    """The target the command line's `size` asks for (`parse_target`; None:
+    the fill level `shrink_percent`)."""
+    return parse_target(str(size if size is not None else config.shrink_percent))
+
+
+def shrunk_size(target, used, config):
+    """The volume size a shrink to `target` makes of a filesystem that
+    uses `used` bytes (`new_size`, the new XFS's log counted)."""
+    return new_size(target, used, config.min_space, XFS_LOG)
+
+
 def headroom(size):
     """Bytes a new XFS of `size` needs beyond the data: its log and 2 %
     for metadata."""
@@ -90,7 +102,7 @@ class Shrink(Operation):
         super().__init__(ctx, res)
         self.asked = str(size if size is not None else ctx.config.shrink_percent)
         self.size_given = size is not None     # a phase command may leave it to the journal
-        self.target = parse_target(self.asked)
+        self.target = shrink_target(size, ctx.config)
         self.tmp, self.preshrink = f"{self.res}{TMP}", f"{self.res}{PRESHRINK}"
         self.summary.update({"old_size": None, "new_size": None, "downtime_seconds": None,
                              "final_copy_seconds": None, "copy_passes": 0,
@@ -203,7 +215,7 @@ class Shrink(Operation):
                           "shrink copies a running container's filesystem: start it first "
                           f"(football repair-vm {self.res} {self.primary.name}); nothing changed")
         _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
-        self.new_size = new_size(self.target, self.used, self.config.min_space, XFS_LOG)
+        self.new_size = shrunk_size(self.target, self.used, self.config)
         if self.nothing_to_do():
             self._refuse_left_after_a_window()
             return
@@ -438,11 +450,9 @@ class Shrink(Operation):
         once more, not in place (`RELINK`)."""
         self.say(f"  {self.primary.name}: the {len(linked)} hard-linked names again, not in "
                  "place")
-        result = self.primary.run(self._rsync_argv(relink=True), check=False,
-                                  input="".join(f"{name}\n" for name in linked),
-                                  timeout=self.config.copy_timeout)
-        if not result.ok:
-            raise CommandFailed(result)
+        self.primary.run(self._rsync_argv(relink=True),
+                         input="".join(f"{name}\n" for name in linked),
+                         timeout=self.config.copy_timeout)
 
     def _copy(self, what, final=False):
         """One rsync pass on the primary, then the quota limits; the seconds
@@ -540,7 +550,9 @@ class Shrink(Operation):
                 self._mount_tmp()
             self._copy("warm copy")
             self._probe()
+            linked = self._linked_in_copy()     # (only the passes change the copy's links)
         else:
+            linked = []
             self.say(f"* finish: {self.res} was deleted by a run before: renaming, creating, "
                      "starting")
         # a run before deleted it: the container is down since that run's
@@ -556,7 +568,7 @@ class Shrink(Operation):
                     continue            # (the locks let go: the gates again)
                 with DowntimeWindow(self, self.primary, self._compensate,
                                     down_since) as window:
-                    self._window_work(exists, window)
+                    self._window_work(exists, window, linked)
             break
         self.summary["downtime_seconds"] = window.seconds
         self.say(f"  {self.res} " + ("is mounted from its shrunk volume (stopped, as before)"
@@ -568,11 +580,11 @@ class Shrink(Operation):
         self._release_job_slots("shrink", [self.primary])
         self.ctx.inject("finish:started")
 
-    def _window_work(self, exists, window):
-        """Inside the window: where `res` exists, stop, final copy, unmount,
-        delete; then rename, create, start."""
+    def _window_work(self, exists, window, linked):
+        """Inside the window: where `res` exists, stop, final copy (and the
+        copy's hard-linked names, `linked`, once more), unmount, delete;
+        then rename, create, start."""
         if exists:
-            linked = self._linked_in_copy()     # (before the stop: not in the downtime)
             self._stop()
             started = time.monotonic()
             self._copy("final copy", final=True)
