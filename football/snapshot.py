@@ -136,10 +136,9 @@ def observe_host(ctx, host, detail=True):
                             "(start marsd there)")
         return facts.parse_view_summary(text)
 
-    unread = []
-    summary = ask("marsadm view all", unread, view_all) if cluster else {}
-    mars_read = summary is not unread
-    summary = {} if not mars_read else summary
+    summary = ask("marsadm view all", None, view_all) if cluster else {}
+    mars_read = summary is not None
+    summary = summary or {}
     # capital S in the flags: sync done, nothing to ask
     syncing = [res for res, view in summary.items() if view["flags"][3:4] != "S"]
     sync_rest = {res: "0" for res in summary}

@@ -288,16 +288,15 @@ def _run_here(tools, argv, input, timeout):
         for fd in (stdin_r, out_w, err_w):
             os.close(fd)
         theirs.close()
+        within = None
         try:
             code, stdout, stderr = _communicate(argv, stdin_w, out_r, err_r, reply, timeout,
                                                 input)
         except subprocess.TimeoutExpired:
-            _reap(pid, KILL_WAIT)           # killed: not waited for beyond KILL_WAIT
+            within = KILL_WAIT              # killed: not waited for beyond KILL_WAIT
             raise
-        except BaseException:
-            _reap(pid, None)
-            raise
-        _reap(pid, None)
+        finally:
+            _reap(pid, within)
         return {"exit": code, "stdout": stdout, "stderr": stderr}
     done = run_program(argv, timeout=timeout, input=input)
     return {"exit": done.returncode, "stdout": done.stdout, "stderr": done.stderr}

@@ -54,7 +54,7 @@ class Expand(Operation):
         self.secondaries = [host for host in self.members if host.name != self.primary.name]
         for host in self.members:
             reachable(host)
-        self.size = int(facts.view(self.primary, "sync-size", self.res) or 0)
+        self.size = self._mars_size()
         self.mountpoint = self.primary.mountpoint(self.res)
         if not facts.mount_source(self.primary, self.mountpoint):
             raise Illegal(f"{self.primary.name}: {self.res} is not mounted at {self.mountpoint}; "
@@ -144,13 +144,14 @@ class Expand(Operation):
                             timeout=timeout + 30)
                 result = primary.run(["marsadm", f"--timeout={timeout:g}", "resize", self.res],
                                      timeout=timeout + 30)
-                if result.planned or self._mars_size() >= self.new_size:
+                size = self._mars_size()
+                if result.planned or size >= self.new_size:
                     return True
                 if not told:
-                    self.say(f"  {self.primary.name}: {self.res} is still "
-                             f"{mib(self._mars_size())}: the grown disks of its members have "
-                             f"not reached it yet; again, for up to {timeout:g} s")
-                told.append(True)
+                    told.append(size)
+                    self.say(f"  {self.primary.name}: {self.res} is still {mib(size)}: the grown "
+                             "disks of its members have not reached it yet; again, for up to "
+                             f"{timeout:g} s")
                 return False
             wait_until(resized, timeout, self.config.poll_interval,
                        f"MARS to grow {self.res} to {mib(self.new_size)} (`marsadm resize` on "

@@ -242,15 +242,14 @@ class Failover(Operation):
         lost. The operator's choice, made by dropping it first."""
         names = ", ".join(sorted(unknown))
         why = "; ".join(f"{name}: {error}" for name, error in sorted(unknown.items()))
-        first = sorted(unknown)[0]
-        return (f"{names}, {'a replica' if len(unknown) == 1 else 'replicas'} of {res}, cannot "
-                f"be asked ({why}): {'it' if len(unknown) == 1 else 'they'} may hold more of "
-                f"{self.dead.name}'s log than {', '.join(host.name for host in consistent)}. "
-                f"Bring {'it' if len(unknown) == 1 else 'them'} back and run the failover "
-                f"again; to take over without, losing what only {names} "
-                f"{'holds' if len(unknown) == 1 else 'hold'}, drop "
-                f"{'it' if len(unknown) == 1 else 'each'} first, on {consistent[0].name}: "
-                f"{' '.join(drop_argv(first, res))}")
+        one = len(unknown) == 1
+        return (f"{names}, {'a replica' if one else 'replicas'} of {res}, cannot be asked "
+                f"({why}): {'it' if one else 'they'} may hold more of {self.dead.name}'s log "
+                f"than {', '.join(host.name for host in consistent)}. Bring "
+                f"{'it' if one else 'them'} back and run the failover again; to take over "
+                f"without, losing what only {names} {'holds' if one else 'hold'}, drop "
+                f"{'it' if one else 'each'} first, on {consistent[0].name}: "
+                f"{' '.join(drop_argv(sorted(unknown)[0], res))}")
 
     def _serves(self, host):
         """Whether `host`'s marsd answered the guard's `wait-cluster` (one it

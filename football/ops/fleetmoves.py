@@ -256,12 +256,12 @@ class BalanceRun(PlannedMoves):
         draining = sorted(name for name, host in self.fleet.hosts.items()
                           if host.lifecycle == "draining")
         if draining:
-            why = (f"no balancing while hosts are draining: {', '.join(draining)} (let their "
-                   "evacuation finish, or restore them)")
+            why = (f"while hosts are draining: {', '.join(draining)} (let their evacuation "
+                   "finish, or restore them)")
             if self.auto:           # (the timer's: not a failure every hour of an evacuation)
-                self.summary["auto"] = why[len("no balancing "):]
+                self.summary["auto"] = why
                 return
-            raise Illegal(f"{why}; nothing was changed")
+            raise Illegal(f"no balancing {why}; nothing was changed")
         now = time.time()
         if self.plan_id:
             self.plan = find_plan(self.config, self.plan_id)
@@ -549,8 +549,8 @@ class Evacuate(HostsRun):
     def evacuated(self):
         """Marked once MARS lists no replica on the hosts: what the plans
         read may have missed one (a view that could not be read)."""
-        left = {host.name: facts.my_resources(host) for host in self.hosts}
-        left = {name: resources for name, resources in left.items() if resources}
+        left = {host.name: resources for host in self.hosts
+                if (resources := facts.my_resources(host))}
         if left:
             raise FootballError(
                 "not marked evacuated: " + "; ".join(

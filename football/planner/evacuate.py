@@ -90,10 +90,7 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                 if why:
                     last_refusal = why
                     continue
-                # the bytes cost score at the rate a balancing migrate pays
-                sync = sync_bytes(resource, target)
-                value = evaluator.after(res, target)
-                key = (value + settings.gain_per_tib * sync / TIB, value, sync, target)
+                key = (*_placement_cost(evaluator, res, resource, target, settings), target)
                 if best_key is None or key < best_key:
                     best, best_key = target, key
         if best is None:
@@ -109,6 +106,15 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                     settings, hosts)
 
 
+def _placement_cost(evaluator, res, resource, target, settings):
+    """(the score after `res` moved to `target` with the bytes it syncs
+    priced at the rate a balancing migrate pays, the score alone, those
+    bytes): lowest first."""
+    sync = sync_bytes(resource, target)
+    value = evaluator.after(res, target)
+    return value + settings.gain_per_tib * sync / TIB, value, sync
+
+
 def _filled_up(fleet, evaluator, res, target, count, group, settings, restored):
     """`target` with replicas added up to `count`, on the accepting hosts of
     `group` that score best (each checked as `refusal` checks the move to
@@ -122,9 +128,8 @@ def _filled_up(fleet, evaluator, res, target, count, group, settings, restored):
             break
         # (a host holding a replica already syncs nothing: paid for as a
         # move's bytes are, `gain_per_tib`)
-        target = (*target, min(candidates, key=lambda name: (
-            evaluator.after(res, (*target, name)) + settings.gain_per_tib * sync_bytes(
-                fleet.resources[res], (*target, name)) / TIB, name)))
+        target = (*target, min(candidates, key=lambda name: (_placement_cost(
+            evaluator, res, fleet.resources[res], (*target, name), settings)[0], name)))
     return target
 
 
