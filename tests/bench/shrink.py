@@ -82,24 +82,31 @@ def summary_of(events):
 def window_steps(events, final_copy):
     """[(seconds, message)] of the downtime window: each message from the
     stop to "runs on its shrunk volume" with the time until the next one
-    (Football's event timestamps). The final copy's step is split: the
-    copy itself, then the unmounts and the MARS device going down, which
-    say nothing of their own."""
+    (Football's event timestamps). The final copy's last step (the copy,
+    or after it the pass over the copy's hard-linked names) is split: the
+    rest of `final_copy`, then the unmounts and the MARS device going down,
+    which say nothing of their own."""
     messages = [event for event in events if event["event"] == "message"]
     first = next(index for index, event in enumerate(messages)
                  if "stopping" in event["text"])
     last = next(index for index, event in enumerate(messages)
                 if "runs on its shrunk volume" in event["text"])
     window = messages[first:last + 1]
-    steps = []
+    steps, copied = [], 0.0
     for before, after in itertools.pairwise(window):
         seconds, text = after["time"] - before["time"], before["text"].strip()
-        if "final copy" in text:
-            steps += [(final_copy, text),
-                      (seconds - final_copy, "(unmount both, MARS device down)")]
+        if "final copy" in text and RELINKED in after["text"]:
+            steps.append((seconds, text))
+            copied = seconds
+        elif "final copy" in text or RELINKED in text:
+            rest = final_copy - copied
+            steps += [(rest, text), (seconds - rest, "(unmount both, MARS device down)")]
         else:
             steps.append((seconds, text))
     return steps
+
+
+RELINKED = "hard-linked names again"    # the pass after the final copy, where there is one
 
 
 def main():
