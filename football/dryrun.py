@@ -26,7 +26,7 @@ import shlex
 from football.errors import FootballError
 from football.transport import Result, TransportError
 
-# marsadm verbs that only read, besides view-* and lowlevel-ls-*
+# marsadm verbs that only read, besides view-*, lowlevel-ls-* and get-*
 MARSADM_READS = {"cat", "show", "status", "view", "version"}
 # football-host helpers: the actions that only read
 HELPER_READS = {("vg", "info"), ("ct", "state"), ("ct", "list"), ("lock", "list"),
@@ -42,7 +42,7 @@ def is_read(argv):
     words = [arg for arg in args if not arg.startswith("-")]
     if program == "marsadm":
         verb = words[0] if words else ""
-        return verb.startswith(("view", "lowlevel-ls")) or verb in MARSADM_READS
+        return verb.startswith(("view", "lowlevel-ls", "get-")) or verb in MARSADM_READS
     if program == "football-host":
         # football-host <helper> <dir> <action> ...
         return len(args) >= 3 and (args[0], args[2]) in HELPER_READS

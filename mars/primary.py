@@ -47,6 +47,7 @@ log = logging.getLogger("marsd.data")
 DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
 DEVICE_RETRY_MAX = 30.0
 SYSTEMCTL_TIMEOUT = 120.0        # seconds a systemctl start/stop may take
+NOT_LOADED = 5                  # systemctl's exit for a unit systemd does not know ("not loaded")
 IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a checkpoint
 # Seconds a device that keeps logging goes at most without a sync of its
 # disk (marsd --disk-sync-interval). The write-back goes through the page
@@ -610,6 +611,9 @@ class Primary:
                                               check=False)
             failure = done.returncode and \
                 f"exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[-300:]}"
+            if action[0] == "stop" and done.returncode == NOT_LOADED and \
+                    b"not loaded" in done.stderr:
+                failure = None      # systemd knows no such unit here: nothing of it runs
         except (OSError, trio.TooSlowError) as exc:
             failure = str(exc) or f"no answer within {SYSTEMCTL_TIMEOUT:g}s"
         if failure:
@@ -627,7 +631,9 @@ class Primary:
         primary (and `systemd-want`, when one is set) once the device is up,
         and the stop unit stopped when the device should go, which frees it
         for the handover. Each once per change; a failure is retried every
-        step, said in `view` and once in the log. MARS_SYSTEMCTL names the
+        step, said in `view` and once in the log. A stop unit systemd does
+        not know here (a member where the units were never installed) is
+        stopped: nothing of it runs. MARS_SYSTEMCTL names the
         program (default `systemctl`)."""
         units = state.systemd_units(self.res)
         if units is None:

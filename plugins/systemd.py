@@ -1,7 +1,7 @@
 """Cluster manager `systemd` (production, the football-basic model).
 
 Each resource has three units on every host that may run it, rendered from
-`templates/systemd/` and written to `/run/systemd/system`:
+`templates/systemd/`:
 
 - `<escaped mountpoint>.mount` mounts `/dev/mars/<res>` at the container's
   directory. It is the *stop unit*: stopping it stops everything above it.
@@ -12,12 +12,29 @@ Each resource has three units on every host that may run it, rendered from
   primary). The container unit arms it, and stopping the container disarms it.
 
 Start = `marsadm primary` + make sure the start unit runs; stop = stop the
-stop unit. The unit names are recorded with `marsadm set-systemd-unit`.
+stop unit. The units MARS records (`marsadm get-systemd-unit`) are the ones
+used: an operator's own (kernel marsadm's template engine) are left as they
+are. While none are recorded, or Football's are, Football's are written
+where missing or different before `marsadm primary`, and recorded after it
+(`set-systemd-unit` gives its want to the designated primary: recorded
+before, the old primary's marsd would start the container it just stopped).
+
+The units go to `/etc/systemd/system`, not `/run` (MARS.md's place for
+units kernel marsadm renders again at every boot from its templates):
+Football renders them once, on the host it starts the resource on, and a
+rebooted host's marsd starts the container again only if its unit is still
+there. A unit systemd does not know on a host is stopped there, for
+`resource_stop` as for marsd.
+
 No `resource_start_stack` (a stopped container cannot stay stopped across a
 move, so `keeps_stopped` is the default no): `marsadm primary` gives
 `systemd-want` to the new primary, kernel MARS's as ours, and its marsd
 starts the start unit once the device is up; a `(none)` want does not
 survive the handover.
+
+Not done: the mount unit's `What=/dev/mars/<res>` makes systemd wait for
+the device unit udev announces; the kernel MARS device has one, the
+userspace marsd's symlink has none without a udev rule (none is shipped).
 Every command runs through `host.run` as an argument list."""
 
 import re
@@ -32,7 +49,7 @@ from mars.errors import MarsError
 from mars.names import check_resource
 
 KIND = "systemd"
-UNIT_DIR = "/run/systemd/system"
+UNIT_DIR = "/etc/systemd/system"
 MARSD_UNIT = "marsd.service"
 
 # Where the binaries are on a production host (pip installs scripts to
@@ -42,7 +59,13 @@ LXC_START = "/usr/bin/lxc-start"
 LXC_STOP = "/usr/bin/lxc-stop"
 LXC_WAIT = "/usr/bin/lxc-wait"
 
-UNIT_TIMEOUT = 240      # systemctl start/stop: the units' own limits (90 s, 120 s) and margin
+# The units' own limits, rendered into them. A stop may take the container's
+# ExecStop, its SIGTERM and its SIGKILL each STOP_SECONDS, then the unmount
+# systemd's default limit; `systemctl` waits for all of it, and a margin.
+START_SECONDS = 90
+STOP_SECONDS = 120
+MOUNT_SECONDS = 90
+UNIT_TIMEOUT = 3 * STOP_SECONDS + MOUNT_SECONDS + 30
 STOPPED_STATES = ("inactive", "failed")
 
 # The characters systemd leaves alone in unit names (systemd-escape).
@@ -126,7 +149,9 @@ def render_units(host, res, *, lxc_start=LXC_START, lxc_stop=LXC_STOP, lxc_wait=
         device=_plain_path(host.device(res), "device"),
         mount_unit=units.mount, container_unit=units.container, trigger_unit=units.trigger,
         lxc_start=_plain_path(lxc_start, "lxc-start"), lxc_stop=_plain_path(lxc_stop, "lxc-stop"),
-        lxc_wait=_plain_path(lxc_wait, "lxc-wait"))
+        lxc_wait=_plain_path(lxc_wait, "lxc-wait"),
+        start_seconds=START_SECONDS, stop_seconds=STOP_SECONDS,
+        mount_seconds=MOUNT_SECONDS)
     return {units.mount: render("systemd/volume.mount.j2", **variables),
             units.container: render("systemd/container.service.j2", **variables),
             units.trigger: render("systemd/trigger.path.j2", **variables)}
@@ -140,24 +165,67 @@ def render_marsd(host, *, marsd=MARSD):
 
 
 def install_units(host, res, **binaries):
-    """Write `res`'s units into /run/systemd/system on `host`, reload systemd
+    """Write `res`'s units into /etc/systemd/system on `host`, reload systemd
     and record the start and stop unit in MARS. Idempotent; starts nothing.
     `binaries` override the paths of `render_units`."""
-    for name, text in render_units(host, res, **binaries).items():
-        _run(host, ["install", "-D", "-m", "0644", "/dev/stdin", host.path(f"{UNIT_DIR}/{name}")],
-             f"writing unit {name}", "check that /run is writable on the host", input=text)
+    write_units(host, res, render_units(host, res, **binaries))
+    record_units(host, res)
+
+
+def write_units(host, res, units):
+    """Write the {name: text} `units` into /etc/systemd/system on `host` and
+    reload systemd."""
+    for name, text in units.items():
+        _run(host, ["install", "-D", "-m", "0644", "/dev/stdin", _unit_file(host, name)],
+             f"writing unit {name}", "check that /etc/systemd/system is writable on the host",
+             input=text)
     _run(host, ["systemctl", "daemon-reload"], "reloading systemd",
          "see `journalctl -b -u init.scope` on the host")
+
+
+def record_units(host, res):
+    """Record Football's start and stop unit of `res` in MARS (from `host`)."""
     start, stop = unit_names(host, res)
     _run(host, ["marsadm", "set-systemd-unit", res, start, stop], f"recording the units of {res}",
          f"check that {host.name} is a member of {res} (marsadm view {res})")
+
+
+def recorded_units(host, res):
+    """(start unit, stop unit) MARS records for `res`, read on `host`, or
+    None while none are recorded."""
+    result = _run(host, ["marsadm", "get-systemd-unit", res], f"reading the units of {res}",
+                  f"see `marsadm view {res}` on {host.name}")
+    names = result.stdout.split()
+    return (names[0], names[-1]) if names else None
+
+
+def units_of(host, res):
+    """(start unit, stop unit) of `res` on `host`: the recorded ones, else
+    Football's."""
+    return recorded_units(host, res) or unit_names(host, res)
+
+
+def ensure_units(host, res):
+    """Make `host` able to run `res` under systemd; return (start unit,
+    stop unit, whether Football's must still be recorded). Recorded units
+    that are not Football's are used as they are; Football's are written
+    where a file is missing or differs from what Football renders now."""
+    recorded = recorded_units(host, res)
+    if recorded not in (None, unit_names(host, res)):
+        return (*recorded, False)
+    units = render_units(host, res)
+    files = host.run(["cat", *(_unit_file(host, name) for name in units)], check=False,
+                     timeout=30)
+    if not files.ok or files.stdout != "".join(units.values()):
+        write_units(host, res, units)
+    return (*unit_names(host, res), recorded is None)
 
 
 @hookimpl
 def resource_start(host, res, hooks):
     if host.manager != KIND:
         return None
-    units = resource_units(host, res)
+    start, _, unrecorded = ensure_units(host, res)
     timeout = hooks.handover_timeout()
     _run(host, ["marsadm", f"--timeout={timeout:g}", "primary", res],
          f"making {host.name} the primary of {res}",
@@ -165,7 +233,9 @@ def resource_start(host, res, hooks):
     _run(host, ["marsadm", f"--timeout={timeout:g}", "wait-resource", res, "is-device-on"],
          f"waiting for the device of {res}",
          f"see `marsadm view {res}` on {host.name}", timeout=timeout + 30)
-    _start_unit(host, units.start)
+    if unrecorded:
+        record_units(host, res)
+    _start_unit(host, start)
     return True
 
 
@@ -173,8 +243,8 @@ def resource_start(host, res, hooks):
 def resource_stop(host, res):
     if host.manager != KIND:
         return None
-    units = resource_units(host, res)
-    _stop_unit(host, units.stop, units.start)
+    start, stop = units_of(host, res)
+    _stop_unit(host, stop, start)
     return True
 
 
@@ -182,7 +252,7 @@ def resource_stop(host, res):
 def resource_start_vm(host, res):
     if host.manager != KIND:
         return None
-    _start_unit(host, resource_units(host, res).container)
+    _start_unit(host, units_of(host, res)[0])
     return True
 
 
@@ -190,8 +260,8 @@ def resource_start_vm(host, res):
 def resource_stop_vm(host, res):
     if host.manager != KIND:
         return None
-    container = resource_units(host, res).container
-    _stop_unit(host, container, container)
+    start = units_of(host, res)[0]
+    _stop_unit(host, start, start)
     return True
 
 
@@ -206,21 +276,33 @@ def _start_unit(host, unit):
 
 
 def _stop_unit(host, unit, must_stop):
-    """Stop `unit` and insist that `must_stop` (the unit itself or one bound
-    to it) is no longer active afterwards."""
-    _run(host, ["systemctl", "stop", unit], f"stopping {unit}", _systemctl_advice(host, unit),
-         timeout=UNIT_TIMEOUT)
-    state = _unit_state(host, must_stop)
-    if state not in STOPPED_STATES:
-        raise UnitFailed(f"{host.name}: {must_stop} is {state} after `systemctl stop {unit}`, "
+    """Stop `unit` and insist that it and `must_stop` (one bound to it) are
+    no longer active afterwards. A unit systemd does not know on `host`
+    (never installed there) is stopped: `systemctl stop` fails, both are
+    inactive."""
+    result = host.run(["systemctl", "stop", unit], check=False, timeout=UNIT_TIMEOUT)
+    for name in dict.fromkeys((must_stop, unit)):
+        state = _unit_state(host, name)
+        if state in STOPPED_STATES:
+            continue
+        if not result.ok:
+            detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
+            raise UnitFailed(f"{host.name}: stopping {unit} failed (`{result.command}` exited "
+                             f"{result.exit_code}): {detail} — {name} is {state}; "
+                             f"{_look_at(host, name)}")
+        raise UnitFailed(f"{host.name}: {name} is {state} after `systemctl stop {unit}`, "
                          "not stopped (started again by its trigger or another unit?); "
-                         f"{_look_at(host, must_stop)}")
+                         f"{_look_at(host, name)}")
 
 
 def _unit_state(host, unit):
     """`systemctl is-active` of `unit`: active, inactive, failed, activating..."""
     result = host.run(["systemctl", "is-active", unit], check=False, timeout=30)
     return result.stdout.strip() or f"unknown (`systemctl is-active` exited {result.exit_code})"
+
+
+def _unit_file(host, name):
+    return host.path(f"{UNIT_DIR}/{name}")
 
 
 def _look_at(host, unit):

@@ -225,13 +225,13 @@ def test_install_units_writes_each_unit_then_reloads_systemd_then_records_the_un
                                                                                    runner):
     units = render_units(host, "db-01")
     for name in units:
-        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/run/systemd/system/{name}"])
+        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{name}"])
     runner.expect(["systemctl", "daemon-reload"])
     runner.expect(["marsadm", "set-systemd-unit", "db-01", "football-ct-db\\x2d01.service",
                    "var-lib-lxc-db\\x2d01.mount"])
     install_units(host, "db-01")
     assert runner.inputs == [
-        *[(("install", "-D", "-m", "0644", "/dev/stdin", f"/run/systemd/system/{name}"), text)
+        *[(("install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{name}"), text)
           for name, text in units.items()],
         (("systemctl", "daemon-reload"), None),
         (("marsadm", "set-systemd-unit", "db-01", "football-ct-db\\x2d01.service",
@@ -241,7 +241,7 @@ def test_install_units_writes_each_unit_then_reloads_systemd_then_records_the_un
 
 def test_install_units_stops_at_a_unit_it_cannot_write_and_names_host_and_file(host, runner):
     first = next(iter(render_units(host, "vm1")))
-    runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/run/systemd/system/{first}"],
+    runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{first}"],
                   stderr="install: cannot create regular file: Read-only file system\n", exit=1)
     with pytest.raises(UnitFailed, match=rf"h1: writing unit {re.escape(first)} failed .*"
                                          "Read-only file system"):
@@ -251,7 +251,16 @@ def test_install_units_stops_at_a_unit_it_cannot_write_and_names_host_and_file(h
 
 # --- the hooks ---------------------------------------------------------------------------
 
+def expect_units_in_place(runner, host, res):
+    """MARS records Football's units of `res`; their files are as rendered."""
+    units = render_units(host, res)
+    runner.expect(["marsadm", "get-systemd-unit", res], stdout=" ".join(unit_names(host, res)))
+    runner.expect(["cat", *(f"/etc/systemd/system/{name}" for name in units)],
+                  stdout="".join(units.values()))
+
+
 def expect_start(runner, res, unit, state="active\n", exit=0):
+    expect_units_in_place(runner, Host(name="h1", address="10.0.0.1"), res)
     runner.expect([*PRIMARY, res])
     runner.expect(["marsadm", "--timeout=120", "wait-resource", res, "is-device-on"])
     runner.expect(["systemctl", "start", unit])
@@ -261,20 +270,21 @@ def expect_start(runner, res, unit, state="active\n", exit=0):
 def test_resource_start_waits_for_the_handover_as_long_as_handover_timeout(host, runner):
     from football.config import Config
 
+    expect_units_in_place(runner, host, "db-01")
     runner.expect(["marsadm", "--timeout=45", "primary", "db-01"])
     runner.expect(["marsadm", "--timeout=45", "wait-resource", "db-01", "is-device-on"])
     runner.expect(["systemctl", "start", "football-ct-db\\x2d01.service"])
     runner.expect(["systemctl", "is-active", "football-ct-db\\x2d01.service"], stdout="active\n")
     hooks = Hooks(config=Config(variables=["handover_timeout=45"], environ={}))
     assert systemd.resource_start(host, "db-01", hooks) is True
-    assert runner.calls[0] == ("marsadm", "--timeout=45", "primary", "db-01")
+    assert runner.calls[2] == ("marsadm", "--timeout=45", "primary", "db-01")
 
 
 def test_resource_start_makes_the_host_primary_then_starts_and_checks_the_start_unit(host,
                                                                                      runner):
     expect_start(runner, "db-01", "football-ct-db\\x2d01.service")
     assert systemd.resource_start(host, "db-01", Hooks()) is True
-    assert runner.calls == [
+    assert runner.calls[2:] == [
         (*PRIMARY, "db-01"),
         ("marsadm", "--timeout=120", "wait-resource", "db-01", "is-device-on"),
         ("systemctl", "start", "football-ct-db\\x2d01.service"),
@@ -293,6 +303,7 @@ def test_resource_start_raises_naming_host_and_unit_when_the_unit_is_not_active_
 
 
 def test_resource_start_reports_a_failing_systemctl_start_with_where_to_look(host, runner):
+    expect_units_in_place(runner, host, "vm1")
     runner.expect([*PRIMARY, "vm1"])
     runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "is-device-on"])
     runner.expect(["systemctl", "start", "football-ct-vm1.service"], exit=1,
@@ -305,23 +316,125 @@ def test_resource_start_reports_a_failing_systemctl_start_with_where_to_look(hos
 
 
 def test_resource_start_does_not_touch_units_when_the_handover_fails(host, runner):
+    expect_units_in_place(runner, host, "vm1")
     runner.expect([*PRIMARY, "vm1"], exit=1,
                   stderr="sync of vm1 on h1 is incomplete (0 of 1048576 bytes)\n")
     with pytest.raises(UnitFailed, match="h1: making h1 the primary of vm1 failed .*incomplete"):
         systemd.resource_start(host, "vm1", Hooks())
-    assert runner.calls == [(*PRIMARY, "vm1")]
+    assert runner.calls[2:] == [(*PRIMARY, "vm1")]
 
 
-def test_resource_stop_stops_the_mount_and_checks_that_the_container_is_inactive(host, runner):
+def test_resource_start_on_a_host_without_units_writes_them_first_and_records_them_once_primary(
+        host, runner):
+    units = render_units(host, "db-01")
+    start, stop = unit_names(host, "db-01")
+    files = [f"/etc/systemd/system/{name}" for name in units]
+    runner.expect(["marsadm", "get-systemd-unit", "db-01"])                 # none recorded
+    runner.expect(["cat", *files], exit=1, stderr=f"cat: {files[0]}: No such file or directory\n")
+    for file in files:
+        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", file])
+    runner.expect(["systemctl", "daemon-reload"])
+    runner.expect([*PRIMARY, "db-01"])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", "db-01", "is-device-on"])
+    runner.expect(["marsadm", "set-systemd-unit", "db-01", start, stop])
+    runner.expect(["systemctl", "start", start])
+    runner.expect(["systemctl", "is-active", start], stdout="active\n")
+    assert systemd.resource_start(host, "db-01", Hooks()) is True
+    # written before `primary` (its marsd starts the start unit once the
+    # device is up); recorded after it, where the want follows this host
+    # (recorded before, the old primary's marsd would start the container)
+    order = [call[:2] for call in runner.calls]
+    assert order.index(("systemctl", "daemon-reload")) < order.index(tuple(PRIMARY[:2]))
+    assert order.index(tuple(PRIMARY[:2])) < order.index(("marsadm", "set-systemd-unit"))
+    assert [text for argv, text in runner.inputs if argv[0] == "install"] == list(units.values())
+
+
+def test_resource_start_rewrites_units_that_differ_from_what_football_renders(host, runner):
+    units = render_units(host, "vm1")
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout=" ".join(unit_names(host, "vm1")))
+    runner.expect(["cat", *(f"/etc/systemd/system/{name}" for name in units)],
+                  stdout="".join(units.values()).replace("TimeoutStopSec=120s", "TimeoutStopSec=9s"))
+    for name in units:
+        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{name}"])
+    runner.expect(["systemctl", "daemon-reload"])
+    runner.expect([*PRIMARY, "vm1"])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "is-device-on"])
+    runner.expect(["systemctl", "start", "football-ct-vm1.service"])
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="active\n")
+    assert systemd.resource_start(host, "vm1", Hooks()) is True
+    assert not [call for call in runner.calls if "set-systemd-unit" in call]   # recorded already
+
+
+def test_units_an_operator_recorded_are_used_as_they_are(host, runner):
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout="vm-vm1.target vm-vm1.mount\n")
+    runner.expect([*PRIMARY, "vm1"])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "is-device-on"])
+    runner.expect(["systemctl", "start", "vm-vm1.target"])
+    runner.expect(["systemctl", "is-active", "vm-vm1.target"], stdout="active\n")
+    assert systemd.resource_start(host, "vm1", Hooks()) is True
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout="vm-vm1.target vm-vm1.mount\n")
+    runner.expect(["systemctl", "stop", "vm-vm1.mount"])
+    runner.expect(["systemctl", "is-active", "vm-vm1.target"], stdout="inactive\n", exit=NOT_ACTIVE)
+    runner.expect(["systemctl", "is-active", "vm-vm1.mount"], stdout="inactive\n", exit=NOT_ACTIVE)
+    assert systemd.resource_stop(host, "vm1") is True
+    assert not [call for call in runner.calls if call[0] in ("install", "cat")
+                or "set-systemd-unit" in call]
+
+
+def test_resource_stop_of_units_systemd_does_not_know_on_the_host_is_stopped(host, runner):
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"])
+    runner.expect(["systemctl", "stop", "var-lib-lxc-vm1.mount"], exit=5,
+                  stderr="Failed to stop var-lib-lxc-vm1.mount: Unit var-lib-lxc-vm1.mount "
+                         "not loaded.\n")
+    for unit in ("football-ct-vm1.service", "var-lib-lxc-vm1.mount"):
+        runner.expect(["systemctl", "is-active", unit], stdout="inactive\n", exit=NOT_ACTIVE)
+    assert systemd.resource_stop(host, "vm1") is True
+
+
+def test_resource_stop_raises_with_systemctl_s_words_when_the_volume_stays_mounted(host, runner):
+    expect_recorded(runner, host, "vm1")
+    runner.expect(["systemctl", "stop", "var-lib-lxc-vm1.mount"], exit=1,
+                  stderr="Job for var-lib-lxc-vm1.mount failed.\n")
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
+                  exit=NOT_ACTIVE)
+    runner.expect(["systemctl", "is-active", "var-lib-lxc-vm1.mount"], stdout="active\n")
+    with pytest.raises(UnitFailed, match=r"h1: stopping var-lib-lxc-vm1.mount failed \(`systemctl "
+                                         r"stop var-lib-lxc-vm1.mount` exited 1\): Job for .* — "
+                                         r"var-lib-lxc-vm1.mount is active"):
+        systemd.resource_stop(host, "vm1")
+
+
+def expect_recorded(runner, host, res):
+    runner.expect(["marsadm", "get-systemd-unit", res], stdout=" ".join(unit_names(host, res)))
+
+
+def test_systemctl_waits_longer_than_the_units_may_take_to_stop(host):
+    units = render_units(host, "vm1")
+    start, stop = unit_names(host, "vm1")
+    seconds = {key: int(setting(text, key).removesuffix("s")) for text, key in
+               [(units[start], "TimeoutStopSec"), (units[start], "TimeoutStartSec"),
+                (units[stop], "TimeoutSec")]}
+    # ExecStop, then SIGTERM, then SIGKILL, each up to TimeoutStopSec; then the unmount
+    assert systemd.UNIT_TIMEOUT > 3 * seconds["TimeoutStopSec"] + seconds["TimeoutSec"]
+    assert systemd.UNIT_TIMEOUT > seconds["TimeoutStartSec"] + seconds["TimeoutSec"]
+
+
+def test_resource_stop_stops_the_mount_and_checks_that_container_and_mount_are_inactive(
+        host, runner):
+    expect_recorded(runner, host, "vm1")
     runner.expect(["systemctl", "stop", "var-lib-lxc-vm1.mount"])
     runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
                   exit=NOT_ACTIVE)
+    runner.expect(["systemctl", "is-active", "var-lib-lxc-vm1.mount"], stdout="inactive\n",
+                  exit=NOT_ACTIVE)
     assert systemd.resource_stop(host, "vm1") is True
-    assert runner.calls == [("systemctl", "stop", "var-lib-lxc-vm1.mount"),
-                            ("systemctl", "is-active", "football-ct-vm1.service")]
+    assert runner.calls[1:] == [("systemctl", "stop", "var-lib-lxc-vm1.mount"),
+                                ("systemctl", "is-active", "football-ct-vm1.service"),
+                                ("systemctl", "is-active", "var-lib-lxc-vm1.mount")]
 
 
 def test_resource_stop_raises_when_the_container_came_back(host, runner):
+    expect_recorded(runner, host, "vm1")
     runner.expect(["systemctl", "stop", "var-lib-lxc-vm1.mount"])
     runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="activating\n",
                   exit=NOT_ACTIVE)
@@ -331,21 +444,23 @@ def test_resource_stop_raises_when_the_container_came_back(host, runner):
 
 
 def test_resource_start_vm_starts_and_checks_only_the_container_unit(host, runner):
+    expect_recorded(runner, host, "web.example_2")
     runner.expect(["systemctl", "start", "football-ct-web.example_2.service"])
     runner.expect(["systemctl", "is-active", "football-ct-web.example_2.service"],
                   stdout="active\n")
     assert systemd.resource_start_vm(host, "web.example_2") is True
-    assert [call[:2] for call in runner.calls] == [("systemctl", "start"),
-                                                   ("systemctl", "is-active")]
+    assert [call[:2] for call in runner.calls[1:]] == [("systemctl", "start"),
+                                                       ("systemctl", "is-active")]
 
 
 def test_resource_stop_vm_stops_only_the_container_unit_and_keeps_the_mount(host, runner):
+    expect_recorded(runner, host, "vm1")
     runner.expect(["systemctl", "stop", "football-ct-vm1.service"])
     runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
                   exit=NOT_ACTIVE)
     assert systemd.resource_stop_vm(host, "vm1") is True
-    assert runner.calls == [("systemctl", "stop", "football-ct-vm1.service"),
-                            ("systemctl", "is-active", "football-ct-vm1.service")]
+    assert runner.calls[1:] == [("systemctl", "stop", "football-ct-vm1.service"),
+                                ("systemctl", "is-active", "football-ct-vm1.service")]
 
 
 @pytest.mark.parametrize("hook", ["resource_start", "resource_stop", "resource_start_vm",
@@ -358,6 +473,7 @@ def test_every_hook_returns_none_and_runs_nothing_for_a_host_of_another_manager(
 
 
 def test_the_plugin_answers_through_the_plugin_manager(host, runner):
+    expect_recorded(runner, host, "vm1")
     runner.expect(["systemctl", "stop", "football-ct-vm1.service"])
     runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
                   exit=NOT_ACTIVE)
