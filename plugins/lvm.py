@@ -202,6 +202,13 @@ def vgs(host):
     return _parsed(host, parse_vgs, result)
 
 
+def _bytes(size):
+    """`size` for `-L`, in bytes rounded up to whole sectors: lvm2 refuses
+    a byte count that is not a multiple of 512 ("Try using ...") and rounds
+    up to whole extents anyway."""
+    return f"{-(-size // 512) * 512}b"
+
+
 def _size_of(host, lv):
     found = lvs(host).get(lv)
     if found is None:
@@ -220,7 +227,7 @@ def lv_create(host, lv, size):
         # Without -I LVM picks its default stripe size (64 KiB).
         if host.stripe_size:
             striping += ["-I", host.stripe_size]
-    _run(host, ["lvcreate", "--yes", "-n", lv, "-L", f"{size}b", *striping, host.vg],
+    _run(host, ["lvcreate", "--yes", "-n", lv, "-L", _bytes(size), *striping, host.vg],
          f"creating volume {lv} in volume group {host.vg}")
     return lv_path(host, lv)
 
@@ -231,7 +238,7 @@ def lv_resize(host, lv, size):
         return None
     try:
         # --force: shrinking must not stop at a question nobody can answer.
-        _run(host, ["lvresize", "--yes", "--force", "-L", f"{size}b", f"{host.vg}/{lv}"],
+        _run(host, ["lvresize", "--yes", "--force", "-L", _bytes(size), f"{host.vg}/{lv}"],
              f"resizing volume {lv} in volume group {host.vg}")
     except StorageError as error:
         # LVM refuses a resize to the size the LV already has; that is our
@@ -255,9 +262,29 @@ def lv_rename(host, lv, new_name):
 def lv_remove(host, lv):
     if host.storage != KIND:
         return None
+    # lvremove --yes of an origin removes its (non-thin) snapshots with it:
+    # an operator's backup of a replica would go at a migrate's cleanup
+    snapshots = cow_snapshots(host, lv)
+    if snapshots:
+        raise StorageError("failed", f"{host.name}: volume {lv} has snapshots ({', '.join(snapshots)}) "
+                                     "that removing it would remove too; nothing was removed — "
+                                     "remove them (" + "; ".join(f"lvremove {host.vg}/{snapshot}"
+                                                                 for snapshot in snapshots) +
+                                     ") or copy what you need of them first, then run again")
     _run(host, ["lvremove", "--yes", "--force", f"{host.vg}/{lv}"],
          f"removing volume {lv} from volume group {host.vg}")
     return True
+
+
+def cow_snapshots(host, lv):
+    """The names of `lv`'s snapshots that are not thin (lv_attr `s`, or `S`
+    when invalid): lvremove of their origin removes them. A thin snapshot
+    outlives its origin."""
+    result = _run(host, ["lvs", "--noheadings", "--separator", ";", "-o", "lv_name,lv_attr",
+                         "-S", f"origin={lv}", host.vg],
+                  f"listing the snapshots of volume {lv} in volume group {host.vg}")
+    rows = _rows(result.stdout, 2, "lvs")
+    return [name for name, attr in rows if attr[:1] in ("s", "S")]
 
 
 @hookimpl

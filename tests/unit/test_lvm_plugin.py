@@ -88,8 +88,9 @@ def test_lv_resize_to_the_size_the_lv_has_is_a_no_op_also_as_newer_lvm2_says_it(
 
 
 def test_lv_resize_reports_the_rounded_up_size_not_the_requested_one(host, runner, hooks):
-    # LVM allocates whole extents: asking for one byte less still leaves 2 GiB.
-    runner.expect(["lvresize", "--yes", "--force", "-L", f"{2 * GIB - 1}b", "vg0/vm1"],
+    # LVM allocates whole extents: asking for one byte less still leaves 2 GiB
+    # (and it takes whole sectors only: "Size is not a multiple of 512").
+    runner.expect(["lvresize", "--yes", "--force", "-L", f"{2 * GIB}b", "vg0/vm1"],
                   stderr=recorded("lvresize_same.txt"), exit=LVM_FAILED)
     runner.expect(LVS, stdout=recorded("lvs_segments.txt"))
     assert hooks.lv_resize(host=host, lv="vm1", size=2 * GIB - 1) == 2 * GIB
@@ -101,10 +102,27 @@ def test_lv_rename_runs_lvrename_and_returns_the_new_path(host, runner, hooks):
     assert hooks.lv_rename(host=host, lv="vm1", new_name="vm1-old") == "/dev/vg0/vm1-old"
 
 
+def snapshots_of(lv):
+    return ["lvs", "--noheadings", "--separator", ";", "-o", "lv_name,lv_attr", "-S",
+            f"origin={lv}", "vg0"]
+
+
 def test_lv_remove_runs_lvremove_without_asking_and_returns_true(host, runner, hooks):
+    # a thin snapshot outlives its origin: no reason to keep the volume
+    runner.expect(snapshots_of("vm1"), stdout="  vm1-thinsnap;Vwi---tz-k\n")
     runner.expect(["lvremove", "--yes", "--force", "vg0/vm1"],
                   stdout='  Logical volume "vm1" successfully removed.\n')
     assert hooks.lv_remove(host=host, lv="vm1") is True
+
+
+def test_lv_remove_of_a_volume_with_snapshots_removes_nothing_and_names_them(host, runner, hooks):
+    runner.expect(snapshots_of("vm1"), stdout="  vm1-backup;swi-a-s---\n  vm1-old;Swi-I-s---\n")
+    with pytest.raises(StorageError) as raised:
+        hooks.lv_remove(host=host, lv="vm1")
+    assert raised.value.kind == "failed"       # not in-use: waiting would not help
+    assert str(raised.value).startswith("h1: volume vm1 has snapshots (vm1-backup, vm1-old)")
+    assert "lvremove vg0/vm1-backup; lvremove vg0/vm1-old" in str(raised.value)
+    assert not [call for call in runner.calls if call[0] == "lvremove"]
 
 
 def test_lv_list_maps_every_lv_to_its_whole_size_once(host, runner, hooks):
@@ -174,6 +192,8 @@ FAILURES = [
 def test_each_lvm_failure_message_raises_its_storage_error_kind(host, runner, hooks, hook,
                                                                 arguments, argv, stderr,
                                                                 exit_code, kind):
+    if hook == "lv_remove":
+        runner.expect(snapshots_of(arguments["lv"]))
     runner.expect(argv, stderr=recorded(stderr), exit=exit_code)
     with pytest.raises(StorageError) as raised:
         hooks.call(hook, host=host, **arguments)
@@ -192,6 +212,7 @@ def test_reading_a_missing_volume_group_is_not_found(runner, hooks, hook, comman
 
 def test_a_failure_names_the_host_the_command_its_exit_code_and_lvms_message(host, runner,
                                                                            hooks):
+    runner.expect(snapshots_of("vm1"))
     runner.expect(["lvremove", "--yes", "--force", "vg0/vm1"],
                   stderr=recorded("lvremove_inuse.txt"), exit=LVM_FAILED)
     with pytest.raises(StorageError) as raised:
