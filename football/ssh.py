@@ -359,6 +359,16 @@ class SSHTransport(Transport):
             if gone.sent:
                 raise self._lost(argv, f"the host agent went away: {gone}") from None
             return self.run(argv, check=check, timeout=timeout, input=input)
+        except BaseException:
+            # interrupted (Ctrl-C) while the host runs the command: the agent
+            # would give its answer to this transport's next request. Its
+            # channel closed, the agent kills the command; the next tool
+            # command starts a new one
+            with self._lock:
+                if self._agent is agent:
+                    self._agent = None
+            agent.close()
+            raise
         if answer.get("timed_out"):
             raise CommandTimedOut(self.host, argv, timeout)
         return checked(Result(self.host, tuple(argv), answer["exit"], answer["stdout"],

@@ -36,6 +36,7 @@ import importlib
 import io
 import json
 import os
+import queue
 import selectors
 import shutil
 import signal
@@ -66,7 +67,7 @@ class ServerGone(Exception):
 # ------------------------------------------------------------ a program run
 
 
-def run_program(argv, env=None, timeout=None, input=None):
+def run_program(argv, env=None, timeout=None, input=None, started=None):
     """`subprocess.run(argv, env=env, capture_output=True, text=True,
     timeout=timeout, input=input)`, but in a process group of its own that
     is killed whole at `timeout` (then `subprocess.TimeoutExpired`) or when
@@ -75,7 +76,8 @@ def run_program(argv, env=None, timeout=None, input=None):
     the terminal's Ctrl-C, which Football handles, reaches no command
     itself. Output that is no UTF-8 (a file name in another encoding) is
     decoded with replacements, not an error; a program that is not there
-    exits 127, as in a shell."""
+    exits 127, as in a shell. `started(pid)` is told the process group
+    once the program runs."""
     try:
         process = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
@@ -83,13 +85,12 @@ def run_program(argv, env=None, timeout=None, input=None):
     except FileNotFoundError:
         return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
     try:
+        if started is not None:
+            started(process.pid)
         stdout, stderr = process.communicate(None if input is None else input.encode(),
                                              timeout=timeout)
     except BaseException:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(process.pid)
         try:                # (not communicate: a daemon it started may hold the pipes)
             process.wait(KILL_WAIT)
         except subprocess.TimeoutExpired:
@@ -245,7 +246,12 @@ def serve_stdio(requests=None, replies=None, tools=None):
     in this process's environment (the host's). The bundled tools are
     forked as the tool server does; anything else runs as a program. The
     first line says it is ready and which tools it serves. `tools`: others
-    than the bundled ones (tests)."""
+    than the bundled ones (tests).
+
+    The channel closing while a command runs (the controller interrupted,
+    gone, or giving the command up) kills the command with what it started:
+    nobody waits for its answer, and a re-run's command must not run beside
+    it (a shrink's rsync writing the copy a re-run copies again)."""
     requests = requests or sys.stdin.buffer
     replies = replies or sys.stdout.buffer
     if tools is None:
@@ -255,23 +261,63 @@ def serve_stdio(requests=None, replies=None, tools=None):
     if "marsadm" in tools:
         import trio  # noqa: F401
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lines, running = queue.SimpleQueue(), _Running()
+
+    def read():
+        for line in requests:
+            lines.put(line)
+        running.close()
+        lines.put(None)
 
     def say(value):
         replies.write(json.dumps(value).encode() + b"\n")
         replies.flush()
 
     say({"ready": True, "tools": sorted(tools)})
-    for line in requests:
+    threading.Thread(target=read, name="football-agent-requests", daemon=True).start()
+    while (line := lines.get()) is not None:
         request = json.loads(line)
         try:
             timeout = request.get("timeout")        # None: no limit, as the controller waits
-            say(_run_here(tools, request["argv"], request.get("input"),
-                          None if timeout is None else float(timeout)))
+            answer = _run_here(tools, request["argv"], request.get("input"),
+                               None if timeout is None else float(timeout),
+                               started=running.started)
         except subprocess.TimeoutExpired:
-            say({"timed_out": True})
+            answer = {"timed_out": True}
+        finally:
+            running.ended()
+        try:
+            say(answer)
+        except OSError:         # the channel closed: nobody to answer
+            return
 
 
-def _run_here(tools, argv, input, timeout):
+class _Running:
+    """The process group of the command the host agent runs now, killed
+    when the agent's channel closes (also one that starts after it closed)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.group, self.closed = None, False
+
+    def started(self, group):
+        with self.lock:
+            self.group = group
+            if self.closed:
+                _kill_group(group)
+
+    def ended(self):
+        with self.lock:
+            self.group = None
+
+    def close(self):
+        with self.lock:
+            self.closed = True
+            if self.group is not None:
+                _kill_group(self.group)
+
+
+def _run_here(tools, argv, input, timeout, started=None):
     if Path(argv[0]).name in tools and argv[0] == Path(argv[0]).name:
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -288,6 +334,12 @@ def _run_here(tools, argv, input, timeout):
         for fd in (stdin_r, out_w, err_w):
             os.close(fd)
         theirs.close()
+        try:
+            os.setpgid(pid, pid)        # (the child does too: whichever runs first)
+        except OSError:
+            pass
+        if started is not None:
+            started(pid)
         within = None
         try:
             code, stdout, stderr = _communicate(argv, stdin_w, out_r, err_r, reply, timeout,
@@ -298,7 +350,7 @@ def _run_here(tools, argv, input, timeout):
         finally:
             _reap(pid, within)
         return {"exit": code, "stdout": stdout, "stderr": stderr}
-    done = run_program(argv, timeout=timeout, input=input)
+    done = run_program(argv, timeout=timeout, input=input, started=started)
     return {"exit": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
@@ -454,6 +506,11 @@ def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
                     buffers[key.fd] += chunk
                 else:
                     selector.unregister(key.fd)
+    except BaseException:
+        # interrupted (Ctrl-C): the command and what it started end too, as a
+        # program's do (run_program); nobody would read what it says
+        _kill(buffers[reply_fd])
+        raise
     finally:
         selector.close()
         for fd in (out_r, err_r):
@@ -482,10 +539,14 @@ def _kill(reply_so_far):
     """The command's process group (the child leads one), what it started too."""
     for line in bytes(reply_so_far).decode().splitlines():
         if line.startswith("pid "):
-            try:
-                os.killpg(int(line[4:]), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_group(int(line[4:]))
+
+
+def _kill_group(group):
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":

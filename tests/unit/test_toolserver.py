@@ -311,7 +311,7 @@ def test_the_host_agent_takes_no_time_limit_as_none_and_zero_as_zero(agent, monk
     assert agent.ask(["sleep", "30"], timeout=0) == {"timed_out": True}
     from football import toolserver
     limits = []
-    monkeypatch.setattr(toolserver, "_run_here", lambda tools, argv, input, timeout:
+    monkeypatch.setattr(toolserver, "_run_here", lambda tools, argv, input, timeout, started:
                         limits.append(timeout) or {"exit": 0, "stdout": "", "stderr": ""})
     requests = b"".join(json.dumps({"argv": ["true"], "timeout": timeout}).encode() + b"\n"
                         for timeout in (None, 0, 5))
@@ -362,3 +362,51 @@ def test_a_tool_that_does_not_die_when_killed_is_left_and_its_time_limit_still_e
         for pid in set(open(children).read().split()) - before:
             os.kill(int(pid), signal.SIGKILL)
             os.waitpid(int(pid), 0)
+
+
+def written(pidfile):
+    """Wait until the command wrote its pid file (it runs)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (pidfile.exists() and pidfile.read_text()):
+        time.sleep(0.02)
+    return pidfile.exists()
+
+
+@pytest.mark.parametrize("argv", [["spawner", "{pidfile}", "120"],
+                                  ["sh", "-c", "sleep 120 & echo $! > {pidfile}; wait"]],
+                         ids=["tool", "program"])
+def test_the_host_agent_kills_the_command_it_runs_when_its_channel_closes(agent, tmp_path,
+                                                                           argv):
+    """The controller interrupted (Ctrl-C) or gone: the command and what it
+    started ran on until its time limit (a shrink's rsync for copy_timeout,
+    beside the re-run's), and the agent with it."""
+    pidfile = tmp_path / "pid"
+    request = {"argv": [arg.format(pidfile=pidfile) for arg in argv], "timeout": 600,
+               "input": None}
+    agent.process.stdin.write(json.dumps(request).encode() + b"\n")
+    agent.process.stdin.flush()
+    assert written(pidfile)
+    agent.process.stdin.close()                 # the SSH channel closed
+    assert gone(pidfile), "the command runs on after the agent's channel closed"
+    assert agent.process.wait(timeout=30) == 0
+
+
+def test_a_tool_command_interrupted_in_the_controller_is_killed_with_what_it_started(
+        server, tmp_path):
+    """Ctrl-C while the local transport waits for a served tool: the tool
+    (in a process group of its own, which the terminal's Ctrl-C does not
+    reach) ran on, as a program's command does not (run_program)."""
+    pidfile = tmp_path / "pid"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    threading.Thread(target=lambda: written(pidfile) and os.kill(os.getpid(), signal.SIGALRM),
+                     daemon=True).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.run(["spawner", str(pidfile), "120"], env(), 600)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert gone(pidfile), "the tool's child runs on after the interrupt"

@@ -417,3 +417,27 @@ def test_a_new_connection_gives_the_host_agent_its_starts_again(monkeypatch):
     transport._connection.is_connected = False          # the host rebooted
     transport._connect()
     assert transport._agent_starts == 0
+
+
+def test_a_command_interrupted_while_the_host_agent_runs_it_drops_the_agent():
+    """A Ctrl-C while the agent ran a command left the agent installed and
+    busy: the transport's next request (the compensation's first command)
+    got that command's answer, and every later one the answer before its
+    own. Dropped now, its channel closed (the agent then kills the command,
+    test_toolserver); the next tool command starts another."""
+
+    class Agent:
+        closed = False
+
+        def ask(self, request, timeout):
+            raise KeyboardInterrupt
+
+        def close(self):
+            self.closed = True
+
+    transport = SSHTransport("h1", "127.0.0.1")
+    agent = transport._agent = Agent()
+    with pytest.raises(KeyboardInterrupt):
+        transport._through(agent, ["rsync", "-a", "/a/", "/b/"], True, 600, None)
+    assert agent.closed and transport._agent is None
+    assert transport._agent_failed_at is None       # not a failure: started again at once
