@@ -159,7 +159,10 @@ class LvCleanup(Operation):
     def remove(self):
         removed, failed = self.summary["removed"], []
         for host in self.doomed_hosts():
-            # under the lock no migrate can be between creating and joining it
+            # under the lock no migrate can be between creating and joining
+            # it; what discovery saw (cached) may be from before another
+            # controller's join, which the lock waited for
+            facts.forget()
             has_lv, seen, reason = self._look(host)
             if not has_lv or reason or host.name in seen:
                 self.say(f"{host.name}: LV {self.res} changed meanwhile "

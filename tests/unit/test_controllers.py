@@ -573,3 +573,41 @@ def test_a_run_whose_hold_another_controller_took_over_stops_at_its_next_step_ch
         assert fleet.running("vm1") == ["b1"]
     assert all(fleet.locks(name)["run-vm1"]["owner"] == other for name in fleet.hosts
                if "run-vm1" in fleet.locks(name))
+
+
+def test_lv_cleanup_looks_again_after_waiting_for_another_controllers_run_that_joined_the_lv(
+        fleet):
+    """lv-cleanup waited for another controller's run of vm2 on b2, whose
+    migrate joined b2's LV meanwhile: the look under the lock reused what
+    discovery had read (the run's cache) and removed a replica's disk."""
+    import threading
+    import time
+
+    fleet.create_resource("vm2", "b1")
+    b2 = fleet.hosts["b2"]
+    disk = b2.path("/dev/vg0/vm2")
+    fleet.run("b2", ["football-host", "vg", b2.path("/dev/vg0"), "create", "vm2", str(64 << 20)])
+    other = "football@elsewhere:/var/lib/football#0123"
+    assert fleet.run("b2", ["football-host", "lock", b2.path(RUN_LOCK_DIR), "take", "run-vm2",
+                            "--owner", other, "--what", "migrate of vm2, pid 4242"]).ok
+
+    def the_other_run_joins_then_ends():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                name == "b2" and "take" in argv and "run-vm2" in argv and other not in argv
+                for name, argv in list(fleet.calls)):
+            time.sleep(0.01)            # until lv-cleanup waits for the lock
+        assert fleet.run("b2", ["marsadm", "join-resource", "vm2", disk]).ok
+        fleet.run("b2", ["football-host", "lock", b2.path(RUN_LOCK_DIR), "release", "run-vm2",
+                         "--owner", other])
+
+    joining = threading.Thread(target=the_other_run_joins_then_ends)
+    joining.start()
+    code, events, stderr = football(fleet, "--var", "lock_retry_timeout=30", "lv-cleanup",
+                                    "vm2", "--do-it")
+    joining.join()
+    assert "b2" in fleet.members("vm2")
+    assert "vm2" in fleet.lvs("b2"), "a replica's disk was removed"
+    assert code == 0, stderr
+    assert "b2: LV vm2 changed meanwhile (now in use); left alone" in \
+        [event.get("text") for event in events]
