@@ -205,7 +205,10 @@ class MigrateShrink(Operation):
             self.say(f"* {self.operation}: {name} done already")
             self.journal.record(name)
             return
-        self.journal.decide(**{f"{name}_started": time.time()})
+        if not self.journal.decided.get(f"{name}_started"):
+            # the first start: a resumed stage's own journal began then (its
+            # `started`), by which it is told from another run's (_my_stage)
+            self.journal.decide(**{f"{name}_started": time.time()})
         phases = tuple(phases or operation.whole)
         moved = any(self.journal.done(stage) for stage in self.whole)
         try:

@@ -408,3 +408,20 @@ def test_a_dry_run_of_a_migrate_shrink_left_at_its_cleanup_lists_the_removals(
     planned = [(event["host"], event["argv"][3:]) for event in events
                if event["event"] == "would-run"]
     assert ("b1", ["remove", "vm2-preshrink"]) in planned, planned
+
+
+@pytest.mark.parametrize("second", ["wait:synced", "finish:stopped"])
+def test_a_combined_run_crashed_twice_in_one_stage_resumes_it(fleet, second):
+    """Each resume recorded the stage's start anew, later than its own
+    migrate's journal began: the third run took that journal for another
+    run's and refused (191, 'finish the migrate first'), and the migrate it
+    named refused too ('finish the migrate+shrink first'); crashed in the
+    window, the container stayed stopped."""
+    command = ("migrate+shrink", "vm2", "cluster2")
+    fresh_resource(fleet, "vm2")
+    for point in ("prepare:lv-created", second):
+        code, events, stderr = football(fleet, "--debug-injection-point", point, *command)
+        assert code == 1 and points_of(events)[-1] == point, stderr
+    code, _, stderr = football(fleet, *command)
+    assert code == 0, stderr
+    assert_shrunk_on(fleet, "b1", "b2")
