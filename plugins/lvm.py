@@ -277,13 +277,13 @@ def lv_remove(host, lv):
 
 
 def cow_snapshots(host, lv):
-    """The names of `lv`'s snapshots that are not thin (lv_attr `s`, or `S`
-    when invalid): lvremove of their origin removes them. A thin snapshot
-    outlives its origin."""
+    """The names of `lv`'s snapshots that lvremove of their origin removes
+    with it: lv_attr `s` (a snapshot, also an invalid one) and `S` (one
+    merging, thin too). A thin snapshot (`V`) outlives its origin."""
     result = _run(host, ["lvs", "--noheadings", "--separator", ";", "-o", "lv_name,lv_attr",
                          "-S", f"origin={lv}", host.vg],
                   f"listing the snapshots of volume {lv} in volume group {host.vg}")
-    rows = _rows(result.stdout, 2, "lvs")
+    rows = _parsed(host, lambda text: _rows(text, 2, "lvs"), result)
     return [name for name, attr in rows if attr[:1] in ("s", "S")]
 
 

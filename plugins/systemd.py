@@ -13,11 +13,17 @@ Each resource has three units on every host that may run it, rendered from
 
 Start = `marsadm primary` + make sure the start unit runs; stop = stop the
 stop unit. The units MARS records (`marsadm get-systemd-unit`) are the ones
-used: an operator's own (kernel marsadm's template engine) are left as they
-are. While none are recorded, or Football's are, Football's are written
-where missing or different before `marsadm primary`, and recorded after it
-(`set-systemd-unit` gives its want to the designated primary: recorded
-before, the old primary's marsd would start the container it just stopped).
+used: an operator's own are left as they are (and only their stop unit is
+known to stop the stack: `resource_stop_vm` leaves the container to the
+container plugin). While none are recorded, or Football's are (told by the
+start unit; the mount unit's name follows the host's mountpoint), Football's
+are written where missing or different — never over a file it did not
+render — and the trigger armed before `marsadm primary`: with units
+recorded, kernel marsadm's `primary` returns only once the device is open on
+the new primary. They are recorded after it, where the recorded ones are not
+this host's (`set-systemd-unit` gives its want to the designated primary:
+recorded before, the old primary's marsd would start the container it just
+stopped).
 
 The units go to `/etc/systemd/system`, not `/run` (MARS.md's place for
 units kernel marsadm renders again at every boot from its templates):
@@ -67,6 +73,9 @@ STOP_SECONDS = 120
 MOUNT_SECONDS = 90
 UNIT_TIMEOUT = 3 * STOP_SECONDS + MOUNT_SECONDS + 30
 STOPPED_STATES = ("inactive", "failed")
+RENDERED_MARK = "rendered by Football"       # in the first line of every unit Football renders
+# what marsadm says of a resource it does not know (ours; kernel marsadm's)
+_UNKNOWN_RESOURCE = re.compile(r"unknown resource|does not exist|no such resource", re.IGNORECASE)
 
 # The characters systemd leaves alone in unit names (systemd-escape).
 _UNIT_NAME_CHARS = re.compile(r"[A-Za-z0-9:_.]")
@@ -192,40 +201,75 @@ def record_units(host, res):
 
 def recorded_units(host, res):
     """(start unit, stop unit) MARS records for `res`, read on `host`, or
-    None while none are recorded."""
-    result = _run(host, ["marsadm", "get-systemd-unit", res], f"reading the units of {res}",
-                  f"see `marsadm view {res}` on {host.name}")
+    None while none are recorded there (also where `res` is not known yet:
+    a dry run's new host). Kernel marsadm prints one line, `<start> <stop>`,
+    or the start unit alone (then also the stop unit)."""
+    result = host.run(["marsadm", "get-systemd-unit", res], check=False, timeout=60)
+    if not result.ok:
+        if _UNKNOWN_RESOURCE.search(result.stderr):
+            return None
+        raise _failed(host, result, f"reading the units of {res}",
+                      f"see `marsadm view {res}` on {host.name}")
     names = result.stdout.split()
     return (names[0], names[-1]) if names else None
 
 
 def units_of(host, res):
-    """(start unit, stop unit) of `res` on `host`: the recorded ones, else
-    Football's."""
-    return recorded_units(host, res) or unit_names(host, res)
+    """(start unit, stop unit, whether they are Football's) of `res` on
+    `host`: Football's (the stop unit this host's mount) unless MARS
+    records others."""
+    recorded = recorded_units(host, res)
+    if _footballs(host, res, recorded):
+        return (*unit_names(host, res), True)
+    return (*recorded, False)
 
 
 def ensure_units(host, res):
     """Make `host` able to run `res` under systemd; return (start unit,
-    stop unit, whether Football's must still be recorded). Recorded units
-    that are not Football's are used as they are; Football's are written
-    where a file is missing or differs from what Football renders now."""
+    whether Football's are to be recorded, whether they are Football's).
+    Recorded units that are not Football's are used as they are;
+    Football's are written where a file is missing or differs from what
+    Football renders now — never over a file Football did not render."""
     recorded = recorded_units(host, res)
-    if recorded not in (None, unit_names(host, res)):
-        return (*recorded, False)
+    if not _footballs(host, res, recorded):
+        return recorded[0], False, False
     units = render_units(host, res)
-    files = host.run(["cat", *(_unit_file(host, name) for name in units)], check=False,
-                     timeout=30)
-    if not files.ok or files.stdout != "".join(units.values()):
+    files = [_unit_file(host, name) for name in units]
+    present = host.run(["cat", *files], check=False, timeout=30)
+    if not present.ok or present.stdout != "".join(units.values()):
+        # (-L: the files without the mark; -s: none for a missing one)
+        others = host.run(["grep", "-L", "-s", "-F", RENDERED_MARK, *files], check=False,
+                          timeout=30).stdout.split()
+        if others:
+            raise UnitFailed(f"{host.name}: {', '.join(others)} "
+                             f"{'is' if len(others) == 1 else 'are'} not Football's (no "
+                             f"'{RENDERED_MARK}'), and Football's units of {res} have "
+                             "these names; nothing changed — record your own units of it "
+                             f"(`marsadm set-systemd-unit {res} <start unit> <stop unit>`), "
+                             "or move the files away")
         write_units(host, res, units)
-    return (*unit_names(host, res), recorded is None)
+    return unit_names(host, res)[0], recorded != unit_names(host, res), True
+
+
+def _footballs(host, res, recorded):
+    """Whether `recorded` units (None: none) are Football's: told by the
+    start unit, the same on every host (the mount unit is named after the
+    host's mountpoint, which may differ from host to host)."""
+    return recorded is None or recorded[0] == resource_units(host, res).start
 
 
 @hookimpl
 def resource_start(host, res, hooks):
     if host.manager != KIND:
         return None
-    start, _, unrecorded = ensure_units(host, res)
+    start, unrecorded, footballs = ensure_units(host, res)
+    if footballs:
+        # armed before the handover: with units recorded, kernel marsadm's
+        # `primary` returns only once the device is open on the new primary
+        # (its systemd-want step), which the trigger's start of the stack does
+        _run(host, ["systemctl", "start", resource_units(host, res).trigger],
+             f"arming {resource_units(host, res).trigger}", _systemctl_advice(host, start),
+             timeout=UNIT_TIMEOUT)
     timeout = hooks.handover_timeout()
     _run(host, ["marsadm", f"--timeout={timeout:g}", "primary", res],
          f"making {host.name} the primary of {res}",
@@ -243,8 +287,10 @@ def resource_start(host, res, hooks):
 def resource_stop(host, res):
     if host.manager != KIND:
         return None
-    start, stop = units_of(host, res)
-    _stop_unit(host, stop, start)
+    start, stop, footballs = units_of(host, res)
+    # Football's: the container is bound to the mount; an operator's stop
+    # unit is all that is known to stop
+    _stop_unit(host, stop, start if footballs else stop)
     return True
 
 
@@ -252,7 +298,10 @@ def resource_stop(host, res):
 def resource_start_vm(host, res):
     if host.manager != KIND:
         return None
-    _start_unit(host, units_of(host, res)[0])
+    start, _, footballs = units_of(host, res)
+    if not footballs:
+        return None         # which of an operator's units is the container's is not known
+    _start_unit(host, start)
     return True
 
 
@@ -260,7 +309,9 @@ def resource_start_vm(host, res):
 def resource_stop_vm(host, res):
     if host.manager != KIND:
         return None
-    start = units_of(host, res)[0]
+    start, _, footballs = units_of(host, res)
+    if not footballs:
+        return None         # (the container plugin's stop, keeping the mount)
     _stop_unit(host, start, start)
     return True
 
@@ -286,10 +337,8 @@ def _stop_unit(host, unit, must_stop):
         if state in STOPPED_STATES:
             continue
         if not result.ok:
-            detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
-            raise UnitFailed(f"{host.name}: stopping {unit} failed (`{result.command}` exited "
-                             f"{result.exit_code}): {detail} — {name} is {state}; "
-                             f"{_look_at(host, name)}")
+            raise _failed(host, result, f"stopping {unit}",
+                          f"{name} is {state}; {_look_at(host, name)}")
         raise UnitFailed(f"{host.name}: {name} is {state} after `systemctl stop {unit}`, "
                          "not stopped (started again by its trigger or another unit?); "
                          f"{_look_at(host, name)}")
@@ -319,10 +368,14 @@ def _run(host, argv, what, advice, *, timeout=60, input=None):
     the step, the command, its exit code, the tail of its output and `advice`."""
     result = host.run(argv, check=False, timeout=timeout, input=input)
     if not result.ok:
-        detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
-        raise UnitFailed(f"{host.name}: {what} failed (`{result.command}` exited "
-                         f"{result.exit_code}): {detail} — {advice}")
+        raise _failed(host, result, what, advice)
     return result
+
+
+def _failed(host, result, what, advice):
+    detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
+    return UnitFailed(f"{host.name}: {what} failed (`{result.command}` exited "
+                      f"{result.exit_code}): {detail} — {advice}")
 
 
 def _check_resource(res):

@@ -252,11 +252,17 @@ def test_install_units_stops_at_a_unit_it_cannot_write_and_names_host_and_file(h
 # --- the hooks ---------------------------------------------------------------------------
 
 def expect_units_in_place(runner, host, res):
-    """MARS records Football's units of `res`; their files are as rendered."""
+    """MARS records Football's units of `res`; their files are as rendered;
+    the trigger is armed before the handover."""
     units = render_units(host, res)
     runner.expect(["marsadm", "get-systemd-unit", res], stdout=" ".join(unit_names(host, res)))
     runner.expect(["cat", *(f"/etc/systemd/system/{name}" for name in units)],
                   stdout="".join(units.values()))
+    runner.expect(["systemctl", "start", trigger_of(res)])
+
+
+def trigger_of(res):
+    return f"football-ct-{escape(res)}.path"
 
 
 def expect_start(runner, res, unit, state="active\n", exit=0):
@@ -277,7 +283,7 @@ def test_resource_start_waits_for_the_handover_as_long_as_handover_timeout(host,
     runner.expect(["systemctl", "is-active", "football-ct-db\\x2d01.service"], stdout="active\n")
     hooks = Hooks(config=Config(variables=["handover_timeout=45"], environ={}))
     assert systemd.resource_start(host, "db-01", hooks) is True
-    assert runner.calls[2] == ("marsadm", "--timeout=45", "primary", "db-01")
+    assert runner.calls[3] == ("marsadm", "--timeout=45", "primary", "db-01")
 
 
 def test_resource_start_makes_the_host_primary_then_starts_and_checks_the_start_unit(host,
@@ -285,6 +291,7 @@ def test_resource_start_makes_the_host_primary_then_starts_and_checks_the_start_
     expect_start(runner, "db-01", "football-ct-db\\x2d01.service")
     assert systemd.resource_start(host, "db-01", Hooks()) is True
     assert runner.calls[2:] == [
+        ("systemctl", "start", trigger_of("db-01")),
         (*PRIMARY, "db-01"),
         ("marsadm", "--timeout=120", "wait-resource", "db-01", "is-device-on"),
         ("systemctl", "start", "football-ct-db\\x2d01.service"),
@@ -321,7 +328,7 @@ def test_resource_start_does_not_touch_units_when_the_handover_fails(host, runne
                   stderr="sync of vm1 on h1 is incomplete (0 of 1048576 bytes)\n")
     with pytest.raises(UnitFailed, match="h1: making h1 the primary of vm1 failed .*incomplete"):
         systemd.resource_start(host, "vm1", Hooks())
-    assert runner.calls[2:] == [(*PRIMARY, "vm1")]
+    assert runner.calls[2:] == [("systemctl", "start", "football-ct-vm1.path"), (*PRIMARY, "vm1")]
 
 
 def test_resource_start_on_a_host_without_units_writes_them_first_and_records_them_once_primary(
@@ -331,9 +338,11 @@ def test_resource_start_on_a_host_without_units_writes_them_first_and_records_th
     files = [f"/etc/systemd/system/{name}" for name in units]
     runner.expect(["marsadm", "get-systemd-unit", "db-01"])                 # none recorded
     runner.expect(["cat", *files], exit=1, stderr=f"cat: {files[0]}: No such file or directory\n")
+    runner.expect(["grep", "-L", "-s", "-F", "rendered by Football", *files], exit=2)
     for file in files:
         runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", file])
     runner.expect(["systemctl", "daemon-reload"])
+    runner.expect(["systemctl", "start", trigger_of("db-01")])
     runner.expect([*PRIMARY, "db-01"])
     runner.expect(["marsadm", "--timeout=120", "wait-resource", "db-01", "is-device-on"])
     runner.expect(["marsadm", "set-systemd-unit", "db-01", start, stop])
@@ -345,6 +354,8 @@ def test_resource_start_on_a_host_without_units_writes_them_first_and_records_th
     # (recorded before, the old primary's marsd would start the container)
     order = [call[:2] for call in runner.calls]
     assert order.index(("systemctl", "daemon-reload")) < order.index(tuple(PRIMARY[:2]))
+    assert runner.calls.index(("systemctl", "start", trigger_of("db-01"))) < \
+        order.index(tuple(PRIMARY[:2]))
     assert order.index(tuple(PRIMARY[:2])) < order.index(("marsadm", "set-systemd-unit"))
     assert [text for argv, text in runner.inputs if argv[0] == "install"] == list(units.values())
 
@@ -354,9 +365,12 @@ def test_resource_start_rewrites_units_that_differ_from_what_football_renders(ho
     runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout=" ".join(unit_names(host, "vm1")))
     runner.expect(["cat", *(f"/etc/systemd/system/{name}" for name in units)],
                   stdout="".join(units.values()).replace("TimeoutStopSec=120s", "TimeoutStopSec=9s"))
+    runner.expect(["grep", "-L", "-s", "-F", "rendered by Football",
+                   *(f"/etc/systemd/system/{name}" for name in units)], exit=1)
     for name in units:
         runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{name}"])
     runner.expect(["systemctl", "daemon-reload"])
+    runner.expect(["systemctl", "start", "football-ct-vm1.path"])
     runner.expect([*PRIMARY, "vm1"])
     runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "is-device-on"])
     runner.expect(["systemctl", "start", "football-ct-vm1.service"])
@@ -374,11 +388,75 @@ def test_units_an_operator_recorded_are_used_as_they_are(host, runner):
     assert systemd.resource_start(host, "vm1", Hooks()) is True
     runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout="vm-vm1.target vm-vm1.mount\n")
     runner.expect(["systemctl", "stop", "vm-vm1.mount"])
-    runner.expect(["systemctl", "is-active", "vm-vm1.target"], stdout="inactive\n", exit=NOT_ACTIVE)
+    # only their stop unit is known to stop the stack (a target may only
+    # want the container)
     runner.expect(["systemctl", "is-active", "vm-vm1.mount"], stdout="inactive\n", exit=NOT_ACTIVE)
     assert systemd.resource_stop(host, "vm1") is True
-    assert not [call for call in runner.calls if call[0] in ("install", "cat")
-                or "set-systemd-unit" in call]
+    # which of them is the container's is not known: the container plugin's
+    # stop keeps the mount (shrink's final copy)
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout="vm-vm1.target\n")
+    assert systemd.resource_stop_vm(host, "vm1") is None
+    assert not [call for call in runner.calls if call[0] in ("install", "cat", "grep")
+                or "set-systemd-unit" in call or call[-1].endswith(".path")]
+
+
+def test_football_s_units_recorded_from_a_host_with_another_mountpoint_are_still_football_s(
+        runner):
+    """lxcpath per host: the mount unit's name differs from host to host.
+    Taken for an operator's, nothing was written on the other host and its
+    start failed (exit 5, not found); its stop stopped the other host's
+    mount name and raised with the container running."""
+    other = Host(name="h1", address="10.0.0.1", manager="systemd", lxcpath="/srv/lxc",
+                 _runner=runner)
+    recorded = "football-ct-vm1.service var-lib-lxc-vm1.mount\n"       # from a host of /var/lib/lxc
+    units = render_units(other, "vm1")
+    files = [f"/etc/systemd/system/{name}" for name in units]
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout=recorded)
+    runner.expect(["cat", *files], exit=1)
+    runner.expect(["grep", "-L", "-s", "-F", "rendered by Football", *files], exit=2)
+    for file in files:
+        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", file])
+    runner.expect(["systemctl", "daemon-reload"])
+    runner.expect(["systemctl", "start", "football-ct-vm1.path"])
+    runner.expect([*PRIMARY, "vm1"])
+    runner.expect(["marsadm", "--timeout=120", "wait-resource", "vm1", "is-device-on"])
+    runner.expect(["marsadm", "set-systemd-unit", "vm1", "football-ct-vm1.service",
+                   "srv-lxc-vm1.mount"])             # this host's, where marsd follows them now
+    runner.expect(["systemctl", "start", "football-ct-vm1.service"])
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="active\n")
+    assert systemd.resource_start(other, "vm1", Hooks()) is True
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout=recorded)
+    runner.expect(["systemctl", "stop", "srv-lxc-vm1.mount"])
+    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
+                  exit=NOT_ACTIVE)
+    runner.expect(["systemctl", "is-active", "srv-lxc-vm1.mount"], stdout="inactive\n",
+                  exit=NOT_ACTIVE)
+    assert systemd.resource_stop(other, "vm1") is True
+
+
+def test_a_unit_file_football_did_not_render_is_not_overwritten(host, runner):
+    units = render_units(host, "vm1")
+    files = [f"/etc/systemd/system/{name}" for name in units]
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"])
+    runner.expect(["cat", *files], exit=1)
+    runner.expect(["grep", "-L", "-s", "-F", "rendered by Football", *files], exit=2,
+                  stdout="/etc/systemd/system/var-lib-lxc-vm1.mount\n")
+    with pytest.raises(UnitFailed, match=r"h1: /etc/systemd/system/var-lib-lxc-vm1.mount is not "
+                                         r"Football's .*; nothing changed — record your own "
+                                         r"units of it \(`marsadm set-systemd-unit vm1 "):
+        systemd.resource_start(host, "vm1", Hooks())
+    assert runner.calls[-1][0] == "grep"        # nothing written, started or handed over
+
+
+def test_a_host_that_does_not_know_the_resource_yet_has_no_units_recorded(host, runner):
+    """A dry run's new host (its join only planned): `get-systemd-unit`
+    fails there, which stopped the dry run."""
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], exit=1,
+                  stderr="marsadm: unknown resource 'vm1' (known: vm2)\n")
+    assert systemd.recorded_units(host, "vm1") is None
+    runner.expect(["marsadm", "get-systemd-unit", "vm1"], exit=1, stderr="cannot read /mars\n")
+    with pytest.raises(UnitFailed, match="h1: reading the units of vm1 failed .*cannot read"):
+        systemd.recorded_units(host, "vm1")
 
 
 def test_resource_stop_of_units_systemd_does_not_know_on_the_host_is_stopped(host, runner):
