@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from football.journal import replace_durably
+
 DAY = 86400.0
 STAMP = "housekept"             # in the state dir: when a command last kept house
 RUN_LOG = re.compile(r"\d{8}-\d{6}-.+\.log")       # football/cli.py: <stamp>-<operation>-<res>.log
@@ -103,18 +105,24 @@ def append_line(path, line):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        with open(path, "a") as handle:
+        with open(path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             if not _still_named(handle, path):
                 continue            # trimmed meanwhile: the line goes into the new file
+            size = os.fstat(handle.fileno()).st_size
+            if size and os.pread(handle.fileno(), 1, size - 1) != b"\n":
+                # a crash tore the last line: readers skip it, and this
+                # line must not be glued to it and skipped too
+                handle.write("\n")
             handle.write(line.rstrip("\n") + "\n")
             return
 
 
 def trim_lines(path, before):
     """Drop the lines of `path` (JSON records with a `time`) older than
-    `before`, rewriting it under its lock (temp file, rename); a line that
-    is no record stays. How many went."""
+    `before`, rewriting it under its lock (`replace_durably`: a power loss
+    leaves the old lines or the kept ones); a line that is no record stays.
+    How many went."""
     try:
         handle = open(path, "r+")
     except FileNotFoundError:
@@ -127,9 +135,8 @@ def trim_lines(path, before):
         kept = [line for line in lines if not _older(line, before)]
         if len(kept) == len(lines):
             return 0
-        temporary = Path(f"{path}.trim")
-        temporary.write_text("".join(kept))
-        os.replace(temporary, path)         # appenders waiting on the lock reopen it
+        # appenders waiting on the lock reopen it
+        replace_durably(path, "".join(kept), Path(f"{path}.trim"))
     return len(lines) - len(kept)
 
 
@@ -158,7 +165,9 @@ def now_and_then(config, warn):
         return
     stamp = Path(config.state_dir) / STAMP
     try:
-        if time.time() - stamp.stat().st_mtime < DAY:
+        # a stamp dated in the future (a clock that was briefly ahead) is
+        # not fresh: housekeeping would stay off until the clock caught up
+        if 0 <= time.time() - stamp.stat().st_mtime < DAY:
             return
     except FileNotFoundError:
         pass
