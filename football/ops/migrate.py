@@ -102,9 +102,10 @@ class Migrate(Operation):
             [name for name in self.members if name != self.source.name]
         self.gone = self._gone_left_hosts()
         for target in self.targets[:self.room_checked]:
-            if self.res not in self.hooks.lv_list(host=target):
+            have = self.hooks.lv_list(host=target).get(self.res, 0)
+            if have < self.size:
                 free = self.hooks.vg_free(host=target)
-                if free < self.size + self.config.placement_min_free:
+                if free < self.size - have + self.config.placement_min_free:
                     raise Illegal(f"{target.name}: volume group {target.vg} has {free >> 20} MiB "
                                   f"free, {self.res} needs {self.size >> 20} MiB; choose another "
                                   "target or free space there")
@@ -310,8 +311,11 @@ class Migrate(Operation):
             if target.name not in cluster:      # its cluster comes along
                 planned(target).run(self._merge_argv())
                 cluster |= set(facts.cluster_hosts(target))
-            if self.res not in self.hooks.lv_list(host=target):
+            have = self.hooks.lv_list(host=target).get(self.res)
+            if have is None:
                 self.hooks.lv_create(host=planned(target), lv=self.res, size=self.size)
+            elif have < self.size:
+                self.hooks.lv_resize(host=planned(target), lv=self.res, size=self.size)
             planned(target).run(self._join_argv(target))
         target = self.targets[0]
         if "finish" in phases and facts.primary(self.source, self.res) != target.name:
@@ -373,9 +377,17 @@ class Migrate(Operation):
             with self.holding([self.source, target, *self._clusters_to_merge(target)]):
                 self._merge(target)
                 self.ctx.inject("prepare:merged")
-                if self.res not in self.hooks.lv_list(host=target):
+                have = self.hooks.lv_list(host=target).get(self.res)
+                if have is None:
                     self.say(f"  {target.name}: creating LV {target.vg}/{self.res}")
                     self.hooks.lv_create(host=target, lv=self.res, size=self.size)
+                elif have < self.size:
+                    # made before an expand grew the resource (an expand goes on
+                    # over a migrate stopped outside its window): MARS refuses
+                    # to join a disk smaller than the resource
+                    self.say(f"  {target.name}: growing LV {target.vg}/{self.res} "
+                             f"({have >> 20} MiB) to {self.size >> 20} MiB, as {self.res} grew")
+                    self.hooks.lv_resize(host=target, lv=self.res, size=self.size)
                 self.ctx.inject("prepare:lv-created")
                 join = self._join_argv(target)
                 self.say(f"  {target.name}: {' '.join(join)}")

@@ -478,6 +478,9 @@ class FakeFleet:
             raise Refused(f"{name} is a member of {res} already")
         if not Path(disk).exists():
             raise Refused(f"disk {disk} does not exist")
+        if Path(disk).stat().st_size < resource.size:       # as ours (mars/resources.py)
+            raise Refused(f"disk {disk} is too small for {res} ({resource.size} bytes): enlarge "
+                          "the disk (lvresize) first")
         resource.replicas[name] = Replica(disk, resource.size)
         return ""
 

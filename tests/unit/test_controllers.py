@@ -586,7 +586,7 @@ def test_lv_cleanup_looks_again_after_waiting_for_another_controllers_run_that_j
     fleet.create_resource("vm2", "b1")
     b2 = fleet.hosts["b2"]
     disk = b2.path("/dev/vg0/vm2")
-    fleet.run("b2", ["football-host", "vg", b2.path("/dev/vg0"), "create", "vm2", str(64 << 20)])
+    fleet.run("b2", ["football-host", "vg", b2.path("/dev/vg0"), "create", "vm2", str(320 << 20)])
     other = "football@elsewhere:/var/lib/football#0123"
     assert fleet.run("b2", ["football-host", "lock", b2.path(RUN_LOCK_DIR), "take", "run-vm2",
                             "--owner", other, "--what", "migrate of vm2, pid 4242"]).ok

@@ -85,6 +85,21 @@ def test_an_expand_goes_on_over_an_unfinished_migrate_and_grows_its_new_replicas
     assert fleet.resources["vm2"].size == 2 * GIB
 
 
+def test_a_migrate_stopped_before_its_join_joins_a_grown_lv_after_an_expand(fleet):
+    """Stopped with b1's LV made, not joined: the expand grew the members'
+    LVs, not b1's, and every re-run of the migrate failed (198: MARS
+    refuses to join a disk smaller than the resource)."""
+    crash_at(fleet, "prepare:lv-created", "migrate", "vm2", "b1", "b2")
+    assert fleet.lvs("b1")["vm2"] == GIB and "b1" not in fleet.members("vm2")
+    ran(fleet, ("expand", "vm2", "2g"))
+    code, events, stderr = football(fleet, "migrate", "vm2", "b1", "b2")
+    assert code == 0, stderr
+    assert "b1: growing LV vg0/vm2 (1024 MiB) to 2048 MiB, as vm2 grew" in str(events)
+    assert_placed(fleet, "b1", ["b2"], "vm2")
+    assert {name: fleet.lvs(name)["vm2"] for name in ("b1", "b2")} == {"b1": 2 * GIB,
+                                                                       "b2": 2 * GIB}
+
+
 def test_an_expand_over_a_migrate_stopped_in_its_downtime_window_is_refused_repair_is_not(
         fleet):
     crash_at(fleet, "finish:stopped", "migrate", "vm2", "b1", "b2")
