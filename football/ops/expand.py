@@ -13,9 +13,10 @@ resumes (the new size is kept in the journal):
    not the whole volume.
 
 The new size: a fill level in percent of the used space, or a size with a
-unit (football/ops/sizing.py). Before anything changes, every replica's
-volume group must have the room and every member's marsd must answer
-(`marsadm resize` asks each for the size of its disk)."""
+unit (football/ops/sizing.py). Before anything changes, every member must
+be in the inventory (its LV grows too), every replica's volume group must
+have the room and every member's marsd must answer (`marsadm resize` asks
+each for the size of its disk)."""
 
 
 from football import facts
@@ -49,8 +50,9 @@ class Expand(Operation):
         self.journal = self.open_journal()
         self.primary = self.named_host() if self.source_hint else \
             self.hooks.get_hyper(res=self.res, inventory=inv)
-        self.members = [self.host(name) for name in facts.members(self.primary, self.res)
-            if name in inv.hosts]
+        names = facts.members(self.primary, self.res)
+        self.members = [self.host(name) for name in names if name in inv.hosts]
+        outside = [name for name in names if name not in inv.hosts]
         self.secondaries = [host for host in self.members if host.name != self.primary.name]
         for host in self.members:
             reachable(host)
@@ -71,6 +73,7 @@ class Expand(Operation):
                             new_size=self.new_size)
         if self.nothing_to_do():
             return
+        self._refuse_members_outside_the_inventory(outside)
         self.lv_sizes = {host.name: self.hooks.lv_list(host=host).get(self.res)
                          for host in self.members}
         lacking = []
@@ -87,6 +90,23 @@ class Expand(Operation):
             raise Illegal(f"expand of {self.res} to {mib(self.new_size)}: {'; '.join(lacking)}; "
                           "free space there or choose a smaller size; nothing changed")
         self._refuse_on_plugin_problems(self.members, self.primary)
+
+    def _refuse_members_outside_the_inventory(self, outside):
+        """Every member's LV must grow: MARS grows the resource no further
+        than its smallest member's disk, so with one left out the resize
+        would wait `command_timeout` at the old size, on every re-run."""
+        if not outside:
+            return
+        one = len(outside) == 1
+        drops = "; ".join(f"on {name}: `marsadm down {self.res}`, then `marsadm leave-resource "
+                          f"{self.res}` (gone for good: `marsadm --host={name} leave-resource "
+                          f"--force {self.res}` on {self.primary.name})" for name in outside)
+        raise Illegal(f"{agreeing(outside, 'holds a replica', 'hold replicas')} of {self.res} "
+                      f"but {'is' if one else 'are'} not in the inventory: expand grows every "
+                      f"member's LV, and MARS grows {self.res} no further than the smallest "
+                      f"member's disk; add {'it' if one else 'them'} to the inventory, or drop "
+                      f"{'that replica' if one else 'those replicas'} — {drops} —, then "
+                      "expand again; nothing changed")
 
     def nothing_to_do(self):
         if self.journal.data["steps"] or self.new_size > self.size:

@@ -8,9 +8,10 @@ naming the lock. So `football lock football a1` pauses every operation that
 needs a1 until `football unlock football a1`.
 
 - `lock` takes the item on all the hosts or on none (same backoff as the
-  operations). The operator's lock is *permanent*: unlike an operation's, it
-  never goes stale after `lock_break_timeout`; only `unlock` removes it.
-  Taking it again as the same owner is a no-op.
+  operations); refused, it leaves the hosts as they were: those it had
+  locked before stay locked. The operator's lock is *permanent*: unlike an
+  operation's, it never goes stale after `lock_break_timeout`; only
+  `unlock` removes it. Taking it again as the same owner is a no-op.
 - `unlock` releases the item whoever holds it: it is the tool for the locks
   of dead runs, so it says whose lock it removed and since when."""
 

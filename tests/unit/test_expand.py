@@ -4,6 +4,9 @@ container runs; bad input and a lack of room are refused before anything
 changes; a crash at every injection point, then a re-run, ends grown.
 The lab's sample: tests/root/test_expand.py."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.helpers.fakefleet import assert_placed, failing, fake_fleet, football, points_of
@@ -136,6 +139,36 @@ def test_a_member_whose_marsd_does_not_answer_refuses_before_anything_grows(flee
     code, _, stderr = football(fleet, "expand", "vm1", "1g")
     assert code == 191 and "a2" in stderr, stderr
     assert fleet.changes() == []
+
+
+def test_a_member_not_in_the_inventory_refuses_before_anything_grows_naming_it(fleet):
+    """a2 was taken out of the inventory but still holds a replica of vm1:
+    expand left it out, grew a1's LV alone, and then `marsadm resize` could
+    not grow past a2's old disk (waited command_timeout, exit 198, the same
+    on every re-run). Refused in discovery: 191, nothing changed, naming a2
+    and the two ways on."""
+    path = Path(fleet.inventory_path)
+    listed = path.read_text()
+    inventory = json.loads(listed)
+    del inventory["hosts"]["a2"]
+    inventory["clusters"]["cluster1"].remove("a2")
+    path.write_text(json.dumps(inventory))
+    # (before: a 198 once the resize waited command_timeout)
+    code, _, stderr = football(fleet, "--var", "command_timeout=1", "expand", "vm1", "1g")
+    assert code == 191, stderr
+    said = " ".join(stderr.split())
+    assert "a2 holds a replica of vm1 but is not in the inventory" in said
+    assert "add it to the inventory" in said
+    assert "on a2: `marsadm down vm1`, then `marsadm leave-resource vm1`" in said
+    assert "nothing changed" in said
+    assert fleet.changes() == []
+    assert fleet.lvs("a1")["vm1"] == 320 * MIB and fleet.resources["vm1"].size == 320 * MIB
+    code, events, stderr = football(fleet, "expand", "vm1", "320m")     # it has that
+    assert code == 0 and "nothing to do" in str(events), stderr
+    path.write_text(listed)         # back in the inventory: it grows
+    code, _, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 0, stderr
+    assert_grown(fleet, GIB)
 
 
 def test_expand_resumes_after_a_crash_at_every_injection_point(fleet):
