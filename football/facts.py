@@ -247,6 +247,18 @@ def members_of_all(host, timeout=60):
     return parse_view_all_lists(text)
 
 
+_XFS_DATA = re.compile(r"^data\s*=.*?\bbsize=(\d+)\s+blocks=(\d+)", re.MULTILINE)
+
+
+def filesystem_data_size(host, path):
+    """Bytes of the data section of the XFS filesystem mounted at `path`
+    (`xfs_info`: what xfs_growfs grows to the device's size), or None where
+    it cannot be read (no XFS)."""
+    result = host.run(["xfs_info", path], check=False)
+    match = _XFS_DATA.search(result.stdout) if result.ok else None
+    return int(match.group(1)) * int(match.group(2)) if match else None
+
+
 def filesystem_usage(host, path):
     """(size, used) in bytes of the filesystem mounted at `path` on the host."""
     result = host.run(["df", "--block-size=1", "--output=size,used", path])

@@ -26,6 +26,9 @@ from football.ops.sizing import mib, new_size, parse_target
 from football.report import agreeing
 
 PHASES = ("grow", "resize", "growfs", "wait")
+# what xfs_growfs may leave of a device unused (a last allocation group too
+# small to add), so a filesystem this much smaller than MARS was not grown
+GROWFS_SLACK = 16 << 20
 
 
 class Expand(Operation):
@@ -111,10 +114,20 @@ class Expand(Operation):
     def nothing_to_do(self):
         if self.journal.data["steps"] or self.new_size > self.size:
             return None
+        # MARS has the size, its filesystem may not: a run stopped after its
+        # resize whose journal is not here (another controller's, or set aside)
+        self.filesystem = facts.filesystem_data_size(self.primary, self.mountpoint)
+        if self.filesystem is not None and self.filesystem < self.size - GROWFS_SLACK:
+            return None
         return (f"it has {mib(self.size)}, the asked {self.asked} means {mib(self.new_size)} "
                 f"({mib(self.used)} used)")
 
     def announce(self):
+        if self.new_size <= self.size and not self.journal.data["steps"]:
+            self.say(f"* expanding {self.res}: MARS has {mib(self.size)} already, its "
+                     f"filesystem {mib(self.filesystem)}: growing the filesystem "
+                     f"(online; {mib(self.used)} used)")
+            return
         self.say(f"* expanding {self.res} from {mib(self.size)} to {mib(self.new_size)} on "
                  f"{', '.join(host.name for host in self.members)} (online; "
                  f"{mib(self.used)} used)")

@@ -268,7 +268,7 @@ class FakeFleet:
         if program == "football-host":
             return self._football_host(name, list(argv[1:]), input)
         if program in ("mount", "umount", "findmnt", "mkdir", "df", "xfs_growfs", "mkfs.xfs",
-                       "blkid", "rsync", "xfs_quota", "cat", "readlink", "find"):
+                       "blkid", "rsync", "xfs_quota", "cat", "readlink", "find", "xfs_info"):
             return getattr(self, f"_{program.replace('.', '_')}")(name, list(argv[1:]), input)
         raise UnexpectedCommand(f"{name}: the fake fleet does not know {shlex.join(argv)}")
 
@@ -714,6 +714,18 @@ class FakeFleet:
         if unknown:
             raise UnexpectedCommand(f"{name}: the fake fleet cannot cat {unknown}")
         return "".join(files[path] for path in args)
+
+    def _xfs_info(self, name, args, input=None):
+        """xfs_info MOUNTPOINT: its data section, as xfsprogs prints it."""
+        mountpoint = args[-1]
+        res = self._res_at(name, mountpoint)
+        if mountpoint not in self.mounts[name] or res is None:
+            raise Refused(f"xfs_info: {mountpoint} is not a mounted XFS filesystem", 1)
+        blocks = self.resources[res].fs_size // 4096
+        return (f"meta-data={self.hosts[name].device(res)} isize=512    agcount=4, "
+                f"agsize={blocks // 4} blks\n"
+                f"data     =                       bsize=4096   blocks={blocks}, imaxpct=25\n"
+                "log      =internal log           bsize=4096   blocks=16384, version=2\n")
 
     def _xfs_growfs(self, name, args, input=None):
         mountpoint = args[-1]

@@ -110,6 +110,24 @@ def test_a_size_not_larger_than_now_is_nothing_to_do_and_changes_nothing(fleet):
     assert fleet.changes() == []
 
 
+def test_a_run_stopped_after_its_resize_without_its_journal_still_grows_the_filesystem(
+        fleet, tmp_path):
+    """MARS grown, the filesystem not, and the journal not on this
+    controller (another's run, or set aside): 'nothing to do', exit 0,
+    the filesystem left at its old size for good."""
+    code, events, _ = football(fleet, "--debug-injection-point", "resize:resized", "expand",
+                               "vm1", "1g")
+    assert code == 1 and points_of(events)[-1] == "resize:resized"
+    assert (fleet.resources["vm1"].size, fleet.resources["vm1"].fs_size) == (GIB, 320 * MIB)
+    fleet.state_dir = str(tmp_path / "another-controller")
+    fleet.age_locks("run-vm1", 3600)
+    code, events, stderr = football(fleet, "expand", "vm1", "1g")
+    assert code == 0, stderr
+    assert "MARS has 1,024 MiB already, its filesystem 320 MiB: growing the filesystem" in \
+        str(events)
+    assert_grown(fleet, GIB)
+
+
 @pytest.mark.parametrize("args, message", [
     (("vm1", "0"), "fill level 0 % is outside 1..99"),
     (("vm1", "100"), "fill level 100 % is outside 1..99"),
