@@ -13,7 +13,9 @@ needs a1 until `football unlock football a1`.
   operation's, it never goes stale after `lock_break_timeout`; only
   `unlock` removes it. Taking it again as the same owner is a no-op.
 - `unlock` releases the item whoever holds it: it is the tool for the locks
-  of dead runs, so it says whose lock it removed and since when."""
+  of dead runs, so it says whose lock it removed and since when. It
+  releases the holder it saw: a run that took the item over since (it
+  broke a stale lock) keeps it, and unlock says so."""
 
 import time
 
@@ -109,7 +111,7 @@ class Unlock(Operation):
         super().__init__(ctx)
         self.item = check_item(item)
         self.hosts = check_hosts(ctx.inventory, hosts)
-        self.summary.update(lock=self.item, released=[])
+        self.summary.update(lock=self.item, released=[], taken_over=[])
 
     def start_args(self):
         return {"item": self.item, "hosts": [host.name for host in self.hosts]}
@@ -134,19 +136,29 @@ class Unlock(Operation):
             self.say(f"{host.name}: lock {self.item} is not held")
 
     def dry_run(self):
-        for host, _ in self.holders:
-            self._release(host, via=self.ctx.planned)
+        for host, holder in self.holders:
+            self._release(host, holder, via=self.ctx.planned)
         self._fail_for_the_silent()
 
     def release(self):
-        errors = in_parallel(lambda entry: self._release(entry[0]), self.holders)
-        for (host, holder), error in zip(self.holders, errors):
+        outcomes = in_parallel(lambda entry: self._release(*entry), self.holders)
+        for (host, holder), (error, taker) in zip(self.holders, outcomes):
             if error:
                 self.failed.append(f"{host.name}: {error}")
-                continue
-            self.say(f"{host.name}: released lock {self.item} held by "
-                     f"{holder.get('owner', '?')} since {since(holder)}")
-            self.summary["released"].append({"host": host.name, "owner": holder.get("owner")})
+            elif taker is not None:
+                # the lock it saw is gone (broken): the taker's is not its to remove
+                self.say(f"{host.name}: did not release lock {self.item}: "
+                         f"{taker.get('owner', '?')} holds it since {since(taker)}, not "
+                         f"{holder.get('owner', '?')}, who held it when unlock looked (that "
+                         f"lock was broken or released meanwhile); `football unlock "
+                         f"{self.item} {host.name}` again releases the new one")
+                self.summary["taken_over"].append({"host": host.name,
+                                                   "owner": taker.get("owner")})
+            else:
+                self.say(f"{host.name}: released lock {self.item} held by "
+                         f"{holder.get('owner', '?')} since {since(holder)}")
+                self.summary["released"].append({"host": host.name,
+                                                 "owner": holder.get("owner")})
         self._say_what_stays_unfinished()
         self._fail_for_the_silent()
 
@@ -163,14 +175,24 @@ class Unlock(Operation):
                 f"operation stays unfinished in that controller's journal; {again}, or its "
                 "journal is set aside there (`football status` there shows it)")
 
-    def _release(self, host, via=lambda host: host):
-        """'' when the item is gone from `host`, else why not."""
+    def _release(self, host, holder, via=lambda host: host):
+        """Release the item on `host` if `holder`, whom discovery saw, still
+        holds it: between that look and now a live run may have broken the
+        (stale) lock and hold the item. ('', None) when the item is gone from
+        `host`, ('', record) when another holder has it now, (why, None)
+        when the release failed."""
+        owner = holder.get("owner") or ""          # a record without one: any holder
         try:
-            if not release_item(via(host), self.item) and self.item in held(host, check=True):
-                return f"the lock {self.item} is still there after a release"
+            if release_item(via(host), self.item, owner):
+                return "", None
+            taker = held(host, check=True).get(self.item)
         except (TransportError, FootballError, ValueError) as error:
-            return str(error)
-        return ""
+            return str(error), None
+        if taker is None:
+            return "", None
+        if owner and taker.get("owner") != owner:
+            return "", taker
+        return f"the lock {self.item} is still there after a release", None
 
     def _fail_for_the_silent(self):
         if self.failed:

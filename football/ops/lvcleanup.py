@@ -7,7 +7,9 @@ An LV `RES` on a host is a leftover when all of these hold:
 - nothing is mounted at the resource's mountpoint there and its container
   does not run;
 - no unfinished operation of this controller plans a replica of RES there
-  (its journal names the host as a target).
+  (its journal names the host as a target); for a shrink's LV
+  (`<res>-tmp`, `<res>-preshrink`) no unfinished shrink of `<res>`, alone
+  or in a combined operation, names the host: its copy or its way back.
 Without `--do-it` the leftovers are only listed: a dry run, which says the
 commands that would remove them. With it, their hosts are locked (item
 `football`, as migrate's prepare does while it creates and joins an LV),
@@ -21,6 +23,7 @@ from football import facts, joblink
 from football.errors import FootballError
 from football.inventory import InventoryError
 from football.ops.base import Operation, check_resource_name, in_parallel
+from football.ops.shrink import PRESHRINK, TMP
 from football.transport import TransportError
 
 
@@ -38,6 +41,35 @@ def leftovers(candidates, members, planned):
     must stay, or ''}), not a member anywhere and not planned by a journal."""
     return sorted(host for host, reason in candidates.items()
                   if not reason and host not in members and host not in planned)
+
+
+def shrunk_resource(lv):
+    """The resource whose shrink names its LVs `lv` (`<res>-tmp`, the copy;
+    `<res>-preshrink`, the old volume), or None."""
+    for suffix in (TMP, PRESHRINK):
+        if lv.endswith(suffix) and len(lv) > len(suffix):
+            return lv[:-len(suffix)]
+    return None
+
+
+def shrink_needs(operation):
+    """Why the unfinished shrink (alone, or a combined operation's)
+    `operation` needs an LV of its resource's shrink, how to finish it and
+    how to give it up."""
+    kind, res, decided = operation["operation"], operation["resource"], operation["decided"]
+    hosts = [name for name in (decided.get("primary"), decided.get("secondary")) if name] \
+        if "+" in kind else []
+    asked = decided.get("size") if "+" in kind else decided.get("asked")
+    again = " ".join([f"football {kind} {res}", *hosts, *([asked] if asked else [])])
+    if "+" in kind:
+        after = "its cleanup stage then removes it"
+    elif "finish" not in operation["steps"] and not operation.get("in_downtime"):
+        after = f"or `football shrink-cleanup {res}` gives it up, removing its -tmp LVs"
+    else:
+        after = (f"then `football shrink-cleanup {res}` removes it; stopped in its window "
+                 "or after it, it is finished, no longer given up")
+    return (f"an unfinished {kind} of {res} needs it as its copy or its way back: "
+            f"`{again}` finishes it, {after}")
 
 
 def _hosts_decided(operation, hosts):
@@ -98,16 +130,22 @@ class LvCleanup(Operation):
         looks = dict(zip(names, in_parallel(lambda name: self._look(inv.hosts[name]), names)))
         unknown = [name for name, (has_lv, _, _) in looks.items() if has_lv is None]
         members = {member for _, seen, _ in looks.values() for member in seen}
+        shrunk = shrunk_resource(self.res)
         unfinished = [op for op in joblink.unfinished_operations(self.config)
-                      if op.get("resource") in (self.res, "?")]
+                      if op.get("resource") in (self.res, "?") or
+                      (shrunk and op.get("resource") == shrunk and
+                       "shrink" in op.get("operation", "").split("+"))]
         # every host an unfinished operation of `res` decided on (a
         # migrate's targets and origin, a shrink's primary and secondaries,
         # a combined run's): only a migrate's targets were kept, and a
         # shrink stopped in its window lost its way back (the old LVs) or
-        # the re-created one; a damaged journal may be any resource's
+        # the re-created one; a damaged journal may be any resource's. An
+        # LV of a shrink (`<res>-tmp`, `<res>-preshrink`) is its copy or its
+        # way back: its journal is `<res>`'s, not the LV's
         planned = {name: f"an unfinished {op['operation']} of {self.res} needs it"
                    if op.get("resource") == self.res else
                    f"not sure: a damaged journal ({op['journal']})"
+                   if op.get("resource") == "?" else shrink_needs(op)
                    for op in unfinished for name in _hosts_decided(op, inv.hosts)}
         candidates = {name: reason for name, (has_lv, _, reason) in looks.items() if has_lv}
         for name in candidates:

@@ -32,13 +32,18 @@ def parse_target(text):
         return ("percent", percent)
     match = FRACTIONAL.fullmatch(text)
     if match:
-        unit = SIZE_UNITS[match.group(2).lower()]
-        return ("size", -(-Fraction(match.group(1)) * unit // 1))
-    try:
-        return ("size", parse_size(text))
-    except MarsError:
-        raise Illegal(f"{text!r} is neither a fill level (1..99, percent) nor a size with a "
-                      "unit (k, m, g, t; e.g. 20g, 1.5t)") from None
+        size = Fraction(match.group(1)) * SIZE_UNITS[match.group(2).lower()]
+        # less than a byte (0.0g) is refused as 0g is, not rounded up to
+        # a byte and then taken for `min_space`
+        if size >= 1:
+            return ("size", -(-size // 1))
+    else:
+        try:
+            return ("size", parse_size(text))
+        except MarsError:
+            pass
+    raise Illegal(f"{text!r} is neither a fill level (1..99, percent) nor a size with a "
+                  "unit (k, m, g, t; e.g. 20g, 1.5t)")
 
 
 def new_size(target, used, min_space, overhead=0):

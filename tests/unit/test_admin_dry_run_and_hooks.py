@@ -224,11 +224,12 @@ def test_locks_dry_run_lists_the_takes_and_unlocks_the_releases_where_it_is_held
                                                       locks=True)
     assert [(host, argv[3]) for host, argv in listed] == [("a1", "take"), ("b1", "take")]
     assert "football" in fleet.locks("a1") and "football" in fleet.locks("b1")
-    # unlock releases on all hosts at once: in any order
+    # unlock releases on all hosts at once: in any order; the holder it saw
+    owners = {host: fleet.locks(host)["football"]["owner"] for host in ("a1", "b1")}
     listed = assert_dry_run_lists_what_the_run_issues(fleet, "unlock", "football", "a1", "b1",
                                                       "b2", locks=True, in_parallel=True)
-    assert listed == [(host, lock_argv(fleet, host, "release", "football", "--owner", ""))
-                      for host in ("a1", "b1")]
+    assert listed == [(host, lock_argv(fleet, host, "release", "football", "--owner",
+                                       owners[host])) for host in ("a1", "b1")]
     assert not any(fleet.locks(host) for host in fleet.hosts)
 
 

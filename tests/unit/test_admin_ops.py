@@ -454,7 +454,7 @@ def test_unlock_releases_whoever_holds_it_and_says_whose_lock_it_was(ctx):
                   stdout=json.dumps({"football": {"owner": "migrate-vm1@ctl",
                                                   "time": time.time()}}))
     runner.expect(["football-host", "lock", "/var/lock/football", "release", "football",
-                   "--owner", ""], stdout='{"released": true}')
+                   "--owner", "migrate-vm1@ctl"], stdout='{"released": true}')
     ctx.inventory.hosts["b2"]._runner.expect(
         ["football-host", "lock", "/var/lock/football", "list"], stdout="{}")
     result = Unlock(ctx, "football", ["b1", "b2"]).run()
