@@ -15,6 +15,8 @@ manager), the operation says it will start the container and asks.
 `StoppedContainer` is a part of `Operation` (football/ops/base.py): it uses
 its `res`, `journal`, `hooks`, `ctx`, `summary`, `say` and `outermost`."""
 
+import time
+
 from football import facts
 from football.errors import FootballError
 
@@ -69,17 +71,25 @@ class StoppedContainer:
         operator stopped it meanwhile (or it died), or started one that was
         stopped. The run goes on as it is now: a stopped one stays stopped
         (where the managers of `hosts` can keep it so), a started one runs
-        at the end. Said, and kept in the journal. Before the window only."""
-        if self.journal is None or self.journal.open_window_started() is not None:
+        at the end. Said, and kept in the journal. Before the window only —
+        or where a window of it was left open and its operator started the
+        container since (`repair-vm`): that window ended then, and the next
+        one is a downtime, through the gates, ending with it running."""
+        if self.journal is None:
+            return
+        left_open = self.journal.open_window_started() is not None
+        if left_open and not self.kept_stopped:
             return
         state = self.hooks.container_state(host=host, res=self.res)
         if self.kept_stopped and state == "RUNNING":
-            self.journal.decide(kept_stopped=False)
+            self.journal.decide(kept_stopped=False,
+                                **({"window_ended": time.time()} if left_open else {}))
             self.ctx.reporter.warning(
                 f"{self.res} runs on {host.name} again (it was stopped when the "
                 f"{self.operation} began): the {self.operation} starts it where it goes")
             return
-        if self.kept_stopped or state == "RUNNING" or self._cannot_keep_stopped(hosts):
+        if left_open or self.kept_stopped or state == "RUNNING" or \
+                self._cannot_keep_stopped(hosts):
             return
         self.journal.decide(kept_stopped=True)
         self.ctx.reporter.warning(

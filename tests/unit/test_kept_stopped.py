@@ -253,6 +253,35 @@ def test_a_stopped_container_its_operator_started_while_the_migrate_waited_runs_
     assert_placed(fleet, "b1", ["b2"], res="vm2")
 
 
+def test_a_stopped_one_its_operator_started_after_a_crash_in_the_window_runs_at_the_end(fleet):
+    """Crashed in its window, the container started by `repair-vm` (as the
+    run's message says): the re-run still kept it stopped — it stopped it
+    with no gate (business hours) and left it down at the target, 'no
+    downtime'. That window ended with the start; the next is a downtime."""
+    stopped_vm2(fleet)
+    code, _, stderr = football(fleet, "--debug-injection-point", "finish:stopped", "migrate",
+                               "vm2", "b1", "b2")
+    assert code == 1, stderr
+    code, _, stderr = football(fleet, "repair-vm", "vm2", "a1")
+    assert code == 0 and fleet.running("vm2") == ["a1"], stderr
+    from tests.unit.test_gates import FAST
+    code, events, stderr = football(fleet, *FAST, "--var", "business_hours=9_99", "migrate",
+                                    "vm2", "b1", "b2")
+    assert code == EXIT_ILLEGAL and "outside business_hours 9_99" in stderr, stderr
+    assert any("vm2 runs on a1 again (it was stopped when the migrate began)" in text
+               for text in said(events)), said(events)
+    assert fleet.running("vm2") == ["a1"]
+    before = len(fleet.calls)
+    code, events, stderr = football(fleet, "migrate", "vm2", "b1", "b2")
+    assert code == 0, stderr
+    assert fleet.running("vm2") == ["b1"]
+    assert_placed(fleet, "b1", ["b2"], res="vm2")
+    summary = next(event for event in events if event["event"] == "summary")
+    assert summary["downtime_seconds"] is not None and not summary.get("kept_stopped")
+    assert [argv for _, argv in fleet.calls[before:] if argv[:2] == ("football-host", "ct")
+            and argv[3] == "stop"], "the window stopped nothing"
+
+
 def test_a_stopped_one_is_not_held_by_business_hours_but_by_a_pause(fleet, tmp_path):
     """No downtime: business hours (and the operator's gate, `want_downtime`)
     do not hold its window; a pause does (nothing may touch it)."""
