@@ -107,8 +107,9 @@ class Football(click.Group):
     a mistyped command line is `illegal`), not click's 2."""
 
     def make_context(self, info_name, args, *rest, **kwargs):
-        # a mistake in the global options: --json among them (before the command)
-        leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), args))
+        # a mistake in the global options: --json among them (before the
+        # command; the options' values are among them too)
+        leading = list(itertools.takewhile(lambda arg: arg not in self.commands, args))
         with _usage_is_illegal(SimpleNamespace(params={"as_json": "--json" in leading})):
             return super().make_context(info_name, args, *rest, **kwargs)
 
@@ -216,7 +217,8 @@ class Globals:
         hooks = Hooks(config=config)    # with the plugins of plugin_dirs
         hooks.apply_host_layout(inv)
         reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
-                            log_path=Path(config.state_dir) / "log" / f"{stamp}-{operation}-{res}.log",
+                            log_path=Path(config.state_dir) / "log" /
+                            f"{stamp}-{operation}-{_file_word(res)}.log",
                             on_warning=lambda text: hooks.football_warning(text=text))
         if not self.dry_run:
             from football.housekeeping import now_and_then
@@ -224,6 +226,13 @@ class Globals:
             now_and_then(config, reporter.warning)
         return Context(inventory=inv, config=config, hooks=hooks, reporter=reporter,
                        dry_run=self.dry_run, yes=self.yes, injection_point=self.injection_point)
+
+
+def _file_word(text):
+    """`text` (a resource or host name as typed: not checked yet) as a part
+    of a file name: no `/` or other odd character (a run's log of
+    `migrate ../../x` was made outside the state dir), at most 80 long."""
+    return re.sub(r"[^A-Za-z0-9_.:+@-]", "_", str(text))[:80] or "_"
 
 
 @click.group(cls=Football, context_settings={"help_option_names": ["-h", "--help"]})
@@ -627,6 +636,7 @@ def balance(ctx, plan_id, plan_only, execute, auto, systemd_unit, schedule, max_
     from football.ops.planning import BalancePlanning, render_plan
 
     if systemd_unit:
+        ctx.obj.settings()          # a unit of settings that do not pass fails at every start
         for name, text in balance_units(ctx.obj.job_options(), schedule).items():
             click.echo(f"# {name}\n{text}")
         return
@@ -1103,6 +1113,7 @@ def worker(ctx, worker_id, systemd_unit):
     from football.toolserver import ToolServer
 
     if systemd_unit:
+        ctx.obj.settings()          # a unit of settings that do not pass fails at every start
         (text,) = worker_unit(ctx.obj.job_options(), worker_id).values()
         click.echo(text, nl=False)
         return

@@ -41,6 +41,17 @@ def test_a_usage_mistake_exits_191_illegal_as_every_refusal_does(argv, said):
     assert (failed["event"], failed["exit_code"]) == ("failed", 191) and said in failed["text"]
 
 
+def test_a_usage_mistake_after_a_valued_global_option_is_said_in_json_too(tmp_path):
+    """`--json` after `--inventory FILE`: the scan for it stopped at FILE,
+    and stdout stayed empty."""
+    result = CliRunner().invoke(cli, ["--inventory", str(tmp_path / "fleet.yml"), "--json",
+                                      "--debug-injection-point", "Bad!", "status"],
+                                prog_name="football")
+    assert result.exit_code == 191, result.output
+    [failed] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert failed["event"] == "failed" and "neither a number nor a point's name" in failed["text"]
+
+
 @pytest.mark.parametrize("argv", [["worker"], ["lab", "up"], ["lab", "add", "vm2", "a1"],
                                   ["lab", "demo"], ["lab", "down"],
                                   ["lab", "exec", "a1", "--", "touch", "made"]])

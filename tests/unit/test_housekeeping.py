@@ -308,3 +308,15 @@ def test_a_line_appended_while_the_history_is_trimmed_is_kept(tmp_path):
     writer.join(timeout=10)
     assert appended.is_set() and path.read_text() == '{"time": 1e12}\n'
     assert trim_lines(path, NOW) == 0
+
+
+def test_a_runs_log_is_named_after_its_arguments_inside_the_state_dir_whatever_they_are(
+        fake_fleet, tmp_path):  # noqa: F811 (the fixture imported above)
+    """The log was opened before the resource name was checked: a mistyped
+    or hostile name (`../../../escaped/x`) made a file outside the state dir,
+    though the command was refused."""
+    code, _, stderr = fleet_football(fake_fleet, "--dry-run", "migrate", "../../../escaped/x", "b1")
+    assert code == 191 and "invalid resource name" in stderr, stderr
+    assert not (tmp_path / "escaped").exists()
+    logs = [path.name for path in (Path(fake_fleet.state_dir) / "log").iterdir()]
+    assert len(logs) == 1 and logs[0].endswith("-migrate-.._.._.._escaped_x.log"), logs

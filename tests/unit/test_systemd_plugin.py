@@ -219,6 +219,14 @@ def test_football_worker_prints_its_unit_with_the_global_options(tmp_path):
     assert setting(result.stdout, "ExecStart").endswith(f"--config {config} worker --id w2")
 
 
+@pytest.mark.parametrize("argv", [["worker", "--systemd-unit"], ["balance", "--systemd-unit"]])
+def test_a_unit_of_settings_that_do_not_pass_is_not_printed(argv):
+    """It was, and failed at every start of the unit."""
+    result = CliRunner().invoke(cli, ["--var", "no_such=1", *argv])
+    assert result.exit_code == 191 and "no_such" in result.output, result.output
+    assert "ExecStart" not in result.output
+
+
 # --- installing --------------------------------------------------------------------------
 
 def test_install_units_writes_each_unit_then_reloads_systemd_then_records_the_units(host,
