@@ -37,6 +37,9 @@ from football.snapshot import observe, rank_targets
 
 PHASES = ("prepare", "wait", "finish", "cleanup")
 MIB = 1 << 20
+# times a merge takes the locks of both MARS clusters' hosts, read again
+# under them: another run's merge may bring hosts in meanwhile
+MERGE_LOCK_TRIES = 5
 
 
 class Migrate(Operation):
@@ -374,33 +377,62 @@ class Migrate(Operation):
                 self.ctx.reporter.detail(f"{target.name}: already a replica of {self.res}")
                 continue
             self._take_sync_slot(target)
-            with self.holding([self.source, target, *self._clusters_to_merge(target)]):
-                self._merge(target)
-                self.ctx.inject("prepare:merged")
-                have = self.hooks.lv_list(host=target).get(self.res)
-                if have is None:
-                    self.say(f"  {target.name}: creating LV {target.vg}/{self.res}")
-                    self.hooks.lv_create(host=target, lv=self.res, size=self.size)
-                elif have < self.size:
-                    # made before an expand grew the resource (an expand goes on
-                    # over a migrate stopped outside its window): MARS refuses
-                    # to join a disk smaller than the resource
-                    self.say(f"  {target.name}: growing LV {target.vg}/{self.res} "
-                             f"({have >> 20} MiB) to {self.size >> 20} MiB, as {self.res} grew")
-                    self.hooks.lv_resize(host=target, lv=self.res, size=self.size)
-                self.ctx.inject("prepare:lv-created")
-                join = self._join_argv(target)
-                self.say(f"  {target.name}: {' '.join(join)}")
-                self._tell("tell_action", action="join", hosts=[target])
-                # the first join starts the syncs (a run interrupted before
-                # it, in a merge, synced nothing: its re-run counts from here)
-                self.journal.decide(sync_started=self.journal.decided.get("sync_started")
-                                    or time.time())
-                target.run(join, timeout=self.config.command_timeout)
-                joined = self.journal.decided.get("joined", [])
-                self.journal.decide(joined=[*joined, target.name], sync_ended=None)
-                self.ctx.inject("prepare:joined")
+            for _ in range(MERGE_LOCK_TRIES):
+                held = [self.source, target, *self._clusters_to_merge(target)]
+                with self.holding(held):
+                    if self._clusters_grew(target, held):
+                        continue            # (let go: locked again, all of them)
+                    self._join(target)
+                break
+            else:
+                raise FootballError(
+                    f"the MARS clusters of {self.source.name} and {target.name} kept growing "
+                    f"while this run waited for their hosts' locks ({MERGE_LOCK_TRIES} times): "
+                    "other runs merge into them; run it again once they are done")
         self.journal.record("prepare")
+
+    def _clusters_grew(self, target, held):
+        """Whether hosts came into the MARS clusters of the source or `target`
+        while the run waited for the locks of `held` (another run's merge):
+        a merge must hold every host of both, read again under the locks."""
+        if target.name in facts.cluster_hosts(self.source):
+            return False
+        facts.forget()
+        grown = {host.name for host in self._clusters_to_merge(target)} - \
+            {host.name for host in held}
+        if grown:
+            self.say(f"  {', '.join(sorted(grown))} came into the MARS clusters to merge while "
+                     "this run waited for their locks: locking them too")
+        return bool(grown)
+
+    def _join(self, target):
+        """Merge `target`'s MARS cluster (if it is another), make its LV and
+        join it; under the locks of both clusters' hosts."""
+        self._merge(target)
+        self.ctx.inject("prepare:merged")
+        have = self.hooks.lv_list(host=target).get(self.res)
+        if have is None:
+            self.say(f"  {target.name}: creating LV {target.vg}/{self.res}")
+            self.hooks.lv_create(host=target, lv=self.res, size=self.size)
+        elif have < self.size:
+            # made before an expand grew the resource (an expand goes on
+            # over a migrate stopped outside its window): MARS refuses
+            # to join a disk smaller than the resource
+            self.say(f"  {target.name}: growing LV {target.vg}/{self.res} "
+                     f"({have >> 20} MiB) to {self.size >> 20} MiB, as {self.res} grew")
+            self.hooks.lv_resize(host=target, lv=self.res, size=self.size)
+        self.ctx.inject("prepare:lv-created")
+        join = self._join_argv(target)
+        self.say(f"  {target.name}: {' '.join(join)}")
+        self._tell("tell_action", action="join", hosts=[target])
+        # the first join starts the syncs (a run interrupted before
+        # it, in a merge, synced nothing: its re-run counts from here)
+        self.journal.decide(sync_started=self.journal.decided.get("sync_started")
+                            or time.time())
+        target.run(join, timeout=self.config.command_timeout)
+        joined = self.journal.decided.get("joined", [])
+        self.journal.decide(joined=[*joined, target.name], sync_ended=None)
+        self.ctx.inject("prepare:joined")
 
     def _clusters_to_merge(self, target):
         """The inventory hosts of both MARS clusters when `target` must merge
