@@ -23,6 +23,7 @@ production hosts have root `/`. `env` is given to every command on the host
 (over SSH as an `env NAME=value ...` prefix)."""
 
 import ipaddress
+import math
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from football.config import TEN_YEARS, load_yaml
 from football.dryrun import is_read
 from football.transport import DEFAULT_CONNECT_TIMEOUT, HOST_KEY_CHECKS, LocalTransport
 from mars.errors import MarsError
@@ -45,6 +47,14 @@ TRANSPORTS = ("ssh", "local")
 SECTIONS = ("defaults", "clusters", "hosts", "demo", "lab")
 DNS_LABEL = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# LVM's rule for a VG name (lvm(8), "VALID NAMES"); it also keeps <root>/dev/<vg> below /dev
+VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
+# storage, manager, container: the KIND of a plugin (plugins/*.py: lvm, filevg,
+# systemd, lab, lxc) or of one a plugin directory or package adds, which the
+# inventory does not know: those are checked when a hook finds no plugin
+PLUGIN_KIND = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+ABSOLUTE_PATHS = ("root", "lxcpath")           # below the host's root: from /, no '..'
+KEY_PATHS = ("ssh_key", "known_hosts")         # on this machine: from / or ~ ('': the default)
 
 
 class InventoryError(Exception):
@@ -170,7 +180,7 @@ def load(path, defaults=None):
     path = Path(path)
     try:
         # bytes: YAML's reader takes a BOM, and names where a file is not UTF-8
-        data = yaml.safe_load(path.read_bytes()) or {}
+        data = load_yaml(path.read_bytes()) or {}
     except FileNotFoundError:
         raise InventoryError(f"inventory {path} does not exist; pass --inventory FILE") from None
     except OSError as error:
@@ -201,9 +211,19 @@ def parse(data, source="<inventory>", defaults=None):
     declared = data.get("hosts") or {}
     membership = {}
     for cluster, members in clusters.items():
+        if not isinstance(cluster, str) or not cluster.strip():
+            raise InventoryError(f"inventory {source}: cluster name {cluster!r} is not a name: "
+                                 "give each cluster a name (e.g. cluster1)")
+        if cluster in declared:
+            raise InventoryError(f"inventory {source}: cluster {cluster} has the name of a "
+                                 "host: commands would not know which is meant; rename the "
+                                 "cluster")
         if not isinstance(members, list) or not members:
             raise InventoryError(f"inventory {source}: cluster {cluster} needs a list of hosts")
         for name in members:
+            if not isinstance(name, str):
+                raise InventoryError(f"inventory {source}: cluster {cluster}: {name!r} is not "
+                                     "a host name; list the hosts by name: [a1, a2]")
             if name in membership:
                 raise InventoryError(f"inventory {source}: host {name} is in clusters "
                                      f"{membership[name]} and {cluster}")
@@ -221,7 +241,7 @@ def parse(data, source="<inventory>", defaults=None):
         unknown = set(settings) - HOST_FIELDS
         if unknown:
             raise InventoryError(f"inventory {source}: host {name}: unknown settings "
-                                 f"{', '.join(sorted(unknown))}; known: "
+                                 f"{', '.join(sorted(map(str, unknown)))}; known: "
                                  f"{', '.join(sorted(HOST_FIELDS))}")
         if "address" not in settings:
             raise InventoryError(f"inventory {source}: host {name} has no address")
@@ -250,7 +270,7 @@ def parse(data, source="<inventory>", defaults=None):
         if problem:
             raise InventoryError(f"inventory {source}: demo {problem}")
         for role in ("primary", "secondary"):
-            if demo.get(role) not in hosts:
+            if not isinstance(demo.get(role), str) or demo.get(role) not in hosts:
                 raise InventoryError(f"inventory {source}: demo {role} {demo.get(role)!r} "
                                      "is not a declared host")
     return Inventory(hosts=hosts, clusters={name: list(m) for name, m in clusters.items()},
@@ -274,12 +294,25 @@ def _one_machine_each(hosts, source):
     copied line): MARS would take it for two cluster members."""
     seen = {}
     for host in hosts.values():
-        where = (str(host.address).lower(), host.port)
+        where = (_normal_address(host.address), host.port)
         if where in seen:
             raise InventoryError(f"inventory {source}: hosts {seen[where]} and {host.name} "
                                  f"have the same address {host.address} (port {host.port}): "
                                  "give each host its own")
         seen[where] = host.name
+
+
+def _normal_address(address):
+    """One spelling of an address: an IP address as `ipaddress` writes it
+    (fd00:0:0::1 is fd00::1; an IPv4-mapped IPv6 address its IPv4 one), a
+    DNS name in lower case without its root's dot (h.example.com.)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        name = str(address).lower()
+        return name[:-1] if name.endswith(".") else name
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
 
 
 def _address_problem(address):
@@ -298,9 +331,39 @@ def _address_problem(address):
     return None
 
 
+def _layout_problem(settings):
+    """What is wrong with where a host keeps things (its root, lxcpath, VG,
+    the plugins it takes), or None."""
+    for name in ABSOLUTE_PATHS:
+        path = settings.get(name)
+        if not isinstance(path, str) or not path.startswith("/") or "\0" in path or \
+                ".." in PurePosixPath(path).parts:
+            return (f"{name} must be an absolute path (from /, without '..'), not {path!r}")
+    for name in KEY_PATHS:
+        path = settings.get(name, "")
+        if not isinstance(path, str) or "\0" in path or \
+                (path and not path.startswith(("/", "~"))):
+            return (f"{name} must be a file's path from / or ~ (e.g. ~/.ssh/known_hosts), "
+                    f"not {path!r}")
+    vg = settings.get("vg")
+    if not isinstance(vg, str) or not VG_NAME.fullmatch(vg) or vg in (".", ".."):
+        return (f"vg {vg!r} is not a volume group name: letters, digits and '+_.-', not "
+                "starting with '-', not '.' or '..'")
+    for name in ("storage", "manager", "container"):
+        kind = settings.get(name)
+        if not isinstance(kind, str) or not PLUGIN_KIND.fullmatch(kind):
+            return (f"{name} {kind!r} is not a plugin kind (lower-case letters, digits, "
+                    "'-' and '_'; shipped: storage lvm, filevg; manager systemd, lab; "
+                    "container lxc)")
+    user = settings.get("user", "root")
+    if not isinstance(user, str) or not user or any(c.isspace() for c in user):
+        return f"user must be a user name, not {user!r}"
+    return None
+
+
 def _connection_problem(settings):
     """What is wrong with how a host is to be reached, or None."""
-    problem = _address_problem(settings.get("address"))
+    problem = _address_problem(settings.get("address")) or _layout_problem(settings)
     if problem:
         return problem
     port = settings.get("port", 22)
@@ -322,6 +385,9 @@ def _connection_problem(settings):
     timeout = settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         return f"connect_timeout must be a number of seconds > 0, not {timeout!r}"
+    if not math.isfinite(timeout) or timeout > TEN_YEARS:
+        return (f"connect_timeout must be a number of seconds up to {int(TEN_YEARS)} "
+                f"(10 years), not {timeout!r}")
     limit = settings.get("max_containers", 0)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         return f"max_containers must be a whole number >= 0 (0: no limit), not {limit!r}"
