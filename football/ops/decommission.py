@@ -16,17 +16,23 @@ because a member does not answer it.
 Football does not edit the inventory: the run ends naming what is left to
 the operator. HOST's MARS cluster is found from the hosts of its inventory
 cluster, else (HOST is out of the inventory, or they no longer list it) by
-asking every host of the inventory. Every host is checked before any
-leaves: nothing is changed when a check fails; a re-run finds the hosts
-that left in no cluster and has nothing to do for them. The hosts that do
-not answer are dropped first, while the others (which may be the only
-ones to list them) are still members.
+asking every host of the inventory. A host that no host that answers
+lists, while a host of its inventory cluster does not answer (which may
+list it, and share replicas with it), is refused: Football cannot tell
+that it holds nothing. Every host is checked before any leaves — where
+several leave, also that no host of its MARS cluster reaches the marsd of
+one that does not answer (cut off from the controller alone, it runs on,
+and its drop would be refused after the others left): nothing is changed
+when a check fails; a refusal after a host left is a failure (198) naming
+it, and a re-run finds the hosts that left in no cluster and has nothing
+to do for them. The hosts that do not answer are dropped first, while the
+others (which may be the only ones to list them) are still members.
 
 The fleet anchors: decommission = evacuate + cleanup + remove the host."""
 
 from football import facts, lifecycle
-from football.errors import Illegal
-from football.ops.base import Operation, answers, confirm, in_parallel
+from football.errors import FootballError, Illegal
+from football.ops.base import Operation, answers, confirm, in_parallel, reaching
 from football.ops.cluster import observe
 from football.report import agreeing
 from football.transport import CommandFailed
@@ -55,6 +61,10 @@ class Leaving:
         self.own_cluster = {}           # its own view of its cluster, where it answers
         self.listed_by = []             # the hosts that answer and list it in their cluster
         self.mars_cluster = []          # its MARS cluster, as they (or it) see it
+        self.mates = [] if self.target is None else [     # of its inventory cluster
+            mate for mate in op.ctx.inventory.clusters.get(self.target.cluster, [])
+            if mate != name]
+        self.unanswered = set()         # the hosts asked whose MARS cluster could not be read
 
     def discover(self):
         """`Illegal` when it holds a replica, or answers and is not
@@ -79,16 +89,16 @@ class Leaving:
                                     for host in hosts} | {self.name})
         if self.listed_by:
             self._refuse_while_it_holds_replicas()
+        elif not self.answering:
+            self._refuse_while_its_mates_are_silent()
 
     def _hosts_listing_it(self):
         """{host: its MARS cluster} of the hosts that answer and list it in
         their MARS cluster: the hosts of its inventory cluster first, else
         every host, and then every inventory host those list."""
         inventory = self.op.ctx.inventory
-        mates = [] if self.target is None else [
-            name for name in inventory.clusters.get(self.target.cluster, []) if name != self.name]
         others = [name for name in sorted(inventory.hosts) if name != self.name]
-        for names in (mates, others):
+        for names in (self.mates, others):
             found = self._listing(names)
             if found:
                 more = {host for hosts in found.values() for host in hosts
@@ -101,10 +111,32 @@ class Leaving:
                 if self.name in hosts}
 
     def cluster_of(self, name):
+        """{host: address} of `name`'s MARS cluster; {} where it cannot be
+        read (noted in `unanswered`)."""
         try:
             return facts.cluster_hosts(self.op.host(name))
         except (facts.HostUnreachable, facts.FactUnavailable):
+            self.unanswered.add(name)
             return {}
+
+    def _refuse_while_its_mates_are_silent(self):
+        """Listed by no host that answers, and silent itself: that says it
+        holds nothing only where its inventory mates — which share its
+        replicas, as a rule — answered. Else `Illegal` naming them: "take it
+        out of the inventory" would leave a failover without it."""
+        silent = sorted(self.unanswered & set(self.mates))
+        if not silent:
+            return
+        them = "it" if len(silent) == 1 else "them"
+        listed = ", ".join(silent)
+        raise Illegal(f"{self.name} does not answer and no host that answers lists it in a MARS "
+                      f"cluster, but {agreeing(silent, 'does', 'do')} not answer either: of its "
+                      f"inventory cluster, {them} may list {self.name} and share replicas with "
+                      "it, so Football cannot tell that it holds none. Restore the way to "
+                      f"{listed} and run this again (where {self.name} holds replicas: football "
+                      f"failover {self.name} first, which needs it in the inventory); only where "
+                      f"{agreeing(silent, 'is', 'are')} gone for good as well, take "
+                      f"{self.name} and {them} out of the inventory; nothing was changed")
 
     def _refuse_while_it_holds_replicas(self):
         held = sorted(res for cluster in observe(self.op.ctx, self.listed_by[:1],
@@ -153,6 +185,26 @@ class Decommission(Operation):
             leaving.discover()
         # the silent ones first: the others may be the only hosts that list them
         self.leaving.sort(key=lambda leaving: leaving.answering)
+        self._refuse_a_host_its_mates_reach()
+
+    def _refuse_a_host_its_mates_reach(self):
+        """Where several hosts leave, one that does not answer must be gone
+        for its MARS cluster too before the first leaves: a host there that
+        reaches its marsd would refuse its drop (as `marsadm --host=HOST
+        leave-cluster` does) after others had left. One host alone meets
+        that refusal with nothing changed."""
+        going = [leaving for leaving in self.leaving if leaving.in_a_cluster]
+        if len(going) < 2:
+            return
+        for silent in (leaving for leaving in going if not leaving.answering):
+            reach = reaching([self.host(name) for name in silent.listed_by], silent.name)
+            if reach:
+                raise Illegal(f"{agreeing(reach, 'reaches', 'reach')} {silent.name}'s marsd: "
+                              f"{silent.name} runs, only this controller cannot reach it (its "
+                              "SSH, or the network between), and its MARS cluster would "
+                              "refuse to drop it after the others had left. Restore the way "
+                              f"to it (it then leaves by itself, once evacuated), or switch it "
+                              "off for good and run this again; nothing was changed")
 
     def nothing_to_do(self):
         if any(leaving.in_a_cluster for leaving in self.leaving):
@@ -187,9 +239,22 @@ class Decommission(Operation):
                 self.ctx.planned(host).run(argv)
 
     def decommission(self):
+        left = []
         for leaving in self.leaving:
-            if leaving.in_a_cluster:
+            if not leaving.in_a_cluster:
+                continue
+            try:
                 self._leave(leaving)
+            except Illegal as refused:
+                if not left:
+                    raise
+                # after a host left: no refusal, whose 191 says nothing changed
+                raise FootballError(
+                    f"{agreeing(left, 'left its', 'left their')} MARS cluster; then "
+                    f"{leaving.name} did not: {getattr(refused, 'reason', refused)}. Once "
+                    f"that is resolved, football decommission {self.name} goes on (it has "
+                    f"nothing to do for {', '.join(left)})") from None
+            left.append(leaving.name)
         self.say(f"  {agreeing([leaving.name for leaving in self.leaving], 'is', 'are')} out "
                  f"of {'its' if len(self.leaving) == 1 else 'their'} MARS cluster"
                  f"{self._inventory_hint()}")
@@ -224,6 +289,13 @@ class Decommission(Operation):
             # understand); kernel MARS's marsadm exits with its count of errors, 2
             # for a refusal (its message, and "FAILURE cmd=..." on stdout)
             if failed.result.exit_code in (1, 2):
-                raise Illegal(f"{host.name}: {failed.result.said[-400:]}; nothing was "
-                              "changed") from None
+                raise LeaveRefused(f"{host.name}: {failed.result.said[-400:]}") from None
             raise
+
+
+class LeaveRefused(Illegal):
+    """marsadm refused a leave (`reason`); nothing was changed by it."""
+
+    def __init__(self, reason):
+        super().__init__(f"{reason}; nothing was changed")
+        self.reason = reason
