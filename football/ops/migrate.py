@@ -779,7 +779,9 @@ class Migrate(Operation):
                    f"{primary.name} to see {', '.join(sorted(gone))} leave {self.res}")
         split_unshared(self.ctx, [*(target.name for target in self.targets),
                                   *(host.name for host in old)],
-                       self.owner, point="cleanup:split", skip=self.gone)
+                       self.owner, point="cleanup:split", skip=self.gone,
+                       on_wait=self._condition(
+                           "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}"))
 
 
 class Handover(Migrate):
