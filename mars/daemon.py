@@ -122,6 +122,7 @@ class Daemon:
         self.device_args = list(device_args)
         self.fetch_free = 2 * emergency_free     # secondaries give up before the primary
         self.metrics = Metrics()
+        self.handshakes = net.Handshakes(PORT_META)     # the metadata port's, before them
         self.store = None
         self.peer_scopes = {}           # host -> (address, CancelScope)
         self.dropped_said = False       # "no member any more" logged (once per drop)
@@ -436,11 +437,21 @@ class Daemon:
         await trio.serve_tcp(self._handle, PORT_META, host=address, task_status=task_status)
 
     async def _handle(self, stream):
-        remote = stream.socket.getpeername()
+        try:
+            remote = stream.socket.getpeername()
+        except OSError:                     # reset before it was answered
+            await stream.aclose()
+            return
+        if not self.handshakes.admit():
+            await stream.aclose()
+            return
         channel = net.Channel(stream, self.store.clock)
         try:
-            with trio.fail_after(net.HANDSHAKE_TIMEOUT):
-                peer = await net.accept_handshake(channel, self.env.host, self.key)
+            try:
+                with trio.fail_after(net.HANDSHAKE_TIMEOUT):
+                    peer = await net.accept_handshake(channel, self.env.host, self.key)
+            finally:
+                self.handshakes.done()
             while True:
                 header, payload = await channel.receive()
                 reply = self._answer(peer, header, payload)
@@ -609,16 +620,34 @@ class Daemon:
         with scope:
             async for attempt in retrying:
                 with attempt:
-                    channel = await net.connect(address, PORT_META, self.env.host, self.key,
-                                                local_address=local, timeout=10.0,
-                                                clock=self.store.clock)
+                    try:
+                        channel = await net.connect(address, PORT_META, self.env.host, self.key,
+                                                    local_address=local, timeout=10.0,
+                                                    clock=self.store.clock)
+                    except PeerError:
+                        raise
+                    except Exception as exc:    # noqa: BLE001 (a peer's junk costs its connection)
+                        raise PeerError(f"peer {host} ({address}): {type(exc).__name__}: "
+                                        f"{exc}") from exc
                     if failures:
                         log.info("peer %s (%s) reachable again", host, address)
                         failures = 0
                     try:
-                        await self._pull_rounds(host, channel)
+                        await self._pulled_rounds(host, address, channel)
                     finally:
                         await channel.aclose()
+
+    async def _pulled_rounds(self, host, address, channel):
+        """`_pull_rounds`, where a peer's answer this host cannot use (junk
+        that passed the handshake: a peer of another version, a bug) costs
+        that connection, retried with backoff, not marsd (it ended `run`)."""
+        try:
+            await self._pull_rounds(host, channel)
+        except PeerError:
+            raise
+        except Exception as exc:            # noqa: BLE001
+            raise PeerError(f"peer {host} ({address}): its answer is unusable here: "
+                            f"{type(exc).__name__}: {exc}") from exc
 
     async def _pull_rounds(self, host, channel):
         """Pull from `host` every round, and at once when stirred: the peer

@@ -10,6 +10,10 @@ pull protocol relies on (a peer asks for "everything after stamp S")."""
 import threading
 import time
 
+# Stamps are stored as SQLite INTEGERs (signed 64 bits): one this large
+# (the year 2116 in nanoseconds) is no stamp, and is not observed
+MAX_STAMP = 1 << 62
+
 
 class LamportClock:
     """A thread-safe Lamport clock over wall-clock nanoseconds."""
@@ -27,7 +31,7 @@ class LamportClock:
     def observe(self, stamp):
         """Advance past a stamp seen elsewhere (a peer's message, a stored tuple)."""
         with self._lock:
-            if stamp > self._last:
+            if self._last < stamp < MAX_STAMP:
                 self._last = stamp
 
     def now(self):

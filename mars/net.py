@@ -42,6 +42,10 @@ MAX_UNAUTHENTICATED = 4096      # nothing larger is read before the handshake su
 COMPRESS_OVER = 4096
 DIRECT_OVER = 1 << 20           # payloads sent and received without a copy of their own
 HANDSHAKE_TIMEOUT = 10.0
+# connections a port holds before their handshake, at once: more are closed
+# at once (a storm of silent connections took every file descriptor: logs,
+# the store and device pipes failed with EMFILE)
+HANDSHAKES_AT_ONCE = 64
 SEND_FILE_TIMEOUT = 60.0        # seconds a sendfile may wait for the peer to read
 
 
@@ -154,14 +158,20 @@ class Channel:
             raise ProtocolError(f"frame too large ({header_len}+{payload_len} bytes)")
         try:
             header = json.loads(await self._read_exactly(header_len))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:       # (deeply nested JSON: RecursionError)
             raise ProtocolError(f"undecodable header: {exc}") from None
         if not isinstance(header, dict) or "type" not in header:
             raise ProtocolError("header without a type")
         plain = header.get("enc") is None
-        payload = decode_payload(header, await self._read_exactly(
-            payload_len, into if plain else None))
-        if isinstance(header.get("stamp"), int):
+        raw = await self._read_exactly(payload_len, into if plain else None)
+        try:
+            payload = decode_payload(header, raw)
+        except Exception as exc:        # noqa: BLE001 (lz4 says RuntimeError of junk)
+            raise ProtocolError(f"undecodable payload: {exc}") from None
+        # a stamp only from a peer that proved the secret: before, anything
+        # that reached the port could move the clock to its end (every
+        # later write then failed, and the stamp spread through the cluster)
+        if self.authenticated and isinstance(header.get("stamp"), int):
             self.clock.observe(header["stamp"])
         return header, payload
 
@@ -203,6 +213,30 @@ def decode_tuples(payload):
     return items
 
 
+class Handshakes:
+    """The connections of one port still in their handshake: at most
+    HANDSHAKES_AT_ONCE; one more is refused (`admit` False), said once a
+    minute."""
+
+    def __init__(self, port):
+        self.port, self.open, self.said_at = port, 0, None
+
+    def admit(self):
+        if self.open >= HANDSHAKES_AT_ONCE:
+            now = time.monotonic()
+            if self.said_at is None or now - self.said_at >= 60:
+                self.said_at = now
+                log.warning("port %d: %d connections wait for their handshake: closing new ones "
+                            "at once (a storm of connections that prove nothing?)", self.port,
+                            self.open)
+            return False
+        self.open += 1
+        return True
+
+    def done(self):
+        self.open -= 1
+
+
 async def accept_handshake(channel, host, key):
     """Server side. Returns the authenticated peer's host name, or raises."""
     nonce = secrets.token_hex(16)
@@ -228,8 +262,10 @@ async def connect(address, port, host, key, local_address=None, timeout=10.0, cl
             channel = Channel(stream, clock)
             try:
                 header, _ = await channel.receive()
-                if header.get("type") != "challenge":
-                    raise ProtocolError(f"expected a challenge, got {header.get('type')!r}")
+                if header.get("type") != "challenge" or not isinstance(header.get("nonce"), str) \
+                        or not isinstance(header.get("host", ""), str):
+                    raise ProtocolError(f"expected a challenge (a nonce and a host name), got "
+                                        f"{str(header)[:200]}")
                 nonce = secrets.token_hex(16)
                 await channel.send({"type": "auth", "host": host, "nonce": nonce,
                                     "mac": mac(key, "client", header["nonce"], nonce, host)})

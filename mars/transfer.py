@@ -492,17 +492,26 @@ class DataServer:
         """Serve `answer` on `port`; `key`: the cluster secret, or a callable
         that returns it (read for every connection: it may be replaced)."""
         await trio.serve_tcp(functools.partial(self.serve_connection, answer=answer, port=port,
-                                               key=key, host=host, clock=clock),
+                                               key=key, host=host, clock=clock,
+                                               handshakes=net.Handshakes(port)),
                              port, host=address, task_status=task_status)
 
-    async def serve_connection(self, stream, answer, port, key, host, clock):
+    async def serve_connection(self, stream, answer, port, key, host, clock, handshakes=None):
         """One connection of `serve`'s: the handshake, then `answer`'s reply
-        to each request, until the peer closes it."""
+        to each request, until the peer closes it. `handshakes`: the port's
+        (net.Handshakes), which may refuse it at once."""
+        if handshakes is not None and not handshakes.admit():
+            await stream.aclose()
+            return
         channel = net.Channel(stream, clock)
         buffer = bytearray()        # the replies' data, one request after another
         try:
-            with trio.fail_after(net.HANDSHAKE_TIMEOUT):
-                await net.accept_handshake(channel, host, key() if callable(key) else key)
+            try:
+                with trio.fail_after(net.HANDSHAKE_TIMEOUT):
+                    await net.accept_handshake(channel, host, key() if callable(key) else key)
+            finally:
+                if handshakes is not None:
+                    handshakes.done()
             while True:
                 header, _ = await channel.receive()
                 try:

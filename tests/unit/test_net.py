@@ -102,11 +102,28 @@ async def test_payload_over_the_threshold_travels_lz4_compressed_and_intact():
 async def test_every_message_advances_the_receivers_clock():
     server, client = _pair()
     server.authenticated = client.authenticated = True
-    client.clock.observe(10**19)
+    client.clock.observe(10**18)        # (far ahead: the year 2001 is 10**18 ns)
+    client.clock._wall = lambda: 4 * 10**18
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.send, {"type": "ping"})
         await server.receive()
-    assert server.clock.now() > 10**19
+    assert server.clock.now() > 4 * 10**18
+
+
+@in_trio
+async def test_a_stamp_before_the_handshake_or_beyond_the_stamps_does_not_move_the_clock():
+    """Observed before the check, anything that reached the port set the
+    clock to its end (2**63 - 2): every later write failed (SQLite's
+    INTEGER), and the stamp spread to the cluster."""
+    server, client = _pair()
+    client.clock._wall = lambda: 4 * 10**18
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send, {"type": "auth"})
+        await server.receive()
+    assert server.clock.last < 4 * 10**18
+    server.authenticated = True
+    server.clock.observe((1 << 63) - 2)
+    assert server.clock.last < 1 << 62
 
 
 def test_tuple_payload_that_is_not_a_list_of_quadruples_is_a_protocol_error():
