@@ -6,14 +6,25 @@ replaced atomically (temp file, fsync, rename, directory fsync) after every
 step. The journal only saves time: every step also checks the real state
 before acting, so a lost journal costs a few extra checks, never data."""
 
+import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 from football.errors import FootballError, Illegal
 from football.joblink import JOB_ENV
+from mars.errors import MarsError
+from mars.names import check_resource
+
+
+# the operations that keep a journal, `<operation>-<resource>.json`: the
+# resource of a damaged one is told by its file name (resource names may
+# hold '-', operation names '-' and '+')
+OPERATIONS = ("migrate", "shrink", "expand", "handover", "migrate+shrink",
+              "migrate+shrink+back", "repair-mars")
 
 
 class JournalUnwritable(FootballError):
@@ -79,15 +90,9 @@ class Journal:
         # Damage is not repaired silently: the journal may hold what no host
         # shows any more (the original hosts of migrate+shrink+back).
         try:
-            data = json.loads(self.path.read_text())
-            if not (isinstance(data, dict) and isinstance(data.get("steps"), list)
-                    and isinstance(data.get("decided"), dict)):
-                raise ValueError("not a journal (steps and decided are missing)")
+            data = journal_of(self.path.read_text())
         except (OSError, ValueError) as error:
-            raise Illegal(f"journal {self.path} is damaged ({error}); nothing was changed. "
-                          f"Read what it still says, then move it aside (mv {self.path} "
-                          f"{self.path}.damaged) and re-run: every step checks the real "
-                          "state, so starting afresh only costs time") from None
+            raise Illegal(damaged_journal(self.path, error)) from None
         return data
 
     @property
@@ -173,6 +178,44 @@ class Journal:
             "same command again: it resumes, each step checking the real state first")
 
 
+def journal_of(text):
+    """The journal `text` holds (a dict), else ValueError saying why not:
+    what a run resumes from and what `unfinished_operations` lists alike."""
+    data = json.loads(text)
+    if not (isinstance(data, dict) and isinstance(data.get("steps"), list)
+            and isinstance(data.get("decided"), dict)):
+        raise ValueError("not a journal (steps and decided are missing)")
+    for key in ("operation", "resource"):
+        if not isinstance(data.get(key, ""), str):
+            raise ValueError(f"not a journal (its {key} is not a name: {data[key]!r})")
+    return data
+
+
+def damaged_journal(path, error, then="re-run"):
+    """What to do about the journal at `path` that cannot be read (`error`):
+    damage is not repaired silently, since the journal may hold what no host
+    shows any more (the original hosts of migrate+shrink+back); `then`: the
+    command to run once it is set aside."""
+    return (f"journal {path} is damaged ({error}); nothing was changed. Read what it still "
+            f"says, then move it aside (mv {path} {path}.damaged) and {then}: every step "
+            "checks the real state, so starting afresh only costs time")
+
+
+def named_by(path):
+    """(operation, resource) that the name of the journal at `path` says
+    (`<operation>-<resource>.json`), or ("?", "?") when it names none of
+    OPERATIONS: how a journal that cannot be read is told."""
+    stem = Path(path).name.removesuffix(".json")
+    for operation in sorted(OPERATIONS, key=len, reverse=True):
+        res = stem.removeprefix(f"{operation}-")
+        if res != stem and res:
+            try:
+                return operation, check_resource(res)
+            except MarsError:
+                break
+    return "?", "?"
+
+
 def window_left_open(steps, decided):
     """Whether a journal's run stopped inside its downtime window: it
     entered the window (`critical-section`) and did not finish the phase,
@@ -201,20 +244,24 @@ def unfinished_operations(state_dir, completed_jobs=None):
         paths = _finish_completed_elsewhere(paths, completed_jobs)
     operations = []
     for path in paths:
+        operation, res = named_by(path)
         try:
-            data = json.loads(path.read_text())
-            decided = data.get("decided") or {}
+            data = journal_of(path.read_text())
+            decided = data["decided"]
             operations.append({
-                "operation": data.get("operation", "?"), "resource": data.get("resource", "?"),
-                "steps": list(data.get("steps") or []), "decided": dict(decided),
+                "operation": data.get("operation", operation),
+                "resource": data.get("resource", res),
+                "steps": list(data["steps"]), "decided": dict(decided),
                 "targets": list(decided.get("targets") or []),
                 "origin": list(decided.get("origin") or []),
                 "started": data.get("started"), "journal": str(path),
-                "in_downtime": window_left_open(data.get("steps") or [], decided),
+                "in_downtime": window_left_open(data["steps"], decided),
                 "alive": run_alive(data.get("run"))})
         except (OSError, ValueError, AttributeError, TypeError) as error:
-            operations.append({"operation": "?", "resource": "?", "steps": [], "decided": {},
-                               "targets": [], "origin": [], "started": None,
+            # the resource its name says: it refuses what an unfinished
+            # operation of that resource would (damage is not repaired silently)
+            operations.append({"operation": operation, "resource": res, "steps": [],
+                               "decided": {}, "targets": [], "origin": [], "started": None,
                                "journal": str(path), "damaged": str(error)})
     return operations
 
@@ -222,42 +269,94 @@ def unfinished_operations(state_dir, completed_jobs=None):
 def unfinished_resources(state_dir, completed_jobs=None):
     """{resource: why} of the resources with an unfinished operation (which
     refuses an operation of another kind on them: a planner does not move
-    them)."""
-    return {op["resource"]: f"an unfinished {op['operation']} (football status "
-            f"{op['resource']})" for op in unfinished_operations(state_dir, completed_jobs)
-            if "damaged" not in op}
+    them), or a damaged journal (which refuses every operation on them);
+    a damaged journal whose name tells no resource is only listed by
+    `unfinished_operations`."""
+    busy = {}
+    for op in unfinished_operations(state_dir, completed_jobs):
+        if "damaged" not in op:
+            busy.setdefault(op["resource"], f"an unfinished {op['operation']} (football "
+                            f"status {op['resource']})")
+        elif op["resource"] != "?":
+            busy[op["resource"]] = (f"its {op['operation']}'s journal {op['journal']} is "
+                                    f"damaged (mv {op['journal']} {op['journal']}.damaged "
+                                    "once read)")
+    return busy
 
 
 def _finish_completed_elsewhere(paths, completed_jobs):
     """`paths` without the journals that a later run of their screener job
-    completed (`completed_jobs`), each kept as `.done` with how."""
+    completed (`completed_jobs`), each kept as `.done` with how.
+
+    The jobs' database may take a while to answer, and a run here may begin
+    meanwhile (a re-run of the resource's operation): a journal is finished
+    only under its resource's turn (one_run_at_a_time; skipped while another
+    run holds it, this thread's own turn excepted) and only as it was read
+    before the question (its `writes` and `run`, the run still over)."""
     of_jobs = {}
     for path in paths:
         try:
-            run = json.loads(path.read_text()).get("run")
-            if isinstance(run, dict) and isinstance(run.get("job"), int) and \
-                    run_alive(run) is False:
-                of_jobs[path] = run["job"]
-        except (OSError, ValueError, AttributeError):
+            data = journal_of(path.read_text())
+        except (OSError, ValueError):
             continue            # damaged: listed as such
+        run = data.get("run")
+        if isinstance(run, dict) and isinstance(run.get("job"), int) and \
+                run_alive(run) is False and _names_a_resource(data.get("resource")):
+            of_jobs[path] = data
     if not of_jobs:
         return paths
-    completed = completed_jobs(sorted(set(of_jobs.values())))
+    completed = completed_jobs(sorted({data["run"]["job"] for data in of_jobs.values()}))
     left = []
     for path in paths:
-        how = completed.get(of_jobs.get(path))
-        if how is None:
-            left.append(path)
-            continue
-        try:
-            data = json.loads(path.read_text())
-            data["completed_elsewhere"] = how
-            replace_durably(path, json.dumps(data, indent=2, sort_keys=True),
-                            path.with_suffix(".tmp"))
-            os.replace(path, path.with_suffix(".done"))
-        except OSError:
+        read = of_jobs.get(path)
+        how = completed.get(read["run"]["job"]) if read is not None else None
+        if how is None or not _finish_as_completed(path, read, how):
             left.append(path)   # still listed: the operator sees it
     return left
+
+
+def _finish_as_completed(path, read, how):
+    """Keep the journal at `path` as `.done`, completed elsewhere (`how`),
+    if it is still as `read` and its run over, under its resource's turn;
+    whether it was."""
+    from football.locks import _TURNS
+
+    turn = path.parent / f"{read['resource']}.run"
+    mine = (turn, threading.get_ident()) in _TURNS     # this run's turn: a run here waits
+    try:
+        # not created: a run here creates it before it writes a journal
+        # (one_run_at_a_time), so none wrote this one; and a turn file
+        # made here could not be removed safely
+        handle = open(turn, "r+")
+    except FileNotFoundError:
+        handle = None
+    except OSError:
+        return False
+    try:
+        if handle is not None and not mine:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        data = journal_of(path.read_text())
+        if (data.get("writes"), data.get("run")) != (read.get("writes"), read["run"]) \
+                or run_alive(data["run"]) is not False:
+            return False        # a run here went on from it, or wrote its own
+        data["completed_elsewhere"] = how
+        # not `<name>.tmp`: that is the journal's own run's
+        replace_durably(path, json.dumps(data, indent=2, sort_keys=True),
+                        path.with_name(f"{path.name}.{os.getpid()}.completed.tmp"))
+        os.replace(path, path.with_suffix(".done"))
+    except (OSError, ValueError):
+        return False            # BlockingIOError: another run holds the turn
+    finally:
+        if handle is not None:
+            handle.close()      # releases the flock
+    return True
+
+
+def _names_a_resource(name):
+    try:
+        return check_resource(name) == name
+    except MarsError:
+        return False
 
 
 def run_alive(run):

@@ -26,7 +26,7 @@ from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Critical,
                              FootballError, Illegal, Interrupted, Serious)
 from football.inventory import InventoryError
-from football.journal import Journal, JournalUnwritable
+from football.journal import Journal, JournalUnwritable, damaged_journal
 from football.locks import (LockSet, Locked, RUN_LOCK, ResourceRun, controller_owner,
                             drop_intent, one_run_at_a_time, register_intent, run_owner)
 from football.ops.stopped import StoppedContainer
@@ -775,6 +775,16 @@ class Operation(StoppedContainer):
                       if op["resource"] == self.res]
         if not self.finishes_others_first:
             return
+        damaged = next((op for op in operations if "damaged" in op), None)
+        if damaged is not None:
+            # whose steps and plan nobody can read: any kind may be refused by it
+            kind, journal = damaged["operation"], damaged["journal"]
+            if kind == self.operation:
+                raise Illegal(damaged_journal(journal, damaged["damaged"]))
+            raise Illegal(f"{self.res} has an unfinished {kind} (a {self.operation} now would "
+                          f"work on {self.res} from a second plan) and its " + damaged_journal(
+                              journal, damaged["damaged"], then=f"finish or give up the {kind} "
+                              f"it records, then run the {self.operation}"))
         mine = next((op for op in operations if op["operation"] == self.operation), None)
         # a journal is written once a run passed its checks, just before it acts
         others = [op for op in operations if op["operation"] != self.operation

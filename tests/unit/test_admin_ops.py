@@ -184,7 +184,7 @@ def test_unfinished_operations_are_the_journals_not_done_and_damage_is_shown(tmp
     (journal / "migrate-vm2.done").write_text("{}")
     (journal / "migrate-vm3.json").write_text("{not json")
     operations = unfinished_operations(tmp_path)
-    assert [op["resource"] for op in operations] == ["vm1", "?"]
+    assert [op["resource"] for op in operations] == ["vm1", "vm3"]       # (a damaged one's: its file name's)
     assert operations[0]["targets"] == ["b1", "b2"] and operations[0]["in_downtime"]
     assert "damaged" in operations[1]
     assert unfinished_operations(tmp_path / "nothing") == []
