@@ -64,6 +64,10 @@ class InventoryError(Exception):
 # Callables told of every command a Host runs: (host name, argv, seconds,
 # exit code or None when it raised). The downtime window times its steps so.
 COMMAND_WATCHERS = []
+# How many commands that change a host (not a read, a lock or a wait) Hosts
+# ran in this process: a cleanup refused after some of its own is no
+# "nothing changed" (football/ops/base.py)
+CHANGES_MADE = [0]
 
 
 @dataclass
@@ -138,6 +142,8 @@ class Host:
         if not is_read(argv) and tuple(argv[:2]) != ("football-host", "lock"):
             from football.facts import forget     # facts reads hosts: imported late
             forget()
+            if not (argv[0] == "marsadm" and any(str(arg).startswith("wait-") for arg in argv)):
+                CHANGES_MADE[0] += 1
         if not COMMAND_WATCHERS:
             return self.runner.run(argv, **options)
         started = time.monotonic()

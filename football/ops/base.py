@@ -25,7 +25,7 @@ from football import facts, joblink
 from football.dryrun import Planner
 from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, Critical,
                              FootballError, Illegal, Interrupted, Serious)
-from football.inventory import InventoryError
+from football.inventory import CHANGES_MADE, InventoryError
 from football.journal import Journal, JournalUnwritable, damaged_journal
 from football.locks import (LockSet, Locked, RUN_LOCK, ResourceRun, controller_owner,
                             drop_intent, one_run_at_a_time, register_intent, run_owner)
@@ -155,6 +155,10 @@ PARALLEL_MOST = 16      # items `in_parallel` runs at a time
 # the longest `in_parallel`'s main thread blocks at once: a Ctrl-C whose
 # signal came just before it blocked is acted on within this (see there)
 PARALLEL_WAKE = 0.2
+
+
+# what a refusal says of itself, untrue once the run changed hosts before it
+_NOTHING_CHANGED = re.compile(r"[;,.]?\s*[Nn]othing (?:was )?changed(?: anywhere| on any host)?\.?")
 
 
 def in_parallel(function, items, most=PARALLEL_MOST):
@@ -1179,6 +1183,7 @@ class Operation(StoppedContainer):
         spent = self.summary["phases"]
         steps_before = len(self.journal.data["steps"]) if self.journal else 0
         for phase in phases:
+            changes_before = CHANGES_MADE[0]
             started = time.monotonic()
             self.ctx.reporter.event("phase", phase=phase, resource=self.res)
             self._tell("phase", name=phase)
@@ -1188,14 +1193,21 @@ class Operation(StoppedContainer):
             except Illegal as refused:
                 windowed = self.journal is not None and "critical-section" in \
                     self.journal.data["steps"][steps_before:]
-                if not (windowed or (isinstance(refused, Locked) and self.held_locks)):
+                # (a cleanup after the handover, also one resumed by another
+                # run, or the phase command alone, that removed something)
+                handed_over = phase == "cleanup" and self.journal is not None and \
+                    "finish" in self.journal.data["steps"] and not self.ctx.dry_run and \
+                    CHANGES_MADE[0] != changes_before
+                if not (windowed or handed_over or
+                        (isinstance(refused, Locked) and self.held_locks)):
                     raise
                 # after this run changed hosts (its downtime window, or a
-                # lock held to change them): not a refusal, whose 191 says
-                # "nothing changed" — a migrate that had handed over and
-                # removed the old replicas exited 191 at its cleanup's split
-                # (a gate's refusal before the window stays one: 191)
-                failed = FootballError(str(refused))
+                # lock held to change them), or in a cleanup after the
+                # handover: not a refusal, whose 191 says "nothing changed" —
+                # a migrate that had handed over and removed the old replicas
+                # exited 191 at its cleanup's split, also resumed at its
+                # cleanup (a gate's refusal before the window stays one: 191)
+                failed = FootballError(_NOTHING_CHANGED.sub("", str(refused)))
                 self._say_where_it_stopped(failed, phase)
                 raise failed from None
             except Exception as error:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.fakefleet import (assert_clusters_as_inventory, assert_placed, fake_fleet,
-                                     football)
+                                     football, points_of)
 from tests.helpers.turns import turn_held
 
 fleet = fake_fleet
@@ -328,3 +328,18 @@ def test_a_refusal_after_the_downtime_window_is_a_failure_not_191_nothing_change
         stderr
     assert five.resources["vm1"].primary == "b1" and five.running("vm1") == ["b1"]
 
+
+
+def test_a_refusal_after_a_resumed_cleanup_changed_hosts_is_no_nothing_changed(fleet):
+    """Resumed at its cleanup, the migrate removed a2's replica and the old
+    LVs, then its split was refused (a marsd of the cluster stopped):
+    191 'Nothing was changed' — only a refusal after this run's own
+    downtime window counted as one after changes."""
+    code, events, stderr = football(fleet, "--debug-injection-point", "cleanup:left", "migrate",
+                                    "vm1", "b1", "b2")
+    assert code == 1 and points_of(events)[-1] == "cleanup:left", stderr
+    fleet.marsd_stopped.add("a2")
+    code, _, stderr = football(fleet, "migrate", "vm1", "b1", "b2")
+    assert "vm1" not in fleet.lvs("a1"), "the re-run changed nothing: the test proves nothing"
+    assert code == 198, stderr
+    assert "Nothing was changed" not in stderr and "nothing changed" not in stderr
