@@ -3,9 +3,8 @@
 A lock item lives on each involved host (`football-host lock`, an exclusive
 file create). Hosts are locked in sorted order, so two runs never wait on
 each other crosswise; taking is all-or-nothing: when one host refuses, the
-ones taken are released (not those the owner held already) and the whole
-set is retried with backoff until `lock_retry_timeout`. Locks older than
-`lock_break_timeout` are broken.
+ones taken are released and the whole set is retried with backoff until
+`lock_retry_timeout`. Locks older than `lock_break_timeout` are broken.
 
 An intent is the same kind of record in another directory, kept for
 `lease_time`: a planned sync (shrink) that counts against `limit_syncs`
@@ -161,10 +160,7 @@ class LockSet:
             self.on_wait(None)
 
     def _all_or_nothing(self, hosts, item):
-        """`item` on all of `hosts` (in this order), or `Locked` and none
-        of those this call took: a host where its owner held it already
-        ("again": an operator's earlier lock, a resumed run's) keeps it."""
-        mine, newly = [], []
+        mine = []
         try:
             for host in hosts:
                 try:
@@ -178,13 +174,8 @@ class LockSet:
                 if outcome == "broken":
                     self.echo(f"{host.name}: broke a stale lock {item}")
                 mine.append(host)
-                if outcome != "again":
-                    newly.append(host)
-        except BaseException:         # refused, unreachable or Ctrl-C: keep none it took
-            # releasing a lock its owner held before this call would undo
-            # what an earlier command did (an operator's pause of a host)
-            # under a refusal that says nothing changed
-            for host in reversed(newly):
+        except BaseException:         # refused, unreachable or Ctrl-C: keep none of them
+            for host in reversed(mine):
                 release(host, item, self.owner)
             raise
         self.taken.extend((host, item) for host in mine)

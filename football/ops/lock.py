@@ -95,8 +95,15 @@ class Lock(Operation):
         self.summary["hosts"] = [host.name for host in self.hosts]
 
     def _take(self, via=lambda host: host):
+        # hosts where this owner holds the item already stay out of the set:
+        # a refusal at another host releases what the set took (all or
+        # nothing), which would be the operator's earlier lock too — under
+        # a 191 "nothing changed"
+        mine = set() if self.ctx.dry_run else {
+            host.name for host in self.hosts
+            if held(host).get(self.item, {}).get("owner") == self.owner}
         locks = LockSet(self.owner, self.config, self.ctx.reporter.detail, permanent=True)
-        locks.acquire([via(host) for host in self.hosts], self.item)
+        locks.acquire([via(host) for host in self.hosts if host.name not in mine], self.item)
 
 
 class Unlock(Operation):

@@ -430,6 +430,7 @@ def test_lock_in_a_dry_run_lists_the_takes_and_runs_nothing(ctx):
 def test_lock_takes_a_permanent_lock_on_every_host_in_sorted_order(ctx):
     for name in ("a2", "a1"):
         runner = ctx.inventory.hosts[name]._runner
+        runner.expect(["football-host", "lock", "/var/lock/football", "list"], stdout="{}")
         runner.expect(["football-host", "lock", "/var/lock/football", "take", "football",
                        "--owner", "ops@desk", "--stale-after", "3600.0", "--permanent"],
                       stdout='{"outcome": "taken"}')

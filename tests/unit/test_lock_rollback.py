@@ -1,7 +1,11 @@
 """`football lock` refused at one host leaves the others as they were
-(football/locks.py, `LockSet`): taking is all or nothing, but "nothing"
-means what this command took, not the locks its owner held before it.
-On the fake fleet (tests/helpers/fakefleet.py)."""
+(football/ops/lock.py): taking is all or nothing, but "nothing" means what
+this command took, not the locks its owner held before it. (Not in
+`LockSet` itself: a phase's nested lock set that released the phase's own
+"again" locks on a refusal is what let two migrates' cleanups, each
+holding one old host and splitting over both, get past each other; kept,
+they waited on each other for lock_retry_timeout — the lab's screener run,
+in CI.) On the fake fleet (tests/helpers/fakefleet.py)."""
 
 from football.errors import EXIT_ILLEGAL
 from tests.helpers.fakefleet import fake_fleet, football
