@@ -638,14 +638,14 @@ class Daemon:
                         await channel.aclose()
 
     async def _pulled_rounds(self, host, address, channel):
-        """`_pull_rounds`, where a peer's answer this host cannot use (junk
-        that passed the handshake: a peer of another version, a bug) costs
-        that connection, retried with backoff, not marsd (it ended `run`)."""
+        """`_pull_rounds`, where a peer's answer this host cannot read (junk
+        that passed the handshake: a peer of another version, a bug there)
+        costs that connection, retried with backoff, not marsd (it ended
+        `run`). This host's own failures (its store, its disk) are not the
+        peer's: they end marsd as before, which its service manager sees."""
         try:
             await self._pull_rounds(host, channel)
-        except PeerError:
-            raise
-        except Exception as exc:            # noqa: BLE001
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise PeerError(f"peer {host} ({address}): its answer is unusable here: "
                             f"{type(exc).__name__}: {exc}") from exc
 

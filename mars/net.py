@@ -44,8 +44,10 @@ DIRECT_OVER = 1 << 20           # payloads sent and received without a copy of t
 HANDSHAKE_TIMEOUT = 10.0
 # connections a port holds before their handshake, at once: more are closed
 # at once (a storm of silent connections took every file descriptor: logs,
-# the store and device pipes failed with EMFILE)
-HANDSHAKES_AT_ONCE = 64
+# the store and device pipes failed with EMFILE). Far above what peers open
+# at once when a host comes back (a connection per resource worker and
+# port, two sync streams each), far below marsd.service's LimitNOFILE
+HANDSHAKES_AT_ONCE = 1024
 SEND_FILE_TIMEOUT = 60.0        # seconds a sendfile may wait for the peer to read
 
 
@@ -227,8 +229,8 @@ class Handshakes:
             if self.said_at is None or now - self.said_at >= 60:
                 self.said_at = now
                 log.warning("port %d: %d connections wait for their handshake: closing new ones "
-                            "at once (a storm of connections that prove nothing?)", self.port,
-                            self.open)
+                            "at once until some are through (peers retry with backoff)",
+                            self.port, self.open)
             return False
         self.open += 1
         return True

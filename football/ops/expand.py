@@ -118,6 +118,8 @@ class Expand(Operation):
         # resize whose journal is not here (another controller's, or set aside)
         self.filesystem = facts.filesystem_data_size(self.primary, self.mountpoint)
         if self.filesystem is not None and self.filesystem < self.size - GROWFS_SLACK:
+            self.new_size = self.size       # the filesystem alone grows, to what MARS has
+            self.summary["new_size"] = self.size
             return None
         return (f"it has {mib(self.size)}, the asked {self.asked} means {mib(self.new_size)} "
                 f"({mib(self.used)} used)")

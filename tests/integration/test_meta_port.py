@@ -8,6 +8,7 @@ answers junk to marsd's own connection (net.connect)."""
 import json
 import logging
 import socket
+import sqlite3
 import struct
 from types import SimpleNamespace
 
@@ -168,3 +169,23 @@ def test_a_peer_that_answers_junk_to_marsds_connection_is_a_peer_error(challenge
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("failure, peers", [(KeyError("vector"), True),
+                                            (sqlite3.OperationalError("database or disk is full"),
+                                             False)])
+def test_a_peers_unreadable_answer_costs_its_connection_this_hosts_own_failure_does_not(
+        failure, peers):
+    """Junk in a peer's answer ended marsd's run; wrapped without a
+    difference, this host's full disk was then blamed on the peer and
+    retried for ever, said once in a hundred tries."""
+    daemon = bare_daemon()
+
+    async def pull_rounds(host, channel):
+        raise failure
+    daemon._pull_rounds = pull_rounds
+    raised = type(failure) if not peers else net.PeerError
+    with pytest.raises(raised) as caught:
+        trio.run(daemon._pulled_rounds, "b1", "127.0.0.2", None)
+    assert ("peer b1 (127.0.0.2): its answer is unusable here: KeyError" in str(caught.value)) \
+        == peers

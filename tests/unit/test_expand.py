@@ -128,6 +128,23 @@ def test_a_run_stopped_after_its_resize_without_its_journal_still_grows_the_file
     assert_grown(fleet, GIB)
 
 
+def test_a_smaller_size_asked_where_the_filesystem_was_not_grown_grows_it_to_what_mars_has(
+        fleet, tmp_path):
+    """Asked for less than MARS has: the run went on with the smaller size
+    as its own (a negative growth in its summary, a wait for a 'grown
+    tail' that nothing grew)."""
+    code, events, _ = football(fleet, "--debug-injection-point", "resize:resized", "expand",
+                               "vm1", "1g")
+    assert code == 1
+    fleet.state_dir = str(tmp_path / "another-controller")
+    assert football(fleet, "unlock", "run-vm1", "a1", "a2")[0] == 0     # another command
+    code, events, stderr = football(fleet, "expand", "vm1", "500m")
+    assert code == 0, stderr
+    summary = next(event for event in events if event["event"] == "summary")
+    assert (summary["new_size"], summary["grown_bytes"]) == (GIB, 0), summary
+    assert_grown(fleet, GIB)
+
+
 @pytest.mark.parametrize("args, message", [
     (("vm1", "0"), "fill level 0 % is outside 1..99"),
     (("vm1", "100"), "fill level 100 % is outside 1..99"),
