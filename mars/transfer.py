@@ -460,6 +460,8 @@ class DataServer:
             parse_logfile_name(name)
             path = os.path.join(directory, name)
             offset, most = int(header["offset"]), min(int(header["max"]), FETCH_MAX)
+            if offset < 0 or most < 0:
+                return {"type": "error", "reason": "read request out of range"}, b""
             try:
                 size = os.path.getsize(path)
             except FileNotFoundError:
@@ -480,7 +482,8 @@ class DataServer:
             return {"type": "error", "reason": f"no disk of {res} here"}, b""
         size = self.size_of(res)
         offset, chunk, count = int(header["offset"]), int(header["chunk"]), int(header["count"])
-        if offset < 0 or chunk <= 0 or not 0 < count <= MOST_CHUNKS_PER_REQUEST or \
+        # (a chunk of 2**40 passed: the reply's buffer is chunk * count bytes)
+        if offset < 0 or not 0 < chunk <= CHUNK or not 0 < count <= MOST_CHUNKS_PER_REQUEST or \
                 offset + chunk * count > size + chunk:
             return {"type": "error", "reason": "chunk request out of range"}, b""
         kinds, data = await trio.to_thread.run_sync(

@@ -658,6 +658,14 @@ def test_fetch_reads_a_range_and_reports_the_size(server):
     assert server.bytes_served["fetch"] == 9
 
 
+@pytest.mark.parametrize("offset, most", [(-5, 10), (0, -1)])
+def test_fetch_refuses_a_read_before_the_logfile_or_of_less_than_nothing(server, offset, most):
+    """A negative `max` ended in struct.error packing the reply."""
+    assert fetch(server, {"type": "read", "res": "vm1", "logfile": "log-000000001-h1",
+                          "offset": offset, "max": most}) == \
+        ({"type": "error", "reason": "read request out of range"}, b"")
+
+
 def test_fetch_reads_into_the_connections_buffer_one_reply_after_another(server):
     """The serving connection's buffer (kept from one request to the next,
     the reply dropped once sent) holds each reply in turn, grown to the
@@ -751,6 +759,7 @@ def test_sync_of_a_resource_without_a_disk_here_is_an_error_reply(server):
     (0, SMALL, 65),                 # too many in one request
     (SIZE + SMALL, SMALL, 1),       # wholly beyond the end
     (0, SMALL, 7),                  # reaches more than a chunk beyond the end
+    (0, 1 << 40, 1),                # a chunk larger than any client asks (a 1 TiB buffer)
 ])
 def test_sync_refuses_chunk_requests_out_of_range(server, offset, chunk, count):
     reply, data = sync(server, {"type": "chunks", "res": "vm1", "offset": offset,
