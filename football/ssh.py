@@ -352,10 +352,7 @@ class SSHTransport(Transport):
             answer = agent.ask({"argv": argv, "input": input, "timeout": timeout},
                                None if timeout is None else timeout + AGENT_GRACE)
         except _AgentGone as gone:
-            with self._lock:
-                if self._agent is agent:    # (not one another thread started since)
-                    self._agent, self._agent_failed_at = False, time.monotonic()
-            agent.close()
+            self._drop_agent(agent, failed=True)
             if gone.sent:
                 raise self._lost(argv, f"the host agent went away: {gone}") from None
             return self.run(argv, check=check, timeout=timeout, input=input)
@@ -364,15 +361,23 @@ class SSHTransport(Transport):
             # would give its answer to this transport's next request. Its
             # channel closed, the agent kills the command; the next tool
             # command starts a new one
-            with self._lock:
-                if self._agent is agent:
-                    self._agent = None
-            agent.close()
+            self._drop_agent(agent, failed=False)
             raise
         if answer.get("timed_out"):
             raise CommandTimedOut(self.host, argv, timeout)
         return checked(Result(self.host, tuple(argv), answer["exit"], answer["stdout"],
                               answer["stderr"]), check)
+
+    def _drop_agent(self, agent, failed):
+        """Close `agent` and forget it (not one another thread started
+        since): `failed`, retried after AGENT_RETRY_AFTER; else the next
+        tool command starts another."""
+        with self._lock:
+            if self._agent is agent:
+                self._agent = False if failed else None
+                if failed:
+                    self._agent_failed_at = time.monotonic()
+        agent.close()
 
     def _run_started_once(self, argv, command, timeout, input):
         """`_run` on the connection; where the command did not start there

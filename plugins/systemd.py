@@ -233,6 +233,7 @@ def ensure_units(host, res):
     recorded = recorded_units(host, res)
     if not _footballs(host, res, recorded):
         return recorded[0], False, False
+    names = unit_names(host, res)
     units = render_units(host, res)
     files = [_unit_file(host, name) for name in units]
     present = host.run(["cat", *files], check=False, timeout=30)
@@ -248,7 +249,7 @@ def ensure_units(host, res):
                              f"(`marsadm set-systemd-unit {res} <start unit> <stop unit>`), "
                              "or move the files away")
         write_units(host, res, units)
-    return unit_names(host, res)[0], recorded != unit_names(host, res), True
+    return names[0], recorded != names, True
 
 
 def _footballs(host, res, recorded):
@@ -267,9 +268,9 @@ def resource_start(host, res, hooks):
         # armed before the handover: with units recorded, kernel marsadm's
         # `primary` returns only once the device is open on the new primary
         # (its systemd-want step), which the trigger's start of the stack does
-        _run(host, ["systemctl", "start", resource_units(host, res).trigger],
-             f"arming {resource_units(host, res).trigger}", _systemctl_advice(host, start),
-             timeout=UNIT_TIMEOUT)
+        trigger = resource_units(host, res).trigger
+        _run(host, ["systemctl", "start", trigger], f"arming {trigger}",
+             _systemctl_advice(host, start), timeout=UNIT_TIMEOUT)
     timeout = hooks.handover_timeout()
     _run(host, ["marsadm", f"--timeout={timeout:g}", "primary", res],
          f"making {host.name} the primary of {res}",

@@ -1016,11 +1016,15 @@ class Operation(StoppedContainer):
         around each step once the wait is over. Every change of a host is
         made under it; `changes` False: only an intent is registered."""
         with LockSet(self.owner, self.config, self.ctx.reporter.detail,
-                     on_wait=self._condition(
-                         "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}"),
+                     on_wait=self._lock_wait(),
                      dead=self._a_dead_run_of_the_resource).holding(hosts, RUN_LOCK):
             self.held_locks = self.held_locks or (changes and bool(hosts))
             yield
+
+    def _lock_wait(self):
+        """The `on_wait` of this run's lock sets: a wait for locks said as a
+        condition of `res`."""
+        return self._condition("lock", lambda reason: f"{self.res}: waiting for a lock: {reason}")
 
     def _a_dead_run_of_the_resource(self, locked):
         """Whether the `football` lock (or intent) that refused this run on a

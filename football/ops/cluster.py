@@ -380,19 +380,6 @@ class SplitRecords:
                 path.unlink(missing_ok=True)
 
 
-def waiting_said(ctx, what="lock"):
-    """An `on_wait` for the locks of a caller that passes none (an
-    operation passes its own, `Operation._condition`): the reason said
-    once, a `wait` event (state `condition`) until the wait is over."""
-    def told(reason):
-        if reason is None:
-            ctx.reporter.event("wait-end", what=what, resource=None)
-            return
-        ctx.reporter.say(f"  waiting for a lock: {reason}")
-        ctx.reporter.event("wait", state="condition", what=what, resource=None, reasons=[reason])
-    return told
-
-
 def without_the_dead(ctx, clusters, involved):
     """`involved` but its hosts that no command reaches and whose MARS
     peers do not reach either (dead: they split and merge nothing; left
@@ -417,8 +404,8 @@ def without_the_dead(ctx, clusters, involved):
     return [host for host in involved if host.name not in silent], silent
 
 
-def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None, skip=(),
-                   on_wait=None):
+def split_unshared(ctx, names, owner, on_wait, point="split-cluster:split", observed=None,
+                   skip=()):
     """Split the MARS clusters of `names` so that hosts sharing no resource
     are apart, except hosts of one inventory cluster (see the module's
     docstring). Idempotent; returns what it did as a list of lines. The
@@ -429,8 +416,7 @@ def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None
     unfinished splits: `SplitRecords.mates`; they are looked at again
     under the locks). `skip`: hosts gone for good, not asked (`observe`); a
     split of their cluster refuses (every member must answer it).
-    `on_wait`: the caller's report of a wait for the locks (`LockSet`;
-    default `waiting_said`)."""
+    `on_wait`: the caller's report of a wait for the locks (`LockSet`)."""
     say = ctx.reporter.say
     inv = ctx.inventory
     records = SplitRecords(ctx)
@@ -465,7 +451,7 @@ def split_unshared(ctx, names, owner, point="split-cluster:split", observed=None
         "(shared resources and inventory clusters stay together)")
     done = []
     locks = LockSet(owner, ctx.config, ctx.reporter.detail,
-                    on_wait=on_wait or waiting_said(ctx))
+                    on_wait=on_wait)
     with locks.holding(involved, RUN_LOCK):
         # under the locks: nobody merges or joins meanwhile; look again
         clusters = observed_now()
@@ -648,5 +634,6 @@ class SplitCluster(Operation):
 
     def split(self):
         self.summary["actions"] = split_unshared(
-            self.ctx, self.names, self.owner, observed=self.clusters,
-            on_wait=self._condition("lock", lambda reason: f"waiting for a lock: {reason}"))
+            self.ctx, self.names, self.owner,
+            self._condition("lock", lambda reason: f"waiting for a lock: {reason}"),
+            observed=self.clusters)

@@ -779,9 +779,7 @@ class Migrate(Operation):
                    f"{primary.name} to see {', '.join(sorted(gone))} leave {self.res}")
         split_unshared(self.ctx, [*(target.name for target in self.targets),
                                   *(host.name for host in old)],
-                       self.owner, point="cleanup:split", skip=self.gone,
-                       on_wait=self._condition(
-                           "lock", lambda reason: f"{self.res}: waiting for a lock: {reason}"))
+                       self.owner, self._lock_wait(), point="cleanup:split", skip=self.gone)
 
 
 class Handover(Migrate):

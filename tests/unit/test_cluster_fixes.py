@@ -119,17 +119,25 @@ def test_a_merge_refuses_when_a_host_joined_while_it_took_the_locks(fleet, monke
     assert not any(fleet.locks(name) for name in fleet.hosts)
 
 
-def test_a_read_that_fails_once_after_the_merge_is_waited_over(fleet, monkeypatch):
-    merged, failed = [], []
+def cluster_read_fails_after(fleet, monkeypatch, verb, host, once=True):
+    """`marsadm lowlevel-ls-host-ips` on `host` times out (exit 3) after the
+    first `marsadm <verb>` ran, once or for good; the failed reads."""
+    changed, failed = [], []
 
-    def once_after_the_merge(host, argv):
-        if argv[:2] == ("marsadm", "merge-cluster"):
-            merged.append(host)
-        if merged and not failed and host == "b1" and argv[1:] == ("lowlevel-ls-host-ips",):
+    def after_the_change(name, argv):
+        if argv[:2] == ("marsadm", verb):
+            changed.append(name)
+        if changed and not (once and failed) and name == host and \
+                argv[1:] == ("lowlevel-ls-host-ips",):
             failed.append(argv)
             return True
         return False
-    failing(fleet, monkeypatch, once_after_the_merge, 3, "marsadm: timed out\n")
+    failing(fleet, monkeypatch, after_the_change, 3, "marsadm: timed out\n")
+    return failed
+
+
+def test_a_read_that_fails_once_after_the_merge_is_waited_over(fleet, monkeypatch):
+    failed = cluster_read_fails_after(fleet, monkeypatch, "merge-cluster", "b1")
     code, _, stderr = football(fleet, "merge-cluster", "b1", "a1")
     assert code == 0, (code, stderr)
     assert failed and fleet.cluster_of("b2") == ["a1", "a2", "b1", "b2"]
@@ -137,13 +145,7 @@ def test_a_read_that_fails_once_after_the_merge_is_waited_over(fleet, monkeypatc
 
 def test_a_read_that_never_comes_back_after_the_merge_is_serious(fleet, monkeypatch):
     monkeypatch.setattr(cluster, "MEMBERSHIP_TIMEOUT", 0.3)
-    merged = []
-
-    def after_the_merge(host, argv):
-        if argv[:2] == ("marsadm", "merge-cluster"):
-            merged.append(host)
-        return bool(merged) and host == "b1" and argv[1:] == ("lowlevel-ls-host-ips",)
-    failing(fleet, monkeypatch, after_the_merge, 3, "marsadm: timed out\n")
+    cluster_read_fails_after(fleet, monkeypatch, "merge-cluster", "b1", once=False)
     code, _, stderr = football(fleet, "merge-cluster", "b1", "a1")
     assert code == EXIT_SERIOUS, (code, stderr)
     assert "nothing was changed" not in stderr and "merge-cluster b1" in stderr, stderr
@@ -152,16 +154,7 @@ def test_a_read_that_never_comes_back_after_the_merge_is_serious(fleet, monkeypa
 # ------------------------------------------------------------ split-cluster
 def test_a_read_that_fails_once_after_the_split_is_waited_over(fleet, monkeypatch):
     merged_all(fleet)
-    split, failed = [], []
-
-    def once_after_the_split(host, argv):
-        if argv[:2] == ("marsadm", "split-cluster"):
-            split.append(host)
-        if split and not failed and host == "b2" and argv[1:] == ("lowlevel-ls-host-ips",):
-            failed.append(argv)
-            return True
-        return False
-    failing(fleet, monkeypatch, once_after_the_split, 3, "marsadm: timed out\n")
+    failed = cluster_read_fails_after(fleet, monkeypatch, "split-cluster", "b2")
     code, _, stderr = football(fleet, "split-cluster", "a1", "b1")
     assert code == 0, (code, stderr)
     assert failed

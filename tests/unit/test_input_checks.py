@@ -11,19 +11,10 @@ import yaml
 from click.testing import CliRunner
 
 from football.cli import cli
-from football.config import TUNABLES, Config
+from football.config import TUNABLES
 from football.errors import EXIT_ILLEGAL, Illegal
 from football.inventory import InventoryError, load, parse
-
-
-def config(files=(), variables=(), environ=None):
-    return Config(files, variables, environ={} if environ is None else environ)
-
-
-def refused(**layers):
-    with pytest.raises(Illegal) as caught:
-        config(**layers)
-    return str(caught.value)
+from tests.unit.test_config import config, refused
 
 
 def inventory_refused(text):

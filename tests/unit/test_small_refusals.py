@@ -11,23 +11,12 @@ from football.errors import Illegal
 from football.hostside import locks as host_locks
 from football.ops.lock import Unlock
 from football.ops.sizing import parse_target
-from tests.helpers.fakefleet import fake_fleet, football, points_of  # noqa: F401
+from tests.helpers.fakefleet import fake_fleet, football  # noqa: F401
+from tests.unit.test_unfinished_others import crash_at
+from tests.unit.test_unfinished_others import fleet as vm2_fleet
 
-GIB = 1 << 30
+fleet = vm2_fleet       # vm2 at 1 GiB on a1 and a2
 LOCKS = "/var/lock/football"
-
-
-@pytest.fixture
-def fleet(fake_fleet):  # noqa: F811 (the fixture imported above)
-    """The fake fleet with vm2 at 1 GiB (room to shrink) on a1 and a2."""
-    fake_fleet.create_resource("vm2", "a1", ["a2"], size=GIB)
-    return fake_fleet
-
-
-def crash_at(fleet, name, *command):
-    """Run `command` stopped at the injection point `name` (exit 1)."""
-    code, events, stderr = football(fleet, "--debug-injection-point", name, *command)
-    assert code == 1 and points_of(events)[-1] == name, stderr
 
 
 def lv_cleanup(fleet, lv):

@@ -434,11 +434,7 @@ def test_football_s_units_recorded_from_a_host_with_another_mountpoint_are_still
     runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="active\n")
     assert systemd.resource_start(other, "vm1", Hooks()) is True
     runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout=recorded)
-    runner.expect(["systemctl", "stop", "srv-lxc-vm1.mount"])
-    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
-                  exit=NOT_ACTIVE)
-    runner.expect(["systemctl", "is-active", "srv-lxc-vm1.mount"], stdout="inactive\n",
-                  exit=NOT_ACTIVE)
+    expect_stopped(runner, "srv-lxc-vm1.mount")
     assert systemd.resource_stop(other, "vm1") is True
 
 
@@ -490,6 +486,14 @@ def test_resource_stop_raises_with_systemctl_s_words_when_the_volume_stays_mount
         systemd.resource_stop(host, "vm1")
 
 
+def expect_stopped(runner, mount, container="football-ct-vm1.service"):
+    """`systemctl stop` of Football's stop unit `mount`, then container and
+    mount found inactive."""
+    runner.expect(["systemctl", "stop", mount])
+    for unit in (container, mount):
+        runner.expect(["systemctl", "is-active", unit], stdout="inactive\n", exit=NOT_ACTIVE)
+
+
 def expect_recorded(runner, host, res):
     runner.expect(["marsadm", "get-systemd-unit", res], stdout=" ".join(unit_names(host, res)))
 
@@ -508,11 +512,7 @@ def test_systemctl_waits_longer_than_the_units_may_take_to_stop(host):
 def test_resource_stop_stops_the_mount_and_checks_that_container_and_mount_are_inactive(
         host, runner):
     expect_recorded(runner, host, "vm1")
-    runner.expect(["systemctl", "stop", "var-lib-lxc-vm1.mount"])
-    runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="inactive\n",
-                  exit=NOT_ACTIVE)
-    runner.expect(["systemctl", "is-active", "var-lib-lxc-vm1.mount"], stdout="inactive\n",
-                  exit=NOT_ACTIVE)
+    expect_stopped(runner, "var-lib-lxc-vm1.mount")
     assert systemd.resource_stop(host, "vm1") is True
     assert runner.calls[1:] == [("systemctl", "stop", "var-lib-lxc-vm1.mount"),
                                 ("systemctl", "is-active", "football-ct-vm1.service"),
