@@ -293,9 +293,11 @@ class ResourceWorker:
                         self.metrics.errors.labels(self.res).inc()
                         busy = False
                     except Exception as exc:    # noqa: BLE001 - one resource must not stop the others
-                        self._report_error(f"internal error: {exc!r}")
+                        said = f"internal error: {exc!r}"
+                        if said != self.error:          # once, with its traceback
+                            log.exception("%s: internal error", self.res)
+                        self._report_error(said)
                         self.metrics.errors.labels(self.res).inc()
-                        log.exception("%s: internal error", self.res)
                         busy = False
                     now = time.monotonic()
                     if busy:
