@@ -456,14 +456,9 @@ class Daemon:
                 header, payload = await channel.receive()
                 reply = self._answer(peer, header, payload)
                 await channel.send(*reply)
-        except net.ProtocolError as exc:
-            if "authentication" in str(exc):
-                log.warning("refused connection from %s:%d: %s", remote[0], remote[1], exc)
-            else:
+        except (net.ProtocolError, trio.TooSlowError) as exc:
+            if not net.say_refused(PORT_META, stream, exc):
                 log.debug("connection from %s:%d ended: %s", remote[0], remote[1], exc)
-        except trio.TooSlowError:
-            log.warning("refused connection from %s:%d: no handshake within %gs",
-                        remote[0], remote[1], net.HANDSHAKE_TIMEOUT)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s ended: %s", remote, exc)
         except Exception:                   # noqa: BLE001 (a bug costs this connection, not marsd)

@@ -239,6 +239,27 @@ class Handshakes:
         self.open -= 1
 
 
+def say_refused(port, stream, exc):
+    """Log a connection to `port` that did not prove the cluster secret
+    (`accept_handshake`'s refusal, or no handshake within
+    HANDSHAKE_TIMEOUT): an operator sees a host with the wrong secret, or a
+    scanner, on every port. True when it was such a refusal."""
+    if isinstance(exc, trio.TooSlowError):
+        reason = f"no handshake within {HANDSHAKE_TIMEOUT:g}s"
+    elif isinstance(exc, ProtocolError) and str(exc).startswith("authentication failed"):
+        reason = str(exc)
+    else:
+        return False
+    try:
+        remote = stream.socket.getpeername()
+    except OSError:
+        remote = "?"
+    if isinstance(remote, tuple):
+        remote = f"{remote[0]}:{remote[1]}"
+    log.warning("port %d: refused connection from %s: %s", port, remote or "?", reason)
+    return True
+
+
 async def accept_handshake(channel, host, key):
     """Server side. Returns the authenticated peer's host name, or raises."""
     nonce = secrets.token_hex(16)

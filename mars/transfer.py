@@ -530,8 +530,9 @@ class DataServer:
                         payload = await trio.to_thread.run_sync(payload.read, buffer)
                     await channel.send(reply, payload, compress=compress)
                 payload = None      # sent: the buffer may grow for the next one
-        except (net.ProtocolError, trio.TooSlowError, trio.BrokenResourceError,
-                trio.ClosedResourceError, OSError):
+        except (net.ProtocolError, trio.TooSlowError) as exc:
+            net.say_refused(port, stream, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         except Exception:               # noqa: BLE001 (a bug costs this connection, not marsd)
             log.exception("port %d: answering a request failed; that connection is closed",

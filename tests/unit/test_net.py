@@ -1,12 +1,14 @@
 """The peer protocol over in-memory streams: framing, compression, handshake."""
 
 import struct
+from functools import partial
 
 import pytest
 import trio
 import trio.testing
 
 from mars import net
+from mars.errors import PeerError
 from mars.lamport import LamportClock
 from mars.directio import aligned_buffer
 
@@ -256,3 +258,31 @@ async def _send_file_ranges(path, data):
     with pytest.raises(OSError, match="ended before"):
         await sender.send_file({"type": "data"}, str(path), len(data) - 2, 10)
     await sender.aclose()
+
+
+def test_a_client_with_a_wrong_secret_on_a_data_port_is_logged(monkeypatch, caplog, tmp_path):
+    """The sync and fetch ports refused it silently (the metadata port said
+    so): a host set up with another cluster's secret showed nothing in the
+    log of the hosts it failed to fetch from."""
+    from mars.transfer import DataServer
+    server = DataServer(str(tmp_path), disk_of=lambda res: None, size_of=lambda res: 0)
+
+    async def answer(header, buffer=None):
+        raise AssertionError("answered before the handshake")
+
+    async def main():
+        ours, theirs = trio.socket.socketpair()
+
+        async def open_tcp_stream(*args, **kwargs):
+            return trio.SocketStream(ours)
+        monkeypatch.setattr(net.trio, "open_tcp_stream", open_tcp_stream)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(server.serve_connection, trio.SocketStream(theirs), answer,
+                                       port=7779, key=KEY, host="a", clock=LamportClock()))
+            with pytest.raises(PeerError, match="secret"):
+                await net.connect("127.0.0.1", 7779, "intruder", OTHER_KEY, clock=LamportClock())
+
+    trio.run(main)
+    said = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert said == ["port 7779: refused connection from ?: authentication failed for client "
+                    "claiming to be 'intruder'"]
