@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import select
+import socket
 import struct
 import time
 
@@ -49,6 +50,12 @@ HANDSHAKE_TIMEOUT = 10.0
 # port, two sync streams each), far below marsd.service's LimitNOFILE
 HANDSHAKES_AT_ONCE = 1024
 SEND_FILE_TIMEOUT = 60.0        # seconds a sendfile may wait for the peer to read
+# TCP keepalive on every connection, both ends: a peer that lost power (or
+# a path cut without a reset) sends nothing more, and a connection idle
+# between requests waited for it for ever, a task and a file descriptor
+# each. Probed after a minute of silence, given up after six unanswered
+# probes ten seconds apart: the receive fails, the connection is closed.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 60, 10, 6
 
 
 class ProtocolError(Exception):
@@ -79,6 +86,16 @@ def decode_payload(header, payload):
     return payload
 
 
+def keep_alive(sock):
+    """KEEPALIVE_* on a TCP socket (other sockets: nothing)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
 class Channel:
     """A framed message stream over a trio stream."""
 
@@ -87,6 +104,8 @@ class Channel:
         self.clock = clock
         self._buffer = bytearray()
         self.authenticated = False
+        if isinstance(getattr(stream, "socket", None), trio.socket.SocketType):
+            keep_alive(stream.socket)
 
     async def send(self, header, payload=b"", compress=True):
         """Send one frame. `compress=False` for payloads LZ4 cannot shrink

@@ -10,6 +10,7 @@ import logging
 import socket
 import sqlite3
 import struct
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -189,3 +190,38 @@ def test_a_peers_unreadable_answer_costs_its_connection_this_hosts_own_failure_d
         trio.run(daemon._pulled_rounds, "b1", "127.0.0.2", None)
     assert ("peer b1 (127.0.0.2): its answer is unusable here: KeyError" in str(caught.value)) \
         == peers
+
+
+def test_both_ends_of_a_peer_connection_probe_a_silent_peer():
+    """TCP keepalive on both ends (loopback): a peer that lost power left a
+    connection idle between requests waiting for ever, a task and a file
+    descriptor each, on the other side."""
+    def probes(channel):
+        sock = channel.stream.socket
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+
+    async def main():
+        accepted = trio.Event()
+        ends = {}
+
+        async def serve(stream):
+            ends["server"] = net.Channel(stream, LamportClock())
+            accepted.set()
+            await trio.sleep_forever()
+
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            ends["client"] = net.Channel(await trio.open_tcp_stream("127.0.0.1", port),
+                                         LamportClock())
+            await accepted.wait()
+            seen = probes(ends["server"]), probes(ends["client"])
+            nursery.cancel_scope.cancel()
+        return seen
+
+    expected = (1, net.KEEPALIVE_IDLE, net.KEEPALIVE_INTERVAL, net.KEEPALIVE_PROBES)
+    assert trio.run(main) == (expected, expected)
+    assert expected[1] + expected[2] * expected[3] <= 180      # noticed within minutes

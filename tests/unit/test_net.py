@@ -286,3 +286,4 @@ def test_a_client_with_a_wrong_secret_on_a_data_port_is_logged(monkeypatch, capl
     said = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert said == ["port 7779: refused connection from ?: authentication failed for client "
                     "claiming to be 'intruder'"]
+
