@@ -81,9 +81,18 @@ def encode_frame(header, payload=b"", compress=True):
 
 
 def decode_payload(header, payload):
-    if header.get("enc") == "lz4":
-        return lz4.frame.decompress(payload)
-    return payload
+    """A received payload as sent. Compressed, it may not grow past
+    MAX_PAYLOAD (LZ4 packs up to 255:1: a frame of zeros within the limit
+    unpacked to gigabytes, and marsd went out of memory)."""
+    if header.get("enc") != "lz4":
+        return payload
+    unpacker = lz4.frame.LZ4FrameDecompressor()
+    data = unpacker.decompress(payload, max_length=MAX_PAYLOAD + 1)
+    if len(data) > MAX_PAYLOAD:
+        raise ProtocolError(f"payload unpacks to more than {MAX_PAYLOAD} bytes")
+    if not unpacker.eof:
+        raise ProtocolError("compressed payload ends before its frame")
+    return data
 
 
 def keep_alive(sock):

@@ -287,3 +287,26 @@ def test_a_client_with_a_wrong_secret_on_a_data_port_is_logged(monkeypatch, capl
     assert said == ["port 7779: refused connection from ?: authentication failed for client "
                     "claiming to be 'intruder'"]
 
+
+
+@in_trio
+async def test_a_compressed_payload_may_not_unpack_past_the_payload_limit():
+    """A peer's frame of packed zeros within MAX_PAYLOAD unpacked to
+    gigabytes (LZ4 packs up to 255:1). Scaled down: a 1 MiB limit, 2 MiB
+    of zeros (8 KiB packed); the limit itself still unpacks."""
+    limit = net.MAX_PAYLOAD
+    net.MAX_PAYLOAD = 1 << 20
+    try:
+        server, client = _pair()
+        server.authenticated = client.authenticated = True
+        for size in (1 << 20, 2 << 20):
+            prefix, packed = net.frame_parts({"type": "push", "stamp": 1}, bytes(size), True)
+            assert len(packed) < 16 << 10
+            await client.stream.send_all(prefix + packed)
+            if size <= net.MAX_PAYLOAD:
+                assert len((await server.receive())[1]) == size
+            else:
+                with pytest.raises(net.ProtocolError, match="unpacks to more than 1048576"):
+                    await server.receive()
+    finally:
+        net.MAX_PAYLOAD = limit
