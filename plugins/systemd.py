@@ -183,13 +183,21 @@ def install_units(host, res, **binaries):
 
 def write_units(host, res, units):
     """Write the {name: text} `units` into /etc/systemd/system on `host` and
-    reload systemd."""
+    reload systemd. A reload that fails removes the files again: systemd
+    still runs the units it had, and the next run, finding the files as it
+    renders them, would go on without reloading."""
     for name, text in units.items():
         _run(host, ["install", "-D", "-m", "0644", "/dev/stdin", _unit_file(host, name)],
              f"writing unit {name}", "check that /etc/systemd/system is writable on the host",
              input=text)
-    _run(host, ["systemctl", "daemon-reload"], "reloading systemd",
-         "see `journalctl -b -u init.scope` on the host")
+    try:
+        _run(host, ["systemctl", "daemon-reload"], "reloading systemd",
+             "see `journalctl -b -u init.scope` on the host; the unit files are removed again, "
+             "the next run writes them anew")
+    except Exception:
+        host.run(["rm", "-f", *(_unit_file(host, name) for name in units)], check=False,
+                 timeout=30)
+        raise
 
 
 def record_units(host, res):

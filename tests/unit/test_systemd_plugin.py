@@ -596,3 +596,19 @@ def test_the_balance_units_pass_systemd_analyze_verify_and_run_balance_auto(tmp_
 def test_a_schedule_that_is_not_a_calendar_event_is_refused(schedule):
     with pytest.raises(Illegal, match="not a systemd calendar event"):
         balance_units((), schedule)
+
+
+def test_a_reload_that_fails_removes_the_unit_files_so_that_the_next_run_reloads(host, runner):
+    """The files were left as rendered while systemd ran the old units: the
+    next run found them so, skipped the reload and started the old units."""
+    units = render_units(host, "vm1")
+    files = [f"/etc/systemd/system/{name}" for name in units]
+    for path in files:
+        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", path])
+    runner.expect(["systemctl", "daemon-reload"], stderr="Failed to reload daemon: Access denied\n",
+                  exit=1)
+    runner.expect(["rm", "-f", *files])
+    with pytest.raises(UnitFailed, match="h1: reloading systemd failed .*Access denied.*removed "
+                                         "again"):
+        install_units(host, "vm1")
+    assert runner.calls[-1] == ("rm", "-f", *files)
