@@ -205,7 +205,10 @@ class Globals:
                                  "FOOTBALL_INVENTORY), or bring the lab up (football lab up)")
         return the_lab.fleet()
 
-    def context(self, operation, res):
+    def context(self, operation, res, document=False):
+        """The run's context; `document`: the command's --json output is one
+        document (status, score, plans), so the events that come up while it
+        runs (a warning) go to stderr, not into it."""
         from football.hooks import Hooks
         from football.ops.base import Context
         from football.report import Reporter
@@ -216,10 +219,17 @@ class Globals:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         hooks = Hooks(config=config)    # with the plugins of plugin_dirs
         hooks.apply_host_layout(inv)
-        reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
-                            log_path=Path(config.state_dir) / "log" /
-                            f"{stamp}-{operation}-{_file_word(res)}.log",
-                            on_warning=lambda text: hooks.football_warning(text=text))
+        try:
+            reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
+                                stream=sys.stderr if document else None,
+                                log_path=Path(config.state_dir) / "log" /
+                                f"{stamp}-{operation}-{_file_word(res)}.log",
+                                on_warning=lambda text: hooks.football_warning(text=text))
+        except OSError as error:        # a state_dir that is no directory, or not ours
+            raise Illegal(f"cannot write the run log in {config.state_dir}: "
+                          f"{error.strerror or error}; set state_dir (--var state_dir=DIR, or "
+                          "in a config file) to a directory this user may write; nothing was "
+                          "done") from None
         if not self.dry_run:
             from football.housekeeping import now_and_then
 
@@ -271,14 +281,15 @@ def cli(ctx, inventory_path, config_files, dry_run, yes, as_json, verbose, varia
                       injection_point)
 
 
-def _run(ctx, operation, name, make, phases=None, args=None, show=None):
+def _run(ctx, operation, name, make, phases=None, args=None, show=None, document=False):
     """The one runner of every command that acts on or looks at the fleet:
     the context (inventory, settings, plugins, reporter and run log), the
     operation built by `make(context)` — given its `args` (a dict), by
     `make(context, **args)` after the plugins' `rewrite_args` —, run (only
     `phases` when given), its result shown by `show(context, result)` (an
-    operation's summary by default); the run log is closed on every path."""
-    context = ctx.obj.context(operation, name)
+    operation's summary by default; one JSON `document` with --json); the
+    run log is closed on every path."""
+    context = ctx.obj.context(operation, name, document=document)
     try:
         op = make(context) if args is None else \
             make(context, **_rewritten_args(context, ctx.info_name, args))
@@ -575,7 +586,7 @@ def _report(ctx, operation, name, make, render):
         else:
             render(report)
 
-    _run(ctx, operation, name, make, show=show)
+    _run(ctx, operation, name, make, show=show, document=True)
 
 
 @cli.command()

@@ -122,7 +122,9 @@ def other_controllers_runs(hosts, mine, lease):
     shape of an unfinished operation's (`holding` the hosts it holds, its
     `controller`), state `running elsewhere`, or `unfinished elsewhere`
     where its run ended and kept it, or acted and was not renewed for
-    `lease` seconds (it died; their journals are there)."""
+    `lease` seconds (it died; their journals are there), or `stale
+    elsewhere` where it never acted and was not renewed for `lease` (it
+    died before it changed anything: the next run breaks its lock)."""
     now = time.time()
     runs = {}
     for name, entry in sorted(hosts.items()):
@@ -138,6 +140,9 @@ def other_controllers_runs(hosts, mine, lease):
                     "operation": what.partition(" of ")[0].removeprefix("unfinished ") or "?",
                     "resource": item[len("run-"):],
                     "state": "unfinished elsewhere" if _stopped(record, now, lease)
+                    # (by the longer of the leases, as the host judges it)
+                    else "stale elsewhere" if now - record.get("time", now) >
+                    max(lease, record.get("lease") or 0)
                     else "running elsewhere", "controller": owner, "what": what,
                     # when it began is in its journal there; the lock's time
                     # is its last renewal; `origin`: what a scope of hosts
@@ -170,11 +175,17 @@ class Status:
         snapshot = observe(self.ctx, self.hosts)
         hosts = {name: snapshot.hosts[name].entry() for name in self.hosts}
         rows = [replica.row() for replica in snapshot.replicas]
-        rows += [Replica(res, name, notes=(f"{name} does not answer (its mates list this "
-                                           "replica)",)).row()
-                 for res, silent in sorted(silent_replicas(self.ctx.inventory, snapshot,
-                                                           self.hosts).items())
-                 for name in sorted(silent)]
+        # a host that answers but whose MARS view could not be read has a
+        # row of its LV already: the note goes there (not a second row)
+        shown = {(row["resource"], row["host"]): row for row in rows}
+        for res, silent in sorted(silent_replicas(self.ctx.inventory, snapshot,
+                                                  self.hosts).items()):
+            for name in sorted(silent):
+                note = f"{name} does not answer (its mates list this replica)"
+                if (res, name) in shown:
+                    shown[res, name]["notes"].append(note)
+                else:
+                    rows.append(Replica(res, name, notes=(note,)).row())
         state_dir = self.ctx.config.state_dir
         operations = mark_running(joblink.unfinished_operations(self.ctx.config), hosts) + \
             other_controllers_runs(hosts, controller_owner(state_dir, create=False),
