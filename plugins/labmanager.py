@@ -30,15 +30,18 @@ def mount(host, res):
 
 def umount(host, res):
     """Unmount the resource's volume; a busy mount is retried for a while
-    (the container's last processes may still be exiting)."""
+    (the container's last processes may still be exiting). Done once
+    nothing is mounted there: one umount removes only the top one of
+    mounts stacked there (two starts that both found it free)."""
     mountpoint = host.mountpoint(res)
     for attempt in range(UMOUNT_ATTEMPTS):
         if not facts.mount_source(host, mountpoint):
             return attempt > 0
         result = host.run(["umount", mountpoint], check=False)
-        if result.ok:
-            return True
-        time.sleep(0.1 * (attempt + 1))
+        if not result.ok:
+            time.sleep(0.1 * (attempt + 1))
+    if not facts.mount_source(host, mountpoint):        # the last umount took the last one
+        return True
     raise ManagerFailed(f"{host.name}: cannot unmount {mountpoint}: {result.stderr.strip()}; "
                         f"find what holds it (fuser -vm {mountpoint}) and stop it")
 

@@ -241,13 +241,16 @@ def _lifecycle(action):
     except lifecycle.LifecycleRefused as error:
         click.echo(str(error), err=True)
         sys.exit(EXIT_LIFECYCLE_REFUSED)
+    except lifecycle.LifecycleUnreadable as error:
+        click.echo(str(error), err=True)
+        sys.exit(1)
 
 
 @lifecycle_group.command("get")
 @click.pass_obj
 def lifecycle_get(state_dir):
     """The host's state, since when, by whom, and the origins it keeps."""
-    _answer(lifecycle.read(state_dir))
+    _lifecycle(lambda: lifecycle.read(state_dir))
 
 
 @lifecycle_group.command("set")

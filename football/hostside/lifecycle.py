@@ -38,14 +38,30 @@ class LifecycleRefused(Exception):
     """A change the host's current state does not allow; nothing changed."""
 
 
+class LifecycleUnreadable(Exception):
+    """The record is no host-state record (damaged, or edited by hand);
+    nothing changed."""
+
+
 def read(directory):
     """The host's record; a host that never had one is active."""
+    path = Path(directory) / FILE
     try:
-        record = json.loads((Path(directory) / FILE).read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         record = {}
+    except ValueError as error:
+        raise _unreadable(path, f"not JSON: {error}") from None
+    if not isinstance(record, dict) or record.get("state", "active") not in STATES:
+        raise _unreadable(path, f"no object with a state of {', '.join(STATES)}")
     return {"state": record.get("state", "active"), "since": record.get("since", 0.0),
             "by": record.get("by", ""), "origins": record.get("origins", {})}
+
+
+def _unreadable(path, why):
+    return LifecycleUnreadable(f"{path} is no host-state record ({why}); nothing changed. "
+                               f"Correct it, or remove it (the host is then active, "
+                               f"remembering no origins)")
 
 
 @contextmanager

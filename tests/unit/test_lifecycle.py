@@ -79,3 +79,18 @@ def test_bad_names_and_states_are_refused_before_anything_is_written(tmp_path):
         code, _, _ = helper(tmp_path, *args)
         assert code == 2, args
     assert not (tmp_path / lifecycle.FILE).exists()
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[]", '{"state": "Draining"}'])
+def test_a_damaged_record_is_named_with_what_to_do_not_a_traceback_and_is_kept(tmp_path, text):
+    """A record edited by hand (or damaged) made every command a Python
+    traceback; a change must not write over it either (it may say draining)."""
+    (tmp_path / lifecycle.FILE).write_text(text)
+    for args in (["get"], ["set", "active", "--by", "x"], ["origin", "vm1", "a1"]):
+        result = CliRunner().invoke(cli, ["lifecycle", str(tmp_path), *args])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), \
+            (args, result.exception)
+        assert f"{tmp_path / lifecycle.FILE} is no host-state record" in result.stderr, \
+            result.stderr
+        assert "Traceback" not in result.stderr
+    assert (tmp_path / lifecycle.FILE).read_text() == text
