@@ -176,7 +176,9 @@ class LockSet:
                 mine.append(host)
         except BaseException:         # refused, unreachable or Ctrl-C: keep none of them
             for host in reversed(mine):
-                release(host, item, self.owner)
+                # (one that cannot be released stops neither the others'
+                # release nor the refusal, which a wait may end)
+                self._release(host, item)
             raise
         self.taken.extend((host, item) for host in mine)
 
@@ -187,11 +189,13 @@ class LockSet:
 
     def release_all(self):
         while self.taken:
-            host, item = self.taken.pop()
-            try:
-                release(host, item, self.owner)
-            except Exception as error:     # releasing never hides the original error
-                self.echo(f"{host.name}: could not release lock {item}: {error}")
+            self._release(*self.taken.pop())
+
+    def _release(self, host, item):
+        try:
+            release(host, item, self.owner)
+        except Exception as error:     # releasing never hides the original error
+            self.echo(f"{host.name}: could not release lock {item}: {error}")
 
 
 def _may_end(error):
