@@ -40,6 +40,7 @@ class Cluster:
         self.dry_run = dry_run
         self.echo = echo
         self.ssh_port = ssh_port
+        self.key = None         # a peer's secret, checking a merge before it is taken
 
     # ----------------------------------------------------------- helpers
     def _state(self):
@@ -59,7 +60,8 @@ class Cluster:
         return trio.run(async_fn, *args)
 
     async def _connect(self, address, local_address, timeout=None):
-        return await net.connect(address, PORT_META, self.env.host, self.env.cluster_key(),
+        return await net.connect(address, PORT_META, self.env.host,
+                                 self.key or self.env.cluster_key(),
                                  local_address=local_address, timeout=timeout or self.timeout,
                                  clock=self.store.clock)
 
@@ -206,11 +208,28 @@ class Cluster:
             # side's members get it over SSH before this host does.
             others = {host: address for host, address in state.host_ips().items()
                       if host != self.env.host}
+            if not self.dry_run:
+                self._check_merge(state, peer, peer_address, refused)
             try:
                 self._take_secret_of(peer, peer_address, others, refused=refused)
             except DryRunDone:
                 return
             self._run(self._merge, state, peer, peer_address)
+
+    def _check_merge(self, state, peer, peer_address, refused):
+        """Every check of a merge with `peer`, with its secret (over SSH)
+        given to no host yet: a clash refuses the merge before this
+        cluster's secret is replaced."""
+        try:
+            self.key = sshpeer.fetch_secret(peer, peer_address, self.ssh_port,
+                                            self.timeout).encode()
+        except MarsError as exc:
+            raise MarsError(f"{refused}; taking its secret over ssh failed too: {exc}; nothing "
+                            "changed") from None
+        try:
+            self._run(self._merge, state, peer, peer_address, True)
+        finally:
+            self.key = None
 
     async def _make_known_to(self, state, peer, peer_address):
         """`peer` is a member here: nothing to do if it lists this host too.
@@ -241,7 +260,7 @@ class Cluster:
         finally:
             await channel.aclose()
 
-    async def _merge(self, state, peer, peer_address):
+    async def _merge(self, state, peer, peer_address, check_only=False):
         channel = await self._connect(peer_address, self._my_address(state))
         try:
             items, peer_vector = await antientropy.fetch(channel, {}, self.timeout)
@@ -256,11 +275,18 @@ class Cluster:
                     f"{', '.join(clashes)}")
             their_resources = {resource_of(key) for key in theirs
                                if resource_of(key) and key.endswith("/size")}
-            duplicates = sorted(their_resources & set(state.all_resources()))
+            # A resource of ours the peer got from us (a merge whose reply was
+            # lost: the peer took our tuples, we wrote nothing) is no clash:
+            # it holds one of our tuples of it as we hold it.
+            ours = {resource_of(item[0]) for item in items
+                    if resource_of(item[0]) and self.store.get(item[0]) == tuple(item)}
+            duplicates = sorted((their_resources - ours) & set(state.all_resources()))
             if duplicates:
                 raise MarsError(
                     f"cannot merge with {peer}: resources exist in both clusters: "
                     f"{', '.join(duplicates)}; rename or delete one side's first")
+            if check_only:
+                return
             if self.dry_run:
                 self.echo(f"would merge with {peer}: hosts {', '.join(sorted(their_hosts))}")
                 return

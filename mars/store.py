@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from mars.errors import MarsError
 from mars.keys import DELETED, ClusterState, ip_key, owner_of, resource_of
-from mars.lamport import LamportClock
+from mars.lamport import MAX_STAMP, LamportClock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tuples (
@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS exclusions (
 
 MAX_KEY_LENGTH = 512
 MAX_VALUE_LENGTH = 4096
-MAX_STAMP = 1 << 63             # SQLite INTEGER; nanoseconds reach it in the year 2262
 
 
 class NotAMember(ValueError):
@@ -84,7 +83,10 @@ def proxy_origin(host, writer):
 
 
 def check_tuple_shape(item):
-    """Reject tuples that could not have come from a well-behaved host."""
+    """Reject tuples that could not have come from a well-behaved host.
+    A stamp at or past the clock's end (lamport.MAX_STAMP) is no stamp: the
+    clock does not observe it, and stored (the persisted clock with it) it
+    would pin its key, and its origin's vector, beyond every later write."""
     key, value, stamp, origin = item
     if not (isinstance(key, str) and isinstance(value, str) and isinstance(origin, str)
             and isinstance(stamp, int) and 0 <= stamp < MAX_STAMP):
