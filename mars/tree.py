@@ -10,7 +10,8 @@ import logging
 import os
 
 from mars.errors import MarsError
-from mars.keys import IP_PREFIX, data_key, data_key_suffix, owner_of, res_key, resource_of
+from mars.keys import (IP_PREFIX, data_key, data_key_suffix, is_version_name, owner_of, res_key,
+                       resource_of, version_host, version_name, version_number)
 from mars.store import check_tuple_shape
 
 log = logging.getLogger("marsd.tree")
@@ -42,7 +43,7 @@ def read_tree(root, importing_host):
             path = os.path.join(directory, name)
             if not os.path.islink(path):
                 continue
-            key = os.path.relpath(path, root)
+            key = _our_spelling(os.path.relpath(path, root))
             value = os.readlink(path)
             stamp = os.lstat(path).st_mtime_ns
             origin = owner_of(key) or importing_host
@@ -53,6 +54,18 @@ def read_tree(root, importing_host):
     if not any(item.key.startswith(IP_PREFIX) for item in items):
         raise MarsError(f"{root} holds no ips/ip-<host> links: not a MARS state tree")
     return items
+
+
+def _our_spelling(key):
+    """`key` as this MARS spells it: the kernel pads a version's logfile
+    number to nine digits (`version-000000005-h1`), this MARS does not
+    (`version-5-h1`): imported as it was, no lookup of a logfile's version
+    found it."""
+    res, name = resource_of(key), key.rpartition("/")[2]
+    if res and is_version_name(name) and key == res_key(res, name):
+        with contextlib.suppress(ValueError, IndexError):
+            return res_key(res, version_name(version_number(name), version_host(name)))
+    return key
 
 
 class TreeMirror:

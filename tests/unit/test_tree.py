@@ -45,7 +45,7 @@ EXPECTED_IMPORT = [
     MetaTuple("resource-vm1/primary", "h2", T0 + 5, "h3"),
     MetaTuple("resource-vm1/size", "1048576", T0 + 4, "h3"),
     MetaTuple("resource-vm1/todo-h2/attach", "1", T0 + 7, "h2"),
-    MetaTuple("resource-vm1/version-000000001-h2", "d1g3st,log-000000001-h2,4096:", T0 + 9, "h2"),
+    MetaTuple("resource-vm1/version-1-h2", "d1g3st,log-000000001-h2,4096:", T0 + 9, "h2"),
     MetaTuple("uuid", "1234-abcd", T0 + 3, "h3"),
 ]
 
@@ -173,3 +173,15 @@ def test_import_tree_dry_run_lists_tuples_and_changes_nothing(make_host, kernel_
 def test_read_tree_refuses_a_missing_directory(tmp_path):
     with pytest.raises(MarsError, match="is not a directory"):
         read_tree(tmp_path / "nope", "h1")
+
+
+def test_import_tree_spells_a_kernel_version_key_as_this_mars_does(tmp_path):
+    """The kernel pads a version's logfile number to nine digits: imported
+    as it was, no lookup of logfile 5's version (`version-5-h7`) found it."""
+    root = tmp_path / "tree"
+    link(root, "ips/ip-h7", "10.0.0.7", T0)
+    link(root, "resource-vm1/version-000000005-h7", "00ab,log-000000005-h7,4096:", T0)
+    link(root, "resource-vm1/version-000000012-db-h7", "00cd,log-000000012-db-h7,0:", T0)
+    keys = {item.key: item.origin for item in read_tree(root, "h1")}
+    assert keys == {"ips/ip-h7": "h7", "resource-vm1/version-5-h7": "h7",
+                    "resource-vm1/version-12-db-h7": "db-h7"}
