@@ -26,7 +26,7 @@ import threading
 
 from football.errors import FootballError
 from football.inventory import InventoryError
-from football.transport import TransportError, Unreachable
+from football.transport import CommandFailed, TransportError, Unreachable
 
 
 class FactUnavailable(FootballError):
@@ -162,9 +162,13 @@ def primary(host, res, timeout=60):
 
 
 def mount_source(host, path):
-    """What is mounted at `path` on the host, or None."""
+    """What is mounted at `path` on the host, or None (findmnt exits 1). Any
+    other failure raises: taken for "nothing mounted", a mount went on top
+    of the one there, and lv-cleanup took a mounted volume for unused."""
     result = host.run(["findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint", path],
                       check=False)
+    if result.exit_code not in (0, 1):
+        raise CommandFailed(result)
     return (result.stdout.strip() or None) if result.ok else None
 
 

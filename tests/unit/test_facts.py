@@ -11,6 +11,7 @@ from football import facts
 from football.errors import Illegal
 from football.facts import parse_host_ips, parse_lines, parse_view_all, parse_view_summary
 from football.inventory import Host
+from football.transport import CommandFailed
 from mars.logfile import LogDamage
 from plugins import defaults
 from tests.unit.conftest import MIB, make_disk
@@ -162,6 +163,14 @@ def test_mount_source_is_the_device_mounted_at_the_path(host, runner):
 def test_mount_source_of_a_path_where_nothing_is_mounted_is_none(host, runner):
     runner.expect(FINDMNT, exit=1)
     assert facts.mount_source(host, "/var/lib/lxc/vm1") is None
+
+
+def test_mount_source_that_findmnt_cannot_tell_is_an_error_not_nothing_mounted(host, runner):
+    """findmnt missing (127) or failing otherwise was read as "nothing
+    mounted": a mount went on top of the one there."""
+    runner.expect(FINDMNT, exit=127, stderr="findmnt: command not found\n")
+    with pytest.raises(CommandFailed, match="command not found"):
+        facts.mount_source(host, "/var/lib/lxc/vm1")
 
 
 def test_mount_source_with_empty_output_is_none(host, runner):
