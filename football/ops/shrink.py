@@ -31,6 +31,7 @@ deleted, a stand-alone resource is rebuilt from the LV that holds the data
 (`<res>` — the copy once the final pass is in it — else `<res>-preshrink`,
 renamed back) and started (exit 198)."""
 
+import itertools
 import time
 
 from football import facts
@@ -56,11 +57,14 @@ TMP, PRESHRINK = "-tmp", "-preshrink"
 # the other names got its content. So the names the copy holds hard-linked
 # before the window (`LINKED`) are copied once more after the final pass,
 # not in place (`RELINK`): a name written through differs from its source
-# in size or mtime, and is written anew and renamed.
+# in size or mtime, and is written anew and renamed. The names are the
+# container owner's: listed ending in NUL (one may hold a newline), and one
+# that is no UTF-8 (read as U+FFFD: no such name) is copied as the directory
+# above its first such part, whole (`--recursive`: what is equal stays).
 RSYNC = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete", "--inplace")
-RELINK = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--files-from=-",
-          "--ignore-missing-args")
-LINKED = ("-xdev", "-type", "f", "-links", "+1", "-printf", "%P\n")     # find <copy> ...
+RELINK = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--recursive", "--from0",
+          "--files-from=-", "--ignore-missing-args")
+LINKED = ("-xdev", "-type", "f", "-links", "+1", "-printf", "%P\\0")    # find <copy> ...
 RSYNC_VANISHED = 24         # files vanished while copying: the container still writes
 QUOTA_OPTIONS = {"usrquota": "-u", "uquota": "-u", "grpquota": "-g", "gquota": "-g",
                  "prjquota": "-p", "pquota": "-p"}
@@ -443,7 +447,15 @@ class Shrink(Operation):
         """The names (relative) of the files the copy holds hard-linked."""
         result = self.primary.run(["find", self.tmp_mountpoint, *LINKED],
                                   timeout=self.config.copy_timeout)
-        return [line for line in result.stdout.splitlines() if line]
+        names = {}
+        for name in result.stdout.split("\0"):
+            if "\ufffd" in name:       # (no UTF-8: the directory above, whole)
+                parts = name.split("/")[:-1]
+                name = "/".join(itertools.takewhile(lambda part: "\ufffd" not in part,
+                                                    parts)) or "."
+            if name:
+                names[name] = None
+        return list(names)
 
     def _relink(self, linked):
         """The names the copy held hard-linked before the final pass, copied
@@ -451,7 +463,7 @@ class Shrink(Operation):
         self.say(f"  {self.primary.name}: the {len(linked)} hard-linked names again, not in "
                  "place")
         self.primary.run(self._rsync_argv(relink=True),
-                         input="".join(f"{name}\n" for name in linked),
+                         input="".join(f"{name}\0" for name in linked),
                          timeout=self.config.copy_timeout)
 
     def _copy(self, what, final=False):
