@@ -47,8 +47,15 @@ def container_stop(host, res):
 
 @hookimpl
 def container_state(host, res):
+    """RUNNING, STOPPED or UNDEFINED (the hook's answers): LXC's other
+    states (FROZEN, FREEZING, THAWED, STARTING, STOPPING, ABORTING) are
+    RUNNING, as LXC's own `running` has them: the processes are there, its
+    volume is in use. Every caller asks for RUNNING: a frozen container was
+    taken for one its operator stopped (a move kept it stopped, repair-vm
+    started it elsewhere)."""
     if host.container == KIND:
-        return _ct(host, "state", res)["state"]
+        state = _ct(host, "state", res)["state"]
+        return state if state in ("STOPPED", "UNDEFINED") else "RUNNING"
 
 
 def list_containers(host):
