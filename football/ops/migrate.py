@@ -78,6 +78,12 @@ class Migrate(Operation):
     def discover(self):
         """Find the source, decide the targets; changes nothing."""
         inv = self.ctx.inventory
+        if self.secondary_name and self.target_name in inv.clusters:
+            # (placement chose both in it: the secondary named went unheard,
+            # its replica removed if it was one)
+            raise Illegal(f"{self.target_name} is a cluster: placement chooses the primary and "
+                          f"the secondary in it; name no secondary with it, or two hosts "
+                          f"(not {self.target_name} {self.secondary_name}); nothing changed")
         self.journal = self.open_journal()
         if self.source_hint:
             self.source = self.named_host()
@@ -232,6 +238,10 @@ class Migrate(Operation):
             self._check_hand_hosts()
         if whole and self.pre_hand and not self.open_journal().data["steps"]:
             self.discover()         # what would refuse the migrate refuses before the hand
+            if self._names_its_primary() and not self.journal.resumed and \
+                    not self.open_journal(Handover.operation).resumed:
+                self.say(self._stays())
+                return self.summary
             self._keep_stopped_or_ask(self.source, self.pre_hand, self._hosts_involved())
             self._hold_the_resource(self._hosts_involved())    # before the hand changes them
             # a re-run after the migrate (its post-hand crashed) hands nothing before
@@ -249,6 +259,9 @@ class Migrate(Operation):
                 set(self.members) == set(wanted) and not self.journal.resumed:
             self.say(self._already(wanted))
             return self._post_hand() if whole else self.summary
+        if self._names_its_primary() and not self.pre_hand and not self.journal.resumed:
+            self.say(self._stays())
+            return self.summary
         self.say(self._heading(wanted))
         self._keep_stopped_or_ask(self.source, wanted[0], self._hosts_involved())
         if self.warn_alone and len(wanted) == 1 and len(self.members) > 1:
@@ -272,16 +285,39 @@ class Migrate(Operation):
     def _already(self, wanted):
         return f"{self.res} is already on {', '.join(wanted)}: nothing to do"
 
+    def _names_its_primary(self):
+        """Whether the one host named is where `res` is primary now: a target
+        equal to the source is nothing to do (FOOTBALL.md), its other
+        replicas stay (it went on to remove them, asked for nothing). Not
+        a combined stage's (`warn_alone`), which means that host alone."""
+        return self.warn_alone and not self.secondary_name and \
+            self.target_name == self.source.name
+
+    def _stays(self):
+        return (f"{self.res} is primary on {self.source.name} already: nothing to do (its "
+                f"replicas stay: {', '.join(self.members)})")
+
     def _heading(self, wanted):
         """The run's first line: from where to where, or, where the primary
         stays (the last stage of migrate+shrink, a secondary moved), the
-        replicas it adds."""
+        replicas it adds and those that go."""
         size = f"{self.res} ({self.size >> 20} MiB)"
         if self.source.name != wanted[0]:
             return f"* migrating {size} from {self.source.name} to {', '.join(wanted)}"
-        added = [name for name in wanted if name != self.source.name]
-        return (f"* adding {'a replica' if len(added) == 1 else 'replicas'} of {size} on "
-                f"{', '.join(added)}; the primary stays on {self.source.name}")
+        # what changes: the targets without a replica get one, the replicas
+        # not named go with cleanup (it said "adding ... on a2" of a2's
+        # replica, and not that the one on b1 goes)
+        added = [name for name in wanted if name not in self.members]
+        dropped = [name for name in self.members if name not in wanted]
+        heading = (f"* adding {'a replica' if len(added) == 1 else 'replicas'} of {size} on "
+                   f"{', '.join(added)}" if added else
+                   f"* keeping {size} on {', '.join(wanted)}")
+        heading += f"; the primary stays on {self.source.name}"
+        if dropped:
+            heading += (f"; the {'replica' if len(dropped) == 1 else 'replicas'} on "
+                        f"{', '.join(dropped)} {'goes' if len(dropped) == 1 else 'go'} with "
+                        "cleanup")
+        return heading
 
     def _post_hand(self):
         if self.post_hand and self.post_hand != self.targets[0].name:
@@ -695,8 +731,11 @@ class Migrate(Operation):
         changed"), or a new replica not yet in sync (it exited 0 with one
         good copy left, unsaid)."""
         primary = self.targets[0]
-        designated = facts.primary(primary, self.res)
-        if designated != primary.name:
+        if not self._holds_primary(primary):
+            # as the source sees it: a target not joined yet knows no primary
+            # (its view failed: 198, and the journal it left sent the next
+            # migrate, to its cluster, to that host alone)
+            designated = facts.primary(self.source, self.res)
             raise Illegal(f"{self.res}'s primary is {designated or 'none'}, not {primary.name}: "
                           f"the handover is not done; football migrate-finish {self.res} "
                           f"{' '.join(host.name for host in self.targets)} first (the old "
