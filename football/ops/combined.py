@@ -68,8 +68,12 @@ class MigrateShrink(Operation):
             names = [target.name for target in planner.targets]
             self.origin = [planner.source.name] + \
                 [name for name in planner.members if name != planner.source.name]
-            self.already = planner.source.name == names[0] and \
-                set(planner.members) == set(names)
+            # (the host it is primary on named alone: as its migrate, nothing
+            # to do — its stage dropped the other replicas, and a shrink that
+            # then had nothing to shrink left the resource with one)
+            self.already = planner.source.name == names[0] and (
+                set(planner.members) == set(names) or planner.names_only_its_primary())
+            self.members_now = list(planner.members)
             self.primary_name = names[0]
             self.secondary_name = names[1] if len(names) > 1 else None
             if not self.already:
@@ -134,8 +138,8 @@ class MigrateShrink(Operation):
 
     def nothing_to_do(self):
         if self.already and not self.journal.data["steps"]:
-            return (f"it is on {', '.join(filter(None, [self.primary_name, self.secondary_name]))}"
-                    f" already (football shrink {self.res} shrinks it there)")
+            return (f"it is on {', '.join(self.members_now)} already (football shrink "
+                    f"{self.res} shrinks it there)")
         return None
 
     def announce(self):

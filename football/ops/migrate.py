@@ -238,7 +238,7 @@ class Migrate(Operation):
             self._check_hand_hosts()
         if whole and self.pre_hand and not self.open_journal().data["steps"]:
             self.discover()         # what would refuse the migrate refuses before the hand
-            if self._names_its_primary() and not self.journal.resumed and \
+            if self.names_only_its_primary() and not self.journal.resumed and \
                     not self.open_journal(Handover.operation).resumed:
                 self.say(self._stays())
                 return self.summary
@@ -259,7 +259,7 @@ class Migrate(Operation):
                 set(self.members) == set(wanted) and not self.journal.resumed:
             self.say(self._already(wanted))
             return self._post_hand() if whole else self.summary
-        if self._names_its_primary() and not self.pre_hand and not self.journal.resumed:
+        if self.names_only_its_primary() and not self.pre_hand and not self.journal.resumed:
             self.say(self._stays())
             return self.summary
         self.say(self._heading(wanted))
@@ -285,7 +285,7 @@ class Migrate(Operation):
     def _already(self, wanted):
         return f"{self.res} is already on {', '.join(wanted)}: nothing to do"
 
-    def _names_its_primary(self):
+    def names_only_its_primary(self):
         """Whether the one host named is where `res` is primary now: a target
         equal to the source is nothing to do (FOOTBALL.md), its other
         replicas stay (it went on to remove them, asked for nothing). Not

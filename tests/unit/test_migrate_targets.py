@@ -103,3 +103,16 @@ def test_a_run_that_adds_no_replica_does_not_say_it_adds_one(fleet):
         "goes with cleanup" in messages(events), messages(events)
     assert_placed(fleet, "a1", ["a2"])
     assert_clusters_as_inventory(fleet)
+
+
+def test_migrate_shrink_to_the_host_it_is_primary_on_alone_is_nothing_to_do(fleet):
+    """Its migrate stage went "to a1 alone" and removed the replica on a2;
+    a shrink that then had nothing to shrink left vm1 with one replica,
+    exit 0. As its migrate: nothing to do, and `football shrink` named."""
+    for run in ("first", "again"):
+        code, events, stderr = football(fleet, "migrate+shrink", "vm1", "a1")
+        assert code == 0, f"{run}: {stderr}"
+        assert [text for text in messages(events) if "it is on a1, a2 already (football "
+                "shrink vm1 shrinks it there)" in text], messages(events)
+        assert fleet.changes() == [], run
+        assert_placed(fleet, "a1", ["a2"])
