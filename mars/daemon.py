@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -176,8 +177,8 @@ class Daemon:
     def keep_standby_ready(self):
         """One device process waits, imported, while this host has a
         complete replica (it may become its primary); a resource takes it.
-        One that died (killed) is replaced; a host left without resources
-        keeps none.
+        One that died (killed) is replaced; a host left without a complete
+        replica keeps none.
 
         Not while every replica here is still syncing: none can become the
         primary before its sync is done (but by `primary --force`, which
@@ -186,11 +187,12 @@ class Daemon:
         identical replica of 2 GiB, which takes half a second, shared the
         2-CPU test machine with them. A sync's completion brings it
         (`SyncClient.sync`), else the next round."""
-        if self.warm_device is not None and (self.warm_device.exited() or not self.workers):
+        complete = any(worker.replica_complete() for worker in self.workers.values())
+        if self.warm_device is not None and (self.warm_device.exited() or not complete):
+            # (kept after the last complete replica left, while others synced)
             self.warm_device.drop()
             self.warm_device = None
-        if self.warm_device is None and not self.stopping and \
-                any(worker.replica_complete() for worker in self.workers.values()):
+        if self.warm_device is None and not self.stopping and complete:
             self.warm_device = DeviceProcess()
             self.warm_device.spawn(name=[f"--state-dir={self.env.state_dir}"])
 
@@ -206,6 +208,7 @@ class Daemon:
                 task_status.started()
                 address = await self._wait_for_membership()
                 self.env.cluster_key()          # a missing secret ends marsd here
+                await trio.to_thread.run_sync(self._remove_logs_of_resources_not_held)
                 await nursery.start(self._serve, address)
                 data = DataServer(str(self.env.state_dir), self._local_disk, self._size)
                 self.data_server = data
@@ -504,7 +507,8 @@ class Daemon:
             res = str(header.get("res"))
             worker = self.workers.get(res)
             return {"type": "release",
-                    "device_up": worker is not None and worker.device is not None,
+                    "device_up": worker is not None and (worker.device is not None or
+                                                         worker.primary.starting),
                     "designated": self.store.value(res_key(res, "primary"))}, b""
         if header.get("type") == "list":
             # asked by `marsadm wait-resource up-to-date` on this host
@@ -710,6 +714,22 @@ class Daemon:
         if stale:
             log.info("resource deleted or left: dropping own keys %s", ", ".join(sorted(stale)))
             self.store.delete(stale)
+
+    def _remove_logs_of_resources_not_held(self):
+        """The directories (logs, the tree mirror's links) of resources this
+        host holds no replica of, at the start, before a worker or a peer
+        can touch one. A worker removes its replica's when it sees it left
+        or deleted; one left while marsd was down (marsadm works without
+        it), or while it stopped, kept them for ever: the state dir full
+        of them, and a join-resource again refused over them. (A join
+        writes its data- key only where the directory is gone.) Blocking."""
+        for path in sorted(self.env.state_dir.glob(f"{RESOURCE_PREFIX}*")):
+            res = path.name[len(RESOURCE_PREFIX):]
+            if path.is_dir() and not path.is_symlink() and \
+                    not self.store.value(data_key(res, self.env.host)):
+                log.info("%s: no replica here: removing %s (left or deleted while marsd was "
+                         "not running)", res, path)
+                shutil.rmtree(path, ignore_errors=True)
 
     def _purge_tombstones(self):
         state = ClusterState(self.store.live_values(HEARTBEAT_PREFIX) | self.store.live_values(IP_PREFIX),

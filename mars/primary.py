@@ -47,7 +47,12 @@ log = logging.getLogger("marsd.data")
 DEVICE_RETRY_FIRST = 0.5         # seconds before a failed device start is tried again, doubling
 DEVICE_RETRY_MAX = 30.0
 SYSTEMCTL_TIMEOUT = 120.0        # seconds a systemctl start/stop may take
+UNITS_RETRY_FIRST = 1.0          # seconds before a failed systemctl start/stop is run again, doubling
+UNITS_RETRY_MAX = 60.0
 NOT_LOADED = 5                  # systemctl's exit for a unit systemd does not know ("not loaded")
+IN_USE_SAID_AFTER = 2.0          # seconds a device that should go is in use before the log says so
+RELEASE_ASK_TIMEOUT = 3.0        # seconds a member has to answer whether it let go (becoming primary)
+RELEASE_SILENT_SKIP = 10.0       # seconds one that did not is not asked again (the store says)
 IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a checkpoint
 # Seconds a device that keeps logging goes at most without a sync of its
 # disk (marsd --disk-sync-interval). The write-back goes through the page
@@ -92,6 +97,10 @@ class Primary:
         self.device_failures = 0        # device starts failed in a row, for the backoff
         self.device_retry_at = 0.0
         self.units_done = None          # ("start"|"stop", unit) last done by follow_units
+        self.units_failed = None        # (action, why, failures in a row, when to try again)
+        self.in_use_since = None        # when the device that should go was first found in use
+        self.silent = {}                # member -> when it last did not answer a release request
+        self.starting = False           # a device process is being started (`_start_device`)
         self.last_checkpoint = 0.0
         self.last_disk_sync = 0.0       # when a checkpoint last synced the disk (moved the cursor)
         self.checkpoint_due = False     # the device rotated or said something: checkpoint
@@ -301,7 +310,15 @@ class Primary:
                           final[0], final[1])
                 worker.wait(f"replaying up to the final version {final[0]},{final[1]}")
                 return await worker.follower.follow(state, source=final[2], until=final)
-        await self._start_device(state, force)
+        # Until it is up (or failed), a member asking whether this host let
+        # go is told that its device is up: one that designated itself
+        # meanwhile (a handover back) brought its own up beside it, both
+        # with a logfile of the same number (a split brain).
+        self.starting = True
+        try:
+            await self._start_device(state, force)
+        finally:
+            self.starting = False
         return False
 
     async def _not_released_by(self, state):
@@ -314,27 +331,45 @@ class Primary:
         names this host, its device is down); what it wrote last is pulled
         before the device starts here. A member that does not answer counts
         as the store says (`marsadm primary` refuses a planned handover from
-        an old primary that is gone)."""
+        an old primary that is gone). They are asked at once, each within
+        RELEASE_ASK_TIMEOUT, and one that did not answer is not asked again
+        for RELEASE_SILENT_SKIP: a third replica whose marsd hung (it
+        accepts, never answers) held every step of the wait for the
+        connection's timeout, 10 s, and a planned handover took 20 s."""
         worker = self.worker
         holding = []
-        for host in state.members(self.res):
-            if host == self.host or not state.host_ips().get(host):
-                continue
-            try:
-                channel = await worker.channels.channel(state, host, PORT_META)
-                await antientropy.exchange(channel, worker.store, timeout=REQUEST_TIMEOUT)
-                reply, _ = await net.request(channel, {"type": "release", "res": self.res},
-                                             timeout=REQUEST_TIMEOUT)
-                if reply.get("type") != "release":
-                    continue            # an older marsd: the store's view, as before
-                if reply.get("device_up") or reply.get("designated") != self.host:
-                    holding.append(host)
-                else:
-                    await antientropy.pull(channel, worker.store, timeout=REQUEST_TIMEOUT)
-            except PeerError as error:
-                log.debug("%s: %s did not answer the release request: %s", self.res, host, error)
-                await worker.channels.drop(host, PORT_META)
-        return holding
+        now = time.monotonic()
+        asked = [host for host in state.members(self.res)
+                 if host != self.host and state.host_ips().get(host) and
+                 now >= self.silent.get(host, -math.inf) + RELEASE_SILENT_SKIP]
+
+        async def ask(host):
+            reason = None
+            with trio.move_on_after(RELEASE_ASK_TIMEOUT):
+                try:
+                    channel = await worker.channels.channel(state, host, PORT_META)
+                    await antientropy.exchange(channel, worker.store, timeout=REQUEST_TIMEOUT)
+                    reply, _ = await net.request(channel, {"type": "release", "res": self.res},
+                                                 timeout=REQUEST_TIMEOUT)
+                    self.silent.pop(host, None)
+                    if reply.get("type") != "release":
+                        return          # an older marsd: the store's view, as before
+                    if reply.get("device_up") or reply.get("designated") != self.host:
+                        holding.append(host)
+                    else:
+                        await antientropy.pull(channel, worker.store, timeout=REQUEST_TIMEOUT)
+                    return
+                except PeerError as error:
+                    reason = error
+            log.debug("%s: %s did not answer the release request: %s", self.res, host,
+                      reason or f"no answer within {RELEASE_ASK_TIMEOUT:g}s")
+            self.silent[host] = time.monotonic()
+            await worker.channels.drop(host, PORT_META)
+
+        async with trio.open_nursery() as nursery:
+            for host in asked:
+                nursery.start_soon(ask, host)
+        return sorted(holding)
 
     def _stale_still_in_use(self):
         """The loop devices of a crashed device (marsd killed) that are still
@@ -459,6 +494,8 @@ class Primary:
         checkpoint (`leaving`: the device should go)."""
         worker = self.worker
         device = self.device
+        if not leaving:
+            self.in_use_since = None    # (a wait for it to be closed ended: withdrawn)
         events = device.take_events()
         for event in events:
             if event.get("event") == "rotated":
@@ -581,7 +618,29 @@ class Primary:
         except OSError:
             return True
 
-    async def _stop_units_over(self, stale, state):
+    async def _dead_device_in_use(self):
+        """Whether the dead device is in use, here (its users counted
+        afresh, and reported) or in another mount namespace."""
+        worker = self.worker
+        self.open_count = await worker.daemon.device_open_count(self.loop, fresh=True)
+        worker.report(open_count=self.open_count)
+        worker.set_actual(**{"open-count": self.open_count})
+        return bool(self.open_count) or \
+            await trio.to_thread.run_sync(devices.claimed_elsewhere, self.loop)
+
+    async def _stop_units_over_dead(self, state, leaving):
+        """`_after_death`'s stop of the stack on the dead device: where the
+        device should go, as `follow_units` does; else where this host runs
+        the units (`_stop_units_over`). True when the stop unit was stopped now."""
+        units = state.systemd_units(self.res)
+        if units is None or self.units_done == ("stop", units[1]):
+            return False
+        if leaving:
+            await self.follow_units(state, run=False)
+            return self.units_done == ("stop", units[1])
+        return await self._stop_units_over([self.loop], state, "of the device process that died")
+
+    async def _stop_units_over(self, stale, state, what="of the device that crashed with marsd"):
         """The cluster manager's part after a crash, where the systemd
         integration runs this resource here (units recorded, this host the
         designated primary and `systemd-want`, if one is set): its stop unit
@@ -595,16 +654,25 @@ class Primary:
                 (want and want not in (self.host, NO_PRIMARY)) or \
                 self.units_done == ("stop", units[1]):
             return False
-        log.warning("%s: %s of the device that crashed with marsd is still in use: stopping "
-                    "%s to free it; %s starts again once the device is up", self.res,
-                    ", ".join(stale), units[1], units[0])
+        log.warning("%s: %s %s is still in use: stopping %s to free it; %s starts again once "
+                    "the device is up", self.res, ", ".join(stale), what, units[1], units[0])
         return await self._systemctl(("stop", units[1]))
 
     async def _systemctl(self, action):
         """`systemctl <action>` (MARS_SYSTEMCTL names the program); True when
         it succeeded (recorded in `units_done`), else False, said in `view`
-        and once in the log."""
+        and once in the log; after a failure the same action waits for its
+        backoff (`units_failed`)."""
         command = [os.environ.get("MARS_SYSTEMCTL", "systemctl"), *action]
+        failed = self.units_failed if self.units_failed and self.units_failed[0] == action \
+            else None
+        if failed and time.monotonic() < failed[3]:
+            # A primary that waits steps every data tick: a unit that keeps
+            # failing was run 20 times a second. Retried with a backoff
+            # (said without a countdown: marsadm says each new reason).
+            self.worker.waiting_for(f"{failed[1]}; tried again {units_backoff(failed[2]):g} s "
+                                    "after it failed")
+            return False
         try:
             with trio.fail_after(SYSTEMCTL_TIMEOUT):
                 done = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
@@ -620,9 +688,11 @@ class Primary:
             reason = f"`{' '.join(command)}` {failure}"
             self.worker.waiting_for(reason)
             self._say_once(("units", action), logging.ERROR, reason)
+            count = failed[2] + 1 if failed else 1
+            self.units_failed = (action, reason, count, time.monotonic() + units_backoff(count))
             return False
         log.info("%s: %s", self.res, " ".join(command))
-        self.units_done = action
+        self.units_done, self.units_failed = action, None
         return True
 
     async def follow_units(self, state, run):
@@ -630,8 +700,9 @@ class Primary:
         set-systemd-unit, the start unit is started on the designated
         primary (and `systemd-want`, when one is set) once the device is up,
         and the stop unit stopped when the device should go, which frees it
-        for the handover. Each once per change; a failure is retried every
-        step, said in `view` and once in the log. A stop unit systemd does
+        for the handover. Each once per change; a failure is retried with a
+        backoff (UNITS_RETRY_FIRST, doubling), said in `view` and once in
+        the log; another action is tried at once. A stop unit systemd does
         not know here (a member where the units were never installed) is
         stopped: nothing of it runs. MARS_SYSTEMCTL names the
         program (default `systemctl`)."""
@@ -687,13 +758,16 @@ class Primary:
         the log and in view; once nothing uses the loop device, it is cleaned
         up and, while this host is still the designated primary, the next
         step starts a device process again, whose recovery replays every
-        logged write (as after a crash of marsd and device together)."""
+        logged write (as after a crash of marsd and device together). With
+        systemd units, the stop unit frees it, as after that crash
+        (`_stop_units_over`), or as any device that should go (`leaving`):
+        the stack stayed on the dead device for ever (a handover with it)."""
         worker = self.worker
-        self.open_count = await worker.daemon.device_open_count(self.loop, fresh=True)
-        worker.report(open_count=self.open_count)
-        worker.set_actual(**{"open-count": self.open_count})
         code = device.process.returncode
-        if self.open_count or await trio.to_thread.run_sync(devices.claimed_elsewhere, self.loop):
+        in_use = await self._dead_device_in_use()
+        if in_use and await self._stop_units_over_dead(worker.state(), leaving):
+            in_use = await self._dead_device_in_use()
+        if in_use:
             reason = (f"device process of {self.res} died (exit {code}): {self.link} answers "
                       f"EIO; stop the container and unmount it, then the device starts again "
                       f"(recovery replays the log)")
@@ -723,9 +797,20 @@ class Primary:
         write its final version, report `is-primary=0`."""
         worker = self.worker
         if self.open_count:
-            worker.wait(f"device {self.link} still in use (open count {self.open_count}): stop "
-                        "the container and unmount")
+            reason = (f"device {self.link} still in use (open count {self.open_count}): stop "
+                      "the container and unmount")
+            # In the log too, once it lasts (a stop unit just stopped is
+            # counted a step late): a marsd stopped (SIGTERM), `secondary`,
+            # `down` or a forced takeover waits here, and its log said
+            # nothing of why.
+            now = time.monotonic()
+            self.in_use_since = self.in_use_since or now
+            if now - self.in_use_since >= IN_USE_SAID_AFTER:
+                self._say_once(("in use", self.device.process.pid), logging.WARNING,
+                               f"{reason}; the device goes down once it is closed")
+            worker.wait(reason)
             return
+        self.in_use_since = None
         if await trio.to_thread.run_sync(devices.claimed_elsewhere, self.loop):
             # Unmounted here, but a filesystem on it lives on in another
             # mount namespace (a container starting on this host has copies
@@ -766,6 +851,12 @@ class Primary:
         worker.report(is_primary=False, device=None, loop=None, open_count=0)
         log.info("%s: device down, final version %s,%d", self.res, logfile, end)
         await device.wait()
+
+
+def units_backoff(failures):
+    """Seconds before a systemctl action that failed `failures` times in a
+    row is run again."""
+    return min(UNITS_RETRY_FIRST * 2 ** (failures - 1), UNITS_RETRY_MAX)
 
 
 def unversioned(passed, host, names):

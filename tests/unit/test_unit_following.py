@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import trio
 
-from mars.primary import Primary
+from mars.primary import UNITS_RETRY_FIRST, Primary
 
 UNITS = ("football-ct-vm1.service", "var-lib-lxc-vm1.mount")
 
@@ -59,13 +59,29 @@ def test_a_stop_unit_systemd_does_not_know_here_is_stopped_once_and_said_nowhere
 
 
 def test_a_start_unit_that_is_not_installed_is_a_failure_said_once_and_retried(
-        tmp_path, calls, caplog):
+        tmp_path, calls, caplog, monkeypatch):
+    """Retried with a backoff, not at every step: a primary that waits
+    steps every data tick, and systemctl ran 20 times a second. Another
+    action (the stop of a handover) is tried at once."""
+    now = [1000.0]
+    monkeypatch.setattr("mars.primary.time.monotonic", lambda: now[0])
     primary, waits = primary_on(tmp_path)
     with caplog.at_level(logging.INFO, logger="mars"):
         for _ in range(3):
             trio.run(primary.follow_units, STATE, True)
-    assert calls() == [f"start {UNITS[0]}"] * 3
-    assert primary.units_done is None
-    assert len(waits) == 3 and f"Unit {UNITS[0]} not found" in waits[0]
+        assert calls() == [f"start {UNITS[0]}"]
+        now[0] += UNITS_RETRY_FIRST
+        trio.run(primary.follow_units, STATE, True)     # its backoff passed: once more
+        trio.run(primary.follow_units, STATE, True)
+        assert calls() == [f"start {UNITS[0]}"] * 2
+        now[0] += UNITS_RETRY_FIRST                     # doubled: not yet
+        trio.run(primary.follow_units, STATE, True)
+        assert calls() == [f"start {UNITS[0]}"] * 2
+        trio.run(primary.follow_units, STATE, False)    # the device should go: at once
+    assert calls() == [f"start {UNITS[0]}"] * 2 + [f"stop {UNITS[1]}"]
+    assert primary.units_done == ("stop", UNITS[1])
+    assert len(waits) == 6 and all(f"Unit {UNITS[0]} not found" in wait for wait in waits)
+    assert "tried again 1 s after it failed" in waits[1]
+    assert waits[1] == waits[2]             # no countdown: marsadm says each new reason
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and "exited 5" in errors[0]
