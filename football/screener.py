@@ -32,8 +32,9 @@ each `screener run` gets a queue of its own whose `global_concurrency` is
 `--max` and, with `--max-per COLUMN=N`, partitioned by that column's value
 with `partition_concurrency` N (without it, by the host slot each job waits
 for first: `slot_host`); a worker runs at most `worker_jobs` jobs at
-once over all queues (`Places`), and takes at most that many of one queue
-(`worker_concurrency`), leaving the rest to the other workers. A job's
+once over all queues and takes from them only the jobs it has a free place
+for (`Places`; DBOS's `worker_concurrency` holds per queue), leaving the
+rest to the other workers. A job's
 events outlast a database that fails for a while (`JobEvents`): the worker
 keeps reading its operation's output. A job and its row are queued in one
 transaction (`enqueue_in_transaction`): both or neither. Limits per host
@@ -65,7 +66,9 @@ with `state != new` in its condition, so whoever wrote it first tells it,
 and a state written again (a phase of a running job) is not told again."""
 
 import contextlib
+import copy
 import heapq
+import inspect
 import json
 import logging
 import os
@@ -108,6 +111,11 @@ QUEUES_TIDY_EVERY = 60.0        # seconds between a worker's looks for queues of
 QUEUES_KEPT_AFTER = 60.0        # seconds a run's queue stays after its last job ended
 HOUSEKEEPING_FIRST = 60.0       # seconds after a worker's start of its first housekeeping
 HOUSEKEEPING_EVERY = 3600.0     # seconds between a worker's housekeeping passes
+PLACE_KEPT_FOR = 60.0           # seconds a worker keeps a place for a job it dequeued
+# the leading parameters of dbos 3.4's dequeue queries (Worker._dequeue_in_places)
+DEQUEUE_PARAMETERS = ["queue", "executor_id", "app_version", "queue_partition_key",
+                      "local_running_count"]
+DEQUEUE_PARTITIONED_PARAMETERS = ["queue", "executor_id", "app_version", "max_tasks"]
 FORGET_BATCH = 500              # jobs forgotten per transaction (SQLite's IN lists stay short)
 UNIT_STOP_MARGIN = 120          # seconds more for systemd: DBOS's end, the heartbeat's
 WORKER_UNIT = "football-worker.service"
@@ -297,7 +305,8 @@ class JobStore:
         """The queue `name`: at most `max_running` jobs of it run at once, at
         most `max_per` of one partition (then every job needs one), and one
         worker takes at most `worker_jobs` of them at a time (this
-        controller's setting): the others stay for other workers."""
+        controller's setting): the others stay for other workers. (A
+        worker's own limit over all queues is its places: `Places`.)"""
         if max_running is not None and max_per is not None:
             max_per = min(max_per, max_running)
         if name != START_QUEUE:
@@ -1202,17 +1211,54 @@ class Places:
     """The jobs one worker runs at once (`worker_jobs`): a job's operation is
     a football process of ~70 MB that polls the jobs' database while it
     waits for a host slot, so a run of a thousand jobs without --max must
-    not start a thousand at once. The jobs that wait for a place get it in
-    the order they were queued (by job number)."""
+    not start a thousand at once.
+
+    The places gate what the worker takes from its queues (`dequeue`): DBOS
+    limits a worker per queue (`worker_concurrency`) and each run has a
+    queue of its own, so a worker took `worker_jobs` of every run and kept
+    the jobs it had no place for waiting while another worker idled. One
+    dequeue at a time over all queues takes at most the free places, and a
+    place is kept for each job taken until its step takes it (`take`). A
+    job that comes with no place kept (it came after PLACE_KEPT_FOR)
+    waits for one; the jobs that wait get a place in the order they were
+    queued (by job number), before the queues get one."""
 
     def __init__(self, count):
         self.count, self.taken, self.waiting = count, 0, []
+        self.kept = {}                  # workflow id: until when its place is kept
+        self.dequeuing = 0              # places held for the dequeue under way
         self.changed = threading.Condition()
+        self._dequeue = threading.Lock()
 
-    def take(self, number, stopping, on_wait):
-        """Wait for a place for job `number`: True once it has one, False
-        when `stopping` is set first; `on_wait()` once if it must wait."""
+    def dequeue(self, take_jobs):
+        """`take_jobs(free)` takes at most `free` jobs from a queue (their
+        workflow ids, returned); called only with a free place, one queue at
+        a time; a place is kept for each job it took."""
+        with self._dequeue:
+            with self.changed:
+                free = self._free() - len(self.waiting)
+                if free <= 0:
+                    return []
+                self.dequeuing = free
+            ids = []
+            try:
+                ids = take_jobs(free)
+                return ids
+            finally:
+                with self.changed:
+                    self.dequeuing = 0
+                    until = time.monotonic() + PLACE_KEPT_FOR
+                    self.kept.update((workflow_id, until) for workflow_id in ids)
+                    self.changed.notify_all()
+
+    def take(self, number, workflow_id, stopping, on_wait):
+        """The place of job `number` (of workflow `workflow_id`): the one kept
+        for it, else once one is free: True once it has one, False when
+        `stopping` is set first; `on_wait()` once if it must wait."""
         with self.changed:
+            if self.kept.pop(workflow_id, None) is not None:
+                self.taken += 1
+                return True
             heapq.heappush(self.waiting, number)
             free = self._free_for(number)
         try:
@@ -1231,13 +1277,35 @@ class Places:
                 heapq.heapify(self.waiting)
                 self.changed.notify_all()
 
+    def forget(self, workflow_id):
+        """The place kept for `workflow_id` is free again: its job ends
+        without running here."""
+        with self.changed:
+            if self.kept.pop(workflow_id, None) is not None:
+                self.changed.notify_all()
+
+    def _free(self):
+        now = time.monotonic()
+        for workflow_id, until in list(self.kept.items()):
+            if until < now:             # its job never came (DBOS ended it first)
+                del self.kept[workflow_id]
+        return self.count - self.taken - len(self.kept) - self.dequeuing
+
     def _free_for(self, number):
-        return self.taken < self.count and self.waiting[0] == number
+        return self._free() > 0 and self.waiting[0] == number
 
     def give_back(self):
         with self.changed:
             self.taken -= 1
             self.changed.notify_all()
+
+
+def _parameters(method):
+    """The names of a (bound) method's parameters, in order; [] if unknown."""
+    try:
+        return list(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        return []
 
 
 class JobEvents:
@@ -1363,12 +1431,14 @@ class Worker:
         self.store.register_queue(START_QUEUE)
         # DBOS's notification listener sleeps this long between its looks
         # (it looks at nothing of ours), and its stop waits for that sleep
-        DBOS(config={"name": APP, "system_database_url": self.store.url,
-                     "executor_id": self.id, "application_version": APP_VERSION,
-                     "run_admin_server": False, "log_level": "WARNING",
-                     "notification_listener_polling_interval_sec":
-                         min(1.0, self.config.jobs_poll_interval)})
+        dbos = DBOS(config={"name": APP, "system_database_url": self.store.url,
+                            "executor_id": self.id, "application_version": APP_VERSION,
+                            "run_admin_server": False, "log_level": "WARNING",
+                            "notification_listener_polling_interval_sec":
+                                min(1.0, self.config.jobs_poll_interval)})
         DBOS.launch()     # also recovers the jobs this worker id left running
+        # (its queue threads take their first jobs a poll interval after this)
+        self._dequeue_in_places(dbos._sys_db)
         DBOS.register_queue(START_QUEUE, polling_interval_sec=self.config.jobs_poll_interval,
                             worker_concurrency=self.config.worker_jobs,
                             on_conflict="always_update")
@@ -1379,6 +1449,55 @@ class Worker:
                                               name="football-worker-housekeeping")
         self._housekeeping.start()
         self.say(f"worker {self.id}: running jobs from {self.store.url}")
+
+    def _dequeue_in_places(self, system_db):
+        """DBOS's dequeue here takes only the jobs this worker has places for
+        (`Places`). DBOS 3.4 has no limit per executor over all queues (its
+        `worker_concurrency` holds per queue): its two dequeue queries are
+        wrapped, with the worker's free places as their limit — internals
+        of dbos 3.4 (`SystemDatabase.start_queued_workflows` and
+        `start_queued_partitioned_workflows`, `Queue._worker_concurrency`)."""
+        claim = system_db.start_queued_workflows
+        claim_partitioned = system_db.start_queued_partitioned_workflows
+        if _parameters(claim)[:5] != DEQUEUE_PARAMETERS or \
+                _parameters(claim_partitioned)[:4] != DEQUEUE_PARTITIONED_PARAMETERS:
+            # another dbos than the one this was written against: its own
+            # dequeue (a job with no place waits for one, as it says)
+            self.say(f"worker {self.id}: warning: this dbos dequeues otherwise than dbos 3.4: "
+                     "a worker may take jobs beyond its worker_jobs places, which then wait "
+                     "for one (pin dbos 3.4 to avoid it)")
+            return False
+
+        def start_queued_workflows(queue, executor_id, app_version, partition,
+                                   running=0, *args, **kwargs):
+            if queue.name.startswith("_dbos_"):      # DBOS's own: no job of ours
+                return claim(queue, executor_id, app_version, partition, running,
+                             *args, **kwargs)
+            stopped_by = []
+
+            def take_jobs(free):
+                limited = copy.copy(queue)
+                limited._worker_concurrency = min(
+                    sys.maxsize if queue._worker_concurrency is None
+                    else queue._worker_concurrency, running + free)
+                ids, why = claim(limited, executor_id, app_version, partition, running,
+                                 *args, **kwargs)
+                stopped_by.append(why)
+                return ids
+
+            ids = self.places.dequeue(take_jobs)
+            return ids, stopped_by[0] if stopped_by else "worker_concurrency"
+
+        def start_queued_partitioned_workflows(queue, executor_id, app_version,
+                                               max_tasks=sys.maxsize, **kwargs):
+            if queue.name.startswith("_dbos_"):
+                return claim_partitioned(queue, executor_id, app_version, max_tasks, **kwargs)
+            return self.places.dequeue(lambda free: claim_partitioned(
+                queue, executor_id, app_version, min(max_tasks, free), **kwargs))
+
+        system_db.start_queued_workflows = start_queued_workflows
+        system_db.start_queued_partitioned_workflows = start_queued_partitioned_workflows
+        return True
 
     def _heartbeats(self):
         """The heartbeat, and the kills asked for this worker's jobs and
@@ -1530,11 +1649,11 @@ class Worker:
     def _run_job(self, number):
         job = self._answer(f"number {number}", "reading it",
                             lambda: self.store.job_by_number(number))
-        if job["state"] in FINISHED:
-            return job["exit_code"]
-        if job["kill_requested"]:
-            return self._end_killed(job)
-        if not self.places.take(number, self.stopping, lambda: self._waits_for_a_place(number)):
+        if job["state"] in FINISHED or job["kill_requested"]:
+            self.places.forget(job["workflow_id"])
+            return job["exit_code"] if job["state"] in FINISHED else self._end_killed(job)
+        if not self.places.take(number, job["workflow_id"], self.stopping,
+                                lambda: self._waits_for_a_place(number)):
             self._leave(job)
         try:
             return self._run_in_place(job)
@@ -1571,8 +1690,10 @@ class Worker:
         return code
 
     def _waits_for_a_place(self, number):
-        """What `screener list` shows of a job this worker took from its
-        queue while all its places were taken (it stays queued)."""
+        """What `screener list` shows of a job that came to this worker with
+        no place kept for it while all its places were taken (it stays
+        queued): one dequeued before `_dequeue_in_places`, or whose place
+        was given up after PLACE_KEPT_FOR."""
         with contextlib.suppress(sa.exc.SQLAlchemyError):       # a message, no more
             self.store.record(number, {
                 "event": "message", "text": f"waits for a place on worker {self.id}: it runs "

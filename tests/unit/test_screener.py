@@ -18,7 +18,7 @@ from football.screener import (JobSpec, JobStore, Worker, _with_rate, facts_of, 
 from tests.helpers.fakefleet import assert_placed
 from tests.helpers.fakefleet import fake_fleet  # noqa: F401 (a fixture)
 from tests.helpers.jobs import (InProcessFootball, Script, ScriptedExecutor, events_of, refused,
-                                football, jobs, wait_for)
+                                football, jobs, stored_jobs, wait_for)
 
 POLL = "jobs_poll_interval=0.05"
 
@@ -706,13 +706,20 @@ def opened(state_dir, gates):
     return finished(state_dir, *gates)
 
 
-def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying_so(
+def test_a_worker_runs_at_most_worker_jobs_at_once_and_takes_no_job_it_has_no_place_for(
         state_dir, tmp_path):
     """A run of many jobs without --max once started every job at once on
     the worker (1000 football processes of ~70 MB; the engine's connection
     pool ran out and jobs stayed `running` for ever): a worker runs
-    `worker_jobs` at once, over all queues, and a job it took from its queue
-    while all its places are taken stays queued, saying why."""
+    `worker_jobs` at once, over all queues. Then it took `worker_jobs` of
+    every queue and kept those it had no place for waiting while another
+    worker idled: it takes from the queues only the jobs it has a place
+    for, the others stay in the database for any worker, and a place that
+    frees takes the next one."""
+    import time
+
+    from dbos import DBOS
+
     executor, gates = gated_executor(5)
     worker = start_worker(state_dir, executor, settings=["worker_jobs=2"])
     try:
@@ -722,14 +729,19 @@ def test_a_worker_runs_at_most_worker_jobs_at_once_the_others_wait_queued_saying
         assert screener(state_dir, "run", moves)[0] == 0           # no --max
         wait_for(lambda: len(executor.running) == 2, "two jobs to run")
         assert screener(state_dir, "start", "handover", "vm5", "a1")[0] == 0    # another queue
-        waiting = "waits for a place on worker test: it runs 2 jobs at once (worker_jobs)"
-        now = wait_for(lambda: (lambda now: now if now["vm5"]["message"] and sum(
-            job["message"] == waiting for job in now.values()) == 3 else None)(jobs(state_dir)),
-            "the three others to say why they wait")
+        # DBOS lists the queues every second and polls each every 0.05 s here
+        time.sleep(2.5)
+        now = jobs(state_dir)
         assert sorted((job["state"], job["message"]) for job in now.values()) == \
-            [("queued", waiting)] * 3 + [("running", None)] * 2
-        assert sorted(executor.running) == sorted(res for res, job in now.items()
-                                                  if job["state"] == "running")
+            [("queued", None)] * 3 + [("running", None)] * 2, now
+        running = sorted(res for res, job in now.items() if job["state"] == "running")
+        assert sorted(executor.running) == running
+        queued = {res: DBOS.get_workflow_status(job["workflow_id"]).status
+                  for res, job in stored_jobs(state_dir).items() if res not in running}
+        assert queued == dict.fromkeys(set(gates) - set(running), "ENQUEUED"), queued
+        gates[running[0]].set()
+        wait_for(lambda: len(executor.ran) == 3 and len(executor.running) == 2,
+                 "the freed place to take a third job")
         done = opened(state_dir, gates)
     finally:
         worker.stop(timeout=10)
