@@ -21,6 +21,7 @@ damage), and the few facts other hosts need go into the metadata
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -46,6 +47,10 @@ PROCESS_LOOK_INTERVAL = 15.0     # seconds an idle look for processes holding de
 IDLE_STEP_EVERY = 3.0            # seconds an idle worker goes without news (marsd --idle-step)
 STATUS_REFRESH = 5.0             # seconds between status writes when nothing changed (views: 10)
 BUSY_STATUS_SECONDS = 0.2        # the least time between status writes while busy
+# A primary whose device is up and that waits for the same thing this long
+# (its device in use while it should go, a unit that fails) steps every
+# LONG_WAIT_TICK, not every data tick; news (an unmount) still ends it at once
+LONG_WAIT_AFTER, LONG_WAIT_TICK = 2.0, 0.5
 
 
 class Rate:
@@ -92,6 +97,7 @@ class ResourceWorker:
         self.status = {}                # what the views read (no step decides by it)
         self.status_written = None      # what the status file says
         self.waiting = None             # why this step waits, if it does (reset every step)
+        self.waited = None              # (the reason, since when) a device up waits for it
         self.error = None               # what the last step failed with
         self.emergency = False          # True (no logging here or at the source), "space", False
         self.leaving = False            # primary, and the device should go (last step)
@@ -393,7 +399,13 @@ class ResourceWorker:
             # second on a replica of a primary that writes now and then.)
             quiet = True
         if not quiet:
-            await trio.sleep(self.daemon.data_tick)
+            if self._waiting_long(now):
+                # (20 steps a second, each counting the device's users, for
+                # as long as an operator leaves the container running)
+                with trio.move_on_after(LONG_WAIT_TICK):
+                    await self._until_news(math.inf)
+            else:
+                await trio.sleep(self.daemon.data_tick)
             return
         due = self.last_step + self.daemon.idle_step
         if self.device is not None and self.primary.checkpoint_wanted():
@@ -405,12 +417,26 @@ class ResourceWorker:
             # least a tick from now: a step that did not write it, as after
             # a sync set it, must not be followed by the next at once.)
             due = min(due, max(persist, now + self.daemon.data_tick))
+        await self._until_news(due)
+
+    async def _until_news(self, due):
+        """Until news arrived or `due` (monotonic) passed; rounds wake it to look."""
         # Always a checkpoint: with a due time already past, the loop below
         # does not wait, and a worker stepping on without one froze its marsd.
         await trio.sleep(0)
         while not self.news_arrived and time.monotonic() < due:
             await self.woken.wait()
             self.woken = trio.Event()
+
+    def _waiting_long(self, now):
+        """Whether this worker's device is up and it has waited for the same
+        reason for LONG_WAIT_AFTER seconds."""
+        if self.device is None or not self.waiting:
+            self.waited = None
+            return False
+        if self.waited is None or self.waited[0] != self.waiting:
+            self.waited = (self.waiting, now)
+        return now - self.waited[1] >= LONG_WAIT_AFTER
 
     def _report_disk(self, state):
         disk = state.disk(self.res)

@@ -42,3 +42,54 @@ def test_an_internal_error_of_every_step_is_logged_with_its_traceback_once(tmp_p
     assert len(steps) == 4
     assert steps[1:] == ["internal error: KeyError('no such thing')"] * 3   # in the views
     assert len(said) == 1 and said[0].exc_info
+
+
+def test_a_primary_waiting_long_for_the_same_thing_steps_twice_a_second_not_every_tick(
+        tmp_path, monkeypatch):
+    """Its device up and in use while it should go (an operator's container
+    left running after `marsadm secondary`), it stepped every data tick —
+    twenty a second, each counting the device's users — for as long as
+    that lasted. After LONG_WAIT_AFTER of the same wait it steps every
+    LONG_WAIT_TICK; news (an unmount) still ends a pause at once."""
+    from types import SimpleNamespace
+
+    import trio.testing
+
+    from mars import worker as module
+
+    # (virtual time: the worker's monotonic clock is trio's)
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=trio.current_time))
+
+    env = HostEnv("h1", tmp_path / "h1")
+    env.ensure_state_dir()
+    daemon = Daemon(env, data_tick=0.05)
+    daemon.store = Store(env.db_path, "h1")
+    worker = ResourceWorker(daemon, "vm1")
+    worker.primary.device = SimpleNamespace()       # (up)
+    worker.leaving, worker.waiting = True, "device /dev/mars/vm1 still in use"
+    pauses = []
+
+    async def main():
+        for _ in range(60):
+            started = trio.current_time()
+            await worker._pause(False, trio.current_time())
+            pauses.append(trio.current_time() - started)
+        worker.waiting = "another reason"           # a new wait: ticks again
+        started = trio.current_time()
+        await worker._pause(False, trio.current_time())
+        pauses.append(trio.current_time() - started)
+        async with trio.open_nursery() as nursery:  # news ends a long wait's pause
+            worker.waiting = "another reason"
+            worker.waited = ("another reason", trio.current_time() - 10)
+            nursery.start_soon(worker._pause, False, trio.current_time())
+            await trio.sleep(0.1)
+            started = trio.current_time()
+            worker.news()
+        pauses.append(trio.current_time() - started)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    daemon.store.close()
+    assert all(pause < 0.2 for pause in pauses[:20])            # the first 2 s: ticks
+    assert all(pause >= module.LONG_WAIT_TICK - 0.05 for pause in pauses[45:60])
+    assert pauses[60] < 0.2
+    assert pauses[61] < 0.2
