@@ -438,6 +438,11 @@ class Primary:
             worker.report(device_refused=self.refused, recovering=False)
             return
         except (OSError, trio.TooSlowError):
+            # (its process ended by `start`: its FUSE mount, if it made one,
+            # would make the next try's mountpoint answer ENOTCONN)
+            if await trio.to_thread.run_sync(devices.unmount_stale, self.fuse_dir):
+                log.info("%s: unmounted the FUSE mount of the device that did not come up",
+                         self.res)
             self.device_failures += 1
             self.device_retry_at = time.monotonic() + min(
                 DEVICE_RETRY_FIRST * 2 ** (self.device_failures - 1), DEVICE_RETRY_MAX)
@@ -910,14 +915,24 @@ class DeviceProcess:
             self.spawn(args)
         else:
             await self.stdin.send_all((json.dumps({"args": args}) + "\n").encode())
-        message = await self._next_line(timeout=600)
-        if message.get("event") == "refused":
-            await trio.to_thread.run_sync(self.process.wait)
-            await self.stdin.aclose()
-            await self.stdout.aclose()
-            raise DeviceRefused(message.get("reason", "?"), *message.get("damage") or ("?", 0))
-        if message.get("event") != "ready":
-            raise OSError(f"device process did not come up: {message}")
+        try:
+            message = await self._next_line(timeout=600)
+            if message.get("event") == "refused":
+                await trio.to_thread.run_sync(self.process.wait)
+                await self.stdin.aclose()
+                await self.stdout.aclose()
+                raise DeviceRefused(message.get("reason", "?"),
+                                    *message.get("damage") or ("?", 0))
+            if message.get("event") != "ready":
+                raise OSError(f"device process did not come up: {message}")
+        except (OSError, ValueError, trio.TooSlowError, trio.Cancelled):
+            # Not up (hung, said something else, marsd stops): ended, with
+            # its FUSE mount. The next try started one beside it, on the
+            # same mountpoint.
+            self.drop()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.process.wait)
+            raise
         replies, self.replies = trio.open_memory_channel(math.inf)
         nursery.start_soon(self._read, replies, on_event)
         return message

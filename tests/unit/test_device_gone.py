@@ -88,3 +88,28 @@ def test_a_device_whose_pipe_broke_while_it_still_runs_is_an_error_not_a_death(t
     with pytest.raises(DeviceGone):
         trio.run(primary.round, STATE, True)
     assert deaths == []
+
+
+@pytest.mark.parametrize("says", [b'{"event": "listening"}\n', None],
+                         ids=["something-else", "nothing-in-time"])
+def test_a_device_process_that_does_not_come_up_is_ended(says):
+    """One that said something else than `ready`, or nothing within its
+    time, ran on (with its FUSE mount) beside the next try's."""
+    async def main():
+        device = DeviceProcess()
+        script = "import sys, time; sys.stdout.write(sys.argv[1]); sys.stdout.flush(); " \
+            "time.sleep(60)"
+        device.attach(subprocess.Popen([sys.executable, "-c", script,
+                                        (says or b"").decode()],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+        async with trio.open_nursery() as nursery:
+            if says is None:
+                with trio.move_on_after(0.5):       # (the start's own limit is 600 s)
+                    await device.start(["--x"], nursery, lambda: None)
+            else:
+                with pytest.raises(OSError, match="did not come up"):
+                    await device.start(["--x"], nursery, lambda: None)
+        return device.process
+
+    process = trio.run(main)
+    assert process.poll() is not None           # ended and reaped
