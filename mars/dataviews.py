@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from mars.logfile import list_logfiles, parse_logfile_name
-from mars.history import missed_unlogged
+from mars.history import history_conflict, missed_unlogged
 from mars.replay import Cursor
 from mars.keys import (PRIMARY_NAME, global_pause_name, replay_name, resource_dir_name,
                        syncpos_name, syncstatus_name,
@@ -197,11 +197,14 @@ def rest(state, res, status, name):
     """A secondary's bytes still to fetch (`fetch_rest`: of the primary's
     log as it last listed it, or said it in the metadata while fetch is
     paused or the listing fails), to replay (`replay_rest`), or both (`work_rest`); 0 on the
-    primary."""
+    primary. Empty (unknown) without marsd's status: a `0` would read as
+    "nothing missing" (failover's account of what is lost, migrate's lag)."""
     if not state.disk(res):
         return ""
-    if status.get("is_primary"):
+    if status.get("is_primary") or (not status and is_actual_primary(state, res)):
         return "0"
+    if not status:
+        return ""
     return str(status.get(name, 0))
 
 
@@ -283,10 +286,13 @@ def summary(state, res, status):
         if rest:
             rate = rates.get(name, 0)
             lines.append(f"  {name}: rest {_bytes(rest)}, rate {_bytes(rate)}/s, eta {_eta(rest, rate)}")
-    for label, key in (("split brain", "split_brain"), ("damage", "damage"),
-                       ("waiting", "waiting"), ("error", "error")):
-        if status.get(key):
-            lines.append(f"  {label}: {status[key]}")
+    # as view-is-split-brain: also what the metadata shows, which marsd's
+    # status says only a step later, and not at all while marsd is down
+    split_brain = status.get("split_brain") or history_conflict(state, res, state.members(res))
+    for label, value in (("split brain", split_brain), ("damage", status.get("damage")),
+                         ("waiting", status.get("waiting")), ("error", status.get("error"))):
+        if value:
+            lines.append(f"  {label}: {value}")
     if state.disk(res) and not status:
         lines.append("  marsd is not running on this host: figures unavailable")
     return "\n".join(lines) + "\n"

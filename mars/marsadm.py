@@ -4,6 +4,7 @@ Global options may stand anywhere on the line, as with the original:
 `marsadm view-get-primary vm1 --timeout=5` equals
 `marsadm --timeout=5 view-get-primary vm1`."""
 
+import math
 import sys
 from functools import wraps
 
@@ -105,12 +106,20 @@ def command(name, **settings):
     return decorate
 
 
+def _a_number(click_ctx, param, value):
+    """NaN passes click's float and its ranges (every comparison is false):
+    as --timeout it waited forever, as --window every host counted dead."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("not a number of seconds", param=param)
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, prog_name="marsadm")
-@click.option("--timeout", type=float, default=600.0, show_default=True,
+@click.option("--timeout", type=float, default=600.0, show_default=True, callback=_a_number,
               help="Seconds to wait for peers or conditions; -1 waits forever.")
 @click.option("--window", type=click.FloatRange(0, min_open=True), default=60.0,
-              show_default=True,
+              show_default=True, callback=_a_number,
               help="A host counts as alive if it reported within this many seconds (> 0).")
 @click.option("--host", default=None, help="Act as this host (default MARS_HOST or the hostname).")
 @click.option("--ip", default=None, help="This host's address (create-cluster, join-cluster).")

@@ -4,6 +4,8 @@ Each command checks everything against one snapshot of the store and only
 then writes its keys in a single transaction, so a refused command changes
 nothing. (The data plane that acts on these keys lives in marsd.)"""
 
+import fcntl
+import functools
 import os
 import re
 import stat
@@ -28,6 +30,19 @@ def disk_size(path):
         raise MarsError(f"disk {path} is neither a block device nor a regular file")
     with open(path, "rb") as handle:
         return handle.seek(0, os.SEEK_END)
+
+
+def one_at_a_time(command):
+    """Run `command` while no other command so marked runs on this host:
+    its checks read one snapshot of the store and its write is a second
+    transaction, so two creates or joins at once (two operators, a retry)
+    would both find the disk unused and both take it."""
+    @functools.wraps(command)
+    def run(self, *args, **kwargs):
+        with open(self.env.state_dir / "resources.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return command(self, *args, **kwargs)
+    return run
 
 
 class HostCommands:
@@ -73,6 +88,7 @@ class Resources(HostCommands):
         changes.update({todo_key(res, self.host, switch): 1 for switch in TODO_SWITCHES})
         return changes
 
+    @one_at_a_time
     def create(self, res, disk, size_text=None, force=False):
         """Create a resource with this host as its designated primary."""
         check_resource(res)
@@ -101,6 +117,7 @@ class Resources(HostCommands):
         changes.update(self._member_keys(res, disk, size))
         return self._write(changes)
 
+    @one_at_a_time
     def join(self, res, disk):
         """Become a member (replica) of an existing resource."""
         state = self._state_in_cluster()
@@ -183,10 +200,14 @@ class Resources(HostCommands):
             state.require(res)
             holders = self._holders(res)
             if holders and not force:
+                # the way for a host that is down, too: after the deletion,
+                # its keys stay until it is back, and a new `res` refused
+                # (or, forced, counts it as a member with the old data)
                 raise MarsError(
                     f"resource '{res}' is not empty: first remove the hosts '{','.join(holders)}' "
-                    "via leave-resource (on each of them), or --force to delete it anyway; "
-                    "nothing changed")
+                    "via leave-resource (on each of them; for one that is down, here: "
+                    f"marsadm --host=<it> leave-resource --force {res}), or --force to delete "
+                    "it anyway; nothing changed")
             shared = [key for key in self.store.live_values(res_key(res, "")) if owner_of(key) is None]
             changes.update({key: None for key in shared + self._own_keys(res)})
         return self._write(changes)

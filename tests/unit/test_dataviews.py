@@ -422,12 +422,14 @@ def test_sync_rest_and_work_rest_are_empty_on_a_non_member(disk):
                                          ("replay-rest", "replay_rest")])
 def test_the_rests_are_what_marsd_reports_and_zero_on_the_primary(disk, macro, name):
     """work-rest, and its parts as the kernel's marsadm has them: fetch-rest
-    (of the primary's log as it last listed it or said it) and replay-rest."""
+    (of the primary's log as it last listed it or said it) and replay-rest;
+    unknown (empty) on a secondary without marsd's status, not 0."""
     def view(state, status):
         return DATA_VIEWS[macro](state, RES, SimpleNamespace(status=lambda res: status))
     assert view(state(disk), secondary_status(**{name: 12345})) == "12345"
-    assert view(state(disk), {}) == "0"
+    assert view(state(disk), {}) == ""
     assert view(primary_state(disk), primary_status(**{name: 999})) == "0"
+    assert view(primary_state(disk), {}) == "0"
 
 
 def test_fetch_lognr_and_logsize_are_the_newest_logfile_held_here_marsd_running_or_not(
