@@ -287,6 +287,8 @@ class Failover(Operation):
                         f"{res}: {primary.name} has not received {amount(unreceived)} of "
                         f"{self.dead.name}'s log (as {self.dead.name} last said it): a "
                         "failover now loses it")
+                elif unreceived is None:
+                    self._untold(res, primary)
                 self.summary["unreceived"][res] = unreceived
                 take_over(planned, res, self.config.handover_timeout,
                           self.ctx.reporter.warning)
@@ -330,6 +332,7 @@ class Failover(Operation):
         and what was lost as the replicas last heard of HOST's log."""
         summary = self.summary
         lost = {res: size for res, size in summary["unreceived"].items() if size}
+        untold = sorted(res for res, size in summary["unreceived"].items() if size is None)
         parts = [f"{counted(len(summary['taken_over']), 'resource')} taken over",
                  f"{counted(len(summary['dropped']), 'replica')} dropped"]
         failed = sorted(summary["failed"])
@@ -338,7 +341,9 @@ class Failover(Operation):
         if lost:
             each = ", ".join(f"{res} {amount(size)}" for res, size in sorted(lost.items()))
             parts.append(f"{amount(sum(lost.values()))} of its log lost ({each})")
-        elif summary["taken_over"]:
+        if untold:
+            parts.append(f"what was lost of {', '.join(untold)} cannot be told")
+        elif not lost and summary["taken_over"]:
             parts.append("nothing its replicas had heard of lost")
         return f"failover of {self.dead.name}: {', '.join(parts)}"
 
@@ -396,6 +401,8 @@ class Failover(Operation):
                     f"{res}: {primary.name} had not received {amount(unreceived)} of "
                     f"{self.dead.name}'s log (as {self.dead.name} last said it): lost with "
                     f"{self.dead.name}, and what it wrote after that")
+            elif unreceived is None:
+                self._untold(res, primary)
             self.summary["unreceived"][res] = unreceived
             take_over(primary, res, self.config.handover_timeout, self.ctx.reporter.warning)
             self.ctx.inject("failover:taken-over")
@@ -446,6 +453,15 @@ class Failover(Operation):
         except (FootballError, TransportError):
             return None
         return int(value) if value.isdigit() else None
+
+    def _untold(self, res, primary):
+        """Warn that what `primary` lacks of the dead host's log of `res` is
+        unknown (its view says nothing: marsd not running, a view that
+        failed): the account said "nothing lost"."""
+        self.ctx.reporter.warning(
+            f"{res}: how much of {self.dead.name}'s log {primary.name} has not received "
+            f"cannot be told (marsadm view-fetch-rest {res} there says nothing); what "
+            f"{self.dead.name} wrote that {primary.name} lacks is lost with it")
 
     def _drop(self, res, primary):
         """HOST's replica of `res` leaves, on `primary`."""

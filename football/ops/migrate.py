@@ -590,6 +590,9 @@ class Migrate(Operation):
         limit_mars_logfile (again: it was below before the waits for the
         handover slot and the locks), else []."""
         lag = self._lag(target)
+        if lag is None:
+            return [f"the replication lag on {target.name} cannot be read (marsadm view-work-"
+                    f"rest {self.res} says nothing: is marsd running there?)"]
         if lag <= self.config.limit_mars_logfile * MIB:
             return []
         return [f"the replication lag on {target.name} is {lag >> 20} MiB again, over "
@@ -649,7 +652,7 @@ class Migrate(Operation):
     def _wait_for_small_lag(self, target, down_since=None):
         limit = self.config.limit_mars_logfile * MIB
         try:
-            wait_until(lambda: self._lag(target) <= limit,
+            wait_until(lambda: (lag := self._lag(target)) is not None and lag <= limit,
                        self.config.lag_timeout, self.config.poll_interval,
                        f"the replication lag of {self.res} on {target.name} to fall under "
                        f"{self.config.limit_mars_logfile} MiB")
@@ -667,8 +670,11 @@ class Migrate(Operation):
             raise TimedOut(said) from None
 
     def _lag(self, target):
-        """Bytes `target` has still to fetch and replay (`view-work-rest`)."""
-        return int(facts.view(target, "work-rest", self.res) or 0)
+        """Bytes `target` has still to fetch and replay (`view-work-rest`);
+        None where its view cannot tell (empty: marsd not running there),
+        which is no small lag."""
+        value = facts.view(target, "work-rest", self.res)
+        return int(value) if value.isdigit() else None
 
     def _stopped_in_window(self, target):
         """Where the window stops the stack: the source and the old hosts."""

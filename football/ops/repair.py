@@ -353,7 +353,10 @@ class RepairMars(Repair):
             self.rollback = (f"{self.res} {runs} its primary {primary}: rebuilt from "
                              f"{chosen}'s copy it goes back to what {chosen} holds"
                              + (f" ({behind} bytes of {primary}'s log not yet replayed there "
-                                "are lost)" if behind and behind != "0" else "")
+                                "are lost)" if behind and behind != "0" else
+                                f" (what of {primary}'s log is not yet replayed there cannot "
+                                "be told: its view-work-rest says nothing; that is lost)"
+                                if not behind else "")
                              + f"; to keep {primary}'s data, name {primary} first")
             self.warn(self.rollback)
             return

@@ -365,6 +365,10 @@ class FakeFleet:
             return str(replica.sync_rest) if replica else ""
         if macro == "sync-received":
             return str(replica.received) if replica else ""
+        if macro in ("work-rest", "fetch-rest", "replay-rest") and replica and \
+                name in self.marsd_stopped and name != resource.primary and \
+                not self.kernel_marsadm:
+            return ""       # (ours: unknown without marsd; the kernel's reads its tree)
         if macro in ("work-rest", "fetch-rest"):      # (a record is a byte here)
             listed = len(resource.records) if replica is None or replica.listed is None \
                 else replica.listed

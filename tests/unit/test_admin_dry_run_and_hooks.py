@@ -111,6 +111,19 @@ def test_repair_mars_from_a_copy_behind_the_running_primary_says_what_it_loses(f
     assert fleet.running("vm1") == ["a1"] and sorted(fleet.members("vm1")) == ["a1", "a2"]
 
 
+def test_repair_mars_from_a_copy_whose_lag_cannot_be_read_says_that_too(fleet, monkeypatch):
+    """Its `view-work-rest` said nothing (or failed): the confirmation left
+    out what the rebuild loses, as if nothing."""
+    failing(fleet, monkeypatch, lambda host, argv: host == "a2" and
+            argv[:2] == ("marsadm", "view-work-rest"), 0, "")
+    code, _, stderr = football(fleet, "repair-mars", "vm1", "a2", yes=False)
+    assert code == 191 and "vm1 runs on its primary a1: rebuilt from a2's copy it goes back " \
+        "to what a2 holds (what of a1's log is not yet replayed there cannot be told: its " \
+        "view-work-rest says nothing; that is lost); to keep a1's data, name a1 first" \
+        in stderr, stderr
+    assert fleet.running("vm1") == ["a1"] and sorted(fleet.members("vm1")) == ["a1", "a2"]
+
+
 def test_repair_mars_from_a_copy_behind_the_stopped_primary_says_what_it_loses(fleet):
     """The same with vm1 stopped on a1: said only while it ran there."""
     fleet.stalled["a2"] = "fetch cut off"

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from football.cli import cli
 from football.ops.failover import Failover
-from tests.helpers.fakefleet import (FakeHostRunner, fake_fleet, football, fresh_resource,
-                                    replica_behind, report_of)
+from tests.helpers.fakefleet import (FakeHostRunner, failing, fake_fleet, football,
+                                    fresh_resource, replica_behind, report_of)
 
 fleet = fake_fleet
 
@@ -455,3 +455,21 @@ def test_a_replica_that_cannot_be_asked_keeps_one_that_holds_less_from_taking_ov
         "--host=b1 leave-resource --force vm1" in warnings, warnings
     assert three.resources["vm1"].primary == "a1" and three.running("vm1") == []
     assert not [change for change in three.changes()[before:] if "vm1" in change]
+
+
+def test_a_takeover_whose_loss_cannot_be_read_says_so_not_that_nothing_was_lost(
+        three, monkeypatch):
+    """`view-fetch-rest` on the new primary failed (or said nothing): the
+    failover ended "nothing its replicas had heard of lost", unsaid."""
+    three.switch_off("a1")
+    failing(three, monkeypatch, lambda host, argv: argv[:2] == ("marsadm", "view-fetch-rest"),
+            1, "marsadm: timed out")
+    code, events, stderr = football(three, "failover", "a1")
+    assert code == 0, stderr
+    warnings = [event["text"] for event in events if event["event"] == "warning"]
+    assert "vm1: how much of a1's log a2 has not received cannot be told (marsadm " \
+        "view-fetch-rest vm1 there says nothing); what a1 wrote that a2 lacks is lost with " \
+        "it" in warnings, warnings
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert said[-1] == "failover of a1: 1 resource taken over, 2 replicas dropped, what was " \
+        "lost of vm1 cannot be told", said

@@ -5,7 +5,7 @@ replicas), and a wait names only the targets that sync."""
 
 from pathlib import Path
 
-from tests.helpers.fakefleet import HOMES, fake_fleet, football
+from tests.helpers.fakefleet import HOMES, failing, fake_fleet, football
 
 fleet = fake_fleet
 
@@ -115,3 +115,23 @@ def test_a_lag_that_does_not_fall_says_why_and_that_nothing_was_stopped(fleet):
     assert f"waiting for the replication lag of vm1 on b1 to fall under 0 MiB; b1: error: {why}; " \
         "nothing was stopped: vm1 runs on a1" in stderr, stderr
     assert fleet.running("vm1") == ["a1"]
+
+
+def test_a_lag_that_cannot_be_read_is_no_small_lag(fleet, monkeypatch):
+    """b1's `view-work-rest` says nothing (ours, where marsd has no status
+    of the replica): that counted as no lag (`int('' or 0)`), and the
+    handover went on to a replica whose state nobody could tell. It waits,
+    and says why."""
+    for phase in ("prepare", "wait"):
+        code, _, stderr = football(fleet, f"migrate-{phase}", "vm1", "cluster2")
+        assert code == 0, stderr
+    undo = failing(fleet, monkeypatch, lambda host, argv: host == "b1" and
+                   argv[:2] == ("marsadm", "view-work-rest"), 0, "")
+    code, _, stderr = football(fleet, "--var", "lag_timeout=0.3", "--var", "poll_interval=0.05",
+                               "migrate-finish", "vm1", "cluster2")
+    assert code == 198, stderr
+    assert "waiting for the replication lag of vm1 on b1 to fall under 64 MiB" in stderr, stderr
+    assert fleet.running("vm1") == ["a1"] and fleet.resources["vm1"].primary == "a1"
+    undo()
+    code, _, stderr = football(fleet, "migrate-finish", "vm1", "cluster2")
+    assert code == 0, stderr
