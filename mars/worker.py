@@ -474,6 +474,14 @@ class ResourceWorker:
         if await self.follower.low_on_space(state, source, free):
             return False
         size = state.size(self.res)
+        disk_size = self.status.get("disk_size") or 0       # (this step's `_report_disk`)
+        if 0 < disk_size < size:
+            # (a resize that raced this member's join: a write past the end
+            # of its disk fails, or on a file grows it, unsaid)
+            self.wait(f"the disk {state.disk(self.res)} holds {disk_size} bytes, the resource "
+                      f"{size}: grow it to at least that (lvresize); nothing is synced or "
+                      "replayed onto it until then")
+            return False
         synced = int(state.resource_value(self.res, syncstatus_name(self.host), "0") or 0)
         if synced < size:
             if not self.switch(state, "sync"):

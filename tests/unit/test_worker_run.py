@@ -93,3 +93,31 @@ def test_a_primary_waiting_long_for_the_same_thing_steps_twice_a_second_not_ever
     assert all(pause >= module.LONG_WAIT_TICK - 0.05 for pause in pauses[45:60])
     assert pauses[60] < 0.2
     assert pauses[61] < 0.2
+
+
+def test_a_secondary_whose_disk_is_smaller_than_the_resource_waits_and_says_so(tmp_path):
+    """A resize that raced this member's join left its disk smaller than
+    the resource: the sync wrote past the disk's end (an error at each
+    step on an LV; on the lab's file, the file grew), unsaid."""
+    env = HostEnv("h1", tmp_path / "h1")
+    env.ensure_state_dir()
+    daemon = Daemon(env)
+    daemon.store = Store(env.db_path, "h1")
+    make_disk(tmp_path / "disk1", MIB)
+    daemon.store.write({"ips/ip-h1": "127.0.0.1",
+                        "resource-vm1/data-h1": str(tmp_path / "disk1"),
+                        "resource-vm1/size": str(2 * MIB), "resource-vm1/primary": "h2"})
+    worker = ResourceWorker(daemon, "vm1")
+    worker.dir.mkdir(parents=True)
+
+    async def step():
+        state = worker.state()
+        worker._report_disk(state)
+        return await worker._secondary(state, None)
+
+    assert trio.run(step) is False
+    daemon.store.close()
+    assert worker.waiting == (f"the disk {tmp_path / 'disk1'} holds {MIB} bytes, the resource "
+                              f"{2 * MIB}: grow it to at least that (lvresize); nothing is "
+                              "synced or replayed onto it until then")
+    assert (tmp_path / "disk1").stat().st_size == MIB
