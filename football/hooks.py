@@ -22,9 +22,12 @@ through `host.run(argv)`; no hook touches a host's files directly.
 Plugins come from the shipped modules (`BUILTIN_PLUGINS`), installed
 packages (entry point group `football.plugins`) and plugin directories (the
 tunable `plugin_dirs`): every `*.py` file there whose name does not start
-with `_` is imported and registered. A hook implementation that no spec
-knows, or with arguments its spec does not have, is refused when it is
-loaded (`PluginLoadError` naming the file, exit 191)."""
+with `_` is imported and registered (as the object its `new_plugin()` makes,
+if it has one, as the shipped ones; a file reached twice, through a link or
+a directory named twice, once). A plugin that cannot be imported, or
+implements a hook that no spec knows or with arguments its spec does not
+have, is refused when it is loaded (`PluginLoadError` naming the file, or
+the package and its entry point; exit 191)."""
 
 import functools
 import hashlib
@@ -203,7 +206,8 @@ class CheckSpec:
         """Called before a downtime window (before anything is stopped) for
         the host where `res` will start. Return True (or None) when `res`
         can start on `host`; `False` or `(False, reason)` vetoes the
-        handover. *All results.* Default: True."""
+        handover; any other answer is refused (`Illegal`). *All results.*
+        Default: True."""
 
     @hookspec
     def resource_check(self, host, res):
@@ -246,7 +250,8 @@ class HandoverSpec:
         while the answer is no. Return True (or None) when the downtime may
         begin now; `False` or `(False, reason)` makes the operation wait
         (`start_wait`/`poll_wait` with what=`downtime`) until every plugin
-        agrees, and refuse with `Illegal` after `downtime_gate_timeout`.
+        agrees, and refuse with `Illegal` after `downtime_gate_timeout`;
+        any other answer is refused at once (`Illegal`, nothing stopped).
         `again` is False then; True when a migrate or a shrink asks once
         more right before its window, after it waited for its slot and its
         locks (which may last long): answer whether now is still a good
@@ -403,7 +408,7 @@ def plugin_manager(extra=(), entry_points=True, plugin_dirs=()):
         module = importlib.import_module(name)
         manager.register(getattr(module, "new_plugin", lambda: module)(), name=name)
     if entry_points:
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        register_entry_points(manager)
     manager.check_pending()
     for directory in plugin_dirs:
         register_plugin_dir(manager, directory)
@@ -411,6 +416,28 @@ def plugin_manager(extra=(), entry_points=True, plugin_dirs=()):
         manager.register(plugin)
     manager.check_pending()
     return manager
+
+
+def register_entry_points(manager):
+    """Register the plugins of installed packages (entry point group
+    `football.plugins`); `PluginLoadError` naming the entry point and its
+    package when one cannot be loaded or does not match the specs."""
+    for distribution in importlib.metadata.distributions():
+        for entry_point in distribution.entry_points.select(group=ENTRY_POINT_GROUP):
+            if manager.has_plugin(entry_point.name) or manager.is_blocked(entry_point.name):
+                continue
+            what = (f"plugin {entry_point.name} ({entry_point.value}) of the installed package "
+                    f"{distribution.metadata['Name']} (entry point group {ENTRY_POINT_GROUP})")
+            try:
+                plugin = entry_point.load()
+            except (Exception, SystemExit) as error:
+                raise PluginLoadError(f"{what} cannot be loaded: {type(error).__name__}: "
+                                      f"{error}") from None
+            try:
+                manager.register(plugin, name=entry_point.name)
+                manager.check_pending()
+            except pluggy.PluginValidationError as error:
+                raise PluginLoadError(f"{what}: {error}") from None
 
 
 def register_plugin_dir(manager, directory):
@@ -424,21 +451,25 @@ def register_plugin_dir(manager, directory):
     for file in sorted(path.glob("*.py")):
         if file.name.startswith("_"):
             continue
-        module = _import_file(file)
+        name = str(file.resolve())
+        if manager.has_plugin(name):
+            continue        # its hooks would be called twice (each notification sent twice)
+        plugin = _import_file(file)
         try:
-            manager.register(module, name=str(file))
-            for caller in manager.get_hookcallers(module) or ():
+            manager.register(plugin, name=name)
+            for caller in manager.get_hookcallers(plugin) or ():
                 if not caller.has_spec() and not all(
                         impl.optionalhook for impl in caller.get_hookimpls()
-                        if impl.plugin is module):
+                        if impl.plugin is plugin):
                     raise pluggy.PluginValidationError(
-                        module, f"unknown hook {caller.name!r}; the hooks are listed in "
+                        plugin, f"unknown hook {caller.name!r}; the hooks are listed in "
                         "football/hooks.py")
         except pluggy.PluginValidationError as error:
             raise PluginLoadError(f"plugin file {file}: {error}") from None
 
 
 def _import_file(file):
+    """The plugin of `file`: its module, or what its `new_plugin()` makes."""
     # A name per path, so that two directories may hold files of the same name.
     digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]
     name = f"football_plugin_{file.stem}_{digest}"
@@ -447,11 +478,12 @@ def _import_file(file):
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
-        del sys.modules[name]
+        # (SystemExit: a script's `sys.exit(...)` when it lacks something)
+        return getattr(module, "new_plugin", lambda: module)()
+    except (Exception, SystemExit) as error:
+        sys.modules.pop(name, None)
         raise PluginLoadError(f"plugin file {file} cannot be imported: "
                               f"{type(error).__name__}: {error}") from None
-    return module
 
 
 def problems_of(results):
@@ -465,13 +497,23 @@ def problems_of(results):
 
 def vetoes_of(results, hook):
     """The reasons of the noes among the answers of a veto hook
-    (`is_startable`, `want_downtime`): `False`, or `(False, reason)`."""
+    (`is_startable`, `want_downtime`): `False`, or `(False, reason)`; a yes
+    is True (or None). Any other answer is `Illegal`: read as a yes, a
+    plugin's reason alone (as `resource_locked` takes one), or 0, let the
+    downtime begin that it meant to hold back."""
     reasons = []
     for result in results:
+        if result is True:
+            continue
         if result is False:
             reasons.append(f"a plugin's {hook} said no")
         elif isinstance(result, tuple) and result and result[0] is False:
             reasons.append(str(result[1]) if len(result) > 1 else f"a plugin's {hook} said no")
+        else:
+            raise Illegal(f"a plugin's {hook} answered {result!r}, neither a yes (True or None) "
+                          "nor a no (False, or (False, reason)); asked before anything is "
+                          f"stopped, nothing was stopped: fix the plugin ({hook} in "
+                          "football/hooks.py says what it answers)")
     return reasons
 
 

@@ -64,7 +64,11 @@ class Notifier:
                                             timeout=self.timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            # its end, not its pipes' end: a child that left the session (a
+            # mailer's daemon) may keep them open for ever
+            for pipe in (process.stdin, process.stdout, process.stderr):
+                pipe.close()
+            process.wait()
             raise NotifyFailed(f"{what} did not end within {self.timeout:g} s (notify_timeout) "
                                "and was killed") from None
         if process.returncode != 0:

@@ -29,6 +29,8 @@ from football.hooks import hookimpl
 from football.joblink import in_job
 
 PAUSE_ALL = "pause"
+# every <weekday>_<hour> there is: what business_hours is matched against
+WEEK_HOURS = tuple(f"{day}_{hour:02d}" for day in range(1, 8) for hour in range(24))
 
 
 def pause_file(state_dir, res=None):
@@ -112,6 +114,10 @@ def continue_file(state_dir, res):
 class Waiting:
     def __init__(self):
         self.config = None
+        # the resources whose `continue` this run used, until their window
+        # begins or the run goes back to the gates (as a job's `released`):
+        # a pause or another plugin's no at that poll must not use it up
+        self.released = set()
 
     @hookimpl
     def configure(self, config):
@@ -147,21 +153,35 @@ class Waiting:
     def want_downtime(self, res, source, target, again):
         if self.config is None:
             return True
+        if again:       # the window begins now, or the run goes back to the gates
+            self.released.discard(res)
         settings = self.config.reloaded()
         if settings.business_hours:
             now = time.strftime("%u_%H")
             if not re.fullmatch(settings.business_hours, now):
                 return (False, f"outside business_hours {settings.business_hours} (now {now})"
-                               f"{_unchanged(settings)}")
+                               f"{_never(settings.business_hours)}{_unchanged(settings)}")
         # a screener job's gate is its own (football/joblink.py): released
         # by `football screener continue`, durably
-        if settings.gate_before_downtime and not in_job() and not again:
+        if settings.gate_before_downtime and not in_job() and not again and \
+                res not in self.released:
             released = continue_file(settings.state_dir, res)
             if not released.exists():
                 return (False, f"waiting for the operator (gate_before_downtime): "
                                f"football continue {res}{_unchanged(settings)}")
             released.unlink(missing_ok=True)
+            self.released.add(res)
         return True
+
+
+def _never(business_hours):
+    """Why the gate never opens, when `business_hours` matches no hour of
+    the week (`8-18` for `0[8-9]|1[0-8]`): the run would wait out its
+    downtime_gate_timeout for a window that never comes."""
+    if any(re.fullmatch(business_hours, hour) for hour in WEEK_HOURS):
+        return ""
+    return (f"; it matches no <weekday 1-7>_<hour 00-23> ({WEEK_HOURS[0]} to {WEEK_HOURS[-1]}): "
+            "the downtime never begins, change business_hours")
 
 
 def _unchanged(settings):
