@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -49,6 +50,14 @@ def reported(function):
         except KeyboardInterrupt:
             _failed("interrupted; locks released. Re-run the same command to resume.",
                     EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            raise                       # (the reader went: `main` ends quietly)
+        except Exception as error:      # noqa: BLE001 - a plugin's hook, or a bug
+            # (a traceback and exit 1 gave --json's reader no `failed` event)
+            traceback.print_exc()
+            _failed(f"unexpected error: {type(error).__name__}: {error} (the traceback above: "
+                    "a plugin's hook or a bug in Football); `football status` shows what "
+                    "stays, and the same command goes on from there", EXIT_SERIOUS)
 
     return wrapper
 

@@ -52,9 +52,11 @@ class DowntimeWindow:
 
     def __enter__(self):
         op = self.op
-        op.journal.record("critical-section", window_started=self.down_since or time.time())
+        # (before the journal says the window began: a plugin that fails
+        # here has stopped nothing, and status said "inside the window")
         for part in op.hooks.call("save_resource_state", host=self.source, res=op.res):
             self.saved.update(part)
+        op.journal.record("critical-section", window_started=self.down_since or time.time())
         op._tell("section", name="downtime")
         self.began = time.monotonic()
         COMMAND_WATCHERS.append(self._timed)
