@@ -872,8 +872,9 @@ class Operation(StoppedContainer):
         return gate, vetoes, locks + away
 
     def _gates_closed_meanwhile(self, source, target, waited, more=()):
-        """Whether a plugin vetoes the downtime now (business hours ended), a
-        pause came, or one of `more` (the operation's own reasons) holds,
+        """Whether a plugin vetoes the downtime now (business hours ended) or
+        the start on `target` (is_startable), a pause came, or one of `more`
+        (the operation's own reasons) holds,
         after the run passed the gates and then waited for `waited` (its
         slot, its locks: which may last long) — the downtime would begin
         outside business hours or paused. Said; the run goes back to the
@@ -881,7 +882,10 @@ class Operation(StoppedContainer):
         first was used: the downtime it allowed did not begin then)."""
         link = joblink.current(self.config)
         _, vetoes, locks = self._downtime_objections(link, source, target, again=True)
-        reasons = vetoes + locks + list(more)
+        # (is_startable too: asked before the waits only, a host the CMDB
+        # put in maintenance meanwhile got the container)
+        unstartable = self.hooks.vetoes("is_startable", host=target, res=self.res)
+        reasons = vetoes + locks + unstartable + list(more)
         if not reasons:
             return False
         if link is not None:

@@ -29,3 +29,23 @@ def test_a_plugin_hook_that_raises_ends_the_run_with_198_and_a_failed_event(
     assert stops(fake_fleet) == [] and fake_fleet.running("vm1") == ["a1"]
     operations = report_of(fake_fleet, "status", "vm1")["operations"]
     assert not [op for op in operations if op["in_downtime"]], operations
+
+
+def test_a_start_vetoed_while_the_run_waited_for_its_locks_stops_nothing(
+        fake_fleet, tmp_path):  # noqa: F811 (the fixture imported above)
+    """is_startable was asked before the waits for the handover slot and the
+    locks only (want_downtime once more under them): a target the CMDB put
+    in maintenance meanwhile got the container."""
+    directory = plugin_dir(tmp_path, cmdb="""
+        asked = []
+
+        @hookimpl
+        def is_startable(host, res):
+            asked.append(host.name)
+            return len(asked) == 1 or (False, f"{host.name} went into maintenance")
+        """)
+    code, _, stderr = football(fake_fleet, *FAST, "--var", f"plugin_dirs={directory}",
+                               "migrate", "vm1", "cluster2")
+    assert code == 191, stderr
+    assert "b1 went into maintenance" in stderr and "nothing was stopped" in stderr, stderr
+    assert stops(fake_fleet) == [] and fake_fleet.running("vm1") == ["a1"]
