@@ -6,7 +6,7 @@ import pytest
 from hypothesis import settings
 
 from tests.helpers.dataplane import DataNet
-from tests.helpers.leftovers import clean_up_after, dead_runs, mark_alive
+from tests.helpers.leftovers import clean_up_after, dead_runs, done, guard, mark_alive
 
 
 # Property tests (hypothesis): in `make test` (CI) the same examples every
@@ -38,17 +38,32 @@ LONGEST_FILES_FIRST = (       # as `make test` printed them (2026-12-03, suite b
 def pytest_sessionstart(session):
     """As root, first clean up what earlier runs that were killed left (their
     labs, daemons, mounts: tests/helpers/leftovers.py), then mark this run
-    alive. In the controller only: xdist's workers live below its base dir."""
+    alive; in the controller only: xdist's workers live below its base dir.
+    Then, in every pytest process, start the guard that cleans up at once
+    after this process if it is killed."""
     config = session.config
-    if hasattr(config, "workerinput") or os.geteuid() != 0:
+    if os.geteuid() != 0:
         return
     factory = config._tmp_path_factory
-    given = factory._given_basetemp
-    runs_root = Path(given).parent if given else \
-        Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / "pytest-of-root"
-    for base in dead_runs(runs_root):
-        clean_up_after(base)
-    config.football_alive = mark_alive(factory.getbasetemp())
+    if not hasattr(config, "workerinput"):
+        given = factory._given_basetemp
+        runs_root = Path(given).parent if given else \
+            Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / \
+            "pytest-of-root"
+        for base in dead_runs(runs_root):
+            clean_up_after(base)
+        config.football_alive = mark_alive(factory.getbasetemp())
+    # the controller and each worker: what they leave goes at once if they are killed
+    config.football_guard = guard(factory.getbasetemp())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """After the last fixtures' teardown (also after a Ctrl-C): the run
+    cleaned up itself, its guard goes."""
+    guarding = getattr(session.config, "football_guard", None)
+    if guarding is not None:
+        done(guarding)
 
 
 _seconds_by_file = {}

@@ -8,7 +8,13 @@ dir as alive by holding a lock on `ALIVE` in it for as long as it runs; the
 next run finds the dirs of earlier runs whose lock nobody holds and
 removes what lives there: labs through `football lab down` (it works from
 what it finds), then any process that still names the dir, mounts below it
-and loop devices backed by files in it."""
+and loop devices backed by files in it.
+
+That clean-up also runs at once when a run is killed, not only at the next
+run: every pytest process (the controller, each xdist worker) starts a
+`guard` that waits on a pipe from it and cleans up its base temp dir when
+the pipe ends without the run saying `done` (SIGKILL of pytest or of a
+worker, a CI timeout)."""
 
 import ctypes
 import fcntl
@@ -106,10 +112,10 @@ def dead_runs(root):
 
 def clean_up_after(base, say=print):
     """Remove what the dead run of `base` left: labs, processes, mounts, loops."""
-    for state in Path(base).glob("**/lab.json"):
-        say(f"cleaning up after a killed test run: football lab down in {state.parent}")
+    for lab in lab_dirs(base):
+        say(f"cleaning up after a killed test run: football lab down in {lab}")
         subprocess.run([FOOTBALL, "lab", "down"], capture_output=True,
-                       env=dict(os.environ, FOOTBALL_LAB_DIR=str(state.parent)))
+                       env=dict(os.environ, FOOTBALL_LAB_DIR=str(lab)))
     pids = processes_naming(base)
     for pid, command in pids.items():
         say(f"cleaning up after a killed test run: stopping pid {pid} ({command})")
@@ -126,6 +132,62 @@ def clean_up_after(base, say=print):
             detach_loop(loop)
         except LoopError as error:
             say(f"cleaning up after a killed test run: {error}")
+
+
+def lab_dirs(base):
+    """The lab dirs below `base` (those holding a lab.json), all found before
+    the first is taken down: a lazy glob went on into the dir `lab down` had
+    just removed and ended the next run at its start (FileNotFoundError, an
+    INTERNALERROR). A dir that cannot be read (a dead FUSE mount: ENOTCONN)
+    is passed over, and nothing below a lab is searched (its containers'
+    files)."""
+    found = []
+    for directory, subdirs, files in os.walk(base):     # errors are passed over
+        if "lab.json" in files:
+            found.append(Path(directory))
+            subdirs.clear()
+    return found
+
+
+GUARD_LOG = ".football-guard.log"
+# the guard imports nothing until its run is gone (a pytest process each)
+GUARD = ("import sys\n"
+         "if sys.stdin.buffer.read() != b'done':\n"
+         "    from tests.helpers.leftovers import clean_up_after_death\n"
+         "    clean_up_after_death(sys.argv[1])\n")
+
+
+def guard(base):
+    """A process that cleans up after this pytest process (`clean_up_after`
+    its base temp dir `base`) when it dies without calling `done`. It waits
+    on a pipe, not for a parent-death signal: that comes when the starting
+    thread ends. A session of its own: the terminal's Ctrl-C, which pytest
+    handles, does not end it."""
+    with open(Path(base) / GUARD_LOG, "a") as log:
+        return subprocess.Popen([sys.executable, "-c", GUARD, str(base)],
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def done(process):
+    """The run of `process` (a `guard`) ended and cleaned up itself."""
+    try:
+        process.stdin.write(b"done")
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+    process.wait()
+
+
+def clean_up_after_death(base):
+    """In the guard, its run gone: hold the run's ALIVE lock meanwhile (a
+    next run's sweep then leaves the dir alone), and clean up."""
+    alive = Path(base) / ALIVE
+    handle = open(alive, "a") if alive.exists() else None
+    if handle is not None:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    clean_up_after(base)
 
 
 def _signal(pid, number):

@@ -5,7 +5,8 @@ server's files go once nobody holds their owner lock (tests/helpers/postgres.py)
 import subprocess
 import sys
 
-from tests.helpers.leftovers import names
+from tests.helpers import leftovers
+from tests.helpers.leftovers import clean_up_after, names
 from tests.helpers.postgres import DIR_PREFIX, remove_leftovers
 
 RUN = b"/tmp/pytest-of-root/pytest-4"
@@ -45,3 +46,22 @@ def test_the_files_of_a_killed_runs_postgres_server_go_and_a_live_ones_stay(tmp_
         holder.wait()
     remove_leftovers(tmp_path)                  # the run that held it was killed
     assert sorted(path.name for path in tmp_path.iterdir()) == [foreign.name]
+
+
+def test_the_labs_of_a_killed_run_are_all_taken_down_though_each_down_removes_its_dir(
+        tmp_path, monkeypatch):
+    """The next run's clean-up globbed lazily for lab.json while `lab down`
+    removed the dirs it walked: FileNotFoundError, the run ended at its start."""
+    base = tmp_path / "pytest-7"
+    labs = [base / "popen-gw0" / "lab0" / "lab", base / "popen-gw1" / "lab1" / "lab"]
+    for lab in labs:
+        (lab / "a1" / "mars").mkdir(parents=True)
+        (lab / "lab.json").write_text('{"marsd": {}}')
+    football = tmp_path / "football"            # `lab down` as far as the dirs go
+    football.write_text('#!/bin/sh\nrm -rf "$FOOTBALL_LAB_DIR"\n')
+    football.chmod(0o755)
+    monkeypatch.setattr(leftovers, "FOOTBALL", str(football))
+    said = []
+    clean_up_after(base, say=said.append)
+    assert not any(lab.exists() for lab in labs)
+    assert len([line for line in said if "lab down" in line]) == 2
