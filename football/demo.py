@@ -13,7 +13,10 @@ from football.ops.migrate import Migrate
 from football.report import Reporter, sync_phrase
 from football.hostside.container import WORKLOAD_LOG
 
-SETTLE_SECONDS = 2.0
+# The workload writes a record a moment: the demo waits for a few before the
+# move and for its first after it, polling, at most WRITES_WAIT seconds (a
+# fixed 2 s sleep saw none after the move on a loaded machine: "wrote nothing")
+RECORDS_BEFORE, WRITES_WAIT, POLL = 5, 60.0, 0.2
 
 
 def parse_workload_log(text):
@@ -65,6 +68,15 @@ class StopWitness:
         return result
 
 
+def records_until(enough, host, res):
+    """The workload's records on `host` once `enough(records)`, or as they
+    are after WRITES_WAIT (what they lack is then said by `verify`)."""
+    deadline = time.monotonic() + WRITES_WAIT
+    while not enough(records := workload_records(host, res)) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    return records
+
+
 def run_demo(the_lab, echo, as_json=False):
     """Bring the lab up, migrate the demo container to the other cluster,
     print the summary; True when the data checks out."""
@@ -80,7 +92,7 @@ def run_demo(the_lab, echo, as_json=False):
                   yes=True)
     source = inv.host(the_lab.primary_of(res))
     target = next(name for name in inv.clusters if name != source.cluster)
-    time.sleep(SETTLE_SECONDS)                 # let the workload write a little first
+    records_until(lambda records: len(records) >= RECORDS_BEFORE, source, res)
     echo(f"\n{res} runs on {source.name} ({source.cluster}); its workload has written "
          f"{len(workload_records(source, res))} records. Migrating it to {target} "
          "while it writes:\n")
@@ -88,9 +100,8 @@ def run_demo(the_lab, echo, as_json=False):
     summary = Migrate(ctx, res, target).run()
     total = time.monotonic() - started
     new_home = inv.host(the_lab.primary_of(res))
-    time.sleep(SETTLE_SECONDS)
-    after = workload_records(new_home, res)
     before = witness.records or []
+    after = records_until(lambda records: len(records) > len(before), new_home, res)
     problems = verify(before, after)
     gap = after[len(before)][1] - before[-1][1] if before and len(after) > len(before) else 0.0
     lines = [
