@@ -556,6 +556,11 @@ class Migrate(Operation):
             self.say(f"* finish: {self.res} already {self._up_as(target)}")
             # an earlier run's window (a screener job resumed after its worker died)
             self.summary["downtime_seconds"] = self.journal.decided.get("downtime")
+            if self.journal.decided.get("window_ended") is None:
+                # that run died between the start here and the window's end:
+                # cleanup_delay counts from now (it was skipped: the old
+                # replicas, the way back, went at once)
+                self.journal.decide(window_ended=time.time())
             self.journal.record("finish")
             return
         self._follow_a_stop_or_start_meanwhile(self.source, self._hosts_involved())

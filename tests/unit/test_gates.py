@@ -448,3 +448,30 @@ def test_where_controllers_share_a_jobs_database_a_pause_holds_every_controllers
     from football.jobdb import shared_pauses
 
     assert shared_pauses(Config(variables=[queue[1]], environ={})) == {}
+
+
+def test_a_run_that_died_after_the_start_before_the_windows_end_still_delays_the_cleanup(
+        fleet, monkeypatch):
+    """The container started on the target, then the run died before its
+    window's end was recorded: the re-run found it "already up" and, with
+    no end of the window to count from, skipped cleanup_delay — the old
+    replicas (the way back) went at once."""
+    from football.ops.base import InjectedFailure
+    from football.ops.migrate import Migrate
+
+    real = Migrate._bring_up
+
+    def up_then_killed(self, target):
+        real(self, target)
+        raise InjectedFailure("killed right after the start")
+
+    monkeypatch.setattr(Migrate, "_bring_up", up_then_killed)
+    code, _, stderr = football(fleet, "migrate", "vm1", "cluster2")
+    assert code == 1 and fleet.running("vm1") == ["b1"], stderr
+    monkeypatch.setattr(Migrate, "_bring_up", real)
+    code, events, stderr = football(fleet, "--var", "cleanup_delay=0.3", "migrate", "vm1",
+                                    "cluster2")
+    assert code == 0, stderr
+    said = [event["text"] for event in events if event["event"] == "message"]
+    assert [text for text in said if "cleanup_delay 0.3 s after the downtime window" in text], \
+        said
