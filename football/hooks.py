@@ -486,11 +486,16 @@ def _import_file(file):
                               f"{type(error).__name__}: {error}") from None
 
 
-def problems_of(results):
+def problems_of(results, hook="a check hook"):
     """The problem strings of an all-results check hook: each plugin's list
-    (or single string), concatenated."""
+    (or single string), concatenated. Any other answer (True for "fine") is
+    `Illegal` naming the hook: it ended in a TypeError's traceback."""
     found = []
     for result in results:
+        if not isinstance(result, (str, list, tuple)):
+            raise Illegal(f"a plugin's {hook} answered {result!r}, not a list of problems "
+                          f"(empty: none) nor one problem's text; nothing was changed: fix the "
+                          f"plugin ({hook} in football/hooks.py says what it answers)")
         found.extend([result] if isinstance(result, str) else result)
     return [str(problem) for problem in found]
 
@@ -564,7 +569,7 @@ class Hooks:
 
     def problems(self, name, /, **kwargs):
         """The problems an all-results check hook found, as one list."""
-        return problems_of(self.call(name, **kwargs))
+        return problems_of(self.call(name, **kwargs), name)
 
     def vetoes(self, name, /, **kwargs):
         """The reasons of the plugins that said no to a veto hook."""

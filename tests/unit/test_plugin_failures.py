@@ -49,3 +49,19 @@ def test_a_start_vetoed_while_the_run_waited_for_its_locks_stops_nothing(
     assert code == 191, stderr
     assert "b1 went into maintenance" in stderr and "nothing was stopped" in stderr, stderr
     assert stops(fake_fleet) == [] and fake_fleet.running("vm1") == ["a1"]
+
+
+def test_a_check_hook_answering_true_is_refused_naming_the_hook(
+        fake_fleet, tmp_path):  # noqa: F811 (the fixture imported above)
+    """A check hook's answer is a list of problems: True ("fine") ended in
+    a TypeError's traceback."""
+    directory = plugin_dir(tmp_path, cmdb="""
+        @hookimpl
+        def check_host(host):
+            return True
+        """)
+    code, _, stderr = football(fake_fleet, "--var", f"plugin_dirs={directory}", "migrate",
+                               "vm1", "cluster2")
+    assert code == 191, stderr
+    assert "a plugin's check_host answered True, not a list of problems" in stderr, stderr
+    assert fake_fleet.changes() == []
