@@ -5,7 +5,9 @@ the disk in bounded, resumable steps (fast full sync: only chunks whose
 digests differ travel; the server side is `mars.transfer`). Replay starts at
 `syncpos-<host>`, the source's log position when the sync started; a
 complete sync moves `syncpos` to where the source's log ended after the last
-chunk, the point from which the copy is consistent."""
+chunk, the point from which the copy is consistent. All of a sync's chunks
+come from one source: one that changes midway starts it anew
+(`_source_changed`)."""
 
 import logging
 import math
@@ -84,6 +86,7 @@ class SyncClient:
         self.persisted = 0.0
         self.persisting = False
         self.generation = 0             # a new sync (join, invalidate) starts a new one
+        self.source = None              # the host this sync copies from (None: not known yet)
         self.received = 0               # bytes received over the network by this sync
         self.spare_buffers = []         # replies' buffers kept between steps (`_stream`)
         self.request_chunks = CHUNKS_PER_REQUEST    # chunks of the next request (`_sized`)
@@ -119,6 +122,7 @@ class SyncClient:
         """The sync is complete (syncstatus == size)."""
         self.worker.report(syncing=False, sync_done=size)
         self.was_complete = True
+        self.source = None              # (a later sync, of a grown tail, may copy from another)
 
     async def sync(self, state, source, synced, size):
         """One bounded sync step from `source` (`synced`: syncstatus). Whether busy."""
@@ -172,6 +176,11 @@ class SyncClient:
             log.info("%s: full sync from %s starts; logs from %s are replayed afterwards",
                      self.res, source, start)
             syncpos = start
+            self.source = source
+        if self.source is None:
+            self.source = source        # (resumed after a restart: from where it stands now)
+        elif source != self.source:
+            return self._source_changed(source)
         if self.done is None or self.done < synced:
             self.done = synced
         disk = state.disk(self.res)
@@ -231,6 +240,23 @@ class SyncClient:
         self.worker.write(resync_changes(self.worker.store.live_values(self._key("")), self.res,
                                          self.worker.host))
         self.done, self.generation = 0, self.generation + 1
+        return True
+
+    def _source_changed(self, source):
+        """The sync's source changed before it completed (a handover, a
+        failover): it starts anew from the new one (as after invalidate;
+        a fast sync copies only the chunks that differ). Not on: the
+        chunks copied so far hold the old source's disk, those to come the
+        new one's, and replay starts from the old source's log position.
+        The new one may still be replaying from before it (the chunks from
+        it then miss writes no replay brings), or, after a failover, may
+        never have had what the old one wrote last (the chunks from that
+        one keep writes its history lost)."""
+        log.warning("%s: the sync's source changed from %s to %s before it completed: it starts "
+                    "anew from %s", self.res, self.source, source, source)
+        self.worker.write(resync_changes(self.worker.store.live_values(self._key("")), self.res,
+                                         self.worker.host))
+        self.done, self.generation, self.source = 0, self.generation + 1, None
         return True
 
     async def _persist(self, disk, done, generation, consistent_from=None):
@@ -362,6 +388,11 @@ class SyncClient:
                         if reply.get("type") != "chunks":
                             raise PeerError(f"{source} refused sync: "
                                             f"{reply.get('reason', reply)}")
+                        if not _answers(reply["kinds"], data, offset, count, size):
+                            # (a source that has not learnt of a resize yet ends
+                            # the reply at its size: what it left out is no copy)
+                            raise PeerError(f"{source} answered for another size than "
+                                            f"{size} bytes: the sync waits for it to agree")
                         self._sized(reply["kinds"], fast)     # (before the next request)
                         in_flight.release()
                         await received_send.send((offset, count, reply["kinds"], data, buffer))
@@ -372,3 +403,14 @@ class SyncClient:
                     self.spare_buffers.append(buffers.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+
+
+def _answers(kinds, data, offset, count, size):
+    """Whether a reply of `kinds` and `data` answers the request of `count`
+    chunks at `offset` of a disk of `size` bytes: a kind for each chunk,
+    and each data chunk whole as far as the disk goes."""
+    if len(kinds) != count:
+        return False
+    wanted = sum(min(CHUNK, size - (offset + index * CHUNK))
+                 for index, kind in enumerate(kinds) if kind == "d")
+    return len(data) >= wanted
