@@ -50,8 +50,10 @@ def reported(function):
         except KeyboardInterrupt:
             _failed("interrupted; locks released. Re-run the same command to resume.",
                     EXIT_INTERRUPTED)
-        except BrokenPipeError:
-            raise                       # (the reader went: `main` ends quietly)
+        except (BrokenPipeError, click.Abort, click.ClickException, click.exceptions.Exit):
+            # (the reader went: `main` ends quietly; click's own: a
+            # confirmation answered with Ctrl-C or Ctrl-D is no bug)
+            raise
         except Exception as error:      # noqa: BLE001 - a plugin's hook, or a bug
             # (a traceback and exit 1 gave --json's reader no `failed` event)
             traceback.print_exc()

@@ -500,7 +500,11 @@ def confirm(ctx, question):
     if not sys.stdin.isatty():
         raise Illegal(f"{question} needs a confirmation: run it again with --yes; "
                       "nothing was changed")
-    if not click.confirm(question, err=True):
+    try:
+        confirmed = click.confirm(question, err=True)
+    except click.Abort:             # Ctrl-C or Ctrl-D at the question: no answer is no yes
+        confirmed = False
+    if not confirmed:
         raise Illegal("not confirmed; nothing was changed")
 
 
