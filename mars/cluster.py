@@ -129,17 +129,19 @@ class Cluster:
         except DryRunDone:
             return
 
-    def _take_secret_of(self, peer, peer_address, members=None, refused=None):
-        """The cluster secret of `peer`, over SSH, written here and on
-        `members` ({host: address}) first. Every member is tried (`true`)
-        before any is changed; a failure half-way names who has which."""
+    def _take_secret_of(self, peer, peer_address, members=None, refused=None, secret=None):
+        """The cluster secret of `peer` (over SSH, unless `secret` was taken
+        already), written here and on `members` ({host: address}) first.
+        Every member is tried (`true`) before any is changed; a failure
+        half-way names who has which."""
         if self.dry_run:
             self.echo(f"would take the cluster secret of {peer} over ssh (port {self.ssh_port})"
                       + (f" and give it to {', '.join(sorted(members))}" if members else ""))
             raise DryRunDone()
         members = members or {}
         try:
-            secret = sshpeer.fetch_secret(peer, peer_address, self.ssh_port, self.timeout)
+            if secret is None:
+                secret = sshpeer.fetch_secret(peer, peer_address, self.ssh_port, self.timeout)
         except MarsError as exc:
             if refused is None:
                 raise
@@ -208,10 +210,10 @@ class Cluster:
             # side's members get it over SSH before this host does.
             others = {host: address for host, address in state.host_ips().items()
                       if host != self.env.host}
-            if not self.dry_run:
+            secret = None if self.dry_run else \
                 self._check_merge(state, peer, peer_address, refused)
             try:
-                self._take_secret_of(peer, peer_address, others, refused=refused)
+                self._take_secret_of(peer, peer_address, others, refused=refused, secret=secret)
             except DryRunDone:
                 return
             self._run(self._merge, state, peer, peer_address)
@@ -219,17 +221,18 @@ class Cluster:
     def _check_merge(self, state, peer, peer_address, refused):
         """Every check of a merge with `peer`, with its secret (over SSH)
         given to no host yet: a clash refuses the merge before this
-        cluster's secret is replaced."""
+        cluster's secret is replaced. Returns the secret."""
         try:
-            self.key = sshpeer.fetch_secret(peer, peer_address, self.ssh_port,
-                                            self.timeout).encode()
+            secret = sshpeer.fetch_secret(peer, peer_address, self.ssh_port, self.timeout)
         except MarsError as exc:
             raise MarsError(f"{refused}; taking its secret over ssh failed too: {exc}; nothing "
                             "changed") from None
+        self.key = secret.encode()
         try:
             self._run(self._merge, state, peer, peer_address, True)
         finally:
             self.key = None
+        return secret
 
     async def _make_known_to(self, state, peer, peer_address):
         """`peer` is a member here: nothing to do if it lists this host too.
