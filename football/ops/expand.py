@@ -13,7 +13,8 @@ resumes (the new size is kept in the journal):
    not the whole volume.
 
 The new size: a fill level in percent of the used space, or a size with a
-unit (football/ops/sizing.py). Before anything changes, every member must
+unit (football/ops/sizing.py). Before anything changes, the filesystem must
+be XFS (xfs_growfs grows it), every member must
 be in the inventory (its LV grows too), every replica's volume group must
 have the room and every member's marsd must answer (`marsadm resize` asks
 each for the size of its disk)."""
@@ -67,32 +68,48 @@ class Expand(Operation):
         _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
         decided = self.journal.decided
         if decided.get("asked", self.asked) != self.asked:
-            self._refuse_unlike_unfinished(
-                f"to {mib(decided['size'])}", f"asked {decided['asked']}", self.asked,
-                [decided["asked"]], f"; then expand again with {self.asked}")
+            # the unfinished run's size lost its room before MARS grew (only
+            # LVs did; a larger one does no harm): the size asked now goes on
+            # — else no run could finish, nor a smaller size begin
+            if self.size != decided.get("old_size") or not self._lacking(decided["size"]):
+                self._refuse_unlike_unfinished(
+                    f"to {mib(decided['size'])}", f"asked {decided['asked']}", self.asked,
+                    [decided["asked"]], f"; then expand again with {self.asked}")
+            decided = {}
         self.new_size = decided.get("size") or \
             new_size(self.target, self.used, self.config.min_space)
         self.summary.update(old_size=self.journal.decided.get("old_size", self.size),
                             new_size=self.new_size)
         if self.nothing_to_do():
             return
+        if facts.filesystem_data_size(self.primary, self.mountpoint) is None:
+            # else every LV and MARS grew, and xfs_growfs failed, on every re-run too
+            raise Illegal(f"{self.primary.name}: {self.mountpoint} is not an XFS filesystem "
+                          f"(xfs_info cannot read it): expand grows the filesystem of "
+                          f"{self.res} with xfs_growfs; nothing changed")
         self._refuse_members_outside_the_inventory(outside)
-        self.lv_sizes = {host.name: self.hooks.lv_list(host=host).get(self.res)
-                         for host in self.members}
+        lacking = self._lacking(self.new_size)
+        if lacking:
+            grown = " (the LVs an earlier run grew stay so); this run changed nothing" if \
+                self.journal.resumed else "; nothing changed"
+            raise Illegal(f"expand of {self.res} to {mib(self.new_size)}: {'; '.join(lacking)}; "
+                          f"free space there or choose a smaller size{grown}")
+        self._refuse_on_plugin_problems(self.members, self.primary)
+
+    def _lacking(self, size):
+        """What each member's volume group lacks for an LV of `size` ([]:
+        room everywhere); `Illegal` where a member has no LV."""
         lacking = []
         for host in self.members:
-            have = self.lv_sizes[host.name]
+            have = self.hooks.lv_list(host=host).get(self.res)
             if have is None:
                 raise Illegal(f"{host.name}: no LV {host.vg}/{self.res}, yet it is a member of "
                               f"{self.res}; repair the replica first; nothing changed")
-            free = self.hooks.vg_free(host=host) if have < self.new_size else 0
-            if have < self.new_size and free < self.new_size - have:
+            free = self.hooks.vg_free(host=host) if have < size else 0
+            if have < size and free < size - have:
                 lacking.append(f"{host.name}: volume group {host.vg} has {mib(free)} free, "
-                               f"needs {mib(self.new_size - have)}")
-        if lacking:
-            raise Illegal(f"expand of {self.res} to {mib(self.new_size)}: {'; '.join(lacking)}; "
-                          "free space there or choose a smaller size; nothing changed")
-        self._refuse_on_plugin_problems(self.members, self.primary)
+                               f"needs {mib(size - have)}")
+        return lacking
 
     def _refuse_members_outside_the_inventory(self, outside):
         """Every member's LV must grow: MARS grows the resource no further
@@ -112,7 +129,7 @@ class Expand(Operation):
                       "expand again; nothing changed")
 
     def nothing_to_do(self):
-        if self.journal.data["steps"] or self.new_size > self.size:
+        if self.journal.resumed or self.new_size > self.size:
             return None
         # MARS has the size, its filesystem may not: a run stopped after its
         # resize whose journal is not here (another controller's, or set aside)
@@ -125,7 +142,7 @@ class Expand(Operation):
                 f"({mib(self.used)} used)")
 
     def announce(self):
-        if self.new_size <= self.size and not self.journal.data["steps"]:
+        if self.new_size <= self.size and not self.journal.resumed:
             self.say(f"* expanding {self.res}: MARS has {mib(self.size)} already, its "
                      f"filesystem {mib(self.filesystem)}: growing the filesystem "
                      f"(online; {mib(self.used)} used)")
@@ -144,7 +161,7 @@ class Expand(Operation):
 
     def involved(self):
         self.journal.decide(size=self.new_size, old_size=self.summary["old_size"],
-                            asked=self.journal.decided.get("asked", self.asked))
+                            asked=self.asked)
         return self.members
 
     # ---------------------------------------------------------------- phases

@@ -22,6 +22,7 @@ from dataclasses import replace
 from football import facts, joblink
 from football.errors import FootballError
 from football.inventory import InventoryError
+from football.locks import held
 from football.ops.base import Operation, check_resource_name, in_parallel
 from football.ops.shrink import PRESHRINK, TMP
 from football.transport import TransportError
@@ -117,9 +118,26 @@ class LvCleanup(Operation):
                 return True, members, f"mounted at {host.mountpoint(self.res)}"
             if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
                 return True, members, "its container runs"
-            return True, members, ""
+            return True, members, self._run_of_the_shrunk(host)
         except (TransportError, FootballError, InventoryError) as error:
             return None, [], f"cannot check: {str(error).splitlines()[0]}"
+
+    RUN_HOLDS = "a run of "
+
+    def _run_of_the_shrunk(self, host):
+        """Why a shrink's LV (`<res>-tmp`, `<res>-preshrink`) stays on `host`
+        where a run of `<res>` holds it (`run-<res>`, ResourceRun): another
+        controller's unfinished shrink, whose journal is not here, or a run
+        of it under way. This run's own hold is `run-<LV>`, which such a run
+        does not take. '' where none does."""
+        shrunk = shrunk_resource(self.res)
+        if not shrunk:
+            return ""
+        holder = held(host, check=True).get(f"run-{shrunk}")
+        if holder is None:
+            return ""
+        return (f"{self.RUN_HOLDS}{shrunk} holds {host.name} ({holder.get('what') or '?'}; "
+                f"{holder.get('owner') or '?'}): its copy or its way back")
 
     def discover(self):
         """The hosts holding an LV `res` and why each must keep it ('' = it
@@ -151,8 +169,9 @@ class LvCleanup(Operation):
         for name in candidates:
             if name in members:
                 candidates[name] = "a MARS replica uses it"
-            elif not candidates[name] and name in planned:
-                candidates[name] = planned[name]
+            elif name in planned and (not candidates[name] or
+                                      candidates[name].startswith(self.RUN_HOLDS)):
+                candidates[name] = planned[name]    # (this controller's journal says more)
         if unknown:
             # a member that does not answer could have us misjudge the others
             for name in candidates:
