@@ -628,8 +628,8 @@ def _move_limits(function):
 @click.option("--execute", is_flag=True, help="Plan, then run the moves as screener jobs and "
               "wait for them.")
 @click.option("--auto", is_flag=True, help="As --execute, but only when the score stayed above "
-              "balance_threshold for balance_hold runs and the plan gains balance_margin (the "
-              "football-balance timer).")
+              "balance_threshold for balance_hold runs and the plan gains balance_margin of the "
+              "score (the football-balance timer).")
 @click.option("--systemd-unit", is_flag=True, help="Print football-balance.service and "
               "football-balance.timer (which run --auto with this command line's --config, "
               "--inventory, --var) and exit.")

@@ -263,8 +263,10 @@ TUNABLES = {
                                                 "secondary share a failure_domain", WEIGHT),
     "penalty_no_secondary": Tunable(1.0, "score: for each resource without a secondary", WEIGHT),
     "min_gain": Tunable(0.01, "the planner takes a move only while it lowers the score by at "
-                              "least this much (or the score is above min_gain_limit)", WEIGHT),
-    "min_gain_limit": Tunable(0.1, "above this score any move that lowers it is taken", WEIGHT),
+                              "least this much (or the spread is above min_gain_limit)", WEIGHT),
+    "min_gain_limit": Tunable(0.1, "while the score's spread part (the score without its "
+                                   "penalties) is above this, any move that lowers the score "
+                                   "is taken", WEIGHT),
     "gain_per_tib": Tunable(0.01, "a migrate must lower the score by at least this much per "
                                   "TiB it syncs (a handover syncs nothing)", WEIGHT),
     "max_moves": Tunable(10, "moves in one balance plan at most", COUNT),

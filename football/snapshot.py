@@ -185,12 +185,14 @@ def silent_replicas(inv, snapshot, names):
     without this a resource with a replica on a dead host looked like one
     with a replica fewer — and one whose primary died like one without a
     primary: evacuate planned moves of it that could only fail, status
-    did not show it)."""
+    did not show it). Mates outside the snapshot (`status <host>` reads
+    that host alone) are asked too: one that does not answer lists none."""
     silent = {name for name in names
               if not snapshot.hosts[name].reachable or not snapshot.hosts[name].mars_read}
     mates = sorted({mate for name in silent
                     for mate in inv.clusters.get(inv.hosts[name].cluster, ())
-                    if mate in snapshot.hosts and snapshot.hosts[mate].reachable})
+                    if mate in inv.hosts
+                    and (mate not in snapshot.hosts or snapshot.hosts[mate].reachable)})
 
     def listing(name):
         try:

@@ -11,8 +11,9 @@ cooldown reads (with the planner's moves done as jobs in the jobs'
 database: every controller that shares it holds them). `--auto` (the
 football-balance timer) records the score of every run and executes only
 when the score stayed above `balance_threshold` for `balance_hold` runs in
-a row and the plan gains at least `balance_margin`, and never while the
-moves of a planner's run (of any controller sharing the queue) still run.
+a row and the plan gains at least `balance_margin` of the score, and
+never while the moves of a planner's run (of any controller sharing the
+queue) still run.
 
 Evacuate (`Evacuate`), a converging run:
 1. **drain** — plan first (capacity lacking fails here, nothing changed),
@@ -196,7 +197,6 @@ class PlannedMoves(Operation):
                  f"{plan.score_before:.4f} -> {plan.score_after:.4f}")
         self.summary["plans"].append(plan.id)
         self.summary["moves"] += [" ".join(move.command()) for move in plan.moves]
-        started = time.time()
         run = PlanRun(store, self.job_options, f"{plan.id}", self.max_running,
                       self.max_per_target, self.say, self.config.jobs_poll_interval, alone)
         states = {}
@@ -217,9 +217,16 @@ class PlannedMoves(Operation):
                 states.update(run.run(done, alone=alone and not number))
         self.summary["jobs"].update(states)
         for move in plan.moves:
-            if states.get(f"{plan.id}-{move.resource}") == "done":
+            job_id = f"{plan.id}-{move.resource}"
+            if states.get(job_id) == "done":
+                # at the time its job finished, as the jobs' database has
+                # the move (without its hosts): recorded at the run's start,
+                # that later record was "the newest", and the way back
+                # (balance_margin) was forgotten at once
+                job = store.job(job_id) or {}
                 record_moved(self.config.state_dir,
-                             Moved(move.resource, started, move.source, move.target))
+                             Moved(move.resource, job.get("finished") or time.time(),
+                                   move.source, move.target))
         self.raise_unless_done(states, what)
         return states
 
@@ -313,9 +320,13 @@ class BalanceRun(PlannedMoves):
             return (f"the score ({', '.join(f'{value:.4f}' for value in recent)}) has not "
                     f"stayed above balance_threshold {settings.balance_threshold:g} for "
                     f"balance_hold {settings.balance_hold} runs")
+        # a part of the score (config.py), as a move back must gain it
+        # (plan_balance): compared with the gain itself, a score that
+        # penalties made large was moved for every hour for a sliver of it
         gain = self.plan.score_before - self.plan.score_after
-        if gain < settings.balance_margin:
-            return f"the plan gains {gain:.4f}, less than balance_margin {settings.balance_margin:g}"
+        if gain < settings.balance_margin * self.plan.score_before:
+            return (f"the plan gains {gain:.4f} of {self.plan.score_before:.4f}, less than "
+                    f"balance_margin {settings.balance_margin:g} of it")
         return ""
 
     def nothing_to_do(self):

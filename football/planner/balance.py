@@ -178,8 +178,11 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
     # one's share differs, so the way back looked a gain again — a resource
     # moved to and fro once every cooldown, a downtime each time.
     came_from = {}
-    for record in sorted(history, key=lambda record: record.time):
-        if not record.failed:       # the newest says (one without its hosts: none known)
+    # the newest says (one without its hosts: none known); the jobs'
+    # database's record of a move this controller recorded has its time:
+    # the one with the hosts says
+    for record in sorted(history, key=lambda record: (record.time, bool(record.source))):
+        if not record.failed:
             came_from[record.resource] = set(record.source)
     evaluator = Evaluator(fleet, settings)
     # a resource's penalties depend on its placement alone, and a moved
@@ -192,7 +195,11 @@ def plan_balance(fleet, settings, history=(), now=0.0, busy=()):
                          candidate_moves(fleet, evaluator, movable, penalised),
                          demand=lambda res, target: settings.balance_margin * evaluator.total
                          if set(target) == came_from.get(res) else 0.0)
-        if move is None or not (evaluator.total > settings.min_gain_limit
+        # hbal's rule, on the spreads: penalties no move removes (every
+        # host in one failure domain: 1 a resource) kept the score above
+        # min_gain_limit for good, and moves of any gain were taken (a
+        # migrate for a 0.00004 of a score of 4, at every run)
+        if move is None or not (evaluator.total - evaluator.penalties > settings.min_gain_limit
                                 or move.gain >= settings.min_gain):
             break
         moves.append(move)
