@@ -6,6 +6,7 @@ nothing behind, also after a failed test: it unmounts every filesystem under
 the run's directory, stops the daemons by pid, detaches loop devices whose
 backing file lies under it, and lazily unmounts leftover FUSE mounts."""
 
+import contextlib
 import hashlib
 import os
 import random
@@ -301,3 +302,27 @@ def leave(host, res="vm1"):
     logs = host.root / "mars" / resource_dir_name(res)
     wait_until(lambda: not host.live_values(key) and not logs.exists(),
                what=f"{host.name} to leave {res}")
+
+
+@contextlib.contextmanager
+def xfs_volumes(directory, names, size="300M"):
+    """Small xfs filesystems, each on a loop device (`mount -o loop`) at
+    `directory/<name>`: their mountpoints; unmounted afterwards, and their
+    loop devices waited for (the kernel detaches an autoclear loop after
+    the unmount, a moment later on a busy machine: asserted at once, a
+    test failed in teardown)."""
+    mounted = []
+    try:
+        for name in names:
+            image, mountpoint = directory / f"{name}.img", directory / name
+            subprocess.run(["truncate", "-s", size, str(image)], check=True)
+            subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
+            mountpoint.mkdir()
+            subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], check=True)
+            mounted.append(mountpoint)
+        yield mounted
+    finally:
+        for mountpoint in reversed(mounted):
+            subprocess.run(["umount", str(mountpoint)], check=True)
+    assert not mounts_under(directory)
+    wait_until(lambda: not loops_backed_by(str(directory)), what="the loop devices to go")

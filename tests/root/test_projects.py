@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mars.device import loops_backed_by
-from tests.helpers.dataplane import mounts_under
+from tests.helpers.dataplane import xfs_volumes
 
 pytestmark = [pytest.mark.root]
 
@@ -29,20 +28,8 @@ def project_of(path):
 @pytest.fixture
 def two_volumes(tmp_path):
     """(source, copy): two mounted xfs filesystems, gone afterwards."""
-    mounted = []
-    try:
-        for name in ("source", "copy"):
-            image, mountpoint = tmp_path / f"{name}.img", tmp_path / name
-            subprocess.run(["truncate", "-s", "300M", str(image)], check=True)
-            subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
-            mountpoint.mkdir()
-            subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], check=True)
-            mounted.append(mountpoint)
+    with xfs_volumes(tmp_path, ("source", "copy")) as mounted:
         yield mounted
-    finally:
-        for mountpoint in reversed(mounted):
-            subprocess.run(["umount", str(mountpoint)], check=True)
-    assert not mounts_under(tmp_path) and not loops_backed_by(str(tmp_path))
 
 
 def test_the_copy_gets_the_project_ids_and_inherit_flags_rsync_leaves_behind(two_volumes):

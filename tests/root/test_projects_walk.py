@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from football.hostside import projects
-from mars.device import loops_backed_by
-from tests.helpers.dataplane import mounts_under
+from tests.helpers.dataplane import xfs_volumes
 
 pytestmark = [pytest.mark.root]
 
@@ -35,20 +34,8 @@ def project_of(path):
 def volumes(tmp_path):
     """(source, copy, host): three mounted xfs filesystems, `host` standing
     for the hypervisor's own files; gone afterwards."""
-    mounted = []
-    try:
-        for name in ("source", "copy", "host"):
-            image, mountpoint = tmp_path / f"{name}.img", tmp_path / name
-            subprocess.run(["truncate", "-s", "300M", str(image)], check=True)
-            subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
-            mountpoint.mkdir()
-            subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], check=True)
-            mounted.append(mountpoint)
+    with xfs_volumes(tmp_path, ("source", "copy", "host")) as mounted:
         yield mounted
-    finally:
-        for mountpoint in reversed(mounted):
-            subprocess.run(["umount", str(mountpoint)], check=True)
-    assert not mounts_under(tmp_path) and not loops_backed_by(str(tmp_path))
 
 
 def set_projects_beneath(top, projid):
