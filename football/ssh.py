@@ -5,6 +5,7 @@ prefix. Host keys are checked as `host_key_check` says (strict, accept-new,
 off). Its own module, so that only runs that reach a host over SSH import
 fabric (a tenth of a second at every start of `football`)."""
 
+import codecs
 import io
 import json
 import logging
@@ -67,10 +68,10 @@ class _Agent:
         self.channel = connection.client.get_transport().open_session()
         self.channel.settimeout(AGENT_START_TIMEOUT)
         self.channel.exec_command(command)
-        self.replies = self.channel.makefile("rb")
+        self.rest = b""             # read after the last line
         self.lock = threading.Lock()
         try:
-            ready = json.loads(self.replies.readline() or b"{}")
+            ready = json.loads(self._line() or b"{}")
         except (OSError, ValueError) as error:
             self.close()
             raise _AgentGone(str(error), sent=False) from None
@@ -85,7 +86,7 @@ class _Agent:
             raise _AgentGone(str(error), sent=False) from None
         self.channel.settimeout(timeout)
         try:
-            line = self.replies.readline()
+            line = self._line()
         except (OSError, socket.timeout) as error:
             raise _AgentGone(f"no answer: {str(error) or type(error).__name__}", sent=True) from None
         if not line.endswith(b"\n"):       # (a reply cut short: the channel closed in it)
@@ -94,6 +95,20 @@ class _Agent:
             return json.loads(line)
         except ValueError as error:
             raise _AgentGone(f"its answer is no JSON: {error}", sent=True) from None
+
+    def _line(self):
+        """The next line the agent says (b"" once its channel closed): not
+        paramiko's readline, which scans and copies the whole line read so
+        far at each 8 KiB (an answer of 48 MB took a minute)."""
+        pieces, piece = [], self.rest
+        while (end := piece.find(b"\n")) < 0:
+            pieces.append(piece)
+            piece = self.channel.recv(1 << 16)
+            if not piece:
+                self.rest = b""
+                return b"".join(pieces)
+        self.rest = piece[end + 1:]
+        return b"".join([*pieces, piece[:end + 1]])
 
     def close(self):
         _close_quietly(self.channel)
@@ -168,6 +183,22 @@ class _Remote(Remote):
             raise
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise _CommandNotStarted(error) from error
+
+    def read_proc_output(self, reader):
+        """The command's stdout or stderr, decoded as one stream: invoke
+        decodes each read of 1000 bytes on its own, and a character split
+        between two reads became two U+FFFD."""
+        decoder = codecs.getincrementaldecoder(self.encoding)("replace")
+        while data := reader(self.read_chunk_size):
+            yield decoder.decode(data)
+        yield decoder.decode(b"", final=True)
+
+    def respond(self, buffer_):
+        """Nothing to answer (Football gives no watchers): invoke joined all
+        the output read so far at every read, for them — 16 MiB of stdout
+        took 27 s."""
+        if self.watchers:
+            super().respond(buffer_)
 
     def read_our_stdin(self, input_):
         """A command's input (a StringIO, never a terminal) in pieces of
@@ -262,6 +293,10 @@ class SSHTransport(Transport):
 
     def run(self, argv, *, check=True, timeout=DEFAULT_TIMEOUT, input=None):
         argv = [str(arg) for arg in argv]
+        if timeout is not None and timeout <= 0:
+            # no time to run it (coreutils' `timeout 0` is no limit at all:
+            # it ran on, unbounded, after invoke's timer said it timed out)
+            raise CommandTimedOut(self.host, argv, timeout)
         if os.environ.get("FOOTBALL_TOOL_SERVER") != "0":
             agent = self._agent_for(argv[0])
             if agent is not None:
@@ -383,12 +418,13 @@ class SSHTransport(Transport):
         """`_run` on the connection; where the command did not start there
         (the connection died since the last command), once more on a new
         connection: it is safe to."""
+        connection = self._connect()
         try:
-            return self._run_refused_again(self._connect(), command, timeout, input)
+            return self._run_refused_again(connection, command, timeout, input)
         except _CommandNotStarted:
             pass
         try:
-            return self._run(self._connect(reconnect=True), command, timeout, input)
+            return self._run(self._connect(reconnect=connection), command, timeout, input)
         except _CommandNotStarted as error:
             raise Unreachable(f"{self.where}: cannot start `{shlex.join(argv)}`: "
                               f"{error.__cause__ or error}") from None
@@ -456,10 +492,14 @@ class SSHTransport(Transport):
                 self._connection = None
 
     # ------------------------------------------------------------ connecting
-    def _connect(self, reconnect=False):
+    def _connect(self, reconnect=None):
+        """The connection, opened (again) where there is none or it broke;
+        `reconnect`: a connection a command could not start on, replaced
+        unless another thread's command replaced it already (closing that
+        one ended the commands running on it)."""
         with self._lock:
             if self._connection is not None:
-                if self._connection.is_connected and not reconnect:
+                if self._connection.is_connected and self._connection is not reconnect:
                     return self._connection
                 if self._agent:             # (not False: a start under way, or failed)
                     self._agent.close()

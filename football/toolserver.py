@@ -57,6 +57,9 @@ MAX_REQUEST = 1 << 20
 # left behind, so that the time limit still ends the command (the host
 # agent answers "timed out" and serves the next, where it stayed for ever)
 KILL_WAIT = 10.0
+# seconds of one wait for a command's output at most: epoll waits no more
+# than 24.8 days in one go (OverflowError), a time limit may be ten years
+LONGEST_WAIT = 86400.0
 SOCKET_VARIABLE = "FOOTBALL_TOOL_SOCKET"      # the address of a shared server
 
 
@@ -76,19 +79,32 @@ def run_program(argv, env=None, timeout=None, input=None, started=None):
     the terminal's Ctrl-C, which Football handles, reaches no command
     itself. Output that is no UTF-8 (a file name in another encoding) is
     decoded with replacements, not an error; a program that is not there
-    exits 127, as in a shell. `started(pid)` is told the process group
-    once the program runs."""
+    exits 127, one that cannot be executed (no x bit, a directory) 126, as
+    in a shell. `started(pid)` is told the process group once the program
+    runs."""
     try:
         process = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     except FileNotFoundError:
         return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
+    except OSError as error:
+        return subprocess.CompletedProcess(argv, 126, "", f"{argv[0]}: {error.strerror}\n")
     try:
         if started is not None:
             started(process.pid)
-        stdout, stderr = process.communicate(None if input is None else input.encode(),
-                                             timeout=timeout)
+        data = None if input is None else input.encode()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:             # (in waits of LONGEST_WAIT at most)
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                stdout, stderr = process.communicate(
+                    data, timeout=None if left is None else min(left, LONGEST_WAIT))
+                break
+            except subprocess.TimeoutExpired:
+                if left is None or left <= LONGEST_WAIT:
+                    raise subprocess.TimeoutExpired(argv, timeout) from None
+                data = None     # (given once: communicate goes on with it)
     except BaseException:
         _kill_group(process.pid)
         try:                # (not communicate: a daemon it started may hold the pipes)
@@ -491,7 +507,8 @@ def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
             if left is not None and left <= 0:
                 _kill(buffers[reply_fd])
                 raise subprocess.TimeoutExpired(argv, timeout)
-            for key, _ in selector.select(left):
+            for key, _ in selector.select(LONGEST_WAIT if left is None else
+                                          min(left, LONGEST_WAIT)):
                 if key.fd == stdin_w:
                     try:
                         data = data[os.write(stdin_w, data[:65536]):]
