@@ -300,6 +300,12 @@ def serve_stdio(requests=None, replies=None, tools=None):
                                started=running.started)
         except subprocess.TimeoutExpired:
             answer = {"timed_out": True}
+        except Exception as error:      # noqa: BLE001 - one command's, not the agent's end
+            # (a NUL in an argument, a fork that fails: the agent died, the
+            # controller saw the connection lost and ran without it a while)
+            answer = {"exit": 126, "stdout": "",
+                      "stderr": f"{request['argv'][0] if request.get('argv') else '?'}: cannot "
+                                f"run it: {type(error).__name__}: {error}\n"}
         finally:
             running.ended()
         try:

@@ -410,3 +410,12 @@ def test_a_tool_command_interrupted_in_the_controller_is_killed_with_what_it_sta
     finally:
         signal.signal(signal.SIGALRM, previous)
     assert gone(pidfile), "the tool's child runs on after the interrupt"
+
+
+def test_the_host_agent_answers_a_command_it_cannot_run_and_goes_on(agent):
+    """An argument with a NUL (or a fork that fails) raised in the agent:
+    it died, the controller saw its connection lost ("may or may not have
+    run") and went on without an agent a while."""
+    failed = agent.ask(["sh", "-c", "echo a\0b"])
+    assert failed["exit"] == 126 and "cannot run it: ValueError" in failed["stderr"], failed
+    assert agent.ask(["upper"], input="next") == {"exit": 0, "stdout": "NEXT", "stderr": ""}
