@@ -70,6 +70,20 @@ class ServerGone(Exception):
 # ------------------------------------------------------------ a program run
 
 
+def _feed(pipe, data):
+    """Write `data` to `pipe`, then close it (a command that ended or
+    was killed before it read it all: the rest goes nowhere)."""
+    try:
+        pipe.write(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
 def run_program(argv, env=None, timeout=None, input=None, started=None):
     """`subprocess.run(argv, env=env, capture_output=True, text=True,
     timeout=timeout, input=input)`, but in a process group of its own that
@@ -95,6 +109,12 @@ def run_program(argv, env=None, timeout=None, input=None, started=None):
             started(process.pid)
         data = None if input is None else input.encode()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if data and deadline is not None and timeout > LONGEST_WAIT:
+            # fed by a thread of its own: a communicate after a timeout
+            # sends no more input (the rest never reached the command, nor
+            # the end of it: it waited for ever)
+            threading.Thread(target=_feed, args=(process.stdin, data), daemon=True).start()
+            process.stdin = data = None
         while True:             # (in waits of LONGEST_WAIT at most)
             left = None if deadline is None else deadline - time.monotonic()
             try:
@@ -104,7 +124,6 @@ def run_program(argv, env=None, timeout=None, input=None, started=None):
             except subprocess.TimeoutExpired:
                 if left is None or left <= LONGEST_WAIT:
                     raise subprocess.TimeoutExpired(argv, timeout) from None
-                data = None     # (given once: communicate goes on with it)
     except BaseException:
         _kill_group(process.pid)
         try:                # (not communicate: a daemon it started may hold the pipes)

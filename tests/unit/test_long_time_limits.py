@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from football.toolserver import ToolServer
+from football import toolserver
+from football.toolserver import ToolServer, run_program
 from football.transport import LocalTransport
 
 MORE_TOOLS = {"upper": ("tests.helpers.tools", "upper")}
@@ -88,3 +89,17 @@ def test_a_command_that_cannot_be_executed_exits_126_as_in_a_shell(tmp_path, mon
         answer = agent.ask(argv)
         assert answer and answer["exit"] == 126, answer
     assert agent.ask(["upper"], input="on") == {"exit": 0, "stdout": "ON", "stderr": ""}
+
+
+MIB = 1 << 20
+
+
+def test_input_not_yet_read_at_the_end_of_one_long_wait_still_reaches_the_command(
+        monkeypatch):
+    """A communicate after a timeout sends no more input: the command never
+    got the rest, nor its end, and waited out its limit."""
+    monkeypatch.setattr(toolserver, "LONGEST_WAIT", 0.2)
+    text = "x" * MIB        # more than a pipe holds: written as the command reads
+    done = run_program(["sh", "-c", "sleep 0.6; wc -c"], env=dict(os.environ), timeout=10,
+                       input=text)
+    assert (done.returncode, done.stdout.strip()) == (0, str(MIB)), done
