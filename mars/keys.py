@@ -18,7 +18,8 @@ _HOST = r"(?P<host>[a-z][-a-z0-9]*)"
 _OWNED_KEY_PATTERNS = [
     re.compile(rf"^ips/ip-{_HOST}$"),
     re.compile(rf"^actual-{_HOST}/"),
-    re.compile(rf"^resource-[^/]+/(?:data|device|replay|syncstatus|syncpos|unlogged)-{_HOST}$"),
+    re.compile(rf"^resource-[^/]+/(?:data|device|replay|syncstatus|syncpos|syncsource|unlogged)"
+               rf"-{_HOST}$"),
     re.compile(rf"^resource-[^/]+/version-\d+-{_HOST}$"),
     re.compile(rf"^resource-[^/]+/(?:todo|actual)-{_HOST}/"),
 ]
@@ -92,7 +93,8 @@ def resync_changes(keys, res, host):
     prefix = res_key(res, "")       # owner_of: host names may contain dashes
     changes = {key: None for key in keys
                if key.startswith(prefix) and owner_of(key) == host and "/" not in key[len(prefix):]
-               and key[len(prefix):].split("-")[0] in ("syncpos", "replay", "version")}
+               and key[len(prefix):].split("-")[0] in ("syncpos", "syncsource", "replay",
+                                                       "version")}
     changes[syncstatus_key(res, host)] = 0
     return changes
 
@@ -142,6 +144,13 @@ def syncstatus_name(host):
 def syncpos_name(host):
     """Where the log stood when `host`'s sync began (replay starts there)."""
     return f"syncpos-{host}"
+
+
+def syncsource_name(host):
+    """The host `host`'s sync under way copies from (all its chunks come
+    from one: `SyncClient`); gone once the sync is complete. Ours, not the
+    kernel's."""
+    return f"syncsource-{host}"
 
 
 def unlogged_name(host):

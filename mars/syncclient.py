@@ -20,7 +20,8 @@ from mars.errors import PeerError
 from mars.follow import fdatasync_path
 from mars.hostenv import PORT_FETCH, PORT_SYNC
 from mars.history import missed_unlogged
-from mars.keys import replay_name, res_key, resync_changes, syncpos_name, syncstatus_name
+from mars.keys import (replay_name, res_key, resync_changes, syncpos_name, syncsource_name,
+                       syncstatus_name)
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 from mars.channels import REQUEST_TIMEOUT
@@ -168,7 +169,8 @@ class SyncClient:
                 return False
             await trio.to_thread.run_sync(worker.follower.drop_local_logs)
             worker.write({self._key(syncpos_name(host)): start, self._key(replay_name(host)): start,
-                          self._key(syncstatus_name(host)): 0})
+                          self._key(syncstatus_name(host)): 0,
+                          self._key(syncsource_name(host)): source})
             worker.follower.cursor = Cursor.parse(start)
             self._count_anew()
             self.done = synced = 0
@@ -178,8 +180,13 @@ class SyncClient:
             syncpos = start
             self.source = source
         if self.source is None:
-            self.source = source        # (resumed after a restart: from where it stands now)
-        elif source != self.source:
+            # resumed after a restart: from the source it recorded (one
+            # changed while marsd was down starts anew, as any other)
+            self.source = state.resource_value(self.res, syncsource_name(host)) or None
+            if self.source is None:     # (a sync begun before the source was recorded)
+                self.source = source
+                worker.write({self._key(syncsource_name(host)): source})
+        if source != self.source:
             return self._source_changed(source)
         if self.done is None or self.done < synced:
             self.done = synced
@@ -271,6 +278,7 @@ class SyncClient:
                 changes = {self._key(syncstatus_name(worker.host)): done}
                 if consistent_from is not None:
                     changes[self._key(syncpos_name(worker.host))] = consistent_from
+                    changes[self._key(syncsource_name(worker.host))] = None
                 worker.write(changes)
         finally:
             self.persisting = False

@@ -200,3 +200,38 @@ def test_a_sync_from_a_source_that_answers_for_a_smaller_size_counts_nothing_it_
     trio.run(cluster.run, [("a", 5)], monkeypatch)
     assert cluster.keys[syncstatus_name("c")] == str(size)
     assert sha(tmp_path / "disk-c") == sha(tmp_path / "disk-a")
+
+
+def test_a_sync_resumed_after_a_restart_from_another_source_ends_equal_to_the_history(
+        tmp_path, monkeypatch, small_chunks):
+    """The source changed while marsd was down (a handover or a failover
+    while it restarted): the source lived in memory only, and the resumed
+    sync went on from the new one on the old one's start. It is recorded
+    (`syncsource-<host>`)."""
+    size = 4 * SMALL
+    base = random.Random(1).randbytes(size)
+    newer = random.Random(2).randbytes(SMALL)
+    (tmp_path / "disk-a").write_bytes(base[:3 * SMALL] + newer)
+    (tmp_path / "disk-b").write_bytes(base)
+    (tmp_path / "disk-c").write_bytes(random.Random(3).randbytes(size))
+    cluster = Cluster(tmp_path, size)
+    for host in ("a", "b"):
+        directory = cluster.add_server(host, tmp_path / f"disk-{host}")
+        write_log(directory / "log-000000001-a", [(3 * SMALL, newer)])
+    end = (directory / "log-000000001-a").stat().st_size
+    cluster.keys[replay_name("a")] = f"log-000000001-a,{end},{end}"
+    cluster.keys[replay_name("b")] = f"log-000000001-a,0,{end}"
+    cluster.worker.daemon.hold_sync_after = 2 * SMALL
+
+    async def main():
+        await cluster.run([("a", 3)], monkeypatch)
+        assert cluster.keys[syncstatus_name("c")] == str(2 * SMALL)
+        cluster.worker.daemon.hold_sync_after = None
+        cluster.client = SyncClient(cluster.worker)     # marsd restarted
+        await cluster.run([("b", 10)], monkeypatch)
+
+    trio.run(main)
+    assert cluster.keys[syncstatus_name("c")] == str(size)
+    cluster.replay_from_cursor(tmp_path / "state-b" / f"resource-{RES}" / "log-000000001-a")
+    assert sha(tmp_path / "disk-c") == sha(tmp_path / "disk-a"), \
+        "the replica differs from the history it follows"

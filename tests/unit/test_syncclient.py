@@ -13,7 +13,7 @@ from mars import net
 from mars.errors import PeerError
 from mars.lamport import LamportClock
 from mars.follow import LogFollower
-from mars.keys import replay_name, res_key, syncpos_name
+from mars.keys import replay_name, res_key, syncpos_name, syncsource_name
 from mars import syncclient
 from mars.worker import ResourceWorker
 from mars.syncclient import SYNC_STEP_SECONDS, Frontier, SyncClient, step_requests
@@ -54,7 +54,8 @@ def test_a_sync_step_that_loses_its_source_lets_go_of_the_reply_buffers():
         wait=lambda reason: None, report=lambda **status: None))
     state = SimpleNamespace(
         resource_value=lambda res, name, default=None: {
-            syncpos_name("b"): "log-000000001-a,0,0"}.get(name, default),
+            syncpos_name("b"): "log-000000001-a,0,0", syncsource_name("b"): "a"}.get(name,
+                                                                                 default),
         disk=lambda res: "/nonexistent/disk")
 
     async def interrupted(*args):
