@@ -6,8 +6,10 @@ one that lowers the score most, provided
 
 - a hard limit allows it (`moves.refusal`),
 - a migrate pays for its bytes (`gain_per_tib` per TiB synced),
-- the gain is at least `min_gain`, or the score is above `min_gain_limit`
-  (hbal: `fin < ini && (ini > min_gain_limit || ini − fin ≥ min_gain)`);
+- the gain is at least `min_gain`, or the score's spread (the score
+  without its penalties, which no move may remove) is above
+  `min_gain_limit` (hbal: `fin < ini && (ini > min_gain_limit || ini − fin ≥
+  min_gain)`, on the whole score);
 
 then applies it to the model and goes on, at most `max_moves` rounds.
 
