@@ -260,6 +260,15 @@ class ResourceWorker:
         temporary.write_text(json.dumps(self.status))
         os.replace(temporary, self.status_path)
 
+    async def _keep_status_fresh(self):
+        """The status file says marsd lives also while one step waits long (a
+        peer that does not answer: its connect timeout is 10 s): the views
+        took it for a dead marsd's and said nothing of what they knew (a
+        failover read the rest of the log as unknown)."""
+        while True:
+            await trio.sleep(STATUS_REFRESH)
+            self.save_status(force=False)
+
     def _report_error(self, error):
         self.error = error
         self.report(error=error)
@@ -271,6 +280,7 @@ class ResourceWorker:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
+                nursery.start_soon(self._keep_status_fresh)
                 while True:
                     state = self.state()
                     if not state.disk(self.res) and self.device is None:

@@ -121,3 +121,51 @@ def test_a_secondary_whose_disk_is_smaller_than_the_resource_waits_and_says_so(t
                               f"{2 * MIB}: grow it to at least that (lvresize); nothing is "
                               "synced or replayed onto it until then")
     assert (tmp_path / "disk1").stat().st_size == MIB
+
+
+def test_the_status_stays_fresh_while_one_step_waits_long(tmp_path, monkeypatch):
+    """A step waiting 12 s on a peer that does not answer (its connect
+    timeout) left the status file unwritten past STATUS_FRESH: the views
+    took marsd for dead and said nothing of what they knew (in the lab, a
+    failover read the rest of the dead primary's log as unknown)."""
+    import json
+    from types import SimpleNamespace
+
+    import trio.testing
+
+    from mars import worker as module
+    from mars.dataviews import STATUS_FRESH
+
+    monkeypatch.setattr(module, "time", SimpleNamespace(
+        monotonic=trio.current_time, time=lambda: 1e9 + trio.current_time()))
+    env = HostEnv("h1", tmp_path / "h1")
+    env.ensure_state_dir()
+    daemon = Daemon(env)
+    daemon.store = Store(env.db_path, "h1")
+    make_disk(tmp_path / "disk1", MIB)
+    daemon.store.write({"resource-vm1/data-h1": str(tmp_path / "disk1"),
+                        "resource-vm1/size": str(MIB)})
+    worker = ResourceWorker(daemon, "vm1")
+    ages = []
+
+    async def waiting_step(state):
+        worker.save_status()
+        await trio.sleep(3 * STATUS_FRESH)          # (a peer that does not answer)
+        worker.stopping = True
+        return False
+
+    async def look():
+        for _ in range(5):
+            await trio.sleep(STATUS_FRESH / 2)
+            written = json.loads(worker.status_path.read_text())["updated"]
+            ages.append(1e9 + trio.current_time() - written)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(look)
+            await worker.run()
+
+    worker.step = waiting_step
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    daemon.store.close()
+    assert len(ages) == 5 and max(ages) <= STATUS_FRESH, ages
