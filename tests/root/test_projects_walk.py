@@ -8,26 +8,14 @@ xfs images on loop devices."""
 import os
 import stat
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from football.hostside import projects
 from tests.helpers.dataplane import xfs_volumes
+from tests.root.test_projects import HOST_HELPER, project_of, xfs_io
 
 pytestmark = [pytest.mark.root]
-
-HOST_HELPER = str(Path(sys.executable).parent / "football-host")
-
-
-def xfs_io(command, path):
-    return subprocess.run(["xfs_io", "-c", command, str(path)], capture_output=True, text=True,
-                          check=True).stdout
-
-
-def project_of(path):
-    return int(xfs_io("lsproj", path).split("=")[1])
 
 
 @pytest.fixture

@@ -11,18 +11,25 @@ from mars.worker import ResourceWorker
 from tests.unit.conftest import MIB, make_disk
 
 
+def worker_of(tmp_path, size=MIB, **keys):
+    """vm1's worker on h1 (its marsd not running): vm1's disk `disk1` of
+    1 MiB, the resource of `size` bytes, and `keys` besides."""
+    env = HostEnv("h1", tmp_path / "h1")
+    env.ensure_state_dir()
+    daemon = Daemon(env, data_tick=0.05)
+    daemon.store = Store(env.db_path, "h1")
+    make_disk(tmp_path / "disk1", MIB)
+    daemon.store.write({"resource-vm1/data-h1": str(tmp_path / "disk1"),
+                        "resource-vm1/size": str(size), **keys})
+    return ResourceWorker(daemon, "vm1")
+
+
+
 def test_an_internal_error_of_every_step_is_logged_with_its_traceback_once(tmp_path, caplog):
     """A step failing the same unexpected way again and again (a bug) is
     said once, with its traceback, and stays in the views; it wrote a
     traceback into the log at every step (twenty a second while busy)."""
-    env = HostEnv("h1", tmp_path / "h1")
-    env.ensure_state_dir()
-    daemon = Daemon(env)
-    daemon.store = Store(env.db_path, "h1")
-    make_disk(tmp_path / "disk1", MIB)
-    daemon.store.write({"resource-vm1/data-h1": str(tmp_path / "disk1"),
-                        "resource-vm1/size": str(MIB)})
-    worker = ResourceWorker(daemon, "vm1")
+    worker = worker_of(tmp_path)
     steps = []
 
     async def failing_step(state):
@@ -37,7 +44,7 @@ def test_an_internal_error_of_every_step_is_logged_with_its_traceback_once(tmp_p
     worker.step, worker._pause = failing_step, no_pause
     with caplog.at_level(logging.INFO):
         trio.run(worker.run)
-    daemon.store.close()
+    worker.store.close()
     said = [record for record in caplog.records if "internal error" in record.getMessage()]
     assert len(steps) == 4
     assert steps[1:] == ["internal error: KeyError('no such thing')"] * 3   # in the views
@@ -60,11 +67,7 @@ def test_a_primary_waiting_long_for_the_same_thing_steps_twice_a_second_not_ever
     # (virtual time: the worker's monotonic clock is trio's)
     monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=trio.current_time))
 
-    env = HostEnv("h1", tmp_path / "h1")
-    env.ensure_state_dir()
-    daemon = Daemon(env, data_tick=0.05)
-    daemon.store = Store(env.db_path, "h1")
-    worker = ResourceWorker(daemon, "vm1")
+    worker = worker_of(tmp_path)
     worker.primary.device = SimpleNamespace()       # (up)
     worker.leaving, worker.waiting = True, "device /dev/mars/vm1 still in use"
     pauses = []
@@ -88,7 +91,7 @@ def test_a_primary_waiting_long_for_the_same_thing_steps_twice_a_second_not_ever
         pauses.append(trio.current_time() - started)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    daemon.store.close()
+    worker.store.close()
     assert all(pause < 0.2 for pause in pauses[:20])            # the first 2 s: ticks
     assert all(pause >= module.LONG_WAIT_TICK - 0.05 for pause in pauses[45:60])
     assert pauses[60] < 0.2
@@ -99,15 +102,8 @@ def test_a_secondary_whose_disk_is_smaller_than_the_resource_waits_and_says_so(t
     """A resize that raced this member's join left its disk smaller than
     the resource: the sync wrote past the disk's end (an error at each
     step on an LV; on the lab's file, the file grew), unsaid."""
-    env = HostEnv("h1", tmp_path / "h1")
-    env.ensure_state_dir()
-    daemon = Daemon(env)
-    daemon.store = Store(env.db_path, "h1")
-    make_disk(tmp_path / "disk1", MIB)
-    daemon.store.write({"ips/ip-h1": "127.0.0.1",
-                        "resource-vm1/data-h1": str(tmp_path / "disk1"),
-                        "resource-vm1/size": str(2 * MIB), "resource-vm1/primary": "h2"})
-    worker = ResourceWorker(daemon, "vm1")
+    worker = worker_of(tmp_path, 2 * MIB, **{"ips/ip-h1": "127.0.0.1",
+                                             "resource-vm1/primary": "h2"})
     worker.dir.mkdir(parents=True)
 
     async def step():
@@ -116,7 +112,7 @@ def test_a_secondary_whose_disk_is_smaller_than_the_resource_waits_and_says_so(t
         return await worker._secondary(state, None)
 
     assert trio.run(step) is False
-    daemon.store.close()
+    worker.store.close()
     assert worker.waiting == (f"the disk {tmp_path / 'disk1'} holds {MIB} bytes, the resource "
                               f"{2 * MIB}: grow it to at least that (lvresize); nothing is "
                               "synced or replayed onto it until then")
@@ -138,14 +134,7 @@ def test_the_status_stays_fresh_while_one_step_waits_long(tmp_path, monkeypatch)
 
     monkeypatch.setattr(module, "time", SimpleNamespace(
         monotonic=trio.current_time, time=lambda: 1e9 + trio.current_time()))
-    env = HostEnv("h1", tmp_path / "h1")
-    env.ensure_state_dir()
-    daemon = Daemon(env)
-    daemon.store = Store(env.db_path, "h1")
-    make_disk(tmp_path / "disk1", MIB)
-    daemon.store.write({"resource-vm1/data-h1": str(tmp_path / "disk1"),
-                        "resource-vm1/size": str(MIB)})
-    worker = ResourceWorker(daemon, "vm1")
+    worker = worker_of(tmp_path)
     ages = []
 
     async def waiting_step(state):
@@ -167,5 +156,5 @@ def test_the_status_stays_fresh_while_one_step_waits_long(tmp_path, monkeypatch)
 
     worker.step = waiting_step
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    daemon.store.close()
+    worker.store.close()
     assert len(ages) == 5 and max(ages) <= STATUS_FRESH, ages
