@@ -215,6 +215,14 @@ class Failover(Operation):
             return chosen, True
         if unknown and consistent:
             raise Critical(self._unknown_replicas(res, unknown, consistent))
+        split = [host.name for host in consistent if self._split_brain(host, res)]
+        if split:
+            # (which history to keep is the operator's: a takeover on one
+            # left the others a split brain that never follows it)
+            raise Critical(f"its replicas' histories are in split brain (marsadm "
+                           f"view-is-split-brain {res} on {', '.join(split)}): which to keep "
+                           f"is the operator's: football repair-mars {res} <host> rebuilds it "
+                           "from that host's copy; nothing was taken over")
         if len(consistent) > 1:
             # Of several, the one that received most of HOST's log: it loses
             # least, and the others, behind it, follow it (one ahead of the
@@ -442,6 +450,15 @@ class Failover(Operation):
             return -1
         number = asked("fetch-lognr")
         return (number, asked("fetch-logsize", "fetch-pos") if number >= 0 else -1)
+
+    @staticmethod
+    def _split_brain(host, res):
+        """Whether `host` says the histories of `res`'s replicas forked (a
+        view that fails says nothing more than `is-consistent` just did)."""
+        try:
+            return facts.view(host, "is-split-brain", res) == "1"
+        except (FootballError, TransportError):
+            return False
 
     @staticmethod
     def _unreceived(host, res):

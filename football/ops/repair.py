@@ -29,7 +29,7 @@ from football import facts
 from football.errors import Critical, FootballError, Illegal
 from football.ops.base import (Operation, check_resource_name, confirm, in_parallel,
                                marsd_answers, reaching, silent_hosts, wait_until)
-from football.ops.failover import Failover, drop_argv
+from football.ops.failover import Failover, amount, drop_argv
 from football.report import agreeing
 from football.transport import CommandFailed, TransportError
 
@@ -362,17 +362,32 @@ class RepairMars(Repair):
             return
         if primary == chosen:
             return                          # its primary's copy: all of it
+        lost = []
+        if primary and primary in self.gone:
+            # its primary is gone for good: what it wrote that this copy
+            # never received is lost, as a failover says it (in bytes)
+            unreceived = Failover._unreceived(self.chosen, self.res)
+            if unreceived:
+                lost.append(f"{chosen} has not received {amount(unreceived)} of {primary}'s "
+                            f"log (as {primary} last said it): rebuilt from {chosen}'s copy, "
+                            f"{self.res} loses it")
+            elif unreceived is None:
+                lost.append(f"how much of {primary}'s log {chosen} has not received cannot "
+                            f"be told (marsadm view-fetch-rest {self.res} there says "
+                            "nothing): rebuilt from its copy, that is lost")
         mine = Failover._received(self.chosen, self.res)
         ahead = [name for name, host in sorted(members.items()) if name != chosen and
                  host in self.alive and Failover._received(host, self.res) > mine]
         if ahead:
             # another replica received more of the primary's log (its primary
             # gone): what only it holds is lost, unsaid before
-            self.rollback = (f"{agreeing(ahead, 'has', 'have')} received more of {self.res}'s "
-                             f"log than {chosen}: rebuilt from {chosen}'s copy, {self.res} "
-                             f"loses what only {', '.join(ahead)} "
-                             f"{'holds' if len(ahead) == 1 else 'hold'}; to keep it, name "
-                             f"{ahead[0]} first")
+            lost.append(f"{agreeing(ahead, 'has', 'have')} received more of {self.res}'s "
+                        f"log than {chosen}: rebuilt from {chosen}'s copy, {self.res} "
+                        f"loses what only {', '.join(ahead)} "
+                        f"{'holds' if len(ahead) == 1 else 'hold'}; to keep it, name "
+                        f"{ahead[0]} first")
+        if lost:
+            self.rollback = "; ".join(lost)
             self.warn(self.rollback)
 
     def _whole(self, host):

@@ -361,6 +361,8 @@ class FakeFleet:
             return str(resource.size)
         if macro == "disk-present":
             return "1" if replica else ""
+        if macro == "is-split-brain":       # (no history forks here)
+            return "0" if replica else ""
         if macro == "sync-rest":
             return str(replica.sync_rest) if replica else ""
         if macro == "sync-received":
