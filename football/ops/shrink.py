@@ -66,8 +66,10 @@ RELINK = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--recursive
           "--files-from=-", "--ignore-missing-args")
 LINKED = ("-xdev", "-type", "f", "-links", "+1", "-printf", "%P\\0")    # find <copy> ...
 RSYNC_VANISHED = 24         # files vanished while copying: the container still writes
+# (XFS names a quota it accounts without enforcing it `uqnoenforce`, ...)
 QUOTA_OPTIONS = {"usrquota": "-u", "uquota": "-u", "grpquota": "-g", "gquota": "-g",
-                 "prjquota": "-p", "pquota": "-p"}
+                 "prjquota": "-p", "pquota": "-p", "uqnoenforce": "-u", "qnoenforce": "-u",
+                 "gqnoenforce": "-g", "pqnoenforce": "-p"}
 
 
 def agcount(size):
@@ -561,8 +563,6 @@ class Shrink(Operation):
             with self.holding(self.members):
                 self._mount_tmp()
             self._copy("warm copy")
-            self._probe()
-            linked = self._linked_in_copy()     # (only the passes change the copy's links)
         else:
             linked = []
             self.say(f"* finish: {self.res} was deleted by a run before: renaming, creating, "
@@ -573,6 +573,12 @@ class Shrink(Operation):
         while True:
             if exists:
                 self._downtime_gate(self.primary, self.primary)
+                # after the gates, which may wait for hours (business hours,
+                # an operator's go): a probe timed before them said nothing
+                # of what the container wrote meanwhile, all of it then the
+                # final copy's inside the window
+                self._probe()
+                linked = self._linked_in_copy()     # (only the passes change the copy's links)
                 self._check_startable(self.primary, self.primary)
             with self.holding(self.members):
                 if exists and self._gates_closed_meanwhile(self.primary, self.primary,
