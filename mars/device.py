@@ -221,7 +221,7 @@ class Device:
             # it got ready covers writes acknowledged from the log alone
             await self.emergency_ready.wait()
             self._raise_failure()
-            await trio.to_thread.run_sync(os.fdatasync, self.translog.disk_fd)
+            await trio.to_thread.run_sync(self.translog.sync_disk)
         else:
             await self._sync_log()
         self._raise_failure()
@@ -400,7 +400,10 @@ class Device:
         if self.writeback.failure is not None:      # writes answer EIO: nothing goes direct
             self.emergency_ready.set()
             return
-        self.emergency_cursor = await trio.to_thread.run_sync(self.translog.mark_emergency)
+        # no rotation meanwhile: the thread reads the log's end (logfile, then
+        # its writer), which a switch on the event loop would tear
+        async with self.rotation:
+            self.emergency_cursor = await trio.to_thread.run_sync(self.translog.mark_emergency)
         self.emergency_ready.set()
         log.error("state dir has %d bytes free (< %d): logging stopped at %s, writing "
                   "straight to the disk; replicas need invalidate", free,

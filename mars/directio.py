@@ -498,6 +498,8 @@ class DirectAppender:
         self.carried = None             # (offset, bytes): the thread's last partial block, unwritten
         self.syncing = 0                # sync() calls waiting: a carried block goes now
         self.lock = threading.Lock()
+        self.sync_lock = threading.Lock()     # one fdatasync at a time (`sync`)
+        self.closed = False
         self.changed = threading.Condition(self.lock)
         self.jobs = deque()             # (buffer, skew, start, length), the first being written
         self.idle = []                  # staging buffers not in use
@@ -679,7 +681,22 @@ class DirectAppender:
         finally:
             with self.lock:
                 self.syncing -= 1
-        os.fdatasync(self.fd)
+        # A failed fdatasync is kept: Linux reports a lost write-back once
+        # per open file, and the next fdatasync would succeed without those
+        # bytes. One at a time, so that a sync beside a failing one does not
+        # take the error's consumption for success.
+        with self.sync_lock:
+            self._raise_failure()
+            if self.closed:         # (its closer synced it: no failure of its own)
+                raise OSError(errno.EBADF, f"{self.path} is closed")
+            try:
+                os.fdatasync(self.fd)
+            except OSError as exc:
+                with self.lock:
+                    if self.failure is None:
+                        self.failure = exc
+                    self.changed.notify_all()
+                raise
 
     def close(self):
         """Stop the thread once what was appended is written, and close.
@@ -690,7 +707,9 @@ class DirectAppender:
         if self.thread is not None:
             self.thread.join()
         self.direct.close()
-        os.close(self.fd)
+        with self.sync_lock:
+            os.close(self.fd)
+            self.closed = True
         self.idle.clear()
 
     def _raise_failure(self):

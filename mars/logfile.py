@@ -240,6 +240,8 @@ class LogWriter:
     def sync(self):
         """Make every appended record durable."""
         if self.fd is None:
+            if self.appender is not None:
+                self.appender._raise_failure()      # closed after its sync failed
             raise OSError(errno.EBADF, f"{self.path} is closed")
         if self.appender is not None:
             self.appender.sync()
