@@ -2,51 +2,17 @@
 output that is not ASCII or is large, time limits of 0 and less, and
 commands of several threads when the connection has to be opened again."""
 
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from football import ssh
-from football.ssh import SSHTransport
 from football.transport import CommandTimedOut
-from tests.helpers.marshosts import STATE_WAIT, random_subnet, wait_until
-from tests.helpers.sshd import Sshd
+from tests.helpers.marshosts import STATE_WAIT, wait_until
+from tests.integration.test_ssh_transport import tool_env
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    server = Sshd(tmp_path / "sshd", [f"{random_subnet()}.5"])
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def connect(sshd, tmp_path):
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(sshd.known_hosts_lines())
-    made = []
-
-    def make(**settings):
-        settings = {"port": sshd.port, "ssh_key": str(sshd.client_key),
-                    "known_hosts": str(known_hosts), "connect_timeout": STATE_WAIT, **settings}
-        made.append(SSHTransport("h1", sshd.addresses[0], **settings))
-        return made[-1]
-
-    yield make
-    for transport in made:
-        transport.close()
-
-
-def tool_env(tmp_path):
-    return {"PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "MARS_ROOT": str(tmp_path / "root"), "MARS_HOST": "h1"}
 
 
 def with_agent(transport):

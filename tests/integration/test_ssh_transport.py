@@ -23,38 +23,6 @@ pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 
 @pytest.fixture
-def sshd(tmp_path):
-    server = Sshd(tmp_path / "sshd", [f"{random_subnet()}.5"])
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def known_hosts(tmp_path, sshd):
-    path = tmp_path / "known_hosts"
-    path.write_text(sshd.known_hosts_lines())
-    return path
-
-
-@pytest.fixture
-def connect(sshd, known_hosts):
-    """connect(**settings) -> an SSHTransport to the test's sshd, closed at the end."""
-    made = []
-
-    def make(**settings):
-        settings = {"port": sshd.port, "ssh_key": str(sshd.client_key),
-                    "known_hosts": str(known_hosts), "connect_timeout": STATE_WAIT, **settings}
-        made.append(SSHTransport("h1", sshd.addresses[0], **settings))
-        return made[-1]
-
-    yield make
-    for transport in made:
-        transport.close()
-
-
-@pytest.fixture
 def transport(connect):
     return connect()
 
