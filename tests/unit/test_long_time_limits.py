@@ -2,48 +2,15 @@
 (football/transport.py, football/toolserver.py): time limits longer than
 epoll can wait in one go, and a command that cannot be executed."""
 
-import json
 import os
-import subprocess
-import sys
 
-import pytest
 
 from football import toolserver
 from football.toolserver import ToolServer, run_program
 from football.transport import LocalTransport
+from tests.unit.test_toolserver import MORE_TOOLS, agent  # noqa: F401 (a fixture)
 
-MORE_TOOLS = {"upper": ("tests.helpers.tools", "upper")}
 MONTH = 30 * 86400.0        # config allows up to ten years (copy_timeout, command_timeout)
-
-
-class Agent:
-    """`serve_stdio` in a process of its own, spoken to through its pipes."""
-
-    def __init__(self):
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "import json; from football.toolserver import "
-             f"serve_stdio; serve_stdio(tools=json.loads({json.dumps(MORE_TOOLS)!r}))"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert json.loads(self.process.stdout.readline())["ready"]
-
-    def ask(self, argv, timeout=60, input=None):
-        request = {"argv": argv, "timeout": timeout, "input": input}
-        self.process.stdin.write(json.dumps(request).encode() + b"\n")
-        self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline() or b"null")
-
-    def close(self):
-        self.process.stdin.close()
-        return self.process.wait(timeout=60)
-
-
-@pytest.fixture
-def agent():
-    started = Agent()
-    yield started
-    if started.process.poll() is None:
-        started.close()
 
 
 def test_a_time_limit_of_a_month_runs_the_command_locally(monkeypatch):
@@ -64,7 +31,8 @@ def test_a_time_limit_of_a_month_runs_the_command_through_the_tool_server():
         server.close()
 
 
-def test_the_host_agent_runs_a_command_with_a_time_limit_of_a_month_and_goes_on(agent):
+def test_the_host_agent_runs_a_command_with_a_time_limit_of_a_month_and_goes_on(
+        agent):  # noqa: F811 (the fixture imported above)
     """It died of the OverflowError: every command through it was
     "connection lost, may or may not have run" (a shrink's rsync, whose
     copy_timeout was a month, killed at once)."""
@@ -76,7 +44,7 @@ def test_the_host_agent_runs_a_command_with_a_time_limit_of_a_month_and_goes_on(
 
 
 def test_a_command_that_cannot_be_executed_exits_126_as_in_a_shell(tmp_path, monkeypatch,
-                                                                    agent):
+                                                                    agent):  # noqa: F811
     """Not executable, a directory: a shell says so and exits 126. The
     local transport raised PermissionError; the host agent died of it (the
     command "may or may not have run", and no agent for a while)."""
