@@ -326,3 +326,32 @@ def xfs_volumes(directory, names, size="300M"):
             subprocess.run(["umount", str(mountpoint)], check=True)
     assert not mounts_under(directory)
     wait_until(lambda: not loops_backed_by(str(directory)), what="the loop devices to go")
+
+
+# A stand-in for systemctl (no systemd as PID 1 here): it logs what it is
+# asked, and does what the units of a container stack would: stopping the
+# mount unit unmounts the volume, starting the container unit mounts it.
+STACK_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "$MARS_ROOT/systemctl.log"
+case "$1 $2" in
+  "stop test-mnt.mount") umount "$MARS_ROOT/mnt" || umount -l "$MARS_ROOT/mnt" ;;
+  "start test-ct.service") mount -t xfs "$MARS_ROOT/dev/mars/vm1" "$MARS_ROOT/mnt" ;;
+esac
+"""
+
+
+def stack_under_units(datanet, tmp_path, monkeypatch, res):
+    """`res`'s primary a, its device up, an xfs on it, its units recorded
+    (STACK_SYSTEMCTL stands in for systemctl, for every marsd started
+    after) and started by its marsd, four files written there: (a, {file:
+    checksum}, the log of what systemctl was asked)."""
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(STACK_SYSTEMCTL)
+    systemctl.chmod(0o755)
+    monkeypatch.setenv("MARS_SYSTEMCTL", str(systemctl))     # every marsd inherits it
+    (a,) = datanet.primary_with_device("a", res=res)
+    datanet.mkfs(a, res)
+    a.marsadm("set-systemd-unit", res, "test-ct.service", "test-mnt.mount")
+    wait_until(lambda: os.path.ismount(a.mnt),
+               what="a's marsd starting test-ct.service on the designated primary")
+    return a, write_files(a.mnt, 4, 256 * 1024, prefix="before"), a.root / "systemctl.log"

@@ -27,7 +27,8 @@ from mars.device import DEVICE_FILE, loop_backing_file, loops_backed_by
 from mars.logfile import parse_logfile_name
 from mars.replay import Cursor
 from tests.helpers.dataplane import (MIB, STATE_WAIT, cursor_at_log_end, device_processes,
-                                     serving_device_pid, tree_checksums, wait_until, write_files)
+                                     serving_device_pid, stack_under_units, tree_checksums,
+                                     wait_until, write_files)
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -230,15 +231,6 @@ def test_a_marsd_restarted_while_the_crashed_devices_filesystem_is_mounted_waits
     assert {name: found.get(name) for name in written} == written
 
 
-FAKE_SYSTEMCTL = """#!/bin/sh
-echo "$*" >> "$MARS_ROOT/systemctl.log"
-case "$1 $2" in
-  "stop test-mnt.mount") umount "$MARS_ROOT/mnt" || umount -l "$MARS_ROOT/mnt" ;;
-  "start test-ct.service") mount -t xfs "$MARS_ROOT/dev/mars/vm1" "$MARS_ROOT/mnt" ;;
-esac
-"""
-
-
 def test_with_systemd_units_a_marsd_restarted_after_a_crash_restarts_the_stack_on_its_device(
         tmp_path, monkeypatch, datanet):
     """With the systemd integration marsd is the cluster manager's hand: after
@@ -247,17 +239,7 @@ def test_with_systemd_units_a_marsd_restarted_after_a_crash_restarts_the_stack_o
     marsd started again stops the stop unit (the mount) over the crashed
     device, brings the device up (recovery) and starts the start unit on it:
     the stack runs again, every fsync'ed file there."""
-    systemctl = tmp_path / "systemctl"
-    systemctl.write_text(FAKE_SYSTEMCTL)
-    systemctl.chmod(0o755)
-    monkeypatch.setenv("MARS_SYSTEMCTL", str(systemctl))     # every marsd inherits it
-    (a,) = datanet.primary_with_device("a", res=RES)
-    datanet.mkfs(a, RES)
-    a.marsadm("set-systemd-unit", RES, "test-ct.service", "test-mnt.mount")
-    wait_until(lambda: os.path.ismount(a.mnt),
-               what="a's marsd starting test-ct.service on the designated primary")
-    written = write_files(a.mnt, 4, 256 * 1024, prefix="before")
-    units = a.root / "systemctl.log"
+    a, written, units = stack_under_units(datanet, tmp_path, monkeypatch, RES)
     crash(a)
     a.start()
     wait_until(lambda: len(units.read_text().splitlines()) == 3 and os.path.ismount(a.mnt),

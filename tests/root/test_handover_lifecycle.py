@@ -8,8 +8,8 @@ import time
 
 from mars.device import loops_backed_by
 from mars.keys import resource_dir_name
-from tests.helpers.dataplane import (device_processes, serving_device_pid, tree_checksums,
-                                     write_files)
+from tests.helpers.dataplane import (device_processes, serving_device_pid, stack_under_units,
+                                     tree_checksums)
 from tests.helpers.marshosts import BIN, wait_until
 
 RES = "vm1"
@@ -113,15 +113,6 @@ def test_a_planned_handover_does_not_wait_on_a_third_replica_that_does_not_answe
     assert a.view("is-primary", RES) == "0\n"
 
 
-STACK_SYSTEMCTL = """#!/bin/sh
-echo "$*" >> "$MARS_ROOT/systemctl.log"
-case "$1 $2" in
-  "stop test-mnt.mount") umount "$MARS_ROOT/mnt" || umount -l "$MARS_ROOT/mnt" ;;
-  "start test-ct.service") mount -t xfs "$MARS_ROOT/dev/mars/vm1" "$MARS_ROOT/mnt" ;;
-esac
-"""
-
-
 def test_with_systemd_units_a_device_process_that_died_has_its_stack_restarted_on_a_new_one(
         tmp_path, monkeypatch, datanet):
     """The device process alone killed (the OOM killer, a crash), its
@@ -131,17 +122,7 @@ def test_with_systemd_units_a_device_process_that_died_has_its_stack_restarted_o
     start unit; a device process that died under a running marsd left the
     stack on the dead device for ever, waiting for an operator. It is
     handled the same way now."""
-    systemctl = tmp_path / "systemctl"
-    systemctl.write_text(STACK_SYSTEMCTL)
-    systemctl.chmod(0o755)
-    monkeypatch.setenv("MARS_SYSTEMCTL", str(systemctl))     # every marsd inherits it
-    (a,) = datanet.primary_with_device("a", res=RES)
-    datanet.mkfs(a, RES)
-    a.marsadm("set-systemd-unit", RES, "test-ct.service", "test-mnt.mount")
-    wait_until(lambda: os.path.ismount(a.mnt),
-               what="a's marsd starting test-ct.service on the designated primary")
-    written = write_files(a.mnt, 4, 256 * 1024, prefix="before")
-    units = a.root / "systemctl.log"
+    a, written, units = stack_under_units(datanet, tmp_path, monkeypatch, RES)
     pid = serving_device_pid(a)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: len(units.read_text().splitlines()) == 3 and os.path.ismount(a.mnt)
