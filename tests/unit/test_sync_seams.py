@@ -133,15 +133,19 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(syncclient, "SYNC_PERSIST_EVERY", 1e9)
 
 
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "marsd-restarted"])
 @pytest.mark.parametrize("fast", [False, True])
 def test_a_sync_whose_source_changes_midway_ends_equal_to_the_history_after_replay(
-        tmp_path, monkeypatch, small_chunks, fast):
+        tmp_path, monkeypatch, small_chunks, fast, restarted):
     """A handover while a third member syncs: the designated primary (the
     sync's source) moves from a to b, which still replays a's log behind
     the position the sync started from (a's checkpoint). The chunks copied
     from b then lack writes that came before that position, and the replay
     from it never brings them: the replica must not go on mixing a's
-    chunks with b's on a's start, but sync anew from b's."""
+    chunks with b's on a's start, but sync anew from b's. Also where the
+    source changed while marsd was down (`restarted`): the source lived in
+    memory only, and the resumed sync went on from the new one on the old
+    one's start; it is recorded (`syncsource-<host>`)."""
     size = 4 * SMALL
     base = random.Random(1).randbytes(size)
     newer = random.Random(2).randbytes(SMALL)
@@ -162,6 +166,8 @@ def test_a_sync_whose_source_changes_midway_ends_equal_to_the_history_after_repl
         await cluster.run([("a", 3)], monkeypatch)
         assert cluster.keys[syncstatus_name("c")] == str(2 * SMALL)
         cluster.worker.daemon.hold_sync_after = None
+        if restarted:
+            cluster.client = SyncClient(cluster.worker)     # marsd restarted
         await cluster.run([("b", 10)], monkeypatch)
 
     trio.run(main)
@@ -201,37 +207,3 @@ def test_a_sync_from_a_source_that_answers_for_a_smaller_size_counts_nothing_it_
     assert cluster.keys[syncstatus_name("c")] == str(size)
     assert sha(tmp_path / "disk-c") == sha(tmp_path / "disk-a")
 
-
-def test_a_sync_resumed_after_a_restart_from_another_source_ends_equal_to_the_history(
-        tmp_path, monkeypatch, small_chunks):
-    """The source changed while marsd was down (a handover or a failover
-    while it restarted): the source lived in memory only, and the resumed
-    sync went on from the new one on the old one's start. It is recorded
-    (`syncsource-<host>`)."""
-    size = 4 * SMALL
-    base = random.Random(1).randbytes(size)
-    newer = random.Random(2).randbytes(SMALL)
-    (tmp_path / "disk-a").write_bytes(base[:3 * SMALL] + newer)
-    (tmp_path / "disk-b").write_bytes(base)
-    (tmp_path / "disk-c").write_bytes(random.Random(3).randbytes(size))
-    cluster = Cluster(tmp_path, size)
-    for host in ("a", "b"):
-        directory = cluster.add_server(host, tmp_path / f"disk-{host}")
-        write_log(directory / "log-000000001-a", [(3 * SMALL, newer)])
-    end = (directory / "log-000000001-a").stat().st_size
-    cluster.keys[replay_name("a")] = f"log-000000001-a,{end},{end}"
-    cluster.keys[replay_name("b")] = f"log-000000001-a,0,{end}"
-    cluster.worker.daemon.hold_sync_after = 2 * SMALL
-
-    async def main():
-        await cluster.run([("a", 3)], monkeypatch)
-        assert cluster.keys[syncstatus_name("c")] == str(2 * SMALL)
-        cluster.worker.daemon.hold_sync_after = None
-        cluster.client = SyncClient(cluster.worker)     # marsd restarted
-        await cluster.run([("b", 10)], monkeypatch)
-
-    trio.run(main)
-    assert cluster.keys[syncstatus_name("c")] == str(size)
-    cluster.replay_from_cursor(tmp_path / "state-b" / f"resource-{RES}" / "log-000000001-a")
-    assert sha(tmp_path / "disk-c") == sha(tmp_path / "disk-a"), \
-        "the replica differs from the history it follows"
