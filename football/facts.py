@@ -137,6 +137,14 @@ def view(host, macro, res, timeout=60):
     return host.run(["marsadm", f"view-{macro}", res], timeout=timeout).stdout.strip()
 
 
+def view_count(host, macro, res, timeout=60):
+    """The number `marsadm view-<macro> <res>` prints on `host` (bytes, a
+    logfile's number), or None where it prints none: unknown (our marsadm
+    without marsd's status), never 0."""
+    value = view(host, macro, res, timeout)
+    return int(value) if value.isdigit() else None
+
+
 def view_all(host, macro, timeout=60):
     return parse_view_all(host.run(["marsadm", f"view-{macro}", "all"], timeout=timeout).stdout)
 

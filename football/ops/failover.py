@@ -442,11 +442,11 @@ class Failover(Operation):
         def asked(*macros):
             for macro in macros:
                 try:
-                    value = facts.view(host, macro, res)
+                    value = facts.view_count(host, macro, res)
                 except (FootballError, TransportError):
                     continue
-                if value.isdigit():
-                    return int(value)
+                if value is not None:
+                    return value
             return -1
         number = asked("fetch-lognr")
         return (number, asked("fetch-logsize", "fetch-pos") if number >= 0 else -1)
@@ -466,10 +466,9 @@ class Failover(Operation):
         in the metadata, that `host` never fetched (`view-fetch-rest`, as
         the kernel's marsadm has it); None where it cannot tell."""
         try:
-            value = facts.view(host, "fetch-rest", res)
+            return facts.view_count(host, "fetch-rest", res)
         except (FootballError, TransportError):
             return None
-        return int(value) if value.isdigit() else None
 
     def _untold(self, res, primary):
         """Warn that what `primary` lacks of the dead host's log of `res` is

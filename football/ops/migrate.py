@@ -678,8 +678,7 @@ class Migrate(Operation):
         """Bytes `target` has still to fetch and replay (`view-work-rest`);
         None where its view cannot tell (empty: marsd not running there),
         which is no small lag."""
-        value = facts.view(target, "work-rest", self.res)
-        return int(value) if value.isdigit() else None
+        return facts.view_count(target, "work-rest", self.res)
 
     def _stopped_in_window(self, target):
         """Where the window stops the stack: the source and the old hosts."""
