@@ -533,12 +533,14 @@ class LogFollower:
         # split brain where it could follow the new primary
         # (Not this host's own logfile: its disk may hold the write-back of
         # records past that end — the split brain is said, not hidden.)
-        known = None if parse_logfile_name(cursor.logfile)[1] == worker.host else \
-            self._closed(state, cursor.logfile)
+        own = parse_logfile_name(cursor.logfile)[1] == worker.host
+        known = None if own else self._closed(state, cursor.logfile)
+        # a copy of another host's logfile that is not complete here yet
+        growing = not own and (known is None or size < known[0])
         if cursor.position < size and (known is None or cursor.position < known[0]):
             held = [(start, view) for start, view, _ in self.held.get(cursor.logfile, ())]
             result = await trio.to_thread.run_sync(_replay_step, str(path), disk, cursor.position,
-                                                   held, known[0] if known else None)
+                                                   held, known[0] if known else None, growing)
             self._release_held(Cursor(cursor.logfile, result.position, size))
         else:                       # nothing new to replay (an idle secondary): no thread
             result = ReplayResult(cursor.position, 0, 0, None, None)
@@ -709,15 +711,15 @@ class LogFollower:
         return deleted
 
 
-def _replay_step(path, disk, position, held=(), until=None):
+def _replay_step(path, disk, position, held=(), until=None, growing=False):
     """One bounded replay step: at most 256 records (each at most 16 MiB),
     none past `until`; the disk is synced before the cursor is recorded
-    (persist_cursor)."""
+    (persist_cursor). `growing`: see `LogScan`."""
     fd = os.open(disk, os.O_WRONLY)
     try:
         with DiskWriter(disk) as direct:
             return replay(path, fd, position, limit=256, sync=False, direct=direct, held=held,
-                          until=until)
+                          until=until, growing=growing)
     finally:
         os.close(fd)
 

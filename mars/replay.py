@@ -63,7 +63,7 @@ class ReplayResult:
 
 
 def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None, sync=True,
-           direct=None, held=(), until=None):
+           direct=None, held=(), until=None, growing=False):
     """Apply records of a logfile from `position` onto the disk open at
     `disk_fd`. Stops at the end, at damage, after `limit` records, or
     before a record that would end past `until` (where the history says
@@ -71,9 +71,10 @@ def replay(logfile_path, disk_fd, position=0, expected_sequence=None, limit=None
     takeover, must not be applied past it).
     With `sync`, the disk is made durable before the result is returned, so
     the caller may record the new cursor. `direct`: a
-    `directio.DiskWriter` on the same disk, for `_write_direct`."""
+    `directio.DiskWriter` on the same disk, for `_write_direct`.
+    `growing`: the logfile is a copy still being fetched (`LogScan`)."""
     stage = None if direct is None else _stage_direct
-    scanner = LogScan(logfile_path, position, expected_sequence, held, stage)
+    scanner = LogScan(logfile_path, position, expected_sequence, held, stage, growing)
     applied = written = 0
     last_sequence = None
     end = position

@@ -284,3 +284,50 @@ def test_a_staged_payload_is_checked_where_it_was_staged_and_damage_is_still_fou
     path.write_bytes(data)
     scanner = LogScan(path, stage=stage)
     assert len(list(scanner)) == 2 and scanner.damage.reason == "digest mismatch"
+
+
+def _lengths_past_the_end(path, written):
+    """The middle record's header claims more payload than the file holds,
+    while a valid record follows it (a damaged header, not a torn tail)."""
+    data = bytearray(path.read_bytes())
+    fields = list(HEADER.unpack_from(data, written[1].position))
+    fields[8] = fields[9] = len(data)       # length, stored length
+    HEADER.pack_into(data, written[1].position, *fields)
+    path.write_bytes(bytes(data))
+
+
+def test_a_growing_copy_cut_short_in_a_record_waits_for_its_rest_without_searching_it(
+        tmp_path, monkeypatch):
+    """A copy still being fetched ends inside a record at the end of every
+    replay step: that is its rest not come yet, a torn tail, told without
+    reading and searching the partial record's bytes."""
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"a" * 100), (100, os.urandom(8000))])
+    path.write_bytes(path.read_bytes()[:written[1].position + HEADER.size + 3000])
+    monkeypatch.setattr(LogScan, "_is_tail", lambda *_: pytest.fail("searched the rest"))
+    records, damage = scan(path, growing=True)
+    assert records == written[:1]
+    assert damage.torn_tail and damage.position == written[1].position
+    assert "cut short" in damage.reason
+
+
+def test_a_complete_copy_with_a_header_that_claims_past_its_end_is_damage_not_a_tail(tmp_path):
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"a" * 100), (100, b"b" * 100), (200, b"c" * 100)])
+    _lengths_past_the_end(path, written)
+    records, damage = scan(path)
+    assert records == written[:1]
+    assert not damage.torn_tail and "cut short" in damage.reason
+    # growing, it is the rest not come yet (the digest tells once it has)
+    records, damage = scan(path, growing=True)
+    assert damage.torn_tail
+
+
+def test_a_growing_copy_still_searches_after_damage_that_is_not_a_cut_record(tmp_path):
+    path = tmp_path / "log"
+    written = write_log(path, [(0, b"a" * 100), (100, b"b" * 100), (200, b"c" * 100)])
+    data = bytearray(path.read_bytes())
+    data[written[1].position + HEADER.size + 10] ^= 0x01
+    path.write_bytes(bytes(data))
+    records, damage = scan(path, growing=True)
+    assert records == written[:1] and not damage.torn_tail
