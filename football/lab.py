@@ -49,6 +49,9 @@ LAB_HOST_DEFAULTS = {"storage": "filevg", "manager": "lab", "container": "lxc",
 DEFAULT_MARSD_ARGS = ["--round-interval", "0.25"]
 MARSD_START_TIMEOUT = 20.0
 MARSD_STOP_TIMEOUT = 20.0
+# seconds a process is waited for after SIGKILL: one stuck in the kernel (D
+# state: a hung FUSE device or disk) may never end; `down` says so and goes on
+KILLED_WAIT = 10.0
 WORKER_ID = "lab"
 WORKER_STOP_TIMEOUT = 60.0    # its operations are interrupted: each cleans up first
 SYNC_TIMEOUT = 900
@@ -269,10 +272,11 @@ class Lab:
     def _stop_worker(self, state):
         """SIGTERM to the lab's worker (its operations are interrupted and
         clean up), SIGKILL after WORKER_STOP_TIMEOUT; only if its pid is
-        still the process started (same start time)."""
+        still the process started (same start time). Returns what did not
+        end (`_killed`)."""
         record = state.get("worker")
         if not record or not process_alive(record["pid"], record["start"]):
-            return
+            return []
         pid = record["pid"]
         self.echo(f"stopping the screener worker (pid {pid})")
         os.kill(pid, signal.SIGTERM)
@@ -281,8 +285,7 @@ class Lab:
             time.sleep(0.1)
         if pid_running(pid):
             os.kill(pid, signal.SIGKILL)
-            while pid_running(pid):
-                time.sleep(0.05)
+        return self._killed({"the screener worker": pid})
 
     def _demo(self, inv, hosts, state, wait_sync):
         res = inv.demo["resource"]
@@ -484,7 +487,11 @@ class Lab:
         hosts = self.hosts() if (self.inventory_copy.exists() or
                                  self.inventory_path) else {}
         state = self._state()
-        self._stop_worker(state)
+        # the lab's loop devices, named while their files' mounts are there: a
+        # mount gone (a device process's FUSE mount unmounted after it died)
+        # leaves its loop naming `/device`, below no lab dir
+        loops = loops_of(self.dir)
+        stuck = self._stop_worker(state)
         for host in hosts.values():
             if Path(host.path(host.lxcpath)).is_dir():
                 try:
@@ -498,10 +505,10 @@ class Lab:
             if not fstype.startswith("fuse"):
                 self.echo(f"umount {point}")
                 unmount(point)
-        self._stop_daemons(state)
+        stuck += self._stop_daemons(state)
         deadline = time.monotonic() + 10
-        while loops_backed_by(str(self.dir) + "/") and time.monotonic() < deadline:
-            for loop in loops_backed_by(str(self.dir) + "/"):
+        while (attached := still_attached(self.dir, loops)) and time.monotonic() < deadline:
+            for loop in attached:
                 try:
                     detach_loop(loop)
                     self.echo(f"losetup --detach {loop}")
@@ -510,9 +517,14 @@ class Lab:
             time.sleep(0.2)
         for point, _ in mounts_under(self.dir):
             unmount(point)
-        left = loops_backed_by(str(self.dir) + "/") or mounts_under(self.dir)
-        if left:
-            raise LabFailed(f"could not remove {left}; run `football lab down` again")
+        left = [f"loop device {loop} ({backing})"
+                for loop, backing in still_attached(self.dir, loops).items()]
+        left += [f"mount {point}" for point, _ in mounts_under(self.dir)]
+        if left or stuck:
+            raise LabFailed(f"could not remove {', '.join(left + stuck)}; {self.dir} is kept: "
+                            "run `football lab down` again (a process in state D is stuck "
+                            "in the kernel, on a hung FUSE device or disk: it may take a "
+                            "reboot)")
         shutil.rmtree(self.dir)
         self.echo(f"lab in {self.dir} removed")
 
@@ -529,8 +541,19 @@ class Lab:
         for pid in pids.values():
             if pid_running(pid):
                 os.kill(pid, signal.SIGKILL)
-        while any(pid_running(pid) for pid in pids.values()):
+        return self._killed({f"{name}'s marsd": pid for name, pid in pids.items()})
+
+    def _killed(self, pids):
+        """Wait up to KILLED_WAIT for the processes `pids` ({what: pid}) that
+        were sent SIGKILL; those still there are said and returned."""
+        deadline = time.monotonic() + KILLED_WAIT
+        while any(pid_running(pid) for pid in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
+        stuck = [f"{what} (pid {pid}, state {process_state(pid)})"
+                 for what, pid in pids.items() if pid_running(pid)]
+        for process in stuck:
+            self.echo(f"{process} did not end within {KILLED_WAIT:g} s of SIGKILL")
+        return stuck
 
     def _unrecorded_daemons(self, known):
         """marsd processes of this lab whose pid did not make it into lab.json
@@ -583,8 +606,72 @@ def pid_running(pid):
     return True
 
 
+def process_state(pid):
+    """The state letter of `pid` as /proc shows it (D: stuck in the kernel), or '?'."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
 def process_alive(pid, start):
     return pid_running(pid) and process_start(pid) == start
+
+
+def loops_of(directory):
+    """{'/dev/loopN': (backing device 'major:minor', inode)} of the loop
+    devices that belong below `directory`: backed by a file there, or
+    holding a file system mounted there. Read it while the mounts of their
+    files are there: once one is gone, the kernel names the file from the
+    root of its own file system (a FUSE device's `/device`), but its device
+    and inode stay (`still_attached`)."""
+    base = str(directory).rstrip("/") + "/"
+    mounted = set()
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            if fields[4].encode().decode("unicode_escape").startswith(base):
+                mounted.add(fields[2])
+    found = {}
+    for loop, (backing, device, inode) in attached_loops().items():
+        try:
+            number = (Path("/sys/block") / Path(loop).name / "dev").read_text().strip()
+        except OSError:
+            number = None
+        if backing.startswith(base) or number in mounted:
+            found[loop] = (device, inode)
+    return found
+
+
+def still_attached(directory, loops):
+    """{'/dev/loopN': backing file} of the loop devices backed by a file
+    below `directory` now, and of `loops` (`loops_of` before) still backed
+    by the same file where its path no longer resolves (its mount gone);
+    not a number another's device took meanwhile (another file)."""
+    found = loops_backed_by(str(directory).rstrip("/") + "/")
+    for loop, (backing, device, inode) in attached_loops().items():
+        if loop not in found and loops.get(loop) == (device, inode) and \
+                not os.path.exists(backing):
+            found[loop] = backing
+    return found
+
+
+def attached_loops():
+    """{'/dev/loopN': (backing file, backing device 'major:minor', inode)}
+    of every loop device with a backing file (losetup asks the kernel
+    itself: device and inode also of a file whose mount is gone)."""
+    done = subprocess.run(["losetup", "--json", "--list", "--output",
+                           "NAME,BACK-FILE,BACK-MAJ:MIN,BACK-INO"], capture_output=True,
+                          text=True)
+    if done.returncode != 0 or not done.stdout.strip():
+        return {}
+    found = {}
+    for loop in json.loads(done.stdout).get("loopdevices", []):
+        if loop.get("back-file"):
+            found[loop["name"]] = (loop["back-file"].strip(),
+                                   str(loop.get("back-maj:min") or "").strip(),
+                                   loop.get("back-ino"))
+    return found
 
 
 def unmount(point):

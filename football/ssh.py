@@ -24,7 +24,7 @@ from fabric.runners import Remote
 from football.toolserver import TOOLS
 from football.transport import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HOST_KEY_CHECKS,
                                 CommandTimedOut, ConnectionLost, Result, Transport,
-                                Unreachable, checked)
+                                Unreachable, checked, seconds)
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -45,7 +45,7 @@ def remote_command(argv, env=None, timeout=None):
     `timeout`, coreutils' `timeout` kills the command on the host when its
     time is up. Closing the channel would not: a command without a terminal
     outlives it, and sshd refuses "signal" requests for root sessions."""
-    prefix = ["timeout", "--signal=KILL", format(timeout, "g")] if timeout is not None else []
+    prefix = ["timeout", "--signal=KILL", seconds(timeout)] if timeout is not None else []
     if env:
         prefix += ["env", *(f"{name}={value}" for name, value in env.items())]
     return shlex.join(prefix + [str(arg) for arg in argv])
@@ -66,16 +66,19 @@ class _Agent:
 
     def __init__(self, connection, command):
         self.channel = connection.client.get_transport().open_session()
-        self.channel.settimeout(AGENT_START_TIMEOUT)
-        self.channel.exec_command(command)
         self.rest = b""             # read after the last line
         self.lock = threading.Lock()
+        # the channel is closed on every way out but a ready agent's: an
+        # open session counts against the host's MaxSessions for as long as
+        # the connection lives
         try:
+            self.channel.settimeout(AGENT_START_TIMEOUT)
+            self.channel.exec_command(command)
             ready = json.loads(self._line() or b"{}")
-        except (OSError, ValueError) as error:
+        except (paramiko.SSHException, EOFError, OSError, ValueError) as error:
             self.close()
-            raise _AgentGone(str(error), sent=False) from None
-        if not ready.get("ready"):
+            raise _AgentGone(str(error) or type(error).__name__, sent=False) from None
+        if not isinstance(ready, dict) or not ready.get("ready"):
             self.close()
             raise _AgentGone("it did not start (no football-host there?)", sent=False)
 
@@ -246,6 +249,15 @@ class _Remote(Remote):
             silent.cancel()
 
 
+def _open_timed_out(error):
+    """Whether `error` is paramiko's "Timeout opening channel." (the host
+    did not answer a channel's open within the connection's channel_timeout;
+    on a transport that lives, not a dead connection)."""
+    return isinstance(error, paramiko.SSHException) and \
+        not isinstance(error, paramiko.ChannelException) and \
+        str(error).startswith("Timeout opening channel")
+
+
 def _close_quietly(channel):
     """Close `channel`; a connection that is gone meanwhile has closed it."""
     try:
@@ -283,6 +295,7 @@ class SSHTransport(Transport):
         self._connection = None
         self._agent = None          # the host agent; False: none (or not yet ready)
         self._agent_starts = 0
+        self._agent_warned = False      # that its start failed, on this connection
         self._agent_failed_at = None    # when the last one failed to start or went away
         self._closed = 0                # how often `close` ran: an agent started before is stale
         self._lock = threading.Lock()
@@ -314,7 +327,7 @@ class SSHTransport(Transport):
             if not self._answers():
                 # not a command that ran long: the host stopped answering (it
                 # may have finished there, or be running, unkillable from here)
-                raise self._lost(argv, f"no answer within its time limit of {timeout:g} s, "
+                raise self._lost(argv, f"no answer within its time limit of {seconds(timeout)} s, "
                                  "nor to a keepalive since") from None
             raise CommandTimedOut(self.host, argv, timeout) from None
         except invoke.ThreadException as error:
@@ -366,13 +379,17 @@ class SSHTransport(Transport):
             agent = _Agent(connection, remote_command(["football-host", "serve-tools"],
                                                       self.env))
         except Exception as error:          # no agent: every command runs as a program
-            # (a host nothing reaches: its commands say so; a dead host's failover
-            # warned that its agent did not start)
-            (log.debug if isinstance(error, Unreachable) else log.warning)(
-                "%s: the host agent did not start (%s); commands run as sessions of "
-                "their own (slower) until it does", self.where, error)
+            # Said once per connection, with the reason: the starts tried again
+            # (AGENT_STARTS) are debug messages. A host nothing reaches is no
+            # warning at all: its commands say so (a dead host's failover
+            # warned that its agent did not start).
             with self._lock:
                 self._agent_failed_at = time.monotonic()
+                warn = not self._agent_warned and not isinstance(error, Unreachable)
+                self._agent_warned = self._agent_warned or warn
+            (log.warning if warn else log.debug)(
+                "%s: the host agent did not start (%s); commands run as sessions of "
+                "their own (slower) until it does", self.where, error)
             return
         with self._lock:
             if self._closed == closed and self._agent is False:
@@ -433,19 +450,32 @@ class SSHTransport(Transport):
         """`_run`, where the host refuses a channel on a connection that
         lives (sshd's MaxSessions: the agent and this run's parallel
         commands) tried again on it for up to connect_timeout: a new
-        connection would end the commands running on this one."""
+        connection would end the commands running on this one. A channel
+        the host did not open within connect_timeout on a connection that
+        lives (a host under load) is tried once more on it where the host
+        answers a keepalive, else that command alone is `Unreachable`."""
         deadline, pause = time.monotonic() + self.connect_timeout, 0.05
+        retried_timeout = False
         while True:
             try:
                 return self._run(connection, command, timeout, input)
             except _CommandNotStarted as error:
+                if _open_timed_out(error.__cause__) and connection.is_connected:
+                    if not retried_timeout and self._answers(connection):
+                        retried_timeout = True
+                        continue
+                    raise Unreachable(
+                        f"{self.where}: opened no session for the command within "
+                        f"{seconds(self.connect_timeout)} s on a connection that lives (a "
+                        "host under load?); the command did not run, and the commands "
+                        "running on the connection go on; try again") from None
                 if not isinstance(error.__cause__, paramiko.ChannelException) or \
                         not connection.is_connected:
                     raise
                 if time.monotonic() + pause > deadline:
                     raise Unreachable(
                         f"{self.where}: refuses one more session on the connection "
-                        f"({error.__cause__}) for {self.connect_timeout:g} s: sshd's "
+                        f"({error.__cause__}) for {seconds(self.connect_timeout)} s: sshd's "
                         "MaxSessions (10 by default) below the commands this run sends "
                         "at once? The command did not run") from None
             time.sleep(pause)
@@ -457,10 +487,11 @@ class SSHTransport(Transport):
                               in_stream=io.StringIO(input or ""), timeout=timeout,
                               encoding="utf-8")
 
-    def _answers(self):
-        """Whether the host answers a keepalive on the connection within
-        connect_timeout (paramiko's own wait for it has no end: in a thread)."""
-        connection = self._connection
+    def _answers(self, connection=None):
+        """Whether the host answers a keepalive on `connection` (default: the
+        transport's) within connect_timeout (paramiko's own wait for it has
+        no end: in a thread)."""
+        connection = connection or self._connection
         if connection is None or not connection.is_connected:
             return False
         answered = threading.Event()
@@ -508,7 +539,7 @@ class SSHTransport(Transport):
                 self._connection = None
                 # AGENT_STARTS per connection: a long-lived transport (a
                 # worker's) whose host rebooted thrice had none for good
-                self._agent_starts = 0
+                self._agent_starts, self._agent_warned = 0, False
             connection = fabric.Connection(
                 self.address, user=self.user, port=self.port, config=_fabric_config(),
                 connect_kwargs=self._connect_kwargs())
@@ -566,7 +597,7 @@ class SSHTransport(Transport):
             return (f"{where}: authentication as {self.user} failed with {key}: {error}; "
                     f"check that the key is in {self.user}'s authorized_keys there")
         if timed_out or isinstance(error, (socket.timeout, TimeoutError)):
-            return (f"{where}: no answer within {self.connect_timeout:g} s; check that the "
+            return (f"{where}: no answer within {seconds(self.connect_timeout)} s; check that the "
                     "host is up and the address and port are right (connect_timeout)")
         if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
             return (f"{where}: connection refused or no route; check that sshd runs there "

@@ -342,9 +342,10 @@ class _Running:
         self.group, self.closed = None, False
 
     def started(self, group):
+        """`group` runs now; None: it is about to be reaped (no more to kill)."""
         with self.lock:
             self.group = group
-            if self.closed:
+            if self.closed and group is not None:
                 _kill_group(group)
 
     def ended(self):
@@ -359,6 +360,11 @@ class _Running:
 
 
 def _run_here(tools, argv, input, timeout, started=None):
+    """The answer to one request of the host agent. `started(group)` is told
+    the command's process group once it runs, and a forked tool's
+    `started(None)` before its child is reaped: its pid, free again, is
+    then never the group a closing channel kills. (A program's group is
+    forgotten after subprocess reaped it: a window of microseconds.)"""
     if Path(argv[0]).name in tools and argv[0] == Path(argv[0]).name:
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -389,6 +395,8 @@ def _run_here(tools, argv, input, timeout, started=None):
             within = KILL_WAIT              # killed: not waited for beyond KILL_WAIT
             raise
         finally:
+            if started is not None:
+                started(None)
             _reap(pid, within)
         return {"exit": code, "stdout": stdout, "stderr": stderr}
     done = run_program(argv, timeout=timeout, input=input, started=started)

@@ -17,11 +17,13 @@ that cannot be reached `Unreachable` (the command did not run: safe to retry),
 a connection lost while a command ran `ConnectionLost` (it may have run)."""
 
 import json
+import math
 import os
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from football.toolserver import ServerGone, ToolServer, run_program
@@ -71,6 +73,17 @@ def json_of(result):
     return PlannedOutput() if result.planned else json.loads(result.stdout)
 
 
+def seconds(value):
+    """`value` seconds written out exactly, as coreutils' `timeout` and an
+    operator read them: 1000000 and 1234567.5, not format's 1e+06 and
+    1.23457e+06 (a rounded limit: 1234570 s)."""
+    value = float(value)
+    if not math.isfinite(value):
+        return repr(value)
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def tail(text, lines=TAIL_LINES):
     """The last `lines` lines, after the first (which often names the problem)."""
     all_lines = text.rstrip().splitlines()
@@ -97,7 +110,7 @@ class CommandTimedOut(TransportError):
 
     def __init__(self, host, argv, timeout):
         self.host, self.argv, self.timeout = host, tuple(argv), timeout
-        within = f"within {timeout:g} s" if timeout is not None else "in time"
+        within = f"within {seconds(timeout)} s" if timeout is not None else "in time"
         super().__init__(f"{host}: `{shlex.join(argv)}` did not finish {within} and was killed")
 
 

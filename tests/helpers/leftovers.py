@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from football.lab import unmount
-from mars.device import LoopError, detach_loop, loops_backed_by, mounts_under
+from football.lab import loops_of, still_attached, unmount
+from mars.device import LoopError, detach_loop, mounts_under
 
 ALIVE = ".football-run-alive"
 PR_SET_PDEATHSIG = 1
@@ -111,7 +111,11 @@ def dead_runs(root):
 
 
 def clean_up_after(base, say=print):
-    """Remove what the dead run of `base` left: labs, processes, mounts, loops."""
+    """Remove what the dead run of `base` left: labs, processes, mounts, loops.
+    Its loop devices are named first: once a device process is killed and
+    its FUSE mount unmounted, its loop's backing file reads `/device`, below
+    no dir of the run (football/lab.py, `loops_of`)."""
+    loops = loops_of(base)
     for lab in lab_dirs(base):
         say(f"cleaning up after a killed test run: football lab down in {lab}")
         subprocess.run([FOOTBALL, "lab", "down"], capture_output=True,
@@ -127,7 +131,7 @@ def clean_up_after(base, say=print):
         _signal(pid, signal.SIGKILL)
     for point, _ in mounts_under(base):
         unmount(point)
-    for loop in loops_backed_by(str(base) + "/"):
+    for loop in still_attached(base, loops):
         try:
             detach_loop(loop)
         except LoopError as error:
