@@ -53,6 +53,11 @@ NOT_LOADED = 5                  # systemctl's exit for a unit systemd does not k
 IN_USE_SAID_AFTER = 2.0          # seconds a device that should go is in use before the log says so
 RELEASE_ASK_TIMEOUT = 3.0        # seconds a member has to answer whether it let go (becoming primary)
 RELEASE_SILENT_SKIP = 10.0       # seconds one that did not is not asked again (the store says)
+# While this host waits for the members to let go, they are asked every data
+# tick for RELEASE_ASK_OFTEN_FOR seconds (a planned handover is done by
+# then), after that every RELEASE_ASK_EVERY: an old primary whose device
+# stays held (a stop unit that fails) was asked 20 times a second meanwhile
+RELEASE_ASK_OFTEN_FOR, RELEASE_ASK_EVERY = 2.0, 0.5
 IDLE_CHECKPOINT_EVERY = 30.0     # seconds an idle device goes at most without a checkpoint
 # Seconds a device that keeps logging goes at most without a sync of its
 # disk (marsd --disk-sync-interval). The write-back goes through the page
@@ -100,6 +105,7 @@ class Primary:
         self.units_failed = None        # (action, why, failures in a row, when to try again)
         self.in_use_since = None        # when the device that should go was first found in use
         self.silent = {}                # member -> when it last did not answer a release request
+        self.release_wait = None        # (since, last asked, who held) while members hold the device
         self.starting = False           # a device process is being started (`_start_device`)
         self.last_checkpoint = 0.0
         self.last_disk_sync = 0.0       # when a checkpoint last synced the disk (moved the cursor)
@@ -239,7 +245,9 @@ class Primary:
         self.worker.report(is_primary=False, device=None, open_count=0)
 
     def drop_standby(self):
-        """This host is not to become primary (any more): no device started ahead."""
+        """This host is not to become primary (any more): no device started
+        ahead, no wait for the others to let go."""
+        self.release_wait = None
         if self.standby is not None:
             self.standby.drop()
             self.standby = None
@@ -286,7 +294,7 @@ class Primary:
                 self.standby.spawn(name=[f"--resource-dir={worker.dir}"])
         force = state.wishes_force(self.res, self.host)
         if not force:
-            holding = await self._not_released_by(state)
+            holding = await self._still_holding(state)
             if holding:
                 log.debug("%s: %s not released yet", self.res, ", ".join(holding))
                 worker.last_busy = time.monotonic()     # asked again next tick
@@ -320,6 +328,21 @@ class Primary:
         finally:
             self.starting = False
         return False
+
+    async def _still_holding(self, state):
+        """The other members that have not released the resource to this
+        host (`_not_released_by`), asked every step for the first
+        RELEASE_ASK_OFTEN_FOR seconds of the wait, then every
+        RELEASE_ASK_EVERY (in between: who held when last asked)."""
+        now = time.monotonic()
+        since = now
+        if self.release_wait is not None:
+            since, asked, holding = self.release_wait
+            if now - since >= RELEASE_ASK_OFTEN_FOR and now < asked + RELEASE_ASK_EVERY:
+                return holding
+        holding = await self._not_released_by(state)
+        self.release_wait = (since, now, holding) if holding else None
+        return holding
 
     async def _not_released_by(self, state):
         """The other members that have not released the resource to this

@@ -38,11 +38,17 @@ move, so `keeps_stopped` is the default no): `marsadm primary` gives
 starts the start unit once the device is up; a `(none)` want does not
 survive the handover.
 
-Not done: the mount unit's `What=/dev/mars/<res>` makes systemd wait for
-the device unit udev announces; the kernel MARS device has one, the
-userspace marsd's symlink has none without a udev rule (none is shipped).
+The mount unit names the device through `/proc/self/root`
+(`What=/proc/self/root/dev/mars/<res>`): a `What=` below /dev makes systemd
+require the device unit udev announces for it, and the userspace marsd's
+`/dev/mars/<res>` is a symlink udev knows nothing of — the mount waited for
+`dev-mars-<res>.device` until its job timed out (90 s) and failed. mount(8)
+resolves the path to the block device (the loop device, or kernel MARS's
+own), and once mounted systemd binds the unit to that device's unit.
+
 Every command runs through `host.run` as an argument list."""
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -53,6 +59,8 @@ from football.templates import render
 from football.transport import tail
 from mars.errors import MarsError
 from mars.names import check_resource
+
+log = logging.getLogger(__name__)
 
 KIND = "systemd"
 UNIT_DIR = "/etc/systemd/system"
@@ -79,6 +87,12 @@ _UNKNOWN_RESOURCE = re.compile(r"unknown resource|does not exist|no such resourc
 
 # The characters systemd leaves alone in unit names (systemd-escape).
 _UNIT_NAME_CHARS = re.compile(r"[A-Za-z0-9:_.]")
+# systemd makes a mount unit whose What= starts so require the device unit
+# of that path (systemd's is_device_path); a path through the root of the
+# process that mounts (mount(8), run by systemd) names the same file
+# without it.
+_DEVICE_PATH_PREFIXES = ("/dev/", "/sys/")
+_WITHOUT_DEVICE_UNIT = "/proc/self/root"
 # Paths go into unit files unquoted, where systemd expands `%`, `$` and `\`
 # and splits at white space: allow only what needs none of that.
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9_.:+@/-]*")
@@ -156,6 +170,7 @@ def render_units(host, res, *, lxc_start=LXC_START, lxc_stop=LXC_STOP, lxc_wait=
         mountpoint=_plain_path(host.mountpoint(res), "mountpoint"),
         lxcpath=_plain_path(host.path(host.lxcpath), "lxcpath"),
         device=_plain_path(host.device(res), "device"),
+        mount_source=mount_source(host.device(res)),
         mount_unit=units.mount, container_unit=units.container, trigger_unit=units.trigger,
         lxc_start=_plain_path(lxc_start, "lxc-start"), lxc_stop=_plain_path(lxc_stop, "lxc-stop"),
         lxc_wait=_plain_path(lxc_wait, "lxc-wait"),
@@ -164,6 +179,17 @@ def render_units(host, res, *, lxc_start=LXC_START, lxc_stop=LXC_STOP, lxc_wait=
     return {units.mount: render("systemd/volume.mount.j2", **variables),
             units.container: render("systemd/container.service.j2", **variables),
             units.trigger: render("systemd/trigger.path.j2", **variables)}
+
+
+def mount_source(device):
+    """The mount unit's `What=` for the MARS device path `device`: below /dev
+    (production), the same path through `/proc/self/root`, so that systemd
+    does not wait for a device unit of it (the userspace marsd's symlink has
+    none); elsewhere (a lab host's root) as it is."""
+    device = _plain_path(device, "device")
+    if device.startswith(_DEVICE_PATH_PREFIXES):
+        return _WITHOUT_DEVICE_UNIT + device
+    return device
 
 
 def render_marsd(host, *, marsd=MARSD):
@@ -183,21 +209,66 @@ def install_units(host, res, **binaries):
 
 def write_units(host, res, units):
     """Write the {name: text} `units` into /etc/systemd/system on `host` and
-    reload systemd. A reload that fails removes the files again: systemd
-    still runs the units it had, and the next run, finding the files as it
-    renders them, would go on without reloading."""
-    for name, text in units.items():
-        _run(host, ["install", "-D", "-m", "0644", "/dev/stdin", _unit_file(host, name)],
-             f"writing unit {name}", "check that /etc/systemd/system is writable on the host",
-             input=text)
+    reload systemd. Where a write or the reload fails, the files are put
+    back as they were (those that were not there removed), said once in the
+    log: systemd still runs the units it had, their files stay with them,
+    and the next run, finding files that differ from what it renders,
+    writes and reloads again."""
+    files = {name: _unit_file(host, name) for name in units}
+    previous = {name: _previous_text(host, file) for name, file in files.items()}
+    written = []
     try:
+        for name, text in units.items():
+            written.append(name)
+            _run(host, ["install", "-D", "-m", "0644", "/dev/stdin", files[name]],
+                 f"writing unit {name}", "check that /etc/systemd/system is writable on the "
+                 "host; the unit files are as they were before", input=text)
         _run(host, ["systemctl", "daemon-reload"], "reloading systemd",
-             "see `journalctl -b -u init.scope` on the host; the unit files are removed again, "
-             "the next run writes them anew")
+             "see `journalctl -b -u init.scope` on the host; the unit files are as they were "
+             "before (systemd still runs those), the next run writes them anew")
     except Exception:
-        host.run(["rm", "-f", *(_unit_file(host, name) for name in units)], check=False,
-                 timeout=30)
+        _put_back(host, res, {name: previous[name] for name in written}, files)
         raise
+
+
+def _previous_text(host, file):
+    """The text of unit file `file` on `host`, None where there is none
+    (told by cat's words, in the C locale whatever the host's)."""
+    result = host.run(["env", "LC_ALL=C", "cat", file], check=False, timeout=30)
+    if result.ok:
+        return result.stdout
+    if "No such file" in result.stderr:
+        return None
+    raise _failed(host, result, f"reading {file}", "check that /etc/systemd/system is readable "
+                  "on the host; nothing changed")
+
+
+def _put_back(host, res, previous, files):
+    """After a failed write or reload: each unit file of {name: text before
+    (None: none)} `previous` as it was. Never raises (the failure that
+    brought it here is what the operator must see); says once in the log
+    what it did and what it could not."""
+    restored, removed, failed = [], [], []
+    for name, text in previous.items():
+        if text is None:
+            argv, done = ["rm", "-f", files[name]], removed
+        else:
+            argv, done = ["install", "-D", "-m", "0644", "/dev/stdin", files[name]], restored
+        try:
+            result = host.run(argv, check=False, timeout=30, input=text)
+        except Exception as error:          # noqa: BLE001 - keep putting the others back
+            failed.append(f"{name} ({error})")
+            continue
+        if result.ok:
+            done.append(name)
+        else:
+            failed.append(f"{name} (`{result.command}` exited {result.exit_code}: "
+                          f"{tail(result.stderr) or '(no output)'})")
+    said = [f"{what}: {', '.join(names)}" for what, names in
+            [("put back as before", restored), ("removed (there was none before)", removed),
+             ("NOT put back, fix by hand", failed)] if names]
+    log.warning("%s: the units of %s were not taken up by systemd; their files %s",
+                host.name, res, "; ".join(said))
 
 
 def record_units(host, res):

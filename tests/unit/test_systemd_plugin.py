@@ -135,7 +135,12 @@ def test_units_mount_the_mars_device_and_run_the_container_bound_to_it(host):
     start, stop = unit_names(host, "db-01")
     mount, container = units[stop], units[start]
     trigger = units["football-ct-db\\x2d01.path"]
-    assert (setting(mount, "What"), setting(mount, "Type")) == ("/dev/mars/db-01", "xfs")
+    # below /dev through /proc/self/root: no device unit required (udev
+    # announces none for the userspace marsd's symlink)
+    assert (setting(mount, "What"), setting(mount, "Type")) == \
+        ("/proc/self/root/dev/mars/db-01", "xfs")
+    assert setting(mount, "Description") == \
+        "Football: volume of db-01 (/dev/mars/db-01 on /var/lib/lxc/db-01)"
     assert setting(mount, "Requires") == "marsd.service"
     assert setting(container, "BindsTo") == setting(container, "After") == stop
     assert setting(container, "ExecStart") == "/usr/bin/lxc-start -F -n db-01 -P /var/lib/lxc"
@@ -229,9 +234,24 @@ def test_a_unit_of_settings_that_do_not_pass_is_not_printed(argv):
 
 # --- installing --------------------------------------------------------------------------
 
+def expect_no_unit_files(runner, files):
+    """Before writing, each unit file's previous text is read (C locale):
+    here there is none."""
+    for file in files:
+        runner.expect(["env", "LC_ALL=C", "cat", file], exit=1,
+                      stderr=f"cat: {file}: No such file or directory\n")
+
+
+def reads_of(files):
+    """The reads of the unit files' previous text, as `runner.inputs` has them."""
+    return [(("env", "LC_ALL=C", "cat", file), None) for file in files]
+
+
 def test_install_units_writes_each_unit_then_reloads_systemd_then_records_the_units(host,
                                                                                    runner):
     units = render_units(host, "db-01")
+    files = [f"/etc/systemd/system/{name}" for name in units]
+    expect_no_unit_files(runner, files)
     for name in units:
         runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{name}"])
     runner.expect(["systemctl", "daemon-reload"])
@@ -239,6 +259,7 @@ def test_install_units_writes_each_unit_then_reloads_systemd_then_records_the_un
                    "var-lib-lxc-db\\x2d01.mount"])
     install_units(host, "db-01")
     assert runner.inputs == [
+        *reads_of(files),
         *[(("install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{name}"), text)
           for name, text in units.items()],
         (("systemctl", "daemon-reload"), None),
@@ -248,13 +269,18 @@ def test_install_units_writes_each_unit_then_reloads_systemd_then_records_the_un
 
 
 def test_install_units_stops_at_a_unit_it_cannot_write_and_names_host_and_file(host, runner):
-    first = next(iter(render_units(host, "vm1")))
-    runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{first}"],
+    files = [f"/etc/systemd/system/{name}" for name in render_units(host, "vm1")]
+    first = Path(files[0]).name
+    expect_no_unit_files(runner, files)
+    runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", files[0]],
                   stderr="install: cannot create regular file: Read-only file system\n", exit=1)
+    runner.expect(["rm", "-f", files[0]])          # as before: there was none
     with pytest.raises(UnitFailed, match=rf"h1: writing unit {re.escape(first)} failed .*"
                                          "Read-only file system"):
         install_units(host, "vm1")
-    assert len(runner.calls) == 1
+    # no other unit written, systemd not reloaded
+    assert runner.calls[len(files):] == [
+        ("install", "-D", "-m", "0644", "/dev/stdin", files[0]), ("rm", "-f", files[0])]
 
 
 # --- the hooks ---------------------------------------------------------------------------
@@ -347,6 +373,7 @@ def test_resource_start_on_a_host_without_units_writes_them_first_and_records_th
     runner.expect(["marsadm", "get-systemd-unit", "db-01"])                 # none recorded
     runner.expect(["cat", *files], exit=1, stderr=f"cat: {files[0]}: No such file or directory\n")
     runner.expect(["grep", "-L", "-s", "-F", "rendered by Football", *files], exit=2)
+    expect_no_unit_files(runner, files)
     for file in files:
         runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", file])
     runner.expect(["systemctl", "daemon-reload"])
@@ -370,11 +397,14 @@ def test_resource_start_on_a_host_without_units_writes_them_first_and_records_th
 
 def test_resource_start_rewrites_units_that_differ_from_what_football_renders(host, runner):
     units = render_units(host, "vm1")
+    files = [f"/etc/systemd/system/{name}" for name in units]
+    old = [text.replace("TimeoutStopSec=120s", "TimeoutStopSec=9s") for text in units.values()]
+    assert old != list(units.values())
     runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout=" ".join(unit_names(host, "vm1")))
-    runner.expect(["cat", *(f"/etc/systemd/system/{name}" for name in units)],
-                  stdout="".join(units.values()).replace("TimeoutStopSec=120s", "TimeoutStopSec=9s"))
-    runner.expect(["grep", "-L", "-s", "-F", "rendered by Football",
-                   *(f"/etc/systemd/system/{name}" for name in units)], exit=1)
+    runner.expect(["cat", *files], stdout="".join(old))
+    runner.expect(["grep", "-L", "-s", "-F", "rendered by Football", *files], exit=1)
+    for file, text in zip(files, old):
+        runner.expect(["env", "LC_ALL=C", "cat", file], stdout=text)
     for name in units:
         runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", f"/etc/systemd/system/{name}"])
     runner.expect(["systemctl", "daemon-reload"])
@@ -384,6 +414,7 @@ def test_resource_start_rewrites_units_that_differ_from_what_football_renders(ho
     runner.expect(["systemctl", "start", "football-ct-vm1.service"])
     runner.expect(["systemctl", "is-active", "football-ct-vm1.service"], stdout="active\n")
     assert systemd.resource_start(host, "vm1", Hooks()) is True
+    assert [text for argv, text in runner.inputs if argv[0] == "install"] == list(units.values())
     assert not [call for call in runner.calls if "set-systemd-unit" in call]   # recorded already
 
 
@@ -422,6 +453,7 @@ def test_football_s_units_recorded_from_a_host_with_another_mountpoint_are_still
     runner.expect(["marsadm", "get-systemd-unit", "vm1"], stdout=recorded)
     runner.expect(["cat", *files], exit=1)
     runner.expect(["grep", "-L", "-s", "-F", "rendered by Football", *files], exit=2)
+    expect_no_unit_files(runner, files)
     for file in files:
         runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", file])
     runner.expect(["systemctl", "daemon-reload"])
@@ -596,19 +628,3 @@ def test_the_balance_units_pass_systemd_analyze_verify_and_run_balance_auto(tmp_
 def test_a_schedule_that_is_not_a_calendar_event_is_refused(schedule):
     with pytest.raises(Illegal, match="not a systemd calendar event"):
         balance_units((), schedule)
-
-
-def test_a_reload_that_fails_removes_the_unit_files_so_that_the_next_run_reloads(host, runner):
-    """The files were left as rendered while systemd ran the old units: the
-    next run found them so, skipped the reload and started the old units."""
-    units = render_units(host, "vm1")
-    files = [f"/etc/systemd/system/{name}" for name in units]
-    for path in files:
-        runner.expect(["install", "-D", "-m", "0644", "/dev/stdin", path])
-    runner.expect(["systemctl", "daemon-reload"], stderr="Failed to reload daemon: Access denied\n",
-                  exit=1)
-    runner.expect(["rm", "-f", *files])
-    with pytest.raises(UnitFailed, match="h1: reloading systemd failed .*Access denied.*removed "
-                                         "again"):
-        install_units(host, "vm1")
-    assert runner.calls[-1] == ("rm", "-f", *files)
