@@ -25,7 +25,8 @@ async def fetch(channel, vector, timeout=60.0):
 
 def apply_from(store, channel, items, member_only=False):
     try:
-        return store.apply(items, durable=False, sender=channel.peer if member_only else None)
+        return store.apply(items, durable=False, sender=channel.peer if member_only else None,
+                           from_peer=True)
     except ValueError as exc:
         raise PeerError(f"peer {channel.peer} sent a tuple this host must refuse: {exc}") from None
 
@@ -72,7 +73,7 @@ def answer(store, peer, header, payload):
             items = net.decode_tuples(payload)
             if header.get("admit"):
                 store.unexclude(*hosts_and_resources(item[0] for item in items))
-            changed = store.apply(items, durable=False)
+            changed = store.apply(items, durable=False, from_peer=True)
         except (ValueError, net.ProtocolError) as exc:
             return {"type": "error", "reason": f"refused tuples: {exc}"}, b""
         return {"type": "ok", "changed": len(changed)}, b""

@@ -186,7 +186,7 @@ class Cluster:
             # The peer learns about us first: if that fails, nothing was written here.
             await antientropy.push(channel, [mine], self.timeout, admit=True)
             self.store.unexclude(*hosts_and_resources(item[0] for item in items))
-            self.store.apply(list(items) + [mine])
+            self.store.apply(list(items) + [mine], from_peer=True)
         finally:
             await channel.aclose()
 
@@ -296,7 +296,7 @@ class Cluster:
             await antientropy.push(channel, self.store.changes_since(peer_vector), self.timeout,
                                    admit=True)
             self.store.unexclude(*hosts_and_resources(item[0] for item in items))
-            self.store.apply(items)
+            self.store.apply(items, from_peer=True)
             # A new cluster id for the merged cluster; it also lifts, on every
             # host, what an earlier split-cluster still excludes.
             self.store.write({"uuid": f"{uuidlib.uuid4()}"})

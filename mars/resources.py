@@ -18,6 +18,7 @@ from mars.keys import (NO_PRIMARY, SYSTEMD_START_UNIT_NAME, SYSTEMD_STOP_UNIT_NA
 from mars.names import check_host, check_resource, natural_order, parse_size
 
 UNIT_RE = re.compile(r"[A-Za-z0-9@._:\\-]{1,255}")
+SECTOR = 512        # bytes: a resource's size is a whole number of them (a block device's)
 
 
 def disk_size(path):
@@ -55,12 +56,13 @@ class HostCommands:
         self.echo = echo
         self.host = env.host
 
-    def _write(self, changes, rewrite_unchanged=False):
+    def _write(self, changes, rewrite_unchanged=False, for_others=False):
         """Write `changes` in one transaction. Unchanged values are skipped,
         unless `rewrite_unchanged`: then they get a fresh stamp too, so that
-        they win over older writes of other hosts still on their way here."""
+        they win over older writes of other hosts still on their way here.
+        `for_others`: keys of other hosts too, written for them (Store.write)."""
         written = self.store.write(changes, dry_run=self.dry_run,
-                                   rewrite_unchanged=rewrite_unchanged)
+                                   rewrite_unchanged=rewrite_unchanged, for_others=for_others)
         if self.dry_run:
             for item in written:
                 self.echo(f"would write {item.key} = {item.value}")
@@ -95,27 +97,45 @@ class Resources(HostCommands):
         state = self._state_in_cluster()
         if state.exists(res):
             raise MarsError(f"resource {res} already exists (members: {', '.join(state.members(res))})")
-        leftovers = sorted({owner_of(key) for key in self.store.live_values(res_key(res, ""))} - {None})
+        leftover_keys = [key for key in self.store.live_values(res_key(res, ""))
+                         if owner_of(key) is not None]
+        leftovers = sorted({owner_of(key) for key in leftover_keys})
         if leftovers and not force:
             # A deleted resource's members drop their own keys when their marsd
             # sees the deletion; until then they would count as members of the new one.
             raise MarsError(
                 f"resource {res} was deleted but {', '.join(leftovers)} still hold keys of it: "
                 "wait until their marsd has dropped them (marsadm wait-cluster), "
-                "or --force to create it anyway")
+                "or --force to create it anyway (dropping them)")
         if not force:
             self._check_no_old_logs(res)
         disk = os.path.abspath(disk)
         available = disk_size(disk)
         if available == 0:
             raise MarsError(f"disk {disk} is empty (0 bytes): give {res} a disk with space")
-        size = parse_size(size_text) if size_text else available
+        if size_text:
+            size = parse_size(size_text)
+            if size % SECTOR:
+                raise MarsError(
+                    f"size {size_text} ({size} bytes) is no whole number of {SECTOR}-byte "
+                    f"sectors: give a multiple of {SECTOR} (e.g. {size - size % SECTOR or SECTOR} "
+                    f"or {size - size % SECTOR + SECTOR}); nothing changed")
+        else:
+            size = available - available % SECTOR      # a tail of less than a sector: unused
+            if size == 0:
+                raise MarsError(f"disk {disk} has {available} bytes, less than one {SECTOR}-byte "
+                                f"sector: give {res} a larger disk; nothing changed")
         if size > available:
             raise MarsError(f"disk {disk} has {available} bytes, smaller than the requested size {size}")
         self._check_disk_unused(state, disk, res)
-        changes = {size_key(res): size, primary_key(res): self.host}
+        # The keys of an earlier incarnation's members go (as their drop by
+        # `--host=<it> leave-resource --force`): kept, a member down through
+        # the delete counted, once back, as one of the new resource with the
+        # old data (its tombstones were superseded by the new keys).
+        changes = {key: None for key in leftover_keys}
+        changes.update({size_key(res): size, primary_key(res): self.host})
         changes.update(self._member_keys(res, disk, size))
-        return self._write(changes)
+        return self._write(changes, for_others=True)
 
     @one_at_a_time
     def join(self, res, disk):
@@ -168,7 +188,7 @@ class Resources(HostCommands):
         may not leave, and a replica leaves only once it is down (every
         switch off: `marsadm down <res>` first)."""
         state = self._state_in_cluster()
-        changes = {}
+        changes, undesignated = {}, []
         for res in names:
             state.require(res)
             if not state.disk(res):
@@ -185,7 +205,19 @@ class Resources(HostCommands):
                                 f"`marsadm down {res}` first, then leave-resource (or --force); "
                                 "nothing changed")
             changes.update({key: None for key in self._own_keys(res)})
-        return self._write(changes)
+            if state.designated_primary(res) == self.host:
+                # forced: no member any more, it must not stay designated
+                # (replicas would follow it, a handover wait for it)
+                changes[primary_key(res)] = NO_PRIMARY
+                undesignated.append(res)
+        written = self._write(changes)
+        for res in [] if self.dry_run else undesignated:
+            self.echo(
+                f"{self.host} was the designated primary of {res}: none is designated now. "
+                f"Make another member the primary, on it: `marsadm primary {res}`, or, should "
+                f"that refuse, `marsadm pause-fetch {res}; marsadm primary --force {res}; "
+                f"marsadm resume-fetch {res}`")
+        return written
 
     def delete(self, names, force=False):
         """Remove each of `names` everywhere, all or none. Other members drop
@@ -201,8 +233,8 @@ class Resources(HostCommands):
             holders = self._holders(res)
             if holders and not force:
                 # the way for a host that is down, too: after the deletion,
-                # its keys stay until it is back, and a new `res` refused
-                # (or, forced, counts it as a member with the old data)
+                # its keys stay until it is back, and a new `res` is refused
+                # (forced, it drops them: see `create`)
                 raise MarsError(
                     f"resource '{res}' is not empty: first remove the hosts '{','.join(holders)}' "
                     "via leave-resource (on each of them; for one that is down, here: "

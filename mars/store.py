@@ -22,13 +22,16 @@ Rules (MARS.md, "State directory and metadata store"):
 """
 
 import contextlib
+import logging
 import sqlite3
 import time
 from typing import NamedTuple
 
 from mars.errors import MarsError
-from mars.keys import DELETED, ClusterState, ip_key, owner_of, resource_of
+from mars.keys import DELETED, ClusterState, ip_key, owner_of, resource_of, time_key
 from mars.lamport import MAX_STAMP, LamportClock
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tuples (
@@ -49,6 +52,31 @@ CREATE TABLE IF NOT EXISTS exclusions (
 
 MAX_KEY_LENGTH = 512
 MAX_VALUE_LENGTH = 4096
+
+# How far a peer's stamp may run ahead of this host's clock (its wall clock,
+# or the newest stamp it holds, if that is later). A member whose clock runs
+# further ahead would drag every host's Lamport clock there: later writes of
+# hosts with right clocks lost to its tuples, and tombstones waited that long
+# for their purge. Its tuples are refused (and asked for again at every
+# pull) until they are within the bound; its messages move no clock.
+MAX_STAMP_AHEAD_NS = 24 * 3600 * 10**9
+
+
+class PeerBoundClock(LamportClock):
+    """The Lamport clock of a store: a stamp from elsewhere more than
+    MAX_STAMP_AHEAD_NS ahead of it is not observed (`observe`); this host's
+    own persisted history is, whatever it holds (`observe_own`): its stamps
+    must go on increasing."""
+
+    def too_far_ahead(self, stamp):
+        return stamp > max(self._wall(), self.last) + MAX_STAMP_AHEAD_NS
+
+    def observe(self, stamp):
+        if not self.too_far_ahead(stamp):
+            super().observe(stamp)
+
+    def observe_own(self, stamp):
+        super().observe(stamp)
 
 
 class NotAMember(ValueError):
@@ -113,12 +141,15 @@ class Store:
         self.on_commit = on_commit
         self.host = host
         self.origin = proxy_origin(host, writer)
+        self.writer = writer or host
         self.db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
-        self.clock = LamportClock(self._persisted_clock(), wall=wall)
+        self.wall = wall
+        self.clock = PeerBoundClock(self._persisted_clock(), wall=wall)
+        self.ahead_said = set()         # origins whose stamps far ahead were logged
         self.peer_seen = {}             # peer -> {origin: stamp}, see record_peer_vector
         self.commits = 0                # transactions committed through this connection
         self.touched = set()            # keys it changed since take_touched(); None: unknown
@@ -236,7 +267,7 @@ class Store:
                 self.on_commit()
 
     def _stamp_in_transaction(self):
-        self.clock.observe(self._persisted_clock())
+        self.clock.observe_own(self._persisted_clock())
         stamp = self.clock.now()
         self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', ?)", (stamp,))
         return stamp
@@ -247,25 +278,37 @@ class Store:
             "ON CONFLICT(origin) DO UPDATE SET stamp=max(stamp, excluded.stamp)",
             (origin, stamp))
 
-    def write(self, changes, dry_run=False, rewrite_unchanged=False, durable=True):
+    def _origin_of(self, key, for_others):
+        """The origin a write of `key` takes: this store's, or, with
+        `for_others`, the proxy origin of the key's owner (see the module)."""
+        owner = owner_of(key)
+        if owner is None or owner == self.host:
+            return self.origin
+        if not for_others:
+            raise MarsError(f"key {key!r} belongs to host {owner}; only {owner} may change it")
+        return proxy_origin(owner, self.writer)
+
+    def write(self, changes, dry_run=False, rewrite_unchanged=False, durable=True,
+              for_others=False):
         """Write local changes atomically: {key: value}, value None deletes.
 
         Keys owned by another host are refused (MarsError) before anything is
-        written. Unchanged values (unless `rewrite_unchanged`: a fresh stamp, so that
+        written, unless `for_others`: then they are written for their owner
+        (its proxy origin, as `marsadm --host=<it>` does; a forced
+        create-resource drops an earlier incarnation's leftover keys so).
+        Unchanged values (unless `rewrite_unchanged`: a fresh stamp, so that
         the value wins over one written elsewhere before) and deletions of absent
         keys are skipped. `durable=False` skips the fsync (a heartbeat: a
         power cut may lose it, the next one replaces it).
         Returns the tuples written (all with one fresh stamp)."""
+        origins = {key: self._origin_of(key, for_others) for key in changes}
         for key, value in changes.items():
-            owner = owner_of(key)
-            if owner is not None and owner != self.host:
-                raise MarsError(f"key {key!r} belongs to host {owner}; only {owner} may change it")
             try:  # what peers would refuse must not be written here either
-                check_tuple_shape((key, DELETED if value is None else str(value), 0, self.origin))
+                check_tuple_shape((key, DELETED if value is None else str(value), 0, origins[key]))
             except ValueError as exc:
                 raise MarsError(str(exc)) from None
         if dry_run:
-            return [MetaTuple(key, DELETED if value is None else str(value), 0, self.origin)
+            return [MetaTuple(key, DELETED if value is None else str(value), 0, origins[key])
                     for key, value in changes.items()]
         written = []
         with self._synchronous(durable), self._transaction():
@@ -282,19 +325,20 @@ class Store:
             if pending:
                 stamp = self._stamp_in_transaction()
                 for key, new_value in pending:
-                    item = MetaTuple(key, new_value, stamp, self.origin)
+                    item = MetaTuple(key, new_value, stamp, origins[key])
                     self.db.execute(
                         "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
                         item)
                     written.append(item)
-                self._raise_vector(self.origin, stamp)
+                for origin in {item.origin for item in written}:
+                    self._raise_vector(origin, stamp)
                 self._touch(key for key, _ in pending)
         return written
 
-    def delete(self, keys, dry_run=False):
-        return self.write({key: None for key in keys}, dry_run=dry_run)
+    def delete(self, keys, dry_run=False, for_others=False):
+        return self.write({key: None for key in keys}, dry_run=dry_run, for_others=for_others)
 
-    def apply(self, items, durable=True, sender=None):
+    def apply(self, items, durable=True, sender=None, from_peer=False):
         """Merge tuples received from peers (or imported): last writer wins.
 
         Every tuple is validated first; a malformed one rejects the whole
@@ -304,7 +348,12 @@ class Store:
         transactions (never corrupt the store) and the fsync is skipped.
         With `sender`, the batch is applied only while that host is still a
         cluster member here (checked inside the transaction, so a split or a
-        leave by another process cannot slip in between); else NotAMember."""
+        leave by another process cannot slip in between); else NotAMember.
+        `from_peer`: what a peer sent over the network (anti-entropy, join,
+        merge), not an import: a tuple stamped too far ahead of this host's
+        clock is refused (`PeerBoundClock`; asked for again at the next
+        pull), and a host's report of its time counts no later than its
+        arrival (`_heard_no_later_than_now`)."""
         checked = [check_tuple_shape(tuple(item)) for item in items]
         changed = []
         if not checked:
@@ -319,6 +368,12 @@ class Store:
                         or (item.key == "uuid" and item.value in cluster_ids)):
                     refused_origins.add(item.origin)
                     continue
+                if from_peer:
+                    if self.clock.too_far_ahead(item.stamp):
+                        self._say_ahead_once(item, sender)
+                        refused_origins.add(item.origin)
+                        continue
+                    item = self._heard_no_later_than_now(item)
                 if item.newer_than(self.get(item.key)):
                     self.db.execute(
                         "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
@@ -331,12 +386,38 @@ class Store:
             for origin, stamp in newest.items():
                 if origin not in refused_origins:
                     self._raise_vector(origin, stamp)
-            top = max((item.stamp for item in checked), default=0)
-            self.clock.observe(top)
+            top = max(newest.values(), default=0)
+            self.clock.observe_own(top)     # what was taken: within the bound, or an import
             self.db.execute(
                 "INSERT INTO meta (name, value) VALUES ('clock', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)", (top,))
         return changed
+
+    def _say_ahead_once(self, item, sender):
+        if item.origin in self.ahead_said:
+            return
+        self.ahead_said.add(item.origin)
+        ahead = (item.stamp - self.wall()) / 1e9
+        log.warning(
+            "refused tuples of %s%s stamped %.0f s ahead of this host's clock (more than %.0f s): "
+            "the clock of %s is wrong; set it right (NTP). Its tuples are taken once they are "
+            "within the bound", item.origin, f" (from {sender})" if sender else "", ahead,
+            MAX_STAMP_AHEAD_NS / 1e9, origin_host(item.origin))
+
+    def _heard_no_later_than_now(self, item):
+        """A host's report of its time (`actual-<host>/time`, its liveness)
+        counts no later than when it arrived here: a host whose clock runs
+        ahead, dead, looked alive until its clock's time had come here too
+        (`view-is-alive`, a failover refused). A report behind this host's
+        clock is kept as it is."""
+        if item.deleted or item.key != time_key(origin_host(item.origin)):
+            return item
+        try:
+            reported = float(item.value)
+        except ValueError:
+            return item
+        now = self.wall() / 1e9
+        return item._replace(value=f"{now:.3f}") if reported > now else item
 
     @contextlib.contextmanager
     def _synchronous(self, durable):
