@@ -14,7 +14,10 @@ a replica on HOST, as the hosts of its cluster that answer see it:
 - then HOST's replica is dropped from MARS on the primary, as with the
   kernel's marsadm (`marsadm --host=HOST leave-resource --force`). Its LV
   stays on HOST; should HOST come back, it learns that it holds no replica
-  (`football lv-cleanup RES` then removes the LV).
+  (`football lv-cleanup RES` then removes the LV). Should it come back
+  still running the container (it was cut off, not dead), two copies run:
+  the failover run again names them, and `football repair-vm RES
+  <primary>` stops the one on HOST (asking first).
 The takeovers on a host run side by side (`limit_takeovers` at a time,
 under one hold of its lock), and its drops only after them: the last of a
 dead host's hundred containers does not wait for the 99 before it.
@@ -128,7 +131,58 @@ class Failover(Operation):
                           f"for good. Empty it with football evacuate {self.dead.name} "
                           "--execute; if only its marsd is down, start it there; if it cannot "
                           "serve its replicas any more (its disks failed), switch it off, then "
-                          "run this again")
+                          "run this again" + "".join(
+                              f". {said}" for said in self._copies_of_others()))
+
+    def _copies_of_others(self):
+        """What HOST, which answers, runs of resources whose primary is
+        another host now — one failed over while it was cut off from all and
+        ran on (the guard cannot tell that from dead): a second copy on data
+        that forked. Each said with what to do; none where nothing can be
+        read."""
+        host = self.dead
+        try:
+            resources = facts.all_resources(host)
+        except (FootballError, TransportError):
+            return []
+
+        def copy(res):
+            try:
+                if self.hooks.container_state(host=host, res=res) != "RUNNING":
+                    return None
+                primary = facts.primary(host, res)
+                if primary in ("", host.name):
+                    # as HOST sees it: the members it lists may know better
+                    seen = [self._primary_seen(self.host(name), res)
+                            for name in facts.members(host, res)
+                            if name != host.name and name in self.ctx.inventory.hosts]
+                    primary = next((name for name in seen if name not in ("", None, host.name)),
+                                   primary)
+                if primary in ("", host.name):
+                    return None
+                runs = self.hooks.container_state(host=self.host(primary), res=res)
+            except (FootballError, TransportError):
+                return None
+            forked = (f"what the copy on {host.name} wrote since it was cut off is on its LV "
+                      f"{res} alone")
+            if runs == "RUNNING":
+                return (f"{host.name} runs {res}, whose primary is {primary} now: two copies of "
+                        f"{res} run ({forked}); football repair-vm {res} {primary} stops the one "
+                        f"on {host.name} (asking first)")
+            return (f"{host.name} runs {res}, whose primary is {primary} now, where it does "
+                    f"not run ({forked}); football repair-vm {res} {primary} stops it on "
+                    f"{host.name} and starts it on {primary} (asking first)")
+
+        return [said for said in in_parallel(copy, resources) if said]
+
+    @staticmethod
+    def _primary_seen(host, res):
+        """The designated primary of `res` as `host` sees it; None where it
+        cannot be read."""
+        try:
+            return facts.primary(host, res)
+        except (FootballError, TransportError):
+            return None
 
     def _refuse_a_host_its_mates_reach(self):
         """A host that no command of the controller reaches may still run,

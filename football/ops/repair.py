@@ -16,7 +16,14 @@
   of the resource itself); a member that does not answer at all is gone
   for good — the operator confirms that it is switched off, as with
   `football failover` — and is dropped on the chosen host the kernel's way
-  (`marsadm --host=<it> leave-resource --force`) before the rebuild.
+  (`marsadm --host=<it> leave-resource --force`) before the rebuild. Where
+  the replicas' histories forked (split brain, `view-is-split-brain`), the
+  rebuild keeps the chosen host's: the question says so.
+
+Neither starts a second copy: a container that runs on a host holding no
+replica of its resource (an old primary that was cut off from all while it
+ran, then failed over, and is back) is named, and stopped there only as
+the operator confirms it (--yes); its LV stays, with what it wrote.
 
 Both are `Operation`s: discovery reads the members and refuses (nothing
 changed), the one phase holds the `football` lock of the members that
@@ -52,23 +59,30 @@ class Repair(Operation):
             raise Illegal(f"name at least one host to run {self.res} on")
         self.candidates = [self.ctx.host(name) for name in dict.fromkeys(host_names)]
         self.alive = []             # the members whose marsd answers (locked by the phase)
+        self.strays = []            # hosts without a replica that run the container
         self.summary["host"] = None
 
     def start_args(self):
         return {"hosts": [host.name for host in self.candidates]}
 
     def involved(self):
-        return self.alive
+        return self.alive + [host for host in self.strays if host not in self.alive]
 
     def locks(self, phase):
-        return self.alive
+        return self.involved()
 
     def _ask(self, fact, host, *args):
-        """A fact of `host`, None when it cannot be read there."""
+        """A fact of `host`, None when it cannot be read there (not reached,
+        or the command failed: `_told` says why)."""
+        return self._told(fact, host, *args)[0]
+
+    @staticmethod
+    def _told(fact, host, *args):
+        """(a fact of `host`, None) or (None, why it cannot be read there)."""
         try:
-            return fact(host, *args, timeout=30)
-        except facts.FactUnavailable:
-            return None
+            return fact(host, *args, timeout=30), None
+        except (FootballError, TransportError) as error:
+            return None, " ".join(str(error).split())
 
     def members(self):
         """{member name: Host} of the resource, as the first candidate (then
@@ -92,6 +106,72 @@ class Repair(Operation):
                 return None
 
         return [host for host, seen in zip(hosts, in_parallel(state, hosts)) if seen == "RUNNING"]
+
+    def could_run(self, known):
+        """The hosts besides `known` (names) where the container could run:
+        the given hosts and those of the MARS clusters and inventory clusters
+        of `known`'s — a replica that a failover or a repair-mars dropped
+        stays in its MARS cluster, and its container may run on."""
+        inventory = self.ctx.inventory
+        names = {host.name for host in self.candidates}
+        for name in known:
+            if name in inventory.hosts:
+                names.update(inventory.clusters.get(inventory.hosts[name].cluster, []))
+        seen = in_parallel(lambda name: self._ask(facts.cluster_hosts, self.host(name)) or {},
+                           sorted(name for name in known if name in inventory.hosts))
+        for cluster in seen:
+            names.update(cluster)
+        return [self.host(name) for name in sorted(names - set(known))
+                if name in inventory.hosts]
+
+    def copies_elsewhere(self, known):
+        """The hosts besides `known` (names: the members, ...) whose
+        container of the resource runs (`could_run`)."""
+        return self.running_on(self.could_run(known))
+
+    def elsewhere(self, running=None):
+        """What the copies on `self.strays` are (`running`: the member where
+        it runs besides)."""
+        where = ", ".join(host.name for host in self.strays)
+        one = len(self.strays) == 1
+        held = f"{'holds' if one else 'hold'} no replica of it"
+        head = (f"{'two' if one else len(self.strays) + 1} copies of {self.res} run: on "
+                f"{running.name} (its primary) and on {where}, which {held}" if running else
+                f"{self.res} runs on {where}, which {held}")
+        return (f"{head} (a replica dropped while its host was cut off — a failover —, or "
+                f"one that left): {'a copy' if one else 'copies'} on data that forked from "
+                f"{self.res}'s; what {'it' if one else 'each'} wrote since is on {where}'s LV "
+                f"{self.res} alone")
+
+    def said_elsewhere(self, running=None):
+        """Warn of the copies on `self.strays` (`running`: the member where it
+        runs besides); what the operator's confirmation asks of them ('' for
+        none): they are stopped only as confirmed."""
+        if not self.strays:
+            return ""
+        said = self.elsewhere(running)
+        self.warn(said)
+        where = ", ".join(host.name for host in self.strays)
+        return (f"{said}. Stop it on {where} (its LV stays there, with what it wrote, until "
+                f"football lv-cleanup {self.res})")
+
+    def stop_copies_elsewhere(self):
+        """Stop the container on `self.strays` (confirmed); `FootballError`
+        where one does not stop: nothing is started beside it."""
+        for host in self.strays:
+            self.say(f"* {host.name}: stopping the copy of {self.res} there (it holds no "
+                     "replica of it)")
+            try:
+                self.hooks.resource_stop(host=host, res=self.res)
+            except (FootballError, TransportError) as error:
+                self.warn(f"{host.name}: could not stop {self.res}: {error}")
+        still = self.running_on(self.strays)
+        if still:
+            where = ", ".join(host.name for host in still)
+            raise FootballError(f"{self.res} still runs on {where}, which holds no replica of "
+                                f"it (see the warnings above): it was not started elsewhere, "
+                                f"it would run twice. Stop it on {where} by hand, then run "
+                                "this again")
 
     def reachable(self, hosts):
         """The hosts whose marsd answers."""
@@ -146,13 +226,16 @@ class RepairVm(Repair):
     def discover(self):
         """The members; where it runs already (then nothing is to do); else
         the candidates with a replica whose marsd answers — `Illegal` when
-        there is none. Changes nothing."""
+        there is none; the hosts without a replica that run it
+        (`copies_elsewhere`: stopped first, as the operator confirms).
+        Changes nothing."""
         members = self.members()
         self.usable = [host for host in self.candidates if host.name in members]
         if not self.usable:
             raise Illegal(f"none of {', '.join(h.name for h in self.candidates)} has a replica "
                           f"of {self.res} (replicas: {', '.join(members)})")
         running = self.running_on(list(members.values()))
+        self.strays = self.copies_elsewhere(members)
         self.stale = [host for host in running if not self._device_up(host)]
         self.running = [host for host in running if host not in self.stale]
         self.alive = running            # (where it runs: its locks while a stale copy stops)
@@ -183,7 +266,7 @@ class RepairVm(Repair):
             return True
 
     def nothing_to_do(self):
-        if not self.running or self.stale:
+        if not self.running or self.stale or self.strays:
             return None
         where = self.running[0]
         if where in self.candidates:
@@ -192,8 +275,16 @@ class RepairVm(Repair):
         return (f"it runs on {where.name}, not on {wanted}; to move it to {wanted}: "
                 f"football handover {self.res} {wanted}")
 
+    def announce(self):
+        question = self.said_elsewhere(self.running[0] if self.running else None)
+        if question and not self.ctx.dry_run:
+            then = f"keep it on {self.running[0].name}" if self.running else \
+                f"start it on {' or '.join(host.name for host in self.usable)}"
+            confirm(self.ctx, f"{question}, then {then}?")
+
     def dry_run(self):
         """The commands of a run in which the first candidate starts it."""
+        self.plan_stop(self.strays)
         if self.running:                # (a stale copy besides)
             self.plan_stop(self.stale)
             return
@@ -202,6 +293,7 @@ class RepairVm(Repair):
         self.plan_start(first)
 
     def start(self):
+        self.stop_copies_elsewhere()
         if self.running:
             # it runs, and a copy on a crashed device besides: that one stops
             for host in self.stale:
@@ -278,6 +370,7 @@ class RepairMars(Repair):
             self.chosen = self._choose()
             self._refuse_a_stranger(members)
         self.origin = decided.get("origin") or sorted(members)
+        self.strays = self.copies_elsewhere(hosts)
         self.dropped = [name for name in self.origin if name != self.chosen.name]
         others = sorted(set(members) - {self.chosen.name})
         silent = [name for name in others if members[name] not in self.alive]
@@ -344,6 +437,8 @@ class RepairMars(Repair):
             self.rollback = f"{partial} (no member's copy that answers is whole)"
             self.warn(self.rollback)
             return
+        if self._forked(members):
+            return
         primary = self._primary(self.chosen)
         if primary and primary != chosen and primary in members and \
                 members[primary] in self.alive:
@@ -390,15 +485,56 @@ class RepairMars(Repair):
             self.rollback = "; ".join(lost)
             self.warn(self.rollback)
 
+    def _forked(self, members):
+        """Whether the histories of the replicas forked (a member that
+        answers says `view-is-split-brain` 1): then the rebuild keeps the
+        chosen host's and what the others hold beyond the fork is lost —
+        `rollback` says so. Not what a copy "has not received" or "not yet
+        replayed": positions in two histories do not compare, and what is
+        beyond the fork never comes."""
+        chosen = self.chosen.name
+        split = [name for name, host in sorted(members.items())
+                 if host in self.alive and Failover._split_brain(host, self.res)]
+        others = [name for name in sorted(members) if name != chosen]
+        if not split or not others:
+            return False
+        primary = self._primary(self.chosen)
+        runs = primary and primary != chosen and primary in members and \
+            members[primary] in self.alive and self.running_on([members[primary]])
+        one = len(others) == 1
+        self.rollback = (f"the histories of {self.res}'s replicas forked (split brain: marsadm "
+                         f"view-is-split-brain {self.res} says so on {', '.join(split)}): "
+                         f"rebuilt from {chosen}'s copy, {self.res} keeps {chosen}'s history: "
+                         f"what {agreeing(others, 'holds', 'hold')} beyond the fork is lost "
+                         f"({'its LV stays' if one else 'their LVs stay'} until football "
+                         f"lv-cleanup {self.res})"
+                         + (f"; it runs on {primary} now and stops there" if runs else "")
+                         + ("; to keep that history, name "
+                            f"{'it' if one else 'the host that holds it'} first"))
+        self.warn(self.rollback)
+        return True
+
     def _whole(self, host):
         """Whether `host`'s copy is whole: consistent, or the primary's own
         (kernel MARS's is-consistent is 0 on a primary while it has writes
-        not yet written back: a busy container)."""
-        return self._ask(facts.view, host, "is-consistent", self.res) == "1" or \
-            self._ask(facts.view, host, "is-primary", self.res) == "1"
+        not yet written back: a busy container). `Illegal` where its views
+        cannot tell (not "partial": a whole copy would be passed over, or a
+        rebuild from a partial one asked for as the last resort)."""
+        consistent, why = self._told(facts.view, host, "is-consistent", self.res)
+        if consistent == "1":
+            return True
+        primary, why_not = self._told(facts.view, host, "is-primary", self.res)
+        if primary == "1":
+            return True
+        if why or why_not:
+            other = ", or name another host" if host is self.chosen else ""
+            raise Illegal(f"whether {host.name}'s copy of {self.res} is whole cannot be told "
+                          f"({why or why_not}); nothing changed. Repeat once its marsadm "
+                          f"answers{other}")
+        return False
 
     def nothing_to_do(self):
-        if self.running and not self.journal.resumed:
+        if self.running and not self.journal.resumed and not self.strays:
             self.summary["host"] = self.chosen.name
             return f"it runs stand-alone on {self.chosen.name}"
         return None
@@ -413,18 +549,28 @@ class RepairMars(Repair):
 
     def announce(self):
         self.say(f"* {self.plan()}")
-        if not self.rebuilt and not self.ctx.dry_run:
+        elsewhere = self.said_elsewhere(self.chosen if self.running else None)
+        if self.ctx.dry_run:
+            return
+        if not self.rebuilt:
             fenced = (f" {', '.join(self.gone)} must be switched off for good (fenced): a "
                       "container there that still runs would run twice." if self.gone else "")
             rollback = f" {self.rollback}." if self.rollback else ""
-            confirm(self.ctx, f"{self.plan()}?{fenced}{rollback}")
+            first = f" {elsewhere} first." if elsewhere else ""
+            confirm(self.ctx, f"{self.plan()}?{fenced}{rollback}{first}")
+        elif elsewhere:
+            confirm(self.ctx, f"{elsewhere}, then {self.plan()}?")
 
     def _choose(self):
         for host in self.candidates:
             if host not in self.alive:
                 self.warn(f"{host.name} does not answer; skipped")
                 continue
-            if self.res in self.hooks.lv_list(host=host):
+            lvs, why = self._told(lambda host, timeout: self.hooks.lv_list(host=host), host)
+            if why:
+                self.warn(f"{host.name}: its LVs cannot be listed ({why}); skipped")
+                continue
+            if self.res in lvs:
                 return host
             self.warn(f"{host.name} has no LV {host.vg}/{self.res}; skipped")
         raise Illegal(f"none of {', '.join(h.name for h in self.candidates)} answers and holds "
@@ -436,6 +582,7 @@ class RepairMars(Repair):
     # ------------------------------------------------------------------- run
     def dry_run(self):
         """The commands of the steps still to do: stop, rebuild, start."""
+        self.plan_stop(self.strays)
         if not self.rebuilt:
             self.plan_stop([*self.others(self.chosen), self.chosen])
             self._rebuild(self.ctx.planned(self.chosen))
@@ -444,6 +591,7 @@ class RepairMars(Repair):
     def repair(self):
         chosen = self.chosen
         self.journal.decide(targets=[chosen.name], origin=self.origin)
+        self.stop_copies_elsewhere()
         if not self.rebuilt:
             ran = self.running_on(self.alive)
             self.say(f"* stopping {self.res} everywhere")
