@@ -29,13 +29,12 @@ import math
 import time
 
 from football.errors import Illegal
-from football.planner.moves import (Move, kind_of, ordered, pays_for_sync, refusal,
-                                    sync_bytes)
+from football.planner.moves import (GAIN_EPSILON, Move, kind_of, ordered, pays_for_sync,
+                                    refusal, sync_bytes)
 from football.planner.plan import Plan
 from football.planner.score import METRICS, Evaluator, moved
 
 CANDIDATE_HOSTS = 8
-GAIN_EPSILON = 1e-12        # below this a "gain" is rounding
 MIN_SCORE = 1e-9            # hbal's --min-score: nothing left to improve
 
 
@@ -136,7 +135,10 @@ def held_resources(fleet, settings, history, now, busy=()):
     """{resource: why balancing may not move it now} of the resources with a
     primary: pinned (`balance_pinned`), moved within `cooldown` (until when),
     busy (`busy`: {resource: why}: a job runs for it, an operation is
-    unfinished), a replica on an unreachable host."""
+    unfinished), a replica on a host that does not answer, or whose MARS
+    view or state could not be read (`FleetHost.unsure`: one whose state
+    was unknown had its resources moved off it, though it may be draining
+    or restoring, and its MARS view may say otherwise)."""
     held = {}
     for record in sorted(history, key=lambda record: record.time):     # the newest says
         if now - record.time < settings.cooldown and record.resource in fleet.resources:
@@ -159,6 +161,11 @@ def held_resources(fleet, settings, history, now, busy=()):
         elif not all(fleet.hosts[name].reachable for name in resource.replicas):
             silent = [name for name in resource.replicas if not fleet.hosts[name].reachable]
             held[res] = f"its replica's host {', '.join(silent)} does not answer"
+        else:
+            unsure = next(((name, why) for name in resource.replicas
+                           if (why := fleet.hosts[name].unsure())), None)
+            if unsure:
+                held[res] = f"its replica's host {unsure[0]}: {unsure[1]}"
     return held
 
 

@@ -35,7 +35,8 @@ class CapacityLacking(Illegal):
 
 def plan_evacuation(fleet, hosts, settings, now=0.0):
     """The `Plan` that moves every primary and replica off `hosts`; see the
-    module. `Illegal` for unknown or unreachable hosts, or all of them."""
+    module. `Illegal` for unknown or unreachable hosts, or all of them,
+    and for a resource there without a primary (no move of it can run)."""
     hosts = sorted(set(hosts))
     unknown = [name for name in hosts if name not in fleet.hosts]
     if unknown:
@@ -61,6 +62,15 @@ def plan_evacuation(fleet, hosts, settings, now=0.0):
                          f"{silent[0]} first" if len(silent) == 1 else
                          "Wait for them, or, for one gone for good, football failover <host> "
                          "first") + "; nothing planned")
+    primaryless = [res for res in fleet.on(hosts) if not fleet.resources[res].primary]
+    if primaryless:
+        # a migrate needs the resource primary somewhere: planned all the
+        # same, its job failed after the hosts were marked draining
+        raise Illegal(f"evacuating {', '.join(hosts)}: " + "; ".join(
+            f"{res} has no primary (no host runs it), so no move of it can run: start it on "
+            f"one of its replicas first (football repair-vm {res} "
+            f"{' '.join(fleet.resources[res].replicas)})" for res in primaryless)
+            + "; then evacuate again; nothing planned")
     fleet = fleet.with_lifecycle(hosts, "draining")
     initial = fleet
     evaluator = Evaluator(fleet, settings)
@@ -141,7 +151,8 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
     one in that place, where that shares `host`'s cluster; else it waits,
     held, for that host's own restore: a pair across two clusters would
     merge them), and never fewer replicas than it has now (`_filled_up`);
-    a resource already on `host`, or gone, is left alone.
+    a resource already on `host`, or gone, is left alone; one without a
+    primary is held, with how it goes back by hand.
     `CapacityLacking` when `host` has no room for all of them."""
     if host not in fleet.hosts:
         raise Illegal(f"unknown host {host}; hosts: {', '.join(sorted(fleet.hosts))}")
@@ -155,6 +166,13 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
         if resource is None or host not in origin or host in resource.replicas:
             continue
         current = resource.replicas
+        if not resource.primary:
+            # a migrate needs the resource primary somewhere: its job failed
+            held.append((res, f"has no primary (no host runs it), so no move of it can run: "
+                              f"start it on one of its replicas (football repair-vm {res} "
+                              f"{' '.join(current)}), then it goes back by hand: football "
+                              f"migrate {res} {' '.join(origin)}"))
+            continue
         target, waiting = [], None
         for index, was in enumerate(origin):
             there = current[index] if index < len(current) else None

@@ -31,11 +31,32 @@ class FleetHost:
     cpus: int | None = None
     load: float | None = None       # 15-minute load average
     max_containers: int | None = None
+    # False: its `marsadm view all` failed or timed out; what it holds is
+    # known from its mates' views only, and it looked empty: balancing
+    # planned migrates onto it
+    mars_read: bool = True
+
+    @property
+    def answers(self):
+        """Reachable, and its MARS view was read."""
+        return self.reachable and self.mars_read
+
+    def unsure(self):
+        """Why moving a replica off this host by balancing is not safe now
+        (it does not answer, its MARS view or its state could not be read:
+        it may be draining), or None."""
+        if not self.reachable:
+            return "does not answer"
+        if not self.mars_read:
+            return "its MARS view could not be read"
+        if self.lifecycle == "unknown":
+            return "its state (active, draining, ...) could not be read"
+        return None
 
     @property
     def online(self):
         """Counted in the score's spreads (hbal: online nodes)."""
-        return self.reachable and self.lifecycle in ("active", "restoring")
+        return self.answers and self.lifecycle in ("active", "restoring")
 
     @property
     def emptying(self):
@@ -43,8 +64,9 @@ class FleetHost:
 
     @property
     def accepts(self):
-        """A target for balancing and evacuation: reachable and active."""
-        return self.reachable and self.lifecycle == "active"
+        """A target for balancing and evacuation: it answers (`answers`) and
+        is active."""
+        return self.answers and self.lifecycle == "active"
 
     @property
     def group(self):

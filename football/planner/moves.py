@@ -12,13 +12,17 @@ Two kinds, as FOOTBALL.md names them:
 A move never makes a host exceed its capacity (`refusal`): VG space
 (keeping `placement_min_free`), `max_containers`, memory when known; and
 never places anything on a host that does not accept resources (draining,
-evacuated, restoring, unreachable) unless the plan says so (restore)."""
+evacuated, restoring, unreachable, its state or MARS view unread) unless
+the plan says so (restore). A saved balance move runs only while it still
+gains as a plan made now would take it (`Move.unmet`, `short_of`)."""
 
 from dataclasses import dataclass, replace
 
 from football.planner.fleet import changes
+from football.planner.score import Evaluator
 
 TIB = 1 << 40
+GAIN_EPSILON = 1e-12        # below this a "gain" is rounding
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,18 @@ class Move:
             return ["handover", self.resource, self.target[0]]
         return ["migrate", self.resource, *self.target]
 
-    def unmet(self, fleet, settings, accepting=()):
-        """Why the move cannot run on `fleet` (freshly read) any more, or
-        None: the resource is gone or was moved meanwhile, a host it needs
-        is unreachable or does not accept resources, or a new host has no
-        room now. `accepting`: hosts that may receive though not active
-        (the host a restore brings back)."""
+    def unmet(self, fleet, settings, accepting=(), rescore=True):
+        """Why the move cannot run on `fleet` (freshly read, the plan's
+        earlier moves applied) any more, or None: the resource is gone or
+        was moved meanwhile, a host it needs is unreachable or does not
+        accept resources, a new host has no room now, or (`rescore`) it
+        no longer gains as a balance plan made now would take it (`short_of`:
+        a plan saved yesterday ran a move onto hosts that had filled up
+        since, and the score rose), or a host it leaves became unsure
+        (`FleetHost.unsure`). `rescore` False: a move not for the score's
+        sake (evacuate, restore), checked for the hard limits alone.
+        `accepting`: hosts that may receive though not active (the host a
+        restore brings back)."""
         resource = fleet.resources.get(self.resource)
         if resource is None:
             return f"{self.resource} is on none of the hosts read"
@@ -57,7 +67,23 @@ class Move:
         unknown = [name for name in self.target if name not in fleet.hosts]
         if unknown:
             return f"{', '.join(unknown)} not in the inventory"
-        return refusal(fleet, self.resource, self.target, settings, accepting)
+        why = refusal(fleet, self.resource, self.target, settings, accepting)
+        if why or not rescore:
+            return why
+        for name in self.source:
+            unsure = fleet.hosts[name].unsure()
+            if unsure:
+                return f"{self.resource}: its replica's host {name}: {unsure}"
+        evaluator = Evaluator(fleet, settings)
+        after = evaluator.after(self.resource, self.target)
+        short = short_of(evaluator.total - after, evaluator.total - evaluator.penalties,
+                         self.kind, sync_bytes(resource, self.target), settings)
+        if short:
+            return (f"{self.resource}: no longer gains {short}: the score would go from "
+                    f"{evaluator.total:.4f} to {after:.4f} on the fleet as it is now (planned "
+                    f"gain {self.gain:.4f}); `football balance --plan` makes a plan of the "
+                    "moves that gain now")
+        return None
 
     def to_json(self):
         return {"resource": self.resource, "kind": self.kind, "from": list(self.source),
@@ -160,6 +186,8 @@ def refusal(fleet, res, target, settings, accepting=()):
             continue
         if not host.reachable:
             return f"{name} is unreachable"
+        if not host.mars_read:
+            return f"{name}'s MARS view could not be read (marsadm view all failed or timed out)"
         if not host.accepts and name not in accepting:
             return f"{name}'s state (active, draining, ...) could not be read" \
                 if host.lifecycle == "unknown" else f"{name} is {host.lifecycle}"
@@ -180,3 +208,21 @@ def refusal(fleet, res, target, settings, accepting=()):
 def pays_for_sync(gain, sync, settings):
     """A migrate's gain pays for its bytes: at least `gain_per_tib` per TiB."""
     return gain >= settings.gain_per_tib * sync / TIB
+
+
+def short_of(gain, spread, kind, sync, settings):
+    """What a balance move of `gain` lacks that `plan_balance` asks of one
+    (on a fleet whose score without its penalties is `spread`), as words
+    after "no longer gains", or '' when it gains enough: more than
+    rounding; a migrate at least `gain_per_tib` per TiB of its `sync`
+    bytes; hbal's rule, at least `min_gain` unless the spread is above
+    `min_gain_limit`. (A move of a plan made at most a rounding's worth
+    above min_gain is not refused for being recomputed.)"""
+    if gain <= GAIN_EPSILON:
+        return "anything"
+    if kind == "migrate" and not pays_for_sync(gain + GAIN_EPSILON, sync, settings):
+        return (f"enough to pay for the {size_text(sync)} it syncs (gain_per_tib "
+                f"{settings.gain_per_tib:g})")
+    if not (spread > settings.min_gain_limit or gain + GAIN_EPSILON >= settings.min_gain):
+        return f"min_gain {settings.min_gain:g}"
+    return ""

@@ -108,7 +108,7 @@ def read_fleet(ctx, names=None):
             # "active", a draining host that did not answer for a moment got
             # moves planned onto it
             lifecycle=lifecycle if lifecycle in LIFECYCLES else "unknown",
-            reachable=view.reachable,
+            reachable=view.reachable, mars_read=getattr(view, "mars_read", True),
             vg_size=(view.vg_free + sum(view.lvs.values())) if view.vg_free is not None else 0,
             vg_free=view.vg_free or 0, max_containers=host.max_containers or None, **load)
     for res, hosting in members.items():

@@ -3,8 +3,9 @@ saved, shown, loaded and executed later (until it expires).
 
 Saved as JSON under `<state_dir>/plans/<id>.json` (`save_plan`,
 `load_plan`): the execution side loads a plan by id, refuses it once
-`expired(now)`, and re-checks each move (`Move.unmet`) on a fresh fleet
-before it starts."""
+`expired(now)`, and re-checks each move (`Move.unmet`: the hard limits,
+and for a balance plan its gain, scored again) on a fresh fleet before it
+starts."""
 
 import json
 import secrets
