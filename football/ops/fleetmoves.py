@@ -42,7 +42,7 @@ from football.ops.base import Operation
 from football.ops.planning import cooldown_history, find_plan, keep_plan
 from football.planner import (CapacityLacking, Move, Moved, Settings, plan_balance,
                               plan_evacuation, plan_restore, record_moved, save_plan)
-from football.planner.moves import waves
+from football.planner.moves import ordered, waves
 from football.planner.observe import read_fleet
 from football.report import agreeing
 from football.transport import TransportError
@@ -338,7 +338,11 @@ class BalanceRun(PlannedMoves):
 
     def checked_moves(self, busy):
         """The plan's moves that can still run, each checked on the fleet
-        with the earlier ones applied; the others said and dropped."""
+        with the earlier ones applied; the others said and dropped. Which
+        of them waits for room another frees (`ordered`) is worked out on
+        the fleet as it is now: the plan's own was the fleet's when it was
+        made, and a move into room that had gone since ran beside the move
+        that frees it, and failed."""
         fleet, moves = self.fleet, []
         # moved since the plan was made (the cooldown a plan made now keeps)
         moved = {record.resource: record.time for record in cooldown_history(self.config)
@@ -359,7 +363,7 @@ class BalanceRun(PlannedMoves):
                 continue
             moves.append(move)
             fleet = fleet.after(move.resource, move.target)
-        return moves
+        return ordered(self.fleet, moves, self.settings)
 
     def dry_run(self):
         for move in self.checked_moves(set()):
