@@ -8,8 +8,8 @@ import sys
 
 import click
 
+from football.hostside import confined, lifecycle, locks, projects
 from football.hostside import container as containers
-from football.hostside import lifecycle, locks, projects
 from football.hostside.filevg import FileVG, VGError
 from mars.names import DERIVED_NAME_RE, RESOURCE_RE, parse_size
 
@@ -302,6 +302,22 @@ def projects_copy(source, copy):
         click.echo(f"football-host: projects {source} -> {copy}: {error}", err=True)
         sys.exit(1)
     _answer({"read": read, "changed": changed})
+
+
+@cli.command("rsync-source", hidden=True,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": []})
+@click.argument("source")
+@click.argument("remote_command", nargs=-1, type=click.UNPROCESSED)
+def rsync_source(source, remote_command):
+    """rsync's "remote shell" for a shrink's copy pass: serve SOURCE to it
+    as a daemon chrooted into SOURCE (football/hostside/confined.py); the
+    host and command rsync appends (REMOTE_COMMAND) are not used."""
+    try:
+        confined.serve(source)
+    except (confined.ConfinedError, OSError) as error:
+        click.echo(f"football-host rsync-source: {error}", err=True)
+        sys.exit(1)
 
 
 def main():

@@ -9,8 +9,9 @@ journal: after the resource was deleted, MARS no longer knows them):
    leases); a `<res>-tmp` LV of the new size on the primary and every
    secondary; on the primary `mkfs.xfs`, mounted at `<mountpoint>-tmp`
    (with the quota options of the original's mount), and the first copy
-   while the container runs: `rsync -aHAXS --numeric-ids
-   --modify-window=-1 --delete --inplace` (exit 24, files vanished while
+   while the container runs: `rsync -aHAXS -x --numeric-ids
+   --modify-window=-1 --delete --inplace`, its source side chrooted into
+   the volume (football/hostside/confined.py) (exit 24, files vanished while
    copying, is fine then; the copy's hard-linked names once more after the
    final pass, not in place: `RSYNC`), then
    the quota limits (`xfs_quota -x -c dump` / `restore`).
@@ -36,6 +37,7 @@ import time
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
+from football.hostside import confined
 from football.locks import drop_intent, live_intents
 from football.ops.base import Operation, reachable, synced_bytes, wait_knows, wait_uptodate
 from football.ops.repair import create_when_free, leave_argvs
@@ -61,10 +63,20 @@ TMP, PRESHRINK = "-tmp", "-preshrink"
 # container owner's: listed ending in NUL (one may hold a newline), and one
 # that is no UTF-8 (read as U+FFFD: no such name) is copied as the directory
 # above its first such part, whole (`--recursive`: what is equal stays).
-RSYNC = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete", "--inplace")
-RELINK = ("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--recursive", "--from0",
-          "--files-from=-", "--ignore-missing-args")
+# The volume's filesystem only (`-x`, as `find -xdev`): a mount below its
+# mountpoint on the host is not copied into it (an empty directory stands
+# for it, as on the volume). The source side is confined to the volume: a
+# daemon chrooted into it sends it (`--rsh`, football/hostside/confined.py):
+# a symlink the container's owner put in place of a directory, or above a
+# name of the relink list, took rsync to host files, copied into the copy.
+RSYNC = ("rsync", "-aHAXS", "-x", "--numeric-ids", "--modify-window=-1", "--delete",
+         "--inplace")
+RELINK = ("rsync", "-aHAXS", "-x", "--numeric-ids", "--modify-window=-1", "--recursive",
+          "--from0", "--files-from=-", "--ignore-missing-args")
 LINKED = ("-xdev", "-type", "f", "-links", "+1", "-printf", "%P\\0")    # find <copy> ...
+# seconds at the downtime gates after which a warm pass copies what the
+# container wrote meanwhile (a probe pass does, with max_rsync_downtime)
+GATE_WAIT_RECOPY = 10.0
 RSYNC_VANISHED = 24         # files vanished while copying: the container still writes
 # (XFS names a quota it accounts without enforcing it `uqnoenforce`, ...)
 QUOTA_OPTIONS = {"usrquota": "-u", "uquota": "-u", "grpquota": "-g", "gquota": "-g",
@@ -443,7 +455,10 @@ class Shrink(Operation):
                 ["mount", "-t", "xfs", "-o", ",".join(options), lv, self.tmp_mountpoint]]
 
     def _rsync_argv(self, relink=False):
-        return [*(RELINK if relink else RSYNC), f"{self.mountpoint}/", f"{self.tmp_mountpoint}/"]
+        """A copy pass (`relink`: of the names on its stdin) from the volume,
+        its source side confined to it, into the copy."""
+        return [*(RELINK if relink else RSYNC), f"--rsh={confined.rsh_command(self.mountpoint)}",
+                confined.SOURCE, f"{self.tmp_mountpoint}/"]
 
     def _linked_in_copy(self):
         """The names (relative) of the files the copy holds hard-linked."""
@@ -479,7 +494,7 @@ class Shrink(Operation):
                                 f"{source or 'nothing'} and {copy or 'nothing'}); not copied. "
                                 "Re-run to resume")
         argv = self._rsync_argv()
-        self.say(f"  {self.primary.name}: {what} ({' '.join(argv[1:-2])})")
+        self.say(f"  {self.primary.name}: {what} ({' '.join(RSYNC[1:])})")
         started = time.monotonic()
         result = self.primary.run(argv, check=False,
                                   timeout=self.config.copy_timeout)
@@ -572,12 +587,18 @@ class Shrink(Operation):
         down_since = None if exists else self.journal.open_window_started()
         while True:
             if exists:
+                waited_since = time.monotonic()
                 self._downtime_gate(self.primary, self.primary)
                 # after the gates, which may wait for hours (business hours,
                 # an operator's go): a probe timed before them said nothing
                 # of what the container wrote meanwhile, all of it then the
-                # final copy's inside the window
-                self._probe()
+                # final copy's inside the window; without a probe, one more
+                # warm pass takes it (outside the window)
+                waited = time.monotonic() - waited_since
+                if self.config.max_rsync_downtime:
+                    self._probe()
+                elif waited > GATE_WAIT_RECOPY:
+                    self._copy(f"warm copy (after {waited:.0f} s at the gates)")
                 linked = self._linked_in_copy()     # (only the passes change the copy's links)
                 self._check_startable(self.primary, self.primary)
             with self.holding(self.members):

@@ -36,6 +36,7 @@ from click.testing import CliRunner
 from football.cli import cli
 from football.inventory import Host, parse
 from football.ops.cluster import connected_groups
+from football.hostside import confined
 from football.hostside.cli import cli as host_cli
 from football.transport import CommandFailed, Result, Unreachable
 from mars.roles import device_open
@@ -90,6 +91,33 @@ class Volume:
     replica's disk after the resource went): the records it holds."""
     records: list = field(default_factory=list)
     used: int = 0
+
+
+def rsh_words(command):
+    """An `--rsh` value split as rsync splits it (rsync(1), --rsh): at
+    spaces; single or double quotes keep a part whole, a quote doubled
+    inside them stands for itself."""
+    words, word, quote, index, started = [], [], None, 0, False
+    while index < len(command):
+        char = command[index]
+        if quote is None and char == " ":
+            if started:
+                words.append("".join(word))
+            word, started = [], False
+        elif quote is None and char in "'\"":
+            quote, started = char, True
+        elif char == quote and command[index + 1:index + 2] == quote:
+            word.append(char)
+            index += 1
+        elif char == quote:
+            quote = None
+        else:
+            word.append(char)
+            started = True
+        index += 1
+    if started:
+        words.append("".join(word))
+    return words
 
 
 class Refused(Exception):
@@ -761,9 +789,19 @@ class FakeFleet:
         raise Refused("", 2)
 
     def _rsync(self, name, args, input=None):
-        """rsync <options> <mountpoint>/ <mountpoint-tmp>/: the copy holds
-        what the volume holds now."""
-        source, target = args[-2].rstrip("/"), args[-1].rstrip("/")
+        """rsync <options> --rsh="football-host rsync-source '<mountpoint>'"
+        source::volume/ <mountpoint-tmp>/ (its source side confined to the
+        volume, football/hostside/confined.py): the copy holds what the
+        volume holds now. A pass from the volume's path itself (unconfined)
+        is refused as a command the shrink must not run."""
+        rsh = [arg[len("--rsh="):] for arg in args if arg.startswith("--rsh=")]
+        words = rsh_words(rsh[-1]) if rsh else []
+        if args[-2] != confined.SOURCE or words[:2] != ["football-host", "rsync-source"] \
+                or len(words) != 3:
+            raise UnexpectedCommand(f"{name}: rsync {shlex.join(args)}: a copy pass not from "
+                                    "the confined source (--rsh=football-host rsync-source "
+                                    f"'<volume>' {confined.SOURCE})")
+        source, target = words[2].rstrip("/"), args[-1].rstrip("/")
         res = self._res_at(name, source)
         volume = self._volume_at(name, target)
         if res is None or source not in self.mounts[name] or volume is None:

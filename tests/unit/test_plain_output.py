@@ -766,11 +766,13 @@ DRY_RUNS = [
     (["shrink", "vm2"], [
         "* shrinking vm2 from 1,024 MiB to 320 MiB on a1, a2",
         "would run on a1: football-host vg <a1>/dev/vg0 create vm2-tmp 335544320",
-        ("would run on a1: rsync -aHAXS --numeric-ids --modify-window=-1 --delete --inplace "
-         "<a1>/var/lib/lxc/vm2/ <a1>/var/lib/lxc/vm2-tmp/"),
+        ("would run on a1: rsync -aHAXS -x --numeric-ids --modify-window=-1 --delete --inplace "
+         "'--rsh=football-host rsync-source '\"'\"'<a1>/var/lib/lxc/vm2'\"'\"'' "
+         "source::volume/ <a1>/var/lib/lxc/vm2-tmp/"),
         "would run on a1: football-host ct <a1>/var/lib/lxc stop vm2",
-        ("would run on a1: rsync -aHAXS --numeric-ids --modify-window=-1 --delete --inplace "
-         "<a1>/var/lib/lxc/vm2/ <a1>/var/lib/lxc/vm2-tmp/"),
+        ("would run on a1: rsync -aHAXS -x --numeric-ids --modify-window=-1 --delete --inplace "
+         "'--rsh=football-host rsync-source '\"'\"'<a1>/var/lib/lxc/vm2'\"'\"'' "
+         "source::volume/ <a1>/var/lib/lxc/vm2-tmp/"),
         "would run on a1: marsadm delete-resource --force vm2",
         "would run on a2: football-host vg <a2>/dev/vg0 rename vm2 vm2-preshrink",
         "would run on a1: marsadm create-resource vm2 <a1>/dev/vg0/vm2",

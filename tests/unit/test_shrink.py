@@ -97,8 +97,9 @@ def test_the_new_filesystem_is_made_for_the_new_size_and_copied_with_all_metadat
                      fleet.hosts["a1"].path("/dev/vg0/vm2-tmp"))]
     mountpoint = fleet.hosts["a1"].mountpoint("vm2")
     rsyncs = {argv for argv in argvs if argv[0] == "rsync"}
-    assert rsyncs == {("rsync", "-aHAXS", "--numeric-ids", "--modify-window=-1", "--delete",
-                       "--inplace", f"{mountpoint}/", f"{mountpoint}-tmp/")}
+    assert rsyncs == {("rsync", "-aHAXS", "-x", "--numeric-ids", "--modify-window=-1", "--delete",
+                       "--inplace", f"--rsh=football-host rsync-source '{mountpoint}'",
+                       "source::volume/", f"{mountpoint}-tmp/")}
     assert ("find", f"{mountpoint}-tmp", "-xdev", "-type", "f", "-links", "+1", "-printf",
             "%P\\0") in argvs                    # its hard links: none in the fake
 

@@ -2,8 +2,10 @@
 copy's hard-linked names (found before the window, copied once more after
 the final pass, not in place) may hold a newline or bytes that are no
 UTF-8; each is copied again all the same. Real rsync and find between two
-directories, the commands' output read as a host's command is (text, what
-is no UTF-8 replaced)."""
+directories, the passes as the shrink makes them (their source side a
+daemon chrooted into the volume: root, and `football-host` on the PATH the
+transport gives host commands), the commands' output read as a host's
+command is (text, what is no UTF-8 replaced)."""
 
 import os
 import subprocess
@@ -12,15 +14,19 @@ from types import SimpleNamespace
 import pytest
 
 from football.ops import shrink
+from football.transport import LocalTransport
+
+pytestmark = [pytest.mark.root]
 
 
 class LocalHost:
-    """Runs a command here, its output as the transport gives it."""
+    """Runs a command here, with the environment and output the transport
+    gives it."""
     name = "here"
 
     def run(self, argv, check=True, timeout=None, input=None):
         done = subprocess.run(argv, input=None if input is None else input.encode(),
-                              capture_output=True)
+                              env=LocalTransport(self.name).env, capture_output=True)
         result = SimpleNamespace(exit_code=done.returncode, ok=done.returncode == 0,
                                  stdout=done.stdout.decode(errors="replace"),
                                  stderr=done.stderr.decode(errors="replace"))
@@ -42,7 +48,7 @@ def final_pass(source, copy):
     those names again not in place."""
     run = a_shrink(source, copy)
     linked = shrink.Shrink._linked_in_copy(run)
-    subprocess.run([*shrink.RSYNC, f"{source}/", f"{copy}/"], check=True, capture_output=True)
+    run.primary.run(run._rsync_argv())
     if linked:
         shrink.Shrink._relink(run, linked)
 
@@ -66,7 +72,8 @@ def test_a_broken_hard_link_whose_names_hold_a_newline_or_no_utf8_is_repaired(tm
         with open(first, "wb") as handle:
             handle.write(b"original content\n")
         os.link(first, second)
-    subprocess.run([*shrink.RSYNC, f"{source}/", f"{copy}/"], check=True, capture_output=True)
+    run = a_shrink(source, copy)
+    run.primary.run(run._rsync_argv())
     for _, second in pairs:                 # saved by rename: the link broken
         second = os.path.join(bytes(source), second)
         with open(second + b".new", "wb") as handle:
