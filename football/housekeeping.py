@@ -15,7 +15,8 @@ hour (8,760 of each a year); a monitoring check of `football status` every
 minute writes 525,600 run logs a year; every job keeps its events.
 
 Kept: what a run may still need — a plan not expired, a journal not
-finished, the lock files of the runs (`journal/<res>.run`: another process
+finished and the finished journals of its resource (a combined run reads
+its stages'), the lock files of the runs (`journal/<res>.run`: another process
 may hold one), the screener worker's log. The moves history the cooldown
 reads (`plans/moved.jsonl`, a line per move) and `downtime.log` (a line per
 downtime) lose their lines older than `history_days` (the cooldown is
@@ -36,7 +37,7 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from football.journal import replace_durably
+from football.journal import named_by, replace_durably
 
 DAY = 86400.0
 STAMP = "housekept"             # in the state dir: when a command last kept house
@@ -91,7 +92,9 @@ def housekeep(config, store=None, now=None):
         kept.plans += store.forget_plans(before)
     state_dir = Path(config.state_dir)
     kept.run_logs = _remove_old(state_dir / "log", before, lambda path: RUN_LOG.fullmatch(path.name))
-    kept.journals = _remove_old(state_dir / "journal", before, lambda path: path.suffix == ".done")
+    read_on = _resources_unfinished(state_dir / "journal")
+    kept.journals = _remove_old(state_dir / "journal", before, lambda path: path.suffix == ".done"
+                                and named_by(path.with_suffix(".json"))[1] not in read_on)
     kept.plans += _remove_old(state_dir / "plans", before,
                               lambda path: path.suffix == ".json" and _expired(path, before))
     for history in (state_dir / "plans" / "moved.jsonl", state_dir / "downtime.log"):
@@ -188,6 +191,18 @@ def _expired(path, before):
         return False
     except (OSError, ValueError, KeyError, TypeError):
         return True
+
+
+def _resources_unfinished(directory):
+    """The resources with a journal in `directory` that is not finished
+    (`*.json`, also one that cannot be read): their finished journals stay.
+    A combined run reads its stages' (`shrink-<res>.done`) to tell a stage
+    that completed just before a crash; without it the stage runs again
+    (a second shrink)."""
+    try:
+        return {named_by(path)[1] for path in directory.glob("*.json")} - {"?"}
+    except OSError:
+        return set()
 
 
 def _remove_old(directory, before, wanted):

@@ -71,6 +71,7 @@ import heapq
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -217,6 +218,27 @@ def partition_by_slot(specs, inventory, primaries, limits):
             spec.partition += f" ({turn % partitions + 1} of {partitions})"
     return (f"host slot ({', '.join(SLOT_LIMITS[kind] for kind in kinds)})",
             max(limits[kind] for kind in kinds))
+
+
+def purge_before(days, option, now=None):
+    """The time (epoch seconds) before which the jobs `purge` takes ended:
+    `days` (the value of `option`) ago. `Illegal` naming the option for
+    days that are not a number ≥ 0: nan (PostgreSQL orders NaN above every
+    number, so `finished <= NaN` archived or deleted every job; SQLite
+    reads it as NULL: none), inf, a negative number."""
+    if not math.isfinite(days) or days < 0:
+        raise Illegal(f"{option} {days:g}: not a number of days (0 or more, finite); "
+                      "nothing was archived or deleted")
+    return (time.time() if now is None else now) - days * 86400
+
+
+def _a_time(finished_before, what):
+    """`Illegal` for a time to compare jobs' ends with that is no number:
+    the databases order NaN differently (`purge_before`)."""
+    if not math.isfinite(finished_before):
+        raise Illegal(f"jobs that ended before {finished_before}: not a time; "
+                      f"nothing was {what} (give --days and --forget a finite number of "
+                      "days, 0 or more)")
 
 
 class JobExists(Illegal):
@@ -572,7 +594,9 @@ class JobStore:
         leaves the jobs that wait for an operator: a critical one (its
         container runs nowhere) and one that left its operation unfinished
         (a journal kept: `screener restart` or a repair goes on from it).
-        `dry_run`: only their ids."""
+        `dry_run`: only their ids. `Illegal` (nothing archived) for a time
+        that is no number (`purge_before`)."""
+        _a_time(finished_before, "archived")
         with self.engine.begin() as connection:
             query = sa.select(JOBS.c.number, JOBS.c.id).where(
                 JOBS.c.archived == sa.false(), JOBS.c.state.in_(FINISHED),
@@ -595,7 +619,9 @@ class JobStore:
         workflows, and the limits of runs none of whose jobs are left; how
         many jobs (`dry_run`: only how many). DBOS's records go first: a
         job left half forgotten is an archived row whose `show` has fewer
-        events, never a workflow without its job."""
+        events, never a workflow without its job. `Illegal` (nothing
+        deleted) for a time that is no number (`purge_before`)."""
+        _a_time(finished_before, "deleted")
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(JOBS.c.number, JOBS.c.workflow_id).where(
                 JOBS.c.archived == sa.true(),

@@ -13,14 +13,18 @@ It gets on stdin one JSON object: the job's row (`id`, `resource`,
 A command that fails (exit code not 0, cannot be started) or takes longer
 than `notify_timeout` seconds (it is killed then) raises `NotifyFailed`; the
 screener reports that as a warning and the job goes on as if nothing
-happened. The command runs in the process that changed the job's state
-(the worker, or the `screener` command that queued or killed it)."""
+happened. Its exit code says how it went: one that exits 0 succeeded,
+also when a child it left behind (a mailer's daemon) still runs and holds
+what it was given; that child is neither waited for nor killed. The
+command runs in the process that changed the job's state (the worker, or
+the `screener` command that queued or killed it)."""
 
 import json
 import os
 import shlex
 import signal
 import subprocess
+import tempfile
 
 from football.errors import FootballError
 from football.hooks import hookimpl
@@ -50,30 +54,34 @@ class Notifier:
             return
         what = f"notify_command {shlex.join(self.command)} (job {job.get('id')}, {state})"
         env = {**os.environ, "FOOTBALL_JOB_ID": str(job.get("id")), "FOOTBALL_JOB_STATE": state}
-        try:
-            # a session of its own: on a timeout its children go too (a
-            # script's `sleep` would keep the pipes open and us waiting)
-            process = subprocess.Popen(self.command, stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       env=env, start_new_session=True)
-        except OSError as error:
-            raise NotifyFailed(f"{what} cannot be run: {error.strerror}; check the "
-                               "setting notify_command") from None
-        try:
-            _, stderr = process.communicate(json.dumps({**job, "text": text}),
-                                            timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            # its end, not its pipes' end: a child that left the session (a
-            # mailer's daemon) may keep them open for ever
-            for pipe in (process.stdin, process.stdout, process.stderr):
-                pipe.close()
-            process.wait()
-            raise NotifyFailed(f"{what} did not end within {self.timeout:g} s (notify_timeout) "
-                               "and was killed") from None
-        if process.returncode != 0:
-            tail = stderr.strip()[-STDERR_TAIL:] or "no stderr"
-            raise NotifyFailed(f"{what} failed with exit code {process.returncode}: {tail}")
+        # the job on stdin and the command's stderr in files, not pipes: it
+        # is done when it exits, not when every holder of a pipe closed it
+        # (a mailer that leaves a daemon behind with them would be called
+        # killed after notify_timeout, although it succeeded)
+        with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stderr:
+            stdin.write(json.dumps({**job, "text": text}).encode())
+            stdin.flush()
+            stdin.seek(0)
+            try:
+                # a session of its own: on a timeout its children go too (a
+                # script's `sleep` would keep it running)
+                process = subprocess.Popen(self.command, stdin=stdin, stdout=subprocess.DEVNULL,
+                                           stderr=stderr, env=env, start_new_session=True)
+            except OSError as error:
+                raise NotifyFailed(f"{what} cannot be run: {error.strerror}; check the "
+                                   "setting notify_command") from None
+            try:
+                code = process.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise NotifyFailed(f"{what} did not end within {self.timeout:g} s "
+                                   "(notify_timeout) and was killed") from None
+            if code != 0:
+                stderr.seek(0)
+                tail = stderr.read().decode(errors="replace").strip()[-STDERR_TAIL:]
+                raise NotifyFailed(f"{what} failed with exit code {code}: "
+                                   f"{tail or 'no stderr'}")
 
 
 def new_plugin():
