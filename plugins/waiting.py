@@ -31,6 +31,7 @@ from football.joblink import in_job
 PAUSE_ALL = "pause"
 # every <weekday>_<hour> there is: what business_hours is matched against
 WEEK_HOURS = tuple(f"{day}_{hour:02d}" for day in range(1, 8) for hour in range(24))
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def pause_file(state_dir, res=None):
@@ -157,9 +158,11 @@ class Waiting:
             self.released.discard(res)
         settings = self.config.reloaded()
         if settings.business_hours:
-            now = time.strftime("%u_%H")
-            if not re.fullmatch(settings.business_hours, now):
-                return (False, f"outside business_hours {settings.business_hours} (now {now})"
+            if not re.fullmatch(settings.business_hours, time.strftime("%u_%H")):
+                # the same words all the wait long (not the hour: said
+                # again every hour), and when the window opens
+                return (False, f"outside business_hours {settings.business_hours}"
+                               f"{_opens(settings.business_hours)}"
                                f"{_never(settings.business_hours)}{_unchanged(settings)}")
         # a screener job's gate is its own (football/joblink.py): released
         # by `football screener continue`, durably
@@ -172,6 +175,20 @@ class Waiting:
             released.unlink(missing_ok=True)
             self.released.add(res)
         return True
+
+
+def _opens(business_hours, now=None):
+    """` (it opens Mon 08:00)`: the next hour that `business_hours`
+    matches after `now` (a time.struct_time; default: now), or '' when
+    none does (`_never` says why). The same while a run waits for it."""
+    now = time.localtime() if now is None else now
+    this_hour = now.tm_wday * 24 + now.tm_hour          # WEEK_HOURS' index (Mon 00 first)
+    for ahead in range(1, len(WEEK_HOURS) + 1):
+        index = (this_hour + ahead) % len(WEEK_HOURS)
+        if re.fullmatch(business_hours, WEEK_HOURS[index]):
+            day, hour = divmod(index, 24)
+            return f" (it opens {WEEKDAYS[day]} {hour:02d}:00)"
+    return ""
 
 
 def _never(business_hours):

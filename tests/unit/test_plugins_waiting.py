@@ -61,3 +61,32 @@ def test_business_hours_that_match_no_hour_of_the_week_say_the_gate_never_opens(
     assert "it matches no <weekday 1-7>_<hour 00-23> (1_00 to 7_23): the downtime never " \
         "begins" in stderr, stderr
     assert stops(fleet) == [] and fleet.running("vm1") == ["a1"]
+
+
+
+def test_the_business_hours_reason_is_the_same_all_the_wait_long_and_says_when_it_opens(
+        monkeypatch):
+    """The reason named the hour (`now 5_19`): a gate says a reason again
+    when its words change, so the wait was said again every hour, in the
+    run's output and as a job's wait event."""
+    import datetime
+    import time
+    from types import SimpleNamespace
+
+    from plugins import waiting
+
+    hours = "[1-5]_(0[8-9]|1[0-8])"
+    plugin = waiting.Waiting()
+    plugin.config = SimpleNamespace(reloaded=lambda: SimpleNamespace(business_hours=hours))
+    monkeypatch.setattr(waiting, "_unchanged", lambda settings: "")
+    reasons = []
+    for when in ("2026-12-04 19:30", "2026-12-05 03:10", "2026-12-06 23:59"):  # Fri to Sun
+        moment = datetime.datetime.strptime(when, "%Y-%m-%d %H:%M")
+        monkeypatch.setattr(waiting, "time", SimpleNamespace(
+            strftime=lambda fmt, *_, moment=moment: moment.strftime(fmt),
+            localtime=lambda *_, moment=moment: time.struct_time(moment.timetuple())))
+        allowed, reason = plugin.want_downtime("vm1", None, None, False)
+        assert allowed is False
+        reasons.append(reason)
+    assert len(set(reasons)) == 1, reasons
+    assert reasons[0] == f"outside business_hours {hours} (it opens Mon 08:00)"
