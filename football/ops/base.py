@@ -1250,23 +1250,31 @@ class Operation(StoppedContainer):
         """The run's hold on `res` (ResourceRun) ends: released, unless an
         operation of `res` is unfinished on this controller (its journal:
         this run's, failed or a phase run alone, or an earlier one a repair
-        went on over): then kept, never stale, saying what is unfinished, so
-        that another controller does not act on the resource from a plan of
-        its own; the next run here that ends with none unfinished releases
-        it (`football unlock run-<res> <hosts>` gives it up by hand)."""
+        went on over; also a journal that cannot be read, which refuses
+        every operation of `res` here: what it left is unknown): then kept,
+        never stale, saying what is unfinished, so that another controller
+        does not act on the resource from a plan of its own; the next run
+        here that ends with none unfinished releases it (`football unlock
+        run-<res> <hosts>` gives it up by hand)."""
         if self.resource_run is None:
             return
         state_dir = self.config.state_dir
         unfinished = [op for op in joblink.unfinished_operations(self.config)
-                      if op["resource"] == self.res and "damaged" not in op]
+                      if op["resource"] == self.res]
         if unfinished:
             # this run's own, else the one a repair went on over: the same
             # command elsewhere takes over only this run's (ResourceRun)
-            op = next((op for op in unfinished if op["operation"] == self.operation),
-                      unfinished[0])
-            self.resource_run.keep(f"unfinished {op['operation']} of {self.res}, steps done: "
-                                   f"{', '.join(op['steps']) or 'none'}", state_dir,
-                                   mine=op["operation"] == self.operation)
+            op = next((op for op in unfinished if op["operation"] == self.operation
+                       and "damaged" not in op), unfinished[0])
+            if "damaged" in op:
+                self.resource_run.keep(f"{op['operation']} of {self.res} whose journal "
+                                       f"{op['journal']} cannot be read ({op['damaged']}): "
+                                       f"move it aside once read (mv {op['journal']} "
+                                       f"{op['journal']}.damaged)", state_dir, mine=False)
+            else:
+                self.resource_run.keep(f"unfinished {op['operation']} of {self.res}, steps "
+                                       f"done: {', '.join(op['steps']) or 'none'}", state_dir,
+                                       mine=op["operation"] == self.operation)
         else:
             # also where an earlier run kept it and this one does not act
             # (a host the crashed run's cleanup removed the replica from)
