@@ -177,13 +177,18 @@ def _what_it_had(directory, log):
 
 def stop(name, lxcpath, timeout=STOP_TIMEOUT):
     """Shut the container down (halt signal), killing it after `timeout` s.
-    One whose config cannot be read (`_readable`) is killed: LXC cannot
-    stop it, and its filesystem is dead anyway."""
+    A frozen one (its operator paused it: `lxc-freeze`) is thawed first:
+    frozen, its init cannot take the halt signal, so the shutdown waited
+    all of `timeout` (inside a downtime window) and then killed it. One
+    whose config cannot be read (`_readable`) is killed: LXC cannot stop
+    it, and its filesystem is dead anyway."""
     container = _readable(name, lxcpath)
     if container is None:
         return _kill(name, lxcpath)
     if not container.running:
         return False
+    if container.state in ("FROZEN", "FREEZING"):
+        container.unfreeze()        # (failing, the shutdown waits, then the kill thaws it)
     if not container.shutdown(timeout):
         container.stop()
     deadline = time.monotonic() + timeout

@@ -27,15 +27,20 @@ when a check fails; a refusal after a host left is a failure (198) naming
 it, and a re-run finds the hosts that left in no cluster and has nothing
 to do for them. The hosts that do not answer are dropped first, while the
 others (which may be the only ones to list them) are still members.
+A host that holds no replica is still in use, and refused, where an
+unfinished operation of this controller names it (a migrate's target, the
+original hosts a migrate+shrink+back comes back to: it would go on to a
+host gone from MARS), or, where it answers, a container runs there (its
+volume a plain LV: a stray copy, a container MARS does not replicate).
 
 The fleet anchors: decommission = evacuate + cleanup + remove the host."""
 
-from football import facts, lifecycle
+from football import facts, joblink, lifecycle
 from football.errors import FootballError, Illegal
 from football.ops.base import Operation, answers, confirm, in_parallel, reaching
 from football.ops.cluster import observe
 from football.report import agreeing
-from football.transport import CommandFailed
+from football.transport import CommandFailed, TransportError
 from mars.errors import MarsError
 from mars.names import check_host
 
@@ -48,6 +53,55 @@ def leave_argv():
 def drop_argv(host):
     """On a host of HOST's MARS cluster: drop HOST, which is gone."""
     return ["marsadm", f"--host={host}", "leave-cluster"]
+
+
+def hosts_named(operation):
+    """The names an unfinished operation's journal (an entry of
+    `unfinished_operations`) holds as hosts: its targets, its origin and
+    what it decided (a combined run's primary and secondary)."""
+    named = set()
+    for value in [operation.get("targets"), operation.get("origin"),
+                  *operation.get("decided", {}).values()]:
+        for name in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(name, str):
+                named.add(name)
+    return named
+
+
+def resume_command(operation):
+    """The command that resumes an unfinished operation (the one that
+    started it, as `unfinished_first` words it)."""
+    kind, res, decided = operation["operation"], operation["resource"], operation["decided"]
+    hosts = [name for name in (decided.get("primary"), decided.get("secondary")) if name] \
+        if "+" in kind else operation["targets"][:1] if kind == "handover" \
+        else operation["targets"]
+    asked = decided.get("size") if "+" in kind else decided.get("asked")
+    return " ".join([f"football {kind} {res}", *hosts, *([str(asked)] if asked else [])])
+
+
+def refuse_unfinished_naming(operations, names):
+    """`Illegal` where unfinished operations (`unfinished_operations`) name
+    one of the hosts `names`, or may (a damaged journal): each would go on
+    to a host gone from its MARS cluster."""
+    naming = [op for op in operations if op.get("damaged") or hosts_named(op) & set(names)]
+    if not naming:
+        return
+    said = []
+    for op in naming:
+        if op.get("damaged"):
+            said.append(f"a damaged journal ({op['journal']}: {op['damaged']}) that may name "
+                        f"{'it' if len(names) == 1 else 'them'} (read it, then move it aside: "
+                        f"mv {op['journal']} {op['journal']}.damaged)")
+            continue
+        which = ", ".join(sorted(hosts_named(op) & set(names)))
+        said.append(f"an unfinished {op['operation']} of {op['resource']} names {which} "
+                    f"(`{resume_command(op)}` finishes it; to give it up, set its journal "
+                    f"aside: mv {op['journal']} {op['journal']}.abandoned)")
+    hosts = sorted({name for op in naming for name in hosts_named(op)} & set(names)) or names
+    raise Illegal(f"{'; '.join(said)}. Decommissioned, {', '.join(hosts)} would be out of MARS "
+                  f"while {'that operation plans' if len(naming) == 1 else 'they plan'} to go "
+                  "on there or come back there: finish or give up first, then run this again; "
+                  "nothing was changed")
 
 
 class Leaving:
@@ -83,6 +137,7 @@ class Leaving:
                 raise Illegal(f"{self.name} is {state}: football evacuate {self.name} --execute "
                               "first (it marks it evacuated, so that placement leaves it out); "
                               "nothing was changed")
+            self._refuse_running_containers()
         listing = self._hosts_listing_it()
         self.listed_by = sorted(listing)
         self.mars_cluster = sorted({host for hosts in [self.own_cluster, *listing.values()]
@@ -91,6 +146,28 @@ class Leaving:
             self._refuse_while_it_holds_replicas()
         elif not self.answering:
             self._refuse_while_its_mates_are_silent()
+
+    def _refuse_running_containers(self):
+        """`Illegal` where a container runs on the host, which holds no
+        replica: its volume is a plain LV there (a stray copy of a resource
+        that runs elsewhere, or a container MARS does not replicate). A
+        container's directory is its volume's mountpoint: the host's LVs
+        name every container it can run."""
+        try:
+            running = [name for name in sorted(self.op.hooks.lv_list(host=self.target))
+                       if self.op.hooks.container_state(host=self.target, res=name) == "RUNNING"]
+        except (TransportError, FootballError) as error:
+            raise Illegal(f"{self.name}: whether a container runs there cannot be read "
+                          f"({str(error).splitlines()[0]}); run this again once it answers; "
+                          "nothing was changed") from None
+        if running:
+            them = "it" if len(running) == 1 else "them"
+            raise Illegal(f"{self.name} runs the container{'s' if len(running) > 1 else ''} "
+                          f"{', '.join(running)} outside MARS (no replica there: a stray copy "
+                          f"of one that runs elsewhere — `football status {running[0]}` shows "
+                          f"where — or one MARS does not replicate); decommissioned, the host "
+                          f"would leave the fleet with {them} running. Stop {them} there (a "
+                          f"copy), or move {them} away, then run this again; nothing was changed")
 
     def _hosts_listing_it(self):
         """{host: its MARS cluster} of the hosts that answer and list it in
@@ -183,6 +260,8 @@ class Decommission(Operation):
     def discover(self):
         for leaving in self.leaving:
             leaving.discover()
+        refuse_unfinished_naming(joblink.unfinished_operations(self.config),
+                                 [leaving.name for leaving in self.leaving])
         # the silent ones first: the others may be the only hosts that list them
         self.leaving.sort(key=lambda leaving: leaving.answering)
         self._refuse_a_host_its_mates_reach()

@@ -17,10 +17,14 @@ unit (football/ops/sizing.py). Before anything changes, the filesystem must
 be XFS (xfs_growfs grows it), every member must
 be in the inventory (its LV grows too), every replica's volume group must
 have the room and every member's marsd must answer (`marsadm resize` asks
-each for the size of its disk)."""
+each for the size of its disk). Refused as well, saying how to go on: a
+container that does not run and whose volume is not mounted (expand grows
+a mounted filesystem and starts no container its operator stopped), and an
+expand over an unfinished migrate that handed over already (its old
+replicas are leaving; MARS would need their LVs grown too)."""
 
 
-from football import facts
+from football import facts, joblink
 from football.errors import Illegal
 from football.ops.base import Operation, reachable, synced_bytes, wait_until, wait_uptodate
 from football.ops.sizing import mib, new_size, parse_target
@@ -60,11 +64,11 @@ class Expand(Operation):
         self.secondaries = [host for host in self.members if host.name != self.primary.name]
         for host in self.members:
             reachable(host)
+        self._refuse_over_a_handover(names)
         self.size = self._mars_size()
         self.mountpoint = self.primary.mountpoint(self.res)
         if not facts.mount_source(self.primary, self.mountpoint):
-            raise Illegal(f"{self.primary.name}: {self.res} is not mounted at {self.mountpoint}; "
-                          "expand grows a running container's filesystem; nothing changed")
+            self._refuse_not_mounted()
         _, self.used = facts.filesystem_usage(self.primary, self.mountpoint)
         decided = self.journal.decided
         if decided.get("asked", self.asked) != self.asked:
@@ -95,6 +99,52 @@ class Expand(Operation):
             raise Illegal(f"expand of {self.res} to {mib(self.new_size)}: {'; '.join(lacking)}; "
                           f"free space there or choose a smaller size{grown}")
         self._refuse_on_plugin_problems(self.members, self.primary)
+
+    def _refuse_over_a_handover(self, members):
+        """`Illegal` where an unfinished migrate of `res` handed over already
+        (the primary is one of its targets, not the host it began on): the
+        old replicas among `members` are leaving (its cleanup removes them),
+        yet MARS grows the resource no further than its smallest member's
+        disk, so an expand now grows their LVs too, room needed on hosts
+        being emptied. Finished first, the expand grows the new ones alone.
+        (Before the handover it goes on: the new replicas grow with it.)"""
+        for op in joblink.unfinished_operations(self.config):
+            if op["resource"] != self.res or op["operation"] != "migrate" or \
+                    op.get("damaged") or not op["origin"]:
+                continue
+            targets = op["targets"]
+            if self.primary.name not in targets or op["origin"][0] == self.primary.name:
+                continue
+            leaving = [name for name in members if name not in targets]
+            if not leaving:
+                continue
+            raise Illegal(
+                f"{self.res} has an unfinished migrate that handed over to "
+                f"{self.primary.name} already: its old {'replica' if len(leaving) == 1 else 'replicas'} "
+                f"on {', '.join(leaving)} {'is' if len(leaving) == 1 else 'are'} leaving (its "
+                f"cleanup removes {'it' if len(leaving) == 1 else 'them'}), and an expand now "
+                f"would grow {'its LV' if len(leaving) == 1 else 'their LVs'} too (MARS grows "
+                f"{self.res} no further than its smallest member's disk). Finish the migrate "
+                f"first — `football migrate {self.res} {' '.join(targets)}`, the command that "
+                "started it —, then expand; nothing changed")
+
+    def _refuse_not_mounted(self):
+        """`Illegal`: the volume is not mounted on the primary. xfs_growfs
+        grows a mounted filesystem, and the used space that sizes the new
+        volume is read there; a container its operator stopped is not
+        started for it. Says how to expand it stopped."""
+        host, mountpoint = self.primary, self.mountpoint
+        if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
+            raise Illegal(f"{host.name}: {self.res} runs, but its volume is not mounted at "
+                          f"{mountpoint}; expand grows the mounted filesystem: look at how it "
+                          "runs (`football status`) first; nothing changed")
+        raise Illegal(f"{host.name}: {self.res} does not run and its volume is not mounted at "
+                      f"{mountpoint}: expand grows the mounted filesystem (xfs_growfs) and "
+                      "does not start a container its operator stopped; nothing changed. To "
+                      f"expand it stopped: on {host.name}, `mount -t xfs "
+                      f"{host.device(self.res)} {mountpoint}`, run this expand again, then "
+                      f"`umount {mountpoint}`; or start it (`football repair-vm {self.res} "
+                      f"{host.name}`) and expand it running")
 
     def _lacking(self, size):
         """What each member's volume group lacks for an LV of `size` ([]:

@@ -10,6 +10,11 @@ An LV `RES` on a host is a leftover when all of these hold:
   (its journal names the host as a target); for a shrink's LV
   (`<res>-tmp`, `<res>-preshrink`) no unfinished shrink of `<res>`, alone
   or in a combined operation, names the host: its copy or its way back.
+And RES must be, or have been, a MARS resource (for a shrink's LV: `<res>`):
+one in the MARS metadata of a host that answers, or one a journal of this
+controller names (unfinished or done). An LV of any other name is not
+Football's (an operator's `backup`): refused, naming where it is, unless
+`force`.
 Without `--do-it` the leftovers are only listed: a dry run, which says the
 commands that would remove them. With it, their hosts are locked (item
 `football`, as migrate's prepare does while it creates and joins an LV),
@@ -19,9 +24,12 @@ never removed: when in doubt (a host that does not answer), nothing is."""
 
 from dataclasses import replace
 
+from pathlib import Path
+
 from football import facts, joblink
-from football.errors import FootballError
+from football.errors import FootballError, Illegal
 from football.inventory import InventoryError
+from football.journal import OPERATIONS
 from football.locks import held
 from football.ops.base import Operation, check_resource_name, in_parallel
 from football.ops.shrink import PRESHRINK, TMP
@@ -29,12 +37,15 @@ from football.transport import TransportError
 
 
 
-def members_seen(host, res):
-    """The members of `res` as `host` sees them ([] when its cluster has no
-    such resource)."""
-    if res not in facts.all_resources(host):
-        return []
-    return facts.members(host, res)
+def journals_name(state_dir, names):
+    """Whether a journal of this controller, unfinished or done (or set
+    aside: `.json.abandoned`, `.json.damaged`), is one of an operation on
+    one of `names` (its file `<operation>-<resource>.json|.done...`)."""
+    directory = Path(state_dir) / "journal"
+    if not directory.is_dir():
+        return False
+    stems = {path.name.split(".json")[0].split(".done")[0] for path in directory.iterdir()}
+    return any(f"{operation}-{name}" in stems for operation in OPERATIONS for name in names)
 
 
 def leftovers(candidates, members, planned):
@@ -96,31 +107,36 @@ class LvCleanup(Operation):
     operation = "lv-cleanup"
     whole = ("remove",)
 
-    def __init__(self, ctx, res, do_it=False):
+    def __init__(self, ctx, res, do_it=False, force=False):
+        """`force`: RES need not be (or have been) a MARS resource."""
         if not do_it:
             ctx = replace(ctx, dry_run=True)     # only list: a dry run
         super().__init__(ctx, check_resource_name(res))     # no `res:host` here
-        self.do_it = do_it
+        self.do_it, self.force = do_it, force
         self.summary.update(removed=[], kept={})
 
     def start_args(self):
-        return {"do_it": self.do_it}
+        return {"do_it": self.do_it, "force": self.force}
 
     # ------------------------------------------------------------- discovery
     def _look(self, host):
-        """(has the LV, members as the host sees them, why it must stay or '')."""
+        """(has the LV, members as the host sees them, why it must stay or '',
+        whether the host's MARS cluster has `res` or the resource it is a
+        shrink's LV of)."""
         try:
             has_lv = self.res in self.hooks.lv_list(host=host)
-            members = members_seen(host, self.res) if facts.cluster_hosts(host) else []
+            resources = facts.all_resources(host) if facts.cluster_hosts(host) else []
+            members = facts.members(host, self.res) if self.res in resources else []
+            known = bool({self.res, shrunk_resource(self.res)} & set(resources))
             if not has_lv:
-                return False, members, ""
+                return False, members, "", known
             if facts.mount_source(host, host.mountpoint(self.res)):
-                return True, members, f"mounted at {host.mountpoint(self.res)}"
+                return True, members, f"mounted at {host.mountpoint(self.res)}", known
             if self.hooks.container_state(host=host, res=self.res) == "RUNNING":
-                return True, members, "its container runs"
-            return True, members, self._run_of_the_shrunk(host)
+                return True, members, "its container runs", known
+            return True, members, self._run_of_the_shrunk(host), known
         except (TransportError, FootballError, InventoryError) as error:
-            return None, [], f"cannot check: {str(error).splitlines()[0]}"
+            return None, [], f"cannot check: {str(error).splitlines()[0]}", False
 
     RUN_HOLDS = "a run of "
 
@@ -146,8 +162,8 @@ class LvCleanup(Operation):
         inv = self.ctx.inventory
         names = sorted(inv.hosts)
         looks = dict(zip(names, in_parallel(lambda name: self._look(inv.hosts[name]), names)))
-        unknown = [name for name, (has_lv, _, _) in looks.items() if has_lv is None]
-        members = {member for _, seen, _ in looks.values() for member in seen}
+        unknown = [name for name, (has_lv, _, _, _) in looks.items() if has_lv is None]
+        members = {member for _, seen, _, _ in looks.values() for member in seen}
         shrunk = shrunk_resource(self.res)
         unfinished = [op for op in joblink.unfinished_operations(self.config)
                       if op.get("resource") in (self.res, "?") or
@@ -165,7 +181,7 @@ class LvCleanup(Operation):
                    f"not sure: a damaged journal ({op['journal']})"
                    if op.get("resource") == "?" else shrink_needs(op)
                    for op in unfinished for name in _hosts_decided(op, inv.hosts)}
-        candidates = {name: reason for name, (has_lv, _, reason) in looks.items() if has_lv}
+        candidates = {name: reason for name, (has_lv, _, reason, _) in looks.items() if has_lv}
         for name in candidates:
             if name in members:
                 candidates[name] = "a MARS replica uses it"
@@ -181,10 +197,31 @@ class LvCleanup(Operation):
                 candidates[name] = looks[name][2]
         self.candidates = candidates
         self.doomed = leftovers(candidates, members, planned)
+        if self.doomed and not self.force and \
+                not any(known for _, _, _, known in looks.values()) and \
+                not journals_name(self.config.state_dir, {self.res, shrunk}):
+            self._refuse_a_name_never_mars()
         self.summary["kept"] = {name: reason for name, reason in candidates.items()
                                 if name not in self.doomed}
         for name, reason in sorted(self.summary["kept"].items()):
             self.say(f"{name}: keeps LV {inv.hosts[name].vg}/{self.res} ({reason})")
+
+    def _refuse_a_name_never_mars(self):
+        """`Illegal`: no host's MARS metadata has `res` (nor the resource
+        it is a shrink's LV of) and no journal here names it: its LVs are
+        not Football's to judge (an operator's volume of that name)."""
+        hosts = self.ctx.inventory.hosts
+        found = ", ".join(f"{hosts[name].vg}/{self.res} on {name}"
+                          for name in sorted(self.candidates))
+        of = f" nor {shrunk_resource(self.res)}" if shrunk_resource(self.res) else ""
+        raise Illegal(
+            f"{self.res}{of} is no MARS resource on any host of the inventory (all of them "
+            f"answered) and no operation of this controller ever ran on it: the LVs named "
+            f"{self.res} ({found}) are no leftovers of Football's, maybe a volume of "
+            f"someone's own; nothing was changed. If they are leftovers of a resource gone "
+            f"everywhere, run `football lv-cleanup {self.res} --force` to list them and "
+            f"`football lv-cleanup {self.res} --do-it --force` to remove them (or remove them "
+            f"by hand)")
 
     def nothing_to_do(self):
         if not self.candidates:
@@ -210,7 +247,8 @@ class LvCleanup(Operation):
             self._remove(self.ctx.planned(host))
         self.summary["would_remove"] = self.doomed
         if not self.do_it:
-            self.say(f"run `football lv-cleanup {self.res} --do-it` to remove "
+            self.say(f"run `football lv-cleanup {self.res} --do-it"
+                     f"{' --force' if self.force else ''}` to remove "
                      f"{'it' if len(self.doomed) == 1 else 'them'}")
 
     def remove(self):
@@ -220,7 +258,7 @@ class LvCleanup(Operation):
             # it; what discovery saw (cached) may be from before another
             # controller's join, which the lock waited for
             facts.forget()
-            has_lv, seen, reason = self._look(host)
+            has_lv, seen, reason, _ = self._look(host)
             if not has_lv or reason or host.name in seen:
                 self.say(f"{host.name}: LV {self.res} changed meanwhile "
                          f"({reason or 'now in use'}); left alone")

@@ -5,15 +5,22 @@ For every inventory host, in parallel: whether it answers, its MARS cluster
 replication state, flags and sync rest (`marsadm view all`,
 `view-sync-rest all`), its LVs and VG space, the containers, the lock items
 held and the intents registered there. Then the operations this controller
-has not finished (the journals under `<state_dir>/journal/`).
+has not finished (the journals under `<state_dir>/journal/`); of one whose
+run lives and waits, what it waits for (the last `wait` event of its run
+log, `<state_dir>/log/`, that no `wait-end` followed). A container that
+runs on a host holding no replica of its resource, or beside another
+running copy, is flagged under the resources.
 
 Read-only: it renders a `FleetSnapshot` (football/snapshot.py). A host
 that does not answer is shown as unreachable with the reason; it never
 stops the others from being shown."""
 
+import json
 import time
+from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from football import facts, joblink
@@ -116,6 +123,92 @@ def mark_running(operations, hosts):
     return operations
 
 
+def copies_notes(rows, mars_unread=()):
+    """{(resource, host): note} of the containers that run where they should
+    not: on a host that holds no replica of their resource (from an LV of
+    its name there: a copy outside MARS), or on a member that is not its
+    primary beside another running copy (the primary's own copy is not
+    flagged: the other is). `mars_unread`: hosts whose MARS view could not
+    be read (their rows hold no role, replica or not)."""
+    running = {}
+    for row in rows:
+        if row["container"] == "RUNNING":
+            running.setdefault(row["resource"], []).append(row["host"])
+    roles = {(row["resource"], row["host"]): row for row in rows
+             if row["role"] or row["diskstate"]}
+    notes = {}
+    for res, hosts in running.items():
+        members = {host for (name, host) in roles if name == res}
+        primary = next((roles[res, host]["primary"] for host in sorted(members)
+                        if roles[res, host]["primary"]), "")
+        for host in sorted(hosts):
+            others = [name for name in sorted(hosts) if name != host]
+            if host in members:
+                if host == primary or not others:
+                    continue
+                notes[(res, host)] = (f"its container runs here and on {', '.join(others)} too: "
+                                      f"two copies; {res}'s primary is {primary or 'none'}: stop "
+                                      "this one")
+                continue
+            if host in mars_unread:
+                continue
+            note = (f"its container runs here, but {host} holds no replica of {res} (a copy "
+                    "outside MARS, from its LV alone)")
+            if set(others) & members:
+                note += f"; it runs on {', '.join(others)} too: two copies, stop this one"
+            else:
+                note += (f"; it runs on no member of {res}: its data is not {res}'s replicated "
+                         f"volume (stop it, then start {res} on a member: `football repair-vm "
+                         f"{res} <host>`)")
+            notes[(res, host)] = note
+    return notes
+
+
+def waits_now(state_dir, operation):
+    """What the live run of `operation` (an unfinished one of this
+    controller) waits for now: the last `wait` event of its run log that no
+    `wait-end` followed ({what, state, reasons, since}), else None. Its run
+    log is the newest of its resource (`<stamp>-<command>-<res>.log`) whose
+    command is the operation, a phase of it, or a combined one it is a
+    stage of."""
+    kind, res = operation["operation"], operation["resource"]
+    suffix = f"-{res}.log"
+    started = operation.get("started") or 0
+
+    def its(path):
+        command = path.name[len("YYYYmmdd-HHMMSS-"):-len(suffix)]
+        return command == kind or command.startswith(f"{kind}-") or \
+            kind in command.split("+") and "+" in command
+    try:
+        logs = sorted((path for path in (Path(state_dir) / "log").glob(f"*{suffix}")
+                       if its(path) and path.stat().st_mtime >= started - 1),
+                      key=lambda path: path.name)
+    except OSError:
+        return None
+    if not logs:
+        return None
+    waiting = None
+    try:
+        with open(logs[-1]) as handle:
+            for line in handle:
+                if '"wait' not in line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue            # a line being written
+                if event.get("event") == "wait":
+                    waiting = {"what": event.get("what", "?"), "state": event.get("state", ""),
+                               "reasons": list(event.get("reasons") or []),
+                               "since": event.get("time")}
+                elif event.get("event") == "wait-end" and waiting and \
+                        event.get("what") == waiting["what"]:
+                    waiting = None
+    except OSError:
+        return None
+    return waiting
+
+
 def other_controllers_runs(hosts, mine, lease):
     """The runs of other controllers (owners but `mine`), by the lock items
     `run-<res>` they hold on `hosts` (status entries): one row each, in the
@@ -178,6 +271,10 @@ class Status:
         # a host that answers but whose MARS view could not be read has a
         # row of its LV already: the note goes there (not a second row)
         shown = {(row["resource"], row["host"]): row for row in rows}
+        unread = {name for name, view in snapshot.hosts.items()
+                  if view.reachable and not view.mars_read}
+        for where, note in copies_notes(rows, unread).items():
+            shown[where]["notes"].append(note)
         for res, silent in sorted(silent_replicas(self.ctx.inventory, snapshot,
                                                   self.hosts).items()):
             for name in sorted(silent):
@@ -187,9 +284,14 @@ class Status:
                 else:
                     rows.append(Replica(res, name, notes=(note,)).row())
         state_dir = self.ctx.config.state_dir
-        operations = mark_running(joblink.unfinished_operations(self.ctx.config), hosts) + \
-            other_controllers_runs(hosts, controller_owner(state_dir, create=False),
-                                   self.ctx.config.run_lock_lease)
+        operations = mark_running(joblink.unfinished_operations(self.ctx.config), hosts)
+        for operation in operations:
+            waiting = waits_now(state_dir, operation) if operation["state"] == "running" \
+                else None
+            if waiting:
+                operation["waiting"] = waiting
+        operations += other_controllers_runs(hosts, controller_owner(state_dir, create=False),
+                                             self.ctx.config.run_lock_lease)
         report = {"scope": {"kind": self.kind, "name": self.name}, "time": round(time.time()),
                   "hosts": hosts, "resources": rows, "operations": operations,
                   "pauses": pauses(self.ctx.config),
@@ -277,6 +379,12 @@ def render(report, console=None):
                 state += ", [red]inside the downtime window[/]"
             if op.get("controller"):
                 state += f" ({op['what'] or '?'}; {op['controller']})"
+            if op.get("waiting"):
+                waiting = op["waiting"]
+                since = time.strftime("%H:%M:%S", time.localtime(waiting["since"])) \
+                    if waiting.get("since") else "?"
+                state += (f", [magenta]waits for {escape(waiting['what'])}[/] since {since}: "
+                          f"{escape('; '.join(waiting['reasons']) or '?')}")
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(op["started"])) \
                 if op.get("started") else "-"
             operations.add_row(op["operation"], op["resource"], state,
