@@ -1,9 +1,11 @@
 """The `football` command line: argument handling only, logic lives in the
 operations and the lab.
 
-Exit codes: 0 done; 191 illegal (bad arguments, failed precondition, nothing
-changed); 198 failed (see the message; the lab may be half up: `lab up`
-again repairs, `lab down` removes it)."""
+Exit codes (football/errors.py): 0 done; 191 illegal (bad arguments, failed
+precondition, nothing changed); 190 interrupted (Ctrl-C, SIGTERM, SIGHUP:
+cleaned up); 198 failed (see the message; the lab may be half up: `lab up`
+again repairs, `lab down` removes it); 199 critical; `lab exec` its
+command's (killed by signal N: 128 + N)."""
 
 import itertools
 import json
@@ -23,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from football import __version__
-from football.errors import EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError, Illegal
+from football.errors import (EXIT_ILLEGAL, EXIT_INTERRUPTED, EXIT_SERIOUS, FootballError,
+                             Illegal, exit_status)
 from football.inventory import InventoryError
 from football.transport import TransportError
 from mars.errors import MarsError
@@ -223,12 +226,14 @@ class Globals:
         from football.hooks import Hooks
         from football.ops.base import Context
         from football.report import Reporter
+        from football.storage import check_storage_kinds
 
         self.reporting = True           # with --json: events on stdout, a failure's too
         config = self.settings()
         inv = self.inventory()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         hooks = Hooks(config=config)    # with the plugins of plugin_dirs
+        check_storage_kinds(inv, hooks)     # a typo (storage: lvmm) before anything runs
         hooks.apply_host_layout(inv)
         try:
             reporter = Reporter(as_json=self.as_json, verbose=self.verbose,
@@ -306,7 +311,7 @@ def _run(ctx, operation, name, make, phases=None, args=None, show=None, document
             make(context, **_rewritten_args(context, ctx.info_name, args))
         result = op.run(phases) if phases is not None else op.run()
         (show or _show_summary)(context, result)
-        if context.dry_run and not context.reporter.as_json:
+        if context.dry_run and not document and not context.reporter.as_json:
             from football.report import counted
             context.reporter.say(f"dry run: {counted(len(context.planner.commands), 'command')} "
                                  "would run; nothing was changed")
@@ -794,15 +799,19 @@ def unlock(ctx, item, hosts):
 @cli.command("lv-cleanup")
 @click.argument("res")
 @click.option("--do-it", is_flag=True, help="Remove them (default: only list them).")
+@click.option("--force", is_flag=True,
+              help="Also when RES is no MARS resource and no operation of this controller "
+                   "ran on it (it is not Football's: an operator's own volume of that name "
+                   "is removed too).")
 @click.pass_context
 @reported
-def lv_cleanup(ctx, res, do_it):
+def lv_cleanup(ctx, res, do_it, force):
     """List the LVs named RES that no MARS replica uses (not a member, not
     mounted, no container running, no unfinished operation plans one there);
     remove them with --do-it."""
     from football.ops.lvcleanup import LvCleanup
 
-    _admin(ctx, "lv-cleanup", res, lambda c: LvCleanup(c, res, do_it))
+    _admin(ctx, "lv-cleanup", res, lambda c: LvCleanup(c, res, do_it, force))
 
 
 @cli.command("merge-cluster")
@@ -1061,12 +1070,13 @@ def lab_status(the_lab, as_json):
 @reported
 def lab_exec(the_lab, host, command):
     """Run COMMAND on lab host HOST with the host's environment, as Football
-    does (`football lab exec a2 -- marsadm view vm1`). Exits with its code."""
+    does (`football lab exec a2 -- marsadm view vm1`). Exits with its code
+    (killed by signal N: 128 + N, as a shell says)."""
     _without_dry_run("football lab exec")
     result = the_lab.exec(host, list(command))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
-    sys.exit(result.exit_code)
+    sys.exit(exit_status(result.exit_code))
 
 
 def _print_status(status, worker=None):
@@ -1590,12 +1600,16 @@ def screener_purge(ctx, days, forget):
     """Archive old finished jobs: their resources may get new jobs, `list`
     no longer shows them (`list --state archived` does, `show` still
     does). With --forget, delete the old archived ones."""
+    from football.screener import purge_before
+
     now, dry_run = time.time(), ctx.obj.dry_run
+    # both ages checked before anything is archived
+    archived_before = purge_before(days, "--days", now)
+    forgotten_before = None if forget is None else purge_before(forget, "--forget", now)
     store = _job_store(ctx)
     try:
-        archived = store.archive(now - days * 86400, dry_run=dry_run)
-        forgotten = None if forget is None else store.forget(now - forget * 86400,
-                                                             dry_run=dry_run)
+        archived = store.archive(archived_before, dry_run=dry_run)
+        forgotten = None if forget is None else store.forget(forgotten_before, dry_run=dry_run)
     finally:
         store.close()
     if ctx.obj.as_json:

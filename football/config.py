@@ -389,6 +389,10 @@ class Config:
 
 KINDS = {bool: "yes/no (true/false, on/off, 1/0)", int: "whole number", float: "number",
          str: "string", tuple: "list (':'-separated)"}
+# the words (and YAML's 1 and 0, numbers to it) a yes/no setting takes, in
+# any case; YAML 1.1 reads yes/no/on/off unquoted as booleans already
+YES_WORDS = ("1", "true", "yes", "on")
+NO_WORDS = ("0", "false", "no", "off")
 
 
 def convert(name, value, tunable, origin):
@@ -406,28 +410,36 @@ def convert(name, value, tunable, origin):
 
 
 def _typed(name, value, default, origin):
+    if isinstance(default, bool):
+        return _yes_no(name, value, origin)
     wrong = Illegal(f"setting {name} from {origin}: {value!r} is not a "
                     f"{KINDS[type(default)]}")
     if isinstance(default, tuple):
         return _paths(value, wrong)
     if isinstance(value, str) and not isinstance(default, str):
-        text = value.strip()
         try:
-            if isinstance(default, bool):
-                if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError(text)
-                return text.lower() in ("1", "true", "yes", "on")
-            return type(default)(text)
+            return type(default)(value.strip())
         except ValueError:
             raise wrong from None
-    if isinstance(default, bool) and not isinstance(value, bool):
-        # YAML's own 1/0 are numbers; as text (environment, --var, '1') they are taken
-        raise Illegal(f"setting {name} from {origin}: {value!r} is not a yes/no: write true "
-                      "or false (or yes/no, on/off)")
-    if isinstance(default, bool) != isinstance(value, bool) or \
+    if isinstance(value, bool) or \
             not isinstance(value, (type(default), int if isinstance(default, float) else ())):
         raise wrong
     return type(default)(value)
+
+
+def _yes_no(name, value, origin):
+    """A yes/no setting's value: YAML's true/false (yes/no, on/off unquoted),
+    its numbers 1 and 0, or one of those words as text (environment, --var,
+    quoted YAML); anything else (2, 1.5, y, maybe) is refused: it is not
+    plain which was meant."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str) and value.strip().lower() in YES_WORDS + NO_WORDS:
+        return value.strip().lower() in YES_WORDS
+    raise Illegal(f"setting {name} from {origin}: {value!r} is not a yes/no: write true or "
+                  "false (or yes/no, on/off, 1/0)")
 
 
 def _paths(value, wrong):

@@ -7,6 +7,14 @@ EXIT_SERIOUS = 198      # failed, container running again after compensation
 EXIT_CRITICAL = 199     # failed inside the downtime window, container not running
 
 
+def exit_status(code):
+    """A command's exit code as a process's exit status, the way a shell
+    gives it: a command killed by signal N (-N, as Python's subprocess
+    tells it) is 128 + N (143 for SIGTERM, 137 for SIGKILL); passed to
+    sys.exit as it was, -15 left the process with 241."""
+    return 128 - code if code < 0 else code
+
+
 class FootballError(Exception):
     """An error the operator reads: what went wrong and what to do next."""
 

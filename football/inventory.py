@@ -51,7 +51,9 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
 # storage, manager, container: the KIND of a plugin (plugins/*.py: lvm, filevg,
 # systemd, lab, lxc) or of one a plugin directory or package adds, which the
-# inventory does not know: those are checked when a hook finds no plugin
+# inventory does not know: a storage kind is checked once the plugins are
+# loaded, before an operation (football/storage.py, check_storage_kinds);
+# manager and container kinds when a hook finds no plugin
 PLUGIN_KIND = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 ABSOLUTE_PATHS = ("root", "lxcpath")           # below the host's root: from /, no '..'
 KEY_PATHS = ("ssh_key", "known_hosts")         # on this machine: from / or ~ ('': the default)

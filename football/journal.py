@@ -26,6 +26,31 @@ from mars.names import check_resource
 OPERATIONS = ("migrate", "shrink", "expand", "handover", "migrate+shrink",
               "migrate+shrink+back", "repair-mars")
 
+# The times in `decided` of when the downtime window began and ended: wall
+# clock, read back by a re-run — the downtime of a window a crash left
+# open counts from `window_started`, the cleanup_delay from `window_ended` —
+# which may be another controller's (a screener job taken over), whose
+# clock may disagree. Each is stamped in the journal's `clocks` with the
+# clock that took it (controller, boot, its monotonic reading) and the
+# write that recorded it: a run on the same boot reads it on the monotonic
+# clock (a step of the wall clock meanwhile changes nothing), whether the
+# window is open is told by the order of the writes (not by comparing two
+# controllers' times), and a time of another clock that lies ahead of this
+# controller's is taken as now (said in `clock_disagreements`).
+WINDOW_TIMES = ("window_started", "window_ended")
+CLOCK_SLACK = 1.0       # seconds two readings of the same instant may differ by
+
+
+def this_clock():
+    """(controller, boot id): whose monotonic clock `time.monotonic()`
+    reads; boot id '' where it cannot be read (no reading is then taken
+    for one of this clock's)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return socket.gethostname(), boot
+
 
 class JournalUnwritable(FootballError):
     """The journal cannot be written (the controller's disk is full, read
@@ -66,6 +91,9 @@ class Journal:
         else:
             self.resumed = False
         self.taken_from_the_job = self.resumed and self.data is the_jobs
+        self.clock_disagreements = []       # what a resumed journal's times said of clocks
+        if self.resumed:
+            self._window_times_on_this_clock()
 
     def _the_jobs(self):
         if self.shared is None:
@@ -106,19 +134,75 @@ class Journal:
         """When the downtime window was entered (wall clock) of a run that
         ended inside it (`window_left_open`); None when none was left open
         (or the journal is older than `window_started`)."""
-        if window_left_open(self.data["steps"], self.decided):
+        if window_left_open(self.data["steps"], self.decided, self.data.get("clocks")):
             return self.decided.get("window_started")
         return None
 
     def record(self, step, **decided):
         if step not in self.data["steps"]:
             self.data["steps"].append(step)
+        self._stamp_window_times(decided)
         self.data["decided"].update(decided)
         self._write()
 
     def decide(self, **decided):
+        self._stamp_window_times(decided)
         self.data["decided"].update(decided)
         self._write()
+
+    def _stamp_window_times(self, decided):
+        """Stamp the window times among `decided` (WINDOW_TIMES) with the
+        write about to record them and the clock that took them: this
+        controller's, unless it is the time already recorded (a re-run
+        going on with the window an earlier run left open), whose clock
+        stays the one that took it."""
+        clocks = self.data.setdefault("clocks", {})
+        host, boot = this_clock()
+        for key in WINDOW_TIMES:
+            value = decided.get(key)
+            if not isinstance(value, (int, float)):
+                continue
+            earlier = _stamp_of(clocks, self.decided, key)
+            if earlier is not None and self.decided.get(key) == value:
+                stamp = dict(earlier)
+            else:
+                stamp = {"host": host, "boot": boot, "wall": value,
+                         "monotonic": time.monotonic() - (time.time() - value)}
+            stamp["write"] = self.data.get("writes", 0) + 1
+            clocks[key] = stamp
+
+    def _window_times_on_this_clock(self):
+        """The window times of a resumed journal as this controller's wall
+        clock has them now: one this boot took, by the monotonic clock (the
+        wall clock may have been stepped since); one of another clock that
+        lies ahead of now, as now — else a window's length came out
+        negative or cut short and a cleanup_delay waited the clocks'
+        difference longer — said in `clock_disagreements`."""
+        clocks = self.data.get("clocks")
+        clocks = clocks if isinstance(clocks, dict) else {}
+        here, now, monotonic_now = this_clock(), time.time(), time.monotonic()
+        for key in WINDOW_TIMES:
+            value = self.decided.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            stamp = _stamp_of(clocks, self.decided, key) or {}
+            reading = stamp.get("monotonic")
+            if here[1] and (stamp.get("host"), stamp.get("boot")) == here and \
+                    isinstance(reading, (int, float)) and reading <= monotonic_now:
+                on_this_clock = now - (monotonic_now - reading)
+                if abs(on_this_clock - value) > CLOCK_SLACK:      # the wall clock stepped since
+                    self.decided[key] = stamp["wall"] = on_this_clock
+            elif value > now + CLOCK_SLACK:
+                self.clock_disagreements.append(
+                    f"the journal {self.path} says the downtime window "
+                    f"{key.removeprefix('window_')} at {_stamp(value)}, {value - now:.0f} s "
+                    f"ahead of this controller's clock ({_stamp(now)}): it was written on "
+                    f"{stamp.get('host') or (self.data.get('run') or {}).get('host', '?')}, "
+                    "whose clock disagrees; taken as now (check both controllers' time "
+                    "synchronisation, e.g. chronyc tracking)")
+                self.decided[key] = now
+                clocks[key] = {**stamp, "host": here[0], "boot": here[1], "wall": now,
+                               "monotonic": monotonic_now}
 
     def finish(self):
         """The operation completed: its journal goes (kept as `.done` for audit)."""
@@ -216,16 +300,43 @@ def named_by(path):
     return "?", "?"
 
 
-def window_left_open(steps, decided):
+def window_left_open(steps, decided, clocks=None):
     """Whether a journal's run stopped inside its downtime window: it
     entered the window (`critical-section`) and did not finish the phase,
     and nothing ended the window since (compensation, which starts the
     container again, writes `window_ended` after the last `window_started`;
-    journals older than `window_started` count by `window_ended` alone)."""
+    journals older than `window_started` count by `window_ended` alone).
+    "After" is told by the writes that recorded them (the journal's
+    `clocks`): the two times may be two controllers' clocks, and one an
+    hour ahead kept a window ended by the other open for ever. Journals
+    without them compare the times."""
     if "critical-section" not in steps or "finish" in steps:
         return False
     ended, started = decided.get("window_ended"), decided.get("window_started")
-    return ended is None or (started is not None and ended < started)
+    if ended is None:
+        return True
+    if started is None:
+        return False
+    writes = [(_stamp_of(clocks, decided, key) or {}).get("write")
+              for key in ("window_started", "window_ended")]
+    if all(isinstance(write, int) and not isinstance(write, bool) for write in writes):
+        return writes[1] < writes[0]
+    return ended < started
+
+
+def _stamp_of(clocks, decided, key):
+    """The stamp of the window time `key` in a journal's `clocks`, if it is
+    the stamp of the time `decided` holds (a journal an older Football
+    wrote again, or one edited by hand, holds another: its stamp is
+    stale), else None."""
+    stamp = clocks.get(key) if isinstance(clocks, dict) else None
+    if isinstance(stamp, dict) and stamp.get("wall") == decided.get(key):
+        return stamp
+    return None
+
+
+def _stamp(seconds):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
 def unfinished_operations(state_dir, completed_jobs=None):
@@ -255,7 +366,7 @@ def unfinished_operations(state_dir, completed_jobs=None):
                 "targets": list(decided.get("targets") or []),
                 "origin": list(decided.get("origin") or []),
                 "started": data.get("started"), "journal": str(path),
-                "in_downtime": window_left_open(data["steps"], decided),
+                "in_downtime": window_left_open(data["steps"], decided, data.get("clocks")),
                 "alive": run_alive(data.get("run"))})
         except (OSError, ValueError, AttributeError, TypeError) as error:
             # the resource its name says: it refuses what an unfinished

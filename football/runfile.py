@@ -129,7 +129,8 @@ def gated(job, name="run file"):
     value = job.row.get("gate", "").strip().lower()
     if value not in GATE_VALUES:
         raise RunFileError(f"{name} line {job.line}: gate {job.row['gate']!r} is not yes or "
-                           "no; nothing was queued")
+                           "no: write yes or no (or true/false, on/off, 1/0; empty: no); "
+                           "nothing was queued")
     return GATE_VALUES[value]
 
 

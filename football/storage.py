@@ -4,7 +4,7 @@ plugin raises the same `StorageError` kinds for the same mistakes."""
 
 import re
 
-from football.errors import StorageError
+from football.errors import NoPlugin, StorageError
 
 # LVM's messages, in the wording of lvm2 2.03 (and of football-host vg).
 _KINDS = (
@@ -44,3 +44,41 @@ def storage_error(result, what):
     }.get(kind, "see the message above")
     return StorageError(kind, f"{result.host}: {what} failed (`{result.command}` exited "
                               f"{result.exit_code}): {message} — {advice}")
+
+
+# an LV name no resource has: `lv_path` of it asks a storage plugin whether
+# it serves a host's kind without contacting the host
+_PROBE_LV = "football-storage-kind-probe"
+
+
+def storage_kinds(hooks):
+    """The storage kinds the loaded plugins name (their `KIND`, where they
+    implement `lv_path`): what an inventory's `storage:` may say."""
+    kinds = set()
+    for plugin in hooks.manager.get_plugins():
+        kind = getattr(plugin, "KIND", None)
+        serves = any(caller.name == "lv_path"
+                     for caller in hooks.manager.get_hookcallers(plugin) or ())
+        if serves and isinstance(kind, str):
+            kinds.add(kind)
+    return kinds
+
+
+def check_storage_kinds(inventory, hooks):
+    """Refuse (exit 191, nothing done) an inventory host whose `storage:` no
+    loaded plugin serves — a typo such as `lvmm` — when the plugins are
+    loaded, before an operation begins. Found only where a storage hook was
+    first called for that host, it failed late: for a migrate's source, at
+    its cleanup, after the downtime window (as a refusal, "nothing changed").
+    Asks each plugin's `lv_path` (pure: no host is contacted)."""
+    served = {name: hooks.first("lv_path", host=host, lv=_PROBE_LV) is not None
+              for name, host in inventory.hosts.items()}
+    for name, host in sorted(inventory.hosts.items()):
+        if not served[name]:
+            known = storage_kinds(hooks) | {other.storage for other_name, other
+                                            in inventory.hosts.items() if served[other_name]}
+            raise NoPlugin(f"inventory {inventory.source}: host {name}: storage "
+                           f"{host.storage!r} is a kind no storage plugin serves (known: "
+                           f"{', '.join(sorted(known)) or 'none'}); correct the host's storage "
+                           "(or the defaults' storage) in the inventory, or add the plugin of "
+                           "that kind (plugin_dirs, or an installed package); nothing was done")

@@ -4,8 +4,10 @@ Global options may stand anywhere on the line, as with the original:
 `marsadm view-get-primary vm1 --timeout=5` equals
 `marsadm --timeout=5 view-get-primary vm1`."""
 
+import fcntl
 import math
 import sys
+import time
 from functools import wraps
 
 import click
@@ -117,7 +119,8 @@ def _a_number(click_ctx, param, value):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, prog_name="marsadm")
 @click.option("--timeout", type=float, default=600.0, show_default=True, callback=_a_number,
-              help="Seconds to wait for peers or conditions; -1 waits forever.")
+              help="Seconds to wait for peers or conditions (and for another create-resource "
+                   "or join-resource on this host); -1 waits forever.")
 @click.option("--window", type=click.FloatRange(0, min_open=True), default=60.0,
               show_default=True, callback=_a_number,
               help="A host counts as alive if it reported within this many seconds (> 0).")
@@ -247,16 +250,57 @@ def import_tree(ctx, path):
 @click.argument("disk")
 @click.argument("size", required=False)
 def create_resource(ctx, resource, disk, size):
-    """Create RESOURCE on DISK with this host as primary."""
-    ctx.resources().create(resource, disk, size, force=ctx.options["force"])
+    """Create RESOURCE on DISK with this host as primary (waiting at most
+    --timeout for another create or join on this host to end)."""
+    _one_at_a_time(ctx, "create-resource", Resources.create, resource, disk, size,
+                   force=ctx.options["force"])
 
 
 @command("join-resource")
 @click.argument("resource")
 @click.argument("disk")
 def join_resource(ctx, resource, disk):
-    """Become a replica of RESOURCE on DISK."""
-    ctx.resources().join(resource, disk)
+    """Become a replica of RESOURCE on DISK (waiting at most --timeout for
+    another create or join on this host to end)."""
+    _one_at_a_time(ctx, "join-resource", Resources.join, resource, disk)
+
+
+LOCK_POLL = 0.05        # seconds between tries of the create/join lock at first ...
+LOCK_POLL_MOST = 0.5    # ... growing to this
+
+
+def _one_at_a_time(ctx, name, method, *args, **kwargs):
+    """`method` of Resources (create, join) under the host's create/join
+    lock (`one_at_a_time` in mars/resources.py, the same file), taken here
+    within --timeout (-1: as long as it takes) and held while the method
+    runs without taking it again. Taken there it was waited for without
+    end: a create or join hung on another stuck one (a marsadm stopped at a
+    terminal, a slow disk) past every --timeout its caller gave, and
+    Football's command timeout killed it instead of a refusal that said
+    why. A lock not taken in time: MarsTimeout (exit 3), nothing changed."""
+    resources = ctx.resources()
+    path = ctx.env.state_dir / "resources.lock"
+    timeout = ctx.options["timeout"]
+    deadline = None if timeout < 0 else time.monotonic() + timeout
+    pause = LOCK_POLL
+    with open(path, "a") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise MarsTimeout(
+                        f"another create-resource or join-resource on {ctx.env.host} still "
+                        f"runs (it holds {path}) after --timeout {timeout:g} s: nothing was "
+                        f"changed; let it end (or find the marsadm that holds it: fuser "
+                        f"{path}), then run {name} again, or give a longer --timeout") from None
+            time.sleep(pause if deadline is None else
+                       max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(pause * 2, LOCK_POLL_MOST)
+        # the method without its own taking of the lock (held here: a second
+        # flock of the file, through another open file, would wait for ever)
+        return getattr(method, "__wrapped__", method)(resources, *args, **kwargs)
 
 
 @command("leave-resource")

@@ -614,6 +614,8 @@ class Operation(StoppedContainer):
             f"the journal of the {journal.data['operation']} of {self.res} could not be kept "
             f"with its screener job ({error}); a worker of another controller that takes the "
             "job over goes on without it (every step checks the real state first)")
+        for said in journal.clock_disagreements:
+            self.ctx.reporter.warning(said)
         if journal.taken_from_the_job:
             run = journal.data.get("run") or {}
             self.say(f"  {journal.data['operation']} of {self.res}: going on from the journal "

@@ -269,7 +269,7 @@ def test_a_bad_value_in_the_environment_names_the_variable():
     ("limit_syncs: [1, 2]", "[1, 2]"),
     ("limit_syncs:", "None"),
     ("lease_time: yes", "True"),
-    ("cleanup_old_replicas: 1", "1"),
+    ("cleanup_old_replicas: 2", "2"),
     ("state_dir: 5", "5"),
 ])
 def test_a_yaml_value_of_the_wrong_type_is_refused_naming_the_file(config_file, text, shown):

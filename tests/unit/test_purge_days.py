@@ -22,10 +22,13 @@ def test_purge_refuses_an_age_that_is_no_finite_number_of_days_with_191(
     assert code == 191 and refused(out), (out, err)
 
 
-def test_a_refused_purge_archives_nothing(state_dir, scripted):  # noqa: F811
+@pytest.mark.parametrize("ages", [("--days", "nan"), ("--days", "0", "--forget", "nan")])
+def test_a_refused_purge_archives_nothing(state_dir, scripted, ages):  # noqa: F811
+    """Also where --days is a good age and --forget not: the jobs were
+    archived, then --forget refused."""
     assert screener(state_dir, "start", "handover", "vm1", "a2")[0] == 0
     finished(state_dir, "vm1")
-    assert screener(state_dir, "purge", "--days", "nan")[0] == 191
+    assert screener(state_dir, "purge", *ages)[0] == 191
     code, out, _ = screener(state_dir, "list")
     assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == ["vm1"]
 
