@@ -16,6 +16,7 @@ the one its origin wrote (`mars.history`). It also owns the
 local logfiles: emergency mode's first stage drops them, and the daemon
 deletes those every member has replayed."""
 
+import errno
 import logging
 import os
 import time
@@ -724,12 +725,31 @@ def _replay_step(path, disk, position, held=(), until=None, growing=False):
         os.close(fd)
 
 
+_disk_sync_failures = {}         # path -> the OSError of its failed fdatasync (`fdatasync_path`)
+
+
 def fdatasync_path(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
+    """fdatasync of the file (a replica's disk) at `path`, before a replay
+    cursor or sync progress that counts on it is recorded. A failure is
+    kept, for every later call until marsd restarts: Linux reports a lost
+    write-back once (to the first fd that asks, or one opened after it
+    that has not seen it), and the next fdatasync of a new fd succeeds
+    without those blocks, so a cursor went past records replay had
+    written and the disk lost. After a restart, replay and the sync go on
+    from what was recorded before, and write them again."""
+    if path not in _disk_sync_failures:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            return
+        except OSError as exc:
+            _disk_sync_failures[path] = exc
+        finally:
+            os.close(fd)
+    raise OSError(errno.EIO, f"an fdatasync of {path} failed ({_disk_sync_failures[path]}): "
+                  "blocks written to it may be lost, so no replay cursor or sync progress "
+                  "past them is recorded; check the disk, then restart marsd (replay and "
+                  "sync go on from where they were durable)")
 
 
 FETCH_BUFFERS_KEPT = 8          # reply buffers kept for the next fetch step, of any resource

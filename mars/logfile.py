@@ -185,6 +185,7 @@ class LogWriter:
         # mars/directio.py); records are then in the file once `written`
         # has passed them
         self.appender = DirectAppender(path, self.size) if direct else None
+        self.sync_failure = None        # the OSError of a failed fdatasync (without `direct`)
 
     @property
     def written(self):
@@ -245,8 +246,17 @@ class LogWriter:
             raise OSError(errno.EBADF, f"{self.path} is closed")
         if self.appender is not None:
             self.appender.sync()
-        else:
+            return
+        # A failure is kept, as the appender's is (`DirectAppender.sync`):
+        # Linux reports a lost write-back once, and the next fdatasync would
+        # succeed without those records.
+        if self.sync_failure is not None:
+            raise OSError(errno.EIO, f"an fdatasync of {self.path} failed: {self.sync_failure}")
+        try:
             os.fdatasync(self.fd)
+        except OSError as exc:
+            self.sync_failure = exc
+            raise
 
     def close(self):
         """Close, once every appended record is in the file."""

@@ -9,6 +9,7 @@ chunk, the point from which the copy is consistent. All of a sync's chunks
 come from one source: one that changes midway starts it anew
 (`_source_changed`)."""
 
+import errno
 import logging
 import math
 import time
@@ -91,6 +92,7 @@ class SyncClient:
         self.received = 0               # bytes received over the network by this sync
         self.spare_buffers = []         # replies' buffers kept between steps (`_stream`)
         self.request_chunks = CHUNKS_PER_REQUEST    # chunks of the next request (`_sized`)
+        self.persist_failure = None     # why a `_persist` in the background failed
 
     def _key(self, name):
         return res_key(self.res, name)
@@ -203,6 +205,8 @@ class SyncClient:
             return False
         if hold is not None:
             target = min(target, max(hold, self.done + 1))
+        if self.persist_failure is not None:    # (kept: every later one fails the same way)
+            raise OSError(errno.EIO, self.persist_failure)
         worker.wait(None)
         worker.report(syncing=True, sync_size=size, sync_mode="fast" if fast else "full")
         try:
@@ -222,7 +226,8 @@ class SyncClient:
             # In the background: the copy goes on while the disk is synced.
             self.persisted = now
             self.persisting = True
-            worker.nursery.start_soon(self._persist, disk, self.done, self.generation)
+            worker.nursery.start_soon(self._persist_in_background, disk, self.done,
+                                      self.generation)
         if self.done >= size:
             log.info("%s: sync from %s complete (%d bytes)", self.res, source, size)
             worker.report(syncing=False)
@@ -282,6 +287,16 @@ class SyncClient:
                 worker.write(changes)
         finally:
             self.persisting = False
+
+    async def _persist_in_background(self, disk, done, generation):
+        """`_persist` beside the copy. Its failure (an fdatasync of the disk,
+        kept: `fdatasync_path`) is the next step's error, which the log and
+        the view say (raised here, it ended the worker's nursery, and marsd
+        with it)."""
+        try:
+            await self._persist(disk, done, generation)
+        except OSError as exc:
+            self.persist_failure = exc.strerror or str(exc)
 
     async def _source_log_end(self, state, source, start):
         """Where the source's log ends now that it has read the last chunk.

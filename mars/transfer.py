@@ -10,7 +10,8 @@ Fetch (7778), answered from `<state dir>/resource-<res>/`:
      "offset": o, "max": n}                        -> {"size": s} + up to n bytes from o
 
 A secondary appends what it reads to its own copy of the logfile, so an
-interrupted fetch resumes from its local size.
+interrupted fetch resumes from its local size. Sizes and reads go only as
+far as the logfile is durable here (`DataServer.durable_size`).
 
 Sync (7779), answered from the resource's disk:
 
@@ -203,8 +204,9 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
     that of zeros) is first hashed where it lies (`MappedRange`, else a
     piece at a time, `file_digest`) and read into the buffer only if it
     differs; any other chunk is read into it, and read over by the next if
-    it is all zeros. A disk shorter than `size` reads as zeros beyond its
-    end. A request whose chunks the page cache does not all hold is read
+    it is all zeros. A disk shorter than `size` (cut shorter while it is
+    read: `read_disk_chunks` refuses one short before) reads as zeros
+    beyond its end. A request whose chunks the page cache does not all hold is read
     past it (`all_cached`; a chunk that travels is not read twice), or
     where it cannot be, what it read in is dropped after (`drop_cached`).
 
@@ -268,6 +270,28 @@ def read_chunks(path, offset, chunk, count, digests, size, buffer=None):
         mapped.close()                  # (a page still mapped is not dropped)
         drop_cached(fd, cold)
     return "".join(kinds), view[:kept]
+
+
+class DiskTooSmall(ValueError):
+    """The sync server's disk holds less than the resource."""
+
+
+def read_disk_chunks(path, offset, chunk, count, digests, size, buffer=None):
+    """`read_chunks` of the resource's disk at `path` for the sync server;
+    DiskTooSmall when the disk holds less than the resource's `size`. The
+    resource's size is the truth: what a short disk lacks is not zeros to
+    copy (they went as `z`, a replica then held zeros where the primary's
+    device had, or will have, its own blocks) but an error to say; the
+    sync waits until the disk is grown. (Every member's disk is checked at
+    create, join and resize; a disk shrunk since, or a file cut short, is
+    what this finds.)"""
+    with open(path, "rb", buffering=0) as handle:
+        held = handle.seek(0, os.SEEK_END)
+    if held < size:
+        raise DiskTooSmall(f"the disk {path} holds {held} bytes, {size - held} fewer than the "
+                           f"resource's {size}: grow it to at least {size} bytes (lvresize); "
+                           "syncs from it wait until then")
+    return read_chunks(path, offset, chunk, count, digests, size, buffer)
 
 
 def chunks_to_read(fd, offset, chunk, count, size):
@@ -444,6 +468,8 @@ class DataServer:
         self.disk_of = disk_of
         self.size_of = size_of
         self.bytes_served = {"fetch": 0, "sync": 0}
+        self.durable = {}           # logfile path -> its stat (`_stamp`) before its last fdatasync
+        self.sync_failures = {}     # logfile path -> (its file, bytes durable, the OSError)
 
     def _resource_dir(self, res):
         if not isinstance(res, str) or "/" in res or res.startswith("."):
@@ -454,7 +480,12 @@ class DataServer:
         kind = header.get("type")
         directory = self._resource_dir(header.get("res"))
         if kind == "logs":
-            return {"type": "logs", "files": list_logfiles(directory)}, b""
+            # (in a thread only where one needs an fdatasync: an idle
+            # secondary lists every few seconds, one resource after another)
+            files = self._durable_logfiles(directory, sync=False)
+            if files is None:
+                files = await trio.to_thread.run_sync(self._durable_logfiles, directory)
+            return {"type": "logs", "files": files}, b""
         if kind == "read":
             name = str(header.get("logfile"))
             parse_logfile_name(name)
@@ -463,13 +494,84 @@ class DataServer:
             if offset < 0 or most < 0:
                 return {"type": "error", "reason": "read request out of range"}, b""
             try:
-                size = os.path.getsize(path)
+                stat = os.stat(path)
+                size = self._known_durable(path, stat)
+                if size < min(stat.st_size, offset + most):
+                    size = await trio.to_thread.run_sync(self.durable_size, path)
             except FileNotFoundError:
                 return {"type": "error", "reason": f"no logfile {name}"}, b""
             data = FileRange(path, offset, min(most, size - offset)) if offset < size else b""
             self.bytes_served["fetch"] += len(data)
             return {"type": "data", "size": size}, data
         return {"type": "error", "reason": f"unknown fetch request {kind!r}"}, b""
+
+    # Only what is durable here is served. The primary's device acknowledges
+    # a write once it is appended to the logfile, and makes the log durable
+    # on a flush, a checkpoint or a rotation: a power loss takes what came
+    # after. Served before, it was replayed on the secondaries, and after
+    # the primary came back with a shorter log (its torn tail cut, its
+    # version written at that end), each of them had replayed past the
+    # logfile's end: a split brain, every replica to sync anew, although no
+    # flushed write was lost. So the listing syncs a logfile that grew since
+    # its last sync here (fdatasync of another fd of it makes the file's
+    # data durable all the same) and says the size it had before; a read
+    # goes no further than such a size.
+    def _durable_logfiles(self, directory, sync=True):
+        """`list_logfiles` of `directory`, each size as far as it is durable
+        (`durable_size`); the records of logfiles gone are dropped. Without
+        `sync`: None where one would need an fdatasync."""
+        files = []
+        for name, _ in list_logfiles(directory):
+            try:
+                size = self.durable_size(os.path.join(directory, name), sync)
+            except FileNotFoundError:
+                continue                # deleted meanwhile
+            if size is None:
+                return None
+            files.append((name, size))
+        listed = {os.path.join(directory, name) for name, _ in files}
+        for path in list(self.durable):         # (other threads list other resources)
+            if os.path.dirname(path) == directory and path not in listed:
+                self.durable.pop(path, None)
+        return files
+
+    def durable_size(self, path, sync=True):
+        """The bytes of the logfile at `path` that are durable: its size, once
+        an fdatasync after that size was reached succeeded (only when it
+        changed since the last one; without `sync`, None then). A failed
+        fdatasync is kept: Linux says a lost write-back once, and the next
+        one would succeed without it; the logfile is then served no further
+        than it was durable before (its writer, the device or fetch, fails
+        on it too)."""
+        stat = os.stat(path)
+        failed = self.sync_failures.get(path)
+        if failed is not None and failed[0] == _file_of(stat):
+            return min(failed[1], stat.st_size)
+        if self.durable.get(path) == _stamp(stat):
+            return stat.st_size
+        if not sync:
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            durable = self._known_durable(path, stat)
+            self.sync_failures[path] = (_file_of(stat), durable, exc)
+            log.error("fdatasync of %s failed: %s; it is served no further than byte %d "
+                      "(durable before)", path, exc, durable)
+            return durable
+        finally:
+            os.close(fd)
+        self.durable[path] = _stamp(stat)
+        return stat.st_size
+
+    def _known_durable(self, path, stat):
+        """The bytes of the logfile at `path` (now: `stat`) known durable
+        without a new fdatasync; no more than it holds (a torn record that
+        was synced, cut off since by the device's recovery after a crash)."""
+        known = self.durable.get(path)
+        return min(known[2], stat.st_size) if known is not None and \
+            known[:2] == _file_of(stat) else 0
 
     async def answer_sync(self, header, buffer=None):
         """`buffer`: the connection's own (see `read_chunks`), reused once
@@ -486,8 +588,11 @@ class DataServer:
         if offset < 0 or not 0 < chunk <= CHUNK or not 0 < count <= MOST_CHUNKS_PER_REQUEST or \
                 offset + chunk * count > size + chunk:
             return {"type": "error", "reason": "chunk request out of range"}, b""
-        kinds, data = await trio.to_thread.run_sync(
-            read_chunks, disk, offset, chunk, count, header.get("digests"), size, buffer)
+        try:
+            kinds, data = await trio.to_thread.run_sync(
+                read_disk_chunks, disk, offset, chunk, count, header.get("digests"), size, buffer)
+        except DiskTooSmall as exc:
+            return {"type": "error", "reason": f"{res}: {exc}"}, b""
         self.bytes_served["sync"] += len(data)
         return {"type": "chunks", "kinds": kinds}, data
 
@@ -539,6 +644,16 @@ class DataServer:
                           port)
         finally:
             await stream.aclose()
+
+
+def _file_of(stat):
+    """Which file a stat is of (a logfile of the same name made anew is another)."""
+    return stat.st_dev, stat.st_ino
+
+
+def _stamp(stat):
+    """A logfile as it stands: its file, size and times (an append or a cut changes them)."""
+    return (*_file_of(stat), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def apply_chunks(path, offset, chunk, kinds, data, size):
