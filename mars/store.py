@@ -400,9 +400,10 @@ class Store:
         ahead = (item.stamp - self.wall()) / 1e9
         log.warning(
             "refused tuples of %s%s stamped %.0f s ahead of this host's clock (more than %.0f s): "
-            "the clock of %s is wrong; set it right (NTP). Its tuples are taken once they are "
+            "the clock of %s, or this host's (%s: refusing every peer's tuples so, it is "
+            "behind), is wrong; set it right (NTP). Its tuples are taken once they are "
             "within the bound", item.origin, f" (from {sender})" if sender else "", ahead,
-            MAX_STAMP_AHEAD_NS / 1e9, origin_host(item.origin))
+            MAX_STAMP_AHEAD_NS / 1e9, origin_host(item.origin), self.host)
 
     def _heard_no_later_than_now(self, item):
         """A host's report of its time (`actual-<host>/time`, its liveness)

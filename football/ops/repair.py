@@ -165,13 +165,22 @@ class Repair(Operation):
                 self.hooks.resource_stop(host=host, res=self.res)
             except (FootballError, TransportError) as error:
                 self.warn(f"{host.name}: could not stop {self.res}: {error}")
-        still = self.running_on(self.strays)
+        # one whose state cannot be read now is not taken for stopped: its
+        # stop may have failed the same way
+        states = in_parallel(lambda host: self._told(
+            lambda host, timeout: self.hooks.container_state(host=host, res=self.res), host),
+            self.strays)
+        still = [host for host, (state, why) in zip(self.strays, states)
+                 if state == "RUNNING" or why]
         if still:
             where = ", ".join(host.name for host in still)
-            raise FootballError(f"{self.res} still runs on {where}, which holds no replica of "
-                                f"it (see the warnings above): it was not started elsewhere, "
-                                f"it would run twice. Stop it on {where} by hand, then run "
-                                "this again")
+            unknown = "; ".join(f"{host.name}: {why}" for host, (_, why)
+                                in zip(self.strays, states) if why)
+            runs = f"may still run on {where} (whether it does cannot be read: {unknown})" \
+                if unknown else f"still runs on {where}"
+            raise FootballError(f"{self.res} {runs}, which holds no replica of it (see the "
+                                f"warnings above): it was not started elsewhere, it would run "
+                                f"twice. Stop it on {where} by hand, then run this again")
 
     def reachable(self, hosts):
         """The hosts whose marsd answers."""
