@@ -20,7 +20,7 @@ from mars.keys import (GROWN_FROM_NAME, NO_PRIMARY, SYSTEMD_WANT_NAME, actual_na
 from mars.logfile import list_logfiles, parse_logfile_name
 from mars.names import parse_size
 from mars.replay import lowest_needed_logfile
-from mars.resources import HostCommands
+from mars.resources import SECTOR, HostCommands
 
 PAUSABLE = {"sync": "sync", "fetch": "connect", "replay": "allow-replay"}
 
@@ -355,8 +355,9 @@ class Roles(HostCommands):
 
     def resize(self, res, size_text=None):
         """Grow `res` to `size_text`, by default to the smallest member's
-        disk, as the kernel's marsadm does: a size beyond the smallest disk
-        and a shrink are refused; a size `res` already has is not an error
+        disk's whole 512-byte sectors, as the kernel's marsadm does: a size
+        of no whole sectors, one beyond the smallest disk and a shrink are
+        refused; a size `res` already has is not an error
         (exit 0, saying so). The disk sizes are every member's as they are
         now, asked of its marsd: a resize must not act on a guess."""
         state = self._member_state(res)
@@ -364,12 +365,21 @@ class Roles(HostCommands):
             raise MarsError(f"resize {res} on its primary ({state.designated_primary(res) or 'none'})")
         current = state.size(res)
         asked = parse_size(size_text) if size_text else None
+        if asked is not None and asked % SECTOR:
+            raise MarsError(
+                f"size {size_text} ({asked} bytes) is no whole number of {SECTOR}-byte "
+                f"sectors: give a multiple of {SECTOR} (e.g. {asked - asked % SECTOR or SECTOR} "
+                f"or {asked - asked % SECTOR + SECTOR}); nothing changed")
         if asked is not None and asked < current:
             raise MarsError(f"{res} is {current} bytes; shrinking to {asked} is not supported "
                             "(MARS grows only)")
         sizes = self._disk_sizes_now(state, res)
         smallest = min(sizes.values())
-        new = smallest if asked is None else asked
+        new = asked
+        if asked is None:
+            # a disk's tail of less than a sector stays unused (as create-resource's;
+            # a size of no whole sectors from before then is kept)
+            new = max(smallest - smallest % SECTOR, min(smallest, current))
         if new < current:
             raise MarsError(f"the disk of {self._hosts_with(sizes, smallest)} ({smallest} bytes) "
                             f"is smaller than {res} ({current} bytes): lvresize it to at least "
@@ -381,9 +391,10 @@ class Roles(HostCommands):
                             ": lvresize them first")
         if new == current:
             if asked is None:
+                whole = f", whole {SECTOR}-byte sectors only" if smallest % SECTOR else ""
                 self.echo(f"{res} already has {current} bytes, as much as the smallest disk "
-                          f"allows ({self._hosts_with(sizes, smallest)}: {smallest} bytes): "
-                          "grow the disks of all members first")
+                          f"allows ({self._hosts_with(sizes, smallest)}: {smallest} bytes"
+                          f"{whole}): grow the disks of all members first")
             else:
                 self.echo(f"{res} already has {current} bytes")
             return

@@ -804,10 +804,15 @@ class Operation(StoppedContainer):
         refusing = [op for op in others if op not in over]
         if refusing:
             raise Illegal(unfinished_first(self.res, self.operation, refusing[0]))
-        for op in over:
-            self.say(f"  {self.res} has an unfinished migrate (steps done: "
-                     f"{', '.join(op['steps']) or 'none yet'}): the expand grows its new "
-                     "replicas too; run the migrate again afterwards to finish it")
+        if over:
+            self._going_on_over(over)
+
+    def _going_on_over(self, unfinished):
+        """Told by `_refuse_over_unfinished` the unfinished operations of
+        other kinds (journal entries) this run goes on over: an expand's,
+        over a migrate outside its downtime window. The operation says so
+        where it does go on, after its own checks (Expand: refused over a
+        migrate that handed over already), not here."""
 
     def _my_stage(self, other, mine):
         """Whether `other` is a stage this combined operation's own

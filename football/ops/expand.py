@@ -45,6 +45,7 @@ class Expand(Operation):
         super().__init__(ctx, res)
         self.asked = size
         self.target = parse_target(size)
+        self.over_unfinished = []       # the unfinished migrates it goes on over
         self.summary.update({"old_size": None, "new_size": None, "grown_bytes": 0,
                              "synced_bytes": 0,
                              "sync_seconds": 0.0, "downtime_seconds": 0.0})
@@ -128,6 +129,18 @@ class Expand(Operation):
                 f"first — `football migrate {self.res} {' '.join(targets)}`, the command that "
                 "started it —, then expand; nothing changed")
 
+    def _going_on_over(self, unfinished):
+        # said once it goes on (`announce`): over a migrate that handed
+        # over, `_refuse_over_a_handover` refuses it first
+        self.over_unfinished = unfinished
+
+    def _say_over_unfinished(self, grows):
+        for op in self.over_unfinished:
+            self.say(f"  {self.res} has an unfinished migrate (steps done: "
+                     f"{', '.join(op['steps']) or 'none yet'}): "
+                     + ("the expand grows its new replicas too; " if grows else "")
+                     + "run the migrate again afterwards to finish it")
+
     def _refuse_not_mounted(self):
         """`Illegal`: the volume is not mounted on the primary. xfs_growfs
         grows a mounted filesystem, and the used space that sizes the new
@@ -196,10 +209,12 @@ class Expand(Operation):
             self.say(f"* expanding {self.res}: MARS has {mib(self.size)} already, its "
                      f"filesystem {mib(self.filesystem)}: growing the filesystem "
                      f"(online; {mib(self.used)} used)")
+            self._say_over_unfinished(grows=False)
             return
         self.say(f"* expanding {self.res} from {mib(self.size)} to {mib(self.new_size)} on "
                  f"{', '.join(host.name for host in self.members)} (online; "
                  f"{mib(self.used)} used)")
+        self._say_over_unfinished(grows=True)
 
     def dry_run(self):
         for phase in (self.grow, self.resize, self.growfs):

@@ -153,9 +153,12 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
     merge them), and never fewer replicas than it has now (`_filled_up`);
     a resource already on `host`, or gone, is left alone; one without a
     primary is held, with how it goes back by hand.
-    `CapacityLacking` when `host` has no room for all of them."""
+    `CapacityLacking` when `host` has no room for all of them; `Illegal`
+    when one comes back and `host` does not answer or its MARS view could
+    not be read (`_unreadable`: no room would mend that)."""
     if host not in fleet.hosts:
         raise Illegal(f"unknown host {host}; hosts: {', '.join(sorted(fleet.hosts))}")
+    unreadable = _unreadable(fleet.hosts[host])
     fleet = fleet.with_lifecycle([host], "restoring")
     initial = fleet
     evaluator = Evaluator(fleet, settings)
@@ -191,6 +194,9 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
             held.append((res, f"comes back with its replica on {waiting} ({state}): "
                               f"`football restore {waiting}` brings it back"))
             continue
+        if unreadable:
+            raise Illegal(f"restoring {host}: {res} would come back to it, but {unreadable}; "
+                          "nothing planned")
         target = tuple(target)
         if len(target) < len(current):
             # fewer replicas than it has now (one alone before, given a pair
@@ -210,3 +216,16 @@ def plan_restore(fleet, host, origins, settings, now=0.0):
         raise CapacityLacking(f"restoring {host}", lacking)
     return Plan.new("restore", now, ordered(initial, moves, settings), before, evaluator.total,
                     settings, (host,), held)
+
+
+def _unreadable(view):
+    """Why nothing can be placed on the host of `view` whatever its room
+    (it does not answer, its MARS view could not be read), with what to
+    do; else ''."""
+    if not view.reachable:
+        return f"{view.name} does not answer: restore again once it answers"
+    if not view.mars_read:
+        return (f"{view.name}'s MARS view could not be read (marsadm view all failed or timed "
+                f"out there): see that marsd runs on {view.name} and `marsadm view all` "
+                "answers there, then restore again")
+    return ""
