@@ -307,9 +307,15 @@ def window_left_open(steps, decided, clocks=None):
     container again, writes `window_ended` after the last `window_started`;
     journals older than `window_started` count by `window_ended` alone).
     "After" is told by the writes that recorded them (the journal's
-    `clocks`): the two times may be two controllers' clocks, and one an
-    hour ahead kept a window ended by the other open for ever. Journals
-    without them compare the times."""
+    `clocks`), not by comparing the two times: they may be two
+    controllers' clocks, and one an hour ahead kept a window ended by the
+    other open for ever. Where one of them has its write and the other
+    none, the other is older (a journal an earlier Football wrote, resumed:
+    the window entered again since, or ended since). Where neither has
+    (all of it that earlier Football's), the times are compared, as that
+    Football did: right where one controller took both (a window entered
+    again after its compensation and left by a crash reads as open), wrong
+    only where two controllers' clocks disagreed."""
     if "critical-section" not in steps or "finish" in steps:
         return False
     ended, started = decided.get("window_ended"), decided.get("window_started")
@@ -317,11 +323,20 @@ def window_left_open(steps, decided, clocks=None):
         return True
     if started is None:
         return False
-    writes = [(_stamp_of(clocks, decided, key) or {}).get("write")
-              for key in ("window_started", "window_ended")]
-    if all(isinstance(write, int) and not isinstance(write, bool) for write in writes):
-        return writes[1] < writes[0]
-    return ended < started
+    started_write, ended_write = [_write_of(clocks, decided, key)
+                                  for key in ("window_started", "window_ended")]
+    if started_write is None and ended_write is None:
+        return ended < started
+    if started_write is None or ended_write is None:
+        return ended_write is None
+    return ended_write < started_write
+
+
+def _write_of(clocks, decided, key):
+    """The number of the write that recorded the window time `key`, or None
+    (a journal's time from before the writes were stamped)."""
+    write = (_stamp_of(clocks, decided, key) or {}).get("write")
+    return write if isinstance(write, int) and not isinstance(write, bool) else None
 
 
 def _stamp_of(clocks, decided, key):

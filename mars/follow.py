@@ -725,7 +725,14 @@ def _replay_step(path, disk, position, held=(), until=None, growing=False):
         os.close(fd)
 
 
-_disk_sync_failures = {}         # path -> the OSError of its failed fdatasync (`fdatasync_path`)
+_disk_sync_failures = {}         # `_disk_identity` -> (its path then, the OSError of its fdatasync)
+
+
+def _disk_identity(stat):
+    """Which file (or device node) a replica's disk is: a disk made anew at
+    the same path (the replica left and joined again on a new LV of the
+    same name) is another, whose fdatasyncs owe nothing to the old one's."""
+    return stat.st_dev, stat.st_ino, stat.st_rdev
 
 
 def fdatasync_path(path):
@@ -736,17 +743,23 @@ def fdatasync_path(path):
     that has not seen it), and the next fdatasync of a new fd succeeds
     without those blocks, so a cursor went past records replay had
     written and the disk lost. After a restart, replay and the sync go on
-    from what was recorded before, and write them again."""
-    if path not in _disk_sync_failures:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-            return
-        except OSError as exc:
-            _disk_sync_failures[path] = exc
-        finally:
-            os.close(fd)
-    raise OSError(errno.EIO, f"an fdatasync of {path} failed ({_disk_sync_failures[path]}): "
+    from what was recorded before, and write them again. The failure is
+    kept for the file, not its path: a disk re-created at the same path
+    (it refused every replay and sync until a restart) starts clean."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        identity = _disk_identity(os.fstat(fd))
+        failed = _disk_sync_failures.get(identity)
+        if failed is None:
+            try:
+                os.fdatasync(fd)
+                return
+            except OSError as exc:
+                failed = _disk_sync_failures[identity] = (path, exc)
+    finally:
+        os.close(fd)
+    where = path if failed[0] == path else f"{path} (then at {failed[0]})"
+    raise OSError(errno.EIO, f"an fdatasync of {where} failed ({failed[1]}): "
                   "blocks written to it may be lost, so no replay cursor or sync progress "
                   "past them is recorded; check the disk, then restart marsd (replay and "
                   "sync go on from where they were durable)")

@@ -28,7 +28,8 @@ import time
 from typing import NamedTuple
 
 from mars.errors import MarsError
-from mars.keys import DELETED, ClusterState, ip_key, owner_of, resource_of, time_key
+from mars.keys import (DELETED, HEARTBEAT_PREFIX, ClusterState, ip_key, owner_of, resource_of,
+                       time_key)
 from mars.lamport import MAX_STAMP, LamportClock
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS exclusions (
     kind TEXT NOT NULL, name TEXT NOT NULL, until INTEGER NOT NULL, uuid TEXT NOT NULL,
     PRIMARY KEY (kind, name)
+);
+-- when a host's report of its time (actual-<host>/time, of `stamp`) arrived
+-- here from a peer: this host's own, never sent (`Store.live_values`)
+CREATE TABLE IF NOT EXISTS heard (
+    host TEXT PRIMARY KEY, stamp INTEGER NOT NULL, arrival REAL NOT NULL
 );
 """
 
@@ -200,11 +206,41 @@ class Store:
         return default if item is None or item.deleted else item.value
 
     def live_values(self, prefix=""):
-        """{key: value} of every tuple that is not a tombstone."""
+        """{key: value} of every tuple that is not a tombstone; a host's
+        report of its time no later than it arrived here (`_heard_by`)."""
         rows = self.db.execute(
             "SELECT key, value FROM tuples WHERE value != ? AND key >= ? AND key < ?",
             (DELETED, prefix, prefix + "\U0010ffff"))
-        return dict(rows)
+        values = dict(rows)
+        if HEARTBEAT_PREFIX.startswith(prefix) or prefix.startswith(HEARTBEAT_PREFIX):
+            values.update(self._heard_by(prefix))
+        return values
+
+    def _heard_by(self, prefix):
+        """{time key: value} of the hosts' reports of their time (their
+        liveness) under `prefix` that claim a later time than they arrived
+        here: the time of their arrival. A host whose clock runs ahead,
+        dead, looked alive until its clock's time had come here too
+        (`view-is-alive`, a failover refused). Capped here, where they are
+        read, not in the store: the tuple a peer relays is the one its
+        origin wrote (capped as it arrived at the relay, by a relay whose
+        clock was behind, the report of a live host said it dead at every
+        host that had it from there, and the copies of one stamp differed
+        from host to host)."""
+        capped = {}
+        for host, reported, arrival in self.db.execute(
+                "SELECT heard.host, tuples.value, heard.arrival FROM heard JOIN tuples "
+                "ON tuples.key = ? || heard.host || '/time' AND tuples.stamp = heard.stamp",
+                (HEARTBEAT_PREFIX,)):
+            key = time_key(host)
+            if not key.startswith(prefix):
+                continue
+            try:
+                if float(reported) > arrival:
+                    capped[key] = f"{arrival:.3f}"
+            except ValueError:
+                pass
+        return capped
 
     def live_keys(self, prefix, suffix):
         """The keys from `prefix` to `suffix` of every tuple that is not a
@@ -352,8 +388,8 @@ class Store:
         `from_peer`: what a peer sent over the network (anti-entropy, join,
         merge), not an import: a tuple stamped too far ahead of this host's
         clock is refused (`PeerBoundClock`; asked for again at the next
-        pull), and a host's report of its time counts no later than its
-        arrival (`_heard_no_later_than_now`)."""
+        pull), and when a host's report of its time arrived is noted: it
+        counts no later than that (`_heard_by`)."""
         checked = [check_tuple_shape(tuple(item)) for item in items]
         changed = []
         if not checked:
@@ -373,8 +409,9 @@ class Store:
                         self._say_ahead_once(item, sender)
                         refused_origins.add(item.origin)
                         continue
-                    item = self._heard_no_later_than_now(item)
                 if item.newer_than(self.get(item.key)):
+                    if from_peer:
+                        self._note_arrival(item)
                     self.db.execute(
                         "INSERT OR REPLACE INTO tuples (key, value, stamp, origin) VALUES (?,?,?,?)",
                         item)
@@ -405,20 +442,23 @@ class Store:
             "within the bound", item.origin, f" (from {sender})" if sender else "", ahead,
             MAX_STAMP_AHEAD_NS / 1e9, origin_host(item.origin), self.host)
 
-    def _heard_no_later_than_now(self, item):
-        """A host's report of its time (`actual-<host>/time`, its liveness)
-        counts no later than when it arrived here: a host whose clock runs
-        ahead, dead, looked alive until its clock's time had come here too
-        (`view-is-alive`, a failover refused). A report behind this host's
-        clock is kept as it is."""
-        if item.deleted or item.key != time_key(origin_host(item.origin)):
-            return item
-        try:
-            reported = float(item.value)
-        except ValueError:
-            return item
+    def _note_arrival(self, item):
+        """Where `item`, taken from a peer, is a host's report of its time:
+        when it arrived here (`_heard_by`). A report of a host whose clock
+        is right (behind this host's) needs none."""
+        host = origin_host(item.origin)
+        if item.deleted or item.key != time_key(host):
+            return
         now = self.wall() / 1e9
-        return item._replace(value=f"{now:.3f}") if reported > now else item
+        try:
+            ahead = float(item.value) > now
+        except ValueError:
+            ahead = False
+        if ahead:
+            self.db.execute("INSERT OR REPLACE INTO heard (host, stamp, arrival) VALUES (?, ?, ?)",
+                            (host, item.stamp, now))
+        else:
+            self.db.execute("DELETE FROM heard WHERE host = ?", (host,))
 
     @contextlib.contextmanager
     def _synchronous(self, durable):

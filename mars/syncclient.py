@@ -303,13 +303,29 @@ class SyncClient:
         A write reaches the disk only after it was logged, so everything the
         sync copied is in the log before this position: the copy, a mix of
         older and newer blocks, is consistent once replay has passed it.
-        None when the source lists no logfile beyond the sync's start."""
+        None when the source lists no logfile beyond the sync's start.
+
+        The listing says how far each logfile is durable at the source; one
+        whose fdatasync failed there is listed shorter than it is written
+        (`held_back`), although the disk the copy came from holds blocks of
+        its records past that size. The copy is consistent only past them,
+        and they are not served: no consistency point is recorded (one at
+        the listed size let a replica that had replayed that far count as
+        consistent with blocks of later writes and not of earlier ones), the
+        sync stays unfinished (PeerError) until the source serves its log."""
         reply, _ = await self.worker.channels.request(state, source, PORT_FETCH,
                                                       {"type": "logs", "res": self.res})
         files = [(name, size) for name, size in reply.get("files") or []]
         if not files:
             return None
         name, size = max(files, key=lambda item: parse_logfile_name(item[0])[0])
+        held_back = (reply.get("held_back") or {}).get(name)
+        if held_back:
+            raise PeerError(f"the sync of {self.res} from {source} copied its disk but cannot "
+                            f"complete: {source}'s logfile {name} is not durable there "
+                            f"({held_back}), and its disk holds writes logged past that: "
+                            f"check the disk of {source}'s state directory and restart its "
+                            "marsd; the sync completes once its log is served again")
         end = Cursor(name, size, size)
         return str(end) if end.order > Cursor.parse(start).order else None
 

@@ -485,7 +485,11 @@ class DataServer:
             files = self._durable_logfiles(directory, sync=False)
             if files is None:
                 files = await trio.to_thread.run_sync(self._durable_logfiles, directory)
-            return {"type": "logs", "files": files}, b""
+            reply = {"type": "logs", "files": files}
+            held_back = self._held_back(directory, files)
+            if held_back:
+                reply["held_back"] = held_back
+            return reply, b""
         if kind == "read":
             name = str(header.get("logfile"))
             parse_logfile_name(name)
@@ -564,6 +568,28 @@ class DataServer:
             os.close(fd)
         self.durable[path] = _stamp(stat)
         return stat.st_size
+
+    def _held_back(self, directory, files):
+        """{logfile: why} of the listed `files` that are listed shorter than
+        they are written because their fdatasync failed (`durable_size`).
+        The disk holds blocks of the records past such a size (a write
+        reaches the disk after its record is appended, durable or not): a
+        sync whose copy ends there has no consistency point that is served
+        (`SyncClient._source_log_end`)."""
+        held_back = {}
+        for name, size in files:
+            path = os.path.join(directory, name)
+            failed = self.sync_failures.get(path)
+            if failed is None:
+                continue
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if failed[0] == _file_of(stat) and size < stat.st_size:
+                held_back[name] = (f"its fdatasync failed ({failed[2]}): served no further "
+                                   f"than byte {size} of {stat.st_size}")
+        return held_back
 
     def _known_durable(self, path, stat):
         """The bytes of the logfile at `path` (now: `stat`) known durable
