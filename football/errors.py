@@ -11,7 +11,10 @@ def exit_status(code):
     """A command's exit code as a process's exit status, the way a shell
     gives it: a command killed by signal N (-N, as Python's subprocess
     tells it) is 128 + N (143 for SIGTERM, 137 for SIGKILL); passed to
-    sys.exit as it was, -15 left the process with 241."""
+    sys.exit as it was, -15 left the process with 241. None (killed by a
+    signal nobody named: an SSH session's) is 137, as for SIGKILL."""
+    if code is None:
+        return 137
     return 128 - code if code < 0 else code
 
 

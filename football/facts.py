@@ -84,7 +84,7 @@ def read(host, argv, timeout=60, run=None):
         # over from or to drop: `answers`, `silent_hosts`)
         raise FactUnavailable(str(error)) from None
     if not result.ok:
-        raise FactUnavailable(f"{host.name}: `{result.command}` exited {result.exit_code}: "
+        raise FactUnavailable(f"{host.name}: `{result.command}` {result.how_it_ended}: "
                               f"{result.stderr.strip()[-300:]}")
     return result.stdout
 

@@ -340,8 +340,11 @@ class SSHTransport(Transport):
             # the channel (-1: no exit status) and the command returned before
             # invoke's timer thread ended, so invoke did not call it timed out.
             raise CommandTimedOut(self.host, argv, timeout)
-        return checked(Result(self.host, tuple(argv), done.exited, done.stdout, done.stderr),
-                       check)
+        # No exit status on a connection that lives: a signal killed the
+        # command (sshd sends `exit-signal` then, which paramiko does not
+        # keep); -1 would read as SIGHUP (Result: -N is signal N)
+        exit_code = None if done.exited == -1 else done.exited
+        return checked(Result(self.host, tuple(argv), exit_code, done.stdout, done.stderr), check)
 
     # ----------------------------------------------------------- the agent
     def _agent_for(self, program):

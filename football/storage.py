@@ -42,8 +42,8 @@ def storage_error(result, what):
         "not-found": "check the volume group and volume names in the inventory",
         "in-use": "stop what uses the volume (container, mount, MARS) first",
     }.get(kind, "see the message above")
-    return StorageError(kind, f"{result.host}: {what} failed (`{result.command}` exited "
-                              f"{result.exit_code}): {message} — {advice}")
+    return StorageError(kind, f"{result.host}: {what} failed (`{result.command}` "
+                              f"{result.how_it_ended}): {message} — {advice}")
 
 
 # an LV name no resource has: `lv_path` of it asks a storage plugin whether

@@ -13,9 +13,12 @@ the controller sends one message per command, a JSON object `{argv, env,
 cwd}` with four file descriptors attached (SCM_RIGHTS): the command's stdin
 (read end), stdout and stderr (write ends) and a reply socket. The server
 forks; the child writes `pid N` and, once the tool returned, `exit C` to the
-reply socket, then exits with C. A reply that ends without `exit` means the
-child died (killed at its time limit, or a crash). The server reaps its
-children itself (SIGCHLD ignored) and exits when the controller's end closes.
+reply socket, then exits with C. The server keeps the reply socket until it
+has waited for the child: a child that a signal killed (at its time limit,
+by someone else, a crash) cannot say so itself, and the server writes
+`signal N` for it, then closes its end. A reply that ends without either
+means the server ended too. The server exits when the controller's end
+closes.
 
 Only the bundled tools are served (TOOLS), and only when the command's PATH
 resolves them to this installation's scripts; everything else, and every
@@ -146,10 +149,11 @@ def serve(control, tools, listener=None):
     """The server's loop: one fork per request until the controller closes
     `control`; with a `listener` (a shared server), requests also come over
     the connections of the controller's child processes."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)          # children reap themselves
     signal.signal(signal.SIGINT, signal.SIG_IGN)           # Ctrl-C is the commands' and the controller's
+    children = _Children()
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
+    selector.register(children.wakeup, selectors.EVENT_READ)
     if listener is not None:
         selector.register(listener, selectors.EVENT_READ)
     while True:
@@ -158,13 +162,15 @@ def serve(control, tools, listener=None):
         except InterruptedError:
             continue
         for key, _ in ready:
-            if key.fileobj is listener:
+            if key.fileobj is children.wakeup:
+                children.reap()
+            elif key.fileobj is listener:
                 connection, _ = listener.accept()
                 if _same_user(connection):
                     selector.register(connection, selectors.EVENT_READ)
                 else:
                     connection.close()
-            elif not _take_request(key.fileobj, tools, selector):
+            elif not _take_request(key.fileobj, tools, selector, children):
                 if key.fileobj is control:
                     return
                 selector.unregister(key.fileobj)
@@ -180,7 +186,59 @@ def _same_user(connection):
     return uid == os.getuid()
 
 
-def _take_request(connection, tools, selector):
+class _Children:
+    """The server's running children, each with its reply socket: a child
+    that a signal killed cannot say so, the server writes `signal N` for it
+    once it waited for it (SIGCHLD wakes the server's loop through
+    `wakeup`), then closes the socket (the command's reply ends)."""
+
+    def __init__(self):
+        self.wakeup, self._wakeup_w = socket.socketpair()
+        for end in (self.wakeup, self._wakeup_w):
+            end.setblocking(False)
+        self.replies = {}           # pid -> the fd of its reply socket
+        # a handler, not SIG_IGN: ignored, children reap themselves unseen
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
+
+    def forked(self, pid, reply_fd):
+        self.replies[pid] = reply_fd
+
+    def in_child(self):
+        """In a forked child: let go of the server's (another command's
+        reply held here would not end before this child ends)."""
+        signal.set_wakeup_fd(-1)
+        self.wakeup.close(), self._wakeup_w.close()
+        for fd in self.replies.values():
+            os.close(fd)
+        self.replies.clear()
+
+    def reap(self):
+        """Wait for the children that ended; tell each one's signal."""
+        try:
+            while self.wakeup.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            reply_fd = self.replies.pop(pid, None)
+            if reply_fd is None:
+                continue
+            if os.WIFSIGNALED(status):
+                try:
+                    os.write(reply_fd, f"\nsignal {os.WTERMSIG(status)}\n".encode())
+                except OSError:
+                    pass            # (the controller gave the command up)
+            os.close(reply_fd)
+
+
+def _take_request(connection, tools, selector, children):
     """Fork a child for the request waiting on `connection`; False once the
     other end closed."""
     try:
@@ -196,12 +254,15 @@ def _take_request(connection, tools, selector):
             os.close(fd)
         return True
     sys.stdout.flush(), sys.stderr.flush()
-    if os.fork() == 0:
+    pid = os.fork()
+    if pid == 0:
         for key in list(selector.get_map().values()):
             key.fileobj.close()
+        children.in_child()
         _child(tools, json.loads(message), *fds)
-    for fd in fds:
+    for fd in fds[:3]:
         os.close(fd)
+    children.forked(pid, fds[3])
     return True
 
 
@@ -397,8 +458,9 @@ def _run_here(tools, argv, input, timeout, started=None):
         finally:
             if started is not None:
                 started(None)
-            _reap(pid, within)
-        return {"exit": code, "stdout": stdout, "stderr": stderr}
+            ended = _reap(pid, within)
+        # a child that a signal killed said no `exit`: its wait status tells
+        return {"exit": ended if code is None else code, "stdout": stdout, "stderr": stderr}
     done = run_program(argv, timeout=timeout, input=input, started=started)
     return {"exit": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
@@ -568,21 +630,34 @@ def _communicate(argv, stdin_w, out_r, err_r, reply, timeout, input):
         reply.close()
         if data:
             os.close(stdin_w)
-    said = dict(line.split(" ", 1) for line in buffers[reply_fd].decode().split("\n")
-                if " " in line)
-    code = int(said["exit"]) if "exit" in said else -signal.SIGKILL
-    return code, buffers[out_r].decode(errors="replace"), buffers[err_r].decode(errors="replace")
+    return (_exit_code(buffers[reply_fd]), buffers[out_r].decode(errors="replace"),
+            buffers[err_r].decode(errors="replace"))
+
+
+def _exit_code(reply):
+    """The exit code a child's reply tells: `exit C`, -N after `signal N`
+    (as subprocess tells a program's), None where neither came (the server
+    ended before it could say)."""
+    said = dict(line.split(" ", 1) for line in bytes(reply).decode().split("\n") if " " in line)
+    if "exit" in said:
+        return int(said["exit"])
+    if "signal" in said:
+        return -int(said["signal"])
+    return None
 
 
 def _reap(pid, within):
     """Wait for the child `pid` to end, at most `within` seconds (None: as
-    long as it takes); one still there then is left (`KILL_WAIT`)."""
+    long as it takes); one still there then is left (`KILL_WAIT`). Its
+    exit code (-N: killed by signal N), None where it was left."""
     if within is None:
-        os.waitpid(pid, 0)
-        return
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     deadline = time.monotonic() + within
-    while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() >= deadline:
+            return None
         time.sleep(0.02)
+    return os.waitstatus_to_exitcode(done[1])
 
 
 def _kill(reply_so_far):

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,11 +36,15 @@ TAIL_LINES = 8
 
 @dataclass(frozen=True)
 class Result:
-    """What one command on one host did."""
+    """What one command on one host did. `exit_code`: its exit status; -N
+    where signal N killed it (as Python's subprocess tells it, whichever
+    transport ran it); None where it ended without an exit status and
+    nobody said which signal killed it (over SSH: paramiko keeps no
+    `exit-signal`)."""
 
     host: str
     argv: tuple
-    exit_code: int
+    exit_code: int | None
     stdout: str
     stderr: str
     planned: bool = False       # a dry run's: recorded, not run (football/dryrun.py)
@@ -51,6 +56,30 @@ class Result:
     @property
     def command(self):
         return shlex.join(self.argv)
+
+    @property
+    def killed_by(self):
+        """The signal that killed the command (a `signal.Signals` where this
+        machine knows its number, else the number); None: it exited, or
+        no signal was named (`exit_code` None)."""
+        if self.exit_code is None or self.exit_code >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exit_code)
+        except ValueError:
+            return -self.exit_code
+
+    @property
+    def how_it_ended(self):
+        """What follows the command in a message: "exited 3", "was killed by
+        SIGTERM", or "was killed by a signal (the host did not say which)"."""
+        if self.exit_code is None:
+            return "was killed by a signal (the host did not say which)"
+        killed_by = self.killed_by
+        if killed_by is None:
+            return f"exited {self.exit_code}"
+        name = killed_by.name if isinstance(killed_by, signal.Signals) else f"signal {killed_by}"
+        return f"was killed by {name}"
 
     @property
     def said(self):
@@ -97,12 +126,13 @@ class TransportError(Exception):
 
 
 class CommandFailed(TransportError):
-    """The command ran and exited non-zero; `result` holds its output."""
+    """The command ran and exited non-zero or was killed by a signal;
+    `result` holds its output (`result.killed_by`: the signal)."""
 
     def __init__(self, result):
         self.result = result
         detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
-        super().__init__(f"{result.host}: `{result.command}` exited {result.exit_code}:\n{detail}")
+        super().__init__(f"{result.host}: `{result.command}` {result.how_it_ended}:\n{detail}")
 
 
 class CommandTimedOut(TransportError):

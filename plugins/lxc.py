@@ -19,7 +19,7 @@ def _ct(host, *args, timeout=120):
                       check=False, timeout=timeout)
     if not result.ok:
         raise ContainerFailed(f"{host.name}: container {args[0]} {' '.join(args[1:])} failed "
-                              f"(`{result.command}` exited {result.exit_code}): "
+                              f"(`{result.command}` {result.how_it_ended}): "
                               f"{result.said}")
     return json_of(result)
 

@@ -262,7 +262,7 @@ def _put_back(host, res, previous, files):
         if result.ok:
             done.append(name)
         else:
-            failed.append(f"{name} (`{result.command}` exited {result.exit_code}: "
+            failed.append(f"{name} (`{result.command}` {result.how_it_ended}: "
                           f"{tail(result.stderr) or '(no output)'})")
     said = [f"{what}: {', '.join(names)}" for what, names in
             [("put back as before", restored), ("removed (there was none before)", removed),
@@ -427,7 +427,7 @@ def _stop_unit(host, unit, must_stop):
 def _unit_state(host, unit):
     """`systemctl is-active` of `unit`: active, inactive, failed, activating..."""
     result = host.run(["systemctl", "is-active", unit], check=False, timeout=30)
-    return result.stdout.strip() or f"unknown (`systemctl is-active` exited {result.exit_code})"
+    return result.stdout.strip() or f"unknown (`systemctl is-active` {result.how_it_ended})"
 
 
 def _unit_file(host, name):
@@ -454,8 +454,8 @@ def _run(host, argv, what, advice, *, timeout=60, input=None):
 
 def _failed(host, result, what, advice):
     detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
-    return UnitFailed(f"{host.name}: {what} failed (`{result.command}` exited "
-                      f"{result.exit_code}): {detail} — {advice}")
+    return UnitFailed(f"{host.name}: {what} failed (`{result.command}` "
+                      f"{result.how_it_ended}): {detail} — {advice}")
 
 
 def _check_resource(res):

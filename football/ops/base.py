@@ -416,8 +416,8 @@ def marsd_answers(host, timeout=10):
         return False, (f"host {host.name} ({host.address}) is in no MARS cluster (a new host, or "
                        f"one decommissioned): `marsadm --ip={host.address} create-cluster` there "
                        "makes it a cluster of its own, which the next migrate to it merges")
-    return False, (f"host {host.name} ({host.address}) is not ready: `{result.command}` exited "
-                   f"{result.exit_code}: {result.stderr.strip()[-300:]}; is marsd running there?")
+    return False, (f"host {host.name} ({host.address}) is not ready: `{result.command}` "
+                   f"{result.how_it_ended}: {result.stderr.strip()[-300:]}; is marsd running there?")
 
 
 def answers(host):

@@ -241,7 +241,7 @@ def every_member_answers(host, timeout=10):
         way = (f"`football decommission {gone}`" if silent and len(silent) == 1 else
                "`football decommission <host>`")
         raise Illegal(f"{host.name}: not every host of its MARS cluster answers "
-                      f"(`{result.command}` exited {result.exit_code}: "
+                      f"(`{result.command}` {result.how_it_ended}: "
                       f"{result.said[-300:]}); a split needs them all: start marsd "
                       "there or wait for the network, then re-run. Where "
                       f"{gone} is gone for good (evacuated, or failed over: it holds no "

@@ -72,7 +72,7 @@ def take_over(host, res, timeout, warn):
         resume = ["marsadm", "resume-fetch", res]
         try:
             resumed = host.run(resume, check=False)
-            failure = None if resumed.ok else (resumed.said or f"exit {resumed.exit_code}")
+            failure = None if resumed.ok else (resumed.said or resumed.how_it_ended)
         except TransportError as error:
             failure = str(error)
         if failure:

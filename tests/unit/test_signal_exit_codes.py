@@ -29,7 +29,7 @@ def configure(config):
 
 
 @pytest.mark.parametrize("code, status", [(0, 0), (2, 2), (-15, 143), (-9, 137), (-2, 130),
-                                          (-1, 129)])
+                                          (-1, 129), (None, 137)])
 def test_a_command_killed_by_signal_n_has_the_exit_status_128_plus_n(code, status):
     assert exit_status(code) == status
 
