@@ -4,10 +4,8 @@ Global options may stand anywhere on the line, as with the original:
 `marsadm view-get-primary vm1 --timeout=5` equals
 `marsadm --timeout=5 view-get-primary vm1`."""
 
-import fcntl
 import math
 import sys
-import time
 from functools import wraps
 
 import click
@@ -73,7 +71,9 @@ class Context:
                        ssh_port=self.options["ssh_port"])
 
     def resources(self):
-        return Resources(self.env, self.store, dry_run=self.options["dry_run"], echo=click.echo)
+        # --timeout bounds a create's or join's wait for another one here
+        return Resources(self.env, self.store, dry_run=self.options["dry_run"], echo=click.echo,
+                         timeout=self.options["timeout"])
 
     def roles(self):
         return Roles(self.env, self.store, timeout=self.options["timeout"],
@@ -252,8 +252,7 @@ def import_tree(ctx, path):
 def create_resource(ctx, resource, disk, size):
     """Create RESOURCE on DISK with this host as primary (waiting at most
     --timeout for another create or join on this host to end)."""
-    _one_at_a_time(ctx, "create-resource", Resources.create, resource, disk, size,
-                   force=ctx.options["force"])
+    ctx.resources().create(resource, disk, size, force=ctx.options["force"])
 
 
 @command("join-resource")
@@ -262,45 +261,7 @@ def create_resource(ctx, resource, disk, size):
 def join_resource(ctx, resource, disk):
     """Become a replica of RESOURCE on DISK (waiting at most --timeout for
     another create or join on this host to end)."""
-    _one_at_a_time(ctx, "join-resource", Resources.join, resource, disk)
-
-
-LOCK_POLL = 0.05        # seconds between tries of the create/join lock at first ...
-LOCK_POLL_MOST = 0.5    # ... growing to this
-
-
-def _one_at_a_time(ctx, name, method, *args, **kwargs):
-    """`method` of Resources (create, join) under the host's create/join
-    lock (`one_at_a_time` in mars/resources.py, the same file), taken here
-    within --timeout (-1: as long as it takes) and held while the method
-    runs without taking it again. Taken there it was waited for without
-    end: a create or join hung on another stuck one (a marsadm stopped at a
-    terminal, a slow disk) past every --timeout its caller gave, and
-    Football's command timeout killed it instead of a refusal that said
-    why. A lock not taken in time: MarsTimeout (exit 3), nothing changed."""
-    resources = ctx.resources()
-    path = ctx.env.state_dir / "resources.lock"
-    timeout = ctx.options["timeout"]
-    deadline = None if timeout < 0 else time.monotonic() + timeout
-    pause = LOCK_POLL
-    with open(path, "a") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise MarsTimeout(
-                        f"another create-resource or join-resource on {ctx.env.host} still "
-                        f"runs (it holds {path}) after --timeout {timeout:g} s: nothing was "
-                        f"changed; let it end (or find the marsadm that holds it: fuser "
-                        f"{path}), then run {name} again, or give a longer --timeout") from None
-            time.sleep(pause if deadline is None else
-                       max(0.0, min(pause, deadline - time.monotonic())))
-            pause = min(pause * 2, LOCK_POLL_MOST)
-        # the method without its own taking of the lock (held here: a second
-        # flock of the file, through another open file, would wait for ever)
-        return getattr(method, "__wrapped__", method)(resources, *args, **kwargs)
+    ctx.resources().join(resource, disk)
 
 
 @command("leave-resource")
@@ -432,7 +393,7 @@ def invalidate(ctx, resource):
 @click.argument("resource")
 @click.argument("size", required=False)
 def resize(ctx, resource, size):
-    """Grow RESOURCE to SIZE (default: the smallest member disk)."""
+    """Grow RESOURCE to SIZE (default: the smallest member disk, whole 512-byte sectors)."""
     ctx.roles().resize(resource, size)
 
 

@@ -9,8 +9,9 @@ import functools
 import os
 import re
 import stat
+import time
 
-from mars.errors import MarsError
+from mars.errors import MarsError, MarsTimeout
 from mars.keys import (NO_PRIMARY, SYSTEMD_START_UNIT_NAME, SYSTEMD_STOP_UNIT_NAME,
                        SYSTEMD_WANT_NAME, TODO_SWITCHES, data_key, device_name, owner_of,
                        primary_key, res_key, resource_dir_name, size_key, syncstatus_name,
@@ -33,17 +34,57 @@ def disk_size(path):
         return handle.seek(0, os.SEEK_END)
 
 
-def one_at_a_time(command):
-    """Run `command` while no other command so marked runs on this host:
-    its checks read one snapshot of the store and its write is a second
-    transaction, so two creates or joins at once (two operators, a retry)
-    would both find the disk unused and both take it."""
-    @functools.wraps(command)
-    def run(self, *args, **kwargs):
-        with open(self.env.state_dir / "resources.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            return command(self, *args, **kwargs)
-    return run
+LOCK_POLL = 0.05        # seconds between tries of the create/join lock at first ...
+LOCK_POLL_MOST = 0.5    # ... growing to this
+
+
+def one_at_a_time(verb):
+    """Run the method of marsadm command `verb` while no other command so
+    marked runs on this host: its checks read one snapshot of the store and
+    its write is a second transaction, so two creates or joins at once (two
+    operators, a retry) would both find the disk unused and both take it.
+
+    The other one is waited for at most the Resources' `timeout` (None:
+    as long as it takes), then MarsTimeout (marsadm's exit 3), nothing
+    changed. (Waited for without end, a create or join hung on a stuck one
+    (a marsadm stopped at a terminal, a slow disk) past every --timeout its
+    caller gave, until Football's command timeout killed it without a word
+    of why.)"""
+    def decorate(command):
+        @functools.wraps(command)
+        def run(self, *args, **kwargs):
+            path = self.env.state_dir / "resources.lock"
+            with open(path, "a") as lock:
+                if not _taken(lock, self.timeout):
+                    raise MarsTimeout(
+                        f"another create-resource or join-resource on {self.host} still runs "
+                        f"(it holds {path}) after --timeout {self.timeout:g} s: nothing was "
+                        f"changed; let it end (or find the marsadm that holds it: fuser "
+                        f"{path}), then run {verb} again, or give a longer --timeout")
+                return command(self, *args, **kwargs)
+        return run
+    return decorate
+
+
+def _taken(lock, timeout):
+    """Whether the flock of the open file `lock` was had within `timeout`
+    seconds (None: it is waited for as long as it takes). Tried at once, then
+    polled: flock itself waits only without end or not at all."""
+    if timeout is None:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return True
+    deadline = time.monotonic() + timeout
+    pause = LOCK_POLL
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, LOCK_POLL_MOST)
 
 
 class HostCommands:
@@ -70,7 +111,13 @@ class HostCommands:
 
 
 class Resources(HostCommands):
-    """Resource metadata operations of one host."""
+    """Resource metadata operations of one host. `timeout`: seconds a create
+    or join waits for another one on this host (marsadm's --timeout; None
+    or negative: as long as it takes)."""
+
+    def __init__(self, env, store, dry_run=False, echo=print, timeout=None):
+        super().__init__(env, store, dry_run=dry_run, echo=echo)
+        self.timeout = None if timeout is None or timeout < 0 else timeout
 
     def _state_in_cluster(self):
         state = self.store.state()
@@ -90,7 +137,7 @@ class Resources(HostCommands):
         changes.update({todo_key(res, self.host, switch): 1 for switch in TODO_SWITCHES})
         return changes
 
-    @one_at_a_time
+    @one_at_a_time("create-resource")
     def create(self, res, disk, size_text=None, force=False):
         """Create a resource with this host as its designated primary."""
         check_resource(res)
@@ -137,7 +184,7 @@ class Resources(HostCommands):
         changes.update(self._member_keys(res, disk, size))
         return self._write(changes, for_others=True)
 
-    @one_at_a_time
+    @one_at_a_time("join-resource")
     def join(self, res, disk):
         """Become a member (replica) of an existing resource."""
         state = self._state_in_cluster()

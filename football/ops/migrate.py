@@ -27,7 +27,7 @@ from football import facts, joblink, lifecycle
 from football.errors import FootballError, Illegal
 from football.locks import drop_intent, live_intents
 from football.ops.cluster import merge_until, plan_split_after_move, split_unshared
-from football.ops.repair import leave_argvs
+from football.ops.repair import create_argv, leave_argvs, marsadm_timeout
 from football.ops.base import (Operation, TimedOut, answers, reachable, silent_hosts,
                                synced_and_consistent, synced_bytes, views_say, wait_knows,
                                wait_until, wait_uptodate)
@@ -378,8 +378,10 @@ class Migrate(Operation):
         return ["marsadm", "merge-cluster", self.source.name, self.source.address]
 
     def _join_argv(self, target):
-        return ["marsadm", "join-resource", self.res,
-                self.hooks.lv_path(host=target, lv=self.res)]
+        """Bound within command_timeout (`run`'s limit for it): a join that
+        waits for another create or join on `target` gives up saying so."""
+        return create_argv(self.res, self.hooks.lv_path(host=target, lv=self.res),
+                           "join-resource", marsadm_timeout(self.config.command_timeout))
 
     def _leave_argvs(self):
         return leave_argvs(self.res, self.config.handover_timeout)

@@ -31,6 +31,7 @@ answer and looks at the real state before each step, so a re-run
 continues. Their dry run lists the commands of a run in which the first
 host chosen starts it."""
 
+import math
 
 from football import facts
 from football.errors import Critical, FootballError, Illegal
@@ -657,7 +658,7 @@ class RepairMars(Repair):
             say(f"  {host.name}: marsadm delete-resource --force {self.res}")
             host.run(delete_argv(self.res), timeout=self.config.command_timeout)
         say(f"  {host.name}: marsadm create-resource {self.res} {self.lv} (its data stays)")
-        create_when_free(host, self.res, self.lv, self.config)
+        create_when_free(host, self.res, self.lv, self.config, bounded=True)
 
 
 def delete_argv(res):
@@ -672,15 +673,34 @@ def leave_argvs(res, timeout):
             ["marsadm", "leave-resource", res]]
 
 
-def create_argv(res, lv, verb="create-resource"):
-    return ["marsadm", verb, res, lv]
+def create_argv(res, lv, verb="create-resource", timeout=None):
+    """`marsadm <verb> res lv`; with `timeout` (whole seconds), its
+    --timeout (at the end: marsadm, kernel MARS's too, takes its options
+    anywhere on the line)."""
+    argv = ["marsadm", verb, res, lv]
+    return argv if timeout is None else [*argv, f"--timeout={timeout}"]
+
+
+MARSADM_MARGIN = 30.0   # seconds at most between marsadm's --timeout and `run`'s limit
+
+
+def marsadm_timeout(limit):
+    """The --timeout for a marsadm command that `run` kills after `limit`
+    seconds: shorter by a quarter of it, at most MARSADM_MARGIN (marsadm's
+    start, its answer's way back), so that marsadm gives up first and says
+    what it waited for (a create or join: for another one on its host,
+    exit 3). Given its default of 600 s, as long as command_timeout, the
+    transport killed it first, with a timeout that said nothing of why.
+    Whole seconds, at least 1: kernel MARS's marsadm reads the option's
+    digits (`--timeout=<seconds>`, `[0-9]+`: of 0.3 it read 0)."""
+    return max(1, math.floor(limit - min(MARSADM_MARGIN, limit / 4)))
 
 
 EXISTS = ("already exists", "has been already joined")
 NOT_YET_GONE = ("still hold", "old remains", "already member of resource")
 
 
-def create_when_free(host, res, lv, config, verb="create-resource"):
+def create_when_free(host, res, lv, config, verb="create-resource", bounded=False):
     """`marsadm create-resource res lv` (or `join-resource`) on `host`,
     retried while a deleted or left `res` is not yet gone: the other members
     drop their part of it, and this host its logfiles, when their marsd sees
@@ -688,8 +708,11 @@ def create_when_free(host, res, lv, config, verb="create-resource"):
     Kernel MARS says the same in its words (`create_res`): an earlier
     resource's logfiles here are "old remains", the other members' links
     "already member of resource" until they are gone; a join made already,
-    "has been already joined"."""
-    command = create_argv(res, lv, verb)
+    "has been already joined". `bounded`: with a --timeout within
+    command_timeout (`marsadm_timeout`), so that a create or join that
+    waits for another one on `host` gives up saying so (exit 3)."""
+    timeout = marsadm_timeout(config.command_timeout) if bounded else None
+    command = create_argv(res, lv, verb, timeout)
 
     def done():
         result = host.run(command, check=False, timeout=config.command_timeout)

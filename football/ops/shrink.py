@@ -40,11 +40,13 @@ from football.errors import Critical, FootballError, Illegal
 from football.hostside import confined
 from football.locks import drop_intent, live_intents
 from football.ops.base import Operation, reachable, synced_bytes, wait_knows, wait_uptodate
-from football.ops.repair import create_when_free, leave_argvs
+from football.ops.repair import create_argv, create_when_free, leave_argvs, marsadm_timeout
 from football.ops.sizing import mib, new_size, parse_target
 from football.ops.window import DowntimeWindow, restart_somewhere
 from football.report import agreeing
 from football.transport import CommandFailed, TransportError
+from plugins.labmanager import KIND as LAB_MANAGER
+from plugins.systemd import recorded_units
 
 PHASES = ("prepare", "finish", "wait", "cleanup")
 TMP, PRESHRINK = "-tmp", "-preshrink"
@@ -77,6 +79,7 @@ LINKED = ("-xdev", "-type", "f", "-links", "+1", "-printf", "%P\\0")    # find <
 # seconds at the downtime gates after which a warm pass copies what the
 # container wrote meanwhile (a probe pass does, with max_rsync_downtime)
 GATE_WAIT_RECOPY = 10.0
+# seconds a create-resource's or join-resource's host command has beyond
 RSYNC_VANISHED = 24         # files vanished while copying: the container still writes
 # (XFS names a quota it accounts without enforcing it `uqnoenforce`, ...)
 QUOTA_OPTIONS = {"usrquota": "-u", "uquota": "-u", "grpquota": "-g", "gquota": "-g",
@@ -320,8 +323,7 @@ class Shrink(Operation):
         window, the re-joins)."""
         for _ in range(2 if self.config.max_rsync_downtime else 1):     # warm, probe
             self._copy_commands(primary)
-        if self.hooks.resource_stop_vm(host=primary, res=self.res) is None:
-            self.hooks.container_stop(host=primary, res=self.res)
+        self._stop_container(primary)
         self._copy_commands(primary)
         if self._mounted(self.tmp_mountpoint) and self._linked_in_copy():
             primary.run(self._rsync_argv(relink=True))
@@ -333,6 +335,10 @@ class Shrink(Operation):
             self.hooks.lv_rename(host=planned(host), lv=self.res, new_name=self.preshrink)
             self.hooks.lv_rename(host=planned(host), lv=self.tmp, new_name=self.res)
         primary.run(self._create_argv(self.primary, "create-resource"))
+        units = self._recorded_units() if self._exists() else \
+            self.journal.decided.get("systemd_units")
+        if units:
+            primary.run(self._set_units_argv(units))
         attempt(lambda: self._start_hook()(host=primary, res=self.res))
         for host in self.secondaries:
             planned(host).run(self._create_argv(host, "join-resource"))
@@ -558,7 +564,9 @@ class Shrink(Operation):
         self.summary["downtime_seconds"] = window.seconds
 
     def _start_in(self, window):
-        """The container up on its shrunk volume, the window's work done."""
+        """The container up on its shrunk volume, the window's work done
+        (the units recorded before its deletion recorded again first)."""
+        self._record_kept_units()
         self.say(f"  {self.primary.name}: starting {self.res}" if not self.kept_stopped
                  else f"  {self.primary.name}: mounting {self.res}, not starting it")
         self._bring_up(self.primary)
@@ -601,10 +609,23 @@ class Shrink(Operation):
                     self._copy(f"warm copy (after {waited:.0f} s at the gates)")
                 linked = self._linked_in_copy()     # (only the passes change the copy's links)
                 self._check_startable(self.primary, self.primary)
+                waited_since = time.monotonic()
             with self.holding(self.members):
                 if exists and self._gates_closed_meanwhile(self.primary, self.primary,
                                                            "the locks"):
                     continue            # (the locks let go: the gates again)
+                if exists:
+                    # the locks too may be waited for long (another run on a
+                    # member): what the container wrote meanwhile is taken
+                    # as after the gates, by a probe or one more warm pass
+                    waited = time.monotonic() - waited_since
+                    if waited > GATE_WAIT_RECOPY:
+                        if self.config.max_rsync_downtime:
+                            self._probe()
+                        else:
+                            self._copy(f"warm copy (after {waited:.0f} s for the locks)")
+                        linked = self._linked_in_copy()
+                    self._keep_units()
                 with DowntimeWindow(self, self.primary, self._compensate,
                                     down_since) as window:
                     self._window_work(exists, window, linked)
@@ -658,12 +679,21 @@ class Shrink(Operation):
         not race a running container."""
         self.say(f"  {self.primary.name}: stopping {self.res}" if not self.kept_stopped else
                  f"  {self.primary.name}: {self.res} is stopped (and stays so)")
-        if self.hooks.resource_stop_vm(host=self.primary, res=self.res) is None:
-            self.hooks.container_stop(host=self.primary, res=self.res)
+        self._stop_container(self.primary)
         state = self.hooks.container_state(host=self.primary, res=self.res)
         if state == "RUNNING":
             raise FootballError(f"{self.primary.name}: {self.res} still runs after the stop")
         self.ctx.inject("finish:stopped")
+
+    def _stop_container(self, host):
+        """The container stopped by the cluster manager, its volume kept
+        mounted; where the manager leaves that to the container plugin (the
+        systemd manager with an operator's own units: which is the
+        container's is not known), by that plugin. (Not `hooks.call`: its
+        None for no answer was `NoPlugin`, and the window failed.)"""
+        if self.hooks.first("resource_stop_vm", host=host, res=self.res,
+                            hooks=self.hooks) is None:
+            self.hooks.container_stop(host=host, res=self.res)
 
     def _unmount(self):
         if self._mounted(self.tmp_mountpoint):
@@ -712,13 +742,54 @@ class Shrink(Operation):
     def _create(self):
         lv = self.hooks.lv_path(host=self.primary, lv=self.res)
         self.say(f"  {self.primary.name}: marsadm create-resource {self.res} {lv}")
-        create_when_free(self.primary, self.res, lv, self.config)
+        self._create_when_free(self.primary, "create-resource")
         self.journal.decide(recreated=True)
         self.ctx.inject("finish:created")
 
     def _create_argv(self, host, verb):
-        """Dry run: `marsadm create-resource|join-resource res lv` on `host`."""
-        return ["marsadm", verb, self.res, self.hooks.lv_path(host=host, lv=self.res)]
+        """`marsadm create-resource|join-resource res lv --timeout=<s>` on
+        `host`, as `create_when_free(..., bounded=True)` runs it (the dry
+        run's)."""
+        return create_argv(self.res, self.hooks.lv_path(host=host, lv=self.res), verb,
+                           marsadm_timeout(self.config.command_timeout))
+
+    def _create_when_free(self, host, verb):
+        """`create_when_free` on `host`, with a --timeout within the
+        command's own limit: marsadm gives up its wait for another create or
+        join on the host (exit 3, saying so) before the transport kills it."""
+        create_when_free(host, self.res, self.hooks.lv_path(host=host, lv=self.res),
+                         self.config, verb, bounded=True)
+
+    # ------------------------------------------------------- systemd units
+    def _recorded_units(self):
+        """(start unit, stop unit) MARS records for `res` (`marsadm
+        get-systemd-unit` on the primary), None while none are. The lab's
+        cluster manager records none (it starts the stack by commands): not
+        asked there."""
+        if self.primary.manager == LAB_MANAGER:
+            return None
+        return recorded_units(self.primary, self.res)
+
+    def _keep_units(self):
+        """Before the deletion, which drops them: the units recorded for
+        `res` (an operator's own, or Football's), kept in the journal, so
+        that a re-run after a crash past the deletion knows them too."""
+        units = self._recorded_units()
+        self.journal.decide(systemd_units=list(units) if units else None)
+
+    def _record_kept_units(self):
+        """After the creation, before the start: the units kept before the
+        deletion recorded again (the cluster manager's start found none and
+        wrote and recorded Football's over an operator's own); not where
+        units are recorded already (a re-run's, or an operator's since)."""
+        units = self.journal.decided.get("systemd_units")
+        if not units or self._recorded_units() is not None:
+            return
+        self.say(f"  {self.primary.name}: marsadm set-systemd-unit {self.res} {' '.join(units)}")
+        self.primary.run(self._set_units_argv(units), timeout=self.config.command_timeout)
+
+    def _set_units_argv(self, units):
+        return ["marsadm", "set-systemd-unit", self.res, *units]
 
     def _compensate(self, error):
         """Inside the window: restart from the old resource while it exists;
@@ -761,7 +832,14 @@ class Shrink(Operation):
         lv = self.hooks.lv_path(host=self.primary, lv=self.res)
         self.ctx.reporter.warning(f"{self.primary.name}: rebuilding {self.res} stand-alone "
                                   f"from {lv}")
-        create_when_free(self.primary, self.res, lv, self.config)
+        self._create_when_free(self.primary, "create-resource")
+        try:
+            self._record_kept_units()
+        except (FootballError, TransportError) as error:     # it starts nevertheless
+            self.ctx.reporter.warning(f"{self.primary.name}: the units of {self.res} were not "
+                                      f"recorded again ({error}): record them by hand "
+                                      f"(marsadm set-systemd-unit {self.res} "
+                                      f"{' '.join(self.journal.decided['systemd_units'])})")
 
     def _rejoin(self):
         for host in self.secondaries:
@@ -770,7 +848,7 @@ class Shrink(Operation):
             wait_knows(host, self.res, self.config.poll_interval)
             lv = self.hooks.lv_path(host=host, lv=self.res)
             self.say(f"  {host.name}: marsadm join-resource {self.res} {lv}")
-            create_when_free(host, self.res, lv, self.config, verb="join-resource")
+            self._create_when_free(host, "join-resource")
             self.ctx.inject("finish:joined")
 
     # ------------------------------------------------------------------ wait

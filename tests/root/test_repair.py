@@ -71,8 +71,8 @@ def test_repair_mars_rebuilds_the_resource_stand_alone_from_the_chosen_replica(l
     assert "b1 has no LV vg0/vm1" in dry.stdout, dry.stdout
     would_run = [(event["host"], event["argv"]) for event in events(dry, "would-run")]
     assert (chosen, ["marsadm", "delete-resource", "--force", "vm1"]) in would_run and \
-        (chosen, ["marsadm", "create-resource", "vm1", str(lab.dir / chosen / "dev/vg0/vm1")]) \
-        in would_run, would_run
+        (chosen, ["marsadm", "create-resource", "vm1", str(lab.dir / chosen / "dev/vg0/vm1"),
+                  "--timeout=570"]) in would_run, would_run
     assert members(lab, chosen) == sorted([chosen, gone])
 
     migrate(lab, "--yes", "repair-mars", "vm1", "b1", chosen)

@@ -67,7 +67,7 @@ def test_repair_mars_dry_run_lists_the_stop_the_rebuild_and_the_start_it_issues(
     lv = fleet.hosts["a1"].path("/dev/vg0/vm1")
     rebuild = [argv for host, argv in listed if "-resource" in " ".join(argv)]
     assert rebuild == [("marsadm", "delete-resource", "--force", "vm1"),
-                       ("marsadm", "create-resource", "vm1", lv)]
+                       ("marsadm", "create-resource", "vm1", lv, "--timeout=570")]
     assert fleet.members("vm1") == ["a1"] and fleet.running("vm1") == ["a1"]
     assert not fleet.sequence_problems("vm1") and not fleet.violations
 
