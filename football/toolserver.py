@@ -16,9 +16,10 @@ forks; the child writes `pid N` and, once the tool returned, `exit C` to the
 reply socket, then exits with C. The server keeps the reply socket until it
 has waited for the child: a child that a signal killed (at its time limit,
 by someone else, a crash) cannot say so itself, and the server writes
-`signal N` for it, then closes its end. A reply that ends without either
-means the server ended too. The server exits when the controller's end
-closes.
+`signal N` for it (`exit C` for one that exited: also one that ended by
+`os._exit` or failed before its tool ran), then closes its end. A reply
+that ends without either means the server ended too. The server exits
+when the controller's end closes.
 
 Only the bundled tools are served (TOOLS), and only when the command's PATH
 resolves them to this installation's scripts; everything else, and every
@@ -189,8 +190,9 @@ def _same_user(connection):
 class _Children:
     """The server's running children, each with its reply socket: a child
     that a signal killed cannot say so, the server writes `signal N` for it
-    once it waited for it (SIGCHLD wakes the server's loop through
-    `wakeup`), then closes the socket (the command's reply ends)."""
+    (`exit C` for one that exited) once it waited for it (SIGCHLD wakes the
+    server's loop through `wakeup`), then closes the socket (the command's
+    reply ends)."""
 
     def __init__(self):
         self.wakeup, self._wakeup_w = socket.socketpair()
@@ -214,7 +216,8 @@ class _Children:
         self.replies.clear()
 
     def reap(self):
-        """Wait for the children that ended; tell each one's signal."""
+        """Wait for the children that ended; tell how each one ended (its
+        signal, or its exit code: the last `exit` said counts)."""
         try:
             while self.wakeup.recv(4096):
                 pass
@@ -230,11 +233,14 @@ class _Children:
             reply_fd = self.replies.pop(pid, None)
             if reply_fd is None:
                 continue
-            if os.WIFSIGNALED(status):
-                try:
-                    os.write(reply_fd, f"\nsignal {os.WTERMSIG(status)}\n".encode())
-                except OSError:
-                    pass            # (the controller gave the command up)
+            # also how one that exited did: one that ended by os._exit, or
+            # failed before its tool ran, said no `exit`
+            ended = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else
+                     f"exit {os.waitstatus_to_exitcode(status)}")
+            try:
+                os.write(reply_fd, f"\n{ended}\n".encode())
+            except OSError:
+                pass            # (the controller gave the command up)
             os.close(reply_fd)
 
 

@@ -17,10 +17,13 @@ local logfiles: emergency mode's first stage drops them, and the daemon
 deletes those every member has replayed."""
 
 import errno
+import fcntl
 import logging
 import os
+import struct
 import time
 import weakref
+from stat import S_ISREG
 
 import trio
 
@@ -728,11 +731,26 @@ def _replay_step(path, disk, position, held=(), until=None, growing=False):
 _disk_sync_failures = {}         # `_disk_identity` -> (its path then, the OSError of its fdatasync)
 
 
-def _disk_identity(stat):
-    """Which file (or device node) a replica's disk is: a disk made anew at
-    the same path (the replica left and joined again on a new LV of the
-    same name) is another, whose fdatasyncs owe nothing to the old one's."""
-    return stat.st_dev, stat.st_ino, stat.st_rdev
+FS_IOC_GETVERSION = 0x80087601     # _IOR('v', 1, long): an inode's generation
+
+
+def _disk_identity(fd):
+    """Which file (or device node) the replica's disk open at `fd` is: a
+    disk made anew at the same path (the replica left and joined again on
+    a new LV of the same name) is another, whose fdatasyncs owe nothing to
+    the old one's. A regular file's inode number is given again once it
+    was removed (ext4 gives a file-backed LV made anew the number of the
+    one just removed): its generation, where its filesystem keeps one,
+    tells the two apart. (Asked of regular files alone: on a device node
+    the ioctl would go to the device.)"""
+    stat = os.fstat(fd)
+    generation = None
+    if S_ISREG(stat.st_mode):
+        try:
+            generation = struct.unpack("I", fcntl.ioctl(fd, FS_IOC_GETVERSION, bytes(8))[:4])[0]
+        except OSError:
+            pass                # (a filesystem that keeps none: device and number alone)
+    return stat.st_dev, stat.st_ino, stat.st_rdev, generation
 
 
 def fdatasync_path(path):
@@ -748,7 +766,7 @@ def fdatasync_path(path):
     (it refused every replay and sync until a restart) starts clean."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        identity = _disk_identity(os.fstat(fd))
+        identity = _disk_identity(fd)
         failed = _disk_sync_failures.get(identity)
         if failed is None:
             try:
