@@ -4,43 +4,16 @@ or MARS view could not be read is no target, and what it holds does not
 move by balancing; a resource without a primary is no move of an
 evacuation or a restore. On fleets built by hand and on the fake fleet."""
 
-import io
-
 import pytest
 
-from football.config import Config
 from football.errors import Illegal
-from football.hooks import Hooks
-from football.inventory import load
-from football.ops.base import Context
-from football.planner import (Fleet, FleetHost, Resource, Settings, plan_balance,
-                              plan_evacuation, plan_restore)
+from football.planner import Settings, plan_balance, plan_evacuation, plan_restore
 from football.planner.moves import Move, refusal, short_of
 from football.planner.observe import read_fleet
-from football.report import Reporter
-from football.screener import Worker
 from tests.helpers.fakefleet import Refused, fake_fleet  # noqa: F401 (a fixture)
-from tests.helpers.jobs import InProcessFootball
-
-GIB = 1 << 30
-NOW = 1_800_000_000.0
-DEFAULTS = Settings()
-POLL = "jobs_poll_interval=0.05"
-
-
-def host(name, free=50, **values):
-    """A host of 100 GiB VG with `free` GiB free, in the cluster named by
-    its first letter."""
-    return FleetHost(name, cluster=f"cluster-{name[0]}", vg_size=100 * GIB,
-                     vg_free=free * GIB, **values)
-
-
-def fleet_of(hosts, resources):
-    return Fleet({h.name: h for h in hosts}, {r.name: r for r in resources})
-
-
-def vm(name, primary, *secondaries, size=1, **values):
-    return Resource(name, primary, tuple(secondaries), lv_size=size * GIB, **values)
+from tests.unit.test_fleetmoves import context, job_options, settings  # noqa: F401
+from tests.unit.test_fleetmoves import worker  # noqa: F401,F811 (a fixture)
+from tests.unit.test_planner import DEFAULTS, GIB, NOW, fleet_of, host, vm  # noqa: F401
 
 
 # ---------------------------------------------------- a saved plan, later
@@ -151,38 +124,13 @@ def fleet(fake_fleet):  # noqa: F811
     return fake_fleet
 
 
-def settings(fleet, *more):
-    return [f"state_dir={fleet.state_dir}", POLL, "poll_interval=0", *more]
-
-
-def context(fleet, *more):
-    config = Config(variables=settings(fleet, *more), environ={})
-    inventory = load(fleet.inventory_path)
-    hooks = Hooks(config=config)
-    hooks.apply_host_layout(inventory)
-    return Context(inventory=inventory, config=config, hooks=hooks,
-                   reporter=Reporter(as_json=True, stream=io.StringIO()))
-
-
-def job_options(fleet, *more):
-    return ["--inventory", fleet.inventory_path,
-            *[arg for item in settings(fleet, *more) for arg in ("--var", item)]]
-
-
-@pytest.fixture
-def worker(fleet):
-    worker = Worker(Config(variables=settings(fleet), environ={}), "test", InProcessFootball())
-    worker.start()
-    yield worker
-    worker.stop(timeout=10)
-
-
 def replicas(fleet, res):
     primary = fleet.resources[res].primary
     return [primary, *sorted(set(fleet.members(res)) - {primary})]
 
 
-def test_a_saved_balance_plan_whose_moves_gain_nothing_now_runs_none_of_them(fleet, worker):
+def test_a_saved_balance_plan_whose_moves_gain_nothing_now_runs_none_of_them(
+        fleet, worker):  # noqa: F811
     from football.ops.fleetmoves import BalanceRun
     from football.ops.planning import BalancePlanning
 
@@ -226,7 +174,8 @@ def test_balancing_moves_nothing_off_a_host_whose_mars_view_timed_out():
     assert dict(plan.held)["vm1"] == "its replica's host b1: its MARS view could not be read"
 
 
-def test_evacuating_a_host_with_a_resource_without_a_primary_marks_nothing(fleet, worker):
+def test_evacuating_a_host_with_a_resource_without_a_primary_marks_nothing(
+        fleet, worker):  # noqa: F811
     from football.ops.fleetmoves import Evacuate
 
     primary = fleet.resources["vm3"].primary
