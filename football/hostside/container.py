@@ -187,8 +187,7 @@ def stop(name, lxcpath, timeout=STOP_TIMEOUT):
         return _kill(name, lxcpath)
     if not container.running:
         return False
-    if container.state in ("FROZEN", "FREEZING"):
-        container.unfreeze()        # (failing, the shutdown waits, then the kill thaws it)
+    _thaw(container, min(timeout, THAW_WAIT))
     if not container.shutdown(timeout):
         container.stop()
     deadline = time.monotonic() + timeout
@@ -198,6 +197,23 @@ def stop(name, lxcpath, timeout=STOP_TIMEOUT):
         raise ContainerError(f"container {name} is still running after stop")
     _wait_while(lambda: monitors(name, lxcpath))
     return True
+
+
+THAW_WAIT = 5.0         # seconds a stop waits at most for a frozen container to thaw
+
+
+def _thaw(container, timeout):
+    """Thaw a container that is not plainly RUNNING (FROZEN, FREEZING, or
+    on its way back: THAWED), asked again until it runs, for at most
+    `timeout` s (failing, the shutdown waits, then the kill thaws it). A
+    stop of a frozen one in CI, on a busy machine, waited all of its
+    timeout once: the thaw asked only while the state said FROZEN."""
+    deadline = time.monotonic() + timeout
+    while container.state != "RUNNING" and container.running:
+        container.unfreeze()
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
 
 
 def _kill(name, lxcpath):

@@ -46,3 +46,25 @@ def test_a_frozen_container_is_thawed_before_its_shutdown(monkeypatch, tmp_path,
     monkeypatch.setattr(container, "monitors", lambda name, lxcpath: [])
     assert container.stop("vm1", tmp_path) == (state != "STOPPED")
     assert fake.calls == calls and fake.state == "STOPPED"
+
+
+class SlowToThaw(Recorded):
+    """Frozen; the first unfreeze is not enough (a busy machine: the
+    freezer still says FROZEN), the second thaws it."""
+
+    def unfreeze(self):
+        self.calls.append("unfreeze")
+        if self.calls.count("unfreeze") >= 2:
+            self.state = "RUNNING"
+        return True
+
+
+def test_a_container_that_stays_frozen_after_the_first_thaw_is_thawed_again(
+        monkeypatch, tmp_path):
+    """The stop asked once, while the state said FROZEN, and then waited out
+    its whole timeout (seen once in CI)."""
+    fake = SlowToThaw("FROZEN")
+    monkeypatch.setattr(container, "_readable", lambda name, lxcpath: fake)
+    monkeypatch.setattr(container, "monitors", lambda name, lxcpath: [])
+    assert container.stop("vm1", tmp_path)
+    assert fake.calls == ["unfreeze", "unfreeze", "shutdown"] and fake.state == "STOPPED"
