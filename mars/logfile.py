@@ -185,7 +185,7 @@ class LogWriter:
         # mars/directio.py); records are then in the file once `written`
         # has passed them
         self.appender = DirectAppender(path, self.size) if direct else None
-        self.sync_failure = None        # the OSError of a failed fdatasync (without `direct`)
+        self.file_sync = KeptSync(self.path)     # its fdatasync (without `direct`)
 
     @property
     def written(self):
@@ -247,16 +247,7 @@ class LogWriter:
         if self.appender is not None:
             self.appender.sync()
             return
-        # A failure is kept, as the appender's is (`DirectAppender.sync`):
-        # Linux reports a lost write-back once, and the next fdatasync would
-        # succeed without those records.
-        if self.sync_failure is not None:
-            raise OSError(errno.EIO, f"an fdatasync of {self.path} failed: {self.sync_failure}")
-        try:
-            os.fdatasync(self.fd)
-        except OSError as exc:
-            self.sync_failure = exc
-            raise
+        self.file_sync(self.fd)       # (a failure kept, as the appender's is)
 
     def close(self):
         """Close, once every appended record is in the file."""
@@ -265,6 +256,28 @@ class LogWriter:
                 self.appender.close()
             os.close(self.fd)
             self.fd = None
+
+
+class KeptSync:
+    """fdatasync of one open file whose failure is kept: Linux reports a
+    lost write-back once per open file, and the next fdatasync would
+    succeed without those blocks (a flush said durable, a cursor moved past
+    them). After a failure every call raises EIO naming `what` and the
+    first failure. (A logfile's `LogWriter` without `direct`; the device's
+    disk, `TransactionLog.sync_disk`.)"""
+
+    def __init__(self, what):
+        self.what = what
+        self.failure = None
+
+    def __call__(self, fd):
+        if self.failure is not None:
+            raise OSError(errno.EIO, f"an fdatasync of {self.what} failed: {self.failure}")
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            self.failure = exc
+            raise
 
 
 class LogCorrupt(ValueError):

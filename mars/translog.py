@@ -23,8 +23,8 @@ import errno
 import os
 from dataclasses import dataclass
 
-from mars.logfile import (LogScan, LogWriter, last_sequence, logfile_name, parse_logfile_name,
-                          truncate_torn_tail)
+from mars.logfile import (KeptSync, LogScan, LogWriter, last_sequence, logfile_name,
+                          parse_logfile_name, truncate_torn_tail)
 from mars.replay import Cursor, replay
 from mars.directio import pwritev_all
 from mars.writeback import DEFAULT_LIMIT, WriteBack
@@ -61,7 +61,7 @@ class TransactionLog:
         self.writeback_options = dict(limit=writeback_limit, hold=hold_writeback,
                                       on_progress=on_progress)
         self.closed_sizes = {}          # logfile -> end, of those closed by `switch`
-        self.disk_sync_failure = None   # the OSError of a failed fdatasync of the disk (`sync_disk`)
+        self.disk_sync = KeptSync("the disk")    # `sync_disk`
         self.writers = {}               # logfile -> LogWriter, of those not closed yet
 
     # -------------------------------------------------------------- lifecycle
@@ -255,16 +255,9 @@ class TransactionLog:
                       self.closed_sizes.get(through.logfile, through.position))
 
     def sync_disk(self):
-        """fdatasync of the disk. A failure is kept: Linux reports a lost
-        write-back once per open file, and the next fdatasync would succeed
-        without those blocks (a cursor past them, a flush said durable)."""
-        if self.disk_sync_failure is not None:
-            raise OSError(errno.EIO, f"an fdatasync of the disk failed: {self.disk_sync_failure}")
-        try:
-            os.fdatasync(self.disk_fd)
-        except OSError as exc:
-            self.disk_sync_failure = exc
-            raise
+        """fdatasync of the disk, its failure kept (`KeptSync`: else a cursor
+        past lost blocks, a flush said durable)."""
+        self.disk_sync(self.disk_fd)
 
     def checkpoint(self):
         """The Cursor up to which the disk is durable, for `replay-<host>`:
