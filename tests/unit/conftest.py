@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mars import follow
 from mars.marsadm import cli, hoist_global_options
 from mars.store import Store
 from tests.helpers.fakehost import FakeRunner
@@ -257,3 +258,24 @@ def no_uncached_writes(monkeypatch):
         real(self, path)
 
     monkeypatch.setattr(directio.DirectWriter, "__init__", direct_only)
+
+
+@pytest.fixture
+def fails_once(monkeypatch):
+    """Once armed (`fails_once["armed"] = True`), the next fdatasync fails
+    with EIO (of the fd `fails_once["fd"]` only, where one is set), then
+    they succeed again: Linux reports a lost write-back once per open file.
+    No replica disk's failure is kept from another test
+    (`follow._disk_sync_failures`)."""
+    real = os.fdatasync
+    state = {"armed": False, "fd": None}
+
+    def fdatasync(fd):
+        if state["armed"] and state["fd"] in (None, fd):
+            state["armed"] = False
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(follow, "_disk_sync_failures", {})
+    return state

@@ -3,7 +3,6 @@ kept. Linux reports a lost write-back of a file once per open file: the
 next fdatasync of the same fd succeeds, although the blocks it lost never
 reached the disk."""
 
-import errno
 import os
 
 import pytest
@@ -12,23 +11,8 @@ import trio
 from tests.unit.test_writeback import device_args, started_device
 
 
-@pytest.fixture
-def disk_fails_once(monkeypatch):
-    real = os.fdatasync
-    state = {"armed": False, "fd": None}
-
-    def fdatasync(fd):
-        if state["armed"] and fd == state["fd"]:       # the disk's, not the log's
-            state["armed"] = False
-            raise OSError(errno.EIO, "Input/output error")
-        return real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    return state
-
-
 def test_a_checkpoint_after_a_failed_disk_sync_does_not_move_the_cursor(tmp_path,
-                                                                        disk_fails_once):
+                                                                        fails_once):
     """The checkpoint whose disk sync failed gave no cursor; the next one's
     sync succeeded and moved the cursor past the written-back records the
     failed one lost: recovery from it skips them, the primary's disk then
@@ -38,11 +22,11 @@ def test_a_checkpoint_after_a_failed_disk_sync_does_not_move_the_cursor(tmp_path
     async def scenario():
         async with trio.open_nursery() as nursery:
             device = await started_device(args, nursery)
-            disk_fails_once["fd"] = device.translog.disk_fd
+            fails_once["fd"] = device.translog.disk_fd
             first = (await device.answer({"cmd": "checkpoint"}))["cursor"]
             await device.write(0, os.urandom(4096))
             device.writeback.drain()
-            disk_fails_once["armed"] = True
+            fails_once["armed"] = True
             assert (await device.answer({"cmd": "checkpoint"}))["cursor"] is None
             await device.write(8192, os.urandom(4096))
             device.writeback.drain()
@@ -55,16 +39,16 @@ def test_a_checkpoint_after_a_failed_disk_sync_does_not_move_the_cursor(tmp_path
 
 
 def test_a_flush_in_emergency_mode_after_a_failed_disk_sync_fails_too(tmp_path,
-                                                                      disk_fails_once):
+                                                                      fails_once):
     args = device_args(tmp_path)
 
     async def scenario():
         async with trio.open_nursery() as nursery:
             device = await started_device(args, nursery)
-            disk_fails_once["fd"] = device.translog.disk_fd
+            fails_once["fd"] = device.translog.disk_fd
             await device.enter_emergency(0)
             await device.write(0, os.urandom(4096))             # straight to the disk
-            disk_fails_once["armed"] = True
+            fails_once["armed"] = True
             with pytest.raises(OSError):
                 await device.sync()
             with pytest.raises(OSError):

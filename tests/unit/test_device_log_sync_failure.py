@@ -15,23 +15,6 @@ from mars.logfile import LogWriter
 from tests.unit.test_writeback import device_args, started_device
 
 
-@pytest.fixture
-def fails_once(monkeypatch):
-    """The log's next fdatasync fails as the kernel's would after a lost
-    write-back: EIO once, then success."""
-    real = os.fdatasync
-    state = {"armed": False}
-
-    def fdatasync(fd):
-        if state["armed"]:
-            state["armed"] = False
-            raise OSError(errno.EIO, "Input/output error")
-        return real(fd)
-
-    monkeypatch.setattr(directio.os, "fdatasync", fdatasync)
-    return state
-
-
 def test_a_flush_after_the_logs_fdatasync_failed_fails_too(tmp_path, fails_once):
     """The first flush answered EIO; the next one, with no new write,
     succeeded: the acknowledged writes the failed sync covered were said

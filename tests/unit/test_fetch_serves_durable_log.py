@@ -132,7 +132,7 @@ def test_a_logfile_that_did_not_change_since_its_last_sync_is_not_synced_again(
 
 
 def test_a_failed_sync_of_a_logfile_serves_it_no_further_than_it_was_durable(
-        tmp_path, monkeypatch):
+        tmp_path, fails_once):
     """Linux says a lost write-back once: the next fdatasync succeeds
     without it. The failure is kept."""
     directory = tmp_path / "primary" / "resource-vm1"
@@ -141,15 +141,7 @@ def test_a_failed_sync_of_a_logfile_serves_it_no_further_than_it_was_durable(
     path.write_bytes(b"x" * 100)
     server = DataServer(str(tmp_path / "primary"), lambda res: "", lambda res: 0)
     assert server.durable_size(str(path)) == 100
-    real, armed = os.fdatasync, [True]
-
-    def fails_once(fd):
-        if armed:
-            armed.clear()
-            raise OSError(5, "Input/output error")
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fails_once)
+    fails_once["armed"] = True
     with open(path, "ab") as handle:
         handle.write(b"y" * 10)
     assert server.durable_size(str(path)) == 100

@@ -5,35 +5,15 @@ the blocks it lost. The secondary's replay cursor and a sync's progress
 were then recorded past writes its disk never got."""
 
 import errno
-import os
 from types import SimpleNamespace
 
 import pytest
 import trio
 
-from mars import follow
 from mars.follow import LogFollower, fdatasync_path
 from mars.keys import replay_name, res_key, syncstatus_name
 from mars.replay import Cursor
 from mars.syncclient import SyncClient
-
-
-@pytest.fixture
-def fails_once(monkeypatch):
-    """The next fdatasync fails as the kernel's does after a lost
-    write-back: EIO once, then success. No failure kept from another test."""
-    real = os.fdatasync
-    state = {"armed": False}
-
-    def fdatasync(fd):
-        if state["armed"]:
-            state["armed"] = False
-            raise OSError(errno.EIO, "Input/output error")
-        return real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    monkeypatch.setattr(follow, "_disk_sync_failures", {}, raising=False)
-    return state
 
 
 def test_every_fdatasync_of_a_disk_after_a_failed_one_fails_too(tmp_path, fails_once):
