@@ -1008,6 +1008,18 @@ def failing(fleet, monkeypatch, when, exit_code, stderr):
     return lambda: monkeypatch.setattr(fleet, "run", answer)
 
 
+def view_all_times_out(fleet, monkeypatch, name):
+    """`marsadm view all` on host `name` times out (exit 3): a view that
+    lists nothing, which must not read as an empty host."""
+    view = fleet._mars_view
+
+    def times_out(host, argument="all"):
+        if host == name and argument == "all":
+            raise Refused("marsadm view all timed out", 3)
+        return view(host, argument)
+    monkeypatch.setattr(fleet, "_mars_view", times_out)
+
+
 def replica_behind(fleet, res="vm1", primary="a1", behind="a2", ahead="b1", writes=3):
     """`res` on `primary` with replicas `behind` (its fetch cut off) and
     `ahead` (of the other cluster, merged with it), after `writes` of the

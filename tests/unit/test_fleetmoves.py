@@ -23,7 +23,7 @@ from football.ops.base import Context
 from football.ops.fleetmoves import BalanceRun, Evacuate, PlanRun, Restore
 from football.report import Reporter
 from football.screener import Worker
-from tests.helpers.fakefleet import Refused, fake_fleet  # noqa: F401 (a fixture)
+from tests.helpers.fakefleet import fake_fleet, view_all_times_out  # noqa: F401 (a fixture)
 from tests.helpers.jobs import InProcessFootball
 
 POLL = "jobs_poll_interval=0.05"
@@ -576,13 +576,7 @@ def test_a_host_whose_mars_view_cannot_be_read_is_evacuated_from_its_mates_view(
     """a1's `marsadm view all` timed out: it listed no replica, nothing was
     moved, and a1 was marked evacuated while it still ran vm1's primary
     (switched off then, vm1 was down); a re-run said "evacuated already"."""
-    view = fleet._mars_view
-
-    def times_out_on_a1(name, argument="all"):
-        if name == "a1" and argument == "all":
-            raise Refused("marsadm view all timed out", 3)
-        return view(name, argument)
-    monkeypatch.setattr(fleet, "_mars_view", times_out_on_a1)
+    view_all_times_out(fleet, monkeypatch, "a1")
     Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
     assert all("a1" not in fleet.members(res) for res in ("vm1", "vm2")), \
         {res: fleet.members(res) for res in ("vm1", "vm2")}

@@ -10,7 +10,7 @@ from football.errors import Illegal
 from football.planner import Settings, plan_balance, plan_evacuation, plan_restore
 from football.planner.moves import Move, refusal, short_of
 from football.planner.observe import read_fleet
-from tests.helpers.fakefleet import Refused, fake_fleet  # noqa: F401 (a fixture)
+from tests.helpers.fakefleet import fake_fleet, view_all_times_out  # noqa: F401 (a fixture)
 from tests.unit.test_fleetmoves import context, job_options, settings  # noqa: F401
 from tests.unit.test_fleetmoves import worker  # noqa: F401,F811 (a fixture)
 from tests.unit.test_planner import DEFAULTS, GIB, NOW, fleet_of, host, vm  # noqa: F401
@@ -150,13 +150,7 @@ def test_a_saved_balance_plan_whose_moves_gain_nothing_now_runs_none_of_them(
 def test_a_host_whose_mars_view_timed_out_is_no_balance_target(fleet, monkeypatch):
     """b2's `marsadm view all` timed out: it listed nothing, looked empty,
     and balancing planned migrates onto it."""
-    view = fleet._mars_view
-
-    def times_out_on_b2(name, argument="all"):
-        if name == "b2" and argument == "all":
-            raise Refused("marsadm view all timed out", 3)
-        return view(name, argument)
-    monkeypatch.setattr(fleet, "_mars_view", times_out_on_b2)
+    view_all_times_out(fleet, monkeypatch, "b2")
     model = read_fleet(context(fleet))
     plan = plan_balance(model, DEFAULTS, now=NOW)
     assert all("b2" not in move.target for move in plan.moves), plan.moves

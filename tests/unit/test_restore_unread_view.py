@@ -7,7 +7,7 @@ import pytest
 from football.errors import Illegal
 from football.ops.fleetmoves import Evacuate, Restore
 from football.planner import Fleet, FleetHost, Resource, Settings, plan_restore
-from tests.helpers.fakefleet import Refused, fake_fleet  # noqa: F401 (a fixture)
+from tests.helpers.fakefleet import fake_fleet, view_all_times_out  # noqa: F401 (a fixture)
 from tests.unit.test_fleetmoves import (context, fleet, job_options,  # noqa: F401 (fixtures)
                                         state_of, worker)
 
@@ -58,13 +58,7 @@ def test_restore_of_an_evacuated_host_whose_mars_view_times_out_is_refused_marki
     Evacuate(context(fleet), ["a1"], job_options=job_options(fleet)).run()
     assert state_of(fleet, "a1")["state"] == "evacuated"
     placed = {res: sorted(fleet.members(res)) for res in fleet.resources}
-    view = fleet._mars_view
-
-    def times_out_on_a1(name, argument="all"):
-        if name == "a1" and argument == "all":
-            raise Refused("marsadm view all timed out", 3)
-        return view(name, argument)
-    monkeypatch.setattr(fleet, "_mars_view", times_out_on_a1)
+    view_all_times_out(fleet, monkeypatch, "a1")
     with pytest.raises(Illegal) as refused:
         Restore(context(fleet), "a1", job_options=job_options(fleet)).run()
     message = str(refused.value)

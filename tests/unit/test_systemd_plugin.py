@@ -107,8 +107,10 @@ def test_mount_unit_file_name_is_the_escaped_where_path(host, res):
 
 # --- rendering ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("res", TRICKY_RESOURCES)
-def test_rendered_units_pass_systemd_analyze_verify_without_warnings(host, res, tmp_path):
+def verified_units(host, res, tmp_path):
+    """{name: text} of the units rendered for `res` (and marsd's), written
+    to `tmp_path`, after `systemd-analyze verify` passed them without a
+    word."""
     units = dict(render_units(host, res, **real_binaries()),
                  **render_marsd(host, marsd=marsd_binary()))
     for name, text in units.items():
@@ -116,6 +118,12 @@ def test_rendered_units_pass_systemd_analyze_verify_without_warnings(host, res, 
     done = subprocess.run([tool("systemd-analyze"), "verify", *sorted(units)], cwd=tmp_path,
                           capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    return units
+
+
+@pytest.mark.parametrize("res", TRICKY_RESOURCES)
+def test_rendered_units_pass_systemd_analyze_verify_without_warnings(host, res, tmp_path):
+    units = verified_units(host, res, tmp_path)
     assert sorted(units) == sorted([*unit_names(host, res), f"football-ct-{escape(res)}.path",
                                     "marsd.service"])
 

@@ -16,7 +16,8 @@ import pytest
 
 from football.inventory import Host
 from plugins.systemd import UnitFailed, install_units, render_marsd, render_units, unit_names
-from tests.unit.test_systemd_plugin import marsd_binary, real_binaries, setting, tool
+from tests.unit.test_systemd_plugin import (marsd_binary, real_binaries, setting, tool,
+                                            verified_units)
 
 UNIT_DIR = "/etc/systemd/system"
 NOBODY = "65534"
@@ -176,13 +177,7 @@ def test_the_mount_unit_of_a_production_host_waits_for_no_device_unit(host, res)
 @pytest.mark.parametrize("res", ["vm1", "db-01"])
 def test_the_mount_unit_names_the_mars_device_and_passes_systemd_analyze_verify(host, res,
                                                                                 tmp_path):
-    units = dict(render_units(host, res, **real_binaries()),
-                 **render_marsd(host, marsd=marsd_binary()))
-    for name, text in units.items():
-        (tmp_path / name).write_text(text)
-    done = subprocess.run([tool("systemd-analyze"), "verify", *sorted(units)], cwd=tmp_path,
-                          capture_output=True, text=True)
-    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    units = verified_units(host, res, tmp_path)
     mount = units[unit_names(host, res)[1]]
     assert setting(mount, "What") == f"/proc/self/root/dev/mars/{res}"
     assert Path(setting(mount, "What")).resolve() == Path(f"/dev/mars/{res}").resolve()
